@@ -1,0 +1,13 @@
+import { applyD1Migrations } from "cloudflare:test";
+import { env } from "cloudflare:workers";
+
+declare global {
+  namespace Cloudflare {
+    interface Env {
+      TEST_MIGRATIONS: import("cloudflare:test").D1Migration[];
+    }
+  }
+}
+
+// Setup files may run more than once; applyD1Migrations skips migrations already applied.
+await applyD1Migrations(env.DB, env.TEST_MIGRATIONS);
