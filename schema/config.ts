@@ -1,0 +1,324 @@
+/**
+ * The declarative configuration document: the whole draft of one organization (features, plans, surfaces,
+ * authentication methods, workflows). It is what `export` returns, what `apply` accepts, and what a version freezes.
+ *
+ * Collections are records keyed by slug so that a validation error's path reads like the document
+ * (`plans.premium.features.widget.enabled`) and so that a YAML file stays short.
+ */
+import { z } from "zod";
+
+export const SLUG_PATTERN = /^[a-z0-9][a-z0-9_-]{0,62}$/;
+export const Slug = z.string().regex(SLUG_PATTERN, "must be 1-63 characters of a-z, 0-9, '-' or '_', starting with a letter or digit");
+export const FeatureId = z.string().regex(/^feat_[a-z0-9]{8,32}$/, "must look like feat_ followed by 8-32 characters of a-z0-9");
+
+export const PERIODS = ["lifetime", "minute", "hour", "day", "week", "month", "year"] as const;
+export const Period = z.enum(PERIODS);
+export type Period = z.infer<typeof Period>;
+
+/** Who a plan is handed to automatically. */
+export const AUTO_ASSIGN_CATEGORIES = ["anonymous", "authenticated", "search-crawler", "ai-agent"] as const;
+export const AutoAssignCategory = z.enum(AUTO_ASSIGN_CATEGORIES);
+export type AutoAssignCategory = z.infer<typeof AutoAssignCategory>;
+
+export const ConflictRule = z.enum(["higher", "lower"]);
+export type ConflictRule = z.infer<typeof ConflictRule>;
+
+const Name = z.string().min(1).max(200);
+const Description = z.string().max(2000);
+
+// ---------------------------------------------------------------------------------------------------------------
+// Feature properties
+
+/** What happens to a metered property when its meter cannot be reached in time. */
+export const MeterFailureMode = z.enum(["open", "closed"]);
+
+export const EnabledPropertyDefinition = z.strictObject({
+  type: z.literal("enabled"),
+  fallback: z.enum(["on", "off"]).default("off"),
+  conflict: ConflictRule.default("higher"),
+  /** Fail open (grant) or closed (deny) when the meter is unreachable. */
+  onMeterFailure: MeterFailureMode.default("closed"),
+});
+export const BooleanPropertyDefinition = z.strictObject({
+  type: z.literal("boolean"),
+  fallback: z.boolean().default(false),
+  conflict: ConflictRule.default("higher"),
+});
+export const NumberPropertyDefinition = z.strictObject({
+  type: z.literal("number"),
+  fallback: z.number().finite().default(0),
+  conflict: ConflictRule.default("higher"),
+});
+export const StringPropertyDefinition = z
+  .strictObject({
+    type: z.literal("string"),
+    /** Allowed values, ordered from lowest to highest; conflicts are resolved by this order when present. */
+    values: z.array(z.string().max(200)).min(1).max(100).optional(),
+    fallback: z.string().max(1000).default(""),
+    conflict: ConflictRule.default("higher"),
+  })
+  .superRefine((def, ctx) => {
+    if (!def.values) return;
+    if (new Set(def.values).size !== def.values.length) {
+      ctx.addIssue({ code: "custom", path: ["values"], message: "values must be unique" });
+    }
+    if (!def.values.includes(def.fallback)) {
+      ctx.addIssue({ code: "custom", path: ["fallback"], message: `fallback must be one of the allowed values (${def.values.join(", ")})` });
+    }
+  });
+
+export const PropertyDefinition = z.discriminatedUnion("type", [
+  EnabledPropertyDefinition,
+  BooleanPropertyDefinition,
+  NumberPropertyDefinition,
+  StringPropertyDefinition,
+]);
+export type PropertyDefinition = z.infer<typeof PropertyDefinition>;
+export type PropertyType = PropertyDefinition["type"];
+
+export const FeatureDefinition = z
+  .strictObject({
+    /** Stable id; counters are keyed by it, so renaming the slug keeps usage. Assigned on first save when absent. */
+    id: FeatureId.optional(),
+    name: Name.optional(),
+    description: Description.optional(),
+    /** `enabled` exists on every feature; declare it here only to change its fallback or conflict rule. */
+    properties: z.record(Slug, PropertyDefinition).default({}),
+  })
+  .superRefine((feature, ctx) => {
+    for (const [slug, def] of Object.entries(feature.properties)) {
+      if (slug === "enabled" && def.type !== "enabled") {
+        ctx.addIssue({ code: "custom", path: ["properties", slug, "type"], message: "the enabled property must have type \"enabled\"" });
+      }
+      if (slug !== "enabled" && def.type === "enabled") {
+        ctx.addIssue({ code: "custom", path: ["properties", slug, "type"], message: "only the property named enabled may have type \"enabled\"" });
+      }
+    }
+  });
+export type FeatureDefinition = z.infer<typeof FeatureDefinition>;
+
+// ---------------------------------------------------------------------------------------------------------------
+// Plans
+
+export const MeteredValue = z.strictObject({
+  metered: z.strictObject({
+    limit: z.number().int().min(0).max(1_000_000_000),
+    period: Period.default("month"),
+    /** Count each resource id once per period. */
+    uniqueResources: z.boolean().default(false),
+  }),
+});
+/** `on`/`off` (or true/false) or a metered allowance. */
+export const EnabledValue = z.union([z.enum(["on", "off"]), z.boolean(), MeteredValue]);
+export type EnabledValue = z.infer<typeof EnabledValue>;
+export const PlanPropertyValue = z.union([z.string().max(1000), z.number().finite(), z.boolean(), MeteredValue]);
+export type PlanPropertyValue = z.infer<typeof PlanPropertyValue>;
+
+export const PlanDefinition = z.strictObject({
+  name: Name.optional(),
+  description: Description.optional(),
+  autoAssign: z.array(AutoAssignCategory).default([]),
+  stripeProductIds: z.array(z.string().min(1).max(255)).default([]),
+  /** featureSlug → propertySlug → value. Properties a plan does not list stay unassigned by this plan. */
+  features: z.record(Slug, z.record(Slug, PlanPropertyValue)).default({}),
+});
+export type PlanDefinition = z.infer<typeof PlanDefinition>;
+
+// ---------------------------------------------------------------------------------------------------------------
+// Surfaces
+
+export const ComponentDefinition = z.strictObject({
+  name: Name.optional(),
+  cssSelector: z.string().max(500).optional(),
+});
+export const PropertyReference = z
+  .string()
+  .regex(/^[a-z0-9][a-z0-9_-]{0,62}\.[a-z0-9][a-z0-9_-]{0,62}$/, "must be featureSlug.propertySlug");
+export const SurfaceDefinition = z.strictObject({
+  name: Name.optional(),
+  description: Description.optional(),
+  /** Metered properties (`feature.property`) that one decision on this surface consumes. */
+  consumes: z.array(PropertyReference).default([]),
+  components: z.record(Slug, ComponentDefinition).default({}),
+});
+export type SurfaceDefinition = z.infer<typeof SurfaceDefinition>;
+
+// ---------------------------------------------------------------------------------------------------------------
+// Authentication methods (JWT)
+
+export const JWT_ALGORITHMS = ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA"] as const;
+export const JwtAlgorithm = z.enum(JWT_ALGORITHMS);
+export type JwtAlgorithm = z.infer<typeof JwtAlgorithm>;
+
+export const AuthMethodDefinition = z
+  .strictObject({
+    name: Name.optional(),
+    type: z.literal("jwt").default("jwt"),
+    publicKey: z.string().min(1).max(20_000).optional(),
+    jwksUrl: z.url({ protocol: /^https?$/ }).optional(),
+    algorithms: z.array(JwtAlgorithm).min(1).default(["RS256"]),
+    /** The claim whose value becomes the identity's identifier. */
+    identifierClaim: z.string().min(1).max(200).default("sub"),
+    issuer: z.string().min(1).max(500).optional(),
+    audience: z.string().min(1).max(500).optional(),
+    clockSkewSeconds: z.number().int().min(0).max(300).default(30),
+  })
+  .superRefine((method, ctx) => {
+    if (!!method.publicKey === !!method.jwksUrl) {
+      ctx.addIssue({ code: "custom", path: ["publicKey"], message: "exactly one of publicKey and jwksUrl is required" });
+    }
+    if (method.publicKey && !/-----BEGIN PUBLIC KEY-----[\s\S]+-----END PUBLIC KEY-----/.test(method.publicKey)) {
+      ctx.addIssue({ code: "custom", path: ["publicKey"], message: "must be a PEM-encoded SPKI public key (-----BEGIN PUBLIC KEY-----)" });
+    }
+  });
+export type AuthMethodDefinition = z.infer<typeof AuthMethodDefinition>;
+
+// ---------------------------------------------------------------------------------------------------------------
+// Workflows (stored and versioned with the config; executed by the workflow runtime)
+
+export const WORKFLOW_TYPES = ["middleware", "provisioning", "feature", "surface", "component", "endpoint", "action"] as const;
+export const WorkflowType = z.enum(WORKFLOW_TYPES);
+export type WorkflowType = z.infer<typeof WorkflowType>;
+
+export const WorkflowDefinition = z.strictObject({
+  name: Name.optional(),
+  type: WorkflowType,
+  /** TypeScript source; the default export is the workflow function. */
+  source: z.string().min(1).max(200_000),
+  /** feature workflows: the feature they adjust. */
+  feature: Slug.optional(),
+  /** surface and component workflows: the surface (and component) they decide for. */
+  surface: Slug.optional(),
+  component: Slug.optional(),
+  /** endpoint workflows: path under /api/v1/envs/{environmentId}/endpoints/ and who may call it. */
+  path: z.string().regex(/^[A-Za-z0-9._~\-/]{1,200}$/).optional(),
+  access: z.enum(["none", "publishable", "secret"]).optional(),
+  /** action workflows: the trigger names that run them. */
+  triggers: z.array(z.string().min(1).max(100)).optional(),
+  /** A required workflow fails the request (531) instead of degrading to its fallback. */
+  required: z.boolean().default(false),
+  deadlineMs: z.number().int().min(1).max(30_000).optional(),
+});
+export type WorkflowDefinition = z.infer<typeof WorkflowDefinition>;
+
+// ---------------------------------------------------------------------------------------------------------------
+// The document
+
+export const SettingsDefinition = z.strictObject({
+  /** IANA time zone that calendar periods (day, week, month, year) align to. */
+  timeZone: z
+    .string()
+    .default("UTC")
+    .refine((tz) => {
+      try {
+        new Intl.DateTimeFormat("en-US", { timeZone: tz });
+        return true;
+      } catch {
+        return false;
+      }
+    }, "must be an IANA time zone such as UTC or Europe/Berlin"),
+});
+
+const ConfigDocumentShape = z.strictObject({
+  version: z.literal(1).default(1),
+  settings: SettingsDefinition.default({ timeZone: "UTC" }),
+  features: z.record(Slug, FeatureDefinition).default({}),
+  plans: z.record(Slug, PlanDefinition).default({}),
+  surfaces: z.record(Slug, SurfaceDefinition).default({}),
+  authMethods: z.record(Slug, AuthMethodDefinition).default({}),
+  workflows: z.record(Slug, WorkflowDefinition).default({}),
+});
+
+/** The enabled property every feature has, with the defaults used when the document does not declare it. */
+export function propertiesOf(feature: FeatureDefinition): Record<string, PropertyDefinition> {
+  if (feature.properties.enabled) return feature.properties;
+  return { enabled: { type: "enabled", fallback: "off", conflict: "higher", onMeterFailure: "closed" }, ...feature.properties };
+}
+
+/** Checks that need the whole document: references between collections and value types. */
+function checkReferences(doc: z.infer<typeof ConfigDocumentShape>, ctx: z.RefinementCtx): void {
+  const seenIds = new Map<string, string>();
+  for (const [slug, feature] of Object.entries(doc.features)) {
+    if (!feature.id) continue;
+    const other = seenIds.get(feature.id);
+    if (other) ctx.addIssue({ code: "custom", path: ["features", slug, "id"], message: `id ${feature.id} is also used by feature ${other}` });
+    seenIds.set(feature.id, slug);
+  }
+
+  for (const [planSlug, plan] of Object.entries(doc.plans)) {
+    for (const [featureSlug, values] of Object.entries(plan.features)) {
+      const feature = doc.features[featureSlug];
+      if (!feature) {
+        ctx.addIssue({ code: "custom", path: ["plans", planSlug, "features", featureSlug], message: `unknown feature ${featureSlug}` });
+        continue;
+      }
+      const properties = propertiesOf(feature);
+      for (const [propertySlug, value] of Object.entries(values)) {
+        const path = ["plans", planSlug, "features", featureSlug, propertySlug];
+        const def = properties[propertySlug];
+        if (!def) {
+          ctx.addIssue({ code: "custom", path, message: `feature ${featureSlug} has no property ${propertySlug}` });
+          continue;
+        }
+        const problem = checkPlanValue(def, value);
+        if (problem) ctx.addIssue({ code: "custom", path, message: problem });
+      }
+    }
+  }
+
+  for (const [surfaceSlug, surface] of Object.entries(doc.surfaces)) {
+    surface.consumes.forEach((reference, index) => {
+      const [featureSlug = "", propertySlug = ""] = reference.split(".");
+      const feature = doc.features[featureSlug];
+      const def = feature ? propertiesOf(feature)[propertySlug] : undefined;
+      if (!def) {
+        ctx.addIssue({ code: "custom", path: ["surfaces", surfaceSlug, "consumes", index], message: `unknown property ${reference}` });
+      } else if (def.type !== "enabled") {
+        ctx.addIssue({ code: "custom", path: ["surfaces", surfaceSlug, "consumes", index], message: `${reference} is not a meterable property` });
+      }
+    });
+  }
+
+  for (const [workflowSlug, workflow] of Object.entries(doc.workflows)) {
+    const path = (field: string) => ["workflows", workflowSlug, field];
+    if (workflow.type === "feature" && (!workflow.feature || !doc.features[workflow.feature])) {
+      ctx.addIssue({ code: "custom", path: path("feature"), message: "a feature workflow must name an existing feature" });
+    }
+    if ((workflow.type === "surface" || workflow.type === "component") && (!workflow.surface || !doc.surfaces[workflow.surface])) {
+      ctx.addIssue({ code: "custom", path: path("surface"), message: `a ${workflow.type} workflow must name an existing surface` });
+    }
+    if (workflow.type === "component" && workflow.surface && doc.surfaces[workflow.surface]) {
+      if (!workflow.component || !doc.surfaces[workflow.surface]!.components[workflow.component]) {
+        ctx.addIssue({ code: "custom", path: path("component"), message: "a component workflow must name a component of its surface" });
+      }
+    }
+    if (workflow.type === "endpoint" && !workflow.path) {
+      ctx.addIssue({ code: "custom", path: path("path"), message: "an endpoint workflow needs a path" });
+    }
+    if (workflow.type === "action" && !workflow.triggers?.length) {
+      ctx.addIssue({ code: "custom", path: path("triggers"), message: "an action workflow needs at least one trigger" });
+    }
+  }
+}
+
+/** Why a plan's value does not fit a property definition, or undefined when it does. */
+export function checkPlanValue(def: PropertyDefinition, value: PlanPropertyValue): string | undefined {
+  switch (def.type) {
+    case "enabled":
+      return EnabledValue.safeParse(value).success ? undefined : "enabled takes on, off, true, false or {metered: {limit, period, uniqueResources}}";
+    case "boolean":
+      return typeof value === "boolean" ? undefined : "must be a boolean";
+    case "number":
+      return typeof value === "number" ? undefined : "must be a number";
+    case "string":
+      if (typeof value !== "string") return "must be a string";
+      if (def.values && !def.values.includes(value)) return `must be one of ${def.values.join(", ")}`;
+      return undefined;
+  }
+}
+
+export const ConfigDocument = ConfigDocumentShape.superRefine(checkReferences);
+export type ConfigDocument = z.infer<typeof ConfigDocument>;
+export type ConfigDocumentInput = z.input<typeof ConfigDocument>;
+
+export const EMPTY_DOCUMENT: ConfigDocument = ConfigDocument.parse({});

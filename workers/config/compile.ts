@@ -1,0 +1,101 @@
+/**
+ * Draft document → immutable snapshot. Runs when a version is created, never on the decision path.
+ */
+import { propertiesOf, type ConfigDocument, type EnabledValue, type PlanPropertyValue } from "../../schema/config";
+import {
+  SNAPSHOT_SCHEMA_VERSION,
+  type ConfigSnapshot,
+  type EnabledSetting,
+  type SnapshotFeature,
+  type SnapshotPlanValue,
+  type SnapshotProperty,
+  type SnapshotWorkflow,
+} from "../engine/snapshot";
+import { sha256Hex } from "../lib/crypto";
+
+export interface CompileContext {
+  versionId: string;
+  organizationId: string;
+  /** Turns workflow TypeScript into JavaScript; a thrown error fails the version. */
+  compileWorkflow?: (slug: string, source: string) => string;
+}
+
+export function toEnabledSetting(value: EnabledValue): EnabledSetting {
+  if (value === true || value === "on") return { kind: "on" };
+  if (value === false || value === "off") return { kind: "off" };
+  return { kind: "metered", ...value.metered };
+}
+
+const bySlug = <T>(record: Record<string, T>) => Object.entries(record).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+
+/** The document must already be validated and carry feature ids (see ensureFeatureIds). */
+export async function compileSnapshot(doc: ConfigDocument, context: CompileContext): Promise<ConfigSnapshot> {
+  const features: SnapshotFeature[] = bySlug(doc.features).map(([slug, feature]) => {
+    if (!feature.id) throw new Error(`feature ${slug} has no id`);
+    const properties = bySlug(propertiesOf(feature))
+      .map(([propertySlug, def]): SnapshotProperty => ({ slug: propertySlug, ...def }) as SnapshotProperty)
+      .sort((a, b) => (a.slug === "enabled" ? -1 : b.slug === "enabled" ? 1 : 0));
+    return { id: feature.id, slug, name: feature.name ?? slug, properties };
+  });
+  const featureBySlug = new Map(features.map((feature) => [feature.slug, feature]));
+
+  const plans = bySlug(doc.plans).map(([slug, plan]) => {
+    const values: Record<string, Record<string, SnapshotPlanValue>> = {};
+    for (const [featureSlug, propertyValues] of Object.entries(plan.features)) {
+      const feature = featureBySlug.get(featureSlug)!;
+      const compiled: Record<string, SnapshotPlanValue> = {};
+      for (const [propertySlug, value] of Object.entries(propertyValues)) {
+        compiled[propertySlug] = propertySlug === "enabled" ? toEnabledSetting(value as EnabledValue) : (value as Exclude<PlanPropertyValue, object>);
+      }
+      values[feature.id] = compiled;
+    }
+    return {
+      slug,
+      name: plan.name ?? slug,
+      autoAssign: [...new Set(plan.autoAssign)],
+      stripeProductIds: [...new Set(plan.stripeProductIds)],
+      values,
+    };
+  });
+
+  const surfaces: ConfigSnapshot["surfaces"] = {};
+  for (const [slug, surface] of bySlug(doc.surfaces)) {
+    surfaces[slug] = {
+      slug,
+      name: surface.name ?? slug,
+      consumes: [...new Set(surface.consumes)].map((reference) => {
+        const [featureSlug = "", property = ""] = reference.split(".");
+        return { featureId: featureBySlug.get(featureSlug)!.id, featureSlug, property };
+      }),
+      components: bySlug(surface.components).map(([componentSlug, component]) => ({
+        slug: componentSlug,
+        name: component.name ?? componentSlug,
+        ...(component.cssSelector ? { cssSelector: component.cssSelector } : {}),
+      })),
+    };
+  }
+
+  const authMethods = bySlug(doc.authMethods).map(([slug, method]) => {
+    const { type: _type, name, ...rest } = method;
+    return { slug, name: name ?? slug, ...rest };
+  });
+
+  const workflows: SnapshotWorkflow[] = [];
+  for (const [slug, workflow] of bySlug(doc.workflows)) {
+    const { source, name, ...rest } = workflow;
+    const code = context.compileWorkflow ? context.compileWorkflow(slug, source) : source;
+    workflows.push({ slug, name: name ?? slug, ...rest, code, codeHash: await sha256Hex(code) });
+  }
+
+  return {
+    schemaVersion: SNAPSHOT_SCHEMA_VERSION,
+    versionId: context.versionId,
+    organizationId: context.organizationId,
+    timeZone: doc.settings.timeZone,
+    features,
+    plans,
+    surfaces,
+    authMethods,
+    workflows,
+  };
+}

@@ -1,0 +1,90 @@
+/**
+ * The compiled snapshot: the immutable, JSON-serialisable form of one config version that the decision path reads.
+ * `compileSnapshot` (workers/config/compile.ts) produces it from a validated document when a version is created;
+ * the engine never sees the document itself.
+ */
+import type { AutoAssignCategory, ConflictRule, JwtAlgorithm, Period, WorkflowType } from "../../schema/config";
+
+export const SNAPSHOT_SCHEMA_VERSION = 1;
+
+export type EnabledSetting =
+  | { kind: "on" }
+  | { kind: "off" }
+  | { kind: "metered"; limit: number; period: Period; uniqueResources: boolean };
+
+export type SnapshotProperty =
+  | { slug: "enabled"; type: "enabled"; fallback: "on" | "off"; conflict: ConflictRule; onMeterFailure: "open" | "closed" }
+  | { slug: string; type: "boolean"; fallback: boolean; conflict: ConflictRule }
+  | { slug: string; type: "number"; fallback: number; conflict: ConflictRule }
+  | { slug: string; type: "string"; fallback: string; conflict: ConflictRule; values?: string[] };
+
+export interface SnapshotFeature {
+  id: string;
+  slug: string;
+  name: string;
+  /** `enabled` first, then the others in slug order. */
+  properties: SnapshotProperty[];
+}
+
+/** A plan's value for one property: an EnabledSetting for `enabled`, else the scalar. */
+export type SnapshotPlanValue = EnabledSetting | boolean | number | string;
+
+export interface SnapshotPlan {
+  slug: string;
+  name: string;
+  autoAssign: AutoAssignCategory[];
+  stripeProductIds: string[];
+  /** featureId → propertySlug → value. */
+  values: Record<string, Record<string, SnapshotPlanValue>>;
+}
+
+export interface SnapshotSurface {
+  slug: string;
+  name: string;
+  consumes: { featureId: string; featureSlug: string; property: string }[];
+  components: { slug: string; name: string; cssSelector?: string }[];
+}
+
+export interface SnapshotAuthMethod {
+  slug: string;
+  name: string;
+  publicKey?: string;
+  jwksUrl?: string;
+  algorithms: JwtAlgorithm[];
+  identifierClaim: string;
+  issuer?: string;
+  audience?: string;
+  clockSkewSeconds: number;
+}
+
+export interface SnapshotWorkflow {
+  slug: string;
+  name: string;
+  type: WorkflowType;
+  /** JavaScript after type stripping (filled by the workflow compiler). */
+  code: string;
+  /** SHA-256 of `code`: the cache key of its isolate. */
+  codeHash: string;
+  feature?: string;
+  surface?: string;
+  component?: string;
+  path?: string;
+  access?: "none" | "publishable" | "secret";
+  triggers?: string[];
+  required: boolean;
+  deadlineMs?: number;
+}
+
+export interface ConfigSnapshot {
+  schemaVersion: typeof SNAPSHOT_SCHEMA_VERSION;
+  versionId: string;
+  organizationId: string;
+  timeZone: string;
+  /** In slug order. */
+  features: SnapshotFeature[];
+  /** In slug order. */
+  plans: SnapshotPlan[];
+  surfaces: Record<string, SnapshotSurface>;
+  authMethods: SnapshotAuthMethod[];
+  workflows: SnapshotWorkflow[];
+}

@@ -1,0 +1,123 @@
+/**
+ * Types shared by the stages of a decision. The engine is pure: nothing here touches Hono, D1 or Durable Objects.
+ */
+import type { AutoAssignCategory, Period } from "../../schema/config";
+
+export type AuthType = "anonymous" | "provided" | "jwt";
+
+export interface ResolvedIdentity {
+  authType: AuthType;
+  identifier: string;
+  isAuthenticated: boolean;
+  jwtClaims: Record<string, unknown>;
+  /** Stable 0-99 bucket of the identifier, for A/B tests. */
+  testGroup100: number;
+}
+
+export type BotCategory =
+  | "search-crawler"
+  | "ai-crawler"
+  | "ai-assistant"
+  | "ai-agent"
+  | "analytics-monitor"
+  | "page-previewer"
+  | "other";
+
+export interface BotTag {
+  category: BotCategory;
+  /** Stable short code of the bot, e.g. "googlebot", "gptbot". */
+  code: string;
+  isVerified: boolean;
+  operator: string;
+  product: string;
+}
+
+/** What the request tells us about who sent it, besides the identity. */
+export interface RequestContext {
+  userAgent?: string;
+  clientIp?: string;
+  url?: string;
+  referer?: string;
+  country?: string;
+  /** Present when the request looks like a bot (verified or not). */
+  bot?: BotTag;
+  /** True only for bots whose identity Cloudflare (or the caller's cf object) verified. */
+  isVerifiedBotRequest: boolean;
+}
+
+export type { AutoAssignCategory, Period };
+
+// ---------------------------------------------------------------------------------------------------------------
+// Feature state
+
+/** The stacked, conflict-resolved value of one property before meters are read. */
+export type BasePropertyState =
+  | { type: "enabled"; setting: import("./snapshot").EnabledSetting; isFallback: boolean }
+  | { type: "boolean"; value: boolean; isFallback: boolean }
+  | { type: "number"; value: number; isFallback: boolean }
+  | { type: "string"; value: string; isFallback: boolean };
+
+export interface BaseFeatureState {
+  featureId: string;
+  featureSlug: string;
+  properties: Record<string, BasePropertyState>;
+}
+
+/** Wire shape of a meterable property (reference: public-api.md). */
+export interface MeterableProperty {
+  type: "meterable";
+  counterId: string;
+  hasAccess: boolean;
+  isFallback: boolean;
+  consumedUnits?: number;
+  remainingUnits?: number;
+  totalUnits?: number;
+  periodStart?: string;
+  uniqueResources?: boolean;
+  resourceIdUsed?: boolean;
+  consumedInRequest?: boolean;
+  consumedUnitsInRequest?: number;
+  excessUnitsInRequest?: number;
+}
+
+export type ValueProperty =
+  | { type: "boolean"; value: boolean; isFallback: boolean }
+  | { type: "number"; value: number; isFallback: boolean }
+  | { type: "string"; value: string; isFallback: boolean };
+
+export type PropertyState = MeterableProperty | ValueProperty;
+
+export interface FeatureState {
+  featureId: string;
+  featureSlug: string;
+  properties: Record<string, PropertyState>;
+}
+
+export type FeatureStates = Record<string, FeatureState>;
+
+// ---------------------------------------------------------------------------------------------------------------
+// Meters: the interface between the engine and the meter Durable Object (durable-objects/meter)
+
+/** One metered property that a decision reads, and consumes when `consume` is set. */
+export interface MeterRequest {
+  counterId: string;
+  limit: number;
+  period: Period;
+  uniqueResources: boolean;
+  consume: boolean;
+}
+
+export interface MeterReading {
+  counterId: string;
+  hasAccess: boolean;
+  consumedUnits: number;
+  remainingUnits: number;
+  totalUnits: number;
+  /** ISO-8601 start of the current period. */
+  periodStart: string;
+  uniqueResources: boolean;
+  resourceIdUsed: boolean;
+  consumedInRequest: boolean;
+  consumedUnitsInRequest: number;
+  excessUnitsInRequest: number;
+}
