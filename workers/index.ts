@@ -1,5 +1,12 @@
-import { DurableObject } from "cloudflare:workers";
-export class MeterObject extends DurableObject<Env> {
-  async ping() { return 1; }
-}
-export default { async fetch() { return new Response("ok"); } } satisfies ExportedHandler<Env>;
+/** Entry: wiring only. */
+import { createApp } from "./app";
+import { registerRoutes } from "./routes";
+
+export { MeterObject } from "./placeholderMeter";
+
+const app = createApp();
+registerRoutes(app);
+
+export default {
+  fetch: app.fetch,
+} satisfies ExportedHandler<Env>;

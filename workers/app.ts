@@ -1,0 +1,61 @@
+/**
+ * Builds the Hono application: request ids, the single error shape, and the OpenAPI document. Routes register
+ * themselves from their own modules (see routes/index.ts).
+ */
+import { OpenAPIHono } from "@hono/zod-openapi";
+import { HTTPException } from "hono/http-exception";
+import type { AppEnv } from "./context";
+import { ApiError, errorBody, validationError } from "./errors";
+import { newId } from "./lib/ids";
+import { Timings } from "./lib/timings";
+
+export function createRouter(): OpenAPIHono<AppEnv> {
+  return new OpenAPIHono<AppEnv>({
+    // zod-openapi calls this when a request part fails its schema; the error lists each path.
+    defaultHook: (result) => {
+      if (!result.success) {
+        const prefix = result.target === "json" ? [] : [result.target];
+        throw validationError(result.error, prefix);
+      }
+    },
+  });
+}
+
+export function createApp(): OpenAPIHono<AppEnv> {
+  const app = createRouter();
+
+  app.use("*", async (c, next) => {
+    const requestId = newId("req");
+    c.set("requestId", requestId);
+    c.set("timings", new Timings());
+    await next();
+    c.header("X-Request-Id", requestId);
+  });
+
+  app.onError((error, c) => {
+    const requestId = c.get("requestId") ?? newId("req");
+    const apiError = toApiError(error);
+    if (apiError.status >= 500) console.error(`[${requestId}]`, error);
+    return c.json(errorBody(apiError, requestId), apiError.status as 400, { "X-Request-Id": requestId });
+  });
+
+  app.notFound((c) => {
+    const requestId = c.get("requestId") ?? newId("req");
+    return c.json(errorBody(new ApiError("not_found", `No route for ${c.req.method} ${new URL(c.req.url).pathname}`), requestId), 404);
+  });
+
+  return app;
+}
+
+function toApiError(error: unknown): ApiError {
+  if (error instanceof ApiError) return error;
+  if (error instanceof HTTPException) {
+    // Hono's validator raises this for a body that is not JSON; body-limit for one that is too large.
+    if (error.status === 413) return new ApiError("payload_too_large", error.message || "Request body too large");
+    if (error.status === 400) return new ApiError("invalid_json", error.message || "Invalid JSON body");
+    if (error.status === 401) return new ApiError("unauthorized", error.message || "Unauthorized");
+    return new ApiError(error.status >= 500 ? "internal_error" : "bad_request", error.message);
+  }
+  if (error instanceof Error && error.name === "ZodError") return validationError(error as never);
+  return new ApiError("internal_error", "Internal error");
+}

@@ -1,0 +1,46 @@
+/**
+ * Authentication: `Authorization: Bearer <key>` with an environment's API key, or the operator token (a wrangler
+ * secret) for operator routes. The operator picks an organization with the `X-Organization-Id` header.
+ */
+import { createMiddleware } from "hono/factory";
+import type { AppEnv, AuthContext } from "../context";
+import { ApiError } from "../errors";
+import { timingSafeEqual } from "../lib/crypto";
+import { lookupApiKey, lookupEnvironment } from "../services/tenantCache";
+
+type Allowed = "operator" | "secret" | "publishable";
+
+export function bearerToken(header: string | undefined): string | null {
+  if (!header) return null;
+  const match = /^Bearer\s+(\S+)\s*$/i.exec(header);
+  return match ? match[1]! : null;
+}
+
+export async function authenticate(env: Env, token: string | null, allowed: readonly Allowed[], organizationHeader?: string): Promise<AuthContext> {
+  if (!token) throw new ApiError("invalid_api_key", "Missing API key: send Authorization: Bearer <key>");
+  if (allowed.includes("operator") && env.OPERATOR_TOKEN && timingSafeEqual(token, env.OPERATOR_TOKEN)) {
+    return { kind: "operator", organizationId: organizationHeader?.trim() || null };
+  }
+  const key = await lookupApiKey(env.DB, token);
+  if (!key) throw new ApiError("invalid_api_key", "Invalid API key");
+  if (!allowed.includes(key.type)) {
+    throw new ApiError("forbidden", key.type === "publishable" ? "This operation needs a secret key (sk_…)" : "This operation needs the operator token");
+  }
+  const environment = await lookupEnvironment(env.DB, key.environmentId);
+  if (!environment) throw new ApiError("invalid_api_key", "Invalid API key");
+  return { kind: "key", key, organizationId: key.organizationId, environment };
+}
+
+export function requireAuth(...allowed: Allowed[]) {
+  return createMiddleware<AppEnv>(async (c, next) => {
+    c.set("auth", await authenticate(c.env, bearerToken(c.req.header("authorization")), allowed, c.req.header("x-organization-id")));
+    await next();
+  });
+}
+
+/** The organization an admin request acts on. */
+export function organizationOf(auth: AuthContext): string {
+  if (auth.kind === "key") return auth.organizationId;
+  if (!auth.organizationId) throw new ApiError("bad_request", "The operator token acts on one organization at a time: send X-Organization-Id");
+  return auth.organizationId;
+}

@@ -1,0 +1,3 @@
+import { DurableObject } from "cloudflare:workers";
+/** Replaced by durable-objects/meter/MeterObject.ts. */
+export class MeterObject extends DurableObject<Env> {}

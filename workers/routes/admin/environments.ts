@@ -1,0 +1,262 @@
+import { createRoute, z, type OpenAPIHono } from "@hono/zod-openapi";
+import { Slug } from "../../../schema/config";
+import type { AppEnv } from "../../context";
+import { ApiError, errorResponses } from "../../errors";
+import { organizationOf } from "../../middleware/auth";
+import { getApiKey, insertApiKey, listApiKeys, revokeApiKey, rotateApiKey } from "../../services/apiKeys";
+import { forgetEnvironment, forgetKey } from "../../services/tenantCache";
+import { createEnvironment, deleteEnvironment, getOrganization, listEnvironments, renameEnvironment } from "../../services/tenancy";
+import { deployVersion, getVersion, listDeployments, previousDeployedVersion } from "../../services/versions";
+import {
+  ApiKeySchema,
+  CreatedKeySchema,
+  EnvironmentIdParam,
+  EnvironmentSchema,
+  adminAuth,
+  environmentOfOrganization,
+  json,
+  jsonBody,
+  security,
+} from "./shared";
+
+const tags = ["Environments"];
+const common = { security, middleware: adminAuth };
+
+const DeploymentSchema = z
+  .object({
+    id: z.string(),
+    environmentId: z.string(),
+    versionId: z.string(),
+    previousVersionId: z.string().nullable(),
+    kind: z.enum(["deploy", "rollback"]),
+    createdAt: z.string(),
+  })
+  .openapi("Deployment");
+
+const KeyIdParam = z.object({ keyId: z.string().openapi({ param: { name: "keyId", in: "path" } }) });
+
+const routes = {
+  list: createRoute({
+    method: "get",
+    path: "/api/v1/admin/environments",
+    tags,
+    summary: "List environments",
+    ...common,
+    responses: { 200: json(z.object({ environments: z.array(EnvironmentSchema) }), "Environments"), ...errorResponses(401, 403) },
+  }),
+  create: createRoute({
+    method: "post",
+    path: "/api/v1/admin/environments",
+    tags,
+    summary: "Create an environment (with a secret and a publishable key)",
+    ...common,
+    request: { body: jsonBody(z.object({ slug: Slug, name: z.string().min(1).max(200).optional(), type: z.enum(["preview", "production"]) })) },
+    responses: {
+      201: json(z.object({ environment: EnvironmentSchema, keys: z.array(CreatedKeySchema) }), "The environment and its keys"),
+      ...errorResponses(400, 401, 403, 409),
+    },
+  }),
+  get: createRoute({
+    method: "get",
+    path: "/api/v1/admin/environments/{environmentId}",
+    tags,
+    summary: "Get an environment",
+    ...common,
+    request: { params: EnvironmentIdParam },
+    responses: { 200: json(EnvironmentSchema, "The environment"), ...errorResponses(401, 403, 404) },
+  }),
+  update: createRoute({
+    method: "patch",
+    path: "/api/v1/admin/environments/{environmentId}",
+    tags,
+    summary: "Rename an environment",
+    ...common,
+    request: { params: EnvironmentIdParam, body: jsonBody(z.object({ name: z.string().min(1).max(200) })) },
+    responses: { 200: json(EnvironmentSchema, "The environment"), ...errorResponses(400, 401, 403, 404) },
+  }),
+  remove: createRoute({
+    method: "delete",
+    path: "/api/v1/admin/environments/{environmentId}",
+    tags,
+    summary: "Delete an environment and its keys (not the one the calling key belongs to)",
+    ...common,
+    request: { params: EnvironmentIdParam },
+    responses: { 200: json(z.object({ deleted: z.literal(true) }), "Deleted"), ...errorResponses(401, 403, 404, 409) },
+  }),
+  listKeys: createRoute({
+    method: "get",
+    path: "/api/v1/admin/environments/{environmentId}/keys",
+    tags: ["Keys"],
+    summary: "List an environment's keys (prefixes only)",
+    ...common,
+    request: { params: EnvironmentIdParam },
+    responses: { 200: json(z.object({ keys: z.array(ApiKeySchema) }), "Keys"), ...errorResponses(401, 403, 404) },
+  }),
+  createKey: createRoute({
+    method: "post",
+    path: "/api/v1/admin/environments/{environmentId}/keys",
+    tags: ["Keys"],
+    summary: "Create a key",
+    ...common,
+    request: {
+      params: EnvironmentIdParam,
+      body: jsonBody(z.object({ type: z.enum(["secret", "publishable"]), name: z.string().min(1).max(200).optional() })),
+    },
+    responses: { 201: json(CreatedKeySchema, "The key, shown once"), ...errorResponses(400, 401, 403, 404) },
+  }),
+  revokeKey: createRoute({
+    method: "delete",
+    path: "/api/v1/admin/keys/{keyId}",
+    tags: ["Keys"],
+    summary: "Revoke a key",
+    ...common,
+    request: { params: KeyIdParam },
+    responses: { 200: json(ApiKeySchema, "The revoked key"), ...errorResponses(401, 403, 404) },
+  }),
+  rotateKey: createRoute({
+    method: "post",
+    path: "/api/v1/admin/keys/{keyId}/rotate",
+    tags: ["Keys"],
+    summary: "Replace a key with a new one of the same type; the old one is revoked",
+    ...common,
+    request: { params: KeyIdParam },
+    responses: { 201: json(CreatedKeySchema, "The new key, shown once"), ...errorResponses(401, 403, 404, 409) },
+  }),
+  deploy: createRoute({
+    method: "post",
+    path: "/api/v1/admin/environments/{environmentId}/deployments",
+    tags: ["Versions"],
+    summary: "Deploy a version to the environment",
+    ...common,
+    request: { params: EnvironmentIdParam, body: jsonBody(z.object({ versionId: z.string() })) },
+    responses: { 201: json(DeploymentSchema, "The deployment"), ...errorResponses(400, 401, 403, 404) },
+  }),
+  rollback: createRoute({
+    method: "post",
+    path: "/api/v1/admin/environments/{environmentId}/rollback",
+    tags: ["Versions"],
+    summary: "Redeploy an earlier version (by default the one deployed before the current one)",
+    ...common,
+    request: { params: EnvironmentIdParam, body: { required: false, content: { "application/json": { schema: z.object({ versionId: z.string().optional() }) } } } },
+    responses: { 201: json(DeploymentSchema, "The rollback deployment"), ...errorResponses(400, 401, 403, 404, 409) },
+  }),
+  deployments: createRoute({
+    method: "get",
+    path: "/api/v1/admin/environments/{environmentId}/deployments",
+    tags: ["Versions"],
+    summary: "Deployment history, newest first",
+    ...common,
+    request: { params: EnvironmentIdParam },
+    responses: { 200: json(z.object({ deployments: z.array(DeploymentSchema) }), "Deployments"), ...errorResponses(401, 403, 404) },
+  }),
+};
+
+export function registerEnvironmentRoutes(app: OpenAPIHono<AppEnv>): void {
+  app.openapi(routes.list, async (c) => c.json({ environments: await listEnvironments(c.env.DB, organizationOf(c.get("auth"))) }, 200));
+
+  app.openapi(routes.create, async (c) => {
+    const organizationId = organizationOf(c.get("auth"));
+    const body = c.req.valid("json");
+    if (!(await getOrganization(c.env.DB, organizationId))) throw new ApiError("organization_not_found", "Organization not found");
+    const existing = await listEnvironments(c.env.DB, organizationId);
+    if (existing.some((environment) => environment.slug === body.slug)) throw new ApiError("conflict", `An environment with slug ${body.slug} exists`);
+    const created = await createEnvironment(c.env.DB, { organizationId, slug: body.slug, name: body.name ?? body.slug, type: body.type });
+    return c.json(created, 201);
+  });
+
+  app.openapi(routes.get, async (c) => {
+    const environment = await environmentOfOrganization(c.env.DB, organizationOf(c.get("auth")), c.req.valid("param").environmentId);
+    return c.json(environment, 200);
+  });
+
+  app.openapi(routes.update, async (c) => {
+    const environment = await environmentOfOrganization(c.env.DB, organizationOf(c.get("auth")), c.req.valid("param").environmentId);
+    const { name } = c.req.valid("json");
+    await renameEnvironment(c.env.DB, environment.id, name);
+    forgetEnvironment(environment.id);
+    return c.json({ ...environment, name }, 200);
+  });
+
+  app.openapi(routes.remove, async (c) => {
+    const auth = c.get("auth");
+    const environment = await environmentOfOrganization(c.env.DB, organizationOf(auth), c.req.valid("param").environmentId);
+    if (auth.kind === "key" && auth.environment.id === environment.id) {
+      throw new ApiError("conflict", "A key cannot delete its own environment; use another environment's key or the operator token");
+    }
+    await deleteEnvironment(c.env.DB, environment.id);
+    forgetEnvironment(environment.id, { withKeys: true });
+    return c.json({ deleted: true as const }, 200);
+  });
+
+  app.openapi(routes.listKeys, async (c) => {
+    const environment = await environmentOfOrganization(c.env.DB, organizationOf(c.get("auth")), c.req.valid("param").environmentId);
+    return c.json({ keys: await listApiKeys(c.env.DB, environment.id) }, 200);
+  });
+
+  app.openapi(routes.createKey, async (c) => {
+    const environment = await environmentOfOrganization(c.env.DB, organizationOf(c.get("auth")), c.req.valid("param").environmentId);
+    const { type, name } = c.req.valid("json");
+    const key = await insertApiKey(c.env.DB, { organizationId: environment.organizationId, environmentId: environment.id, type, name: name ?? `${type} key` });
+    return c.json(key, 201);
+  });
+
+  const keyOfOrganization = async (db: D1Database, organizationId: string, keyId: string) => {
+    const key = await getApiKey(db, keyId);
+    if (!key || key.organizationId !== organizationId) throw new ApiError("not_found", `Key ${keyId} not found`);
+    return key;
+  };
+
+  app.openapi(routes.revokeKey, async (c) => {
+    const key = await keyOfOrganization(c.env.DB, organizationOf(c.get("auth")), c.req.valid("param").keyId);
+    await revokeApiKey(c.env.DB, key.id);
+    forgetKey(key.id);
+    return c.json((await getApiKey(c.env.DB, key.id))!, 200);
+  });
+
+  app.openapi(routes.rotateKey, async (c) => {
+    const key = await keyOfOrganization(c.env.DB, organizationOf(c.get("auth")), c.req.valid("param").keyId);
+    if (key.revokedAt) throw new ApiError("conflict", "A revoked key cannot be rotated");
+    const created = await rotateApiKey(c.env.DB, key);
+    forgetKey(key.id);
+    return c.json(created, 201);
+  });
+
+  app.openapi(routes.deploy, async (c) => {
+    const organizationId = organizationOf(c.get("auth"));
+    const environment = await environmentOfOrganization(c.env.DB, organizationId, c.req.valid("param").environmentId);
+    const { versionId } = c.req.valid("json");
+    if (!(await getVersion(c.env.DB, organizationId, versionId))) throw new ApiError("not_found", `Version ${versionId} not found`);
+    const deployment = await deployVersion(c.env.DB, {
+      organizationId,
+      environmentId: environment.id,
+      versionId,
+      previousVersionId: environment.deployedVersionId,
+      kind: "deploy",
+    });
+    forgetEnvironment(environment.id);
+    return c.json(deployment, 201);
+  });
+
+  app.openapi(routes.rollback, async (c) => {
+    const organizationId = organizationOf(c.get("auth"));
+    const environment = await environmentOfOrganization(c.env.DB, organizationId, c.req.valid("param").environmentId);
+    const body = (await c.req.json().catch(() => ({}))) as { versionId?: unknown };
+    const versionId =
+      typeof body.versionId === "string" ? body.versionId : await previousDeployedVersion(c.env.DB, environment.id, environment.deployedVersionId);
+    if (!(await getVersion(c.env.DB, organizationId, versionId))) throw new ApiError("not_found", `Version ${versionId} not found`);
+    const deployment = await deployVersion(c.env.DB, {
+      organizationId,
+      environmentId: environment.id,
+      versionId,
+      previousVersionId: environment.deployedVersionId,
+      kind: "rollback",
+    });
+    forgetEnvironment(environment.id);
+    return c.json(deployment, 201);
+  });
+
+  app.openapi(routes.deployments, async (c) => {
+    const environment = await environmentOfOrganization(c.env.DB, organizationOf(c.get("auth")), c.req.valid("param").environmentId);
+    return c.json({ deployments: await listDeployments(c.env.DB, environment.id) }, 200);
+  });
+}

@@ -1,0 +1,20 @@
+/** Registers every route module on the app: the list of what the API can do. */
+import type { OpenAPIHono } from "@hono/zod-openapi";
+import type { AppEnv } from "../context";
+import { registerConfigDocumentRoutes } from "./admin/configDocument";
+import { registerDraftCollectionRoutes } from "./admin/draftCollections";
+import { registerEnvironmentRoutes } from "./admin/environments";
+import { registerOrganizationRoutes } from "./admin/organizations";
+import { registerVersionRoutes } from "./admin/versions";
+import { registerDocs } from "./docs";
+import { registerHealth } from "./health";
+
+export function registerRoutes(app: OpenAPIHono<AppEnv>): void {
+  registerHealth(app);
+  registerOrganizationRoutes(app);
+  registerEnvironmentRoutes(app);
+  registerDraftCollectionRoutes(app);
+  registerConfigDocumentRoutes(app);
+  registerVersionRoutes(app);
+  registerDocs(app);
+}

@@ -1,0 +1,71 @@
+/**
+ * The editable draft of an organization's configuration: one validated document per organization. Every edit
+ * re-validates the whole document and writes it with a revision check, so concurrent edits cannot silently
+ * overwrite each other and the stored draft is always a valid document.
+ */
+import { ConfigDocument } from "../../schema/config";
+import { ApiError, validationError } from "../errors";
+import { newId, nowIso } from "../lib/ids";
+
+export interface Draft {
+  document: ConfigDocument;
+  revision: number;
+  updatedAt: string;
+}
+
+export async function getDraft(db: D1Database, organizationId: string): Promise<Draft> {
+  const row = await db
+    .prepare("SELECT document, revision, updated_at FROM drafts WHERE organization_id = ?")
+    .bind(organizationId)
+    .first<{ document: string; revision: number; updated_at: string }>();
+  if (!row) throw new ApiError("organization_not_found", "Organization not found");
+  return { document: ConfigDocument.parse(JSON.parse(row.document)), revision: row.revision, updatedAt: row.updated_at };
+}
+
+/** Validates `input` as a whole document; on failure the error lists every path (prefixed as given). */
+export function validateDocument(input: unknown, prefix: readonly PropertyKey[] = []): ConfigDocument {
+  const result = ConfigDocument.safeParse(input);
+  if (!result.success) throw validationError(result.error, prefix);
+  return result.data;
+}
+
+/**
+ * Gives every feature a stable id: the id it already had under the same slug in `previous`, else a new one.
+ * Applying a document that omits ids therefore never moves a feature's counters.
+ */
+export function ensureFeatureIds(document: ConfigDocument, previous?: ConfigDocument): ConfigDocument {
+  const features: ConfigDocument["features"] = {};
+  for (const [slug, feature] of Object.entries(document.features)) {
+    features[slug] = { ...feature, id: feature.id ?? previous?.features[slug]?.id ?? newId("feat") };
+  }
+  return { ...document, features };
+}
+
+/** Replaces the draft if it is still at `expectedRevision`; returns the new revision. */
+export async function saveDraft(db: D1Database, organizationId: string, document: ConfigDocument, expectedRevision: number): Promise<Draft> {
+  const updatedAt = nowIso();
+  const result = await db
+    .prepare("UPDATE drafts SET document = ?, revision = revision + 1, updated_at = ? WHERE organization_id = ? AND revision = ?")
+    .bind(JSON.stringify(document), updatedAt, organizationId, expectedRevision)
+    .run();
+  if (result.meta.changes !== 1) {
+    throw new ApiError("conflict", "The draft was changed by another request; read it again and retry");
+  }
+  return { document, revision: expectedRevision + 1, updatedAt };
+}
+
+/**
+ * Reads the draft, applies `edit`, validates the result and saves it. A lost race is retried a few times, since an
+ * edit is a pure function of the draft it read.
+ */
+export async function editDraft(db: D1Database, organizationId: string, edit: (document: ConfigDocument) => unknown): Promise<Draft> {
+  for (let attempt = 0; ; attempt++) {
+    const draft = await getDraft(db, organizationId);
+    const next = ensureFeatureIds(validateDocument(edit(structuredClone(draft.document))), draft.document);
+    try {
+      return await saveDraft(db, organizationId, next, draft.revision);
+    } catch (error) {
+      if (!(error instanceof ApiError && error.code === "conflict") || attempt >= 3) throw error;
+    }
+  }
+}

@@ -1,0 +1,177 @@
+/**
+ * Versions (immutable compiled snapshots of the draft) and deployments (which version an environment serves).
+ */
+import { ConfigDocument } from "../../schema/config";
+import { compileSnapshot } from "../config/compile";
+import type { ConfigSnapshot } from "../engine/snapshot";
+import { ApiError } from "../errors";
+import { newId, nowIso } from "../lib/ids";
+import { getDraft, validateDocument } from "./drafts";
+
+export interface VersionInfo {
+  id: string;
+  organizationId: string;
+  number: number;
+  description: string;
+  createdAt: string;
+}
+
+export interface Version extends VersionInfo {
+  document: ConfigDocument;
+}
+
+interface VersionRow {
+  id: string;
+  organization_id: string;
+  number: number;
+  description: string;
+  created_at: string;
+  document?: string;
+}
+
+const toInfo = (row: VersionRow): VersionInfo => ({
+  id: row.id,
+  organizationId: row.organization_id,
+  number: row.number,
+  description: row.description,
+  createdAt: row.created_at,
+});
+
+export type WorkflowCompiler = (slug: string, source: string) => string;
+
+/** Validates the whole draft, compiles it and stores the result as the next version. */
+export async function createVersion(
+  db: D1Database,
+  organizationId: string,
+  description: string,
+  compileWorkflow?: WorkflowCompiler,
+): Promise<VersionInfo> {
+  const draft = await getDraft(db, organizationId);
+  const document = validateDocument(draft.document);
+  const id = newId("ver");
+  const snapshot = await compileSnapshot(document, { versionId: id, organizationId, compileWorkflow });
+  for (let attempt = 0; ; attempt++) {
+    const createdAt = nowIso();
+    try {
+      // The number is computed inside the INSERT so that two concurrent creations cannot pick the same one silently:
+      // the UNIQUE (organization_id, number) constraint rejects the loser, which retries.
+      await db
+        .prepare(
+          `INSERT INTO versions (id, organization_id, number, description, document, snapshot, created_at)
+           VALUES (?, ?, (SELECT COALESCE(MAX(number), 0) + 1 FROM versions WHERE organization_id = ?), ?, ?, ?, ?)`,
+        )
+        .bind(id, organizationId, organizationId, description, JSON.stringify(document), JSON.stringify(snapshot), createdAt)
+        .run();
+      const row = await db.prepare("SELECT id, organization_id, number, description, created_at FROM versions WHERE id = ?").bind(id).first<VersionRow>();
+      return toInfo(row!);
+    } catch (error) {
+      if (attempt >= 3 || !String(error).includes("UNIQUE")) throw error;
+    }
+  }
+}
+
+export async function listVersions(db: D1Database, organizationId: string): Promise<VersionInfo[]> {
+  const { results } = await db
+    .prepare("SELECT id, organization_id, number, description, created_at FROM versions WHERE organization_id = ? ORDER BY number DESC")
+    .bind(organizationId)
+    .all<VersionRow>();
+  return results.map(toInfo);
+}
+
+export async function getVersion(db: D1Database, organizationId: string, id: string): Promise<Version | null> {
+  const row = await db
+    .prepare("SELECT id, organization_id, number, description, created_at, document FROM versions WHERE id = ? AND organization_id = ?")
+    .bind(id, organizationId)
+    .first<VersionRow>();
+  return row ? { ...toInfo(row), document: ConfigDocument.parse(JSON.parse(row.document!)) } : null;
+}
+
+export async function loadSnapshot(db: D1Database, versionId: string): Promise<ConfigSnapshot | null> {
+  const row = await db.prepare("SELECT snapshot FROM versions WHERE id = ?").bind(versionId).first<{ snapshot: string }>();
+  return row ? (JSON.parse(row.snapshot) as ConfigSnapshot) : null;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+
+export interface Deployment {
+  id: string;
+  environmentId: string;
+  versionId: string;
+  previousVersionId: string | null;
+  kind: "deploy" | "rollback";
+  createdAt: string;
+}
+
+/** Points the environment at the version and records the move. */
+export async function deployVersion(
+  db: D1Database,
+  input: { organizationId: string; environmentId: string; versionId: string; previousVersionId: string | null; kind: "deploy" | "rollback" },
+): Promise<Deployment> {
+  const deployment: Deployment = {
+    id: newId("dep"),
+    environmentId: input.environmentId,
+    versionId: input.versionId,
+    previousVersionId: input.previousVersionId,
+    kind: input.kind,
+    createdAt: nowIso(),
+  };
+  await db.batch([
+    db.prepare("UPDATE environments SET deployed_version_id = ? WHERE id = ? AND organization_id = ?").bind(input.versionId, input.environmentId, input.organizationId),
+    db
+      .prepare("INSERT INTO deployments (id, organization_id, environment_id, version_id, previous_version_id, kind, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)")
+      .bind(deployment.id, input.organizationId, deployment.environmentId, deployment.versionId, deployment.previousVersionId, deployment.kind, deployment.createdAt),
+  ]);
+  return deployment;
+}
+
+export async function listDeployments(db: D1Database, environmentId: string): Promise<Deployment[]> {
+  const { results } = await db
+    .prepare("SELECT * FROM deployments WHERE environment_id = ? ORDER BY created_at DESC, rowid DESC")
+    .bind(environmentId)
+    .all<{ id: string; environment_id: string; version_id: string; previous_version_id: string | null; kind: "deploy" | "rollback"; created_at: string }>();
+  return results.map((row) => ({
+    id: row.id,
+    environmentId: row.environment_id,
+    versionId: row.version_id,
+    previousVersionId: row.previous_version_id,
+    kind: row.kind,
+    createdAt: row.created_at,
+  }));
+}
+
+/** The version deployed before the current one (what a rollback without a target returns to). */
+export async function previousDeployedVersion(db: D1Database, environmentId: string, currentVersionId: string | null): Promise<string> {
+  const deployments = await listDeployments(db, environmentId);
+  const candidate = deployments.find((deployment) => deployment.versionId !== currentVersionId);
+  if (!candidate) throw new ApiError("conflict", "There is no earlier deployment to roll back to");
+  return candidate.versionId;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+
+export interface DiffEntry {
+  path: string;
+  change: "added" | "removed" | "changed";
+  from?: unknown;
+  to?: unknown;
+}
+
+/** A structural diff of two documents: one entry per leaf (or whole subtree) that differs. */
+export function diffDocuments(from: unknown, to: unknown, path = ""): DiffEntry[] {
+  if (isPlainObject(from) && isPlainObject(to)) {
+    const out: DiffEntry[] = [];
+    const keys = [...new Set([...Object.keys(from), ...Object.keys(to)])].sort();
+    for (const key of keys) {
+      const childPath = path ? `${path}.${key}` : key;
+      if (!(key in to)) out.push({ path: childPath, change: "removed", from: from[key] });
+      else if (!(key in from)) out.push({ path: childPath, change: "added", to: to[key] });
+      else out.push(...diffDocuments(from[key], to[key], childPath));
+    }
+    return out;
+  }
+  return JSON.stringify(from) === JSON.stringify(to) ? [] : [{ path: path || "(root)", change: "changed", from, to }];
+}
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
