@@ -54,6 +54,7 @@ function toApiError(error: unknown): ApiError {
     if (error.status === 413) return new ApiError("payload_too_large", error.message || "Request body too large");
     if (error.status === 400) return new ApiError("invalid_json", error.message || "Invalid JSON body");
     if (error.status === 401) return new ApiError("unauthorized", error.message || "Unauthorized");
+    if (error.status === 415) return new ApiError("unsupported_media_type", "Unsupported media type: send application/json");
     return new ApiError(error.status >= 500 ? "internal_error" : "bad_request", error.message);
   }
   if (error instanceof Error && error.name === "ZodError") return validationError(error as never);

@@ -1,0 +1,8 @@
+// Vite inlines these files as strings at test build time (workerd has no file system).
+import helloWorldYaml from "../../examples/hello-world.yaml?raw";
+import newsSiteYaml from "../../examples/news-site.yaml?raw";
+import { parse } from "yaml";
+
+export { helloWorldYaml, newsSiteYaml };
+export const helloWorld = (): Record<string, any> => parse(helloWorldYaml);
+export const newsSite = (): Record<string, any> => parse(newsSiteYaml);
