@@ -2,6 +2,8 @@
 import type { OpenAPIHono } from "@hono/zod-openapi";
 import type { AppEnv } from "../context";
 import { registerConfigDocumentRoutes } from "./admin/configDocument";
+import { registerCustomerRoutes } from "./admin/customers";
+import { registerEventRoutes } from "./admin/events";
 import { registerDraftCollectionRoutes } from "./admin/draftCollections";
 import { registerEnvironmentRoutes } from "./admin/environments";
 import { registerOrganizationRoutes } from "./admin/organizations";
@@ -16,5 +18,7 @@ export function registerRoutes(app: OpenAPIHono<AppEnv>): void {
   registerDraftCollectionRoutes(app);
   registerConfigDocumentRoutes(app);
   registerVersionRoutes(app);
+  registerCustomerRoutes(app);
+  registerEventRoutes(app);
   registerDocs(app);
 }

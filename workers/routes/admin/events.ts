@@ -1,0 +1,66 @@
+import { createRoute, z, type OpenAPIHono } from "@hono/zod-openapi";
+import type { AppEnv } from "../../context";
+import { errorResponses } from "../../errors";
+import { organizationOf } from "../../middleware/auth";
+import { queryEvents } from "../../services/events";
+import { adminAuth, environmentOfOrganization, json, security } from "./shared";
+
+const EventSchema = z
+  .object({
+    id: z.string(),
+    environmentId: z.string(),
+    kind: z.enum(["access_check", "surface_decision", "counter_update", "admin"]),
+    createdAt: z.string(),
+    identifier: z.string().nullable(),
+    surfaceSlug: z.string().nullable(),
+    outcome: z.string().nullable(),
+    record: z.record(z.string(), z.unknown()),
+  })
+  .openapi("Event");
+
+const listEventsRoute = createRoute({
+  method: "get",
+  path: "/api/v1/admin/events",
+  tags: ["Events"],
+  summary: "Decision records and audit entries, newest first, with filters",
+  security,
+  middleware: adminAuth,
+  request: {
+    query: z.object({
+      environmentId: z.string().optional(),
+      kind: z.enum(["access_check", "surface_decision", "counter_update", "admin"]).optional(),
+      identifier: z.string().max(512).optional(),
+      surface: z.string().max(100).optional(),
+      outcome: z.enum(["granted", "denied"]).optional(),
+      from: z.iso.datetime().optional().openapi({ description: "ISO-8601, inclusive" }),
+      to: z.iso.datetime().optional().openapi({ description: "ISO-8601, inclusive" }),
+      cursor: z.string().max(200).optional(),
+      limit: z.coerce.number().int().min(1).max(500).default(50),
+    }),
+  },
+  responses: {
+    200: json(z.object({ events: z.array(EventSchema), nextCursor: z.string().nullable() }), "A page of events"),
+    ...errorResponses(400, 401, 403, 404),
+  },
+});
+
+export function registerEventRoutes(app: OpenAPIHono<AppEnv>): void {
+  app.openapi(listEventsRoute, async (c) => {
+    const organizationId = organizationOf(c.get("auth"));
+    const query = c.req.valid("query");
+    if (query.environmentId) await environmentOfOrganization(c.env.DB, organizationId, query.environmentId);
+    const page = await queryEvents(c.env.DB, {
+      organizationId,
+      environmentId: query.environmentId,
+      kind: query.kind,
+      identifier: query.identifier,
+      surfaceSlug: query.surface,
+      outcome: query.outcome,
+      from: query.from,
+      to: query.to,
+      before: query.cursor,
+      limit: query.limit,
+    });
+    return c.json(page, 200);
+  });
+}
