@@ -1,0 +1,101 @@
+/**
+ * Request and response shapes of the public decision API (reference/public-api.md). Top-level objects are open
+ * (`passthrough`) so that clients of the original product that send extra fields keep working.
+ */
+import { z } from "@hono/zod-openapi";
+
+export const MAX_DECISION_BODY_BYTES = 64 * 1024;
+
+export const IdentityRequest = z
+  .object({
+    anonymousIdentifier: z.string().optional(),
+    createAnonymousIdentifier: z.boolean().optional(),
+    userIdentifier: z.string().optional(),
+    userJwt: z.string().optional(),
+    createAnonymousIdentifierFallback: z.boolean().optional(),
+  })
+  .openapi("IdentityRequest", { description: "Exactly one identity form" });
+
+export const ResourceRequest = z
+  .object({
+    id: z.string().min(1).max(512).optional(),
+    meta: z.record(z.string(), z.unknown()).optional(),
+  })
+  .passthrough()
+  .openapi("Resource");
+
+export const HttpRequestInfo = z
+  .object({
+    url: z.string().max(8192).optional(),
+    userAgent: z.string().max(2048).optional(),
+    clientIP: z.string().max(100).optional(),
+    referer: z.string().max(8192).optional(),
+    cookies: z.record(z.string(), z.string()).optional(),
+  })
+  .passthrough();
+
+export const CloudflareInfo = z.object({ cf: z.record(z.string(), z.unknown()).optional() }).passthrough();
+
+export const AccessCheckRequest = z
+  .object({
+    identity: IdentityRequest,
+    resource: ResourceRequest.optional(),
+    http: HttpRequestInfo.optional(),
+    cloudflare: CloudflareInfo.optional(),
+  })
+  .passthrough()
+  .openapi("AccessCheckRequest");
+export type AccessCheckRequest = z.infer<typeof AccessCheckRequest>;
+
+export const SurfaceDecisionRequest = AccessCheckRequest.extend({
+  surfaceSlug: z.string().min(1).max(100),
+}).openapi("SurfaceDecisionRequest");
+export type SurfaceDecisionRequest = z.infer<typeof SurfaceDecisionRequest>;
+
+const PropertyStateSchema = z
+  .object({
+    type: z.enum(["meterable", "boolean", "number", "string"]),
+    isFallback: z.boolean(),
+    value: z.union([z.boolean(), z.number(), z.string()]).optional(),
+    counterId: z.string().optional(),
+    hasAccess: z.boolean().optional(),
+    consumedUnits: z.number().optional(),
+    remainingUnits: z.number().optional(),
+    totalUnits: z.number().optional(),
+    periodStart: z.string().optional(),
+    uniqueResources: z.boolean().optional(),
+    resourceIdUsed: z.boolean().optional(),
+    consumedInRequest: z.boolean().optional(),
+    consumedUnitsInRequest: z.number().optional(),
+    excessUnitsInRequest: z.number().optional(),
+  })
+  .openapi("PropertyState");
+
+export const IdentityResponse = z
+  .object({
+    authType: z.enum(["anonymous", "provided", "jwt"]),
+    identifier: z.string(),
+    isAuthenticated: z.boolean(),
+    jwtClaims: z.record(z.string(), z.unknown()),
+  })
+  .openapi("Identity");
+
+export const AccessCheckResponse = z
+  .object({
+    status: z.literal("success"),
+    eventId: z.string(),
+    identity: IdentityResponse,
+    customer: z.object({ isCustomer: z.boolean(), hasProducts: z.boolean(), customerIdentifiers: z.array(z.string()) }),
+    features: z.record(
+      z.string(),
+      z.object({ featureId: z.string(), featureSlug: z.string(), properties: z.record(z.string(), PropertyStateSchema) }),
+    ),
+    plans: z.array(z.string()).optional(),
+  })
+  .openapi("AccessCheckResponse");
+
+export const SurfaceDecisionResponse = AccessCheckResponse.extend({
+  surfaceBehavior: z.object({ properties: z.record(z.string(), z.unknown()).optional(), http: z.unknown().optional(), content: z.unknown().optional() }),
+  componentsSkipped: z.boolean(),
+  componentBehaviors: z.record(z.string(), z.object({ content: z.unknown().optional(), properties: z.record(z.string(), z.unknown()).optional(), metadata: z.object({ cssSelector: z.string().optional() }).optional() })),
+}).openapi("SurfaceDecisionResponse");
