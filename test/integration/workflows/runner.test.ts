@@ -1,0 +1,79 @@
+import { env } from "cloudflare:workers";
+import { RpcTarget } from "cloudflare:workers";
+import { describe, expect, it } from "vitest";
+import type { SnapshotWorkflow } from "../../../workers/engine/snapshot";
+import { sha256Hex } from "../../../workers/lib/crypto";
+import { compileWorkflowSource, WorkflowCompileError } from "../../../workers/workflows/compile";
+import { LoaderWorkflowRunner } from "../../../workers/workflows/runner";
+
+class FakeUtils extends RpcTarget {
+  data = new Map<string, unknown>();
+  async customDataGet(key: string) {
+    return this.data.get(key) ?? null;
+  }
+  async customDataSet(key: string, value: unknown) {
+    this.data.set(key, value);
+  }
+  async testGroup100() {
+    return 42;
+  }
+}
+
+async function workflowOf(source: string, type: SnapshotWorkflow["type"] = "provisioning"): Promise<SnapshotWorkflow> {
+  const code = compileWorkflowSource("test", source);
+  return { slug: "test", name: "test", type, code, codeHash: await sha256Hex(code), required: false };
+}
+
+const runner = new LoaderWorkflowRunner(env.LOADER);
+const run = async (source: string, args: Record<string, unknown> = {}, utils = new FakeUtils(), deadlineMs = 1000) =>
+  runner.run({ workflow: await workflowOf(source), args, utils, deadlineMs });
+
+describe("workflow compile", () => {
+  it("strips types and reports syntax errors with line and column", () => {
+    const code = compileWorkflowSource("ok", "const f = (x: number): number => x + 1;\nexport default f;");
+    expect(code).not.toContain(": number");
+    try {
+      compileWorkflowSource("broken", "const a = 1;\nconst b = ;\n");
+      expect.unreachable();
+    } catch (error) {
+      expect(error).toBeInstanceOf(WorkflowCompileError);
+      expect((error as WorkflowCompileError).line).toBe(2);
+      expect((error as WorkflowCompileError).column).toBeGreaterThan(1);
+      expect((error as Error).message).toContain("workflows.broken.source");
+    }
+  });
+});
+
+describe("LoaderWorkflowRunner", () => {
+  it("runs a TypeScript workflow with arguments and utils over RPC", async () => {
+    const utils = new FakeUtils();
+    const outcome = await run(
+      `const workflow = async ({ identity, utils }: any) => {
+         await utils.customData.set("seen", identity.identifier);
+         return identity.jwtClaims.premium ? ["premium", String(await utils.testGroup100("x"))] : [];
+       };
+       export default workflow;`,
+      { identity: { identifier: "u1", jwtClaims: { premium: true } } },
+      utils,
+    );
+    expect(outcome).toMatchObject({ ok: true, value: ["premium", "42"] });
+    expect(utils.data.get("seen")).toBe("u1");
+  });
+
+  it("stops an infinite loop with the operation budget", async () => {
+    const outcome = await run(`export default async () => { while (true) {} };`);
+    expect(outcome).toMatchObject({ ok: false, kind: "budget" });
+    const recursion = await run(`const f = (n: number): number => f(n + 1); export default async () => f(0);`);
+    expect(recursion.ok).toBe(false);
+  });
+
+  it("reports throws, timeouts, eval and network as failures", async () => {
+    expect(await run(`export default async () => { throw new Error("boom"); };`)).toMatchObject({ ok: false, kind: "threw", error: "boom" });
+    expect(await run(`export default () => new Promise((resolve) => setTimeout(resolve, 5000));`, {}, new FakeUtils(), 50)).toMatchObject({ ok: false, kind: "timeout" });
+    expect(await run(`export default () => new Promise(() => {});`, {}, new FakeUtils(), 1000)).toMatchObject({ ok: false, kind: "timeout" });
+    expect(await run(`export default async () => eval("1 + 1");`)).toMatchObject({ ok: false, kind: "threw" });
+    expect(await run(`export default async () => new Function("return 1")();`)).toMatchObject({ ok: false, kind: "threw" });
+    const fetched = await run(`export default async () => (await fetch("https://example.com")).status;`);
+    expect(fetched.ok).toBe(false);
+  });
+});

@@ -1,0 +1,138 @@
+/**
+ * Running customer workflows behind one interface. The local default (and the one tests exercise) is the Worker
+ * Loader binding: one dynamic isolate per workflow version, cached by code hash, with no network unless the
+ * environment allow-lists hosts. Production may use a Workers for Platforms dispatch namespace instead (see
+ * dispatchRunner.ts); the pipeline only sees `WorkflowRunner`.
+ */
+import type { SnapshotWorkflow } from "../engine/snapshot";
+import { GUARD_MODULE, TICK_FUNCTION } from "./compile";
+
+export type WorkflowFailureKind = "timeout" | "threw" | "budget" | "bad_result" | "unavailable";
+
+export type WorkflowOutcome<T = unknown> =
+  | { ok: true; value: T; durationMs: number }
+  | { ok: false; kind: WorkflowFailureKind; error: string; durationMs: number };
+
+export interface WorkflowCall {
+  workflow: SnapshotWorkflow;
+  /** Arguments without utils; structured-cloneable. */
+  args: Record<string, unknown>;
+  /** RPC target the isolate calls back into (scoped to tenant, environment and identity). */
+  utils: object;
+  deadlineMs: number;
+}
+
+export interface WorkflowRunner {
+  run(call: WorkflowCall): Promise<WorkflowOutcome>;
+  /** Endpoint workflows: a Request in, a Response out. */
+  runEndpoint(call: WorkflowCall, request: Request): Promise<WorkflowOutcome<Response>>;
+}
+
+/** Operations (loop iterations + function calls) one invocation may spend before it is stopped. */
+export const OPERATION_BUDGET = 5_000_000;
+export const DEFAULT_DEADLINE_MS = 50;
+
+const GUARD_SOURCE = `
+let remaining = 0;
+export function __mosReset(budget) { remaining = budget; }
+export function ${TICK_FUNCTION}() {
+  if (--remaining < 0) { remaining = 0; throw new Error("workflow exceeded its CPU budget"); }
+}`;
+
+/**
+ * The isolate's entry: adapts the flat RPC utils into the documented nested shape, resets the budget, and calls
+ * the customer's default export. Results cross the boundary as structured clones.
+ */
+const HARNESS_SOURCE = `
+import { WorkerEntrypoint } from "cloudflare:workers";
+import { __mosReset } from "${GUARD_MODULE}";
+import workflow from "./workflow.js";
+
+function wrapUtils(raw) {
+  return {
+    customData: {
+      get: (key) => raw.customDataGet(key),
+      set: (key, value) => raw.customDataSet(key, value),
+      delete: (key) => raw.customDataDelete(key),
+    },
+    counters: {
+      consume: (counterId, options) => raw.countersConsume(counterId, options ?? {}),
+      incrementCounter: (counterId, update, options) => raw.countersIncrement(counterId, update ?? 1, options ?? {}),
+    },
+    resolveJwt: (token) => raw.resolveJwt(token),
+    identities: { link: (fromIdentifier, options) => raw.linkIdentity(fromIdentifier, options ?? {}) },
+    triggers: { fire: (name, payload) => raw.fireTrigger(name, payload ?? {}) },
+    testGroup100: (identifier) => raw.testGroup100(identifier),
+  };
+}
+
+export default class extends WorkerEntrypoint {
+  async run(args, rawUtils, budget) {
+    __mosReset(budget);
+    const result = await workflow({ ...args, utils: wrapUtils(rawUtils) });
+    return result === undefined ? null : result;
+  }
+  async runEndpoint(request, args, rawUtils, budget) {
+    __mosReset(budget);
+    const response = await workflow(request, { ...args, utils: wrapUtils(rawUtils) });
+    if (!(response instanceof Response)) throw new TypeError("an endpoint workflow must return a Response");
+    return response;
+  }
+}`;
+
+interface WorkflowEntrypoint {
+  run(args: unknown, utils: unknown, budget: number): Promise<unknown>;
+  runEndpoint(request: Request, args: unknown, utils: unknown, budget: number): Promise<Response>;
+}
+
+export class LoaderWorkflowRunner implements WorkflowRunner {
+  constructor(
+    private readonly loader: WorkerLoader,
+    /** Outbound fetch for the isolate: null blocks all network (the default). */
+    private readonly outbound: (workflow: SnapshotWorkflow) => Fetcher | null = () => null,
+  ) {}
+
+  private entrypoint(workflow: SnapshotWorkflow): WorkflowEntrypoint {
+    const outbound = this.outbound(workflow);
+    // The isolate id includes whether it has network access, so an allow-list change never reuses a closed isolate.
+    const id = `wf:${workflow.codeHash}:${outbound ? "net" : "closed"}`;
+    const stub = this.loader.get(id, () => ({
+      compatibilityDate: "2026-10-01",
+      mainModule: "harness.js",
+      modules: { "harness.js": HARNESS_SOURCE, "__mos_guard.js": GUARD_SOURCE, "workflow.js": workflow.code },
+      env: {},
+      globalOutbound: outbound,
+    }));
+    return stub.getEntrypoint() as unknown as WorkflowEntrypoint;
+  }
+
+  run(call: WorkflowCall): Promise<WorkflowOutcome> {
+    return withDeadline(call.deadlineMs, () => this.entrypoint(call.workflow).run(call.args, call.utils, OPERATION_BUDGET));
+  }
+
+  runEndpoint(call: WorkflowCall, request: Request): Promise<WorkflowOutcome<Response>> {
+    return withDeadline(call.deadlineMs, () => this.entrypoint(call.workflow).runEndpoint(request, call.args, call.utils, OPERATION_BUDGET));
+  }
+}
+
+/** Races a call against its deadline and turns every failure into a typed outcome (never throws). */
+export async function withDeadline<T>(deadlineMs: number, start: () => Promise<T>): Promise<WorkflowOutcome<T>> {
+  const began = performance.now();
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<"timeout">((resolve) => {
+    timer = setTimeout(() => resolve("timeout"), deadlineMs);
+  });
+  try {
+    const result = await Promise.race([start(), timeout]);
+    const durationMs = performance.now() - began;
+    if (result === "timeout") return { ok: false, kind: "timeout", error: `workflow did not finish within ${deadlineMs} ms`, durationMs };
+    return { ok: true, value: result as T, durationMs };
+  } catch (error) {
+    const message = error instanceof Error ? error.message : String(error);
+    // workerd cancels a call whose isolate can never make progress (a promise nothing will resolve): that is a timeout.
+    const kind: WorkflowFailureKind = /CPU budget/.test(message) ? "budget" : /hung/.test(message) ? "timeout" : "threw";
+    return { ok: false, kind, error: message, durationMs: performance.now() - began };
+  } finally {
+    clearTimeout(timer);
+  }
+}
