@@ -3,6 +3,7 @@ import type { OpenAPIHono } from "@hono/zod-openapi";
 import type { AppEnv } from "../context";
 import { registerConfigDocumentRoutes } from "./admin/configDocument";
 import { registerCustomerRoutes } from "./admin/customers";
+import { registerEnvironmentSettingsRoutes } from "./admin/environmentSettings";
 import { registerEventRoutes } from "./admin/events";
 import { registerDraftCollectionRoutes } from "./admin/draftCollections";
 import { registerEnvironmentRoutes } from "./admin/environments";
@@ -20,5 +21,6 @@ export function registerRoutes(app: OpenAPIHono<AppEnv>): void {
   registerVersionRoutes(app);
   registerCustomerRoutes(app);
   registerEventRoutes(app);
+  registerEnvironmentSettingsRoutes(app);
   registerDocs(app);
 }
