@@ -1,0 +1,169 @@
+/**
+ * Builds the Worker with wrangler (offline: `deploy --dry-run` only bundles) and serves the bundle with miniflare's
+ * API directly on 127.0.0.1 — no `wrangler dev` proxy in front of it.
+ */
+import { spawnSync } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync } from "node:fs";
+import { createRequire } from "node:module";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { pathToFileURL } from "node:url";
+
+const require = createRequire(import.meta.url);
+
+/**
+ * The source tree to build: the working tree, or (BENCH_REF=HEAD, a commit, a branch) that revision exported with
+ * `git archive` into a temp dir, so a benchmark can measure a committed state while others edit the checkout.
+ */
+export function sourceTree(root, ref) {
+  if (!ref) return { dir: root, ref: null, dispose() {} };
+  const dir = mkdtempSync(join(tmpdir(), "bench-src-"));
+  const archive = spawnSync("git", ["archive", "--format=tar", ref], { cwd: root, maxBuffer: 1 << 30 });
+  if (archive.status !== 0) throw new Error(`git archive ${ref} failed: ${archive.stderr}`);
+  const untar = spawnSync("tar", ["-x", "-C", dir], { input: archive.stdout });
+  if (untar.status !== 0) throw new Error(`tar failed: ${untar.stderr}`);
+  symlinkSync(join(root, "node_modules"), join(dir, "node_modules"), "dir");
+  const commit = spawnSync("git", ["rev-parse", "--short", ref], { cwd: root, encoding: "utf8" }).stdout.trim();
+  return { dir, ref: `${ref} (${commit})`, dispose: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+export function buildWorker(root, srcDir = root) {
+  const outdir = join(root, "bench/.build");
+  rmSync(outdir, { recursive: true, force: true });
+  const wrangler = join(root, "node_modules/wrangler/bin/wrangler.js");
+  const result = spawnSync(process.execPath, [wrangler, "deploy", "--dry-run", "--outdir", outdir], {
+    cwd: srcDir,
+    encoding: "utf8",
+    // Bundling needs no account; keep wrangler from phoning home (metrics, update check).
+    env: { ...process.env, WRANGLER_SEND_METRICS: "false", CI: "1", NO_UPDATE_NOTIFIER: "1" },
+  });
+  if (result.status !== 0) {
+    throw new Error(`wrangler deploy --dry-run failed (exit ${result.status}):\n${result.stdout}\n${result.stderr}`);
+  }
+  return join(outdir, "index.js");
+}
+
+/** The few wrangler.toml values the bench needs (a flat reader is enough for this file's shape). */
+export function readWranglerToml(root) {
+  const text = readFileSync(join(root, "wrangler.toml"), "utf8");
+  const date = /^compatibility_date\s*=\s*"([^"]+)"/m.exec(text)?.[1];
+  const flagsLine = /^compatibility_flags\s*=\s*\[([^\]]*)\]/m.exec(text)?.[1] ?? "";
+  const flags = [...flagsLine.matchAll(/"([^"]+)"/g)].map((m) => m[1]);
+  const deadline = /^METER_DEADLINE_MS\s*=\s*"([^"]+)"/m.exec(text)?.[1] ?? "200";
+  return { compatibilityDate: date, compatibilityFlags: flags, meterDeadlineMs: deadline };
+}
+
+/** Splits a migration into statements: `;` outside quotes and comments, and not inside a trigger's BEGIN … END. */
+export function splitSql(sql) {
+  const statements = [];
+  let current = "";
+  let quote = null;
+  for (let i = 0; i < sql.length; i++) {
+    const ch = sql[i];
+    if (quote) {
+      current += ch;
+      if (ch === quote) quote = null;
+      continue;
+    }
+    if (ch === "-" && sql[i + 1] === "-") {
+      while (i < sql.length && sql[i] !== "\n") i++;
+      current += "\n";
+      continue;
+    }
+    if (ch === "/" && sql[i + 1] === "*") {
+      const end = sql.indexOf("*/", i + 2);
+      i = end < 0 ? sql.length : end + 1;
+      continue;
+    }
+    if (ch === "'" || ch === '"' || ch === "`") quote = ch;
+    if (ch === ";") {
+      const inTrigger = /^\s*CREATE\s+(TEMP\w*\s+)?TRIGGER\b/i.test(current) && !/\bEND\s*$/i.test(current.trim());
+      if (!inTrigger) {
+        if (current.trim()) statements.push(current.trim());
+        current = "";
+        continue;
+      }
+    }
+    current += ch;
+  }
+  if (current.trim()) statements.push(current.trim());
+  return statements;
+}
+
+export async function startServer(root, scriptPath, { log = console.log } = {}) {
+  const { Miniflare } = await import("miniflare");
+  const toml = readWranglerToml(root);
+
+  // miniflare 4 ships its own workerd; a compatibility date newer than that runtime supports is refused, so clamp
+  // it to the runtime's newest date and say so.
+  let runtimeDate = toml.compatibilityDate;
+  let runtimeVersion = "unknown";
+  try {
+    const workerdMain = require.resolve("workerd", { paths: [require.resolve("miniflare", { paths: [root] })] });
+    const workerd = await import(pathToFileURL(workerdMain).href);
+    runtimeVersion = workerd.version;
+    if (workerd.compatibilityDate && workerd.compatibilityDate < toml.compatibilityDate) runtimeDate = workerd.compatibilityDate;
+  } catch {
+    /* keep wrangler.toml's date */
+  }
+  const notes = [];
+  if (runtimeDate !== toml.compatibilityDate) {
+    notes.push(`compatibility date ${toml.compatibilityDate} clamped to ${runtimeDate} (newest supported by workerd ${runtimeVersion})`);
+  }
+
+  const persistDir = mkdtempSync(join(tmpdir(), "bench-mf-"));
+  const secrets = {
+    OPERATOR_TOKEN: `op_${randomBytes(24).toString("hex")}`,
+    SECRETS_KEY: randomBytes(32).toString("base64"),
+  };
+  const options = {
+    host: "127.0.0.1",
+    port: 0,
+    modules: true,
+    scriptPath,
+    compatibilityDate: runtimeDate,
+    compatibilityFlags: toml.compatibilityFlags,
+    bindings: { ...secrets, METER_DEADLINE_MS: toml.meterDeadlineMs },
+    d1Databases: { DB: "bench-db" },
+    durableObjects: { METER: { className: "MeterObject", useSQLite: true } },
+    workerLoaders: { LOADER: {} },
+    d1Persist: join(persistDir, "d1"),
+    durableObjectsPersist: join(persistDir, "do"),
+    cachePersist: false,
+  };
+  let mf;
+  try {
+    mf = new Miniflare(options);
+    await mf.ready;
+  } catch (error) {
+    // Older runtimes without Worker Loader support: run without it and report the scenario that needs it.
+    if (mf) await mf.dispose().catch(() => {});
+    delete options.workerLoaders;
+    notes.push(`Worker Loader binding unavailable (${String(error?.message ?? error).split("\n")[0]}); LOADER not bound`);
+    mf = new Miniflare(options);
+    await mf.ready;
+  }
+  const url = (await mf.ready).toString().replace(/\/$/, "");
+
+  const db = await mf.getD1Database("DB");
+  const migrations = readdirSync(join(root, "schema"))
+    .filter((name) => /^\d+.*\.sql$/.test(name))
+    .sort();
+  for (const name of migrations) {
+    const statements = splitSql(readFileSync(join(root, "schema", name), "utf8"));
+    await db.batch(statements.map((statement) => db.prepare(statement)));
+  }
+  log(`  miniflare ${url} (workerd ${runtimeVersion}, compat ${runtimeDate}); migrations: ${migrations.join(", ")}`);
+
+  return {
+    url,
+    secrets,
+    notes,
+    runtime: { workerd: runtimeVersion, compatibilityDate: runtimeDate, migrations },
+    async dispose() {
+      await mf.dispose();
+      rmSync(persistDir, { recursive: true, force: true });
+    },
+  };
+}
