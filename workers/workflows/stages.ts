@@ -1,0 +1,151 @@
+/**
+ * The workflow stages of a decision (DESIGN.md): middleware → provisioning → feature → surface → components.
+ * Each stage runs only the workflows configured for it, independent ones concurrently, each under its deadline.
+ * A failure degrades to the stage's fallback (no plans added, base properties kept, empty behaviour) and is
+ * recorded; a workflow marked `required` fails the request with 531 instead.
+ */
+import type { SnapshotWorkflow } from "../engine/snapshot";
+import type { BotTag } from "../engine/types";
+import { ApiError } from "../errors";
+import { DEFAULT_DEADLINE_MS, type WorkflowOutcome, type WorkflowRunner } from "./runner";
+
+export interface WorkflowRecord {
+  slug: string;
+  type: SnapshotWorkflow["type"];
+  ok: boolean;
+  durationMs: number;
+  error?: string;
+  kind?: string;
+}
+
+export class WorkflowStages {
+  readonly records: WorkflowRecord[] = [];
+
+  constructor(
+    private readonly runner: WorkflowRunner,
+    private readonly utils: object,
+  ) {}
+
+  /** Runs one workflow and validates its result; undefined means "use the fallback". */
+  async run<T>(workflow: SnapshotWorkflow, args: Record<string, unknown>, validate: (value: unknown) => T | undefined): Promise<T | undefined> {
+    const outcome: WorkflowOutcome = await this.runner.run({ workflow, args, utils: this.utils, deadlineMs: workflow.deadlineMs ?? DEFAULT_DEADLINE_MS });
+    let failure: { kind: string; error: string } | undefined;
+    let value: T | undefined;
+    if (outcome.ok) {
+      value = validate(outcome.value);
+      if (value === undefined) failure = { kind: "bad_result", error: `unexpected result from a ${workflow.type} workflow: ${preview(outcome.value)}` };
+    } else failure = { kind: outcome.kind, error: outcome.error };
+    this.records.push({
+      slug: workflow.slug,
+      type: workflow.type,
+      ok: !failure,
+      durationMs: Math.round(outcome.durationMs * 100) / 100,
+      ...(failure ? { error: failure.error, kind: failure.kind } : {}),
+    });
+    if (failure && workflow.required) {
+      throw new ApiError("workflow_error", `Workflow ${workflow.slug} failed: ${failure.error}`);
+    }
+    return value;
+  }
+
+  get failures(): WorkflowRecord[] {
+    return this.records.filter((record) => !record.ok);
+  }
+}
+
+function preview(value: unknown): string {
+  try {
+    const text = JSON.stringify(value);
+    return text === undefined ? String(value) : text.length > 200 ? `${text.slice(0, 200)}…` : text;
+  } catch {
+    return String(value);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Result validators: the contract of each workflow type.
+
+const isRecord = (value: unknown): value is Record<string, unknown> => typeof value === "object" && value !== null && !Array.isArray(value);
+
+export interface MiddlewareResult {
+  identifier?: string;
+  fail?: { status: number; message: string };
+  properties?: Record<string, unknown>;
+  bot?: BotTag;
+}
+
+export function validateMiddleware(value: unknown): MiddlewareResult | undefined {
+  if (value === null) return {};
+  if (!isRecord(value)) return undefined;
+  const out: MiddlewareResult = {};
+  if (value.identifier !== undefined) {
+    if (typeof value.identifier !== "string" || !value.identifier || value.identifier.length > 512) return undefined;
+    out.identifier = value.identifier;
+  }
+  if (value.fail !== undefined) {
+    const fail = value.fail;
+    if (!isRecord(fail) || typeof fail.status !== "number" || fail.status < 400 || fail.status > 499 || typeof fail.message !== "string") return undefined;
+    out.fail = { status: fail.status, message: fail.message.slice(0, 500) };
+  }
+  if (value.properties !== undefined) {
+    if (!isRecord(value.properties)) return undefined;
+    out.properties = value.properties;
+  }
+  if (value.bot !== undefined) {
+    const bot = value.bot;
+    if (!isRecord(bot) || typeof bot.category !== "string" || typeof bot.code !== "string") return undefined;
+    out.bot = {
+      category: bot.category as BotTag["category"],
+      code: bot.code,
+      isVerified: bot.isVerified === true,
+      operator: typeof bot.operator === "string" ? bot.operator : "",
+      product: typeof bot.product === "string" ? bot.product : "",
+    };
+  }
+  return out;
+}
+
+export function validatePlanSlugs(value: unknown): string[] | undefined {
+  if (value === null) return [];
+  if (!Array.isArray(value) || value.length > 100 || !value.every((slug) => typeof slug === "string")) return undefined;
+  return value as string[];
+}
+
+/** A feature workflow returns property overrides: `{ [propertySlug]: value }`. Types are checked by the caller. */
+export function validatePropertyOverrides(value: unknown): Record<string, unknown> | undefined {
+  if (value === null) return {};
+  return isRecord(value) ? value : undefined;
+}
+
+export interface SurfaceBehavior {
+  properties?: Record<string, unknown>;
+  http?: Record<string, unknown>;
+  content?: unknown;
+}
+
+export function validateSurfaceBehavior(value: unknown): SurfaceBehavior | undefined {
+  if (value === null) return {};
+  if (!isRecord(value)) return undefined;
+  if (value.properties !== undefined && !isRecord(value.properties)) return undefined;
+  if (value.http !== undefined && !isRecord(value.http)) return undefined;
+  const out: SurfaceBehavior = {};
+  if (value.properties !== undefined) out.properties = value.properties as Record<string, unknown>;
+  if (value.http !== undefined) out.http = value.http as Record<string, unknown>;
+  if (value.content !== undefined) out.content = value.content;
+  return out;
+}
+
+export interface ComponentBehavior {
+  content?: unknown;
+  properties?: Record<string, unknown>;
+}
+
+export function validateComponentBehavior(value: unknown): ComponentBehavior | undefined {
+  if (value === null) return {};
+  if (!isRecord(value)) return undefined;
+  if (value.properties !== undefined && !isRecord(value.properties)) return undefined;
+  const out: ComponentBehavior = {};
+  if (value.properties !== undefined) out.properties = value.properties as Record<string, unknown>;
+  if (value.content !== undefined) out.content = value.content;
+  return out;
+}

@@ -1,0 +1,103 @@
+/**
+ * `utils` as workflows see them, served over RPC from the platform's isolate and scoped to the request's
+ * organization, environment, user data store and identity: a workflow names keys and counters, never tenants,
+ * so it cannot reach another tenant's data. The harness (runner.ts) wraps these flat methods into the documented
+ * nested shape (`utils.customData.get`, `utils.counters.consume`, …).
+ */
+import { RpcTarget } from "cloudflare:workers";
+import { testGroup100 } from "../engine/testGroup";
+
+export const MAX_CUSTOM_DATA_KEY_LENGTH = 999;
+
+/** What utils need from the user's Durable Object; implemented by the meter client. */
+export interface UserDataPort {
+  customDataGet(key: string): Promise<unknown>;
+  customDataSet(key: string, value: unknown): Promise<void>;
+  customDataDelete(key: string): Promise<boolean>;
+  consume(counterId: string, resourceId: string | undefined): Promise<unknown>;
+  increment(counterId: string, update: number, resourceId: string | undefined): Promise<unknown>;
+  linkFrom(fromIdentifier: string): Promise<unknown>;
+}
+
+export interface UtilsScope {
+  /** The store prefix of counter ids this request may touch (e.g. "default"). */
+  store: string;
+  /** Counter ids of the deployed version (`{store}:{featureId}.{property}`) → metering settings. */
+  counterIds: ReadonlySet<string>;
+  readOnly: boolean;
+  user: UserDataPort;
+  resolveJwt(token: string): Promise<{ ok: boolean; claims?: Record<string, unknown>; identifier?: string; reason?: string }>;
+  fireTrigger(name: string, payload: unknown): void;
+}
+
+export class WorkflowUtils extends RpcTarget {
+  constructor(private readonly scope: UtilsScope) {
+    super();
+  }
+
+  private writable(operation: string): void {
+    if (this.scope.readOnly) throw new Error(`${operation} is not available to provisioning workflows (their utils are read-only)`);
+  }
+
+  private checkKey(key: unknown): string {
+    if (typeof key !== "string" || key.length === 0 || key.length > MAX_CUSTOM_DATA_KEY_LENGTH) {
+      throw new Error(`custom data keys must be strings of 1-${MAX_CUSTOM_DATA_KEY_LENGTH} characters`);
+    }
+    return key;
+  }
+
+  private checkCounter(counterId: unknown): string {
+    if (typeof counterId !== "string" || !this.scope.counterIds.has(counterId)) {
+      throw new Error(`unknown counter ${String(counterId)}: counters look like ${this.scope.store}:feat_….enabled`);
+    }
+    return counterId;
+  }
+
+  customDataGet(key: string): Promise<unknown> {
+    return this.scope.user.customDataGet(this.checkKey(key));
+  }
+
+  async customDataSet(key: string, value: unknown): Promise<void> {
+    this.writable("customData.set");
+    const serialized = JSON.stringify(value);
+    if (serialized === undefined || serialized.length > 64 * 1024) throw new Error("custom data values must be JSON of at most 64 KiB");
+    await this.scope.user.customDataSet(this.checkKey(key), JSON.parse(serialized));
+  }
+
+  async customDataDelete(key: string): Promise<boolean> {
+    this.writable("customData.delete");
+    return this.scope.user.customDataDelete(this.checkKey(key));
+  }
+
+  countersConsume(counterId: string, options: { resourceId?: string }): Promise<unknown> {
+    this.writable("counters.consume");
+    return this.scope.user.consume(this.checkCounter(counterId), options?.resourceId);
+  }
+
+  countersIncrement(counterId: string, update: number, options: { resourceId?: string }): Promise<unknown> {
+    this.writable("counters.incrementCounter");
+    if (!Number.isInteger(update) || Math.abs(update) > 1_000_000) throw new Error("update must be an integer");
+    return this.scope.user.increment(this.checkCounter(counterId), update, options?.resourceId);
+  }
+
+  resolveJwt(token: string) {
+    return this.scope.resolveJwt(token);
+  }
+
+  linkIdentity(fromIdentifier: string, options: { mode?: string }): Promise<unknown> {
+    this.writable("identities.link");
+    if ((options?.mode ?? "copy_once") !== "copy_once") throw new Error("the only link mode is copy_once");
+    if (typeof fromIdentifier !== "string" || !fromIdentifier || fromIdentifier.length > 512) throw new Error("fromIdentifier must be a string");
+    return this.scope.user.linkFrom(fromIdentifier);
+  }
+
+  fireTrigger(name: string, payload: unknown): void {
+    this.writable("triggers.fire");
+    if (typeof name !== "string" || !/^[a-z0-9][a-z0-9._-]{0,99}$/.test(name)) throw new Error("trigger names are 1-100 characters of a-z, 0-9, '.', '_' or '-'");
+    this.scope.fireTrigger(name, payload);
+  }
+
+  testGroup100(identifier: string): number {
+    return testGroup100(String(identifier));
+  }
+}
