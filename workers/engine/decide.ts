@@ -1,0 +1,81 @@
+/**
+ * The pure core of one decision, as two halves around the only I/O the engine needs:
+ *   decide()  identity + bot → category → plans → base feature state → the meter requests to send;
+ *   (the caller sends all meter requests in ONE Durable Object call, with its own deadline)
+ *   finish()  readings (or the meter failure) → the wire FeatureStates.
+ *
+ * An unknown surface (a 404 for the caller) throws SurfaceNotFoundError, checked before any work is done: the
+ * success path then returns one shape, and a caller that forgets the check cannot render a half-made decision.
+ */
+import { autoAssignCategoryFor } from "./bots";
+import { meterRequestsFor, renderFeatures, type MeterFailure } from "./meters";
+import type { PreparedSnapshot } from "./prepare";
+import { provisionPlans, type PlanSource } from "./provisionPlans";
+import { resolveFeatureStates, type BaseFeatureStates } from "./resolveFeatureStates";
+import type { SnapshotSurface } from "./snapshot";
+import type { AutoAssignCategory, BotTag, FeatureStates, MeterReading, MeterRequest, ResolvedIdentity } from "./types";
+
+export interface DecideInput {
+  prepared: PreparedSnapshot;
+  /** With `bot`, gives the auto-assign category (autoAssignCategoryFor) unless `category` is passed. */
+  identity?: Pick<ResolvedIdentity, "isAuthenticated">;
+  bot?: BotTag | undefined;
+  /** The auto-assign category when the caller already computed it (e.g. to record it); wins over identity and bot. */
+  category?: AutoAssignCategory;
+  stripeProductIds?: readonly string[];
+  workflowPlanSlugs?: readonly string[];
+  /** The user data store (shared by environments of one type); prefixes every counter id. */
+  storeId: string;
+  /** Surface decisions: the surface whose `consumes` are consumed. Access checks leave it out and consume nothing. */
+  surfaceSlug?: string | undefined;
+}
+
+export interface Decision {
+  category: AutoAssignCategory;
+  planSlugs: string[];
+  planSources: Record<string, PlanSource[]>;
+  unknownPlanSlugs: string[];
+  base: BaseFeatureStates;
+  meterRequests: MeterRequest[];
+  storeId: string;
+  surface: SnapshotSurface | undefined;
+}
+
+/** The surface a surface decision names is not in the deployed version. */
+export class SurfaceNotFoundError extends Error {
+  readonly code = "surface_not_found";
+  constructor(readonly surfaceSlug: string) {
+    super(`Surface ${surfaceSlug} not found`);
+    this.name = "SurfaceNotFoundError";
+  }
+}
+
+const ANONYMOUS = { isAuthenticated: false } as const;
+
+/** @throws SurfaceNotFoundError when `surfaceSlug` names no surface of the version. */
+export function decide(input: DecideInput): Decision {
+  const { prepared, storeId, surfaceSlug } = input;
+  let surface: SnapshotSurface | undefined;
+  if (surfaceSlug !== undefined) {
+    surface = prepared.surfaceBySlug.get(surfaceSlug);
+    if (surface === undefined) throw new SurfaceNotFoundError(surfaceSlug);
+  }
+  const category = input.category ?? autoAssignCategoryFor(input.identity ?? ANONYMOUS, input.bot);
+  const plans = provisionPlans(prepared, { category, stripeProductIds: input.stripeProductIds, workflowPlanSlugs: input.workflowPlanSlugs });
+  const base = resolveFeatureStates(prepared, plans.planSlugs);
+  return {
+    category,
+    planSlugs: plans.planSlugs,
+    planSources: plans.sources,
+    unknownPlanSlugs: plans.unknownPlanSlugs,
+    base,
+    meterRequests: meterRequestsFor(prepared, base, storeId, surface?.consumes),
+    storeId,
+    surface,
+  };
+}
+
+/** The wire features of a decision once the meter has answered (`readings`) or failed (`meterFailure`). */
+export function finish(decision: Decision, readings: ReadonlyMap<string, MeterReading> | undefined, meterFailure?: MeterFailure): FeatureStates {
+  return renderFeatures(decision.base, decision.storeId, readings, meterFailure);
+}

@@ -1,0 +1,32 @@
+/**
+ * The pure decision engine: compiled snapshot + identity + meter readings → feature states. It imports nothing from
+ * Hono, D1, Durable Objects or `cloudflare:*`, so it runs in Node (unit tests, micro-benchmarks) as in workerd.
+ */
+export {
+  prepareSnapshot,
+  SnapshotCache,
+  PreparedFeature,
+  enabledOrderKey,
+  PERIOD_RANK,
+  type PreparedSnapshot,
+  type PreparedPlan,
+  type PreparedProperty,
+  type PlanPropertyEntry,
+} from "./prepare";
+export { classifyBot, autoAssignCategoryFor, type BotSignals, type CfBotFields } from "./bots";
+export { provisionPlans, type PlanSource, type ProvisionedPlans, type ProvisionInput } from "./provisionPlans";
+export { resolveFeatureStates, resolveFeatureState, type BaseFeatureStates, type ResolvedFeatureState } from "./resolveFeatureStates";
+export {
+  counterIdFor,
+  meterRequestsFor,
+  renderFeatures,
+  denials,
+  type ConsumedProperty,
+  type Denial,
+  type DenialReason,
+  type MeterFailure,
+} from "./meters";
+export { decide, finish, SurfaceNotFoundError, type Decision, type DecideInput } from "./decide";
+export { testGroup100 } from "./testGroup";
+export type * from "./types";
+export type * from "./snapshot";

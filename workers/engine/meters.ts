@@ -1,0 +1,198 @@
+/**
+ * Stage 4: the meterable side of feature state — which counters a decision reads or consumes (all of them in one
+ * Durable Object call, made by the caller), and the wire shape of every property once the meter has answered or
+ * failed to (reference: public-api.md, "POST /api/v1/access-checks").
+ */
+import { counterIdFor, type PreparedSnapshot } from "./prepare";
+import type { BaseFeatureStates } from "./resolveFeatureStates";
+import type { FeatureState, FeatureStates, MeterableProperty, MeterReading, MeterRequest, PropertyState } from "./types";
+
+export { counterIdFor };
+
+/** A metered property a surface consumes (SnapshotSurface["consumes"] fits). */
+export interface ConsumedProperty {
+  readonly featureId: string;
+  readonly property: string;
+}
+
+/** Why the meter gave no readings: the only failure the caller reports today. */
+export type MeterFailure = "unreachable";
+
+const NOTHING_CONSUMED: readonly ConsumedProperty[] = [];
+
+function isConsumed(consumes: readonly ConsumedProperty[], featureId: string, property: string): boolean {
+  // A surface consumes a handful of properties at most: a scan beats building a set per decision.
+  for (let i = 0; i < consumes.length; i++) {
+    const entry = consumes[i]!;
+    if (entry.featureId === featureId && entry.property === property) return true;
+  }
+  return false;
+}
+
+/**
+ * One request per property whose resolved setting is metered; `consume` only for the ones the surface consumes
+ * (access checks pass no `consumes` and so only read). `prepared` is accepted for symmetry with the other stages;
+ * the base states already point at their definitions.
+ */
+export function meterRequestsFor(
+  _prepared: PreparedSnapshot | undefined,
+  base: BaseFeatureStates,
+  storeId: string,
+  consumes: readonly ConsumedProperty[] = NOTHING_CONSUMED,
+): MeterRequest[] {
+  const requests: MeterRequest[] = [];
+  for (let f = 0; f < base.length; f++) {
+    const feature = base[f]!;
+    const definitions = feature.definition.properties;
+    for (let p = 0; p < definitions.length; p++) {
+      const property = definitions[p]!;
+      if (property.definition.type !== "enabled") continue;
+      const state = feature.properties[property.slug];
+      if (state === undefined || state.type !== "enabled" || state.setting.kind !== "metered") continue;
+      const setting = state.setting;
+      requests.push({
+        counterId: feature.definition.counterIds(storeId)[p]!,
+        limit: setting.limit,
+        period: setting.period,
+        uniqueResources: setting.uniqueResources,
+        consume: isConsumed(consumes, feature.featureId, property.slug),
+      });
+    }
+  }
+  return requests;
+}
+
+/**
+ * Properties rendered without a reading because the meter failed. Kept out of the wire shape (which has no field for
+ * it) so that `denials` can still tell "meter unavailable" from "not in any plan" on the objects renderFeatures
+ * returned; only the failure path pays for it.
+ */
+const renderedWithoutMeter = new WeakSet<object>();
+
+/**
+ * The wire `FeatureStates`, keyed by feature slug, in snapshot order:
+ * - `enabled` properties in meterable shape: on → hasAccess true; off → false; unassigned → the fallback's access
+ *   with isFallback true; metered with a reading → every reading field and the reading's hasAccess; metered without
+ *   a reading (the meter failed, or answered without this counter) → the property's `onMeterFailure`
+ *   ('open' grants, 'closed' denies) with isFallback true.
+ * - other properties: `{type, value, isFallback}`.
+ * When `meterFailure` is set, `readings` are ignored.
+ *
+ * `renderFeatures(base, storeId, readings, meterFailure?)` is the canonical form; a leading `prepared` argument
+ * (as meterRequestsFor takes) is accepted too, since callers hold it anyway.
+ */
+export function renderFeatures(
+  base: BaseFeatureStates,
+  storeId: string,
+  readings: ReadonlyMap<string, MeterReading> | undefined,
+  meterFailure?: MeterFailure,
+): FeatureStates;
+export function renderFeatures(
+  prepared: PreparedSnapshot,
+  base: BaseFeatureStates,
+  storeId: string,
+  readings: ReadonlyMap<string, MeterReading> | undefined,
+  meterFailure?: MeterFailure,
+): FeatureStates;
+export function renderFeatures(
+  ...args:
+    | [BaseFeatureStates, string, ReadonlyMap<string, MeterReading> | undefined, MeterFailure?]
+    | [PreparedSnapshot, BaseFeatureStates, string, ReadonlyMap<string, MeterReading> | undefined, MeterFailure?]
+): FeatureStates {
+  if (Array.isArray(args[0])) return render(args[0], args[1] as string, args[2] as ReadonlyMap<string, MeterReading> | undefined, args[3] as MeterFailure | undefined);
+  return render(args[1] as BaseFeatureStates, args[2] as string, args[3] as ReadonlyMap<string, MeterReading> | undefined, args[4] as MeterFailure | undefined);
+}
+
+function render(
+  base: BaseFeatureStates,
+  storeId: string,
+  readings: ReadonlyMap<string, MeterReading> | undefined,
+  meterFailure: MeterFailure | undefined,
+): FeatureStates {
+  const usable = meterFailure === undefined ? readings : undefined;
+  const features: FeatureStates = {};
+  for (let f = 0; f < base.length; f++) {
+    const feature = base[f]!;
+    const definitions = feature.definition.properties;
+    const properties: Record<string, PropertyState> = {};
+    let counterIds: readonly string[] | undefined;
+    for (let p = 0; p < definitions.length; p++) {
+      const property = definitions[p]!;
+      const definition = property.definition;
+      // A feature workflow may have replaced or dropped a state; a dropped one renders as its fallback.
+      const state = feature.properties[property.slug] ?? property.fallbackState;
+      if (state.type !== "enabled") {
+        properties[property.slug] = { type: state.type, value: state.value, isFallback: state.isFallback } as PropertyState;
+        continue;
+      }
+      counterIds ??= feature.definition.counterIds(storeId);
+      const counterId = counterIds[p]!;
+      const setting = state.setting;
+      if (setting.kind !== "metered") {
+        properties[property.slug] = { type: "meterable", counterId, hasAccess: setting.kind === "on", isFallback: state.isFallback };
+        continue;
+      }
+      const reading = usable?.get(counterId);
+      if (reading !== undefined) {
+        properties[property.slug] = {
+          type: "meterable",
+          counterId,
+          hasAccess: reading.hasAccess,
+          isFallback: false,
+          consumedUnits: reading.consumedUnits,
+          remainingUnits: reading.remainingUnits,
+          totalUnits: reading.totalUnits,
+          periodStart: reading.periodStart,
+          uniqueResources: reading.uniqueResources,
+          resourceIdUsed: reading.resourceIdUsed,
+          consumedInRequest: reading.consumedInRequest,
+          consumedUnitsInRequest: reading.consumedUnitsInRequest,
+          excessUnitsInRequest: reading.excessUnitsInRequest,
+        };
+        continue;
+      }
+      const open = definition.type === "enabled" && definition.onMeterFailure === "open";
+      const degraded: MeterableProperty = { type: "meterable", counterId, hasAccess: open, isFallback: true };
+      renderedWithoutMeter.add(degraded);
+      properties[property.slug] = degraded;
+    }
+    const rendered: FeatureState = { featureId: feature.featureId, featureSlug: feature.featureSlug, properties };
+    features[feature.featureSlug] = rendered;
+  }
+  return features;
+}
+
+export type DenialReason = "off" | "limit_reached" | "fallback" | "meter_unavailable";
+
+export interface Denial {
+  featureSlug: string;
+  property: string;
+  reason: DenialReason;
+}
+
+/**
+ * The meterable properties without access, with why, for the decision record:
+ * - limit_reached: the meter answered and said no;
+ * - meter_unavailable: metered, but the meter failed and the property fails closed (recognised on the objects
+ *   renderFeatures returned; a JSON copy of them reports 'fallback' instead);
+ * - fallback: no provisioned plan grants the property and its fallback is off;
+ * - off: a plan sets it off (and none sets it higher).
+ * With `only` (e.g. what a surface consumes), just those properties are considered.
+ */
+export function denials(features: FeatureStates, only?: readonly { featureSlug: string; property: string }[]): Denial[] {
+  const denied: Denial[] = [];
+  for (const featureSlug in features) {
+    const properties = features[featureSlug]!.properties;
+    for (const property in properties) {
+      const state = properties[property]!;
+      if (state.type !== "meterable" || state.hasAccess) continue;
+      if (only !== undefined && !only.some((entry) => entry.featureSlug === featureSlug && entry.property === property)) continue;
+      let reason: DenialReason;
+      if (state.totalUnits !== undefined) reason = "limit_reached";
+      else if (renderedWithoutMeter.has(state)) reason = "meter_unavailable";
+      else reason = state.isFallback ? "fallback" : "off";
+      denied.push({ featureSlug, property, reason });
+    }
+  }
+  return denied;
+}

@@ -1,0 +1,310 @@
+/**
+ * Stage 0: turn a compiled snapshot into the lookups the hot path needs, once per version.
+ *
+ * A version is immutable, so everything that does not depend on the request is computed here and shared by every
+ * decision on that version: plan/feature/surface maps, each plan's values as ready-made (frozen) property states,
+ * and a numeric ordering key per plan value so that conflict resolution is a number comparison.
+ */
+import type { AutoAssignCategory, Period } from "../../schema/config";
+import type { ConfigSnapshot, EnabledSetting, SnapshotFeature, SnapshotPlan, SnapshotPlanValue, SnapshotProperty, SnapshotSurface } from "./snapshot";
+import type { BasePropertyState } from "./types";
+
+/**
+ * Strictness of a metered period, used to order two metered settings with the same limit. A longer period is
+ * stricter (the same allowance must last longer), so it ranks LOWER; `lifetime` is the longest of all.
+ */
+export const PERIOD_RANK: Readonly<Record<Period, number>> = {
+  lifetime: 0,
+  year: 1,
+  month: 2,
+  week: 3,
+  day: 4,
+  hour: 5,
+  minute: 6,
+};
+
+/**
+ * One total order over `enabled` settings, as a single number: off < metered < on; metered by limit, then by period
+ * (shorter = higher), then uniqueResources=true above false. limit ≤ 1e9, so limit·16 + rank·2 + unique stays an
+ * exact integer (< 2^53) and distinct settings never share a key.
+ */
+export function enabledOrderKey(setting: EnabledSetting): number {
+  switch (setting.kind) {
+    case "off":
+      return -1;
+    case "on":
+      return Number.POSITIVE_INFINITY;
+    case "metered":
+      return setting.limit * 16 + PERIOD_RANK[setting.period] * 2 + (setting.uniqueResources ? 1 : 0);
+  }
+}
+
+/** A property definition with what resolution and rendering need precomputed. */
+export interface PreparedProperty {
+  /** Position inside its feature (`enabled` is 0). */
+  readonly index: number;
+  readonly slug: string;
+  readonly definition: SnapshotProperty;
+  /** +1 when the higher value wins, -1 when the lower one does. */
+  readonly direction: 1 | -1;
+  /** The state of this property when no provisioned plan sets it (frozen, shared by every decision). */
+  readonly fallbackState: BasePropertyState;
+  /** string properties with allowed values: value → position (their order, lowest first). */
+  readonly valueRank: ReadonlyMap<string, number> | undefined;
+  /**
+   * True for a string property without allowed values: its values are ordered by code-unit comparison of the
+   * strings themselves instead of by `orderKey`.
+   */
+  readonly comparesStrings: boolean;
+}
+
+/** One plan's value for one property, ready to be picked by conflict resolution without allocating. */
+export interface PlanPropertyEntry {
+  /** Frozen and shared: the winning entry's state goes straight into the result. */
+  readonly state: BasePropertyState;
+  /** Ordering key within the property's order (see enabledOrderKey); unused when the property compares strings. */
+  readonly orderKey: number;
+}
+
+/**
+ * A feature of the snapshot with its property definitions. A class only so that a resolved feature state can point
+ * at it without serialising the whole definition (`toJSON` gives the feature id).
+ */
+export class PreparedFeature {
+  readonly propertyBySlug: ReadonlyMap<string, PreparedProperty>;
+  /** storeId → counter id per property index; a handful of stores per isolate, bounded below. */
+  private readonly counterIdsByStore = new Map<string, readonly string[]>();
+
+  constructor(
+    readonly index: number,
+    readonly id: string,
+    readonly slug: string,
+    readonly name: string,
+    readonly properties: readonly PreparedProperty[],
+  ) {
+    this.propertyBySlug = new Map(properties.map((property) => [property.slug, property]));
+  }
+
+  /** `{storeId}:{featureId}.{property}` for every property, cached so rendering does not build strings. */
+  counterIds(storeId: string): readonly string[] {
+    const cached = this.counterIdsByStore.get(storeId);
+    if (cached) return cached;
+    const ids = this.properties.map((property) => counterIdFor(storeId, this.id, property.slug));
+    // Store ids come from the environment type, so there are very few; the bound only guards against misuse.
+    if (this.counterIdsByStore.size >= MAX_CACHED_STORES) this.counterIdsByStore.clear();
+    this.counterIdsByStore.set(storeId, ids);
+    return ids;
+  }
+
+  toJSON(): string {
+    return this.id;
+  }
+}
+
+const MAX_CACHED_STORES = 8;
+
+/** The counter a metered property is counted in: `{storeId}:{featureId}.{property}`, e.g. `default:feat_ab12cd34.enabled`. */
+export function counterIdFor(storeId: string, featureId: string, property: string): string {
+  return `${storeId}:${featureId}.${property}`;
+}
+
+export interface PreparedPlan {
+  /** Position in the snapshot's plan list (slug order): the canonical order of provisioned plans. */
+  readonly index: number;
+  readonly slug: string;
+  readonly plan: SnapshotPlan;
+  /**
+   * By feature index: this plan's entries by property index, or undefined when the plan sets nothing for the
+   * feature (most plans touch few features, so most slots stay empty).
+   */
+  readonly entries: readonly (readonly (PlanPropertyEntry | undefined)[] | undefined)[];
+}
+
+export interface PreparedSnapshot {
+  readonly snapshot: ConfigSnapshot;
+  readonly versionId: string;
+  /** In snapshot order (slug order); this is also the order of rendered features. */
+  readonly features: readonly PreparedFeature[];
+  readonly featureById: ReadonlyMap<string, PreparedFeature>;
+  readonly featureBySlug: ReadonlyMap<string, PreparedFeature>;
+  /** In snapshot order (slug order). */
+  readonly plans: readonly PreparedPlan[];
+  readonly planBySlug: ReadonlyMap<string, PreparedPlan>;
+  /** Auto-assigned plans per category, in plan order; every category is present (possibly empty). */
+  readonly plansByCategory: ReadonlyMap<AutoAssignCategory, readonly PreparedPlan[]>;
+  /** Plans linked to a Stripe product id, in plan order. */
+  readonly plansByStripeProductId: ReadonlyMap<string, readonly PreparedPlan[]>;
+  readonly surfaceBySlug: ReadonlyMap<string, SnapshotSurface>;
+}
+
+const AUTO_ASSIGN_CATEGORIES: readonly AutoAssignCategory[] = ["anonymous", "authenticated", "search-crawler", "ai-agent"];
+
+/** -0 and 0 are the same allowance but not the same key for Object.is; keep one of them so results never differ by sign. */
+const normalizeNumber = (value: number): number => (value === 0 ? 0 : value);
+
+function prepareProperty(definition: SnapshotProperty, index: number): PreparedProperty {
+  const direction = definition.conflict === "lower" ? -1 : 1;
+  let fallbackState: BasePropertyState;
+  let valueRank: Map<string, number> | undefined;
+  let comparesStrings = false;
+  switch (definition.type) {
+    case "enabled":
+      fallbackState = { type: "enabled", setting: Object.freeze({ kind: definition.fallback }), isFallback: true };
+      break;
+    case "boolean":
+      fallbackState = { type: "boolean", value: definition.fallback, isFallback: true };
+      break;
+    case "number":
+      fallbackState = { type: "number", value: normalizeNumber(definition.fallback), isFallback: true };
+      break;
+    case "string":
+      fallbackState = { type: "string", value: definition.fallback, isFallback: true };
+      if (definition.values) valueRank = new Map(definition.values.map((value, position) => [value, position]));
+      else comparesStrings = true;
+      break;
+  }
+  return { index, slug: definition.slug, definition, direction, fallbackState: Object.freeze(fallbackState), valueRank, comparesStrings };
+}
+
+/**
+ * A plan value as a frozen state plus its ordering key. Values were validated against the definition when the
+ * version was created; a value of the wrong type (a snapshot written by hand) is dropped rather than trusted.
+ */
+function prepareEntry(property: PreparedProperty, value: SnapshotPlanValue): PlanPropertyEntry | undefined {
+  const definition = property.definition;
+  switch (definition.type) {
+    case "enabled": {
+      if (typeof value !== "object" || value === null) return undefined;
+      const setting = Object.freeze({ ...value });
+      return Object.freeze({ state: Object.freeze({ type: "enabled", setting, isFallback: false }), orderKey: enabledOrderKey(setting) });
+    }
+    case "boolean":
+      if (typeof value !== "boolean") return undefined;
+      return Object.freeze({ state: Object.freeze({ type: "boolean", value, isFallback: false }), orderKey: value ? 1 : 0 });
+    case "number": {
+      if (typeof value !== "number" || !Number.isFinite(value)) return undefined;
+      const normalized = normalizeNumber(value);
+      return Object.freeze({ state: Object.freeze({ type: "number", value: normalized, isFallback: false }), orderKey: normalized });
+    }
+    case "string": {
+      if (typeof value !== "string") return undefined;
+      // An allowed-values property ranks by position; a value outside the list (not possible after validation)
+      // ranks below all of them and then by its text, so the order stays total.
+      const orderKey = property.valueRank ? (property.valueRank.get(value) ?? -1) : 0;
+      return Object.freeze({ state: Object.freeze({ type: "string", value, isFallback: false }), orderKey });
+    }
+  }
+}
+
+function prepareFeature(feature: SnapshotFeature, index: number): PreparedFeature {
+  return new PreparedFeature(index, feature.id, feature.slug, feature.name, feature.properties.map(prepareProperty));
+}
+
+function preparePlan(plan: SnapshotPlan, index: number, features: readonly PreparedFeature[], featureById: ReadonlyMap<string, PreparedFeature>): PreparedPlan {
+  const entries: (PlanPropertyEntry | undefined)[][] | undefined[] = new Array(features.length);
+  for (const [featureId, values] of Object.entries(plan.values)) {
+    const feature = featureById.get(featureId);
+    if (!feature) continue;
+    const row: (PlanPropertyEntry | undefined)[] = new Array(feature.properties.length).fill(undefined);
+    let any = false;
+    for (const [propertySlug, value] of Object.entries(values)) {
+      const property = feature.propertyBySlug.get(propertySlug);
+      if (!property) continue;
+      const entry = prepareEntry(property, value);
+      if (entry) {
+        row[property.index] = entry;
+        any = true;
+      }
+    }
+    if (any) entries[feature.index] = row;
+  }
+  return { index, slug: plan.slug, plan, entries };
+}
+
+export function prepareSnapshot(snapshot: ConfigSnapshot): PreparedSnapshot {
+  const features = snapshot.features.map(prepareFeature);
+  const featureById = new Map(features.map((feature) => [feature.id, feature]));
+  const featureBySlug = new Map(features.map((feature) => [feature.slug, feature]));
+
+  const plans = snapshot.plans.map((plan, index) => preparePlan(plan, index, features, featureById));
+  const planBySlug = new Map(plans.map((plan) => [plan.slug, plan]));
+
+  const plansByCategory = new Map<AutoAssignCategory, PreparedPlan[]>(AUTO_ASSIGN_CATEGORIES.map((category) => [category, []]));
+  const plansByStripeProductId = new Map<string, PreparedPlan[]>();
+  for (const plan of plans) {
+    for (const category of new Set(plan.plan.autoAssign)) plansByCategory.get(category)?.push(plan);
+    for (const productId of new Set(plan.plan.stripeProductIds)) {
+      let linked = plansByStripeProductId.get(productId);
+      if (!linked) plansByStripeProductId.set(productId, (linked = []));
+      linked.push(plan);
+    }
+  }
+
+  // Own keys only: a surface slug such as "constructor" must not find Object.prototype members.
+  const surfaceBySlug = new Map(Object.keys(snapshot.surfaces).map((slug) => [slug, snapshot.surfaces[slug]!]));
+
+  return {
+    snapshot,
+    versionId: snapshot.versionId,
+    features,
+    featureById,
+    featureBySlug,
+    plans,
+    planBySlug,
+    plansByCategory,
+    plansByStripeProductId,
+    surfaceBySlug,
+  };
+}
+
+/**
+ * Prepared snapshots by version id, least recently used evicted first, bounded by count so that one isolate can
+ * serve many tenants within its memory. Versions are immutable, so an entry is never stale, only cold.
+ */
+export class SnapshotCache {
+  // A Map iterates in insertion order: re-inserting on every hit keeps the least recently used entry first.
+  private readonly entries = new Map<string, PreparedSnapshot>();
+
+  constructor(readonly maxEntries = 200) {
+    if (!Number.isInteger(maxEntries) || maxEntries < 1) throw new RangeError("SnapshotCache needs maxEntries ≥ 1");
+  }
+
+  get size(): number {
+    return this.entries.size;
+  }
+
+  get(versionId: string): PreparedSnapshot | undefined {
+    const entry = this.entries.get(versionId);
+    if (entry !== undefined) {
+      this.entries.delete(versionId);
+      this.entries.set(versionId, entry);
+    }
+    return entry;
+  }
+
+  has(versionId: string): boolean {
+    return this.entries.has(versionId);
+  }
+
+  set(versionId: string, prepared: PreparedSnapshot): void {
+    this.entries.delete(versionId);
+    this.entries.set(versionId, prepared);
+    while (this.entries.size > this.maxEntries) {
+      const oldest = this.entries.keys().next().value as string;
+      this.entries.delete(oldest);
+    }
+  }
+
+  delete(versionId: string): boolean {
+    return this.entries.delete(versionId);
+  }
+
+  clear(): void {
+    this.entries.clear();
+  }
+
+  /** Version ids from least to most recently used (for tests and diagnostics). */
+  keys(): string[] {
+    return [...this.entries.keys()];
+  }
+}

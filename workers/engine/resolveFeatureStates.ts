@@ -1,0 +1,79 @@
+/**
+ * Stage 3: stack the provisioned plans' values per property and resolve conflicts with each property's rule.
+ *
+ * Orders used by `higher` (`lower` takes the other end of the same order):
+ * - boolean: false < true;
+ * - number: numeric (-0 is stored as 0);
+ * - string: position in the property's allowed `values` when it has them, else code-unit comparison of the strings;
+ * - enabled: off < metered < on; two metered settings compare by limit, then by period, where a LONGER period is
+ *   LOWER (the same allowance must last longer, so it is stricter; lifetime is the longest), then
+ *   uniqueResources=true is higher (re-reading a resource is free).
+ * Every order is total over distinct values, so the winner never depends on the order of the plans.
+ * A property that no provisioned plan sets takes its fallback, marked `isFallback: true`.
+ *
+ * The winners' states are the frozen objects prepareSnapshot built, so resolution allocates one properties record
+ * and one state object per feature and nothing per property.
+ */
+import type { PlanPropertyEntry, PreparedFeature, PreparedPlan, PreparedSnapshot } from "./prepare";
+import type { BaseFeatureState, BasePropertyState } from "./types";
+
+/** A base feature state that also points at its prepared definition, which rendering and metering need. */
+export interface ResolvedFeatureState extends BaseFeatureState {
+  /** Serialises as the feature id (PreparedFeature.toJSON), so a logged base state stays small. */
+  readonly definition: PreparedFeature;
+}
+
+/** Every feature of the snapshot, in snapshot (slug) order. */
+export type BaseFeatureStates = ResolvedFeatureState[];
+
+/** True when `candidate` beats `current` under the property's order and rule. */
+function wins(candidate: PlanPropertyEntry, current: PlanPropertyEntry, direction: 1 | -1, comparesStrings: boolean): boolean {
+  if (comparesStrings) {
+    const a = (candidate.state as { value: string }).value;
+    const b = (current.state as { value: string }).value;
+    return direction === 1 ? a > b : a < b;
+  }
+  if (candidate.orderKey !== current.orderKey) return direction === 1 ? candidate.orderKey > current.orderKey : candidate.orderKey < current.orderKey;
+  // Equal keys: only strings outside an allowed-values list can tie with different text; order those by text.
+  if (candidate.state.type === "string") {
+    const a = candidate.state.value;
+    const b = (current.state as { value: string }).value;
+    return direction === 1 ? a > b : a < b;
+  }
+  return false;
+}
+
+/** The plans of a slug list, known ones only, each once. */
+function plansOf(prepared: PreparedSnapshot, planSlugs: readonly string[]): PreparedPlan[] {
+  const plans: PreparedPlan[] = [];
+  for (const slug of planSlugs) {
+    const plan = prepared.planBySlug.get(slug);
+    if (plan !== undefined && !plans.includes(plan)) plans.push(plan);
+  }
+  return plans;
+}
+
+export function resolveFeatureState(feature: PreparedFeature, plans: readonly PreparedPlan[]): ResolvedFeatureState {
+  const properties: Record<string, BasePropertyState> = {};
+  const definitions = feature.properties;
+  const featureIndex = feature.index;
+  for (let p = 0; p < definitions.length; p++) {
+    const property = definitions[p]!;
+    let best: PlanPropertyEntry | undefined;
+    for (let i = 0; i < plans.length; i++) {
+      const entry = plans[i]!.entries[featureIndex]?.[p];
+      if (entry !== undefined && (best === undefined || wins(entry, best, property.direction, property.comparesStrings))) best = entry;
+    }
+    properties[property.slug] = best === undefined ? property.fallbackState : best.state;
+  }
+  return { featureId: feature.id, featureSlug: feature.slug, properties, definition: feature };
+}
+
+/** The conflict-resolved state of EVERY feature under the given plans (unknown slugs are ignored). */
+export function resolveFeatureStates(prepared: PreparedSnapshot, planSlugs: readonly string[]): BaseFeatureStates {
+  const plans = plansOf(prepared, planSlugs);
+  const features = prepared.features;
+  const states: ResolvedFeatureState[] = new Array(features.length);
+  for (let f = 0; f < features.length; f++) states[f] = resolveFeatureState(features[f]!, plans);
+  return states;
+}
