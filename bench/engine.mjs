@@ -120,8 +120,8 @@ async function main() {
       storeId: "production",
       surfaceSlug: undefined,
     });
-    if ("error" in decision) throw new Error(String(decision.error));
-    return engine.renderFeatures(decision.base, "production", readingsFor(decision.meterRequests), undefined);
+    const readings = readingsFor(decision.meterRequests);
+    return engine.finish ? engine.finish(decision, readings) : engine.renderFeatures(decision.base, "production", readings, undefined);
   };
 
   const decisions = [];
