@@ -7,6 +7,7 @@
  */
 import type { AutoAssignCategory, Period } from "../../schema/config";
 import type { ConfigSnapshot, EnabledSetting, SnapshotFeature, SnapshotPlan, SnapshotPlanValue, SnapshotProperty, SnapshotSurface } from "./snapshot";
+import type { BaseFeatureStates } from "./resolveFeatureStates";
 import type { BasePropertyState } from "./types";
 
 /**
@@ -135,6 +136,11 @@ export interface PreparedSnapshot {
   /** Plans linked to a Stripe product id, in plan order. */
   readonly plansByStripeProductId: ReadonlyMap<string, readonly PreparedPlan[]>;
   readonly surfaceBySlug: ReadonlyMap<string, SnapshotSurface>;
+  /**
+   * Memo of resolveFeatureStates by plan set (sorted plan indices joined by ","), owned by that module; the
+   * values are frozen BaseFeatureStates.
+   */
+  readonly resolvedByPlanSet: Map<string, BaseFeatureStates>;
 }
 
 const AUTO_ASSIGN_CATEGORIES: readonly AutoAssignCategory[] = ["anonymous", "authenticated", "search-crawler", "ai-agent"];
@@ -254,6 +260,7 @@ export function prepareSnapshot(snapshot: ConfigSnapshot): PreparedSnapshot {
     plansByCategory,
     plansByStripeProductId,
     surfaceBySlug,
+    resolvedByPlanSet: new Map(),
   };
 }
 

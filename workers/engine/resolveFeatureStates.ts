@@ -23,8 +23,8 @@ export interface ResolvedFeatureState extends BaseFeatureState {
   readonly definition: PreparedFeature;
 }
 
-/** Every feature of the snapshot, in snapshot (slug) order. */
-export type BaseFeatureStates = ResolvedFeatureState[];
+/** Every feature of the snapshot, in snapshot (slug) order. Shared and frozen (see resolveFeatureStates). */
+export type BaseFeatureStates = readonly ResolvedFeatureState[];
 
 /** True when `candidate` beats `current` under the property's order and rule. */
 function wins(candidate: PlanPropertyEntry, current: PlanPropertyEntry, direction: 1 | -1, comparesStrings: boolean): boolean {
@@ -69,11 +69,45 @@ export function resolveFeatureState(feature: PreparedFeature, plans: readonly Pr
   return { featureId: feature.id, featureSlug: feature.slug, properties, definition: feature };
 }
 
-/** The conflict-resolved state of EVERY feature under the given plans (unknown slugs are ignored). */
+/**
+ * The conflict-resolved state of EVERY feature under the given plans (unknown slugs are ignored).
+ *
+ * The result depends only on the SET of plans, and most traffic shares a few sets (every anonymous reader has the
+ * same one), so results are memoised per prepared snapshot, keyed by the sorted plan indices. They are therefore
+ * shared between decisions and deeply frozen: a caller that wants to adjust a state (a feature workflow) builds a
+ * new state object instead of mutating this one (mutation throws in strict mode rather than leaking into other
+ * requests). The memo is bounded by a budget of feature states so that big configs keep fewer plan sets.
+ */
 export function resolveFeatureStates(prepared: PreparedSnapshot, planSlugs: readonly string[]): BaseFeatureStates {
   const plans = plansOf(prepared, planSlugs);
+  const key = planSetKey(plans);
+  const memo = prepared.resolvedByPlanSet;
+  const cached = memo.get(key);
+  if (cached !== undefined) return cached;
+
   const features = prepared.features;
   const states: ResolvedFeatureState[] = new Array(features.length);
-  for (let f = 0; f < features.length; f++) states[f] = resolveFeatureState(features[f]!, plans);
+  for (let f = 0; f < features.length; f++) {
+    const state = resolveFeatureState(features[f]!, plans);
+    Object.freeze(state.properties);
+    states[f] = Object.freeze(state);
+  }
+  Object.freeze(states);
+  const capacity = Math.max(MIN_MEMOISED_PLAN_SETS, Math.floor(MEMO_FEATURE_STATE_BUDGET / Math.max(1, features.length)));
+  if (memo.size >= capacity) memo.delete(memo.keys().next().value as string);
+  memo.set(key, states);
   return states;
+}
+
+/** Feature states one prepared snapshot may keep memoised (≈100 bytes each), and the plan sets always kept. */
+const MEMO_FEATURE_STATE_BUDGET = 2_048;
+const MIN_MEMOISED_PLAN_SETS = 2;
+
+function planSetKey(plans: readonly PreparedPlan[]): string {
+  if (plans.length === 0) return "";
+  if (plans.length === 1) return String(plans[0]!.index);
+  const indices = new Array<number>(plans.length);
+  for (let i = 0; i < plans.length; i++) indices[i] = plans[i]!.index;
+  indices.sort((a, b) => a - b);
+  return indices.join(",");
 }
