@@ -11,7 +11,7 @@ type Def = Record<string, unknown>;
 async function stack(def: Def | undefined, values: unknown[], property = "p"): Promise<PreparedSnapshot> {
   const plans: Record<string, unknown> = {};
   values.forEach((value, i) => (plans[`v${i}`] = { features: { f: { [property]: value } } }));
-  return preparedOf({ features: { f: { properties: def ? { [property]: def } : {} } }, plans } as ConfigDocumentInput);
+  return preparedOf({ features: { f: { properties: def ? { [property]: def } : {} } }, plans } as unknown as ConfigDocumentInput);
 }
 
 async function winner(def: Def | undefined, values: unknown[], property = "p"): Promise<BasePropertyState> {

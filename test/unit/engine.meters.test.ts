@@ -1,0 +1,183 @@
+import { describe, expect, it } from "vitest";
+import { counterIdFor, decide, denials, finish, meterRequestsFor, renderFeatures, resolveFeatureStates, type MeterReading } from "../../workers/engine";
+import { featureIdFor, NEWS_SITE, preparedOf } from "./engineFixtures";
+
+const ARTICLES = featureIdFor("articles");
+const COMMENTS = featureIdFor("comments");
+
+function reading(counterId: string, overrides: Partial<MeterReading> = {}): MeterReading {
+  return {
+    counterId,
+    hasAccess: true,
+    consumedUnits: 1,
+    remainingUnits: 2,
+    totalUnits: 3,
+    periodStart: "2026-11-01T00:00:00.000Z",
+    uniqueResources: true,
+    resourceIdUsed: false,
+    consumedInRequest: true,
+    consumedUnitsInRequest: 1,
+    excessUnitsInRequest: 0,
+    ...overrides,
+  };
+}
+
+describe("counterIdFor", () => {
+  it("is {storeId}:{featureId}.{property}", () => {
+    expect(counterIdFor("default", "feat_ab12cd34", "enabled")).toBe("default:feat_ab12cd34.enabled");
+  });
+});
+
+describe("meterRequestsFor", async () => {
+  const prepared = await preparedOf(NEWS_SITE);
+
+  it("asks for every metered property, consuming only what the surface consumes", () => {
+    const base = resolveFeatureStates(prepared, ["anonymous"]);
+    const counterId = `production:${ARTICLES}.enabled`;
+    expect(meterRequestsFor(prepared, base, "production")).toEqual([{ counterId, limit: 3, period: "month", uniqueResources: true, consume: false }]);
+    expect(meterRequestsFor(prepared, base, "production", [{ featureId: ARTICLES, property: "enabled" }])).toEqual([
+      { counterId, limit: 3, period: "month", uniqueResources: true, consume: true },
+    ]);
+    expect(meterRequestsFor(prepared, base, "production", [{ featureId: COMMENTS, property: "enabled" }])[0]!.consume).toBe(false);
+  });
+
+  it("asks for nothing when no resolved setting is metered", () => {
+    expect(meterRequestsFor(prepared, resolveFeatureStates(prepared, ["anonymous", "registered"]), "production")).toEqual([]);
+    expect(meterRequestsFor(prepared, resolveFeatureStates(prepared, []), "production")).toEqual([]);
+  });
+});
+
+describe("renderFeatures", async () => {
+  const prepared = await preparedOf(NEWS_SITE);
+  const articlesCounter = `default:${ARTICLES}.enabled`;
+  const commentsCounter = `default:${COMMENTS}.enabled`;
+
+  it("on / off / unassigned, and value properties", () => {
+    const features = renderFeatures(resolveFeatureStates(prepared, ["premium"]), "default", undefined);
+    expect(Object.keys(features)).toEqual(["articles", "comments"]);
+    expect(features.articles).toEqual({
+      featureId: ARTICLES,
+      featureSlug: "articles",
+      properties: {
+        enabled: { type: "meterable", counterId: articlesCounter, hasAccess: true, isFallback: false },
+        premium: { type: "boolean", value: true, isFallback: false },
+        quality: { type: "string", value: "ultra", isFallback: false },
+      },
+    });
+    // comments: no provisioned plan sets it → fallback off.
+    expect(features.comments).toEqual({
+      featureId: COMMENTS,
+      featureSlug: "comments",
+      properties: { enabled: { type: "meterable", counterId: commentsCounter, hasAccess: false, isFallback: true } },
+    });
+  });
+
+  it("an explicit off is not a fallback; an 'on' fallback grants", async () => {
+    const custom = await preparedOf({
+      features: { a: {}, b: { properties: { enabled: { type: "enabled", fallback: "on" } } } },
+      plans: { p: { features: { a: { enabled: "off" } } } },
+    });
+    const features = renderFeatures(resolveFeatureStates(custom, ["p"]), "s", undefined);
+    expect(features.a!.properties.enabled).toEqual({ type: "meterable", counterId: `s:${featureIdFor("a")}.enabled`, hasAccess: false, isFallback: false });
+    expect(features.b!.properties.enabled).toEqual({ type: "meterable", counterId: `s:${featureIdFor("b")}.enabled`, hasAccess: true, isFallback: true });
+  });
+
+  it("metered with a reading: every reading field and the reading's access", () => {
+    const base = resolveFeatureStates(prepared, ["anonymous"]);
+    const denied = reading(articlesCounter, { hasAccess: false, consumedUnits: 3, remainingUnits: 0, consumedInRequest: false, consumedUnitsInRequest: 0, excessUnitsInRequest: 1 });
+    const features = renderFeatures(base, "default", new Map([[articlesCounter, denied]]));
+    expect(features.articles!.properties.enabled).toEqual({
+      type: "meterable",
+      counterId: articlesCounter,
+      hasAccess: false,
+      isFallback: false,
+      consumedUnits: 3,
+      remainingUnits: 0,
+      totalUnits: 3,
+      periodStart: "2026-11-01T00:00:00.000Z",
+      uniqueResources: true,
+      resourceIdUsed: false,
+      consumedInRequest: false,
+      consumedUnitsInRequest: 0,
+      excessUnitsInRequest: 1,
+    });
+    expect(features.articles!.properties.quality).toEqual({ type: "string", value: "standard", isFallback: false });
+  });
+
+  it("metered while the meter failed: onMeterFailure decides, marked isFallback", async () => {
+    const base = resolveFeatureStates(prepared, ["anonymous"]);
+    // articles fails OPEN in NEWS_SITE; readings are ignored once a failure is reported.
+    const open = renderFeatures(base, "default", new Map([[articlesCounter, reading(articlesCounter, { hasAccess: false })]]), "unreachable");
+    expect(open.articles!.properties.enabled).toEqual({ type: "meterable", counterId: articlesCounter, hasAccess: true, isFallback: true });
+
+    const closedConfig = await preparedOf({ features: { a: {} }, plans: { p: { features: { a: { enabled: { metered: { limit: 5 } } } } } } });
+    const closed = renderFeatures(resolveFeatureStates(closedConfig, ["p"]), "default", undefined, "unreachable");
+    expect(closed.a!.properties.enabled).toEqual({ type: "meterable", counterId: `default:${featureIdFor("a")}.enabled`, hasAccess: false, isFallback: true });
+    expect(denials(closed)).toEqual([{ featureSlug: "a", property: "enabled", reason: "meter_unavailable" }]);
+  });
+
+  it("accepts a leading prepared argument", () => {
+    const base = resolveFeatureStates(prepared, ["premium"]);
+    expect(renderFeatures(prepared, base, "default", undefined)).toEqual(renderFeatures(base, "default", undefined));
+  });
+});
+
+describe("denials", async () => {
+  const prepared = await preparedOf({
+    features: { gone: {}, never: {}, spent: {}, fine: {} },
+    plans: { p: { features: { gone: { enabled: "off" }, spent: { enabled: { metered: { limit: 1 } } }, fine: { enabled: "on" } } } },
+  });
+  const base = resolveFeatureStates(prepared, ["p"]);
+  const spentCounter = `s:${featureIdFor("spent")}.enabled`;
+  const features = renderFeatures(base, "s", new Map([[spentCounter, reading(spentCounter, { hasAccess: false })]]));
+
+  it("lists every meterable property without access, with the reason", () => {
+    expect(denials(features)).toEqual([
+      { featureSlug: "gone", property: "enabled", reason: "off" },
+      { featureSlug: "never", property: "enabled", reason: "fallback" },
+      { featureSlug: "spent", property: "enabled", reason: "limit_reached" },
+    ]);
+  });
+
+  it("can be limited to given properties (what a surface consumes)", () => {
+    expect(denials(features, [{ featureSlug: "spent", property: "enabled" }])).toEqual([{ featureSlug: "spent", property: "enabled", reason: "limit_reached" }]);
+    expect(denials(features, [{ featureSlug: "fine", property: "enabled" }])).toEqual([]);
+  });
+});
+
+describe("decide → finish", async () => {
+  const prepared = await preparedOf(NEWS_SITE);
+  const anonymous = { isAuthenticated: false };
+
+  it("an anonymous reader on the article page: the metered allowance is consumed", () => {
+    const decision = decide({ prepared, identity: anonymous, bot: undefined, storeId: "default", surfaceSlug: "article-page" });
+    expect(decision.category).toBe("anonymous");
+    expect(decision.planSlugs).toEqual(["anonymous"]);
+    expect(decision.meterRequests).toEqual([{ counterId: `default:${ARTICLES}.enabled`, limit: 3, period: "month", uniqueResources: true, consume: true }]);
+    const counterId = decision.meterRequests[0]!.counterId;
+    const features = finish(decision, new Map([[counterId, reading(counterId)]]));
+    expect(features.articles!.properties.enabled).toMatchObject({ hasAccess: true, consumedUnits: 1, remainingUnits: 2, isFallback: false });
+  });
+
+  it("an access check consumes nothing; Stripe and workflow plans stack", () => {
+    const decision = decide({
+      prepared,
+      identity: { isAuthenticated: true },
+      bot: undefined,
+      stripeProductIds: ["prod_premium_yearly"],
+      workflowPlanSlugs: ["anonymous", "gold"],
+      storeId: "default",
+    });
+    expect(decision.planSlugs).toEqual(["registered", "premium", "anonymous"]);
+    expect(decision.unknownPlanSlugs).toEqual(["gold"]);
+    // premium and registered are "on", which beats anonymous's metered allowance: nothing to meter.
+    expect(decision.meterRequests).toEqual([]);
+    expect(finish(decision, undefined).articles!.properties).toMatchObject({ enabled: { hasAccess: true }, premium: { value: true }, quality: { value: "ultra" } });
+  });
+
+  it("a verified AI agent gets the ai-agent plan; an explicit category wins", () => {
+    const bot = { category: "ai-assistant" as const, code: "chatgpt-user", isVerified: true, operator: "OpenAI", product: "ChatGPT" };
+    expect(decide({ prepared, identity: anonymous, bot, storeId: "default" }).planSlugs).toEqual(["ai-agents"]);
+    expect(decide({ prepared, identity: anonymous, bot, category: "search-crawler", storeId: "default" }).planSlugs).toEqual(["search-crawlers"]);
+  });
+});

@@ -1,0 +1,107 @@
+import { describe, expect, it } from "vitest";
+import { decide, enabledOrderKey, prepareSnapshot, SnapshotCache, SurfaceNotFoundError, type PreparedSnapshot } from "../../workers/engine";
+import { featureIdFor, NEWS_SITE, preparedOf, snapshotOf } from "./engineFixtures";
+
+describe("prepareSnapshot", async () => {
+  const prepared = await preparedOf(NEWS_SITE, "ver_news");
+
+  it("indexes plans by slug, category and Stripe product, in plan order", () => {
+    expect(prepared.versionId).toBe("ver_news");
+    expect(prepared.plans.map((plan) => plan.slug)).toEqual(["ai-agents", "anonymous", "premium", "registered", "search-crawlers"]);
+    expect(prepared.planBySlug.get("premium")?.slug).toBe("premium");
+    expect(prepared.planBySlug.get("constructor")).toBeUndefined();
+    expect(Object.fromEntries([...prepared.plansByCategory].map(([category, plans]) => [category, plans.map((plan) => plan.slug)]))).toEqual({
+      anonymous: ["anonymous"],
+      authenticated: ["registered"],
+      "search-crawler": ["search-crawlers"],
+      "ai-agent": ["ai-agents"],
+    });
+    expect(prepared.plansByStripeProductId.get("prod_premium_yearly")?.map((plan) => plan.slug)).toEqual(["premium"]);
+    expect(prepared.plansByStripeProductId.get("prod_other")).toBeUndefined();
+  });
+
+  it("keeps features in order with their property definitions (enabled first)", () => {
+    expect(prepared.features.map((feature) => feature.slug)).toEqual(["articles", "comments"]);
+    const articles = prepared.featureBySlug.get("articles")!;
+    expect(articles.id).toBe(featureIdFor("articles"));
+    expect(prepared.featureById.get(articles.id)).toBe(articles);
+    expect(articles.properties.map((property) => property.slug)).toEqual(["enabled", "premium", "quality"]);
+    expect(articles.propertyBySlug.get("quality")?.valueRank?.get("ultra")).toBe(2);
+    expect(articles.counterIds("default")).toEqual([`default:${articles.id}.enabled`, `default:${articles.id}.premium`, `default:${articles.id}.quality`]);
+    expect(JSON.stringify({ definition: articles })).toBe(`{"definition":"${articles.id}"}`);
+  });
+
+  it("survives a JSON round trip of the snapshot (as loaded from D1)", async () => {
+    const fromJson = prepareSnapshot(JSON.parse(JSON.stringify(await snapshotOf(NEWS_SITE))));
+    expect(fromJson.surfaceBySlug.get("article-page")?.consumes).toEqual([{ featureId: featureIdFor("articles"), featureSlug: "articles", property: "enabled" }]);
+  });
+
+  it("orders enabled settings off < metered (limit, then shorter period, then unique) < on", () => {
+    const m = (limit: number, period: "minute" | "day" | "month" | "lifetime", uniqueResources = false) => enabledOrderKey({ kind: "metered", limit, period, uniqueResources });
+    const ordered = [
+      enabledOrderKey({ kind: "off" }),
+      m(0, "lifetime"),
+      m(0, "minute"),
+      m(3, "lifetime"),
+      m(3, "month"),
+      m(3, "month", true),
+      m(3, "day"),
+      m(4, "lifetime"),
+      m(1_000_000_000, "minute", true),
+      enabledOrderKey({ kind: "on" }),
+    ];
+    expect([...ordered].sort((a, b) => a - b)).toEqual(ordered);
+    expect(new Set(ordered).size).toBe(ordered.length);
+  });
+});
+
+describe("decide: unknown surface", async () => {
+  const prepared = await preparedOf(NEWS_SITE);
+  it.each(["missing", "constructor", "toString"])("throws SurfaceNotFoundError for %s", (surfaceSlug) => {
+    expect(() => decide({ prepared, storeId: "default", surfaceSlug })).toThrow(SurfaceNotFoundError);
+    try {
+      decide({ prepared, storeId: "default", surfaceSlug });
+    } catch (error) {
+      expect(error).toMatchObject({ code: "surface_not_found", surfaceSlug });
+    }
+  });
+});
+
+describe("SnapshotCache", () => {
+  const fake = (versionId: string) => ({ versionId }) as PreparedSnapshot;
+
+  it("evicts the least recently used version beyond its bound", () => {
+    const cache = new SnapshotCache(3);
+    for (const id of ["a", "b", "c"]) cache.set(id, fake(id));
+    expect(cache.get("a")?.versionId).toBe("a"); // a is now the most recently used
+    cache.set("d", fake("d")); // evicts b
+    expect(cache.size).toBe(3);
+    expect(cache.has("b")).toBe(false);
+    expect(cache.get("b")).toBeUndefined();
+    expect(cache.keys()).toEqual(["c", "a", "d"]);
+    cache.set("c", fake("c2")); // re-setting refreshes recency and replaces the value
+    cache.set("e", fake("e")); // evicts a
+    expect(cache.keys()).toEqual(["d", "c", "e"]);
+    expect(cache.get("c")?.versionId).toBe("c2");
+  });
+
+  it("defaults to 200 entries and rejects a bound below 1", () => {
+    const cache = new SnapshotCache();
+    expect(cache.maxEntries).toBe(200);
+    for (let i = 0; i < 250; i++) cache.set(`v${i}`, fake(`v${i}`));
+    expect(cache.size).toBe(200);
+    expect(cache.has("v49")).toBe(false);
+    expect(cache.has("v50")).toBe(true);
+    expect(() => new SnapshotCache(0)).toThrow(RangeError);
+  });
+
+  it("delete and clear", () => {
+    const cache = new SnapshotCache(2);
+    cache.set("a", fake("a"));
+    cache.set("b", fake("b"));
+    expect(cache.delete("a")).toBe(true);
+    expect(cache.keys()).toEqual(["b"]);
+    cache.clear();
+    expect(cache.size).toBe(0);
+  });
+});
