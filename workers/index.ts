@@ -2,7 +2,7 @@
 import { createApp } from "./app";
 import { registerRoutes } from "./routes";
 
-export { MeterObject } from "./placeholderMeter";
+export { MeterObject } from "../durable-objects/meter/MeterObject";
 
 const app = createApp();
 registerRoutes(app);

@@ -10,10 +10,14 @@ import { registerEnvironmentRoutes } from "./admin/environments";
 import { registerOrganizationRoutes } from "./admin/organizations";
 import { registerVersionRoutes } from "./admin/versions";
 import { registerDocs } from "./docs";
+import { registerAccessCheckRoute } from "./decisions/accessChecks";
+import { registerSurfaceDecisionRoute } from "./decisions/surfaceDecisions";
 import { registerHealth } from "./health";
 
 export function registerRoutes(app: OpenAPIHono<AppEnv>): void {
   registerHealth(app);
+  registerAccessCheckRoute(app);
+  registerSurfaceDecisionRoute(app);
   registerOrganizationRoutes(app);
   registerEnvironmentRoutes(app);
   registerDraftCollectionRoutes(app);

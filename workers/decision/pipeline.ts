@@ -1,0 +1,163 @@
+/**
+ * One access check or surface decision, stage by stage (DESIGN.md, "The request pipeline"):
+ * auth → deployed version → identity → bot tags → plans → feature state (+ one meter call) → response,
+ * then the decision record after the response. Each stage is timed into `Server-Timing`.
+ */
+import type { Context } from "hono";
+import { meterStub, evaluateWithDeadline } from "../../durable-objects/meter/client";
+import type { AppEnv } from "../context";
+import {
+  autoAssignCategoryFor,
+  classifyBot,
+  decide,
+  denials,
+  finish,
+  SurfaceNotFoundError,
+  type BotTag,
+  type Decision,
+  type FeatureStates,
+  type MeterReading,
+} from "../engine";
+import { ApiError } from "../errors";
+import { resolveIdentity } from "../identity/resolveIdentity";
+import { newId } from "../lib/ids";
+import { getCustomerCached } from "../services/customers";
+import { insertEvent } from "../services/events";
+import { storeOf } from "../services/tenancy";
+import type { AccessCheckRequest, SurfaceDecisionRequest } from "./request";
+import { preparedSnapshotFor } from "./snapshots";
+
+export interface DecisionOptions {
+  surfaceSlug?: string;
+  idempotencyKey?: string;
+  /** SHA-256 of the request body, so a reused Idempotency-Key with another body is refused. */
+  requestHash?: string;
+}
+
+export async function runDecision(c: Context<AppEnv>, body: AccessCheckRequest | SurfaceDecisionRequest, options: DecisionOptions) {
+  const timings = c.get("timings");
+  const auth = c.get("auth");
+  if (auth.kind !== "key") throw new ApiError("forbidden", "Decisions are made with an environment's API key");
+  const { environment, key } = auth;
+  timings.mark("auth");
+
+  if (!environment.deployedVersionId) {
+    throw new ApiError("not_found", "No configuration version is deployed to this environment: create a version and deploy it");
+  }
+  const prepared = await preparedSnapshotFor(c.env.DB, environment.deployedVersionId);
+  const snapshot = prepared.snapshot;
+  timings.mark("config");
+
+  const resolved = await resolveIdentity(body.identity, { keyType: key.type, authMethods: snapshot.authMethods });
+  if (!resolved.ok) throw new ApiError(resolved.code, resolved.message);
+  const identity = resolved.identity;
+  timings.mark("identity");
+
+  // A publishable key is used from the browser, so Cloudflare's view of this very request describes the visitor;
+  // a secret key is used by the customer's server, whose own request.cf says nothing about the visitor and whose
+  // body (cloudflare.cf, x-mos-user-agent) is trusted instead. A browser cannot forge a verified bot this way.
+  const trusted = key.type === "secret";
+  const cf = trusted ? body.cloudflare?.cf : ((c.req.raw as { cf?: Record<string, unknown> }).cf ?? undefined);
+  const userAgent = body.http?.userAgent ?? (trusted ? c.req.header("x-mos-user-agent") : c.req.header("user-agent"));
+  const bot: BotTag | undefined = classifyBot({ userAgent, cf });
+  const category = autoAssignCategoryFor(identity, bot);
+
+  const store = storeOf(environment);
+  const customer = identity.isAuthenticated ? await getCustomerCached(c.env.DB, environment.organizationId, store, identity.identifier) : null;
+  timings.mark("context");
+
+  let decision: Decision;
+  try {
+    decision = decide({
+      prepared,
+      category,
+      stripeProductIds: customer?.stripeProductIds ?? [],
+      workflowPlanSlugs: [],
+      storeId: store,
+      surfaceSlug: options.surfaceSlug,
+    });
+  } catch (error) {
+    if (error instanceof SurfaceNotFoundError) throw new ApiError("surface_not_found", `Surface ${error.surfaceSlug} not found`);
+    throw error;
+  }
+  timings.mark("plans");
+
+  let readings: Map<string, MeterReading> | undefined;
+  let meterFailure: "unreachable" | undefined;
+  if (decision.meterRequests.length > 0) {
+    const stub = meterStub(c.env.METER, `${environment.organizationId}:${store}`, identity.identifier);
+    const result = await evaluateWithDeadline(
+      stub,
+      {
+        counters: decision.meterRequests,
+        resourceId: body.resource?.id,
+        timeZone: snapshot.timeZone,
+        idempotencyKey: options.idempotencyKey,
+        requestHash: options.requestHash,
+      },
+      meterDeadline(c.env),
+    );
+    if (!result.ok) meterFailure = "unreachable";
+    else if ("conflict" in result.value) {
+      throw new ApiError("idempotency_key_reused", "This Idempotency-Key was used with a different request body");
+    } else readings = new Map(result.value.readings.map((reading) => [reading.counterId, reading]));
+    timings.mark("meter");
+  }
+
+  const features: FeatureStates = finish(decision, readings, meterFailure);
+  const eventId = newId("evt");
+  const response = {
+    status: "success" as const,
+    eventId,
+    identity: {
+      authType: identity.authType,
+      identifier: identity.identifier,
+      isAuthenticated: identity.isAuthenticated,
+      jwtClaims: identity.jwtClaims,
+    },
+    customer: {
+      isCustomer: customer !== null,
+      hasProducts: (customer?.stripeProductIds.length ?? 0) > 0,
+      customerIdentifiers: customer ? [customer.identifier] : [],
+    },
+    features,
+  };
+  timings.mark("render");
+
+  // A surface decision is granted when everything it consumes was granted; an access check when nothing is denied.
+  const denied = denials(
+    features,
+    decision.surface?.consumes.map((entry) => ({ featureSlug: entry.featureSlug, property: entry.property })),
+  );
+  c.executionCtx.waitUntil(
+    insertEvent(c.env.DB, {
+      id: eventId,
+      organizationId: environment.organizationId,
+      environmentId: environment.id,
+      kind: options.surfaceSlug ? "surface_decision" : "access_check",
+      identifier: identity.identifier,
+      surfaceSlug: options.surfaceSlug ?? null,
+      outcome: denied.length ? "denied" : "granted",
+      record: {
+        identity: response.identity,
+        bot: bot ?? null,
+        category,
+        plans: decision.planSlugs,
+        planSources: decision.planSources,
+        unknownPlanSlugs: decision.unknownPlanSlugs,
+        features,
+        denials: denied,
+        meter: meterFailure ? { status: "fallback", reason: meterFailure } : readings ? { status: "ok" } : { status: "none" },
+        jwtError: resolved.jwtError ?? null,
+        timings: timings.toRecord(),
+        versionId: snapshot.versionId,
+      },
+    }).catch((error) => console.error("decision record not written", error)),
+  );
+  return { response, decision, readings, features };
+}
+
+function meterDeadline(env: Env): number {
+  const parsed = Number(env.METER_DEADLINE_MS);
+  return Number.isFinite(parsed) && parsed > 0 ? parsed : 200;
+}

@@ -1,0 +1,276 @@
+/**
+ * The decision's workflow stages, wired to the request: builds the arguments customer code sees, the utils RPC
+ * target scoped to this tenant and identity, and applies each stage's result. Nothing here runs unless the
+ * deployed version has a workflow of that type.
+ */
+import type { Context } from "hono";
+import { meterStub } from "../../durable-objects/meter/client";
+import type { AppEnv } from "../context";
+import type { PreparedSnapshot } from "../engine/prepare";
+import type { SnapshotWorkflow } from "../engine/snapshot";
+import type { Period } from "../../schema/config";
+import type { BotTag, FeatureStates, MeterRequest, PropertyState, ResolvedIdentity } from "../engine/types";
+import { verifyUserJwt } from "../identity/jwt";
+import { workflowEnvironment } from "../services/environmentSettings";
+import type { Environment } from "../services/tenancy";
+import { LoaderWorkflowRunner, type WorkflowRunner } from "../workflows/runner";
+import {
+  validateComponentBehavior,
+  validateMiddleware,
+  validatePlanSlugs,
+  validatePropertyOverrides,
+  validateSurfaceBehavior,
+  WorkflowStages,
+  type ComponentBehavior,
+  type MiddlewareResult,
+  type SurfaceBehavior,
+} from "../workflows/stages";
+import { WorkflowUtils } from "../workflows/utils";
+
+export interface RequestFacts {
+  userAgent?: string;
+  url?: string;
+  referer?: string;
+  clientIp?: string;
+  cf?: Record<string, unknown>;
+  resource?: Record<string, unknown>;
+}
+
+export interface PendingTrigger {
+  name: string;
+  payload: unknown;
+}
+
+export function workflowRunnerFor(c: Context<AppEnv>, environmentId: string, egressHosts: string[]): WorkflowRunner {
+  const exportsOf = (c.executionCtx as unknown as { exports?: { EgressGateway?: (options: { props: unknown }) => Fetcher } }).exports;
+  return new LoaderWorkflowRunner(c.env.LOADER, (workflow) =>
+    egressHosts.length > 0 && exportsOf?.EgressGateway
+      ? exportsOf.EgressGateway({ props: { environmentId, workflow: workflow.slug, hosts: egressHosts } })
+      : null,
+  );
+}
+
+/** Everything the workflows of one decision share. Created lazily: decisions without workflows never pay for it. */
+export class DecisionWorkflows {
+  readonly triggers: PendingTrigger[] = [];
+  private stagesByMode = new Map<boolean, WorkflowStages>();
+  private env: Record<string, string> = {};
+  private runner: WorkflowRunner | undefined;
+  /** Limits of the metered counters this decision resolved, so utils.counters enforce the user's own plan. */
+  private readonly counterSettings = new Map<string, { limit: number; period: Period; uniqueResources: boolean }>();
+
+  constructor(
+    private readonly c: Context<AppEnv>,
+    private readonly prepared: PreparedSnapshot,
+    private readonly environment: Environment,
+    private readonly store: string,
+    private identity: ResolvedIdentity,
+    private bot: BotTag | undefined,
+    private readonly facts: RequestFacts,
+  ) {}
+
+  knowCounters(requests: readonly MeterRequest[]): void {
+    for (const request of requests) {
+      this.counterSettings.set(request.counterId, { limit: request.limit, period: request.period, uniqueResources: request.uniqueResources });
+    }
+  }
+
+  has(type: SnapshotWorkflow["type"]): boolean {
+    return (this.prepared.snapshot.workflows ?? []).some((workflow) => workflow.type === type);
+  }
+
+  private of(type: SnapshotWorkflow["type"]): SnapshotWorkflow[] {
+    return this.prepared.snapshot.workflows.filter((workflow) => workflow.type === type);
+  }
+
+  get records() {
+    return [...this.stagesByMode.values()].flatMap((stages) => stages.records);
+  }
+
+  private async stages(readOnly: boolean): Promise<WorkflowStages> {
+    let stages = this.stagesByMode.get(readOnly);
+    if (stages) return stages;
+    if (!this.runner) {
+      const settings = await workflowEnvironment(this.c.env.DB, this.c.env.SECRETS_KEY, this.environment.id);
+      this.env = settings.values;
+      this.runner = workflowRunnerFor(this.c, this.environment.id, settings.egressAllowList);
+    }
+    stages = new WorkflowStages(this.runner, this.utils(readOnly));
+    this.stagesByMode.set(readOnly, stages);
+    return stages;
+  }
+
+  private utils(readOnly: boolean): WorkflowUtils {
+    const { c, environment, store, prepared } = this;
+    const storeKey = `${environment.organizationId}:${store}`;
+    const identifier = () => this.identity.identifier;
+    const user = () => meterStub(c.env.METER, storeKey, identifier());
+    const counterSettings = this.counterSettings;
+    return new WorkflowUtils({
+      store,
+      counterIds: new Set(prepared.snapshot.features.map((feature) => `${store}:${feature.id}.enabled`)),
+      readOnly,
+      user: {
+        customDataGet: (key) => user().customDataGet(key) as Promise<unknown>,
+        customDataSet: async (key, value) => {
+          await user().customDataSet(key, value);
+        },
+        customDataDelete: (key) => user().customDataDelete(key) as Promise<boolean>,
+        consume: async (counterId, resourceId) => {
+          const settings = counterSettings.get(counterId) ?? { limit: Number.MAX_SAFE_INTEGER, period: "lifetime" as const, uniqueResources: false };
+          const result = await user().evaluate({
+            counters: [{ counterId, ...settings, consume: true }],
+            resourceId,
+            timeZone: prepared.snapshot.timeZone,
+          });
+          return "readings" in result ? result.readings[0] : result;
+        },
+        increment: async (counterId, update, resourceId) => {
+          const settings = counterSettings.get(counterId) ?? { limit: Number.MAX_SAFE_INTEGER, period: "lifetime" as const, uniqueResources: false };
+          const result = await user().updateCounter({ counterId, ...settings, update, resourceId, timeZone: prepared.snapshot.timeZone });
+          return "reading" in result ? result.reading : result;
+        },
+        linkFrom: async (fromIdentifier) => {
+          if (fromIdentifier === identifier()) return { linked: false, counters: 0 };
+          const counters = await meterStub(c.env.METER, storeKey, fromIdentifier).exportCounters();
+          return user().importOnce(`${fromIdentifier}->${identifier()}`, counters);
+        },
+      },
+      resolveJwt: async (token) => {
+        const result = await verifyUserJwt(token, prepared.snapshot.authMethods);
+        return result.ok ? { ok: true, claims: result.claims, identifier: result.identifier } : { ok: false, reason: result.reason };
+      },
+      fireTrigger: (name, payload) => this.triggers.push({ name, payload }),
+    });
+  }
+
+  /** The arguments every synchronous workflow receives. */
+  args(plans: string[], extra: Record<string, unknown> = {}): Record<string, unknown> {
+    const cf = this.facts.cf ?? {};
+    const text = (value: unknown) => (typeof value === "string" ? value : null);
+    return {
+      identity: {
+        authType: this.identity.authType,
+        identifier: this.identity.identifier,
+        isAuthenticated: this.identity.isAuthenticated,
+        jwtClaims: this.identity.jwtClaims,
+        userType: this.bot?.isVerified ? "bot" : this.identity.isAuthenticated ? "authenticated" : "anonymous",
+        testGroup100: this.identity.testGroup100,
+      },
+      context: {
+        userAgent: this.facts.userAgent ?? null,
+        url: this.facts.url ?? null,
+        referer: this.facts.referer ?? null,
+        clientIp: this.facts.clientIp ?? null,
+        geo: { country: text(cf.country), region: text(cf.region), city: text(cf.city), continent: text(cf.continent), timezone: text(cf.timezone) },
+        bot: this.bot ?? null,
+        isVerifiedBotRequest: this.bot?.isVerified === true,
+      },
+      resource: this.facts.resource ?? null,
+      env: this.env,
+      plans,
+      ...extra,
+    };
+  }
+
+  /** Middleware: all run concurrently; the results merge in slug order. A `fail` wins. */
+  async middleware(): Promise<MiddlewareResult> {
+    const workflows = this.of("middleware");
+    if (workflows.length === 0) return {};
+    const stages = await this.stages(false);
+    const results = await Promise.all(workflows.map((workflow) => stages.run(workflow, this.args([]), validateMiddleware)));
+    const merged: MiddlewareResult = {};
+    for (const result of results) {
+      if (!result) continue;
+      if (result.fail && !merged.fail) merged.fail = result.fail;
+      if (result.identifier) merged.identifier = result.identifier;
+      if (result.bot) merged.bot = result.bot;
+      if (result.properties) merged.properties = { ...merged.properties, ...result.properties };
+    }
+    return merged;
+  }
+
+  applyMiddleware(result: MiddlewareResult): { identity: ResolvedIdentity; bot: BotTag | undefined } {
+    if (result.identifier) this.identity = { ...this.identity, identifier: result.identifier };
+    if (result.bot) this.bot = result.bot;
+    return { identity: this.identity, bot: this.bot };
+  }
+
+  /** Provisioning: read-only utils; the union of every workflow's plan slugs. A failed one adds nothing. */
+  async provisioning(autoPlans: string[]): Promise<string[]> {
+    const workflows = this.of("provisioning");
+    if (workflows.length === 0) return [];
+    const stages = await this.stages(true);
+    const results = await Promise.all(workflows.map((workflow) => stages.run(workflow, this.args(autoPlans), validatePlanSlugs)));
+    return [...new Set(results.flatMap((slugs) => slugs ?? []))];
+  }
+
+  /** Feature workflows adjust their feature's rendered properties; wrong types are ignored and recorded. */
+  async features(features: FeatureStates, plans: string[]): Promise<void> {
+    const workflows = this.of("feature");
+    if (workflows.length === 0) return;
+    const stages = await this.stages(false);
+    const results = await Promise.all(
+      workflows.map(async (workflow) => {
+        const feature = workflow.feature ? features[workflow.feature] : undefined;
+        if (!feature) return undefined;
+        const overrides = await stages.run(workflow, this.args(plans, { feature, features }), validatePropertyOverrides);
+        return { feature, overrides, workflow };
+      }),
+    );
+    // Rendered states may be shared, frozen objects (the engine memoises them): build new ones instead of mutating.
+    for (const result of results) {
+      if (!result?.overrides) continue;
+      const properties = { ...result.feature.properties };
+      for (const [slug, value] of Object.entries(result.overrides)) {
+        const current = properties[slug];
+        const next = current ? overridden(current, value) : undefined;
+        if (next) properties[slug] = next;
+        else stages.records.push({ slug: result.workflow.slug, type: "feature", ok: false, durationMs: 0, kind: "bad_result", error: `cannot set ${slug} to ${JSON.stringify(value)}` });
+      }
+      features[result.feature.featureSlug] = { ...result.feature, properties };
+    }
+  }
+
+  async surface(surfaceSlug: string, features: FeatureStates, plans: string[]): Promise<SurfaceBehavior> {
+    const workflow = this.of("surface").find((candidate) => candidate.surface === surfaceSlug);
+    if (!workflow) return {};
+    const stages = await this.stages(false);
+    return (await stages.run(workflow, this.args(plans, { features, surfaceSlug }), validateSurfaceBehavior)) ?? {};
+  }
+
+  /** Component workflows of the surface, in parallel, each given the surface's properties. */
+  async components(surfaceSlug: string, features: FeatureStates, plans: string[], surfaceProperties: Record<string, unknown>): Promise<Map<string, ComponentBehavior>> {
+    const workflows = this.of("component").filter((candidate) => candidate.surface === surfaceSlug && candidate.component);
+    const out = new Map<string, ComponentBehavior>();
+    if (workflows.length === 0) return out;
+    const stages = await this.stages(false);
+    await Promise.all(
+      workflows.map(async (workflow) => {
+        const behavior = await stages.run(
+          workflow,
+          this.args(plans, { features, surfaceSlug, componentSlug: workflow.component, surfaceProperties }),
+          validateComponentBehavior,
+        );
+        if (behavior) out.set(workflow.component!, behavior);
+      }),
+    );
+    return out;
+  }
+}
+
+/** A property with a workflow's value applied, or undefined when the value does not fit the property's type. */
+function overridden(current: PropertyState, value: unknown): PropertyState | undefined {
+  switch (current.type) {
+    case "meterable":
+      if (typeof value === "boolean") return { ...current, hasAccess: value, isFallback: false };
+      if (value === "on" || value === "off") return { ...current, hasAccess: value === "on", isFallback: false };
+      return undefined;
+    case "boolean":
+      return typeof value === "boolean" ? { type: "boolean", value, isFallback: false } : undefined;
+    case "number":
+      return typeof value === "number" && Number.isFinite(value) ? { type: "number", value, isFallback: false } : undefined;
+    case "string":
+      return typeof value === "string" ? { type: "string", value, isFallback: false } : undefined;
+  }
+}

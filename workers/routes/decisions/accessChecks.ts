@@ -1,0 +1,27 @@
+import { createRoute, type OpenAPIHono } from "@hono/zod-openapi";
+import type { AppEnv } from "../../context";
+import { runDecision } from "../../decision/pipeline";
+import { AccessCheckRequest, AccessCheckResponse } from "../../decision/request";
+import { errorResponses } from "../../errors";
+import { requireAuth } from "../../middleware/auth";
+import { decisionBodyLimit } from "../../middleware/decisionBody";
+import { json, jsonBody, security } from "../admin/shared";
+
+const accessCheckRoute = createRoute({
+  method: "post",
+  path: "/api/v1/access-checks",
+  tags: ["Decisions"],
+  summary: "Who is this, which plans do they hold, and what may they access (consumes nothing)",
+  security,
+  middleware: [decisionBodyLimit, requireAuth("secret", "publishable")],
+  request: { body: jsonBody(AccessCheckRequest) },
+  responses: { 200: json(AccessCheckResponse, "Identity, customer and every feature's state"), ...errorResponses(400, 401, 403, 404, 413) },
+});
+
+export function registerAccessCheckRoute(app: OpenAPIHono<AppEnv>): void {
+  app.openapi(accessCheckRoute, async (c) => {
+    const { response } = await runDecision(c, c.req.valid("json"), {});
+    c.header("Server-Timing", c.get("timings").header());
+    return c.json(response, 200);
+  });
+}

@@ -1,0 +1,33 @@
+/**
+ * The only way out of a workflow isolate: its `globalOutbound` is this entrypoint (through `ctx.exports`), bound to
+ * the environment's allow-list. Requests to other hosts get a 403 before they leave; every attempt is logged.
+ */
+import { WorkerEntrypoint } from "cloudflare:workers";
+
+export interface EgressProps {
+  environmentId: string;
+  workflow: string;
+  hosts: string[];
+}
+
+/** `api.example.com` matches itself; `*.example.com` matches its subdomains (not the apex). */
+export function hostAllowed(host: string, allowList: readonly string[]): boolean {
+  const candidate = host.toLowerCase();
+  return allowList.some((entry) => {
+    const pattern = entry.toLowerCase();
+    return pattern.startsWith("*.") ? candidate.endsWith(pattern.slice(1)) && candidate.length > pattern.length - 1 : candidate === pattern;
+  });
+}
+
+export class EgressGateway extends WorkerEntrypoint<Env, EgressProps> {
+  override async fetch(request: Request): Promise<Response> {
+    const { hosts, environmentId, workflow } = this.ctx.props;
+    const url = new URL(request.url);
+    const allowed = (url.protocol === "https:" || url.protocol === "http:") && hostAllowed(url.host, hosts);
+    console.log(JSON.stringify({ event: "workflow_egress", environmentId, workflow, method: request.method, host: url.host, allowed }));
+    if (!allowed) {
+      return new Response(`Outbound request to ${url.host} is not on this environment's egress allow-list`, { status: 403 });
+    }
+    return fetch(request);
+  }
+}
