@@ -25,7 +25,7 @@ import { ApiError } from "../errors";
 import { resolveIdentity } from "../identity/resolveIdentity";
 import { newId } from "../lib/ids";
 import { getCustomerCached } from "../services/customers";
-import { insertEvent } from "../services/events";
+import { recordEvent } from "../services/events";
 import { storeOf } from "../services/tenancy";
 import { enqueueTriggers } from "../workflows/triggers";
 import type { ComponentBehavior, SurfaceBehavior } from "../workflows/stages";
@@ -194,32 +194,30 @@ export async function runDecision(c: Context<AppEnv>, body: AccessCheckRequest |
     decision.surface?.consumes.map((entry) => ({ featureSlug: entry.featureSlug, property: entry.property })),
   );
   const workflowRecords = workflows?.records ?? [];
-  c.executionCtx.waitUntil(
-    insertEvent(c.env.DB, {
-      id: eventId,
-      organizationId: environment.organizationId,
-      environmentId: environment.id,
-      kind: options.surfaceSlug ? "surface_decision" : "access_check",
-      identifier: identity.identifier,
-      surfaceSlug: options.surfaceSlug ?? null,
-      outcome: denied.length ? "denied" : "granted",
-      record: {
-        identity: response.identity,
-        bot: bot ?? null,
-        category,
-        plans: decision.planSlugs,
-        planSources: decision.planSources,
-        unknownPlanSlugs: decision.unknownPlanSlugs,
-        features,
-        denials: denied,
-        meter: meterFailure ? { status: "fallback", reason: meterError } : readings ? { status: "ok" } : { status: "none" },
-        workflows: workflowRecords,
-        jwtError: resolved.jwtError ?? null,
-        timings: timings.toRecord(),
-        versionId: snapshot.versionId,
-      },
-    }).catch((error) => console.error("decision record not written", error)),
-  );
+  recordEvent(c.executionCtx, c.env.DB, {
+    id: eventId,
+    organizationId: environment.organizationId,
+    environmentId: environment.id,
+    kind: options.surfaceSlug ? "surface_decision" : "access_check",
+    identifier: identity.identifier,
+    surfaceSlug: options.surfaceSlug ?? null,
+    outcome: denied.length ? "denied" : "granted",
+    record: {
+      identity: response.identity,
+      bot: bot ?? null,
+      category,
+      plans: decision.planSlugs,
+      planSources: decision.planSources,
+      unknownPlanSlugs: decision.unknownPlanSlugs,
+      features,
+      denials: denied,
+      meter: meterFailure ? { status: "fallback", reason: meterError } : readings ? { status: "ok" } : { status: "none" },
+      workflows: workflowRecords,
+      jwtError: resolved.jwtError ?? null,
+      timings: timings.toRecord(),
+      versionId: snapshot.versionId,
+    },
+  });
   const triggers = [
     { name: "decision.made", payload: { eventId, kind: options.surfaceSlug ? "surface_decision" : "access_check", identifier: identity.identifier, outcome: denied.length ? "denied" : "granted" } },
     ...(workflows?.triggers ?? []),
