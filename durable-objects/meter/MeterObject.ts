@@ -1,8 +1,11 @@
 /**
  * One user's meters, credits, idempotency keys and custom data: one SQLite-backed Durable Object per
- * (organization, user data store, identifier). Every public method does its read-check-write without an `await`
- * in between, so the object's input gate makes each call atomic: no locks, no lost updates, no over-grant.
- * Storage layout: storage-schema.md.
+ * (organization, user data store, identifier).
+ *
+ * Atomicity: every public method does its whole read-check-write synchronously (no `await` between reading and
+ * writing). A Durable Object runs one event at a time and synchronous SQL cannot yield, so each call is atomic without
+ * locks: no lost updates, no over-grant, and an idempotency record is written in the same step as the effect it
+ * records. Storage layout and pruning: storage-schema.md.
  */
 import { DurableObject } from "cloudflare:workers";
 import type { Period } from "../../schema/config";
@@ -10,58 +13,142 @@ import type { MeterReading, MeterRequest } from "../../workers/engine/types";
 import { periodStart } from "./periods";
 
 export const IDEMPOTENCY_TTL_MS = 24 * 60 * 60 * 1000;
-const PRUNE_INTERVAL_MS = 60 * 60 * 1000;
+export const PRUNE_INTERVAL_MS = 60 * 60 * 1000;
+export const CREDIT_LEDGER_TTL_MS = 90 * 24 * 60 * 60 * 1000;
+
+// ---------------------------------------------------------------------------------------------------------------
+// RPC types
+
+/** A credits property touched by a decision: deducts `cost` when `consume` is set (all-or-nothing with the meters). */
+export interface CreditRequest {
+  creditId: string;
+  /** Price of this request's action (cost rules already applied); >= 0. */
+  cost: number;
+  consume: boolean;
+  /** The plan's periodic allowance, applied (once per period) before the balance is read. */
+  grant?: { amount: number; period: Period };
+}
+
+export interface CreditReading {
+  creditId: string;
+  /** Balance covers the cost (read-only) or the cost was deducted in this request. */
+  hasAccess: boolean;
+  balance: number;
+  cost: number;
+  deductedInRequest: boolean;
+  /** Set when access is refused for lack of balance. */
+  reason?: "insufficient_credits";
+}
 
 export interface EvaluateInput {
   counters: MeterRequest[];
+  credits?: CreditRequest[];
   resourceId?: string;
+  /** IANA zone of the organization; "UTC" when unset. */
   timeZone: string;
+  /** Injected clock (ms); defaults to Date.now(). */
   now?: number;
   idempotencyKey?: string;
   /** Hash of the request body: a reused key with another body is a conflict. */
   requestHash?: string;
 }
 
-export type EvaluateResult = { readings: MeterReading[] } | { conflict: true };
+export interface IdempotencyConflict {
+  conflict: true;
+}
+
+export type EvaluateResult = { readings: MeterReading[]; credits?: CreditReading[] } | IdempotencyConflict;
 
 export interface UpdateCounterInput {
   counterId: string;
-  limit: number;
   period: Period;
-  uniqueResources: boolean;
   timeZone: string;
-  /** Integer, may be negative; default 1. */
+  /** Integer, may be negative; default 1. The counter never goes below 0. */
   update?: number;
+  /** Only used for the reading's `totalUnits`/`remainingUnits`/`hasAccess`; an update is never refused. */
+  limit?: number;
+  uniqueResources?: boolean;
   resourceId?: string;
   now?: number;
   idempotencyKey?: string;
   requestHash?: string;
 }
 
-export type UpdateCounterResult = { reading: MeterReading } | { conflict: true };
+export type UpdateCounterResult = { reading: MeterReading } | IdempotencyConflict;
 
-export interface CounterExport {
-  counterId: string;
-  period: Period;
-  timeZone: string;
-  periodStart: number;
-  consumed: number;
-  resources: string[];
+export interface ReadCountersInput {
+  /** Zone for period boundaries; defaults to the zone each counter was last written with. */
+  timeZone?: string;
+  now?: number;
+  /** Read exactly these (also when never written: 0); default: every stored counter. */
+  counters?: { counterId: string; period: Period }[];
 }
 
 export interface StoredCounter {
   counterId: string;
   period: Period;
   timeZone: string;
-  /** ISO-8601 start of the period the units belong to. */
+  /** ISO-8601 start of the current period. */
   periodStart: string;
+  /** Units of the current period (0 when the stored period is over). */
   consumedUnits: number;
-  /** False when the stored period is over (the counter reads as 0 until it is next used). */
-  current: boolean;
+  /** Resources counted this period (unique-resources meters). */
   uniqueResourceCount: number;
 }
 
-export type CreditResult = { ok: true; balance: number } | { ok: false; reason: "insufficient_credits"; balance: number } | { conflict: true };
+export interface CounterExport {
+  counterId: string;
+  period: Period;
+  timeZone: string;
+  /** Start (ms) of the period the units belong to. */
+  periodStart: number;
+  consumed: number;
+  resources: string[];
+}
+
+export type CreditResult =
+  | { ok: true; balance: number }
+  | { ok: false; reason: "insufficient_credits"; balance: number }
+  | IdempotencyConflict;
+
+export interface GrantCreditsInput {
+  creditId: string;
+  /** May be negative (a correction); the balance never goes below 0. */
+  amount: number;
+  reason?: string;
+  idempotencyKey?: string;
+  requestHash?: string;
+  now?: number;
+}
+
+export interface DeductCreditsInput {
+  creditId: string;
+  cost: number;
+  reason?: string;
+  idempotencyKey?: string;
+  requestHash?: string;
+  now?: number;
+}
+
+export interface PeriodicGrantInput {
+  creditId: string;
+  amount: number;
+  period: Period;
+  timeZone: string;
+  now?: number;
+  /** `add` (default): add `amount` once per period; `reset`: set the balance to `amount` at each new period. */
+  mode?: "add" | "reset";
+}
+
+export interface CreditLedgerEntry {
+  creditId: string;
+  delta: number;
+  balance: number;
+  reason: string;
+  createdAt: string;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
 
 interface CounterRow {
   counter_id: string;
@@ -72,50 +159,111 @@ interface CounterRow {
   [key: string]: SqlStorageValue;
 }
 
+const SCHEMA = `
+  CREATE TABLE IF NOT EXISTS counters (
+    counter_id TEXT PRIMARY KEY, period TEXT NOT NULL, time_zone TEXT NOT NULL,
+    period_start INTEGER NOT NULL, consumed INTEGER NOT NULL);
+  CREATE TABLE IF NOT EXISTS resources (
+    counter_id TEXT NOT NULL, period_start INTEGER NOT NULL, resource_id TEXT NOT NULL,
+    PRIMARY KEY (counter_id, period_start, resource_id)) WITHOUT ROWID;
+  CREATE TABLE IF NOT EXISTS idempotency (
+    key TEXT PRIMARY KEY, request_hash TEXT NOT NULL, result TEXT NOT NULL, created_at INTEGER NOT NULL);
+  CREATE INDEX IF NOT EXISTS idempotency_created_at ON idempotency (created_at);
+  CREATE TABLE IF NOT EXISTS credits (credit_id TEXT PRIMARY KEY, balance REAL NOT NULL);
+  CREATE TABLE IF NOT EXISTS credit_grants (
+    credit_id TEXT NOT NULL, period_start INTEGER NOT NULL, PRIMARY KEY (credit_id, period_start)) WITHOUT ROWID;
+  CREATE TABLE IF NOT EXISTS credit_ledger (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, credit_id TEXT NOT NULL, delta REAL NOT NULL, balance REAL NOT NULL,
+    reason TEXT NOT NULL, created_at INTEGER NOT NULL);
+  CREATE TABLE IF NOT EXISTS custom_data (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+  CREATE TABLE IF NOT EXISTS links (link_key TEXT PRIMARY KEY, created_at INTEGER NOT NULL);
+`;
+
+/** Credits may be fractional (cost multipliers); keep them to 6 decimals so sums do not drift. */
+const money = (value: number): number => Math.round(value * 1e6) / 1e6;
+
+/**
+ * Inputs are validated by the routes; the object still never throws on a bad number (a throw would surface as an
+ * error instead of a decision). A cost that is not a number can never be covered (fail closed); a negative one is 0.
+ */
+function costOf(value: number): number {
+  if (Number.isNaN(value)) return Infinity;
+  return value < 0 ? 0 : money(value);
+}
+
+/** Grants: anything but a finite number grants nothing. */
+function amountOf(value: number): number {
+  return Number.isFinite(value) ? money(value) : 0;
+}
+
+function limitOf(limit: number | undefined): number {
+  if (limit === undefined || Number.isNaN(limit)) return Number.MAX_SAFE_INTEGER;
+  return Math.max(0, Math.min(Number.MAX_SAFE_INTEGER, Math.floor(limit)));
+}
+
 export class MeterObject extends DurableObject<Env> {
   private readonly sql: SqlStorage;
+  /** An alarm is known to be set (in memory; re-checked after eviction). */
+  private pruneScheduled = false;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
     this.sql = ctx.storage.sql;
-    this.sql.exec(`
-      CREATE TABLE IF NOT EXISTS counters (counter_id TEXT PRIMARY KEY, period TEXT NOT NULL, time_zone TEXT NOT NULL,
-        period_start INTEGER NOT NULL, consumed INTEGER NOT NULL);
-      CREATE TABLE IF NOT EXISTS resources (counter_id TEXT NOT NULL, period_start INTEGER NOT NULL, resource_id TEXT NOT NULL,
-        PRIMARY KEY (counter_id, period_start, resource_id));
-      CREATE TABLE IF NOT EXISTS idempotency (key TEXT PRIMARY KEY, request_hash TEXT NOT NULL, result TEXT NOT NULL, created_at INTEGER NOT NULL);
-      CREATE TABLE IF NOT EXISTS credits (credit_id TEXT PRIMARY KEY, balance INTEGER NOT NULL);
-      CREATE TABLE IF NOT EXISTS credit_grants (credit_id TEXT NOT NULL, period_start INTEGER NOT NULL, PRIMARY KEY (credit_id, period_start));
-      CREATE TABLE IF NOT EXISTS custom_data (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-      CREATE TABLE IF NOT EXISTS links (link_key TEXT PRIMARY KEY, created_at INTEGER NOT NULL);
-    `);
+    this.sql.exec(SCHEMA);
   }
 
   // ---------------------------------------------------------------------------------------------------------------
   // Meters
 
-  /** Reads every counter and, for those with `consume`, consumes one unit each — all or nothing. */
+  /**
+   * The one call of a decision: reads every counter (and credit balance) and, for those with `consume`, consumes one
+   * unit each (and deducts each cost) — all or nothing: if any of them has no room, none is consumed.
+   */
   evaluate(input: EvaluateInput): EvaluateResult {
     const now = input.now ?? Date.now();
-    return this.idempotent(input.idempotencyKey, input.requestHash, now, () => {
-      const states = input.counters.map((counter) => {
-        const start = periodStart(counter.period, now, input.timeZone);
+    const timeZone = input.timeZone || "UTC";
+    return this.idempotent("evaluate", input.idempotencyKey, input.requestHash, now, () => {
+      // The same counter twice in one request is one counter (consumed once if either entry consumes).
+      const byId = new Map<string, MeterRequest>();
+      for (const counter of input.counters) {
+        const known = byId.get(counter.counterId);
+        byId.set(counter.counterId, known ? { ...known, consume: known.consume || counter.consume } : counter);
+      }
+      const resourceId = input.resourceId;
+      const states = [...byId.values()].map((counter) => {
+        const limit = limitOf(counter.limit);
+        const start = periodStart(counter.period, now, timeZone);
         const consumed = this.consumedIn(counter.counterId, start);
-        const seen = counter.uniqueResources && input.resourceId !== undefined && this.resourceSeen(counter.counterId, start, input.resourceId);
-        return { counter, start, consumed, seen, needsUnit: counter.consume && !seen };
+        const seen = counter.uniqueResources && resourceId !== undefined && this.resourceSeen(counter.counterId, start, resourceId);
+        return { counter, limit, start, consumed, seen, needsUnit: counter.consume && !seen };
       });
-      const granted = states.every((state) => !state.needsUnit || state.consumed < state.counter.limit);
+
+      const creditStates = (input.credits ?? []).map((credit) => {
+        if (credit.grant) this.applyPeriodicGrant(credit.creditId, credit.grant.amount, credit.grant.period, timeZone, now, "add");
+        const cost = costOf(credit.cost);
+        return { credit, cost, balance: this.getBalance(credit.creditId) };
+      });
+      // Two entries for one balance must be covered together.
+      const wanted = new Map<string, number>();
+      for (const state of creditStates) if (state.credit.consume) wanted.set(state.credit.creditId, money((wanted.get(state.credit.creditId) ?? 0) + state.cost));
+
+      const granted =
+        states.every((state) => !state.needsUnit || state.consumed < state.limit) &&
+        creditStates.every((state) => !state.credit.consume || state.balance >= (wanted.get(state.credit.creditId) ?? 0));
+
       const readings = states.map((state): MeterReading => {
         const consumedNow = granted && state.needsUnit;
-        if (consumedNow) this.addUnits(state.counter, input.timeZone, state.start, 1, state.consumed, input.resourceId);
+        if (consumedNow) {
+          this.writeCounter(state.counter.counterId, state.counter.period, timeZone, state.start, state.consumed + 1);
+          if (state.counter.uniqueResources && resourceId !== undefined) this.addResource(state.counter.counterId, state.start, resourceId);
+        }
         const consumed = state.consumed + (consumedNow ? 1 : 0);
-        const limit = state.counter.limit;
         return {
           counterId: state.counter.counterId,
-          hasAccess: state.counter.consume ? consumedNow || state.seen : state.seen || consumed < limit,
+          hasAccess: state.counter.consume ? consumedNow || state.seen : state.seen || consumed < state.limit,
           consumedUnits: consumed,
-          remainingUnits: Math.max(0, limit - consumed),
-          totalUnits: limit,
+          remainingUnits: Math.max(0, state.limit - consumed),
+          totalUnits: state.limit,
           periodStart: new Date(state.start).toISOString(),
           uniqueResources: state.counter.uniqueResources,
           resourceIdUsed: state.seen,
@@ -124,65 +272,90 @@ export class MeterObject extends DurableObject<Env> {
           excessUnitsInRequest: state.needsUnit && !consumedNow ? 1 : 0,
         };
       });
-      return { readings };
+
+      if (creditStates.length === 0) return { readings };
+      const credits = creditStates.map(({ credit, cost }): CreditReading => {
+        const deducted = granted && credit.consume;
+        if (deducted && cost > 0) this.changeBalance(credit.creditId, -cost, "consume", now);
+        const balance = this.getBalance(credit.creditId);
+        const hasAccess = deducted || (!credit.consume && balance >= cost);
+        const covered = credit.consume ? balance + (deducted ? cost : 0) >= (wanted.get(credit.creditId) ?? 0) : balance >= cost;
+        return { creditId: credit.creditId, hasAccess, balance, cost, deductedInRequest: deducted, ...(covered ? {} : { reason: "insufficient_credits" as const }) };
+      });
+      return { readings, credits };
     });
   }
 
-  /** `POST /api/v1/counter-updates`: adds `update` units (negative to give back), never below zero. */
+  /**
+   * `POST /api/v1/counter-updates`: adds `update` units (negative gives units back), never below zero, never refused.
+   * Under a unique-resources meter with a `resourceId`, a positive update counts the resource once (+1 when new, 0 when
+   * already seen this period), and a negative update subtracts |update| and forgets the resource.
+   */
   updateCounter(input: UpdateCounterInput): UpdateCounterResult {
     const now = input.now ?? Date.now();
-    return this.idempotent(input.idempotencyKey, input.requestHash, now, () => {
-      const update = input.update ?? 1;
-      const start = periodStart(input.period, now, input.timeZone);
+    const timeZone = input.timeZone || "UTC";
+    // Integers only (the route validates): a fraction is truncated toward 0, anything else is no change.
+    const update = Number.isFinite(input.update ?? 1) ? Math.trunc(input.update ?? 1) : 0;
+    return this.idempotent("updateCounter", input.idempotencyKey, input.requestHash, now, () => {
+      const limit = limitOf(input.limit);
+      const unique = input.uniqueResources === true && input.resourceId !== undefined;
+      const start = periodStart(input.period, now, timeZone);
       const before = this.consumedIn(input.counterId, start);
-      const seen = input.uniqueResources && input.resourceId !== undefined && this.resourceSeen(input.counterId, start, input.resourceId);
-      // Under a unique-resources meter a resource counts once: a repeated positive update for it changes nothing.
-      const delta = update > 0 && seen ? 0 : Math.max(-before, update);
-      const counter = { counterId: input.counterId, period: input.period, limit: input.limit, uniqueResources: input.uniqueResources };
-      if (delta !== 0 || (update > 0 && input.resourceId !== undefined)) {
-        this.addUnits(counter, input.timeZone, start, delta, before, update > 0 ? input.resourceId : undefined);
+      const seen = unique && this.resourceSeen(input.counterId, start, input.resourceId!);
+      let delta: number;
+      if (unique && update > 0) delta = seen ? 0 : 1;
+      else delta = Math.max(-before, update);
+      const after = before + delta;
+      if (delta !== 0 || update !== 0) this.writeCounter(input.counterId, input.period, timeZone, start, after);
+      if (unique && update > 0 && !seen) this.addResource(input.counterId, start, input.resourceId!);
+      if (unique && update < 0 && seen) {
+        this.sql.exec("DELETE FROM resources WHERE counter_id = ? AND period_start = ? AND resource_id = ?", input.counterId, start, input.resourceId!);
       }
-      const consumed = before + delta;
+      const resourceIdUsed = unique && (update > 0 || (update === 0 && seen));
       return {
         reading: {
           counterId: input.counterId,
-          hasAccess: consumed < input.limit,
-          consumedUnits: consumed,
-          remainingUnits: Math.max(0, input.limit - consumed),
-          totalUnits: input.limit,
+          hasAccess: resourceIdUsed || after < limit,
+          consumedUnits: after,
+          remainingUnits: Math.max(0, limit - after),
+          totalUnits: limit,
           periodStart: new Date(start).toISOString(),
-          uniqueResources: input.uniqueResources,
+          uniqueResources: input.uniqueResources === true,
           resourceIdUsed: seen,
           consumedInRequest: delta > 0,
           consumedUnitsInRequest: Math.max(0, delta),
-          excessUnitsInRequest: Math.max(0, consumed - input.limit),
+          excessUnitsInRequest: delta > 0 ? Math.min(delta, Math.max(0, after - limit)) : 0,
         },
       };
     });
   }
 
-  /** Every stored counter, for the admin API. */
-  readCounters(now = Date.now()): StoredCounter[] {
-    const rows = this.sql.exec<CounterRow>("SELECT * FROM counters ORDER BY counter_id").toArray();
-    return rows.map((row) => {
-      const current = periodStart(row.period, now, row.time_zone) === row.period_start;
+  /** Counters for the admin API: the requested ones, or every stored one. Reads only. */
+  readCounters(input: ReadCountersInput = {}): StoredCounter[] {
+    const now = input.now ?? Date.now();
+    const rows = new Map(this.sql.exec<CounterRow>("SELECT * FROM counters ORDER BY counter_id").toArray().map((row) => [row.counter_id, row]));
+    const wanted = input.counters ?? [...rows.values()].map((row) => ({ counterId: row.counter_id, period: row.period }));
+    return wanted.map(({ counterId, period }) => {
+      const row = rows.get(counterId);
+      const timeZone = input.timeZone ?? row?.time_zone ?? "UTC";
+      const start = periodStart(period, now, timeZone);
+      const current = row !== undefined && row.period_start === start;
       return {
-        counterId: row.counter_id,
-        period: row.period,
-        timeZone: row.time_zone,
-        periodStart: new Date(row.period_start).toISOString(),
+        counterId,
+        period,
+        timeZone,
+        periodStart: new Date(start).toISOString(),
         consumedUnits: current ? row.consumed : 0,
-        current,
-        uniqueResourceCount: this.sql
-          .exec<{ n: number }>("SELECT COUNT(*) AS n FROM resources WHERE counter_id = ? AND period_start = ?", row.counter_id, row.period_start)
-          .one().n,
+        uniqueResourceCount: current
+          ? this.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM resources WHERE counter_id = ? AND period_start = ?", counterId, start).one().n
+          : 0,
       };
     });
   }
 
+  /** Forgets a counter's units and resources (admin). Returns whether it existed. */
   resetCounter(counterId: string): boolean {
-    const existed = this.sql.exec("SELECT 1 FROM counters WHERE counter_id = ?", counterId).toArray().length > 0;
-    this.sql.exec("DELETE FROM counters WHERE counter_id = ?", counterId);
+    const existed = this.sql.exec("DELETE FROM counters WHERE counter_id = ?", counterId).rowsWritten > 0;
     this.sql.exec("DELETE FROM resources WHERE counter_id = ?", counterId);
     return existed;
   }
@@ -192,8 +365,9 @@ export class MeterObject extends DurableObject<Env> {
 
   /** The current-period counters of this identity, for carrying them over to another one. */
   exportCounters(now = Date.now()): CounterExport[] {
-    const rows = this.sql.exec<CounterRow>("SELECT * FROM counters").toArray();
-    return rows
+    return this.sql
+      .exec<CounterRow>("SELECT * FROM counters ORDER BY counter_id")
+      .toArray()
       .filter((row) => periodStart(row.period, now, row.time_zone) === row.period_start && row.consumed > 0)
       .map((row) => ({
         counterId: row.counter_id,
@@ -208,28 +382,24 @@ export class MeterObject extends DurableObject<Env> {
       }));
   }
 
-  /** Adds another identity's counters once per `linkKey`; a second call with the same key changes nothing. */
+  /**
+   * Adds another identity's counters once per `linkKey` (e.g. `anon->user`); a second call with the same key changes
+   * nothing. Only units of the current period are carried; a resource both identities saw counts once.
+   */
   importOnce(linkKey: string, counters: CounterExport[], now = Date.now()): { linked: boolean; counters: number } {
     if (this.sql.exec("SELECT 1 FROM links WHERE link_key = ?", linkKey).toArray().length > 0) return { linked: false, counters: 0 };
     let imported = 0;
     for (const counter of counters) {
       const start = periodStart(counter.period, now, counter.timeZone);
-      if (start !== counter.periodStart) continue;
+      if (start !== counter.periodStart || !(counter.consumed > 0)) continue;
       const before = this.consumedIn(counter.counterId, start);
       let added = 0;
-      for (const resource of counter.resources) {
-        if (!this.resourceSeen(counter.counterId, start, resource)) {
-          this.sql.exec("INSERT INTO resources (counter_id, period_start, resource_id) VALUES (?, ?, ?)", counter.counterId, start, resource);
-          added++;
-        }
-      }
-      // Units of resources both identities saw are counted once; units without resources add up.
-      const units = counter.resources.length > 0 ? added + Math.max(0, counter.consumed - counter.resources.length) : counter.consumed;
-      this.writeCounter(counter.counterId, counter.period, counter.timeZone, start, before + units);
+      for (const resource of counter.resources) if (this.addResource(counter.counterId, start, resource)) added++;
+      const unitsWithoutResource = Math.max(0, Math.floor(counter.consumed) - counter.resources.length);
+      this.writeCounter(counter.counterId, counter.period, counter.timeZone, start, before + added + unitsWithoutResource);
       imported++;
     }
     this.sql.exec("INSERT INTO links (link_key, created_at) VALUES (?, ?)", linkKey, now);
-    this.schedulePrune(now);
     return { linked: true, counters: imported };
   }
 
@@ -240,38 +410,60 @@ export class MeterObject extends DurableObject<Env> {
     return this.sql.exec<{ balance: number }>("SELECT balance FROM credits WHERE credit_id = ?", creditId).toArray()[0]?.balance ?? 0;
   }
 
-  grantCredits(input: { creditId: string; amount: number; idempotencyKey?: string; requestHash?: string; now?: number }): CreditResult {
+  listBalances(): { creditId: string; balance: number }[] {
+    return this.sql
+      .exec<{ credit_id: string; balance: number }>("SELECT credit_id, balance FROM credits ORDER BY credit_id")
+      .toArray()
+      .map((row) => ({ creditId: row.credit_id, balance: row.balance }));
+  }
+
+  /** The most recent balance changes (newest first), for the admin API. */
+  creditLedger(creditId?: string, limit = 100): CreditLedgerEntry[] {
+    const rows =
+      creditId === undefined
+        ? this.sql.exec<{ credit_id: string; delta: number; balance: number; reason: string; created_at: number }>(
+            "SELECT credit_id, delta, balance, reason, created_at FROM credit_ledger ORDER BY id DESC LIMIT ?",
+            limit,
+          )
+        : this.sql.exec<{ credit_id: string; delta: number; balance: number; reason: string; created_at: number }>(
+            "SELECT credit_id, delta, balance, reason, created_at FROM credit_ledger WHERE credit_id = ? ORDER BY id DESC LIMIT ?",
+            creditId,
+            limit,
+          );
+    return rows.toArray().map((row) => ({
+      creditId: row.credit_id,
+      delta: row.delta,
+      balance: row.balance,
+      reason: row.reason,
+      createdAt: new Date(row.created_at).toISOString(),
+    }));
+  }
+
+  /** Adds `amount` (a negative amount removes, down to 0). */
+  grantCredits(input: GrantCreditsInput): CreditResult {
     const now = input.now ?? Date.now();
-    return this.idempotent(input.idempotencyKey, input.requestHash, now, () => {
-      const balance = Math.max(0, this.getBalance(input.creditId) + Math.trunc(input.amount));
-      this.sql.exec("INSERT INTO credits (credit_id, balance) VALUES (?, ?) ON CONFLICT (credit_id) DO UPDATE SET balance = excluded.balance", input.creditId, balance);
+    return this.idempotent("grantCredits", input.idempotencyKey, input.requestHash, now, () => {
+      const balance = this.changeBalance(input.creditId, amountOf(input.amount), input.reason ?? "grant", now);
       return { ok: true, balance } as const;
     });
   }
 
-  /** Deducts `cost` if the balance covers it; never below zero. */
-  deductCredits(input: { creditId: string; cost: number; idempotencyKey?: string; requestHash?: string; now?: number }): CreditResult {
+  /** Deducts `cost` if the balance covers it; otherwise changes nothing (`insufficient_credits`). */
+  deductCredits(input: DeductCreditsInput): CreditResult {
     const now = input.now ?? Date.now();
-    return this.idempotent(input.idempotencyKey, input.requestHash, now, () => {
+    const cost = costOf(input.cost);
+    return this.idempotent("deductCredits", input.idempotencyKey, input.requestHash, now, () => {
       const balance = this.getBalance(input.creditId);
-      const cost = Math.max(0, Math.trunc(input.cost));
       if (balance < cost) return { ok: false, reason: "insufficient_credits", balance } as const;
-      this.sql.exec("INSERT INTO credits (credit_id, balance) VALUES (?, ?) ON CONFLICT (credit_id) DO UPDATE SET balance = excluded.balance", input.creditId, balance - cost);
-      return { ok: true, balance: balance - cost } as const;
+      return { ok: true, balance: this.changeBalance(input.creditId, -cost, input.reason ?? "deduct", now) } as const;
     });
   }
 
-  /** A plan's periodic allowance: tops the balance up by `amount` once per period. */
-  ensurePeriodicGrant(input: { creditId: string; amount: number; period: Period; timeZone: string; now?: number }): { granted: boolean; balance: number } {
+  /** A plan's periodic allowance: applied at most once per period (per credit id). */
+  ensurePeriodicGrant(input: PeriodicGrantInput): { granted: boolean; balance: number } {
     const now = input.now ?? Date.now();
-    const start = periodStart(input.period, now, input.timeZone);
-    if (this.sql.exec("SELECT 1 FROM credit_grants WHERE credit_id = ? AND period_start = ?", input.creditId, start).toArray().length > 0) {
-      return { granted: false, balance: this.getBalance(input.creditId) };
-    }
-    this.sql.exec("INSERT INTO credit_grants (credit_id, period_start) VALUES (?, ?)", input.creditId, start);
-    const balance = this.getBalance(input.creditId) + Math.max(0, Math.trunc(input.amount));
-    this.sql.exec("INSERT INTO credits (credit_id, balance) VALUES (?, ?) ON CONFLICT (credit_id) DO UPDATE SET balance = excluded.balance", input.creditId, balance);
-    return { granted: true, balance };
+    const granted = this.applyPeriodicGrant(input.creditId, input.amount, input.period, input.timeZone || "UTC", now, input.mode ?? "add");
+    return { granted, balance: this.getBalance(input.creditId) };
   }
 
   // ---------------------------------------------------------------------------------------------------------------
@@ -287,53 +479,102 @@ export class MeterObject extends DurableObject<Env> {
   }
 
   customDataDelete(key: string): boolean {
-    const existed = this.sql.exec("SELECT 1 FROM custom_data WHERE key = ?", key).toArray().length > 0;
-    this.sql.exec("DELETE FROM custom_data WHERE key = ?", key);
-    return existed;
+    return this.sql.exec("DELETE FROM custom_data WHERE key = ?", key).rowsWritten > 0;
   }
 
   // ---------------------------------------------------------------------------------------------------------------
   // Housekeeping
 
-  /** Drops finished periods, their resources, and idempotency keys older than 24 h. Stale rows are never read. */
   override async alarm(): Promise<void> {
-    this.prune(Date.now());
+    this.pruneScheduled = false;
+    const { remaining, soon } = this.prune(Date.now());
+    if (remaining > 0) {
+      this.pruneScheduled = true;
+      // Hourly while something expires within a day (idempotency keys, minute/hour/day counters), else daily.
+      await this.ctx.storage.setAlarm(Date.now() + (soon ? PRUNE_INTERVAL_MS : 24 * PRUNE_INTERVAL_MS));
+    }
   }
 
-  prune(now: number): { counters: number; resources: number; idempotencyKeys: number } {
+  /**
+   * Drops finished periods (counters, their resources, periodic-grant markers of past periods), idempotency keys
+   * older than 24 h and ledger entries older than 90 days. Stale rows are never read, so pruning only saves space.
+   */
+  prune(now: number): {
+    counters: number;
+    resources: number;
+    idempotencyKeys: number;
+    grants: number;
+    ledger: number;
+    /** Rows that will expire later (0: the alarm need not be re-armed). */
+    remaining: number;
+    /** Some of them expire within a day. */
+    soon: boolean;
+  } {
     let counters = 0;
     for (const row of this.sql.exec<CounterRow>("SELECT * FROM counters").toArray()) {
       if (periodStart(row.period, now, row.time_zone) !== row.period_start) {
-        this.sql.exec("DELETE FROM counters WHERE counter_id = ?", row.counter_id);
-        counters++;
+        counters += this.sql.exec("DELETE FROM counters WHERE counter_id = ? AND period_start = ?", row.counter_id, row.period_start).rowsWritten;
       }
     }
     const resources = this.sql.exec(
       "DELETE FROM resources WHERE NOT EXISTS (SELECT 1 FROM counters c WHERE c.counter_id = resources.counter_id AND c.period_start = resources.period_start)",
     ).rowsWritten;
     const idempotencyKeys = this.sql.exec("DELETE FROM idempotency WHERE created_at < ?", now - IDEMPOTENCY_TTL_MS).rowsWritten;
-    const remaining =
-      this.sql.exec<{ n: number }>("SELECT (SELECT COUNT(*) FROM counters) + (SELECT COUNT(*) FROM idempotency) AS n").one().n;
-    if (remaining > 0) void this.ctx.storage.setAlarm(now + PRUNE_INTERVAL_MS);
-    return { counters, resources, idempotencyKeys };
+    const grants = this.sql.exec(
+      "DELETE FROM credit_grants WHERE period_start < (SELECT MAX(g.period_start) FROM credit_grants g WHERE g.credit_id = credit_grants.credit_id)",
+    ).rowsWritten;
+    const ledger = this.sql.exec("DELETE FROM credit_ledger WHERE created_at < ?", now - CREDIT_LEDGER_TTL_MS).rowsWritten;
+    // Lifetime counters never expire; only rows that can expire keep the alarm alive.
+    const remaining = this.sql
+      .exec<{ n: number }>(
+        "SELECT (SELECT COUNT(*) FROM counters WHERE period <> 'lifetime') + (SELECT COUNT(*) FROM idempotency) + (SELECT COUNT(*) FROM credit_ledger) AS n",
+      )
+      .one().n;
+    const soon =
+      this.sql
+        .exec<{ n: number }>(
+          "SELECT (SELECT COUNT(*) FROM idempotency) + (SELECT COUNT(*) FROM counters WHERE period IN ('minute', 'hour', 'day')) AS n",
+        )
+        .one().n > 0;
+    return { counters, resources, idempotencyKeys, grants, ledger, remaining, soon };
   }
 
-  private schedulePrune(now: number): void {
-    // getAlarm/setAlarm are cheap but async; they do not break atomicity because nothing after them reads state.
-    void this.ctx.storage.getAlarm().then((alarm) => {
-      if (alarm === null) return this.ctx.storage.setAlarm(now + PRUNE_INTERVAL_MS);
+  // ---------------------------------------------------------------------------------------------------------------
+  // Internals (synchronous)
+
+  /** Makes sure an alarm will prune what was just written. Scheduled against the real clock, never an injected one. */
+  private schedulePrune(): void {
+    if (this.pruneScheduled) return;
+    this.pruneScheduled = true;
+    const storage = this.ctx.storage;
+    void storage.getAlarm().then((alarm) => {
+      if (alarm === null) return storage.setAlarm(Date.now() + PRUNE_INTERVAL_MS);
     });
   }
 
   private consumedIn(counterId: string, start: number): number {
-    const row = this.sql.exec<{ period_start: number; consumed: number }>("SELECT period_start, consumed FROM counters WHERE counter_id = ?", counterId).toArray()[0];
+    const row = this.sql
+      .exec<{ period_start: number; consumed: number }>("SELECT period_start, consumed FROM counters WHERE counter_id = ?", counterId)
+      .toArray()[0];
     return row && row.period_start === start ? row.consumed : 0;
   }
 
   private resourceSeen(counterId: string, start: number, resourceId: string): boolean {
-    return this.sql.exec("SELECT 1 FROM resources WHERE counter_id = ? AND period_start = ? AND resource_id = ?", counterId, start, resourceId).toArray().length > 0;
+    return (
+      this.sql.exec("SELECT 1 FROM resources WHERE counter_id = ? AND period_start = ? AND resource_id = ?", counterId, start, resourceId).toArray()
+        .length > 0
+    );
   }
 
+  /** Returns whether the resource was new. */
+  private addResource(counterId: string, start: number, resourceId: string): boolean {
+    return (
+      this.sql.exec("INSERT OR IGNORE INTO resources (counter_id, period_start, resource_id) VALUES (?, ?, ?)", counterId, start, resourceId)
+        .rowsWritten > 0
+    );
+  }
+
+  /** Stores the counter's units for the period starting at `start` (a new period replaces the old row). */
   private writeCounter(counterId: string, period: Period, timeZone: string, start: number, consumed: number): void {
     this.sql.exec(
       `INSERT INTO counters (counter_id, period, time_zone, period_start, consumed) VALUES (?, ?, ?, ?, ?)
@@ -343,48 +584,81 @@ export class MeterObject extends DurableObject<Env> {
       period,
       timeZone,
       start,
-      consumed,
+      Math.max(0, consumed),
     );
+    if (period !== "lifetime") this.schedulePrune();
   }
 
-  private addUnits(
-    counter: Pick<MeterRequest, "counterId" | "period" | "uniqueResources">,
-    timeZone: string,
-    start: number,
-    units: number,
-    before: number,
-    resourceId: string | undefined,
-  ): void {
-    this.writeCounter(counter.counterId, counter.period, timeZone, start, Math.max(0, before + units));
-    if (counter.uniqueResources && resourceId !== undefined) {
-      this.sql.exec("INSERT OR IGNORE INTO resources (counter_id, period_start, resource_id) VALUES (?, ?, ?)", counter.counterId, start, resourceId);
-    }
-    this.schedulePrune(Date.now());
+  /** Adds `delta` to a balance (clamped at 0), records it in the ledger, returns the new balance. */
+  private changeBalance(creditId: string, delta: number, reason: string, now: number): number {
+    const before = this.getBalance(creditId);
+    const balance = money(Math.max(0, before + delta));
+    this.sql.exec(
+      "INSERT INTO credits (credit_id, balance) VALUES (?, ?) ON CONFLICT (credit_id) DO UPDATE SET balance = excluded.balance",
+      creditId,
+      balance,
+    );
+    this.sql.exec(
+      "INSERT INTO credit_ledger (credit_id, delta, balance, reason, created_at) VALUES (?, ?, ?, ?, ?)",
+      creditId,
+      money(balance - before),
+      balance,
+      reason,
+      now,
+    );
+    this.schedulePrune();
+    return balance;
+  }
+
+  private applyPeriodicGrant(creditId: string, amount: number, period: Period, timeZone: string, now: number, mode: "add" | "reset"): boolean {
+    const start = periodStart(period, now, timeZone);
+    const fresh =
+      this.sql.exec("INSERT OR IGNORE INTO credit_grants (credit_id, period_start) VALUES (?, ?)", creditId, start).rowsWritten > 0;
+    if (!fresh) return false;
+    const grant = Math.max(0, amountOf(amount));
+    const reason = `periodic_grant:${period}:${new Date(start).toISOString()}`;
+    if (mode === "reset") this.changeBalance(creditId, grant - this.getBalance(creditId), reason, now);
+    else this.changeBalance(creditId, grant, reason, now);
+    return true;
   }
 
   /**
-   * Runs `effect` once per idempotency key: the result is stored in the same synchronous step as the effect, so a
-   * retry (even a concurrent one) returns the first result and changes nothing; another body under the same key is
-   * a conflict.
+   * Runs `effect` once per (operation, idempotency key): the result is stored in the same synchronous step as the
+   * effect, so a retry (even a concurrent one) returns the first result and changes nothing; the same key with another
+   * request hash is a conflict. Keys older than 24 h are treated as new (and pruned by the alarm).
    */
-  private idempotent<T extends object>(key: string | undefined, requestHash: string | undefined, now: number, effect: () => T): T | { conflict: true } {
-    if (key === undefined) return effect();
+  private idempotent<T extends object>(
+    operation: string,
+    key: string | undefined,
+    requestHash: string | undefined,
+    now: number,
+    effect: () => T,
+  ): T | IdempotencyConflict {
+    // transactionSync: a throw part-way leaves no half-applied effect (and no key).
+    if (key === undefined) return this.ctx.storage.transactionSync(effect);
+    const storedKey = `${operation}:${key}`;
     const hash = requestHash ?? "";
     const stored = this.sql
-      .exec<{ request_hash: string; result: string; created_at: number }>("SELECT request_hash, result, created_at FROM idempotency WHERE key = ?", key)
+      .exec<{ request_hash: string; result: string; created_at: number }>(
+        "SELECT request_hash, result, created_at FROM idempotency WHERE key = ?",
+        storedKey,
+      )
       .toArray()[0];
-    if (stored && stored.created_at >= now - IDEMPOTENCY_TTL_MS) {
+    if (stored && stored.created_at > now - IDEMPOTENCY_TTL_MS) {
       return stored.request_hash === hash ? (JSON.parse(stored.result) as T) : { conflict: true };
     }
-    const result = effect();
-    this.sql.exec(
-      "INSERT INTO idempotency (key, request_hash, result, created_at) VALUES (?, ?, ?, ?) ON CONFLICT (key) DO UPDATE SET request_hash = excluded.request_hash, result = excluded.result, created_at = excluded.created_at",
-      key,
-      hash,
-      JSON.stringify(result),
-      now,
-    );
-    this.schedulePrune(now);
-    return result;
+    return this.ctx.storage.transactionSync(() => {
+      const result = effect();
+      this.sql.exec(
+        `INSERT INTO idempotency (key, request_hash, result, created_at) VALUES (?, ?, ?, ?)
+         ON CONFLICT (key) DO UPDATE SET request_hash = excluded.request_hash, result = excluded.result, created_at = excluded.created_at`,
+        storedKey,
+        hash,
+        JSON.stringify(result),
+        now,
+      );
+      this.schedulePrune();
+      return result;
+    });
   }
 }
