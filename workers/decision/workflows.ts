@@ -4,16 +4,15 @@
  * deployed version has a workflow of that type.
  */
 import type { Context } from "hono";
-import { meterStub } from "../../durable-objects/meter/client";
 import type { AppEnv } from "../context";
 import type { PreparedSnapshot } from "../engine/prepare";
 import type { SnapshotWorkflow } from "../engine/snapshot";
-import type { Period } from "../../schema/config";
 import type { BotTag, FeatureStates, MeterRequest, PropertyState, ResolvedIdentity } from "../engine/types";
-import { verifyUserJwt } from "../identity/jwt";
 import { workflowEnvironment } from "../services/environmentSettings";
 import type { Environment } from "../services/tenancy";
-import { LoaderWorkflowRunner, type WorkflowRunner } from "../workflows/runner";
+import type { WorkflowRunner } from "../workflows/runner";
+import { scopedUtils, type CounterSettings } from "../workflows/scopedUtils";
+import { selectWorkflowRunner } from "../workflows/select";
 import {
   validateComponentBehavior,
   validateMiddleware,
@@ -25,7 +24,7 @@ import {
   type MiddlewareResult,
   type SurfaceBehavior,
 } from "../workflows/stages";
-import { WorkflowUtils } from "../workflows/utils";
+import type { WorkflowUtils } from "../workflows/utils";
 
 export interface RequestFacts {
   userAgent?: string;
@@ -41,13 +40,9 @@ export interface PendingTrigger {
   payload: unknown;
 }
 
+/** The runtime for this request: the dispatch namespace when `DISPATCHER` is bound, else the Worker Loader. */
 export function workflowRunnerFor(c: Context<AppEnv>, environmentId: string, egressHosts: string[]): WorkflowRunner {
-  const exportsOf = (c.executionCtx as unknown as { exports?: { EgressGateway?: (options: { props: unknown }) => Fetcher } }).exports;
-  return new LoaderWorkflowRunner(c.env.LOADER, (workflow) =>
-    egressHosts.length > 0 && exportsOf?.EgressGateway
-      ? exportsOf.EgressGateway({ props: { environmentId, workflow: workflow.slug, hosts: egressHosts } })
-      : null,
-  );
+  return selectWorkflowRunner(c.env, c.executionCtx, environmentId, egressHosts);
 }
 
 /** Everything the workflows of one decision share. Created lazily: decisions without workflows never pay for it. */
@@ -57,7 +52,7 @@ export class DecisionWorkflows {
   private env: Record<string, string> = {};
   private runner: WorkflowRunner | undefined;
   /** Limits of the metered counters this decision resolved, so utils.counters enforce the user's own plan. */
-  private readonly counterSettings = new Map<string, { limit: number; period: Period; uniqueResources: boolean }>();
+  private readonly counterSettings = new Map<string, CounterSettings>();
 
   constructor(
     private readonly c: Context<AppEnv>,
@@ -101,45 +96,14 @@ export class DecisionWorkflows {
   }
 
   private utils(readOnly: boolean): WorkflowUtils {
-    const { c, environment, store, prepared } = this;
-    const storeKey = `${environment.organizationId}:${store}`;
-    const identifier = () => this.identity.identifier;
-    const user = () => meterStub(c.env.METER, storeKey, identifier());
-    const counterSettings = this.counterSettings;
-    return new WorkflowUtils({
-      store,
-      counterIds: new Set(prepared.snapshot.features.map((feature) => `${store}:${feature.id}.enabled`)),
+    return scopedUtils({
+      meter: this.c.env.METER,
+      organizationId: this.environment.organizationId,
+      store: this.store,
+      prepared: this.prepared,
+      identifier: () => this.identity.identifier,
       readOnly,
-      user: {
-        customDataGet: (key) => user().customDataGet(key) as Promise<unknown>,
-        customDataSet: async (key, value) => {
-          await user().customDataSet(key, value);
-        },
-        customDataDelete: (key) => user().customDataDelete(key) as Promise<boolean>,
-        consume: async (counterId, resourceId) => {
-          const settings = counterSettings.get(counterId) ?? { limit: Number.MAX_SAFE_INTEGER, period: "lifetime" as const, uniqueResources: false };
-          const result = await user().evaluate({
-            counters: [{ counterId, ...settings, consume: true }],
-            resourceId,
-            timeZone: prepared.snapshot.timeZone,
-          });
-          return "readings" in result ? result.readings[0] : result;
-        },
-        increment: async (counterId, update, resourceId) => {
-          const settings = counterSettings.get(counterId) ?? { limit: Number.MAX_SAFE_INTEGER, period: "lifetime" as const, uniqueResources: false };
-          const result = await user().updateCounter({ counterId, ...settings, update, resourceId, timeZone: prepared.snapshot.timeZone });
-          return "reading" in result ? result.reading : result;
-        },
-        linkFrom: async (fromIdentifier) => {
-          if (fromIdentifier === identifier()) return { linked: false, counters: 0 };
-          const counters = await meterStub(c.env.METER, storeKey, fromIdentifier).exportCounters();
-          return user().importOnce(`${fromIdentifier}->${identifier()}`, counters);
-        },
-      },
-      resolveJwt: async (token) => {
-        const result = await verifyUserJwt(token, prepared.snapshot.authMethods);
-        return result.ok ? { ok: true, claims: result.claims, identifier: result.identifier } : { ok: false, reason: result.reason };
-      },
+      counterSettings: this.counterSettings,
       fireTrigger: (name, payload) => this.triggers.push({ name, payload }),
     });
   }

@@ -31,8 +31,11 @@ export interface WorkflowRunner {
 /** Operations (loop iterations + function calls) one invocation may spend before it is stopped. */
 export const OPERATION_BUDGET = 5_000_000;
 export const DEFAULT_DEADLINE_MS = 50;
+/** Compatibility date of workflow isolates and dispatch scripts. */
+export const WORKFLOW_COMPATIBILITY_DATE = "2026-10-01";
 
-const GUARD_SOURCE = `
+/** The operation-budget module the compiled workflow imports (see compile.ts); shared with the dispatch scripts. */
+export const GUARD_SOURCE = `
 let remaining = 0;
 export function __mosReset(budget) { remaining = budget; }
 export function ${TICK_FUNCTION}() {
@@ -97,7 +100,7 @@ export class LoaderWorkflowRunner implements WorkflowRunner {
     // The isolate id includes whether it has network access, so an allow-list change never reuses a closed isolate.
     const id = `wf:${workflow.codeHash}:${outbound ? "net" : "closed"}`;
     const stub = this.loader.get(id, () => ({
-      compatibilityDate: "2026-10-01",
+      compatibilityDate: WORKFLOW_COMPATIBILITY_DATE,
       mainModule: "harness.js",
       modules: { "harness.js": HARNESS_SOURCE, "__mos_guard.js": GUARD_SOURCE, "workflow.js": workflow.code },
       env: {},

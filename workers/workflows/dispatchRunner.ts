@@ -1,0 +1,298 @@
+/**
+ * The production runtime: a Workers for Platforms dispatch namespace holding one user script per workflow version
+ * (`wf-{first 16 hex of codeHash}`), uploaded by the deploy path (`uploadWorkflowScripts`) and invoked with
+ * `env.DISPATCHER.get(name)`. Same `WorkflowRunner` interface as the Worker Loader runtime.
+ *
+ * Protocol (dispatched user Workers are reached over `fetch` only): the platform POSTs JSON to the script,
+ *   run:      {protocol, mode: "run", args, budget}                        → 200 {ok: true, value, triggers}
+ *                                                                          | 200 {ok: false, error}
+ *   endpoint: {protocol, mode: "endpoint", args, budget,
+ *              request: {method, url, headers: [[name, value]…], body: base64 | null}}
+ *                                                                          → the workflow's Response, plus the
+ *                                                                            `x-mos-triggers` header (base64 JSON)
+ *                                                                          | 500 with `x-mos-workflow-error: 1` and {error}
+ * A dispatched script is not routable from the Internet (only through the namespace binding), so the protocol has
+ * no authentication of its own.
+ *
+ * utils: RPC stubs cannot cross a dispatch `fetch`, so a dispatched workflow gets the *self-contained* part of utils:
+ * `testGroup100` (computed in the script, same FNV-1a as the engine) and `triggers.fire` (collected in the script,
+ * returned with the result and replayed onto the platform's utils after the call). Everything that touches platform
+ * data — customData, counters, identities.link, resolveJwt — rejects with a clear error in this runtime, which the
+ * pipeline records as a workflow failure (the configured fallback applies). Serving those needs a platform endpoint
+ * with a per-call capability token (not built); tenants who need them run on the Worker Loader runtime.
+ *
+ * Sandbox: the budget guard is compiled into the script like in the loader runtime, and each call passes
+ * `limits: {cpuMs, subRequests}`; with no egress allow-list `subRequests` is 0 (no network). Allow-listed egress in
+ * this runtime needs an outbound Worker on the namespace (it receives `{environmentId, hosts}` as outbound params).
+ */
+import type { ConfigSnapshot, SnapshotWorkflow } from "../engine/snapshot";
+import { GUARD_MODULE } from "./compile";
+import { GUARD_SOURCE, OPERATION_BUDGET, withDeadline, WORKFLOW_COMPATIBILITY_DATE, type WorkflowCall, type WorkflowOutcome, type WorkflowRunner } from "./runner";
+
+export const DISPATCH_PROTOCOL = "mos-workflow/1";
+const DISPATCH_URL = "https://workflow.internal/__mos/invoke";
+const TRIGGERS_HEADER = "x-mos-triggers";
+const ERROR_HEADER = "x-mos-workflow-error";
+/** CPU limit of one dispatched invocation (the wall-clock deadline is enforced by the caller). */
+const DISPATCH_CPU_MS = 50;
+const ALLOWED_SUBREQUESTS = 20;
+
+export function workflowScriptName(workflow: Pick<SnapshotWorkflow, "codeHash">): string {
+  return `wf-${workflow.codeHash.slice(0, 16)}`;
+}
+
+/** The entry module of every dispatched workflow script (plain JS; `workflow.js` is the compiled customer code). */
+export const DISPATCH_HARNESS_SOURCE = `
+import { __mosReset } from "${GUARD_MODULE}";
+import workflow from "./workflow.js";
+
+const PROTOCOL = "${DISPATCH_PROTOCOL}";
+const TRIGGER_NAME = /^[a-z0-9][a-z0-9._-]{0,99}$/;
+
+function testGroup100(identifier) {
+  let hash = 0x811c9dc5;
+  for (let i = 0; i < identifier.length; i++) { hash ^= identifier.charCodeAt(i); hash = Math.imul(hash, 0x01000193); }
+  return (hash >>> 0) % 100;
+}
+
+function makeUtils(fired) {
+  const unavailable = (name) => async () => {
+    throw new Error("utils." + name + " is not available to workflows in the dispatch runtime");
+  };
+  return {
+    customData: { get: unavailable("customData.get"), set: unavailable("customData.set"), delete: unavailable("customData.delete") },
+    counters: { consume: unavailable("counters.consume"), incrementCounter: unavailable("counters.incrementCounter") },
+    resolveJwt: unavailable("resolveJwt"),
+    identities: { link: unavailable("identities.link") },
+    triggers: {
+      fire: async (name, payload) => {
+        if (typeof name !== "string" || !TRIGGER_NAME.test(name)) throw new Error("trigger names are 1-100 characters of a-z, 0-9, '.', '_' or '-'");
+        fired.push({ name, payload: payload === undefined ? {} : JSON.parse(JSON.stringify(payload)) });
+      },
+    },
+    testGroup100: async (identifier) => testGroup100(String(identifier)),
+  };
+}
+
+function fromBase64(text) {
+  const binary = atob(text);
+  const bytes = new Uint8Array(binary.length);
+  for (let i = 0; i < binary.length; i++) bytes[i] = binary.charCodeAt(i);
+  return bytes;
+}
+
+function toBase64(text) {
+  const bytes = new TextEncoder().encode(text);
+  let binary = "";
+  for (let i = 0; i < bytes.length; i++) binary += String.fromCharCode(bytes[i]);
+  return btoa(binary);
+}
+
+const message = (error) => (error && typeof error.message === "string" ? error.message : String(error));
+
+export default {
+  async fetch(request) {
+    if (request.method !== "POST") return new Response("method not allowed", { status: 405 });
+    const call = await request.json();
+    if (call.protocol !== PROTOCOL) return Response.json({ ok: false, error: "unsupported protocol " + call.protocol }, { status: 400 });
+    const fired = [];
+    const utils = makeUtils(fired);
+    if (call.mode === "run") {
+      try {
+        __mosReset(call.budget);
+        const value = await workflow({ ...call.args, utils });
+        return Response.json({ ok: true, value: value === undefined ? null : value, triggers: fired });
+      } catch (error) {
+        return Response.json({ ok: false, error: message(error) });
+      }
+    }
+    if (call.mode === "endpoint") {
+      try {
+        const inbound = call.request;
+        const customerRequest = new Request(inbound.url, {
+          method: inbound.method,
+          headers: inbound.headers,
+          body: inbound.body === null ? null : fromBase64(inbound.body),
+        });
+        __mosReset(call.budget);
+        const response = await workflow(customerRequest, { ...call.args, utils });
+        if (!(response instanceof Response)) throw new TypeError("an endpoint workflow must return a Response");
+        const headers = new Headers(response.headers);
+        headers.delete("${ERROR_HEADER}");
+        headers.set("${TRIGGERS_HEADER}", toBase64(JSON.stringify(fired)));
+        return new Response(response.body, { status: response.status, statusText: response.statusText, headers });
+      } catch (error) {
+        return Response.json({ error: message(error) }, { status: 500, headers: { "${ERROR_HEADER}": "1" } });
+      }
+    }
+    return Response.json({ ok: false, error: "unknown mode " + call.mode }, { status: 400 });
+  },
+};
+`;
+
+/** The modules of one dispatched workflow script, by part name. */
+export function workflowScriptModules(workflow: Pick<SnapshotWorkflow, "code">): Record<string, string> {
+  return { "harness.js": DISPATCH_HARNESS_SOURCE, "__mos_guard.js": GUARD_SOURCE, "workflow.js": workflow.code };
+}
+
+interface FiredTrigger {
+  name: string;
+  payload: unknown;
+}
+
+function replayTriggers(utils: object, fired: unknown): void {
+  if (!Array.isArray(fired)) return;
+  const fire = (utils as { fireTrigger?: (name: string, payload: unknown) => unknown }).fireTrigger;
+  if (typeof fire !== "function") return;
+  for (const trigger of fired as FiredTrigger[]) {
+    try {
+      fire.call(utils, trigger.name, trigger.payload);
+    } catch (error) {
+      console.warn("dispatched workflow fired a trigger the platform refused", error);
+    }
+  }
+}
+
+function bytesToBase64(bytes: Uint8Array): string {
+  let binary = "";
+  for (let i = 0; i < bytes.length; i += 0x8000) binary += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+  return btoa(binary);
+}
+
+function decodeTriggers(header: string | null): unknown {
+  if (!header) return [];
+  try {
+    const binary = atob(header);
+    return JSON.parse(new TextDecoder().decode(Uint8Array.from(binary, (char) => char.charCodeAt(0))));
+  } catch {
+    return [];
+  }
+}
+
+export interface DispatchRunnerOptions {
+  /** Outbound params for the namespace's outbound Worker; null = no network for the workflow. */
+  egress?: (workflow: SnapshotWorkflow) => { environmentId: string; hosts: string[] } | null;
+}
+
+export class DispatchWorkflowRunner implements WorkflowRunner {
+  constructor(
+    private readonly namespace: Pick<DispatchNamespace, "get">,
+    private readonly options: DispatchRunnerOptions = {},
+  ) {}
+
+  private fetcher(workflow: SnapshotWorkflow): Pick<Fetcher, "fetch"> {
+    const egress = this.options.egress?.(workflow) ?? null;
+    return this.namespace.get(
+      workflowScriptName(workflow),
+      {},
+      {
+        limits: { cpuMs: DISPATCH_CPU_MS, subRequests: egress ? ALLOWED_SUBREQUESTS : 0 },
+        ...(egress ? { outbound: { environmentId: egress.environmentId, hosts: egress.hosts.join(",") } } : {}),
+      },
+    );
+  }
+
+  private post(workflow: SnapshotWorkflow, body: Record<string, unknown>): Promise<Response> {
+    return this.fetcher(workflow).fetch(DISPATCH_URL, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ protocol: DISPATCH_PROTOCOL, budget: OPERATION_BUDGET, ...body }),
+    });
+  }
+
+  run(call: WorkflowCall): Promise<WorkflowOutcome> {
+    return withDeadline(call.deadlineMs, async () => {
+      const response = await this.post(call.workflow, { mode: "run", args: call.args });
+      const result = (await response.json()) as { ok?: boolean; value?: unknown; error?: string; triggers?: unknown };
+      if (result.ok !== true) throw new Error(result.error ?? `dispatched workflow answered ${response.status}`);
+      replayTriggers(call.utils, result.triggers);
+      return result.value ?? null;
+    });
+  }
+
+  runEndpoint(call: WorkflowCall, request: Request): Promise<WorkflowOutcome<Response>> {
+    return withDeadline(call.deadlineMs, async () => {
+      const body = request.body ? bytesToBase64(new Uint8Array(await request.arrayBuffer())) : null;
+      const response = await this.post(call.workflow, {
+        mode: "endpoint",
+        args: call.args,
+        request: { method: request.method, url: request.url, headers: [...request.headers], body },
+      });
+      if (response.headers.get(ERROR_HEADER)) {
+        const failure = (await response.json().catch(() => ({}))) as { error?: string };
+        throw new Error(failure.error ?? "dispatched endpoint workflow failed");
+      }
+      replayTriggers(call.utils, decodeTriggers(response.headers.get(TRIGGERS_HEADER)));
+      const headers = new Headers(response.headers);
+      headers.delete(TRIGGERS_HEADER);
+      return new Response(response.body, { status: response.status, statusText: response.statusText, headers });
+    });
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Deploy path: upload one user script per workflow version through the Cloudflare API.
+
+export interface UploadOptions {
+  accountId: string;
+  namespace: string;
+  apiToken: string;
+  fetch: typeof fetch;
+  /** Defaults to the public API. */
+  apiBase?: string;
+}
+
+export interface UploadedScript {
+  scriptName: string;
+  workflows: string[];
+}
+
+export class WorkflowUploadError extends Error {
+  constructor(
+    readonly scriptName: string,
+    readonly status: number,
+    readonly errors: unknown,
+  ) {
+    super(`uploading ${scriptName} failed with ${status}: ${JSON.stringify(errors)}`);
+  }
+}
+
+/**
+ * `PUT /accounts/{account_id}/workers/dispatch/namespaces/{namespace}/scripts/{script_name}` with a multipart body:
+ * a `metadata` part (`{main_module, compatibility_date}`) and one `application/javascript+module` part per module.
+ * Workflows with the same code share one script (the name is derived from the code hash), so re-deploying an
+ * unchanged workflow re-uploads identical content under the same name.
+ */
+export async function uploadWorkflowScripts(snapshot: Pick<ConfigSnapshot, "workflows">, options: UploadOptions): Promise<UploadedScript[]> {
+  const base = options.apiBase ?? "https://api.cloudflare.com/client/v4";
+  const byScript = new Map<string, { workflow: SnapshotWorkflow; slugs: string[] }>();
+  for (const workflow of snapshot.workflows) {
+    const name = workflowScriptName(workflow);
+    const entry = byScript.get(name);
+    if (entry) entry.slugs.push(workflow.slug);
+    else byScript.set(name, { workflow, slugs: [workflow.slug] });
+  }
+  const uploaded: UploadedScript[] = [];
+  for (const [scriptName, { workflow, slugs }] of byScript) {
+    const form = new FormData();
+    form.append("metadata", new Blob([JSON.stringify({ main_module: "harness.js", compatibility_date: WORKFLOW_COMPATIBILITY_DATE })], { type: "application/json" }));
+    for (const [part, source] of Object.entries(workflowScriptModules(workflow))) {
+      form.append(part, new File([source], part, { type: "application/javascript+module" }));
+    }
+    const url = `${base}/accounts/${encodeURIComponent(options.accountId)}/workers/dispatch/namespaces/${encodeURIComponent(options.namespace)}/scripts/${scriptName}`;
+    const response = await options.fetch(url, { method: "PUT", headers: { authorization: `Bearer ${options.apiToken}` }, body: form });
+    const result = (await response.json().catch(() => null)) as { success?: boolean; errors?: unknown } | null;
+    if (!response.ok || result?.success !== true) throw new WorkflowUploadError(scriptName, response.status, result?.errors ?? result);
+    uploaded.push({ scriptName, workflows: slugs });
+  }
+  return uploaded;
+}
+
+/** The deploy-path settings, when this deployment runs workflows in a dispatch namespace. */
+export function dispatchUploadSettings(env: Env): Omit<UploadOptions, "fetch"> | null {
+  const vars = env as unknown as Record<string, string | undefined>;
+  const accountId = vars.CF_ACCOUNT_ID;
+  const namespace = vars.DISPATCH_NAMESPACE;
+  const apiToken = vars.CF_API_TOKEN;
+  return accountId && namespace && apiToken ? { accountId, namespace, apiToken } : null;
+}

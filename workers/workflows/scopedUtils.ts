@@ -1,0 +1,74 @@
+/**
+ * Builds the `utils` RPC target for one identity in one tenant's user data store. Shared by the decision pipeline,
+ * endpoint workflows and the action-workflow queue consumer, so every entry point scopes utils the same way: the
+ * meter object of `${organizationId}:${store}` and the identity's identifier, never anything a workflow names.
+ */
+import { meterStub } from "../../durable-objects/meter/client";
+import type { Period } from "../../schema/config";
+import type { PreparedSnapshot } from "../engine/prepare";
+import { verifyUserJwt } from "../identity/jwt";
+import { WorkflowUtils } from "./utils";
+
+export interface CounterSettings {
+  limit: number;
+  period: Period;
+  uniqueResources: boolean;
+}
+
+export interface ScopedUtilsOptions {
+  meter: Env["METER"];
+  organizationId: string;
+  /** The user data store (`storeOf(environment)`). */
+  store: string;
+  prepared: PreparedSnapshot;
+  /** The identity's identifier; a function because middleware may replace it during a decision. */
+  identifier: () => string;
+  readOnly: boolean;
+  /** Limits of counters the caller already resolved for this user; unknown counters are unlimited, lifetime. */
+  counterSettings?: ReadonlyMap<string, CounterSettings>;
+  fireTrigger: (name: string, payload: unknown) => void;
+}
+
+const UNLIMITED: CounterSettings = { limit: Number.MAX_SAFE_INTEGER, period: "lifetime", uniqueResources: false };
+
+export function scopedUtils(options: ScopedUtilsOptions): WorkflowUtils {
+  const { meter, organizationId, store, prepared, identifier, readOnly, fireTrigger } = options;
+  const counterSettings = options.counterSettings ?? new Map<string, CounterSettings>();
+  const storeKey = `${organizationId}:${store}`;
+  const user = () => meterStub(meter, storeKey, identifier());
+  const settingsOf = (counterId: string) => counterSettings.get(counterId) ?? UNLIMITED;
+  return new WorkflowUtils({
+    store,
+    counterIds: new Set(prepared.snapshot.features.map((feature) => `${store}:${feature.id}.enabled`)),
+    readOnly,
+    user: {
+      customDataGet: (key) => user().customDataGet(key) as Promise<unknown>,
+      customDataSet: async (key, value) => {
+        await user().customDataSet(key, value);
+      },
+      customDataDelete: (key) => user().customDataDelete(key) as Promise<boolean>,
+      consume: async (counterId, resourceId) => {
+        const result = await user().evaluate({
+          counters: [{ counterId, ...settingsOf(counterId), consume: true }],
+          resourceId,
+          timeZone: prepared.snapshot.timeZone,
+        });
+        return "readings" in result ? result.readings[0] : result;
+      },
+      increment: async (counterId, update, resourceId) => {
+        const result = await user().updateCounter({ counterId, ...settingsOf(counterId), update, resourceId, timeZone: prepared.snapshot.timeZone });
+        return "reading" in result ? result.reading : result;
+      },
+      linkFrom: async (fromIdentifier) => {
+        if (fromIdentifier === identifier()) return { linked: false, counters: 0 };
+        const counters = await meterStub(meter, storeKey, fromIdentifier).exportCounters();
+        return user().importOnce(`${fromIdentifier}->${identifier()}`, counters);
+      },
+    },
+    resolveJwt: async (token) => {
+      const result = await verifyUserJwt(token, prepared.snapshot.authMethods);
+      return result.ok ? { ok: true, claims: result.claims, identifier: result.identifier } : { ok: false, reason: result.reason };
+    },
+    fireTrigger,
+  });
+}

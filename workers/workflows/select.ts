@@ -1,0 +1,22 @@
+/**
+ * Which runtime runs workflows: a Workers for Platforms dispatch namespace when the `DISPATCHER` binding is
+ * configured (production), otherwise the Worker Loader binding (local default, tests). Both enforce the
+ * environment's egress allow-list: the loader through the `EgressGateway` entrypoint as the isolate's
+ * `globalOutbound`, the dispatch runtime through its namespace's outbound Worker.
+ */
+import { DispatchWorkflowRunner } from "./dispatchRunner";
+import { LoaderWorkflowRunner, type WorkflowRunner } from "./runner";
+
+type GatewayFactory = (options: { props: unknown }) => Fetcher;
+
+export function selectWorkflowRunner(env: Env, ctx: unknown, environmentId: string, egressHosts: readonly string[]): WorkflowRunner {
+  const hosts = [...egressHosts];
+  const dispatcher = (env as { DISPATCHER?: DispatchNamespace }).DISPATCHER;
+  if (dispatcher) {
+    return new DispatchWorkflowRunner(dispatcher, { egress: () => (hosts.length > 0 ? { environmentId, hosts } : null) });
+  }
+  const gateway = (ctx as { exports?: { EgressGateway?: GatewayFactory } } | undefined)?.exports?.EgressGateway;
+  return new LoaderWorkflowRunner(env.LOADER, (workflow) =>
+    hosts.length > 0 && gateway ? gateway({ props: { environmentId, workflow: workflow.slug, hosts } }) : null,
+  );
+}
