@@ -33,11 +33,33 @@ export async function withMeterDeadline<T>(call: () => Promise<T>, deadlineMs: n
   }
 }
 
+/**
+ * Test seam: makes `evaluateWithDeadline` fail as an unreachable meter would, without a real outage. Integration tests
+ * run the Worker in the same isolate as the test file (vitest workers pool), so a test can import this module and set
+ * `mode`; production code never writes it. `identifiers`, when set, limits the fault to those identifiers' objects
+ * (matched on the stub's name `{organizationId}:{store}:{identifier}`), so tests running alongside are unaffected.
+ *   'timeout' — the call never answers, so the deadline fires (`{ok:false, reason:'timeout'}`);
+ *   'error'   — the call throws (`{ok:false, reason:'error'}`), like a broken or overloaded object.
+ */
+export const meterFaults: { mode: "timeout" | "error" | null; identifiers: ReadonlySet<string> | null } = { mode: null, identifiers: null };
+
+function faultFor(stub: { name?: string; id?: { name?: string } }): "timeout" | "error" | null {
+  const mode = meterFaults.mode;
+  if (mode === null) return null;
+  if (meterFaults.identifiers === null) return mode;
+  const name = stub.name ?? stub.id?.name ?? "";
+  for (const identifier of meterFaults.identifiers) if (name.endsWith(`:${identifier}`)) return mode;
+  return null;
+}
+
 /** The decision's one meter call, with a deadline: `{ ok: false }` means "use each property's fallback". */
 export function evaluateWithDeadline(
-  stub: Pick<MeterStub, "evaluate">,
+  stub: Pick<MeterStub, "evaluate"> & { name?: string; id?: { name?: string } },
   input: EvaluateInput,
   deadlineMs: number,
 ): Promise<Deadlined<EvaluateResult>> {
+  const fault = faultFor(stub);
+  if (fault === "timeout") return withMeterDeadline(() => new Promise<EvaluateResult>(() => {}), deadlineMs);
+  if (fault === "error") return withMeterDeadline<EvaluateResult>(() => Promise.reject(new Error("injected meter fault")), deadlineMs);
   return withMeterDeadline(() => stub.evaluate(input) as Promise<EvaluateResult>, deadlineMs);
 }

@@ -13,6 +13,9 @@ import { registerDocs } from "./docs";
 import { registerAccessCheckRoute } from "./decisions/accessChecks";
 import { registerSurfaceDecisionRoute } from "./decisions/surfaceDecisions";
 import { registerHealth } from "./health";
+import { registerCounterUpdateRoute } from "./decisions/counterUpdates";
+import { registerIdentityLinkRoute } from "./decisions/identityLinks";
+import { registerMeterAdminRoutes } from "./admin/meters";
 
 export function registerRoutes(app: OpenAPIHono<AppEnv>): void {
   registerHealth(app);
@@ -26,5 +29,8 @@ export function registerRoutes(app: OpenAPIHono<AppEnv>): void {
   registerCustomerRoutes(app);
   registerEventRoutes(app);
   registerEnvironmentSettingsRoutes(app);
+  registerCounterUpdateRoute(app);
+  registerIdentityLinkRoute(app);
+  registerMeterAdminRoutes(app);
   registerDocs(app);
 }

@@ -1,0 +1,98 @@
+/**
+ * An unreachable or slow meter: the decision still answers 200, each metered property at its `onMeterFailure`
+ * fallback with isFallback true, and the decision record says `meter.status: "fallback"`. The fault is injected with
+ * the `meterFaults` seam of the meter client, which the Worker shares with this test (same isolate).
+ */
+import { afterEach, beforeAll, describe, expect, it } from "vitest";
+import { evaluateWithDeadline, meterFaults } from "../../../durable-objects/meter/client";
+import type { EvaluateResult } from "../../../durable-objects/meter/MeterObject";
+import { call } from "../../support/api";
+import { eventsFor, helloWorldOrg, newsSiteOrg, uniqueId, type PublishedOrg } from "./helpers";
+
+let hello: PublishedOrg;
+let news: PublishedOrg;
+beforeAll(async () => {
+  [hello, news] = await Promise.all([helloWorldOrg(), newsSiteOrg()]);
+});
+afterEach(() => {
+  meterFaults.mode = null;
+  meterFaults.identifiers = null;
+});
+
+const fail = (mode: "timeout" | "error", identifier: string) => {
+  meterFaults.mode = mode;
+  meterFaults.identifiers = new Set([identifier]);
+};
+
+describe("unreachable meter", () => {
+  it("falls back closed for hello-world's widget when the meter times out, and records it", async () => {
+    const identifier = uniqueId("slow");
+    fail("timeout", identifier);
+    const started = Date.now();
+    const result = await call("POST", "/api/v1/surface-decisions", { key: hello.key, body: { surfaceSlug: "hello-world", identity: { anonymousIdentifier: identifier } } });
+    expect(result.status).toBe(200);
+    expect(Date.now() - started).toBeLessThan(2000);
+    const enabled = result.body.features.widget.properties.enabled;
+    expect(enabled).toMatchObject({ type: "meterable", counterId: hello.counterId, isFallback: true, hasAccess: false });
+    expect(enabled.consumedUnits).toBeUndefined();
+
+    const events = await eventsFor(hello.key, `identifier=${identifier}&kind=surface_decision`, 1);
+    expect(events[0].id).toBe(result.body.eventId);
+    expect(events[0].record.meter).toMatchObject({ status: "fallback" });
+    expect(events[0].record.meter.reason).toContain("timeout");
+
+    // Nothing was consumed: once the meter is back, the visitor has all three uses.
+    meterFaults.mode = null;
+    const check = await call("POST", "/api/v1/access-checks", { key: hello.key, body: { identity: { anonymousIdentifier: identifier } } });
+    expect(check.body.features.widget.properties.enabled).toMatchObject({ isFallback: false, consumedUnits: 0, hasAccess: true });
+  });
+
+  it("falls back open for news-site's articles when the meter throws, on access checks too", async () => {
+    const identifier = uniqueId("broken");
+    fail("error", identifier);
+    const decision = await call("POST", "/api/v1/surface-decisions", {
+      key: news.key,
+      body: { surfaceSlug: "article-page", identity: { anonymousIdentifier: identifier }, resource: { id: "a-1" } },
+    });
+    expect(decision.status).toBe(200);
+    expect(decision.body.features.articles.properties.enabled).toMatchObject({ isFallback: true, hasAccess: true });
+    // Non-metered properties are unaffected.
+    expect(decision.body.features.articles.properties.quality).toMatchObject({ value: "standard", isFallback: false });
+
+    const check = await call("POST", "/api/v1/access-checks", { key: news.key, body: { identity: { anonymousIdentifier: identifier } } });
+    expect(check.status).toBe(200);
+    expect(check.body.features.articles.properties.enabled).toMatchObject({ isFallback: true, hasAccess: true });
+
+    const events = await eventsFor(news.key, `identifier=${identifier}`, 2);
+    for (const event of events) {
+      expect(event.record.meter.status).toBe("fallback");
+      expect(event.record.meter.reason).toContain("error");
+    }
+  });
+
+  it("only fails the identifiers it names", async () => {
+    fail("error", uniqueId("someone-else"));
+    const result = await call("POST", "/api/v1/surface-decisions", { key: hello.key, body: { surfaceSlug: "hello-world", identity: { anonymousIdentifier: uniqueId("fine") } } });
+    expect(result.body.features.widget.properties.enabled).toMatchObject({ isFallback: false, hasAccess: true, consumedUnits: 1 });
+  });
+});
+
+describe("evaluateWithDeadline", () => {
+  const input = { counters: [], timeZone: "UTC" };
+  const answering = (delayMs: number) => ({
+    evaluate: () => new Promise<EvaluateResult>((resolve) => setTimeout(() => resolve({ readings: [] }), delayMs)),
+  });
+
+  it("gives up on a call slower than the deadline", async () => {
+    const started = Date.now();
+    const result = await evaluateWithDeadline(answering(300) as never, input, 30);
+    expect(result).toEqual({ ok: false, reason: "timeout" });
+    expect(Date.now() - started).toBeLessThan(250);
+  });
+
+  it("returns the value of a call within the deadline, and an error as reason 'error'", async () => {
+    expect(await evaluateWithDeadline(answering(5) as never, input, 500)).toEqual({ ok: true, value: { readings: [] } });
+    const throwing = { evaluate: () => Promise.reject(new Error("object exploded")) };
+    expect(await evaluateWithDeadline(throwing as never, input, 500)).toEqual({ ok: false, reason: "error", error: "object exploded" });
+  });
+});

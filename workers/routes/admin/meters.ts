@@ -1,0 +1,179 @@
+/**
+ * One identity's meter object, for operators: read its counters and credit balances, reset a counter, grant credits.
+ * Every write is audited as an `admin` event before the response.
+ */
+import { createRoute, z, type OpenAPIHono } from "@hono/zod-openapi";
+import type { Context } from "hono";
+import { meterStub, type MeterStub } from "../../../durable-objects/meter/client";
+import type { AppEnv } from "../../context";
+import { ApiError, errorResponses } from "../../errors";
+import { sha256Hex } from "../../lib/crypto";
+import { organizationOf } from "../../middleware/auth";
+import { insertEvent } from "../../services/events";
+import { storeOf, type Environment } from "../../services/tenancy";
+import { EnvironmentIdParam, adminAuth, environmentOfOrganization, json, jsonBody, security } from "./shared";
+
+const tags = ["Meters"];
+const common = { security, middleware: adminAuth };
+const base = "/api/v1/admin/environments/{environmentId}/identities/{identifier}";
+
+const IdentityParams = EnvironmentIdParam.extend({
+  identifier: z.string().min(1).max(512).openapi({ param: { name: "identifier", in: "path" }, example: "test@example.com" }),
+});
+const CounterParams = IdentityParams.extend({
+  counterId: z.string().min(1).max(300).openapi({ param: { name: "counterId", in: "path" }, example: "default:feat_0123456789abcdef.enabled" }),
+});
+const CreditParams = IdentityParams.extend({
+  creditId: z.string().min(1).max(300).openapi({ param: { name: "creditId", in: "path" }, example: "tokens" }),
+});
+
+const StoredCounterSchema = z
+  .object({
+    counterId: z.string(),
+    period: z.string(),
+    timeZone: z.string(),
+    periodStart: z.string(),
+    consumedUnits: z.number(),
+    uniqueResourceCount: z.number(),
+  })
+  .openapi("StoredCounter");
+const BalanceSchema = z.object({ identifier: z.string(), creditId: z.string(), balance: z.number() }).openapi("CreditBalance");
+
+const routes = {
+  counters: createRoute({
+    method: "get",
+    path: `${base}/counters`,
+    tags,
+    summary: "An identity's counters in the environment's user data store (units of the current period)",
+    ...common,
+    request: { params: IdentityParams },
+    responses: { 200: json(z.object({ identifier: z.string(), counters: z.array(StoredCounterSchema) }), "Counters"), ...errorResponses(401, 403, 404) },
+  }),
+  resetCounter: createRoute({
+    method: "delete",
+    path: `${base}/counters/{counterId}`,
+    tags,
+    summary: "Reset one of an identity's counters (its units and the resources it has seen)",
+    ...common,
+    request: { params: CounterParams },
+    responses: { 200: json(z.object({ identifier: z.string(), counterId: z.string(), reset: z.literal(true) }), "Reset"), ...errorResponses(401, 403, 404) },
+  }),
+  balance: createRoute({
+    method: "get",
+    path: `${base}/credits/{creditId}`,
+    tags,
+    summary: "An identity's credit balance",
+    ...common,
+    request: { params: CreditParams },
+    responses: { 200: json(BalanceSchema, "Balance (0 when never granted)"), ...errorResponses(401, 403, 404) },
+  }),
+  grant: createRoute({
+    method: "post",
+    path: `${base}/credits/{creditId}/grants`,
+    tags,
+    summary: "Grant credits to an identity",
+    description: "Send an Idempotency-Key header to make retries safe: a retry with the same key and body grants nothing more.",
+    ...common,
+    request: {
+      params: CreditParams,
+      headers: z.object({ "idempotency-key": z.string().min(1).max(255).optional() }),
+      body: jsonBody(
+        z.object({
+          amount: z.number().positive().max(1e12).openapi({ example: 100 }),
+          reason: z.string().min(1).max(500).openapi({ example: "goodwill top-up" }),
+        }),
+      ),
+    },
+    responses: { 200: json(BalanceSchema, "Balance after the grant"), ...errorResponses(400, 401, 403, 404, 422) },
+  }),
+};
+
+interface Target {
+  organizationId: string;
+  environment: Environment;
+  stub: MeterStub;
+}
+
+async function target(c: Context<AppEnv>, environmentId: string, identifier: string): Promise<Target> {
+  const organizationId = organizationOf(c.get("auth"));
+  const environment = await environmentOfOrganization(c.env.DB, organizationId, environmentId);
+  return { organizationId, environment, stub: meterStub(c.env.METER, `${organizationId}:${storeOf(environment)}`, identifier) };
+}
+
+/** Written before the response: an operator's change is not done until it is on record. */
+async function audit(c: Context<AppEnv>, t: Target, identifier: string, record: Record<string, unknown>, id?: string): Promise<void> {
+  const auth = c.get("auth");
+  const actor = auth.kind === "key" ? { kind: "key", keyId: auth.key.id } : { kind: "operator" };
+  try {
+    await insertEvent(c.env.DB, {
+      id,
+      organizationId: t.organizationId,
+      environmentId: t.environment.id,
+      kind: "admin",
+      identifier,
+      outcome: String(record.action),
+      record: { ...record, identifier, actor, requestId: c.get("requestId") },
+    });
+  } catch (error) {
+    // A retried idempotent grant reuses its event id: the first attempt's entry is the record.
+    if (!(id && String(error).includes("UNIQUE"))) throw error;
+  }
+}
+
+export function registerMeterAdminRoutes(app: OpenAPIHono<AppEnv>): void {
+  app.openapi(routes.counters, async (c) => {
+    const { environmentId, identifier } = c.req.valid("param");
+    const t = await target(c, environmentId, identifier);
+    const counters = await t.stub.readCounters();
+    return c.json(
+      {
+        identifier,
+        counters: counters.map((counter) => ({
+          counterId: counter.counterId,
+          period: counter.period,
+          timeZone: counter.timeZone,
+          periodStart: counter.periodStart,
+          consumedUnits: counter.consumedUnits,
+          uniqueResourceCount: counter.uniqueResourceCount,
+        })),
+      },
+      200,
+    );
+  });
+
+  app.openapi(routes.resetCounter, async (c) => {
+    const { environmentId, identifier, counterId } = c.req.valid("param");
+    const t = await target(c, environmentId, identifier);
+    const existed = await t.stub.resetCounter(counterId);
+    if (!existed) throw new ApiError("not_found", `Counter ${counterId} not found for ${identifier}`);
+    await audit(c, t, identifier, { action: "counter.reset", counterId });
+    return c.json({ identifier, counterId, reset: true as const }, 200);
+  });
+
+  app.openapi(routes.balance, async (c) => {
+    const { environmentId, identifier, creditId } = c.req.valid("param");
+    const t = await target(c, environmentId, identifier);
+    return c.json({ identifier, creditId, balance: await t.stub.getBalance(creditId) }, 200);
+  });
+
+  app.openapi(routes.grant, async (c) => {
+    const { environmentId, identifier, creditId } = c.req.valid("param");
+    const body = c.req.valid("json");
+    const idempotencyKey = c.req.valid("header")["idempotency-key"];
+    const t = await target(c, environmentId, identifier);
+    const result = await t.stub.grantCredits({
+      creditId,
+      amount: body.amount,
+      reason: body.reason,
+      idempotencyKey,
+      requestHash: idempotencyKey ? await sha256Hex(JSON.stringify({ creditId, ...body })) : undefined,
+    });
+    if ("conflict" in result) throw new ApiError("idempotency_key_reused", "This Idempotency-Key was used with a different request body");
+    if (!result.ok) throw new ApiError("conflict", `Grant refused: ${result.reason}`);
+    const eventId = idempotencyKey
+      ? `evt_${(await sha256Hex(`${t.environment.id}:${identifier}:grant:${idempotencyKey}`)).slice(0, 24)}`
+      : undefined;
+    await audit(c, t, identifier, { action: "credits.grant", creditId, amount: body.amount, reason: body.reason, balance: result.balance, idempotencyKey: idempotencyKey ?? null }, eventId);
+    return c.json({ identifier, creditId, balance: result.balance }, 200);
+  });
+}

@@ -1,0 +1,117 @@
+import { createRoute, z, type OpenAPIHono } from "@hono/zod-openapi";
+import type { AppEnv } from "../../context";
+import { IdentityRequest } from "../../decision/request";
+import { ApiError, errorResponses } from "../../errors";
+import { sha256Hex } from "../../lib/crypto";
+import { newId } from "../../lib/ids";
+import { requireAuth } from "../../middleware/auth";
+import { decisionBodyLimit } from "../../middleware/decisionBody";
+import { insertEvent } from "../../services/events";
+import { meterCaller, meterRequestFor } from "../../services/meterCaller";
+import { json, jsonBody, security } from "../admin/shared";
+
+export const CounterUpdateRequest = z
+  .object({
+    identity: IdentityRequest,
+    counterId: z.string().min(1).max(300).openapi({ example: "default:feat_0123456789abcdef.enabled" }),
+    update: z
+      .number()
+      .int()
+      .min(-1_000_000)
+      .max(1_000_000)
+      .optional()
+      .openapi({ description: "Units to add (default 1); negative gives units back. The counter never goes below 0." }),
+    resourceId: z.string().min(1).max(512).optional().openapi({ description: "Under a unique-resources meter a resource counts once per period" }),
+  })
+  .openapi("CounterUpdateRequest");
+
+const CounterReading = z
+  .object({
+    counterId: z.string(),
+    hasAccess: z.boolean(),
+    consumedUnits: z.number(),
+    remainingUnits: z.number(),
+    totalUnits: z.number(),
+    periodStart: z.string(),
+    uniqueResources: z.boolean(),
+    resourceIdUsed: z.boolean(),
+    consumedInRequest: z.boolean(),
+    consumedUnitsInRequest: z.number(),
+    excessUnitsInRequest: z.number(),
+  })
+  .openapi("CounterReading");
+
+export const CounterUpdateResponse = z
+  .object({ status: z.literal("success"), eventId: z.string(), counter: CounterReading })
+  .openapi("CounterUpdateResponse");
+
+const counterUpdateRoute = createRoute({
+  method: "post",
+  path: "/api/v1/counter-updates",
+  tags: ["Decisions"],
+  summary: "Add units to (or give units back from) one of the identity's metered counters",
+  description:
+    "The counter must be a metered property of the identity's plans in the deployed version. An update is never refused " +
+    "for being over the limit (the reading says so); the counter never goes below 0. Send an Idempotency-Key header to " +
+    "make retries safe: a retry with the same key and body returns the first result and changes nothing.",
+  security,
+  middleware: [decisionBodyLimit, requireAuth("secret", "publishable")],
+  request: {
+    headers: z.object({ "idempotency-key": z.string().min(1).max(255).optional() }),
+    body: jsonBody(CounterUpdateRequest),
+  },
+  responses: {
+    200: json(CounterUpdateResponse, "The counter after the update"),
+    ...errorResponses(400, 401, 403, 404, 409, 413, 422),
+  },
+});
+
+export function registerCounterUpdateRoute(app: OpenAPIHono<AppEnv>): void {
+  app.openapi(counterUpdateRoute, async (c) => {
+    const body = c.req.valid("json");
+    const idempotencyKey = c.req.valid("header")["idempotency-key"];
+    const caller = await meterCaller(c, body.identity);
+    const request = await meterRequestFor(c, caller, body.counterId);
+    const result = await caller.stubFor(caller.identity.identifier).updateCounter({
+      counterId: request.counterId,
+      period: request.period,
+      limit: request.limit,
+      uniqueResources: request.uniqueResources,
+      timeZone: caller.prepared.snapshot.timeZone,
+      update: body.update ?? 1,
+      resourceId: body.resourceId,
+      idempotencyKey,
+      requestHash: idempotencyKey ? await sha256Hex(JSON.stringify(body)) : undefined,
+    });
+    if ("conflict" in result) throw new ApiError("idempotency_key_reused", "This Idempotency-Key was used with a different request body");
+
+    // A retry with the same key gets the same event id, so the event log holds one entry per update (the duplicate
+    // insert fails on the primary key and is dropped) and the retry's response is identical to the first.
+    const eventId = idempotencyKey
+      ? `evt_${(await sha256Hex(`${caller.environment.id}:${caller.identity.identifier}:${idempotencyKey}`)).slice(0, 24)}`
+      : newId("evt");
+    const reading = result.reading;
+    c.executionCtx.waitUntil(
+      insertEvent(c.env.DB, {
+        id: eventId,
+        organizationId: caller.environment.organizationId,
+        environmentId: caller.environment.id,
+        kind: "counter_update",
+        identifier: caller.identity.identifier,
+        outcome: reading.hasAccess ? "granted" : "denied",
+        record: {
+          counterId: request.counterId,
+          update: body.update ?? 1,
+          resourceId: body.resourceId ?? null,
+          idempotencyKey: idempotencyKey ?? null,
+          identity: { authType: caller.identity.authType, identifier: caller.identity.identifier },
+          counter: reading,
+          versionId: caller.prepared.versionId,
+        },
+      }).catch((error) => {
+        if (!(idempotencyKey && String(error).includes("UNIQUE"))) console.error("counter_update event not written", error);
+      }),
+    );
+    return c.json({ status: "success" as const, eventId, counter: reading }, 200);
+  });
+}
