@@ -10,6 +10,7 @@ import { registerEnvironmentRoutes } from "./admin/environments";
 import { registerOrganizationRoutes } from "./admin/organizations";
 import { registerVersionRoutes } from "./admin/versions";
 import { registerDocs } from "./docs";
+import { registerEndpointRoutes } from "./endpoints";
 import { registerAccessCheckRoute } from "./decisions/accessChecks";
 import { registerSurfaceDecisionRoute } from "./decisions/surfaceDecisions";
 import { registerHealth } from "./health";
@@ -29,6 +30,7 @@ export function registerRoutes(app: OpenAPIHono<AppEnv>): void {
   registerCustomerRoutes(app);
   registerEventRoutes(app);
   registerEnvironmentSettingsRoutes(app);
+  registerEndpointRoutes(app);
   registerCounterUpdateRoute(app);
   registerIdentityLinkRoute(app);
   registerMeterAdminRoutes(app);

@@ -1,0 +1,198 @@
+/**
+ * Endpoint workflows at `ANY /api/v1/envs/{environmentId}/endpoints/{path…}`: routing, access levels with X-MOS-Key,
+ * identity from X-MOS-User-Jwt, utils and env, the Response passed through as is, 531 on failure, body limit.
+ */
+import { exports } from "cloudflare:workers";
+import { exportSPKI, generateKeyPair, SignJWT } from "jose";
+import { beforeAll, describe, expect, it } from "vitest";
+import { call, createOrganization, publish, type TestOrganization } from "../../support/api";
+import { helloWorld } from "../../support/examples";
+
+async function endpoint(environmentId: string, path: string, init: { method?: string; headers?: Record<string, string>; body?: BodyInit } = {}) {
+  const response = await exports.default.fetch(
+    new Request(`http://platform.test/api/v1/envs/${environmentId}/endpoints/${path}`, { method: init.method ?? "GET", headers: init.headers, body: init.body }),
+  );
+  const text = await response.text();
+  let body: any = text;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    // plain text
+  }
+  return { status: response.status, headers: response.headers, body };
+}
+
+const WORKFLOWS = {
+  hello: {
+    type: "endpoint",
+    path: "hello",
+    access: "none",
+    source: `export default async (request: Request, { identity, path, env }: any) => new Response(JSON.stringify({
+      method: request.method, body: await request.text(), path, authType: identity.authType, identifier: identity.identifier,
+      sawKey: request.headers.has("x-mos-key"), greeting: env.GREETING ?? null,
+    }), { status: 201, headers: { "content-type": "application/json", "x-workflow": "hello" } });`,
+  },
+  catalog: { type: "endpoint", path: "pub/catalog", access: "publishable", source: `export default () => Response.json({ items: [1, 2, 3] });` },
+  admin: { type: "endpoint", path: "admin", access: "secret", source: `export default () => new Response("secret stuff", { headers: { "x-admin": "1" } });` },
+  "default-access": { type: "endpoint", path: "unspecified", source: `export default () => new Response("ok");` },
+  notes: {
+    type: "endpoint",
+    path: "notes",
+    access: "none",
+    source: `export default async (request: Request, { identity, utils }: any) => {
+      if (request.method === "PUT") { await utils.customData.set("note", await request.text()); return new Response(null, { status: 204 }); }
+      return Response.json({ who: identity.identifier, claims: identity.jwtClaims, note: await utils.customData.get("note") });
+    };`,
+  },
+  broken: { type: "endpoint", path: "broken", access: "none", source: `export default () => { throw new Error("kaput"); };` },
+  "not-a-response": { type: "endpoint", path: "shape", access: "none", source: `export default () => ({ status: 200 });` },
+  "slow-default": { type: "endpoint", path: "slow", access: "none", source: `export default () => new Promise((r) => setTimeout(() => r(new Response("late")), 300));` },
+  "slow-allowed": {
+    type: "endpoint",
+    path: "slow-ok",
+    access: "none",
+    deadlineMs: 3000,
+    source: `export default () => new Promise((r) => setTimeout(() => r(new Response("worth the wait")), 300));`,
+  },
+};
+
+let org: TestOrganization;
+let other: TestOrganization;
+let signingKey: CryptoKey;
+
+beforeAll(async () => {
+  org = await createOrganization("Endpoints");
+  other = await createOrganization("Endpoints other");
+  const keys = await generateKeyPair("RS256", { extractable: true });
+  signingKey = keys.privateKey;
+  const document = helloWorld();
+  document.workflows = WORKFLOWS;
+  document.authMethods = { "test-jwt": { publicKey: await exportSPKI(keys.publicKey), identifierClaim: "email" } };
+  await publish(org.live.secretKey, document, [org.live.id]);
+  await call("PUT", `/api/v1/admin/environments/${org.live.id}/variables/GREETING`, { key: org.live.secretKey, body: { value: "hi there" } });
+});
+
+describe("routing", () => {
+  it("runs the workflow bound to the path and returns its Response as is", async () => {
+    const result = await endpoint(org.live.id, "hello", { method: "POST", body: "ping", headers: { "x-mos-key": org.live.publishableKey } });
+    expect(result.status).toBe(201);
+    expect(result.headers.get("x-workflow")).toBe("hello");
+    expect(result.headers.get("content-type")).toBe("application/json");
+    expect(result.body).toEqual({
+      method: "POST",
+      body: "ping",
+      path: "hello",
+      authType: "anonymous",
+      identifier: expect.stringMatching(/^anon_/),
+      sawKey: false,
+      greeting: "hi there",
+    });
+  });
+
+  it("answers 404 with the error shape for an unknown environment, path, or an environment without a version", async () => {
+    for (const [environmentId, path] of [
+      ["env_0000000000000000", "hello"],
+      [org.live.id, "nope"],
+      [org.live.id, "hello/deeper"],
+      [org.preview.id, "hello"],
+    ] as const) {
+      const result = await endpoint(environmentId, path);
+      expect(result.status, `${environmentId}/${path}`).toBe(404);
+      expect(result.body).toMatchObject({ status: "error", statusCode: 404, code: "not_found" });
+    }
+  });
+
+  it("matches nested paths", async () => {
+    const result = await endpoint(org.live.id, "pub/catalog", { headers: { "x-mos-key": org.live.publishableKey } });
+    expect(result.status).toBe(200);
+    expect(result.body).toEqual({ items: [1, 2, 3] });
+  });
+});
+
+describe("access levels", () => {
+  const cases: [string, string, () => string | undefined, number, string?][] = [
+    ["none without a key", "hello", () => undefined, 201],
+    ["publishable without a key", "pub/catalog", () => undefined, 401, "invalid_api_key"],
+    ["publishable with a made-up key", "pub/catalog", () => "pk_env_0000000000000000_00000000000000000000000000000000", 401, "invalid_api_key"],
+    ["publishable with the publishable key", "pub/catalog", () => org.live.publishableKey, 200],
+    ["publishable with the secret key", "pub/catalog", () => org.live.secretKey, 200],
+    ["publishable with another environment's key", "pub/catalog", () => org.preview.publishableKey, 403, "forbidden"],
+    ["publishable with another organization's key", "pub/catalog", () => other.live.secretKey, 403, "forbidden"],
+    ["secret with the publishable key", "admin", () => org.live.publishableKey, 403, "forbidden"],
+    ["secret with another environment's secret key", "admin", () => org.preview.secretKey, 403, "forbidden"],
+    ["secret without a key", "admin", () => undefined, 401, "invalid_api_key"],
+    ["secret with the secret key", "admin", () => org.live.secretKey, 200],
+    ["unset (secret) with the publishable key", "unspecified", () => org.live.publishableKey, 403, "forbidden"],
+    ["unset (secret) with the secret key", "unspecified", () => org.live.secretKey, 200],
+  ];
+  for (const [name, path, key, status, code] of cases) {
+    it(`${name} → ${status}`, async () => {
+      const value = key();
+      const result = await endpoint(org.live.id, path, { headers: value ? { "x-mos-key": value } : {} });
+      expect(result.status).toBe(status);
+      if (code) expect(result.body).toMatchObject({ status: "error", statusCode: status, code });
+    });
+  }
+
+  it("the secret endpoint's own headers and body come through", async () => {
+    const result = await endpoint(org.live.id, "admin", { headers: { "x-mos-key": org.live.secretKey } });
+    expect(result.headers.get("x-admin")).toBe("1");
+    expect(result.body).toBe("secret stuff");
+  });
+});
+
+describe("identity and utils", () => {
+  const sign = (claims: Record<string, unknown>) => new SignJWT(claims).setProtectedHeader({ alg: "RS256" }).setExpirationTime("5m").sign(signingKey);
+
+  it("identifies the user from X-MOS-User-Jwt and scopes custom data to them", async () => {
+    const jwt = await sign({ sub: "42", email: "ada@example.com", premium: true });
+    const put = await endpoint(org.live.id, "notes", { method: "PUT", body: "remember me", headers: { "x-mos-user-jwt": jwt } });
+    expect(put.status).toBe(204);
+    const mine = await endpoint(org.live.id, "notes", { headers: { "x-mos-user-jwt": jwt } });
+    expect(mine.body).toEqual({ who: "ada@example.com", claims: expect.objectContaining({ premium: true }), note: "remember me" });
+    const someoneElse = await endpoint(org.live.id, "notes", { headers: { "x-mos-user-jwt": await sign({ sub: "43", email: "bob@example.com" }) } });
+    expect(someoneElse.body).toMatchObject({ who: "bob@example.com", note: null });
+    const anonymous = await endpoint(org.live.id, "notes");
+    expect(anonymous.body).toMatchObject({ who: expect.stringMatching(/^anon_/), note: null });
+  });
+
+  it("refuses an invalid JWT with 401", async () => {
+    const result = await endpoint(org.live.id, "notes", { headers: { "x-mos-user-jwt": "not.a.jwt" } });
+    expect(result.status).toBe(401);
+    expect(result.body).toMatchObject({ status: "error", code: "invalid_jwt" });
+  });
+});
+
+describe("failures and limits", () => {
+  for (const [path, pattern] of [
+    ["broken", /kaput/],
+    ["shape", /must return a Response/],
+    ["slow", /did not finish within 50 ms/],
+  ] as const) {
+    it(`a workflow that fails (${path}) answers 531`, async () => {
+      const result = await endpoint(org.live.id, path);
+      expect(result.status).toBe(531);
+      expect(result.body).toMatchObject({ status: "error", statusCode: 531, code: "workflow_error", message: expect.stringMatching(pattern) });
+    });
+  }
+
+  it("honours the workflow's own deadline", async () => {
+    const result = await endpoint(org.live.id, "slow-ok");
+    expect(result.status).toBe(200);
+    expect(result.body).toBe("worth the wait");
+  });
+
+  it("refuses bodies over 1 MiB with 413", async () => {
+    const result = await endpoint(org.live.id, "hello", { method: "POST", body: "x".repeat(1024 * 1024 + 1) });
+    expect(result.status).toBe(413);
+    expect(result.body).toMatchObject({ status: "error", code: "payload_too_large" });
+    const justUnder = await endpoint(org.live.id, "hello", { method: "POST", body: "y".repeat(1024 * 1024) });
+    expect(justUnder.status).toBe(201);
+    expect(justUnder.body.body).toHaveLength(1024 * 1024);
+  });
+
+  it("is listed in the OpenAPI document", async () => {
+    const document = await call("GET", "/openapi.json");
+    expect(Object.keys(document.body.paths["/api/v1/envs/{environmentId}/endpoints/{path}"]).sort()).toEqual(["delete", "get", "patch", "post", "put"]);
+  });
+});

@@ -1,0 +1,38 @@
+/** `ANY /api/v1/envs/{environmentId}/endpoints/{path…}`: customer endpoint workflows (see workflows/endpoint.ts). */
+import { z, type OpenAPIHono } from "@hono/zod-openapi";
+import { bodyLimit } from "hono/body-limit";
+import type { AppEnv } from "../context";
+import { ApiError, errorResponses } from "../errors";
+import { MAX_ENDPOINT_BODY_BYTES, runEndpointWorkflow } from "../workflows/endpoint";
+
+const PATH = "/api/v1/envs/{environmentId}/endpoints/{path}";
+
+const endpointBodyLimit = bodyLimit({
+  maxSize: MAX_ENDPOINT_BODY_BYTES,
+  onError: () => {
+    throw new ApiError("payload_too_large", `Request body larger than ${MAX_ENDPOINT_BODY_BYTES} bytes`);
+  },
+});
+
+export function registerEndpointRoutes(app: OpenAPIHono<AppEnv>): void {
+  app.all("/api/v1/envs/:environmentId/endpoints/*", endpointBodyLimit, (c) => runEndpointWorkflow(c, c.req.param("environmentId")));
+
+  // Documentation only: the handler above serves every method.
+  for (const method of ["get", "post", "put", "patch", "delete"] as const) {
+    app.openAPIRegistry.registerPath({
+      method,
+      path: PATH,
+      tags: ["Endpoints"],
+      summary: "Run the endpoint workflow bound to this path",
+      description:
+        "Any method. Access per endpoint: none, publishable (a publishable or secret key of this environment) or secret, sent in `X-MOS-Key`. " +
+        "`X-MOS-User-Jwt` optionally identifies the user (verified with the environment's auth methods). The workflow's Response is returned as is; " +
+        "a failing workflow answers 531. Bodies up to 1 MiB.",
+      request: {
+        params: z.object({ environmentId: z.string(), path: z.string().openapi({ description: "the endpoint's path; may contain slashes" }) }),
+        headers: z.object({ "x-mos-key": z.string().optional(), "x-mos-user-jwt": z.string().optional() }),
+      },
+      responses: { 200: { description: "Whatever the workflow returns" }, ...errorResponses(401, 403, 404, 413, 531) },
+    });
+  }
+}

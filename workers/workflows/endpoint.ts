@@ -1,0 +1,119 @@
+/**
+ * Endpoint workflows: `ANY /api/v1/envs/{environmentId}/endpoints/{path…}` runs the endpoint workflow bound to that
+ * path in the environment's deployed version. Access is checked with the `X-MOS-Key` header against the workflow's
+ * level (`none`, `publishable` = a publishable or secret key of this environment, `secret`; unset means `secret`).
+ * The identity is anonymous (a fresh `anon_…` id) unless `X-MOS-User-Jwt` carries a JWT that the environment's auth
+ * methods verify. The workflow's Response is returned as is; a failure is a 531 (endpoints have no fallback body).
+ */
+import type { Context } from "hono";
+import type { AppEnv } from "../context";
+import { preparedSnapshotFor } from "../decision/snapshots";
+import { classifyBot } from "../engine";
+import type { SnapshotWorkflow } from "../engine/snapshot";
+import { testGroup100 } from "../engine/testGroup";
+import type { ResolvedIdentity } from "../engine/types";
+import { ApiError } from "../errors";
+import { verifyUserJwt } from "../identity/jwt";
+import { mintAnonymousIdentifier } from "../identity/resolveIdentity";
+import { workflowEnvironment } from "../services/environmentSettings";
+import { lookupApiKey, lookupEnvironment } from "../services/tenantCache";
+import { storeOf, type Environment } from "../services/tenancy";
+import { DEFAULT_DEADLINE_MS } from "./runner";
+import { scopedUtils } from "./scopedUtils";
+import { selectWorkflowRunner } from "./select";
+import { enqueueTriggers } from "./triggers";
+
+export const MAX_ENDPOINT_BODY_BYTES = 1024 * 1024;
+export const ENDPOINT_PREFIX = /^\/api\/v1\/envs\/[^/]+\/endpoints\/?/;
+
+const trimSlashes = (path: string) => path.replace(/^\/+|\/+$/g, "");
+
+/** The part of the request path after `/endpoints/`, without leading or trailing slashes. */
+export function endpointPathOf(pathname: string): string {
+  return trimSlashes(pathname.replace(ENDPOINT_PREFIX, ""));
+}
+
+/** Throws the API error for a caller that may not invoke a workflow with this access level. */
+export async function checkEndpointAccess(env: Env, environment: Environment, access: SnapshotWorkflow["access"], rawKey: string | undefined): Promise<void> {
+  const level = access ?? "secret";
+  if (level === "none") return;
+  const token = rawKey?.trim();
+  if (!token) throw new ApiError("invalid_api_key", `This endpoint needs a ${level} key in the X-MOS-Key header`);
+  const key = await lookupApiKey(env.DB, token);
+  if (!key) throw new ApiError("invalid_api_key", "Invalid API key");
+  if (key.environmentId !== environment.id) throw new ApiError("forbidden", "This key belongs to another environment");
+  if (level === "secret" && key.type !== "secret") throw new ApiError("forbidden", "This endpoint needs a secret key (sk_…)");
+}
+
+async function identityOf(jwt: string | undefined, workflowAuthMethods: Parameters<typeof verifyUserJwt>[1]): Promise<ResolvedIdentity> {
+  if (jwt) {
+    const result = await verifyUserJwt(jwt.trim(), workflowAuthMethods);
+    if (!result.ok) throw new ApiError("invalid_jwt", `X-MOS-User-Jwt: ${result.reason}`);
+    return { authType: "jwt", identifier: result.identifier, isAuthenticated: true, jwtClaims: result.claims, testGroup100: testGroup100(result.identifier) };
+  }
+  const identifier = mintAnonymousIdentifier();
+  return { authType: "anonymous", identifier, isAuthenticated: false, jwtClaims: {}, testGroup100: testGroup100(identifier) };
+}
+
+export async function runEndpointWorkflow(c: Context<AppEnv>, environmentId: string): Promise<Response> {
+  const path = endpointPathOf(new URL(c.req.url).pathname);
+  const environment = await lookupEnvironment(c.env.DB, environmentId);
+  if (!environment) throw new ApiError("not_found", `Environment ${environmentId} not found`);
+  if (!environment.deployedVersionId) throw new ApiError("not_found", "No configuration version is deployed to this environment");
+  const prepared = await preparedSnapshotFor(c.env.DB, environment.deployedVersionId);
+  const workflow = prepared.snapshot.workflows.find((candidate) => candidate.type === "endpoint" && trimSlashes(candidate.path ?? "") === path);
+  if (!workflow) throw new ApiError("not_found", `No endpoint workflow at ${path || "/"} in this environment`);
+
+  await checkEndpointAccess(c.env, environment, workflow.access, c.req.header("x-mos-key"));
+  const identity = await identityOf(c.req.header("x-mos-user-jwt"), prepared.snapshot.authMethods);
+
+  const raw = c.req.raw;
+  const cf = (raw as { cf?: Record<string, unknown> }).cf ?? {};
+  const userAgent = c.req.header("user-agent");
+  const bot = classifyBot({ userAgent, cf });
+  const text = (value: unknown) => (typeof value === "string" ? value : null);
+  const settings = await workflowEnvironment(c.env.DB, c.env.SECRETS_KEY, environment.id);
+  const args = {
+    identity: {
+      ...identity,
+      userType: bot?.isVerified ? "bot" : identity.isAuthenticated ? "authenticated" : "anonymous",
+    },
+    context: {
+      userAgent: userAgent ?? null,
+      url: c.req.url,
+      referer: c.req.header("referer") ?? null,
+      clientIp: c.req.header("cf-connecting-ip") ?? null,
+      geo: { country: text(cf.country), region: text(cf.region), city: text(cf.city), continent: text(cf.continent), timezone: text(cf.timezone) },
+      bot: bot ?? null,
+      isVerifiedBotRequest: bot?.isVerified === true,
+    },
+    env: settings.values,
+    path,
+  };
+
+  // The platform's credentials stay with the platform: the workflow sees the request without X-MOS-Key.
+  const headers = new Headers(raw.headers);
+  headers.delete("x-mos-key");
+  const hasBody = raw.method !== "GET" && raw.method !== "HEAD";
+  const request = new Request(raw.url, { method: raw.method, headers, body: hasBody ? await raw.arrayBuffer() : null });
+
+  const fired: { name: string; payload: unknown }[] = [];
+  const utils = scopedUtils({
+    meter: c.env.METER,
+    organizationId: environment.organizationId,
+    store: storeOf(environment),
+    prepared,
+    identifier: () => identity.identifier,
+    readOnly: false,
+    fireTrigger: (name, payload) => fired.push({ name, payload }),
+  });
+  const runner = selectWorkflowRunner(c.env, c.executionCtx, environment.id, settings.egressAllowList);
+  const outcome = await runner.runEndpoint({ workflow, args, utils, deadlineMs: workflow.deadlineMs ?? DEFAULT_DEADLINE_MS }, request);
+  if (fired.length > 0) c.executionCtx.waitUntil(enqueueTriggers(c.env, prepared, environment, identity.identifier, fired));
+  if (!outcome.ok) {
+    console.warn(JSON.stringify({ event: "endpoint_workflow_failed", environmentId: environment.id, workflow: workflow.slug, kind: outcome.kind, error: outcome.error }));
+    throw new ApiError("workflow_error", `Endpoint workflow ${workflow.slug} failed (${outcome.kind}): ${outcome.error}`);
+  }
+  // A fresh Response: the one from the isolate may have immutable headers, and the app adds X-Request-Id.
+  return new Response(outcome.value.body, outcome.value);
+}
