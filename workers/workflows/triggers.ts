@@ -14,7 +14,12 @@ export interface TriggerMessage {
   trigger: string;
   payload: unknown;
   firedAt: string;
+  /** How many action workflows fired in a chain before this one (0 for triggers of requests); bounded. */
+  depth?: number;
 }
+
+/** Action workflows may fire triggers that run further actions, up to this depth (no unbounded loops). */
+export const MAX_TRIGGER_DEPTH = 3;
 
 export async function enqueueTriggers(
   env: Env,
@@ -22,12 +27,17 @@ export async function enqueueTriggers(
   environment: Environment,
   identifier: string,
   triggers: { name: string; payload: unknown }[],
+  depth = 0,
 ): Promise<void> {
   const queue = (env as { TRIGGERS?: Queue<TriggerMessage> }).TRIGGERS;
   if (!queue) return;
   const listened = new Set(prepared.snapshot.workflows.filter((workflow) => workflow.type === "action").flatMap((workflow) => workflow.triggers ?? []));
   const wanted = triggers.filter((trigger) => listened.has(trigger.name));
   if (wanted.length === 0) return;
+  if (depth > MAX_TRIGGER_DEPTH) {
+    console.warn(JSON.stringify({ event: "triggers_dropped", reason: "chain too deep", environmentId: environment.id, triggers: wanted.map((t) => t.name) }));
+    return;
+  }
   const firedAt = new Date().toISOString();
   try {
     await queue.sendBatch(
@@ -40,6 +50,7 @@ export async function enqueueTriggers(
           trigger: trigger.name,
           payload: trigger.payload,
           firedAt,
+          ...(depth > 0 ? { depth } : {}),
         },
       })),
     );

@@ -1,0 +1,162 @@
+/**
+ * Triggers and action workflows: the queue handler called directly with `createMessageBatch` (ack / retry per
+ * message, utils scoped to the message's tenant and store), and end to end through the local queue (a surface
+ * workflow fires a custom trigger during a decision; the consumer runs the action).
+ */
+import { createExecutionContext, createMessageBatch, getQueueResult } from "cloudflare:test";
+import { env } from "cloudflare:workers";
+import { beforeAll, describe, expect, it } from "vitest";
+import { meterStub } from "../../../durable-objects/meter/client";
+import worker from "../../../workers/index";
+import type { TriggerMessage } from "../../../workers/workflows/triggers";
+import { call, createOrganization, publish, type TestOrganization } from "../../support/api";
+import { helloWorld } from "../../support/examples";
+
+const ACTIONS = {
+  "remember-signup": {
+    type: "action",
+    triggers: ["user.signed-up"],
+    source: `export default async ({ trigger, payload, env, utils }: any) => {
+      await utils.customData.set("signup", { trigger, plan: payload.plan, greeting: env.GREETING ?? null });
+    };`,
+  },
+  "count-views": {
+    type: "action",
+    triggers: ["page.viewed", "decision.made"],
+    source: `export default async ({ trigger, payload, utils }: any) => {
+      const key = "seen:" + trigger;
+      const previous = (await utils.customData.get(key)) ?? [];
+      await utils.customData.set(key, [...previous, payload]);
+    };`,
+  },
+  "always-fails": { type: "action", triggers: ["flaky.thing"], source: `export default () => { throw new Error("downstream is down"); };` },
+  chained: {
+    type: "action",
+    triggers: ["chain.start"],
+    source: `export default async ({ utils }: any) => { await utils.triggers.fire("user.signed-up", { plan: "from-chain" }); };`,
+  },
+  "fire-on-view": {
+    type: "surface",
+    surface: "hello-world",
+    source: `export default async ({ identity, utils }: any) => { await utils.triggers.fire("page.viewed", { who: identity.identifier }); return { properties: { fired: true } }; };`,
+  },
+};
+
+let org: TestOrganization;
+let other: TestOrganization;
+let versionId: string;
+
+beforeAll(async () => {
+  org = await createOrganization("Actions");
+  other = await createOrganization("Actions other");
+  const document = helloWorld();
+  document.workflows = ACTIONS;
+  versionId = await publish(org.live.secretKey, document, [org.live.id, org.preview.id]);
+  await publish(other.live.secretKey, document, [other.live.id]);
+  await call("PUT", `/api/v1/admin/environments/${org.live.id}/variables/GREETING`, { key: org.live.secretKey, body: { value: "welcome", secret: true } });
+});
+
+let sequence = 0;
+function message(body: Partial<TriggerMessage> & Pick<TriggerMessage, "trigger" | "identifier">, attempts = 1) {
+  sequence += 1;
+  return {
+    id: `msg-${sequence}`,
+    timestamp: new Date(),
+    attempts,
+    body: { organizationId: org.id, environmentId: org.live.id, versionId, payload: {}, firedAt: new Date().toISOString(), ...body } as TriggerMessage,
+  };
+}
+
+async function deliver(messages: ReturnType<typeof message>[]) {
+  const batch = createMessageBatch<TriggerMessage>("edge-monetization-triggers", messages);
+  const ctx = createExecutionContext();
+  await worker.queue(batch, env, ctx);
+  return getQueueResult(batch, ctx);
+}
+
+const customData = (organizationId: string, store: string, identifier: string, key: string) =>
+  meterStub(env.METER, `${organizationId}:${store}`, identifier).customDataGet(key);
+
+describe("the trigger queue handler", () => {
+  it("runs the listening action with trigger, payload, env and utils scoped to the user, and acks", async () => {
+    const first = message({ trigger: "user.signed-up", identifier: "ada@example.com", payload: { plan: "premium" } });
+    const result = await deliver([first]);
+    expect(result.explicitAcks).toEqual([first.id]);
+    expect(result.retryMessages).toEqual([]);
+    expect(await customData(org.id, "default", "ada@example.com", "signup")).toEqual({ trigger: "user.signed-up", plan: "premium", greeting: "welcome" });
+    // Other users and other tenants are untouched.
+    expect(await customData(org.id, "default", "bob@example.com", "signup")).toBeNull();
+    expect(await customData(other.id, "default", "ada@example.com", "signup")).toBeNull();
+  });
+
+  it("writes into the store of the message's environment type (preview vs production)", async () => {
+    const preview = message({ trigger: "user.signed-up", identifier: "pre@example.com", environmentId: org.preview.id, payload: { plan: "trial" } });
+    expect((await deliver([preview])).explicitAcks).toEqual([preview.id]);
+    expect(await customData(org.id, "preview", "pre@example.com", "signup")).toEqual({ trigger: "user.signed-up", plan: "trial", greeting: null });
+    expect(await customData(org.id, "default", "pre@example.com", "signup")).toBeNull();
+  });
+
+  it("retries a message whose action fails and acks the others of the batch", async () => {
+    const failing = message({ trigger: "flaky.thing", identifier: "u-fail" }, 2);
+    const fine = message({ trigger: "user.signed-up", identifier: "u-fine", payload: { plan: "basic" } });
+    const result = await deliver([failing, fine]);
+    expect(result.retryMessages).toEqual([{ msgId: failing.id }]);
+    expect(result.explicitAcks).toEqual([fine.id]);
+    expect(await customData(org.id, "default", "u-fine", "signup")).toMatchObject({ plan: "basic" });
+  });
+
+  it("acks messages nobody listens to, and messages whose environment does not belong to the organization", async () => {
+    const unheard = message({ trigger: "nobody.listens", identifier: "u-1" });
+    const spoofed = message({ trigger: "user.signed-up", identifier: "u-spoof", organizationId: other.id, payload: { plan: "x" } });
+    const result = await deliver([unheard, spoofed]);
+    expect(result.explicitAcks.sort()).toEqual([unheard.id, spoofed.id].sort());
+    expect(await customData(other.id, "default", "u-spoof", "signup")).toBeNull();
+    expect(await customData(org.id, "default", "u-spoof", "signup")).toBeNull();
+  });
+
+  it("acks a message whose version does not exist (nothing could ever run it)", async () => {
+    const unknownVersion = message({ trigger: "user.signed-up", identifier: "u-v", versionId: "ver_doesnotexist" });
+    expect((await deliver([unknownVersion])).explicitAcks).toEqual([unknownVersion.id]);
+  });
+});
+
+describe("triggers end to end through the local queue", () => {
+  async function eventually<T>(read: () => Promise<T>, done: (value: T) => boolean, timeoutMs = 8000): Promise<T> {
+    const started = Date.now();
+    let value = await read();
+    while (!done(value) && Date.now() - started < timeoutMs) {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      value = await read();
+    }
+    return value;
+  }
+
+  it("a custom trigger fired by a surface workflow and the decision.made system trigger run their action", async () => {
+    const decision = await call("POST", "/api/v1/surface-decisions", {
+      key: org.live.secretKey,
+      body: { surfaceSlug: "hello-world", identity: { userIdentifier: "viewer@example.com" } },
+    });
+    expect(decision.status).toBe(200);
+    expect(decision.body.surfaceBehavior.properties).toEqual({ fired: true });
+    const views = await eventually(
+      () => customData(org.id, "default", "viewer@example.com", "seen:page.viewed") as Promise<unknown[] | null>,
+      (value) => Array.isArray(value) && value.length > 0,
+    );
+    expect(views).toEqual([{ who: "viewer@example.com" }]);
+    const decisions = await eventually(
+      () => customData(org.id, "default", "viewer@example.com", "seen:decision.made") as Promise<unknown[] | null>,
+      (value) => Array.isArray(value) && value.length > 0,
+    );
+    expect(decisions).toEqual([expect.objectContaining({ eventId: decision.body.eventId, kind: "surface_decision", identifier: "viewer@example.com" })]);
+  });
+
+  it("an action may fire a trigger that runs another action", async () => {
+    const start = message({ trigger: "chain.start", identifier: "chain@example.com" });
+    expect((await deliver([start])).explicitAcks).toEqual([start.id]);
+    const signup = await eventually(
+      () => customData(org.id, "default", "chain@example.com", "signup"),
+      (value) => value !== null,
+    );
+    expect(signup).toEqual({ trigger: "user.signed-up", plan: "from-chain", greeting: "welcome" });
+  });
+});
