@@ -1,0 +1,90 @@
+/**
+ * Egress from workflow isolates: closed by default; with an allow-list, requests leave only through the platform's
+ * EgressGateway, which answers 403 for other hosts and forwards allowed ones.
+ */
+import { exports } from "cloudflare:workers";
+import { afterEach, beforeAll, describe, expect, it, vi } from "vitest";
+import { hostAllowed } from "../../../workers/workflows/egressGateway";
+import { call, createOrganization, publish, type TestOrganization } from "../../support/api";
+import { helloWorld } from "../../support/examples";
+
+const PROBE = {
+  type: "endpoint",
+  path: "probe",
+  access: "none",
+  deadlineMs: 3000,
+  source: `export default async (request: Request) => {
+    const target = new URL(request.url).searchParams.get("target")!;
+    try {
+      const response = await fetch(target, { headers: { "x-probe": "1" } });
+      return Response.json({ outcome: "response", status: response.status, body: await response.text() });
+    } catch (error) {
+      return Response.json({ outcome: "threw", error: String((error as Error).message ?? error) });
+    }
+  };`,
+};
+
+async function probe(environmentId: string, target: string) {
+  const response = await exports.default.fetch(
+    new Request(`http://platform.test/api/v1/envs/${environmentId}/endpoints/probe?target=${encodeURIComponent(target)}`),
+  );
+  expect(response.status).toBe(200);
+  return (await response.json()) as { outcome: string; status?: number; body?: string; error?: string };
+}
+
+let open: TestOrganization;
+let closed: TestOrganization;
+
+beforeAll(async () => {
+  open = await createOrganization("Egress allowed");
+  closed = await createOrganization("Egress closed");
+  for (const org of [open, closed]) {
+    const document = helloWorld();
+    document.workflows = { probe: PROBE };
+    await publish(org.live.secretKey, document, [org.live.id]);
+  }
+  const put = await call("PUT", `/api/v1/admin/environments/${open.live.id}/egress`, { key: open.live.secretKey, body: { hosts: ["api.allowed.test"] } });
+  expect(put.status).toBe(200);
+});
+
+afterEach(() => {
+  vi.restoreAllMocks();
+});
+
+describe("workflow egress", () => {
+  it("without an allow-list, fetch from a workflow is blocked (throws)", async () => {
+    const result = await probe(closed.live.id, "https://api.allowed.test/data");
+    expect(result.outcome).toBe("threw");
+    expect(result.error).toMatch(/not permitted to access the internet/);
+  });
+
+  it("with an allow-list, a host not on it gets the gateway's 403", async () => {
+    const result = await probe(open.live.id, "https://evil.test/steal");
+    expect(result).toEqual({ outcome: "response", status: 403, body: "Outbound request to evil.test is not on this environment's egress allow-list" });
+  });
+
+  it("an allow-listed host is forwarded by the gateway (outbound fetch mocked)", async () => {
+    const seen: string[] = [];
+    const realFetch = globalThis.fetch;
+    vi.spyOn(globalThis, "fetch").mockImplementation(async (input, init) => {
+      const request = new Request(input, init);
+      if (new URL(request.url).host !== "api.allowed.test") return realFetch(input, init);
+      seen.push(`${request.method} ${request.url} x-probe=${request.headers.get("x-probe")}`);
+      return new Response("allowed data", { status: 200 });
+    });
+    const result = await probe(open.live.id, "https://api.allowed.test/data");
+    expect(result).toEqual({ outcome: "response", status: 200, body: "allowed data" });
+    expect(seen).toEqual(["GET https://api.allowed.test/data x-probe=1"]);
+  });
+
+  it("hostAllowed matches exact hosts and wildcard subdomains only", () => {
+    expect(hostAllowed("api.allowed.test", ["api.allowed.test"])).toBe(true);
+    expect(hostAllowed("API.Allowed.Test", ["api.allowed.test"])).toBe(true);
+    expect(hostAllowed("evil.test", ["api.allowed.test"])).toBe(false);
+    expect(hostAllowed("api.allowed.test.evil.test", ["api.allowed.test"])).toBe(false);
+    expect(hostAllowed("a.example.com", ["*.example.com"])).toBe(true);
+    expect(hostAllowed("example.com", ["*.example.com"])).toBe(false);
+    expect(hostAllowed("badexample.com", ["*.example.com"])).toBe(false);
+    expect(hostAllowed("anything.test", [])).toBe(false);
+  });
+});
