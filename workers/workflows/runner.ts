@@ -31,8 +31,11 @@ export interface WorkflowRunner {
 /** Operations (loop iterations + function calls) one invocation may spend before it is stopped. */
 export const OPERATION_BUDGET = 5_000_000;
 export const DEFAULT_DEADLINE_MS = 50;
-/** Compatibility date of workflow isolates and dispatch scripts. */
-export const WORKFLOW_COMPATIBILITY_DATE = "2026-10-01";
+/**
+ * Compatibility date of workflow isolates and dispatch scripts; pinned below the platform's own date so that older
+ * workerd builds (the benchmark's miniflare 4) can load workflow isolates too.
+ */
+export const WORKFLOW_COMPATIBILITY_DATE = "2026-07-01";
 
 /** The operation-budget module the compiled workflow imports (see compile.ts); shared with the dispatch scripts. */
 export const GUARD_SOURCE = `
