@@ -67,11 +67,46 @@ export const StringPropertyDefinition = z
     }
   });
 
+/** A resource attribute condition of a cost multiplier: every field given must match. */
+export const CostMultiplierCondition = z
+  .strictObject({
+    /** Matches `resource.meta.type` or `resource.type`. */
+    type: z.string().min(1).max(200).optional(),
+    /** Contained in `resource.meta.tags` or `resource.tags`. */
+    tag: z.string().min(1).max(200).optional(),
+  })
+  .refine((when) => when.type !== undefined || when.tag !== undefined, "when needs a type or a tag");
+export const CreditCosts = z.strictObject({
+  /** Price of a request that names no action, or an action without its own price. */
+  base: z.number().finite().min(0).max(1_000_000_000).default(1),
+  /** action → price, replacing `base` for that action. */
+  actions: z.record(z.string().min(1).max(100), z.number().finite().min(0).max(1_000_000_000)).optional(),
+  /** Applied in order, each whose `when` matches the request's resource. */
+  multipliers: z
+    .array(z.strictObject({ when: CostMultiplierCondition, factor: z.number().finite().gt(0).max(1_000_000) }))
+    .max(50)
+    .optional(),
+});
+export type CreditCosts = z.infer<typeof CreditCosts>;
+
+/**
+ * A balance per user: plans grant a periodic allowance (`{credits: {amount, period}}`), admin grants top it up, and
+ * each decision that consumes it deducts the price of its action (see `costs`), never below zero.
+ */
+export const CreditsPropertyDefinition = z.strictObject({
+  type: z.literal("credits"),
+  costs: CreditCosts.default({ base: 1 }),
+  conflict: ConflictRule.default("higher"),
+  /** Fail open (grant) or closed (deny) when the meter is unreachable. */
+  onMeterFailure: MeterFailureMode.default("closed"),
+});
+
 export const PropertyDefinition = z.discriminatedUnion("type", [
   EnabledPropertyDefinition,
   BooleanPropertyDefinition,
   NumberPropertyDefinition,
   StringPropertyDefinition,
+  CreditsPropertyDefinition,
 ]);
 export type PropertyDefinition = z.infer<typeof PropertyDefinition>;
 export type PropertyType = PropertyDefinition["type"];
@@ -111,7 +146,15 @@ export const MeteredValue = z.strictObject({
 /** `on`/`off` (or true/false) or a metered allowance. */
 export const EnabledValue = z.union([z.enum(["on", "off"]), z.boolean(), MeteredValue]);
 export type EnabledValue = z.infer<typeof EnabledValue>;
-export const PlanPropertyValue = z.union([z.string().max(1000), z.number().finite(), z.boolean(), MeteredValue]);
+/** A credits property's periodic allowance: `amount` credits added once per `period`. */
+export const CreditsValue = z.strictObject({
+  credits: z.strictObject({
+    amount: z.number().int().min(0).max(1_000_000_000),
+    period: Period.default("month"),
+  }),
+});
+export type CreditsValue = z.infer<typeof CreditsValue>;
+export const PlanPropertyValue = z.union([z.string().max(1000), z.number().finite(), z.boolean(), MeteredValue, CreditsValue]);
 export type PlanPropertyValue = z.infer<typeof PlanPropertyValue>;
 
 export const PlanDefinition = z.strictObject({
@@ -137,7 +180,7 @@ export const PropertyReference = z
 export const SurfaceDefinition = z.strictObject({
   name: Name.optional(),
   description: Description.optional(),
-  /** Metered properties (`feature.property`) that one decision on this surface consumes. */
+  /** Metered (`enabled`) and `credits` properties (`feature.property`) that one decision on this surface consumes. */
   consumes: z.array(PropertyReference).default([]),
   components: z.record(Slug, ComponentDefinition).default({}),
 });
@@ -273,8 +316,8 @@ function checkReferences(doc: z.infer<typeof ConfigDocumentShape>, ctx: z.Refine
       const def = feature ? propertiesOf(feature)[propertySlug] : undefined;
       if (!def) {
         ctx.addIssue({ code: "custom", path: ["surfaces", surfaceSlug, "consumes", index], message: `unknown property ${reference}` });
-      } else if (def.type !== "enabled") {
-        ctx.addIssue({ code: "custom", path: ["surfaces", surfaceSlug, "consumes", index], message: `${reference} is not a meterable property` });
+      } else if (def.type !== "enabled" && def.type !== "credits") {
+        ctx.addIssue({ code: "custom", path: ["surfaces", surfaceSlug, "consumes", index], message: `${reference} is not a meterable or credits property` });
       }
     });
   }
@@ -306,6 +349,8 @@ export function checkPlanValue(def: PropertyDefinition, value: PlanPropertyValue
   switch (def.type) {
     case "enabled":
       return EnabledValue.safeParse(value).success ? undefined : "enabled takes on, off, true, false or {metered: {limit, period, uniqueResources}}";
+    case "credits":
+      return CreditsValue.safeParse(value).success ? undefined : "credits takes {credits: {amount, period}} (amount an integer ≥ 0)";
     case "boolean":
       return typeof value === "boolean" ? undefined : "must be a boolean";
     case "number":

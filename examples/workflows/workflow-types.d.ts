@@ -53,11 +53,22 @@ type MeterableProperty = {
   uniqueResources?: boolean;
   resourceIdUsed?: boolean;
 };
+/** A credits balance: the price of this request's action, and whether it was deducted. */
+type CreditsProperty = {
+  type: "credits";
+  creditId: string;
+  hasAccess: boolean;
+  isFallback: boolean;
+  balance?: number;
+  cost?: number;
+  deductedInRequest?: boolean;
+  reason?: "insufficient_credits";
+};
 type ValueProperty =
   | { type: "boolean"; value: boolean; isFallback: boolean }
   | { type: "number"; value: number; isFallback: boolean }
   | { type: "string"; value: string; isFallback: boolean };
-type PropertyState = MeterableProperty | ValueProperty;
+type PropertyState = MeterableProperty | ValueProperty | CreditsProperty;
 type FeatureStates = Record<string, { featureId: string; featureSlug: string; properties: Record<string, PropertyState> }>;
 
 interface CounterResult {

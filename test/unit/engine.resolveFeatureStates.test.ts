@@ -145,14 +145,14 @@ const STRINGS = ["", "a", "ab", "B", "b", "é"];
 
 interface FeatureSpec {
   enabledConflict: "higher" | "lower";
-  props: { type: "boolean" | "number" | "string"; conflict: "higher" | "lower"; allowed: string[] | null }[];
+  props: { type: "boolean" | "number" | "string" | "credits"; conflict: "higher" | "lower"; allowed: string[] | null }[];
 }
 
 const featureSpec: fc.Arbitrary<FeatureSpec> = fc.record({
   enabledConflict: fc.constantFrom("higher", "lower"),
   props: fc.array(
     fc.record({
-      type: fc.constantFrom("boolean", "number", "string"),
+      type: fc.constantFrom("boolean", "number", "string", "credits"),
       conflict: fc.constantFrom("higher", "lower"),
       allowed: fc.option(fc.uniqueArray(fc.constantFrom(...STRINGS), { minLength: 1, maxLength: 4 }), { nil: null }),
     }),
@@ -177,6 +177,9 @@ function valueFor(spec: FeatureSpec["props"][number] | "enabled", r: number): un
       return r % 11 === 1 ? -0 : (r % 9) - 4 + (r % 4) / 4;
     case "string":
       return spec.allowed ? spec.allowed[r % spec.allowed.length] : STRINGS[r % STRINGS.length];
+    case "credits":
+      // Few amounts and periods, so equal amounts with different periods (and exact duplicates) do occur.
+      return { credits: { amount: (r >> 2) % 3, period: PERIODS[(r >> 4) % 4]! } };
   }
 }
 

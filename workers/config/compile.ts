@@ -1,10 +1,11 @@
 /**
  * Draft document → immutable snapshot. Runs when a version is created, never on the decision path.
  */
-import { propertiesOf, type ConfigDocument, type EnabledValue, type PlanPropertyValue } from "../../schema/config";
+import { propertiesOf, type ConfigDocument, type CreditsValue, type EnabledValue, type PlanPropertyValue } from "../../schema/config";
 import {
   SNAPSHOT_SCHEMA_VERSION,
   type ConfigSnapshot,
+  type CreditsSetting,
   type EnabledSetting,
   type SnapshotFeature,
   type SnapshotPlanValue,
@@ -26,6 +27,10 @@ export function toEnabledSetting(value: EnabledValue): EnabledSetting {
   return { kind: "metered", ...value.metered };
 }
 
+export function toCreditsSetting(value: CreditsValue): CreditsSetting {
+  return { kind: "credits", amount: value.credits.amount, period: value.credits.period };
+}
+
 const bySlug = <T>(record: Record<string, T>) => Object.entries(record).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
 
 /** The document must already be validated and carry feature ids (see ensureFeatureIds). */
@@ -43,9 +48,16 @@ export async function compileSnapshot(doc: ConfigDocument, context: CompileConte
     const values: Record<string, Record<string, SnapshotPlanValue>> = {};
     for (const [featureSlug, propertyValues] of Object.entries(plan.features)) {
       const feature = featureBySlug.get(featureSlug)!;
+      const definitions = propertiesOf(doc.features[featureSlug]!);
       const compiled: Record<string, SnapshotPlanValue> = {};
       for (const [propertySlug, value] of Object.entries(propertyValues)) {
-        compiled[propertySlug] = propertySlug === "enabled" ? toEnabledSetting(value as EnabledValue) : (value as Exclude<PlanPropertyValue, object>);
+        const type = definitions[propertySlug]?.type;
+        compiled[propertySlug] =
+          type === "enabled"
+            ? toEnabledSetting(value as EnabledValue)
+            : type === "credits"
+              ? toCreditsSetting(value as CreditsValue)
+              : (value as Exclude<PlanPropertyValue, object>);
       }
       values[feature.id] = compiled;
     }

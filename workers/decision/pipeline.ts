@@ -16,6 +16,7 @@ import {
   provisionPlans,
   SurfaceNotFoundError,
   type BotTag,
+  type CreditReading,
   type Decision,
   type FeatureStates,
   type MeterReading,
@@ -109,7 +110,16 @@ export async function runDecision(c: Context<AppEnv>, body: AccessCheckRequest |
 
   let decision: Decision;
   try {
-    decision = decide({ prepared, category, stripeProductIds, workflowPlanSlugs, storeId: store, surfaceSlug: options.surfaceSlug });
+    decision = decide({
+      prepared,
+      category,
+      stripeProductIds,
+      workflowPlanSlugs,
+      storeId: store,
+      surfaceSlug: options.surfaceSlug,
+      action: body.action,
+      resource: body.resource,
+    });
   } catch (error) {
     if (error instanceof SurfaceNotFoundError) throw new ApiError("surface_not_found", `Surface ${error.surfaceSlug} not found`);
     throw error;
@@ -117,14 +127,17 @@ export async function runDecision(c: Context<AppEnv>, body: AccessCheckRequest |
   timings.mark("plans");
 
   let readings: Map<string, MeterReading> | undefined;
+  let creditReadings: Map<string, CreditReading> | undefined;
   let meterFailure: "unreachable" | undefined;
   let meterError: string | undefined;
-  if (decision.meterRequests.length > 0) {
+  // Metered counters and credit balances in the same call: consumption is all-or-nothing across both.
+  if (decision.meterRequests.length > 0 || decision.creditRequests.length > 0) {
     const stub = meterStub(c.env.METER, `${environment.organizationId}:${store}`, identity.identifier);
     const result = await evaluateWithDeadline(
       stub,
       {
         counters: decision.meterRequests,
+        ...(decision.creditRequests.length > 0 ? { credits: decision.creditRequests } : {}),
         resourceId: body.resource?.id,
         timeZone: snapshot.timeZone,
         idempotencyKey: options.idempotencyKey,
@@ -137,11 +150,14 @@ export async function runDecision(c: Context<AppEnv>, body: AccessCheckRequest |
       meterError = `${result.reason}${result.error ? `: ${result.error}` : ""}`;
     } else if ("conflict" in result.value) {
       throw new ApiError("idempotency_key_reused", "This Idempotency-Key was used with a different request body");
-    } else readings = new Map(result.value.readings.map((reading) => [reading.counterId, reading]));
+    } else {
+      readings = new Map(result.value.readings.map((reading) => [reading.counterId, reading]));
+      if (result.value.credits) creditReadings = new Map(result.value.credits.map((reading) => [reading.creditId, reading]));
+    }
     timings.mark("meter");
   }
 
-  const features: FeatureStates = { ...finish(decision, readings, meterFailure) };
+  const features: FeatureStates = { ...finish(decision, readings, meterFailure, creditReadings) };
   if (workflows) {
     workflows.knowCounters(decision.meterRequests);
     if (workflows.has("feature")) {
@@ -210,6 +226,7 @@ export async function runDecision(c: Context<AppEnv>, body: AccessCheckRequest |
       planSources: decision.planSources,
       unknownPlanSlugs: decision.unknownPlanSlugs,
       features,
+      ...(body.action !== undefined ? { action: body.action } : {}),
       denials: denied,
       meter: meterFailure ? { status: "fallback", reason: meterError } : readings ? { status: "ok" } : { status: "none" },
       workflows: workflowRecords,
@@ -223,7 +240,7 @@ export async function runDecision(c: Context<AppEnv>, body: AccessCheckRequest |
     ...(workflows?.triggers ?? []),
   ];
   c.executionCtx.waitUntil(enqueueTriggers(c.env, prepared, environment, identity.identifier, triggers));
-  return { response, decision, readings, features };
+  return { response, decision, readings, creditReadings, features };
 }
 
 function meterDeadline(env: Env): number {

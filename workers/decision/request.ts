@@ -39,6 +39,8 @@ export const CloudflareInfo = z.object({ cf: z.record(z.string(), z.unknown()).o
 export const AccessCheckRequest = z
   .object({
     identity: IdentityRequest,
+    /** Prices the request for credits properties (their `costs.actions`); the base price when absent or unknown. */
+    action: z.string().min(1).max(100).optional().openapi({ example: "generate" }),
     resource: ResourceRequest.optional(),
     http: HttpRequestInfo.optional(),
     cloudflare: CloudflareInfo.optional(),
@@ -54,7 +56,7 @@ export type SurfaceDecisionRequest = z.infer<typeof SurfaceDecisionRequest>;
 
 const PropertyStateSchema = z
   .object({
-    type: z.enum(["meterable", "boolean", "number", "string"]),
+    type: z.enum(["meterable", "boolean", "number", "string", "credits"]),
     isFallback: z.boolean(),
     value: z.union([z.boolean(), z.number(), z.string()]).optional(),
     counterId: z.string().optional(),
@@ -68,6 +70,11 @@ const PropertyStateSchema = z
     consumedInRequest: z.boolean().optional(),
     consumedUnitsInRequest: z.number().optional(),
     excessUnitsInRequest: z.number().optional(),
+    creditId: z.string().optional(),
+    balance: z.number().optional(),
+    cost: z.number().optional(),
+    deductedInRequest: z.boolean().optional(),
+    reason: z.literal("insufficient_credits").optional(),
   })
   .openapi("PropertyState");
 

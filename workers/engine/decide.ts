@@ -1,19 +1,30 @@
 /**
  * The pure core of one decision, as two halves around the only I/O the engine needs:
- *   decide()  identity + bot → category → plans → base feature state → the meter requests to send;
- *   (the caller sends all meter requests in ONE Durable Object call, with its own deadline)
- *   finish()  readings (or the meter failure) → the wire FeatureStates.
+ *   decide()  identity + bot → category → plans → base feature state → the meter and credit requests to send;
+ *   (the caller sends all of them in ONE Durable Object call, with its own deadline)
+ *   finish()  readings and credit readings (or the meter failure) → the wire FeatureStates.
  *
  * An unknown surface (a 404 for the caller) throws SurfaceNotFoundError, checked before any work is done: the
  * success path then returns one shape, and a caller that forgets the check cannot render a half-made decision.
  */
 import { autoAssignCategoryFor } from "./bots";
+import { creditRequestsFor } from "./credits";
 import { meterRequestsFor, renderFeatures, type MeterFailure } from "./meters";
 import type { PreparedSnapshot } from "./prepare";
 import { provisionPlans, type PlanSource } from "./provisionPlans";
 import { resolveFeatureStates, type BaseFeatureStates } from "./resolveFeatureStates";
 import type { SnapshotSurface } from "./snapshot";
-import type { AutoAssignCategory, BotTag, FeatureStates, MeterReading, MeterRequest, ResolvedIdentity } from "./types";
+import type {
+  AutoAssignCategory,
+  BotTag,
+  CreditReading,
+  CreditRequest,
+  FeatureStates,
+  MeterReading,
+  MeterRequest,
+  PricedResource,
+  ResolvedIdentity,
+} from "./types";
 
 export interface DecideInput {
   prepared: PreparedSnapshot;
@@ -28,6 +39,10 @@ export interface DecideInput {
   storeId: string;
   /** Surface decisions: the surface whose `consumes` are consumed. Access checks leave it out and consume nothing. */
   surfaceSlug?: string | undefined;
+  /** The request's action: prices credits properties (their `costs.actions`). */
+  action?: string | undefined;
+  /** The request's resource: its type and tags select the credits cost multipliers. */
+  resource?: PricedResource | undefined;
 }
 
 export interface Decision {
@@ -37,6 +52,8 @@ export interface Decision {
   unknownPlanSlugs: string[];
   base: BaseFeatureStates;
   meterRequests: MeterRequest[];
+  /** Every credits property, priced for the request's action and resource; consumed when the surface consumes it. */
+  creditRequests: CreditRequest[];
   storeId: string;
   surface: SnapshotSurface | undefined;
 }
@@ -70,12 +87,21 @@ export function decide(input: DecideInput): Decision {
     unknownPlanSlugs: plans.unknownPlanSlugs,
     base,
     meterRequests: meterRequestsFor(prepared, base, storeId, surface?.consumes),
+    creditRequests: creditRequestsFor(base, storeId, surface?.consumes, input.action, input.resource),
     storeId,
     surface,
   };
 }
 
-/** The wire features of a decision once the meter has answered (`readings`) or failed (`meterFailure`). */
-export function finish(decision: Decision, readings: ReadonlyMap<string, MeterReading> | undefined, meterFailure?: MeterFailure): FeatureStates {
-  return renderFeatures(decision.base, decision.storeId, readings, meterFailure);
+/**
+ * The wire features of a decision once the meter has answered (`readings`, `creditReadings` by credit id) or failed
+ * (`meterFailure`).
+ */
+export function finish(
+  decision: Decision,
+  readings: ReadonlyMap<string, MeterReading> | undefined,
+  meterFailure?: MeterFailure,
+  creditReadings?: ReadonlyMap<string, CreditReading>,
+): FeatureStates {
+  return renderFeatures(decision.base, decision.storeId, readings, meterFailure, { readings: creditReadings, requests: decision.creditRequests });
 }

@@ -7,6 +7,7 @@ export {
   SnapshotCache,
   PreparedFeature,
   enabledOrderKey,
+  creditsOrderKey,
   PERIOD_RANK,
   type PreparedSnapshot,
   type PreparedPlan,
@@ -22,10 +23,12 @@ export {
   renderFeatures,
   denials,
   type ConsumedProperty,
+  type CreditsRendering,
   type Denial,
   type DenialReason,
   type MeterFailure,
 } from "./meters";
+export { priceAction, creditRequestsFor, roundCredits } from "./credits";
 export { decide, finish, SurfaceNotFoundError, type Decision, type DecideInput } from "./decide";
 export { testGroup100 } from "./testGroup";
 export type * from "./types";

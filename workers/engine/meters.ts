@@ -5,7 +5,17 @@
  */
 import { counterIdFor, type PreparedSnapshot } from "./prepare";
 import type { BaseFeatureStates } from "./resolveFeatureStates";
-import type { FeatureState, FeatureStates, MeterableProperty, MeterReading, MeterRequest, PropertyState } from "./types";
+import type {
+  CreditReading,
+  CreditRequest,
+  CreditsProperty,
+  FeatureState,
+  FeatureStates,
+  MeterableProperty,
+  MeterReading,
+  MeterRequest,
+  PropertyState,
+} from "./types";
 
 export { counterIdFor };
 
@@ -13,6 +23,15 @@ export { counterIdFor };
 export interface ConsumedProperty {
   readonly featureId: string;
   readonly property: string;
+}
+
+/**
+ * What rendering needs about credits: the meter's credit readings (by credit id) and the decision's credit requests
+ * (for the price shown when the meter failed).
+ */
+export interface CreditsRendering {
+  readings?: ReadonlyMap<string, CreditReading> | undefined;
+  requests?: readonly CreditRequest[] | undefined;
 }
 
 /** Why the meter gave no readings: the only failure the caller reports today. */
@@ -75,8 +94,11 @@ const renderedWithoutMeter = new WeakSet<object>();
  *   with isFallback true; metered with a reading → every reading field and the reading's hasAccess; metered without
  *   a reading (the meter failed, or answered without this counter) → the property's `onMeterFailure`
  *   ('open' grants, 'closed' denies) with isFallback true.
+ * - `credits` properties: `{type: "credits", creditId, hasAccess, isFallback: false, balance, cost, deductedInRequest,
+ *   reason?}` from the credit reading; without one (the meter failed, or answered without it) → hasAccess per the
+ *   property's `onMeterFailure`, isFallback true, and the price from the credit request when there is one.
  * - other properties: `{type, value, isFallback}`.
- * When `meterFailure` is set, `readings` are ignored.
+ * When `meterFailure` is set, `readings` and credit readings are ignored.
  *
  * `renderFeatures(base, storeId, readings, meterFailure?)` is the canonical form; a leading `prepared` argument
  * (as meterRequestsFor takes) is accepted too, since callers hold it anyway.
@@ -86,6 +108,7 @@ export function renderFeatures(
   storeId: string,
   readings: ReadonlyMap<string, MeterReading> | undefined,
   meterFailure?: MeterFailure,
+  credits?: CreditsRendering,
 ): FeatureStates;
 export function renderFeatures(
   prepared: PreparedSnapshot,
@@ -93,14 +116,29 @@ export function renderFeatures(
   storeId: string,
   readings: ReadonlyMap<string, MeterReading> | undefined,
   meterFailure?: MeterFailure,
+  credits?: CreditsRendering,
 ): FeatureStates;
 export function renderFeatures(
   ...args:
-    | [BaseFeatureStates, string, ReadonlyMap<string, MeterReading> | undefined, MeterFailure?]
-    | [PreparedSnapshot, BaseFeatureStates, string, ReadonlyMap<string, MeterReading> | undefined, MeterFailure?]
+    | [BaseFeatureStates, string, ReadonlyMap<string, MeterReading> | undefined, MeterFailure?, CreditsRendering?]
+    | [PreparedSnapshot, BaseFeatureStates, string, ReadonlyMap<string, MeterReading> | undefined, MeterFailure?, CreditsRendering?]
 ): FeatureStates {
-  if (Array.isArray(args[0])) return render(args[0], args[1] as string, args[2] as ReadonlyMap<string, MeterReading> | undefined, args[3] as MeterFailure | undefined);
-  return render(args[1] as BaseFeatureStates, args[2] as string, args[3] as ReadonlyMap<string, MeterReading> | undefined, args[4] as MeterFailure | undefined);
+  if (Array.isArray(args[0])) {
+    return render(args[0], args[1] as string, args[2] as ReadonlyMap<string, MeterReading> | undefined, args[3] as MeterFailure | undefined, args[4] as CreditsRendering | undefined);
+  }
+  return render(
+    args[1] as BaseFeatureStates,
+    args[2] as string,
+    args[3] as ReadonlyMap<string, MeterReading> | undefined,
+    args[4] as MeterFailure | undefined,
+    args[5] as CreditsRendering | undefined,
+  );
+}
+
+function creditCostOf(requests: readonly CreditRequest[] | undefined, creditId: string): number | undefined {
+  if (requests === undefined) return undefined;
+  for (let i = 0; i < requests.length; i++) if (requests[i]!.creditId === creditId) return requests[i]!.cost;
+  return undefined;
 }
 
 function render(
@@ -108,8 +146,10 @@ function render(
   storeId: string,
   readings: ReadonlyMap<string, MeterReading> | undefined,
   meterFailure: MeterFailure | undefined,
+  credits: CreditsRendering | undefined,
 ): FeatureStates {
   const usable = meterFailure === undefined ? readings : undefined;
+  const creditReadings = meterFailure === undefined ? credits?.readings : undefined;
   const features: FeatureStates = {};
   for (let f = 0; f < base.length; f++) {
     const feature = base[f]!;
@@ -121,6 +161,34 @@ function render(
       const definition = property.definition;
       // A feature workflow may have replaced or dropped a state; a dropped one renders as its fallback.
       const state = feature.properties[property.slug] ?? property.fallbackState;
+      if (state.type === "credits") {
+        counterIds ??= feature.definition.counterIds(storeId);
+        const creditId = counterIds[p]!;
+        const reading = creditReadings?.get(creditId);
+        let rendered: CreditsProperty;
+        if (reading !== undefined) {
+          rendered = {
+            type: "credits",
+            creditId,
+            hasAccess: reading.hasAccess,
+            isFallback: false,
+            balance: reading.balance,
+            cost: reading.cost,
+            deductedInRequest: reading.deductedInRequest,
+          };
+          if (reading.reason !== undefined) rendered.reason = reading.reason;
+        } else {
+          const open = definition.type === "credits" && definition.onMeterFailure === "open";
+          rendered = { type: "credits", creditId, hasAccess: open, isFallback: true };
+          const cost = creditCostOf(credits?.requests, creditId);
+          if (cost !== undefined) {
+            rendered.cost = cost;
+            rendered.deductedInRequest = false;
+          }
+        }
+        properties[property.slug] = rendered;
+        continue;
+      }
       if (state.type !== "enabled") {
         properties[property.slug] = { type: state.type, value: state.value, isFallback: state.isFallback } as PropertyState;
         continue;
@@ -162,7 +230,7 @@ function render(
   return features;
 }
 
-export type DenialReason = "off" | "limit_reached" | "fallback" | "meter_unavailable";
+export type DenialReason = "off" | "limit_reached" | "fallback" | "meter_unavailable" | "insufficient_credits";
 
 export interface Denial {
   featureSlug: string;
@@ -177,6 +245,9 @@ export interface Denial {
  *   renderFeatures returned; a JSON copy of them reports 'fallback' instead);
  * - fallback: no provisioned plan grants the property and its fallback is off;
  * - off: a plan sets it off (and none sets it higher).
+ * - insufficient_credits: a credits property whose balance does not cover the price of the request;
+ *   a credits property refused only because another counter of the same all-or-nothing request had no room reports
+ *   limit_reached, and one without a reading (meter failed, failing closed) meter_unavailable.
  * With `only` (e.g. what a surface consumes), just those properties are considered.
  */
 export function denials(features: FeatureStates, only?: readonly { featureSlug: string; property: string }[]): Denial[] {
@@ -185,10 +256,11 @@ export function denials(features: FeatureStates, only?: readonly { featureSlug: 
     const properties = features[featureSlug]!.properties;
     for (const property in properties) {
       const state = properties[property]!;
-      if (state.type !== "meterable" || state.hasAccess) continue;
+      if ((state.type !== "meterable" && state.type !== "credits") || state.hasAccess) continue;
       if (only !== undefined && !only.some((entry) => entry.featureSlug === featureSlug && entry.property === property)) continue;
       let reason: DenialReason;
-      if (state.totalUnits !== undefined) reason = "limit_reached";
+      if (state.type === "credits") reason = state.reason ?? (state.isFallback ? "meter_unavailable" : "limit_reached");
+      else if (state.totalUnits !== undefined) reason = "limit_reached";
       else if (renderedWithoutMeter.has(state)) reason = "meter_unavailable";
       else reason = state.isFallback ? "fallback" : "off";
       denied.push({ featureSlug, property, reason });

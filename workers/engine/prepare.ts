@@ -6,7 +6,7 @@
  * and a numeric ordering key per plan value so that conflict resolution is a number comparison.
  */
 import type { AutoAssignCategory, Period } from "../../schema/config";
-import type { ConfigSnapshot, EnabledSetting, SnapshotFeature, SnapshotPlan, SnapshotPlanValue, SnapshotProperty, SnapshotSurface } from "./snapshot";
+import type { ConfigSnapshot, CreditsSetting, EnabledSetting, SnapshotFeature, SnapshotPlan, SnapshotPlanValue, SnapshotProperty, SnapshotSurface } from "./snapshot";
 import type { BaseFeatureStates } from "./resolveFeatureStates";
 import type { BasePropertyState } from "./types";
 
@@ -38,6 +38,15 @@ export function enabledOrderKey(setting: EnabledSetting): number {
     case "metered":
       return setting.limit * 16 + PERIOD_RANK[setting.period] * 2 + (setting.uniqueResources ? 1 : 0);
   }
+}
+
+/**
+ * One total order over credits allowances, as a single number: by amount, then by period where a SHORTER period is
+ * higher (the same amount granted more often; as for metered `enabled`). amount ≤ 1e9, so amount·8 + rank stays
+ * an exact integer and distinct allowances never share a key.
+ */
+export function creditsOrderKey(setting: CreditsSetting): number {
+  return setting.amount * 8 + PERIOD_RANK[setting.period];
 }
 
 /** A property definition with what resolution and rendering need precomputed. */
@@ -168,6 +177,9 @@ function prepareProperty(definition: SnapshotProperty, index: number): PreparedP
       if (definition.values) valueRank = new Map(definition.values.map((value, position) => [value, position]));
       else comparesStrings = true;
       break;
+    case "credits":
+      fallbackState = { type: "credits", allowance: undefined, isFallback: true };
+      break;
   }
   return { index, slug: definition.slug, definition, direction, fallbackState: Object.freeze(fallbackState), valueRank, comparesStrings };
 }
@@ -180,7 +192,7 @@ function prepareEntry(property: PreparedProperty, value: SnapshotPlanValue): Pla
   const definition = property.definition;
   switch (definition.type) {
     case "enabled": {
-      if (typeof value !== "object" || value === null) return undefined;
+      if (typeof value !== "object" || value === null || value.kind === "credits") return undefined;
       const setting = Object.freeze({ ...value });
       return Object.freeze({ state: Object.freeze({ type: "enabled", setting, isFallback: false }), orderKey: enabledOrderKey(setting) });
     }
@@ -198,6 +210,12 @@ function prepareEntry(property: PreparedProperty, value: SnapshotPlanValue): Pla
       // ranks below all of them and then by its text, so the order stays total.
       const orderKey = property.valueRank ? (property.valueRank.get(value) ?? -1) : 0;
       return Object.freeze({ state: Object.freeze({ type: "string", value, isFallback: false }), orderKey });
+    }
+    case "credits": {
+      if (typeof value !== "object" || value === null || value.kind !== "credits") return undefined;
+      if (!Number.isFinite(value.amount) || value.amount < 0 || PERIOD_RANK[value.period] === undefined) return undefined;
+      const allowance = Object.freeze({ kind: "credits" as const, amount: normalizeNumber(value.amount), period: value.period });
+      return Object.freeze({ state: Object.freeze({ type: "credits", allowance, isFallback: false }), orderKey: creditsOrderKey(allowance) });
     }
   }
 }

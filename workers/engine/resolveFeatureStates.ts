@@ -7,7 +7,9 @@
  * - string: position in the property's allowed `values` when it has them, else code-unit comparison of the strings;
  * - enabled: off < metered < on; two metered settings compare by limit, then by period, where a LONGER period is
  *   LOWER (the same allowance must last longer, so it is stricter; lifetime is the longest), then
- *   uniqueResources=true is higher (re-reading a resource is free).
+ *   uniqueResources=true is higher (re-reading a resource is free);
+ * - credits allowances: by amount, then by period where a SHORTER period is higher (granted more often), as for
+ *   metered settings (creditsOrderKey).
  * Every order is total over distinct values, so the winner never depends on the order of the plans.
  * A property that no provisioned plan sets takes its fallback, marked `isFallback: true`.
  *

@@ -12,11 +12,26 @@ export type EnabledSetting =
   | { kind: "off" }
   | { kind: "metered"; limit: number; period: Period; uniqueResources: boolean };
 
+/** A plan's periodic allowance of a credits property: `amount` credits once per `period`. */
+export interface CreditsSetting {
+  kind: "credits";
+  amount: number;
+  period: Period;
+}
+
+/** The cost rules of a credits property (schema/config.ts CreditCosts, defaults applied). */
+export interface CreditCosts {
+  base: number;
+  actions?: Record<string, number>;
+  multipliers?: { when: { type?: string; tag?: string }; factor: number }[];
+}
+
 export type SnapshotProperty =
   | { slug: "enabled"; type: "enabled"; fallback: "on" | "off"; conflict: ConflictRule; onMeterFailure: "open" | "closed" }
   | { slug: string; type: "boolean"; fallback: boolean; conflict: ConflictRule }
   | { slug: string; type: "number"; fallback: number; conflict: ConflictRule }
-  | { slug: string; type: "string"; fallback: string; conflict: ConflictRule; values?: string[] };
+  | { slug: string; type: "string"; fallback: string; conflict: ConflictRule; values?: string[] }
+  | { slug: string; type: "credits"; costs: CreditCosts; conflict: ConflictRule; onMeterFailure: "open" | "closed" };
 
 export interface SnapshotFeature {
   id: string;
@@ -26,8 +41,8 @@ export interface SnapshotFeature {
   properties: SnapshotProperty[];
 }
 
-/** A plan's value for one property: an EnabledSetting for `enabled`, else the scalar. */
-export type SnapshotPlanValue = EnabledSetting | boolean | number | string;
+/** A plan's value for one property: an EnabledSetting for `enabled`, a CreditsSetting for credits, else the scalar. */
+export type SnapshotPlanValue = EnabledSetting | CreditsSetting | boolean | number | string;
 
 export interface SnapshotPlan {
   slug: string;

@@ -55,7 +55,9 @@ export type BasePropertyState =
   | { type: "enabled"; setting: import("./snapshot").EnabledSetting; isFallback: boolean }
   | { type: "boolean"; value: boolean; isFallback: boolean }
   | { type: "number"; value: number; isFallback: boolean }
-  | { type: "string"; value: string; isFallback: boolean };
+  | { type: "string"; value: string; isFallback: boolean }
+  /** `allowance` is the winning plan's periodic grant; none (isFallback) means a balance from top-ups only. */
+  | { type: "credits"; allowance: import("./snapshot").CreditsSetting | undefined; isFallback: boolean };
 
 export interface BaseFeatureState {
   featureId: string;
@@ -85,7 +87,23 @@ export type ValueProperty =
   | { type: "number"; value: number; isFallback: boolean }
   | { type: "string"; value: string; isFallback: boolean };
 
-export type PropertyState = MeterableProperty | ValueProperty;
+/**
+ * Wire shape of a credits property. With a reading: the balance after this request, the price of the request's
+ * action, whether it was deducted, and `reason: "insufficient_credits"` when the balance does not cover the price.
+ * When the meter failed: `hasAccess` per the property's `onMeterFailure`, `isFallback: true`, no balance.
+ */
+export interface CreditsProperty {
+  type: "credits";
+  creditId: string;
+  hasAccess: boolean;
+  isFallback: boolean;
+  balance?: number;
+  cost?: number;
+  deductedInRequest?: boolean;
+  reason?: "insufficient_credits";
+}
+
+export type PropertyState = MeterableProperty | ValueProperty | CreditsProperty;
 
 export interface FeatureState {
   featureId: string;
@@ -120,4 +138,38 @@ export interface MeterReading {
   consumedInRequest: boolean;
   consumedUnitsInRequest: number;
   excessUnitsInRequest: number;
+}
+
+/**
+ * A credits property a decision reads, and deducts `cost` from when `consume` is set — in the same meter call and
+ * all-or-nothing with the MeterRequests (durable-objects/meter CreditRequest has the same shape).
+ */
+export interface CreditRequest {
+  creditId: string;
+  /** Price of the request's action under the property's cost rules (priceAction); ≥ 0. */
+  cost: number;
+  consume: boolean;
+  /** The resolved plan allowance, granted once per period before the balance is read; absent: top-ups only. */
+  grant?: { amount: number; period: Period };
+}
+
+export interface CreditReading {
+  creditId: string;
+  hasAccess: boolean;
+  /** After this request's deduction (and any periodic grant). */
+  balance: number;
+  cost: number;
+  deductedInRequest: boolean;
+  reason?: "insufficient_credits";
+}
+
+/**
+ * The attributes of a request's resource that cost multipliers look at: `type` and `tags`, from `meta` or from the
+ * resource itself (the decision body's `resource` fits).
+ */
+export interface PricedResource {
+  type?: unknown;
+  tags?: unknown;
+  meta?: { type?: unknown; tags?: unknown; [key: string]: unknown } | Record<string, unknown>;
+  [key: string]: unknown;
 }
