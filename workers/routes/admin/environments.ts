@@ -5,7 +5,7 @@ import { ApiError, errorResponses } from "../../errors";
 import { organizationOf } from "../../middleware/auth";
 import { getApiKey, insertApiKey, listApiKeys, revokeApiKey, rotateApiKey } from "../../services/apiKeys";
 import { forgetEnvironment, forgetKey } from "../../services/tenantCache";
-import { createEnvironment, deleteEnvironment, getOrganization, listEnvironments, renameEnvironment } from "../../services/tenancy";
+import { createEnvironment, deleteEnvironment, getOrganization, listEnvironments, renameEnvironment, type Environment } from "../../services/tenancy";
 import { deployVersion, getVersion, listDeployments, previousDeployedVersion } from "../../services/versions";
 import {
   ApiKeySchema,
@@ -221,20 +221,18 @@ export function registerEnvironmentRoutes(app: OpenAPIHono<AppEnv>): void {
     return c.json(created, 201);
   });
 
+  /** Points the environment at a version of its organization and drops this isolate's cached pointer. */
+  const moveTo = async (db: D1Database, organizationId: string, environment: Environment, versionId: string, kind: "deploy" | "rollback") => {
+    if (!(await getVersion(db, organizationId, versionId))) throw new ApiError("not_found", `Version ${versionId} not found`);
+    const deployment = await deployVersion(db, { organizationId, environmentId: environment.id, versionId, previousVersionId: environment.deployedVersionId, kind });
+    forgetEnvironment(environment.id);
+    return deployment;
+  };
+
   app.openapi(routes.deploy, async (c) => {
     const organizationId = organizationOf(c.get("auth"));
     const environment = await environmentOfOrganization(c.env.DB, organizationId, c.req.valid("param").environmentId);
-    const { versionId } = c.req.valid("json");
-    if (!(await getVersion(c.env.DB, organizationId, versionId))) throw new ApiError("not_found", `Version ${versionId} not found`);
-    const deployment = await deployVersion(c.env.DB, {
-      organizationId,
-      environmentId: environment.id,
-      versionId,
-      previousVersionId: environment.deployedVersionId,
-      kind: "deploy",
-    });
-    forgetEnvironment(environment.id);
-    return c.json(deployment, 201);
+    return c.json(await moveTo(c.env.DB, organizationId, environment, c.req.valid("json").versionId, "deploy"), 201);
   });
 
   app.openapi(routes.rollback, async (c) => {
@@ -243,16 +241,7 @@ export function registerEnvironmentRoutes(app: OpenAPIHono<AppEnv>): void {
     const body = (await c.req.json().catch(() => ({}))) as { versionId?: unknown };
     const versionId =
       typeof body.versionId === "string" ? body.versionId : await previousDeployedVersion(c.env.DB, environment.id, environment.deployedVersionId);
-    if (!(await getVersion(c.env.DB, organizationId, versionId))) throw new ApiError("not_found", `Version ${versionId} not found`);
-    const deployment = await deployVersion(c.env.DB, {
-      organizationId,
-      environmentId: environment.id,
-      versionId,
-      previousVersionId: environment.deployedVersionId,
-      kind: "rollback",
-    });
-    forgetEnvironment(environment.id);
-    return c.json(deployment, 201);
+    return c.json(await moveTo(c.env.DB, organizationId, environment, versionId, "rollback"), 201);
   });
 
   app.openapi(routes.deployments, async (c) => {
