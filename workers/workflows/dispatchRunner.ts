@@ -296,3 +296,17 @@ export function dispatchUploadSettings(env: Env): Omit<UploadOptions, "fetch"> |
   const apiToken = vars.CF_API_TOKEN;
   return accountId && namespace && apiToken ? { accountId, namespace, apiToken } : null;
 }
+
+/**
+ * The deploy-path hook: when `CF_ACCOUNT_ID`, `DISPATCH_NAMESPACE` and `CF_API_TOKEN` are set, uploads the version's
+ * workflow scripts (call it when a version is created, before it can be deployed); otherwise does nothing (null).
+ */
+export async function uploadWorkflowScriptsIfConfigured(
+  env: Env,
+  snapshot: Pick<ConfigSnapshot, "workflows">,
+  fetcher: typeof fetch = (input, init) => fetch(input, init),
+): Promise<UploadedScript[] | null> {
+  const settings = dispatchUploadSettings(env);
+  if (!settings || snapshot.workflows.length === 0) return null;
+  return uploadWorkflowScripts(snapshot, { ...settings, fetch: fetcher });
+}

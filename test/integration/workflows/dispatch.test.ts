@@ -13,6 +13,7 @@ import {
   DISPATCH_PROTOCOL,
   DispatchWorkflowRunner,
   uploadWorkflowScripts,
+  uploadWorkflowScriptsIfConfigured,
   WorkflowUploadError,
   workflowScriptName,
 } from "../../../workers/workflows/dispatchRunner";
@@ -128,6 +129,19 @@ describe("uploadWorkflowScripts (deploy path) against a fake Cloudflare API", ()
     expect(failure).toBeInstanceOf(WorkflowUploadError);
     expect(failure.status).toBe(400);
     expect(failure.message).toContain("Uncaught SyntaxError");
+  });
+});
+
+describe("uploadWorkflowScriptsIfConfigured", () => {
+  it("uploads only when the account, namespace and token are configured", async () => {
+    const workflow = await workflowOf("w", `export default () => ({});`);
+    const api = fakeCloudflareApi();
+    expect(await uploadWorkflowScriptsIfConfigured(env, { workflows: [workflow] }, api.fetch)).toBeNull();
+    expect(api.uploads).toHaveLength(0);
+    const configured = { ...env, CF_ACCOUNT_ID: "acc9", DISPATCH_NAMESPACE: "ns9", CF_API_TOKEN: "tok9" } as unknown as Env;
+    expect(await uploadWorkflowScriptsIfConfigured(configured, { workflows: [workflow] }, api.fetch)).toEqual([{ scriptName: workflowScriptName(workflow), workflows: ["w"] }]);
+    expect(api.uploads[0]!.url).toBe(`https://api.cloudflare.com/client/v4/accounts/acc9/workers/dispatch/namespaces/ns9/scripts/${workflowScriptName(workflow)}`);
+    expect(api.uploads[0]!.authorization).toBe("Bearer tok9");
   });
 });
 
