@@ -4,8 +4,8 @@
  * (base 1, summarize 2, generate 5; ×5 for a model, ×2 for a premium tag), and that access checks only read.
  */
 import { env } from "cloudflare:workers";
-import { beforeAll, describe, expect, it } from "vitest";
-import { meterStub } from "../../../durable-objects/meter/client";
+import { afterEach, beforeAll, describe, expect, it } from "vitest";
+import { meterFaults, meterStub } from "../../../durable-objects/meter/client";
 import { call, createOrganization, publish, type TestOrganization } from "../../support/api";
 import { aiTools } from "../../support/examples";
 
@@ -216,5 +216,23 @@ describe("all-or-nothing with a metered counter", () => {
     expect(properties.tokens).toMatchObject({ hasAccess: false, balance: 18, cost: 2, deductedInRequest: false });
     expect(properties.tokens.reason).toBeUndefined();
     expect(await stubOf(combo, identifier).getBalance(comboCreditId)).toBe(18);
+  });
+});
+
+describe("unreachable meter", () => {
+  afterEach(() => {
+    meterFaults.mode = null;
+    meterFaults.identifiers = null;
+  });
+
+  it("fails closed (onMeterFailure: closed) with isFallback true and the price, and deducts nothing", async () => {
+    const identifier = user("unreachable");
+    meterFaults.mode = "error";
+    meterFaults.identifiers = new Set([identifier]);
+    const result = await surfaceDecision(identifier, { action: "summarize" });
+    expect(result.status).toBe(200);
+    expect(tokensOf(result.body)).toEqual({ type: "credits", creditId, hasAccess: false, isFallback: true, cost: 2, deductedInRequest: false });
+    meterFaults.mode = null;
+    expect(tokensOf((await accessCheck(identifier)).body)).toMatchObject({ isFallback: false, balance: 20 });
   });
 });
