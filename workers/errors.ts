@@ -27,6 +27,7 @@ export const ERROR_STATUS = {
   idempotency_key_reused: 422,
   unprocessable: 422,
   internal_error: 500,
+  upstream_error: 502,
   workflow_error: 531,
 } as const;
 

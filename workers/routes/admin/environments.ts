@@ -6,7 +6,8 @@ import { organizationOf } from "../../middleware/auth";
 import { getApiKey, insertApiKey, listApiKeys, revokeApiKey, rotateApiKey } from "../../services/apiKeys";
 import { forgetEnvironment, forgetKey } from "../../services/tenantCache";
 import { createEnvironment, deleteEnvironment, getOrganization, listEnvironments, renameEnvironment, type Environment } from "../../services/tenancy";
-import { deployVersion, getVersion, listDeployments, previousDeployedVersion } from "../../services/versions";
+import { deployVersion, getVersion, listDeployments, loadSnapshot, previousDeployedVersion } from "../../services/versions";
+import { uploadWorkflowScriptsIfConfigured } from "../../workflows/dispatchRunner";
 import {
   ApiKeySchema,
   CreatedKeySchema,
@@ -222,8 +223,16 @@ export function registerEnvironmentRoutes(app: OpenAPIHono<AppEnv>): void {
   });
 
   /** Points the environment at a version of its organization and drops this isolate's cached pointer. */
-  const moveTo = async (db: D1Database, organizationId: string, environment: Environment, versionId: string, kind: "deploy" | "rollback") => {
+  const moveTo = async (env: Env, organizationId: string, environment: Environment, versionId: string, kind: "deploy" | "rollback") => {
+    const db = env.DB;
     if (!(await getVersion(db, organizationId, versionId))) throw new ApiError("not_found", `Version ${versionId} not found`);
+    // With a Workers for Platforms namespace configured, the version's workflow scripts must exist before traffic
+    // reaches it; locally (Worker Loader) this is a no-op.
+    try {
+      await uploadWorkflowScriptsIfConfigured(env, (await loadSnapshot(db, versionId))!);
+    } catch (error) {
+      throw new ApiError("upstream_error", `Uploading the version's workflow scripts failed: ${error instanceof Error ? error.message : String(error)}`);
+    }
     const deployment = await deployVersion(db, { organizationId, environmentId: environment.id, versionId, previousVersionId: environment.deployedVersionId, kind });
     forgetEnvironment(environment.id);
     return deployment;
@@ -232,7 +241,7 @@ export function registerEnvironmentRoutes(app: OpenAPIHono<AppEnv>): void {
   app.openapi(routes.deploy, async (c) => {
     const organizationId = organizationOf(c.get("auth"));
     const environment = await environmentOfOrganization(c.env.DB, organizationId, c.req.valid("param").environmentId);
-    return c.json(await moveTo(c.env.DB, organizationId, environment, c.req.valid("json").versionId, "deploy"), 201);
+    return c.json(await moveTo(c.env, organizationId, environment, c.req.valid("json").versionId, "deploy"), 201);
   });
 
   app.openapi(routes.rollback, async (c) => {
@@ -241,7 +250,7 @@ export function registerEnvironmentRoutes(app: OpenAPIHono<AppEnv>): void {
     const body = (await c.req.json().catch(() => ({}))) as { versionId?: unknown };
     const versionId =
       typeof body.versionId === "string" ? body.versionId : await previousDeployedVersion(c.env.DB, environment.id, environment.deployedVersionId);
-    return c.json(await moveTo(c.env.DB, organizationId, environment, versionId, "rollback"), 201);
+    return c.json(await moveTo(c.env, organizationId, environment, versionId, "rollback"), 201);
   });
 
   app.openapi(routes.deployments, async (c) => {
