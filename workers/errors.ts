@@ -22,6 +22,7 @@ export const ERROR_STATUS = {
   surface_not_found: 404,
   method_not_allowed: 405,
   conflict: 409,
+  insufficient_credits: 409,
   payload_too_large: 413,
   unsupported_media_type: 415,
   idempotency_key_reused: 422,

@@ -7,7 +7,7 @@ import type { Context } from "hono";
 import { meterStub, type MeterStub } from "../../durable-objects/meter/client";
 import type { AppEnv } from "../context";
 import { preparedSnapshotFor } from "../decision/snapshots";
-import { decide, type MeterRequest, type PreparedSnapshot, type ResolvedIdentity } from "../engine";
+import { decide, type CreditRequest, type MeterRequest, type PreparedSnapshot, type ResolvedIdentity } from "../engine";
 import { ApiError } from "../errors";
 import { resolveIdentity } from "../identity/resolveIdentity";
 import { getCustomerCached } from "./customers";
@@ -49,14 +49,26 @@ export async function meterCaller(c: Context<AppEnv>, identityInput: unknown): P
  *   409 — it is, but none of the identity's plans meters it (on, off or unassigned for them).
  * Provisioning workflows are not run here (they belong to the decision pipeline): plans they would add are not seen.
  */
-export async function meterRequestFor(c: Context<AppEnv>, caller: MeterCaller, counterId: string): Promise<MeterRequest> {
-  const { prepared, store, identity, environment } = caller;
+/** What kind of counter an id names in this caller's store: a metered `enabled` property or a credits balance. */
+export function counterKind(caller: MeterCaller, counterId: string): "metered" | "credits" {
+  const { prepared, store } = caller;
   const match = /^([^:]+):([^.]+)\.(.+)$/.exec(counterId);
   const feature = match && match[1] === store ? prepared.featureById.get(match[2]!) : undefined;
-  const property = feature?.propertyBySlug.get(match![3]!);
-  if (!feature || !property || property.definition.type !== "enabled") {
-    throw new ApiError("not_found", `Counter ${counterId} not found: counter ids are {store}:{featureId}.{property} of a meterable property (this environment's store is ${store})`);
-  }
+  const type = feature?.propertyBySlug.get(match![3]!)?.definition.type;
+  if (type === "enabled") return "metered";
+  if (type === "credits") return "credits";
+  throw new ApiError(
+    "not_found",
+    `Counter ${counterId} not found: counter ids are {store}:{featureId}.{property} of a meterable or credits property (this environment's store is ${store})`,
+  );
+}
+
+export async function meterRequestFor(c: Context<AppEnv>, caller: MeterCaller, counterId: string): Promise<MeterRequest> {
+  const { prepared, store, identity, environment } = caller;
+  counterKind(caller, counterId);
+  const match = /^([^:]+):([^.]+)\.(.+)$/.exec(counterId)!;
+  const feature = prepared.featureById.get(match[2]!)!;
+  const property = feature.propertyBySlug.get(match[3]!)!;
   const customer = identity.isAuthenticated ? await getCustomerCached(c.env.DB, environment.organizationId, store, identity.identifier) : null;
   const decision = decide({ prepared, identity, stripeProductIds: customer?.stripeProductIds ?? [], storeId: store });
   const request = decision.meterRequests.find((candidate) => candidate.counterId === counterId);
@@ -67,4 +79,23 @@ export async function meterRequestFor(c: Context<AppEnv>, caller: MeterCaller, c
     );
   }
   return request;
+}
+
+/**
+ * The credit request of a credits property for this identity: its plans' allowance and the price of `action` on
+ * `resource` under the property's cost rules, consumed.
+ */
+export async function creditRequestFor(
+  c: Context<AppEnv>,
+  caller: MeterCaller,
+  creditId: string,
+  action: string | undefined,
+  resource: Record<string, unknown> | undefined,
+): Promise<CreditRequest> {
+  const { prepared, store, identity, environment } = caller;
+  const customer = identity.isAuthenticated ? await getCustomerCached(c.env.DB, environment.organizationId, store, identity.identifier) : null;
+  const decision = decide({ prepared, identity, stripeProductIds: customer?.stripeProductIds ?? [], storeId: store, action, resource });
+  const request = decision.creditRequests.find((candidate) => candidate.creditId === creditId);
+  if (!request) throw new ApiError("not_found", `Credits ${creditId} not found`);
+  return { ...request, consume: true };
 }

@@ -1,13 +1,13 @@
 import { createRoute, z, type OpenAPIHono } from "@hono/zod-openapi";
 import type { AppEnv } from "../../context";
-import { IdentityRequest } from "../../decision/request";
+import { IdentityRequest, ResourceRequest } from "../../decision/request";
 import { ApiError, errorResponses } from "../../errors";
 import { sha256Hex } from "../../lib/crypto";
 import { newId } from "../../lib/ids";
 import { requireAuth } from "../../middleware/auth";
 import { decisionBodyLimit } from "../../middleware/decisionBody";
 import { insertEvent } from "../../services/events";
-import { meterCaller, meterRequestFor } from "../../services/meterCaller";
+import { counterKind, creditRequestFor, meterCaller, meterRequestFor } from "../../services/meterCaller";
 import { json, jsonBody, security } from "../admin/shared";
 
 export const CounterUpdateRequest = z
@@ -22,6 +22,13 @@ export const CounterUpdateRequest = z
       .optional()
       .openapi({ description: "Units to add (default 1); negative gives units back. The counter never goes below 0." }),
     resourceId: z.string().min(1).max(512).optional().openapi({ description: "Under a unique-resources meter a resource counts once per period" }),
+    action: z
+      .string()
+      .min(1)
+      .max(100)
+      .optional()
+      .openapi({ description: "Credits counters: the action to charge, priced by the property's cost rules (with `resource`)" }),
+    resource: ResourceRequest.optional(),
   })
   .openapi("CounterUpdateRequest");
 
@@ -41,8 +48,19 @@ const CounterReading = z
   })
   .openapi("CounterReading");
 
+const CreditReadingSchema = z
+  .object({
+    creditId: z.string(),
+    hasAccess: z.boolean(),
+    balance: z.number(),
+    cost: z.number(),
+    deductedInRequest: z.boolean(),
+    reason: z.literal("insufficient_credits").optional(),
+  })
+  .openapi("CreditReading");
+
 export const CounterUpdateResponse = z
-  .object({ status: z.literal("success"), eventId: z.string(), counter: CounterReading })
+  .object({ status: z.literal("success"), eventId: z.string(), counter: CounterReading.optional(), credit: CreditReadingSchema.optional() })
   .openapi("CounterUpdateResponse");
 
 const counterUpdateRoute = createRoute({
@@ -71,6 +89,37 @@ export function registerCounterUpdateRoute(app: OpenAPIHono<AppEnv>): void {
     const body = c.req.valid("json");
     const idempotencyKey = c.req.valid("header")["idempotency-key"];
     const caller = await meterCaller(c, body.identity);
+    const requestHash = idempotencyKey ? await sha256Hex(JSON.stringify(body)) : undefined;
+    if (counterKind(caller, body.counterId) === "credits") {
+      // Charging credits: priced by the action, deducted atomically (with the plan's periodic grant), never below 0.
+      const credit = await creditRequestFor(c, caller, body.counterId, body.action, body.resource);
+      const evaluated = await caller.stubFor(caller.identity.identifier).evaluate({
+        counters: [],
+        credits: [credit],
+        timeZone: caller.prepared.snapshot.timeZone,
+        idempotencyKey,
+        requestHash,
+      });
+      if ("conflict" in evaluated) throw new ApiError("idempotency_key_reused", "This Idempotency-Key was used with a different request body");
+      const reading = evaluated.credits?.[0];
+      if (!reading) throw new ApiError("not_found", `Credits ${body.counterId} not found`);
+      if (!reading.deductedInRequest && reading.cost > 0) {
+        throw new ApiError("insufficient_credits", `Insufficient credits: ${body.action ?? "this action"} costs ${reading.cost}, the balance is ${reading.balance}`);
+      }
+      const eventId = newId("evt");
+      c.executionCtx.waitUntil(
+        insertEvent(c.env.DB, {
+          id: eventId,
+          organizationId: caller.environment.organizationId,
+          environmentId: caller.environment.id,
+          kind: "counter_update",
+          identifier: caller.identity.identifier,
+          outcome: "granted",
+          record: { creditId: body.counterId, action: body.action ?? null, credit: reading, versionId: caller.prepared.versionId },
+        }).catch((error) => console.error("counter_update event not written", error)),
+      );
+      return c.json({ status: "success" as const, eventId, credit: reading }, 200);
+    }
     const request = await meterRequestFor(c, caller, body.counterId);
     const result = await caller.stubFor(caller.identity.identifier).updateCounter({
       counterId: request.counterId,
@@ -81,7 +130,7 @@ export function registerCounterUpdateRoute(app: OpenAPIHono<AppEnv>): void {
       update: body.update ?? 1,
       resourceId: body.resourceId,
       idempotencyKey,
-      requestHash: idempotencyKey ? await sha256Hex(JSON.stringify(body)) : undefined,
+      requestHash,
     });
     if ("conflict" in result) throw new ApiError("idempotency_key_reused", "This Idempotency-Key was used with a different request body");
 
