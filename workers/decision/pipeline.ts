@@ -7,32 +7,15 @@
 import type { Context } from "hono";
 import { evaluateWithDeadline, meterStub } from "../../durable-objects/meter/client";
 import type { AppEnv } from "../context";
-import {
-  autoAssignCategoryFor,
-  classifyBot,
-  decide,
-  denials,
-  finish,
-  provisionPlans,
-  SurfaceNotFoundError,
-  type BotTag,
-  type CreditReading,
-  type Decision,
-  type FeatureStates,
-  type MeterReading,
-  type ResolvedIdentity,
-} from "../engine";
+import { decide, denials, finish, SurfaceNotFoundError, type CreditReading, type Decision, type FeatureStates, type MeterReading } from "../engine";
 import { ApiError } from "../errors";
-import { resolveIdentity } from "../identity/resolveIdentity";
 import { newId } from "../lib/ids";
-import { getCustomerCached } from "../services/customers";
 import { recordEvent } from "../services/events";
-import { storeOf } from "../services/tenancy";
 import { enqueueTriggers } from "../workflows/triggers";
 import type { ComponentBehavior, SurfaceBehavior } from "../workflows/stages";
 import type { AccessCheckRequest, SurfaceDecisionRequest } from "./request";
 import { preparedSnapshotFor } from "./snapshots";
-import { DecisionWorkflows } from "./workflows";
+import { resolveSubject } from "./subject";
 
 export interface DecisionOptions {
   surfaceSlug?: string;
@@ -64,49 +47,8 @@ export async function runDecision(c: Context<AppEnv>, body: AccessCheckRequest |
   }
   timings.mark("config");
 
-  const resolved = await resolveIdentity(body.identity, { keyType: key.type, authMethods: snapshot.authMethods });
-  if (!resolved.ok) throw new ApiError(resolved.code, resolved.message);
-  let identity: ResolvedIdentity = resolved.identity;
-  timings.mark("identity");
-
-  // A publishable key is used from the browser, so Cloudflare's view of this very request describes the visitor;
-  // a secret key is used by the customer's server, whose own request.cf says nothing about the visitor and whose
-  // body (cloudflare.cf, x-mos-user-agent) is trusted instead. A browser cannot forge a verified bot this way.
-  const trusted = key.type === "secret";
-  const cf = trusted ? body.cloudflare?.cf : ((c.req.raw as { cf?: Record<string, unknown> }).cf ?? undefined);
-  const userAgent = body.http?.userAgent ?? (trusted ? c.req.header("x-mos-user-agent") : c.req.header("user-agent"));
-  let bot: BotTag | undefined = classifyBot({ userAgent, cf });
-  const store = storeOf(environment);
-
-  const workflows =
-    snapshot.workflows.length > 0
-      ? new DecisionWorkflows(c, prepared, environment, store, identity, bot, {
-          userAgent,
-          url: body.http?.url,
-          referer: body.http?.referer,
-          clientIp: body.http?.clientIP,
-          cf,
-          resource: body.resource,
-        })
-      : undefined;
-  if (workflows?.has("middleware")) {
-    const middleware = await workflows.middleware();
-    if (middleware.fail) throw new ApiError("rejected_by_workflow", middleware.fail.message, undefined, middleware.fail.status);
-    ({ identity, bot } = workflows.applyMiddleware(middleware));
-    timings.mark("middleware");
-  }
-  const category = autoAssignCategoryFor(identity, bot);
-
-  const customer = identity.isAuthenticated ? await getCustomerCached(c.env.DB, environment.organizationId, store, identity.identifier) : null;
-  const stripeProductIds = customer?.stripeProductIds ?? [];
-  timings.mark("context");
-
-  let workflowPlanSlugs: string[] = [];
-  if (workflows?.has("provisioning")) {
-    const basePlans = provisionPlans(prepared, { category, stripeProductIds }).planSlugs;
-    workflowPlanSlugs = await workflows.provisioning(basePlans);
-    timings.mark("provisioning");
-  }
+  const subject = await resolveSubject(c, prepared, environment, key.type, body);
+  const { resolved, identity, bot, category, customer, stripeProductIds, workflowPlanSlugs, workflows, store } = subject;
 
   let decision: Decision;
   try {

@@ -7,22 +7,23 @@ import type { Context } from "hono";
 import { meterStub, type MeterStub } from "../../durable-objects/meter/client";
 import type { AppEnv } from "../context";
 import { preparedSnapshotFor } from "../decision/snapshots";
+import { resolveSubject, type Subject, type SubjectRequest } from "../decision/subject";
 import { decide, type CreditRequest, type MeterRequest, type PreparedSnapshot, type ResolvedIdentity } from "../engine";
 import { ApiError } from "../errors";
-import { resolveIdentity } from "../identity/resolveIdentity";
-import { getCustomerCached } from "./customers";
-import { storeOf, type Environment } from "./tenancy";
+import type { Environment } from "./tenancy";
 
 export interface MeterCaller {
   environment: Environment;
   prepared: PreparedSnapshot;
   store: string;
   identity: ResolvedIdentity;
+  /** The identity's plans as a decision would see them (bots, middleware, Stripe products, provisioning workflows). */
+  subject: Subject;
   stubFor(identifier: string): MeterStub;
 }
 
-/** Auth (an environment's key), the deployed version and the identity, with the same rules as a decision. */
-export async function meterCaller(c: Context<AppEnv>, identityInput: unknown): Promise<MeterCaller> {
+/** Auth (an environment's key), the deployed version and the subject, with the same rules as a decision. */
+export async function meterCaller(c: Context<AppEnv>, body: SubjectRequest): Promise<MeterCaller> {
   const auth = c.get("auth");
   if (auth.kind !== "key") throw new ApiError("forbidden", "Counters are changed with an environment's API key");
   const { environment, key } = auth;
@@ -30,16 +31,30 @@ export async function meterCaller(c: Context<AppEnv>, identityInput: unknown): P
     throw new ApiError("not_found", "No configuration version is deployed to this environment: create a version and deploy it");
   }
   const prepared = await preparedSnapshotFor(c.env.DB, environment.deployedVersionId);
-  const resolved = await resolveIdentity(identityInput, { keyType: key.type, authMethods: prepared.snapshot.authMethods });
-  if (!resolved.ok) throw new ApiError(resolved.code, resolved.message);
-  const store = storeOf(environment);
+  const subject = await resolveSubject(c, prepared, environment, key.type, body);
+  const store = subject.store;
   return {
     environment,
     prepared,
     store,
-    identity: resolved.identity,
+    identity: subject.identity,
+    subject,
     stubFor: (identifier) => meterStub(c.env.METER, `${environment.organizationId}:${store}`, identifier),
   };
+}
+
+/** The engine's decision for the caller's plans, as an access check would make it. */
+function decisionFor(caller: MeterCaller, action?: string, resource?: Record<string, unknown>) {
+  const { prepared, store, subject } = caller;
+  return decide({
+    prepared,
+    category: subject.category,
+    stripeProductIds: subject.stripeProductIds,
+    workflowPlanSlugs: subject.workflowPlanSlugs,
+    storeId: store,
+    action,
+    resource,
+  });
 }
 
 /**
@@ -47,7 +62,6 @@ export async function meterCaller(c: Context<AppEnv>, identityInput: unknown): P
  * engine's plan and feature-state stages as an access check would.
  *   404 — the counter is not a metered `enabled` property of the deployed version in this environment's store;
  *   409 — it is, but none of the identity's plans meters it (on, off or unassigned for them).
- * Provisioning workflows are not run here (they belong to the decision pipeline): plans they would add are not seen.
  */
 /** What kind of counter an id names in this caller's store: a metered `enabled` property or a credits balance. */
 export function counterKind(caller: MeterCaller, counterId: string): "metered" | "credits" {
@@ -63,14 +77,13 @@ export function counterKind(caller: MeterCaller, counterId: string): "metered" |
   );
 }
 
-export async function meterRequestFor(c: Context<AppEnv>, caller: MeterCaller, counterId: string): Promise<MeterRequest> {
-  const { prepared, store, identity, environment } = caller;
+export function meterRequestFor(caller: MeterCaller, counterId: string): MeterRequest {
+  const { prepared } = caller;
   counterKind(caller, counterId);
   const match = /^([^:]+):([^.]+)\.(.+)$/.exec(counterId)!;
   const feature = prepared.featureById.get(match[2]!)!;
   const property = feature.propertyBySlug.get(match[3]!)!;
-  const customer = identity.isAuthenticated ? await getCustomerCached(c.env.DB, environment.organizationId, store, identity.identifier) : null;
-  const decision = decide({ prepared, identity, stripeProductIds: customer?.stripeProductIds ?? [], storeId: store });
+  const decision = decisionFor(caller);
   const request = decision.meterRequests.find((candidate) => candidate.counterId === counterId);
   if (!request) {
     throw new ApiError(
@@ -85,16 +98,8 @@ export async function meterRequestFor(c: Context<AppEnv>, caller: MeterCaller, c
  * The credit request of a credits property for this identity: its plans' allowance and the price of `action` on
  * `resource` under the property's cost rules, consumed.
  */
-export async function creditRequestFor(
-  c: Context<AppEnv>,
-  caller: MeterCaller,
-  creditId: string,
-  action: string | undefined,
-  resource: Record<string, unknown> | undefined,
-): Promise<CreditRequest> {
-  const { prepared, store, identity, environment } = caller;
-  const customer = identity.isAuthenticated ? await getCustomerCached(c.env.DB, environment.organizationId, store, identity.identifier) : null;
-  const decision = decide({ prepared, identity, stripeProductIds: customer?.stripeProductIds ?? [], storeId: store, action, resource });
+export function creditRequestFor(caller: MeterCaller, creditId: string, action: string | undefined, resource: Record<string, unknown> | undefined): CreditRequest {
+  const decision = decisionFor(caller, action, resource);
   const request = decision.creditRequests.find((candidate) => candidate.creditId === creditId);
   if (!request) throw new ApiError("not_found", `Credits ${creditId} not found`);
   return { ...request, consume: true };

@@ -8,8 +8,6 @@ import { helloWorld } from "../../support/examples";
 import premiumProvisioning from "../../../examples/workflows/premium-provisioning.ts?raw";
 import helloWorldSurface from "../../../examples/workflows/hello-world-surface.ts?raw";
 
-const stripReference = (source: string) => source.replace(/^\/\/\/.*\n/m, "");
-
 async function setup(workflows: Record<string, unknown>, mutate?: (document: Record<string, any>) => void) {
   const org = await createOrganization("Workflows");
   const document = helloWorld();
@@ -171,5 +169,23 @@ describe("utils are scoped to the tenant", () => {
     expect(result.body.features.widget.properties.premium.value).toBe(false);
     const event = await eventFor(org.live.secretKey, result.body.eventId);
     expect(event.record.workflows[0].error).toMatch(/read-only/);
+  });
+});
+
+describe("counter updates see the plans a decision sees", () => {
+  it("a plan provisioned by a workflow decides whether the counter is metered", async () => {
+    const org = await setup({
+      "vip-premium": { type: "provisioning", source: `export default ({ identity }) => identity.identifier.startsWith("vip") ? ["premium"] : [];` },
+    });
+    const featureId = (await call("GET", "/api/v1/admin/features/widget", { key: org.live.secretKey })).body.id;
+    const update = (identifier: string) =>
+      call("POST", "/api/v1/counter-updates", { key: org.live.secretKey, body: { identity: { userIdentifier: identifier }, counterId: `default:${featureId}.enabled` } });
+    const regular = await update("regular@example.com");
+    expect(regular.status).toBe(200);
+    expect(regular.body.counter).toMatchObject({ consumedUnits: 1, totalUnits: 3 });
+    // For a VIP the provisioning workflow adds Premium, whose widget is "on": nothing is metered.
+    const vip = await update("vip@example.com");
+    expect(vip.status).toBe(409);
+    expect(vip.body.message).toMatch(/registered, premium/);
   });
 });

@@ -88,11 +88,11 @@ export function registerCounterUpdateRoute(app: OpenAPIHono<AppEnv>): void {
   app.openapi(counterUpdateRoute, async (c) => {
     const body = c.req.valid("json");
     const idempotencyKey = c.req.valid("header")["idempotency-key"];
-    const caller = await meterCaller(c, body.identity);
+    const caller = await meterCaller(c, body);
     const requestHash = idempotencyKey ? await sha256Hex(JSON.stringify(body)) : undefined;
     if (counterKind(caller, body.counterId) === "credits") {
       // Charging credits: priced by the action, deducted atomically (with the plan's periodic grant), never below 0.
-      const credit = await creditRequestFor(c, caller, body.counterId, body.action, body.resource);
+      const credit = creditRequestFor(caller, body.counterId, body.action, body.resource);
       const evaluated = await caller.stubFor(caller.identity.identifier).evaluate({
         counters: [],
         credits: [credit],
@@ -120,7 +120,7 @@ export function registerCounterUpdateRoute(app: OpenAPIHono<AppEnv>): void {
       );
       return c.json({ status: "success" as const, eventId, credit: reading }, 200);
     }
-    const request = await meterRequestFor(c, caller, body.counterId);
+    const request = meterRequestFor(caller, body.counterId);
     const result = await caller.stubFor(caller.identity.identifier).updateCounter({
       counterId: request.counterId,
       period: request.period,

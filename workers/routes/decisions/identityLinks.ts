@@ -43,7 +43,7 @@ const identityLinkRoute = createRoute({
 export function registerIdentityLinkRoute(app: OpenAPIHono<AppEnv>): void {
   app.openapi(identityLinkRoute, async (c) => {
     const body = c.req.valid("json");
-    const caller = await meterCaller(c, body.identity);
+    const caller = await meterCaller(c, body);
     const { identity } = caller;
     if (!identity.isAuthenticated) {
       throw new ApiError("bad_request", "identity must be the signed-in user (userJwt, or userIdentifier with a secret key), not an anonymous identifier");
