@@ -322,6 +322,15 @@ function checkReferences(doc: z.infer<typeof ConfigDocumentShape>, ctx: z.Refine
     });
   }
 
+  const endpointPaths = new Map<string, string>();
+  for (const [workflowSlug, workflow] of Object.entries(doc.workflows)) {
+    if (workflow.type !== "endpoint" || !workflow.path) continue;
+    const path = workflow.path.replace(/^\/+|\/+$/g, "");
+    const other = endpointPaths.get(path);
+    if (other) ctx.addIssue({ code: "custom", path: ["workflows", workflowSlug, "path"], message: `path ${workflow.path} is also served by endpoint workflow ${other}` });
+    endpointPaths.set(path, workflowSlug);
+  }
+
   for (const [workflowSlug, workflow] of Object.entries(doc.workflows)) {
     const path = (field: string) => ["workflows", workflowSlug, field];
     if (workflow.type === "feature" && (!workflow.feature || !doc.features[workflow.feature])) {

@@ -177,8 +177,10 @@ export async function runDecision(c: Context<AppEnv>, body: AccessCheckRequest |
       versionId: snapshot.versionId,
     },
   });
+  const consumed = [...(readings?.values() ?? [])].filter((reading) => reading.consumedInRequest);
   const triggers = [
     { name: "decision.made", payload: { eventId, kind: options.surfaceSlug ? "surface_decision" : "access_check", identifier: identity.identifier, outcome: denied.length ? "denied" : "granted" } },
+    ...(consumed.length > 0 ? [{ name: "counters.updated", payload: { eventId, identifier: identity.identifier, counters: consumed } }] : []),
     ...(workflows?.triggers ?? []),
   ];
   c.executionCtx.waitUntil(enqueueTriggers(c.env, prepared, environment, identity.identifier, triggers));

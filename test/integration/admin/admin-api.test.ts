@@ -350,3 +350,19 @@ describe("documentation", () => {
     expect(body).toMatchObject({ status: "error", statusCode: 404, code: "not_found" });
   });
 });
+
+describe("workflow references", () => {
+  it("refuses two endpoint workflows on the same path", async () => {
+    const org = await createOrganization();
+    const source = "export default () => new Response('ok');";
+    const document = {
+      workflows: {
+        first: { type: "endpoint", path: "hello", access: "none", source },
+        second: { type: "endpoint", path: "/hello/", access: "none", source },
+      },
+    };
+    const refused = await call("PUT", "/api/v1/admin/config", { key: org.live.secretKey, body: document });
+    expect(refused.status).toBe(400);
+    expect(refused.body.details).toEqual([{ path: "workflows.second.path", message: "path /hello/ is also served by endpoint workflow first" }]);
+  });
+});

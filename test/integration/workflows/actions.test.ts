@@ -22,7 +22,7 @@ const ACTIONS = {
   },
   "count-views": {
     type: "action",
-    triggers: ["page.viewed", "decision.made"],
+    triggers: ["page.viewed", "decision.made", "counters.updated"],
     source: `export default async ({ trigger, payload, utils }: any) => {
       const key = "seen:" + trigger;
       const previous = (await utils.customData.get(key)) ?? [];
@@ -148,6 +148,13 @@ describe("triggers end to end through the local queue", () => {
       (value) => Array.isArray(value) && value.length > 0,
     );
     expect(decisions).toEqual([expect.objectContaining({ eventId: decision.body.eventId, kind: "surface_decision", identifier: "viewer@example.com" })]);
+    const counters = await eventually(
+      () => customData(org.id, "default", "viewer@example.com", "seen:counters.updated") as Promise<unknown[] | null>,
+      (value) => Array.isArray(value) && value.length > 0,
+    );
+    expect(counters).toEqual([
+      expect.objectContaining({ eventId: decision.body.eventId, counters: [expect.objectContaining({ consumedInRequest: true, consumedUnits: 1 })] }),
+    ]);
   });
 
   it("an action may fire a trigger that runs another action", async () => {
