@@ -179,6 +179,10 @@ const SCHEMA = `
   CREATE TABLE IF NOT EXISTS links (link_key TEXT PRIMARY KEY, created_at INTEGER NOT NULL);
 `;
 
+/** The tables and index SCHEMA creates: when all are in `sqlite_master` the DDL is skipped. */
+const SCHEMA_OBJECTS = ["counters", "resources", "idempotency", "idempotency_created_at", "credits", "credit_grants", "credit_ledger", "custom_data", "links"];
+const SCHEMA_CHECK = `SELECT COUNT(*) AS n FROM sqlite_master WHERE name IN (${SCHEMA_OBJECTS.map((name) => `'${name}'`).join(", ")})`;
+
 /** Credits may be fractional (cost multipliers); keep them to 6 decimals so sums do not drift. */
 const money = (value: number): number => Math.round(value * 1e6) / 1e6;
 
@@ -205,11 +209,33 @@ export class MeterObject extends DurableObject<Env> {
   private readonly sql: SqlStorage;
   /** An alarm is known to be set (in memory; re-checked after eviction). */
   private pruneScheduled = false;
+  /**
+   * The tables exist. False only for an object that has never written anything (no table of ours in
+   * `sqlite_master`): its reads are empty without touching SQL, and the DDL runs right before its first write, in the
+   * same synchronous section, so creating a new object costs one storage commit instead of two (and a read-only
+   * call on a new identifier costs none).
+   */
+  private schemaReady: boolean;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
     this.sql = ctx.storage.sql;
+    const present = this.sql.exec<{ n: number }>(SCHEMA_CHECK).one().n;
+    // Some tables but not all (an object from an older schema): upgrade now, so no read ever sees a partial schema.
+    if (present > 0 && present < SCHEMA_OBJECTS.length) this.sql.exec(SCHEMA);
+    this.schemaReady = present > 0;
+  }
+
+  /** Creates the tables if this object has none yet. Call before any SQL that needs them (never inside a transaction). */
+  private ensureSchema(): void {
+    if (this.schemaReady) return;
     this.sql.exec(SCHEMA);
+    this.schemaReady = true;
+  }
+
+  /** After a throw: the flag follows what storage really holds (never "no tables" while tables exist). */
+  private recheckSchema(): void {
+    this.schemaReady = this.sql.exec<{ n: number }>(SCHEMA_CHECK).one().n > 0;
   }
 
   // ---------------------------------------------------------------------------------------------------------------
@@ -222,35 +248,55 @@ export class MeterObject extends DurableObject<Env> {
   evaluate(input: EvaluateInput): EvaluateResult {
     const now = input.now ?? Date.now();
     const timeZone = input.timeZone || "UTC";
-    return this.idempotent("evaluate", input.idempotencyKey, input.requestHash, now, () => {
-      // The same counter twice in one request is one counter (consumed once if either entry consumes).
-      const byId = new Map<string, MeterRequest>();
-      for (const counter of input.counters) {
-        const known = byId.get(counter.counterId);
-        byId.set(counter.counterId, known ? { ...known, consume: known.consume || counter.consume } : counter);
+    try {
+      // Keyed calls and periodic credit grants always write: one transaction around everything.
+      if (input.idempotencyKey !== undefined || input.credits?.some((credit) => credit.grant !== undefined)) {
+        return this.idempotent("evaluate", input.idempotencyKey, input.requestHash, now, () => this.evaluateIn(input, now, timeZone, true));
       }
-      const resourceId = input.resourceId;
-      const states = [...byId.values()].map((counter) => {
-        const limit = limitOf(counter.limit);
-        const start = periodStart(counter.period, now, timeZone);
-        const consumed = this.consumedIn(counter.counterId, start);
-        const seen = counter.uniqueResources && resourceId !== undefined && this.resourceSeen(counter.counterId, start, resourceId);
-        return { counter, limit, start, consumed, seen, needsUnit: counter.consume && !seen };
-      });
+      return this.evaluateIn(input, now, timeZone, false);
+    } catch (error) {
+      this.recheckSchema();
+      throw error;
+    }
+  }
 
-      const creditStates = (input.credits ?? []).map((credit) => {
-        if (credit.grant) this.applyPeriodicGrant(credit.creditId, credit.grant.amount, credit.grant.period, timeZone, now, "add");
-        const cost = costOf(credit.cost);
-        return { credit, cost, balance: this.getBalance(credit.creditId) };
-      });
-      // Two entries for one balance must be covered together.
-      const wanted = new Map<string, number>();
-      for (const state of creditStates) if (state.credit.consume) wanted.set(state.credit.creditId, money((wanted.get(state.credit.creditId) ?? 0) + state.cost));
+  /**
+   * Reads, decides, then writes. `inTransaction`: the caller already runs this inside `transactionSync`. Otherwise the
+   * reads run without a transaction and only a call that writes (something granted) opens one around its writes: a
+   * pure read or a refusal writes nothing, so it needs no transaction and causes no storage commit. Everything stays
+   * in one synchronous section, so the check and the write cannot interleave with another call either way.
+   */
+  private evaluateIn(input: EvaluateInput, now: number, timeZone: string, inTransaction: boolean): EvaluateResult {
+    // The same counter twice in one request is one counter (consumed once if either entry consumes).
+    const byId = new Map<string, MeterRequest>();
+    for (const counter of input.counters) {
+      const known = byId.get(counter.counterId);
+      byId.set(counter.counterId, known ? { ...known, consume: known.consume || counter.consume } : counter);
+    }
+    const resourceId = input.resourceId;
+    const states = [...byId.values()].map((counter) => {
+      const limit = limitOf(counter.limit);
+      const start = periodStart(counter.period, now, timeZone);
+      const consumed = this.consumedIn(counter.counterId, start);
+      const seen = counter.uniqueResources && resourceId !== undefined && this.resourceSeen(counter.counterId, start, resourceId);
+      return { counter, limit, start, consumed, seen, needsUnit: counter.consume && !seen };
+    });
 
-      const granted =
-        states.every((state) => !state.needsUnit || state.consumed < state.limit) &&
-        creditStates.every((state) => !state.credit.consume || state.balance >= (wanted.get(state.credit.creditId) ?? 0));
+    const creditStates = (input.credits ?? []).map((credit) => {
+      if (credit.grant) this.applyPeriodicGrant(credit.creditId, credit.grant.amount, credit.grant.period, timeZone, now, "add");
+      const cost = costOf(credit.cost);
+      return { credit, cost, balance: this.getBalance(credit.creditId) };
+    });
+    // Two entries for one balance must be covered together.
+    const wanted = new Map<string, number>();
+    for (const state of creditStates) if (state.credit.consume) wanted.set(state.credit.creditId, money((wanted.get(state.credit.creditId) ?? 0) + state.cost));
 
+    const granted =
+      states.every((state) => !state.needsUnit || state.consumed < state.limit) &&
+      creditStates.every((state) => !state.credit.consume || state.balance >= (wanted.get(state.credit.creditId) ?? 0));
+    const writes = granted && (states.some((state) => state.needsUnit) || creditStates.some((state) => state.credit.consume && state.cost > 0));
+
+    const finish = (): EvaluateResult => {
       const readings = states.map((state): MeterReading => {
         const consumedNow = granted && state.needsUnit;
         if (consumedNow) {
@@ -283,7 +329,10 @@ export class MeterObject extends DurableObject<Env> {
         return { creditId: credit.creditId, hasAccess, balance, cost, deductedInRequest: deducted, ...(covered ? {} : { reason: "insufficient_credits" as const }) };
       });
       return { readings, credits };
-    });
+    };
+    if (!writes || inTransaction) return finish();
+    this.ensureSchema();
+    return this.ctx.storage.transactionSync(finish);
   }
 
   /**
@@ -332,6 +381,7 @@ export class MeterObject extends DurableObject<Env> {
 
   /** Counters for the admin API: the requested ones, or every stored one. Reads only. */
   readCounters(input: ReadCountersInput = {}): StoredCounter[] {
+    this.ensureSchema();
     const now = input.now ?? Date.now();
     const rows = new Map(this.sql.exec<CounterRow>("SELECT * FROM counters ORDER BY counter_id").toArray().map((row) => [row.counter_id, row]));
     const wanted = input.counters ?? [...rows.values()].map((row) => ({ counterId: row.counter_id, period: row.period }));
@@ -355,6 +405,7 @@ export class MeterObject extends DurableObject<Env> {
 
   /** Forgets a counter's units and resources (admin). Returns whether it existed. */
   resetCounter(counterId: string): boolean {
+    this.ensureSchema();
     const existed = this.sql.exec("DELETE FROM counters WHERE counter_id = ?", counterId).rowsWritten > 0;
     this.sql.exec("DELETE FROM resources WHERE counter_id = ?", counterId);
     return existed;
@@ -365,6 +416,7 @@ export class MeterObject extends DurableObject<Env> {
 
   /** The current-period counters of this identity, for carrying them over to another one. */
   exportCounters(now = Date.now()): CounterExport[] {
+    this.ensureSchema();
     return this.sql
       .exec<CounterRow>("SELECT * FROM counters ORDER BY counter_id")
       .toArray()
@@ -387,6 +439,7 @@ export class MeterObject extends DurableObject<Env> {
    * nothing. Only units of the current period are carried; a resource both identities saw counts once.
    */
   importOnce(linkKey: string, counters: CounterExport[], now = Date.now()): { linked: boolean; counters: number } {
+    this.ensureSchema();
     if (this.sql.exec("SELECT 1 FROM links WHERE link_key = ?", linkKey).toArray().length > 0) return { linked: false, counters: 0 };
     let imported = 0;
     for (const counter of counters) {
@@ -407,10 +460,12 @@ export class MeterObject extends DurableObject<Env> {
   // Credits
 
   getBalance(creditId: string): number {
+    if (!this.schemaReady) return 0;
     return this.sql.exec<{ balance: number }>("SELECT balance FROM credits WHERE credit_id = ?", creditId).toArray()[0]?.balance ?? 0;
   }
 
   listBalances(): { creditId: string; balance: number }[] {
+    this.ensureSchema();
     return this.sql
       .exec<{ credit_id: string; balance: number }>("SELECT credit_id, balance FROM credits ORDER BY credit_id")
       .toArray()
@@ -419,6 +474,7 @@ export class MeterObject extends DurableObject<Env> {
 
   /** The most recent balance changes (newest first), for the admin API. */
   creditLedger(creditId?: string, limit = 100): CreditLedgerEntry[] {
+    this.ensureSchema();
     const rows =
       creditId === undefined
         ? this.sql.exec<{ credit_id: string; delta: number; balance: number; reason: string; created_at: number }>(
@@ -461,6 +517,7 @@ export class MeterObject extends DurableObject<Env> {
 
   /** A plan's periodic allowance: applied at most once per period (per credit id). */
   ensurePeriodicGrant(input: PeriodicGrantInput): { granted: boolean; balance: number } {
+    this.ensureSchema();
     const now = input.now ?? Date.now();
     const granted = this.applyPeriodicGrant(input.creditId, input.amount, input.period, input.timeZone || "UTC", now, input.mode ?? "add");
     return { granted, balance: this.getBalance(input.creditId) };
@@ -470,15 +527,18 @@ export class MeterObject extends DurableObject<Env> {
   // Custom data (workflow utils)
 
   customDataGet(key: string): unknown {
+    this.ensureSchema();
     const row = this.sql.exec<{ value: string }>("SELECT value FROM custom_data WHERE key = ?", key).toArray()[0];
     return row ? JSON.parse(row.value) : null;
   }
 
   customDataSet(key: string, value: unknown): void {
+    this.ensureSchema();
     this.sql.exec("INSERT INTO custom_data (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value", key, JSON.stringify(value ?? null));
   }
 
   customDataDelete(key: string): boolean {
+    this.ensureSchema();
     return this.sql.exec("DELETE FROM custom_data WHERE key = ?", key).rowsWritten > 0;
   }
 
@@ -511,6 +571,7 @@ export class MeterObject extends DurableObject<Env> {
     soon: boolean;
   } {
     let counters = 0;
+    this.ensureSchema();
     for (const row of this.sql.exec<CounterRow>("SELECT * FROM counters").toArray()) {
       if (periodStart(row.period, now, row.time_zone) !== row.period_start) {
         counters += this.sql.exec("DELETE FROM counters WHERE counter_id = ? AND period_start = ?", row.counter_id, row.period_start).rowsWritten;
@@ -553,6 +614,7 @@ export class MeterObject extends DurableObject<Env> {
   }
 
   private consumedIn(counterId: string, start: number): number {
+    if (!this.schemaReady) return 0;
     const row = this.sql
       .exec<{ period_start: number; consumed: number }>("SELECT period_start, consumed FROM counters WHERE counter_id = ?", counterId)
       .toArray()[0];
@@ -560,6 +622,7 @@ export class MeterObject extends DurableObject<Env> {
   }
 
   private resourceSeen(counterId: string, start: number, resourceId: string): boolean {
+    if (!this.schemaReady) return false;
     return (
       this.sql.exec("SELECT 1 FROM resources WHERE counter_id = ? AND period_start = ? AND resource_id = ?", counterId, start, resourceId).toArray()
         .length > 0
@@ -634,6 +697,8 @@ export class MeterObject extends DurableObject<Env> {
     now: number,
     effect: () => T,
   ): T | IdempotencyConflict {
+    // Every caller writes (or may): the tables must exist before the transaction opens.
+    this.ensureSchema();
     // transactionSync: a throw part-way leaves no half-applied effect (and no key).
     if (key === undefined) return this.ctx.storage.transactionSync(effect);
     const storedKey = `${operation}:${key}`;
