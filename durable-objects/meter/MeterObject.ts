@@ -440,6 +440,11 @@ export class MeterObject extends DurableObject<Env> {
    */
   importOnce(linkKey: string, counters: CounterExport[], now = Date.now()): { linked: boolean; counters: number } {
     this.ensureSchema();
+    // One transaction: a throw part-way leaves neither half the counters nor the link marker.
+    return this.ctx.storage.transactionSync(() => this.importOnceInTransaction(linkKey, counters, now));
+  }
+
+  private importOnceInTransaction(linkKey: string, counters: CounterExport[], now: number): { linked: boolean; counters: number } {
     if (this.sql.exec("SELECT 1 FROM links WHERE link_key = ?", linkKey).toArray().length > 0) return { linked: false, counters: 0 };
     let imported = 0;
     for (const counter of counters) {
@@ -519,8 +524,11 @@ export class MeterObject extends DurableObject<Env> {
   ensurePeriodicGrant(input: PeriodicGrantInput): { granted: boolean; balance: number } {
     this.ensureSchema();
     const now = input.now ?? Date.now();
-    const granted = this.applyPeriodicGrant(input.creditId, input.amount, input.period, input.timeZone || "UTC", now, input.mode ?? "add");
-    return { granted, balance: this.getBalance(input.creditId) };
+    // One transaction: the grant marker and the balance change land together or not at all.
+    return this.ctx.storage.transactionSync(() => {
+      const granted = this.applyPeriodicGrant(input.creditId, input.amount, input.period, input.timeZone || "UTC", now, input.mode ?? "add");
+      return { granted, balance: this.getBalance(input.creditId) };
+    });
   }
 
   // ---------------------------------------------------------------------------------------------------------------
