@@ -57,7 +57,14 @@ export interface IdempotencyConflict {
   conflict: true;
 }
 
-export type EvaluateResult = { readings: MeterReading[]; credits?: CreditReading[] } | IdempotencyConflict;
+export type EvaluateResult =
+  | {
+      readings: MeterReading[];
+      credits?: CreditReading[];
+      /** This call stored the first state this user ever had (their object was empty): the `user.added` trigger. */
+      userAdded?: boolean;
+    }
+  | IdempotencyConflict;
 
 export interface UpdateCounterInput {
   counterId: string;
@@ -248,12 +255,17 @@ export class MeterObject extends DurableObject<Env> {
   evaluate(input: EvaluateInput): EvaluateResult {
     const now = input.now ?? Date.now();
     const timeZone = input.timeZone || "UTC";
+    // An object without tables has never stored anything: the call that first writes is this user's first state.
+    const wasEmpty = !this.schemaReady;
     try {
       // Keyed calls and periodic credit grants always write: one transaction around everything.
+      // Marked inside the idempotent effect, so a retry returns exactly the first result (flag included).
+      const marked = (result: EvaluateResult): EvaluateResult =>
+        wasEmpty && this.schemaReady && !("conflict" in result) ? { ...result, userAdded: true } : result;
       if (input.idempotencyKey !== undefined || input.credits?.some((credit) => credit.grant !== undefined)) {
-        return this.idempotent("evaluate", input.idempotencyKey, input.requestHash, now, () => this.evaluateIn(input, now, timeZone, true));
+        return this.idempotent("evaluate", input.idempotencyKey, input.requestHash, now, () => marked(this.evaluateIn(input, now, timeZone, true)));
       }
-      return this.evaluateIn(input, now, timeZone, false);
+      return marked(this.evaluateIn(input, now, timeZone, false));
     } catch (error) {
       this.recheckSchema();
       throw error;

@@ -69,6 +69,7 @@ export async function runDecision(c: Context<AppEnv>, body: AccessCheckRequest |
   timings.mark("plans");
 
   let readings: Map<string, MeterReading> | undefined;
+  let userAdded = false;
   let creditReadings: Map<string, CreditReading> | undefined;
   let meterFailure: "unreachable" | undefined;
   let meterError: string | undefined;
@@ -94,6 +95,7 @@ export async function runDecision(c: Context<AppEnv>, body: AccessCheckRequest |
       throw new ApiError("idempotency_key_reused", "This Idempotency-Key was used with a different request body");
     } else {
       readings = new Map(result.value.readings.map((reading) => [reading.counterId, reading]));
+      userAdded = result.value.userAdded === true;
       if (result.value.credits) creditReadings = new Map(result.value.credits.map((reading) => [reading.creditId, reading]));
     }
     timings.mark("meter");
@@ -181,6 +183,7 @@ export async function runDecision(c: Context<AppEnv>, body: AccessCheckRequest |
   const triggers = [
     { name: "decision.made", payload: { eventId, kind: options.surfaceSlug ? "surface_decision" : "access_check", identifier: identity.identifier, outcome: denied.length ? "denied" : "granted" } },
     ...(consumed.length > 0 ? [{ name: "counters.updated", payload: { eventId, identifier: identity.identifier, counters: consumed } }] : []),
+    ...(userAdded ? [{ name: "user.added", payload: { eventId, identifier: identity.identifier, authType: identity.authType } }] : []),
     ...(workflows?.triggers ?? []),
   ];
   c.executionCtx.waitUntil(enqueueTriggers(c.env, prepared, environment, identity.identifier, triggers));

@@ -22,7 +22,7 @@ const ACTIONS = {
   },
   "count-views": {
     type: "action",
-    triggers: ["page.viewed", "decision.made", "counters.updated"],
+    triggers: ["page.viewed", "decision.made", "counters.updated", "user.added"],
     source: `export default async ({ trigger, payload, utils }: any) => {
       const key = "seen:" + trigger;
       const previous = (await utils.customData.get(key)) ?? [];
@@ -155,6 +155,18 @@ describe("triggers end to end through the local queue", () => {
     expect(counters).toEqual([
       expect.objectContaining({ eventId: decision.body.eventId, counters: [expect.objectContaining({ consumedInRequest: true, consumedUnits: 1 })] }),
     ]);
+    const added = await eventually(
+      () => customData(org.id, "default", "viewer@example.com", "seen:user.added") as Promise<unknown[] | null>,
+      (value) => Array.isArray(value) && value.length > 0,
+    );
+    expect(added).toEqual([{ eventId: decision.body.eventId, identifier: "viewer@example.com", authType: "provided" }]);
+    // The second decision for the same user is not a new user.
+    await call("POST", "/api/v1/surface-decisions", { key: org.live.secretKey, body: { surfaceSlug: "hello-world", identity: { userIdentifier: "viewer@example.com" } } });
+    await eventually(
+      () => customData(org.id, "default", "viewer@example.com", "seen:counters.updated") as Promise<unknown[] | null>,
+      (value) => Array.isArray(value) && value.length > 1,
+    );
+    expect(await customData(org.id, "default", "viewer@example.com", "seen:user.added")).toHaveLength(1);
   });
 
   it("an action may fire a trigger that runs another action", async () => {
