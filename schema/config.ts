@@ -5,6 +5,7 @@
  * Collections are records keyed by slug so that a validation error's path reads like the document
  * (`plans.premium.features.widget.enabled`) and so that a YAML file stays short.
  */
+import { Validator, type Schema } from "@cfworker/json-schema";
 import { z } from "zod";
 
 export const SLUG_PATTERN = /^[a-z0-9][a-z0-9_-]{0,62}$/;
@@ -245,6 +246,30 @@ export const WorkflowDefinition = z.strictObject({
 export type WorkflowDefinition = z.infer<typeof WorkflowDefinition>;
 
 // ---------------------------------------------------------------------------------------------------------------
+// Triggers
+
+/** Fired by the platform itself; action workflows may listen to them, customer code may not fire them. */
+export const SYSTEM_TRIGGERS = ["decision.made", "counters.updated", "plans.changed", "user.added"] as const;
+export const TRIGGER_NAME_PATTERN = /^[a-z0-9][a-z0-9._-]{0,99}$/;
+export const TriggerName = z.string().regex(TRIGGER_NAME_PATTERN, "must be 1-100 characters of a-z, 0-9, '.', '_' or '-'");
+
+/** A custom trigger: workflows fire it with `utils.triggers.fire(name, payload)`; the payload must match `schema`. */
+export const TriggerDefinition = z
+  .strictObject({
+    description: Description.optional(),
+    /** JSON Schema (draft 2020-12) of the payload; `{}` accepts any JSON. */
+    schema: z.record(z.string(), z.unknown()).default({}),
+  })
+  .superRefine((trigger, ctx) => {
+    try {
+      new Validator(trigger.schema as Schema, "2020-12").validate(null);
+    } catch (error) {
+      ctx.addIssue({ code: "custom", path: ["schema"], message: `not a usable JSON Schema: ${error instanceof Error ? error.message : String(error)}` });
+    }
+  });
+export type TriggerDefinition = z.infer<typeof TriggerDefinition>;
+
+// ---------------------------------------------------------------------------------------------------------------
 // The document
 
 export const SettingsDefinition = z.strictObject({
@@ -270,6 +295,7 @@ const ConfigDocumentShape = z.strictObject({
   surfaces: z.record(Slug, SurfaceDefinition).default({}),
   authMethods: z.record(Slug, AuthMethodDefinition).default({}),
   workflows: z.record(Slug, WorkflowDefinition).default({}),
+  triggers: z.record(TriggerName, TriggerDefinition).default({}),
 });
 
 /** The enabled property every feature has, with the defaults used when the document does not declare it. */
@@ -350,6 +376,15 @@ function checkReferences(doc: z.infer<typeof ConfigDocumentShape>, ctx: z.Refine
     if (workflow.type === "action" && !workflow.triggers?.length) {
       ctx.addIssue({ code: "custom", path: path("triggers"), message: "an action workflow needs at least one trigger" });
     }
+    workflow.triggers?.forEach((trigger, index) => {
+      if (!(SYSTEM_TRIGGERS as readonly string[]).includes(trigger) && !doc.triggers[trigger]) {
+        ctx.addIssue({
+          code: "custom",
+          path: ["workflows", workflowSlug, "triggers", index],
+          message: `unknown trigger ${trigger}: use a system trigger (${SYSTEM_TRIGGERS.join(", ")}) or declare it under triggers`,
+        });
+      }
+    });
   }
 }
 

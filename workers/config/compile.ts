@@ -109,5 +109,6 @@ export async function compileSnapshot(doc: ConfigDocument, context: CompileConte
     surfaces,
     authMethods,
     workflows,
+    triggers: Object.fromEntries(bySlug(doc.triggers).map(([name, trigger]) => [name, { ...trigger }])),
   };
 }

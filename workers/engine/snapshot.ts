@@ -102,4 +102,6 @@ export interface ConfigSnapshot {
   surfaces: Record<string, SnapshotSurface>;
   authMethods: SnapshotAuthMethod[];
   workflows: SnapshotWorkflow[];
+  /** Declared custom triggers and the JSON Schema of their payload (absent in snapshots compiled before triggers existed). */
+  triggers?: Record<string, { description?: string; schema: Record<string, unknown> }>;
 }

@@ -6,6 +6,7 @@
 import { meterStub } from "../../durable-objects/meter/client";
 import type { Period } from "../../schema/config";
 import type { PreparedSnapshot } from "../engine/prepare";
+import { checkFiredTrigger } from "./triggers";
 import { verifyUserJwt } from "../identity/jwt";
 import { WorkflowUtils } from "./utils";
 
@@ -69,6 +70,9 @@ export function scopedUtils(options: ScopedUtilsOptions): WorkflowUtils {
       const result = await verifyUserJwt(token, prepared.snapshot.authMethods);
       return result.ok ? { ok: true, claims: result.claims, identifier: result.identifier } : { ok: false, reason: result.reason };
     },
-    fireTrigger,
+    fireTrigger: (name, payload) => {
+      checkFiredTrigger(prepared.snapshot, name, payload);
+      fireTrigger(name, payload);
+    },
   });
 }

@@ -42,6 +42,14 @@ const ACTIONS = {
   },
 };
 
+/** Custom triggers are declared with the JSON Schema of their payload. */
+const TRIGGERS = {
+  "user.signed-up": { schema: { type: "object", properties: { plan: { type: "string" } }, required: ["plan"] } },
+  "page.viewed": { schema: { type: "object", properties: { who: { type: "string" } }, required: ["who"], additionalProperties: false } },
+  "flaky.thing": {},
+  "chain.start": {},
+};
+
 let org: TestOrganization;
 let other: TestOrganization;
 let versionId: string;
@@ -51,6 +59,7 @@ beforeAll(async () => {
   other = await createOrganization("Actions other");
   const document = helloWorld();
   document.workflows = ACTIONS;
+  document.triggers = TRIGGERS;
   versionId = await publish(org.live.secretKey, document, [org.live.id, org.preview.id]);
   await publish(other.live.secretKey, document, [other.live.id]);
   await call("PUT", `/api/v1/admin/environments/${org.live.id}/variables/GREETING`, { key: org.live.secretKey, body: { value: "welcome", secret: true } });
@@ -179,3 +188,46 @@ describe("triggers end to end through the local queue", () => {
     expect(signup).toEqual({ trigger: "user.signed-up", plan: "from-chain", greeting: "welcome" });
   });
 });
+
+describe("custom trigger declarations", () => {
+  it("refuses an action listening to an undeclared trigger, with its path", async () => {
+    const organization = await createOrganization("Undeclared trigger");
+    const document = helloWorld();
+    document.workflows = { listener: { type: "action", triggers: ["decision.made", "nobody.declared.this"], source: "export default () => {};" } };
+    const refused = await call("PUT", "/api/v1/admin/config", { key: organization.live.secretKey, body: document });
+    expect(refused.status).toBe(400);
+    expect(refused.body.details).toEqual([{ path: "workflows.listener.triggers[1]", message: expect.stringMatching(/unknown trigger nobody.declared.this/) }]);
+  });
+
+  it("a workflow firing a payload that does not match the schema, an undeclared or a system trigger fails and is recorded", async () => {
+    const organization = await createOrganization("Bad payloads");
+    const document = helloWorld();
+    document.triggers = { "page.viewed": TRIGGERS["page.viewed"] };
+    document.workflows = {
+      "fire-wrong": {
+        type: "surface",
+        surface: "hello-world",
+        source: `export default async ({ utils, identity }: any) => {
+          const outcomes: Record<string, string> = {};
+          for (const [name, payload] of [["page.viewed", { who: 42 }], ["not.declared", {}], ["decision.made", {}], ["page.viewed", { who: identity.identifier }]] as const) {
+            try { await utils.triggers.fire(name, payload); outcomes[name + ":" + JSON.stringify(payload)] = "ok"; }
+            catch (error: any) { outcomes[name + ":" + JSON.stringify(payload)] = error.message; }
+          }
+          return { properties: outcomes };
+        };`,
+      },
+    };
+    await publish(organization.live.secretKey, document, [organization.live.id]);
+    const decision = await call("POST", "/api/v1/surface-decisions", {
+      key: organization.live.secretKey,
+      body: { surfaceSlug: "hello-world", identity: { userIdentifier: "payload@example.com" } },
+    });
+    expect(decision.status).toBe(200);
+    const outcomes = decision.body.surfaceBehavior.properties;
+    expect(outcomes['page.viewed:{"who":42}']).toMatch(/does not match its schema/);
+    expect(outcomes["not.declared:{}"]).toMatch(/unknown trigger not.declared/);
+    expect(outcomes["decision.made:{}"]).toMatch(/system trigger/);
+    expect(outcomes['page.viewed:{"who":"payload@example.com"}']).toBe("ok");
+  });
+});
+
