@@ -42,6 +42,8 @@ export interface CreditReading {
 
 export interface EvaluateInput {
   counters: MeterRequest[];
+  /** The plans the user holds in this decision: remembered, and a change reported (`plansChanged`). */
+  plans?: string[];
   credits?: CreditRequest[];
   resourceId?: string;
   /** IANA zone of the organization; "UTC" when unset. */
@@ -63,6 +65,8 @@ export type EvaluateResult =
       credits?: CreditReading[];
       /** This call stored the first state this user ever had (their object was empty): the `user.added` trigger. */
       userAdded?: boolean;
+      /** `plans` differed from the ones this user held last time (`from` is null the first time): `plans.changed`. */
+      plansChanged?: { from: string[] | null; to: string[] };
     }
   | IdempotencyConflict;
 
@@ -184,10 +188,11 @@ const SCHEMA = `
     reason TEXT NOT NULL, created_at INTEGER NOT NULL);
   CREATE TABLE IF NOT EXISTS custom_data (key TEXT PRIMARY KEY, value TEXT NOT NULL);
   CREATE TABLE IF NOT EXISTS links (link_key TEXT PRIMARY KEY, created_at INTEGER NOT NULL);
+  CREATE TABLE IF NOT EXISTS profile (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 `;
 
 /** The tables and index SCHEMA creates: when all are in `sqlite_master` the DDL is skipped. */
-const SCHEMA_OBJECTS = ["counters", "resources", "idempotency", "idempotency_created_at", "credits", "credit_grants", "credit_ledger", "custom_data", "links"];
+const SCHEMA_OBJECTS = ["counters", "resources", "idempotency", "idempotency_created_at", "credits", "credit_grants", "credit_ledger", "custom_data", "links", "profile"];
 const SCHEMA_CHECK = `SELECT COUNT(*) AS n FROM sqlite_master WHERE name IN (${SCHEMA_OBJECTS.map((name) => `'${name}'`).join(", ")})`;
 
 /** Credits may be fractional (cost multipliers); keep them to 6 decimals so sums do not drift. */
@@ -233,6 +238,17 @@ export class MeterObject extends DurableObject<Env> {
     this.schemaReady = present > 0;
   }
 
+  /** Remembers the plan set the user holds; returns the change when it differs from the last one seen. */
+  private recordPlans(plans: string[]): { from: string[] | null; to: string[] } | undefined {
+    const to = [...new Set(plans)].sort();
+    const stored = this.schemaReady ? this.sql.exec<{ value: string }>("SELECT value FROM profile WHERE key = 'plans'").toArray()[0] : undefined;
+    const from = stored ? (JSON.parse(stored.value) as string[]) : null;
+    if (from && from.length === to.length && from.every((slug, index) => slug === to[index])) return undefined;
+    this.ensureSchema();
+    this.sql.exec("INSERT INTO profile (key, value) VALUES ('plans', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value", JSON.stringify(to));
+    return { from, to };
+  }
+
   /** Creates the tables if this object has none yet. Call before any SQL that needs them (never inside a transaction). */
   private ensureSchema(): void {
     if (this.schemaReady) return;
@@ -259,9 +275,13 @@ export class MeterObject extends DurableObject<Env> {
     const wasEmpty = !this.schemaReady;
     try {
       // Keyed calls and periodic credit grants always write: one transaction around everything.
-      // Marked inside the idempotent effect, so a retry returns exactly the first result (flag included).
-      const marked = (result: EvaluateResult): EvaluateResult =>
-        wasEmpty && this.schemaReady && !("conflict" in result) ? { ...result, userAdded: true } : result;
+      // Marked inside the idempotent effect, so a retry returns exactly the first result (flags included).
+      const marked = (result: EvaluateResult): EvaluateResult => {
+        if ("conflict" in result) return result;
+        const plansChanged = input.plans ? this.recordPlans(input.plans) : undefined;
+        const out = plansChanged ? { ...result, plansChanged } : result;
+        return wasEmpty && this.schemaReady ? { ...out, userAdded: true } : out;
+      };
       if (input.idempotencyKey !== undefined || input.credits?.some((credit) => credit.grant !== undefined)) {
         return this.idempotent("evaluate", input.idempotencyKey, input.requestHash, now, () => marked(this.evaluateIn(input, now, timeZone, true)));
       }

@@ -11,7 +11,7 @@ import { decide, denials, finish, SurfaceNotFoundError, type CreditReading, type
 import { ApiError } from "../errors";
 import { newId } from "../lib/ids";
 import { recordEvent } from "../services/events";
-import { enqueueTriggers } from "../workflows/triggers";
+import { enqueueTriggers, listensTo } from "../workflows/triggers";
 import type { ComponentBehavior, SurfaceBehavior } from "../workflows/stages";
 import type { AccessCheckRequest, SurfaceDecisionRequest } from "./request";
 import { preparedSnapshotFor } from "./snapshots";
@@ -70,17 +70,21 @@ export async function runDecision(c: Context<AppEnv>, body: AccessCheckRequest |
 
   let readings: Map<string, MeterReading> | undefined;
   let userAdded = false;
+  let plansChanged: { from: string[] | null; to: string[] } | undefined;
   let creditReadings: Map<string, CreditReading> | undefined;
   let meterFailure: "unreachable" | undefined;
   let meterError: string | undefined;
-  // Metered counters and credit balances in the same call: consumption is all-or-nothing across both.
-  if (decision.meterRequests.length > 0 || decision.creditRequests.length > 0) {
+  // Metered counters and credit balances in the same call: consumption is all-or-nothing across both. The user's
+  // plan set rides along only when an action workflow listens to plans.changed or user.added (it costs a write).
+  const tracksUser = listensTo(prepared, "plans.changed") || listensTo(prepared, "user.added");
+  if (decision.meterRequests.length > 0 || decision.creditRequests.length > 0 || tracksUser) {
     const stub = meterStub(c.env.METER, `${environment.organizationId}:${store}`, identity.identifier);
     const result = await evaluateWithDeadline(
       stub,
       {
         counters: decision.meterRequests,
         ...(decision.creditRequests.length > 0 ? { credits: decision.creditRequests } : {}),
+        ...(tracksUser ? { plans: decision.planSlugs } : {}),
         resourceId: body.resource?.id,
         timeZone: snapshot.timeZone,
         idempotencyKey: options.idempotencyKey,
@@ -96,6 +100,7 @@ export async function runDecision(c: Context<AppEnv>, body: AccessCheckRequest |
     } else {
       readings = new Map(result.value.readings.map((reading) => [reading.counterId, reading]));
       userAdded = result.value.userAdded === true;
+      plansChanged = result.value.plansChanged;
       if (result.value.credits) creditReadings = new Map(result.value.credits.map((reading) => [reading.creditId, reading]));
     }
     timings.mark("meter");
@@ -184,6 +189,8 @@ export async function runDecision(c: Context<AppEnv>, body: AccessCheckRequest |
     { name: "decision.made", payload: { eventId, kind: options.surfaceSlug ? "surface_decision" : "access_check", identifier: identity.identifier, outcome: denied.length ? "denied" : "granted" } },
     ...(consumed.length > 0 ? [{ name: "counters.updated", payload: { eventId, identifier: identity.identifier, counters: consumed } }] : []),
     ...(userAdded ? [{ name: "user.added", payload: { eventId, identifier: identity.identifier, authType: identity.authType } }] : []),
+    // The first plan set of a user is not a change (user.added says the user is new).
+    ...(plansChanged?.from ? [{ name: "plans.changed", payload: { eventId, identifier: identity.identifier, from: plansChanged.from, to: plansChanged.to } }] : []),
     ...(workflows?.triggers ?? []),
   ];
   c.executionCtx.waitUntil(enqueueTriggers(c.env, prepared, environment, identity.identifier, triggers));

@@ -86,3 +86,11 @@ export function checkFiredTrigger(snapshot: Pick<ConfigSnapshot, "versionId" | "
     throw new Error(`payload of trigger ${name} does not match its schema: ${reasons.join("; ")}`);
   }
 }
+
+/** Whether any action workflow of the version runs on `trigger` (cheap; lets the pipeline skip work nobody reads). */
+export function listensTo(prepared: PreparedSnapshot, trigger: string): boolean {
+  for (const workflow of prepared.snapshot.workflows) {
+    if (workflow.type === "action" && workflow.triggers?.includes(trigger)) return true;
+  }
+  return false;
+}

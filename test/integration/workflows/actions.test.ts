@@ -22,7 +22,7 @@ const ACTIONS = {
   },
   "count-views": {
     type: "action",
-    triggers: ["page.viewed", "decision.made", "counters.updated", "user.added"],
+    triggers: ["page.viewed", "decision.made", "counters.updated", "user.added", "plans.changed"],
     source: `export default async ({ trigger, payload, utils }: any) => {
       const key = "seen:" + trigger;
       const previous = (await utils.customData.get(key)) ?? [];
@@ -60,6 +60,7 @@ beforeAll(async () => {
   const document = helloWorld();
   document.workflows = ACTIONS;
   document.triggers = TRIGGERS;
+  document.plans.premium.stripeProductIds = ["prod_premium"];
   versionId = await publish(org.live.secretKey, document, [org.live.id, org.preview.id]);
   await publish(other.live.secretKey, document, [other.live.id]);
   await call("PUT", `/api/v1/admin/environments/${org.live.id}/variables/GREETING`, { key: org.live.secretKey, body: { value: "welcome", secret: true } });
@@ -176,6 +177,16 @@ describe("triggers end to end through the local queue", () => {
       (value) => Array.isArray(value) && value.length > 1,
     );
     expect(await customData(org.id, "default", "viewer@example.com", "seen:user.added")).toHaveLength(1);
+    expect(await customData(org.id, "default", "viewer@example.com", "seen:plans.changed")).toBeNull();
+
+    // Buying Premium changes the user's plans: the next decision fires plans.changed once.
+    await call("PUT", `/api/v1/admin/environments/${org.live.id}/customers/viewer@example.com`, { key: org.live.secretKey, body: { stripeProductIds: ["prod_premium"] } });
+    const upgraded = await call("POST", "/api/v1/surface-decisions", { key: org.live.secretKey, body: { surfaceSlug: "hello-world", identity: { userIdentifier: "viewer@example.com" } } });
+    const changes = await eventually(
+      () => customData(org.id, "default", "viewer@example.com", "seen:plans.changed") as Promise<unknown[] | null>,
+      (value) => Array.isArray(value) && value.length > 0,
+    );
+    expect(changes).toEqual([{ eventId: upgraded.body.eventId, identifier: "viewer@example.com", from: ["registered"], to: ["premium", "registered"] }]);
   });
 
   it("an action may fire a trigger that runs another action", async () => {
