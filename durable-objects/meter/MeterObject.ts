@@ -9,7 +9,7 @@
  */
 import { DurableObject } from "cloudflare:workers";
 import type { Period } from "../../schema/config";
-import type { MeterReading, MeterRequest } from "../../workers/engine/types";
+import type { CreditReading, CreditRequest, MeterReading, MeterRequest } from "../../workers/engine/types";
 import { periodStart } from "./periods";
 
 export const IDEMPOTENCY_TTL_MS = 24 * 60 * 60 * 1000;
@@ -19,26 +19,8 @@ export const CREDIT_LEDGER_TTL_MS = 90 * 24 * 60 * 60 * 1000;
 // ---------------------------------------------------------------------------------------------------------------
 // RPC types
 
-/** A credits property touched by a decision: deducts `cost` when `consume` is set (all-or-nothing with the meters). */
-export interface CreditRequest {
-  creditId: string;
-  /** Price of this request's action (cost rules already applied); >= 0. */
-  cost: number;
-  consume: boolean;
-  /** The plan's periodic allowance, applied (once per period) before the balance is read. */
-  grant?: { amount: number; period: Period };
-}
-
-export interface CreditReading {
-  creditId: string;
-  /** Balance covers the cost (read-only) or the cost was deducted in this request. */
-  hasAccess: boolean;
-  balance: number;
-  cost: number;
-  deductedInRequest: boolean;
-  /** Set when access is refused for lack of balance. */
-  reason?: "insufficient_credits";
-}
+// CreditRequest / CreditReading are the engine's (workers/engine/types.ts): one definition for both sides of the call.
+export type { CreditReading, CreditRequest };
 
 export interface EvaluateInput {
   counters: MeterRequest[];

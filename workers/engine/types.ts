@@ -142,7 +142,7 @@ export interface MeterReading {
 
 /**
  * A credits property a decision reads, and deducts `cost` from when `consume` is set — in the same meter call and
- * all-or-nothing with the MeterRequests (durable-objects/meter CreditRequest has the same shape).
+ * all-or-nothing with the MeterRequests (the meter object's RPC uses this type).
  */
 export interface CreditRequest {
   creditId: string;

@@ -90,6 +90,31 @@ export function registerCounterUpdateRoute(app: OpenAPIHono<AppEnv>): void {
     const idempotencyKey = c.req.valid("header")["idempotency-key"];
     const caller = await meterCaller(c, body);
     const requestHash = idempotencyKey ? await sha256Hex(JSON.stringify(body)) : undefined;
+    // A retry with the same key gets the same event id, so the event log holds one entry per update (the duplicate
+    // insert fails on the primary key and is dropped) and the retry's response is identical to the first.
+    const eventId = idempotencyKey
+      ? `evt_${(await sha256Hex(`${caller.environment.id}:${caller.identity.identifier}:${idempotencyKey}`)).slice(0, 24)}`
+      : newId("evt");
+    const recordUpdate = (outcome: "granted" | "denied", record: Record<string, unknown>) =>
+      c.executionCtx.waitUntil(
+        insertEvent(c.env.DB, {
+          id: eventId,
+          organizationId: caller.environment.organizationId,
+          environmentId: caller.environment.id,
+          kind: "counter_update",
+          identifier: caller.identity.identifier,
+          outcome,
+          record: {
+            ...record,
+            idempotencyKey: idempotencyKey ?? null,
+            identity: { authType: caller.identity.authType, identifier: caller.identity.identifier },
+            versionId: caller.prepared.versionId,
+          },
+        }).catch((error) => {
+          if (!(idempotencyKey && String(error).includes("UNIQUE"))) console.error("counter_update event not written", error);
+        }),
+      );
+
     if (counterKind(caller, body.counterId) === "credits") {
       // Charging credits: priced by the action, deducted atomically (with the plan's periodic grant), never below 0.
       const credit = creditRequestFor(caller, body.counterId, body.action, body.resource);
@@ -106,20 +131,10 @@ export function registerCounterUpdateRoute(app: OpenAPIHono<AppEnv>): void {
       if (!reading.deductedInRequest && reading.cost > 0) {
         throw new ApiError("insufficient_credits", `Insufficient credits: ${body.action ?? "this action"} costs ${reading.cost}, the balance is ${reading.balance}`);
       }
-      const eventId = newId("evt");
-      c.executionCtx.waitUntil(
-        insertEvent(c.env.DB, {
-          id: eventId,
-          organizationId: caller.environment.organizationId,
-          environmentId: caller.environment.id,
-          kind: "counter_update",
-          identifier: caller.identity.identifier,
-          outcome: "granted",
-          record: { creditId: body.counterId, action: body.action ?? null, credit: reading, versionId: caller.prepared.versionId },
-        }).catch((error) => console.error("counter_update event not written", error)),
-      );
+      recordUpdate("granted", { creditId: body.counterId, action: body.action ?? null, credit: reading });
       return c.json({ status: "success" as const, eventId, credit: reading }, 200);
     }
+
     const request = meterRequestFor(caller, body.counterId);
     const result = await caller.stubFor(caller.identity.identifier).updateCounter({
       counterId: request.counterId,
@@ -133,34 +148,13 @@ export function registerCounterUpdateRoute(app: OpenAPIHono<AppEnv>): void {
       requestHash,
     });
     if ("conflict" in result) throw new ApiError("idempotency_key_reused", "This Idempotency-Key was used with a different request body");
-
-    // A retry with the same key gets the same event id, so the event log holds one entry per update (the duplicate
-    // insert fails on the primary key and is dropped) and the retry's response is identical to the first.
-    const eventId = idempotencyKey
-      ? `evt_${(await sha256Hex(`${caller.environment.id}:${caller.identity.identifier}:${idempotencyKey}`)).slice(0, 24)}`
-      : newId("evt");
     const reading = result.reading;
-    c.executionCtx.waitUntil(
-      insertEvent(c.env.DB, {
-        id: eventId,
-        organizationId: caller.environment.organizationId,
-        environmentId: caller.environment.id,
-        kind: "counter_update",
-        identifier: caller.identity.identifier,
-        outcome: reading.hasAccess ? "granted" : "denied",
-        record: {
-          counterId: request.counterId,
-          update: body.update ?? 1,
-          resourceId: body.resourceId ?? null,
-          idempotencyKey: idempotencyKey ?? null,
-          identity: { authType: caller.identity.authType, identifier: caller.identity.identifier },
-          counter: reading,
-          versionId: caller.prepared.versionId,
-        },
-      }).catch((error) => {
-        if (!(idempotencyKey && String(error).includes("UNIQUE"))) console.error("counter_update event not written", error);
-      }),
-    );
+    recordUpdate(reading.hasAccess ? "granted" : "denied", {
+      counterId: request.counterId,
+      update: body.update ?? 1,
+      resourceId: body.resourceId ?? null,
+      counter: reading,
+    });
     return c.json({ status: "success" as const, eventId, counter: reading }, 200);
   });
 }
