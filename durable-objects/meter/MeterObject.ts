@@ -163,8 +163,9 @@ const SCHEMA = `
     key TEXT PRIMARY KEY, request_hash TEXT NOT NULL, result TEXT NOT NULL, created_at INTEGER NOT NULL);
   CREATE INDEX IF NOT EXISTS idempotency_created_at ON idempotency (created_at);
   CREATE TABLE IF NOT EXISTS credits (credit_id TEXT PRIMARY KEY, balance REAL NOT NULL);
-  CREATE TABLE IF NOT EXISTS credit_grants (
-    credit_id TEXT NOT NULL, period_start INTEGER NOT NULL, PRIMARY KEY (credit_id, period_start)) WITHOUT ROWID;
+  CREATE TABLE IF NOT EXISTS credit_allowances (
+    credit_id TEXT NOT NULL, period_start INTEGER NOT NULL, amount REAL NOT NULL,
+    PRIMARY KEY (credit_id, period_start)) WITHOUT ROWID;
   CREATE TABLE IF NOT EXISTS credit_ledger (
     id INTEGER PRIMARY KEY AUTOINCREMENT, credit_id TEXT NOT NULL, delta REAL NOT NULL, balance REAL NOT NULL,
     reason TEXT NOT NULL, created_at INTEGER NOT NULL);
@@ -174,7 +175,7 @@ const SCHEMA = `
 `;
 
 /** The tables and index SCHEMA creates: when all are in `sqlite_master` the DDL is skipped. */
-const SCHEMA_OBJECTS = ["counters", "resources", "idempotency", "idempotency_created_at", "credits", "credit_grants", "credit_ledger", "custom_data", "links", "profile"];
+const SCHEMA_OBJECTS = ["counters", "resources", "idempotency", "idempotency_created_at", "credits", "credit_allowances", "credit_ledger", "custom_data", "links", "profile"];
 const SCHEMA_CHECK = `SELECT COUNT(*) AS n FROM sqlite_master WHERE name IN (${SCHEMA_OBJECTS.map((name) => `'${name}'`).join(", ")})`;
 
 /** Credits may be fractional (cost multipliers); keep them to 6 decimals so sums do not drift. */
@@ -604,7 +605,7 @@ export class MeterObject extends DurableObject<Env> {
     ).rowsWritten;
     const idempotencyKeys = this.sql.exec("DELETE FROM idempotency WHERE created_at < ?", now - IDEMPOTENCY_TTL_MS).rowsWritten;
     const grants = this.sql.exec(
-      "DELETE FROM credit_grants WHERE period_start < (SELECT MAX(g.period_start) FROM credit_grants g WHERE g.credit_id = credit_grants.credit_id)",
+      "DELETE FROM credit_allowances WHERE period_start < (SELECT MAX(g.period_start) FROM credit_allowances g WHERE g.credit_id = credit_allowances.credit_id)",
     ).rowsWritten;
     const ledger = this.sql.exec("DELETE FROM credit_ledger WHERE created_at < ?", now - CREDIT_LEDGER_TTL_MS).rowsWritten;
     // Lifetime counters never expire; only rows that can expire keep the alarm alive.
@@ -697,13 +698,21 @@ export class MeterObject extends DurableObject<Env> {
 
   private applyPeriodicGrant(creditId: string, amount: number, period: Period, timeZone: string, now: number, mode: "add" | "reset"): boolean {
     const start = periodStart(period, now, timeZone);
-    const fresh =
-      this.sql.exec("INSERT OR IGNORE INTO credit_grants (credit_id, period_start) VALUES (?, ?)", creditId, start).rowsWritten > 0;
-    if (!fresh) return false;
     const grant = Math.max(0, amountOf(amount));
+    // The allowance given this period so far: a plan upgrade mid-period grants the difference, a downgrade nothing.
+    const given = this.sql
+      .exec<{ amount: number }>("SELECT amount FROM credit_allowances WHERE credit_id = ? AND period_start = ?", creditId, start)
+      .toArray()[0]?.amount;
+    if (given !== undefined && grant <= given) return false;
+    this.sql.exec(
+      "INSERT INTO credit_allowances (credit_id, period_start, amount) VALUES (?, ?, ?) ON CONFLICT (credit_id, period_start) DO UPDATE SET amount = excluded.amount",
+      creditId,
+      start,
+      grant,
+    );
     const reason = `periodic_grant:${period}:${new Date(start).toISOString()}`;
-    if (mode === "reset") this.changeBalance(creditId, grant - this.getBalance(creditId), reason, now);
-    else this.changeBalance(creditId, grant, reason, now);
+    if (mode === "reset" && given === undefined) this.changeBalance(creditId, grant - this.getBalance(creditId), reason, now);
+    else this.changeBalance(creditId, grant - (given ?? 0), reason, now);
     return true;
   }
 

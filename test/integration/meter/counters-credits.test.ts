@@ -161,6 +161,20 @@ describe("credits", () => {
     expect(await stub.ensurePeriodicGrant({ ...grant, mode: "reset", now: at("2026-06-02T00:00:00Z") })).toEqual({ granted: false, balance: 100 });
   });
 
+  it("a larger allowance later in the same period grants only the difference; a smaller one nothing", async () => {
+    const { stub } = freshMeter();
+    const free = { creditId: "tokens", amount: 20, period: "month" as const, timeZone: "UTC", now: at("2026-04-03T00:00:00Z") };
+    expect(await stub.ensurePeriodicGrant(free)).toEqual({ granted: true, balance: 20 });
+    await stub.deductCredits({ creditId: "tokens", cost: 5 });
+    // Upgraded to a 1000-a-month plan mid-month: 980 more, not 1000, and not nothing.
+    const pro = { ...free, amount: 1000, now: at("2026-04-15T00:00:00Z") };
+    const upgrades = await Promise.all(Array.from({ length: 10 }, () => stub.ensurePeriodicGrant(pro)));
+    expect(upgrades.filter((result) => result.granted)).toHaveLength(1);
+    expect(await stub.getBalance("tokens")).toBe(995);
+    expect(await stub.ensurePeriodicGrant({ ...free, now: at("2026-04-20T00:00:00Z") })).toEqual({ granted: false, balance: 995 });
+    expect(await stub.ensurePeriodicGrant({ ...free, now: at("2026-05-01T00:00:00Z") })).toEqual({ granted: true, balance: 1015 });
+  });
+
   it("are checked and deducted in the decision call, all or nothing with the meters", async () => {
     const { stub } = freshMeter();
     const now = at("2026-04-03T00:00:00Z");

@@ -73,7 +73,7 @@ describe("pruning alarm", () => {
     expect(await count("counters")).toBe(3);
     expect(await count("resources")).toBe(1);
     expect(await count("idempotency")).toBe(2);
-    expect(await count("credit_grants")).toBe(2);
+    expect(await count("credit_allowances")).toBe(2);
     const alarm = await runInDurableObject(stub, (_instance: MeterObject, state) => state.storage.getAlarm());
     expect(alarm).not.toBeNull();
 
@@ -81,7 +81,7 @@ describe("pruning alarm", () => {
     expect(await count("counters")).toBe(2); // the lifetime counter and the current month's
     expect(await count("resources")).toBe(0);
     expect(await count("idempotency")).toBe(1);
-    expect(await count("credit_grants")).toBe(1);
+    expect(await count("credit_allowances")).toBe(1);
     // Something can still expire, so the alarm is set again.
     expect(await runInDurableObject(stub, (_instance: MeterObject, state) => state.storage.getAlarm())).not.toBeNull();
     // What is left still reads the same.
