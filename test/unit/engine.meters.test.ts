@@ -115,11 +115,6 @@ describe("renderFeatures", async () => {
     expect(closed.a!.properties.enabled).toEqual({ type: "meterable", counterId: `default:${featureIdFor("a")}.enabled`, hasAccess: false, isFallback: true });
     expect(denials(closed)).toEqual([{ featureSlug: "a", property: "enabled", reason: "meter_unavailable" }]);
   });
-
-  it("accepts a leading prepared argument", () => {
-    const base = resolveFeatureStates(prepared, ["premium"]);
-    expect(renderFeatures(prepared, base, "default", undefined)).toEqual(renderFeatures(base, "default", undefined));
-  });
 });
 
 describe("denials", async () => {

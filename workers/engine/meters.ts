@@ -88,6 +88,12 @@ export function meterRequestsFor(
  */
 const renderedWithoutMeter = new WeakSet<object>();
 
+function creditCostOf(requests: readonly CreditRequest[] | undefined, creditId: string): number | undefined {
+  if (requests === undefined) return undefined;
+  for (let i = 0; i < requests.length; i++) if (requests[i]!.creditId === creditId) return requests[i]!.cost;
+  return undefined;
+}
+
 /**
  * The wire `FeatureStates`, keyed by feature slug, in snapshot order:
  * - `enabled` properties in meterable shape: on → hasAccess true; off → false; unassigned → the fallback's access
@@ -99,9 +105,6 @@ const renderedWithoutMeter = new WeakSet<object>();
  *   property's `onMeterFailure`, isFallback true, and the price from the credit request when there is one.
  * - other properties: `{type, value, isFallback}`.
  * When `meterFailure` is set, `readings` and credit readings are ignored.
- *
- * `renderFeatures(base, storeId, readings, meterFailure?)` is the canonical form; a leading `prepared` argument
- * (as meterRequestsFor takes) is accepted too, since callers hold it anyway.
  */
 export function renderFeatures(
   base: BaseFeatureStates,
@@ -109,44 +112,6 @@ export function renderFeatures(
   readings: ReadonlyMap<string, MeterReading> | undefined,
   meterFailure?: MeterFailure,
   credits?: CreditsRendering,
-): FeatureStates;
-export function renderFeatures(
-  prepared: PreparedSnapshot,
-  base: BaseFeatureStates,
-  storeId: string,
-  readings: ReadonlyMap<string, MeterReading> | undefined,
-  meterFailure?: MeterFailure,
-  credits?: CreditsRendering,
-): FeatureStates;
-export function renderFeatures(
-  ...args:
-    | [BaseFeatureStates, string, ReadonlyMap<string, MeterReading> | undefined, MeterFailure?, CreditsRendering?]
-    | [PreparedSnapshot, BaseFeatureStates, string, ReadonlyMap<string, MeterReading> | undefined, MeterFailure?, CreditsRendering?]
-): FeatureStates {
-  if (Array.isArray(args[0])) {
-    return render(args[0], args[1] as string, args[2] as ReadonlyMap<string, MeterReading> | undefined, args[3] as MeterFailure | undefined, args[4] as CreditsRendering | undefined);
-  }
-  return render(
-    args[1] as BaseFeatureStates,
-    args[2] as string,
-    args[3] as ReadonlyMap<string, MeterReading> | undefined,
-    args[4] as MeterFailure | undefined,
-    args[5] as CreditsRendering | undefined,
-  );
-}
-
-function creditCostOf(requests: readonly CreditRequest[] | undefined, creditId: string): number | undefined {
-  if (requests === undefined) return undefined;
-  for (let i = 0; i < requests.length; i++) if (requests[i]!.creditId === creditId) return requests[i]!.cost;
-  return undefined;
-}
-
-function render(
-  base: BaseFeatureStates,
-  storeId: string,
-  readings: ReadonlyMap<string, MeterReading> | undefined,
-  meterFailure: MeterFailure | undefined,
-  credits: CreditsRendering | undefined,
 ): FeatureStates {
   const usable = meterFailure === undefined ? readings : undefined;
   const creditReadings = meterFailure === undefined ? credits?.readings : undefined;
