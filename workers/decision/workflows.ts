@@ -227,6 +227,8 @@ export class DecisionWorkflows {
 function overridden(current: PropertyState, value: unknown): PropertyState | undefined {
   switch (current.type) {
     case "meterable":
+    case "credits":
+      // Access only: a workflow can grant or deny, but counters and balances change only through the meter.
       if (typeof value === "boolean") return { ...current, hasAccess: value, isFallback: false };
       if (value === "on" || value === "off") return { ...current, hasAccess: value === "on", isFallback: false };
       return undefined;

@@ -3,7 +3,7 @@
  */
 import { newId, nowIso } from "../lib/ids";
 
-export type EventKind = "access_check" | "surface_decision" | "counter_update" | "admin";
+export type EventKind = "access_check" | "surface_decision" | "counter_update" | "admin" | "endpoint";
 
 export interface EventInput {
   id?: string;

@@ -21,6 +21,8 @@ import { storeOf, type Environment } from "../services/tenancy";
 import { DEFAULT_DEADLINE_MS } from "./runner";
 import { scopedUtils } from "./scopedUtils";
 import { selectWorkflowRunner } from "./select";
+import { newId } from "../lib/ids";
+import { recordEvent } from "../services/events";
 import { enqueueTriggers } from "./triggers";
 
 export const MAX_ENDPOINT_BODY_BYTES = 1024 * 1024;
@@ -112,6 +114,20 @@ export async function runEndpointWorkflow(c: Context<AppEnv>, environmentId: str
   if (fired.length > 0) c.executionCtx.waitUntil(enqueueTriggers(c.env, prepared, environment, identity.identifier, fired));
   if (!outcome.ok) {
     console.warn(JSON.stringify({ event: "endpoint_workflow_failed", environmentId: environment.id, workflow: workflow.slug, kind: outcome.kind, error: outcome.error }));
+    recordEvent(c.executionCtx, c.env.DB, {
+      id: newId("evt"),
+      organizationId: environment.organizationId,
+      environmentId: environment.id,
+      kind: "endpoint",
+      identifier: identity.identifier,
+      outcome: "failed",
+      record: {
+        workflows: [{ slug: workflow.slug, type: "endpoint", ok: false, kind: outcome.kind, error: outcome.error, durationMs: outcome.durationMs }],
+        method: request.method,
+        path: new URL(request.url).pathname,
+        versionId: prepared.versionId,
+      },
+    });
     throw new ApiError("workflow_error", `Endpoint workflow ${workflow.slug} failed (${outcome.kind}): ${outcome.error}`);
   }
   // A fresh Response: the one from the isolate may have immutable headers, and the app adds X-Request-Id.

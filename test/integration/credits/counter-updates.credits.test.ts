@@ -46,3 +46,20 @@ describe("counter updates on a credits property", () => {
     expect((await charge(identifier, { action: "summarize" }, headers)).status).toBe(422);
   });
 });
+
+describe("feature workflows and credits", () => {
+  it("may deny access to a credits property without touching the balance", async () => {
+    const organization = await createOrganization("Credits workflow");
+    const document = aiTools();
+    document.workflows = {
+      "no-tokens-for-bots": { type: "feature", feature: "ai-tools", source: `export default ({ identity }) => (identity.identifier.startsWith("bot-") ? { tokens: false } : {});` },
+    };
+    await publish(organization.live.secretKey, document, [organization.live.id]);
+    const check = (identifier: string) =>
+      call("POST", "/api/v1/access-checks", { key: organization.live.secretKey, body: { identity: { userIdentifier: identifier } } });
+    const human = await check("human@example.com");
+    expect(human.body.features["ai-tools"].properties.tokens).toMatchObject({ type: "credits", hasAccess: true, balance: 20 });
+    const bot = await check("bot-1@example.com");
+    expect(bot.body.features["ai-tools"].properties.tokens).toMatchObject({ type: "credits", hasAccess: false, balance: 20, isFallback: false });
+  });
+});

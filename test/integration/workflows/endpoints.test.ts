@@ -176,6 +176,17 @@ describe("failures and limits", () => {
     });
   }
 
+  it("records a failed endpoint workflow as an event", async () => {
+    await endpoint(org.live.id, "broken");
+    const events = await call("GET", `/api/v1/admin/events?kind=endpoint&outcome=failed&environmentId=${org.live.id}`, { key: org.live.secretKey });
+    expect(events.status).toBe(200);
+    expect(events.body.events[0].record).toMatchObject({
+      method: "GET",
+      path: `/api/v1/envs/${org.live.id}/endpoints/broken`,
+      workflows: [{ slug: "broken", ok: false, kind: "threw", error: "kaput" }],
+    });
+  });
+
   it("honours the workflow's own deadline", async () => {
     const result = await endpoint(org.live.id, "slow-ok");
     expect(result.status).toBe(200);

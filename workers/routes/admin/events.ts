@@ -9,7 +9,7 @@ const EventSchema = z
   .object({
     id: z.string(),
     environmentId: z.string(),
-    kind: z.enum(["access_check", "surface_decision", "counter_update", "admin"]),
+    kind: z.enum(["access_check", "surface_decision", "counter_update", "admin", "endpoint"]),
     createdAt: z.string(),
     identifier: z.string().nullable(),
     surfaceSlug: z.string().nullable(),
@@ -28,10 +28,10 @@ const listEventsRoute = createRoute({
   request: {
     query: z.object({
       environmentId: z.string().optional(),
-      kind: z.enum(["access_check", "surface_decision", "counter_update", "admin"]).optional(),
+      kind: z.enum(["access_check", "surface_decision", "counter_update", "admin", "endpoint"]).optional(),
       identifier: z.string().max(512).optional(),
       surface: z.string().max(100).optional(),
-      outcome: z.enum(["granted", "denied"]).optional(),
+      outcome: z.enum(["granted", "denied", "failed"]).optional(),
       from: z.iso.datetime().optional().openapi({ description: "ISO-8601, inclusive" }),
       to: z.iso.datetime().optional().openapi({ description: "ISO-8601, inclusive" }),
       cursor: z.string().max(200).optional(),
