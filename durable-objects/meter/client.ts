@@ -10,6 +10,15 @@ export type MeterStub = DurableObjectStub<MeterObject>;
  * The object of one identifier in one user data store. `storeKey` is `{organizationId}:{store}`, so one organization
  * can never address another's objects.
  */
+/**
+ * The key of a user data store for one class of identity: `{organizationId}:{store}:{u|a}`. Signed-in identities
+ * (provided or JWT) and anonymous ones live apart, so a browser that sends `anonymousIdentifier: "alice@…"` reaches
+ * an anonymous object of that name, never Alice's own counters, credits or custom data.
+ */
+export function userStoreKey(organizationId: string, store: string, authenticated: boolean): string {
+  return `${organizationId}:${store}:${authenticated ? "u" : "a"}`;
+}
+
 export function meterStub(namespace: DurableObjectNamespace<MeterObject>, storeKey: string, identifier: string): MeterStub {
   return namespace.get(namespace.idFromName(`${storeKey}:${identifier}`));
 }

@@ -5,7 +5,7 @@
  * response; then, after the response, the decision record and triggers. Each stage is timed into `Server-Timing`.
  */
 import type { Context } from "hono";
-import { evaluateWithDeadline, meterStub } from "../../durable-objects/meter/client";
+import { evaluateWithDeadline, meterStub, userStoreKey } from "../../durable-objects/meter/client";
 import type { AppEnv } from "../context";
 import { decide, denials, finish, SurfaceNotFoundError, type CreditReading, type Decision, type FeatureStates, type MeterReading } from "../engine";
 import { ApiError } from "../errors";
@@ -78,7 +78,7 @@ export async function runDecision(c: Context<AppEnv>, body: AccessCheckRequest |
   // plan set rides along only when an action workflow listens to plans.changed or user.added (it costs a write).
   const tracksUser = listensTo(prepared, "plans.changed") || listensTo(prepared, "user.added");
   if (decision.meterRequests.length > 0 || decision.creditRequests.length > 0 || tracksUser) {
-    const stub = meterStub(c.env.METER, `${environment.organizationId}:${store}`, identity.identifier);
+    const stub = meterStub(c.env.METER, userStoreKey(environment.organizationId, store, identity.isAuthenticated), identity.identifier);
     const result = await evaluateWithDeadline(
       stub,
       {
@@ -193,7 +193,7 @@ export async function runDecision(c: Context<AppEnv>, body: AccessCheckRequest |
     ...(plansChanged?.from ? [{ name: "plans.changed", payload: { eventId, identifier: identity.identifier, from: plansChanged.from, to: plansChanged.to } }] : []),
     ...(workflows?.triggers ?? []),
   ];
-  c.executionCtx.waitUntil(enqueueTriggers(c.env, prepared, environment, identity.identifier, triggers));
+  c.executionCtx.waitUntil(enqueueTriggers(c.env, prepared, environment, identity, triggers));
   return { response, decision, readings, creditReadings, features };
 }
 

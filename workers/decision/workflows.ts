@@ -102,6 +102,7 @@ export class DecisionWorkflows {
       store: this.store,
       prepared: this.prepared,
       identifier: () => this.identity.identifier,
+      authenticated: () => this.identity.isAuthenticated,
       readOnly,
       counterSettings: this.counterSettings,
       fireTrigger: (name, payload) => this.triggers.push({ name, payload }),

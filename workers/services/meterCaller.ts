@@ -4,7 +4,7 @@
  * pipeline so these routes stay small and read the same snapshot cache.
  */
 import type { Context } from "hono";
-import { meterStub, type MeterStub } from "../../durable-objects/meter/client";
+import { meterStub, userStoreKey, type MeterStub } from "../../durable-objects/meter/client";
 import type { AppEnv } from "../context";
 import { preparedSnapshotFor } from "../decision/snapshots";
 import { resolveSubject, type Subject, type SubjectRequest } from "../decision/subject";
@@ -19,7 +19,8 @@ export interface MeterCaller {
   identity: ResolvedIdentity;
   /** The identity's plans as a decision would see them (bots, middleware, Stripe products, provisioning workflows). */
   subject: Subject;
-  stubFor(identifier: string): MeterStub;
+  /** The object of `identifier` among signed-in (`authenticated`) or anonymous identities. */
+  stubFor(identifier: string, authenticated: boolean): MeterStub;
 }
 
 /** Auth (an environment's key), the deployed version and the subject, with the same rules as a decision. */
@@ -39,7 +40,7 @@ export async function meterCaller(c: Context<AppEnv>, body: SubjectRequest): Pro
     store,
     identity: subject.identity,
     subject,
-    stubFor: (identifier) => meterStub(c.env.METER, `${environment.organizationId}:${store}`, identifier),
+    stubFor: (identifier, authenticated) => meterStub(c.env.METER, userStoreKey(environment.organizationId, store, authenticated), identifier),
   };
 }
 

@@ -46,6 +46,7 @@ export async function runActions(env: Env, ctx: ExecutionContext, message: Trigg
     store: storeOf(environment),
     prepared,
     identifier: () => message.identifier,
+    authenticated: () => message.authenticated !== false,
     readOnly: false,
     fireTrigger: (name, payload) => fired.push({ name, payload }),
   });
@@ -57,7 +58,7 @@ export async function runActions(env: Env, ctx: ExecutionContext, message: Trigg
     })),
   );
   if (fired.length > 0 && results.every((result) => result.outcome.ok)) {
-    await enqueueTriggers(env, prepared, environment as Environment, message.identifier, fired, (message.depth ?? 0) + 1);
+    await enqueueTriggers(env, prepared, environment as Environment, { identifier: message.identifier, isAuthenticated: message.authenticated !== false }, fired, (message.depth ?? 0) + 1);
   }
   return results;
 }

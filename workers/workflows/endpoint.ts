@@ -106,12 +106,13 @@ export async function runEndpointWorkflow(c: Context<AppEnv>, environmentId: str
     store: storeOf(environment),
     prepared,
     identifier: () => identity.identifier,
+    authenticated: () => identity.isAuthenticated,
     readOnly: false,
     fireTrigger: (name, payload) => fired.push({ name, payload }),
   });
   const runner = selectWorkflowRunner(c.env, c.executionCtx, environment.id, settings.egressAllowList);
   const outcome = await runner.runEndpoint({ workflow, args, utils, deadlineMs: workflow.deadlineMs ?? DEFAULT_DEADLINE_MS }, request);
-  if (fired.length > 0) c.executionCtx.waitUntil(enqueueTriggers(c.env, prepared, environment, identity.identifier, fired));
+  if (fired.length > 0) c.executionCtx.waitUntil(enqueueTriggers(c.env, prepared, environment, identity, fired));
   if (!outcome.ok) {
     console.warn(JSON.stringify({ event: "endpoint_workflow_failed", environmentId: environment.id, workflow: workflow.slug, kind: outcome.kind, error: outcome.error }));
     recordEvent(c.executionCtx, c.env.DB, {

@@ -3,7 +3,7 @@
  * endpoint workflows and the action-workflow queue consumer, so every entry point scopes utils the same way: the
  * meter object of `${organizationId}:${store}` and the identity's identifier, never anything a workflow names.
  */
-import { meterStub } from "../../durable-objects/meter/client";
+import { meterStub, userStoreKey } from "../../durable-objects/meter/client";
 import type { Period } from "../../schema/config";
 import type { PreparedSnapshot } from "../engine/prepare";
 import { checkFiredTrigger } from "./triggers";
@@ -24,6 +24,8 @@ export interface ScopedUtilsOptions {
   prepared: PreparedSnapshot;
   /** The identity's identifier; a function because middleware may replace it during a decision. */
   identifier: () => string;
+  /** Whether that identity is signed in (provided or JWT): signed-in and anonymous identities are kept apart. */
+  authenticated: () => boolean;
   readOnly: boolean;
   /** Limits of counters the caller already resolved for this user; unknown counters are unlimited, lifetime. */
   counterSettings?: ReadonlyMap<string, CounterSettings>;
@@ -33,10 +35,9 @@ export interface ScopedUtilsOptions {
 const UNLIMITED: CounterSettings = { limit: Number.MAX_SAFE_INTEGER, period: "lifetime", uniqueResources: false };
 
 export function scopedUtils(options: ScopedUtilsOptions): WorkflowUtils {
-  const { meter, organizationId, store, prepared, identifier, readOnly, fireTrigger } = options;
+  const { meter, organizationId, store, prepared, identifier, authenticated, readOnly, fireTrigger } = options;
   const counterSettings = options.counterSettings ?? new Map<string, CounterSettings>();
-  const storeKey = `${organizationId}:${store}`;
-  const user = () => meterStub(meter, storeKey, identifier());
+  const user = () => meterStub(meter, userStoreKey(organizationId, store, authenticated()), identifier());
   const settingsOf = (counterId: string) => counterSettings.get(counterId) ?? UNLIMITED;
   return new WorkflowUtils({
     store,
@@ -62,7 +63,8 @@ export function scopedUtils(options: ScopedUtilsOptions): WorkflowUtils {
       },
       linkFrom: async (fromIdentifier) => {
         if (fromIdentifier === identifier()) return { linked: false, counters: 0 };
-        const counters = await meterStub(meter, storeKey, fromIdentifier).exportCounters();
+        // Links carry an anonymous visitor's counters over to the signed-in user.
+        const counters = await meterStub(meter, userStoreKey(organizationId, store, false), fromIdentifier).exportCounters();
         return user().importOnce(`${fromIdentifier}->${identifier()}`, counters);
       },
     },

@@ -14,6 +14,8 @@ export interface TriggerMessage {
   environmentId: string;
   versionId: string;
   identifier: string;
+  /** Whether the identity is signed in (its data lives apart from anonymous identities'); absent means signed in. */
+  authenticated?: boolean;
   trigger: string;
   payload: unknown;
   firedAt: string;
@@ -28,7 +30,7 @@ export async function enqueueTriggers(
   env: Env,
   prepared: PreparedSnapshot,
   environment: Environment,
-  identifier: string,
+  identity: { identifier: string; isAuthenticated: boolean },
   triggers: { name: string; payload: unknown }[],
   depth = 0,
 ): Promise<void> {
@@ -49,7 +51,8 @@ export async function enqueueTriggers(
           organizationId: environment.organizationId,
           environmentId: environment.id,
           versionId: prepared.snapshot.versionId,
-          identifier,
+          identifier: identity.identifier,
+          authenticated: identity.isAuthenticated,
           trigger: trigger.name,
           payload: trigger.payload,
           firedAt,

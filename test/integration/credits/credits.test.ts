@@ -21,7 +21,7 @@ const surfaceDecision = (identifier: string, extra: Record<string, unknown> = {}
 const accessCheck = (identifier: string, extra: Record<string, unknown> = {}, key = org.live.secretKey) =>
   call("POST", "/api/v1/access-checks", { key, body: { identity: { userIdentifier: identifier }, ...extra } });
 const tokensOf = (body: any) => body.features["ai-tools"].properties.tokens;
-const stubOf = (organization: TestOrganization, identifier: string) => meterStub(env.METER, `${organization.id}:default`, identifier);
+const stubOf = (organization: TestOrganization, identifier: string) => meterStub(env.METER, `${organization.id}:default:u`, identifier);
 
 beforeAll(async () => {
   org = await createOrganization("AI tools");

@@ -11,7 +11,7 @@ beforeAll(async () => {
 
 const identityPath = (identifier: string, environmentId = hello.org.live.id) => `/api/v1/admin/environments/${environmentId}/identities/${encodeURIComponent(identifier)}`;
 const use = (identifier: string) =>
-  call("POST", "/api/v1/surface-decisions", { key: hello.key, body: { surfaceSlug: "hello-world", identity: { anonymousIdentifier: identifier } } });
+  call("POST", "/api/v1/surface-decisions", { key: hello.key, body: { surfaceSlug: "hello-world", identity: { userIdentifier: identifier } } });
 
 describe("admin: counters", () => {
   it("reads an identity's counters and resets one, audited", async () => {

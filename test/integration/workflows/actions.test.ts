@@ -85,7 +85,7 @@ async function deliver(messages: ReturnType<typeof message>[]) {
 }
 
 const customData = (organizationId: string, store: string, identifier: string, key: string) =>
-  meterStub(env.METER, `${organizationId}:${store}`, identifier).customDataGet(key);
+  meterStub(env.METER, `${organizationId}:${store}:u`, identifier).customDataGet(key);
 
 describe("the trigger queue handler", () => {
   it("runs the listening action with trigger, payload, env and utils scoped to the user, and acks", async () => {

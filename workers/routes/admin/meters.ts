@@ -4,7 +4,7 @@
  */
 import { createRoute, z, type OpenAPIHono } from "@hono/zod-openapi";
 import type { Context } from "hono";
-import { meterStub, type MeterStub } from "../../../durable-objects/meter/client";
+import { meterStub, userStoreKey, type MeterStub } from "../../../durable-objects/meter/client";
 import type { AppEnv } from "../../context";
 import { ApiError, errorResponses } from "../../errors";
 import { sha256Hex } from "../../lib/crypto";
@@ -97,7 +97,9 @@ interface Target {
 async function target(c: Context<AppEnv>, environmentId: string, identifier: string): Promise<Target> {
   const organizationId = organizationOf(c.get("auth"));
   const environment = await environmentOfOrganization(c.env.DB, organizationId, environmentId);
-  return { organizationId, environment, stub: meterStub(c.env.METER, `${organizationId}:${storeOf(environment)}`, identifier) };
+  // Signed-in identities by default; `?anonymous=true` addresses the anonymous identity of that name.
+  const authenticated = c.req.query("anonymous") !== "true";
+  return { organizationId, environment, stub: meterStub(c.env.METER, userStoreKey(organizationId, storeOf(environment), authenticated), identifier) };
 }
 
 /** Written before the response: an operator's change is not done until it is on record. */

@@ -88,6 +88,11 @@ export function registerCounterUpdateRoute(app: OpenAPIHono<AppEnv>): void {
   app.openapi(counterUpdateRoute, async (c) => {
     const body = c.req.valid("json");
     const idempotencyKey = c.req.valid("header")["idempotency-key"];
+    // A browser holds the publishable key: it may spend units but not give them back (that would reset its own quota).
+    const auth = c.get("auth");
+    if (auth.kind === "key" && auth.key.type === "publishable" && (body.update ?? 1) < 1) {
+      throw new ApiError("forbidden", "Publishable keys may only add units (update ≥ 1); give units back with a secret key");
+    }
     const caller = await meterCaller(c, body);
     const requestHash = idempotencyKey ? await sha256Hex(JSON.stringify(body)) : undefined;
     // A retry with the same key gets the same event id, so the event log holds one entry per update (the duplicate
@@ -118,7 +123,7 @@ export function registerCounterUpdateRoute(app: OpenAPIHono<AppEnv>): void {
     if (counterKind(caller, body.counterId) === "credits") {
       // Charging credits: priced by the action, deducted atomically (with the plan's periodic grant), never below 0.
       const credit = creditRequestFor(caller, body.counterId, body.action, body.resource);
-      const evaluated = await caller.stubFor(caller.identity.identifier).evaluate({
+      const evaluated = await caller.stubFor(caller.identity.identifier, caller.identity.isAuthenticated).evaluate({
         counters: [],
         credits: [credit],
         timeZone: caller.prepared.snapshot.timeZone,
@@ -136,7 +141,7 @@ export function registerCounterUpdateRoute(app: OpenAPIHono<AppEnv>): void {
     }
 
     const request = meterRequestFor(caller, body.counterId);
-    const result = await caller.stubFor(caller.identity.identifier).updateCounter({
+    const result = await caller.stubFor(caller.identity.identifier, caller.identity.isAuthenticated).updateCounter({
       counterId: request.counterId,
       period: request.period,
       limit: request.limit,

@@ -53,8 +53,8 @@ export function registerIdentityLinkRoute(app: OpenAPIHono<AppEnv>): void {
     // Two calls, not atomic together; `importOnce` is what makes the copy happen once: it checks and records the link
     // key in one synchronous step of the user's object, so concurrent or repeated links import at most once.
     const linkKey = `${body.anonymousIdentifier}->${identity.identifier}`;
-    const exported = await caller.stubFor(body.anonymousIdentifier).exportCounters();
-    const imported = await caller.stubFor(identity.identifier).importOnce(linkKey, exported);
+    const exported = await caller.stubFor(body.anonymousIdentifier, false).exportCounters();
+    const imported = await caller.stubFor(identity.identifier, identity.isAuthenticated).importOnce(linkKey, exported);
 
     if (imported.linked) {
       c.executionCtx.waitUntil(
