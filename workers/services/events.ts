@@ -29,7 +29,8 @@ export interface StoredEvent {
 
 function insertStatement(db: D1Database, event: EventInput & { id: string; createdAt: string }): D1PreparedStatement {
   return db
-    .prepare("INSERT INTO events (id, organization_id, environment_id, kind, created_at, identifier, surface_slug, outcome, record) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
+    // OR IGNORE: a retried request with an Idempotency-Key reuses its event id, and one record per request is enough.
+    .prepare("INSERT OR IGNORE INTO events (id, organization_id, environment_id, kind, created_at, identifier, surface_slug, outcome, record) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
     .bind(
       event.id,
       event.organizationId,

@@ -34,6 +34,8 @@ export async function runActions(env: Env, ctx: ExecutionContext, message: Trigg
     if ((error as { code?: string }).code === "not_found") return [];
     throw error;
   }
+  // A message names a version; it must be one of the environment's organization (never another tenant's code).
+  if (prepared.snapshot.organizationId !== environment.organizationId) return [];
   const actions = prepared.snapshot.workflows.filter((workflow) => workflow.type === "action" && (workflow.triggers ?? []).includes(message.trigger));
   if (actions.length === 0) return [];
 

@@ -28,6 +28,8 @@ export class EgressGateway extends WorkerEntrypoint<Env, EgressProps> {
     if (!allowed) {
       return new Response(`Outbound request to ${url.host} is not on this environment's egress allow-list`, { status: 403 });
     }
-    return fetch(request);
+    // Redirects are handed back to the workflow rather than followed: a redirect from an allowed host to another host
+    // would otherwise leave the allow-list; a workflow that follows one comes back through this gateway.
+    return fetch(request, { redirect: "manual" });
   }
 }

@@ -96,12 +96,16 @@ export class LoaderWorkflowRunner implements WorkflowRunner {
     private readonly loader: WorkerLoader,
     /** Outbound fetch for the isolate: null blocks all network (the default). */
     private readonly outbound: (workflow: SnapshotWorkflow) => Fetcher | null = () => null,
+    /**
+     * Which isolates may be shared: the environment and its allow-list. A loaded isolate keeps the globalOutbound it
+     * was created with, so two environments (or one after an allow-list change) must never get the same isolate.
+     */
+    private readonly isolateScope = "closed",
   ) {}
 
   private entrypoint(workflow: SnapshotWorkflow): WorkflowEntrypoint {
     const outbound = this.outbound(workflow);
-    // The isolate id includes whether it has network access, so an allow-list change never reuses a closed isolate.
-    const id = `wf:${workflow.codeHash}:${outbound ? "net" : "closed"}`;
+    const id = `wf:${workflow.codeHash}:${outbound ? this.isolateScope : "closed"}`;
     const stub = this.loader.get(id, () => ({
       compatibilityDate: WORKFLOW_COMPATIBILITY_DATE,
       mainModule: "harness.js",

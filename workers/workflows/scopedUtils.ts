@@ -32,13 +32,18 @@ export interface ScopedUtilsOptions {
   fireTrigger: (name: string, payload: unknown) => void;
 }
 
-const UNLIMITED: CounterSettings = { limit: Number.MAX_SAFE_INTEGER, period: "lifetime", uniqueResources: false };
 
 export function scopedUtils(options: ScopedUtilsOptions): WorkflowUtils {
   const { meter, organizationId, store, prepared, identifier, authenticated, readOnly, fireTrigger } = options;
   const counterSettings = options.counterSettings ?? new Map<string, CounterSettings>();
   const user = () => meterStub(meter, userStoreKey(organizationId, store, authenticated()), identifier());
-  const settingsOf = (counterId: string) => counterSettings.get(counterId) ?? UNLIMITED;
+  // Only counters whose limit and period this request resolved for the user: guessing (say, lifetime and unlimited)
+  // would overwrite the stored period of a monthly counter and lose its usage.
+  const settingsOf = (counterId: string): CounterSettings => {
+    const settings = counterSettings.get(counterId);
+    if (!settings) throw new Error(`counter ${counterId} is not metered for this user in this request`);
+    return settings;
+  };
   return new WorkflowUtils({
     store,
     counterIds: new Set(prepared.snapshot.features.map((feature) => `${store}:${feature.id}.enabled`)),

@@ -16,7 +16,9 @@ export function selectWorkflowRunner(env: Env, ctx: unknown, environmentId: stri
     return new DispatchWorkflowRunner(dispatcher, { egress: () => (hosts.length > 0 ? { environmentId, hosts } : null) });
   }
   const gateway = (ctx as { exports?: { EgressGateway?: GatewayFactory } } | undefined)?.exports?.EgressGateway;
-  return new LoaderWorkflowRunner(env.LOADER, (workflow) =>
-    hosts.length > 0 && gateway ? gateway({ props: { environmentId, workflow: workflow.slug, hosts } }) : null,
+  return new LoaderWorkflowRunner(
+    env.LOADER,
+    (workflow) => (hosts.length > 0 && gateway ? gateway({ props: { environmentId, workflow: workflow.slug, hosts } }) : null),
+    `${environmentId}:${[...hosts].sort().join(",")}`,
   );
 }

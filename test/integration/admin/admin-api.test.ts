@@ -366,3 +366,12 @@ describe("workflow references", () => {
     expect(refused.body.details).toEqual([{ path: "workflows.second.path", message: "path /hello/ is also served by endpoint workflow first" }]);
   });
 });
+
+describe("concurrent environment creation", () => {
+  it("answers one create with 201 and the other with 409, never 500", async () => {
+    const org = await createOrganization();
+    const create = () => call("POST", "/api/v1/admin/environments", { key: org.live.secretKey, body: { slug: "race", type: "preview" } });
+    const statuses = (await Promise.all([create(), create(), create()])).map((result) => result.status).sort();
+    expect(statuses).toEqual([201, 409, 409]);
+  });
+});

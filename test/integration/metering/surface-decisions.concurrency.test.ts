@@ -37,6 +37,7 @@ describe("surface decisions under concurrency", () => {
     const results = await Promise.all(Array.from({ length: 20 }, () => decide(visitor, headers)));
     expect(results.map((result) => result.status)).toEqual(Array(20).fill(200));
     for (const result of results) expect(result.body.features).toEqual(results[0]!.body.features);
+    expect(new Set(results.map((result) => result.body.eventId)).size).toBe(1);
     expect(results[0]!.body.features.widget.properties.enabled).toMatchObject({ hasAccess: true, consumedUnits: 1, consumedInRequest: true, remainingUnits: 2 });
 
     const after = await check(visitor);

@@ -161,8 +161,14 @@ export function registerEnvironmentRoutes(app: OpenAPIHono<AppEnv>): void {
     if (!(await getOrganization(c.env.DB, organizationId))) throw new ApiError("organization_not_found", "Organization not found");
     const existing = await listEnvironments(c.env.DB, organizationId);
     if (existing.some((environment) => environment.slug === body.slug)) throw new ApiError("conflict", `An environment with slug ${body.slug} exists`);
-    const created = await createEnvironment(c.env.DB, { organizationId, slug: body.slug, name: body.name ?? body.slug, type: body.type });
-    return c.json(created, 201);
+    try {
+      const created = await createEnvironment(c.env.DB, { organizationId, slug: body.slug, name: body.name ?? body.slug, type: body.type });
+      return c.json(created, 201);
+    } catch (error) {
+      // A concurrent create of the same slug loses on the UNIQUE constraint.
+      if (String(error).includes("UNIQUE")) throw new ApiError("conflict", `An environment with slug ${body.slug} exists`);
+      throw error;
+    }
   });
 
   app.openapi(routes.get, async (c) => {
