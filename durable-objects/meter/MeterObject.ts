@@ -396,7 +396,7 @@ export class MeterObject extends DurableObject<Env> {
 
   /** Counters for the admin API: the requested ones, or every stored one. Reads only. */
   readCounters(input: ReadCountersInput = {}): StoredCounter[] {
-    this.ensureSchema();
+    if (!this.schemaReady) return []; // reads never create tables: the first write does (user.added)
     const now = input.now ?? Date.now();
     const rows = new Map(this.sql.exec<CounterRow>("SELECT * FROM counters ORDER BY counter_id").toArray().map((row) => [row.counter_id, row]));
     const wanted = input.counters ?? [...rows.values()].map((row) => ({ counterId: row.counter_id, period: row.period }));
@@ -420,10 +420,12 @@ export class MeterObject extends DurableObject<Env> {
 
   /** Forgets a counter's units and resources (admin). Returns whether it existed. */
   resetCounter(counterId: string): boolean {
-    this.ensureSchema();
-    const existed = this.sql.exec("DELETE FROM counters WHERE counter_id = ?", counterId).rowsWritten > 0;
-    this.sql.exec("DELETE FROM resources WHERE counter_id = ?", counterId);
-    return existed;
+    if (!this.schemaReady) return false; // an object without tables has nothing to reset
+    return this.ctx.storage.transactionSync(() => {
+      const existed = this.sql.exec("DELETE FROM counters WHERE counter_id = ?", counterId).rowsWritten > 0;
+      this.sql.exec("DELETE FROM resources WHERE counter_id = ?", counterId);
+      return existed;
+    });
   }
 
   // ---------------------------------------------------------------------------------------------------------------
@@ -431,7 +433,7 @@ export class MeterObject extends DurableObject<Env> {
 
   /** The current-period counters of this identity, for carrying them over to another one. */
   exportCounters(now = Date.now()): CounterExport[] {
-    this.ensureSchema();
+    if (!this.schemaReady) return []; // reads never create tables: the first write does (user.added)
     return this.sql
       .exec<CounterRow>("SELECT * FROM counters ORDER BY counter_id")
       .toArray()
@@ -485,7 +487,7 @@ export class MeterObject extends DurableObject<Env> {
   }
 
   listBalances(): { creditId: string; balance: number }[] {
-    this.ensureSchema();
+    if (!this.schemaReady) return []; // reads never create tables: the first write does (user.added)
     return this.sql
       .exec<{ credit_id: string; balance: number }>("SELECT credit_id, balance FROM credits ORDER BY credit_id")
       .toArray()
@@ -494,7 +496,7 @@ export class MeterObject extends DurableObject<Env> {
 
   /** The most recent balance changes (newest first), for the admin API. */
   creditLedger(creditId?: string, limit = 100): CreditLedgerEntry[] {
-    this.ensureSchema();
+    if (!this.schemaReady) return []; // reads never create tables: the first write does (user.added)
     const rows =
       creditId === undefined
         ? this.sql.exec<{ credit_id: string; delta: number; balance: number; reason: string; created_at: number }>(
@@ -550,7 +552,7 @@ export class MeterObject extends DurableObject<Env> {
   // Custom data (workflow utils)
 
   customDataGet(key: string): unknown {
-    this.ensureSchema();
+    if (!this.schemaReady) return null; // reads never create tables: the first write does (user.added)
     const row = this.sql.exec<{ value: string }>("SELECT value FROM custom_data WHERE key = ?", key).toArray()[0];
     return row ? JSON.parse(row.value) : null;
   }
@@ -561,7 +563,7 @@ export class MeterObject extends DurableObject<Env> {
   }
 
   customDataDelete(key: string): boolean {
-    this.ensureSchema();
+    if (!this.schemaReady) return false; // an object without tables has nothing to delete
     return this.sql.exec("DELETE FROM custom_data WHERE key = ?", key).rowsWritten > 0;
   }
 
