@@ -14,15 +14,22 @@ const ENVIRONMENT_TTL_MS = 5_000;
 const keysByRawKey = new BoundedCache<string, ApiKeyInfo | null>(10_000, KEY_TTL_MS);
 const environmentsById = new BoundedCache<string, Environment | null>(10_000, ENVIRONMENT_TTL_MS);
 
+/**
+ * Keys revoked or rotated through this isolate. A lookup that began before the revocation can finish after it with
+ * the still-active row; it must not put that row back into the cache.
+ */
+const revokedKeyIds = new Set<string>();
+
 export async function lookupApiKey(db: D1Database, rawKey: string): Promise<ApiKeyInfo | null> {
   const cached = keysByRawKey.get(rawKey);
-  if (cached !== undefined) return cached;
+  if (cached !== undefined) return cached && revokedKeyIds.has(cached.id) ? null : cached;
   const parsed = parseApiKey(rawKey);
   let info: ApiKeyInfo | null = null;
   if (parsed) {
     const found = await findActiveKeyByHash(db, await hashApiKey(rawKey));
     info = found && found.environmentId === parsed.environmentId && found.type === parsed.type ? found : null;
   }
+  if (info && revokedKeyIds.has(info.id)) return null;
   keysByRawKey.set(rawKey, info);
   return info;
 }
@@ -36,6 +43,8 @@ export async function lookupEnvironment(db: D1Database, environmentId: string): 
 }
 
 export function forgetKey(keyId: string): void {
+  if (revokedKeyIds.size >= 10_000) revokedKeyIds.clear();
+  revokedKeyIds.add(keyId);
   keysByRawKey.deleteWhere((info) => info?.id === keyId);
 }
 
