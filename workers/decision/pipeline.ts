@@ -9,9 +9,7 @@ import { evaluateWithDeadline, meterStub, userStoreKey } from "../../durable-obj
 import type { AppEnv } from "../context";
 import { decide, denials, finish, SurfaceNotFoundError, type CreditReading, type Decision, type FeatureStates, type MeterReading } from "../engine";
 import { ApiError } from "../errors";
-import { sha256Hex } from "../lib/crypto";
-import { newId } from "../lib/ids";
-import { recordEvent } from "../services/events";
+import { eventIdFor, recordEvent } from "../services/events";
 import { enqueueTriggers, listensTo } from "../workflows/triggers";
 import type { ComponentBehavior, SurfaceBehavior } from "../workflows/stages";
 import type { AccessCheckRequest, SurfaceDecisionRequest } from "./request";
@@ -134,10 +132,7 @@ export async function runDecision(c: Context<AppEnv>, body: AccessCheckRequest |
     if (workflows) timings.mark("surface_workflows");
   }
 
-  // A retry under the same Idempotency-Key answers with the same event id (and its record is written once).
-  const eventId = options.idempotencyKey
-    ? `evt_${(await sha256Hex(`${environment.id}:${identity.identifier}:${options.idempotencyKey}`)).slice(0, 24)}`
-    : newId("evt");
+  const eventId = await eventIdFor(environment.id, identity.identifier, options.surfaceSlug ? "surface_decision" : "access_check", options.idempotencyKey);
   const response = {
     status: "success" as const,
     eventId,

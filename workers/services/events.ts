@@ -1,6 +1,7 @@
 /**
  * Decision records and audit entries. Written after the response (ctx.waitUntil); queried by the admin API.
  */
+import { sha256Hex } from "../lib/crypto";
 import { newId, nowIso } from "../lib/ids";
 
 export type EventKind = "access_check" | "surface_decision" | "counter_update" | "admin" | "endpoint";
@@ -25,6 +26,16 @@ export interface StoredEvent {
   surfaceSlug: string | null;
   outcome: string | null;
   record: Record<string, unknown>;
+}
+
+/**
+ * The event id of a request: random, or — under an Idempotency-Key — derived from the environment, identity,
+ * operation and key, so a retry answers with the first event id and its record is stored once. The operation keeps
+ * one key used on two routes (a decision and a counter update) from sharing an event.
+ */
+export async function eventIdFor(environmentId: string, identifier: string, operation: string, idempotencyKey: string | undefined): Promise<string> {
+  if (idempotencyKey === undefined) return newId("evt");
+  return `evt_${(await sha256Hex(`${environmentId}:${identifier}:${operation}:${idempotencyKey}`)).slice(0, 24)}`;
 }
 
 function insertStatement(db: D1Database, event: EventInput & { id: string; createdAt: string }): D1PreparedStatement {

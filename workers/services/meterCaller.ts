@@ -58,32 +58,33 @@ function decisionFor(caller: MeterCaller, action?: string, resource?: Record<str
   });
 }
 
-/**
- * The meter request the identity's plans make for `counterId` (limit, period, unique resources), found by running the
- * engine's plan and feature-state stages as an access check would.
- *   404 — the counter is not a metered `enabled` property of the deployed version in this environment's store;
- *   409 — it is, but none of the identity's plans meters it (on, off or unassigned for them).
- */
-/** What kind of counter an id names in this caller's store: a metered `enabled` property or a credits balance. */
-export function counterKind(caller: MeterCaller, counterId: string): "metered" | "credits" {
+/** The feature property a counter id (`{store}:{featureId}.{property}`) names in this caller's store, or 404. */
+function counterProperty(caller: MeterCaller, counterId: string) {
   const { prepared, store } = caller;
   const match = /^([^:]+):([^.]+)\.(.+)$/.exec(counterId);
   const feature = match && match[1] === store ? prepared.featureById.get(match[2]!) : undefined;
-  const type = feature?.propertyBySlug.get(match![3]!)?.definition.type;
-  if (type === "enabled") return "metered";
-  if (type === "credits") return "credits";
+  const property = feature?.propertyBySlug.get(match![3]!);
+  const type = property?.definition.type;
+  if (feature && property && (type === "enabled" || type === "credits")) return { feature, property, kind: type === "enabled" ? ("metered" as const) : ("credits" as const) };
   throw new ApiError(
     "not_found",
     `Counter ${counterId} not found: counter ids are {store}:{featureId}.{property} of a meterable or credits property (this environment's store is ${store})`,
   );
 }
 
+/** What kind of counter an id names in this caller's store: a metered `enabled` property or a credits balance. */
+export function counterKind(caller: MeterCaller, counterId: string): "metered" | "credits" {
+  return counterProperty(caller, counterId).kind;
+}
+
+/**
+ * The meter request the identity's plans make for `counterId` (limit, period, unique resources), found by running the
+ * engine's plan and feature-state stages as an access check would.
+ *   404 — the counter is not a metered `enabled` property of the deployed version in this environment's store;
+ *   409 — it is, but none of the identity's plans meters it (on, off or unassigned for them).
+ */
 export function meterRequestFor(caller: MeterCaller, counterId: string): MeterRequest {
-  const { prepared } = caller;
-  counterKind(caller, counterId);
-  const match = /^([^:]+):([^.]+)\.(.+)$/.exec(counterId)!;
-  const feature = prepared.featureById.get(match[2]!)!;
-  const property = feature.propertyBySlug.get(match[3]!)!;
+  const { feature, property } = counterProperty(caller, counterId);
   const decision = decisionFor(caller);
   const request = decision.meterRequests.find((candidate) => candidate.counterId === counterId);
   if (!request) {

@@ -9,7 +9,7 @@ import type { AppEnv } from "../../context";
 import { ApiError, errorResponses } from "../../errors";
 import { sha256Hex } from "../../lib/crypto";
 import { organizationOf } from "../../middleware/auth";
-import { insertEvent } from "../../services/events";
+import { eventIdFor, insertEvent } from "../../services/events";
 import { storeOf, type Environment } from "../../services/tenancy";
 import { EnvironmentIdParam, adminAuth, environmentOfOrganization, json, jsonBody, security } from "./shared";
 
@@ -172,9 +172,7 @@ export function registerMeterAdminRoutes(app: OpenAPIHono<AppEnv>): void {
     });
     if ("conflict" in result) throw new ApiError("idempotency_key_reused", "This Idempotency-Key was used with a different request body");
     if (!result.ok) throw new ApiError("conflict", `Grant refused: ${result.reason}`);
-    const eventId = idempotencyKey
-      ? `evt_${(await sha256Hex(`${t.environment.id}:${identifier}:grant:${idempotencyKey}`)).slice(0, 24)}`
-      : undefined;
+    const eventId = idempotencyKey ? await eventIdFor(t.environment.id, identifier, "grant", idempotencyKey) : undefined;
     await audit(c, t, identifier, { action: "credits.grant", creditId, amount: body.amount, reason: body.reason, balance: result.balance, idempotencyKey: idempotencyKey ?? null }, eventId);
     return c.json({ identifier, creditId, balance: result.balance }, 200);
   });

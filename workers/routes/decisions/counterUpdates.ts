@@ -3,10 +3,9 @@ import type { AppEnv } from "../../context";
 import { IdentityRequest, ResourceRequest } from "../../decision/request";
 import { ApiError, errorResponses } from "../../errors";
 import { sha256Hex } from "../../lib/crypto";
-import { newId } from "../../lib/ids";
 import { requireAuth } from "../../middleware/auth";
 import { decisionBodyLimit } from "../../middleware/decisionBody";
-import { insertEvent } from "../../services/events";
+import { eventIdFor, insertEvent } from "../../services/events";
 import { counterKind, creditRequestFor, meterCaller, meterRequestFor } from "../../services/meterCaller";
 import { json, jsonBody, security } from "../admin/shared";
 
@@ -95,11 +94,8 @@ export function registerCounterUpdateRoute(app: OpenAPIHono<AppEnv>): void {
     }
     const caller = await meterCaller(c, body);
     const requestHash = idempotencyKey ? await sha256Hex(JSON.stringify(body)) : undefined;
-    // A retry with the same key gets the same event id, so the event log holds one entry per update (the duplicate
-    // insert fails on the primary key and is dropped) and the retry's response is identical to the first.
-    const eventId = idempotencyKey
-      ? `evt_${(await sha256Hex(`${caller.environment.id}:${caller.identity.identifier}:${idempotencyKey}`)).slice(0, 24)}`
-      : newId("evt");
+    // A retry with the same key gets the same event id: one entry per update, and a response identical to the first.
+    const eventId = await eventIdFor(caller.environment.id, caller.identity.identifier, "counter_update", idempotencyKey);
     const recordUpdate = (outcome: "granted" | "denied", record: Record<string, unknown>) =>
       c.executionCtx.waitUntil(
         insertEvent(c.env.DB, {
