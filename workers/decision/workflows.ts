@@ -40,11 +40,6 @@ export interface PendingTrigger {
   payload: unknown;
 }
 
-/** The runtime for this request: the dispatch namespace when `DISPATCHER` is bound, else the Worker Loader. */
-export function workflowRunnerFor(c: Context<AppEnv>, environmentId: string, egressHosts: string[]): WorkflowRunner {
-  return selectWorkflowRunner(c.env, c.executionCtx, environmentId, egressHosts);
-}
-
 /** Everything the workflows of one decision share. Created lazily: decisions without workflows never pay for it. */
 export class DecisionWorkflows {
   readonly triggers: PendingTrigger[] = [];
@@ -88,7 +83,7 @@ export class DecisionWorkflows {
     if (!this.runner) {
       const settings = await workflowEnvironment(this.c.env.DB, this.c.env.SECRETS_KEY, this.environment.id);
       this.env = settings.values;
-      this.runner = workflowRunnerFor(this.c, this.environment.id, settings.egressAllowList);
+      this.runner = selectWorkflowRunner(this.c.env, this.c.executionCtx, this.environment.id, settings.egressAllowList);
     }
     stages = new WorkflowStages(this.runner, this.utils(readOnly));
     this.stagesByMode.set(readOnly, stages);
