@@ -6,6 +6,7 @@ import type { TriggerMessage } from "./workflows/triggers";
 
 export { MeterObject } from "../durable-objects/meter/MeterObject";
 export { EgressGateway } from "./workflows/egressGateway";
+export { WorkflowOutbound } from "./workflows/outbound";
 
 const app = createApp();
 registerRoutes(app);

@@ -14,19 +14,22 @@
  * A dispatched script is not routable from the Internet (only through the namespace binding), so the protocol has
  * no authentication of its own.
  *
- * utils: RPC stubs cannot cross a dispatch `fetch`, so a dispatched workflow gets the *self-contained* part of utils:
- * `testGroup100` (computed in the script, same FNV-1a as the engine) and `triggers.fire` (collected in the script,
- * returned with the result and replayed onto the platform's utils after the call). Everything that touches platform
- * data — customData, counters, identities.link, resolveJwt — rejects with a clear error in this runtime, which the
- * pipeline records as a workflow failure (the configured fallback applies). Serving those needs a platform endpoint
- * with a per-call capability token (not built); tenants who need them run on the Worker Loader runtime.
+ * utils: RPC stubs cannot cross a dispatch `fetch`, so the script's utils are split. `testGroup100` is computed in the
+ * script (same FNV-1a as the engine) and `triggers.fire` is collected there and replayed onto the platform's utils
+ * after the call. Everything that touches platform data — customData, counters, identities.link, resolveJwt — is a
+ * `POST https://utils.mos.internal/v1/{method}` from the script, which the namespace's outbound Worker hands to the
+ * platform's `WorkflowOutbound` entrypoint together with the call's capability token (outbound.ts, capability.ts):
+ * same `WorkflowUtils`, same scoping, rebuilt from signed claims.
  *
  * Sandbox: the budget guard is compiled into the script like in the loader runtime, and each call passes
- * `limits: {cpuMs, subRequests}`; with no egress allow-list `subRequests` is 0 (no network). Allow-listed egress in
- * this runtime needs an outbound Worker on the namespace (it receives `{environmentId, hosts}` as outbound params).
+ * `limits: {cpuMs, subRequests}`. Subrequests are allowed only when the outbound Worker is configured
+ * (`WORKFLOW_OUTBOUND_WORKER`), because that Worker is what enforces the egress allow-list; without it a dispatched
+ * workflow has no network and its data utils answer "not available".
  */
 import type { ConfigSnapshot, SnapshotWorkflow } from "../engine/snapshot";
+import { mintCapability, UTILS_HOST } from "./capability";
 import { GUARD_MODULE } from "./compile";
+import { remoteScopeOf } from "./scopedUtils";
 import { GUARD_SOURCE, OPERATION_BUDGET, withDeadline, WORKFLOW_COMPATIBILITY_DATE, type WorkflowCall, type WorkflowOutcome, type WorkflowRunner } from "./runner";
 
 export const DISPATCH_PROTOCOL = "mos-workflow/1";
@@ -55,15 +58,34 @@ function testGroup100(identifier) {
   return (hash >>> 0) % 100;
 }
 
-function makeUtils(fired) {
-  const unavailable = (name) => async () => {
-    throw new Error("utils." + name + " is not available to workflows in the dispatch runtime");
+const REMOTE_UTILS_URL = "https://${UTILS_HOST}/v1/";
+
+async function remote(method, args) {
+  const response = await fetch(REMOTE_UTILS_URL + method, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ args }),
+  });
+  let result = null;
+  try { result = await response.json(); } catch {}
+  if (!result || typeof result !== "object") throw new Error("utils." + method + " failed: the platform answered " + response.status);
+  if (result.ok !== true) throw new Error(typeof result.error === "string" ? result.error : "utils." + method + " failed");
+  return result.value;
+}
+
+function makeUtils(fired, remoteAvailable) {
+  const call = (name, method) => async (...args) => {
+    if (!remoteAvailable) throw new Error("utils." + name + " is not available to this workflow in the dispatch runtime (no outbound Worker is configured)");
+    return remote(method, args);
   };
   return {
-    customData: { get: unavailable("customData.get"), set: unavailable("customData.set"), delete: unavailable("customData.delete") },
-    counters: { consume: unavailable("counters.consume"), incrementCounter: unavailable("counters.incrementCounter") },
-    resolveJwt: unavailable("resolveJwt"),
-    identities: { link: unavailable("identities.link") },
+    customData: { get: call("customData.get", "customDataGet"), set: call("customData.set", "customDataSet"), delete: call("customData.delete", "customDataDelete") },
+    counters: {
+      consume: (counterId, options) => call("counters.consume", "countersConsume")(counterId, options ?? {}),
+      incrementCounter: (counterId, update, options) => call("counters.incrementCounter", "countersIncrement")(counterId, update ?? 1, options ?? {}),
+    },
+    resolveJwt: call("resolveJwt", "resolveJwt"),
+    identities: { link: (fromIdentifier, options) => call("identities.link", "linkIdentity")(fromIdentifier, options ?? {}) },
     triggers: {
       fire: async (name, payload) => {
         if (typeof name !== "string" || !TRIGGER_NAME.test(name)) throw new Error("trigger names are 1-100 characters of a-z, 0-9, '.', '_' or '-'");
@@ -96,7 +118,7 @@ export default {
     const call = await request.json();
     if (call.protocol !== PROTOCOL) return Response.json({ ok: false, error: "unsupported protocol " + call.protocol }, { status: 400 });
     const fired = [];
-    const utils = makeUtils(fired);
+    const utils = makeUtils(fired, call.utils === "remote");
     if (call.mode === "run") {
       try {
         __mosReset(call.budget);
@@ -170,8 +192,11 @@ function decodeTriggers(header: string | null): unknown {
 }
 
 export interface DispatchRunnerOptions {
-  /** Outbound params for the namespace's outbound Worker; null = no network for the workflow. */
-  egress?: (workflow: SnapshotWorkflow) => { environmentId: string; hosts: string[] } | null;
+  /**
+   * Set when the namespace has the platform's outbound Worker: each call then gets a capability token (its utils
+   * scope and the environment's egress allow-list) as the outbound parameter `mos`, and may make subrequests.
+   */
+  outbound?: { secretsKey: string; environmentId: string; hosts: readonly string[] };
 }
 
 export class DispatchWorkflowRunner implements WorkflowRunner {
@@ -180,29 +205,34 @@ export class DispatchWorkflowRunner implements WorkflowRunner {
     private readonly options: DispatchRunnerOptions = {},
   ) {}
 
-  private fetcher(workflow: SnapshotWorkflow): Pick<Fetcher, "fetch"> {
-    const egress = this.options.egress?.(workflow) ?? null;
-    return this.namespace.get(
-      workflowScriptName(workflow),
+  private async post(call: WorkflowCall, body: Record<string, unknown>): Promise<Response> {
+    const outbound = this.options.outbound;
+    const scope = outbound ? remoteScopeOf(call.utils) : null;
+    const capability = outbound
+      ? await mintCapability(
+          outbound.secretsKey,
+          { environmentId: outbound.environmentId, workflow: call.workflow.slug, hosts: [...outbound.hosts], ...(scope ? { utils: scope } : {}) },
+          call.deadlineMs,
+        )
+      : null;
+    const fetcher = this.namespace.get(
+      workflowScriptName(call.workflow),
       {},
       {
-        limits: { cpuMs: DISPATCH_CPU_MS, subRequests: egress ? ALLOWED_SUBREQUESTS : 0 },
-        ...(egress ? { outbound: { environmentId: egress.environmentId, hosts: egress.hosts.join(",") } } : {}),
+        limits: { cpuMs: DISPATCH_CPU_MS, subRequests: capability ? ALLOWED_SUBREQUESTS : 0 },
+        ...(capability ? { outbound: { mos: capability } } : {}),
       },
     );
-  }
-
-  private post(workflow: SnapshotWorkflow, body: Record<string, unknown>): Promise<Response> {
-    return this.fetcher(workflow).fetch(DISPATCH_URL, {
+    return fetcher.fetch(DISPATCH_URL, {
       method: "POST",
       headers: { "content-type": "application/json" },
-      body: JSON.stringify({ protocol: DISPATCH_PROTOCOL, budget: OPERATION_BUDGET, ...body }),
+      body: JSON.stringify({ protocol: DISPATCH_PROTOCOL, budget: OPERATION_BUDGET, utils: scope ? "remote" : "none", ...body }),
     });
   }
 
   run(call: WorkflowCall): Promise<WorkflowOutcome> {
     return withDeadline(call.deadlineMs, async () => {
-      const response = await this.post(call.workflow, { mode: "run", args: call.args });
+      const response = await this.post(call, { mode: "run", args: call.args });
       const result = (await response.json()) as { ok?: boolean; value?: unknown; error?: string; triggers?: unknown };
       if (result.ok !== true) throw new Error(result.error ?? `dispatched workflow answered ${response.status}`);
       replayTriggers(call.utils, result.triggers);
@@ -213,7 +243,7 @@ export class DispatchWorkflowRunner implements WorkflowRunner {
   runEndpoint(call: WorkflowCall, request: Request): Promise<WorkflowOutcome<Response>> {
     return withDeadline(call.deadlineMs, async () => {
       const body = request.body ? bytesToBase64(new Uint8Array(await request.arrayBuffer())) : null;
-      const response = await this.post(call.workflow, {
+      const response = await this.post(call, {
         mode: "endpoint",
         args: call.args,
         request: { method: request.method, url: request.url, headers: [...request.headers], body },

@@ -19,17 +19,21 @@ export function hostAllowed(host: string, allowList: readonly string[]): boolean
   });
 }
 
+/** Forwards one outbound request of a workflow if its host is allow-listed (logged either way), else answers 403. */
+export async function forwardEgress(request: Request, { hosts, environmentId, workflow }: EgressProps): Promise<Response> {
+  const url = new URL(request.url);
+  const allowed = (url.protocol === "https:" || url.protocol === "http:") && hostAllowed(url.host, hosts);
+  console.log(JSON.stringify({ event: "workflow_egress", environmentId, workflow, method: request.method, host: url.host, allowed }));
+  if (!allowed) {
+    return new Response(`Outbound request to ${url.host} is not on this environment's egress allow-list`, { status: 403 });
+  }
+  // Redirects are handed back to the workflow rather than followed: a redirect from an allowed host to another host
+  // would otherwise leave the allow-list; a workflow that follows one comes back through this gateway.
+  return fetch(request, { redirect: "manual" });
+}
+
 export class EgressGateway extends WorkerEntrypoint<Env, EgressProps> {
-  override async fetch(request: Request): Promise<Response> {
-    const { hosts, environmentId, workflow } = this.ctx.props;
-    const url = new URL(request.url);
-    const allowed = (url.protocol === "https:" || url.protocol === "http:") && hostAllowed(url.host, hosts);
-    console.log(JSON.stringify({ event: "workflow_egress", environmentId, workflow, method: request.method, host: url.host, allowed }));
-    if (!allowed) {
-      return new Response(`Outbound request to ${url.host} is not on this environment's egress allow-list`, { status: 403 });
-    }
-    // Redirects are handed back to the workflow rather than followed: a redirect from an allowed host to another host
-    // would otherwise leave the allow-list; a workflow that follows one comes back through this gateway.
-    return fetch(request, { redirect: "manual" });
+  override fetch(request: Request): Promise<Response> {
+    return forwardEgress(request, this.ctx.props);
   }
 }

@@ -6,6 +6,7 @@
 import { meterStub, userStoreKey } from "../../durable-objects/meter/client";
 import type { Period } from "../../schema/config";
 import type { PreparedSnapshot } from "../engine/prepare";
+import type { RemoteUtilsScope } from "./capability";
 import { checkFiredTrigger } from "./triggers";
 import { verifyUserJwt } from "../identity/jwt";
 import { WorkflowUtils } from "./utils";
@@ -32,6 +33,16 @@ export interface ScopedUtilsOptions {
   fireTrigger: (name: string, payload: unknown) => void;
 }
 
+/**
+ * The serializable scope of each utils target, for runtimes that cannot receive the target itself (dispatch): kept
+ * beside the object rather than as a method on it, because every method of an RPC target is callable by the
+ * workflow. A function, because middleware may still change the identity after the target is built.
+ */
+const remoteScopes = new WeakMap<object, () => RemoteUtilsScope>();
+
+export function remoteScopeOf(utils: object): RemoteUtilsScope | null {
+  return remoteScopes.get(utils)?.() ?? null;
+}
 
 export function scopedUtils(options: ScopedUtilsOptions): WorkflowUtils {
   const { meter, organizationId, store, prepared, identifier, authenticated, readOnly, fireTrigger } = options;
@@ -44,7 +55,7 @@ export function scopedUtils(options: ScopedUtilsOptions): WorkflowUtils {
     if (!settings) throw new Error(`counter ${counterId} is not metered for this user in this request`);
     return settings;
   };
-  return new WorkflowUtils({
+  const utils = new WorkflowUtils({
     store,
     counterIds: new Set(prepared.snapshot.features.map((feature) => `${store}:${feature.id}.enabled`)),
     readOnly,
@@ -82,4 +93,14 @@ export function scopedUtils(options: ScopedUtilsOptions): WorkflowUtils {
       fireTrigger(name, payload);
     },
   });
+  remoteScopes.set(utils, () => ({
+    organizationId,
+    versionId: prepared.versionId,
+    store,
+    identifier: identifier(),
+    authenticated: authenticated(),
+    readOnly,
+    counters: [...counterSettings],
+  }));
+  return utils;
 }

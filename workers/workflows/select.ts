@@ -2,7 +2,8 @@
  * Which runtime runs workflows: a Workers for Platforms dispatch namespace when the `DISPATCHER` binding is
  * configured (production), otherwise the Worker Loader binding (local default, tests). Both enforce the
  * environment's egress allow-list: the loader through the `EgressGateway` entrypoint as the isolate's
- * `globalOutbound`, the dispatch runtime through its namespace's outbound Worker.
+ * `globalOutbound`, the dispatch runtime through its namespace's outbound Worker (outbound/worker.ts), which the
+ * operator declares by setting `WORKFLOW_OUTBOUND_WORKER`; until then dispatched workflows get no network at all.
  */
 import { DispatchWorkflowRunner } from "./dispatchRunner";
 import { LoaderWorkflowRunner, type WorkflowRunner } from "./runner";
@@ -11,9 +12,9 @@ type GatewayFactory = (options: { props: unknown }) => Fetcher;
 
 export function selectWorkflowRunner(env: Env, ctx: unknown, environmentId: string, egressHosts: readonly string[]): WorkflowRunner {
   const hosts = [...egressHosts];
-  const dispatcher = (env as { DISPATCHER?: DispatchNamespace }).DISPATCHER;
+  const { DISPATCHER: dispatcher, WORKFLOW_OUTBOUND_WORKER: outboundWorker } = env as { DISPATCHER?: DispatchNamespace; WORKFLOW_OUTBOUND_WORKER?: string };
   if (dispatcher) {
-    return new DispatchWorkflowRunner(dispatcher, { egress: () => (hosts.length > 0 ? { environmentId, hosts } : null) });
+    return new DispatchWorkflowRunner(dispatcher, outboundWorker ? { outbound: { secretsKey: env.SECRETS_KEY, environmentId, hosts } } : {});
   }
   const gateway = (ctx as { exports?: { EgressGateway?: GatewayFactory } } | undefined)?.exports?.EgressGateway;
   return new LoaderWorkflowRunner(

@@ -3,8 +3,11 @@
  * stub dispatch namespace that serves the *uploaded* script modules through the Worker Loader, so the dispatch
  * harness and protocol really run in workerd.
  */
-import { env, RpcTarget } from "cloudflare:workers";
-import { describe, expect, it } from "vitest";
+import { env, exports, RpcTarget } from "cloudflare:workers";
+import { afterEach, beforeAll, describe, expect, it, vi } from "vitest";
+import outboundWorker from "../../../outbound/worker";
+import { meterStub, userStoreKey } from "../../../durable-objects/meter/client";
+import { preparedSnapshotFor } from "../../../workers/decision/snapshots";
 import type { SnapshotWorkflow } from "../../../workers/engine/snapshot";
 import { testGroup100 } from "../../../workers/engine/testGroup";
 import { sha256Hex } from "../../../workers/lib/crypto";
@@ -19,6 +22,11 @@ import {
 } from "../../../workers/workflows/dispatchRunner";
 import { LoaderWorkflowRunner, WORKFLOW_COMPATIBILITY_DATE } from "../../../workers/workflows/runner";
 import { selectWorkflowRunner } from "../../../workers/workflows/select";
+import { mintCapability, UTILS_HOST } from "../../../workers/workflows/capability";
+import { handleWorkflowOutbound } from "../../../workers/workflows/outbound";
+import { scopedUtils } from "../../../workers/workflows/scopedUtils";
+import { createOrganization, publish, type TestOrganization } from "../../support/api";
+import { helloWorld } from "../../support/examples";
 
 async function workflowOf(slug: string, source: string, type: SnapshotWorkflow["type"] = "surface"): Promise<SnapshotWorkflow> {
   const code = compileWorkflowSource(slug, source);
@@ -64,7 +72,12 @@ function fakeCloudflareApi(options: { failScript?: string } = {}) {
   return { fetch, uploads, scripts };
 }
 
-/** A dispatch namespace whose scripts are the uploaded modules, run in Worker Loader isolates (no network). */
+/**
+ * A dispatch namespace whose scripts are the uploaded modules, run in Worker Loader isolates. Like Workers for
+ * Platforms, a call's `outbound` parameters go with every fetch the script makes to the outbound side — here the
+ * platform's WorkflowOutbound entrypoint bound to the call's `mos` parameter (what outbound/worker.ts forwards to; the
+ * shim itself is tested below). Without outbound parameters the script has no network at all.
+ */
 function stubNamespace(scripts: Map<string, Record<string, string>>) {
   const calls: { name: string; options: unknown }[] = [];
   const namespace = {
@@ -72,12 +85,14 @@ function stubNamespace(scripts: Map<string, Record<string, string>>) {
       calls.push({ name, options });
       const modules = scripts.get(name);
       if (!modules) throw new Error(`Worker ${name} not found in dispatch namespace`);
-      const worker = env.LOADER.get(`dispatch:${name}`, () => ({
+      const mos = (options as { outbound?: { mos?: string } } | undefined)?.outbound?.mos;
+      // Outbound parameters are fixed per invocation, so each call with a token gets its own isolate.
+      const worker = env.LOADER.get(`dispatch:${name}:${mos ? calls.length : "closed"}`, () => ({
         compatibilityDate: WORKFLOW_COMPATIBILITY_DATE,
         mainModule: "harness.js",
         modules,
         env: {},
-        globalOutbound: null,
+        globalOutbound: mos ? exports.WorkflowOutbound({ props: { capability: mos } }) : null,
       }));
       return { fetch: (input: RequestInfo | URL, init?: RequestInit) => worker.getEntrypoint().fetch(new Request(input, init)) } as unknown as Fetcher;
     },
@@ -168,14 +183,14 @@ describe("DispatchWorkflowRunner against a stub namespace", () => {
     expect(stub.calls).toEqual([{ name: workflowScriptName(workflows[0]!), options: { limits: { cpuMs: 50, subRequests: 0 } } }]);
   });
 
-  it("reports data utils as unavailable, throws, and budget overruns as failures", async () => {
+  it("without an outbound Worker, reports data utils as unavailable; throws and budget overruns are failures", async () => {
     const { workflows, runner } = await deployed({
       data: `export default async ({ utils }: any) => ({ properties: { v: await utils.customData.get("k") } });`,
       throws: `export default () => { throw new Error("boom"); };`,
       loops: `export default () => { while (true) {} };`,
     });
     const run = (index: number) => runner.run({ workflow: workflows[index]!, args: {}, utils: new RecordingUtils(), deadlineMs: 5000 });
-    expect(await run(0)).toMatchObject({ ok: false, kind: "threw", error: "utils.customData.get is not available to workflows in the dispatch runtime" });
+    expect(await run(0)).toMatchObject({ ok: false, kind: "threw", error: "utils.customData.get is not available to this workflow in the dispatch runtime (no outbound Worker is configured)" });
     expect(await run(1)).toMatchObject({ ok: false, kind: "threw", error: "boom" });
     expect(await run(2)).toMatchObject({ ok: false, kind: "budget" });
   });
@@ -224,13 +239,225 @@ describe("runtime selection", () => {
     expect(selectWorkflowRunner(env, undefined, "env_1", [])).toBeInstanceOf(LoaderWorkflowRunner);
   });
 
-  it("passes the egress allow-list to the namespace's outbound Worker and allows subrequests only then", async () => {
+  it("gives dispatched workflows subrequests and a capability only when the outbound Worker is configured", async () => {
     const api = fakeCloudflareApi();
     const workflow = await workflowOf("w", `export default () => ({});`);
     await upload([workflow], api);
     const stub = stubNamespace(api.scripts);
-    const runner = selectWorkflowRunner({ ...env, DISPATCHER: stub.namespace } as unknown as Env, undefined, "env_9", ["api.allowed.test"]);
+    const bare = selectWorkflowRunner({ ...env, DISPATCHER: stub.namespace } as unknown as Env, undefined, "env_9", ["api.allowed.test"]);
+    expect(await bare.run({ workflow, args: {}, utils: new RecordingUtils(), deadlineMs: 2000 })).toMatchObject({ ok: true, value: {} });
+    expect(stub.calls[0]!.options).toEqual({ limits: { cpuMs: 50, subRequests: 0 } });
+
+    const configured = { ...env, DISPATCHER: stub.namespace, WORKFLOW_OUTBOUND_WORKER: "edge-monetization-outbound" } as unknown as Env;
+    const runner = selectWorkflowRunner(configured, undefined, "env_9", ["api.allowed.test"]);
     expect(await runner.run({ workflow, args: {}, utils: new RecordingUtils(), deadlineMs: 2000 })).toMatchObject({ ok: true, value: {} });
-    expect(stub.calls[0]!.options).toEqual({ limits: { cpuMs: 50, subRequests: 20 }, outbound: { environmentId: "env_9", hosts: "api.allowed.test" } });
+    expect(stub.calls[1]!.options).toEqual({ limits: { cpuMs: 50, subRequests: 20 }, outbound: { mos: expect.stringMatching(/^[\w-]+\.[\w-]+\.[\w-]+$/) } });
+  });
+});
+
+describe("dispatched workflows reach platform data and the network only through the outbound Worker", () => {
+  const OUTBOUND_ENV = { ...env, WORKFLOW_OUTBOUND_WORKER: "edge-monetization-outbound" } as unknown as Env;
+  let orgA: TestOrganization;
+  let orgB: TestOrganization;
+  let versionA: string;
+  let versionB: string;
+
+  beforeAll(async () => {
+    orgA = await createOrganization("Dispatch A");
+    orgB = await createOrganization("Dispatch B");
+    const document = helloWorld();
+    document.triggers = { "dispatched.done": { schema: { type: "object", required: ["ok"] } } };
+    versionA = await publish(orgA.live.secretKey, document, [orgA.live.id]);
+    versionB = await publish(orgB.live.secretKey, helloWorld(), [orgB.live.id]);
+  });
+
+  afterEach(() => {
+    vi.restoreAllMocks();
+  });
+
+  async function utilsFor(org: TestOrganization, versionId: string, identifier: string, options: { readOnly?: boolean; counterLimit?: number } = {}) {
+    const prepared = await preparedSnapshotFor(env.DB, versionId);
+    const counterId = `default:${prepared.snapshot.features[0]!.id}.enabled`;
+    const fired: { name: string; payload: unknown }[] = [];
+    const utils = scopedUtils({
+      meter: env.METER,
+      organizationId: org.id,
+      store: "default",
+      prepared,
+      identifier: () => identifier,
+      authenticated: () => true,
+      readOnly: options.readOnly ?? false,
+      counterSettings: new Map([[counterId, { limit: options.counterLimit ?? 2, period: "lifetime" as const, uniqueResources: false }]]),
+      fireTrigger: (name, payload) => fired.push({ name, payload }),
+    });
+    return { utils, counterId, fired };
+  }
+
+  async function dispatched(org: TestOrganization, source: string, hosts: string[] = [], type: SnapshotWorkflow["type"] = "surface") {
+    const api = fakeCloudflareApi();
+    const workflow = await workflowOf(`wf-${type}`, source, type);
+    await upload([workflow], api);
+    const stub = stubNamespace(api.scripts);
+    const runner = selectWorkflowRunner({ ...OUTBOUND_ENV, DISPATCHER: stub.namespace } as unknown as Env, undefined, org.live.id, hosts);
+    return { workflow, runner, stub };
+  }
+
+  it("customData, counters, resolveJwt and triggers work as in the loader runtime, scoped to the call's user", async () => {
+    const { utils, counterId, fired } = await utilsFor(orgA, versionA, "dispatch-user-1");
+    const { workflow, runner } = await dispatched(
+      orgA,
+      `export default async ({ utils, counterId }: any) => {
+        await utils.customData.set("plan", { tier: "gold" });
+        await utils.customData.set("scratch", 1);
+        const plan = await utils.customData.get("plan");
+        const deleted = await utils.customData.delete("scratch");
+        const first = await utils.counters.consume(counterId);
+        const second = await utils.counters.consume(counterId);
+        const third = await utils.counters.consume(counterId);
+        const jwt = await utils.resolveJwt("not-a-jwt");
+        await utils.triggers.fire("dispatched.done", { ok: true });
+        let unknownCounter = "";
+        try { await utils.counters.consume("default:feat_nope.enabled"); } catch (error) { unknownCounter = (error as Error).message; }
+        return { properties: { plan, deleted, used: [first.consumedUnits, second.consumedUnits, third.consumedUnits], access: [first.hasAccess, second.hasAccess, third.hasAccess], jwtOk: jwt.ok, unknownCounter } };
+      };`,
+    );
+    const outcome = await runner.run({ workflow, args: { counterId }, utils, deadlineMs: 5000 });
+    expect(outcome).toMatchObject({
+      ok: true,
+      value: { properties: { plan: { tier: "gold" }, deleted: true, used: [1, 2, 2], access: [true, true, false], jwtOk: false, unknownCounter: expect.stringContaining("unknown counter") } },
+    });
+    expect(fired).toEqual([{ name: "dispatched.done", payload: { ok: true } }]);
+
+    // The writes landed in org A's object for this signed-in user, exactly where the loader runtime puts them.
+    const user = meterStub(env.METER, userStoreKey(orgA.id, "default", true), "dispatch-user-1");
+    expect(await user.customDataGet("plan")).toEqual({ tier: "gold" });
+    expect(await user.customDataGet("scratch")).toBeNull();
+  });
+
+  it("a workflow of tenant B cannot read tenant A's custom data, even for the same identifier", async () => {
+    const a = await utilsFor(orgA, versionA, "shared-identifier");
+    const b = await utilsFor(orgB, versionB, "shared-identifier");
+    const writer = await dispatched(orgA, `export default async ({ utils }: any) => { await utils.customData.set("secret", "A only"); return {}; };`);
+    expect(await writer.runner.run({ workflow: writer.workflow, args: {}, utils: a.utils, deadlineMs: 5000 })).toMatchObject({ ok: true });
+    const reader = await dispatched(orgB, `export default async ({ utils }: any) => ({ properties: { seen: await utils.customData.get("secret") } });`);
+    expect(await reader.runner.run({ workflow: reader.workflow, args: {}, utils: b.utils, deadlineMs: 5000 })).toMatchObject({ ok: true, value: { properties: { seen: null } } });
+    expect(await meterStub(env.METER, userStoreKey(orgA.id, "default", true), "shared-identifier").customDataGet("secret")).toBe("A only");
+  });
+
+  it("provisioning workflows keep read-only utils in the dispatch runtime", async () => {
+    const { utils } = await utilsFor(orgA, versionA, "dispatch-ro", { readOnly: true });
+    const { workflow, runner } = await dispatched(orgA, `export default async ({ utils }: any) => { await utils.customData.set("k", 1); return []; };`, [], "provisioning");
+    expect(await runner.run({ workflow, args: {}, utils, deadlineMs: 5000 })).toMatchObject({
+      ok: false,
+      kind: "threw",
+      error: "customData.set is not available to provisioning workflows (their utils are read-only)",
+    });
+  });
+
+  it("egress: hosts off the allow-list get 403, allow-listed hosts are forwarded, every attempt is logged", async () => {
+    const { utils } = await utilsFor(orgA, versionA, "dispatch-egress");
+    const { workflow, runner } = await dispatched(
+      orgA,
+      `export default async ({ target }: any) => {
+        const response = await fetch(target);
+        return { properties: { status: response.status, body: await response.text() } };
+      };`,
+      ["api.allowed.test"],
+    );
+    const logs: string[] = [];
+    vi.spyOn(console, "log").mockImplementation((line: unknown) => {
+      logs.push(String(line));
+    });
+    const denied = await runner.run({ workflow, args: { target: "https://evil.test/steal" }, utils, deadlineMs: 5000 });
+    expect(denied).toMatchObject({ ok: true, value: { properties: { status: 403, body: "Outbound request to evil.test is not on this environment's egress allow-list" } } });
+
+    const realFetch = globalThis.fetch;
+    const forwarded: string[] = [];
+    vi.spyOn(globalThis, "fetch").mockImplementation(async (input, init) => {
+      const request = new Request(input, init);
+      if (new URL(request.url).host !== "api.allowed.test") return realFetch(input, init);
+      forwarded.push(request.url);
+      return new Response("allowed data");
+    });
+    const allowed = await runner.run({ workflow, args: { target: "https://api.allowed.test/data" }, utils, deadlineMs: 5000 });
+    expect(allowed).toMatchObject({ ok: true, value: { properties: { status: 200, body: "allowed data" } } });
+    expect(forwarded).toEqual(["https://api.allowed.test/data"]);
+    const egress = logs.filter((line) => line.includes("workflow_egress")).map((line) => JSON.parse(line));
+    expect(egress).toEqual([
+      { event: "workflow_egress", environmentId: orgA.live.id, workflow: workflow.slug, method: "GET", host: "evil.test", allowed: false },
+      { event: "workflow_egress", environmentId: orgA.live.id, workflow: workflow.slug, method: "GET", host: "api.allowed.test", allowed: true },
+    ]);
+  });
+
+  it("the platform refuses requests without a valid capability: missing, forged, tampered or expired", async () => {
+    const utilsRequest = () => new Request(`https://${UTILS_HOST}/v1/customDataGet`, { method: "POST", body: JSON.stringify({ args: ["plan"] }) });
+    const capability = { environmentId: orgA.live.id, workflow: "w", hosts: [] };
+    const valid = await mintCapability(env.SECRETS_KEY, capability, 1000);
+    const okResponse = await handleWorkflowOutbound(env, utilsRequest(), valid);
+    expect(okResponse.status).toBe(200);
+    expect(await okResponse.json()).toEqual({ ok: false, error: "utils are not available to this workflow call" });
+
+    const forged = await mintCapability(btoa("another-deployment-key-32-bytes!"), capability, 1000);
+    const [header, payload, signature] = valid.split(".");
+    const claims = JSON.parse(atob(payload!.replace(/-/g, "+").replace(/_/g, "/")));
+    claims.cap.hosts = ["evil.test"];
+    const tampered = `${header}.${btoa(JSON.stringify(claims)).replace(/=+$/, "").replace(/\+/g, "-").replace(/\//g, "_")}.${signature}`;
+    for (const token of [undefined, "", "garbage", forged, tampered]) {
+      const response = await handleWorkflowOutbound(env, new Request("https://evil.test/"), token);
+      expect(response.status).toBe(403);
+    }
+    vi.useFakeTimers({ now: Date.now() + 10 * 60 * 1000, toFake: ["Date"] });
+    try {
+      expect((await handleWorkflowOutbound(env, utilsRequest(), valid)).status).toBe(403);
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it("the outbound Worker hands each request and its call's parameter to the platform over RPC", async () => {
+    const { utils } = await utilsFor(orgA, versionA, "dispatch-shim");
+    await utils.customDataSet("greeting", "hello from A");
+    const scope = await import("../../../workers/workflows/scopedUtils").then((module) => module.remoteScopeOf(utils));
+    const token = await mintCapability(env.SECRETS_KEY, { environmentId: orgA.live.id, workflow: "w", hosts: [], utils: scope! }, 1000);
+    const platform = exports.WorkflowOutbound({ props: undefined });
+    const read = await outboundWorker.fetch(new Request(`https://${UTILS_HOST}/v1/customDataGet`, { method: "POST", body: JSON.stringify({ args: ["greeting"] }) }), { PLATFORM: platform, mos: token });
+    expect(await read.json()).toEqual({ ok: true, value: "hello from A" });
+    const egress = await outboundWorker.fetch(new Request("https://evil.test/"), { PLATFORM: platform, mos: token });
+    expect(egress.status).toBe(403);
+    const unsigned = await outboundWorker.fetch(new Request(`https://${UTILS_HOST}/v1/customDataGet`, { method: "POST", body: "{}" }), { PLATFORM: platform });
+    expect(unsigned.status).toBe(403);
+  });
+
+  it("answers unknown utils calls and malformed arguments with errors, never by running them", async () => {
+    const { utils } = await utilsFor(orgA, versionA, "dispatch-bad-args");
+    const { workflow, runner } = await dispatched(
+      orgA,
+      `export default async () => {
+        const post = async (path: string, body: string) => {
+          const response = await fetch("https://${UTILS_HOST}" + path, { method: "POST", body });
+          return [response.status, await response.json()];
+        };
+        return {
+          properties: {
+            unknown: await post("/v1/fireTrigger", JSON.stringify({ args: ["x", {}] })),
+            notJson: await post("/v1/customDataGet", "{"),
+            tooMany: await post("/v1/customDataGet", JSON.stringify({ args: ["a", "b"] })),
+            badKey: await post("/v1/customDataGet", JSON.stringify({ args: [""] })),
+          },
+        };
+      };`,
+    );
+    const outcome = await runner.run({ workflow, args: {}, utils, deadlineMs: 5000 });
+    expect(outcome).toMatchObject({
+      ok: true,
+      value: {
+        properties: {
+          unknown: [404, { ok: false, error: "unknown utils call" }],
+          notJson: [400, { ok: false }],
+          tooMany: [400, { ok: false }],
+          badKey: [200, { ok: false, error: "custom data keys must be strings of 1-999 characters" }],
+        },
+      },
+    });
   });
 });

@@ -1,0 +1,98 @@
+/**
+ * Everything a dispatched workflow script sends leaves through the namespace's outbound Worker (outbound/worker.ts),
+ * which hands it here with the call's capability token (see capability.ts). Two kinds of request arrive:
+ *   - `POST https://utils.mos.internal/v1/{method}` with `{args: [...]}`: the script's `utils`, served by the same
+ *     `WorkflowUtils` the Worker Loader runtime gets over RPC, rebuilt from the token's scope → `{ok, value | error}`;
+ *   - anything else: egress, forwarded only to the environment's allow-listed hosts (logged), else 403.
+ * A missing, forged or expired token gets 403 for both.
+ */
+import { WorkerEntrypoint } from "cloudflare:workers";
+import { preparedSnapshotFor } from "../decision/snapshots";
+import { UTILS_HOST, verifyCapability, type RemoteUtilsScope } from "./capability";
+import { forwardEgress } from "./egressGateway";
+import { scopedUtils } from "./scopedUtils";
+import type { WorkflowUtils } from "./utils";
+
+const MAX_UTILS_BODY_BYTES = 128 * 1024;
+
+/** The utils a dispatched script may call remotely, with their arity (triggers and testGroup100 stay in the script). */
+const REMOTE_METHODS = {
+  customDataGet: 1,
+  customDataSet: 2,
+  customDataDelete: 1,
+  countersConsume: 2,
+  countersIncrement: 3,
+  resolveJwt: 1,
+  linkIdentity: 2,
+} as const satisfies Partial<Record<keyof WorkflowUtils, number>>;
+
+type RemoteMethod = keyof typeof REMOTE_METHODS;
+
+const isRemoteMethod = (name: string): name is RemoteMethod => Object.hasOwn(REMOTE_METHODS, name);
+
+const utilsError = (error: string, status = 200) => Response.json({ ok: false, error }, { status });
+
+async function utilsFor(env: Env, scope: RemoteUtilsScope): Promise<WorkflowUtils> {
+  const prepared = await preparedSnapshotFor(env.DB, scope.versionId);
+  // The token names both; a version is only ever served inside its own organization.
+  if (prepared.snapshot.organizationId !== scope.organizationId) throw new Error("the capability's version belongs to another organization");
+  return scopedUtils({
+    meter: env.METER,
+    organizationId: scope.organizationId,
+    store: scope.store,
+    prepared,
+    identifier: () => scope.identifier,
+    authenticated: () => scope.authenticated,
+    readOnly: scope.readOnly,
+    counterSettings: new Map(scope.counters),
+    fireTrigger: () => {
+      throw new Error("triggers fired by dispatched workflows travel with their result");
+    },
+  });
+}
+
+async function serveUtils(env: Env, scope: RemoteUtilsScope | undefined, request: Request): Promise<Response> {
+  const method = /^\/v1\/([A-Za-z]+)$/.exec(new URL(request.url).pathname)?.[1];
+  if (request.method !== "POST" || !method || !isRemoteMethod(method)) return utilsError("unknown utils call", 404);
+  if (!scope) return utilsError(`utils are not available to this workflow call`);
+  const text = await request.text();
+  if (text.length > MAX_UTILS_BODY_BYTES) return utilsError("utils arguments must be at most 128 KiB", 413);
+  let args: unknown;
+  try {
+    args = (JSON.parse(text) as { args?: unknown }).args;
+  } catch {
+    return utilsError("utils calls carry a JSON body {args: [...]}", 400);
+  }
+  if (!Array.isArray(args) || args.length > REMOTE_METHODS[method]) return utilsError("utils calls carry a JSON body {args: [...]}", 400);
+  try {
+    const utils = await utilsFor(env, scope);
+    const invoke = utils[method] as (...values: unknown[]) => unknown;
+    const value = await invoke.apply(utils, args);
+    return Response.json({ ok: true, value: value === undefined ? null : value });
+  } catch (error) {
+    return utilsError(error instanceof Error ? error.message : String(error));
+  }
+}
+
+/** What the outbound Worker calls (service binding with `entrypoint = "WorkflowOutbound"`). */
+export async function handleWorkflowOutbound(env: Env, request: Request, token: unknown): Promise<Response> {
+  const capability = await verifyCapability(env.SECRETS_KEY, token);
+  if (!capability) {
+    console.warn(JSON.stringify({ event: "workflow_outbound_refused", host: new URL(request.url).host, reason: "invalid capability" }));
+    return new Response("This workflow call carries no valid capability", { status: 403 });
+  }
+  if (new URL(request.url).host === UTILS_HOST) return serveUtils(env, capability.utils, request);
+  return forwardEgress(request, { environmentId: capability.environmentId, workflow: capability.workflow, hosts: capability.hosts });
+}
+
+export class WorkflowOutbound extends WorkerEntrypoint<Env, { capability?: string } | undefined> {
+  /** RPC from the outbound Worker: the request the script made and the call's capability token. */
+  handle(request: Request, capability: unknown): Promise<Response> {
+    return handleWorkflowOutbound(this.env, request, capability);
+  }
+
+  /** As a Fetcher bound with `props: {capability}` (how tests and local tooling stand in for the outbound Worker). */
+  override fetch(request: Request): Promise<Response> {
+    return handleWorkflowOutbound(this.env, request, this.ctx.props?.capability);
+  }
+}
