@@ -11,6 +11,7 @@ import { resolveSubject, type Subject, type SubjectRequest } from "../decision/s
 import { decide, type CreditRequest, type MeterRequest, type PreparedSnapshot, type ResolvedIdentity } from "../engine";
 import { ApiError } from "../errors";
 import type { Environment } from "./tenancy";
+import type { CounterSettings } from "../workflows/scopedUtils";
 
 export interface MeterCaller {
   environment: Environment;
@@ -45,7 +46,7 @@ export async function meterCaller(c: Context<AppEnv>, body: SubjectRequest): Pro
 }
 
 /** The engine's decision for the caller's plans, as an access check would make it. */
-function decisionFor(caller: MeterCaller, action?: string, resource?: Record<string, unknown>) {
+function decisionFor(caller: Pick<MeterCaller, "prepared" | "store" | "subject">, action?: string, resource?: Record<string, unknown>) {
   const { prepared, store, subject } = caller;
   return decide({
     prepared,
@@ -105,4 +106,10 @@ export function creditRequestFor(caller: MeterCaller, creditId: string, action: 
   const request = decision.creditRequests.find((candidate) => candidate.creditId === creditId);
   if (!request) throw new ApiError("not_found", `Credits ${creditId} not found`);
   return { ...request, consume: true };
+}
+
+/** Limits of every counter the subject's plans meter (what workflow `utils.counters` enforce outside a decision). */
+export function counterSettingsFor(prepared: PreparedSnapshot, store: string, subject: Subject): Map<string, CounterSettings> {
+  const { meterRequests } = decisionFor({ prepared, store, subject });
+  return new Map(meterRequests.map((request) => [request.counterId, { limit: request.limit, period: request.period, uniqueResources: request.uniqueResources }]));
 }

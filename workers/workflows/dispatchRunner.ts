@@ -207,7 +207,7 @@ export class DispatchWorkflowRunner implements WorkflowRunner {
 
   private async post(call: WorkflowCall, body: Record<string, unknown>): Promise<Response> {
     const outbound = this.options.outbound;
-    const scope = outbound ? remoteScopeOf(call.utils) : null;
+    const scope = outbound ? await remoteScopeOf(call.utils) : null;
     const capability = outbound
       ? await mintCapability(
           outbound.secretsKey,

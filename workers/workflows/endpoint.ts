@@ -24,6 +24,8 @@ import { selectWorkflowRunner } from "./select";
 import { newId } from "../lib/ids";
 import { recordEvent } from "../services/events";
 import { enqueueTriggers } from "./triggers";
+import { resolveSubject } from "../decision/subject";
+import { counterSettingsFor } from "../services/meterCaller";
 
 export const MAX_ENDPOINT_BODY_BYTES = 1024 * 1024;
 export const ENDPOINT_PREFIX = /^\/api\/v1\/envs\/[^/]+\/endpoints\/?/;
@@ -108,6 +110,15 @@ export async function runEndpointWorkflow(c: Context<AppEnv>, environmentId: str
     identifier: () => identity.identifier,
     authenticated: () => identity.isAuthenticated,
     readOnly: false,
+    // Counters: the limits of this identity's plans, resolved (bots, middleware, Stripe products, provisioning) only
+    // if the workflow uses utils.counters, exactly as a counter update from this caller would resolve them.
+    resolveCounterSettings: async () => {
+      const jwt = c.req.header("x-mos-user-jwt")?.trim();
+      const subject = await resolveSubject(c, prepared, environment, "publishable", {
+        identity: jwt ? { userJwt: jwt } : { anonymousIdentifier: identity.identifier },
+      });
+      return counterSettingsFor(prepared, storeOf(environment), subject);
+    },
     fireTrigger: (name, payload) => fired.push({ name, payload }),
   });
   const runner = selectWorkflowRunner(c.env, c.executionCtx, environment.id, settings.egressAllowList);

@@ -30,6 +30,11 @@ export interface ScopedUtilsOptions {
   readOnly: boolean;
   /** Limits of counters the caller already resolved for this user; unknown counters are unlimited, lifetime. */
   counterSettings?: ReadonlyMap<string, CounterSettings>;
+  /**
+   * Where no decision resolved the counters (endpoint workflows): the limits of the user's plans, resolved on the
+   * first counters call, as a counter update would resolve them.
+   */
+  resolveCounterSettings?: () => Promise<ReadonlyMap<string, CounterSettings>>;
   fireTrigger: (name: string, payload: unknown) => void;
 }
 
@@ -38,10 +43,10 @@ export interface ScopedUtilsOptions {
  * beside the object rather than as a method on it, because every method of an RPC target is callable by the
  * workflow. A function, because middleware may still change the identity after the target is built.
  */
-const remoteScopes = new WeakMap<object, () => RemoteUtilsScope>();
+const remoteScopes = new WeakMap<object, () => Promise<RemoteUtilsScope>>();
 
-export function remoteScopeOf(utils: object): RemoteUtilsScope | null {
-  return remoteScopes.get(utils)?.() ?? null;
+export async function remoteScopeOf(utils: object): Promise<RemoteUtilsScope | null> {
+  return (await remoteScopes.get(utils)?.()) ?? null;
 }
 
 export function scopedUtils(options: ScopedUtilsOptions): WorkflowUtils {
@@ -50,8 +55,13 @@ export function scopedUtils(options: ScopedUtilsOptions): WorkflowUtils {
   const user = () => meterStub(meter, userStoreKey(organizationId, store, authenticated()), identifier());
   // Only counters whose limit and period this request resolved for the user: guessing (say, lifetime and unlimited)
   // would overwrite the stored period of a monthly counter and lose its usage.
-  const settingsOf = (counterId: string): CounterSettings => {
-    const settings = counterSettings.get(counterId);
+  let resolved: Promise<ReadonlyMap<string, CounterSettings>> | undefined;
+  const settingsOf = async (counterId: string): Promise<CounterSettings> => {
+    let settings = counterSettings.get(counterId);
+    if (!settings && options.resolveCounterSettings) {
+      resolved ??= options.resolveCounterSettings();
+      settings = (await resolved).get(counterId);
+    }
     if (!settings) throw new Error(`counter ${counterId} is not metered for this user in this request`);
     return settings;
   };
@@ -67,14 +77,14 @@ export function scopedUtils(options: ScopedUtilsOptions): WorkflowUtils {
       customDataDelete: (key) => user().customDataDelete(key) as Promise<boolean>,
       consume: async (counterId, resourceId) => {
         const result = await user().evaluate({
-          counters: [{ counterId, ...settingsOf(counterId), consume: true }],
+          counters: [{ counterId, ...(await settingsOf(counterId)), consume: true }],
           resourceId,
           timeZone: prepared.snapshot.timeZone,
         });
         return "readings" in result ? result.readings[0] : result;
       },
       increment: async (counterId, update, resourceId) => {
-        const result = await user().updateCounter({ counterId, ...settingsOf(counterId), update, resourceId, timeZone: prepared.snapshot.timeZone });
+        const result = await user().updateCounter({ counterId, ...(await settingsOf(counterId)), update, resourceId, timeZone: prepared.snapshot.timeZone });
         return "reading" in result ? result.reading : result;
       },
       linkFrom: async (fromIdentifier) => {
@@ -93,14 +103,22 @@ export function scopedUtils(options: ScopedUtilsOptions): WorkflowUtils {
       fireTrigger(name, payload);
     },
   });
-  remoteScopes.set(utils, () => ({
-    organizationId,
-    versionId: prepared.versionId,
-    store,
-    identifier: identifier(),
-    authenticated: authenticated(),
-    readOnly,
-    counters: [...counterSettings],
-  }));
+  remoteScopes.set(utils, async () => {
+    // A remote call cannot come back for lazily resolved limits, so they travel with it (resolved once per request).
+    let lazy: ReadonlyMap<string, CounterSettings> = new Map();
+    if (options.resolveCounterSettings) {
+      resolved ??= options.resolveCounterSettings();
+      lazy = await resolved.catch(() => new Map<string, CounterSettings>());
+    }
+    return {
+      organizationId,
+      versionId: prepared.versionId,
+      store,
+      identifier: identifier(),
+      authenticated: authenticated(),
+      readOnly,
+      counters: [...new Map([...lazy, ...counterSettings])],
+    };
+  });
   return utils;
 }

@@ -24,7 +24,7 @@ import { LoaderWorkflowRunner, WORKFLOW_COMPATIBILITY_DATE } from "../../../work
 import { selectWorkflowRunner } from "../../../workers/workflows/select";
 import { mintCapability, UTILS_HOST } from "../../../workers/workflows/capability";
 import { handleWorkflowOutbound } from "../../../workers/workflows/outbound";
-import { scopedUtils } from "../../../workers/workflows/scopedUtils";
+import { remoteScopeOf, scopedUtils } from "../../../workers/workflows/scopedUtils";
 import { createOrganization, publish, type TestOrganization } from "../../support/api";
 import { helloWorld } from "../../support/examples";
 
@@ -417,7 +417,7 @@ describe("dispatched workflows reach platform data and the network only through 
   it("the outbound Worker hands each request and its call's parameter to the platform over RPC", async () => {
     const { utils } = await utilsFor(orgA, versionA, "dispatch-shim");
     await utils.customDataSet("greeting", "hello from A");
-    const scope = await import("../../../workers/workflows/scopedUtils").then((module) => module.remoteScopeOf(utils));
+    const scope = await remoteScopeOf(utils);
     const token = await mintCapability(env.SECRETS_KEY, { environmentId: orgA.live.id, workflow: "w", hosts: [], utils: scope! }, 1000);
     const platform = exports.WorkflowOutbound({ props: undefined });
     const read = await outboundWorker.fetch(new Request(`https://${UTILS_HOST}/v1/customDataGet`, { method: "POST", body: JSON.stringify({ args: ["greeting"] }) }), { PLATFORM: platform, mos: token });

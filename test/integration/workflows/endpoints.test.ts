@@ -44,6 +44,20 @@ const WORKFLOWS = {
       return Response.json({ who: identity.identifier, claims: identity.jwtClaims, note: await utils.customData.get("note") });
     };`,
   },
+  meter: {
+    type: "endpoint",
+    path: "meter",
+    access: "none",
+    source: `export default async (request: Request, { utils }: any) => {
+      const counterId = new URL(request.url).searchParams.get("counter");
+      try {
+        const reading = await utils.counters.consume(counterId);
+        return Response.json({ used: reading.consumedUnits, total: reading.totalUnits, hasAccess: reading.hasAccess });
+      } catch (error) {
+        return Response.json({ error: (error as Error).message }, { status: 409 });
+      }
+    };`,
+  },
   broken: { type: "endpoint", path: "broken", access: "none", source: `export default () => { throw new Error("kaput"); };` },
   "not-a-response": { type: "endpoint", path: "shape", access: "none", source: `export default () => ({ status: 200 });` },
   "slow-default": { type: "endpoint", path: "slow", access: "none", source: `export default () => new Promise((r) => setTimeout(() => r(new Response("late")), 300));` },
@@ -205,5 +219,31 @@ describe("failures and limits", () => {
   it("is listed in the OpenAPI document", async () => {
     const document = await call("GET", "/openapi.json");
     expect(Object.keys(document.body.paths["/api/v1/envs/{environmentId}/endpoints/{path}"]).sort()).toEqual(["delete", "get", "patch", "post", "put"]);
+  });
+});
+
+describe("counters in endpoint workflows", () => {
+  it("consume against the caller's own plan limits, resolved as a counter update would", async () => {
+    const featureId = (await call("GET", "/api/v1/admin/features/widget", { key: org.live.secretKey })).body.id;
+    const counterId = `default:${featureId}.enabled`;
+    const jwt = await new SignJWT({ email: "meter@example.com" }).setProtectedHeader({ alg: "RS256" }).setExpirationTime("5m").sign(signingKey);
+    const consume = () => endpoint(org.live.id, `meter?counter=${encodeURIComponent(counterId)}`, { headers: { "x-mos-user-jwt": jwt } });
+    const readings = [];
+    for (let i = 0; i < 4; i++) readings.push((await consume()).body);
+    // The Registered plan meters widgets at 3 (lifetime): the fourth is over the limit.
+    expect(readings).toEqual([
+      { used: 1, total: 3, hasAccess: true },
+      { used: 2, total: 3, hasAccess: true },
+      { used: 3, total: 3, hasAccess: true },
+      { used: 3, total: 3, hasAccess: false },
+    ]);
+    // The same counter, seen by the public API for that user.
+    const check = await call("POST", "/api/v1/access-checks", { key: org.live.secretKey, body: { identity: { userJwt: jwt } } });
+    expect(check.status).toBe(200);
+    expect(JSON.stringify(check.body)).toContain('"consumedUnits":3');
+
+    const unknown = await endpoint(org.live.id, `meter?counter=${encodeURIComponent("default:feat_0000000000000000.enabled")}`);
+    expect(unknown.status).toBe(409);
+    expect(unknown.body.error).toMatch(/unknown counter/);
   });
 });
