@@ -41,15 +41,24 @@ export interface IdempotencyConflict {
   conflict: true;
 }
 
+/**
+ * On a result of a keyed call (`evaluate`, `updateCounter`, `grantCredits`, `deductCredits`): `replayed: true` when the
+ * key was already known and the stored first result is returned (nothing was changed); absent on the call that ran
+ * the effect. Added on the way out, never stored, so the other fields of a replay equal the first result's.
+ */
+export interface Replayable {
+  replayed?: true;
+}
+
 export type EvaluateResult =
-  | {
+  | ({
       readings: MeterReading[];
       credits?: CreditReading[];
       /** This call stored the first state this user ever had (their object was empty): the `user.added` trigger. */
       userAdded?: boolean;
       /** `plans` differed from the ones this user held last time (`from` is null the first time): `plans.changed`. */
       plansChanged?: { from: string[] | null; to: string[] };
-    }
+    } & Replayable)
   | IdempotencyConflict;
 
 export interface UpdateCounterInput {
@@ -67,7 +76,7 @@ export interface UpdateCounterInput {
   requestHash?: string;
 }
 
-export type UpdateCounterResult = { reading: MeterReading } | IdempotencyConflict;
+export type UpdateCounterResult = ({ reading: MeterReading } & Replayable) | IdempotencyConflict;
 
 export interface ReadCountersInput {
   /** Zone for period boundaries; defaults to the zone each counter was last written with. */
@@ -100,8 +109,8 @@ export interface CounterExport {
 }
 
 export type CreditResult =
-  | { ok: true; balance: number }
-  | { ok: false; reason: "insufficient_credits"; balance: number }
+  | ({ ok: true; balance: number } & Replayable)
+  | ({ ok: false; reason: "insufficient_credits"; balance: number } & Replayable)
   | IdempotencyConflict;
 
 export interface GrantCreditsInput {
@@ -258,7 +267,8 @@ export class MeterObject extends DurableObject<Env> {
     const wasEmpty = !this.schemaReady;
     try {
       // Keyed calls and periodic credit grants always write: one transaction around everything.
-      // Marked inside the idempotent effect, so a retry returns exactly the first result (flags included).
+      // Marked inside the idempotent effect, so a retry returns exactly the first result (flags included), plus
+      // `replayed: true`: the caller must not act on the flags again (its triggers were enqueued the first time).
       const marked = (result: EvaluateResult): EvaluateResult => {
         if ("conflict" in result) return result;
         const plansChanged = input.plans ? this.recordPlans(input.plans) : undefined;
@@ -720,8 +730,9 @@ export class MeterObject extends DurableObject<Env> {
 
   /**
    * Runs `effect` once per (operation, idempotency key): the result is stored in the same synchronous step as the
-   * effect, so a retry (even a concurrent one) returns the first result and changes nothing; the same key with another
-   * request hash is a conflict. Keys older than 24 h are treated as new (and pruned by the alarm).
+   * effect, so a retry (even a concurrent one) returns the first result, marked `replayed: true`, and changes nothing;
+   * the same key with another request hash is a conflict. Keys older than 24 h are treated as new (and pruned by the
+   * alarm). The mark is added on the way out: the stored JSON is the first result exactly as the effect returned it.
    */
   private idempotent<T extends object>(
     operation: string,
@@ -729,7 +740,7 @@ export class MeterObject extends DurableObject<Env> {
     requestHash: string | undefined,
     now: number,
     effect: () => T,
-  ): T | IdempotencyConflict {
+  ): (T & Replayable) | IdempotencyConflict {
     // Every caller writes (or may): the tables must exist before the transaction opens.
     this.ensureSchema();
     // transactionSync: a throw part-way leaves no half-applied effect (and no key).
@@ -743,7 +754,7 @@ export class MeterObject extends DurableObject<Env> {
       )
       .toArray()[0];
     if (stored && stored.created_at > now - IDEMPOTENCY_TTL_MS) {
-      return stored.request_hash === hash ? (JSON.parse(stored.result) as T) : { conflict: true };
+      return stored.request_hash === hash ? { ...(JSON.parse(stored.result) as T), replayed: true } : { conflict: true };
     }
     return this.ctx.storage.transactionSync(() => {
       const result = effect();

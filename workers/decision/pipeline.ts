@@ -3,10 +3,15 @@
  * auth → deployed version → identity → bot tags → middleware workflows → plans (auto ∪ Stripe ∪ provisioning
  * workflows) → feature state (+ ONE meter call) → feature workflows → surface workflow → component workflows →
  * response; then, after the response, the decision record and triggers. Each stage is timed into `Server-Timing`.
+ *
+ * A retry under an Idempotency-Key that the meter object answers from its stored first result (`replayed`) enqueues
+ * no triggers: the first request enqueued them (system ones, including `user.added` / `plans.changed`, and the custom
+ * ones its workflows fired), so action workflows run once per logical request.
  */
 import type { Context } from "hono";
 import { evaluateWithDeadline, meterStub, userStoreKey } from "../../durable-objects/meter/client";
 import type { AppEnv } from "../context";
+import type { PreparedSnapshot } from "../engine/prepare";
 import { decide, denials, finish, SurfaceNotFoundError, type CreditReading, type Decision, type FeatureStates, type MeterReading } from "../engine";
 import { ApiError } from "../errors";
 import { eventIdFor, recordEvent } from "../services/events";
@@ -73,10 +78,15 @@ export async function runDecision(c: Context<AppEnv>, body: AccessCheckRequest |
   let creditReadings: Map<string, CreditReading> | undefined;
   let meterFailure: "unreachable" | undefined;
   let meterError: string | undefined;
+  /** The meter answered a known Idempotency-Key with the first request's result: its triggers are already queued. */
+  let replayed = false;
   // Metered counters and credit balances in the same call: consumption is all-or-nothing across both. The user's
   // plan set rides along only when an action workflow listens to plans.changed or user.added (it costs a write).
   const tracksUser = listensTo(prepared, "plans.changed") || listensTo(prepared, "user.added");
-  if (decision.meterRequests.length > 0 || decision.creditRequests.length > 0 || tracksUser) {
+  // A keyed request whose triggers someone may act on goes to the meter even when it meters nothing: the object
+  // records the key, so a retry is recognised (`replayed`) and does not enqueue the triggers a second time.
+  const keyedWithActions = options.idempotencyKey !== undefined && hasActionWorkflows(prepared);
+  if (decision.meterRequests.length > 0 || decision.creditRequests.length > 0 || tracksUser || keyedWithActions) {
     const stub = meterStub(c.env.METER, userStoreKey(environment.organizationId, store, identity.isAuthenticated), identity.identifier);
     const result = await evaluateWithDeadline(
       stub,
@@ -98,6 +108,7 @@ export async function runDecision(c: Context<AppEnv>, body: AccessCheckRequest |
       throw new ApiError("idempotency_key_reused", "This Idempotency-Key was used with a different request body");
     } else {
       readings = new Map(result.value.readings.map((reading) => [reading.counterId, reading]));
+      replayed = result.value.replayed === true;
       userAdded = result.value.userAdded === true;
       plansChanged = result.value.plansChanged;
       if (result.value.credits) creditReadings = new Map(result.value.credits.map((reading) => [reading.creditId, reading]));
@@ -192,8 +203,16 @@ export async function runDecision(c: Context<AppEnv>, body: AccessCheckRequest |
     ...(plansChanged?.from ? [{ name: "plans.changed", payload: { eventId, identifier: identity.identifier, from: plansChanged.from, to: plansChanged.to } }] : []),
     ...(workflows?.triggers ?? []),
   ];
-  c.executionCtx.waitUntil(enqueueTriggers(c.env, prepared, environment, identity, triggers));
+  // A replay's flags (userAdded, plansChanged) and consumed readings are the first request's: enqueueing them again
+  // would run every action twice for one logical request. (A meter that did not answer cannot tell; then the
+  // triggers are enqueued, at least once.)
+  if (!replayed) c.executionCtx.waitUntil(enqueueTriggers(c.env, prepared, environment, identity, triggers));
   return { response, decision, readings, creditReadings, features };
+}
+
+/** Whether any action workflow of the version listens to any trigger (system or custom). */
+function hasActionWorkflows(prepared: PreparedSnapshot): boolean {
+  return prepared.snapshot.workflows.some((workflow) => workflow.type === "action" && (workflow.triggers?.length ?? 0) > 0);
 }
 
 function meterDeadline(env: Env): number {

@@ -53,10 +53,25 @@ describe("updateCounter", () => {
     const { stub } = freshMeter();
     const keyed = { ...base, update: 2, idempotencyKey: "upd-1", requestHash: "a" };
     const results = await Promise.all(Array.from({ length: 30 }, () => stub.updateCounter(keyed)));
-    for (const result of results) expect(result).toEqual(results[0]);
+    // One call ran the update; the others got its stored result, marked as a replay.
+    const ran = results.filter((result) => !("replayed" in result));
+    expect(ran).toHaveLength(1);
+    for (const result of results) if (result !== ran[0]) expect(result).toEqual({ ...ran[0], replayed: true });
     expect(await stub.updateCounter({ ...keyed, requestHash: "b" })).toEqual({ conflict: true });
     const [stored] = await stub.readCounters();
     expect(stored).toMatchObject({ counterId: API, consumedUnits: 2 });
+  });
+
+  it("a retry of a known key reports replayed: true with the first reading; the first call does not", async () => {
+    const { stub } = freshMeter();
+    const keyed = { ...base, update: 3, idempotencyKey: "upd-r", requestHash: "a" };
+    const first = await stub.updateCounter(keyed);
+    expect(first).not.toHaveProperty("replayed");
+    expect(first).toMatchObject({ reading: { consumedUnits: 3, consumedUnitsInRequest: 3, consumedInRequest: true } });
+    expect(await stub.updateCounter(keyed)).toEqual({ ...first, replayed: true });
+    // Unkeyed updates and a new key run again, unmarked.
+    expect(await stub.updateCounter({ ...base, update: 1 })).not.toHaveProperty("replayed");
+    expect(await stub.updateCounter({ ...keyed, idempotencyKey: "upd-s" })).toEqual({ reading: expect.objectContaining({ consumedUnits: 7 }) });
   });
 
   it("truncates a fractional update and ignores a non-number (the route validates integers)", async () => {
@@ -142,9 +157,24 @@ describe("credits", () => {
     await stub.grantCredits({ creditId: "tokens", amount: 10 });
     const input = { creditId: "tokens", cost: 4, idempotencyKey: "buy-1", requestHash: "x" };
     const results = await Promise.all(Array.from({ length: 50 }, () => stub.deductCredits(input)));
-    for (const result of results) expect(result).toEqual({ ok: true, balance: 6 });
+    expect(results.filter((result) => !("replayed" in result))).toEqual([{ ok: true, balance: 6 }]);
+    expect(results.filter((result) => "replayed" in result)).toEqual(Array(49).fill({ ok: true, balance: 6, replayed: true }));
     expect(await stub.deductCredits({ ...input, requestHash: "y" })).toEqual({ conflict: true });
     expect(await stub.getBalance("tokens")).toBe(6);
+  });
+
+  it("grant and deduct retries of a known key report replayed: true (a refused deduction too); first calls do not", async () => {
+    const { stub } = freshMeter();
+    const grant = { creditId: "tokens", amount: 5, idempotencyKey: "grant-1", requestHash: "g" };
+    expect(await stub.grantCredits(grant)).toEqual({ ok: true, balance: 5 });
+    expect(await stub.grantCredits(grant)).toEqual({ ok: true, balance: 5, replayed: true });
+    const tooMuch = { creditId: "tokens", cost: 9, idempotencyKey: "buy-big", requestHash: "d" };
+    expect(await stub.deductCredits(tooMuch)).toEqual({ ok: false, reason: "insufficient_credits", balance: 5 });
+    expect(await stub.deductCredits(tooMuch)).toEqual({ ok: false, reason: "insufficient_credits", balance: 5, replayed: true });
+    const deduct = { creditId: "tokens", cost: 2, idempotencyKey: "buy-2", requestHash: "d" };
+    expect(await stub.deductCredits(deduct)).toEqual({ ok: true, balance: 3 });
+    expect(await stub.deductCredits(deduct)).toEqual({ ok: true, balance: 3, replayed: true });
+    expect(await stub.getBalance("tokens")).toBe(3);
   });
 
   it("periodic grants apply once per period", async () => {

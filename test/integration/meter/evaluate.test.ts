@@ -2,7 +2,7 @@
  * The meter object's one-call-per-decision RPC: atomic consumption under concurrency, unique resources,
  * all-or-nothing, idempotency, eviction and period rollover.
  */
-import { evictDurableObject } from "cloudflare:test";
+import { evictDurableObject, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import type { EvaluateInput, MeterObject } from "../../../durable-objects/meter/MeterObject";
 import { at, counter, freshMeter, only, readingsOf } from "./helpers";
@@ -196,15 +196,41 @@ describe("evaluate: idempotency", () => {
     const { stub } = freshMeter();
     const input: EvaluateInput = { counters: [counter(WIDGET, 3)], timeZone: "UTC", idempotencyKey: "key-1", requestHash: "hash-a" };
     const results = await Promise.all(Array.from({ length: 50 }, () => stub.evaluate(input)));
-    const first = results[0]!;
+    // One call ran the effect; the 49 others got its stored result, marked as a replay.
+    const ran = results.filter((result) => !("replayed" in result));
+    expect(ran).toHaveLength(1);
+    const first = ran[0]!;
     expect(first).toMatchObject({ readings: [{ hasAccess: true, consumedUnits: 1, consumedInRequest: true }] });
-    for (const result of results) expect(result).toEqual(first);
+    for (const result of results) if (result !== first) expect(result).toEqual({ ...first, replayed: true });
     expect((await read(stub, WIDGET, 3)).consumedUnits).toBe(1);
 
     // A later retry still returns the first result and changes nothing.
     await evaluate(stub, { counters: [counter(WIDGET, 3)] });
-    expect(await stub.evaluate(input)).toEqual(first);
+    expect(await stub.evaluate(input)).toEqual({ ...first, replayed: true });
     expect((await read(stub, WIDGET, 3)).consumedUnits).toBe(2);
+  });
+
+  it("a retry reports replayed: true with the first result's fields (flags included); the first call and unkeyed calls do not, and storage holds no flag", async () => {
+    const { stub } = freshMeter();
+    const input: EvaluateInput = { counters: [counter(WIDGET, 3)], plans: ["anonymous"], timeZone: "UTC", idempotencyKey: "key-r", requestHash: "h" };
+    const first = await stub.evaluate(input);
+    expect(first).not.toHaveProperty("replayed");
+    expect(first).toEqual({
+      readings: [expect.objectContaining({ consumedUnits: 1, consumedInRequest: true })],
+      userAdded: true,
+      plansChanged: { from: null, to: ["anonymous"] },
+    });
+    const retry = await stub.evaluate(input);
+    expect(retry).toEqual({ ...first, replayed: true });
+    // The flag is added on the way out: the stored result is the first one as it was.
+    const stored = await runInDurableObject(stub, (_instance, state) =>
+      state.storage.sql.exec<{ result: string }>("SELECT result FROM idempotency WHERE key = 'evaluate:key-r'").one().result,
+    );
+    expect(JSON.parse(stored)).toEqual(first);
+    // Another key, and a call without a key, run their effect: no flag.
+    expect(await stub.evaluate({ ...input, idempotencyKey: "key-s" })).not.toHaveProperty("replayed");
+    expect(await stub.evaluate({ counters: [counter(WIDGET, 3)], timeZone: "UTC" })).not.toHaveProperty("replayed");
+    expect((await read(stub, WIDGET, 3)).consumedUnits).toBe(3);
   });
 
   it("the same key with a different body is a conflict and changes nothing", async () => {
@@ -248,7 +274,7 @@ describe("evaluate: durability and periods", () => {
     const keyed: EvaluateInput = { counters: [counter("default:feat_other001.enabled", 3)], timeZone: "UTC", idempotencyKey: "k", requestHash: "h" };
     const first = await stub.evaluate(keyed);
     await evictDurableObject(stub);
-    expect(await stub.evaluate(keyed)).toEqual(first);
+    expect(await stub.evaluate(keyed)).toEqual({ ...first, replayed: true });
     expect((await read(stub, "default:feat_other001.enabled", 3)).consumedUnits).toBe(1);
   });
 

@@ -1,0 +1,182 @@
+/**
+ * An idempotent retry enqueues no triggers: a surface decision retried with its Idempotency-Key (sequentially or
+ * concurrently) puts one set of trigger messages on the queue — system triggers (`decision.made`, `counters.updated`,
+ * `user.added`, `plans.changed`) and the custom ones its workflows fire — so action workflows run once per logical
+ * request. Observed on the queue producer itself (a spy that still forwards to the local queue), and through the
+ * action's effect.
+ */
+import { env } from "cloudflare:workers";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
+import { meterStub } from "../../../durable-objects/meter/client";
+import type { TriggerMessage } from "../../../workers/workflows/triggers";
+import { call, createOrganization, publish, type TestOrganization } from "../../support/api";
+import { helloWorld } from "../../support/examples";
+
+const ACTIONS = {
+  "count-triggers": {
+    type: "action",
+    triggers: ["page.viewed", "decision.made", "counters.updated", "user.added", "plans.changed"],
+    source: `export default async ({ trigger, payload, utils }: any) => {
+      const key = "seen:" + trigger;
+      const previous = (await utils.customData.get(key)) ?? [];
+      await utils.customData.set(key, [...previous, payload]);
+    };`,
+  },
+  "fire-on-view": {
+    type: "surface",
+    surface: "hello-world",
+    source: `export default async ({ identity, utils }: any) => { await utils.triggers.fire("page.viewed", { who: identity.identifier }); return {}; };`,
+  },
+};
+const TRIGGERS = { "page.viewed": { schema: { type: "object", properties: { who: { type: "string" } }, required: ["who"] } } };
+
+let org: TestOrganization;
+/** An organization whose only action listens to decision.made: no user tracking rides along with the meter call. */
+let decisionsOnly: TestOrganization;
+
+/** Every message the Worker hands to the trigger queue during this file. */
+const sent: TriggerMessage[] = [];
+
+beforeAll(async () => {
+  const queue = (env as unknown as { TRIGGERS: Queue<TriggerMessage> }).TRIGGERS;
+  const forward = queue.sendBatch.bind(queue);
+  vi.spyOn(queue, "sendBatch").mockImplementation(async (messages, options) => {
+    sent.push(...[...messages].map((message) => message.body));
+    return forward(messages, options);
+  });
+
+  org = await createOrganization("Idempotent triggers");
+  const document = helloWorld();
+  document.workflows = ACTIONS;
+  document.triggers = TRIGGERS;
+  document.plans.premium.stripeProductIds = ["prod_premium"];
+  await publish(org.live.secretKey, document, [org.live.id]);
+
+  decisionsOnly = await createOrganization("Idempotent triggers, decisions only");
+  const plain = helloWorld();
+  plain.workflows = { "on-decision": { type: "action", triggers: ["decision.made"], source: "export default () => {};" } };
+  plain.plans.premium.stripeProductIds = ["prod_premium"];
+  await publish(decisionsOnly.live.secretKey, plain, [decisionsOnly.live.id]);
+});
+
+afterAll(() => {
+  vi.restoreAllMocks();
+});
+
+const decide = (target: TestOrganization, identifier: string, idempotencyKey?: string) =>
+  call("POST", "/api/v1/surface-decisions", {
+    key: target.live.secretKey,
+    headers: idempotencyKey ? { "idempotency-key": idempotencyKey } : {},
+    body: { surfaceSlug: "hello-world", identity: { userIdentifier: identifier } },
+  });
+
+/** Trigger names enqueued for one user, sorted (after a moment for anything still in flight). */
+async function enqueuedFor(target: TestOrganization, identifier: string): Promise<string[]> {
+  await new Promise((resolve) => setTimeout(resolve, 100));
+  return sent
+    .filter((message) => message.organizationId === target.id && message.identifier === identifier)
+    .map((message) => message.trigger)
+    .sort();
+}
+
+async function eventually<T>(read: () => Promise<T>, done: (value: T) => boolean, timeoutMs = 8000): Promise<T> {
+  const started = Date.now();
+  let value = await read();
+  while (!done(value) && Date.now() - started < timeoutMs) {
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    value = await read();
+  }
+  return value;
+}
+
+const seen = (identifier: string, trigger: string) =>
+  meterStub(env.METER, `${org.id}:default:u`, identifier).customDataGet(`seen:${trigger}`) as Promise<unknown[] | null>;
+
+const uniqueUser = (label: string) => `${label}-${crypto.randomUUID()}@example.com`;
+
+describe("an idempotent retry of a surface decision enqueues no triggers", () => {
+  it("a retry with the same Idempotency-Key and body enqueues nothing: system and custom triggers are queued once, and the action runs once", async () => {
+    const user = uniqueUser("retry");
+    const key = `key-${crypto.randomUUID()}`;
+    const first = await decide(org, user, key);
+    const retry = await decide(org, user, key);
+    expect([first.status, retry.status]).toEqual([200, 200]);
+    // The retry answers like the first request (same event, same consumption)…
+    expect(retry.body.eventId).toBe(first.body.eventId);
+    expect(retry.body.features).toEqual(first.body.features);
+    expect(first.body.features.widget.properties.enabled).toMatchObject({ consumedUnits: 1, consumedInRequest: true });
+    // …but the triggers of that one logical request are on the queue once.
+    expect(await enqueuedFor(org, user)).toEqual(["counters.updated", "decision.made", "page.viewed", "user.added"]);
+    const decisions = await eventually(
+      () => seen(user, "decision.made"),
+      (value) => Array.isArray(value) && value.length > 0,
+    );
+    expect(decisions).toEqual([expect.objectContaining({ eventId: first.body.eventId })]);
+    expect(await eventually(() => seen(user, "page.viewed"), (value) => Array.isArray(value) && value.length > 0)).toEqual([{ who: user }]);
+    expect(await eventually(() => seen(user, "user.added"), (value) => Array.isArray(value) && value.length > 0)).toHaveLength(1);
+
+    // A new key is a new request: its triggers are enqueued (it is no longer a new user).
+    const next = await decide(org, user, `key-${crypto.randomUUID()}`);
+    expect(next.body.features.widget.properties.enabled).toMatchObject({ consumedUnits: 2, consumedInRequest: true });
+    expect(await enqueuedFor(org, user)).toEqual(["counters.updated", "counters.updated", "decision.made", "decision.made", "page.viewed", "page.viewed", "user.added"]);
+  });
+
+  it("20 concurrent retries with one key enqueue one set of triggers", async () => {
+    const user = uniqueUser("concurrent");
+    const key = `key-${crypto.randomUUID()}`;
+    const results = await Promise.all(Array.from({ length: 20 }, () => decide(org, user, key)));
+    expect(results.map((result) => result.status)).toEqual(Array(20).fill(200));
+    expect(new Set(results.map((result) => result.body.eventId)).size).toBe(1);
+    expect(await enqueuedFor(org, user)).toEqual(["counters.updated", "decision.made", "page.viewed", "user.added"]);
+  });
+
+  it("a retried decision that changed the user's plans fires plans.changed once", async () => {
+    const user = uniqueUser("upgrade");
+    expect((await decide(org, user)).status).toBe(200);
+    await call("PUT", `/api/v1/admin/environments/${org.live.id}/customers/${user}`, { key: org.live.secretKey, body: { stripeProductIds: ["prod_premium"] } });
+    const key = `key-${crypto.randomUUID()}`;
+    const upgraded = await decide(org, user, key);
+    const retry = await decide(org, user, key);
+    expect(retry.body.eventId).toBe(upgraded.body.eventId);
+    // Premium is "on": nothing is consumed, so no counters.updated; the first decision brought user.added.
+    const names = await enqueuedFor(org, user);
+    expect(names.filter((name) => name === "plans.changed")).toHaveLength(1);
+    expect(names).toEqual(["counters.updated", "decision.made", "decision.made", "page.viewed", "page.viewed", "plans.changed", "user.added"]);
+  });
+
+  it("a retry of a decision that meters nothing is recognised too (the key is recorded in the user's object)", async () => {
+    // Premium users of this version meter nothing, and no action listens to user.added / plans.changed.
+    const user = uniqueUser("unmetered");
+    await call("PUT", `/api/v1/admin/environments/${decisionsOnly.live.id}/customers/${user}`, {
+      key: decisionsOnly.live.secretKey,
+      body: { stripeProductIds: ["prod_premium"] },
+    });
+    const key = `key-${crypto.randomUUID()}`;
+    const first = await decide(decisionsOnly, user, key);
+    expect(first.body.features.widget.properties.enabled).toMatchObject({ hasAccess: true });
+    expect(first.body.features.widget.properties.enabled.consumedUnits).toBeUndefined();
+    const retry = await decide(decisionsOnly, user, key);
+    expect(retry.body.eventId).toBe(first.body.eventId);
+    expect(await enqueuedFor(decisionsOnly, user)).toEqual(["decision.made"]);
+    // Without a key every decision is its own request.
+    await decide(decisionsOnly, user);
+    await decide(decisionsOnly, user);
+    expect(await enqueuedFor(decisionsOnly, user)).toEqual(["decision.made", "decision.made", "decision.made"]);
+  });
+
+  it("counter updates enqueue no triggers, first request or retry", async () => {
+    const user = uniqueUser("counter-update");
+    const feature = await call("GET", "/api/v1/admin/features/widget", { key: org.live.secretKey });
+    const update = () =>
+      call("POST", "/api/v1/counter-updates", {
+        key: org.live.secretKey,
+        headers: { "idempotency-key": "update-once" },
+        body: { identity: { userIdentifier: user }, counterId: `default:${feature.body.id}.enabled`, update: 1 },
+      });
+    const first = await update();
+    const retry = await update();
+    expect([first.status, retry.status]).toEqual([200, 200]);
+    expect(retry.body).toEqual(first.body);
+    expect(await enqueuedFor(org, user)).toEqual([]);
+  });
+});
