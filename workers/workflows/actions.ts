@@ -3,10 +3,12 @@
  * listens to its trigger, with `{trigger, payload, env, utils}` (utils scoped to the message's organization, the
  * environment's user data store and the identifier). A message is acked when all its actions succeeded and retried
  * otherwise; after `max_retries` (wrangler.toml) the queue moves it to the dead-letter queue. Delivery is
- * at-least-once and a retry re-runs every action of the message, so actions should be idempotent.
+ * at-least-once and a retry re-runs every action of the message, so actions should be idempotent. `utils.counters`
+ * enforce the limits the firing request resolved for the user (carried in the message).
  */
 import { preparedSnapshotFor } from "../decision/snapshots";
 import type { PreparedSnapshot } from "../engine/prepare";
+import { counterEntriesOf } from "./capability";
 import { workflowEnvironment } from "../services/environmentSettings";
 import { lookupEnvironment } from "../services/tenantCache";
 import { storeOf, type Environment } from "../services/tenancy";
@@ -50,6 +52,7 @@ export async function runActions(env: Env, ctx: ExecutionContext, message: Trigg
     identifier: () => message.identifier,
     authenticated: () => message.authenticated !== false,
     readOnly: false,
+    counterSettings: new Map(counterEntriesOf(message.counters)),
     fireTrigger: (name, payload) => fired.push({ name, payload }),
   });
   const args = { trigger: message.trigger, payload: message.payload ?? null, env: settings.values };
@@ -60,7 +63,7 @@ export async function runActions(env: Env, ctx: ExecutionContext, message: Trigg
     })),
   );
   if (fired.length > 0 && results.every((result) => result.outcome.ok)) {
-    await enqueueTriggers(env, prepared, environment as Environment, { identifier: message.identifier, isAuthenticated: message.authenticated !== false }, fired, (message.depth ?? 0) + 1);
+    await enqueueTriggers(env, prepared, environment as Environment, { identifier: message.identifier, isAuthenticated: message.authenticated !== false }, fired, (message.depth ?? 0) + 1, new Map(counterEntriesOf(message.counters)));
   }
   return results;
 }

@@ -91,6 +91,11 @@ function isCounterEntry(value: unknown): value is [string, CounterSettings] {
   );
 }
 
+/** The well-formed `[counterId, settings]` entries of a serialized counter list (queue messages, tokens). */
+export function counterEntriesOf(value: unknown): [string, CounterSettings][] {
+  return Array.isArray(value) ? value.filter(isCounterEntry) : [];
+}
+
 function isScope(value: unknown): value is RemoteUtilsScope {
   const scope = value as Partial<RemoteUtilsScope> | null;
   return (

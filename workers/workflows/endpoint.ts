@@ -19,7 +19,7 @@ import { workflowEnvironment } from "../services/environmentSettings";
 import { lookupApiKey, lookupEnvironment } from "../services/tenantCache";
 import { storeOf, type Environment } from "../services/tenancy";
 import { DEFAULT_DEADLINE_MS } from "./runner";
-import { scopedUtils } from "./scopedUtils";
+import { knownCounterSettings, scopedUtils } from "./scopedUtils";
 import { selectWorkflowRunner } from "./select";
 import { newId } from "../lib/ids";
 import { recordEvent } from "../services/events";
@@ -123,7 +123,9 @@ export async function runEndpointWorkflow(c: Context<AppEnv>, environmentId: str
   });
   const runner = selectWorkflowRunner(c.env, c.executionCtx, environment.id, settings.egressAllowList);
   const outcome = await runner.runEndpoint({ workflow, args, utils, deadlineMs: workflow.deadlineMs ?? DEFAULT_DEADLINE_MS }, request);
-  if (fired.length > 0) c.executionCtx.waitUntil(enqueueTriggers(c.env, prepared, environment, identity, fired));
+  if (fired.length > 0) {
+    c.executionCtx.waitUntil(knownCounterSettings(utils).then((counters) => enqueueTriggers(c.env, prepared, environment, identity, fired, 0, counters)));
+  }
   if (!outcome.ok) {
     console.warn(JSON.stringify({ event: "endpoint_workflow_failed", environmentId: environment.id, workflow: workflow.slug, kind: outcome.kind, error: outcome.error }));
     recordEvent(c.executionCtx, c.env.DB, {

@@ -39,14 +39,27 @@ export interface ScopedUtilsOptions {
 }
 
 /**
- * The serializable scope of each utils target, for runtimes that cannot receive the target itself (dispatch): kept
- * beside the object rather than as a method on it, because every method of an RPC target is callable by the
- * workflow. A function, because middleware may still change the identity after the target is built.
+ * What the platform knows about each utils target — its serializable scope, for runtimes that cannot receive the
+ * target itself (dispatch), and its counter limits, for triggers — kept beside the object rather than as methods on
+ * it, because every method of an RPC target is callable by the workflow. Functions, because middleware may still
+ * change the identity, and later stages may learn more limits, after the target is built.
  */
-const remoteScopes = new WeakMap<object, () => Promise<RemoteUtilsScope>>();
+interface UtilsState {
+  /** Everything a remote call needs (forces lazily resolved counter limits: the call cannot come back for them). */
+  remote(): Promise<RemoteUtilsScope>;
+  /** Counter limits known so far, without resolving anything more. */
+  known(): Promise<ReadonlyMap<string, CounterSettings>>;
+}
+
+const states = new WeakMap<object, UtilsState>();
 
 export async function remoteScopeOf(utils: object): Promise<RemoteUtilsScope | null> {
-  return (await remoteScopes.get(utils)?.()) ?? null;
+  return (await states.get(utils)?.remote()) ?? null;
+}
+
+/** The counter limits a utils target knows (what triggers carry to action workflows). */
+export async function knownCounterSettings(utils: object): Promise<ReadonlyMap<string, CounterSettings>> {
+  return (await states.get(utils)?.known()) ?? new Map();
 }
 
 export function scopedUtils(options: ScopedUtilsOptions): WorkflowUtils {
@@ -62,7 +75,7 @@ export function scopedUtils(options: ScopedUtilsOptions): WorkflowUtils {
       resolved ??= options.resolveCounterSettings();
       settings = (await resolved).get(counterId);
     }
-    if (!settings) throw new Error(`counter ${counterId} is not metered for this user in this request`);
+    if (!settings) throw new Error(`counter ${counterId} is not metered for this user (none of their plans, as resolved for this call, gives it a limit)`);
     return settings;
   };
   const utils = new WorkflowUtils({
@@ -103,22 +116,24 @@ export function scopedUtils(options: ScopedUtilsOptions): WorkflowUtils {
       fireTrigger(name, payload);
     },
   });
-  remoteScopes.set(utils, async () => {
-    // A remote call cannot come back for lazily resolved limits, so they travel with it (resolved once per request).
-    let lazy: ReadonlyMap<string, CounterSettings> = new Map();
-    if (options.resolveCounterSettings) {
-      resolved ??= options.resolveCounterSettings();
-      lazy = await resolved.catch(() => new Map<string, CounterSettings>());
-    }
-    return {
-      organizationId,
-      versionId: prepared.versionId,
-      store,
-      identifier: identifier(),
-      authenticated: authenticated(),
-      readOnly,
-      counters: [...new Map([...lazy, ...counterSettings])],
-    };
+  const known = async (): Promise<ReadonlyMap<string, CounterSettings>> => {
+    const lazy = resolved ? await resolved.catch(() => new Map<string, CounterSettings>()) : new Map<string, CounterSettings>();
+    return new Map([...lazy, ...counterSettings]);
+  };
+  states.set(utils, {
+    known,
+    remote: async () => {
+      if (options.resolveCounterSettings) resolved ??= options.resolveCounterSettings();
+      return {
+        organizationId,
+        versionId: prepared.versionId,
+        store,
+        identifier: identifier(),
+        authenticated: authenticated(),
+        readOnly,
+        counters: [...(await known())],
+      };
+    },
   });
   return utils;
 }

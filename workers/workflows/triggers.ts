@@ -8,6 +8,7 @@ import { SYSTEM_TRIGGERS } from "../../schema/config";
 import type { PreparedSnapshot } from "../engine/prepare";
 import type { ConfigSnapshot } from "../engine/snapshot";
 import type { Environment } from "../services/tenancy";
+import type { CounterSettings } from "./scopedUtils";
 
 export interface TriggerMessage {
   organizationId: string;
@@ -21,6 +22,11 @@ export interface TriggerMessage {
   firedAt: string;
   /** How many action workflows fired in a chain before this one (0 for triggers of requests); bounded. */
   depth?: number;
+  /**
+   * The user's counter limits as the firing request resolved them: what `utils.counters` in the action workflows
+   * enforce (an action has no request of its own to resolve plans from).
+   */
+  counters?: [string, CounterSettings][];
 }
 
 /** Action workflows may fire triggers that run further actions, up to this depth (no unbounded loops). */
@@ -33,6 +39,7 @@ export async function enqueueTriggers(
   identity: { identifier: string; isAuthenticated: boolean },
   triggers: { name: string; payload: unknown }[],
   depth = 0,
+  counters?: ReadonlyMap<string, CounterSettings>,
 ): Promise<void> {
   const queue = (env as { TRIGGERS?: Queue<TriggerMessage> }).TRIGGERS;
   if (!queue) return;
@@ -57,6 +64,7 @@ export async function enqueueTriggers(
           payload: trigger.payload,
           firedAt,
           ...(depth > 0 ? { depth } : {}),
+          ...(counters && counters.size > 0 ? { counters: [...counters] } : {}),
         },
       })),
     );

@@ -29,6 +29,18 @@ const ACTIONS = {
       await utils.customData.set(key, [...previous, payload]);
     };`,
   },
+  "meter-action": {
+    type: "action",
+    triggers: ["meter.this"],
+    source: `export default async ({ payload, utils }: any) => {
+      try {
+        const reading = await utils.counters.consume(payload.counterId);
+        await utils.customData.set("meter-action", { used: reading.consumedUnits, total: reading.totalUnits });
+      } catch (error) {
+        await utils.customData.set("meter-action", { error: (error as Error).message });
+      }
+    };`,
+  },
   "always-fails": { type: "action", triggers: ["flaky.thing"], source: `export default () => { throw new Error("downstream is down"); };` },
   chained: {
     type: "action",
@@ -48,6 +60,7 @@ const TRIGGERS = {
   "page.viewed": { schema: { type: "object", properties: { who: { type: "string" } }, required: ["who"], additionalProperties: false } },
   "flaky.thing": {},
   "chain.start": {},
+  "meter.this": {},
 };
 
 let org: TestOrganization;
@@ -122,6 +135,24 @@ describe("the trigger queue handler", () => {
     expect(result.explicitAcks.sort()).toEqual([unheard.id, spoofed.id].sort());
     expect(await customData(other.id, "default", "u-spoof", "signup")).toBeNull();
     expect(await customData(org.id, "default", "u-spoof", "signup")).toBeNull();
+  });
+
+  it("utils.counters enforce the limits the firing request resolved, carried by the message", async () => {
+    const featureId = (await call("GET", "/api/v1/admin/features/widget", { key: org.live.secretKey })).body.id;
+    const counterId = `default:${featureId}.enabled`;
+    const limited = message({
+      trigger: "meter.this",
+      identifier: "u-meter",
+      payload: { counterId },
+      counters: [[counterId, { limit: 5, period: "lifetime", uniqueResources: false }]],
+    });
+    expect((await deliver([limited])).explicitAcks).toEqual([limited.id]);
+    expect(await customData(org.id, "default", "u-meter", "meter-action")).toEqual({ used: 1, total: 5 });
+
+    // Without limits from the firing request there is nothing safe to enforce: a clear error, not a guess.
+    const bare = message({ trigger: "meter.this", identifier: "u-meter-bare", payload: { counterId } });
+    expect((await deliver([bare])).explicitAcks).toEqual([bare.id]);
+    expect(await customData(org.id, "default", "u-meter-bare", "meter-action")).toEqual({ error: `counter ${counterId} is not metered for this user (none of their plans, as resolved for this call, gives it a limit)` });
   });
 
   it("acks a message whose version does not exist (nothing could ever run it)", async () => {
