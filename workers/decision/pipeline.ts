@@ -206,7 +206,9 @@ export async function runDecision(c: Context<AppEnv>, body: AccessCheckRequest |
   // A replay's flags (userAdded, plansChanged) and consumed readings are the first request's: enqueueing them again
   // would run every action twice for one logical request. (A meter that did not answer cannot tell; then the
   // triggers are enqueued, at least once.)
-  if (!replayed) c.executionCtx.waitUntil(enqueueTriggers(c.env, prepared, environment, identity, triggers));
+  // The user's limits ride along, so utils.counters in the action workflows enforce this decision's plans.
+  const counters = new Map(decision.meterRequests.map((request) => [request.counterId, { limit: request.limit, period: request.period, uniqueResources: request.uniqueResources }]));
+  if (!replayed) c.executionCtx.waitUntil(enqueueTriggers(c.env, prepared, environment, identity, triggers, 0, counters));
   return { response, decision, readings, creditReadings, features };
 }
 

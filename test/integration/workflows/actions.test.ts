@@ -41,6 +41,15 @@ const ACTIONS = {
       }
     };`,
   },
+  "meter-on-update": {
+    type: "action",
+    triggers: ["counters.updated"],
+    source: `export default async ({ payload, utils }: any) => {
+      if (!payload.identifier.startsWith("limits")) return;
+      const reading = await utils.counters.consume(payload.counters[0].counterId);
+      await utils.customData.set("meter-on-update", { used: reading.consumedUnits, total: reading.totalUnits });
+    };`,
+  },
   "always-fails": { type: "action", triggers: ["flaky.thing"], source: `export default () => { throw new Error("downstream is down"); };` },
   chained: {
     type: "action",
@@ -171,6 +180,20 @@ describe("triggers end to end through the local queue", () => {
     }
     return value;
   }
+
+  it("an action's utils.counters enforce the plan limits of the decision that fired it", async () => {
+    const decision = await call("POST", "/api/v1/surface-decisions", {
+      key: org.live.secretKey,
+      body: { surfaceSlug: "hello-world", identity: { userIdentifier: "limits@example.com" } },
+    });
+    expect(decision.status).toBe(200);
+    // The decision consumed one of the Registered plan's 3 widgets; the action consumes a second under the same limit.
+    const seen = await eventually(
+      () => customData(org.id, "default", "limits@example.com", "meter-on-update"),
+      (value) => value !== null,
+    );
+    expect(seen).toEqual({ used: 2, total: 3 });
+  });
 
   it("a custom trigger fired by a surface workflow and the decision.made system trigger run their action", async () => {
     const decision = await call("POST", "/api/v1/surface-decisions", {
