@@ -84,6 +84,11 @@ interface WorkflowUtils {
     set(key: string, value: JsonValue): Promise<void>;
     delete(key: string): Promise<boolean>;
   };
+  /**
+   * Under the user's own plan limits: those of the decision (feature, surface, component workflows), of the caller's
+   * plans (endpoint workflows) or of the request that fired the trigger (action workflows). Middleware runs before
+   * plans are known, so a counter call there rejects; so does a counter none of the user's plans meters.
+   */
   counters: {
     /** Consumes one unit of a metered property (e.g. "default:feat_ab12cd34.enabled"), atomically. */
     consume(counterId: string, options?: { resourceId?: string }): Promise<CounterResult>;
