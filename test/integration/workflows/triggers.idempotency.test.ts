@@ -164,19 +164,26 @@ describe("an idempotent retry of a surface decision enqueues no triggers", () =>
     expect(await enqueuedFor(decisionsOnly, user)).toEqual(["decision.made", "decision.made", "decision.made"]);
   });
 
-  it("counter updates enqueue no triggers, first request or retry", async () => {
+  it("a counter update enqueues counters.updated once, first request or retry", async () => {
     const user = uniqueUser("counter-update");
     const feature = await call("GET", "/api/v1/admin/features/widget", { key: org.live.secretKey });
+    const counterId = `default:${feature.body.id}.enabled`;
     const update = () =>
       call("POST", "/api/v1/counter-updates", {
         key: org.live.secretKey,
         headers: { "idempotency-key": "update-once" },
-        body: { identity: { userIdentifier: user }, counterId: `default:${feature.body.id}.enabled`, update: 1 },
+        body: { identity: { userIdentifier: user }, counterId, update: 2 },
       });
     const first = await update();
     const retry = await update();
     expect([first.status, retry.status]).toEqual([200, 200]);
     expect(retry.body).toEqual(first.body);
-    expect(await enqueuedFor(org, user)).toEqual([]);
+    expect(await enqueuedFor(org, user)).toEqual(["counters.updated"]);
+    const message = sent.find((candidate) => candidate.identifier === user)!;
+    expect(message.payload).toEqual({ eventId: first.body.eventId, identifier: user, counters: [expect.objectContaining({ counterId, consumedUnits: 2, consumedUnitsInRequest: 2 })] });
+    // The limits of the user's plan ride along for the action's utils.counters.
+    expect(message.counters).toEqual([[counterId, { limit: 3, period: "lifetime", uniqueResources: false }]]);
+    const updates = await eventually(() => seen(user, "counters.updated"), (value) => Array.isArray(value) && value.length > 0);
+    expect(updates).toHaveLength(1);
   });
 });

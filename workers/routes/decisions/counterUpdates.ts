@@ -7,6 +7,7 @@ import { requireAuth } from "../../middleware/auth";
 import { decisionBodyLimit } from "../../middleware/decisionBody";
 import { eventIdFor, insertEvent } from "../../services/events";
 import { counterKind, creditRequestFor, meterCaller, meterRequestFor } from "../../services/meterCaller";
+import { enqueueTriggers } from "../../workflows/triggers";
 import { json, jsonBody, security } from "../admin/shared";
 
 export const CounterUpdateRequest = z
@@ -150,6 +151,13 @@ export function registerCounterUpdateRoute(app: OpenAPIHono<AppEnv>): void {
     });
     if ("conflict" in result) throw new ApiError("idempotency_key_reused", "This Idempotency-Key was used with a different request body");
     const reading = result.reading;
+    // Like a decision that consumes: counters.updated (plus what middleware fired) reaches action workflows, once per
+    // logical request — a replayed retry's triggers are already queued.
+    if (!result.replayed) {
+      const triggers = [{ name: "counters.updated", payload: { eventId, identifier: caller.identity.identifier, counters: [reading] } }, ...(caller.subject.workflows?.triggers ?? [])];
+      const limits = new Map([[request.counterId, { limit: request.limit, period: request.period, uniqueResources: request.uniqueResources }]]);
+      c.executionCtx.waitUntil(enqueueTriggers(c.env, caller.prepared, caller.environment, caller.identity, triggers, 0, limits));
+    }
     recordUpdate(reading.hasAccess ? "granted" : "denied", {
       counterId: request.counterId,
       update: body.update ?? 1,
