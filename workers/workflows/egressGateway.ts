@@ -27,10 +27,18 @@ export async function forwardEgress(request: Request, { hosts, environmentId, wo
   if (!allowed) {
     return new Response(`Outbound request to ${url.host} is not on this environment's egress allow-list`, { status: 403 });
   }
-  // Redirects are handed back to the workflow rather than followed: a redirect from an allowed host to another host
-  // would otherwise leave the allow-list; a workflow that follows one comes back through this gateway.
-  return fetch(request, { redirect: "manual" });
+  // A fresh request, not the workflow's: its `cf` options (resolveOverride, cache keys) and a forged Host would
+  // otherwise travel with the platform's own, trusted subrequest. Redirects are handed back to the workflow rather
+  // than followed: a redirect from an allowed host to another host would otherwise leave the allow-list; a workflow
+  // that follows one comes back through this gateway.
+  const headers = new Headers(request.headers);
+  for (const name of STRIPPED_HEADERS) headers.delete(name);
+  const hasBody = request.method !== "GET" && request.method !== "HEAD";
+  return fetch(url.toString(), { method: request.method, headers, body: hasBody ? request.body : null, redirect: "manual" });
 }
+
+/** Headers a workflow may not set on the platform's behalf. */
+const STRIPPED_HEADERS = ["host", "cf-connecting-ip", "x-forwarded-for", "x-real-ip", "cf-worker", "cdn-loop"];
 
 export class EgressGateway extends WorkerEntrypoint<Env, EgressProps> {
   override fetch(request: Request): Promise<Response> {

@@ -24,6 +24,21 @@ const PROBE = {
   };`,
 };
 
+/** Tries to steer the platform's subrequest with cf options and a forged Host. */
+const STEER = {
+  type: "endpoint",
+  path: "steer",
+  access: "none",
+  deadlineMs: 3000,
+  source: `export default async () => {
+    const response = await fetch("https://api.allowed.test/x", {
+      method: "POST", body: "payload", headers: { host: "internal.example", "x-custom": "kept" },
+      cf: { resolveOverride: "internal.example", cacheEverything: true, cacheKey: "poison" },
+    } as any);
+    return new Response(await response.text(), { status: response.status });
+  };`,
+};
+
 async function probe(environmentId: string, target: string) {
   const response = await exports.default.fetch(
     new Request(`http://platform.test/api/v1/envs/${environmentId}/endpoints/probe?target=${encodeURIComponent(target)}`),
@@ -40,7 +55,7 @@ beforeAll(async () => {
   closed = await createOrganization("Egress closed");
   for (const org of [open, closed]) {
     const document = helloWorld();
-    document.workflows = { probe: PROBE };
+    document.workflows = { probe: PROBE, steer: STEER };
     await publish(org.live.secretKey, document, [org.live.id]);
   }
   const put = await call("PUT", `/api/v1/admin/environments/${open.live.id}/egress`, { key: open.live.secretKey, body: { hosts: ["api.allowed.test"] } });
@@ -61,6 +76,21 @@ describe("workflow egress", () => {
   it("with an allow-list, a host not on it gets the gateway's 403", async () => {
     const result = await probe(open.live.id, "https://evil.test/steal");
     expect(result).toEqual({ outcome: "response", status: 403, body: "Outbound request to evil.test is not on this environment's egress allow-list" });
+  });
+
+  it("forwards a fresh request: the workflow's cf options and Host header do not travel with it", async () => {
+    let seen: { cf: unknown; host: string | null; custom: string | null; method: string; body: string } | undefined;
+    const realFetch = globalThis.fetch;
+    vi.spyOn(globalThis, "fetch").mockImplementation(async (input, init) => {
+      const request = new Request(input, init);
+      if (new URL(request.url).host !== "api.allowed.test") return realFetch(input, init);
+      seen = { cf: (init as { cf?: unknown } | undefined)?.cf ?? (input as { cf?: unknown }).cf, host: request.headers.get("host"), custom: request.headers.get("x-custom"), method: request.method, body: await request.text() };
+      return new Response("ok");
+    });
+    const response = await exports.default.fetch(new Request(`http://platform.test/api/v1/envs/${open.live.id}/endpoints/steer`, { method: "POST" }));
+    expect(response.status).toBe(200);
+    expect(await response.text()).toBe("ok");
+    expect(seen).toEqual({ cf: undefined, host: null, custom: "kept", method: "POST", body: "payload" });
   });
 
   it("an allow-listed host is forwarded by the gateway (outbound fetch mocked)", async () => {
