@@ -83,7 +83,11 @@ export class DecisionWorkflows {
     if (!this.runner) {
       const settings = await workflowEnvironment(this.c.env.DB, this.c.env.SECRETS_KEY, this.environment.id);
       this.env = settings.values;
-      this.runner = selectWorkflowRunner(this.c.env, this.c.executionCtx, this.environment.id, settings.egressAllowList);
+      this.runner = selectWorkflowRunner(this.c.env, this.c.executionCtx, {
+        organizationId: this.environment.organizationId,
+        environmentId: this.environment.id,
+        egressHosts: settings.egressAllowList,
+      });
     }
     stages = new WorkflowStages(this.runner, this.utils(readOnly));
     this.stagesByMode.set(readOnly, stages);

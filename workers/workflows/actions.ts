@@ -42,7 +42,7 @@ export async function runActions(env: Env, ctx: ExecutionContext, message: Trigg
   if (actions.length === 0) return [];
 
   const settings = await workflowEnvironment(env.DB, env.SECRETS_KEY, environment.id);
-  const runner = selectWorkflowRunner(env, ctx, environment.id, settings.egressAllowList);
+  const runner = selectWorkflowRunner(env, ctx, { organizationId: environment.organizationId, environmentId: environment.id, egressHosts: settings.egressAllowList });
   const fired: { name: string; payload: unknown }[] = [];
   const utils = scopedUtils({
     meter: env.METER,

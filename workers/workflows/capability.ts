@@ -18,8 +18,12 @@ export const UTILS_HOST = "utils.mos.internal";
 
 const AUDIENCE = "mos-workflow-outbound";
 const HKDF_INFO = "mos/workflow-capability/v1";
-/** Beyond the call's own deadline, so a slow-starting isolate is not refused; an abandoned call is harmless after. */
-const GRACE_SECONDS = 30;
+const TOKEN_TYPE = "mos-capability+jwt";
+/**
+ * Beyond the call's own deadline (tokens count whole seconds): enough for a slow-starting isolate, short enough that
+ * a call the platform gave up on (and aborted) cannot keep using its utils for long.
+ */
+const GRACE_SECONDS = 5;
 
 /** What a call's utils may reach: serializable, so the platform can rebuild the same scoped utils anywhere. */
 export interface RemoteUtilsScope {
@@ -49,6 +53,7 @@ function signingKey(secretsKey: string): Promise<Uint8Array> {
   if (!key) {
     key = (async () => {
       const raw = Uint8Array.from(atob(secretsKey), (char) => char.charCodeAt(0));
+      if (raw.length !== 32) throw new Error("SECRETS_KEY must be 32 bytes, base64-encoded");
       const material = await crypto.subtle.importKey("raw", raw, "HKDF", false, ["deriveBits"]);
       const bits = await crypto.subtle.deriveBits(
         { name: "HKDF", hash: "SHA-256", salt: new Uint8Array(0), info: new TextEncoder().encode(HKDF_INFO) },
@@ -65,7 +70,7 @@ function signingKey(secretsKey: string): Promise<Uint8Array> {
 export async function mintCapability(secretsKey: string, capability: WorkflowCapability, deadlineMs: number): Promise<string> {
   const lifetimeSeconds = Math.ceil(deadlineMs / 1000) + GRACE_SECONDS;
   return new SignJWT({ cap: capability })
-    .setProtectedHeader({ alg: "HS256" })
+    .setProtectedHeader({ alg: "HS256", typ: TOKEN_TYPE })
     .setAudience(AUDIENCE)
     .setIssuedAt()
     .setExpirationTime(Math.floor(Date.now() / 1000) + lifetimeSeconds)
@@ -116,7 +121,13 @@ function isScope(value: unknown): value is RemoteUtilsScope {
 export async function verifyCapability(secretsKey: string, token: unknown): Promise<WorkflowCapability | null> {
   if (typeof token !== "string" || token.length === 0 || token.length > 64 * 1024) return null;
   try {
-    const { payload } = await jwtVerify(token, await signingKey(secretsKey), { audience: AUDIENCE, algorithms: ["HS256"] });
+    const { payload } = await jwtVerify(token, await signingKey(secretsKey), {
+      audience: AUDIENCE,
+      algorithms: ["HS256"],
+      typ: TOKEN_TYPE,
+      requiredClaims: ["exp", "iat"],
+      maxTokenAge: "10m",
+    });
     const capability = payload.cap as Partial<WorkflowCapability> | undefined;
     if (!capability || typeof capability.environmentId !== "string" || typeof capability.workflow !== "string" || !isStringArray(capability.hosts)) return null;
     if (capability.utils !== undefined && !isScope(capability.utils)) return null;

@@ -1,6 +1,6 @@
 /**
  * The production runtime: a Workers for Platforms dispatch namespace holding one user script per workflow version
- * (`wf-{first 16 hex of codeHash}`), uploaded by the deploy path (`uploadWorkflowScripts`) and invoked with
+ * (`wf-{48 hex}`, see workflowScriptName), uploaded by the deploy path (`uploadWorkflowScripts`) and invoked with
  * `env.DISPATCHER.get(name)`. Same `WorkflowRunner` interface as the Worker Loader runtime.
  *
  * Protocol (dispatched user Workers are reached over `fetch` only): the platform POSTs JSON to the script,
@@ -29,19 +29,42 @@
 import type { ConfigSnapshot, SnapshotWorkflow } from "../engine/snapshot";
 import { mintCapability, UTILS_HOST } from "./capability";
 import { GUARD_MODULE } from "./compile";
-import { remoteScopeOf } from "./scopedUtils";
+import { MAX_FIRED_TRIGGERS, remoteScopeOf } from "./scopedUtils";
+import { BodyTooLargeError, readBoundedText } from "../lib/boundedBody";
+import { sha256Hex } from "../lib/crypto";
 import { GUARD_SOURCE, OPERATION_BUDGET, withDeadline, WORKFLOW_COMPATIBILITY_DATE, type WorkflowCall, type WorkflowOutcome, type WorkflowRunner } from "./runner";
 
-export const DISPATCH_PROTOCOL = "mos-workflow/1";
+export const DISPATCH_PROTOCOL = "mos-workflow/2";
 const DISPATCH_URL = "https://workflow.internal/__mos/invoke";
 const TRIGGERS_HEADER = "x-mos-triggers";
 const ERROR_HEADER = "x-mos-workflow-error";
 /** CPU limit of one dispatched invocation (the wall-clock deadline is enforced by the caller). */
 const DISPATCH_CPU_MS = 50;
-const ALLOWED_SUBREQUESTS = 20;
+/** Utils calls count as subrequests too. */
+const ALLOWED_SUBREQUESTS = 50;
+/** A run result (JSON) or an endpoint's error body larger than this is a failure, never buffered whole. */
+const MAX_RESULT_BYTES = 1024 * 1024;
+/** A dispatched call's triggers beyond this are not even replayed (utils refuse more than this per request anyway). */
+const MAX_TRIGGERS_PER_CALL = MAX_FIRED_TRIGGERS;
 
-export function workflowScriptName(workflow: Pick<SnapshotWorkflow, "codeHash">): string {
-  return `wf-${workflow.codeHash.slice(0, 16)}`;
+let harnessDigest: Promise<string> | undefined;
+const scriptNames = new Map<string, Promise<string>>();
+
+/**
+ * `wf-` + 48 hex of SHA-256 over (protocol, harness, guard, compatibility date, organization, compiled code): a new
+ * harness gets new scripts (old uploads are never reused by a newer platform), and identical code of two
+ * organizations gets two scripts, so module-level state of customer code is never shared across tenants.
+ */
+export function workflowScriptName(organizationId: string, workflow: Pick<SnapshotWorkflow, "codeHash">): Promise<string> {
+  const key = `${organizationId}\u0000${workflow.codeHash}`;
+  let name = scriptNames.get(key);
+  if (!name) {
+    harnessDigest ??= sha256Hex([DISPATCH_PROTOCOL, DISPATCH_HARNESS_SOURCE, GUARD_SOURCE, WORKFLOW_COMPATIBILITY_DATE].join("\u0000"));
+    name = harnessDigest.then(async (harness) => `wf-${(await sha256Hex(`${harness}\u0000${organizationId}\u0000${workflow.codeHash}`)).slice(0, 48)}`);
+    if (scriptNames.size >= 10_000) scriptNames.clear();
+    scriptNames.set(key, name);
+  }
+  return name;
 }
 
 /** The entry module of every dispatched workflow script (plain JS; `workflow.js` is the compiled customer code). */
@@ -79,7 +102,14 @@ function makeUtils(fired, remoteAvailable) {
     return remote(method, args);
   };
   return {
-    customData: { get: call("customData.get", "customDataGet"), set: call("customData.set", "customDataSet"), delete: call("customData.delete", "customDataDelete") },
+    customData: {
+      get: call("customData.get", "customDataGet"),
+      set: (key, value) => {
+        if (value === undefined) return Promise.reject(new Error("custom data values must be JSON of at most 64 KiB"));
+        return call("customData.set", "customDataSet")(key, value);
+      },
+      delete: call("customData.delete", "customDataDelete"),
+    },
     counters: {
       consume: (counterId, options) => call("counters.consume", "countersConsume")(counterId, options ?? {}),
       incrementCounter: (counterId, update, options) => call("counters.incrementCounter", "countersIncrement")(counterId, update ?? 1, options ?? {}),
@@ -89,7 +119,7 @@ function makeUtils(fired, remoteAvailable) {
     triggers: {
       fire: async (name, payload) => {
         if (typeof name !== "string" || !TRIGGER_NAME.test(name)) throw new Error("trigger names are 1-100 characters of a-z, 0-9, '.', '_' or '-'");
-        fired.push({ name, payload: payload === undefined ? {} : JSON.parse(JSON.stringify(payload)) });
+        fired.push({ name, payload: payload == null ? {} : JSON.parse(JSON.stringify(payload)) });
       },
     },
     testGroup100: async (identifier) => testGroup100(String(identifier)),
@@ -166,7 +196,8 @@ function replayTriggers(utils: object, fired: unknown): void {
   if (!Array.isArray(fired)) return;
   const fire = (utils as { fireTrigger?: (name: string, payload: unknown) => unknown }).fireTrigger;
   if (typeof fire !== "function") return;
-  for (const trigger of fired as FiredTrigger[]) {
+  if (fired.length > MAX_TRIGGERS_PER_CALL) console.warn(JSON.stringify({ event: "triggers_dropped", reason: "too many in one call", fired: fired.length }));
+  for (const trigger of (fired as FiredTrigger[]).slice(0, MAX_TRIGGERS_PER_CALL)) {
     try {
       fire.call(utils, trigger.name, trigger.payload);
     } catch (error) {
@@ -192,6 +223,8 @@ function decodeTriggers(header: string | null): unknown {
 }
 
 export interface DispatchRunnerOptions {
+  /** Scripts are per organization (see workflowScriptName). */
+  organizationId: string;
   /**
    * Set when the namespace has the platform's outbound Worker: each call then gets a capability token (its utils
    * scope and the environment's egress allow-list) as the outbound parameter `mos`, and may make subrequests.
@@ -199,24 +232,49 @@ export interface DispatchRunnerOptions {
   outbound?: { secretsKey: string; environmentId: string; hosts: readonly string[] };
 }
 
+/**
+ * Whether compiled code can reach `utils.counters`. Endpoint workflows resolve the caller's plan limits only for
+ * code that does (it may run middleware and provisioning workflows); code that builds the name at run time gets no
+ * limits in the dispatch runtime.
+ */
+const usesCounters = (workflow: SnapshotWorkflow) => /\bcounters\b/.test(workflow.code);
+
+interface PreparedCall {
+  capability: string | null;
+  remoteUtils: boolean;
+}
+
+async function parseBoundedJson(response: Response): Promise<unknown> {
+  const text = await readBoundedText(response.body, MAX_RESULT_BYTES, response.headers.get("content-length"));
+  return JSON.parse(text);
+}
+
 export class DispatchWorkflowRunner implements WorkflowRunner {
   constructor(
     private readonly namespace: Pick<DispatchNamespace, "get">,
-    private readonly options: DispatchRunnerOptions = {},
+    private readonly options: DispatchRunnerOptions,
   ) {}
 
-  private async post(call: WorkflowCall, body: Record<string, unknown>): Promise<Response> {
+  /**
+   * Before the deadline starts: the utils scope (resolving plan limits if the code uses counters) and the call's
+   * capability, valid for the deadline plus a few seconds.
+   */
+  private async prepare(call: WorkflowCall): Promise<PreparedCall> {
     const outbound = this.options.outbound;
-    const scope = outbound ? await remoteScopeOf(call.utils) : null;
-    const capability = outbound
-      ? await mintCapability(
-          outbound.secretsKey,
-          { environmentId: outbound.environmentId, workflow: call.workflow.slug, hosts: [...outbound.hosts], ...(scope ? { utils: scope } : {}) },
-          call.deadlineMs,
-        )
-      : null;
+    if (!outbound) return { capability: null, remoteUtils: false };
+    const scope = await remoteScopeOf(call.utils, { resolveCounters: usesCounters(call.workflow) });
+    const capability = await mintCapability(
+      outbound.secretsKey,
+      { environmentId: outbound.environmentId, workflow: call.workflow.slug, hosts: [...outbound.hosts], ...(scope ? { utils: scope } : {}) },
+      call.deadlineMs,
+    );
+    return { capability, remoteUtils: scope !== null };
+  }
+
+  private async post(call: WorkflowCall, prepared: PreparedCall, signal: AbortSignal, body: Record<string, unknown>): Promise<Response> {
+    const { capability } = prepared;
     const fetcher = this.namespace.get(
-      workflowScriptName(call.workflow),
+      await workflowScriptName(this.options.organizationId, call.workflow),
       {},
       {
         limits: { cpuMs: DISPATCH_CPU_MS, subRequests: capability ? ALLOWED_SUBREQUESTS : 0 },
@@ -226,31 +284,52 @@ export class DispatchWorkflowRunner implements WorkflowRunner {
     return fetcher.fetch(DISPATCH_URL, {
       method: "POST",
       headers: { "content-type": "application/json" },
-      body: JSON.stringify({ protocol: DISPATCH_PROTOCOL, budget: OPERATION_BUDGET, utils: scope ? "remote" : "none", ...body }),
+      body: JSON.stringify({ protocol: DISPATCH_PROTOCOL, budget: OPERATION_BUDGET, utils: prepared.remoteUtils ? "remote" : "none", ...body }),
+      signal,
     });
   }
 
+  /** Runs `invoke` under the deadline; a call that fails or times out is aborted, so the script stops with it. */
+  private async guarded<T>(call: WorkflowCall, invoke: (prepared: PreparedCall, signal: AbortSignal) => Promise<T>): Promise<WorkflowOutcome<T>> {
+    let prepared: PreparedCall;
+    try {
+      prepared = await this.prepare(call);
+    } catch (error) {
+      console.warn(JSON.stringify({ event: "dispatch_prepare_failed", workflow: call.workflow.slug, error: String(error) }));
+      return { ok: false, kind: "unavailable", error: "the workflow could not be prepared", durationMs: 0 };
+    }
+    const controller = new AbortController();
+    const outcome = await withDeadline(call.deadlineMs, () => invoke(prepared, controller.signal));
+    if (!outcome.ok) controller.abort();
+    return outcome;
+  }
+
   run(call: WorkflowCall): Promise<WorkflowOutcome> {
-    return withDeadline(call.deadlineMs, async () => {
-      const response = await this.post(call, { mode: "run", args: call.args });
-      const result = (await response.json()) as { ok?: boolean; value?: unknown; error?: string; triggers?: unknown };
-      if (result.ok !== true) throw new Error(result.error ?? `dispatched workflow answered ${response.status}`);
+    return this.guarded(call, async (prepared, signal) => {
+      const response = await this.post(call, prepared, signal, { mode: "run", args: call.args });
+      let result: { ok?: boolean; value?: unknown; error?: string; triggers?: unknown } | null;
+      try {
+        result = (await parseBoundedJson(response)) as typeof result;
+      } catch (error) {
+        throw new Error(error instanceof BodyTooLargeError ? `the workflow's result is larger than ${MAX_RESULT_BYTES} bytes` : `dispatched workflow answered ${response.status}`);
+      }
+      if (!result || result.ok !== true) throw new Error(typeof result?.error === "string" ? result.error : `dispatched workflow answered ${response.status}`);
       replayTriggers(call.utils, result.triggers);
       return result.value ?? null;
     });
   }
 
   runEndpoint(call: WorkflowCall, request: Request): Promise<WorkflowOutcome<Response>> {
-    return withDeadline(call.deadlineMs, async () => {
+    return this.guarded(call, async (prepared, signal) => {
       const body = request.body ? bytesToBase64(new Uint8Array(await request.arrayBuffer())) : null;
-      const response = await this.post(call, {
+      const response = await this.post(call, prepared, signal, {
         mode: "endpoint",
         args: call.args,
         request: { method: request.method, url: request.url, headers: [...request.headers], body },
       });
       if (response.headers.get(ERROR_HEADER)) {
-        const failure = (await response.json().catch(() => ({}))) as { error?: string };
-        throw new Error(failure.error ?? "dispatched endpoint workflow failed");
+        const failure = (await parseBoundedJson(response).catch(() => ({}))) as { error?: unknown };
+        throw new Error(typeof failure.error === "string" ? failure.error : "dispatched endpoint workflow failed");
       }
       replayTriggers(call.utils, decodeTriggers(response.headers.get(TRIGGERS_HEADER)));
       const headers = new Headers(response.headers);
@@ -290,14 +369,14 @@ export class WorkflowUploadError extends Error {
 /**
  * `PUT /accounts/{account_id}/workers/dispatch/namespaces/{namespace}/scripts/{script_name}` with a multipart body:
  * a `metadata` part (`{main_module, compatibility_date}`) and one `application/javascript+module` part per module.
- * Workflows with the same code share one script (the name is derived from the code hash), so re-deploying an
+ * Workflows of one organization with the same code share one script (see workflowScriptName), so re-deploying an
  * unchanged workflow re-uploads identical content under the same name.
  */
-export async function uploadWorkflowScripts(snapshot: Pick<ConfigSnapshot, "workflows">, options: UploadOptions): Promise<UploadedScript[]> {
+export async function uploadWorkflowScripts(snapshot: Pick<ConfigSnapshot, "workflows" | "organizationId">, options: UploadOptions): Promise<UploadedScript[]> {
   const base = options.apiBase ?? "https://api.cloudflare.com/client/v4";
   const byScript = new Map<string, { workflow: SnapshotWorkflow; slugs: string[] }>();
   for (const workflow of snapshot.workflows) {
-    const name = workflowScriptName(workflow);
+    const name = await workflowScriptName(snapshot.organizationId, workflow);
     const entry = byScript.get(name);
     if (entry) entry.slugs.push(workflow.slug);
     else byScript.set(name, { workflow, slugs: [workflow.slug] });
@@ -333,7 +412,7 @@ export function dispatchUploadSettings(env: Env): Omit<UploadOptions, "fetch"> |
  */
 export async function uploadWorkflowScriptsIfConfigured(
   env: Env,
-  snapshot: Pick<ConfigSnapshot, "workflows">,
+  snapshot: Pick<ConfigSnapshot, "workflows" | "organizationId">,
   fetcher: typeof fetch = (input, init) => fetch(input, init),
 ): Promise<UploadedScript[] | null> {
   const settings = dispatchUploadSettings(env);

@@ -117,11 +117,13 @@ export async function runEndpointWorkflow(c: Context<AppEnv>, environmentId: str
       const subject = await resolveSubject(c, prepared, environment, "publishable", {
         identity: jwt ? { userJwt: jwt } : { anonymousIdentifier: identity.identifier },
       });
+      // Middleware may rewrite the identity; limits of another identity must not be charged to this one.
+      if (subject.identity.identifier !== identity.identifier) throw new Error("middleware changed the identity of an endpoint call");
       return counterSettingsFor(prepared, storeOf(environment), subject);
     },
     fireTrigger: (name, payload) => fired.push({ name, payload }),
   });
-  const runner = selectWorkflowRunner(c.env, c.executionCtx, environment.id, settings.egressAllowList);
+  const runner = selectWorkflowRunner(c.env, c.executionCtx, { organizationId: environment.organizationId, environmentId: environment.id, egressHosts: settings.egressAllowList });
   const outcome = await runner.runEndpoint({ workflow, args, utils, deadlineMs: workflow.deadlineMs ?? DEFAULT_DEADLINE_MS }, request);
   if (fired.length > 0) {
     c.executionCtx.waitUntil(knownCounterSettings(utils).then((counters) => enqueueTriggers(c.env, prepared, environment, identity, fired, 0, counters)));

@@ -7,6 +7,7 @@
  * A missing, forged or expired token gets 403 for both.
  */
 import { WorkerEntrypoint } from "cloudflare:workers";
+import { BodyTooLargeError, readBoundedText } from "../lib/boundedBody";
 import { preparedSnapshotFor } from "../decision/snapshots";
 import { UTILS_HOST, verifyCapability, type RemoteUtilsScope } from "./capability";
 import { forwardEgress } from "./egressGateway";
@@ -55,8 +56,13 @@ async function serveUtils(env: Env, scope: RemoteUtilsScope | undefined, request
   const method = /^\/v1\/([A-Za-z]+)$/.exec(new URL(request.url).pathname)?.[1];
   if (request.method !== "POST" || !method || !isRemoteMethod(method)) return utilsError("unknown utils call", 404);
   if (!scope) return utilsError(`utils are not available to this workflow call`);
-  const text = await request.text();
-  if (text.length > MAX_UTILS_BODY_BYTES) return utilsError("utils arguments must be at most 128 KiB", 413);
+  let text: string;
+  try {
+    text = await readBoundedText(request.body, MAX_UTILS_BODY_BYTES, request.headers.get("content-length"));
+  } catch (error) {
+    if (error instanceof BodyTooLargeError) return utilsError("utils arguments must be at most 128 KiB", 413);
+    throw error;
+  }
   let args: unknown;
   try {
     args = (JSON.parse(text) as { args?: unknown }).args;
@@ -64,8 +70,15 @@ async function serveUtils(env: Env, scope: RemoteUtilsScope | undefined, request
     return utilsError("utils calls carry a JSON body {args: [...]}", 400);
   }
   if (!Array.isArray(args) || args.length > REMOTE_METHODS[method]) return utilsError("utils calls carry a JSON body {args: [...]}", 400);
+  let utils: WorkflowUtils;
   try {
-    const utils = await utilsFor(env, scope);
+    utils = await utilsFor(env, scope);
+  } catch (error) {
+    // Platform trouble (D1, a missing version) is logged, not shown to customer code.
+    console.error(JSON.stringify({ event: "workflow_utils_unavailable", versionId: scope.versionId, error: String(error) }));
+    return utilsError("utils are temporarily unavailable", 503);
+  }
+  try {
     const invoke = utils[method] as (...values: unknown[]) => unknown;
     const value = await invoke.apply(utils, args);
     return Response.json({ ok: true, value: value === undefined ? null : value });

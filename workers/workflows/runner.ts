@@ -97,15 +97,17 @@ export class LoaderWorkflowRunner implements WorkflowRunner {
     /** Outbound fetch for the isolate: null blocks all network (the default). */
     private readonly outbound: (workflow: SnapshotWorkflow) => Fetcher | null = () => null,
     /**
-     * Which isolates may be shared: the environment and its allow-list. A loaded isolate keeps the globalOutbound it
-     * was created with, so two environments (or one after an allow-list change) must never get the same isolate.
+     * Which isolates may be shared. Never across organizations: identical code of two tenants would otherwise share
+     * its module-level state. Within one, the environment and its allow-list when the isolate has egress: a loaded
+     * isolate keeps the globalOutbound it was created with, so two environments (or one after an allow-list change)
+     * must never get the same isolate.
      */
-    private readonly isolateScope = "closed",
+    private readonly sharing: { organizationId: string; egressScope: string } = { organizationId: "", egressScope: "" },
   ) {}
 
   private entrypoint(workflow: SnapshotWorkflow): WorkflowEntrypoint {
     const outbound = this.outbound(workflow);
-    const id = `wf:${workflow.codeHash}:${outbound ? this.isolateScope : "closed"}`;
+    const id = `wf:${workflow.codeHash}:${this.sharing.organizationId}:${outbound ? this.sharing.egressScope : "closed"}`;
     const stub = this.loader.get(id, () => ({
       compatibilityDate: WORKFLOW_COMPATIBILITY_DATE,
       mainModule: "harness.js",

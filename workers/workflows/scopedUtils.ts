@@ -11,6 +11,10 @@ import { checkFiredTrigger } from "./triggers";
 import { verifyUserJwt } from "../identity/jwt";
 import { WorkflowUtils } from "./utils";
 
+/** Bounds on what workflows put on the trigger queue (a queue message holds at most 128 KB). */
+export const MAX_FIRED_TRIGGERS = 50;
+const MAX_TRIGGER_PAYLOAD_CHARS = 32 * 1024;
+
 export interface CounterSettings {
   limit: number;
   period: Period;
@@ -45,21 +49,35 @@ export interface ScopedUtilsOptions {
  * change the identity, and later stages may learn more limits, after the target is built.
  */
 interface UtilsState {
-  /** Everything a remote call needs (forces lazily resolved counter limits: the call cannot come back for them). */
-  remote(): Promise<RemoteUtilsScope>;
+  /**
+   * Everything a remote call needs; with `resolveCounters`, lazily resolved counter limits are resolved now (the call
+   * cannot come back for them).
+   */
+  remote(options: { resolveCounters: boolean }): Promise<RemoteUtilsScope>;
   /** Counter limits known so far, without resolving anything more. */
   known(): Promise<ReadonlyMap<string, CounterSettings>>;
 }
 
 const states = new WeakMap<object, UtilsState>();
 
-export async function remoteScopeOf(utils: object): Promise<RemoteUtilsScope | null> {
-  return (await states.get(utils)?.remote()) ?? null;
+export async function remoteScopeOf(utils: object, options = { resolveCounters: true }): Promise<RemoteUtilsScope | null> {
+  return (await states.get(utils)?.remote(options)) ?? null;
 }
 
 /** The counter limits a utils target knows (what triggers carry to action workflows). */
 export async function knownCounterSettings(utils: object): Promise<ReadonlyMap<string, CounterSettings>> {
   return (await states.get(utils)?.known()) ?? new Map();
+}
+
+/**
+ * Resolving a user's plans can fail (a middleware workflow rejects, D1 is down): then the user has no limits for this
+ * call — counters answer "not metered" — and the reason is logged rather than shown to customer code.
+ */
+function resolveLimits(resolve: () => Promise<ReadonlyMap<string, CounterSettings>>): Promise<ReadonlyMap<string, CounterSettings>> {
+  return resolve().catch((error: unknown) => {
+    console.warn(JSON.stringify({ event: "counter_limits_unresolved", error: error instanceof Error ? error.message : String(error) }));
+    return new Map<string, CounterSettings>();
+  });
 }
 
 export function scopedUtils(options: ScopedUtilsOptions): WorkflowUtils {
@@ -69,10 +87,11 @@ export function scopedUtils(options: ScopedUtilsOptions): WorkflowUtils {
   // Only counters whose limit and period this request resolved for the user: guessing (say, lifetime and unlimited)
   // would overwrite the stored period of a monthly counter and lose its usage.
   let resolved: Promise<ReadonlyMap<string, CounterSettings>> | undefined;
+  let firedCount = 0;
   const settingsOf = async (counterId: string): Promise<CounterSettings> => {
     let settings = counterSettings.get(counterId);
     if (!settings && options.resolveCounterSettings) {
-      resolved ??= options.resolveCounterSettings();
+      resolved ??= resolveLimits(options.resolveCounterSettings);
       settings = (await resolved).get(counterId);
     }
     if (!settings) throw new Error(`counter ${counterId} is not metered for this user (none of their plans, as resolved for this call, gives it a limit)`);
@@ -112,18 +131,21 @@ export function scopedUtils(options: ScopedUtilsOptions): WorkflowUtils {
       return result.ok ? { ok: true, claims: result.claims, identifier: result.identifier } : { ok: false, reason: result.reason };
     },
     fireTrigger: (name, payload) => {
+      if (++firedCount > MAX_FIRED_TRIGGERS) throw new Error(`a request's workflows may fire at most ${MAX_FIRED_TRIGGERS} triggers`);
+      const serialized = JSON.stringify(payload ?? null);
+      if (serialized.length > MAX_TRIGGER_PAYLOAD_CHARS) throw new Error(`trigger payloads must be JSON of at most ${MAX_TRIGGER_PAYLOAD_CHARS / 1024} KiB`);
       checkFiredTrigger(prepared.snapshot, name, payload);
       fireTrigger(name, payload);
     },
   });
   const known = async (): Promise<ReadonlyMap<string, CounterSettings>> => {
-    const lazy = resolved ? await resolved.catch(() => new Map<string, CounterSettings>()) : new Map<string, CounterSettings>();
+    const lazy = resolved ? await resolved : new Map<string, CounterSettings>();
     return new Map([...lazy, ...counterSettings]);
   };
   states.set(utils, {
     known,
-    remote: async () => {
-      if (options.resolveCounterSettings) resolved ??= options.resolveCounterSettings();
+    remote: async ({ resolveCounters }) => {
+      if (resolveCounters && options.resolveCounterSettings) resolved ??= resolveLimits(options.resolveCounterSettings);
       return {
         organizationId,
         versionId: prepared.versionId,

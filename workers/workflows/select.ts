@@ -10,16 +10,25 @@ import { LoaderWorkflowRunner, type WorkflowRunner } from "./runner";
 
 type GatewayFactory = (options: { props: unknown }) => Fetcher;
 
-export function selectWorkflowRunner(env: Env, ctx: unknown, environmentId: string, egressHosts: readonly string[]): WorkflowRunner {
+export interface RunnerTarget {
+  organizationId: string;
+  environmentId: string;
+  egressHosts: readonly string[];
+}
+
+export function selectWorkflowRunner(env: Env, ctx: unknown, { organizationId, environmentId, egressHosts }: RunnerTarget): WorkflowRunner {
   const hosts = [...egressHosts];
   const { DISPATCHER: dispatcher, WORKFLOW_OUTBOUND_WORKER: outboundWorker } = env as { DISPATCHER?: DispatchNamespace; WORKFLOW_OUTBOUND_WORKER?: string };
   if (dispatcher) {
-    return new DispatchWorkflowRunner(dispatcher, outboundWorker ? { outbound: { secretsKey: env.SECRETS_KEY, environmentId, hosts } } : {});
+    return new DispatchWorkflowRunner(dispatcher, {
+      organizationId,
+      ...(outboundWorker ? { outbound: { secretsKey: env.SECRETS_KEY, environmentId, hosts } } : {}),
+    });
   }
   const gateway = (ctx as { exports?: { EgressGateway?: GatewayFactory } } | undefined)?.exports?.EgressGateway;
   return new LoaderWorkflowRunner(
     env.LOADER,
     (workflow) => (hosts.length > 0 && gateway ? gateway({ props: { environmentId, workflow: workflow.slug, hosts } }) : null),
-    `${environmentId}:${[...hosts].sort().join(",")}`,
+    { organizationId, egressScope: `${environmentId}:${[...hosts].sort().join(",")}` },
   );
 }

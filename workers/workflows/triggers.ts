@@ -52,8 +52,7 @@ export async function enqueueTriggers(
   }
   const firedAt = new Date().toISOString();
   try {
-    await queue.sendBatch(
-      wanted.map((trigger) => ({
+    const messages = wanted.map((trigger) => ({
         body: {
           organizationId: environment.organizationId,
           environmentId: environment.id,
@@ -66,11 +65,30 @@ export async function enqueueTriggers(
           ...(depth > 0 ? { depth } : {}),
           ...(counters && counters.size > 0 ? { counters: [...counters] } : {}),
         },
-      })),
-    );
+      }));
+    for (const batch of batchesOf(messages)) await queue.sendBatch(batch);
   } catch (error) {
     console.error("triggers not enqueued", error);
   }
+}
+
+/** A queue batch holds at most 100 messages and 256 KB; triggers are split to fit (payloads are at most 32 KiB). */
+function batchesOf<T>(messages: T[]): T[][] {
+  const batches: T[][] = [];
+  let current: T[] = [];
+  let size = 0;
+  for (const message of messages) {
+    const bytes = JSON.stringify(message).length;
+    if (current.length > 0 && (current.length === 100 || size + bytes > 200 * 1024)) {
+      batches.push(current);
+      current = [];
+      size = 0;
+    }
+    current.push(message);
+    size += bytes;
+  }
+  if (current.length > 0) batches.push(current);
+  return batches;
 }
 
 /** Payload validators per (version, trigger): a version is immutable, so a validator is built once. */

@@ -108,27 +108,31 @@ class RecordingUtils extends RpcTarget {
   }
 }
 
-const upload = (workflows: SnapshotWorkflow[], api: ReturnType<typeof fakeCloudflareApi>) =>
-  uploadWorkflowScripts({ workflows }, { accountId: "acc123", namespace: "mos-workflows", apiToken: "cf-token", fetch: api.fetch });
+const TEST_ORG = "org_test";
+const upload = (workflows: SnapshotWorkflow[], api: ReturnType<typeof fakeCloudflareApi>, organizationId = TEST_ORG) =>
+  uploadWorkflowScripts({ workflows, organizationId }, { accountId: "acc123", namespace: "mos-workflows", apiToken: "cf-token", fetch: api.fetch });
+const scriptOf = (workflow: SnapshotWorkflow, organizationId = TEST_ORG) => workflowScriptName(organizationId, workflow);
 
 describe("uploadWorkflowScripts (deploy path) against a fake Cloudflare API", () => {
-  it("PUTs one multipart module script per workflow version, named by code hash", async () => {
+  it("PUTs one multipart module script per workflow version, named by organization, harness and code", async () => {
     const api = fakeCloudflareApi();
     const a = await workflowOf("a", `export default () => ({ properties: { a: 1 } });`);
     const b = await workflowOf("b", `export default () => ({ properties: { b: 2 } });`);
     const sameAsA = { ...a, slug: "a-copy", name: "a-copy" };
     const uploaded = await upload([a, b, sameAsA], api);
 
-    expect(workflowScriptName(a)).toMatch(/^wf-[0-9a-f]{16}$/);
-    expect(workflowScriptName(a)).toBe(`wf-${a.codeHash.slice(0, 16)}`);
+    expect(await scriptOf(a)).toMatch(/^wf-[0-9a-f]{48}$/);
+    // Identical code of another organization is another script: tenants never share module-level state.
+    expect(await scriptOf(a, "org_other")).not.toBe(await scriptOf(a));
+    expect(await scriptOf(b)).not.toBe(await scriptOf(a));
     expect(uploaded).toEqual([
-      { scriptName: workflowScriptName(a), workflows: ["a", "a-copy"] },
-      { scriptName: workflowScriptName(b), workflows: ["b"] },
+      { scriptName: await scriptOf(a), workflows: ["a", "a-copy"] },
+      { scriptName: await scriptOf(b), workflows: ["b"] },
     ]);
     expect(api.uploads).toHaveLength(2);
     const first = api.uploads[0]!;
     expect(first.method).toBe("PUT");
-    expect(first.url).toBe(`https://api.cloudflare.com/client/v4/accounts/acc123/workers/dispatch/namespaces/mos-workflows/scripts/${workflowScriptName(a)}`);
+    expect(first.url).toBe(`https://api.cloudflare.com/client/v4/accounts/acc123/workers/dispatch/namespaces/mos-workflows/scripts/${await scriptOf(a)}`);
     expect(first.authorization).toBe("Bearer cf-token");
     expect(first.metadata).toEqual({ main_module: "harness.js", compatibility_date: WORKFLOW_COMPATIBILITY_DATE });
     expect(Object.keys(first.parts).sort()).toEqual(["__mos_guard.js", "harness.js", "workflow.js"]);
@@ -139,7 +143,7 @@ describe("uploadWorkflowScripts (deploy path) against a fake Cloudflare API", ()
 
   it("fails with the API's errors when an upload is refused", async () => {
     const broken = await workflowOf("broken", `export default () => ({});`);
-    const api = fakeCloudflareApi({ failScript: workflowScriptName(broken) });
+    const api = fakeCloudflareApi({ failScript: await scriptOf(broken) });
     const failure = await upload([broken], api).catch((error) => error);
     expect(failure).toBeInstanceOf(WorkflowUploadError);
     expect(failure.status).toBe(400);
@@ -151,11 +155,11 @@ describe("uploadWorkflowScriptsIfConfigured", () => {
   it("uploads only when the account, namespace and token are configured", async () => {
     const workflow = await workflowOf("w", `export default () => ({});`);
     const api = fakeCloudflareApi();
-    expect(await uploadWorkflowScriptsIfConfigured(env, { workflows: [workflow] }, api.fetch)).toBeNull();
+    expect(await uploadWorkflowScriptsIfConfigured(env, { workflows: [workflow], organizationId: TEST_ORG }, api.fetch)).toBeNull();
     expect(api.uploads).toHaveLength(0);
     const configured = { ...env, CF_ACCOUNT_ID: "acc9", DISPATCH_NAMESPACE: "ns9", CF_API_TOKEN: "tok9" } as unknown as Env;
-    expect(await uploadWorkflowScriptsIfConfigured(configured, { workflows: [workflow] }, api.fetch)).toEqual([{ scriptName: workflowScriptName(workflow), workflows: ["w"] }]);
-    expect(api.uploads[0]!.url).toBe(`https://api.cloudflare.com/client/v4/accounts/acc9/workers/dispatch/namespaces/ns9/scripts/${workflowScriptName(workflow)}`);
+    expect(await uploadWorkflowScriptsIfConfigured(configured, { workflows: [workflow], organizationId: TEST_ORG }, api.fetch)).toEqual([{ scriptName: await scriptOf(workflow), workflows: ["w"] }]);
+    expect(api.uploads[0]!.url).toBe(`https://api.cloudflare.com/client/v4/accounts/acc9/workers/dispatch/namespaces/ns9/scripts/${await scriptOf(workflow)}`);
     expect(api.uploads[0]!.authorization).toBe("Bearer tok9");
   });
 });
@@ -166,7 +170,7 @@ describe("DispatchWorkflowRunner against a stub namespace", () => {
     const workflows = await Promise.all(Object.entries(sources).map(([slug, source]) => workflowOf(slug, source, type)));
     await upload(workflows, api);
     const stub = stubNamespace(api.scripts);
-    return { workflows, stub, runner: new DispatchWorkflowRunner(stub.namespace) };
+    return { workflows, stub, runner: new DispatchWorkflowRunner(stub.namespace, { organizationId: TEST_ORG }) };
   }
 
   it("runs the uploaded script over the fetch protocol, with args, testGroup100 and replayed triggers", async () => {
@@ -180,7 +184,7 @@ describe("DispatchWorkflowRunner against a stub namespace", () => {
     const outcome = await runner.run({ workflow: workflows[0]!, args: { identity: { identifier: "u-1" } }, utils, deadlineMs: 2000 });
     expect(outcome).toMatchObject({ ok: true, value: { properties: { hello: "u-1", group: testGroup100("abc") } } });
     expect(utils.fired).toEqual([{ name: "greeted", payload: { who: "u-1" } }]);
-    expect(stub.calls).toEqual([{ name: workflowScriptName(workflows[0]!), options: { limits: { cpuMs: 50, subRequests: 0 } } }]);
+    expect(stub.calls).toEqual([{ name: await scriptOf(workflows[0]!), options: { limits: { cpuMs: 50, subRequests: 0 } } }]);
   });
 
   it("without an outbound Worker, reports data utils as unavailable; throws and budget overruns are failures", async () => {
@@ -196,7 +200,7 @@ describe("DispatchWorkflowRunner against a stub namespace", () => {
   });
 
   it("a script missing from the namespace is a failure, not an exception", async () => {
-    const runner = new DispatchWorkflowRunner(stubNamespace(new Map()).namespace);
+    const runner = new DispatchWorkflowRunner(stubNamespace(new Map()).namespace, { organizationId: TEST_ORG });
     const missing = await workflowOf("missing", `export default () => ({});`);
     const outcome = await runner.run({ workflow: missing, args: {}, utils: new RecordingUtils(), deadlineMs: 1000 });
     expect(outcome).toMatchObject({ ok: false, error: expect.stringContaining("not found in dispatch namespace") });
@@ -235,8 +239,9 @@ describe("DispatchWorkflowRunner against a stub namespace", () => {
 describe("runtime selection", () => {
   it("uses the dispatch namespace when DISPATCHER is bound, else the Worker Loader", () => {
     const withDispatcher = { ...env, DISPATCHER: stubNamespace(new Map()).namespace } as unknown as Env;
-    expect(selectWorkflowRunner(withDispatcher, undefined, "env_1", [])).toBeInstanceOf(DispatchWorkflowRunner);
-    expect(selectWorkflowRunner(env, undefined, "env_1", [])).toBeInstanceOf(LoaderWorkflowRunner);
+    const target = { organizationId: TEST_ORG, environmentId: "env_1", egressHosts: [] };
+    expect(selectWorkflowRunner(withDispatcher, undefined, target)).toBeInstanceOf(DispatchWorkflowRunner);
+    expect(selectWorkflowRunner(env, undefined, target)).toBeInstanceOf(LoaderWorkflowRunner);
   });
 
   it("gives dispatched workflows subrequests and a capability only when the outbound Worker is configured", async () => {
@@ -244,14 +249,15 @@ describe("runtime selection", () => {
     const workflow = await workflowOf("w", `export default () => ({});`);
     await upload([workflow], api);
     const stub = stubNamespace(api.scripts);
-    const bare = selectWorkflowRunner({ ...env, DISPATCHER: stub.namespace } as unknown as Env, undefined, "env_9", ["api.allowed.test"]);
+    const target = { organizationId: TEST_ORG, environmentId: "env_9", egressHosts: ["api.allowed.test"] };
+    const bare = selectWorkflowRunner({ ...env, DISPATCHER: stub.namespace } as unknown as Env, undefined, target);
     expect(await bare.run({ workflow, args: {}, utils: new RecordingUtils(), deadlineMs: 2000 })).toMatchObject({ ok: true, value: {} });
     expect(stub.calls[0]!.options).toEqual({ limits: { cpuMs: 50, subRequests: 0 } });
 
     const configured = { ...env, DISPATCHER: stub.namespace, WORKFLOW_OUTBOUND_WORKER: "edge-monetization-outbound" } as unknown as Env;
-    const runner = selectWorkflowRunner(configured, undefined, "env_9", ["api.allowed.test"]);
+    const runner = selectWorkflowRunner(configured, undefined, target);
     expect(await runner.run({ workflow, args: {}, utils: new RecordingUtils(), deadlineMs: 2000 })).toMatchObject({ ok: true, value: {} });
-    expect(stub.calls[1]!.options).toEqual({ limits: { cpuMs: 50, subRequests: 20 }, outbound: { mos: expect.stringMatching(/^[\w-]+\.[\w-]+\.[\w-]+$/) } });
+    expect(stub.calls[1]!.options).toEqual({ limits: { cpuMs: 50, subRequests: 50 }, outbound: { mos: expect.stringMatching(/^[\w-]+\.[\w-]+\.[\w-]+$/) } });
   });
 });
 
@@ -296,9 +302,10 @@ describe("dispatched workflows reach platform data and the network only through 
   async function dispatched(org: TestOrganization, source: string, hosts: string[] = [], type: SnapshotWorkflow["type"] = "surface") {
     const api = fakeCloudflareApi();
     const workflow = await workflowOf(`wf-${type}`, source, type);
-    await upload([workflow], api);
+    await upload([workflow], api, org.id);
     const stub = stubNamespace(api.scripts);
-    const runner = selectWorkflowRunner({ ...OUTBOUND_ENV, DISPATCHER: stub.namespace } as unknown as Env, undefined, org.live.id, hosts);
+    const target = { organizationId: org.id, environmentId: org.live.id, egressHosts: hosts };
+    const runner = selectWorkflowRunner({ ...OUTBOUND_ENV, DISPATCHER: stub.namespace } as unknown as Env, undefined, target);
     return { workflow, runner, stub };
   }
 
@@ -459,5 +466,83 @@ describe("dispatched workflows reach platform data and the network only through 
         },
       },
     });
+  });
+
+  it("refuses oversized utils bodies and results without buffering them whole", async () => {
+    const { utils } = await utilsFor(orgA, versionA, "dispatch-big");
+    const big = await dispatched(
+      orgA,
+      `export default async () => {
+        const response = await fetch("https://${UTILS_HOST}/v1/customDataSet", { method: "POST", body: JSON.stringify({ args: ["k", "x".repeat(300 * 1024)] }) });
+        return { properties: { status: response.status, body: await response.json() } };
+      };`,
+    );
+    expect(await big.runner.run({ workflow: big.workflow, args: {}, utils, deadlineMs: 5000 })).toMatchObject({
+      ok: true,
+      value: { properties: { status: 413, body: { ok: false, error: "utils arguments must be at most 128 KiB" } } },
+    });
+    const huge = await dispatched(orgA, `export default () => ({ properties: { blob: "x".repeat(2 * 1024 * 1024) } });`);
+    expect(await huge.runner.run({ workflow: huge.workflow, args: {}, utils, deadlineMs: 5000 })).toMatchObject({
+      ok: false,
+      kind: "threw",
+      error: "the workflow's result is larger than 1048576 bytes",
+    });
+  });
+
+  it("resolves an endpoint caller's plan limits only for code that uses counters", async () => {
+    const prepared = await preparedSnapshotFor(env.DB, versionA);
+    const counterId = `default:${prepared.snapshot.features[0]!.id}.enabled`;
+    const resolutions: string[] = [];
+    const utilsWithLazyLimits = (identifier: string) =>
+      scopedUtils({
+        meter: env.METER,
+        organizationId: orgA.id,
+        store: "default",
+        prepared,
+        identifier: () => identifier,
+        authenticated: () => true,
+        readOnly: false,
+        resolveCounterSettings: async () => {
+          resolutions.push(identifier);
+          return new Map([[counterId, { limit: 7, period: "lifetime" as const, uniqueResources: false }]]);
+        },
+        fireTrigger: () => {},
+      });
+    const plain = await dispatched(orgA, `export default async (request: Request) => new Response("no metering here");`, [], "endpoint");
+    const plainOutcome = await plain.runner.runEndpoint({ workflow: plain.workflow, args: {}, utils: utilsWithLazyLimits("lazy-1"), deadlineMs: 5000 }, new Request("https://platform.test/x"));
+    expect(plainOutcome.ok).toBe(true);
+    expect(resolutions).toEqual([]);
+
+    const metering = await dispatched(
+      orgA,
+      `export default async (request: Request, { utils, counterId }: any) => Response.json(await utils.counters.consume(counterId));`,
+      [],
+      "endpoint",
+    );
+    const outcome = await metering.runner.runEndpoint({ workflow: metering.workflow, args: { counterId }, utils: utilsWithLazyLimits("lazy-2"), deadlineMs: 5000 }, new Request("https://platform.test/x"));
+    expect(outcome.ok).toBe(true);
+    expect(await (outcome as { value: Response }).value.json()).toMatchObject({ consumedUnits: 1, totalUnits: 7, hasAccess: true });
+    expect(resolutions).toEqual(["lazy-2"]);
+  });
+
+  it("bounds triggers: at most 50 per request, payloads of at most 32 KiB; undefined is not custom data", async () => {
+    const { utils, fired } = await utilsFor(orgA, versionA, "dispatch-triggers");
+    const { workflow, runner } = await dispatched(
+      orgA,
+      `export default async ({ utils }: any) => {
+        for (let i = 0; i < 60; i++) await utils.triggers.fire("dispatched.done", { ok: true, i });
+        let setUndefined = "";
+        try { await utils.customData.set("k", undefined); } catch (error) { setUndefined = (error as Error).message; }
+        return { properties: { setUndefined } };
+      };`,
+    );
+    expect(await runner.run({ workflow, args: {}, utils, deadlineMs: 5000 })).toMatchObject({
+      ok: true,
+      value: { properties: { setUndefined: "custom data values must be JSON of at most 64 KiB" } },
+    });
+    expect(fired).toHaveLength(50);
+    const big = await utilsFor(orgA, versionA, "dispatch-big-trigger");
+    expect(() => big.utils.fireTrigger("dispatched.done", { ok: true, blob: "x".repeat(40 * 1024) })).toThrow("trigger payloads must be JSON of at most 32 KiB");
+    expect(big.fired).toEqual([]);
   });
 });

@@ -5,6 +5,7 @@ import type { SnapshotWorkflow } from "../../../workers/engine/snapshot";
 import { sha256Hex } from "../../../workers/lib/crypto";
 import { compileWorkflowSource, WorkflowCompileError } from "../../../workers/workflows/compile";
 import { LoaderWorkflowRunner } from "../../../workers/workflows/runner";
+import { selectWorkflowRunner } from "../../../workers/workflows/select";
 
 class FakeUtils extends RpcTarget {
   data = new Map<string, unknown>();
@@ -75,5 +76,18 @@ describe("LoaderWorkflowRunner", () => {
     expect(await run(`export default async () => new Function("return 1")();`)).toMatchObject({ ok: false, kind: "threw" });
     const fetched = await run(`export default async () => (await fetch("https://example.com")).status;`);
     expect(fetched.ok).toBe(false);
+  });
+});
+
+describe("isolate sharing", () => {
+  it("identical code of two organizations runs in two isolates: module-level state never crosses tenants", async () => {
+    const workflow = await workflowOf(`let calls = 0;\nexport default () => ({ calls: ++calls });`);
+    const runnerOf = (organizationId: string) => selectWorkflowRunner(env, undefined, { organizationId, environmentId: `env_${organizationId}`, egressHosts: [] });
+    const call = (organizationId: string) => runnerOf(organizationId).run({ workflow, args: {}, utils: new FakeUtils(), deadlineMs: 1000 });
+    const a = `org_a_${crypto.randomUUID()}`;
+    const b = `org_b_${crypto.randomUUID()}`;
+    expect(await call(a)).toMatchObject({ ok: true, value: { calls: 1 } });
+    expect(await call(a)).toMatchObject({ ok: true, value: { calls: 2 } });
+    expect(await call(b)).toMatchObject({ ok: true, value: { calls: 1 } });
   });
 });
