@@ -15,6 +15,7 @@ import type { CounterSettings } from "./scopedUtils";
 
 /** The host a dispatched script's utils calls go to; only the outbound Worker ever sees it. */
 export const UTILS_HOST = "utils.mos.internal";
+export const PROBE_PATH = "/v1/probe";
 
 const AUDIENCE = "mos-workflow-outbound";
 const HKDF_INFO = "mos/workflow-capability/v1";
@@ -44,6 +45,8 @@ export interface WorkflowCapability {
   hosts: string[];
   /** Absent when the call has no platform utils (the script then answers "not available"). */
   utils?: RemoteUtilsScope;
+  /** Set on the runner's probe call only: the platform echoes it, proving the outbound Worker is in the path. */
+  probe?: string;
 }
 
 const keys = new Map<string, Promise<Uint8Array>>();
@@ -131,6 +134,7 @@ export async function verifyCapability(secretsKey: string, token: unknown): Prom
     const capability = payload.cap as Partial<WorkflowCapability> | undefined;
     if (!capability || typeof capability.environmentId !== "string" || typeof capability.workflow !== "string" || !isStringArray(capability.hosts)) return null;
     if (capability.utils !== undefined && !isScope(capability.utils)) return null;
+    if (capability.probe !== undefined && typeof capability.probe !== "string") return null;
     return capability as WorkflowCapability;
   } catch {
     return null;

@@ -23,11 +23,11 @@
  *
  * Sandbox: the budget guard is compiled into the script like in the loader runtime, and each call passes
  * `limits: {cpuMs, subRequests}`. Subrequests are allowed only when the outbound Worker is configured
- * (`WORKFLOW_OUTBOUND_WORKER`), because that Worker is what enforces the egress allow-list; without it a dispatched
- * workflow has no network and its data utils answer "not available".
+ * (`WORKFLOW_OUTBOUND_WORKER`) and a probe has seen it in the path, because that Worker is what enforces the egress
+ * allow-list; without it a dispatched workflow has no network and its data utils answer "not available".
  */
 import type { ConfigSnapshot, SnapshotWorkflow } from "../engine/snapshot";
-import { mintCapability, UTILS_HOST } from "./capability";
+import { mintCapability, PROBE_PATH, UTILS_HOST } from "./capability";
 import { GUARD_MODULE } from "./compile";
 import { MAX_FIRED_TRIGGERS, remoteScopeOf } from "./scopedUtils";
 import { BodyTooLargeError, readBoundedText } from "../lib/boundedBody";
@@ -149,6 +149,14 @@ export default {
     if (call.protocol !== PROTOCOL) return Response.json({ ok: false, error: "unsupported protocol " + call.protocol }, { status: 400 });
     const fired = [];
     const utils = makeUtils(fired, call.utils === "remote");
+    if (call.mode === "probe") {
+      try {
+        const response = await fetch("https://${UTILS_HOST}${PROBE_PATH}", { method: "POST" });
+        return Response.json({ ok: true, value: await response.text() });
+      } catch (error) {
+        return Response.json({ ok: false, error: message(error) });
+      }
+    }
     if (call.mode === "run") {
       try {
         __mosReset(call.budget);
@@ -239,6 +247,12 @@ export interface DispatchRunnerOptions {
  */
 const usesCounters = (workflow: SnapshotWorkflow) => /\bcounters\b/.test(workflow.code);
 
+const PROBE_DEADLINE_MS = 2_000;
+const PROBE_VALID_MS = 10 * 60_000;
+const PROBE_RETRY_MS = 60_000;
+/** Per namespace binding (one per isolate in production): whether the outbound Worker was seen in the path. */
+const outboundChecks = new WeakMap<object, { until: number; ok: Promise<boolean> }>();
+
 interface PreparedCall {
   capability: string | null;
   remoteUtils: boolean;
@@ -261,7 +275,7 @@ export class DispatchWorkflowRunner implements WorkflowRunner {
    */
   private async prepare(call: WorkflowCall): Promise<PreparedCall> {
     const outbound = this.options.outbound;
-    if (!outbound) return { capability: null, remoteUtils: false };
+    if (!outbound || !(await this.outboundInPath(call.workflow, outbound))) return { capability: null, remoteUtils: false };
     const scope = await remoteScopeOf(call.utils, { resolveCounters: usesCounters(call.workflow) });
     const capability = await mintCapability(
       outbound.secretsKey,
@@ -269,6 +283,51 @@ export class DispatchWorkflowRunner implements WorkflowRunner {
       call.deadlineMs,
     );
     return { capability, remoteUtils: scope !== null };
+  }
+
+  /**
+   * `WORKFLOW_OUTBOUND_WORKER` is the operator's word that the namespace binding has the outbound Worker; if the
+   * binding lacks it, subrequests would go straight to the Internet. So before any script gets subrequests, one probe
+   * call (per namespace binding and isolate, renewed every few minutes) fetches the utils host with a fresh nonce in
+   * its capability: only the platform, reached through the outbound Worker, can echo it (the host resolves nowhere
+   * else). Until a probe succeeds, dispatched workflows run without network, and the failure is logged.
+   */
+  private outboundInPath(workflow: SnapshotWorkflow, outbound: NonNullable<DispatchRunnerOptions["outbound"]>): Promise<boolean> {
+    const now = Date.now();
+    const known = outboundChecks.get(this.namespace);
+    if (known && known.until > now) return known.ok;
+    const probed = this.probe(workflow, outbound);
+    const check = { until: now + PROBE_RETRY_MS, ok: probed.then((result) => result === "in_path") };
+    outboundChecks.set(this.namespace, check);
+    void probed.then((result) => {
+      // A probe that could not run (the script is missing, the namespace is down) says nothing: ask again next call.
+      check.until = result === "inconclusive" ? 0 : Date.now() + (result === "in_path" ? PROBE_VALID_MS : PROBE_RETRY_MS);
+      if (result === "missing") console.error(JSON.stringify({ event: "dispatch_outbound_missing", message: "WORKFLOW_OUTBOUND_WORKER is set but dispatched scripts do not reach the platform through an outbound Worker; check the DISPATCHER binding's outbound setting" }));
+    });
+    return check.ok;
+  }
+
+  private async probe(workflow: SnapshotWorkflow, outbound: NonNullable<DispatchRunnerOptions["outbound"]>): Promise<"in_path" | "missing" | "inconclusive"> {
+    let response: Response;
+    const nonce = crypto.randomUUID();
+    try {
+      const capability = await mintCapability(outbound.secretsKey, { environmentId: outbound.environmentId, workflow: workflow.slug, hosts: [], probe: nonce }, PROBE_DEADLINE_MS);
+      const fetcher = this.namespace.get(await workflowScriptName(this.options.organizationId, workflow), {}, { limits: { cpuMs: DISPATCH_CPU_MS, subRequests: 1 }, outbound: { mos: capability } });
+      response = await fetcher.fetch(DISPATCH_URL, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ protocol: DISPATCH_PROTOCOL, mode: "probe" }),
+        signal: AbortSignal.timeout(PROBE_DEADLINE_MS),
+      });
+    } catch {
+      return "inconclusive";
+    }
+    try {
+      const result = (await parseBoundedJson(response)) as { ok?: boolean; value?: unknown } | null;
+      return result?.ok === true && result.value === nonce ? "in_path" : "missing";
+    } catch {
+      return "missing";
+    }
   }
 
   private async post(call: WorkflowCall, prepared: PreparedCall, signal: AbortSignal, body: Record<string, unknown>): Promise<Response> {

@@ -4,12 +4,14 @@
  *   - `POST https://utils.mos.internal/v1/{method}` with `{args: [...]}`: the script's `utils`, served by the same
  *     `WorkflowUtils` the Worker Loader runtime gets over RPC, rebuilt from the token's scope → `{ok, value | error}`;
  *   - anything else: egress, forwarded only to the environment's allow-listed hosts (logged), else 403.
- * A missing, forged or expired token gets 403 for both.
+ *   - `https://utils.mos.internal/v1/probe`: echoes the token's probe nonce (the runner's check that the outbound
+ *     Worker really is in the path before it lets scripts make subrequests);
+ * A missing, forged or expired token gets 403 for all of them.
  */
 import { WorkerEntrypoint } from "cloudflare:workers";
 import { BodyTooLargeError, readBoundedText } from "../lib/boundedBody";
 import { preparedSnapshotFor } from "../decision/snapshots";
-import { UTILS_HOST, verifyCapability, type RemoteUtilsScope } from "./capability";
+import { PROBE_PATH, UTILS_HOST, verifyCapability, type RemoteUtilsScope } from "./capability";
 import { forwardEgress } from "./egressGateway";
 import { scopedUtils } from "./scopedUtils";
 import type { WorkflowUtils } from "./utils";
@@ -94,7 +96,10 @@ export async function handleWorkflowOutbound(env: Env, request: Request, token: 
     console.warn(JSON.stringify({ event: "workflow_outbound_refused", host: new URL(request.url).host, reason: "invalid capability" }));
     return new Response("This workflow call carries no valid capability", { status: 403 });
   }
-  if (new URL(request.url).host === UTILS_HOST) return serveUtils(env, capability.utils, request);
+  if (new URL(request.url).host === UTILS_HOST) {
+    if (new URL(request.url).pathname === PROBE_PATH) return new Response(capability.probe ?? "", { headers: { "content-type": "text/plain" } });
+    return serveUtils(env, capability.utils, request);
+  }
   return forwardEgress(request, { environmentId: capability.environmentId, workflow: capability.workflow, hosts: capability.hosts });
 }
 

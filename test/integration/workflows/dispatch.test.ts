@@ -78,7 +78,7 @@ function fakeCloudflareApi(options: { failScript?: string } = {}) {
  * platform's WorkflowOutbound entrypoint bound to the call's `mos` parameter (what outbound/worker.ts forwards to; the
  * shim itself is tested below). Without outbound parameters the script has no network at all.
  */
-function stubNamespace(scripts: Map<string, Record<string, string>>) {
+function stubNamespace(scripts: Map<string, Record<string, string>>, binding: { outboundWorker: boolean } = { outboundWorker: true }) {
   const calls: { name: string; options: unknown }[] = [];
   const namespace = {
     get(name: string, _args?: unknown, options?: unknown) {
@@ -92,7 +92,8 @@ function stubNamespace(scripts: Map<string, Record<string, string>>) {
         mainModule: "harness.js",
         modules,
         env: {},
-        globalOutbound: mos ? exports.WorkflowOutbound({ props: { capability: mos } }) : null,
+        // A binding without `outbound` ignores the parameters; with no network here, the script's fetch then fails.
+        globalOutbound: mos && binding.outboundWorker ? exports.WorkflowOutbound({ props: { capability: mos } }) : null,
       }));
       return { fetch: (input: RequestInfo | URL, init?: RequestInit) => worker.getEntrypoint().fetch(new Request(input, init)) } as unknown as Fetcher;
     },
@@ -257,7 +258,36 @@ describe("runtime selection", () => {
     const configured = { ...env, DISPATCHER: stub.namespace, WORKFLOW_OUTBOUND_WORKER: "edge-monetization-outbound" } as unknown as Env;
     const runner = selectWorkflowRunner(configured, undefined, target);
     expect(await runner.run({ workflow, args: {}, utils: new RecordingUtils(), deadlineMs: 2000 })).toMatchObject({ ok: true, value: {} });
-    expect(stub.calls[1]!.options).toEqual({ limits: { cpuMs: 50, subRequests: 50 }, outbound: { mos: expect.stringMatching(/^[\w-]+\.[\w-]+\.[\w-]+$/) } });
+    // First a probe (one subrequest) proves the outbound Worker is in the path; then the call itself.
+    expect(stub.calls.slice(1).map((call) => call.options)).toEqual([
+      { limits: { cpuMs: 50, subRequests: 1 }, outbound: { mos: expect.stringMatching(/^[\w-]+\.[\w-]+\.[\w-]+$/) } },
+      { limits: { cpuMs: 50, subRequests: 50 }, outbound: { mos: expect.stringMatching(/^[\w-]+\.[\w-]+\.[\w-]+$/) } },
+    ]);
+    // The probe is remembered for this binding: the next call dispatches once.
+    expect(await runner.run({ workflow, args: {}, utils: new RecordingUtils(), deadlineMs: 2000 })).toMatchObject({ ok: true });
+    expect(stub.calls).toHaveLength(4);
+  });
+
+  it("fails closed when WORKFLOW_OUTBOUND_WORKER is set but the binding has no outbound Worker", async () => {
+    const api = fakeCloudflareApi();
+    const workflow = await workflowOf("w", `export default async ({ utils }: any) => ({ properties: { v: await utils.customData.get("k") } });`);
+    await upload([workflow], api);
+    const stub = stubNamespace(api.scripts, { outboundWorker: false });
+    const errors: string[] = [];
+    vi.spyOn(console, "error").mockImplementation((line: unknown) => {
+      errors.push(String(line));
+    });
+    const misconfigured = { ...env, DISPATCHER: stub.namespace, WORKFLOW_OUTBOUND_WORKER: "edge-monetization-outbound" } as unknown as Env;
+    const runner = selectWorkflowRunner(misconfigured, undefined, { organizationId: TEST_ORG, environmentId: "env_9", egressHosts: ["api.allowed.test"] });
+    const outcome = await runner.run({ workflow, args: {}, utils: new RecordingUtils(), deadlineMs: 2000 });
+    expect(outcome).toMatchObject({ ok: false, error: expect.stringContaining("no outbound Worker is configured") });
+    // The probe got no echo, so the call itself ran without subrequests or a capability.
+    expect(stub.calls.map((call) => call.options)).toEqual([
+      { limits: { cpuMs: 50, subRequests: 1 }, outbound: { mos: expect.any(String) } },
+      { limits: { cpuMs: 50, subRequests: 0 } },
+    ]);
+    await vi.waitFor(() => expect(errors.some((line) => line.includes("dispatch_outbound_missing"))).toBe(true));
+    vi.restoreAllMocks();
   });
 });
 
