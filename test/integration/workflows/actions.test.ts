@@ -11,6 +11,7 @@ import worker from "../../../workers/index";
 import type { TriggerMessage } from "../../../workers/workflows/triggers";
 import { call, createOrganization, publish, type TestOrganization } from "../../support/api";
 import { helloWorld } from "../../support/examples";
+import { eventually } from "../../support/eventually";
 
 const ACTIONS = {
   "remember-signup": {
@@ -171,16 +172,6 @@ describe("the trigger queue handler", () => {
 });
 
 describe("triggers end to end through the local queue", () => {
-  async function eventually<T>(read: () => Promise<T>, done: (value: T) => boolean, timeoutMs = 8000): Promise<T> {
-    const started = Date.now();
-    let value = await read();
-    while (!done(value) && Date.now() - started < timeoutMs) {
-      await new Promise((resolve) => setTimeout(resolve, 100));
-      value = await read();
-    }
-    return value;
-  }
-
   it("an action's utils.counters enforce the plan limits of the decision that fired it", async () => {
     const decision = await call("POST", "/api/v1/surface-decisions", {
       key: org.live.secretKey,

@@ -11,6 +11,7 @@ import { meterStub } from "../../../durable-objects/meter/client";
 import type { TriggerMessage } from "../../../workers/workflows/triggers";
 import { call, createOrganization, publish, type TestOrganization } from "../../support/api";
 import { helloWorld } from "../../support/examples";
+import { eventually } from "../../support/eventually";
 
 const ACTIONS = {
   "count-triggers": {
@@ -79,15 +80,6 @@ async function enqueuedFor(target: TestOrganization, identifier: string): Promis
     .sort();
 }
 
-async function eventually<T>(read: () => Promise<T>, done: (value: T) => boolean, timeoutMs = 8000): Promise<T> {
-  const started = Date.now();
-  let value = await read();
-  while (!done(value) && Date.now() - started < timeoutMs) {
-    await new Promise((resolve) => setTimeout(resolve, 100));
-    value = await read();
-  }
-  return value;
-}
 
 const seen = (identifier: string, trigger: string) =>
   meterStub(env.METER, `${org.id}:default:u`, identifier).customDataGet(`seen:${trigger}`) as Promise<unknown[] | null>;
