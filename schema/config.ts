@@ -304,6 +304,14 @@ export function propertiesOf(feature: FeatureDefinition): Record<string, Propert
   return { enabled: { type: "enabled", fallback: "off", conflict: "higher", onMeterFailure: "closed" }, ...feature.properties };
 }
 
+/**
+ * `record[key]` if `record` has it as its own key. References are user input, and a slug such as `constructor` is
+ * valid: a plain lookup would find Object.prototype's member instead of reporting a missing item.
+ */
+function own<T>(record: Record<string, T>, key: string): T | undefined {
+  return Object.hasOwn(record, key) ? record[key] : undefined;
+}
+
 /** Checks that need the whole document: references between collections and value types. */
 function checkReferences(doc: z.infer<typeof ConfigDocumentShape>, ctx: z.RefinementCtx): void {
   const seenIds = new Map<string, string>();
@@ -316,7 +324,7 @@ function checkReferences(doc: z.infer<typeof ConfigDocumentShape>, ctx: z.Refine
 
   for (const [planSlug, plan] of Object.entries(doc.plans)) {
     for (const [featureSlug, values] of Object.entries(plan.features)) {
-      const feature = doc.features[featureSlug];
+      const feature = own(doc.features, featureSlug);
       if (!feature) {
         ctx.addIssue({ code: "custom", path: ["plans", planSlug, "features", featureSlug], message: `unknown feature ${featureSlug}` });
         continue;
@@ -324,7 +332,7 @@ function checkReferences(doc: z.infer<typeof ConfigDocumentShape>, ctx: z.Refine
       const properties = propertiesOf(feature);
       for (const [propertySlug, value] of Object.entries(values)) {
         const path = ["plans", planSlug, "features", featureSlug, propertySlug];
-        const def = properties[propertySlug];
+        const def = own(properties, propertySlug);
         if (!def) {
           ctx.addIssue({ code: "custom", path, message: `feature ${featureSlug} has no property ${propertySlug}` });
           continue;
@@ -338,8 +346,8 @@ function checkReferences(doc: z.infer<typeof ConfigDocumentShape>, ctx: z.Refine
   for (const [surfaceSlug, surface] of Object.entries(doc.surfaces)) {
     surface.consumes.forEach((reference, index) => {
       const [featureSlug = "", propertySlug = ""] = reference.split(".");
-      const feature = doc.features[featureSlug];
-      const def = feature ? propertiesOf(feature)[propertySlug] : undefined;
+      const feature = own(doc.features, featureSlug);
+      const def = feature ? own(propertiesOf(feature), propertySlug) : undefined;
       if (!def) {
         ctx.addIssue({ code: "custom", path: ["surfaces", surfaceSlug, "consumes", index], message: `unknown property ${reference}` });
       } else if (def.type !== "enabled" && def.type !== "credits") {
@@ -359,14 +367,15 @@ function checkReferences(doc: z.infer<typeof ConfigDocumentShape>, ctx: z.Refine
 
   for (const [workflowSlug, workflow] of Object.entries(doc.workflows)) {
     const path = (field: string) => ["workflows", workflowSlug, field];
-    if (workflow.type === "feature" && (!workflow.feature || !doc.features[workflow.feature])) {
+    const surface = workflow.surface ? own(doc.surfaces, workflow.surface) : undefined;
+    if (workflow.type === "feature" && (!workflow.feature || !own(doc.features, workflow.feature))) {
       ctx.addIssue({ code: "custom", path: path("feature"), message: "a feature workflow must name an existing feature" });
     }
-    if ((workflow.type === "surface" || workflow.type === "component") && (!workflow.surface || !doc.surfaces[workflow.surface])) {
+    if ((workflow.type === "surface" || workflow.type === "component") && !surface) {
       ctx.addIssue({ code: "custom", path: path("surface"), message: `a ${workflow.type} workflow must name an existing surface` });
     }
-    if (workflow.type === "component" && workflow.surface && doc.surfaces[workflow.surface]) {
-      if (!workflow.component || !doc.surfaces[workflow.surface]!.components[workflow.component]) {
+    if (workflow.type === "component" && surface) {
+      if (!workflow.component || !own(surface.components, workflow.component)) {
         ctx.addIssue({ code: "custom", path: path("component"), message: "a component workflow must name a component of its surface" });
       }
     }
@@ -377,7 +386,7 @@ function checkReferences(doc: z.infer<typeof ConfigDocumentShape>, ctx: z.Refine
       ctx.addIssue({ code: "custom", path: path("triggers"), message: "an action workflow needs at least one trigger" });
     }
     workflow.triggers?.forEach((trigger, index) => {
-      if (!(SYSTEM_TRIGGERS as readonly string[]).includes(trigger) && !doc.triggers[trigger]) {
+      if (!(SYSTEM_TRIGGERS as readonly string[]).includes(trigger) && !own(doc.triggers, trigger)) {
         ctx.addIssue({
           code: "custom",
           path: ["workflows", workflowSlug, "triggers", index],

@@ -163,8 +163,8 @@ export function diffDocuments(from: unknown, to: unknown, path = ""): DiffEntry[
     const keys = [...new Set([...Object.keys(from), ...Object.keys(to)])].sort();
     for (const key of keys) {
       const childPath = path ? `${path}.${key}` : key;
-      if (!(key in to)) out.push({ path: childPath, change: "removed", from: from[key] });
-      else if (!(key in from)) out.push({ path: childPath, change: "added", to: to[key] });
+      if (!Object.hasOwn(to, key)) out.push({ path: childPath, change: "removed", from: from[key] });
+      else if (!Object.hasOwn(from, key)) out.push({ path: childPath, change: "added", to: to[key] });
       else out.push(...diffDocuments(from[key], to[key], childPath));
     }
     return out;

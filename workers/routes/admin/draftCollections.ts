@@ -41,10 +41,12 @@ const SlugParam = z.object({ slug: Slug.openapi({ param: { name: "slug", in: "pa
 const common = { security, middleware: adminAuth };
 const Item = z.record(z.string(), z.unknown()).openapi({ description: "The item with its slug" });
 
+/** Own keys only: `constructor` is a valid slug, and must not find Object.prototype's member. */
+const has = (record: object, slug: string) => Object.hasOwn(record, slug);
+
 function itemOf(document: ConfigDocument, key: CollectionKey, slug: string) {
   const record = document[key] as Record<string, object>;
-  const value = record[slug];
-  return value ? { slug, ...value } : undefined;
+  return has(record, slug) ? { slug, ...record[slug] } : undefined;
 }
 
 function registerCollection(app: OpenAPIHono<AppEnv>, collection: Collection): void {
@@ -109,7 +111,7 @@ function registerCollection(app: OpenAPIHono<AppEnv>, collection: Collection): v
     if (!parsed.success) throw validationError(parsed.error);
     const draft = await editDraft(c.env.DB, organizationOf(c.get("auth")), (document) => {
       const record = document[collection.key] as Record<string, unknown>;
-      if (record[slug]) throw new ApiError("conflict", `A ${collection.singular} with slug ${slug} exists`);
+      if (has(record, slug)) throw new ApiError("conflict", `A ${collection.singular} with slug ${slug} exists`);
       record[slug] = definition;
       return document;
     });
@@ -140,7 +142,7 @@ function registerCollection(app: OpenAPIHono<AppEnv>, collection: Collection): v
     try {
       await editDraft(c.env.DB, organizationId, (document) => {
         const record = document[collection.key] as Record<string, unknown>;
-        if (!record[slug]) throw new ApiError("not_found", `No ${collection.singular} ${slug} in the draft`);
+        if (!has(record, slug)) throw new ApiError("not_found", `No ${collection.singular} ${slug} in the draft`);
         delete record[slug];
         return document;
       });
@@ -165,10 +167,9 @@ const renameFeatureRoute = createRoute({
 });
 
 export function renameFeature(document: ConfigDocument, from: string, to: string): ConfigDocument {
-  const feature = document.features[from];
-  if (!feature) throw new ApiError("not_found", `No feature ${from} in the draft`);
+  if (!has(document.features, from)) throw new ApiError("not_found", `No feature ${from} in the draft`);
   if (from === to) return document;
-  if (document.features[to]) throw new ApiError("conflict", `A feature with slug ${to} exists`);
+  if (has(document.features, to)) throw new ApiError("conflict", `A feature with slug ${to} exists`);
   const renameKey = <T>(record: Record<string, T>): Record<string, T> =>
     Object.fromEntries(Object.entries(record).map(([key, value]) => [key === from ? to : key, value]));
   return {
