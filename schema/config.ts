@@ -253,6 +253,28 @@ export const SYSTEM_TRIGGERS = ["decision.made", "counters.updated", "plans.chan
 export const TRIGGER_NAME_PATTERN = /^[a-z0-9][a-z0-9._-]{0,99}$/;
 export const TriggerName = z.string().regex(TRIGGER_NAME_PATTERN, "must be 1-100 characters of a-z, 0-9, '.', '_' or '-'");
 
+/** How deep a free-form value of the document (a trigger's schema) may nest: beyond any real schema, far below the stack. */
+export const MAX_JSON_DEPTH = 64;
+
+/**
+ * Why `value` is not plain JSON nested at most MAX_JSON_DEPTH levels, or undefined. A document may come from YAML,
+ * whose aliases can build cycles and whose tags build dates, byte arrays and sets; none of them survives storage as
+ * JSON, and a cycle or a very deep value overflows the stack of every later read, diff and edit.
+ */
+export function jsonValueProblem(value: unknown, depth = 0): string | undefined {
+  if (value === null || typeof value === "string" || typeof value === "boolean") return undefined;
+  if (typeof value === "number") return Number.isFinite(value) ? undefined : "numbers must be finite";
+  if (typeof value !== "object") return `not a JSON value (${typeof value})`;
+  if (depth >= MAX_JSON_DEPTH) return `nested deeper than ${MAX_JSON_DEPTH} levels (or refers to itself)`;
+  const prototype = Object.getPrototypeOf(value);
+  if (!Array.isArray(value) && prototype !== Object.prototype && prototype !== null) return `not a JSON value (${Object.prototype.toString.call(value)})`;
+  for (const child of Object.values(value)) {
+    const problem = jsonValueProblem(child, depth + 1);
+    if (problem) return problem;
+  }
+  return undefined;
+}
+
 /** A custom trigger: workflows fire it with `utils.triggers.fire(name, payload)`; the payload must match `schema`. */
 export const TriggerDefinition = z
   .strictObject({
@@ -261,6 +283,11 @@ export const TriggerDefinition = z
     schema: z.record(z.string(), z.unknown()).default({}),
   })
   .superRefine((trigger, ctx) => {
+    const problem = jsonValueProblem(trigger.schema);
+    if (problem) {
+      ctx.addIssue({ code: "custom", path: ["schema"], message: `not a usable JSON Schema: ${problem}` });
+      return;
+    }
     try {
       new Validator(trigger.schema as Schema, "2020-12").validate(null);
     } catch (error) {

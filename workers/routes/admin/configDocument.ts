@@ -68,7 +68,12 @@ export async function readDocumentBody(request: { header(name: string): string |
     if (parsed.errors.length) {
       throw new ApiError("invalid_json", `Invalid YAML: ${parsed.errors.map((error) => error.message.split("\n")[0]).join("; ")}`);
     }
-    return parsed.toJS();
+    try {
+      // Resolving aliases can still fail: the yaml package refuses an alias bomb (exponential expansion) here.
+      return parsed.toJS({ maxAliasCount: 100 });
+    } catch (error) {
+      throw new ApiError("invalid_json", `Invalid YAML: ${error instanceof Error ? error.message : String(error)}`);
+    }
   }
   throw new ApiError("unsupported_media_type", "Send the document as application/json or application/yaml");
 }
