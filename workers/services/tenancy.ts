@@ -123,10 +123,14 @@ export async function renameEnvironment(db: D1Database, id: string, name: string
   await db.prepare("UPDATE environments SET name = ? WHERE id = ?").bind(name, id).run();
 }
 
-/** Deletes an environment with its keys and deployment history; its events stay for audit. */
+/**
+ * Deletes an environment with everything that refers to it (keys, deployment history, workflow variables and
+ * secrets), in one batch; its events stay for audit.
+ */
 export async function deleteEnvironment(db: D1Database, id: string): Promise<void> {
   await db.batch([
     db.prepare("DELETE FROM api_keys WHERE environment_id = ?").bind(id),
+    db.prepare("DELETE FROM environment_variables WHERE environment_id = ?").bind(id),
     db.prepare("DELETE FROM deployments WHERE environment_id = ?").bind(id),
     db.prepare("DELETE FROM environments WHERE id = ?").bind(id),
   ]);
