@@ -7,6 +7,7 @@ import type { AppEnv, AuthContext } from "../context";
 import { ApiError } from "../errors";
 import { timingSafeEqual } from "../lib/crypto";
 import { lookupApiKey, lookupEnvironment } from "../services/tenantCache";
+import { getOrganization } from "../services/tenancy";
 
 type Allowed = "operator" | "secret" | "publishable";
 
@@ -19,7 +20,13 @@ export function bearerToken(header: string | undefined): string | null {
 export async function authenticate(env: Env, token: string | null, allowed: readonly Allowed[], organizationHeader?: string): Promise<AuthContext> {
   if (!token) throw new ApiError("invalid_api_key", "Missing API key: send Authorization: Bearer <key>");
   if (allowed.includes("operator") && env.OPERATOR_TOKEN && timingSafeEqual(token, env.OPERATOR_TOKEN)) {
-    return { kind: "operator", organizationId: organizationHeader?.trim() || null };
+    const organizationId = organizationHeader?.trim() || null;
+    // On a route that acts on one organization (one a secret key may call too), an organization that does not exist
+    // is a 404, not an empty list.
+    if (organizationId && allowed.includes("secret") && !(await getOrganization(env.DB, organizationId))) {
+      throw new ApiError("organization_not_found", "Organization not found (X-Organization-Id)");
+    }
+    return { kind: "operator", organizationId };
   }
   const key = await lookupApiKey(env.DB, token);
   if (!key) throw new ApiError("invalid_api_key", "Invalid API key");
