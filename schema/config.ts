@@ -276,6 +276,39 @@ export function jsonValueProblem(value: unknown, depth = 0): string | undefined 
 }
 
 /** A custom trigger: workflows fire it with `utils.triggers.fire(name, payload)`; the payload must match `schema`. */
+const SUBSCHEMA_MAPS = ["properties", "$defs", "definitions", "dependentSchemas"];
+const SUBSCHEMA = ["items", "additionalItems", "additionalProperties", "not", "if", "then", "else", "contains", "propertyNames", "unevaluatedItems", "unevaluatedProperties"];
+const SUBSCHEMA_LISTS = ["allOf", "anyOf", "oneOf", "prefixItems"];
+
+/** The path of the first `pattern` / `patternProperties` keyword in a JSON Schema (walking keywords, not data). */
+function regexKeywordIn(schema: unknown, path: (string | number)[] = []): (string | number)[] | null {
+  if (typeof schema !== "object" || schema === null || Array.isArray(schema)) return null;
+  const record = schema as Record<string, unknown>;
+  if (typeof record.pattern === "string") return [...path, "pattern"];
+  if (Object.hasOwn(record, "patternProperties")) return [...path, "patternProperties"];
+  for (const keyword of SUBSCHEMA) {
+    const found = Object.hasOwn(record, keyword) ? regexKeywordIn(record[keyword], [...path, keyword]) : null;
+    if (found) return found;
+  }
+  for (const keyword of SUBSCHEMA_MAPS) {
+    const map = Object.hasOwn(record, keyword) ? record[keyword] : undefined;
+    if (typeof map !== "object" || map === null) continue;
+    for (const [name, sub] of Object.entries(map)) {
+      const found = regexKeywordIn(sub, [...path, keyword, name]);
+      if (found) return found;
+    }
+  }
+  for (const keyword of SUBSCHEMA_LISTS) {
+    const list = Object.hasOwn(record, keyword) ? record[keyword] : undefined;
+    if (!Array.isArray(list)) continue;
+    for (const [index, sub] of list.entries()) {
+      const found = regexKeywordIn(sub, [...path, keyword, index]);
+      if (found) return found;
+    }
+  }
+  return null;
+}
+
 export const TriggerDefinition = z
   .strictObject({
     description: Description.optional(),
@@ -286,6 +319,15 @@ export const TriggerDefinition = z
     const problem = jsonValueProblem(trigger.schema);
     if (problem) {
       ctx.addIssue({ code: "custom", path: ["schema"], message: `not a usable JSON Schema: ${problem}` });
+      return;
+    }
+    const regex = regexKeywordIn(trigger.schema);
+    if (regex) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["schema", ...regex],
+        message: "regular expressions (pattern, patternProperties) are not supported in trigger schemas: payloads are validated on the platform's shared isolate, where a backtracking pattern could stall other tenants",
+      });
       return;
     }
     try {

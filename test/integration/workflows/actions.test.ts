@@ -255,6 +255,27 @@ describe("custom trigger declarations", () => {
     expect(refused.body.details).toEqual([{ path: "workflows.listener.triggers[1]", message: expect.stringMatching(/unknown trigger nobody.declared.this/) }]);
   });
 
+  it("refuses regular expressions in trigger schemas (they would run on the platform's shared isolate), wherever they nest", async () => {
+    const organization = await createOrganization("Regex trigger schema");
+    const refusedAt = async (schema: Record<string, unknown>) => {
+      const document = helloWorld();
+      document.triggers = { "page.viewed": { schema } };
+      const response = await call("PUT", "/api/v1/admin/config", { key: organization.live.secretKey, body: document });
+      expect(response.status).toBe(400);
+      expect(response.body.details[0].message).toMatch(/regular expressions/);
+      return response.body.details[0].path;
+    };
+    expect(await refusedAt({ type: "string", pattern: "^(a+)+$" })).toBe("triggers.page.viewed.schema.pattern");
+    expect(await refusedAt({ type: "object", properties: { who: { anyOf: [{ type: "number" }, { type: "string", pattern: "x" }] } } })).toBe(
+      "triggers.page.viewed.schema.properties.who.anyOf[1].pattern",
+    );
+    expect(await refusedAt({ type: "object", patternProperties: { "^a": {} } })).toBe("triggers.page.viewed.schema.patternProperties");
+    // A property that happens to be called "pattern" is data, not the keyword.
+    const document = helloWorld();
+    document.triggers = { "page.viewed": { schema: { type: "object", properties: { pattern: { type: "string" } } } } };
+    expect((await call("PUT", "/api/v1/admin/config", { key: organization.live.secretKey, body: document })).status).toBe(200);
+  });
+
   it("a workflow firing a payload that does not match the schema, an undeclared or a system trigger fails and is recorded", async () => {
     const organization = await createOrganization("Bad payloads");
     const document = helloWorld();
