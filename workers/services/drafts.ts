@@ -11,6 +11,8 @@ export interface Draft {
   document: ConfigDocument;
   revision: number;
   updatedAt: string;
+  /** The document exactly as stored: what a version validates (a draft from older rules is loosened for readers). */
+  stored?: unknown;
 }
 
 export async function getDraft(db: D1Database, organizationId: string): Promise<Draft> {
@@ -19,7 +21,24 @@ export async function getDraft(db: D1Database, organizationId: string): Promise<
     .bind(organizationId)
     .first<{ document: string; revision: number; updated_at: string }>();
   if (!row) throw new ApiError("organization_not_found", "Organization not found");
-  return { document: ConfigDocument.parse(JSON.parse(row.document)), revision: row.revision, updatedAt: row.updated_at };
+  const stored = JSON.parse(row.document) as unknown;
+  const parsed = ConfigDocument.safeParse(stored);
+  // A draft saved under older, looser rules may fail today's: it is still served as stored (so it can be read,
+  // exported and replaced), and every edit or version re-validates it and names what must change.
+  if (!parsed.success) console.warn(JSON.stringify({ event: "draft_fails_current_schema", organizationId, issues: parsed.error.issues.length }));
+  return { document: parsed.success ? parsed.data : looseDocument(stored), revision: row.revision, updatedAt: row.updated_at, stored };
+}
+
+const SECTIONS = ["features", "plans", "surfaces", "authMethods", "workflows", "triggers"] as const;
+
+/** A stored document as is, with every top-level section at least an object (what readers of a draft rely on). */
+function looseDocument(stored: unknown): ConfigDocument {
+  const document = (typeof stored === "object" && stored !== null && !Array.isArray(stored) ? { ...stored } : {}) as Record<string, unknown>;
+  for (const section of SECTIONS) {
+    const value = document[section];
+    if (typeof value !== "object" || value === null || Array.isArray(value)) document[section] = {};
+  }
+  return document as unknown as ConfigDocument;
 }
 
 /** Validates `input` as a whole document; on failure the error lists every path (prefixed as given). */

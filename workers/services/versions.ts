@@ -47,7 +47,7 @@ export async function createVersion(
   compileWorkflow?: WorkflowCompiler,
 ): Promise<VersionInfo> {
   const draft = await getDraft(db, organizationId);
-  const document = validateDocument(draft.document);
+  const document = validateDocument(draft.stored ?? draft.document);
   const id = newId("ver");
   const snapshot = await compileSnapshot(document, { versionId: id, organizationId, compileWorkflow });
   for (let attempt = 0; ; attempt++) {

@@ -276,6 +276,32 @@ describe("custom trigger declarations", () => {
     expect((await call("PUT", "/api/v1/admin/config", { key: organization.live.secretKey, body: document })).status).toBe(200);
   });
 
+  it("a draft saved under older rules (a pattern in a trigger schema) can still be read, is refused as a version, and can be replaced", async () => {
+    const organization = await createOrganization("Draft from older rules");
+    const legacy = helloWorld();
+    legacy.triggers = { "page.viewed": { schema: { type: "string", pattern: "^(a+)+$" } } };
+    await call("PUT", "/api/v1/admin/config", { key: organization.live.secretKey, body: helloWorld() });
+    const current = await call("GET", "/api/v1/admin/config", { key: organization.live.secretKey });
+    const stored = { ...current.body, triggers: legacy.triggers };
+    await env.DB.prepare("UPDATE drafts SET document = ? WHERE organization_id = ?").bind(JSON.stringify(stored), organization.id).run();
+
+    const read = await call("GET", "/api/v1/admin/config", { key: organization.live.secretKey });
+    expect(read.status).toBe(200);
+    expect(read.body.triggers["page.viewed"].schema.pattern).toBe("^(a+)+$");
+    const version = await call("POST", "/api/v1/admin/versions", { key: organization.live.secretKey, body: { description: "x" } });
+    expect(version.status).toBe(400);
+    expect(version.body.details[0].path).toBe("triggers.page.viewed.schema.pattern");
+    const replaced = await call("PUT", "/api/v1/admin/config", { key: organization.live.secretKey, body: helloWorld() });
+    expect(replaced.status).toBe(200);
+    expect((await call("POST", "/api/v1/admin/versions", { key: organization.live.secretKey, body: { description: "fixed" } })).status).toBe(201);
+
+    // Even a structurally broken stored draft is readable and replaceable, never a 500.
+    await env.DB.prepare("UPDATE drafts SET document = ? WHERE organization_id = ?").bind(JSON.stringify({ features: [], plans: "x" }), organization.id).run();
+    expect((await call("GET", "/api/v1/admin/config", { key: organization.live.secretKey })).status).toBe(200);
+    expect((await call("POST", "/api/v1/admin/versions", { key: organization.live.secretKey, body: { description: "x" } })).status).toBe(400);
+    expect((await call("PUT", "/api/v1/admin/config", { key: organization.live.secretKey, body: helloWorld() })).status).toBe(200);
+  });
+
   it("a workflow firing a payload that does not match the schema, an undeclared or a system trigger fails and is recorded", async () => {
     const organization = await createOrganization("Bad payloads");
     const document = helloWorld();
