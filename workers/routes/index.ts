@@ -17,8 +17,10 @@ import { registerHealth } from "./health";
 import { registerCounterUpdateRoute } from "./decisions/counterUpdates";
 import { registerIdentityLinkRoute } from "./decisions/identityLinks";
 import { registerMeterAdminRoutes } from "./admin/meters";
+import { adminBodyLimit } from "../middleware/decisionBody";
 
 export function registerRoutes(app: OpenAPIHono<AppEnv>): void {
+  app.use("/api/v1/admin/*", adminBodyLimit);
   registerHealth(app);
   registerAccessCheckRoute(app);
   registerSurfaceDecisionRoute(app);

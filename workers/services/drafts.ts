@@ -60,12 +60,23 @@ export function ensureFeatureIds(document: ConfigDocument, previous?: ConfigDocu
   return { ...document, features };
 }
 
+/**
+ * Bounds a draft however it grows (whole documents or collection edits): D1 rows hold at most 2 MB, and a version
+ * stores the document beside its compiled snapshot.
+ */
+export const MAX_DRAFT_BYTES = 1024 * 1024;
+
 /** Replaces the draft if it is still at `expectedRevision`; returns the new revision. */
 export async function saveDraft(db: D1Database, organizationId: string, document: ConfigDocument, expectedRevision: number): Promise<Draft> {
+  const serialized = JSON.stringify(document);
+  const bytes = new TextEncoder().encode(serialized).byteLength;
+  if (bytes > MAX_DRAFT_BYTES) {
+    throw new ApiError("payload_too_large", `The configuration would be ${bytes} bytes; documents are limited to ${MAX_DRAFT_BYTES} bytes`);
+  }
   const updatedAt = nowIso();
   const result = await db
     .prepare("UPDATE drafts SET document = ?, revision = revision + 1, updated_at = ? WHERE organization_id = ? AND revision = ?")
-    .bind(JSON.stringify(document), updatedAt, organizationId, expectedRevision)
+    .bind(serialized, updatedAt, organizationId, expectedRevision)
     .run();
   if (result.meta.changes !== 1) {
     throw new ApiError("conflict", "The draft was changed by another request; read it again and retry");

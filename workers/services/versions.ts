@@ -37,6 +37,9 @@ const toInfo = (row: VersionRow): VersionInfo => ({
   createdAt: row.created_at,
 });
 
+/** One D1 row (at most 2,000,000 bytes) holds a version's document and snapshot; the rest is headroom. */
+const MAX_VERSION_BYTES = 1_900_000;
+
 export type WorkflowCompiler = (slug: string, source: string) => string;
 
 /** Validates the whole draft, compiles it and stores the result as the next version. */
@@ -50,6 +53,15 @@ export async function createVersion(
   const document = validateDocument(draft.stored ?? draft.document);
   const id = newId("ver");
   const snapshot = await compileSnapshot(document, { versionId: id, organizationId, compileWorkflow });
+  const documentJson = JSON.stringify(document);
+  const snapshotJson = JSON.stringify(snapshot);
+  const rowBytes = new TextEncoder().encode(documentJson).byteLength + new TextEncoder().encode(snapshotJson).byteLength;
+  if (rowBytes > MAX_VERSION_BYTES) {
+    throw new ApiError(
+      "payload_too_large",
+      `This configuration compiles to ${rowBytes} bytes (document and snapshot); a version holds at most ${MAX_VERSION_BYTES}: shrink workflow sources or split features`,
+    );
+  }
   for (let attempt = 0; ; attempt++) {
     const createdAt = nowIso();
     try {
@@ -60,7 +72,7 @@ export async function createVersion(
           `INSERT INTO versions (id, organization_id, number, description, document, snapshot, created_at)
            VALUES (?, ?, (SELECT COALESCE(MAX(number), 0) + 1 FROM versions WHERE organization_id = ?), ?, ?, ?, ?)`,
         )
-        .bind(id, organizationId, organizationId, description, JSON.stringify(document), JSON.stringify(snapshot), createdAt)
+        .bind(id, organizationId, organizationId, description, documentJson, snapshotJson, createdAt)
         .run();
       const row = await db.prepare("SELECT id, organization_id, number, description, created_at FROM versions WHERE id = ?").bind(id).first<VersionRow>();
       return toInfo(row!);

@@ -1,0 +1,47 @@
+/**
+ * Size limits of the admin API: bodies past 1 MiB are refused before parsing, a draft cannot grow past 1 MiB through
+ * collection edits, and a version whose document and compiled snapshot would not fit one D1 row is refused with a
+ * clear 413 — in each case with nothing half-written.
+ */
+import { describe, expect, it } from "vitest";
+import { call, createOrganization } from "../../support/api";
+import { helloWorld } from "../../support/examples";
+
+const bulkyWorkflow = (index: number) => ({
+  type: "surface",
+  surface: "hello-world",
+  // A string literal survives compilation, so the snapshot is as large as the source.
+  source: `const padding = "${String(index).repeat(1).padEnd(190_000, "x")}";\nexport default () => ({ properties: { size: padding.length } });`,
+});
+
+describe("admin size limits", () => {
+  it("refuses an admin body over 1 MiB with the documented error shape", async () => {
+    const org = await createOrganization("Limits body");
+    const response = await call("POST", "/api/v1/admin/features", { key: org.live.secretKey, body: { slug: "huge", name: "x".repeat(1_100_000) } });
+    expect(response.status).toBe(413);
+    expect(response.body).toMatchObject({ status: "error", statusCode: 413, code: "payload_too_large" });
+    expect((await call("GET", "/api/v1/admin/features/huge", { key: org.live.secretKey })).status).toBe(404);
+  });
+
+  it("a draft cannot grow past 1 MiB through collection edits, and a version that would not fit a row is refused", async () => {
+    const org = await createOrganization("Limits draft");
+    expect((await call("PUT", "/api/v1/admin/config", { key: org.live.secretKey, body: helloWorld() })).status).toBe(200);
+    for (let index = 0; index < 5; index++) {
+      const stored = await call("PUT", `/api/v1/admin/workflows/bulky-${index}`, { key: org.live.secretKey, body: bulkyWorkflow(index) });
+      expect(stored.status).toBe(200);
+    }
+    const revision = (await call("GET", "/api/v1/admin/config", { key: org.live.secretKey })).headers.get("x-draft-revision");
+    const sixth = await call("PUT", "/api/v1/admin/workflows/bulky-5", { key: org.live.secretKey, body: bulkyWorkflow(5) });
+    expect(sixth.status).toBe(413);
+    expect(sixth.body).toMatchObject({ code: "payload_too_large", message: expect.stringMatching(/documents are limited to 1048576 bytes/) });
+    const after = await call("GET", "/api/v1/admin/config", { key: org.live.secretKey });
+    expect(after.headers.get("x-draft-revision")).toBe(revision);
+    expect(Object.keys(after.body.workflows)).toHaveLength(5);
+
+    // About 0.95 MB of document compiles to as much snapshot again: more than one D1 row holds.
+    const version = await call("POST", "/api/v1/admin/versions", { key: org.live.secretKey, body: { description: "too big" } });
+    expect(version.status).toBe(413);
+    expect(version.body.message).toMatch(/compiles to \d+ bytes/);
+    expect((await call("GET", "/api/v1/admin/versions", { key: org.live.secretKey })).body.versions).toEqual([]);
+  });
+});
