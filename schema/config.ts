@@ -275,40 +275,38 @@ export function jsonValueProblem(value: unknown, depth = 0): string | undefined 
   return undefined;
 }
 
-/** A custom trigger: workflows fire it with `utils.triggers.fire(name, payload)`; the payload must match `schema`. */
-const SUBSCHEMA_MAPS = ["properties", "$defs", "definitions", "dependentSchemas"];
-const SUBSCHEMA = ["items", "additionalItems", "additionalProperties", "not", "if", "then", "else", "contains", "propertyNames", "unevaluatedItems", "unevaluatedProperties"];
-const SUBSCHEMA_LISTS = ["allOf", "anyOf", "oneOf", "prefixItems"];
+/**
+ * Trigger payloads are validated on the platform's shared isolate, so a schema must not be able to make that cost
+ * more than its size: no regular expressions (a backtracking `pattern` stalls the isolate) and no references (`$ref`
+ * chains fan out exponentially). Keywords are found wherever a validator could read them — every key of every object
+ * except property names (`properties` and other name maps) and data (`const`, `enum`, `default`, `examples`) — so
+ * no unusual keyword or non-string value hides one.
+ */
+const FORBIDDEN_SCHEMA_KEYWORDS = new Set(["pattern", "patternProperties", "$ref", "$dynamicRef", "$recursiveRef", "$anchor", "$dynamicAnchor", "$id"]);
+const NAME_MAPS = new Set(["properties", "$defs", "definitions", "dependentSchemas", "dependentRequired", "dependencies"]);
+const DATA_KEYWORDS = new Set(["const", "enum", "default", "examples"]);
+export const MAX_TRIGGER_SCHEMA_BYTES = 8 * 1024;
 
-/** The path of the first `pattern` / `patternProperties` keyword in a JSON Schema (walking keywords, not data). */
-function regexKeywordIn(schema: unknown, path: (string | number)[] = []): (string | number)[] | null {
-  if (typeof schema !== "object" || schema === null || Array.isArray(schema)) return null;
-  const record = schema as Record<string, unknown>;
-  if (typeof record.pattern === "string") return [...path, "pattern"];
-  if (Object.hasOwn(record, "patternProperties")) return [...path, "patternProperties"];
-  for (const keyword of SUBSCHEMA) {
-    const found = Object.hasOwn(record, keyword) ? regexKeywordIn(record[keyword], [...path, keyword]) : null;
+/** The path of the first keyword trigger schemas may not use, or null. */
+function forbiddenKeywordIn(node: unknown, path: (string | number)[] = [], namesOnly = false): (string | number)[] | null {
+  if (Array.isArray(node)) {
+    for (const [index, item] of node.entries()) {
+      const found = forbiddenKeywordIn(item, [...path, index]);
+      if (found) return found;
+    }
+    return null;
+  }
+  if (typeof node !== "object" || node === null) return null;
+  for (const [key, value] of Object.entries(node)) {
+    if (!namesOnly && FORBIDDEN_SCHEMA_KEYWORDS.has(key)) return [...path, key];
+    if (!namesOnly && DATA_KEYWORDS.has(key)) continue;
+    const found = forbiddenKeywordIn(value, [...path, key], !namesOnly && NAME_MAPS.has(key));
     if (found) return found;
-  }
-  for (const keyword of SUBSCHEMA_MAPS) {
-    const map = Object.hasOwn(record, keyword) ? record[keyword] : undefined;
-    if (typeof map !== "object" || map === null) continue;
-    for (const [name, sub] of Object.entries(map)) {
-      const found = regexKeywordIn(sub, [...path, keyword, name]);
-      if (found) return found;
-    }
-  }
-  for (const keyword of SUBSCHEMA_LISTS) {
-    const list = Object.hasOwn(record, keyword) ? record[keyword] : undefined;
-    if (!Array.isArray(list)) continue;
-    for (const [index, sub] of list.entries()) {
-      const found = regexKeywordIn(sub, [...path, keyword, index]);
-      if (found) return found;
-    }
   }
   return null;
 }
 
+/** A custom trigger: workflows fire it with `utils.triggers.fire(name, payload)`; the payload must match `schema`. */
 export const TriggerDefinition = z
   .strictObject({
     description: Description.optional(),
@@ -321,12 +319,17 @@ export const TriggerDefinition = z
       ctx.addIssue({ code: "custom", path: ["schema"], message: `not a usable JSON Schema: ${problem}` });
       return;
     }
-    const regex = regexKeywordIn(trigger.schema);
-    if (regex) {
+    const size = new TextEncoder().encode(JSON.stringify(trigger.schema)).byteLength;
+    if (size > MAX_TRIGGER_SCHEMA_BYTES) {
+      ctx.addIssue({ code: "custom", path: ["schema"], message: `trigger schemas are limited to ${MAX_TRIGGER_SCHEMA_BYTES} bytes (this one is ${size})` });
+      return;
+    }
+    const forbidden = forbiddenKeywordIn(trigger.schema);
+    if (forbidden) {
       ctx.addIssue({
         code: "custom",
-        path: ["schema", ...regex],
-        message: "regular expressions (pattern, patternProperties) are not supported in trigger schemas: payloads are validated on the platform's shared isolate, where a backtracking pattern could stall other tenants",
+        path: ["schema", ...forbidden],
+        message: `${String(forbidden.at(-1))} is not supported in trigger schemas: payloads are validated on the platform's shared isolate, where regular expressions (pattern, patternProperties) and references ($ref and the like) could stall other tenants`,
       });
       return;
     }

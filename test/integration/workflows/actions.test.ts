@@ -262,7 +262,7 @@ describe("custom trigger declarations", () => {
       document.triggers = { "page.viewed": { schema } };
       const response = await call("PUT", "/api/v1/admin/config", { key: organization.live.secretKey, body: document });
       expect(response.status).toBe(400);
-      expect(response.body.details[0].message).toMatch(/regular expressions/);
+      expect(response.body.details[0].message).toMatch(/not supported in trigger schemas|limited to 8192 bytes/);
       return response.body.details[0].path;
     };
     expect(await refusedAt({ type: "string", pattern: "^(a+)+$" })).toBe("triggers.page.viewed.schema.pattern");
@@ -270,6 +270,20 @@ describe("custom trigger declarations", () => {
       "triggers.page.viewed.schema.properties.who.anyOf[1].pattern",
     );
     expect(await refusedAt({ type: "object", patternProperties: { "^a": {} } })).toBe("triggers.page.viewed.schema.patternProperties");
+    // Wherever a validator could read one: non-string values, array items, draft-7 dependencies, unknown keywords…
+    expect(await refusedAt({ type: "string", pattern: ["^(a+)+$"] })).toBe("triggers.page.viewed.schema.pattern");
+    expect(await refusedAt({ type: "array", items: [{ type: "string", pattern: "x" }] })).toBe("triggers.page.viewed.schema.items[0].pattern");
+    expect(await refusedAt({ type: "object", dependencies: { a: { properties: { b: { pattern: "x" } } } } })).toBe(
+      "triggers.page.viewed.schema.dependencies.a.properties.b.pattern",
+    );
+    expect(await refusedAt({ x: { pattern: "x" } })).toBe("triggers.page.viewed.schema.x.pattern");
+    // …and references, whose chains fan out exponentially.
+    expect(await refusedAt({ $defs: { a: { type: "string" } }, allOf: [{ $ref: "#/$defs/a" }] })).toBe("triggers.page.viewed.schema.allOf[0].$ref");
+    expect(await refusedAt({ type: "object", description: "x".repeat(9000) })).toBe("triggers.page.viewed.schema");
+    // Names and data are not keywords: a property called "pattern", a default that holds one.
+    const named = helloWorld();
+    named.triggers = { "page.viewed": { schema: { type: "object", properties: { pattern: { type: "string" }, $ref: {} }, default: { pattern: "x" }, enum: [{ $ref: 1 }] } } };
+    expect((await call("PUT", "/api/v1/admin/config", { key: organization.live.secretKey, body: named })).status).toBe(200);
     // A property that happens to be called "pattern" is data, not the keyword.
     const document = helloWorld();
     document.triggers = { "page.viewed": { schema: { type: "object", properties: { pattern: { type: "string" } } } } };
