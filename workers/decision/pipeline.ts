@@ -14,7 +14,7 @@ import type { AppEnv } from "../context";
 import type { PreparedSnapshot } from "../engine/prepare";
 import { decide, denials, finish, SurfaceNotFoundError, type CreditReading, type Decision, type FeatureStates, type MeterReading } from "../engine";
 import { ApiError } from "../errors";
-import { eventIdFor, recordEvent } from "../services/events";
+import { meterIdempotencyKey, eventIdFor, recordEvent } from "../services/events";
 import { enqueueTriggers, listensTo } from "../workflows/triggers";
 import type { ComponentBehavior, SurfaceBehavior } from "../workflows/stages";
 import type { AccessCheckRequest, SurfaceDecisionRequest } from "./request";
@@ -96,7 +96,7 @@ export async function runDecision(c: Context<AppEnv>, body: AccessCheckRequest |
         ...(tracksUser ? { plans: decision.planSlugs } : {}),
         resourceId: body.resource?.id,
         timeZone: snapshot.timeZone,
-        idempotencyKey: options.idempotencyKey,
+        idempotencyKey: meterIdempotencyKey(environment.id, options.surfaceSlug ? "surface_decision" : "access_check", options.idempotencyKey),
         requestHash: options.requestHash,
       },
       meterDeadline(c.env),

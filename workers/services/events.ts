@@ -33,6 +33,15 @@ export interface StoredEvent {
  * operation and key, so a retry answers with the first event id and its record is stored once. The operation keeps
  * one key used on two routes (a decision and a counter update) from sharing an event.
  */
+/**
+ * The key a meter object stores for a request's Idempotency-Key: environments of one type share a user data store
+ * (so one object), and surface decisions and credit charges both use `evaluate`; without the environment and the
+ * operation, a key reused in another environment or on another route would be answered as someone else's replay.
+ */
+export function meterIdempotencyKey(environmentId: string, operation: string, idempotencyKey: string | undefined): string | undefined {
+  return idempotencyKey === undefined ? undefined : `${environmentId}:${operation}:${idempotencyKey}`;
+}
+
 export async function eventIdFor(environmentId: string, identifier: string, operation: string, idempotencyKey: string | undefined): Promise<string> {
   if (idempotencyKey === undefined) return newId("evt");
   return `evt_${(await sha256Hex(`${environmentId}:${identifier}:${operation}:${idempotencyKey}`)).slice(0, 24)}`;

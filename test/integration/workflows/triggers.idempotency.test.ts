@@ -156,6 +156,39 @@ describe("an idempotent retry of a surface decision enqueues no triggers", () =>
     expect(await enqueuedFor(decisionsOnly, user)).toEqual(["decision.made", "decision.made", "decision.made"]);
   });
 
+  it("one key in two production environments (one shared store) is two requests, not a replay", async () => {
+    const created = await call("POST", "/api/v1/admin/environments", { key: org.live.secretKey, body: { slug: `second-${crypto.randomUUID().slice(0, 8)}`, type: "production" } });
+    expect(created.status).toBe(201);
+    const second = { ...org, live: { id: created.body.environment.id, secretKey: created.body.keys.find((k: { type: string }) => k.type === "secret").key, publishableKey: "" } };
+    const deployed = await call("GET", `/api/v1/admin/environments/${org.live.id}`, { key: org.live.secretKey });
+    expect((await call("POST", `/api/v1/admin/environments/${second.live.id}/deployments`, { key: org.live.secretKey, body: { versionId: deployed.body.deployedVersionId } })).status).toBe(201);
+
+    const user = uniqueUser("two-envs");
+    const key = `key-${crypto.randomUUID()}`;
+    const inLive = await decide(org, user, key);
+    const inSecond = await decide(second, user, key);
+    expect([inLive.status, inSecond.status]).toEqual([200, 200]);
+    // Same user object (both production), two consumptions, each with its own triggers.
+    expect(inLive.body.features.widget.properties.enabled.consumedUnits).toBe(1);
+    expect(inSecond.body.features.widget.properties.enabled.consumedUnits).toBe(2);
+    const triggers = sent.filter((message) => message.identifier === user);
+    expect(triggers.filter((message) => message.trigger === "counters.updated").map((message) => message.environmentId).sort()).toEqual([org.live.id, second.live.id].sort());
+  });
+
+  it("one key used for a surface decision and for a credit charge or counter update is two requests", async () => {
+    const user = uniqueUser("two-routes");
+    const key = `key-${crypto.randomUUID()}`;
+    const feature = await call("GET", "/api/v1/admin/features/widget", { key: org.live.secretKey });
+    expect((await decide(org, user, key)).status).toBe(200);
+    const update = await call("POST", "/api/v1/counter-updates", {
+      key: org.live.secretKey,
+      headers: { "idempotency-key": key },
+      body: { identity: { userIdentifier: user }, counterId: `default:${feature.body.id}.enabled`, update: 1 },
+    });
+    expect(update.status).toBe(200);
+    expect(update.body.counter.consumedUnits).toBe(2);
+  });
+
   it("a counter update enqueues counters.updated once, first request or retry", async () => {
     const user = uniqueUser("counter-update");
     const feature = await call("GET", "/api/v1/admin/features/widget", { key: org.live.secretKey });

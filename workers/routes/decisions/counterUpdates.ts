@@ -5,7 +5,7 @@ import { ApiError, errorResponses } from "../../errors";
 import { sha256Hex } from "../../lib/crypto";
 import { requireAuth } from "../../middleware/auth";
 import { decisionBodyLimit } from "../../middleware/decisionBody";
-import { eventIdFor, insertEvent } from "../../services/events";
+import { eventIdFor, insertEvent, meterIdempotencyKey } from "../../services/events";
 import { counterKind, creditRequestFor, meterCaller, meterRequestFor } from "../../services/meterCaller";
 import { enqueueTriggers } from "../../workflows/triggers";
 import { json, jsonBody, security } from "../admin/shared";
@@ -124,7 +124,7 @@ export function registerCounterUpdateRoute(app: OpenAPIHono<AppEnv>): void {
         counters: [],
         credits: [credit],
         timeZone: caller.prepared.snapshot.timeZone,
-        idempotencyKey,
+        idempotencyKey: meterIdempotencyKey(caller.environment.id, "counter_update", idempotencyKey),
         requestHash,
       });
       if ("conflict" in evaluated) throw new ApiError("idempotency_key_reused", "This Idempotency-Key was used with a different request body");
@@ -146,7 +146,7 @@ export function registerCounterUpdateRoute(app: OpenAPIHono<AppEnv>): void {
       timeZone: caller.prepared.snapshot.timeZone,
       update: body.update ?? 1,
       resourceId: body.resourceId,
-      idempotencyKey,
+      idempotencyKey: meterIdempotencyKey(caller.environment.id, "counter_update", idempotencyKey),
       requestHash,
     });
     if ("conflict" in result) throw new ApiError("idempotency_key_reused", "This Idempotency-Key was used with a different request body");
