@@ -13,7 +13,7 @@ import { WorkflowUtils } from "./utils";
 
 /** Bounds on what workflows put on the trigger queue (a queue message holds at most 128 KB). */
 export const MAX_FIRED_TRIGGERS = 50;
-const MAX_TRIGGER_PAYLOAD_CHARS = 32 * 1024;
+const MAX_TRIGGER_PAYLOAD_BYTES = 32 * 1024;
 
 export interface CounterSettings {
   limit: number;
@@ -132,8 +132,8 @@ export function scopedUtils(options: ScopedUtilsOptions): WorkflowUtils {
     },
     fireTrigger: (name, payload) => {
       if (++firedCount > MAX_FIRED_TRIGGERS) throw new Error(`a request's workflows may fire at most ${MAX_FIRED_TRIGGERS} triggers`);
-      const serialized = JSON.stringify(payload ?? null);
-      if (serialized.length > MAX_TRIGGER_PAYLOAD_CHARS) throw new Error(`trigger payloads must be JSON of at most ${MAX_TRIGGER_PAYLOAD_CHARS / 1024} KiB`);
+      const bytes = new TextEncoder().encode(JSON.stringify(payload ?? null)).byteLength;
+      if (bytes > MAX_TRIGGER_PAYLOAD_BYTES) throw new Error(`trigger payloads must be JSON of at most ${MAX_TRIGGER_PAYLOAD_BYTES / 1024} KiB`);
       checkFiredTrigger(prepared.snapshot, name, payload);
       fireTrigger(name, payload);
     },

@@ -51,41 +51,60 @@ export async function enqueueTriggers(
     return;
   }
   const firedAt = new Date().toISOString();
-  try {
-    const messages = wanted.map((trigger) => ({
-        body: {
-          organizationId: environment.organizationId,
-          environmentId: environment.id,
-          versionId: prepared.snapshot.versionId,
-          identifier: identity.identifier,
-          authenticated: identity.isAuthenticated,
-          trigger: trigger.name,
-          payload: trigger.payload,
-          firedAt,
-          ...(depth > 0 ? { depth } : {}),
-          ...(counters && counters.size > 0 ? { counters: [...counters] } : {}),
-        },
-      }));
-    for (const batch of batchesOf(messages)) await queue.sendBatch(batch);
-  } catch (error) {
-    console.error("triggers not enqueued", error);
+  const messages: { body: TriggerMessage; bytes: number }[] = [];
+  for (const trigger of wanted) {
+    const body: TriggerMessage = {
+      organizationId: environment.organizationId,
+      environmentId: environment.id,
+      versionId: prepared.snapshot.versionId,
+      identifier: identity.identifier,
+      authenticated: identity.isAuthenticated,
+      trigger: trigger.name,
+      payload: trigger.payload,
+      firedAt,
+      ...(depth > 0 ? { depth } : {}),
+      ...(counters && counters.size > 0 ? { counters: [...counters] } : {}),
+    };
+    let bytes = byteLength(body);
+    if (bytes > MAX_MESSAGE_BYTES && body.counters) {
+      // The limits are a convenience for utils.counters; the trigger itself must get through.
+      delete body.counters;
+      bytes = byteLength(body);
+    }
+    if (bytes > MAX_MESSAGE_BYTES) {
+      console.error(JSON.stringify({ event: "triggers_dropped", reason: "message too large", environmentId: environment.id, trigger: trigger.name, bytes }));
+      continue;
+    }
+    messages.push({ body, bytes });
+  }
+  // Each batch on its own: one refused batch must not take the others down with it.
+  for (const batch of batchesOf(messages)) {
+    try {
+      await queue.sendBatch(batch.map(({ body }) => ({ body })));
+    } catch (error) {
+      console.error(JSON.stringify({ event: "triggers_not_enqueued", environmentId: environment.id, triggers: batch.map(({ body }) => body.trigger), error: String(error) }));
+    }
   }
 }
 
-/** A queue batch holds at most 100 messages and 256 KB; triggers are split to fit (payloads are at most 32 KiB). */
-function batchesOf<T>(messages: T[]): T[][] {
+/** A queue message holds at most 128 KB, a batch 100 messages and 256 KB; both with headroom for the envelope. */
+const MAX_MESSAGE_BYTES = 120 * 1024;
+const MAX_BATCH_BYTES = 200 * 1024;
+
+const byteLength = (value: unknown) => new TextEncoder().encode(JSON.stringify(value)).byteLength;
+
+function batchesOf<T extends { bytes: number }>(messages: T[]): T[][] {
   const batches: T[][] = [];
   let current: T[] = [];
   let size = 0;
   for (const message of messages) {
-    const bytes = JSON.stringify(message).length;
-    if (current.length > 0 && (current.length === 100 || size + bytes > 200 * 1024)) {
+    if (current.length > 0 && (current.length === 100 || size + message.bytes > MAX_BATCH_BYTES)) {
       batches.push(current);
       current = [];
       size = 0;
     }
     current.push(message);
-    size += bytes;
+    size += message.bytes;
   }
   if (current.length > 0) batches.push(current);
   return batches;

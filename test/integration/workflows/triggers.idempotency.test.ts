@@ -31,18 +31,38 @@ const ACTIONS = {
 };
 const TRIGGERS = { "page.viewed": { schema: { type: "object", properties: { who: { type: "string" } }, required: ["who"] } } };
 
+/** A second organization whose surface workflow fires many large triggers. */
+const BULK_WORKFLOWS = {
+  "fire-many": {
+    type: "surface",
+    surface: "hello-world",
+    source: `export default async ({ identity, utils }: any) => {
+      if (!identity.identifier.startsWith("bulky")) return {};
+      // 10 payloads of ~31 KB (multi-byte text): more than one queue batch holds.
+      for (let i = 0; i < 10; i++) await utils.triggers.fire("bulk.item", { i, text: "€".repeat(10_000) });
+      let refused = "";
+      try { await utils.triggers.fire("bulk.item", { i: 99, text: "€".repeat(11_000) }); } catch (error) { refused = (error as Error).message; }
+      return { properties: { refused } };
+    };`,
+  },
+  "on-bulk": { type: "action", triggers: ["bulk.item"], source: "export default () => {};" },
+};
+
 let org: TestOrganization;
 /** An organization whose only action listens to decision.made: no user tracking rides along with the meter call. */
 let decisionsOnly: TestOrganization;
 
 /** Every message the Worker hands to the trigger queue during this file. */
 const sent: TriggerMessage[] = [];
+/** The size of each batch handed to the queue. */
+const batchBytes: number[] = [];
 
 beforeAll(async () => {
   const queue = (env as unknown as { TRIGGERS: Queue<TriggerMessage> }).TRIGGERS;
   const forward = queue.sendBatch.bind(queue);
   vi.spyOn(queue, "sendBatch").mockImplementation(async (messages, options) => {
     sent.push(...[...messages].map((message) => message.body));
+    batchBytes.push(new TextEncoder().encode(JSON.stringify([...messages])).byteLength);
     return forward(messages, options);
   });
 
@@ -187,6 +207,26 @@ describe("an idempotent retry of a surface decision enqueues no triggers", () =>
     });
     expect(update.status).toBe(200);
     expect(update.body.counter.consumedUnits).toBe(2);
+  });
+
+  it("large triggers are measured in bytes and split into batches the queue accepts; none is lost", async () => {
+    const bulky = await createOrganization("Bulky triggers");
+    const document = helloWorld();
+    document.workflows = BULK_WORKFLOWS;
+    document.triggers = { "bulk.item": {} };
+    await publish(bulky.live.secretKey, document, [bulky.live.id]);
+    const user = uniqueUser("bulky");
+    const before = batchBytes.length;
+    const decision = await decide(bulky, user);
+    expect(decision.status).toBe(200);
+    // 11,000 × "€" is 33 KB of UTF-8 but fewer than 32 Ki characters: refused by bytes.
+    expect(decision.body.surfaceBehavior.properties.refused).toBe("trigger payloads must be JSON of at most 32 KiB");
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    const bulk = sent.filter((message) => message.identifier === user && message.trigger === "bulk.item");
+    expect(bulk.map((message) => (message.payload as { i: number }).i).sort((a, b) => a - b)).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    const batches = batchBytes.slice(before);
+    expect(batches.length).toBeGreaterThan(1);
+    for (const bytes of batches) expect(bytes).toBeLessThan(256_000);
   });
 
   it("a counter update enqueues counters.updated once, first request or retry", async () => {

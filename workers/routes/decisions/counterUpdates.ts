@@ -6,7 +6,7 @@ import { sha256Hex } from "../../lib/crypto";
 import { requireAuth } from "../../middleware/auth";
 import { decisionBodyLimit } from "../../middleware/decisionBody";
 import { eventIdFor, insertEvent, meterIdempotencyKey } from "../../services/events";
-import { counterKind, creditRequestFor, meterCaller, meterRequestFor } from "../../services/meterCaller";
+import { counterKind, counterSettingsFor, creditRequestFor, meterCaller, meterRequestFor } from "../../services/meterCaller";
 import { enqueueTriggers } from "../../workflows/triggers";
 import { json, jsonBody, security } from "../admin/shared";
 
@@ -155,7 +155,8 @@ export function registerCounterUpdateRoute(app: OpenAPIHono<AppEnv>): void {
     // logical request — a replayed retry's triggers are already queued.
     if (!result.replayed) {
       const triggers = [{ name: "counters.updated", payload: { eventId, identifier: caller.identity.identifier, counters: [reading] } }, ...(caller.subject.workflows?.triggers ?? [])];
-      const limits = new Map([[request.counterId, { limit: request.limit, period: request.period, uniqueResources: request.uniqueResources }]]);
+      // Every counter the caller's plans meter, so the actions' utils.counters work on any of them.
+      const limits = counterSettingsFor(caller.prepared, caller.store, caller.subject);
       c.executionCtx.waitUntil(enqueueTriggers(c.env, caller.prepared, caller.environment, caller.identity, triggers, 0, limits));
     }
     recordUpdate(reading.hasAccess ? "granted" : "denied", {
