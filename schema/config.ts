@@ -437,6 +437,16 @@ function checkReferences(doc: z.infer<typeof ConfigDocumentShape>, ctx: z.Refine
     endpointPaths.set(path, workflowSlug);
   }
 
+  // A surface (and each component of it) has one behaviour: a second workflow for it would never run.
+  const behaviourOwners = new Map<string, string>();
+  for (const [workflowSlug, workflow] of Object.entries(doc.workflows)) {
+    if ((workflow.type !== "surface" && workflow.type !== "component") || !workflow.surface) continue;
+    const target = workflow.type === "surface" ? `surface ${workflow.surface}` : `component ${workflow.surface}.${workflow.component ?? ""}`;
+    const other = behaviourOwners.get(target);
+    if (other) ctx.addIssue({ code: "custom", path: ["workflows", workflowSlug, workflow.type], message: `${target} already has workflow ${other}: one workflow decides it` });
+    behaviourOwners.set(target, workflowSlug);
+  }
+
   for (const [workflowSlug, workflow] of Object.entries(doc.workflows)) {
     const path = (field: string) => ["workflows", workflowSlug, field];
     const surface = workflow.surface ? own(doc.surfaces, workflow.surface) : undefined;

@@ -8,10 +8,11 @@ import { call, createOrganization } from "../../support/api";
 import { helloWorld } from "../../support/examples";
 
 const bulkyWorkflow = (index: number) => ({
-  type: "surface",
-  surface: "hello-world",
+  type: "endpoint",
+  path: `bulky-${index}`,
+  access: "none",
   // A string literal survives compilation, so the snapshot is as large as the source.
-  source: `const padding = "${String(index).repeat(1).padEnd(190_000, "x")}";\nexport default () => ({ properties: { size: padding.length } });`,
+  source: `const padding = "${String(index).repeat(1).padEnd(190_000, "x")}";\nexport default () => new Response(String(padding.length));`,
 });
 
 describe("admin size limits", () => {

@@ -245,6 +245,26 @@ describe("triggers end to end through the local queue", () => {
   });
 });
 
+describe("workflow declarations", () => {
+  it("refuses a second surface workflow for a surface, or a second component workflow for a component (it would never run)", async () => {
+    const organization = await createOrganization("Duplicate behaviour workflows");
+    const document = helloWorld();
+    document.surfaces["hello-world"].components = { banner: { name: "Banner" } };
+    document.workflows = {
+      first: { type: "surface", surface: "hello-world", source: "export default () => ({});" },
+      second: { type: "surface", surface: "hello-world", source: "export default () => ({});" },
+      "banner-a": { type: "component", surface: "hello-world", component: "banner", source: "export default () => ({});" },
+      "banner-b": { type: "component", surface: "hello-world", component: "banner", source: "export default () => ({});" },
+    };
+    const refused = await call("PUT", "/api/v1/admin/config", { key: organization.live.secretKey, body: document });
+    expect(refused.status).toBe(400);
+    expect(refused.body.details).toEqual([
+      { path: "workflows.second.surface", message: "surface hello-world already has workflow first: one workflow decides it" },
+      { path: "workflows.banner-b.component", message: "component hello-world.banner already has workflow banner-a: one workflow decides it" },
+    ]);
+  });
+});
+
 describe("custom trigger declarations", () => {
   it("refuses an action listening to an undeclared trigger, with its path", async () => {
     const organization = await createOrganization("Undeclared trigger");
