@@ -3,7 +3,7 @@
  * re-validates the whole document and writes it with a revision check, so concurrent edits cannot silently
  * overwrite each other and the stored draft is always a valid document.
  */
-import { ConfigDocument } from "../../schema/config";
+import { ConfigDocument, jsonValueProblem } from "../../schema/config";
 import { ApiError, validationError } from "../errors";
 import { newId, nowIso } from "../lib/ids";
 
@@ -13,6 +13,8 @@ export interface Draft {
   updatedAt: string;
   /** The document exactly as stored: what a version validates (a draft from older rules is loosened for readers). */
   stored?: unknown;
+  /** False for a draft saved under older rules that fails today's: readable and replaceable, not editable piecemeal. */
+  valid?: boolean;
 }
 
 export async function getDraft(db: D1Database, organizationId: string): Promise<Draft> {
@@ -26,18 +28,28 @@ export async function getDraft(db: D1Database, organizationId: string): Promise<
   // A draft saved under older, looser rules may fail today's: it is still served as stored (so it can be read,
   // exported and replaced), and every edit or version re-validates it and names what must change.
   if (!parsed.success) console.warn(JSON.stringify({ event: "draft_fails_current_schema", organizationId, issues: parsed.error.issues.length }));
-  return { document: parsed.success ? parsed.data : looseDocument(stored), revision: row.revision, updatedAt: row.updated_at, stored };
+  return { document: parsed.success ? parsed.data : looseDocument(stored), revision: row.revision, updatedAt: row.updated_at, stored, valid: parsed.success };
 }
 
 const SECTIONS = ["features", "plans", "surfaces", "authMethods", "workflows", "triggers"] as const;
 
-/** A stored document as is, with every top-level section at least an object (what readers of a draft rely on). */
+const isRecord = (value: unknown): value is Record<string, unknown> => typeof value === "object" && value !== null && !Array.isArray(value);
+
+/**
+ * A stored document for readers: every top-level section an object of objects, and any entry that is not plain JSON
+ * of bounded depth (a schema nested thousands of levels, say) replaced by `{}` — readers serialize and diff it.
+ */
 function looseDocument(stored: unknown): ConfigDocument {
-  const document = (typeof stored === "object" && stored !== null && !Array.isArray(stored) ? { ...stored } : {}) as Record<string, unknown>;
+  const document: Record<string, unknown> = isRecord(stored) ? { ...stored } : {};
   for (const section of SECTIONS) {
-    const value = document[section];
-    if (typeof value !== "object" || value === null || Array.isArray(value)) document[section] = {};
+    const entries = isRecord(document[section]) ? (document[section] as Record<string, unknown>) : {};
+    document[section] = Object.fromEntries(
+      Object.entries(entries)
+        .filter(([, entry]) => isRecord(entry))
+        .map(([slug, entry]) => [slug, jsonValueProblem(entry) ? {} : entry]),
+    );
   }
+  if (jsonValueProblem(document.settings)) document.settings = {};
   return document as unknown as ConfigDocument;
 }
 
@@ -91,6 +103,12 @@ export async function saveDraft(db: D1Database, organizationId: string, document
 export async function editDraft(db: D1Database, organizationId: string, edit: (document: ConfigDocument) => unknown): Promise<Draft> {
   for (let attempt = 0; ; attempt++) {
     const draft = await getDraft(db, organizationId);
+    if (draft.valid === false) {
+      throw new ApiError(
+        "conflict",
+        "The draft was saved under older rules and fails today's: replace it with PUT /api/v1/admin/config (creating a version lists what must change)",
+      );
+    }
     const next = ensureFeatureIds(validateDocument(edit(structuredClone(draft.document))), draft.document);
     try {
       return await saveDraft(db, organizationId, next, draft.revision);

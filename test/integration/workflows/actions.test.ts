@@ -329,11 +329,26 @@ describe("custom trigger declarations", () => {
     expect(replaced.status).toBe(200);
     expect((await call("POST", "/api/v1/admin/versions", { key: organization.live.secretKey, body: { description: "fixed" } })).status).toBe(201);
 
-    // Even a structurally broken stored draft is readable and replaceable, never a 500.
-    await env.DB.prepare("UPDATE drafts SET document = ? WHERE organization_id = ?").bind(JSON.stringify({ features: [], plans: "x" }), organization.id).run();
-    expect((await call("GET", "/api/v1/admin/config", { key: organization.live.secretKey })).status).toBe(200);
-    expect((await call("POST", "/api/v1/admin/versions", { key: organization.live.secretKey, body: { description: "x" } })).status).toBe(400);
-    expect((await call("PUT", "/api/v1/admin/config", { key: organization.live.secretKey, body: helloWorld() })).status).toBe(200);
+    // Even a structurally broken stored draft — null entries, a schema nested 5,000 levels — is readable and
+    // replaceable, refuses piecemeal edits with a 409, and never answers 500.
+    let deep: Record<string, unknown> = {};
+    for (let level = 0; level < 5000; level++) deep = { default: deep };
+    const broken = { ...stored, features: [], plans: { p: null, q: { name: "Q" } }, triggers: { deep: { schema: deep } } };
+    await env.DB.prepare("UPDATE drafts SET document = ? WHERE organization_id = ?").bind(JSON.stringify(broken), organization.id).run();
+    const key = organization.live.secretKey;
+    const brokenRead = await call("GET", "/api/v1/admin/config", { key });
+    expect(brokenRead.status).toBe(200);
+    expect(brokenRead.body.plans).toEqual({ q: { name: "Q" } });
+    expect(brokenRead.body.triggers).toEqual({ deep: {} });
+    expect((await call("GET", "/api/v1/admin/config?format=yaml", { key })).status).toBe(200);
+    expect((await call("POST", "/api/v1/admin/versions", { key, body: { description: "x" } })).status).toBe(400);
+    const edit = await call("PUT", "/api/v1/admin/features/extra", { key, body: { name: "Extra" } });
+    expect(edit.status).toBe(409);
+    expect(edit.body).toMatchObject({ status: "error", code: "conflict", message: expect.stringMatching(/older rules/) });
+    expect((await call("POST", "/api/v1/admin/features/widget/rename", { key, body: { slug: "gadget" } })).status).toBe(409);
+    expect((await call("PUT", "/api/v1/admin/config?dryRun=true", { key, body: helloWorld() })).status).toBe(200);
+    expect((await call("PUT", "/api/v1/admin/config", { key, body: helloWorld() })).status).toBe(200);
+    expect((await call("PUT", "/api/v1/admin/features/extra", { key, body: { name: "Extra" } })).status).toBe(200);
   });
 
   it("a workflow firing a payload that does not match the schema, an undeclared or a system trigger fails and is recorded", async () => {
