@@ -79,12 +79,18 @@ export function ensureFeatureIds(document: ConfigDocument, previous?: ConfigDocu
 export const MAX_DRAFT_BYTES = 1024 * 1024;
 
 /** Replaces the draft if it is still at `expectedRevision`; returns the new revision. */
-export async function saveDraft(db: D1Database, organizationId: string, document: ConfigDocument, expectedRevision: number): Promise<Draft> {
+/** The document as it would be stored; 413 past MAX_DRAFT_BYTES (also what a dry run checks). */
+export function serializeDraft(document: ConfigDocument): string {
   const serialized = JSON.stringify(document);
   const bytes = new TextEncoder().encode(serialized).byteLength;
   if (bytes > MAX_DRAFT_BYTES) {
     throw new ApiError("payload_too_large", `The configuration would be ${bytes} bytes; documents are limited to ${MAX_DRAFT_BYTES} bytes`);
   }
+  return serialized;
+}
+
+export async function saveDraft(db: D1Database, organizationId: string, document: ConfigDocument, expectedRevision: number): Promise<Draft> {
+  const serialized = serializeDraft(document);
   const updatedAt = nowIso();
   const result = await db
     .prepare("UPDATE drafts SET document = ?, revision = revision + 1, updated_at = ? WHERE organization_id = ? AND revision = ?")

@@ -4,6 +4,7 @@
  * clear 413 — in each case with nothing half-written.
  */
 import { describe, expect, it } from "vitest";
+import { stringify } from "yaml";
 import { call, createOrganization } from "../../support/api";
 import { helloWorld } from "../../support/examples";
 
@@ -44,5 +45,22 @@ describe("admin size limits", () => {
     expect(version.status).toBe(413);
     expect(version.body.message).toMatch(/compiles to \d+ bytes/);
     expect((await call("GET", "/api/v1/admin/versions", { key: org.live.secretKey })).body.versions).toEqual([]);
+  });
+
+  it("a dry run answers what the apply would: 413 when the stored document would pass the limit", async () => {
+    const org = await createOrganization("Limits dry run");
+    // Tabs take one byte in YAML and two in JSON: a YAML body under 1 MiB stores as more than 1 MiB.
+    const document = helloWorld();
+    document.workflows = Object.fromEntries(
+      Array.from({ length: 4 }, (_, index) => [`tabs-${index}`, { type: "endpoint", path: `tabs-${index}`, access: "none", source: `export default () => new Response("ok");${"\t".repeat(190_000)}` }]),
+    );
+    const yaml = stringify(document);
+    expect(new TextEncoder().encode(yaml).byteLength).toBeLessThan(1024 * 1024);
+    const headers = { "content-type": "application/yaml" };
+    const dryRun = await call("PUT", "/api/v1/admin/config?dryRun=true", { key: org.live.secretKey, rawBody: yaml, headers });
+    expect(dryRun.status).toBe(413);
+    const apply = await call("PUT", "/api/v1/admin/config", { key: org.live.secretKey, rawBody: yaml, headers });
+    expect(apply.status).toBe(413);
+    expect(apply.body.message).toBe(dryRun.body.message);
   });
 });

@@ -7,7 +7,7 @@ import { parseDocument, stringify } from "yaml";
 import type { AppEnv } from "../../context";
 import { ApiError, errorResponses } from "../../errors";
 import { organizationOf } from "../../middleware/auth";
-import { ensureFeatureIds, getDraft, saveDraft, validateDocument } from "../../services/drafts";
+import { ensureFeatureIds, getDraft, saveDraft, serializeDraft, validateDocument } from "../../services/drafts";
 import { diffDocuments } from "../../services/versions";
 import { adminAuth, json, security } from "./shared";
 
@@ -98,7 +98,10 @@ export function registerConfigDocumentRoutes(app: OpenAPIHono<AppEnv>): void {
     }
     const next = ensureFeatureIds(document, draft.document);
     const changes = diffDocuments(draft.document, next);
-    if (c.req.valid("query").dryRun === "true") return c.json({ applied: false, revision: draft.revision, changes }, 200);
+    if (c.req.valid("query").dryRun === "true") {
+      serializeDraft(next); // a dry run answers what the apply would: 413 past the size limit too
+      return c.json({ applied: false, revision: draft.revision, changes }, 200);
+    }
     const saved = await saveDraft(c.env.DB, organizationId, next, draft.revision);
     return c.json({ applied: true, revision: saved.revision, changes }, 200);
   });
