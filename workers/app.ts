@@ -47,7 +47,7 @@ export function createApp(): OpenAPIHono<AppEnv> {
   return app;
 }
 
-function toApiError(error: unknown): ApiError {
+export function toApiError(error: unknown): ApiError {
   if (error instanceof ApiError) return error;
   if (error instanceof HTTPException) {
     // Hono's validator raises this for a body that is not JSON; body-limit for one that is too large.
@@ -58,5 +58,10 @@ function toApiError(error: unknown): ApiError {
     return new ApiError(error.status >= 500 ? "internal_error" : "bad_request", error.message);
   }
   if (error instanceof Error && error.name === "ZodError") return validationError(error as never);
+  // D1 refuses a row whose parent another request deleted meanwhile (e.g. a key created while its environment is
+  // deleted): the request lost a race, it did not break anything.
+  if (error instanceof Error && /FOREIGN KEY constraint failed/i.test(error.message)) {
+    return new ApiError("conflict", "Something this request refers to was deleted by another request; read it again and retry");
+  }
   return new ApiError("internal_error", "Internal error");
 }

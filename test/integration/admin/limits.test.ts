@@ -3,10 +3,13 @@
  * collection edits, and a version whose document and compiled snapshot would not fit one D1 row is refused with a
  * clear 413 — in each case with nothing half-written.
  */
+import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { stringify } from "yaml";
 import { call, createOrganization } from "../../support/api";
 import { helloWorld } from "../../support/examples";
+import { toApiError } from "../../../workers/app";
+import { setVariable } from "../../../workers/services/environmentSettings";
 
 const bulkyWorkflow = (index: number) => ({
   type: "endpoint",
@@ -62,5 +65,15 @@ describe("admin size limits", () => {
     const apply = await call("PUT", "/api/v1/admin/config", { key: org.live.secretKey, rawBody: yaml, headers });
     expect(apply.status).toBe(413);
     expect(apply.body.message).toBe(dryRun.body.message);
+  });
+});
+
+describe("lost races with a deletion", () => {
+  it("a write whose parent row another request deleted is a 409, not a 500 (the real D1 error, mapped)", async () => {
+    const failure = await setVariable(env.DB, env.SECRETS_KEY, "env_deleted_meanwhile", { name: "X", value: "1", secret: false }).catch((error: unknown) => error);
+    expect(failure).toBeInstanceOf(Error);
+    const mapped = toApiError(failure);
+    expect(mapped.status).toBe(409);
+    expect(mapped.code).toBe("conflict");
   });
 });
