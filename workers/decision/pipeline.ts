@@ -80,6 +80,8 @@ export async function runDecision(c: Context<AppEnv>, body: AccessCheckRequest |
   let meterError: string | undefined;
   /** The meter answered a known Idempotency-Key with the first request's result: its triggers are already queued. */
   let replayed = false;
+  /** …but the first request had given up waiting for it, so the meter's own triggers never went out. */
+  let firstAnswerUnseen = false;
   // Metered counters and credit balances in the same call: consumption is all-or-nothing across both. The user's
   // plan set rides along only when an action workflow listens to plans.changed or user.added (it costs a write).
   const tracksUser = listensTo(prepared, "plans.changed") || listensTo(prepared, "user.added");
@@ -88,6 +90,7 @@ export async function runDecision(c: Context<AppEnv>, body: AccessCheckRequest |
   const keyedWithActions = options.idempotencyKey !== undefined && hasActionWorkflows(prepared);
   if (decision.meterRequests.length > 0 || decision.creditRequests.length > 0 || tracksUser || keyedWithActions) {
     const stub = meterStub(c.env.METER, userStoreKey(environment.organizationId, store, identity.isAuthenticated), identity.identifier);
+    const deadlineMs = meterDeadline(c.env);
     const result = await evaluateWithDeadline(
       stub,
       {
@@ -98,8 +101,9 @@ export async function runDecision(c: Context<AppEnv>, body: AccessCheckRequest |
         timeZone: snapshot.timeZone,
         idempotencyKey: meterIdempotencyKey(environment.id, options.surfaceSlug ? "surface_decision" : "access_check", options.idempotencyKey),
         requestHash: options.requestHash,
+        ...(options.idempotencyKey !== undefined ? { answerBy: Date.now() + deadlineMs } : {}),
       },
-      meterDeadline(c.env),
+      deadlineMs,
     );
     if (!result.ok) {
       meterFailure = "unreachable";
@@ -109,6 +113,7 @@ export async function runDecision(c: Context<AppEnv>, body: AccessCheckRequest |
     } else {
       readings = new Map(result.value.readings.map((reading) => [reading.counterId, reading]));
       replayed = result.value.replayed === true;
+      firstAnswerUnseen = replayed && result.value.answeredLate === true;
       userAdded = result.value.userAdded === true;
       plansChanged = result.value.plansChanged;
       if (result.value.credits) creditReadings = new Map(result.value.credits.map((reading) => [reading.creditId, reading]));
@@ -195,20 +200,29 @@ export async function runDecision(c: Context<AppEnv>, body: AccessCheckRequest |
     },
   });
   const consumed = [...(readings?.values() ?? [])].filter((reading) => reading.consumedInRequest);
-  const triggers = [
-    { name: "decision.made", payload: { eventId, kind: options.surfaceSlug ? "surface_decision" : "access_check", identifier: identity.identifier, outcome: denied.length ? "denied" : "granted" } },
+  /** What the meter's answer says happened: counters consumed, a new user, a plan change. */
+  const meterTriggers = [
     ...(consumed.length > 0 ? [{ name: "counters.updated", payload: { eventId, identifier: identity.identifier, counters: consumed } }] : []),
     ...(userAdded ? [{ name: "user.added", payload: { eventId, identifier: identity.identifier, authType: identity.authType } }] : []),
     // The first plan set of a user is not a change (user.added says the user is new).
     ...(plansChanged?.from ? [{ name: "plans.changed", payload: { eventId, identifier: identity.identifier, from: plansChanged.from, to: plansChanged.to } }] : []),
-    ...(workflows?.triggers ?? []),
   ];
   // A replay's flags (userAdded, plansChanged) and consumed readings are the first request's: enqueueing them again
-  // would run every action twice for one logical request. (A meter that did not answer cannot tell; then the
-  // triggers are enqueued, at least once.)
+  // would run every action twice for one logical request. Unless the first request gave up before the meter's answer
+  // (it fell back, and sent only decision.made and its workflows' triggers): then the replay sends the meter's part.
+  // (A meter that does not answer at all cannot tell; then everything is enqueued, at least once.)
+  const triggers = replayed
+    ? firstAnswerUnseen
+      ? meterTriggers
+      : []
+    : [
+        { name: "decision.made", payload: { eventId, kind: options.surfaceSlug ? "surface_decision" : "access_check", identifier: identity.identifier, outcome: denied.length ? "denied" : "granted" } },
+        ...meterTriggers,
+        ...(workflows?.triggers ?? []),
+      ];
   // The user's limits ride along, so utils.counters in the action workflows enforce this decision's plans.
   const counters = new Map(decision.meterRequests.map((request) => [request.counterId, { limit: request.limit, period: request.period, uniqueResources: request.uniqueResources }]));
-  if (!replayed) c.executionCtx.waitUntil(enqueueTriggers(c.env, prepared, environment, identity, triggers, 0, counters));
+  if (triggers.length > 0) c.executionCtx.waitUntil(enqueueTriggers(c.env, prepared, environment, identity, triggers, 0, counters));
   return { response, decision, readings, creditReadings, features };
 }
 

@@ -5,6 +5,7 @@
  * request. Observed on the queue producer itself (a spy that still forwards to the local queue), and through the
  * action's effect.
  */
+import { runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { meterStub } from "../../../durable-objects/meter/client";
@@ -131,6 +132,22 @@ describe("an idempotent retry of a surface decision enqueues no triggers", () =>
     const next = await decide(org, user, `key-${crypto.randomUUID()}`);
     expect(next.body.features.widget.properties.enabled).toMatchObject({ consumedUnits: 2, consumedInRequest: true });
     expect(await enqueuedFor(org, user)).toEqual(["counters.updated", "counters.updated", "decision.made", "decision.made", "page.viewed", "page.viewed", "user.added"]);
+  });
+
+  it("a retry of a request that gave up on the meter's answer sends the meter's triggers (and only those)", async () => {
+    const user = uniqueUser("late");
+    const key = `key-${crypto.randomUUID()}`;
+    expect((await decide(org, user, key)).status).toBe(200);
+    expect(await enqueuedFor(org, user)).toEqual(["counters.updated", "decision.made", "page.viewed", "user.added"]);
+    // As if the meter had answered after the first request's deadline: that request fell back and sent only
+    // decision.made and its workflow's trigger, never counters.updated or user.added.
+    const stub = env.METER.get(env.METER.idFromName(`${org.id}:default:u:${user}`));
+    await runInDurableObject(stub, (_instance, state) => {
+      state.storage.sql.exec("UPDATE idempotency SET result = json_set(result, '$.answeredLate', json('true'))");
+    });
+    const retry = await decide(org, user, key);
+    expect(retry.status).toBe(200);
+    expect(await enqueuedFor(org, user)).toEqual(["counters.updated", "counters.updated", "decision.made", "page.viewed", "user.added", "user.added"]);
   });
 
   it("20 concurrent retries with one key enqueue one set of triggers", async () => {
