@@ -114,6 +114,7 @@ export async function runDecision(c: Context<AppEnv>, body: AccessCheckRequest |
       readings = new Map(result.value.readings.map((reading) => [reading.counterId, reading]));
       replayed = result.value.replayed === true;
       firstAnswerUnseen = replayed && result.value.answeredLate === true;
+      if (replayed) workflows?.markReplayed();
       userAdded = result.value.userAdded === true;
       plansChanged = result.value.plansChanged;
       if (result.value.credits) creditReadings = new Map(result.value.credits.map((reading) => [reading.creditId, reading]));

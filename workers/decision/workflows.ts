@@ -59,6 +59,13 @@ export class DecisionWorkflows {
     private readonly facts: RequestFacts,
   ) {}
 
+  private replaying = false;
+
+  /** The meter answered this request as a replay: from now on, workflows' counters read instead of consuming. */
+  markReplayed(): void {
+    this.replaying = true;
+  }
+
   knowCounters(requests: readonly MeterRequest[]): void {
     for (const request of requests) {
       this.counterSettings.set(request.counterId, { limit: request.limit, period: request.period, uniqueResources: request.uniqueResources });
@@ -104,6 +111,7 @@ export class DecisionWorkflows {
       authenticated: () => this.identity.isAuthenticated,
       readOnly,
       counterSettings: this.counterSettings,
+      replaying: () => this.replaying,
       fireTrigger: (name, payload) => this.triggers.push({ name, payload }),
     });
   }

@@ -34,6 +34,8 @@ export interface RemoteUtilsScope {
   identifier: string;
   authenticated: boolean;
   readOnly: boolean;
+  /** The request is an idempotent replay: counters read and consume nothing. */
+  replaying?: boolean;
   /** Counters this call's request resolved for the user (`counterId` → limit, period, unique resources). */
   counters: [string, CounterSettings][];
 }
@@ -115,6 +117,7 @@ function isScope(value: unknown): value is RemoteUtilsScope {
     typeof scope.identifier === "string" &&
     typeof scope.authenticated === "boolean" &&
     typeof scope.readOnly === "boolean" &&
+    (scope.replaying === undefined || typeof scope.replaying === "boolean") &&
     Array.isArray(scope.counters) &&
     scope.counters.every(isCounterEntry)
   );
@@ -122,7 +125,8 @@ function isScope(value: unknown): value is RemoteUtilsScope {
 
 /** The token's capability, or null when it is missing, forged, expired or malformed. */
 export async function verifyCapability(secretsKey: string, token: unknown): Promise<WorkflowCapability | null> {
-  if (typeof token !== "string" || token.length === 0 || token.length > 64 * 1024) return null;
+  // Large enough for the limits of a few thousand metered counters; anything beyond is not a token we minted.
+  if (typeof token !== "string" || token.length === 0 || token.length > 512 * 1024) return null;
   try {
     const { payload } = await jwtVerify(token, await signingKey(secretsKey), {
       audience: AUDIENCE,

@@ -117,6 +117,8 @@ export async function runEndpointWorkflow(c: Context<AppEnv>, environmentId: str
       const subject = await resolveSubject(c, prepared, environment, "publishable", {
         identity: jwt ? { userJwt: jwt } : { anonymousIdentifier: identity.identifier },
       });
+      // Triggers the middleware fired go out with the endpoint's own.
+      fired.push(...(subject.workflows?.triggers ?? []));
       // Middleware may rewrite the identity; limits of another identity must not be charged to this one.
       if (subject.identity.identifier !== identity.identifier) throw new Error("middleware changed the identity of an endpoint call");
       return counterSettingsFor(prepared, storeOf(environment), subject);

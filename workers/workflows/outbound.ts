@@ -47,6 +47,7 @@ async function utilsFor(env: Env, scope: RemoteUtilsScope): Promise<WorkflowUtil
     identifier: () => scope.identifier,
     authenticated: () => scope.authenticated,
     readOnly: scope.readOnly,
+    replaying: () => scope.replaying === true,
     counterSettings: new Map(scope.counters),
     fireTrigger: () => {
       throw new Error("triggers fired by dispatched workflows travel with their result");

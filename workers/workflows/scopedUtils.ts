@@ -39,6 +39,11 @@ export interface ScopedUtilsOptions {
    * first counters call, as a counter update would resolve them.
    */
   resolveCounterSettings?: () => Promise<ReadonlyMap<string, CounterSettings>>;
+  /**
+   * True while the request is an idempotent replay (its meter answer was the first request's): counters then answer
+   * their current reading and consume nothing, so a retry consumes nothing more, workflows included.
+   */
+  replaying?: () => boolean;
   fireTrigger: (name: string, payload: unknown) => void;
 }
 
@@ -97,6 +102,13 @@ export function scopedUtils(options: ScopedUtilsOptions): WorkflowUtils {
     if (!settings) throw new Error(`counter ${counterId} is not metered for this user (none of their plans, as resolved for this call, gives it a limit)`);
     return settings;
   };
+  const isReplay = () => options.replaying?.() === true;
+  const evaluateOne = async (counterId: string, resourceId: string | undefined, consume: boolean) => {
+    const result = await user().evaluate({ counters: [{ counterId, ...(await settingsOf(counterId)), consume }], resourceId, timeZone: prepared.snapshot.timeZone });
+    return "readings" in result ? result.readings[0] : result;
+  };
+  const consume = (counterId: string, resourceId: string | undefined) => evaluateOne(counterId, resourceId, true);
+  const peek = (counterId: string, resourceId: string | undefined) => evaluateOne(counterId, resourceId, false);
   const utils = new WorkflowUtils({
     store,
     counterIds: new Set(prepared.snapshot.features.map((feature) => `${store}:${feature.id}.enabled`)),
@@ -107,15 +119,9 @@ export function scopedUtils(options: ScopedUtilsOptions): WorkflowUtils {
         await user().customDataSet(key, value);
       },
       customDataDelete: (key) => user().customDataDelete(key) as Promise<boolean>,
-      consume: async (counterId, resourceId) => {
-        const result = await user().evaluate({
-          counters: [{ counterId, ...(await settingsOf(counterId)), consume: true }],
-          resourceId,
-          timeZone: prepared.snapshot.timeZone,
-        });
-        return "readings" in result ? result.readings[0] : result;
-      },
+      consume: (counterId, resourceId) => (isReplay() ? peek(counterId, resourceId) : consume(counterId, resourceId)),
       increment: async (counterId, update, resourceId) => {
+        if (isReplay()) return peek(counterId, resourceId);
         const result = await user().updateCounter({ counterId, ...(await settingsOf(counterId)), update, resourceId, timeZone: prepared.snapshot.timeZone });
         return "reading" in result ? result.reading : result;
       },
@@ -153,6 +159,7 @@ export function scopedUtils(options: ScopedUtilsOptions): WorkflowUtils {
         identifier: identifier(),
         authenticated: authenticated(),
         readOnly,
+        ...(isReplay() ? { replaying: true } : {}),
         counters: [...(await known())],
       };
     },

@@ -150,6 +150,30 @@ describe("an idempotent retry of a surface decision enqueues no triggers", () =>
     expect(await enqueuedFor(org, user)).toEqual(["counters.updated", "counters.updated", "decision.made", "page.viewed", "user.added", "user.added"]);
   });
 
+  it("a retry consumes nothing more, workflows included: their counters read instead of consuming", async () => {
+    const consumer = await createOrganization("Replay-safe workflow counters");
+    const document = helloWorld();
+    document.workflows = {
+      "consume-extra": {
+        type: "surface",
+        surface: "hello-world",
+        source: `export default async ({ features, utils }: any) => {
+          const reading = await utils.counters.consume("default:" + features.widget.featureId + ".enabled");
+          return { properties: { afterWorkflow: reading.consumedUnits } };
+        };`,
+      },
+    };
+    await publish(consumer.live.secretKey, document, [consumer.live.id]);
+    const user = uniqueUser("replay-consume");
+    const key = `key-${crypto.randomUUID()}`;
+    const first = await decide(consumer, user, key);
+    expect(first.body.surfaceBehavior.properties).toEqual({ afterWorkflow: 2 });
+    const retry = await decide(consumer, user, key);
+    expect(retry.body.surfaceBehavior.properties).toEqual({ afterWorkflow: 2 });
+    const check = await call("POST", "/api/v1/access-checks", { key: consumer.live.secretKey, body: { identity: { userIdentifier: user } } });
+    expect(check.body.features.widget.properties.enabled.consumedUnits).toBe(2);
+  });
+
   it("20 concurrent retries with one key enqueue one set of triggers", async () => {
     const user = uniqueUser("concurrent");
     const key = `key-${crypto.randomUUID()}`;
