@@ -277,12 +277,12 @@ export function jsonValueProblem(value: unknown, depth = 0): string | undefined 
 
 /**
  * Trigger payloads are validated on the platform's shared isolate, so a schema must not be able to make that cost
- * more than its size: no regular expressions (a backtracking `pattern` stalls the isolate) and no references (`$ref`
- * chains fan out exponentially). Keywords are found wherever a validator could read them — every key of every object
+ * more than its size: no regular expressions (a backtracking `pattern` stalls the isolate), no references (`$ref`
+ * chains fan out exponentially) and no `uniqueItems` (compares every item with every other). Keywords are found wherever a validator could read them — every key of every object
  * except property names (`properties` and other name maps) and data (`const`, `enum`, `default`, `examples`) — so
  * no unusual keyword or non-string value hides one.
  */
-const FORBIDDEN_SCHEMA_KEYWORDS = new Set(["pattern", "patternProperties", "$ref", "$dynamicRef", "$recursiveRef", "$anchor", "$dynamicAnchor", "$id"]);
+const FORBIDDEN_SCHEMA_KEYWORDS = new Set(["pattern", "patternProperties", "$ref", "$dynamicRef", "$recursiveRef", "$anchor", "$dynamicAnchor", "$id", "uniqueItems"]);
 const NAME_MAPS = new Set(["properties", "$defs", "definitions", "dependentSchemas", "dependentRequired", "dependencies"]);
 const DATA_KEYWORDS = new Set(["const", "enum", "default", "examples"]);
 export const MAX_TRIGGER_SCHEMA_BYTES = 8 * 1024;

@@ -35,15 +35,7 @@ export interface EvaluateInput {
   idempotencyKey?: string;
   /** Hash of the request body: a reused key with another body is a conflict. */
   requestHash?: string;
-  /**
-   * Epoch ms after which the caller has given up waiting (its deadline). A keyed call the object only reaches near or
-   * after it is stored as `answeredLate`, so a retry knows the caller never acted on the result.
-   */
-  answerBy?: number;
 }
-
-/** How close to the caller's deadline an answer counts as late (the reply still has to travel back). */
-export const LATE_ANSWER_MARGIN_MS = 50;
 
 export interface IdempotencyConflict {
   conflict: true;
@@ -66,11 +58,6 @@ export type EvaluateResult =
       userAdded?: boolean;
       /** `plans` differed from the ones this user held last time (`from` is null the first time): `plans.changed`. */
       plansChanged?: { from: string[] | null; to: string[] };
-      /**
-       * A keyed call reached the object near or after its caller's deadline (`answerBy`): the caller probably fell
-       * back without these readings and flags, so whoever replays the key must act on them (at least once).
-       */
-      answeredLate?: true;
     } & Replayable)
   | IdempotencyConflict;
 
@@ -287,7 +274,6 @@ export class MeterObject extends DurableObject<Env> {
         const plansChanged = input.plans ? this.recordPlans(input.plans) : undefined;
         let out: EvaluateResult = plansChanged ? { ...result, plansChanged } : result;
         if (wasEmpty && this.schemaReady) out = { ...out, userAdded: true };
-        if (input.answerBy !== undefined && now > input.answerBy - LATE_ANSWER_MARGIN_MS) out = { ...out, answeredLate: true };
         return out;
       };
       if (input.idempotencyKey !== undefined || input.credits?.some((credit) => credit.grant !== undefined)) {

@@ -23,7 +23,11 @@ export function meterStub(namespace: DurableObjectNamespace<MeterObject>, storeK
   return namespace.get(namespace.idFromName(`${storeKey}:${identifier}`));
 }
 
-export type Deadlined<T> = { ok: true; value: T } | { ok: false; reason: "timeout" | "error"; error?: string };
+export type Deadlined<T> =
+  | { ok: true; value: T }
+  /** `late`: the abandoned call, which may still answer (the caller can act on its outcome after responding). */
+  | { ok: false; reason: "timeout"; late: Promise<T> }
+  | { ok: false; reason: "error"; error: string };
 
 /** Races `call` against a timer; never throws. A call still running after the deadline is abandoned, not cancelled. */
 export async function withMeterDeadline<T>(call: () => Promise<T>, deadlineMs: number): Promise<Deadlined<T>> {
@@ -34,7 +38,7 @@ export async function withMeterDeadline<T>(call: () => Promise<T>, deadlineMs: n
   try {
     const pending = Promise.resolve().then(call);
     const winner = await Promise.race([pending.then((value) => ({ value })), timeout]);
-    return "timeout" in winner ? { ok: false, reason: "timeout" } : { ok: true, value: winner.value };
+    return "timeout" in winner ? { ok: false, reason: "timeout", late: pending } : { ok: true, value: winner.value };
   } catch (error) {
     return { ok: false, reason: "error", error: error instanceof Error ? error.message : String(error) };
   } finally {
@@ -48,11 +52,12 @@ export async function withMeterDeadline<T>(call: () => Promise<T>, deadlineMs: n
  * `mode`; production code never writes it. `identifiers`, when set, limits the fault to those identifiers' objects
  * (matched on the stub's name `{organizationId}:{store}:{identifier}`), so tests running alongside are unaffected.
  *   'timeout' — the call never answers, so the deadline fires (`{ok:false, reason:'timeout'}`);
- *   'error'   — the call throws (`{ok:false, reason:'error'}`), like a broken or overloaded object.
+ *   'error'   — the call throws (`{ok:false, reason:'error'}`), like a broken or overloaded object;
+ *   'slow'    — the call reaches the object only after the deadline (the caller has fallen back; the object acts).
  */
-export const meterFaults: { mode: "timeout" | "error" | null; identifiers: ReadonlySet<string> | null } = { mode: null, identifiers: null };
+export const meterFaults: { mode: "timeout" | "error" | "slow" | null; identifiers: ReadonlySet<string> | null } = { mode: null, identifiers: null };
 
-function faultFor(stub: { name?: string; id?: { name?: string } }): "timeout" | "error" | null {
+function faultFor(stub: { name?: string; id?: { name?: string } }): "timeout" | "error" | "slow" | null {
   const mode = meterFaults.mode;
   if (mode === null) return null;
   if (meterFaults.identifiers === null) return mode;
@@ -70,5 +75,9 @@ export function evaluateWithDeadline(
   const fault = faultFor(stub);
   if (fault === "timeout") return withMeterDeadline(() => new Promise<EvaluateResult>(() => {}), deadlineMs);
   if (fault === "error") return withMeterDeadline<EvaluateResult>(() => Promise.reject(new Error("injected meter fault")), deadlineMs);
+  if (fault === "slow") {
+    const slow = () => new Promise((resolve) => setTimeout(resolve, deadlineMs + 50)).then(() => stub.evaluate(input) as Promise<EvaluateResult>);
+    return withMeterDeadline(slow, deadlineMs);
+  }
   return withMeterDeadline(() => stub.evaluate(input) as Promise<EvaluateResult>, deadlineMs);
 }

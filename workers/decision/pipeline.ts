@@ -10,6 +10,7 @@
  */
 import type { Context } from "hono";
 import { evaluateWithDeadline, meterStub, userStoreKey } from "../../durable-objects/meter/client";
+import type { EvaluateResult } from "../../durable-objects/meter/MeterObject";
 import type { AppEnv } from "../context";
 import type { PreparedSnapshot } from "../engine/prepare";
 import { decide, denials, finish, SurfaceNotFoundError, type CreditReading, type Decision, type FeatureStates, type MeterReading } from "../engine";
@@ -80,8 +81,8 @@ export async function runDecision(c: Context<AppEnv>, body: AccessCheckRequest |
   let meterError: string | undefined;
   /** The meter answered a known Idempotency-Key with the first request's result: its triggers are already queued. */
   let replayed = false;
-  /** …but the first request had given up waiting for it, so the meter's own triggers never went out. */
-  let firstAnswerUnseen = false;
+  /** The meter call this request gave up on (deadline); it may still answer, after the response. */
+  let lateMeter: Promise<EvaluateResult> | undefined;
   // Metered counters and credit balances in the same call: consumption is all-or-nothing across both. The user's
   // plan set rides along only when an action workflow listens to plans.changed or user.added (it costs a write).
   const tracksUser = listensTo(prepared, "plans.changed") || listensTo(prepared, "user.added");
@@ -101,19 +102,18 @@ export async function runDecision(c: Context<AppEnv>, body: AccessCheckRequest |
         timeZone: snapshot.timeZone,
         idempotencyKey: meterIdempotencyKey(environment.id, options.surfaceSlug ? "surface_decision" : "access_check", options.idempotencyKey),
         requestHash: options.requestHash,
-        ...(options.idempotencyKey !== undefined ? { answerBy: Date.now() + deadlineMs } : {}),
       },
       deadlineMs,
     );
     if (!result.ok) {
       meterFailure = "unreachable";
-      meterError = `${result.reason}${result.error ? `: ${result.error}` : ""}`;
+      meterError = result.reason === "error" ? `error: ${result.error}` : "timeout";
+      if (result.reason === "timeout") lateMeter = result.late;
     } else if ("conflict" in result.value) {
       throw new ApiError("idempotency_key_reused", "This Idempotency-Key was used with a different request body");
     } else {
       readings = new Map(result.value.readings.map((reading) => [reading.counterId, reading]));
       replayed = result.value.replayed === true;
-      firstAnswerUnseen = replayed && result.value.answeredLate === true;
       if (replayed) workflows?.markReplayed();
       userAdded = result.value.userAdded === true;
       plansChanged = result.value.plansChanged;
@@ -200,30 +200,40 @@ export async function runDecision(c: Context<AppEnv>, body: AccessCheckRequest |
       versionId: snapshot.versionId,
     },
   });
-  const consumed = [...(readings?.values() ?? [])].filter((reading) => reading.consumedInRequest);
-  /** What the meter's answer says happened: counters consumed, a new user, a plan change. */
-  const meterTriggers = [
-    ...(consumed.length > 0 ? [{ name: "counters.updated", payload: { eventId, identifier: identity.identifier, counters: consumed } }] : []),
-    ...(userAdded ? [{ name: "user.added", payload: { eventId, identifier: identity.identifier, authType: identity.authType } }] : []),
-    // The first plan set of a user is not a change (user.added says the user is new).
-    ...(plansChanged?.from ? [{ name: "plans.changed", payload: { eventId, identifier: identity.identifier, from: plansChanged.from, to: plansChanged.to } }] : []),
-  ];
-  // A replay's flags (userAdded, plansChanged) and consumed readings are the first request's: enqueueing them again
-  // would run every action twice for one logical request. Unless the first request gave up before the meter's answer
-  // (it fell back, and sent only decision.made and its workflows' triggers): then the replay sends the meter's part.
-  // (A meter that does not answer at all cannot tell; then everything is enqueued, at least once.)
-  const triggers = replayed
-    ? firstAnswerUnseen
-      ? meterTriggers
-      : []
-    : [
-        { name: "decision.made", payload: { eventId, kind: options.surfaceSlug ? "surface_decision" : "access_check", identifier: identity.identifier, outcome: denied.length ? "denied" : "granted" } },
-        ...meterTriggers,
-        ...(workflows?.triggers ?? []),
-      ];
+  /** What a meter answer says happened: counters consumed, a new user, a plan change. */
+  const meterTriggersOf = (answer: { readings: MeterReading[]; userAdded?: boolean; plansChanged?: { from: string[] | null; to: string[] } }) => {
+    const consumed = answer.readings.filter((reading) => reading.consumedInRequest);
+    return [
+      ...(consumed.length > 0 ? [{ name: "counters.updated", payload: { eventId, identifier: identity.identifier, counters: consumed } }] : []),
+      ...(answer.userAdded ? [{ name: "user.added", payload: { eventId, identifier: identity.identifier, authType: identity.authType } }] : []),
+      // The first plan set of a user is not a change (user.added says the user is new).
+      ...(answer.plansChanged?.from ? [{ name: "plans.changed", payload: { eventId, identifier: identity.identifier, from: answer.plansChanged.from, to: answer.plansChanged.to } }] : []),
+    ];
+  };
   // The user's limits ride along, so utils.counters in the action workflows enforce this decision's plans.
   const counters = new Map(decision.meterRequests.map((request) => [request.counterId, { limit: request.limit, period: request.period, uniqueResources: request.uniqueResources }]));
-  if (triggers.length > 0) c.executionCtx.waitUntil(enqueueTriggers(c.env, prepared, environment, identity, triggers, 0, counters));
+  const enqueue = (triggers: { name: string; payload: unknown }[]) => enqueueTriggers(c.env, prepared, environment, identity, triggers, 0, counters);
+  // A replay's flags (userAdded, plansChanged) and consumed readings are the first request's, whose triggers were
+  // enqueued then: enqueueing them again would run every action twice for one logical request.
+  if (!replayed) {
+    c.executionCtx.waitUntil(
+      enqueue([
+        { name: "decision.made", payload: { eventId, kind: options.surfaceSlug ? "surface_decision" : "access_check", identifier: identity.identifier, outcome: denied.length ? "denied" : "granted" } },
+        ...(readings ? meterTriggersOf({ readings: [...readings.values()], userAdded, plansChanged }) : []),
+        ...(workflows?.triggers ?? []),
+      ]),
+    );
+  }
+  // A meter that answers after the deadline still consumed, added the user or changed plans: its triggers follow
+  // when it answers (the response already went out with fallbacks). A retry of this key is then a replay.
+  if (lateMeter) {
+    c.executionCtx.waitUntil(
+      lateMeter.then(
+        (answer) => ("conflict" in answer || answer.replayed ? undefined : enqueue(meterTriggersOf(answer))),
+        () => undefined,
+      ),
+    );
+  }
   return { response, decision, readings, creditReadings, features };
 }
 

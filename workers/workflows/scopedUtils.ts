@@ -41,7 +41,8 @@ export interface ScopedUtilsOptions {
   resolveCounterSettings?: () => Promise<ReadonlyMap<string, CounterSettings>>;
   /**
    * True while the request is an idempotent replay (its meter answer was the first request's): counters then answer
-   * their current reading and consume nothing, so a retry consumes nothing more, workflows included.
+   * their current reading and consume nothing, and custom-data writes are skipped, so a retry changes nothing more,
+   * workflows included.
    */
   replaying?: () => boolean;
   fireTrigger: (name: string, payload: unknown) => void;
@@ -115,10 +116,11 @@ export function scopedUtils(options: ScopedUtilsOptions): WorkflowUtils {
     readOnly,
     user: {
       customDataGet: (key) => user().customDataGet(key) as Promise<unknown>,
+      // A replay changes nothing: the first request's writes stand.
       customDataSet: async (key, value) => {
-        await user().customDataSet(key, value);
+        if (!isReplay()) await user().customDataSet(key, value);
       },
-      customDataDelete: (key) => user().customDataDelete(key) as Promise<boolean>,
+      customDataDelete: async (key) => (isReplay() ? false : ((await user().customDataDelete(key)) as boolean)),
       consume: (counterId, resourceId) => (isReplay() ? peek(counterId, resourceId) : consume(counterId, resourceId)),
       increment: async (counterId, update, resourceId) => {
         if (isReplay()) return peek(counterId, resourceId);

@@ -80,7 +80,8 @@ export async function enqueueTriggers(
   // Each batch on its own: one refused batch must not take the others down with it.
   for (const batch of batchesOf(messages)) {
     try {
-      await queue.sendBatch(batch.map(({ body }) => ({ body })));
+      // As JSON, so what was measured is what is sent (the default v8 encoding can take twice the bytes).
+      await queue.sendBatch(batch.map(({ body }) => ({ body, contentType: "json" as const })));
     } catch (error) {
       console.error(JSON.stringify({ event: "triggers_not_enqueued", environmentId: environment.id, triggers: batch.map(({ body }) => body.trigger), error: String(error) }));
     }

@@ -156,6 +156,22 @@ describe("credits through surface decisions and access checks", () => {
     expect(tokensOf(paid.body)).toMatchObject({ hasAccess: true, balance: 10, cost: 50, deductedInRequest: true });
   });
 
+  it("one Idempotency-Key used for top-ups in two production environments (one shared store) grants twice", async () => {
+    const identifier = user("admin-topup-two-envs");
+    const created = await call("POST", "/api/v1/admin/environments", { key: org.live.secretKey, body: { slug: `prod-b-${crypto.randomUUID().slice(0, 8)}`, type: "production" } });
+    expect(created.status).toBe(201);
+    const pathIn = (environmentId: string) =>
+      `/api/v1/admin/environments/${environmentId}/identities/${encodeURIComponent(identifier)}/credits/${encodeURIComponent(creditId)}/grants`;
+    const topUp = (environmentId: string) =>
+      call("POST", pathIn(environmentId), { key: org.live.secretKey, headers: { "idempotency-key": "shared-key" }, body: { amount: 40, reason: "top-up" } });
+    expect((await topUp(org.live.id)).body.balance).toBe(40);
+    expect((await topUp(created.body.environment.id)).body.balance).toBe(80);
+    // A retry in the first environment is that environment's replay: its first answer, nothing granted.
+    expect((await topUp(org.live.id)).body.balance).toBe(40);
+    const balancePath = `/api/v1/admin/environments/${org.live.id}/identities/${encodeURIComponent(identifier)}/credits/${encodeURIComponent(creditId)}`;
+    expect((await call("GET", balancePath, { key: org.live.secretKey })).body.balance).toBe(80);
+  });
+
   it("a user without any allowance spends top-ups only", async () => {
     const other = await createOrganization("AI tools without allowance");
     const document = aiTools();

@@ -110,11 +110,11 @@ describe("deadline client", () => {
     const slow = { evaluate: () => new Promise<EvaluateResult>(() => {}) } as unknown as Pick<DurableObjectStub<MeterObject>, "evaluate">;
     const started = Date.now();
     const result = await evaluateWithDeadline(slow, { counters: [], timeZone: "UTC" }, 50);
-    expect(result).toEqual({ ok: false, reason: "timeout" });
+    expect(result).toEqual({ ok: false, reason: "timeout", late: expect.any(Promise) });
     expect(Date.now() - started).toBeLessThan(2_000);
     // A call that answers after the deadline is still a timeout.
     const late = await withMeterDeadline(() => new Promise((resolve) => setTimeout(() => resolve("late"), 200)), 20);
-    expect(late).toEqual({ ok: false, reason: "timeout" });
+    expect(late).toEqual({ ok: false, reason: "timeout", late: expect.any(Promise) });
   });
 
   it("returns error instead of throwing when the call fails", async () => {

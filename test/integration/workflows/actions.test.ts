@@ -300,6 +300,8 @@ describe("custom trigger declarations", () => {
     // …and references, whose chains fan out exponentially.
     expect(await refusedAt({ $defs: { a: { type: "string" } }, allOf: [{ $ref: "#/$defs/a" }] })).toBe("triggers.page.viewed.schema.allOf[0].$ref");
     expect(await refusedAt({ type: "object", description: "x".repeat(9000) })).toBe("triggers.page.viewed.schema");
+    // uniqueItems compares every item with every other: quadratic on the shared isolate.
+    expect(await refusedAt({ type: "array", uniqueItems: true })).toBe("triggers.page.viewed.schema.uniqueItems");
     // Names and data are not keywords: a property called "pattern", a default that holds one.
     const named = helloWorld();
     named.triggers = { "page.viewed": { schema: { type: "object", properties: { pattern: { type: "string" }, $ref: {} }, default: { pattern: "x" }, enum: [{ $ref: 1 }] } } };

@@ -5,10 +5,9 @@
  * request. Observed on the queue producer itself (a spy that still forwards to the local queue), and through the
  * action's effect.
  */
-import { runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
-import { meterStub } from "../../../durable-objects/meter/client";
+import { meterFaults, meterStub } from "../../../durable-objects/meter/client";
 import type { TriggerMessage } from "../../../workers/workflows/triggers";
 import { call, createOrganization, publish, type TestOrganization } from "../../support/api";
 import { helloWorld } from "../../support/examples";
@@ -134,20 +133,31 @@ describe("an idempotent retry of a surface decision enqueues no triggers", () =>
     expect(await enqueuedFor(org, user)).toEqual(["counters.updated", "counters.updated", "decision.made", "decision.made", "page.viewed", "page.viewed", "user.added"]);
   });
 
-  it("a retry of a request that gave up on the meter's answer sends the meter's triggers (and only those)", async () => {
-    const user = uniqueUser("late");
+  it("a request that gave up on a slow meter enqueues the meter's triggers when it answers; a retry adds nothing", async () => {
+    const user = uniqueUser("slow");
     const key = `key-${crypto.randomUUID()}`;
-    expect((await decide(org, user, key)).status).toBe(200);
-    expect(await enqueuedFor(org, user)).toEqual(["counters.updated", "decision.made", "page.viewed", "user.added"]);
-    // As if the meter had answered after the first request's deadline: that request fell back and sent only
-    // decision.made and its workflow's trigger, never counters.updated or user.added.
-    const stub = env.METER.get(env.METER.idFromName(`${org.id}:default:u:${user}`));
-    await runInDurableObject(stub, (_instance, state) => {
-      state.storage.sql.exec("UPDATE idempotency SET result = json_set(result, '$.answeredLate', json('true'))");
-    });
+    meterFaults.mode = "slow";
+    meterFaults.identifiers = new Set([user]);
+    let first;
+    try {
+      first = await decide(org, user, key);
+    } finally {
+      meterFaults.mode = null;
+      meterFaults.identifiers = null;
+    }
+    expect(first.status).toBe(200);
+    // The response fell back (the meter answered after the deadline)…
+    expect(first.body.features.widget.properties.enabled).toMatchObject({ isFallback: true });
+    // …but the object did consume and add the user, and its triggers followed when it answered.
+    const names = await eventually(
+      () => enqueuedFor(org, user),
+      (value) => value.includes("user.added"),
+    );
+    expect(names).toEqual(["counters.updated", "decision.made", "page.viewed", "user.added"]);
     const retry = await decide(org, user, key);
     expect(retry.status).toBe(200);
-    expect(await enqueuedFor(org, user)).toEqual(["counters.updated", "counters.updated", "decision.made", "page.viewed", "user.added", "user.added"]);
+    expect(retry.body.features.widget.properties.enabled).toMatchObject({ consumedUnits: 1, consumedInRequest: true });
+    expect(await enqueuedFor(org, user)).toEqual(names);
   });
 
   it("a retry consumes nothing more, workflows included: their counters read instead of consuming", async () => {
@@ -159,6 +169,7 @@ describe("an idempotent retry of a surface decision enqueues no triggers", () =>
         surface: "hello-world",
         source: `export default async ({ features, utils }: any) => {
           const reading = await utils.counters.consume("default:" + features.widget.featureId + ".enabled");
+          await utils.customData.set("visits", ((await utils.customData.get("visits")) ?? 0) + 1);
           return { properties: { afterWorkflow: reading.consumedUnits } };
         };`,
       },
@@ -172,6 +183,8 @@ describe("an idempotent retry of a surface decision enqueues no triggers", () =>
     expect(retry.body.surfaceBehavior.properties).toEqual({ afterWorkflow: 2 });
     const check = await call("POST", "/api/v1/access-checks", { key: consumer.live.secretKey, body: { identity: { userIdentifier: user } } });
     expect(check.body.features.widget.properties.enabled.consumedUnits).toBe(2);
+    // …and its custom-data writes are skipped: the first request's stand.
+    expect(await meterStub(env.METER, `${consumer.id}:default:u`, user).customDataGet("visits")).toBe(1);
   });
 
   it("20 concurrent retries with one key enqueue one set of triggers", async () => {

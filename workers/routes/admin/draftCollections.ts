@@ -68,7 +68,7 @@ function registerCollection(app: OpenAPIHono<AppEnv>, collection: Collection): v
       summary: `Add a ${collection.singular} to the draft`,
       ...common,
       request: { body: jsonBody(z.object({ slug: Slug }).passthrough()) },
-      responses: { 201: json(Item, "The created item"), ...errorResponses(400, 401, 403, 409) },
+      responses: { 201: json(Item, "The created item"), ...errorResponses(400, 401, 403, 409, 413) },
     }),
     get: createRoute({
       method: "get",
@@ -86,7 +86,7 @@ function registerCollection(app: OpenAPIHono<AppEnv>, collection: Collection): v
       summary: `Create or replace a ${collection.singular} of the draft`,
       ...common,
       request: { params: SlugParam, body: jsonBody(collection.schema) },
-      responses: { 200: json(Item, "The stored item"), ...errorResponses(400, 401, 403) },
+      responses: { 200: json(Item, "The stored item"), ...errorResponses(400, 401, 403, 409, 413) },
     }),
     remove: createRoute({
       method: "delete",
@@ -163,7 +163,7 @@ const renameFeatureRoute = createRoute({
   summary: "Rename a feature's slug; its id (and so its counters) stays, references in plans, surfaces and workflows follow",
   ...common,
   request: { params: SlugParam, body: jsonBody(z.object({ slug: Slug })) },
-  responses: { 200: json(Item, "The renamed feature"), ...errorResponses(400, 401, 403, 404, 409) },
+  responses: { 200: json(Item, "The renamed feature"), ...errorResponses(400, 401, 403, 404, 409, 413) },
 });
 
 export function renameFeature(document: ConfigDocument, from: string, to: string): ConfigDocument {

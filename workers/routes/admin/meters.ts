@@ -9,7 +9,7 @@ import type { AppEnv } from "../../context";
 import { ApiError, errorResponses } from "../../errors";
 import { sha256Hex } from "../../lib/crypto";
 import { organizationOf } from "../../middleware/auth";
-import { eventIdFor, insertEvent } from "../../services/events";
+import { eventIdFor, insertEvent, meterIdempotencyKey } from "../../services/events";
 import { storeOf, type Environment } from "../../services/tenancy";
 import { EnvironmentIdParam, adminAuth, environmentOfOrganization, json, jsonBody, security } from "./shared";
 
@@ -167,7 +167,7 @@ export function registerMeterAdminRoutes(app: OpenAPIHono<AppEnv>): void {
       creditId,
       amount: body.amount,
       reason: body.reason,
-      idempotencyKey,
+      idempotencyKey: meterIdempotencyKey(t.environment.id, "grant", idempotencyKey),
       requestHash: idempotencyKey ? await sha256Hex(JSON.stringify({ creditId, ...body })) : undefined,
     });
     if ("conflict" in result) throw new ApiError("idempotency_key_reused", "This Idempotency-Key was used with a different request body");
