@@ -54,7 +54,12 @@ import { WorkerEntrypoint } from "cloudflare:workers";
 import { __mosReset } from "${GUARD_MODULE}";
 import workflow from "./workflow.js";
 
+const NO_UTILS = new Proxy({}, {
+  get: (_target, name) => () => Promise.reject(new Error("utils are not available to a workflow whose code never names them (utils." + String(name) + ")")),
+});
+
 function wrapUtils(raw) {
+  raw = raw ?? NO_UTILS;
   return {
     customData: {
       get: (key) => raw.customDataGet(key),
@@ -119,12 +124,20 @@ export class LoaderWorkflowRunner implements WorkflowRunner {
   }
 
   run(call: WorkflowCall): Promise<WorkflowOutcome> {
-    return withDeadline(call.deadlineMs, () => this.entrypoint(call.workflow).run(call.args, call.utils, OPERATION_BUDGET));
+    return withDeadline(call.deadlineMs, () => this.entrypoint(call.workflow).run(call.args, utilsFor(call), OPERATION_BUDGET));
   }
 
   runEndpoint(call: WorkflowCall, request: Request): Promise<WorkflowOutcome<Response>> {
-    return withDeadline(call.deadlineMs, () => this.entrypoint(call.workflow).runEndpoint(request, call.args, call.utils, OPERATION_BUDGET));
+    return withDeadline(call.deadlineMs, () => this.entrypoint(call.workflow).runEndpoint(request, call.args, utilsFor(call), OPERATION_BUDGET));
   }
+}
+
+/**
+ * The utils RPC target travels only to code that names `utils`: sending a target costs a stub on both sides of every
+ * call, and most provisioning workflows read only their arguments.
+ */
+function utilsFor(call: WorkflowCall): object | null {
+  return /\butils\b/.test(call.workflow.code) ? call.utils : null;
 }
 
 /** Races a call against its deadline and turns every failure into a typed outcome (never throws). */

@@ -91,3 +91,14 @@ describe("isolate sharing", () => {
     expect(await call(b)).toMatchObject({ ok: true, value: { calls: 1 } });
   });
 });
+
+describe("utils travel only to code that names them", () => {
+  it("code that never names utils runs without the RPC target, and a computed reach for it fails clearly", async () => {
+    const utils = new FakeUtils();
+    expect(await run(`export default ({ identity }: any) => [identity.identifier];`, { identity: { identifier: "u9" } }, utils)).toMatchObject({ ok: true, value: ["u9"] });
+    const sneaky = await run(`export default async (args: any) => { await args["ut" + "ils"].customData.get("k"); return []; };`, {}, utils);
+    expect(sneaky).toMatchObject({ ok: false, kind: "threw", error: expect.stringContaining("utils are not available to a workflow whose code never names them") });
+    // Code that names utils gets them.
+    expect(await run(`export default async ({ utils }: any) => [String(await utils.testGroup100("x"))];`, {}, utils)).toMatchObject({ ok: true, value: ["42"] });
+  });
+});
