@@ -44,4 +44,14 @@ export class EgressGateway extends WorkerEntrypoint<Env, EgressProps> {
   override fetch(request: Request): Promise<Response> {
     return forwardEgress(request, this.ctx.props);
   }
+
+  /**
+   * Raw TCP (`connect()` from cloudflare:sockets) reaches the isolate's globalOutbound too. The allow-list is about
+   * HTTP hosts and the gateway cannot see where a socket was headed, so sockets are refused: closed at once, logged.
+   */
+  override async connect(socket: Socket): Promise<void> {
+    const { environmentId, workflow } = this.ctx.props;
+    console.log(JSON.stringify({ event: "workflow_egress", environmentId, workflow, method: "CONNECT", allowed: false }));
+    await socket.close();
+  }
 }

@@ -24,6 +24,25 @@ const PROBE = {
   };`,
 };
 
+/** Tries a raw TCP socket (cloudflare:sockets), which also reaches the isolate's globalOutbound. */
+const SOCKET = {
+  type: "endpoint",
+  path: "socket",
+  access: "none",
+  deadlineMs: 3000,
+  source: `import { connect } from "cloudflare:sockets";
+  export default async () => {
+    try {
+      const socket = connect({ hostname: "api.allowed.test", port: 443 });
+      await socket.opened;
+      const { value, done } = await socket.readable.getReader().read();
+      return Response.json({ outcome: "socket", bytes: value ? value.byteLength : 0, done });
+    } catch (error) {
+      return Response.json({ outcome: "threw", error: String((error as Error).message ?? error) });
+    }
+  };`,
+};
+
 /** Tries to steer the platform's subrequest with cf options and a forged Host. */
 const STEER = {
   type: "endpoint",
@@ -55,7 +74,7 @@ beforeAll(async () => {
   closed = await createOrganization("Egress closed");
   for (const org of [open, closed]) {
     const document = helloWorld();
-    document.workflows = { probe: PROBE, steer: STEER };
+    document.workflows = { probe: PROBE, steer: STEER, socket: SOCKET };
     await publish(org.live.secretKey, document, [org.live.id]);
   }
   const put = await call("PUT", `/api/v1/admin/environments/${open.live.id}/egress`, { key: open.live.secretKey, body: { hosts: ["api.allowed.test"] } });
@@ -105,6 +124,21 @@ describe("workflow egress", () => {
     const result = await probe(open.live.id, "https://api.allowed.test/data");
     expect(result).toEqual({ outcome: "response", status: 200, body: "allowed data" });
     expect(seen).toEqual(["GET https://api.allowed.test/data x-probe=1"]);
+  });
+
+  it("raw sockets are refused: closed at once (no byte flows), logged; closed environments have none at all", async () => {
+    const logs: string[] = [];
+    vi.spyOn(console, "log").mockImplementation((line: unknown) => {
+      logs.push(String(line));
+    });
+    const socket = async (environmentId: string) => {
+      const response = await exports.default.fetch(new Request(`http://platform.test/api/v1/envs/${environmentId}/endpoints/socket`));
+      expect(response.status).toBe(200);
+      return response.json();
+    };
+    expect(await socket(open.live.id)).toEqual({ outcome: "socket", bytes: 0, done: true });
+    expect(logs.some((line) => line.includes('"method":"CONNECT"') && line.includes('"allowed":false'))).toBe(true);
+    expect(await socket(closed.live.id)).toMatchObject({ outcome: "threw", error: expect.stringMatching(/not permitted to access the internet/) });
   });
 
   it("hostAllowed matches exact hosts and wildcard subdomains only", () => {
