@@ -149,7 +149,7 @@ export async function runDecision(c: Context<AppEnv>, body: AccessCheckRequest |
     if (workflows) timings.mark("surface_workflows");
   }
 
-  const eventId = await eventIdFor(environment.id, identity.identifier, options.surfaceSlug ? "surface_decision" : "access_check", options.idempotencyKey);
+  const eventId = await eventIdFor(environment.id, { identifier: identity.identifier, authenticated: identity.isAuthenticated }, options.surfaceSlug ? "surface_decision" : "access_check", options.idempotencyKey);
   const response = {
     status: "success" as const,
     eventId,

@@ -61,7 +61,8 @@ export async function resolveSubject(
           userAgent,
           url: body.http?.url,
           referer: body.http?.referer,
-          clientIp: body.http?.clientIP,
+          // Like cf and the user agent: the body speaks for the visitor only when the caller is the customer's server.
+          clientIp: trusted ? body.http?.clientIP : (c.req.header("cf-connecting-ip") ?? undefined),
           cf,
           resource: body.resource,
         })

@@ -42,9 +42,20 @@ export function meterIdempotencyKey(environmentId: string, operation: string, id
   return idempotencyKey === undefined ? undefined : `${environmentId}:${operation}:${idempotencyKey}`;
 }
 
-export async function eventIdFor(environmentId: string, identifier: string, operation: string, idempotencyKey: string | undefined): Promise<string> {
+/**
+ * A new event id, or — for a request with an Idempotency-Key — one derived from who and what it is about, so a retry
+ * writes no second record. Signed-in and anonymous identities of one name are different people: a browser naming an
+ * anonymous "alice@example.com" must not take the id of the signed-in Alice's record.
+ */
+export async function eventIdFor(
+  environmentId: string,
+  identity: { identifier: string; authenticated: boolean },
+  operation: string,
+  idempotencyKey: string | undefined,
+): Promise<string> {
   if (idempotencyKey === undefined) return newId("evt");
-  return `evt_${(await sha256Hex(`${environmentId}:${identifier}:${operation}:${idempotencyKey}`)).slice(0, 24)}`;
+  const who = `${identity.authenticated ? "u" : "a"}:${identity.identifier}`;
+  return `evt_${(await sha256Hex(`${environmentId}:${who}:${operation}:${idempotencyKey}`)).slice(0, 24)}`;
 }
 
 function insertStatement(db: D1Database, event: EventInput & { id: string; createdAt: string }): D1PreparedStatement {

@@ -10,7 +10,8 @@ import { getEnvironment, type Environment } from "./tenancy";
 const KEY_TTL_MS = 30_000;
 const ENVIRONMENT_TTL_MS = 5_000;
 
-// A miss is cached too (as null), so a flood of requests with a bad key costs one query per TTL, not one per request.
+// A miss of a well-formed key is cached too (as null), so a flood of requests with a bad key costs one query per TTL;
+// the key format bounds each entry's size.
 const keysByRawKey = new BoundedCache<string, ApiKeyInfo | null>(10_000, KEY_TTL_MS);
 const environmentsById = new BoundedCache<string, Environment | null>(10_000, ENVIRONMENT_TTL_MS);
 
@@ -21,14 +22,13 @@ const environmentsById = new BoundedCache<string, Environment | null>(10_000, EN
 const revokedKeyIds = new Set<string>();
 
 export async function lookupApiKey(db: D1Database, rawKey: string): Promise<ApiKeyInfo | null> {
+  // Not a key at all: answered without the cache, so arbitrary (and arbitrarily long) tokens never fill it.
+  const parsed = parseApiKey(rawKey);
+  if (!parsed) return null;
   const cached = keysByRawKey.get(rawKey);
   if (cached !== undefined) return cached && revokedKeyIds.has(cached.id) ? null : cached;
-  const parsed = parseApiKey(rawKey);
-  let info: ApiKeyInfo | null = null;
-  if (parsed) {
-    const found = await findActiveKeyByHash(db, await hashApiKey(rawKey));
-    info = found && found.environmentId === parsed.environmentId && found.type === parsed.type ? found : null;
-  }
+  const found = await findActiveKeyByHash(db, await hashApiKey(rawKey));
+  const info = found && found.environmentId === parsed.environmentId && found.type === parsed.type ? found : null;
   if (info && revokedKeyIds.has(info.id)) return null;
   keysByRawKey.set(rawKey, info);
   return info;
@@ -40,6 +40,11 @@ export async function lookupEnvironment(db: D1Database, environmentId: string): 
   const environment = await getEnvironment(db, environmentId);
   environmentsById.set(environmentId, environment);
   return environment;
+}
+
+/** Entries in the key cache (for tests of its bounds). */
+export function cachedKeyCount(): number {
+  return keysByRawKey.size;
 }
 
 export function forgetKey(keyId: string): void {

@@ -149,5 +149,29 @@ export async function runEndpointWorkflow(c: Context<AppEnv>, environmentId: str
     throw new ApiError("workflow_error", `Endpoint workflow ${workflow.slug} failed (${outcome.kind}): ${outcome.error}`);
   }
   // A fresh Response: the one from the isolate may have immutable headers, and the app adds X-Request-Id.
-  return new Response(outcome.value.body, outcome.value);
+  return new Response(outcome.value.body, { status: outcome.value.status, statusText: outcome.value.statusText, headers: confinedHeaders(outcome.value.headers, environment.id) });
+}
+
+/**
+ * Every tenant's endpoints share the platform's origin, so what one workflow returns must not reach the others: its
+ * documents render sandboxed (scripts run in an opaque origin, away from this origin's cookies and responses), and
+ * it may set cookies only for its own environment's endpoint path.
+ */
+export function confinedHeaders(headers: Headers, environmentId: string): Headers {
+  const out = new Headers();
+  const ownPath = `/api/v1/envs/${environmentId}/endpoints`;
+  for (const [name, value] of headers) {
+    if (name === "set-cookie") continue;
+    out.append(name, value);
+  }
+  for (const cookie of headers.getSetCookie()) {
+    const attributes = cookie.split(";").slice(1).map((part) => part.trim().toLowerCase());
+    const path = attributes.find((attribute) => attribute.startsWith("path="))?.slice(5);
+    const confined = !attributes.some((attribute) => attribute.startsWith("domain=")) && (path === undefined || path === ownPath || path.startsWith(`${ownPath}/`));
+    if (confined) out.append("set-cookie", cookie);
+    else console.warn(JSON.stringify({ event: "endpoint_cookie_dropped", environmentId, reason: "Domain or Path outside the environment's endpoints" }));
+  }
+  out.append("content-security-policy", "sandbox allow-scripts allow-forms allow-popups allow-downloads");
+  out.set("x-content-type-options", "nosniff");
+  return out;
 }

@@ -58,6 +58,19 @@ const WORKFLOWS = {
       }
     };`,
   },
+  page: {
+    type: "endpoint",
+    path: "page",
+    access: "none",
+    source: `export default () => {
+      const headers = new Headers({ "content-type": "text/html" });
+      headers.append("set-cookie", "site=1; Path=/");
+      headers.append("set-cookie", "domain=1; Domain=platform.test");
+      headers.append("set-cookie", "mine=1; Path=/api/v1/envs/" + "ENV_ID" + "/endpoints/page");
+      headers.append("set-cookie", "default=1");
+      return new Response("<script>document.cookie</script>", { headers });
+    };`,
+  },
   broken: { type: "endpoint", path: "broken", access: "none", source: `export default () => { throw new Error("kaput"); };` },
   "not-a-response": { type: "endpoint", path: "shape", access: "none", source: `export default () => ({ status: 200 });` },
   "slow-default": { type: "endpoint", path: "slow", access: "none", source: `export default () => new Promise((r) => setTimeout(() => r(new Response("late")), 300));` },
@@ -80,7 +93,8 @@ beforeAll(async () => {
   const keys = await generateKeyPair("RS256", { extractable: true });
   signingKey = keys.privateKey;
   const document = helloWorld();
-  document.workflows = WORKFLOWS;
+  document.workflows = structuredClone(WORKFLOWS);
+  document.workflows.page.source = document.workflows.page.source.replace("ENV_ID", org.live.id);
   document.authMethods = { "test-jwt": { publicKey: await exportSPKI(keys.publicKey), identifierClaim: "email" } };
   await publish(org.live.secretKey, document, [org.live.id]);
   await call("PUT", `/api/v1/admin/environments/${org.live.id}/variables/GREETING`, { key: org.live.secretKey, body: { value: "hi there" } });
@@ -219,6 +233,16 @@ describe("failures and limits", () => {
   it("is listed in the OpenAPI document", async () => {
     const document = await call("GET", "/openapi.json");
     expect(Object.keys(document.body.paths["/api/v1/envs/{environmentId}/endpoints/{path}"]).sort()).toEqual(["delete", "get", "patch", "post", "put"]);
+  });
+});
+
+describe("endpoints share the platform's origin", () => {
+  it("their documents render sandboxed, and they may set cookies only for their own environment's endpoints", async () => {
+    const result = await endpoint(org.live.id, "page");
+    expect(result.status).toBe(200);
+    expect(result.headers.get("content-security-policy")).toBe("sandbox allow-scripts allow-forms allow-popups allow-downloads");
+    expect(result.headers.get("x-content-type-options")).toBe("nosniff");
+    expect(result.headers.getSetCookie()).toEqual([`mine=1; Path=/api/v1/envs/${org.live.id}/endpoints/page`, "default=1"]);
   });
 });
 

@@ -151,6 +151,22 @@ describe("faults degrade to the fallback", () => {
   });
 });
 
+describe("request facts workflows see", () => {
+  it("the client IP comes from the body only with a secret key (a browser's publishable key cannot pick it)", async () => {
+    const org = await setup({
+      ip: { type: "surface", surface: "hello-world", source: `export default ({ context }: any) => ({ properties: { ip: context.clientIp } });` },
+    });
+    const decide = (key: string) =>
+      call("POST", "/api/v1/surface-decisions", {
+        key,
+        headers: { "cf-connecting-ip": "203.0.113.9" },
+        body: { surfaceSlug: "hello-world", identity: { anonymousIdentifier: "ip-visitor" }, http: { clientIP: "10.1.2.3" } },
+      });
+    expect((await decide(org.live.publishableKey)).body.surfaceBehavior.properties.ip).toBe("203.0.113.9");
+    expect((await decide(org.live.secretKey)).body.surfaceBehavior.properties.ip).toBe("10.1.2.3");
+  });
+});
+
 describe("utils are scoped to the tenant", () => {
   it("custom data written by tenant A's workflow is invisible to tenant B's", async () => {
     const writer = `export default async ({ identity, utils }) => { await utils.customData.set("secret", "A-" + identity.identifier); return {}; };`;

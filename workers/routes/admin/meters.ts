@@ -91,6 +91,8 @@ const routes = {
 interface Target {
   organizationId: string;
   environment: Environment;
+  /** Signed-in (default) or anonymous identity of that name: two different people. */
+  authenticated: boolean;
   stub: MeterStub;
 }
 
@@ -99,7 +101,7 @@ async function target(c: Context<AppEnv>, environmentId: string, identifier: str
   const environment = await environmentOfOrganization(c.env.DB, organizationId, environmentId);
   // Signed-in identities by default; `?anonymous=true` addresses the anonymous identity of that name.
   const authenticated = c.req.query("anonymous") !== "true";
-  return { organizationId, environment, stub: meterStub(c.env.METER, userStoreKey(organizationId, storeOf(environment), authenticated), identifier) };
+  return { organizationId, environment, authenticated, stub: meterStub(c.env.METER, userStoreKey(organizationId, storeOf(environment), authenticated), identifier) };
 }
 
 /** Written before the response: an operator's change is not done until it is on record. */
@@ -114,7 +116,7 @@ async function audit(c: Context<AppEnv>, t: Target, identifier: string, record: 
       kind: "admin",
       identifier,
       outcome: String(record.action),
-      record: { ...record, identifier, actor, requestId: c.get("requestId") },
+      record: { ...record, identifier, anonymous: !t.authenticated, actor, requestId: c.get("requestId") },
     });
   } catch (error) {
     // A retried idempotent grant reuses its event id: the first attempt's entry is the record.
@@ -172,7 +174,7 @@ export function registerMeterAdminRoutes(app: OpenAPIHono<AppEnv>): void {
     });
     if ("conflict" in result) throw new ApiError("idempotency_key_reused", "This Idempotency-Key was used with a different request body");
     if (!result.ok) throw new ApiError("conflict", `Grant refused: ${result.reason}`);
-    const eventId = idempotencyKey ? await eventIdFor(t.environment.id, identifier, "grant", idempotencyKey) : undefined;
+    const eventId = idempotencyKey ? await eventIdFor(t.environment.id, { identifier, authenticated: t.authenticated }, "grant", idempotencyKey) : undefined;
     await audit(c, t, identifier, { action: "credits.grant", creditId, amount: body.amount, reason: body.reason, balance: result.balance, idempotencyKey: idempotencyKey ?? null }, eventId);
     return c.json({ identifier, creditId, balance: result.balance }, 200);
   });

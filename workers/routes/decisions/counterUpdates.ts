@@ -96,7 +96,7 @@ export function registerCounterUpdateRoute(app: OpenAPIHono<AppEnv>): void {
     const caller = await meterCaller(c, body);
     const requestHash = idempotencyKey ? await sha256Hex(JSON.stringify(body)) : undefined;
     // A retry with the same key gets the same event id: one entry per update, and a response identical to the first.
-    const eventId = await eventIdFor(caller.environment.id, caller.identity.identifier, "counter_update", idempotencyKey);
+    const eventId = await eventIdFor(caller.environment.id, { identifier: caller.identity.identifier, authenticated: caller.identity.isAuthenticated }, "counter_update", idempotencyKey);
     const recordUpdate = (outcome: "granted" | "denied", record: Record<string, unknown>) =>
       c.executionCtx.waitUntil(
         insertEvent(c.env.DB, {

@@ -1,7 +1,7 @@
 /**
- * Size limits of the admin API: bodies past 1 MiB are refused before parsing, a draft cannot grow past 1 MiB through
- * collection edits, and a version whose document and compiled snapshot would not fit one D1 row is refused with a
- * clear 413 — in each case with nothing half-written.
+ * Hardening found by sweeps and reviews: admin size limits (bodies, drafts, versions — 413 with nothing half-written),
+ * writes that lose a race with a deletion (409), idempotent event ids per identity class, and a key cache that
+ * arbitrary tokens cannot fill.
  */
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
@@ -10,6 +10,7 @@ import { call, createOrganization } from "../../support/api";
 import { helloWorld } from "../../support/examples";
 import { toApiError } from "../../../workers/app";
 import { setVariable } from "../../../workers/services/environmentSettings";
+import { cachedKeyCount, lookupApiKey } from "../../../workers/services/tenantCache";
 
 const bulkyWorkflow = (index: number) => ({
   type: "endpoint",
@@ -75,5 +76,30 @@ describe("lost races with a deletion", () => {
     const mapped = toApiError(failure);
     expect(mapped.status).toBe(409);
     expect(mapped.code).toBe("conflict");
+  });
+});
+
+describe("identities of one name", () => {
+  it("an anonymous and a signed-in identity of one name never share an idempotent event id", async () => {
+    const org = await createOrganization("Event ids per identity class");
+    await call("PUT", "/api/v1/admin/config", { key: org.live.secretKey, body: helloWorld() });
+    const version = await call("POST", "/api/v1/admin/versions", { key: org.live.secretKey, body: { description: "v" } });
+    await call("POST", `/api/v1/admin/environments/${org.live.id}/deployments`, { key: org.live.secretKey, body: { versionId: version.body.id } });
+    const decide = (key: string, identity: Record<string, string>) =>
+      call("POST", "/api/v1/surface-decisions", { key, headers: { "idempotency-key": "order-42" }, body: { surfaceSlug: "hello-world", identity } });
+    const spoofed = await decide(org.live.publishableKey, { anonymousIdentifier: "alice@example.com" });
+    const real = await decide(org.live.secretKey, { userIdentifier: "alice@example.com" });
+    expect([spoofed.status, real.status]).toEqual([200, 200]);
+    expect(real.body.eventId).not.toBe(spoofed.body.eventId);
+  });
+});
+
+describe("the key cache", () => {
+  it("answers tokens that are not keys without caching them (arbitrary tokens cannot fill it)", async () => {
+    const before = cachedKeyCount();
+    for (let i = 0; i < 20; i++) expect(await lookupApiKey(env.DB, `${"x".repeat(10_000)}${i}`)).toBeNull();
+    expect(cachedKeyCount()).toBe(before);
+    const response = await call("GET", "/api/v1/admin/features", { key: "y".repeat(50_000) });
+    expect(response.status).toBe(401);
   });
 });
