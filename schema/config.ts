@@ -199,13 +199,16 @@ export const AuthMethodDefinition = z
     name: Name.optional(),
     type: z.literal("jwt").default("jwt"),
     publicKey: z.string().min(1).max(20_000).optional(),
-    jwksUrl: z.url({ protocol: /^https?$/ }).optional(),
+    /** https only: a key set fetched in the clear could be swapped in transit. */
+    jwksUrl: z.url({ protocol: /^https$/ }).optional(),
     algorithms: z.array(JwtAlgorithm).min(1).default(["RS256"]),
     /** The claim whose value becomes the identity's identifier. */
     identifierClaim: z.string().min(1).max(200).default("sub"),
     issuer: z.string().min(1).max(500).optional(),
     audience: z.string().min(1).max(500).optional(),
     clockSkewSeconds: z.number().int().min(0).max(300).default(30),
+    /** Refuse tokens without an `exp` claim (off by default: some identity providers issue tokens that never expire). */
+    requireExpiry: z.boolean().optional(),
   })
   .superRefine((method, ctx) => {
     if (!!method.publicKey === !!method.jwksUrl) {

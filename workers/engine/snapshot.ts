@@ -70,6 +70,7 @@ export interface SnapshotAuthMethod {
   issuer?: string;
   audience?: string;
   clockSkewSeconds: number;
+  requireExpiry?: boolean;
 }
 
 export interface SnapshotWorkflow {

@@ -235,6 +235,7 @@ async function verifyWithKey(
     clockTolerance: method.clockSkewSeconds,
     currentDate: new Date(now),
   };
+  if (method.requireExpiry) options.requiredClaims = ["exp"];
   if (method.issuer !== undefined) options.issuer = method.issuer;
   if (method.audience !== undefined) options.audience = method.audience;
   let payload: JWTPayload;

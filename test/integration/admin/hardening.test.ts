@@ -103,3 +103,16 @@ describe("the key cache", () => {
     expect(response.status).toBe(401);
   });
 });
+
+describe("authentication methods", () => {
+  it("a JWKS URL must be https (a key set fetched in the clear could be swapped)", async () => {
+    const org = await createOrganization("JWKS over http");
+    const document = helloWorld();
+    document.authMethods = { idp: { jwksUrl: "http://idp.example.test/.well-known/jwks.json" } };
+    const refused = await call("PUT", "/api/v1/admin/config", { key: org.live.secretKey, body: document });
+    expect(refused.status).toBe(400);
+    expect(refused.body.details[0].path).toBe("authMethods.idp.jwksUrl");
+    document.authMethods = { idp: { jwksUrl: "https://idp.example.test/.well-known/jwks.json", requireExpiry: true } };
+    expect((await call("PUT", "/api/v1/admin/config", { key: org.live.secretKey, body: document })).status).toBe(200);
+  });
+});

@@ -38,6 +38,17 @@ describe("verifyUserJwt: valid tokens", () => {
     expect(result.claims).toEqual(claims);
   });
 
+  it("with requireExpiry, refuses a token without exp (the default accepts it, as the seed tutorial's token needs)", async () => {
+    const key = await testKey("RS256");
+    const forever = await sign(key, { sub: "no-exp" }, { exp: null });
+    const strict = await pemMethod(key, { requireExpiry: true });
+    const refused = await verifyUserJwt(forever, [strict], { now: NOW });
+    expect(refused.ok).toBe(false);
+    expect(!refused.ok && refused.reason).toMatch(/exp/);
+    expect((await verifyUserJwt(await sign(key, { sub: "with-exp" }), [strict], { now: NOW })).ok).toBe(true);
+    expect((await verifyUserJwt(forever, [await pemMethod(key)], { now: NOW })).ok).toBe(true);
+  });
+
   it("turns a numeric identifier claim into a string", async () => {
     const key = await testKey("ES256");
     const token = await sign(key, { uid: 42 });
