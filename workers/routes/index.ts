@@ -1,5 +1,6 @@
 /** Registers every route module on the app: the list of what the API can do. */
 import type { OpenAPIHono } from "@hono/zod-openapi";
+import { cors } from "hono/cors";
 import type { AppEnv } from "../context";
 import { registerConfigDocumentRoutes } from "./admin/configDocument";
 import { registerCustomerRoutes } from "./admin/customers";
@@ -19,7 +20,21 @@ import { registerIdentityLinkRoute } from "./decisions/identityLinks";
 import { registerMeterAdminRoutes } from "./admin/meters";
 import { adminBodyLimit } from "../middleware/decisionBody";
 
+/**
+ * Publishable keys are made for browsers, which call the decision routes from the customer's own origin: those routes
+ * answer CORS (any origin — a publishable key is no secret, and no cookie is involved). Admin routes do not.
+ */
+const browserCors = cors({
+  origin: "*",
+  allowMethods: ["POST", "OPTIONS"],
+  allowHeaders: ["Authorization", "Content-Type", "Idempotency-Key"],
+  exposeHeaders: ["Server-Timing", "X-Request-Id"],
+  maxAge: 86_400,
+});
+const BROWSER_ROUTES = ["/api/v1/access-checks", "/api/v1/surface-decisions", "/api/v1/counter-updates", "/api/v1/identity-links"];
+
 export function registerRoutes(app: OpenAPIHono<AppEnv>): void {
+  for (const path of BROWSER_ROUTES) app.use(path, browserCors);
   app.use("/api/v1/admin/*", adminBodyLimit);
   registerHealth(app);
   registerAccessCheckRoute(app);

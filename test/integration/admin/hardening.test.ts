@@ -116,3 +116,24 @@ describe("authentication methods", () => {
     expect((await call("PUT", "/api/v1/admin/config", { key: org.live.secretKey, body: document })).status).toBe(200);
   });
 });
+
+describe("browsers", () => {
+  it("the decision routes answer CORS for publishable keys; admin routes do not", async () => {
+    const org = await createOrganization("CORS");
+    const preflight = await call("OPTIONS", "/api/v1/surface-decisions", {
+      headers: { origin: "https://shop.example", "access-control-request-method": "POST", "access-control-request-headers": "authorization,content-type,idempotency-key" },
+    });
+    expect(preflight.status).toBe(204);
+    expect(preflight.headers.get("access-control-allow-origin")).toBe("*");
+    expect(preflight.headers.get("access-control-allow-headers")?.toLowerCase()).toContain("idempotency-key");
+    const check = await call("POST", "/api/v1/access-checks", {
+      key: org.live.publishableKey,
+      headers: { origin: "https://shop.example" },
+      body: { identity: { anonymousIdentifier: "browser-1" } },
+    });
+    expect(check.headers.get("access-control-allow-origin")).toBe("*");
+    expect(check.headers.get("access-control-expose-headers")).toContain("Server-Timing");
+    const admin = await call("GET", "/api/v1/admin/features", { key: org.live.secretKey, headers: { origin: "https://shop.example" } });
+    expect(admin.headers.get("access-control-allow-origin")).toBeNull();
+  });
+});
