@@ -16,6 +16,7 @@ import type { PreparedSnapshot } from "../engine/prepare";
 import { decide, denials, finish, SurfaceNotFoundError, type CreditReading, type Decision, type FeatureStates, type MeterReading } from "../engine";
 import { ApiError } from "../errors";
 import { meterIdempotencyKey, eventIdFor, recordEvent } from "../services/events";
+import { counterSettingsOf } from "../workflows/scopedUtils";
 import { enqueueTriggers, listensTo } from "../workflows/triggers";
 import type { ComponentBehavior, SurfaceBehavior } from "../workflows/stages";
 import type { AccessCheckRequest, SurfaceDecisionRequest } from "./request";
@@ -40,6 +41,8 @@ export async function runDecision(c: Context<AppEnv>, body: AccessCheckRequest |
   const auth = c.get("auth");
   if (auth.kind !== "key") throw new ApiError("forbidden", "Decisions are made with an environment's API key");
   const { environment, key } = auth;
+  /** The decision's kind: names its events, its idempotency keys and its decision.made trigger. */
+  const kind = options.surfaceSlug ? "surface_decision" : "access_check";
   timings.mark("auth");
 
   if (!environment.deployedVersionId) {
@@ -91,7 +94,6 @@ export async function runDecision(c: Context<AppEnv>, body: AccessCheckRequest |
   const keyedWithActions = options.idempotencyKey !== undefined && hasActionWorkflows(prepared);
   if (decision.meterRequests.length > 0 || decision.creditRequests.length > 0 || tracksUser || keyedWithActions) {
     const stub = meterStub(c.env.METER, userStoreKey(environment.organizationId, store, identity.isAuthenticated), identity.identifier);
-    const deadlineMs = meterDeadline(c.env);
     const result = await evaluateWithDeadline(
       stub,
       {
@@ -100,10 +102,10 @@ export async function runDecision(c: Context<AppEnv>, body: AccessCheckRequest |
         ...(tracksUser ? { plans: decision.planSlugs } : {}),
         resourceId: body.resource?.id,
         timeZone: snapshot.timeZone,
-        idempotencyKey: meterIdempotencyKey(environment.id, options.surfaceSlug ? "surface_decision" : "access_check", options.idempotencyKey),
+        idempotencyKey: meterIdempotencyKey(environment.id, kind, options.idempotencyKey),
         requestHash: options.requestHash,
       },
-      deadlineMs,
+      meterDeadline(c.env),
     );
     if (!result.ok) {
       meterFailure = "unreachable";
@@ -149,7 +151,7 @@ export async function runDecision(c: Context<AppEnv>, body: AccessCheckRequest |
     if (workflows) timings.mark("surface_workflows");
   }
 
-  const eventId = await eventIdFor(environment.id, { identifier: identity.identifier, authenticated: identity.isAuthenticated }, options.surfaceSlug ? "surface_decision" : "access_check", options.idempotencyKey);
+  const eventId = await eventIdFor(environment.id, { identifier: identity.identifier, authenticated: identity.isAuthenticated }, kind, options.idempotencyKey);
   const response = {
     status: "success" as const,
     eventId,
@@ -179,7 +181,7 @@ export async function runDecision(c: Context<AppEnv>, body: AccessCheckRequest |
     id: eventId,
     organizationId: environment.organizationId,
     environmentId: environment.id,
-    kind: options.surfaceSlug ? "surface_decision" : "access_check",
+    kind,
     identifier: identity.identifier,
     surfaceSlug: options.surfaceSlug ?? null,
     outcome: denied.length ? "denied" : "granted",
@@ -211,14 +213,14 @@ export async function runDecision(c: Context<AppEnv>, body: AccessCheckRequest |
     ];
   };
   // The user's limits ride along, so utils.counters in the action workflows enforce this decision's plans.
-  const counters = new Map(decision.meterRequests.map((request) => [request.counterId, { limit: request.limit, period: request.period, uniqueResources: request.uniqueResources }]));
+  const counters = counterSettingsOf(decision.meterRequests);
   const enqueue = (triggers: { name: string; payload: unknown }[]) => enqueueTriggers(c.env, prepared, environment, identity, triggers, 0, counters);
   // A replay's flags (userAdded, plansChanged) and consumed readings are the first request's, whose triggers were
   // enqueued then: enqueueing them again would run every action twice for one logical request.
   if (!replayed) {
     c.executionCtx.waitUntil(
       enqueue([
-        { name: "decision.made", payload: { eventId, kind: options.surfaceSlug ? "surface_decision" : "access_check", identifier: identity.identifier, outcome: denied.length ? "denied" : "granted" } },
+        { name: "decision.made", payload: { eventId, kind, identifier: identity.identifier, outcome: denied.length ? "denied" : "granted" } },
         ...(readings ? meterTriggersOf({ readings: [...readings.values()], userAdded, plansChanged }) : []),
         ...(workflows?.triggers ?? []),
       ]),

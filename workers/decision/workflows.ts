@@ -11,7 +11,7 @@ import type { BotTag, FeatureStates, MeterRequest, PropertyState, ResolvedIdenti
 import { workflowEnvironment } from "../services/environmentSettings";
 import type { Environment } from "../services/tenancy";
 import type { WorkflowRunner } from "../workflows/runner";
-import { scopedUtils, type CounterSettings } from "../workflows/scopedUtils";
+import { counterSettingsOf, scopedUtils, type CounterSettings } from "../workflows/scopedUtils";
 import { selectWorkflowRunner } from "../workflows/select";
 import {
   validateComponentBehavior,
@@ -67,9 +67,7 @@ export class DecisionWorkflows {
   }
 
   knowCounters(requests: readonly MeterRequest[]): void {
-    for (const request of requests) {
-      this.counterSettings.set(request.counterId, { limit: request.limit, period: request.period, uniqueResources: request.uniqueResources });
-    }
+    for (const [counterId, settings] of counterSettingsOf(requests)) this.counterSettings.set(counterId, settings);
   }
 
   has(type: SnapshotWorkflow["type"]): boolean {

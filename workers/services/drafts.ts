@@ -6,6 +6,7 @@
 import { ConfigDocument, jsonValueProblem } from "../../schema/config";
 import { ApiError, validationError } from "../errors";
 import { newId, nowIso } from "../lib/ids";
+import { isRecord, utf8ByteLength } from "../lib/json";
 
 export interface Draft {
   document: ConfigDocument;
@@ -32,8 +33,6 @@ export async function getDraft(db: D1Database, organizationId: string): Promise<
 }
 
 const SECTIONS = ["features", "plans", "surfaces", "authMethods", "workflows", "triggers"] as const;
-
-const isRecord = (value: unknown): value is Record<string, unknown> => typeof value === "object" && value !== null && !Array.isArray(value);
 
 /**
  * A stored document for readers: every top-level section an object of objects, and any entry that is not plain JSON
@@ -82,7 +81,7 @@ export const MAX_DRAFT_BYTES = 1024 * 1024;
 /** The document as it would be stored; 413 past MAX_DRAFT_BYTES (also what a dry run checks). */
 export function serializeDraft(document: ConfigDocument): string {
   const serialized = JSON.stringify(document);
-  const bytes = new TextEncoder().encode(serialized).byteLength;
+  const bytes = utf8ByteLength(serialized);
   if (bytes > MAX_DRAFT_BYTES) {
     throw new ApiError("payload_too_large", `The configuration would be ${bytes} bytes; documents are limited to ${MAX_DRAFT_BYTES} bytes`);
   }

@@ -11,7 +11,7 @@ import { resolveSubject, type Subject, type SubjectRequest } from "../decision/s
 import { decide, type CreditRequest, type MeterRequest, type PreparedSnapshot, type ResolvedIdentity } from "../engine";
 import { ApiError } from "../errors";
 import type { Environment } from "./tenancy";
-import type { CounterSettings } from "../workflows/scopedUtils";
+import { counterSettingsOf, type CounterSettings } from "../workflows/scopedUtils";
 
 export interface MeterCaller {
   environment: Environment;
@@ -111,5 +111,5 @@ export function creditRequestFor(caller: MeterCaller, creditId: string, action: 
 /** Limits of every counter the subject's plans meter (what workflow `utils.counters` enforce outside a decision). */
 export function counterSettingsFor(prepared: PreparedSnapshot, store: string, subject: Subject): Map<string, CounterSettings> {
   const { meterRequests } = decisionFor({ prepared, store, subject });
-  return new Map(meterRequests.map((request) => [request.counterId, { limit: request.limit, period: request.period, uniqueResources: request.uniqueResources }]));
+  return counterSettingsOf(meterRequests);
 }

@@ -7,6 +7,7 @@ import type { ConfigSnapshot } from "../engine/snapshot";
 import { ApiError } from "../errors";
 import { newId, nowIso } from "../lib/ids";
 import { getDraft, validateDocument } from "./drafts";
+import { isRecord, utf8ByteLength } from "../lib/json";
 
 export interface VersionInfo {
   id: string;
@@ -55,7 +56,7 @@ export async function createVersion(
   const snapshot = await compileSnapshot(document, { versionId: id, organizationId, compileWorkflow });
   const documentJson = JSON.stringify(document);
   const snapshotJson = JSON.stringify(snapshot);
-  const rowBytes = new TextEncoder().encode(documentJson).byteLength + new TextEncoder().encode(snapshotJson).byteLength;
+  const rowBytes = utf8ByteLength(documentJson) + utf8ByteLength(snapshotJson);
   if (rowBytes > MAX_VERSION_BYTES) {
     throw new ApiError(
       "payload_too_large",
@@ -170,7 +171,7 @@ export interface DiffEntry {
 
 /** A structural diff of two documents: one entry per leaf (or whole subtree) that differs. */
 export function diffDocuments(from: unknown, to: unknown, path = ""): DiffEntry[] {
-  if (isPlainObject(from) && isPlainObject(to)) {
+  if (isRecord(from) && isRecord(to)) {
     const out: DiffEntry[] = [];
     const keys = [...new Set([...Object.keys(from), ...Object.keys(to)])].sort();
     for (const key of keys) {
@@ -184,6 +185,3 @@ export function diffDocuments(from: unknown, to: unknown, path = ""): DiffEntry[
   return JSON.stringify(from) === JSON.stringify(to) ? [] : [{ path: path || "(root)", change: "changed", from, to }];
 }
 
-function isPlainObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === "object" && value !== null && !Array.isArray(value);
-}

@@ -312,13 +312,7 @@ export class DispatchWorkflowRunner implements WorkflowRunner {
     const nonce = crypto.randomUUID();
     try {
       const capability = await mintCapability(outbound.secretsKey, { environmentId: outbound.environmentId, workflow: workflow.slug, hosts: [], probe: nonce }, PROBE_DEADLINE_MS);
-      const fetcher = this.namespace.get(await workflowScriptName(this.options.organizationId, workflow), {}, { limits: { cpuMs: DISPATCH_CPU_MS, subRequests: 1 }, outbound: { mos: capability } });
-      response = await fetcher.fetch(DISPATCH_URL, {
-        method: "POST",
-        headers: { "content-type": "application/json" },
-        body: JSON.stringify({ protocol: DISPATCH_PROTOCOL, mode: "probe" }),
-        signal: AbortSignal.timeout(PROBE_DEADLINE_MS),
-      });
+      response = await this.dispatch(workflow, capability, 1, { mode: "probe" }, AbortSignal.timeout(PROBE_DEADLINE_MS));
     } catch {
       return "inconclusive";
     }
@@ -330,22 +324,24 @@ export class DispatchWorkflowRunner implements WorkflowRunner {
     }
   }
 
-  private async post(call: WorkflowCall, prepared: PreparedCall, signal: AbortSignal, body: Record<string, unknown>): Promise<Response> {
-    const { capability } = prepared;
-    const fetcher = this.namespace.get(
-      await workflowScriptName(this.options.organizationId, call.workflow),
-      {},
-      {
-        limits: { cpuMs: DISPATCH_CPU_MS, subRequests: capability ? ALLOWED_SUBREQUESTS : 0 },
-        ...(capability ? { outbound: { mos: capability } } : {}),
-      },
-    );
+  /** One protocol call to the workflow's script: its capability (if any) as the outbound parameter `mos`. */
+  private async dispatch(workflow: SnapshotWorkflow, capability: string | null, subRequests: number, body: Record<string, unknown>, signal: AbortSignal): Promise<Response> {
+    const fetcher = this.namespace.get(await workflowScriptName(this.options.organizationId, workflow), {}, {
+      limits: { cpuMs: DISPATCH_CPU_MS, subRequests },
+      ...(capability ? { outbound: { mos: capability } } : {}),
+    });
     return fetcher.fetch(DISPATCH_URL, {
       method: "POST",
       headers: { "content-type": "application/json" },
-      body: JSON.stringify({ protocol: DISPATCH_PROTOCOL, budget: OPERATION_BUDGET, utils: prepared.remoteUtils ? "remote" : "none", ...body }),
+      body: JSON.stringify({ protocol: DISPATCH_PROTOCOL, ...body }),
       signal,
     });
+  }
+
+  private post(call: WorkflowCall, prepared: PreparedCall, signal: AbortSignal, body: Record<string, unknown>): Promise<Response> {
+    const { capability } = prepared;
+    const utils = prepared.remoteUtils ? "remote" : "none";
+    return this.dispatch(call.workflow, capability, capability ? ALLOWED_SUBREQUESTS : 0, { budget: OPERATION_BUDGET, utils, ...body }, signal);
   }
 
   /** Runs `invoke` under the deadline; a call that fails or times out is aborted, so the script stops with it. */

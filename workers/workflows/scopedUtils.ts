@@ -6,10 +6,12 @@
 import { meterStub, userStoreKey } from "../../durable-objects/meter/client";
 import type { Period } from "../../schema/config";
 import type { PreparedSnapshot } from "../engine/prepare";
+import type { MeterRequest } from "../engine/types";
 import type { RemoteUtilsScope } from "./capability";
 import { checkFiredTrigger } from "./triggers";
 import { verifyUserJwt } from "../identity/jwt";
 import { WorkflowUtils } from "./utils";
+import { jsonByteLength } from "../lib/json";
 
 /** Bounds on what workflows put on the trigger queue (a queue message holds at most 128 KB). */
 export const MAX_FIRED_TRIGGERS = 50;
@@ -19,6 +21,11 @@ export interface CounterSettings {
   limit: number;
   period: Period;
   uniqueResources: boolean;
+}
+
+/** The limits a decision's meter requests put on each counter, by counter id. */
+export function counterSettingsOf(requests: readonly MeterRequest[]): Map<string, CounterSettings> {
+  return new Map(requests.map(({ counterId, limit, period, uniqueResources }) => [counterId, { limit, period, uniqueResources }]));
 }
 
 export interface ScopedUtilsOptions {
@@ -32,7 +39,7 @@ export interface ScopedUtilsOptions {
   /** Whether that identity is signed in (provided or JWT): signed-in and anonymous identities are kept apart. */
   authenticated: () => boolean;
   readOnly: boolean;
-  /** Limits of counters the caller already resolved for this user; unknown counters are unlimited, lifetime. */
+  /** Limits of counters the caller already resolved for this user; a counter not among them is refused. */
   counterSettings?: ReadonlyMap<string, CounterSettings>;
   /**
    * Where no decision resolved the counters (endpoint workflows): the limits of the user's plans, resolved on the
@@ -93,13 +100,11 @@ export function scopedUtils(options: ScopedUtilsOptions): WorkflowUtils {
   // Only counters whose limit and period this request resolved for the user: guessing (say, lifetime and unlimited)
   // would overwrite the stored period of a monthly counter and lose its usage.
   let resolved: Promise<ReadonlyMap<string, CounterSettings>> | undefined;
+  const resolveLazily = (resolve: () => Promise<ReadonlyMap<string, CounterSettings>>) => (resolved ??= resolveLimits(resolve));
   let firedCount = 0;
   const settingsOf = async (counterId: string): Promise<CounterSettings> => {
     let settings = counterSettings.get(counterId);
-    if (!settings && options.resolveCounterSettings) {
-      resolved ??= resolveLimits(options.resolveCounterSettings);
-      settings = (await resolved).get(counterId);
-    }
+    if (!settings && options.resolveCounterSettings) settings = (await resolveLazily(options.resolveCounterSettings)).get(counterId);
     if (!settings) throw new Error(`counter ${counterId} is not metered for this user (none of their plans, as resolved for this call, gives it a limit)`);
     return settings;
   };
@@ -140,7 +145,7 @@ export function scopedUtils(options: ScopedUtilsOptions): WorkflowUtils {
     },
     fireTrigger: (name, payload) => {
       if (++firedCount > MAX_FIRED_TRIGGERS) throw new Error(`a request's workflows may fire at most ${MAX_FIRED_TRIGGERS} triggers`);
-      const bytes = new TextEncoder().encode(JSON.stringify(payload ?? null)).byteLength;
+      const bytes = jsonByteLength(payload ?? null);
       if (bytes > MAX_TRIGGER_PAYLOAD_BYTES) throw new Error(`trigger payloads must be JSON of at most ${MAX_TRIGGER_PAYLOAD_BYTES / 1024} KiB`);
       checkFiredTrigger(prepared.snapshot, name, payload);
       fireTrigger(name, payload);
@@ -153,7 +158,7 @@ export function scopedUtils(options: ScopedUtilsOptions): WorkflowUtils {
   states.set(utils, {
     known,
     remote: async ({ resolveCounters }) => {
-      if (resolveCounters && options.resolveCounterSettings) resolved ??= resolveLimits(options.resolveCounterSettings);
+      if (resolveCounters && options.resolveCounterSettings) resolveLazily(options.resolveCounterSettings);
       return {
         organizationId,
         versionId: prepared.versionId,

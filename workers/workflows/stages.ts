@@ -8,6 +8,7 @@ import type { SnapshotWorkflow } from "../engine/snapshot";
 import type { BotTag } from "../engine/types";
 import { ApiError } from "../errors";
 import { DEFAULT_DEADLINE_MS, type WorkflowOutcome, type WorkflowRunner } from "./runner";
+import { isRecord } from "../lib/json";
 
 export interface WorkflowRecord {
   slug: string;
@@ -64,8 +65,6 @@ function preview(value: unknown): string {
 
 // ---------------------------------------------------------------------------------------------------------------
 // Result validators: the contract of each workflow type.
-
-const isRecord = (value: unknown): value is Record<string, unknown> => typeof value === "object" && value !== null && !Array.isArray(value);
 
 export interface MiddlewareResult {
   identifier?: string;

@@ -9,6 +9,7 @@ import type { PreparedSnapshot } from "../engine/prepare";
 import type { ConfigSnapshot } from "../engine/snapshot";
 import type { Environment } from "../services/tenancy";
 import type { CounterSettings } from "./scopedUtils";
+import { jsonByteLength } from "../lib/json";
 
 export interface TriggerMessage {
   organizationId: string;
@@ -65,11 +66,11 @@ export async function enqueueTriggers(
       ...(depth > 0 ? { depth } : {}),
       ...(counters && counters.size > 0 ? { counters: [...counters] } : {}),
     };
-    let bytes = byteLength(body);
+    let bytes = jsonByteLength(body);
     if (bytes > MAX_MESSAGE_BYTES && body.counters) {
       // The limits are a convenience for utils.counters; the trigger itself must get through.
       delete body.counters;
-      bytes = byteLength(body);
+      bytes = jsonByteLength(body);
     }
     if (bytes > MAX_MESSAGE_BYTES) {
       console.error(JSON.stringify({ event: "triggers_dropped", reason: "message too large", environmentId: environment.id, trigger: trigger.name, bytes }));
@@ -91,8 +92,6 @@ export async function enqueueTriggers(
 /** A queue message holds at most 128 KB, a batch 100 messages and 256 KB; both with headroom for the envelope. */
 const MAX_MESSAGE_BYTES = 120 * 1024;
 const MAX_BATCH_BYTES = 200 * 1024;
-
-const byteLength = (value: unknown) => new TextEncoder().encode(JSON.stringify(value)).byteLength;
 
 function batchesOf<T extends { bytes: number }>(messages: T[]): T[][] {
   const batches: T[][] = [];

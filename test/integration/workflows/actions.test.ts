@@ -12,6 +12,7 @@ import type { TriggerMessage } from "../../../workers/workflows/triggers";
 import { call, createOrganization, publish, type TestOrganization } from "../../support/api";
 import { helloWorld } from "../../support/examples";
 import { eventually } from "../../support/eventually";
+import { recordTriggersAction } from "../../support/workflows";
 
 const ACTIONS = {
   "remember-signup": {
@@ -21,15 +22,7 @@ const ACTIONS = {
       await utils.customData.set("signup", { trigger, plan: payload.plan, greeting: env.GREETING ?? null });
     };`,
   },
-  "count-views": {
-    type: "action",
-    triggers: ["page.viewed", "decision.made", "counters.updated", "user.added", "plans.changed"],
-    source: `export default async ({ trigger, payload, utils }: any) => {
-      const key = "seen:" + trigger;
-      const previous = (await utils.customData.get(key)) ?? [];
-      await utils.customData.set(key, [...previous, payload]);
-    };`,
-  },
+  "count-views": recordTriggersAction(["page.viewed", "decision.made", "counters.updated", "user.added", "plans.changed"]),
   "meter-action": {
     type: "action",
     triggers: ["meter.this"],

@@ -12,17 +12,10 @@ import type { TriggerMessage } from "../../../workers/workflows/triggers";
 import { call, createOrganization, publish, type TestOrganization } from "../../support/api";
 import { helloWorld } from "../../support/examples";
 import { eventually } from "../../support/eventually";
+import { recordTriggersAction } from "../../support/workflows";
 
 const ACTIONS = {
-  "count-triggers": {
-    type: "action",
-    triggers: ["page.viewed", "decision.made", "counters.updated", "user.added", "plans.changed"],
-    source: `export default async ({ trigger, payload, utils }: any) => {
-      const key = "seen:" + trigger;
-      const previous = (await utils.customData.get(key)) ?? [];
-      await utils.customData.set(key, [...previous, payload]);
-    };`,
-  },
+  "count-triggers": recordTriggersAction(["page.viewed", "decision.made", "counters.updated", "user.added", "plans.changed"]),
   "fire-on-view": {
     type: "surface",
     surface: "hello-world",
