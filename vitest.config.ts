@@ -18,7 +18,7 @@ export default defineConfig(async () => {
       }),
     ],
     test: {
-      setupFiles: ["./test/setup/apply-migrations.ts"],
+      setupFiles: ["./test/setup/apply-migrations.ts", "./test/setup/console.ts"],
       include: ["test/**/*.test.ts"],
     },
   };

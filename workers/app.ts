@@ -1,13 +1,16 @@
 /**
- * Builds the Hono application: request ids, the single error shape, and the OpenAPI document. Routes register
- * themselves from their own modules (see routes/index.ts).
+ * Builds the Hono application: request ids (hono/request-id), the request's Services, the single error shape, and the
+ * OpenAPI document. Routes register themselves from their own modules (see routes/index.ts).
  */
 import { OpenAPIHono } from "@hono/zod-openapi";
 import { HTTPException } from "hono/http-exception";
 import type { AppEnv } from "./context";
 import { ApiError, errorBody, validationError } from "./errors";
+import { requestId } from "hono/request-id";
+import { ZodError } from "zod";
 import { newId } from "./lib/ids";
-import { Timings } from "./lib/timings";
+import { isForeignKeyError } from "./lib/d1Errors";
+import { servicesMiddleware, type ServiceOverrides } from "./middleware/services";
 
 export function createRouter(): OpenAPIHono<AppEnv> {
   return new OpenAPIHono<AppEnv>({
@@ -21,16 +24,13 @@ export function createRouter(): OpenAPIHono<AppEnv> {
   });
 }
 
-export function createApp(): OpenAPIHono<AppEnv> {
+/** `overrides` replace services for tests (a failing meter, a fixed clock); production passes none. */
+export function createApp(overrides: ServiceOverrides = {}): OpenAPIHono<AppEnv> {
   const app = createRouter();
 
-  app.use("*", async (c, next) => {
-    const requestId = newId("req");
-    c.set("requestId", requestId);
-    c.set("timings", new Timings());
-    await next();
-    c.header("X-Request-Id", requestId);
-  });
+  // Our own ids (`req_…`) for requests that do not bring one.
+  app.use("*", requestId({ generator: () => newId("req") }));
+  app.use("*", servicesMiddleware(overrides));
 
   app.onError((error, c) => {
     const requestId = c.get("requestId") ?? newId("req");
@@ -57,10 +57,10 @@ export function toApiError(error: unknown): ApiError {
     if (error.status === 415) return new ApiError("unsupported_media_type", "Unsupported media type: send application/json");
     return new ApiError(error.status >= 500 ? "internal_error" : "bad_request", error.message);
   }
-  if (error instanceof Error && error.name === "ZodError") return validationError(error as never);
+  if (error instanceof ZodError) return validationError(error);
   // D1 refuses a row whose parent another request deleted meanwhile (e.g. a key created while its environment is
   // deleted): the request lost a race, it did not break anything.
-  if (error instanceof Error && /FOREIGN KEY constraint failed/i.test(error.message)) {
+  if (isForeignKeyError(error)) {
     return new ApiError("conflict", "Something this request refers to was deleted by another request; read it again and retry");
   }
   return new ApiError("internal_error", "Internal error");

@@ -1,7 +1,9 @@
-/** The typed Hono environment shared by middleware and routes. */
+/** The typed Hono environment shared by middleware and routes: the only code that sees Hono's Context. */
+import type { RequestIdVariables } from "hono/request-id";
+import type { TimingVariables } from "hono/timing";
+import type { Services } from "./decision/services";
 import type { ApiKeyInfo } from "./services/apiKeys";
 import type { Environment } from "./services/tenancy";
-import type { Timings } from "./lib/timings";
 
 export type AuthContext =
   | { kind: "operator"; organizationId: string | null }
@@ -9,9 +11,9 @@ export type AuthContext =
 
 export interface AppEnv {
   Bindings: Env;
-  Variables: {
-    requestId: string;
-    auth: AuthContext;
-    timings: Timings;
-  };
+  Variables: RequestIdVariables &
+    TimingVariables & {
+      auth: AuthContext;
+      services: Services;
+    };
 }

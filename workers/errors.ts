@@ -1,7 +1,7 @@
 /**
  * One error class, one error shape. Every failure leaves the API as
- * `{status: "error", statusCode, message, code, requestId, details?}` (public-api.md adds nothing beyond the first three;
- * `code`, `requestId` and `details` are ours).
+ * `{status: "error", statusCode, message, code, requestId, details?}`. Clients of the wire contract rely on the first
+ * three; `code`, `requestId` and `details` are additions (docs/public-api.md, "Errors").
  */
 import { z } from "@hono/zod-openapi";
 import type { ZodError } from "zod";
@@ -20,13 +20,11 @@ export const ERROR_STATUS = {
   not_found: 404,
   organization_not_found: 404,
   surface_not_found: 404,
-  method_not_allowed: 405,
   conflict: 409,
   insufficient_credits: 409,
   payload_too_large: 413,
   unsupported_media_type: 415,
   idempotency_key_reused: 422,
-  unprocessable: 422,
   internal_error: 500,
   upstream_error: 502,
   workflow_error: 531,

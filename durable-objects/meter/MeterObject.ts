@@ -42,7 +42,7 @@ export interface IdempotencyConflict {
 }
 
 /**
- * On a result of a keyed call (`evaluate`, `updateCounter`, `grantCredits`, `deductCredits`): `replayed: true` when the
+ * On a result of a keyed call (`evaluate`, `updateCounter`, `grantCredits`): `replayed: true` when the
  * key was already known and the stored first result is returned (nothing was changed); absent on the call that ran
  * the effect. Added on the way out, never stored, so the other fields of a replay equal the first result's.
  */
@@ -121,33 +121,6 @@ export interface GrantCreditsInput {
   idempotencyKey?: string;
   requestHash?: string;
   now?: number;
-}
-
-export interface DeductCreditsInput {
-  creditId: string;
-  cost: number;
-  reason?: string;
-  idempotencyKey?: string;
-  requestHash?: string;
-  now?: number;
-}
-
-export interface PeriodicGrantInput {
-  creditId: string;
-  amount: number;
-  period: Period;
-  timeZone: string;
-  now?: number;
-  /** `add` (default): add `amount` once per period; `reset`: set the balance to `amount` at each new period. */
-  mode?: "add" | "reset";
-}
-
-export interface CreditLedgerEntry {
-  creditId: string;
-  delta: number;
-  balance: number;
-  reason: string;
-  createdAt: string;
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -309,7 +282,7 @@ export class MeterObject extends DurableObject<Env> {
     });
 
     const creditStates = (input.credits ?? []).map((credit) => {
-      if (credit.grant) this.applyPeriodicGrant(credit.creditId, credit.grant.amount, credit.grant.period, timeZone, now, "add");
+      if (credit.grant) this.applyPeriodicGrant(credit.creditId, credit.grant.amount, credit.grant.period, timeZone, now);
       const cost = costOf(credit.cost);
       return { credit, cost, balance: this.getBalance(credit.creditId) };
     });
@@ -497,65 +470,12 @@ export class MeterObject extends DurableObject<Env> {
     return this.sql.exec<{ balance: number }>("SELECT balance FROM credits WHERE credit_id = ?", creditId).toArray()[0]?.balance ?? 0;
   }
 
-  listBalances(): { creditId: string; balance: number }[] {
-    if (!this.schemaReady) return []; // reads never create tables: the first write does (user.added)
-    return this.sql
-      .exec<{ credit_id: string; balance: number }>("SELECT credit_id, balance FROM credits ORDER BY credit_id")
-      .toArray()
-      .map((row) => ({ creditId: row.credit_id, balance: row.balance }));
-  }
-
-  /** The most recent balance changes (newest first), for the admin API. */
-  creditLedger(creditId?: string, limit = 100): CreditLedgerEntry[] {
-    if (!this.schemaReady) return []; // reads never create tables: the first write does (user.added)
-    const rows =
-      creditId === undefined
-        ? this.sql.exec<{ credit_id: string; delta: number; balance: number; reason: string; created_at: number }>(
-            "SELECT credit_id, delta, balance, reason, created_at FROM credit_ledger ORDER BY id DESC LIMIT ?",
-            limit,
-          )
-        : this.sql.exec<{ credit_id: string; delta: number; balance: number; reason: string; created_at: number }>(
-            "SELECT credit_id, delta, balance, reason, created_at FROM credit_ledger WHERE credit_id = ? ORDER BY id DESC LIMIT ?",
-            creditId,
-            limit,
-          );
-    return rows.toArray().map((row) => ({
-      creditId: row.credit_id,
-      delta: row.delta,
-      balance: row.balance,
-      reason: row.reason,
-      createdAt: new Date(row.created_at).toISOString(),
-    }));
-  }
-
   /** Adds `amount` (a negative amount removes, down to 0). */
   grantCredits(input: GrantCreditsInput): CreditResult {
     const now = input.now ?? Date.now();
     return this.idempotent("grantCredits", input.idempotencyKey, input.requestHash, now, () => {
       const balance = this.changeBalance(input.creditId, amountOf(input.amount), input.reason ?? "grant", now);
       return { ok: true, balance } as const;
-    });
-  }
-
-  /** Deducts `cost` if the balance covers it; otherwise changes nothing (`insufficient_credits`). */
-  deductCredits(input: DeductCreditsInput): CreditResult {
-    const now = input.now ?? Date.now();
-    const cost = costOf(input.cost);
-    return this.idempotent("deductCredits", input.idempotencyKey, input.requestHash, now, () => {
-      const balance = this.getBalance(input.creditId);
-      if (balance < cost) return { ok: false, reason: "insufficient_credits", balance } as const;
-      return { ok: true, balance: this.changeBalance(input.creditId, -cost, input.reason ?? "deduct", now) } as const;
-    });
-  }
-
-  /** A plan's periodic allowance: applied at most once per period (per credit id). */
-  ensurePeriodicGrant(input: PeriodicGrantInput): { granted: boolean; balance: number } {
-    this.ensureSchema();
-    const now = input.now ?? Date.now();
-    // One transaction: the grant marker and the balance change land together or not at all.
-    return this.ctx.storage.transactionSync(() => {
-      const granted = this.applyPeriodicGrant(input.creditId, input.amount, input.period, input.timeZone || "UTC", now, input.mode ?? "add");
-      return { granted, balance: this.getBalance(input.creditId) };
     });
   }
 
@@ -595,7 +515,7 @@ export class MeterObject extends DurableObject<Env> {
    * Drops finished periods (counters, their resources, periodic-grant markers of past periods), idempotency keys
    * older than 24 h and ledger entries older than 90 days. Stale rows are never read, so pruning only saves space.
    */
-  prune(now: number): {
+  private prune(now: number): {
     counters: number;
     resources: number;
     idempotencyKeys: number;
@@ -709,24 +629,22 @@ export class MeterObject extends DurableObject<Env> {
     return balance;
   }
 
-  private applyPeriodicGrant(creditId: string, amount: number, period: Period, timeZone: string, now: number, mode: "add" | "reset"): boolean {
+  /** A plan's allowance for the current period: given once per period (an upgrade mid-period adds the difference). */
+  private applyPeriodicGrant(creditId: string, amount: number, period: Period, timeZone: string, now: number): void {
     const start = periodStart(period, now, timeZone);
     const grant = Math.max(0, amountOf(amount));
     // The allowance given this period so far: a plan upgrade mid-period grants the difference, a downgrade nothing.
     const given = this.sql
       .exec<{ amount: number }>("SELECT amount FROM credit_allowances WHERE credit_id = ? AND period_start = ?", creditId, start)
       .toArray()[0]?.amount;
-    if (given !== undefined && grant <= given) return false;
+    if (given !== undefined && grant <= given) return;
     this.sql.exec(
       "INSERT INTO credit_allowances (credit_id, period_start, amount) VALUES (?, ?, ?) ON CONFLICT (credit_id, period_start) DO UPDATE SET amount = excluded.amount",
       creditId,
       start,
       grant,
     );
-    const reason = `periodic_grant:${period}:${new Date(start).toISOString()}`;
-    if (mode === "reset" && given === undefined) this.changeBalance(creditId, grant - this.getBalance(creditId), reason, now);
-    else this.changeBalance(creditId, grant - (given ?? 0), reason, now);
-    return true;
+    this.changeBalance(creditId, grant - (given ?? 0), `periodic_grant:${period}:${new Date(start).toISOString()}`, now);
   }
 
   /**

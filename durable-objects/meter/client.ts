@@ -2,6 +2,7 @@
  * How the Worker reaches a user's meter object: the stub naming (tenant-scoped) and a deadline, so a slow or
  * unreachable meter degrades the decision to its fallback instead of failing it.
  */
+import { raceDeadline } from "../../workers/lib/deadline";
 import type { EvaluateInput, EvaluateResult, MeterObject } from "./MeterObject";
 
 export type MeterStub = DurableObjectStub<MeterObject>;
@@ -31,53 +32,48 @@ export type Deadlined<T> =
 
 /** Races `call` against a timer; never throws. A call still running after the deadline is abandoned, not cancelled. */
 export async function withMeterDeadline<T>(call: () => Promise<T>, deadlineMs: number): Promise<Deadlined<T>> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const timeout = new Promise<{ timeout: true }>((resolve) => {
-    timer = setTimeout(() => resolve({ timeout: true }), Math.max(0, deadlineMs));
-  });
-  try {
-    const pending = Promise.resolve().then(call);
-    const winner = await Promise.race([pending.then((value) => ({ value })), timeout]);
-    return "timeout" in winner ? { ok: false, reason: "timeout", late: pending } : { ok: true, value: winner.value };
-  } catch (error) {
-    return { ok: false, reason: "error", error: error instanceof Error ? error.message : String(error) };
-  } finally {
-    clearTimeout(timer);
-  }
+  const outcome = await raceDeadline(call, deadlineMs);
+  if (outcome.status === "value") return { ok: true, value: outcome.value };
+  if (outcome.status === "timeout") return { ok: false, reason: "timeout", late: outcome.late };
+  return { ok: false, reason: "error", error: outcome.error instanceof Error ? outcome.error.message : String(outcome.error) };
+}
+
+/** Which object: one identifier of one class (signed-in or anonymous) in one organization's user data store. */
+export interface MeterObjectKey {
+  organizationId: string;
+  store: string;
+  authenticated: boolean;
+  identifier: string;
 }
 
 /**
- * Test seam: makes `evaluateWithDeadline` fail as an unreachable meter would, without a real outage. Integration tests
- * run the Worker in the same isolate as the test file (vitest workers pool), so a test can import this module and set
- * `mode`; production code never writes it. `identifiers`, when set, limits the fault to those identifiers' objects
- * (matched on the stub's name `{organizationId}:{store}:{identifier}`), so tests running alongside are unaffected.
- *   'timeout' — the call never answers, so the deadline fires (`{ok:false, reason:'timeout'}`);
- *   'error'   — the call throws (`{ok:false, reason:'error'}`), like a broken or overloaded object;
- *   'slow'    — the call reaches the object only after the deadline (the caller has fallen back; the object acts).
+ * What the Worker needs of the meter objects, built once per request from the binding: the object of an identity,
+ * and the decision's one call under a deadline. An interface, so tests can put a failing or slow meter in front of
+ * the real one without production code carrying a fault switch.
  */
-export const meterFaults: { mode: "timeout" | "error" | "slow" | null; identifiers: ReadonlySet<string> | null } = { mode: null, identifiers: null };
-
-function faultFor(stub: { name?: string; id?: { name?: string } }): "timeout" | "error" | "slow" | null {
-  const mode = meterFaults.mode;
-  if (mode === null) return null;
-  if (meterFaults.identifiers === null) return mode;
-  const name = stub.name ?? stub.id?.name ?? "";
-  for (const identifier of meterFaults.identifiers) if (name.endsWith(`:${identifier}`)) return mode;
-  return null;
+export interface MeterClient {
+  readonly deadlineMs: number;
+  stub(key: MeterObjectKey): MeterStub;
+  /** The decision's one meter call, with the deadline: `{ ok: false }` means "use each property's fallback". */
+  evaluate(key: MeterObjectKey, input: EvaluateInput): Promise<Deadlined<EvaluateResult>>;
 }
 
-/** The decision's one meter call, with a deadline: `{ ok: false }` means "use each property's fallback". */
-export function evaluateWithDeadline(
-  stub: Pick<MeterStub, "evaluate"> & { name?: string; id?: { name?: string } },
-  input: EvaluateInput,
-  deadlineMs: number,
-): Promise<Deadlined<EvaluateResult>> {
-  const fault = faultFor(stub);
-  if (fault === "timeout") return withMeterDeadline(() => new Promise<EvaluateResult>(() => {}), deadlineMs);
-  if (fault === "error") return withMeterDeadline<EvaluateResult>(() => Promise.reject(new Error("injected meter fault")), deadlineMs);
-  if (fault === "slow") {
-    const slow = () => new Promise((resolve) => setTimeout(resolve, deadlineMs + 50)).then(() => stub.evaluate(input) as Promise<EvaluateResult>);
-    return withMeterDeadline(slow, deadlineMs);
-  }
+export function createMeterClient(namespace: DurableObjectNamespace<MeterObject>, deadlineMs: number): MeterClient {
+  const stub = (key: MeterObjectKey) => meterStub(namespace, userStoreKey(key.organizationId, key.store, key.authenticated), key.identifier);
+  return {
+    deadlineMs,
+    stub,
+    evaluate: (key, input) => evaluateWithDeadline(stub(key), input, deadlineMs),
+  };
+}
+
+/** One evaluate call on a stub under a deadline; never throws. */
+export function evaluateWithDeadline(stub: Pick<MeterStub, "evaluate">, input: EvaluateInput, deadlineMs: number): Promise<Deadlined<EvaluateResult>> {
   return withMeterDeadline(() => stub.evaluate(input) as Promise<EvaluateResult>, deadlineMs);
+}
+
+/** The meter deadline an operator configured (`METER_DEADLINE_MS`), or 200 ms. */
+export function meterDeadlineOf(configured: string | undefined): number {
+  const parsed = Number(configured);
+  return Number.isFinite(parsed) && parsed > 0 ? parsed : 200;
 }

@@ -12,36 +12,37 @@
  * counts; a repeated local hour is two separate hour periods.
  * An unknown time zone is treated as UTC (the config layer validates zones; metering must not fail on one).
  */
+import { LRUCache } from "lru-cache";
 import type { Period } from "../../schema/config";
 
 const MINUTE_MS = 60_000;
 const HOUR_MS = 3_600_000;
 const DAY_MS = 86_400_000;
 
-const formatters = new Map<string, Intl.DateTimeFormat | null>();
+/** Per zone: its formatter, or null for a zone that is UTC or unknown (wrapped: lru-cache holds no null values). */
+const formatters = new LRUCache<string, { format: Intl.DateTimeFormat | null }>({ max: 500 });
 
 function formatter(timeZone: string): Intl.DateTimeFormat | null {
-  let format = formatters.get(timeZone);
-  if (format === undefined) {
-    try {
-      format = new Intl.DateTimeFormat("en-US", {
-        timeZone,
-        hourCycle: "h23",
-        year: "numeric",
-        month: "numeric",
-        day: "numeric",
-        hour: "numeric",
-        minute: "numeric",
-        second: "numeric",
-      });
-      // A zone that resolves to UTC gets the arithmetic fast path.
-      if (format.resolvedOptions().timeZone === "UTC") format = null;
-    } catch {
-      format = null;
-    }
-    if (formatters.size > 500) formatters.clear();
-    formatters.set(timeZone, format);
+  const cached = formatters.get(timeZone);
+  if (cached) return cached.format;
+  let format: Intl.DateTimeFormat | null;
+  try {
+    format = new Intl.DateTimeFormat("en-US", {
+      timeZone,
+      hourCycle: "h23",
+      year: "numeric",
+      month: "numeric",
+      day: "numeric",
+      hour: "numeric",
+      minute: "numeric",
+      second: "numeric",
+    });
+    // A zone that resolves to UTC gets the arithmetic fast path.
+    if (format.resolvedOptions().timeZone === "UTC") format = null;
+  } catch {
+    format = null;
   }
+  formatters.set(timeZone, { format });
   return format;
 }
 
@@ -154,7 +155,7 @@ const NEXT_STEP_MS: Record<Exclude<Period, "lifetime" | "minute">, number> = {
 };
 
 /** Last computed zoned period per (period, zone): `[start, end)`, so the hot path rarely formats dates. */
-const zonedCache = new Map<string, { start: number; end: number }>();
+const zonedCache = new LRUCache<string, { start: number; end: number }>({ max: 1_000 });
 
 export function periodStart(period: Period, nowMs: number, timeZone = "UTC"): number {
   if (period === "lifetime") return 0;
@@ -166,7 +167,6 @@ export function periodStart(period: Period, nowMs: number, timeZone = "UTC"): nu
   if (cached && cached.start <= nowMs && nowMs < cached.end) return cached.start;
   const start = zonedStart(period, nowMs, format);
   const end = zonedStart(period, start + NEXT_STEP_MS[period], format);
-  if (zonedCache.size > 1000) zonedCache.clear();
   if (start <= nowMs && nowMs < end) zonedCache.set(key, { start, end });
   return start;
 }

@@ -1,167 +1,268 @@
 /**
  * Types of the workflows this platform runs. Reference this file from your editor or CI to type-check workflows:
  *   /// <reference path="./workflow-types.d.ts" />
- * A workflow module's default export is the workflow function; the globals below describe its arguments.
+ * A workflow module's default export is the workflow function (`MiddlewareWorkflow`, `ProvisioningWorkflow`,
+ * `FeatureWorkflow`, `SurfaceWorkflow`, `ComponentWorkflow`, `EndpointWorkflow` or `ActionWorkflow`); the
+ * globals below describe its arguments and results.
+ *
+ * Generated from workers/workflows/authorTypes.ts by scripts/workflow-types.mjs: edit that file, then run
+ * `node scripts/workflow-types.mjs`.
  */
 
-type JsonValue = string | number | boolean | null | JsonValue[] | { [key: string]: JsonValue };
-
-interface WorkflowIdentity {
-  authType: "anonymous" | "provided" | "jwt";
-  identifier: string;
-  isAuthenticated: boolean;
-  jwtClaims: Record<string, JsonValue>;
-  /** "anonymous", "authenticated" or "bot". */
-  userType: "anonymous" | "authenticated" | "bot";
-  /** Stable 0–99 bucket of the identifier, for A/B tests. */
-  testGroup100: number;
-}
-
+type AuthType = "anonymous" | "provided" | "jwt";
+type BotCategory = "search-crawler" | "ai-crawler" | "ai-assistant" | "ai-agent" | "analytics-monitor" | "page-previewer" | "other";
 interface BotTag {
-  category: "search-crawler" | "ai-crawler" | "ai-assistant" | "ai-agent" | "analytics-monitor" | "page-previewer" | "other";
-  code: string;
-  isVerified: boolean;
-  operator: string;
-  product: string;
+    category: BotCategory;
+    /** Stable short code of the bot, e.g. "googlebot", "gptbot". */
+    code: string;
+    isVerified: boolean;
+    operator: string;
+    product: string;
 }
-
-interface WorkflowContext {
-  userAgent: string | null;
-  url: string | null;
-  referer: string | null;
-  clientIp: string | null;
-  geo: { country: string | null; region: string | null; city: string | null; continent: string | null; timezone: string | null };
-  bot: BotTag | null;
-  isVerifiedBotRequest: boolean;
+/** Wire shape of a meterable property (docs/public-api.md). */
+interface MeterableProperty {
+    type: "meterable";
+    counterId: string;
+    hasAccess: boolean;
+    isFallback: boolean;
+    consumedUnits?: number;
+    remainingUnits?: number;
+    totalUnits?: number;
+    periodStart?: string;
+    uniqueResources?: boolean;
+    resourceIdUsed?: boolean;
+    consumedInRequest?: boolean;
+    consumedUnitsInRequest?: number;
+    excessUnitsInRequest?: number;
 }
-
-interface WorkflowResource {
-  id?: string;
-  meta?: Record<string, JsonValue>;
-  [key: string]: unknown;
-}
-
-type MeterableProperty = {
-  type: "meterable";
-  counterId: string;
-  hasAccess: boolean;
-  isFallback: boolean;
-  consumedUnits?: number;
-  remainingUnits?: number;
-  totalUnits?: number;
-  periodStart?: string;
-  uniqueResources?: boolean;
-  resourceIdUsed?: boolean;
+type ValueProperty = {
+    type: "boolean";
+    value: boolean;
+    isFallback: boolean;
+} | {
+    type: "number";
+    value: number;
+    isFallback: boolean;
+} | {
+    type: "string";
+    value: string;
+    isFallback: boolean;
 };
-/** A credits balance: the price of this request's action, and whether it was deducted. */
-type CreditsProperty = {
-  type: "credits";
-  creditId: string;
-  hasAccess: boolean;
-  isFallback: boolean;
-  balance?: number;
-  cost?: number;
-  deductedInRequest?: boolean;
-  reason?: "insufficient_credits";
-};
-type ValueProperty =
-  | { type: "boolean"; value: boolean; isFallback: boolean }
-  | { type: "number"; value: number; isFallback: boolean }
-  | { type: "string"; value: string; isFallback: boolean };
+/**
+ * Wire shape of a credits property. With a reading: the balance after this request, the price of the request's
+ * action, whether it was deducted, and `reason: "insufficient_credits"` when the balance does not cover the price.
+ * When the meter failed: `hasAccess` per the property's `onMeterFailure`, `isFallback: true`, no balance.
+ */
+interface CreditsProperty {
+    type: "credits";
+    creditId: string;
+    hasAccess: boolean;
+    isFallback: boolean;
+    balance?: number;
+    cost?: number;
+    deductedInRequest?: boolean;
+    reason?: "insufficient_credits";
+}
 type PropertyState = MeterableProperty | ValueProperty | CreditsProperty;
-type FeatureStates = Record<string, { featureId: string; featureSlug: string; properties: Record<string, PropertyState> }>;
-
-interface CounterResult {
-  hasAccess: boolean;
-  consumedUnits: number;
-  remainingUnits: number;
-  totalUnits: number;
+interface FeatureState {
+    featureId: string;
+    featureSlug: string;
+    properties: Record<string, PropertyState>;
 }
-
+type FeatureStates = Record<string, FeatureState>;
+interface MeterReading {
+    counterId: string;
+    hasAccess: boolean;
+    consumedUnits: number;
+    remainingUnits: number;
+    totalUnits: number;
+    /** ISO-8601 start of the current period. */
+    periodStart: string;
+    uniqueResources: boolean;
+    resourceIdUsed: boolean;
+    consumedInRequest: boolean;
+    consumedUnitsInRequest: number;
+    excessUnitsInRequest: number;
+}
+type JsonValue = string | number | boolean | null | JsonValue[] | {
+    [key: string]: JsonValue;
+};
+type MaybePromise<T> = T | Promise<T>;
+interface WorkflowIdentity {
+    authType: AuthType;
+    identifier: string;
+    isAuthenticated: boolean;
+    jwtClaims: Record<string, JsonValue>;
+    /** "bot" for a verified bot, else "authenticated" or "anonymous". */
+    userType: "anonymous" | "authenticated" | "bot";
+    /** Stable 0–99 bucket of the identifier, for A/B tests. */
+    testGroup100: number;
+}
+interface WorkflowContext {
+    userAgent: string | null;
+    url: string | null;
+    referer: string | null;
+    clientIp: string | null;
+    geo: {
+        country: string | null;
+        region: string | null;
+        city: string | null;
+        continent: string | null;
+        timezone: string | null;
+    };
+    bot: BotTag | null;
+    isVerifiedBotRequest: boolean;
+}
+/** The resource of the decision request, as the caller sent it. */
+interface WorkflowResource {
+    id?: string;
+    meta?: Record<string, JsonValue>;
+    [key: string]: unknown;
+}
+/** The reading of a counter after a `utils.counters` call. */
+type CounterResult = Pick<MeterReading, "hasAccess" | "consumedUnits" | "remainingUnits" | "totalUnits">;
 interface WorkflowUtils {
-  customData: {
-    get(key: string): Promise<JsonValue | null>;
-    set(key: string, value: JsonValue): Promise<void>;
-    delete(key: string): Promise<boolean>;
-  };
-  /**
-   * Under the user's own plan limits: those of the decision (feature, surface, component workflows), of the caller's
-   * plans (endpoint workflows) or of the request that fired the trigger (action workflows). Middleware runs before
-   * plans are known, so a counter call there rejects; so does a counter none of the user's plans meters.
-   */
-  counters: {
-    /** Consumes one unit of a metered property (e.g. "default:feat_ab12cd34.enabled"), atomically. */
-    consume(counterId: string, options?: { resourceId?: string }): Promise<CounterResult>;
-    incrementCounter(counterId: string, update?: number, options?: { resourceId?: string }): Promise<CounterResult>;
-  };
-  resolveJwt(token: string): Promise<{ ok: boolean; identifier?: string; claims?: Record<string, JsonValue>; reason?: string }>;
-  identities: {
-    /** Carries the counters of `fromIdentifier` (e.g. the anonymous id before sign-in) over to this identity, once. */
-    link(fromIdentifier: string, options?: { mode?: "copy_once" }): Promise<{ linked: boolean }>;
-  };
-  triggers: { fire(name: string, payload?: JsonValue): Promise<void> };
-  testGroup100(identifier: string): Promise<number>;
+    customData: {
+        get(key: string): Promise<JsonValue | null>;
+        set(key: string, value: JsonValue): Promise<void>;
+        delete(key: string): Promise<boolean>;
+    };
+    /**
+     * Under the user's own plan limits: those of the decision (feature, surface, component workflows), of the caller's
+     * plans (endpoint workflows) or of the request that fired the trigger (action workflows). Middleware runs before
+     * plans are known, so a counter call there rejects; so does a counter none of the user's plans meters.
+     */
+    counters: {
+        /** Consumes one unit of a metered property (e.g. "default:feat_ab12cd34.enabled"), atomically. */
+        consume(counterId: string, options?: {
+            resourceId?: string;
+        }): Promise<CounterResult>;
+        incrementCounter(counterId: string, update?: number, options?: {
+            resourceId?: string;
+        }): Promise<CounterResult>;
+    };
+    resolveJwt(token: string): Promise<{
+        ok: boolean;
+        identifier?: string;
+        claims?: Record<string, JsonValue>;
+        reason?: string;
+    }>;
+    identities: {
+        /** Carries the counters of `fromIdentifier` (e.g. the anonymous id before sign-in) over to this identity, once. */
+        link(fromIdentifier: string, options?: {
+            mode?: "copy_once";
+        }): Promise<{
+            linked: boolean;
+        }>;
+    };
+    triggers: {
+        fire(name: string, payload?: JsonValue): Promise<void>;
+    };
+    testGroup100(identifier: string): Promise<number>;
 }
-
-interface BaseArgs {
-  identity: WorkflowIdentity;
-  context: WorkflowContext;
-  resource: WorkflowResource | null;
-  /** Variables and secrets of the environment. */
-  env: Record<string, string>;
-  plans: string[];
-  utils: WorkflowUtils;
-}
-
-type MiddlewareWorkflow = (args: BaseArgs) => Promise<MiddlewareResult | void> | MiddlewareResult | void;
+type MiddlewareArgs = {
+    identity: WorkflowIdentity;
+    context: WorkflowContext;
+    resource: WorkflowResource | null;
+    /** Variables and secrets of the environment. */
+    env: Record<string, string>;
+    /** The user's plans; empty for middleware, which runs before plans are known. */
+    plans: string[];
+};
+/** The arguments of every decision workflow after middleware. */
+type BaseArgs = MiddlewareArgs & {
+    /** The `properties` the middleware workflows returned, merged (`{}` when none set any). */
+    middlewareProperties: Record<string, JsonValue>;
+};
+/** `plans` are the plans assigned automatically (anonymous, authenticated, bot categories). */
+type ProvisioningArgs = BaseArgs;
+type FeatureArgs = BaseArgs & {
+    /** The feature this workflow is bound to. */
+    feature: FeatureState;
+    features: FeatureStates;
+};
+type SurfaceArgs = BaseArgs & {
+    features: FeatureStates;
+    surfaceSlug: string;
+};
+type ComponentArgs = BaseArgs & {
+    features: FeatureStates;
+    surfaceSlug: string;
+    componentSlug: string;
+    /** The `properties` of the surface workflow's behaviour (`{}` when it set none). */
+    surfaceProperties: Record<string, JsonValue>;
+};
+type EndpointArgs = {
+    identity: WorkflowIdentity;
+    context: WorkflowContext;
+    env: Record<string, string>;
+    /** The request path after `/endpoints/`, without leading or trailing slashes. */
+    path: string;
+};
+type ActionArgs = {
+    trigger: string;
+    payload: JsonValue;
+    env: Record<string, string>;
+};
+type WithUtils<Args> = Args & {
+    utils: WorkflowUtils;
+};
 interface MiddlewareResult {
-  /** Replace the request's identifier. */
-  identifier?: string;
-  /** Fail the request with a 4xx. */
-  fail?: { status: number; message: string };
-  /** Extra properties handed to later workflows (as `middlewareProperties`). */
-  properties?: Record<string, JsonValue>;
-  /** Tag the request as a bot. */
-  bot?: BotTag;
+    /** Replace the request's identifier. */
+    identifier?: string;
+    /** Fail the request with a 4xx. */
+    fail?: {
+        status: number;
+        message: string;
+    };
+    /** Extra properties handed to later workflows (as `middlewareProperties`). */
+    properties?: Record<string, JsonValue>;
+    /** Tag the request as a bot. */
+    bot?: BotTag;
 }
-
-/** Returns the slugs of plans to add to the user's provisioned plans. Utils are read-only here. */
-type ProvisioningWorkflow = (args: BaseArgs) => Promise<string[]> | string[];
-
-/** Returns overrides for the properties of its feature: `{ premium: true, quality: "high" }`. */
-type FeatureWorkflow = (args: BaseArgs & { feature: FeatureStates[string]; features: FeatureStates }) =>
-  | Promise<Record<string, boolean | number | string>>
-  | Record<string, boolean | number | string>;
-
+/** The slugs of plans to add to the user's plans. */
+type ProvisioningResult = string[];
+/**
+ * Overrides of the feature's properties: `{ premium: true, quality: "high" }`. A meterable or credits property takes
+ * a boolean (or "on" / "off"): access only, counters and balances change only through the meter.
+ */
+type FeatureResult = Record<string, boolean | number | string>;
+/** Replace the response. */
 interface HttpReplace {
-  status: number;
-  statusText?: string;
-  headers?: Record<string, string>;
-  cookies?: string[];
-  body: string;
+    status: number;
+    statusText?: string;
+    headers?: Record<string, string>;
+    cookies?: string[];
+    body: string;
 }
+/** Modify the origin's response (its body is kept). */
 interface HttpModify {
-  addHeaders?: { name: string; value: string }[];
-  removeHeaders?: string[];
-  addCookies?: string[];
-  status?: number;
-  statusText?: string;
+    addHeaders?: {
+        name: string;
+        value: string;
+    }[];
+    removeHeaders?: string[];
+    addCookies?: string[];
+    status?: number;
+    statusText?: string;
+    body?: undefined;
 }
 interface SurfaceBehavior {
-  properties?: Record<string, JsonValue>;
-  http?: HttpReplace | HttpModify;
-  content?: JsonValue;
+    properties?: Record<string, JsonValue>;
+    http?: HttpReplace | HttpModify;
+    content?: JsonValue;
 }
-type SurfaceWorkflow = (args: BaseArgs & { features: FeatureStates; surfaceSlug: string }) => Promise<SurfaceBehavior> | SurfaceBehavior;
-
 interface ComponentBehavior {
-  content?: JsonValue;
-  properties?: Record<string, JsonValue>;
+    content?: JsonValue;
+    properties?: Record<string, JsonValue>;
 }
-type ComponentWorkflow = (
-  args: BaseArgs & { features: FeatureStates; surfaceSlug: string; componentSlug: string; surfaceProperties: Record<string, JsonValue> },
-) => Promise<ComponentBehavior> | ComponentBehavior;
-
-type EndpointWorkflow = (request: Request, args: Omit<BaseArgs, "resource" | "plans"> & { path: string }) => Promise<Response> | Response;
-
-type ActionWorkflow = (args: { trigger: string; payload: JsonValue; env: Record<string, string>; utils: WorkflowUtils }) => Promise<void> | void;
+type MiddlewareWorkflow = (args: WithUtils<MiddlewareArgs>) => MaybePromise<MiddlewareResult | void>;
+/** Utils are read-only here. */
+type ProvisioningWorkflow = (args: WithUtils<ProvisioningArgs>) => MaybePromise<ProvisioningResult>;
+type FeatureWorkflow = (args: WithUtils<FeatureArgs>) => MaybePromise<FeatureResult>;
+type SurfaceWorkflow = (args: WithUtils<SurfaceArgs>) => MaybePromise<SurfaceBehavior>;
+type ComponentWorkflow = (args: WithUtils<ComponentArgs>) => MaybePromise<ComponentBehavior>;
+/** The request without the platform's `X-MOS-Key`; the Response goes back to the caller as is (sandboxed). */
+type EndpointWorkflow = (request: Request, args: WithUtils<EndpointArgs>) => MaybePromise<Response>;
+/** Runs off the request path, at least once per fired trigger: make it idempotent. */
+type ActionWorkflow = (args: WithUtils<ActionArgs>) => MaybePromise<void>;

@@ -1,5 +1,9 @@
 /** Helpers for integration tests: call the Worker in-process and create isolated organizations. */
-import { env, exports } from "cloudflare:workers";
+import { env } from "cloudflare:workers";
+import worker from "../../workers/index";
+import { trackedExecutionContext } from "./background";
+
+export { waitForBackgroundWork } from "./background";
 
 export const OPERATOR = env.OPERATOR_TOKEN;
 
@@ -19,7 +23,7 @@ export async function call(method: string, path: string, options: CallOptions = 
     body = JSON.stringify(options.body);
     headers["content-type"] ??= "application/json";
   }
-  const response = await exports.default.fetch(new Request(`http://platform.test${path}`, { method, headers, body }));
+  const response = await fetchWorker(new Request(`http://platform.test${path}`, { method, headers, body }));
   const text = await response.text();
   let parsed: unknown = text;
   try {
@@ -28,6 +32,14 @@ export async function call(method: string, path: string, options: CallOptions = 
     // not JSON (YAML export, HTML page): keep the text
   }
   return { status: response.status, body: parsed, headers: response.headers };
+}
+
+/**
+ * Calls the Worker's fetch handler in-process with an execution context of its own, so what it leaves running after
+ * the response can be awaited (waitForBackgroundWork) instead of slept on.
+ */
+export async function fetchWorker(request: Request): Promise<Response> {
+  return worker.fetch(request, env, trackedExecutionContext());
 }
 
 export interface TestOrganization {

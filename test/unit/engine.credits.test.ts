@@ -248,7 +248,7 @@ describe("finish / denials: credits", async () => {
       cost: 25,
       deductedInRequest: true,
     });
-    expect(denials(features, [{ featureSlug: "ai-tools", property: "tokens" }])).toEqual([]);
+    expect(denials(features, { only: [{ featureSlug: "ai-tools", property: "tokens" }] })).toEqual([]);
   });
 
   it("insufficient credits: hasAccess false with the reason, and a denial", () => {

@@ -113,7 +113,10 @@ describe("renderFeatures", async () => {
     const closedConfig = await preparedOf({ features: { a: {} }, plans: { p: { features: { a: { enabled: { metered: { limit: 5 } } } } } } });
     const closed = renderFeatures(resolveFeatureStates(closedConfig, ["p"]), "default", undefined, "unreachable");
     expect(closed.a!.properties.enabled).toEqual({ type: "meterable", counterId: `default:${featureIdFor("a")}.enabled`, hasAccess: false, isFallback: true });
-    expect(denials(closed)).toEqual([{ featureSlug: "a", property: "enabled", reason: "meter_unavailable" }]);
+    const counterId = `default:${featureIdFor("a")}.enabled`;
+    expect(denials(closed, { metered: new Set([counterId]) })).toEqual([{ featureSlug: "a", property: "enabled", reason: "meter_unavailable" }]);
+    // The same state, for a decision that never asked the meter, is a plain fallback: the answer depends only on the arguments.
+    expect(denials(closed)).toEqual([{ featureSlug: "a", property: "enabled", reason: "fallback" }]);
   });
 });
 
@@ -135,8 +138,8 @@ describe("denials", async () => {
   });
 
   it("can be limited to given properties (what a surface consumes)", () => {
-    expect(denials(features, [{ featureSlug: "spent", property: "enabled" }])).toEqual([{ featureSlug: "spent", property: "enabled", reason: "limit_reached" }]);
-    expect(denials(features, [{ featureSlug: "fine", property: "enabled" }])).toEqual([]);
+    expect(denials(features, { only: [{ featureSlug: "spent", property: "enabled" }] })).toEqual([{ featureSlug: "spent", property: "enabled", reason: "limit_reached" }]);
+    expect(denials(features, { only: [{ featureSlug: "fine", property: "enabled" }] })).toEqual([]);
   });
 });
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { decide, enabledOrderKey, prepareSnapshot, SnapshotCache, SurfaceNotFoundError, type PreparedSnapshot } from "../../workers/engine";
+import { decide, enabledOrderKey, prepareSnapshot, SurfaceNotFoundError } from "../../workers/engine";
 import { featureIdFor, NEWS_SITE, preparedOf, snapshotOf } from "./engineFixtures";
 
 describe("prepareSnapshot", async () => {
@@ -64,44 +64,5 @@ describe("decide: unknown surface", async () => {
     } catch (error) {
       expect(error).toMatchObject({ code: "surface_not_found", surfaceSlug });
     }
-  });
-});
-
-describe("SnapshotCache", () => {
-  const fake = (versionId: string) => ({ versionId }) as PreparedSnapshot;
-
-  it("evicts the least recently used version beyond its bound", () => {
-    const cache = new SnapshotCache(3);
-    for (const id of ["a", "b", "c"]) cache.set(id, fake(id));
-    expect(cache.get("a")?.versionId).toBe("a"); // a is now the most recently used
-    cache.set("d", fake("d")); // evicts b
-    expect(cache.size).toBe(3);
-    expect(cache.has("b")).toBe(false);
-    expect(cache.get("b")).toBeUndefined();
-    expect(cache.keys()).toEqual(["c", "a", "d"]);
-    cache.set("c", fake("c2")); // re-setting refreshes recency and replaces the value
-    cache.set("e", fake("e")); // evicts a
-    expect(cache.keys()).toEqual(["d", "c", "e"]);
-    expect(cache.get("c")?.versionId).toBe("c2");
-  });
-
-  it("defaults to 200 entries and rejects a bound below 1", () => {
-    const cache = new SnapshotCache();
-    expect(cache.maxEntries).toBe(200);
-    for (let i = 0; i < 250; i++) cache.set(`v${i}`, fake(`v${i}`));
-    expect(cache.size).toBe(200);
-    expect(cache.has("v49")).toBe(false);
-    expect(cache.has("v50")).toBe(true);
-    expect(() => new SnapshotCache(0)).toThrow(RangeError);
-  });
-
-  it("delete and clear", () => {
-    const cache = new SnapshotCache(2);
-    cache.set("a", fake("a"));
-    cache.set("b", fake("b"));
-    expect(cache.delete("a")).toBe(true);
-    expect(cache.keys()).toEqual(["b"]);
-    cache.clear();
-    expect(cache.size).toBe(0);
   });
 });

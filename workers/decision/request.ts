@@ -1,5 +1,5 @@
 /**
- * Request and response shapes of the public decision API (reference/public-api.md). Top-level objects are open
+ * Request and response shapes of the public decision API (docs/public-api.md). Top-level objects are open
  * (`passthrough`) so that clients of the original product that send extra fields keep working.
  */
 import { z } from "@hono/zod-openapi";

@@ -22,7 +22,7 @@
 import { isbot, isbotMatch } from "isbot";
 import type { AutoAssignCategory, BotCategory, BotTag, ResolvedIdentity } from "./types";
 
-interface KnownBot {
+export interface KnownBot {
   readonly pattern: RegExp;
   readonly category: BotCategory;
   readonly code: string;
@@ -97,29 +97,35 @@ export interface BotSignals {
   cf?: CfBotFields | Readonly<Record<string, unknown>> | null;
 }
 
-/** User agent → what the table and isbot say about it. Bounded: user agents repeat a lot, but the set is open. */
-type UserAgentVerdict = { known: KnownBot } | { generic: { code: string; product: string } } | null;
-const verdicts = new Map<string, UserAgentVerdict>();
-const MAX_VERDICTS = 2_000;
+/** What the table and isbot say about one user agent. */
+export type UserAgentVerdict = { known: KnownBot } | { generic: { code: string; product: string } } | null;
+
+/**
+ * Where a caller keeps verdicts between requests (user agents repeat a lot, and isbot's pattern is the costly part).
+ * The engine keeps none itself: the caller owns the memo and its bound (see services/caches.ts).
+ */
+export interface VerdictMemo {
+  get(userAgent: string): UserAgentVerdict | undefined;
+  set(userAgent: string, verdict: UserAgentVerdict): unknown;
+}
+
 const LEADING_TOKEN = /^[A-Za-z][A-Za-z0-9._-]*/;
 
-function verdictFor(userAgent: string): UserAgentVerdict {
-  let verdict = verdicts.get(userAgent);
-  if (verdict !== undefined) return verdict;
-  verdict = null;
+/** The verdict on a user agent: a known bot of the table, a generic one isbot recognises, or null. Pure. */
+export function userAgentVerdict(userAgent: string): UserAgentVerdict {
   for (const bot of KNOWN_BOTS) {
-    if (bot.pattern.test(userAgent)) {
-      verdict = { known: bot };
-      break;
-    }
+    if (bot.pattern.test(userAgent)) return { known: bot };
   }
-  if (verdict === null && isbot(userAgent)) {
-    // "curl/8.4.0" → code "curl"; a match that starts without a name (e.g. "bot") yields "unknown".
-    const product = LEADING_TOKEN.exec(isbotMatch(userAgent) ?? "")?.[0].replace(/[._-]+$/, "") ?? "";
-    verdict = { generic: { code: product ? product.toLowerCase() : "unknown", product } };
-  }
-  if (verdicts.size >= MAX_VERDICTS) verdicts.clear();
-  verdicts.set(userAgent, verdict);
+  if (!isbot(userAgent)) return null;
+  // "curl/8.4.0" → code "curl"; a match that starts without a name (e.g. "bot") yields "unknown".
+  const product = LEADING_TOKEN.exec(isbotMatch(userAgent) ?? "")?.[0].replace(/[._-]+$/, "") ?? "";
+  return { generic: { code: product ? product.toLowerCase() : "unknown", product } };
+}
+
+function verdictFor(userAgent: string, memo: VerdictMemo | undefined): UserAgentVerdict {
+  if (!memo) return userAgentVerdict(userAgent);
+  let verdict = memo.get(userAgent);
+  if (verdict === undefined) memo.set(userAgent, (verdict = userAgentVerdict(userAgent)));
   return verdict;
 }
 
@@ -132,10 +138,13 @@ function cloudflareVerdict(cf: BotSignals["cf"]): { verified: boolean; category:
   return { verified: verifiedBot || category !== undefined, category };
 }
 
-/** The bot tag of a request, or undefined for what looks like a person's browser. */
-export function classifyBot({ userAgent, cf }: BotSignals): BotTag | undefined {
+/**
+ * The bot tag of a request, or undefined for what looks like a person's browser. `memo` only saves work: the answer
+ * is the same with or without it.
+ */
+export function classifyBot({ userAgent, cf }: BotSignals, memo?: VerdictMemo): BotTag | undefined {
   const { verified, category: cfCategory } = cloudflareVerdict(cf);
-  const verdict = userAgent ? verdictFor(userAgent) : null;
+  const verdict = userAgent ? verdictFor(userAgent, memo) : null;
   if (verdict && "known" in verdict) {
     const { category, code, operator, product } = verdict.known;
     return { category, code, isVerified: verified, operator, product };

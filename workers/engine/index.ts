@@ -4,7 +4,6 @@
  */
 export {
   prepareSnapshot,
-  SnapshotCache,
   PreparedFeature,
   enabledOrderKey,
   creditsOrderKey,
@@ -14,7 +13,7 @@ export {
   type PreparedProperty,
   type PlanPropertyEntry,
 } from "./prepare";
-export { classifyBot, autoAssignCategoryFor, type BotSignals, type CfBotFields } from "./bots";
+export { classifyBot, autoAssignCategoryFor, userAgentVerdict, type BotSignals, type CfBotFields, type UserAgentVerdict, type VerdictMemo } from "./bots";
 export { provisionPlans, type PlanSource, type ProvisionedPlans, type ProvisionInput } from "./provisionPlans";
 export { resolveFeatureStates, resolveFeatureState, type BaseFeatureStates, type ResolvedFeatureState } from "./resolveFeatureStates";
 export {
@@ -25,6 +24,7 @@ export {
   type ConsumedProperty,
   type CreditsRendering,
   type Denial,
+  type DenialScope,
   type DenialReason,
   type MeterFailure,
 } from "./meters";

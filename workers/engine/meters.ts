@@ -1,7 +1,7 @@
 /**
  * Stage 4: the meterable side of feature state — which counters a decision reads or consumes (all of them in one
  * Durable Object call, made by the caller), and the wire shape of every property once the meter has answered or
- * failed to (reference: public-api.md, "POST /api/v1/access-checks").
+ * failed to (docs/public-api.md, "POST /api/v1/access-checks").
  */
 import { counterIdFor, type PreparedSnapshot } from "./prepare";
 import type { BaseFeatureStates } from "./resolveFeatureStates";
@@ -80,13 +80,6 @@ export function meterRequestsFor(
   }
   return requests;
 }
-
-/**
- * Properties rendered without a reading because the meter failed. Kept out of the wire shape (which has no field for
- * it) so that `denials` can still tell "meter unavailable" from "not in any plan" on the objects renderFeatures
- * returned; only the failure path pays for it.
- */
-const renderedWithoutMeter = new WeakSet<object>();
 
 function creditCostOf(requests: readonly CreditRequest[] | undefined, creditId: string): number | undefined {
   if (requests === undefined) return undefined;
@@ -186,13 +179,19 @@ export function renderFeatures(
       }
       const open = definition.type === "enabled" && definition.onMeterFailure === "open";
       const degraded: MeterableProperty = { type: "meterable", counterId, hasAccess: open, isFallback: true };
-      renderedWithoutMeter.add(degraded);
       properties[property.slug] = degraded;
     }
     const rendered: FeatureState = { featureId: feature.featureId, featureSlug: feature.featureSlug, properties };
     features[feature.featureSlug] = rendered;
   }
   return features;
+}
+
+export interface DenialScope {
+  /** Counter ids the decision sent to the meter (its meter requests). */
+  metered?: ReadonlySet<string>;
+  /** Only these properties (e.g. what a surface consumes). */
+  only?: readonly { featureSlug: string; property: string }[];
 }
 
 export type DenialReason = "off" | "limit_reached" | "fallback" | "meter_unavailable" | "insufficient_credits";
@@ -206,16 +205,16 @@ export interface Denial {
 /**
  * The meterable properties without access, with why, for the decision record:
  * - limit_reached: the meter answered and said no;
- * - meter_unavailable: metered, but the meter failed and the property fails closed (recognised on the objects
- *   renderFeatures returned; a JSON copy of them reports 'fallback' instead);
+ * - meter_unavailable: metered (its counter is among `metered`, the decision's meter requests), but rendered
+ *   without a reading — the meter failed — and the property fails closed;
  * - fallback: no provisioned plan grants the property and its fallback is off;
- * - off: a plan sets it off (and none sets it higher).
+ * - off: a plan sets it off (and none sets it higher), or a workflow denied it.
  * - insufficient_credits: a credits property whose balance does not cover the price of the request;
  *   a credits property refused only because another counter of the same all-or-nothing request had no room reports
  *   limit_reached, and one without a reading (meter failed, failing closed) meter_unavailable.
- * With `only` (e.g. what a surface consumes), just those properties are considered.
+ * With `only` (e.g. what a surface consumes), just those properties are considered. A function of its arguments only.
  */
-export function denials(features: FeatureStates, only?: readonly { featureSlug: string; property: string }[]): Denial[] {
+export function denials(features: FeatureStates, { metered, only }: DenialScope = {}): Denial[] {
   const denied: Denial[] = [];
   for (const featureSlug in features) {
     const properties = features[featureSlug]!.properties;
@@ -226,7 +225,7 @@ export function denials(features: FeatureStates, only?: readonly { featureSlug: 
       let reason: DenialReason;
       if (state.type === "credits") reason = state.reason ?? (state.isFallback ? "meter_unavailable" : "limit_reached");
       else if (state.totalUnits !== undefined) reason = "limit_reached";
-      else if (renderedWithoutMeter.has(state)) reason = "meter_unavailable";
+      else if (state.isFallback && metered?.has(state.counterId)) reason = "meter_unavailable";
       else reason = state.isFallback ? "fallback" : "off";
       denied.push({ featureSlug, property, reason });
     }

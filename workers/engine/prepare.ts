@@ -5,6 +5,7 @@
  * decision on that version: plan/feature/surface maps, each plan's values as ready-made (frozen) property states,
  * and a numeric ordering key per plan value so that conflict resolution is a number comparison.
  */
+import { LRUCache } from "lru-cache";
 import type { AutoAssignCategory, Period } from "../../schema/config";
 import type { ConfigSnapshot, CreditsSetting, EnabledSetting, SnapshotFeature, SnapshotPlan, SnapshotPlanValue, SnapshotProperty, SnapshotSurface } from "./snapshot";
 import type { BaseFeatureStates } from "./resolveFeatureStates";
@@ -82,8 +83,8 @@ export interface PlanPropertyEntry {
  */
 export class PreparedFeature {
   readonly propertyBySlug: ReadonlyMap<string, PreparedProperty>;
-  /** storeId → counter id per property index; a handful of stores per isolate, bounded below. */
-  private readonly counterIdsByStore = new Map<string, readonly string[]>();
+  /** Counter ids per property index in each user data store environments use, built once with the version. */
+  private readonly counterIdsByStore: ReadonlyMap<string, readonly string[]>;
 
   constructor(
     readonly index: number,
@@ -93,17 +94,16 @@ export class PreparedFeature {
     readonly properties: readonly PreparedProperty[],
   ) {
     this.propertyBySlug = new Map(properties.map((property) => [property.slug, property]));
+    this.counterIdsByStore = new Map(USER_DATA_STORES.map((store) => [store, this.buildCounterIds(store)]));
   }
 
-  /** `{storeId}:{featureId}.{property}` for every property, cached so rendering does not build strings. */
+  /** `{storeId}:{featureId}.{property}` for every property; ready-made for the usual stores, so rendering builds no strings. */
   counterIds(storeId: string): readonly string[] {
-    const cached = this.counterIdsByStore.get(storeId);
-    if (cached) return cached;
-    const ids = this.properties.map((property) => counterIdFor(storeId, this.id, property.slug));
-    // Store ids come from the environment type, so there are very few; the bound only guards against misuse.
-    if (this.counterIdsByStore.size >= MAX_CACHED_STORES) this.counterIdsByStore.clear();
-    this.counterIdsByStore.set(storeId, ids);
-    return ids;
+    return this.counterIdsByStore.get(storeId) ?? this.buildCounterIds(storeId);
+  }
+
+  private buildCounterIds(storeId: string): readonly string[] {
+    return Object.freeze(this.properties.map((property) => counterIdFor(storeId, this.id, property.slug)));
   }
 
   toJSON(): string {
@@ -111,7 +111,8 @@ export class PreparedFeature {
   }
 }
 
-const MAX_CACHED_STORES = 8;
+/** The user data stores of production-type and preview-type environments (services/tenancy.ts `storeOf`). */
+const USER_DATA_STORES = ["default", "preview"] as const;
 
 /** The counter a metered property is counted in: `{storeId}:{featureId}.{property}`, e.g. `default:feat_ab12cd34.enabled`. */
 export function counterIdFor(storeId: string, featureId: string, property: string): string {
@@ -146,10 +147,11 @@ export interface PreparedSnapshot {
   readonly plansByStripeProductId: ReadonlyMap<string, readonly PreparedPlan[]>;
   readonly surfaceBySlug: ReadonlyMap<string, SnapshotSurface>;
   /**
-   * Memo of resolveFeatureStates by plan set (sorted plan indices joined by ","), owned by that module; the
-   * values are frozen BaseFeatureStates.
+   * Memo of resolveFeatureStates by plan set (sorted plan indices joined by ","), owned by that module: a pure
+   * function's results for this immutable version, so it lives and dies with the snapshot. Values are frozen
+   * BaseFeatureStates; the bound is a budget of feature states, so big configs keep fewer plan sets.
    */
-  readonly resolvedByPlanSet: Map<string, BaseFeatureStates>;
+  readonly resolvedByPlanSet: LRUCache<string, BaseFeatureStates>;
 }
 
 const AUTO_ASSIGN_CATEGORIES: readonly AutoAssignCategory[] = ["anonymous", "authenticated", "search-crawler", "ai-agent"];
@@ -278,58 +280,10 @@ export function prepareSnapshot(snapshot: ConfigSnapshot): PreparedSnapshot {
     plansByCategory,
     plansByStripeProductId,
     surfaceBySlug,
-    resolvedByPlanSet: new Map(),
+    resolvedByPlanSet: new LRUCache({ max: Math.max(MIN_MEMOISED_PLAN_SETS, Math.floor(MEMO_FEATURE_STATE_BUDGET / Math.max(1, features.length))) }),
   };
 }
 
-/**
- * Prepared snapshots by version id, least recently used evicted first, bounded by count so that one isolate can
- * serve many tenants within its memory. Versions are immutable, so an entry is never stale, only cold.
- */
-export class SnapshotCache {
-  // A Map iterates in insertion order: re-inserting on every hit keeps the least recently used entry first.
-  private readonly entries = new Map<string, PreparedSnapshot>();
-
-  constructor(readonly maxEntries = 200) {
-    if (!Number.isInteger(maxEntries) || maxEntries < 1) throw new RangeError("SnapshotCache needs maxEntries ≥ 1");
-  }
-
-  get size(): number {
-    return this.entries.size;
-  }
-
-  get(versionId: string): PreparedSnapshot | undefined {
-    const entry = this.entries.get(versionId);
-    if (entry !== undefined) {
-      this.entries.delete(versionId);
-      this.entries.set(versionId, entry);
-    }
-    return entry;
-  }
-
-  has(versionId: string): boolean {
-    return this.entries.has(versionId);
-  }
-
-  set(versionId: string, prepared: PreparedSnapshot): void {
-    this.entries.delete(versionId);
-    this.entries.set(versionId, prepared);
-    while (this.entries.size > this.maxEntries) {
-      const oldest = this.entries.keys().next().value as string;
-      this.entries.delete(oldest);
-    }
-  }
-
-  delete(versionId: string): boolean {
-    return this.entries.delete(versionId);
-  }
-
-  clear(): void {
-    this.entries.clear();
-  }
-
-  /** Version ids from least to most recently used (for tests and diagnostics). */
-  keys(): string[] {
-    return [...this.entries.keys()];
-  }
-}
+/** Feature states one prepared snapshot may keep memoised (≈100 bytes each), and the plan sets always kept. */
+const MEMO_FEATURE_STATE_BUDGET = 2_048;
+const MIN_MEMOISED_PLAN_SETS = 2;

@@ -78,7 +78,7 @@ export function resolveFeatureState(feature: PreparedFeature, plans: readonly Pr
  * same one), so results are memoised per prepared snapshot, keyed by the sorted plan indices. They are therefore
  * shared between decisions and deeply frozen: a caller that wants to adjust a state (a feature workflow) builds a
  * new state object instead of mutating this one (mutation throws in strict mode rather than leaking into other
- * requests). The memo is bounded by a budget of feature states so that big configs keep fewer plan sets.
+ * requests). The memo belongs to the prepared snapshot (see PreparedSnapshot.resolvedByPlanSet).
  */
 export function resolveFeatureStates(prepared: PreparedSnapshot, planSlugs: readonly string[]): BaseFeatureStates {
   const plans = plansOf(prepared, planSlugs);
@@ -95,15 +95,9 @@ export function resolveFeatureStates(prepared: PreparedSnapshot, planSlugs: read
     states[f] = Object.freeze(state);
   }
   Object.freeze(states);
-  const capacity = Math.max(MIN_MEMOISED_PLAN_SETS, Math.floor(MEMO_FEATURE_STATE_BUDGET / Math.max(1, features.length)));
-  if (memo.size >= capacity) memo.delete(memo.keys().next().value as string);
   memo.set(key, states);
   return states;
 }
-
-/** Feature states one prepared snapshot may keep memoised (≈100 bytes each), and the plan sets always kept. */
-const MEMO_FEATURE_STATE_BUDGET = 2_048;
-const MIN_MEMOISED_PLAN_SETS = 2;
 
 function planSetKey(plans: readonly PreparedPlan[]): string {
   if (plans.length === 0) return "";

@@ -65,7 +65,7 @@ export interface BaseFeatureState {
   properties: Record<string, BasePropertyState>;
 }
 
-/** Wire shape of a meterable property (reference: public-api.md). */
+/** Wire shape of a meterable property (docs/public-api.md). */
 export interface MeterableProperty {
   type: "meterable";
   counterId: string;

@@ -11,19 +11,22 @@
  * failure after a good signature beats a bad signature, which beats an unknown key id, a JWKS fetch error, a
  * disallowed algorithm).
  *
- * `verifyUserJwt` never throws: every failure is `{ ok: false, reason }` with a human-readable reason.
+ * `JwtVerifier.verify` never throws: every failure is `{ ok: false, reason }` with a human-readable reason.
  *
- * Isolate-level caches (all bounded):
+ * A verifier's caches (all bounded, lru-cache; one verifier per isolate in production, see `verifyUserJwt`):
  *   - imported PEM keys, per (algorithm, PEM text): the key material identifies the method, so two tenants that
  *     happen to use the same method slug never share a key;
  *   - remote JWKS resolvers (jose `createRemoteJWKSet`, which itself caches the key set for 10 minutes and refetches
  *     on an unknown `kid` at most every 30 s), per URL (and per injected fetch implementation in tests);
- *   - verified tokens, per SHA-256(methods fingerprint + token): a hot token is verified once per isolate per
+ *   - verified tokens, per SHA-256(methods fingerprint + token): a hot token is verified once per verifier per
  *     `VERIFIED_TTL_MS`; `exp`/`nbf` are re-checked against `now` on every hit.
  */
 import * as jose from "jose";
 import type { FetchImplementation, JWTPayload, JWTVerifyOptions, ProtectedHeaderParameters } from "jose";
+import { LRUCache } from "lru-cache";
 import type { SnapshotAuthMethod } from "../engine/snapshot";
+import { EXPIRE_ON_READ } from "../lib/cacheExpiry";
+import { sha256Hex } from "../lib/crypto";
 
 /** Tokens longer than this are refused before any parsing. */
 export const MAX_JWT_LENGTH = 16 * 1024;
@@ -37,12 +40,12 @@ export type JwtVerifyResult =
 export interface VerifyUserJwtOptions {
   /** Current time in milliseconds since the epoch (defaults to `Date.now()`). */
   now?: number;
-  /** Fetch implementation for JWKS requests (tests). Defaults to the global `fetch`. */
+  /** Fetch implementation for this call's JWKS requests (tests). Defaults to the verifier's. */
   fetchJwks?: FetchImplementation;
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// Caches
+// Cache bounds
 
 const KEY_CACHE_MAX = 256;
 const JWKS_CACHE_MAX = 64;
@@ -52,9 +55,19 @@ const VERIFIED_MAX_BYTES = 8 * 1024 * 1024;
 /** A verified token is re-verified at least this often, even if its `exp` is far away (key rotation, revocation). */
 export const VERIFIED_TTL_MS = 5 * 60 * 1000;
 
-const keyCache = new Map<string, Promise<CryptoKey>>();
-const jwksCache = new Map<string, jose.RemoteJWKSet>();
-let jwksCacheByFetch = new WeakMap<FetchImplementation, Map<string, jose.RemoteJWKSet>>();
+export interface JwtVerifierOptions {
+  /** Imported PEM keys kept. */
+  maxKeys?: number;
+  /** Remote JWKS resolvers kept (per fetch implementation). */
+  maxJwksSets?: number;
+  /** Verified tokens kept, by count and by approximate bytes. */
+  maxVerifiedTokens?: number;
+  maxVerifiedBytes?: number;
+  /** How long a verified token is served from the cache before it is verified again. */
+  verifiedTtlMs?: number;
+  /** Fetch implementation for JWKS requests. Defaults to the global `fetch`. */
+  fetchJwks?: FetchImplementation;
+}
 
 interface VerifiedEntry {
   claims: Record<string, unknown>;
@@ -63,93 +76,9 @@ interface VerifiedEntry {
   exp?: number;
   nbf?: number;
   skew: number;
-  /** ms since epoch after which the entry is dropped and the token verified again. */
+  /** On the verification clock (`now`), after which the entry is dropped and the token verified again. */
   validUntil: number;
   size: number;
-}
-const verifiedCache = new Map<string, VerifiedEntry>();
-let verifiedBytes = 0;
-
-function setBounded<V>(map: Map<string, V>, key: string, value: V, max: number): void {
-  map.delete(key);
-  map.set(key, value);
-  while (map.size > max) {
-    const oldest = map.keys().next();
-    if (oldest.done) break;
-    map.delete(oldest.value);
-  }
-}
-
-function dropVerified(key: string): void {
-  const entry = verifiedCache.get(key);
-  if (!entry) return;
-  verifiedCache.delete(key);
-  verifiedBytes -= entry.size;
-}
-
-function storeVerified(key: string, entry: VerifiedEntry): void {
-  dropVerified(key);
-  verifiedCache.set(key, entry);
-  verifiedBytes += entry.size;
-  while (verifiedCache.size > VERIFIED_MAX_ENTRIES || verifiedBytes > VERIFIED_MAX_BYTES) {
-    const oldest = verifiedCache.keys().next();
-    if (oldest.done) break;
-    dropVerified(oldest.value);
-  }
-}
-
-/** Introspection and reset for tests. Not used by production code. */
-export const jwtCacheStats = (): { keys: number; jwks: number; verified: number; verifiedBytes: number } => ({
-  keys: keyCache.size,
-  jwks: jwksCache.size,
-  verified: verifiedCache.size,
-  verifiedBytes,
-});
-export function clearJwtCaches(): void {
-  keyCache.clear();
-  jwksCache.clear();
-  jwksCacheByFetch = new WeakMap();
-  verifiedCache.clear();
-  verifiedBytes = 0;
-}
-
-function importPem(pem: string, alg: string): Promise<CryptoKey> {
-  const cacheKey = `${alg}\n${pem}`;
-  const cached = keyCache.get(cacheKey);
-  if (cached) return cached;
-  const text = pem.trim();
-  const pending = (
-    text.startsWith("-----BEGIN CERTIFICATE-----") ? jose.importX509(text, alg) : jose.importSPKI(text, alg)
-  ).catch((error: unknown) => {
-    if (keyCache.get(cacheKey) === pending) keyCache.delete(cacheKey);
-    throw error;
-  });
-  setBounded(keyCache, cacheKey, pending, KEY_CACHE_MAX);
-  return pending;
-}
-
-function remoteJwks(url: string, fetchImpl: FetchImplementation | undefined): jose.RemoteJWKSet {
-  let cache = jwksCache;
-  if (fetchImpl) {
-    let perFetch = jwksCacheByFetch.get(fetchImpl);
-    if (!perFetch) {
-      perFetch = new Map();
-      jwksCacheByFetch.set(fetchImpl, perFetch);
-    }
-    cache = perFetch;
-  }
-  const existing = cache.get(url);
-  if (existing) {
-    // Refresh its position: the least recently used URL is evicted first.
-    cache.delete(url);
-    cache.set(url, existing);
-    return existing;
-  }
-  const options: jose.RemoteJWKSetOptions = { timeoutDuration: 3000 };
-  if (fetchImpl) options[jose.customFetch] = fetchImpl;
-  const created = jose.createRemoteJWKSet(new URL(url), options);
-  setBounded(cache, url, created, JWKS_CACHE_MAX);
-  return created;
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -250,16 +179,25 @@ async function verifyWithKey(
   return { ok: true, claims, identifier };
 }
 
+/** Where verification gets its keys from (a verifier's caches, for one fetch implementation). */
+interface KeySources {
+  /** The imported PEM public key (an SPKI key or an X.509 certificate) for `alg`; rejects when it cannot be imported. */
+  pem(pem: string, alg: string): Promise<CryptoKey>;
+  /** The resolver of a JWKS URL; throws when the URL is invalid. */
+  jwks(url: string): jose.RemoteJWKSet;
+}
+
 async function verifyWithPem(
   token: string,
   pem: string,
   method: SnapshotAuthMethod,
   alg: string,
   now: number,
+  sources: KeySources,
 ): Promise<Success | Failure> {
   let key: CryptoKey;
   try {
-    key = await importPem(pem, alg);
+    key = await sources.pem(pem, alg);
   } catch {
     return fail(Rank.Config, `the public key of auth method ${method.slug} cannot verify ${alg} tokens`);
   }
@@ -273,11 +211,11 @@ async function verifyWithJwks(
   method: SnapshotAuthMethod,
   alg: string,
   now: number,
-  fetchImpl: FetchImplementation | undefined,
+  sources: KeySources,
 ): Promise<Success | Failure> {
   let resolver: jose.RemoteJWKSet;
   try {
-    resolver = remoteJwks(url, fetchImpl);
+    resolver = sources.jwks(url);
   } catch {
     return fail(Rank.Config, `the JWKS URL of auth method ${method.slug} is invalid`);
   }
@@ -317,7 +255,7 @@ async function verifyWithMethod(
   header: ProtectedHeaderParameters & { alg: string },
   method: SnapshotAuthMethod,
   now: number,
-  fetchImpl: FetchImplementation | undefined,
+  sources: KeySources,
 ): Promise<Success | Failure> {
   const alg = header.alg;
   if (!(method.algorithms as readonly string[]).includes(alg)) {
@@ -328,12 +266,12 @@ async function verifyWithMethod(
   }
   let best: Failure | undefined;
   if (method.publicKey) {
-    const result = await verifyWithPem(token, method.publicKey, method, alg, now);
+    const result = await verifyWithPem(token, method.publicKey, method, alg, now, sources);
     if (result.ok) return result;
     best = result;
   }
   if (method.jwksUrl) {
-    const result = await verifyWithJwks(token, method.jwksUrl, header, method, alg, now, fetchImpl);
+    const result = await verifyWithJwks(token, method.jwksUrl, header, method, alg, now, sources);
     if (result.ok) return result;
     if (!best || result.rank > best.rank) best = result;
   }
@@ -356,13 +294,6 @@ function methodsFingerprint(methods: readonly SnapshotAuthMethod[]): string {
   );
 }
 
-async function sha256Hex(text: string): Promise<string> {
-  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text)));
-  let out = "";
-  for (const byte of digest) out += byte.toString(16).padStart(2, "0");
-  return out;
-}
-
 function cachedResult(entry: VerifiedEntry, now: number): JwtVerifyResult | undefined {
   const nowSec = Math.floor(now / 1000);
   // Same comparisons as jose's claim checks, so a hit never accepts what a fresh verification would refuse.
@@ -374,90 +305,176 @@ function cachedResult(entry: VerifiedEntry, now: number): JwtVerifyResult | unde
 }
 
 /**
- * Verifies a user JWT against the environment's authentication methods. Never throws.
+ * Verifies user JWTs against an environment's authentication methods, with its own caches of keys, key sets and
+ * verified tokens (see the file comment). One per isolate in production; tests make their own.
  */
-export async function verifyUserJwt(
+export class JwtVerifier {
+  private readonly keys: LRUCache<string, Promise<CryptoKey>>;
+  private readonly jwksSets: LRUCache<string, jose.RemoteJWKSet>;
+  /** Resolvers per injected fetch implementation: a test's fake IdP never answers for the real one. */
+  private readonly jwksSetsByFetch = new WeakMap<FetchImplementation, LRUCache<string, jose.RemoteJWKSet>>();
+  private readonly verified: LRUCache<string, VerifiedEntry>;
+  private readonly maxJwksSets: number;
+  private readonly verifiedTtlMs: number;
+  private readonly fetchJwks: FetchImplementation | undefined;
+
+  constructor(options: JwtVerifierOptions = {}) {
+    this.maxJwksSets = options.maxJwksSets ?? JWKS_CACHE_MAX;
+    this.verifiedTtlMs = options.verifiedTtlMs ?? VERIFIED_TTL_MS;
+    this.fetchJwks = options.fetchJwks;
+    this.keys = new LRUCache({ max: options.maxKeys ?? KEY_CACHE_MAX });
+    this.jwksSets = new LRUCache({ max: this.maxJwksSets });
+    this.verified = new LRUCache({
+      max: options.maxVerifiedTokens ?? VERIFIED_MAX_ENTRIES,
+      maxSize: options.maxVerifiedBytes ?? VERIFIED_MAX_BYTES,
+      sizeCalculation: (entry) => entry.size,
+      ttl: this.verifiedTtlMs,
+      ...EXPIRE_ON_READ,
+    });
+  }
+
+  /** Verifies a user JWT against the environment's authentication methods. Never throws. */
+  async verify(token: unknown, methods: readonly SnapshotAuthMethod[], options: VerifyUserJwtOptions = {}): Promise<JwtVerifyResult> {
+    try {
+      return await this.verifyUnsafe(token, methods, options);
+    } catch (error) {
+      // Defensive: nothing above should throw, but a failure here must never become a 500.
+      return { ok: false, reason: `JWT could not be verified: ${messageOf(error)}` };
+    }
+  }
+
+  /** Introspection for tests of the cache bounds. */
+  cacheStats(): { keys: number; jwks: number; verified: number; verifiedBytes: number } {
+    return { keys: this.keys.size, jwks: this.jwksSets.size, verified: this.verified.size, verifiedBytes: this.verified.calculatedSize };
+  }
+
+  private keySources(fetchImpl: FetchImplementation | undefined): KeySources {
+    return { pem: (pem, alg) => this.importPem(pem, alg), jwks: (url) => this.remoteJwks(url, fetchImpl) };
+  }
+
+  private importPem(pem: string, alg: string): Promise<CryptoKey> {
+    const cacheKey = `${alg}\n${pem}`;
+    const cached = this.keys.get(cacheKey);
+    if (cached) return cached;
+    const text = pem.trim();
+    const pending = (
+      text.startsWith("-----BEGIN CERTIFICATE-----") ? jose.importX509(text, alg) : jose.importSPKI(text, alg)
+    ).catch((error: unknown) => {
+      // A key that cannot be imported is not remembered: the method's configuration may be fixed meanwhile.
+      if (this.keys.peek(cacheKey) === pending) this.keys.delete(cacheKey);
+      throw error;
+    });
+    this.keys.set(cacheKey, pending);
+    return pending;
+  }
+
+  private remoteJwks(url: string, fetchImpl: FetchImplementation | undefined): jose.RemoteJWKSet {
+    let sets = this.jwksSets;
+    if (fetchImpl) {
+      let perFetch = this.jwksSetsByFetch.get(fetchImpl);
+      if (!perFetch) {
+        perFetch = new LRUCache({ max: this.maxJwksSets });
+        this.jwksSetsByFetch.set(fetchImpl, perFetch);
+      }
+      sets = perFetch;
+    }
+    const existing = sets.get(url);
+    if (existing) return existing;
+    const options: jose.RemoteJWKSetOptions = { timeoutDuration: 3000 };
+    if (fetchImpl) options[jose.customFetch] = fetchImpl;
+    const created = jose.createRemoteJWKSet(new URL(url), options);
+    sets.set(url, created);
+    return created;
+  }
+
+  private async verifyUnsafe(
+    token: unknown,
+    methods: readonly SnapshotAuthMethod[],
+    options: VerifyUserJwtOptions,
+  ): Promise<JwtVerifyResult> {
+    if (typeof token !== "string") return { ok: false, reason: "JWT must be a string" };
+    if (token.length === 0) return { ok: false, reason: "JWT is empty" };
+    if (token.length > MAX_JWT_LENGTH) {
+      return { ok: false, reason: `JWT is too large (${token.length} characters; the limit is ${MAX_JWT_LENGTH})` };
+    }
+    if (!COMPACT_JWS.test(token)) {
+      return { ok: false, reason: "JWT is malformed: expected three base64url segments separated by dots" };
+    }
+    if (methods.length === 0) return { ok: false, reason: "no JWT authentication method is configured" };
+
+    let header: ProtectedHeaderParameters;
+    try {
+      header = jose.decodeProtectedHeader(token);
+    } catch {
+      return { ok: false, reason: "JWT header is malformed" };
+    }
+    const alg = header.alg;
+    if (typeof alg !== "string" || alg.length === 0) return { ok: false, reason: "JWT header has no alg" };
+    if (alg.toLowerCase() === "none") return { ok: false, reason: "JWT algorithm none not allowed (unsigned token)" };
+    if (!methods.some((m) => (m.algorithms as readonly string[]).includes(alg))) {
+      const allowed = [...new Set(methods.flatMap((m) => m.algorithms))].join(", ");
+      return { ok: false, reason: `JWT algorithm ${alg.slice(0, 40)} not allowed (allowed: ${allowed})` };
+    }
+
+    const now = options.now ?? Date.now();
+    const cacheKey = await sha256Hex(`${methodsFingerprint(methods)}\n${token}`);
+    const hit = this.verified.get(cacheKey);
+    if (hit) {
+      // The cache's own TTL runs on the isolate's clock; a caller may verify as of another time (`now`).
+      if (now < hit.validUntil) {
+        const result = cachedResult(hit, now);
+        if (result) {
+          if (!result.ok) this.verified.delete(cacheKey);
+          return result;
+        }
+      }
+      this.verified.delete(cacheKey);
+    }
+
+    const typedHeader = header as ProtectedHeaderParameters & { alg: string };
+    const sources = this.keySources(options.fetchJwks ?? this.fetchJwks);
+    let best: Failure | undefined;
+    for (const method of methods) {
+      const result = await verifyWithMethod(token, typedHeader, method, now, sources);
+      if (result.ok) {
+        const exp = typeof result.claims.exp === "number" ? result.claims.exp : undefined;
+        const nbf = typeof result.claims.nbf === "number" ? result.claims.nbf : undefined;
+        const entry: VerifiedEntry = {
+          claims: result.claims,
+          identifier: result.identifier,
+          method: method.slug,
+          skew: method.clockSkewSeconds,
+          validUntil: now + this.verifiedTtlMs,
+          size: token.length + 256,
+        };
+        if (exp !== undefined) entry.exp = exp;
+        if (nbf !== undefined) entry.nbf = nbf;
+        this.verified.set(cacheKey, entry);
+        return {
+          ok: true,
+          claims: structuredClone(result.claims),
+          identifier: result.identifier,
+          method: method.slug,
+        };
+      }
+      if (!best || result.rank > best.rank) best = result;
+    }
+    return { ok: false, reason: best?.reason ?? "JWT could not be verified" };
+  }
+}
+
+export function createJwtVerifier(options: JwtVerifierOptions = {}): JwtVerifier {
+  return new JwtVerifier(options);
+}
+
+/** This isolate's verifier: `verifyUserJwt` and every request of the isolate share its caches. */
+export const isolateJwtVerifier = createJwtVerifier();
+
+/** Verifies a user JWT with this isolate's verifier. Never throws. */
+export function verifyUserJwt(
   token: unknown,
   methods: readonly SnapshotAuthMethod[],
   options: VerifyUserJwtOptions = {},
 ): Promise<JwtVerifyResult> {
-  try {
-    return await verifyUnsafe(token, methods, options);
-  } catch (error) {
-    // Defensive: nothing above should throw, but a failure here must never become a 500.
-    return { ok: false, reason: `JWT could not be verified: ${messageOf(error)}` };
-  }
-}
-
-async function verifyUnsafe(
-  token: unknown,
-  methods: readonly SnapshotAuthMethod[],
-  options: VerifyUserJwtOptions,
-): Promise<JwtVerifyResult> {
-  if (typeof token !== "string") return { ok: false, reason: "JWT must be a string" };
-  if (token.length === 0) return { ok: false, reason: "JWT is empty" };
-  if (token.length > MAX_JWT_LENGTH) {
-    return { ok: false, reason: `JWT is too large (${token.length} characters; the limit is ${MAX_JWT_LENGTH})` };
-  }
-  if (!COMPACT_JWS.test(token)) {
-    return { ok: false, reason: "JWT is malformed: expected three base64url segments separated by dots" };
-  }
-  if (methods.length === 0) return { ok: false, reason: "no JWT authentication method is configured" };
-
-  let header: ProtectedHeaderParameters;
-  try {
-    header = jose.decodeProtectedHeader(token);
-  } catch {
-    return { ok: false, reason: "JWT header is malformed" };
-  }
-  const alg = header.alg;
-  if (typeof alg !== "string" || alg.length === 0) return { ok: false, reason: "JWT header has no alg" };
-  if (alg.toLowerCase() === "none") return { ok: false, reason: "JWT algorithm none not allowed (unsigned token)" };
-  if (!methods.some((m) => (m.algorithms as readonly string[]).includes(alg))) {
-    const allowed = [...new Set(methods.flatMap((m) => m.algorithms))].join(", ");
-    return { ok: false, reason: `JWT algorithm ${alg.slice(0, 40)} not allowed (allowed: ${allowed})` };
-  }
-
-  const now = options.now ?? Date.now();
-  const cacheKey = await sha256Hex(`${methodsFingerprint(methods)}\n${token}`);
-  const hit = verifiedCache.get(cacheKey);
-  if (hit) {
-    if (now < hit.validUntil) {
-      const result = cachedResult(hit, now);
-      if (result) {
-        if (!result.ok) dropVerified(cacheKey);
-        return result;
-      }
-    }
-    dropVerified(cacheKey);
-  }
-
-  const typedHeader = header as ProtectedHeaderParameters & { alg: string };
-  let best: Failure | undefined;
-  for (const method of methods) {
-    const result = await verifyWithMethod(token, typedHeader, method, now, options.fetchJwks);
-    if (result.ok) {
-      const exp = typeof result.claims.exp === "number" ? result.claims.exp : undefined;
-      const nbf = typeof result.claims.nbf === "number" ? result.claims.nbf : undefined;
-      const entry: VerifiedEntry = {
-        claims: result.claims,
-        identifier: result.identifier,
-        method: method.slug,
-        skew: method.clockSkewSeconds,
-        validUntil: now + VERIFIED_TTL_MS,
-        size: token.length + 256,
-      };
-      if (exp !== undefined) entry.exp = exp;
-      if (nbf !== undefined) entry.nbf = nbf;
-      storeVerified(cacheKey, entry);
-      return {
-        ok: true,
-        claims: structuredClone(result.claims),
-        identifier: result.identifier,
-        method: method.slug,
-      };
-    }
-    if (!best || result.rank > best.rank) best = result;
-  }
-  return { ok: false, reason: best?.reason ?? "JWT could not be verified" };
+  return isolateJwtVerifier.verify(token, methods, options);
 }

@@ -1,5 +1,5 @@
 /**
- * Identity resolution: turns the request's `identity` object (reference/public-api.md, section Identity) into a
+ * Identity resolution: turns the request's `identity` object (docs/public-api.md, "Identity") into a
  * ResolvedIdentity. Exactly one form per request:
  *   - `{anonymousIdentifier}`            a device/session id the caller keeps        → anonymous
  *   - `{createAnonymousIdentifier: true}` the server mints `anon_…`                   → anonymous
@@ -12,7 +12,7 @@ import type { FetchImplementation } from "jose";
 import type { SnapshotAuthMethod } from "../engine/snapshot";
 import { testGroup100 } from "../engine/testGroup";
 import type { ResolvedIdentity } from "../engine/types";
-import { MAX_IDENTIFIER_LENGTH, verifyUserJwt } from "./jwt";
+import { isolateJwtVerifier, MAX_IDENTIFIER_LENGTH, type JwtVerifier, type VerifyUserJwtOptions } from "./jwt";
 
 const FORMS = ["anonymousIdentifier", "createAnonymousIdentifier", "userIdentifier", "userJwt"] as const;
 
@@ -56,6 +56,8 @@ export interface ResolveIdentityOptions {
   mintId?: () => string;
   /** Fetch used for JWKS requests (tests). */
   fetchJwks?: FetchImplementation;
+  /** Verifies `userJwt`; defaults to this isolate's verifier. */
+  jwtVerifier?: JwtVerifier;
 }
 
 export type ResolveIdentityResult =
@@ -130,13 +132,13 @@ export async function resolveIdentity(input: unknown, options: ResolveIdentityOp
   }
 
   // userJwt (the schema guarantees exactly one form)
-  const verifyOptions: Parameters<typeof verifyUserJwt>[2] = {};
+  const verifyOptions: VerifyUserJwtOptions = {};
   if (options.now !== undefined) verifyOptions.now = options.now;
   if (options.fetchJwks !== undefined) verifyOptions.fetchJwks = options.fetchJwks;
   const result =
     options.authMethods.length === 0
       ? { ok: false as const, reason: "no JWT authentication method is configured for this environment" }
-      : await verifyUserJwt(form.userJwt, options.authMethods, verifyOptions);
+      : await (options.jwtVerifier ?? isolateJwtVerifier).verify(form.userJwt, options.authMethods, verifyOptions);
   if (result.ok) {
     return { ok: true, identity: identity("jwt", result.identifier, result.claims), jwtMethod: result.method };
   }

@@ -19,7 +19,7 @@ export function bearerToken(header: string | undefined): string | null {
 
 export async function authenticate(env: Env, token: string | null, allowed: readonly Allowed[], organizationHeader?: string): Promise<AuthContext> {
   if (!token) throw new ApiError("invalid_api_key", "Missing API key: send Authorization: Bearer <key>");
-  if (allowed.includes("operator") && env.OPERATOR_TOKEN && timingSafeEqual(token, env.OPERATOR_TOKEN)) {
+  if (allowed.includes("operator") && env.OPERATOR_TOKEN && (await timingSafeEqual(token, env.OPERATOR_TOKEN))) {
     const organizationId = organizationHeader?.trim() || null;
     // On a route that acts on one organization (one a secret key may call too), an organization that does not exist
     // is a 404, not an empty list.

@@ -1,9 +1,10 @@
-/** `ANY /api/v1/envs/{environmentId}/endpoints/{path…}`: customer endpoint workflows (see workflows/endpoint.ts). */
+/** `ANY /api/v1/envs/{environmentId}/endpoints/{path…}`: customer endpoint workflows (see decision/endpoint.ts). */
 import { z, type OpenAPIHono } from "@hono/zod-openapi";
 import { bodyLimit } from "hono/body-limit";
 import type { AppEnv } from "../context";
 import { ApiError, errorResponses } from "../errors";
-import { MAX_ENDPOINT_BODY_BYTES, runEndpointWorkflow } from "../workflows/endpoint";
+import { MAX_ENDPOINT_BODY_BYTES, runEndpointWorkflow } from "../decision/endpoint";
+import { transportOf } from "./transport";
 
 const PATH = "/api/v1/envs/{environmentId}/endpoints/{path}";
 
@@ -15,7 +16,15 @@ const endpointBodyLimit = bodyLimit({
 });
 
 export function registerEndpointRoutes(app: OpenAPIHono<AppEnv>): void {
-  app.all("/api/v1/envs/:environmentId/endpoints/*", endpointBodyLimit, (c) => runEndpointWorkflow(c, c.req.param("environmentId")));
+  app.all("/api/v1/envs/:environmentId/endpoints/*", endpointBodyLimit, (c) =>
+    runEndpointWorkflow(c.var.services, {
+      environmentId: c.req.param("environmentId"),
+      request: c.req.raw,
+      key: c.req.header("x-mos-key"),
+      userJwt: c.req.header("x-mos-user-jwt"),
+      transport: transportOf(c),
+    }),
+  );
 
   // Documentation only: the handler above serves every method.
   for (const method of ["get", "post", "put", "patch", "delete"] as const) {

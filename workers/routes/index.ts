@@ -1,6 +1,7 @@
 /** Registers every route module on the app: the list of what the API can do. */
 import type { OpenAPIHono } from "@hono/zod-openapi";
 import { cors } from "hono/cors";
+import { timing } from "hono/timing";
 import type { AppEnv } from "../context";
 import { registerConfigDocumentRoutes } from "./admin/configDocument";
 import { registerCustomerRoutes } from "./admin/customers";
@@ -31,10 +32,13 @@ const browserCors = cors({
   exposeHeaders: ["Server-Timing", "X-Request-Id"],
   maxAge: 86_400,
 });
+const TIMED_ROUTES = ["/api/v1/access-checks", "/api/v1/surface-decisions"];
 const BROWSER_ROUTES = ["/api/v1/access-checks", "/api/v1/surface-decisions", "/api/v1/counter-updates", "/api/v1/identity-links"];
 
 export function registerRoutes(app: OpenAPIHono<AppEnv>): void {
   for (const path of BROWSER_ROUTES) app.use(path, browserCors);
+  // Per-stage durations of decisions in Server-Timing (the pipeline's StageTimer feeds it).
+  for (const path of TIMED_ROUTES) app.use(path, timing({ total: false }));
   app.use("/api/v1/admin/*", adminBodyLimit);
   registerHealth(app);
   registerAccessCheckRoute(app);

@@ -2,7 +2,8 @@
  * Customers of a user data store: which Stripe products an identifier holds. The Stripe sync writes here; the
  * decision path reads through a short per-isolate cache so the steady state does no D1 query.
  */
-import { BoundedCache } from "../lib/lru";
+import { LRUCache } from "lru-cache";
+import { EXPIRE_ON_READ } from "../lib/cacheExpiry";
 import { nowIso } from "../lib/ids";
 
 export interface Customer {
@@ -27,7 +28,8 @@ const toCustomer = (row: CustomerRow): Customer => ({
 });
 
 const CUSTOMER_TTL_MS = 10_000;
-const customerCache = new BoundedCache<string, Customer | null>(20_000, CUSTOMER_TTL_MS);
+/** An identifier without a customer row is cached too, as `{ customer: null }` (lru-cache holds no null values). */
+const customerCache = new LRUCache<string, { customer: Customer | null }>({ max: 20_000, ttl: CUSTOMER_TTL_MS, ...EXPIRE_ON_READ });
 const cacheKey = (organizationId: string, store: string, identifier: string) => `${organizationId}\u0000${store}\u0000${identifier}`;
 
 export async function getCustomer(db: D1Database, organizationId: string, store: string, identifier: string): Promise<Customer | null> {
@@ -41,9 +43,9 @@ export async function getCustomer(db: D1Database, organizationId: string, store:
 export async function getCustomerCached(db: D1Database, organizationId: string, store: string, identifier: string): Promise<Customer | null> {
   const key = cacheKey(organizationId, store, identifier);
   const cached = customerCache.get(key);
-  if (cached !== undefined) return cached;
+  if (cached) return cached.customer;
   const customer = await getCustomer(db, organizationId, store, identifier);
-  customerCache.set(key, customer);
+  customerCache.set(key, { customer });
   return customer;
 }
 

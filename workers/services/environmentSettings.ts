@@ -2,7 +2,8 @@
  * Workflow-facing settings of an environment: variables, secrets (encrypted at rest) and the egress allow-list.
  * The decision path reads them through a short per-isolate cache, and only when a workflow is about to run.
  */
-import { BoundedCache } from "../lib/lru";
+import { LRUCache } from "lru-cache";
+import { EXPIRE_ON_READ } from "../lib/cacheExpiry";
 import { nowIso } from "../lib/ids";
 import { decryptSecret, encryptSecret } from "../lib/secrets";
 
@@ -21,7 +22,7 @@ export interface WorkflowEnvironment {
 }
 
 const SETTINGS_TTL_MS = 5_000;
-const cache = new BoundedCache<string, WorkflowEnvironment>(2_000, SETTINGS_TTL_MS);
+const cache = new LRUCache<string, WorkflowEnvironment>({ max: 2_000, ttl: SETTINGS_TTL_MS, ...EXPIRE_ON_READ });
 
 export async function listVariables(db: D1Database, environmentId: string): Promise<VariableInfo[]> {
   const { results } = await db

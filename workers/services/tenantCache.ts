@@ -3,42 +3,44 @@
  * its environment serve. Entries live briefly (a revoked key or a new deployment reaches other isolates within the
  * TTL) and the writes of this isolate invalidate its own entries at once.
  */
-import { BoundedCache } from "../lib/lru";
+import { LRUCache } from "lru-cache";
+import { EXPIRE_ON_READ } from "../lib/cacheExpiry";
 import { findActiveKeyByHash, hashApiKey, parseApiKey, type ApiKeyInfo } from "./apiKeys";
 import { getEnvironment, type Environment } from "./tenancy";
 
 const KEY_TTL_MS = 30_000;
 const ENVIRONMENT_TTL_MS = 5_000;
 
-// A miss of a well-formed key is cached too (as null), so a flood of requests with a bad key costs one query per TTL;
-// the key format bounds each entry's size.
-const keysByRawKey = new BoundedCache<string, ApiKeyInfo | null>(10_000, KEY_TTL_MS);
-const environmentsById = new BoundedCache<string, Environment | null>(10_000, ENVIRONMENT_TTL_MS);
+// A miss of a well-formed key is cached too (as `{ key: null }`: lru-cache holds no null values), so a flood of
+// requests with a bad key costs one query per TTL; the key format bounds each entry's size.
+const keysByRawKey = new LRUCache<string, { key: ApiKeyInfo | null }>({ max: 10_000, ttl: KEY_TTL_MS, ...EXPIRE_ON_READ });
+const environmentsById = new LRUCache<string, { environment: Environment | null }>({ max: 10_000, ttl: ENVIRONMENT_TTL_MS, ...EXPIRE_ON_READ });
 
 /**
  * Keys revoked or rotated through this isolate. A lookup that began before the revocation can finish after it with
- * the still-active row; it must not put that row back into the cache.
+ * the still-active row; it must not put that row back into the cache. Bounded: the oldest revocations are forgotten
+ * first, long after any lookup that raced them has finished.
  */
-const revokedKeyIds = new Set<string>();
+const revokedKeyIds = new LRUCache<string, true>({ max: 10_000 });
 
 export async function lookupApiKey(db: D1Database, rawKey: string): Promise<ApiKeyInfo | null> {
   // Not a key at all: answered without the cache, so arbitrary (and arbitrarily long) tokens never fill it.
   const parsed = parseApiKey(rawKey);
   if (!parsed) return null;
   const cached = keysByRawKey.get(rawKey);
-  if (cached !== undefined) return cached && revokedKeyIds.has(cached.id) ? null : cached;
+  if (cached) return cached.key && revokedKeyIds.has(cached.key.id) ? null : cached.key;
   const found = await findActiveKeyByHash(db, await hashApiKey(rawKey));
   const info = found && found.environmentId === parsed.environmentId && found.type === parsed.type ? found : null;
   if (info && revokedKeyIds.has(info.id)) return null;
-  keysByRawKey.set(rawKey, info);
+  keysByRawKey.set(rawKey, { key: info });
   return info;
 }
 
 export async function lookupEnvironment(db: D1Database, environmentId: string): Promise<Environment | null> {
   const cached = environmentsById.get(environmentId);
-  if (cached !== undefined) return cached;
+  if (cached) return cached.environment;
   const environment = await getEnvironment(db, environmentId);
-  environmentsById.set(environmentId, environment);
+  environmentsById.set(environmentId, { environment });
   return environment;
 }
 
@@ -47,13 +49,18 @@ export function cachedKeyCount(): number {
   return keysByRawKey.size;
 }
 
+function forgetKeysWhere(matches: (key: ApiKeyInfo) => boolean): void {
+  // Collected first: the cache is not changed while it is being walked.
+  const doomed = [...keysByRawKey.entries()].filter(([, { key }]) => key !== null && matches(key)).map(([rawKey]) => rawKey);
+  for (const rawKey of doomed) keysByRawKey.delete(rawKey);
+}
+
 export function forgetKey(keyId: string): void {
-  if (revokedKeyIds.size >= 10_000) revokedKeyIds.clear();
-  revokedKeyIds.add(keyId);
-  keysByRawKey.deleteWhere((info) => info?.id === keyId);
+  revokedKeyIds.set(keyId, true);
+  forgetKeysWhere((key) => key.id === keyId);
 }
 
 export function forgetEnvironment(environmentId: string, { withKeys = false } = {}): void {
   environmentsById.delete(environmentId);
-  if (withKeys) keysByRawKey.deleteWhere((info) => info?.environmentId === environmentId);
+  if (withKeys) forgetKeysWhere((key) => key.environmentId === environmentId);
 }

@@ -3,8 +3,9 @@
  */
 import { ConfigDocument } from "../../schema/config";
 import { compileSnapshot } from "../config/compile";
-import type { ConfigSnapshot } from "../engine/snapshot";
+import { SNAPSHOT_SCHEMA_VERSION, type ConfigSnapshot } from "../engine/snapshot";
 import { ApiError } from "../errors";
+import { isUniqueConstraintError } from "../lib/d1Errors";
 import { newId, nowIso } from "../lib/ids";
 import { getDraft, validateDocument } from "./drafts";
 import { isRecord, utf8ByteLength } from "../lib/json";
@@ -78,7 +79,7 @@ export async function createVersion(
       const row = await db.prepare("SELECT id, organization_id, number, description, created_at FROM versions WHERE id = ?").bind(id).first<VersionRow>();
       return toInfo(row!);
     } catch (error) {
-      if (attempt >= 3 || !String(error).includes("UNIQUE")) throw error;
+      if (attempt >= 3 || !isUniqueConstraintError(error)) throw error;
     }
   }
 }
@@ -99,9 +100,21 @@ export async function getVersion(db: D1Database, organizationId: string, id: str
   return row ? { ...toInfo(row), document: ConfigDocument.parse(JSON.parse(row.document!)) } : null;
 }
 
+/**
+ * A version's compiled snapshot. The engine reads it as the shape of `SNAPSHOT_SCHEMA_VERSION`; a snapshot compiled
+ * under another schema (by another build of the platform) would be misread, so it is refused instead.
+ */
 export async function loadSnapshot(db: D1Database, versionId: string): Promise<ConfigSnapshot | null> {
   const row = await db.prepare("SELECT snapshot FROM versions WHERE id = ?").bind(versionId).first<{ snapshot: string }>();
-  return row ? (JSON.parse(row.snapshot) as ConfigSnapshot) : null;
+  if (!row) return null;
+  const snapshot = JSON.parse(row.snapshot) as { schemaVersion?: unknown };
+  if (snapshot.schemaVersion !== SNAPSHOT_SCHEMA_VERSION) {
+    throw new ApiError(
+      "internal_error",
+      `Version ${versionId} was compiled with snapshot schema ${String(snapshot.schemaVersion ?? "(none)")}, which this build of the platform cannot read (it reads schema ${SNAPSHOT_SCHEMA_VERSION}): create a new version from the draft and deploy it`,
+    );
+  }
+  return snapshot as ConfigSnapshot;
 }
 
 // ---------------------------------------------------------------------------------------------------------------

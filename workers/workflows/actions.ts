@@ -6,14 +6,16 @@
  * at-least-once and a retry re-runs every action of the message, so actions should be idempotent. `utils.counters`
  * enforce the limits the firing request resolved for the user (carried in the message).
  */
-import { preparedSnapshotFor } from "../decision/snapshots";
+import { preparedSnapshotFor } from "../services/snapshots";
 import type { PreparedSnapshot } from "../engine/prepare";
+import type { ActionArgs, JsonValue } from "./authorTypes";
 import { counterEntriesOf } from "./capability";
 import { workflowEnvironment } from "../services/environmentSettings";
 import { lookupEnvironment } from "../services/tenantCache";
 import { storeOf, type Environment } from "../services/tenancy";
 import type { WorkflowOutcome } from "./runner";
 import { scopedUtils } from "./scopedUtils";
+import { createMeterClient, meterDeadlineOf } from "../../durable-objects/meter/client";
 import { selectWorkflowRunner } from "./select";
 import { enqueueTriggers, type TriggerMessage } from "./triggers";
 
@@ -45,7 +47,7 @@ export async function runActions(env: Env, ctx: ExecutionContext, message: Trigg
   const runner = selectWorkflowRunner(env, ctx, { organizationId: environment.organizationId, environmentId: environment.id, egressHosts: settings.egressAllowList });
   const fired: { name: string; payload: unknown }[] = [];
   const utils = scopedUtils({
-    meter: env.METER,
+    meter: createMeterClient(env.METER, meterDeadlineOf(env.METER_DEADLINE_MS)),
     organizationId: environment.organizationId,
     store: storeOf(environment),
     prepared,
@@ -55,7 +57,7 @@ export async function runActions(env: Env, ctx: ExecutionContext, message: Trigg
     counterSettings: new Map(counterEntriesOf(message.counters)),
     fireTrigger: (name, payload) => fired.push({ name, payload }),
   });
-  const args = { trigger: message.trigger, payload: message.payload ?? null, env: settings.values };
+  const args: ActionArgs = { trigger: message.trigger, payload: (message.payload ?? null) as JsonValue, env: settings.values };
   const results = await Promise.all(
     actions.map(async (workflow) => ({
       workflow: workflow.slug,
@@ -63,7 +65,7 @@ export async function runActions(env: Env, ctx: ExecutionContext, message: Trigg
     })),
   );
   if (fired.length > 0 && results.every((result) => result.outcome.ok)) {
-    await enqueueTriggers(env, prepared, environment as Environment, { identifier: message.identifier, isAuthenticated: message.authenticated !== false }, fired, (message.depth ?? 0) + 1, new Map(counterEntriesOf(message.counters)));
+    await enqueueTriggers(env.TRIGGERS, prepared, environment as Environment, { identifier: message.identifier, isAuthenticated: message.authenticated !== false }, fired, (message.depth ?? 0) + 1, new Map(counterEntriesOf(message.counters)));
   }
   return results;
 }

@@ -10,6 +10,8 @@
  * token signed for one deployment is worthless to another.
  */
 import { jwtVerify, SignJWT } from "jose";
+import { LRUCache } from "lru-cache";
+import { secretsKeyBytes } from "../lib/secrets";
 import { PERIODS } from "../../schema/config";
 import type { CounterSettings } from "./scopedUtils";
 
@@ -51,15 +53,14 @@ export interface WorkflowCapability {
   probe?: string;
 }
 
-const keys = new Map<string, Promise<Uint8Array>>();
+/** One deployment has one SECRETS_KEY; the bound only matters to tests that try several. */
+const keys = new LRUCache<string, Promise<Uint8Array>>({ max: 16 });
 
 function signingKey(secretsKey: string): Promise<Uint8Array> {
   let key = keys.get(secretsKey);
   if (!key) {
     key = (async () => {
-      const raw = Uint8Array.from(atob(secretsKey), (char) => char.charCodeAt(0));
-      if (raw.length !== 32) throw new Error("SECRETS_KEY must be 32 bytes, base64-encoded");
-      const material = await crypto.subtle.importKey("raw", raw, "HKDF", false, ["deriveBits"]);
+      const material = await crypto.subtle.importKey("raw", secretsKeyBytes(secretsKey), "HKDF", false, ["deriveBits"]);
       const bits = await crypto.subtle.deriveBits(
         { name: "HKDF", hash: "SHA-256", salt: new Uint8Array(0), info: new TextEncoder().encode(HKDF_INFO) },
         material,

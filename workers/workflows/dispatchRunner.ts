@@ -26,10 +26,12 @@
  * (`WORKFLOW_OUTBOUND_WORKER`) and a probe has seen it in the path, because that Worker is what enforces the egress
  * allow-list; without it a dispatched workflow has no network and its data utils answer "not available".
  */
+import { LRUCache } from "lru-cache";
 import type { ConfigSnapshot, SnapshotWorkflow } from "../engine/snapshot";
 import { mintCapability, PROBE_PATH, UTILS_HOST } from "./capability";
 import { GUARD_MODULE } from "./compile";
 import { MAX_FIRED_TRIGGERS, remoteScopeOf } from "./scopedUtils";
+import { decodeBase64, encodeBase64 } from "../lib/base64";
 import { BodyTooLargeError, readBoundedText } from "../lib/boundedBody";
 import { sha256Hex } from "../lib/crypto";
 import { GUARD_SOURCE, OPERATION_BUDGET, withDeadline, WORKFLOW_COMPATIBILITY_DATE, type WorkflowCall, type WorkflowOutcome, type WorkflowRunner } from "./runner";
@@ -48,7 +50,7 @@ const MAX_RESULT_BYTES = 1024 * 1024;
 const MAX_TRIGGERS_PER_CALL = MAX_FIRED_TRIGGERS;
 
 let harnessDigest: Promise<string> | undefined;
-const scriptNames = new Map<string, Promise<string>>();
+const scriptNames = new LRUCache<string, Promise<string>>({ max: 10_000 });
 
 /**
  * `wf-` + 48 hex of SHA-256 over (protocol, harness, guard, compatibility date, organization, compiled code): a new
@@ -61,7 +63,6 @@ export function workflowScriptName(organizationId: string, workflow: Pick<Snapsh
   if (!name) {
     harnessDigest ??= sha256Hex([DISPATCH_PROTOCOL, DISPATCH_HARNESS_SOURCE, GUARD_SOURCE, WORKFLOW_COMPATIBILITY_DATE].join("\u0000"));
     name = harnessDigest.then(async (harness) => `wf-${(await sha256Hex(`${harness}\u0000${organizationId}\u0000${workflow.codeHash}`)).slice(0, 48)}`);
-    if (scriptNames.size >= 10_000) scriptNames.clear();
     scriptNames.set(key, name);
   }
   return name;
@@ -214,17 +215,10 @@ function replayTriggers(utils: object, fired: unknown): void {
   }
 }
 
-function bytesToBase64(bytes: Uint8Array): string {
-  let binary = "";
-  for (let i = 0; i < bytes.length; i += 0x8000) binary += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
-  return btoa(binary);
-}
-
 function decodeTriggers(header: string | null): unknown {
   if (!header) return [];
   try {
-    const binary = atob(header);
-    return JSON.parse(new TextDecoder().decode(Uint8Array.from(binary, (char) => char.charCodeAt(0))));
+    return JSON.parse(new TextDecoder().decode(decodeBase64(header)));
   } catch {
     return [];
   }
@@ -376,7 +370,7 @@ export class DispatchWorkflowRunner implements WorkflowRunner {
 
   runEndpoint(call: WorkflowCall, request: Request): Promise<WorkflowOutcome<Response>> {
     return this.guarded(call, async (prepared, signal) => {
-      const body = request.body ? bytesToBase64(new Uint8Array(await request.arrayBuffer())) : null;
+      const body = request.body ? encodeBase64(new Uint8Array(await request.arrayBuffer())) : null;
       const response = await this.post(call, prepared, signal, {
         mode: "endpoint",
         args: call.args,
@@ -454,10 +448,7 @@ export async function uploadWorkflowScripts(snapshot: Pick<ConfigSnapshot, "work
 
 /** The deploy-path settings, when this deployment runs workflows in a dispatch namespace. */
 export function dispatchUploadSettings(env: Env): Omit<UploadOptions, "fetch"> | null {
-  const vars = env as unknown as Record<string, string | undefined>;
-  const accountId = vars.CF_ACCOUNT_ID;
-  const namespace = vars.DISPATCH_NAMESPACE;
-  const apiToken = vars.CF_API_TOKEN;
+  const { CF_ACCOUNT_ID: accountId, DISPATCH_NAMESPACE: namespace, CF_API_TOKEN: apiToken } = env;
   return accountId && namespace && apiToken ? { accountId, namespace, apiToken } : null;
 }
 

@@ -10,10 +10,11 @@
  */
 import { WorkerEntrypoint } from "cloudflare:workers";
 import { BodyTooLargeError, readBoundedText } from "../lib/boundedBody";
-import { preparedSnapshotFor } from "../decision/snapshots";
+import { preparedSnapshotFor } from "../services/snapshots";
 import { PROBE_PATH, UTILS_HOST, verifyCapability, type RemoteUtilsScope } from "./capability";
 import { forwardEgress } from "./egressGateway";
 import { scopedUtils } from "./scopedUtils";
+import { createMeterClient, meterDeadlineOf } from "../../durable-objects/meter/client";
 import type { WorkflowUtils } from "./utils";
 
 const MAX_UTILS_BODY_BYTES = 128 * 1024;
@@ -40,7 +41,7 @@ async function utilsFor(env: Env, scope: RemoteUtilsScope): Promise<WorkflowUtil
   // The token names both; a version is only ever served inside its own organization.
   if (prepared.snapshot.organizationId !== scope.organizationId) throw new Error("the capability's version belongs to another organization");
   return scopedUtils({
-    meter: env.METER,
+    meter: createMeterClient(env.METER, meterDeadlineOf(env.METER_DEADLINE_MS)),
     organizationId: scope.organizationId,
     store: scope.store,
     prepared,

@@ -5,9 +5,11 @@
  * dispatchRunner.ts); the pipeline only sees `WorkflowRunner`.
  */
 import type { SnapshotWorkflow } from "../engine/snapshot";
+import { raceDeadline } from "../lib/deadline";
 import { GUARD_MODULE, TICK_FUNCTION } from "./compile";
+import { BUDGET_EXCEEDED_MESSAGE, workflowFailureKind, type WorkflowFailureKind } from "./failures";
 
-export type WorkflowFailureKind = "timeout" | "threw" | "budget" | "bad_result" | "unavailable";
+export type { WorkflowFailureKind } from "./failures";
 
 export type WorkflowOutcome<T = unknown> =
   | { ok: true; value: T; durationMs: number }
@@ -42,7 +44,7 @@ export const GUARD_SOURCE = `
 let remaining = 0;
 export function __mosReset(budget) { remaining = budget; }
 export function ${TICK_FUNCTION}() {
-  if (--remaining < 0) { remaining = 0; throw new Error("workflow exceeded its CPU budget"); }
+  if (--remaining < 0) { remaining = 0; throw new Error(${JSON.stringify(BUDGET_EXCEEDED_MESSAGE)}); }
 }`;
 
 /**
@@ -143,21 +145,16 @@ function utilsFor(call: WorkflowCall): object | null {
 /** Races a call against its deadline and turns every failure into a typed outcome (never throws). */
 export async function withDeadline<T>(deadlineMs: number, start: () => Promise<T>): Promise<WorkflowOutcome<T>> {
   const began = performance.now();
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const timeout = new Promise<"timeout">((resolve) => {
-    timer = setTimeout(() => resolve("timeout"), deadlineMs);
-  });
-  try {
-    const result = await Promise.race([start(), timeout]);
-    const durationMs = performance.now() - began;
-    if (result === "timeout") return { ok: false, kind: "timeout", error: `workflow did not finish within ${deadlineMs} ms`, durationMs };
-    return { ok: true, value: result as T, durationMs };
-  } catch (error) {
-    const message = error instanceof Error ? error.message : String(error);
-    // workerd cancels a call whose isolate can never make progress (a promise nothing will resolve): that is a timeout.
-    const kind: WorkflowFailureKind = /CPU budget/.test(message) ? "budget" : /hung/.test(message) ? "timeout" : "threw";
-    return { ok: false, kind, error: message, durationMs: performance.now() - began };
-  } finally {
-    clearTimeout(timer);
+  const outcome = await raceDeadline(start, deadlineMs);
+  const durationMs = performance.now() - began;
+  switch (outcome.status) {
+    case "value":
+      return { ok: true, value: outcome.value, durationMs };
+    case "timeout":
+      return { ok: false, kind: "timeout", error: `workflow did not finish within ${deadlineMs} ms`, durationMs };
+    case "error": {
+      const error = outcome.error instanceof Error ? outcome.error.message : String(outcome.error);
+      return { ok: false, kind: workflowFailureKind(outcome.error), error, durationMs };
+    }
   }
 }

@@ -3,7 +3,7 @@
  * endpoint workflows and the action-workflow queue consumer, so every entry point scopes utils the same way: the
  * meter object of `${organizationId}:${store}` and the identity's identifier, never anything a workflow names.
  */
-import { meterStub, userStoreKey } from "../../durable-objects/meter/client";
+import type { MeterClient } from "../../durable-objects/meter/client";
 import type { Period } from "../../schema/config";
 import type { PreparedSnapshot } from "../engine/prepare";
 import type { MeterRequest } from "../engine/types";
@@ -29,7 +29,8 @@ export function counterSettingsOf(requests: readonly MeterRequest[]): Map<string
 }
 
 export interface ScopedUtilsOptions {
-  meter: Env["METER"];
+  /** The user's objects (only `stub` is used: utils calls have no deadline of their own). */
+  meter: Pick<MeterClient, "stub">;
   organizationId: string;
   /** The user data store (`storeOf(environment)`). */
   store: string;
@@ -96,7 +97,7 @@ function resolveLimits(resolve: () => Promise<ReadonlyMap<string, CounterSetting
 export function scopedUtils(options: ScopedUtilsOptions): WorkflowUtils {
   const { meter, organizationId, store, prepared, identifier, authenticated, readOnly, fireTrigger } = options;
   const counterSettings = options.counterSettings ?? new Map<string, CounterSettings>();
-  const user = () => meterStub(meter, userStoreKey(organizationId, store, authenticated()), identifier());
+  const user = () => meter.stub({ organizationId, store, authenticated: authenticated(), identifier: identifier() });
   // Only counters whose limit and period this request resolved for the user: guessing (say, lifetime and unlimited)
   // would overwrite the stored period of a monthly counter and lose its usage.
   let resolved: Promise<ReadonlyMap<string, CounterSettings>> | undefined;
@@ -135,7 +136,7 @@ export function scopedUtils(options: ScopedUtilsOptions): WorkflowUtils {
       linkFrom: async (fromIdentifier) => {
         if (fromIdentifier === identifier()) return { linked: false, counters: 0 };
         // Links carry an anonymous visitor's counters over to the signed-in user.
-        const counters = await meterStub(meter, userStoreKey(organizationId, store, false), fromIdentifier).exportCounters();
+        const counters = await meter.stub({ organizationId, store, authenticated: false, identifier: fromIdentifier }).exportCounters();
         return user().importOnce(`${fromIdentifier}->${identifier()}`, counters);
       },
     },

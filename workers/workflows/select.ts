@@ -18,11 +18,10 @@ export interface RunnerTarget {
 
 export function selectWorkflowRunner(env: Env, ctx: unknown, { organizationId, environmentId, egressHosts }: RunnerTarget): WorkflowRunner {
   const hosts = [...egressHosts];
-  const { DISPATCHER: dispatcher, WORKFLOW_OUTBOUND_WORKER: outboundWorker } = env as { DISPATCHER?: DispatchNamespace; WORKFLOW_OUTBOUND_WORKER?: string };
-  if (dispatcher) {
-    return new DispatchWorkflowRunner(dispatcher, {
+  if (env.DISPATCHER) {
+    return new DispatchWorkflowRunner(env.DISPATCHER, {
       organizationId,
-      ...(outboundWorker ? { outbound: { secretsKey: env.SECRETS_KEY, environmentId, hosts } } : {}),
+      ...(env.WORKFLOW_OUTBOUND_WORKER ? { outbound: { secretsKey: env.SECRETS_KEY, environmentId, hosts } } : {}),
     });
   }
   const gateway = (ctx as { exports?: { EgressGateway?: GatewayFactory } } | undefined)?.exports?.EgressGateway;

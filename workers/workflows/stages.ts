@@ -1,5 +1,5 @@
 /**
- * The workflow stages of a decision (DESIGN.md): middleware → provisioning → feature → surface → components.
+ * The workflow stages of a decision: middleware → provisioning → feature → surface → components.
  * Each stage runs only the workflows configured for it, independent ones concurrently, each under its deadline.
  * A failure degrades to the stage's fallback (no plans added, base properties kept, empty behaviour) and is
  * recorded; a workflow marked `required` fails the request with 531 instead.
@@ -7,6 +7,7 @@
 import type { SnapshotWorkflow } from "../engine/snapshot";
 import type { BotTag } from "../engine/types";
 import { ApiError } from "../errors";
+import type { ComponentBehavior, FeatureResult, HttpModify, HttpReplace, JsonValue, MiddlewareResult, ProvisioningResult, SurfaceBehavior } from "./authorTypes";
 import { DEFAULT_DEADLINE_MS, type WorkflowOutcome, type WorkflowRunner } from "./runner";
 import { isRecord } from "../lib/json";
 
@@ -64,14 +65,10 @@ function preview(value: unknown): string {
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// Result validators: the contract of each workflow type.
+// Result validators: the contract of each workflow type. They return the result types workflow authors are given
+// (authorTypes.ts), checking their outer shape; nested values are trusted as the structured clones they arrived as.
 
-export interface MiddlewareResult {
-  identifier?: string;
-  fail?: { status: number; message: string };
-  properties?: Record<string, unknown>;
-  bot?: BotTag;
-}
+export type { ComponentBehavior, MiddlewareResult, SurfaceBehavior };
 
 export function validateMiddleware(value: unknown): MiddlewareResult | undefined {
   if (value === null) return {};
@@ -88,7 +85,7 @@ export function validateMiddleware(value: unknown): MiddlewareResult | undefined
   }
   if (value.properties !== undefined) {
     if (!isRecord(value.properties)) return undefined;
-    out.properties = value.properties;
+    out.properties = value.properties as Record<string, JsonValue>;
   }
   if (value.bot !== undefined) {
     const bot = value.bot;
@@ -104,22 +101,16 @@ export function validateMiddleware(value: unknown): MiddlewareResult | undefined
   return out;
 }
 
-export function validatePlanSlugs(value: unknown): string[] | undefined {
+export function validatePlanSlugs(value: unknown): ProvisioningResult | undefined {
   if (value === null) return [];
   if (!Array.isArray(value) || value.length > 100 || !value.every((slug) => typeof slug === "string")) return undefined;
   return value as string[];
 }
 
 /** A feature workflow returns property overrides: `{ [propertySlug]: value }`. Types are checked by the caller. */
-export function validatePropertyOverrides(value: unknown): Record<string, unknown> | undefined {
+export function validatePropertyOverrides(value: unknown): FeatureResult | undefined {
   if (value === null) return {};
-  return isRecord(value) ? value : undefined;
-}
-
-export interface SurfaceBehavior {
-  properties?: Record<string, unknown>;
-  http?: Record<string, unknown>;
-  content?: unknown;
+  return isRecord(value) ? (value as FeatureResult) : undefined;
 }
 
 export function validateSurfaceBehavior(value: unknown): SurfaceBehavior | undefined {
@@ -128,15 +119,10 @@ export function validateSurfaceBehavior(value: unknown): SurfaceBehavior | undef
   if (value.properties !== undefined && !isRecord(value.properties)) return undefined;
   if (value.http !== undefined && !isRecord(value.http)) return undefined;
   const out: SurfaceBehavior = {};
-  if (value.properties !== undefined) out.properties = value.properties as Record<string, unknown>;
-  if (value.http !== undefined) out.http = value.http as Record<string, unknown>;
-  if (value.content !== undefined) out.content = value.content;
+  if (value.properties !== undefined) out.properties = value.properties as Record<string, JsonValue>;
+  if (value.http !== undefined) out.http = value.http as HttpReplace | HttpModify;
+  if (value.content !== undefined) out.content = value.content as JsonValue;
   return out;
-}
-
-export interface ComponentBehavior {
-  content?: unknown;
-  properties?: Record<string, unknown>;
 }
 
 export function validateComponentBehavior(value: unknown): ComponentBehavior | undefined {
@@ -144,7 +130,7 @@ export function validateComponentBehavior(value: unknown): ComponentBehavior | u
   if (!isRecord(value)) return undefined;
   if (value.properties !== undefined && !isRecord(value.properties)) return undefined;
   const out: ComponentBehavior = {};
-  if (value.properties !== undefined) out.properties = value.properties as Record<string, unknown>;
-  if (value.content !== undefined) out.content = value.content;
+  if (value.properties !== undefined) out.properties = value.properties as Record<string, JsonValue>;
+  if (value.content !== undefined) out.content = value.content as JsonValue;
   return out;
 }

@@ -4,6 +4,7 @@
  * workflows listening for each trigger. Without a queue binding, or when no action workflow listens, nothing is sent.
  */
 import { Validator, type Schema } from "@cfworker/json-schema";
+import { LRUCache } from "lru-cache";
 import { SYSTEM_TRIGGERS } from "../../schema/config";
 import type { PreparedSnapshot } from "../engine/prepare";
 import type { ConfigSnapshot } from "../engine/snapshot";
@@ -33,8 +34,25 @@ export interface TriggerMessage {
 /** Action workflows may fire triggers that run further actions, up to this depth (no unbounded loops). */
 export const MAX_TRIGGER_DEPTH = 3;
 
+/** Where the platform sends triggers; built once per request (or queue batch) from the TRIGGERS binding. */
+export interface TriggerQueue {
+  enqueue(
+    prepared: PreparedSnapshot,
+    environment: Environment,
+    identity: { identifier: string; isAuthenticated: boolean },
+    triggers: { name: string; payload: unknown }[],
+    depth?: number,
+    counters?: ReadonlyMap<string, CounterSettings>,
+  ): Promise<void>;
+}
+
+/** A TriggerQueue over the queue binding; without one (a deployment with no queue), triggers go nowhere. */
+export function triggerQueue(queue: Queue<TriggerMessage> | undefined): TriggerQueue {
+  return { enqueue: (...args) => enqueueTriggers(queue, ...args) };
+}
+
 export async function enqueueTriggers(
-  env: Env,
+  queue: Queue<TriggerMessage> | undefined,
   prepared: PreparedSnapshot,
   environment: Environment,
   identity: { identifier: string; isAuthenticated: boolean },
@@ -42,7 +60,6 @@ export async function enqueueTriggers(
   depth = 0,
   counters?: ReadonlyMap<string, CounterSettings>,
 ): Promise<void> {
-  const queue = (env as { TRIGGERS?: Queue<TriggerMessage> }).TRIGGERS;
   if (!queue) return;
   const listened = new Set(prepared.snapshot.workflows.filter((workflow) => workflow.type === "action").flatMap((workflow) => workflow.triggers ?? []));
   const wanted = triggers.filter((trigger) => listened.has(trigger.name));
@@ -111,7 +128,7 @@ function batchesOf<T extends { bytes: number }>(messages: T[]): T[][] {
 }
 
 /** Payload validators per (version, trigger): a version is immutable, so a validator is built once. */
-const validators = new Map<string, Validator>();
+const validators = new LRUCache<string, Validator>({ max: 1_000 });
 
 /**
  * Checks a trigger a workflow fires: customer code may fire only the custom triggers its version declares, with a
@@ -125,7 +142,6 @@ export function checkFiredTrigger(snapshot: Pick<ConfigSnapshot, "versionId" | "
   let validator = validators.get(key);
   if (!validator) {
     validator = new Validator(declared.schema as Schema, "2020-12", false);
-    if (validators.size >= 1_000) validators.clear();
     validators.set(key, validator);
   }
   const result = validator.validate(payload ?? null);

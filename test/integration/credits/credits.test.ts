@@ -4,10 +4,12 @@
  * (base 1, summarize 2, generate 5; ×5 for a model, ×2 for a premium tag), and that access checks only read.
  */
 import { env } from "cloudflare:workers";
-import { afterEach, beforeAll, describe, expect, it } from "vitest";
-import { meterFaults, meterStub } from "../../../durable-objects/meter/client";
+import { beforeAll, describe, expect, it } from "vitest";
+import { meterStub } from "../../../durable-objects/meter/client";
 import { call, createOrganization, publish, type TestOrganization } from "../../support/api";
 import { aiTools } from "../../support/examples";
+import { creditLedger } from "../meter/helpers";
+import { faultyMeter, workerWith } from "../../support/faults";
 
 let org: TestOrganization;
 let featureId: string;
@@ -88,7 +90,7 @@ describe("credits through surface decisions and access checks", () => {
 
     // The allowance was granted once for this month, not on every decision.
     expect((await accessCheck(identifier)).body.features["ai-tools"].properties.tokens.balance).toBe(15);
-    const ledger = await stubOf(org, identifier).creditLedger(creditId);
+    const ledger = await creditLedger(stubOf(org, identifier), creditId);
     expect(ledger.filter((entry) => entry.reason.startsWith("periodic_grant:month:"))).toHaveLength(1);
     expect(ledger.filter((entry) => entry.reason === "consume").map((entry) => entry.delta)).toEqual([-1, -4]);
   });
@@ -236,19 +238,15 @@ describe("all-or-nothing with a metered counter", () => {
 });
 
 describe("unreachable meter", () => {
-  afterEach(() => {
-    meterFaults.mode = null;
-    meterFaults.identifiers = null;
-  });
-
   it("fails closed (onMeterFailure: closed) with isFallback true and the price, and deducts nothing", async () => {
     const identifier = user("unreachable");
-    meterFaults.mode = "error";
-    meterFaults.identifiers = new Set([identifier]);
-    const result = await surfaceDecision(identifier, { action: "summarize" });
+    const callFailing = workerWith({ meter: faultyMeter("error", [identifier]) });
+    const result = await callFailing("POST", "/api/v1/surface-decisions", {
+      key: org.live.secretKey,
+      body: { surfaceSlug: "ai-playground", identity: { userIdentifier: identifier }, action: "summarize" },
+    });
     expect(result.status).toBe(200);
     expect(tokensOf(result.body)).toEqual({ type: "credits", creditId, hasAccess: false, isFallback: true, cost: 2, deductedInRequest: false });
-    meterFaults.mode = null;
     expect(tokensOf((await accessCheck(identifier)).body)).toMatchObject({ isFallback: false, balance: 20 });
   });
 });

@@ -1,3 +1,4 @@
+import { env } from "cloudflare:workers";
 import { beforeAll, describe, expect, it } from "vitest";
 import { call, createOrganization, publish, type TestOrganization } from "../../support/api";
 import { helloWorld } from "../../support/examples";
@@ -93,5 +94,22 @@ describe("decision API errors", () => {
       expect(result.status, JSON.stringify(result.body)).toBeLessThan(500);
       expect(result.status).toBeGreaterThanOrEqual(400);
     }
+  });
+
+  it("refuses a version whose snapshot was compiled under another schema, with a message that says what to do", async () => {
+    const stale = await createOrganization("Stale snapshot");
+    const versionId = await publish(stale.live.secretKey, helloWorld(), [stale.live.id]);
+    await env.DB.prepare("UPDATE versions SET snapshot = json_set(snapshot, '$.schemaVersion', 99) WHERE id = ?").bind(versionId).run();
+
+    const decision = await call("POST", "/api/v1/access-checks", { key: stale.live.secretKey, body: { identity: { anonymousIdentifier: "a" } } });
+    expect(decision.status).toBe(500);
+    expect(decision.body).toMatchObject({ status: "error", statusCode: 500, code: "internal_error" });
+    expect(decision.body.message).toMatch(/snapshot schema 99.*create a new version/);
+
+    const deployed = await call("POST", `/api/v1/admin/environments/${stale.preview.id}/deployments`, { key: stale.live.secretKey, body: { versionId } });
+    expect(deployed.status).toBe(500);
+    expect(deployed.body.message).toMatch(/snapshot schema 99/);
+    const deployments = await call("GET", `/api/v1/admin/environments/${stale.preview.id}/deployments`, { key: stale.live.secretKey });
+    expect(deployments.body.deployments).toEqual([]);
   });
 });

@@ -1,7 +1,7 @@
 import * as jose from "jose";
-import { describe, expect, it } from "vitest";
+import { beforeEach, describe, expect, it } from "vitest";
 import type { JwtAlgorithm } from "../../../schema/config";
-import { jwtCacheStats, MAX_JWT_LENGTH, verifyUserJwt, VERIFIED_TTL_MS } from "../../../workers/identity/jwt";
+import { createJwtVerifier, MAX_JWT_LENGTH, verifyUserJwt, VERIFIED_TTL_MS, type JwtVerifier } from "../../../workers/identity/jwt";
 import { b64url, fakeJwks, handBuilt, method, NOW, NOW_S, pemMethod, sign, testKey } from "./helpers";
 
 const ALGORITHMS: JwtAlgorithm[] = ["RS256", "RS512", "PS256", "ES256", "ES384", "EdDSA"];
@@ -365,7 +365,13 @@ describe("verifyUserJwt: JWKS", () => {
   });
 });
 
-describe("verifyUserJwt: verified-token cache", () => {
+describe("JwtVerifier: verified-token cache", () => {
+  // Each test has its own verifier, so its cache holds only what the test put there.
+  let verifier: JwtVerifier;
+  beforeEach(() => {
+    verifier = createJwtVerifier();
+  });
+
   it("serves a hot token from the cache, re-checks exp on every hit, and drops it after exp", async () => {
     const key = await testKey("RS256");
     const jwks = await fakeJwks([{ key, kid: "k1" }]);
@@ -373,39 +379,39 @@ describe("verifyUserJwt: verified-token cache", () => {
     const exp = NOW_S + 60;
     const token = await sign(key, { sub: "hot" }, { header: { kid: "k1" }, exp });
 
-    const first = await verifyUserJwt(token, [m], { now: NOW, fetchJwks: jwks.fetch });
+    const first = await verifier.verify(token, [m], { now: NOW, fetchJwks: jwks.fetch });
     expect(first.ok && first.identifier).toBe("hot");
     expect(jwks.calls).toBe(1);
 
     // A fresh fetch implementation means a fresh JWKS resolver: if the result were not cached, it would fetch.
     const untouched = await fakeJwks([{ key, kid: "k1" }], jwks);
-    const before = jwtCacheStats().verified;
-    const hit = await verifyUserJwt(token, [m], { now: NOW + 10_000, fetchJwks: untouched.fetch });
+    const before = verifier.cacheStats().verified;
+    const hit = await verifier.verify(token, [m], { now: NOW + 10_000, fetchJwks: untouched.fetch });
     expect(hit.ok && hit.identifier).toBe("hot");
     expect(untouched.calls).toBe(0);
-    expect(jwtCacheStats().verified).toBe(before);
+    expect(verifier.cacheStats().verified).toBe(before);
 
     // Within the clock skew after exp: still accepted from the cache.
-    const inSkew = await verifyUserJwt(token, [m], { now: (exp + 29) * 1000, fetchJwks: untouched.fetch });
+    const inSkew = await verifier.verify(token, [m], { now: (exp + 29) * 1000, fetchJwks: untouched.fetch });
     expect(inSkew.ok).toBe(true);
     expect(untouched.calls).toBe(0);
 
     // Past exp + skew: rejected, without verifying again, and the entry is gone.
-    const late = await verifyUserJwt(token, [m], { now: (exp + 31) * 1000, fetchJwks: untouched.fetch });
+    const late = await verifier.verify(token, [m], { now: (exp + 31) * 1000, fetchJwks: untouched.fetch });
     expect(expectFailure(late)).toBe("JWT expired");
     expect(untouched.calls).toBe(0);
-    expect(jwtCacheStats().verified).toBe(before - 1);
+    expect(verifier.cacheStats().verified).toBe(before - 1);
   });
 
   it("returns a copy of the cached claims, so callers cannot poison the cache", async () => {
     const key = await testKey("ES256");
     const m = await pemMethod(key);
     const token = await sign(key, { sub: "u", roles: ["reader"] });
-    const first = await verifyUserJwt(token, [m], { now: NOW });
+    const first = await verifier.verify(token, [m], { now: NOW });
     if (!first.ok) throw new Error(first.reason);
     (first.claims.roles as string[]).push("admin");
     first.claims.sub = "someone-else";
-    const second = await verifyUserJwt(token, [m], { now: NOW });
+    const second = await verifier.verify(token, [m], { now: NOW });
     expect(second.ok && second.claims).toEqual({ sub: "u", roles: ["reader"], iat: NOW_S, exp: NOW_S + 3600 });
     expect(second.ok && second.identifier).toBe("u");
   });
@@ -414,11 +420,11 @@ describe("verifyUserJwt: verified-token cache", () => {
     const key = await testKey("RS256");
     const token = await sign(key, { sub: "u", iss: "https://a.example" });
     const open = await pemMethod(key);
-    expect((await verifyUserJwt(token, [open], { now: NOW })).ok).toBe(true);
+    expect((await verifier.verify(token, [open], { now: NOW })).ok).toBe(true);
     const strict = await pemMethod(key, { issuer: "https://b.example" });
-    expect(expectFailure(await verifyUserJwt(token, [strict], { now: NOW }))).toMatch(/^JWT issuer invalid/);
+    expect(expectFailure(await verifier.verify(token, [strict], { now: NOW }))).toMatch(/^JWT issuer invalid/);
     const otherKey = await pemMethod(await testKey("RS256", "other"));
-    expect(expectFailure(await verifyUserJwt(token, [otherKey], { now: NOW }))).toBe("JWT signature invalid");
+    expect(expectFailure(await verifier.verify(token, [otherKey], { now: NOW }))).toBe("JWT signature invalid");
   });
 
   it("re-verifies a token without exp after the cache TTL", async () => {
@@ -426,12 +432,41 @@ describe("verifyUserJwt: verified-token cache", () => {
     const jwks = await fakeJwks([{ key, kid: "k1" }]);
     const m = method({ jwksUrl: jwks.url, algorithms: ["RS256"] });
     const token = await sign(key, { sub: "long-lived" }, { header: { kid: "k1" }, exp: null });
-    expect((await verifyUserJwt(token, [m], { now: NOW, fetchJwks: jwks.fetch })).ok).toBe(true);
+    expect((await verifier.verify(token, [m], { now: NOW, fetchJwks: jwks.fetch })).ok).toBe(true);
     const second = await fakeJwks([{ key, kid: "k1" }], jwks);
-    expect((await verifyUserJwt(token, [m], { now: NOW + VERIFIED_TTL_MS - 1, fetchJwks: second.fetch })).ok).toBe(true);
+    expect((await verifier.verify(token, [m], { now: NOW + VERIFIED_TTL_MS - 1, fetchJwks: second.fetch })).ok).toBe(true);
     expect(second.calls).toBe(0);
-    const after = await verifyUserJwt(token, [m], { now: NOW + VERIFIED_TTL_MS + 1, fetchJwks: second.fetch });
+    const after = await verifier.verify(token, [m], { now: NOW + VERIFIED_TTL_MS + 1, fetchJwks: second.fetch });
     expect(after).toMatchObject({ ok: true, identifier: "long-lived", method: "test-jwt" });
     expect(second.calls).toBe(1);
+  });
+});
+
+describe("JwtVerifier: bounds", () => {
+  it("keeps at most maxVerifiedTokens tokens and maxVerifiedBytes of them, dropping the least recently used", async () => {
+    const key = await testKey("ES256");
+    const m = await pemMethod(key);
+    const tokens = await Promise.all([1, 2, 3].map((i) => sign(key, { sub: `user-${i}` })));
+
+    const byCount = createJwtVerifier({ maxVerifiedTokens: 2 });
+    for (const token of tokens) expect((await byCount.verify(token, [m], { now: NOW })).ok).toBe(true);
+    expect(byCount.cacheStats().verified).toBe(2);
+
+    // Room for two entries by size (each is the token's length plus a fixed allowance).
+    const byBytes = createJwtVerifier({ maxVerifiedBytes: 2 * (tokens[0]!.length + 256) + 10 });
+    for (const token of tokens) expect((await byBytes.verify(token, [m], { now: NOW })).ok).toBe(true);
+    expect(byBytes.cacheStats().verified).toBe(2);
+    expect(byBytes.cacheStats().verifiedBytes).toBeLessThanOrEqual(2 * (tokens[0]!.length + 256) + 10);
+  });
+
+  it("shares no cache between two verifiers", async () => {
+    const key = await testKey("RS256");
+    const m = await pemMethod(key);
+    const token = await sign(key, { sub: "u" });
+    const one = createJwtVerifier();
+    const other = createJwtVerifier();
+    expect((await one.verify(token, [m], { now: NOW })).ok).toBe(true);
+    expect(one.cacheStats()).toMatchObject({ keys: 1, verified: 1 });
+    expect(other.cacheStats()).toMatchObject({ keys: 0, verified: 0 });
   });
 });

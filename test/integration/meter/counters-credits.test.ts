@@ -1,7 +1,7 @@
 /** Counter updates, admin reads/resets, and credit balances of the meter object. */
 import { describe, expect, it } from "vitest";
 import type { UpdateCounterInput } from "../../../durable-objects/meter/MeterObject";
-import { at, counter, freshMeter, only, readingsOf } from "./helpers";
+import { applyAllowance, at, counter, creditLedger, deduct, freshMeter, only, readingsOf } from "./helpers";
 
 const API = "default:feat_apicalls1.enabled";
 const ARTICLES = "default:feat_articles1.enabled";
@@ -116,7 +116,7 @@ describe("credits", () => {
   it("never go negative under 100 concurrent deductions", async () => {
     const { stub } = freshMeter();
     expect(await stub.grantCredits({ creditId: "tokens", amount: 50, reason: "admin top-up" })).toEqual({ ok: true, balance: 50 });
-    const results = await Promise.all(Array.from({ length: 100 }, () => stub.deductCredits({ creditId: "tokens", cost: 3 })));
+    const results = await Promise.all(Array.from({ length: 100 }, () => deduct(stub, { creditId: "tokens", cost: 3 })));
     const ok = results.filter((result) => "ok" in result && result.ok);
     const refused = results.filter((result) => "ok" in result && !result.ok);
     expect(ok).toHaveLength(16);
@@ -130,12 +130,12 @@ describe("credits", () => {
   it("support fractional costs without drift; a NaN cost is refused, a negative one costs nothing", async () => {
     const { stub } = freshMeter();
     await stub.grantCredits({ creditId: "tokens", amount: 1 });
-    for (let i = 0; i < 10; i++) await stub.deductCredits({ creditId: "tokens", cost: 0.1 });
+    for (let i = 0; i < 10; i++) await deduct(stub, { creditId: "tokens", cost: 0.1 });
     expect(await stub.getBalance("tokens")).toBe(0);
-    expect(await stub.deductCredits({ creditId: "tokens", cost: 0.1 })).toEqual({ ok: false, reason: "insufficient_credits", balance: 0 });
+    expect(await deduct(stub, { creditId: "tokens", cost: 0.1 })).toEqual({ ok: false, reason: "insufficient_credits", balance: 0 });
     await stub.grantCredits({ creditId: "tokens", amount: 3 });
-    expect(await stub.deductCredits({ creditId: "tokens", cost: Number.NaN })).toEqual({ ok: false, reason: "insufficient_credits", balance: 3 });
-    expect(await stub.deductCredits({ creditId: "tokens", cost: -5 })).toEqual({ ok: true, balance: 3 });
+    expect(await deduct(stub, { creditId: "tokens", cost: Number.NaN })).toEqual({ ok: false, reason: "insufficient_credits", balance: 3 });
+    expect(await deduct(stub, { creditId: "tokens", cost: -5 })).toEqual({ ok: true, balance: 3 });
     expect(await stub.grantCredits({ creditId: "tokens", amount: Number.POSITIVE_INFINITY })).toEqual({ ok: true, balance: 3 });
     expect(await stub.getBalance("tokens")).toBe(3);
   });
@@ -144,22 +144,22 @@ describe("credits", () => {
     const { stub } = freshMeter();
     await stub.grantCredits({ creditId: "tokens", amount: 5, reason: "welcome" });
     expect(await stub.grantCredits({ creditId: "tokens", amount: -20, reason: "correction" })).toEqual({ ok: true, balance: 0 });
-    const ledger = await stub.creditLedger("tokens");
+    const ledger = await creditLedger(stub, "tokens");
     expect(ledger.map((entry) => [entry.delta, entry.balance, entry.reason])).toEqual([
       [-5, 0, "correction"],
       [5, 5, "welcome"],
     ]);
-    expect(await stub.listBalances()).toEqual([{ creditId: "tokens", balance: 0 }]);
+    expect(await stub.getBalance("tokens")).toBe(0);
   });
 
   it("idempotent deductions under concurrency deduct once; another body under the key conflicts", async () => {
     const { stub } = freshMeter();
     await stub.grantCredits({ creditId: "tokens", amount: 10 });
     const input = { creditId: "tokens", cost: 4, idempotencyKey: "buy-1", requestHash: "x" };
-    const results = await Promise.all(Array.from({ length: 50 }, () => stub.deductCredits(input)));
+    const results = await Promise.all(Array.from({ length: 50 }, () => deduct(stub, input)));
     expect(results.filter((result) => !("replayed" in result))).toEqual([{ ok: true, balance: 6 }]);
     expect(results.filter((result) => "replayed" in result)).toEqual(Array(49).fill({ ok: true, balance: 6, replayed: true }));
-    expect(await stub.deductCredits({ ...input, requestHash: "y" })).toEqual({ conflict: true });
+    expect(await deduct(stub, { ...input, requestHash: "y" })).toEqual({ conflict: true });
     expect(await stub.getBalance("tokens")).toBe(6);
   });
 
@@ -169,40 +169,39 @@ describe("credits", () => {
     expect(await stub.grantCredits(grant)).toEqual({ ok: true, balance: 5 });
     expect(await stub.grantCredits(grant)).toEqual({ ok: true, balance: 5, replayed: true });
     const tooMuch = { creditId: "tokens", cost: 9, idempotencyKey: "buy-big", requestHash: "d" };
-    expect(await stub.deductCredits(tooMuch)).toEqual({ ok: false, reason: "insufficient_credits", balance: 5 });
-    expect(await stub.deductCredits(tooMuch)).toEqual({ ok: false, reason: "insufficient_credits", balance: 5, replayed: true });
-    const deduct = { creditId: "tokens", cost: 2, idempotencyKey: "buy-2", requestHash: "d" };
-    expect(await stub.deductCredits(deduct)).toEqual({ ok: true, balance: 3 });
-    expect(await stub.deductCredits(deduct)).toEqual({ ok: true, balance: 3, replayed: true });
+    expect(await deduct(stub, tooMuch)).toEqual({ ok: false, reason: "insufficient_credits", balance: 5 });
+    expect(await deduct(stub, tooMuch)).toEqual({ ok: false, reason: "insufficient_credits", balance: 5, replayed: true });
+    const affordable = { creditId: "tokens", cost: 2, idempotencyKey: "buy-2", requestHash: "d" };
+    expect(await deduct(stub, affordable)).toEqual({ ok: true, balance: 3 });
+    expect(await deduct(stub, affordable)).toEqual({ ok: true, balance: 3, replayed: true });
     expect(await stub.getBalance("tokens")).toBe(3);
   });
 
   it("periodic grants apply once per period", async () => {
     const { stub } = freshMeter();
-    const grant = { creditId: "tokens", amount: 100, period: "month" as const, timeZone: "UTC", now: at("2026-04-03T00:00:00Z") };
-    const first = await Promise.all(Array.from({ length: 20 }, () => stub.ensurePeriodicGrant(grant)));
-    expect(first.filter((result) => result.granted)).toHaveLength(1);
+    const grant = { creditId: "tokens", amount: 100, period: "month" as const, now: at("2026-04-03T00:00:00Z") };
+    await Promise.all(Array.from({ length: 20 }, () => applyAllowance(stub, grant)));
+    expect(await periodicGrants(stub)).toEqual([100]);
     expect(await stub.getBalance("tokens")).toBe(100);
-    await stub.deductCredits({ creditId: "tokens", cost: 30 });
-    expect(await stub.ensurePeriodicGrant({ ...grant, now: at("2026-04-30T23:59:59Z") })).toEqual({ granted: false, balance: 70 });
-    expect(await stub.ensurePeriodicGrant({ ...grant, now: at("2026-05-01T00:00:00Z") })).toEqual({ granted: true, balance: 170 });
-    // `reset` sets the balance to the allowance instead of adding it.
-    expect(await stub.ensurePeriodicGrant({ ...grant, mode: "reset", now: at("2026-06-01T00:00:00Z") })).toEqual({ granted: true, balance: 100 });
-    expect(await stub.ensurePeriodicGrant({ ...grant, mode: "reset", now: at("2026-06-02T00:00:00Z") })).toEqual({ granted: false, balance: 100 });
+    await deduct(stub, { creditId: "tokens", cost: 30 });
+    expect(await applyAllowance(stub, { ...grant, now: at("2026-04-30T23:59:59Z") })).toBe(70);
+    expect(await applyAllowance(stub, { ...grant, now: at("2026-05-01T00:00:00Z") })).toBe(170);
+    expect(await periodicGrants(stub)).toEqual([100, 100]);
   });
 
   it("a larger allowance later in the same period grants only the difference; a smaller one nothing", async () => {
     const { stub } = freshMeter();
-    const free = { creditId: "tokens", amount: 20, period: "month" as const, timeZone: "UTC", now: at("2026-04-03T00:00:00Z") };
-    expect(await stub.ensurePeriodicGrant(free)).toEqual({ granted: true, balance: 20 });
-    await stub.deductCredits({ creditId: "tokens", cost: 5 });
+    const free = { creditId: "tokens", amount: 20, period: "month" as const, now: at("2026-04-03T00:00:00Z") };
+    expect(await applyAllowance(stub, free)).toBe(20);
+    await deduct(stub, { creditId: "tokens", cost: 5 });
     // Upgraded to a 1000-a-month plan mid-month: 980 more, not 1000, and not nothing.
     const pro = { ...free, amount: 1000, now: at("2026-04-15T00:00:00Z") };
-    const upgrades = await Promise.all(Array.from({ length: 10 }, () => stub.ensurePeriodicGrant(pro)));
-    expect(upgrades.filter((result) => result.granted)).toHaveLength(1);
+    await Promise.all(Array.from({ length: 10 }, () => applyAllowance(stub, pro)));
+    expect(await periodicGrants(stub)).toEqual([20, 980]);
     expect(await stub.getBalance("tokens")).toBe(995);
-    expect(await stub.ensurePeriodicGrant({ ...free, now: at("2026-04-20T00:00:00Z") })).toEqual({ granted: false, balance: 995 });
-    expect(await stub.ensurePeriodicGrant({ ...free, now: at("2026-05-01T00:00:00Z") })).toEqual({ granted: true, balance: 1015 });
+    expect(await applyAllowance(stub, { ...free, now: at("2026-04-20T00:00:00Z") })).toBe(995);
+    expect(await periodicGrants(stub)).toEqual([20, 980]);
+    expect(await applyAllowance(stub, { ...free, now: at("2026-05-01T00:00:00Z") })).toBe(1015);
   });
 
   it("are checked and deducted in the decision call, all or nothing with the meters", async () => {
@@ -232,3 +231,9 @@ describe("credits", () => {
     expect(await stub.getBalance("tokens")).toBe(0);
   });
 });
+
+/** The amounts of the periodic allowances given to the `tokens` balance so far, oldest first. */
+async function periodicGrants(stub: Parameters<typeof creditLedger>[0]): Promise<number[]> {
+  const ledger = await creditLedger(stub, "tokens");
+  return ledger.filter((entry) => entry.reason.startsWith("periodic_grant:")).map((entry) => entry.delta).reverse();
+}

@@ -4,7 +4,7 @@ import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import { evaluateWithDeadline, meterStub, withMeterDeadline } from "../../../durable-objects/meter/client";
 import type { EvaluateResult, MeterObject } from "../../../durable-objects/meter/MeterObject";
-import { at, counter, freshMeter, only, readingsOf } from "./helpers";
+import { applyAllowance, at, counter, freshMeter, only, readingsOf } from "./helpers";
 
 const WIDGET = "default:feat_widget001.enabled";
 const ARTICLES = "default:feat_articles1.enabled";
@@ -65,8 +65,8 @@ describe("pruning alarm", () => {
     await stub.evaluate({ counters: [unique], resourceId: "old-1", timeZone: "UTC", now: longAgo, idempotencyKey: "old-key", requestHash: "h" });
     await stub.evaluate({ counters: [counter("default:feat_lifetime.enabled", 5, { period: "lifetime" })], timeZone: "UTC", now: longAgo });
     await stub.evaluate({ counters: [counter(WIDGET, 5)], timeZone: "UTC", now, idempotencyKey: "new-key", requestHash: "h" });
-    await stub.ensurePeriodicGrant({ creditId: "tokens", amount: 1, period: "month", timeZone: "UTC", now: longAgo });
-    await stub.ensurePeriodicGrant({ creditId: "tokens", amount: 1, period: "month", timeZone: "UTC", now });
+    await applyAllowance(stub, { creditId: "tokens", amount: 1, period: "month", now: longAgo });
+    await applyAllowance(stub, { creditId: "tokens", amount: 1, period: "month", now });
 
     const count = (table: string) =>
       runInDurableObject(stub, (_instance: MeterObject, state) => state.storage.sql.exec<{ n: number }>(`SELECT COUNT(*) AS n FROM ${table}`).one().n);

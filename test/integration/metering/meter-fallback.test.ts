@@ -1,12 +1,13 @@
 /**
  * An unreachable or slow meter: the decision still answers 200, each metered property at its `onMeterFailure`
- * fallback with isFallback true, and the decision record says `meter.status: "fallback"`. The fault is injected with
- * the `meterFaults` seam of the meter client, which the Worker shares with this test (same isolate).
+ * fallback with isFallback true, and the decision record says `meter.status: "fallback"`. The fault is injected by
+ * building the app with a failing meter in front of the real one (test/support/faults.ts).
  */
-import { afterEach, beforeAll, describe, expect, it } from "vitest";
-import { evaluateWithDeadline, meterFaults } from "../../../durable-objects/meter/client";
+import { beforeAll, describe, expect, it } from "vitest";
+import { evaluateWithDeadline } from "../../../durable-objects/meter/client";
 import type { EvaluateResult } from "../../../durable-objects/meter/MeterObject";
 import { call } from "../../support/api";
+import { faultyMeter, workerWith, type MeterFault } from "../../support/faults";
 import { eventsFor, helloWorldOrg, newsSiteOrg, uniqueId, type PublishedOrg } from "./helpers";
 
 let hello: PublishedOrg;
@@ -14,22 +15,15 @@ let news: PublishedOrg;
 beforeAll(async () => {
   [hello, news] = await Promise.all([helloWorldOrg(), newsSiteOrg()]);
 });
-afterEach(() => {
-  meterFaults.mode = null;
-  meterFaults.identifiers = null;
-});
-
-const fail = (mode: "timeout" | "error", identifier: string) => {
-  meterFaults.mode = mode;
-  meterFaults.identifiers = new Set([identifier]);
-};
+/** The Worker with a meter that fails (`mode`) for `identifier` only. */
+const failing = (mode: MeterFault, identifier: string) => workerWith({ meter: faultyMeter(mode, [identifier]) });
 
 describe("unreachable meter", () => {
   it("falls back closed for hello-world's widget when the meter times out, and records it", async () => {
     const identifier = uniqueId("slow");
-    fail("timeout", identifier);
+    const callFailing = failing("timeout", identifier);
     const started = Date.now();
-    const result = await call("POST", "/api/v1/surface-decisions", { key: hello.key, body: { surfaceSlug: "hello-world", identity: { anonymousIdentifier: identifier } } });
+    const result = await callFailing("POST", "/api/v1/surface-decisions", { key: hello.key, body: { surfaceSlug: "hello-world", identity: { anonymousIdentifier: identifier } } });
     expect(result.status).toBe(200);
     expect(Date.now() - started).toBeLessThan(2000);
     const enabled = result.body.features.widget.properties.enabled;
@@ -42,15 +36,14 @@ describe("unreachable meter", () => {
     expect(events[0].record.meter.reason).toContain("timeout");
 
     // Nothing was consumed: once the meter is back, the visitor has all three uses.
-    meterFaults.mode = null;
     const check = await call("POST", "/api/v1/access-checks", { key: hello.key, body: { identity: { anonymousIdentifier: identifier } } });
     expect(check.body.features.widget.properties.enabled).toMatchObject({ isFallback: false, consumedUnits: 0, hasAccess: true });
   });
 
   it("falls back open for news-site's articles when the meter throws, on access checks too", async () => {
     const identifier = uniqueId("broken");
-    fail("error", identifier);
-    const decision = await call("POST", "/api/v1/surface-decisions", {
+    const callFailing = failing("error", identifier);
+    const decision = await callFailing("POST", "/api/v1/surface-decisions", {
       key: news.key,
       body: { surfaceSlug: "article-page", identity: { anonymousIdentifier: identifier }, resource: { id: "a-1" } },
     });
@@ -59,7 +52,7 @@ describe("unreachable meter", () => {
     // Non-metered properties are unaffected.
     expect(decision.body.features.articles.properties.quality).toMatchObject({ value: "standard", isFallback: false });
 
-    const check = await call("POST", "/api/v1/access-checks", { key: news.key, body: { identity: { anonymousIdentifier: identifier } } });
+    const check = await callFailing("POST", "/api/v1/access-checks", { key: news.key, body: { identity: { anonymousIdentifier: identifier } } });
     expect(check.status).toBe(200);
     expect(check.body.features.articles.properties.enabled).toMatchObject({ isFallback: true, hasAccess: true });
 
@@ -71,8 +64,8 @@ describe("unreachable meter", () => {
   });
 
   it("only fails the identifiers it names", async () => {
-    fail("error", uniqueId("someone-else"));
-    const result = await call("POST", "/api/v1/surface-decisions", { key: hello.key, body: { surfaceSlug: "hello-world", identity: { anonymousIdentifier: uniqueId("fine") } } });
+    const callFailing = failing("error", uniqueId("someone-else"));
+    const result = await callFailing("POST", "/api/v1/surface-decisions", { key: hello.key, body: { surfaceSlug: "hello-world", identity: { anonymousIdentifier: uniqueId("fine") } } });
     expect(result.body.features.widget.properties.enabled).toMatchObject({ isFallback: false, hasAccess: true, consumedUnits: 1 });
   });
 });

@@ -7,7 +7,8 @@ import { env, exports, RpcTarget } from "cloudflare:workers";
 import { afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import outboundWorker from "../../../outbound/worker";
 import { meterStub, userStoreKey } from "../../../durable-objects/meter/client";
-import { preparedSnapshotFor } from "../../../workers/decision/snapshots";
+import { preparedSnapshotFor } from "../../../workers/services/snapshots";
+import { createMeterClient } from "../../../durable-objects/meter/client";
 import type { SnapshotWorkflow } from "../../../workers/engine/snapshot";
 import { testGroup100 } from "../../../workers/engine/testGroup";
 import { sha256Hex } from "../../../workers/lib/crypto";
@@ -316,7 +317,7 @@ describe("dispatched workflows reach platform data and the network only through 
     const counterId = `default:${prepared.snapshot.features[0]!.id}.enabled`;
     const fired: { name: string; payload: unknown }[] = [];
     const utils = scopedUtils({
-      meter: env.METER,
+      meter: createMeterClient(env.METER, 200),
       organizationId: org.id,
       store: "default",
       prepared,
@@ -525,7 +526,7 @@ describe("dispatched workflows reach platform data and the network only through 
     const resolutions: string[] = [];
     const utilsWithLazyLimits = (identifier: string) =>
       scopedUtils({
-        meter: env.METER,
+        meter: createMeterClient(env.METER, 200),
         organizationId: orgA.id,
         store: "default",
         prepared,

@@ -7,11 +7,12 @@
  */
 import { env } from "cloudflare:workers";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
-import { meterFaults, meterStub } from "../../../durable-objects/meter/client";
+import { meterStub } from "../../../durable-objects/meter/client";
 import type { TriggerMessage } from "../../../workers/workflows/triggers";
 import { call, createOrganization, publish, type TestOrganization } from "../../support/api";
 import { helloWorld } from "../../support/examples";
 import { eventually } from "../../support/eventually";
+import { faultyMeter, workerWith } from "../../support/faults";
 import { recordTriggersAction } from "../../support/workflows";
 
 const ACTIONS = {
@@ -129,15 +130,12 @@ describe("an idempotent retry of a surface decision enqueues no triggers", () =>
   it("a request that gave up on a slow meter enqueues the meter's triggers when it answers; a retry adds nothing", async () => {
     const user = uniqueUser("slow");
     const key = `key-${crypto.randomUUID()}`;
-    meterFaults.mode = "slow";
-    meterFaults.identifiers = new Set([user]);
-    let first;
-    try {
-      first = await decide(org, user, key);
-    } finally {
-      meterFaults.mode = null;
-      meterFaults.identifiers = null;
-    }
+    const callSlow = workerWith({ meter: faultyMeter("slow", [user]) });
+    const first = await callSlow("POST", "/api/v1/surface-decisions", {
+      key: org.live.secretKey,
+      headers: { "idempotency-key": key },
+      body: { surfaceSlug: "hello-world", identity: { userIdentifier: user } },
+    });
     expect(first.status).toBe(200);
     // The response fell back (the meter answered after the deadline)…
     expect(first.body.features.widget.properties.enabled).toMatchObject({ isFallback: true });

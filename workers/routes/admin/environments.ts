@@ -2,6 +2,7 @@ import { createRoute, z, type OpenAPIHono } from "@hono/zod-openapi";
 import { Slug } from "../../../schema/config";
 import type { AppEnv } from "../../context";
 import { ApiError, errorResponses } from "../../errors";
+import { isUniqueConstraintError } from "../../lib/d1Errors";
 import { organizationOf } from "../../middleware/auth";
 import { getApiKey, insertApiKey, listApiKeys, revokeApiKey, rotateApiKey } from "../../services/apiKeys";
 import { forgetEnvironment, forgetKey } from "../../services/tenantCache";
@@ -166,7 +167,7 @@ export function registerEnvironmentRoutes(app: OpenAPIHono<AppEnv>): void {
       return c.json(created, 201);
     } catch (error) {
       // A concurrent create of the same slug loses on the UNIQUE constraint.
-      if (String(error).includes("UNIQUE")) throw new ApiError("conflict", `An environment with slug ${body.slug} exists`);
+      if (isUniqueConstraintError(error)) throw new ApiError("conflict", `An environment with slug ${body.slug} exists`);
       throw error;
     }
   });
@@ -232,10 +233,12 @@ export function registerEnvironmentRoutes(app: OpenAPIHono<AppEnv>): void {
   const moveTo = async (env: Env, organizationId: string, environment: Environment, versionId: string, kind: "deploy" | "rollback") => {
     const db = env.DB;
     if (!(await getVersion(db, organizationId, versionId))) throw new ApiError("not_found", `Version ${versionId} not found`);
+    // A version this build cannot read (another snapshot schema) is refused here, before anything moves.
+    const snapshot = (await loadSnapshot(db, versionId))!;
     // With a Workers for Platforms namespace configured, the version's workflow scripts must exist before traffic
     // reaches it; locally (Worker Loader) this is a no-op.
     try {
-      await uploadWorkflowScriptsIfConfigured(env, (await loadSnapshot(db, versionId))!);
+      await uploadWorkflowScriptsIfConfigured(env, snapshot);
     } catch (error) {
       throw new ApiError("upstream_error", `Uploading the version's workflow scripts failed: ${error instanceof Error ? error.message : String(error)}`);
     }

@@ -8,6 +8,7 @@ import { meterStub, userStoreKey, type MeterStub } from "../../../durable-object
 import type { AppEnv } from "../../context";
 import { ApiError, errorResponses } from "../../errors";
 import { sha256Hex } from "../../lib/crypto";
+import { isUniqueConstraintError } from "../../lib/d1Errors";
 import { organizationOf } from "../../middleware/auth";
 import { eventIdFor, insertEvent, meterIdempotencyKey } from "../../services/events";
 import { storeOf, type Environment } from "../../services/tenancy";
@@ -120,7 +121,7 @@ async function audit(c: Context<AppEnv>, t: Target, identifier: string, record: 
     });
   } catch (error) {
     // A retried idempotent grant reuses its event id: the first attempt's entry is the record.
-    if (!(id && String(error).includes("UNIQUE"))) throw error;
+    if (!(id && isUniqueConstraintError(error))) throw error;
   }
 }
 

@@ -6,6 +6,7 @@ import { errorResponses } from "../../errors";
 import { requireAuth } from "../../middleware/auth";
 import { decisionBodyLimit } from "../../middleware/decisionBody";
 import { json, jsonBody, security } from "../admin/shared";
+import { callerOf } from "../transport";
 
 const accessCheckRoute = createRoute({
   method: "post",
@@ -20,8 +21,7 @@ const accessCheckRoute = createRoute({
 
 export function registerAccessCheckRoute(app: OpenAPIHono<AppEnv>): void {
   app.openapi(accessCheckRoute, async (c) => {
-    const { response } = await runDecision(c, c.req.valid("json"), {});
-    c.header("Server-Timing", c.get("timings").header());
-    return c.json(response, 200);
+    const caller = callerOf(c, c.req.valid("json"), "Decisions are made");
+    return c.json(await runDecision(c.var.services, { ...caller, kind: "access_check" }), 200);
   });
 }

@@ -1,13 +1,13 @@
 import { createRoute, z, type OpenAPIHono } from "@hono/zod-openapi";
 import type { AppEnv } from "../../context";
 import { IdentityRequest } from "../../decision/request";
-import { ApiError, errorResponses } from "../../errors";
+import { linkIdentity } from "../../decision/identityLink";
+import { errorResponses } from "../../errors";
 import { MAX_IDENTIFIER_LENGTH } from "../../identity/jwt";
 import { requireAuth } from "../../middleware/auth";
 import { decisionBodyLimit } from "../../middleware/decisionBody";
-import { insertEvent } from "../../services/events";
-import { meterCaller } from "../../services/meterCaller";
 import { json, jsonBody, security } from "../admin/shared";
+import { callerOf } from "../transport";
 
 export const IdentityLinkRequest = z
   .object({
@@ -42,35 +42,7 @@ const identityLinkRoute = createRoute({
 
 export function registerIdentityLinkRoute(app: OpenAPIHono<AppEnv>): void {
   app.openapi(identityLinkRoute, async (c) => {
-    const body = c.req.valid("json");
-    const caller = await meterCaller(c, body);
-    const { identity } = caller;
-    if (!identity.isAuthenticated) {
-      throw new ApiError("bad_request", "identity must be the signed-in user (userJwt, or userIdentifier with a secret key), not an anonymous identifier");
-    }
-    if (body.anonymousIdentifier === identity.identifier) throw new ApiError("bad_request", "An identity cannot be linked to itself");
-
-    // Two calls, not atomic together; `importOnce` is what makes the copy happen once: it checks and records the link
-    // key in one synchronous step of the user's object, so concurrent or repeated links import at most once.
-    const linkKey = `${body.anonymousIdentifier}->${identity.identifier}`;
-    const exported = await caller.stubFor(body.anonymousIdentifier, false).exportCounters();
-    const imported = await caller.stubFor(identity.identifier, identity.isAuthenticated).importOnce(linkKey, exported);
-
-    if (imported.linked) {
-      c.executionCtx.waitUntil(
-        insertEvent(c.env.DB, {
-          organizationId: caller.environment.organizationId,
-          environmentId: caller.environment.id,
-          kind: "counter_update",
-          identifier: identity.identifier,
-          outcome: "linked",
-          record: { action: "identity.link", anonymousIdentifier: body.anonymousIdentifier, identifier: identity.identifier, counters: imported.counters },
-        }).catch((error) => console.error("identity link event not written", error)),
-      );
-    }
-    return c.json(
-      { status: "success" as const, identifier: identity.identifier, anonymousIdentifier: body.anonymousIdentifier, linked: imported.linked, counters: imported.counters },
-      200,
-    );
+    const caller = callerOf(c, c.req.valid("json"), "Counters are changed");
+    return c.json(await linkIdentity(c.var.services, caller), 200);
   });
 }

@@ -7,6 +7,7 @@ import { sha256Hex } from "../../lib/crypto";
 import { requireAuth } from "../../middleware/auth";
 import { decisionBodyLimit } from "../../middleware/decisionBody";
 import { json, jsonBody, security } from "../admin/shared";
+import { callerOf } from "../transport";
 
 const surfaceDecisionRoute = createRoute({
   method: "post",
@@ -30,12 +31,13 @@ export function registerSurfaceDecisionRoute(app: OpenAPIHono<AppEnv>): void {
   app.openapi(surfaceDecisionRoute, async (c) => {
     const body = c.req.valid("json");
     const idempotencyKey = c.req.valid("header")["idempotency-key"];
-    const { response } = await runDecision(c, body, {
+    const response = await runDecision(c.var.services, {
+      ...callerOf(c, body, "Decisions are made"),
+      kind: "surface_decision",
       surfaceSlug: body.surfaceSlug,
       idempotencyKey,
       requestHash: idempotencyKey ? await sha256Hex(JSON.stringify(body)) : undefined,
     });
-    c.header("Server-Timing", c.get("timings").header());
     return c.json(response as typeof response & { surfaceBehavior: {}; componentsSkipped: boolean; componentBehaviors: {} }, 200);
   });
 }

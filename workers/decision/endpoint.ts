@@ -5,9 +5,6 @@
  * The identity is anonymous (a fresh `anon_…` id) unless `X-MOS-User-Jwt` carries a JWT that the environment's auth
  * methods verify. The workflow's Response is returned as is; a failure is a 531 (endpoints have no fallback body).
  */
-import type { Context } from "hono";
-import type { AppEnv } from "../context";
-import { preparedSnapshotFor } from "../decision/snapshots";
 import { classifyBot } from "../engine";
 import type { SnapshotWorkflow } from "../engine/snapshot";
 import { testGroup100 } from "../engine/testGroup";
@@ -15,17 +12,15 @@ import type { ResolvedIdentity } from "../engine/types";
 import { ApiError } from "../errors";
 import { verifyUserJwt } from "../identity/jwt";
 import { mintAnonymousIdentifier } from "../identity/resolveIdentity";
-import { workflowEnvironment } from "../services/environmentSettings";
-import { lookupApiKey, lookupEnvironment } from "../services/tenantCache";
-import { storeOf, type Environment } from "../services/tenancy";
-import { DEFAULT_DEADLINE_MS } from "./runner";
-import { knownCounterSettings, scopedUtils } from "./scopedUtils";
-import { selectWorkflowRunner } from "./select";
 import { newId } from "../lib/ids";
-import { recordEvent } from "../services/events";
-import { enqueueTriggers } from "./triggers";
-import { resolveSubject } from "../decision/subject";
-import { counterSettingsFor } from "../services/meterCaller";
+import { storeOf, type Environment } from "../services/tenancy";
+import type { EndpointArgs, JsonValue } from "../workflows/authorTypes";
+import { DEFAULT_DEADLINE_MS } from "../workflows/runner";
+import { counterSettingsOf, knownCounterSettings, scopedUtils } from "../workflows/scopedUtils";
+import type { TransportFacts } from "./context";
+import type { Services } from "./services";
+import { planDecision } from "./stages";
+import { resolveSubject } from "./subject";
 
 export const MAX_ENDPOINT_BODY_BYTES = 1024 * 1024;
 export const ENDPOINT_PREFIX = /^\/api\/v1\/envs\/[^/]+\/endpoints\/?/;
@@ -38,12 +33,12 @@ export function endpointPathOf(pathname: string): string {
 }
 
 /** Throws the API error for a caller that may not invoke a workflow with this access level. */
-export async function checkEndpointAccess(env: Env, environment: Environment, access: SnapshotWorkflow["access"], rawKey: string | undefined): Promise<void> {
+export async function checkEndpointAccess(services: Pick<Services, "lookupApiKey">, environment: Environment, access: SnapshotWorkflow["access"], rawKey: string | undefined): Promise<void> {
   const level = access ?? "secret";
   if (level === "none") return;
   const token = rawKey?.trim();
   if (!token) throw new ApiError("invalid_api_key", `This endpoint needs a ${level} key in the X-MOS-Key header`);
-  const key = await lookupApiKey(env.DB, token);
+  const key = await services.lookupApiKey(token);
   if (!key) throw new ApiError("invalid_api_key", "Invalid API key");
   if (key.environmentId !== environment.id) throw new ApiError("forbidden", "This key belongs to another environment");
   if (level === "secret" && key.type !== "secret") throw new ApiError("forbidden", "This endpoint needs a secret key (sk_…)");
@@ -59,34 +54,46 @@ async function identityOf(jwt: string | undefined, workflowAuthMethods: Paramete
   return { authType: "anonymous", identifier, isAuthenticated: false, jwtClaims: {}, testGroup100: testGroup100(identifier) };
 }
 
-export async function runEndpointWorkflow(c: Context<AppEnv>, environmentId: string): Promise<Response> {
-  const path = endpointPathOf(new URL(c.req.url).pathname);
-  const environment = await lookupEnvironment(c.env.DB, environmentId);
-  if (!environment) throw new ApiError("not_found", `Environment ${environmentId} not found`);
+/** What the route hands over: the environment and path from the URL, the request, and the platform's headers. */
+export interface EndpointCall {
+  environmentId: string;
+  request: Request;
+  /** `X-MOS-Key`: the caller's key, checked against the endpoint's access level. */
+  key: string | undefined;
+  /** `X-MOS-User-Jwt`: the user, verified with the environment's auth methods. */
+  userJwt: string | undefined;
+  transport: TransportFacts;
+}
+
+export async function runEndpointWorkflow(services: Services, call: EndpointCall): Promise<Response> {
+  const raw = call.request;
+  const path = endpointPathOf(new URL(raw.url).pathname);
+  const environment = await services.lookupEnvironment(call.environmentId);
+  if (!environment) throw new ApiError("not_found", `Environment ${call.environmentId} not found`);
   if (!environment.deployedVersionId) throw new ApiError("not_found", "No configuration version is deployed to this environment");
-  const prepared = await preparedSnapshotFor(c.env.DB, environment.deployedVersionId);
+  const prepared = await services.snapshot(environment.deployedVersionId);
   const workflow = prepared.snapshot.workflows.find((candidate) => candidate.type === "endpoint" && trimSlashes(candidate.path ?? "") === path);
   if (!workflow) throw new ApiError("not_found", `No endpoint workflow at ${path || "/"} in this environment`);
 
-  await checkEndpointAccess(c.env, environment, workflow.access, c.req.header("x-mos-key"));
-  const identity = await identityOf(c.req.header("x-mos-user-jwt"), prepared.snapshot.authMethods);
+  await checkEndpointAccess(services, environment, workflow.access, call.key);
+  const jwt = call.userJwt?.trim();
+  const identity = await identityOf(jwt, prepared.snapshot.authMethods);
 
-  const raw = c.req.raw;
-  const cf = (raw as { cf?: Record<string, unknown> }).cf ?? {};
-  const userAgent = c.req.header("user-agent");
-  const bot = classifyBot({ userAgent, cf });
+  const { cf = {}, userAgent } = call.transport;
+  const bot = classifyBot({ userAgent, cf }, services.botVerdicts);
   const text = (value: unknown) => (typeof value === "string" ? value : null);
-  const settings = await workflowEnvironment(c.env.DB, c.env.SECRETS_KEY, environment.id);
-  const args = {
+  const settings = await services.workflowEnvironment(environment.id);
+  const args: EndpointArgs = {
     identity: {
       ...identity,
+      jwtClaims: identity.jwtClaims as Record<string, JsonValue>,
       userType: bot?.isVerified ? "bot" : identity.isAuthenticated ? "authenticated" : "anonymous",
     },
     context: {
       userAgent: userAgent ?? null,
-      url: c.req.url,
-      referer: c.req.header("referer") ?? null,
-      clientIp: c.req.header("cf-connecting-ip") ?? null,
+      url: raw.url,
+      referer: raw.headers.get("referer"),
+      clientIp: call.transport.connectingIp ?? null,
       geo: { country: text(cf.country), region: text(cf.region), city: text(cf.city), continent: text(cf.continent), timezone: text(cf.timezone) },
       bot: bot ?? null,
       isVerifiedBotRequest: bot?.isVerified === true,
@@ -102,10 +109,11 @@ export async function runEndpointWorkflow(c: Context<AppEnv>, environmentId: str
   const request = new Request(raw.url, { method: raw.method, headers, body: hasBody ? await raw.arrayBuffer() : null });
 
   const fired: { name: string; payload: unknown }[] = [];
+  const store = storeOf(environment);
   const utils = scopedUtils({
-    meter: c.env.METER,
+    meter: services.meter,
     organizationId: environment.organizationId,
-    store: storeOf(environment),
+    store,
     prepared,
     identifier: () => identity.identifier,
     authenticated: () => identity.isAuthenticated,
@@ -113,26 +121,28 @@ export async function runEndpointWorkflow(c: Context<AppEnv>, environmentId: str
     // Counters: the limits of this identity's plans, resolved (bots, middleware, Stripe products, provisioning) only
     // if the workflow uses utils.counters, exactly as a counter update from this caller would resolve them.
     resolveCounterSettings: async () => {
-      const jwt = c.req.header("x-mos-user-jwt")?.trim();
-      const subject = await resolveSubject(c, prepared, environment, "publishable", {
-        identity: jwt ? { userJwt: jwt } : { anonymousIdentifier: identity.identifier },
+      const subject = await resolveSubject(services, {
+        environment,
+        keyType: "publishable" as const,
+        body: { identity: jwt ? { userJwt: jwt } : { anonymousIdentifier: identity.identifier } },
+        transport: call.transport,
       });
       // Triggers the middleware fired go out with the endpoint's own.
       fired.push(...(subject.workflows?.triggers ?? []));
       // Middleware may rewrite the identity; limits of another identity must not be charged to this one.
       if (subject.identity.identifier !== identity.identifier) throw new Error("middleware changed the identity of an endpoint call");
-      return counterSettingsFor(prepared, storeOf(environment), subject);
+      return counterSettingsOf(planDecision(services, subject).decision.meterRequests);
     },
     fireTrigger: (name, payload) => fired.push({ name, payload }),
   });
-  const runner = selectWorkflowRunner(c.env, c.executionCtx, { organizationId: environment.organizationId, environmentId: environment.id, egressHosts: settings.egressAllowList });
+  const runner = services.workflowRunner({ organizationId: environment.organizationId, environmentId: environment.id, egressHosts: settings.egressAllowList });
   const outcome = await runner.runEndpoint({ workflow, args, utils, deadlineMs: workflow.deadlineMs ?? DEFAULT_DEADLINE_MS }, request);
   if (fired.length > 0) {
-    c.executionCtx.waitUntil(knownCounterSettings(utils).then((counters) => enqueueTriggers(c.env, prepared, environment, identity, fired, 0, counters)));
+    services.waitUntil(knownCounterSettings(utils).then((counters) => services.triggers.enqueue(prepared, environment, identity, fired, 0, counters)));
   }
   if (!outcome.ok) {
-    console.warn(JSON.stringify({ event: "endpoint_workflow_failed", environmentId: environment.id, workflow: workflow.slug, kind: outcome.kind, error: outcome.error }));
-    recordEvent(c.executionCtx, c.env.DB, {
+    services.logger.warn("endpoint_workflow_failed", { environmentId: environment.id, workflow: workflow.slug, kind: outcome.kind, error: outcome.error });
+    services.recordEvent({
       id: newId("evt"),
       organizationId: environment.organizationId,
       environmentId: environment.id,
@@ -149,7 +159,7 @@ export async function runEndpointWorkflow(c: Context<AppEnv>, environmentId: str
     throw new ApiError("workflow_error", `Endpoint workflow ${workflow.slug} failed (${outcome.kind}): ${outcome.error}`);
   }
   // A fresh Response: the one from the isolate may have immutable headers, and the app adds X-Request-Id.
-  return new Response(outcome.value.body, { status: outcome.value.status, statusText: outcome.value.statusText, headers: confinedHeaders(outcome.value.headers, environment.id) });
+  return new Response(outcome.value.body, { status: outcome.value.status, statusText: outcome.value.statusText, headers: confinedHeaders(outcome.value.headers, environment.id, services.logger) });
 }
 
 /**
@@ -157,7 +167,7 @@ export async function runEndpointWorkflow(c: Context<AppEnv>, environmentId: str
  * documents render sandboxed (scripts run in an opaque origin, away from this origin's cookies and responses), and
  * it may set cookies only for its own environment's endpoint path.
  */
-export function confinedHeaders(headers: Headers, environmentId: string): Headers {
+export function confinedHeaders(headers: Headers, environmentId: string, logger: Services["logger"]): Headers {
   const out = new Headers();
   const ownPath = `/api/v1/envs/${environmentId}/endpoints`;
   for (const [name, value] of headers) {
@@ -169,7 +179,7 @@ export function confinedHeaders(headers: Headers, environmentId: string): Header
     const path = attributes.find((attribute) => attribute.startsWith("path="))?.slice(5);
     const confined = !attributes.some((attribute) => attribute.startsWith("domain=")) && (path === undefined || path === ownPath || path.startsWith(`${ownPath}/`));
     if (confined) out.append("set-cookie", cookie);
-    else console.warn(JSON.stringify({ event: "endpoint_cookie_dropped", environmentId, reason: "Domain or Path outside the environment's endpoints" }));
+    else logger.warn("endpoint_cookie_dropped", { environmentId, reason: "Domain or Path outside the environment's endpoints" });
   }
   out.append("content-security-policy", "sandbox allow-scripts allow-forms allow-popups allow-downloads");
   out.set("x-content-type-options", "nosniff");

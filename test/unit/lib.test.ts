@@ -1,0 +1,77 @@
+import { describe, expect, it } from "vitest";
+import { decodeBase64, encodeBase64 } from "../../workers/lib/base64";
+import { timingSafeEqual } from "../../workers/lib/crypto";
+import { isForeignKeyError, isUniqueConstraintError } from "../../workers/lib/d1Errors";
+import { raceDeadline } from "../../workers/lib/deadline";
+import { BUDGET_EXCEEDED_MESSAGE, workflowFailureKind } from "../../workers/workflows/failures";
+
+describe("raceDeadline", () => {
+  it("tells a value, an error and a timeout apart, and hands back the abandoned call", async () => {
+    expect(await raceDeadline(async () => 42, 1_000)).toEqual({ status: "value", value: 42 });
+    const boom = new Error("boom");
+    expect(await raceDeadline(() => Promise.reject(boom), 1_000)).toEqual({ status: "error", error: boom });
+    const late = await raceDeadline(() => new Promise((resolve) => setTimeout(() => resolve("late"), 100)), 10);
+    expect(late).toEqual({ status: "timeout", late: expect.any(Promise) });
+    if (late.status === "timeout") expect(await late.late).toBe("late");
+  });
+
+  it("turns a synchronous throw into an error and never mistakes a value for its own timer", async () => {
+    const thrown = new TypeError("bad call");
+    expect(
+      await raceDeadline(() => {
+        throw thrown;
+      }, 1_000),
+    ).toEqual({ status: "error", error: thrown });
+    expect(await raceDeadline(async () => "expired", 1_000)).toEqual({ status: "value", value: "expired" });
+    expect(await raceDeadline(async () => "timeout", 1_000)).toEqual({ status: "value", value: "timeout" });
+  });
+});
+
+describe("base64", () => {
+  it("round-trips every byte value and large inputs", () => {
+    const all = Uint8Array.from({ length: 256 }, (_, i) => i);
+    expect(decodeBase64(encodeBase64(all))).toEqual(all);
+    expect(encodeBase64(new TextEncoder().encode("hello"))).toBe("aGVsbG8=");
+    const large = crypto.getRandomValues(new Uint8Array(40_000)); // more than one String.fromCharCode chunk
+    expect(decodeBase64(encodeBase64(large))).toEqual(large);
+  });
+
+  it("refuses text that is not base64", () => {
+    expect(() => decodeBase64("not base64!")).toThrow();
+  });
+});
+
+describe("timingSafeEqual", () => {
+  it("compares strings of any length", async () => {
+    expect(await timingSafeEqual("operator-token", "operator-token")).toBe(true);
+    expect(await timingSafeEqual("operator-token", "operator-tokeN")).toBe(false);
+    expect(await timingSafeEqual("operator-token", "operator-token-longer")).toBe(false);
+    expect(await timingSafeEqual("", "")).toBe(true);
+    expect(await timingSafeEqual("", "x")).toBe(false);
+  });
+});
+
+describe("D1 constraint errors", () => {
+  it("recognises D1's messages, also when wrapped", () => {
+    const unique = new Error("D1_ERROR: UNIQUE constraint failed: versions.organization_id, versions.number: SQLITE_CONSTRAINT");
+    const foreign = new Error("D1_ERROR: FOREIGN KEY constraint failed: SQLITE_CONSTRAINT");
+    expect(isUniqueConstraintError(unique)).toBe(true);
+    expect(isForeignKeyError(unique)).toBe(false);
+    expect(isForeignKeyError(foreign)).toBe(true);
+    expect(isUniqueConstraintError(foreign)).toBe(false);
+    expect(isUniqueConstraintError(new Error("insert failed", { cause: unique }))).toBe(true);
+    expect(isUniqueConstraintError(new Error("D1_ERROR: no such table: versions"))).toBe(false);
+    expect(isUniqueConstraintError("not an error")).toBe(false);
+  });
+});
+
+describe("workflowFailureKind", () => {
+  it("classifies the budget guard's error, workerd's hung-isolate cancellation and anything else", () => {
+    expect(workflowFailureKind(new Error(BUDGET_EXCEEDED_MESSAGE))).toBe("budget");
+    expect(
+      workflowFailureKind(new Error("The Workers runtime canceled this request because it detected that your Worker's code had hung and would never generate a response.")),
+    ).toBe("timeout");
+    expect(workflowFailureKind(new Error("customer code threw"))).toBe("threw");
+    expect(workflowFailureKind("a string")).toBe("threw");
+  });
+});

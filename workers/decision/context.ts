@@ -1,0 +1,131 @@
+/**
+ * The typed context that flows through the decision stages. Each stage takes the context it needs and returns it
+ * extended with what it adds, so the pipeline reads as a list of stage calls and the compiler checks their order.
+ */
+import type { AutoAssignCategory, BotTag, CreditReading, Decision, FeatureStates, MeterReading, PreparedSnapshot, ResolvedIdentity } from "../engine";
+import type { KeyType } from "../services/apiKeys";
+import type { Customer } from "../services/customers";
+import type { Environment } from "../services/tenancy";
+import type { EvaluateResult } from "../../durable-objects/meter/MeterObject";
+import type { ComponentBehavior, SurfaceBehavior } from "../workflows/stages";
+import type { WorkflowSession } from "./workflowSession";
+
+export type DecisionKind = "access_check" | "surface_decision";
+
+/** What the HTTP request itself (not its body) says about the visitor; the route reads it from its headers and `cf`. */
+export interface TransportFacts {
+  /** Cloudflare's view of the connection (`request.cf`). */
+  cf?: Record<string, unknown>;
+  /** The `User-Agent` header. */
+  userAgent?: string;
+  /** `X-MOS-User-Agent`: the visitor's user agent, forwarded by the customer's server. */
+  forwardedUserAgent?: string;
+  /** `CF-Connecting-IP`. */
+  connectingIp?: string;
+}
+
+/** The part of a request body that says who a request is about (decision routes and counter updates share it). */
+export interface SubjectRequest {
+  identity: unknown;
+  resource?: Record<string, unknown>;
+  http?: { url?: string; userAgent?: string; clientIP?: string; referer?: string };
+  cloudflare?: { cf?: Record<string, unknown> };
+}
+
+/** Where every flow starts: whose key called, from which environment, with what. */
+export interface CallerScope {
+  environment: Environment;
+  keyType: KeyType;
+  body: SubjectRequest & { action?: string };
+  transport: TransportFacts;
+}
+
+/** A decision: an access check, or a surface decision when `surfaceSlug` is set. */
+export interface DecisionRequest extends CallerScope {
+  kind: DecisionKind;
+  surfaceSlug?: string;
+  idempotencyKey?: string;
+  /** SHA-256 of the request body, so a reused Idempotency-Key with another body is refused. */
+  requestHash?: string;
+}
+
+/** The facts about the request that workflows see (as `context`), after deciding which source to trust. */
+export interface RequestFacts {
+  userAgent?: string;
+  url?: string;
+  referer?: string;
+  clientIp?: string;
+  cf?: Record<string, unknown>;
+  resource?: Record<string, unknown>;
+}
+
+export interface Configured {
+  prepared: PreparedSnapshot;
+  /** The user data store of the environment (shared by environments of one type). */
+  store: string;
+}
+
+export interface Identified {
+  identity: ResolvedIdentity;
+  bot: BotTag | undefined;
+  /** Why a JWT was refused when the request asked to fall back to an anonymous identity. */
+  jwtError: string | null;
+  facts: RequestFacts;
+  /** Present when the deployed version has workflows; the workflow stages share it. */
+  workflows: WorkflowSession | undefined;
+}
+
+export interface WithCustomer {
+  customer: Customer | null;
+  stripeProductIds: string[];
+}
+
+export interface Provisioned {
+  workflowPlanSlugs: string[];
+}
+
+/** Who the request is about and which plans they hold: what decisions, counter updates and endpoints share. */
+export type Subject = CallerScope & Configured & Identified & WithCustomer & Provisioned;
+
+export interface Planned {
+  category: AutoAssignCategory;
+  decision: Decision;
+}
+
+/** What the one meter call said, or why there was none. */
+export interface MeterOutcome {
+  readings?: Map<string, MeterReading>;
+  creditReadings?: Map<string, CreditReading>;
+  /** Set when the meter did not answer in time or failed: each metered property falls back. */
+  failure?: string;
+  /** The meter answered a known Idempotency-Key with the first request's result: its triggers are already queued. */
+  replayed: boolean;
+  userAdded: boolean;
+  plansChanged?: { from: string[] | null; to: string[] };
+  /** The call this request gave up on (deadline); it may still answer, after the response. */
+  late?: Promise<EvaluateResult>;
+}
+
+export interface Metered {
+  meter: MeterOutcome;
+}
+
+export interface Featured {
+  features: FeatureStates;
+}
+
+export interface SurfaceFields {
+  surfaceBehavior: SurfaceBehavior;
+  componentsSkipped: boolean;
+  componentBehaviors: Record<string, ComponentBehavior & { metadata?: { cssSelector?: string } }>;
+}
+
+/** After the surface stage: the surface workflow's behaviour (undefined for access checks). */
+export interface WithSurfaceBehavior {
+  surfaceBehavior: SurfaceBehavior | undefined;
+}
+
+/** After the components stage: the surface part of the response (undefined for access checks). */
+export interface Surfaced {
+  surfaceFields: SurfaceFields | undefined;
+}

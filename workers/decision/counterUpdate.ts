@@ -1,0 +1,154 @@
+/**
+ * A counter update (`POST /api/v1/counter-updates`): usage the customer's backend measured itself, added to (or given
+ * back from) one of the identity's metered counters, or an action charged to a credits balance. The identity's plans
+ * are resolved exactly as a decision resolves them (subject.ts → plans stage), so the limit and period are the ones a
+ * decision would enforce.
+ */
+import type { CreditReading, CreditRequest, MeterReading, MeterRequest } from "../engine";
+import { ApiError } from "../errors";
+import { sha256Hex } from "../lib/crypto";
+import { isUniqueConstraintError } from "../lib/d1Errors";
+import { eventIdFor, meterIdempotencyKey } from "../services/events";
+import { counterSettingsOf } from "../workflows/scopedUtils";
+import type { CallerScope, Subject } from "./context";
+import type { Services } from "./services";
+import { planDecision } from "./stages";
+import { resolveSubject } from "./subject";
+
+export interface CounterUpdateBody {
+  identity: unknown;
+  counterId: string;
+  update?: number;
+  resourceId?: string;
+  action?: string;
+  resource?: Record<string, unknown>;
+}
+
+export interface CounterUpdateRequest extends CallerScope {
+  body: CounterUpdateBody;
+  idempotencyKey?: string;
+}
+
+export type CounterUpdateResult =
+  | { status: "success"; eventId: string; counter: MeterReading }
+  | { status: "success"; eventId: string; credit: CreditReading };
+
+export async function updateCounter(services: Services, request: CounterUpdateRequest): Promise<CounterUpdateResult> {
+  const { body, idempotencyKey } = request;
+  // A browser holds the publishable key: it may spend units but not give them back (that would reset its own quota).
+  if (request.keyType === "publishable" && (body.update ?? 1) < 1) {
+    throw new ApiError("forbidden", "Publishable keys may only add units (update ≥ 1); give units back with a secret key");
+  }
+  const subject = await resolveSubject(services, request);
+  const requestHash = idempotencyKey ? await sha256Hex(JSON.stringify(body)) : undefined;
+  const { environment, identity } = subject;
+  // A retry with the same key gets the same event id: one entry per update, and a response identical to the first.
+  const eventId = await eventIdFor(environment.id, { identifier: identity.identifier, authenticated: identity.isAuthenticated }, "counter_update", idempotencyKey);
+  const record = (outcome: "granted" | "denied", details: Record<string, unknown>) =>
+    services.waitUntil(
+      services
+        .insertEvent({
+          id: eventId,
+          organizationId: environment.organizationId,
+          environmentId: environment.id,
+          kind: "counter_update",
+          identifier: identity.identifier,
+          outcome,
+          record: { ...details, idempotencyKey: idempotencyKey ?? null, identity: { authType: identity.authType, identifier: identity.identifier }, versionId: subject.prepared.versionId },
+        })
+        .catch((error: unknown) => {
+          // A retry under the same key writes the same event id: the first record stands.
+          if (!(idempotencyKey && isUniqueConstraintError(error))) services.logger.error("counter_update_event_not_written", { eventId, error: String(error) });
+        }),
+    );
+  const stub = services.meter.stub({ organizationId: environment.organizationId, store: subject.store, authenticated: identity.isAuthenticated, identifier: identity.identifier });
+  const meterKey = meterIdempotencyKey(environment.id, "counter_update", idempotencyKey);
+  const timeZone = subject.prepared.snapshot.timeZone;
+
+  if (counterKind(subject, body.counterId) === "credits") {
+    // Charging credits: priced by the action, deducted atomically (with the plan's periodic grant), never below 0.
+    const credit = creditRequestFor(services, subject, body.counterId, body.action, body.resource);
+    const evaluated = await stub.evaluate({ counters: [], credits: [credit], timeZone, idempotencyKey: meterKey, requestHash });
+    if ("conflict" in evaluated) throw new ApiError("idempotency_key_reused", "This Idempotency-Key was used with a different request body");
+    const reading = evaluated.credits?.[0];
+    if (!reading) throw new ApiError("not_found", `Credits ${body.counterId} not found`);
+    if (!reading.deductedInRequest && reading.cost > 0) {
+      throw new ApiError("insufficient_credits", `Insufficient credits: ${body.action ?? "this action"} costs ${reading.cost}, the balance is ${reading.balance}`);
+    }
+    record("granted", { creditId: body.counterId, action: body.action ?? null, credit: reading });
+    return { status: "success", eventId, credit: reading };
+  }
+
+  const meterRequest = meterRequestFor(services, subject, body.counterId);
+  const result = await stub.updateCounter({
+    counterId: meterRequest.counterId,
+    period: meterRequest.period,
+    limit: meterRequest.limit,
+    uniqueResources: meterRequest.uniqueResources,
+    timeZone,
+    update: body.update ?? 1,
+    resourceId: body.resourceId,
+    idempotencyKey: meterKey,
+    requestHash,
+  });
+  if ("conflict" in result) throw new ApiError("idempotency_key_reused", "This Idempotency-Key was used with a different request body");
+  const reading = result.reading;
+  // Like a decision that consumes: counters.updated (plus what middleware fired) reaches action workflows, once per
+  // logical request — a replayed retry's triggers are already queued.
+  if (!result.replayed) {
+    const triggers = [{ name: "counters.updated", payload: { eventId, identifier: identity.identifier, counters: [reading] } }, ...(subject.workflows?.triggers ?? [])];
+    // Every counter the caller's plans meter, so the actions' utils.counters work on any of them.
+    const limits = counterSettingsOf(planFor(services, subject).meterRequests);
+    services.waitUntil(services.triggers.enqueue(subject.prepared, environment, identity, triggers, 0, limits));
+  }
+  record(reading.hasAccess ? "granted" : "denied", { counterId: meterRequest.counterId, update: body.update ?? 1, resourceId: body.resourceId ?? null, counter: reading });
+  return { status: "success", eventId, counter: reading };
+}
+
+/** The engine's decision for the subject's plans, as an access check would make it (priced for `action` on `resource`). */
+function planFor(services: Services, subject: Subject, action?: string, resource?: Record<string, unknown>) {
+  return planDecision(services, { ...subject, surfaceSlug: undefined, body: { ...subject.body, action, resource } }).decision;
+}
+
+/** The feature property a counter id (`{store}:{featureId}.{property}`) names in the subject's store, or 404. */
+function counterProperty(subject: Subject, counterId: string) {
+  const { prepared, store } = subject;
+  const match = /^([^:]+):([^.]+)\.(.+)$/.exec(counterId);
+  const feature = match && match[1] === store ? prepared.featureById.get(match[2]!) : undefined;
+  const property = feature?.propertyBySlug.get(match![3]!);
+  const type = property?.definition.type;
+  if (feature && property && (type === "enabled" || type === "credits")) return { feature, property, kind: type === "enabled" ? ("metered" as const) : ("credits" as const) };
+  throw new ApiError(
+    "not_found",
+    `Counter ${counterId} not found: counter ids are {store}:{featureId}.{property} of a meterable or credits property (this environment's store is ${store})`,
+  );
+}
+
+function counterKind(subject: Subject, counterId: string): "metered" | "credits" {
+  return counterProperty(subject, counterId).kind;
+}
+
+/**
+ * The meter request the identity's plans make for `counterId` (limit, period, unique resources).
+ *   404 — the counter is not a metered `enabled` property of the deployed version in this environment's store;
+ *   409 — it is, but none of the identity's plans meters it (on, off or unassigned for them).
+ */
+function meterRequestFor(services: Services, subject: Subject, counterId: string): MeterRequest {
+  const { feature, property } = counterProperty(subject, counterId);
+  const decision = planFor(services, subject);
+  const request = decision.meterRequests.find((candidate) => candidate.counterId === counterId);
+  if (!request) {
+    throw new ApiError(
+      "conflict",
+      `Counter ${counterId} (${feature.slug}.${property.slug}) is not metered for this identity: none of its plans (${decision.planSlugs.join(", ") || "none"}) gives it a metered limit`,
+    );
+  }
+  return request;
+}
+
+/** The credit request of a credits property: the plans' allowance and the price of `action` on `resource`, consumed. */
+function creditRequestFor(services: Services, subject: Subject, creditId: string, action: string | undefined, resource: Record<string, unknown> | undefined): CreditRequest {
+  const request = planFor(services, subject, action, resource).creditRequests.find((candidate) => candidate.creditId === creditId);
+  if (!request) throw new ApiError("not_found", `Credits ${creditId} not found`);
+  return { ...request, consume: true };
+}

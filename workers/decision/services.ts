@@ -1,0 +1,61 @@
+/**
+ * What the decision flows depend on, as plain values: built once per request from the Worker's bindings
+ * (middleware/services.ts) and handed to every stage. Stages never see Hono; tests replace any member (a failing
+ * meter, a fixed clock) by building their own.
+ */
+import type { MeterClient } from "../../durable-objects/meter/client";
+import type { PreparedSnapshot, VerdictMemo } from "../engine";
+import type { Customer } from "../services/customers";
+import type { WorkflowEnvironment } from "../services/environmentSettings";
+import type { EventInput } from "../services/events";
+import type { ApiKeyInfo } from "../services/apiKeys";
+import type { Environment } from "../services/tenancy";
+import type { WorkflowRunner } from "../workflows/runner";
+import type { RunnerTarget } from "../workflows/select";
+import type { TriggerQueue } from "../workflows/triggers";
+
+export interface Clock {
+  /** Milliseconds since the epoch. */
+  now(): number;
+}
+
+/** Structured log lines (one JSON object each), so operators can filter them in Workers Logs. */
+export interface Logger {
+  warn(event: string, fields?: Record<string, unknown>): void;
+  error(event: string, fields?: Record<string, unknown>): void;
+}
+
+/** Per-stage durations: reported in `Server-Timing` and kept on the decision record. */
+export interface StageTimer {
+  /** Records the time since the previous mark (or since the request began) under `stage`. */
+  mark(stage: string): void;
+  toRecord(): Record<string, number>;
+}
+
+export interface Services {
+  db: D1Database;
+  clock: Clock;
+  logger: Logger;
+  timing: StageTimer;
+  /** Keeps work going after the response (records, triggers); it never delays the response. */
+  waitUntil(work: Promise<unknown>): void;
+  /** A deployed version's prepared snapshot (immutable, cached per isolate). */
+  snapshot(versionId: string): Promise<PreparedSnapshot>;
+  /** API keys and environments by their raw key / id (short-lived per-isolate caches). */
+  lookupApiKey(rawKey: string): Promise<ApiKeyInfo | null>;
+  lookupEnvironment(environmentId: string): Promise<Environment | null>;
+  /** The customer record (Stripe products) of an identifier in a user data store. */
+  customer(organizationId: string, store: string, identifier: string): Promise<Customer | null>;
+  /** Variables, decrypted secrets and the egress allow-list workflows of an environment get. */
+  workflowEnvironment(environmentId: string): Promise<WorkflowEnvironment>;
+  meter: MeterClient;
+  /** The runtime that runs an organization's workflows (Worker Loader locally, a dispatch namespace in production). */
+  workflowRunner(target: RunnerTarget): WorkflowRunner;
+  triggers: TriggerQueue;
+  /** Decision records: buffered and written in batches after the response. */
+  recordEvent(event: EventInput & { id: string }): void;
+  /** Other records (counter updates, links): written now, inside `waitUntil` by the caller. */
+  insertEvent(event: EventInput): Promise<string>;
+  /** Memo for the engine's bot classification. */
+  botVerdicts: VerdictMemo;
+}

@@ -1,0 +1,37 @@
+/**
+ * Stage 10 — component workflows of the surface, in parallel, each given the surface's properties. A surface
+ * workflow that replaced the response (an http body) makes them moot: they are skipped (`componentsSkipped`).
+ */
+import type { ComponentArgs } from "../../workflows/authorTypes";
+import type { ComponentBehavior } from "../../workflows/stages";
+import { validateComponentBehavior } from "../../workflows/stages";
+import type { Featured, Identified, Planned, Surfaced, SurfaceFields, WithSurfaceBehavior } from "../context";
+import type { Services } from "../services";
+
+export async function runComponentWorkflows<C extends Identified & Planned & Featured & WithSurfaceBehavior>(services: Services, context: C): Promise<C & Surfaced> {
+  const { surfaceBehavior, decision, workflows: session, features } = context;
+  const surface = decision.surface;
+  if (!surface || surfaceBehavior === undefined) return { ...context, surfaceFields: undefined };
+  const componentsSkipped = typeof surfaceBehavior.http?.body === "string";
+  const componentBehaviors: SurfaceFields["componentBehaviors"] = {};
+  if (!componentsSkipped) {
+    const workflows = session?.of("component").filter((candidate) => candidate.surface === surface.slug && candidate.component) ?? [];
+    const fromWorkflows = new Map<string, ComponentBehavior>();
+    if (session && workflows.length > 0) {
+      const surfaceProperties = surfaceBehavior.properties ?? {};
+      await Promise.all(
+        workflows.map(async (workflow) => {
+          const args = (): ComponentArgs => ({ ...session.args(decision.planSlugs), features, surfaceSlug: surface.slug, componentSlug: workflow.component!, surfaceProperties });
+          const behavior = await session.run(workflow, args, validateComponentBehavior);
+          if (behavior) fromWorkflows.set(workflow.component!, behavior);
+        }),
+      );
+    }
+    for (const component of surface.components) {
+      const behavior = fromWorkflows.get(component.slug) ?? {};
+      componentBehaviors[component.slug] = component.cssSelector ? { ...behavior, metadata: { cssSelector: component.cssSelector } } : behavior;
+    }
+  }
+  if (session) services.timing.mark("surface_workflows");
+  return { ...context, surfaceFields: { surfaceBehavior, componentsSkipped, componentBehaviors } };
+}

@@ -1,0 +1,13 @@
+/**
+ * Stage 4 — customer: the Stripe products a signed-in identity holds (read through a short per-isolate cache, so
+ * the steady state does no D1 query). Anonymous visitors are never customers.
+ */
+import type { CallerScope, Configured, Identified, WithCustomer } from "../context";
+import type { Services } from "../services";
+
+export async function findCustomer<C extends CallerScope & Configured & Identified>(services: Services, context: C): Promise<C & WithCustomer> {
+  const { identity, environment, store } = context;
+  const customer = identity.isAuthenticated ? await services.customer(environment.organizationId, store, identity.identifier) : null;
+  services.timing.mark("context");
+  return { ...context, customer, stripeProductIds: customer?.stripeProductIds ?? [] };
+}

@@ -1,0 +1,60 @@
+/**
+ * Stage 8 — features: the wire state of every feature once the meter answered (or failed), then the feature
+ * workflows, each adjusting its own feature's properties. A value that does not fit the property's type is ignored
+ * and recorded as a refused result.
+ */
+import { finish, type FeatureStates, type PropertyState } from "../../engine";
+import type { FeatureArgs } from "../../workflows/authorTypes";
+import { validatePropertyOverrides } from "../../workflows/stages";
+import type { Featured, Identified, Metered, Planned } from "../context";
+import type { Services } from "../services";
+
+export async function resolveFeatures<C extends Identified & Planned & Metered>(services: Services, context: C): Promise<C & Featured> {
+  const { decision, meter } = context;
+  const features: FeatureStates = { ...finish(decision, meter.readings, meter.failure ? "unreachable" : undefined, meter.creditReadings) };
+  const session = context.workflows;
+  const workflows = session?.of("feature") ?? [];
+  if (!session || workflows.length === 0) return { ...context, features };
+
+  const plans = decision.planSlugs;
+  const results = await Promise.all(
+    workflows.map(async (workflow) => {
+      const feature = workflow.feature ? features[workflow.feature] : undefined;
+      if (!feature) return undefined;
+      const overrides = await session.run(workflow, (): FeatureArgs => ({ ...session.args(plans), feature, features }), validatePropertyOverrides);
+      return { feature, overrides, workflow };
+    }),
+  );
+  // Rendered states may be shared, frozen objects (the engine memoises them): build new ones instead of mutating.
+  for (const result of results) {
+    if (!result?.overrides) continue;
+    const properties = { ...result.feature.properties };
+    for (const [slug, value] of Object.entries(result.overrides)) {
+      const current = properties[slug];
+      const next = current ? overridden(current, value) : undefined;
+      if (next) properties[slug] = next;
+      else await session.recordRefusal(result.workflow, `cannot set ${slug} to ${JSON.stringify(value)}`);
+    }
+    features[result.feature.featureSlug] = { ...result.feature, properties };
+  }
+  services.timing.mark("feature_workflows");
+  return { ...context, features };
+}
+
+/** A property with a workflow's value applied, or undefined when the value does not fit the property's type. */
+function overridden(current: PropertyState, value: unknown): PropertyState | undefined {
+  switch (current.type) {
+    case "meterable":
+    case "credits":
+      // Access only: a workflow can grant or deny, but counters and balances change only through the meter.
+      if (typeof value === "boolean") return { ...current, hasAccess: value, isFallback: false };
+      if (value === "on" || value === "off") return { ...current, hasAccess: value === "on", isFallback: false };
+      return undefined;
+    case "boolean":
+      return typeof value === "boolean" ? { type: "boolean", value, isFallback: false } : undefined;
+    case "number":
+      return typeof value === "number" && Number.isFinite(value) ? { type: "number", value, isFallback: false } : undefined;
+    case "string":
+      return typeof value === "string" ? { type: "string", value, isFallback: false } : undefined;
+  }
+}

@@ -1,0 +1,62 @@
+/**
+ * Stage 7 — the meter: every metered counter and credit balance of the decision in ONE call to the user's Durable
+ * Object (consumption is all-or-nothing across them), under a deadline. A slow or failing meter degrades the decision
+ * to each property's fallback instead of failing it; a known Idempotency-Key is answered with the first result
+ * (`replayed`), and from then on workflows' counters only read.
+ */
+import { ApiError } from "../../errors";
+import type { PreparedSnapshot } from "../../engine";
+import { meterIdempotencyKey } from "../../services/events";
+import { listensTo } from "../../workflows/triggers";
+import type { DecisionRequest, Metered, MeterOutcome, Planned, Subject } from "../context";
+import type { Services } from "../services";
+
+const NOT_CALLED: MeterOutcome = Object.freeze({ replayed: false, userAdded: false });
+
+export async function consumeMeter<C extends DecisionRequest & Subject & Planned>(services: Services, context: C): Promise<C & Metered> {
+  const { decision, prepared, environment, identity, store, kind, idempotencyKey, requestHash, body } = context;
+  // The user's plan set rides along only when an action workflow listens to plans.changed or user.added (it costs
+  // the object a write).
+  const tracksUser = listensTo(prepared, "plans.changed") || listensTo(prepared, "user.added");
+  // A keyed request whose triggers someone may act on goes to the meter even when it meters nothing: the object
+  // records the key, so a retry is recognised (`replayed`) and does not enqueue the triggers a second time.
+  const keyedWithActions = idempotencyKey !== undefined && hasActionWorkflows(prepared);
+  if (decision.meterRequests.length === 0 && decision.creditRequests.length === 0 && !tracksUser && !keyedWithActions) {
+    return { ...context, meter: NOT_CALLED };
+  }
+  const result = await services.meter.evaluate(
+    { organizationId: environment.organizationId, store, authenticated: identity.isAuthenticated, identifier: identity.identifier },
+    {
+      counters: decision.meterRequests,
+      ...(decision.creditRequests.length > 0 ? { credits: decision.creditRequests } : {}),
+      ...(tracksUser ? { plans: decision.planSlugs } : {}),
+      resourceId: body.resource?.id as string | undefined,
+      timeZone: prepared.snapshot.timeZone,
+      idempotencyKey: meterIdempotencyKey(environment.id, kind, idempotencyKey),
+      requestHash,
+    },
+  );
+  services.timing.mark("meter");
+  if (!result.ok) {
+    const failure = result.reason === "error" ? `error: ${result.error}` : "timeout";
+    return { ...context, meter: { replayed: false, userAdded: false, failure, ...(result.reason === "timeout" ? { late: result.late } : {}) } };
+  }
+  const answer = result.value;
+  if ("conflict" in answer) throw new ApiError("idempotency_key_reused", "This Idempotency-Key was used with a different request body");
+  if (answer.replayed) context.workflows?.markReplayed();
+  return {
+    ...context,
+    meter: {
+      readings: new Map(answer.readings.map((reading) => [reading.counterId, reading])),
+      ...(answer.credits ? { creditReadings: new Map(answer.credits.map((reading) => [reading.creditId, reading])) } : {}),
+      replayed: answer.replayed === true,
+      userAdded: answer.userAdded === true,
+      plansChanged: answer.plansChanged,
+    },
+  };
+}
+
+/** Whether any action workflow of the version listens to any trigger (system or custom). */
+function hasActionWorkflows(prepared: PreparedSnapshot): boolean {
+  return prepared.snapshot.workflows.some((workflow) => workflow.type === "action" && (workflow.triggers?.length ?? 0) > 0);
+}

@@ -1,0 +1,43 @@
+/**
+ * Stage 12 — the decision record, written after the response (batched; see services/events.ts): who, which plans and
+ * why, every feature's state, what was denied and why, the meter's status, every workflow run and the stage timings.
+ * A surface decision is granted when everything it consumes was granted; an access check when nothing is denied.
+ */
+import { denials, type Denial } from "../../engine";
+import type { Configured, DecisionRequest, Featured, Identified, Metered, Planned } from "../context";
+import type { Services } from "../services";
+import type { DecisionResponse } from "./response";
+
+export function recordDecision<C extends DecisionRequest & Configured & Identified & Planned & Metered & Featured>(services: Services, context: C, response: DecisionResponse): Denial[] {
+  const { environment, identity, kind, surfaceSlug, decision, meter, features, bot, category, body, jwtError, workflows, prepared } = context;
+  const denied = denials(features, {
+    metered: new Set(decision.meterRequests.map((request) => request.counterId)),
+    only: decision.surface?.consumes.map((entry) => ({ featureSlug: entry.featureSlug, property: entry.property })),
+  });
+  services.recordEvent({
+    id: response.eventId,
+    organizationId: environment.organizationId,
+    environmentId: environment.id,
+    kind,
+    identifier: identity.identifier,
+    surfaceSlug: surfaceSlug ?? null,
+    outcome: denied.length ? "denied" : "granted",
+    record: {
+      identity: response.identity,
+      bot: bot ?? null,
+      category,
+      plans: decision.planSlugs,
+      planSources: decision.planSources,
+      unknownPlanSlugs: decision.unknownPlanSlugs,
+      features,
+      ...(body.action !== undefined ? { action: body.action } : {}),
+      denials: denied,
+      meter: meter.failure ? { status: "fallback", reason: meter.failure } : meter.readings ? { status: "ok" } : { status: "none" },
+      workflows: workflows?.records ?? [],
+      jwtError,
+      timings: services.timing.toRecord(),
+      versionId: prepared.versionId,
+    },
+  });
+  return denied;
+}

@@ -1,0 +1,33 @@
+/**
+ * Stage 11 — the response: the wire shape of the decision. A request with an Idempotency-Key gets an event id derived
+ * from it, so a retry answers with the first id and its record is stored once.
+ */
+import { eventIdFor } from "../../services/events";
+import type { DecisionRequest, Featured, Identified, Surfaced, WithCustomer } from "../context";
+import type { Services } from "../services";
+
+export async function renderResponse<C extends DecisionRequest & Identified & WithCustomer & Featured & Surfaced>(services: Services, context: C) {
+  const { environment, identity, kind, idempotencyKey, customer, stripeProductIds, features, surfaceFields } = context;
+  const eventId = await eventIdFor(environment.id, { identifier: identity.identifier, authenticated: identity.isAuthenticated }, kind, idempotencyKey);
+  const response = {
+    status: "success" as const,
+    eventId,
+    identity: {
+      authType: identity.authType,
+      identifier: identity.identifier,
+      isAuthenticated: identity.isAuthenticated,
+      jwtClaims: identity.jwtClaims,
+    },
+    customer: {
+      isCustomer: customer !== null,
+      hasProducts: stripeProductIds.length > 0,
+      customerIdentifiers: customer ? [customer.identifier] : [],
+    },
+    features,
+    ...surfaceFields,
+  };
+  services.timing.mark("render");
+  return response;
+}
+
+export type DecisionResponse = Awaited<ReturnType<typeof renderResponse>>;

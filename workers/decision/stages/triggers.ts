@@ -1,0 +1,54 @@
+/**
+ * Stage 13 — triggers, after the response: `decision.made`, what the meter says happened (`counters.updated`,
+ * `user.added`, `plans.changed`) and the custom triggers workflows fired, to the queue for the action workflows.
+ * A replay enqueues nothing (the first request did); a meter that answers after the deadline still consumed, so its
+ * triggers follow when it answers.
+ */
+import type { EvaluateResult } from "../../../durable-objects/meter/MeterObject";
+import type { MeterReading } from "../../engine";
+import { counterSettingsOf } from "../../workflows/scopedUtils";
+import type { Configured, DecisionRequest, Identified, Metered, Planned } from "../context";
+import type { Services } from "../services";
+
+type Trigger = { name: string; payload: unknown };
+
+export function enqueueDecisionTriggers<C extends DecisionRequest & Configured & Identified & Planned & Metered>(
+  services: Services,
+  context: C,
+  decided: { eventId: string; granted: boolean },
+): void {
+  const { prepared, environment, identity, decision, meter, kind, workflows } = context;
+  const { eventId } = decided;
+  // The user's limits ride along, so utils.counters in the action workflows enforce this decision's plans.
+  const counters = counterSettingsOf(decision.meterRequests);
+  const enqueue = (triggers: Trigger[]) => services.triggers.enqueue(prepared, environment, identity, triggers, 0, counters);
+  /** What a meter answer says happened: counters consumed, a new user, a plan change. */
+  const meterTriggers = (answer: { readings: MeterReading[]; userAdded?: boolean; plansChanged?: { from: string[] | null; to: string[] } }): Trigger[] => {
+    const consumed = answer.readings.filter((reading) => reading.consumedInRequest);
+    return [
+      ...(consumed.length > 0 ? [{ name: "counters.updated", payload: { eventId, identifier: identity.identifier, counters: consumed } }] : []),
+      ...(answer.userAdded ? [{ name: "user.added", payload: { eventId, identifier: identity.identifier, authType: identity.authType } }] : []),
+      // The first plan set of a user is not a change (user.added says the user is new).
+      ...(answer.plansChanged?.from ? [{ name: "plans.changed", payload: { eventId, identifier: identity.identifier, from: answer.plansChanged.from, to: answer.plansChanged.to } }] : []),
+    ];
+  };
+  // A replay's flags and consumed readings are the first request's, whose triggers were enqueued then: enqueueing them
+  // again would run every action twice for one logical request.
+  if (!meter.replayed) {
+    services.waitUntil(
+      enqueue([
+        { name: "decision.made", payload: { eventId, kind, identifier: identity.identifier, outcome: decided.granted ? "granted" : "denied" } },
+        ...(meter.readings ? meterTriggers({ readings: [...meter.readings.values()], userAdded: meter.userAdded, plansChanged: meter.plansChanged }) : []),
+        ...(workflows?.triggers ?? []),
+      ]),
+    );
+  }
+  if (meter.late) {
+    services.waitUntil(
+      meter.late.then(
+        (answer: EvaluateResult) => ("conflict" in answer || answer.replayed ? undefined : enqueue(meterTriggers(answer))),
+        () => undefined,
+      ),
+    );
+  }
+}

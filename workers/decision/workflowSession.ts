@@ -1,0 +1,175 @@
+/**
+ * The workflows of one request, as the stages share them: the runner and the environment's settings (loaded on the
+ * first workflow that runs), the utils RPC targets scoped to this tenant and identity, the records of every run, the
+ * triggers they fired and the counter limits known so far. Created only when the deployed version has workflows.
+ */
+import type { BotTag, MeterRequest, PreparedSnapshot, ResolvedIdentity } from "../engine";
+import type { SnapshotWorkflow } from "../engine/snapshot";
+import type { Environment } from "../services/tenancy";
+import type { BaseArgs, JsonValue, MiddlewareArgs, WorkflowResource } from "../workflows/authorTypes";
+import type { WorkflowRunner } from "../workflows/runner";
+import { counterSettingsOf, scopedUtils, type CounterSettings } from "../workflows/scopedUtils";
+import { WorkflowStages, type WorkflowRecord } from "../workflows/stages";
+import type { RequestFacts } from "./context";
+import type { Services } from "./services";
+
+export interface PendingTrigger {
+  name: string;
+  payload: unknown;
+}
+
+type WorkflowType = SnapshotWorkflow["type"];
+
+export class WorkflowSession {
+  readonly triggers: PendingTrigger[] = [];
+  /** What middleware workflows handed to the later ones (`middlewareProperties`). */
+  middlewareProperties: Record<string, JsonValue> = {};
+  private readonly stagesByMode = new Map<boolean, WorkflowStages>();
+  private readonly pendingStages = new Map<boolean, Promise<WorkflowStages>>();
+  private env: Record<string, string> = {};
+  private runner: Promise<WorkflowRunner> | undefined;
+  /** Limits of the metered counters this request resolved, so utils.counters enforce the user's own plan. */
+  private readonly counterSettings = new Map<string, CounterSettings>();
+  private replaying = false;
+
+  constructor(
+    private readonly services: Services,
+    private readonly prepared: PreparedSnapshot,
+    private readonly environment: Environment,
+    private readonly store: string,
+    private subject: { identity: ResolvedIdentity; bot: BotTag | undefined },
+    private readonly facts: RequestFacts,
+  ) {}
+
+  get identity(): ResolvedIdentity {
+    return this.subject.identity;
+  }
+
+  get bot(): BotTag | undefined {
+    return this.subject.bot;
+  }
+
+  /** Middleware may replace the identifier or the bot tag; utils and later workflows follow. */
+  setSubject(identity: ResolvedIdentity, bot: BotTag | undefined): void {
+    this.subject = { identity, bot };
+  }
+
+  /** The meter answered this request as a replay: from now on, workflows' counters read instead of consuming. */
+  markReplayed(): void {
+    this.replaying = true;
+  }
+
+  knowCounters(requests: readonly MeterRequest[]): void {
+    for (const [counterId, settings] of counterSettingsOf(requests)) this.counterSettings.set(counterId, settings);
+  }
+
+  of(type: WorkflowType): SnapshotWorkflow[] {
+    return this.prepared.snapshot.workflows.filter((workflow) => workflow.type === type);
+  }
+
+  has(type: WorkflowType): boolean {
+    return this.prepared.snapshot.workflows.some((workflow) => workflow.type === type);
+  }
+
+  get records(): WorkflowRecord[] {
+    return [...this.stagesByMode.values()].flatMap((stages) => stages.records);
+  }
+
+  /**
+   * Runs one workflow and validates its result; undefined means "use the fallback" (a `required` one throws 531).
+   * `args` is called once the environment's settings are loaded (they are part of the arguments).
+   */
+  async run<T>(
+    workflow: SnapshotWorkflow,
+    args: () => Record<string, unknown>,
+    validate: (value: unknown) => T | undefined,
+    { readOnly = false } = {},
+  ): Promise<T | undefined> {
+    const stages = await this.stages(readOnly);
+    return stages.run(workflow, args(), validate);
+  }
+
+  /** Records a result the stage itself refused after validation (e.g. a value of the wrong type for a property). */
+  async recordRefusal(workflow: SnapshotWorkflow, error: string): Promise<void> {
+    (await this.stages(false)).records.push({ slug: workflow.slug, type: workflow.type, ok: false, durationMs: 0, kind: "bad_result", error });
+  }
+
+  /** What middleware receives: who and where, before plans are known. */
+  middlewareArgs(): MiddlewareArgs {
+    return { ...this.common(), plans: [] };
+  }
+
+  /** What provisioning, feature, surface and component workflows receive; each stage adds its own fields. */
+  args(plans: string[]): BaseArgs {
+    return { ...this.common(), plans, middlewareProperties: this.middlewareProperties };
+  }
+
+  private common(): Omit<MiddlewareArgs, "plans"> {
+    const { identity, bot } = this.subject;
+    const cf = this.facts.cf ?? {};
+    const text = (value: unknown) => (typeof value === "string" ? value : null);
+    return {
+      identity: {
+        authType: identity.authType,
+        identifier: identity.identifier,
+        isAuthenticated: identity.isAuthenticated,
+        // Claims come from a verified JWT's JSON payload.
+        jwtClaims: identity.jwtClaims as Record<string, JsonValue>,
+        userType: bot?.isVerified ? "bot" : identity.isAuthenticated ? "authenticated" : "anonymous",
+        testGroup100: identity.testGroup100,
+      },
+      context: {
+        userAgent: this.facts.userAgent ?? null,
+        url: this.facts.url ?? null,
+        referer: this.facts.referer ?? null,
+        clientIp: this.facts.clientIp ?? null,
+        geo: { country: text(cf.country), region: text(cf.region), city: text(cf.city), continent: text(cf.continent), timezone: text(cf.timezone) },
+        bot: bot ?? null,
+        isVerifiedBotRequest: bot?.isVerified === true,
+      },
+      resource: (this.facts.resource as WorkflowResource | undefined) ?? null,
+      env: this.env,
+    };
+  }
+
+  /** One WorkflowStages per utils mode, created once even when a stage starts several workflows at the same time. */
+  private stages(readOnly: boolean): Promise<WorkflowStages> {
+    let pending = this.pendingStages.get(readOnly);
+    if (!pending) {
+      pending = this.loadRunner().then((runner) => {
+        const stages = new WorkflowStages(runner, this.utils(readOnly));
+        this.stagesByMode.set(readOnly, stages);
+        return stages;
+      });
+      this.pendingStages.set(readOnly, pending);
+    }
+    return pending;
+  }
+
+  private loadRunner(): Promise<WorkflowRunner> {
+    this.runner ??= this.services.workflowEnvironment(this.environment.id).then((settings) => {
+      this.env = settings.values;
+      return this.services.workflowRunner({
+        organizationId: this.environment.organizationId,
+        environmentId: this.environment.id,
+        egressHosts: settings.egressAllowList,
+      });
+    });
+    return this.runner;
+  }
+
+  private utils(readOnly: boolean) {
+    return scopedUtils({
+      meter: this.services.meter,
+      organizationId: this.environment.organizationId,
+      store: this.store,
+      prepared: this.prepared,
+      identifier: () => this.subject.identity.identifier,
+      authenticated: () => this.subject.identity.isAuthenticated,
+      readOnly,
+      counterSettings: this.counterSettings,
+      replaying: () => this.replaying,
+      fireTrigger: (name, payload) => this.triggers.push({ name, payload }),
+    });
+  }
+}

@@ -1,0 +1,42 @@
+/**
+ * Deployed versions, compiled once per isolate. A version is immutable, so its prepared snapshot never goes stale; the
+ * bound only limits memory when one isolate serves many tenants. Concurrent first requests for a version share one
+ * D1 read (lru-cache's `fetch` coalesces them).
+ */
+import { LRUCache } from "lru-cache";
+import { prepareSnapshot, type PreparedSnapshot } from "../engine";
+import { ApiError } from "../errors";
+import { loadSnapshot } from "./versions";
+
+export interface SnapshotStore {
+  /** The prepared snapshot of a version; 404 when the version does not exist. */
+  get(db: D1Database, versionId: string): Promise<PreparedSnapshot>;
+  readonly size: number;
+}
+
+export function createSnapshotStore(maxVersions = 200): SnapshotStore {
+  const cache = new LRUCache<string, PreparedSnapshot, D1Database>({
+    max: maxVersions,
+    fetchMethod: async (versionId, _stale, { context: db }) => {
+      const snapshot = await loadSnapshot(db, versionId);
+      return snapshot ? prepareSnapshot(snapshot) : undefined;
+    },
+  });
+  return {
+    async get(db, versionId) {
+      const prepared = await cache.fetch(versionId, { context: db });
+      if (!prepared) throw new ApiError("not_found", `Version ${versionId} not found`);
+      return prepared;
+    },
+    get size() {
+      return cache.size;
+    },
+  };
+}
+
+/** This isolate's store: every request and queue message of the isolate reads through it. */
+export const isolateSnapshots = createSnapshotStore();
+
+export function preparedSnapshotFor(db: D1Database, versionId: string): Promise<PreparedSnapshot> {
+  return isolateSnapshots.get(db, versionId);
+}

@@ -1,0 +1,218 @@
+/**
+ * The types customer workflow code sees: the arguments of each workflow type, the `utils` it calls, and the results
+ * the platform accepts. This file is their one definition: the platform's argument builders are annotated with the
+ * `*Args` types, the result validators (stages.ts) return the result types, and examples/workflows/workflow-types.d.ts
+ * is generated from it (`node scripts/workflow-types.mjs`; `npm test` fails when that file is stale). Types only: a
+ * value exported here would not survive the generation.
+ */
+import type { AuthType, BotTag, FeatureState, FeatureStates, MeterReading } from "../engine/types";
+
+// Feature states are handed to workflows exactly as the engine renders them (the wire shape of a decision).
+export type {
+  AuthType,
+  BotCategory,
+  BotTag,
+  CreditsProperty,
+  FeatureState,
+  FeatureStates,
+  MeterableProperty,
+  PropertyState,
+  ValueProperty,
+} from "../engine/types";
+
+export type JsonValue = string | number | boolean | null | JsonValue[] | { [key: string]: JsonValue };
+
+type MaybePromise<T> = T | Promise<T>;
+
+// ---------------------------------------------------------------------------------------------------------------
+// What a workflow is told about the request
+
+export interface WorkflowIdentity {
+  authType: AuthType;
+  identifier: string;
+  isAuthenticated: boolean;
+  jwtClaims: Record<string, JsonValue>;
+  /** "bot" for a verified bot, else "authenticated" or "anonymous". */
+  userType: "anonymous" | "authenticated" | "bot";
+  /** Stable 0–99 bucket of the identifier, for A/B tests. */
+  testGroup100: number;
+}
+
+export interface WorkflowContext {
+  userAgent: string | null;
+  url: string | null;
+  referer: string | null;
+  clientIp: string | null;
+  geo: { country: string | null; region: string | null; city: string | null; continent: string | null; timezone: string | null };
+  bot: BotTag | null;
+  isVerifiedBotRequest: boolean;
+}
+
+/** The resource of the decision request, as the caller sent it. */
+export interface WorkflowResource {
+  id?: string;
+  meta?: Record<string, JsonValue>;
+  [key: string]: unknown;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// utils
+
+/** The reading of a counter after a `utils.counters` call. */
+export type CounterResult = Pick<MeterReading, "hasAccess" | "consumedUnits" | "remainingUnits" | "totalUnits">;
+
+export interface WorkflowUtils {
+  customData: {
+    get(key: string): Promise<JsonValue | null>;
+    set(key: string, value: JsonValue): Promise<void>;
+    delete(key: string): Promise<boolean>;
+  };
+  /**
+   * Under the user's own plan limits: those of the decision (feature, surface, component workflows), of the caller's
+   * plans (endpoint workflows) or of the request that fired the trigger (action workflows). Middleware runs before
+   * plans are known, so a counter call there rejects; so does a counter none of the user's plans meters.
+   */
+  counters: {
+    /** Consumes one unit of a metered property (e.g. "default:feat_ab12cd34.enabled"), atomically. */
+    consume(counterId: string, options?: { resourceId?: string }): Promise<CounterResult>;
+    incrementCounter(counterId: string, update?: number, options?: { resourceId?: string }): Promise<CounterResult>;
+  };
+  resolveJwt(token: string): Promise<{ ok: boolean; identifier?: string; claims?: Record<string, JsonValue>; reason?: string }>;
+  identities: {
+    /** Carries the counters of `fromIdentifier` (e.g. the anonymous id before sign-in) over to this identity, once. */
+    link(fromIdentifier: string, options?: { mode?: "copy_once" }): Promise<{ linked: boolean }>;
+  };
+  triggers: { fire(name: string, payload?: JsonValue): Promise<void> };
+  testGroup100(identifier: string): Promise<number>;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Arguments, as the platform builds them: a workflow receives these plus `utils`. Type aliases, not interfaces, so
+// that they fit the runner's `Record<string, unknown>` of structured-cloneable arguments.
+
+export type MiddlewareArgs = {
+  identity: WorkflowIdentity;
+  context: WorkflowContext;
+  resource: WorkflowResource | null;
+  /** Variables and secrets of the environment. */
+  env: Record<string, string>;
+  /** The user's plans; empty for middleware, which runs before plans are known. */
+  plans: string[];
+};
+
+/** The arguments of every decision workflow after middleware. */
+export type BaseArgs = MiddlewareArgs & {
+  /** The `properties` the middleware workflows returned, merged (`{}` when none set any). */
+  middlewareProperties: Record<string, JsonValue>;
+};
+
+/** `plans` are the plans assigned automatically (anonymous, authenticated, bot categories). */
+export type ProvisioningArgs = BaseArgs;
+
+export type FeatureArgs = BaseArgs & {
+  /** The feature this workflow is bound to. */
+  feature: FeatureState;
+  features: FeatureStates;
+};
+
+export type SurfaceArgs = BaseArgs & {
+  features: FeatureStates;
+  surfaceSlug: string;
+};
+
+export type ComponentArgs = BaseArgs & {
+  features: FeatureStates;
+  surfaceSlug: string;
+  componentSlug: string;
+  /** The `properties` of the surface workflow's behaviour (`{}` when it set none). */
+  surfaceProperties: Record<string, JsonValue>;
+};
+
+export type EndpointArgs = {
+  identity: WorkflowIdentity;
+  context: WorkflowContext;
+  env: Record<string, string>;
+  /** The request path after `/endpoints/`, without leading or trailing slashes. */
+  path: string;
+};
+
+export type ActionArgs = {
+  trigger: string;
+  payload: JsonValue;
+  env: Record<string, string>;
+};
+
+export type WithUtils<Args> = Args & { utils: WorkflowUtils };
+
+// ---------------------------------------------------------------------------------------------------------------
+// Results
+
+export interface MiddlewareResult {
+  /** Replace the request's identifier. */
+  identifier?: string;
+  /** Fail the request with a 4xx. */
+  fail?: { status: number; message: string };
+  /** Extra properties handed to later workflows (as `middlewareProperties`). */
+  properties?: Record<string, JsonValue>;
+  /** Tag the request as a bot. */
+  bot?: BotTag;
+}
+
+/** The slugs of plans to add to the user's plans. */
+export type ProvisioningResult = string[];
+
+/**
+ * Overrides of the feature's properties: `{ premium: true, quality: "high" }`. A meterable or credits property takes
+ * a boolean (or "on" / "off"): access only, counters and balances change only through the meter.
+ */
+export type FeatureResult = Record<string, boolean | number | string>;
+
+/** Replace the response. */
+export interface HttpReplace {
+  status: number;
+  statusText?: string;
+  headers?: Record<string, string>;
+  cookies?: string[];
+  body: string;
+}
+
+/** Modify the origin's response (its body is kept). */
+export interface HttpModify {
+  addHeaders?: { name: string; value: string }[];
+  removeHeaders?: string[];
+  addCookies?: string[];
+  status?: number;
+  statusText?: string;
+  body?: undefined;
+}
+
+export interface SurfaceBehavior {
+  properties?: Record<string, JsonValue>;
+  http?: HttpReplace | HttpModify;
+  content?: JsonValue;
+}
+
+export interface ComponentBehavior {
+  content?: JsonValue;
+  properties?: Record<string, JsonValue>;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Workflows: a workflow module's default export
+
+export type MiddlewareWorkflow = (args: WithUtils<MiddlewareArgs>) => MaybePromise<MiddlewareResult | void>;
+
+/** Utils are read-only here. */
+export type ProvisioningWorkflow = (args: WithUtils<ProvisioningArgs>) => MaybePromise<ProvisioningResult>;
+
+export type FeatureWorkflow = (args: WithUtils<FeatureArgs>) => MaybePromise<FeatureResult>;
+
+export type SurfaceWorkflow = (args: WithUtils<SurfaceArgs>) => MaybePromise<SurfaceBehavior>;
+
+export type ComponentWorkflow = (args: WithUtils<ComponentArgs>) => MaybePromise<ComponentBehavior>;
+
+/** The request without the platform's `X-MOS-Key`; the Response goes back to the caller as is (sandboxed). */
+export type EndpointWorkflow = (request: Request, args: WithUtils<EndpointArgs>) => MaybePromise<Response>;
+
+/** Runs off the request path, at least once per fired trigger: make it idempotent. */
+export type ActionWorkflow = (args: WithUtils<ActionArgs>) => MaybePromise<void>;
