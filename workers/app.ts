@@ -28,14 +28,15 @@ export function createRouter(): OpenAPIHono<AppEnv> {
 export function createApp(overrides: ServiceOverrides = {}): OpenAPIHono<AppEnv> {
   const app = createRouter();
 
-  // Our own ids (`req_…`) for requests that do not bring one.
-  app.use("*", requestId({ generator: () => newId("req") }));
+  // Our own ids (`req_…`) for requests that do not bring one; a caller's X-Request-Id (≤ 64 of [A-Za-z0-9_=-]) is kept for tracing.
+  app.use("*", requestId({ generator: () => newId("req"), limitLength: 64 }));
   app.use("*", servicesMiddleware(overrides));
 
   app.onError((error, c) => {
     const requestId = c.get("requestId") ?? newId("req");
     const apiError = toApiError(error);
-    if (apiError.status >= 500) console.error(`[${requestId}]`, error);
+    // A 531 is customer code failing (recorded on its event, logged as a warning where it failed), not the platform.
+    if (apiError.status >= 500 && apiError.code !== "workflow_error") console.error(`[${requestId}]`, error);
     return c.json(errorBody(apiError, requestId), apiError.status as 400, { "X-Request-Id": requestId });
   });
 

@@ -3,8 +3,8 @@
  * them: they exist only in a production deployment that runs workflows as Workers for Platforms user scripts
  * (README, "Deploying to Cloudflare"). Declaring them in wrangler.toml would change local development (a dispatch
  * namespace cannot be bound locally), so they are added here to the generated `Env` — optional, because the local
- * default and the tests run without them. Everything wrangler.toml and .dev.vars.example declare lives in the
- * generated worker-configuration.d.ts (`npm run types`).
+ * default and the tests run without them. Everything wrangler.toml and .dev.vars.example declare is generated into
+ * worker-configuration.d.ts (`npm run types`; `npm test` fails when that file is stale).
  */
 interface ProductionOnlyEnv {
   /** The dispatch namespace that runs workflow scripts; when absent, workflows run in Worker Loader isolates. */
@@ -14,14 +14,21 @@ interface ProductionOnlyEnv {
    * until then dispatched workflows get no subrequests at all.
    */
   WORKFLOW_OUTBOUND_WORKER?: string;
-  /** Account, namespace and API token (secret, Workers Scripts:Edit) used to upload workflow scripts on version creation. */
+  /** Account and namespace the version's workflow scripts are uploaded to when a version is deployed. */
   CF_ACCOUNT_ID?: string;
   DISPATCH_NAMESPACE?: string;
+  /** Secret: an API token with Workers Scripts:Edit, for those uploads. */
   CF_API_TOKEN?: string;
 }
 
-interface Env extends ProductionOnlyEnv {}
+/**
+ * Only the names the generated interface (`__BaseEnv_Env`, wrangler's base of `Env`) does not already have: an
+ * operator who declares them in wrangler.toml and regenerates the types gets the generated, non-optional ones.
+ */
+type UndeclaredProductionEnv = Omit<ProductionOnlyEnv, keyof __BaseEnv_Env>;
+
+interface Env extends UndeclaredProductionEnv {}
 
 declare namespace Cloudflare {
-  interface Env extends ProductionOnlyEnv {}
+  interface Env extends UndeclaredProductionEnv {}
 }

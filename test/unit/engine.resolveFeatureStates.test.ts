@@ -233,7 +233,9 @@ describe("order independence (property-based)", () => {
           }
         },
       ),
-      { numRuns: 150 },
+      // A fixed seed, so a failure reproduces on every run (fast-check's report names the seed and the shrunk
+      // counterexample's path); change the seed to explore other inputs.
+      { numRuns: 150, seed: 0x5eed_0001 },
     );
   });
 });

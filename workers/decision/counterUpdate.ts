@@ -40,56 +40,68 @@ export async function updateCounter(services: Services, request: CounterUpdateRe
     throw new ApiError("forbidden", "Publishable keys may only add units (update ≥ 1); give units back with a secret key");
   }
   const subject = await resolveSubject(services, request);
-  const requestHash = idempotencyKey ? await sha256Hex(JSON.stringify(body)) : undefined;
   const { environment, identity } = subject;
-  // A retry with the same key gets the same event id: one entry per update, and a response identical to the first.
-  const eventId = await eventIdFor(environment.id, { identifier: identity.identifier, authenticated: identity.isAuthenticated }, "counter_update", idempotencyKey);
-  const record = (outcome: "granted" | "denied", details: Record<string, unknown>) =>
-    services.waitUntil(
-      services
-        .insertEvent({
-          id: eventId,
-          organizationId: environment.organizationId,
-          environmentId: environment.id,
-          kind: "counter_update",
-          identifier: identity.identifier,
-          outcome,
-          record: { ...details, idempotencyKey: idempotencyKey ?? null, identity: { authType: identity.authType, identifier: identity.identifier }, versionId: subject.prepared.versionId },
-        })
-        .catch((error: unknown) => {
-          // A retry under the same key writes the same event id: the first record stands.
-          if (!(idempotencyKey && isUniqueConstraintError(error))) services.logger.error("counter_update_event_not_written", { eventId, error: String(error) });
-        }),
-    );
-  const stub = services.meter.stub({ organizationId: environment.organizationId, store: subject.store, authenticated: identity.isAuthenticated, identifier: identity.identifier });
-  const meterKey = meterIdempotencyKey(environment.id, "counter_update", idempotencyKey);
-  const timeZone = subject.prepared.snapshot.timeZone;
+  const update: PendingUpdate = {
+    subject,
+    body,
+    idempotencyKey,
+    requestHash: idempotencyKey ? await sha256Hex(JSON.stringify(body)) : undefined,
+    // A retry with the same key gets the same event id: one entry per update, and a response identical to the first.
+    eventId: await eventIdFor(environment.id, { identifier: identity.identifier, authenticated: identity.isAuthenticated }, "counter_update", idempotencyKey),
+    meterKey: meterIdempotencyKey(environment.id, "counter_update", idempotencyKey),
+  };
+  return counterKind(subject, body.counterId) === "credits" ? chargeCredits(services, update) : addUnits(services, update);
+}
 
-  if (counterKind(subject, body.counterId) === "credits") {
-    // Charging credits: priced by the action, deducted atomically (with the plan's periodic grant), never below 0.
-    const credit = creditRequestFor(services, subject, body.counterId, body.action, body.resource);
-    const evaluated = await stub.evaluate({ counters: [], credits: [credit], timeZone, idempotencyKey: meterKey, requestHash });
-    if ("conflict" in evaluated) throw new ApiError("idempotency_key_reused", "This Idempotency-Key was used with a different request body");
-    const reading = evaluated.credits?.[0];
-    if (!reading) throw new ApiError("not_found", `Credits ${body.counterId} not found`);
-    if (!reading.deductedInRequest && reading.cost > 0) {
-      throw new ApiError("insufficient_credits", `Insufficient credits: ${body.action ?? "this action"} costs ${reading.cost}, the balance is ${reading.balance}`);
-    }
-    record("granted", { creditId: body.counterId, action: body.action ?? null, credit: reading });
-    return { status: "success", eventId, credit: reading };
+interface PendingUpdate {
+  subject: Subject;
+  body: CounterUpdateBody;
+  idempotencyKey: string | undefined;
+  requestHash: string | undefined;
+  eventId: string;
+  /** The Idempotency-Key as the meter object stores it (scoped to the environment and the operation). */
+  meterKey: string | undefined;
+}
+
+const userObject = (services: Services, { environment, store, identity }: Subject) =>
+  services.meter.stub({ organizationId: environment.organizationId, store, authenticated: identity.isAuthenticated, identifier: identity.identifier });
+
+/** Charging credits: priced by the action, deducted atomically (with the plan's periodic grant), never below 0. */
+async function chargeCredits(services: Services, update: PendingUpdate): Promise<CounterUpdateResult> {
+  const { subject, body, eventId } = update;
+  const credit = creditRequestFor(services, subject, body.counterId, body.action, body.resource);
+  const evaluated = await userObject(services, subject).evaluate({
+    counters: [],
+    credits: [credit],
+    timeZone: subject.prepared.snapshot.timeZone,
+    idempotencyKey: update.meterKey,
+    requestHash: update.requestHash,
+  });
+  if ("conflict" in evaluated) throw new ApiError("idempotency_key_reused", "This Idempotency-Key was used with a different request body");
+  const reading = evaluated.credits?.[0];
+  if (!reading) throw new ApiError("not_found", `Credits ${body.counterId} not found`);
+  if (!reading.deductedInRequest && reading.cost > 0) {
+    throw new ApiError("insufficient_credits", `Insufficient credits: ${body.action ?? "this action"} costs ${reading.cost}, the balance is ${reading.balance}`);
   }
+  recordUpdate(services, update, "granted", { creditId: body.counterId, action: body.action ?? null, credit: reading });
+  return { status: "success", eventId, credit: reading };
+}
 
+/** Adding (or giving back) units of a metered counter, under the limit and period the identity's plans give it. */
+async function addUnits(services: Services, update: PendingUpdate): Promise<CounterUpdateResult> {
+  const { subject, body, eventId } = update;
+  const { environment, identity } = subject;
   const meterRequest = meterRequestFor(services, subject, body.counterId);
-  const result = await stub.updateCounter({
+  const result = await userObject(services, subject).updateCounter({
     counterId: meterRequest.counterId,
     period: meterRequest.period,
     limit: meterRequest.limit,
     uniqueResources: meterRequest.uniqueResources,
-    timeZone,
+    timeZone: subject.prepared.snapshot.timeZone,
     update: body.update ?? 1,
     resourceId: body.resourceId,
-    idempotencyKey: meterKey,
-    requestHash,
+    idempotencyKey: update.meterKey,
+    requestHash: update.requestHash,
   });
   if ("conflict" in result) throw new ApiError("idempotency_key_reused", "This Idempotency-Key was used with a different request body");
   const reading = result.reading;
@@ -101,8 +113,28 @@ export async function updateCounter(services: Services, request: CounterUpdateRe
     const limits = counterSettingsOf(planFor(services, subject).meterRequests);
     services.waitUntil(services.triggers.enqueue(subject.prepared, environment, identity, triggers, 0, limits));
   }
-  record(reading.hasAccess ? "granted" : "denied", { counterId: meterRequest.counterId, update: body.update ?? 1, resourceId: body.resourceId ?? null, counter: reading });
+  recordUpdate(services, update, reading.hasAccess ? "granted" : "denied", { counterId: meterRequest.counterId, update: body.update ?? 1, resourceId: body.resourceId ?? null, counter: reading });
   return { status: "success", eventId, counter: reading };
+}
+
+/** The update's record, written after the response; a retry under the same key writes the same id and the first stands. */
+function recordUpdate(services: Services, update: PendingUpdate, outcome: "granted" | "denied", details: Record<string, unknown>): void {
+  const { subject, eventId, idempotencyKey } = update;
+  const { environment, identity } = subject;
+  const written = services.insertEvent({
+    id: eventId,
+    organizationId: environment.organizationId,
+    environmentId: environment.id,
+    kind: "counter_update",
+    identifier: identity.identifier,
+    outcome,
+    record: { ...details, idempotencyKey: idempotencyKey ?? null, identity: { authType: identity.authType, identifier: identity.identifier }, versionId: subject.prepared.versionId },
+  });
+  services.waitUntil(
+    written.catch((error: unknown) => {
+      if (!(idempotencyKey && isUniqueConstraintError(error))) services.logger.error("counter_update_event_not_written", { eventId, error: String(error) });
+    }),
+  );
 }
 
 /** The engine's decision for the subject's plans, as an access check would make it (priced for `action` on `resource`). */

@@ -5,7 +5,7 @@
  * The identity is anonymous (a fresh `anon_…` id) unless `X-MOS-User-Jwt` carries a JWT that the environment's auth
  * methods verify. The workflow's Response is returned as is; a failure is a 531 (endpoints have no fallback body).
  */
-import { classifyBot } from "../engine";
+import { classifyBot, type PreparedSnapshot } from "../engine";
 import type { SnapshotWorkflow } from "../engine/snapshot";
 import { testGroup100 } from "../engine/testGroup";
 import type { ResolvedIdentity } from "../engine/types";
@@ -19,6 +19,7 @@ import { DEFAULT_DEADLINE_MS } from "../workflows/runner";
 import { counterSettingsOf, knownCounterSettings, scopedUtils } from "../workflows/scopedUtils";
 import type { TransportFacts } from "./context";
 import type { Services } from "./services";
+import type { PendingTrigger } from "./workflowSession";
 import { planDecision } from "./stages";
 import { resolveSubject } from "./subject";
 
@@ -66,75 +67,22 @@ export interface EndpointCall {
 }
 
 export async function runEndpointWorkflow(services: Services, call: EndpointCall): Promise<Response> {
-  const raw = call.request;
-  const path = endpointPathOf(new URL(raw.url).pathname);
-  const environment = await services.lookupEnvironment(call.environmentId);
-  if (!environment) throw new ApiError("not_found", `Environment ${call.environmentId} not found`);
-  if (!environment.deployedVersionId) throw new ApiError("not_found", "No configuration version is deployed to this environment");
-  const prepared = await services.snapshot(environment.deployedVersionId);
-  const workflow = prepared.snapshot.workflows.find((candidate) => candidate.type === "endpoint" && trimSlashes(candidate.path ?? "") === path);
-  if (!workflow) throw new ApiError("not_found", `No endpoint workflow at ${path || "/"} in this environment`);
-
+  const { environment, prepared, workflow, path } = await endpointOf(services, call);
   await checkEndpointAccess(services, environment, workflow.access, call.key);
   const jwt = call.userJwt?.trim();
   const identity = await identityOf(jwt, prepared.snapshot.authMethods);
-
-  const { cf = {}, userAgent } = call.transport;
-  const bot = classifyBot({ userAgent, cf }, services.botVerdicts);
-  const text = (value: unknown) => (typeof value === "string" ? value : null);
   const settings = await services.workflowEnvironment(environment.id);
-  const args: EndpointArgs = {
-    identity: {
-      ...identity,
-      jwtClaims: identity.jwtClaims as Record<string, JsonValue>,
-      userType: bot?.isVerified ? "bot" : identity.isAuthenticated ? "authenticated" : "anonymous",
-    },
-    context: {
-      userAgent: userAgent ?? null,
-      url: raw.url,
-      referer: raw.headers.get("referer"),
-      clientIp: call.transport.connectingIp ?? null,
-      geo: { country: text(cf.country), region: text(cf.region), city: text(cf.city), continent: text(cf.continent), timezone: text(cf.timezone) },
-      bot: bot ?? null,
-      isVerifiedBotRequest: bot?.isVerified === true,
-    },
-    env: settings.values,
-    path,
-  };
+  const args = endpointArgs(services, call, identity, settings.values, path);
 
   // The platform's credentials stay with the platform: the workflow sees the request without X-MOS-Key.
+  const raw = call.request;
   const headers = new Headers(raw.headers);
   headers.delete("x-mos-key");
   const hasBody = raw.method !== "GET" && raw.method !== "HEAD";
   const request = new Request(raw.url, { method: raw.method, headers, body: hasBody ? await raw.arrayBuffer() : null });
 
-  const fired: { name: string; payload: unknown }[] = [];
-  const store = storeOf(environment);
-  const utils = scopedUtils({
-    meter: services.meter,
-    organizationId: environment.organizationId,
-    store,
-    prepared,
-    identifier: () => identity.identifier,
-    authenticated: () => identity.isAuthenticated,
-    readOnly: false,
-    // Counters: the limits of this identity's plans, resolved (bots, middleware, Stripe products, provisioning) only
-    // if the workflow uses utils.counters, exactly as a counter update from this caller would resolve them.
-    resolveCounterSettings: async () => {
-      const subject = await resolveSubject(services, {
-        environment,
-        keyType: "publishable" as const,
-        body: { identity: jwt ? { userJwt: jwt } : { anonymousIdentifier: identity.identifier } },
-        transport: call.transport,
-      });
-      // Triggers the middleware fired go out with the endpoint's own.
-      fired.push(...(subject.workflows?.triggers ?? []));
-      // Middleware may rewrite the identity; limits of another identity must not be charged to this one.
-      if (subject.identity.identifier !== identity.identifier) throw new Error("middleware changed the identity of an endpoint call");
-      return counterSettingsOf(planDecision(services, subject).decision.meterRequests);
-    },
-    fireTrigger: (name, payload) => fired.push({ name, payload }),
-  });
+  const fired: PendingTrigger[] = [];
+  const utils = endpointUtils(services, { environment, prepared, identity, jwt, transport: call.transport, fired });
   const runner = services.workflowRunner({ organizationId: environment.organizationId, environmentId: environment.id, egressHosts: settings.egressAllowList });
   const outcome = await runner.runEndpoint({ workflow, args, utils, deadlineMs: workflow.deadlineMs ?? DEFAULT_DEADLINE_MS }, request);
   if (fired.length > 0) {
@@ -160,6 +108,72 @@ export async function runEndpointWorkflow(services: Services, call: EndpointCall
   }
   // A fresh Response: the one from the isolate may have immutable headers, and the app adds X-Request-Id.
   return new Response(outcome.value.body, { status: outcome.value.status, statusText: outcome.value.statusText, headers: confinedHeaders(outcome.value.headers, environment.id, services.logger) });
+}
+
+/** The environment, its deployed version and the endpoint workflow bound to the request's path, or 404. */
+async function endpointOf(services: Services, call: EndpointCall): Promise<{ environment: Environment; prepared: PreparedSnapshot; workflow: SnapshotWorkflow; path: string }> {
+  const path = endpointPathOf(new URL(call.request.url).pathname);
+  const environment = await services.lookupEnvironment(call.environmentId);
+  if (!environment) throw new ApiError("not_found", `Environment ${call.environmentId} not found`);
+  if (!environment.deployedVersionId) throw new ApiError("not_found", "No configuration version is deployed to this environment");
+  const prepared = await services.snapshot(environment.deployedVersionId);
+  const workflow = prepared.snapshot.workflows.find((candidate) => candidate.type === "endpoint" && trimSlashes(candidate.path ?? "") === path);
+  if (!workflow) throw new ApiError("not_found", `No endpoint workflow at ${path || "/"} in this environment`);
+  return { environment, prepared, workflow, path };
+}
+
+function endpointArgs(services: Services, call: EndpointCall, identity: ResolvedIdentity, env: Record<string, string>, path: string): EndpointArgs {
+  const { cf = {}, userAgent } = call.transport;
+  const bot = classifyBot({ userAgent, cf }, services.botVerdicts);
+  const text = (value: unknown) => (typeof value === "string" ? value : null);
+  return {
+    identity: {
+      ...identity,
+      jwtClaims: identity.jwtClaims as Record<string, JsonValue>,
+      userType: bot?.isVerified ? "bot" : identity.isAuthenticated ? "authenticated" : "anonymous",
+    },
+    context: {
+      userAgent: userAgent ?? null,
+      url: call.request.url,
+      referer: call.request.headers.get("referer"),
+      clientIp: call.transport.connectingIp ?? null,
+      geo: { country: text(cf.country), region: text(cf.region), city: text(cf.city), continent: text(cf.continent), timezone: text(cf.timezone) },
+      bot: bot ?? null,
+      isVerifiedBotRequest: bot?.isVerified === true,
+    },
+    env,
+    path,
+  };
+}
+
+/**
+ * The endpoint's utils. Counters: the limits of this identity's plans, resolved (bots, middleware, Stripe products,
+ * provisioning) only if the workflow uses utils.counters, exactly as a counter update from this caller would.
+ */
+function endpointUtils(
+  services: Services,
+  scope: { environment: Environment; prepared: PreparedSnapshot; identity: ResolvedIdentity; jwt: string | undefined; transport: TransportFacts; fired: PendingTrigger[] },
+) {
+  const { environment, prepared, identity, jwt, transport, fired } = scope;
+  return scopedUtils({
+    meter: services.meter,
+    organizationId: environment.organizationId,
+    store: storeOf(environment),
+    prepared,
+    identifier: () => identity.identifier,
+    authenticated: () => identity.isAuthenticated,
+    readOnly: false,
+    resolveCounterSettings: async () => {
+      const body = { identity: jwt ? { userJwt: jwt } : { anonymousIdentifier: identity.identifier } };
+      const subject = await resolveSubject(services, { environment, keyType: "publishable" as const, body, transport });
+      // Triggers the middleware fired go out with the endpoint's own.
+      fired.push(...(subject.workflows?.triggers ?? []));
+      // Middleware may rewrite the identity; limits of another identity must not be charged to this one.
+      if (subject.identity.identifier !== identity.identifier) throw new Error("middleware changed the identity of an endpoint call");
+      return counterSettingsOf(planDecision(services, subject).decision.meterRequests);
+    },
+    fireTrigger: (name, payload) => fired.push({ name, payload }),
+  });
 }
 
 /**

@@ -38,9 +38,10 @@ export function buildServices(c: Context<AppEnv>, overrides: ServiceOverrides = 
   const meter = createMeterClient(env.METER, meterDeadlineOf(env.METER_DEADLINE_MS));
   // `c.executionCtx` throws when the app runs without one (app.request in a unit test): read it only when used.
   const waitUntil = (work: Promise<unknown>) => c.executionCtx.waitUntil(work);
+  const clock = overrides.clock ?? systemClock;
   return {
     db,
-    clock: overrides.clock ?? systemClock,
+    clock,
     logger: jsonLogger,
     timing: stageTimer(c),
     waitUntil,
@@ -51,7 +52,7 @@ export function buildServices(c: Context<AppEnv>, overrides: ServiceOverrides = 
     workflowEnvironment: (environmentId) => workflowEnvironment(db, env.SECRETS_KEY, environmentId),
     meter: overrides.meter ? overrides.meter(meter) : meter,
     workflowRunner: (target) => selectWorkflowRunner(env, c.executionCtx, target),
-    triggers: triggerQueue(env.TRIGGERS),
+    triggers: triggerQueue(env.TRIGGERS, clock),
     recordEvent: (event) => recordEvent({ waitUntil }, db, event),
     insertEvent: (event) => insertEvent(db, event),
     botVerdicts: userAgentVerdicts,

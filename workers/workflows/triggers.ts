@@ -47,8 +47,8 @@ export interface TriggerQueue {
 }
 
 /** A TriggerQueue over the queue binding; without one (a deployment with no queue), triggers go nowhere. */
-export function triggerQueue(queue: Queue<TriggerMessage> | undefined): TriggerQueue {
-  return { enqueue: (...args) => enqueueTriggers(queue, ...args) };
+export function triggerQueue(queue: Queue<TriggerMessage> | undefined, clock: { now(): number } = Date): TriggerQueue {
+  return { enqueue: (prepared, environment, identity, triggers, depth, counters) => enqueueTriggers(queue, prepared, environment, identity, triggers, depth, counters, clock) };
 }
 
 export async function enqueueTriggers(
@@ -59,6 +59,7 @@ export async function enqueueTriggers(
   triggers: { name: string; payload: unknown }[],
   depth = 0,
   counters?: ReadonlyMap<string, CounterSettings>,
+  clock: { now(): number } = Date,
 ): Promise<void> {
   if (!queue) return;
   const listened = new Set(prepared.snapshot.workflows.filter((workflow) => workflow.type === "action").flatMap((workflow) => workflow.triggers ?? []));
@@ -68,7 +69,7 @@ export async function enqueueTriggers(
     console.warn(JSON.stringify({ event: "triggers_dropped", reason: "chain too deep", environmentId: environment.id, triggers: wanted.map((t) => t.name) }));
     return;
   }
-  const firedAt = new Date().toISOString();
+  const firedAt = new Date(clock.now()).toISOString();
   const messages: { body: TriggerMessage; bytes: number }[] = [];
   for (const trigger of wanted) {
     const body: TriggerMessage = {

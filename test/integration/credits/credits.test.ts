@@ -7,6 +7,7 @@ import { env } from "cloudflare:workers";
 import { beforeAll, describe, expect, it } from "vitest";
 import { meterStub } from "../../../durable-objects/meter/client";
 import { call, createOrganization, publish, type TestOrganization } from "../../support/api";
+import { eventsFor } from "../../support/events";
 import { aiTools } from "../../support/examples";
 import { creditLedger } from "../meter/helpers";
 import { faultyMeter, workerWith } from "../../support/faults";
@@ -98,12 +99,7 @@ describe("credits through surface decisions and access checks", () => {
   it("records insufficient_credits as the denial of the decision, with the action", async () => {
     const identifier = user("denied");
     const refused = await surfaceDecision(identifier, { action: "generate", resource: premiumModel });
-    // Decision records are written after the response (waitUntil): poll briefly.
-    let events: any[] = [];
-    for (let attempt = 0; attempt < 50 && events.length === 0; attempt++) {
-      events = (await call("GET", `/api/v1/admin/events?identifier=${encodeURIComponent(identifier)}`, { key: org.live.secretKey })).body.events ?? [];
-      if (events.length === 0) await new Promise((resolve) => setTimeout(resolve, 20));
-    }
+    const events = await eventsFor(org.live.secretKey, `identifier=${encodeURIComponent(identifier)}`);
     const event = events.find((candidate) => candidate.id === refused.body.eventId);
     expect(event).toMatchObject({ outcome: "denied", surfaceSlug: "ai-playground" });
     expect(event.record.denials).toEqual([{ featureSlug: "ai-tools", property: "tokens", reason: "insufficient_credits" }]);

@@ -1,6 +1,7 @@
 import { env } from "cloudflare:workers";
 import { beforeAll, describe, expect, it } from "vitest";
 import { call, createOrganization, publish, type TestOrganization } from "../../support/api";
+import { expectConsoleError } from "../../support/console";
 import { helloWorld } from "../../support/examples";
 
 let org: TestOrganization;
@@ -100,6 +101,8 @@ describe("decision API errors", () => {
     const stale = await createOrganization("Stale snapshot");
     const versionId = await publish(stale.live.secretKey, helloWorld(), [stale.live.id]);
     await env.DB.prepare("UPDATE versions SET snapshot = json_set(snapshot, '$.schemaVersion', 99) WHERE id = ?").bind(versionId).run();
+    // A 5xx is logged with its cause, for the operator.
+    const logged = expectConsoleError("compiled with snapshot schema 99");
 
     const decision = await call("POST", "/api/v1/access-checks", { key: stale.live.secretKey, body: { identity: { anonymousIdentifier: "a" } } });
     expect(decision.status).toBe(500);
@@ -111,5 +114,6 @@ describe("decision API errors", () => {
     expect(deployed.body.message).toMatch(/snapshot schema 99/);
     const deployments = await call("GET", `/api/v1/admin/environments/${stale.preview.id}/deployments`, { key: stale.live.secretKey });
     expect(deployments.body.deployments).toEqual([]);
+    expect(logged.lines).toHaveLength(2);
   });
 });

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { call, createOrganization, publish } from "../../support/api";
+import { eventsFor } from "../../support/events";
 import { newsSite } from "../../support/examples";
 
 const GOOGLEBOT = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)";
@@ -12,16 +13,6 @@ async function newsOrg() {
 }
 
 const check = (key: string, body: Record<string, unknown>) => call("POST", "/api/v1/access-checks", { key, body });
-
-async function eventsFor(key: string, query: string, expected: number) {
-  // Decision records are written after the response (waitUntil): poll briefly.
-  for (let attempt = 0; attempt < 50; attempt++) {
-    const result = await call("GET", `/api/v1/admin/events?${query}`, { key });
-    if (result.body.events?.length >= expected) return result.body.events;
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-  throw new Error(`fewer than ${expected} events for ${query}`);
-}
 
 describe("plan provisioning", () => {
   it("stacks the auto-assigned plan with Stripe-linked plans and resolves conflicts", async () => {

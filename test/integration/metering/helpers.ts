@@ -2,6 +2,8 @@
 import { call, createOrganization, publish, type TestOrganization } from "../../support/api";
 import { helloWorld, newsSite } from "../../support/examples";
 
+export { eventsFor } from "../../support/events";
+
 export interface PublishedOrg {
   org: TestOrganization;
   key: string;
@@ -23,13 +25,3 @@ export const newsSiteOrg = () => published("News metering", newsSite(), "article
 let sequence = 0;
 /** An identifier no other test uses. */
 export const uniqueId = (prefix: string) => `${prefix}-${Date.now().toString(36)}-${sequence++}`;
-
-/** Events are written after the response (waitUntil): poll briefly until `expected` are there. */
-export async function eventsFor(key: string, query: string, expected: number): Promise<any[]> {
-  for (let attempt = 0; attempt < 100; attempt++) {
-    const result = await call("GET", `/api/v1/admin/events?${query}`, { key });
-    if (result.body.events?.length >= expected) return result.body.events;
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-  throw new Error(`fewer than ${expected} events for ${query}`);
-}

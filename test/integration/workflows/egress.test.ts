@@ -2,10 +2,9 @@
  * Egress from workflow isolates: closed by default; with an allow-list, requests leave only through the platform's
  * EgressGateway, which answers 403 for other hosts and forwards allowed ones.
  */
-import { exports } from "cloudflare:workers";
 import { afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import { hostAllowed } from "../../../workers/workflows/egressGateway";
-import { call, createOrganization, publish, type TestOrganization } from "../../support/api";
+import { call, createOrganization, fetchWorker, publish, type TestOrganization } from "../../support/api";
 import { helloWorld } from "../../support/examples";
 
 const PROBE = {
@@ -59,7 +58,7 @@ const STEER = {
 };
 
 async function probe(environmentId: string, target: string) {
-  const response = await exports.default.fetch(
+  const response = await fetchWorker(
     new Request(`http://platform.test/api/v1/envs/${environmentId}/endpoints/probe?target=${encodeURIComponent(target)}`),
   );
   expect(response.status).toBe(200);
@@ -106,7 +105,7 @@ describe("workflow egress", () => {
       seen = { cf: (init as { cf?: unknown } | undefined)?.cf ?? (input as { cf?: unknown }).cf, host: request.headers.get("host"), custom: request.headers.get("x-custom"), method: request.method, body: await request.text() };
       return new Response("ok");
     });
-    const response = await exports.default.fetch(new Request(`http://platform.test/api/v1/envs/${open.live.id}/endpoints/steer`, { method: "POST" }));
+    const response = await fetchWorker(new Request(`http://platform.test/api/v1/envs/${open.live.id}/endpoints/steer`, { method: "POST" }));
     expect(response.status).toBe(200);
     expect(await response.text()).toBe("ok");
     expect(seen).toEqual({ cf: undefined, host: null, custom: "kept", method: "POST", body: "payload" });
@@ -132,7 +131,7 @@ describe("workflow egress", () => {
       logs.push(String(line));
     });
     const socket = async (environmentId: string) => {
-      const response = await exports.default.fetch(new Request(`http://platform.test/api/v1/envs/${environmentId}/endpoints/socket`));
+      const response = await fetchWorker(new Request(`http://platform.test/api/v1/envs/${environmentId}/endpoints/socket`));
       expect(response.status).toBe(200);
       return response.json();
     };

@@ -2,14 +2,14 @@
  * Endpoint workflows at `ANY /api/v1/envs/{environmentId}/endpoints/{path…}`: routing, access levels with X-MOS-Key,
  * identity from X-MOS-User-Jwt, utils and env, the Response passed through as is, 531 on failure, body limit.
  */
-import { exports } from "cloudflare:workers";
 import { exportSPKI, generateKeyPair, SignJWT } from "jose";
 import { beforeAll, describe, expect, it } from "vitest";
-import { call, createOrganization, publish, type TestOrganization } from "../../support/api";
+import { call, createOrganization, fetchWorker, publish, type TestOrganization } from "../../support/api";
+import { eventsFor } from "../../support/events";
 import { helloWorld } from "../../support/examples";
 
 async function endpoint(environmentId: string, path: string, init: { method?: string; headers?: Record<string, string>; body?: BodyInit } = {}) {
-  const response = await exports.default.fetch(
+  const response = await fetchWorker(
     new Request(`http://platform.test/api/v1/envs/${environmentId}/endpoints/${path}`, { method: init.method ?? "GET", headers: init.headers, body: init.body }),
   );
   const text = await response.text();
@@ -206,9 +206,8 @@ describe("failures and limits", () => {
 
   it("records a failed endpoint workflow as an event", async () => {
     await endpoint(org.live.id, "broken");
-    const events = await call("GET", `/api/v1/admin/events?kind=endpoint&outcome=failed&environmentId=${org.live.id}`, { key: org.live.secretKey });
-    expect(events.status).toBe(200);
-    expect(events.body.events[0].record).toMatchObject({
+    const events = await eventsFor(org.live.secretKey, `kind=endpoint&outcome=failed&environmentId=${org.live.id}`);
+    expect(events[0].record).toMatchObject({
       method: "GET",
       path: `/api/v1/envs/${org.live.id}/endpoints/broken`,
       workflows: [{ slug: "broken", ok: false, kind: "threw", error: "kaput" }],

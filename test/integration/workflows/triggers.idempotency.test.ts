@@ -2,17 +2,16 @@
  * An idempotent retry enqueues no triggers: a surface decision retried with its Idempotency-Key (sequentially or
  * concurrently) puts one set of trigger messages on the queue — system triggers (`decision.made`, `counters.updated`,
  * `user.added`, `plans.changed`) and the custom ones its workflows fire — so action workflows run once per logical
- * request. Observed on the queue producer itself (a spy that still forwards to the local queue), and through the
- * action's effect.
+ * request. Observed on the queue producer itself, captured (test/support/triggers.ts): what the Worker sends is
+ * recorded, and actions run when a test delivers the messages — and through the action's effect.
  */
 import { env } from "cloudflare:workers";
-import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
+import { afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { meterStub } from "../../../durable-objects/meter/client";
-import type { TriggerMessage } from "../../../workers/workflows/triggers";
-import { call, createOrganization, publish, type TestOrganization } from "../../support/api";
+import { call, createOrganization, publish, waitForBackgroundWork, type TestOrganization } from "../../support/api";
 import { helloWorld } from "../../support/examples";
-import { eventually } from "../../support/eventually";
 import { faultyMeter, workerWith } from "../../support/faults";
+import { captureTriggers, type CapturedTriggers } from "../../support/triggers";
 import { recordTriggersAction } from "../../support/workflows";
 
 const ACTIONS = {
@@ -46,20 +45,7 @@ let org: TestOrganization;
 /** An organization whose only action listens to decision.made: no user tracking rides along with the meter call. */
 let decisionsOnly: TestOrganization;
 
-/** Every message the Worker hands to the trigger queue during this file. */
-const sent: TriggerMessage[] = [];
-/** The size of each batch handed to the queue. */
-const batchBytes: number[] = [];
-
 beforeAll(async () => {
-  const queue = (env as unknown as { TRIGGERS: Queue<TriggerMessage> }).TRIGGERS;
-  const forward = queue.sendBatch.bind(queue);
-  vi.spyOn(queue, "sendBatch").mockImplementation(async (messages, options) => {
-    sent.push(...[...messages].map((message) => message.body));
-    batchBytes.push(new TextEncoder().encode(JSON.stringify([...messages])).byteLength);
-    return forward(messages, options);
-  });
-
   org = await createOrganization("Idempotent triggers");
   const document = helloWorld();
   document.workflows = ACTIONS;
@@ -74,8 +60,13 @@ beforeAll(async () => {
   await publish(decisionsOnly.live.secretKey, plain, [decisionsOnly.live.id]);
 });
 
-afterAll(() => {
-  vi.restoreAllMocks();
+/** What the Worker hands to the trigger queue during the test: every message, and the size of each batch. */
+let triggers: CapturedTriggers;
+beforeEach(() => {
+  triggers = captureTriggers();
+});
+afterEach(async () => {
+  await triggers.restore();
 });
 
 const decide = (target: TestOrganization, identifier: string, idempotencyKey?: string) =>
@@ -85,15 +76,14 @@ const decide = (target: TestOrganization, identifier: string, idempotencyKey?: s
     body: { surfaceSlug: "hello-world", identity: { userIdentifier: identifier } },
   });
 
-/** Trigger names enqueued for one user, sorted (after a moment for anything still in flight). */
+/** Trigger names enqueued for one user, sorted (once the requests' work after their responses is done). */
 async function enqueuedFor(target: TestOrganization, identifier: string): Promise<string[]> {
-  await new Promise((resolve) => setTimeout(resolve, 100));
-  return sent
+  await waitForBackgroundWork();
+  return triggers.sent
     .filter((message) => message.organizationId === target.id && message.identifier === identifier)
     .map((message) => message.trigger)
     .sort();
 }
-
 
 const seen = (identifier: string, trigger: string) =>
   meterStub(env.METER, `${org.id}:default:u`, identifier).customDataGet(`seen:${trigger}`) as Promise<unknown[] | null>;
@@ -113,13 +103,10 @@ describe("an idempotent retry of a surface decision enqueues no triggers", () =>
     expect(first.body.features.widget.properties.enabled).toMatchObject({ consumedUnits: 1, consumedInRequest: true });
     // …but the triggers of that one logical request are on the queue once.
     expect(await enqueuedFor(org, user)).toEqual(["counters.updated", "decision.made", "page.viewed", "user.added"]);
-    const decisions = await eventually(
-      () => seen(user, "decision.made"),
-      (value) => Array.isArray(value) && value.length > 0,
-    );
-    expect(decisions).toEqual([expect.objectContaining({ eventId: first.body.eventId })]);
-    expect(await eventually(() => seen(user, "page.viewed"), (value) => Array.isArray(value) && value.length > 0)).toEqual([{ who: user }]);
-    expect(await eventually(() => seen(user, "user.added"), (value) => Array.isArray(value) && value.length > 0)).toHaveLength(1);
+    await triggers.deliver();
+    expect(await seen(user, "decision.made")).toEqual([expect.objectContaining({ eventId: first.body.eventId })]);
+    expect(await seen(user, "page.viewed")).toEqual([{ who: user }]);
+    expect(await seen(user, "user.added")).toHaveLength(1);
 
     // A new key is a new request: its triggers are enqueued (it is no longer a new user).
     const next = await decide(org, user, `key-${crypto.randomUUID()}`);
@@ -140,10 +127,7 @@ describe("an idempotent retry of a surface decision enqueues no triggers", () =>
     // The response fell back (the meter answered after the deadline)…
     expect(first.body.features.widget.properties.enabled).toMatchObject({ isFallback: true });
     // …but the object did consume and add the user, and its triggers followed when it answered.
-    const names = await eventually(
-      () => enqueuedFor(org, user),
-      (value) => value.includes("user.added"),
-    );
+    const names = await enqueuedFor(org, user);
     expect(names).toEqual(["counters.updated", "decision.made", "page.viewed", "user.added"]);
     const retry = await decide(org, user, key);
     expect(retry.status).toBe(200);
@@ -236,8 +220,9 @@ describe("an idempotent retry of a surface decision enqueues no triggers", () =>
     // Same user object (both production), two consumptions, each with its own triggers.
     expect(inLive.body.features.widget.properties.enabled.consumedUnits).toBe(1);
     expect(inSecond.body.features.widget.properties.enabled.consumedUnits).toBe(2);
-    const triggers = sent.filter((message) => message.identifier === user);
-    expect(triggers.filter((message) => message.trigger === "counters.updated").map((message) => message.environmentId).sort()).toEqual([org.live.id, second.live.id].sort());
+    await waitForBackgroundWork();
+    const forUser = triggers.sent.filter((message) => message.identifier === user);
+    expect(forUser.filter((message) => message.trigger === "counters.updated").map((message) => message.environmentId).sort()).toEqual([org.live.id, second.live.id].sort());
   });
 
   it("one key used for a surface decision and for a credit charge or counter update is two requests", async () => {
@@ -261,15 +246,15 @@ describe("an idempotent retry of a surface decision enqueues no triggers", () =>
     document.triggers = { "bulk.item": {} };
     await publish(bulky.live.secretKey, document, [bulky.live.id]);
     const user = uniqueUser("bulky");
-    const before = batchBytes.length;
+    const before = triggers.batchBytes.length;
     const decision = await decide(bulky, user);
     expect(decision.status).toBe(200);
     // 11,000 × "€" is 33 KB of UTF-8 but fewer than 32 Ki characters: refused by bytes.
     expect(decision.body.surfaceBehavior.properties.refused).toBe("trigger payloads must be JSON of at most 32 KiB");
-    await new Promise((resolve) => setTimeout(resolve, 100));
-    const bulk = sent.filter((message) => message.identifier === user && message.trigger === "bulk.item");
+    await waitForBackgroundWork();
+    const bulk = triggers.sent.filter((message) => message.identifier === user && message.trigger === "bulk.item");
     expect(bulk.map((message) => (message.payload as { i: number }).i).sort((a, b) => a - b)).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
-    const batches = batchBytes.slice(before);
+    const batches = triggers.batchBytes.slice(before);
     expect(batches.length).toBeGreaterThan(1);
     for (const bytes of batches) expect(bytes).toBeLessThan(256_000);
   });
@@ -289,11 +274,11 @@ describe("an idempotent retry of a surface decision enqueues no triggers", () =>
     expect([first.status, retry.status]).toEqual([200, 200]);
     expect(retry.body).toEqual(first.body);
     expect(await enqueuedFor(org, user)).toEqual(["counters.updated"]);
-    const message = sent.find((candidate) => candidate.identifier === user)!;
+    const message = triggers.sent.find((candidate) => candidate.identifier === user)!;
     expect(message.payload).toEqual({ eventId: first.body.eventId, identifier: user, counters: [expect.objectContaining({ counterId, consumedUnits: 2, consumedUnitsInRequest: 2 })] });
     // The limits of the user's plan ride along for the action's utils.counters.
     expect(message.counters).toEqual([[counterId, { limit: 3, period: "lifetime", uniqueResources: false }]]);
-    const updates = await eventually(() => seen(user, "counters.updated"), (value) => Array.isArray(value) && value.length > 0);
-    expect(updates).toHaveLength(1);
+    await triggers.deliver();
+    expect(await seen(user, "counters.updated")).toHaveLength(1);
   });
 });

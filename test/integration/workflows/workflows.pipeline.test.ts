@@ -4,6 +4,7 @@
 import { exportSPKI, generateKeyPair, SignJWT } from "jose";
 import { describe, expect, it } from "vitest";
 import { call, createOrganization, publish } from "../../support/api";
+import { eventsFor } from "../../support/events";
 import { helloWorld } from "../../support/examples";
 import premiumProvisioning from "../../../examples/workflows/premium-provisioning.ts?raw";
 import helloWorldSurface from "../../../examples/workflows/hello-world-surface.ts?raw";
@@ -22,13 +23,9 @@ const surfaceDecision = (key: string, identity: Record<string, unknown>) =>
   call("POST", "/api/v1/surface-decisions", { key, body: { surfaceSlug: "hello-world", identity } });
 
 async function eventFor(key: string, eventId: string) {
-  for (let attempt = 0; attempt < 50; attempt++) {
-    const events = (await call("GET", `/api/v1/admin/events?limit=20`, { key })).body.events as any[];
-    const found = events.find((event) => event.id === eventId);
-    if (found) return found;
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-  throw new Error(`event ${eventId} not recorded`);
+  const found = (await eventsFor(key, "limit=20")).find((event) => event.id === eventId);
+  if (!found) throw new Error(`event ${eventId} not recorded`);
+  return found;
 }
 
 describe("the seed tutorial, part 4", () => {

@@ -11,7 +11,7 @@ import { WorkflowSession } from "../workflowSession";
 
 export async function identify<C extends CallerScope & Configured>(services: Services, context: C): Promise<C & Identified> {
   const { prepared, environment, store, keyType, body } = context;
-  const resolved = await resolveIdentity(body.identity, { keyType, authMethods: prepared.snapshot.authMethods });
+  const resolved = await resolveIdentity(body.identity, { keyType, authMethods: prepared.snapshot.authMethods, now: services.clock.now() });
   if (!resolved.ok) throw new ApiError(resolved.code, resolved.message);
   services.timing.mark("identity");
 
