@@ -28,8 +28,13 @@ export function createRouter(): OpenAPIHono<AppEnv> {
 export function createApp(overrides: ServiceOverrides = {}): OpenAPIHono<AppEnv> {
   const app = createRouter();
 
-  // Our own ids (`req_…`) for requests that do not bring one; a caller's X-Request-Id (≤ 64 of [A-Za-z0-9_=-]) is kept for tracing.
-  app.use("*", requestId({ generator: () => newId("req"), limitLength: 64 }));
+  // Always our own id (`req_…`): a caller's X-Request-Id is not trusted into logs and audit records. The header is set
+  // after the handler, so it reaches raw Responses too (endpoint workflows) and overrides one a workflow set.
+  app.use("*", requestId({ generator: () => newId("req"), headerName: "" }));
+  app.use("*", async (c, next) => {
+    await next();
+    c.res.headers.set("X-Request-Id", c.var.requestId);
+  });
   app.use("*", servicesMiddleware(overrides));
 
   app.onError((error, c) => {

@@ -45,9 +45,9 @@ export async function checkEndpointAccess(services: Pick<Services, "lookupApiKey
   if (level === "secret" && key.type !== "secret") throw new ApiError("forbidden", "This endpoint needs a secret key (sk_…)");
 }
 
-async function identityOf(jwt: string | undefined, workflowAuthMethods: Parameters<typeof verifyUserJwt>[1]): Promise<ResolvedIdentity> {
+async function identityOf(jwt: string | undefined, workflowAuthMethods: Parameters<typeof verifyUserJwt>[1], now: number): Promise<ResolvedIdentity> {
   if (jwt) {
-    const result = await verifyUserJwt(jwt.trim(), workflowAuthMethods);
+    const result = await verifyUserJwt(jwt.trim(), workflowAuthMethods, { now });
     if (!result.ok) throw new ApiError("invalid_jwt", `X-MOS-User-Jwt: ${result.reason}`);
     return { authType: "jwt", identifier: result.identifier, isAuthenticated: true, jwtClaims: result.claims, testGroup100: testGroup100(result.identifier) };
   }
@@ -69,8 +69,9 @@ export interface EndpointCall {
 export async function runEndpointWorkflow(services: Services, call: EndpointCall): Promise<Response> {
   const { environment, prepared, workflow, path } = await endpointOf(services, call);
   await checkEndpointAccess(services, environment, workflow.access, call.key);
+  // A header of blanks is a JWT that is empty (401), not an absent one.
+  const identity = await identityOf(call.userJwt, prepared.snapshot.authMethods, services.clock.now());
   const jwt = call.userJwt?.trim();
-  const identity = await identityOf(jwt, prepared.snapshot.authMethods);
   const settings = await services.workflowEnvironment(environment.id);
   const args = endpointArgs(services, call, identity, settings.values, path);
 
@@ -106,7 +107,7 @@ export async function runEndpointWorkflow(services: Services, call: EndpointCall
     });
     throw new ApiError("workflow_error", `Endpoint workflow ${workflow.slug} failed (${outcome.kind}): ${outcome.error}`);
   }
-  // A fresh Response: the one from the isolate may have immutable headers, and the app adds X-Request-Id.
+  // A fresh Response: the one from the isolate may have immutable headers, and the app sets X-Request-Id on it.
   return new Response(outcome.value.body, { status: outcome.value.status, statusText: outcome.value.statusText, headers: confinedHeaders(outcome.value.headers, environment.id, services.logger) });
 }
 

@@ -290,6 +290,7 @@ function methodsFingerprint(methods: readonly SnapshotAuthMethod[]): string {
       m.issuer ?? null,
       m.audience ?? null,
       m.clockSkewSeconds,
+      m.requireExpiry ?? false,
     ]),
   );
 }

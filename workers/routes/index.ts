@@ -38,7 +38,7 @@ const BROWSER_ROUTES = ["/api/v1/access-checks", "/api/v1/surface-decisions", "/
 export function registerRoutes(app: OpenAPIHono<AppEnv>): void {
   for (const path of BROWSER_ROUTES) app.use(path, browserCors);
   // Per-stage durations of decisions in Server-Timing (the pipeline's StageTimer feeds it).
-  for (const path of TIMED_ROUTES) app.use(path, timing({ total: false }));
+  for (const path of TIMED_ROUTES) app.use(path, timing({ total: false, enabled: (c) => c.res.ok }));
   app.use("/api/v1/admin/*", adminBodyLimit);
   registerHealth(app);
   registerAccessCheckRoute(app);

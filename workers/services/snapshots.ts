@@ -17,6 +17,9 @@ export interface SnapshotStore {
 export function createSnapshotStore(maxVersions = 200): SnapshotStore {
   const cache = new LRUCache<string, PreparedSnapshot, D1Database>({
     max: maxVersions,
+    // A load still in flight counts as an entry: without this, more concurrent first loads than `max` (a cold isolate
+    // serving many tenants) would abort the oldest and fail its requests.
+    ignoreFetchAbort: true,
     fetchMethod: async (versionId, _stale, { context: db }) => {
       const snapshot = await loadSnapshot(db, versionId);
       return snapshot ? prepareSnapshot(snapshot) : undefined;

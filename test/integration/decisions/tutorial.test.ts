@@ -68,12 +68,14 @@ describe("the tutorial flow", () => {
   });
 
   it("identifies the same user by JWT, returns the claims, and shares the user's counters", async () => {
-    const claims = { sub: "1234567890", name: "John Doe", email: "test@example.com", premium: true, iat: 1760714314 };
+    const byName = await decide({ userIdentifier: "john@example.com" });
+    expect(byName.body.features.widget.properties.enabled).toMatchObject({ hasAccess: true, consumedUnits: 1 });
+    const claims = { sub: "1234567890", name: "John Doe", email: "john@example.com", premium: true, iat: 1760714314 };
     const jwt = await new SignJWT(claims).setProtectedHeader({ alg: "RS256" }).sign(privateKey);
     const result = await decide({ userJwt: jwt }, org.live.publishableKey);
     expect(result.status).toBe(200);
-    expect(result.body.identity).toEqual({ authType: "jwt", identifier: "test@example.com", isAuthenticated: true, jwtClaims: claims });
-    // The second widget for test@example.com: the counter is the user's, whatever the identity form.
+    expect(result.body.identity).toEqual({ authType: "jwt", identifier: "john@example.com", isAuthenticated: true, jwtClaims: claims });
+    // The second widget for john@example.com: the counter is the user's, whatever the identity form.
     expect(result.body.features.widget.properties.enabled).toMatchObject({ hasAccess: true, consumedUnits: 2 });
   });
 

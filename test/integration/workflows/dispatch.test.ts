@@ -27,6 +27,7 @@ import { mintCapability, UTILS_HOST } from "../../../workers/workflows/capabilit
 import { handleWorkflowOutbound } from "../../../workers/workflows/outbound";
 import { remoteScopeOf, scopedUtils } from "../../../workers/workflows/scopedUtils";
 import { createOrganization, publish, type TestOrganization } from "../../support/api";
+import { expectConsoleError } from "../../support/console";
 import { helloWorld } from "../../support/examples";
 
 async function workflowOf(slug: string, source: string, type: SnapshotWorkflow["type"] = "surface"): Promise<SnapshotWorkflow> {
@@ -274,10 +275,7 @@ describe("runtime selection", () => {
     const workflow = await workflowOf("w", `export default async ({ utils }: any) => ({ properties: { v: await utils.customData.get("k") } });`);
     await upload([workflow], api);
     const stub = stubNamespace(api.scripts, { outboundWorker: false });
-    const errors: string[] = [];
-    vi.spyOn(console, "error").mockImplementation((line: unknown) => {
-      errors.push(String(line));
-    });
+    const missing = expectConsoleError("dispatch_outbound_missing");
     const misconfigured = { ...env, DISPATCHER: stub.namespace, WORKFLOW_OUTBOUND_WORKER: "edge-monetization-outbound" } as unknown as Env;
     const runner = selectWorkflowRunner(misconfigured, undefined, { organizationId: TEST_ORG, environmentId: "env_9", egressHosts: ["api.allowed.test"] });
     const outcome = await runner.run({ workflow, args: {}, utils: new RecordingUtils(), deadlineMs: 2000 });
@@ -287,8 +285,8 @@ describe("runtime selection", () => {
       { limits: { cpuMs: 50, subRequests: 1 }, outbound: { mos: expect.any(String) } },
       { limits: { cpuMs: 50, subRequests: 0 } },
     ]);
-    await vi.waitFor(() => expect(errors.some((line) => line.includes("dispatch_outbound_missing"))).toBe(true));
-    vi.restoreAllMocks();
+    // The operator is told: the probe's verdict is logged as an error (JSON, for log alerts).
+    expect(missing.lines.map((line) => JSON.parse(line).event)).toEqual(["dispatch_outbound_missing"]);
   });
 });
 
