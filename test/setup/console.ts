@@ -9,6 +9,9 @@ import { checkConsoleErrors, recordConsoleErrors } from "../support/console";
 
 recordConsoleErrors();
 
+/** Below vitest's 10 s hook timeout, so a stuck waitUntil is reported as such rather than as a slow hook. */
+const BACKGROUND_WORK_LIMIT_MS = 8_000;
+
 function failOn(problems: string[]): void {
   if (problems.length > 0) throw new Error(problems.join("\n\n"));
 }
@@ -19,10 +22,20 @@ beforeEach(() => {
 
 afterEach(async () => {
   // Background work that fails is a failure of this test too, but its console.errors are reported first.
-  const settled = await waitForBackgroundWork().then(
-    () => null,
-    (error: unknown) => error,
-  );
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const settled = await Promise.race([
+    waitForBackgroundWork().then(
+      () => null,
+      (error: unknown) => error,
+    ),
+    new Promise<Error>((resolve) => {
+      timer = setTimeout(
+        () => resolve(new Error(`the Worker's work after its responses (ctx.waitUntil) had not settled ${BACKGROUND_WORK_LIMIT_MS} ms after the test: a promise passed to waitUntil that never settles?`)),
+        BACKGROUND_WORK_LIMIT_MS,
+      );
+    }),
+  ]);
+  clearTimeout(timer);
   failOn(checkConsoleErrors("during this test"));
   if (settled) throw settled;
 });

@@ -55,6 +55,7 @@ export function captureTriggers(): CapturedTriggers {
     const bodies = list.map((message) => JSON.parse(JSON.stringify(message.body)) as TriggerMessage);
     sent.push(...bodies);
     undelivered.push(...bodies);
+    return { metadata: { metrics: { backlogCount: undelivered.length, backlogBytes: 0 } } };
   });
   return {
     sent,

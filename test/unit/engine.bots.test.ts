@@ -113,3 +113,22 @@ describe("autoAssignCategoryFor", () => {
     expect(autoAssignCategoryFor(identity, bot)).toBe(expected);
   });
 });
+
+describe("classifyBot is pure: the caller's memo saves work and changes no answer", () => {
+  it("answers the same with and without a memo, and with a memo that already holds the verdict", () => {
+    const stored = new Map<string, unknown>();
+    const memo = { get: (ua: string) => stored.get(ua) as never, set: (ua: string, verdict: unknown) => stored.set(ua, verdict) };
+    const browser = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0 Safari/537.36";
+    const userAgents = new Set([...Object.values(UA), browser, "curl/8.4.0"]);
+    for (const userAgent of userAgents) {
+      for (const cf of [undefined, { verifiedBotCategory: "Search Engine Crawler" }]) {
+        const plain = classifyBot({ userAgent, cf });
+        expect(classifyBot({ userAgent, cf }, memo)).toEqual(plain); // fills the memo
+        expect(classifyBot({ userAgent, cf }, memo)).toEqual(plain); // read from it
+        expect(classifyBot({ userAgent, cf })).toEqual(plain); // and nothing was kept elsewhere
+      }
+    }
+    expect(stored.size).toBe(userAgents.size);
+    expect(stored.get(browser)).toBeNull();
+  });
+});
