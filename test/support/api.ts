@@ -14,7 +14,18 @@ export interface CallOptions {
   headers?: Record<string, string>;
 }
 
-export async function call(method: string, path: string, options: CallOptions = {}): Promise<{ status: number; body: any; headers: Headers }> {
+export interface CallResult {
+  status: number;
+  body: any;
+  headers: Headers;
+}
+
+export function call(method: string, path: string, options: CallOptions = {}): Promise<CallResult> {
+  return callThrough(fetchWorker, method, path, options);
+}
+
+/** A request to `fetcher` (the Worker, or an app built with other services), its body parsed when it is JSON. */
+export async function callThrough(fetcher: (request: Request) => Promise<Response>, method: string, path: string, options: CallOptions = {}): Promise<CallResult> {
   const headers: Record<string, string> = { ...options.headers };
   if (options.key) headers.authorization = `Bearer ${options.key}`;
   let body: string | undefined;
@@ -23,7 +34,7 @@ export async function call(method: string, path: string, options: CallOptions = 
     body = JSON.stringify(options.body);
     headers["content-type"] ??= "application/json";
   }
-  const response = await fetchWorker(new Request(`http://platform.test${path}`, { method, headers, body }));
+  const response = await fetcher(new Request(`http://platform.test${path}`, { method, headers, body }));
   const text = await response.text();
   let parsed: unknown = text;
   try {

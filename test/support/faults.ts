@@ -8,7 +8,7 @@ import type { EvaluateResult } from "../../durable-objects/meter/MeterObject";
 import { createApp } from "../../workers/app";
 import type { ServiceOverrides } from "../../workers/middleware/services";
 import { registerRoutes } from "../../workers/routes";
-import type { CallOptions } from "./api";
+import { callThrough, type CallOptions, type CallResult } from "./api";
 import { trackedExecutionContext } from "./background";
 
 /**
@@ -42,19 +42,6 @@ export function faultyMeter(mode: MeterFault, identifiers: readonly string[]): N
 export function workerWith(overrides: ServiceOverrides) {
   const app = createApp(overrides);
   registerRoutes(app);
-  return async (method: string, path: string, options: CallOptions = {}): Promise<{ status: number; body: any; headers: Headers }> => {
-    const headers: Record<string, string> = { ...options.headers };
-    if (options.key) headers.authorization = `Bearer ${options.key}`;
-    if (options.body !== undefined) headers["content-type"] ??= "application/json";
-    const body = options.rawBody ?? (options.body !== undefined ? JSON.stringify(options.body) : undefined);
-    const response = await app.fetch(new Request(`http://platform.test${path}`, { method, headers, body }), env, trackedExecutionContext());
-    const text = await response.text();
-    let parsed: unknown = text;
-    try {
-      parsed = JSON.parse(text);
-    } catch {
-      // not JSON: keep the text
-    }
-    return { status: response.status, body: parsed, headers: response.headers };
-  };
+  const fetcher = (request: Request) => Promise.resolve(app.fetch(request, env, trackedExecutionContext()));
+  return (method: string, path: string, options: CallOptions = {}): Promise<CallResult> => callThrough(fetcher, method, path, options);
 }
