@@ -3,6 +3,7 @@
  * endpoint workflows too, over whatever id the workflow set, and never one a caller chose. Server-Timing describes a
  * decision's stages, so only a decision that was made carries it.
  */
+import { exports } from "cloudflare:workers";
 import { beforeAll, describe, expect, it } from "vitest";
 import { call, createOrganization, publish, type TestOrganization } from "../../support/api";
 import { helloWorld } from "../../support/examples";
@@ -53,5 +54,28 @@ describe("request ids", () => {
     expect(decided.headers.get("server-timing")).toMatch(/^auth;dur=[\d.]+,config;dur=/);
     const refused = await call("POST", "/api/v1/access-checks", { key: "sk_nope", body: {} });
     expect(refused.headers.get("server-timing")).toBeNull();
+  });
+});
+
+describe("through the runtime's own request path", () => {
+  // Other tests call the Worker's fetch in-process; this one goes through workerd's request handling, where each
+  // request has its own I/O context, so per-isolate caches shared between concurrent requests are exercised for real.
+  it("answers concurrent decisions of one new version, sharing its first load", async () => {
+    const fresh = await createOrganization("Request context");
+    await publish(fresh.live.secretKey, helloWorld(), [fresh.live.id]);
+    const decide = (identifier: string) =>
+      exports.default.fetch(
+        new Request("http://platform.test/api/v1/access-checks", {
+          method: "POST",
+          headers: { authorization: `Bearer ${fresh.live.publishableKey}`, "content-type": "application/json" },
+          body: JSON.stringify({ identity: { anonymousIdentifier: identifier } }),
+        }),
+      );
+    const responses = await Promise.all(Array.from({ length: 8 }, (_, i) => decide(`visitor-${i}`)));
+    for (const response of responses) {
+      expect(response.status).toBe(200);
+      expect(response.headers.get("x-request-id")).toMatch(REQUEST_ID);
+      expect(((await response.json()) as any).features.widget.properties.enabled).toMatchObject({ hasAccess: true, consumedUnits: 0 });
+    }
   });
 });

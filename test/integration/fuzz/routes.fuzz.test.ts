@@ -437,6 +437,8 @@ function urlFor(op: Operation, overrides: Record<string, string> = {}): string {
   return pathFor(op, overrides) + (op.queryParams.includes("against") ? `?against=${fx.versionA}` : "");
 }
 
+let createdEnvironments = 0;
+
 /** A valid body for each operation that takes one (the starting point of every mutation). */
 function exampleBody(op: Operation): unknown {
   const collection = op.template.split("/")[4];
@@ -452,7 +454,8 @@ function exampleBody(op: Operation): unknown {
     case "POST /api/v1/admin/organizations":
       return { name: "Fuzz org" };
     case "POST /api/v1/admin/environments":
-      return { slug: "fuzz-new", name: "Fuzz new", type: "preview" };
+      // A slug of its own each time: an environment an earlier request created is not put back.
+      return { slug: `fuzz-new-${++createdEnvironments}`, name: "Fuzz new", type: "preview" };
     case "PATCH /api/v1/admin/environments/{environmentId}":
       return { name: "Scratch" };
     case "POST /api/v1/admin/environments/{environmentId}/keys":
