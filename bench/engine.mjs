@@ -117,11 +117,13 @@ async function main() {
       category: "anonymous",
       stripeProductIds: [],
       workflowPlanSlugs: ["p02", "p03", "p04", "p05"],
-      storeId: "production",
+      // A store the platform uses (services/tenancy.ts storeOf: "default" or "preview"), whose counter ids the
+      // prepared snapshot has ready-made.
+      storeId: "default",
       surfaceSlug: undefined,
     });
     const readings = readingsFor(decision.meterRequests);
-    return engine.finish ? engine.finish(decision, readings) : engine.renderFeatures(decision.base, "production", readings, undefined);
+    return engine.finish ? engine.finish(decision, readings) : engine.renderFeatures(decision.base, "default", readings, undefined);
   };
 
   const decisions = [];

@@ -280,7 +280,12 @@ export function prepareSnapshot(snapshot: ConfigSnapshot): PreparedSnapshot {
     plansByCategory,
     plansByStripeProductId,
     surfaceBySlug,
-    resolvedByPlanSet: new LRUCache({ max: Math.max(MIN_MEMOISED_PLAN_SETS, Math.floor(MEMO_FEATURE_STATE_BUDGET / Math.max(1, features.length))) }),
+    // Bounded by size (feature states), not count: an lru-cache with only `maxSize` grows its arrays as it fills,
+    // so the thousands of cold snapshots an isolate may hold cost nothing for memo slots they never use.
+    resolvedByPlanSet: new LRUCache({
+      maxSize: Math.max(MEMO_FEATURE_STATE_BUDGET, MIN_MEMOISED_PLAN_SETS * features.length, 1),
+      sizeCalculation: (states: BaseFeatureStates) => Math.max(1, states.length),
+    }),
   };
 }
 

@@ -110,10 +110,12 @@ describe("decision API errors", () => {
     expect(decision.body.message).toMatch(/snapshot schema 99.*create a new version/);
 
     const deployed = await call("POST", `/api/v1/admin/environments/${stale.preview.id}/deployments`, { key: stale.live.secretKey, body: { versionId } });
-    expect(deployed.status).toBe(500);
+    // Deploying it is refused as a conflict with the version's state: nothing moves, and it is not a platform failure.
+    expect(deployed.status).toBe(409);
+    expect(deployed.body).toMatchObject({ code: "conflict" });
     expect(deployed.body.message).toMatch(/snapshot schema 99/);
     const deployments = await call("GET", `/api/v1/admin/environments/${stale.preview.id}/deployments`, { key: stale.live.secretKey });
     expect(deployments.body.deployments).toEqual([]);
-    expect(logged.lines).toHaveLength(2);
+    expect(logged.lines).toHaveLength(1);
   });
 });

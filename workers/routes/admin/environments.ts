@@ -131,7 +131,7 @@ const routes = {
     summary: "Deploy a version to the environment",
     ...common,
     request: { params: EnvironmentIdParam, body: jsonBody(z.object({ versionId: z.string() })) },
-    responses: { 201: json(DeploymentSchema, "The deployment"), ...errorResponses(400, 401, 403, 404) },
+    responses: { 201: json(DeploymentSchema, "The deployment"), ...errorResponses(400, 401, 403, 404, 409, 502) },
   }),
   rollback: createRoute({
     method: "post",
@@ -233,8 +233,11 @@ export function registerEnvironmentRoutes(app: OpenAPIHono<AppEnv>): void {
   const moveTo = async (env: Env, organizationId: string, environment: Environment, versionId: string, kind: "deploy" | "rollback") => {
     const db = env.DB;
     if (!(await getVersion(db, organizationId, versionId))) throw new ApiError("not_found", `Version ${versionId} not found`);
-    // A version this build cannot read (another snapshot schema) is refused here, before anything moves.
-    const snapshot = (await loadSnapshot(db, versionId))!;
+    // A version this build cannot read (another snapshot schema) is refused here, before anything moves: for a deploy
+    // that is a conflict with the version's state (409), not a platform failure.
+    const snapshot = (await loadSnapshot(db, versionId).catch((error: unknown) => {
+      throw error instanceof ApiError ? new ApiError("conflict", error.message) : error;
+    }))!;
     // With a Workers for Platforms namespace configured, the version's workflow scripts must exist before traffic
     // reaches it; locally (Worker Loader) this is a no-op.
     try {
