@@ -96,6 +96,25 @@ describe("each workflow type", () => {
     expect(blocked.body).toMatchObject({ status: "error", statusCode: 451, message: "unavailable here" });
   });
 
+  it("hands the middleware's properties to every later workflow as middlewareProperties", async () => {
+    const org = await setup({
+      "a-geo": { type: "middleware", source: `export default () => ({ properties: { region: "eu", tier: "from-a" } });` },
+      "b-tier": { type: "middleware", source: `export default ({ middlewareProperties }) => ({ properties: { tier: "gold", sawBefore: middlewareProperties === undefined } });` },
+      "gold-gets-premium": { type: "provisioning", source: `export default ({ middlewareProperties }) => (middlewareProperties.tier === "gold" ? ["premium"] : []);` },
+      flag: { type: "feature", feature: "widget", source: `export default ({ middlewareProperties }) => ({ premium: middlewareProperties.region === "eu" });` },
+      surface: { type: "surface", surface: "hello-world", source: `export default ({ middlewareProperties }) => ({ properties: { ...middlewareProperties } });` },
+      banner: { type: "component", surface: "hello-world", component: "banner", source: `export default ({ middlewareProperties }) => ({ content: middlewareProperties.tier });` },
+    });
+    const result = await surfaceDecision(org.live.secretKey, { userIdentifier: "carol" });
+    expect(result.status, JSON.stringify(result.body)).toBe(200);
+    // Merged in slug order (b-tier after a-geo); middleware itself gets none.
+    expect(result.body.surfaceBehavior).toEqual({ properties: { region: "eu", tier: "gold", sawBefore: true } });
+    expect(result.body.componentBehaviors.banner).toMatchObject({ content: "gold" });
+    expect(result.body.features.widget.properties.premium).toEqual({ type: "boolean", value: true, isFallback: false });
+    const event = await eventFor(org.live.secretKey, result.body.eventId);
+    expect(event.record.planSources.premium).toEqual(["workflow"]);
+  });
+
   it("skips components when the surface workflow replaces the response", async () => {
     const org = await setup({
       gate: { type: "surface", surface: "hello-world", source: `export default () => ({ http: { status: 302, headers: { location: "/login" }, body: "" } });` },
