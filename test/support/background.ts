@@ -20,10 +20,13 @@ export function trackedExecutionContext(): ExecutionContext {
  * that background work starts). Rejects with the first failure of that work.
  */
 export async function waitForBackgroundWork(): Promise<void> {
-  while (open.size > 0) {
+  for (;;) {
+    // A context leaves the set only once its work has settled, so a wait that gave up (the setup's time limit) or a
+    // second wait running meanwhile never makes another wait return early or miss a failure.
     const contexts = [...open];
-    open.clear();
+    if (contexts.length === 0) return;
     const results = await Promise.allSettled(contexts.map((ctx) => waitOnExecutionContext(ctx)));
+    for (const ctx of contexts) open.delete(ctx);
     const failure = results.find((result) => result.status === "rejected");
     if (failure) throw failure.reason;
   }

@@ -33,8 +33,10 @@ export interface CapturedTriggers {
   /**
    * Waits for the Worker's work after its responses (that is where triggers are enqueued), then delivers every
    * message not delivered yet, in batches of the consumer's size, until none is left: actions may fire triggers too.
+   * A message the consumer asked to retry (an action failed) fails the call, unless `allowRetries`: an action that
+   * broke must not pass unnoticed (the consumer only logs it).
    */
-  deliver(): Promise<QueueResult[]>;
+  deliver(options?: { allowRetries?: boolean }): Promise<QueueResult[]>;
   /**
    * Waits for the Worker's work after its responses, then hands sendBatch back to the real queue; messages never
    * delivered are dropped (the test did not need their actions).
@@ -60,10 +62,12 @@ export function captureTriggers(): CapturedTriggers {
   return {
     sent,
     batchBytes,
-    async deliver() {
+    async deliver({ allowRetries = false } = {}) {
       const results: QueueResult[] = [];
       for (;;) {
         await waitForBackgroundWork();
+        const retried = results.filter((result) => result.retryBatch.retry || result.retryMessages.length > 0);
+        if (retried.length > 0 && !allowRetries) throw new Error(`the queue consumer asked to retry ${JSON.stringify(retried)}: an action failed`);
         if (undelivered.length === 0) return results;
         const pending = undelivered;
         undelivered = [];

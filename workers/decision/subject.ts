@@ -1,7 +1,8 @@
 /**
  * Who a request is about and which plans they hold before feature state is resolved: config → identity →
- * middleware → customer → provisioning. Decisions, counter updates, identity links and endpoint workflows all
- * resolve their subject this way, so each sees exactly the plans a decision would.
+ * middleware → customer → provisioning. Decisions, counter updates and endpoint workflows (for utils.counters)
+ * resolve their subject this way, so each sees exactly the plans a decision would; identity links need no plans and
+ * stop after middleware.
  */
 import type { CallerScope, Subject } from "./context";
 import type { Services } from "./services";

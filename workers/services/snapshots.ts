@@ -27,7 +27,8 @@ export function createSnapshotStore(maxVersions = 200): SnapshotStore {
   });
   return {
     async get(db, versionId) {
-      const prepared = await cache.fetch(versionId, { context: db });
+      // The steady state is a hit: a plain get is cheaper than fetch's bookkeeping.
+      const prepared = cache.get(versionId) ?? (await cache.fetch(versionId, { context: db }));
       if (!prepared) throw new ApiError("not_found", `Version ${versionId} not found`);
       return prepared;
     },
