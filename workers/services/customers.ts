@@ -29,7 +29,16 @@ const toCustomer = (row: CustomerRow): Customer => ({
 
 const CUSTOMER_TTL_MS = 10_000;
 /** An identifier without a customer row is cached too, as `{ customer: null }` (lru-cache holds no null values). */
-const customerCache = new LRUCache<string, { customer: Customer | null }>({ max: 20_000, ttl: CUSTOMER_TTL_MS, ...EXPIRE_ON_READ });
+/**
+ * Bounded by an estimate of the bytes it holds (customers differ in how many products they have), not by a count: an
+ * lru-cache with only `maxSize` also grows its slots as it fills instead of allocating them up front.
+ */
+const customerCache = new LRUCache<string, { customer: Customer | null }>({
+  maxSize: 4 * 1024 * 1024,
+  sizeCalculation: ({ customer }, key) => 2 * key.length + (customer ? 2 * JSON.stringify(customer).length : 0) + 128,
+  ttl: CUSTOMER_TTL_MS,
+  ...EXPIRE_ON_READ,
+});
 const cacheKey = (organizationId: string, store: string, identifier: string) => `${organizationId}\u0000${store}\u0000${identifier}`;
 
 export async function getCustomer(db: D1Database, organizationId: string, store: string, identifier: string): Promise<Customer | null> {

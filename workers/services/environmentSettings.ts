@@ -22,7 +22,16 @@ export interface WorkflowEnvironment {
 }
 
 const SETTINGS_TTL_MS = 5_000;
-const cache = new LRUCache<string, WorkflowEnvironment>({ max: 2_000, ttl: SETTINGS_TTL_MS, ...EXPIRE_ON_READ });
+/**
+ * Bounded by an estimate of the bytes it holds: an environment's variables and decrypted secrets can be large, and
+ * one tenant's must not push everyone else's out by count alone. Settings larger than the whole budget are not cached.
+ */
+const cache = new LRUCache<string, WorkflowEnvironment>({
+  maxSize: 8 * 1024 * 1024,
+  sizeCalculation: (settings, environmentId) => 2 * (environmentId.length + JSON.stringify(settings).length) + 128,
+  ttl: SETTINGS_TTL_MS,
+  ...EXPIRE_ON_READ,
+});
 
 export async function listVariables(db: D1Database, environmentId: string): Promise<VariableInfo[]> {
   const { results } = await db
