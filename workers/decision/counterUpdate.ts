@@ -4,7 +4,7 @@
  * are resolved exactly as a decision resolves them (subject.ts → plans stage), so the limit and period are the ones a
  * decision would enforce.
  */
-import type { CreditReading, CreditRequest, MeterReading, MeterRequest } from "../engine";
+import type { CreditReading, CreditRequest, Decision, MeterReading, MeterRequest } from "../engine";
 import { ApiError } from "../errors";
 import { sha256Hex } from "../lib/crypto";
 import { isUniqueConstraintError } from "../lib/d1Errors";
@@ -91,7 +91,9 @@ async function chargeCredits(services: Services, update: PendingUpdate): Promise
 async function addUnits(services: Services, update: PendingUpdate): Promise<CounterUpdateResult> {
   const { subject, body, eventId } = update;
   const { environment, identity } = subject;
-  const meterRequest = meterRequestFor(services, subject, body.counterId);
+  // One engine run gives both this counter's limit and every limit the triggers carry.
+  const decision = planFor(services, subject);
+  const meterRequest = meterRequestFor(decision, subject, body.counterId);
   const result = await userObject(services, subject).updateCounter({
     counterId: meterRequest.counterId,
     period: meterRequest.period,
@@ -110,7 +112,7 @@ async function addUnits(services: Services, update: PendingUpdate): Promise<Coun
   if (!result.replayed) {
     const triggers = [{ name: "counters.updated", payload: { eventId, identifier: identity.identifier, counters: [reading] } }, ...(subject.workflows?.triggers ?? [])];
     // Every counter the caller's plans meter, so the actions' utils.counters work on any of them.
-    const limits = counterSettingsOf(planFor(services, subject).meterRequests);
+    const limits = counterSettingsOf(decision.meterRequests);
     services.waitUntil(services.triggers.enqueue(subject.prepared, environment, identity, triggers, 0, limits));
   }
   recordUpdate(services, update, reading.hasAccess ? "granted" : "denied", { counterId: meterRequest.counterId, update: body.update ?? 1, resourceId: body.resourceId ?? null, counter: reading });
@@ -165,9 +167,8 @@ function counterKind(subject: Subject, counterId: string): "metered" | "credits"
  *   404 — the counter is not a metered `enabled` property of the deployed version in this environment's store;
  *   409 — it is, but none of the identity's plans meters it (on, off or unassigned for them).
  */
-function meterRequestFor(services: Services, subject: Subject, counterId: string): MeterRequest {
+function meterRequestFor(decision: Decision, subject: Subject, counterId: string): MeterRequest {
   const { feature, property } = counterProperty(subject, counterId);
-  const decision = planFor(services, subject);
   const request = decision.meterRequests.find((candidate) => candidate.counterId === counterId);
   if (!request) {
     throw new ApiError(
