@@ -117,7 +117,7 @@ export interface Featured {
 export interface SurfaceFields {
   surfaceBehavior: SurfaceBehavior;
   componentsSkipped: boolean;
-  componentBehaviors: Record<string, ComponentBehavior & { metadata?: { cssSelector?: string } }>;
+  componentBehaviors: Record<string, ComponentBehavior & { metadata: { cssSelector: string | null } }>;
 }
 
 /** After the surface stage: the surface workflow's behaviour (undefined for access checks). */

@@ -104,5 +104,5 @@ export const AccessCheckResponse = z
 export const SurfaceDecisionResponse = AccessCheckResponse.extend({
   surfaceBehavior: z.object({ properties: z.record(z.string(), z.unknown()).optional(), http: z.unknown().optional(), content: z.unknown().optional() }),
   componentsSkipped: z.boolean(),
-  componentBehaviors: z.record(z.string(), z.object({ content: z.unknown().optional(), properties: z.record(z.string(), z.unknown()).optional(), metadata: z.object({ cssSelector: z.string().optional() }).optional() })),
+  componentBehaviors: z.record(z.string(), z.object({ content: z.unknown().optional(), properties: z.record(z.string(), z.unknown()).optional(), metadata: z.object({ cssSelector: z.string().nullable() }) })),
 }).openapi("SurfaceDecisionResponse");

@@ -143,8 +143,11 @@ function extractIdentifier(claims: Record<string, unknown>, claim: string): stri
   if (value === undefined || value === null) return fail(Rank.Claims, `claim ${claim} missing`);
   let identifier: string;
   if (typeof value === "string") identifier = value;
-  else if (typeof value === "number" && Number.isFinite(value)) identifier = String(value);
-  else return fail(Rank.Claims, `claim ${claim} must be a non-empty string or a number`);
+  // A number is an identifier only when it is an integer JSON parsing kept exactly: beyond 2^53 (or a fraction) two
+  // different users' numbers can parse to the same value and become one identity.
+  else if (typeof value === "number" && Number.isSafeInteger(value)) identifier = String(value);
+  else if (typeof value === "number") return fail(Rank.Claims, `claim ${claim} is a number that cannot be represented exactly (send identifiers beyond 2^53 or with fractions as strings)`);
+  else return fail(Rank.Claims, `claim ${claim} must be a non-empty string or an integer`);
   if (identifier.length === 0) return fail(Rank.Claims, `claim ${claim} is empty`);
   if (identifier.length > MAX_IDENTIFIER_LENGTH) {
     return fail(Rank.Claims, `claim ${claim} is longer than ${MAX_IDENTIFIER_LENGTH} characters`);
@@ -278,21 +281,12 @@ async function verifyWithMethod(
   return best as Failure;
 }
 
-/** The part of the methods that decides a verification outcome: the verified-token cache is keyed by it. */
+/**
+ * The verified-token cache is keyed by the WHOLE auth-method configuration: any change to a method (a new rule such as
+ * `requireExpiry`, a new key) starts from a fresh verification instead of trusting an answer given under the old one.
+ */
 function methodsFingerprint(methods: readonly SnapshotAuthMethod[]): string {
-  return JSON.stringify(
-    methods.map((m) => [
-      m.slug,
-      m.publicKey ?? null,
-      m.jwksUrl ?? null,
-      m.algorithms,
-      m.identifierClaim,
-      m.issuer ?? null,
-      m.audience ?? null,
-      m.clockSkewSeconds,
-      m.requireExpiry ?? false,
-    ]),
-  );
+  return JSON.stringify(methods);
 }
 
 function cachedResult(entry: VerifiedEntry, now: number): JwtVerifyResult | undefined {

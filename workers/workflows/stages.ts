@@ -9,7 +9,10 @@ import type { BotTag } from "../engine/types";
 import { ApiError } from "../errors";
 import type { ComponentBehavior, FeatureResult, HttpModify, HttpReplace, JsonValue, MiddlewareResult, ProvisioningResult, SurfaceBehavior } from "./authorTypes";
 import { DEFAULT_DEADLINE_MS, type WorkflowOutcome, type WorkflowRunner } from "./runner";
-import { isRecord } from "../lib/json";
+import { isRecord, NotPlainJsonError, toPlainJson } from "../lib/json";
+
+/** What a synchronous workflow may return: plain JSON of at most this size (anything else falls back). */
+export const MAX_WORKFLOW_RESULT_BYTES = 256 * 1024;
 
 export interface WorkflowRecord {
   slug: string;
@@ -34,8 +37,12 @@ export class WorkflowStages {
     let failure: { kind: string; error: string } | undefined;
     let value: T | undefined;
     if (outcome.ok) {
-      value = validate(outcome.value);
-      if (value === undefined) failure = { kind: "bad_result", error: `unexpected result from a ${workflow.type} workflow: ${preview(outcome.value)}` };
+      const plain = plainResult(outcome.value);
+      if (plain instanceof NotPlainJsonError) failure = { kind: "bad_result", error: `a ${workflow.type} workflow must return plain JSON: ${plain.message}` };
+      else {
+        value = validate(plain);
+        if (value === undefined) failure = { kind: "bad_result", error: `unexpected result from a ${workflow.type} workflow: ${preview(plain)}` };
+      }
     } else failure = { kind: outcome.kind, error: outcome.error };
     this.records.push({
       slug: workflow.slug,
@@ -52,6 +59,15 @@ export class WorkflowStages {
 
   get failures(): WorkflowRecord[] {
     return this.records.filter((record) => !record.ok);
+  }
+}
+
+/** The result as a fresh plain-JSON copy (the only form the platform passes on), or why it is not one. */
+function plainResult(value: unknown): unknown {
+  try {
+    return toPlainJson(value, { maxBytes: MAX_WORKFLOW_RESULT_BYTES });
+  } catch (error) {
+    return error instanceof NotPlainJsonError ? error : new NotPlainJsonError(error instanceof Error ? error.message : String(error));
   }
 }
 
@@ -117,10 +133,11 @@ export function validateSurfaceBehavior(value: unknown): SurfaceBehavior | undef
   if (value === null) return {};
   if (!isRecord(value)) return undefined;
   if (value.properties !== undefined && !isRecord(value.properties)) return undefined;
-  if (value.http !== undefined && !isRecord(value.http)) return undefined;
+  const http = value.http === undefined ? undefined : validHttp(value.http);
+  if (value.http !== undefined && !http) return undefined;
   const out: SurfaceBehavior = {};
   if (value.properties !== undefined) out.properties = value.properties as Record<string, JsonValue>;
-  if (value.http !== undefined) out.http = value.http as HttpReplace | HttpModify;
+  if (http) out.http = http;
   if (value.content !== undefined) out.content = value.content as JsonValue;
   return out;
 }
@@ -133,4 +150,34 @@ export function validateComponentBehavior(value: unknown): ComponentBehavior | u
   if (value.properties !== undefined) out.properties = value.properties as Record<string, JsonValue>;
   if (value.content !== undefined) out.content = value.content as JsonValue;
   return out;
+}
+
+const isStatus = (value: unknown): value is number => Number.isInteger(value) && (value as number) >= 100 && (value as number) <= 599;
+const isText = (value: unknown, max = 8192): value is string => typeof value === "string" && value.length <= max;
+const isTextList = (value: unknown): value is string[] => Array.isArray(value) && value.length <= 100 && value.every((item) => isText(item));
+const isHeaderRecord = (value: unknown): value is Record<string, string> =>
+  isRecord(value) && Object.keys(value).length <= 100 && Object.entries(value).every(([name, text]) => isText(name, 256) && isText(text));
+
+/**
+ * A surface's `http`, as the edge proxy will apply it: a replacement (`body` set: an integer `status` 100–599, string
+ * headers, cookies and body) or a modification (headers to add or remove, cookies, an optional status). Anything else
+ * is refused, so a client never receives a status of "teapot" or a header that is not text.
+ */
+function validHttp(value: unknown): HttpReplace | HttpModify | undefined {
+  if (!isRecord(value)) return undefined;
+  if (value.statusText !== undefined && !isText(value.statusText, 512)) return undefined;
+  if (value.body !== undefined) {
+    if (!isStatus(value.status) || !isText(value.body, MAX_WORKFLOW_RESULT_BYTES)) return undefined;
+    if (value.headers !== undefined && !isHeaderRecord(value.headers)) return undefined;
+    if (value.cookies !== undefined && !isTextList(value.cookies)) return undefined;
+    return value as unknown as HttpReplace;
+  }
+  if (value.status !== undefined && !isStatus(value.status)) return undefined;
+  if (value.removeHeaders !== undefined && !isTextList(value.removeHeaders)) return undefined;
+  if (value.addCookies !== undefined && !isTextList(value.addCookies)) return undefined;
+  if (value.addHeaders !== undefined) {
+    const headers = value.addHeaders;
+    if (!Array.isArray(headers) || headers.length > 100 || !headers.every((header) => isRecord(header) && isText(header.name, 256) && isText(header.value))) return undefined;
+  }
+  return value as unknown as HttpModify;
 }

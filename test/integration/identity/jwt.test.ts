@@ -56,6 +56,26 @@ describe("verifyUserJwt: valid tokens", () => {
     expect(result.ok && result.identifier).toBe("42");
   });
 
+  it("refuses a numeric identifier that cannot be represented exactly (beyond 2^53, or a fraction)", async () => {
+    const key = await testKey("RS256");
+    const m = await pemMethod(key, { identifierClaim: "uid" });
+    // Signed over the payload's own text: 9007199254740993 and 9007199254740992 are two users, but parse to one number.
+    const signRaw = async (payload: string) => {
+      const input = `${b64url(JSON.stringify({ alg: "RS256", typ: "JWT" }))}.${b64url(payload)}`;
+      const signature = await crypto.subtle.sign("RSASSA-PKCS1-v1_5", key.privateKey, new TextEncoder().encode(input));
+      return `${input}.${b64url(new Uint8Array(signature))}`;
+    };
+    for (const uid of ["9007199254740993", "9007199254740992", "-9007199254740993", "1.5", "1e300"]) {
+      const result = await verifyUserJwt(await signRaw(`{"uid":${uid},"exp":${NOW_S + 60}}`), [m], { now: NOW });
+      expect(result.ok, uid).toBe(false);
+      expect(!result.ok && result.reason, uid).toMatch(/cannot be represented exactly/);
+    }
+    const largest = await verifyUserJwt(await signRaw(`{"uid":9007199254740991,"exp":${NOW_S + 60}}`), [m], { now: NOW });
+    expect(largest.ok && largest.identifier).toBe("9007199254740991");
+    const asText = await verifyUserJwt(await signRaw(`{"uid":"9007199254740993","exp":${NOW_S + 60}}`), [m], { now: NOW });
+    expect(asText.ok && asText.identifier).toBe("9007199254740993");
+  });
+
   it("tries each method in order and reports the one that verified", async () => {
     const rsa = await testKey("RS256");
     const ec = await testKey("ES256");
@@ -370,6 +390,22 @@ describe("JwtVerifier: verified-token cache", () => {
   let verifier: JwtVerifier;
   beforeEach(() => {
     verifier = createJwtVerifier();
+  });
+
+  it("keys what it remembers by the whole auth-method configuration: tightening a rule applies at once", async () => {
+    const key = await testKey("RS256");
+    const forever = await sign(key, { sub: "no-exp" }, { exp: null });
+    const lenient = await pemMethod(key);
+    expect((await verifier.verify(forever, [lenient], { now: NOW })).ok).toBe(true);
+    // The same method with requireExpiry switched on (a new deployment): the remembered answer is not reused.
+    const strict = { ...lenient, requireExpiry: true };
+    const refused = await verifier.verify(forever, [strict], { now: NOW });
+    expect(refused.ok).toBe(false);
+    expect(!refused.ok && refused.reason).toMatch(/exp/);
+    // Any other change to the configuration starts afresh too (here an issuer the token does not carry).
+    const withIssuer = { ...lenient, issuer: "https://issuer.example" };
+    expect((await verifier.verify(forever, [withIssuer], { now: NOW })).ok).toBe(false);
+    expect((await verifier.verify(forever, [lenient], { now: NOW })).ok).toBe(true);
   });
 
   it("serves a hot token from the cache, re-checks exp on every hit, and drops it after exp", async () => {

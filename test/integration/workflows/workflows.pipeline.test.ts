@@ -89,7 +89,7 @@ describe("each workflow type", () => {
     expect(result.body.surfaceBehavior).toEqual({ properties: { who: "alice-mw", premium: true } });
     expect(result.body.componentBehaviors).toEqual({
       banner: { content: "hi alice-mw", properties: { slot: "banner" }, metadata: { cssSelector: "#banner" } },
-      footer: {},
+      footer: { metadata: { cssSelector: null } },
     });
     const blocked = await surfaceDecision(org.live.secretKey, { userIdentifier: "blocked" });
     expect(blocked.status).toBe(451);
@@ -219,5 +219,58 @@ describe("counter updates see the plans a decision sees", () => {
     const vip = await update("vip@example.com");
     expect(vip.status).toBe(409);
     expect(vip.body.message).toMatch(/registered, premium/);
+  });
+});
+
+describe("hostile results fall back and are recorded, never a 5xx", () => {
+  const surfaceReturning = (body: string) => ({ surface: { type: "surface", surface: "hello-world", source: `export default () => { ${body} };` } });
+
+  it.each([
+    ["an http status that is not a number", `return { http: { status: "teapot", body: 42 } };`, "unexpected result"],
+    ["an http replacement without a status", `return { http: { body: "<h1>hi</h1>" } };`, "unexpected result"],
+    ["a header value that is not text", `return { http: { addHeaders: [{ name: "x-n", value: 5 }] } };`, "unexpected result"],
+    ["a BigInt", `return { properties: { n: BigInt(10) } };`, "bigint"],
+    ["a cycle", `const o: any = { a: 1 }; o.self = o; return { content: o };`, "cycle"],
+    ["a Map", `return { content: new Map([["a", 1]]) };`, "Map instance"],
+    ["NaN", `return { properties: { n: NaN } };`, "NaN"],
+    ["more than 256 KiB", `return { content: "x".repeat(300 * 1024) };`, "KiB allowed"],
+  ])("a surface workflow returning %s", async (_what, body, reason) => {
+    const org = await setup(surfaceReturning(body));
+    const result = await surfaceDecision(org.live.secretKey, { userIdentifier: "mallory" });
+    expect(result.status, JSON.stringify(result.body)).toBe(200);
+    expect(result.body.surfaceBehavior).toEqual({});
+    expect(result.body.componentsSkipped).toBe(false);
+    const event = await eventFor(org.live.secretKey, result.body.eventId);
+    expect(event.record.workflows).toEqual([expect.objectContaining({ slug: "surface", ok: false, kind: "bad_result", error: expect.stringContaining(reason) })]);
+  });
+
+  it("feature and component workflows returning what JSON cannot carry fall back too", async () => {
+    const org = await setup({
+      "big-feature": { type: "feature", feature: "widget", source: `export default () => ({ premium: BigInt(1) });` },
+      banner: { type: "component", surface: "hello-world", component: "banner", source: `export default () => { const o: any = {}; o.o = o; return { content: o }; };` },
+    });
+    const result = await surfaceDecision(org.live.secretKey, { userIdentifier: "mallory" });
+    expect(result.status, JSON.stringify(result.body)).toBe(200);
+    expect(result.body.features.widget.properties.premium).toEqual({ type: "boolean", value: false, isFallback: false });
+    expect(result.body.componentBehaviors.banner).toEqual({ metadata: { cssSelector: "#banner" } });
+    const event = await eventFor(org.live.secretKey, result.body.eventId);
+    expect(event.record.workflows.map((run: { slug: string; kind?: string }) => [run.slug, run.kind]).sort()).toEqual([
+      ["banner", "bad_result"],
+      ["big-feature", "bad_result"],
+    ]);
+  });
+
+  it("a feature workflow may set a string property only to one of its declared values", async () => {
+    const org = await setup({ tiers: { type: "feature", feature: "widget", source: `export default () => ({ tier: "platinum", size: "large" });` } }, (document) => {
+      document.features.widget.properties.tier = { type: "string", fallback: "basic", values: ["basic", "gold"] };
+      document.features.widget.properties.size = { type: "string", fallback: "small" };
+    });
+    const result = await surfaceDecision(org.live.secretKey, { userIdentifier: "trent" });
+    expect(result.status, JSON.stringify(result.body)).toBe(200);
+    // Outside the declared values: refused, the fallback stands. A free-form string property takes any string.
+    expect(result.body.features.widget.properties.tier).toEqual({ type: "string", value: "basic", isFallback: true });
+    expect(result.body.features.widget.properties.size).toEqual({ type: "string", value: "large", isFallback: false });
+    const event = await eventFor(org.live.secretKey, result.body.eventId);
+    expect(event.record.workflows).toContainEqual(expect.objectContaining({ slug: "tiers", ok: false, kind: "bad_result", error: 'cannot set tier to "platinum"' }));
   });
 });

@@ -29,7 +29,8 @@ export async function runComponentWorkflows<C extends Identified & Planned & Fea
     }
     for (const component of surface.components) {
       const behavior = fromWorkflows.get(component.slug) ?? {};
-      componentBehaviors[component.slug] = component.cssSelector ? { ...behavior, metadata: { cssSelector: component.cssSelector } } : behavior;
+      // Always a metadata object: clients read `metadata.cssSelector` of every component without a guard.
+      componentBehaviors[component.slug] = { ...behavior, metadata: { cssSelector: component.cssSelector ?? null } };
     }
   }
   if (session) services.timing.mark("surface_workflows");

@@ -3,13 +3,13 @@
  * workflows, each adjusting its own feature's properties. A value that does not fit the property's type is ignored
  * and recorded as a refused result.
  */
-import { finish, type FeatureStates, type PropertyState } from "../../engine";
+import { finish, type FeatureStates, type PropertyState, type SnapshotProperty } from "../../engine";
 import type { FeatureArgs } from "../../workflows/authorTypes";
 import { validatePropertyOverrides } from "../../workflows/stages";
-import type { Featured, Identified, Metered, Planned } from "../context";
+import type { Configured, Featured, Identified, Metered, Planned } from "../context";
 import type { Services } from "../services";
 
-export async function resolveFeatures<C extends Identified & Planned & Metered>(services: Services, context: C): Promise<C & Featured> {
+export async function resolveFeatures<C extends Configured & Identified & Planned & Metered>(services: Services, context: C): Promise<C & Featured> {
   const { decision, meter } = context;
   const features: FeatureStates = { ...finish(decision, meter.readings, meter.failure ? "unreachable" : undefined, meter.creditReadings) };
   const session = context.workflows;
@@ -29,9 +29,11 @@ export async function resolveFeatures<C extends Identified & Planned & Metered>(
   for (const result of results) {
     if (!result?.overrides) continue;
     const properties = { ...result.feature.properties };
+    const definitions = context.prepared.featureBySlug.get(result.feature.featureSlug)?.propertyBySlug;
     for (const [slug, value] of Object.entries(result.overrides)) {
       const current = properties[slug];
-      const next = current ? overridden(current, value) : undefined;
+      const definition = definitions?.get(slug)?.definition;
+      const next = current && definition ? overridden(current, definition, value) : undefined;
       if (next) properties[slug] = next;
       else await session.recordRefusal(result.workflow, `cannot set ${slug} to ${JSON.stringify(value)}`);
     }
@@ -41,8 +43,11 @@ export async function resolveFeatures<C extends Identified & Planned & Metered>(
   return { ...context, features };
 }
 
-/** A property with a workflow's value applied, or undefined when the value does not fit the property's type. */
-function overridden(current: PropertyState, value: unknown): PropertyState | undefined {
+/**
+ * A property with a workflow's value applied, or undefined when the value does not fit the property: its type, and
+ * for a string property with declared `values`, one of them.
+ */
+function overridden(current: PropertyState, definition: SnapshotProperty, value: unknown): PropertyState | undefined {
   switch (current.type) {
     case "meterable":
     case "credits":
@@ -55,6 +60,8 @@ function overridden(current: PropertyState, value: unknown): PropertyState | und
     case "number":
       return typeof value === "number" && Number.isFinite(value) ? { type: "number", value, isFallback: false } : undefined;
     case "string":
-      return typeof value === "string" ? { type: "string", value, isFallback: false } : undefined;
+      if (typeof value !== "string") return undefined;
+      if (definition.type === "string" && definition.values && !definition.values.includes(value)) return undefined;
+      return { type: "string", value, isFallback: false };
   }
 }
