@@ -108,7 +108,7 @@ export async function runEndpointWorkflow(services: Services, call: EndpointCall
     throw new ApiError("workflow_error", `Endpoint workflow ${workflow.slug} failed (${outcome.kind}): ${outcome.error}`);
   }
   // A fresh Response: the one from the isolate may have immutable headers, and the app sets X-Request-Id on it.
-  return new Response(outcome.value.body, { status: outcome.value.status, statusText: outcome.value.statusText, headers: confinedHeaders(outcome.value.headers, environment.id, services.logger) });
+  return new Response(outcome.value.body, { status: outcome.value.status, statusText: outcome.value.statusText, headers: confinedHeaders(outcome.value.headers, environment.id, services.logger, new URL(request.url).pathname) });
 }
 
 /** The environment, its deployed version and the endpoint workflow bound to the request's path, or 404. */
@@ -182,21 +182,71 @@ function endpointUtils(
  * documents render sandboxed (scripts run in an opaque origin, away from this origin's cookies and responses), and
  * it may set cookies only for its own environment's endpoint path.
  */
-export function confinedHeaders(headers: Headers, environmentId: string, logger: Services["logger"]): Headers {
+export function confinedHeaders(headers: Headers, environmentId: string, logger: Services["logger"], requestPath = ""): Headers {
   const out = new Headers();
   const ownPath = `/api/v1/envs/${environmentId}/endpoints`;
   for (const [name, value] of headers) {
     if (name === "set-cookie") continue;
+    if (ORIGIN_WIDE_HEADERS.has(name)) {
+      logger.warn("endpoint_header_dropped", { environmentId, header: name, reason: "it acts on the platform's whole origin" });
+      continue;
+    }
     out.append(name, value);
   }
   for (const cookie of headers.getSetCookie()) {
-    const attributes = cookie.split(";").slice(1).map((part) => part.trim().toLowerCase());
-    const path = attributes.find((attribute) => attribute.startsWith("path="))?.slice(5);
-    const confined = !attributes.some((attribute) => attribute.startsWith("domain=")) && (path === undefined || path === ownPath || path.startsWith(`${ownPath}/`));
+    const { domain, path = defaultCookiePath(requestPath) } = cookieScope(cookie);
+    const confined = !domain && (path === ownPath || path.startsWith(`${ownPath}/`));
     if (confined) out.append("set-cookie", cookie);
     else logger.warn("endpoint_cookie_dropped", { environmentId, reason: "Domain or Path outside the environment's endpoints" });
   }
   out.append("content-security-policy", "sandbox allow-scripts allow-forms allow-popups allow-downloads");
   out.set("x-content-type-options", "nosniff");
   return out;
+}
+
+/**
+ * Response headers that act on the whole origin (every tenant's endpoints and the API), not on the one response:
+ * wiping its storage, pinning transport or alternative services for the host, routing its error reports, widening
+ * service-worker scopes, persisting client hints.
+ */
+const ORIGIN_WIDE_HEADERS: ReadonlySet<string> = new Set([
+  "clear-site-data",
+  "strict-transport-security",
+  "alt-svc",
+  "nel",
+  "report-to",
+  "reporting-endpoints",
+  "origin-agent-cluster",
+  "service-worker-allowed",
+  "accept-ch",
+  "critical-ch",
+  "public-key-pins",
+  "public-key-pins-report-only",
+  "expect-ct",
+  "set-cookie2",
+]);
+
+/**
+ * A Set-Cookie's Domain and Path as a browser reads them (RFC 6265 §5.2): attribute names in any case, spaces around
+ * the name and the value ignored (`Domain =x`, `PATH= /a`), the last attribute of a name winning, and a Path that does
+ * not start with "/" ignored (the cookie then gets the default path).
+ */
+function cookieScope(cookie: string): { domain: boolean; path: string | undefined } {
+  let domain = false;
+  let path: string | undefined;
+  for (const attribute of cookie.split(";").slice(1)) {
+    const equals = attribute.indexOf("=");
+    const name = (equals < 0 ? attribute : attribute.slice(0, equals)).trim().toLowerCase();
+    const value = equals < 0 ? "" : attribute.slice(equals + 1).trim();
+    // Any Domain attribute, even an empty one, is refused: the platform's host is shared by every tenant.
+    if (name === "domain") domain = true;
+    else if (name === "path") path = value.startsWith("/") ? value : undefined;
+  }
+  return { domain, path };
+}
+
+/** RFC 6265 §5.1.4: the request path up to its right-most "/" (or "/"). */
+function defaultCookiePath(requestPath: string): string {
+  const last = requestPath.lastIndexOf("/");
+  return last <= 0 ? "/" : requestPath.slice(0, last);
 }

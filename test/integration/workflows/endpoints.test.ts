@@ -68,6 +68,17 @@ const WORKFLOWS = {
       headers.append("set-cookie", "domain=1; Domain=platform.test");
       headers.append("set-cookie", "mine=1; Path=/api/v1/envs/" + "ENV_ID" + "/endpoints/page");
       headers.append("set-cookie", "default=1");
+      // As browsers parse attributes (RFC 6265 §5.2): spaces around names and values, any case, the last one wins.
+      headers.append("set-cookie", "spaced=1; Domain =platform.test");
+      headers.append("set-cookie", "spacedpath=1; Path =/");
+      headers.append("set-cookie", "upper=1; PATH=/");
+      headers.append("set-cookie", "last=1; Path=/api/v1/envs/" + "ENV_ID" + "/endpoints; path=/");
+      headers.append("set-cookie", "relative=1; Path=endpoints");
+      // Headers that act on the platform's whole origin.
+      headers.set("clear-site-data", '"cookies", "storage"');
+      headers.set("strict-transport-security", "max-age=31536000; includeSubDomains");
+      headers.set("nel", '{"report_to":"x","max_age":86400}');
+      headers.set("x-custom", "kept");
       return new Response("<script>document.cookie</script>", { headers });
     };`,
   },
@@ -94,7 +105,7 @@ beforeAll(async () => {
   signingKey = keys.privateKey;
   const document = helloWorld();
   document.workflows = structuredClone(WORKFLOWS);
-  document.workflows.page.source = document.workflows.page.source.replace("ENV_ID", org.live.id);
+  document.workflows.page.source = document.workflows.page.source.replaceAll("ENV_ID", org.live.id);
   document.authMethods = { "test-jwt": { publicKey: await exportSPKI(keys.publicKey), identifierClaim: "email" } };
   await publish(org.live.secretKey, document, [org.live.id]);
   await call("PUT", `/api/v1/admin/environments/${org.live.id}/variables/GREETING`, { key: org.live.secretKey, body: { value: "hi there" } });
@@ -241,7 +252,10 @@ describe("endpoints share the platform's origin", () => {
     expect(result.status).toBe(200);
     expect(result.headers.get("content-security-policy")).toBe("sandbox allow-scripts allow-forms allow-popups allow-downloads");
     expect(result.headers.get("x-content-type-options")).toBe("nosniff");
-    expect(result.headers.getSetCookie()).toEqual([`mine=1; Path=/api/v1/envs/${org.live.id}/endpoints/page`, "default=1"]);
+    // "relative" has no usable Path, so it gets the default path (the request's directory: this environment's endpoints).
+    expect(result.headers.getSetCookie()).toEqual([`mine=1; Path=/api/v1/envs/${org.live.id}/endpoints/page`, "default=1", "relative=1; Path=endpoints"]);
+    for (const header of ["clear-site-data", "strict-transport-security", "nel"]) expect(result.headers.get(header), header).toBeNull();
+    expect(result.headers.get("x-custom")).toBe("kept");
   });
 });
 
