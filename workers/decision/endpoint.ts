@@ -33,16 +33,25 @@ export function endpointPathOf(pathname: string): string {
   return trimSlashes(pathname.replace(ENDPOINT_PREFIX, ""));
 }
 
-/** Throws the API error for a caller that may not invoke a workflow with this access level. */
-export async function checkEndpointAccess(services: Pick<Services, "lookupApiKey">, environment: Environment, access: SnapshotWorkflow["access"], rawKey: string | undefined): Promise<void> {
+/**
+ * Throws the API error for a caller that may not invoke a workflow with this access level; otherwise the type of the
+ * key the caller showed (null for an endpoint that needs none).
+ */
+export async function checkEndpointAccess(
+  services: Pick<Services, "lookupApiKey">,
+  environment: Environment,
+  access: SnapshotWorkflow["access"],
+  rawKey: string | undefined,
+): Promise<"secret" | "publishable" | null> {
   const level = access ?? "secret";
-  if (level === "none") return;
+  if (level === "none") return null;
   const token = rawKey?.trim();
   if (!token) throw new ApiError("invalid_api_key", `This endpoint needs a ${level} key in the X-MOS-Key header`);
   const key = await services.lookupApiKey(token);
   if (!key) throw new ApiError("invalid_api_key", "Invalid API key");
   if (key.environmentId !== environment.id) throw new ApiError("forbidden", "This key belongs to another environment");
   if (level === "secret" && key.type !== "secret") throw new ApiError("forbidden", "This endpoint needs a secret key (sk_…)");
+  return key.type;
 }
 
 async function identityOf(jwt: string | undefined, workflowAuthMethods: Parameters<typeof verifyUserJwt>[1], now: number): Promise<ResolvedIdentity> {
@@ -68,7 +77,7 @@ export interface EndpointCall {
 
 export async function runEndpointWorkflow(services: Services, call: EndpointCall): Promise<Response> {
   const { environment, prepared, workflow, path } = await endpointOf(services, call);
-  await checkEndpointAccess(services, environment, workflow.access, call.key);
+  const keyType = await checkEndpointAccess(services, environment, workflow.access, call.key);
   // A header of blanks is a JWT that is empty (401), not an absent one.
   const identity = await identityOf(call.userJwt, prepared.snapshot.authMethods, services.clock.now());
   const jwt = call.userJwt?.trim();
@@ -105,7 +114,9 @@ export async function runEndpointWorkflow(services: Services, call: EndpointCall
         versionId: prepared.versionId,
       },
     });
-    throw new ApiError("workflow_error", `Endpoint workflow ${workflow.slug} failed (${outcome.kind}): ${outcome.error}`);
+    // The customer's error text reaches only a secret-key caller (their own server); the record keeps it for everyone.
+    const detail = keyType === "secret" ? `: ${outcome.error}` : "";
+    throw new ApiError("workflow_error", `Endpoint workflow ${workflow.slug} failed (${outcome.kind})${detail}`);
   }
   // A fresh Response: the one from the isolate may have immutable headers, and the app sets X-Request-Id on it.
   return new Response(outcome.value.body, { status: outcome.value.status, statusText: outcome.value.statusText, headers: confinedHeaders(outcome.value.headers, environment.id, services.logger, new URL(request.url).pathname) });

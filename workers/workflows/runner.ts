@@ -104,17 +104,18 @@ export class LoaderWorkflowRunner implements WorkflowRunner {
     /** Outbound fetch for the isolate: null blocks all network (the default). */
     private readonly outbound: (workflow: SnapshotWorkflow) => Fetcher | null = () => null,
     /**
-     * Which isolates may be shared. Never across organizations: identical code of two tenants would otherwise share
-     * its module-level state. Within one, the environment and its allow-list when the isolate has egress: a loaded
-     * isolate keeps the globalOutbound it was created with, so two environments (or one after an allow-list change)
-     * must never get the same isolate.
+     * Which isolates may be shared: never across organizations (identical code of two tenants would otherwise share
+     * its module-level state), and never across environments — their variables and secrets differ, and a workflow
+     * that keeps `env.SECRET` in a global must not hand the live secret to preview code. Within one environment, a
+     * loaded isolate keeps the globalOutbound it was created with, so an allow-list change needs a new one too.
      */
-    private readonly sharing: { organizationId: string; egressScope: string } = { organizationId: "", egressScope: "" },
+    private readonly sharing: { organizationId: string; environmentId: string; egressScope: string } = { organizationId: "", environmentId: "", egressScope: "" },
   ) {}
 
   private entrypoint(workflow: SnapshotWorkflow): WorkflowEntrypoint {
     const outbound = this.outbound(workflow);
-    const id = `wf:${workflow.codeHash}:${this.sharing.organizationId}:${outbound ? this.sharing.egressScope : "closed"}`;
+    const { organizationId, environmentId, egressScope } = this.sharing;
+    const id = `wf:${workflow.codeHash}:${organizationId}:${environmentId}:${outbound ? egressScope : "closed"}`;
     const stub = this.loader.get(id, () => ({
       compatibilityDate: WORKFLOW_COMPATIBILITY_DATE,
       mainModule: "harness.js",

@@ -28,6 +28,6 @@ export function selectWorkflowRunner(env: Env, ctx: unknown, { organizationId, e
   return new LoaderWorkflowRunner(
     env.LOADER,
     (workflow) => (hosts.length > 0 && gateway ? gateway({ props: { environmentId, workflow: workflow.slug, hosts } }) : null),
-    { organizationId, egressScope: `${environmentId}:${[...hosts].sort().join(",")}` },
+    { organizationId, environmentId, egressScope: [...hosts].sort().join(",") },
   );
 }

@@ -23,6 +23,20 @@ export interface WorkflowRecord {
   kind?: string;
 }
 
+/**
+ * A `required` workflow failed: the request answers 531. It carries the runs so far, so the caller can record the
+ * failed decision; its message holds the customer's error text, which only secret-key callers may see.
+ */
+export class RequiredWorkflowError extends ApiError {
+  constructor(
+    readonly slug: string,
+    readonly reason: string,
+    readonly records: WorkflowRecord[],
+  ) {
+    super("workflow_error", `Workflow ${slug} failed: ${reason}`);
+  }
+}
+
 export class WorkflowStages {
   readonly records: WorkflowRecord[] = [];
 
@@ -51,9 +65,7 @@ export class WorkflowStages {
       durationMs: Math.round(outcome.durationMs * 100) / 100,
       ...(failure ? { error: failure.error, kind: failure.kind } : {}),
     });
-    if (failure && workflow.required) {
-      throw new ApiError("workflow_error", `Workflow ${workflow.slug} failed: ${failure.error}`);
-    }
+    if (failure && workflow.required) throw new RequiredWorkflowError(workflow.slug, failure.error, [...this.records]);
     return value;
   }
 

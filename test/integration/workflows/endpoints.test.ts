@@ -83,6 +83,7 @@ const WORKFLOWS = {
     };`,
   },
   broken: { type: "endpoint", path: "broken", access: "none", source: `export default () => { throw new Error("kaput"); };` },
+  "broken-internal": { type: "endpoint", path: "internal/broken", access: "publishable", source: `export default () => { throw new Error("kaput inside"); };` },
   "not-a-response": { type: "endpoint", path: "shape", access: "none", source: `export default () => ({ status: 200 });` },
   "slow-default": { type: "endpoint", path: "slow", access: "none", source: `export default () => new Promise((r) => setTimeout(() => r(new Response("late")), 300));` },
   "slow-allowed": {
@@ -203,17 +204,26 @@ describe("identity and utils", () => {
 });
 
 describe("failures and limits", () => {
-  for (const [path, pattern] of [
-    ["broken", /kaput/],
-    ["shape", /must return a Response/],
-    ["slow", /did not finish within 50 ms/],
+  for (const [path, slug, kind] of [
+    ["broken", "broken", "threw"],
+    ["shape", "not-a-response", "threw"],
+    ["slow", "slow-default", "timeout"],
   ] as const) {
-    it(`a workflow that fails (${path}) answers 531`, async () => {
+    it(`a workflow that fails (${path}) answers 531, without the customer's error text for a caller with no secret key`, async () => {
       const result = await endpoint(org.live.id, path);
       expect(result.status).toBe(531);
-      expect(result.body).toMatchObject({ status: "error", statusCode: 531, code: "workflow_error", message: expect.stringMatching(pattern) });
+      expect(result.body).toMatchObject({ status: "error", statusCode: 531, code: "workflow_error", message: `Endpoint workflow ${slug} failed (${kind})` });
     });
   }
+
+  it("a secret key (the customer's own server) reads the workflow's error text; a publishable key does not", async () => {
+    const withSecret = await endpoint(org.live.id, "internal/broken", { headers: { "x-mos-key": org.live.secretKey } });
+    expect(withSecret.status).toBe(531);
+    expect(withSecret.body.message).toBe("Endpoint workflow broken-internal failed (threw): kaput inside");
+    const withPublishable = await endpoint(org.live.id, "internal/broken", { headers: { "x-mos-key": org.live.publishableKey } });
+    expect(withPublishable.status).toBe(531);
+    expect(withPublishable.body.message).toBe("Endpoint workflow broken-internal failed (threw)");
+  });
 
   it("records a failed endpoint workflow as an event", async () => {
     await endpoint(org.live.id, "broken");

@@ -90,6 +90,17 @@ describe("isolate sharing", () => {
     expect(await call(a)).toMatchObject({ ok: true, value: { calls: 2 } });
     expect(await call(b)).toMatchObject({ ok: true, value: { calls: 1 } });
   });
+
+  it("two environments of one organization never share an isolate, even without egress: their secrets differ", async () => {
+    // The workflow keeps the first secret it saw in a global, as careless code would.
+    const workflow = await workflowOf(`let kept: string | undefined;\nexport default ({ env }: any) => ({ kept: (kept ??= env.SECRET) });`);
+    const organizationId = `org_${crypto.randomUUID()}`;
+    const call = (environmentId: string, secret: string) =>
+      selectWorkflowRunner(env, undefined, { organizationId, environmentId, egressHosts: [] }).run({ workflow, args: { env: { SECRET: secret } }, utils: new FakeUtils(), deadlineMs: 1000 });
+    expect(await call("env_live", "live-secret")).toMatchObject({ ok: true, value: { kept: "live-secret" } });
+    expect(await call("env_preview", "preview-secret")).toMatchObject({ ok: true, value: { kept: "preview-secret" } });
+    expect(await call("env_live", "live-secret-2")).toMatchObject({ ok: true, value: { kept: "live-secret" } });
+  });
 });
 
 describe("utils travel only to code that names them", () => {

@@ -154,6 +154,18 @@ describe("faults degrade to the fallback", () => {
     const result = await surfaceDecision(org.live.secretKey, { userIdentifier: "strict" });
     expect(result.status).toBe(531);
     expect(result.body).toMatchObject({ status: "error", statusCode: 531, code: "workflow_error" });
+    // A secret key (the customer's own server) reads the workflow's error; a browser's publishable key does not.
+    expect(result.body.message).toContain("boom");
+    const fromBrowser = await surfaceDecision(org.live.publishableKey, { anonymousIdentifier: "strict-visitor" });
+    expect(fromBrowser.status).toBe(531);
+    expect(fromBrowser.body.message).toBe("Workflow strict failed");
+    // Both failed decisions are recorded, with the workflow's run and its error.
+    const failed = await eventsFor(org.live.secretKey, "outcome=failed&kind=surface_decision", 2);
+    expect(failed).toHaveLength(2);
+    for (const event of failed) {
+      expect(event.record.workflows).toEqual([expect.objectContaining({ slug: "strict", ok: false, kind: "threw" })]);
+      expect(event.record.error).toContain("boom");
+    }
   });
 
   it("a version whose workflow does not compile is refused with its line and column", async () => {
