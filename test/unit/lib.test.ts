@@ -3,6 +3,7 @@ import { decodeBase64, encodeBase64 } from "../../workers/lib/base64";
 import { timingSafeEqual } from "../../workers/lib/crypto";
 import { isForeignKeyError, isUniqueConstraintError } from "../../workers/lib/d1Errors";
 import { raceDeadline } from "../../workers/lib/deadline";
+import { NotPlainJsonError, toPlainJson } from "../../workers/lib/json";
 import { BUDGET_EXCEEDED_MESSAGE, workflowFailureKind } from "../../workers/workflows/failures";
 
 describe("raceDeadline", () => {
@@ -73,5 +74,61 @@ describe("workflowFailureKind", () => {
     ).toBe("timeout");
     expect(workflowFailureKind(new Error("customer code threw"))).toBe("threw");
     expect(workflowFailureKind("a string")).toBe("threw");
+  });
+});
+
+describe("toPlainJson: what customer code returns, as plain bounded JSON", () => {
+  const plain = (value: unknown, maxBytes = 1024) => toPlainJson(value, { maxBytes });
+  const refusal = (value: unknown, maxBytes = 1024) => {
+    try {
+      toPlainJson(value, { maxBytes });
+    } catch (error) {
+      expect(error).toBeInstanceOf(NotPlainJsonError);
+      return (error as Error).message;
+    }
+    throw new Error("expected a refusal");
+  };
+
+  it("copies JSON's own kinds, dropping undefined properties and turning undefined or empty slots into null", () => {
+    const input = { a: 1, b: "x", c: [true, null, undefined, , 2], d: { e: undefined, f: -0.5 } }; // eslint-disable-line no-sparse-arrays
+    const copy = plain(input);
+    expect(copy).toEqual({ a: 1, b: "x", c: [true, null, null, null, 2], d: { f: -0.5 } });
+    expect(copy).not.toBe(input);
+    expect(JSON.stringify(copy)).toBe('{"a":1,"b":"x","c":[true,null,null,null,2],"d":{"f":-0.5}}');
+  });
+
+  it("keeps a __proto__ key as data, never as the copy's prototype", () => {
+    const input = JSON.parse('{"__proto__": {"http": {"status": 200, "body": "x"}}}');
+    const copy = plain(input) as Record<string, unknown>;
+    expect(Object.getPrototypeOf(copy)).toBe(Object.prototype);
+    expect(copy.http).toBeUndefined();
+    expect(Object.keys(copy)).toEqual(["__proto__"]);
+  });
+
+  it("refuses what JSON cannot carry, saying where", () => {
+    expect(refusal({ n: 10n })).toBe("result.n is a bigint, which JSON cannot carry");
+    expect(refusal({ list: [1, () => 2] })).toBe("result.list[1] is a function, which JSON cannot carry");
+    expect(refusal({ when: new Date(0) })).toBe("result.when is a Date instance, not a plain object");
+    expect(refusal({ map: new Map() })).toBe("result.map is a Map instance, not a plain object");
+    expect(refusal({ x: Number.NaN })).toBe("result.x is NaN, which JSON cannot carry");
+    const cycle: Record<string, unknown> = {};
+    cycle.self = cycle;
+    expect(refusal(cycle)).toBe("result.self refers back to itself (a cycle)");
+  });
+
+  it("bounds the walk: sparse arrays, shared references, depth and size", () => {
+    const sparse: unknown[] = [];
+    sparse.length = 2 ** 32 - 1;
+    // Refused from its length, before a walk over 4 billion empty slots.
+    expect(refusal(sparse)).toBe("result has more than 100000 values");
+    // A small graph that expands: 2^30 paths through 30 shared nodes.
+    let graph: unknown = 1;
+    for (let i = 0; i < 30; i++) graph = [graph, graph];
+    expect(refusal(graph)).toBe("result has more than 100000 values");
+    let deep: unknown = 1;
+    for (let i = 0; i < 100; i++) deep = [deep];
+    expect(refusal(deep)).toMatch(/nested deeper than 64 levels/);
+    expect(refusal({ text: "x".repeat(2_000) })).toBe("result is more than the 1 KiB of JSON allowed");
+    expect(refusal({ text: "é".repeat(600) })).toMatch(/^result is \d+ bytes of JSON, more than the 1 KiB allowed$/);
   });
 });

@@ -13,6 +13,7 @@ import { counterSettingsOf } from "../workflows/scopedUtils";
 import type { CallerScope, Subject } from "./context";
 import type { Services } from "./services";
 import { planDecision } from "./stages";
+import { recordingRequiredFailures } from "./requiredWorkflows";
 import { resolveSubject } from "./subject";
 
 export interface CounterUpdateBody {
@@ -39,7 +40,7 @@ export async function updateCounter(services: Services, request: CounterUpdateRe
   if (request.keyType === "publishable" && (body.update ?? 1) < 1) {
     throw new ApiError("forbidden", "Publishable keys may only add units (update ≥ 1); give units back with a secret key");
   }
-  const subject = await resolveSubject(services, request);
+  const subject = await recordingRequiredFailures(services, { ...request, kind: "counter_update" }, () => resolveSubject(services, request));
   const { environment, identity } = subject;
   const update: PendingUpdate = {
     subject,

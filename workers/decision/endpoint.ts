@@ -13,6 +13,7 @@ import { ApiError } from "../errors";
 import { verifyUserJwt } from "../identity/jwt";
 import { mintAnonymousIdentifier } from "../identity/resolveIdentity";
 import { newId } from "../lib/ids";
+import { utf8ByteLength } from "../lib/json";
 import { storeOf, type Environment } from "../services/tenancy";
 import type { EndpointArgs, JsonValue } from "../workflows/authorTypes";
 import { DEFAULT_DEADLINE_MS } from "../workflows/runner";
@@ -235,11 +236,13 @@ const ORIGIN_WIDE_HEADERS: ReadonlySet<string> = new Set([
   "public-key-pins-report-only",
   "expect-ct",
   "set-cookie2",
+  "set-login",
 ]);
 
 /**
- * A Set-Cookie's Domain and Path as a browser reads them (RFC 6265 §5.2): attribute names in any case, spaces around
- * the name and the value ignored (`Domain =x`, `PATH= /a`), the last attribute of a name winning, and a Path that does
+ * A Set-Cookie's Domain and Path as a browser reads them (RFC 6265 §5.2, and 6265bis): attribute names in any case,
+ * spaces around the name and the value ignored (`Domain =x`, `PATH= /a`), the last attribute of a name winning, an
+ * attribute whose value is longer than 1024 bytes ignored (so an earlier `Path=/` would stand), and a Path that does
  * not start with "/" ignored (the cookie then gets the default path).
  */
 function cookieScope(cookie: string): { domain: boolean; path: string | undefined } {
@@ -249,12 +252,16 @@ function cookieScope(cookie: string): { domain: boolean; path: string | undefine
     const equals = attribute.indexOf("=");
     const name = (equals < 0 ? attribute : attribute.slice(0, equals)).trim().toLowerCase();
     const value = equals < 0 ? "" : attribute.slice(equals + 1).trim();
+    if (utf8ByteLength(value) > MAX_COOKIE_ATTRIBUTE_BYTES) continue;
     // Any Domain attribute, even an empty one, is refused: the platform's host is shared by every tenant.
     if (name === "domain") domain = true;
     else if (name === "path") path = value.startsWith("/") ? value : undefined;
   }
   return { domain, path };
 }
+
+/** Browsers ignore a cookie attribute whose value is longer than this (RFC 6265bis). */
+const MAX_COOKIE_ATTRIBUTE_BYTES = 1024;
 
 /** RFC 6265 §5.1.4: the request path up to its right-most "/" (or "/"). */
 function defaultCookiePath(requestPath: string): string {

@@ -5,6 +5,7 @@
 import { ApiError } from "../errors";
 import type { CallerScope } from "./context";
 import type { Services } from "./services";
+import { recordingRequiredFailures } from "./requiredWorkflows";
 import { identify, loadConfig, runMiddleware } from "./stages";
 
 export interface IdentityLinkRequest extends CallerScope {
@@ -21,7 +22,9 @@ export interface IdentityLinkResult {
 
 export async function linkIdentity(services: Services, request: IdentityLinkRequest): Promise<IdentityLinkResult> {
   const { anonymousIdentifier } = request.body;
-  const subject = await runMiddleware(services, await identify(services, await loadConfig(services, request)));
+  const subject = await recordingRequiredFailures(services, { ...request, kind: "counter_update" }, async () =>
+    runMiddleware(services, await identify(services, await loadConfig(services, request))),
+  );
   const { identity, environment, store } = subject;
   if (!identity.isAuthenticated) {
     throw new ApiError("bad_request", "identity must be the signed-in user (userJwt, or userIdentifier with a secret key), not an anonymous identifier");

@@ -74,6 +74,8 @@ const WORKFLOWS = {
       headers.append("set-cookie", "upper=1; PATH=/");
       headers.append("set-cookie", "last=1; Path=/api/v1/envs/" + "ENV_ID" + "/endpoints; path=/");
       headers.append("set-cookie", "relative=1; Path=endpoints");
+      // A browser ignores an attribute value over 1024 bytes: the earlier Path=/ would stand.
+      headers.append("set-cookie", "long=1; Path=/; Path=/api/v1/envs/" + "ENV_ID" + "/endpoints/" + "x".repeat(1100));
       // Headers that act on the platform's whole origin.
       headers.set("clear-site-data", '"cookies", "storage"');
       headers.set("strict-transport-security", "max-age=31536000; includeSubDomains");

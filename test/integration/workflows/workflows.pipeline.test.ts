@@ -168,6 +168,24 @@ describe("faults degrade to the fallback", () => {
     }
   });
 
+  it("a required middleware that fails answers 531 on counter updates and identity links too, recorded, its text for secret keys only", async () => {
+    const org = await setup({ gate: { type: "middleware", required: true, source: faults.throws! } });
+    const counterId = `default:${(await call("GET", "/api/v1/admin/features/widget", { key: org.live.secretKey })).body.id}.enabled`;
+    const update = (key: string, identity: Record<string, unknown>) => call("POST", "/api/v1/counter-updates", { key, body: { identity, counterId } });
+    const fromBrowser = await update(org.live.publishableKey, { anonymousIdentifier: "v1" });
+    expect(fromBrowser.status).toBe(531);
+    expect(fromBrowser.body.message).toBe("Workflow gate failed");
+    const fromServer = await update(org.live.secretKey, { userIdentifier: "u1" });
+    expect(fromServer.status).toBe(531);
+    expect(fromServer.body.message).toContain("boom");
+    const link = await call("POST", "/api/v1/identity-links", { key: org.live.secretKey, body: { identity: { userIdentifier: "u1" }, anonymousIdentifier: "v1" } });
+    expect(link.status).toBe(531);
+    expect(link.body.message).toContain("boom");
+    const failed = await eventsFor(org.live.secretKey, "outcome=failed&kind=counter_update", 3);
+    expect(failed).toHaveLength(3);
+    for (const event of failed) expect(event.record.workflows).toEqual([expect.objectContaining({ slug: "gate", ok: false, kind: "threw" })]);
+  });
+
   it("a version whose workflow does not compile is refused with its line and column", async () => {
     const org = await createOrganization("Broken");
     const document = helloWorld();
@@ -245,7 +263,7 @@ describe("hostile results fall back and are recorded, never a 5xx", () => {
     ["a cycle", `const o: any = { a: 1 }; o.self = o; return { content: o };`, "cycle"],
     ["a Map", `return { content: new Map([["a", 1]]) };`, "Map instance"],
     ["NaN", `return { properties: { n: NaN } };`, "NaN"],
-    ["more than 256 KiB", `return { content: "x".repeat(300 * 1024) };`, "KiB allowed"],
+    ["more than 256 KiB", `return { content: "x".repeat(300 * 1024) };`, "256 KiB of JSON allowed"],
   ])("a surface workflow returning %s", async (_what, body, reason) => {
     const org = await setup(surfaceReturning(body));
     const result = await surfaceDecision(org.live.secretKey, { userIdentifier: "mallory" });
