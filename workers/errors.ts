@@ -9,6 +9,7 @@ import type { ZodError } from "zod";
 export const ERROR_STATUS = {
   bad_request: 400,
   invalid_json: 400,
+  invalid_yaml: 400,
   validation_failed: 400,
   invalid_identity: 400,
   unauthorized: 401,

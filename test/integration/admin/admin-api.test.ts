@@ -238,6 +238,13 @@ describe("configuration document", () => {
     expect(badJson.body.status).toBe("error");
     const badYaml = await call("PUT", "/api/v1/admin/config", { key, rawBody: "features: [\n  - : :", headers: { "content-type": "application/yaml" } });
     expect(badYaml.status).toBe(400);
+    expect(badYaml.body.code).toBe("invalid_yaml");
+    // A duplicate key is refused (a YAML parser that kept the last one would silently drop a setting), at its path.
+    const duplicated = "features:\n  widget:\n    name: Widget\n    name: Gadget\nplans:\n  - a\n  - b: 1\n    b: 2\n";
+    const duplicate = await call("PUT", "/api/v1/admin/config", { key, rawBody: duplicated, headers: { "content-type": "application/yaml" } });
+    expect(duplicate.status).toBe(400);
+    expect(duplicate.body).toMatchObject({ code: "invalid_yaml", details: [{ path: "features.widget.name" }, { path: "plans[1].b" }] });
+    expect(duplicate.body.details[0].message).toMatch(/unique/);
     expect((await call("PUT", "/api/v1/admin/config", { key, rawBody: "x", headers: { "content-type": "text/plain" } })).status).toBe(415);
     const stale = await call("PUT", "/api/v1/admin/config", { key, body: helloWorld(), headers: { "if-match": "999" } });
     expect(stale.status).toBe(409);

@@ -1109,7 +1109,7 @@ describe("regressions found by the sweep", () => {
       const result = await call("PUT", "/api/v1/admin/config", { key: org.live.secretKey, rawBody: raw, headers: { "content-type": type } });
       expect(result.status, `${label}: ${JSON.stringify(result.body).slice(0, 300)}`).toBe(400);
       expect(result.body).toMatchObject({ status: "error", statusCode: 400 });
-      expect(result.body.code).toMatch(/^(invalid_json|validation_failed)$/);
+      expect(result.body.code).toMatch(/^(invalid_json|invalid_yaml|validation_failed)$/);
     }
     expect(await revision()).toBe(before);
     // Deep but reasonable schemas still work, and so does every edit afterwards.

@@ -3,9 +3,9 @@
  * replaces the draft in a single revision-checked write, so a bad document changes nothing.
  */
 import { createRoute, z, type OpenAPIHono } from "@hono/zod-openapi";
-import { parseDocument, stringify } from "yaml";
+import { isNode, isPair, isScalar, isSeq, parseDocument, stringify, visit, type Document as YamlDocument } from "yaml";
 import type { AppEnv } from "../../context";
-import { ApiError, errorResponses } from "../../errors";
+import { ApiError, errorResponses, formatPath } from "../../errors";
 import { organizationOf } from "../../middleware/auth";
 import { ensureFeatureIds, getDraft, saveDraft, serializeDraft, validateDocument } from "../../services/drafts";
 import { diffDocuments } from "../../services/versions";
@@ -66,13 +66,14 @@ export async function readDocumentBody(request: { header(name: string): string |
   if (["application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml"].includes(type)) {
     const parsed = parseDocument(text, { prettyErrors: true });
     if (parsed.errors.length) {
-      throw new ApiError("invalid_json", `Invalid YAML: ${parsed.errors.map((error) => error.message.split("\n")[0]).join("; ")}`);
+      const details = parsed.errors.slice(0, 20).map((error) => ({ path: yamlPathAt(parsed, error.pos[0]), message: error.message.split("\n")[0]! }));
+      throw new ApiError("invalid_yaml", `Invalid YAML: ${details.map((detail) => `${detail.path}: ${detail.message}`).join("; ")}`, details);
     }
     try {
       // Resolving aliases can still fail: the yaml package refuses an alias bomb (exponential expansion) here.
       return parsed.toJS({ maxAliasCount: 100 });
     } catch (error) {
-      throw new ApiError("invalid_json", `Invalid YAML: ${error instanceof Error ? error.message : String(error)}`);
+      throw new ApiError("invalid_yaml", `Invalid YAML: ${error instanceof Error ? error.message : String(error)}`);
     }
   }
   throw new ApiError("unsupported_media_type", "Send the document as application/json or application/yaml");
@@ -105,4 +106,26 @@ export function registerConfigDocumentRoutes(app: OpenAPIHono<AppEnv>): void {
     const saved = await saveDraft(c.env.DB, organizationId, next, draft.revision);
     return c.json({ applied: true, revision: saved.revision, changes }, 200);
   });
+}
+
+/**
+ * The JSON path (as validation errors name them: `plans.free.name`, `features[1].b`) of the key at `offset` in a YAML
+ * document — where the parser found, say, a duplicate key — or "(root)" when the error is not at a key.
+ */
+function yamlPathAt(document: YamlDocument, offset: number): string {
+  let path: (string | number)[] = [];
+  visit(document, {
+    Pair(_, pair, ancestors) {
+      const range = isNode(pair.key) ? pair.key.range : undefined;
+      if (!range || offset < range[0] || offset > range[1]) return undefined;
+      const chain = [...ancestors, pair];
+      path = chain.flatMap((node, index): (string | number)[] => {
+        if (isPair(node)) return [String(isScalar(node.key) ? node.key.value : node.key)];
+        if (isSeq(node)) return [node.items.indexOf(chain[index + 1] as never)];
+        return [];
+      });
+      return visit.BREAK;
+    },
+  });
+  return formatPath(path);
 }
