@@ -3,6 +3,7 @@
  */
 import { sha256Hex } from "../lib/crypto";
 import { newId, nowIso } from "../lib/ids";
+import { utf8ByteLength } from "../lib/json";
 
 export type EventKind = "access_check" | "surface_decision" | "counter_update" | "admin" | "endpoint";
 
@@ -58,6 +59,29 @@ export async function eventIdFor(
   return `evt_${(await sha256Hex(`${environmentId}:${who}:${operation}:${idempotencyKey}`)).slice(0, 24)}`;
 }
 
+/** A record's JSON is kept under this size, so one request's data can never make a row (or a batch) too big. */
+export const MAX_RECORD_BYTES = 256 * 1024;
+/** Top-level fields of an oversized record up to this size are kept as they are. */
+const KEPT_FIELD_BYTES = 4 * 1024;
+
+/**
+ * The record as stored: itself when its JSON fits MAX_RECORD_BYTES, otherwise its small top-level fields and a
+ * `truncated` marker naming the fields left out and the size of the whole.
+ */
+export function boundedRecordJson(record: Record<string, unknown>): string {
+  const whole = JSON.stringify(record);
+  const bytes = utf8ByteLength(whole);
+  if (bytes <= MAX_RECORD_BYTES) return whole;
+  const kept: Record<string, unknown> = {};
+  const dropped: string[] = [];
+  for (const [field, value] of Object.entries(record)) {
+    if (utf8ByteLength(JSON.stringify(value) ?? "") <= KEPT_FIELD_BYTES) kept[field] = value;
+    else dropped.push(field);
+  }
+  kept.truncated = { bytes, limit: MAX_RECORD_BYTES, fields: dropped.slice(0, 50) };
+  return JSON.stringify(kept);
+}
+
 function insertStatement(db: D1Database, event: EventInput & { id: string; createdAt: string }): D1PreparedStatement {
   return db
     // OR IGNORE: a retried request with an Idempotency-Key reuses its event id, and one record per request is enough.
@@ -71,7 +95,7 @@ function insertStatement(db: D1Database, event: EventInput & { id: string; creat
       event.identifier ?? null,
       event.surfaceSlug ?? null,
       event.outcome ?? null,
-      JSON.stringify(event.record),
+      boundedRecordJson(event.record),
     );
 }
 
@@ -99,10 +123,26 @@ export async function flushEvents(): Promise<void> {
   const batch = pending;
   const db = pendingDb;
   pending = [];
+  await writeBatch(db, batch);
+}
+
+/**
+ * Writes records of many tenants in one D1 batch (all or nothing). When the batch fails, its halves are written apart,
+ * down to single records, so one record D1 refuses costs no other its place; a record refused alone is logged with
+ * its id and tenant (the dead letter), never silently lost among the others.
+ */
+async function writeBatch(db: D1Database, batch: (EventInput & { id: string; createdAt: string })[]): Promise<void> {
   try {
     await db.batch(batch.map((event) => insertStatement(db, event)));
   } catch (error) {
-    console.error(`${batch.length} decision records not written`, error);
+    if (batch.length > 1) {
+      const middle = Math.ceil(batch.length / 2);
+      await writeBatch(db, batch.slice(0, middle));
+      await writeBatch(db, batch.slice(middle));
+      return;
+    }
+    const [event] = batch;
+    console.error(JSON.stringify({ event: "decision_record_not_written", id: event?.id, organizationId: event?.organizationId, kind: event?.kind, error: String(error) }));
   }
 }
 

@@ -30,18 +30,27 @@ export async function resolveFeatures<C extends Configured & Identified & Planne
     if (!result?.overrides) continue;
     const properties = { ...result.feature.properties };
     const definitions = context.prepared.featureBySlug.get(result.feature.featureSlug)?.propertyBySlug;
+    const refused: string[] = [];
     for (const [slug, value] of Object.entries(result.overrides)) {
       const current = properties[slug];
       const definition = definitions?.get(slug)?.definition;
       const next = current && definition ? overridden(current, definition, value) : undefined;
       if (next) properties[slug] = next;
-      else await session.recordRefusal(result.workflow, `cannot set ${slug} to ${JSON.stringify(value)}`);
+      else refused.push(`${slug} to ${JSON.stringify(value)}`);
+    }
+    // One record per workflow, however many values it got wrong: a workflow cannot grow the decision record at will.
+    if (refused.length > 0) {
+      const listed = refused.slice(0, MAX_REFUSALS_LISTED).map((text) => (text.length > 200 ? `${text.slice(0, 200)}…` : text));
+      const more = refused.length > MAX_REFUSALS_LISTED ? ` (and ${refused.length - MAX_REFUSALS_LISTED} more)` : "";
+      await session.recordRefusal(result.workflow, `cannot set ${listed.join(", ")}${more}`);
     }
     features[result.feature.featureSlug] = { ...result.feature, properties };
   }
   services.timing.mark("feature_workflows");
   return { ...context, features };
 }
+
+const MAX_REFUSALS_LISTED = 10;
 
 /**
  * A property with a workflow's value applied, or undefined when the value does not fit the property: its type, and
