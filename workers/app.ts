@@ -41,8 +41,13 @@ export function createApp(overrides: ServiceOverrides = {}): OpenAPIHono<AppEnv>
     const requestId = c.get("requestId") ?? newId("req");
     const apiError = toApiError(error);
     // A 531 is customer code failing (recorded on its event, logged as a warning where it failed), not the platform.
-    if (apiError.status >= 500 && apiError.code !== "workflow_error") console.error(`[${requestId}]`, error);
-    return c.json(errorBody(apiError, requestId), apiError.status as 400, { "X-Request-Id": requestId });
+    // Also not platform errors: a 531 is customer code failing (recorded, logged as a warning where it failed); a 503
+    // is a dependency that will pass (the meter), answered with Retry-After.
+    if (apiError.status >= 500 && apiError.code !== "workflow_error" && apiError.code !== "meter_unavailable") console.error(`[${requestId}]`, error);
+    if (apiError.code === "meter_unavailable") console.warn(JSON.stringify({ event: "meter_unavailable", requestId, error: apiError.message }));
+    const headers: Record<string, string> = { "X-Request-Id": requestId };
+    if (apiError.retryAfterSeconds !== undefined) headers["Retry-After"] = String(apiError.retryAfterSeconds);
+    return c.json(errorBody(apiError, requestId), apiError.status as 400, headers);
   });
 
   app.notFound((c) => {

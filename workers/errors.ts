@@ -28,6 +28,7 @@ export const ERROR_STATUS = {
   idempotency_key_reused: 422,
   internal_error: 500,
   upstream_error: 502,
+  meter_unavailable: 503,
   workflow_error: 531,
 } as const;
 
@@ -51,6 +52,16 @@ export class ApiError extends Error {
     super(message);
     this.status = status ?? ERROR_STATUS[code];
   }
+
+  /** Seconds a client should wait before retrying (sent as `Retry-After`), for errors that pass. */
+  retryAfterSeconds?: number;
+}
+
+/** The user's meter object did not answer (overloaded, restarting, unreachable): nothing changed; retry shortly. */
+export function meterUnavailable(cause: unknown): ApiError {
+  const error = new ApiError("meter_unavailable", `The meter is unavailable (${cause instanceof Error ? cause.message : String(cause)}); nothing was changed, retry shortly`);
+  error.retryAfterSeconds = 1;
+  return error;
 }
 
 export const ErrorResponse = z
@@ -110,5 +121,6 @@ const DESCRIPTIONS: Record<number, string> = {
   409: "Conflict with the current state",
   413: "Body larger than allowed",
   422: "Idempotency key reused with a different body",
+  503: "The meter is unavailable: nothing changed, retry after Retry-After seconds",
   531: "Workflow error",
 };

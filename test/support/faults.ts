@@ -23,7 +23,8 @@ export type MeterFault = "timeout" | "error" | "slow";
 export function faultyMeter(mode: MeterFault, identifiers: readonly string[]): NonNullable<ServiceOverrides["meter"]> {
   return (real: MeterClient): MeterClient => ({
     deadlineMs: real.deadlineMs,
-    stub: real.stub,
+    // 'error' reaches the objects of the named identifiers however they are called (counter updates, links too).
+    stub: (key) => (mode === "error" && identifiers.includes(key.identifier) ? brokenObject() : real.stub(key)),
     evaluate(key, input) {
       if (!identifiers.includes(key.identifier)) return real.evaluate(key, input);
       const deadline = real.deadlineMs;
@@ -36,6 +37,12 @@ export function faultyMeter(mode: MeterFault, identifiers: readonly string[]): N
       return withMeterDeadline(late, deadline);
     },
   });
+}
+
+/** An object every call of which fails, as an overloaded Durable Object's does. */
+function brokenObject(): ReturnType<MeterClient["stub"]> {
+  const fail = () => Promise.reject(new Error("Durable Object is overloaded. Requests queued for too long."));
+  return { evaluate: fail, updateCounter: fail, exportCounters: fail, importOnce: fail, customDataGet: fail, customDataSet: fail, customDataDelete: fail } as never;
 }
 
 /** The app with `overrides`, called like test/support/api.ts `call`. */

@@ -4,6 +4,7 @@
  * are resolved exactly as a decision resolves them (subject.ts → plans stage), so the limit and period are the ones a
  * decision would enforce.
  */
+import type { EvaluateResult, UpdateCounterResult } from "../../durable-objects/meter/MeterObject";
 import type { CreditReading, CreditRequest, Decision, MeterReading, MeterRequest } from "../engine";
 import { ApiError } from "../errors";
 import { sha256Hex } from "../lib/crypto";
@@ -13,6 +14,7 @@ import { counterSettingsOf } from "../workflows/scopedUtils";
 import type { CallerScope, Subject } from "./context";
 import type { Services } from "./services";
 import { planDecision } from "./stages";
+import { callMeter } from "./meterCall";
 import { recordingRequiredFailures } from "./requiredWorkflows";
 import { resolveSubject } from "./subject";
 
@@ -71,13 +73,15 @@ const userObject = (services: Services, { environment, store, identity }: Subjec
 async function chargeCredits(services: Services, update: PendingUpdate): Promise<CounterUpdateResult> {
   const { subject, body, eventId } = update;
   const credit = creditRequestFor(services, subject, body.counterId, body.action, body.resource);
-  const evaluated = await userObject(services, subject).evaluate({
-    counters: [],
-    credits: [credit],
-    timeZone: subject.prepared.snapshot.timeZone,
-    idempotencyKey: update.meterKey,
-    requestHash: update.requestHash,
-  });
+  const evaluated = await callMeter<EvaluateResult>(() =>
+    userObject(services, subject).evaluate({
+      counters: [],
+      credits: [credit],
+      timeZone: subject.prepared.snapshot.timeZone,
+      idempotencyKey: update.meterKey,
+      requestHash: update.requestHash,
+    }),
+  );
   if ("conflict" in evaluated) throw new ApiError("idempotency_key_reused", "This Idempotency-Key was used with a different request body");
   const reading = evaluated.credits?.[0];
   if (!reading) throw new ApiError("not_found", `Credits ${body.counterId} not found`);
@@ -95,17 +99,19 @@ async function addUnits(services: Services, update: PendingUpdate): Promise<Coun
   // One engine run gives both this counter's limit and every limit the triggers carry.
   const decision = planFor(services, subject);
   const meterRequest = meterRequestFor(decision, subject, body.counterId);
-  const result = await userObject(services, subject).updateCounter({
-    counterId: meterRequest.counterId,
-    period: meterRequest.period,
-    limit: meterRequest.limit,
-    uniqueResources: meterRequest.uniqueResources,
-    timeZone: subject.prepared.snapshot.timeZone,
-    update: body.update ?? 1,
-    resourceId: body.resourceId,
-    idempotencyKey: update.meterKey,
-    requestHash: update.requestHash,
-  });
+  const result = await callMeter<UpdateCounterResult>(() =>
+    userObject(services, subject).updateCounter({
+      counterId: meterRequest.counterId,
+      period: meterRequest.period,
+      limit: meterRequest.limit,
+      uniqueResources: meterRequest.uniqueResources,
+      timeZone: subject.prepared.snapshot.timeZone,
+      update: body.update ?? 1,
+      resourceId: body.resourceId,
+      idempotencyKey: update.meterKey,
+      requestHash: update.requestHash,
+    }),
+  );
   if ("conflict" in result) throw new ApiError("idempotency_key_reused", "This Idempotency-Key was used with a different request body");
   const reading = result.reading;
   // Like a decision that consumes: counters.updated (plus what middleware fired) reaches action workflows, once per

@@ -82,7 +82,12 @@ export async function runEndpointWorkflow(services: Services, call: EndpointCall
   // A header of blanks is a JWT that is empty (401), not an absent one.
   const identity = await identityOf(call.userJwt, prepared.snapshot.authMethods, services.clock.now());
   const jwt = call.userJwt?.trim();
-  const settings = await services.workflowEnvironment(environment.id);
+  const settings = await services.workflowEnvironment(environment.id).catch((error: unknown) => {
+    // A secret that no longer decrypts (SECRETS_KEY changed), D1 down: the workflow cannot run; an endpoint has no
+    // fallback, so it is a 531 like any other failure of the workflow, not a 500.
+    services.logger.warn("workflow_settings_unavailable", { environmentId: environment.id, error: String(error) });
+    throw new ApiError("workflow_error", `Endpoint workflow ${workflow.slug} failed (unavailable): the environment's workflow settings could not be read`);
+  });
   const args = endpointArgs(services, call, identity, settings.values, path);
 
   // The platform's credentials stay with the platform: the workflow sees the request without X-MOS-Key.

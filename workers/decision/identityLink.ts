@@ -5,6 +5,7 @@
 import { ApiError } from "../errors";
 import type { CallerScope } from "./context";
 import type { Services } from "./services";
+import { callMeter } from "./meterCall";
 import { recordingRequiredFailures } from "./requiredWorkflows";
 import { identify, loadConfig, runMiddleware } from "./stages";
 
@@ -34,10 +35,10 @@ export async function linkIdentity(services: Services, request: IdentityLinkRequ
   // Two calls, not atomic together; `importOnce` is what makes the copy happen once: it checks and records the link
   // key in one synchronous step of the user's object, so concurrent or repeated links import at most once.
   const organizationId = environment.organizationId;
-  const exported = await services.meter.stub({ organizationId, store, authenticated: false, identifier: anonymousIdentifier }).exportCounters();
-  const imported = await services.meter
-    .stub({ organizationId, store, authenticated: true, identifier: identity.identifier })
-    .importOnce(`${anonymousIdentifier}->${identity.identifier}`, exported);
+  const exported = await callMeter(() => services.meter.stub({ organizationId, store, authenticated: false, identifier: anonymousIdentifier }).exportCounters());
+  const imported = await callMeter(() =>
+    services.meter.stub({ organizationId, store, authenticated: true, identifier: identity.identifier }).importOnce(`${anonymousIdentifier}->${identity.identifier}`, exported),
+  );
 
   if (imported.linked) {
     services.waitUntil(

@@ -147,14 +147,22 @@ export class WorkflowSession {
   }
 
   private loadRunner(): Promise<WorkflowRunner> {
-    this.runner ??= this.services.workflowEnvironment(this.environment.id).then((settings) => {
-      this.env = settings.values;
-      return this.services.workflowRunner({
-        organizationId: this.environment.organizationId,
-        environmentId: this.environment.id,
-        egressHosts: settings.egressAllowList,
-      });
-    });
+    this.runner ??= this.services.workflowEnvironment(this.environment.id).then(
+      (settings) => {
+        this.env = settings.values;
+        return this.services.workflowRunner({
+          organizationId: this.environment.organizationId,
+          environmentId: this.environment.id,
+          egressHosts: settings.egressAllowList,
+        });
+      },
+      // Settings that cannot be read (a secret that no longer decrypts after SECRETS_KEY changed, D1 down) make every
+      // workflow of the request unavailable: each stage falls back (a required one answers 531), never a 500.
+      (error: unknown) => {
+        this.services.logger.warn("workflow_settings_unavailable", { environmentId: this.environment.id, error: String(error) });
+        return unavailableRunner("the environment's workflow settings could not be read");
+      },
+    );
     return this.runner;
   }
 
@@ -172,4 +180,10 @@ export class WorkflowSession {
       fireTrigger: (name, payload) => this.triggers.push({ name, payload }),
     });
   }
+}
+
+/** A runner whose every call fails as unavailable, without starting an isolate. */
+function unavailableRunner(reason: string): WorkflowRunner {
+  const outcome = { ok: false as const, kind: "unavailable" as const, error: reason, durationMs: 0 };
+  return { run: async () => outcome, runEndpoint: async () => outcome };
 }

@@ -2,6 +2,7 @@
  * Workflows at their places in the decision pipeline, uploaded through the admin API like a customer would.
  */
 import { exportSPKI, generateKeyPair, SignJWT } from "jose";
+import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { call, createOrganization, publish } from "../../support/api";
 import { eventsFor } from "../../support/events";
@@ -302,5 +303,20 @@ describe("hostile results fall back and are recorded, never a 5xx", () => {
     expect(result.body.features.widget.properties.size).toEqual({ type: "string", value: "large", isFallback: false });
     const event = await eventFor(org.live.secretKey, result.body.eventId);
     expect(event.record.workflows).toContainEqual(expect.objectContaining({ slug: "tiers", ok: false, kind: "bad_result", error: 'cannot set tier to "platinum"' }));
+  });
+});
+
+describe("settings that cannot be read", () => {
+  it("a secret that no longer decrypts makes the workflows unavailable: they fall back, recorded, never a 500", async () => {
+    const org = await setup({ surface: { type: "surface", surface: "hello-world", source: `export default ({ env }: any) => ({ properties: { token: env.CRM_TOKEN } });` } });
+    const base = `/api/v1/admin/environments/${org.live.id}/variables`;
+    expect((await call("PUT", `${base}/CRM_TOKEN`, { key: org.live.secretKey, body: { value: "tok", secret: true } })).status).toBe(200);
+    // As after SECRETS_KEY changed: the stored ciphertext no longer opens.
+    await env.DB.prepare("UPDATE environment_variables SET value = 'v1:AAAAAAAAAAAAAAAA:AAAAAAAAAAAAAAAAAAAAAA==' WHERE environment_id = ? AND name = 'CRM_TOKEN'").bind(org.live.id).run();
+    const result = await surfaceDecision(org.live.secretKey, { userIdentifier: "settings" });
+    expect(result.status, JSON.stringify(result.body)).toBe(200);
+    expect(result.body.surfaceBehavior).toEqual({});
+    const event = await eventFor(org.live.secretKey, result.body.eventId);
+    expect(event.record.workflows).toEqual([expect.objectContaining({ slug: "surface", ok: false, kind: "unavailable" })]);
   });
 });
