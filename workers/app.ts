@@ -44,7 +44,6 @@ export function createApp(overrides: ServiceOverrides = {}): OpenAPIHono<AppEnv>
     // Also not platform errors: a 531 is customer code failing (recorded, logged as a warning where it failed); a 503
     // is a dependency that will pass (the meter), answered with Retry-After.
     if (apiError.status >= 500 && apiError.code !== "workflow_error" && apiError.code !== "meter_unavailable") console.error(`[${requestId}]`, error);
-    if (apiError.code === "meter_unavailable") console.warn(JSON.stringify({ event: "meter_unavailable", requestId, error: apiError.message }));
     const headers: Record<string, string> = { "X-Request-Id": requestId };
     if (apiError.retryAfterSeconds !== undefined) headers["Retry-After"] = String(apiError.retryAfterSeconds);
     return c.json(errorBody(apiError, requestId), apiError.status as 400, headers);

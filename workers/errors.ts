@@ -57,10 +57,14 @@ export class ApiError extends Error {
   retryAfterSeconds?: number;
 }
 
-/** The user's meter object did not answer (overloaded, restarting, unreachable): nothing changed; retry shortly. */
-export function meterUnavailable(cause: unknown): ApiError {
-  const error = new ApiError("meter_unavailable", `The meter is unavailable (${cause instanceof Error ? cause.message : String(cause)}); nothing was changed, retry shortly`);
-  error.retryAfterSeconds = 1;
+/**
+ * The user's meter object could not be reached (overloaded, restarting, a dropped connection). The runtime cannot
+ * always tell whether the object received the call, so the caller is told it may not have been applied and to retry
+ * with the same Idempotency-Key. The cause stays in the logs, never in the response.
+ */
+export function meterUnavailable(overloaded: boolean): ApiError {
+  const error = new ApiError("meter_unavailable", "The meter is unavailable: the update may not have been applied; retry with the same Idempotency-Key");
+  error.retryAfterSeconds = overloaded ? 5 : 1;
   return error;
 }
 

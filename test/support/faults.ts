@@ -41,7 +41,8 @@ export function faultyMeter(mode: MeterFault, identifiers: readonly string[]): N
 
 /** An object every call of which fails, as an overloaded Durable Object's does. */
 function brokenObject(): ReturnType<MeterClient["stub"]> {
-  const fail = () => Promise.reject(new Error("Durable Object is overloaded. Requests queued for too long."));
+  // As the runtime marks it: an overloaded object's error says so (`overloaded`) and may be retried (`retryable`).
+  const fail = () => Promise.reject(Object.assign(new Error("Durable Object is overloaded. Requests queued for too long."), { overloaded: true, retryable: true }));
   return { evaluate: fail, updateCounter: fail, exportCounters: fail, importOnce: fail, customDataGet: fail, customDataSet: fail, customDataDelete: fail } as never;
 }
 

@@ -83,10 +83,12 @@ export async function runEndpointWorkflow(services: Services, call: EndpointCall
   const identity = await identityOf(call.userJwt, prepared.snapshot.authMethods, services.clock.now());
   const jwt = call.userJwt?.trim();
   const settings = await services.workflowEnvironment(environment.id).catch((error: unknown) => {
-    // A secret that no longer decrypts (SECRETS_KEY changed), D1 down: the workflow cannot run; an endpoint has no
-    // fallback, so it is a 531 like any other failure of the workflow, not a 500.
-    services.logger.warn("workflow_settings_unavailable", { environmentId: environment.id, error: String(error) });
-    throw new ApiError("workflow_error", `Endpoint workflow ${workflow.slug} failed (unavailable): the environment's workflow settings could not be read`);
+    // A secret that no longer decrypts (SECRETS_KEY changed), D1 down: the workflow cannot run, and an endpoint has no
+    // fallback — a 531, recorded like any other failure of the workflow; logged as the platform's error.
+    services.logger.error("workflow_settings_unavailable", { environmentId: environment.id, error: String(error) });
+    const failure = { kind: "unavailable" as const, error: "the environment's workflow settings could not be read", durationMs: 0 };
+    recordEndpointFailure(services, { environment, prepared, workflow, identity, request: call.request }, failure);
+    throw new ApiError("workflow_error", `Endpoint workflow ${workflow.slug} failed (unavailable): ${failure.error}`);
   });
   const args = endpointArgs(services, call, identity, settings.values, path);
 
@@ -106,26 +108,36 @@ export async function runEndpointWorkflow(services: Services, call: EndpointCall
   }
   if (!outcome.ok) {
     services.logger.warn("endpoint_workflow_failed", { environmentId: environment.id, workflow: workflow.slug, kind: outcome.kind, error: outcome.error });
-    services.recordEvent({
-      id: newId("evt"),
-      organizationId: environment.organizationId,
-      environmentId: environment.id,
-      kind: "endpoint",
-      identifier: identity.identifier,
-      outcome: "failed",
-      record: {
-        workflows: [{ slug: workflow.slug, type: "endpoint", ok: false, kind: outcome.kind, error: outcome.error, durationMs: outcome.durationMs }],
-        method: request.method,
-        path: new URL(request.url).pathname,
-        versionId: prepared.versionId,
-      },
-    });
+    recordEndpointFailure(services, { environment, prepared, workflow, identity, request }, outcome);
     // The customer's error text reaches only a secret-key caller (their own server); the record keeps it for everyone.
     const detail = keyType === "secret" ? `: ${outcome.error}` : "";
     throw new ApiError("workflow_error", `Endpoint workflow ${workflow.slug} failed (${outcome.kind})${detail}`);
   }
   // A fresh Response: the one from the isolate may have immutable headers, and the app sets X-Request-Id on it.
   return new Response(outcome.value.body, { status: outcome.value.status, statusText: outcome.value.statusText, headers: confinedHeaders(outcome.value.headers, environment.id, services.logger, new URL(request.url).pathname) });
+}
+
+/** The failed call's record (kind `endpoint`, outcome `failed`), with the run and the error. */
+function recordEndpointFailure(
+  services: Services,
+  scope: { environment: Environment; prepared: PreparedSnapshot; workflow: SnapshotWorkflow; identity: ResolvedIdentity; request: Request },
+  failure: { kind: string; error: string; durationMs: number },
+): void {
+  const { environment, prepared, workflow, identity, request } = scope;
+  services.recordEvent({
+    id: newId("evt"),
+    organizationId: environment.organizationId,
+    environmentId: environment.id,
+    kind: "endpoint",
+    identifier: identity.identifier,
+    outcome: "failed",
+    record: {
+      workflows: [{ slug: workflow.slug, type: "endpoint", ok: false, kind: failure.kind, error: failure.error, durationMs: failure.durationMs }],
+      method: request.method,
+      path: new URL(request.url).pathname,
+      versionId: prepared.versionId,
+    },
+  });
 }
 
 /** The environment, its deployed version and the endpoint workflow bound to the request's path, or 404. */
@@ -246,9 +258,9 @@ const ORIGIN_WIDE_HEADERS: ReadonlySet<string> = new Set([
 
 /**
  * A Set-Cookie's Domain and Path as a browser reads them (RFC 6265 §5.2, and 6265bis): attribute names in any case,
- * spaces around the name and the value ignored (`Domain =x`, `PATH= /a`), the last attribute of a name winning, an
- * attribute whose value is longer than 1024 bytes ignored (so an earlier `Path=/` would stand), and a Path that does
- * not start with "/" ignored (the cookie then gets the default path).
+ * spaces around the name and the value ignored (`Domain =x`, `PATH= /a`), the last attribute of a name winning, and a
+ * Path that does not start with "/" ignored (the cookie then gets the default path). A Domain or Path value longer
+ * than 1024 bytes, which browsers ignore, makes the cookie count as unconfined (reported as `domain`).
  */
 function cookieScope(cookie: string): { domain: boolean; path: string | undefined } {
   let domain = false;
@@ -257,7 +269,8 @@ function cookieScope(cookie: string): { domain: boolean; path: string | undefine
     const equals = attribute.indexOf("=");
     const name = (equals < 0 ? attribute : attribute.slice(0, equals)).trim().toLowerCase();
     const value = equals < 0 ? "" : attribute.slice(equals + 1).trim();
-    if (utf8ByteLength(value) > MAX_COOKIE_ATTRIBUTE_BYTES) continue;
+    // Browsers ignore such a value, and how they count its bytes varies: a cookie that sends one is dropped whole.
+    if ((name === "domain" || name === "path") && utf8ByteLength(value) > MAX_COOKIE_ATTRIBUTE_BYTES) return { domain: true, path: undefined };
     // Any Domain attribute, even an empty one, is refused: the platform's host is shared by every tenant.
     if (name === "domain") domain = true;
     else if (name === "path") path = value.startsWith("/") ? value : undefined;

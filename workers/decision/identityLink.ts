@@ -23,7 +23,7 @@ export interface IdentityLinkResult {
 
 export async function linkIdentity(services: Services, request: IdentityLinkRequest): Promise<IdentityLinkResult> {
   const { anonymousIdentifier } = request.body;
-  const subject = await recordingRequiredFailures(services, { ...request, kind: "counter_update" }, async () =>
+  const subject = await recordingRequiredFailures(services, { ...request, kind: "counter_update", action: "identity.link" }, async () =>
     runMiddleware(services, await identify(services, await loadConfig(services, request))),
   );
   const { identity, environment, store } = subject;

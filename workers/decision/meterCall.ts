@@ -1,7 +1,7 @@
 /**
  * A call to a user's meter object outside a decision (counter updates, identity links), where there is no fallback to
- * answer with: an object that throws (overloaded, restarting, unreachable) is a 503 with Retry-After — the call
- * changed nothing, or its transaction did not commit — not a 500.
+ * answer with. An error the runtime marks as passing — `retryable` (a dropped connection, a restart) or `overloaded` —
+ * is a 503 with Retry-After; any other error (thrown by the object's own code) stays a platform error (500, logged).
  */
 import { meterUnavailable } from "../errors";
 
@@ -9,6 +9,11 @@ export async function callMeter<T>(call: () => Promise<T>): Promise<T> {
   try {
     return await call();
   } catch (error) {
-    throw meterUnavailable(error);
+    const flags = (error ?? {}) as { retryable?: unknown; overloaded?: unknown };
+    if (flags.retryable === true || flags.overloaded === true) {
+      console.warn(JSON.stringify({ event: "meter_unavailable", overloaded: flags.overloaded === true, error: String(error) }));
+      throw meterUnavailable(flags.overloaded === true);
+    }
+    throw error;
   }
 }

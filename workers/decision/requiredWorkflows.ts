@@ -14,14 +14,14 @@ import type { Services } from "./services";
 
 export async function recordingRequiredFailures<T>(
   services: Services,
-  caller: Pick<CallerScope, "environment" | "keyType"> & { kind: EventKind; surfaceSlug?: string },
+  caller: Pick<CallerScope, "environment" | "keyType"> & { kind: EventKind; surfaceSlug?: string; action?: string },
   run: () => Promise<T>,
 ): Promise<T> {
   try {
     return await run();
   } catch (error) {
     if (!(error instanceof RequiredWorkflowError)) throw error;
-    const { environment, kind, surfaceSlug } = caller;
+    const { environment, kind, surfaceSlug, action } = caller;
     services.recordEvent({
       id: newId("evt"),
       organizationId: environment.organizationId,
@@ -30,7 +30,7 @@ export async function recordingRequiredFailures<T>(
       identifier: null,
       surfaceSlug: surfaceSlug ?? null,
       outcome: "failed",
-      record: { workflows: error.records, error: error.message, versionId: environment.deployedVersionId },
+      record: { ...(action ? { action } : {}), workflows: error.records, error: error.message, versionId: environment.deployedVersionId },
     });
     throw caller.keyType === "secret" ? error : new ApiError("workflow_error", `Workflow ${error.slug} failed`);
   }

@@ -159,7 +159,8 @@ export class WorkflowSession {
       // Settings that cannot be read (a secret that no longer decrypts after SECRETS_KEY changed, D1 down) make every
       // workflow of the request unavailable: each stage falls back (a required one answers 531), never a 500.
       (error: unknown) => {
-        this.services.logger.warn("workflow_settings_unavailable", { environmentId: this.environment.id, error: String(error) });
+        // The request falls back, but this is the platform's (or the operator's) failure: logged as an error.
+        this.services.logger.error("workflow_settings_unavailable", { environmentId: this.environment.id, error: String(error) });
         return unavailableRunner("the environment's workflow settings could not be read");
       },
     );

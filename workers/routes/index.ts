@@ -29,7 +29,7 @@ const browserCors = cors({
   origin: "*",
   allowMethods: ["POST", "OPTIONS"],
   allowHeaders: ["Authorization", "Content-Type", "Idempotency-Key"],
-  exposeHeaders: ["Server-Timing", "X-Request-Id"],
+  exposeHeaders: ["Server-Timing", "X-Request-Id", "Retry-After"],
   maxAge: 86_400,
 });
 const TIMED_ROUTES = ["/api/v1/access-checks", "/api/v1/surface-decisions"];

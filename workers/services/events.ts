@@ -78,11 +78,18 @@ export function boundedRecordJson(record: Record<string, unknown>): string {
     if (utf8ByteLength(JSON.stringify(value) ?? "") <= KEPT_FIELD_BYTES) kept[field] = value;
     else dropped.push(field);
   }
+  // The runs are what an operator reads a failed record for: a summary stays when the full list had to go.
+  if (dropped.includes("workflows") && Array.isArray(record.workflows)) {
+    kept.workflows = record.workflows.slice(0, 50).map((run: { slug?: unknown; type?: unknown; ok?: unknown; kind?: unknown }) => ({ slug: run?.slug, type: run?.type, ok: run?.ok, kind: run?.kind }));
+  }
   kept.truncated = { bytes, limit: MAX_RECORD_BYTES, fields: dropped.slice(0, 50) };
   return JSON.stringify(kept);
 }
 
-function insertStatement(db: D1Database, event: EventInput & { id: string; createdAt: string }): D1PreparedStatement {
+/** A record on its way to D1; its bounded JSON is made once, however many times a failed batch is retried in parts. */
+type PendingEvent = EventInput & { id: string; createdAt: string; recordJson?: string };
+
+function insertStatement(db: D1Database, event: PendingEvent): D1PreparedStatement {
   return db
     // OR IGNORE: a retried request with an Idempotency-Key reuses its event id, and one record per request is enough.
     .prepare("INSERT OR IGNORE INTO events (id, organization_id, environment_id, kind, created_at, identifier, surface_slug, outcome, record) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
@@ -95,7 +102,7 @@ function insertStatement(db: D1Database, event: EventInput & { id: string; creat
       event.identifier ?? null,
       event.surfaceSlug ?? null,
       event.outcome ?? null,
-      boundedRecordJson(event.record),
+      (event.recordJson ??= boundedRecordJson(event.record)),
     );
 }
 
@@ -114,7 +121,7 @@ export async function insertEvent(db: D1Database, event: EventInput): Promise<st
 
 const MAX_BATCH = 50;
 const FLUSH_DELAY_MS = 250;
-let pending: (EventInput & { id: string; createdAt: string })[] = [];
+let pending: PendingEvent[] = [];
 let pendingDb: D1Database | undefined;
 let timerArmed = false;
 
@@ -128,23 +135,47 @@ export async function flushEvents(): Promise<void> {
 
 /**
  * Writes records of many tenants in one D1 batch (all or nothing). When the batch fails, its halves are written apart,
- * down to single records, so one record D1 refuses costs no other its place; a record refused alone is logged with
- * its id and tenant (the dead letter), never silently lost among the others.
+ * and a failing half is split again, down to the single record D1 refuses — so one tenant's record costs no other its
+ * place. The retries of one flush are bounded (MAX_CALLS_PER_FLUSH D1 calls: a few bad records are isolated, an
+ * outage is not hammered); records still unwritten then are logged, ids and tenants, in one dead-letter line.
  */
-async function writeBatch(db: D1Database, batch: (EventInput & { id: string; createdAt: string })[]): Promise<void> {
-  try {
-    await db.batch(batch.map((event) => insertStatement(db, event)));
-  } catch (error) {
-    if (batch.length > 1) {
-      const middle = Math.ceil(batch.length / 2);
-      await writeBatch(db, batch.slice(0, middle));
-      await writeBatch(db, batch.slice(middle));
+async function writeBatch(db: D1Database, batch: PendingEvent[]): Promise<void> {
+  const budget = { calls: MAX_CALLS_PER_FLUSH };
+  const unwritten: PendingEvent[] = [];
+  let lastError: unknown;
+  const write = async (part: PendingEvent[]): Promise<void> => {
+    if (budget.calls <= 0) {
+      unwritten.push(...part);
       return;
     }
-    const [event] = batch;
-    console.error(JSON.stringify({ event: "decision_record_not_written", id: event?.id, organizationId: event?.organizationId, kind: event?.kind, error: String(error) }));
+    budget.calls--;
+    try {
+      await db.batch(part.map((event) => insertStatement(db, event)));
+    } catch (error) {
+      lastError = error;
+      if (part.length === 1) {
+        unwritten.push(...part);
+        return;
+      }
+      const middle = Math.ceil(part.length / 2);
+      await write(part.slice(0, middle));
+      await write(part.slice(middle));
+    }
+  };
+  await write(batch);
+  if (unwritten.length > 0) {
+    console.error(
+      JSON.stringify({
+        event: "decision_record_not_written",
+        records: unwritten.map(({ id, organizationId, kind }) => ({ id, organizationId, kind })),
+        error: String(lastError),
+      }),
+    );
   }
 }
+
+/** D1 calls one flush may make while isolating refused records (a batch is at most MAX_BATCH records). */
+const MAX_CALLS_PER_FLUSH = 24;
 
 /** Queues a decision record; never delays the response (the caller's waitUntil keeps the flush alive). */
 export function recordEvent(ctx: Pick<ExecutionContext, "waitUntil">, db: D1Database, event: EventInput & { id: string }): void {

@@ -37,14 +37,31 @@ describe("decision records", () => {
     expect(written.sort()).toEqual(["evt_1", "evt_2", "evt_4", "evt_5"]);
     expect(batches[0]).toBe(5);
     expect(logged.lines).toHaveLength(1);
-    expect(logged.lines[0]).toContain('"id":"evt_bad"');
-    expect(logged.lines[0]).toContain('"organizationId":"org_noisy"');
+    expect(JSON.parse(logged.lines[0]!).records).toEqual([{ id: "evt_bad", organizationId: "org_noisy", kind: "access_check" }]);
+  });
+
+  it("when D1 itself fails, a flush makes a bounded number of calls and logs every record it could not write", async () => {
+    const ids = Array.from({ length: 50 }, (_, i) => `evt_down_${i}`);
+    const { db, written, batches } = fakeDatabase(new Set(ids));
+    // The 50th record fills the batch: recordEvent flushes it itself, in the work it hands to waitUntil.
+    const background: Promise<unknown>[] = [];
+    const ctx = { waitUntil: (work: Promise<unknown>) => void background.push(work) };
+    const logged = expectConsoleError("decision_record_not_written");
+    for (const id of ids) recordEvent(ctx, db, event(id));
+    await Promise.all(background);
+    await flushEvents();
+    expect(written).toEqual([]);
+    expect(batches.length).toBeLessThanOrEqual(24);
+    expect(JSON.parse(logged.lines[0]!).records.map((record: { id: string }) => record.id).sort()).toEqual([...ids].sort());
   });
 
   it("a record over the size limit keeps its small fields and says what was left out", () => {
     const record = { outcome: "granted", plans: ["free"], features: { huge: "x".repeat(MAX_RECORD_BYTES) } };
     const stored = JSON.parse(boundedRecordJson(record));
     expect(stored).toEqual({ outcome: "granted", plans: ["free"], truncated: { bytes: expect.any(Number), limit: MAX_RECORD_BYTES, fields: ["features"] } });
+    // The workflow runs, when they had to go, stay as a summary.
+    const runs = Array.from({ length: 3 }, (_, i) => ({ slug: `w${i}`, type: "feature", ok: false, kind: "bad_result", error: "x".repeat(MAX_RECORD_BYTES) }));
+    expect(JSON.parse(boundedRecordJson({ workflows: runs })).workflows).toEqual(runs.map(({ slug, type, ok, kind }) => ({ slug, type, ok, kind })));
     expect(stored.truncated.bytes).toBeGreaterThan(MAX_RECORD_BYTES);
     expect(boundedRecordJson({ small: true })).toBe('{"small":true}');
   });

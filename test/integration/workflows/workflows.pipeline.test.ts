@@ -5,6 +5,7 @@ import { exportSPKI, generateKeyPair, SignJWT } from "jose";
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { call, createOrganization, publish } from "../../support/api";
+import { expectConsoleError } from "../../support/console";
 import { eventsFor } from "../../support/events";
 import { helloWorld } from "../../support/examples";
 import premiumProvisioning from "../../../examples/workflows/premium-provisioning.ts?raw";
@@ -313,6 +314,8 @@ describe("settings that cannot be read", () => {
     expect((await call("PUT", `${base}/CRM_TOKEN`, { key: org.live.secretKey, body: { value: "tok", secret: true } })).status).toBe(200);
     // As after SECRETS_KEY changed: the stored ciphertext no longer opens.
     await env.DB.prepare("UPDATE environment_variables SET value = 'v1:AAAAAAAAAAAAAAAA:AAAAAAAAAAAAAAAAAAAAAA==' WHERE environment_id = ? AND name = 'CRM_TOKEN'").bind(org.live.id).run();
+    // An operator's problem, logged as an error; the request still answers with the fallback.
+    expectConsoleError("workflow_settings_unavailable");
     const result = await surfaceDecision(org.live.secretKey, { userIdentifier: "settings" });
     expect(result.status, JSON.stringify(result.body)).toBe(200);
     expect(result.body.surfaceBehavior).toEqual({});

@@ -78,7 +78,7 @@ const counterUpdateRoute = createRoute({
   },
   responses: {
     200: json(CounterUpdateResponse, "The counter after the update"),
-    ...errorResponses(400, 401, 403, 404, 409, 413, 422),
+    ...errorResponses(400, 401, 403, 404, 409, 413, 422, 503, 531),
   },
 });
 

@@ -37,7 +37,7 @@ const identityLinkRoute = createRoute({
   security,
   middleware: [decisionBodyLimit, requireAuth("secret", "publishable")],
   request: { body: jsonBody(IdentityLinkRequest) },
-  responses: { 200: json(IdentityLinkResponse, "Whether the counters were carried over now"), ...errorResponses(400, 401, 403, 404, 413) },
+  responses: { 200: json(IdentityLinkResponse, "Whether the counters were carried over now"), ...errorResponses(400, 401, 403, 404, 413, 503, 531) },
 });
 
 export function registerIdentityLinkRoute(app: OpenAPIHono<AppEnv>): void {
