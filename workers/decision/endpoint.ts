@@ -15,7 +15,7 @@ import { mintAnonymousIdentifier } from "../identity/resolveIdentity";
 import { newId } from "../lib/ids";
 import { utf8ByteLength } from "../lib/json";
 import { storeOf, type Environment } from "../services/tenancy";
-import type { EndpointArgs, JsonValue } from "../workflows/authorTypes";
+import type { EndpointArgs } from "../workflows/authorTypes";
 import { DEFAULT_DEADLINE_MS } from "../workflows/runner";
 import { counterSettingsOf, knownCounterSettings, scopedUtils } from "../workflows/scopedUtils";
 import type { TransportFacts } from "./context";
@@ -23,6 +23,7 @@ import type { Services } from "./services";
 import type { PendingTrigger } from "./workflowSession";
 import { planDecision } from "./stages";
 import { resolveSubject } from "./subject";
+import { workflowContext, workflowIdentity } from "./workflowArgs";
 
 export const MAX_ENDPOINT_BODY_BYTES = 1024 * 1024;
 export const ENDPOINT_PREFIX = /^\/api\/v1\/envs\/[^/]+\/endpoints\/?/;
@@ -153,27 +154,10 @@ async function endpointOf(services: Services, call: EndpointCall): Promise<{ env
 }
 
 function endpointArgs(services: Services, call: EndpointCall, identity: ResolvedIdentity, env: Record<string, string>, path: string): EndpointArgs {
-  const { cf = {}, userAgent } = call.transport;
+  const { cf, userAgent, connectingIp } = call.transport;
   const bot = classifyBot({ userAgent, cf }, services.botVerdicts);
-  const text = (value: unknown) => (typeof value === "string" ? value : null);
-  return {
-    identity: {
-      ...identity,
-      jwtClaims: identity.jwtClaims as Record<string, JsonValue>,
-      userType: bot?.isVerified ? "bot" : identity.isAuthenticated ? "authenticated" : "anonymous",
-    },
-    context: {
-      userAgent: userAgent ?? null,
-      url: call.request.url,
-      referer: call.request.headers.get("referer"),
-      clientIp: call.transport.connectingIp ?? null,
-      geo: { country: text(cf.country), region: text(cf.region), city: text(cf.city), continent: text(cf.continent), timezone: text(cf.timezone) },
-      bot: bot ?? null,
-      isVerifiedBotRequest: bot?.isVerified === true,
-    },
-    env,
-    path,
-  };
+  const facts = { cf, userAgent, url: call.request.url, referer: call.request.headers.get("referer") ?? undefined, clientIp: connectingIp };
+  return { identity: workflowIdentity(identity, bot), context: workflowContext(facts, bot), env, path };
 }
 
 /**

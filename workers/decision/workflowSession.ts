@@ -11,6 +11,7 @@ import type { WorkflowRunner } from "../workflows/runner";
 import { counterSettingsOf, scopedUtils, type CounterSettings } from "../workflows/scopedUtils";
 import { WorkflowStages, type WorkflowRecord } from "../workflows/stages";
 import type { RequestFacts } from "./context";
+import { workflowContext, workflowIdentity } from "./workflowArgs";
 import type { Services } from "./services";
 
 export interface PendingTrigger {
@@ -106,27 +107,9 @@ export class WorkflowSession {
 
   private common(): Omit<MiddlewareArgs, "plans"> {
     const { identity, bot } = this.subject;
-    const cf = this.facts.cf ?? {};
-    const text = (value: unknown) => (typeof value === "string" ? value : null);
     return {
-      identity: {
-        authType: identity.authType,
-        identifier: identity.identifier,
-        isAuthenticated: identity.isAuthenticated,
-        // Claims come from a verified JWT's JSON payload.
-        jwtClaims: identity.jwtClaims as Record<string, JsonValue>,
-        userType: bot?.isVerified ? "bot" : identity.isAuthenticated ? "authenticated" : "anonymous",
-        testGroup100: identity.testGroup100,
-      },
-      context: {
-        userAgent: this.facts.userAgent ?? null,
-        url: this.facts.url ?? null,
-        referer: this.facts.referer ?? null,
-        clientIp: this.facts.clientIp ?? null,
-        geo: { country: text(cf.country), region: text(cf.region), city: text(cf.city), continent: text(cf.continent), timezone: text(cf.timezone) },
-        bot: bot ?? null,
-        isVerifiedBotRequest: bot?.isVerified === true,
-      },
+      identity: workflowIdentity(identity, bot),
+      context: workflowContext(this.facts, bot),
       resource: (this.facts.resource as WorkflowResource | undefined) ?? null,
       env: this.env,
     };
