@@ -227,6 +227,9 @@ export const WORKFLOW_TYPES = ["middleware", "provisioning", "feature", "surface
 export const WorkflowType = z.enum(WORKFLOW_TYPES);
 export type WorkflowType = z.infer<typeof WorkflowType>;
 
+/** The platform's ceiling on a workflow call's CPU time (ms), whatever the workflow asks for. */
+export const WORKFLOW_CPU_MS_CAP = 5_000;
+
 export const WorkflowDefinition = z.strictObject({
   name: Name.optional(),
   type: WorkflowType,
@@ -245,6 +248,11 @@ export const WorkflowDefinition = z.strictObject({
   /** A required workflow fails the request (531) instead of degrading to its fallback. */
   required: z.boolean().default(false),
   deadlineMs: z.number().int().min(1).max(30_000).optional(),
+  /**
+   * CPU time one call may use (ms). Without it: 50 for the synchronous types, 1,000 for actions (see the workflow
+   * runner); never above WORKFLOW_CPU_MS_CAP. The operation budget of the call scales with it.
+   */
+  cpuMs: z.number().int().min(1).max(WORKFLOW_CPU_MS_CAP).optional(),
 });
 export type WorkflowDefinition = z.infer<typeof WorkflowDefinition>;
 

@@ -5,7 +5,8 @@
  * 2. applies the D1 migrations to the local database,
  * 3. starts `wrangler dev`,
  * 4. on first run, creates a demo organization from examples/news-site.yaml, versions it and deploys it to
- *    preview and live; its keys are kept in .wrangler/demo.json so later starts can print them again.
+ *    preview and live (with the organization's admin key); its keys — the admin organization key and each
+ *    environment's keys — are kept in .wrangler/demo.json so later starts can print them again.
  */
 import { spawn, spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
@@ -54,10 +55,10 @@ process.on("SIGINT", stop);
 process.on("SIGTERM", stop);
 server.on("exit", (code) => process.exit(code ?? 0));
 
-async function api(method, path, { key = vars.OPERATOR_TOKEN, body, contentType = "application/json" } = {}) {
+async function api(method, path, { key = vars.OPERATOR_TOKEN, body, contentType = "application/json", headers = {} } = {}) {
   const response = await fetch(base + path, {
     method,
-    headers: { authorization: `Bearer ${key}`, ...(body !== undefined ? { "content-type": contentType } : {}) },
+    headers: { authorization: `Bearer ${key}`, ...headers, ...(body !== undefined ? { "content-type": contentType } : {}) },
     body: body === undefined ? undefined : typeof body === "string" ? body : JSON.stringify(body),
   });
   const json = await response.json();
@@ -81,7 +82,15 @@ async function ensureDemo() {
   const { organizations } = await api("GET", "/api/v1/admin/organizations");
   if (existsSync(demoPath)) {
     const demo = JSON.parse(readFileSync(demoPath, "utf8"));
-    if (organizations.some((organization) => organization.id === demo.organizationId)) return demo;
+    if (organizations.some((organization) => organization.id === demo.organizationId)) {
+      // A demo made before organization keys existed: give it its admin key now.
+      if (!demo.adminKey) {
+        const created = await api("POST", "/api/v1/admin/organization/keys", { headers: { "x-organization-id": demo.organizationId }, body: { name: "Demo admin key", role: "admin" } });
+        demo.adminKey = created.key;
+        writeFileSync(demoPath, JSON.stringify(demo, null, 2), { mode: 0o600 });
+      }
+      return demo;
+    }
   }
   if (organizations.length > 0 && !existsSync(demoPath)) {
     console.log("Organizations exist already; not creating a demo organization.");
@@ -94,13 +103,16 @@ async function ensureDemo() {
   };
   const live = keyFor("live", "secret");
   const preview = keyFor("preview", "secret");
-  await api("PUT", "/api/v1/admin/config", { key: live.key, body: readFileSync(join(root, "examples", "news-site.yaml"), "utf8"), contentType: "application/yaml" });
-  const version = await api("POST", "/api/v1/admin/versions", { key: live.key, body: { description: "examples/news-site.yaml" } });
+  // The configuration and deploys to both environments are organization-wide work: the admin organization key's.
+  const adminKey = created.organizationKeys.find((key) => key.role === "admin").key;
+  await api("PUT", "/api/v1/admin/config", { key: adminKey, body: readFileSync(join(root, "examples", "news-site.yaml"), "utf8"), contentType: "application/yaml" });
+  const version = await api("POST", "/api/v1/admin/versions", { key: adminKey, body: { description: "examples/news-site.yaml" } });
   for (const environmentId of [preview.environmentId, live.environmentId]) {
-    await api("POST", `/api/v1/admin/environments/${environmentId}/deployments`, { key: live.key, body: { versionId: version.id } });
+    await api("POST", `/api/v1/admin/environments/${environmentId}/deployments`, { key: adminKey, body: { versionId: version.id } });
   }
   const demo = {
     organizationId: created.organization.id,
+    adminKey,
     live: { environmentId: live.environmentId, secretKey: live.key, publishableKey: keyFor("live", "publishable").key },
     preview: { environmentId: preview.environmentId, secretKey: preview.key, publishableKey: keyFor("preview", "publishable").key },
   };
@@ -123,6 +135,7 @@ try {
   if (demo) {
     lines.push(
       ` Demo organization:  ${demo.organizationId}`,
+      ` Admin key:              ${demo.adminKey}   (organization key: configuration, versions, deploys, keys)`,
       ` Live secret key:        ${demo.live.secretKey}`,
       ` Live publishable key:   ${demo.live.publishableKey}`,
       ` Preview secret key:     ${demo.preview.secretKey}`,

@@ -29,6 +29,7 @@ export const ERROR_STATUS = {
   internal_error: 500,
   upstream_error: 502,
   meter_unavailable: 503,
+  version_unreadable: 503,
   workflow_error: 531,
 } as const;
 
@@ -125,6 +126,6 @@ const DESCRIPTIONS: Record<number, string> = {
   409: "Conflict with the current state",
   413: "Body larger than allowed",
   422: "Idempotency key reused with a different body",
-  503: "The meter is unavailable: nothing changed, retry after Retry-After seconds",
+  503: "The meter is unavailable (retry after Retry-After seconds), or the deployed version cannot be read by this build: nothing changed",
   531: "Workflow error",
 };

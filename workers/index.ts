@@ -1,7 +1,7 @@
 /** Entry: wiring only. */
 import { createApp } from "./app";
 import { registerRoutes } from "./routes";
-import { handleTriggerBatch } from "./workflows/actions";
+import { DEAD_LETTER_QUEUE, handleDeadLetterBatch, handleTriggerBatch } from "./workflows/actions";
 import type { TriggerMessage } from "./workflows/triggers";
 
 export { MeterObject } from "../durable-objects/meter/MeterObject";
@@ -13,6 +13,6 @@ registerRoutes(app);
 
 export default {
   fetch: app.fetch,
-  /** Triggers → action workflows (the queue is configured in wrangler.toml). */
-  queue: (batch, env, ctx) => handleTriggerBatch(batch, env, ctx),
+  /** Triggers → action workflows; their dead-letter queue → stored dead letters (both consumers: wrangler.toml). */
+  queue: (batch, env, ctx) => (batch.queue === DEAD_LETTER_QUEUE ? handleDeadLetterBatch(batch, env) : handleTriggerBatch(batch, env, ctx)),
 } satisfies ExportedHandler<Env, TriggerMessage>;

@@ -41,11 +41,14 @@ export async function seedTenant(server, name, document) {
   const live = created.environments.find((environment) => environment.slug === "live");
   const keyOf = (type) => created.keys.find((key) => key.environmentId === live.id && key.type === type)?.key;
   const tenant = { organizationId: created.organization.id, environmentId: live.id, publishable: keyOf("publishable"), secret: keyOf("secret") };
+  // Configuration and deploys need the organization's admin key; builds from before organization keys (a BENCH_REF
+  // baseline) let the environment's secret key do them.
+  const admin = created.organizationKeys?.find((key) => key.role === "admin")?.key ?? tenant.secret;
   const yamlText = typeof document === "string" ? document : stringify(document);
-  await must(api(url, "PUT", "/api/v1/admin/config", { token: tenant.secret, body: yamlText, contentType: "application/yaml" }), `apply config (${name})`);
-  const version = await must(api(url, "POST", "/api/v1/admin/versions", { token: tenant.secret, body: { description: "bench" } }), `create version (${name})`);
+  await must(api(url, "PUT", "/api/v1/admin/config", { token: admin, body: yamlText, contentType: "application/yaml" }), `apply config (${name})`);
+  const version = await must(api(url, "POST", "/api/v1/admin/versions", { token: admin, body: { description: "bench" } }), `create version (${name})`);
   await must(
-    api(url, "POST", `/api/v1/admin/environments/${live.id}/deployments`, { token: tenant.secret, body: { versionId: version.id } }),
+    api(url, "POST", `/api/v1/admin/environments/${live.id}/deployments`, { token: admin, body: { versionId: version.id } }),
     `deploy (${name})`,
   );
   return { ...tenant, versionId: version.id };

@@ -1,8 +1,8 @@
 #!/usr/bin/env node
 /**
  * The seed tutorial end to end against a running server (`npm start` in another terminal):
- * hello-world config + JWT auth method + provisioning workflow through the admin API, a version deployed to a new
- * environment, then anonymous → userIdentifier → userJwt decisions. Exits non-zero on the first wrong answer.
+ * hello-world config + JWT auth method + provisioning workflow through the admin API (with the organization's admin
+ * key), a version deployed to live, then anonymous → userIdentifier → userJwt decisions. Exits non-zero on the first wrong answer.
  *   BASE=http://127.0.0.1:8787 npm run e2e
  */
 import { readFileSync } from "node:fs";
@@ -38,18 +38,23 @@ const live = created.json.environments.find((environment) => environment.slug ==
 const keyOf = (type) => created.json.keys.find((key) => key.environmentId === live.id && key.type === type).key;
 const sk = keyOf("secret");
 const pk = keyOf("publishable");
+// Configuration and deploys are organization-wide: the organization's admin key, not an environment's key.
+const admin = created.json.organizationKeys.find((key) => key.role === "admin").key;
 
-const applied = await api("PUT", "/api/v1/admin/config", sk, readFileSync(join(root, "examples", "hello-world.yaml"), "utf8"), "application/yaml");
+const helloWorldYaml = readFileSync(join(root, "examples", "hello-world.yaml"), "utf8");
+const refused = await api("PUT", "/api/v1/admin/config", sk, helloWorldYaml, "application/yaml");
+check(refused.status === 403, "an environment's secret key cannot write the configuration", refused.json);
+const applied = await api("PUT", "/api/v1/admin/config", admin, helloWorldYaml, "application/yaml");
 check(applied.status === 200, "examples/hello-world.yaml applies", applied.json);
 const keys = await generateKeyPair("RS256", { extractable: true });
-const method = await api("POST", "/api/v1/admin/auth-methods", sk, { slug: "test-jwt", publicKey: await exportSPKI(keys.publicKey), identifierClaim: "email" });
+const method = await api("POST", "/api/v1/admin/auth-methods", admin, { slug: "test-jwt", publicKey: await exportSPKI(keys.publicKey), identifierClaim: "email" });
 check(method.status === 201, "the JWT authentication method is added", method.json);
 const source = readFileSync(join(root, "examples", "workflows", "premium-provisioning.ts"), "utf8");
-const workflow = await api("POST", "/api/v1/admin/workflows", sk, { slug: "premium-provisioning", type: "provisioning", source });
+const workflow = await api("POST", "/api/v1/admin/workflows", admin, { slug: "premium-provisioning", type: "provisioning", source });
 check(workflow.status === 201, "the provisioning workflow is uploaded", workflow.json);
-const version = await api("POST", "/api/v1/admin/versions", sk, { description: "tutorial" });
+const version = await api("POST", "/api/v1/admin/versions", admin, { description: "tutorial" });
 check(version.status === 201, "a version is created", version.json);
-const deployed = await api("POST", `/api/v1/admin/environments/${live.id}/deployments`, sk, { versionId: version.json.id });
+const deployed = await api("POST", `/api/v1/admin/environments/${live.id}/deployments`, admin, { versionId: version.json.id });
 check(deployed.status === 201, "the version is deployed to live", deployed.json);
 
 const decide = (key, identity) => api("POST", "/api/v1/surface-decisions", key, { surfaceSlug: "hello-world", identity });

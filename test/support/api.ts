@@ -55,6 +55,8 @@ export async function fetchWorker(request: Request): Promise<Response> {
 
 export interface TestOrganization {
   id: string;
+  /** The organization's admin key (`ok_…`): configuration writes, versions, deploys anywhere, environments. */
+  adminKey: string;
   preview: { id: string; secretKey: string; publishableKey: string };
   live: { id: string; secretKey: string; publishableKey: string };
 }
@@ -67,10 +69,13 @@ export async function createOrganization(name = "Test org"): Promise<TestOrganiz
     const keyOf = (type: string) => body.keys.find((key: { environmentId: string; type: string }) => key.environmentId === found.id && key.type === type).key;
     return { id: found.id, secretKey: keyOf("secret"), publishableKey: keyOf("publishable") };
   };
-  return { id: body.organization.id, preview: environment("preview"), live: environment("live") };
+  return { id: body.organization.id, adminKey: body.organizationKeys[0].key, preview: environment("preview"), live: environment("live") };
 }
 
-/** Applies a document, creates a version and deploys it to the given environments. Returns the version id. */
+/**
+ * Applies a document, creates a version and deploys it to the given environments. Returns the version id. Writing the
+ * configuration needs an organization key (`org.adminKey`) or the operator token with X-Organization-Id.
+ */
 export async function publish(key: string, document: unknown, environmentIds: string[]): Promise<string> {
   const applied = await call("PUT", "/api/v1/admin/config", { key, body: document });
   if (applied.status !== 200) throw new Error(`apply failed: ${applied.status} ${JSON.stringify(applied.body)}`);

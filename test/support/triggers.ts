@@ -7,28 +7,50 @@ import { createMessageBatch, getQueueResult, type QueueResult } from "cloudflare
 import { env } from "cloudflare:workers";
 import { vi } from "vitest";
 import worker from "../../workers/index";
+import { TRIGGER_QUEUE } from "../../workers/workflows/actions";
 import type { TriggerMessage } from "../../workers/workflows/triggers";
 import { trackedExecutionContext, waitForBackgroundWork } from "./background";
 
-const QUEUE_NAME = "edge-monetization-triggers";
 /** `max_batch_size` of the consumer in wrangler.toml. */
 const MAX_BATCH_SIZE = 10;
 
-let sequence = 0;
+/** A queue message as the consumer receives it; its id is unique, as the queue's are (dead letter ids derive from it). */
+export interface QueuedTrigger {
+  id: string;
+  attempts: number;
+  body: TriggerMessage;
+}
+
+export const queuedTrigger = (body: TriggerMessage, attempts = 1): QueuedTrigger => ({ id: `msg-${crypto.randomUUID()}`, attempts, body });
+
+/**
+ * Runs a queue consumer of the Worker on one batch of messages, as the queue would deliver them (the trigger queue's
+ * by default; `queue` names another, e.g. the dead-letter queue; `env` replaces the Worker's bindings, e.g. a D1
+ * that fails); returns ack / retry state.
+ */
+export async function deliverMessages(
+  messages: QueuedTrigger[],
+  options: { queue?: string; env?: Env } = {},
+): Promise<QueueResult> {
+  const batch = createMessageBatch<TriggerMessage>(
+    options.queue ?? TRIGGER_QUEUE,
+    messages.map((message) => ({ ...message, timestamp: new Date() })),
+  );
+  const ctx = trackedExecutionContext();
+  await worker.queue(batch, options.env ?? env, ctx);
+  return getQueueResult(batch, ctx);
+}
 
 /** Runs the trigger queue consumer on one batch of messages, as the queue would deliver them; returns ack / retry state. */
 export async function deliverTriggers(bodies: TriggerMessage[], attempts = 1): Promise<QueueResult & { ids: string[] }> {
-  const messages = bodies.map((body) => ({ id: `msg-${++sequence}`, timestamp: new Date(), attempts, body }));
-  const batch = createMessageBatch<TriggerMessage>(QUEUE_NAME, messages);
-  const ctx = trackedExecutionContext();
-  await worker.queue(batch, env, ctx);
-  return { ...(await getQueueResult(batch, ctx)), ids: messages.map((message) => message.id) };
+  const messages = bodies.map((body) => queuedTrigger(body, attempts));
+  return { ...(await deliverMessages(messages)), ids: messages.map((message) => message.id) };
 }
 
 export interface CapturedTriggers {
   /** Every message sent since capture began, delivered or not. */
   readonly sent: TriggerMessage[];
-  /** The JSON size in bytes of each batch handed to the queue. */
+  /** The JSON size in bytes of each batch (or single message) handed to the queue. */
   readonly batchBytes: number[];
   /**
    * Waits for the Worker's work after its responses (that is where triggers are enqueued), then delivers every
@@ -38,7 +60,7 @@ export interface CapturedTriggers {
    */
   deliver(options?: { allowRetries?: boolean }): Promise<QueueResult[]>;
   /**
-   * Waits for the Worker's work after its responses, then hands sendBatch back to the real queue; messages never
+   * Waits for the Worker's work after its responses, then hands send and sendBatch back to the real queue; messages never
    * delivered are dropped (the test did not need their actions).
    */
   restore(): Promise<void>;
@@ -50,15 +72,19 @@ export function captureTriggers(): CapturedTriggers {
   const sent: TriggerMessage[] = [];
   const batchBytes: number[] = [];
   let undelivered: TriggerMessage[] = [];
-  const spy = vi.spyOn(queue, "sendBatch").mockImplementation(async (messages) => {
-    const list = [...messages];
+  const hold = (list: { body: TriggerMessage }[]) => {
     batchBytes.push(new TextEncoder().encode(JSON.stringify(list)).byteLength);
     // Sent as JSON, so the consumer receives a copy, never the producer's objects.
     const bodies = list.map((message) => JSON.parse(JSON.stringify(message.body)) as TriggerMessage);
     sent.push(...bodies);
     undelivered.push(...bodies);
     return { metadata: { metrics: { backlogCount: undelivered.length, backlogBytes: 0 } } };
-  });
+  };
+  // Triggers go in batches; a retried dead letter is sent alone.
+  const spies = [
+    vi.spyOn(queue, "sendBatch").mockImplementation(async (messages) => hold([...messages])),
+    vi.spyOn(queue, "send").mockImplementation(async (body) => hold([{ body }])),
+  ];
   return {
     sent,
     batchBytes,
@@ -78,7 +104,7 @@ export function captureTriggers(): CapturedTriggers {
     },
     async restore() {
       await waitForBackgroundWork();
-      spy.mockRestore();
+      for (const spy of spies) spy.mockRestore();
     },
   };
 }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { counterIdFor, decide, denials, finish, meterRequestsFor, renderFeatures, resolveFeatureStates, type MeterReading } from "../../workers/engine";
+import { counterIdFor, decide, denials, finish, meterRequestsFor, renderFeatures, resolveFeatureStates, UNLIMITED_UNITS, type MeterReading } from "../../workers/engine";
 import { featureIdFor, NEWS_SITE, preparedOf } from "./engineFixtures";
 
 const ARTICLES = featureIdFor("articles");
@@ -177,5 +177,69 @@ describe("decide → finish", async () => {
     const bot = { category: "ai-assistant" as const, code: "chatgpt-user", isVerified: true, operator: "OpenAI", product: "ChatGPT" };
     expect(decide({ prepared, identity: anonymous, bot, storeId: "default" }).planSlugs).toEqual(["ai-agents"]);
     expect(decide({ prepared, identity: anonymous, bot, category: "search-crawler", storeId: "default" }).planSlugs).toEqual(["search-crawlers"]);
+  });
+});
+
+describe("a plan's `on` over another plan's metered setting (the tutorial's Premium over Registered)", async () => {
+  const prepared = await preparedOf({
+    features: { widget: { properties: { enabled: { type: "enabled", fallback: "off" } } } },
+    plans: {
+      registered: { autoAssign: ["authenticated"], features: { widget: { enabled: { metered: { limit: 3, period: "lifetime" } } } } },
+      premium: { features: { widget: { enabled: "on" } } },
+    },
+    surfaces: { "hello-world": { consumes: ["widget.enabled"] } },
+  });
+  const WIDGET = featureIdFor("widget");
+  const counterId = `default:${WIDGET}.enabled`;
+  const premium = () => decide({ prepared, identity: { isAuthenticated: true }, workflowPlanSlugs: ["premium"], storeId: "default", surfaceSlug: "hello-world" });
+
+  it("asks the meter for the counter without a limit, consuming what the surface consumes, and no limit of the user's", () => {
+    const decision = premium();
+    expect(decision.planSlugs).toEqual(["registered", "premium"]);
+    expect(decision.meterRequests).toEqual([]);
+    expect(decision.unlimitedMeterRequests).toEqual([{ counterId, limit: UNLIMITED_UNITS, period: "lifetime", uniqueResources: false, consume: true }]);
+    const check = decide({ prepared, identity: { isAuthenticated: true }, workflowPlanSlugs: ["premium"], storeId: "default" });
+    expect(check.unlimitedMeterRequests).toEqual([{ counterId, limit: UNLIMITED_UNITS, period: "lifetime", uniqueResources: false, consume: false }]);
+    // Premium alone meters nothing: no counter, no meter call for it.
+    expect(decide({ prepared, workflowPlanSlugs: ["premium"], category: "search-crawler", storeId: "default" }).unlimitedMeterRequests).toEqual([]);
+  });
+
+  it("reports the counter's readings with access granted, the same fields as a metered property, limit and remainder those of the overridden metered setting", () => {
+    const answered = reading(counterId, { consumedUnits: 7, remainingUnits: UNLIMITED_UNITS - 7, totalUnits: UNLIMITED_UNITS, periodStart: "1970-01-01T00:00:00.000Z", uniqueResources: false });
+    const features = finish(premium(), new Map([[counterId, answered]]));
+    const metered = finish(decide({ prepared, identity: { isAuthenticated: true }, storeId: "default", surfaceSlug: "hello-world" }), new Map([[counterId, reading(counterId)]]));
+    expect(features.widget!.properties.enabled).toEqual({
+      type: "meterable",
+      counterId,
+      hasAccess: true,
+      isFallback: false,
+      consumedUnits: 7,
+      remainingUnits: 0,
+      totalUnits: 3,
+      periodStart: "1970-01-01T00:00:00.000Z",
+      uniqueResources: false,
+      resourceIdUsed: false,
+      consumedInRequest: true,
+      consumedUnitsInRequest: 1,
+      excessUnitsInRequest: 0,
+    });
+    expect(Object.keys(features.widget!.properties.enabled!).sort()).toEqual(Object.keys(metered.widget!.properties.enabled!).sort());
+    // Refused only because another counter of the all-or-nothing request had no room: still unlimited access.
+    const refused = finish(premium(), new Map([[counterId, reading(counterId, { hasAccess: false, consumedInRequest: false, consumedUnitsInRequest: 0, excessUnitsInRequest: 1 })]]));
+    expect(refused.widget!.properties.enabled).toMatchObject({ hasAccess: true, consumedInRequest: false, totalUnits: 3 });
+    expect(denials(refused)).toEqual([]);
+  });
+
+  it("without a reading (the meter failed) it is plain `on`: the meter cannot take unlimited access away", () => {
+    const features = finish(premium(), undefined, "unreachable");
+    expect(features.widget!.properties.enabled).toEqual({ type: "meterable", counterId, hasAccess: true, isFallback: false });
+  });
+
+  it("a workflow that denies it is an `off`, not a reached limit", () => {
+    const decision = premium();
+    const features = finish(decision, new Map([[counterId, reading(counterId)]]));
+    const denied = { widget: { ...features.widget!, properties: { enabled: { ...features.widget!.properties.enabled!, hasAccess: false } } } };
+    const metered = new Set(decision.meterRequests.map((request) => request.counterId));
+    expect(denials(denied, { metered })).toEqual([{ featureSlug: "widget", property: "enabled", reason: "off" }]);
   });
 });

@@ -65,7 +65,6 @@ describe("conflict resolution: boolean, number, string", () => {
 describe("conflict resolution: enabled (off < metered < on)", () => {
   it.each([
     ["higher", ["off", metered(3, "month")], setting(3, "month")],
-    ["higher", [metered(3, "month"), "on"], { kind: "on" }],
     ["higher", ["off", "on"], { kind: "on" }],
     ["higher", [false, true], { kind: "on" }],
     ["lower", ["off", metered(3, "month")], { kind: "off" }],
@@ -86,6 +85,25 @@ describe("conflict resolution: enabled (off < metered < on)", () => {
   ])("%s of %j → %j", async (conflict, values, expected) => {
     const state = await winner({ type: "enabled", conflict }, values, "enabled");
     expect(state).toEqual({ type: "enabled", setting: expected, isFallback: false });
+  });
+
+  it("an `on` over metered settings is unlimited but remembers the highest of them (its counter keeps counting)", async () => {
+    expect(await winner({ type: "enabled" }, [metered(3, "month"), "on"], "enabled")).toEqual({
+      type: "enabled",
+      setting: { kind: "on" },
+      isFallback: false,
+      overriddenMeter: setting(3, "month"),
+    });
+    // The highest metered setting under the same order as conflicts (limit, then shorter period, then unique).
+    const state = await winner({ type: "enabled" }, [metered(5, "month"), "on", metered(5, "day", true), "off", metered(2, "minute")], "enabled");
+    expect(state).toEqual({ type: "enabled", setting: { kind: "on" }, isFallback: false, overriddenMeter: setting(5, "day", true) });
+    // No metered plan, or a metered winner: nothing to remember.
+    expect(await winner({ type: "enabled" }, ["off", "on"], "enabled")).toEqual({ type: "enabled", setting: { kind: "on" }, isFallback: false });
+    expect(await winner({ type: "enabled", conflict: "lower" }, [metered(3, "month"), "on"], "enabled")).toEqual({
+      type: "enabled",
+      setting: setting(3, "month"),
+      isFallback: false,
+    });
   });
 });
 

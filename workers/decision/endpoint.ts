@@ -3,7 +3,8 @@
  * path in the environment's deployed version. Access is checked with the `X-MOS-Key` header against the workflow's
  * level (`none`, `publishable` = a publishable or secret key of this environment, `secret`; unset means `secret`).
  * The identity is anonymous (a fresh `anon_…` id) unless `X-MOS-User-Jwt` carries a JWT that the environment's auth
- * methods verify. The workflow's Response is returned as is; a failure is a 531 (endpoints have no fallback body).
+ * methods verify. The workflow's Response is read whole (bounded in time and size, never streamed through) and
+ * returned with headers fit for the origin it is served on; a failure is a 531 (endpoints have no fallback body).
  */
 import { classifyBot, type PreparedSnapshot } from "../engine";
 import type { SnapshotWorkflow } from "../engine/snapshot";
@@ -12,11 +13,14 @@ import type { ResolvedIdentity } from "../engine/types";
 import { ApiError } from "../errors";
 import { verifyUserJwt } from "../identity/jwt";
 import { mintAnonymousIdentifier } from "../identity/resolveIdentity";
+import { BodyTooLargeError, readBoundedBytes } from "../lib/boundedBody";
+import { raceDeadline } from "../lib/deadline";
 import { newId } from "../lib/ids";
 import { utf8ByteLength } from "../lib/json";
 import { storeOf, type Environment } from "../services/tenancy";
 import type { EndpointArgs } from "../workflows/authorTypes";
-import { DEFAULT_DEADLINE_MS } from "../workflows/runner";
+import { workflowFailureKind } from "../workflows/failures";
+import { DEFAULT_DEADLINE_MS, type WorkflowFailureKind } from "../workflows/runner";
 import { counterSettingsOf, knownCounterSettings, scopedUtils } from "../workflows/scopedUtils";
 import type { TransportFacts } from "./context";
 import type { Services } from "./services";
@@ -26,6 +30,15 @@ import { resolveSubject } from "./subject";
 import { workflowContext, workflowIdentity } from "./workflowArgs";
 
 export const MAX_ENDPOINT_BODY_BYTES = 1024 * 1024;
+/** What an endpoint workflow may answer: a body of at most 1 MiB, at most 100 header lines of 32 KiB together. */
+export const MAX_ENDPOINT_RESPONSE_BYTES = 1024 * 1024;
+export const MAX_ENDPOINT_RESPONSE_HEADERS = 100;
+export const MAX_ENDPOINT_RESPONSE_HEADER_BYTES = 32 * 1024;
+/** Sent by the customer's own server-side proxy that serves endpoints first-party on their site (see isProxied). */
+export const PROXY_VERSION_HEADER = "X-MOS-Proxy-Version";
+/** The proxy's other header: the platform reads nothing from it (the workflow sees it), but no browser may send it. */
+const PROXY_CLIENT_HEADER = "X-MOS-Proxy-Client";
+const PROXY_HEADERS: readonly string[] = [PROXY_VERSION_HEADER, PROXY_CLIENT_HEADER].map((name) => name.toLowerCase());
 export const ENDPOINT_PREFIX = /^\/api\/v1\/envs\/[^/]+\/endpoints\/?/;
 
 const trimSlashes = (path: string) => path.replace(/^\/+|\/+$/g, "");
@@ -74,10 +87,13 @@ export interface EndpointCall {
   key: string | undefined;
   /** `X-MOS-User-Jwt`: the user, verified with the environment's auth methods. */
   userJwt: string | undefined;
+  /** `X-MOS-Proxy-Version`: the customer's own proxy's marker (see isProxied). */
+  proxyVersion: string | undefined;
   transport: TransportFacts;
 }
 
 export async function runEndpointWorkflow(services: Services, call: EndpointCall): Promise<Response> {
+  refuseProxyHeaderPreflight(call.request);
   const { environment, prepared, workflow, path } = await endpointOf(services, call);
   const keyType = await checkEndpointAccess(services, environment, workflow.access, call.key);
   // A header of blanks is a JWT that is empty (401), not an absent one.
@@ -93,17 +109,14 @@ export async function runEndpointWorkflow(services: Services, call: EndpointCall
   });
   const args = endpointArgs(services, call, identity, settings.values, path);
 
-  // The platform's credentials stay with the platform: the workflow sees the request without X-MOS-Key.
-  const raw = call.request;
-  const headers = new Headers(raw.headers);
-  headers.delete("x-mos-key");
-  const hasBody = raw.method !== "GET" && raw.method !== "HEAD";
-  const request = new Request(raw.url, { method: raw.method, headers, body: hasBody ? await raw.arrayBuffer() : null });
-
+  const request = await workflowRequest(call.request);
   const fired: PendingTrigger[] = [];
   const utils = endpointUtils(services, { environment, prepared, identity, jwt, transport: call.transport, fired });
   const runner = services.workflowRunner({ organizationId: environment.organizationId, environmentId: environment.id, egressHosts: settings.egressAllowList });
-  const outcome = await runner.runEndpoint({ workflow, args, utils, deadlineMs: workflow.deadlineMs ?? DEFAULT_DEADLINE_MS }, request);
+  const deadlineMs = workflow.deadlineMs ?? DEFAULT_DEADLINE_MS;
+  const ran = await runner.runEndpoint({ workflow, args, utils, deadlineMs }, request);
+  const outcome = ran.ok ? await readWithinBounds(ran.value, deadlineMs, ran.durationMs) : ran;
+  // After the body: a workflow may fire triggers while it streams.
   if (fired.length > 0) {
     services.waitUntil(knownCounterSettings(utils).then((counters) => services.triggers.enqueue(prepared, environment, identity, fired, 0, counters)));
   }
@@ -114,8 +127,106 @@ export async function runEndpointWorkflow(services: Services, call: EndpointCall
     const detail = keyType === "secret" ? `: ${outcome.error}` : "";
     throw new ApiError("workflow_error", `Endpoint workflow ${workflow.slug} failed (${outcome.kind})${detail}`);
   }
+  const { response, body } = outcome;
+  const scope = { environmentId: environment.id, requestPath: new URL(request.url).pathname, proxied: isProxied(call.proxyVersion) };
   // A fresh Response: the one from the isolate may have immutable headers, and the app sets X-Request-Id on it.
-  return new Response(outcome.value.body, { status: outcome.value.status, statusText: outcome.value.statusText, headers: confinedHeaders(outcome.value.headers, environment.id, services.logger, new URL(request.url).pathname) });
+  return new Response(body, { status: response.status, statusText: response.statusText, headers: endpointHeaders(response.headers, scope, services.logger) });
+}
+
+/** The request as the workflow sees it: the caller's key, a platform credential, stays here. */
+async function workflowRequest(raw: Request): Promise<Request> {
+  const headers = new Headers(raw.headers);
+  headers.delete("x-mos-key");
+  const hasBody = raw.method !== "GET" && raw.method !== "HEAD";
+  return new Request(raw.url, { method: raw.method, headers, body: hasBody ? await raw.arrayBuffer() : null });
+}
+
+type BoundedOutcome = { ok: true; response: Response; body: Uint8Array | null } | { ok: false; kind: WorkflowFailureKind; error: string; durationMs: number };
+
+/**
+ * The workflow's Response read whole within what is left of its deadline and within the size caps, before any of it
+ * is sent: a failure then is still a clean 531, never a cut-off body, and a stream the workflow keeps open (or fills
+ * forever) is cancelled instead of holding the request.
+ */
+async function readWithinBounds(response: Response, deadlineMs: number, spentMs: number): Promise<BoundedOutcome> {
+  const headersOver = headerExcess(response.headers);
+  if (headersOver) {
+    response.body?.cancel().catch(() => {});
+    return { ok: false, kind: "bad_result", error: headersOver, durationMs: spentMs };
+  }
+  if (!response.body) return { ok: true, response, body: null };
+  const began = performance.now();
+  const reader = response.body.getReader();
+  const read = await raceDeadline(() => readBoundedBytes(reader, MAX_ENDPOINT_RESPONSE_BYTES), deadlineMs - spentMs);
+  const durationMs = spentMs + performance.now() - began;
+  if (read.status === "value") return { ok: true, response, body: read.value };
+  // Not awaited: cancelling reaches into the workflow's isolate, and the answer must not wait on it.
+  reader.cancel().catch(() => {});
+  const late = { ok: false, kind: "timeout", error: `the response was not complete within ${deadlineMs} ms`, durationMs } as const;
+  if (read.status === "timeout") return late;
+  if (read.error instanceof BodyTooLargeError) return { ok: false, kind: "bad_result", error: `the response body is larger than ${MAX_ENDPOINT_RESPONSE_BYTES} bytes`, durationMs };
+  // workerd ends a stream nothing will ever write to as a hung isolate: for the caller, that body is late too.
+  const kind = workflowFailureKind(read.error);
+  if (kind === "timeout") return late;
+  return { ok: false, kind, error: `reading the response body failed: ${read.error instanceof Error ? read.error.message : String(read.error)}`, durationMs };
+}
+
+/** Why the response's headers are refused (too many lines, too many bytes), or undefined. */
+function headerExcess(headers: Headers): string | undefined {
+  let lines = 0;
+  let bytes = 0;
+  // Header values are byte strings: a character is a byte. Each Set-Cookie is a line of its own.
+  for (const [name, value] of headers) {
+    lines += 1;
+    bytes += name.length + value.length;
+  }
+  if (lines > MAX_ENDPOINT_RESPONSE_HEADERS) return `the response has more than ${MAX_ENDPOINT_RESPONSE_HEADERS} headers`;
+  if (bytes > MAX_ENDPOINT_RESPONSE_HEADER_BYTES) return `the response's headers are larger than ${MAX_ENDPOINT_RESPONSE_HEADER_BYTES} bytes`;
+  return undefined;
+}
+
+/**
+ * Proxy mode: the customer's own proxy (a Worker on their site) serves this environment's endpoints first-party,
+ * `https://site.example/mos-endpoints/*` → `/api/v1/envs/{environmentId}/endpoints/*`, so what the workflow answers
+ * acts on the customer's site, not on the platform's shared origin. The marker alone selects it, with no key: the
+ * proxy forwards browsers' requests and holds none. That is safe because no browser can send the marker to this
+ * origin. It is not a CORS-safelisted header, so a cross-origin request carrying it needs a preflight, and the
+ * platform refuses that preflight (refuseProxyHeaderPreflight); simple requests and navigations carry no custom
+ * headers; and the tenants' pages on this origin are sandboxed into opaque origins (confinedHeaders), so their
+ * requests are cross-origin too. Whoever else sends the marker — a server, a command-line client, a proxy on another
+ * site — gets the unconfined cookies for itself or for its own site, never into a browser on the shared origin.
+ */
+function isProxied(marker: string | undefined): boolean {
+  return Boolean(marker?.trim());
+}
+
+/**
+ * The proxy's headers are for servers. On this origin the workflow would answer a preflight asking for them, and
+ * could allow them: a browser page could then call an endpoint in proxy mode and have cookies set on the shared
+ * origin. So the platform refuses such a preflight before any workflow sees it. `Access-Control-Request-Headers`
+ * lists names separated by commas, in any case, with optional whitespace (Fetch standard).
+ */
+function refuseProxyHeaderPreflight(request: Request): void {
+  if (request.method !== "OPTIONS") return;
+  const requested = (request.headers.get("access-control-request-headers") ?? "").split(",").map((name) => name.trim().toLowerCase());
+  if (requested.some((name) => PROXY_HEADERS.includes(name))) {
+    throw new ApiError("forbidden", `${PROXY_VERSION_HEADER} and ${PROXY_CLIENT_HEADER} are sent by the customer's server-side proxy, never by a browser`);
+  }
+}
+
+/**
+ * The workflow's headers for where the response is served. Through the customer's proxy they are the customer's
+ * own site's, passed as they are: cookies for the site, origin-wide headers (a sign-out's Clear-Site-Data) for the
+ * site, no sandbox. On the platform's shared origin they are confined (confinedHeaders). Either way `Vary` names the
+ * proxy's marker, so a cache never serves one kind of answer for the other.
+ */
+function endpointHeaders(headers: Headers, scope: { environmentId: string; requestPath: string; proxied: boolean }, logger: Services["logger"]): Headers {
+  const out = scope.proxied ? new Headers(headers) : confinedHeaders(headers, scope.environmentId, logger, scope.requestPath);
+  // The body was read whole: the runtime sets its length, not the workflow.
+  out.delete("content-length");
+  out.set("x-content-type-options", "nosniff");
+  out.append("vary", PROXY_VERSION_HEADER);
+  return out;
 }
 
 /** The failed call's record (kind `endpoint`, outcome `failed`), with the run and the error. */
@@ -213,7 +324,6 @@ export function confinedHeaders(headers: Headers, environmentId: string, logger:
     else logger.warn("endpoint_cookie_dropped", { environmentId, reason: "Domain or Path outside the environment's endpoints" });
   }
   out.append("content-security-policy", "sandbox allow-scripts allow-forms allow-popups allow-downloads");
-  out.set("x-content-type-options", "nosniff");
   return out;
 }
 

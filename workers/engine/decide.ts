@@ -9,7 +9,7 @@
  */
 import { autoAssignCategoryFor } from "./bots";
 import { creditRequestsFor } from "./credits";
-import { meterRequestsFor, renderFeatures, type MeterFailure } from "./meters";
+import { collectMeterRequests, renderFeatures, type ConsumedProperty, type MeterFailure } from "./meters";
 import type { PreparedSnapshot } from "./prepare";
 import { provisionPlans, type PlanSource } from "./provisionPlans";
 import { resolveFeatureStates, type BaseFeatureStates } from "./resolveFeatureStates";
@@ -51,7 +51,14 @@ export interface Decision {
   planSources: Record<string, PlanSource[]>;
   unknownPlanSlugs: string[];
   base: BaseFeatureStates;
+  /** The metered properties' counters, under the limits the identity's plans give them. */
   meterRequests: MeterRequest[];
+  /**
+   * The counters of properties a plan turns `on` over another plan's metered setting: sent in the same meter call
+   * (so their readings can be reported and their usage stays true across plan changes) but no limit of the identity's
+   * — workflows' utils.counters and counter updates know only `meterRequests`.
+   */
+  unlimitedMeterRequests: MeterRequest[];
   /** Every credits property, priced for the request's action and resource; consumed when the surface consumes it. */
   creditRequests: CreditRequest[];
   storeId: string;
@@ -68,6 +75,7 @@ export class SurfaceNotFoundError extends Error {
 }
 
 const ANONYMOUS = { isAuthenticated: false } as const;
+const NOTHING_CONSUMED: readonly ConsumedProperty[] = [];
 
 /** @throws SurfaceNotFoundError when `surfaceSlug` names no surface of the version. */
 export function decide(input: DecideInput): Decision {
@@ -80,13 +88,17 @@ export function decide(input: DecideInput): Decision {
   const category = input.category ?? autoAssignCategoryFor(input.identity ?? ANONYMOUS, input.bot);
   const plans = provisionPlans(prepared, { category, stripeProductIds: input.stripeProductIds, workflowPlanSlugs: input.workflowPlanSlugs });
   const base = resolveFeatureStates(prepared, plans.planSlugs);
+  const meterRequests: MeterRequest[] = [];
+  const unlimitedMeterRequests: MeterRequest[] = [];
+  collectMeterRequests(base, storeId, surface?.consumes ?? NOTHING_CONSUMED, meterRequests, unlimitedMeterRequests);
   return {
     category,
     planSlugs: plans.planSlugs,
     planSources: plans.sources,
     unknownPlanSlugs: plans.unknownPlanSlugs,
     base,
-    meterRequests: meterRequestsFor(prepared, base, storeId, surface?.consumes),
+    meterRequests,
+    unlimitedMeterRequests,
     creditRequests: creditRequestsFor(base, storeId, surface?.consumes, input.action, input.resource),
     storeId,
     surface,

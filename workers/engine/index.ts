@@ -19,6 +19,8 @@ export { resolveFeatureStates, resolveFeatureState, type BaseFeatureStates, type
 export {
   counterIdFor,
   meterRequestsFor,
+  collectMeterRequests,
+  UNLIMITED_UNITS,
   renderFeatures,
   denials,
   type ConsumedProperty,
@@ -31,5 +33,14 @@ export {
 export { priceAction, creditRequestsFor, roundCredits } from "./credits";
 export { decide, finish, SurfaceNotFoundError, type Decision, type DecideInput } from "./decide";
 export { testGroup100 } from "./testGroup";
+export {
+  upgradeSnapshot,
+  SNAPSHOT_SCHEMA,
+  SNAPSHOT_UPGRADES,
+  UnreadableSnapshotError,
+  type SnapshotSchema,
+  type SnapshotUpgradeStep,
+  type StoredSnapshot,
+} from "./snapshotUpgrade";
 export type * from "./types";
 export type * from "./snapshot";

@@ -49,6 +49,12 @@ function isConsumed(consumes: readonly ConsumedProperty[], featureId: string, pr
 }
 
 /**
+ * The limit an unlimited counter (a plan's `on` over another plan's metered setting) is read and consumed under: never
+ * reached, and the meter object's own ceiling (it clamps every limit to it).
+ */
+export const UNLIMITED_UNITS = Number.MAX_SAFE_INTEGER;
+
+/**
  * One request per property whose resolved setting is metered; `consume` only for the ones the surface consumes
  * (access checks pass no `consumes` and so only read). `prepared` is accepted for symmetry with the other stages;
  * the base states already point at their definitions.
@@ -60,6 +66,22 @@ export function meterRequestsFor(
   consumes: readonly ConsumedProperty[] = NOTHING_CONSUMED,
 ): MeterRequest[] {
   const requests: MeterRequest[] = [];
+  collectMeterRequests(base, storeId, consumes, requests, undefined);
+  return requests;
+}
+
+/**
+ * In one pass over the base states: the metered properties' requests into `limited`, and into `unlimited` (when
+ * given) one request per property a plan turns `on` over another plan's metered setting — its counter, under that
+ * setting's period and unique-resources rule, with no limit (UNLIMITED_UNITS), consumed when the surface consumes it.
+ */
+export function collectMeterRequests(
+  base: BaseFeatureStates,
+  storeId: string,
+  consumes: readonly ConsumedProperty[],
+  limited: MeterRequest[],
+  unlimited: MeterRequest[] | undefined,
+): void {
   for (let f = 0; f < base.length; f++) {
     const feature = base[f]!;
     const definitions = feature.definition.properties;
@@ -67,18 +89,27 @@ export function meterRequestsFor(
       const property = definitions[p]!;
       if (property.definition.type !== "enabled") continue;
       const state = feature.properties[property.slug];
-      if (state === undefined || state.type !== "enabled" || state.setting.kind !== "metered") continue;
+      if (state === undefined || state.type !== "enabled") continue;
       const setting = state.setting;
-      requests.push({
-        counterId: feature.definition.counterIds(storeId)[p]!,
-        limit: setting.limit,
-        period: setting.period,
-        uniqueResources: setting.uniqueResources,
-        consume: isConsumed(consumes, feature.featureId, property.slug),
-      });
+      if (setting.kind === "metered") {
+        limited.push({
+          counterId: feature.definition.counterIds(storeId)[p]!,
+          limit: setting.limit,
+          period: setting.period,
+          uniqueResources: setting.uniqueResources,
+          consume: isConsumed(consumes, feature.featureId, property.slug),
+        });
+      } else if (unlimited !== undefined && setting.kind === "on" && state.overriddenMeter !== undefined) {
+        unlimited.push({
+          counterId: feature.definition.counterIds(storeId)[p]!,
+          limit: UNLIMITED_UNITS,
+          period: state.overriddenMeter.period,
+          uniqueResources: state.overriddenMeter.uniqueResources,
+          consume: isConsumed(consumes, feature.featureId, property.slug),
+        });
+      }
     }
   }
-  return requests;
 }
 
 function creditCostOf(requests: readonly CreditRequest[] | undefined, creditId: string): number | undefined {
@@ -90,7 +121,9 @@ function creditCostOf(requests: readonly CreditRequest[] | undefined, creditId: 
 /**
  * The wire `FeatureStates`, keyed by feature slug, in snapshot order:
  * - `enabled` properties in meterable shape: on → hasAccess true; off → false; unassigned → the fallback's access
- *   with isFallback true; metered with a reading → every reading field and the reading's hasAccess; metered without
+ *   with isFallback true; on over another plan's metered setting with a reading of its counter → hasAccess true and
+ *   every reading field, `totalUnits`/`remainingUnits` under the overridden setting's limit (without a reading: plain
+ *   on, the meter cannot take unlimited access away); metered with a reading → every reading field and the reading's hasAccess; metered without
  *   a reading (the meter failed, or answered without this counter) → the property's `onMeterFailure`
  *   ('open' grants, 'closed' denies) with isFallback true.
  * - `credits` properties: `{type: "credits", creditId, hasAccess, isFallback: false, balance, cost, deductedInRequest,
@@ -155,7 +188,11 @@ export function renderFeatures(
       const counterId = counterIds[p]!;
       const setting = state.setting;
       if (setting.kind !== "metered") {
-        properties[property.slug] = { type: "meterable", counterId, hasAccess: setting.kind === "on", isFallback: state.isFallback };
+        const unlimitedReading = setting.kind === "on" && state.overriddenMeter !== undefined ? usable?.get(counterId) : undefined;
+        properties[property.slug] =
+          unlimitedReading === undefined
+            ? { type: "meterable", counterId, hasAccess: setting.kind === "on", isFallback: state.isFallback }
+            : unlimitedProperty(counterId, unlimitedReading, state.overriddenMeter!.limit);
         continue;
       }
       const reading = usable?.get(counterId);
@@ -185,6 +222,31 @@ export function renderFeatures(
     features[feature.featureSlug] = rendered;
   }
   return features;
+}
+
+/**
+ * An unlimited property with its counter's reading: the metered field set, access granted whatever the counter says
+ * (even when the surface's all-or-nothing consumption was refused for another counter). `totalUnits` and
+ * `remainingUnits` are those of the metered setting the `on` overrides — what the user would have without the higher
+ * plan, as the commercial product reports them (a Premium user past the Registered limit reads `remainingUnits: 0`,
+ * `hasAccess: true`).
+ */
+function unlimitedProperty(counterId: string, reading: MeterReading, overriddenLimit: number): MeterableProperty {
+  return {
+    type: "meterable",
+    counterId,
+    hasAccess: true,
+    isFallback: false,
+    consumedUnits: reading.consumedUnits,
+    remainingUnits: Math.max(0, overriddenLimit - reading.consumedUnits),
+    totalUnits: overriddenLimit,
+    periodStart: reading.periodStart,
+    uniqueResources: reading.uniqueResources,
+    resourceIdUsed: reading.resourceIdUsed,
+    consumedInRequest: reading.consumedInRequest,
+    consumedUnitsInRequest: reading.consumedUnitsInRequest,
+    excessUnitsInRequest: reading.excessUnitsInRequest,
+  };
 }
 
 export interface DenialScope {
@@ -224,7 +286,8 @@ export function denials(features: FeatureStates, { metered, only }: DenialScope 
       if (only !== undefined && !only.some((entry) => entry.featureSlug === featureSlug && entry.property === property)) continue;
       let reason: DenialReason;
       if (state.type === "credits") reason = state.reason ?? (state.isFallback ? "meter_unavailable" : "limit_reached");
-      else if (state.totalUnits !== undefined) reason = "limit_reached";
+      // Readings of a counter the decision sent without a limit (a plan's `on` over a metered setting) are not a limit.
+      else if (state.totalUnits !== undefined && (metered === undefined || metered.has(state.counterId))) reason = "limit_reached";
       else if (state.isFallback && metered?.has(state.counterId)) reason = "meter_unavailable";
       else reason = state.isFallback ? "fallback" : "off";
       denied.push({ featureSlug, property, reason });

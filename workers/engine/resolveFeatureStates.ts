@@ -12,12 +12,14 @@
  *   metered settings (creditsOrderKey).
  * Every order is total over distinct values, so the winner never depends on the order of the plans.
  * A property that no provisioned plan sets takes its fallback, marked `isFallback: true`.
+ * An `enabled` property that a plan turns `on` over another plan's metered setting remembers the best such setting
+ * (`overriddenMeter`): unlimited access, but a counter that keeps counting.
  *
  * The winners' states are the frozen objects prepareSnapshot built, so resolution allocates one properties record
- * and one state object per feature and nothing per property.
+ * and one state object per feature and nothing per property (but an `on` over a metered setting, one state).
  */
 import type { PlanPropertyEntry, PreparedFeature, PreparedPlan, PreparedSnapshot } from "./prepare";
-import type { BaseFeatureState, BasePropertyState } from "./types";
+import type { BaseFeatureState, BasePropertyState, MeteredSetting } from "./types";
 
 /** A base feature state that also points at its prepared definition, which rendering and metering need. */
 export interface ResolvedFeatureState extends BaseFeatureState {
@@ -62,11 +64,22 @@ export function resolveFeatureState(feature: PreparedFeature, plans: readonly Pr
   for (let p = 0; p < definitions.length; p++) {
     const property = definitions[p]!;
     let best: PlanPropertyEntry | undefined;
+    // The highest metered setting among the plans, for an `on` that beats it (see BasePropertyState.overriddenMeter).
+    let metered: MeteredSetting | undefined;
+    let meteredKey = Number.NEGATIVE_INFINITY;
     for (let i = 0; i < plans.length; i++) {
       const entry = plans[i]!.entries[featureIndex]?.[p];
-      if (entry !== undefined && (best === undefined || wins(entry, best, property.direction, property.comparesStrings))) best = entry;
+      if (entry === undefined) continue;
+      if (best === undefined || wins(entry, best, property.direction, property.comparesStrings)) best = entry;
+      const state = entry.state;
+      if (state.type === "enabled" && state.setting.kind === "metered" && entry.orderKey > meteredKey) {
+        metered = state.setting;
+        meteredKey = entry.orderKey;
+      }
     }
-    properties[property.slug] = best === undefined ? property.fallbackState : best.state;
+    let resolved = best === undefined ? property.fallbackState : best.state;
+    if (metered !== undefined && resolved.type === "enabled" && resolved.setting.kind === "on") resolved = Object.freeze({ ...resolved, overriddenMeter: metered });
+    properties[property.slug] = resolved;
   }
   return { featureId: feature.id, featureSlug: feature.slug, properties, definition: feature };
 }

@@ -89,6 +89,8 @@ export interface SnapshotWorkflow {
   triggers?: string[];
   required: boolean;
   deadlineMs?: number;
+  /** CPU limit of one call (ms), as configured; absent means the type's default (workflows/runner.ts). */
+  cpuMs?: number;
 }
 
 export interface ConfigSnapshot {

@@ -50,9 +50,22 @@ export type { AutoAssignCategory, Period };
 // ---------------------------------------------------------------------------------------------------------------
 // Feature state
 
+/** A metered `enabled` setting: a limit per period. */
+export type MeteredSetting = Extract<import("./snapshot").EnabledSetting, { kind: "metered" }>;
+
 /** The stacked, conflict-resolved value of one property before meters are read. */
 export type BasePropertyState =
-  | { type: "enabled"; setting: import("./snapshot").EnabledSetting; isFallback: boolean }
+  | {
+      type: "enabled";
+      setting: import("./snapshot").EnabledSetting;
+      isFallback: boolean;
+      /**
+       * Set when a plan's `on` beats a metered setting another of the identity's plans gives (the best of them): the
+       * access is unlimited, but its counter keeps counting in that setting's period and unique-resources rule, so
+       * the readings are reported and a later downgrade starts from the true usage.
+       */
+      overriddenMeter?: MeteredSetting;
+    }
   | { type: "boolean"; value: boolean; isFallback: boolean }
   | { type: "number"; value: number; isFallback: boolean }
   | { type: "string"; value: string; isFallback: boolean }

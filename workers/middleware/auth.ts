@@ -1,15 +1,17 @@
 /**
- * Authentication: `Authorization: Bearer <key>` with an environment's API key, or the operator token (a wrangler
- * secret) for operator routes. The operator picks an organization with the `X-Organization-Id` header.
+ * Authentication: `Authorization: Bearer <key>` with an environment's API key, an organization key (`ok_…`, admin
+ * routes only), or the operator token (a wrangler secret). The operator picks an organization with the
+ * `X-Organization-Id` header. Which of them may take which admin action is middleware/permissions.ts.
  */
 import { createMiddleware } from "hono/factory";
 import type { AppEnv, AuthContext } from "../context";
 import { ApiError } from "../errors";
 import { timingSafeEqual } from "../lib/crypto";
-import { lookupApiKey, lookupEnvironment } from "../services/tenantCache";
+import { parseOrganizationKey } from "../services/organizationKeys";
+import { lookupApiKey, lookupEnvironment, lookupOrganizationKey } from "../services/tenantCache";
 import { getOrganization } from "../services/tenancy";
 
-type Allowed = "operator" | "secret" | "publishable";
+export type Allowed = "operator" | "organization" | "secret" | "publishable";
 
 export function bearerToken(header: string | undefined): string | null {
   if (!header) return null;
@@ -28,10 +30,24 @@ export async function authenticate(env: Env, token: string | null, allowed: read
     }
     return { kind: "operator", organizationId };
   }
+  if (parseOrganizationKey(token)) {
+    const key = await lookupOrganizationKey(env.DB, token);
+    if (!key) throw new ApiError("invalid_api_key", "Invalid API key");
+    if (!allowed.includes("organization")) {
+      throw new ApiError(
+        "forbidden",
+        allowed.includes("publishable")
+          ? "Organization keys (ok_…) are admin credentials: this operation needs an environment's key (sk_… or pk_…)"
+          : "This operation needs the operator token",
+      );
+    }
+    return { kind: "organizationKey", key, organizationId: key.organizationId };
+  }
   const key = await lookupApiKey(env.DB, token);
   if (!key) throw new ApiError("invalid_api_key", "Invalid API key");
   if (!allowed.includes(key.type)) {
-    throw new ApiError("forbidden", key.type === "publishable" ? "This operation needs a secret key (sk_…)" : "This operation needs the operator token");
+    const needed = allowed.includes("organization") ? "an organization key (ok_…) or a secret key (sk_…)" : "a secret key (sk_…)";
+    throw new ApiError("forbidden", key.type === "publishable" ? `This operation needs ${needed}` : "This operation needs the operator token");
   }
   const environment = await lookupEnvironment(env.DB, key.environmentId);
   if (!environment) throw new ApiError("invalid_api_key", "Invalid API key");
@@ -47,7 +63,7 @@ export function requireAuth(...allowed: Allowed[]) {
 
 /** The organization an admin request acts on. */
 export function organizationOf(auth: AuthContext): string {
-  if (auth.kind === "key") return auth.organizationId;
+  if (auth.kind !== "operator") return auth.organizationId;
   if (!auth.organizationId) throw new ApiError("bad_request", "The operator token acts on one organization at a time: send X-Organization-Id");
   return auth.organizationId;
 }

@@ -8,7 +8,12 @@ export function registerDocs(app: OpenAPIHono<AppEnv>): void {
   app.openAPIRegistry.registerComponent("securitySchemes", "Bearer", {
     type: "http",
     scheme: "bearer",
-    description: "An environment's API key (sk_… or pk_…), or the operator token for operator routes",
+    description: "An environment's API key (sk_… or pk_…), an organization key (ok_…, admin routes), or the operator token",
+  });
+  // /docs renders this document from a sandboxed (opaque-origin) page, so its fetch is cross-origin.
+  app.use("/openapi.json", async (c, next) => {
+    await next();
+    c.header("Access-Control-Allow-Origin", "*");
   });
   app.doc31("/openapi.json", (c) => ({
     openapi: "3.1.0",
@@ -19,7 +24,13 @@ export function registerDocs(app: OpenAPIHono<AppEnv>): void {
     },
     servers: [{ url: new URL(c.req.url).origin }],
   }));
-  app.get("/docs", (c) => c.html(REFERENCE_PAGE));
+  // The page runs script on the platform's origin, which tenants' endpoints share: sandboxed into an opaque origin like
+  // every other page here, its script could never send same-origin requests (endpoints trust a same-origin marker
+  // header that browsers cannot send cross-origin). 
+  app.get("/docs", (c) => {
+    c.header("Content-Security-Policy", "sandbox allow-scripts");
+    return c.html(REFERENCE_PAGE);
+  });
 }
 
 const REFERENCE_PAGE = `<!doctype html>

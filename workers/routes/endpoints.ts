@@ -3,7 +3,7 @@ import { z, type OpenAPIHono } from "@hono/zod-openapi";
 import { bodyLimit } from "hono/body-limit";
 import type { AppEnv } from "../context";
 import { ApiError, errorResponses } from "../errors";
-import { MAX_ENDPOINT_BODY_BYTES, runEndpointWorkflow } from "../decision/endpoint";
+import { MAX_ENDPOINT_BODY_BYTES, PROXY_VERSION_HEADER, runEndpointWorkflow } from "../decision/endpoint";
 import { transportOf } from "./transport";
 
 const PATH = "/api/v1/envs/{environmentId}/endpoints/{path}";
@@ -22,6 +22,7 @@ export function registerEndpointRoutes(app: OpenAPIHono<AppEnv>): void {
       request: c.req.raw,
       key: c.req.header("x-mos-key"),
       userJwt: c.req.header("x-mos-user-jwt"),
+      proxyVersion: c.req.header(PROXY_VERSION_HEADER),
       transport: transportOf(c),
     }),
   );
@@ -35,11 +36,17 @@ export function registerEndpointRoutes(app: OpenAPIHono<AppEnv>): void {
       summary: "Run the endpoint workflow bound to this path",
       description:
         "Any method. Access per endpoint: none, publishable (a publishable or secret key of this environment) or secret, sent in `X-MOS-Key`. " +
-        "`X-MOS-User-Jwt` optionally identifies the user (verified with the environment's auth methods). The workflow's Response is returned as is; " +
-        "a failing workflow answers 531. Bodies up to 1 MiB.",
+        "`X-MOS-User-Jwt` optionally identifies the user (verified with the environment's auth methods). The workflow's Response is returned whole, " +
+        "its cookies confined to this environment's endpoints and rendered sandboxed (the origin is shared), unless the call comes through the customer's " +
+        "own proxy, marked with `X-MOS-Proxy-Version` (a CORS preflight asking for it is refused, so no browser sends it). A failing workflow answers 531, and so does a " +
+        "response over 1 MiB, over 100 headers or 32 KiB of them, or not complete within the workflow's deadline. Request bodies up to 1 MiB.",
       request: {
         params: z.object({ environmentId: z.string(), path: z.string().openapi({ description: "the endpoint's path; may contain slashes" }) }),
-        headers: z.object({ "x-mos-key": z.string().optional(), "x-mos-user-jwt": z.string().optional() }),
+        headers: z.object({
+          "x-mos-key": z.string().optional(),
+          "x-mos-user-jwt": z.string().optional(),
+          "x-mos-proxy-version": z.string().optional().openapi({ description: "set by the customer's own server-side proxy: the response is the customer's site's, unconfined" }),
+        }),
       },
       responses: { 200: { description: "Whatever the workflow returns" }, ...errorResponses(401, 403, 404, 413, 531) },
     });

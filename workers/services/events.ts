@@ -5,7 +5,8 @@ import { sha256Hex } from "../lib/crypto";
 import { newId, nowIso } from "../lib/ids";
 import { utf8ByteLength } from "../lib/json";
 
-export type EventKind = "access_check" | "surface_decision" | "counter_update" | "admin" | "endpoint";
+/** `action_failed`: one failed run of an action workflow (queue consumer), with its attempt and whether it is retried. */
+export type EventKind = "access_check" | "surface_decision" | "counter_update" | "admin" | "endpoint" | "action_failed";
 
 export interface EventInput {
   id?: string;

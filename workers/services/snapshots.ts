@@ -9,7 +9,10 @@ import { ApiError } from "../errors";
 import { loadSnapshot } from "./versions";
 
 export interface SnapshotStore {
-  /** The prepared snapshot of a version; 404 when the version does not exist. */
+  /**
+   * The prepared snapshot of a version (upgraded from an older snapshot schema when needed); 404 when the version does
+   * not exist, 503 `version_unreadable` when this build cannot read it. Neither is remembered: the next call asks again.
+   */
   get(db: D1Database, versionId: string): Promise<PreparedSnapshot>;
   readonly size: number;
 }

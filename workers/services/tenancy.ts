@@ -4,6 +4,7 @@
 import { EMPTY_DOCUMENT } from "../../schema/config";
 import { newId, nowIso } from "../lib/ids";
 import { createApiKey, type CreatedKey } from "./apiKeys";
+import { createOrganizationKey, type CreatedOrganizationKey } from "./organizationKeys";
 
 export type EnvironmentType = "preview" | "production";
 
@@ -52,9 +53,14 @@ export interface CreatedOrganization {
   organization: Organization;
   environments: Environment[];
   keys: CreatedKey[];
+  /** One `admin` organization key: the credential for work across environments (configuration, deploys, keys). */
+  organizationKeys: CreatedOrganizationKey[];
 }
 
-/** Creates the organization, its `preview` and `live` environments, an empty draft and one key pair per environment, in one batch. */
+/**
+ * Creates the organization, its `preview` and `live` environments, an empty draft, one key pair per environment and
+ * an admin organization key, in one batch.
+ */
 export async function createOrganization(db: D1Database, name: string): Promise<CreatedOrganization> {
   const createdAt = nowIso();
   const organization: Organization = { id: newId("org"), name, createdAt };
@@ -71,6 +77,7 @@ export async function createOrganization(db: D1Database, name: string): Promise<
       keyStatements.push(created.statement);
     }
   }
+  const adminKey = await createOrganizationKey(db, { organizationId: organization.id, role: "admin", name: "Default admin key" });
   await db.batch([
     db.prepare("INSERT INTO organizations (id, name, created_at) VALUES (?, ?, ?)").bind(organization.id, name, createdAt),
     ...environments.map((environment) => insertEnvironment(db, environment)),
@@ -78,8 +85,9 @@ export async function createOrganization(db: D1Database, name: string): Promise<
       .prepare("INSERT INTO drafts (organization_id, document, revision, updated_at) VALUES (?, ?, 0, ?)")
       .bind(organization.id, JSON.stringify(EMPTY_DOCUMENT), createdAt),
     ...keyStatements,
+    adminKey.statement,
   ]);
-  return { organization, environments, keys };
+  return { organization, environments, keys, organizationKeys: [adminKey.key] };
 }
 
 function insertEnvironment(db: D1Database, environment: Environment): D1PreparedStatement {

@@ -1,11 +1,13 @@
 /**
- * Per-isolate caches of what every request needs before it can decide: which key is this, and which version does
- * its environment serve. Entries live briefly (a revoked key or a new deployment reaches other isolates within the
- * TTL) and the writes of this isolate invalidate its own entries at once.
+ * Per-isolate caches of what every request needs before it can decide: which key is this (an environment's API key
+ * or an organization key), and which version does its environment serve. Entries live briefly (a revoked key or a
+ * new deployment reaches other isolates within the TTL) and the writes of this isolate invalidate its own entries at
+ * once.
  */
 import { LRUCache } from "lru-cache";
 import { EXPIRE_ON_READ } from "../lib/cacheExpiry";
 import { findActiveKeyByHash, hashApiKey, parseApiKey, type ApiKeyInfo } from "./apiKeys";
+import { findActiveOrganizationKeyByHash, parseOrganizationKey, type OrganizationKeyInfo } from "./organizationKeys";
 import { getEnvironment, type Environment } from "./tenancy";
 
 const KEY_TTL_MS = 30_000;
@@ -14,6 +16,8 @@ const ENVIRONMENT_TTL_MS = 5_000;
 // A miss of a well-formed key is cached too (as `{ key: null }`: lru-cache holds no null values), so a flood of
 // requests with a bad key costs one query per TTL; the key format bounds each entry's size.
 const keysByRawKey = new LRUCache<string, { key: ApiKeyInfo | null }>({ max: 10_000, ttl: KEY_TTL_MS, ...EXPIRE_ON_READ });
+// Organization keys the same way, with the same TTL: a revocation reaches every isolate within it.
+const organizationKeysByRawKey = new LRUCache<string, { key: OrganizationKeyInfo | null }>({ max: 10_000, ttl: KEY_TTL_MS, ...EXPIRE_ON_READ });
 const environmentsById = new LRUCache<string, { environment: Environment | null }>({ max: 10_000, ttl: ENVIRONMENT_TTL_MS, ...EXPIRE_ON_READ });
 
 /**
@@ -36,6 +40,18 @@ export async function lookupApiKey(db: D1Database, rawKey: string): Promise<ApiK
   return info;
 }
 
+export async function lookupOrganizationKey(db: D1Database, rawKey: string): Promise<OrganizationKeyInfo | null> {
+  const parsed = parseOrganizationKey(rawKey);
+  if (!parsed) return null;
+  const cached = organizationKeysByRawKey.get(rawKey);
+  if (cached) return cached.key && revokedKeyIds.has(cached.key.id) ? null : cached.key;
+  const found = await findActiveOrganizationKeyByHash(db, await hashApiKey(rawKey));
+  const info = found && found.organizationId === parsed.organizationId ? found : null;
+  if (info && revokedKeyIds.has(info.id)) return null;
+  organizationKeysByRawKey.set(rawKey, { key: info });
+  return info;
+}
+
 export async function lookupEnvironment(db: D1Database, environmentId: string): Promise<Environment | null> {
   const cached = environmentsById.get(environmentId);
   if (cached) return cached.environment;
@@ -44,9 +60,9 @@ export async function lookupEnvironment(db: D1Database, environmentId: string): 
   return environment;
 }
 
-/** Entries in the key cache (for tests of its bounds). */
+/** Entries in the key caches (for tests of their bounds). */
 export function cachedKeyCount(): number {
-  return keysByRawKey.size;
+  return keysByRawKey.size + organizationKeysByRawKey.size;
 }
 
 function forgetKeysWhere(matches: (key: ApiKeyInfo) => boolean): void {
@@ -55,9 +71,12 @@ function forgetKeysWhere(matches: (key: ApiKeyInfo) => boolean): void {
   for (const rawKey of doomed) keysByRawKey.delete(rawKey);
 }
 
+/** Forgets a revoked or rotated key, an environment's or an organization's (their ids never collide). */
 export function forgetKey(keyId: string): void {
   revokedKeyIds.set(keyId, true);
   forgetKeysWhere((key) => key.id === keyId);
+  const doomed = [...organizationKeysByRawKey.entries()].filter(([, { key }]) => key?.id === keyId).map(([rawKey]) => rawKey);
+  for (const rawKey of doomed) organizationKeysByRawKey.delete(rawKey);
 }
 
 export function forgetEnvironment(environmentId: string, { withKeys = false } = {}): void {

@@ -1,9 +1,9 @@
 /**
  * Versions (immutable compiled snapshots of the draft) and deployments (which version an environment serves).
  */
-import { ConfigDocument } from "../../schema/config";
 import { compileSnapshot } from "../config/compile";
-import { SNAPSHOT_SCHEMA_VERSION, type ConfigSnapshot } from "../engine/snapshot";
+import type { ConfigSnapshot } from "../engine/snapshot";
+import { SNAPSHOT_SCHEMA, UnreadableSnapshotError, upgradeSnapshot, type SnapshotSchema } from "../engine/snapshotUpgrade";
 import { ApiError } from "../errors";
 import { isUniqueConstraintError } from "../lib/d1Errors";
 import { newId, nowIso } from "../lib/ids";
@@ -19,7 +19,11 @@ export interface VersionInfo {
 }
 
 export interface Version extends VersionInfo {
-  document: ConfigDocument;
+  /**
+   * The document exactly as it was frozen. It is not validated again: rules that tightened since (schema/config.ts)
+   * must not make an immutable version unreadable — only the draft is held to today's rules.
+   */
+  document: Record<string, unknown>;
 }
 
 interface VersionRow {
@@ -97,24 +101,56 @@ export async function getVersion(db: D1Database, organizationId: string, id: str
     .prepare("SELECT id, organization_id, number, description, created_at, document FROM versions WHERE id = ? AND organization_id = ?")
     .bind(id, organizationId)
     .first<VersionRow>();
-  return row ? { ...toInfo(row), document: ConfigDocument.parse(JSON.parse(row.document!)) } : null;
+  if (!row) return null;
+  const document = parseStored(row.document!);
+  return { ...toInfo(row), document: isRecord(document) ? document : {} };
+}
+
+/** Stored JSON; a row that is not JSON at all (written by hand) reads as nothing rather than failing the reader. */
+function parseStored(json: string): unknown {
+  try {
+    return JSON.parse(json) as unknown;
+  } catch {
+    return undefined;
+  }
 }
 
 /**
- * A version's compiled snapshot. The engine reads it as the shape of `SNAPSHOT_SCHEMA_VERSION`; a snapshot compiled
- * under another schema (by another build of the platform) would be misread, so it is refused instead.
+ * The schema stored snapshots are read into: this build's. A test-only seam replaces it
+ * (`readSnapshotsWithSchemaForTests`) to run a synthetic older schema and its upgrade step through the real routes
+ * before a second schema exists; nothing else changes it.
+ */
+let snapshotSchema: SnapshotSchema = SNAPSHOT_SCHEMA;
+
+/** Tests only: read snapshots with `schema` until the returned function restores this build's. */
+export function readSnapshotsWithSchemaForTests(schema: SnapshotSchema): () => void {
+  snapshotSchema = schema;
+  return () => {
+    snapshotSchema = SNAPSHOT_SCHEMA;
+  };
+}
+
+/**
+ * A version's compiled snapshot, upgraded to the schema this build reads (engine/snapshotUpgrade.ts): a version
+ * compiled by an older build is served as it was frozen. One this build cannot read — a newer schema, or a row that is
+ * not a snapshot — is a 503 `version_unreadable` naming the version (deploy and rollback turn it into a 409).
  */
 export async function loadSnapshot(db: D1Database, versionId: string): Promise<ConfigSnapshot | null> {
   const row = await db.prepare("SELECT snapshot FROM versions WHERE id = ?").bind(versionId).first<{ snapshot: string }>();
   if (!row) return null;
-  const snapshot = JSON.parse(row.snapshot) as { schemaVersion?: unknown };
-  if (snapshot.schemaVersion !== SNAPSHOT_SCHEMA_VERSION) {
-    throw new ApiError(
-      "internal_error",
-      `Version ${versionId} was compiled with snapshot schema ${String(snapshot.schemaVersion ?? "(none)")}, which this build of the platform cannot read (it reads schema ${SNAPSHOT_SCHEMA_VERSION}): create a new version from the draft and deploy it`,
-    );
+  try {
+    return upgradeSnapshot(parseStored(row.snapshot), snapshotSchema);
+  } catch (error) {
+    if (error instanceof UnreadableSnapshotError) throw versionUnreadable(versionId, error.message);
+    throw error;
   }
-  return snapshot as ConfigSnapshot;
+}
+
+function versionUnreadable(versionId: string, reason: string): ApiError {
+  return new ApiError(
+    "version_unreadable",
+    `Version ${versionId} cannot be read by this build of the platform: ${reason}. Deploy a version this build reads (create one from the draft), or finish the platform's rollout`,
+  );
 }
 
 // ---------------------------------------------------------------------------------------------------------------

@@ -2,9 +2,10 @@
  * The queue consumer of triggers: for each message, runs every action workflow of the message's version that
  * listens to its trigger, with `{trigger, payload, env, utils}` (utils scoped to the message's organization, the
  * environment's user data store and the identifier). A message is acked when all its actions succeeded and retried
- * otherwise; after `max_retries` (wrangler.toml) the queue moves it to the dead-letter queue. Delivery is
- * at-least-once and a retry re-runs every action of the message, so actions should be idempotent. `utils.counters`
- * enforce the limits the firing request resolved for the user (carried in the message).
+ * otherwise; every failed run is an `action_failed` event, and a message still failing on its last attempt is kept
+ * as a dead letter (listed and retried through the admin API; see below). Delivery is at-least-once and a retry
+ * re-runs every action of the message, so actions should be idempotent. `utils.counters` enforce the limits the
+ * firing request resolved for the user (carried in the message).
  */
 import { preparedSnapshotFor } from "../services/snapshots";
 import type { PreparedSnapshot } from "../engine/prepare";
@@ -17,7 +18,19 @@ import type { WorkflowOutcome } from "./runner";
 import { scopedUtils } from "./scopedUtils";
 import { createMeterClient, meterDeadlineOf } from "../../durable-objects/meter/client";
 import { selectWorkflowRunner } from "./select";
-import { enqueueTriggers, type TriggerMessage } from "./triggers";
+import { enqueueTriggers, MAX_MESSAGE_BYTES, type TriggerMessage } from "./triggers";
+import { ApiError } from "../errors";
+import { jsonByteLength } from "../lib/json";
+import { insertEvent } from "../services/events";
+import {
+  boundedText,
+  deadLetterIdOf,
+  getDeadLetter,
+  markDeadLetterRetried,
+  storeDeadLetter,
+  unmarkDeadLetterRetried,
+  type DeadLetter,
+} from "../services/deadLetters";
 
 /** Actions run off the request path, so their default deadline is longer than the 50 ms of synchronous workflows. */
 export const DEFAULT_ACTION_DEADLINE_MS = 5_000;
@@ -70,31 +83,195 @@ export async function runActions(env: Env, ctx: ExecutionContext, message: Trigg
   return results;
 }
 
+// ---------------------------------------------------------------------------------------------------------------
+// The queue side. wrangler.toml configures both consumers; test/integration/workflows/dead-letters.test.ts keeps
+// these constants equal to it.
+//
+// Where dead letters come from: the consumer stores a message as a dead letter itself on its last attempt — only it
+// knows which workflows failed and why — and acks it once stored. What it could not store (D1 refused the write, or
+// the invocation died: a CPU or memory limit, a crash) it cannot ack, so the queue moves it to the dead-letter queue,
+// whose consumer (handleDeadLetterBatch) stores it with what the message itself says. Either way a message that ran
+// out of retries ends up in D1, never silently gone; a dead-letter queue alone would lose the why, the consumer alone
+// would lose what it never got to write.
+
+export const TRIGGER_QUEUE = "edge-monetization-triggers";
+/** `max_retries` of the trigger queue's consumer: a message is delivered at most this many times plus one. */
+export const TRIGGER_MAX_RETRIES = 3;
+export const DEAD_LETTER_QUEUE = "edge-monetization-triggers-dlq";
+/** `max_retries` of the dead-letter queue's consumer: with its `retry_delay`, how long D1 may be down before a dead letter is only logged. */
+export const DEAD_LETTER_MAX_RETRIES = 10;
+
+/** Events written for one failed attempt of a message, at most (one per failed run). */
+const MAX_FAILURE_EVENTS = 50;
+
+type FailedRun = { workflow: string; outcome: Extract<WorkflowOutcome, { ok: false }> };
+const isFailedRun = (result: ActionResult): result is FailedRun => !result.outcome.ok;
+
 export async function handleTriggerBatch(batch: MessageBatch<TriggerMessage>, env: Env, ctx: ExecutionContext): Promise<void> {
   for (const message of batch.messages) {
+    const lastAttempt = message.attempts > TRIGGER_MAX_RETRIES;
+    let failed: FailedRun[];
     try {
       const results = await runActions(env, ctx, message.body);
-      const failed = results.filter((result) => !result.outcome.ok);
-      for (const result of results) {
-        const { outcome } = result;
-        console.log(
-          JSON.stringify({
-            event: "action_workflow",
-            environmentId: message.body.environmentId,
-            trigger: message.body.trigger,
-            workflow: result.workflow,
-            ok: outcome.ok,
-            attempts: message.attempts,
-            durationMs: Math.round(outcome.durationMs),
-            ...(outcome.ok ? {} : { kind: outcome.kind, error: outcome.error }),
-          }),
-        );
-      }
-      if (failed.length > 0) message.retry();
-      else message.ack();
+      logRuns(message, results);
+      failed = results.filter(isFailedRun);
     } catch (error) {
+      // No action ran (D1 or the version was unavailable): nothing to record but the dead letter of the last attempt.
       console.error("trigger message failed", message.id, error);
-      message.retry();
+      if (lastAttempt && (await keptAsDeadLetter(env.DB, message, [], "the platform could not run the action workflows (a dependency was unavailable)"))) message.ack();
+      else message.retry();
+      continue;
     }
+    if (failed.length === 0) {
+      message.ack();
+      continue;
+    }
+    // Acked only once everything is on record; a failed write leaves the message to the queue's retries.
+    const recorded = await recordFailedRuns(env.DB, message, failed, lastAttempt);
+    if (lastAttempt && recorded && (await keptAsDeadLetter(env.DB, message, failed.map((run) => run.workflow), lastErrorOf(failed)))) message.ack();
+    else message.retry();
   }
+}
+
+function logRuns(message: Message<TriggerMessage>, results: ActionResult[]): void {
+  for (const result of results) {
+    const { outcome } = result;
+    console.log(
+      JSON.stringify({
+        event: "action_workflow",
+        environmentId: message.body.environmentId,
+        trigger: message.body.trigger,
+        workflow: result.workflow,
+        ok: outcome.ok,
+        attempts: message.attempts,
+        durationMs: Math.round(outcome.durationMs),
+        ...(outcome.ok ? {} : { kind: outcome.kind, error: outcome.error }),
+      }),
+    );
+  }
+}
+
+/**
+ * One `action_failed` event per failed run, with the customer's error text (events are read with admin
+ * credentials) and what becomes of the message: `retrying`, or `dead_lettered` on the last attempt. False when D1
+ * did not take them.
+ */
+async function recordFailedRuns(db: D1Database, message: Message<TriggerMessage>, failed: FailedRun[], lastAttempt: boolean): Promise<boolean> {
+  const { body } = message;
+  const deadLetterId = lastAttempt ? await deadLetterIdOf(body.environmentId, message.id) : undefined;
+  try {
+    await Promise.all(
+      failed.slice(0, MAX_FAILURE_EVENTS).map(({ workflow, outcome }) =>
+        insertEvent(db, {
+          organizationId: body.organizationId,
+          environmentId: body.environmentId,
+          kind: "action_failed",
+          identifier: body.identifier,
+          outcome: "failed",
+          record: {
+            workflows: [{ slug: workflow, type: "action", ok: false, kind: outcome.kind, error: boundedText(outcome.error), durationMs: Math.round(outcome.durationMs) }],
+            trigger: body.trigger,
+            attempt: message.attempts,
+            maxAttempts: TRIGGER_MAX_RETRIES + 1,
+            state: lastAttempt ? "dead_lettered" : "retrying",
+            ...(deadLetterId ? { deadLetterId } : {}),
+            ...(failed.length > 1 ? { failedRuns: failed.length } : {}),
+            queueMessageId: message.id,
+            versionId: body.versionId,
+            firedAt: body.firedAt,
+            ...(body.retryOf ? { retryOf: body.retryOf } : {}),
+          },
+        }),
+      ),
+    );
+    return true;
+  } catch (error) {
+    console.error(JSON.stringify({ event: "action_failure_not_recorded", queueMessageId: message.id, environmentId: body.environmentId, trigger: body.trigger, attempts: message.attempts, error: String(error) }));
+    return false;
+  }
+}
+
+function lastErrorOf(failed: FailedRun[]): string {
+  const [first] = failed;
+  if (!first) return "";
+  const more = failed.length > 1 ? ` (and ${failed.length - 1} more failed workflow${failed.length > 2 ? "s" : ""})` : "";
+  return `${first.workflow} (${first.outcome.kind}): ${boundedText(first.outcome.error)}${more}`;
+}
+
+/** Stores the message as a dead letter (bounded, see storableMessage); false when D1 did not take it. */
+async function keptAsDeadLetter(db: D1Database, message: Message<TriggerMessage>, workflows: string[], lastError: string, attempts = message.attempts): Promise<boolean> {
+  const { body } = message;
+  const { stored, truncated } = storableMessage(body);
+  try {
+    await storeDeadLetter(db, {
+      organizationId: body.organizationId,
+      environmentId: body.environmentId,
+      queueMessageId: message.id,
+      trigger: body.trigger,
+      identifier: body.identifier ?? null,
+      message: stored as unknown as Record<string, unknown>,
+      messageTruncated: truncated,
+      workflows,
+      lastError,
+      attempts,
+    });
+    return true;
+  } catch (error) {
+    console.error(JSON.stringify({ event: "dead_letter_not_stored", queueMessageId: message.id, environmentId: body.environmentId, trigger: body.trigger, attempts: message.attempts, error: String(error) }));
+    return false;
+  }
+}
+
+/**
+ * The message as a dead letter keeps it: whole when it fits a queue message (which any message the queue delivered
+ * does), else without the counter limits (as enqueueTriggers drops them), else without its payload — kept for the
+ * record, but then it can no longer be retried.
+ */
+function storableMessage(body: TriggerMessage): { stored: TriggerMessage; truncated: boolean } {
+  if (jsonByteLength(body) <= MAX_MESSAGE_BYTES) return { stored: body, truncated: false };
+  const { counters: _dropped, ...withoutCounters } = body;
+  if (jsonByteLength(withoutCounters) <= MAX_MESSAGE_BYTES) return { stored: withoutCounters, truncated: false };
+  return { stored: { ...withoutCounters, payload: null }, truncated: true };
+}
+
+/**
+ * The dead-letter queue's consumer: a message there is one the trigger consumer could not keep on its last attempt
+ * (see above). It is stored with what it says — which workflows failed and why were not recorded — and never run.
+ */
+export async function handleDeadLetterBatch(batch: MessageBatch<TriggerMessage>, env: Env): Promise<void> {
+  for (const message of batch.messages) {
+    const lastError = "the trigger queue dead-lettered this message after its last attempt, without a record of why (see the action_failed events and the logs)";
+    if (await keptAsDeadLetter(env.DB, message, [], lastError, TRIGGER_MAX_RETRIES + 1)) {
+      message.ack();
+      continue;
+    }
+    // Past the dead-letter queue's own retries the message is deleted: the log line is all that is left of it.
+    if (message.attempts > DEAD_LETTER_MAX_RETRIES) console.error(JSON.stringify({ event: "dead_letter_lost", queueMessageId: message.id, message: message.body }));
+    message.retry();
+  }
+}
+
+/**
+ * Sends a dead letter's message to the trigger queue again and marks it retried. The message runs against the
+ * environment's deployed version: a fixed workflow, once deployed, is what runs. Retrying a dead letter twice is a
+ * 409 — its message is on its way already, and if it fails again it comes back as a new dead letter (`retryOf`).
+ */
+export async function retryDeadLetter(env: Env, environment: Environment, id: string): Promise<DeadLetter> {
+  const scope = { organizationId: environment.organizationId, environmentId: environment.id };
+  const existing = await getDeadLetter(env.DB, scope, id);
+  if (!existing) throw new ApiError("not_found", `Dead letter ${id} not found`);
+  if (existing.messageTruncated) throw new ApiError("conflict", `Dead letter ${id} cannot be retried: its payload was too large to keep`);
+  // The conditional update decides between concurrent retries: one sends, the others get the 409.
+  const marked = existing.state === "dead" ? await markDeadLetterRetried(env.DB, scope, id) : null;
+  if (!marked) throw new ApiError("conflict", `Dead letter ${id} was already retried`);
+  const original = marked.message as unknown as TriggerMessage;
+  const body: TriggerMessage = { ...original, versionId: environment.deployedVersionId ?? original.versionId, retryOf: id };
+  try {
+    await env.TRIGGERS.send(body, { contentType: "json" });
+  } catch (error) {
+    await unmarkDeadLetterRetried(env.DB, scope, id);
+    console.error(JSON.stringify({ event: "dead_letter_not_retried", deadLetterId: id, environmentId: environment.id, error: String(error) }));
+    throw new ApiError("upstream_error", "The trigger queue did not take the message: the dead letter is unchanged, retry later");
+  }
+  return marked;
 }

@@ -2,12 +2,16 @@
  * Workflow source (TypeScript) → the JavaScript module an isolate runs. Runs when a version is created, so a
  * syntax error fails the version with the workflow, line and column instead of surfacing at decision time.
  *
- * Two steps:
+ * Three steps:
  * 1. type stripping with sucrase (no type checking: customers type-check against the published .d.ts);
- * 2. an operation budget: every loop body and function body starts with a call to `__mosTick()`, imported from
- *    the harness as an immutable binding. workerd does not enforce CPU limits on dynamic isolates locally and
- *    `Date.now()` does not advance inside synchronous code, so a counter is the only reliable brake on
- *    `while (true) {}`. In production the platform's CPU limit applies as well.
+ * 2. a check of the syntax tree: a workflow is one self-contained module. It may not import anything (declarations,
+ *    re-exports, dynamic `import()`, `import.meta`), so the only module it reaches is the guard the compiler
+ *    imports for it, and it may not name `__mos…` identifiers, so it cannot shadow the tick;
+ * 3. an operation budget: every loop body and function body starts with a call to `__mosTick()`, imported from
+ *    the guard module as an immutable binding. The guard exports nothing else; the budget of each call is set by
+ *    the harness in a module the workflow cannot import (runner.ts). workerd does not enforce CPU limits on dynamic
+ *    isolates locally and `Date.now()` does not advance inside synchronous code, so a counter is the only reliable
+ *    brake on `while (true) {}` there. In production the call's `limits.cpuMs` applies as well.
  */
 import { parse, type Node } from "acorn";
 import { simple } from "acorn-walk";
@@ -46,9 +50,7 @@ export function compileWorkflowSource(slug: string, source: string): string {
   } catch (error) {
     throw toCompileError(slug, error as LocatedError);
   }
-  if (/\b__mos[A-Z_]/.test(javascript)) {
-    throw new WorkflowCompileError(slug, 1, 1, "identifiers starting with __mos are reserved for the platform");
-  }
+  refuseOutsideReach(slug, ast);
   const output = new MagicString(javascript);
   const tick = `${TICK_FUNCTION}();`;
   const guardBlock = (body: Node & { type: string; start: number; end: number }) => {
@@ -80,6 +82,52 @@ export function compileWorkflowSource(slug: string, source: string): string {
     ArrowFunctionExpression: fn,
   });
   return `import { ${TICK_FUNCTION} } from "${GUARD_MODULE}";\n${output.toString()}`;
+}
+
+type LocatedNode = Node & { loc?: { start: { line: number; column: number } } | null };
+
+/** Why a node takes a workflow outside its own module (or into the platform's names), or null. */
+function outsideReach(node: LocatedNode & Record<string, unknown>): string | null {
+  switch (node.type) {
+    case "ImportDeclaration":
+      return "workflows cannot import modules: a workflow is one self-contained module";
+    case "ImportExpression":
+      return "dynamic import() is not available to workflows";
+    case "ExportAllDeclaration":
+      return "workflows cannot re-export other modules";
+    case "ExportNamedDeclaration":
+      return node.source ? "workflows cannot re-export other modules" : null;
+    case "MetaProperty":
+      return (node.meta as { name?: string } | undefined)?.name === "import" ? "import.meta is not available to workflows" : null;
+    case "Identifier":
+      return RESERVED_NAME.test(node.name as string) ? `identifiers starting with __mos are reserved for the platform (${String(node.name)})` : null;
+    default:
+      return null;
+  }
+}
+
+const RESERVED_NAME = /^__mos/;
+
+/**
+ * Walks every node (acorn-walk's visitors skip some identifier positions, such as binding patterns and property
+ * keys, and a shadowing `const __mosTick` is exactly what must not pass) and fails on the first that reaches out.
+ */
+function refuseOutsideReach(slug: string, ast: Node): void {
+  const pending: unknown[] = [ast];
+  while (pending.length > 0) {
+    const value = pending.pop();
+    if (Array.isArray(value)) {
+      for (let index = value.length - 1; index >= 0; index--) pending.push(value[index]);
+      continue;
+    }
+    if (!value || typeof value !== "object" || typeof (value as { type?: unknown }).type !== "string") continue;
+    const node = value as LocatedNode & Record<string, unknown>;
+    const reason = outsideReach(node);
+    if (reason) throw new WorkflowCompileError(slug, node.loc?.start.line ?? 1, (node.loc?.start.column ?? 0) + 1, reason);
+    // Children in reverse, so that the first offending node in source order is the one reported.
+    const children = Object.entries(node).filter(([key, child]) => key !== "loc" && child !== null && typeof child === "object");
+    for (let index = children.length - 1; index >= 0; index--) pending.push(children[index]![1]);
+  }
 }
 
 function toCompileError(slug: string, error: LocatedError): WorkflowCompileError {

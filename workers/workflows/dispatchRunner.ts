@@ -1,7 +1,7 @@
 /**
  * The production runtime: a Workers for Platforms dispatch namespace holding one user script per workflow version
- * (`wf-{48 hex}`, see workflowScriptName), uploaded by the deploy path (`uploadWorkflowScripts`) and invoked with
- * `env.DISPATCHER.get(name)`. Same `WorkflowRunner` interface as the Worker Loader runtime.
+ * and environment (`wf-{48 hex}`, see workflowScriptName), uploaded by the deploy path (`uploadWorkflowScripts`) and
+ * invoked with `env.DISPATCHER.get(name)`. Same `WorkflowRunner` interface as the Worker Loader runtime.
  *
  * Protocol (dispatched user Workers are reached over `fetch` only): the platform POSTs JSON to the script,
  *   run:      {protocol, mode: "run", args, budget}                        → 200 {ok: true, value, triggers}
@@ -22,28 +22,37 @@
  * same `WorkflowUtils`, same scoping, rebuilt from signed claims.
  *
  * Sandbox: the budget guard is compiled into the script like in the loader runtime, and each call passes
- * `limits: {cpuMs, subRequests}`. Subrequests are allowed only when the outbound Worker is configured
+ * `limits: {cpuMs, subRequests}` (the workflow's CPU limit, see cpuLimitOf in runner.ts). Subrequests are allowed only when the outbound Worker is configured
  * (`WORKFLOW_OUTBOUND_WORKER`) and a probe has seen it in the path, because that Worker is what enforces the egress
  * allow-list; without it a dispatched workflow has no network and its data utils answer "not available".
  */
 import { LRUCache } from "lru-cache";
 import type { ConfigSnapshot, SnapshotWorkflow } from "../engine/snapshot";
 import { mintCapability, PROBE_PATH, UTILS_HOST } from "./capability";
-import { GUARD_MODULE } from "./compile";
 import { MAX_FIRED_TRIGGERS, remoteScopeOf } from "./scopedUtils";
 import { decodeBase64, encodeBase64 } from "../lib/base64";
 import { BodyTooLargeError, readBoundedText } from "../lib/boundedBody";
 import { sha256Hex } from "../lib/crypto";
-import { GUARD_SOURCE, OPERATION_BUDGET, withDeadline, WORKFLOW_COMPATIBILITY_DATE, type WorkflowCall, type WorkflowOutcome, type WorkflowRunner } from "./runner";
+import {
+  BUDGET_MODULE,
+  BUDGET_SOURCE,
+  cpuLimitOf,
+  GUARD_SOURCE,
+  guardModules,
+  operationBudgetOf,
+  withDeadline,
+  WORKFLOW_COMPATIBILITY_DATE,
+  WORKFLOW_COMPATIBILITY_FLAGS,
+  WORKFLOW_SUBREQUESTS,
+  type WorkflowCall,
+  type WorkflowOutcome,
+  type WorkflowRunner,
+} from "./runner";
 
 export const DISPATCH_PROTOCOL = "mos-workflow/2";
 const DISPATCH_URL = "https://workflow.internal/__mos/invoke";
 const TRIGGERS_HEADER = "x-mos-triggers";
 const ERROR_HEADER = "x-mos-workflow-error";
-/** CPU limit of one dispatched invocation (the wall-clock deadline is enforced by the caller). */
-const DISPATCH_CPU_MS = 50;
-/** Utils calls count as subrequests too. */
-const ALLOWED_SUBREQUESTS = 50;
 /** A run result (JSON) or an endpoint's error body larger than this is a failure, never buffered whole. */
 const MAX_RESULT_BYTES = 1024 * 1024;
 /** A dispatched call's triggers beyond this are not even replayed (utils refuse more than this per request anyway). */
@@ -53,16 +62,20 @@ let harnessDigest: Promise<string> | undefined;
 const scriptNames = new LRUCache<string, Promise<string>>({ max: 10_000 });
 
 /**
- * `wf-` + 48 hex of SHA-256 over (protocol, harness, guard, compatibility date, organization, compiled code): a new
- * harness gets new scripts (old uploads are never reused by a newer platform), and identical code of two
- * organizations gets two scripts, so module-level state of customer code is never shared across tenants.
+ * `wf-` + 48 hex of SHA-256 over (protocol, harness, guard, compatibility date and flags, organization, environment,
+ * compiled code): a new harness gets new scripts (old uploads are never reused by a newer platform), and identical
+ * code gets one script per organization and environment, so module-level state of customer code is never shared
+ * across tenants, nor between the environments of one tenant (their variables and secrets differ: a workflow that
+ * keeps `env.SECRET` in a global must not hand the live secret to preview traffic).
  */
-export function workflowScriptName(organizationId: string, workflow: Pick<SnapshotWorkflow, "codeHash">): Promise<string> {
-  const key = `${organizationId}\u0000${workflow.codeHash}`;
+export function workflowScriptName(organizationId: string, environmentId: string, workflow: Pick<SnapshotWorkflow, "codeHash">): Promise<string> {
+  const key = `${organizationId}\u0000${environmentId}\u0000${workflow.codeHash}`;
   let name = scriptNames.get(key);
   if (!name) {
-    harnessDigest ??= sha256Hex([DISPATCH_PROTOCOL, DISPATCH_HARNESS_SOURCE, GUARD_SOURCE, WORKFLOW_COMPATIBILITY_DATE].join("\u0000"));
-    name = harnessDigest.then(async (harness) => `wf-${(await sha256Hex(`${harness}\u0000${organizationId}\u0000${workflow.codeHash}`)).slice(0, 48)}`);
+    harnessDigest ??= sha256Hex(
+      [DISPATCH_PROTOCOL, DISPATCH_HARNESS_SOURCE, GUARD_SOURCE, BUDGET_SOURCE, WORKFLOW_COMPATIBILITY_DATE, ...WORKFLOW_COMPATIBILITY_FLAGS].join("\u0000"),
+    );
+    name = harnessDigest.then(async (harness) => `wf-${(await sha256Hex(`${harness}\u0000${organizationId}\u0000${environmentId}\u0000${workflow.codeHash}`)).slice(0, 48)}`);
     scriptNames.set(key, name);
   }
   return name;
@@ -70,7 +83,7 @@ export function workflowScriptName(organizationId: string, workflow: Pick<Snapsh
 
 /** The entry module of every dispatched workflow script (plain JS; `workflow.js` is the compiled customer code). */
 export const DISPATCH_HARNESS_SOURCE = `
-import { __mosReset } from "${GUARD_MODULE}";
+import { withOperationBudget } from "${BUDGET_MODULE}";
 import workflow from "./workflow.js";
 
 const PROTOCOL = "${DISPATCH_PROTOCOL}";
@@ -160,8 +173,7 @@ export default {
     }
     if (call.mode === "run") {
       try {
-        __mosReset(call.budget);
-        const value = await workflow({ ...call.args, utils });
+        const value = await withOperationBudget(call.budget, () => workflow({ ...call.args, utils }));
         return Response.json({ ok: true, value: value === undefined ? null : value, triggers: fired });
       } catch (error) {
         return Response.json({ ok: false, error: message(error) });
@@ -175,8 +187,7 @@ export default {
           headers: inbound.headers,
           body: inbound.body === null ? null : fromBase64(inbound.body),
         });
-        __mosReset(call.budget);
-        const response = await workflow(customerRequest, { ...call.args, utils });
+        const response = await withOperationBudget(call.budget, () => workflow(customerRequest, { ...call.args, utils }));
         if (!(response instanceof Response)) throw new TypeError("an endpoint workflow must return a Response");
         const headers = new Headers(response.headers);
         headers.delete("${ERROR_HEADER}");
@@ -193,7 +204,7 @@ export default {
 
 /** The modules of one dispatched workflow script, by part name. */
 export function workflowScriptModules(workflow: Pick<SnapshotWorkflow, "code">): Record<string, string> {
-  return { "harness.js": DISPATCH_HARNESS_SOURCE, "__mos_guard.js": GUARD_SOURCE, "workflow.js": workflow.code };
+  return { "harness.js": DISPATCH_HARNESS_SOURCE, ...guardModules(), "workflow.js": workflow.code };
 }
 
 interface FiredTrigger {
@@ -225,13 +236,14 @@ function decodeTriggers(header: string | null): unknown {
 }
 
 export interface DispatchRunnerOptions {
-  /** Scripts are per organization (see workflowScriptName). */
+  /** Scripts are per organization and environment (see workflowScriptName). */
   organizationId: string;
+  environmentId: string;
   /**
    * Set when the namespace has the platform's outbound Worker: each call then gets a capability token (its utils
    * scope and the environment's egress allow-list) as the outbound parameter `mos`, and may make subrequests.
    */
-  outbound?: { secretsKey: string; environmentId: string; hosts: readonly string[] };
+  outbound?: { secretsKey: string; hosts: readonly string[] };
 }
 
 /**
@@ -273,7 +285,7 @@ export class DispatchWorkflowRunner implements WorkflowRunner {
     const scope = await remoteScopeOf(call.utils, { resolveCounters: usesCounters(call.workflow) });
     const capability = await mintCapability(
       outbound.secretsKey,
-      { environmentId: outbound.environmentId, workflow: call.workflow.slug, hosts: [...outbound.hosts], ...(scope ? { utils: scope } : {}) },
+      { environmentId: this.options.environmentId, workflow: call.workflow.slug, hosts: [...outbound.hosts], ...(scope ? { utils: scope } : {}) },
       call.deadlineMs,
     );
     return { capability, remoteUtils: scope !== null };
@@ -305,7 +317,7 @@ export class DispatchWorkflowRunner implements WorkflowRunner {
     let response: Response;
     const nonce = crypto.randomUUID();
     try {
-      const capability = await mintCapability(outbound.secretsKey, { environmentId: outbound.environmentId, workflow: workflow.slug, hosts: [], probe: nonce }, PROBE_DEADLINE_MS);
+      const capability = await mintCapability(outbound.secretsKey, { environmentId: this.options.environmentId, workflow: workflow.slug, hosts: [], probe: nonce }, PROBE_DEADLINE_MS);
       response = await this.dispatch(workflow, capability, 1, { mode: "probe" }, AbortSignal.timeout(PROBE_DEADLINE_MS));
     } catch {
       return "inconclusive";
@@ -320,8 +332,9 @@ export class DispatchWorkflowRunner implements WorkflowRunner {
 
   /** One protocol call to the workflow's script: its capability (if any) as the outbound parameter `mos`. */
   private async dispatch(workflow: SnapshotWorkflow, capability: string | null, subRequests: number, body: Record<string, unknown>, signal: AbortSignal): Promise<Response> {
-    const fetcher = this.namespace.get(await workflowScriptName(this.options.organizationId, workflow), {}, {
-      limits: { cpuMs: DISPATCH_CPU_MS, subRequests },
+    const { organizationId, environmentId } = this.options;
+    const fetcher = this.namespace.get(await workflowScriptName(organizationId, environmentId, workflow), {}, {
+      limits: { cpuMs: cpuLimitOf(workflow), subRequests },
       ...(capability ? { outbound: { mos: capability } } : {}),
     });
     return fetcher.fetch(DISPATCH_URL, {
@@ -335,7 +348,7 @@ export class DispatchWorkflowRunner implements WorkflowRunner {
   private post(call: WorkflowCall, prepared: PreparedCall, signal: AbortSignal, body: Record<string, unknown>): Promise<Response> {
     const { capability } = prepared;
     const utils = prepared.remoteUtils ? "remote" : "none";
-    return this.dispatch(call.workflow, capability, capability ? ALLOWED_SUBREQUESTS : 0, { budget: OPERATION_BUDGET, utils, ...body }, signal);
+    return this.dispatch(call.workflow, capability, capability ? WORKFLOW_SUBREQUESTS : 0, { budget: operationBudgetOf(call.workflow), utils, ...body }, signal);
   }
 
   /** Runs `invoke` under the deadline; a call that fails or times out is aborted, so the script stops with it. */
@@ -389,7 +402,7 @@ export class DispatchWorkflowRunner implements WorkflowRunner {
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// Deploy path: upload one user script per workflow version through the Cloudflare API.
+// Deploy path: upload one user script per workflow version and environment through the Cloudflare API.
 
 export interface UploadOptions {
   accountId: string;
@@ -417,15 +430,20 @@ export class WorkflowUploadError extends Error {
 
 /**
  * `PUT /accounts/{account_id}/workers/dispatch/namespaces/{namespace}/scripts/{script_name}` with a multipart body:
- * a `metadata` part (`{main_module, compatibility_date}`) and one `application/javascript+module` part per module.
- * Workflows of one organization with the same code share one script (see workflowScriptName), so re-deploying an
- * unchanged workflow re-uploads identical content under the same name.
+ * a `metadata` part (`{main_module, compatibility_date, compatibility_flags}`) and one
+ * `application/javascript+module` part per module, for the environment the version is deployed to. Workflows of one
+ * environment with the same code share one script (see workflowScriptName), so re-deploying an unchanged workflow
+ * re-uploads identical content under the same name.
  */
-export async function uploadWorkflowScripts(snapshot: Pick<ConfigSnapshot, "workflows" | "organizationId">, options: UploadOptions): Promise<UploadedScript[]> {
+export async function uploadWorkflowScripts(
+  snapshot: Pick<ConfigSnapshot, "workflows" | "organizationId">,
+  environmentId: string,
+  options: UploadOptions,
+): Promise<UploadedScript[]> {
   const base = options.apiBase ?? "https://api.cloudflare.com/client/v4";
   const byScript = new Map<string, { workflow: SnapshotWorkflow; slugs: string[] }>();
   for (const workflow of snapshot.workflows) {
-    const name = await workflowScriptName(snapshot.organizationId, workflow);
+    const name = await workflowScriptName(snapshot.organizationId, environmentId, workflow);
     const entry = byScript.get(name);
     if (entry) entry.slugs.push(workflow.slug);
     else byScript.set(name, { workflow, slugs: [workflow.slug] });
@@ -433,7 +451,8 @@ export async function uploadWorkflowScripts(snapshot: Pick<ConfigSnapshot, "work
   const uploaded: UploadedScript[] = [];
   for (const [scriptName, { workflow, slugs }] of byScript) {
     const form = new FormData();
-    form.append("metadata", new Blob([JSON.stringify({ main_module: "harness.js", compatibility_date: WORKFLOW_COMPATIBILITY_DATE })], { type: "application/json" }));
+    const metadata = { main_module: "harness.js", compatibility_date: WORKFLOW_COMPATIBILITY_DATE, compatibility_flags: [...WORKFLOW_COMPATIBILITY_FLAGS] };
+    form.append("metadata", new Blob([JSON.stringify(metadata)], { type: "application/json" }));
     for (const [part, source] of Object.entries(workflowScriptModules(workflow))) {
       form.append(part, new File([source], part, { type: "application/javascript+module" }));
     }
@@ -454,14 +473,16 @@ export function dispatchUploadSettings(env: Env): Omit<UploadOptions, "fetch"> |
 
 /**
  * The deploy-path hook: when `CF_ACCOUNT_ID`, `DISPATCH_NAMESPACE` and `CF_API_TOKEN` are set, uploads the version's
- * workflow scripts (call it when a version is created, before it can be deployed); otherwise does nothing (null).
+ * workflow scripts for `environmentId` (call it when the version is deployed to that environment, before traffic
+ * reaches it); otherwise does nothing (null).
  */
 export async function uploadWorkflowScriptsIfConfigured(
   env: Env,
   snapshot: Pick<ConfigSnapshot, "workflows" | "organizationId">,
+  environmentId: string,
   fetcher: typeof fetch = (input, init) => fetch(input, init),
 ): Promise<UploadedScript[] | null> {
   const settings = dispatchUploadSettings(env);
   if (!settings || snapshot.workflows.length === 0) return null;
-  return uploadWorkflowScripts(snapshot, { ...settings, fetch: fetcher });
+  return uploadWorkflowScripts(snapshot, environmentId, { ...settings, fetch: fetcher });
 }

@@ -6,6 +6,7 @@
  */
 import type { SnapshotWorkflow } from "../engine/snapshot";
 import { raceDeadline } from "../lib/deadline";
+import { WORKFLOW_CPU_MS_CAP, type WorkflowType } from "../../schema/config";
 import { GUARD_MODULE, TICK_FUNCTION } from "./compile";
 import { BUDGET_EXCEEDED_MESSAGE, workflowFailureKind, type WorkflowFailureKind } from "./failures";
 
@@ -30,30 +31,104 @@ export interface WorkflowRunner {
   runEndpoint(call: WorkflowCall, request: Request): Promise<WorkflowOutcome<Response>>;
 }
 
-/** Operations (loop iterations + function calls) one invocation may spend before it is stopped. */
-export const OPERATION_BUDGET = 5_000_000;
 export const DEFAULT_DEADLINE_MS = 50;
+
+/** How late past its deadline a call's value may arrive and still count (see withDeadline). */
+export const LATE_RESULT_GRACE_MS = 250;
+
+/**
+ * CPU time (ms) one call may use unless the workflow sets `cpuMs` (at most WORKFLOW_CPU_MS_CAP): the types that
+ * decide a request get little, actions (off the request path, on a queue) more.
+ */
+export const DEFAULT_CPU_MS: Readonly<Record<WorkflowType, number>> = {
+  middleware: 50,
+  provisioning: 50,
+  feature: 50,
+  surface: 50,
+  component: 50,
+  endpoint: 50,
+  action: 1_000,
+};
+
+/** Subrequests one call may make (egress and, in the dispatch runtime, each utils call). */
+export const WORKFLOW_SUBREQUESTS = 50;
+
+/**
+ * Operations (loop iterations + function calls) per millisecond of a call's CPU limit: its operation budget. At
+ * roughly 40 ns per guarded operation this stops a runaway loop at about its CPU limit where nothing else can
+ * (local workerd does not enforce `limits.cpuMs`).
+ */
+export const OPERATIONS_PER_CPU_MS = 20_000;
+
+/**
+ * What module evaluation (a workflow's top-level code, run once per isolate outside any call) may spend, all calls
+ * of the isolate together.
+ */
+export const STARTUP_OPERATION_BUDGET = 1_000_000;
+
+export interface WorkflowLimits {
+  cpuMs: number;
+  subRequests: number;
+}
+
+/** The CPU limit of one call of `workflow` (ms). */
+export function cpuLimitOf(workflow: Pick<SnapshotWorkflow, "type" | "cpuMs">): number {
+  return Math.min(workflow.cpuMs ?? DEFAULT_CPU_MS[workflow.type], WORKFLOW_CPU_MS_CAP);
+}
+
+/** The operation budget of one call of `workflow`. */
+export function operationBudgetOf(workflow: Pick<SnapshotWorkflow, "type" | "cpuMs">): number {
+  return cpuLimitOf(workflow) * OPERATIONS_PER_CPU_MS;
+}
+
 /**
  * Compatibility date of workflow isolates and dispatch scripts; pinned below the platform's own date so that older
- * workerd builds (the benchmark's miniflare 4) can load workflow isolates too.
+ * workerd builds (the benchmark's miniflare 4) can load workflow isolates too. `nodejs_als` gives the budget module
+ * `AsyncLocalStorage` (and nothing else of Node: no `process`, no `Buffer`).
  */
 export const WORKFLOW_COMPATIBILITY_DATE = "2026-07-01";
+export const WORKFLOW_COMPATIBILITY_FLAGS: readonly string[] = ["nodejs_als"];
 
-/** The operation-budget module the compiled workflow imports (see compile.ts); shared with the dispatch scripts. */
-export const GUARD_SOURCE = `
-let remaining = 0;
-export function __mosReset(budget) { remaining = budget; }
-export function ${TICK_FUNCTION}() {
-  if (--remaining < 0) { remaining = 0; throw new Error(${JSON.stringify(BUDGET_EXCEEDED_MESSAGE)}); }
-}`;
+/** Where the operation budget of each call lives; only the harness imports it (compile.ts refuses every import). */
+export const BUDGET_MODULE = "./__mos_budget.js";
 
 /**
- * The isolate's entry: adapts the flat RPC utils into the documented nested shape, resets the budget, and calls
- * the customer's default export. Results cross the boundary as structured clones.
+ * The operation budget, per call: the harness runs each call inside `withOperationBudget`, and the tick charges the
+ * budget of the call it runs in, found through AsyncLocalStorage, which follows the call across every `await`. Two
+ * concurrent calls in one isolate never share or reset each other's budget, and nothing but the harness can start one.
+ */
+export const BUDGET_SOURCE = `
+import { AsyncLocalStorage } from "node:async_hooks";
+
+const budgets = new AsyncLocalStorage();
+const startup = { remaining: ${STARTUP_OPERATION_BUDGET} };
+
+export function withOperationBudget(operations, run) {
+  return budgets.run({ remaining: operations }, run);
+}
+
+export function ${TICK_FUNCTION}() {
+  const budget = budgets.getStore() ?? startup;
+  if (--budget.remaining < 0) { budget.remaining = 0; throw new Error(${JSON.stringify(BUDGET_EXCEEDED_MESSAGE)}); }
+}`;
+
+/** The module compiled workflows import (see compile.ts): the tick and nothing else. Shared with the dispatch scripts. */
+export const GUARD_SOURCE = `export { ${TICK_FUNCTION} } from "${BUDGET_MODULE}";`;
+
+/** The platform's modules of every workflow isolate and dispatch script, besides its harness, by module name. */
+export function guardModules(): Record<string, string> {
+  return { [moduleName(GUARD_MODULE)]: GUARD_SOURCE, [moduleName(BUDGET_MODULE)]: BUDGET_SOURCE };
+}
+
+const moduleName = (specifier: string) => specifier.replace(/^\.\//, "");
+
+/**
+ * The isolate's entry: adapts the flat RPC utils into the documented nested shape, gives the call its operation
+ * budget, and calls the customer's default export. Results cross the boundary as structured clones.
  */
 const HARNESS_SOURCE = `
 import { WorkerEntrypoint } from "cloudflare:workers";
-import { __mosReset } from "${GUARD_MODULE}";
+import { withOperationBudget } from "${BUDGET_MODULE}";
 import workflow from "./workflow.js";
 
 const NO_UTILS = new Proxy({}, {
@@ -80,16 +155,18 @@ function wrapUtils(raw) {
 }
 
 export default class extends WorkerEntrypoint {
-  async run(args, rawUtils, budget) {
-    __mosReset(budget);
-    const result = await workflow({ ...args, utils: wrapUtils(rawUtils) });
-    return result === undefined ? null : result;
+  run(args, rawUtils, budget) {
+    return withOperationBudget(budget, async () => {
+      const result = await workflow({ ...args, utils: wrapUtils(rawUtils) });
+      return result === undefined ? null : result;
+    });
   }
-  async runEndpoint(request, args, rawUtils, budget) {
-    __mosReset(budget);
-    const response = await workflow(request, { ...args, utils: wrapUtils(rawUtils) });
-    if (!(response instanceof Response)) throw new TypeError("an endpoint workflow must return a Response");
-    return response;
+  runEndpoint(request, args, rawUtils, budget) {
+    return withOperationBudget(budget, async () => {
+      const response = await workflow(request, { ...args, utils: wrapUtils(rawUtils) });
+      if (!(response instanceof Response)) throw new TypeError("an endpoint workflow must return a Response");
+      return response;
+    });
   }
 }`;
 
@@ -112,26 +189,32 @@ export class LoaderWorkflowRunner implements WorkflowRunner {
     private readonly sharing: { organizationId: string; environmentId: string; egressScope: string } = { organizationId: "", environmentId: "", egressScope: "" },
   ) {}
 
+  /**
+   * The isolate is cached across calls (and across changes of a workflow's `cpuMs`, which leave its code alone), so
+   * the limits go with each call's entrypoint rather than with the isolate's code.
+   */
   private entrypoint(workflow: SnapshotWorkflow): WorkflowEntrypoint {
     const outbound = this.outbound(workflow);
     const { organizationId, environmentId, egressScope } = this.sharing;
     const id = `wf:${workflow.codeHash}:${organizationId}:${environmentId}:${outbound ? egressScope : "closed"}`;
     const stub = this.loader.get(id, () => ({
       compatibilityDate: WORKFLOW_COMPATIBILITY_DATE,
+      compatibilityFlags: [...WORKFLOW_COMPATIBILITY_FLAGS],
       mainModule: "harness.js",
-      modules: { "harness.js": HARNESS_SOURCE, "__mos_guard.js": GUARD_SOURCE, "workflow.js": workflow.code },
+      modules: { "harness.js": HARNESS_SOURCE, ...guardModules(), "workflow.js": workflow.code },
       env: {},
       globalOutbound: outbound,
     }));
-    return stub.getEntrypoint() as unknown as WorkflowEntrypoint;
+    const limits: WorkflowLimits = { cpuMs: cpuLimitOf(workflow), subRequests: WORKFLOW_SUBREQUESTS };
+    return stub.getEntrypoint(undefined, { limits }) as unknown as WorkflowEntrypoint;
   }
 
   run(call: WorkflowCall): Promise<WorkflowOutcome> {
-    return withDeadline(call.deadlineMs, () => this.entrypoint(call.workflow).run(call.args, utilsFor(call), OPERATION_BUDGET));
+    return withDeadline(call.deadlineMs, () => this.entrypoint(call.workflow).run(call.args, utilsFor(call), operationBudgetOf(call.workflow)));
   }
 
   runEndpoint(call: WorkflowCall, request: Request): Promise<WorkflowOutcome<Response>> {
-    return withDeadline(call.deadlineMs, () => this.entrypoint(call.workflow).runEndpoint(request, call.args, utilsFor(call), OPERATION_BUDGET));
+    return withDeadline(call.deadlineMs, () => this.entrypoint(call.workflow).runEndpoint(request, call.args, utilsFor(call), operationBudgetOf(call.workflow)));
   }
 }
 
@@ -143,13 +226,24 @@ function utilsFor(call: WorkflowCall): object | null {
   return /\butils\b/.test(call.workflow.code) ? call.utils : null;
 }
 
-/** Races a call against its deadline and turns every failure into a typed outcome (never throws). */
+/**
+ * Races a call against its deadline and turns every failure into a typed outcome (never throws).
+ *
+ * A value that arrives well after the deadline is a timeout too. Locally the isolate runs on the caller's thread, so a
+ * call that burns CPU without yielding (a catastrophic regular expression, which no operation budget sees) holds the
+ * deadline's timer until it returns, and its result then wins the race; it must not count as a success. A result only
+ * slightly late (within LATE_RESULT_GRACE_MS) is kept: on a busy machine the timer itself fires late, and a cold
+ * isolate's start-up is the platform's time, not the workflow's.
+ */
 export async function withDeadline<T>(deadlineMs: number, start: () => Promise<T>): Promise<WorkflowOutcome<T>> {
   const began = performance.now();
   const outcome = await raceDeadline(start, deadlineMs);
   const durationMs = performance.now() - began;
   switch (outcome.status) {
     case "value":
+      if (durationMs > deadlineMs + LATE_RESULT_GRACE_MS) {
+        return { ok: false, kind: "timeout", error: `workflow finished after its deadline of ${deadlineMs} ms (${Math.round(durationMs)} ms): its result was discarded`, durationMs };
+      }
       return { ok: true, value: outcome.value, durationMs };
     case "timeout":
       return { ok: false, kind: "timeout", error: `workflow did not finish within ${deadlineMs} ms`, durationMs };

@@ -21,7 +21,8 @@ export function selectWorkflowRunner(env: Env, ctx: unknown, { organizationId, e
   if (env.DISPATCHER) {
     return new DispatchWorkflowRunner(env.DISPATCHER, {
       organizationId,
-      ...(env.WORKFLOW_OUTBOUND_WORKER ? { outbound: { secretsKey: env.SECRETS_KEY, environmentId, hosts } } : {}),
+      environmentId,
+      ...(env.WORKFLOW_OUTBOUND_WORKER ? { outbound: { secretsKey: env.SECRETS_KEY, hosts } } : {}),
     });
   }
   const gateway = (ctx as { exports?: { EgressGateway?: GatewayFactory } } | undefined)?.exports?.EgressGateway;

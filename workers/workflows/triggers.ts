@@ -29,6 +29,8 @@ export interface TriggerMessage {
    * enforce (an action has no request of its own to resolve plans from).
    */
   counters?: [string, CounterSettings][];
+  /** Set when an operator sent a dead letter again (admin API): the dead letter this message retries. */
+  retryOf?: string;
 }
 
 /** Action workflows may fire triggers that run further actions, up to this depth (no unbounded loops). */
@@ -108,7 +110,7 @@ export async function enqueueTriggers(
 }
 
 /** A queue message holds at most 128 KB, a batch 100 messages and 256 KB; both with headroom for the envelope. */
-const MAX_MESSAGE_BYTES = 120 * 1024;
+export const MAX_MESSAGE_BYTES = 120 * 1024;
 const MAX_BATCH_BYTES = 200 * 1024;
 
 function batchesOf<T extends { bytes: number }>(messages: T[]): T[][] {

@@ -3,7 +3,7 @@ import { call, createOrganization, OPERATOR } from "../../support/api";
 import { helloWorld, newsSite, newsSiteYaml } from "../../support/examples";
 
 describe("organizations (operator)", () => {
-  it("creates an organization with preview and live environments and four keys", async () => {
+  it("creates an organization with preview and live environments, four keys and an admin organization key", async () => {
     const { status, body } = await call("POST", "/api/v1/admin/organizations", { key: OPERATOR, body: { name: "Acme" } });
     expect(status).toBe(201);
     expect(body.organization.name).toBe("Acme");
@@ -18,6 +18,11 @@ describe("organizations (operator)", () => {
       expect(key.key.startsWith(key.prefix)).toBe(true);
       expect(key.prefix.length).toBeLessThan(key.key.length - 20);
     }
+    expect(body.organizationKeys).toEqual([expect.objectContaining({ organizationId: body.organization.id, role: "admin", revokedAt: null })]);
+    const [adminKey] = body.organizationKeys;
+    expect(adminKey.key).toMatch(new RegExp(`^ok_${body.organization.id}_[a-z0-9]{32}$`));
+    expect(adminKey.key.startsWith(adminKey.prefix)).toBe(true);
+    expect(adminKey.prefix.length).toBeLessThan(adminKey.key.length - 20);
     const listed = await call("GET", "/api/v1/admin/organizations", { key: OPERATOR });
     expect(listed.body.organizations.some((o: any) => o.id === body.organization.id)).toBe(true);
   });
@@ -29,6 +34,10 @@ describe("organizations (operator)", () => {
     expect(withKey.status).toBe(403);
     expect(withKey.body).toMatchObject({ status: "error", statusCode: 403, code: "forbidden" });
     expect(withKey.body.requestId).toMatch(/^req_/);
+    const withOrganizationKey = await call("POST", "/api/v1/admin/organizations", { key: org.adminKey, body: { name: "x" } });
+    expect(withOrganizationKey.status).toBe(403);
+    expect(withOrganizationKey.body).toMatchObject({ code: "forbidden", message: "This operation needs the operator token" });
+    expect((await call("GET", "/api/v1/admin/organizations", { key: org.adminKey })).status).toBe(403);
   });
 
   it("lets the operator act on an organization through X-Organization-Id", async () => {
@@ -39,18 +48,21 @@ describe("organizations (operator)", () => {
     expect((await call("GET", "/api/v1/admin/organization", { key: OPERATOR })).status).toBe(400);
   });
 
-  it("shows the key's organization", async () => {
+  it("shows the key's organization; an environment's key sees its own environment only", async () => {
     const org = await createOrganization("Mine");
-    const { body } = await call("GET", "/api/v1/admin/organization", { key: org.preview.secretKey });
+    const { body } = await call("GET", "/api/v1/admin/organization", { key: org.adminKey });
     expect(body.organization).toMatchObject({ id: org.id, name: "Mine" });
     expect(body.environments).toHaveLength(2);
+    const asPreview = await call("GET", "/api/v1/admin/organization", { key: org.preview.secretKey });
+    expect(asPreview.body.organization).toMatchObject({ id: org.id, name: "Mine" });
+    expect(asPreview.body.environments.map((environment: any) => environment.id)).toEqual([org.preview.id]);
   });
 });
 
 describe("environments and keys", () => {
   it("creates, reads, renames and deletes an environment", async () => {
     const org = await createOrganization();
-    const key = org.live.secretKey;
+    const key = org.adminKey;
     const created = await call("POST", "/api/v1/admin/environments", { key, body: { slug: "staging", type: "production" } });
     expect(created.status).toBe(201);
     expect(created.body.keys.map((k: any) => k.type).sort()).toEqual(["publishable", "secret"]);
@@ -59,9 +71,10 @@ describe("environments and keys", () => {
     expect((await call("GET", `/api/v1/admin/environments/${id}`, { key })).body.slug).toBe("staging");
     expect((await call("PATCH", `/api/v1/admin/environments/${id}`, { key, body: { name: "Staging" } })).body.name).toBe("Staging");
     expect((await call("GET", "/api/v1/admin/environments", { key })).body.environments).toHaveLength(3);
-    // The new environment's own key cannot delete it; another environment's key can.
+    // An environment's key deletes no environment, its own included; the organization's admin key can.
     const ownKey = created.body.keys.find((k: any) => k.type === "secret").key;
-    expect((await call("DELETE", `/api/v1/admin/environments/${id}`, { key: ownKey })).status).toBe(409);
+    expect((await call("DELETE", `/api/v1/admin/environments/${id}`, { key: ownKey })).status).toBe(403);
+    expect((await call("DELETE", `/api/v1/admin/environments/${id}`, { key: org.live.secretKey })).status).toBe(403);
     expect((await call("DELETE", `/api/v1/admin/environments/${id}`, { key })).status).toBe(200);
     expect((await call("GET", `/api/v1/admin/environments/${id}`, { key })).status).toBe(404);
     expect((await call("GET", "/api/v1/admin/organization", { key: ownKey })).status).toBe(401);
@@ -69,7 +82,7 @@ describe("environments and keys", () => {
 
   it("lists keys by prefix only, creates, revokes and rotates them", async () => {
     const org = await createOrganization();
-    const key = org.preview.secretKey;
+    const key = org.adminKey;
     const listed = await call("GET", `/api/v1/admin/environments/${org.live.id}/keys`, { key });
     expect(listed.body.keys).toHaveLength(2);
     for (const k of listed.body.keys) expect(k.key).toBeUndefined();
@@ -108,7 +121,7 @@ describe("environments and keys", () => {
 describe("draft collections", () => {
   it("creates, lists, reads, replaces and deletes every kind of item", async () => {
     const org = await createOrganization();
-    const key = org.preview.secretKey;
+    const key = org.adminKey;
     const pem = "-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE\n-----END PUBLIC KEY-----";
     const items: [string, Record<string, unknown>][] = [
       ["features", { slug: "widget", properties: { premium: { type: "boolean" } } }],
@@ -146,7 +159,7 @@ describe("draft collections", () => {
 
   it("reports validation errors with paths", async () => {
     const org = await createOrganization();
-    const key = org.preview.secretKey;
+    const key = org.adminKey;
     const bad = await call("PUT", "/api/v1/admin/features/widget", {
       key,
       body: { properties: { quality: { type: "string", values: ["a", "b"], fallback: "c" }, size: { type: "colour" } } },
@@ -165,7 +178,7 @@ describe("draft collections", () => {
 
   it("renames a feature slug and keeps its id and references", async () => {
     const org = await createOrganization();
-    const key = org.preview.secretKey;
+    const key = org.adminKey;
     await call("PUT", "/api/v1/admin/config", { key, body: helloWorld() });
     const before = (await call("GET", "/api/v1/admin/features/widget", { key })).body;
     const renamed = await call("POST", "/api/v1/admin/features/widget/rename", { key, body: { slug: "gadget" } });
@@ -180,7 +193,7 @@ describe("draft collections", () => {
 describe("configuration document", () => {
   it("applies YAML, exports JSON and YAML, and keeps feature ids across re-applies", async () => {
     const org = await createOrganization();
-    const key = org.preview.secretKey;
+    const key = org.adminKey;
     const applied = await call("PUT", "/api/v1/admin/config", { key, rawBody: newsSiteYaml, headers: { "content-type": "application/yaml" } });
     expect(applied.status, JSON.stringify(applied.body)).toBe(200);
     expect(applied.body.applied).toBe(true);
@@ -201,7 +214,7 @@ describe("configuration document", () => {
 
   it("rejects a bad document with every path and changes nothing", async () => {
     const org = await createOrganization();
-    const key = org.preview.secretKey;
+    const key = org.adminKey;
     await call("PUT", "/api/v1/admin/config", { key, body: newsSite() });
     const before = await call("GET", "/api/v1/admin/config", { key });
 
@@ -232,7 +245,7 @@ describe("configuration document", () => {
 
   it("rejects malformed JSON and YAML, unsupported types and stale revisions", async () => {
     const org = await createOrganization();
-    const key = org.preview.secretKey;
+    const key = org.adminKey;
     const badJson = await call("PUT", "/api/v1/admin/config", { key, rawBody: "{nope", headers: { "content-type": "application/json" } });
     expect(badJson.status).toBe(400);
     expect(badJson.body.status).toBe("error");
@@ -258,7 +271,7 @@ describe("configuration document", () => {
 describe("versions and deployments", () => {
   it("freezes versions, deploys, diffs and rolls back", async () => {
     const org = await createOrganization();
-    const key = org.live.secretKey;
+    const key = org.adminKey;
     await call("PUT", "/api/v1/admin/config", { key, body: helloWorld() });
     const v1 = await call("POST", "/api/v1/admin/versions", { key, body: { description: "first" } });
     expect(v1.status).toBe(201);
@@ -298,10 +311,12 @@ describe("tenant isolation", () => {
   it("never lets one organization's key read or change another's data", async () => {
     const a = await createOrganization("A");
     const b = await createOrganization("B");
-    await call("PUT", "/api/v1/admin/config", { key: b.live.secretKey, body: helloWorld() });
-    const bVersion = await call("POST", "/api/v1/admin/versions", { key: b.live.secretKey });
+    await call("PUT", "/api/v1/admin/config", { key: b.adminKey, body: helloWorld() });
+    const bVersion = await call("POST", "/api/v1/admin/versions", { key: b.adminKey });
     const bKeys = await call("GET", `/api/v1/admin/environments/${b.live.id}/keys`, { key: b.live.secretKey });
-    const key = a.live.secretKey;
+    const bOrganizationKeys = await call("GET", "/api/v1/admin/organization/keys", { key: b.adminKey });
+    // The strongest credential of A: its admin organization key.
+    const key = a.adminKey;
 
     const attempts = [
       call("GET", `/api/v1/admin/environments/${b.live.id}`, { key }),
@@ -315,6 +330,8 @@ describe("tenant isolation", () => {
       call("POST", `/api/v1/admin/environments/${a.live.id}/deployments`, { key, body: { versionId: bVersion.body.id } }),
       call("POST", `/api/v1/admin/environments/${b.live.id}/deployments`, { key, body: { versionId: bVersion.body.id } }),
       call("GET", `/api/v1/admin/environments/${b.live.id}/deployments`, { key }),
+      call("DELETE", `/api/v1/admin/organization/keys/${bOrganizationKeys.body.keys[0].id}`, { key }),
+      call("POST", `/api/v1/admin/organization/keys/${bOrganizationKeys.body.keys[0].id}/rotate`, { key }),
     ];
     for (const result of await Promise.all(attempts)) {
       expect([401, 404]).toContain(result.status);
@@ -344,11 +361,17 @@ describe("documentation", () => {
         "POST /api/v1/admin/environments/{environmentId}/rollback",
         "DELETE /api/v1/admin/workflows/{slug}",
         "POST /api/v1/admin/features/{slug}/rename",
+        "GET /api/v1/admin/organization/keys",
+        "POST /api/v1/admin/organization/keys/{keyId}/rotate",
       ]),
     );
     const page = await call("GET", "/docs");
     expect(page.status).toBe(200);
     expect(page.body).toContain("/openapi.json");
+    // Its script runs sandboxed (an opaque origin, like every page of the shared origin), so it fetches the
+    // document cross-origin.
+    expect(page.headers.get("content-security-policy")).toBe("sandbox allow-scripts");
+    expect((await call("GET", "/openapi.json")).headers.get("access-control-allow-origin")).toBe("*");
   });
 
   it("answers unknown routes with the error shape", async () => {
@@ -368,7 +391,7 @@ describe("workflow references", () => {
         second: { type: "endpoint", path: "/hello/", access: "none", source },
       },
     };
-    const refused = await call("PUT", "/api/v1/admin/config", { key: org.live.secretKey, body: document });
+    const refused = await call("PUT", "/api/v1/admin/config", { key: org.adminKey, body: document });
     expect(refused.status).toBe(400);
     expect(refused.body.details).toEqual([{ path: "workflows.second.path", message: "path /hello/ is also served by endpoint workflow first" }]);
   });
@@ -377,7 +400,7 @@ describe("workflow references", () => {
 describe("concurrent environment creation", () => {
   it("answers one create with 201 and the other with 409, never 500", async () => {
     const org = await createOrganization();
-    const create = () => call("POST", "/api/v1/admin/environments", { key: org.live.secretKey, body: { slug: "race", type: "preview" } });
+    const create = () => call("POST", "/api/v1/admin/environments", { key: org.adminKey, body: { slug: "race", type: "preview" } });
     const statuses = (await Promise.all([create(), create(), create()])).map((result) => result.status).sort();
     expect(statuses).toEqual([201, 409, 409]);
   });

@@ -23,7 +23,7 @@ const bulkyWorkflow = (index: number) => ({
 describe("admin size limits", () => {
   it("refuses an admin body over 1 MiB with the documented error shape", async () => {
     const org = await createOrganization("Limits body");
-    const response = await call("POST", "/api/v1/admin/features", { key: org.live.secretKey, body: { slug: "huge", name: "x".repeat(1_100_000) } });
+    const response = await call("POST", "/api/v1/admin/features", { key: org.adminKey, body: { slug: "huge", name: "x".repeat(1_100_000) } });
     expect(response.status).toBe(413);
     expect(response.body).toMatchObject({ status: "error", statusCode: 413, code: "payload_too_large" });
     expect((await call("GET", "/api/v1/admin/features/huge", { key: org.live.secretKey })).status).toBe(404);
@@ -31,13 +31,13 @@ describe("admin size limits", () => {
 
   it("a draft cannot grow past 1 MiB through collection edits, and a version that would not fit a row is refused", async () => {
     const org = await createOrganization("Limits draft");
-    expect((await call("PUT", "/api/v1/admin/config", { key: org.live.secretKey, body: helloWorld() })).status).toBe(200);
+    expect((await call("PUT", "/api/v1/admin/config", { key: org.adminKey, body: helloWorld() })).status).toBe(200);
     for (let index = 0; index < 5; index++) {
-      const stored = await call("PUT", `/api/v1/admin/workflows/bulky-${index}`, { key: org.live.secretKey, body: bulkyWorkflow(index) });
+      const stored = await call("PUT", `/api/v1/admin/workflows/bulky-${index}`, { key: org.adminKey, body: bulkyWorkflow(index) });
       expect(stored.status).toBe(200);
     }
     const revision = (await call("GET", "/api/v1/admin/config", { key: org.live.secretKey })).headers.get("x-draft-revision");
-    const sixth = await call("PUT", "/api/v1/admin/workflows/bulky-5", { key: org.live.secretKey, body: bulkyWorkflow(5) });
+    const sixth = await call("PUT", "/api/v1/admin/workflows/bulky-5", { key: org.adminKey, body: bulkyWorkflow(5) });
     expect(sixth.status).toBe(413);
     expect(sixth.body).toMatchObject({ code: "payload_too_large", message: expect.stringMatching(/documents are limited to 1048576 bytes/) });
     const after = await call("GET", "/api/v1/admin/config", { key: org.live.secretKey });
@@ -45,7 +45,7 @@ describe("admin size limits", () => {
     expect(Object.keys(after.body.workflows)).toHaveLength(5);
 
     // About 0.95 MB of document compiles to as much snapshot again: more than one D1 row holds.
-    const version = await call("POST", "/api/v1/admin/versions", { key: org.live.secretKey, body: { description: "too big" } });
+    const version = await call("POST", "/api/v1/admin/versions", { key: org.adminKey, body: { description: "too big" } });
     expect(version.status).toBe(413);
     expect(version.body.message).toMatch(/compiles to \d+ bytes/);
     expect((await call("GET", "/api/v1/admin/versions", { key: org.live.secretKey })).body.versions).toEqual([]);
@@ -61,9 +61,9 @@ describe("admin size limits", () => {
     const yaml = stringify(document);
     expect(new TextEncoder().encode(yaml).byteLength).toBeLessThan(1024 * 1024);
     const headers = { "content-type": "application/yaml" };
-    const dryRun = await call("PUT", "/api/v1/admin/config?dryRun=true", { key: org.live.secretKey, rawBody: yaml, headers });
+    const dryRun = await call("PUT", "/api/v1/admin/config?dryRun=true", { key: org.adminKey, rawBody: yaml, headers });
     expect(dryRun.status).toBe(413);
-    const apply = await call("PUT", "/api/v1/admin/config", { key: org.live.secretKey, rawBody: yaml, headers });
+    const apply = await call("PUT", "/api/v1/admin/config", { key: org.adminKey, rawBody: yaml, headers });
     expect(apply.status).toBe(413);
     expect(apply.body.message).toBe(dryRun.body.message);
   });
@@ -82,8 +82,8 @@ describe("lost races with a deletion", () => {
 describe("identities of one name", () => {
   it("an anonymous and a signed-in identity of one name never share an idempotent event id", async () => {
     const org = await createOrganization("Event ids per identity class");
-    await call("PUT", "/api/v1/admin/config", { key: org.live.secretKey, body: helloWorld() });
-    const version = await call("POST", "/api/v1/admin/versions", { key: org.live.secretKey, body: { description: "v" } });
+    await call("PUT", "/api/v1/admin/config", { key: org.adminKey, body: helloWorld() });
+    const version = await call("POST", "/api/v1/admin/versions", { key: org.adminKey, body: { description: "v" } });
     await call("POST", `/api/v1/admin/environments/${org.live.id}/deployments`, { key: org.live.secretKey, body: { versionId: version.body.id } });
     const decide = (key: string, identity: Record<string, string>) =>
       call("POST", "/api/v1/surface-decisions", { key, headers: { "idempotency-key": "order-42" }, body: { surfaceSlug: "hello-world", identity } });
@@ -109,11 +109,11 @@ describe("authentication methods", () => {
     const org = await createOrganization("JWKS over http");
     const document = helloWorld();
     document.authMethods = { idp: { jwksUrl: "http://idp.example.test/.well-known/jwks.json" } };
-    const refused = await call("PUT", "/api/v1/admin/config", { key: org.live.secretKey, body: document });
+    const refused = await call("PUT", "/api/v1/admin/config", { key: org.adminKey, body: document });
     expect(refused.status).toBe(400);
     expect(refused.body.details[0].path).toBe("authMethods.idp.jwksUrl");
     document.authMethods = { idp: { jwksUrl: "https://idp.example.test/.well-known/jwks.json", requireExpiry: true } };
-    expect((await call("PUT", "/api/v1/admin/config", { key: org.live.secretKey, body: document })).status).toBe(200);
+    expect((await call("PUT", "/api/v1/admin/config", { key: org.adminKey, body: document })).status).toBe(200);
   });
 });
 

@@ -50,7 +50,7 @@ describe("customers", () => {
     expect((await call("GET", `${base}/ada@example.com`, { key })).body.stripeProductIds).toEqual(["prod_a", "prod_b"]);
     expect((await call("GET", base, { key })).body.customers.map((c: any) => c.identifier)).toEqual(["ada@example.com"]);
     // Preview is another store.
-    expect((await call("GET", `/api/v1/admin/environments/${org.preview.id}/customers`, { key })).body.customers).toEqual([]);
+    expect((await call("GET", `/api/v1/admin/environments/${org.preview.id}/customers`, { key: org.adminKey })).body.customers).toEqual([]);
     expect((await call("DELETE", `${base}/ada@example.com`, { key })).status).toBe(200);
     expect((await call("GET", `${base}/ada@example.com`, { key })).status).toBe(404);
     expect((await call("PUT", `${base}/x`, { key, body: { stripeProductIds: "prod" } })).status).toBe(400);

@@ -8,7 +8,7 @@ let creditId: string;
 
 beforeAll(async () => {
   org = await createOrganization("Credits via counter updates");
-  await publish(org.live.secretKey, aiTools(), [org.live.id]);
+  await publish(org.adminKey, aiTools(), [org.live.id]);
   creditId = `default:${(await call("GET", "/api/v1/admin/features/ai-tools", { key: org.live.secretKey })).body.id}.tokens`;
 });
 
@@ -54,7 +54,7 @@ describe("feature workflows and credits", () => {
     document.workflows = {
       "no-tokens-for-bots": { type: "feature", feature: "ai-tools", source: `export default ({ identity }) => (identity.identifier.startsWith("bot-") ? { tokens: false } : {});` },
     };
-    await publish(organization.live.secretKey, document, [organization.live.id]);
+    await publish(organization.adminKey, document, [organization.live.id]);
     const check = (identifier: string) =>
       call("POST", "/api/v1/access-checks", { key: organization.live.secretKey, body: { identity: { userIdentifier: identifier } } });
     const human = await check("human@example.com");

@@ -28,7 +28,7 @@ const stubOf = (organization: TestOrganization, identifier: string) => meterStub
 
 beforeAll(async () => {
   org = await createOrganization("AI tools");
-  await publish(org.live.secretKey, aiTools(), [org.live.id]);
+  await publish(org.adminKey, aiTools(), [org.live.id]);
   featureId = (await call("GET", "/api/v1/admin/features/ai-tools", { key: org.live.secretKey })).body.id;
   creditId = `default:${featureId}.tokens`;
 });
@@ -36,7 +36,7 @@ beforeAll(async () => {
 describe("examples/ai-tools.yaml", () => {
   it("applies cleanly through PUT /api/v1/admin/config and exports the credits property and allowances", async () => {
     const other = await createOrganization("AI tools apply");
-    const applied = await call("PUT", "/api/v1/admin/config", { key: other.live.secretKey, body: aiTools() });
+    const applied = await call("PUT", "/api/v1/admin/config", { key: other.adminKey, body: aiTools() });
     expect(applied.status).toBe(200);
     const exported = await call("GET", "/api/v1/admin/config", { key: other.live.secretKey });
     expect(exported.status).toBe(200);
@@ -54,7 +54,7 @@ describe("examples/ai-tools.yaml", () => {
   it("refuses an invalid allowance with the JSON path of the value", async () => {
     const document = aiTools();
     document.plans.free.features["ai-tools"].tokens = { credits: { amount: -5 } };
-    const refused = await call("PUT", "/api/v1/admin/config", { key: org.preview.secretKey, body: document });
+    const refused = await call("PUT", "/api/v1/admin/config", { key: org.adminKey, body: document });
     expect(refused.status).toBe(400);
     expect(refused.body.details.map((detail: { path: string }) => detail.path)).toContain("plans.free.features.ai-tools.tokens");
   });
@@ -156,12 +156,12 @@ describe("credits through surface decisions and access checks", () => {
 
   it("one Idempotency-Key used for top-ups in two production environments (one shared store) grants twice", async () => {
     const identifier = user("admin-topup-two-envs");
-    const created = await call("POST", "/api/v1/admin/environments", { key: org.live.secretKey, body: { slug: `prod-b-${crypto.randomUUID().slice(0, 8)}`, type: "production" } });
+    const created = await call("POST", "/api/v1/admin/environments", { key: org.adminKey, body: { slug: `prod-b-${crypto.randomUUID().slice(0, 8)}`, type: "production" } });
     expect(created.status).toBe(201);
     const pathIn = (environmentId: string) =>
       `/api/v1/admin/environments/${environmentId}/identities/${encodeURIComponent(identifier)}/credits/${encodeURIComponent(creditId)}/grants`;
     const topUp = (environmentId: string) =>
-      call("POST", pathIn(environmentId), { key: org.live.secretKey, headers: { "idempotency-key": "shared-key" }, body: { amount: 40, reason: "top-up" } });
+      call("POST", pathIn(environmentId), { key: org.adminKey, headers: { "idempotency-key": "shared-key" }, body: { amount: 40, reason: "top-up" } });
     expect((await topUp(org.live.id)).body.balance).toBe(40);
     expect((await topUp(created.body.environment.id)).body.balance).toBe(80);
     // A retry in the first environment is that environment's replay: its first answer, nothing granted.
@@ -174,7 +174,7 @@ describe("credits through surface decisions and access checks", () => {
     const other = await createOrganization("AI tools without allowance");
     const document = aiTools();
     delete document.plans.free.features["ai-tools"].tokens;
-    await publish(other.live.secretKey, document, [other.live.id]);
+    await publish(other.adminKey, document, [other.live.id]);
     const identifier = user("no-allowance");
     const before = await surfaceDecision(identifier, {}, "ai-playground", other.live.secretKey);
     expect(tokensOf(before.body)).toMatchObject({ hasAccess: false, balance: 0, cost: 1, reason: "insufficient_credits" });
@@ -201,7 +201,7 @@ describe("all-or-nothing with a metered counter", () => {
     // Two uses a day on the free plan, and a surface that consumes both the counter and the tokens.
     document.plans.free.features["ai-tools"].enabled = { metered: { limit: 2, period: "day" } };
     document.surfaces.combo = { consumes: ["ai-tools.enabled", "ai-tools.tokens"] };
-    await publish(combo.live.secretKey, document, [combo.live.id]);
+    await publish(combo.adminKey, document, [combo.live.id]);
     const id = (await call("GET", "/api/v1/admin/features/ai-tools", { key: combo.live.secretKey })).body.id;
     comboCreditId = `default:${id}.tokens`;
     comboCounterId = `default:${id}.enabled`;

@@ -8,7 +8,7 @@ let org: TestOrganization;
 
 beforeAll(async () => {
   org = await createOrganization("Errors");
-  await publish(org.live.secretKey, helloWorld(), [org.live.id]);
+  await publish(org.adminKey, helloWorld(), [org.live.id]);
 });
 
 const surface = (body: unknown, key = org.live.publishableKey, headers: Record<string, string> = {}) =>
@@ -99,22 +99,22 @@ describe("decision API errors", () => {
 
   it("refuses a version whose snapshot was compiled under another schema, with a message that says what to do", async () => {
     const stale = await createOrganization("Stale snapshot");
-    const versionId = await publish(stale.live.secretKey, helloWorld(), [stale.live.id]);
+    const versionId = await publish(stale.adminKey, helloWorld(), [stale.live.id]);
     await env.DB.prepare("UPDATE versions SET snapshot = json_set(snapshot, '$.schemaVersion', 99) WHERE id = ?").bind(versionId).run();
     // A 5xx is logged with its cause, for the operator.
     const logged = expectConsoleError("compiled with snapshot schema 99");
 
     const decision = await call("POST", "/api/v1/access-checks", { key: stale.live.secretKey, body: { identity: { anonymousIdentifier: "a" } } });
-    expect(decision.status).toBe(500);
-    expect(decision.body).toMatchObject({ status: "error", statusCode: 500, code: "internal_error" });
-    expect(decision.body.message).toMatch(/snapshot schema 99.*create a new version/);
+    expect(decision.status).toBe(503);
+    expect(decision.body).toMatchObject({ status: "error", statusCode: 503, code: "version_unreadable" });
+    expect(decision.body.message).toMatch(/snapshot schema 99.*create one from the draft/);
 
-    const deployed = await call("POST", `/api/v1/admin/environments/${stale.preview.id}/deployments`, { key: stale.live.secretKey, body: { versionId } });
+    const deployed = await call("POST", `/api/v1/admin/environments/${stale.preview.id}/deployments`, { key: stale.adminKey, body: { versionId } });
     // Deploying it is refused as a conflict with the version's state: nothing moves, and it is not a platform failure.
     expect(deployed.status).toBe(409);
     expect(deployed.body).toMatchObject({ code: "conflict" });
     expect(deployed.body.message).toMatch(/snapshot schema 99/);
-    const deployments = await call("GET", `/api/v1/admin/environments/${stale.preview.id}/deployments`, { key: stale.live.secretKey });
+    const deployments = await call("GET", `/api/v1/admin/environments/${stale.preview.id}/deployments`, { key: stale.adminKey });
     expect(deployments.body.deployments).toEqual([]);
     expect(logged.lines).toHaveLength(1);
   });

@@ -9,7 +9,7 @@ import { helloWorld } from "../../support/examples";
 describe("identity classes", () => {
   it("keeps an anonymous identifier apart from the signed-in identity of the same name", async () => {
     const org = await createOrganization("Identity classes");
-    await publish(org.live.secretKey, helloWorld(), [org.live.id]);
+    await publish(org.adminKey, helloWorld(), [org.live.id]);
     const decide = (key: string, identity: Record<string, unknown>) =>
       call("POST", "/api/v1/surface-decisions", { key, body: { surfaceSlug: "hello-world", identity } });
     for (let i = 0; i < 3; i++) await decide(org.live.secretKey, { userIdentifier: "alice@example.com" });
@@ -29,7 +29,7 @@ describe("identity classes", () => {
 
   it("refuses negative counter updates from publishable keys", async () => {
     const org = await createOrganization("Give back");
-    await publish(org.live.secretKey, helloWorld(), [org.live.id]);
+    await publish(org.adminKey, helloWorld(), [org.live.id]);
     const featureId = (await call("GET", "/api/v1/admin/features/widget", { key: org.live.secretKey })).body.id;
     const update = (key: string, update: number) =>
       call("POST", "/api/v1/counter-updates", { key, body: { identity: { anonymousIdentifier: "v1" }, counterId: `default:${featureId}.enabled`, update } });

@@ -8,7 +8,7 @@ const GPTBOT = "Mozilla/5.0 AppleWebKit/537.36 (KHTML, like Gecko); compatible; 
 
 async function newsOrg() {
   const org = await createOrganization("News");
-  await publish(org.live.secretKey, newsSite(), [org.live.id]);
+  await publish(org.adminKey, newsSite(), [org.live.id]);
   return org;
 }
 
@@ -38,7 +38,7 @@ describe("plan provisioning", () => {
       quality: { type: "string", value: "ultra", isFallback: false },
     });
     // Customers belong to the production store: the preview environment does not see them.
-    await publish(key, newsSite(), [org.preview.id]);
+    await publish(org.adminKey, newsSite(), [org.preview.id]);
     const preview = await check(org.preview.secretKey, { identity: { userIdentifier: "subscriber@example.com" } });
     expect(preview.body.customer.isCustomer).toBe(false);
     expect(preview.body.features.articles.properties.enabled.counterId).toMatch(/^preview:feat_/);

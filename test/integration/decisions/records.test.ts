@@ -72,7 +72,7 @@ describe("decision records", () => {
     document.workflows = {
       noisy: { type: "feature", feature: "widget", source: `export default () => Object.fromEntries(Array.from({ length: 20000 }, (_, i) => ["k" + i, 1]));` },
     };
-    await publish(org.live.secretKey, document, [org.live.id]);
+    await publish(org.adminKey, document, [org.live.id]);
     const result = await call("POST", "/api/v1/surface-decisions", { key: org.live.secretKey, body: { surfaceSlug: "hello-world", identity: { userIdentifier: "n" } } });
     expect(result.status).toBe(200);
     const [recorded] = await eventsFor(org.live.secretKey, `identifier=n&kind=surface_decision`);

@@ -21,7 +21,7 @@ beforeAll(async () => {
       source: `export default () => new Response("hi", { headers: { "x-request-id": "chosen-by-the-workflow" } });`,
     },
   };
-  await publish(org.live.secretKey, document, [org.live.id]);
+  await publish(org.adminKey, document, [org.live.id]);
 });
 
 const REQUEST_ID = /^req_[a-z0-9]{16}$/;
@@ -62,7 +62,7 @@ describe("through the runtime's own request path", () => {
   // request has its own I/O context, so per-isolate caches shared between concurrent requests are exercised for real.
   it("answers concurrent decisions of one new version, sharing its first load", async () => {
     const fresh = await createOrganization("Request context");
-    await publish(fresh.live.secretKey, helloWorld(), [fresh.live.id]);
+    await publish(fresh.adminKey, helloWorld(), [fresh.live.id]);
     const decide = (identifier: string) =>
       exports.default.fetch(
         new Request("http://platform.test/api/v1/access-checks", {

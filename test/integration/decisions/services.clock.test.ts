@@ -18,7 +18,7 @@ beforeAll(async () => {
   privateKey = keys.privateKey as CryptoKey;
   const document = helloWorld();
   document.authMethods = { "test-jwt": { publicKey: await exportSPKI(keys.publicKey), algorithms: ["RS256"], identifierClaim: "email" } };
-  await publish(org.live.secretKey, document, [org.live.id]);
+  await publish(org.adminKey, document, [org.live.id]);
 });
 
 describe("an injected clock", () => {

@@ -1,11 +1,12 @@
 /**
  * The seed tutorial's flow against examples/hello-world.yaml: an anonymous visitor, then a user the backend names,
- * then the same user by JWT (RS256, key pair generated here).
+ * then the same user by JWT (RS256, key pair generated here), then a Premium user (the provisioning workflow).
  */
 import { exportSPKI, generateKeyPair, SignJWT } from "jose";
 import { beforeAll, describe, expect, it } from "vitest";
 import { call, createOrganization, publish, type TestOrganization } from "../../support/api";
 import { helloWorld } from "../../support/examples";
+import premiumProvisioning from "../../../examples/workflows/premium-provisioning.ts?raw";
 
 let org: TestOrganization;
 let privateKey: CryptoKey;
@@ -17,7 +18,7 @@ beforeAll(async () => {
   privateKey = keys.privateKey as CryptoKey;
   const document = helloWorld();
   document.authMethods = { "test-jwt": { publicKey: await exportSPKI(keys.publicKey), algorithms: ["RS256"], identifierClaim: "email" } };
-  await publish(org.live.secretKey, document, [org.live.id]);
+  await publish(org.adminKey, document, [org.live.id]);
   featureId = (await call("GET", "/api/v1/admin/features/widget", { key: org.live.secretKey })).body.id;
 });
 
@@ -98,5 +99,67 @@ describe("access checks", () => {
       expect(result.body.features.widget.properties.enabled).toMatchObject({ hasAccess: true, consumedUnits: 0, remainingUnits: 3 });
       expect(result.body.surfaceBehavior).toBeUndefined();
     }
+  });
+});
+
+describe("a Premium user (part 4: the provisioning workflow)", () => {
+  let premiumOrg: TestOrganization;
+  let widgetId: string;
+  let signingKey: CryptoKey;
+
+  beforeAll(async () => {
+    premiumOrg = await createOrganization("Tutorial premium");
+    const keys = await generateKeyPair("RS256", { extractable: true });
+    signingKey = keys.privateKey as CryptoKey;
+    const document = helloWorld();
+    document.authMethods = { "test-jwt": { publicKey: await exportSPKI(keys.publicKey), algorithms: ["RS256"], identifierClaim: "email" } };
+    document.workflows = { "premium-provisioning": { type: "provisioning", source: premiumProvisioning } };
+    await publish(premiumOrg.adminKey, document, [premiumOrg.live.id]);
+    widgetId = (await call("GET", "/api/v1/admin/features/widget", { key: premiumOrg.live.secretKey })).body.id;
+  });
+
+  const jwtFor = (email: string, premium: boolean) =>
+    new SignJWT({ sub: email, email, premium }).setProtectedHeader({ alg: "RS256" }).sign(signingKey);
+  const surface = async (email: string, premium: boolean) =>
+    call("POST", "/api/v1/surface-decisions", { key: premiumOrg.live.publishableKey, body: { surfaceSlug: "hello-world", identity: { userJwt: await jwtFor(email, premium) } } });
+
+  it("gets unlimited widgets and still the counter's readings; a downgrade sees the true usage", async () => {
+    const registered = await surface("ada@example.com", false);
+    expect(registered.status).toBe(200);
+    const metered = registered.body.features.widget.properties.enabled;
+    expect(metered).toMatchObject({ hasAccess: true, consumedUnits: 1, remainingUnits: 2, totalUnits: 3 });
+
+    const premium = [];
+    for (let i = 0; i < 4; i++) premium.push(await surface("ada@example.com", true));
+    for (const result of premium) expect(result.status, JSON.stringify(result.body)).toBe(200);
+    const enabled = premium.map((result) => result.body.features.widget.properties.enabled);
+    // Beyond Registered's 3: unlimited, and the counter keeps counting.
+    expect(enabled.map((e) => [e.hasAccess, e.consumedUnits])).toEqual([[true, 2], [true, 3], [true, 4], [true, 5]]);
+    expect(enabled[3]).toEqual({
+      type: "meterable",
+      counterId: `default:${widgetId}.enabled`,
+      hasAccess: true,
+      isFallback: false,
+      consumedUnits: 5,
+      remainingUnits: 0,
+      totalUnits: 3,
+      periodStart: "1970-01-01T00:00:00.000Z",
+      uniqueResources: false,
+      resourceIdUsed: false,
+      consumedInRequest: true,
+      consumedUnitsInRequest: 1,
+      excessUnitsInRequest: 0,
+    });
+    // The same fields as the metered property, so a client reads both the same way.
+    expect(Object.keys(enabled[3]).sort()).toEqual(Object.keys(metered).sort());
+    expect(premium[3]!.body.features.widget.properties.premium).toEqual({ type: "boolean", value: true, isFallback: false });
+
+    // An access check reads without consuming.
+    const check = await call("POST", "/api/v1/access-checks", { key: premiumOrg.live.publishableKey, body: { identity: { userJwt: await jwtFor("ada@example.com", true) } } });
+    expect(check.body.features.widget.properties.enabled).toMatchObject({ hasAccess: true, consumedUnits: 5, remainingUnits: 0, totalUnits: 3, consumedInRequest: false });
+
+    // Back on Registered: the five widgets count against its three.
+    const downgraded = await surface("ada@example.com", false);
+    expect(downgraded.body.features.widget.properties.enabled).toMatchObject({ hasAccess: false, consumedUnits: 5, remainingUnits: 0, totalUnits: 3 });
   });
 });

@@ -22,6 +22,7 @@ import { exportSPKI, generateKeyPair, SignJWT } from "jose";
 import { beforeAll, describe, expect, it } from "vitest";
 import { call, createOrganization, fetchWorker, OPERATOR, publish, type TestOrganization } from "../../support/api";
 import { aiTools, helloWorld } from "../../support/examples";
+import { storeDeadLetter } from "../../../workers/services/deadLetters";
 
 // ---------------------------------------------------------------------------------------------------------------
 // Sending and judging requests
@@ -380,10 +381,13 @@ let operations: Operation[];
 const fx = {
   scratchEnv: "", // an environment of A that path parameters point at (production: shares the live store)
   sacrificialKey: "", // a key of A in the scratch environment, for revoke/rotate
+  sacrificialOrganizationKey: "", // an organization key of A (not the one requests use), for revoke/rotate
+  deadLetter: "", // a dead letter of A in the scratch environment, to list, retry and delete
   revokedKey: "",
   versionA: "",
   versionB: "",
   keyIdB: "",
+  organizationKeyIdB: "",
   widgetCounter: "",
   tokensCredit: "",
   baseline: {} as Record<string, unknown>,
@@ -392,6 +396,8 @@ const fx = {
 };
 
 const PRIMARY = () => ({ authorization: `Bearer ${A.live.secretKey}` });
+/** Admin routes: A's admin organization key (an environment key acts on its own environment only). */
+const ADMIN_A = () => ({ authorization: `Bearer ${A.adminKey}` });
 const OPERATOR_A = () => ({ authorization: `Bearer ${OPERATOR}`, "x-organization-id": A.id });
 
 /** The valid value of each path parameter (A's resources). */
@@ -400,7 +406,7 @@ function validParam(op: Operation, name: string): string {
     case "environmentId":
       return op.kind === "endpoint" ? A.live.id : fx.scratchEnv;
     case "keyId":
-      return fx.sacrificialKey;
+      return isOrganizationKeyRoute(op) ? fx.sacrificialOrganizationKey : fx.sacrificialKey;
     case "versionId":
       return fx.versionA;
     case "identifier":
@@ -414,6 +420,8 @@ function validParam(op: Operation, name: string): string {
       return "FUZZ_VAR";
     case "path":
       return "echo";
+    case "deadLetterId":
+      return fx.deadLetter;
     case "slug": {
       const collection = op.template.split("/")[4];
       return { features: "widget", plans: "premium", surfaces: "hello-world", "auth-methods": "main", workflows: "echo" }[collection!] ?? "widget";
@@ -423,9 +431,11 @@ function validParam(op: Operation, name: string): string {
   }
 }
 
+const isOrganizationKeyRoute = (op: Pick<Operation, "template">) => op.template.startsWith("/api/v1/admin/organization/keys");
+
 /** Another tenant's value for a tenant-owned parameter: A's credentials must never reach it. */
-function otherTenantParam(name: string): string | undefined {
-  return { environmentId: B.live.id, keyId: fx.keyIdB, versionId: fx.versionB }[name];
+function otherTenantParam(name: string, op: Pick<Operation, "template">): string | undefined {
+  return { environmentId: B.live.id, keyId: isOrganizationKeyRoute(op) ? fx.organizationKeyIdB : fx.keyIdB, versionId: fx.versionB }[name];
 }
 
 function pathFor(op: Operation, overrides: Record<string, string> = {}): string {
@@ -460,6 +470,8 @@ function exampleBody(op: Operation): unknown {
       return { name: "Scratch" };
     case "POST /api/v1/admin/environments/{environmentId}/keys":
       return { type: "publishable", name: "fuzz key" };
+    case "POST /api/v1/admin/organization/keys":
+      return { name: "fuzz key", role: "read-only" };
     case "POST /api/v1/admin/environments/{environmentId}/deployments":
       return { versionId: fx.versionA };
     case "POST /api/v1/admin/environments/{environmentId}/rollback":
@@ -498,6 +510,7 @@ function validHeaders(op: Operation): Record<string, string> {
   if (op.kind === "operator") return { authorization: `Bearer ${OPERATOR}` };
   if (op.kind === "endpoint") return { "x-mos-key": A.live.secretKey };
   if (op.kind === "public") return {};
+  if (op.kind === "admin") return ADMIN_A();
   return PRIMARY();
 }
 
@@ -519,7 +532,7 @@ const draftGuard: Guard = {
     return `${row?.revision}:${row?.document}`;
   },
   restore: async () => {
-    const res = await send({ method: "PUT", path: "/api/v1/admin/config", headers: { ...PRIMARY(), "content-type": "application/json" }, body: JSON.stringify(fx.baseline) });
+    const res = await send({ method: "PUT", path: "/api/v1/admin/config", headers: { ...ADMIN_A(), "content-type": "application/json" }, body: JSON.stringify(fx.baseline) });
     if (res.status !== 200) throw new Error(`restoring the draft failed: ${res.status} ${res.text}`);
   },
 };
@@ -527,7 +540,7 @@ const draftGuard: Guard = {
 const readGuard = (name: string, path: () => string, project: (body: any) => unknown = (body) => body): Guard => ({
   name,
   observe: async () => {
-    const res = await send({ method: "GET", path: path(), headers: PRIMARY() });
+    const res = await send({ method: "GET", path: path(), headers: ADMIN_A() });
     return `${res.status}:${JSON.stringify(res.status === 200 ? project(res.body) : res.body, (key, value) => (key === "updatedAt" ? undefined : value))}`;
   },
 });
@@ -540,6 +553,7 @@ function guardOf(op: Operation): Guard | undefined {
   if (t === "/api/v1/admin/environments") {
     return readGuard("environments", () => "/api/v1/admin/environments", (body) => body.environments.map((e: { id: string; slug: string }) => `${e.id}:${e.slug}`));
   }
+  if (isOrganizationKeyRoute(op)) return readGuard("organization keys", () => "/api/v1/admin/organization/keys");
   if (t.endsWith("/keys") || t.includes("/keys/")) return readGuard("keys", () => `/api/v1/admin/environments/${fx.scratchEnv}/keys`);
   if (t.endsWith("/deployments") || t.endsWith("/rollback")) return readGuard("deployments", () => `/api/v1/admin/environments/${fx.scratchEnv}/deployments`);
   if (t.includes("/customers/")) return readGuard("customer", () => `/api/v1/admin/environments/${fx.scratchEnv}/customers/fuzz-user`);
@@ -616,27 +630,43 @@ async function setUpTenantA(name: string): Promise<void> {
       },
     },
   };
-  fx.versionA = await publish(A.live.secretKey, document, [A.live.id]);
+  fx.versionA = await publish(A.adminKey, document, [A.live.id]);
   const exported = await call("GET", "/api/v1/admin/config", { key: A.live.secretKey });
   fx.baseline = exported.body;
-  const scratch = await call("POST", "/api/v1/admin/environments", { key: A.live.secretKey, body: { slug: "scratch", type: "production" } });
+  const scratch = await call("POST", "/api/v1/admin/environments", { key: A.adminKey, body: { slug: "scratch", type: "production" } });
   fx.scratchEnv = scratch.body.environment.id;
-  const sacrificial = await call("POST", `/api/v1/admin/environments/${fx.scratchEnv}/keys`, { key: A.live.secretKey, body: { type: "secret" } });
+  const sacrificial = await call("POST", `/api/v1/admin/environments/${fx.scratchEnv}/keys`, { key: A.adminKey, body: { type: "secret" } });
   fx.sacrificialKey = sacrificial.body.id;
-  const revoked = await call("POST", `/api/v1/admin/environments/${fx.scratchEnv}/keys`, { key: A.live.secretKey, body: { type: "secret" } });
-  await call("DELETE", `/api/v1/admin/keys/${revoked.body.id}`, { key: A.live.secretKey });
+  const sacrificialOrganizationKey = await call("POST", "/api/v1/admin/organization/keys", { key: A.adminKey, body: { name: "sacrificial", role: "read-only" } });
+  fx.sacrificialOrganizationKey = sacrificialOrganizationKey.body.id;
+  const revoked = await call("POST", `/api/v1/admin/environments/${fx.scratchEnv}/keys`, { key: A.adminKey, body: { type: "secret" } });
+  await call("DELETE", `/api/v1/admin/keys/${revoked.body.id}`, { key: A.adminKey });
   fx.revokedKey = revoked.body.key;
   fx.widgetCounter = `default:${exported.body.features.widget.id}.enabled`;
   fx.tokensCredit = `default:${exported.body.features["ai-tools"].id}.tokens`;
-  await call("PUT", `/api/v1/admin/environments/${fx.scratchEnv}/customers/fuzz-user`, { key: A.live.secretKey, body: { stripeProductIds: ["prod_ai_tools_pro"] } });
-  await call("PUT", `/api/v1/admin/environments/${fx.scratchEnv}/variables/FUZZ_VAR`, { key: A.live.secretKey, body: { value: "v" } });
+  await call("PUT", `/api/v1/admin/environments/${fx.scratchEnv}/customers/fuzz-user`, { key: A.adminKey, body: { stripeProductIds: ["prod_ai_tools_pro"] } });
+  await call("PUT", `/api/v1/admin/environments/${fx.scratchEnv}/variables/FUZZ_VAR`, { key: A.adminKey, body: { value: "v" } });
+  const deadMessage = { organizationId: A.id, environmentId: fx.scratchEnv, versionId: fx.versionA, identifier: "fuzz-user", trigger: "user.signed-up", payload: { plan: "free" }, firedAt: new Date().toISOString() };
+  fx.deadLetter = await storeDeadLetter(env.DB, {
+    organizationId: A.id,
+    environmentId: fx.scratchEnv,
+    queueMessageId: "fuzz-dead-letter",
+    trigger: deadMessage.trigger,
+    identifier: deadMessage.identifier,
+    message: deadMessage,
+    messageTruncated: false,
+    workflows: ["fuzz-action"],
+    lastError: "fuzz",
+    attempts: 4,
+  });
 }
 
 beforeAll(async () => {
   B = await createOrganization("Fuzz B");
-  fx.versionB = await publish(B.live.secretKey, helloWorld(), [B.live.id]);
+  fx.versionB = await publish(B.adminKey, helloWorld(), [B.live.id]);
   const keysB = await call("GET", `/api/v1/admin/environments/${B.live.id}/keys`, { key: B.live.secretKey });
   fx.keyIdB = keysB.body.keys[0].id;
+  fx.organizationKeyIdB = (await call("GET", "/api/v1/admin/organization/keys", { key: B.adminKey })).body.keys[0].id;
   await setUpTenantA("Fuzz A");
   const openapi = await call("GET", "/openapi.json");
   operations = operationsOf(openapi.body);
@@ -656,7 +686,8 @@ describe("adversarial input sweep", { timeout: 120_000 }, () => {
     for (const op of operations.filter((candidate) => !isDestructive(candidate))) {
       const body = op.hasBody || op.kind === "endpoint" ? JSON.stringify(exampleBody(op)) : undefined;
       const req = { method: op.method, path: urlFor(op), headers: { ...validHeaders(op), ...(body ? { "content-type": "application/json" } : {}) }, body };
-      const res = await findings.send(req, (status) => status < 300 || (op.template.endsWith("/rollback") && status === 409), "the valid example");
+      // A rollback with nothing to roll back to, a dead letter retried already: 409s of valid requests.
+      const res = await findings.send(req, (status) => status < 300 || (/\/(rollback|retry)$/.test(op.template) && status === 409), "the valid example");
       if (res.status < 300 && guardOf(op)?.restore) await guardOf(op)!.restore!();
     }
     findings.assertNone();
@@ -705,8 +736,8 @@ describe("adversarial input sweep", { timeout: 120_000 }, () => {
         }
         cases.push({ op, label: "operator with a blank X-Organization-Id", headers: { ...bearer(OPERATOR), "x-organization-id": " " }, expected: (status) => status === 400 });
         // Another tenant's credentials against A's ids: indistinguishable from a missing resource.
-        const ownsIds = op.pathParams.some((name) => otherTenantParam(name) !== undefined);
-        cases.push({ op, label: "other tenant's secret key", headers: bearer(B.live.secretKey), expected: (status) => !ownsIds || status === 404 });
+        const ownsIds = op.pathParams.some((name) => otherTenantParam(name, op) !== undefined);
+        cases.push({ op, label: "other tenant's admin key", headers: bearer(B.adminKey), expected: (status) => !ownsIds || status === 404 });
         cases.push({ op, label: "operator acting for the other tenant", headers: { ...bearer(OPERATOR), "x-organization-id": B.id }, expected: (status) => !ownsIds || status === 404 });
       }
       if (op.kind === "decision") cases.push({ op, label: "operator token", headers: bearer(OPERATOR), expected: (status) => status === 401 || status === 403 });
@@ -718,10 +749,12 @@ describe("adversarial input sweep", { timeout: 120_000 }, () => {
       if (!violation(req, res) && !expected(res.status)) findings.note(`unexpected ${res.status} for ${label}: ${describeReq(req)} → ${res.text.slice(0, 160)}`);
     });
     // Nothing of A moved under someone else's credentials.
-    const environment = await call("GET", `/api/v1/admin/environments/${fx.scratchEnv}`, { key: A.live.secretKey });
+    const environment = await call("GET", `/api/v1/admin/environments/${fx.scratchEnv}`, { key: A.adminKey });
     expect(environment.status).toBe(200);
-    const keys = await call("GET", `/api/v1/admin/environments/${fx.scratchEnv}/keys`, { key: A.live.secretKey });
+    const keys = await call("GET", `/api/v1/admin/environments/${fx.scratchEnv}/keys`, { key: A.adminKey });
     expect(keys.body.keys.find((key: { id: string }) => key.id === fx.sacrificialKey).revokedAt).toBeNull();
+    const organizationKeys = await call("GET", "/api/v1/admin/organization/keys", { key: A.adminKey });
+    expect(organizationKeys.body.keys.find((key: { id: string }) => key.id === fx.sacrificialOrganizationKey).revokedAt).toBeNull();
     findings.assertNone();
   });
 
@@ -730,7 +763,7 @@ describe("adversarial input sweep", { timeout: 120_000 }, () => {
     const requests: { op: Operation; req: Req; crossTenant: boolean }[] = [];
     for (const op of operations) {
       for (const name of op.pathParams) {
-        const other = otherTenantParam(name);
+        const other = otherTenantParam(name, op);
         const values = [...HOSTILE_SEGMENTS, ...(other ? [other] : [])];
         for (const value of values) {
           const body = op.hasBody || op.kind === "endpoint" ? JSON.stringify(exampleBody(op)) : undefined;
@@ -741,14 +774,14 @@ describe("adversarial input sweep", { timeout: 120_000 }, () => {
     }
     // Another tenant's ids in bodies and queries too.
     const find = (name: string) => operations.find((op) => opName(op) === name)!;
-    const json = { ...PRIMARY(), "content-type": "application/json" };
+    const json = { ...ADMIN_A(), "content-type": "application/json" };
     for (const name of ["POST /api/v1/admin/environments/{environmentId}/deployments", "POST /api/v1/admin/environments/{environmentId}/rollback"]) {
       requests.push({ op: find(name), req: { method: "POST", path: pathFor(find(name)), headers: json, body: JSON.stringify({ versionId: fx.versionB }) }, crossTenant: true });
     }
     const diff = find("GET /api/v1/admin/versions/{versionId}/diff");
-    requests.push({ op: diff, req: { method: "GET", path: `${pathFor(diff)}?against=${fx.versionB}`, headers: PRIMARY() }, crossTenant: true });
+    requests.push({ op: diff, req: { method: "GET", path: `${pathFor(diff)}?against=${fx.versionB}`, headers: ADMIN_A() }, crossTenant: true });
     const events = find("GET /api/v1/admin/events");
-    requests.push({ op: events, req: { method: "GET", path: `/api/v1/admin/events?environmentId=${B.live.id}`, headers: PRIMARY() }, crossTenant: true });
+    requests.push({ op: events, req: { method: "GET", path: `/api/v1/admin/events?environmentId=${B.live.id}`, headers: ADMIN_A() }, crossTenant: true });
     const judge = (crossTenant: boolean, req: Req, res: Sent) => {
       if (crossTenant && res.status < 400) findings.note(`another tenant's id answered ${res.status}: ${describeReq(req)} → ${res.text.slice(0, 160)}`);
     };
@@ -762,7 +795,7 @@ describe("adversarial input sweep", { timeout: 120_000 }, () => {
       const guard = guardOf(op);
       const limit = op.kind === "decision" ? 64 * 1024 : 1024 * 1024;
       const example = exampleBody(op);
-      const auths = op.kind === "admin" ? [PRIMARY(), OPERATOR_A()] : op.kind === "decision" ? [PRIMARY(), { authorization: `Bearer ${A.live.publishableKey}` }] : [validHeaders(op)];
+      const auths = op.kind === "admin" ? [ADMIN_A(), OPERATOR_A()] : op.kind === "decision" ? [PRIMARY(), { authorization: `Bearer ${A.live.publishableKey}` }] : [validHeaders(op)];
       const json = { "content-type": "application/json" };
       const bodies: [string, string, Record<string, string>][] = [];
       for (const [label, raw] of hostileRawBodies(limit)) bodies.push([label, raw, json]);
@@ -851,7 +884,7 @@ describe("adversarial input sweep", { timeout: 120_000 }, () => {
       requests.push(at("a=1&".repeat(2000)));
     }
     // PUT /config: dryRun and If-Match must not let a write through half-done.
-    const config = { ...PRIMARY(), "content-type": "application/json" };
+    const config = { ...ADMIN_A(), "content-type": "application/json" };
     const apply = operations.find((op) => opName(op) === "PUT /api/v1/admin/config")!;
     for (const ifMatch of ["", "abc", '"-1"', "99999999999999999999", "*", 'W/"1"']) {
       requests.push({ op: apply, req: { method: "PUT", path: "/api/v1/admin/config?dryRun=maybe", headers: { ...config, "if-match": ifMatch }, body: JSON.stringify(fx.baseline) } });
@@ -883,7 +916,7 @@ describe("adversarial input sweep", { timeout: 120_000 }, () => {
     // Deleting things must stay inside the tenant even with odd paths: none of these may succeed.
     await pool(requests.filter((req) => !["DELETE", "PUT", "POST", "PATCH"].includes(req.method)), async (req) => void (await findings.send(req)));
     for (const req of requests.filter((candidate) => ["DELETE", "PUT", "POST", "PATCH"].includes(candidate.method))) await findings.send(req);
-    expect((await call("GET", `/api/v1/admin/environments/${fx.scratchEnv}`, { key: A.live.secretKey })).status).toBe(200);
+    expect((await call("GET", `/api/v1/admin/environments/${fx.scratchEnv}`, { key: A.adminKey })).status).toBe(200);
     findings.assertNone();
   });
 
@@ -1036,12 +1069,12 @@ describe("adversarial input sweep", { timeout: 120_000 }, () => {
 describe("regressions found by the sweep", () => {
   let org: TestOrganization;
   const admin = (method: string, path: string, body?: unknown, headers: Record<string, string> = {}) =>
-    call(method, `/api/v1/admin${path}`, { key: org.live.secretKey, body, headers });
+    call(method, `/api/v1/admin${path}`, { key: org.adminKey, body, headers });
   const revision = async () => (await admin("GET", "/config")).headers.get("x-draft-revision");
 
   beforeAll(async () => {
     org = await createOrganization("Fuzz regressions");
-    await publish(org.live.secretKey, helloWorld(), [org.live.id]);
+    await publish(org.adminKey, helloWorld(), [org.live.id]);
   });
 
   it("treats `constructor` as a slug like any other, never as Object.prototype's member", async () => {
@@ -1106,7 +1139,7 @@ describe("regressions found by the sweep", () => {
   it("refuses YAML alias bombs and cycles and over-deep trigger schemas, and the draft stays usable", async () => {
     const before = await revision();
     for (const [label, raw, type] of documentBodies().filter(([label]) => /bomb|cycle|deep|binary|infinities/.test(label))) {
-      const result = await call("PUT", "/api/v1/admin/config", { key: org.live.secretKey, rawBody: raw, headers: { "content-type": type } });
+      const result = await call("PUT", "/api/v1/admin/config", { key: org.adminKey, rawBody: raw, headers: { "content-type": type } });
       expect(result.status, `${label}: ${JSON.stringify(result.body).slice(0, 300)}`).toBe(400);
       expect(result.body).toMatchObject({ status: "error", statusCode: 400 });
       expect(result.body.code).toMatch(/^(invalid_json|invalid_yaml|validation_failed)$/);

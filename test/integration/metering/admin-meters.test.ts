@@ -115,7 +115,7 @@ describe("admin: tenancy", () => {
   it("keeps the preview store apart from the live one", async () => {
     const identifier = uniqueId("stores");
     await use(identifier);
-    const preview = await call("GET", `${identityPath(identifier, hello.org.preview.id)}/counters`, { key: hello.key });
+    const preview = await call("GET", `${identityPath(identifier, hello.org.preview.id)}/counters`, { key: hello.org.adminKey });
     expect(preview.status).toBe(200);
     expect(preview.body.counters).toEqual([]);
   });

@@ -13,7 +13,7 @@ export interface PublishedOrg {
 
 async function published(name: string, document: Record<string, unknown>, featureSlug: string): Promise<PublishedOrg> {
   const org = await createOrganization(name);
-  await publish(org.live.secretKey, document, [org.live.id]);
+  await publish(org.adminKey, document, [org.live.id]);
   const feature = await call("GET", `/api/v1/admin/features/${featureSlug}`, { key: org.live.secretKey });
   if (feature.status !== 200) throw new Error(`feature ${featureSlug}: ${feature.status}`);
   return { org, key: org.live.secretKey, counterId: `default:${feature.body.id}.enabled` };

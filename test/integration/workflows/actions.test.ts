@@ -79,8 +79,8 @@ beforeAll(async () => {
   document.workflows = ACTIONS;
   document.triggers = TRIGGERS;
   document.plans.premium.stripeProductIds = ["prod_premium"];
-  versionId = await publish(org.live.secretKey, document, [org.live.id, org.preview.id]);
-  await publish(other.live.secretKey, document, [other.live.id]);
+  versionId = await publish(org.adminKey, document, [org.live.id, org.preview.id]);
+  await publish(other.adminKey, document, [other.live.id]);
   await call("PUT", `/api/v1/admin/environments/${org.live.id}/variables/GREETING`, { key: org.live.secretKey, body: { value: "welcome", secret: true } });
 });
 
@@ -254,7 +254,7 @@ describe("workflow declarations", () => {
       "banner-a": { type: "component", surface: "hello-world", component: "banner", source: "export default () => ({});" },
       "banner-b": { type: "component", surface: "hello-world", component: "banner", source: "export default () => ({});" },
     };
-    const refused = await call("PUT", "/api/v1/admin/config", { key: organization.live.secretKey, body: document });
+    const refused = await call("PUT", "/api/v1/admin/config", { key: organization.adminKey, body: document });
     expect(refused.status).toBe(400);
     expect(refused.body.details).toEqual([
       { path: "workflows.second.surface", message: "surface hello-world already has workflow first: one workflow decides it" },
@@ -268,7 +268,7 @@ describe("custom trigger declarations", () => {
     const organization = await createOrganization("Undeclared trigger");
     const document = helloWorld();
     document.workflows = { listener: { type: "action", triggers: ["decision.made", "nobody.declared.this"], source: "export default () => {};" } };
-    const refused = await call("PUT", "/api/v1/admin/config", { key: organization.live.secretKey, body: document });
+    const refused = await call("PUT", "/api/v1/admin/config", { key: organization.adminKey, body: document });
     expect(refused.status).toBe(400);
     expect(refused.body.details).toEqual([{ path: "workflows.listener.triggers[1]", message: expect.stringMatching(/unknown trigger nobody.declared.this/) }]);
   });
@@ -278,7 +278,7 @@ describe("custom trigger declarations", () => {
     const refusedAt = async (schema: Record<string, unknown>) => {
       const document = helloWorld();
       document.triggers = { "page.viewed": { schema } };
-      const response = await call("PUT", "/api/v1/admin/config", { key: organization.live.secretKey, body: document });
+      const response = await call("PUT", "/api/v1/admin/config", { key: organization.adminKey, body: document });
       expect(response.status).toBe(400);
       expect(response.body.details[0].message).toMatch(/not supported in trigger schemas|limited to 8192 bytes/);
       return response.body.details[0].path;
@@ -303,18 +303,18 @@ describe("custom trigger declarations", () => {
     // Names and data are not keywords: a property called "pattern", a default that holds one.
     const named = helloWorld();
     named.triggers = { "page.viewed": { schema: { type: "object", properties: { pattern: { type: "string" }, $ref: {} }, default: { pattern: "x" }, enum: [{ $ref: 1 }] } } };
-    expect((await call("PUT", "/api/v1/admin/config", { key: organization.live.secretKey, body: named })).status).toBe(200);
+    expect((await call("PUT", "/api/v1/admin/config", { key: organization.adminKey, body: named })).status).toBe(200);
     // A property that happens to be called "pattern" is data, not the keyword.
     const document = helloWorld();
     document.triggers = { "page.viewed": { schema: { type: "object", properties: { pattern: { type: "string" } } } } };
-    expect((await call("PUT", "/api/v1/admin/config", { key: organization.live.secretKey, body: document })).status).toBe(200);
+    expect((await call("PUT", "/api/v1/admin/config", { key: organization.adminKey, body: document })).status).toBe(200);
   });
 
   it("a draft saved under older rules (a pattern in a trigger schema) can still be read, is refused as a version, and can be replaced", async () => {
     const organization = await createOrganization("Draft from older rules");
     const legacy = helloWorld();
     legacy.triggers = { "page.viewed": { schema: { type: "string", pattern: "^(a+)+$" } } };
-    await call("PUT", "/api/v1/admin/config", { key: organization.live.secretKey, body: helloWorld() });
+    await call("PUT", "/api/v1/admin/config", { key: organization.adminKey, body: helloWorld() });
     const current = await call("GET", "/api/v1/admin/config", { key: organization.live.secretKey });
     const stored = { ...current.body, triggers: legacy.triggers };
     await env.DB.prepare("UPDATE drafts SET document = ? WHERE organization_id = ?").bind(JSON.stringify(stored), organization.id).run();
@@ -322,12 +322,12 @@ describe("custom trigger declarations", () => {
     const read = await call("GET", "/api/v1/admin/config", { key: organization.live.secretKey });
     expect(read.status).toBe(200);
     expect(read.body.triggers["page.viewed"].schema.pattern).toBe("^(a+)+$");
-    const version = await call("POST", "/api/v1/admin/versions", { key: organization.live.secretKey, body: { description: "x" } });
+    const version = await call("POST", "/api/v1/admin/versions", { key: organization.adminKey, body: { description: "x" } });
     expect(version.status).toBe(400);
     expect(version.body.details[0].path).toBe("triggers.page.viewed.schema.pattern");
-    const replaced = await call("PUT", "/api/v1/admin/config", { key: organization.live.secretKey, body: helloWorld() });
+    const replaced = await call("PUT", "/api/v1/admin/config", { key: organization.adminKey, body: helloWorld() });
     expect(replaced.status).toBe(200);
-    expect((await call("POST", "/api/v1/admin/versions", { key: organization.live.secretKey, body: { description: "fixed" } })).status).toBe(201);
+    expect((await call("POST", "/api/v1/admin/versions", { key: organization.adminKey, body: { description: "fixed" } })).status).toBe(201);
 
     // Even a structurally broken stored draft — null entries, a schema nested 5,000 levels — is readable and
     // replaceable, refuses piecemeal edits with a 409, and never answers 500.
@@ -335,7 +335,7 @@ describe("custom trigger declarations", () => {
     for (let level = 0; level < 5000; level++) deep = { default: deep };
     const broken = { ...stored, features: [], plans: { p: null, q: { name: "Q" } }, triggers: { deep: { schema: deep } } };
     await env.DB.prepare("UPDATE drafts SET document = ? WHERE organization_id = ?").bind(JSON.stringify(broken), organization.id).run();
-    const key = organization.live.secretKey;
+    const key = organization.adminKey;
     const brokenRead = await call("GET", "/api/v1/admin/config", { key });
     expect(brokenRead.status).toBe(200);
     expect(brokenRead.body.plans).toEqual({ q: { name: "Q" } });
@@ -369,7 +369,7 @@ describe("custom trigger declarations", () => {
         };`,
       },
     };
-    await publish(organization.live.secretKey, document, [organization.live.id]);
+    await publish(organization.adminKey, document, [organization.live.id]);
     const decision = await call("POST", "/api/v1/surface-decisions", {
       key: organization.live.secretKey,
       body: { surfaceSlug: "hello-world", identity: { userIdentifier: "payload@example.com" } },

@@ -30,9 +30,9 @@ import { createOrganization, publish, type TestOrganization } from "../../suppor
 import { expectConsoleError } from "../../support/console";
 import { helloWorld } from "../../support/examples";
 
-async function workflowOf(slug: string, source: string, type: SnapshotWorkflow["type"] = "surface"): Promise<SnapshotWorkflow> {
+async function workflowOf(slug: string, source: string, type: SnapshotWorkflow["type"] = "surface", settings: Partial<SnapshotWorkflow> = {}): Promise<SnapshotWorkflow> {
   const code = compileWorkflowSource(slug, source);
-  return { slug, name: slug, type, code, codeHash: await sha256Hex(code), required: false };
+  return { slug, name: slug, type, code, codeHash: await sha256Hex(code), required: false, ...settings };
 }
 
 interface RecordedUpload {
@@ -43,10 +43,15 @@ interface RecordedUpload {
   parts: Record<string, { type: string; text: string }>;
 }
 
+interface UploadedModules {
+  metadata: { compatibility_date?: string; compatibility_flags?: string[] };
+  modules: Record<string, string>;
+}
+
 /** Answers like `PUT …/dispatch/namespaces/{ns}/scripts/{name}`; keeps what was uploaded by script name. */
 function fakeCloudflareApi(options: { failScript?: string } = {}) {
   const uploads: RecordedUpload[] = [];
-  const scripts = new Map<string, Record<string, string>>();
+  const scripts = new Map<string, UploadedModules>();
   const fetch = (async (input: RequestInfo | URL, init?: RequestInit) => {
     const request = new Request(input, init);
     const url = new URL(request.url);
@@ -68,31 +73,33 @@ function fakeCloudflareApi(options: { failScript?: string } = {}) {
       else parts[name] = { type: typeof value === "string" ? "text/plain" : file.type, text };
     }
     uploads.push({ url: request.url, method: request.method, authorization: request.headers.get("authorization"), metadata, parts });
-    scripts.set(scriptName, Object.fromEntries(Object.entries(parts).map(([name, part]) => [name, part.text])));
+    scripts.set(scriptName, { metadata, modules: Object.fromEntries(Object.entries(parts).map(([name, part]) => [name, part.text])) });
     return Response.json({ success: true, errors: [], messages: [], result: { id: scriptName, etag: "x" } });
   }) as typeof globalThis.fetch;
   return { fetch, uploads, scripts };
 }
 
 /**
- * A dispatch namespace whose scripts are the uploaded modules, run in Worker Loader isolates. Like Workers for
- * Platforms, a call's `outbound` parameters go with every fetch the script makes to the outbound side — here the
- * platform's WorkflowOutbound entrypoint bound to the call's `mos` parameter (what outbound/worker.ts forwards to; the
- * shim itself is tested below). Without outbound parameters the script has no network at all.
+ * A dispatch namespace whose scripts are the uploaded modules (with the uploaded compatibility date and flags), run
+ * in Worker Loader isolates. Like Workers for Platforms, a call's `outbound` parameters go with every fetch the
+ * script makes to the outbound side — here the platform's WorkflowOutbound entrypoint bound to the call's `mos`
+ * parameter (what outbound/worker.ts forwards to; the shim itself is tested below). Without outbound parameters the
+ * script has no network at all.
  */
-function stubNamespace(scripts: Map<string, Record<string, string>>, binding: { outboundWorker: boolean } = { outboundWorker: true }) {
+function stubNamespace(scripts: Map<string, UploadedModules>, binding: { outboundWorker: boolean } = { outboundWorker: true }) {
   const calls: { name: string; options: unknown }[] = [];
   const namespace = {
     get(name: string, _args?: unknown, options?: unknown) {
       calls.push({ name, options });
-      const modules = scripts.get(name);
-      if (!modules) throw new Error(`Worker ${name} not found in dispatch namespace`);
+      const script = scripts.get(name);
+      if (!script) throw new Error(`Worker ${name} not found in dispatch namespace`);
       const mos = (options as { outbound?: { mos?: string } } | undefined)?.outbound?.mos;
       // Outbound parameters are fixed per invocation, so each call with a token gets its own isolate.
       const worker = env.LOADER.get(`dispatch:${name}:${mos ? calls.length : "closed"}`, () => ({
-        compatibilityDate: WORKFLOW_COMPATIBILITY_DATE,
+        compatibilityDate: script.metadata.compatibility_date ?? "",
+        compatibilityFlags: script.metadata.compatibility_flags ?? [],
         mainModule: "harness.js",
-        modules,
+        modules: script.modules,
         env: {},
         // A binding without `outbound` ignores the parameters; with no network here, the script's fetch then fails.
         globalOutbound: mos && binding.outboundWorker ? exports.WorkflowOutbound({ props: { capability: mos } }) : null,
@@ -112,12 +119,13 @@ class RecordingUtils extends RpcTarget {
 }
 
 const TEST_ORG = "org_test";
-const upload = (workflows: SnapshotWorkflow[], api: ReturnType<typeof fakeCloudflareApi>, organizationId = TEST_ORG) =>
-  uploadWorkflowScripts({ workflows, organizationId }, { accountId: "acc123", namespace: "mos-workflows", apiToken: "cf-token", fetch: api.fetch });
-const scriptOf = (workflow: SnapshotWorkflow, organizationId = TEST_ORG) => workflowScriptName(organizationId, workflow);
+const TEST_ENV = "env_test";
+const upload = (workflows: SnapshotWorkflow[], api: ReturnType<typeof fakeCloudflareApi>, organizationId = TEST_ORG, environmentId = TEST_ENV) =>
+  uploadWorkflowScripts({ workflows, organizationId }, environmentId, { accountId: "acc123", namespace: "mos-workflows", apiToken: "cf-token", fetch: api.fetch });
+const scriptOf = (workflow: SnapshotWorkflow, organizationId = TEST_ORG, environmentId = TEST_ENV) => workflowScriptName(organizationId, environmentId, workflow);
 
 describe("uploadWorkflowScripts (deploy path) against a fake Cloudflare API", () => {
-  it("PUTs one multipart module script per workflow version, named by organization, harness and code", async () => {
+  it("PUTs one multipart module script per workflow version, named by organization, environment, harness and code", async () => {
     const api = fakeCloudflareApi();
     const a = await workflowOf("a", `export default () => ({ properties: { a: 1 } });`);
     const b = await workflowOf("b", `export default () => ({ properties: { b: 2 } });`);
@@ -127,6 +135,8 @@ describe("uploadWorkflowScripts (deploy path) against a fake Cloudflare API", ()
     expect(await scriptOf(a)).toMatch(/^wf-[0-9a-f]{48}$/);
     // Identical code of another organization is another script: tenants never share module-level state.
     expect(await scriptOf(a, "org_other")).not.toBe(await scriptOf(a));
+    // So is identical code of another environment of the same organization: their variables and secrets differ.
+    expect(await scriptOf(a, TEST_ORG, "env_other")).not.toBe(await scriptOf(a));
     expect(await scriptOf(b)).not.toBe(await scriptOf(a));
     expect(uploaded).toEqual([
       { scriptName: await scriptOf(a), workflows: ["a", "a-copy"] },
@@ -137,8 +147,8 @@ describe("uploadWorkflowScripts (deploy path) against a fake Cloudflare API", ()
     expect(first.method).toBe("PUT");
     expect(first.url).toBe(`https://api.cloudflare.com/client/v4/accounts/acc123/workers/dispatch/namespaces/mos-workflows/scripts/${await scriptOf(a)}`);
     expect(first.authorization).toBe("Bearer cf-token");
-    expect(first.metadata).toEqual({ main_module: "harness.js", compatibility_date: WORKFLOW_COMPATIBILITY_DATE });
-    expect(Object.keys(first.parts).sort()).toEqual(["__mos_guard.js", "harness.js", "workflow.js"]);
+    expect(first.metadata).toEqual({ main_module: "harness.js", compatibility_date: WORKFLOW_COMPATIBILITY_DATE, compatibility_flags: ["nodejs_als"] });
+    expect(Object.keys(first.parts).sort()).toEqual(["__mos_budget.js", "__mos_guard.js", "harness.js", "workflow.js"]);
     for (const part of Object.values(first.parts)) expect(part.type).toBe("application/javascript+module");
     expect(first.parts["workflow.js"]!.text).toBe(a.code);
     expect(first.parts["harness.js"]!.text).toContain(DISPATCH_PROTOCOL);
@@ -158,10 +168,10 @@ describe("uploadWorkflowScriptsIfConfigured", () => {
   it("uploads only when the account, namespace and token are configured", async () => {
     const workflow = await workflowOf("w", `export default () => ({});`);
     const api = fakeCloudflareApi();
-    expect(await uploadWorkflowScriptsIfConfigured(env, { workflows: [workflow], organizationId: TEST_ORG }, api.fetch)).toBeNull();
+    expect(await uploadWorkflowScriptsIfConfigured(env, { workflows: [workflow], organizationId: TEST_ORG }, TEST_ENV, api.fetch)).toBeNull();
     expect(api.uploads).toHaveLength(0);
     const configured = { ...env, CF_ACCOUNT_ID: "acc9", DISPATCH_NAMESPACE: "ns9", CF_API_TOKEN: "tok9" } as unknown as Env;
-    expect(await uploadWorkflowScriptsIfConfigured(configured, { workflows: [workflow], organizationId: TEST_ORG }, api.fetch)).toEqual([{ scriptName: await scriptOf(workflow), workflows: ["w"] }]);
+    expect(await uploadWorkflowScriptsIfConfigured(configured, { workflows: [workflow], organizationId: TEST_ORG }, TEST_ENV, api.fetch)).toEqual([{ scriptName: await scriptOf(workflow), workflows: ["w"] }]);
     expect(api.uploads[0]!.url).toBe(`https://api.cloudflare.com/client/v4/accounts/acc9/workers/dispatch/namespaces/ns9/scripts/${await scriptOf(workflow)}`);
     expect(api.uploads[0]!.authorization).toBe("Bearer tok9");
   });
@@ -173,7 +183,7 @@ describe("DispatchWorkflowRunner against a stub namespace", () => {
     const workflows = await Promise.all(Object.entries(sources).map(([slug, source]) => workflowOf(slug, source, type)));
     await upload(workflows, api);
     const stub = stubNamespace(api.scripts);
-    return { workflows, stub, runner: new DispatchWorkflowRunner(stub.namespace, { organizationId: TEST_ORG }) };
+    return { workflows, stub, runner: new DispatchWorkflowRunner(stub.namespace, { organizationId: TEST_ORG, environmentId: TEST_ENV }) };
   }
 
   it("runs the uploaded script over the fetch protocol, with args, testGroup100 and replayed triggers", async () => {
@@ -203,10 +213,40 @@ describe("DispatchWorkflowRunner against a stub namespace", () => {
   });
 
   it("a script missing from the namespace is a failure, not an exception", async () => {
-    const runner = new DispatchWorkflowRunner(stubNamespace(new Map()).namespace, { organizationId: TEST_ORG });
+    const runner = new DispatchWorkflowRunner(stubNamespace(new Map()).namespace, { organizationId: TEST_ORG, environmentId: TEST_ENV });
     const missing = await workflowOf("missing", `export default () => ({});`);
     const outcome = await runner.run({ workflow: missing, args: {}, utils: new RecordingUtils(), deadlineMs: 1000 });
     expect(outcome).toMatchObject({ ok: false, error: expect.stringContaining("not found in dispatch namespace") });
+  });
+
+  it("passes each call the workflow's CPU limit: its own cpuMs, else its type's default", async () => {
+    const api = fakeCloudflareApi();
+    const tuned = await workflowOf("tuned", `export default () => ({ properties: {} });`, "surface", { cpuMs: 120 });
+    const action = await workflowOf("act", `export default () => null;`, "action", { triggers: ["x"] });
+    await upload([tuned, action], api);
+    const stub = stubNamespace(api.scripts);
+    const runner = new DispatchWorkflowRunner(stub.namespace, { organizationId: TEST_ORG, environmentId: TEST_ENV });
+    expect(await runner.run({ workflow: tuned, args: {}, utils: new RecordingUtils(), deadlineMs: 2000 })).toMatchObject({ ok: true });
+    expect(await runner.run({ workflow: action, args: {}, utils: new RecordingUtils(), deadlineMs: 2000 })).toMatchObject({ ok: true });
+    expect(stub.calls.map((call) => call.options)).toEqual([{ limits: { cpuMs: 120, subRequests: 0 } }, { limits: { cpuMs: 1000, subRequests: 0 } }]);
+  });
+
+  it("scripts are per environment: each environment runs its own upload, and module state never crosses them", async () => {
+    const api = fakeCloudflareApi();
+    // The workflow keeps the first secret it saw in a global, as careless code would.
+    const workflow = await workflowOf("keeper", `let kept: string | undefined;\nexport default ({ env }: any) => ({ properties: { kept: (kept ??= env.SECRET) } });`);
+    await upload([workflow], api, TEST_ORG, "env_live");
+    const stub = stubNamespace(api.scripts);
+    const runnerOf = (environmentId: string) => new DispatchWorkflowRunner(stub.namespace, { organizationId: TEST_ORG, environmentId });
+    const call = (environmentId: string, secret: string) =>
+      runnerOf(environmentId).run({ workflow, args: { env: { SECRET: secret } }, utils: new RecordingUtils(), deadlineMs: 2000 });
+    expect(await call("env_live", "live-secret")).toMatchObject({ ok: true, value: { properties: { kept: "live-secret" } } });
+    // Deployed to live only: preview has no script of its own yet and never borrows live's.
+    expect(await call("env_preview", "preview-secret")).toMatchObject({ ok: false, error: expect.stringContaining("not found in dispatch namespace") });
+    await upload([workflow], api, TEST_ORG, "env_preview");
+    expect(await call("env_preview", "preview-secret")).toMatchObject({ ok: true, value: { properties: { kept: "preview-secret" } } });
+    expect(await call("env_live", "live-secret-2")).toMatchObject({ ok: true, value: { properties: { kept: "live-secret" } } });
+    expect(new Set(stub.calls.map((call) => call.name))).toEqual(new Set([await scriptOf(workflow, TEST_ORG, "env_live"), await scriptOf(workflow, TEST_ORG, "env_preview")]));
   });
 
   it("passes endpoint requests through and returns the workflow's Response as is", async () => {
@@ -250,7 +290,7 @@ describe("runtime selection", () => {
   it("gives dispatched workflows subrequests and a capability only when the outbound Worker is configured", async () => {
     const api = fakeCloudflareApi();
     const workflow = await workflowOf("w", `export default () => ({});`);
-    await upload([workflow], api);
+    await upload([workflow], api, TEST_ORG, "env_9");
     const stub = stubNamespace(api.scripts);
     const target = { organizationId: TEST_ORG, environmentId: "env_9", egressHosts: ["api.allowed.test"] };
     const bare = selectWorkflowRunner({ ...env, DISPATCHER: stub.namespace } as unknown as Env, undefined, target);
@@ -273,7 +313,7 @@ describe("runtime selection", () => {
   it("fails closed when WORKFLOW_OUTBOUND_WORKER is set but the binding has no outbound Worker", async () => {
     const api = fakeCloudflareApi();
     const workflow = await workflowOf("w", `export default async ({ utils }: any) => ({ properties: { v: await utils.customData.get("k") } });`);
-    await upload([workflow], api);
+    await upload([workflow], api, TEST_ORG, "env_9");
     const stub = stubNamespace(api.scripts, { outboundWorker: false });
     const missing = expectConsoleError("dispatch_outbound_missing");
     const misconfigured = { ...env, DISPATCHER: stub.namespace, WORKFLOW_OUTBOUND_WORKER: "edge-monetization-outbound" } as unknown as Env;
@@ -302,8 +342,8 @@ describe("dispatched workflows reach platform data and the network only through 
     orgB = await createOrganization("Dispatch B");
     const document = helloWorld();
     document.triggers = { "dispatched.done": { schema: { type: "object", required: ["ok"] } } };
-    versionA = await publish(orgA.live.secretKey, document, [orgA.live.id]);
-    versionB = await publish(orgB.live.secretKey, helloWorld(), [orgB.live.id]);
+    versionA = await publish(orgA.adminKey, document, [orgA.live.id]);
+    versionB = await publish(orgB.adminKey, helloWorld(), [orgB.live.id]);
   });
 
   afterEach(() => {
@@ -331,7 +371,7 @@ describe("dispatched workflows reach platform data and the network only through 
   async function dispatched(org: TestOrganization, source: string, hosts: string[] = [], type: SnapshotWorkflow["type"] = "surface") {
     const api = fakeCloudflareApi();
     const workflow = await workflowOf(`wf-${type}`, source, type);
-    await upload([workflow], api, org.id);
+    await upload([workflow], api, org.id, org.live.id);
     const stub = stubNamespace(api.scripts);
     const target = { organizationId: org.id, environmentId: org.live.id, egressHosts: hosts };
     const runner = selectWorkflowRunner({ ...OUTBOUND_ENV, DISPATCHER: stub.namespace } as unknown as Env, undefined, target);

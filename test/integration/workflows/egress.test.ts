@@ -2,8 +2,11 @@
  * Egress from workflow isolates: closed by default; with an allow-list, requests leave only through the platform's
  * EgressGateway, which answers 403 for other hosts and forwards allowed ones.
  */
+import { env, exports, RpcTarget } from "cloudflare:workers";
 import { afterEach, beforeAll, describe, expect, it, vi } from "vitest";
+import { sha256Hex } from "../../../workers/lib/crypto";
 import { hostAllowed } from "../../../workers/workflows/egressGateway";
+import { LoaderWorkflowRunner } from "../../../workers/workflows/runner";
 import { call, createOrganization, fetchWorker, publish, type TestOrganization } from "../../support/api";
 import { helloWorld } from "../../support/examples";
 
@@ -23,24 +26,21 @@ const PROBE = {
   };`,
 };
 
-/** Tries a raw TCP socket (cloudflare:sockets), which also reaches the isolate's globalOutbound. */
-const SOCKET = {
-  type: "endpoint",
-  path: "socket",
-  access: "none",
-  deadlineMs: 3000,
-  source: `import { connect } from "cloudflare:sockets";
-  export default async () => {
-    try {
-      const socket = connect({ hostname: "api.allowed.test", port: 443 });
-      await socket.opened;
-      const { value, done } = await socket.readable.getReader().read();
-      return Response.json({ outcome: "socket", bytes: value ? value.byteLength : 0, done });
-    } catch (error) {
-      return Response.json({ outcome: "threw", error: String((error as Error).message ?? error) });
-    }
-  };`,
-};
+/**
+ * Tries a raw TCP socket (cloudflare:sockets), which would reach the isolate's globalOutbound. The compiler refuses
+ * the import, so this is plain JavaScript run as is: the gateway's refusal is the second line of defence.
+ */
+const SOCKET_CODE = `import { connect } from "cloudflare:sockets";
+export default async () => {
+  try {
+    const socket = connect({ hostname: "api.allowed.test", port: 443 });
+    await socket.opened;
+    const { value, done } = await socket.readable.getReader().read();
+    return { outcome: "socket", bytes: value ? value.byteLength : 0, done };
+  } catch (error) {
+    return { outcome: "threw", error: String(error.message ?? error) };
+  }
+};`;
 
 /** Tries to steer the platform's subrequest with cf options and a forged Host. */
 const STEER = {
@@ -73,8 +73,8 @@ beforeAll(async () => {
   closed = await createOrganization("Egress closed");
   for (const org of [open, closed]) {
     const document = helloWorld();
-    document.workflows = { probe: PROBE, steer: STEER, socket: SOCKET };
-    await publish(org.live.secretKey, document, [org.live.id]);
+    document.workflows = { probe: PROBE, steer: STEER };
+    await publish(org.adminKey, document, [org.live.id]);
   }
   const put = await call("PUT", `/api/v1/admin/environments/${open.live.id}/egress`, { key: open.live.secretKey, body: { hosts: ["api.allowed.test"] } });
   expect(put.status).toBe(200);
@@ -125,19 +125,26 @@ describe("workflow egress", () => {
     expect(seen).toEqual(["GET https://api.allowed.test/data x-probe=1"]);
   });
 
-  it("raw sockets are refused: closed at once (no byte flows), logged; closed environments have none at all", async () => {
+  it("raw sockets are refused: a workflow cannot import cloudflare:sockets, and the gateway closes any socket at once (logged)", async () => {
+    const document = helloWorld();
+    document.workflows = { socket: { type: "endpoint", path: "socket", access: "none", source: SOCKET_CODE } };
+    expect((await call("PUT", "/api/v1/admin/config", { key: closed.adminKey, body: document })).status).toBe(200);
+    const version = await call("POST", "/api/v1/admin/versions", { key: closed.adminKey, body: { description: "sockets" } });
+    expect(version.status).toBe(400);
+    expect(version.body.details[0].message).toContain("workflows cannot import modules");
+
     const logs: string[] = [];
     vi.spyOn(console, "log").mockImplementation((line: unknown) => {
       logs.push(String(line));
     });
-    const socket = async (environmentId: string) => {
-      const response = await fetchWorker(new Request(`http://platform.test/api/v1/envs/${environmentId}/endpoints/socket`));
-      expect(response.status).toBe(200);
-      return response.json();
-    };
-    expect(await socket(open.live.id)).toEqual({ outcome: "socket", bytes: 0, done: true });
+    const workflow = { slug: "socket", name: "socket", type: "provisioning" as const, code: SOCKET_CODE, codeHash: await sha256Hex(SOCKET_CODE), required: false };
+    const hosts = ["api.allowed.test"];
+    const sharing = { organizationId: "org_sockets", environmentId: "env_sockets", egressScope: hosts.join(",") };
+    const gateway = () => exports.EgressGateway({ props: { environmentId: "env_sockets", workflow: "socket", hosts } });
+    const runSocket = (outbound: () => Fetcher | null) => new LoaderWorkflowRunner(env.LOADER, outbound, sharing).run({ workflow, args: {}, utils: new (class NoUtils extends RpcTarget {})(), deadlineMs: 3000 });
+    expect(await runSocket(gateway)).toMatchObject({ ok: true, value: { outcome: "socket", bytes: 0, done: true } });
     expect(logs.some((line) => line.includes('"method":"CONNECT"') && line.includes('"allowed":false'))).toBe(true);
-    expect(await socket(closed.live.id)).toMatchObject({ outcome: "threw", error: expect.stringMatching(/not permitted to access the internet/) });
+    expect(await runSocket(() => null)).toMatchObject({ ok: true, value: { outcome: "threw", error: expect.stringMatching(/not permitted to access the internet/) } });
   });
 
   it("hostAllowed matches exact hosts and wildcard subdomains only", () => {

@@ -1,6 +1,8 @@
 /**
  * Endpoint workflows at `ANY /api/v1/envs/{environmentId}/endpoints/{path…}`: routing, access levels with X-MOS-Key,
- * identity from X-MOS-User-Jwt, utils and env, the Response passed through as is, 531 on failure, body limit.
+ * identity from X-MOS-User-Jwt, utils and env, the Response passed through as is, 531 on failure, body limit,
+ * responses bounded in time and size, cookies confined on the shared origin and widened only through the customer's
+ * own proxy.
  */
 import { exportSPKI, generateKeyPair, SignJWT } from "jose";
 import { beforeAll, describe, expect, it } from "vitest";
@@ -29,9 +31,10 @@ const WORKFLOWS = {
     access: "none",
     source: `export default async (request: Request, { identity, path, env }: any) => new Response(JSON.stringify({
       method: request.method, body: await request.text(), path, authType: identity.authType, identifier: identity.identifier,
-      sawKey: request.headers.has("x-mos-key"), greeting: env.GREETING ?? null,
+      sawKey: request.headers.has("x-mos-key"), proxy: request.headers.get("x-mos-proxy-version"), greeting: env.GREETING ?? null,
     }), { status: 201, headers: { "content-type": "application/json", "x-workflow": "hello" } });`,
   },
+  length: { type: "endpoint", path: "length", access: "none", source: `export default async (request: Request) => new Response(String((await request.arrayBuffer()).byteLength));` },
   catalog: { type: "endpoint", path: "pub/catalog", access: "publishable", source: `export default () => Response.json({ items: [1, 2, 3] });` },
   admin: { type: "endpoint", path: "admin", access: "secret", source: `export default () => new Response("secret stuff", { headers: { "x-admin": "1" } });` },
   "default-access": { type: "endpoint", path: "unspecified", source: `export default () => new Response("ok");` },
@@ -48,6 +51,8 @@ const WORKFLOWS = {
     type: "endpoint",
     path: "meter",
     access: "none",
+    // The first call resolves the caller's plans and reaches the meter cold: more than the default 50 ms in a test.
+    deadlineMs: 1000,
     source: `export default async (request: Request, { utils }: any) => {
       const counterId = new URL(request.url).searchParams.get("counter");
       try {
@@ -95,6 +100,85 @@ const WORKFLOWS = {
     deadlineMs: 3000,
     source: `export default () => new Promise((r) => setTimeout(() => r(new Response("worth the wait")), 300));`,
   },
+  // Responses are read whole, within the deadline and the size caps, before anything is sent.
+  "stream-forever": {
+    type: "endpoint",
+    path: "bounded/forever",
+    access: "none",
+    source: `export default () => new Response(new ReadableStream({ start(c) { c.enqueue(new TextEncoder().encode("partial")); } }));`,
+  },
+  "stream-trickle": {
+    type: "endpoint",
+    path: "bounded/trickle",
+    access: "none",
+    source: `export default () => new Response(new ReadableStream({ start(c) { setInterval(() => c.enqueue(new TextEncoder().encode(".")), 5); } }));`,
+  },
+  "stream-slow": {
+    type: "endpoint",
+    path: "bounded/slow-body",
+    access: "none",
+    deadlineMs: 400,
+    source: `export default (request: Request) => {
+      const closeAfter = Number(new URL(request.url).searchParams.get("ms"));
+      return new Response(new ReadableStream({ start(c) {
+        c.enqueue(new TextEncoder().encode("first "));
+        setTimeout(() => { c.enqueue(new TextEncoder().encode("second")); c.close(); }, closeAfter);
+      } }));
+    };`,
+  },
+  "stream-endless": {
+    type: "endpoint",
+    path: "bounded/endless",
+    access: "none",
+    deadlineMs: 3000,
+    source: `export default () => new Response(new ReadableStream({ pull(c) { c.enqueue(new Uint8Array(64 * 1024)); } }));`,
+  },
+  sized: {
+    type: "endpoint",
+    path: "bounded/sized",
+    access: "none",
+    deadlineMs: 3000,
+    source: `export default (request: Request) => new Response("x".repeat(Number(new URL(request.url).searchParams.get("bytes"))));`,
+  },
+  headers: {
+    type: "endpoint",
+    path: "bounded/headers",
+    access: "none",
+    source: `export default (request: Request) => {
+      const query = new URL(request.url).searchParams;
+      const headers = new Headers();
+      for (let i = 0; i < Number(query.get("count")); i++) headers.append("x-h" + i, "v");
+      if (query.has("bytes")) headers.set("x-big", "b".repeat(Number(query.get("bytes"))));
+      return new Response("ok", { headers });
+    };`,
+  },
+  // A sign-in: session cookies for the customer's whole site, meant to be served through the customer's own proxy.
+  "sign-in": {
+    type: "endpoint",
+    path: "sign-in",
+    access: "none",
+    source: `export default (request: Request) => {
+      const headers = new Headers({ "content-type": "text/html", "cache-control": "max-age=60" });
+      headers.append("set-cookie", "session=abc; Path=/; HttpOnly; Secure; SameSite=Lax");
+      headers.append("set-cookie", "site=1; Domain=site.example; Path=/");
+      headers.append("set-cookie", "mine=1; Path=/api/v1/envs/" + "ENV_ID" + "/endpoints/sign-in");
+      headers.set("clear-site-data", '"cache"');
+      headers.set("vary", "Accept-Language");
+      return new Response("<p>signed in</p>", { headers });
+    };`,
+  },
+  // Answers every preflight as permissively as it can: the platform must not let it allow the proxy's headers.
+  "cors-open": {
+    type: "endpoint",
+    path: "cors-open",
+    access: "none",
+    source: `export default (request: Request) => new Response(null, { status: 204, headers: {
+      "access-control-allow-origin": request.headers.get("origin") ?? "*",
+      "access-control-allow-credentials": "true",
+      "access-control-allow-headers": request.headers.get("access-control-request-headers") ?? "",
+      "access-control-allow-methods": "GET, POST",
+    } });`,
+  },
 };
 
 let org: TestOrganization;
@@ -109,8 +193,9 @@ beforeAll(async () => {
   const document = helloWorld();
   document.workflows = structuredClone(WORKFLOWS);
   document.workflows.page.source = document.workflows.page.source.replaceAll("ENV_ID", org.live.id);
+  document.workflows["sign-in"].source = document.workflows["sign-in"].source.replaceAll("ENV_ID", org.live.id);
   document.authMethods = { "test-jwt": { publicKey: await exportSPKI(keys.publicKey), identifierClaim: "email" } };
-  await publish(org.live.secretKey, document, [org.live.id]);
+  await publish(org.adminKey, document, [org.live.id]);
   await call("PUT", `/api/v1/admin/environments/${org.live.id}/variables/GREETING`, { key: org.live.secretKey, body: { value: "hi there" } });
 });
 
@@ -127,6 +212,7 @@ describe("routing", () => {
       authType: "anonymous",
       identifier: expect.stringMatching(/^anon_/),
       sawKey: false,
+      proxy: null,
       greeting: "hi there",
     });
   });
@@ -247,9 +333,9 @@ describe("failures and limits", () => {
     const result = await endpoint(org.live.id, "hello", { method: "POST", body: "x".repeat(1024 * 1024 + 1) });
     expect(result.status).toBe(413);
     expect(result.body).toMatchObject({ status: "error", code: "payload_too_large" });
-    const justUnder = await endpoint(org.live.id, "hello", { method: "POST", body: "y".repeat(1024 * 1024) });
-    expect(justUnder.status).toBe(201);
-    expect(justUnder.body.body).toHaveLength(1024 * 1024);
+    const justUnder = await endpoint(org.live.id, "length", { method: "POST", body: "y".repeat(1024 * 1024) });
+    expect(justUnder.status).toBe(200);
+    expect(justUnder.body).toBe(1024 * 1024);
   });
 
   it("is listed in the OpenAPI document", async () => {
@@ -268,6 +354,150 @@ describe("endpoints share the platform's origin", () => {
     expect(result.headers.getSetCookie()).toEqual([`mine=1; Path=/api/v1/envs/${org.live.id}/endpoints/page`, "default=1", "relative=1; Path=endpoints"]);
     for (const header of ["clear-site-data", "strict-transport-security", "nel"]) expect(result.headers.get(header), header).toBeNull();
     expect(result.headers.get("x-custom")).toBe("kept");
+  });
+});
+
+describe("responses are bounded in time and size", () => {
+  const failedEvents = async (slug: string) =>
+    (await eventsFor(org.live.secretKey, `kind=endpoint&outcome=failed&environmentId=${org.live.id}`)).filter((event: any) => event.record.workflows[0].slug === slug);
+
+  it("a body stream that never ends answers 531 at the deadline, with nothing of the stream, recorded as a timeout", async () => {
+    const started = Date.now();
+    const result = await endpoint(org.live.id, "bounded/trickle");
+    expect(Date.now() - started).toBeLessThan(2000);
+    expect(result.status).toBe(531);
+    expect(result.body).toMatchObject({ status: "error", code: "workflow_error", message: "Endpoint workflow stream-trickle failed (timeout)" });
+    const [event] = await failedEvents("stream-trickle");
+    expect(event.record.workflows).toEqual([
+      expect.objectContaining({ slug: "stream-trickle", ok: false, kind: "timeout", error: "the response was not complete within 50 ms" }),
+    ]);
+  });
+
+  it("a body stream nothing will ever write to fails at once (the runtime ends the hung isolate), with nothing of the stream", async () => {
+    const started = Date.now();
+    const result = await endpoint(org.live.id, "bounded/forever");
+    expect(Date.now() - started).toBeLessThan(2000);
+    expect(result.status).toBe(531);
+    expect(result.body).toMatchObject({ status: "error", code: "workflow_error", message: "Endpoint workflow stream-forever failed (threw)" });
+    const [event] = await failedEvents("stream-forever");
+    expect(event.record.workflows).toEqual([expect.objectContaining({ ok: false, kind: "threw", error: expect.stringMatching(/^reading the response body failed: /) })]);
+  });
+
+  it("reading the body counts against the workflow's deadline", async () => {
+    const inTime = await endpoint(org.live.id, "bounded/slow-body?ms=50");
+    expect(inTime.status).toBe(200);
+    expect(inTime.body).toBe("first second");
+    const late = await endpoint(org.live.id, "bounded/slow-body?ms=1000");
+    expect(late.status).toBe(531);
+    expect(late.body.message).toBe("Endpoint workflow stream-slow failed (timeout)");
+  });
+
+  it("a body over 1 MiB answers 531 (bad_result); exactly 1 MiB comes through whole", async () => {
+    const fits = await endpoint(org.live.id, `bounded/sized?bytes=${1024 * 1024}`);
+    expect(fits.status).toBe(200);
+    expect(fits.body).toHaveLength(1024 * 1024);
+    const over = await endpoint(org.live.id, `bounded/sized?bytes=${1024 * 1024 + 1}`);
+    expect(over.status).toBe(531);
+    expect(over.body.message).toBe("Endpoint workflow sized failed (bad_result)");
+    const [event] = await failedEvents("sized");
+    expect(event.record.workflows).toEqual([expect.objectContaining({ kind: "bad_result", error: "the response body is larger than 1048576 bytes" })]);
+  });
+
+  it("an endless body stream is cut at 1 MiB, long before its deadline", async () => {
+    const started = Date.now();
+    const result = await endpoint(org.live.id, "bounded/endless");
+    expect(result.status).toBe(531);
+    expect(result.body.message).toBe("Endpoint workflow stream-endless failed (bad_result)");
+    expect(Date.now() - started).toBeLessThan(3000);
+  });
+
+  it("at most 100 headers of at most 32 KiB together", async () => {
+    expect((await endpoint(org.live.id, "bounded/headers?count=99")).status).toBe(200);
+    const tooMany = await endpoint(org.live.id, "bounded/headers?count=101");
+    expect(tooMany.status).toBe(531);
+    expect(tooMany.body.message).toBe("Endpoint workflow headers failed (bad_result)");
+    expect((await endpoint(org.live.id, "bounded/headers?count=0&bytes=30000")).status).toBe(200);
+    const tooLarge = await endpoint(org.live.id, "bounded/headers?count=0&bytes=40000");
+    expect(tooLarge.status).toBe(531);
+    const kinds = (await failedEvents("headers")).map((event: any) => event.record.workflows[0].error);
+    expect(kinds.sort()).toEqual(["the response has more than 100 headers", "the response's headers are larger than 32768 bytes"]);
+  });
+});
+
+describe("endpoints through the customer's own proxy", () => {
+  const signIn = (headers: Record<string, string> = {}) => endpoint(org.live.id, "sign-in", { headers });
+  // What the commercial proxy adds to the browser's request: the marker and the client, no key of any kind.
+  const PROXY = { "x-mos-proxy-version": "1", "x-mos-proxy-client": "edge-proxy/1.0" };
+
+  it("direct calls stay confined and sandboxed, whatever key they show", async () => {
+    for (const [label, headers] of [
+      ["no header", {}],
+      ["a secret key", { "x-mos-key": org.live.secretKey }],
+      ["a blank marker", { "x-mos-proxy-version": " " }],
+      ["the proxy's client header without the marker", { "x-mos-proxy-client": "edge-proxy/1.0" }],
+    ] as const) {
+      const result = await signIn(headers);
+      expect(result.status, label).toBe(200);
+      expect(result.headers.getSetCookie(), label).toEqual([`mine=1; Path=/api/v1/envs/${org.live.id}/endpoints/sign-in`]);
+      expect(result.headers.get("content-security-policy"), label).toBe("sandbox allow-scripts allow-forms allow-popups allow-downloads");
+      expect(result.headers.get("clear-site-data"), label).toBeNull();
+      expect(result.headers.get("x-content-type-options"), label).toBe("nosniff");
+      expect(result.headers.get("vary"), label).toBe("Accept-Language, X-MOS-Proxy-Version");
+      expect(result.headers.get("cache-control"), label).toBe("max-age=60");
+    }
+  });
+
+  it("the marker alone (no key) lets the site's cookies and headers pass unconfined and unsandboxed", async () => {
+    const result = await signIn(PROXY);
+    expect(result.status).toBe(200);
+    expect(result.headers.getSetCookie()).toEqual([
+      "session=abc; Path=/; HttpOnly; Secure; SameSite=Lax",
+      "site=1; Domain=site.example; Path=/",
+      `mine=1; Path=/api/v1/envs/${org.live.id}/endpoints/sign-in`,
+    ]);
+    expect(result.headers.get("clear-site-data")).toBe('"cache"');
+    expect(result.headers.get("content-security-policy")).toBeNull();
+    expect(result.headers.get("x-content-type-options")).toBe("nosniff");
+    expect(result.headers.get("vary")).toBe("Accept-Language, X-MOS-Proxy-Version");
+    expect(result.headers.get("cache-control")).toBe("max-age=60");
+    expect(result.body).toBe("<p>signed in</p>");
+  });
+
+  it("the marker raises no access level: the visitor's own X-MOS-Key still decides, and the workflow sees the marker", async () => {
+    expect((await endpoint(org.live.id, "admin", { headers: PROXY })).status).toBe(401);
+    expect((await endpoint(org.live.id, "admin", { headers: { ...PROXY, "x-mos-key": org.live.publishableKey } })).status).toBe(403);
+    expect((await endpoint(org.live.id, "pub/catalog", { headers: { ...PROXY, "x-mos-key": org.live.publishableKey } })).status).toBe(200);
+    const hello = await endpoint(org.live.id, "hello", { headers: { ...PROXY, "x-mos-key": org.live.publishableKey } });
+    expect(hello.body).toMatchObject({ sawKey: false, proxy: "1" });
+  });
+
+  it("no browser may send the proxy's headers: a CORS preflight asking for one is refused before any workflow answers it", async () => {
+    const preflight = (requested: string) =>
+      endpoint(org.live.id, "cors-open", {
+        method: "OPTIONS",
+        headers: { origin: "https://evil.example", "access-control-request-method": "POST", "access-control-request-headers": requested },
+      });
+    for (const requested of [
+      "x-mos-proxy-version",
+      "X-MOS-Proxy-Version",
+      "X-MOS-PROXY-VERSION",
+      "content-type ,  x-mos-proxy-version  , x-mos-key",
+      "x-mos-key,X-Mos-Proxy-Version",
+      "x-mos-proxy-client",
+      "content-type,\tX-MOS-Proxy-Client",
+    ]) {
+      const result = await preflight(requested);
+      expect(result.status, requested).toBe(403);
+      expect(result.body, requested).toMatchObject({ status: "error", code: "forbidden" });
+      expect(result.headers.get("access-control-allow-origin"), requested).toBeNull();
+      expect(result.headers.get("access-control-allow-headers"), requested).toBeNull();
+    }
+    // Other preflights are the workflow's to answer, and so is a name that merely starts like the marker.
+    for (const requested of ["x-mos-key", "content-type, x-mos-user-jwt", "x-mos-proxy-versions"]) {
+      const result = await preflight(requested);
+      expect(result.status, requested).toBe(204);
+      expect(result.headers.get("access-control-allow-headers"), requested).toBe(requested);
+    }
   });
 });
 

@@ -79,6 +79,15 @@ describe("LoaderWorkflowRunner", () => {
   });
 });
 
+describe("the guard module", () => {
+  it("gives code in the isolate the tick and nothing else: the budget of a call is set by the harness alone", async () => {
+    // Hand-written, not compiled: even code that could import the guard finds no way to refill its budget there.
+    const code = `import * as guard from "./__mos_guard.js";\nexport default () => Object.keys(guard);`;
+    const workflow: SnapshotWorkflow = { slug: "probe", name: "probe", type: "provisioning", code, codeHash: await sha256Hex(code), required: false };
+    expect(await runner.run({ workflow, args: {}, utils: new FakeUtils(), deadlineMs: 1000 })).toMatchObject({ ok: true, value: ["__mosTick"] });
+  });
+});
+
 describe("isolate sharing", () => {
   it("identical code of two organizations runs in two isolates: module-level state never crosses tenants", async () => {
     const workflow = await workflowOf(`let calls = 0;\nexport default () => ({ calls: ++calls });`);

@@ -51,13 +51,15 @@ beforeAll(async () => {
   document.workflows = ACTIONS;
   document.triggers = TRIGGERS;
   document.plans.premium.stripeProductIds = ["prod_premium"];
-  await publish(org.live.secretKey, document, [org.live.id]);
+  await publish(org.adminKey, document, [org.live.id]);
 
   decisionsOnly = await createOrganization("Idempotent triggers, decisions only");
   const plain = helloWorld();
   plain.workflows = { "on-decision": { type: "action", triggers: ["decision.made"], source: "export default () => {};" } };
   plain.plans.premium.stripeProductIds = ["prod_premium"];
-  await publish(decisionsOnly.live.secretKey, plain, [decisionsOnly.live.id]);
+  // A Premium customer here holds no metered plan under the unlimited one, so its decisions meter nothing at all.
+  plain.plans.registered.autoAssign = [];
+  await publish(decisionsOnly.adminKey, plain, [decisionsOnly.live.id]);
 });
 
 /** What the Worker hands to the trigger queue during the test: every message, and the size of each batch. */
@@ -149,7 +151,7 @@ describe("an idempotent retry of a surface decision enqueues no triggers", () =>
         };`,
       },
     };
-    await publish(consumer.live.secretKey, document, [consumer.live.id]);
+    await publish(consumer.adminKey, document, [consumer.live.id]);
     const user = uniqueUser("replay-consume");
     const key = `key-${crypto.randomUUID()}`;
     const first = await decide(consumer, user, key);
@@ -179,10 +181,11 @@ describe("an idempotent retry of a surface decision enqueues no triggers", () =>
     const upgraded = await decide(org, user, key);
     const retry = await decide(org, user, key);
     expect(retry.body.eventId).toBe(upgraded.body.eventId);
-    // Premium is "on": nothing is consumed, so no counters.updated; the first decision brought user.added.
+    // Premium is "on" over Registered's metered widgets: the counter keeps counting, so both consuming decisions
+    // report counters.updated; the first decision brought user.added.
     const names = await enqueuedFor(org, user);
     expect(names.filter((name) => name === "plans.changed")).toHaveLength(1);
-    expect(names).toEqual(["counters.updated", "decision.made", "decision.made", "page.viewed", "page.viewed", "plans.changed", "user.added"]);
+    expect(names).toEqual(["counters.updated", "counters.updated", "decision.made", "decision.made", "page.viewed", "page.viewed", "plans.changed", "user.added"]);
   });
 
   it("a retry of a decision that meters nothing is recognised too (the key is recorded in the user's object)", async () => {
@@ -206,11 +209,11 @@ describe("an idempotent retry of a surface decision enqueues no triggers", () =>
   });
 
   it("one key in two production environments (one shared store) is two requests, not a replay", async () => {
-    const created = await call("POST", "/api/v1/admin/environments", { key: org.live.secretKey, body: { slug: `second-${crypto.randomUUID().slice(0, 8)}`, type: "production" } });
+    const created = await call("POST", "/api/v1/admin/environments", { key: org.adminKey, body: { slug: `second-${crypto.randomUUID().slice(0, 8)}`, type: "production" } });
     expect(created.status).toBe(201);
     const second = { ...org, live: { id: created.body.environment.id, secretKey: created.body.keys.find((k: { type: string }) => k.type === "secret").key, publishableKey: "" } };
     const deployed = await call("GET", `/api/v1/admin/environments/${org.live.id}`, { key: org.live.secretKey });
-    expect((await call("POST", `/api/v1/admin/environments/${second.live.id}/deployments`, { key: org.live.secretKey, body: { versionId: deployed.body.deployedVersionId } })).status).toBe(201);
+    expect((await call("POST", `/api/v1/admin/environments/${second.live.id}/deployments`, { key: org.adminKey, body: { versionId: deployed.body.deployedVersionId } })).status).toBe(201);
 
     const user = uniqueUser("two-envs");
     const key = `key-${crypto.randomUUID()}`;
@@ -244,7 +247,7 @@ describe("an idempotent retry of a surface decision enqueues no triggers", () =>
     const document = helloWorld();
     document.workflows = BULK_WORKFLOWS;
     document.triggers = { "bulk.item": {} };
-    await publish(bulky.live.secretKey, document, [bulky.live.id]);
+    await publish(bulky.adminKey, document, [bulky.live.id]);
     const user = uniqueUser("bulky");
     const before = triggers.batchBytes.length;
     const decision = await decide(bulky, user);

@@ -17,7 +17,7 @@ async function setup(workflows: Record<string, unknown>, mutate?: (document: Rec
   document.surfaces["hello-world"].components = { banner: { cssSelector: "#banner" }, footer: {} };
   document.workflows = workflows;
   mutate?.(document);
-  await publish(org.live.secretKey, document, [org.live.id]);
+  await publish(org.adminKey, document, [org.live.id]);
   return org;
 }
 
@@ -33,7 +33,7 @@ async function eventFor(key: string, eventId: string) {
 describe("the seed tutorial, part 4", () => {
   it("provisions Premium from a JWT claim through a workflow uploaded with the admin API", async () => {
     const org = await createOrganization("Tutorial 4");
-    const key = org.live.secretKey;
+    const key = org.adminKey;
     const keys = await generateKeyPair("RS256", { extractable: true });
     await call("PUT", "/api/v1/admin/config", { key, body: helloWorld() });
     expect(
@@ -48,10 +48,19 @@ describe("the seed tutorial, part 4", () => {
     const sign = (claims: Record<string, unknown>) => new SignJWT(claims).setProtectedHeader({ alg: "RS256" }).sign(keys.privateKey);
     const premium = await surfaceDecision(org.live.publishableKey, { userJwt: await sign({ sub: "1", email: "test@example.com", premium: true }) });
     expect(premium.status).toBe(200);
-    expect(premium.body.features.widget.properties.enabled).toEqual({ type: "meterable", counterId: expect.stringMatching(/^default:feat_/), hasAccess: true, isFallback: false });
+    // Unlimited over Registered's metered widgets: access whatever the count, and Registered's readings (the counter counts on).
+    expect(premium.body.features.widget.properties.enabled).toMatchObject({
+      type: "meterable",
+      counterId: expect.stringMatching(/^default:feat_/),
+      hasAccess: true,
+      isFallback: false,
+      consumedUnits: 1,
+      remainingUnits: 2,
+      totalUnits: 3,
+    });
     expect(premium.body.features.widget.properties.premium).toEqual({ type: "boolean", value: true, isFallback: false });
     expect(premium.body.surfaceBehavior).toEqual({
-      properties: { userMessage: "Hello, test@example.com", isAuthenticated: true, widgetAccess: true, premiumWidgets: true, remainingWidgets: null },
+      properties: { userMessage: "Hello, test@example.com", isAuthenticated: true, widgetAccess: true, premiumWidgets: true, remainingWidgets: 2 },
     });
 
     const regular = await surfaceDecision(org.live.publishableKey, { userJwt: await sign({ sub: "2", email: "plain@example.com" }) });
@@ -192,8 +201,8 @@ describe("faults degrade to the fallback", () => {
     const org = await createOrganization("Broken");
     const document = helloWorld();
     document.workflows = { broken: { type: "provisioning", source: "const a: number = 1;\nexport default () => [;\n" } };
-    await call("PUT", "/api/v1/admin/config", { key: org.live.secretKey, body: document });
-    const version = await call("POST", "/api/v1/admin/versions", { key: org.live.secretKey });
+    await call("PUT", "/api/v1/admin/config", { key: org.adminKey, body: document });
+    const version = await call("POST", "/api/v1/admin/versions", { key: org.adminKey });
     expect(version.status).toBe(400);
     expect(version.body.details).toEqual([{ path: "workflows.broken.source", message: expect.stringMatching(/line 2, column \d+/) }]);
   });

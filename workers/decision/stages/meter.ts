@@ -21,13 +21,15 @@ export async function consumeMeter<C extends DecisionRequest & Subject & Planned
   // A keyed request whose triggers someone may act on goes to the meter even when it meters nothing: the object
   // records the key, so a retry is recognised (`replayed`) and does not enqueue the triggers a second time.
   const keyedWithActions = idempotencyKey !== undefined && hasActionWorkflows(prepared);
-  if (decision.meterRequests.length === 0 && decision.creditRequests.length === 0 && !tracksUser && !keyedWithActions) {
+  const { meterRequests, unlimitedMeterRequests } = decision;
+  if (meterRequests.length === 0 && unlimitedMeterRequests.length === 0 && decision.creditRequests.length === 0 && !tracksUser && !keyedWithActions) {
     return { ...context, meter: NOT_CALLED };
   }
   const result = await services.meter.evaluate(
     { organizationId: environment.organizationId, store, authenticated: identity.isAuthenticated, identifier: identity.identifier },
     {
-      counters: decision.meterRequests,
+      // Unlimited counters (an `on` over a metered plan) ride in the same call: they never refuse, and they keep counting.
+      counters: unlimitedMeterRequests.length === 0 ? meterRequests : meterRequests.concat(unlimitedMeterRequests),
       ...(decision.creditRequests.length > 0 ? { credits: decision.creditRequests } : {}),
       ...(tracksUser ? { plans: decision.planSlugs } : {}),
       resourceId: body.resource?.id as string | undefined,

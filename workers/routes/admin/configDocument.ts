@@ -6,10 +6,9 @@ import { createRoute, z, type OpenAPIHono } from "@hono/zod-openapi";
 import { isNode, isPair, isScalar, isSeq, parseDocument, stringify, visit, type Document as YamlDocument } from "yaml";
 import type { AppEnv } from "../../context";
 import { ApiError, errorResponses, formatPath } from "../../errors";
-import { organizationOf } from "../../middleware/auth";
 import { ensureFeatureIds, getDraft, saveDraft, serializeDraft, validateDocument } from "../../services/drafts";
 import { diffDocuments } from "../../services/versions";
-import { adminAuth, json, security } from "./shared";
+import { json, permit, security } from "./shared";
 
 const MAX_DOCUMENT_BYTES = 1024 * 1024;
 const tags = ["Configuration document"];
@@ -22,7 +21,7 @@ const exportRoute = createRoute({
   tags,
   summary: "Export the draft as one document (JSON, or YAML with ?format=yaml or Accept: application/yaml)",
   security,
-  middleware: adminAuth,
+  middleware: permit("configuration.read", "organization"),
   request: { query: z.object({ format: z.enum(["json", "yaml"]).optional() }) },
   responses: {
     200: { description: "The draft document; its revision is in the X-Draft-Revision header", content: { "application/json": { schema: Document }, "application/yaml": { schema: z.string() } } },
@@ -38,7 +37,7 @@ const applyRoute = createRoute({
   description:
     "Everything is validated before anything is written. Errors list each JSON path and what is wrong. Send If-Match with the revision you exported to refuse the apply if the draft changed since.",
   security,
-  middleware: adminAuth,
+  middleware: permit("configuration.write", "organization"),
   request: {
     query: z.object({ dryRun: z.enum(["true", "false"]).optional() }),
     body: { required: true, content: { "application/json": { schema: Document }, "application/yaml": { schema: z.string() } } },
@@ -81,7 +80,7 @@ export async function readDocumentBody(request: { header(name: string): string |
 
 export function registerConfigDocumentRoutes(app: OpenAPIHono<AppEnv>): void {
   app.openapi(exportRoute, async (c) => {
-    const draft = await getDraft(c.env.DB, organizationOf(c.get("auth")));
+    const draft = await getDraft(c.env.DB, c.var.target.organizationId);
     c.header("X-Draft-Revision", String(draft.revision));
     const wantsYaml = c.req.valid("query").format === "yaml" || /yaml/.test(c.req.header("accept") ?? "");
     if (wantsYaml) return c.body(stringify(draft.document), 200, { "Content-Type": "application/yaml; charset=utf-8" });
@@ -89,7 +88,7 @@ export function registerConfigDocumentRoutes(app: OpenAPIHono<AppEnv>): void {
   });
 
   app.openapi(applyRoute, async (c) => {
-    const organizationId = organizationOf(c.get("auth"));
+    const { organizationId } = c.var.target;
     const input = await readDocumentBody(c.req);
     const document = validateDocument(input);
     const draft = await getDraft(c.env.DB, organizationId);

@@ -5,13 +5,13 @@
 import { createRoute, z, type OpenAPIHono } from "@hono/zod-openapi";
 import type { AppEnv } from "../../context";
 import { ApiError, errorResponses } from "../../errors";
-import { organizationOf } from "../../middleware/auth";
 import { deleteCustomer, getCustomer, listCustomers, upsertCustomer } from "../../services/customers";
 import { storeOf } from "../../services/tenancy";
-import { EnvironmentIdParam, adminAuth, environmentOfOrganization, json, jsonBody, security } from "./shared";
+import { EnvironmentIdParam, json, jsonBody, permit, security } from "./shared";
 
 const tags = ["Customers"];
-const common = { security, middleware: adminAuth };
+const reading = { security, middleware: permit("customers.read", "environment") };
+const writing = { security, middleware: permit("customers.write", "environment") };
 const CustomerSchema = z
   .object({ identifier: z.string(), stripeCustomerId: z.string().nullable(), stripeProductIds: z.array(z.string()), updatedAt: z.string() })
   .openapi("Customer");
@@ -25,7 +25,7 @@ const routes = {
     path: "/api/v1/admin/environments/{environmentId}/customers",
     tags,
     summary: "List customers of the environment's user data store",
-    ...common,
+    ...reading,
     request: { params: EnvironmentIdParam },
     responses: { 200: json(z.object({ customers: z.array(CustomerSchema) }), "Customers"), ...errorResponses(401, 403, 404) },
   }),
@@ -34,7 +34,7 @@ const routes = {
     path: "/api/v1/admin/environments/{environmentId}/customers/{identifier}",
     tags,
     summary: "Get a customer",
-    ...common,
+    ...reading,
     request: { params: CustomerParams },
     responses: { 200: json(CustomerSchema, "The customer"), ...errorResponses(401, 403, 404) },
   }),
@@ -43,7 +43,7 @@ const routes = {
     path: "/api/v1/admin/environments/{environmentId}/customers/{identifier}",
     tags,
     summary: "Create or replace a customer and the Stripe products it holds",
-    ...common,
+    ...writing,
     request: {
       params: CustomerParams,
       body: jsonBody(z.object({ stripeCustomerId: z.string().max(255).nullable().optional(), stripeProductIds: z.array(z.string().min(1).max(255)).max(100) })),
@@ -55,40 +55,34 @@ const routes = {
     path: "/api/v1/admin/environments/{environmentId}/customers/{identifier}",
     tags,
     summary: "Delete a customer",
-    ...common,
+    ...writing,
     request: { params: CustomerParams },
     responses: { 200: json(z.object({ deleted: z.literal(true) }), "Deleted"), ...errorResponses(401, 403, 404) },
   }),
 };
 
 export function registerCustomerRoutes(app: OpenAPIHono<AppEnv>): void {
-  const target = async (c: { env: Env; get: (key: "auth") => AppEnv["Variables"]["auth"] }, environmentId: string) => {
-    const organizationId = organizationOf(c.get("auth"));
-    const environment = await environmentOfOrganization(c.env.DB, organizationId, environmentId);
-    return { organizationId, store: storeOf(environment) };
-  };
-
   app.openapi(routes.list, async (c) => {
-    const { organizationId, store } = await target(c, c.req.valid("param").environmentId);
-    return c.json({ customers: await listCustomers(c.env.DB, organizationId, store) }, 200);
+    const { organizationId, environment } = c.var.target;
+    return c.json({ customers: await listCustomers(c.env.DB, organizationId, storeOf(environment)) }, 200);
   });
   app.openapi(routes.get, async (c) => {
-    const { environmentId, identifier } = c.req.valid("param");
-    const { organizationId, store } = await target(c, environmentId);
-    const customer = await getCustomer(c.env.DB, organizationId, store, identifier);
+    const { organizationId, environment } = c.var.target;
+    const { identifier } = c.req.valid("param");
+    const customer = await getCustomer(c.env.DB, organizationId, storeOf(environment), identifier);
     if (!customer) throw new ApiError("not_found", `Customer ${identifier} not found`);
     return c.json(customer, 200);
   });
   app.openapi(routes.put, async (c) => {
-    const { environmentId, identifier } = c.req.valid("param");
-    const { organizationId, store } = await target(c, environmentId);
+    const { organizationId, environment } = c.var.target;
+    const { identifier } = c.req.valid("param");
     const body = c.req.valid("json");
-    return c.json(await upsertCustomer(c.env.DB, organizationId, store, { identifier, ...body }), 200);
+    return c.json(await upsertCustomer(c.env.DB, organizationId, storeOf(environment), { identifier, ...body }), 200);
   });
   app.openapi(routes.remove, async (c) => {
-    const { environmentId, identifier } = c.req.valid("param");
-    const { organizationId, store } = await target(c, environmentId);
-    if (!(await deleteCustomer(c.env.DB, organizationId, store, identifier))) throw new ApiError("not_found", `Customer ${identifier} not found`);
+    const { organizationId, environment } = c.var.target;
+    const { identifier } = c.req.valid("param");
+    if (!(await deleteCustomer(c.env.DB, organizationId, storeOf(environment), identifier))) throw new ApiError("not_found", `Customer ${identifier} not found`);
     return c.json({ deleted: true as const }, 200);
   });
 }

@@ -15,9 +15,8 @@ import {
 } from "../../../schema/config";
 import type { AppEnv } from "../../context";
 import { ApiError, errorResponses, validationError } from "../../errors";
-import { organizationOf } from "../../middleware/auth";
 import { editDraft, getDraft } from "../../services/drafts";
-import { adminAuth, json, jsonBody, security } from "./shared";
+import { json, jsonBody, permit, security } from "./shared";
 
 type CollectionKey = "features" | "plans" | "surfaces" | "authMethods" | "workflows";
 
@@ -38,7 +37,8 @@ const COLLECTIONS: Collection[] = [
 ];
 
 const SlugParam = z.object({ slug: Slug.openapi({ param: { name: "slug", in: "path" }, example: "widget" }) });
-const common = { security, middleware: adminAuth };
+const reading = { security, middleware: permit("configuration.read", "organization") };
+const writing = { security, middleware: permit("configuration.write", "organization") };
 const Item = z.record(z.string(), z.unknown()).openapi({ description: "The item with its slug" });
 
 /** Own keys only: `constructor` is a valid slug, and must not find Object.prototype's member. */
@@ -58,7 +58,7 @@ function registerCollection(app: OpenAPIHono<AppEnv>, collection: Collection): v
       path: base,
       tags,
       summary: `List ${collection.path} of the draft`,
-      ...common,
+      ...reading,
       responses: { 200: json(z.object({ items: z.array(Item), revision: z.number() }), "Items"), ...errorResponses(401, 403) },
     }),
     create: createRoute({
@@ -66,7 +66,7 @@ function registerCollection(app: OpenAPIHono<AppEnv>, collection: Collection): v
       path: base,
       tags,
       summary: `Add a ${collection.singular} to the draft`,
-      ...common,
+      ...writing,
       request: { body: jsonBody(z.object({ slug: Slug }).passthrough()) },
       responses: { 201: json(Item, "The created item"), ...errorResponses(400, 401, 403, 409, 413) },
     }),
@@ -75,7 +75,7 @@ function registerCollection(app: OpenAPIHono<AppEnv>, collection: Collection): v
       path: `${base}/{slug}`,
       tags,
       summary: `Get a ${collection.singular} of the draft`,
-      ...common,
+      ...reading,
       request: { params: SlugParam },
       responses: { 200: json(Item, "The item"), ...errorResponses(401, 403, 404) },
     }),
@@ -84,7 +84,7 @@ function registerCollection(app: OpenAPIHono<AppEnv>, collection: Collection): v
       path: `${base}/{slug}`,
       tags,
       summary: `Create or replace a ${collection.singular} of the draft`,
-      ...common,
+      ...writing,
       request: { params: SlugParam, body: jsonBody(collection.schema) },
       responses: { 200: json(Item, "The stored item"), ...errorResponses(400, 401, 403, 409, 413) },
     }),
@@ -93,14 +93,14 @@ function registerCollection(app: OpenAPIHono<AppEnv>, collection: Collection): v
       path: `${base}/{slug}`,
       tags,
       summary: `Remove a ${collection.singular} from the draft (409 while others refer to it)`,
-      ...common,
+      ...writing,
       request: { params: SlugParam },
       responses: { 200: json(z.object({ deleted: z.literal(true) }), "Deleted"), ...errorResponses(401, 403, 404, 409) },
     }),
   };
 
   app.openapi(routes.list, async (c) => {
-    const draft = await getDraft(c.env.DB, organizationOf(c.get("auth")));
+    const draft = await getDraft(c.env.DB, c.var.target.organizationId);
     const items = Object.keys(draft.document[collection.key]).map((slug) => itemOf(draft.document, collection.key, slug)!);
     return c.json({ items, revision: draft.revision }, 200);
   });
@@ -109,7 +109,7 @@ function registerCollection(app: OpenAPIHono<AppEnv>, collection: Collection): v
     const { slug, ...definition } = c.req.valid("json") as { slug: string } & Record<string, unknown>;
     const parsed = collection.schema.safeParse(definition);
     if (!parsed.success) throw validationError(parsed.error);
-    const draft = await editDraft(c.env.DB, organizationOf(c.get("auth")), (document) => {
+    const draft = await editDraft(c.env.DB, c.var.target.organizationId, (document) => {
       const record = document[collection.key] as Record<string, unknown>;
       if (has(record, slug)) throw new ApiError("conflict", `A ${collection.singular} with slug ${slug} exists`);
       record[slug] = definition;
@@ -120,7 +120,7 @@ function registerCollection(app: OpenAPIHono<AppEnv>, collection: Collection): v
 
   app.openapi(routes.get, async (c) => {
     const { slug } = c.req.valid("param");
-    const draft = await getDraft(c.env.DB, organizationOf(c.get("auth")));
+    const draft = await getDraft(c.env.DB, c.var.target.organizationId);
     const item = itemOf(draft.document, collection.key, slug);
     if (!item) throw new ApiError("not_found", `No ${collection.singular} ${slug} in the draft`);
     return c.json(item, 200);
@@ -129,7 +129,7 @@ function registerCollection(app: OpenAPIHono<AppEnv>, collection: Collection): v
   app.openapi(routes.put, async (c) => {
     const { slug } = c.req.valid("param");
     const body = (await c.req.json()) as Record<string, unknown>;
-    const draft = await editDraft(c.env.DB, organizationOf(c.get("auth")), (document) => {
+    const draft = await editDraft(c.env.DB, c.var.target.organizationId, (document) => {
       (document[collection.key] as Record<string, unknown>)[slug] = body;
       return document;
     });
@@ -138,7 +138,7 @@ function registerCollection(app: OpenAPIHono<AppEnv>, collection: Collection): v
 
   app.openapi(routes.remove, async (c) => {
     const { slug } = c.req.valid("param");
-    const organizationId = organizationOf(c.get("auth"));
+    const organizationId = c.var.target.organizationId;
     try {
       await editDraft(c.env.DB, organizationId, (document) => {
         const record = document[collection.key] as Record<string, unknown>;
@@ -161,7 +161,7 @@ const renameFeatureRoute = createRoute({
   path: "/api/v1/admin/features/{slug}/rename",
   tags: ["Features"],
   summary: "Rename a feature's slug; its id (and so its counters) stays, references in plans, surfaces and workflows follow",
-  ...common,
+  ...writing,
   request: { params: SlugParam, body: jsonBody(z.object({ slug: Slug })) },
   responses: { 200: json(Item, "The renamed feature"), ...errorResponses(400, 401, 403, 404, 409, 413) },
 });
@@ -193,7 +193,7 @@ export function registerDraftCollectionRoutes(app: OpenAPIHono<AppEnv>): void {
   app.openapi(renameFeatureRoute, async (c) => {
     const { slug } = c.req.valid("param");
     const { slug: newSlug } = c.req.valid("json");
-    const draft = await editDraft(c.env.DB, organizationOf(c.get("auth")), (document) => renameFeature(document, slug, newSlug));
+    const draft = await editDraft(c.env.DB, c.var.target.organizationId, (document) => renameFeature(document, slug, newSlug));
     return c.json(itemOf(draft.document, "features", newSlug)!, 200);
   });
 }

@@ -1,12 +1,12 @@
 import { createRoute, z, type OpenAPIHono } from "@hono/zod-openapi";
 import type { AppEnv } from "../../context";
 import { ApiError, errorResponses } from "../../errors";
-import { organizationOf } from "../../middleware/auth";
 import { deleteVariable, getEgressAllowList, listVariables, setEgressAllowList, setVariable } from "../../services/environmentSettings";
-import { EnvironmentIdParam, adminAuth, environmentOfOrganization, json, jsonBody, security } from "./shared";
+import { EnvironmentIdParam, json, jsonBody, permit, security } from "./shared";
 
 const tags = ["Workflow settings"];
-const common = { security, middleware: adminAuth };
+const reading = { security, middleware: permit("settings.read", "environment") };
+const writing = { security, middleware: permit("settings.write", "environment") };
 const VariableSchema = z
   .object({ name: z.string(), secret: z.boolean(), value: z.string().optional(), updatedAt: z.string() })
   .openapi("Variable", { description: "Secrets never carry their value" });
@@ -23,7 +23,7 @@ const routes = {
     path: "/api/v1/admin/environments/{environmentId}/variables",
     tags,
     summary: "List workflow variables and secrets (secret values are never returned)",
-    ...common,
+    ...reading,
     request: { params: EnvironmentIdParam },
     responses: { 200: json(z.object({ variables: z.array(VariableSchema) }), "Variables"), ...errorResponses(401, 403, 404) },
   }),
@@ -32,7 +32,7 @@ const routes = {
     path: "/api/v1/admin/environments/{environmentId}/variables/{name}",
     tags,
     summary: "Set a variable, or a secret (encrypted at rest)",
-    ...common,
+    ...writing,
     request: { params: VariableParams, body: jsonBody(z.object({ value: z.string().max(10_000), secret: z.boolean().default(false) })) },
     responses: { 200: json(VariableSchema, "The variable"), ...errorResponses(400, 401, 403, 404) },
   }),
@@ -41,7 +41,7 @@ const routes = {
     path: "/api/v1/admin/environments/{environmentId}/variables/{name}",
     tags,
     summary: "Delete a variable or secret",
-    ...common,
+    ...writing,
     request: { params: VariableParams },
     responses: { 200: json(z.object({ deleted: z.literal(true) }), "Deleted"), ...errorResponses(401, 403, 404) },
   }),
@@ -50,7 +50,7 @@ const routes = {
     path: "/api/v1/admin/environments/{environmentId}/egress",
     tags,
     summary: "Hosts workflow code may fetch (through the platform's logged gateway)",
-    ...common,
+    ...reading,
     request: { params: EnvironmentIdParam },
     responses: { 200: json(z.object({ hosts: z.array(z.string()) }), "Allow-list"), ...errorResponses(401, 403, 404) },
   }),
@@ -59,35 +59,26 @@ const routes = {
     path: "/api/v1/admin/environments/{environmentId}/egress",
     tags,
     summary: "Replace the egress allow-list",
-    ...common,
+    ...writing,
     request: { params: EnvironmentIdParam, body: jsonBody(z.object({ hosts: z.array(Host).max(100) })) },
     responses: { 200: json(z.object({ hosts: z.array(z.string()) }), "Allow-list"), ...errorResponses(400, 401, 403, 404) },
   }),
 };
 
 export function registerEnvironmentSettingsRoutes(app: OpenAPIHono<AppEnv>): void {
-  app.openapi(routes.list, async (c) => {
-    const environment = await environmentOfOrganization(c.env.DB, organizationOf(c.get("auth")), c.req.valid("param").environmentId);
-    return c.json({ variables: await listVariables(c.env.DB, environment.id) }, 200);
-  });
+  app.openapi(routes.list, async (c) => c.json({ variables: await listVariables(c.env.DB, c.var.target.environment.id) }, 200));
   app.openapi(routes.put, async (c) => {
-    const { environmentId, name } = c.req.valid("param");
-    const environment = await environmentOfOrganization(c.env.DB, organizationOf(c.get("auth")), environmentId);
+    const { name } = c.req.valid("param");
     const body = c.req.valid("json");
-    return c.json(await setVariable(c.env.DB, c.env.SECRETS_KEY, environment.id, { name, value: body.value, secret: body.secret }), 200);
+    return c.json(await setVariable(c.env.DB, c.env.SECRETS_KEY, c.var.target.environment.id, { name, value: body.value, secret: body.secret }), 200);
   });
   app.openapi(routes.remove, async (c) => {
-    const { environmentId, name } = c.req.valid("param");
-    const environment = await environmentOfOrganization(c.env.DB, organizationOf(c.get("auth")), environmentId);
-    if (!(await deleteVariable(c.env.DB, environment.id, name))) throw new ApiError("not_found", `Variable ${name} not found`);
+    const { name } = c.req.valid("param");
+    if (!(await deleteVariable(c.env.DB, c.var.target.environment.id, name))) throw new ApiError("not_found", `Variable ${name} not found`);
     return c.json({ deleted: true as const }, 200);
   });
-  app.openapi(routes.getEgress, async (c) => {
-    const environment = await environmentOfOrganization(c.env.DB, organizationOf(c.get("auth")), c.req.valid("param").environmentId);
-    return c.json({ hosts: await getEgressAllowList(c.env.DB, environment.id) }, 200);
-  });
-  app.openapi(routes.putEgress, async (c) => {
-    const environment = await environmentOfOrganization(c.env.DB, organizationOf(c.get("auth")), c.req.valid("param").environmentId);
-    return c.json({ hosts: await setEgressAllowList(c.env.DB, environment.id, c.req.valid("json").hosts) }, 200);
-  });
+  app.openapi(routes.getEgress, async (c) => c.json({ hosts: await getEgressAllowList(c.env.DB, c.var.target.environment.id) }, 200));
+  app.openapi(routes.putEgress, async (c) =>
+    c.json({ hosts: await setEgressAllowList(c.env.DB, c.var.target.environment.id, c.req.valid("json").hosts) }, 200),
+  );
 }

@@ -3,7 +3,7 @@ import { Slug } from "../../../schema/config";
 import type { AppEnv } from "../../context";
 import { ApiError, errorResponses } from "../../errors";
 import { isUniqueConstraintError } from "../../lib/d1Errors";
-import { organizationOf } from "../../middleware/auth";
+import { visibleEnvironments } from "../../middleware/permissions";
 import { getApiKey, insertApiKey, listApiKeys, revokeApiKey, rotateApiKey } from "../../services/apiKeys";
 import { forgetEnvironment, forgetKey } from "../../services/tenantCache";
 import { createEnvironment, deleteEnvironment, getOrganization, listEnvironments, renameEnvironment, type Environment } from "../../services/tenancy";
@@ -14,15 +14,13 @@ import {
   CreatedKeySchema,
   EnvironmentIdParam,
   EnvironmentSchema,
-  adminAuth,
-  environmentOfOrganization,
   json,
   jsonBody,
+  permit,
   security,
 } from "./shared";
 
 const tags = ["Environments"];
-const common = { security, middleware: adminAuth };
 
 const DeploymentSchema = z
   .object({
@@ -42,8 +40,9 @@ const routes = {
     method: "get",
     path: "/api/v1/admin/environments",
     tags,
-    summary: "List environments",
-    ...common,
+    summary: "List environments (an environment's key sees its own)",
+    security,
+    middleware: permit("environments.list", "organization"),
     responses: { 200: json(z.object({ environments: z.array(EnvironmentSchema) }), "Environments"), ...errorResponses(401, 403) },
   }),
   create: createRoute({
@@ -51,7 +50,8 @@ const routes = {
     path: "/api/v1/admin/environments",
     tags,
     summary: "Create an environment (with a secret and a publishable key)",
-    ...common,
+    security,
+    middleware: permit("environments.create", "organization"),
     request: { body: jsonBody(z.object({ slug: Slug, name: z.string().min(1).max(200).optional(), type: z.enum(["preview", "production"]) })) },
     responses: {
       201: json(z.object({ environment: EnvironmentSchema, keys: z.array(CreatedKeySchema) }), "The environment and its keys"),
@@ -63,7 +63,8 @@ const routes = {
     path: "/api/v1/admin/environments/{environmentId}",
     tags,
     summary: "Get an environment",
-    ...common,
+    security,
+    middleware: permit("environment.read", "environment"),
     request: { params: EnvironmentIdParam },
     responses: { 200: json(EnvironmentSchema, "The environment"), ...errorResponses(401, 403, 404) },
   }),
@@ -72,7 +73,8 @@ const routes = {
     path: "/api/v1/admin/environments/{environmentId}",
     tags,
     summary: "Rename an environment",
-    ...common,
+    security,
+    middleware: permit("environment.rename", "environment"),
     request: { params: EnvironmentIdParam, body: jsonBody(z.object({ name: z.string().min(1).max(200) })) },
     responses: { 200: json(EnvironmentSchema, "The environment"), ...errorResponses(400, 401, 403, 404) },
   }),
@@ -80,8 +82,9 @@ const routes = {
     method: "delete",
     path: "/api/v1/admin/environments/{environmentId}",
     tags,
-    summary: "Delete an environment and its keys (not the one the calling key belongs to)",
-    ...common,
+    summary: "Delete an environment and its keys",
+    security,
+    middleware: permit("environment.delete", "environment"),
     request: { params: EnvironmentIdParam },
     responses: { 200: json(z.object({ deleted: z.literal(true) }), "Deleted"), ...errorResponses(401, 403, 404, 409) },
   }),
@@ -90,7 +93,8 @@ const routes = {
     path: "/api/v1/admin/environments/{environmentId}/keys",
     tags: ["Keys"],
     summary: "List an environment's keys (prefixes only)",
-    ...common,
+    security,
+    middleware: permit("keys.read", "environment"),
     request: { params: EnvironmentIdParam },
     responses: { 200: json(z.object({ keys: z.array(ApiKeySchema) }), "Keys"), ...errorResponses(401, 403, 404) },
   }),
@@ -99,7 +103,8 @@ const routes = {
     path: "/api/v1/admin/environments/{environmentId}/keys",
     tags: ["Keys"],
     summary: "Create a key",
-    ...common,
+    security,
+    middleware: permit("keys.write", "environment"),
     request: {
       params: EnvironmentIdParam,
       body: jsonBody(z.object({ type: z.enum(["secret", "publishable"]), name: z.string().min(1).max(200).optional() })),
@@ -111,7 +116,8 @@ const routes = {
     path: "/api/v1/admin/keys/{keyId}",
     tags: ["Keys"],
     summary: "Revoke a key",
-    ...common,
+    security,
+    middleware: permit("keys.write", "apiKey"),
     request: { params: KeyIdParam },
     responses: { 200: json(ApiKeySchema, "The revoked key"), ...errorResponses(401, 403, 404) },
   }),
@@ -120,7 +126,8 @@ const routes = {
     path: "/api/v1/admin/keys/{keyId}/rotate",
     tags: ["Keys"],
     summary: "Replace a key with a new one of the same type; the old one is revoked",
-    ...common,
+    security,
+    middleware: permit("keys.write", "apiKey"),
     request: { params: KeyIdParam },
     responses: { 201: json(CreatedKeySchema, "The new key, shown once"), ...errorResponses(401, 403, 404, 409) },
   }),
@@ -129,7 +136,8 @@ const routes = {
     path: "/api/v1/admin/environments/{environmentId}/deployments",
     tags: ["Versions"],
     summary: "Deploy a version to the environment",
-    ...common,
+    security,
+    middleware: permit("deployments.write", "environment"),
     request: { params: EnvironmentIdParam, body: jsonBody(z.object({ versionId: z.string() })) },
     responses: { 201: json(DeploymentSchema, "The deployment"), ...errorResponses(400, 401, 403, 404, 409, 502) },
   }),
@@ -138,7 +146,8 @@ const routes = {
     path: "/api/v1/admin/environments/{environmentId}/rollback",
     tags: ["Versions"],
     summary: "Redeploy an earlier version (by default the one deployed before the current one)",
-    ...common,
+    security,
+    middleware: permit("deployments.write", "environment"),
     request: { params: EnvironmentIdParam, body: { required: false, content: { "application/json": { schema: z.object({ versionId: z.string().optional() }) } } } },
     responses: { 201: json(DeploymentSchema, "The rollback deployment"), ...errorResponses(400, 401, 403, 404, 409) },
   }),
@@ -147,17 +156,20 @@ const routes = {
     path: "/api/v1/admin/environments/{environmentId}/deployments",
     tags: ["Versions"],
     summary: "Deployment history, newest first",
-    ...common,
+    security,
+    middleware: permit("deployments.read", "environment"),
     request: { params: EnvironmentIdParam },
     responses: { 200: json(z.object({ deployments: z.array(DeploymentSchema) }), "Deployments"), ...errorResponses(401, 403, 404) },
   }),
 };
 
 export function registerEnvironmentRoutes(app: OpenAPIHono<AppEnv>): void {
-  app.openapi(routes.list, async (c) => c.json({ environments: await listEnvironments(c.env.DB, organizationOf(c.get("auth"))) }, 200));
+  app.openapi(routes.list, async (c) =>
+    c.json({ environments: visibleEnvironments(c.get("auth"), await listEnvironments(c.env.DB, c.var.target.organizationId)) }, 200),
+  );
 
   app.openapi(routes.create, async (c) => {
-    const organizationId = organizationOf(c.get("auth"));
+    const { organizationId } = c.var.target;
     const body = c.req.valid("json");
     if (!(await getOrganization(c.env.DB, organizationId))) throw new ApiError("organization_not_found", "Organization not found");
     const existing = await listEnvironments(c.env.DB, organizationId);
@@ -172,13 +184,10 @@ export function registerEnvironmentRoutes(app: OpenAPIHono<AppEnv>): void {
     }
   });
 
-  app.openapi(routes.get, async (c) => {
-    const environment = await environmentOfOrganization(c.env.DB, organizationOf(c.get("auth")), c.req.valid("param").environmentId);
-    return c.json(environment, 200);
-  });
+  app.openapi(routes.get, async (c) => c.json(c.var.target.environment, 200));
 
   app.openapi(routes.update, async (c) => {
-    const environment = await environmentOfOrganization(c.env.DB, organizationOf(c.get("auth")), c.req.valid("param").environmentId);
+    const { environment } = c.var.target;
     const { name } = c.req.valid("json");
     await renameEnvironment(c.env.DB, environment.id, name);
     forgetEnvironment(environment.id);
@@ -186,46 +195,33 @@ export function registerEnvironmentRoutes(app: OpenAPIHono<AppEnv>): void {
   });
 
   app.openapi(routes.remove, async (c) => {
-    const auth = c.get("auth");
-    const environment = await environmentOfOrganization(c.env.DB, organizationOf(auth), c.req.valid("param").environmentId);
-    if (auth.kind === "key" && auth.environment.id === environment.id) {
-      throw new ApiError("conflict", "A key cannot delete its own environment; use another environment's key or the operator token");
-    }
+    const { environment } = c.var.target;
     await deleteEnvironment(c.env.DB, environment.id);
     forgetEnvironment(environment.id, { withKeys: true });
     return c.json({ deleted: true as const }, 200);
   });
 
-  app.openapi(routes.listKeys, async (c) => {
-    const environment = await environmentOfOrganization(c.env.DB, organizationOf(c.get("auth")), c.req.valid("param").environmentId);
-    return c.json({ keys: await listApiKeys(c.env.DB, environment.id) }, 200);
-  });
+  app.openapi(routes.listKeys, async (c) => c.json({ keys: await listApiKeys(c.env.DB, c.var.target.environment.id) }, 200));
 
   app.openapi(routes.createKey, async (c) => {
-    const environment = await environmentOfOrganization(c.env.DB, organizationOf(c.get("auth")), c.req.valid("param").environmentId);
+    const { environment } = c.var.target;
     const { type, name } = c.req.valid("json");
     const key = await insertApiKey(c.env.DB, { organizationId: environment.organizationId, environmentId: environment.id, type, name: name ?? `${type} key` });
     return c.json(key, 201);
   });
 
-  const keyOfOrganization = async (db: D1Database, organizationId: string, keyId: string) => {
-    const key = await getApiKey(db, keyId);
-    if (!key || key.organizationId !== organizationId) throw new ApiError("not_found", `Key ${keyId} not found`);
-    return key;
-  };
-
   app.openapi(routes.revokeKey, async (c) => {
-    const key = await keyOfOrganization(c.env.DB, organizationOf(c.get("auth")), c.req.valid("param").keyId);
-    await revokeApiKey(c.env.DB, key.id);
-    forgetKey(key.id);
-    return c.json((await getApiKey(c.env.DB, key.id))!, 200);
+    const { apiKey } = c.var.target;
+    await revokeApiKey(c.env.DB, apiKey.id);
+    forgetKey(apiKey.id);
+    return c.json((await getApiKey(c.env.DB, apiKey.id))!, 200);
   });
 
   app.openapi(routes.rotateKey, async (c) => {
-    const key = await keyOfOrganization(c.env.DB, organizationOf(c.get("auth")), c.req.valid("param").keyId);
-    if (key.revokedAt) throw new ApiError("conflict", "A revoked key cannot be rotated");
-    const created = await rotateApiKey(c.env.DB, key);
-    forgetKey(key.id);
+    const { apiKey } = c.var.target;
+    if (apiKey.revokedAt) throw new ApiError("conflict", "A revoked key cannot be rotated");
+    const created = await rotateApiKey(c.env.DB, apiKey);
+    forgetKey(apiKey.id);
     return c.json(created, 201);
   });
 
@@ -241,7 +237,7 @@ export function registerEnvironmentRoutes(app: OpenAPIHono<AppEnv>): void {
     // With a Workers for Platforms namespace configured, the version's workflow scripts must exist before traffic
     // reaches it; locally (Worker Loader) this is a no-op.
     try {
-      await uploadWorkflowScriptsIfConfigured(env, snapshot);
+      await uploadWorkflowScriptsIfConfigured(env, snapshot, environment.id);
     } catch (error) {
       throw new ApiError("upstream_error", `Uploading the version's workflow scripts failed: ${error instanceof Error ? error.message : String(error)}`);
     }
@@ -251,22 +247,17 @@ export function registerEnvironmentRoutes(app: OpenAPIHono<AppEnv>): void {
   };
 
   app.openapi(routes.deploy, async (c) => {
-    const organizationId = organizationOf(c.get("auth"));
-    const environment = await environmentOfOrganization(c.env.DB, organizationId, c.req.valid("param").environmentId);
+    const { organizationId, environment } = c.var.target;
     return c.json(await moveTo(c.env, organizationId, environment, c.req.valid("json").versionId, "deploy"), 201);
   });
 
   app.openapi(routes.rollback, async (c) => {
-    const organizationId = organizationOf(c.get("auth"));
-    const environment = await environmentOfOrganization(c.env.DB, organizationId, c.req.valid("param").environmentId);
+    const { organizationId, environment } = c.var.target;
     const body = (await c.req.json().catch(() => ({}))) as { versionId?: unknown };
     const versionId =
       typeof body.versionId === "string" ? body.versionId : await previousDeployedVersion(c.env.DB, environment.id, environment.deployedVersionId);
     return c.json(await moveTo(c.env, organizationId, environment, versionId, "rollback"), 201);
   });
 
-  app.openapi(routes.deployments, async (c) => {
-    const environment = await environmentOfOrganization(c.env.DB, organizationOf(c.get("auth")), c.req.valid("param").environmentId);
-    return c.json({ deployments: await listDeployments(c.env.DB, environment.id) }, 200);
-  });
+  app.openapi(routes.deployments, async (c) => c.json({ deployments: await listDeployments(c.env.DB, c.var.target.environment.id) }, 200));
 }

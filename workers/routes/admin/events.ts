@@ -1,15 +1,14 @@
 import { createRoute, z, type OpenAPIHono } from "@hono/zod-openapi";
 import type { AppEnv } from "../../context";
 import { errorResponses } from "../../errors";
-import { organizationOf } from "../../middleware/auth";
 import { queryEvents } from "../../services/events";
-import { adminAuth, environmentOfOrganization, json, security } from "./shared";
+import { json, permit, security } from "./shared";
 
 const EventSchema = z
   .object({
     id: z.string(),
     environmentId: z.string(),
-    kind: z.enum(["access_check", "surface_decision", "counter_update", "admin", "endpoint"]),
+    kind: z.enum(["access_check", "surface_decision", "counter_update", "admin", "endpoint", "action_failed"]),
     createdAt: z.string(),
     identifier: z.string().nullable(),
     surfaceSlug: z.string().nullable(),
@@ -22,13 +21,13 @@ const listEventsRoute = createRoute({
   method: "get",
   path: "/api/v1/admin/events",
   tags: ["Events"],
-  summary: "Decision records and audit entries, newest first, with filters",
+  summary: "Decision records and audit entries, newest first, with filters (an environment's key reads its own environment's)",
   security,
-  middleware: adminAuth,
+  middleware: permit("events.read", "environmentFilter"),
   request: {
     query: z.object({
       environmentId: z.string().optional(),
-      kind: z.enum(["access_check", "surface_decision", "counter_update", "admin", "endpoint"]).optional(),
+      kind: z.enum(["access_check", "surface_decision", "counter_update", "admin", "endpoint", "action_failed"]).optional(),
       identifier: z.string().max(512).optional(),
       surface: z.string().max(100).optional(),
       outcome: z.enum(["granted", "denied", "failed"]).optional(),
@@ -46,12 +45,11 @@ const listEventsRoute = createRoute({
 
 export function registerEventRoutes(app: OpenAPIHono<AppEnv>): void {
   app.openapi(listEventsRoute, async (c) => {
-    const organizationId = organizationOf(c.get("auth"));
+    const { organizationId, environmentId } = c.var.target;
     const query = c.req.valid("query");
-    if (query.environmentId) await environmentOfOrganization(c.env.DB, organizationId, query.environmentId);
     const page = await queryEvents(c.env.DB, {
       organizationId,
-      environmentId: query.environmentId,
+      environmentId,
       kind: query.kind,
       identifier: query.identifier,
       surfaceSlug: query.surface,

@@ -9,13 +9,14 @@ import type { AppEnv } from "../../context";
 import { ApiError, errorResponses } from "../../errors";
 import { sha256Hex } from "../../lib/crypto";
 import { isUniqueConstraintError } from "../../lib/d1Errors";
-import { organizationOf } from "../../middleware/auth";
+import type { TargetOf } from "../../middleware/permissions";
 import { eventIdFor, insertEvent, meterIdempotencyKey } from "../../services/events";
 import { storeOf, type Environment } from "../../services/tenancy";
-import { EnvironmentIdParam, adminAuth, environmentOfOrganization, json, jsonBody, security } from "./shared";
+import { EnvironmentIdParam, json, jsonBody, permit, security } from "./shared";
 
 const tags = ["Meters"];
-const common = { security, middleware: adminAuth };
+const reading = { security, middleware: permit("meters.read", "environment") };
+const writing = { security, middleware: permit("meters.write", "environment") };
 const base = "/api/v1/admin/environments/{environmentId}/identities/{identifier}";
 
 const IdentityParams = EnvironmentIdParam.extend({
@@ -46,7 +47,7 @@ const routes = {
     path: `${base}/counters`,
     tags,
     summary: "An identity's counters in the environment's user data store (units of the current period)",
-    ...common,
+    ...reading,
     request: { params: IdentityParams },
     responses: { 200: json(z.object({ identifier: z.string(), counters: z.array(StoredCounterSchema) }), "Counters"), ...errorResponses(401, 403, 404) },
   }),
@@ -55,7 +56,7 @@ const routes = {
     path: `${base}/counters/{counterId}`,
     tags,
     summary: "Reset one of an identity's counters (its units and the resources it has seen)",
-    ...common,
+    ...writing,
     request: { params: CounterParams },
     responses: { 200: json(z.object({ identifier: z.string(), counterId: z.string(), reset: z.literal(true) }), "Reset"), ...errorResponses(401, 403, 404) },
   }),
@@ -64,7 +65,7 @@ const routes = {
     path: `${base}/credits/{creditId}`,
     tags,
     summary: "An identity's credit balance",
-    ...common,
+    ...reading,
     request: { params: CreditParams },
     responses: { 200: json(BalanceSchema, "Balance (0 when never granted)"), ...errorResponses(401, 403, 404) },
   }),
@@ -74,7 +75,7 @@ const routes = {
     tags,
     summary: "Grant credits to an identity",
     description: "Send an Idempotency-Key header to make retries safe: a retry with the same key and body grants nothing more.",
-    ...common,
+    ...writing,
     request: {
       params: CreditParams,
       headers: z.object({ "idempotency-key": z.string().min(1).max(255).optional() }),
@@ -97,18 +98,25 @@ interface Target {
   stub: MeterStub;
 }
 
-async function target(c: Context<AppEnv>, environmentId: string, identifier: string): Promise<Target> {
-  const organizationId = organizationOf(c.get("auth"));
-  const environment = await environmentOfOrganization(c.env.DB, organizationId, environmentId);
+/** A request the `environment` scope of middleware/permissions.ts has let through, with its environment. */
+type EnvironmentRequest = Context<{ Bindings: Env; Variables: AppEnv["Variables"] & { target: TargetOf<"environment"> } }>;
+
+function meterOf(c: EnvironmentRequest, identifier: string): Target {
+  const { organizationId, environment } = c.var.target;
   // Signed-in identities by default; `?anonymous=true` addresses the anonymous identity of that name.
   const authenticated = c.req.query("anonymous") !== "true";
   return { organizationId, environment, authenticated, stub: meterStub(c.env.METER, userStoreKey(organizationId, storeOf(environment), authenticated), identifier) };
 }
 
 /** Written before the response: an operator's change is not done until it is on record. */
-async function audit(c: Context<AppEnv>, t: Target, identifier: string, record: Record<string, unknown>, id?: string): Promise<void> {
+async function audit(c: EnvironmentRequest, t: Target, identifier: string, record: Record<string, unknown>, id?: string): Promise<void> {
   const auth = c.get("auth");
-  const actor = auth.kind === "key" ? { kind: "key", keyId: auth.key.id } : { kind: "operator" };
+  const actor =
+    auth.kind === "key"
+      ? { kind: "key", keyId: auth.key.id }
+      : auth.kind === "organizationKey"
+        ? { kind: "organizationKey", keyId: auth.key.id, role: auth.key.role }
+        : { kind: "operator" };
   try {
     await insertEvent(c.env.DB, {
       id,
@@ -127,8 +135,8 @@ async function audit(c: Context<AppEnv>, t: Target, identifier: string, record: 
 
 export function registerMeterAdminRoutes(app: OpenAPIHono<AppEnv>): void {
   app.openapi(routes.counters, async (c) => {
-    const { environmentId, identifier } = c.req.valid("param");
-    const t = await target(c, environmentId, identifier);
+    const { identifier } = c.req.valid("param");
+    const t = meterOf(c, identifier);
     const counters = await t.stub.readCounters();
     return c.json(
       {
@@ -147,8 +155,8 @@ export function registerMeterAdminRoutes(app: OpenAPIHono<AppEnv>): void {
   });
 
   app.openapi(routes.resetCounter, async (c) => {
-    const { environmentId, identifier, counterId } = c.req.valid("param");
-    const t = await target(c, environmentId, identifier);
+    const { identifier, counterId } = c.req.valid("param");
+    const t = meterOf(c, identifier);
     const existed = await t.stub.resetCounter(counterId);
     if (!existed) throw new ApiError("not_found", `Counter ${counterId} not found for ${identifier}`);
     await audit(c, t, identifier, { action: "counter.reset", counterId });
@@ -156,16 +164,16 @@ export function registerMeterAdminRoutes(app: OpenAPIHono<AppEnv>): void {
   });
 
   app.openapi(routes.balance, async (c) => {
-    const { environmentId, identifier, creditId } = c.req.valid("param");
-    const t = await target(c, environmentId, identifier);
+    const { identifier, creditId } = c.req.valid("param");
+    const t = meterOf(c, identifier);
     return c.json({ identifier, creditId, balance: await t.stub.getBalance(creditId) }, 200);
   });
 
   app.openapi(routes.grant, async (c) => {
-    const { environmentId, identifier, creditId } = c.req.valid("param");
+    const { identifier, creditId } = c.req.valid("param");
     const body = c.req.valid("json");
     const idempotencyKey = c.req.valid("header")["idempotency-key"];
-    const t = await target(c, environmentId, identifier);
+    const t = meterOf(c, identifier);
     const result = await t.stub.grantCredits({
       creditId,
       amount: body.amount,

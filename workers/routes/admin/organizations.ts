@@ -1,20 +1,25 @@
 import { createRoute, z, type OpenAPIHono } from "@hono/zod-openapi";
 import type { AppEnv } from "../../context";
 import { errorResponses } from "../../errors";
-import { organizationOf } from "../../middleware/auth";
 import { ApiError } from "../../errors";
+import { visibleEnvironments } from "../../middleware/permissions";
 import { createOrganization, getOrganization, listEnvironments, listOrganizations } from "../../services/tenancy";
-import { CreatedKeySchema, EnvironmentSchema, OrganizationSchema, adminAuth, json, jsonBody, operatorAuth, security } from "./shared";
+import { CreatedKeySchema, CreatedOrganizationKeySchema, EnvironmentSchema, OrganizationSchema, json, jsonBody, operatorAuth, permit, security } from "./shared";
 
 const CreatedOrganizationSchema = z
-  .object({ organization: OrganizationSchema, environments: z.array(EnvironmentSchema), keys: z.array(CreatedKeySchema) })
+  .object({
+    organization: OrganizationSchema,
+    environments: z.array(EnvironmentSchema),
+    keys: z.array(CreatedKeySchema),
+    organizationKeys: z.array(CreatedOrganizationKeySchema).openapi({ description: "One admin organization key" }),
+  })
   .openapi("CreatedOrganization");
 
 const createOrganizationRoute = createRoute({
   method: "post",
   path: "/api/v1/admin/organizations",
   tags: ["Organizations"],
-  summary: "Create an organization with preview and live environments and their first keys (operator token)",
+  summary: "Create an organization with preview and live environments, their first keys and an admin organization key (operator token)",
   security,
   middleware: operatorAuth,
   request: { body: jsonBody(z.object({ name: z.string().min(1).max(200) })) },
@@ -35,9 +40,9 @@ const currentOrganizationRoute = createRoute({
   method: "get",
   path: "/api/v1/admin/organization",
   tags: ["Organizations"],
-  summary: "The organization of the key, with its environments",
+  summary: "The organization of the key, with its environments (an environment's key sees its own)",
   security,
-  middleware: adminAuth,
+  middleware: permit("organization.read", "organization"),
   responses: {
     200: json(z.object({ organization: OrganizationSchema, environments: z.array(EnvironmentSchema) }), "The organization"),
     ...errorResponses(401, 403, 404),
@@ -53,9 +58,9 @@ export function registerOrganizationRoutes(app: OpenAPIHono<AppEnv>): void {
   app.openapi(listOrganizationsRoute, async (c) => c.json({ organizations: await listOrganizations(c.env.DB) }, 200));
 
   app.openapi(currentOrganizationRoute, async (c) => {
-    const organizationId = organizationOf(c.get("auth"));
+    const { organizationId } = c.var.target;
     const organization = await getOrganization(c.env.DB, organizationId);
     if (!organization) throw new ApiError("organization_not_found", "Organization not found");
-    return c.json({ organization, environments: await listEnvironments(c.env.DB, organizationId) }, 200);
+    return c.json({ organization, environments: visibleEnvironments(c.get("auth"), await listEnvironments(c.env.DB, organizationId)) }, 200);
   });
 }

@@ -1,11 +1,14 @@
 /** Pieces shared by the admin routes. */
 import { z } from "@hono/zod-openapi";
-import { ApiError } from "../../errors";
-import { requireAuth } from "../../middleware/auth";
-import { getEnvironment, type Environment } from "../../services/tenancy";
+import { permit } from "../../middleware/permissions";
+import { ORGANIZATION_ROLES } from "../../services/organizationKeys";
 
-export const adminAuth = requireAuth("secret", "operator");
-export const operatorAuth = requireAuth("operator");
+/** Every admin route names its action and where it acts: `permit(action, scope)` (middleware/permissions.ts). */
+export { environmentOfOrganization, permit } from "../../middleware/permissions";
+
+/** Operator-only routes (organizations). */
+export const operatorAuth = permit("organizations.manage", "platform");
+
 export const security = [{ Bearer: [] }];
 
 export const json = <T extends z.ZodType>(schema: T, description: string) => ({
@@ -17,13 +20,6 @@ export const jsonBody = <T extends z.ZodType>(schema: T) => ({
   required: true,
   content: { "application/json": { schema } },
 });
-
-/** An environment of the caller's organization; another organization's id is indistinguishable from a missing one. */
-export async function environmentOfOrganization(db: D1Database, organizationId: string, environmentId: string): Promise<Environment> {
-  const environment = await getEnvironment(db, environmentId);
-  if (!environment || environment.organizationId !== organizationId) throw new ApiError("not_found", `Environment ${environmentId} not found`);
-  return environment;
-}
 
 export const EnvironmentSchema = z
   .object({
@@ -53,6 +49,22 @@ export const ApiKeySchema = z
 export const CreatedKeySchema = ApiKeySchema.extend({
   key: z.string().openapi({ description: "The plain key. Shown once; only its hash is stored." }),
 }).openapi("CreatedApiKey");
+
+export const OrganizationKeySchema = z
+  .object({
+    id: z.string(),
+    organizationId: z.string(),
+    role: z.enum(ORGANIZATION_ROLES),
+    name: z.string(),
+    prefix: z.string().openapi({ example: "ok_org_0123456789abcdef_a1b2" }),
+    createdAt: z.string(),
+    revokedAt: z.string().nullable(),
+  })
+  .openapi("OrganizationKey");
+
+export const CreatedOrganizationKeySchema = OrganizationKeySchema.extend({
+  key: z.string().openapi({ description: "The plain key. Shown once; only its hash is stored." }),
+}).openapi("CreatedOrganizationKey");
 
 export const OrganizationSchema = z.object({ id: z.string(), name: z.string(), createdAt: z.string() }).openapi("Organization");
 

@@ -1,13 +1,12 @@
 import { createRoute, z, type OpenAPIHono } from "@hono/zod-openapi";
 import type { AppEnv } from "../../context";
 import { ApiError, errorResponses } from "../../errors";
-import { organizationOf } from "../../middleware/auth";
 import { createVersion, diffDocuments, getVersion, listVersions } from "../../services/versions";
 import { compileWorkflowSource, WorkflowCompileError } from "../../workflows/compile";
-import { adminAuth, json, security } from "./shared";
+import { json, permit, security } from "./shared";
 
 const tags = ["Versions"];
-const common = { security, middleware: adminAuth };
+const reading = { security, middleware: permit("configuration.read", "organization") };
 const VersionInfoSchema = z
   .object({ id: z.string(), organizationId: z.string(), number: z.number().int(), description: z.string(), createdAt: z.string() })
   .openapi("Version");
@@ -19,7 +18,8 @@ const routes = {
     path: "/api/v1/admin/versions",
     tags,
     summary: "Validate the whole draft and freeze it into a new immutable version",
-    ...common,
+    security,
+    middleware: permit("versions.create", "organization"),
     request: { body: { required: false, content: { "application/json": { schema: z.object({ description: z.string().max(1000).optional() }) } } } },
     responses: { 201: json(VersionInfoSchema, "The version"), ...errorResponses(400, 401, 403) },
   }),
@@ -28,7 +28,7 @@ const routes = {
     path: "/api/v1/admin/versions",
     tags,
     summary: "List versions, newest first",
-    ...common,
+    ...reading,
     responses: { 200: json(z.object({ versions: z.array(VersionInfoSchema) }), "Versions"), ...errorResponses(401, 403) },
   }),
   get: createRoute({
@@ -36,7 +36,7 @@ const routes = {
     path: "/api/v1/admin/versions/{versionId}",
     tags,
     summary: "A version with its document",
-    ...common,
+    ...reading,
     request: { params: VersionIdParam },
     responses: { 200: json(VersionInfoSchema.extend({ document: z.record(z.string(), z.unknown()) }), "The version"), ...errorResponses(401, 403, 404) },
   }),
@@ -45,7 +45,7 @@ const routes = {
     path: "/api/v1/admin/versions/{versionId}/diff",
     tags,
     summary: "What changed from version `against` to this version",
-    ...common,
+    ...reading,
     request: { params: VersionIdParam, query: z.object({ against: z.string() }) },
     responses: {
       200: json(
@@ -66,7 +66,7 @@ export function registerVersionRoutes(app: OpenAPIHono<AppEnv>): void {
     const body = (await c.req.json().catch(() => ({}))) as { description?: unknown };
     const description = typeof body.description === "string" ? body.description.slice(0, 1000) : "";
     try {
-      return c.json(await createVersion(c.env.DB, organizationOf(c.get("auth")), description, compileWorkflowSource), 201);
+      return c.json(await createVersion(c.env.DB, c.var.target.organizationId, description, compileWorkflowSource), 201);
     } catch (error) {
       if (error instanceof WorkflowCompileError) {
         throw new ApiError("validation_failed", `Workflow ${error.workflow} does not compile: ${error.message}`, [
@@ -77,17 +77,17 @@ export function registerVersionRoutes(app: OpenAPIHono<AppEnv>): void {
     }
   });
 
-  app.openapi(routes.list, async (c) => c.json({ versions: await listVersions(c.env.DB, organizationOf(c.get("auth"))) }, 200));
+  app.openapi(routes.list, async (c) => c.json({ versions: await listVersions(c.env.DB, c.var.target.organizationId) }, 200));
 
   app.openapi(routes.get, async (c) => {
     const { versionId } = c.req.valid("param");
-    const version = await getVersion(c.env.DB, organizationOf(c.get("auth")), versionId);
+    const version = await getVersion(c.env.DB, c.var.target.organizationId, versionId);
     if (!version) throw new ApiError("not_found", `Version ${versionId} not found`);
     return c.json({ ...version, document: version.document as Record<string, unknown> }, 200);
   });
 
   app.openapi(routes.diff, async (c) => {
-    const organizationId = organizationOf(c.get("auth"));
+    const { organizationId } = c.var.target;
     const { versionId } = c.req.valid("param");
     const { against } = c.req.valid("query");
     const [to, from] = await Promise.all([getVersion(c.env.DB, organizationId, versionId), getVersion(c.env.DB, organizationId, against)]);

@@ -1,0 +1,576 @@
+/**
+ * Who may do what on the admin API (workers/middleware/permissions.ts): every admin route × every kind of credential,
+ * cell by cell, then the behaviours behind the matrix (revocation, roles, an environment key held to its environment).
+ *
+ * The resource of environment routes is the live environment of organization A. The credentials: the operator token
+ * (X-Organization-Id: A), A's organization keys (admin, deployer, read-only), the secret key of the resource's own
+ * environment, the preview environment's secret key (another environment of A), the resource environment's
+ * publishable key, and organization B's admin key (another tenant: A's ids are missing to it, 404).
+ */
+import { exportSPKI, generateKeyPair } from "jose";
+import { beforeAll, describe, expect, it } from "vitest";
+import { call, createOrganization, OPERATOR, publish, type CallResult, type TestOrganization } from "../../support/api";
+import { helloWorld } from "../../support/examples";
+
+const CREDENTIALS = ["operator", "admin", "deployer", "readOnly", "ownSecret", "otherSecret", "publishable", "strangerAdmin"] as const;
+type Credential = (typeof CREDENTIALS)[number];
+/** One expected status per credential, in the order of CREDENTIALS. */
+type Row = [operator: number, admin: number, deployer: number, readOnly: number, ownSecret: number, otherSecret: number, publishable: number, strangerAdmin: number];
+
+interface EnvironmentKeys {
+  id: string;
+  secretKey: string;
+  publishableKey: string;
+}
+
+interface Cell {
+  /** The organization the credential acts on: B for B's admin key, A for every other. */
+  org: TestOrganization;
+  unique: string;
+}
+
+interface Prepared {
+  path: string;
+  body?: unknown;
+  /** The environment whose own keys `ownSecret` and `publishable` are (default: A's live environment). */
+  environment?: EnvironmentKeys;
+}
+
+interface Route {
+  method: string;
+  path: string;
+  expected: Row;
+  prepare: (cell: Cell) => Promise<Prepared> | Prepared;
+}
+
+let A: TestOrganization;
+let B: TestOrganization;
+let deployerKey: string;
+let readOnlyKey: string;
+let versionOne: string;
+let versionTwo: string;
+let widgetCounter: string;
+let sequence = 0;
+
+const asOperator = (org: TestOrganization) => ({ key: OPERATOR, headers: { "x-organization-id": org.id } });
+
+async function must(result: Promise<CallResult>, status: number): Promise<CallResult> {
+  const settled = await result;
+  if (settled.status !== status) throw new Error(`setup failed: ${settled.status} ${JSON.stringify(settled.body)}`);
+  return settled;
+}
+
+const ITEMS: Record<string, Record<string, unknown>> = {
+  features: { name: "Cell feature" },
+  plans: { name: "Cell plan" },
+  surfaces: { name: "Cell surface" },
+  "auth-methods": { publicKey: "(a real key, set before the tests)", identifierClaim: "email" },
+  workflows: { type: "provisioning", source: "export default async () => []" },
+};
+const itemSlug = (unique: string) => `item-${unique}`;
+/** An item of the collection in the acting organization's draft, for the routes that need one. */
+const withItem = async (collection: string, cell: Cell) => {
+  const slug = itemSlug(cell.unique);
+  await must(call("PUT", `/api/v1/admin/${collection}/${slug}`, { ...asOperator(cell.org), body: ITEMS[collection] }), 200);
+  return slug;
+};
+
+const live = () => `/api/v1/admin/environments/${A.live.id}`;
+const identity = (identifier: string) => `${live()}/identities/${encodeURIComponent(identifier)}`;
+
+// operator, admin, deployer, read-only, own sk, other sk, pk, stranger
+const READ_ORGANIZATION: Row = [200, 200, 200, 200, 200, 200, 403, 200];
+const READ_ENVIRONMENT: Row = [200, 200, 200, 200, 200, 403, 403, 404];
+const WRITE_CONFIGURATION = (status: number): Row => [status, status, status, 403, 403, 403, 403, status];
+const WRITE_OWN_ENVIRONMENT = (status: number): Row => [status, status, 403, 403, status, 403, 403, 404];
+const ORGANIZATION_ADMIN = (status: number): Row => [status, status, 403, 403, 403, 403, 403, status];
+const OPERATOR_ONLY = (status: number): Row => [status, 403, 403, 403, 403, 403, 403, 403];
+
+const collectionRoutes = (collection: string): Route[] => [
+  { method: "GET", path: `/${collection}`, expected: READ_ORGANIZATION, prepare: () => ({ path: `/${collection}` }) },
+  {
+    method: "POST",
+    path: `/${collection}`,
+    expected: WRITE_CONFIGURATION(201),
+    prepare: ({ unique }) => ({ path: `/${collection}`, body: { slug: itemSlug(unique), ...ITEMS[collection] } }),
+  },
+  { method: "GET", path: `/${collection}/{slug}`, expected: READ_ORGANIZATION, prepare: async (cell) => ({ path: `/${collection}/${await withItem(collection, cell)}` }) },
+  {
+    method: "PUT",
+    path: `/${collection}/{slug}`,
+    expected: WRITE_CONFIGURATION(200),
+    prepare: ({ unique }) => ({ path: `/${collection}/${itemSlug(unique)}`, body: ITEMS[collection] }),
+  },
+  { method: "DELETE", path: `/${collection}/{slug}`, expected: WRITE_CONFIGURATION(200), prepare: async (cell) => ({ path: `/${collection}/${await withItem(collection, cell)}` }) },
+];
+
+/** Every admin route (paths below /api/v1/admin). */
+const ROUTES: Route[] = [
+  // Organizations
+  { method: "POST", path: "/organizations", expected: OPERATOR_ONLY(201), prepare: () => ({ path: "/organizations", body: { name: "Made in a cell" } }) },
+  { method: "GET", path: "/organizations", expected: OPERATOR_ONLY(200), prepare: () => ({ path: "/organizations" }) },
+  { method: "GET", path: "/organization", expected: READ_ORGANIZATION, prepare: () => ({ path: "/organization" }) },
+  // Organization keys
+  { method: "GET", path: "/organization/keys", expected: ORGANIZATION_ADMIN(200), prepare: () => ({ path: "/organization/keys" }) },
+  {
+    method: "POST",
+    path: "/organization/keys",
+    expected: ORGANIZATION_ADMIN(201),
+    prepare: () => ({ path: "/organization/keys", body: { name: "From a cell", role: "read-only" } }),
+  },
+  {
+    method: "DELETE",
+    path: "/organization/keys/{keyId}",
+    expected: [200, 200, 403, 403, 403, 403, 403, 404],
+    prepare: async () => {
+      const created = await must(call("POST", "/api/v1/admin/organization/keys", { ...asOperator(A), body: { name: "doomed", role: "read-only" } }), 201);
+      return { path: `/organization/keys/${created.body.id}` };
+    },
+  },
+  {
+    method: "POST",
+    path: "/organization/keys/{keyId}/rotate",
+    expected: [201, 201, 403, 403, 403, 403, 403, 404],
+    prepare: async () => {
+      const created = await must(call("POST", "/api/v1/admin/organization/keys", { ...asOperator(A), body: { name: "rotated", role: "deployer" } }), 201);
+      return { path: `/organization/keys/${created.body.id}/rotate` };
+    },
+  },
+  // Environments
+  { method: "GET", path: "/environments", expected: READ_ORGANIZATION, prepare: () => ({ path: "/environments" }) },
+  {
+    method: "POST",
+    path: "/environments",
+    expected: ORGANIZATION_ADMIN(201),
+    prepare: ({ unique }) => ({ path: "/environments", body: { slug: `env-${unique}`, type: "preview" } }),
+  },
+  { method: "GET", path: "/environments/{environmentId}", expected: READ_ENVIRONMENT, prepare: () => ({ path: `/environments/${A.live.id}` }) },
+  {
+    method: "PATCH",
+    path: "/environments/{environmentId}",
+    expected: [200, 200, 403, 403, 403, 403, 403, 404],
+    prepare: () => ({ path: `/environments/${A.live.id}`, body: { name: "Live" } }),
+  },
+  {
+    // A fresh environment each time: its own secret key may not delete it either.
+    method: "DELETE",
+    path: "/environments/{environmentId}",
+    expected: [200, 200, 403, 403, 403, 403, 403, 404],
+    prepare: async ({ unique }) => {
+      const created = await must(call("POST", "/api/v1/admin/environments", { ...asOperator(A), body: { slug: `doomed-${unique}`, type: "production" } }), 201);
+      const keyOf = (type: string) => created.body.keys.find((key: { type: string }) => key.type === type).key;
+      const environment = { id: created.body.environment.id, secretKey: keyOf("secret"), publishableKey: keyOf("publishable") };
+      return { path: `/environments/${environment.id}`, environment };
+    },
+  },
+  { method: "GET", path: "/environments/{environmentId}/keys", expected: READ_ENVIRONMENT, prepare: () => ({ path: `/environments/${A.live.id}/keys` }) },
+  {
+    method: "POST",
+    path: "/environments/{environmentId}/keys",
+    expected: WRITE_OWN_ENVIRONMENT(201),
+    prepare: () => ({ path: `/environments/${A.live.id}/keys`, body: { type: "secret", name: "From a cell" } }),
+  },
+  {
+    method: "DELETE",
+    path: "/keys/{keyId}",
+    expected: WRITE_OWN_ENVIRONMENT(200),
+    prepare: async () => {
+      const created = await must(call("POST", `${live()}/keys`, { ...asOperator(A), body: { type: "secret" } }), 201);
+      return { path: `/keys/${created.body.id}` };
+    },
+  },
+  {
+    method: "POST",
+    path: "/keys/{keyId}/rotate",
+    expected: WRITE_OWN_ENVIRONMENT(201),
+    prepare: async () => {
+      const created = await must(call("POST", `${live()}/keys`, { ...asOperator(A), body: { type: "publishable" } }), 201);
+      return { path: `/keys/${created.body.id}/rotate` };
+    },
+  },
+  {
+    method: "POST",
+    path: "/environments/{environmentId}/deployments",
+    expected: [201, 201, 201, 403, 201, 403, 403, 404],
+    prepare: () => ({ path: `/environments/${A.live.id}/deployments`, body: { versionId: versionOne } }),
+  },
+  {
+    method: "POST",
+    path: "/environments/{environmentId}/rollback",
+    expected: [201, 201, 201, 403, 201, 403, 403, 404],
+    prepare: () => ({ path: `/environments/${A.live.id}/rollback`, body: { versionId: versionOne } }),
+  },
+  { method: "GET", path: "/environments/{environmentId}/deployments", expected: READ_ENVIRONMENT, prepare: () => ({ path: `/environments/${A.live.id}/deployments` }) },
+  // The configuration document and the draft's collections
+  { method: "GET", path: "/config", expected: READ_ORGANIZATION, prepare: () => ({ path: "/config" }) },
+  { method: "PUT", path: "/config", expected: WRITE_CONFIGURATION(200), prepare: () => ({ path: "/config", body: helloWorld() }) },
+  ...["features", "plans", "surfaces", "auth-methods", "workflows"].flatMap(collectionRoutes),
+  {
+    method: "POST",
+    path: "/features/{slug}/rename",
+    expected: WRITE_CONFIGURATION(200),
+    prepare: async (cell) => ({ path: `/features/${await withItem("features", cell)}/rename`, body: { slug: `renamed-${cell.unique}` } }),
+  },
+  // Versions
+  { method: "POST", path: "/versions", expected: WRITE_CONFIGURATION(201), prepare: () => ({ path: "/versions", body: { description: "from a cell" } }) },
+  { method: "GET", path: "/versions", expected: READ_ORGANIZATION, prepare: () => ({ path: "/versions" }) },
+  { method: "GET", path: "/versions/{versionId}", expected: [200, 200, 200, 200, 200, 200, 403, 404], prepare: () => ({ path: `/versions/${versionOne}` }) },
+  {
+    method: "GET",
+    path: "/versions/{versionId}/diff",
+    expected: [200, 200, 200, 200, 200, 200, 403, 404],
+    prepare: () => ({ path: `/versions/${versionTwo}/diff?against=${versionOne}` }),
+  },
+  // Customers
+  { method: "GET", path: "/environments/{environmentId}/customers", expected: READ_ENVIRONMENT, prepare: () => ({ path: `/environments/${A.live.id}/customers` }) },
+  {
+    method: "GET",
+    path: "/environments/{environmentId}/customers/{identifier}",
+    expected: READ_ENVIRONMENT,
+    prepare: () => ({ path: `/environments/${A.live.id}/customers/ada@example.com` }),
+  },
+  {
+    method: "PUT",
+    path: "/environments/{environmentId}/customers/{identifier}",
+    expected: WRITE_OWN_ENVIRONMENT(200),
+    prepare: ({ unique }) => ({ path: `/environments/${A.live.id}/customers/${unique}@example.com`, body: { stripeProductIds: ["prod_cell"] } }),
+  },
+  {
+    method: "DELETE",
+    path: "/environments/{environmentId}/customers/{identifier}",
+    expected: WRITE_OWN_ENVIRONMENT(200),
+    prepare: async ({ unique }) => {
+      await must(call("PUT", `${live()}/customers/${unique}@example.com`, { ...asOperator(A), body: { stripeProductIds: [] } }), 200);
+      return { path: `/environments/${A.live.id}/customers/${unique}@example.com` };
+    },
+  },
+  // Events
+  { method: "GET", path: "/events", expected: READ_ORGANIZATION, prepare: () => ({ path: "/events" }) },
+  { method: "GET", path: "/events?environmentId={environmentId}", expected: READ_ENVIRONMENT, prepare: () => ({ path: `/events?environmentId=${A.live.id}` }) },
+  // Workflow variables, secrets and egress
+  { method: "GET", path: "/environments/{environmentId}/variables", expected: READ_ENVIRONMENT, prepare: () => ({ path: `/environments/${A.live.id}/variables` }) },
+  {
+    method: "PUT",
+    path: "/environments/{environmentId}/variables/{name}",
+    expected: WRITE_OWN_ENVIRONMENT(200),
+    prepare: () => ({ path: `/environments/${A.live.id}/variables/FROM_A_CELL`, body: { value: "x", secret: true } }),
+  },
+  {
+    method: "DELETE",
+    path: "/environments/{environmentId}/variables/{name}",
+    expected: WRITE_OWN_ENVIRONMENT(200),
+    prepare: async ({ unique }) => {
+      const name = `DOOMED_${unique.replace(/\W/g, "_")}`;
+      await must(call("PUT", `${live()}/variables/${name}`, { ...asOperator(A), body: { value: "x" } }), 200);
+      return { path: `/environments/${A.live.id}/variables/${name}` };
+    },
+  },
+  { method: "GET", path: "/environments/{environmentId}/egress", expected: READ_ENVIRONMENT, prepare: () => ({ path: `/environments/${A.live.id}/egress` }) },
+  {
+    method: "PUT",
+    path: "/environments/{environmentId}/egress",
+    expected: WRITE_OWN_ENVIRONMENT(200),
+    prepare: () => ({ path: `/environments/${A.live.id}/egress`, body: { hosts: ["api.example.com"] } }),
+  },
+  // Meters
+  {
+    method: "GET",
+    path: "/environments/{environmentId}/identities/{identifier}/counters",
+    expected: READ_ENVIRONMENT,
+    prepare: () => ({ path: `${identity("reader@example.com").slice("/api/v1/admin".length)}/counters` }),
+  },
+  {
+    method: "DELETE",
+    path: "/environments/{environmentId}/identities/{identifier}/counters/{counterId}",
+    expected: WRITE_OWN_ENVIRONMENT(200),
+    prepare: async ({ unique }) => {
+      const identifier = `counted-${unique}`;
+      const used = await call("POST", "/api/v1/surface-decisions", { key: A.live.secretKey, body: { surfaceSlug: "hello-world", identity: { userIdentifier: identifier } } });
+      expect(used.status).toBe(200);
+      return { path: `${identity(identifier).slice("/api/v1/admin".length)}/counters/${encodeURIComponent(widgetCounter)}` };
+    },
+  },
+  {
+    method: "GET",
+    path: "/environments/{environmentId}/identities/{identifier}/credits/{creditId}",
+    expected: READ_ENVIRONMENT,
+    prepare: () => ({ path: `${identity("reader@example.com").slice("/api/v1/admin".length)}/credits/tokens` }),
+  },
+  {
+    method: "POST",
+    path: "/environments/{environmentId}/identities/{identifier}/credits/{creditId}/grants",
+    expected: WRITE_OWN_ENVIRONMENT(200),
+    prepare: () => ({ path: `${identity("reader@example.com").slice("/api/v1/admin".length)}/credits/tokens/grants`, body: { amount: 1, reason: "a cell" } }),
+  },
+];
+
+function credentialFor(credential: Credential, environment: EnvironmentKeys): { key: string; headers?: Record<string, string> } {
+  switch (credential) {
+    case "operator":
+      return asOperator(A);
+    case "admin":
+      return { key: A.adminKey };
+    case "deployer":
+      return { key: deployerKey };
+    case "readOnly":
+      return { key: readOnlyKey };
+    case "ownSecret":
+      return { key: environment.secretKey };
+    case "otherSecret":
+      return { key: A.preview.secretKey };
+    case "publishable":
+      return { key: environment.publishableKey };
+    case "strangerAdmin":
+      return { key: B.adminKey };
+  }
+}
+
+/** The status, with the error code when a refusal carries another code than its status implies. */
+function outcome(result: CallResult): number | string {
+  if (result.status < 400) return result.status;
+  const expectedCode = { 401: "invalid_api_key", 403: "forbidden", 404: "not_found" }[result.status];
+  const shaped = result.body?.status === "error" && result.body?.statusCode === result.status;
+  return shaped && result.body.code === expectedCode ? result.status : `${result.status} ${result.body?.code ?? JSON.stringify(result.body)}`;
+}
+
+beforeAll(async () => {
+  ITEMS["auth-methods"]!.publicKey = await exportSPKI((await generateKeyPair("RS256", { extractable: true })).publicKey);
+  [A, B] = await Promise.all([createOrganization("Permissions A"), createOrganization("Permissions B")]);
+  versionOne = await publish(A.adminKey, helloWorld(), [A.live.id]);
+  const changed = helloWorld();
+  changed.plans.anonymous.features.widget.enabled = { metered: { limit: 5, period: "lifetime" } };
+  versionTwo = await publish(A.adminKey, changed, []);
+  await publish(B.adminKey, helloWorld(), [B.live.id]);
+  const organizationKey = async (role: string) =>
+    (await must(call("POST", "/api/v1/admin/organization/keys", { key: A.adminKey, body: { name: role, role } }), 201)).body.key as string;
+  deployerKey = await organizationKey("deployer");
+  readOnlyKey = await organizationKey("read-only");
+  widgetCounter = `default:${(await call("GET", "/api/v1/admin/features/widget", { key: A.adminKey })).body.id}.enabled`;
+  await must(call("PUT", `${live()}/customers/ada@example.com`, { key: A.adminKey, body: { stripeProductIds: ["prod_a"] } }), 200);
+});
+
+describe("the permission matrix: every admin route × every credential", () => {
+  it("covers every admin route of the OpenAPI document", async () => {
+    const document = (await call("GET", "/openapi.json")).body;
+    const documented = Object.entries(document.paths as Record<string, object>)
+      .filter(([path]) => path.startsWith("/api/v1/admin/"))
+      .flatMap(([path, item]) => Object.keys(item).map((method) => `${method.toUpperCase()} ${path.slice("/api/v1/admin".length)}`));
+    const tested = new Set(ROUTES.map((route) => `${route.method} ${route.path.split("?")[0]}`));
+    // Routes another change is adding have their own tests of who may call them.
+    expect(documented.filter((route) => !tested.has(route) && !/dead.?letter/i.test(route))).toEqual([]);
+  });
+
+  it.each(ROUTES.map((route) => [`${route.method} ${route.path}`, route] as const))("%s", async (_, route) => {
+    const actual: Record<string, number | string> = {};
+    for (const credential of CREDENTIALS) {
+      const cell = { org: credential === "strangerAdmin" ? B : A, unique: `${credential.toLowerCase()}-${++sequence}` };
+      const prepared = await route.prepare(cell);
+      const { key, headers } = credentialFor(credential, prepared.environment ?? A.live);
+      actual[credential] = outcome(await call(route.method, `/api/v1/admin${prepared.path}`, { key, headers, body: prepared.body }));
+    }
+    expect(actual).toEqual(Object.fromEntries(CREDENTIALS.map((credential, index) => [credential, route.expected[index]])));
+  });
+});
+
+describe("organization keys", () => {
+  it("are created once with the organization and listed without their hash or plain key", async () => {
+    const org = await createOrganization("Listed keys");
+    const listed = await call("GET", "/api/v1/admin/organization/keys", { key: org.adminKey });
+    expect(listed.status).toBe(200);
+    expect(listed.body.keys).toEqual([
+      { id: expect.stringMatching(/^key_/), organizationId: org.id, role: "admin", name: "Default admin key", prefix: org.adminKey.slice(0, org.adminKey.length - 28), createdAt: expect.any(String), revokedAt: null },
+    ]);
+    expect(JSON.stringify(listed.body)).not.toContain(org.adminKey);
+    expect(JSON.stringify(listed.body)).not.toMatch(/hash/);
+    // Refused bodies: a role that does not exist, a missing name.
+    expect((await call("POST", "/api/v1/admin/organization/keys", { key: org.adminKey, body: { name: "x", role: "owner" } })).status).toBe(400);
+    expect((await call("POST", "/api/v1/admin/organization/keys", { key: org.adminKey, body: { role: "admin" } })).status).toBe(400);
+  });
+
+  it("stop working once revoked, and a rotated key keeps its role", async () => {
+    const org = await createOrganization("Revoked organization key");
+    const created = await call("POST", "/api/v1/admin/organization/keys", { key: org.adminKey, body: { name: "CI", role: "deployer" } });
+    expect(created.status).toBe(201);
+    expect(created.body).toMatchObject({ role: "deployer", name: "CI", revokedAt: null, key: expect.stringMatching(new RegExp(`^ok_${org.id}_[a-z0-9]{32}$`)) });
+    // Used (and so cached) before its revocation: the revocation still takes effect at once in this isolate.
+    expect((await call("GET", "/api/v1/admin/config", { key: created.body.key })).status).toBe(200);
+    const revoked = await call("DELETE", `/api/v1/admin/organization/keys/${created.body.id}`, { key: org.adminKey });
+    expect(revoked.status).toBe(200);
+    expect(revoked.body.revokedAt).toEqual(expect.any(String));
+    expect(revoked.body.key).toBeUndefined();
+    const refused = await call("GET", "/api/v1/admin/config", { key: created.body.key });
+    expect(refused.status).toBe(401);
+    expect(refused.body).toMatchObject({ status: "error", code: "invalid_api_key" });
+    expect((await call("POST", `/api/v1/admin/organization/keys/${created.body.id}/rotate`, { key: org.adminKey })).status).toBe(409);
+
+    const rotated = await call("POST", `/api/v1/admin/organization/keys/${(await call("GET", "/api/v1/admin/organization/keys", { key: org.adminKey })).body.keys[0].id}/rotate`, {
+      key: org.adminKey,
+    });
+    expect(rotated.status).toBe(201);
+    expect(rotated.body.role).toBe("admin");
+    expect((await call("GET", "/api/v1/admin/organization", { key: org.adminKey })).status).toBe(401);
+    expect((await call("GET", "/api/v1/admin/organization/keys", { key: rotated.body.key })).status).toBe(200);
+  });
+
+  it("a deployer writes the configuration and deploys anywhere, but creates no key and changes no environment", async () => {
+    const org = await createOrganization("Deployer");
+    const deployer = (await call("POST", "/api/v1/admin/organization/keys", { key: org.adminKey, body: { name: "CI", role: "deployer" } })).body.key;
+    const versionId = await publish(deployer, helloWorld(), [org.preview.id, org.live.id]);
+    expect((await call("GET", `/api/v1/admin/environments/${org.live.id}`, { key: deployer })).body.deployedVersionId).toBe(versionId);
+
+    const environmentKey = await call("POST", `/api/v1/admin/environments/${org.live.id}/keys`, { key: deployer, body: { type: "secret" } });
+    expect(environmentKey.status).toBe(403);
+    expect(environmentKey.body).toMatchObject({ status: "error", code: "forbidden", message: expect.stringMatching(/deployer role may not create, revoke or rotate an environment's keys.*admin role/) });
+    const organizationKey = await call("POST", "/api/v1/admin/organization/keys", { key: deployer, body: { name: "escalate", role: "admin" } });
+    expect(organizationKey.status).toBe(403);
+    expect((await call("PUT", `/api/v1/admin/environments/${org.live.id}/variables/X`, { key: deployer, body: { value: "1" } })).status).toBe(403);
+    expect((await call("DELETE", `/api/v1/admin/environments/${org.preview.id}`, { key: deployer })).status).toBe(403);
+    expect((await call("GET", "/api/v1/admin/organization/keys", { key: org.adminKey })).body.keys).toHaveLength(2);
+    expect((await call("GET", `/api/v1/admin/environments/${org.live.id}/keys`, { key: org.adminKey })).body.keys).toHaveLength(2);
+  });
+
+  it("a read-only key reads everything of its organization and changes nothing", async () => {
+    const org = await createOrganization("Read-only");
+    await publish(org.adminKey, helloWorld(), [org.live.id]);
+    const reader = (await call("POST", "/api/v1/admin/organization/keys", { key: org.adminKey, body: { name: "dashboard", role: "read-only" } })).body.key;
+    expect((await call("GET", "/api/v1/admin/environments", { key: reader })).body.environments).toHaveLength(2);
+    expect(Object.keys((await call("GET", "/api/v1/admin/config", { key: reader })).body.features)).toEqual(["widget"]);
+    expect((await call("GET", "/api/v1/admin/versions", { key: reader })).body.versions).toHaveLength(1);
+    expect((await call("GET", `/api/v1/admin/environments/${org.preview.id}/keys`, { key: reader })).body.keys).toHaveLength(2);
+    expect((await call("GET", `/api/v1/admin/environments/${org.live.id}/deployments`, { key: reader })).body.deployments).toHaveLength(1);
+
+    const before = await call("GET", "/api/v1/admin/config", { key: reader });
+    const write = await call("PUT", "/api/v1/admin/config", { key: reader, body: { features: {} } });
+    expect(write.status).toBe(403);
+    expect(write.body.message).toMatch(/read-only role may not write the configuration: this needs the admin or deployer role/);
+    expect((await call("POST", "/api/v1/admin/versions", { key: reader })).status).toBe(403);
+    expect((await call("POST", `/api/v1/admin/environments/${org.live.id}/rollback`, { key: reader })).status).toBe(403);
+    const after = await call("GET", "/api/v1/admin/config", { key: reader });
+    expect(after.body).toEqual(before.body);
+    expect(after.headers.get("x-draft-revision")).toBe(before.headers.get("x-draft-revision"));
+  });
+
+  it("are admin credentials only: the decision routes and endpoints refuse them", async () => {
+    const org = await createOrganization("Organization key on decisions");
+    const document = helloWorld();
+    document.workflows = { ping: { type: "endpoint", path: "ping", access: "publishable", source: "export default () => new Response('pong');" } };
+    await publish(org.adminKey, document, [org.live.id]);
+    const identityBody = { identity: { anonymousIdentifier: "visitor" } };
+    for (const [path, body] of [
+      ["/api/v1/access-checks", identityBody],
+      ["/api/v1/surface-decisions", { ...identityBody, surfaceSlug: "hello-world" }],
+      ["/api/v1/counter-updates", { ...identityBody, counterId: "default:feat_0000000000.enabled" }],
+      ["/api/v1/identity-links", { identity: { userIdentifier: "u" }, anonymousIdentifier: "visitor" }],
+    ] as const) {
+      const refused = await call("POST", path, { key: org.adminKey, body });
+      expect(refused.status, path).toBe(403);
+      expect(refused.body).toMatchObject({ status: "error", statusCode: 403, code: "forbidden", message: expect.stringMatching(/Organization keys .* are admin credentials/) });
+    }
+    const endpoint = await call("GET", `/api/v1/envs/${org.live.id}/endpoints/ping`, { headers: { "x-mos-key": org.adminKey } });
+    expect(endpoint.status).toBe(401);
+    expect(endpoint.body).toMatchObject({ status: "error", code: "invalid_api_key" });
+    expect((await call("GET", `/api/v1/envs/${org.live.id}/endpoints/ping`, { headers: { "x-mos-key": org.live.publishableKey } })).body).toBe("pong");
+  });
+
+  it("are written on the audit record of a meter change as the actor, with the role", async () => {
+    const org = await createOrganization("Audited organization key");
+    const granted = await call("POST", `/api/v1/admin/environments/${org.live.id}/identities/ada/credits/tokens/grants`, { key: org.adminKey, body: { amount: 5, reason: "welcome" } });
+    expect(granted.status).toBe(200);
+    const audit = await call("GET", `/api/v1/admin/events?kind=admin&environmentId=${org.live.id}`, { key: org.adminKey });
+    const keyId = (await call("GET", "/api/v1/admin/organization/keys", { key: org.adminKey })).body.keys[0].id;
+    expect(audit.body.events.map((event: any) => event.record.actor)).toEqual([{ kind: "organizationKey", keyId, role: "admin" }]);
+  });
+});
+
+describe("an environment's secret key acts on its own environment only", () => {
+  it("a preview key cannot deploy to live, revoke live's keys, set live's variables or delete live", async () => {
+    const org = await createOrganization("Preview key against live");
+    const versionId = await publish(org.adminKey, helloWorld(), [org.preview.id]);
+    const liveKeys = (await call("GET", `/api/v1/admin/environments/${org.live.id}/keys`, { key: org.adminKey })).body.keys;
+    const key = org.preview.secretKey;
+    const attempts = [
+      await call("POST", `/api/v1/admin/environments/${org.live.id}/deployments`, { key, body: { versionId } }),
+      await call("POST", `/api/v1/admin/environments/${org.live.id}/rollback`, { key, body: { versionId } }),
+      await call("DELETE", `/api/v1/admin/keys/${liveKeys[0].id}`, { key }),
+      await call("POST", `/api/v1/admin/keys/${liveKeys[1].id}/rotate`, { key }),
+      await call("POST", `/api/v1/admin/environments/${org.live.id}/keys`, { key, body: { type: "secret" } }),
+      await call("PUT", `/api/v1/admin/environments/${org.live.id}/variables/CRM_TOKEN`, { key, body: { value: "stolen", secret: true } }),
+      await call("PUT", `/api/v1/admin/environments/${org.live.id}/egress`, { key, body: { hosts: ["attacker.example"] } }),
+    ];
+    for (const refused of attempts) {
+      expect(refused.status).toBe(403);
+      expect(refused.body).toMatchObject({
+        status: "error",
+        code: "forbidden",
+        message: expect.stringMatching(new RegExp(`acts on its own environment \\(${org.preview.id}\\) only.*${org.live.id}.*organization key`)),
+      });
+    }
+    const deletion = await call("DELETE", `/api/v1/admin/environments/${org.live.id}`, { key });
+    expect(deletion.status).toBe(403);
+    expect(deletion.body.message).toMatch(/acts on its own environment only and may not delete environments: use an organization key with the admin role/);
+
+    // Nothing of live moved.
+    const liveNow = await call("GET", `/api/v1/admin/environments/${org.live.id}`, { key: org.adminKey });
+    expect(liveNow.body.deployedVersionId).toBeNull();
+    expect((await call("GET", `/api/v1/admin/environments/${org.live.id}/keys`, { key: org.adminKey })).body.keys).toEqual(liveKeys);
+    expect((await call("GET", `/api/v1/admin/environments/${org.live.id}/variables`, { key: org.adminKey })).body.variables).toEqual([]);
+    expect((await call("GET", `/api/v1/admin/environments/${org.live.id}/egress`, { key: org.adminKey })).body.hosts).toEqual([]);
+    expect((await call("GET", "/api/v1/admin/organization", { key: org.live.secretKey })).status).toBe(200);
+    // Its own environment it still manages: deploys, keys, variables.
+    expect((await call("POST", `/api/v1/admin/environments/${org.preview.id}/rollback`, { key, body: { versionId } })).status).toBe(201);
+    expect((await call("PUT", `/api/v1/admin/environments/${org.preview.id}/variables/REGION`, { key, body: { value: "eu" } })).status).toBe(200);
+  });
+
+  it("reads the shared configuration but never writes it nor creates versions", async () => {
+    const org = await createOrganization("Environment key and configuration");
+    await publish(org.adminKey, helloWorld(), [org.live.id]);
+    const key = org.live.secretKey;
+    expect(Object.keys((await call("GET", "/api/v1/admin/config", { key })).body.features)).toEqual(["widget"]);
+    expect((await call("GET", "/api/v1/admin/features/widget", { key })).status).toBe(200);
+    expect((await call("GET", "/api/v1/admin/versions", { key })).body.versions).toHaveLength(1);
+    const write = await call("PUT", "/api/v1/admin/config", { key, body: { features: {} } });
+    expect(write.status).toBe(403);
+    expect(write.body.message).toMatch(/may not write the configuration: use an organization key with the admin or deployer role/);
+    expect((await call("POST", "/api/v1/admin/features/widget/rename", { key, body: { slug: "gadget" } })).status).toBe(403);
+    expect((await call("POST", "/api/v1/admin/versions", { key })).status).toBe(403);
+    expect((await call("POST", "/api/v1/admin/environments", { key, body: { slug: "sneaky", type: "production" } })).status).toBe(403);
+    expect((await call("PATCH", `/api/v1/admin/environments/${org.live.id}`, { key, body: { name: "Renamed" } })).status).toBe(403);
+    expect(Object.keys((await call("GET", "/api/v1/admin/config", { key: org.adminKey })).body.features)).toEqual(["widget"]);
+  });
+
+  it("lists only its own environment, and reads only its own environment's events", async () => {
+    const org = await createOrganization("Environment key and events");
+    await publish(org.adminKey, helloWorld(), [org.preview.id, org.live.id]);
+    for (const environment of [org.preview, org.live]) {
+      const decided = await call("POST", "/api/v1/surface-decisions", { key: environment.publishableKey, body: { surfaceSlug: "hello-world", identity: { anonymousIdentifier: "v" } } });
+      expect(decided.status).toBe(200);
+    }
+    const environments = await call("GET", "/api/v1/admin/environments", { key: org.live.secretKey });
+    expect(environments.body.environments.map((environment: any) => environment.id)).toEqual([org.live.id]);
+
+    const own = await call("GET", "/api/v1/admin/events?kind=surface_decision", { key: org.live.secretKey });
+    expect(own.status).toBe(200);
+    expect(own.body.events.map((event: any) => event.environmentId)).toEqual([org.live.id]);
+    const all = await call("GET", "/api/v1/admin/events?kind=surface_decision", { key: org.adminKey });
+    expect(all.body.events.map((event: any) => event.environmentId).sort()).toEqual([org.live.id, org.preview.id].sort());
+    const other = await call("GET", `/api/v1/admin/events?environmentId=${org.preview.id}`, { key: org.live.secretKey });
+    expect(other.status).toBe(403);
+    expect(other.body.code).toBe("forbidden");
+  });
+
+  it("another organization's ids stay missing (404), never forbidden", async () => {
+    const org = await createOrganization("Stranger ids");
+    const stranger = await createOrganization("Stranger");
+    const strangerKeys = (await call("GET", `/api/v1/admin/environments/${stranger.live.id}/keys`, { key: stranger.adminKey })).body.keys;
+    for (const [method, path] of [
+      ["GET", `/api/v1/admin/environments/${stranger.live.id}`],
+      ["GET", `/api/v1/admin/environments/${stranger.live.id}/variables`],
+      ["DELETE", `/api/v1/admin/keys/${strangerKeys[0].id}`],
+      ["GET", `/api/v1/admin/events?environmentId=${stranger.live.id}`],
+    ]) {
+      const missing = await call(method!, path!, { key: org.live.secretKey });
+      expect(missing.status, path).toBe(404);
+      expect(missing.body.code).toBe("not_found");
+    }
+  });
+});
