@@ -96,9 +96,15 @@ export function largeDocument(featureCount = 200, planCount = 20) {
   return { version: 1, features, plans, surfaces: { page: { name: "Page", consumes: [] } } };
 }
 
-/** hello-world plus a provisioning workflow that grants Premium to everyone (so the effect is visible). */
+/**
+ * hello-world plus a provisioning workflow that grants Premium to everyone (so the effect is visible). Scenario (e)
+ * measures the workflow isolate, so nothing under Premium is metered here: in the tutorial's own configuration Premium
+ * sits over Anonymous's metered widgets, whose counter keeps counting (and is read) under the unlimited plan — one
+ * meter call per decision, a new meter object per new identifier, which scenario (b) measures.
+ */
 export function workflowDocument(srcDir) {
   const doc = helloWorldDocument(srcDir);
+  doc.plans.anonymous.features.widget.enabled = "on";
   doc.workflows = {
     "bench-provisioning": {
       name: "Bench provisioning",
