@@ -3,12 +3,15 @@
  * this file is the whole matrix:
  *
  * - the operator token: everything, on any organization (picked with X-Organization-Id);
- * - an organization key: its organization, within its role — `admin` everything, `deployer` every read plus the
- *   configuration (drafts, versions) and deploys/rollbacks of any environment, `read-only` every read;
+ * - an organization key: its organization, within its role — `admin` everything, `deployer` every read but the
+ *   list of organization keys, plus the configuration (drafts, versions) and deploys/rollbacks of any environment,
+ *   `read-only` every read but the list of organization keys;
  * - an environment's secret key: its own environment only (its keys, deployments, variables, customers, meters,
  *   events), plus reads of what all environments share (the organization and its configuration). It never writes
  *   the configuration nor manages environments: a key handed to a preview environment's code must not be able to
- *   change what the live environment serves.
+ *   change what the live environment serves. Customers and meters live in the user data store, which environments
+ *   of one type share (services/tenancy.ts storeOf): an environment key reaches them only while its environment is
+ *   the store's only one, since through its own path it would otherwise read and write the other environments' users.
  *
  * Another organization's resources stay indistinguishable from missing ones (404); another environment of the
  * caller's own organization, reached with an environment key, is a 403 that says which credential is needed.
@@ -19,7 +22,7 @@ import type { AppEnv, AuthContext } from "../context";
 import { ApiError } from "../errors";
 import { getApiKey, type ApiKeyInfo } from "../services/apiKeys";
 import type { OrganizationRole } from "../services/organizationKeys";
-import { getEnvironment, type Environment } from "../services/tenancy";
+import { getEnvironment, listEnvironments, storeOf, type Environment } from "../services/tenancy";
 import { authenticate, bearerToken, organizationOf } from "./auth";
 
 interface Rule {
@@ -32,6 +35,11 @@ interface Rule {
    * environment shares; `never`.
    */
   environmentKey: "own" | "organization" | "never";
+  /**
+   * The action reads or writes the environment's user data store (customers, counters, credits) rather than the
+   * environment's own rows: an environment key may take it only where no other environment shares that store.
+   */
+  store?: true;
 }
 
 const READERS = ["admin", "deployer", "read-only"] as const;
@@ -58,10 +66,10 @@ export const RULES = {
   "deployments.write": { what: "deploy or roll back", roles: CONFIGURERS, environmentKey: "own" },
   "settings.read": { what: "read workflow variables and egress", roles: READERS, environmentKey: "own" },
   "settings.write": { what: "change workflow variables, secrets and egress", roles: ADMINS, environmentKey: "own" },
-  "customers.read": { what: "read customers", roles: READERS, environmentKey: "own" },
-  "customers.write": { what: "change customers", roles: ADMINS, environmentKey: "own" },
-  "meters.read": { what: "read counters and credit balances", roles: READERS, environmentKey: "own" },
-  "meters.write": { what: "reset counters or grant credits", roles: ADMINS, environmentKey: "own" },
+  "customers.read": { what: "read customers", roles: READERS, environmentKey: "own", store: true },
+  "customers.write": { what: "change customers", roles: ADMINS, environmentKey: "own", store: true },
+  "meters.read": { what: "read counters and credit balances", roles: READERS, environmentKey: "own", store: true },
+  "meters.write": { what: "reset counters or grant credits", roles: ADMINS, environmentKey: "own", store: true },
   "events.read": { what: "read events", roles: READERS, environmentKey: "own" },
   "deadLetters.read": { what: "read dead letters", roles: READERS, environmentKey: "own" },
   "deadLetters.write": { what: "retry or delete dead letters", roles: ADMINS, environmentKey: "own" },
@@ -90,13 +98,40 @@ export function authorize(auth: AuthContext, action: Action): void {
   }
 }
 
-/** An environment key acts on its own environment only; organization keys and the operator on any of theirs. */
+/**
+ * An environment key acts on its own environment only; organization keys and the operator on any of theirs. Fails
+ * closed: an action on one environment whose rule does not say `own` is refused to every environment key.
+ */
 export function authorizeEnvironment(auth: AuthContext, action: Action, environmentId: string): void {
   const rule: Rule = RULES[action];
-  if (auth.kind !== "key" || rule.environmentKey !== "own" || auth.environment.id === environmentId) return;
+  if (auth.kind !== "key") return;
+  requireOwnRule(rule);
+  if (auth.environment.id === environmentId) return;
   throw new ApiError(
     "forbidden",
     `This key acts on its own environment (${auth.environment.id}) only; to ${rule.what} in ${environmentId}, use that environment's key or an organization key with ${rolesNeeded(rule)}`,
+  );
+}
+
+function requireOwnRule(rule: Rule): void {
+  if (rule.environmentKey !== "own") {
+    // A rule that does not hold environment keys to their own environment has no business on a route of one.
+    throw new ApiError("forbidden", `An environment's key may not ${rule.what} here: use an organization key with ${rolesNeeded(rule)}`);
+  }
+}
+
+/**
+ * An environment key may reach its user data store only while no other environment of the organization shares it:
+ * the store's customers, counters and credits are the other environments' users too.
+ */
+export function authorizeStore(auth: AuthContext, action: Action, environment: Environment, environments: readonly Environment[]): void {
+  const rule: Rule = RULES[action];
+  if (auth.kind !== "key" || !rule.store) return;
+  const sharing = environments.filter((other) => other.id !== environment.id && storeOf(other) === storeOf(environment)).map((other) => other.slug);
+  if (sharing.length === 0) return;
+  throw new ApiError(
+    "forbidden",
+    `The ${storeOf(environment)} user data store of ${environment.id} is shared with other environments (${sharing.join(", ")}): to ${rule.what}, which reaches their users too, use an organization key with ${rolesNeeded(rule)}`,
   );
 }
 
@@ -154,6 +189,7 @@ async function resolveTarget(c: Context, auth: AuthContext, action: Action, scop
     case "environment": {
       const environment = await environmentOfOrganization(db, organizationId, c.req.param("environmentId") ?? "");
       authorizeEnvironment(auth, action, environment.id);
+      if (auth.kind === "key" && (RULES[action] as Rule).store) authorizeStore(auth, action, environment, await listEnvironments(db, organizationId));
       return { organizationId, environment };
     }
     case "apiKey": {
@@ -170,7 +206,9 @@ async function resolveTarget(c: Context, auth: AuthContext, action: Action, scop
         authorizeEnvironment(auth, action, requested);
         return { organizationId, environmentId: requested };
       }
-      return { organizationId, environmentId: auth.kind === "key" && RULES[action].environmentKey === "own" ? auth.environment.id : undefined };
+      if (auth.kind !== "key") return { organizationId, environmentId: undefined };
+      requireOwnRule(RULES[action]);
+      return { organizationId, environmentId: auth.environment.id };
     }
   }
 }

@@ -60,7 +60,7 @@ export const hashApiKey = (key: string): Promise<string> => sha256Hex(key);
 export async function createApiKey(
   db: D1Database,
   input: { organizationId: string; environmentId: string; type: KeyType; name: string },
-): Promise<{ key: CreatedKey; statement: D1PreparedStatement }> {
+): Promise<{ key: CreatedKey; statement: D1PreparedStatement; afterOneChange: D1PreparedStatement }> {
   const secret = randomToken(SECRET_LENGTH);
   const plain = `${input.type === "secret" ? "sk" : "pk"}_${input.environmentId}_${secret}`;
   const info: ApiKeyInfo = {
@@ -73,11 +73,14 @@ export async function createApiKey(
     createdAt: nowIso(),
     revokedAt: null,
   };
-  const statement = db
-    .prepare("INSERT INTO api_keys (id, organization_id, environment_id, type, name, prefix, hash, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
-    .bind(info.id, info.organizationId, info.environmentId, info.type, info.name, info.prefix, await hashApiKey(plain), info.createdAt);
-  return { key: { ...info, key: plain }, statement };
+  const values = [info.id, info.organizationId, info.environmentId, info.type, info.name, info.prefix, await hashApiKey(plain), info.createdAt];
+  const statement = db.prepare(`${INSERT_KEY} VALUES (?, ?, ?, ?, ?, ?, ?, ?)`).bind(...values);
+  // The same row, written only if the statement just before it in a batch changed one row (see rotateApiKey).
+  const afterOneChange = db.prepare(`${INSERT_KEY} SELECT ?, ?, ?, ?, ?, ?, ?, ? WHERE changes() = 1`).bind(...values);
+  return { key: { ...info, key: plain }, statement, afterOneChange };
 }
+
+const INSERT_KEY = "INSERT INTO api_keys (id, organization_id, environment_id, type, name, prefix, hash, created_at)";
 
 export async function insertApiKey(db: D1Database, input: Parameters<typeof createApiKey>[1]): Promise<CreatedKey> {
   const { key, statement } = await createApiKey(db, input);
@@ -104,9 +107,16 @@ export async function revokeApiKey(db: D1Database, id: string): Promise<void> {
   await db.prepare("UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL").bind(nowIso(), id).run();
 }
 
-/** A new key of the same type, environment and name; the old one is revoked in the same batch. */
-export async function rotateApiKey(db: D1Database, old: ApiKeyInfo): Promise<CreatedKey> {
-  const { key, statement } = await createApiKey(db, old);
-  await db.batch([statement, db.prepare("UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL").bind(nowIso(), old.id)]);
-  return key;
+/**
+ * A new key of the same type, environment and name, the old one revoked in the same batch (one transaction). The new
+ * key is inserted only if this batch's revocation changed the old row, so of two concurrent rotations only one yields
+ * a key: null when the old key was revoked or rotated already.
+ */
+export async function rotateApiKey(db: D1Database, old: ApiKeyInfo): Promise<CreatedKey | null> {
+  const { key, afterOneChange } = await createApiKey(db, old);
+  const [, inserted] = await db.batch([
+    db.prepare("UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL").bind(nowIso(), old.id),
+    afterOneChange,
+  ]);
+  return inserted?.meta.changes === 1 ? key : null;
 }

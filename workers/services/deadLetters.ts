@@ -27,12 +27,16 @@ export interface DeadLetterInput {
   attempts: number;
 }
 
-export interface DeadLetter {
+export interface DeadLetter extends DeadLetterSummary {
+  message: Record<string, unknown>;
+}
+
+/** A dead letter as lists show it: without its message, which may be a queue message's size (up to 120 KB). */
+export interface DeadLetterSummary {
   id: string;
   environmentId: string;
   trigger: string;
   identifier: string | null;
-  message: Record<string, unknown>;
   messageTruncated: boolean;
   workflows: string[];
   lastError: string | null;
@@ -87,12 +91,15 @@ export async function storeDeadLetter(db: D1Database, input: DeadLetterInput): P
   return id;
 }
 
-interface DeadLetterRow {
+interface DeadLetterRow extends SummaryRow {
+  message: string;
+}
+
+interface SummaryRow {
   id: string;
   environment_id: string;
   trigger_name: string;
   identifier: string | null;
-  message: string;
   message_truncated: number;
   workflows: string;
   last_error: string | null;
@@ -102,12 +109,15 @@ interface DeadLetterRow {
   retried_at: string | null;
 }
 
-const fromRow = (row: DeadLetterRow): DeadLetter => ({
+const SUMMARY_COLUMNS = "id, environment_id, trigger_name, identifier, message_truncated, workflows, last_error, attempts, state, created_at, retried_at";
+
+const fromRow = (row: DeadLetterRow): DeadLetter => ({ ...summaryOf(row), message: JSON.parse(row.message) as Record<string, unknown> });
+
+const summaryOf = (row: SummaryRow): DeadLetterSummary => ({
   id: row.id,
   environmentId: row.environment_id,
   trigger: row.trigger_name,
   identifier: row.identifier,
-  message: JSON.parse(row.message) as Record<string, unknown>,
   messageTruncated: row.message_truncated === 1,
   workflows: JSON.parse(row.workflows) as string[],
   lastError: row.last_error,
@@ -124,8 +134,8 @@ export interface DeadLetterQuery extends DeadLetterScope {
   limit: number;
 }
 
-/** A page of an environment's dead letters, newest first (paginated like the events). */
-export async function listDeadLetters(db: D1Database, query: DeadLetterQuery): Promise<{ deadLetters: DeadLetter[]; nextCursor: string | null }> {
+/** A page of an environment's dead letters, newest first (paginated like the events), without their messages. */
+export async function listDeadLetters(db: D1Database, query: DeadLetterQuery): Promise<{ deadLetters: DeadLetterSummary[]; nextCursor: string | null }> {
   const where = ["organization_id = ?", "environment_id = ?"];
   const params: unknown[] = [query.organizationId, query.environmentId];
   if (query.state) {
@@ -138,12 +148,12 @@ export async function listDeadLetters(db: D1Database, query: DeadLetterQuery): P
     params.push(createdAt, createdAt, id);
   }
   const { results } = await db
-    .prepare(`SELECT * FROM dead_letters WHERE ${where.join(" AND ")} ORDER BY created_at DESC, id DESC LIMIT ?`)
+    .prepare(`SELECT ${SUMMARY_COLUMNS} FROM dead_letters WHERE ${where.join(" AND ")} ORDER BY created_at DESC, id DESC LIMIT ?`)
     .bind(...params, query.limit + 1)
-    .all<DeadLetterRow>();
+    .all<SummaryRow>();
   const page = results.slice(0, query.limit);
   const last = page[page.length - 1];
-  return { deadLetters: page.map(fromRow), nextCursor: results.length > query.limit && last ? `${last.created_at}|${last.id}` : null };
+  return { deadLetters: page.map(summaryOf), nextCursor: results.length > query.limit && last ? `${last.created_at}|${last.id}` : null };
 }
 
 export async function getDeadLetter(db: D1Database, scope: DeadLetterScope, id: string): Promise<DeadLetter | null> {

@@ -37,11 +37,13 @@ export interface StoredEvent {
  */
 /**
  * The key a meter object stores for a request's Idempotency-Key: environments of one type share a user data store
- * (so one object), and surface decisions and credit charges both use `evaluate`; without the environment and the
+ * (so one object), and surface decisions and credit charges both use `evaluate`; without the scope and the
  * operation, a key reused in another environment or on another route would be answered as someone else's replay.
+ * The scope is the environment for what an environment answers (decisions: each deploys its own version), the store
+ * for what the store holds alone (an admin credit grant: one balance, whichever environment it is sent through).
  */
-export function meterIdempotencyKey(environmentId: string, operation: string, idempotencyKey: string | undefined): string | undefined {
-  return idempotencyKey === undefined ? undefined : `${environmentId}:${operation}:${idempotencyKey}`;
+export function meterIdempotencyKey(scope: string, operation: string, idempotencyKey: string | undefined): string | undefined {
+  return idempotencyKey === undefined ? undefined : `${scope}:${operation}:${idempotencyKey}`;
 }
 
 /**
@@ -50,14 +52,15 @@ export function meterIdempotencyKey(environmentId: string, operation: string, id
  * anonymous "alice@example.com" must not take the id of the signed-in Alice's record.
  */
 export async function eventIdFor(
-  environmentId: string,
+  /** The environment — or, for a store-wide operation, the store (`{organizationId}:{store}`) — the key is scoped to. */
+  scope: string,
   identity: { identifier: string; authenticated: boolean },
   operation: string,
   idempotencyKey: string | undefined,
 ): Promise<string> {
   if (idempotencyKey === undefined) return newId("evt");
   const who = `${identity.authenticated ? "u" : "a"}:${identity.identifier}`;
-  return `evt_${(await sha256Hex(`${environmentId}:${who}:${operation}:${idempotencyKey}`)).slice(0, 24)}`;
+  return `evt_${(await sha256Hex(`${scope}:${who}:${operation}:${idempotencyKey}`)).slice(0, 24)}`;
 }
 
 /** A record's JSON is kept under this size, so one request's data can never make a row (or a batch) too big. */
@@ -112,6 +115,13 @@ export async function insertEvent(db: D1Database, event: EventInput): Promise<st
   const id = event.id ?? newId("evt");
   await insertStatement(db, { ...event, id, createdAt: nowIso() }).run();
   return id;
+}
+
+/** Writes events now, in one D1 batch: all of them or none. */
+export async function insertEvents(db: D1Database, events: EventInput[]): Promise<void> {
+  if (events.length === 0) return;
+  const createdAt = nowIso();
+  await db.batch(events.map((event) => insertStatement(db, { ...event, id: event.id ?? newId("evt"), createdAt })));
 }
 
 // ---------------------------------------------------------------------------------------------------------------

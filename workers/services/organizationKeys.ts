@@ -58,7 +58,7 @@ export function parseOrganizationKey(key: string): { organizationId: string } | 
 export async function createOrganizationKey(
   db: D1Database,
   input: { organizationId: string; role: OrganizationRole; name: string },
-): Promise<{ key: CreatedOrganizationKey; statement: D1PreparedStatement }> {
+): Promise<{ key: CreatedOrganizationKey; statement: D1PreparedStatement; afterOneChange: D1PreparedStatement }> {
   const plain = `ok_${input.organizationId}_${randomToken(SECRET_LENGTH)}`;
   const info: OrganizationKeyInfo = {
     id: newId("key"),
@@ -69,11 +69,14 @@ export async function createOrganizationKey(
     createdAt: nowIso(),
     revokedAt: null,
   };
-  const statement = db
-    .prepare("INSERT INTO organization_keys (id, organization_id, role, name, prefix, hash, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)")
-    .bind(info.id, info.organizationId, info.role, info.name, info.prefix, await hashApiKey(plain), info.createdAt);
-  return { key: { ...info, key: plain }, statement };
+  const values = [info.id, info.organizationId, info.role, info.name, info.prefix, await hashApiKey(plain), info.createdAt];
+  const statement = db.prepare(`${INSERT_KEY} VALUES (?, ?, ?, ?, ?, ?, ?)`).bind(...values);
+  // The same row, written only if the statement just before it in a batch changed one row (see rotateOrganizationKey).
+  const afterOneChange = db.prepare(`${INSERT_KEY} SELECT ?, ?, ?, ?, ?, ?, ? WHERE changes() = 1`).bind(...values);
+  return { key: { ...info, key: plain }, statement, afterOneChange };
 }
+
+const INSERT_KEY = "INSERT INTO organization_keys (id, organization_id, role, name, prefix, hash, created_at)";
 
 export async function insertOrganizationKey(db: D1Database, input: Parameters<typeof createOrganizationKey>[1]): Promise<CreatedOrganizationKey> {
   const { key, statement } = await createOrganizationKey(db, input);
@@ -104,9 +107,16 @@ export async function revokeOrganizationKey(db: D1Database, id: string): Promise
   await db.prepare("UPDATE organization_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL").bind(nowIso(), id).run();
 }
 
-/** A new key of the same role and name; the old one is revoked in the same batch. */
-export async function rotateOrganizationKey(db: D1Database, old: OrganizationKeyInfo): Promise<CreatedOrganizationKey> {
-  const { key, statement } = await createOrganizationKey(db, old);
-  await db.batch([statement, db.prepare("UPDATE organization_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL").bind(nowIso(), old.id)]);
-  return key;
+/**
+ * A new key of the same role and name, the old one revoked in the same batch (one transaction). The new key is
+ * inserted only if this batch's revocation changed the old row, so of two concurrent rotations only one yields a
+ * key: null when the old key was revoked or rotated already.
+ */
+export async function rotateOrganizationKey(db: D1Database, old: OrganizationKeyInfo): Promise<CreatedOrganizationKey | null> {
+  const { key, afterOneChange } = await createOrganizationKey(db, old);
+  const [, inserted] = await db.batch([
+    db.prepare("UPDATE organization_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL").bind(nowIso(), old.id),
+    afterOneChange,
+  ]);
+  return inserted?.meta.changes === 1 ? key : null;
 }

@@ -133,11 +133,12 @@ export async function renameEnvironment(db: D1Database, id: string, name: string
 
 /**
  * Deletes an environment with everything that refers to it (keys, deployment history, workflow variables and
- * secrets), in one batch; its events stay for audit.
+ * secrets, dead letters — which could only be read or retried through it), in one batch; its events stay for audit.
  */
 export async function deleteEnvironment(db: D1Database, id: string): Promise<void> {
   await db.batch([
     db.prepare("DELETE FROM api_keys WHERE environment_id = ?").bind(id),
+    db.prepare("DELETE FROM dead_letters WHERE environment_id = ?").bind(id),
     db.prepare("DELETE FROM environment_variables WHERE environment_id = ?").bind(id),
     db.prepare("DELETE FROM deployments WHERE environment_id = ?").bind(id),
     db.prepare("DELETE FROM environments WHERE id = ?").bind(id),

@@ -2,8 +2,10 @@
  * The queue consumer of triggers: for each message, runs every action workflow of the message's version that
  * listens to its trigger, with `{trigger, payload, env, utils}` (utils scoped to the message's organization, the
  * environment's user data store and the identifier). A message is acked when all its actions succeeded and retried
- * otherwise; every failed run is an `action_failed` event, and a message still failing on its last attempt is kept
- * as a dead letter (listed and retried through the admin API; see below). Delivery is at-least-once and a retry
+ * otherwise (after a short delay that grows with the attempts); every failed run is an `action_failed` event, and a
+ * message still failing on its last attempt is kept as a dead letter (listed and retried through the admin API; see
+ * below). The triggers the actions fire are part of their work: a message whose fired triggers the queue did not take
+ * has failed too, so that work is retried rather than lost. Delivery is at-least-once and a retry
  * re-runs every action of the message, so actions should be idempotent. `utils.counters` enforce the limits the
  * firing request resolved for the user (carried in the message).
  */
@@ -18,10 +20,10 @@ import type { WorkflowOutcome } from "./runner";
 import { scopedUtils } from "./scopedUtils";
 import { createMeterClient, meterDeadlineOf } from "../../durable-objects/meter/client";
 import { selectWorkflowRunner } from "./select";
-import { enqueueTriggers, MAX_MESSAGE_BYTES, type TriggerMessage } from "./triggers";
+import { enqueueTriggers, MAX_MESSAGE_BYTES, type TriggerMessage, type UnsentTrigger } from "./triggers";
 import { ApiError } from "../errors";
 import { jsonByteLength } from "../lib/json";
-import { insertEvent } from "../services/events";
+import { insertEvents, type EventInput } from "../services/events";
 import {
   boundedText,
   deadLetterIdOf,
@@ -40,7 +42,22 @@ export interface ActionResult {
   outcome: WorkflowOutcome;
 }
 
-/** Runs the action workflows of one trigger message. Throws when a dependency (D1, the version) is unavailable. */
+/** The actions ran and succeeded, but the triggers they fired did not all reach the queue. */
+export class FiredTriggersNotEnqueued extends Error {
+  constructor(
+    readonly results: ActionResult[],
+    readonly unsent: UnsentTrigger[],
+  ) {
+    const [first] = unsent;
+    const more = unsent.length > 1 ? ` (and ${unsent.length - 1} more)` : "";
+    super(`the action workflows succeeded, but a trigger they fired could not be enqueued: ${first?.trigger}, ${first?.reason}${more}`);
+  }
+}
+
+/**
+ * Runs the action workflows of one trigger message. Throws when a dependency (D1, the version) is unavailable, and
+ * FiredTriggersNotEnqueued when the triggers the actions fired could not all be sent on.
+ */
 export async function runActions(env: Env, ctx: ExecutionContext, message: TriggerMessage): Promise<ActionResult[]> {
   const environment = await lookupEnvironment(env.DB, message.environmentId);
   if (!environment || environment.organizationId !== message.organizationId) return [];
@@ -78,7 +95,9 @@ export async function runActions(env: Env, ctx: ExecutionContext, message: Trigg
     })),
   );
   if (fired.length > 0 && results.every((result) => result.outcome.ok)) {
-    await enqueueTriggers(env.TRIGGERS, prepared, environment as Environment, { identifier: message.identifier, isAuthenticated: message.authenticated !== false }, fired, (message.depth ?? 0) + 1, new Map(counterEntriesOf(message.counters)));
+    const identity = { identifier: message.identifier, isAuthenticated: message.authenticated !== false };
+    const unsent = await enqueueTriggers(env.TRIGGERS, prepared, environment as Environment, identity, fired, (message.depth ?? 0) + 1, new Map(counterEntriesOf(message.counters)));
+    if (unsent.length > 0) throw new FiredTriggersNotEnqueued(results, unsent);
   }
   return results;
 }
@@ -104,33 +123,61 @@ export const DEAD_LETTER_MAX_RETRIES = 10;
 /** Events written for one failed attempt of a message, at most (one per failed run). */
 const MAX_FAILURE_EVENTS = 50;
 
+/**
+ * Seconds before a failed message is delivered again: a dependency that just failed (a downstream API, D1) gets a
+ * moment, and the delay grows with the attempts, while the last attempt stays within a minute or so of the first.
+ */
+export function retryDelaySeconds(attempts: number): number {
+  return Math.min(5 * 2 ** (attempts - 1), 60);
+}
+
 type FailedRun = { workflow: string; outcome: Extract<WorkflowOutcome, { ok: false }> };
 const isFailedRun = (result: ActionResult): result is FailedRun => !result.outcome.ok;
 
 export async function handleTriggerBatch(batch: MessageBatch<TriggerMessage>, env: Env, ctx: ExecutionContext): Promise<void> {
   for (const message of batch.messages) {
     const lastAttempt = message.attempts > TRIGGER_MAX_RETRIES;
+    const retry = () => message.retry({ delaySeconds: retryDelaySeconds(message.attempts) });
     let failed: FailedRun[];
     try {
       const results = await runActions(env, ctx, message.body);
       logRuns(message, results);
       failed = results.filter(isFailedRun);
     } catch (error) {
+      if (error instanceof FiredTriggersNotEnqueued) {
+        // The actions ran; their follow-up work did not get through. An event of every attempt, as for a failed run.
+        logRuns(message, error.results);
+        const recorded = await recordFailures(env.DB, message, lastAttempt, [{ workflows: error.results.map(runRecord), error: boundedText(error.message) }]);
+        const kept = lastAttempt && (await keptAsDeadLetter(env.DB, message, [], error.message));
+        if (recorded && kept) message.ack();
+        else retry();
+        continue;
+      }
       // No action ran (D1 or the version was unavailable): nothing to record but the dead letter of the last attempt.
       console.error("trigger message failed", message.id, error);
       if (lastAttempt && (await keptAsDeadLetter(env.DB, message, [], "the platform could not run the action workflows (a dependency was unavailable)"))) message.ack();
-      else message.retry();
+      else retry();
       continue;
     }
     if (failed.length === 0) {
       message.ack();
       continue;
     }
-    // Acked only once everything is on record; a failed write leaves the message to the queue's retries.
-    const recorded = await recordFailedRuns(env.DB, message, failed, lastAttempt);
-    if (lastAttempt && recorded && (await keptAsDeadLetter(env.DB, message, failed.map((run) => run.workflow), lastErrorOf(failed)))) message.ack();
-    else message.retry();
+    // Acked only once everything is on record; a failed write leaves the message to the queue's retries. On the last
+    // attempt the dead letter is written even when the events were not: it alone knows which workflows failed and
+    // why, and the dead-letter queue's consumer, which then gets the message, keeps the first dead letter written.
+    const recorded = await recordFailures(env.DB, message, lastAttempt, failed.map((run) => ({ workflows: [runRecord(run)] })));
+    const kept = lastAttempt && (await keptAsDeadLetter(env.DB, message, failed.map((run) => run.workflow), lastErrorOf(failed)));
+    if (recorded && kept) message.ack();
+    else retry();
   }
+}
+
+/** A run as an `action_failed` event shows it, with the customer's error text (bounded). */
+function runRecord({ workflow, outcome }: ActionResult): Record<string, unknown> {
+  return outcome.ok
+    ? { slug: workflow, type: "action", ok: true, durationMs: Math.round(outcome.durationMs) }
+    : { slug: workflow, type: "action", ok: false, kind: outcome.kind, error: boundedText(outcome.error), durationMs: Math.round(outcome.durationMs) };
 }
 
 function logRuns(message: Message<TriggerMessage>, results: ActionResult[]): void {
@@ -152,38 +199,36 @@ function logRuns(message: Message<TriggerMessage>, results: ActionResult[]): voi
 }
 
 /**
- * One `action_failed` event per failed run, with the customer's error text (events are read with admin
- * credentials) and what becomes of the message: `retrying`, or `dead_lettered` on the last attempt. False when D1
- * did not take them.
+ * One `action_failed` event per failure of the attempt — a failed run (events are read with admin credentials, so it
+ * carries the customer's error text), or the fired triggers that did not reach the queue — with what becomes of the
+ * message: `retrying`, or `dead_lettered` on the last attempt. Written in one batch (one D1 call, all or nothing).
+ * False when D1 did not take them.
  */
-async function recordFailedRuns(db: D1Database, message: Message<TriggerMessage>, failed: FailedRun[], lastAttempt: boolean): Promise<boolean> {
+async function recordFailures(db: D1Database, message: Message<TriggerMessage>, lastAttempt: boolean, failures: { workflows: Record<string, unknown>[]; error?: string }[]): Promise<boolean> {
   const { body } = message;
   const deadLetterId = lastAttempt ? await deadLetterIdOf(body.environmentId, message.id) : undefined;
+  const events: EventInput[] = failures.slice(0, MAX_FAILURE_EVENTS).map((failure) => ({
+    organizationId: body.organizationId,
+    environmentId: body.environmentId,
+    kind: "action_failed",
+    identifier: body.identifier,
+    outcome: "failed",
+    record: {
+      ...failure,
+      trigger: body.trigger,
+      attempt: message.attempts,
+      maxAttempts: TRIGGER_MAX_RETRIES + 1,
+      state: lastAttempt ? "dead_lettered" : "retrying",
+      ...(deadLetterId ? { deadLetterId } : {}),
+      ...(failures.length > 1 ? { failedRuns: failures.length } : {}),
+      queueMessageId: message.id,
+      versionId: body.versionId,
+      firedAt: body.firedAt,
+      ...(body.retryOf ? { retryOf: body.retryOf } : {}),
+    },
+  }));
   try {
-    await Promise.all(
-      failed.slice(0, MAX_FAILURE_EVENTS).map(({ workflow, outcome }) =>
-        insertEvent(db, {
-          organizationId: body.organizationId,
-          environmentId: body.environmentId,
-          kind: "action_failed",
-          identifier: body.identifier,
-          outcome: "failed",
-          record: {
-            workflows: [{ slug: workflow, type: "action", ok: false, kind: outcome.kind, error: boundedText(outcome.error), durationMs: Math.round(outcome.durationMs) }],
-            trigger: body.trigger,
-            attempt: message.attempts,
-            maxAttempts: TRIGGER_MAX_RETRIES + 1,
-            state: lastAttempt ? "dead_lettered" : "retrying",
-            ...(deadLetterId ? { deadLetterId } : {}),
-            ...(failed.length > 1 ? { failedRuns: failed.length } : {}),
-            queueMessageId: message.id,
-            versionId: body.versionId,
-            firedAt: body.firedAt,
-            ...(body.retryOf ? { retryOf: body.retryOf } : {}),
-          },
-        }),
-      ),
-    );
+    await insertEvents(db, events);
     return true;
   } catch (error) {
     console.error(JSON.stringify({ event: "action_failure_not_recorded", queueMessageId: message.id, environmentId: body.environmentId, trigger: body.trigger, attempts: message.attempts, error: String(error) }));

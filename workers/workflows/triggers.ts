@@ -48,11 +48,30 @@ export interface TriggerQueue {
   ): Promise<void>;
 }
 
-/** A TriggerQueue over the queue binding; without one (a deployment with no queue), triggers go nowhere. */
+/**
+ * A TriggerQueue over the queue binding; without one (a deployment with no queue), triggers go nowhere. For the
+ * request path: a trigger the queue did not take is logged, never an error — a decision does not fail for it.
+ */
 export function triggerQueue(queue: Queue<TriggerMessage> | undefined, clock: { now(): number } = Date): TriggerQueue {
-  return { enqueue: (prepared, environment, identity, triggers, depth, counters) => enqueueTriggers(queue, prepared, environment, identity, triggers, depth, counters, clock) };
+  return {
+    enqueue: async (prepared, environment, identity, triggers, depth, counters) => {
+      await enqueueTriggers(queue, prepared, environment, identity, triggers, depth, counters, clock);
+    },
+  };
 }
 
+/** A trigger that should have been sent and was not, and why. */
+export interface UnsentTrigger {
+  trigger: string;
+  reason: string;
+}
+
+/**
+ * Sends the triggers some action workflow listens to, in batches. What could not be sent (a message too large, a
+ * batch the queue refused) is logged and returned: the request path ignores it (its triggers are best effort, see
+ * triggerQueue), the queue consumer fails its message for it so the follow-up work is retried, never lost. Triggers
+ * past MAX_TRIGGER_DEPTH are dropped by design and not returned.
+ */
 export async function enqueueTriggers(
   queue: Queue<TriggerMessage> | undefined,
   prepared: PreparedSnapshot,
@@ -62,15 +81,16 @@ export async function enqueueTriggers(
   depth = 0,
   counters?: ReadonlyMap<string, CounterSettings>,
   clock: { now(): number } = Date,
-): Promise<void> {
-  if (!queue) return;
+): Promise<UnsentTrigger[]> {
+  if (!queue) return [];
   const listened = new Set(prepared.snapshot.workflows.filter((workflow) => workflow.type === "action").flatMap((workflow) => workflow.triggers ?? []));
   const wanted = triggers.filter((trigger) => listened.has(trigger.name));
-  if (wanted.length === 0) return;
+  if (wanted.length === 0) return [];
   if (depth > MAX_TRIGGER_DEPTH) {
     console.warn(JSON.stringify({ event: "triggers_dropped", reason: "chain too deep", environmentId: environment.id, triggers: wanted.map((t) => t.name) }));
-    return;
+    return [];
   }
+  const unsent: UnsentTrigger[] = [];
   const firedAt = new Date(clock.now()).toISOString();
   const messages: { body: TriggerMessage; bytes: number }[] = [];
   for (const trigger of wanted) {
@@ -94,6 +114,7 @@ export async function enqueueTriggers(
     }
     if (bytes > MAX_MESSAGE_BYTES) {
       console.error(JSON.stringify({ event: "triggers_dropped", reason: "message too large", environmentId: environment.id, trigger: trigger.name, bytes }));
+      unsent.push({ trigger: trigger.name, reason: `its message is ${bytes} bytes, over the queue's ${MAX_MESSAGE_BYTES}` });
       continue;
     }
     messages.push({ body, bytes });
@@ -105,8 +126,10 @@ export async function enqueueTriggers(
       await queue.sendBatch(batch.map(({ body }) => ({ body, contentType: "json" as const })));
     } catch (error) {
       console.error(JSON.stringify({ event: "triggers_not_enqueued", environmentId: environment.id, triggers: batch.map(({ body }) => body.trigger), error: String(error) }));
+      unsent.push(...batch.map(({ body }) => ({ trigger: body.trigger, reason: `the queue refused it: ${String(error)}` })));
     }
   }
+  return unsent;
 }
 
 /** A queue message holds at most 128 KB, a batch 100 messages and 256 KB; both with headroom for the envelope. */

@@ -9,6 +9,8 @@
  */
 import { exportSPKI, generateKeyPair } from "jose";
 import { beforeAll, describe, expect, it } from "vitest";
+import type { AuthContext } from "../../../workers/context";
+import { authorizeEnvironment, RULES } from "../../../workers/middleware/permissions";
 import { call, createOrganization, OPERATOR, publish, type CallResult, type TestOrganization } from "../../support/api";
 import { helloWorld } from "../../support/examples";
 
@@ -152,12 +154,13 @@ const ROUTES: Route[] = [
     prepare: () => ({ path: `/environments/${A.live.id}`, body: { name: "Live" } }),
   },
   {
-    // A fresh environment each time: its own secret key may not delete it either.
+    // A fresh environment each time: its own secret key may not delete it either. A preview one, so the environments
+    // it leaves behind never share live's user data store (which would take live's key off its customers and meters).
     method: "DELETE",
     path: "/environments/{environmentId}",
     expected: [200, 200, 403, 403, 403, 403, 403, 404],
     prepare: async ({ unique }) => {
-      const created = await must(call("POST", "/api/v1/admin/environments", { ...asOperator(A), body: { slug: `doomed-${unique}`, type: "production" } }), 201);
+      const created = await must(call("POST", "/api/v1/admin/environments", { ...asOperator(A), body: { slug: `doomed-${unique}`, type: "preview" } }), 201);
       const keyOf = (type: string) => created.body.keys.find((key: { type: string }) => key.type === type).key;
       const environment = { id: created.body.environment.id, secretKey: keyOf("secret"), publishableKey: keyOf("publishable") };
       return { path: `/environments/${environment.id}`, environment };
@@ -572,5 +575,131 @@ describe("an environment's secret key acts on its own environment only", () => {
       expect(missing.status, path).toBe(404);
       expect(missing.body.code).toBe("not_found");
     }
+  });
+});
+
+describe("the permission checks fail closed", () => {
+  const environment = { id: "env_0000000000000000", organizationId: "org_0000000000000000", slug: "live", name: "Live", type: "production", deployedVersionId: null, createdAt: "" } as const;
+  const auth: AuthContext = {
+    kind: "key",
+    organizationId: environment.organizationId,
+    environment,
+    key: { id: "key_0", organizationId: environment.organizationId, environmentId: environment.id, type: "secret", name: "k", prefix: "sk_", createdAt: "", revokedAt: null },
+  };
+
+  it("an environment key on a route of one environment whose rule is not `own` is refused, even on its own environment", () => {
+    const notOwn = (Object.keys(RULES) as (keyof typeof RULES)[]).filter((action) => RULES[action].environmentKey !== "own");
+    expect(notOwn.length).toBeGreaterThan(0);
+    for (const action of notOwn) {
+      expect(() => authorizeEnvironment(auth, action, environment.id), action).toThrow(expect.objectContaining({ code: "forbidden" }));
+    }
+    expect(() => authorizeEnvironment(auth, "customers.read", environment.id)).not.toThrow();
+    expect(() => authorizeEnvironment({ kind: "operator", organizationId: environment.organizationId }, "configuration.read", environment.id)).not.toThrow();
+  });
+});
+
+describe("a user data store shared by environments", () => {
+  /** The admin routes of one environment that reach its user data store, with what each needs. */
+  const storeRoutes = (environmentId: string): [string, string, unknown?][] => [
+    ["GET", `/api/v1/admin/environments/${environmentId}/customers`],
+    ["GET", `/api/v1/admin/environments/${environmentId}/customers/ada@example.com`],
+    ["PUT", `/api/v1/admin/environments/${environmentId}/customers/ada@example.com`, { stripeProductIds: ["prod_stolen"] }],
+    ["DELETE", `/api/v1/admin/environments/${environmentId}/customers/ada@example.com`],
+    ["GET", `/api/v1/admin/environments/${environmentId}/identities/ada@example.com/counters`],
+    ["DELETE", `/api/v1/admin/environments/${environmentId}/identities/ada@example.com/counters/default:x.enabled`],
+    ["GET", `/api/v1/admin/environments/${environmentId}/identities/ada@example.com/credits/tokens`],
+    ["POST", `/api/v1/admin/environments/${environmentId}/identities/ada@example.com/credits/tokens/grants`, { amount: 1000, reason: "stolen" }],
+  ];
+
+  async function withSecondProductionEnvironment(org: TestOrganization) {
+    const created = await must(call("POST", "/api/v1/admin/environments", { key: org.adminKey, body: { slug: "live-eu", type: "production" } }), 201);
+    return { id: created.body.environment.id as string, secretKey: created.body.keys.find((key: { type: string }) => key.type === "secret").key as string };
+  }
+
+  it("an environment key reaches customers, counters and credits only while no other environment shares its store", async () => {
+    const org = await createOrganization("Shared store");
+    await must(call("PUT", `/api/v1/admin/environments/${org.live.id}/customers/ada@example.com`, { key: org.adminKey, body: { stripeProductIds: ["prod_live"] } }), 200);
+    // Alone in the production store, live's key manages it.
+    expect((await call("GET", `/api/v1/admin/environments/${org.live.id}/customers/ada@example.com`, { key: org.live.secretKey })).status).toBe(200);
+
+    const eu = await withSecondProductionEnvironment(org);
+    for (const [keyName, key, environmentId] of [
+      ["live-eu's key", eu.secretKey, eu.id],
+      ["live's key", org.live.secretKey, org.live.id],
+    ] as const) {
+      for (const [method, path, body] of storeRoutes(environmentId)) {
+        const refused = await call(method, path, { key, body });
+        expect(refused.status, `${keyName}: ${method} ${path}`).toBe(403);
+        expect(refused.body).toMatchObject({
+          status: "error",
+          code: "forbidden",
+          message: expect.stringMatching(/user data store .* is shared with other environments .*use an organization key/),
+        });
+      }
+    }
+    // Nothing of live's users moved; the rest of each environment is still its own key's.
+    const customer = await call("GET", `/api/v1/admin/environments/${eu.id}/customers/ada@example.com`, { key: org.adminKey });
+    expect(customer.body.stripeProductIds).toEqual(["prod_live"]);
+    expect((await call("GET", `/api/v1/admin/environments/${eu.id}/identities/ada@example.com/credits/tokens`, { key: org.adminKey })).body.balance).toBe(0);
+    expect((await call("GET", `/api/v1/admin/environments/${eu.id}/variables`, { key: eu.secretKey })).status).toBe(200);
+    // The preview store is still preview's alone.
+    expect((await call("GET", `/api/v1/admin/environments/${org.preview.id}/customers`, { key: org.preview.secretKey })).status).toBe(200);
+    // Organization keys and the operator reach the shared store through either environment.
+    expect((await call("GET", `/api/v1/admin/environments/${org.live.id}/customers`, { key: org.adminKey })).status).toBe(200);
+    expect((await call("GET", `/api/v1/admin/environments/${eu.id}/customers`, asOperator(org))).status).toBe(200);
+  });
+
+  it("an admin credit grant's Idempotency-Key is one grant across the environments of a store", async () => {
+    const org = await createOrganization("Shared store grants");
+    const eu = await withSecondProductionEnvironment(org);
+    const grant = (environmentId: string) =>
+      call("POST", `/api/v1/admin/environments/${environmentId}/identities/ada/credits/tokens/grants`, {
+        key: org.adminKey,
+        headers: { "idempotency-key": "grant-once" },
+        body: { amount: 5, reason: "welcome" },
+      });
+    expect((await grant(org.live.id)).body.balance).toBe(5);
+    const again = await grant(eu.id);
+    expect(again.status).toBe(200);
+    expect(again.body.balance).toBe(5);
+    expect((await call("GET", `/api/v1/admin/environments/${org.live.id}/identities/ada/credits/tokens`, { key: org.adminKey })).body.balance).toBe(5);
+    const audit = await call("GET", "/api/v1/admin/events?kind=admin", { key: org.adminKey });
+    expect(audit.body.events.map((event: any) => [event.environmentId, event.record.action])).toEqual([[org.live.id, "credits.grant"]]);
+  });
+});
+
+describe("concurrent rotations of one key", () => {
+  async function rotateTwiceAtOnce(path: string, key: string) {
+    const results = await Promise.all([call("POST", path, { key }), call("POST", path, { key })]);
+    expect(results.map((result) => result.status).sort()).toEqual([201, 409]);
+    const conflict = results.find((result) => result.status === 409)!;
+    expect(conflict.body).toMatchObject({ status: "error", code: "conflict" });
+    return results.find((result) => result.status === 201)!.body;
+  }
+
+  it("of an organization key: one rotation wins, the other is a 409, and one new key works", async () => {
+    const org = await createOrganization("Concurrent organization key rotations");
+    const created = await must(call("POST", "/api/v1/admin/organization/keys", { key: org.adminKey, body: { name: "CI", role: "deployer" } }), 201);
+    const rotated = await rotateTwiceAtOnce(`/api/v1/admin/organization/keys/${created.body.id}/rotate`, org.adminKey);
+    expect((await call("GET", "/api/v1/admin/config", { key: rotated.key })).status).toBe(200);
+    expect((await call("GET", "/api/v1/admin/config", { key: created.body.key })).status).toBe(401);
+    const keys = (await call("GET", "/api/v1/admin/organization/keys", { key: org.adminKey })).body.keys;
+    expect(keys.filter((key: any) => key.name === "CI").map((key: any) => [key.id, key.revokedAt === null])).toEqual([
+      [created.body.id, false],
+      [rotated.id, true],
+    ]);
+  });
+
+  it("of an environment's API key: one rotation wins, the other is a 409, and one new key works", async () => {
+    const org = await createOrganization("Concurrent API key rotations");
+    const created = await must(call("POST", `/api/v1/admin/environments/${org.live.id}/keys`, { key: org.adminKey, body: { type: "secret", name: "server" } }), 201);
+    const rotated = await rotateTwiceAtOnce(`/api/v1/admin/keys/${created.body.id}/rotate`, org.adminKey);
+    expect((await call("GET", `/api/v1/admin/environments/${org.live.id}`, { key: rotated.key })).status).toBe(200);
+    expect((await call("GET", `/api/v1/admin/environments/${org.live.id}`, { key: created.body.key })).status).toBe(401);
+    const keys = (await call("GET", `/api/v1/admin/environments/${org.live.id}/keys`, { key: org.adminKey })).body.keys;
+    expect(keys.filter((key: any) => key.name === "server").map((key: any) => [key.id, key.revokedAt === null])).toEqual([
+      [created.body.id, false],
+      [rotated.id, true],
+    ]);
   });
 });

@@ -5,13 +5,17 @@
  * queue's consumer — and the admin API lists, retries and deletes dead letters. The queue handler is driven as the
  * queue would (test/support/triggers.ts), with the attempts the queue counts.
  */
+import { createMessageBatch } from "cloudflare:test";
 import { env } from "cloudflare:workers";
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import wranglerToml from "../../../wrangler.toml?raw";
 import { meterStub } from "../../../durable-objects/meter/client";
+import worker from "../../../workers/index";
+import { storeDeadLetter } from "../../../workers/services/deadLetters";
 import { DEAD_LETTER_MAX_RETRIES, DEAD_LETTER_QUEUE, TRIGGER_MAX_RETRIES, TRIGGER_QUEUE } from "../../../workers/workflows/actions";
 import type { TriggerMessage } from "../../../workers/workflows/triggers";
 import { call, createOrganization, publish, type TestOrganization } from "../../support/api";
+import { trackedExecutionContext } from "../../support/background";
 import { expectConsoleError } from "../../support/console";
 import { eventsFor } from "../../support/events";
 import { helloWorld } from "../../support/examples";
@@ -24,7 +28,7 @@ const FIXED = `export default async ({ payload, utils }: any) => { await utils.c
 
 function documentWith(flakySource: string) {
   const document = helloWorld();
-  document.triggers = { "flaky.thing": {}, "long.error": {}, "user.signed-up": {} };
+  document.triggers = { "flaky.thing": {}, "long.error": {}, "user.signed-up": {}, "flaky.pair": {}, "chain.start": {} };
   document.workflows = {
     "always-fails": { type: "action", triggers: ["flaky.thing"], source: flakySource },
     "fails-at-length": { type: "action", triggers: ["long.error"], source: `export default () => { throw new Error("x".repeat(3_000)); };` },
@@ -33,6 +37,9 @@ function documentWith(flakySource: string) {
       triggers: ["user.signed-up"],
       source: `export default async ({ utils }: any) => { await utils.customData.set("signup", true); };`,
     },
+    "pair-a": { type: "action", triggers: ["flaky.pair"], source: `export default () => { throw new Error("a is down"); };` },
+    "pair-b": { type: "action", triggers: ["flaky.pair"], source: `export default () => { throw new Error("b is down"); };` },
+    chained: { type: "action", triggers: ["chain.start"], source: `export default async ({ utils }: any) => { await utils.triggers.fire("user.signed-up", {}); };` },
   };
   return document;
 }
@@ -125,27 +132,95 @@ describe("failed action runs", () => {
       });
     }
 
+    const summary = {
+      id: failures[3].record.deadLetterId,
+      environmentId: org.live.id,
+      trigger: "flaky.thing",
+      identifier: "ada@example.com",
+      messageTruncated: false,
+      workflows: ["always-fails"],
+      lastError: "always-fails (threw): downstream is down",
+      attempts: LAST_ATTEMPT,
+      state: "dead",
+      createdAt: expect.any(String),
+      retriedAt: null,
+    };
+    // Listed without the message it keeps (up to a queue message's size each); read one to get it.
     const listed = await deadLetters(org);
     expect(listed.status).toBe(200);
-    expect(listed.body).toEqual({
-      deadLetters: [
-        {
-          id: failures[3].record.deadLetterId,
-          environmentId: org.live.id,
-          trigger: "flaky.thing",
-          identifier: "ada@example.com",
-          message: message.body,
-          messageTruncated: false,
-          workflows: ["always-fails"],
-          lastError: "always-fails (threw): downstream is down",
-          attempts: LAST_ATTEMPT,
-          state: "dead",
-          createdAt: expect.any(String),
-          retriedAt: null,
-        },
-      ],
-      nextCursor: null,
+    expect(listed.body).toEqual({ deadLetters: [summary], nextCursor: null });
+    const one = await call("GET", `/api/v1/admin/environments/${org.live.id}/dead-letters/${summary.id}`, { key: org.live.secretKey });
+    expect(one.status).toBe(200);
+    expect(one.body).toEqual({ ...summary, message: message.body });
+    expect((await call("GET", `/api/v1/admin/environments/${org.preview.id}/dead-letters/${summary.id}`, { key: org.adminKey })).status).toBe(404);
+  });
+
+  it("of one attempt are written in one batch: all of them or none", async () => {
+    const { org, trigger } = await setup("Failed actions in one batch");
+    expectConsoleError("action_failure_not_recorded");
+    // The second event's statement fails: written one by one, the first would be on record and then again on the retry.
+    let eventStatements = 0;
+    const db = new Proxy(env.DB, {
+      get(target, property) {
+        if (property === "prepare") {
+          return (sql: string) => {
+            if (/INTO events/.test(sql) && ++eventStatements === 2) throw new Error("D1_ERROR: injected failure");
+            return target.prepare(sql);
+          };
+        }
+        const value = Reflect.get(target, property);
+        return typeof value === "function" ? value.bind(target) : value;
+      },
     });
+    const message = queuedTrigger(trigger("flaky.pair", "pair@example.com"));
+    expect((await deliverMessages([message], { env: { ...env, DB: db } })).retryMessages).toEqual([{ msgId: message.id }]);
+    expect(eventStatements).toBe(2);
+    expect(await actionFailures(org)).toEqual([]);
+
+    await deliverMessages([attempt(message, 2)]);
+    const failures = await actionFailures(org);
+    expect(failures.map((event) => event.record.workflows[0].slug).sort()).toEqual(["pair-a", "pair-b"]);
+    expect(failures.every((event) => event.record.attempt === 2 && event.record.failedRuns === 2)).toBe(true);
+  });
+
+  it("are retried after a delay that grows with the attempts", async () => {
+    const { trigger } = await setup("Retry backoff");
+    const delays: unknown[] = [];
+    for (let attempts = 1; attempts < LAST_ATTEMPT; attempts++) {
+      const batch = createMessageBatch<TriggerMessage>(TRIGGER_QUEUE, [{ id: `msg-${crypto.randomUUID()}`, timestamp: new Date(), attempts, body: trigger("flaky.thing", "slow@example.com") }]);
+      const retry = vi.spyOn(batch.messages[0]!, "retry");
+      await worker.queue(batch, env, trackedExecutionContext());
+      expect(retry).toHaveBeenCalledTimes(1);
+      delays.push(retry.mock.calls[0]![0]);
+    }
+    expect(delays).toEqual([{ delaySeconds: 5 }, { delaySeconds: 10 }, { delaySeconds: 20 }]);
+  });
+
+  it("an action whose fired triggers the queue refuses fails its message: retried, then a dead letter that says why", async () => {
+    const { org, trigger } = await setup("Follow-up triggers refused");
+    expectConsoleError("triggers_not_enqueued");
+    const refused = vi.spyOn(env.TRIGGERS as Queue<TriggerMessage>, "sendBatch").mockRejectedValue(new Error("Queue send failed: queue is overloaded"));
+    try {
+      const message = queuedTrigger(trigger("chain.start", "chain@example.com"));
+      expect((await deliverMessages([message])).retryMessages).toEqual([{ msgId: message.id }]);
+      const last = await deliverMessages([attempt(message, LAST_ATTEMPT)]);
+      expect(last.explicitAcks).toEqual([message.id]);
+      expect(refused).toHaveBeenCalledTimes(2);
+
+      const failures = await actionFailures(org);
+      expect(failures.map((event) => [event.record.attempt, event.record.state])).toEqual([
+        [1, "retrying"],
+        [LAST_ATTEMPT, "dead_lettered"],
+      ]);
+      expect(failures[0].record).toMatchObject({
+        workflows: [{ slug: "chained", type: "action", ok: true }],
+        error: expect.stringMatching(/could not be enqueued: user\.signed-up, the queue refused it: .*overloaded/),
+      });
+      const [deadLetter] = (await deadLetters(org)).body.deadLetters;
+      expect(deadLetter).toMatchObject({ id: failures[1].record.deadLetterId, trigger: "chain.start", lastError: expect.stringMatching(/could not be enqueued: user\.signed-up/) });
+    } finally {
+      refused.mockRestore();
+    }
   });
 
   it("keep their error text and the stored message bounded; a dead letter whose payload could not be kept is not retried", async () => {
@@ -165,7 +240,9 @@ describe("failed action runs", () => {
     expect(longLetter.lastError.length).toBeLessThanOrEqual(2_000);
     expect(longLetter.lastError.startsWith("fails-at-length (threw): xxx")).toBe(true);
     const hugeLetter = kept.find((letter: any) => letter.identifier === "huge@example.com");
-    expect(hugeLetter).toMatchObject({ messageTruncated: true, message: { ...huge.body, payload: null } });
+    expect(hugeLetter).toMatchObject({ messageTruncated: true });
+    const hugeRead = await call("GET", `/api/v1/admin/environments/${org.live.id}/dead-letters/${hugeLetter.id}`, { key: org.live.secretKey });
+    expect(hugeRead.body.message).toEqual({ ...huge.body, payload: null });
     const retried = await call("POST", `/api/v1/admin/environments/${org.live.id}/dead-letters/${hugeLetter.id}/retry`, { key: org.live.secretKey });
     expect(retried.status).toBe(409);
     expect(retried.body.message).toMatch(/payload was too large to keep/);
@@ -173,6 +250,39 @@ describe("failed action runs", () => {
 });
 
 describe("dead letters through the admin API", () => {
+  it("are listed at most 50 at a time", async () => {
+    const { org } = await setup("Dead letter page size");
+    expect((await deadLetters(org, org.live.secretKey, "?limit=50")).status).toBe(200);
+    const tooMany = await deadLetters(org, org.live.secretKey, "?limit=51");
+    expect(tooMany.status).toBe(400);
+    expect(tooMany.body.code).toBe("validation_failed");
+  });
+
+  it("go with their environment when it is deleted", async () => {
+    const org = await createOrganization("Dead letters of a deleted environment");
+    const created = await call("POST", "/api/v1/admin/environments", { key: org.adminKey, body: { slug: "scratch", type: "preview" } });
+    const environmentId: string = created.body.environment.id;
+    const kept = async (id: string) => (await env.DB.prepare("SELECT COUNT(*) AS n FROM dead_letters WHERE environment_id = ?").bind(id).first<{ n: number }>())!.n;
+    for (const id of [environmentId, org.live.id]) {
+      await storeDeadLetter(env.DB, {
+        organizationId: org.id,
+        environmentId: id,
+        queueMessageId: `msg-${crypto.randomUUID()}`,
+        trigger: "flaky.thing",
+        identifier: "gone@example.com",
+        message: {},
+        messageTruncated: false,
+        workflows: ["always-fails"],
+        lastError: "x",
+        attempts: LAST_ATTEMPT,
+      });
+    }
+    expect(await kept(environmentId)).toBe(1);
+    expect((await call("DELETE", `/api/v1/admin/environments/${environmentId}`, { key: org.adminKey })).status).toBe(200);
+    expect(await kept(environmentId)).toBe(0);
+    expect(await kept(org.live.id)).toBe(1);
+  });
+
   it("a retry sends the message to the trigger queue once, against the deployed version, and runs the action; delete removes it", async () => {
     const { org, trigger } = await setup("Retry dead letters");
     const message = queuedTrigger(trigger("flaky.thing", "grace@example.com", { order: 7 }), LAST_ATTEMPT);
@@ -251,14 +361,17 @@ describe("nothing is lost when D1 fails", () => {
     const early = queuedTrigger(trigger("flaky.thing", "early@example.com"), 2);
     expect((await deliverMessages([early], { env: eventsDown })).retryMessages).toEqual([{ msgId: early.id }]);
 
-    // The last attempt: its events or its dead letter not written → not acked, so the queue dead-letters it…
+    // The last attempt: its events or its dead letter not written → not acked, so the queue dead-letters it… but a
+    // dead letter the consumer could write is kept even when the events were not: it knows what failed and why.
     const unrecorded = queuedTrigger(trigger("flaky.thing", "unrecorded@example.com"), LAST_ATTEMPT);
     const unstored = queuedTrigger(trigger("flaky.thing", "unstored@example.com"), LAST_ATTEMPT);
     const first = await deliverMessages([unrecorded], { env: eventsDown });
     const second = await deliverMessages([unstored], { env: deadLettersDown });
     expect([...first.retryMessages, ...second.retryMessages]).toEqual([{ msgId: unrecorded.id }, { msgId: unstored.id }]);
     expect([...first.explicitAcks, ...second.explicitAcks]).toEqual([]);
-    expect((await deadLetters(org)).body.deadLetters).toEqual([]);
+    expect((await deadLetters(org)).body.deadLetters).toEqual([
+      expect.objectContaining({ identifier: "unrecorded@example.com", workflows: ["always-fails"], lastError: "always-fails (threw): downstream is down" }),
+    ]);
 
     // …and the dead-letter queue's consumer stores it (the same message keeps its dead letter id), without running it.
     const signup = queuedTrigger(trigger("user.signed-up", "dlq-signup@example.com"), 1);
@@ -269,7 +382,14 @@ describe("nothing is lost when D1 fails", () => {
     const kept = (await deadLetters(org)).body.deadLetters;
     expect(kept.map((letter: any) => letter.identifier).sort()).toEqual(["dlq-signup@example.com", "unrecorded@example.com", "unstored@example.com"]);
     for (const letter of kept) {
-      expect(letter).toMatchObject({ workflows: [], lastError: expect.stringMatching(/dead-lettered this message/), attempts: LAST_ATTEMPT, state: "dead", messageTruncated: false });
+      const knownWhy = letter.identifier === "unrecorded@example.com";
+      expect(letter).toMatchObject({
+        workflows: knownWhy ? ["always-fails"] : [],
+        lastError: knownWhy ? "always-fails (threw): downstream is down" : expect.stringMatching(/dead-lettered this message/),
+        attempts: LAST_ATTEMPT,
+        state: "dead",
+        messageTruncated: false,
+      });
     }
     const unstoredEvent = (await actionFailures(org)).find((event) => event.identifier === "unstored@example.com");
     expect(unstoredEvent.record.state).toBe("dead_lettered");

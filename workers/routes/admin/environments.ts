@@ -222,6 +222,8 @@ export function registerEnvironmentRoutes(app: OpenAPIHono<AppEnv>): void {
     if (apiKey.revokedAt) throw new ApiError("conflict", "A revoked key cannot be rotated");
     const created = await rotateApiKey(c.env.DB, apiKey);
     forgetKey(apiKey.id);
+    // Another rotation (or a revocation) got there between the read above and the batch.
+    if (!created) throw new ApiError("conflict", "This key was revoked or rotated already");
     return c.json(created, 201);
   });
 

@@ -174,16 +174,19 @@ export function registerMeterAdminRoutes(app: OpenAPIHono<AppEnv>): void {
     const body = c.req.valid("json");
     const idempotencyKey = c.req.valid("header")["idempotency-key"];
     const t = meterOf(c, identifier);
+    // Balances belong to the user data store, which environments of one type share: a key sent through two of them is
+    // one grant (and one audit entry), not one per environment.
+    const storeScope = `${t.organizationId}:${storeOf(t.environment)}`;
     const result = await t.stub.grantCredits({
       creditId,
       amount: body.amount,
       reason: body.reason,
-      idempotencyKey: meterIdempotencyKey(t.environment.id, "grant", idempotencyKey),
+      idempotencyKey: meterIdempotencyKey(storeScope, "grant", idempotencyKey),
       requestHash: idempotencyKey ? await sha256Hex(JSON.stringify({ creditId, ...body })) : undefined,
     });
     if ("conflict" in result) throw new ApiError("idempotency_key_reused", "This Idempotency-Key was used with a different request body");
     if (!result.ok) throw new ApiError("conflict", `Grant refused: ${result.reason}`);
-    const eventId = idempotencyKey ? await eventIdFor(t.environment.id, { identifier, authenticated: t.authenticated }, "grant", idempotencyKey) : undefined;
+    const eventId = idempotencyKey ? await eventIdFor(storeScope, { identifier, authenticated: t.authenticated }, "grant", idempotencyKey) : undefined;
     await audit(c, t, identifier, { action: "credits.grant", creditId, amount: body.amount, reason: body.reason, balance: result.balance, idempotencyKey: idempotencyKey ?? null }, eventId);
     return c.json({ identifier, creditId, balance: result.balance }, 200);
   });

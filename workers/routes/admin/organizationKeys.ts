@@ -86,6 +86,8 @@ export function registerOrganizationKeyRoutes(app: OpenAPIHono<AppEnv>): void {
     if (key.revokedAt) throw new ApiError("conflict", "A revoked key cannot be rotated");
     const created = await rotateOrganizationKey(c.env.DB, key);
     forgetKey(key.id);
+    // Another rotation (or a revocation) got there between the read above and the batch.
+    if (!created) throw new ApiError("conflict", "This key was revoked or rotated already");
     return c.json(created, 201);
   });
 }
