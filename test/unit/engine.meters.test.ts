@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { counterIdFor, decide, denials, finish, meterRequestsFor, renderFeatures, resolveFeatureStates, UNLIMITED_UNITS, type MeterReading } from "../../workers/engine";
+import { reportedReading } from "../../workers/engine/meters";
 import { featureIdFor, NEWS_SITE, preparedOf } from "./engineFixtures";
 
 const ARTICLES = featureIdFor("articles");
@@ -197,9 +198,10 @@ describe("a plan's `on` over another plan's metered setting (the tutorial's Prem
     const decision = premium();
     expect(decision.planSlugs).toEqual(["registered", "premium"]);
     expect(decision.meterRequests).toEqual([]);
-    expect(decision.unlimitedMeterRequests).toEqual([{ counterId, limit: UNLIMITED_UNITS, period: "lifetime", uniqueResources: false, consume: true }]);
+    // The overridden setting's limit rides along, for reporting only.
+    expect(decision.unlimitedMeterRequests).toEqual([{ counterId, limit: UNLIMITED_UNITS, period: "lifetime", uniqueResources: false, consume: true, overriddenLimit: 3 }]);
     const check = decide({ prepared, identity: { isAuthenticated: true }, workflowPlanSlugs: ["premium"], storeId: "default" });
-    expect(check.unlimitedMeterRequests).toEqual([{ counterId, limit: UNLIMITED_UNITS, period: "lifetime", uniqueResources: false, consume: false }]);
+    expect(check.unlimitedMeterRequests).toEqual([{ counterId, limit: UNLIMITED_UNITS, period: "lifetime", uniqueResources: false, consume: false, overriddenLimit: 3 }]);
     // Premium alone meters nothing: no counter, no meter call for it.
     expect(decide({ prepared, workflowPlanSlugs: ["premium"], category: "search-crawler", storeId: "default" }).unlimitedMeterRequests).toEqual([]);
   });
@@ -228,6 +230,19 @@ describe("a plan's `on` over another plan's metered setting (the tutorial's Prem
     const refused = finish(premium(), new Map([[counterId, reading(counterId, { hasAccess: false, consumedInRequest: false, consumedUnitsInRequest: 0, excessUnitsInRequest: 1 })]]));
     expect(refused.widget!.properties.enabled).toMatchObject({ hasAccess: true, consumedInRequest: false, totalUnits: 3 });
     expect(denials(refused)).toEqual([]);
+  });
+
+  it("outside the response (triggers, counter updates) its readings are reported as the response renders them; others as the meter gave them", () => {
+    const decision = premium();
+    const answered = reading(counterId, { consumedUnits: 7, remainingUnits: UNLIMITED_UNITS - 7, totalUnits: UNLIMITED_UNITS, periodStart: "1970-01-01T00:00:00.000Z", uniqueResources: false });
+    const rendered = finish(decision, new Map([[counterId, answered]])).widget!.properties.enabled!;
+    const { type: _type, isFallback: _isFallback, ...renderedReading } = rendered as Record<string, unknown>;
+    expect(reportedReading(answered, decision.unlimitedMeterRequests)).toEqual(renderedReading);
+    expect(reportedReading({ ...answered, consumedUnits: 1 }, decision.unlimitedMeterRequests)).toMatchObject({ totalUnits: 3, remainingUnits: 2, hasAccess: true });
+    // A metered counter's reading, or one with no unlimited request, is the meter's own.
+    const other = reading("default:feat_other.enabled");
+    expect(reportedReading(other, decision.unlimitedMeterRequests)).toBe(other);
+    expect(reportedReading(answered, [])).toBe(answered);
   });
 
   it("without a reading (the meter failed) it is plain `on`: the meter cannot take unlimited access away", () => {

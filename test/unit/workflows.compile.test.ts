@@ -3,7 +3,8 @@
  * platform but the tick the compiler imports for it.
  */
 import { describe, expect, it } from "vitest";
-import { compileWorkflowSource, GUARD_MODULE, WorkflowCompileError } from "../../workers/workflows/compile";
+import { GUARD_MODULE, verifyCompiledWorkflow } from "../../workers/config/workflowModule";
+import { compileWorkflowSource, WorkflowCompileError } from "../../workers/workflows/compile";
 import geoMiddleware from "../../examples/workflows/geo-middleware.ts?raw";
 import helloWorldSurface from "../../examples/workflows/hello-world-surface.ts?raw";
 import paywallComponent from "../../examples/workflows/paywall-component.ts?raw";
@@ -58,5 +59,55 @@ describe("the compiler refuses what would take a workflow outside its own module
     const code = compileWorkflowSource("plain", `const double = (n: number) => n * 2;\nexport default () => [1, 2].map(double);`);
     expect(code.match(/\bimport\b/g)).toHaveLength(1);
     expect(code.startsWith(`import { __mosTick } from "${GUARD_MODULE}";\n`)).toBe(true);
+  });
+});
+
+describe("a tick wherever code can run again without passing another", () => {
+  const compiled = (source: string) => compileWorkflowSource("ticked", source).split("\n").slice(1).join("\n");
+
+  it.each([
+    ["loop and function bodies", `function f() { while (x) y(); }\nconst g = (a) => a;`, `function f() {__mosTick(); while (x) {__mosTick();y();} }\nconst g = (a) => (__mosTick(), a);`],
+    ["a class static block (an empty one runs nothing)", `class A { static {} static { a(); b(); } }`, `class A { static {} static { __mosTick();a(); b(); } }`],
+    ["a class field's value, static or not", `class A { a = new A(); static b = make(); c; }`, `class A { a = (__mosTick(), new A()); static b = (__mosTick(), make()); c; }`],
+    ["a field whose value is a class expression", `class A { x = class { static { new A(); } } }`, `class A { x = (__mosTick(), class { static { __mosTick();new A(); } }) }`],
+    ["a default parameter", `function f(a = f()) {}`, `function f(a = (__mosTick(), f())) {__mosTick();}`],
+    ["a default inside a destructured parameter", `function f({ a = f({}) }, [b = g()]) {}`, `function f({ a = (__mosTick(), f({})) }, [b = (__mosTick(), g())]) {__mosTick();}`],
+    ["a computed key of a destructured parameter", `function f({ [f({})]: a }) {}`, `function f({ [(__mosTick(), f({}))]: a }) {__mosTick();}`],
+    ["a method's, getter's and arrow's defaults", `const o = { m(a = m()) {}, get x() { return 1; } };\nconst h = (a = h()) => a;`, `const o = { m(a = (__mosTick(), m())) {__mosTick();}, get x() {__mosTick(); return 1; } };\nconst h = (a = (__mosTick(), h())) => (__mosTick(), a);`],
+    // Creating a function or reading a literal or name runs nothing; a function keeps the name its binding gives it.
+    ["no tick for values that run no code", `class A { f = () => 1; n = 1; m = other; }\nfunction f(cb = function () {}, n = 2, m = n) {}`, `class A { f = () => (__mosTick(), 1); n = 1; m = other; }\nfunction f(cb = function () {__mosTick();}, n = 2, m = n) {__mosTick();}`],
+  ])("%s", (_what, source, expected) => {
+    expect(compiled(source)).toBe(expected);
+  });
+});
+
+describe("stored compiled code is verified before it runs", () => {
+  const GUARD = `import { __mosTick } from "${GUARD_MODULE}";\n`;
+
+  it("the compiler's output passes, for every example workflow", () => {
+    for (const [slug, source] of Object.entries(EXAMPLES)) expect(verifyCompiledWorkflow(compileWorkflowSource(slug, source)), slug).toBeNull();
+  });
+
+  it.each([
+    ["a dynamic import of the budget module", `${GUARD}export default async () => (await import("./__mos_budget.js")).withOperationBudget;`, 2, 35, "dynamic import() is not available"],
+    ["a raw-socket import", `${GUARD}import { connect } from "cloudflare:sockets";\nexport default () => connect;`, 2, 1, "workflows cannot import modules"],
+    ["a second import of the guard", `${GUARD}import "${GUARD_MODULE}";\nexport default () => 1;`, 2, 1, "workflows cannot import modules"],
+    ["the guard under another name", `import { __mosTick as tick } from "${GUARD_MODULE}";\nexport default () => 1;`, 1, 1, "workflows cannot import modules"],
+    ["the budget module in place of the guard", `import { __mosTick } from "./__mos_budget.js";\nexport default () => 1;`, 1, 1, "workflows cannot import modules"],
+    ["a re-export", `${GUARD}export * from "./__mos_budget.js";`, 2, 1, "cannot re-export"],
+    ["import.meta", `${GUARD}export default () => import.meta.url;`, 2, 22, "import.meta"],
+    ["a binding that shadows the tick", `${GUARD}export default () => { const __mosTick = () => {}; for (;;) { __mosTick(); } };`, 2, 30, "reserved for the platform"],
+    ["the tick passed around as a value", `${GUARD}export default () => [__mosTick];`, 2, 23, "reserved for the platform"],
+    ["another platform name", `${GUARD}export default () => typeof __mosReset;`, 2, 29, "reserved for the platform"],
+    ["no guard import at all", `export default () => { while (true) {} };`, 1, 1, "does not import the guard's tick"],
+    ["code that does not parse", `${GUARD}export default () => {`, 2, 23, "does not parse"],
+  ])("%s is refused", (_what, code, line, column, reason) => {
+    const violation = verifyCompiledWorkflow(code);
+    expect(violation?.reason).toContain(reason);
+    expect({ line: violation?.line, column: violation?.column }).toEqual({ line, column });
+  });
+
+  it("code that is not text is refused", () => {
+    expect(verifyCompiledWorkflow(null)?.reason).toBe("the compiled code is not text");
   });
 });

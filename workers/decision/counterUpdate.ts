@@ -6,6 +6,7 @@
  */
 import type { EvaluateResult, UpdateCounterResult } from "../../durable-objects/meter/MeterObject";
 import type { CreditReading, CreditRequest, Decision, MeterReading, MeterRequest } from "../engine";
+import { reportedReading } from "../engine/meters";
 import { ApiError } from "../errors";
 import { sha256Hex } from "../lib/crypto";
 import { isUniqueConstraintError } from "../lib/d1Errors";
@@ -113,13 +114,14 @@ async function addUnits(services: Services, update: PendingUpdate): Promise<Coun
     }),
   );
   if ("conflict" in result) throw new ApiError("idempotency_key_reused", "This Idempotency-Key was used with a different request body");
-  const reading = result.reading;
+  // An unlimited counter's reading under the overridden setting's limit, as a decision reports it.
+  const reading = reportedReading(result.reading, decision.unlimitedMeterRequests);
   // Like a decision that consumes: counters.updated (plus what middleware fired) reaches action workflows, once per
   // logical request — a replayed retry's triggers are already queued.
   if (!result.replayed) {
     const triggers = [{ name: "counters.updated", payload: { eventId, identifier: identity.identifier, counters: [reading] } }, ...(subject.workflows?.triggers ?? [])];
-    // Every counter the caller's plans meter, so the actions' utils.counters work on any of them.
-    const limits = counterSettingsOf(decision.meterRequests);
+    // Every counter the caller's plans meter (unlimited ones too), so the actions' utils.counters work on any of them.
+    const limits = counterSettingsOf(decision.meterRequests.concat(decision.unlimitedMeterRequests));
     services.waitUntil(services.triggers.enqueue(subject.prepared, environment, identity, triggers, 0, limits));
   }
   recordUpdate(services, update, reading.hasAccess ? "granted" : "denied", { counterId: meterRequest.counterId, update: body.update ?? 1, resourceId: body.resourceId ?? null, counter: reading });
@@ -170,13 +172,15 @@ function counterKind(subject: Subject, counterId: string): "metered" | "credits"
 }
 
 /**
- * The meter request the identity's plans make for `counterId` (limit, period, unique resources).
+ * The meter request the identity's plans make for `counterId` (limit, period, unique resources): a metered one, or an
+ * unlimited one (a plan's `on` over another plan's metered setting — counted, never refused).
  *   404 — the counter is not a metered `enabled` property of the deployed version in this environment's store;
- *   409 — it is, but none of the identity's plans meters it (on, off or unassigned for them).
+ *   409 — it is, but none of the identity's plans meters it (plain on, off or unassigned for them).
  */
 function meterRequestFor(decision: Decision, subject: Subject, counterId: string): MeterRequest {
   const { feature, property } = counterProperty(subject, counterId);
-  const request = decision.meterRequests.find((candidate) => candidate.counterId === counterId);
+  const isCounter = (candidate: MeterRequest) => candidate.counterId === counterId;
+  const request = decision.meterRequests.find(isCounter) ?? decision.unlimitedMeterRequests.find(isCounter);
   if (!request) {
     throw new ApiError(
       "conflict",

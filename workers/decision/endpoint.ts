@@ -128,7 +128,12 @@ export async function runEndpointWorkflow(services: Services, call: EndpointCall
     throw new ApiError("workflow_error", `Endpoint workflow ${workflow.slug} failed (${outcome.kind})${detail}`);
   }
   const { response, body } = outcome;
-  const scope = { environmentId: environment.id, requestPath: new URL(request.url).pathname, proxied: isProxied(call.proxyVersion) };
+  const scope = {
+    environmentId: environment.id,
+    requestPath: new URL(request.url).pathname,
+    requestedHeaders: request.headers.get("access-control-request-headers"),
+    proxied: isProxied(call.proxyVersion),
+  };
   // A fresh Response: the one from the isolate may have immutable headers, and the app sets X-Request-Id on it.
   return new Response(body, { status: response.status, statusText: response.statusText, headers: endpointHeaders(response.headers, scope, services.logger) });
 }
@@ -190,10 +195,10 @@ function headerExcess(headers: Headers): string | undefined {
  * `https://site.example/mos-endpoints/*` → `/api/v1/envs/{environmentId}/endpoints/*`, so what the workflow answers
  * acts on the customer's site, not on the platform's shared origin. The marker alone selects it, with no key: the
  * proxy forwards browsers' requests and holds none. That is safe because no browser can send the marker to this
- * origin. It is not a CORS-safelisted header, so a cross-origin request carrying it needs a preflight, and the
- * platform refuses that preflight (refuseProxyHeaderPreflight); simple requests and navigations carry no custom
- * headers; and the tenants' pages on this origin are sandboxed into opaque origins (confinedHeaders), so their
- * requests are cross-origin too. Whoever else sends the marker — a server, a command-line client, a proxy on another
+ * origin. It is not a CORS-safelisted header, so a cross-origin request carrying it needs a preflight, the platform
+ * refuses that preflight (refuseProxyHeaderPreflight), and no workflow's answer to another preflight may allow it
+ * (allowNoProxyHeaders); simple requests and navigations carry no custom headers; and the tenants' pages on this
+ * origin are sandboxed into opaque origins (confinedHeaders), so their requests are cross-origin too. Whoever else sends the marker — a server, a command-line client, a proxy on another
  * site — gets the unconfined cookies for itself or for its own site, never into a browser on the shared origin.
  */
 function isProxied(marker: string | undefined): boolean {
@@ -208,10 +213,36 @@ function isProxied(marker: string | undefined): boolean {
  */
 function refuseProxyHeaderPreflight(request: Request): void {
   if (request.method !== "OPTIONS") return;
-  const requested = (request.headers.get("access-control-request-headers") ?? "").split(",").map((name) => name.trim().toLowerCase());
-  if (requested.some((name) => PROXY_HEADERS.includes(name))) {
+  const requested = headerNames(request.headers.get("access-control-request-headers") ?? "");
+  if (requested.some((name) => PROXY_HEADERS.includes(name.toLowerCase()))) {
     throw new ApiError("forbidden", `${PROXY_VERSION_HEADER} and ${PROXY_CLIENT_HEADER} are sent by the customer's server-side proxy, never by a browser`);
   }
+}
+
+/**
+ * Refusing a preflight that asks for the proxy's headers is not enough: a browser caches every name a preflight's
+ * answer allows, for as long as its `Access-Control-Max-Age`, and sends a later request with any of them without asking
+ * again. A workflow could allow the marker in its answer to an innocent preflight, and a page could then call the
+ * endpoint in proxy mode. So on the shared origin `Access-Control-Allow-Headers` never names the proxy's headers. A
+ * `*` (any header, for requests without credentials) becomes the names this preflight asked for, without the proxy's:
+ * the same grant for this request, and no wildcard in the cache for a later one with the marker to ride on. (It also
+ * grants them to a credentialed request, for which `*` is a literal name: the workflow meant to allow every header.)
+ */
+function allowNoProxyHeaders(headers: Headers, requestedHeaders: string | null): void {
+  const allowed = headers.get("access-control-allow-headers");
+  if (allowed === null) return;
+  const names = headerNames(allowed).flatMap((name) => (name === "*" ? headerNames(requestedHeaders ?? "") : [name]));
+  const kept = names.filter((name) => !PROXY_HEADERS.includes(name.toLowerCase()));
+  if (kept.length === 0) headers.delete("access-control-allow-headers");
+  else headers.set("access-control-allow-headers", kept.join(", "));
+}
+
+/** A header's comma-separated list of names (Fetch standard): any case, optional whitespace, empty entries skipped. */
+function headerNames(list: string): string[] {
+  return list
+    .split(",")
+    .map((name) => name.trim())
+    .filter((name) => name !== "");
 }
 
 /**
@@ -220,8 +251,13 @@ function refuseProxyHeaderPreflight(request: Request): void {
  * site, no sandbox. On the platform's shared origin they are confined (confinedHeaders). Either way `Vary` names the
  * proxy's marker, so a cache never serves one kind of answer for the other.
  */
-function endpointHeaders(headers: Headers, scope: { environmentId: string; requestPath: string; proxied: boolean }, logger: Services["logger"]): Headers {
+function endpointHeaders(
+  headers: Headers,
+  scope: { environmentId: string; requestPath: string; requestedHeaders: string | null; proxied: boolean },
+  logger: Services["logger"],
+): Headers {
   const out = scope.proxied ? new Headers(headers) : confinedHeaders(headers, scope.environmentId, logger, scope.requestPath);
+  if (!scope.proxied) allowNoProxyHeaders(out, scope.requestedHeaders);
   // The body was read whole: the runtime sets its length, not the workflow.
   out.delete("content-length");
   out.set("x-content-type-options", "nosniff");
@@ -295,7 +331,9 @@ function endpointUtils(
       fired.push(...(subject.workflows?.triggers ?? []));
       // Middleware may rewrite the identity; limits of another identity must not be charged to this one.
       if (subject.identity.identifier !== identity.identifier) throw new Error("middleware changed the identity of an endpoint call");
-      return counterSettingsOf(planDecision(services, subject).decision.meterRequests);
+      const { meterRequests, unlimitedMeterRequests } = planDecision(services, subject).decision;
+      // Unlimited counters (a plan's `on` over another's metered setting) count too, and never refuse.
+      return counterSettingsOf(meterRequests.concat(unlimitedMeterRequests));
     },
     fireTrigger: (name, payload) => fired.push({ name, payload }),
   });

@@ -55,8 +55,9 @@ export interface Decision {
   meterRequests: MeterRequest[];
   /**
    * The counters of properties a plan turns `on` over another plan's metered setting: sent in the same meter call
-   * (so their readings can be reported and their usage stays true across plan changes) but no limit of the identity's
-   * — workflows' utils.counters and counter updates know only `meterRequests`.
+   * (so their readings can be reported and their usage stays true across plan changes) with no limit of the
+   * identity's (UNLIMITED_UNITS). Workflows' utils.counters and counter updates count them too, and never refuse;
+   * their readings are reported under the overridden setting's limit (`overriddenLimit`, reportedReading).
    */
   unlimitedMeterRequests: MeterRequest[];
   /** Every credits property, priced for the request's action and resource; consumed when the surface consumes it. */

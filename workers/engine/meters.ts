@@ -106,6 +106,7 @@ export function collectMeterRequests(
           period: state.overriddenMeter.period,
           uniqueResources: state.overriddenMeter.uniqueResources,
           consume: isConsumed(consumes, feature.featureId, property.slug),
+          overriddenLimit: state.overriddenMeter.limit,
         });
       }
     }
@@ -232,14 +233,15 @@ export function renderFeatures(
  * `hasAccess: true`).
  */
 function unlimitedProperty(counterId: string, reading: MeterReading, overriddenLimit: number): MeterableProperty {
+  const limit = underOverriddenLimit(overriddenLimit, reading.consumedUnits);
   return {
     type: "meterable",
     counterId,
     hasAccess: true,
     isFallback: false,
     consumedUnits: reading.consumedUnits,
-    remainingUnits: Math.max(0, overriddenLimit - reading.consumedUnits),
-    totalUnits: overriddenLimit,
+    remainingUnits: limit.remainingUnits,
+    totalUnits: limit.totalUnits,
     periodStart: reading.periodStart,
     uniqueResources: reading.uniqueResources,
     resourceIdUsed: reading.resourceIdUsed,
@@ -247,6 +249,26 @@ function unlimitedProperty(counterId: string, reading: MeterReading, overriddenL
     consumedUnitsInRequest: reading.consumedUnitsInRequest,
     excessUnitsInRequest: reading.excessUnitsInRequest,
   };
+}
+
+function underOverriddenLimit(overriddenLimit: number, consumedUnits: number): { totalUnits: number; remainingUnits: number } {
+  return { totalUnits: overriddenLimit, remainingUnits: Math.max(0, overriddenLimit - consumedUnits) };
+}
+
+/**
+ * A counter's reading as the API reports it outside the response (counters.updated triggers, counter updates): the
+ * reading of an unlimited counter — one of `unlimited`, the decision's unlimitedMeterRequests — under the limit of the
+ * metered setting its `on` overrides, with access, as the response renders it (unlimitedProperty); any other reading
+ * as the meter gave it.
+ */
+export function reportedReading(reading: MeterReading, unlimited: readonly MeterRequest[]): MeterReading {
+  // Most decisions have no unlimited counter; the few that do have a handful: a scan beats a map.
+  for (let i = 0; i < unlimited.length; i++) {
+    const request = unlimited[i]!;
+    if (request.counterId !== reading.counterId || request.overriddenLimit === undefined) continue;
+    return { ...reading, hasAccess: true, ...underOverriddenLimit(request.overriddenLimit, reading.consumedUnits) };
+  }
+  return reading;
 }
 
 export interface DenialScope {

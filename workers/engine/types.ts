@@ -136,6 +136,11 @@ export interface MeterRequest {
   period: Period;
   uniqueResources: boolean;
   consume: boolean;
+  /**
+   * Only on an unlimited counter (a plan's `on` over another plan's metered setting, `limit` UNLIMITED_UNITS): the
+   * limit of the setting it overrides, which its readings report (reportedReading). The meter object never reads it.
+   */
+  overriddenLimit?: number;
 }
 
 export interface MeterReading {

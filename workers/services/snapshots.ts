@@ -4,14 +4,15 @@
  * D1 read (lru-cache's `fetch` coalesces them).
  */
 import { LRUCache } from "lru-cache";
-import { prepareSnapshot, type PreparedSnapshot } from "../engine";
+import type { PreparedSnapshot } from "../engine";
 import { ApiError } from "../errors";
-import { loadSnapshot } from "./versions";
+import { loadPreparedSnapshot } from "./versions";
 
 export interface SnapshotStore {
   /**
-   * The prepared snapshot of a version (upgraded from an older snapshot schema when needed); 404 when the version does
-   * not exist, 503 `version_unreadable` when this build cannot read it. Neither is remembered: the next call asks again.
+   * The prepared snapshot of a version (upgraded from an older snapshot schema when needed, its workflow code
+   * verified: versions.ts loadPreparedSnapshot); 404 when the version does not exist, 503 `version_unreadable` when
+   * this build cannot read or serve it. Neither is remembered: the next call asks again.
    */
   get(db: D1Database, versionId: string): Promise<PreparedSnapshot>;
   readonly size: number;
@@ -23,10 +24,7 @@ export function createSnapshotStore(maxVersions = 200): SnapshotStore {
     // A load still in flight counts as an entry: without this, more concurrent first loads than `max` (a cold isolate
     // serving many tenants) would abort the oldest and fail its requests.
     ignoreFetchAbort: true,
-    fetchMethod: async (versionId, _stale, { context: db }) => {
-      const snapshot = await loadSnapshot(db, versionId);
-      return snapshot ? prepareSnapshot(snapshot) : undefined;
-    },
+    fetchMethod: async (versionId, _stale, { context: db }) => (await loadPreparedSnapshot(db, versionId)) ?? undefined,
   });
   return {
     async get(db, versionId) {

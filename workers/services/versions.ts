@@ -2,6 +2,8 @@
  * Versions (immutable compiled snapshots of the draft) and deployments (which version an environment serves).
  */
 import { compileSnapshot } from "../config/compile";
+import { verifyCompiledWorkflow } from "../config/workflowModule";
+import { prepareSnapshot, type PreparedSnapshot } from "../engine";
 import type { ConfigSnapshot } from "../engine/snapshot";
 import { SNAPSHOT_SCHEMA, UnreadableSnapshotError, upgradeSnapshot, type SnapshotSchema } from "../engine/snapshotUpgrade";
 import { ApiError } from "../errors";
@@ -131,19 +133,48 @@ export function readSnapshotsWithSchemaForTests(schema: SnapshotSchema): () => v
 }
 
 /**
- * A version's compiled snapshot, upgraded to the schema this build reads (engine/snapshotUpgrade.ts): a version
- * compiled by an older build is served as it was frozen. One this build cannot read — a newer schema, or a row that is
- * not a snapshot — is a 503 `version_unreadable` naming the version (deploy and rollback turn it into a 409).
+ * A version's compiled snapshot, ready to serve: upgraded to the schema this build reads (engine/snapshotUpgrade.ts),
+ * so a version compiled by an older build is served as it was frozen; its workflows' compiled code checked again
+ * (config/workflowModule.ts), since an older build's compiler may have let through what this one refuses; and
+ * prepared for the engine. A snapshot this build cannot read — a newer schema, a row that is not a snapshot, one
+ * whose structure preparing it trips over, or workflow code that reaches outside its module — is a 503
+ * `version_unreadable` naming the version (deploy and rollback turn it into a 409), never a 500. The work is done once
+ * per version per isolate (services/snapshots.ts caches the result), never on a decision's hot path.
  */
-export async function loadSnapshot(db: D1Database, versionId: string): Promise<ConfigSnapshot | null> {
+export async function loadPreparedSnapshot(db: D1Database, versionId: string): Promise<PreparedSnapshot | null> {
   const row = await db.prepare("SELECT snapshot FROM versions WHERE id = ?").bind(versionId).first<{ snapshot: string }>();
   if (!row) return null;
+  let snapshot: ConfigSnapshot;
   try {
-    return upgradeSnapshot(parseStored(row.snapshot), snapshotSchema);
+    snapshot = upgradeSnapshot(parseStored(row.snapshot), snapshotSchema);
   } catch (error) {
     if (error instanceof UnreadableSnapshotError) throw versionUnreadable(versionId, error.message);
     throw error;
   }
+  const refusal = refusedWorkflowCode(snapshot);
+  if (refusal) throw versionUnreadable(versionId, refusal);
+  try {
+    return prepareSnapshot(snapshot);
+  } catch (error) {
+    throw versionUnreadable(versionId, `its stored snapshot is malformed (${error instanceof Error ? error.message : String(error)})`);
+  }
+}
+
+/** The snapshot of `loadPreparedSnapshot`, for the admin routes (deploy and rollback check it before anything moves). */
+export async function loadSnapshot(db: D1Database, versionId: string): Promise<ConfigSnapshot | null> {
+  return (await loadPreparedSnapshot(db, versionId))?.snapshot ?? null;
+}
+
+/** Why the snapshot's workflows may not run (not a list of workflows, or code outside its module), or null. */
+function refusedWorkflowCode(snapshot: ConfigSnapshot): string | null {
+  const workflows: unknown = snapshot.workflows;
+  if (!Array.isArray(workflows)) return "its stored snapshot is malformed (workflows is not a list)";
+  for (const workflow of workflows as unknown[]) {
+    if (!isRecord(workflow) || typeof workflow.slug !== "string") return "its stored snapshot is malformed (a workflow without a slug)";
+    const violation = verifyCompiledWorkflow(workflow.code);
+    if (violation) return `the compiled code of workflow ${workflow.slug} was refused: ${violation.reason} (line ${violation.line}, column ${violation.column})`;
+  }
+  return null;
 }
 
 function versionUnreadable(versionId: string, reason: string): ApiError {

@@ -4,22 +4,21 @@
  *
  * Three steps:
  * 1. type stripping with sucrase (no type checking: customers type-check against the published .d.ts);
- * 2. a check of the syntax tree: a workflow is one self-contained module. It may not import anything (declarations,
- *    re-exports, dynamic `import()`, `import.meta`), so the only module it reaches is the guard the compiler
- *    imports for it, and it may not name `__mos…` identifiers, so it cannot shadow the tick;
- * 3. an operation budget: every loop body and function body starts with a call to `__mosTick()`, imported from
- *    the guard module as an immutable binding. The guard exports nothing else; the budget of each call is set by
- *    the harness in a module the workflow cannot import (runner.ts). workerd does not enforce CPU limits on dynamic
- *    isolates locally and `Date.now()` does not advance inside synchronous code, so a counter is the only reliable
- *    brake on `while (true) {}` there. In production the call's `limits.cpuMs` applies as well.
+ * 2. a check of the syntax tree (config/workflowModule.ts): a workflow is one self-contained module. It may not
+ *    import anything (declarations, re-exports, dynamic `import()`, `import.meta`), so the only module it reaches is
+ *    the guard the compiler imports for it, and it may not name `__mos…` identifiers, so it cannot shadow the tick;
+ * 3. an operation budget: `__mosTick()`, imported from the guard module as an immutable binding, runs wherever code
+ *    can run again and again without passing another tick — see `instrument`. The guard exports nothing else; the
+ *    budget of each call is set by the harness in a module the workflow cannot import (runner.ts). workerd does not
+ *    enforce CPU limits on dynamic isolates locally and `Date.now()` does not advance inside synchronous code, so a
+ *    counter is the only reliable brake on `while (true) {}` there. In production the call's `limits.cpuMs` applies
+ *    as well.
  */
 import { parse, type Node } from "acorn";
 import { simple } from "acorn-walk";
 import MagicString from "magic-string";
 import { transform } from "sucrase";
-
-export const TICK_FUNCTION = "__mosTick";
-export const GUARD_MODULE = "./__mos_guard.js";
+import { findOutsideReach, GUARD_IMPORT, TICK_FUNCTION } from "../config/workflowModule";
 
 export class WorkflowCompileError extends Error {
   constructor(
@@ -50,26 +49,55 @@ export function compileWorkflowSource(slug: string, source: string): string {
   } catch (error) {
     throw toCompileError(slug, error as LocatedError);
   }
-  refuseOutsideReach(slug, ast);
+  const violation = findOutsideReach(ast);
+  if (violation) throw new WorkflowCompileError(slug, violation.line, violation.column, violation.reason);
+  return `${GUARD_IMPORT}\n${instrument(javascript, ast)}`;
+}
+
+type AnyNode = Node & Record<string, any>;
+
+/** Values whose evaluation runs no code (see instrument). */
+const RUNS_NO_CODE = new Set(["Literal", "Identifier", "FunctionExpression", "ArrowFunctionExpression"]);
+
+/**
+ * Inserts the ticks. Each is a place where code may run once more with no other tick on its way:
+ * - the start of every loop body and function body (methods, getters, setters and constructors are functions);
+ * - the start of every class static block;
+ * - every class field's value, `x = (__mosTick(), value)`: an instance field runs on each `new`, before any
+ *   constructor body (a class without a constructor has none), so `class A { a = new A() }` recurses through
+ *   field values alone;
+ * - every default value and computed key in a binding pattern, `(a = (__mosTick(), value))`: parameters are
+ *   evaluated before the function body's tick, so `function f(a = f()) {}` recurses through its defaults alone.
+ * A default or field value that runs no code of its own is left as it is: a literal, a name, or a function (creating
+ * one runs nothing, and wrapping it would lose the name it takes from its binding). Computed keys of classes and
+ * object literals are left too: they run once each time the class or object is evaluated, inside something ticked.
+ * Calls the platform makes (tagged templates, getters, iterator and promise callbacks) land in functions, ticked.
+ */
+function instrument(javascript: string, ast: Node): string {
   const output = new MagicString(javascript);
   const tick = `${TICK_FUNCTION}();`;
-  const guardBlock = (body: Node & { type: string; start: number; end: number }) => {
+  // acorn-walk's `simple` visits children before their parent, so when an inner and an outer insertion share a
+  // position, the inner one is made first and the two nest properly.
+  const wrapExpression = (expression: AnyNode) => {
+    output.prependRight(expression.start, `(${TICK_FUNCTION}(), `);
+    output.appendLeft(expression.end, ")");
+  };
+  const wrapValue = (value: AnyNode | null | undefined) => {
+    if (value && !RUNS_NO_CODE.has(value.type)) wrapExpression(value);
+  };
+  const guardBlock = (body: AnyNode) => {
     if (body.type === "BlockStatement") output.appendLeft(body.start + 1, tick);
     else {
       output.prependRight(body.start, `{${tick}`);
       output.appendLeft(body.end, "}");
     }
   };
-  type WithBody = Node & { body: Node & { type: string } };
-  const loop = (node: Node) => guardBlock((node as WithBody).body);
+  const loop = (node: Node) => guardBlock((node as AnyNode).body);
   const fn = (node: Node) => {
-    const body = (node as WithBody).body;
+    const body = (node as AnyNode).body as AnyNode;
+    // Concise arrow body: `x => expr` becomes `x => (tick, expr)`.
     if (body.type === "BlockStatement") output.appendLeft(body.start + 1, tick);
-    else {
-      // Concise arrow body: `x => expr` becomes `x => (tick, expr)`.
-      output.prependRight(body.start, `(${TICK_FUNCTION}(), `);
-      output.appendLeft(body.end, ")");
-    }
+    else wrapExpression(body);
   };
   simple(ast, {
     WhileStatement: loop,
@@ -80,54 +108,18 @@ export function compileWorkflowSource(slug: string, source: string): string {
     FunctionDeclaration: fn,
     FunctionExpression: fn,
     ArrowFunctionExpression: fn,
+    StaticBlock: (node) => {
+      // An empty block runs nothing.
+      const [first] = (node as AnyNode).body as AnyNode[];
+      if (first) output.prependRight(first.start, tick);
+    },
+    PropertyDefinition: (node) => wrapValue((node as AnyNode).value),
+    AssignmentPattern: (node) => wrapValue((node as AnyNode).right),
+    ObjectPattern: (node) => {
+      for (const property of (node as AnyNode).properties as AnyNode[]) if (property.type === "Property" && property.computed) wrapExpression(property.key);
+    },
   });
-  return `import { ${TICK_FUNCTION} } from "${GUARD_MODULE}";\n${output.toString()}`;
-}
-
-type LocatedNode = Node & { loc?: { start: { line: number; column: number } } | null };
-
-/** Why a node takes a workflow outside its own module (or into the platform's names), or null. */
-function outsideReach(node: LocatedNode & Record<string, unknown>): string | null {
-  switch (node.type) {
-    case "ImportDeclaration":
-      return "workflows cannot import modules: a workflow is one self-contained module";
-    case "ImportExpression":
-      return "dynamic import() is not available to workflows";
-    case "ExportAllDeclaration":
-      return "workflows cannot re-export other modules";
-    case "ExportNamedDeclaration":
-      return node.source ? "workflows cannot re-export other modules" : null;
-    case "MetaProperty":
-      return (node.meta as { name?: string } | undefined)?.name === "import" ? "import.meta is not available to workflows" : null;
-    case "Identifier":
-      return RESERVED_NAME.test(node.name as string) ? `identifiers starting with __mos are reserved for the platform (${String(node.name)})` : null;
-    default:
-      return null;
-  }
-}
-
-const RESERVED_NAME = /^__mos/;
-
-/**
- * Walks every node (acorn-walk's visitors skip some identifier positions, such as binding patterns and property
- * keys, and a shadowing `const __mosTick` is exactly what must not pass) and fails on the first that reaches out.
- */
-function refuseOutsideReach(slug: string, ast: Node): void {
-  const pending: unknown[] = [ast];
-  while (pending.length > 0) {
-    const value = pending.pop();
-    if (Array.isArray(value)) {
-      for (let index = value.length - 1; index >= 0; index--) pending.push(value[index]);
-      continue;
-    }
-    if (!value || typeof value !== "object" || typeof (value as { type?: unknown }).type !== "string") continue;
-    const node = value as LocatedNode & Record<string, unknown>;
-    const reason = outsideReach(node);
-    if (reason) throw new WorkflowCompileError(slug, node.loc?.start.line ?? 1, (node.loc?.start.column ?? 0) + 1, reason);
-    // Children in reverse, so that the first offending node in source order is the one reported.
-    const children = Object.entries(node).filter(([key, child]) => key !== "loc" && child !== null && typeof child === "object");
-    for (let index = children.length - 1; index >= 0; index--) pending.push(children[index]![1]);
-  }
+  return output.toString();
 }
 
 function toCompileError(slug: string, error: LocatedError): WorkflowCompileError {

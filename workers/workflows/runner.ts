@@ -7,7 +7,7 @@
 import type { SnapshotWorkflow } from "../engine/snapshot";
 import { raceDeadline } from "../lib/deadline";
 import { WORKFLOW_CPU_MS_CAP, type WorkflowType } from "../../schema/config";
-import { GUARD_MODULE, TICK_FUNCTION } from "./compile";
+import { GUARD_MODULE, TICK_FUNCTION } from "../config/workflowModule";
 import { BUDGET_EXCEEDED_MESSAGE, workflowFailureKind, type WorkflowFailureKind } from "./failures";
 
 export type { WorkflowFailureKind } from "./failures";
@@ -61,8 +61,9 @@ export const WORKFLOW_SUBREQUESTS = 50;
 export const OPERATIONS_PER_CPU_MS = 20_000;
 
 /**
- * What module evaluation (a workflow's top-level code, run once per isolate outside any call) may spend, all calls
- * of the isolate together.
+ * What module evaluation (a workflow's top-level code, run once per isolate outside any call) may spend. It closes
+ * when the first call starts: code that runs later outside any call (a callback top-level code registered on a
+ * promise a call then resolves) has no allowance left.
  */
 export const STARTUP_OPERATION_BUDGET = 1_000_000;
 
@@ -84,10 +85,12 @@ export function operationBudgetOf(workflow: Pick<SnapshotWorkflow, "type" | "cpu
 /**
  * Compatibility date of workflow isolates and dispatch scripts; pinned below the platform's own date so that older
  * workerd builds (the benchmark's miniflare 4) can load workflow isolates too. `nodejs_als` gives the budget module
- * `AsyncLocalStorage` (and nothing else of Node: no `process`, no `Buffer`).
+ * `AsyncLocalStorage` (and nothing else of Node: no `process`, no `Buffer`). `disallow_eval_during_startup` refuses
+ * `eval` and `new Function` in top-level code as workerd already does inside calls: code made from a string was never
+ * seen by the compiler, so it carries no ticks and would run unbudgeted in every call that reaches it.
  */
 export const WORKFLOW_COMPATIBILITY_DATE = "2026-07-01";
-export const WORKFLOW_COMPATIBILITY_FLAGS: readonly string[] = ["nodejs_als"];
+export const WORKFLOW_COMPATIBILITY_FLAGS: readonly string[] = ["nodejs_als", "disallow_eval_during_startup"];
 
 /** Where the operation budget of each call lives; only the harness imports it (compile.ts refuses every import). */
 export const BUDGET_MODULE = "./__mos_budget.js";
@@ -96,20 +99,47 @@ export const BUDGET_MODULE = "./__mos_budget.js";
  * The operation budget, per call: the harness runs each call inside `withOperationBudget`, and the tick charges the
  * budget of the call it runs in, found through AsyncLocalStorage, which follows the call across every `await`. Two
  * concurrent calls in one isolate never share or reset each other's budget, and nothing but the harness can start one.
+ * A call that ran out fails with the budget's error even if its code caught the one the tick threw.
  */
 export const BUDGET_SOURCE = `
 import { AsyncLocalStorage } from "node:async_hooks";
 
 const budgets = new AsyncLocalStorage();
 const startup = { remaining: ${STARTUP_OPERATION_BUDGET} };
+// Taken before the workflow module evaluates (the harness imports this module first), so it cannot be replaced.
+const NativeResponse = Response;
 
-export function withOperationBudget(operations, run) {
-  return budgets.run({ remaining: operations }, run);
+export async function withOperationBudget(operations, run) {
+  // The harness imports the workflow, so module evaluation is over by the first call: close its allowance.
+  startup.remaining = 0;
+  const budget = { remaining: operations, exceeded: false };
+  const result = await budgets.run(budget, run);
+  // Code that caught the budget's error still ran out of budget: the call fails all the same.
+  if (budget.exceeded) throw new Error(${JSON.stringify(BUDGET_EXCEEDED_MESSAGE)});
+  return result instanceof NativeResponse && result.body ? withBodyInBudget(budget, result) : result;
+}
+
+/**
+ * The runtime pulls a streamed body after the call has returned, outside any call's context, where the tick finds no
+ * budget: the body is read through a stream that pulls the workflow's within the call's own budget.
+ */
+function withBodyInBudget(budget, response) {
+  const reader = response.body.getReader();
+  const body = new ReadableStream({
+    pull: (controller) =>
+      budgets.run(budget, () => reader.read()).then(({ done, value }) => (done ? controller.close() : controller.enqueue(value))),
+    cancel: (reason) => reader.cancel(reason),
+  });
+  return new NativeResponse(body, response);
 }
 
 export function ${TICK_FUNCTION}() {
   const budget = budgets.getStore() ?? startup;
-  if (--budget.remaining < 0) { budget.remaining = 0; throw new Error(${JSON.stringify(BUDGET_EXCEEDED_MESSAGE)}); }
+  if (--budget.remaining < 0) {
+    budget.remaining = 0;
+    budget.exceeded = true;
+    throw new Error(${JSON.stringify(BUDGET_EXCEEDED_MESSAGE)});
+  }
 }`;
 
 /** The module compiled workflows import (see compile.ts): the tick and nothing else. Shared with the dispatch scripts. */

@@ -170,3 +170,76 @@ describe("a version whose snapshot has a newer schema (compiled by a newer build
     expect(logged.lines).toHaveLength(1);
   });
 });
+
+/**
+ * A version this build cannot serve: deploying it is a 409 naming why and nothing moves; a decision on an environment
+ * that serves it anyway (deployed by another build, or before this check existed) is a 503 version_unreadable.
+ */
+async function expectUnreadable(snapshotOf: (versionId: string) => unknown, reason: string | RegExp) {
+  const versionId = await insertVersion(stored.document, snapshotOf);
+  const deployed = await deploy(org.preview.id, versionId);
+  expect(deployed.status, JSON.stringify(deployed.body)).toBe(409);
+  expect(deployed.body).toMatchObject({ status: "error", statusCode: 409, code: "conflict" });
+  expect(deployed.body.message).toContain(`Version ${versionId} cannot be read by this build`);
+  expect(deployed.body.message).toMatch(reason);
+  expect((await call("GET", `/api/v1/admin/environments/${org.preview.id}/deployments`, { key })).body.deployments).toEqual([]);
+
+  const serving = await createOrganization("Serving an unreadable version");
+  const servedId = await insertVersion(stored.document, snapshotOf, serving.id);
+  await env.DB.prepare("UPDATE environments SET deployed_version_id = ? WHERE id = ?").bind(servedId, serving.live.id).run();
+  const logged = expectConsoleError(`Version ${servedId} cannot be read`);
+  for (const [path, body] of [
+    ["/api/v1/access-checks", { identity: { anonymousIdentifier: "a" } }],
+    ["/api/v1/surface-decisions", { surfaceSlug: "hello-world", identity: { anonymousIdentifier: "a" } }],
+  ] as const) {
+    const decision = await call("POST", path, { key: serving.live.secretKey, body });
+    expect(decision.status, JSON.stringify(decision.body)).toBe(503);
+    expect(decision.body).toMatchObject({ status: "error", statusCode: 503, code: "version_unreadable" });
+    expect(decision.body.message).toMatch(reason);
+  }
+  expect(logged.lines.length).toBeGreaterThan(0);
+}
+
+describe("a version whose stored workflow code this build's compiler would refuse (compiled by an older build)", () => {
+  const withWorkflowCode = (code: string) => (versionId: string) => ({
+    ...stored.snapshot,
+    versionId,
+    workflows: [{ slug: "sneaky", name: "sneaky", type: "surface", surface: "hello-world", code, codeHash: "0".repeat(64), required: false }],
+  });
+  const GUARD = `import { __mosTick } from "./__mos_guard.js";\n`;
+
+  it("a dynamic import of the budget module: deploy 409, decisions 503", async () => {
+    const code = `${GUARD}export default async () => {\n  const budget = await import("./__mos_budget.js");\n  return { properties: { escaped: typeof budget.withOperationBudget } };\n};`;
+    await expectUnreadable(withWorkflowCode(code), "the compiled code of workflow sneaky was refused: dynamic import() is not available to workflows (line 3, column 24)");
+  });
+
+  it("a raw-socket import: deploy 409, decisions 503", async () => {
+    const code = `${GUARD}import { connect } from "cloudflare:sockets";\nexport default () => ({ properties: { socket: typeof connect } });`;
+    await expectUnreadable(withWorkflowCode(code), "the compiled code of workflow sneaky was refused: workflows cannot import modules");
+  });
+
+  it("code without the guard's tick: deploy 409, decisions 503", async () => {
+    await expectUnreadable(withWorkflowCode(`export default () => ({ properties: {} });`), "does not import the guard's tick");
+  });
+
+  it("the compiler's own output, stored as it was, is served", async () => {
+    const code = `${GUARD}export default () => ({ properties: { greeting: "hi" } });`;
+    const versionId = await insertVersion(stored.document, withWorkflowCode(code));
+    const deployed = await deploy(org.live.id, versionId);
+    expect(deployed.status, JSON.stringify(deployed.body)).toBe(201);
+    const decision = await call("POST", "/api/v1/surface-decisions", { key: org.live.secretKey, body: { surfaceSlug: "hello-world", identity: { anonymousIdentifier: "reader" } } });
+    expect(decision.status, JSON.stringify(decision.body)).toBe(200);
+    expect(decision.body.surfaceBehavior).toEqual({ properties: { greeting: "hi" } });
+    expect((await deploy(org.live.id, currentVersionId)).status).toBe(201);
+  });
+});
+
+describe("a version whose stored snapshot is structurally broken", () => {
+  it.each([
+    ["without plans", (snapshot: Record<string, any>) => ({ ...snapshot, plans: undefined })],
+    ["with features as an object", (snapshot: Record<string, any>) => ({ ...snapshot, features: {} })],
+    ["with workflows null", (snapshot: Record<string, any>) => ({ ...snapshot, workflows: null })],
+  ])("%s: deploy 409, decisions 503, never a 500", async (_what, broken) => {
+    await expectUnreadable((versionId) => broken({ ...stored.snapshot, versionId }), /its stored snapshot is malformed/);
+  });
+});

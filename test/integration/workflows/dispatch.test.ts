@@ -147,7 +147,7 @@ describe("uploadWorkflowScripts (deploy path) against a fake Cloudflare API", ()
     expect(first.method).toBe("PUT");
     expect(first.url).toBe(`https://api.cloudflare.com/client/v4/accounts/acc123/workers/dispatch/namespaces/mos-workflows/scripts/${await scriptOf(a)}`);
     expect(first.authorization).toBe("Bearer cf-token");
-    expect(first.metadata).toEqual({ main_module: "harness.js", compatibility_date: WORKFLOW_COMPATIBILITY_DATE, compatibility_flags: ["nodejs_als"] });
+    expect(first.metadata).toEqual({ main_module: "harness.js", compatibility_date: WORKFLOW_COMPATIBILITY_DATE, compatibility_flags: ["nodejs_als", "disallow_eval_during_startup"] });
     expect(Object.keys(first.parts).sort()).toEqual(["__mos_budget.js", "__mos_guard.js", "harness.js", "workflow.js"]);
     for (const part of Object.values(first.parts)) expect(part.type).toBe("application/javascript+module");
     expect(first.parts["workflow.js"]!.text).toBe(a.code);

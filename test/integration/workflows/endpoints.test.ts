@@ -179,6 +179,18 @@ const WORKFLOWS = {
       "access-control-allow-methods": "GET, POST",
     } });`,
   },
+  // Allows whatever header names `?allow=` lists, unasked, for two hours: a browser would cache every one of them.
+  "cors-sticky": {
+    type: "endpoint",
+    path: "cors-sticky",
+    access: "none",
+    source: `export default (request: Request) => new Response(null, { status: 204, headers: {
+      "access-control-allow-origin": request.headers.get("origin") ?? "*",
+      "access-control-allow-credentials": "true",
+      "access-control-allow-headers": new URL(request.url).searchParams.get("allow") ?? "",
+      "access-control-max-age": "7200",
+    } });`,
+  },
 };
 
 let org: TestOrganization;
@@ -192,6 +204,7 @@ beforeAll(async () => {
   signingKey = keys.privateKey;
   const document = helloWorld();
   document.workflows = structuredClone(WORKFLOWS);
+  document.plans.premium.stripeProductIds = ["prod_premium"];
   document.workflows.page.source = document.workflows.page.source.replaceAll("ENV_ID", org.live.id);
   document.workflows["sign-in"].source = document.workflows["sign-in"].source.replaceAll("ENV_ID", org.live.id);
   document.authMethods = { "test-jwt": { publicKey: await exportSPKI(keys.publicKey), identifierClaim: "email" } };
@@ -501,6 +514,60 @@ describe("endpoints through the customer's own proxy", () => {
   });
 });
 
+describe("endpoints' CORS answers never allow the proxy's headers on the shared origin", () => {
+  // A browser caches every name an answer allows (Access-Control-Max-Age), and sends a later request with any of them
+  // unasked: allowing the marker in an answer to an innocent preflight would let a page call the endpoint in proxy mode.
+  const sticky = (allow: string, init: { method?: string; headers?: Record<string, string> } = {}) =>
+    endpoint(org.live.id, `cors-sticky?allow=${encodeURIComponent(allow)}`, init);
+  const preflight = (allow: string, requested = "x-foo", headers: Record<string, string> = {}) =>
+    sticky(allow, {
+      method: "OPTIONS",
+      headers: { origin: "https://evil.example", "access-control-request-method": "POST", "access-control-request-headers": requested, ...headers },
+    });
+
+  it("drops the proxy's names from Access-Control-Allow-Headers: alone, in a list, in any case and spacing", async () => {
+    for (const [allow, expected] of [
+      ["x-mos-proxy-version", null],
+      ["X-MOS-Proxy-Version", null],
+      ["x-foo, x-mos-proxy-version", "x-foo"],
+      ["x-foo,X-MOS-PROXY-VERSION , \tx-Mos-Proxy-Client,x-bar", "x-foo, x-bar"],
+      ["x-mos-proxy-client", null],
+      [" , x-mos-proxy-version ,", null],
+      // Names that merely start like the marker, and the workflow's own list, stand.
+      ["x-mos-proxy-versions, content-type", "x-mos-proxy-versions, content-type"],
+      ["x-foo", "x-foo"],
+    ] as const) {
+      const result = await preflight(allow);
+      expect(result.status, allow).toBe(204);
+      expect(result.headers.get("access-control-allow-headers"), allow).toBe(expected);
+      expect(result.headers.get("access-control-max-age"), allow).toBe("7200");
+      expect(result.headers.get("access-control-allow-origin"), allow).toBe("https://evil.example");
+    }
+  });
+
+  it("replaces a wildcard with the names this preflight asked for, so no wildcard is cached for the marker", async () => {
+    expect((await preflight("*", "x-foo")).headers.get("access-control-allow-headers")).toBe("x-foo");
+    expect((await preflight("*", "X-Foo ,content-type")).headers.get("access-control-allow-headers")).toBe("X-Foo, content-type");
+    expect((await preflight("x-bar, *, x-mos-proxy-version", "x-foo")).headers.get("access-control-allow-headers")).toBe("x-bar, x-foo");
+    // Not a preflight: nothing was asked for, so a wildcard allows nothing.
+    expect((await preflight("*", "")).headers.get("access-control-allow-headers")).toBeNull();
+  });
+
+  it("applies to every direct response, not only preflights", async () => {
+    for (const method of ["GET", "POST"]) {
+      const result = await sticky("x-foo, X-MOS-Proxy-Version, *", { method, headers: { origin: "https://evil.example" } });
+      expect(result.status, method).toBe(204);
+      expect(result.headers.get("access-control-allow-headers"), method).toBe("x-foo");
+    }
+  });
+
+  it("leaves a response through the customer's proxy as the workflow made it", async () => {
+    const proxied = await sticky("x-foo, X-MOS-Proxy-Version, *", { headers: { "x-mos-proxy-version": "1" } });
+    expect(proxied.status).toBe(204);
+    expect(proxied.headers.get("access-control-allow-headers")).toBe("x-foo, X-MOS-Proxy-Version, *");
+  });
+});
+
 describe("counters in endpoint workflows", () => {
   it("consume against the caller's own plan limits, resolved as a counter update would", async () => {
     const featureId = (await call("GET", "/api/v1/admin/features/widget", { key: org.live.secretKey })).body.id;
@@ -524,5 +591,18 @@ describe("counters in endpoint workflows", () => {
     const unknown = await endpoint(org.live.id, `meter?counter=${encodeURIComponent("default:feat_0000000000000000.enabled")}`);
     expect(unknown.status).toBe(409);
     expect(unknown.body.error).toMatch(/unknown counter/);
+  });
+
+  it("count an unlimited counter (Premium's on over Registered's 3 widgets) without refusing", async () => {
+    const featureId = (await call("GET", "/api/v1/admin/features/widget", { key: org.live.secretKey })).body.id;
+    const counterId = `default:${featureId}.enabled`;
+    const user = `premium-meter-${crypto.randomUUID()}@example.com`;
+    await call("PUT", `/api/v1/admin/environments/${org.live.id}/customers/${user}`, { key: org.live.secretKey, body: { stripeProductIds: ["prod_premium"] } });
+    const jwt = await new SignJWT({ email: user }).setProtectedHeader({ alg: "RS256" }).setExpirationTime("5m").sign(signingKey);
+    const readings = [];
+    for (let i = 0; i < 4; i++) readings.push((await endpoint(org.live.id, `meter?counter=${encodeURIComponent(counterId)}`, { headers: { "x-mos-user-jwt": jwt } })).body);
+    expect(readings.map(({ used, hasAccess }) => ({ used, hasAccess }))).toEqual([1, 2, 3, 4].map((used) => ({ used, hasAccess: true })));
+    const check = await call("POST", "/api/v1/access-checks", { key: org.live.secretKey, body: { identity: { userJwt: jwt } } });
+    expect(check.body.features.widget.properties.enabled).toMatchObject({ hasAccess: true, consumedUnits: 4, totalUnits: 3, remainingUnits: 0 });
   });
 });

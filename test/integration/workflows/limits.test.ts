@@ -169,6 +169,98 @@ describe("the operation budget belongs to the call", () => {
   });
 });
 
+describe("no construct runs without ticking", () => {
+  /**
+   * Each of these recurses through one construct alone until the stack overflows; the caller catches that and goes
+   * again. Without a tick in the construct, one loop tick buys a whole stack's worth of untracked work (2,000 rounds
+   * pass easily under a 20,000-operation budget); with it, the budget runs out within the first rounds.
+   */
+  const roundsOf = (recursion: string, start: string) => `${recursion}
+export default () => {
+  for (let round = 0; round < 200; round++) {
+    try { ${start}; } catch {}
+  }
+  return { properties: { done: true } };
+};`;
+
+  it.each([
+    ["a class static block (reached through a field)", roundsOf(`class A { x = class { static { new A(); } } }`, "new A()")],
+    ["a class field's value", roundsOf(`class A { a = new A(); }`, "new A()")],
+    ["a static field's value (reached through a field)", roundsOf(`class A { x = class { static b = new A(); }; }`, "new A()")],
+    ["a default parameter", roundsOf(`function f(a = f()) {}`, "f()")],
+    ["a default inside a destructured parameter", roundsOf(`function f({ a = f({}) }) {}`, "f({})")],
+    ["a computed key of a destructured parameter", roundsOf(`function f({ [f({})]: a }) {}`, "f({})")],
+    ["an arrow's default parameter", roundsOf(`const f = (a = f()) => a;`, "f()")],
+  ])("%s: the call ends as `budget`", async (_what, source) => {
+    const runner = new LoaderWorkflowRunner(env.LOADER);
+    const outcome = await runner.run({ workflow: await workflowOf(source, { cpuMs: 1 }), args: {}, utils: new NoUtils(), deadlineMs: 10_000 });
+    expect(outcome).toMatchObject({ ok: false, kind: "budget" });
+  });
+
+  it("a call that catches the budget's error still ends as `budget`", async () => {
+    const runner = new LoaderWorkflowRunner(env.LOADER);
+    const workflow = await workflowOf(`export default () => {\n  try { while (true) {} } catch {}\n  return { properties: { escaped: true } };\n};`, { cpuMs: 1 });
+    expect(await runner.run({ workflow, args: {}, utils: new NoUtils(), deadlineMs: 10_000 })).toMatchObject({ ok: false, kind: "budget" });
+  });
+});
+
+describe("top-level code", () => {
+  it("cannot make functions from strings (they would carry no ticks): the workflow fails", async () => {
+    const runner = new LoaderWorkflowRunner(env.LOADER);
+    for (const made of [`new Function("return 1")`, `eval("() => 1")`]) {
+      const workflow = await workflowOf(`const made = ${made};\nexport default () => ({ properties: { value: made() } });`);
+      const outcome = await runner.run({ workflow, args: {}, utils: new NoUtils(), deadlineMs: 2000 });
+      expect(outcome, made).toMatchObject({ ok: false, kind: "threw", error: expect.stringContaining("Code generation from strings disallowed") });
+    }
+  });
+
+  it("has its startup allowance only while the module evaluates: a callback it registered spends nothing later", async () => {
+    const runner = new LoaderWorkflowRunner(env.LOADER);
+    // The callback runs outside any call's budget (it was registered at the top level) once a call opens the gate.
+    const workflow = await workflowOf(`let open: () => void = () => {};
+const gate = new Promise<void>((resolve) => { open = resolve; });
+let spent = 0;
+gate.then(() => { for (let i = 0; i < 500_000; i++) { spent++; } });
+export default async () => {
+  open();
+  await null;
+  await null;
+  return { properties: { spent } };
+};`);
+    const outcome = await runner.run({ workflow, args: {}, utils: new NoUtils(), deadlineMs: 5000 });
+    expect(outcome).toMatchObject({ ok: true, value: { properties: { spent: 0 } } });
+  });
+});
+
+describe("a streamed endpoint body", () => {
+  // The stream's first pull runs as it is made, inside the call; the runtime makes the others after the call has
+  // returned, outside its context. Each of those does `work` operations.
+  const streaming = (work: number) => `let pulls = 0;
+export default () => new Response(new ReadableStream({
+  pull(controller) {
+    for (let i = 0; i < (pulls > 0 ? ${work} : 0); i++) {}
+    if (++pulls > 3) controller.close();
+    else controller.enqueue(new TextEncoder().encode("chunk;"));
+  },
+}));`;
+  const endpointCall = async (work: number) => {
+    const runner = new LoaderWorkflowRunner(env.LOADER);
+    const workflow = await workflowOf(streaming(work), { type: "endpoint", path: "stream", access: "none", cpuMs: 1 });
+    const outcome = await runner.runEndpoint({ workflow, args: {}, utils: new NoUtils(), deadlineMs: 5000 }, new Request("https://example.com/stream"));
+    if (!outcome.ok) throw new Error(outcome.error);
+    return outcome.value;
+  };
+
+  it("is pulled within the call's own budget: a modest body streams", async () => {
+    expect(await (await endpointCall(1_000)).text()).toBe("chunk;chunk;chunk;");
+  });
+
+  it("and a body that spends more than the call's budget is cut off", async () => {
+    // The budget's error ends the stream inside the isolate; across RPC the reader only learns that it ended early.
+    await expect((await endpointCall(OPERATIONS_PER_CPU_MS * 2)).text()).rejects.toThrow(/exceeded its CPU budget|disconnected prematurely/);
+  });
+});
+
 describe("the budget's reset is out of the workflow's reach", () => {
   it("a version whose workflow imports a module (dynamically or not) is refused with the workflow, line and column", async () => {
     const org = await createOrganization("Sneaky workflow");

@@ -256,10 +256,14 @@ describe("counter updates see the plans a decision sees", () => {
     const regular = await update("regular@example.com");
     expect(regular.status).toBe(200);
     expect(regular.body.counter).toMatchObject({ consumedUnits: 1, totalUnits: 3 });
-    // For a VIP the provisioning workflow adds Premium, whose widget is "on": nothing is metered.
+    // For a VIP the provisioning workflow adds Premium, whose widget is "on" over Registered's 3: counted, unlimited,
+    // reported under Registered's limit.
+    await update("vip@example.com");
+    await update("vip@example.com");
+    await update("vip@example.com");
     const vip = await update("vip@example.com");
-    expect(vip.status).toBe(409);
-    expect(vip.body.message).toMatch(/registered, premium/);
+    expect(vip.status).toBe(200);
+    expect(vip.body.counter).toMatchObject({ consumedUnits: 4, totalUnits: 3, remainingUnits: 0, hasAccess: true });
   });
 });
 

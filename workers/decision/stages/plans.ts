@@ -11,8 +11,9 @@ export function planDecision<C extends Subject & { surfaceSlug?: string }>(servi
   const category = autoAssignCategoryFor(identity, bot);
   // The config stage already refused an unknown surface, so decide() cannot throw SurfaceNotFoundError here.
   const decision = decide({ prepared, category, stripeProductIds, workflowPlanSlugs, storeId: store, surfaceSlug, action: body.action, resource: body.resource });
-  // Workflows that run from now on enforce exactly these limits in utils.counters.
+  // Workflows that run from now on enforce exactly these limits in utils.counters (unlimited counters never refuse).
   context.workflows?.knowCounters(decision.meterRequests);
+  if (decision.unlimitedMeterRequests.length > 0) context.workflows?.knowCounters(decision.unlimitedMeterRequests);
   services.timing.mark("plans");
   return { ...context, category, decision };
 }

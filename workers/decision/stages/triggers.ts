@@ -6,6 +6,7 @@
  */
 import type { EvaluateResult } from "../../../durable-objects/meter/MeterObject";
 import type { MeterReading } from "../../engine";
+import { reportedReading } from "../../engine/meters";
 import { counterSettingsOf } from "../../workflows/scopedUtils";
 import type { Configured, DecisionRequest, Identified, Metered, Planned } from "../context";
 import type { Services } from "../services";
@@ -19,12 +20,15 @@ export function enqueueDecisionTriggers<C extends DecisionRequest & Configured &
 ): void {
   const { prepared, environment, identity, decision, meter, kind, workflows } = context;
   const { eventId } = decided;
-  // The user's limits ride along, so utils.counters in the action workflows enforce this decision's plans.
-  const counters = counterSettingsOf(decision.meterRequests);
+  const { unlimitedMeterRequests } = decision;
+  // The user's limits ride along, so utils.counters in the action workflows enforce this decision's plans; unlimited
+  // counters too (they never refuse), or an action could not count them.
+  const counters = counterSettingsOf(unlimitedMeterRequests.length === 0 ? decision.meterRequests : decision.meterRequests.concat(unlimitedMeterRequests));
   const enqueue = (triggers: Trigger[]) => services.triggers.enqueue(prepared, environment, identity, triggers, 0, counters);
   /** What a meter answer says happened: counters consumed, a new user, a plan change. */
   const meterTriggers = (answer: { readings: MeterReading[]; userAdded?: boolean; plansChanged?: { from: string[] | null; to: string[] } }): Trigger[] => {
-    const consumed = answer.readings.filter((reading) => reading.consumedInRequest);
+    // Unlimited counters' readings as the response reports them, not under the meter's unreachable limit.
+    const consumed = answer.readings.filter((reading) => reading.consumedInRequest).map((reading) => reportedReading(reading, unlimitedMeterRequests));
     return [
       ...(consumed.length > 0 ? [{ name: "counters.updated", payload: { eventId, identifier: identity.identifier, counters: consumed } }] : []),
       ...(answer.userAdded ? [{ name: "user.added", payload: { eventId, identifier: identity.identifier, authType: identity.authType } }] : []),
