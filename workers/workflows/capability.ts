@@ -38,7 +38,7 @@ export interface RemoteUtilsScope {
   readOnly: boolean;
   /** The request is an idempotent replay: counters read and consume nothing. */
   replaying?: boolean;
-  /** Counters this call's request resolved for the user (`counterId` → limit, period, unique resources). */
+  /** Counters this call's request resolved for the user (`counterId` → limit, period, unique resources, overridden limit). */
   counters: [string, CounterSettings][];
 }
 
@@ -98,8 +98,14 @@ function isCounterEntry(value: unknown): value is [string, CounterSettings] {
     typeof settings.limit === "number" &&
     typeof settings.period === "string" &&
     KNOWN_PERIODS.has(settings.period) &&
-    typeof settings.uniqueResources === "boolean"
+    typeof settings.uniqueResources === "boolean" &&
+    (settings.overriddenLimit === undefined || isUnitCount(settings.overriddenLimit))
   );
+}
+
+/** A limit as configurations state them: a whole number of units the meter can count. */
+function isUnitCount(value: unknown): value is number {
+  return Number.isSafeInteger(value) && (value as number) >= 0;
 }
 
 /** The well-formed `[counterId, settings]` entries of a serialized counter list (queue messages, tokens). */

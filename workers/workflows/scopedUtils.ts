@@ -6,7 +6,8 @@
 import type { MeterClient } from "../../durable-objects/meter/client";
 import type { Period } from "../../schema/config";
 import type { PreparedSnapshot } from "../engine/prepare";
-import type { MeterRequest } from "../engine/types";
+import { reportedReading } from "../engine/meters";
+import type { MeterReading, MeterRequest } from "../engine/types";
 import type { RemoteUtilsScope } from "./capability";
 import { checkFiredTrigger } from "./triggers";
 import { verifyUserJwt } from "../identity/jwt";
@@ -21,11 +22,32 @@ export interface CounterSettings {
   limit: number;
   period: Period;
   uniqueResources: boolean;
+  /**
+   * Only on an unlimited counter (MeterRequest.overriddenLimit): the limit of the metered setting its `on` overrides,
+   * which utils report its readings under, as the response does (reportedReading). Never sent to the meter object.
+   */
+  overriddenLimit?: number;
 }
 
 /** The limits a decision's meter requests put on each counter, by counter id. */
 export function counterSettingsOf(requests: readonly MeterRequest[]): Map<string, CounterSettings> {
-  return new Map(requests.map(({ counterId, limit, period, uniqueResources }) => [counterId, { limit, period, uniqueResources }]));
+  return new Map(
+    requests.map(({ counterId, limit, period, uniqueResources, overriddenLimit }) => [
+      counterId,
+      overriddenLimit === undefined ? { limit, period, uniqueResources } : { limit, period, uniqueResources, overriddenLimit },
+    ]),
+  );
+}
+
+/** A meter answer for one counter as utils hand it to the workflow: an unlimited counter's under its overridden limit. */
+function reportedUnder(settings: CounterSettings, reading: MeterReading | undefined): MeterReading | undefined {
+  if (settings.overriddenLimit === undefined || reading === undefined) return reading;
+  return reportedReading(reading, [{ ...settings, counterId: reading.counterId, consume: false }]);
+}
+
+/** What the meter object is told about a counter: its limits, without what only the platform's reports use. */
+function meterSettingsOf({ limit, period, uniqueResources }: CounterSettings): Omit<CounterSettings, "overriddenLimit"> {
+  return { limit, period, uniqueResources };
 }
 
 export interface ScopedUtilsOptions {
@@ -111,8 +133,9 @@ export function scopedUtils(options: ScopedUtilsOptions): WorkflowUtils {
   };
   const isReplay = () => options.replaying?.() === true;
   const evaluateOne = async (counterId: string, resourceId: string | undefined, consume: boolean) => {
-    const result = await user().evaluate({ counters: [{ counterId, ...(await settingsOf(counterId)), consume }], resourceId, timeZone: prepared.snapshot.timeZone });
-    return "readings" in result ? result.readings[0] : result;
+    const settings = await settingsOf(counterId);
+    const result = await user().evaluate({ counters: [{ counterId, ...meterSettingsOf(settings), consume }], resourceId, timeZone: prepared.snapshot.timeZone });
+    return "readings" in result ? reportedUnder(settings, result.readings[0]) : result;
   };
   const consume = (counterId: string, resourceId: string | undefined) => evaluateOne(counterId, resourceId, true);
   const peek = (counterId: string, resourceId: string | undefined) => evaluateOne(counterId, resourceId, false);
@@ -130,8 +153,9 @@ export function scopedUtils(options: ScopedUtilsOptions): WorkflowUtils {
       consume: (counterId, resourceId) => (isReplay() ? peek(counterId, resourceId) : consume(counterId, resourceId)),
       increment: async (counterId, update, resourceId) => {
         if (isReplay()) return peek(counterId, resourceId);
-        const result = await user().updateCounter({ counterId, ...(await settingsOf(counterId)), update, resourceId, timeZone: prepared.snapshot.timeZone });
-        return "reading" in result ? result.reading : result;
+        const settings = await settingsOf(counterId);
+        const result = await user().updateCounter({ counterId, ...meterSettingsOf(settings), update, resourceId, timeZone: prepared.snapshot.timeZone });
+        return "reading" in result ? reportedUnder(settings, result.reading) : result;
       },
       linkFrom: async (fromIdentifier) => {
         if (fromIdentifier === identifier()) return { linked: false, counters: 0 };

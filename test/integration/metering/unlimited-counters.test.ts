@@ -2,7 +2,7 @@
  * Unlimited counters — a plan's `on` over another plan's metered setting (hello-world's Premium over Registered's 3
  * widgets) — outside the response: `counters.updated` triggers report them as the response does (under the
  * overridden limit), and utils.counters in action and decision workflows and `POST /api/v1/counter-updates` count
- * them, never refusing.
+ * them, never refusing, and report them to workflows under the overridden limit too.
  */
 import { env } from "cloudflare:workers";
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
@@ -24,7 +24,7 @@ const WORKFLOWS = {
       let result;
       try {
         const reading = await utils.counters.consume(payload.counters[0].counterId);
-        result = { consumedUnits: reading.consumedUnits, hasAccess: reading.hasAccess };
+        result = { consumedUnits: reading.consumedUnits, remainingUnits: reading.remainingUnits, totalUnits: reading.totalUnits, hasAccess: reading.hasAccess };
       } catch (error) {
         result = { error: (error as Error).message };
       }
@@ -38,8 +38,9 @@ const WORKFLOWS = {
     source: `export default async ({ identity, features, utils }: any) => {
       if (!identity.identifier.startsWith("surface-")) return {};
       try {
-        const reading = await utils.counters.consume(features.widget.properties.enabled.counterId);
-        return { properties: { counted: reading.consumedUnits, countedHasAccess: reading.hasAccess } };
+        const counterId = features.widget.properties.enabled.counterId;
+        const readings = [await utils.counters.consume(counterId), await utils.counters.incrementCounter(counterId, 2)];
+        return { properties: { counted: readings.map((reading: any) => [reading.consumedUnits, reading.remainingUnits, reading.totalUnits, reading.hasAccess]) } };
       } catch (error) {
         return { properties: { counted: (error as Error).message } };
       }
@@ -110,7 +111,7 @@ describe("unlimited counters outside the response", () => {
     expect(messages.map((message) => (message.payload as { counters: unknown[] }).counters)).toEqual(responses.map((property) => [readingOf(property)]));
     // The limits riding along let action workflows count it: without a limit of the user's, never refused.
     for (const message of messages) {
-      expect(new Map(message.counters).get(counterId)).toEqual({ limit: UNLIMITED_UNITS, period: "lifetime", uniqueResources: false });
+      expect(new Map(message.counters).get(counterId)).toEqual({ limit: UNLIMITED_UNITS, period: "lifetime", uniqueResources: false, overriddenLimit: 3 });
     }
   });
 
@@ -118,7 +119,8 @@ describe("unlimited counters outside the response", () => {
     const user = await premiumUser("action");
     expect((await decide(user)).status).toBe(200);
     await triggers.deliver();
-    expect(await seen(user, "counted-again")).toEqual([{ consumedUnits: 2, hasAccess: true }]);
+    // Reported as the response reports it: under Registered's 3, not the meter's ceiling.
+    expect(await seen(user, "counted-again")).toEqual([{ consumedUnits: 2, remainingUnits: 1, totalUnits: 3, hasAccess: true }]);
     expect(await seen(user, "seen:counters.updated")).toEqual([expect.objectContaining({ counters: [expect.objectContaining({ consumedUnits: 1, totalUnits: 3, remainingUnits: 2 })] })]);
     const check = await call("POST", "/api/v1/access-checks", { key: org.live.secretKey, body: { identity: { userIdentifier: user } } });
     expect(check.body.features.widget.properties.enabled).toMatchObject({ hasAccess: true, consumedUnits: 2, totalUnits: 3, remainingUnits: 1 });
@@ -128,8 +130,9 @@ describe("unlimited counters outside the response", () => {
     const user = await premiumUser("surface");
     const decision = await decide(user);
     expect(decision.status).toBe(200);
-    // The decision consumed the first unit, its surface workflow the second.
-    expect(decision.body.surfaceBehavior.properties).toEqual({ counted: 2, countedHasAccess: true });
+    // The decision consumed the first unit, its surface workflow the second and then two more, past Registered's 3;
+    // the workflow reads them under that 3, as the response does.
+    expect(decision.body.surfaceBehavior.properties).toEqual({ counted: [[2, 1, 3, true], [4, 0, 3, true]] });
   });
 
   it("a counter update counts it (200, never refused) and reports it under the overridden limit, in its trigger too", async () => {
@@ -145,7 +148,7 @@ describe("unlimited counters outside the response", () => {
 
     const messages = await countersUpdated(user);
     expect(messages.map((message) => (message.payload as { counters: unknown[] }).counters)).toEqual([[first.body.counter], [over.body.counter], [back.body.counter]]);
-    expect(new Map(messages[0]!.counters).get(counterId)).toEqual({ limit: UNLIMITED_UNITS, period: "lifetime", uniqueResources: false });
+    expect(new Map(messages[0]!.counters).get(counterId)).toEqual({ limit: UNLIMITED_UNITS, period: "lifetime", uniqueResources: false, overriddenLimit: 3 });
     // A decision reads the same count.
     expect((await decide(user)).body.features.widget.properties.enabled).toMatchObject({ consumedUnits: 1, totalUnits: 3, remainingUnits: 2, hasAccess: true });
   });

@@ -250,12 +250,31 @@ describe("failed action runs", () => {
 });
 
 describe("dead letters through the admin API", () => {
-  it("are listed at most 50 at a time", async () => {
+  it("are listed at most 50 at a time: a larger limit is read as 50", async () => {
     const { org } = await setup("Dead letter page size");
-    expect((await deadLetters(org, org.live.secretKey, "?limit=50")).status).toBe(200);
-    const tooMany = await deadLetters(org, org.live.secretKey, "?limit=51");
-    expect(tooMany.status).toBe(400);
-    expect(tooMany.body.code).toBe("validation_failed");
+    await Promise.all(
+      Array.from({ length: 52 }, (_, n) =>
+        storeDeadLetter(env.DB, {
+          organizationId: org.id,
+          environmentId: org.live.id,
+          queueMessageId: `page-size-${n}`,
+          trigger: "flaky.thing",
+          identifier: null,
+          message: {},
+          messageTruncated: false,
+          workflows: ["always-fails"],
+          lastError: "down",
+          attempts: 3,
+        }),
+      ),
+    );
+    for (const query of ["", "?limit=51", "?limit=1000"]) {
+      const page = await deadLetters(org, org.live.secretKey, query);
+      expect(page.status).toBe(200);
+      expect(page.body.deadLetters).toHaveLength(50);
+      expect(page.body.nextCursor).toEqual(expect.any(String));
+    }
+    expect((await deadLetters(org, org.live.secretKey, "?limit=0")).body.code).toBe("validation_failed");
   });
 
   it("go with their environment when it is deleted", async () => {

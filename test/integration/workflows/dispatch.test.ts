@@ -9,6 +9,7 @@ import outboundWorker from "../../../outbound/worker";
 import { meterStub, userStoreKey } from "../../../durable-objects/meter/client";
 import { preparedSnapshotFor } from "../../../workers/services/snapshots";
 import { createMeterClient } from "../../../durable-objects/meter/client";
+import { UNLIMITED_UNITS } from "../../../workers/engine";
 import type { SnapshotWorkflow } from "../../../workers/engine/snapshot";
 import { testGroup100 } from "../../../workers/engine/testGroup";
 import { sha256Hex } from "../../../workers/lib/crypto";
@@ -592,6 +593,42 @@ describe("dispatched workflows reach platform data and the network only through 
     expect(outcome.ok).toBe(true);
     expect(await (outcome as { value: Response }).value.json()).toMatchObject({ consumedUnits: 1, totalUnits: 7, hasAccess: true });
     expect(resolutions).toEqual(["lazy-2"]);
+  });
+
+  it("reports an unlimited counter under the limit it overrides, and refuses tokens whose overridden limit is malformed", async () => {
+    const prepared = await preparedSnapshotFor(env.DB, versionA);
+    const counterId = `default:${prepared.snapshot.features[0]!.id}.enabled`;
+    // A plan's `on` over another plan's metered 3: counted without a ceiling, reported under the 3.
+    const unlimited = { limit: UNLIMITED_UNITS, period: "lifetime" as const, uniqueResources: false, overriddenLimit: 3 };
+    const utils = scopedUtils({
+      meter: createMeterClient(env.METER, 200),
+      organizationId: orgA.id,
+      store: "default",
+      prepared,
+      identifier: () => "dispatch-unlimited",
+      authenticated: () => true,
+      readOnly: false,
+      counterSettings: new Map([[counterId, unlimited]]),
+      fireTrigger: () => {},
+    });
+    const { workflow, runner } = await dispatched(
+      orgA,
+      `export default async ({ utils, counterId }: any) => {
+        const readings = [await utils.counters.consume(counterId), await utils.counters.incrementCounter(counterId, 1), await utils.counters.incrementCounter(counterId, 2)];
+        return { properties: { readings: readings.map((r: any) => [r.consumedUnits, r.remainingUnits, r.totalUnits, r.hasAccess]) } };
+      };`,
+    );
+    expect(await runner.run({ workflow, args: { counterId }, utils, deadlineMs: 5000 })).toMatchObject({
+      ok: true,
+      value: { properties: { readings: [[1, 2, 3, true], [2, 1, 3, true], [4, 0, 3, true]] } },
+    });
+
+    const scope = (await remoteScopeOf(utils))!;
+    for (const overriddenLimit of [-1, 1.5, Number.MAX_SAFE_INTEGER + 2, "3"]) {
+      const token = await mintCapability(env.SECRETS_KEY, { environmentId: orgA.live.id, workflow: "w", hosts: [], utils: { ...scope, counters: [[counterId, { ...unlimited, overriddenLimit: overriddenLimit as number }]] } }, 1000);
+      const request = new Request(`https://${UTILS_HOST}/v1/countersConsume`, { method: "POST", body: JSON.stringify({ args: [counterId, {}] }) });
+      expect((await handleWorkflowOutbound(env, request, token)).status).toBe(403);
+    }
   });
 
   it("bounds triggers: at most 50 per request, payloads of at most 32 KiB; undefined is not custom data", async () => {

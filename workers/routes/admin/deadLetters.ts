@@ -12,6 +12,7 @@ import { retryDeadLetter } from "../../workflows/actions";
 import { EnvironmentIdParam, json, permit, security } from "./shared";
 
 const tags = ["Dead letters"];
+const MAX_PAGE_SIZE = 50;
 const reading = { security, middleware: permit("deadLetters.read", "environment") };
 const writing = { security, middleware: permit("deadLetters.write", "environment") };
 const DeadLetterSummarySchema = z
@@ -48,7 +49,13 @@ const routes = {
       query: z.object({
         state: z.enum(["dead", "retried"]).optional(),
         cursor: z.string().max(200).optional(),
-        limit: z.coerce.number().int().min(1).max(50).default(50),
+        // Clamped rather than refused: a caller asking for more simply gets full pages.
+        limit: z.coerce
+          .number()
+          .int()
+          .min(1)
+          .default(MAX_PAGE_SIZE)
+          .openapi({ description: `Dead letters per page, at most ${MAX_PAGE_SIZE} a page: a larger limit is read as ${MAX_PAGE_SIZE}` }),
       }),
     },
     responses: {
@@ -91,7 +98,7 @@ export function registerDeadLetterRoutes(app: OpenAPIHono<AppEnv>): void {
   app.openapi(routes.list, async (c) => {
     const { environment } = c.var.target;
     const query = c.req.valid("query");
-    return c.json(await listDeadLetters(c.env.DB, { ...scopeOf(environment), state: query.state, before: query.cursor, limit: query.limit }), 200);
+    return c.json(await listDeadLetters(c.env.DB, { ...scopeOf(environment), state: query.state, before: query.cursor, limit: Math.min(query.limit, MAX_PAGE_SIZE) }), 200);
   });
   app.openapi(routes.get, async (c) => {
     const { environment } = c.var.target;
