@@ -46,6 +46,13 @@ describe("the compiler refuses what would take a workflow outside its own module
     expect(error.message).toContain("workflows.sneaky.source");
   });
 
+  it("names that only start with the letters __mos are the workflow's own", () => {
+    const code = compileWorkflowSource("names", `const __mostRecent = 1;\nconst __mosaic = { __mosquito: 2 };\nexport default () => ({ properties: { n: __mostRecent + __mosaic.__mosquito } });`);
+    expect(code).toContain("__mostRecent");
+    expect(verifyCompiledWorkflow(code)).toBeNull();
+    expect(refusal(`export default () => typeof __mos_budget;`).reason).toContain("reserved for the platform (__mos_budget)");
+  });
+
   it("type-only imports are types: stripped, not refused", () => {
     const code = compileWorkflowSource("typed", `import type { SurfaceArgs } from "./workflow-types";\nexport default (args: SurfaceArgs) => ({ properties: {} });`);
     expect(code).not.toContain("workflow-types");
@@ -69,7 +76,10 @@ describe("a tick wherever code can run again without passing another", () => {
     ["loop and function bodies", `function f() { while (x) y(); }\nconst g = (a) => a;`, `function f() {__mosTick(); while (x) {__mosTick();y();} }\nconst g = (a) => (__mosTick(), a);`],
     ["a class static block (an empty one runs nothing)", `class A { static {} static { a(); b(); } }`, `class A { static {} static { __mosTick();a(); b(); } }`],
     ["a class field's value, static or not", `class A { a = new A(); static b = make(); c; }`, `class A { a = (__mosTick(), new A()); static b = (__mosTick(), make()); c; }`],
-    ["a field whose value is a class expression", `class A { x = class { static { new A(); } } }`, `class A { x = (__mosTick(), class { static { __mosTick();new A(); } }) }`],
+    // Creating a class runs only its `extends`, computed keys, static fields and blocks: each ticked on its own, so the
+    // class value itself is left as it is and keeps the name its binding gives it.
+    ["a field whose value is a class expression", `class A { x = class { static { new A(); } } }`, `class A { x = class { static { __mosTick();new A(); } } }`],
+    ["a class expression's extends and computed keys", `function f(a = class extends g() { [f()]() {} static [k] = 1; }, b = class extends B {}) {}`, `function f(a = class extends (__mosTick(), g()) { [(__mosTick(), f())]() {__mosTick();} static [(__mosTick(), k)] = 1; }, b = class extends B {}) {__mosTick();}`],
     ["a default parameter", `function f(a = f()) {}`, `function f(a = (__mosTick(), f())) {__mosTick();}`],
     ["a default inside a destructured parameter", `function f({ a = f({}) }, [b = g()]) {}`, `function f({ a = (__mosTick(), f({})) }, [b = (__mosTick(), g())]) {__mosTick();}`],
     ["a computed key of a destructured parameter", `function f({ [f({})]: a }) {}`, `function f({ [(__mosTick(), f({}))]: a }) {__mosTick();}`],

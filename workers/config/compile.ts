@@ -13,11 +13,15 @@ import {
   type SnapshotWorkflow,
 } from "../engine/snapshot";
 import { sha256Hex } from "../lib/crypto";
+import { WORKFLOW_COMPILER_GENERATION } from "./workflowModule";
 
 export interface CompileContext {
   versionId: string;
   organizationId: string;
-  /** Turns workflow TypeScript into JavaScript; a thrown error fails the version. */
+  /**
+   * Turns workflow TypeScript into JavaScript; a thrown error fails the version. Its output is stamped as this build's
+   * compiler generation (snapshot `workflowCompiler`), so loading the version does not check it again.
+   */
   compileWorkflow?: (slug: string, source: string) => string;
 }
 
@@ -109,6 +113,7 @@ export async function compileSnapshot(doc: ConfigDocument, context: CompileConte
     surfaces,
     authMethods,
     workflows,
+    ...(context.compileWorkflow ? { workflowCompiler: WORKFLOW_COMPILER_GENERATION } : {}),
     triggers: Object.fromEntries(bySlug(doc.triggers).map(([name, trigger]) => [name, { ...trigger }])),
   };
 }

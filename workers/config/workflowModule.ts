@@ -10,6 +10,14 @@ import { parse, type Node } from "acorn";
 export const TICK_FUNCTION = "__mosTick";
 export const GUARD_MODULE = "./__mos_guard.js";
 
+/**
+ * The generation of the workflow compiler (workflows/compile.ts) and of this check, stamped into every snapshot it
+ * compiles (`workflowCompiler`). Stored code stamped with this generation or a later one was checked by these rules when
+ * its version was created and is not checked again when the version is loaded; older or unstamped code is. Bump it
+ * whenever the compiler or the check refuses something it used to let through.
+ */
+export const WORKFLOW_COMPILER_GENERATION = 1;
+
 /** The first line of every compiled workflow module, in every build so far. */
 export const GUARD_IMPORT = `import { ${TICK_FUNCTION} } from "${GUARD_MODULE}";`;
 
@@ -36,13 +44,17 @@ function outsideReach(node: LocatedNode): string | null {
     case "MetaProperty":
       return (node.meta as { name?: string } | undefined)?.name === "import" ? "import.meta is not available to workflows" : null;
     case "Identifier":
-      return RESERVED_NAME.test(node.name as string) ? `identifiers starting with __mos are reserved for the platform (${String(node.name)})` : null;
+      return RESERVED_NAME.test(node.name as string) ? `identifiers starting with __mos and a capital or an underscore are reserved for the platform (${String(node.name)})` : null;
     default:
       return null;
   }
 }
 
-const RESERVED_NAME = /^__mos/;
+/**
+ * The platform's names (`__mosTick`, the `__mos_guard` and `__mos_budget` modules): `__mos` followed by a capital or an
+ * underscore. Names that merely start with the letters (`__mostRecent`, `__mosaic`) are the workflow's own.
+ */
+const RESERVED_NAME = /^__mos[A-Z_]/;
 
 /**
  * The first node, in source order, that reaches outside the module; nodes `permitted` accepts are skipped with

@@ -91,6 +91,11 @@ export interface SnapshotWorkflow {
   deadlineMs?: number;
   /** CPU limit of one call (ms), as configured; absent means the type's default (workflows/runner.ts). */
   cpuMs?: number;
+  /**
+   * Never stored: set when a version is loaded if this build refused the workflow's stored code
+   * (services/versions.ts). The runners answer its calls as `unavailable` without running anything.
+   */
+  refused?: string;
 }
 
 export interface ConfigSnapshot {
@@ -105,6 +110,11 @@ export interface ConfigSnapshot {
   surfaces: Record<string, SnapshotSurface>;
   authMethods: SnapshotAuthMethod[];
   workflows: SnapshotWorkflow[];
+  /**
+   * The generation of the workflow compiler that compiled `workflows` (config/workflowModule.ts
+   * WORKFLOW_COMPILER_GENERATION); absent in snapshots compiled before it was stamped, or without a compiler.
+   */
+  workflowCompiler?: number;
   /** Declared custom triggers and the JSON Schema of their payload (absent in snapshots compiled before triggers existed). */
   triggers?: Record<string, { description?: string; schema: Record<string, unknown> }>;
 }

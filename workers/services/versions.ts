@@ -2,11 +2,12 @@
  * Versions (immutable compiled snapshots of the draft) and deployments (which version an environment serves).
  */
 import { compileSnapshot } from "../config/compile";
-import { verifyCompiledWorkflow } from "../config/workflowModule";
+import { verifyCompiledWorkflow, WORKFLOW_COMPILER_GENERATION } from "../config/workflowModule";
 import { prepareSnapshot, type PreparedSnapshot } from "../engine";
-import type { ConfigSnapshot } from "../engine/snapshot";
+import type { ConfigSnapshot, SnapshotWorkflow } from "../engine/snapshot";
 import { SNAPSHOT_SCHEMA, UnreadableSnapshotError, upgradeSnapshot, type SnapshotSchema } from "../engine/snapshotUpgrade";
 import { ApiError } from "../errors";
+import { sha256Hex } from "../lib/crypto";
 import { isUniqueConstraintError } from "../lib/d1Errors";
 import { newId, nowIso } from "../lib/ids";
 import { getDraft, validateDocument } from "./drafts";
@@ -135,11 +136,13 @@ export function readSnapshotsWithSchemaForTests(schema: SnapshotSchema): () => v
 /**
  * A version's compiled snapshot, ready to serve: upgraded to the schema this build reads (engine/snapshotUpgrade.ts),
  * so a version compiled by an older build is served as it was frozen; its workflows' compiled code checked again
- * (config/workflowModule.ts), since an older build's compiler may have let through what this one refuses; and
- * prepared for the engine. A snapshot this build cannot read — a newer schema, a row that is not a snapshot, one
- * whose structure preparing it trips over, or workflow code that reaches outside its module — is a 503
+ * (config/workflowModule.ts) unless the snapshot is stamped with this build's compiler generation or a later one, since
+ * an older build's compiler may have let through what this one refuses; and prepared for the engine. A workflow whose
+ * code is refused is marked `refused` and given code that runs nothing: only that workflow is unusable (its calls fail
+ * as `unavailable`, so its fallback applies), the rest of the version is served. A snapshot this build cannot read — a
+ * newer schema, a row that is not a snapshot, one whose structure preparing it trips over — is a 503
  * `version_unreadable` naming the version (deploy and rollback turn it into a 409), never a 500. The work is done once
- * per version per isolate (services/snapshots.ts caches the result), never on a decision's hot path.
+ * per version per isolate (services/snapshots.ts caches the result, refusals included), never on a decision's hot path.
  */
 export async function loadPreparedSnapshot(db: D1Database, versionId: string): Promise<PreparedSnapshot | null> {
   const row = await db.prepare("SELECT snapshot FROM versions WHERE id = ?").bind(versionId).first<{ snapshot: string }>();
@@ -151,10 +154,10 @@ export async function loadPreparedSnapshot(db: D1Database, versionId: string): P
     if (error instanceof UnreadableSnapshotError) throw versionUnreadable(versionId, error.message);
     throw error;
   }
-  const refusal = refusedWorkflowCode(snapshot);
-  if (refusal) throw versionUnreadable(versionId, refusal);
+  const workflows = await checkedWorkflows(snapshot);
+  if (typeof workflows === "string") throw versionUnreadable(versionId, workflows);
   try {
-    return prepareSnapshot(snapshot);
+    return prepareSnapshot(workflows === snapshot.workflows ? snapshot : { ...snapshot, workflows });
   } catch (error) {
     throw versionUnreadable(versionId, `its stored snapshot is malformed (${error instanceof Error ? error.message : String(error)})`);
   }
@@ -165,16 +168,41 @@ export async function loadSnapshot(db: D1Database, versionId: string): Promise<C
   return (await loadPreparedSnapshot(db, versionId))?.snapshot ?? null;
 }
 
-/** Why the snapshot's workflows may not run (not a list of workflows, or code outside its module), or null. */
-function refusedWorkflowCode(snapshot: ConfigSnapshot): string | null {
+/** Whether stored workflow code must be checked again: it was compiled by an older compiler than this build's. */
+function needsVerification(snapshot: ConfigSnapshot): boolean {
+  const generation: unknown = snapshot.workflowCompiler;
+  return typeof generation !== "number" || generation < WORKFLOW_COMPILER_GENERATION;
+}
+
+/**
+ * The snapshot's workflows as this build serves them: the same list when nothing was refused, otherwise a copy in
+ * which each refused workflow is marked and its code replaced. A string when the list itself is malformed.
+ */
+async function checkedWorkflows(snapshot: ConfigSnapshot): Promise<SnapshotWorkflow[] | string> {
   const workflows: unknown = snapshot.workflows;
   if (!Array.isArray(workflows)) return "its stored snapshot is malformed (workflows is not a list)";
   for (const workflow of workflows as unknown[]) {
     if (!isRecord(workflow) || typeof workflow.slug !== "string") return "its stored snapshot is malformed (a workflow without a slug)";
-    const violation = verifyCompiledWorkflow(workflow.code);
-    if (violation) return `the compiled code of workflow ${workflow.slug} was refused: ${violation.reason} (line ${violation.line}, column ${violation.column})`;
   }
-  return null;
+  if (!needsVerification(snapshot)) return workflows as SnapshotWorkflow[];
+  let checked: SnapshotWorkflow[] | null = null;
+  for (const [index, workflow] of (workflows as SnapshotWorkflow[]).entries()) {
+    const violation = verifyCompiledWorkflow(workflow.code);
+    if (!violation) continue;
+    checked ??= [...(workflows as SnapshotWorkflow[])];
+    checked[index] = await refusedWorkflow(workflow, `${violation.reason} (line ${violation.line}, column ${violation.column})`);
+  }
+  return checked ?? (workflows as SnapshotWorkflow[]);
+}
+
+/**
+ * A workflow whose stored code was refused: marked, so that the runners answer `unavailable` without starting
+ * anything, and with code that only throws why, so that a runner that ran it anyway would run none of the stored code.
+ */
+async function refusedWorkflow(workflow: SnapshotWorkflow, reason: string): Promise<SnapshotWorkflow> {
+  const refused = `the compiled code of workflow ${workflow.slug} was refused by this build of the platform: ${reason}`;
+  const code = `export default () => {\n  throw new Error(${JSON.stringify(refused)});\n};\n`;
+  return { ...workflow, code, codeHash: await sha256Hex(code), refused };
 }
 
 function versionUnreadable(versionId: string, reason: string): ApiError {

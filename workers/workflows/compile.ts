@@ -57,7 +57,7 @@ export function compileWorkflowSource(slug: string, source: string): string {
 type AnyNode = Node & Record<string, any>;
 
 /** Values whose evaluation runs no code (see instrument). */
-const RUNS_NO_CODE = new Set(["Literal", "Identifier", "FunctionExpression", "ArrowFunctionExpression"]);
+const RUNS_NO_CODE = new Set(["Literal", "Identifier", "FunctionExpression", "ArrowFunctionExpression", "ClassExpression"]);
 
 /**
  * Inserts the ticks. Each is a place where code may run once more with no other tick on its way:
@@ -68,9 +68,12 @@ const RUNS_NO_CODE = new Set(["Literal", "Identifier", "FunctionExpression", "Ar
  *   field values alone;
  * - every default value and computed key in a binding pattern, `(a = (__mosTick(), value))`: parameters are
  *   evaluated before the function body's tick, so `function f(a = f()) {}` recurses through its defaults alone.
- * A default or field value that runs no code of its own is left as it is: a literal, a name, or a function (creating
- * one runs nothing, and wrapping it would lose the name it takes from its binding). Computed keys of classes and
- * object literals are left too: they run once each time the class or object is evaluated, inside something ticked.
+ * A default or field value that runs no code of its own is left as it is: a literal, a name, a function or a class
+ * (creating one runs nothing, and wrapping it would lose the name it takes from its binding). What a class expression
+ * does run as it is created is ticked on its own: its `extends` expression and its computed keys, since a class in a
+ * default value (`function f(a = class { [f()]() {} }) {}`) runs them with no other tick on the way; its static
+ * fields and blocks are ticked like any. Computed keys of class declarations and object literals are left: they run
+ * once each time the class or object is evaluated, inside something ticked.
  * Calls the platform makes (tagged templates, getters, iterator and promise callbacks) land in functions, ticked.
  */
 function instrument(javascript: string, ast: Node): string {
@@ -112,6 +115,10 @@ function instrument(javascript: string, ast: Node): string {
       // An empty block runs nothing.
       const [first] = (node as AnyNode).body as AnyNode[];
       if (first) output.prependRight(first.start, tick);
+    },
+    ClassExpression: (node) => {
+      wrapValue((node as AnyNode).superClass);
+      for (const member of (node as AnyNode).body.body as AnyNode[]) if (member.computed) wrapExpression(member.key);
     },
     PropertyDefinition: (node) => wrapValue((node as AnyNode).value),
     AssignmentPattern: (node) => wrapValue((node as AnyNode).right),

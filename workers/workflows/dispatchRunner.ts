@@ -40,6 +40,7 @@ import {
   GUARD_SOURCE,
   guardModules,
   operationBudgetOf,
+  refusedOutcome,
   withDeadline,
   WORKFLOW_COMPATIBILITY_DATE,
   WORKFLOW_COMPATIBILITY_FLAGS,
@@ -353,6 +354,9 @@ export class DispatchWorkflowRunner implements WorkflowRunner {
 
   /** Runs `invoke` under the deadline; a call that fails or times out is aborted, so the script stops with it. */
   private async guarded<T>(call: WorkflowCall, invoke: (prepared: PreparedCall, signal: AbortSignal) => Promise<T>): Promise<WorkflowOutcome<T>> {
+    // Stored code the load-time check refused never runs (its stand-in module is not even looked up).
+    const refused = refusedOutcome(call.workflow);
+    if (refused) return refused;
     let prepared: PreparedCall;
     try {
       prepared = await this.prepare(call);

@@ -127,7 +127,14 @@ function withBodyInBudget(budget, response) {
   const reader = response.body.getReader();
   const body = new ReadableStream({
     pull: (controller) =>
-      budgets.run(budget, () => reader.read()).then(({ done, value }) => (done ? controller.close() : controller.enqueue(value))),
+      budgets.run(budget, () => reader.read()).then(({ done, value }) => {
+        // A pull that caught the budget's error still ran out of budget: the body fails rather than ending as if whole.
+        if (budget.exceeded) {
+          reader.cancel().catch(() => {});
+          controller.error(new Error(${JSON.stringify(BUDGET_EXCEEDED_MESSAGE)}));
+        } else if (done) controller.close();
+        else controller.enqueue(value);
+      }),
     cancel: (reason) => reader.cancel(reason),
   });
   return new NativeResponse(body, response);
@@ -184,11 +191,24 @@ function wrapUtils(raw) {
   };
 }
 
+/**
+ * The result copied inside the call's budget: RPC would copy it after the call, where a getter of the result has no
+ * budget to tick against. What structured cloning cannot copy (a function) goes to RPC as it is, as before.
+ */
+function copiedInBudget(result) {
+  try {
+    return structuredClone(result);
+  } catch (error) {
+    if (error instanceof DOMException && error.name === "DataCloneError") return result;
+    throw error;
+  }
+}
+
 export default class extends WorkerEntrypoint {
   run(args, rawUtils, budget) {
     return withOperationBudget(budget, async () => {
       const result = await workflow({ ...args, utils: wrapUtils(rawUtils) });
-      return result === undefined ? null : result;
+      return result === undefined ? null : copiedInBudget(result);
     });
   }
   runEndpoint(request, args, rawUtils, budget) {
@@ -240,12 +260,24 @@ export class LoaderWorkflowRunner implements WorkflowRunner {
   }
 
   run(call: WorkflowCall): Promise<WorkflowOutcome> {
+    const refused = refusedOutcome(call.workflow);
+    if (refused) return Promise.resolve(refused);
     return withDeadline(call.deadlineMs, () => this.entrypoint(call.workflow).run(call.args, utilsFor(call), operationBudgetOf(call.workflow)));
   }
 
   runEndpoint(call: WorkflowCall, request: Request): Promise<WorkflowOutcome<Response>> {
+    const refused = refusedOutcome(call.workflow);
+    if (refused) return Promise.resolve(refused);
     return withDeadline(call.deadlineMs, () => this.entrypoint(call.workflow).runEndpoint(request, call.args, utilsFor(call), operationBudgetOf(call.workflow)));
   }
+}
+
+/**
+ * The outcome of every call of a workflow whose stored code this build refused (services/versions.ts): `unavailable`,
+ * so that its fallback applies, without starting an isolate. Both runtimes answer it.
+ */
+export function refusedOutcome(workflow: SnapshotWorkflow): WorkflowOutcome<never> | null {
+  return workflow.refused ? { ok: false, kind: "unavailable", error: workflow.refused, durationMs: 0 } : null;
 }
 
 /**

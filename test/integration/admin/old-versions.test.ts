@@ -8,9 +8,12 @@ import { env } from "cloudflare:workers";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
 import { SNAPSHOT_SCHEMA_VERSION } from "../../../workers/engine/snapshot";
 import type { SnapshotSchema, StoredSnapshot } from "../../../workers/engine";
+import { WORKFLOW_COMPILER_GENERATION } from "../../../workers/config/workflowModule";
+import { createSnapshotStore } from "../../../workers/services/snapshots";
 import { readSnapshotsWithSchemaForTests } from "../../../workers/services/versions";
 import { call, createOrganization, publish, type TestOrganization } from "../../support/api";
 import { expectConsoleError } from "../../support/console";
+import { eventsFor } from "../../support/events";
 import { helloWorld } from "../../support/examples";
 
 let org: TestOrganization;
@@ -201,36 +204,120 @@ async function expectUnreadable(snapshotOf: (versionId: string) => unknown, reas
 }
 
 describe("a version whose stored workflow code this build's compiler would refuse (compiled by an older build)", () => {
-  const withWorkflowCode = (code: string) => (versionId: string) => ({
+  const withWorkflowCode = (code: string, stamp: Record<string, unknown> = {}) => (versionId: string) => ({
     ...stored.snapshot,
+    ...stamp,
+    workflowCompiler: undefined,
     versionId,
     workflows: [{ slug: "sneaky", name: "sneaky", type: "surface", surface: "hello-world", code, codeHash: "0".repeat(64), required: false }],
   });
   const GUARD = `import { __mosTick } from "./__mos_guard.js";\n`;
 
-  it("a dynamic import of the budget module: deploy 409, decisions 503", async () => {
+  /** An environment serving `snapshotOf`'s version, deployed through the API; the surface decision made on it. */
+  async function servedDecision(snapshotOf: (versionId: string) => unknown) {
+    const serving = await createOrganization("Serving an older build's workflow code");
+    const versionId = await insertVersion(stored.document, snapshotOf, serving.id);
+    const deployed = await call("POST", `/api/v1/admin/environments/${serving.live.id}/deployments`, { key: serving.adminKey, body: { versionId } });
+    expect(deployed.status, JSON.stringify(deployed.body)).toBe(201);
+    const decision = await call("POST", "/api/v1/surface-decisions", { key: serving.live.secretKey, body: { surfaceSlug: "hello-world", identity: { anonymousIdentifier: "reader" } } });
+    expect(decision.status, JSON.stringify(decision.body)).toBe(200);
+    return { serving, decision };
+  }
+
+  /**
+   * Only the refused workflow is unusable: the version deploys and is served, the workflow's calls fail as
+   * `unavailable` without running (its fallback applies) and the decision records why.
+   */
+  async function expectWorkflowRefused(snapshotOf: (versionId: string) => unknown, reason: string) {
+    const { serving, decision } = await servedDecision(snapshotOf);
+    expect(decision.body.surfaceBehavior).toEqual({});
+    expect(decision.body.features.widget.properties.enabled).toMatchObject({ hasAccess: true });
+    const [event] = (await eventsFor(serving.live.secretKey, "limit=20")).filter((candidate) => candidate.id === decision.body.eventId);
+    expect(event?.record.workflows).toEqual([expect.objectContaining({ slug: "sneaky", ok: false, kind: "unavailable", error: expect.stringContaining(reason) })]);
+  }
+
+  it("a dynamic import of the budget module: only that workflow is unavailable", async () => {
     const code = `${GUARD}export default async () => {\n  const budget = await import("./__mos_budget.js");\n  return { properties: { escaped: typeof budget.withOperationBudget } };\n};`;
-    await expectUnreadable(withWorkflowCode(code), "the compiled code of workflow sneaky was refused: dynamic import() is not available to workflows (line 3, column 24)");
+    await expectWorkflowRefused(withWorkflowCode(code), "the compiled code of workflow sneaky was refused by this build of the platform: dynamic import() is not available to workflows (line 3, column 24)");
   });
 
-  it("a raw-socket import: deploy 409, decisions 503", async () => {
+  it("a raw-socket import: only that workflow is unavailable", async () => {
     const code = `${GUARD}import { connect } from "cloudflare:sockets";\nexport default () => ({ properties: { socket: typeof connect } });`;
-    await expectUnreadable(withWorkflowCode(code), "the compiled code of workflow sneaky was refused: workflows cannot import modules");
+    await expectWorkflowRefused(withWorkflowCode(code), "was refused by this build of the platform: workflows cannot import modules");
   });
 
-  it("code without the guard's tick: deploy 409, decisions 503", async () => {
-    await expectUnreadable(withWorkflowCode(`export default () => ({ properties: {} });`), "does not import the guard's tick");
+  it("code without the guard's tick: only that workflow is unavailable", async () => {
+    await expectWorkflowRefused(withWorkflowCode(`export default () => ({ properties: {} });`), "does not import the guard's tick");
+  });
+
+  it("code stamped by an older compiler generation is checked", async () => {
+    const stamp = { workflowCompiler: WORKFLOW_COMPILER_GENERATION - 1 };
+    await expectWorkflowRefused((id) => ({ ...withWorkflowCode(`export default () => ({ properties: {} });`)(id), ...stamp }), "does not import the guard's tick");
   });
 
   it("the compiler's own output, stored as it was, is served", async () => {
     const code = `${GUARD}export default () => ({ properties: { greeting: "hi" } });`;
-    const versionId = await insertVersion(stored.document, withWorkflowCode(code));
-    const deployed = await deploy(org.live.id, versionId);
-    expect(deployed.status, JSON.stringify(deployed.body)).toBe(201);
-    const decision = await call("POST", "/api/v1/surface-decisions", { key: org.live.secretKey, body: { surfaceSlug: "hello-world", identity: { anonymousIdentifier: "reader" } } });
-    expect(decision.status, JSON.stringify(decision.body)).toBe(200);
+    const { decision } = await servedDecision(withWorkflowCode(code));
     expect(decision.body.surfaceBehavior).toEqual({ properties: { greeting: "hi" } });
-    expect((await deploy(org.live.id, currentVersionId)).status).toBe(201);
+  });
+
+  it("names that only start with __mos (not the platform's) are the workflow's own", async () => {
+    const code = `${GUARD}const __mostRecent = "hi";\nexport default () => ({ properties: { greeting: __mostRecent } });`;
+    const { decision } = await servedDecision(withWorkflowCode(code));
+    expect(decision.body.surfaceBehavior).toEqual({ properties: { greeting: "hi" } });
+  });
+});
+
+describe("a version compiled by this build", () => {
+  it("is stamped with this build's compiler generation, and its code is not checked again when it is loaded", async () => {
+    expect(stored.snapshot.workflowCompiler).toBe(WORKFLOW_COMPILER_GENERATION);
+    // Code the check would refuse (it does not import the tick), stamped as this generation's: served as stored.
+    const serving = await createOrganization("Stamped");
+    const versionId = await insertVersion(
+      stored.document,
+      (id) => ({
+        ...stored.snapshot,
+        versionId: id,
+        workflows: [{ slug: "stamped", name: "stamped", type: "surface", surface: "hello-world", code: `export default () => ({ properties: { checked: false } });`, codeHash: "1".repeat(64), required: false }],
+      }),
+      serving.id,
+    );
+    await env.DB.prepare("UPDATE environments SET deployed_version_id = ? WHERE id = ?").bind(versionId, serving.live.id).run();
+    const decision = await call("POST", "/api/v1/surface-decisions", { key: serving.live.secretKey, body: { surfaceSlug: "hello-world", identity: { anonymousIdentifier: "reader" } } });
+    expect(decision.status, JSON.stringify(decision.body)).toBe(200);
+    expect(decision.body.surfaceBehavior).toEqual({ properties: { checked: false } });
+  });
+});
+
+describe("the isolate's snapshot store", () => {
+  /** env.DB, counting the statements prepared on it; `failing` makes the next ones fail as an unreachable D1 would. */
+  function countingDb() {
+    const state = { prepared: 0, failing: false };
+    const db = new Proxy(env.DB, {
+      get(target, name) {
+        if (name !== "prepare") return Reflect.get(target, name, target);
+        return (query: string) => {
+          state.prepared++;
+          if (state.failing) throw new Error("D1 is unreachable");
+          return target.prepare(query);
+        };
+      },
+    });
+    return { db, state };
+  }
+
+  it("remembers a version it cannot read, but not a failed read", async () => {
+    const versionId = await insertVersion(stored.document, (id) => ({ ...stored.snapshot, versionId: id, schemaVersion: SNAPSHOT_SCHEMA_VERSION + 1 }));
+    const store = createSnapshotStore();
+    const { db, state } = countingDb();
+    for (let attempt = 0; attempt < 3; attempt++) await expect(store.get(db, versionId)).rejects.toMatchObject({ code: "version_unreadable" });
+    expect(state.prepared).toBe(1);
+
+    state.failing = true;
+    await expect(store.get(db, currentVersionId)).rejects.toThrow("D1 is unreachable");
+    state.failing = false;
+    expect((await store.get(db, currentVersionId)).snapshot.versionId).toBe(currentVersionId);
+    expect(state.prepared).toBe(3);
   });
 });
 

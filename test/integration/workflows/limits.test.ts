@@ -191,6 +191,8 @@ export default () => {
     ["a default inside a destructured parameter", roundsOf(`function f({ a = f({}) }) {}`, "f({})")],
     ["a computed key of a destructured parameter", roundsOf(`function f({ [f({})]: a }) {}`, "f({})")],
     ["an arrow's default parameter", roundsOf(`const f = (a = f()) => a;`, "f()")],
+    ["a computed key of a class in a default parameter", roundsOf(`function f(a = class { [f()]() {} }) {}`, "f()")],
+    ["the extends of a class in a default parameter", roundsOf(`function f(a = class extends f() {}) {}`, "f()")],
   ])("%s: the call ends as `budget`", async (_what, source) => {
     const runner = new LoaderWorkflowRunner(env.LOADER);
     const outcome = await runner.run({ workflow: await workflowOf(source, { cpuMs: 1 }), args: {}, utils: new NoUtils(), deadlineMs: 10_000 });
@@ -201,6 +203,24 @@ export default () => {
     const runner = new LoaderWorkflowRunner(env.LOADER);
     const workflow = await workflowOf(`export default () => {\n  try { while (true) {} } catch {}\n  return { properties: { escaped: true } };\n};`, { cpuMs: 1 });
     expect(await runner.run({ workflow, args: {}, utils: new NoUtils(), deadlineMs: 10_000 })).toMatchObject({ ok: false, kind: "budget" });
+  });
+});
+
+describe("what the compiler's ticks leave as they were", () => {
+  it("class values keep the names their bindings give them", async () => {
+    const runner = new LoaderWorkflowRunner(env.LOADER);
+    const workflow = await workflowOf(`class A { static B = class {}; }
+function g(C = class {}) { return C.name; }
+const { D = class {} } = {} as { D?: unknown };
+const E = class extends A {};
+export default () => ({ properties: { names: [A.B.name, g(), (D as { name: string }).name, E.name] } });`);
+    expect(await runner.run({ workflow, args: {}, utils: new NoUtils(), deadlineMs: 2000 })).toMatchObject({ ok: true, value: { properties: { names: ["B", "C", "D", "E"] } } });
+  });
+
+  it("a result with getters is read inside the call's budget", async () => {
+    const runner = new LoaderWorkflowRunner(env.LOADER);
+    const workflow = await workflowOf(`export default () => ({ get properties() { return { a: 1 }; } });`);
+    expect(await runner.run({ workflow, args: {}, utils: new NoUtils(), deadlineMs: 2000 })).toMatchObject({ ok: true, value: { properties: { a: 1 } } });
   });
 });
 
@@ -258,6 +278,25 @@ export default () => new Response(new ReadableStream({
   it("and a body that spends more than the call's budget is cut off", async () => {
     // The budget's error ends the stream inside the isolate; across RPC the reader only learns that it ended early.
     await expect((await endpointCall(OPERATIONS_PER_CPU_MS * 2)).text()).rejects.toThrow(/exceeded its CPU budget|disconnected prematurely/);
+  });
+
+  it("even when the pull catches the budget's error", async () => {
+    const runner = new LoaderWorkflowRunner(env.LOADER);
+    // The second pull runs out of budget, catches the error and ends the body as if it were whole: no later pull runs
+    // (and ticks) to fail it.
+    const source = `let pulls = 0;
+export default () => new Response(new ReadableStream({
+  pull(controller) {
+    if (pulls++ === 0) return controller.enqueue(new TextEncoder().encode("chunk;"));
+    try { while (true) {} } catch {}
+    controller.enqueue(new TextEncoder().encode("last;"));
+    controller.close();
+  },
+}));`;
+    const workflow = await workflowOf(source, { type: "endpoint", path: "stream", access: "none", cpuMs: 1 });
+    const outcome = await runner.runEndpoint({ workflow, args: {}, utils: new NoUtils(), deadlineMs: 5000 }, new Request("https://example.com/stream"));
+    if (!outcome.ok) throw new Error(outcome.error);
+    await expect(outcome.value.text()).rejects.toThrow(/exceeded its CPU budget|disconnected prematurely/);
   });
 });
 
