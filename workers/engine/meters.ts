@@ -198,21 +198,7 @@ export function renderFeatures(
       }
       const reading = usable?.get(counterId);
       if (reading !== undefined) {
-        properties[property.slug] = {
-          type: "meterable",
-          counterId,
-          hasAccess: reading.hasAccess,
-          isFallback: false,
-          consumedUnits: reading.consumedUnits,
-          remainingUnits: reading.remainingUnits,
-          totalUnits: reading.totalUnits,
-          periodStart: reading.periodStart,
-          uniqueResources: reading.uniqueResources,
-          resourceIdUsed: reading.resourceIdUsed,
-          consumedInRequest: reading.consumedInRequest,
-          consumedUnitsInRequest: reading.consumedUnitsInRequest,
-          excessUnitsInRequest: reading.excessUnitsInRequest,
-        };
+        properties[property.slug] = meteredProperty(counterId, reading);
         continue;
       }
       const open = definition.type === "enabled" && definition.onMeterFailure === "open";
@@ -233,15 +219,19 @@ export function renderFeatures(
  * `hasAccess: true`).
  */
 function unlimitedProperty(counterId: string, reading: MeterReading, overriddenLimit: number): MeterableProperty {
-  const limit = underOverriddenLimit(overriddenLimit, reading.consumedUnits);
+  return meteredProperty(counterId, { ...reading, hasAccess: true, ...underOverriddenLimit(overriddenLimit, reading.consumedUnits) });
+}
+
+/** A meterable property with every field of its counter's reading. */
+function meteredProperty(counterId: string, reading: MeterReading): MeterableProperty {
   return {
     type: "meterable",
     counterId,
-    hasAccess: true,
+    hasAccess: reading.hasAccess,
     isFallback: false,
     consumedUnits: reading.consumedUnits,
-    remainingUnits: limit.remainingUnits,
-    totalUnits: limit.totalUnits,
+    remainingUnits: reading.remainingUnits,
+    totalUnits: reading.totalUnits,
     periodStart: reading.periodStart,
     uniqueResources: reading.uniqueResources,
     resourceIdUsed: reading.resourceIdUsed,

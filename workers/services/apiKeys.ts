@@ -4,6 +4,7 @@
  * against the row it finds.
  */
 import { randomToken, sha256Hex } from "../lib/crypto";
+import { insertRowStatements, revokeAndReplace, type InsertStatements } from "../lib/d1Rows";
 import { newId, nowIso } from "../lib/ids";
 
 export type KeyType = "secret" | "publishable";
@@ -60,7 +61,7 @@ export const hashApiKey = (key: string): Promise<string> => sha256Hex(key);
 export async function createApiKey(
   db: D1Database,
   input: { organizationId: string; environmentId: string; type: KeyType; name: string },
-): Promise<{ key: CreatedKey; statement: D1PreparedStatement; afterOneChange: D1PreparedStatement }> {
+): Promise<{ key: CreatedKey } & InsertStatements> {
   const secret = randomToken(SECRET_LENGTH);
   const plain = `${input.type === "secret" ? "sk" : "pk"}_${input.environmentId}_${secret}`;
   const info: ApiKeyInfo = {
@@ -73,14 +74,18 @@ export async function createApiKey(
     createdAt: nowIso(),
     revokedAt: null,
   };
-  const values = [info.id, info.organizationId, info.environmentId, info.type, info.name, info.prefix, await hashApiKey(plain), info.createdAt];
-  const statement = db.prepare(`${INSERT_KEY} VALUES (?, ?, ?, ?, ?, ?, ?, ?)`).bind(...values);
-  // The same row, written only if the statement just before it in a batch changed one row (see rotateApiKey).
-  const afterOneChange = db.prepare(`${INSERT_KEY} SELECT ?, ?, ?, ?, ?, ?, ?, ? WHERE changes() = 1`).bind(...values);
-  return { key: { ...info, key: plain }, statement, afterOneChange };
+  const row = {
+    id: info.id,
+    organization_id: info.organizationId,
+    environment_id: info.environmentId,
+    type: info.type,
+    name: info.name,
+    prefix: info.prefix,
+    hash: await hashApiKey(plain),
+    created_at: info.createdAt,
+  };
+  return { key: { ...info, key: plain }, ...insertRowStatements(db, "api_keys", row) };
 }
-
-const INSERT_KEY = "INSERT INTO api_keys (id, organization_id, environment_id, type, name, prefix, hash, created_at)";
 
 export async function insertApiKey(db: D1Database, input: Parameters<typeof createApiKey>[1]): Promise<CreatedKey> {
   const { key, statement } = await createApiKey(db, input);
@@ -113,10 +118,6 @@ export async function revokeApiKey(db: D1Database, id: string): Promise<void> {
  * a key: null when the old key was revoked or rotated already.
  */
 export async function rotateApiKey(db: D1Database, old: ApiKeyInfo): Promise<CreatedKey | null> {
-  const { key, afterOneChange } = await createApiKey(db, old);
-  const [, inserted] = await db.batch([
-    db.prepare("UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL").bind(nowIso(), old.id),
-    afterOneChange,
-  ]);
-  return inserted?.meta.changes === 1 ? key : null;
+  const { key, ...statements } = await createApiKey(db, old);
+  return (await revokeAndReplace(db, "api_keys", old.id, nowIso(), statements)) ? key : null;
 }

@@ -4,6 +4,7 @@
  * key, and the organization id inside the key lets a lookup be checked against the row it finds.
  */
 import { randomToken } from "../lib/crypto";
+import { insertRowStatements, revokeAndReplace, type InsertStatements } from "../lib/d1Rows";
 import { newId, nowIso } from "../lib/ids";
 import { hashApiKey } from "./apiKeys";
 
@@ -58,7 +59,7 @@ export function parseOrganizationKey(key: string): { organizationId: string } | 
 export async function createOrganizationKey(
   db: D1Database,
   input: { organizationId: string; role: OrganizationRole; name: string },
-): Promise<{ key: CreatedOrganizationKey; statement: D1PreparedStatement; afterOneChange: D1PreparedStatement }> {
+): Promise<{ key: CreatedOrganizationKey } & InsertStatements> {
   const plain = `ok_${input.organizationId}_${randomToken(SECRET_LENGTH)}`;
   const info: OrganizationKeyInfo = {
     id: newId("key"),
@@ -69,14 +70,17 @@ export async function createOrganizationKey(
     createdAt: nowIso(),
     revokedAt: null,
   };
-  const values = [info.id, info.organizationId, info.role, info.name, info.prefix, await hashApiKey(plain), info.createdAt];
-  const statement = db.prepare(`${INSERT_KEY} VALUES (?, ?, ?, ?, ?, ?, ?)`).bind(...values);
-  // The same row, written only if the statement just before it in a batch changed one row (see rotateOrganizationKey).
-  const afterOneChange = db.prepare(`${INSERT_KEY} SELECT ?, ?, ?, ?, ?, ?, ? WHERE changes() = 1`).bind(...values);
-  return { key: { ...info, key: plain }, statement, afterOneChange };
+  const row = {
+    id: info.id,
+    organization_id: info.organizationId,
+    role: info.role,
+    name: info.name,
+    prefix: info.prefix,
+    hash: await hashApiKey(plain),
+    created_at: info.createdAt,
+  };
+  return { key: { ...info, key: plain }, ...insertRowStatements(db, "organization_keys", row) };
 }
-
-const INSERT_KEY = "INSERT INTO organization_keys (id, organization_id, role, name, prefix, hash, created_at)";
 
 export async function insertOrganizationKey(db: D1Database, input: Parameters<typeof createOrganizationKey>[1]): Promise<CreatedOrganizationKey> {
   const { key, statement } = await createOrganizationKey(db, input);
@@ -113,10 +117,6 @@ export async function revokeOrganizationKey(db: D1Database, id: string): Promise
  * key: null when the old key was revoked or rotated already.
  */
 export async function rotateOrganizationKey(db: D1Database, old: OrganizationKeyInfo): Promise<CreatedOrganizationKey | null> {
-  const { key, afterOneChange } = await createOrganizationKey(db, old);
-  const [, inserted] = await db.batch([
-    db.prepare("UPDATE organization_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL").bind(nowIso(), old.id),
-    afterOneChange,
-  ]);
-  return inserted?.meta.changes === 1 ? key : null;
+  const { key, ...statements } = await createOrganizationKey(db, old);
+  return (await revokeAndReplace(db, "organization_keys", old.id, nowIso(), statements)) ? key : null;
 }
