@@ -6,18 +6,21 @@ export default defineConfig(async () => {
   const migrations = await readD1Migrations(path.join(import.meta.dirname, "schema"));
   return {
     plugins: [
-      cloudflareTest({
+      // A function, so that it runs after globalSetup and can read the fake Stripe's URL (test/fake-stripe).
+      cloudflareTest(({ inject }) => ({
         wrangler: { configPath: "./wrangler.toml" },
         miniflare: {
           bindings: {
             TEST_MIGRATIONS: migrations,
             OPERATOR_TOKEN: "test-operator-token",
             SECRETS_KEY: "dGVzdC1zZWNyZXRzLWtleS0zMi1ieXRlcy1sb25nISE=",
+            STRIPE_API_BASE: inject("stripeApiBase"),
           },
         },
-      }),
+      })),
     ],
     test: {
+      globalSetup: ["./test/fake-stripe/global-setup.ts"],
       setupFiles: ["./test/setup/apply-migrations.ts", "./test/setup/console.ts"],
       include: ["test/**/*.test.ts"],
     },

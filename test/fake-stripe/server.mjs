@@ -1,0 +1,632 @@
+/**
+ * A fake of the part of Stripe's REST API the platform uses, for tests: nothing in the test suite may reach the real
+ * Stripe. It speaks Stripe's wire format (form-encoded bodies in bracket notation, `Authorization: Bearer sk_test_…`,
+ * JSON objects in Stripe's shapes, errors as `{ error: { type, message, code? } }`), so the official SDK can be
+ * pointed at it.
+ *
+ * State is in memory and scoped by secret key, as Stripe scopes it by account: test files run in parallel against one
+ * server, so each test uses its own `sk_test_…` key and sees only its own customers, prices and requests.
+ *
+ * `/__control/…` is not Stripe's: tests use it to seed data, complete checkout sessions (which returns the events
+ * Stripe would send as webhooks) and read the recorded requests.
+ *
+ * Run on its own with `node test/fake-stripe/server.mjs [port]`.
+ */
+import { randomBytes } from "node:crypto";
+import { createServer } from "node:http";
+
+const API_VERSION = "2026-10-28.endive";
+const DAY_SECONDS = 86_400;
+
+/** Thrown by handlers; answered in Stripe's error shape. */
+class StripeError extends Error {
+  constructor(status, type, message, extra = {}) {
+    super(message);
+    this.status = status;
+    this.body = { error: { type, message, ...extra } };
+  }
+}
+
+const missing = (kind, id, param = "id") =>
+  new StripeError(404, "invalid_request_error", `No such ${kind}: '${id}'`, { code: "resource_missing", param });
+const invalid = (param, message) =>
+  new StripeError(400, "invalid_request_error", message, { code: "parameter_invalid", param });
+const required = (param) =>
+  new StripeError(400, "invalid_request_error", `Missing required param: ${param}.`, { code: "parameter_missing", param });
+
+/**
+ * Decodes Stripe's form encoding: `a[b][0][c]=1&expand[]=x` → `{ a: { b: [{ c: "1" }] }, expand: ["x"] }`.
+ * Objects whose keys are all indices become arrays.
+ */
+export function parseStripeForm(text) {
+  const root = {};
+  for (const [key, value] of new URLSearchParams(text)) {
+    const head = key.match(/^[^[]+/)?.[0] ?? key;
+    const path = [head, ...[...key.slice(head.length).matchAll(/\[([^\]]*)\]/g)].map((match) => match[1])];
+    let node = root;
+    path.forEach((segment, index) => {
+      const name = segment === "" ? String(Object.keys(node).length) : segment;
+      if (index === path.length - 1) node[name] = value;
+      else node = node[name] ??= {};
+    });
+  }
+  const arrays = (value) => {
+    if (value === null || typeof value !== "object") return value;
+    const keys = Object.keys(value);
+    const entries = keys.map((key) => [key, arrays(value[key])]);
+    if (keys.length > 0 && keys.every((key) => /^\d+$/.test(key))) {
+      return entries.sort(([a], [b]) => Number(a) - Number(b)).map(([, item]) => item);
+    }
+    return Object.fromEntries(entries);
+  };
+  return arrays(root);
+}
+
+const now = () => Math.floor(Date.now() / 1000);
+const newId = (prefix) => `${prefix}_${randomBytes(12).toString("base64url").replace(/[-_]/g, "x")}`;
+const asList = (value) => (value === undefined ? [] : Array.isArray(value) ? value : [value]);
+const asInteger = (value, param) => {
+  if (value === undefined) return undefined;
+  const number = Number(value);
+  if (!Number.isInteger(number)) throw invalid(param, `Invalid integer: ${value}`);
+  return number;
+};
+const asBoolean = (value) => value === true || value === "true";
+
+export function createFakeStripe() {
+  /** Every object by id; `account` (the secret key that created it) is kept outside the object. */
+  const objects = new Map();
+  /** id → the account (secret key) that owns it and a creation sequence, for lists (Stripe lists newest first). */
+  const owners = new Map();
+  const idempotent = new Map();
+  /** What a checkout session was created with but Stripe's object does not show: line items, subscription_data. */
+  const sessionInputs = new Map();
+  let requests = [];
+  let sequence = 0;
+  let baseUrl = "";
+
+  function store(account, object) {
+    objects.set(object.id, object);
+    owners.set(object.id, { account, sequence: sequence++ });
+    return object;
+  }
+
+  function find(account, kind, id, param = "id") {
+    const object = objects.get(id);
+    if (!object || object.object !== kind || (account !== null && owners.get(id).account !== account)) {
+      throw missing(kind.replace(/^checkout\.session$/, "checkout session"), id, param);
+    }
+    return object;
+  }
+
+  function all(account, kind, filter = () => true) {
+    return [...objects.values()]
+      .filter((object) => object.object === kind && owners.get(object.id).account === account && filter(object))
+      .sort((a, b) => owners.get(b.id).sequence - owners.get(a.id).sequence);
+  }
+
+  function page(items, query, url) {
+    const limit = asInteger(query.limit, "limit") ?? 10;
+    if (limit < 1 || limit > 100) throw invalid("limit", "This value must be between 1 and 100.");
+    let start = 0;
+    if (query.starting_after) {
+      start = items.findIndex((item) => item.id === query.starting_after) + 1;
+      if (start === 0) throw missing(items[0]?.object ?? "object", query.starting_after, "starting_after");
+    } else if (query.ending_before) {
+      const end = items.findIndex((item) => item.id === query.ending_before);
+      if (end === -1) throw missing(items[0]?.object ?? "object", query.ending_before, "ending_before");
+      start = Math.max(0, end - limit);
+      return { object: "list", data: items.slice(start, end), has_more: start > 0, url };
+    }
+    const data = items.slice(start, start + limit);
+    return { object: "list", data, has_more: start + limit < items.length, url };
+  }
+
+  /** `expand[]=subscription` or `expand[]=data.customer`: ids of stored objects become the objects. */
+  function expand(account, object, paths) {
+    const copy = structuredClone(object);
+    for (const path of asList(paths)) {
+      const segments = path.split(".");
+      const visit = (node, index) => {
+        if (node === null || typeof node !== "object") return;
+        if (Array.isArray(node)) return node.forEach((item) => visit(item, index));
+        const segment = segments[index];
+        if (index === segments.length - 1) {
+          if (segment === "line_items" && node.object === "checkout.session") node.line_items = lineItemList(node.id);
+          else if (typeof node[segment] === "string" && objects.has(node[segment])) {
+            const target = node[segment];
+            if (owners.get(target).account === account) node[segment] = structuredClone(objects.get(target));
+          }
+          return;
+        }
+        visit(node[segment], index + 1);
+      };
+      visit(copy, 0);
+    }
+    return copy;
+  }
+
+  // --- Object builders, in Stripe's shapes ------------------------------------------------------------------------
+
+  function newCustomer(account, params = {}) {
+    return store(account, {
+      id: newId("cus"),
+      object: "customer",
+      address: null,
+      balance: 0,
+      created: now(),
+      currency: null,
+      default_source: null,
+      delinquent: false,
+      description: params.description ?? null,
+      email: params.email ?? null,
+      invoice_prefix: randomBytes(4).toString("hex").toUpperCase(),
+      invoice_settings: { custom_fields: null, default_payment_method: null, footer: null, rendering_options: null },
+      livemode: false,
+      metadata: params.metadata ?? {},
+      name: params.name ?? null,
+      phone: params.phone ?? null,
+      preferred_locales: asList(params.preferred_locales),
+      shipping: null,
+      tax_exempt: "none",
+      test_clock: null,
+    });
+  }
+
+  function newProduct(account, params) {
+    if (!params.name) throw required("name");
+    const created = now();
+    return store(account, {
+      id: params.id ?? newId("prod"),
+      object: "product",
+      active: params.active === undefined ? true : asBoolean(params.active),
+      created,
+      default_price: null,
+      description: params.description ?? null,
+      images: [],
+      livemode: false,
+      marketing_features: [],
+      metadata: params.metadata ?? {},
+      name: params.name,
+      package_dimensions: null,
+      shippable: null,
+      statement_descriptor: null,
+      tax_code: null,
+      unit_label: null,
+      updated: created,
+      url: null,
+    });
+  }
+
+  function newPrice(account, params) {
+    if (!params.currency) throw required("currency");
+    if (params.unit_amount === undefined) throw required("unit_amount");
+    let product = params.product;
+    if (params.product_data) product = newProduct(account, params.product_data).id;
+    if (!product) throw required("product");
+    find(account, "product", product, "product");
+    const recurring = params.recurring
+      ? {
+          interval: params.recurring.interval ?? "month",
+          interval_count: asInteger(params.recurring.interval_count, "recurring[interval_count]") ?? 1,
+          meter: null,
+          trial_period_days: asInteger(params.recurring.trial_period_days, "recurring[trial_period_days]") ?? null,
+          usage_type: params.recurring.usage_type ?? "licensed",
+        }
+      : null;
+    const unitAmount = asInteger(params.unit_amount, "unit_amount");
+    return store(account, {
+      id: params.id ?? newId("price"),
+      object: "price",
+      active: params.active === undefined ? true : asBoolean(params.active),
+      billing_scheme: "per_unit",
+      created: now(),
+      currency: String(params.currency).toLowerCase(),
+      custom_unit_amount: null,
+      livemode: false,
+      lookup_key: params.lookup_key ?? null,
+      metadata: params.metadata ?? {},
+      nickname: params.nickname ?? null,
+      product,
+      recurring,
+      tax_behavior: params.tax_behavior ?? "unspecified",
+      tiers_mode: null,
+      transform_quantity: null,
+      type: recurring ? "recurring" : "one_time",
+      unit_amount: unitAmount,
+      unit_amount_decimal: String(unitAmount),
+    });
+  }
+
+  function lineItemList(sessionId) {
+    const data = sessionInputs.get(sessionId).lineItems.map(({ price, quantity }, index) => {
+      const amount = (price.unit_amount ?? 0) * quantity;
+      return {
+        id: `li_${sessionId.slice(8, 20)}${index}`,
+        object: "item",
+        amount_discount: 0,
+        amount_subtotal: amount,
+        amount_tax: 0,
+        amount_total: amount,
+        currency: price.currency,
+        description: objects.get(price.product)?.name ?? null,
+        price: structuredClone(price),
+        quantity,
+      };
+    });
+    return { object: "list", data, has_more: false, url: `/v1/checkout/sessions/${sessionId}/line_items` };
+  }
+
+  function newCheckoutSession(account, params) {
+    const mode = params.mode;
+    if (!mode) throw required("mode");
+    if (mode !== "subscription" && mode !== "payment") throw invalid("mode", `Invalid mode: must be one of payment, subscription`);
+    if (!params.success_url && params.ui_mode !== "embedded") throw required("success_url");
+    const items = asList(params.line_items);
+    if (items.length === 0) throw required("line_items");
+    const lineItems = items.map((item, index) => {
+      if (!item.price) throw required(`line_items[${index}][price]`);
+      const price = find(account, "price", item.price, `line_items[${index}][price]`);
+      if (mode === "subscription" && !price.recurring) {
+        throw invalid(`line_items[${index}][price]`, "You must provide at least one recurring price in `subscription` mode when using prices.");
+      }
+      if (mode === "payment" && price.recurring) {
+        throw invalid(`line_items[${index}][price]`, "You specified `payment` mode but passed a recurring price.");
+      }
+      return { price, quantity: asInteger(item.quantity, `line_items[${index}][quantity]`) ?? 1 };
+    });
+    if (params.customer) find(account, "customer", params.customer, "customer");
+    const amount = lineItems.reduce((sum, { price, quantity }) => sum + (price.unit_amount ?? 0) * quantity, 0);
+    const id = newId("cs_test");
+    const created = now();
+    const session = store(account, {
+      id,
+      object: "checkout.session",
+      after_expiration: null,
+      allow_promotion_codes: params.allow_promotion_codes === undefined ? null : asBoolean(params.allow_promotion_codes),
+      amount_subtotal: amount,
+      amount_total: amount,
+      automatic_tax: { enabled: asBoolean(params.automatic_tax?.enabled), liability: null, status: null },
+      billing_address_collection: params.billing_address_collection ?? null,
+      cancel_url: params.cancel_url ?? null,
+      client_reference_id: params.client_reference_id ?? null,
+      created,
+      currency: lineItems[0].price.currency,
+      customer: params.customer ?? null,
+      customer_creation: params.customer ? null : "always",
+      customer_details: null,
+      customer_email: params.customer_email ?? null,
+      expires_at: created + DAY_SECONDS,
+      invoice: null,
+      livemode: false,
+      locale: params.locale ?? null,
+      metadata: params.metadata ?? {},
+      mode,
+      payment_intent: null,
+      payment_status: "unpaid",
+      status: "open",
+      subscription: null,
+      success_url: params.success_url ?? null,
+      url: `${baseUrl}/c/pay/${id}`,
+    });
+    sessionInputs.set(id, { lineItems, subscriptionData: params.subscription_data ?? {} });
+    return session;
+  }
+
+  function newSubscription(account, session, customer, status) {
+    const created = now();
+    const { lineItems, subscriptionData } = sessionInputs.get(session.id);
+    const trialDays =
+      Number(subscriptionData.trial_period_days) ||
+      lineItems.find(({ price }) => price.recurring?.trial_period_days)?.price.recurring.trial_period_days ||
+      14;
+    const trialing = status === "trialing";
+    const periodEnd = trialing ? created + trialDays * DAY_SECONDS : created + 30 * DAY_SECONDS;
+    const id = newId("sub");
+    const subscription = {
+      id,
+      object: "subscription",
+      application: null,
+      automatic_tax: { enabled: session.automatic_tax.enabled, liability: null },
+      billing_cycle_anchor: periodEnd,
+      cancel_at: null,
+      cancel_at_period_end: false,
+      canceled_at: null,
+      collection_method: "charge_automatically",
+      created,
+      currency: session.currency,
+      customer: customer.id,
+      default_payment_method: null,
+      description: null,
+      ended_at: null,
+      items: {
+        object: "list",
+        data: lineItems.map(({ price, quantity }) => ({
+          id: newId("si"),
+          object: "subscription_item",
+          created,
+          current_period_end: periodEnd,
+          current_period_start: created,
+          metadata: {},
+          price: structuredClone(price),
+          quantity,
+          subscription: id,
+        })),
+        has_more: false,
+        url: `/v1/subscription_items?subscription=${id}`,
+      },
+      latest_invoice: null,
+      livemode: false,
+      metadata: structuredClone(subscriptionData.metadata ?? {}),
+      start_date: created,
+      status,
+      trial_end: trialing ? periodEnd : null,
+      trial_start: trialing ? created : null,
+    };
+    return store(account, subscription);
+  }
+
+  function newEvent(account, type, object, request = null) {
+    return store(account, {
+      id: newId("evt"),
+      object: "event",
+      api_version: API_VERSION,
+      created: now(),
+      data: { object: structuredClone(object) },
+      livemode: false,
+      pending_webhooks: 1,
+      request: { id: request, idempotency_key: null },
+      type,
+    });
+  }
+
+  /** What Stripe does once the customer pays on the hosted page, and the events it would send, in order. */
+  function completeCheckout(sessionId, options = {}) {
+    const session = find(null, "checkout.session", sessionId);
+    const account = owners.get(session.id).account;
+    if (session.status !== "open") {
+      throw new StripeError(400, "invalid_request_error", `Checkout session ${session.id} is ${session.status}, not open.`);
+    }
+    const status = options.status ?? "active";
+    if (status !== "active" && status !== "trialing") throw invalid("status", "status must be active or trialing");
+    const events = [];
+    let customer = session.customer ? objects.get(session.customer) : null;
+    const email = options.email ?? session.customer_email ?? customer?.email ?? `buyer-${randomBytes(4).toString("hex")}@example.com`;
+    if (!customer) {
+      customer = newCustomer(account, { email, name: options.name ?? null });
+      events.push(newEvent(account, "customer.created", customer));
+    }
+    session.customer = customer.id;
+    session.customer_details = {
+      address: null,
+      email,
+      name: customer.name,
+      phone: null,
+      tax_exempt: "none",
+      tax_ids: [],
+    };
+    session.status = "complete";
+    if (session.mode === "subscription") {
+      const subscription = newSubscription(account, session, customer, status);
+      session.subscription = subscription.id;
+      session.payment_status = status === "trialing" ? "no_payment_required" : "paid";
+      events.push(newEvent(account, "customer.subscription.created", subscription));
+    } else {
+      session.payment_intent = newId("pi");
+      session.payment_status = "paid";
+    }
+    events.push(newEvent(account, "checkout.session.completed", session));
+    return { session, events };
+  }
+
+  // --- Routing ------------------------------------------------------------------------------------------------------
+
+  const stripeRoutes = [
+    ["POST", /^\/v1\/customers$/, (account, params) => newCustomer(account, params)],
+    ["GET", /^\/v1\/customers$/, (account, query) =>
+      page(all(account, "customer", (customer) => !query.email || customer.email === query.email), query, "/v1/customers")],
+    ["GET", /^\/v1\/customers\/([^/]+)$/, (account, query, id) => find(account, "customer", id)],
+    ["POST", /^\/v1\/products$/, (account, params) => newProduct(account, params)],
+    ["GET", /^\/v1\/products\/([^/]+)$/, (account, query, id) => find(account, "product", id)],
+    ["POST", /^\/v1\/prices$/, (account, params) => newPrice(account, params)],
+    ["GET", /^\/v1\/prices\/([^/]+)$/, (account, query, id) => find(account, "price", id)],
+    ["GET", /^\/v1\/subscriptions$/, (account, query) => {
+      const status = query.status ?? "active_or_trialing_or_past_due";
+      const matches = (subscription) =>
+        (!query.customer || subscription.customer === query.customer) &&
+        (!query.price || subscription.items.data.some((item) => item.price.id === query.price)) &&
+        (status === "all" ? true : query.status ? subscription.status === status : !["canceled", "incomplete_expired"].includes(subscription.status));
+      return page(all(account, "subscription", matches), query, "/v1/subscriptions");
+    }],
+    ["GET", /^\/v1\/subscriptions\/([^/]+)$/, (account, query, id) => find(account, "subscription", id)],
+    ["POST", /^\/v1\/checkout\/sessions$/, (account, params) => newCheckoutSession(account, params)],
+    ["GET", /^\/v1\/checkout\/sessions\/([^/]+)$/, (account, query, id) => find(account, "checkout.session", id)],
+    ["GET", /^\/v1\/checkout\/sessions\/([^/]+)\/line_items$/, (account, query, id) =>
+      page(lineItemList(find(account, "checkout.session", id).id).data, query, `/v1/checkout/sessions/${id}/line_items`)],
+    ["POST", /^\/v1\/billing_portal\/sessions$/, (account, params) => {
+      if (!params.customer) throw required("customer");
+      const customer = find(account, "customer", params.customer, "customer");
+      const id = newId("bps");
+      return store(account, {
+        id,
+        object: "billing_portal.session",
+        configuration: "bpc_fake_default",
+        created: now(),
+        customer: customer.id,
+        flow: null,
+        livemode: false,
+        locale: params.locale ?? null,
+        on_behalf_of: null,
+        return_url: params.return_url ?? null,
+        url: `${baseUrl}/p/session/${id}`,
+      });
+    }],
+    ["GET", /^\/v1\/events\/([^/]+)$/, (account, query, id) => find(account, "event", id)],
+    ["GET", /^\/v1\/events$/, (account, query) =>
+      page(all(account, "event", (event) => !query.type || event.type === query.type), query, "/v1/events")],
+  ];
+
+  function authenticate(request) {
+    const header = request.headers.authorization ?? "";
+    const key = header.startsWith("Bearer ")
+      ? header.slice(7)
+      : header.startsWith("Basic ")
+        ? Buffer.from(header.slice(6), "base64").toString().split(":")[0]
+        : "";
+    if (!key) {
+      throw new StripeError(401, "invalid_request_error",
+        "You did not provide an API key. You need to provide your API key in the Authorization header, using Bearer auth (e.g. 'Authorization: Bearer YOUR_SECRET_KEY').");
+    }
+    // Live keys are refused: a test that sends one is pointed at the wrong place.
+    if (!/^(sk|rk)_test_\w+$/.test(key)) {
+      throw new StripeError(401, "invalid_request_error", `Invalid API Key provided: ${key.slice(0, 8)}****${key.slice(-4)}`, { code: "api_key_invalid" });
+    }
+    return key;
+  }
+
+  async function handleStripe(request, url, body) {
+    const account = authenticate(request);
+    const method = request.method;
+    const params = method === "GET" || method === "DELETE" ? parseStripeForm(url.search.slice(1)) : parseStripeForm(body);
+    const route = stripeRoutes.find(([routeMethod, pattern]) => routeMethod === method && pattern.test(url.pathname));
+    if (!route) {
+      throw new StripeError(404, "invalid_request_error", `Unrecognized request URL (${method}: ${url.pathname}).`);
+    }
+    const [, pattern, handler] = route;
+    const [, ...ids] = url.pathname.match(pattern);
+    const key = request.headers["idempotency-key"];
+    const replayKey = key && method === "POST" ? `${account}\n${key}` : null;
+    if (replayKey && idempotent.has(replayKey)) {
+      const earlier = idempotent.get(replayKey);
+      if (earlier.path !== url.pathname || earlier.body !== body) {
+        throw new StripeError(400, "idempotency_error",
+          `Keys for idempotent requests can only be used with the same parameters they were first used with. Try using a key other than '${key}' if you meant to execute a different request.`);
+      }
+      return { status: earlier.status, json: earlier.json, replayed: true };
+    }
+    let status = 200;
+    let json;
+    try {
+      json = expand(account, handler(account, params, ...ids.map(decodeURIComponent)), params.expand);
+    } catch (error) {
+      if (!(error instanceof StripeError)) throw error;
+      status = error.status;
+      json = error.body;
+    }
+    if (replayKey) idempotent.set(replayKey, { path: url.pathname, body, status, json });
+    if (status >= 400) {
+      const error = new StripeError(status, json.error.type, json.error.message);
+      error.body = json;
+      throw error;
+    }
+    return { status, json, replayed: false };
+  }
+
+  /** Control API for tests. Account-scoped calls name the account by the same `Authorization: Bearer sk_test_…`. */
+  function handleControl(request, url, body) {
+    const params = body ? JSON.parse(body) : {};
+    const path = url.pathname.slice("/__control".length);
+    const method = request.method;
+    if (method === "POST" && path === "/reset") {
+      const header = request.headers.authorization;
+      const account = header ? authenticate(request) : null;
+      for (const [id, owner] of owners) {
+        if (account === null || owner.account === account) {
+          objects.delete(id);
+          owners.delete(id);
+          sessionInputs.delete(id);
+        }
+      }
+      for (const replayKey of idempotent.keys()) if (account === null || replayKey.startsWith(`${account}\n`)) idempotent.delete(replayKey);
+      requests = account === null ? [] : requests.filter((entry) => entry.account !== account);
+      return { reset: account ?? "all" };
+    }
+    if (method === "POST" && path === "/products") {
+      const account = authenticate(request);
+      const product = newProduct(account, params.product ?? params);
+      const prices = asList(params.prices).map((price) => newPrice(account, { ...price, product: product.id }));
+      return { product, prices };
+    }
+    if (method === "POST" && path === "/prices") return newPrice(authenticate(request), params);
+    if (method === "POST" && path === "/customers") {
+      const account = authenticate(request);
+      const count = params.count ?? 1;
+      return { data: Array.from({ length: count }, (_, index) => newCustomer(account, {
+        email: params.email ?? `customer-${index}@example.com`,
+        name: params.name ?? `Customer ${index}`,
+        metadata: params.metadata ?? {},
+      })) };
+    }
+    const complete = path.match(/^\/checkout\/sessions\/([^/]+)\/complete$/);
+    if (method === "POST" && complete) return completeCheckout(decodeURIComponent(complete[1]), params);
+    if (method === "GET" && path === "/requests") {
+      const account = request.headers.authorization ? authenticate(request) : null;
+      return { data: requests.filter((entry) => account === null || entry.account === account).map(({ account: _, ...entry }) => entry) };
+    }
+    throw new StripeError(404, "invalid_request_error", `Unknown control route ${method} ${url.pathname}`);
+  }
+
+  async function handle(request, response) {
+    const url = new URL(request.url, "http://fake-stripe.invalid");
+    const chunks = [];
+    for await (const chunk of request) chunks.push(chunk);
+    const body = Buffer.concat(chunks).toString();
+    const send = (status, json, headers = {}) => {
+      response.writeHead(status, { "content-type": "application/json", "request-id": newId("req"), ...headers });
+      response.end(JSON.stringify(json));
+    };
+    try {
+      if (url.pathname.startsWith("/__control/")) return send(200, handleControl(request, url, body));
+      if (url.pathname.startsWith("/c/pay/") || url.pathname.startsWith("/p/session/")) {
+        response.writeHead(200, { "content-type": "text/html" });
+        return response.end("<!doctype html><title>Fake Stripe</title><p>Fake Stripe hosted page.</p>");
+      }
+      let account = null;
+      try {
+        account = authenticate(request);
+      } finally {
+        requests.push({
+          account,
+          method: request.method,
+          path: url.pathname,
+          query: url.search ? parseStripeForm(url.search.slice(1)) : {},
+          body: request.method === "POST" ? parseStripeForm(body) : null,
+          idempotencyKey: request.headers["idempotency-key"] ?? null,
+          stripeVersion: request.headers["stripe-version"] ?? null,
+        });
+      }
+      const { status, json, replayed } = await handleStripe(request, url, body);
+      return send(status, json, replayed ? { "idempotent-replayed": "true" } : {});
+    } catch (error) {
+      if (error instanceof StripeError) return send(error.status, error.body);
+      if (error instanceof SyntaxError) return send(400, { error: { type: "invalid_request_error", message: error.message } });
+      console.error("fake Stripe failed", error);
+      return send(500, { error: { type: "api_error", message: String(error?.message ?? error) } });
+    }
+  }
+
+  const server = createServer((request, response) => void handle(request, response));
+  return {
+    server,
+    /** Listens on an ephemeral port of 127.0.0.1 unless told otherwise; resolves to the base URL (no trailing slash). */
+    async listen(port = 0, host = "127.0.0.1") {
+      await new Promise((resolve, reject) => {
+        server.once("error", reject);
+        server.listen(port, host, resolve);
+      });
+      const address = server.address();
+      baseUrl = `http://${host}:${address.port}`;
+      return baseUrl;
+    },
+    close() {
+      server.closeAllConnections();
+      return new Promise((resolve, reject) => server.close((error) => (error ? reject(error) : resolve())));
+    },
+  };
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  const fake = createFakeStripe();
+  const url = await fake.listen(Number(process.argv[2] ?? 12111));
+  console.log(`fake Stripe listening on ${url}`);
+}

@@ -1,0 +1,121 @@
+/**
+ * Helpers for tests that involve Stripe: every test run has a local fake Stripe (test/fake-stripe/server.mjs) whose
+ * URL the Worker sees as STRIPE_API_BASE. Its state is scoped by secret key, as Stripe scopes it by account, so a test
+ * takes its own key (`newStripeKey()`) and sees only what it created.
+ */
+import { env } from "cloudflare:workers";
+import type Stripe from "stripe";
+
+/** The fake's base URL, e.g. `http://127.0.0.1:40123` (vitest.config.ts binds it; the wrangler default is empty). */
+export function stripeApiBase(): string {
+  const base = (env as unknown as Record<string, unknown>).STRIPE_API_BASE;
+  if (typeof base !== "string" || !base.startsWith("http://127.0.0.1:")) {
+    throw new Error(`STRIPE_API_BASE is ${JSON.stringify(base)}, not the fake Stripe started by test/fake-stripe/global-setup.ts`);
+  }
+  return base;
+}
+
+/** A secret key of a Stripe account of its own. */
+export function newStripeKey(): string {
+  return `sk_test_${crypto.randomUUID().replaceAll("-", "")}`;
+}
+
+export interface FakeStripeInit {
+  method?: string;
+  /** The account the call is about (seeding, reading recorded requests). */
+  key?: string;
+  /** Sent as JSON. */
+  body?: unknown;
+}
+
+/** Calls the fake's control API (`/__control/<path>`, not Stripe's); throws unless it answers 2xx. */
+export async function fakeStripe<T = unknown>(path: string, init: FakeStripeInit = {}): Promise<T> {
+  const headers: Record<string, string> = {};
+  if (init.key) headers.authorization = `Bearer ${init.key}`;
+  if (init.body !== undefined) headers["content-type"] = "application/json";
+  const response = await fetch(`${stripeApiBase()}/__control/${path.replace(/^\//, "")}`, {
+    method: init.method ?? (init.body === undefined ? "GET" : "POST"),
+    headers,
+    body: init.body === undefined ? undefined : JSON.stringify(init.body),
+  });
+  const text = await response.text();
+  if (!response.ok) throw new Error(`fake Stripe ${path}: ${response.status} ${text}`);
+  return JSON.parse(text) as T;
+}
+
+export interface SeedPriceOptions {
+  /** In the currency's smallest unit. */
+  unitAmount?: number;
+  currency?: string;
+  /** A recurring price by default; null for a one-time price. */
+  interval?: "day" | "week" | "month" | "year" | null;
+  trialPeriodDays?: number;
+  lookupKey?: string;
+}
+
+/** Creates a product and one price for it in the account of `key`. */
+export async function seedPrice(key: string, product: string, options: SeedPriceOptions = {}): Promise<{ product: Stripe.Product; price: Stripe.Price }> {
+  const interval = options.interval === undefined ? "month" : options.interval;
+  const { product: created, prices } = await fakeStripe<{ product: Stripe.Product; prices: Stripe.Price[] }>("products", {
+    key,
+    body: {
+      name: product,
+      prices: [
+        {
+          currency: options.currency ?? "usd",
+          unit_amount: options.unitAmount ?? 1000,
+          lookup_key: options.lookupKey,
+          recurring: interval === null ? undefined : { interval, trial_period_days: options.trialPeriodDays },
+        },
+      ],
+    },
+  });
+  return { product: created, price: prices[0]! };
+}
+
+/** Creates `count` customers (`customer-<i>@example.com`) in the account of `key`, for pagination tests. */
+export async function seedCustomers(key: string, count: number): Promise<Stripe.Customer[]> {
+  const { data } = await fakeStripe<{ data: Stripe.Customer[] }>("customers", { key, body: { count } });
+  return data;
+}
+
+export interface CompleteCheckoutOptions {
+  /** Of the subscription a subscription-mode session creates. */
+  status?: "active" | "trialing";
+  /** Of the customer created when the session had none. */
+  email?: string;
+  name?: string;
+}
+
+/**
+ * Does what Stripe does when the buyer pays on the hosted page: creates the customer if the session had none and, in
+ * subscription mode, the subscription. Returns the events Stripe would send, in order (customer.created,
+ * customer.subscription.created, checkout.session.completed), for a test to sign and post as webhooks.
+ */
+export function completeCheckout(sessionId: string, options: CompleteCheckoutOptions = {}): Promise<{ session: Stripe.Checkout.Session; events: Stripe.Event[] }> {
+  return fakeStripe(`checkout/sessions/${encodeURIComponent(sessionId)}/complete`, { body: options });
+}
+
+export interface RecordedStripeRequest {
+  method: string;
+  path: string;
+  query: Record<string, unknown>;
+  body: Record<string, unknown> | null;
+  idempotencyKey: string | null;
+  stripeVersion: string | null;
+}
+
+/** The Stripe API requests made with `key`, oldest first. */
+export async function stripeRequests(key: string): Promise<RecordedStripeRequest[]> {
+  const { data } = await fakeStripe<{ data: RecordedStripeRequest[] }>("requests", { key });
+  return data;
+}
+
+/** A `Stripe-Signature` header for `payload`, as Stripe signs webhooks (HMAC-SHA256 of `<timestamp>.<payload>`). */
+export async function stripeSignature(payload: string, secret: string, timestamp = Math.floor(Date.now() / 1000)): Promise<string> {
+  const encoder = new TextEncoder();
+  const hmacKey = await crypto.subtle.importKey("raw", encoder.encode(secret), { name: "HMAC", hash: "SHA-256" }, false, ["sign"]);
+  const signature = await crypto.subtle.sign("HMAC", hmacKey, encoder.encode(`${timestamp}.${payload}`));
+  const hex = [...new Uint8Array(signature)].map((byte) => byte.toString(16).padStart(2, "0")).join("");
+  return `t=${timestamp},v1=${hex}`;
+}

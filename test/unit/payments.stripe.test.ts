@@ -1,0 +1,310 @@
+import Stripe from "stripe";
+import { describe, expect, it } from "vitest";
+import { type NormalizedEvent, WebhookSignatureError } from "../../workers/payments/gateway";
+import { createStripeGateway } from "../../workers/payments/stripe";
+import { completeCheckout, newStripeKey, seedPrice, stripeApiBase, stripeRequests } from "../support/stripe";
+
+const WEBHOOK_SECRET = "whsec_test_payments_gateway";
+const gateway = createStripeGateway({ secretKey: "sk_test_unused", webhookSecret: WEBHOOK_SECRET });
+const cryptoProvider = Stripe.createSubtleCryptoProvider();
+
+const EVENT_TIME = 1_780_000_000;
+const PERIOD_END = 1_782_592_000;
+
+/** A Stripe event envelope around `object`, as a webhook endpoint sends it. */
+function stripeEvent(type: string, object: Record<string, unknown>, previousAttributes?: Record<string, unknown>) {
+  return {
+    id: `evt_${type.replaceAll(".", "_")}`,
+    object: "event",
+    api_version: Stripe.API_VERSION,
+    created: EVENT_TIME,
+    livemode: false,
+    pending_webhooks: 1,
+    request: { id: null, idempotency_key: null },
+    type,
+    data: { object, ...(previousAttributes ? { previous_attributes: previousAttributes } : {}) },
+  };
+}
+
+async function signedHeaders(payload: string, options: { secret?: string; timestamp?: number } = {}) {
+  const signature = await Stripe.webhooks.generateTestHeaderStringAsync({
+    payload,
+    secret: options.secret ?? WEBHOOK_SECRET,
+    timestamp: options.timestamp ?? Math.floor(Date.now() / 1000),
+    cryptoProvider,
+  });
+  return new Headers({ "stripe-signature": signature });
+}
+
+async function deliver(event: object): Promise<NormalizedEvent[]> {
+  const payload = JSON.stringify(event);
+  return gateway.verifyWebhook(payload, await signedHeaders(payload));
+}
+
+function subscription(overrides: Record<string, unknown> = {}) {
+  return {
+    id: "sub_1",
+    object: "subscription",
+    customer: "cus_1",
+    status: "active",
+    cancel_at_period_end: false,
+    metadata: { identifier: "user-42" },
+    items: {
+      object: "list",
+      has_more: false,
+      data: [
+        { id: "si_1", object: "subscription_item", current_period_end: PERIOD_END, price: { id: "price_pro", product: "prod_pro" } },
+        { id: "si_2", object: "subscription_item", current_period_end: PERIOD_END + 86_400, price: { id: "price_seats", product: { id: "prod_seats", object: "product" } } },
+      ],
+    },
+    ...overrides,
+  };
+}
+
+const common = { provider: "stripe", occurredAt: new Date(EVENT_TIME * 1000).toISOString() };
+
+describe("Stripe gateway: webhook normalization", () => {
+  it("turns subscription lifecycle events into activated / updated / canceled with the subscription's state", async () => {
+    const state = { id: "sub_1", status: "active", currentPeriodEnd: new Date(PERIOD_END * 1000).toISOString(), cancelAtPeriodEnd: false };
+    expect(await deliver(stripeEvent("customer.subscription.created", subscription()))).toEqual([
+      {
+        ...common,
+        type: "subscription.activated",
+        id: "evt_customer_subscription_created",
+        rawType: "customer.subscription.created",
+        customerId: "cus_1",
+        identifier: "user-42",
+        productIds: ["prod_pro", "prod_seats"],
+        subscription: state,
+      },
+    ]);
+
+    // A subscription created before its first payment settles is not active yet; it activates on the update.
+    const [incomplete] = await deliver(stripeEvent("customer.subscription.created", subscription({ status: "incomplete" })));
+    expect(incomplete).toMatchObject({ type: "subscription.updated", subscription: { status: "incomplete" } });
+    const [activated] = await deliver(stripeEvent("customer.subscription.updated", subscription(), { status: "incomplete" }));
+    expect(activated).toMatchObject({ type: "subscription.activated", subscription: state });
+
+    const [scheduledCancel] = await deliver(
+      stripeEvent("customer.subscription.updated", subscription({ cancel_at_period_end: true }), { cancel_at_period_end: false }),
+    );
+    expect(scheduledCancel).toMatchObject({
+      type: "subscription.updated",
+      rawType: "customer.subscription.updated",
+      subscription: { ...state, cancelAtPeriodEnd: true },
+    });
+
+    const [canceled] = await deliver(
+      stripeEvent("customer.subscription.deleted", subscription({ status: "canceled", customer: { id: "cus_1", object: "customer" } })),
+    );
+    expect(canceled).toMatchObject({ type: "subscription.canceled", customerId: "cus_1", subscription: { status: "canceled" } });
+
+    const [future] = await deliver(stripeEvent("customer.subscription.updated", subscription({ status: "some_new_status" })));
+    expect(future).toMatchObject({ type: "subscription.updated", subscription: { status: "unknown" } });
+  });
+
+  it("turns a completed checkout into checkout.completed carrying the identifier it was opened for", async () => {
+    const session = {
+      id: "cs_1",
+      object: "checkout.session",
+      mode: "payment",
+      payment_status: "paid",
+      status: "complete",
+      customer: "cus_2",
+      client_reference_id: "user-7",
+      metadata: { identifier: "user-7" },
+      subscription: null,
+      amount_total: 1900,
+      currency: "eur",
+    };
+    expect(await deliver(stripeEvent("checkout.session.completed", session))).toEqual([
+      {
+        ...common,
+        type: "checkout.completed",
+        id: "evt_checkout_session_completed",
+        rawType: "checkout.session.completed",
+        customerId: "cus_2",
+        identifier: "user-7",
+        productIds: [],
+        checkoutId: "cs_1",
+        mode: "payment",
+        paid: true,
+        subscriptionId: null,
+        amount: 1900,
+        currency: "eur",
+      },
+    ]);
+    const [pending] = await deliver(
+      stripeEvent("checkout.session.completed", {
+        ...session,
+        mode: "subscription",
+        payment_status: "unpaid",
+        subscription: "sub_9",
+        client_reference_id: null,
+      }),
+    );
+    expect(pending).toMatchObject({ mode: "subscription", paid: false, subscriptionId: "sub_9", identifier: "user-7" });
+  });
+
+  it("turns paid and failed invoices into invoice events with their subscription and products", async () => {
+    const invoice = {
+      id: "in_1",
+      object: "invoice",
+      customer: "cus_3",
+      currency: "usd",
+      amount_paid: 2500,
+      amount_due: 2500,
+      metadata: {},
+      parent: { type: "subscription_details", quote_details: null, subscription_details: { subscription: "sub_3", metadata: { identifier: "user-3" } } },
+      lines: {
+        object: "list",
+        has_more: false,
+        data: [
+          { id: "il_1", object: "line_item", pricing: { type: "price_details", price_details: { price: "price_pro", product: "prod_pro" } } },
+          { id: "il_2", object: "line_item", pricing: null },
+        ],
+      },
+    };
+    expect(await deliver(stripeEvent("invoice.paid", invoice))).toEqual([
+      {
+        ...common,
+        type: "invoice.paid",
+        id: "evt_invoice_paid",
+        rawType: "invoice.paid",
+        customerId: "cus_3",
+        identifier: "user-3",
+        productIds: ["prod_pro"],
+        invoiceId: "in_1",
+        subscriptionId: "sub_3",
+        amount: 2500,
+        currency: "usd",
+      },
+    ]);
+    const [failed] = await deliver(stripeEvent("invoice.payment_failed", { ...invoice, amount_paid: 0, amount_due: 4000 }));
+    expect(failed).toMatchObject({ type: "invoice.payment_failed", rawType: "invoice.payment_failed", amount: 4000, subscriptionId: "sub_3" });
+  });
+
+  it("turns refunds and disputes into payment.refunded and dispute.opened", async () => {
+    const charge = {
+      id: "ch_1",
+      object: "charge",
+      customer: "cus_4",
+      currency: "usd",
+      amount: 1000,
+      amount_refunded: 400,
+      refunded: false,
+      metadata: { identifier: "user-4" },
+    };
+    expect(await deliver(stripeEvent("charge.refunded", charge))).toEqual([
+      {
+        ...common,
+        type: "payment.refunded",
+        id: "evt_charge_refunded",
+        rawType: "charge.refunded",
+        customerId: "cus_4",
+        identifier: "user-4",
+        productIds: [],
+        paymentId: "ch_1",
+        amount: 400,
+        currency: "usd",
+        fullyRefunded: false,
+      },
+    ]);
+
+    const dispute = { id: "dp_1", object: "dispute", charge: "ch_1", amount: 1000, currency: "usd", metadata: {}, status: "needs_response" };
+    expect(await deliver(stripeEvent("charge.dispute.created", dispute))).toEqual([
+      {
+        ...common,
+        type: "dispute.opened",
+        id: "evt_charge_dispute_created",
+        rawType: "charge.dispute.created",
+        customerId: null,
+        identifier: null,
+        productIds: [],
+        disputeId: "dp_1",
+        paymentId: "ch_1",
+        amount: 1000,
+        currency: "usd",
+      },
+    ]);
+    const [expanded] = await deliver(stripeEvent("charge.dispute.created", { ...dispute, charge }));
+    expect(expanded).toMatchObject({ customerId: "cus_4", identifier: "user-4", paymentId: "ch_1" });
+  });
+
+  it("acknowledges an event type the platform does not act on with no events", async () => {
+    expect(await deliver(stripeEvent("customer.created", { id: "cus_5", object: "customer" }))).toEqual([]);
+  });
+});
+
+describe("Stripe gateway: webhook signatures", () => {
+  const payload = JSON.stringify(stripeEvent("customer.subscription.created", subscription()));
+
+  async function rejection(body: string | Uint8Array, headers: Headers) {
+    const error = await gateway.verifyWebhook(body, headers).then(
+      () => undefined,
+      (thrown: unknown) => thrown,
+    );
+    expect(error).toBeInstanceOf(WebhookSignatureError);
+    return error as WebhookSignatureError;
+  }
+
+  it("accepts the raw body as bytes as well as text", async () => {
+    const events = await gateway.verifyWebhook(new TextEncoder().encode(payload), await signedHeaders(payload));
+    expect(events.map((event) => event.type)).toEqual(["subscription.activated"]);
+  });
+
+  it("refuses an unsigned delivery", async () => {
+    expect((await rejection(payload, new Headers())).reason).toBe("missing");
+  });
+
+  it("refuses a delivery signed with another secret or altered after signing", async () => {
+    expect((await rejection(payload, await signedHeaders(payload, { secret: "whsec_someone_else" }))).reason).toBe("invalid");
+    const altered = payload.replace("user-42", "user-43");
+    expect((await rejection(altered, await signedHeaders(payload))).reason).toBe("invalid");
+  });
+
+  it("refuses a delivery signed longer ago than the tolerance, as a possible replay", async () => {
+    const tenMinutesAgo = Math.floor(Date.now() / 1000) - 600;
+    const stale = await rejection(payload, await signedHeaders(payload, { timestamp: tenMinutesAgo }));
+    expect(stale.reason).toBe("invalid");
+    expect(stale.message).toMatch(/tolerance/i);
+  });
+});
+
+describe("Stripe gateway: checkout against the local fake Stripe", () => {
+  it("opens a subscription checkout that carries the identifier onto the events it leads to", async () => {
+    const key = newStripeKey();
+    const fakeGateway = createStripeGateway({ secretKey: key, webhookSecret: WEBHOOK_SECRET, apiBase: stripeApiBase() });
+    const { product, price } = await seedPrice(key, "Pro");
+
+    const checkout = await fakeGateway.createCheckoutSession({
+      mode: "subscription",
+      priceIds: [price.id],
+      identifier: "user-99",
+      successUrl: "https://app.example.com/thanks",
+      cancelUrl: "https://app.example.com/pricing",
+      automaticTax: true,
+    });
+    expect(checkout.id).toMatch(/^cs_test_/);
+    expect(checkout.url).toEqual(expect.any(String));
+    const [request] = await stripeRequests(key);
+    expect(request).toMatchObject({
+      method: "POST",
+      path: "/v1/checkout/sessions",
+      stripeVersion: Stripe.API_VERSION,
+      body: {
+        mode: "subscription",
+        client_reference_id: "user-99",
+        automatic_tax: { enabled: "true" },
+        subscription_data: { metadata: { identifier: "user-99" } },
+      },
+    });
+
+    const { events } = await completeCheckout(checkout.id);
+    const normalized = (await Promise.all(events.map((event) => deliver(event)))).flat();
+    expect(normalized.map(({ type, identifier, productIds }) => ({ type, identifier, productIds }))).toEqual([
+      { type: "subscription.activated", identifier: "user-99", productIds: [product.id] },
+      { type: "checkout.completed", identifier: "user-99", productIds: [] },
+    ]);
+  });
+});

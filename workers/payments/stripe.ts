@@ -1,0 +1,311 @@
+/**
+ * The Stripe adapter of the PaymentGateway, built on Stripe's official SDK: it pins the API version the payload shapes
+ * below are read against (Stripe.API_VERSION) and implements the webhook signature scheme, so neither is
+ * re-implemented here. On Workers the SDK talks through fetch and verifies signatures with Web Crypto.
+ *
+ * Webhook payloads follow the API version of the webhook endpoint that sends them: endpoints must be created with
+ * `api_version: Stripe.API_VERSION` (STRIPE_API_VERSION below) for the fields read here to be where they are expected.
+ */
+import Stripe from "stripe";
+import {
+  type CheckoutSessionRequest,
+  type CustomerPage,
+  type NormalizedEvent,
+  type PaymentGateway,
+  type SubscriptionState,
+  type SubscriptionStatus,
+  WebhookSignatureError,
+} from "./gateway";
+
+export const STRIPE_API_VERSION = Stripe.API_VERSION;
+
+export interface StripeGatewayOptions {
+  secretKey: string;
+  webhookSecret: string;
+  /** Where Stripe's API is, e.g. "http://127.0.0.1:12111" for a local fake; empty or absent for Stripe itself. */
+  apiBase?: string;
+  /** How old a signed webhook may be, in seconds; Stripe's default (300) otherwise. */
+  webhookToleranceSeconds?: number;
+}
+
+const ENTITLING_STATUSES: ReadonlySet<string> = new Set(["active", "trialing"]);
+const KNOWN_STATUSES: ReadonlySet<string> = new Set<SubscriptionStatus>([
+  "active",
+  "trialing",
+  "past_due",
+  "unpaid",
+  "paused",
+  "incomplete",
+  "incomplete_expired",
+  "canceled",
+]);
+const CHECKOUT_MODES = ["subscription", "payment", "setup"] as const;
+/** Metadata key the identifier travels under on every object a checkout creates. */
+const IDENTIFIER_KEY = "identifier";
+const PAGE_SIZE = 100;
+
+const cryptoProvider = Stripe.createSubtleCryptoProvider();
+
+export function createStripeGateway(options: StripeGatewayOptions): PaymentGateway {
+  const stripe = new Stripe(options.secretKey, {
+    httpClient: Stripe.createFetchHttpClient(),
+    ...apiLocation(options.apiBase),
+  });
+
+  return {
+    provider: "stripe",
+
+    async verifyWebhook(rawBody, headers) {
+      const signature = headers.get("stripe-signature");
+      if (!signature) throw new WebhookSignatureError("missing", "The webhook has no Stripe-Signature header.");
+      let event: Stripe.Event;
+      try {
+        event = await stripe.webhooks.constructEventAsync(
+          rawBody,
+          signature,
+          options.webhookSecret,
+          options.webhookToleranceSeconds,
+          cryptoProvider,
+        );
+      } catch (error) {
+        if (error instanceof Stripe.errors.StripeSignatureVerificationError) {
+          throw new WebhookSignatureError("invalid", error.message);
+        }
+        throw error;
+      }
+      return normalizeEvent(event);
+    },
+
+    async createCheckoutSession(request: CheckoutSessionRequest) {
+      const identifierMetadata = { [IDENTIFIER_KEY]: request.identifier };
+      const session = await stripe.checkout.sessions.create({
+        mode: request.mode,
+        line_items: request.priceIds.map((price) => ({ price, quantity: 1 })),
+        success_url: request.successUrl,
+        cancel_url: request.cancelUrl,
+        client_reference_id: request.identifier,
+        metadata: identifierMetadata,
+        automatic_tax: { enabled: request.automaticTax },
+        ...(request.customerId
+          ? {
+              customer: request.customerId,
+              // Automatic tax needs the customer's address; an existing customer gives it at checkout.
+              ...(request.automaticTax ? { customer_update: { address: "auto" as const } } : {}),
+            }
+          : // A one-time purchase has no customer unless asked for: without one it could not be found again.
+            request.mode === "payment"
+            ? { customer_creation: "always" as const }
+            : {}),
+        // The identifier rides on the objects the checkout creates, so their own events carry it too.
+        ...(request.mode === "subscription"
+          ? { subscription_data: { metadata: identifierMetadata } }
+          : { payment_intent_data: { metadata: identifierMetadata } }),
+      });
+      if (!session.url) throw new Error(`Stripe returned checkout session ${session.id} without a URL.`);
+      return { id: session.id, url: session.url };
+    },
+
+    async createPortalSession({ customerId, returnUrl }) {
+      const session = await stripe.billingPortal.sessions.create({ customer: customerId, return_url: returnUrl });
+      return { url: session.url };
+    },
+
+    async listCustomers({ startingAfter, limit }): Promise<CustomerPage> {
+      const page = await stripe.customers.list({ limit, ...(startingAfter ? { starting_after: startingAfter } : {}) });
+      const customers = page.data.map((customer) => ({
+        id: customer.id,
+        email: customer.email,
+        metadata: { ...customer.metadata },
+      }));
+      const last = customers.at(-1);
+      return { customers, hasMore: page.has_more, nextCursor: page.has_more && last ? last.id : null };
+    },
+
+    async activeProductIds(customerId) {
+      const products = new Set<string>();
+      for await (const subscription of stripe.subscriptions.list({ customer: customerId, status: "all", limit: PAGE_SIZE })) {
+        if (!ENTITLING_STATUSES.has(subscription.status)) continue;
+        for (const item of subscription.items.data) products.add(idOf(item.price.product));
+      }
+      const purchases = stripe.checkout.sessions.list({
+        customer: customerId,
+        status: "complete",
+        limit: PAGE_SIZE,
+        expand: ["data.line_items", "data.payment_intent.latest_charge"],
+      });
+      for await (const session of purchases) {
+        if (session.mode !== "payment" || session.payment_status !== "paid" || wasFullyRefunded(session)) continue;
+        // Expanded line items stop at the first page; a larger order is listed in full.
+        const lineItems =
+          session.line_items && !session.line_items.has_more
+            ? session.line_items.data
+            : await stripe.checkout.sessions.listLineItems(session.id, { limit: PAGE_SIZE }).autoPagingToArray({ limit: 10_000 });
+        for (const item of lineItems) if (item.price) products.add(idOf(item.price.product));
+      }
+      return [...products].sort();
+    },
+  };
+}
+
+/** A base URL → the SDK's host/port/protocol options; nothing (Stripe's own API) when empty. */
+function apiLocation(apiBase: string | undefined): Pick<Stripe.StripeConfig, "host" | "port" | "protocol"> {
+  if (!apiBase) return {};
+  const url = new URL(apiBase);
+  const protocol = url.protocol === "http:" ? "http" : "https";
+  return { host: url.hostname, port: url.port || (protocol === "http" ? "80" : "443"), protocol };
+}
+
+function idOf(reference: string | { id: string }): string {
+  return typeof reference === "string" ? reference : reference.id;
+}
+
+function optionalIdOf(reference: string | { id: string } | null | undefined): string | null {
+  return reference ? idOf(reference) : null;
+}
+
+function isoFromSeconds(seconds: number): string {
+  return new Date(seconds * 1000).toISOString();
+}
+
+function identifierIn(metadata: Record<string, string> | null | undefined): string | null {
+  return metadata?.[IDENTIFIER_KEY] || null;
+}
+
+/** A purchase whose charge the listing expanded and shows fully refunded; unexpanded ones count as paid. */
+function wasFullyRefunded(session: Stripe.Checkout.Session): boolean {
+  const paymentIntent = session.payment_intent;
+  if (!paymentIntent || typeof paymentIntent === "string") return false;
+  const charge = paymentIntent.latest_charge;
+  return !!charge && typeof charge !== "string" && charge.refunded;
+}
+
+function subscriptionState(subscription: Stripe.Subscription): SubscriptionState {
+  // Since API version 2025-03-31 each item carries its own period; the subscription's is the earliest end.
+  const periodEnds = subscription.items.data.map((item) => item.current_period_end).filter((end) => end > 0);
+  return {
+    id: subscription.id,
+    status: KNOWN_STATUSES.has(subscription.status) ? (subscription.status as SubscriptionStatus) : "unknown",
+    currentPeriodEnd: periodEnds.length > 0 ? isoFromSeconds(Math.min(...periodEnds)) : null,
+    cancelAtPeriodEnd: subscription.cancel_at_period_end,
+  };
+}
+
+function subscriptionProducts(subscription: Stripe.Subscription): string[] {
+  return [...new Set(subscription.items.data.map((item) => idOf(item.price.product)))].sort();
+}
+
+function invoiceProducts(invoice: Stripe.Invoice): string[] {
+  const products = invoice.lines.data.flatMap((line) => {
+    const product = line.pricing?.price_details?.product;
+    return product ? [product] : [];
+  });
+  return [...new Set(products)].sort();
+}
+
+/** Stripe's event → the platform's; the types the platform does not act on give nothing. */
+export function normalizeEvent(event: Stripe.Event): NormalizedEvent[] {
+  const base = { id: event.id, provider: "stripe" as const, occurredAt: isoFromSeconds(event.created), rawType: event.type };
+  switch (event.type) {
+    case "customer.subscription.created":
+    case "customer.subscription.updated":
+    case "customer.subscription.deleted": {
+      const subscription = event.data.object;
+      const state = subscriptionState(subscription);
+      const previousStatus = event.type === "customer.subscription.updated" ? event.data.previous_attributes?.status : undefined;
+      const becameEntitled =
+        ENTITLING_STATUSES.has(state.status) &&
+        (event.type === "customer.subscription.created" ||
+          (previousStatus !== undefined && !ENTITLING_STATUSES.has(previousStatus)));
+      const type =
+        event.type === "customer.subscription.deleted"
+          ? "subscription.canceled"
+          : becameEntitled
+            ? "subscription.activated"
+            : "subscription.updated";
+      return [
+        {
+          ...base,
+          type,
+          customerId: idOf(subscription.customer),
+          identifier: identifierIn(subscription.metadata),
+          productIds: subscriptionProducts(subscription),
+          subscription: state,
+        },
+      ];
+    }
+    case "checkout.session.completed": {
+      const session = event.data.object;
+      const mode = CHECKOUT_MODES.find((known) => known === session.mode);
+      if (!mode) return [];
+      const productIds = (session.line_items?.data ?? []).flatMap((item) => (item.price ? [idOf(item.price.product)] : []));
+      return [
+        {
+          ...base,
+          type: "checkout.completed",
+          customerId: optionalIdOf(session.customer),
+          identifier: session.client_reference_id || identifierIn(session.metadata),
+          productIds: [...new Set(productIds)].sort(),
+          checkoutId: session.id,
+          mode,
+          paid: session.payment_status !== "unpaid",
+          subscriptionId: optionalIdOf(session.subscription),
+          amount: session.amount_total,
+          currency: session.currency,
+        },
+      ];
+    }
+    case "invoice.paid":
+    case "invoice.payment_failed": {
+      const invoice = event.data.object;
+      const subscriptionDetails = invoice.parent?.subscription_details ?? null;
+      return [
+        {
+          ...base,
+          type: event.type === "invoice.paid" ? "invoice.paid" : "invoice.payment_failed",
+          customerId: optionalIdOf(invoice.customer),
+          identifier: identifierIn(subscriptionDetails?.metadata) ?? identifierIn(invoice.metadata),
+          productIds: invoiceProducts(invoice),
+          invoiceId: invoice.id,
+          subscriptionId: optionalIdOf(subscriptionDetails?.subscription),
+          amount: event.type === "invoice.paid" ? invoice.amount_paid : invoice.amount_due,
+          currency: invoice.currency,
+        },
+      ];
+    }
+    case "charge.refunded": {
+      const charge = event.data.object;
+      return [
+        {
+          ...base,
+          type: "payment.refunded",
+          customerId: optionalIdOf(charge.customer),
+          identifier: identifierIn(charge.metadata),
+          productIds: [],
+          paymentId: charge.id,
+          amount: charge.amount_refunded,
+          currency: charge.currency,
+          fullyRefunded: charge.refunded,
+        },
+      ];
+    }
+    case "charge.dispute.created": {
+      const dispute = event.data.object;
+      const charge = typeof dispute.charge === "string" ? null : dispute.charge;
+      return [
+        {
+          ...base,
+          type: "dispute.opened",
+          customerId: optionalIdOf(charge?.customer),
+          identifier: identifierIn(charge?.metadata) ?? identifierIn(dispute.metadata),
+          productIds: [],
+          disputeId: dispute.id,
+          paymentId: idOf(dispute.charge),
+          amount: dispute.amount,
+          currency: dispute.currency,
+        },
+      ];
+    }
+    default:
+      return [];
+  }
+}
