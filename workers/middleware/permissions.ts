@@ -66,6 +66,8 @@ export const RULES = {
   "deployments.write": { what: "deploy or roll back", roles: CONFIGURERS, environmentKey: "own" },
   "settings.read": { what: "read workflow variables and egress", roles: READERS, environmentKey: "own" },
   "settings.write": { what: "change workflow variables, secrets and egress", roles: ADMINS, environmentKey: "own" },
+  "payments.read": { what: "read the payment connection", roles: READERS, environmentKey: "own" },
+  "payments.write": { what: "connect or disconnect the payment provider", roles: ADMINS, environmentKey: "own" },
   "customers.read": { what: "read customers", roles: READERS, environmentKey: "own", store: true },
   "customers.write": { what: "change customers", roles: ADMINS, environmentKey: "own", store: true },
   "meters.read": { what: "read counters and credit balances", roles: READERS, environmentKey: "own", store: true },

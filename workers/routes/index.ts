@@ -12,6 +12,7 @@ import { registerDraftCollectionRoutes } from "./admin/draftCollections";
 import { registerEnvironmentRoutes } from "./admin/environments";
 import { registerOrganizationKeyRoutes } from "./admin/organizationKeys";
 import { registerOrganizationRoutes } from "./admin/organizations";
+import { registerPaymentRoutes } from "./admin/payments";
 import { registerVersionRoutes } from "./admin/versions";
 import { registerDocs } from "./docs";
 import { registerEndpointRoutes } from "./endpoints";
@@ -55,6 +56,7 @@ export function registerRoutes(app: OpenAPIHono<AppEnv>): void {
   registerEventRoutes(app);
   registerDeadLetterRoutes(app);
   registerEnvironmentSettingsRoutes(app);
+  registerPaymentRoutes(app);
   registerEndpointRoutes(app);
   registerCounterUpdateRoute(app);
   registerIdentityLinkRoute(app);

@@ -78,6 +78,12 @@ const withItem = async (collection: string, cell: Cell) => {
 };
 
 const live = () => `/api/v1/admin/environments/${A.live.id}`;
+const STRIPE_CONNECTION = { secretKey: "sk_live_51PermissionMatrixCell0000abcd", webhookSecret: "whsec_PermissionMatrixCell0000" };
+/** A's live environment connected to Stripe, for the routes that read or remove the connection. */
+const withStripeConnection = async () => {
+  await must(call("PUT", `${live()}/payments/stripe`, { ...asOperator(A), body: STRIPE_CONNECTION }), 200);
+  return { path: `/environments/${A.live.id}/payments/stripe` };
+};
 const identity = (identifier: string) => `${live()}/identities/${encodeURIComponent(identifier)}`;
 
 // operator, admin, deployer, read-only, own sk, other sk, pk, stranger
@@ -275,6 +281,15 @@ const ROUTES: Route[] = [
     expected: WRITE_OWN_ENVIRONMENT(200),
     prepare: () => ({ path: `/environments/${A.live.id}/egress`, body: { hosts: ["api.example.com"] } }),
   },
+  // Payments: the live environment's Stripe connection (live-mode keys, as a production environment takes)
+  { method: "GET", path: "/environments/{environmentId}/payments/stripe", expected: READ_ENVIRONMENT, prepare: () => withStripeConnection() },
+  {
+    method: "PUT",
+    path: "/environments/{environmentId}/payments/stripe",
+    expected: WRITE_OWN_ENVIRONMENT(200),
+    prepare: () => ({ path: `/environments/${A.live.id}/payments/stripe`, body: STRIPE_CONNECTION }),
+  },
+  { method: "DELETE", path: "/environments/{environmentId}/payments/stripe", expected: WRITE_OWN_ENVIRONMENT(204), prepare: () => withStripeConnection() },
   // Meters
   {
     method: "GET",

@@ -448,6 +448,8 @@ function urlFor(op: Operation, overrides: Record<string, string> = {}): string {
 }
 
 let createdEnvironments = 0;
+/** The scratch environment is a production one: it takes live-mode Stripe keys. */
+const STRIPE_CONNECTION = { secretKey: "sk_live_51FuzzScratchConnection000abcd", webhookSecret: "whsec_FuzzScratchConnection0000" };
 
 /** A valid body for each operation that takes one (the starting point of every mutation). */
 function exampleBody(op: Operation): unknown {
@@ -488,6 +490,8 @@ function exampleBody(op: Operation): unknown {
       return { value: "v", secret: false };
     case "PUT /api/v1/admin/environments/{environmentId}/egress":
       return { hosts: ["api.example.com", "*.example.org"] };
+    case "PUT /api/v1/admin/environments/{environmentId}/payments/stripe":
+      return STRIPE_CONNECTION;
     case "POST /api/v1/admin/environments/{environmentId}/identities/{identifier}/credits/{creditId}/grants":
       return { amount: 5, reason: "fuzz" };
     case "POST /api/v1/access-checks":
@@ -559,6 +563,7 @@ function guardOf(op: Operation): Guard | undefined {
   if (t.includes("/customers/")) return readGuard("customer", () => `/api/v1/admin/environments/${fx.scratchEnv}/customers/fuzz-user`);
   if (t.includes("/variables/")) return readGuard("variables", () => `/api/v1/admin/environments/${fx.scratchEnv}/variables`);
   if (t.endsWith("/egress")) return readGuard("egress", () => `/api/v1/admin/environments/${fx.scratchEnv}/egress`);
+  if (t.endsWith("/payments/stripe")) return readGuard("payment connection", () => `/api/v1/admin/environments/${fx.scratchEnv}/payments/stripe`);
   if (t.endsWith("/grants")) return readGuard("balance", () => `/api/v1/admin/environments/${fx.scratchEnv}/identities/fuzz-grantee/credits/${encodeSegment(fx.tokensCredit)}`);
   if (t.endsWith("/versions")) return readGuard("versions", () => "/api/v1/admin/versions");
   if (t === "/api/v1/admin/environments/{environmentId}") return readGuard("environment", () => `/api/v1/admin/environments/${fx.scratchEnv}`, (body) => body.name);
@@ -646,6 +651,7 @@ async function setUpTenantA(name: string): Promise<void> {
   fx.tokensCredit = `default:${exported.body.features["ai-tools"].id}.tokens`;
   await call("PUT", `/api/v1/admin/environments/${fx.scratchEnv}/customers/fuzz-user`, { key: A.adminKey, body: { stripeProductIds: ["prod_ai_tools_pro"] } });
   await call("PUT", `/api/v1/admin/environments/${fx.scratchEnv}/variables/FUZZ_VAR`, { key: A.adminKey, body: { value: "v" } });
+  await call("PUT", `/api/v1/admin/environments/${fx.scratchEnv}/payments/stripe`, { key: A.adminKey, body: STRIPE_CONNECTION });
   const deadMessage = { organizationId: A.id, environmentId: fx.scratchEnv, versionId: fx.versionA, identifier: "fuzz-user", trigger: "user.signed-up", payload: { plan: "free" }, firedAt: new Date().toISOString() };
   fx.deadLetter = await storeDeadLetter(env.DB, {
     organizationId: A.id,
