@@ -7,8 +7,8 @@
  * State is in memory and scoped by secret key, as Stripe scopes it by account: test files run in parallel against one
  * server, so each test uses its own `sk_test_…` key and sees only its own customers, prices and requests.
  *
- * `/__control/…` is not Stripe's: tests use it to seed data, complete checkout sessions (which returns the events
- * Stripe would send as webhooks) and read the recorded requests.
+ * `/__control/…` is not Stripe's: tests use it to seed data, complete checkout sessions and refund their payments (which
+ * return the events Stripe would send as webhooks) and read the recorded requests.
  *
  * Run on its own with `node test/fake-stripe/server.mjs [port]`.
  */
@@ -79,7 +79,7 @@ export function createFakeStripe() {
   /** id → the account (secret key) that owns it and a creation sequence, for lists (Stripe lists newest first). */
   const owners = new Map();
   const idempotent = new Map();
-  /** What a checkout session was created with but Stripe's object does not show: line items, subscription_data. */
+  /** What a checkout session was created with but Stripe's object does not show: line items, subscription_data, payment_intent_data. */
   const sessionInputs = new Map();
   let requests = [];
   let sequence = 0;
@@ -122,7 +122,10 @@ export function createFakeStripe() {
     return { object: "list", data, has_more: start + limit < items.length, url };
   }
 
-  /** `expand[]=subscription` or `expand[]=data.customer`: ids of stored objects become the objects. */
+  /**
+   * `expand[]=subscription` or `expand[]=data.payment_intent.latest_charge`: ids of stored objects become the objects,
+   * along the whole path, as Stripe expands every id a nested expansion passes through.
+   */
   function expand(account, object, paths) {
     const copy = structuredClone(object);
     for (const path of asList(paths)) {
@@ -131,15 +134,12 @@ export function createFakeStripe() {
         if (node === null || typeof node !== "object") return;
         if (Array.isArray(node)) return node.forEach((item) => visit(item, index));
         const segment = segments[index];
-        if (index === segments.length - 1) {
-          if (segment === "line_items" && node.object === "checkout.session") node.line_items = lineItemList(node.id);
-          else if (typeof node[segment] === "string" && objects.has(node[segment])) {
-            const target = node[segment];
-            if (owners.get(target).account === account) node[segment] = structuredClone(objects.get(target));
-          }
-          return;
+        if (segment === "line_items" && node.object === "checkout.session") node.line_items = lineItemList(node.id);
+        else if (typeof node[segment] === "string" && objects.has(node[segment])) {
+          const target = node[segment];
+          if (owners.get(target).account === account) node[segment] = structuredClone(objects.get(target));
         }
-        visit(node[segment], index + 1);
+        if (index < segments.length - 1) visit(node[segment], index + 1);
       };
       visit(copy, 0);
     }
@@ -309,7 +309,7 @@ export function createFakeStripe() {
       success_url: params.success_url ?? null,
       url: `${baseUrl}/c/pay/${id}`,
     });
-    sessionInputs.set(id, { lineItems, subscriptionData: params.subscription_data ?? {} });
+    sessionInputs.set(id, { lineItems, subscriptionData: params.subscription_data ?? {}, paymentIntentData: params.payment_intent_data ?? {} });
     return session;
   }
 
@@ -366,6 +366,64 @@ export function createFakeStripe() {
     return store(account, subscription);
   }
 
+  /** The payment a one-time checkout collects: a succeeded payment intent and its captured charge. */
+  function newPayment(account, session, customer) {
+    const created = now();
+    const paymentIntentId = newId("pi");
+    // Stripe copies payment_intent_data's metadata onto the payment intent, and the payment intent's onto its charge.
+    const metadata = sessionInputs.get(session.id).paymentIntentData.metadata ?? {};
+    const charge = store(account, {
+      id: newId("ch"),
+      object: "charge",
+      amount: session.amount_total,
+      amount_captured: session.amount_total,
+      amount_refunded: 0,
+      captured: true,
+      created,
+      currency: session.currency,
+      customer: customer.id,
+      description: null,
+      disputed: false,
+      livemode: false,
+      metadata: structuredClone(metadata),
+      paid: true,
+      payment_intent: paymentIntentId,
+      receipt_email: session.customer_details?.email ?? null,
+      refunded: false,
+      status: "succeeded",
+    });
+    return store(account, {
+      id: paymentIntentId,
+      object: "payment_intent",
+      amount: session.amount_total,
+      amount_capturable: 0,
+      amount_received: session.amount_total,
+      capture_method: "automatic_async",
+      created,
+      currency: session.currency,
+      customer: customer.id,
+      description: null,
+      latest_charge: charge.id,
+      livemode: false,
+      metadata: structuredClone(metadata),
+      payment_method_types: ["card"],
+      status: "succeeded",
+    });
+  }
+
+  /** Refunds `amount` (all that is left by default) of a payment intent's charge, as the Dashboard would. */
+  function refundPayment(paymentIntentId, options = {}) {
+    const paymentIntent = find(null, "payment_intent", paymentIntentId);
+    const account = owners.get(paymentIntent.id).account;
+    const charge = objects.get(paymentIntent.latest_charge);
+    const refundable = charge.amount - charge.amount_refunded;
+    const amount = asInteger(options.amount, "amount") ?? refundable;
+    if (amount < 1 || amount > refundable) throw invalid("amount", `Refund amount must be between 1 and ${refundable}.`);
+    charge.amount_refunded += amount;
+    charge.refunded = charge.amount_refunded === charge.amount;
+    return { charge, events: [newEvent(account, "charge.refunded", charge)] };
+  }
+
   function newEvent(account, type, object, request = null) {
     return store(account, {
       id: newId("evt"),
@@ -412,7 +470,7 @@ export function createFakeStripe() {
       session.payment_status = status === "trialing" ? "no_payment_required" : "paid";
       events.push(newEvent(account, "customer.subscription.created", subscription));
     } else {
-      session.payment_intent = newId("pi");
+      session.payment_intent = newPayment(account, session, customer).id;
       session.payment_status = "paid";
     }
     events.push(newEvent(account, "checkout.session.completed", session));
@@ -440,6 +498,11 @@ export function createFakeStripe() {
     }],
     ["GET", /^\/v1\/subscriptions\/([^/]+)$/, (account, query, id) => find(account, "subscription", id)],
     ["POST", /^\/v1\/checkout\/sessions$/, (account, params) => newCheckoutSession(account, params)],
+    ["GET", /^\/v1\/checkout\/sessions$/, (account, query) => {
+      const matches = (session) =>
+        ["customer", "status", "subscription", "payment_intent"].every((filter) => !query[filter] || session[filter] === query[filter]);
+      return page(all(account, "checkout.session", matches), query, "/v1/checkout/sessions");
+    }],
     ["GET", /^\/v1\/checkout\/sessions\/([^/]+)$/, (account, query, id) => find(account, "checkout.session", id)],
     ["GET", /^\/v1\/checkout\/sessions\/([^/]+)\/line_items$/, (account, query, id) =>
       page(lineItemList(find(account, "checkout.session", id).id).data, query, `/v1/checkout/sessions/${id}/line_items`)],
@@ -461,6 +524,8 @@ export function createFakeStripe() {
         url: `${baseUrl}/p/session/${id}`,
       });
     }],
+    ["GET", /^\/v1\/payment_intents\/([^/]+)$/, (account, query, id) => find(account, "payment_intent", id)],
+    ["GET", /^\/v1\/charges\/([^/]+)$/, (account, query, id) => find(account, "charge", id)],
     ["GET", /^\/v1\/events\/([^/]+)$/, (account, query, id) => find(account, "event", id)],
     ["GET", /^\/v1\/events$/, (account, query) =>
       page(all(account, "event", (event) => !query.type || event.type === query.type), query, "/v1/events")],
@@ -559,6 +624,8 @@ export function createFakeStripe() {
     }
     const complete = path.match(/^\/checkout\/sessions\/([^/]+)\/complete$/);
     if (method === "POST" && complete) return completeCheckout(decodeURIComponent(complete[1]), params);
+    const refund = path.match(/^\/payment_intents\/([^/]+)\/refund$/);
+    if (method === "POST" && refund) return refundPayment(decodeURIComponent(refund[1]), params);
     if (method === "GET" && path === "/requests") {
       const account = request.headers.authorization ? authenticate(request) : null;
       return { data: requests.filter((entry) => account === null || entry.account === account).map(({ account: _, ...entry }) => entry) };

@@ -2,7 +2,7 @@ import Stripe from "stripe";
 import { describe, expect, it } from "vitest";
 import { type NormalizedEvent, WebhookSignatureError } from "../../workers/payments/gateway";
 import { createStripeGateway } from "../../workers/payments/stripe";
-import { completeCheckout, newStripeKey, seedPrice, stripeApiBase, stripeRequests } from "../support/stripe";
+import { completeCheckout, fakeStripe, newStripeKey, seedPrice, stripeApiBase, stripeRequests } from "../support/stripe";
 
 const WEBHOOK_SECRET = "whsec_test_payments_gateway";
 const gateway = createStripeGateway({ secretKey: "sk_test_unused", webhookSecret: WEBHOOK_SECRET });
@@ -300,11 +300,54 @@ describe("Stripe gateway: checkout against the local fake Stripe", () => {
       },
     });
 
-    const { events } = await completeCheckout(checkout.id);
+    const { session, events } = await completeCheckout(checkout.id);
     const normalized = (await Promise.all(events.map((event) => deliver(event)))).flat();
     expect(normalized.map(({ type, identifier, productIds }) => ({ type, identifier, productIds }))).toEqual([
       { type: "subscription.activated", identifier: "user-99", productIds: [product.id] },
       { type: "checkout.completed", identifier: "user-99", productIds: [] },
     ]);
+
+    expect(await fakeGateway.activeProductIds(session.customer as string)).toEqual([product.id]);
+  });
+
+  it("counts a paid one-time purchase among the customer's products until it is fully refunded", async () => {
+    const key = newStripeKey();
+    const fakeGateway = createStripeGateway({ secretKey: key, webhookSecret: WEBHOOK_SECRET, apiBase: stripeApiBase() });
+    const { product: lifetime, price } = await seedPrice(key, "Lifetime", { interval: null, unitAmount: 4900 });
+    const { price: unpaidPrice } = await seedPrice(key, "Never paid", { interval: null });
+    const checkoutOf = (priceId: string) =>
+      fakeGateway.createCheckoutSession({
+        mode: "payment",
+        priceIds: [priceId],
+        identifier: "user-5",
+        successUrl: "https://app.example.com/thanks",
+        cancelUrl: "https://app.example.com/pricing",
+        automaticTax: false,
+      });
+
+    const { session } = await completeCheckout((await checkoutOf(price.id)).id);
+    expect(session).toMatchObject({ mode: "payment", status: "complete", payment_status: "paid" });
+    const customerId = session.customer as string;
+    // An open checkout of the same customer is no purchase.
+    await fakeGateway.createCheckoutSession({
+      mode: "payment",
+      priceIds: [unpaidPrice.id],
+      identifier: "user-5",
+      customerId,
+      successUrl: "https://app.example.com/thanks",
+      cancelUrl: "https://app.example.com/pricing",
+      automaticTax: false,
+    });
+    expect(await fakeGateway.activeProductIds(customerId)).toEqual([lifetime.id]);
+    const listing = (await stripeRequests(key)).find((request) => request.path === "/v1/checkout/sessions" && request.method === "GET");
+    expect(listing?.query).toMatchObject({ customer: customerId, status: "complete" });
+
+    const partly = await fakeStripe<{ charge: Stripe.Charge }>(`payment_intents/${session.payment_intent}/refund`, { body: { amount: 900 } });
+    expect(partly.charge).toMatchObject({ amount_refunded: 900, refunded: false, metadata: { identifier: "user-5" } });
+    expect(await fakeGateway.activeProductIds(customerId)).toEqual([lifetime.id]);
+
+    const fully = await fakeStripe<{ charge: Stripe.Charge }>(`payment_intents/${session.payment_intent}/refund`, { body: {} });
+    expect(fully.charge).toMatchObject({ amount_refunded: 4900, refunded: true });
+    expect(await fakeGateway.activeProductIds(customerId)).toEqual([]);
   });
 });

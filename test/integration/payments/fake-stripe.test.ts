@@ -121,6 +121,40 @@ describe("fake Stripe, plain fetch", () => {
     expect(portal.body.url).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/p\/session\/bps_/);
   });
 
+  it("lists checkout sessions by customer and status, pages them and expands line items and the payment's charge", async () => {
+    const key = newStripeKey();
+    const { product, price } = await seedPrice(key, "Credits", { interval: null, unitAmount: 1500 });
+    const [customer] = await seedCustomers(key, 1);
+    const open = (mode = "payment") =>
+      stripe(key, "POST", "/v1/checkout/sessions", `mode=${mode}&customer=${customer!.id}&line_items[0][price]=${price.id}&line_items[0][quantity]=2&success_url=https%3A%2F%2Fa.example`);
+    const first = (await open()).body;
+    const second = (await open()).body;
+    await open();
+    await completeCheckout(first.id);
+    await completeCheckout(second.id);
+
+    const completed = await stripe(key, "GET", `/v1/checkout/sessions?customer=${customer!.id}&status=complete&limit=1`);
+    expect(completed.body).toMatchObject({ object: "list", has_more: true, url: "/v1/checkout/sessions" });
+    expect(completed.body.data.map((session: { id: string }) => session.id)).toEqual([second.id]);
+    const rest = await stripe(
+      key,
+      "GET",
+      `/v1/checkout/sessions?customer=${customer!.id}&status=complete&starting_after=${second.id}&expand[]=data.line_items&expand[]=data.payment_intent.latest_charge`,
+    );
+    expect(rest.body.has_more).toBe(false);
+    expect(rest.body.data).toHaveLength(1);
+    expect(rest.body.data[0]).toMatchObject({
+      id: first.id,
+      mode: "payment",
+      status: "complete",
+      payment_status: "paid",
+      line_items: { object: "list", has_more: false, data: [{ quantity: 2, amount_total: 3000, price: { id: price.id, product: product.id } }] },
+      payment_intent: { object: "payment_intent", status: "succeeded", amount: 3000, latest_charge: { object: "charge", amount: 3000, amount_refunded: 0, refunded: false } },
+    });
+    expect((await stripe(key, "GET", `/v1/checkout/sessions?customer=${customer!.id}&status=open`)).body.data).toHaveLength(1);
+    expect((await stripe(newStripeKey(), "GET", "/v1/checkout/sessions")).body.data).toEqual([]);
+  });
+
   it("refuses a one-time price in subscription mode, as Stripe does", async () => {
     const key = newStripeKey();
     const { price } = await seedPrice(key, "Credits", { interval: null });
