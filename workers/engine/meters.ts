@@ -219,7 +219,7 @@ export function renderFeatures(
  * `hasAccess: true`).
  */
 function unlimitedProperty(counterId: string, reading: MeterReading, overriddenLimit: number): MeterableProperty {
-  return meteredProperty(counterId, { ...reading, hasAccess: true, ...underOverriddenLimit(overriddenLimit, reading.consumedUnits) });
+  return meteredProperty(counterId, readingUnderOverriddenLimit(reading, overriddenLimit));
 }
 
 /** A meterable property with every field of its counter's reading. */
@@ -241,8 +241,9 @@ function meteredProperty(counterId: string, reading: MeterReading): MeterablePro
   };
 }
 
-function underOverriddenLimit(overriddenLimit: number, consumedUnits: number): { totalUnits: number; remainingUnits: number } {
-  return { totalUnits: overriddenLimit, remainingUnits: Math.max(0, overriddenLimit - consumedUnits) };
+/** An unlimited counter's reading as reported: with access, under the limit of the metered setting its `on` overrides. */
+export function readingUnderOverriddenLimit(reading: MeterReading, overriddenLimit: number): MeterReading {
+  return { ...reading, hasAccess: true, totalUnits: overriddenLimit, remainingUnits: Math.max(0, overriddenLimit - reading.consumedUnits) };
 }
 
 /**
@@ -256,7 +257,7 @@ export function reportedReading(reading: MeterReading, unlimited: readonly Meter
   for (let i = 0; i < unlimited.length; i++) {
     const request = unlimited[i]!;
     if (request.counterId !== reading.counterId || request.overriddenLimit === undefined) continue;
-    return { ...reading, hasAccess: true, ...underOverriddenLimit(request.overriddenLimit, reading.consumedUnits) };
+    return readingUnderOverriddenLimit(reading, request.overriddenLimit);
   }
   return reading;
 }

@@ -6,7 +6,7 @@
 import type { MeterClient } from "../../durable-objects/meter/client";
 import type { Period } from "../../schema/config";
 import type { PreparedSnapshot } from "../engine/prepare";
-import { reportedReading } from "../engine/meters";
+import { readingUnderOverriddenLimit } from "../engine/meters";
 import type { MeterReading, MeterRequest } from "../engine/types";
 import type { RemoteUtilsScope } from "./capability";
 import { checkFiredTrigger } from "./triggers";
@@ -24,7 +24,7 @@ export interface CounterSettings {
   uniqueResources: boolean;
   /**
    * Only on an unlimited counter (MeterRequest.overriddenLimit): the limit of the metered setting its `on` overrides,
-   * which utils report its readings under, as the response does (reportedReading). Never sent to the meter object.
+   * which utils report its readings under, as the response does (readingUnderOverriddenLimit). Never sent to the meter object.
    */
   overriddenLimit?: number;
 }
@@ -42,7 +42,7 @@ export function counterSettingsOf(requests: readonly MeterRequest[]): Map<string
 /** A meter answer for one counter as utils hand it to the workflow: an unlimited counter's under its overridden limit. */
 function reportedUnder(settings: CounterSettings, reading: MeterReading | undefined): MeterReading | undefined {
   if (settings.overriddenLimit === undefined || reading === undefined) return reading;
-  return reportedReading(reading, [{ ...settings, counterId: reading.counterId, consume: false }]);
+  return readingUnderOverriddenLimit(reading, settings.overriddenLimit);
 }
 
 /** What the meter object is told about a counter: its limits, without what only the platform's reports use. */
