@@ -121,7 +121,7 @@ async function addUnits(services: Services, update: PendingUpdate): Promise<Coun
   if (!result.replayed) {
     const triggers = [{ name: "counters.updated", payload: { eventId, identifier: identity.identifier, counters: [reading] } }, ...(subject.workflows?.triggers ?? [])];
     // Every counter the caller's plans meter (unlimited ones too), so the actions' utils.counters work on any of them.
-    const limits = counterSettingsOf(decision.meterRequests.concat(decision.unlimitedMeterRequests));
+    const limits = counterSettingsOf(decision.countedMeterRequests);
     services.waitUntil(services.triggers.enqueue(subject.prepared, environment, identity, triggers, 0, limits));
   }
   recordUpdate(services, update, reading.hasAccess ? "granted" : "denied", { counterId: meterRequest.counterId, update: body.update ?? 1, resourceId: body.resourceId ?? null, counter: reading });
@@ -180,7 +180,7 @@ function counterKind(subject: Subject, counterId: string): "metered" | "credits"
 function meterRequestFor(decision: Decision, subject: Subject, counterId: string): MeterRequest {
   const { feature, property } = counterProperty(subject, counterId);
   const isCounter = (candidate: MeterRequest) => candidate.counterId === counterId;
-  const request = decision.meterRequests.find(isCounter) ?? decision.unlimitedMeterRequests.find(isCounter);
+  const request = decision.countedMeterRequests.find(isCounter);
   if (!request) {
     throw new ApiError(
       "conflict",

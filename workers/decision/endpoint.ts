@@ -331,9 +331,8 @@ function endpointUtils(
       fired.push(...(subject.workflows?.triggers ?? []));
       // Middleware may rewrite the identity; limits of another identity must not be charged to this one.
       if (subject.identity.identifier !== identity.identifier) throw new Error("middleware changed the identity of an endpoint call");
-      const { meterRequests, unlimitedMeterRequests } = planDecision(services, subject).decision;
       // Unlimited counters (a plan's `on` over another's metered setting) count too, and never refuse.
-      return counterSettingsOf(meterRequests.concat(unlimitedMeterRequests));
+      return counterSettingsOf(planDecision(services, subject).decision.countedMeterRequests);
     },
     fireTrigger: (name, payload) => fired.push({ name, payload }),
   });

@@ -60,6 +60,8 @@ export interface Decision {
    * their readings are reported under the overridden setting's limit (`overriddenLimit`, reportedReading).
    */
   unlimitedMeterRequests: MeterRequest[];
+  /** Every counter the meter call reads and counts: `meterRequests`, then `unlimitedMeterRequests` (the same array when there is none). */
+  countedMeterRequests: MeterRequest[];
   /** Every credits property, priced for the request's action and resource; consumed when the surface consumes it. */
   creditRequests: CreditRequest[];
   storeId: string;
@@ -100,6 +102,7 @@ export function decide(input: DecideInput): Decision {
     base,
     meterRequests,
     unlimitedMeterRequests,
+    countedMeterRequests: unlimitedMeterRequests.length === 0 ? meterRequests : meterRequests.concat(unlimitedMeterRequests),
     creditRequests: creditRequestsFor(base, storeId, surface?.consumes, input.action, input.resource),
     storeId,
     surface,

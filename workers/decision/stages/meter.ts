@@ -21,15 +21,14 @@ export async function consumeMeter<C extends DecisionRequest & Subject & Planned
   // A keyed request whose triggers someone may act on goes to the meter even when it meters nothing: the object
   // records the key, so a retry is recognised (`replayed`) and does not enqueue the triggers a second time.
   const keyedWithActions = idempotencyKey !== undefined && hasActionWorkflows(prepared);
-  const { meterRequests, unlimitedMeterRequests } = decision;
-  if (meterRequests.length === 0 && unlimitedMeterRequests.length === 0 && decision.creditRequests.length === 0 && !tracksUser && !keyedWithActions) {
+  if (decision.countedMeterRequests.length === 0 && decision.creditRequests.length === 0 && !tracksUser && !keyedWithActions) {
     return { ...context, meter: NOT_CALLED };
   }
   const result = await services.meter.evaluate(
     { organizationId: environment.organizationId, store, authenticated: identity.isAuthenticated, identifier: identity.identifier },
     {
       // Unlimited counters (an `on` over a metered plan) ride in the same call: they never refuse, and they keep counting.
-      counters: unlimitedMeterRequests.length === 0 ? meterRequests : meterRequests.concat(unlimitedMeterRequests),
+      counters: decision.countedMeterRequests,
       ...(decision.creditRequests.length > 0 ? { credits: decision.creditRequests } : {}),
       ...(tracksUser ? { plans: decision.planSlugs } : {}),
       resourceId: body.resource?.id as string | undefined,

@@ -12,8 +12,7 @@ export function planDecision<C extends Subject & { surfaceSlug?: string }>(servi
   // The config stage already refused an unknown surface, so decide() cannot throw SurfaceNotFoundError here.
   const decision = decide({ prepared, category, stripeProductIds, workflowPlanSlugs, storeId: store, surfaceSlug, action: body.action, resource: body.resource });
   // Workflows that run from now on enforce exactly these limits in utils.counters (unlimited counters never refuse).
-  context.workflows?.knowCounters(decision.meterRequests);
-  if (decision.unlimitedMeterRequests.length > 0) context.workflows?.knowCounters(decision.unlimitedMeterRequests);
+  context.workflows?.knowCounters(decision.countedMeterRequests);
   services.timing.mark("plans");
   return { ...context, category, decision };
 }

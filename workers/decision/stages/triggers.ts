@@ -23,7 +23,7 @@ export function enqueueDecisionTriggers<C extends DecisionRequest & Configured &
   const { unlimitedMeterRequests } = decision;
   // The user's limits ride along, so utils.counters in the action workflows enforce this decision's plans; unlimited
   // counters too (they never refuse), or an action could not count them.
-  const counters = counterSettingsOf(unlimitedMeterRequests.length === 0 ? decision.meterRequests : decision.meterRequests.concat(unlimitedMeterRequests));
+  const counters = counterSettingsOf(decision.countedMeterRequests);
   const enqueue = (triggers: Trigger[]) => services.triggers.enqueue(prepared, environment, identity, triggers, 0, counters);
   /** What a meter answer says happened: counters consumed, a new user, a plan change. */
   const meterTriggers = (answer: { readings: MeterReading[]; userAdded?: boolean; plansChanged?: { from: string[] | null; to: string[] } }): Trigger[] => {
