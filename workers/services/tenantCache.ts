@@ -31,24 +31,29 @@ export async function lookupApiKey(db: D1Database, rawKey: string): Promise<ApiK
   // Not a key at all: answered without the cache, so arbitrary (and arbitrarily long) tokens never fill it.
   const parsed = parseApiKey(rawKey);
   if (!parsed) return null;
-  const cached = keysByRawKey.get(rawKey);
-  if (cached) return cached.key && revokedKeyIds.has(cached.key.id) ? null : cached.key;
-  const found = await findActiveKeyByHash(db, await hashApiKey(rawKey));
-  const info = found && found.environmentId === parsed.environmentId && found.type === parsed.type ? found : null;
-  if (info && revokedKeyIds.has(info.id)) return null;
-  keysByRawKey.set(rawKey, { key: info });
-  return info;
+  return cachedKeyLookup(db, keysByRawKey, rawKey, findActiveKeyByHash, (found) => found.environmentId === parsed.environmentId && found.type === parsed.type);
 }
 
 export async function lookupOrganizationKey(db: D1Database, rawKey: string): Promise<OrganizationKeyInfo | null> {
   const parsed = parseOrganizationKey(rawKey);
   if (!parsed) return null;
-  const cached = organizationKeysByRawKey.get(rawKey);
+  return cachedKeyLookup(db, organizationKeysByRawKey, rawKey, findActiveOrganizationKeyByHash, (found) => found.organizationId === parsed.organizationId);
+}
+
+/** A well-formed key through its cache; `belongs` checks the row it finds against what the key itself names. */
+async function cachedKeyLookup<K extends { id: string }>(
+  db: D1Database,
+  cache: LRUCache<string, { key: K | null }>,
+  rawKey: string,
+  find: (db: D1Database, hash: string) => Promise<K | null>,
+  belongs: (found: K) => boolean,
+): Promise<K | null> {
+  const cached = cache.get(rawKey);
   if (cached) return cached.key && revokedKeyIds.has(cached.key.id) ? null : cached.key;
-  const found = await findActiveOrganizationKeyByHash(db, await hashApiKey(rawKey));
-  const info = found && found.organizationId === parsed.organizationId ? found : null;
+  const found = await find(db, await hashApiKey(rawKey));
+  const info = found && belongs(found) ? found : null;
   if (info && revokedKeyIds.has(info.id)) return null;
-  organizationKeysByRawKey.set(rawKey, { key: info });
+  cache.set(rawKey, { key: info });
   return info;
 }
 
@@ -65,21 +70,20 @@ export function cachedKeyCount(): number {
   return keysByRawKey.size + organizationKeysByRawKey.size;
 }
 
-function forgetKeysWhere(matches: (key: ApiKeyInfo) => boolean): void {
+function forgetKeysWhere<K>(cache: LRUCache<string, { key: K | null }>, matches: (key: K) => boolean): void {
   // Collected first: the cache is not changed while it is being walked.
-  const doomed = [...keysByRawKey.entries()].filter(([, { key }]) => key !== null && matches(key)).map(([rawKey]) => rawKey);
-  for (const rawKey of doomed) keysByRawKey.delete(rawKey);
+  const doomed = [...cache.entries()].filter(([, { key }]) => key !== null && matches(key)).map(([rawKey]) => rawKey);
+  for (const rawKey of doomed) cache.delete(rawKey);
 }
 
 /** Forgets a revoked or rotated key, an environment's or an organization's (their ids never collide). */
 export function forgetKey(keyId: string): void {
   revokedKeyIds.set(keyId, true);
-  forgetKeysWhere((key) => key.id === keyId);
-  const doomed = [...organizationKeysByRawKey.entries()].filter(([, { key }]) => key?.id === keyId).map(([rawKey]) => rawKey);
-  for (const rawKey of doomed) organizationKeysByRawKey.delete(rawKey);
+  forgetKeysWhere(keysByRawKey, (key) => key.id === keyId);
+  forgetKeysWhere(organizationKeysByRawKey, (key) => key.id === keyId);
 }
 
 export function forgetEnvironment(environmentId: string, { withKeys = false } = {}): void {
   environmentsById.delete(environmentId);
-  if (withKeys) forgetKeysWhere((key) => key.environmentId === environmentId);
+  if (withKeys) forgetKeysWhere(keysByRawKey, (key) => key.environmentId === environmentId);
 }
