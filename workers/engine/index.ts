@@ -19,7 +19,6 @@ export { resolveFeatureStates, resolveFeatureState, type BaseFeatureStates, type
 export {
   counterIdFor,
   meterRequestsFor,
-  collectMeterRequests,
   UNLIMITED_UNITS,
   renderFeatures,
   denials,

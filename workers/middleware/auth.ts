@@ -11,7 +11,7 @@ import { parseOrganizationKey } from "../services/organizationKeys";
 import { lookupApiKey, lookupEnvironment, lookupOrganizationKey } from "../services/tenantCache";
 import { getOrganization } from "../services/tenancy";
 
-export type Allowed = "operator" | "organization" | "secret" | "publishable";
+type Allowed = "operator" | "organization" | "secret" | "publishable";
 
 export function bearerToken(header: string | undefined): string | null {
   if (!header) return null;
