@@ -24,6 +24,13 @@ export function createRouter(): OpenAPIHono<AppEnv> {
   });
 }
 
+/**
+ * 5xx answers that are no platform fault, so not logged as errors: customer code failing (531, recorded on its event
+ * and logged as a warning where it failed) and dependencies that will pass, answered with Retry-After (the meter, the
+ * payments queue; logged as warnings where they failed).
+ */
+const EXPECTED_FAILURES: ReadonlySet<string> = new Set(["workflow_error", "meter_unavailable", "payments_unavailable"]);
+
 /** `overrides` replace services for tests (a failing meter, a fixed clock); production passes none. */
 export function createApp(overrides: ServiceOverrides = {}): OpenAPIHono<AppEnv> {
   const app = createRouter();
@@ -40,10 +47,7 @@ export function createApp(overrides: ServiceOverrides = {}): OpenAPIHono<AppEnv>
   app.onError((error, c) => {
     const requestId = c.get("requestId") ?? newId("req");
     const apiError = toApiError(error);
-    // A 531 is customer code failing (recorded on its event, logged as a warning where it failed), not the platform.
-    // Also not platform errors: a 531 is customer code failing (recorded, logged as a warning where it failed); a 503
-    // is a dependency that will pass (the meter), answered with Retry-After.
-    if (apiError.status >= 500 && apiError.code !== "workflow_error" && apiError.code !== "meter_unavailable") console.error(`[${requestId}]`, error);
+    if (apiError.status >= 500 && !EXPECTED_FAILURES.has(apiError.code)) console.error(`[${requestId}]`, error);
     const headers: Record<string, string> = { "X-Request-Id": requestId };
     if (apiError.retryAfterSeconds !== undefined) headers["Retry-After"] = String(apiError.retryAfterSeconds);
     return c.json(errorBody(apiError, requestId), apiError.status as 400, headers);

@@ -12,6 +12,7 @@ export const ERROR_STATUS = {
   invalid_yaml: 400,
   validation_failed: 400,
   invalid_identity: 400,
+  invalid_signature: 400,
   unauthorized: 401,
   invalid_api_key: 401,
   invalid_jwt: 401,
@@ -29,6 +30,7 @@ export const ERROR_STATUS = {
   internal_error: 500,
   upstream_error: 502,
   meter_unavailable: 503,
+  payments_unavailable: 503,
   version_unreadable: 503,
   workflow_error: 531,
 } as const;

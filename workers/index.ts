@@ -3,6 +3,8 @@ import { createApp } from "./app";
 import { registerRoutes } from "./routes";
 import { DEAD_LETTER_QUEUE, handleDeadLetterBatch, handleTriggerBatch } from "./workflows/actions";
 import type { TriggerMessage } from "./workflows/triggers";
+import type { PaymentEventMessage } from "./payments/apply";
+import { handlePaymentBatch, PAYMENT_QUEUE } from "./workflows/paymentEvents";
 
 export { MeterObject } from "../durable-objects/meter/MeterObject";
 export { EgressGateway } from "./workflows/egressGateway";
@@ -13,6 +15,13 @@ registerRoutes(app);
 
 export default {
   fetch: app.fetch,
-  /** Triggers → action workflows; their dead-letter queue → stored dead letters (both consumers: wrangler.toml). */
-  queue: (batch, env, ctx) => (batch.queue === DEAD_LETTER_QUEUE ? handleDeadLetterBatch(batch, env) : handleTriggerBatch(batch, env, ctx)),
-} satisfies ExportedHandler<Env, TriggerMessage>;
+  /**
+   * Triggers → action workflows; their dead-letter queue → stored dead letters; verified payment webhooks → payment
+   * state (the consumers: wrangler.toml). Each queue carries its own message type.
+   */
+  queue: (batch, env, ctx) => {
+    if (batch.queue === PAYMENT_QUEUE) return handlePaymentBatch(batch as MessageBatch<PaymentEventMessage>, env);
+    const triggers = batch as MessageBatch<TriggerMessage>;
+    return batch.queue === DEAD_LETTER_QUEUE ? handleDeadLetterBatch(triggers, env) : handleTriggerBatch(triggers, env, ctx);
+  },
+} satisfies ExportedHandler<Env, unknown>;

@@ -214,6 +214,25 @@ export class MeterObject extends DurableObject<Env> {
     return { from, to };
   }
 
+  /**
+   * A payment changed which plans the user's purchases link (webhooks, outside any decision): the remembered plan set
+   * loses `remove` and gains `add`, so the next decision does not report the same change again. Null when the user
+   * has no remembered plan set (no decision tracked it yet): nothing is stored, and the first decision stays the
+   * user's first state (`user.added`).
+   */
+  replaceLinkedPlans(change: { remove: string[]; add: string[] }): { from: string[]; to: string[] } | null {
+    if (!this.schemaReady) return null;
+    const stored = this.sql.exec<{ value: string }>("SELECT value FROM profile WHERE key = 'plans'").toArray()[0];
+    if (!stored) return null;
+    const from = JSON.parse(stored.value) as string[];
+    const removed = new Set(change.remove);
+    const to = [...new Set([...from.filter((slug) => !removed.has(slug)), ...change.add])].sort();
+    if (to.length !== from.length || to.some((slug, index) => slug !== from[index])) {
+      this.sql.exec("UPDATE profile SET value = ? WHERE key = 'plans'", JSON.stringify(to));
+    }
+    return { from, to };
+  }
+
   /** Creates the tables if this object has none yet. Call before any SQL that needs them (never inside a transaction). */
   private ensureSchema(): void {
     if (this.schemaReady) return;

@@ -7,13 +7,15 @@
  * State is in memory and scoped by secret key, as Stripe scopes it by account: test files run in parallel against one
  * server, so each test uses its own `sk_test_…` key and sees only its own customers, prices and requests.
  *
- * `/__control/…` is not Stripe's: tests use it to seed data, complete checkout sessions and refund their payments (which
- * return the events Stripe would send as webhooks) and read the recorded requests.
+ * `/__control/…` is not Stripe's: tests use it to seed data, complete checkout sessions, move subscriptions through
+ * their lifecycle (update, cancel, invoice paid or failed), refund and dispute payments (each returning the events Stripe
+ * would send as webhooks, in order) and read the recorded requests.
  *
  * Run on its own with `node test/fake-stripe/server.mjs [port]`.
  */
 import { randomBytes } from "node:crypto";
 import { createServer } from "node:http";
+import { isDeepStrictEqual } from "node:util";
 
 const API_VERSION = "2026-10-28.endive";
 const DAY_SECONDS = 86_400;
@@ -424,13 +426,280 @@ export function createFakeStripe() {
     return { charge, events: [newEvent(account, "charge.refunded", charge)] };
   }
 
-  function newEvent(account, type, object, request = null) {
+  // --- Lifecycle: what Stripe's billing does to a subscription over time, and the events it sends -----------------
+
+  const SETTABLE_SUBSCRIPTION_STATUSES = ["active", "trialing", "past_due", "unpaid", "paused", "incomplete"];
+
+  function findSubscription(subscriptionId) {
+    const subscription = find(null, "subscription", subscriptionId);
+    if (subscription.status === "canceled") {
+      throw new StripeError(400, "invalid_request_error", "A canceled subscription can only update its cancellation_details and metadata.");
+    }
+    return { subscription, account: owners.get(subscription.id).account };
+  }
+
+  const periodEnd = (subscription) => Math.max(...subscription.items.data.map((item) => item.current_period_end));
+
+  /**
+   * customer.subscription.updated with `previous_attributes` holding the old value of every top-level field that
+   * changed since `before` (whole, as Stripe sends changed arrays and lists whole); none when nothing changed.
+   */
+  function subscriptionUpdated(account, subscription, before) {
+    const previous = Object.fromEntries(
+      Object.keys(subscription).filter((key) => !isDeepStrictEqual(before[key], subscription[key])).map((key) => [key, before[key]]),
+    );
+    return Object.keys(previous).length === 0 ? [] : [newEvent(account, "customer.subscription.updated", subscription, previous)];
+  }
+
+  /**
+   * Changes a subscription as the Dashboard, the customer portal or a billing cycle would. `items` replaces the items
+   * (an upgrade or downgrade): the item at the same position keeps its id, as `items[0][id]=si_…&items[0][price]=…`.
+   */
+  function updateSubscription(subscriptionId, changes = {}) {
+    const { subscription, account } = findSubscription(subscriptionId);
+    const before = structuredClone(subscription);
+    if (changes.status !== undefined) {
+      if (!SETTABLE_SUBSCRIPTION_STATUSES.includes(changes.status)) {
+        throw invalid("status", `status must be one of ${SETTABLE_SUBSCRIPTION_STATUSES.join(", ")}`);
+      }
+      subscription.status = changes.status;
+    }
+    if (changes.items !== undefined) {
+      const items = asList(changes.items);
+      if (items.length === 0) throw required("items");
+      const { current_period_start: start, current_period_end: end } = subscription.items.data[0];
+      subscription.items.data = items.map((item, index) => {
+        if (!item.price) throw required(`items[${index}][price]`);
+        const price = find(account, "price", item.price, `items[${index}][price]`);
+        if (!price.recurring) throw invalid(`items[${index}][price]`, "The price specified is not recurring. Subscriptions require a recurring price.");
+        const kept = before.items.data[index];
+        return {
+          id: kept?.id ?? newId("si"),
+          object: "subscription_item",
+          created: kept?.created ?? now(),
+          current_period_end: end,
+          current_period_start: start,
+          metadata: kept?.metadata ?? {},
+          price: structuredClone(price),
+          quantity: asInteger(item.quantity, `items[${index}][quantity]`) ?? 1,
+          subscription: subscription.id,
+        };
+      });
+    }
+    if (changes.current_period_end !== undefined) {
+      const end = asInteger(changes.current_period_end, "current_period_end");
+      for (const item of subscription.items.data) item.current_period_end = end;
+    }
+    if (changes.cancel_at_period_end !== undefined && asBoolean(changes.cancel_at_period_end) !== subscription.cancel_at_period_end) {
+      subscription.cancel_at_period_end = asBoolean(changes.cancel_at_period_end);
+      subscription.canceled_at = subscription.cancel_at_period_end ? now() : null;
+    }
+    // A cancellation at the period's end follows the period.
+    subscription.cancel_at = subscription.cancel_at_period_end ? periodEnd(subscription) : null;
+    return { subscription, events: subscriptionUpdated(account, subscription, before) };
+  }
+
+  /** Cancels a subscription now, as the Dashboard's "cancel immediately" or the end of a period set to cancel. */
+  function cancelSubscription(subscriptionId) {
+    const { subscription, account } = findSubscription(subscriptionId);
+    const at = now();
+    subscription.status = "canceled";
+    subscription.ended_at = at;
+    subscription.canceled_at ??= at;
+    return { subscription, events: [newEvent(account, "customer.subscription.deleted", subscription)] };
+  }
+
+  /**
+   * Bills a subscription's current period, as its renewal would: a finalized invoice, paid or with its payment failed.
+   * A failed payment makes an active or trialing subscription past_due; a paid one makes a past_due, unpaid or
+   * incomplete subscription active again.
+   */
+  function invoiceSubscription(subscriptionId, options = {}) {
+    const { subscription, account } = findSubscription(subscriptionId);
+    if (options.paid === undefined) throw required("paid");
+    const paid = asBoolean(options.paid);
+    const customer = objects.get(subscription.customer);
+    const created = now();
+    const id = newId("in");
+    const periodStart = Math.min(...subscription.items.data.map((item) => item.current_period_start));
+    const periodEndsAt = periodEnd(subscription);
+    const lines = subscription.items.data.map((item) => {
+      const amount = (item.price.unit_amount ?? 0) * item.quantity;
+      return {
+        id: newId("il"),
+        object: "line_item",
+        amount,
+        currency: item.price.currency,
+        description: `${item.quantity} × ${objects.get(item.price.product)?.name ?? item.price.product}`,
+        discount_amounts: [],
+        discountable: true,
+        discounts: [],
+        invoice: id,
+        livemode: false,
+        metadata: {},
+        parent: {
+          type: "subscription_item_details",
+          invoice_item_details: null,
+          subscription_item_details: {
+            invoice_item: null,
+            proration: false,
+            proration_details: { credited_items: null },
+            subscription: subscription.id,
+            subscription_item: item.id,
+          },
+        },
+        period: { end: item.current_period_end, start: item.current_period_start },
+        pretax_credit_amounts: [],
+        pricing: {
+          type: "price_details",
+          price_details: { price: item.price.id, product: item.price.product },
+          unit_amount_decimal: item.price.unit_amount_decimal,
+        },
+        quantity: item.quantity,
+        quantity_decimal: String(item.quantity),
+        subscription: subscription.id,
+        subtotal: amount,
+        taxes: [],
+      };
+    });
+    const total = lines.reduce((sum, line) => sum + line.amount, 0);
+    const invoice = store(account, {
+      id,
+      object: "invoice",
+      account_country: "US",
+      account_name: "Fake Stripe",
+      account_tax_ids: null,
+      amount_due: total,
+      amount_overpaid: 0,
+      amount_paid: paid ? total : 0,
+      amount_remaining: paid ? 0 : total,
+      amount_shipping: 0,
+      application: null,
+      attempt_count: 1,
+      attempted: true,
+      auto_advance: !paid,
+      automatic_tax: { disabled_reason: null, enabled: subscription.automatic_tax.enabled, liability: null, provider: null, status: null },
+      automatically_finalizes_at: null,
+      billing_reason: options.billing_reason ?? "subscription_cycle",
+      collection_method: subscription.collection_method,
+      created,
+      currency: subscription.currency,
+      custom_fields: null,
+      customer: subscription.customer,
+      customer_account: null,
+      customer_address: null,
+      customer_email: customer?.email ?? null,
+      customer_name: customer?.name ?? null,
+      customer_phone: null,
+      customer_shipping: null,
+      customer_tax_exempt: "none",
+      customer_tax_ids: [],
+      default_payment_method: null,
+      default_source: null,
+      default_tax_rates: [],
+      description: null,
+      discounts: [],
+      due_date: null,
+      effective_at: created,
+      ending_balance: 0,
+      footer: null,
+      from_invoice: null,
+      hosted_invoice_url: `${baseUrl}/i/${id}`,
+      invoice_pdf: `${baseUrl}/i/${id}/pdf`,
+      issuer: { type: "self" },
+      last_finalization_error: null,
+      latest_revision: null,
+      lines: { object: "list", data: lines, has_more: false, url: `/v1/invoices/${id}/lines` },
+      livemode: false,
+      metadata: {},
+      next_payment_attempt: paid ? null : created + 3 * DAY_SECONDS,
+      number: `${customer?.invoice_prefix ?? "FAKE"}-${String(all(account, "invoice").length + 1).padStart(4, "0")}`,
+      on_behalf_of: null,
+      parent: {
+        type: "subscription_details",
+        quote_details: null,
+        subscription_details: { metadata: structuredClone(subscription.metadata), subscription: subscription.id },
+      },
+      payment_settings: { default_mandate: null, payment_method_options: null, payment_method_types: null },
+      period_end: periodEndsAt,
+      period_start: periodStart,
+      post_payment_credit_notes_amount: 0,
+      pre_payment_credit_notes_amount: 0,
+      receipt_number: null,
+      rendering: null,
+      shipping_cost: null,
+      shipping_details: null,
+      starting_balance: 0,
+      statement_descriptor: null,
+      status: paid ? "paid" : "open",
+      status_transitions: { finalized_at: created, marked_uncollectible_at: null, paid_at: paid ? created : null, voided_at: null },
+      subtotal: total,
+      subtotal_excluding_tax: total,
+      test_clock: null,
+      total,
+      total_discount_amounts: [],
+      total_excluding_tax: total,
+      total_pretax_credit_amounts: [],
+      total_taxes: [],
+      webhooks_delivered_at: created,
+    });
+    subscription.latest_invoice = invoice.id;
+    // The invoice's creation is not what the test drives: previous_attributes shows only what the payment changed.
+    const before = structuredClone(subscription);
+    const events = [newEvent(account, paid ? "invoice.paid" : "invoice.payment_failed", invoice)];
+    if (paid && ["past_due", "unpaid", "incomplete"].includes(subscription.status)) subscription.status = "active";
+    if (!paid && ["active", "trialing"].includes(subscription.status)) subscription.status = "past_due";
+    events.push(...subscriptionUpdated(account, subscription, before));
+    return { invoice, subscription, events };
+  }
+
+  /** The buyer's bank disputes a payment's charge: a dispute awaiting the merchant's response. */
+  function disputePayment(paymentIntentId, options = {}) {
+    const paymentIntent = find(null, "payment_intent", paymentIntentId);
+    const account = owners.get(paymentIntent.id).account;
+    const charge = objects.get(paymentIntent.latest_charge);
+    if (charge.disputed) throw new StripeError(400, "invalid_request_error", `Charge ${charge.id} has already been disputed.`, { code: "charge_disputed" });
+    const created = now();
+    const evidence = Object.fromEntries(
+      ["access_activity_log", "billing_address", "cancellation_policy", "cancellation_policy_disclosure", "cancellation_rebuttal",
+        "customer_communication", "customer_email_address", "customer_name", "customer_purchase_ip", "customer_signature",
+        "duplicate_charge_documentation", "duplicate_charge_explanation", "duplicate_charge_id", "product_description", "receipt",
+        "refund_policy", "refund_policy_disclosure", "refund_refusal_explanation", "service_date", "service_documentation",
+        "shipping_address", "shipping_carrier", "shipping_date", "shipping_documentation", "shipping_tracking_number",
+        "uncategorized_file", "uncategorized_text"].map((field) => [field, null]),
+    );
+    const dispute = store(account, {
+      id: newId("dp"),
+      object: "dispute",
+      amount: asInteger(options.amount, "amount") ?? charge.amount - charge.amount_refunded,
+      balance_transactions: [],
+      charge: charge.id,
+      created,
+      currency: charge.currency,
+      enhanced_eligibility_types: [],
+      evidence: { ...evidence, enhanced_evidence: {} },
+      evidence_details: { due_by: created + 7 * DAY_SECONDS, enhanced_eligibility: {}, has_evidence: false, past_due: false, submission_count: 0, submission_method: "not_submitted" },
+      intended_submission_method: null,
+      is_charge_refundable: false,
+      livemode: false,
+      metadata: {},
+      payment_intent: paymentIntent.id,
+      payment_method_details: { card: { brand: "visa", case_type: "chargeback", network_reason_code: "10.4" }, type: "card" },
+      reason: options.reason ?? "fraudulent",
+      status: "needs_response",
+    });
+    charge.disputed = true;
+    return { dispute, events: [newEvent(account, "charge.dispute.created", dispute)] };
+  }
+
+  /** `previousAttributes`: for `*.updated` events, the changed fields' values before the change, as Stripe sends them. */
+  function newEvent(account, type, object, previousAttributes = null, request = null) {
     return store(account, {
       id: newId("evt"),
       object: "event",
       api_version: API_VERSION,
       created: now(),
-      data: { object: structuredClone(object) },
+      data: previousAttributes ? { object: structuredClone(object), previous_attributes: structuredClone(previousAttributes) } : { object: structuredClone(object) },
       livemode: false,
       pending_webhooks: 1,
       request: { id: request, idempotency_key: null },
@@ -526,6 +795,8 @@ export function createFakeStripe() {
     }],
     ["GET", /^\/v1\/payment_intents\/([^/]+)$/, (account, query, id) => find(account, "payment_intent", id)],
     ["GET", /^\/v1\/charges\/([^/]+)$/, (account, query, id) => find(account, "charge", id)],
+    ["GET", /^\/v1\/invoices\/([^/]+)$/, (account, query, id) => find(account, "invoice", id)],
+    ["GET", /^\/v1\/disputes\/([^/]+)$/, (account, query, id) => find(account, "dispute", id)],
     ["GET", /^\/v1\/events\/([^/]+)$/, (account, query, id) => find(account, "event", id)],
     ["GET", /^\/v1\/events$/, (account, query) =>
       page(all(account, "event", (event) => !query.type || event.type === query.type), query, "/v1/events")],
@@ -626,6 +897,14 @@ export function createFakeStripe() {
     if (method === "POST" && complete) return completeCheckout(decodeURIComponent(complete[1]), params);
     const refund = path.match(/^\/payment_intents\/([^/]+)\/refund$/);
     if (method === "POST" && refund) return refundPayment(decodeURIComponent(refund[1]), params);
+    const dispute = path.match(/^\/payment_intents\/([^/]+)\/dispute$/);
+    if (method === "POST" && dispute) return disputePayment(decodeURIComponent(dispute[1]), params);
+    const subscriptionAction = path.match(/^\/subscriptions\/([^/]+)\/(update|cancel|invoices)$/);
+    if (method === "POST" && subscriptionAction) {
+      const [, id, action] = subscriptionAction;
+      const act = { update: updateSubscription, cancel: cancelSubscription, invoices: invoiceSubscription }[action];
+      return act(decodeURIComponent(id), params);
+    }
     if (method === "GET" && path === "/requests") {
       const account = request.headers.authorization ? authenticate(request) : null;
       return { data: requests.filter((entry) => account === null || entry.account === account).map(({ account: _, ...entry }) => entry) };
@@ -644,7 +923,7 @@ export function createFakeStripe() {
     };
     try {
       if (url.pathname.startsWith("/__control/")) return send(200, handleControl(request, url, body));
-      if (url.pathname.startsWith("/c/pay/") || url.pathname.startsWith("/p/session/")) {
+      if (["/c/pay/", "/p/session/", "/i/"].some((prefix) => url.pathname.startsWith(prefix))) {
         response.writeHead(200, { "content-type": "text/html" });
         return response.end("<!doctype html><title>Fake Stripe</title><p>Fake Stripe hosted page.</p>");
       }

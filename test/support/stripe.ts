@@ -119,3 +119,62 @@ export async function stripeSignature(payload: string, secret: string, timestamp
   const hex = [...new Uint8Array(signature)].map((byte) => byte.toString(16).padStart(2, "0")).join("");
   return `t=${timestamp},v1=${hex}`;
 }
+
+export type SettableSubscriptionStatus = "active" | "trialing" | "past_due" | "unpaid" | "paused" | "incomplete";
+
+/** Stripe's own field names, as a Dashboard or API update would set them. */
+export interface SubscriptionChanges {
+  status?: SettableSubscriptionStatus;
+  /** true also sets `cancel_at` to the period's end and `canceled_at` to now; false clears both. */
+  cancel_at_period_end?: boolean;
+  /** Unix seconds; sets every item's `current_period_end`. */
+  current_period_end?: number;
+  /** Replaces the items (an upgrade or downgrade); the item at the same position keeps its id. */
+  items?: Array<{ price: string; quantity?: number }>;
+}
+
+/**
+ * Changes a subscription as the Dashboard, the customer portal or a billing cycle would. Returns the
+ * customer.subscription.updated event Stripe would send, with the changed fields' old values in
+ * `data.previous_attributes`, or no event when nothing changed.
+ */
+export function updateSubscription(subscriptionId: string, changes: SubscriptionChanges): Promise<{ subscription: Stripe.Subscription; events: Stripe.Event[] }> {
+  return fakeStripe(`subscriptions/${encodeURIComponent(subscriptionId)}/update`, { body: changes });
+}
+
+/** Cancels a subscription now (status canceled, `ended_at`); returns the customer.subscription.deleted event. */
+export function cancelSubscription(subscriptionId: string): Promise<{ subscription: Stripe.Subscription; events: Stripe.Event[] }> {
+  return fakeStripe(`subscriptions/${encodeURIComponent(subscriptionId)}/cancel`, { body: {} });
+}
+
+export interface InvoiceSubscriptionOptions {
+  /** false: the payment fails (invoice open, an active or trialing subscription goes past_due). */
+  paid: boolean;
+  /** `subscription_cycle` unless told. */
+  billing_reason?: Stripe.Invoice.BillingReason;
+}
+
+/**
+ * Bills a subscription's current period, as its renewal would. Returns the invoice, the subscription after it and the
+ * events in order: invoice.paid or invoice.payment_failed, then customer.subscription.updated (previous_attributes
+ * `{ status }`) when the payment moved the subscription (past_due after a failure, active again after paying).
+ */
+export function invoiceSubscription(
+  subscriptionId: string,
+  options: InvoiceSubscriptionOptions,
+): Promise<{ invoice: Stripe.Invoice; subscription: Stripe.Subscription; events: Stripe.Event[] }> {
+  return fakeStripe(`subscriptions/${encodeURIComponent(subscriptionId)}/invoices`, { body: options });
+}
+
+/** The buyer's bank disputes a one-time payment: returns the dispute (needs_response) and charge.dispute.created. */
+export function disputePayment(
+  paymentIntentId: string,
+  options: { reason?: string; amount?: number } = {},
+): Promise<{ dispute: Stripe.Dispute; events: Stripe.Event[] }> {
+  return fakeStripe(`payment_intents/${encodeURIComponent(paymentIntentId)}/dispute`, { body: options });
+}
+
+/** Refunds `amount` (all that is left by default) of a one-time payment; returns the charge and charge.refunded. */
+export function refundPayment(paymentIntentId: string, amount?: number): Promise<{ charge: Stripe.Charge; events: Stripe.Event[] }> {
+  return fakeStripe(`payment_intents/${encodeURIComponent(paymentIntentId)}/refund`, { body: amount === undefined ? {} : { amount } });
+}

@@ -193,6 +193,7 @@ describe("Stripe gateway: webhook normalization", () => {
       amount: 1000,
       amount_refunded: 400,
       refunded: false,
+      payment_intent: "pi_1",
       metadata: { identifier: "user-4" },
     };
     expect(await deliver(stripeEvent("charge.refunded", charge))).toEqual([
@@ -204,7 +205,9 @@ describe("Stripe gateway: webhook normalization", () => {
         customerId: "cus_4",
         identifier: "user-4",
         productIds: [],
-        paymentId: "ch_1",
+        // Purchases are known by their payment intent; the charge travels beside it.
+        paymentId: "pi_1",
+        chargeId: "ch_1",
         amount: 400,
         currency: "usd",
         fullyRefunded: false,
@@ -223,12 +226,15 @@ describe("Stripe gateway: webhook normalization", () => {
         productIds: [],
         disputeId: "dp_1",
         paymentId: "ch_1",
+        chargeId: "ch_1",
         amount: 1000,
         currency: "usd",
       },
     ]);
     const [expanded] = await deliver(stripeEvent("charge.dispute.created", { ...dispute, charge }));
     expect(expanded).toMatchObject({ customerId: "cus_4", identifier: "user-4", paymentId: "ch_1" });
+    const [withPaymentIntent] = await deliver(stripeEvent("charge.dispute.created", { ...dispute, payment_intent: "pi_1" }));
+    expect(withPaymentIntent).toMatchObject({ paymentId: "pi_1", chargeId: "ch_1" });
   });
 
   it("acknowledges an event type the platform does not act on with no events", async () => {

@@ -4,7 +4,7 @@
  */
 import type { AutoAssignCategory, BotTag, CreditReading, Decision, FeatureStates, MeterReading, PreparedSnapshot, ResolvedIdentity } from "../engine";
 import type { KeyType } from "../services/apiKeys";
-import type { Customer } from "../services/customers";
+import type { CustomerRecord } from "../services/customers";
 import type { Environment } from "../services/tenancy";
 import type { EvaluateResult } from "../../durable-objects/meter/MeterObject";
 import type { ComponentBehavior, SurfaceBehavior } from "../workflows/stages";
@@ -76,7 +76,7 @@ export interface Identified {
 }
 
 export interface WithCustomer {
-  customer: Customer | null;
+  customer: CustomerRecord | null;
   stripeProductIds: string[];
 }
 

@@ -5,7 +5,7 @@
  */
 import type { MeterClient } from "../../durable-objects/meter/client";
 import type { PreparedSnapshot, VerdictMemo } from "../engine";
-import type { Customer } from "../services/customers";
+import type { CustomerRecord } from "../services/customers";
 import type { WorkflowEnvironment } from "../services/environmentSettings";
 import type { EventInput } from "../services/events";
 import type { ApiKeyInfo } from "../services/apiKeys";
@@ -45,7 +45,7 @@ export interface Services {
   lookupApiKey(rawKey: string): Promise<ApiKeyInfo | null>;
   lookupEnvironment(environmentId: string): Promise<Environment | null>;
   /** The customer record (Stripe products) of an identifier in a user data store. */
-  customer(organizationId: string, store: string, identifier: string): Promise<Customer | null>;
+  customer(organizationId: string, store: string, identifier: string): Promise<CustomerRecord | null>;
   /** Variables, decrypted secrets and the egress allow-list workflows of an environment get. */
   workflowEnvironment(environmentId: string): Promise<WorkflowEnvironment>;
   meter: MeterClient;

@@ -83,7 +83,9 @@ export interface InvoiceEvent extends EventBase<"invoice.paid" | "invoice.paymen
 }
 
 export interface PaymentRefundedEvent extends EventBase<"payment.refunded"> {
+  /** The payment as purchases know it (a Stripe payment intent), or the charge when it has none. */
   paymentId: string;
+  chargeId: string;
   /** Total refunded so far on the payment. */
   amount: number;
   currency: string;
@@ -92,7 +94,9 @@ export interface PaymentRefundedEvent extends EventBase<"payment.refunded"> {
 
 export interface DisputeOpenedEvent extends EventBase<"dispute.opened"> {
   disputeId: string;
+  /** The payment as purchases know it (a Stripe payment intent), or the charge when it has none. */
   paymentId: string;
+  chargeId: string;
   amount: number;
   currency: string;
 }
@@ -140,6 +144,29 @@ export interface CustomerPage {
   nextCursor: string | null;
 }
 
+/** A subscription as the provider has it right now. */
+export interface SubscriptionSnapshot {
+  subscription: SubscriptionState;
+  customerId: string;
+  /** The platform identifier the subscription was bought for (its metadata), when it has one. */
+  identifier: string | null;
+  productIds: string[];
+}
+
+/** A completed checkout as the provider has it right now. */
+export interface CheckoutSnapshot {
+  checkoutId: string;
+  mode: "subscription" | "payment" | "setup";
+  customerId: string | null;
+  identifier: string | null;
+  subscriptionId: string | null;
+  /** The one-time payment (a Stripe payment intent); null in subscription and setup mode. */
+  paymentId: string | null;
+  paid: boolean;
+  /** Every product of the checkout's line items. */
+  productIds: string[];
+}
+
 export interface PaymentGateway {
   readonly provider: PaymentProvider;
   /**
@@ -150,6 +177,12 @@ export interface PaymentGateway {
   verifyWebhook(rawBody: string | Uint8Array, headers: Headers): Promise<NormalizedEvent[]>;
   createCheckoutSession(request: CheckoutSessionRequest): Promise<{ id: string; url: string }>;
   createPortalSession(request: { customerId: string; returnUrl: string }): Promise<{ url: string }>;
+  /** The subscription's current state; null when the provider does not know it. */
+  getSubscription(subscriptionId: string): Promise<SubscriptionSnapshot | null>;
+  /** The checkout with all its products; null when the provider does not know it. */
+  getCheckout(checkoutId: string): Promise<CheckoutSnapshot | null>;
+  /** The customer a charge belongs to (disputes name only their charge); null when it has none. */
+  customerOfCharge(chargeId: string): Promise<string | null>;
   listCustomers(request: { startingAfter?: string; limit: number }): Promise<CustomerPage>;
   /**
    * Products the customer is entitled to right now according to the provider: those of active or trialing

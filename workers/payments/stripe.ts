@@ -9,9 +9,11 @@
 import Stripe from "stripe";
 import {
   type CheckoutSessionRequest,
+  type CheckoutSnapshot,
   type CustomerPage,
   type NormalizedEvent,
   type PaymentGateway,
+  type SubscriptionSnapshot,
   type SubscriptionState,
   type SubscriptionStatus,
   WebhookSignatureError,
@@ -110,6 +112,43 @@ export function createStripeGateway(options: StripeGatewayOptions): PaymentGatew
       return { url: session.url };
     },
 
+    async getSubscription(subscriptionId): Promise<SubscriptionSnapshot | null> {
+      const subscription = await unlessMissing(() => stripe.subscriptions.retrieve(subscriptionId));
+      if (!subscription) return null;
+      return {
+        subscription: subscriptionState(subscription),
+        customerId: idOf(subscription.customer),
+        identifier: identifierIn(subscription.metadata),
+        productIds: subscriptionProducts(subscription),
+      };
+    },
+
+    async getCheckout(checkoutId): Promise<CheckoutSnapshot | null> {
+      const session = await unlessMissing(() => stripe.checkout.sessions.retrieve(checkoutId, { expand: ["line_items"] }));
+      if (!session) return null;
+      const mode = CHECKOUT_MODES.find((known) => known === session.mode) ?? "setup";
+      // Expanded line items stop at the first page; a larger order is listed in full.
+      const lineItems =
+        session.line_items && !session.line_items.has_more
+          ? session.line_items.data
+          : await stripe.checkout.sessions.listLineItems(session.id, { limit: PAGE_SIZE }).autoPagingToArray({ limit: 10_000 });
+      return {
+        checkoutId: session.id,
+        mode,
+        customerId: optionalIdOf(session.customer),
+        identifier: session.client_reference_id || identifierIn(session.metadata),
+        subscriptionId: optionalIdOf(session.subscription),
+        paymentId: optionalIdOf(session.payment_intent),
+        paid: session.status === "complete" && session.payment_status !== "unpaid",
+        productIds: [...new Set(lineItems.flatMap((item) => (item.price ? [idOf(item.price.product)] : [])))].sort(),
+      };
+    },
+
+    async customerOfCharge(chargeId) {
+      const charge = await unlessMissing(() => stripe.charges.retrieve(chargeId));
+      return charge ? optionalIdOf(charge.customer) : null;
+    },
+
     async listCustomers({ startingAfter, limit }): Promise<CustomerPage> {
       const page = await stripe.customers.list({ limit, ...(startingAfter ? { starting_after: startingAfter } : {}) });
       const customers = page.data.map((customer) => ({
@@ -145,6 +184,16 @@ export function createStripeGateway(options: StripeGatewayOptions): PaymentGatew
       return [...products].sort();
     },
   };
+}
+
+/** The object, or null when Stripe answers that it has no such object (404 resource_missing). */
+async function unlessMissing<T>(retrieve: () => Promise<T>): Promise<T | null> {
+  try {
+    return await retrieve();
+  } catch (error) {
+    if (error instanceof Stripe.errors.StripeInvalidRequestError && error.statusCode === 404) return null;
+    throw error;
+  }
 }
 
 /** A base URL → the SDK's host/port/protocol options; nothing (Stripe's own API) when empty. */
@@ -281,7 +330,8 @@ export function normalizeEvent(event: Stripe.Event): NormalizedEvent[] {
           customerId: optionalIdOf(charge.customer),
           identifier: identifierIn(charge.metadata),
           productIds: [],
-          paymentId: charge.id,
+          paymentId: optionalIdOf(charge.payment_intent) ?? charge.id,
+          chargeId: charge.id,
           amount: charge.amount_refunded,
           currency: charge.currency,
           fullyRefunded: charge.refunded,
@@ -299,7 +349,8 @@ export function normalizeEvent(event: Stripe.Event): NormalizedEvent[] {
           identifier: identifierIn(charge?.metadata) ?? identifierIn(dispute.metadata),
           productIds: [],
           disputeId: dispute.id,
-          paymentId: idOf(dispute.charge),
+          paymentId: optionalIdOf(dispute.payment_intent) ?? idOf(dispute.charge),
+          chargeId: idOf(dispute.charge),
           amount: dispute.amount,
           currency: dispute.currency,
         },

@@ -13,6 +13,7 @@ import { registerEnvironmentRoutes } from "./admin/environments";
 import { registerOrganizationKeyRoutes } from "./admin/organizationKeys";
 import { registerOrganizationRoutes } from "./admin/organizations";
 import { registerPaymentRoutes } from "./admin/payments";
+import { registerPaymentWebhookRoutes } from "./paymentWebhooks";
 import { registerVersionRoutes } from "./admin/versions";
 import { registerDocs } from "./docs";
 import { registerEndpointRoutes } from "./endpoints";
@@ -57,6 +58,7 @@ export function registerRoutes(app: OpenAPIHono<AppEnv>): void {
   registerDeadLetterRoutes(app);
   registerEnvironmentSettingsRoutes(app);
   registerPaymentRoutes(app);
+  registerPaymentWebhookRoutes(app);
   registerEndpointRoutes(app);
   registerCounterUpdateRoute(app);
   registerIdentityLinkRoute(app);

@@ -5,8 +5,11 @@ import { sha256Hex } from "../lib/crypto";
 import { newId, nowIso } from "../lib/ids";
 import { utf8ByteLength } from "../lib/json";
 
-/** `action_failed`: one failed run of an action workflow (queue consumer), with its attempt and whether it is retried. */
-export type EventKind = "access_check" | "surface_decision" | "counter_update" | "admin" | "endpoint" | "action_failed";
+/**
+ * `action_failed`: one failed run of an action workflow (queue consumer), with its attempt and whether it is retried.
+ * `payment`: a subscription or purchase changed lifecycle state (payments queue consumer).
+ */
+export type EventKind = "access_check" | "surface_decision" | "counter_update" | "admin" | "endpoint" | "action_failed" | "payment";
 
 export interface EventInput {
   id?: string;

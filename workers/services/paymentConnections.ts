@@ -9,6 +9,7 @@
 import { ApiError } from "../errors";
 import { nowIso } from "../lib/ids";
 import { decryptSecret, encryptSecret } from "../lib/secrets";
+import { DEFAULT_LIFECYCLE_POLICY, type LifecyclePolicy } from "../payments/lifecycle";
 import type { Environment } from "./tenancy";
 
 export type PaymentMode = "test" | "live";
@@ -26,12 +27,15 @@ export interface PaymentConnectionInfo {
   webhookSecretSet: true;
   /** Path, below the platform's base URL, of the endpoint to register for the environment's Stripe webhooks. */
   webhookUrl: string;
+  /** What past_due, refunds and disputes do to access. */
+  policy: LifecyclePolicy;
   connectedAt: string;
   updatedAt: string;
 }
 
 export interface StripeCredentials {
   mode: PaymentMode;
+  policy: LifecyclePolicy;
   secretKey: string;
   webhookSecret: string;
 }
@@ -56,6 +60,9 @@ interface ConnectionRow {
   key_hint: string;
   secret_key_encrypted: string;
   webhook_secret_encrypted: string;
+  past_due_grace_hours: number;
+  revoke_on_refund: number;
+  revoke_on_dispute: number;
   connected_at: string;
   updated_at: string;
 }
@@ -73,6 +80,15 @@ function modeOfKey(secretKey: string): PaymentMode {
 /** `sk_test_`, `rk_live_`…: the key's type and mode, then its last four characters. */
 const keyHintOf = (secretKey: string): string => `${secretKey.slice(0, "sk_test_".length)}…${secretKey.slice(-4)}`;
 
+const policyOf = (row: ConnectionRow): LifecyclePolicy => ({
+  pastDueGraceHours: row.past_due_grace_hours,
+  revokeOnRefund: row.revoke_on_refund === 1,
+  revokeOnDispute: row.revoke_on_dispute === 1,
+});
+
+const CONNECTION_COLUMNS =
+  "environment_id, mode, key_hint, secret_key_encrypted, webhook_secret_encrypted, past_due_grace_hours, revoke_on_refund, revoke_on_dispute, connected_at, updated_at";
+
 function infoOf(row: ConnectionRow): PaymentConnectionInfo {
   return {
     provider: "stripe",
@@ -80,17 +96,21 @@ function infoOf(row: ConnectionRow): PaymentConnectionInfo {
     keyHint: row.key_hint,
     webhookSecretSet: true,
     webhookUrl: stripeWebhookPath(row.environment_id),
+    policy: policyOf(row),
     connectedAt: row.connected_at,
     updatedAt: row.updated_at,
   };
 }
 
-/** Connects the environment to Stripe, or replaces its keys; refuses a key whose mode does not match the environment. */
+/**
+ * Connects the environment to Stripe, or replaces its keys; refuses a key whose mode does not match the environment.
+ * Policy fields left out keep their stored value (the defaults on a first connection).
+ */
 export async function putStripeConnection(
   db: D1Database,
   secretsKey: string,
   environment: Environment,
-  input: { secretKey: string; webhookSecret: string },
+  input: { secretKey: string; webhookSecret: string; policy?: Partial<LifecyclePolicy> },
 ): Promise<PaymentConnectionInfo> {
   const mode = modeOfKey(input.secretKey);
   const expected = MODE_OF_ENVIRONMENT[environment.type];
@@ -104,18 +124,38 @@ export async function putStripeConnection(
   if (!STRIPE_WEBHOOK_SECRET_PATTERN.test(input.webhookSecret)) throw new ApiError("bad_request", "webhookSecret must be a Stripe webhook signing secret (whsec_…)");
   const [secretKeyEncrypted, webhookSecretEncrypted] = await Promise.all([encryptSecret(secretsKey, input.secretKey), encryptSecret(secretsKey, input.webhookSecret)]);
   const now = nowIso();
+  const policy = input.policy ?? {};
+  const flag = (value: boolean | undefined) => (value === undefined ? null : value ? 1 : 0);
   // Reconnecting keeps the first connection's time: connectedAt says since when the environment takes payments.
   const row = await db
     .prepare(
       `INSERT INTO payment_connections
-         (environment_id, organization_id, provider, secret_key_encrypted, webhook_secret_encrypted, mode, key_hint, connected_at, updated_at)
-       VALUES (?, ?, 'stripe', ?, ?, ?, ?, ?, ?)
+         (environment_id, organization_id, provider, secret_key_encrypted, webhook_secret_encrypted, mode, key_hint,
+          past_due_grace_hours, revoke_on_refund, revoke_on_dispute, connected_at, updated_at)
+       VALUES (?1, ?2, 'stripe', ?3, ?4, ?5, ?6, COALESCE(?7, ?10), COALESCE(?8, ?11), COALESCE(?9, ?12), ?13, ?13)
        ON CONFLICT (environment_id) DO UPDATE SET
          secret_key_encrypted = excluded.secret_key_encrypted, webhook_secret_encrypted = excluded.webhook_secret_encrypted,
-         mode = excluded.mode, key_hint = excluded.key_hint, updated_at = excluded.updated_at
-       RETURNING environment_id, mode, key_hint, secret_key_encrypted, webhook_secret_encrypted, connected_at, updated_at`,
+         mode = excluded.mode, key_hint = excluded.key_hint, updated_at = excluded.updated_at,
+         past_due_grace_hours = COALESCE(?7, payment_connections.past_due_grace_hours),
+         revoke_on_refund = COALESCE(?8, payment_connections.revoke_on_refund),
+         revoke_on_dispute = COALESCE(?9, payment_connections.revoke_on_dispute)
+       RETURNING ${CONNECTION_COLUMNS}`,
     )
-    .bind(environment.id, environment.organizationId, secretKeyEncrypted, webhookSecretEncrypted, mode, keyHintOf(input.secretKey), now, now)
+    .bind(
+      environment.id,
+      environment.organizationId,
+      secretKeyEncrypted,
+      webhookSecretEncrypted,
+      mode,
+      keyHintOf(input.secretKey),
+      policy.pastDueGraceHours ?? null,
+      flag(policy.revokeOnRefund),
+      flag(policy.revokeOnDispute),
+      DEFAULT_LIFECYCLE_POLICY.pastDueGraceHours,
+      flag(DEFAULT_LIFECYCLE_POLICY.revokeOnRefund),
+      flag(DEFAULT_LIFECYCLE_POLICY.revokeOnDispute),
+      now,
+    )
     .first<ConnectionRow>();
   if (!row) throw new Error("payment_connections upsert returned no row");
   return infoOf(row);
@@ -123,9 +163,7 @@ export async function putStripeConnection(
 
 async function connectionRow(db: D1Database, environmentId: string): Promise<ConnectionRow | null> {
   return db
-    .prepare(
-      "SELECT environment_id, mode, key_hint, secret_key_encrypted, webhook_secret_encrypted, connected_at, updated_at FROM payment_connections WHERE environment_id = ? AND provider = 'stripe'",
-    )
+    .prepare(`SELECT ${CONNECTION_COLUMNS} FROM payment_connections WHERE environment_id = ? AND provider = 'stripe'`)
     .bind(environmentId)
     .first<ConnectionRow>();
 }
@@ -152,7 +190,7 @@ export async function stripeCredentials(db: D1Database, secretsKey: string, envi
   if (!row) return null;
   try {
     const [secretKey, webhookSecret] = await Promise.all([decryptSecret(secretsKey, row.secret_key_encrypted), decryptSecret(secretsKey, row.webhook_secret_encrypted)]);
-    return { mode: row.mode, secretKey, webhookSecret };
+    return { mode: row.mode, policy: policyOf(row), secretKey, webhookSecret };
   } catch (error) {
     throw new PaymentConnectionUnreadableError(environmentId, { cause: error });
   }

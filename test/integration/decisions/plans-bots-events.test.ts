@@ -32,7 +32,7 @@ describe("plan provisioning", () => {
     });
     expect(put.status).toBe(200);
     const premium = await check(key, { identity: { userIdentifier: "subscriber@example.com" } });
-    expect(premium.body.customer).toEqual({ isCustomer: true, hasProducts: true, customerIdentifiers: ["subscriber@example.com"] });
+    expect(premium.body.customer).toEqual({ isCustomer: true, hasProducts: true, customerIdentifiers: ["cus_123"] });
     expect(premium.body.features.articles.properties).toMatchObject({
       premium: { type: "boolean", value: true, isFallback: false },
       quality: { type: "string", value: "ultra", isFallback: false },

@@ -4,6 +4,7 @@
  */
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
+import { DEFAULT_LIFECYCLE_POLICY } from "../../../workers/payments/lifecycle";
 import { PaymentConnectionUnreadableError, stripeCredentials } from "../../../workers/services/paymentConnections";
 import { call, createOrganization, type TestOrganization } from "../../support/api";
 
@@ -33,6 +34,7 @@ describe("an environment's Stripe connection", () => {
       keyHint: "sk_test_…abcd",
       webhookSecretSet: true,
       webhookUrl: `/api/v1/envs/${org.preview.id}/payments/stripe/webhooks`,
+      policy: { pastDueGraceHours: 72, revokeOnRefund: true, revokeOnDispute: true },
       connectedAt: expect.any(String),
       updatedAt: expect.any(String),
     };
@@ -58,7 +60,7 @@ describe("an environment's Stripe connection", () => {
     const rowText = JSON.stringify(row);
     expect(rowText).not.toContain("FakeTestKey");
     expect(rowText).not.toContain("FakeSigningSecret");
-    expect(await stripeCredentials(env.DB, env.SECRETS_KEY, org.preview.id)).toEqual({ mode: "test", secretKey: TEST_KEY, webhookSecret: WEBHOOK_SECRET });
+    expect(await stripeCredentials(env.DB, env.SECRETS_KEY, org.preview.id)).toEqual({ mode: "test", policy: DEFAULT_LIFECYCLE_POLICY, secretKey: TEST_KEY, webhookSecret: WEBHOOK_SECRET });
 
     // Replacing the keys keeps the time of the first connection.
     const replaced = await connect(org, org.preview.id, { secretKey: "rk_test_51AnotherRestrictedKey000009876", webhookSecret: WEBHOOK_SECRET });
@@ -105,12 +107,27 @@ describe("an environment's Stripe connection", () => {
       { secretKey: TEST_KEY, webhookSecret: "whsec_" },
       { secretKey: TEST_KEY },
       { webhookSecret: WEBHOOK_SECRET },
+      { secretKey: TEST_KEY, webhookSecret: WEBHOOK_SECRET, policy: { pastDueGraceHours: -1 } },
+      { secretKey: TEST_KEY, webhookSecret: WEBHOOK_SECRET, policy: { pastDueGraceHours: 2161 } },
+      { secretKey: TEST_KEY, webhookSecret: WEBHOOK_SECRET, policy: { pastDueGraceHours: 1.5 } },
+      { secretKey: TEST_KEY, webhookSecret: WEBHOOK_SECRET, policy: { revokeOnRefund: "yes" } },
     ]) {
       const refused = await connect(org, org.preview.id, body);
       expect(refused.status, JSON.stringify(body)).toBe(400);
       expect(refused.body).toMatchObject({ status: "error", code: "validation_failed" });
     }
     expect(await storedRow(org.preview.id)).toBeNull();
+  });
+
+  it("keeps a lifecycle policy: the defaults first, then what a connection sets, fields left out unchanged", async () => {
+    const org = await createOrganization("Stripe policy");
+    const first = await connect(org, org.preview.id, { secretKey: TEST_KEY, webhookSecret: WEBHOOK_SECRET, policy: { pastDueGraceHours: 0 } });
+    expect(first.body.policy).toEqual({ pastDueGraceHours: 0, revokeOnRefund: true, revokeOnDispute: true });
+    const second = await connect(org, org.preview.id, { secretKey: TEST_KEY, webhookSecret: WEBHOOK_SECRET, policy: { revokeOnDispute: false } });
+    expect(second.body.policy).toEqual({ pastDueGraceHours: 0, revokeOnRefund: true, revokeOnDispute: false });
+    const rotated = await connect(org, org.preview.id, { secretKey: TEST_KEY, webhookSecret: WEBHOOK_SECRET });
+    expect(rotated.body.policy).toEqual(second.body.policy);
+    expect((await stripeCredentials(env.DB, env.SECRETS_KEY, org.preview.id))?.policy).toEqual(second.body.policy);
   });
 
   it("is another organization's environment to no one: a 404, and a preview key may not touch live's", async () => {

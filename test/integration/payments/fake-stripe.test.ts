@@ -1,7 +1,19 @@
 /** The fake Stripe the payment tests run against, reached from workerd: Stripe's wire format, pagination, checkout. */
 import Stripe from "stripe";
 import { describe, expect, it } from "vitest";
-import { completeCheckout, newStripeKey, seedCustomers, seedPrice, stripeApiBase, stripeRequests } from "../../support/stripe";
+import {
+  cancelSubscription,
+  completeCheckout,
+  disputePayment,
+  invoiceSubscription,
+  newStripeKey,
+  refundPayment,
+  seedCustomers,
+  seedPrice,
+  stripeApiBase,
+  stripeRequests,
+  updateSubscription,
+} from "../../support/stripe";
 
 async function stripe(key: string, method: string, path: string, form?: string, headers: Record<string, string> = {}) {
   const response = await fetch(`${stripeApiBase()}${path}`, {
@@ -16,6 +28,21 @@ function sdk(key: string): Stripe {
   const base = new URL(stripeApiBase());
   return new Stripe(key, { httpClient: Stripe.createFetchHttpClient(), host: base.hostname, port: Number(base.port), protocol: "http" });
 }
+
+/** A completed checkout in the account of `key`: a subscription of `quantity` × `price` in subscription mode. */
+async function subscribe(key: string, price: Stripe.Price, options: { status?: "active" | "trialing"; quantity?: number; metadata?: Record<string, string> } = {}) {
+  const session = await sdk(key).checkout.sessions.create({
+    mode: price.recurring ? "subscription" : "payment",
+    line_items: [{ price: price.id, quantity: options.quantity ?? 1 }],
+    success_url: "https://app.example/success",
+    ...(price.recurring ? { subscription_data: { metadata: options.metadata ?? {} } } : {}),
+  });
+  const completed = await completeCheckout(session.id, { status: options.status ?? "active" });
+  const subscription = completed.events.find((event) => event.type === "customer.subscription.created")?.data.object as Stripe.Subscription | undefined;
+  return { session: completed.session, subscription: subscription! };
+}
+
+const previousAttributes = (event: Stripe.Event) => (event.data as { previous_attributes?: Record<string, unknown> }).previous_attributes;
 
 describe("fake Stripe, plain fetch", () => {
   it("is what STRIPE_API_BASE points at", () => {
@@ -196,5 +223,192 @@ describe("fake Stripe, official SDK", () => {
     const missing = await client.customers.retrieve("cus_missing").catch((error: unknown) => error);
     expect(missing).toBeInstanceOf(Stripe.errors.StripeInvalidRequestError);
     expect(missing).toMatchObject({ code: "resource_missing", statusCode: 404 });
+  });
+});
+
+describe("fake Stripe, lifecycle control", () => {
+  it("updates a subscription's status, cancellation at period end, period and items, with previous_attributes", async () => {
+    const key = newStripeKey();
+    const { product: basic, price } = await seedPrice(key, "Basic", { unitAmount: 1000 });
+    const { product: pro, price: upgrade } = await seedPrice(key, "Pro", { unitAmount: 3000 });
+    const { subscription } = await subscribe(key, price, { status: "trialing" });
+    const item = subscription.items.data[0]!;
+
+    const activated = await updateSubscription(subscription.id, { status: "active" });
+    expect(activated.subscription.status).toBe("active");
+    expect(activated.events.map((event) => event.type)).toEqual(["customer.subscription.updated"]);
+    expect(activated.events[0]!.data.object).toMatchObject({ id: subscription.id, status: "active" });
+    expect(previousAttributes(activated.events[0]!)).toEqual({ status: "trialing" });
+
+    const periodEnd = item.current_period_end + 86_400;
+    const cancelling = await updateSubscription(subscription.id, { cancel_at_period_end: true, current_period_end: periodEnd });
+    expect(cancelling.subscription).toMatchObject({ status: "active", cancel_at_period_end: true, cancel_at: periodEnd });
+    expect(cancelling.subscription.canceled_at).toBeGreaterThanOrEqual(subscription.created);
+    expect(cancelling.subscription.items.data[0]!.current_period_end).toBe(periodEnd);
+    const cancellingPrevious = previousAttributes(cancelling.events[0]!)!;
+    expect(Object.keys(cancellingPrevious).sort()).toEqual(["cancel_at", "cancel_at_period_end", "canceled_at", "items"]);
+    expect(cancellingPrevious).toMatchObject({ cancel_at: null, cancel_at_period_end: false, canceled_at: null });
+    expect((cancellingPrevious.items as Stripe.ApiList<Stripe.SubscriptionItem>).data[0]!.current_period_end).toBe(item.current_period_end);
+
+    const kept = await updateSubscription(subscription.id, { cancel_at_period_end: false });
+    expect(kept.subscription).toMatchObject({ cancel_at_period_end: false, cancel_at: null, canceled_at: null });
+    expect(previousAttributes(kept.events[0]!)).toEqual({ cancel_at: periodEnd, cancel_at_period_end: true, canceled_at: cancelling.subscription.canceled_at });
+
+    const upgraded = await updateSubscription(subscription.id, { items: [{ price: upgrade.id }] });
+    expect(upgraded.subscription.items.data).toHaveLength(1);
+    expect(upgraded.subscription.items.data[0]).toMatchObject({ id: item.id, price: { id: upgrade.id, product: pro.id }, current_period_end: periodEnd });
+    const upgradedPrevious = previousAttributes(upgraded.events[0]!)!;
+    expect(Object.keys(upgradedPrevious)).toEqual(["items"]);
+    expect((upgradedPrevious.items as Stripe.ApiList<Stripe.SubscriptionItem>).data[0]!.price).toMatchObject({ id: price.id, product: basic.id });
+
+    for (const status of ["past_due", "unpaid", "paused", "incomplete"] as const) {
+      const { events } = await updateSubscription(subscription.id, { status });
+      expect(events[0]!.data.object).toMatchObject({ status });
+    }
+    expect((await updateSubscription(subscription.id, { status: "incomplete" })).events).toEqual([]);
+    // Stripe's own API shows the stored change.
+    expect(await sdk(key).subscriptions.retrieve(subscription.id)).toMatchObject({ status: "incomplete", items: { data: [{ price: { id: upgrade.id } }] } });
+    await expect(updateSubscription(subscription.id, { status: "canceled" as never })).rejects.toThrow(/400/);
+  });
+
+  it("cancels a subscription now with customer.subscription.deleted", async () => {
+    const key = newStripeKey();
+    const { price } = await seedPrice(key, "Basic");
+    const { subscription } = await subscribe(key, price);
+    const { subscription: canceled, events } = await cancelSubscription(subscription.id);
+    expect(canceled).toMatchObject({ id: subscription.id, status: "canceled" });
+    expect(canceled.ended_at).toBeGreaterThanOrEqual(subscription.created);
+    expect(canceled.canceled_at).toBe(canceled.ended_at);
+    expect(events.map((event) => event.type)).toEqual(["customer.subscription.deleted"]);
+    expect(events[0]!.data.object).toMatchObject({ id: subscription.id, status: "canceled", ended_at: canceled.ended_at });
+    expect((await sdk(key).subscriptions.retrieve(subscription.id)).status).toBe("canceled");
+    // As in Stripe, the default list leaves canceled subscriptions out.
+    expect((await sdk(key).subscriptions.list({ customer: subscription.customer as string })).data).toEqual([]);
+    await expect(cancelSubscription(subscription.id)).rejects.toThrow(/400/);
+  });
+
+  it("invoices a subscription: a failed payment makes it past_due, paying makes it active again", async () => {
+    const key = newStripeKey();
+    const { product, price } = await seedPrice(key, "Team", { unitAmount: 1200 });
+    const { subscription } = await subscribe(key, price, { quantity: 3, metadata: { organization: "org_1" } });
+    const item = subscription.items.data[0]!;
+
+    const failed = await invoiceSubscription(subscription.id, { paid: false });
+    expect(failed.invoice).toMatchObject({
+      object: "invoice",
+      customer: subscription.customer,
+      currency: "usd",
+      amount_due: 3600,
+      amount_paid: 0,
+      amount_remaining: 3600,
+      status: "open",
+      billing_reason: "subscription_cycle",
+      metadata: {},
+      period_start: item.current_period_start,
+      period_end: item.current_period_end,
+      parent: {
+        type: "subscription_details",
+        subscription_details: { subscription: subscription.id, metadata: { organization: "org_1" } },
+        quote_details: null,
+      },
+      lines: {
+        object: "list",
+        has_more: false,
+        data: [
+          {
+            object: "line_item",
+            amount: 3600,
+            currency: "usd",
+            quantity: 3,
+            pricing: { type: "price_details", price_details: { price: price.id, product: product.id }, unit_amount_decimal: "1200" },
+          },
+        ],
+      },
+    });
+    expect(failed.invoice.id).toMatch(/^in_/);
+    expect(failed.subscription).toMatchObject({ status: "past_due", latest_invoice: failed.invoice.id });
+    expect(failed.events.map((event) => event.type)).toEqual(["invoice.payment_failed", "customer.subscription.updated"]);
+    expect(failed.events[0]!.data.object).toMatchObject({ id: failed.invoice.id, status: "open" });
+    expect(previousAttributes(failed.events[1]!)).toEqual({ status: "active" });
+
+    const paid = await invoiceSubscription(subscription.id, { paid: true });
+    expect(paid.invoice).toMatchObject({ status: "paid", amount_due: 3600, amount_paid: 3600, amount_remaining: 0 });
+    expect(paid.events.map((event) => event.type)).toEqual(["invoice.paid", "customer.subscription.updated"]);
+    expect(paid.events[1]!.data.object).toMatchObject({ status: "active", latest_invoice: paid.invoice.id });
+    expect(previousAttributes(paid.events[1]!)).toEqual({ status: "past_due" });
+
+    const renewed = await invoiceSubscription(subscription.id, { paid: true });
+    expect(renewed.events.map((event) => event.type)).toEqual(["invoice.paid"]);
+
+    const retrieved = await sdk(key).invoices.retrieve(failed.invoice.id);
+    expect(retrieved).toMatchObject({ id: failed.invoice.id, status: "open", parent: { subscription_details: { subscription: subscription.id } } });
+    expect(retrieved.lines.data[0]!.pricing?.price_details?.price).toBe(price.id);
+    expect((await sdk(newStripeKey()).invoices.retrieve(failed.invoice.id).catch((error: unknown) => error))).toMatchObject({ statusCode: 404 });
+  });
+
+  it("disputes a payment's charge with charge.dispute.created", async () => {
+    const key = newStripeKey();
+    const { price } = await seedPrice(key, "Credits", { interval: null, unitAmount: 4200 });
+    const { session } = await subscribe(key, price);
+    const paymentIntent = await sdk(key).paymentIntents.retrieve(session.payment_intent as string);
+    const { dispute, events } = await disputePayment(paymentIntent.id);
+    expect(dispute).toMatchObject({
+      object: "dispute",
+      amount: 4200,
+      currency: "usd",
+      charge: paymentIntent.latest_charge,
+      payment_intent: paymentIntent.id,
+      reason: "fraudulent",
+      status: "needs_response",
+      metadata: {},
+    });
+    expect(dispute.id).toMatch(/^dp_/);
+    expect(dispute.created).toBeGreaterThan(0);
+    expect(events.map((event) => event.type)).toEqual(["charge.dispute.created"]);
+    expect(events[0]!.data.object).toEqual(dispute);
+    expect((await sdk(key).charges.retrieve(paymentIntent.latest_charge as string)).disputed).toBe(true);
+    expect(await sdk(key).disputes.retrieve(dispute.id)).toMatchObject({ id: dispute.id, status: "needs_response" });
+    await expect(disputePayment(paymentIntent.id)).rejects.toThrow(/400/);
+  });
+
+  it("refunds a payment in part, then the rest, with charge.refunded", async () => {
+    const key = newStripeKey();
+    const { price } = await seedPrice(key, "Credits", { interval: null, unitAmount: 1000 });
+    const { session } = await subscribe(key, price);
+    const partly = await refundPayment(session.payment_intent as string, 400);
+    expect(partly.charge).toMatchObject({ object: "charge", amount_refunded: 400, refunded: false });
+    expect(partly.events.map((event) => event.type)).toEqual(["charge.refunded"]);
+    const fully = await refundPayment(session.payment_intent as string);
+    expect(fully.charge).toMatchObject({ amount_refunded: 1000, refunded: true });
+  });
+});
+
+describe("fake Stripe, official SDK retrievals", () => {
+  it("retrieves a subscription, a checkout session with its line items and a charge", async () => {
+    const key = newStripeKey();
+    const client = sdk(key);
+    const { product, price } = await seedPrice(key, "Pro", { unitAmount: 2000 });
+    const { session, subscription } = await subscribe(key, price, { quantity: 2 });
+    expect(await client.subscriptions.retrieve(subscription.id)).toMatchObject({
+      object: "subscription",
+      id: subscription.id,
+      status: "active",
+      customer: session.customer,
+      items: { data: [{ quantity: 2, price: { id: price.id } }] },
+    });
+
+    const expanded = await client.checkout.sessions.retrieve(session.id, { expand: ["line_items"] });
+    expect(expanded.line_items).toMatchObject({ object: "list", data: [{ quantity: 2, amount_total: 4000, price: { id: price.id, product: product.id } }] });
+
+    const { price: oneTime } = await seedPrice(key, "Credits", { interval: null, unitAmount: 700 });
+    const { session: payment } = await subscribe(key, oneTime);
+    const paymentIntent = await client.paymentIntents.retrieve(payment.payment_intent as string);
+    expect(await client.charges.retrieve(paymentIntent.latest_charge as string)).toMatchObject({
+      object: "charge",
+      amount: 700,
+      payment_intent: paymentIntent.id,
+      disputed: false,
+      refunded: false,
+    });
   });
 });

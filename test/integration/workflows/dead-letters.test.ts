@@ -5,6 +5,7 @@
  * queue's consumer — and the admin API lists, retries and deletes dead letters. The queue handler is driven as the
  * queue would (test/support/triggers.ts), with the attempts the queue counts.
  */
+import { PAYMENT_MAX_RETRIES, PAYMENT_QUEUE } from "../../../workers/workflows/paymentEvents";
 import { createMessageBatch } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { describe, expect, it, vi } from "vitest";
@@ -441,7 +442,9 @@ describe("the queue settings", () => {
     expect(consumers).toEqual([
       expect.objectContaining({ queue: TRIGGER_QUEUE, max_retries: String(TRIGGER_MAX_RETRIES), dead_letter_queue: DEAD_LETTER_QUEUE }),
       expect.objectContaining({ queue: DEAD_LETTER_QUEUE, max_retries: String(DEAD_LETTER_MAX_RETRIES) }),
+      expect.objectContaining({ queue: PAYMENT_QUEUE, max_retries: String(PAYMENT_MAX_RETRIES) }),
     ]);
+    expect(wranglerToml).toMatch(new RegExp(`binding = "PAYMENTS"\\s*\\nqueue = "${PAYMENT_QUEUE}"`));
     expect(consumers[1]).not.toHaveProperty("dead_letter_queue");
   });
 });

@@ -1,7 +1,9 @@
 /**
- * Stage 4 — customer: the Stripe products a signed-in identity holds (read through a short per-isolate cache, so
- * the steady state does no D1 query). Anonymous visitors are never customers.
+ * Stage 4 — customer: the Stripe products a signed-in identity holds right now — what its subscriptions and purchases
+ * grant at the decision's clock, plus any set by hand (read through a short per-isolate cache, so the steady state
+ * does no D1 query). Anonymous visitors are never customers.
  */
+import { productsOf } from "../../services/customers";
 import type { CallerScope, Configured, Identified, WithCustomer } from "../context";
 import type { Services } from "../services";
 
@@ -9,5 +11,5 @@ export async function findCustomer<C extends CallerScope & Configured & Identifi
   const { identity, environment, store } = context;
   const customer = identity.isAuthenticated ? await services.customer(environment.organizationId, store, identity.identifier) : null;
   services.timing.mark("context");
-  return { ...context, customer, stripeProductIds: customer?.stripeProductIds ?? [] };
+  return { ...context, customer, stripeProductIds: customer ? productsOf(customer, services.clock.now()) : [] };
 }

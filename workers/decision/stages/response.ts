@@ -2,6 +2,7 @@
  * Stage 11 — the response: the wire shape of the decision. A request with an Idempotency-Key gets an event id derived
  * from it, so a retry answers with the first id and its record is stored once.
  */
+import { paymentCustomerIdsOf } from "../../services/customers";
 import { eventIdFor } from "../../services/events";
 import type { DecisionRequest, Featured, Identified, Surfaced, WithCustomer } from "../context";
 import type { Services } from "../services";
@@ -21,7 +22,8 @@ export async function renderResponse<C extends DecisionRequest & Identified & Wi
     customer: {
       isCustomer: customer !== null,
       hasProducts: stripeProductIds.length > 0,
-      customerIdentifiers: customer ? [customer.identifier] : [],
+      // The payment provider's ids of the customer (e.g. `cus_…`), for the business's own calls to the provider.
+      customerIdentifiers: customer ? paymentCustomerIdsOf(customer) : [],
     },
     features,
     ...surfaceFields,

@@ -2,6 +2,7 @@
 import { createRoute, z, type OpenAPIHono } from "@hono/zod-openapi";
 import type { AppEnv } from "../../context";
 import { ApiError, errorResponses } from "../../errors";
+import { MAX_PAST_DUE_GRACE_HOURS } from "../../payments/lifecycle";
 import {
   deletePaymentConnection,
   getPaymentConnection,
@@ -23,12 +24,26 @@ const PaymentConnectionSchema = z
     webhookUrl: z.string().openapi({
       example: "/api/v1/envs/env_0123456789abcdef/payments/stripe/webhooks",
       description:
-        "Path, below the platform's base URL, to register as the environment's webhook endpoint in Stripe. The route that receives Stripe's webhooks comes in a later step: until then it answers 404.",
+        "Path, below the platform's base URL, to register as the environment's webhook endpoint in Stripe (events: customer.subscription.*, checkout.session.completed, invoice.paid, invoice.payment_failed, charge.refunded, charge.dispute.created).",
     }),
+    policy: z.lazy(() => PolicySchema),
     connectedAt: z.string(),
     updatedAt: z.string(),
   })
   .openapi("PaymentConnection", { description: "An environment's Stripe connection. Its secret key and webhook secret are never returned." });
+
+const PolicySchema = z
+  .object({
+    pastDueGraceHours: z.number().int().min(0).max(MAX_PAST_DUE_GRACE_HOURS).openapi({
+      example: 72,
+      description: "How long a past_due subscription keeps its plans after its payment failed (hours; default 72)",
+    }),
+    revokeOnRefund: z.boolean().openapi({ description: "A one-time purchase refunded in full loses its plans (default true)" }),
+    revokeOnDispute: z.boolean().openapi({
+      description: "A dispute (chargeback) takes away what the disputed payment bought and suspends the customer's subscriptions (default true)",
+    }),
+  })
+  .openapi("PaymentPolicy", { description: "What past_due, refunds and disputes do to access" });
 
 const ConnectStripeBody = z.object({
   secretKey: z
@@ -39,6 +54,7 @@ const ConnectStripeBody = z.object({
     .string()
     .regex(STRIPE_WEBHOOK_SECRET_PATTERN, "must be a Stripe webhook signing secret (whsec_…)")
     .openapi({ example: "whsec_…", description: "The signing secret of the webhook endpoint registered at `webhookUrl`. Stored encrypted." }),
+  policy: PolicySchema.partial().optional().openapi({ description: "Fields left out keep their current value (the defaults on a first connection)" }),
 });
 
 const routes = {
@@ -48,7 +64,7 @@ const routes = {
     tags,
     summary: "Connect the environment to Stripe, or replace its keys",
     description:
-      "A preview environment takes test-mode keys and a production environment live-mode keys; a mismatch is a 400. The keys are encrypted at rest and never returned. Stripe's webhooks will be received at `webhookUrl`, a route that comes in a later step (it answers 404 until then).",
+      "A preview environment takes test-mode keys and a production environment live-mode keys; a mismatch is a 400. The keys are encrypted at rest and never returned. Register `webhookUrl` as a webhook endpoint in Stripe.",
     security,
     middleware: permit("payments.write", "environment"),
     request: { params: EnvironmentIdParam, body: jsonBody(ConnectStripeBody) },

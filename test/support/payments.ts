@@ -1,0 +1,100 @@
+/**
+ * Payments end to end without the local queue's timing: an environment connected to its own account of the fake
+ * Stripe, webhooks signed as Stripe signs them and posted to the platform's route, and the payments queue held here
+ * so `deliver()` runs its consumer within the test (no waiting on Miniflare's batch timer).
+ */
+import { createMessageBatch, getQueueResult, type QueueResult } from "cloudflare:test";
+import { env } from "cloudflare:workers";
+import type Stripe from "stripe";
+import { vi } from "vitest";
+import type { PaymentEventMessage } from "../../workers/payments/apply";
+import worker from "../../workers/index";
+import { PAYMENT_QUEUE } from "../../workers/workflows/paymentEvents";
+import { call, type CallResult, type TestOrganization } from "./api";
+import { trackedExecutionContext, waitForBackgroundWork } from "./background";
+import { newStripeKey, stripeSignature } from "./stripe";
+
+export interface StripeAccount {
+  key: string;
+  webhookSecret: string;
+}
+
+/** Connects the environment to a fresh account of the fake Stripe (with an optional lifecycle policy). */
+export async function connectStripe(org: TestOrganization, environmentId: string, policy?: Record<string, unknown>): Promise<StripeAccount> {
+  const account = { key: newStripeKey(), webhookSecret: `whsec_${crypto.randomUUID().replaceAll("-", "")}` };
+  const put = await call("PUT", `/api/v1/admin/environments/${environmentId}/payments/stripe`, {
+    key: org.adminKey,
+    body: { secretKey: account.key, webhookSecret: account.webhookSecret, ...(policy ? { policy } : {}) },
+  });
+  if (put.status !== 200) throw new Error(`connecting Stripe failed: ${put.status} ${JSON.stringify(put.body)}`);
+  return account;
+}
+
+export const webhookPath = (environmentId: string) => `/api/v1/envs/${environmentId}/payments/stripe/webhooks`;
+
+/** Posts an event to the environment's webhook route, signed with `secret` as Stripe would (or with the headers given). */
+export async function postWebhook(
+  environmentId: string,
+  event: Stripe.Event | Record<string, unknown>,
+  secret: string,
+  options: { timestamp?: number; headers?: Record<string, string> } = {},
+): Promise<CallResult> {
+  const payload = JSON.stringify(event);
+  const headers = options.headers ?? { "stripe-signature": await stripeSignature(payload, secret, options.timestamp), "content-type": "application/json" };
+  return call("POST", webhookPath(environmentId), { rawBody: payload, headers });
+}
+
+export interface CapturedPayments {
+  /** Every message the webhook route queued since capture began. */
+  readonly sent: PaymentEventMessage[];
+  /** Runs the consumer on every message not delivered yet (in batches of 10); fails when one was retried. */
+  deliver(options?: { allowRetries?: boolean }): Promise<QueueResult[]>;
+  restore(): void;
+}
+
+/** Holds what the Worker sends to env.PAYMENTS from now on. */
+export function capturePayments(): CapturedPayments {
+  const queue = env.PAYMENTS as Queue<PaymentEventMessage>;
+  const sent: PaymentEventMessage[] = [];
+  let undelivered: PaymentEventMessage[] = [];
+  const hold = (bodies: PaymentEventMessage[]) => {
+    // As JSON, the way the queue carries them.
+    const copies = bodies.map((body) => JSON.parse(JSON.stringify(body)) as PaymentEventMessage);
+    sent.push(...copies);
+    undelivered.push(...copies);
+    return { metadata: { metrics: { backlogCount: undelivered.length, backlogBytes: 0 } } };
+  };
+  const spies = [
+    vi.spyOn(queue, "sendBatch").mockImplementation(async (messages) => hold([...messages].map((message) => message.body))),
+    vi.spyOn(queue, "send").mockImplementation(async (body) => hold([body])),
+  ];
+  return {
+    sent,
+    async deliver({ allowRetries = false } = {}) {
+      const results: QueueResult[] = [];
+      while (undelivered.length > 0) {
+        const bodies = undelivered.splice(0, 10);
+        results.push(await deliverPaymentMessages(bodies));
+      }
+      await waitForBackgroundWork();
+      const retried = results.flatMap((result) => result.retryMessages);
+      if (!allowRetries && retried.length > 0) throw new Error(`payment messages were retried: ${JSON.stringify(retried)}`);
+      return results;
+    },
+    restore() {
+      for (const spy of spies) spy.mockRestore();
+      undelivered = [];
+    },
+  };
+}
+
+/** Runs the payments consumer on one batch, as the queue would deliver it (`attempts` for retries). */
+export async function deliverPaymentMessages(bodies: PaymentEventMessage[], attempts = 1): Promise<QueueResult> {
+  const batch = createMessageBatch<PaymentEventMessage>(
+    PAYMENT_QUEUE,
+    bodies.map((body) => ({ id: `msg-${crypto.randomUUID()}`, attempts, body, timestamp: new Date() })),
+  );
+  const ctx = trackedExecutionContext();
+  await worker.queue(batch, env, ctx);
+  return getQueueResult(batch, ctx);
+}
