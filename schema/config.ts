@@ -94,13 +94,30 @@ export type CreditCosts = z.infer<typeof CreditCosts>;
  * A balance per user: plans grant a periodic allowance (`{credits: {amount, period}}`), admin grants top it up, and
  * each decision that consumes it deducts the price of its action (see `costs`), never below zero.
  */
-export const CreditsPropertyDefinition = z.strictObject({
-  type: z.literal("credits"),
-  costs: CreditCosts.default({ base: 1 }),
-  conflict: ConflictRule.default("higher"),
-  /** Fail open (grant) or closed (deny) when the meter is unreachable. */
-  onMeterFailure: MeterFailureMode.default("closed"),
-});
+export const CreditsPropertyDefinition = z
+  .strictObject({
+    type: z.literal("credits"),
+    costs: CreditCosts.default({ base: 1 }),
+    conflict: ConflictRule.default("higher"),
+    /** Fail open (grant) or closed (deny) when the meter is unreachable. */
+    onMeterFailure: MeterFailureMode.default("closed"),
+    /**
+     * Credits for money: a paid one-time purchase of the Stripe product adds `amount` credits to the buyer's balance
+     * (once per payment, however often its webhook arrives); a refund or dispute that revokes the purchase takes them
+     * back (down to 0).
+     */
+    packs: z
+      .array(z.strictObject({ stripeProductId: z.string().min(1).max(255), amount: z.number().int().min(1).max(1_000_000_000) }))
+      .max(50)
+      .optional(),
+  })
+  .superRefine((definition, ctx) => {
+    const seen = new Set<string>();
+    definition.packs?.forEach((pack, index) => {
+      if (seen.has(pack.stripeProductId)) ctx.addIssue({ code: "custom", path: ["packs", index, "stripeProductId"], message: `${pack.stripeProductId} already has a pack` });
+      seen.add(pack.stripeProductId);
+    });
+  });
 
 export const PropertyDefinition = z.discriminatedUnion("type", [
   EnabledPropertyDefinition,

@@ -31,7 +31,15 @@ export type SnapshotProperty =
   | { slug: string; type: "boolean"; fallback: boolean; conflict: ConflictRule }
   | { slug: string; type: "number"; fallback: number; conflict: ConflictRule }
   | { slug: string; type: "string"; fallback: string; conflict: ConflictRule; values?: string[] }
-  | { slug: string; type: "credits"; costs: CreditCosts; conflict: ConflictRule; onMeterFailure: "open" | "closed" };
+  | {
+      slug: string;
+      type: "credits";
+      costs: CreditCosts;
+      conflict: ConflictRule;
+      onMeterFailure: "open" | "closed";
+      /** Credits bought with money: a paid one-time purchase of the product adds `amount` (absent in older versions). */
+      packs?: { stripeProductId: string; amount: number }[];
+    };
 
 export interface SnapshotFeature {
   id: string;

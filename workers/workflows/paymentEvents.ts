@@ -7,6 +7,7 @@
  * delivered at least once (their payload names the transitions, for actions that must not act twice).
  */
 import { createMeterClient, meterDeadlineOf } from "../../durable-objects/meter/client";
+import type { CreditResult, GrantCreditsInput } from "../../durable-objects/meter/MeterObject";
 import type { PreparedSnapshot } from "../engine/prepare";
 import { sha256Hex } from "../lib/crypto";
 import { applyPaymentEvent, markTransitionsDispatched, type PaymentEventMessage, type PaymentTransition } from "../payments/apply";
@@ -73,14 +74,28 @@ async function dispatchTransitions(
   identifiers: Map<string, string>,
 ): Promise<void> {
   const store = storeOf(environment);
+  const prepared = environment.deployedVersionId ? await deployedSnapshot(env.DB, environment.deployedVersionId) : null;
+  const meter = createMeterClient(env.METER, meterDeadlineOf(env.METER_DEADLINE_MS));
+  const identifierOf = (transition: PaymentTransition) => (transition.customerId ? identifiers.get(transition.customerId) : undefined);
+  const userObject = (identifier: string) => meter.stub({ organizationId: environment.organizationId, store, authenticated: true, identifier });
+
+  // Credits bought with money first: the records say what was granted.
+  const credits = await Promise.all(
+    transitions.map(async (transition) => {
+      const identifier = identifierOf(transition);
+      if (!prepared || !identifier || transition.subject !== "purchase") return [];
+      return grantPackCredits(prepared, store, transition, (input) => userObject(identifier).grantCredits(input));
+    }),
+  );
+
   const records: EventInput[] = await Promise.all(
-    transitions.map(async (transition) => ({
+    transitions.map(async (transition, index) => ({
       // Derived from the transition, so a dispatch repeated after a failure writes no second record.
       id: `evt_${(await sha256Hex(`${environment.id}:payment:${transition.id}`)).slice(0, 24)}`,
       organizationId: environment.organizationId,
       environmentId: environment.id,
       kind: "payment" as const,
-      identifier: (transition.customerId && identifiers.get(transition.customerId)) ?? null,
+      identifier: identifierOf(transition) ?? null,
       outcome: transition.toState,
       record: {
         provider: message.event.provider,
@@ -92,24 +107,23 @@ async function dispatchTransitions(
         from: transition.fromState,
         to: transition.toState,
         productIds: transition.productIds,
+        ...(credits[index]!.length > 0 ? { credits: credits[index] } : {}),
       },
     })),
   );
   await insertEvents(env.DB, records);
 
-  const prepared = environment.deployedVersionId ? await deployedSnapshot(env.DB, environment.deployedVersionId) : null;
   if (!prepared || !listensTo(prepared, "plans.changed")) return;
   // One trigger per identity and event, naming every transition of that identity's payments the event made.
   const byIdentifier = new Map<string, { transitions: PaymentTransition[]; recordIds: string[] }>();
   transitions.forEach((transition, index) => {
-    const identifier = transition.customerId ? identifiers.get(transition.customerId) : undefined;
+    const identifier = identifierOf(transition);
     if (!identifier) return;
     const entry = byIdentifier.get(identifier) ?? { transitions: [], recordIds: [] };
     entry.transitions.push(transition);
     entry.recordIds.push(records[index]!.id!);
     byIdentifier.set(identifier, entry);
   });
-  const meter = createMeterClient(env.METER, meterDeadlineOf(env.METER_DEADLINE_MS));
   const now = Date.now();
   for (const [identifier, { transitions: own, recordIds }] of byIdentifier) {
     const record = await getCustomerRecord(env.DB, environment.organizationId, store, identifier);
@@ -117,9 +131,7 @@ async function dispatchTransitions(
     const linkedBefore = linkedPlanSlugs(prepared, record ? productsOf(recordBefore(record, own), now) : []);
     // The full plan set the user's decisions last saw, with the linked part replaced; only linked plans for a user no
     // decision has tracked yet.
-    const remembered = await meter
-      .stub({ organizationId: environment.organizationId, store, authenticated: true, identifier })
-      .replaceLinkedPlans({ remove: linkedBefore.filter((slug) => !linkedNow.includes(slug)), add: linkedNow });
+    const remembered = await userObject(identifier).replaceLinkedPlans({ remove: linkedBefore.filter((slug) => !linkedNow.includes(slug)), add: linkedNow });
     const plans = remembered ?? { from: linkedBefore, to: linkedNow };
     const unsent = await enqueueTriggers(env.TRIGGERS, prepared, environment, { identifier, isAuthenticated: true }, [
       {
@@ -142,6 +154,51 @@ async function dispatchTransitions(
     ]);
     if (unsent.length > 0) throw new Error(`plans.changed for ${identifier} could not be enqueued: ${unsent[0]!.reason}`);
   }
+}
+
+/** A credits pack granted or taken back: which balance, by how much, and the balance after. */
+interface PackCredit {
+  creditId: string;
+  amount: number;
+  balance: number;
+}
+
+/**
+ * The credits a purchase's products buy (the `packs` of credits properties): added when the purchase is paid, taken
+ * back when a refund or dispute revokes it. Each grant is keyed by the payment, so a repeated dispatch grants nothing
+ * twice (the meter object answers a known key with its first result).
+ */
+async function grantPackCredits(
+  prepared: PreparedSnapshot,
+  store: string,
+  transition: PaymentTransition,
+  grant: (input: GrantCreditsInput) => Promise<CreditResult>,
+): Promise<PackCredit[]> {
+  const paid = transition.fromState === null && transition.toState === "paid";
+  const revoked = transition.fromState === "paid" && transition.toState !== "paid";
+  if (!paid && !revoked) return [];
+  const granted: PackCredit[] = [];
+  for (const feature of prepared.features) {
+    const counterIds = feature.counterIds(store);
+    for (const [index, property] of feature.properties.entries()) {
+      const definition = property.definition;
+      if (definition.type !== "credits" || !definition.packs) continue;
+      const amount = definition.packs.filter((pack) => transition.productIds.includes(pack.stripeProductId)).reduce((sum, pack) => sum + pack.amount, 0);
+      if (amount === 0) continue;
+      const creditId = counterIds[index]!;
+      const delta = paid ? amount : -amount;
+      const result = await grant({
+        creditId,
+        amount: delta,
+        reason: `${paid ? "purchase" : "purchase_revoked"}:${transition.subjectId}`,
+        idempotencyKey: `payment:${paid ? "paid" : "revoked"}:${transition.subjectId}:${creditId}`,
+        requestHash: String(delta),
+      });
+      if ("conflict" in result) throw new Error(`credits of ${transition.subjectId} collided with another grant's key`);
+      granted.push({ creditId, amount: delta, balance: result.balance });
+    }
+  }
+  return granted;
 }
 
 async function deployedSnapshot(db: D1Database, versionId: string): Promise<PreparedSnapshot | null> {

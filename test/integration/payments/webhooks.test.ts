@@ -175,6 +175,20 @@ describe("Stripe webhooks: linked plans", () => {
     const decision = await decisionFor(shop_, "reader@example.com");
     expect(decision.features.articles.properties).toMatchObject({ premium: { value: true, isFallback: false }, quality: { value: "ultra" } });
     expect(decision.customer).toEqual({ isCustomer: true, hasProducts: true, customerIdentifiers: [session.customer] });
+    // The admin API shows what the payments grant and why.
+    const detail = await call("GET", `/api/v1/admin/environments/${shop_.environmentId}/customers/reader@example.com`, { key: shop_.org.adminKey });
+    expect(detail.status).toBe(200);
+    expect(detail.body).toMatchObject({
+      identifier: "reader@example.com",
+      stripeCustomerId: session.customer,
+      stripeProductIds: [],
+      paymentCustomerIds: [session.customer],
+      subscriptions: [
+        { id: session.subscription, customerId: session.customer, state: "active", status: "active", productIds: [shop_.productId], cancelAtPeriodEnd: false, revokedAt: null, access: { granted: true, until: null } },
+      ],
+      purchases: [],
+      entitledProductIds: [shop_.productId],
+    });
     // Someone else is no customer.
     expect((await decisionFor(shop_, "other@example.com")).customer).toEqual({ isCustomer: false, hasProducts: false, customerIdentifiers: [] });
 

@@ -5,7 +5,8 @@
 import { createRoute, z, type OpenAPIHono } from "@hono/zod-openapi";
 import type { AppEnv } from "../../context";
 import { ApiError, errorResponses } from "../../errors";
-import { deleteCustomer, getCustomer, listCustomers, upsertCustomer } from "../../services/customers";
+import { subscriptionAccess } from "../../payments/lifecycle";
+import { deleteCustomer, getCustomerRecord, listCustomers, productsOf, upsertCustomer } from "../../services/customers";
 import { storeOf } from "../../services/tenancy";
 import { EnvironmentIdParam, json, jsonBody, permit, security } from "./shared";
 
@@ -15,6 +16,26 @@ const writing = { security, middleware: permit("customers.write", "environment")
 const CustomerSchema = z
   .object({ identifier: z.string(), stripeCustomerId: z.string().nullable(), stripeProductIds: z.array(z.string()), updatedAt: z.string() })
   .openapi("Customer");
+const CustomerDetailSchema = CustomerSchema.extend({
+  stripeProductIds: z.array(z.string()).openapi({ description: "Products granted by hand (PUT), on top of what payments grant" }),
+  paymentCustomerIds: z.array(z.string()).openapi({ description: "The Stripe customers linked to this identity" }),
+  subscriptions: z.array(
+    z.object({
+      id: z.string(),
+      customerId: z.string(),
+      state: z.string().openapi({ description: "Lifecycle state: trialing, active, canceling, past_due, unpaid, paused, incomplete, canceled, revoked or unknown" }),
+      status: z.string().openapi({ description: "Stripe's own status" }),
+      productIds: z.array(z.string()),
+      currentPeriodEnd: z.string().nullable(),
+      cancelAtPeriodEnd: z.boolean(),
+      stateSince: z.string(),
+      revokedAt: z.string().nullable(),
+      access: z.object({ granted: z.boolean(), until: z.string().nullable() }).openapi({ description: "What the subscription grants now" }),
+    }),
+  ),
+  purchases: z.array(z.object({ paymentId: z.string(), customerId: z.string().nullable(), state: z.enum(["paid", "refunded", "disputed"]), productIds: z.array(z.string()) })),
+  entitledProductIds: z.array(z.string()).openapi({ description: "Every product the identity holds now: what decisions link plans with" }),
+}).openapi("CustomerDetail");
 const CustomerParams = EnvironmentIdParam.extend({
   identifier: z.string().min(1).max(512).openapi({ param: { name: "identifier", in: "path" }, example: "test@example.com" }),
 });
@@ -33,10 +54,10 @@ const routes = {
     method: "get",
     path: "/api/v1/admin/environments/{environmentId}/customers/{identifier}",
     tags,
-    summary: "Get a customer",
+    summary: "Get a customer, with what its payments grant",
     ...reading,
     request: { params: CustomerParams },
-    responses: { 200: json(CustomerSchema, "The customer"), ...errorResponses(401, 403, 404) },
+    responses: { 200: json(CustomerDetailSchema, "The customer, its subscriptions and purchases"), ...errorResponses(401, 403, 404) },
   }),
   put: createRoute({
     method: "put",
@@ -69,9 +90,17 @@ export function registerCustomerRoutes(app: OpenAPIHono<AppEnv>): void {
   app.openapi(routes.get, async (c) => {
     const { organizationId, environment } = c.var.target;
     const { identifier } = c.req.valid("param");
-    const customer = await getCustomer(c.env.DB, organizationId, storeOf(environment), identifier);
-    if (!customer) throw new ApiError("not_found", `Customer ${identifier} not found`);
-    return c.json(customer, 200);
+    const record = await getCustomerRecord(c.env.DB, organizationId, storeOf(environment), identifier);
+    if (!record) throw new ApiError("not_found", `Customer ${identifier} not found`);
+    const now = c.var.services.clock.now();
+    return c.json(
+      {
+        ...record,
+        subscriptions: record.subscriptions.map(({ graceHours: _, ...subscription }, index) => ({ ...subscription, access: subscriptionAccess(record.subscriptions[index]!, now) })),
+        entitledProductIds: productsOf(record, now),
+      },
+      200,
+    );
   });
   app.openapi(routes.put, async (c) => {
     const { organizationId, environment } = c.var.target;
