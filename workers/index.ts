@@ -3,8 +3,7 @@ import { createApp } from "./app";
 import { registerRoutes } from "./routes";
 import { DEAD_LETTER_QUEUE, handleDeadLetterBatch, handleTriggerBatch } from "./workflows/actions";
 import type { TriggerMessage } from "./workflows/triggers";
-import type { PaymentEventMessage } from "./payments/apply";
-import { handlePaymentBatch, PAYMENT_QUEUE } from "./workflows/paymentEvents";
+import { handlePaymentBatch, PAYMENT_QUEUE, type PaymentQueueMessage } from "./workflows/paymentEvents";
 
 export { MeterObject } from "../durable-objects/meter/MeterObject";
 export { EgressGateway } from "./workflows/egressGateway";
@@ -20,7 +19,7 @@ export default {
    * state (the consumers: wrangler.toml). Each queue carries its own message type.
    */
   queue: (batch, env, ctx) => {
-    if (batch.queue === PAYMENT_QUEUE) return handlePaymentBatch(batch as MessageBatch<PaymentEventMessage>, env);
+    if (batch.queue === PAYMENT_QUEUE) return handlePaymentBatch(batch as MessageBatch<PaymentQueueMessage>, env);
     const triggers = batch as MessageBatch<TriggerMessage>;
     return batch.queue === DEAD_LETTER_QUEUE ? handleDeadLetterBatch(triggers, env) : handleTriggerBatch(triggers, env, ctx);
   },

@@ -84,6 +84,19 @@ interface MeterReading {
     consumedUnitsInRequest: number;
     excessUnitsInRequest: number;
 }
+/** An invoice (amounts in the currency's smallest unit); workflows get it as it is (utils.payments.invoices). */
+interface InvoiceSummary {
+    id: string;
+    /** draft, open, paid, uncollectible or void. */
+    status: string | null;
+    amountDue: number;
+    amountPaid: number;
+    currency: string;
+    created: string;
+    /** The provider's page where the customer sees (and pays) the invoice. */
+    hostedInvoiceUrl: string | null;
+    subscriptionId: string | null;
+}
 type JsonValue = string | number | boolean | null | JsonValue[] | {
     [key: string]: JsonValue;
 };
@@ -121,6 +134,36 @@ interface WorkflowResource {
 }
 /** The reading of a counter after a `utils.counters` call. */
 type CounterResult = Pick<MeterReading, "hasAccess" | "consumedUnits" | "remainingUnits" | "totalUnits">;
+/** The identity as a customer of the payment provider, as the platform keeps it from the provider's webhooks. */
+interface PaymentsCustomer {
+    isCustomer: boolean;
+    /** The provider's customer ids linked to the identity (e.g. `cus_…`). */
+    customerIds: string[];
+    /** The products the identity's subscriptions and purchases grant right now. */
+    productIds: string[];
+    subscriptions: {
+        id: string;
+        /** trialing, active, canceling, past_due, unpaid, paused, incomplete, canceled, revoked or unknown. */
+        state: string;
+        /** The provider's own status. */
+        status: string;
+        productIds: string[];
+        currentPeriodEnd: string | null;
+        cancelAtPeriodEnd: boolean;
+        /** Whether it grants its products now, and until when (null: open-ended). */
+        access: {
+            granted: boolean;
+            until: string | null;
+        };
+    }[];
+    purchases: {
+        paymentId: string;
+        state: "paid" | "refunded" | "disputed";
+        productIds: string[];
+    }[];
+}
+/** An invoice of the identity (amounts in the currency's smallest unit, e.g. cents). */
+type PaymentsInvoice = InvoiceSummary;
 interface WorkflowUtils {
     customData: {
         get(key: string): Promise<JsonValue | null>;
@@ -157,6 +200,33 @@ interface WorkflowUtils {
     };
     triggers: {
         fire(name: string, payload?: JsonValue): Promise<void>;
+    };
+    /**
+     * The identity's payments, through the environment's payment provider connection (never its keys). `customer` reads
+     * what the platform keeps; `invoices` and the two sessions call the provider. Opening sessions is refused to
+     * provisioning workflows (read-only utils); a signed-in identity is needed for everything but `customer`.
+     */
+    payments: {
+        customer(): Promise<PaymentsCustomer>;
+        invoices(options?: {
+            limit?: number;
+        }): Promise<PaymentsInvoice[]>;
+        /** A hosted Checkout page for one of a plan's prices; URLs must be on the environment's allowed origins. */
+        createCheckoutSession(input: {
+            plan: string;
+            price?: string;
+            successUrl: string;
+            cancelUrl: string;
+        }): Promise<{
+            id: string;
+            url: string;
+            mode: "subscription" | "payment";
+        }>;
+        createPortalSession(input: {
+            returnUrl: string;
+        }): Promise<{
+            url: string;
+        }>;
     };
     testGroup100(identifier: string): Promise<number>;
 }

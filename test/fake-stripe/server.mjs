@@ -752,11 +752,30 @@ export function createFakeStripe() {
     ["POST", /^\/v1\/customers$/, (account, params) => newCustomer(account, params)],
     ["GET", /^\/v1\/customers$/, (account, query) =>
       page(all(account, "customer", (customer) => !query.email || customer.email === query.email), query, "/v1/customers")],
+    // Stripe's search query language, only as far as the platform uses it: `metadata['key']:'value'` (quotes and
+    // backslashes escaped with a backslash), and `email:'value'` for customers.
+    ["GET", /^\/v1\/(customers|subscriptions|payment_intents)\/search$/, (account, query, resource) => {
+      const match = /^(?:metadata\['([^']+)'\]|(email)):'((?:[^'\\]|\\.)*)'$/.exec(query.query ?? "");
+      if (!match || (match[2] && resource !== "customers")) throw invalid("query", `Unsupported search query: ${query.query}`);
+      const [, metadataKey, , quoted] = match;
+      const value = quoted.replace(/\\(.)/g, "$1");
+      const kind = { customers: "customer", subscriptions: "subscription", payment_intents: "payment_intent" }[resource];
+      const data = all(account, kind, (object) => (metadataKey ? object.metadata?.[metadataKey] === value : object.email === value));
+      const limit = asInteger(query.limit, "limit") ?? 10;
+      return { object: "search_result", data: data.slice(0, limit), has_more: data.length > limit, next_page: null, url: `/v1/${resource}/search` };
+    }],
     ["GET", /^\/v1\/customers\/([^/]+)$/, (account, query, id) => find(account, "customer", id)],
     ["POST", /^\/v1\/products$/, (account, params) => newProduct(account, params)],
     ["GET", /^\/v1\/products\/([^/]+)$/, (account, query, id) => find(account, "product", id)],
     ["POST", /^\/v1\/prices$/, (account, params) => newPrice(account, params)],
     ["GET", /^\/v1\/prices\/([^/]+)$/, (account, query, id) => find(account, "price", id)],
+    ["GET", /^\/v1\/prices$/, (account, query) => {
+      const matches = (price) =>
+        (!query.product || price.product === query.product) &&
+        (query.active === undefined || price.active === asBoolean(query.active)) &&
+        (!query.type || price.type === query.type);
+      return page(all(account, "price", matches), query, "/v1/prices");
+    }],
     ["GET", /^\/v1\/subscriptions$/, (account, query) => {
       const status = query.status ?? "active_or_trialing_or_past_due";
       const matches = (subscription) =>
@@ -795,6 +814,8 @@ export function createFakeStripe() {
     }],
     ["GET", /^\/v1\/payment_intents\/([^/]+)$/, (account, query, id) => find(account, "payment_intent", id)],
     ["GET", /^\/v1\/charges\/([^/]+)$/, (account, query, id) => find(account, "charge", id)],
+    ["GET", /^\/v1\/invoices$/, (account, query) =>
+      page(all(account, "invoice", (invoice) => !query.customer || invoice.customer === query.customer), query, "/v1/invoices")],
     ["GET", /^\/v1\/invoices\/([^/]+)$/, (account, query, id) => find(account, "invoice", id)],
     ["GET", /^\/v1\/disputes\/([^/]+)$/, (account, query, id) => find(account, "dispute", id)],
     ["GET", /^\/v1\/events\/([^/]+)$/, (account, query, id) => find(account, "event", id)],
@@ -886,6 +907,8 @@ export function createFakeStripe() {
     if (method === "POST" && path === "/prices") return newPrice(authenticate(request), params);
     if (method === "POST" && path === "/customers") {
       const account = authenticate(request);
+      // `customers: [{ email, name, metadata }]`: one customer each, for tests that need them to differ.
+      if (Array.isArray(params.customers)) return { data: params.customers.map((customer) => newCustomer(account, customer)) };
       const count = params.count ?? 1;
       return { data: Array.from({ length: count }, (_, index) => newCustomer(account, {
         email: params.email ?? `customer-${index}@example.com`,

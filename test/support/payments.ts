@@ -9,7 +9,7 @@ import type Stripe from "stripe";
 import { vi } from "vitest";
 import type { PaymentEventMessage } from "../../workers/payments/apply";
 import worker from "../../workers/index";
-import { PAYMENT_QUEUE } from "../../workers/workflows/paymentEvents";
+import { PAYMENT_QUEUE, type PaymentQueueMessage } from "../../workers/workflows/paymentEvents";
 import { call, type CallResult, type TestOrganization } from "./api";
 import { trackedExecutionContext, waitForBackgroundWork } from "./background";
 import { newStripeKey, stripeSignature } from "./stripe";
@@ -19,12 +19,17 @@ export interface StripeAccount {
   webhookSecret: string;
 }
 
-/** Connects the environment to a fresh account of the fake Stripe (with an optional lifecycle policy). */
-export async function connectStripe(org: TestOrganization, environmentId: string, policy?: Record<string, unknown>): Promise<StripeAccount> {
+/** Connects the environment to a fresh account of the fake Stripe (with an optional lifecycle policy and checkout settings). */
+export async function connectStripe(
+  org: TestOrganization,
+  environmentId: string,
+  policy?: Record<string, unknown>,
+  checkout?: Record<string, unknown>,
+): Promise<StripeAccount> {
   const account = { key: newStripeKey(), webhookSecret: `whsec_${crypto.randomUUID().replaceAll("-", "")}` };
   const put = await call("PUT", `/api/v1/admin/environments/${environmentId}/payments/stripe`, {
     key: org.adminKey,
-    body: { secretKey: account.key, webhookSecret: account.webhookSecret, ...(policy ? { policy } : {}) },
+    body: { secretKey: account.key, webhookSecret: account.webhookSecret, ...(policy ? { policy } : {}), ...(checkout ? { checkout } : {}) },
   });
   if (put.status !== 200) throw new Error(`connecting Stripe failed: ${put.status} ${JSON.stringify(put.body)}`);
   return account;
@@ -47,8 +52,11 @@ export async function postWebhook(
 export interface CapturedPayments {
   /** Every message the webhook route queued since capture began. */
   readonly sent: PaymentEventMessage[];
-  /** Runs the consumer on every message not delivered yet (in batches of 10); fails when one was retried. */
-  deliver(options?: { allowRetries?: boolean }): Promise<QueueResult[]>;
+  /**
+   * Runs the consumer on every message not delivered yet (in batches of 10) — including those it sends meanwhile — or
+   * on the next `maxMessages` only; fails when one was retried.
+   */
+  deliver(options?: { allowRetries?: boolean; maxMessages?: number }): Promise<QueueResult[]>;
   restore(): void;
 }
 
@@ -70,10 +78,12 @@ export function capturePayments(): CapturedPayments {
   ];
   return {
     sent,
-    async deliver({ allowRetries = false } = {}) {
+    async deliver({ allowRetries = false, maxMessages = Infinity } = {}) {
       const results: QueueResult[] = [];
-      while (undelivered.length > 0) {
-        const bodies = undelivered.splice(0, 10);
+      let left = maxMessages;
+      while (undelivered.length > 0 && left > 0) {
+        const bodies = undelivered.splice(0, Math.min(10, left));
+        left -= bodies.length;
         results.push(await deliverPaymentMessages(bodies));
       }
       await waitForBackgroundWork();
@@ -89,8 +99,8 @@ export function capturePayments(): CapturedPayments {
 }
 
 /** Runs the payments consumer on one batch, as the queue would deliver it (`attempts` for retries). */
-export async function deliverPaymentMessages(bodies: PaymentEventMessage[], attempts = 1): Promise<QueueResult> {
-  const batch = createMessageBatch<PaymentEventMessage>(
+export async function deliverPaymentMessages(bodies: PaymentQueueMessage[], attempts = 1): Promise<QueueResult> {
+  const batch = createMessageBatch<PaymentQueueMessage>(
     PAYMENT_QUEUE,
     bodies.map((body) => ({ id: `msg-${crypto.randomUUID()}`, attempts, body, timestamp: new Date() })),
   );

@@ -335,6 +335,7 @@ function endpointUtils(
       return counterSettingsOf(planDecision(services, subject).decision.countedMeterRequests);
     },
     fireTrigger: (name, payload) => fired.push({ name, payload }),
+    payments: services.payments({ environment, prepared, store: storeOf(environment) }),
   });
 }
 

@@ -13,6 +13,8 @@ import type { Environment } from "../services/tenancy";
 import type { WorkflowRunner } from "../workflows/runner";
 import type { RunnerTarget } from "../workflows/select";
 import type { TriggerQueue } from "../workflows/triggers";
+import type { PaymentsAccessScope } from "../workflows/paymentsAccess";
+import type { PaymentsPort } from "../workflows/utils";
 
 export interface Clock {
   /** Milliseconds since the epoch. */
@@ -46,9 +48,16 @@ export interface Services {
   lookupEnvironment(environmentId: string): Promise<Environment | null>;
   /** The customer record (Stripe products) of an identifier in a user data store. */
   customer(organizationId: string, store: string, identifier: string): Promise<CustomerRecord | null>;
+  /**
+   * A signed-in identity has no customer record: ask the payment provider about it in the background (at most once
+   * per identity and hour; nothing when the environment has no provider). Never waited for.
+   */
+  lookUpCustomerLater(environment: Environment, identifier: string): void;
   /** Variables, decrypted secrets and the egress allow-list workflows of an environment get. */
   workflowEnvironment(environmentId: string): Promise<WorkflowEnvironment>;
   meter: MeterClient;
+  /** `utils.payments` for workflows of an environment: the port for an identity (the provider's keys stay inside). */
+  payments(scope: PaymentsAccessScope): (identity: { identifier: string; authenticated: boolean }) => PaymentsPort;
   /** The runtime that runs an organization's workflows (Worker Loader locally, a dispatch namespace in production). */
   workflowRunner(target: RunnerTarget): WorkflowRunner;
   triggers: TriggerQueue;

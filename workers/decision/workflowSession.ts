@@ -162,6 +162,7 @@ export class WorkflowSession {
       counterSettings: this.counterSettings,
       replaying: () => this.replaying,
       fireTrigger: (name, payload) => this.triggers.push({ name, payload }),
+      payments: this.services.payments({ environment: this.environment, prepared: this.prepared, store: this.store }),
     });
   }
 }

@@ -11,6 +11,8 @@ import type { AppEnv } from "../context";
 import type { Clock, Logger, Services, StageTimer } from "../decision/services";
 import { userAgentVerdicts } from "../services/caches";
 import { getCustomerCached } from "../services/customers";
+import { type CustomerLookupMessage, requestCustomerLookup } from "../payments/lookup";
+import { paymentsAccess } from "../workflows/paymentsAccess";
 import { workflowEnvironment } from "../services/environmentSettings";
 import { insertEvent, recordEvent } from "../services/events";
 import { isolateSnapshots } from "../services/snapshots";
@@ -49,8 +51,15 @@ export function buildServices(c: Context<AppEnv>, overrides: ServiceOverrides = 
     lookupApiKey: (rawKey) => lookupApiKey(db, rawKey),
     lookupEnvironment: (environmentId) => lookupEnvironment(db, environmentId),
     customer: (organizationId, store, identifier) => getCustomerCached(db, organizationId, store, identifier),
+    lookUpCustomerLater: (environment, identifier) =>
+      waitUntil(
+        requestCustomerLookup(env.PAYMENTS as Queue<CustomerLookupMessage>, db, environment, identifier).catch((error: unknown) =>
+          jsonLogger.warn("customer_lookup_not_requested", { environmentId: environment.id, error: String(error) }),
+        ),
+      ),
     workflowEnvironment: (environmentId) => workflowEnvironment(db, env.SECRETS_KEY, environmentId),
     meter: overrides.meter ? overrides.meter(meter) : meter,
+    payments: (scope) => paymentsAccess({ db, secretsKey: env.SECRETS_KEY, stripeApiBase: env.STRIPE_API_BASE, logger: jsonLogger, clock }, scope),
     workflowRunner: (target) => selectWorkflowRunner(env, c.executionCtx, target),
     triggers: triggerQueue(env.TRIGGERS, clock),
     recordEvent: (event) => recordEvent({ waitUntil }, db, event),

@@ -49,7 +49,8 @@ export interface AppliedEvent {
   customerIds: string[];
 }
 
-interface Scope {
+/** Where a batch of payment-state statements writes, and the event (or sync step) its transitions are named after. */
+export interface Scope {
   db: D1Database;
   organizationId: string;
   store: string;
@@ -59,7 +60,7 @@ interface Scope {
   now: string;
 }
 
-interface TransitionRow {
+export interface TransitionRow {
   id: number;
   environment_id: string;
   event_id: string;
@@ -73,9 +74,9 @@ interface TransitionRow {
   created_at: string;
 }
 
-const TRANSITION_COLUMNS = "id, environment_id, event_id, customer_id, subject, subject_id, from_state, to_state, from_product_ids, product_ids, created_at";
+export const TRANSITION_COLUMNS = "id, environment_id, event_id, customer_id, subject, subject_id, from_state, to_state, from_product_ids, product_ids, created_at";
 
-const toTransition = (row: TransitionRow): PaymentTransition => ({
+export const toTransition = (row: TransitionRow): PaymentTransition => ({
   id: row.id,
   environmentId: row.environment_id,
   eventId: row.event_id,
@@ -192,7 +193,7 @@ export async function markTransitionsDispatched(db: D1Database, ids: number[]): 
   await db.batch(ids.map((id) => db.prepare("UPDATE payment_transitions SET dispatched_at = ? WHERE id = ? AND dispatched_at IS NULL").bind(now, id)));
 }
 
-function isTransitionRow(row: Partial<TransitionRow>): row is TransitionRow {
+export function isTransitionRow(row: Partial<TransitionRow>): row is TransitionRow {
   return typeof row.id === "number" && typeof row.subject === "string" && typeof row.to_state === "string";
 }
 
@@ -213,7 +214,7 @@ async function undispatchedTransitions(scope: Scope): Promise<PaymentTransition[
  * The customer is this identity: a checkout or the subscription's metadata said so. An operator's link (admin API)
  * is not overridden by metadata. The identity's customer record names the customer too (its portal and checkouts).
  */
-function linkStatements(scope: Scope, customerId: string, identifier: string, by: "checkout" | "metadata"): D1PreparedStatement[] {
+export function linkStatements(scope: Scope, customerId: string, identifier: string, by: "checkout" | "metadata" | "sync"): D1PreparedStatement[] {
   const { db, organizationId, store, provider, now } = scope;
   return [
     db
@@ -238,7 +239,7 @@ function linkStatements(scope: Scope, customerId: string, identifier: string, by
  * The transition (only when the stored state is older and differs in state or products, or there is none) and the
  * upsert (only over an older observation). Both read the row as it was before this batch, in one transaction.
  */
-function subscriptionStatements(scope: Scope, snapshot: SubscriptionSnapshot, observedAt: number, graceHours: number): D1PreparedStatement[] {
+export function subscriptionStatements(scope: Scope, snapshot: SubscriptionSnapshot, observedAt: number, graceHours: number): D1PreparedStatement[] {
   const { db, organizationId, store, provider, environmentId, eventId, now } = scope;
   const { subscription, customerId } = snapshot;
   const state = subscriptionStateOf(subscription.status, subscription.cancelAtPeriodEnd);
@@ -284,7 +285,7 @@ function subscriptionStatements(scope: Scope, snapshot: SubscriptionSnapshot, ob
 }
 
 /** A purchase paid or revoked: a transition when it is new or leaves `paid`; the state never moves back to paid. */
-function purchaseStatements(
+export function purchaseStatements(
   scope: Scope,
   purchase: { paymentId: string; customerId: string | null; checkoutId: string | null; productIds: string[] },
   state: PurchaseState,

@@ -131,6 +131,35 @@ export interface CheckoutSessionRequest {
   automaticTax: boolean;
 }
 
+export interface ProviderRequestOptions {
+  /** The provider runs a request once per key and answers a repeat with the first result. */
+  idempotencyKey?: string;
+}
+
+export interface PriceSummary {
+  id: string;
+  productId: string;
+  /** `recurring` is bought by subscription, `one_time` by a single payment. */
+  type: "recurring" | "one_time";
+  active: boolean;
+}
+
+/**
+ * The provider refused or failed a call (other than a webhook's signature): `idempotency_conflict` when an
+ * idempotency key was reused with other parameters, `failed` for anything else (refused parameters, authentication,
+ * the provider unreachable). The message is the provider's, with API keys masked.
+ */
+export class PaymentProviderError extends Error {
+  constructor(
+    readonly reason: "idempotency_conflict" | "failed",
+    message: string,
+    options?: { cause: unknown },
+  ) {
+    super(message, options);
+    this.name = "PaymentProviderError";
+  }
+}
+
 export interface CustomerSummary {
   id: string;
   email: string | null;
@@ -142,6 +171,20 @@ export interface CustomerPage {
   hasMore: boolean;
   /** Pass as `startingAfter` for the next page; null on the last one. */
   nextCursor: string | null;
+}
+
+/** One page of a listing; `nextCursor` is the provider's cursor to pass as `startingAfter`, null on the last page. */
+export interface Page<Item> {
+  items: Item[];
+  hasMore: boolean;
+  nextCursor: string | null;
+}
+
+/** A paid one-time purchase (a completed checkout in payment mode) as the provider has it right now. */
+export interface PaidCheckout extends CheckoutSnapshot {
+  paymentId: string;
+  /** Its payment was refunded in full. */
+  fullyRefunded: boolean;
 }
 
 /** A subscription as the provider has it right now. */
@@ -167,6 +210,20 @@ export interface CheckoutSnapshot {
   productIds: string[];
 }
 
+/** An invoice (amounts in the currency's smallest unit); workflows get it as it is (utils.payments.invoices). */
+export interface InvoiceSummary {
+  id: string;
+  /** draft, open, paid, uncollectible or void. */
+  status: string | null;
+  amountDue: number;
+  amountPaid: number;
+  currency: string;
+  created: string;
+  /** The provider's page where the customer sees (and pays) the invoice. */
+  hostedInvoiceUrl: string | null;
+  subscriptionId: string | null;
+}
+
 export interface PaymentGateway {
   readonly provider: PaymentProvider;
   /**
@@ -175,8 +232,13 @@ export interface PaymentGateway {
    * act on gives an empty list (acknowledge it, do nothing).
    */
   verifyWebhook(rawBody: string | Uint8Array, headers: Headers): Promise<NormalizedEvent[]>;
-  createCheckoutSession(request: CheckoutSessionRequest): Promise<{ id: string; url: string }>;
-  createPortalSession(request: { customerId: string; returnUrl: string }): Promise<{ url: string }>;
+  /** Checkout and portal sessions, and prices, throw PaymentProviderError when the provider refuses or fails. */
+  createCheckoutSession(request: CheckoutSessionRequest, options?: ProviderRequestOptions): Promise<{ id: string; url: string }>;
+  createPortalSession(request: { customerId: string; returnUrl: string }, options?: ProviderRequestOptions): Promise<{ url: string }>;
+  /** The price; null when the provider does not know it. */
+  getPrice(priceId: string): Promise<PriceSummary | null>;
+  /** Every active price of the product. */
+  listActivePrices(productId: string): Promise<PriceSummary[]>;
   /** The subscription's current state; null when the provider does not know it. */
   getSubscription(subscriptionId: string): Promise<SubscriptionSnapshot | null>;
   /** The checkout with all its products; null when the provider does not know it. */
@@ -184,6 +246,20 @@ export interface PaymentGateway {
   /** The customer a charge belongs to (disputes name only their charge); null when it has none. */
   customerOfCharge(chargeId: string): Promise<string | null>;
   listCustomers(request: { startingAfter?: string; limit: number }): Promise<CustomerPage>;
+  /** Every subscription of the account, whatever its status, newest first. */
+  listSubscriptions(request: { startingAfter?: string; limit: number; customerId?: string }): Promise<Page<SubscriptionSnapshot>>;
+  /**
+   * The account's paid one-time purchases, newest first, with all their products. A page holds the purchases among
+   * `limit` completed checkouts (others are skipped), so it may be short or empty while `hasMore` is true.
+   */
+  listPaidCheckouts(request: { startingAfter?: string; limit: number; customerId?: string }): Promise<Page<PaidCheckout>>;
+  /**
+   * Customers that paid for this identifier — theirs, or their subscriptions' or payments' `metadata.identifier`, which
+   * the platform's checkout sets — at most 10. The provider's search index may lag a new object by about a minute.
+   */
+  findCustomerIds(identifier: string): Promise<string[]>;
+  /** The customer's newest invoices, at most `limit`. */
+  listInvoices(customerId: string, limit: number): Promise<InvoiceSummary[]>;
   /**
    * Products the customer is entitled to right now according to the provider: those of active or trialing
    * subscriptions and of paid one-time purchases that were not fully refunded.

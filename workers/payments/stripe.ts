@@ -13,6 +13,9 @@ import {
   type CustomerPage,
   type NormalizedEvent,
   type PaymentGateway,
+  PaymentProviderError,
+  type ProviderRequestOptions,
+  type PriceSummary,
   type SubscriptionSnapshot,
   type SubscriptionState,
   type SubscriptionStatus,
@@ -78,9 +81,9 @@ export function createStripeGateway(options: StripeGatewayOptions): PaymentGatew
       return normalizeEvent(event);
     },
 
-    async createCheckoutSession(request: CheckoutSessionRequest) {
+    async createCheckoutSession(request: CheckoutSessionRequest, requestOptions = {}) {
       const identifierMetadata = { [IDENTIFIER_KEY]: request.identifier };
-      const session = await stripe.checkout.sessions.create({
+      const session = await asProviderError(() => stripe.checkout.sessions.create({
         mode: request.mode,
         line_items: request.priceIds.map((price) => ({ price, quantity: 1 })),
         success_url: request.successUrl,
@@ -102,14 +105,28 @@ export function createStripeGateway(options: StripeGatewayOptions): PaymentGatew
         ...(request.mode === "subscription"
           ? { subscription_data: { metadata: identifierMetadata } }
           : { payment_intent_data: { metadata: identifierMetadata } }),
-      });
-      if (!session.url) throw new Error(`Stripe returned checkout session ${session.id} without a URL.`);
+      }, sdkRequestOptions(requestOptions)));
+      if (!session.url) throw new PaymentProviderError("failed", `Stripe returned checkout session ${session.id} without a URL.`);
       return { id: session.id, url: session.url };
     },
 
-    async createPortalSession({ customerId, returnUrl }) {
-      const session = await stripe.billingPortal.sessions.create({ customer: customerId, return_url: returnUrl });
+    async createPortalSession({ customerId, returnUrl }, requestOptions = {}) {
+      const session = await asProviderError(() =>
+        stripe.billingPortal.sessions.create({ customer: customerId, return_url: returnUrl }, sdkRequestOptions(requestOptions)),
+      );
       return { url: session.url };
+    },
+
+    async getPrice(priceId) {
+      const price = await asProviderError(() => unlessMissing(() => stripe.prices.retrieve(priceId)));
+      return price ? priceSummary(price) : null;
+    },
+
+    async listActivePrices(productId) {
+      const prices = await asProviderError(() =>
+        stripe.prices.list({ product: productId, active: true, limit: PAGE_SIZE }).autoPagingToArray({ limit: 10_000 }),
+      );
+      return prices.map(priceSummary);
     },
 
     async getSubscription(subscriptionId): Promise<SubscriptionSnapshot | null> {
@@ -160,6 +177,87 @@ export function createStripeGateway(options: StripeGatewayOptions): PaymentGatew
       return { customers, hasMore: page.has_more, nextCursor: page.has_more && last ? last.id : null };
     },
 
+    async findCustomerIds(identifier) {
+      // Stripe's search syntax: a quoted value escapes its quotes and backslashes with a backslash. Customers a
+      // checkout created carry no metadata of their own: their subscriptions and payments do (createCheckoutSession).
+      const query = `metadata['${IDENTIFIER_KEY}']:'${identifier.replaceAll("\\", "\\\\").replaceAll("'", "\\'")}'`;
+      const [customers, subscriptions, payments] = await Promise.all([
+        stripe.customers.search({ query, limit: 10 }),
+        stripe.subscriptions.search({ query, limit: 10 }),
+        stripe.paymentIntents.search({ query, limit: 10 }),
+      ]);
+      const ids = new Set([
+        ...customers.data.map((customer) => customer.id),
+        ...subscriptions.data.map((subscription) => idOf(subscription.customer)),
+        ...payments.data.flatMap((payment) => (payment.customer ? [idOf(payment.customer)] : [])),
+      ]);
+      return [...ids].sort().slice(0, 10);
+    },
+
+    async listInvoices(customerId, limit) {
+      const page = await stripe.invoices.list({ customer: customerId, limit });
+      return page.data.map((invoice) => ({
+        id: invoice.id ?? "",
+        status: invoice.status ?? null,
+        amountDue: invoice.amount_due,
+        amountPaid: invoice.amount_paid,
+        currency: invoice.currency,
+        created: isoFromSeconds(invoice.created),
+        hostedInvoiceUrl: invoice.hosted_invoice_url ?? null,
+        subscriptionId: optionalIdOf(invoice.parent?.subscription_details?.subscription),
+      }));
+    },
+
+    async listSubscriptions({ startingAfter, limit, customerId }) {
+      const page = await stripe.subscriptions.list({
+        status: "all",
+        limit,
+        ...(customerId ? { customer: customerId } : {}),
+        ...(startingAfter ? { starting_after: startingAfter } : {}),
+      });
+      const items = page.data.map((subscription) => ({
+        subscription: subscriptionState(subscription),
+        customerId: idOf(subscription.customer),
+        identifier: identifierIn(subscription.metadata),
+        productIds: subscriptionProducts(subscription),
+      }));
+      const last = page.data.at(-1);
+      return { items, hasMore: page.has_more, nextCursor: page.has_more && last ? last.id : null };
+    },
+
+    async listPaidCheckouts({ startingAfter, limit, customerId }) {
+      const page = await stripe.checkout.sessions.list({
+        status: "complete",
+        limit,
+        ...(customerId ? { customer: customerId } : {}),
+        expand: ["data.line_items", "data.payment_intent.latest_charge"],
+        ...(startingAfter ? { starting_after: startingAfter } : {}),
+      });
+      const items = [];
+      for (const session of page.data) {
+        const paymentId = optionalIdOf(session.payment_intent);
+        if (session.mode !== "payment" || session.payment_status !== "paid" || !paymentId) continue;
+        // Expanded line items stop at the first page; a larger order is listed in full.
+        const lineItems =
+          session.line_items && !session.line_items.has_more
+            ? session.line_items.data
+            : await stripe.checkout.sessions.listLineItems(session.id, { limit: PAGE_SIZE }).autoPagingToArray({ limit: 10_000 });
+        items.push({
+          checkoutId: session.id,
+          mode: "payment" as const,
+          customerId: optionalIdOf(session.customer),
+          identifier: session.client_reference_id || identifierIn(session.metadata),
+          subscriptionId: null,
+          paymentId,
+          paid: true,
+          productIds: [...new Set(lineItems.flatMap((item) => (item.price ? [idOf(item.price.product)] : [])))].sort(),
+          fullyRefunded: wasFullyRefunded(session),
+        });
+      }
+      const last = page.data.at(-1);
+      return { items, hasMore: page.has_more, nextCursor: page.has_more && last ? last.id : null };
+    },
+
     async activeProductIds(customerId) {
       const products = new Set<string>();
       for await (const subscription of stripe.subscriptions.list({ customer: customerId, status: "all", limit: PAGE_SIZE })) {
@@ -194,6 +292,24 @@ async function unlessMissing<T>(retrieve: () => Promise<T>): Promise<T | null> {
     if (error instanceof Stripe.errors.StripeInvalidRequestError && error.statusCode === 404) return null;
     throw error;
   }
+}
+
+/** Stripe's failures as the gateway's PaymentProviderError, API keys masked in the message (Stripe masks them too). */
+async function asProviderError<T>(call: () => Promise<T>): Promise<T> {
+  try {
+    return await call();
+  } catch (error) {
+    if (error instanceof PaymentProviderError) throw error;
+    const message = (error instanceof Error ? error.message : String(error)).replace(/\b(sk|rk|pk)_(test|live)_[A-Za-z0-9]+/g, "$1_$2_…");
+    throw new PaymentProviderError(error instanceof Stripe.errors.StripeIdempotencyError ? "idempotency_conflict" : "failed", message, { cause: error });
+  }
+}
+
+const sdkRequestOptions = ({ idempotencyKey }: ProviderRequestOptions): Stripe.RequestOptions => (idempotencyKey ? { idempotencyKey } : {});
+
+function priceSummary(price: Stripe.Price): PriceSummary {
+  // `recurring` is set exactly on recurring prices; `type` is typed open-ended for types Stripe may add.
+  return { id: price.id, productId: idOf(price.product), type: price.recurring ? "recurring" : "one_time", active: price.active };
 }
 
 /** A base URL → the SDK's host/port/protocol options; nothing (Stripe's own API) when empty. */

@@ -13,6 +13,7 @@ import { registerEnvironmentRoutes } from "./admin/environments";
 import { registerOrganizationKeyRoutes } from "./admin/organizationKeys";
 import { registerOrganizationRoutes } from "./admin/organizations";
 import { registerPaymentRoutes } from "./admin/payments";
+import { registerPaymentSyncRoutes } from "./admin/paymentSync";
 import { registerPaymentWebhookRoutes } from "./paymentWebhooks";
 import { registerVersionRoutes } from "./admin/versions";
 import { registerDocs } from "./docs";
@@ -21,6 +22,7 @@ import { registerAccessCheckRoute } from "./decisions/accessChecks";
 import { registerSurfaceDecisionRoute } from "./decisions/surfaceDecisions";
 import { registerHealth } from "./health";
 import { registerCounterUpdateRoute } from "./decisions/counterUpdates";
+import { registerCheckoutRoutes } from "./decisions/checkout";
 import { registerIdentityLinkRoute } from "./decisions/identityLinks";
 import { registerMeterAdminRoutes } from "./admin/meters";
 import { adminBodyLimit } from "../middleware/decisionBody";
@@ -58,10 +60,12 @@ export function registerRoutes(app: OpenAPIHono<AppEnv>): void {
   registerDeadLetterRoutes(app);
   registerEnvironmentSettingsRoutes(app);
   registerPaymentRoutes(app);
+  registerPaymentSyncRoutes(app);
   registerPaymentWebhookRoutes(app);
   registerEndpointRoutes(app);
   registerCounterUpdateRoute(app);
   registerIdentityLinkRoute(app);
+  registerCheckoutRoutes(app);
   registerMeterAdminRoutes(app);
   registerDocs(app);
 }

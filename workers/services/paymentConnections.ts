@@ -29,13 +29,49 @@ export interface PaymentConnectionInfo {
   webhookUrl: string;
   /** What past_due, refunds and disputes do to access. */
   policy: LifecyclePolicy;
+  /** How the environment's Checkout and billing-portal sessions are opened. */
+  checkout: CheckoutSettings;
   connectedAt: string;
   updatedAt: string;
 }
 
+/** How an environment opens Checkout and billing-portal sessions. */
+export interface CheckoutSettings {
+  /**
+   * Exact origins (`https://shop.example`) that success, cancel and return URLs must belong to, so a checkout can only
+   * send the buyer back to the customer's own site. Empty: every URL is refused until they are set.
+   */
+  allowedOrigins: string[];
+  /** Stripe Tax computes and collects tax on every Checkout Session (it must be set up in the Stripe account). */
+  automaticTax: boolean;
+}
+
+export const DEFAULT_CHECKOUT_SETTINGS: CheckoutSettings = { allowedOrigins: [], automaticTax: true };
+export const MAX_ALLOWED_ORIGINS = 20;
+
+/** Nothing but `scheme://host[:port]`: no user info, path (not even `/`), query or fragment. */
+const BARE_ORIGIN = /^[a-z][a-z0-9+.-]*:\/\/[^/?#@\\\s]+$/i;
+const DEVELOPMENT_HOSTS: ReadonlySet<string> = new Set(["localhost", "127.0.0.1"]);
+
+/**
+ * Why `value` cannot be an allowed checkout origin, or null when it can: an exact `https://` origin, or `http://` on
+ * localhost or 127.0.0.1 for development (a buyer's browser must never be sent back over plain HTTP elsewhere).
+ */
+export function checkoutOriginProblem(value: string): string | null {
+  const url = BARE_ORIGIN.test(value) ? URL.parse(value) : null;
+  if (!url) return "must be an origin: scheme://host[:port], without a path (not even /), query or fragment";
+  if (url.protocol === "https:") return null;
+  if (url.protocol === "http:" && DEVELOPMENT_HOSTS.has(url.hostname)) return null;
+  return "must be an https:// origin (http:// only for localhost or 127.0.0.1)";
+}
+
+/** The origins as browsers write them (`new URL(x).origin`: lowercase host, no default port), once each. */
+const normalizedOrigins = (origins: readonly string[]): string[] => [...new Set(origins.map((origin) => new URL(origin).origin))];
+
 export interface StripeCredentials {
   mode: PaymentMode;
   policy: LifecyclePolicy;
+  checkout: CheckoutSettings;
   secretKey: string;
   webhookSecret: string;
 }
@@ -63,6 +99,8 @@ interface ConnectionRow {
   past_due_grace_hours: number;
   revoke_on_refund: number;
   revoke_on_dispute: number;
+  allowed_origins: string;
+  automatic_tax: number;
   connected_at: string;
   updated_at: string;
 }
@@ -86,8 +124,13 @@ const policyOf = (row: ConnectionRow): LifecyclePolicy => ({
   revokeOnDispute: row.revoke_on_dispute === 1,
 });
 
+const checkoutOf = (row: ConnectionRow): CheckoutSettings => ({
+  allowedOrigins: JSON.parse(row.allowed_origins) as string[],
+  automaticTax: row.automatic_tax === 1,
+});
+
 const CONNECTION_COLUMNS =
-  "environment_id, mode, key_hint, secret_key_encrypted, webhook_secret_encrypted, past_due_grace_hours, revoke_on_refund, revoke_on_dispute, connected_at, updated_at";
+  "environment_id, mode, key_hint, secret_key_encrypted, webhook_secret_encrypted, past_due_grace_hours, revoke_on_refund, revoke_on_dispute, allowed_origins, automatic_tax, connected_at, updated_at";
 
 function infoOf(row: ConnectionRow): PaymentConnectionInfo {
   return {
@@ -97,6 +140,7 @@ function infoOf(row: ConnectionRow): PaymentConnectionInfo {
     webhookSecretSet: true,
     webhookUrl: stripeWebhookPath(row.environment_id),
     policy: policyOf(row),
+    checkout: checkoutOf(row),
     connectedAt: row.connected_at,
     updatedAt: row.updated_at,
   };
@@ -104,13 +148,13 @@ function infoOf(row: ConnectionRow): PaymentConnectionInfo {
 
 /**
  * Connects the environment to Stripe, or replaces its keys; refuses a key whose mode does not match the environment.
- * Policy fields left out keep their stored value (the defaults on a first connection).
+ * Policy and checkout fields left out keep their stored value (the defaults on a first connection).
  */
 export async function putStripeConnection(
   db: D1Database,
   secretsKey: string,
   environment: Environment,
-  input: { secretKey: string; webhookSecret: string; policy?: Partial<LifecyclePolicy> },
+  input: { secretKey: string; webhookSecret: string; policy?: Partial<LifecyclePolicy>; checkout?: Partial<CheckoutSettings> },
 ): Promise<PaymentConnectionInfo> {
   const mode = modeOfKey(input.secretKey);
   const expected = MODE_OF_ENVIRONMENT[environment.type];
@@ -125,20 +169,24 @@ export async function putStripeConnection(
   const [secretKeyEncrypted, webhookSecretEncrypted] = await Promise.all([encryptSecret(secretsKey, input.secretKey), encryptSecret(secretsKey, input.webhookSecret)]);
   const now = nowIso();
   const policy = input.policy ?? {};
+  const checkout = input.checkout ?? {};
   const flag = (value: boolean | undefined) => (value === undefined ? null : value ? 1 : 0);
   // Reconnecting keeps the first connection's time: connectedAt says since when the environment takes payments.
   const row = await db
     .prepare(
       `INSERT INTO payment_connections
          (environment_id, organization_id, provider, secret_key_encrypted, webhook_secret_encrypted, mode, key_hint,
-          past_due_grace_hours, revoke_on_refund, revoke_on_dispute, connected_at, updated_at)
-       VALUES (?1, ?2, 'stripe', ?3, ?4, ?5, ?6, COALESCE(?7, ?10), COALESCE(?8, ?11), COALESCE(?9, ?12), ?13, ?13)
+          past_due_grace_hours, revoke_on_refund, revoke_on_dispute, allowed_origins, automatic_tax, connected_at, updated_at)
+       VALUES (?1, ?2, 'stripe', ?3, ?4, ?5, ?6, COALESCE(?7, ?10), COALESCE(?8, ?11), COALESCE(?9, ?12),
+               COALESCE(?14, ?16), COALESCE(?15, ?17), ?13, ?13)
        ON CONFLICT (environment_id) DO UPDATE SET
          secret_key_encrypted = excluded.secret_key_encrypted, webhook_secret_encrypted = excluded.webhook_secret_encrypted,
          mode = excluded.mode, key_hint = excluded.key_hint, updated_at = excluded.updated_at,
          past_due_grace_hours = COALESCE(?7, payment_connections.past_due_grace_hours),
          revoke_on_refund = COALESCE(?8, payment_connections.revoke_on_refund),
-         revoke_on_dispute = COALESCE(?9, payment_connections.revoke_on_dispute)
+         revoke_on_dispute = COALESCE(?9, payment_connections.revoke_on_dispute),
+         allowed_origins = COALESCE(?14, payment_connections.allowed_origins),
+         automatic_tax = COALESCE(?15, payment_connections.automatic_tax)
        RETURNING ${CONNECTION_COLUMNS}`,
     )
     .bind(
@@ -155,6 +203,10 @@ export async function putStripeConnection(
       flag(DEFAULT_LIFECYCLE_POLICY.revokeOnRefund),
       flag(DEFAULT_LIFECYCLE_POLICY.revokeOnDispute),
       now,
+      checkout.allowedOrigins === undefined ? null : JSON.stringify(normalizedOrigins(checkout.allowedOrigins)),
+      flag(checkout.automaticTax),
+      JSON.stringify(DEFAULT_CHECKOUT_SETTINGS.allowedOrigins),
+      flag(DEFAULT_CHECKOUT_SETTINGS.automaticTax),
     )
     .first<ConnectionRow>();
   if (!row) throw new Error("payment_connections upsert returned no row");
@@ -190,7 +242,7 @@ export async function stripeCredentials(db: D1Database, secretsKey: string, envi
   if (!row) return null;
   try {
     const [secretKey, webhookSecret] = await Promise.all([decryptSecret(secretsKey, row.secret_key_encrypted), decryptSecret(secretsKey, row.webhook_secret_encrypted)]);
-    return { mode: row.mode, policy: policyOf(row), secretKey, webhookSecret };
+    return { mode: row.mode, policy: policyOf(row), checkout: checkoutOf(row), secretKey, webhookSecret };
   } catch (error) {
     throw new PaymentConnectionUnreadableError(environmentId, { cause: error });
   }

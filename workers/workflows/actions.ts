@@ -18,6 +18,7 @@ import { lookupEnvironment } from "../services/tenantCache";
 import { storeOf, type Environment } from "../services/tenancy";
 import type { WorkflowOutcome } from "./runner";
 import { scopedUtils } from "./scopedUtils";
+import { paymentsAccess, workflowLogger } from "./paymentsAccess";
 import { createMeterClient, meterDeadlineOf } from "../../durable-objects/meter/client";
 import { selectWorkflowRunner } from "./select";
 import { enqueueTriggers, MAX_MESSAGE_BYTES, type TriggerMessage, type UnsentTrigger } from "./triggers";
@@ -86,6 +87,10 @@ export async function runActions(env: Env, ctx: ExecutionContext, message: Trigg
     readOnly: false,
     counterSettings: new Map(counterEntriesOf(message.counters)),
     fireTrigger: (name, payload) => fired.push({ name, payload }),
+    payments: paymentsAccess(
+      { db: env.DB, secretsKey: env.SECRETS_KEY, stripeApiBase: env.STRIPE_API_BASE, logger: workflowLogger },
+      { environment, prepared, store: storeOf(environment) },
+    ),
   });
   const args: ActionArgs = { trigger: message.trigger, payload: (message.payload ?? null) as JsonValue, env: settings.values };
   const results = await Promise.all(

@@ -6,6 +6,7 @@
  * value exported here would not survive the generation.
  */
 import type { AuthType, BotTag, FeatureState, FeatureStates, MeterReading } from "../engine/types";
+import type { InvoiceSummary } from "../payments/gateway";
 
 // Feature states are handed to workflows exactly as the engine renders them (the wire shape of a decision).
 export type {
@@ -61,6 +62,31 @@ export interface WorkflowResource {
 /** The reading of a counter after a `utils.counters` call. */
 export type CounterResult = Pick<MeterReading, "hasAccess" | "consumedUnits" | "remainingUnits" | "totalUnits">;
 
+/** The identity as a customer of the payment provider, as the platform keeps it from the provider's webhooks. */
+export interface PaymentsCustomer {
+  isCustomer: boolean;
+  /** The provider's customer ids linked to the identity (e.g. `cus_…`). */
+  customerIds: string[];
+  /** The products the identity's subscriptions and purchases grant right now. */
+  productIds: string[];
+  subscriptions: {
+    id: string;
+    /** trialing, active, canceling, past_due, unpaid, paused, incomplete, canceled, revoked or unknown. */
+    state: string;
+    /** The provider's own status. */
+    status: string;
+    productIds: string[];
+    currentPeriodEnd: string | null;
+    cancelAtPeriodEnd: boolean;
+    /** Whether it grants its products now, and until when (null: open-ended). */
+    access: { granted: boolean; until: string | null };
+  }[];
+  purchases: { paymentId: string; state: "paid" | "refunded" | "disputed"; productIds: string[] }[];
+}
+
+/** An invoice of the identity (amounts in the currency's smallest unit, e.g. cents). */
+export type PaymentsInvoice = InvoiceSummary;
+
 export interface WorkflowUtils {
   customData: {
     get(key: string): Promise<JsonValue | null>;
@@ -83,6 +109,18 @@ export interface WorkflowUtils {
     link(fromIdentifier: string, options?: { mode?: "copy_once" }): Promise<{ linked: boolean }>;
   };
   triggers: { fire(name: string, payload?: JsonValue): Promise<void> };
+  /**
+   * The identity's payments, through the environment's payment provider connection (never its keys). `customer` reads
+   * what the platform keeps; `invoices` and the two sessions call the provider. Opening sessions is refused to
+   * provisioning workflows (read-only utils); a signed-in identity is needed for everything but `customer`.
+   */
+  payments: {
+    customer(): Promise<PaymentsCustomer>;
+    invoices(options?: { limit?: number }): Promise<PaymentsInvoice[]>;
+    /** A hosted Checkout page for one of a plan's prices; URLs must be on the environment's allowed origins. */
+    createCheckoutSession(input: { plan: string; price?: string; successUrl: string; cancelUrl: string }): Promise<{ id: string; url: string; mode: "subscription" | "payment" }>;
+    createPortalSession(input: { returnUrl: string }): Promise<{ url: string }>;
+  };
   testGroup100(identifier: string): Promise<number>;
 }
 

@@ -137,6 +137,12 @@ function makeUtils(fired, remoteAvailable) {
         fired.push({ name, payload: payload == null ? {} : JSON.parse(JSON.stringify(payload)) });
       },
     },
+    payments: {
+      customer: () => call("payments.customer", "paymentsCustomer")(),
+      invoices: (options) => call("payments.invoices", "paymentsInvoices")(options ?? {}),
+      createCheckoutSession: (input) => call("payments.createCheckoutSession", "paymentsCheckout")(input ?? {}),
+      createPortalSession: (input) => call("payments.createPortalSession", "paymentsPortal")(input ?? {}),
+    },
     testGroup100: async (identifier) => testGroup100(String(identifier)),
   };
 }

@@ -14,6 +14,7 @@ import { preparedSnapshotFor } from "../services/snapshots";
 import { PROBE_PATH, UTILS_HOST, verifyCapability, type RemoteUtilsScope } from "./capability";
 import { forwardEgress } from "./egressGateway";
 import { scopedUtils } from "./scopedUtils";
+import { paymentsAccess, workflowLogger } from "./paymentsAccess";
 import { createMeterClient, meterDeadlineOf } from "../../durable-objects/meter/client";
 import type { WorkflowUtils } from "./utils";
 
@@ -28,6 +29,10 @@ const REMOTE_METHODS = {
   countersIncrement: 3,
   resolveJwt: 1,
   linkIdentity: 2,
+  paymentsCustomer: 0,
+  paymentsInvoices: 1,
+  paymentsCheckout: 1,
+  paymentsPortal: 1,
 } as const satisfies Partial<Record<keyof WorkflowUtils, number>>;
 
 type RemoteMethod = keyof typeof REMOTE_METHODS;
@@ -36,7 +41,7 @@ const isRemoteMethod = (name: string): name is RemoteMethod => Object.hasOwn(REM
 
 const utilsError = (error: string, status = 200) => Response.json({ ok: false, error }, { status });
 
-async function utilsFor(env: Env, scope: RemoteUtilsScope): Promise<WorkflowUtils> {
+async function utilsFor(env: Env, environmentId: string, scope: RemoteUtilsScope): Promise<WorkflowUtils> {
   const prepared = await preparedSnapshotFor(env.DB, scope.versionId);
   // The token names both; a version is only ever served inside its own organization.
   if (prepared.snapshot.organizationId !== scope.organizationId) throw new Error("the capability's version belongs to another organization");
@@ -53,10 +58,14 @@ async function utilsFor(env: Env, scope: RemoteUtilsScope): Promise<WorkflowUtil
     fireTrigger: () => {
       throw new Error("triggers fired by dispatched workflows travel with their result");
     },
+    payments: paymentsAccess(
+      { db: env.DB, secretsKey: env.SECRETS_KEY, stripeApiBase: env.STRIPE_API_BASE, logger: workflowLogger },
+      { environment: { id: environmentId, organizationId: scope.organizationId }, prepared, store: scope.store },
+    ),
   });
 }
 
-async function serveUtils(env: Env, scope: RemoteUtilsScope | undefined, request: Request): Promise<Response> {
+async function serveUtils(env: Env, environmentId: string, scope: RemoteUtilsScope | undefined, request: Request): Promise<Response> {
   const method = /^\/v1\/([A-Za-z]+)$/.exec(new URL(request.url).pathname)?.[1];
   if (request.method !== "POST" || !method || !isRemoteMethod(method)) return utilsError("unknown utils call", 404);
   if (!scope) return utilsError(`utils are not available to this workflow call`);
@@ -76,7 +85,7 @@ async function serveUtils(env: Env, scope: RemoteUtilsScope | undefined, request
   if (!Array.isArray(args) || args.length > REMOTE_METHODS[method]) return utilsError("utils calls carry a JSON body {args: [...]}", 400);
   let utils: WorkflowUtils;
   try {
-    utils = await utilsFor(env, scope);
+    utils = await utilsFor(env, environmentId, scope);
   } catch (error) {
     // Platform trouble (D1, a missing version) is logged, not shown to customer code.
     console.error(JSON.stringify({ event: "workflow_utils_unavailable", versionId: scope.versionId, error: String(error) }));
@@ -100,7 +109,7 @@ export async function handleWorkflowOutbound(env: Env, request: Request, token: 
   }
   if (new URL(request.url).host === UTILS_HOST) {
     if (new URL(request.url).pathname === PROBE_PATH) return new Response(capability.probe ?? "", { headers: { "content-type": "text/plain" } });
-    return serveUtils(env, capability.utils, request);
+    return serveUtils(env, capability.environmentId, capability.utils, request);
   }
   return forwardEgress(request, { environmentId: capability.environmentId, workflow: capability.workflow, hosts: capability.hosts });
 }

@@ -5,13 +5,21 @@
  * marks them dispatched. A message that fails (Stripe or D1 unavailable) is retried with a growing delay; a retry of
  * an applied event changes nothing and dispatches only what the first attempt left undispatched, so triggers are
  * delivered at least once (their payload names the transitions, for actions that must not act twice).
+ *
+ * The same queue carries the steps of customer syncs (payments/sync.ts, `kind: "sync"`): one page each, whose
+ * transitions are dispatched the same way before the next step is enqueued.
  */
 import { createMeterClient, meterDeadlineOf } from "../../durable-objects/meter/client";
 import type { CreditResult, GrantCreditsInput } from "../../durable-objects/meter/MeterObject";
 import type { PreparedSnapshot } from "../engine/prepare";
 import { sha256Hex } from "../lib/crypto";
 import { applyPaymentEvent, markTransitionsDispatched, type PaymentEventMessage, type PaymentTransition } from "../payments/apply";
+import type { PaymentProvider } from "../payments/gateway";
 import { createStripeGateway } from "../payments/stripe";
+import type { PaymentGateway } from "../payments/gateway";
+import type { LifecyclePolicy } from "../payments/lifecycle";
+import { type CustomerLookupMessage, lookUpCustomer } from "../payments/lookup";
+import { type CustomerSyncMessage, failCustomerSync, runCustomerSyncStep } from "../payments/sync";
 import { type CustomerRecord, forgetCachedCustomers, getCustomerRecord, identifiersOfPaymentCustomers, productsOf } from "../services/customers";
 import { insertEvents, type EventInput } from "../services/events";
 import { stripeCredentials } from "../services/paymentConnections";
@@ -24,18 +32,46 @@ export const PAYMENT_QUEUE = "edge-monetization-payments";
 /** `max_retries` of the payments queue's consumer (wrangler.toml): with the growing delay, about ten minutes. */
 export const PAYMENT_MAX_RETRIES = 12;
 
-export async function handlePaymentBatch(batch: MessageBatch<PaymentEventMessage>, env: Env): Promise<void> {
+/**
+ * What the payments queue carries: verified webhook events, the steps of customer syncs (`kind: "sync"`) and
+ * real-time customer lookups (`kind: "lookup"`).
+ */
+export type PaymentQueueMessage = PaymentEventMessage | CustomerSyncMessage | CustomerLookupMessage;
+
+const isSyncStep = (body: PaymentQueueMessage): body is CustomerSyncMessage => "kind" in body && body.kind === "sync";
+const isLookup = (body: PaymentQueueMessage): body is CustomerLookupMessage => "kind" in body && body.kind === "lookup";
+/** A lookup is a convenience (the next one, or a sync, does the same): tried this many times, then dropped. */
+const LOOKUP_ATTEMPTS = 3;
+
+export async function handlePaymentBatch(batch: MessageBatch<PaymentQueueMessage>, env: Env): Promise<void> {
   for (const message of batch.messages) {
+    const { body } = message;
+    if (isSyncStep(body)) {
+      await handleSyncStep(env, message as Message<CustomerSyncMessage>);
+      continue;
+    }
+    if (isLookup(body)) {
+      try {
+        await processLookup(env, body);
+        message.ack();
+      } catch (error) {
+        const giveUp = message.attempts >= LOOKUP_ATTEMPTS;
+        console.warn(JSON.stringify({ event: giveUp ? "customer_lookup_dropped" : "customer_lookup_retried", environmentId: body.environmentId, attempts: message.attempts, error: String(error) }));
+        if (giveUp) message.ack();
+        else message.retry({ delaySeconds: retryDelaySeconds(message.attempts) });
+      }
+      continue;
+    }
     try {
-      await processPaymentEvent(env, message.body);
+      await processPaymentEvent(env, body);
       message.ack();
     } catch (error) {
       const lastAttempt = message.attempts > PAYMENT_MAX_RETRIES;
       const line = JSON.stringify({
         event: lastAttempt ? "payment_event_dropped" : "payment_event_retried",
-        environmentId: message.body.environmentId,
-        eventId: message.body.event.id,
-        type: message.body.event.rawType,
+        environmentId: body.environmentId,
+        eventId: body.event.id,
+        type: body.event.rawType,
         attempts: message.attempts,
         error: error instanceof Error ? error.message : String(error),
       });
@@ -47,29 +83,125 @@ export async function handlePaymentBatch(batch: MessageBatch<PaymentEventMessage
   }
 }
 
+/** The message's environment with its provider connection, or why there is none to work with. */
+type Connected =
+  | { ok: true; environment: Environment; store: string; gateway: PaymentGateway; policy: LifecyclePolicy }
+  | { ok: false; reason: "no_environment" | "not_connected" };
+
+/**
+ * A message's environment — still there and still the organization's that sent it — and its provider connection
+ * (either may be gone since the message was queued).
+ */
+async function connectedEnvironment(env: Env, message: { organizationId: string; environmentId: string }): Promise<Connected> {
+  const environment = await getEnvironment(env.DB, message.environmentId);
+  if (!environment || environment.organizationId !== message.organizationId) return { ok: false, reason: "no_environment" };
+  const credentials = await stripeCredentials(env.DB, env.SECRETS_KEY, environment.id);
+  if (!credentials) return { ok: false, reason: "not_connected" };
+  const gateway = createStripeGateway({ secretKey: credentials.secretKey, webhookSecret: credentials.webhookSecret, apiBase: env.STRIPE_API_BASE });
+  return { ok: true, environment, store: storeOf(environment), gateway, policy: credentials.policy };
+}
+
 /** Applies one event and dispatches its transitions. Throws when a dependency failed (the message is retried). */
 export async function processPaymentEvent(env: Env, message: PaymentEventMessage): Promise<void> {
-  const environment = await getEnvironment(env.DB, message.environmentId);
+  const connected = await connectedEnvironment(env, message);
   // The environment or its connection went away after the webhook was accepted: nothing to apply it to.
-  if (!environment || environment.organizationId !== message.organizationId) return;
-  const credentials = await stripeCredentials(env.DB, env.SECRETS_KEY, environment.id);
-  if (!credentials) return;
-  const gateway = createStripeGateway({ secretKey: credentials.secretKey, webhookSecret: credentials.webhookSecret, apiBase: env.STRIPE_API_BASE });
-  const store = storeOf(environment);
-  const applied = await applyPaymentEvent(env.DB, gateway, credentials.policy, { ...message, store });
+  if (!connected.ok) return;
+  const { environment, store, gateway, policy } = connected;
+  const applied = await applyPaymentEvent(env.DB, gateway, policy, { ...message, store });
 
   const customerIds = new Set([...applied.customerIds, ...applied.transitions.flatMap((transition) => (transition.customerId ? [transition.customerId] : []))]);
   const identifiers = await identifiersOfPaymentCustomers(env.DB, environment.organizationId, store, [...customerIds]);
   forgetCachedCustomers(environment.organizationId, store, [...identifiers.values()]);
   if (applied.transitions.length === 0) return;
-  await dispatchTransitions(env, environment, message, applied.transitions, identifiers);
+  const source = { provider: message.event.provider, eventId: message.event.id, eventType: message.event.rawType };
+  await dispatchTransitions(env, environment, source, applied.transitions, identifiers);
   await markTransitionsDispatched(env.DB, applied.transitions.map((transition) => transition.id));
+}
+
+/** Looks the identity up at the provider (payments/lookup.ts) and dispatches what it found, as for a webhook event. */
+export async function processLookup(env: Env, message: CustomerLookupMessage): Promise<void> {
+  const connected = await connectedEnvironment(env, message);
+  if (!connected.ok) return;
+  const { environment, store, gateway, policy } = connected;
+  const target = { organizationId: environment.organizationId, environmentId: environment.id, store };
+  const found = await lookUpCustomer(env.DB, gateway, policy, target, message.identifier);
+  if (!found.asked) return;
+  forgetCachedCustomers(environment.organizationId, store, [message.identifier]);
+  if (found.transitions.length === 0) return;
+  const identifiers = new Map(found.customerIds.map((customerId) => [customerId, message.identifier]));
+  await dispatchTransitions(env, environment, { provider: gateway.provider, eventId: null, eventType: null }, found.transitions, identifiers);
+  await markTransitionsDispatched(env.DB, found.transitions.map((transition) => transition.id));
+}
+
+/**
+ * A customer sync step (payments/sync.ts): retried like an event; after the last retry the sync is marked failed with
+ * the error, for the admin API to show (a new sync starts over).
+ */
+async function handleSyncStep(env: Env, message: Message<CustomerSyncMessage>): Promise<void> {
+  try {
+    await processSyncStep(env, message.body, message.attempts > 1);
+    message.ack();
+  } catch (error) {
+    const lastAttempt = message.attempts > PAYMENT_MAX_RETRIES;
+    const reason = error instanceof Error ? error.message : String(error);
+    const line = JSON.stringify({
+      event: lastAttempt ? "customer_sync_failed" : "customer_sync_step_retried",
+      environmentId: message.body.environmentId,
+      syncId: message.body.syncId,
+      step: message.body.step,
+      attempts: message.attempts,
+      error: reason,
+    });
+    if (lastAttempt) {
+      console.error(line);
+      await failCustomerSync(env.DB, message.body, reason).catch((failure: unknown) => console.error(JSON.stringify({ event: "customer_sync_not_marked_failed", syncId: message.body.syncId, error: String(failure) })));
+      message.ack();
+      return;
+    }
+    console.warn(line);
+    message.retry({ delaySeconds: retryDelaySeconds(message.attempts) });
+  }
+}
+
+/**
+ * Runs one page of a sync, dispatches the transitions it wrote (as for a webhook event), then enqueues the next step.
+ * Throws when a dependency failed: the step is retried, and a retry after its batch committed only redoes what followed.
+ */
+export async function processSyncStep(env: Env, message: CustomerSyncMessage, redelivered: boolean): Promise<void> {
+  const connected = await connectedEnvironment(env, message);
+  if (!connected.ok) {
+    if (connected.reason === "not_connected") await failCustomerSync(env.DB, message, "The environment was disconnected from Stripe during the sync");
+    return;
+  }
+  const { environment, store, gateway, policy } = connected;
+  const target = { organizationId: environment.organizationId, environmentId: environment.id, store };
+  const step = await runCustomerSyncStep(env.DB, gateway, policy, target, message, { redelivered });
+
+  const customerIds = new Set([...step.customerIds, ...step.transitions.flatMap((transition) => (transition.customerId ? [transition.customerId] : []))]);
+  if (customerIds.size > 0) {
+    const identifiers = await identifiersOfPaymentCustomers(env.DB, environment.organizationId, store, [...customerIds]);
+    forgetCachedCustomers(environment.organizationId, store, [...identifiers.values()]);
+    if (step.transitions.length > 0) {
+      await dispatchTransitions(env, environment, { provider: gateway.provider, eventId: null, eventType: null, syncId: message.syncId }, step.transitions, identifiers);
+      await markTransitionsDispatched(env.DB, step.transitions.map((transition) => transition.id));
+    }
+  }
+  // Last: a failure before this retries the step, which then finds its page committed and only redoes what follows.
+  if (step.next) await env.PAYMENTS.send(step.next);
+}
+
+/** What made the transitions: a provider's webhook event, or a customer sync (no event). */
+interface TransitionSource {
+  provider: PaymentProvider;
+  eventId: string | null;
+  eventType: string | null;
+  syncId?: string;
 }
 
 async function dispatchTransitions(
   env: Env,
   environment: Environment,
-  message: PaymentEventMessage,
+  source: TransitionSource,
   transitions: PaymentTransition[],
   identifiers: Map<string, string>,
 ): Promise<void> {
@@ -98,9 +230,10 @@ async function dispatchTransitions(
       identifier: identifierOf(transition) ?? null,
       outcome: transition.toState,
       record: {
-        provider: message.event.provider,
-        providerEventId: message.event.id,
-        providerEventType: message.event.rawType,
+        provider: source.provider,
+        providerEventId: source.eventId,
+        providerEventType: source.eventType,
+        ...(source.syncId ? { syncId: source.syncId } : {}),
         customerId: transition.customerId,
         subject: transition.subject,
         subjectId: transition.subjectId,

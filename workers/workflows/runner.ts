@@ -187,6 +187,12 @@ function wrapUtils(raw) {
     resolveJwt: (token) => raw.resolveJwt(token),
     identities: { link: (fromIdentifier, options) => raw.linkIdentity(fromIdentifier, options ?? {}) },
     triggers: { fire: (name, payload) => raw.fireTrigger(name, payload ?? {}) },
+    payments: {
+      customer: () => raw.paymentsCustomer(),
+      invoices: (options) => raw.paymentsInvoices(options ?? {}),
+      createCheckoutSession: (input) => raw.paymentsCheckout(input ?? {}),
+      createPortalSession: (input) => raw.paymentsPortal(input ?? {}),
+    },
     testGroup100: (identifier) => raw.testGroup100(identifier),
   };
 }

@@ -11,7 +11,7 @@ import type { MeterReading, MeterRequest } from "../engine/types";
 import type { RemoteUtilsScope } from "./capability";
 import { checkFiredTrigger } from "./triggers";
 import { verifyUserJwt } from "../identity/jwt";
-import { WorkflowUtils } from "./utils";
+import { type PaymentsPort, WorkflowUtils } from "./utils";
 import { jsonByteLength } from "../lib/json";
 
 /** Bounds on what workflows put on the trigger queue (a queue message holds at most 128 KB). */
@@ -76,6 +76,11 @@ export interface ScopedUtilsOptions {
    */
   replaying?: () => boolean;
   fireTrigger: (name: string, payload: unknown) => void;
+  /**
+   * The payment provider for an identity (utils.payments); absent, those utils refuse. A function of the identity,
+   * which middleware may still change after the target is built.
+   */
+  payments?: (identity: { identifier: string; authenticated: boolean }) => PaymentsPort;
 }
 
 /**
@@ -139,7 +144,15 @@ export function scopedUtils(options: ScopedUtilsOptions): WorkflowUtils {
   };
   const consume = (counterId: string, resourceId: string | undefined) => evaluateOne(counterId, resourceId, true);
   const peek = (counterId: string, resourceId: string | undefined) => evaluateOne(counterId, resourceId, false);
+  const paymentsFor = options.payments;
+  const payments: PaymentsPort | undefined = paymentsFor && {
+    customer: () => paymentsFor({ identifier: identifier(), authenticated: authenticated() }).customer(),
+    invoices: (limit) => paymentsFor({ identifier: identifier(), authenticated: authenticated() }).invoices(limit),
+    checkout: (input) => paymentsFor({ identifier: identifier(), authenticated: authenticated() }).checkout(input),
+    portal: (input) => paymentsFor({ identifier: identifier(), authenticated: authenticated() }).portal(input),
+  };
   const utils = new WorkflowUtils({
+    ...(payments ? { payments } : {}),
     store,
     counterIds: new Set(prepared.snapshot.features.map((feature) => `${store}:${feature.id}.enabled`)),
     readOnly,

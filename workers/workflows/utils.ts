@@ -19,6 +19,17 @@ export interface UserDataPort {
   linkFrom(fromIdentifier: string): Promise<unknown>;
 }
 
+/**
+ * What utils need from the payment provider, already scoped to the tenant, environment and identity: the secret key
+ * never reaches a workflow. Absent where the platform builds utils without payments.
+ */
+export interface PaymentsPort {
+  customer(): Promise<unknown>;
+  invoices(limit: number): Promise<unknown>;
+  checkout(input: { plan: string; price?: string; successUrl: string; cancelUrl: string }): Promise<unknown>;
+  portal(input: { returnUrl: string }): Promise<unknown>;
+}
+
 export interface UtilsScope {
   /** The store prefix of counter ids this request may touch (e.g. "default"). */
   store: string;
@@ -28,6 +39,7 @@ export interface UtilsScope {
   user: UserDataPort;
   resolveJwt(token: string): Promise<{ ok: boolean; claims?: Record<string, unknown>; identifier?: string; reason?: string }>;
   fireTrigger(name: string, payload: unknown): void;
+  payments?: PaymentsPort;
 }
 
 export class WorkflowUtils extends RpcTarget {
@@ -89,6 +101,43 @@ export class WorkflowUtils extends RpcTarget {
     if ((options?.mode ?? "copy_once") !== "copy_once") throw new Error("the only link mode is copy_once");
     if (typeof fromIdentifier !== "string" || !fromIdentifier || fromIdentifier.length > 512) throw new Error("fromIdentifier must be a string");
     return this.scope.user.linkFrom(fromIdentifier);
+  }
+
+  private paymentsPort(operation: string): PaymentsPort {
+    if (!this.scope.payments) throw new Error(`${operation} is not available here`);
+    return this.scope.payments;
+  }
+
+  paymentsCustomer(): Promise<unknown> {
+    return this.paymentsPort("payments.customer").customer();
+  }
+
+  paymentsInvoices(options: { limit?: number }): Promise<unknown> {
+    const limit = options?.limit ?? 10;
+    if (!Number.isInteger(limit) || limit < 1 || limit > 100) throw new Error("limit must be an integer from 1 to 100");
+    return this.paymentsPort("payments.invoices").invoices(limit);
+  }
+
+  paymentsCheckout(input: { plan?: unknown; price?: unknown; successUrl?: unknown; cancelUrl?: unknown }): Promise<unknown> {
+    // Opening a Checkout page changes nothing the user holds, but it is a call with effects at the provider.
+    this.writable("payments.createCheckoutSession");
+    const text = (value: unknown, name: string, optional = false): string | undefined => {
+      if (optional && value === undefined) return undefined;
+      if (typeof value !== "string" || value.length === 0 || value.length > 2048) throw new Error(`${name} must be a string of 1-2048 characters`);
+      return value;
+    };
+    return this.paymentsPort("payments.createCheckoutSession").checkout({
+      plan: text(input?.plan, "plan")!,
+      ...(input?.price === undefined ? {} : { price: text(input.price, "price")! }),
+      successUrl: text(input?.successUrl, "successUrl")!,
+      cancelUrl: text(input?.cancelUrl, "cancelUrl")!,
+    });
+  }
+
+  paymentsPortal(input: { returnUrl?: unknown }): Promise<unknown> {
+    this.writable("payments.createPortalSession");
+    if (typeof input?.returnUrl !== "string" || input.returnUrl.length === 0 || input.returnUrl.length > 2048) throw new Error("returnUrl must be a string of 1-2048 characters");
+    return this.paymentsPort("payments.createPortalSession").portal({ returnUrl: input.returnUrl });
   }
 
   fireTrigger(name: string, payload: unknown): void {

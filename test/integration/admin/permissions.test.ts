@@ -290,6 +290,22 @@ const ROUTES: Route[] = [
     prepare: () => ({ path: `/environments/${A.live.id}/payments/stripe`, body: STRIPE_CONNECTION }),
   },
   { method: "DELETE", path: "/environments/{environmentId}/payments/stripe", expected: WRITE_OWN_ENVIRONMENT(204), prepare: () => withStripeConnection() },
+  {
+    method: "POST",
+    path: "/environments/{environmentId}/payments/stripe/sync",
+    expected: WRITE_OWN_ENVIRONMENT(202),
+    prepare: async () => ({ path: `${(await withStripeConnection()).path}/sync`, body: {} }),
+  },
+  {
+    method: "GET",
+    path: "/environments/{environmentId}/payments/stripe/sync",
+    expected: READ_ENVIRONMENT,
+    prepare: async () => {
+      const { path } = await withStripeConnection();
+      await must(call("POST", `/api/v1/admin${path}/sync`, { ...asOperator(A), body: {} }), 202);
+      return { path: `${path}/sync` };
+    },
+  },
   // Meters
   {
     method: "GET",

@@ -35,6 +35,7 @@ describe("an environment's Stripe connection", () => {
       webhookSecretSet: true,
       webhookUrl: `/api/v1/envs/${org.preview.id}/payments/stripe/webhooks`,
       policy: { pastDueGraceHours: 72, revokeOnRefund: true, revokeOnDispute: true },
+      checkout: { allowedOrigins: [], automaticTax: true },
       connectedAt: expect.any(String),
       updatedAt: expect.any(String),
     };
@@ -60,7 +61,13 @@ describe("an environment's Stripe connection", () => {
     const rowText = JSON.stringify(row);
     expect(rowText).not.toContain("FakeTestKey");
     expect(rowText).not.toContain("FakeSigningSecret");
-    expect(await stripeCredentials(env.DB, env.SECRETS_KEY, org.preview.id)).toEqual({ mode: "test", policy: DEFAULT_LIFECYCLE_POLICY, secretKey: TEST_KEY, webhookSecret: WEBHOOK_SECRET });
+    expect(await stripeCredentials(env.DB, env.SECRETS_KEY, org.preview.id)).toEqual({
+      mode: "test",
+      policy: DEFAULT_LIFECYCLE_POLICY,
+      checkout: { allowedOrigins: [], automaticTax: true },
+      secretKey: TEST_KEY,
+      webhookSecret: WEBHOOK_SECRET,
+    });
 
     // Replacing the keys keeps the time of the first connection.
     const replaced = await connect(org, org.preview.id, { secretKey: "rk_test_51AnotherRestrictedKey000009876", webhookSecret: WEBHOOK_SECRET });
@@ -128,6 +135,49 @@ describe("an environment's Stripe connection", () => {
     const rotated = await connect(org, org.preview.id, { secretKey: TEST_KEY, webhookSecret: WEBHOOK_SECRET });
     expect(rotated.body.policy).toEqual(second.body.policy);
     expect((await stripeCredentials(env.DB, env.SECRETS_KEY, org.preview.id))?.policy).toEqual(second.body.policy);
+  });
+
+  it("keeps checkout settings: origins validated and normalized, fields left out unchanged", async () => {
+    const org = await createOrganization("Stripe checkout settings");
+    const keys = { secretKey: TEST_KEY, webhookSecret: WEBHOOK_SECRET };
+    const set = await connect(org, org.preview.id, {
+      ...keys,
+      checkout: { allowedOrigins: ["https://Shop.Example:443", "http://localhost:5173", "http://127.0.0.1:8787", "https://shop.example", "https://shop.example:8443"] },
+    });
+    expect(set.status).toBe(200);
+    // As browsers write origins (lowercase host, no default port), once each.
+    const origins = ["https://shop.example", "http://localhost:5173", "http://127.0.0.1:8787", "https://shop.example:8443"];
+    expect(set.body.checkout).toEqual({ allowedOrigins: origins, automaticTax: true });
+    const taxOff = await connect(org, org.preview.id, { ...keys, checkout: { automaticTax: false } });
+    expect(taxOff.body.checkout).toEqual({ allowedOrigins: origins, automaticTax: false });
+    const rotated = await connect(org, org.preview.id, { ...keys, policy: { pastDueGraceHours: 1 } });
+    expect(rotated.body.checkout).toEqual(taxOff.body.checkout);
+    expect((await stripeCredentials(env.DB, env.SECRETS_KEY, org.preview.id))?.checkout).toEqual(taxOff.body.checkout);
+    const cleared = await connect(org, org.preview.id, { ...keys, checkout: { allowedOrigins: [] } });
+    expect(cleared.body.checkout).toEqual({ allowedOrigins: [], automaticTax: false });
+
+    for (const origin of [
+      "http://shop.example",
+      "https://shop.example/",
+      "https://shop.example/path",
+      "https://shop.example?x=1",
+      "https://shop.example#x",
+      "https://user@shop.example",
+      "shop.example",
+      "ftp://shop.example",
+      "javascript:alert(1)",
+      "https://shop.example:99999",
+      "",
+    ]) {
+      const refused = await connect(org, org.preview.id, { ...keys, checkout: { allowedOrigins: [origin] } });
+      expect(refused.status, origin).toBe(400);
+      expect(refused.body).toMatchObject({ code: "validation_failed", details: [expect.objectContaining({ path: "checkout.allowedOrigins[0]" })] });
+    }
+    const tooMany = await connect(org, org.preview.id, { ...keys, checkout: { allowedOrigins: Array.from({ length: 21 }, (_, index) => `https://shop${index}.example`) } });
+    expect(tooMany.status).toBe(400);
+    expect(tooMany.body.code).toBe("validation_failed");
+    expect((await connect(org, org.preview.id, { ...keys, checkout: { automaticTax: "no" } })).status).toBe(400);
+    expect((await call("GET", stripePath(org.preview.id), { key: org.adminKey })).body.checkout).toEqual(cleared.body.checkout);
   });
 
   it("is another organization's environment to no one: a 404, and a preview key may not touch live's", async () => {

@@ -3,9 +3,12 @@ import { createRoute, z, type OpenAPIHono } from "@hono/zod-openapi";
 import type { AppEnv } from "../../context";
 import { ApiError, errorResponses } from "../../errors";
 import { MAX_PAST_DUE_GRACE_HOURS } from "../../payments/lifecycle";
+import { forgetPaymentConnection } from "../../payments/lookup";
 import {
+  checkoutOriginProblem,
   deletePaymentConnection,
   getPaymentConnection,
+  MAX_ALLOWED_ORIGINS,
   putStripeConnection,
   STRIPE_SECRET_KEY_PATTERN,
   STRIPE_WEBHOOK_SECRET_PATTERN,
@@ -27,6 +30,7 @@ const PaymentConnectionSchema = z
         "Path, below the platform's base URL, to register as the environment's webhook endpoint in Stripe (events: customer.subscription.*, checkout.session.completed, invoice.paid, invoice.payment_failed, charge.refunded, charge.dispute.created).",
     }),
     policy: z.lazy(() => PolicySchema),
+    checkout: z.lazy(() => CheckoutSettingsSchema),
     connectedAt: z.string(),
     updatedAt: z.string(),
   })
@@ -45,6 +49,33 @@ const PolicySchema = z
   })
   .openapi("PaymentPolicy", { description: "What past_due, refunds and disputes do to access" });
 
+const CheckoutOrigin = z
+  .string()
+  .max(300)
+  .superRefine((value, ctx) => {
+    const problem = checkoutOriginProblem(value);
+    if (problem) ctx.addIssue({ code: "custom", message: problem });
+  })
+  .openapi({ example: "https://shop.example" });
+
+const CheckoutSettingsSchema = z
+  .object({
+    allowedOrigins: z
+      .array(CheckoutOrigin)
+      .max(MAX_ALLOWED_ORIGINS)
+      .openapi({
+        example: ["https://shop.example", "http://localhost:5173"],
+        description:
+          `Origins that checkout success/cancel URLs and billing-portal return URLs must belong to (at most ${MAX_ALLOWED_ORIGINS}): ` +
+          "exact `https://host[:port]` origins, or `http://localhost[:port]` / `http://127.0.0.1[:port]` for development. " +
+          "Stored as browsers write them (lowercase host, no default port). Empty (the default) refuses every URL, so no checkout can be opened.",
+      }),
+    automaticTax: z.boolean().openapi({
+      description: "Stripe Tax on every Checkout Session (default true; Stripe Tax must be set up in the Stripe account)",
+    }),
+  })
+  .openapi("CheckoutSettings", { description: "How the environment opens Checkout and billing-portal sessions" });
+
 const ConnectStripeBody = z.object({
   secretKey: z
     .string()
@@ -55,6 +86,9 @@ const ConnectStripeBody = z.object({
     .regex(STRIPE_WEBHOOK_SECRET_PATTERN, "must be a Stripe webhook signing secret (whsec_…)")
     .openapi({ example: "whsec_…", description: "The signing secret of the webhook endpoint registered at `webhookUrl`. Stored encrypted." }),
   policy: PolicySchema.partial().optional().openapi({ description: "Fields left out keep their current value (the defaults on a first connection)" }),
+  checkout: CheckoutSettingsSchema.partial()
+    .optional()
+    .openapi({ description: "Fields left out keep their current value (the defaults on a first connection: no allowed origin, automatic tax on)" }),
 });
 
 const routes = {
@@ -95,7 +129,12 @@ const routes = {
 const notConnected = (environmentId: string) => new ApiError("not_found", `Environment ${environmentId} is not connected to Stripe`);
 
 export function registerPaymentRoutes(app: OpenAPIHono<AppEnv>): void {
-  app.openapi(routes.put, async (c) => c.json(await putStripeConnection(c.env.DB, c.env.SECRETS_KEY, c.var.target.environment, c.req.valid("json")), 200));
+  app.openapi(routes.put, async (c) => {
+    const connection = await putStripeConnection(c.env.DB, c.env.SECRETS_KEY, c.var.target.environment, c.req.valid("json"));
+    // This isolate's real-time lookups start at once; other isolates learn of it within a minute.
+    forgetPaymentConnection(c.var.target.environment.id);
+    return c.json(connection, 200);
+  });
   app.openapi(routes.get, async (c) => {
     const environmentId = c.var.target.environment.id;
     const connection = await getPaymentConnection(c.env.DB, environmentId);
@@ -105,6 +144,7 @@ export function registerPaymentRoutes(app: OpenAPIHono<AppEnv>): void {
   app.openapi(routes.remove, async (c) => {
     const environmentId = c.var.target.environment.id;
     if (!(await deletePaymentConnection(c.env.DB, environmentId))) throw notConnected(environmentId);
+    forgetPaymentConnection(environmentId);
     return c.body(null, 204);
   });
 }
