@@ -110,6 +110,11 @@ export const CreditsPropertyDefinition = z
       .array(z.strictObject({ stripeProductId: z.string().min(1).max(255), amount: z.number().int().min(1).max(1_000_000_000) }))
       .max(50)
       .optional(),
+    /**
+     * Automatic top-up: when a deduction leaves a signed-in user's balance below `below`, the pack of `pack` (one of
+     * `packs`) is bought in the background with the user's saved payment method (at most once per 10 minutes).
+     */
+    autoTopUp: z.strictObject({ below: z.number().int().min(0).max(1_000_000_000), pack: z.string().min(1).max(255) }).optional(),
   })
   .superRefine((definition, ctx) => {
     const seen = new Set<string>();
@@ -117,6 +122,9 @@ export const CreditsPropertyDefinition = z
       if (seen.has(pack.stripeProductId)) ctx.addIssue({ code: "custom", path: ["packs", index, "stripeProductId"], message: `${pack.stripeProductId} already has a pack` });
       seen.add(pack.stripeProductId);
     });
+    if (definition.autoTopUp && !seen.has(definition.autoTopUp.pack)) {
+      ctx.addIssue({ code: "custom", path: ["autoTopUp", "pack"], message: `${definition.autoTopUp.pack} is not one of this property's packs` });
+    }
   });
 
 export const PropertyDefinition = z.discriminatedUnion("type", [
@@ -154,21 +162,38 @@ export type FeatureDefinition = z.infer<typeof FeatureDefinition>;
 // Plans
 
 export const MeteredValue = z.strictObject({
-  metered: z.strictObject({
-    limit: z.number().int().min(0).max(1_000_000_000),
-    period: Period.default("month"),
-    /** Count each resource id once per period. */
-    uniqueResources: z.boolean().default(false),
-  }),
+  metered: z
+    .strictObject({
+      limit: z.number().int().min(0).max(1_000_000_000),
+      period: Period.default("month"),
+      /** Count each resource id once per period. */
+      uniqueResources: z.boolean().default(false),
+      /**
+       * Past the limit: `cap` (the default) refuses, `overflow` keeps granting and reports the units beyond the limit
+       * (`overageUnits`), to Stripe when `stripeMeterEvent` is set.
+       */
+      overage: z.enum(["cap", "overflow"]).optional(),
+      /** The `event_name` of the Stripe Billing Meter the overage units are reported to (overflow only). */
+      stripeMeterEvent: z.string().regex(/^[A-Za-z0-9_-]{1,100}$/, "a Stripe meter event name: 1-100 of A-Z a-z 0-9 _ -").optional(),
+    })
+    .refine((metered) => metered.stripeMeterEvent === undefined || metered.overage === "overflow", {
+      message: "stripeMeterEvent needs overage: overflow (a capped allowance has no units beyond its limit to report)",
+      path: ["stripeMeterEvent"],
+    }),
 });
 /** `on`/`off` (or true/false) or a metered allowance. */
 export const EnabledValue = z.union([z.enum(["on", "off"]), z.boolean(), MeteredValue]);
 export type EnabledValue = z.infer<typeof EnabledValue>;
-/** A credits property's periodic allowance: `amount` credits added once per `period`. */
+/**
+ * A credits property's periodic allowance: `amount` credits added once per `period`. `carryOver`: at most this many
+ * credits of a period's unused allowance stay when the next period begins (0: use it or lose it); absent, all stay.
+ * Credits from elsewhere (packs, top-ups) are spent after the allowance and never expire.
+ */
 export const CreditsValue = z.strictObject({
   credits: z.strictObject({
     amount: z.number().int().min(0).max(1_000_000_000),
     period: Period.default("month"),
+    carryOver: z.number().int().min(0).max(1_000_000_000).optional(),
   }),
 });
 export type CreditsValue = z.infer<typeof CreditsValue>;
@@ -511,7 +536,7 @@ function checkReferences(doc: z.infer<typeof ConfigDocumentShape>, ctx: z.Refine
 export function checkPlanValue(def: PropertyDefinition, value: PlanPropertyValue): string | undefined {
   switch (def.type) {
     case "enabled":
-      return EnabledValue.safeParse(value).success ? undefined : "enabled takes on, off, true, false or {metered: {limit, period, uniqueResources}}";
+      return EnabledValue.safeParse(value).success ? undefined : "enabled takes on, off, true, false or {metered: {limit, period, uniqueResources, overage, stripeMeterEvent}} (stripeMeterEvent only with overage: overflow)";
     case "credits":
       return CreditsValue.safeParse(value).success ? undefined : "credits takes {credits: {amount, period}} (amount an integer ≥ 0)";
     case "boolean":

@@ -301,7 +301,7 @@ export class MeterObject extends DurableObject<Env> {
     });
 
     const creditStates = (input.credits ?? []).map((credit) => {
-      if (credit.grant) this.applyPeriodicGrant(credit.creditId, credit.grant.amount, credit.grant.period, timeZone, now);
+      if (credit.grant) this.applyPeriodicGrant(credit.creditId, credit.grant, timeZone, now);
       const cost = costOf(credit.cost);
       return { credit, cost, balance: this.getBalance(credit.creditId) };
     });
@@ -648,22 +648,43 @@ export class MeterObject extends DurableObject<Env> {
     return balance;
   }
 
-  /** A plan's allowance for the current period: given once per period (an upgrade mid-period adds the difference). */
-  private applyPeriodicGrant(creditId: string, amount: number, period: Period, timeZone: string, now: number): void {
+  /**
+   * A plan's allowance for the current period: given once per period (an upgrade mid-period adds the difference). When
+   * a new period begins and the grant limits `carryOver`, the unused part of the last period's allowance beyond it
+   * expires first: the allowance is taken to be spent before other credits, so unused = min(balance, last allowance).
+   */
+  private applyPeriodicGrant(creditId: string, grant: { amount: number; period: Period; carryOver?: number }, timeZone: string, now: number): void {
+    const { period } = grant;
     const start = periodStart(period, now, timeZone);
-    const grant = Math.max(0, amountOf(amount));
+    const amount = Math.max(0, amountOf(grant.amount));
     // The allowance given this period so far: a plan upgrade mid-period grants the difference, a downgrade nothing.
     const given = this.sql
       .exec<{ amount: number }>("SELECT amount FROM credit_allowances WHERE credit_id = ? AND period_start = ?", creditId, start)
       .toArray()[0]?.amount;
-    if (given !== undefined && grant <= given) return;
+    if (given !== undefined && amount <= given) return;
+    if (given === undefined && grant.carryOver !== undefined) this.expireUnusedAllowance(creditId, start, Math.max(0, amountOf(grant.carryOver)), now);
     this.sql.exec(
       "INSERT INTO credit_allowances (credit_id, period_start, amount) VALUES (?, ?, ?) ON CONFLICT (credit_id, period_start) DO UPDATE SET amount = excluded.amount",
       creditId,
       start,
-      grant,
+      amount,
     );
-    this.changeBalance(creditId, grant - (given ?? 0), `periodic_grant:${period}:${new Date(start).toISOString()}`, now);
+    this.changeBalance(creditId, amount - (given ?? 0), `periodic_grant:${period}:${new Date(start).toISOString()}`, now);
+  }
+
+  /** The last period's allowance (before `start`) left unused beyond `carryOver` leaves the balance. */
+  private expireUnusedAllowance(creditId: string, start: number, carryOver: number, now: number): void {
+    const last = this.sql
+      .exec<{ amount: number; period_start: number }>(
+        "SELECT amount, period_start FROM credit_allowances WHERE credit_id = ? AND period_start < ? ORDER BY period_start DESC LIMIT 1",
+        creditId,
+        start,
+      )
+      .toArray()[0];
+    if (!last) return;
+    const unused = Math.min(this.getBalance(creditId), last.amount);
+    const expired = money(unused - carryOver);
+    if (expired > 0) this.changeBalance(creditId, -expired, `carry_over_expired:${new Date(last.period_start).toISOString()}`, now);
   }
 
   /**

@@ -34,6 +34,8 @@ interface MeterableProperty {
     consumedInRequest?: boolean;
     consumedUnitsInRequest?: number;
     excessUnitsInRequest?: number;
+    /** Only for an `overage: overflow` setting with a reading: the units consumed beyond its limit this period (≥ 0). */
+    overageUnits?: number;
 }
 type ValueProperty = {
     type: "boolean";
@@ -83,6 +85,8 @@ interface MeterReading {
     consumedInRequest: boolean;
     consumedUnitsInRequest: number;
     excessUnitsInRequest: number;
+    /** Never from the meter object: set by reportedReading for an overflow setting (units past its limit, ≥ 0). */
+    overageUnits?: number;
 }
 /** An invoice (amounts in the currency's smallest unit); workflows get it as it is (utils.payments.invoices). */
 interface InvoiceSummary {

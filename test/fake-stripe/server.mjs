@@ -9,7 +9,8 @@
  *
  * `/__control/…` is not Stripe's: tests use it to seed data, complete checkout sessions, move subscriptions through
  * their lifecycle (update, cancel, invoice paid or failed), refund and dispute payments (each returning the events Stripe
- * would send as webhooks, in order) and read the recorded requests.
+ * would send as webhooks, in order), save a (possibly declining) default payment method on a customer and read the
+ * recorded requests.
  *
  * Run on its own with `node test/fake-stripe/server.mjs [port]`.
  */
@@ -83,6 +84,8 @@ export function createFakeStripe() {
   const idempotent = new Map();
   /** What a checkout session was created with but Stripe's object does not show: line items, subscription_data, payment_intent_data. */
   const sessionInputs = new Map();
+  /** Billing meter events by account, then by `identifier` (Stripe counts an identifier once). */
+  const meterEvents = new Map();
   let requests = [];
   let sequence = 0;
   let baseUrl = "";
@@ -411,6 +414,98 @@ export function createFakeStripe() {
       payment_method_types: ["card"],
       status: "succeeded",
     });
+  }
+
+  /** Payment methods (`pm_…`) whose charges are declined, as Stripe's test card 4000 0000 0000 0002 is. */
+  const decliningMethods = new Set();
+
+  /** A card saved on the customer as its default payment method (invoice_settings.default_payment_method). */
+  function savePaymentMethod(customerId, options = {}) {
+    const customer = find(null, "customer", customerId);
+    const account = owners.get(customer.id).account;
+    const paymentMethod = store(account, {
+      id: newId("pm"),
+      object: "payment_method",
+      card: { brand: "visa", exp_month: 12, exp_year: 2034, last4: options.decline ? "0002" : "4242" },
+      created: now(),
+      customer: customer.id,
+      livemode: false,
+      metadata: {},
+      type: "card",
+    });
+    if (options.decline) decliningMethods.add(paymentMethod.id);
+    customer.invoice_settings.default_payment_method = paymentMethod.id;
+    return { customer, paymentMethod };
+  }
+
+  /**
+   * `POST /v1/payment_intents`. Confirmed at once (`confirm: true`) with a saved payment method: succeeded with a
+   * captured charge, or — for a declining method — left `requires_payment_method` and answered with Stripe's 402
+   * card_error (code card_declined) carrying the payment intent.
+   */
+  function newPaymentIntent(account, params) {
+    const amount = asInteger(params.amount, "amount");
+    if (amount === undefined) throw required("amount");
+    if (!params.currency) throw required("currency");
+    const customer = params.customer ? find(account, "customer", params.customer, "customer") : null;
+    const paymentMethod = params.payment_method ? find(account, "payment_method", params.payment_method, "payment_method") : null;
+    const confirm = asBoolean(params.confirm);
+    if (confirm && !paymentMethod) throw required("payment_method");
+    const created = now();
+    const paymentIntent = store(account, {
+      id: newId("pi"),
+      object: "payment_intent",
+      amount,
+      amount_capturable: 0,
+      amount_received: 0,
+      capture_method: "automatic_async",
+      confirmation_method: "automatic",
+      created,
+      currency: params.currency,
+      customer: customer?.id ?? null,
+      description: params.description ?? null,
+      last_payment_error: null,
+      latest_charge: null,
+      livemode: false,
+      metadata: params.metadata ?? {},
+      payment_method: paymentMethod?.id ?? null,
+      payment_method_types: ["card"],
+      setup_future_usage: null,
+      status: confirm ? "processing" : "requires_confirmation",
+    });
+    if (!confirm) return paymentIntent;
+    if (decliningMethods.has(paymentMethod.id)) {
+      const error = { type: "card_error", code: "card_declined", decline_code: "generic_decline", message: "Your card was declined.", payment_method: structuredClone(paymentMethod) };
+      Object.assign(paymentIntent, { status: "requires_payment_method", last_payment_error: error, payment_method: null });
+      throw new StripeError(402, "card_error", error.message, {
+        code: "card_declined",
+        decline_code: "generic_decline",
+        payment_intent: structuredClone(paymentIntent),
+        request_log_url: `${baseUrl}/logs`,
+      });
+    }
+    const charge = store(account, {
+      id: newId("ch"),
+      object: "charge",
+      amount,
+      amount_captured: amount,
+      amount_refunded: 0,
+      captured: true,
+      created,
+      currency: params.currency,
+      customer: customer?.id ?? null,
+      description: null,
+      disputed: false,
+      livemode: false,
+      metadata: structuredClone(paymentIntent.metadata),
+      paid: true,
+      payment_intent: paymentIntent.id,
+      payment_method: paymentMethod.id,
+      receipt_email: customer?.email ?? null,
+      refunded: false,
+      status: "succeeded",
+    });
+    return Object.assign(paymentIntent, { status: "succeeded", amount_received: amount, latest_charge: charge.id });
   }
 
   /** Refunds `amount` (all that is left by default) of a payment intent's charge, as the Dashboard would. */
@@ -752,15 +847,27 @@ export function createFakeStripe() {
     ["POST", /^\/v1\/customers$/, (account, params) => newCustomer(account, params)],
     ["GET", /^\/v1\/customers$/, (account, query) =>
       page(all(account, "customer", (customer) => !query.email || customer.email === query.email), query, "/v1/customers")],
-    // Stripe's search query language, only as far as the platform uses it: `metadata['key']:'value'` (quotes and
-    // backslashes escaped with a backslash), and `email:'value'` for customers.
+    // Stripe's search query language, only as far as the platform uses it: clauses `metadata['key']:'value'` (quotes
+    // and backslashes escaped with a backslash), and `email:'value'` for customers, joined by AND.
     ["GET", /^\/v1\/(customers|subscriptions|payment_intents)\/search$/, (account, query, resource) => {
-      const match = /^(?:metadata\['([^']+)'\]|(email)):'((?:[^'\\]|\\.)*)'$/.exec(query.query ?? "");
-      if (!match || (match[2] && resource !== "customers")) throw invalid("query", `Unsupported search query: ${query.query}`);
-      const [, metadataKey, , quoted] = match;
-      const value = quoted.replace(/\\(.)/g, "$1");
+      const clause = /(?:metadata\['([^']+)'\]|(email)):'((?:[^'\\]|\\.)*)'/y;
+      const tests = [];
+      const text = query.query ?? "";
+      let at = 0;
+      for (;;) {
+        clause.lastIndex = at;
+        const match = clause.exec(text);
+        if (!match || (match[2] && resource !== "customers")) throw invalid("query", `Unsupported search query: ${text}`);
+        const [whole, metadataKey, , quoted] = match;
+        const value = quoted.replace(/\\(.)/g, "$1");
+        tests.push((object) => (metadataKey ? object.metadata?.[metadataKey] === value : object.email === value));
+        at += whole.length;
+        if (at === text.length) break;
+        if (!text.startsWith(" AND ", at)) throw invalid("query", `Unsupported search query: ${text}`);
+        at += " AND ".length;
+      }
       const kind = { customers: "customer", subscriptions: "subscription", payment_intents: "payment_intent" }[resource];
-      const data = all(account, kind, (object) => (metadataKey ? object.metadata?.[metadataKey] === value : object.email === value));
+      const data = all(account, kind, (object) => tests.every((test) => test(object)));
       const limit = asInteger(query.limit, "limit") ?? 10;
       return { object: "search_result", data: data.slice(0, limit), has_more: data.length > limit, next_page: null, url: `/v1/${resource}/search` };
     }],
@@ -812,6 +919,7 @@ export function createFakeStripe() {
         url: `${baseUrl}/p/session/${id}`,
       });
     }],
+    ["POST", /^\/v1\/payment_intents$/, (account, params) => newPaymentIntent(account, params)],
     ["GET", /^\/v1\/payment_intents\/([^/]+)$/, (account, query, id) => find(account, "payment_intent", id)],
     ["GET", /^\/v1\/charges\/([^/]+)$/, (account, query, id) => find(account, "charge", id)],
     ["GET", /^\/v1\/invoices$/, (account, query) =>
@@ -819,6 +927,26 @@ export function createFakeStripe() {
     ["GET", /^\/v1\/invoices\/([^/]+)$/, (account, query, id) => find(account, "invoice", id)],
     ["GET", /^\/v1\/disputes\/([^/]+)$/, (account, query, id) => find(account, "dispute", id)],
     ["GET", /^\/v1\/events\/([^/]+)$/, (account, query, id) => find(account, "event", id)],
+    ["POST", /^\/v1\/billing\/meter_events$/, (account, params) => {
+      if (!params.event_name) throw required("event_name");
+      if (!params.payload?.stripe_customer_id) throw required("payload[stripe_customer_id]");
+      const events = meterEvents.get(account) ?? new Map();
+      meterEvents.set(account, events);
+      const identifier = params.identifier ?? newId("mev");
+      const known = events.get(identifier);
+      if (known) return known;
+      const event = {
+        object: "billing.meter_event",
+        created: now(),
+        event_name: params.event_name,
+        identifier,
+        livemode: false,
+        payload: params.payload,
+        timestamp: params.timestamp === undefined ? now() : asInteger(params.timestamp, "timestamp"),
+      };
+      events.set(identifier, event);
+      return event;
+    }],
     ["GET", /^\/v1\/events$/, (account, query) =>
       page(all(account, "event", (event) => !query.type || event.type === query.type), query, "/v1/events")],
   ];
@@ -896,6 +1024,8 @@ export function createFakeStripe() {
       }
       for (const replayKey of idempotent.keys()) if (account === null || replayKey.startsWith(`${account}\n`)) idempotent.delete(replayKey);
       requests = account === null ? [] : requests.filter((entry) => entry.account !== account);
+      if (account === null) meterEvents.clear();
+      else meterEvents.delete(account);
       return { reset: account ?? "all" };
     }
     if (method === "POST" && path === "/products") {
@@ -916,6 +1046,9 @@ export function createFakeStripe() {
         metadata: params.metadata ?? {},
       })) };
     }
+    // `{ decline?: boolean }`: saves a card as the customer's default payment method (one that declines, if asked).
+    const paymentMethod = path.match(/^\/customers\/([^/]+)\/payment_method$/);
+    if (method === "POST" && paymentMethod) return savePaymentMethod(decodeURIComponent(paymentMethod[1]), params);
     const complete = path.match(/^\/checkout\/sessions\/([^/]+)\/complete$/);
     if (method === "POST" && complete) return completeCheckout(decodeURIComponent(complete[1]), params);
     const refund = path.match(/^\/payment_intents\/([^/]+)\/refund$/);
@@ -927,6 +1060,9 @@ export function createFakeStripe() {
       const [, id, action] = subscriptionAction;
       const act = { update: updateSubscription, cancel: cancelSubscription, invoices: invoiceSubscription }[action];
       return act(decodeURIComponent(id), params);
+    }
+    if (method === "GET" && path === "/billing/meter_events") {
+      return { data: [...(meterEvents.get(authenticate(request))?.values() ?? [])] };
     }
     if (method === "GET" && path === "/requests") {
       const account = request.headers.authorization ? authenticate(request) : null;

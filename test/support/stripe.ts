@@ -4,7 +4,7 @@
  * takes its own key (`newStripeKey()`) and sees only what it created.
  */
 import { env } from "cloudflare:workers";
-import type Stripe from "stripe";
+import Stripe from "stripe";
 
 /** The fake's base URL, e.g. `http://127.0.0.1:40123` (vitest.config.ts binds it; the wrangler default is empty). */
 export function stripeApiBase(): string {
@@ -111,13 +111,12 @@ export async function stripeRequests(key: string): Promise<RecordedStripeRequest
   return data;
 }
 
-/** A `Stripe-Signature` header for `payload`, as Stripe signs webhooks (HMAC-SHA256 of `<timestamp>.<payload>`). */
-export async function stripeSignature(payload: string, secret: string, timestamp = Math.floor(Date.now() / 1000)): Promise<string> {
-  const encoder = new TextEncoder();
-  const hmacKey = await crypto.subtle.importKey("raw", encoder.encode(secret), { name: "HMAC", hash: "SHA-256" }, false, ["sign"]);
-  const signature = await crypto.subtle.sign("HMAC", hmacKey, encoder.encode(`${timestamp}.${payload}`));
-  const hex = [...new Uint8Array(signature)].map((byte) => byte.toString(16).padStart(2, "0")).join("");
-  return `t=${timestamp},v1=${hex}`;
+/**
+ * A `Stripe-Signature` header for `payload`, as Stripe signs webhooks (HMAC-SHA256 of `<timestamp>.<payload>`), made by
+ * the SDK's own test helper.
+ */
+export function stripeSignature(payload: string, secret: string, timestamp = Math.floor(Date.now() / 1000)): Promise<string> {
+  return Stripe.webhooks.generateTestHeaderStringAsync({ payload, secret, timestamp, cryptoProvider: Stripe.createSubtleCryptoProvider() });
 }
 
 export type SettableSubscriptionStatus = "active" | "trialing" | "past_due" | "unpaid" | "paused" | "incomplete";
@@ -177,4 +176,10 @@ export function disputePayment(
 /** Refunds `amount` (all that is left by default) of a one-time payment; returns the charge and charge.refunded. */
 export function refundPayment(paymentIntentId: string, amount?: number): Promise<{ charge: Stripe.Charge; events: Stripe.Event[] }> {
   return fakeStripe(`payment_intents/${encodeURIComponent(paymentIntentId)}/refund`, { body: amount === undefined ? {} : { amount } });
+}
+
+/** The billing meter events (usage reports) the account of `key` received, oldest first, each identifier once. */
+export async function meterEventsOf(key: string): Promise<Stripe.Billing.MeterEvent[]> {
+  const { data } = await fakeStripe<{ data: Stripe.Billing.MeterEvent[] }>("billing/meter_events", { key });
+  return data;
 }

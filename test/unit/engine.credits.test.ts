@@ -219,6 +219,13 @@ describe("decide: credit requests", async () => {
     expect(decision.creditRequests).toEqual([{ creditId: TOKENS, cost: 2, consume: false, grant: { amount: 1000, period: "month" } }]);
   });
 
+  it("a plan's carryOver travels with its allowance's grant", async () => {
+    const withCarryOver = structuredClone(AI_TOOLS);
+    (withCarryOver.plans!.pro!.features!["ai-tools"]!.tokens as { credits: Record<string, unknown> }).credits.carryOver = 250;
+    const decision = decide({ prepared: await preparedOf(withCarryOver), storeId: "default", workflowPlanSlugs: ["pro"] });
+    expect(decision.creditRequests).toEqual([{ creditId: TOKENS, cost: 1, consume: false, grant: { amount: 1000, period: "month", carryOver: 250 } }]);
+  });
+
   it("no allowance → a request without a grant (balance from top-ups only)", () => {
     const decision = decide({ prepared, storeId: "default", category: "authenticated" });
     expect(decision.creditRequests).toEqual([{ creditId: TOKENS, cost: 1, consume: false }]);

@@ -74,6 +74,7 @@ describe("Stripe gateway: webhook normalization", () => {
         rawType: "customer.subscription.created",
         customerId: "cus_1",
         identifier: "user-42",
+        scope: null,
         productIds: ["prod_pro", "prod_seats"],
         subscription: state,
       },
@@ -125,6 +126,7 @@ describe("Stripe gateway: webhook normalization", () => {
         rawType: "checkout.session.completed",
         customerId: "cus_2",
         identifier: "user-7",
+        scope: null,
         productIds: [],
         checkoutId: "cs_1",
         mode: "payment",
@@ -173,6 +175,7 @@ describe("Stripe gateway: webhook normalization", () => {
         rawType: "invoice.paid",
         customerId: "cus_3",
         identifier: "user-3",
+        scope: null,
         productIds: ["prod_pro"],
         invoiceId: "in_1",
         subscriptionId: "sub_3",
@@ -204,6 +207,7 @@ describe("Stripe gateway: webhook normalization", () => {
         rawType: "charge.refunded",
         customerId: "cus_4",
         identifier: "user-4",
+        scope: null,
         productIds: [],
         // Purchases are known by their payment intent; the charge travels beside it.
         paymentId: "pi_1",
@@ -223,6 +227,7 @@ describe("Stripe gateway: webhook normalization", () => {
         rawType: "charge.dispute.created",
         customerId: null,
         identifier: null,
+        scope: null,
         productIds: [],
         disputeId: "dp_1",
         paymentId: "ch_1",
@@ -290,6 +295,7 @@ describe("Stripe gateway: checkout against the local fake Stripe", () => {
       successUrl: "https://app.example.com/thanks",
       cancelUrl: "https://app.example.com/pricing",
       automaticTax: true,
+      scope: "org_test:preview",
     });
     expect(checkout.id).toMatch(/^cs_test_/);
     expect(checkout.url).toEqual(expect.any(String));
@@ -302,15 +308,16 @@ describe("Stripe gateway: checkout against the local fake Stripe", () => {
         mode: "subscription",
         client_reference_id: "user-99",
         automatic_tax: { enabled: "true" },
-        subscription_data: { metadata: { identifier: "user-99" } },
+        // The identifier and the store travel onto the subscription, so its own events say whose it is.
+        subscription_data: { metadata: { identifier: "user-99", platform_store: "org_test:preview" } },
       },
     });
 
     const { session, events } = await completeCheckout(checkout.id);
     const normalized = (await Promise.all(events.map((event) => deliver(event)))).flat();
-    expect(normalized.map(({ type, identifier, productIds }) => ({ type, identifier, productIds }))).toEqual([
-      { type: "subscription.activated", identifier: "user-99", productIds: [product.id] },
-      { type: "checkout.completed", identifier: "user-99", productIds: [] },
+    expect(normalized.map(({ type, identifier, scope, productIds }) => ({ type, identifier, scope, productIds }))).toEqual([
+      { type: "subscription.activated", identifier: "user-99", scope: "org_test:preview", productIds: [product.id] },
+      { type: "checkout.completed", identifier: "user-99", scope: "org_test:preview", productIds: [] },
     ]);
 
     expect(await fakeGateway.activeProductIds(session.customer as string)).toEqual([product.id]);
@@ -329,6 +336,7 @@ describe("Stripe gateway: checkout against the local fake Stripe", () => {
         successUrl: "https://app.example.com/thanks",
         cancelUrl: "https://app.example.com/pricing",
         automaticTax: false,
+        scope: "org_test:preview",
       });
 
     const { session } = await completeCheckout((await checkoutOf(price.id)).id);
@@ -343,6 +351,7 @@ describe("Stripe gateway: checkout against the local fake Stripe", () => {
       successUrl: "https://app.example.com/thanks",
       cancelUrl: "https://app.example.com/pricing",
       automaticTax: false,
+      scope: "org_test:preview",
     });
     expect(await fakeGateway.activeProductIds(customerId)).toEqual([lifetime.id]);
     const listing = (await stripeRequests(key)).find((request) => request.path === "/v1/checkout/sessions" && request.method === "GET");

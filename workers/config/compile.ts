@@ -28,11 +28,15 @@ export interface CompileContext {
 export function toEnabledSetting(value: EnabledValue): EnabledSetting {
   if (value === true || value === "on") return { kind: "on" };
   if (value === false || value === "off") return { kind: "off" };
-  return { kind: "metered", ...value.metered };
+  const { limit, period, uniqueResources, overage, stripeMeterEvent } = value.metered;
+  // A capped setting is stored as it always was (no `overage`), so its snapshot reads the same in every build.
+  if (overage !== "overflow") return { kind: "metered", limit, period, uniqueResources };
+  return { kind: "metered", limit, period, uniqueResources, overage, ...(stripeMeterEvent !== undefined ? { stripeMeterEvent } : {}) };
 }
 
 export function toCreditsSetting(value: CreditsValue): CreditsSetting {
-  return { kind: "credits", amount: value.credits.amount, period: value.credits.period };
+  const { amount, period, carryOver } = value.credits;
+  return carryOver === undefined ? { kind: "credits", amount, period } : { kind: "credits", amount, period, carryOver };
 }
 
 const bySlug = <T>(record: Record<string, T>) => Object.entries(record).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));

@@ -15,9 +15,11 @@ import { counterSettingsOf } from "../workflows/scopedUtils";
 import type { CallerScope, Subject } from "./context";
 import type { Services } from "./services";
 import { planDecision } from "./stages";
+import { requestTopUpsAfter } from "./creditTopUps";
 import { callMeter } from "./meterCall";
 import { recordingRequiredFailures } from "./requiredWorkflows";
 import { resolveSubject } from "./subject";
+import { queueOverageReports } from "./stages/usage";
 
 export interface CounterUpdateBody {
   identity: unknown;
@@ -90,6 +92,8 @@ async function chargeCredits(services: Services, update: PendingUpdate): Promise
     throw new ApiError("insufficient_credits", `Insufficient credits: ${body.action ?? "this action"} costs ${reading.cost}, the balance is ${reading.balance}`);
   }
   recordUpdate(services, update, "granted", { creditId: body.counterId, action: body.action ?? null, credit: reading });
+  // A replay's deduction is the first request's, which asked for any top-up it needed.
+  if (!evaluated.replayed) requestTopUpsAfter(services, subject, [reading]);
   return { status: "success", eventId, credit: reading };
 }
 
@@ -114,8 +118,9 @@ async function addUnits(services: Services, update: PendingUpdate): Promise<Coun
     }),
   );
   if ("conflict" in result) throw new ApiError("idempotency_key_reused", "This Idempotency-Key was used with a different request body");
-  // An unlimited counter's reading under the overridden setting's limit, as a decision reports it.
-  const reading = reportedReading(result.reading, decision.unlimitedMeterRequests);
+  // An unlimited counter's reading under the overridden setting's limit, an overflow setting's under its own with its
+  // overage, as a decision reports them.
+  const reading = reportedReading(result.reading, decision.countedMeterRequests);
   // Like a decision that consumes: counters.updated (plus what middleware fired) reaches action workflows, once per
   // logical request — a replayed retry's triggers are already queued.
   if (!result.replayed) {
@@ -123,6 +128,7 @@ async function addUnits(services: Services, update: PendingUpdate): Promise<Coun
     // Every counter the caller's plans meter (unlimited ones too), so the actions' utils.counters work on any of them.
     const limits = counterSettingsOf(decision.countedMeterRequests);
     services.waitUntil(services.triggers.enqueue(subject.prepared, environment, identity, triggers, 0, limits));
+    queueOverageReports(services, { environment, identifier: identity.identifier, eventId }, decision.countedMeterRequests, [result.reading]);
   }
   recordUpdate(services, update, reading.hasAccess ? "granted" : "denied", { counterId: meterRequest.counterId, update: body.update ?? 1, resourceId: body.resourceId ?? null, counter: reading });
   return { status: "success", eventId, counter: reading };

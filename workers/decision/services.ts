@@ -15,6 +15,7 @@ import type { RunnerTarget } from "../workflows/select";
 import type { TriggerQueue } from "../workflows/triggers";
 import type { PaymentsAccessScope } from "../workflows/paymentsAccess";
 import type { PaymentsPort } from "../workflows/utils";
+import type { UsageReportMessage } from "../payments/usage";
 
 export interface Clock {
   /** Milliseconds since the epoch. */
@@ -53,6 +54,13 @@ export interface Services {
    * per identity and hour; nothing when the environment has no provider). Never waited for.
    */
   lookUpCustomerLater(environment: Environment, identifier: string): void;
+  /**
+   * Deductions left these credits of a signed-in identity below their `autoTopUp` threshold: ask for their packs to be
+   * bought in the background (payments/topUp.ts; at most once per identity, credit and 10 minutes here). Never waited for.
+   */
+  requestCreditTopUps(environment: Environment, identifier: string, due: { creditId: string; productId: string }[]): void;
+  /** Queues overage units for usage-based billing (payments/usage.ts) after the response. Never waited for. */
+  reportUsageLater(message: UsageReportMessage): void;
   /** Variables, decrypted secrets and the egress allow-list workflows of an environment get. */
   workflowEnvironment(environmentId: string): Promise<WorkflowEnvironment>;
   meter: MeterClient;

@@ -93,7 +93,12 @@ export function creditRequestsFor(
         cost: priceAction(definition.costs, action, resource),
         consume: isConsumed(consumes, feature.featureId, property.slug),
       };
-      if (allowance !== undefined) request.grant = { amount: allowance.amount, period: allowance.period };
+      if (allowance !== undefined) {
+        request.grant =
+          allowance.carryOver === undefined
+            ? { amount: allowance.amount, period: allowance.period }
+            : { amount: allowance.amount, period: allowance.period, carryOver: allowance.carryOver };
+      }
       requests.push(request);
     }
   }

@@ -51,13 +51,17 @@ export interface Decision {
   planSources: Record<string, PlanSource[]>;
   unknownPlanSlugs: string[];
   base: BaseFeatureStates;
-  /** The metered properties' counters, under the limits the identity's plans give them. */
+  /**
+   * The metered properties' counters, under the limits the identity's plans give them; an `overage: overflow` setting's
+   * without a limit (UNLIMITED_UNITS, never refused), its own limit as `overriddenLimit` for its readings.
+   */
   meterRequests: MeterRequest[];
   /**
    * The counters of properties a plan turns `on` over another plan's metered setting: sent in the same meter call
    * (so their readings can be reported and their usage stays true across plan changes) with no limit of the
    * identity's (UNLIMITED_UNITS). Workflows' utils.counters and counter updates count them too, and never refuse;
-   * their readings are reported under the overridden setting's limit (`overriddenLimit`, reportedReading).
+   * their readings are reported under the overridden setting's limit (`overriddenLimit`, reportedReading over
+   * countedMeterRequests, which also finds overflow settings).
    */
   unlimitedMeterRequests: MeterRequest[];
   /** Every counter the meter call reads and counts: `meterRequests`, then `unlimitedMeterRequests` (the same array when there is none). */

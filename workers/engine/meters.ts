@@ -91,7 +91,21 @@ export function collectMeterRequests(
       const state = feature.properties[property.slug];
       if (state === undefined || state.type !== "enabled") continue;
       const setting = state.setting;
-      if (setting.kind === "metered") {
+      if (setting.kind === "metered" && setting.overage === "overflow") {
+        // Never refused, so sent without a limit, like an unlimited counter; its own limit only splits the readings
+        // into included units and overage.
+        const request: MeterRequest = {
+          counterId: feature.definition.counterIds(storeId)[p]!,
+          limit: UNLIMITED_UNITS,
+          period: setting.period,
+          uniqueResources: setting.uniqueResources,
+          consume: isConsumed(consumes, feature.featureId, property.slug),
+          overriddenLimit: setting.limit,
+          overage: "overflow",
+        };
+        if (setting.stripeMeterEvent !== undefined) request.stripeMeterEvent = setting.stripeMeterEvent;
+        limited.push(request);
+      } else if (setting.kind === "metered") {
         limited.push({
           counterId: feature.definition.counterIds(storeId)[p]!,
           limit: setting.limit,
@@ -124,7 +138,8 @@ function creditCostOf(requests: readonly CreditRequest[] | undefined, creditId: 
  * - `enabled` properties in meterable shape: on → hasAccess true; off → false; unassigned → the fallback's access
  *   with isFallback true; on over another plan's metered setting with a reading of its counter → hasAccess true and
  *   every reading field, `totalUnits`/`remainingUnits` under the overridden setting's limit (without a reading: plain
- *   on, the meter cannot take unlimited access away); metered with a reading → every reading field and the reading's hasAccess; metered without
+ *   on, the meter cannot take unlimited access away); metered with a reading → every reading field and the reading's
+ *   hasAccess (an `overage: overflow` setting: hasAccess true, under its own limit, plus `overageUnits`); metered without
  *   a reading (the meter failed, or answered without this counter) → the property's `onMeterFailure`
  *   ('open' grants, 'closed' denies) with isFallback true.
  * - `credits` properties: `{type: "credits", creditId, hasAccess, isFallback: false, balance, cost, deductedInRequest,
@@ -198,7 +213,7 @@ export function renderFeatures(
       }
       const reading = usable?.get(counterId);
       if (reading !== undefined) {
-        properties[property.slug] = meteredProperty(counterId, reading);
+        properties[property.slug] = meteredProperty(counterId, setting.overage === "overflow" ? readingUnderOverflowLimit(reading, setting.limit) : reading);
         continue;
       }
       const open = definition.type === "enabled" && definition.onMeterFailure === "open";
@@ -224,7 +239,7 @@ function unlimitedProperty(counterId: string, reading: MeterReading, overriddenL
 
 /** A meterable property with every field of its counter's reading. */
 function meteredProperty(counterId: string, reading: MeterReading): MeterableProperty {
-  return {
+  const property: MeterableProperty = {
     type: "meterable",
     counterId,
     hasAccess: reading.hasAccess,
@@ -239,6 +254,16 @@ function meteredProperty(counterId: string, reading: MeterReading): MeterablePro
     consumedUnitsInRequest: reading.consumedUnitsInRequest,
     excessUnitsInRequest: reading.excessUnitsInRequest,
   };
+  if (reading.overageUnits !== undefined) property.overageUnits = reading.overageUnits;
+  return property;
+}
+
+/**
+ * An overflow setting's reading (its counter sent without a limit) as reported: always with access, under its own
+ * limit, with the units consumed past that limit as `overageUnits`.
+ */
+export function readingUnderOverflowLimit(reading: MeterReading, limit: number): MeterReading {
+  return { ...readingUnderOverriddenLimit(reading, limit), overageUnits: Math.max(0, reading.consumedUnits - limit) };
 }
 
 /** An unlimited counter's reading as reported: with access, under the limit of the metered setting its `on` overrides. */
@@ -247,19 +272,46 @@ export function readingUnderOverriddenLimit(reading: MeterReading, overriddenLim
 }
 
 /**
- * A counter's reading as the API reports it outside the response (counters.updated triggers, counter updates): the
- * reading of an unlimited counter — one of `unlimited`, the decision's unlimitedMeterRequests — under the limit of the
- * metered setting its `on` overrides, with access, as the response renders it (unlimitedProperty); any other reading
- * as the meter gave it.
+ * A counter's reading as the API reports it outside the response (counters.updated triggers, counter updates), as the
+ * response renders it: the reading of a counter sent without a limit — among `requests`, the decision's
+ * countedMeterRequests — with access, under the limit of the metered setting an `on` overrides (unlimitedProperty) or
+ * under an overflow setting's own limit with its `overageUnits`; any other reading as the meter gave it.
  */
-export function reportedReading(reading: MeterReading, unlimited: readonly MeterRequest[]): MeterReading {
-  // Most decisions have no unlimited counter; the few that do have a handful: a scan beats a map.
-  for (let i = 0; i < unlimited.length; i++) {
-    const request = unlimited[i]!;
+export function reportedReading(reading: MeterReading, requests: readonly MeterRequest[]): MeterReading {
+  // A decision meters a handful of counters at most: a scan beats a map.
+  for (let i = 0; i < requests.length; i++) {
+    const request = requests[i]!;
     if (request.counterId !== reading.counterId || request.overriddenLimit === undefined) continue;
-    return readingUnderOverriddenLimit(reading, request.overriddenLimit);
+    return request.overage === "overflow" ? readingUnderOverflowLimit(reading, request.overriddenLimit) : readingUnderOverriddenLimit(reading, request.overriddenLimit);
   }
   return reading;
+}
+
+/** Units of an overflow setting's overage one request consumed, to be reported to its Stripe meter event. */
+export interface OverageReport {
+  counterId: string;
+  eventName: string;
+  /** > 0: the overage units this request added (units given back are never reported). */
+  value: number;
+}
+
+/**
+ * What the meter's readings say a request added to the overage of overflow settings that report to a Stripe meter
+ * event: per counter consumed in the request, the units past the limit after it minus those before it. A unit that
+ * crossed the limit counts once, however many requests ran concurrently (the meter object serialises them).
+ */
+export function overageReportsOf(requests: readonly MeterRequest[], readings: Iterable<MeterReading>): OverageReport[] {
+  const reports: OverageReport[] = [];
+  for (const reading of readings) {
+    if (!reading.consumedInRequest || reading.consumedUnitsInRequest <= 0) continue;
+    const request = requests.find((candidate) => candidate.counterId === reading.counterId);
+    if (request?.overage !== "overflow" || request.stripeMeterEvent === undefined || request.overriddenLimit === undefined) continue;
+    const limit = request.overriddenLimit;
+    const before = reading.consumedUnits - reading.consumedUnitsInRequest;
+    const value = Math.max(0, reading.consumedUnits - limit) - Math.max(0, before - limit);
+    if (value > 0) reports.push({ counterId: reading.counterId, eventName: request.stripeMeterEvent, value });
+  }
+  return reports;
 }
 
 export interface DenialScope {

@@ -26,9 +26,12 @@ export const PERIOD_RANK: Readonly<Record<Period, number>> = {
 };
 
 /**
- * One total order over `enabled` settings, as a single number: off < metered < on; metered by limit, then by period
- * (shorter = higher), then uniqueResources=true above false. limit ≤ 1e9, so limit·16 + rank·2 + unique stays an
- * exact integer (< 2^53) and distinct settings never share a key.
+ * One total order over `enabled` settings, as a single number: off < metered < on; metered by limit, then overflow
+ * above cap (the same free units, and never refused past them), then by period (shorter = higher), then
+ * uniqueResources=true above false. So an overflow setting beats a capped one of the same or a lower limit, a capped
+ * one with a higher limit beats it (more units before any overage), and `on` beats both. limit ≤ 1e9, so
+ * limit·32 + overflow·16 + rank·2 + unique stays an exact integer (< 2^53). Two overflow settings that differ only by
+ * their Stripe meter event share a key: resolveFeatureStates orders those by the event name.
  */
 export function enabledOrderKey(setting: EnabledSetting): number {
   switch (setting.kind) {
@@ -37,7 +40,7 @@ export function enabledOrderKey(setting: EnabledSetting): number {
     case "on":
       return Number.POSITIVE_INFINITY;
     case "metered":
-      return setting.limit * 16 + PERIOD_RANK[setting.period] * 2 + (setting.uniqueResources ? 1 : 0);
+      return setting.limit * 32 + (setting.overage === "overflow" ? 16 : 0) + PERIOD_RANK[setting.period] * 2 + (setting.uniqueResources ? 1 : 0);
   }
 }
 
@@ -216,7 +219,8 @@ function prepareEntry(property: PreparedProperty, value: SnapshotPlanValue): Pla
     case "credits": {
       if (typeof value !== "object" || value === null || value.kind !== "credits") return undefined;
       if (!Number.isFinite(value.amount) || value.amount < 0 || PERIOD_RANK[value.period] === undefined) return undefined;
-      const allowance = Object.freeze({ kind: "credits" as const, amount: normalizeNumber(value.amount), period: value.period });
+      const carryOver = Number.isFinite(value.carryOver) && value.carryOver! >= 0 ? { carryOver: normalizeNumber(value.carryOver!) } : {};
+      const allowance = Object.freeze({ kind: "credits" as const, amount: normalizeNumber(value.amount), period: value.period, ...carryOver });
       return Object.freeze({ state: Object.freeze({ type: "credits", allowance, isFallback: false }), orderKey: creditsOrderKey(allowance) });
     }
   }

@@ -5,9 +5,10 @@
  * - boolean: false < true;
  * - number: numeric (-0 is stored as 0);
  * - string: position in the property's allowed `values` when it has them, else code-unit comparison of the strings;
- * - enabled: off < metered < on; two metered settings compare by limit, then by period, where a LONGER period is
- *   LOWER (the same allowance must last longer, so it is stricter; lifetime is the longest), then
- *   uniqueResources=true is higher (re-reading a resource is free);
+ * - enabled: off < metered < on; two metered settings compare by limit, then `overage: overflow` is higher than cap
+ *   (never refused past the same free units), then by period, where a LONGER period is LOWER (the same allowance must
+ *   last longer, so it is stricter; lifetime is the longest), then uniqueResources=true is higher (re-reading a
+ *   resource is free), then by Stripe meter event name (none lowest) so the winner stays independent of plan order;
  * - credits allowances: by amount, then by period where a SHORTER period is higher (granted more often), as for
  *   metered settings (creditsOrderKey).
  * Every order is total over distinct values, so the winner never depends on the order of the plans.
@@ -42,6 +43,12 @@ function wins(candidate: PlanPropertyEntry, current: PlanPropertyEntry, directio
   if (candidate.state.type === "string") {
     const a = candidate.state.value;
     const b = (current.state as { value: string }).value;
+    return direction === 1 ? a > b : a < b;
+  }
+  // …and overflow settings that report to different Stripe meter events: by the event name.
+  if (candidate.state.type === "enabled" && candidate.state.setting.kind === "metered") {
+    const a = candidate.state.setting.stripeMeterEvent ?? "";
+    const b = (current.state as { setting: { stripeMeterEvent?: string } }).setting.stripeMeterEvent ?? "";
     return direction === 1 ? a > b : a < b;
   }
   return false;

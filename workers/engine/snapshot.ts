@@ -10,13 +10,28 @@ export const SNAPSHOT_SCHEMA_VERSION = 1;
 export type EnabledSetting =
   | { kind: "on" }
   | { kind: "off" }
-  | { kind: "metered"; limit: number; period: Period; uniqueResources: boolean };
+  | {
+      kind: "metered";
+      limit: number;
+      period: Period;
+      uniqueResources: boolean;
+      /**
+       * `overflow`: never refused; the units past `limit` are overage (reported, to `stripeMeterEvent` when set).
+       * Absent (every snapshot compiled before overage existed, and every capped setting since) or `cap`: refused at
+       * the limit. An optional field that old snapshots lack means what they meant, so the schema version stays.
+       */
+      overage?: "cap" | "overflow";
+      /** The `event_name` of the Stripe Billing Meter the overage units are reported to; only with `overflow`. */
+      stripeMeterEvent?: string;
+    };
 
 /** A plan's periodic allowance of a credits property: `amount` credits once per `period`. */
 export interface CreditsSetting {
   kind: "credits";
   amount: number;
   period: Period;
+  /** At most this much of a period's unused allowance is kept when the next begins; absent: all of it. */
+  carryOver?: number;
 }
 
 /** The cost rules of a credits property (schema/config.ts CreditCosts, defaults applied). */
@@ -39,6 +54,8 @@ export type SnapshotProperty =
       onMeterFailure: "open" | "closed";
       /** Credits bought with money: a paid one-time purchase of the product adds `amount` (absent in older versions). */
       packs?: { stripeProductId: string; amount: number }[];
+      /** Buy the pack of `pack` with the saved payment method when a deduction leaves the balance below `below`. */
+      autoTopUp?: { below: number; pack: string };
     };
 
 export interface SnapshotFeature {

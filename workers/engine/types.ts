@@ -93,6 +93,8 @@ export interface MeterableProperty {
   consumedInRequest?: boolean;
   consumedUnitsInRequest?: number;
   excessUnitsInRequest?: number;
+  /** Only for an `overage: overflow` setting with a reading: the units consumed beyond its limit this period (≥ 0). */
+  overageUnits?: number;
 }
 
 export type ValueProperty =
@@ -137,10 +139,15 @@ export interface MeterRequest {
   uniqueResources: boolean;
   consume: boolean;
   /**
-   * Only on an unlimited counter (a plan's `on` over another plan's metered setting, `limit` UNLIMITED_UNITS): the
-   * limit of the setting it overrides, which its readings report (reportedReading). The meter object never reads it.
+   * Only on a counter sent without a limit (`limit` UNLIMITED_UNITS): an unlimited counter (a plan's `on` over another
+   * plan's metered setting) or an overflow setting. The limit its readings report (reportedReading): the overridden
+   * setting's, or the overflow setting's own. The meter object never reads it.
    */
   overriddenLimit?: number;
+  /** Only on an `overage: overflow` setting's request: units past `overriddenLimit` are overage (never refused). */
+  overage?: "overflow";
+  /** With `overage`: the Stripe Billing Meter event the overage units are reported to. */
+  stripeMeterEvent?: string;
 }
 
 export interface MeterReading {
@@ -156,6 +163,8 @@ export interface MeterReading {
   consumedInRequest: boolean;
   consumedUnitsInRequest: number;
   excessUnitsInRequest: number;
+  /** Never from the meter object: set by reportedReading for an overflow setting (units past its limit, ≥ 0). */
+  overageUnits?: number;
 }
 
 /**
@@ -168,7 +177,7 @@ export interface CreditRequest {
   cost: number;
   consume: boolean;
   /** The resolved plan allowance, granted once per period before the balance is read; absent: top-ups only. */
-  grant?: { amount: number; period: Period };
+  grant?: { amount: number; period: Period; carryOver?: number };
 }
 
 export interface CreditReading {

@@ -12,6 +12,8 @@ import type { Clock, Logger, Services, StageTimer } from "../decision/services";
 import { userAgentVerdicts } from "../services/caches";
 import { getCustomerCached } from "../services/customers";
 import { type CustomerLookupMessage, requestCustomerLookup } from "../payments/lookup";
+import { type CreditTopUpMessage, requestCreditTopUps } from "../payments/topUp";
+import type { UsageReportMessage } from "../payments/usage";
 import { paymentsAccess } from "../workflows/paymentsAccess";
 import { workflowEnvironment } from "../services/environmentSettings";
 import { insertEvent, recordEvent } from "../services/events";
@@ -55,6 +57,18 @@ export function buildServices(c: Context<AppEnv>, overrides: ServiceOverrides = 
       waitUntil(
         requestCustomerLookup(env.PAYMENTS as Queue<CustomerLookupMessage>, db, environment, identifier).catch((error: unknown) =>
           jsonLogger.warn("customer_lookup_not_requested", { environmentId: environment.id, error: String(error) }),
+        ),
+      ),
+    reportUsageLater: (message) =>
+      waitUntil(
+        (env.PAYMENTS as Queue<UsageReportMessage>)
+          .send(message)
+          .catch((error: unknown) => jsonLogger.warn("usage_report_not_queued", { environmentId: message.environmentId, eventId: message.eventId, counterId: message.counterId, value: message.value, error: String(error) })),
+      ),
+    requestCreditTopUps: (environment, identifier, due) =>
+      waitUntil(
+        requestCreditTopUps(env.PAYMENTS as Queue<CreditTopUpMessage>, environment, identifier, due).catch((error: unknown) =>
+          jsonLogger.warn("credit_top_up_not_requested", { environmentId: environment.id, error: String(error) }),
         ),
       ),
     workflowEnvironment: (environmentId) => workflowEnvironment(db, env.SECRETS_KEY, environmentId),

@@ -12,7 +12,7 @@
  */
 import { isUniqueConstraintError } from "../lib/d1Errors";
 import { nowIso } from "../lib/ids";
-import type { NormalizedEvent, PaymentGateway, PaymentProvider, SubscriptionSnapshot } from "./gateway";
+import { belongsToStore, type NormalizedEvent, type PaymentGateway, type PaymentProvider, storeScope, type SubscriptionSnapshot } from "./gateway";
 import { type LifecyclePolicy, type PurchaseState, subscriptionStateOf } from "./lifecycle";
 
 /** What the webhook route puts on the payments queue: a verified, normalized event and where it belongs. */
@@ -115,9 +115,13 @@ export async function applyPaymentEvent(
       .bind(scope.environmentId, event.id, event.rawType, event.customerId, scope.now),
   ];
   const customerIds = new Set<string>();
+  // Objects the platform's checkout made for another store (another organization or environment type on the same
+  // provider account) are not this store's: nothing of them is linked or applied here.
+  const storeTag = storeScope(message.organizationId, message.store);
+  const ours = (tag: string | null) => belongsToStore(tag, storeTag);
   const touch = (customerId: string | null) => customerId && customerIds.add(customerId);
   const link = (customerId: string | null, identifier: string | null, by: "checkout" | "metadata") => {
-    if (!customerId || !identifier) return;
+    if (!customerId || !identifier || !ours(event.scope)) return;
     statements.push(...linkStatements(scope, customerId, identifier, by));
     touch(customerId);
   };
@@ -125,7 +129,7 @@ export async function applyPaymentEvent(
     if (!subscriptionId) return;
     const observedAt = clock.now();
     const snapshot = await gateway.getSubscription(subscriptionId);
-    if (!snapshot) return;
+    if (!snapshot || !ours(snapshot.scope)) return;
     link(snapshot.customerId, snapshot.identifier, "metadata");
     statements.push(...subscriptionStatements(scope, snapshot, observedAt, policy.pastDueGraceHours));
     touch(snapshot.customerId);
@@ -152,20 +156,23 @@ export async function applyPaymentEvent(
       }
       if (event.mode !== "payment") break;
       const checkout = await gateway.getCheckout(event.checkoutId);
-      if (!checkout?.paid || !checkout.paymentId) break;
+      if (!checkout?.paid || !checkout.paymentId || !ours(checkout.scope)) break;
       link(checkout.customerId, checkout.identifier, "checkout");
       statements.push(...purchaseStatements(scope, { paymentId: checkout.paymentId, customerId: checkout.customerId, checkoutId: checkout.checkoutId, productIds: checkout.productIds }, "paid"));
       touch(checkout.customerId);
       break;
     }
     case "payment.refunded":
-      if (!event.fullyRefunded || !policy.revokeOnRefund) break;
+      if (!event.fullyRefunded || !policy.revokeOnRefund || !ours(event.scope)) break;
       statements.push(...purchaseStatements(scope, { paymentId: event.paymentId, customerId: event.customerId, checkoutId: null, productIds: [] }, "refunded"));
       touch(event.customerId);
       break;
     case "dispute.opened": {
       if (!policy.revokeOnDispute) break;
-      const customerId = event.customerId ?? (await gateway.customerOfCharge(event.chargeId));
+      // The dispute names its charge; whose it is (and which store's) the charge says when the payload did not.
+      const owner = event.customerId !== null && event.scope !== null ? { customerId: event.customerId, scope: event.scope } : await gateway.customerOfCharge(event.chargeId);
+      if (!ours(owner.scope ?? event.scope)) break;
+      const customerId = owner.customerId ?? event.customerId;
       statements.push(...purchaseStatements(scope, { paymentId: event.paymentId, customerId, checkoutId: null, productIds: [] }, "disputed"));
       // A chargeback suspends what the customer's subscriptions grant as well, until a new subscription.
       if (customerId) statements.push(...revokeSubscriptionStatements(scope, customerId));
@@ -227,11 +234,14 @@ export function linkStatements(scope: Scope, customerId: string, identifier: str
       .bind(organizationId, store, provider, customerId, identifier, by, now),
     db
       .prepare(
-        `INSERT INTO customers (organization_id, store, identifier, stripe_customer_id, stripe_product_ids, updated_at) VALUES (?, ?, ?, ?, '[]', ?)
+        `INSERT INTO customers (organization_id, store, identifier, stripe_customer_id, stripe_product_ids, updated_at)
+         SELECT ?1, ?2, ?3, ?4, '[]', ?5
+         WHERE NOT EXISTS (SELECT 1 FROM payment_customers WHERE organization_id = ?1 AND store = ?2 AND provider = ?6 AND customer_id = ?4
+           AND identifier <> ?3 AND linked_by = 'admin')
          ON CONFLICT (organization_id, store, identifier) DO UPDATE SET stripe_customer_id = excluded.stripe_customer_id, updated_at = excluded.updated_at
          WHERE customers.stripe_customer_id IS NOT excluded.stripe_customer_id`,
       )
-      .bind(organizationId, store, identifier, customerId, now),
+      .bind(organizationId, store, identifier, customerId, now, provider),
   ];
 }
 

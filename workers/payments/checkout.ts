@@ -12,7 +12,7 @@ import { ApiError, type ErrorDetail } from "../errors";
 import { sha256Hex } from "../lib/crypto";
 import { getCustomer } from "../services/customers";
 import { type CheckoutSettings, PaymentConnectionUnreadableError, stripeCredentials } from "../services/paymentConnections";
-import { PaymentProviderError, type PaymentGateway, type PriceSummary } from "./gateway";
+import { PaymentProviderError, type PaymentGateway, type PriceSummary, storeScope } from "./gateway";
 import { createStripeGateway } from "./stripe";
 
 /** The environment's connected payment provider and how it opens sessions. */
@@ -105,6 +105,7 @@ export async function openCheckout(db: D1Database, payments: ConnectedPayments, 
         priceIds: [price.id],
         ...(customer?.stripeCustomerId ? { customerId: customer.stripeCustomerId } : {}),
         identifier,
+        scope: storeScope(environment.organizationId, store),
         // As given: Stripe fills in `{CHECKOUT_SESSION_ID}`, which a normalized URL would have percent-encoded.
         successUrl: input.successUrl,
         cancelUrl: input.cancelUrl,

@@ -9,6 +9,12 @@
 
 export type PaymentProvider = "stripe";
 
+/** The tag of a user data store on the provider's objects: `{organizationId}:{store}`. */
+export const storeScope = (organizationId: string, store: string): string => `${organizationId}:${store}`;
+
+/** An object tagged for another store is not this store's: untagged ones (made outside the platform's checkout) are. */
+export const belongsToStore = (tag: string | null, scope: string): boolean => tag === null || tag === scope;
+
 export type EntitlementEventType =
   | "subscription.activated"
   | "subscription.updated"
@@ -53,6 +59,8 @@ interface EventBase<Type extends EntitlementEventType> {
   customerId: string | null;
   /** The platform identifier the checkout was opened for (`identifier` of createCheckoutSession), when it travelled. */
   identifier: string | null;
+  /** The user data store the checkout was opened for (`scope` of createCheckoutSession), when it travelled. */
+  scope: string | null;
   /** Products this event is about; empty when the payload does not list them (ask `activeProductIds`). */
   productIds: string[];
   /** The provider's own event type, for logs and troubleshooting. */
@@ -119,6 +127,17 @@ export class WebhookSignatureError extends Error {
   }
 }
 
+/**
+ * A correctly signed webhook whose payload is not an event the adapter can read (a shape the pinned API version does
+ * not have, missing fields): refused like a bad request, never a server error, since redelivering it cannot help.
+ */
+export class WebhookPayloadError extends Error {
+  constructor(message: string, options?: { cause: unknown }) {
+    super(message, options);
+    this.name = "WebhookPayloadError";
+  }
+}
+
 export interface CheckoutSessionRequest {
   mode: "subscription" | "payment";
   priceIds: string[];
@@ -126,6 +145,11 @@ export interface CheckoutSessionRequest {
   customerId?: string;
   /** The platform identifier (end user) paying: it comes back on the resulting events as `identifier`. */
   identifier: string;
+  /**
+   * The user data store it is paid in (storeScope): it comes back on the resulting events and objects as `scope`, so a
+   * store never takes another's purchases when several organizations or environments share a provider account.
+   */
+  scope: string;
   successUrl: string;
   cancelUrl: string;
   automaticTax: boolean;
@@ -164,6 +188,8 @@ export interface CustomerSummary {
   id: string;
   email: string | null;
   metadata: Record<string, string>;
+  /** The store the customer is tagged for (its metadata), when it is. */
+  scope: string | null;
 }
 
 export interface CustomerPage {
@@ -193,6 +219,8 @@ export interface SubscriptionSnapshot {
   customerId: string;
   /** The platform identifier the subscription was bought for (its metadata), when it has one. */
   identifier: string | null;
+  /** The user data store it was bought in (its metadata), when it has one. */
+  scope: string | null;
   productIds: string[];
 }
 
@@ -202,6 +230,7 @@ export interface CheckoutSnapshot {
   mode: "subscription" | "payment" | "setup";
   customerId: string | null;
   identifier: string | null;
+  scope: string | null;
   subscriptionId: string | null;
   /** The one-time payment (a Stripe payment intent); null in subscription and setup mode. */
   paymentId: string | null;
@@ -224,6 +253,17 @@ export interface InvoiceSummary {
   subscriptionId: string | null;
 }
 
+/** Units of metered usage past an overflow allowance, reported to a usage-based price (PaymentGateway.reportUsage). */
+export interface UsageReport {
+  /** The Stripe Billing Meter's `event_name`. */
+  eventName: string;
+  customerId: string;
+  /** Whole units, > 0. */
+  value: number;
+  /** Unique per report (≤ 100 characters): a retried report with it is counted once. */
+  identifier: string;
+}
+
 export interface PaymentGateway {
   readonly provider: PaymentProvider;
   /**
@@ -244,7 +284,7 @@ export interface PaymentGateway {
   /** The checkout with all its products; null when the provider does not know it. */
   getCheckout(checkoutId: string): Promise<CheckoutSnapshot | null>;
   /** The customer a charge belongs to (disputes name only their charge); null when it has none. */
-  customerOfCharge(chargeId: string): Promise<string | null>;
+  customerOfCharge(chargeId: string): Promise<{ customerId: string | null; scope: string | null }>;
   listCustomers(request: { startingAfter?: string; limit: number }): Promise<CustomerPage>;
   /** Every subscription of the account, whatever its status, newest first. */
   listSubscriptions(request: { startingAfter?: string; limit: number; customerId?: string }): Promise<Page<SubscriptionSnapshot>>;
@@ -254,10 +294,11 @@ export interface PaymentGateway {
    */
   listPaidCheckouts(request: { startingAfter?: string; limit: number; customerId?: string }): Promise<Page<PaidCheckout>>;
   /**
-   * Customers that paid for this identifier — theirs, or their subscriptions' or payments' `metadata.identifier`, which
-   * the platform's checkout sets — at most 10. The provider's search index may lag a new object by about a minute.
+   * Customers that paid for this identifier in this store — their own `metadata.identifier`, or that of their
+   * subscriptions and payments whose store `scope` is this one (what the platform's checkout sets) — at most 10. The
+   * provider's search index may lag a new object by about a minute.
    */
-  findCustomerIds(identifier: string): Promise<string[]>;
+  findCustomerIds(identifier: string, scope: string): Promise<string[]>;
   /** The customer's newest invoices, at most `limit`. */
   listInvoices(customerId: string, limit: number): Promise<InvoiceSummary[]>;
   /**
@@ -265,4 +306,31 @@ export interface PaymentGateway {
    * subscriptions and of paid one-time purchases that were not fully refunded.
    */
   activeProductIds(customerId: string): Promise<string[]>;
+  /**
+   * Reports `value` units of usage of the customer to a usage-based price (a Stripe Billing Meter's `eventName`).
+   * `identifier` is unique per report: the provider counts a repeated report once. Throws PaymentProviderError.
+   */
+  reportUsage(request: UsageReport): Promise<void>;
+  /**
+   * Buys the product's single active one-time price with the customer's saved default payment method, off-session
+   * (the customer is not there to confirm). A declined payment is an answer (`declined`), not an error; the request
+   * is run once per idempotency key. Throws PaymentProviderError when the provider fails.
+   */
+  chargeSavedPaymentMethod(request: SavedMethodChargeRequest, options?: ProviderRequestOptions): Promise<SavedMethodCharge>;
 }
+
+export interface SavedMethodChargeRequest {
+  customerId: string;
+  productId: string;
+  /** The user data store it is paid in (storeScope), set on the payment as a checkout's is. */
+  scope: string;
+  /** Set on the payment (e.g. the identifier it was made for). */
+  metadata: Record<string, string>;
+}
+
+export type SavedMethodCharge =
+  | { outcome: "succeeded"; paymentId: string; amount: number; currency: string }
+  /** `code` is the provider's decline code (e.g. card_declined), or the payment's status when it did not succeed. */
+  | { outcome: "declined"; paymentId: string | null; code: string; message: string }
+  /** Nothing was charged: the customer is gone, has no saved default payment method, or the product no single price. */
+  | { outcome: "not_charged"; reason: "no_customer" | "no_payment_method" | "no_price" };

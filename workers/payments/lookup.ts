@@ -14,8 +14,18 @@
 import { LRUCache } from "lru-cache";
 import { EXPIRE_ON_READ } from "../lib/cacheExpiry";
 import { nowIso } from "../lib/ids";
-import { isTransitionRow, linkStatements, purchaseStatements, type Scope, subscriptionStatements, toTransition, type PaymentTransition, type TransitionRow } from "./apply";
-import type { PaymentGateway } from "./gateway";
+import {
+  isTransitionRow,
+  linkStatements,
+  type PaymentTransition,
+  purchaseStatements,
+  type Scope,
+  subscriptionStatements,
+  toTransition,
+  TRANSITION_COLUMNS,
+  type TransitionRow,
+} from "./apply";
+import { belongsToStore, type PaymentGateway, storeScope } from "./gateway";
 import type { LifecyclePolicy } from "./lifecycle";
 
 export const LOOKUP_INTERVAL_MS = 60 * 60 * 1000;
@@ -34,6 +44,24 @@ export interface LookupResult {
   asked: boolean;
   customerIds: string[];
   transitions: PaymentTransition[];
+}
+
+const lookupEventPrefix = (identifier: string) => `lookup:${identifier}:`;
+
+/**
+ * Transitions an earlier lookup of the identity wrote but did not dispatch (its dispatch failed after the batch
+ * committed): a retried lookup finds the identity linked and asks nothing, but these must still go out.
+ */
+export async function undispatchedLookupTransitions(db: D1Database, environmentId: string, identifier: string): Promise<PaymentTransition[]> {
+  const prefix = lookupEventPrefix(identifier);
+  const { results } = await db
+    .prepare(
+      `SELECT ${TRANSITION_COLUMNS} FROM payment_transitions
+       WHERE environment_id = ? AND substr(event_id, 1, ?) = ? AND dispatched_at IS NULL ORDER BY id`,
+    )
+    .bind(environmentId, prefix.length, prefix)
+    .all<TransitionRow>();
+  return results.map(toTransition);
 }
 
 export async function lookUpCustomer(
@@ -60,10 +88,11 @@ export async function lookUpCustomer(
     store,
     environmentId: target.environmentId,
     provider: gateway.provider,
-    eventId: `lookup:${identifier}:${startedAt}`,
+    eventId: `${lookupEventPrefix(identifier)}${startedAt}`,
     now: nowIso(),
   };
-  const customerIds = await gateway.findCustomerIds(identifier);
+  const storeTag = storeScope(organizationId, store);
+  const customerIds = await gateway.findCustomerIds(identifier, storeTag);
   const statements: D1PreparedStatement[] = [];
   for (const customerId of customerIds) {
     statements.push(...linkStatements(scope, customerId, identifier, "sync"));
@@ -72,8 +101,13 @@ export async function lookUpCustomer(
       gateway.listSubscriptions({ customerId, limit: PAGE }),
       gateway.listPaidCheckouts({ customerId, limit: PAGE }),
     ]);
-    for (const snapshot of subscriptions.items) statements.push(...subscriptionStatements(scope, snapshot, observedAt, policy.pastDueGraceHours));
+    // A customer shared with another store (the same person paying two organizations on one account) keeps that
+    // store's subscriptions and purchases there.
+    for (const snapshot of subscriptions.items) {
+      if (belongsToStore(snapshot.scope, storeTag)) statements.push(...subscriptionStatements(scope, snapshot, observedAt, policy.pastDueGraceHours));
+    }
     for (const purchase of purchases.items) {
+      if (!belongsToStore(purchase.scope, storeTag)) continue;
       const state = purchase.fullyRefunded && policy.revokeOnRefund ? "refunded" : "paid";
       const { paymentId, checkoutId, productIds } = purchase;
       statements.push(...purchaseStatements(scope, { paymentId, customerId: purchase.customerId, checkoutId, productIds }, state));

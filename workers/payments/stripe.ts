@@ -19,7 +19,9 @@ import {
   type SubscriptionSnapshot,
   type SubscriptionState,
   type SubscriptionStatus,
+  WebhookPayloadError,
   WebhookSignatureError,
+  belongsToStore,
 } from "./gateway";
 
 export const STRIPE_API_VERSION = Stripe.API_VERSION;
@@ -47,6 +49,8 @@ const KNOWN_STATUSES: ReadonlySet<string> = new Set<SubscriptionStatus>([
 const CHECKOUT_MODES = ["subscription", "payment", "setup"] as const;
 /** Metadata key the identifier travels under on every object a checkout creates. */
 const IDENTIFIER_KEY = "identifier";
+/** Metadata key of the user data store a checkout was opened for (gateway.ts storeScope): objects of another store are not this one's. */
+const SCOPE_KEY = "platform_store";
 const PAGE_SIZE = 100;
 
 const cryptoProvider = Stripe.createSubtleCryptoProvider();
@@ -78,11 +82,15 @@ export function createStripeGateway(options: StripeGatewayOptions): PaymentGatew
         }
         throw error;
       }
-      return normalizeEvent(event);
+      try {
+        return normalizeEvent(event);
+      } catch (error) {
+        throw new WebhookPayloadError(`the ${String((event as { type?: unknown } | null)?.type)} event does not have the shape of API version ${STRIPE_API_VERSION}: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
+      }
     },
 
     async createCheckoutSession(request: CheckoutSessionRequest, requestOptions = {}) {
-      const identifierMetadata = { [IDENTIFIER_KEY]: request.identifier };
+      const identifierMetadata = { [IDENTIFIER_KEY]: request.identifier, [SCOPE_KEY]: request.scope };
       const session = await asProviderError(() => stripe.checkout.sessions.create({
         mode: request.mode,
         line_items: request.priceIds.map((price) => ({ price, quantity: 1 })),
@@ -136,6 +144,7 @@ export function createStripeGateway(options: StripeGatewayOptions): PaymentGatew
         subscription: subscriptionState(subscription),
         customerId: idOf(subscription.customer),
         identifier: identifierIn(subscription.metadata),
+        scope: scopeIn(subscription.metadata),
         productIds: subscriptionProducts(subscription),
       };
     },
@@ -154,6 +163,7 @@ export function createStripeGateway(options: StripeGatewayOptions): PaymentGatew
         mode,
         customerId: optionalIdOf(session.customer),
         identifier: session.client_reference_id || identifierIn(session.metadata),
+        scope: scopeIn(session.metadata),
         subscriptionId: optionalIdOf(session.subscription),
         paymentId: optionalIdOf(session.payment_intent),
         paid: session.status === "complete" && session.payment_status !== "unpaid",
@@ -163,7 +173,7 @@ export function createStripeGateway(options: StripeGatewayOptions): PaymentGatew
 
     async customerOfCharge(chargeId) {
       const charge = await unlessMissing(() => stripe.charges.retrieve(chargeId));
-      return charge ? optionalIdOf(charge.customer) : null;
+      return { customerId: charge ? optionalIdOf(charge.customer) : null, scope: charge ? scopeIn(charge.metadata) : null };
     },
 
     async listCustomers({ startingAfter, limit }): Promise<CustomerPage> {
@@ -172,22 +182,26 @@ export function createStripeGateway(options: StripeGatewayOptions): PaymentGatew
         id: customer.id,
         email: customer.email,
         metadata: { ...customer.metadata },
+        scope: scopeIn(customer.metadata),
       }));
       const last = customers.at(-1);
       return { customers, hasMore: page.has_more, nextCursor: page.has_more && last ? last.id : null };
     },
 
-    async findCustomerIds(identifier) {
+    async findCustomerIds(identifier, scope) {
       // Stripe's search syntax: a quoted value escapes its quotes and backslashes with a backslash. Customers a
-      // checkout created carry no metadata of their own: their subscriptions and payments do (createCheckoutSession).
-      const query = `metadata['${IDENTIFIER_KEY}']:'${identifier.replaceAll("\\", "\\\\").replaceAll("'", "\\'")}'`;
+      // checkout created carry no metadata of their own: their subscriptions and payments do (createCheckoutSession),
+      // with the store they were bought in.
+      const quoted = (value: string) => `'${value.replaceAll("\\", "\\\\").replaceAll("'", "\\'")}'`;
+      const byIdentifier = `metadata['${IDENTIFIER_KEY}']:${quoted(identifier)}`;
+      const inStore = `${byIdentifier} AND metadata['${SCOPE_KEY}']:${quoted(scope)}`;
       const [customers, subscriptions, payments] = await Promise.all([
-        stripe.customers.search({ query, limit: 10 }),
-        stripe.subscriptions.search({ query, limit: 10 }),
-        stripe.paymentIntents.search({ query, limit: 10 }),
+        stripe.customers.search({ query: byIdentifier, limit: 10 }),
+        stripe.subscriptions.search({ query: inStore, limit: 10 }),
+        stripe.paymentIntents.search({ query: inStore, limit: 10 }),
       ]);
       const ids = new Set([
-        ...customers.data.map((customer) => customer.id),
+        ...customers.data.filter((customer) => belongsToStore(scopeIn(customer.metadata), scope)).map((customer) => customer.id),
         ...subscriptions.data.map((subscription) => idOf(subscription.customer)),
         ...payments.data.flatMap((payment) => (payment.customer ? [idOf(payment.customer)] : [])),
       ]);
@@ -219,6 +233,7 @@ export function createStripeGateway(options: StripeGatewayOptions): PaymentGatew
         subscription: subscriptionState(subscription),
         customerId: idOf(subscription.customer),
         identifier: identifierIn(subscription.metadata),
+        scope: scopeIn(subscription.metadata),
         productIds: subscriptionProducts(subscription),
       }));
       const last = page.data.at(-1);
@@ -247,6 +262,7 @@ export function createStripeGateway(options: StripeGatewayOptions): PaymentGatew
           mode: "payment" as const,
           customerId: optionalIdOf(session.customer),
           identifier: session.client_reference_id || identifierIn(session.metadata),
+          scope: scopeIn(session.metadata),
           subscriptionId: null,
           paymentId,
           paid: true,
@@ -256,6 +272,16 @@ export function createStripeGateway(options: StripeGatewayOptions): PaymentGatew
       }
       const last = page.data.at(-1);
       return { items, hasMore: page.has_more, nextCursor: page.has_more && last ? last.id : null };
+    },
+
+    async reportUsage({ eventName, customerId, value, identifier }) {
+      // The identifier is also the idempotency key: a retry after a lost answer gets the first answer, not an error.
+      await asProviderError(() =>
+        stripe.billing.meterEvents.create(
+          { event_name: eventName, payload: { stripe_customer_id: customerId, value: String(value) }, identifier },
+          { idempotencyKey: `meter-event:${identifier}` },
+        ),
+      );
     },
 
     async activeProductIds(customerId) {
@@ -280,6 +306,31 @@ export function createStripeGateway(options: StripeGatewayOptions): PaymentGatew
         for (const item of lineItems) if (item.price) products.add(idOf(item.price.product));
       }
       return [...products].sort();
+    },
+
+    async chargeSavedPaymentMethod({ customerId, productId, scope, metadata }, requestOptions = {}) {
+      const customer = await asProviderError(() => unlessMissing(() => stripe.customers.retrieve(customerId)));
+      if (!customer || customer.deleted) return { outcome: "not_charged", reason: "no_customer" };
+      const paymentMethod = optionalIdOf(customer.invoice_settings.default_payment_method);
+      if (!paymentMethod) return { outcome: "not_charged", reason: "no_payment_method" };
+      // Exactly one price says what the pack costs; two would leave the choice to chance.
+      const prices = await asProviderError(() => stripe.prices.list({ product: productId, active: true, type: "one_time", limit: 2 }));
+      const price = prices.data.length === 1 ? prices.data[0]! : null;
+      if (!price || price.unit_amount === null) return { outcome: "not_charged", reason: "no_price" };
+      try {
+        const payment = await stripe.paymentIntents.create(
+          { amount: price.unit_amount, currency: price.currency, customer: customerId, payment_method: paymentMethod, off_session: true, confirm: true, metadata: { ...metadata, [SCOPE_KEY]: scope } },
+          sdkRequestOptions(requestOptions),
+        );
+        // Off-session, a payment that needs the customer (3-D Secure) or is still processing is not paid now.
+        if (payment.status !== "succeeded") return { outcome: "declined", paymentId: payment.id, code: payment.status, message: `The payment is ${payment.status}` };
+        return { outcome: "succeeded", paymentId: payment.id, amount: payment.amount, currency: payment.currency };
+      } catch (error) {
+        if (error instanceof Stripe.errors.StripeCardError) {
+          return { outcome: "declined", paymentId: error.payment_intent?.id ?? null, code: error.code ?? "card_declined", message: error.message };
+        }
+        return asProviderError(() => Promise.reject(error));
+      }
     },
   };
 }
@@ -334,6 +385,10 @@ function isoFromSeconds(seconds: number): string {
 
 function identifierIn(metadata: Record<string, string> | null | undefined): string | null {
   return metadata?.[IDENTIFIER_KEY] || null;
+}
+
+function scopeIn(metadata: Record<string, string> | null | undefined): string | null {
+  return metadata?.[SCOPE_KEY] || null;
 }
 
 /** A purchase whose charge the listing expanded and shows fully refunded; unexpanded ones count as paid. */
@@ -393,6 +448,7 @@ export function normalizeEvent(event: Stripe.Event): NormalizedEvent[] {
           type,
           customerId: idOf(subscription.customer),
           identifier: identifierIn(subscription.metadata),
+          scope: scopeIn(subscription.metadata),
           productIds: subscriptionProducts(subscription),
           subscription: state,
         },
@@ -409,6 +465,7 @@ export function normalizeEvent(event: Stripe.Event): NormalizedEvent[] {
           type: "checkout.completed",
           customerId: optionalIdOf(session.customer),
           identifier: session.client_reference_id || identifierIn(session.metadata),
+          scope: scopeIn(session.metadata),
           productIds: [...new Set(productIds)].sort(),
           checkoutId: session.id,
           mode,
@@ -429,6 +486,7 @@ export function normalizeEvent(event: Stripe.Event): NormalizedEvent[] {
           type: event.type === "invoice.paid" ? "invoice.paid" : "invoice.payment_failed",
           customerId: optionalIdOf(invoice.customer),
           identifier: identifierIn(subscriptionDetails?.metadata) ?? identifierIn(invoice.metadata),
+          scope: scopeIn(subscriptionDetails?.metadata) ?? scopeIn(invoice.metadata),
           productIds: invoiceProducts(invoice),
           invoiceId: invoice.id,
           subscriptionId: optionalIdOf(subscriptionDetails?.subscription),
@@ -445,6 +503,7 @@ export function normalizeEvent(event: Stripe.Event): NormalizedEvent[] {
           type: "payment.refunded",
           customerId: optionalIdOf(charge.customer),
           identifier: identifierIn(charge.metadata),
+          scope: scopeIn(charge.metadata),
           productIds: [],
           paymentId: optionalIdOf(charge.payment_intent) ?? charge.id,
           chargeId: charge.id,
@@ -463,6 +522,7 @@ export function normalizeEvent(event: Stripe.Event): NormalizedEvent[] {
           type: "dispute.opened",
           customerId: optionalIdOf(charge?.customer),
           identifier: identifierIn(charge?.metadata) ?? identifierIn(dispute.metadata),
+          scope: scopeIn(charge?.metadata) ?? scopeIn(dispute.metadata),
           productIds: [],
           disputeId: dispute.id,
           paymentId: optionalIdOf(dispute.payment_intent) ?? idOf(dispute.charge),

@@ -30,7 +30,7 @@ import {
   TRANSITION_COLUMNS,
   type TransitionRow,
 } from "./apply";
-import type { CustomerSummary, PaymentGateway } from "./gateway";
+import { belongsToStore, type CustomerSummary, type PaymentGateway, storeScope } from "./gateway";
 import type { LifecyclePolicy } from "./lifecycle";
 
 export type SyncState = "running" | "done" | "failed";
@@ -258,6 +258,7 @@ async function readPage(scope: Scope, gateway: PaymentGateway, policy: Lifecycle
   const statements: D1PreparedStatement[] = [];
   const customerIds = new Set<string>();
   const counts = { customersSeen: 0, customersLinked: 0, subscriptionsSeen: 0, purchasesSeen: 0 };
+  const storeTag = storeScope(scope.organizationId, scope.store);
   const link = (customerId: string | null, identifier: string | null) => {
     if (!customerId || !identifier || identifier.length > MAX_IDENTIFIER_LENGTH) return false;
     statements.push(...linkStatements(scope, customerId, identifier, "sync"));
@@ -269,7 +270,10 @@ async function readPage(scope: Scope, gateway: PaymentGateway, policy: Lifecycle
     case "customers": {
       const page = await gateway.listCustomers(request);
       counts.customersSeen = page.customers.length;
-      for (const customer of page.customers) if (link(customer.id, identifierOf(customer, row.match_by))) counts.customersLinked++;
+      for (const customer of page.customers) {
+        if (!belongsToStore(customer.scope, storeTag)) continue;
+        if (link(customer.id, identifierOf(customer, row.match_by))) counts.customersLinked++;
+      }
       return { statements, customerIds: [...customerIds], counts, hasMore: page.hasMore, nextCursor: page.nextCursor };
     }
     case "subscriptions": {
@@ -278,6 +282,8 @@ async function readPage(scope: Scope, gateway: PaymentGateway, policy: Lifecycle
       const page = await gateway.listSubscriptions(request);
       counts.subscriptionsSeen = page.items.length;
       for (const snapshot of page.items) {
+        // Another store's (another organization or environment type on the same account): not this one's.
+        if (!belongsToStore(snapshot.scope, storeTag)) continue;
         // The identifier the platform's checkout put on the subscription: the same link a webhook would make.
         link(snapshot.customerId, snapshot.identifier);
         statements.push(...subscriptionStatements(scope, snapshot, observedAt, policy.pastDueGraceHours));
@@ -289,6 +295,7 @@ async function readPage(scope: Scope, gateway: PaymentGateway, policy: Lifecycle
       const page = await gateway.listPaidCheckouts(request);
       counts.purchasesSeen = page.items.length;
       for (const purchase of page.items) {
+        if (!belongsToStore(purchase.scope, storeTag)) continue;
         link(purchase.customerId, purchase.identifier);
         const state = purchase.fullyRefunded && policy.revokeOnRefund ? "refunded" : "paid";
         const { paymentId, customerId, checkoutId, productIds } = purchase;

@@ -15,7 +15,7 @@ import { ApiError, errorResponses } from "../errors";
 import { BodyTooLargeError, readBoundedText } from "../lib/boundedBody";
 import { nowIso } from "../lib/ids";
 import type { PaymentEventMessage } from "../payments/apply";
-import { WebhookSignatureError } from "../payments/gateway";
+import { WebhookPayloadError, WebhookSignatureError } from "../payments/gateway";
 import { createStripeGateway } from "../payments/stripe";
 import { PaymentConnectionUnreadableError, stripeCredentials } from "../services/paymentConnections";
 import { storeOf } from "../services/tenancy";
@@ -75,8 +75,10 @@ export function registerPaymentWebhookRoutes(app: OpenAPIHono<AppEnv>): void {
       events = await gateway.verifyWebhook(rawBody, c.req.raw.headers);
     } catch (error) {
       if (error instanceof WebhookSignatureError) throw new ApiError("invalid_signature", `Webhook refused: ${error.message}`);
-      // Correctly signed but not an event the SDK can read (not JSON): no use retrying it either.
+      // Correctly signed but not an event the SDK can read (not JSON), or not in a shape the adapter knows: no use
+      // retrying it either.
       if (error instanceof SyntaxError) throw new ApiError("bad_request", "Webhook body is not a JSON event");
+      if (error instanceof WebhookPayloadError) throw new ApiError("bad_request", `Webhook refused: ${error.message}`);
       throw error;
     }
     if (events.length === 0) return c.json({ received: true as const, ignored: true, events: [] }, 200);

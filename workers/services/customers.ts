@@ -206,6 +206,10 @@ export async function upsertCustomer(
   // webhooks does not move it back.
   if (input.stripeCustomerId) {
     statements.push(
+      // No other identity keeps it as its own: its checkouts and portal would be this customer's.
+      db
+        .prepare("UPDATE customers SET stripe_customer_id = NULL, updated_at = ? WHERE organization_id = ? AND store = ? AND stripe_customer_id = ? AND identifier <> ?")
+        .bind(updatedAt, organizationId, store, input.stripeCustomerId, input.identifier),
       db
         .prepare(
           `INSERT INTO payment_customers (organization_id, store, provider, customer_id, identifier, linked_by, updated_at) VALUES (?, ?, 'stripe', ?, ?, 'admin', ?)

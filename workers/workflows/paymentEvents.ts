@@ -18,8 +18,10 @@ import type { PaymentProvider } from "../payments/gateway";
 import { createStripeGateway } from "../payments/stripe";
 import type { PaymentGateway } from "../payments/gateway";
 import type { LifecyclePolicy } from "../payments/lifecycle";
-import { type CustomerLookupMessage, lookUpCustomer } from "../payments/lookup";
+import { type CustomerLookupMessage, lookUpCustomer, undispatchedLookupTransitions } from "../payments/lookup";
+import { reportUsage, type UsageReportMessage } from "../payments/usage";
 import { type CustomerSyncMessage, failCustomerSync, runCustomerSyncStep } from "../payments/sync";
+import { attemptCreditTopUp, type CreditTopUpMessage, finishCreditTopUp, topUpSettingOf } from "../payments/topUp";
 import { type CustomerRecord, forgetCachedCustomers, getCustomerRecord, identifiersOfPaymentCustomers, productsOf } from "../services/customers";
 import { insertEvents, type EventInput } from "../services/events";
 import { stripeCredentials } from "../services/paymentConnections";
@@ -34,14 +36,49 @@ export const PAYMENT_MAX_RETRIES = 12;
 
 /**
  * What the payments queue carries: verified webhook events, the steps of customer syncs (`kind: "sync"`) and
- * real-time customer lookups (`kind: "lookup"`).
+ * real-time customer lookups (`kind: "lookup"`) and automatic credit top-ups (`kind: "topup"`).
  */
-export type PaymentQueueMessage = PaymentEventMessage | CustomerSyncMessage | CustomerLookupMessage;
+export type PaymentQueueMessage = PaymentEventMessage | CustomerSyncMessage | CustomerLookupMessage | CreditTopUpMessage | UsageReportMessage;
 
 const isSyncStep = (body: PaymentQueueMessage): body is CustomerSyncMessage => "kind" in body && body.kind === "sync";
 const isLookup = (body: PaymentQueueMessage): body is CustomerLookupMessage => "kind" in body && body.kind === "lookup";
 /** A lookup is a convenience (the next one, or a sync, does the same): tried this many times, then dropped. */
 const LOOKUP_ATTEMPTS = 3;
+/** Overage units for usage-based billing (`kind: "usage"`, payments/usage.ts). */
+const isUsage = (body: PaymentQueueMessage): body is UsageReportMessage => "kind" in body && body.kind === "usage";
+/** A usage report whose provider or D1 failed is retried this many times, then dropped with a warning. */
+const USAGE_ATTEMPTS = 3;
+const isTopUp = (body: PaymentQueueMessage): body is CreditTopUpMessage => "kind" in body && body.kind === "topup";
+/**
+ * A top-up whose provider or D1 failed is retried this many times (about a minute and a half, well within the
+ * interval that keeps its pending attempt from being replaced), then dropped: the next deduction asks again.
+ */
+const TOP_UP_ATTEMPTS = 5;
+
+/**
+ * A message whose work may fail for a while (the provider, D1): retried with a growing delay up to `attempts`
+ * deliveries, then acked and logged as dropped (a warning, or an error when `dropped` says so).
+ */
+async function bestEffort(
+  message: Message<{ environmentId: string }>,
+  attempts: number,
+  event: string,
+  fields: Record<string, unknown>,
+  work: () => Promise<void>,
+  dropped: "warn" | "error" = "warn",
+): Promise<void> {
+  try {
+    await work();
+    message.ack();
+  } catch (error) {
+    const giveUp = message.attempts >= attempts;
+    const line = JSON.stringify({ event: `${event}_${giveUp ? "dropped" : "retried"}`, environmentId: message.body.environmentId, ...fields, attempts: message.attempts, error: String(error) });
+    if (giveUp && dropped === "error") console.error(line);
+    else console.warn(line);
+    if (giveUp) message.ack();
+    else message.retry({ delaySeconds: retryDelaySeconds(message.attempts) });
+  }
+}
 
 export async function handlePaymentBatch(batch: MessageBatch<PaymentQueueMessage>, env: Env): Promise<void> {
   for (const message of batch.messages) {
@@ -50,16 +87,17 @@ export async function handlePaymentBatch(batch: MessageBatch<PaymentQueueMessage
       await handleSyncStep(env, message as Message<CustomerSyncMessage>);
       continue;
     }
+    if (isTopUp(body)) {
+      // A dropped top-up is an error (money may be involved); the next deduction asks again.
+      await bestEffort(message, TOP_UP_ATTEMPTS, "credit_top_up", { creditId: body.creditId }, () => processTopUp(env, body), "error");
+      continue;
+    }
+    if (isUsage(body)) {
+      await bestEffort(message, USAGE_ATTEMPTS, "usage_report", { eventId: body.eventId, counterId: body.counterId, value: body.value }, () => processUsage(env, body));
+      continue;
+    }
     if (isLookup(body)) {
-      try {
-        await processLookup(env, body);
-        message.ack();
-      } catch (error) {
-        const giveUp = message.attempts >= LOOKUP_ATTEMPTS;
-        console.warn(JSON.stringify({ event: giveUp ? "customer_lookup_dropped" : "customer_lookup_retried", environmentId: body.environmentId, attempts: message.attempts, error: String(error) }));
-        if (giveUp) message.ack();
-        else message.retry({ delaySeconds: retryDelaySeconds(message.attempts) });
-      }
+      await bestEffort(message, LOOKUP_ATTEMPTS, "customer_lookup", {}, () => processLookup(env, body));
       continue;
     }
     try {
@@ -125,12 +163,72 @@ export async function processLookup(env: Env, message: CustomerLookupMessage): P
   const { environment, store, gateway, policy } = connected;
   const target = { organizationId: environment.organizationId, environmentId: environment.id, store };
   const found = await lookUpCustomer(env.DB, gateway, policy, target, message.identifier);
-  if (!found.asked) return;
+  if (found.asked) forgetCachedCustomers(environment.organizationId, store, [message.identifier]);
+  // A retry after a dispatch that failed finds the identity linked (nothing asked): what that attempt wrote still goes out.
+  const transitions = found.asked ? found.transitions : await undispatchedLookupTransitions(env.DB, environment.id, message.identifier);
+  if (transitions.length === 0) return;
+  const customerIds = [...new Set([...found.customerIds, ...transitions.flatMap((transition) => (transition.customerId ? [transition.customerId] : []))])];
+  const identifiers = new Map(customerIds.map((customerId) => [customerId, message.identifier]));
+  await dispatchTransitions(env, environment, { provider: gateway.provider, eventId: null, eventType: null }, transitions, identifiers);
+  await markTransitionsDispatched(env.DB, transitions.map((transition) => transition.id));
+}
+
+/**
+ * An automatic credit top-up (payments/topUp.ts): charges the saved payment method when the balance is still below the
+ * deployed version's threshold, then grants the pack as for a bought one; a declined or impossible charge is recorded
+ * as a `payment` event (outcome `top_up_failed`) and grants nothing. Throws when a dependency failed (retried).
+ */
+export async function processTopUp(env: Env, message: CreditTopUpMessage): Promise<void> {
+  const connected = await connectedEnvironment(env, message);
+  if (!connected.ok) return;
+  const { environment, store, gateway } = connected;
+  const prepared = environment.deployedVersionId ? await deployedSnapshot(env.DB, environment.deployedVersionId) : null;
+  const setting = prepared ? topUpSettingOf(prepared, store, message.creditId) : null;
+  const target = { organizationId: environment.organizationId, environmentId: environment.id, store, identifier: message.identifier, creditId: message.creditId };
+  const meter = createMeterClient(env.METER, meterDeadlineOf(env.METER_DEADLINE_MS));
+  const userObject = meter.stub({ organizationId: environment.organizationId, store, authenticated: true, identifier: message.identifier });
+  const attempt = await attemptCreditTopUp(env.DB, gateway, target, setting, () => userObject.getBalance(message.creditId));
+  if (attempt.status === "skipped") return;
+  if (attempt.status === "failed") {
+    await insertEvents(env.DB, [
+      {
+        // Derived from the attempt, so a redelivered message writes no second record.
+        id: `evt_${(await sha256Hex(`${environment.id}:top_up:${attempt.attemptId}`)).slice(0, 24)}`,
+        organizationId: environment.organizationId,
+        environmentId: environment.id,
+        kind: "payment",
+        identifier: message.identifier,
+        outcome: "top_up_failed",
+        record: {
+          provider: gateway.provider,
+          subject: "top_up",
+          topUpId: attempt.attemptId,
+          creditId: message.creditId,
+          productIds: [attempt.productId],
+          reason: attempt.reason,
+          paymentId: attempt.paymentId,
+          ...(attempt.message ? { message: attempt.message } : {}),
+        },
+      },
+    ]);
+    await finishCreditTopUp(env.DB, target, attempt.attemptId, { state: "failed", reason: attempt.reason, paymentId: attempt.paymentId });
+    return;
+  }
   forgetCachedCustomers(environment.organizationId, store, [message.identifier]);
-  if (found.transitions.length === 0) return;
-  const identifiers = new Map(found.customerIds.map((customerId) => [customerId, message.identifier]));
-  await dispatchTransitions(env, environment, { provider: gateway.provider, eventId: null, eventType: null }, found.transitions, identifiers);
-  await markTransitionsDispatched(env.DB, found.transitions.map((transition) => transition.id));
+  if (attempt.transitions.length > 0) {
+    const identifiers = new Map([[attempt.customerId, message.identifier]]);
+    await dispatchTransitions(env, environment, { provider: gateway.provider, eventId: null, eventType: null, topUpId: attempt.attemptId }, attempt.transitions, identifiers);
+    await markTransitionsDispatched(env.DB, attempt.transitions.map((transition) => transition.id));
+  }
+  await finishCreditTopUp(env.DB, target, attempt.attemptId, { state: "succeeded", paymentId: attempt.paymentId });
+}
+
+/** Reports overage units to the identity's provider customer (payments/usage.ts); nothing when not connected. */
+export async function processUsage(env: Env, message: UsageReportMessage): Promise<void> {
+  const connected = await connectedEnvironment(env, message);
+  if (!connected.ok) return;
+  const { environment, store, gateway } = connected;
+  await reportUsage(env.DB, gateway, { organizationId: environment.organizationId, environmentId: environment.id, store }, message);
 }
 
 /**
@@ -196,6 +294,8 @@ interface TransitionSource {
   eventId: string | null;
   eventType: string | null;
   syncId?: string;
+  /** The automatic top-up (payments/topUp.ts) whose charge made the purchase. */
+  topUpId?: string;
 }
 
 async function dispatchTransitions(
@@ -234,6 +334,7 @@ async function dispatchTransitions(
         providerEventId: source.eventId,
         providerEventType: source.eventType,
         ...(source.syncId ? { syncId: source.syncId } : {}),
+        ...(source.topUpId ? { topUpId: source.topUpId } : {}),
         customerId: transition.customerId,
         subject: transition.subject,
         subjectId: transition.subjectId,

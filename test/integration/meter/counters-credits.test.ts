@@ -189,6 +189,36 @@ describe("credits", () => {
     expect(await periodicGrants(stub)).toEqual([100, 100]);
   });
 
+  it("carries at most carryOver of a period's unused allowance into the next; bought credits never expire", async () => {
+    const { stub } = freshMeter();
+    const plan = { creditId: "tokens", amount: 100, period: "month" as const, carryOver: 30, now: at("2026-04-03T00:00:00Z") };
+    expect(await applyAllowance(stub, plan)).toBe(100);
+    await deduct(stub, { creditId: "tokens", cost: 40 });
+    // 60 unused: 30 carry over, 30 expire, then May's 100.
+    expect(await applyAllowance(stub, { ...plan, now: at("2026-05-01T00:00:00Z") })).toBe(130);
+    expect((await creditLedger(stub, "tokens")).slice(0, 2)).toEqual([
+      { delta: 100, balance: 130, reason: "periodic_grant:month:2026-05-01T00:00:00.000Z" },
+      { delta: -30, balance: 30, reason: "carry_over_expired:2026-04-01T00:00:00.000Z" },
+    ]);
+    // Once per period: later calls in May expire nothing more.
+    expect(await applyAllowance(stub, { ...plan, now: at("2026-05-20T00:00:00Z") })).toBe(130);
+    // 500 bought credits on top: the allowance is spent first, so only the allowance's unused part can expire.
+    await stub.grantCredits({ creditId: "tokens", amount: 500, reason: "purchase" });
+    await deduct(stub, { creditId: "tokens", cost: 10 });
+    // Balance 620; May's allowance (100) counts as unused in full → 70 of it expire; the 500 stay.
+    expect(await applyAllowance(stub, { ...plan, now: at("2026-06-01T00:00:00Z") })).toBe(650);
+    // Use it or lose it.
+    const strict = freshMeter().stub;
+    const noCarry = { ...plan, carryOver: 0 };
+    expect(await applyAllowance(strict, noCarry)).toBe(100);
+    expect(await applyAllowance(strict, { ...noCarry, now: at("2026-05-01T00:00:00Z") })).toBe(100);
+    // Without carryOver everything stays (the default).
+    const keep = freshMeter().stub;
+    const { carryOver: _, ...unlimited } = plan;
+    await applyAllowance(keep, unlimited);
+    expect(await applyAllowance(keep, { ...unlimited, now: at("2026-05-01T00:00:00Z") })).toBe(200);
+  });
+
   it("a larger allowance later in the same period grants only the difference; a smaller one nothing", async () => {
     const { stub } = freshMeter();
     const free = { creditId: "tokens", amount: 20, period: "month" as const, now: at("2026-04-03T00:00:00Z") };

@@ -54,10 +54,11 @@ export async function deduct(stub: MeterStub, input: { creditId: string; cost: n
 }
 
 /** Gives a plan's periodic allowance the way a decision does (an `evaluate` whose credit request carries `grant`); returns the balance. */
-export async function applyAllowance(stub: MeterStub, input: { creditId: string; amount: number; period: Period; now: number }): Promise<number> {
+export async function applyAllowance(stub: MeterStub, input: { creditId: string; amount: number; period: Period; now: number; carryOver?: number }): Promise<number> {
+  const grant = { amount: input.amount, period: input.period, ...(input.carryOver === undefined ? {} : { carryOver: input.carryOver }) };
   const result = await stub.evaluate({
     counters: [],
-    credits: [{ creditId: input.creditId, cost: 0, consume: false, grant: { amount: input.amount, period: input.period } }],
+    credits: [{ creditId: input.creditId, cost: 0, consume: false, grant }],
     timeZone: "UTC",
     now: input.now,
   });

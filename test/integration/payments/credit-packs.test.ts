@@ -7,7 +7,7 @@ import { createStripeGateway } from "../../../workers/payments/stripe";
 import { call, createOrganization, publish } from "../../support/api";
 import { aiTools } from "../../support/examples";
 import { type CapturedPayments, capturePayments, connectStripe, postWebhook } from "../../support/payments";
-import { completeCheckout, refundPayment, seedPrice, stripeApiBase } from "../../support/stripe";
+import { completeCheckout, refundPayment, seedPrice, stripeApiBase, updateSubscription } from "../../support/stripe";
 
 let payments: CapturedPayments;
 beforeEach(() => {
@@ -45,6 +45,7 @@ async function tokenShop() {
       successUrl: "https://tools.example/thanks",
       cancelUrl: "https://tools.example/pricing",
       automaticTax: false,
+      scope: `${org.id}:preview`,
     });
     return completeCheckout(session.id);
   };
@@ -79,6 +80,54 @@ describe("credit packs", () => {
     const recorded = await call("GET", `/api/v1/admin/events?environmentId=${shop.environmentId}&kind=payment`, { key: shop.org.adminKey });
     const packCredits = recorded.body.events.map((event: { record: { credits?: unknown } }) => event.record.credits).filter(Boolean);
     expect(packCredits).toEqual(expect.arrayContaining([[{ creditId: shop.creditId, amount: -1000, balance: 1000 }]]));
+  });
+
+  it("an upgrade whose webhooks arrive in any order, again and again, keeps the usage and grants the difference once", async () => {
+    const org = await createOrganization("Upgrades");
+    const environmentId = org.preview.id;
+    const account = await connectStripe(org, environmentId);
+    const basic = await seedPrice(account.key, "Basic", { unitAmount: 500 });
+    const pro = await seedPrice(account.key, "Pro", { unitAmount: 2000 });
+    const document = aiTools();
+    document.plans.basic = { name: "Basic", stripeProductIds: [basic.product.id], features: { "ai-tools": { enabled: "on", tokens: { credits: { amount: 100, period: "month" } } } } };
+    document.plans.pro.stripeProductIds = [pro.product.id];
+    await publish(org.adminKey, document, [environmentId]);
+    const gateway = createStripeGateway({ secretKey: account.key, webhookSecret: account.webhookSecret, apiBase: stripeApiBase() });
+    const post = async (events: unknown[]) => {
+      for (const event of events) expect((await postWebhook(environmentId, event as Record<string, unknown>, account.webhookSecret)).status).toBe(200);
+      await payments.deliver();
+    };
+    const spend = async () => {
+      const decision = await call("POST", "/api/v1/surface-decisions", {
+        key: org.preview.secretKey,
+        body: { surfaceSlug: "ai-playground", action: "generate", identity: { userIdentifier: "dev@example.com" } },
+      });
+      expect(decision.status).toBe(200);
+      return decision.body.features["ai-tools"].properties.tokens as { hasAccess: boolean; balance: number };
+    };
+
+    const session = await gateway.createCheckoutSession({
+      mode: "subscription",
+      priceIds: [basic.price.id],
+      identifier: "dev@example.com",
+      successUrl: "https://tools.example/thanks",
+      cancelUrl: "https://tools.example/pricing",
+      automaticTax: false,
+      scope: `${org.id}:preview`,
+    });
+    const subscribed = await completeCheckout(session.id);
+    await post(subscribed.events);
+    // Basic's 100 a month, 5 per generate: six requests leave 70.
+    for (let i = 0; i < 6; i++) await spend();
+    expect((await spend()).balance).toBe(65);
+
+    const upgraded = await updateSubscription(subscribed.session.subscription as string, { items: [{ price: pro.price.id }] });
+    // The upgrade first, then every earlier event again, in reverse: the newest state (Pro) stands.
+    await post([...upgraded.events, ...[...subscribed.events].reverse(), ...upgraded.events]);
+    const after = await spend();
+    // Pro's 1000 replaces Basic's 100 for this month: +900 once, the 35 spent stay spent, nothing negative.
+    expect(after).toMatchObject({ hasAccess: true, balance: 65 + 900 - 5 });
+    expect((await spend()).balance).toBe(955);
   });
 
   it("refuses a document with two packs of one product", async () => {

@@ -35,6 +35,7 @@ async function connectedShop(oneTime = false) {
       successUrl: "https://news.example/thanks",
       cancelUrl: "https://news.example/pricing",
       automaticTax: false,
+      scope: `${org.id}:preview`,
     });
     return completeCheckout(session.id);
   };

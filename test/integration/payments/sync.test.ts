@@ -71,6 +71,7 @@ async function buy(shop: Shop, customerId: string, identifier: string, priceId =
     successUrl: "https://news.example/thanks",
     cancelUrl: "https://news.example/pricing",
     automaticTax: false,
+    scope: `${shop.org.id}:preview`,
   });
   return completeCheckout(session.id);
 }

@@ -64,6 +64,7 @@ async function buy(shop: Shop, identifier: string, mode: "subscription" | "payme
     successUrl: "https://news.example/thanks",
     cancelUrl: "https://news.example/pricing",
     automaticTax: false,
+    scope: `${shop.org.id}:preview`,
   });
   return completeCheckout(session.id);
 }
@@ -355,6 +356,7 @@ describe("Stripe webhooks: the lifecycle", () => {
       successUrl: "https://news.example/thanks",
       cancelUrl: "https://news.example/pricing",
       automaticTax: false,
+      scope: `${shop_.org.id}:preview`,
     });
     const purchase = await completeCheckout(session.id);
     await deliverAll(shop_, purchase.events);

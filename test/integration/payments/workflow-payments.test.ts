@@ -91,6 +91,7 @@ describe("utils.payments", () => {
       successUrl: `${ORIGIN}/thanks`,
       cancelUrl: `${ORIGIN}/pricing`,
       automaticTax: false,
+      scope: `${shop.org.id}:preview`,
     });
     const { events } = await completeCheckout(session.id);
     for (const event of events) await postWebhook(shop.environmentId, event, shop.account.webhookSecret);

@@ -9,7 +9,9 @@ import type { MeterReading } from "../../engine";
 import { reportedReading } from "../../engine/meters";
 import { counterSettingsOf } from "../../workflows/scopedUtils";
 import type { Configured, DecisionRequest, Identified, Metered, Planned } from "../context";
+import { requestTopUpsAfter } from "../creditTopUps";
 import type { Services } from "../services";
+import { queueOverageReports } from "./usage";
 
 type Trigger = { name: string; payload: unknown };
 
@@ -20,15 +22,16 @@ export function enqueueDecisionTriggers<C extends DecisionRequest & Configured &
 ): void {
   const { prepared, environment, identity, decision, meter, kind, workflows } = context;
   const { eventId } = decided;
-  const { unlimitedMeterRequests } = decision;
+  const { countedMeterRequests } = decision;
   // The user's limits ride along, so utils.counters in the action workflows enforce this decision's plans; unlimited
   // counters too (they never refuse), or an action could not count them.
-  const counters = counterSettingsOf(decision.countedMeterRequests);
+  const counters = counterSettingsOf(countedMeterRequests);
   const enqueue = (triggers: Trigger[]) => services.triggers.enqueue(prepared, environment, identity, triggers, 0, counters);
   /** What a meter answer says happened: counters consumed, a new user, a plan change. */
   const meterTriggers = (answer: { readings: MeterReading[]; userAdded?: boolean; plansChanged?: { from: string[] | null; to: string[] } }): Trigger[] => {
-    // Unlimited counters' readings as the response reports them, not under the meter's unreachable limit.
-    const consumed = answer.readings.filter((reading) => reading.consumedInRequest).map((reading) => reportedReading(reading, unlimitedMeterRequests));
+    // Unlimited counters' and overflow settings' readings as the response reports them, not under the meter's
+    // unreachable limit.
+    const consumed = answer.readings.filter((reading) => reading.consumedInRequest).map((reading) => reportedReading(reading, countedMeterRequests));
     return [
       ...(consumed.length > 0 ? [{ name: "counters.updated", payload: { eventId, identifier: identity.identifier, counters: consumed } }] : []),
       ...(answer.userAdded ? [{ name: "user.added", payload: { eventId, identifier: identity.identifier, authType: identity.authType } }] : []),
@@ -38,7 +41,10 @@ export function enqueueDecisionTriggers<C extends DecisionRequest & Configured &
   };
   // A replay's flags and consumed readings are the first request's, whose triggers were enqueued then: enqueueing them
   // again would run every action twice for one logical request.
+  // Overage units of overflow settings, for usage-based billing (usage.ts): once per logical request, as the triggers.
+  const overage = { environment, identifier: identity.identifier, eventId };
   if (!meter.replayed) {
+    if (meter.readings) queueOverageReports(services, overage, countedMeterRequests, meter.readings.values());
     services.waitUntil(
       enqueue([
         { name: "decision.made", payload: { eventId, kind, identifier: identity.identifier, outcome: decided.granted ? "granted" : "denied" } },
@@ -46,11 +52,17 @@ export function enqueueDecisionTriggers<C extends DecisionRequest & Configured &
         ...(workflows?.triggers ?? []),
       ]),
     );
+    requestTopUpsAfter(services, context, meter.creditReadings?.values());
   }
   if (meter.late) {
     services.waitUntil(
       meter.late.then(
-        (answer: EvaluateResult) => ("conflict" in answer || answer.replayed ? undefined : enqueue(meterTriggers(answer))),
+        (answer: EvaluateResult) => {
+          if ("conflict" in answer || answer.replayed) return undefined;
+          queueOverageReports(services, overage, countedMeterRequests, answer.readings);
+          requestTopUpsAfter(services, context, answer.credits);
+          return enqueue(meterTriggers(answer));
+        },
         () => undefined,
       ),
     );

@@ -1,0 +1,21 @@
+/**
+ * After the response, with the triggers: the overage units a request consumed past the limit of an `overage: overflow`
+ * setting that reports to a Stripe meter event, queued for usage-based billing (payments/usage.ts) — one message per
+ * counter and request. A replay queues nothing (the first request did).
+ */
+import type { MeterReading, MeterRequest } from "../../engine";
+import { overageReportsOf } from "../../engine/meters";
+import type { Environment } from "../../services/tenancy";
+import type { Services } from "../services";
+
+export function queueOverageReports(
+  services: Services,
+  scope: { environment: Environment; identifier: string; eventId: string },
+  requests: readonly MeterRequest[],
+  readings: Iterable<MeterReading>,
+): void {
+  const { environment, identifier, eventId } = scope;
+  for (const { counterId, eventName, value } of overageReportsOf(requests, readings)) {
+    services.reportUsageLater({ kind: "usage", organizationId: environment.organizationId, environmentId: environment.id, identifier, counterId, eventName, value, eventId });
+  }
+}
