@@ -69,6 +69,8 @@ export interface UpdateCounterInput {
   update?: number;
   /** Only used for the reading's `totalUnits`/`remainingUnits`/`hasAccess`; an update is never refused. */
   limit?: number;
+  /** An overflow setting's limit (MeterRequest.overflowLimit): units past it not yet billed are billed (`overageBilledUnits`). */
+  overflowLimit?: number;
   uniqueResources?: boolean;
   resourceId?: string;
   now?: number;
@@ -141,12 +143,18 @@ const SCHEMA = `
   CREATE TABLE IF NOT EXISTS resources (
     counter_id TEXT NOT NULL, period_start INTEGER NOT NULL, resource_id TEXT NOT NULL,
     PRIMARY KEY (counter_id, period_start, resource_id)) WITHOUT ROWID;
+  CREATE TABLE IF NOT EXISTS overage_marks (
+    counter_id TEXT NOT NULL, period_start INTEGER NOT NULL, billed INTEGER NOT NULL,
+    PRIMARY KEY (counter_id, period_start)) WITHOUT ROWID;
   CREATE TABLE IF NOT EXISTS idempotency (
     key TEXT PRIMARY KEY, request_hash TEXT NOT NULL, result TEXT NOT NULL, created_at INTEGER NOT NULL);
   CREATE INDEX IF NOT EXISTS idempotency_created_at ON idempotency (created_at);
   CREATE TABLE IF NOT EXISTS credits (credit_id TEXT PRIMARY KEY, balance REAL NOT NULL);
   CREATE TABLE IF NOT EXISTS credit_allowances (
     credit_id TEXT NOT NULL, period_start INTEGER NOT NULL, amount REAL NOT NULL,
+    PRIMARY KEY (credit_id, period_start)) WITHOUT ROWID;
+  CREATE TABLE IF NOT EXISTS credit_carry (
+    credit_id TEXT NOT NULL, period_start INTEGER NOT NULL, carried REAL NOT NULL, spent REAL NOT NULL,
     PRIMARY KEY (credit_id, period_start)) WITHOUT ROWID;
   CREATE TABLE IF NOT EXISTS credit_ledger (
     id INTEGER PRIMARY KEY AUTOINCREMENT, credit_id TEXT NOT NULL, delta REAL NOT NULL, balance REAL NOT NULL,
@@ -157,7 +165,7 @@ const SCHEMA = `
 `;
 
 /** The tables and index SCHEMA creates: when all are in `sqlite_master` the DDL is skipped. */
-const SCHEMA_OBJECTS = ["counters", "resources", "idempotency", "idempotency_created_at", "credits", "credit_allowances", "credit_ledger", "custom_data", "links", "profile"];
+const SCHEMA_OBJECTS = ["counters", "resources", "overage_marks", "idempotency", "idempotency_created_at", "credits", "credit_allowances", "credit_carry", "credit_ledger", "custom_data", "links", "profile"];
 const SCHEMA_CHECK = `SELECT COUNT(*) AS n FROM sqlite_master WHERE name IN (${SCHEMA_OBJECTS.map((name) => `'${name}'`).join(", ")})`;
 
 /** Credits may be fractional (cost multipliers); keep them to 6 decimals so sums do not drift. */
@@ -322,6 +330,9 @@ export class MeterObject extends DurableObject<Env> {
           if (state.counter.uniqueResources && resourceId !== undefined) this.addResource(state.counter.counterId, state.start, resourceId);
         }
         const consumed = state.consumed + (consumedNow ? 1 : 0);
+        const overflowLimit = state.counter.overflowLimit;
+        // A consumption is always a write, so this runs inside the transaction that consumes.
+        const billed = overflowLimit === undefined ? undefined : consumedNow ? this.billOverage(state.counter.counterId, state.start, consumed, overflowLimit) : 0;
         return {
           counterId: state.counter.counterId,
           hasAccess: state.counter.consume ? consumedNow || state.seen : state.seen || consumed < state.limit,
@@ -334,13 +345,18 @@ export class MeterObject extends DurableObject<Env> {
           consumedInRequest: consumedNow,
           consumedUnitsInRequest: consumedNow ? 1 : 0,
           excessUnitsInRequest: state.needsUnit && !consumedNow ? 1 : 0,
+          ...(billed === undefined ? {} : { overageBilledUnits: billed }),
         };
       });
 
       if (creditStates.length === 0) return { readings };
       const credits = creditStates.map(({ credit, cost }): CreditReading => {
         const deducted = granted && credit.consume;
-        if (deducted && cost > 0) this.changeBalance(credit.creditId, -cost, "consume", now);
+        if (deducted && cost > 0) {
+          this.changeBalance(credit.creditId, -cost, "consume", now);
+          // What a capped carry-over needs to know at the next period: how much of this period's credits were spent.
+          if (credit.grant?.carryOver !== undefined) this.addSpent(credit.creditId, periodStart(credit.grant.period, now, timeZone), cost);
+        }
         const balance = this.getBalance(credit.creditId);
         const hasAccess = deducted || (!credit.consume && balance >= cost);
         const covered = credit.consume ? balance + (deducted ? cost : 0) >= (wanted.get(credit.creditId) ?? 0) : balance >= cost;
@@ -379,6 +395,7 @@ export class MeterObject extends DurableObject<Env> {
         this.sql.exec("DELETE FROM resources WHERE counter_id = ? AND period_start = ? AND resource_id = ?", input.counterId, start, input.resourceId!);
       }
       const resourceIdUsed = unique && (update > 0 || (update === 0 && seen));
+      const billed = input.overflowLimit === undefined ? undefined : delta > 0 ? this.billOverage(input.counterId, start, after, input.overflowLimit) : 0;
       return {
         reading: {
           counterId: input.counterId,
@@ -392,6 +409,7 @@ export class MeterObject extends DurableObject<Env> {
           consumedInRequest: delta > 0,
           consumedUnitsInRequest: Math.max(0, delta),
           excessUnitsInRequest: delta > 0 ? Math.min(delta, Math.max(0, after - limit)) : 0,
+          ...(billed === undefined ? {} : { overageBilledUnits: billed }),
         },
       };
     });
@@ -421,12 +439,16 @@ export class MeterObject extends DurableObject<Env> {
     });
   }
 
-  /** Forgets a counter's units and resources (admin). Returns whether it existed. */
+  /**
+   * Forgets a counter's units, resources and billed overage (admin): the period starts over for it, so overage consumed
+   * after the reset is billed again. Returns whether it existed.
+   */
   resetCounter(counterId: string): boolean {
     if (!this.schemaReady) return false; // an object without tables has nothing to reset
     return this.ctx.storage.transactionSync(() => {
       const existed = this.sql.exec("DELETE FROM counters WHERE counter_id = ?", counterId).rowsWritten > 0;
       this.sql.exec("DELETE FROM resources WHERE counter_id = ?", counterId);
+      this.sql.exec("DELETE FROM overage_marks WHERE counter_id = ?", counterId);
       return existed;
     });
   }
@@ -531,12 +553,13 @@ export class MeterObject extends DurableObject<Env> {
   }
 
   /**
-   * Drops finished periods (counters, their resources, periodic-grant markers of past periods), idempotency keys
+   * Drops finished periods (counters, their resources and overage marks, periodic-grant markers of past periods), idempotency keys
    * older than 24 h and ledger entries older than 90 days. Stale rows are never read, so pruning only saves space.
    */
   private prune(now: number): {
     counters: number;
     resources: number;
+    overageMarks: number;
     idempotencyKeys: number;
     grants: number;
     ledger: number;
@@ -555,10 +578,18 @@ export class MeterObject extends DurableObject<Env> {
     const resources = this.sql.exec(
       "DELETE FROM resources WHERE NOT EXISTS (SELECT 1 FROM counters c WHERE c.counter_id = resources.counter_id AND c.period_start = resources.period_start)",
     ).rowsWritten;
-    const idempotencyKeys = this.sql.exec("DELETE FROM idempotency WHERE created_at < ?", now - IDEMPOTENCY_TTL_MS).rowsWritten;
-    const grants = this.sql.exec(
-      "DELETE FROM credit_allowances WHERE period_start < (SELECT MAX(g.period_start) FROM credit_allowances g WHERE g.credit_id = credit_allowances.credit_id)",
+    // Marks are written with their period's units: a mark without them belongs to a finished period.
+    const overageMarks = this.sql.exec(
+      "DELETE FROM overage_marks WHERE NOT EXISTS (SELECT 1 FROM counters c WHERE c.counter_id = overage_marks.counter_id AND c.period_start = overage_marks.period_start)",
     ).rowsWritten;
+    const idempotencyKeys = this.sql.exec("DELETE FROM idempotency WHERE created_at < ?", now - IDEMPOTENCY_TTL_MS).rowsWritten;
+    const grants =
+      this.sql.exec(
+        "DELETE FROM credit_allowances WHERE period_start < (SELECT MAX(g.period_start) FROM credit_allowances g WHERE g.credit_id = credit_allowances.credit_id)",
+      ).rowsWritten +
+      this.sql.exec(
+        "DELETE FROM credit_carry WHERE period_start < (SELECT MAX(g.period_start) FROM credit_allowances g WHERE g.credit_id = credit_carry.credit_id)",
+      ).rowsWritten;
     const ledger = this.sql.exec("DELETE FROM credit_ledger WHERE created_at < ?", now - CREDIT_LEDGER_TTL_MS).rowsWritten;
     // Lifetime counters never expire; only rows that can expire keep the alarm alive.
     const remaining = this.sql
@@ -572,7 +603,7 @@ export class MeterObject extends DurableObject<Env> {
           "SELECT (SELECT COUNT(*) FROM idempotency) + (SELECT COUNT(*) FROM counters WHERE period IN ('minute', 'hour', 'day')) AS n",
         )
         .one().n > 0;
-    return { counters, resources, idempotencyKeys, grants, ledger, remaining, soon };
+    return { counters, resources, overageMarks, idempotencyKeys, grants, ledger, remaining, soon };
   }
 
   // ---------------------------------------------------------------------------------------------------------------
@@ -610,6 +641,28 @@ export class MeterObject extends DurableObject<Env> {
       this.sql.exec("INSERT OR IGNORE INTO resources (counter_id, period_start, resource_id) VALUES (?, ?, ?)", counterId, start, resourceId)
         .rowsWritten > 0
     );
+  }
+
+  /**
+   * An overflow counter now at `consumed` units: the overage not billed yet this period — max(0, consumed − limit −
+   * billed) — is marked billed and returned. The mark is a high-water mark of the overage billed: units given back
+   * lower `consumed` but never the mark, so consuming them again bills nothing until the overage passes it. Called in
+   * the transaction of the consumption (and its idempotency row), so concurrent requests bill each unit once and a
+   * replay, answered from the stored result, bills nothing.
+   */
+  private billOverage(counterId: string, start: number, consumed: number, overflowLimit: number): number {
+    const billed =
+      this.sql.exec<{ billed: number }>("SELECT billed FROM overage_marks WHERE counter_id = ? AND period_start = ?", counterId, start).toArray()[0]?.billed ?? 0;
+    const billable = Math.max(0, consumed - limitOf(overflowLimit) - billed);
+    if (billable > 0) {
+      this.sql.exec(
+        "INSERT INTO overage_marks (counter_id, period_start, billed) VALUES (?, ?, ?) ON CONFLICT (counter_id, period_start) DO UPDATE SET billed = excluded.billed",
+        counterId,
+        start,
+        billed + billable,
+      );
+    }
+    return billable;
   }
 
   /** Stores the counter's units for the period starting at `start` (a new period replaces the old row). */
@@ -672,7 +725,12 @@ export class MeterObject extends DurableObject<Env> {
     this.changeBalance(creditId, amount - (given ?? 0), `periodic_grant:${period}:${new Date(start).toISOString()}`, now);
   }
 
-  /** The last period's allowance (before `start`) left unused beyond `carryOver` leaves the balance. */
+  /**
+   * At the start of a new period (`start`): of the last period's allowance plus what it had carried in, the part not
+   * spent (and still in the balance) stays up to `carryOver`; the rest expires. Credits from elsewhere (packs,
+   * top-ups, grants by hand) never count as allowance, so they never expire. The amount carried is remembered for the
+   * new period, where it counts as allowance again: carried credits do not pile up beyond `carryOver`.
+   */
   private expireUnusedAllowance(creditId: string, start: number, carryOver: number, now: number): void {
     const last = this.sql
       .exec<{ amount: number; period_start: number }>(
@@ -682,9 +740,29 @@ export class MeterObject extends DurableObject<Env> {
       )
       .toArray()[0];
     if (!last) return;
-    const unused = Math.min(this.getBalance(creditId), last.amount);
-    const expired = money(unused - carryOver);
+    const carry = this.sql
+      .exec<{ carried: number; spent: number }>("SELECT carried, spent FROM credit_carry WHERE credit_id = ? AND period_start = ?", creditId, last.period_start)
+      .toArray()[0] ?? { carried: 0, spent: 0 };
+    const unused = money(Math.max(0, Math.min(this.getBalance(creditId), last.amount + carry.carried - carry.spent)));
+    const kept = Math.min(unused, carryOver);
+    const expired = money(unused - kept);
     if (expired > 0) this.changeBalance(creditId, -expired, `carry_over_expired:${new Date(last.period_start).toISOString()}`, now);
+    this.sql.exec(
+      "INSERT INTO credit_carry (credit_id, period_start, carried, spent) VALUES (?, ?, ?, 0) ON CONFLICT (credit_id, period_start) DO UPDATE SET carried = excluded.carried",
+      creditId,
+      start,
+      kept,
+    );
+  }
+
+  /** Credits of a capped-carry-over allowance spent in the period starting at `start`. */
+  private addSpent(creditId: string, start: number, cost: number): void {
+    this.sql.exec(
+      "INSERT INTO credit_carry (credit_id, period_start, carried, spent) VALUES (?, ?, 0, ?) ON CONFLICT (credit_id, period_start) DO UPDATE SET spent = round(spent + excluded.spent, 6)",
+      creditId,
+      start,
+      cost,
+    );
   }
 
   /**

@@ -87,6 +87,12 @@ interface MeterReading {
     excessUnitsInRequest: number;
     /** Never from the meter object: set by reportedReading for an overflow setting (units past its limit, ≥ 0). */
     overageUnits?: number;
+    /**
+     * Only from the meter object, for a counter sent with `overflowLimit`: the overage units this request adds to what
+     * was already billed this period — max(0, consumedUnits − limit − billed so far), decided and recorded atomically
+     * with the consumption (0 when nothing was consumed). What usage-based billing reports; never on the wire.
+     */
+    overageBilledUnits?: number;
 }
 /** An invoice (amounts in the currency's smallest unit); workflows get it as it is (utils.payments.invoices). */
 interface InvoiceSummary {

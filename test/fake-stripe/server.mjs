@@ -835,10 +835,21 @@ export function createFakeStripe() {
       events.push(newEvent(account, "customer.subscription.created", subscription));
     } else {
       session.payment_intent = newPayment(account, session, customer).id;
-      session.payment_status = "paid";
+      // A delayed method (a bank debit) completes the checkout unpaid; settleCheckout pays it later.
+      session.payment_status = options.delayed ? "unpaid" : "paid";
     }
     events.push(newEvent(account, "checkout.session.completed", session));
     return { session, events };
+  }
+
+  /** A delayed payment of a completed one-time checkout settles: checkout.session.async_payment_succeeded. */
+  function settleCheckout(sessionId) {
+    const session = find(null, "checkout.session", sessionId);
+    if (session.status !== "complete" || session.payment_status !== "unpaid") {
+      throw new StripeError(400, "invalid_request_error", `Checkout session ${session.id} has no payment waiting to settle.`);
+    }
+    session.payment_status = "paid";
+    return { session, events: [newEvent(owners.get(session.id).account, "checkout.session.async_payment_succeeded", session)] };
   }
 
   // --- Routing ------------------------------------------------------------------------------------------------------
@@ -1051,6 +1062,8 @@ export function createFakeStripe() {
     if (method === "POST" && paymentMethod) return savePaymentMethod(decodeURIComponent(paymentMethod[1]), params);
     const complete = path.match(/^\/checkout\/sessions\/([^/]+)\/complete$/);
     if (method === "POST" && complete) return completeCheckout(decodeURIComponent(complete[1]), params);
+    const settle = path.match(/^\/checkout\/sessions\/([^/]+)\/settle$/);
+    if (method === "POST" && settle) return settleCheckout(decodeURIComponent(settle[1]));
     const refund = path.match(/^\/payment_intents\/([^/]+)\/refund$/);
     if (method === "POST" && refund) return refundPayment(decodeURIComponent(refund[1]), params);
     const dispute = path.match(/^\/payment_intents\/([^/]+)\/dispute$/);

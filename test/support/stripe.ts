@@ -79,7 +79,14 @@ export async function seedCustomers(key: string, count: number): Promise<Stripe.
   return data;
 }
 
+/** A delayed payment (completeCheckout with `delayed: true`) settles: returns checkout.session.async_payment_succeeded. */
+export function settleCheckout(sessionId: string): Promise<{ session: Stripe.Checkout.Session; events: Stripe.Event[] }> {
+  return fakeStripe(`checkout/sessions/${encodeURIComponent(sessionId)}/settle`, { body: {} });
+}
+
 export interface CompleteCheckoutOptions {
+  /** One-time checkouts: paid by a delayed method, so the checkout completes unpaid until settleCheckout. */
+  delayed?: boolean;
   /** Of the subscription a subscription-mode session creates. */
   status?: "active" | "trialing";
   /** Of the customer created when the session had none. */

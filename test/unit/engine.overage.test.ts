@@ -106,7 +106,17 @@ describe("overflow decisions", async () => {
 
   it("sends the counter without a limit, its own limit for the readings, consumed by the surface; access checks only read", () => {
     expect(surface(["pro"]).meterRequests).toEqual([
-      { counterId, limit: UNLIMITED_UNITS, period: "month", uniqueResources: false, consume: true, overriddenLimit: 3, overage: "overflow", stripeMeterEvent: "api_calls" },
+      {
+        counterId,
+        limit: UNLIMITED_UNITS,
+        period: "month",
+        uniqueResources: false,
+        consume: true,
+        overriddenLimit: 3,
+        overage: "overflow",
+        stripeMeterEvent: "api_calls",
+        overflowLimit: 3,
+      },
     ]);
     const check = decide({ prepared, workflowPlanSlugs: ["pro"], category: "search-crawler", storeId: "default" });
     expect(check.meterRequests[0]).toMatchObject({ consume: false, limit: UNLIMITED_UNITS });
@@ -138,6 +148,8 @@ describe("overflow decisions", async () => {
     // Outside the response (triggers, counter updates) the reading is reported the same way.
     const { type: _type, isFallback: _isFallback, ...rendered } = features.api!.properties.enabled as unknown as Record<string, unknown>;
     expect(reportedReading(unlimitedReading(5), decision.countedMeterRequests)).toEqual(rendered);
+    // What the meter billed is for the usage reports only, never reported with the reading.
+    expect(reportedReading({ ...unlimitedReading(5), overageBilledUnits: 1 }, decision.countedMeterRequests)).toEqual(rendered);
   });
 
   it("a capped setting's rendering has no overageUnits", () => {
@@ -154,22 +166,27 @@ describe("overflow decisions", async () => {
     ]);
   });
 
-  it("overageReportsOf: the units a request added past the limit, only for a consumed overflow counter with a meter event", () => {
+  it("overageReportsOf: exactly the units the meter billed on the reading, only for an overflow counter with a meter event", () => {
     const requests = surface(["pro"]).countedMeterRequests;
-    expect(overageReportsOf(requests, [unlimitedReading(3)])).toEqual([]);
-    expect(overageReportsOf(requests, [unlimitedReading(4)])).toEqual([{ counterId, eventName: "api_calls", value: 1 }]);
-    // A counter update of 5 from 1 to 6 crosses the limit: 3 of its units are overage.
-    expect(overageReportsOf(requests, [unlimitedReading(6, 5)])).toEqual([{ counterId, eventName: "api_calls", value: 3 }]);
-    expect(overageReportsOf(requests, [unlimitedReading(9, 0)])).toEqual([]);
-    expect(overageReportsOf(requests, [{ ...unlimitedReading(9), counterId: "default:feat_other.enabled" }])).toEqual([]);
+    const billed = (consumed: number, units: number, inRequest = 1): MeterReading => ({ ...unlimitedReading(consumed, inRequest), overageBilledUnits: units });
+    expect(overageReportsOf(requests, [billed(3, 0)])).toEqual([]);
+    expect(overageReportsOf(requests, [billed(4, 1)])).toEqual([{ counterId, eventName: "api_calls", value: 1 }]);
+    // A counter update of 5 from 1 to 6 crosses the limit: the meter billed 3 of its units.
+    expect(overageReportsOf(requests, [billed(6, 3, 5)])).toEqual([{ counterId, eventName: "api_calls", value: 3 }]);
+    // Past the limit, but units given back and consumed again were billed already: the meter billed nothing new.
+    expect(overageReportsOf(requests, [billed(4, 0)])).toEqual([]);
+    // The before/after difference is not what is billed: a reading without the meter's billing bills nothing.
+    expect(overageReportsOf(requests, [unlimitedReading(4)])).toEqual([]);
+    expect(overageReportsOf(requests, [{ ...billed(9, 1), counterId: "default:feat_other.enabled" }])).toEqual([]);
     // Without a meter event nothing is billed, and a capped setting has no overage.
-    expect(overageReportsOf(decide({ prepared: prepared, workflowPlanSlugs: ["free"], category: "search-crawler", storeId: "default", surfaceSlug: "call" }).countedMeterRequests, [unlimitedReading(9)])).toEqual([]);
+    expect(overageReportsOf(decide({ prepared: prepared, workflowPlanSlugs: ["free"], category: "search-crawler", storeId: "default", surfaceSlug: "call" }).countedMeterRequests, [billed(9, 1)])).toEqual([]);
   });
 
   it("without a meter event: granted and counted, nothing to report", async () => {
     const silent = await preparedOf(docWith({ pro: overflow(1) }));
     const decision = decide({ prepared: silent, workflowPlanSlugs: ["pro"], category: "search-crawler", storeId: "default", surfaceSlug: "call" });
     expect(finish(decision, new Map([[counterId, unlimitedReading(4)]])).api!.properties.enabled).toMatchObject({ hasAccess: true, overageUnits: 3 });
-    expect(overageReportsOf(decision.countedMeterRequests, [unlimitedReading(4)])).toEqual([]);
+    expect(decision.countedMeterRequests[0]).toMatchObject({ overflowLimit: 1 });
+    expect(overageReportsOf(decision.countedMeterRequests, [{ ...unlimitedReading(4), overageBilledUnits: 1 }])).toEqual([]);
   });
 });

@@ -61,7 +61,7 @@ function subscription(overrides: Record<string, unknown> = {}) {
   };
 }
 
-const common = { provider: "stripe", occurredAt: new Date(EVENT_TIME * 1000).toISOString() };
+const common = { provider: "stripe", occurredAt: new Date(EVENT_TIME * 1000).toISOString(), livemode: false };
 
 describe("Stripe gateway: webhook normalization", () => {
   it("turns subscription lifecycle events into activated / updated / canceled with the subscription's state", async () => {

@@ -109,6 +109,8 @@ async function addUnits(services: Services, update: PendingUpdate): Promise<Coun
       counterId: meterRequest.counterId,
       period: meterRequest.period,
       limit: meterRequest.limit,
+      // An overflow setting's limit: the object bills the overage past it that it has not billed this period.
+      ...(meterRequest.overflowLimit === undefined ? {} : { overflowLimit: meterRequest.overflowLimit }),
       uniqueResources: meterRequest.uniqueResources,
       timeZone: subject.prepared.snapshot.timeZone,
       update: body.update ?? 1,

@@ -102,6 +102,7 @@ export function collectMeterRequests(
           consume: isConsumed(consumes, feature.featureId, property.slug),
           overriddenLimit: setting.limit,
           overage: "overflow",
+          overflowLimit: setting.limit,
         };
         if (setting.stripeMeterEvent !== undefined) request.stripeMeterEvent = setting.stripeMeterEvent;
         limited.push(request);
@@ -263,7 +264,9 @@ function meteredProperty(counterId: string, reading: MeterReading): MeterablePro
  * limit, with the units consumed past that limit as `overageUnits`.
  */
 export function readingUnderOverflowLimit(reading: MeterReading, limit: number): MeterReading {
-  return { ...readingUnderOverriddenLimit(reading, limit), overageUnits: Math.max(0, reading.consumedUnits - limit) };
+  // What the meter billed is for usage reports (overageReportsOf), not part of the reading the API reports.
+  const { overageBilledUnits: _billed, ...reported } = reading;
+  return { ...readingUnderOverriddenLimit(reported, limit), overageUnits: Math.max(0, reading.consumedUnits - limit) };
 }
 
 /** An unlimited counter's reading as reported: with access, under the limit of the metered setting its `on` overrides. */
@@ -291,25 +294,25 @@ export function reportedReading(reading: MeterReading, requests: readonly MeterR
 export interface OverageReport {
   counterId: string;
   eventName: string;
-  /** > 0: the overage units this request added (units given back are never reported). */
+  /** > 0: the overage units this request added beyond what was billed this period (never units given back). */
   value: number;
 }
 
 /**
- * What the meter's readings say a request added to the overage of overflow settings that report to a Stripe meter
- * event: per counter consumed in the request, the units past the limit after it minus those before it. A unit that
- * crossed the limit counts once, however many requests ran concurrently (the meter object serialises them).
+ * The overage a request bills to the Stripe meter event of each overflow setting that has one: exactly what the meter
+ * object billed on the reading (`overageBilledUnits`). The object keeps the overage billed per counter and period and
+ * raises it in the same step as the consumption, so a unit counts once however many requests ran concurrently, and a
+ * unit given back and consumed again is not billed a second time; a reading without it (a counter sent without
+ * `overflowLimit`) bills nothing.
  */
 export function overageReportsOf(requests: readonly MeterRequest[], readings: Iterable<MeterReading>): OverageReport[] {
   const reports: OverageReport[] = [];
   for (const reading of readings) {
-    if (!reading.consumedInRequest || reading.consumedUnitsInRequest <= 0) continue;
+    const value = reading.overageBilledUnits ?? 0;
+    if (!(value > 0)) continue;
     const request = requests.find((candidate) => candidate.counterId === reading.counterId);
-    if (request?.overage !== "overflow" || request.stripeMeterEvent === undefined || request.overriddenLimit === undefined) continue;
-    const limit = request.overriddenLimit;
-    const before = reading.consumedUnits - reading.consumedUnitsInRequest;
-    const value = Math.max(0, reading.consumedUnits - limit) - Math.max(0, before - limit);
-    if (value > 0) reports.push({ counterId: reading.counterId, eventName: request.stripeMeterEvent, value });
+    if (request?.overage !== "overflow" || request.stripeMeterEvent === undefined) continue;
+    reports.push({ counterId: reading.counterId, eventName: request.stripeMeterEvent, value });
   }
   return reports;
 }

@@ -148,6 +148,12 @@ export interface MeterRequest {
   overage?: "overflow";
   /** With `overage`: the Stripe Billing Meter event the overage units are reported to. */
   stripeMeterEvent?: string;
+  /**
+   * With `overage` (the same value as `overriddenLimit`, but sent for the meter object to read): the limit past which
+   * consumed units are overage. The object keeps the overage it already billed per period and returns what is new on
+   * the reading (`overageBilledUnits`), so a unit given back and consumed again is billed once.
+   */
+  overflowLimit?: number;
 }
 
 export interface MeterReading {
@@ -165,6 +171,12 @@ export interface MeterReading {
   excessUnitsInRequest: number;
   /** Never from the meter object: set by reportedReading for an overflow setting (units past its limit, ≥ 0). */
   overageUnits?: number;
+  /**
+   * Only from the meter object, for a counter sent with `overflowLimit`: the overage units this request adds to what
+   * was already billed this period — max(0, consumedUnits − limit − billed so far), decided and recorded atomically
+   * with the consumption (0 when nothing was consumed). What usage-based billing reports; never on the wire.
+   */
+  overageBilledUnits?: number;
 }
 
 /**

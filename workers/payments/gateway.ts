@@ -63,6 +63,8 @@ interface EventBase<Type extends EntitlementEventType> {
   scope: string | null;
   /** Products this event is about; empty when the payload does not list them (ask `activeProductIds`). */
   productIds: string[];
+  /** Sent by the provider's live mode (real money), not its test mode. */
+  livemode: boolean;
   /** The provider's own event type, for logs and troubleshooting. */
   rawType: string;
 }
@@ -295,8 +297,8 @@ export interface PaymentGateway {
   listPaidCheckouts(request: { startingAfter?: string; limit: number; customerId?: string }): Promise<Page<PaidCheckout>>;
   /**
    * Customers that paid for this identifier in this store — their own `metadata.identifier`, or that of their
-   * subscriptions and payments whose store `scope` is this one (what the platform's checkout sets) — at most 10. The
-   * provider's search index may lag a new object by about a minute.
+   * subscriptions and payments, always with this store's `scope` beside it (what the platform's checkout sets) — at
+   * most 10. The provider's search index may lag a new object by about a minute.
    */
   findCustomerIds(identifier: string, scope: string): Promise<string[]>;
   /** The customer's newest invoices, at most `limit`. */

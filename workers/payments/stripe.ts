@@ -21,7 +21,6 @@ import {
   type SubscriptionStatus,
   WebhookPayloadError,
   WebhookSignatureError,
-  belongsToStore,
 } from "./gateway";
 
 export const STRIPE_API_VERSION = Stripe.API_VERSION;
@@ -201,7 +200,9 @@ export function createStripeGateway(options: StripeGatewayOptions): PaymentGatew
         stripe.paymentIntents.search({ query: inStore, limit: 10 }),
       ]);
       const ids = new Set([
-        ...customers.data.filter((customer) => belongsToStore(scopeIn(customer.metadata), scope)).map((customer) => customer.id),
+        // A customer found by its own metadata only when it is tagged for this store: an untagged one may be another
+        // organization's on a shared account (the sync, which an operator starts, is where untagged customers link).
+        ...customers.data.filter((customer) => scopeIn(customer.metadata) === scope).map((customer) => customer.id),
         ...subscriptions.data.map((subscription) => idOf(subscription.customer)),
         ...payments.data.flatMap((payment) => (payment.customer ? [idOf(payment.customer)] : [])),
       ]);
@@ -424,7 +425,7 @@ function invoiceProducts(invoice: Stripe.Invoice): string[] {
 
 /** Stripe's event → the platform's; the types the platform does not act on give nothing. */
 export function normalizeEvent(event: Stripe.Event): NormalizedEvent[] {
-  const base = { id: event.id, provider: "stripe" as const, occurredAt: isoFromSeconds(event.created), rawType: event.type };
+  const base = { id: event.id, provider: "stripe" as const, occurredAt: isoFromSeconds(event.created), livemode: event.livemode === true, rawType: event.type };
   switch (event.type) {
     case "customer.subscription.created":
     case "customer.subscription.updated":
@@ -454,6 +455,9 @@ export function normalizeEvent(event: Stripe.Event): NormalizedEvent[] {
         },
       ];
     }
+    // A delayed payment method (a bank debit) completes the checkout unpaid, and settles later: the same checkout,
+    // now paid.
+    case "checkout.session.async_payment_succeeded":
     case "checkout.session.completed": {
       const session = event.data.object;
       const mode = CHECKOUT_MODES.find((known) => known === session.mode);

@@ -150,8 +150,15 @@ export async function attemptCreditTopUp(
 }
 
 /**
- * A new attempt (the row is new, or its last attempt started more than TOP_UP_INTERVAL_MS ago), or the pending attempt
- * a redelivered message resumes; null when an attempt finished within the interval.
+ * An attempt that never finished (its messages were dropped after the charge, say) stays the one to resume, with its
+ * own idempotency key, for as long as the provider remembers the key: a later top-up then finds that charge instead of
+ * making a second one. Only after this long is it replaced.
+ */
+const PENDING_ATTEMPT_MS = 23 * 60 * 60 * 1000;
+
+/**
+ * A new attempt (the row is new, or its last attempt finished and started more than TOP_UP_INTERVAL_MS ago), or the
+ * pending attempt a redelivered or later message resumes; null when an attempt finished within the interval.
  */
 async function claimAttempt(db: D1Database, target: TopUpTarget, productId: string, now: number): Promise<{ attemptId: string; productId: string } | null> {
   const key = [target.organizationId, target.store, target.identifier, target.creditId];
@@ -160,10 +167,10 @@ async function claimAttempt(db: D1Database, target: TopUpTarget, productId: stri
       `INSERT INTO credit_topups (organization_id, store, identifier, credit_id, attempt_id, product_id, state, started_at) VALUES (?, ?, ?, ?, ?, ?, 'pending', ?)
        ON CONFLICT (organization_id, store, identifier, credit_id) DO UPDATE SET attempt_id = excluded.attempt_id, product_id = excluded.product_id,
          state = 'pending', reason = NULL, payment_id = NULL, started_at = excluded.started_at, finished_at = NULL
-       WHERE credit_topups.started_at <= ?
+       WHERE (credit_topups.state <> 'pending' AND credit_topups.started_at <= ?) OR credit_topups.started_at <= ?
        RETURNING attempt_id, product_id`,
     )
-    .bind(...key, `topup_${crypto.randomUUID().replaceAll("-", "")}`, productId, now, now - TOP_UP_INTERVAL_MS)
+    .bind(...key, `topup_${crypto.randomUUID().replaceAll("-", "")}`, productId, now, now - TOP_UP_INTERVAL_MS, now - PENDING_ATTEMPT_MS)
     .first<{ attempt_id: string; product_id: string }>();
   const row =
     claimed ??

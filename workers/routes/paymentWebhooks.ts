@@ -82,6 +82,11 @@ export function registerPaymentWebhookRoutes(app: OpenAPIHono<AppEnv>): void {
       throw error;
     }
     if (events.length === 0) return c.json({ received: true as const, ignored: true, events: [] }, 200);
+    // A test-mode endpoint's secret pasted into a live connection (or the reverse) must not mix test data into the store.
+    const live = credentials.mode === "live";
+    if (events.some((event) => event.livemode !== live)) {
+      throw new ApiError("bad_request", `Webhook refused: a ${live ? "test" : "live"}-mode event for an environment connected in ${credentials.mode} mode`);
+    }
 
     const receivedAt = nowIso();
     const messages = events.map((event): { body: PaymentEventMessage } => ({

@@ -192,8 +192,19 @@ describe("credits", () => {
   it("carries at most carryOver of a period's unused allowance into the next; bought credits never expire", async () => {
     const { stub } = freshMeter();
     const plan = { creditId: "tokens", amount: 100, period: "month" as const, carryOver: 30, now: at("2026-04-03T00:00:00Z") };
+    /** A decision's deduction under the plan (its credit request carries the allowance, as decisions send it). */
+    const spend = async (cost: number, now: number) => {
+      const result = await stub.evaluate({
+        counters: [],
+        credits: [{ creditId: "tokens", cost, consume: true, grant: { amount: plan.amount, period: plan.period, carryOver: plan.carryOver } }],
+        timeZone: "UTC",
+        now,
+      });
+      if ("conflict" in result) throw new Error("unexpected conflict");
+      return result.credits![0]!.balance;
+    };
     expect(await applyAllowance(stub, plan)).toBe(100);
-    await deduct(stub, { creditId: "tokens", cost: 40 });
+    expect(await spend(40, at("2026-04-10T00:00:00Z"))).toBe(60);
     // 60 unused: 30 carry over, 30 expire, then May's 100.
     expect(await applyAllowance(stub, { ...plan, now: at("2026-05-01T00:00:00Z") })).toBe(130);
     expect((await creditLedger(stub, "tokens")).slice(0, 2)).toEqual([
@@ -202,11 +213,22 @@ describe("credits", () => {
     ]);
     // Once per period: later calls in May expire nothing more.
     expect(await applyAllowance(stub, { ...plan, now: at("2026-05-20T00:00:00Z") })).toBe(130);
-    // 500 bought credits on top: the allowance is spent first, so only the allowance's unused part can expire.
+    // 500 bought credits on top; 10 spent in May. May's allowance (100) and what it carried in (30), less 10 spent:
+    // 120 unused, 30 kept, 90 expire; the 500 bought stay.
     await stub.grantCredits({ creditId: "tokens", amount: 500, reason: "purchase" });
-    await deduct(stub, { creditId: "tokens", cost: 10 });
-    // Balance 620; May's allowance (100) counts as unused in full → 70 of it expire; the 500 stay.
-    expect(await applyAllowance(stub, { ...plan, now: at("2026-06-01T00:00:00Z") })).toBe(650);
+    expect(await spend(10, at("2026-05-21T00:00:00Z"))).toBe(620);
+    expect(await applyAllowance(stub, { ...plan, now: at("2026-06-01T00:00:00Z") })).toBe(630);
+
+    // Bought credits spent past the allowance are not expired: 100 allowance, 50 bought, 60 spent → 40 unused, 20 kept.
+    const mixed = freshMeter().stub;
+    const small = { creditId: "tokens", amount: 100, period: "month" as const, carryOver: 20 };
+    await applyAllowance(mixed, { ...small, now: at("2026-04-03T00:00:00Z") });
+    await mixed.grantCredits({ creditId: "tokens", amount: 50, reason: "purchase" });
+    await mixed.evaluate({ counters: [], credits: [{ creditId: "tokens", cost: 60, consume: true, grant: { amount: 100, period: "month", carryOver: 20 } }], timeZone: "UTC", now: at("2026-04-04T00:00:00Z") });
+    expect(await applyAllowance(mixed, { ...small, now: at("2026-05-01T00:00:00Z") })).toBe(170);
+    // Nothing spent for months: the carry stays capped (no pile-up).
+    for (const month of ["06", "07", "08"]) expect(await applyAllowance(mixed, { ...small, now: at(`2026-${month}-01T00:00:00Z`) })).toBe(170);
+
     // Use it or lose it.
     const strict = freshMeter().stub;
     const noCarry = { ...plan, carryOver: 0 };

@@ -1,8 +1,9 @@
 /**
  * Metered overage over HTTP: an `overage: overflow` allowance keeps granting past its limit and reports the units
  * beyond it (`overageUnits`, and — with `stripeMeterEvent` — one Stripe Billing Meter event per request through the
- * payments queue); a capped one (the default) refuses as before. Conflicts between plans, access checks that only
- * read, counter updates, concurrency, Idempotency-Key retries and identities without a Stripe customer.
+ * payments queue, each unit of overage billed once a period, even when given back and consumed again); a capped one
+ * (the default) refuses as before. Conflicts between plans, access checks that only read, counter updates,
+ * concurrency, Idempotency-Key retries and identities without a Stripe customer.
  */
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import type { UsageReportMessage } from "../../../workers/payments/usage";
@@ -61,8 +62,8 @@ afterEach(() => {
 const decide = (user: string, surfaceSlug = "call", headers: Record<string, string> = {}) =>
   call("POST", "/api/v1/surface-decisions", { key: org.preview.secretKey, headers, body: { surfaceSlug, identity: { userIdentifier: user } } });
 const check = (user: string) => call("POST", "/api/v1/access-checks", { key: org.preview.secretKey, body: { identity: { userIdentifier: user } } });
-const updateCounter = (user: string, update: number) =>
-  call("POST", "/api/v1/counter-updates", { key: org.preview.secretKey, body: { identity: { userIdentifier: user }, counterId: apiCounter, update } });
+const updateCounter = (user: string, update: number, headers: Record<string, string> = {}) =>
+  call("POST", "/api/v1/counter-updates", { key: org.preview.secretKey, headers, body: { identity: { userIdentifier: user }, counterId: apiCounter, update } });
 
 /** A signed-in user who is a customer of the fake Stripe account (linked by the admin API), with products if given. */
 async function customer(label: string, stripeProductIds: string[] = []): Promise<{ user: string; customerId: string }> {
@@ -207,6 +208,75 @@ describe("overflow: granted past the limit", () => {
       ["no_customer", null],
       ["no_customer", null],
     ]);
+  });
+});
+
+describe("each unit of overage is billed once a period", () => {
+  const valuesSent = async (user: string) => (await usageSent(user)).map((message) => message.value);
+
+  it("a unit given back and consumed again is not billed again: +4, −1, +1 bill 1; one more bills 1", async () => {
+    const { user, customerId } = await customer("giveback");
+    const over = await updateCounter(user, 4);
+    expect(over.body.counter).toMatchObject({ consumedUnits: 4, overageUnits: 1 });
+    expect((await updateCounter(user, -1)).body.counter).toMatchObject({ consumedUnits: 3, overageUnits: 0 });
+    const again = await updateCounter(user, 1);
+    // The reading still says where the counter stands; only the billing knows the unit was billed already.
+    expect(again.body.counter).toMatchObject({ consumedUnits: 4, overageUnits: 1, consumedUnitsInRequest: 1 });
+    expect(again.body.counter).not.toHaveProperty("overageBilledUnits");
+    expect(await valuesSent(user)).toEqual([1]);
+    // A decision consuming the given-back unit again bills nothing either.
+    expect((await updateCounter(user, -1)).status).toBe(200);
+    expect((await decide(user)).body.features.api.properties.enabled).toMatchObject({ consumedUnits: 4, overageUnits: 1 });
+    expect(await valuesSent(user)).toEqual([1]);
+    const next = await updateCounter(user, 1);
+    expect(next.body.counter).toMatchObject({ consumedUnits: 5, overageUnits: 2 });
+    expect((await usageSent(user)).map((message) => [message.value, message.eventId])).toEqual([
+      [1, over.body.eventId],
+      [1, next.body.eventId],
+    ]);
+    await payments.deliver();
+    expect(totalOf(await meterEventsFor(customerId))).toBe(2);
+  });
+
+  it("N concurrent decisions and counter updates past limit L bill N − L; concurrent give-backs and re-consumption bill only new overage", async () => {
+    const { user, customerId } = await customer("concurrent");
+    const N = 10;
+    const results = await Promise.all(Array.from({ length: N }, (_, index) => (index % 2 === 0 ? decide(user) : updateCounter(user, 1))));
+    expect(results.map((result) => result.status)).toEqual(Array(N).fill(200));
+    expect(await valuesSent(user)).toHaveLength(N - LIMIT);
+    expect((await valuesSent(user)).reduce((sum, value) => sum + value, 0)).toBe(N - LIMIT);
+
+    // Units given back and consumed again while others are consumed: billed up to the highest overage reached only.
+    const mixed = await Promise.all([
+      updateCounter(user, -1),
+      decide(user),
+      updateCounter(user, -1),
+      updateCounter(user, 1),
+      decide(user),
+      updateCounter(user, -1),
+      updateCounter(user, 1),
+    ]);
+    const consumedUnits = mixed.map((result) => result.body.counter?.consumedUnits ?? result.body.features.api.properties.enabled.consumedUnits);
+    const highest = Math.max(N, ...consumedUnits);
+    expect((await valuesSent(user)).reduce((sum, value) => sum + value, 0)).toBe(highest - LIMIT);
+    expect((await check(user)).body.features.api.properties.enabled.consumedUnits).toBe(N + 1);
+    await payments.deliver();
+    expect(totalOf(await meterEventsFor(customerId))).toBe(highest - LIMIT);
+  });
+
+  it("a replayed counter update (same Idempotency-Key) bills nothing more, also after units were given back", async () => {
+    const { user, customerId } = await customer("update-retry");
+    const headers = { "idempotency-key": uniqueId("key") };
+    const first = await updateCounter(user, LIMIT + 2, headers);
+    expect(first.body.counter).toMatchObject({ consumedUnits: LIMIT + 2, overageUnits: 2 });
+    const retried = await updateCounter(user, LIMIT + 2, headers);
+    expect(retried.body).toEqual(first.body);
+    expect((await updateCounter(user, -2)).body.counter).toMatchObject({ consumedUnits: LIMIT });
+    expect((await updateCounter(user, LIMIT + 2, headers)).body).toEqual(first.body);
+    expect((await updateCounter(user, 2)).body.counter).toMatchObject({ consumedUnits: LIMIT + 2, overageUnits: 2 });
+    expect((await usageSent(user)).map((message) => [message.value, message.eventId])).toEqual([[2, first.body.eventId]]);
+    await payments.deliver();
+    expect(totalOf(await meterEventsFor(customerId))).toBe(2);
   });
 });
 

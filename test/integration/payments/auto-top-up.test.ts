@@ -166,7 +166,10 @@ describe("automatic credit top-up", () => {
     expect(failed).toBe(true);
     expect(await shop.balance()).toBe(100);
 
-    await deliverPaymentMessages([shop.message], 2);
+    // The attempt was dropped, and the next message comes long after the top-up interval: the unfinished attempt is
+    // resumed under its own key instead of being replaced by a new one (which would charge a second time).
+    await env.DB.prepare("UPDATE credit_topups SET started_at = started_at - ? WHERE organization_id = ?").bind(60 * 60 * 1000, shop.org.id).run();
+    await deliverPaymentMessages([shop.message], 1);
     const charges = await shop.charges();
     expect(charges).toHaveLength(2);
     expect(charges[1]!.idempotencyKey).toBe(charges[0]!.idempotencyKey);

@@ -17,6 +17,7 @@ import {
   invoiceSubscription,
   refundPayment,
   seedPrice,
+  settleCheckout,
   stripeApiBase,
   stripeSignature,
   updateSubscription,
@@ -124,6 +125,10 @@ describe("Stripe webhooks: what is refused", () => {
     const notJson = "not json";
     const signedNotJson = await call("POST", webhookPath(shop_.environmentId), { rawBody: notJson, headers: { "stripe-signature": await stripeSignature(notJson, shop_.account.webhookSecret) } });
     expect(signedNotJson.status).toBe(400);
+    // A live-mode event on a test-mode connection (a secret pasted into the wrong environment) changes nothing either.
+    const liveEvent = await postWebhook(shop_.environmentId, { ...event, livemode: true }, shop_.account.webhookSecret);
+    expect(liveEvent.status).toBe(400);
+    expect(liveEvent.body.message).toMatch(/live-mode event for an environment connected in test mode/);
     expect(payments.sent).toEqual([]);
     await payments.deliver();
     expect(await hasPremium(shop_, "reader@example.com")).toBe(false);
@@ -196,7 +201,7 @@ describe("Stripe webhooks: linked plans", () => {
     // One transition (none → active), dispatched, and recorded as a payment event.
     const transitions = await transitionsOf(shop_.environmentId);
     expect(transitions).toEqual([{ subject: "subscription", subject_id: session.subscription, from_state: null, to_state: "active", dispatched_at: expect.any(String) }]);
-    const recorded = await call("GET", `/api/v1/admin/events?environmentId=${shop_.environmentId}&kind=payment`, { key: shop_.org.adminKey });
+    const recorded = await call("GET", `/api/v1/admin/events?environmentId=${shop_.environmentId}&kind=payment&outcome=active`, { key: shop_.org.adminKey });
     expect(recorded.status).toBe(200);
     expect(recorded.body.events).toEqual([
       expect.objectContaining({
@@ -327,6 +332,24 @@ describe("Stripe webhooks: the lifecycle", () => {
       ["purchase", null, "paid"],
       ["purchase", "paid", "refunded"],
     ]);
+  });
+
+  it("a one-time purchase paid by a delayed method grants its plan once the payment settles", async () => {
+    const shop_ = await shop({ oneTime: true });
+    const session = await gatewayOf(shop_).createCheckoutSession({
+      mode: "payment",
+      priceIds: [shop_.priceId],
+      identifier: "slow-payer@example.com",
+      scope: `${shop_.org.id}:preview`,
+      successUrl: "https://news.example/thanks",
+      cancelUrl: "https://news.example/pricing",
+      automaticTax: false,
+    });
+    const completed = await completeCheckout(session.id, { delayed: true });
+    await deliverAll(shop_, completed.events);
+    expect(await hasPremium(shop_, "slow-payer@example.com")).toBe(false);
+    await deliverAll(shop_, (await settleCheckout(session.id)).events);
+    expect(await hasPremium(shop_, "slow-payer@example.com")).toBe(true);
   });
 
   it("a refund that arrives before its checkout still wins, and a policy can keep refunded purchases", async () => {

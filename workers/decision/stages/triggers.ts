@@ -59,7 +59,8 @@ export function enqueueDecisionTriggers<C extends DecisionRequest & Configured &
       meter.late.then(
         (answer: EvaluateResult) => {
           if ("conflict" in answer || answer.replayed) return undefined;
-          queueOverageReports(services, overage, countedMeterRequests, answer.readings);
+          // No overage is billed for a late answer: the response went out on the fallback, not on this consumption
+          // (a refused visitor is never billed for it). A deduction that did happen can still call for a top-up.
           requestTopUpsAfter(services, context, answer.credits);
           return enqueue(meterTriggers(answer));
         },

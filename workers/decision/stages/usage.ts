@@ -1,7 +1,8 @@
 /**
- * After the response, with the triggers: the overage units a request consumed past the limit of an `overage: overflow`
- * setting that reports to a Stripe meter event, queued for usage-based billing (payments/usage.ts) — one message per
- * counter and request. A replay queues nothing (the first request did).
+ * After the response, with the triggers: the overage units the meter object billed for a request (past the limit of an
+ * `overage: overflow` setting that reports to a Stripe meter event, and past what it billed before this period),
+ * queued for usage-based billing (payments/usage.ts) — one message per counter and request. A replay queues nothing
+ * (the first request did).
  */
 import type { MeterReading, MeterRequest } from "../../engine";
 import { overageReportsOf } from "../../engine/meters";

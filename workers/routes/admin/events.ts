@@ -30,7 +30,11 @@ const listEventsRoute = createRoute({
       kind: z.enum(["access_check", "surface_decision", "counter_update", "admin", "endpoint", "action_failed", "payment", "usage"]).optional(),
       identifier: z.string().max(512).optional(),
       surface: z.string().max(100).optional(),
-      outcome: z.enum(["granted", "denied", "failed"]).optional(),
+      outcome: z
+        .string()
+        .regex(/^[a-z_]{1,40}$/, "must be an outcome such as granted, denied, failed, or a payment state (active, past_due, reported, top_up_failed, …)")
+        .optional()
+        .openapi({ description: "granted, denied or failed for decisions; the new state for payment events; reported / no_customer for usage" }),
       from: z.iso.datetime().optional().openapi({ description: "ISO-8601, inclusive" }),
       to: z.iso.datetime().optional().openapi({ description: "ISO-8601, inclusive" }),
       cursor: z.string().max(200).optional(),

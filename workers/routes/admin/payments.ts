@@ -27,7 +27,7 @@ const PaymentConnectionSchema = z
     webhookUrl: z.string().openapi({
       example: "/api/v1/envs/env_0123456789abcdef/payments/stripe/webhooks",
       description:
-        "Path, below the platform's base URL, to register as the environment's webhook endpoint in Stripe (events: customer.subscription.*, checkout.session.completed, invoice.paid, invoice.payment_failed, charge.refunded, charge.dispute.created).",
+        "Path, below the platform's base URL, to register as the environment's webhook endpoint in Stripe (events: customer.subscription.*, checkout.session.completed, checkout.session.async_payment_succeeded, invoice.paid, invoice.payment_failed, charge.refunded, charge.dispute.created).",
     }),
     policy: z.lazy(() => PolicySchema),
     checkout: z.lazy(() => CheckoutSettingsSchema),
