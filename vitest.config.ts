@@ -21,7 +21,7 @@ export default defineConfig(async () => {
     ],
     test: {
       globalSetup: ["./test/fake-stripe/global-setup.ts"],
-      setupFiles: ["./test/setup/apply-migrations.ts", "./test/setup/console.ts"],
+      setupFiles: ["./test/setup/apply-migrations.ts", "./test/setup/console.ts", "./test/setup/payments-queue.ts"],
       include: ["test/**/*.test.ts"],
     },
   };

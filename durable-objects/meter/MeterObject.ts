@@ -144,7 +144,7 @@ const SCHEMA = `
     counter_id TEXT NOT NULL, period_start INTEGER NOT NULL, resource_id TEXT NOT NULL,
     PRIMARY KEY (counter_id, period_start, resource_id)) WITHOUT ROWID;
   CREATE TABLE IF NOT EXISTS overage_marks (
-    counter_id TEXT NOT NULL, period_start INTEGER NOT NULL, billed INTEGER NOT NULL,
+    counter_id TEXT NOT NULL, period_start INTEGER NOT NULL, billed_through INTEGER NOT NULL,
     PRIMARY KEY (counter_id, period_start)) WITHOUT ROWID;
   CREATE TABLE IF NOT EXISTS idempotency (
     key TEXT PRIMARY KEY, request_hash TEXT NOT NULL, result TEXT NOT NULL, created_at INTEGER NOT NULL);
@@ -332,7 +332,7 @@ export class MeterObject extends DurableObject<Env> {
         const consumed = state.consumed + (consumedNow ? 1 : 0);
         const overflowLimit = state.counter.overflowLimit;
         // A consumption is always a write, so this runs inside the transaction that consumes.
-        const billed = overflowLimit === undefined ? undefined : consumedNow ? this.billOverage(state.counter.counterId, state.start, consumed, overflowLimit) : 0;
+        const billed = overflowLimit === undefined ? undefined : consumedNow ? this.billOverage(state.counter.counterId, state.start, state.consumed, consumed, overflowLimit) : 0;
         return {
           counterId: state.counter.counterId,
           hasAccess: state.counter.consume ? consumedNow || state.seen : state.seen || consumed < state.limit,
@@ -354,8 +354,9 @@ export class MeterObject extends DurableObject<Env> {
         const deducted = granted && credit.consume;
         if (deducted && cost > 0) {
           this.changeBalance(credit.creditId, -cost, "consume", now);
-          // What a capped carry-over needs to know at the next period: how much of this period's credits were spent.
-          if (credit.grant?.carryOver !== undefined) this.addSpent(credit.creditId, periodStart(credit.grant.period, now, timeZone), cost);
+          // What a capped carry-over needs to know at the next period: how much of this period's credits were spent —
+          // kept under every allowance, so a plan that gains carryOver later still knows what was spent before.
+          if (credit.grant) this.addSpent(credit.creditId, periodStart(credit.grant.period, now, timeZone), cost);
         }
         const balance = this.getBalance(credit.creditId);
         const hasAccess = deducted || (!credit.consume && balance >= cost);
@@ -395,7 +396,7 @@ export class MeterObject extends DurableObject<Env> {
         this.sql.exec("DELETE FROM resources WHERE counter_id = ? AND period_start = ? AND resource_id = ?", input.counterId, start, input.resourceId!);
       }
       const resourceIdUsed = unique && (update > 0 || (update === 0 && seen));
-      const billed = input.overflowLimit === undefined ? undefined : delta > 0 ? this.billOverage(input.counterId, start, after, input.overflowLimit) : 0;
+      const billed = input.overflowLimit === undefined ? undefined : delta > 0 ? this.billOverage(input.counterId, start, before, after, input.overflowLimit) : 0;
       return {
         reading: {
           counterId: input.counterId,
@@ -644,22 +645,26 @@ export class MeterObject extends DurableObject<Env> {
   }
 
   /**
-   * An overflow counter now at `consumed` units: the overage not billed yet this period — max(0, consumed − limit −
-   * billed) — is marked billed and returned. The mark is a high-water mark of the overage billed: units given back
-   * lower `consumed` but never the mark, so consuming them again bills nothing until the overage passes it. Called in
-   * the transaction of the consumption (and its idempotency row), so concurrent requests bill each unit once and a
-   * replay, answered from the stored result, bills nothing.
+   * The overage units a consumption that took the counter from `before` to `after` units bills: the units past the
+   * limit that no earlier consumption of the period billed. The mark is the highest unit billed so far (a unit given
+   * back and consumed again is not billed twice); a counter's first mark starts at `before`, so units consumed before
+   * any overflow setting applied (under a capped plan, by a workflow) are never billed after the fact, and a limit
+   * that changes mid-period bills only the units past both the new limit and the mark.
    */
-  private billOverage(counterId: string, start: number, consumed: number, overflowLimit: number): number {
-    const billed =
-      this.sql.exec<{ billed: number }>("SELECT billed FROM overage_marks WHERE counter_id = ? AND period_start = ?", counterId, start).toArray()[0]?.billed ?? 0;
-    const billable = Math.max(0, consumed - limitOf(overflowLimit) - billed);
-    if (billable > 0) {
+  private billOverage(counterId: string, start: number, before: number, after: number, overflowLimit: number): number {
+    const limit = limitOf(overflowLimit);
+    if (after <= limit) return 0;
+    const marked = this.sql
+      .exec<{ billed_through: number }>("SELECT billed_through FROM overage_marks WHERE counter_id = ? AND period_start = ?", counterId, start)
+      .toArray()[0]?.billed_through;
+    const through = marked ?? before;
+    const billable = Math.max(0, after - Math.max(limit, through));
+    if (marked === undefined || after > marked) {
       this.sql.exec(
-        "INSERT INTO overage_marks (counter_id, period_start, billed) VALUES (?, ?, ?) ON CONFLICT (counter_id, period_start) DO UPDATE SET billed = excluded.billed",
+        "INSERT INTO overage_marks (counter_id, period_start, billed_through) VALUES (?, ?, ?) ON CONFLICT (counter_id, period_start) DO UPDATE SET billed_through = excluded.billed_through",
         counterId,
         start,
-        billed + billable,
+        Math.max(through, after),
       );
     }
     return billable;
@@ -755,7 +760,7 @@ export class MeterObject extends DurableObject<Env> {
     );
   }
 
-  /** Credits of a capped-carry-over allowance spent in the period starting at `start`. */
+  /** Credits spent under an allowance in the period starting at `start` (what a capped carry-over reads). */
   private addSpent(creditId: string, start: number, cost: number): void {
     this.sql.exec(
       "INSERT INTO credit_carry (credit_id, period_start, carried, spent) VALUES (?, ?, 0, ?) ON CONFLICT (credit_id, period_start) DO UPDATE SET spent = round(spent + excluded.spent, 6)",

@@ -931,6 +931,8 @@ export function createFakeStripe() {
       });
     }],
     ["POST", /^\/v1\/payment_intents$/, (account, params) => newPaymentIntent(account, params)],
+    ["GET", /^\/v1\/payment_intents$/, (account, query) =>
+      page(all(account, "payment_intent", (intent) => !query.customer || intent.customer === query.customer), query, "/v1/payment_intents")],
     ["GET", /^\/v1\/payment_intents\/([^/]+)$/, (account, query, id) => find(account, "payment_intent", id)],
     ["GET", /^\/v1\/charges\/([^/]+)$/, (account, query, id) => find(account, "charge", id)],
     ["GET", /^\/v1\/invoices$/, (account, query) =>

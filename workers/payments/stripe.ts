@@ -50,6 +50,8 @@ const CHECKOUT_MODES = ["subscription", "payment", "setup"] as const;
 const IDENTIFIER_KEY = "identifier";
 /** Metadata key of the user data store a checkout was opened for (gateway.ts storeScope): objects of another store are not this one's. */
 const SCOPE_KEY = "platform_store";
+/** Metadata key of the top-up attempt a payment intent was created for (its idempotency key). */
+const ATTEMPT_KEY = "top_up_attempt";
 const PAGE_SIZE = 100;
 
 const cryptoProvider = Stripe.createSubtleCryptoProvider();
@@ -318,17 +320,37 @@ export function createStripeGateway(options: StripeGatewayOptions): PaymentGatew
       const prices = await asProviderError(() => stripe.prices.list({ product: productId, active: true, type: "one_time", limit: 2 }));
       const price = prices.data.length === 1 ? prices.data[0]! : null;
       if (!price || price.unit_amount === null) return { outcome: "not_charged", reason: "no_price" };
+      const outcomeOf = (payment: Stripe.PaymentIntent) =>
+        // Off-session, a payment that needs the customer (3-D Secure) or is still processing is not paid now.
+        payment.status === "succeeded"
+          ? ({ outcome: "succeeded", paymentId: payment.id, amount: payment.amount, currency: payment.currency } as const)
+          : ({ outcome: "declined", paymentId: payment.id, code: payment.status, message: `The payment is ${payment.status}` } as const);
+      const attempt = requestOptions.idempotencyKey;
       try {
         const payment = await stripe.paymentIntents.create(
-          { amount: price.unit_amount, currency: price.currency, customer: customerId, payment_method: paymentMethod, off_session: true, confirm: true, metadata: { ...metadata, [SCOPE_KEY]: scope } },
+          {
+            amount: price.unit_amount,
+            currency: price.currency,
+            customer: customerId,
+            payment_method: paymentMethod,
+            off_session: true,
+            confirm: true,
+            metadata: { ...metadata, [SCOPE_KEY]: scope, ...(attempt ? { [ATTEMPT_KEY]: attempt } : {}) },
+          },
           sdkRequestOptions(requestOptions),
         );
-        // Off-session, a payment that needs the customer (3-D Secure) or is still processing is not paid now.
-        if (payment.status !== "succeeded") return { outcome: "declined", paymentId: payment.id, code: payment.status, message: `The payment is ${payment.status}` };
-        return { outcome: "succeeded", paymentId: payment.id, amount: payment.amount, currency: payment.currency };
+        return outcomeOf(payment);
       } catch (error) {
         if (error instanceof Stripe.errors.StripeCardError) {
           return { outcome: "declined", paymentId: error.payment_intent?.id ?? null, code: error.code ?? "card_declined", message: error.message };
+        }
+        // A resumed attempt whose card or price changed since its first try: that try reached Stripe, so its payment
+        // (found by the attempt in its metadata) is the answer — never a second charge.
+        if (error instanceof Stripe.errors.StripeIdempotencyError && attempt) {
+          const earlier = await asProviderError(() => stripe.paymentIntents.list({ customer: customerId, limit: 100 }));
+          const payment = earlier.data.find((intent) => intent.metadata?.[ATTEMPT_KEY] === attempt);
+          if (payment) return outcomeOf(payment);
+          return { outcome: "declined", paymentId: null, code: "attempt_conflict", message: "An earlier try of this top-up left no payment" };
         }
         return asProviderError(() => Promise.reject(error));
       }

@@ -229,6 +229,15 @@ describe("credits", () => {
     // Nothing spent for months: the carry stays capped (no pile-up).
     for (const month of ["06", "07", "08"]) expect(await applyAllowance(mixed, { ...small, now: at(`2026-${month}-01T00:00:00Z`) })).toBe(170);
 
+    // A plan that gains carryOver later: what was spent before still counts, so bought credits do not expire.
+    const late = freshMeter().stub;
+    const open = { creditId: "tokens", amount: 100, period: "month" as const };
+    await applyAllowance(late, { ...open, now: at("2026-04-03T00:00:00Z") });
+    await late.evaluate({ counters: [], credits: [{ creditId: "tokens", cost: 100, consume: true, grant: { amount: 100, period: "month" } }], timeZone: "UTC", now: at("2026-04-05T00:00:00Z") });
+    await late.grantCredits({ creditId: "tokens", amount: 50, reason: "purchase" });
+    expect(await applyAllowance(late, { ...open, carryOver: 0, now: at("2026-04-20T00:00:00Z") })).toBe(50);
+    expect(await applyAllowance(late, { ...open, carryOver: 0, now: at("2026-05-01T00:00:00Z") })).toBe(150);
+
     // Use it or lose it.
     const strict = freshMeter().stub;
     const noCarry = { ...plan, carryOver: 0 };

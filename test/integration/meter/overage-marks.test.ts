@@ -30,12 +30,13 @@ const update = async (stub: MeterStub, units: number, extra: { now?: number; ide
 
 const consume = async (stub: MeterStub, now = MAY) => only(readingsOf(await stub.evaluate({ counters: [overflow()], timeZone: "UTC", now })));
 
+/** The marks, as units billed past LIMIT (a mark is the highest unit billed). */
 const marks = (stub: MeterStub) =>
   runInDurableObject(stub, (_instance: MeterObject, state) =>
     state.storage.sql
-      .exec<{ counter_id: string; period_start: number; billed: number }>("SELECT counter_id, period_start, billed FROM overage_marks ORDER BY period_start")
+      .exec<{ counter_id: string; period_start: number; billed_through: number }>("SELECT counter_id, period_start, billed_through FROM overage_marks ORDER BY period_start")
       .toArray()
-      .map((row) => ({ counterId: row.counter_id, periodStart: new Date(row.period_start).toISOString(), billed: row.billed })),
+      .map((row) => ({ counterId: row.counter_id, periodStart: new Date(row.period_start).toISOString(), billed: row.billed_through - LIMIT })),
   );
 
 describe("overage marks", () => {
@@ -126,12 +127,32 @@ describe("overage marks", () => {
     expect(updated).toMatchObject({ consumedUnits: 6 });
     expect(updated).not.toHaveProperty("overageBilledUnits");
     expect(await marks(stub)).toEqual([]);
-    // Units past the limit that nothing billed yet are billed by the next overflow consumption.
-    expect(await consume(stub)).toMatchObject({ consumedUnits: 7, overageBilledUnits: 4 });
+    // Units consumed without an overflow limit are never billed after the fact: the first mark starts where the
+    // counter stood, so only unit 7 is billed.
+    expect(await consume(stub)).toMatchObject({ consumedUnits: 7, overageBilledUnits: 1 });
 
     expect(await stub.resetCounter(API)).toBe(true);
     expect(await marks(stub)).toEqual([]);
     expect(await update(stub, 4)).toMatchObject({ consumedUnits: 4, overageBilledUnits: 1 });
+  });
+
+  it("a limit that changes mid-period bills only units past both the new limit and what was billed", async () => {
+    const { stub } = freshMeter();
+    // Limit 5: 8 units bill 3 (6, 7, 8).
+    const first = await stub.updateCounter({ counterId: API, period: "month", timeZone: "UTC", limit: UNLIMITED_UNITS, overflowLimit: 5, update: 8, now: MAY });
+    expect(readingOf(first).overageBilledUnits).toBe(3);
+    // Upgraded to 10: unit 11 is past the new limit and was never billed.
+    const upgraded = await stub.updateCounter({ counterId: API, period: "month", timeZone: "UTC", limit: UNLIMITED_UNITS, overflowLimit: 10, update: 3, now: MAY });
+    expect(readingOf(upgraded)).toMatchObject({ consumedUnits: 11, overageBilledUnits: 1 });
+    // Downgraded to 5: units 6–11 were consumed and billed (or within the allowance) already; only unit 12 is new.
+    const downgraded = await stub.updateCounter({ counterId: API, period: "month", timeZone: "UTC", limit: UNLIMITED_UNITS, overflowLimit: 5, update: 1, now: MAY });
+    expect(readingOf(downgraded)).toMatchObject({ consumedUnits: 12, overageBilledUnits: 1 });
+
+    // Units consumed under a capped plan are not billed when the counter turns to overflow mid-period.
+    const switched = freshMeter().stub;
+    await switched.updateCounter({ counterId: API, period: "month", timeZone: "UTC", limit: 10, update: 7, now: MAY });
+    const overflowing = await switched.updateCounter({ counterId: API, period: "month", timeZone: "UTC", limit: UNLIMITED_UNITS, overflowLimit: 5, update: 1, now: MAY });
+    expect(readingOf(overflowing)).toMatchObject({ consumedUnits: 8, overageBilledUnits: 1 });
   });
 
   it("an object from before overage marks gets the table on wake and bills from there", async () => {

@@ -81,7 +81,7 @@ async function topUpShop(below: number, paymentMethod: "card" | "declining" | "n
     return recorded.body.events as { outcome: string; identifier: string; record: Record<string, any> }[];
   };
   const message: CreditTopUpMessage = { kind: "topup", organizationId: org.id, environmentId, identifier: USER, creditId, productId: product.id };
-  return { org, environmentId, creditId, product, customerId, balance, decide, topUpsSent, charges, paymentRecords, message };
+  return { org, environmentId, account, creditId, product, customerId, balance, decide, topUpsSent, charges, paymentRecords, message };
 }
 
 describe("automatic credit top-up", () => {
@@ -179,6 +179,36 @@ describe("automatic credit top-up", () => {
     expect(purchases).toEqual({ n: 2 }); // the checkout's and the top-up's
     const row = await env.DB.prepare("SELECT state FROM credit_topups WHERE organization_id = ?").bind(shop.org.id).first();
     expect(row).toEqual({ state: "succeeded" });
+  });
+
+  it("resumes an attempt whose card changed since it charged: finds that payment instead of charging again", async () => {
+    const shop = await topUpShop(1000);
+    const batch = env.DB.batch.bind(env.DB);
+    let failed = false;
+    const spy = vi.spyOn(env.DB, "batch").mockImplementation(async (statements) => {
+      const writesPurchase = statements.some((statement) => String((statement as unknown as { statement?: string }).statement).includes("INSERT INTO payment_purchases"));
+      if (writesPurchase && !failed) {
+        failed = true;
+        throw new Error("D1 unavailable");
+      }
+      return batch(statements);
+    });
+    try {
+      expect((await deliverPaymentMessages([shop.message])).retryMessages).toHaveLength(1);
+    } finally {
+      spy.mockRestore();
+    }
+    // The customer saves another card before the attempt is resumed: the same key with other parameters.
+    await fakeStripe(`customers/${shop.customerId}/payment_method`, { key: shop.account.key, body: {} });
+    const resumed = await deliverPaymentMessages([shop.message], 2);
+    expect(resumed.retryMessages).toEqual([]);
+    expect(await shop.balance()).toBe(200);
+    const row = await env.DB.prepare("SELECT state FROM credit_topups WHERE organization_id = ?").bind(shop.org.id).first();
+    expect(row).toEqual({ state: "succeeded" });
+    // Two requests under one key; Stripe refused the second: one payment.
+    const charges = await shop.charges();
+    expect(charges).toHaveLength(2);
+    expect(new Set(charges.map((charge) => charge.idempotencyKey)).size).toBe(1);
   });
 
   it("records a declined card, grants nothing and does not try again within the interval", async () => {

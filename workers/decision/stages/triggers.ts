@@ -11,7 +11,7 @@ import { counterSettingsOf } from "../../workflows/scopedUtils";
 import type { Configured, DecisionRequest, Identified, Metered, Planned } from "../context";
 import { requestTopUpsAfter } from "../creditTopUps";
 import type { Services } from "../services";
-import { queueOverageReports } from "./usage";
+import { grantedOnFallback, queueOverageReports } from "./usage";
 
 type Trigger = { name: string; payload: unknown };
 
@@ -59,8 +59,9 @@ export function enqueueDecisionTriggers<C extends DecisionRequest & Configured &
       meter.late.then(
         (answer: EvaluateResult) => {
           if ("conflict" in answer || answer.replayed) return undefined;
-          // No overage is billed for a late answer: the response went out on the fallback, not on this consumption
-          // (a refused visitor is never billed for it). A deduction that did happen can still call for a top-up.
+          // The response went out on the fallback: its overage is billed only where that fallback granted (the visitor
+          // used the unit), never to a visitor it refused. A deduction that did happen can still call for a top-up.
+          queueOverageReports(services, overage, grantedOnFallback(prepared, countedMeterRequests), answer.readings);
           requestTopUpsAfter(services, context, answer.credits);
           return enqueue(meterTriggers(answer));
         },
