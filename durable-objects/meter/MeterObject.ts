@@ -143,7 +143,7 @@ const SCHEMA = `
   CREATE TABLE IF NOT EXISTS resources (
     counter_id TEXT NOT NULL, period_start INTEGER NOT NULL, resource_id TEXT NOT NULL,
     PRIMARY KEY (counter_id, period_start, resource_id)) WITHOUT ROWID;
-  CREATE TABLE IF NOT EXISTS overage_marks (
+  CREATE TABLE IF NOT EXISTS overage_billed (
     counter_id TEXT NOT NULL, period_start INTEGER NOT NULL, billed_through INTEGER NOT NULL,
     PRIMARY KEY (counter_id, period_start)) WITHOUT ROWID;
   CREATE TABLE IF NOT EXISTS idempotency (
@@ -165,7 +165,7 @@ const SCHEMA = `
 `;
 
 /** The tables and index SCHEMA creates: when all are in `sqlite_master` the DDL is skipped. */
-const SCHEMA_OBJECTS = ["counters", "resources", "overage_marks", "idempotency", "idempotency_created_at", "credits", "credit_allowances", "credit_carry", "credit_ledger", "custom_data", "links", "profile"];
+const SCHEMA_OBJECTS = ["counters", "resources", "overage_billed", "idempotency", "idempotency_created_at", "credits", "credit_allowances", "credit_carry", "credit_ledger", "custom_data", "links", "profile"];
 const SCHEMA_CHECK = `SELECT COUNT(*) AS n FROM sqlite_master WHERE name IN (${SCHEMA_OBJECTS.map((name) => `'${name}'`).join(", ")})`;
 
 /** Credits may be fractional (cost multipliers); keep them to 6 decimals so sums do not drift. */
@@ -192,6 +192,8 @@ function limitOf(limit: number | undefined): number {
 
 export class MeterObject extends DurableObject<Env> {
   private readonly sql: SqlStorage;
+  /** Whether any overage mark exists (looked up once, then kept; undefined until a consumption needs to know). */
+  private hasOverageMarks: boolean | undefined;
   /** An alarm is known to be set (in memory; re-checked after eviction). */
   private pruneScheduled = false;
   /**
@@ -333,6 +335,7 @@ export class MeterObject extends DurableObject<Env> {
         const overflowLimit = state.counter.overflowLimit;
         // A consumption is always a write, so this runs inside the transaction that consumes.
         const billed = overflowLimit === undefined ? undefined : consumedNow ? this.billOverage(state.counter.counterId, state.start, state.consumed, consumed, overflowLimit) : 0;
+        if (overflowLimit === undefined && consumedNow) this.moveOverageMark(state.counter.counterId, state.start, consumed);
         return {
           counterId: state.counter.counterId,
           hasAccess: state.counter.consume ? consumedNow || state.seen : state.seen || consumed < state.limit,
@@ -397,6 +400,7 @@ export class MeterObject extends DurableObject<Env> {
       }
       const resourceIdUsed = unique && (update > 0 || (update === 0 && seen));
       const billed = input.overflowLimit === undefined ? undefined : delta > 0 ? this.billOverage(input.counterId, start, before, after, input.overflowLimit) : 0;
+      if (input.overflowLimit === undefined && delta > 0) this.moveOverageMark(input.counterId, start, after);
       return {
         reading: {
           counterId: input.counterId,
@@ -449,7 +453,7 @@ export class MeterObject extends DurableObject<Env> {
     return this.ctx.storage.transactionSync(() => {
       const existed = this.sql.exec("DELETE FROM counters WHERE counter_id = ?", counterId).rowsWritten > 0;
       this.sql.exec("DELETE FROM resources WHERE counter_id = ?", counterId);
-      this.sql.exec("DELETE FROM overage_marks WHERE counter_id = ?", counterId);
+      this.sql.exec("DELETE FROM overage_billed WHERE counter_id = ?", counterId);
       return existed;
     });
   }
@@ -581,7 +585,7 @@ export class MeterObject extends DurableObject<Env> {
     ).rowsWritten;
     // Marks are written with their period's units: a mark without them belongs to a finished period.
     const overageMarks = this.sql.exec(
-      "DELETE FROM overage_marks WHERE NOT EXISTS (SELECT 1 FROM counters c WHERE c.counter_id = overage_marks.counter_id AND c.period_start = overage_marks.period_start)",
+      "DELETE FROM overage_billed WHERE NOT EXISTS (SELECT 1 FROM counters c WHERE c.counter_id = overage_billed.counter_id AND c.period_start = overage_billed.period_start)",
     ).rowsWritten;
     const idempotencyKeys = this.sql.exec("DELETE FROM idempotency WHERE created_at < ?", now - IDEMPOTENCY_TTL_MS).rowsWritten;
     const grants =
@@ -645,6 +649,17 @@ export class MeterObject extends DurableObject<Env> {
   }
 
   /**
+   * A consumption without an overflow limit (a capped or unlimited plan now, a workflow's counters): a counter billed
+   * earlier this period moves its mark along, so these units are never billed once an overflow setting applies again.
+   * Objects that never billed overage skip it after one lookup (`hasOverageMarks`).
+   */
+  private moveOverageMark(counterId: string, start: number, after: number): void {
+    this.hasOverageMarks ??= this.sql.exec("SELECT 1 FROM overage_billed LIMIT 1").toArray().length > 0;
+    if (!this.hasOverageMarks) return;
+    this.sql.exec("UPDATE overage_billed SET billed_through = ? WHERE counter_id = ? AND period_start = ? AND billed_through < ?", after, counterId, start, after);
+  }
+
+  /**
    * The overage units a consumption that took the counter from `before` to `after` units bills: the units past the
    * limit that no earlier consumption of the period billed. The mark is the highest unit billed so far (a unit given
    * back and consumed again is not billed twice); a counter's first mark starts at `before`, so units consumed before
@@ -653,19 +668,22 @@ export class MeterObject extends DurableObject<Env> {
    */
   private billOverage(counterId: string, start: number, before: number, after: number, overflowLimit: number): number {
     const limit = limitOf(overflowLimit);
-    if (after <= limit) return 0;
     const marked = this.sql
-      .exec<{ billed_through: number }>("SELECT billed_through FROM overage_marks WHERE counter_id = ? AND period_start = ?", counterId, start)
+      .exec<{ billed_through: number }>("SELECT billed_through FROM overage_billed WHERE counter_id = ? AND period_start = ?", counterId, start)
       .toArray()[0]?.billed_through;
+    // Within the limit: nothing to bill, but a counter already marked moves its mark along, so units consumed under a
+    // higher limit now are never billed when the limit comes down again.
+    if (after <= limit && (marked === undefined || after <= marked)) return 0;
     const through = marked ?? before;
     const billable = Math.max(0, after - Math.max(limit, through));
     if (marked === undefined || after > marked) {
       this.sql.exec(
-        "INSERT INTO overage_marks (counter_id, period_start, billed_through) VALUES (?, ?, ?) ON CONFLICT (counter_id, period_start) DO UPDATE SET billed_through = excluded.billed_through",
+        "INSERT INTO overage_billed (counter_id, period_start, billed_through) VALUES (?, ?, ?) ON CONFLICT (counter_id, period_start) DO UPDATE SET billed_through = excluded.billed_through",
         counterId,
         start,
         Math.max(through, after),
       );
+      this.hasOverageMarks = true;
     }
     return billable;
   }

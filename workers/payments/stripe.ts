@@ -350,7 +350,8 @@ export function createStripeGateway(options: StripeGatewayOptions): PaymentGatew
           const earlier = await asProviderError(() => stripe.paymentIntents.list({ customer: customerId, limit: 100 }));
           const payment = earlier.data.find((intent) => intent.metadata?.[ATTEMPT_KEY] === attempt);
           if (payment) return outcomeOf(payment);
-          return { outcome: "declined", paymentId: null, code: "attempt_conflict", message: "An earlier try of this top-up left no payment" };
+          // Its payment is not listed yet (the other try is still in flight): try again later, never charge twice.
+          throw new PaymentProviderError("failed", "An earlier try of this top-up is still in progress at Stripe", { cause: error });
         }
         return asProviderError(() => Promise.reject(error));
       }

@@ -1,6 +1,6 @@
 /**
  * Overage billed by an overflow counter (a request with `overflowLimit`): the object keeps, per counter and period, the
- * overage it already billed (a high-water mark in `overage_marks`) and bills on each reading only what passes it — in
+ * overage it already billed (a high-water mark in `overage_billed`) and bills on each reading only what passes it — in
  * the same transaction as the consumption. Units given back and consumed again are not billed twice, concurrent
  * consumptions bill each unit once, a replay bills nothing, and a new period starts over.
  */
@@ -34,7 +34,7 @@ const consume = async (stub: MeterStub, now = MAY) => only(readingsOf(await stub
 const marks = (stub: MeterStub) =>
   runInDurableObject(stub, (_instance: MeterObject, state) =>
     state.storage.sql
-      .exec<{ counter_id: string; period_start: number; billed_through: number }>("SELECT counter_id, period_start, billed_through FROM overage_marks ORDER BY period_start")
+      .exec<{ counter_id: string; period_start: number; billed_through: number }>("SELECT counter_id, period_start, billed_through FROM overage_billed ORDER BY period_start")
       .toArray()
       .map((row) => ({ counterId: row.counter_id, periodStart: new Date(row.period_start).toISOString(), billed: row.billed_through - LIMIT })),
   );
@@ -148,6 +148,18 @@ describe("overage marks", () => {
     const downgraded = await stub.updateCounter({ counterId: API, period: "month", timeZone: "UTC", limit: UNLIMITED_UNITS, overflowLimit: 5, update: 1, now: MAY });
     expect(readingOf(downgraded)).toMatchObject({ consumedUnits: 12, overageBilledUnits: 1 });
 
+    // Raised to 20, consumed to 18 within it, lowered to 10 again: only unit 19 is new overage.
+    const swings = freshMeter().stub;
+    const overflowAt = (overflowLimit: number, update: number) =>
+      swings.updateCounter({ counterId: API, period: "month", timeZone: "UTC", limit: UNLIMITED_UNITS, overflowLimit, update, now: MAY }).then(readingOf);
+    expect(await overflowAt(10, 12)).toMatchObject({ overageBilledUnits: 2 });
+    expect(await overflowAt(20, 6)).toMatchObject({ consumedUnits: 18, overageBilledUnits: 0 });
+    expect(await overflowAt(10, 1)).toMatchObject({ consumedUnits: 19, overageBilledUnits: 1 });
+    // A capped plan in between (no overflowLimit) moves the mark along too.
+    await swings.updateCounter({ counterId: API, period: "month", timeZone: "UTC", limit: 30, update: 5, now: MAY });
+    await swings.evaluate({ counters: [counter(API, 30, { consume: true })], timeZone: "UTC", now: MAY });
+    expect(await overflowAt(10, 1)).toMatchObject({ consumedUnits: 26, overageBilledUnits: 1 });
+
     // Units consumed under a capped plan are not billed when the counter turns to overflow mid-period.
     const switched = freshMeter().stub;
     await switched.updateCounter({ counterId: API, period: "month", timeZone: "UTC", limit: 10, update: 7, now: MAY });
@@ -159,7 +171,7 @@ describe("overage marks", () => {
     const { stub } = freshMeter();
     await stub.evaluate({ counters: [counter(API, UNLIMITED_UNITS)], timeZone: "UTC", now: MAY });
     await runInDurableObject(stub, (_instance: MeterObject, state) => {
-      state.storage.sql.exec("DROP TABLE overage_marks");
+      state.storage.sql.exec("DROP TABLE overage_billed");
     });
     await evictDurableObject(stub);
     expect(await update(stub, 3)).toMatchObject({ consumedUnits: 4, overageBilledUnits: 1 });
