@@ -60,6 +60,21 @@ export interface Scope {
   now: string;
 }
 
+/** What one batch of payment writes is about: the store, the environment, and the id its transitions go under. */
+export function paymentScope(
+  db: D1Database,
+  target: { organizationId: string; store: string; environmentId: string },
+  provider: PaymentProvider,
+  eventId: string,
+): Scope {
+  return { db, organizationId: target.organizationId, store: target.store, environmentId: target.environmentId, provider, eventId, now: nowIso() };
+}
+
+/** The transitions a batch wrote (the rows its transition statements returned). */
+export function transitionsIn(results: D1Result[]): PaymentTransition[] {
+  return results.flatMap((result) => (result.results as Partial<TransitionRow>[]).filter(isTransitionRow).map(toTransition));
+}
+
 export interface TransitionRow {
   id: number;
   environment_id: string;
@@ -98,16 +113,8 @@ export async function applyPaymentEvent(
   clock: { now(): number } = Date,
 ): Promise<AppliedEvent> {
   const { event } = message;
-  const scope: Scope = {
-    db,
-    organizationId: message.organizationId,
-    store: message.store,
-    environmentId: message.environmentId,
-    provider: event.provider,
-    eventId: event.id,
-    now: nowIso(),
-  };
-  if (await wasProcessed(scope)) return { duplicate: true, transitions: await undispatchedTransitions(scope), customerIds: [] };
+  const scope = paymentScope(db, message, event.provider, event.id);
+  if (await wasProcessed(scope)) return { duplicate: true, transitions: await undispatchedTransitions(db, scope.environmentId, scope.eventId), customerIds: [] };
 
   const statements: D1PreparedStatement[] = [
     db
@@ -189,8 +196,7 @@ export async function applyPaymentEvent(
     if (isUniqueConstraintError(error) && (await wasProcessed(scope))) return { duplicate: true, transitions: [], customerIds: [] };
     throw error;
   }
-  const transitions = results.flatMap((result) => (result.results as Partial<TransitionRow>[]).filter(isTransitionRow).map(toTransition));
-  return { duplicate: false, transitions, customerIds: [...customerIds] };
+  return { duplicate: false, transitions: transitionsIn(results), customerIds: [...customerIds] };
 }
 
 /** Marks transitions as dispatched (recorded and their triggers sent), so a retry does not send them again. */
@@ -209,10 +215,14 @@ async function wasProcessed(scope: Scope): Promise<boolean> {
   return row !== null;
 }
 
-async function undispatchedTransitions(scope: Scope): Promise<PaymentTransition[]> {
-  const { results } = await scope.db
+/**
+ * Transitions written under `eventId` (a webhook event, a sync step, a top-up attempt) that were not dispatched yet:
+ * what a retry after a failed dispatch still owes.
+ */
+export async function undispatchedTransitions(db: D1Database, environmentId: string, eventId: string): Promise<PaymentTransition[]> {
+  const { results } = await db
     .prepare(`SELECT ${TRANSITION_COLUMNS} FROM payment_transitions WHERE environment_id = ? AND event_id = ? AND dispatched_at IS NULL ORDER BY id`)
-    .bind(scope.environmentId, scope.eventId)
+    .bind(environmentId, eventId)
     .all<TransitionRow>();
   return results.map(toTransition);
 }

@@ -13,17 +13,16 @@
  */
 import { LRUCache } from "lru-cache";
 import { EXPIRE_ON_READ } from "../lib/cacheExpiry";
-import { nowIso } from "../lib/ids";
 import {
-  isTransitionRow,
   linkStatements,
   type PaymentTransition,
+  paymentScope,
   purchaseStatements,
-  type Scope,
   subscriptionStatements,
   toTransition,
   TRANSITION_COLUMNS,
   type TransitionRow,
+  transitionsIn,
 } from "./apply";
 import { belongsToStore, type PaymentGateway, storeScope } from "./gateway";
 import type { LifecyclePolicy } from "./lifecycle";
@@ -82,15 +81,7 @@ export async function lookUpCustomer(
   ]);
   if (recent!.results.length > 0 || linked!.results.length > 0) return { asked: false, customerIds: [], transitions: [] };
 
-  const scope: Scope = {
-    db,
-    organizationId,
-    store,
-    environmentId: target.environmentId,
-    provider: gateway.provider,
-    eventId: `${lookupEventPrefix(identifier)}${startedAt}`,
-    now: nowIso(),
-  };
+  const scope = paymentScope(db, target, gateway.provider, `${lookupEventPrefix(identifier)}${startedAt}`);
   const storeTag = storeScope(organizationId, store);
   const customerIds = await gateway.findCustomerIds(identifier, storeTag);
   const statements: D1PreparedStatement[] = [];
@@ -122,7 +113,7 @@ export async function lookUpCustomer(
       .bind(organizationId, store, identifier, startedAt, customerIds.length),
   );
   const results = await db.batch(statements);
-  const transitions = results.flatMap((result) => (result.results as Partial<TransitionRow>[]).filter(isTransitionRow).map(toTransition));
+  const transitions = transitionsIn(results);
   return { asked: true, customerIds, transitions };
 }
 

@@ -20,15 +20,14 @@ import { MAX_IDENTIFIER_LENGTH } from "../identity/jwt";
 import { randomToken } from "../lib/crypto";
 import { nowIso } from "../lib/ids";
 import {
-  isTransitionRow,
   linkStatements,
   type PaymentTransition,
+  paymentScope,
   purchaseStatements,
   type Scope,
   subscriptionStatements,
-  toTransition,
-  TRANSITION_COLUMNS,
-  type TransitionRow,
+  transitionsIn,
+  undispatchedTransitions,
 } from "./apply";
 import { belongsToStore, type CustomerSummary, type PaymentGateway, storeScope } from "./gateway";
 import type { LifecyclePolicy } from "./lifecycle";
@@ -196,24 +195,13 @@ export async function runCustomerSyncStep(
   const row = await db.prepare(`SELECT ${SYNC_COLUMNS} FROM payment_syncs WHERE id = ? AND environment_id = ?`).bind(message.syncId, message.environmentId).first<SyncRow>();
   if (!row) return NOTHING;
   if (options.redelivered && row.step === message.step + 1 && row.state !== "failed") {
-    const { results } = await db
-      .prepare(`SELECT ${TRANSITION_COLUMNS} FROM payment_transitions WHERE environment_id = ? AND event_id = ? AND dispatched_at IS NULL ORDER BY id`)
-      .bind(message.environmentId, syncStepEventId(message.syncId, message.step))
-      .all<TransitionRow>();
+    const transitions = await undispatchedTransitions(db, message.environmentId, syncStepEventId(message.syncId, message.step));
     const next = row.state === "running" ? { ...message, step: row.step } : null;
-    return { transitions: results.map(toTransition), customerIds: [], next };
+    return { transitions, customerIds: [], next };
   }
   if (row.state !== "running" || row.step !== message.step) return NOTHING;
 
-  const scope: Scope = {
-    db,
-    organizationId: target.organizationId,
-    store: target.store,
-    environmentId: target.environmentId,
-    provider: gateway.provider,
-    eventId: syncStepEventId(row.id, row.step),
-    now: nowIso(),
-  };
+  const scope = paymentScope(db, target, gateway.provider, syncStepEventId(row.id, row.step));
   const page = await readPage(scope, gateway, policy, row, options.clock ?? Date);
   const phaseIndex = PHASES.indexOf(row.phase);
   const nextPhase = page.hasMore ? row.phase : PHASES[phaseIndex + 1];
@@ -238,7 +226,7 @@ export async function runCustomerSyncStep(
       row.step,
     );
   const results = await db.batch([progress, ...page.statements]);
-  const transitions = results.flatMap((result) => (result.results as Partial<TransitionRow>[]).filter(isTransitionRow).map(toTransition));
+  const transitions = transitionsIn(results);
   // Another delivery of this step committed first: it carries the sync on.
   const advanced = results[0]!.meta.changes === 1;
   const next = advanced && !done ? { ...message, step: row.step + 1 } : null;

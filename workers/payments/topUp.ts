@@ -17,8 +17,7 @@ import { LRUCache } from "lru-cache";
 import type { CreditReading } from "../engine";
 import type { PreparedSnapshot } from "../engine/prepare";
 import { EXPIRE_ON_READ } from "../lib/cacheExpiry";
-import { nowIso } from "../lib/ids";
-import { purchaseStatements, type Scope, toTransition, TRANSITION_COLUMNS, type PaymentTransition, type TransitionRow } from "./apply";
+import { paymentScope, purchaseStatements, type PaymentTransition, undispatchedTransitions } from "./apply";
 import { type PaymentGateway, storeScope } from "./gateway";
 
 export const TOP_UP_INTERVAL_MS = 10 * 60 * 1000;
@@ -131,22 +130,11 @@ export async function attemptCreditTopUp(
   if (charge.outcome === "not_charged") return { status: "failed", attemptId, productId, reason: charge.reason, paymentId: null, message: null };
   if (charge.outcome === "declined") return { status: "failed", attemptId, productId, reason: charge.code, paymentId: charge.paymentId, message: charge.message };
 
-  const scope: Scope = {
-    db,
-    organizationId: target.organizationId,
-    store: target.store,
-    environmentId: target.environmentId,
-    provider: gateway.provider,
-    eventId: `topup:${attemptId}`,
-    now: nowIso(),
-  };
+  const scope = paymentScope(db, target, gateway.provider, `topup:${attemptId}`);
   await db.batch(purchaseStatements(scope, { paymentId: charge.paymentId, customerId, checkoutId: null, productIds: [productId] }, "paid"));
   // Those this batch wrote and those a resumed attempt's first try wrote but did not dispatch.
-  const { results } = await db
-    .prepare(`SELECT ${TRANSITION_COLUMNS} FROM payment_transitions WHERE environment_id = ? AND event_id = ? AND dispatched_at IS NULL ORDER BY id`)
-    .bind(target.environmentId, scope.eventId)
-    .all<TransitionRow>();
-  return { status: "paid", attemptId, productId, paymentId: charge.paymentId, customerId, amount: charge.amount, currency: charge.currency, transitions: results.map(toTransition) };
+  const transitions = await undispatchedTransitions(db, target.environmentId, scope.eventId);
+  return { status: "paid", attemptId, productId, paymentId: charge.paymentId, customerId, amount: charge.amount, currency: charge.currency, transitions };
 }
 
 /**

@@ -7,7 +7,7 @@
  */
 import { sha256Hex } from "../lib/crypto";
 import { getCustomerRecord, paymentCustomerIdsOf } from "../services/customers";
-import { insertEvents } from "../services/events";
+import { derivedEventId, insertEvents } from "../services/events";
 import type { PaymentGateway } from "./gateway";
 
 /** Overage units one request consumed, on the payments queue. */
@@ -47,7 +47,7 @@ export async function reportUsage(
   const outcome: UsageOutcome = customerId ? "reported" : "no_customer";
   await insertEvents(db, [
     {
-      id: `evt_${(await sha256Hex(`${target.environmentId}:usage:${identifier}`)).slice(0, 24)}`,
+      id: await derivedEventId(`${target.environmentId}:usage:${identifier}`),
       organizationId: target.organizationId,
       environmentId: target.environmentId,
       kind: "usage",

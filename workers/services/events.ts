@@ -64,7 +64,15 @@ export async function eventIdFor(
 ): Promise<string> {
   if (idempotencyKey === undefined) return newId("evt");
   const who = `${identity.authenticated ? "u" : "a"}:${identity.identifier}`;
-  return `evt_${(await sha256Hex(`${scope}:${who}:${operation}:${idempotencyKey}`)).slice(0, 24)}`;
+  return derivedEventId(`${scope}:${who}:${operation}:${idempotencyKey}`);
+}
+
+/**
+ * An event id derived from what the record is about (not random): writing the same record again — a retry, a
+ * redelivered message — reuses the id, and INSERT OR IGNORE keeps one row.
+ */
+export async function derivedEventId(about: string): Promise<string> {
+  return `evt_${(await sha256Hex(about)).slice(0, 24)}`;
 }
 
 /** A record's JSON is kept under this size, so one request's data can never make a row (or a batch) too big. */

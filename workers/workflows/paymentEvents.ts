@@ -12,7 +12,6 @@
 import { createMeterClient, meterDeadlineOf } from "../../durable-objects/meter/client";
 import type { CreditResult, GrantCreditsInput } from "../../durable-objects/meter/MeterObject";
 import type { PreparedSnapshot } from "../engine/prepare";
-import { sha256Hex } from "../lib/crypto";
 import { applyPaymentEvent, markTransitionsDispatched, type PaymentEventMessage, type PaymentTransition } from "../payments/apply";
 import type { PaymentProvider } from "../payments/gateway";
 import { createStripeGateway } from "../payments/stripe";
@@ -23,7 +22,7 @@ import { reportUsage, type UsageReportMessage } from "../payments/usage";
 import { type CustomerSyncMessage, failCustomerSync, runCustomerSyncStep } from "../payments/sync";
 import { attemptCreditTopUp, type CreditTopUpMessage, finishCreditTopUp, topUpSettingOf } from "../payments/topUp";
 import { type CustomerRecord, forgetCachedCustomers, getCustomerRecord, identifiersOfPaymentCustomers, productsOf } from "../services/customers";
-import { insertEvents, type EventInput } from "../services/events";
+import { derivedEventId, insertEvents, type EventInput } from "../services/events";
 import { stripeCredentials } from "../services/paymentConnections";
 import { preparedSnapshotFor } from "../services/snapshots";
 import { getEnvironment, storeOf, type Environment } from "../services/tenancy";
@@ -121,6 +120,11 @@ export async function handlePaymentBatch(batch: MessageBatch<PaymentQueueMessage
   }
 }
 
+/** The provider customers whose state changed: those named, and those of the transitions. */
+function customerIdsOf(known: readonly string[], transitions: readonly PaymentTransition[]): string[] {
+  return [...new Set([...known, ...transitions.flatMap((transition) => (transition.customerId ? [transition.customerId] : []))])];
+}
+
 /** The message's environment with its provider connection, or why there is none to work with. */
 type Connected =
   | { ok: true; environment: Environment; store: string; gateway: PaymentGateway; policy: LifecyclePolicy }
@@ -147,13 +151,10 @@ export async function processPaymentEvent(env: Env, message: PaymentEventMessage
   const { environment, store, gateway, policy } = connected;
   const applied = await applyPaymentEvent(env.DB, gateway, policy, { ...message, store });
 
-  const customerIds = new Set([...applied.customerIds, ...applied.transitions.flatMap((transition) => (transition.customerId ? [transition.customerId] : []))]);
-  const identifiers = await identifiersOfPaymentCustomers(env.DB, environment.organizationId, store, [...customerIds]);
+  const identifiers = await identifiersOfPaymentCustomers(env.DB, environment.organizationId, store, customerIdsOf(applied.customerIds, applied.transitions));
   forgetCachedCustomers(environment.organizationId, store, [...identifiers.values()]);
-  if (applied.transitions.length === 0) return;
   const source = { provider: message.event.provider, eventId: message.event.id, eventType: message.event.rawType };
   await dispatchTransitions(env, environment, source, applied.transitions, identifiers);
-  await markTransitionsDispatched(env.DB, applied.transitions.map((transition) => transition.id));
 }
 
 /** Looks the identity up at the provider (payments/lookup.ts) and dispatches what it found, as for a webhook event. */
@@ -166,11 +167,8 @@ export async function processLookup(env: Env, message: CustomerLookupMessage): P
   if (found.asked) forgetCachedCustomers(environment.organizationId, store, [message.identifier]);
   // A retry after a dispatch that failed finds the identity linked (nothing asked): what that attempt wrote still goes out.
   const transitions = found.asked ? found.transitions : await undispatchedLookupTransitions(env.DB, environment.id, message.identifier);
-  if (transitions.length === 0) return;
-  const customerIds = [...new Set([...found.customerIds, ...transitions.flatMap((transition) => (transition.customerId ? [transition.customerId] : []))])];
-  const identifiers = new Map(customerIds.map((customerId) => [customerId, message.identifier]));
+  const identifiers = new Map(customerIdsOf(found.customerIds, transitions).map((customerId) => [customerId, message.identifier]));
   await dispatchTransitions(env, environment, { provider: gateway.provider, eventId: null, eventType: null }, transitions, identifiers);
-  await markTransitionsDispatched(env.DB, transitions.map((transition) => transition.id));
 }
 
 /**
@@ -193,7 +191,7 @@ export async function processTopUp(env: Env, message: CreditTopUpMessage): Promi
     await insertEvents(env.DB, [
       {
         // Derived from the attempt, so a redelivered message writes no second record.
-        id: `evt_${(await sha256Hex(`${environment.id}:top_up:${attempt.attemptId}`)).slice(0, 24)}`,
+        id: await derivedEventId(`${environment.id}:top_up:${attempt.attemptId}`),
         organizationId: environment.organizationId,
         environmentId: environment.id,
         kind: "payment",
@@ -215,11 +213,8 @@ export async function processTopUp(env: Env, message: CreditTopUpMessage): Promi
     return;
   }
   forgetCachedCustomers(environment.organizationId, store, [message.identifier]);
-  if (attempt.transitions.length > 0) {
-    const identifiers = new Map([[attempt.customerId, message.identifier]]);
-    await dispatchTransitions(env, environment, { provider: gateway.provider, eventId: null, eventType: null, topUpId: attempt.attemptId }, attempt.transitions, identifiers);
-    await markTransitionsDispatched(env.DB, attempt.transitions.map((transition) => transition.id));
-  }
+  const identifiers = new Map([[attempt.customerId, message.identifier]]);
+  await dispatchTransitions(env, environment, { provider: gateway.provider, eventId: null, eventType: null, topUpId: attempt.attemptId }, attempt.transitions, identifiers);
   await finishCreditTopUp(env.DB, target, attempt.attemptId, { state: "succeeded", paymentId: attempt.paymentId });
 }
 
@@ -275,14 +270,11 @@ export async function processSyncStep(env: Env, message: CustomerSyncMessage, re
   const target = { organizationId: environment.organizationId, environmentId: environment.id, store };
   const step = await runCustomerSyncStep(env.DB, gateway, policy, target, message, { redelivered });
 
-  const customerIds = new Set([...step.customerIds, ...step.transitions.flatMap((transition) => (transition.customerId ? [transition.customerId] : []))]);
-  if (customerIds.size > 0) {
-    const identifiers = await identifiersOfPaymentCustomers(env.DB, environment.organizationId, store, [...customerIds]);
+  const customerIds = customerIdsOf(step.customerIds, step.transitions);
+  if (customerIds.length > 0) {
+    const identifiers = await identifiersOfPaymentCustomers(env.DB, environment.organizationId, store, customerIds);
     forgetCachedCustomers(environment.organizationId, store, [...identifiers.values()]);
-    if (step.transitions.length > 0) {
-      await dispatchTransitions(env, environment, { provider: gateway.provider, eventId: null, eventType: null, syncId: message.syncId }, step.transitions, identifiers);
-      await markTransitionsDispatched(env.DB, step.transitions.map((transition) => transition.id));
-    }
+    await dispatchTransitions(env, environment, { provider: gateway.provider, eventId: null, eventType: null, syncId: message.syncId }, step.transitions, identifiers);
   }
   // Last: a failure before this retries the step, which then finds its page committed and only redoes what follows.
   if (step.next) await env.PAYMENTS.send(step.next);
@@ -298,7 +290,24 @@ interface TransitionSource {
   topUpId?: string;
 }
 
+/**
+ * Records and announces transitions (announceTransitions), then marks them dispatched: a failure in between leaves
+ * them undispatched, and the retry that finds them sends them again (at least once).
+ */
 async function dispatchTransitions(
+  env: Env,
+  environment: Environment,
+  source: TransitionSource,
+  transitions: PaymentTransition[],
+  identifiers: Map<string, string>,
+): Promise<void> {
+  if (transitions.length === 0) return;
+  await announceTransitions(env, environment, source, transitions, identifiers);
+  await markTransitionsDispatched(env.DB, transitions.map((transition) => transition.id));
+}
+
+/** Each transition as a `payment` event, with the credits its pack grants; `plans.changed` to the identities concerned. */
+async function announceTransitions(
   env: Env,
   environment: Environment,
   source: TransitionSource,
@@ -323,7 +332,7 @@ async function dispatchTransitions(
   const records: EventInput[] = await Promise.all(
     transitions.map(async (transition, index) => ({
       // Derived from the transition, so a dispatch repeated after a failure writes no second record.
-      id: `evt_${(await sha256Hex(`${environment.id}:payment:${transition.id}`)).slice(0, 24)}`,
+      id: await derivedEventId(`${environment.id}:payment:${transition.id}`),
       organizationId: environment.organizationId,
       environmentId: environment.id,
       kind: "payment" as const,
