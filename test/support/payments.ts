@@ -12,7 +12,8 @@ import worker from "../../workers/index";
 import { PAYMENT_QUEUE, type PaymentQueueMessage } from "../../workers/workflows/paymentEvents";
 import { call, type CallResult, type TestOrganization } from "./api";
 import { trackedExecutionContext, waitForBackgroundWork } from "./background";
-import { newStripeKey, stripeSignature } from "./stripe";
+import { createStripeGateway } from "../../workers/payments/stripe";
+import { completeCheckout, newStripeKey, stripeApiBase, stripeSignature } from "./stripe";
 
 export interface StripeAccount {
   key: string;
@@ -33,6 +34,37 @@ export async function connectStripe(
   });
   if (put.status !== 200) throw new Error(`connecting Stripe failed: ${put.status} ${JSON.stringify(put.body)}`);
   return account;
+}
+
+export interface TestPurchase {
+  priceId: string;
+  identifier: string;
+  /** Subscription (default) or a one-time payment. */
+  mode?: "subscription" | "payment";
+  /** An existing Stripe customer to charge. */
+  customerId?: string;
+  /** A one-time payment by a delayed method: the checkout completes unpaid (settleCheckout pays it). */
+  delayed?: boolean;
+}
+
+/**
+ * Opens a checkout through the platform's Stripe adapter, as the checkout route does for `identifier` in the
+ * organization's preview store, and pays it on the fake's hosted page. Returns the completed session and the events
+ * Stripe would send.
+ */
+export async function payOnFakeStripe(account: StripeAccount, organizationId: string, purchase: TestPurchase) {
+  const gateway = createStripeGateway({ secretKey: account.key, webhookSecret: account.webhookSecret, apiBase: stripeApiBase() });
+  const session = await gateway.createCheckoutSession({
+    mode: purchase.mode ?? "subscription",
+    priceIds: [purchase.priceId],
+    ...(purchase.customerId ? { customerId: purchase.customerId } : {}),
+    identifier: purchase.identifier,
+    scope: `${organizationId}:preview`,
+    successUrl: "https://shop.example/thanks",
+    cancelUrl: "https://shop.example/pricing",
+    automaticTax: false,
+  });
+  return completeCheckout(session.id, purchase.delayed ? { delayed: true } : {});
 }
 
 export const webhookPath = (environmentId: string) => `/api/v1/envs/${environmentId}/payments/stripe/webhooks`;

@@ -5,12 +5,11 @@
  */
 import { env } from "cloudflare:workers";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import { createStripeGateway } from "../../../workers/payments/stripe";
 import { type CreditTopUpMessage, forgetCreditTopUpRequests } from "../../../workers/payments/topUp";
 import { call, createOrganization, publish } from "../../support/api";
 import { aiTools } from "../../support/examples";
-import { type CapturedPayments, capturePayments, connectStripe, deliverPaymentMessages, postWebhook } from "../../support/payments";
-import { completeCheckout, fakeStripe, seedPrice, stripeApiBase, stripeRequests } from "../../support/stripe";
+import { type CapturedPayments, capturePayments, connectStripe, deliverPaymentMessages, postWebhook, payOnFakeStripe } from "../../support/payments";
+import { fakeStripe, seedPrice, stripeRequests } from "../../support/stripe";
 
 let payments: CapturedPayments;
 beforeEach(() => {
@@ -41,17 +40,7 @@ async function topUpShop(below: number, paymentMethod: "card" | "declining" | "n
   const exported = await call("GET", "/api/v1/admin/config", { key: org.adminKey });
   const creditId = `preview:${exported.body.features["ai-tools"].id}.tokens`;
 
-  const gateway = createStripeGateway({ secretKey: account.key, webhookSecret: account.webhookSecret, apiBase: stripeApiBase() });
-  const session = await gateway.createCheckoutSession({
-    mode: "payment",
-    priceIds: [price.id],
-    identifier: USER,
-    successUrl: "https://tools.example/thanks",
-    cancelUrl: "https://tools.example/pricing",
-    automaticTax: false,
-    scope: `${org.id}:preview`,
-  });
-  const bought = await completeCheckout(session.id);
+  const bought = await payOnFakeStripe(account, org.id, { priceId: price.id, identifier: USER, mode: "payment" });
   for (const event of bought.events) expect((await postWebhook(environmentId, event as unknown as Record<string, unknown>, account.webhookSecret)).status).toBe(200);
   await payments.deliver();
   const customerId = bought.session.customer as string;
@@ -82,6 +71,29 @@ async function topUpShop(below: number, paymentMethod: "card" | "declining" | "n
   };
   const message: CreditTopUpMessage = { kind: "topup", organizationId: org.id, environmentId, identifier: USER, creditId, productId: product.id };
   return { org, environmentId, account, creditId, product, customerId, balance, decide, topUpsSent, charges, paymentRecords, message };
+}
+
+/**
+ * Delivers a top-up message whose purchase write D1 refuses once (after Stripe charged): the message must be retried.
+ * `failed` says the write was really attempted and refused.
+ */
+async function deliverFailingPurchaseWrite(message: CreditTopUpMessage): Promise<{ failed: boolean }> {
+  const batch = env.DB.batch.bind(env.DB);
+  let failed = false;
+  const spy = vi.spyOn(env.DB, "batch").mockImplementation(async (statements) => {
+    const writesPurchase = statements.some((statement) => String((statement as unknown as { statement?: string }).statement).includes("INSERT INTO payment_purchases"));
+    if (writesPurchase && !failed) {
+      failed = true;
+      throw new Error("D1 unavailable");
+    }
+    return batch(statements);
+  });
+  try {
+    expect((await deliverPaymentMessages([message])).retryMessages).toHaveLength(1);
+  } finally {
+    spy.mockRestore();
+  }
+  return { failed };
 }
 
 describe("automatic credit top-up", () => {
@@ -147,22 +159,7 @@ describe("automatic credit top-up", () => {
   it("resumes an attempt whose delivery failed after the charge under the same idempotency key: paid and granted once", async () => {
     const shop = await topUpShop(1000);
     // The purchase's write fails once, after Stripe charged.
-    const batch = env.DB.batch.bind(env.DB);
-    let failed = false;
-    const spy = vi.spyOn(env.DB, "batch").mockImplementation(async (statements) => {
-      const writesPurchase = statements.some((statement) => String((statement as unknown as { statement?: string }).statement).includes("INSERT INTO payment_purchases"));
-      if (writesPurchase && !failed) {
-        failed = true;
-        throw new Error("D1 unavailable");
-      }
-      return batch(statements);
-    });
-    try {
-      const first = await deliverPaymentMessages([shop.message]);
-      expect(first.retryMessages).toHaveLength(1);
-    } finally {
-      spy.mockRestore();
-    }
+    const { failed } = await deliverFailingPurchaseWrite(shop.message);
     expect(failed).toBe(true);
     expect(await shop.balance()).toBe(100);
 
@@ -183,21 +180,7 @@ describe("automatic credit top-up", () => {
 
   it("resumes an attempt whose card changed since it charged: finds that payment instead of charging again", async () => {
     const shop = await topUpShop(1000);
-    const batch = env.DB.batch.bind(env.DB);
-    let failed = false;
-    const spy = vi.spyOn(env.DB, "batch").mockImplementation(async (statements) => {
-      const writesPurchase = statements.some((statement) => String((statement as unknown as { statement?: string }).statement).includes("INSERT INTO payment_purchases"));
-      if (writesPurchase && !failed) {
-        failed = true;
-        throw new Error("D1 unavailable");
-      }
-      return batch(statements);
-    });
-    try {
-      expect((await deliverPaymentMessages([shop.message])).retryMessages).toHaveLength(1);
-    } finally {
-      spy.mockRestore();
-    }
+    expect((await deliverFailingPurchaseWrite(shop.message)).failed).toBe(true);
     // The customer saves another card before the attempt is resumed: the same key with other parameters.
     await fakeStripe(`customers/${shop.customerId}/payment_method`, { key: shop.account.key, body: {} });
     const resumed = await deliverPaymentMessages([shop.message], 2);

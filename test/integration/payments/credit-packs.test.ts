@@ -3,11 +3,10 @@
  * often Stripe delivers the webhook, and take them back when a refund revokes the purchase.
  */
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { createStripeGateway } from "../../../workers/payments/stripe";
 import { call, createOrganization, publish } from "../../support/api";
 import { aiTools } from "../../support/examples";
-import { type CapturedPayments, capturePayments, connectStripe, postWebhook } from "../../support/payments";
-import { completeCheckout, refundPayment, seedPrice, stripeApiBase, updateSubscription } from "../../support/stripe";
+import { type CapturedPayments, capturePayments, connectStripe, postWebhook, payOnFakeStripe } from "../../support/payments";
+import { refundPayment, seedPrice, updateSubscription } from "../../support/stripe";
 
 let payments: CapturedPayments;
 beforeEach(() => {
@@ -25,7 +24,6 @@ async function tokenShop() {
   await publish(org.adminKey, document, [environmentId]);
   const exported = await call("GET", "/api/v1/admin/config", { key: org.adminKey });
   const creditId = `preview:${exported.body.features["ai-tools"].id}.tokens`;
-  const gateway = createStripeGateway({ secretKey: account.key, webhookSecret: account.webhookSecret, apiBase: stripeApiBase() });
   const balance = async (identifier: string) => {
     const read = await call("GET", `/api/v1/admin/environments/${environmentId}/identities/${encodeURIComponent(identifier)}/credits/${encodeURIComponent(creditId)}`, {
       key: org.adminKey,
@@ -37,18 +35,7 @@ async function tokenShop() {
     for (const event of events) for (let i = 0; i < times; i++) expect((await postWebhook(environmentId, event as Record<string, unknown>, account.webhookSecret)).status).toBe(200);
     await payments.deliver();
   };
-  const buyPack = async (identifier: string) => {
-    const session = await gateway.createCheckoutSession({
-      mode: "payment",
-      priceIds: [price.id],
-      identifier,
-      successUrl: "https://tools.example/thanks",
-      cancelUrl: "https://tools.example/pricing",
-      automaticTax: false,
-      scope: `${org.id}:preview`,
-    });
-    return completeCheckout(session.id);
-  };
+  const buyPack = (identifier: string) => payOnFakeStripe(account, org.id, { priceId: price.id, identifier, mode: "payment" });
   return { org, environmentId, creditId, balance, deliverEach, buyPack };
 }
 
@@ -92,7 +79,6 @@ describe("credit packs", () => {
     document.plans.basic = { name: "Basic", stripeProductIds: [basic.product.id], features: { "ai-tools": { enabled: "on", tokens: { credits: { amount: 100, period: "month" } } } } };
     document.plans.pro.stripeProductIds = [pro.product.id];
     await publish(org.adminKey, document, [environmentId]);
-    const gateway = createStripeGateway({ secretKey: account.key, webhookSecret: account.webhookSecret, apiBase: stripeApiBase() });
     const post = async (events: unknown[]) => {
       for (const event of events) expect((await postWebhook(environmentId, event as Record<string, unknown>, account.webhookSecret)).status).toBe(200);
       await payments.deliver();
@@ -106,16 +92,7 @@ describe("credit packs", () => {
       return decision.body.features["ai-tools"].properties.tokens as { hasAccess: boolean; balance: number };
     };
 
-    const session = await gateway.createCheckoutSession({
-      mode: "subscription",
-      priceIds: [basic.price.id],
-      identifier: "dev@example.com",
-      successUrl: "https://tools.example/thanks",
-      cancelUrl: "https://tools.example/pricing",
-      automaticTax: false,
-      scope: `${org.id}:preview`,
-    });
-    const subscribed = await completeCheckout(session.id);
+    const subscribed = await payOnFakeStripe(account, org.id, { priceId: basic.price.id, identifier: "dev@example.com" });
     await post(subscribed.events);
     // Basic's 100 a month, 5 per generate: six requests leave 70.
     for (let i = 0; i < 6; i++) await spend();

@@ -5,11 +5,10 @@
  */
 import { env } from "cloudflare:workers";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import { createStripeGateway } from "../../../workers/payments/stripe";
 import { call, createOrganization, publish, type TestOrganization, waitForBackgroundWork } from "../../support/api";
 import { newsSite } from "../../support/examples";
-import { type CapturedPayments, capturePayments, postWebhook } from "../../support/payments";
-import { completeCheckout, invoiceSubscription, newStripeKey, seedPrice, stripeApiBase } from "../../support/stripe";
+import { type CapturedPayments, capturePayments, postWebhook, payOnFakeStripe } from "../../support/payments";
+import { invoiceSubscription, newStripeKey, seedPrice } from "../../support/stripe";
 import { expectConsoleError } from "../../support/console";
 import { recordTriggersAction } from "../../support/workflows";
 
@@ -44,18 +43,8 @@ async function premium(tenant: Tenant, identifier: string): Promise<boolean> {
   return decision.body.features.articles.properties.premium.value;
 }
 
-async function subscribe(key: string, tenant: Tenant, priceId: string, identifier: string) {
-  const gateway = createStripeGateway({ secretKey: key, webhookSecret: tenant.webhookSecret, apiBase: stripeApiBase() });
-  const session = await gateway.createCheckoutSession({
-    mode: "subscription",
-    priceIds: [priceId],
-    identifier,
-    scope: `${tenant.org.id}:preview`,
-    successUrl: "https://news.example/thanks",
-    cancelUrl: "https://news.example/pricing",
-    automaticTax: false,
-  });
-  return completeCheckout(session.id);
+function subscribe(key: string, tenant: Tenant, priceId: string, identifier: string) {
+  return payOnFakeStripe({ key, webhookSecret: tenant.webhookSecret }, tenant.org.id, { priceId, identifier });
 }
 
 async function deliver(tenant: Tenant, events: unknown[]) {

@@ -5,11 +5,10 @@
  */
 import { env } from "cloudflare:workers";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { createStripeGateway } from "../../../workers/payments/stripe";
 import { call, createOrganization, publish, waitForBackgroundWork } from "../../support/api";
 import { newsSite } from "../../support/examples";
-import { type CapturedPayments, capturePayments, connectStripe } from "../../support/payments";
-import { completeCheckout, seedPrice, stripeApiBase, stripeRequests } from "../../support/stripe";
+import { type CapturedPayments, capturePayments, connectStripe, payOnFakeStripe } from "../../support/payments";
+import { seedPrice, stripeRequests } from "../../support/stripe";
 
 let payments: CapturedPayments;
 beforeEach(() => {
@@ -25,20 +24,8 @@ async function connectedShop(oneTime = false) {
   const document = newsSite();
   document.plans.premium.stripeProductIds = [product.id];
   await publish(org.adminKey, document, [environmentId]);
-  const gateway = createStripeGateway({ secretKey: account.key, webhookSecret: account.webhookSecret, apiBase: stripeApiBase() });
   /** Pays on the fake's hosted page; its webhooks are never delivered (lost, or sent before the connection). */
-  const payUnseen = async (identifier: string) => {
-    const session = await gateway.createCheckoutSession({
-      mode: oneTime ? "payment" : "subscription",
-      priceIds: [price.id],
-      identifier,
-      successUrl: "https://news.example/thanks",
-      cancelUrl: "https://news.example/pricing",
-      automaticTax: false,
-      scope: `${org.id}:preview`,
-    });
-    return completeCheckout(session.id);
-  };
+  const payUnseen = (identifier: string) => payOnFakeStripe(account, org.id, { priceId: price.id, identifier, mode: oneTime ? "payment" : "subscription" });
   const premium = async (identifier: string) => {
     const decision = await call("POST", "/api/v1/access-checks", { key: org.preview.secretKey, body: { identity: { userIdentifier: identifier } } });
     expect(decision.status).toBe(200);

@@ -6,14 +6,13 @@
 import { env } from "cloudflare:workers";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import type { CustomerSyncMessage } from "../../../workers/payments/sync";
-import { createStripeGateway } from "../../../workers/payments/stripe";
 import { storeOf } from "../../../workers/services/tenancy";
 import { PAYMENT_MAX_RETRIES } from "../../../workers/workflows/paymentEvents";
 import { call, createOrganization, publish, type TestOrganization } from "../../support/api";
 import { expectConsoleError } from "../../support/console";
 import { newsSite } from "../../support/examples";
-import { type CapturedPayments, capturePayments, connectStripe, deliverPaymentMessages, type StripeAccount } from "../../support/payments";
-import { completeCheckout, fakeStripe, refundPayment, seedCustomers, seedPrice, stripeApiBase } from "../../support/stripe";
+import { type CapturedPayments, capturePayments, connectStripe, deliverPaymentMessages, type StripeAccount, payOnFakeStripe } from "../../support/payments";
+import { fakeStripe, refundPayment, seedCustomers, seedPrice } from "../../support/stripe";
 
 let payments: CapturedPayments;
 beforeEach(() => {
@@ -61,19 +60,8 @@ async function seedIdentifiedCustomers(key: string, count: number): Promise<Arra
 }
 
 /** A checkout opened through the platform's gateway for an existing customer, paid on the fake's hosted page. */
-async function buy(shop: Shop, customerId: string, identifier: string, priceId = shop.priceId, mode: "subscription" | "payment" = "subscription") {
-  const gateway = createStripeGateway({ secretKey: shop.account.key, webhookSecret: shop.account.webhookSecret, apiBase: stripeApiBase() });
-  const session = await gateway.createCheckoutSession({
-    mode,
-    priceIds: [priceId],
-    customerId,
-    identifier,
-    successUrl: "https://news.example/thanks",
-    cancelUrl: "https://news.example/pricing",
-    automaticTax: false,
-    scope: `${shop.org.id}:preview`,
-  });
-  return completeCheckout(session.id);
+function buy(shop: Shop, customerId: string, identifier: string, priceId = shop.priceId, mode: "subscription" | "payment" = "subscription") {
+  return payOnFakeStripe(shop.account, shop.org.id, { priceId, identifier, mode, customerId });
 }
 
 async function hasPremium(shop: Shop, identifier: string): Promise<boolean> {

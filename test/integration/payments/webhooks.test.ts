@@ -6,22 +6,10 @@
 import { env } from "cloudflare:workers";
 import type Stripe from "stripe";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { createStripeGateway } from "../../../workers/payments/stripe";
 import { call, createOrganization, publish, type TestOrganization } from "../../support/api";
 import { newsSite } from "../../support/examples";
-import { type CapturedPayments, capturePayments, connectStripe, postWebhook, type StripeAccount, webhookPath } from "../../support/payments";
-import {
-  cancelSubscription,
-  completeCheckout,
-  disputePayment,
-  invoiceSubscription,
-  refundPayment,
-  seedPrice,
-  settleCheckout,
-  stripeApiBase,
-  stripeSignature,
-  updateSubscription,
-} from "../../support/stripe";
+import { type CapturedPayments, capturePayments, connectStripe, postWebhook, type StripeAccount, webhookPath, payOnFakeStripe } from "../../support/payments";
+import { cancelSubscription, disputePayment, invoiceSubscription, refundPayment, seedPrice, settleCheckout, stripeSignature, updateSubscription } from "../../support/stripe";
 import { captureTriggers } from "../../support/triggers";
 import { recordTriggersAction } from "../../support/workflows";
 
@@ -52,22 +40,9 @@ async function shop(options: { policy?: Record<string, unknown>; oneTime?: boole
   return { org, environmentId, account, priceId: price.id, productId: product.id };
 }
 
-function gatewayOf(shop: Shop) {
-  return createStripeGateway({ secretKey: shop.account.key, webhookSecret: shop.account.webhookSecret, apiBase: stripeApiBase() });
-}
-
 /** Opens a checkout for `identifier` through the platform's gateway and pays it on the fake's hosted page. */
-async function buy(shop: Shop, identifier: string, mode: "subscription" | "payment" = "subscription") {
-  const session = await gatewayOf(shop).createCheckoutSession({
-    mode,
-    priceIds: [shop.priceId],
-    identifier,
-    successUrl: "https://news.example/thanks",
-    cancelUrl: "https://news.example/pricing",
-    automaticTax: false,
-    scope: `${shop.org.id}:preview`,
-  });
-  return completeCheckout(session.id);
+function buy(shop: Shop, identifier: string, mode: "subscription" | "payment" = "subscription") {
+  return payOnFakeStripe(shop.account, shop.org.id, { priceId: shop.priceId, identifier, mode });
 }
 
 async function deliverAll(shop: Shop, events: Stripe.Event[]) {
@@ -336,16 +311,8 @@ describe("Stripe webhooks: the lifecycle", () => {
 
   it("a one-time purchase paid by a delayed method grants its plan once the payment settles", async () => {
     const shop_ = await shop({ oneTime: true });
-    const session = await gatewayOf(shop_).createCheckoutSession({
-      mode: "payment",
-      priceIds: [shop_.priceId],
-      identifier: "slow-payer@example.com",
-      scope: `${shop_.org.id}:preview`,
-      successUrl: "https://news.example/thanks",
-      cancelUrl: "https://news.example/pricing",
-      automaticTax: false,
-    });
-    const completed = await completeCheckout(session.id, { delayed: true });
+    const completed = await payOnFakeStripe(shop_.account, shop_.org.id, { priceId: shop_.priceId, identifier: "slow-payer@example.com", mode: "payment", delayed: true });
+    const session = completed.session;
     await deliverAll(shop_, completed.events);
     expect(await hasPremium(shop_, "slow-payer@example.com")).toBe(false);
     await deliverAll(shop_, (await settleCheckout(session.id)).events);
@@ -371,17 +338,12 @@ describe("Stripe webhooks: the lifecycle", () => {
     await deliverAll(shop_, subscribed.events);
     // The same customer also bought something once (a one-time price of another product).
     const { price } = await seedPrice(shop_.account.key, "Archive pass", { interval: null });
-    const session = await gatewayOf(shop_).createCheckoutSession({
-      mode: "payment",
-      priceIds: [price.id],
-      customerId: subscribed.session.customer as string,
+    const purchase = await payOnFakeStripe(shop_.account, shop_.org.id, {
+      priceId: price.id,
       identifier: "reader@example.com",
-      successUrl: "https://news.example/thanks",
-      cancelUrl: "https://news.example/pricing",
-      automaticTax: false,
-      scope: `${shop_.org.id}:preview`,
+      mode: "payment",
+      customerId: subscribed.session.customer as string,
     });
-    const purchase = await completeCheckout(session.id);
     await deliverAll(shop_, purchase.events);
     expect(await hasPremium(shop_, "reader@example.com")).toBe(true);
 

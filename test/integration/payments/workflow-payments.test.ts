@@ -3,11 +3,10 @@
  * sessions through the environment's connection, scoped to the request's identity — never holding the keys.
  */
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { createStripeGateway } from "../../../workers/payments/stripe";
 import { call, createOrganization, publish } from "../../support/api";
 import { newsSite } from "../../support/examples";
-import { type CapturedPayments, capturePayments, connectStripe, postWebhook } from "../../support/payments";
-import { completeCheckout, invoiceSubscription, seedPrice, stripeApiBase } from "../../support/stripe";
+import { type CapturedPayments, capturePayments, connectStripe, postWebhook, payOnFakeStripe } from "../../support/payments";
+import { completeCheckout, invoiceSubscription, seedPrice } from "../../support/stripe";
 
 let payments: CapturedPayments;
 beforeEach(() => {
@@ -83,17 +82,7 @@ describe("utils.payments", () => {
 
   it("gives anonymous visitors no customer and no sessions, and another identity nothing of this one's", async () => {
     const shop = await shopWithReporter();
-    const gateway = createStripeGateway({ secretKey: shop.account.key, webhookSecret: shop.account.webhookSecret, apiBase: stripeApiBase() });
-    const session = await gateway.createCheckoutSession({
-      mode: "subscription",
-      priceIds: [shop.priceId],
-      identifier: "payer@example.com",
-      successUrl: `${ORIGIN}/thanks`,
-      cancelUrl: `${ORIGIN}/pricing`,
-      automaticTax: false,
-      scope: `${shop.org.id}:preview`,
-    });
-    const { events } = await completeCheckout(session.id);
+    const { events } = await payOnFakeStripe(shop.account, shop.org.id, { priceId: shop.priceId, identifier: "payer@example.com" });
     for (const event of events) await postWebhook(shop.environmentId, event, shop.account.webhookSecret);
     await payments.deliver();
 
