@@ -87,6 +87,19 @@ export const CreditCosts = z.strictObject({
     .array(z.strictObject({ when: CostMultiplierCondition, factor: z.number().finite().gt(0).max(1_000_000) }))
     .max(50)
     .optional(),
+  /**
+   * Asset prices: a request whose resource names several assets (`resource.assets` or `resource.meta.assets`, a list of
+   * asset ids) costs the sum of their prices (an asset not listed here costs what the action costs).
+   */
+  assets: z.record(z.string().min(1).max(200), z.number().finite().min(0).max(1_000_000_000)).optional(),
+  /**
+   * Matrix entries: a combination of assets priced differently from its parts. Each bundle (in order) whose assets the
+   * request all names, and none of which an earlier bundle took, multiplies the price of those assets by `factor`.
+   */
+  bundles: z
+    .array(z.strictObject({ assets: z.array(z.string().min(1).max(200)).min(2).max(50), factor: z.number().finite().gt(0).max(1_000_000) }))
+    .max(50)
+    .optional(),
 });
 export type CreditCosts = z.infer<typeof CreditCosts>;
 
@@ -216,6 +229,8 @@ export type PlanDefinition = z.infer<typeof PlanDefinition>;
 export const ComponentDefinition = z.strictObject({
   name: Name.optional(),
   cssSelector: z.string().max(500).optional(),
+  /** Offer groups this component shows: its workflow receives them resolved (`offers`) to place as elements. */
+  offerGroups: z.array(Slug).max(20).optional(),
 });
 export const PropertyReference = z
   .string()
@@ -226,6 +241,8 @@ export const SurfaceDefinition = z.strictObject({
   /** Metered (`enabled`) and `credits` properties (`feature.property`) that one decision on this surface consumes. */
   consumes: z.array(PropertyReference).default([]),
   components: z.record(Slug, ComponentDefinition).default({}),
+  /** Offer groups a decision on this surface resolves and returns (`offers`), with its components' own. */
+  offerGroups: z.array(Slug).max(20).default([]),
 });
 export type SurfaceDefinition = z.infer<typeof SurfaceDefinition>;
 
@@ -265,7 +282,7 @@ export type AuthMethodDefinition = z.infer<typeof AuthMethodDefinition>;
 // ---------------------------------------------------------------------------------------------------------------
 // Workflows (stored and versioned with the config; executed by the workflow runtime)
 
-export const WORKFLOW_TYPES = ["middleware", "provisioning", "feature", "surface", "component", "endpoint", "action"] as const;
+export const WORKFLOW_TYPES = ["middleware", "provisioning", "feature", "surface", "component", "endpoint", "action", "redemption"] as const;
 export const WorkflowType = z.enum(WORKFLOW_TYPES);
 export type WorkflowType = z.infer<typeof WorkflowType>;
 
@@ -366,33 +383,245 @@ export const TriggerDefinition = z
     /** JSON Schema (draft 2020-12) of the payload; `{}` accepts any JSON. */
     schema: z.record(z.string(), z.unknown()).default({}),
   })
-  .superRefine((trigger, ctx) => {
-    const problem = jsonValueProblem(trigger.schema);
-    if (problem) {
-      ctx.addIssue({ code: "custom", path: ["schema"], message: `not a usable JSON Schema: ${problem}` });
-      return;
+  .superRefine((trigger, ctx) => checkPlatformSchema(trigger.schema, "trigger", ctx));
+export type TriggerDefinition = z.infer<typeof TriggerDefinition>;
+
+/**
+ * Refines a JSON Schema that the platform validates customer data against on its shared isolate (trigger payloads,
+ * redemption inputs): plain JSON, at most MAX_TRIGGER_SCHEMA_BYTES, none of the keywords that could stall the
+ * isolate, and one the validator accepts. Issues go to `schema` (and below).
+ */
+function checkPlatformSchema(schema: Record<string, unknown>, what: string, ctx: z.RefinementCtx): void {
+  const problem = jsonValueProblem(schema);
+  if (problem) {
+    ctx.addIssue({ code: "custom", path: ["schema"], message: `not a usable JSON Schema: ${problem}` });
+    return;
+  }
+  const size = new TextEncoder().encode(JSON.stringify(schema)).byteLength;
+  if (size > MAX_TRIGGER_SCHEMA_BYTES) {
+    ctx.addIssue({ code: "custom", path: ["schema"], message: `${what} schemas are limited to ${MAX_TRIGGER_SCHEMA_BYTES} bytes (this one is ${size})` });
+    return;
+  }
+  const forbidden = forbiddenKeywordIn(schema);
+  if (forbidden) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["schema", ...forbidden],
+      message: `${String(forbidden.at(-1))} is not supported in ${what} schemas: data is validated on the platform's shared isolate, where regular expressions (pattern, patternProperties) and references ($ref and the like) could stall other tenants`,
+    });
+    return;
+  }
+  try {
+    new Validator(schema as Schema, "2020-12").validate(null);
+  } catch (error) {
+    ctx.addIssue({ code: "custom", path: ["schema"], message: `not a usable JSON Schema: ${error instanceof Error ? error.message : String(error)}` });
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Offers: purchase options shown to the people (and agents) a decision is about, and how each is redeemed
+
+export const USER_TYPES = ["anonymous", "authenticated", "bot"] as const;
+export const UserType = z.enum(USER_TYPES);
+export type UserType = z.infer<typeof UserType>;
+export const BOT_CATEGORIES = ["search-crawler", "ai-crawler", "ai-assistant", "ai-agent", "analytics-monitor", "page-previewer", "other"] as const;
+const CountryCode = z.string().regex(/^[A-Z]{2}$/, "must be an ISO 3166-1 alpha-2 country code such as US or DE");
+const Instant = z.iso.datetime({ offset: true, error: "must be an ISO 8601 date-time such as 2026-12-01T00:00:00Z" });
+const StripeObjectId = (prefix: string) => z.string().regex(new RegExp(`^${prefix}_[A-Za-z0-9_]{1,250}$`), `must be a Stripe id (${prefix}_…)`);
+const MinorAmount = z.number().int().min(0).max(100_000_000);
+
+/** A condition on one property of the decision's feature state; every field given must hold. */
+export const FeatureStateCondition = z
+  .strictObject({
+    /** `feature.property`. */
+    property: PropertyReference,
+    /** Whether access is left (meterable and credits properties, and `enabled` in general). */
+    hasAccess: z.boolean().optional(),
+    /** Usage volume of a meterable property this period (`consumedUnits`) at least / below. */
+    consumedAtLeast: z.number().int().min(0).optional(),
+    consumedBelow: z.number().int().min(0).optional(),
+    /** The value of a boolean, number or string property. */
+    equals: z.union([z.string().max(1000), z.number().finite(), z.boolean()]).optional(),
+  })
+  .refine((condition) => Object.keys(condition).length > 1, "a feature-state condition needs hasAccess, consumedAtLeast, consumedBelow or equals");
+
+/**
+ * Who (and when) an offer is for, and when a price adjustment applies: every field given must hold. Plans: the
+ * identity must hold one of `include` (when given) and none of `exclude` — exclude wins.
+ */
+export const OfferConditions = z
+  .strictObject({
+    /** Shown from this instant on (inclusive)… */
+    from: Instant.optional(),
+    /** …and before this one (exclusive). */
+    until: Instant.optional(),
+    /** `bot` is a request tagged as a verified bot; an unverified one counts as what its identity is. */
+    userTypes: z.array(UserType).min(1).optional(),
+    /** Bots only: the verified bot's category must be one of these. */
+    botCategories: z.array(z.enum(BOT_CATEGORIES)).min(1).optional(),
+    plans: z.strictObject({ include: z.array(Slug).max(100).optional(), exclude: z.array(Slug).max(100).optional() }).optional(),
+    /** The request's country (Cloudflare's `cf.country`); a request without one never matches. */
+    countries: z.array(CountryCode).min(1).max(250).optional(),
+    featureState: FeatureStateCondition.optional(),
+  })
+  .refine((conditions) => !conditions.from || !conditions.until || Date.parse(conditions.from) < Date.parse(conditions.until), {
+    message: "until must be after from",
+    path: ["until"],
+  });
+export type OfferConditions = z.infer<typeof OfferConditions>;
+
+/**
+ * What an offer costs, in the currency's minor unit (cents). Either one `amount`, or a `bundle`: items (each its own
+ * Stripe product) sold together at `multiplier` times their sum. `adjustments` make it dynamic: the first whose
+ * conditions hold replaces the amount or multiplies it (segment, time window, usage volume). The price a visitor is
+ * shown is what the offer token binds and what redemption charges.
+ */
+export const OfferPrice = z
+  .strictObject({
+    currency: z.string().regex(/^[a-z]{3}$/, "must be a lowercase ISO 4217 currency code such as usd"),
+    amount: MinorAmount.optional(),
+    /** Recurring (a subscription) every `interval`; absent: a one-time payment. */
+    interval: z.enum(["day", "week", "month", "year"]).optional(),
+    bundle: z
+      .strictObject({
+        items: z
+          .array(z.strictObject({ name: Name, stripeProductId: StripeObjectId("prod"), amount: MinorAmount }))
+          .min(2)
+          .max(20),
+        multiplier: z.number().finite().gt(0).max(10),
+      })
+      .optional(),
+    adjustments: z
+      .array(
+        z
+          .strictObject({ when: OfferConditions, amount: MinorAmount.optional(), multiplier: z.number().finite().gt(0).max(100).optional() })
+          .refine((adjustment) => (adjustment.amount === undefined) !== (adjustment.multiplier === undefined), "an adjustment needs exactly one of amount and multiplier"),
+      )
+      .max(20)
+      .optional(),
+  })
+  .refine((price) => (price.amount === undefined) !== (price.bundle === undefined), { message: "a price needs exactly one of amount and bundle", path: ["amount"] });
+export type OfferPrice = z.infer<typeof OfferPrice>;
+
+/** What the offer looks like where it is shown; `fields` carries anything else a client renders. */
+export const OfferPresentation = z.strictObject({
+  title: z.string().min(1).max(200),
+  description: Description.optional(),
+  /** The price as text (e.g. "$9.99 / month"); without it the price is formatted for the client. */
+  priceDisplay: z.string().max(200).optional(),
+  callToAction: z.string().max(100).optional(),
+  imageUrl: z.url({ protocol: /^https?$/ }).max(2048).optional(),
+  fields: z.record(z.string().min(1).max(100), z.unknown()).optional(),
+});
+export type OfferPresentation = z.infer<typeof OfferPresentation>;
+
+const RedirectUrl = z.url({ protocol: /^https?$/ }).max(2048);
+
+/**
+ * How an offer is redeemed. `checkout`: a Stripe Checkout session for the offer's price (one-time or subscription,
+ * with an optional trial and coupon); the completed checkout grants `plan` through the payment webhooks.
+ * `subscription_change`: the signed-in customer's current subscription moves to `stripePriceId` now, prorated.
+ * `scheduled_change`: it moves at the end of the current period. `workflow`: the redemption workflow `workflow` runs
+ * with the client's `input` (validated against `schema`) and its result goes back to the client.
+ */
+export const OfferRedemption = z.discriminatedUnion("method", [
+  z.strictObject({
+    method: z.literal("checkout"),
+    /** The plan the purchase grants: the Stripe price's product must be one of its products. Optional for a bundle. */
+    plan: Slug.optional(),
+    /** The Stripe price charged while the offer's price is its plain `amount` (no adjustment, no bundle). */
+    stripePriceId: StripeObjectId("price").optional(),
+    trialDays: z.number().int().min(1).max(730).optional(),
+    /** A Stripe coupon applied to the session. */
+    coupon: z.string().min(1).max(255).optional(),
+    /** Defaults for the redirect URLs; the redemption request may name others on the allowed origins. */
+    successUrl: RedirectUrl.optional(),
+    cancelUrl: RedirectUrl.optional(),
+  }),
+  z.strictObject({
+    method: z.literal("subscription_change"),
+    plan: Slug,
+    stripePriceId: StripeObjectId("price"),
+    proration: z.enum(["create_prorations", "always_invoice", "none"]).default("create_prorations"),
+  }),
+  z.strictObject({
+    method: z.literal("scheduled_change"),
+    plan: Slug,
+    stripePriceId: StripeObjectId("price"),
+  }),
+  z
+    .strictObject({
+      method: z.literal("workflow"),
+      workflow: Slug,
+      /** JSON Schema (draft 2020-12) of the client's `input`; `{}` accepts any JSON. */
+      schema: z.record(z.string(), z.unknown()).default({}),
+    })
+    .superRefine((redemption, ctx) => checkPlatformSchema(redemption.schema, "redemption input", ctx)),
+]);
+export type OfferRedemption = z.infer<typeof OfferRedemption>;
+
+/** An A/B variant: identities whose testGroup100 is in [from, to] see it, with its presentation and price. */
+export const OfferVariant = z
+  .strictObject({
+    testGroups: z.strictObject({ from: z.number().int().min(0).max(99), to: z.number().int().min(0).max(99) }),
+    presentation: OfferPresentation.partial().optional(),
+    price: OfferPrice.optional(),
+    /** The Stripe price of a checkout while this variant's price is its plain amount. */
+    stripePriceId: StripeObjectId("price").optional(),
+  })
+  .refine((variant) => variant.testGroups.from <= variant.testGroups.to, { message: "from must not exceed to", path: ["testGroups", "to"] });
+
+export const OfferDefinition = z
+  .strictObject({
+    name: Name.optional(),
+    presentation: OfferPresentation,
+    /** Required by the Stripe methods; a workflow redemption may go without. */
+    price: OfferPrice.optional(),
+    redemption: OfferRedemption,
+    targeting: OfferConditions.default({}),
+    /** Non-overlapping testGroup100 ranges; an identity outside every range sees the offer itself (variant null). */
+    variants: z.record(Slug, OfferVariant).optional(),
+  })
+  .superRefine((offer, ctx) => {
+    const method = offer.redemption.method;
+    if (method !== "workflow" && !offer.price) ctx.addIssue({ code: "custom", path: ["price"], message: `a ${method} offer needs a price` });
+    if (method !== "checkout" && offer.price?.bundle) {
+      ctx.addIssue({ code: "custom", path: ["price", "bundle"], message: "only checkout offers can sell a bundle" });
     }
-    const size = new TextEncoder().encode(JSON.stringify(trigger.schema)).byteLength;
-    if (size > MAX_TRIGGER_SCHEMA_BYTES) {
-      ctx.addIssue({ code: "custom", path: ["schema"], message: `trigger schemas are limited to ${MAX_TRIGGER_SCHEMA_BYTES} bytes (this one is ${size})` });
-      return;
+    if (method === "checkout" && offer.price && !offer.price.bundle && !offer.redemption.plan) {
+      ctx.addIssue({ code: "custom", path: ["redemption", "plan"], message: "a checkout offer needs the plan it grants (unless its price is a bundle)" });
     }
-    const forbidden = forbiddenKeywordIn(trigger.schema);
-    if (forbidden) {
-      ctx.addIssue({
-        code: "custom",
-        path: ["schema", ...forbidden],
-        message: `${String(forbidden.at(-1))} is not supported in trigger schemas: payloads are validated on the platform's shared isolate, where regular expressions (pattern, patternProperties) and references ($ref and the like) could stall other tenants`,
-      });
-      return;
+    if (method === "checkout" && offer.price && !offer.price.bundle && !offer.redemption.stripePriceId) {
+      ctx.addIssue({ code: "custom", path: ["redemption", "stripePriceId"], message: "a checkout offer needs the Stripe price it charges (unless its price is a bundle)" });
     }
-    try {
-      new Validator(trigger.schema as Schema, "2020-12").validate(null);
-    } catch (error) {
-      ctx.addIssue({ code: "custom", path: ["schema"], message: `not a usable JSON Schema: ${error instanceof Error ? error.message : String(error)}` });
+    if (offer.targeting.botCategories && offer.targeting.userTypes && !offer.targeting.userTypes.includes("bot")) {
+      ctx.addIssue({ code: "custom", path: ["targeting", "botCategories"], message: "botCategories only match bots: add bot to userTypes" });
+    }
+    const ranges = Object.entries(offer.variants ?? {}).sort(([, a], [, b]) => a.testGroups.from - b.testGroups.from);
+    for (let index = 1; index < ranges.length; index++) {
+      const [previousSlug, previous] = ranges[index - 1]!;
+      const [slug, variant] = ranges[index]!;
+      if (variant.testGroups.from <= previous.testGroups.to) {
+        ctx.addIssue({ code: "custom", path: ["variants", slug, "testGroups"], message: `overlaps variant ${previousSlug}'s test groups` });
+      }
+    }
+    for (const [slug, variant] of Object.entries(offer.variants ?? {})) {
+      if (method !== "checkout" && variant.price?.bundle) {
+        ctx.addIssue({ code: "custom", path: ["variants", slug, "price", "bundle"], message: "only checkout offers can sell a bundle" });
+      }
     }
   });
-export type TriggerDefinition = z.infer<typeof TriggerDefinition>;
+export type OfferDefinition = z.infer<typeof OfferDefinition>;
+
+/** Slots in display order; each shows the first eligible offer of its ranked list not already shown by an earlier slot. */
+export const OfferGroupDefinition = z.strictObject({
+  name: Name.optional(),
+  slots: z
+    .array(z.strictObject({ name: z.string().min(1).max(100).optional(), offers: z.array(Slug).min(1).max(20) }))
+    .min(1)
+    .max(20),
+});
+export type OfferGroupDefinition = z.infer<typeof OfferGroupDefinition>;
 
 // ---------------------------------------------------------------------------------------------------------------
 // The document
@@ -421,6 +650,8 @@ const ConfigDocumentShape = z.strictObject({
   authMethods: z.record(Slug, AuthMethodDefinition).default({}),
   workflows: z.record(Slug, WorkflowDefinition).default({}),
   triggers: z.record(TriggerName, TriggerDefinition).default({}),
+  offers: z.record(Slug, OfferDefinition).default({}),
+  offerGroups: z.record(Slug, OfferGroupDefinition).default({}),
 });
 
 /** The enabled property every feature has, with the defaults used when the document does not declare it. */
@@ -532,6 +763,66 @@ function checkReferences(doc: z.infer<typeof ConfigDocumentShape>, ctx: z.Refine
   }
 }
 
+/** References of offers and offer groups: plans, properties, workflows, offers, groups. */
+function checkOfferReferences(doc: z.infer<typeof ConfigDocumentShape>, ctx: z.RefinementCtx): void {
+  const checkConditions = (conditions: OfferConditions, path: (string | number)[]) => {
+    for (const list of ["include", "exclude"] as const) {
+      conditions.plans?.[list]?.forEach((plan, index) => {
+        if (!own(doc.plans, plan)) ctx.addIssue({ code: "custom", path: [...path, "plans", list, index], message: `unknown plan ${plan}` });
+      });
+    }
+    const reference = conditions.featureState?.property;
+    if (reference) {
+      const [featureSlug = "", propertySlug = ""] = reference.split(".");
+      const feature = own(doc.features, featureSlug);
+      if (!feature || !own(propertiesOf(feature), propertySlug)) {
+        ctx.addIssue({ code: "custom", path: [...path, "featureState", "property"], message: `unknown property ${reference}` });
+      }
+    }
+  };
+  for (const [slug, offer] of Object.entries(doc.offers)) {
+    const path = ["offers", slug];
+    checkConditions(offer.targeting, [...path, "targeting"]);
+    const prices = [
+      { price: offer.price, at: [...path, "price"] },
+      ...Object.entries(offer.variants ?? {}).map(([variant, definition]) => ({ price: definition.price, at: [...path, "variants", variant, "price"] })),
+    ];
+    for (const { price, at } of prices) price?.adjustments?.forEach((adjustment, index) => checkConditions(adjustment.when, [...at, "adjustments", index, "when"]));
+    const redemption = offer.redemption;
+    if (redemption.method === "workflow") {
+      const workflow = own(doc.workflows, redemption.workflow);
+      if (!workflow || workflow.type !== "redemption") {
+        ctx.addIssue({ code: "custom", path: [...path, "redemption", "workflow"], message: `${redemption.workflow} is not a redemption workflow of this configuration` });
+      }
+    } else if (redemption.plan !== undefined) {
+      const plan = own(doc.plans, redemption.plan);
+      if (!plan) ctx.addIssue({ code: "custom", path: [...path, "redemption", "plan"], message: `unknown plan ${redemption.plan}` });
+      else if (plan.stripeProductIds.length === 0) {
+        ctx.addIssue({ code: "custom", path: [...path, "redemption", "plan"], message: `plan ${redemption.plan} is linked to no Stripe product (stripeProductIds): it cannot be bought` });
+      }
+    }
+  }
+  for (const [slug, group] of Object.entries(doc.offerGroups)) {
+    group.slots.forEach((slot, slotIndex) =>
+      slot.offers.forEach((offer, index) => {
+        if (!own(doc.offers, offer)) ctx.addIssue({ code: "custom", path: ["offerGroups", slug, "slots", slotIndex, "offers", index], message: `unknown offer ${offer}` });
+      }),
+    );
+  }
+  for (const [surfaceSlug, surface] of Object.entries(doc.surfaces)) {
+    surface.offerGroups.forEach((group, index) => {
+      if (!own(doc.offerGroups, group)) ctx.addIssue({ code: "custom", path: ["surfaces", surfaceSlug, "offerGroups", index], message: `unknown offer group ${group}` });
+    });
+    for (const [componentSlug, component] of Object.entries(surface.components)) {
+      component.offerGroups?.forEach((group, index) => {
+        if (!own(doc.offerGroups, group)) {
+          ctx.addIssue({ code: "custom", path: ["surfaces", surfaceSlug, "components", componentSlug, "offerGroups", index], message: `unknown offer group ${group}` });
+        }
+      });
+    }
+  }
+}
+
 /** Why a plan's value does not fit a property definition, or undefined when it does. */
 export function checkPlanValue(def: PropertyDefinition, value: PlanPropertyValue): string | undefined {
   switch (def.type) {
@@ -550,7 +841,10 @@ export function checkPlanValue(def: PropertyDefinition, value: PlanPropertyValue
   }
 }
 
-export const ConfigDocument = ConfigDocumentShape.superRefine(checkReferences);
+export const ConfigDocument = ConfigDocumentShape.superRefine((doc, ctx) => {
+  checkReferences(doc, ctx);
+  checkOfferReferences(doc, ctx);
+});
 export type ConfigDocument = z.infer<typeof ConfigDocument>;
 export type ConfigDocumentInput = z.input<typeof ConfigDocument>;
 

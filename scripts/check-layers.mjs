@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 /**
  * The layering rule of the Worker's code (docs/architecture.md): a folder never imports from a folder above it.
- *   lib, errors.ts, schema/  →  engine/  →  config/, identity/  →  services/, payments/, durable-objects/  →  workflows/
+ *   lib, errors.ts, schema/  →  engine/  →  config/, identity/  →  services/, payments/, offers/, webhooks/, durable-objects/
+ *   →  workflows/
  *   →  decision/  →  middleware/, routes/  →  app.ts, context.ts, index.ts
  * Same-rank imports are allowed. Run by `npm test`; prints every import that goes up (or that it cannot place) and
  * exits 1 if there is one. Imports are read with TypeScript's own scanner: static, type-only, re-exports, side-effect
@@ -22,6 +23,8 @@ const RANKS = [
   ["workers/identity", 2],
   ["workers/services", 3],
   ["workers/payments", 3],
+  ["workers/offers", 3],
+  ["workers/webhooks", 3],
   ["durable-objects", 3],
   ["workers/workflows", 4],
   ["workers/decision", 5],

@@ -8,6 +8,8 @@ import {
   type CreditsSetting,
   type EnabledSetting,
   type SnapshotFeature,
+  type SnapshotOffer,
+  type SnapshotOfferGroup,
   type SnapshotPlanValue,
   type SnapshotProperty,
   type SnapshotWorkflow,
@@ -91,9 +93,31 @@ export async function compileSnapshot(doc: ConfigDocument, context: CompileConte
         slug: componentSlug,
         name: component.name ?? componentSlug,
         ...(component.cssSelector ? { cssSelector: component.cssSelector } : {}),
+        ...(component.offerGroups?.length ? { offerGroups: [...new Set(component.offerGroups)] } : {}),
       })),
+      ...(surface.offerGroups.length ? { offerGroups: [...new Set(surface.offerGroups)] } : {}),
     };
   }
+
+  const offers: SnapshotOffer[] = [];
+  for (const [slug, offer] of bySlug(doc.offers)) {
+    const variants = bySlug(offer.variants ?? {})
+      .map(([variantSlug, { testGroups, ...variant }]) => ({ slug: variantSlug, from: testGroups.from, to: testGroups.to, ...variant }))
+      .sort((a, b) => a.from - b.from);
+    const charged = { price: offer.price ?? null, redemption: offer.redemption, variants: variants.map(({ slug: variantSlug, price, stripePriceId }) => ({ variantSlug, price, stripePriceId })) };
+    offers.push({
+      slug,
+      name: offer.name ?? slug,
+      presentation: offer.presentation,
+      ...(offer.price ? { price: offer.price } : {}),
+      redemption: offer.redemption,
+      targeting: offer.targeting,
+      variants,
+      fingerprint: await sha256Hex(JSON.stringify(charged)),
+    });
+  }
+  const offerGroups: Record<string, SnapshotOfferGroup> = {};
+  for (const [slug, group] of bySlug(doc.offerGroups)) offerGroups[slug] = { slug, name: group.name ?? slug, slots: group.slots };
 
   const authMethods = bySlug(doc.authMethods).map(([slug, method]) => {
     const { type: _type, name, ...rest } = method;
@@ -119,5 +143,7 @@ export async function compileSnapshot(doc: ConfigDocument, context: CompileConte
     workflows,
     ...(context.compileWorkflow ? { workflowCompiler: WORKFLOW_COMPILER_GENERATION } : {}),
     triggers: Object.fromEntries(bySlug(doc.triggers).map(([name, trigger]) => [name, { ...trigger }])),
+    offers,
+    offerGroups,
   };
 }

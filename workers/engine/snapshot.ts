@@ -3,7 +3,7 @@
  * `compileSnapshot` (workers/config/compile.ts) produces it from a validated document when a version is created;
  * the engine never sees the document itself.
  */
-import type { AutoAssignCategory, ConflictRule, JwtAlgorithm, Period, WorkflowType } from "../../schema/config";
+import type { AutoAssignCategory, ConflictRule, JwtAlgorithm, OfferConditions, OfferPresentation, OfferPrice, OfferRedemption, Period, WorkflowType } from "../../schema/config";
 
 export const SNAPSHOT_SCHEMA_VERSION = 1;
 
@@ -39,6 +39,10 @@ export interface CreditCosts {
   base: number;
   actions?: Record<string, number>;
   multipliers?: { when: { type?: string; tag?: string }; factor: number }[];
+  /** Asset id → price; a request naming several assets costs their sum (absent in older versions). */
+  assets?: Record<string, number>;
+  /** Combinations of assets priced at `factor` times their parts (absent in older versions). */
+  bundles?: { assets: string[]; factor: number }[];
 }
 
 export type SnapshotProperty =
@@ -82,7 +86,45 @@ export interface SnapshotSurface {
   slug: string;
   name: string;
   consumes: { featureId: string; featureSlug: string; property: string }[];
-  components: { slug: string; name: string; cssSelector?: string }[];
+  /** `offerGroups`: the groups the component shows (absent: none, and in versions before offers). */
+  components: { slug: string; name: string; cssSelector?: string; offerGroups?: string[] }[];
+  /** The offer groups a decision on the surface resolves (absent: none, and in versions before offers). */
+  offerGroups?: string[];
+}
+
+/** An A/B variant of an offer: identities whose testGroup100 is in [from, to]. */
+export interface SnapshotOfferVariant {
+  slug: string;
+  from: number;
+  to: number;
+  presentation?: Partial<OfferPresentation>;
+  price?: OfferPrice;
+  stripePriceId?: string;
+}
+
+/** An offer as the document defines it (schema/config.ts OfferDefinition, defaults applied). */
+export interface SnapshotOffer {
+  slug: string;
+  name: string;
+  presentation: OfferPresentation;
+  price?: OfferPrice;
+  redemption: OfferRedemption;
+  targeting: OfferConditions;
+  /** In testGroups order. */
+  variants: SnapshotOfferVariant[];
+  /**
+   * SHA-256 (hex) of what the offer charges and how (its prices, variants and redemption). An offer token carries it:
+   * a token minted before the operator changed any of it is refused at redemption rather than charging a price the
+   * visitor was not shown.
+   */
+  fingerprint: string;
+}
+
+export interface SnapshotOfferGroup {
+  slug: string;
+  name: string;
+  /** In display order; each a ranked list of offer slugs. */
+  slots: { name?: string; offers: string[] }[];
 }
 
 export interface SnapshotAuthMethod {
@@ -142,4 +184,7 @@ export interface ConfigSnapshot {
   workflowCompiler?: number;
   /** Declared custom triggers and the JSON Schema of their payload (absent in snapshots compiled before triggers existed). */
   triggers?: Record<string, { description?: string; schema: Record<string, unknown> }>;
+  /** In slug order (absent in snapshots compiled before offers existed). */
+  offers?: SnapshotOffer[];
+  offerGroups?: Record<string, SnapshotOfferGroup>;
 }

@@ -32,7 +32,7 @@ export async function getDraft(db: D1Database, organizationId: string): Promise<
   return { document: parsed.success ? parsed.data : looseDocument(stored), revision: row.revision, updatedAt: row.updated_at, stored, valid: parsed.success };
 }
 
-const SECTIONS = ["features", "plans", "surfaces", "authMethods", "workflows", "triggers"] as const;
+const SECTIONS = ["features", "plans", "surfaces", "authMethods", "workflows", "triggers", "offers", "offerGroups"] as const;
 
 /**
  * A stored document for readers: every top-level section an object of objects, and any entry that is not plain JSON

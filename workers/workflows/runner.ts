@@ -48,6 +48,8 @@ export const DEFAULT_CPU_MS: Readonly<Record<WorkflowType, number>> = {
   component: 50,
   endpoint: 50,
   action: 1_000,
+  // A redemption answers a person who clicked "buy" and waits for it: more than a decision, less than an action.
+  redemption: 200,
 };
 
 /** Subrequests one call may make (egress and, in the dispatch runtime, each utils call). */

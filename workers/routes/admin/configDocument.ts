@@ -13,7 +13,7 @@ import { json, permit, security } from "./shared";
 const MAX_DOCUMENT_BYTES = 1024 * 1024;
 const tags = ["Configuration document"];
 const DiffEntrySchema = z.object({ path: z.string(), change: z.enum(["added", "removed", "changed"]), from: z.unknown().optional(), to: z.unknown().optional() }).openapi("DiffEntry");
-const Document = z.record(z.string(), z.unknown()).openapi("ConfigDocument", { description: "features, plans, surfaces, authMethods, workflows, settings" });
+const Document = z.record(z.string(), z.unknown()).openapi("ConfigDocument", { description: "settings, features, plans, surfaces, authMethods, workflows, triggers, offers, offerGroups" });
 
 const exportRoute = createRoute({
   method: "get",

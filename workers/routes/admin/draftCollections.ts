@@ -1,5 +1,6 @@
 /**
- * CRUD over the collections of the draft document (features, plans, surfaces, authentication methods, workflows).
+ * CRUD over the collections of the draft document (features, plans, surfaces, authentication methods, workflows,
+ * offers and offer groups).
  * Each collection is a record keyed by slug inside the one draft document; every edit re-validates the whole draft
  * (see services/drafts.ts), so a plan can never point at a feature that was deleted.
  */
@@ -7,6 +8,8 @@ import { createRoute, z, type OpenAPIHono } from "@hono/zod-openapi";
 import {
   AuthMethodDefinition,
   FeatureDefinition,
+  OfferDefinition,
+  OfferGroupDefinition,
   PlanDefinition,
   Slug,
   SurfaceDefinition,
@@ -18,7 +21,7 @@ import { ApiError, errorResponses, validationError } from "../../errors";
 import { editDraft, getDraft } from "../../services/drafts";
 import { json, jsonBody, permit, security } from "./shared";
 
-type CollectionKey = "features" | "plans" | "surfaces" | "authMethods" | "workflows";
+type CollectionKey = "features" | "plans" | "surfaces" | "authMethods" | "workflows" | "offers" | "offerGroups";
 
 interface Collection {
   key: CollectionKey;
@@ -34,6 +37,8 @@ const COLLECTIONS: Collection[] = [
   { key: "surfaces", path: "surfaces", tag: "Surfaces", singular: "surface", schema: SurfaceDefinition },
   { key: "authMethods", path: "auth-methods", tag: "Authentication methods", singular: "authentication method", schema: AuthMethodDefinition },
   { key: "workflows", path: "workflows", tag: "Workflows", singular: "workflow", schema: WorkflowDefinition },
+  { key: "offers", path: "offers", tag: "Offers", singular: "offer", schema: OfferDefinition },
+  { key: "offerGroups", path: "offer-groups", tag: "Offers", singular: "offer group", schema: OfferGroupDefinition },
 ];
 
 const SlugParam = z.object({ slug: Slug.openapi({ param: { name: "slug", in: "path" }, example: "widget" }) });
