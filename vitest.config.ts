@@ -15,12 +15,14 @@ export default defineConfig(async () => {
             OPERATOR_TOKEN: "test-operator-token",
             SECRETS_KEY: "dGVzdC1zZWNyZXRzLWtleS0zMi1ieXRlcy1sb25nISE=",
             STRIPE_API_BASE: inject("stripeApiBase"),
+            // The webhook tests' receiver listens on http://127.0.0.1 (test/webhook-receiver).
+            WEBHOOKS_ALLOW_INSECURE_LOCALHOST: "true",
           },
         },
       })),
     ],
     test: {
-      globalSetup: ["./test/fake-stripe/global-setup.ts"],
+      globalSetup: ["./test/fake-stripe/global-setup.ts", "./test/webhook-receiver/global-setup.ts"],
       setupFiles: ["./test/setup/apply-migrations.ts", "./test/setup/console.ts", "./test/setup/payments-queue.ts"],
       include: ["test/**/*.test.ts"],
     },

@@ -308,7 +308,7 @@ export const WorkflowDefinition = z.strictObject({
   required: z.boolean().default(false),
   deadlineMs: z.number().int().min(1).max(30_000).optional(),
   /**
-   * CPU time one call may use (ms). Without it: 50 for the synchronous types, 1,000 for actions (see the workflow
+   * CPU time one call may use (ms). Without it: 50 for the synchronous types, 200 for redemptions, 1,000 for actions (see the workflow
    * runner); never above WORKFLOW_CPU_MS_CAP. The operation budget of the call scales with it.
    */
   cpuMs: z.number().int().min(1).max(WORKFLOW_CPU_MS_CAP).optional(),

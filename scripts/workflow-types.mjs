@@ -22,8 +22,8 @@ const HEADER = `/**
  * Types of the workflows this platform runs. Reference this file from your editor or CI to type-check workflows:
  *   /// <reference path="./workflow-types.d.ts" />
  * A workflow module's default export is the workflow function (\`MiddlewareWorkflow\`, \`ProvisioningWorkflow\`,
- * \`FeatureWorkflow\`, \`SurfaceWorkflow\`, \`ComponentWorkflow\`, \`EndpointWorkflow\` or \`ActionWorkflow\`); the
- * globals below describe its arguments and results.
+ * \`FeatureWorkflow\`, \`SurfaceWorkflow\`, \`ComponentWorkflow\`, \`EndpointWorkflow\`, \`ActionWorkflow\` or
+ * \`RedemptionWorkflow\`); the globals below describe its arguments and results.
  *
  * Generated from ${relative(root, source)} by scripts/workflow-types.mjs: edit that file, then run
  * \`node scripts/workflow-types.mjs\`.

@@ -4,6 +4,8 @@ import { registerRoutes } from "./routes";
 import { DEAD_LETTER_QUEUE, handleDeadLetterBatch, handleTriggerBatch } from "./workflows/actions";
 import type { TriggerMessage } from "./workflows/triggers";
 import { handlePaymentBatch, PAYMENT_QUEUE, type PaymentQueueMessage } from "./workflows/paymentEvents";
+import { handleWebhookBatch, handleWebhookDeadLetters, WEBHOOK_DEAD_LETTER_QUEUE, WEBHOOK_QUEUE } from "./webhooks/delivery";
+import type { WebhookDeliveryMessage } from "./webhooks/publish";
 
 export { MeterObject } from "../durable-objects/meter/MeterObject";
 export { EgressGateway } from "./workflows/egressGateway";
@@ -16,10 +18,13 @@ export default {
   fetch: app.fetch,
   /**
    * Triggers → action workflows; their dead-letter queue → stored dead letters; verified payment webhooks → payment
-   * state (the consumers: wrangler.toml). Each queue carries its own message type.
+   * state; outbound webhook deliveries → operators' endpoints (the consumers: wrangler.toml). Each queue carries its
+   * own message type.
    */
   queue: (batch, env, ctx) => {
     if (batch.queue === PAYMENT_QUEUE) return handlePaymentBatch(batch as MessageBatch<PaymentQueueMessage>, env);
+    if (batch.queue === WEBHOOK_QUEUE) return handleWebhookBatch(batch as MessageBatch<WebhookDeliveryMessage>, env);
+    if (batch.queue === WEBHOOK_DEAD_LETTER_QUEUE) return handleWebhookDeadLetters(batch as MessageBatch<WebhookDeliveryMessage>, env);
     const triggers = batch as MessageBatch<TriggerMessage>;
     return batch.queue === DEAD_LETTER_QUEUE ? handleDeadLetterBatch(triggers, env) : handleTriggerBatch(triggers, env, ctx);
   },

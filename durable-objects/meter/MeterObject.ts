@@ -22,6 +22,9 @@ export const CREDIT_LEDGER_TTL_MS = 90 * 24 * 60 * 60 * 1000;
 // CreditRequest / CreditReading are the engine's (workers/engine/types.ts): one definition for both sides of the call.
 export type { CreditReading, CreditRequest };
 
+/** One write of MeterObject.customDataApply: set `value`, or delete the key. */
+export type CustomDataWrite = { key: string; delete?: false; value: unknown } | { key: string; delete: true };
+
 export interface EvaluateInput {
   counters: MeterRequest[];
   /** The plans the user holds in this decision: remembered, and a change reported (`plansChanged`). */
@@ -542,6 +545,21 @@ export class MeterObject extends DurableObject<Env> {
   customDataDelete(key: string): boolean {
     if (!this.schemaReady) return false; // an object without tables has nothing to delete
     return this.sql.exec("DELETE FROM custom_data WHERE key = ?", key).rowsWritten > 0;
+  }
+
+  /**
+   * Several writes at once, all or nothing (a redemption workflow's staged writes, applied once it succeeded): each
+   * `value` is set, or the key deleted when `delete` is true, in the order given.
+   */
+  customDataApply(writes: CustomDataWrite[]): void {
+    if (writes.length === 0) return;
+    this.ensureSchema();
+    this.ctx.storage.transactionSync(() => {
+      for (const write of writes) {
+        if (write.delete) this.sql.exec("DELETE FROM custom_data WHERE key = ?", write.key);
+        else this.sql.exec("INSERT INTO custom_data (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value", write.key, JSON.stringify(write.value ?? null));
+      }
+    });
   }
 
   // ---------------------------------------------------------------------------------------------------------------

@@ -2,8 +2,8 @@
  * Types of the workflows this platform runs. Reference this file from your editor or CI to type-check workflows:
  *   /// <reference path="./workflow-types.d.ts" />
  * A workflow module's default export is the workflow function (`MiddlewareWorkflow`, `ProvisioningWorkflow`,
- * `FeatureWorkflow`, `SurfaceWorkflow`, `ComponentWorkflow`, `EndpointWorkflow` or `ActionWorkflow`); the
- * globals below describe its arguments and results.
+ * `FeatureWorkflow`, `SurfaceWorkflow`, `ComponentWorkflow`, `EndpointWorkflow`, `ActionWorkflow` or
+ * `RedemptionWorkflow`); the globals below describe its arguments and results.
  *
  * Generated from workers/workflows/authorTypes.ts by scripts/workflow-types.mjs: edit that file, then run
  * `node scripts/workflow-types.mjs`.
@@ -142,6 +142,47 @@ interface WorkflowResource {
     meta?: Record<string, JsonValue>;
     [key: string]: unknown;
 }
+/** One offer as a visitor is shown it, with the signed token its redemption (`POST /api/v1/offer-redemptions`) needs. */
+interface OfferView {
+    offer: string;
+    /** The A/B variant the identity's testGroup100 falls in; null for the offer itself. */
+    variant: string | null;
+    title: string;
+    description?: string;
+    priceDisplay?: string;
+    callToAction?: string;
+    imageUrl?: string;
+    fields?: Record<string, unknown>;
+    /** Minor units (cents); a bundle lists its items, whose amounts add up to `amount`. */
+    price?: {
+        amount: number;
+        currency: string;
+        interval?: string;
+        items?: {
+            name: string;
+            amount: number;
+        }[];
+    };
+    redemption: {
+        method: "checkout" | "subscription_change" | "scheduled_change" | "workflow";
+    };
+    /** Signed, short-lived, bound to the environment, the offer, its price and the identity. */
+    token: string;
+    /** When the token stops being accepted (ISO 8601). */
+    expiresAt: string;
+}
+interface OfferSlotView {
+    /** Position in the group (0 first). */
+    slot: number;
+    name: string | null;
+    /** The highest-ranked eligible offer of the slot not shown by an earlier slot; null when none is eligible. */
+    offer: OfferView | null;
+}
+/** Offer groups by slug, each with its slots in display order. */
+type OfferGroupsView = Record<string, {
+    name: string;
+    slots: OfferSlotView[];
+}>;
 /** The reading of a counter after a `utils.counters` call. */
 type CounterResult = Pick<MeterReading, "hasAccess" | "consumedUnits" | "remainingUnits" | "totalUnits">;
 /** The identity as a customer of the payment provider, as the platform keeps it from the provider's webhooks. */
@@ -239,6 +280,17 @@ interface WorkflowUtils {
         }>;
     };
     testGroup100(identifier: string): Promise<number>;
+    /**
+     * Offers for this request's identity (surface and component workflows, where plans and feature states are known;
+     * elsewhere the call rejects): every offer whose targeting it meets, each with its own token (`group` and `slot` of
+     * the token are null), in slug order. `groups` keeps the offers ranked in those groups' slots, `offers` those slugs.
+     */
+    offers: {
+        list(options?: {
+            groups?: string[];
+            offers?: string[];
+        }): Promise<OfferView[]>;
+    };
 }
 type MiddlewareArgs = {
     identity: WorkflowIdentity;
@@ -271,6 +323,8 @@ type ComponentArgs = BaseArgs & {
     componentSlug: string;
     /** The `properties` of the surface workflow's behaviour (`{}` when it set none). */
     surfaceProperties: Record<string, JsonValue>;
+    /** The offer groups this component names (`offerGroups`), resolved per slot; `{}` when it names none. */
+    offers: OfferGroupsView;
 };
 type EndpointArgs = {
     identity: WorkflowIdentity;
@@ -327,13 +381,26 @@ interface HttpModify {
     statusText?: string;
     body?: undefined;
 }
+/**
+ * An element the platform's web components and edge proxy render in place of markup: `schema` names it. `"offer"`
+ * renders an offer (its `props` are the OfferView, token included, as `offers` or `utils.offers.list` gave it).
+ */
+interface ElementItem {
+    type: "element";
+    schema: "offer" | (string & {});
+    props: OfferView | Record<string, JsonValue>;
+}
+/** `content` of a surface or component: any JSON, with element items (and offers) anywhere inside it. */
+type ContentValue = JsonValue | ElementItem | OfferView | ContentValue[] | {
+    [key: string]: ContentValue;
+};
 interface SurfaceBehavior {
     properties?: Record<string, JsonValue>;
     http?: HttpReplace | HttpModify;
-    content?: JsonValue;
+    content?: ContentValue;
 }
 interface ComponentBehavior {
-    content?: JsonValue;
+    content?: ContentValue;
     properties?: Record<string, JsonValue>;
 }
 type MiddlewareWorkflow = (args: WithUtils<MiddlewareArgs>) => MaybePromise<MiddlewareResult | void>;
@@ -346,3 +413,38 @@ type ComponentWorkflow = (args: WithUtils<ComponentArgs>) => MaybePromise<Compon
 type EndpointWorkflow = (request: Request, args: WithUtils<EndpointArgs>) => MaybePromise<Response>;
 /** Runs off the request path, at least once per fired trigger: make it idempotent. */
 type ActionWorkflow = (args: WithUtils<ActionArgs>) => MaybePromise<void>;
+/** What a redemption workflow is told: who redeems which offer, and the client's `input` (valid against the offer's schema). */
+type RedemptionArgs = {
+    identity: WorkflowIdentity;
+    context: WorkflowContext;
+    env: Record<string, string>;
+    offer: {
+        slug: string;
+        /** The A/B variant the token was minted for; null for the offer itself. */
+        variant: string | null;
+        title: string;
+        /** The price the token binds (minor units, e.g. cents); null for an offer without a price. */
+        price: {
+            amount: number;
+            currency: string;
+            interval?: string;
+        } | null;
+    };
+    input: JsonValue;
+};
+/**
+ * What goes back to the client (`result` of the redemption response). To refuse the redemption, throw or return
+ * `{ fail: { message } }`: then nothing the workflow wrote is applied.
+ */
+type RedemptionResult = {
+    result?: JsonValue;
+} | {
+    fail: {
+        message: string;
+    };
+};
+/**
+ * All or nothing: `customData.set`/`delete` and `triggers.fire` are staged while the workflow runs (reads see its own
+ * writes) and applied only when it succeeds; `counters` and `identities.link` reject.
+ */
+type RedemptionWorkflow = (args: WithUtils<RedemptionArgs>) => MaybePromise<RedemptionResult | void>;

@@ -8,9 +8,9 @@
  * server, so each test uses its own `sk_test_…` key and sees only its own customers, prices and requests.
  *
  * `/__control/…` is not Stripe's: tests use it to seed data, complete checkout sessions, move subscriptions through
- * their lifecycle (update, cancel, invoice paid or failed), refund and dispute payments (each returning the events Stripe
- * would send as webhooks, in order), save a (possibly declining) default payment method on a customer and read the
- * recorded requests.
+ * their lifecycle (update, cancel, invoice paid or failed, start a schedule's next phase), refund and dispute payments
+ * (each returning the events Stripe would send as webhooks, in order), save a (possibly declining) default payment
+ * method on a customer and read the recorded requests.
  *
  * Run on its own with `node test/fake-stripe/server.mjs [port]`.
  */
@@ -270,8 +270,11 @@ export function createFakeStripe() {
     const items = asList(params.line_items);
     if (items.length === 0) throw required("line_items");
     const lineItems = items.map((item, index) => {
-      if (!item.price) throw required(`line_items[${index}][price]`);
-      const price = find(account, "price", item.price, `line_items[${index}][price]`);
+      if (!item.price && !item.price_data) throw required(`line_items[${index}][price]`);
+      // `price_data`: Stripe makes an inline price (of an existing product) that only this session uses.
+      const price = item.price_data
+        ? newPrice(account, { ...item.price_data, active: "false", product: item.price_data.product ?? "" })
+        : find(account, "price", item.price, `line_items[${index}][price]`);
       if (mode === "subscription" && !price.recurring) {
         throw invalid(`line_items[${index}][price]`, "You must provide at least one recurring price in `subscription` mode when using prices.");
       }
@@ -307,6 +310,7 @@ export function createFakeStripe() {
       locale: params.locale ?? null,
       metadata: params.metadata ?? {},
       mode,
+      discounts: asList(params.discounts).map((discount) => ({ coupon: discount.coupon ?? null, promotion_code: discount.promotion_code ?? null })),
       payment_intent: null,
       payment_status: "unpaid",
       status: "open",
@@ -852,6 +856,232 @@ export function createFakeStripe() {
     return { session, events: [newEvent(owners.get(session.id).account, "checkout.session.async_payment_succeeded", session)] };
   }
 
+  // --- Price changes: subscription updates, proration previews and subscription schedules ---------------------------
+  //
+  // `POST /v1/subscriptions/{id}` moves items to other prices (`items[i][id]` + `items[i][price]`), merges metadata and
+  // sends customer.subscription.updated (stored as an event: `GET /v1/events?type=…`). The proration is deterministic:
+  // for each changed item, the remaining fraction of its period at `proration_date` (now by default),
+  // f = (period_end − proration_date) / (period_end − period_start), gives a credit line −round(old × qty × f)
+  // ("Unused time on …") and a charge line round(new × qty × f) ("Remaining time on …"). `POST
+  // /v1/invoices/create_preview` answers the invoice such a change would produce: those lines (none for
+  // proration_behavior=none) and, unless always_invoice, the next period at the new prices; amount_due is their sum
+  // (never below 0). Schedules: `POST /v1/subscription_schedules` with `from_subscription` makes one phase of the
+  // subscription's current items and period; `POST /v1/subscription_schedules/{id}` replaces phases, end_behavior and
+  // metadata. The control route `POST /__control/subscription_schedules/{id}/advance` starts the next phase now, as
+  // the period's end would: the subscription takes its items and metadata and a new period, and
+  // customer.subscription.updated is returned (and stored); past the last phase, a `release` schedule lets go.
+
+  const PERIOD_SECONDS = { day: DAY_SECONDS, week: 7 * DAY_SECONDS, month: 30 * DAY_SECONDS, year: 365 * DAY_SECONDS };
+
+  /** Each item of `changes` (`{id, price}`) as [the subscription's item, the new price, its quantity]. */
+  function priceChangesOf(account, subscription, changes) {
+    return asList(changes).map((change, index) => {
+      if (!change.id) throw required(`items[${index}][id]`);
+      const item = subscription.items.data.find((candidate) => candidate.id === change.id);
+      if (!item) throw invalid(`items[${index}][id]`, `Subscription item ${change.id} is not on subscription ${subscription.id}.`);
+      const price = change.price ? find(account, "price", change.price, `items[${index}][price]`) : item.price;
+      if (!price.recurring) throw invalid(`items[${index}][price]`, "The price specified is not recurring. Subscriptions require a recurring price.");
+      if (!price.active) throw invalid(`items[${index}][price]`, `The price specified is inactive. This field only accepts active prices.`);
+      return { item, price, quantity: asInteger(change.quantity, `items[${index}][quantity]`) ?? item.quantity };
+    });
+  }
+
+  function prorationLines(changes, at, behavior) {
+    if (behavior === "none") return [];
+    return changes.flatMap(({ item, price, quantity }) => {
+      const { current_period_start: start, current_period_end: end } = item;
+      const fraction = end > start ? Math.min(1, Math.max(0, (end - at) / (end - start))) : 0;
+      const productName = (candidate) => objects.get(candidate.product)?.name ?? candidate.product;
+      return [
+        { amount: -Math.round((item.price.unit_amount ?? 0) * item.quantity * fraction), description: `Unused time on ${item.quantity} × ${productName(item.price)}`, price: item.price, quantity: item.quantity, proration: true },
+        { amount: Math.round((price.unit_amount ?? 0) * quantity * fraction), description: `Remaining time on ${quantity} × ${productName(price)}`, price, quantity, proration: true },
+      ];
+    });
+  }
+
+  function previewInvoice(account, params) {
+    if (!params.subscription) throw required("subscription");
+    const subscription = find(account, "subscription", params.subscription, "subscription");
+    const details = params.subscription_details ?? {};
+    const behavior = details.proration_behavior ?? "create_prorations";
+    const at = asInteger(details.proration_date, "subscription_details[proration_date]") ?? now();
+    const changes = priceChangesOf(account, subscription, details.items);
+    const changed = new Map(changes.map((change) => [change.item.id, change]));
+    const next = behavior === "always_invoice"
+      ? []
+      : subscription.items.data.map((item) => {
+          const { price, quantity } = changed.get(item.id) ?? { price: item.price, quantity: item.quantity };
+          return { amount: (price.unit_amount ?? 0) * quantity, description: `${quantity} × ${objects.get(price.product)?.name ?? price.product}`, price, quantity, proration: false };
+        });
+    const lines = [...prorationLines(changes, at, behavior), ...next].map((line) => ({
+      id: newId("il_tmp"),
+      object: "line_item",
+      amount: line.amount,
+      currency: line.price.currency,
+      description: line.description,
+      parent: { type: "subscription_item_details", subscription_item_details: { proration: line.proration, subscription: subscription.id } },
+      pricing: { type: "price_details", price_details: { price: line.price.id, product: line.price.product }, unit_amount_decimal: line.price.unit_amount_decimal },
+      quantity: line.quantity,
+    }));
+    const total = lines.reduce((sum, line) => sum + line.amount, 0);
+    return {
+      id: null,
+      object: "invoice",
+      amount_due: Math.max(0, total),
+      amount_paid: 0,
+      amount_remaining: Math.max(0, total),
+      created: now(),
+      currency: subscription.currency,
+      customer: subscription.customer,
+      lines: { object: "list", data: lines, has_more: false, url: "/v1/invoices/create_preview/lines" },
+      livemode: false,
+      parent: { type: "subscription_details", subscription_details: { metadata: structuredClone(subscription.metadata), subscription: subscription.id } },
+      status: "draft",
+      subtotal: total,
+      total,
+    };
+  }
+
+  /** `POST /v1/subscriptions/{id}`: items to other prices, metadata merged (an empty value deletes a key). */
+  function changeSubscription(account, id, params) {
+    const subscription = find(account, "subscription", id);
+    if (subscription.status === "canceled") {
+      throw new StripeError(400, "invalid_request_error", "A canceled subscription can only update its cancellation_details and metadata.");
+    }
+    const before = structuredClone(subscription);
+    for (const { item, price, quantity } of priceChangesOf(account, subscription, params.items)) {
+      item.price = structuredClone(price);
+      item.quantity = quantity;
+    }
+    for (const [key, value] of Object.entries(params.metadata ?? {})) {
+      if (value === "") delete subscription.metadata[key];
+      else subscription.metadata[key] = value;
+    }
+    subscriptionUpdated(account, subscription, before);
+    return subscription;
+  }
+
+  function newSchedule(account, params) {
+    if (!params.from_subscription) throw required("from_subscription");
+    const subscription = find(account, "subscription", params.from_subscription, "from_subscription");
+    if (subscription.schedule) {
+      throw invalid("from_subscription", `You cannot migrate a subscription that is already attached to a schedule: \`${subscription.schedule}\`.`);
+    }
+    const start = Math.min(...subscription.items.data.map((item) => item.current_period_start));
+    const schedule = store(account, {
+      id: newId("sub_sched"),
+      object: "subscription_schedule",
+      canceled_at: null,
+      completed_at: null,
+      created: now(),
+      current_phase: { start_date: start, end_date: periodEnd(subscription) },
+      customer: subscription.customer,
+      end_behavior: "release",
+      livemode: false,
+      metadata: {},
+      phases: [{
+        start_date: start,
+        end_date: periodEnd(subscription),
+        items: subscription.items.data.map((item) => ({ price: item.price.id, quantity: item.quantity, metadata: {} })),
+        metadata: {},
+        proration_behavior: "create_prorations",
+      }],
+      released_at: null,
+      released_subscription: null,
+      status: "active",
+      subscription: subscription.id,
+    });
+    const before = structuredClone(subscription);
+    subscription.schedule = schedule.id;
+    subscriptionUpdated(account, subscription, before);
+    return schedule;
+  }
+
+  function updateSchedule(account, id, params) {
+    const schedule = find(account, "subscription_schedule", id);
+    if (schedule.status !== "active" && schedule.status !== "not_started") {
+      throw new StripeError(400, "invalid_request_error", `You cannot update a subscription schedule that is ${schedule.status}.`);
+    }
+    if (params.end_behavior !== undefined) schedule.end_behavior = params.end_behavior;
+    if (params.metadata !== undefined) schedule.metadata = { ...schedule.metadata, ...params.metadata };
+    if (params.phases !== undefined) {
+      const phases = asList(params.phases);
+      if (phases.length === 0) throw required("phases");
+      let start = asInteger(phases[0].start_date, "phases[0][start_date]") ?? schedule.current_phase.start_date;
+      if (start !== schedule.current_phase.start_date) {
+        throw invalid("phases[0][start_date]", "You can not modify the start date of the current phase.");
+      }
+      schedule.phases = phases.map((phase, index) => {
+        const items = asList(phase.items).map((item, itemIndex) => {
+          const price = find(account, "price", item.price, `phases[${index}][items][${itemIndex}][price]`);
+          return { price: price.id, quantity: asInteger(item.quantity, `phases[${index}][items][${itemIndex}][quantity]`) ?? 1, metadata: {} };
+        });
+        if (items.length === 0) throw required(`phases[${index}][items]`);
+        const interval = find(account, "price", items[0].price).recurring.interval;
+        const end = asInteger(phase.end_date, `phases[${index}][end_date]`) ?? start + PERIOD_SECONDS[interval];
+        if (end <= start) throw invalid(`phases[${index}][end_date]`, "The end date of a phase must be after its start date.");
+        const built = { start_date: start, end_date: end, items, metadata: phase.metadata ?? {}, proration_behavior: phase.proration_behavior ?? "create_prorations" };
+        start = end;
+        return built;
+      });
+      schedule.current_phase = { start_date: schedule.phases[0].start_date, end_date: schedule.phases[0].end_date };
+    }
+    return schedule;
+  }
+
+  /** The schedule's next phase starts now: the subscription takes its items, metadata and a new period. */
+  function advanceSchedule(scheduleId) {
+    const schedule = find(null, "subscription_schedule", scheduleId);
+    const account = owners.get(schedule.id).account;
+    if (schedule.status !== "active") throw new StripeError(400, "invalid_request_error", `Subscription schedule ${schedule.id} is ${schedule.status}.`);
+    const subscription = objects.get(schedule.subscription);
+    const before = structuredClone(subscription);
+    const index = schedule.phases.findIndex((phase) => phase.start_date === schedule.current_phase.start_date);
+    const next = schedule.phases[index + 1];
+    if (next) {
+      const start = now();
+      const end = start + (next.end_date - next.start_date);
+      subscription.items.data = next.items.map((phaseItem, itemIndex) => {
+        const price = objects.get(phaseItem.price);
+        const kept = subscription.items.data.find((item) => item.price.product === price.product) ?? subscription.items.data[itemIndex];
+        return {
+          id: kept?.id ?? newId("si"),
+          object: "subscription_item",
+          created: kept?.created ?? start,
+          current_period_end: end,
+          current_period_start: start,
+          metadata: kept?.metadata ?? {},
+          price: structuredClone(price),
+          quantity: phaseItem.quantity,
+          subscription: subscription.id,
+        };
+      });
+      subscription.metadata = { ...subscription.metadata, ...next.metadata };
+      next.start_date = start;
+      next.end_date = end;
+      schedule.current_phase = { start_date: start, end_date: end };
+    }
+    if (!next || index + 1 === schedule.phases.length - 1) {
+      // The last phase began: a `release` schedule lets the subscription go on by itself.
+      if (schedule.end_behavior === "release") {
+        schedule.status = "released";
+        schedule.released_at = now();
+        schedule.released_subscription = subscription.id;
+        schedule.current_phase = null;
+        subscription.schedule = null;
+      }
+    }
+    return { schedule, subscription, events: subscriptionUpdated(account, subscription, before) };
+  }
+
+  const priceChangeRoutes = [
+    ["POST", /^\/v1\/subscriptions\/([^/]+)$/, (account, params, id) => changeSubscription(account, id, params)],
+    ["POST", /^\/v1\/invoices\/create_preview$/, (account, params) => previewInvoice(account, params)],
+    ["POST", /^\/v1\/subscription_schedules$/, (account, params) => newSchedule(account, params)],
+    ["GET", /^\/v1\/subscription_schedules\/([^/]+)$/, (account, query, id) => find(account, "subscription_schedule", id)],
+    ["POST", /^\/v1\/subscription_schedules\/([^/]+)$/, (account, params, id) => updateSchedule(account, id, params)],
+  ];
+
   // --- Routing ------------------------------------------------------------------------------------------------------
 
   const stripeRoutes = [
@@ -887,6 +1117,13 @@ export function createFakeStripe() {
     ["GET", /^\/v1\/products\/([^/]+)$/, (account, query, id) => find(account, "product", id)],
     ["POST", /^\/v1\/prices$/, (account, params) => newPrice(account, params)],
     ["GET", /^\/v1\/prices\/([^/]+)$/, (account, query, id) => find(account, "price", id)],
+    // Archiving (`active=false`) or reactivating a price, as the Dashboard does.
+    ["POST", /^\/v1\/prices\/([^/]+)$/, (account, params, id) => {
+      const price = find(account, "price", id);
+      if (params.active !== undefined) price.active = asBoolean(params.active);
+      if (params.metadata) price.metadata = { ...price.metadata, ...params.metadata };
+      return price;
+    }],
     ["GET", /^\/v1\/prices$/, (account, query) => {
       const matches = (price) =>
         (!query.product || price.product === query.product) &&
@@ -962,6 +1199,7 @@ export function createFakeStripe() {
     }],
     ["GET", /^\/v1\/events$/, (account, query) =>
       page(all(account, "event", (event) => !query.type || event.type === query.type), query, "/v1/events")],
+    ...priceChangeRoutes,
   ];
 
   function authenticate(request) {
@@ -1083,6 +1321,8 @@ export function createFakeStripe() {
       const account = request.headers.authorization ? authenticate(request) : null;
       return { data: requests.filter((entry) => account === null || entry.account === account).map(({ account: _, ...entry }) => entry) };
     }
+    const advance = path.match(/^\/subscription_schedules\/([^/]+)\/advance$/);
+    if (method === "POST" && advance) return advanceSchedule(decodeURIComponent(advance[1]));
     throw new StripeError(404, "invalid_request_error", `Unknown control route ${method} ${url.pathname}`);
   }
 

@@ -190,3 +190,24 @@ export async function meterEventsOf(key: string): Promise<Stripe.Billing.MeterEv
   const { data } = await fakeStripe<{ data: Stripe.Billing.MeterEvent[] }>("billing/meter_events", { key });
   return data;
 }
+
+// --- Price changes (offers' subscription_change and scheduled_change) -----------------------------------------------
+
+/**
+ * The next phase of a subscription schedule starts now, as the end of the current period would: the subscription takes
+ * the phase's items and metadata. Returns the customer.subscription.updated event Stripe would send (past the last
+ * phase, a `release` schedule lets the subscription go: `schedule.status` is `released`).
+ */
+export function advanceSubscriptionSchedule(
+  scheduleId: string,
+): Promise<{ schedule: Stripe.SubscriptionSchedule; subscription: Stripe.Subscription; events: Stripe.Event[] }> {
+  return fakeStripe(`subscription_schedules/${encodeURIComponent(scheduleId)}/advance`, { body: {} });
+}
+
+/** The events Stripe made for the account of `key` (API calls send them too), newest first, of one type if given. */
+export async function stripeEventsOf(key: string, type?: string): Promise<Stripe.Event[]> {
+  const query = new URLSearchParams({ limit: "100", ...(type ? { type } : {}) });
+  const response = await fetch(`${stripeApiBase()}/v1/events?${query}`, { headers: { authorization: `Bearer ${key}` } });
+  if (!response.ok) throw new Error(`fake Stripe events: ${response.status} ${await response.text()}`);
+  return ((await response.json()) as { data: Stripe.Event[] }).data;
+}

@@ -166,6 +166,49 @@ describe("priceAction", () => {
   });
 });
 
+describe("priceAction: assets and bundles", () => {
+  const costs: CreditCosts = {
+    base: 1,
+    actions: { render: 3 },
+    multipliers: [{ when: { tag: "premium" }, factor: 2 }],
+    assets: { logo: 4, font: 6, photo: 10, music: 20 },
+    bundles: [
+      { assets: ["logo", "font"], factor: 0.5 },
+      { assets: ["font", "photo"], factor: 0.1 },
+      { assets: ["photo", "music"], factor: 0.25 },
+    ],
+  };
+  const cases: [string, string | undefined, PricedResource | undefined, number][] = [
+    ["one listed asset costs its price", undefined, { assets: ["photo"] }, 10],
+    ["listed assets add up", undefined, { assets: ["logo", "music"] }, 24],
+    ["an unlisted asset costs the base", undefined, { assets: ["logo", "banner"] }, 5],
+    ["an unlisted asset costs the action's price", "render", { assets: ["logo", "banner"] }, 7],
+    ["assets from resource.meta.assets", undefined, { meta: { assets: ["logo", "music"] } }, 24],
+    ["non-strings are ignored", undefined, { assets: ["logo", 7, null, { id: "x" }, "music"] }, 24],
+    ["a name listed twice is priced once", undefined, { assets: ["logo", "logo"] }, 4],
+    ["an empty list prices the action", "render", { assets: [] }, 3],
+    ["assets that are not a list price the action", "render", { assets: "logo" }, 3],
+    ["a bundle multiplies the sum of its own assets", undefined, { assets: ["logo", "font", "music"] }, 5 + 20],
+    ["a later bundle cannot take an asset an earlier one took", undefined, { assets: ["logo", "font", "photo"] }, 5 + 10],
+    ["bundles that do not overlap both apply", undefined, { assets: ["logo", "font", "photo", "music"] }, 5 + 7.5],
+    ["a bundle needs all its assets", undefined, { assets: ["font", "music"] }, 26],
+    ["multipliers apply after the assets", undefined, { assets: ["logo", "font"], tags: ["premium"] }, 10],
+  ];
+  it.each(cases)("%s: action %j, resource %j → %d", (_name, action, resource, expected) => {
+    expect(priceAction(costs, action, resource)).toBe(expected);
+  });
+
+  it("without costs.assets the assets of a request change nothing", () => {
+    expect(priceAction({ base: 2, actions: { render: 3 } }, "render", { assets: ["logo", "font"] })).toBe(3);
+    expect(priceAction({ base: 2, bundles: [{ assets: ["logo", "font"], factor: 0.5 }] }, undefined, { assets: ["logo", "font"] })).toBe(2);
+  });
+
+  it("prices at most 100 distinct assets", () => {
+    const many = Array.from({ length: 150 }, (_, index) => `asset-${index}`);
+    expect(priceAction({ base: 1, assets: {} }, undefined, { assets: many })).toBe(100);
+  });
+});
+
 describe("conflict resolution: credits allowances", () => {
   const allowance = (amount: number, period: string) => ({ credits: { amount, period } });
   it.each([

@@ -1,8 +1,8 @@
 import Stripe from "stripe";
 import { describe, expect, it } from "vitest";
-import { type NormalizedEvent, WebhookSignatureError } from "../../workers/payments/gateway";
+import { type NormalizedEvent, PaymentProviderError, WebhookSignatureError } from "../../workers/payments/gateway";
 import { createStripeGateway } from "../../workers/payments/stripe";
-import { completeCheckout, fakeStripe, newStripeKey, seedPrice, stripeApiBase, stripeRequests } from "../support/stripe";
+import { advanceSubscriptionSchedule, completeCheckout, fakeStripe, newStripeKey, seedPrice, stripeApiBase, stripeRequests } from "../support/stripe";
 
 const WEBHOOK_SECRET = "whsec_test_payments_gateway";
 const gateway = createStripeGateway({ secretKey: "sk_test_unused", webhookSecret: WEBHOOK_SECRET });
@@ -364,5 +364,91 @@ describe("Stripe gateway: checkout against the local fake Stripe", () => {
     const fully = await fakeStripe<{ charge: Stripe.Charge }>(`payment_intents/${session.payment_intent}/refund`, { body: {} });
     expect(fully.charge).toMatchObject({ amount_refunded: 4900, refunded: true });
     expect(await fakeGateway.activeProductIds(customerId)).toEqual([]);
+  });
+});
+
+describe("Stripe gateway: price changes of a subscription against the local fake Stripe", () => {
+  /** A customer subscribed to Basic ($10 a month) through a completed checkout; Premium ($20) exists too. */
+  async function subscribed() {
+    const key = newStripeKey();
+    const fakeGateway = createStripeGateway({ secretKey: key, webhookSecret: WEBHOOK_SECRET, apiBase: stripeApiBase() });
+    const basic = await seedPrice(key, "Basic", { unitAmount: 1000 });
+    const premium = await seedPrice(key, "Premium", { unitAmount: 2000 });
+    const checkout = await fakeGateway.createCheckoutSession({
+      mode: "subscription",
+      priceIds: [basic.price.id],
+      identifier: "user-7",
+      successUrl: "https://app.example.com/thanks",
+      cancelUrl: "https://app.example.com/pricing",
+      automaticTax: false,
+      scope: "org_test:preview",
+    });
+    const { session } = await completeCheckout(checkout.id);
+    const subscriptionId = session.subscription as string;
+    const items = (await fakeGateway.getSubscriptionItems(subscriptionId))!;
+    return { key, fakeGateway, basic, premium, subscriptionId, items };
+  }
+
+  it("reads a subscription's items, scope and schedule; null for an unknown one", async () => {
+    const { fakeGateway, basic, subscriptionId, items } = await subscribed();
+    expect(items).toMatchObject({
+      subscription: { id: subscriptionId, status: "active", cancelAtPeriodEnd: false },
+      scope: "org_test:preview",
+      items: [{ id: expect.stringMatching(/^si_/), priceId: basic.price.id, productId: basic.product.id, quantity: 1 }],
+      scheduleId: null,
+    });
+    expect(await fakeGateway.getSubscriptionItems("sub_unknown")).toBeNull();
+  });
+
+  it("previews a prorated change at a given date without changing the subscription", async () => {
+    const { key, fakeGateway, premium, subscriptionId, items } = await subscribed();
+    const [item] = items.items;
+    // Half of the 30-day period left: −500 for the unused Basic, +1000 for Premium, then the next period at $20.
+    const halfway = Math.floor(Date.parse(items.subscription.currentPeriodEnd!) / 1000) - 15 * 86_400;
+    const preview = await fakeGateway.previewSubscriptionPriceChange({ subscriptionId, itemId: item!.id, priceId: premium.price.id, prorationBehavior: "create_prorations", prorationDate: halfway, metadata: {} });
+    expect(preview).toEqual({
+      amountDue: 2500,
+      currency: "usd",
+      lines: [
+        { description: "Unused time on 1 × Basic", amount: -500 },
+        { description: "Remaining time on 1 × Premium", amount: 1000 },
+        { description: "1 × Premium", amount: 2000 },
+      ],
+    });
+    const request = (await stripeRequests(key)).find((entry) => entry.path === "/v1/invoices/create_preview");
+    expect(request?.body).toMatchObject({ subscription: subscriptionId, subscription_details: { items: [{ id: item!.id, price: premium.price.id }], proration_behavior: "create_prorations", proration_date: String(halfway) } });
+    expect((await fakeGateway.getSubscriptionItems(subscriptionId))!.items[0]!.priceId).not.toBe(premium.price.id);
+  });
+
+  it("changes the price once per idempotency key, and reports Stripe's refusals as PaymentProviderError", async () => {
+    const { key, fakeGateway, premium, subscriptionId, items } = await subscribed();
+    const change = { subscriptionId, itemId: items.items[0]!.id, priceId: premium.price.id, prorationBehavior: "none" as const, metadata: { platform_offer_redemption: "jti_1" } };
+    const state = await fakeGateway.changeSubscriptionPrice(change, { idempotencyKey: "change-1" });
+    expect(state).toMatchObject({ id: subscriptionId, status: "active" });
+    await fakeGateway.changeSubscriptionPrice(change, { idempotencyKey: "change-1" });
+    const after = (await fakeGateway.getSubscriptionItems(subscriptionId))!;
+    expect(after.items.map((item) => item.priceId)).toEqual([premium.price.id]);
+    const updates = (await stripeRequests(key)).filter((entry) => entry.method === "POST" && entry.path === `/v1/subscriptions/${subscriptionId}`);
+    expect(updates.map((entry) => entry.idempotencyKey)).toEqual(["change-1", "change-1"]);
+
+    await expect(fakeGateway.changeSubscriptionPrice({ ...change, priceId: "price_missing" }, { idempotencyKey: "change-2" })).rejects.toMatchObject({ name: "PaymentProviderError", reason: "failed" });
+    await expect(fakeGateway.changeSubscriptionPrice({ ...change, prorationBehavior: "always_invoice" }, { idempotencyKey: "change-1" })).rejects.toBeInstanceOf(PaymentProviderError);
+    await expect(fakeGateway.changeSubscriptionPrice({ ...change, prorationBehavior: "always_invoice" }, { idempotencyKey: "change-1" })).rejects.toMatchObject({ reason: "idempotency_conflict" });
+  });
+
+  it("schedules a change at the period's end, and replaces the phases of a schedule the subscription already has", async () => {
+    const { fakeGateway, basic, premium, subscriptionId, items } = await subscribed();
+    const request = { subscriptionId, itemId: items.items[0]!.id, priceId: premium.price.id, metadata: { platform_offer_redemption: "jti_2" } };
+    const scheduled = await fakeGateway.scheduleSubscriptionPriceChange(request, { idempotencyKey: "schedule-1" });
+    expect(scheduled).toEqual({ scheduleId: expect.stringMatching(/^sub_sched_/), effectiveAt: items.subscription.currentPeriodEnd });
+    expect((await fakeGateway.getSubscriptionItems(subscriptionId))!).toMatchObject({ scheduleId: scheduled.scheduleId, items: [{ priceId: basic.price.id }] });
+
+    // A second change (back to Basic, say) reuses the schedule instead of failing to create another.
+    const again = await fakeGateway.scheduleSubscriptionPriceChange({ ...request, priceId: basic.price.id }, { idempotencyKey: "schedule-2" });
+    expect(again.scheduleId).toBe(scheduled.scheduleId);
+    const advanced = await advanceSubscriptionSchedule(scheduled.scheduleId);
+    // The old price stays (it was the last change asked for), the redemption's metadata arrives, the identifier stays.
+    expect(advanced.subscription.items.data.map((item) => item.price.id)).toEqual([basic.price.id]);
+    expect(advanced.subscription.metadata).toMatchObject({ identifier: "user-7", platform_offer_redemption: "jti_2" });
   });
 });

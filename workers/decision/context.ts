@@ -2,7 +2,7 @@
  * The typed context that flows through the decision stages. Each stage takes the context it needs and returns it
  * extended with what it adds, so the pipeline reads as a list of stage calls and the compiler checks their order.
  */
-import type { AutoAssignCategory, BotTag, CreditReading, Decision, FeatureStates, MeterReading, PreparedSnapshot, ResolvedIdentity } from "../engine";
+import type { AutoAssignCategory, BotTag, CreditReading, Decision, FeatureStates, FilteredOffer, MeterReading, OfferGroupsView, PreparedSnapshot, ResolvedIdentity } from "../engine";
 import type { KeyType } from "../services/apiKeys";
 import type { CustomerRecord } from "../services/customers";
 import type { Environment } from "../services/tenancy";
@@ -128,4 +128,28 @@ export interface WithSurfaceBehavior {
 /** After the components stage: the surface part of the response (undefined for access checks). */
 export interface Surfaced {
   surfaceFields: SurfaceFields | undefined;
+}
+
+/** One offer a surface decision showed: what the funnel counts as an impression (the decision record's `offers`). */
+export interface OfferImpression {
+  group: string;
+  slot: number;
+  offer: string;
+  variant: string | null;
+  /** The shown token's `jti`: redemption events carry it too. */
+  tokenId: string;
+  amount: number | null;
+  currency: string | null;
+}
+
+/** After the offers stage: the offer groups a surface decision resolved (undefined for access checks). */
+export interface WithOffers {
+  offers:
+    | {
+        views: OfferGroupsView;
+        impressions: OfferImpression[];
+        /** Offers considered and not shown, with the first condition that failed (kept on the record as a trace). */
+        filtered: FilteredOffer[];
+      }
+    | undefined;
 }

@@ -2,7 +2,7 @@
  * One access check or surface decision, as the list of its stages (each in stages/, in this order):
  *   config → identity → middleware workflows → customer → provisioning workflows      (subject.ts)
  *   → plans (engine) → meter (ONE Durable Object call) → features (+ feature workflows)
- *   → surface workflow → component workflows → response
+ *   → surface workflow → offers (engine + tokens) → component workflows → response
  *   and after the response: the decision record and the triggers.
  * Each stage is timed into `Server-Timing` and the record. The Hono context stops at the route: stages get the
  * request's Services and the typed context the previous stages built.
@@ -10,7 +10,19 @@
 import type { DecisionRequest } from "./context";
 import { recordingRequiredFailures } from "./requiredWorkflows";
 import type { Services } from "./services";
-import { consumeMeter, enqueueDecisionTriggers, planDecision, recordDecision, renderResponse, resolveFeatures, runComponentWorkflows, runSurfaceWorkflow, type DecisionResponse } from "./stages";
+import {
+  consumeMeter,
+  enableOfferUtils,
+  enqueueDecisionTriggers,
+  planDecision,
+  recordDecision,
+  renderResponse,
+  resolveFeatures,
+  resolveOffers,
+  runComponentWorkflows,
+  runSurfaceWorkflow,
+  type DecisionResponse,
+} from "./stages";
 import { resolveSubject } from "./subject";
 
 export async function runDecision(services: Services, request: DecisionRequest): Promise<DecisionResponse> {
@@ -23,8 +35,9 @@ async function decide(services: Services, request: DecisionRequest): Promise<Dec
   const planned = planDecision(services, subject);
   const metered = await consumeMeter(services, planned);
   const featured = await resolveFeatures(services, metered);
-  const surfaced = await runSurfaceWorkflow(services, featured);
-  const decided = await runComponentWorkflows(services, surfaced);
+  const surfaced = await runSurfaceWorkflow(services, enableOfferUtils(services, featured));
+  const offered = await resolveOffers(services, surfaced);
+  const decided = await runComponentWorkflows(services, offered);
   const response = await renderResponse(services, decided);
 
   const denied = recordDecision(services, decided, response);

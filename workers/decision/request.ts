@@ -101,8 +101,44 @@ export const AccessCheckResponse = z
   })
   .openapi("AccessCheckResponse");
 
+/** One offer as a surface decision shows it (engine/offerTypes.ts OfferView). */
+export const OfferViewResponse = z
+  .object({
+    offer: z.string(),
+    variant: z.string().nullable(),
+    title: z.string(),
+    description: z.string().optional(),
+    priceDisplay: z.string().optional(),
+    callToAction: z.string().optional(),
+    imageUrl: z.string().optional(),
+    fields: z.record(z.string(), z.unknown()).optional(),
+    price: z
+      .object({
+        amount: z.number().int().openapi({ description: "Minor units (cents); a bundle's items add up to it." }),
+        currency: z.string(),
+        interval: z.string().optional().openapi({ description: "day, week, month or year; absent for a one-time payment." }),
+        items: z.array(z.object({ name: z.string(), amount: z.number().int() })).optional(),
+      })
+      .optional(),
+    redemption: z.object({ method: z.enum(["checkout", "subscription_change", "scheduled_change", "workflow"]) }),
+    token: z.string().openapi({ description: "Signed, short-lived offer token for POST /api/v1/offer-redemptions." }),
+    expiresAt: z.string(),
+  })
+  .openapi("OfferView");
+
+export const OfferGroupsResponse = z
+  .record(
+    z.string(),
+    z.object({
+      name: z.string(),
+      slots: z.array(z.object({ slot: z.number().int(), name: z.string().nullable(), offer: OfferViewResponse.nullable() })),
+    }),
+  )
+  .openapi("OfferGroups", { description: "Offer groups the surface and its components name, by slug, each slot resolved for the identity." });
+
 export const SurfaceDecisionResponse = AccessCheckResponse.extend({
   surfaceBehavior: z.object({ properties: z.record(z.string(), z.unknown()).optional(), http: z.unknown().optional(), content: z.unknown().optional() }),
   componentsSkipped: z.boolean(),
   componentBehaviors: z.record(z.string(), z.object({ content: z.unknown().optional(), properties: z.record(z.string(), z.unknown()).optional(), metadata: z.object({ cssSelector: z.string().nullable() }) })),
+  offers: OfferGroupsResponse,
 }).openapi("SurfaceDecisionResponse");

@@ -16,6 +16,8 @@ import type { TriggerQueue } from "../workflows/triggers";
 import type { PaymentsAccessScope } from "../workflows/paymentsAccess";
 import type { PaymentsPort } from "../workflows/utils";
 import type { UsageReportMessage } from "../payments/usage";
+import type { OfferTokenClaims } from "../engine/offerTypes";
+import type { OfferTokenInput } from "../offers/tokens";
 
 export interface Clock {
   /** Milliseconds since the epoch. */
@@ -75,4 +77,10 @@ export interface Services {
   insertEvent(event: EventInput): Promise<string>;
   /** Memo for the engine's bot classification. */
   botVerdicts: VerdictMemo;
+  /** Signs offer tokens (workers/offers/tokens.ts) at the request's clock; the platform secret stays inside. */
+  offerTokens: OfferTokenMinter;
+}
+
+export interface OfferTokenMinter {
+  mint(input: OfferTokenInput): Promise<{ token: string; claims: OfferTokenClaims }>;
 }

@@ -9,6 +9,7 @@ import type { Environment } from "../services/tenancy";
 import type { BaseArgs, JsonValue, MiddlewareArgs, WorkflowResource } from "../workflows/authorTypes";
 import type { WorkflowRunner } from "../workflows/runner";
 import { counterSettingsOf, scopedUtils, type CounterSettings } from "../workflows/scopedUtils";
+import type { OffersPort } from "../workflows/utils";
 import { WorkflowStages, type WorkflowRecord } from "../workflows/stages";
 import type { RequestFacts } from "./context";
 import { workflowContext, workflowIdentity } from "./workflowArgs";
@@ -32,6 +33,8 @@ export class WorkflowSession {
   /** Limits of the metered counters this request resolved, so utils.counters enforce the user's own plan. */
   private readonly counterSettings = new Map<string, CounterSettings>();
   private replaying = false;
+  /** `utils.offers.list`, once the decision knows plans and feature states (stages/offers.ts enableOfferUtils). */
+  private offersPort: OffersPort | undefined;
 
   constructor(
     private readonly services: Services,
@@ -58,6 +61,10 @@ export class WorkflowSession {
   /** The meter answered this request as a replay: from now on, workflows' counters read instead of consuming. */
   markReplayed(): void {
     this.replaying = true;
+  }
+
+  listOffersWith(port: OffersPort): void {
+    this.offersPort = port;
   }
 
   knowCounters(requests: readonly MeterRequest[]): void {
@@ -163,9 +170,15 @@ export class WorkflowSession {
       replaying: () => this.replaying,
       fireTrigger: (name, payload) => this.triggers.push({ name, payload }),
       payments: this.services.payments({ environment: this.environment, prepared: this.prepared, store: this.store }),
+      offers: (options) => {
+        if (!this.offersPort) throw new Error(OFFERS_UNAVAILABLE);
+        return this.offersPort(options);
+      },
     });
   }
 }
+
+const OFFERS_UNAVAILABLE = "utils.offers.list is available to surface and component workflows only (where the decision's plans and feature states are known)";
 
 /** A runner whose every call fails as unavailable, without starting an isolate. */
 function unavailableRunner(reason: string): WorkflowRunner {

@@ -31,9 +31,61 @@ function hasTag(resource: PricedResource | undefined, tag: string): boolean {
   return isStringList(resource.tags) && resource.tags.includes(tag);
 }
 
+/** Most assets one request is priced for; names beyond are ignored (a request cannot make pricing unbounded). */
+export const MAX_PRICED_ASSETS = 100;
+
+/** The distinct asset ids a resource names (`resource.assets`, else `resource.meta.assets`); non-strings are ignored. */
+function assetsOf(resource: PricedResource | undefined): Set<string> | undefined {
+  if (resource === undefined) return undefined;
+  const listed = Array.isArray(resource.assets) ? resource.assets : metaOf(resource)?.assets;
+  if (!Array.isArray(listed)) return undefined;
+  const assets = new Set<string>();
+  for (let i = 0; i < listed.length && assets.size < MAX_PRICED_ASSETS; i++) {
+    const asset: unknown = listed[i];
+    if (typeof asset === "string") assets.add(asset);
+  }
+  return assets.size > 0 ? assets : undefined;
+}
+
+/**
+ * The assets' sum (an asset without its own price costs `actionPrice`), with each bundle whose assets are all named,
+ * and none taken by an earlier bundle, multiplying the sum of its own assets by its factor.
+ */
+function priceAssets(costs: CreditCosts, prices: Record<string, number>, assets: Set<string>, actionPrice: number): number {
+  const priceOf = (asset: string) => (Object.hasOwn(prices, asset) ? prices[asset]! : actionPrice);
+  let total = 0;
+  for (const asset of assets) total += priceOf(asset);
+  const bundles = costs.bundles;
+  if (bundles !== undefined) {
+    const taken = new Set<string>();
+    for (let b = 0; b < bundles.length; b++) {
+      const { assets: members, factor } = bundles[b]!;
+      const distinct = new Set(members);
+      let applies = distinct.size > 0;
+      for (const asset of distinct) {
+        if (!assets.has(asset) || taken.has(asset)) {
+          applies = false;
+          break;
+        }
+      }
+      if (!applies) continue;
+      let bundleSum = 0;
+      for (const asset of distinct) {
+        bundleSum += priceOf(asset);
+        taken.add(asset);
+      }
+      total += bundleSum * factor - bundleSum;
+    }
+  }
+  return total;
+}
+
 /**
  * The price of one request under a credits property's cost rules:
  * 1. base: `costs.actions[action]` when the request names an action the rules price, else `costs.base`;
+ *    when the resource names assets (`resource.assets` or `resource.meta.assets`, at most 100 distinct) and the rules
+ *    price assets (`costs.assets`), the sum of the assets' prices instead (an unlisted asset costs the action's price),
+ *    each matching bundle (in order; all its assets named, none taken by an earlier bundle) multiplying its part;
  * 2. times the factor of every multiplier whose `when` matches the resource, in the order they are listed:
  *    `when.type` equals `resource.meta.type` or `resource.type`; `when.tag` is in `resource.meta.tags` or
  *    `resource.tags` (arrays); a `when` with both needs both; a request without a resource matches none;
@@ -42,6 +94,10 @@ function hasTag(resource: PricedResource | undefined, tag: string): boolean {
 export function priceAction(costs: CreditCosts, action: string | undefined, resource: PricedResource | undefined): number {
   const actions = costs.actions;
   let price = action !== undefined && actions !== undefined && Object.hasOwn(actions, action) ? actions[action]! : costs.base;
+  if (costs.assets !== undefined) {
+    const assets = assetsOf(resource);
+    if (assets !== undefined) price = priceAssets(costs, costs.assets, assets, price);
+  }
   const multipliers = costs.multipliers;
   if (multipliers !== undefined && resource !== undefined) {
     for (let i = 0; i < multipliers.length; i++) {

@@ -4,6 +4,7 @@
  */
 export {
   prepareSnapshot,
+  offerGroupsOfSurface,
   PreparedFeature,
   enabledOrderKey,
   creditsOrderKey,
@@ -32,6 +33,23 @@ export {
 export { priceAction, creditRequestsFor, roundCredits } from "./credits";
 export { decide, finish, SurfaceNotFoundError, type Decision, type DecideInput } from "./decide";
 export { testGroup100 } from "./testGroup";
+export {
+  conditionsMismatch,
+  formatPrice,
+  OfferEligibility,
+  offerViewOf,
+  resolveOffer,
+  resolveOfferGroups,
+  resolvePrice,
+  variantFor,
+  type FilteredOffer,
+  type OfferFacts,
+  type OfferFilterReason,
+  type OfferResolution,
+  type ResolvedOfferGroup,
+  type ResolvedOfferSlot,
+} from "./offers";
+export type * from "./offerTypes";
 export {
   upgradeSnapshot,
   SNAPSHOT_SCHEMA,

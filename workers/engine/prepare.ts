@@ -7,7 +7,18 @@
  */
 import { LRUCache } from "lru-cache";
 import type { AutoAssignCategory, Period } from "../../schema/config";
-import type { ConfigSnapshot, CreditsSetting, EnabledSetting, SnapshotFeature, SnapshotPlan, SnapshotPlanValue, SnapshotProperty, SnapshotSurface } from "./snapshot";
+import type {
+  ConfigSnapshot,
+  CreditsSetting,
+  EnabledSetting,
+  SnapshotFeature,
+  SnapshotOffer,
+  SnapshotOfferGroup,
+  SnapshotPlan,
+  SnapshotPlanValue,
+  SnapshotProperty,
+  SnapshotSurface,
+} from "./snapshot";
 import type { BaseFeatureStates } from "./resolveFeatureStates";
 import type { BasePropertyState } from "./types";
 
@@ -149,6 +160,11 @@ export interface PreparedSnapshot {
   /** Plans linked to a Stripe product id, in plan order. */
   readonly plansByStripeProductId: ReadonlyMap<string, readonly PreparedPlan[]>;
   readonly surfaceBySlug: ReadonlyMap<string, SnapshotSurface>;
+  /** Offers and offer groups by slug (shared empty maps for a version without offers). */
+  readonly offerBySlug: ReadonlyMap<string, SnapshotOffer>;
+  readonly offerGroupBySlug: ReadonlyMap<string, SnapshotOfferGroup>;
+  /** Surface slug → the offer groups a decision on it resolves (its own, then its components'); only surfaces naming some. */
+  readonly offerGroupsBySurface: ReadonlyMap<string, readonly string[]>;
   /**
    * Memo of resolveFeatureStates by plan set (sorted plan indices joined by ","), owned by that module: a pure
    * function's results for this immutable version, so it lives and dies with the snapshot. Values are frozen
@@ -273,6 +289,17 @@ export function prepareSnapshot(snapshot: ConfigSnapshot): PreparedSnapshot {
   // Own keys only: a surface slug such as "constructor" must not find Object.prototype members.
   const surfaceBySlug = new Map(Object.keys(snapshot.surfaces).map((slug) => [slug, snapshot.surfaces[slug]!]));
 
+  const offerBySlug = snapshot.offers?.length ? new Map(snapshot.offers.map((offer) => [offer.slug, offer])) : NO_OFFERS;
+  const offerGroups = snapshot.offerGroups;
+  const offerGroupBySlug = offerGroups && Object.keys(offerGroups).length > 0 ? new Map(Object.keys(offerGroups).map((slug) => [slug, offerGroups[slug]!])) : NO_OFFER_GROUPS;
+  const offerGroupsBySurface = new Map<string, readonly string[]>();
+  if (offerGroupBySlug.size > 0) {
+    for (const [slug, surface] of surfaceBySlug) {
+      const groups = offerGroupsOfSurface(surface);
+      if (groups.length > 0) offerGroupsBySurface.set(slug, Object.freeze(groups));
+    }
+  }
+
   return {
     snapshot,
     versionId: snapshot.versionId,
@@ -284,6 +311,9 @@ export function prepareSnapshot(snapshot: ConfigSnapshot): PreparedSnapshot {
     plansByCategory,
     plansByStripeProductId,
     surfaceBySlug,
+    offerBySlug,
+    offerGroupBySlug,
+    offerGroupsBySurface,
     // Bounded by size (feature states), not count: an lru-cache with only `maxSize` grows its arrays as it fills,
     // so the thousands of cold snapshots an isolate may hold cost nothing for memo slots they never use.
     resolvedByPlanSet: new LRUCache({
@@ -291,6 +321,16 @@ export function prepareSnapshot(snapshot: ConfigSnapshot): PreparedSnapshot {
       sizeCalculation: (states: BaseFeatureStates) => Math.max(1, states.length),
     }),
   };
+}
+
+const NO_OFFERS: ReadonlyMap<string, SnapshotOffer> = new Map();
+const NO_OFFER_GROUPS: ReadonlyMap<string, SnapshotOfferGroup> = new Map();
+
+/** The offer groups a decision on `surface` resolves: the surface's and its components', each once, in that order. */
+export function offerGroupsOfSurface(surface: Pick<SnapshotSurface, "offerGroups" | "components">): string[] {
+  const groups = new Set(surface.offerGroups);
+  for (const component of surface.components) for (const group of component.offerGroups ?? []) groups.add(group);
+  return [...groups];
 }
 
 /** Feature states one prepared snapshot may keep memoised (≈100 bytes each), and the plan sets always kept. */

@@ -21,6 +21,7 @@ import { isolateSnapshots } from "../services/snapshots";
 import { lookupApiKey, lookupEnvironment } from "../services/tenantCache";
 import { selectWorkflowRunner } from "../workflows/select";
 import { triggerQueue } from "../workflows/triggers";
+import { mintOfferToken } from "../offers/tokens";
 
 /** What a test (or an embedding) may put in place of the real thing. */
 export interface ServiceOverrides {
@@ -79,6 +80,7 @@ export function buildServices(c: Context<AppEnv>, overrides: ServiceOverrides = 
     recordEvent: (event) => recordEvent({ waitUntil }, db, event),
     insertEvent: (event) => insertEvent(db, event),
     botVerdicts: userAgentVerdicts,
+    offerTokens: { mint: (input) => mintOfferToken(env.SECRETS_KEY, input, clock.now()) },
   };
 }
 

@@ -12,6 +12,7 @@
  */
 import { isUniqueConstraintError } from "../lib/d1Errors";
 import { nowIso } from "../lib/ids";
+import { anonymousStore } from "../services/customers";
 import { belongsToStore, type NormalizedEvent, type PaymentGateway, type PaymentProvider, storeScope, type SubscriptionSnapshot } from "./gateway";
 import { type LifecyclePolicy, type PurchaseState, subscriptionStateOf } from "./lifecycle";
 
@@ -23,6 +24,16 @@ export interface PaymentEventMessage {
   store: string;
   event: NormalizedEvent;
   receivedAt: string;
+}
+
+/**
+ * Where an event's state goes: the store, or its anonymous partition (services/customers.ts anonymousStore) when the
+ * object was bought by an anonymous visitor through an offer — its scope tag names the partition. `authenticated` is
+ * what the partition's identities are (for their meter objects and triggers).
+ */
+export function purchasePartition(organizationId: string, store: string, scope: string | null): { store: string; authenticated: boolean } {
+  const anonymous = anonymousStore(store);
+  return scope !== null && scope === storeScope(organizationId, anonymous) ? { store: anonymous, authenticated: false } : { store, authenticated: true };
 }
 
 export interface PaymentTransition {

@@ -82,6 +82,8 @@ export interface CheckoutCompletedEvent extends EventBase<"checkout.completed"> 
   subscriptionId: string | null;
   amount: number | null;
   currency: string | null;
+  /** The offer redemption (its token's jti) the checkout was opened for (`metadata.platform_offer_redemption`); absent otherwise. */
+  offerRedemption?: string;
 }
 
 export interface InvoiceEvent extends EventBase<"invoice.paid" | "invoice.payment_failed"> {
@@ -140,9 +142,29 @@ export class WebhookPayloadError extends Error {
   }
 }
 
+/**
+ * A line item priced inline (Stripe's `price_data`): an offer's adjusted price or a bundle's share, charged for an
+ * existing product without a price of its own. Minor units; `interval` makes it recurring.
+ */
+export interface CheckoutPriceData {
+  productId: string;
+  currency: string;
+  unitAmount: number;
+  interval?: "day" | "week" | "month" | "year";
+}
+
 export interface CheckoutSessionRequest {
   mode: "subscription" | "payment";
+  /** Line items by existing price (quantity 1 each)… */
   priceIds: string[];
+  /** …and priced inline, after them. */
+  priceData?: CheckoutPriceData[];
+  /** A free trial before the first charge (subscription mode). */
+  trialDays?: number;
+  /** A provider coupon applied to the session. */
+  coupon?: string;
+  /** Extra metadata on the session and on the subscription or payment it creates (e.g. the offer redemption). */
+  metadata?: Record<string, string>;
   /** An existing provider customer; without one, the provider creates one at checkout. */
   customerId?: string;
   /** The platform identifier (end user) paying: it comes back on the resulting events as `identifier`. */
@@ -168,6 +190,11 @@ export interface PriceSummary {
   /** `recurring` is bought by subscription, `one_time` by a single payment. */
   type: "recurring" | "one_time";
   active: boolean;
+  /** Minor units; null for a price without a fixed amount (tiered, customer-chosen). */
+  unitAmount: number | null;
+  currency: string;
+  /** The recurring interval; null for a one-time price. */
+  interval: "day" | "week" | "month" | "year" | null;
 }
 
 /**
@@ -319,6 +346,20 @@ export interface PaymentGateway {
    * is run once per idempotency key. Throws PaymentProviderError when the provider fails.
    */
   chargeSavedPaymentMethod(request: SavedMethodChargeRequest, options?: ProviderRequestOptions): Promise<SavedMethodCharge>;
+  /** The subscription with its items and schedule (what a price change needs); null when the provider does not know it. */
+  getSubscriptionItems(subscriptionId: string): Promise<SubscriptionItems | null>;
+  /**
+   * What moving the subscription's item to another price now would invoice, prorated as `prorationBehavior` says
+   * (at `prorationDate`, now by default). Nothing changes. Throws PaymentProviderError.
+   */
+  previewSubscriptionPriceChange(request: SubscriptionPriceChange): Promise<ProrationPreview>;
+  /** Moves the subscription's item to another price now, prorated; the provider's events follow. Throws PaymentProviderError. */
+  changeSubscriptionPrice(request: SubscriptionPriceChange, options?: ProviderRequestOptions): Promise<SubscriptionState>;
+  /**
+   * Moves the subscription's item to another price at the end of the current period, through a subscription schedule
+   * (its current phase runs until the period ends, the next one holds the new price). Throws PaymentProviderError.
+   */
+  scheduleSubscriptionPriceChange(request: Omit<SubscriptionPriceChange, "prorationBehavior" | "prorationDate">, options?: ProviderRequestOptions): Promise<ScheduledPriceChange>;
 }
 
 export interface SavedMethodChargeRequest {
@@ -336,3 +377,38 @@ export type SavedMethodCharge =
   | { outcome: "declined"; paymentId: string | null; code: string; message: string }
   /** Nothing was charged: the customer is gone, has no saved default payment method, or the product no single price. */
   | { outcome: "not_charged"; reason: "no_customer" | "no_payment_method" | "no_price" };
+
+/** A subscription's items as the provider has them now, for a price change. */
+export interface SubscriptionItems {
+  subscription: SubscriptionState;
+  customerId: string;
+  scope: string | null;
+  items: { id: string; priceId: string; productId: string; quantity: number }[];
+  /** The subscription schedule that already controls it, if any. */
+  scheduleId: string | null;
+}
+
+export interface SubscriptionPriceChange {
+  subscriptionId: string;
+  /** The item whose price changes (SubscriptionItems.items[].id). */
+  itemId: string;
+  priceId: string;
+  prorationBehavior: "create_prorations" | "always_invoice" | "none";
+  /** Unix seconds the proration is computed at; now when absent. */
+  prorationDate?: number;
+  /** Set on the subscription (or schedule). */
+  metadata: Record<string, string>;
+}
+
+/** The invoice a change would produce now: what is due and its lines (prorations included). */
+export interface ProrationPreview {
+  amountDue: number;
+  currency: string;
+  lines: { description: string | null; amount: number }[];
+}
+
+export interface ScheduledPriceChange {
+  scheduleId: string;
+  /** When the new price takes over (the end of the current period). */
+  effectiveAt: string;
+}

@@ -46,10 +46,13 @@ const KNOWN_STATUSES: ReadonlySet<string> = new Set<SubscriptionStatus>([
   "canceled",
 ]);
 const CHECKOUT_MODES = ["subscription", "payment", "setup"] as const;
+const PRICE_INTERVALS = ["day", "week", "month", "year"] as const;
 /** Metadata key the identifier travels under on every object a checkout creates. */
 const IDENTIFIER_KEY = "identifier";
 /** Metadata key of the user data store a checkout was opened for (gateway.ts storeScope): objects of another store are not this one's. */
 const SCOPE_KEY = "platform_store";
+/** Metadata key of the offer redemption (its token's jti) a checkout was opened for: the webhooks complete it. */
+export const OFFER_REDEMPTION_KEY = "platform_offer_redemption";
 /** Metadata key of the top-up attempt a payment intent was created for (its idempotency key). */
 const ATTEMPT_KEY = "top_up_attempt";
 const PAGE_SIZE = 100;
@@ -91,10 +94,22 @@ export function createStripeGateway(options: StripeGatewayOptions): PaymentGatew
     },
 
     async createCheckoutSession(request: CheckoutSessionRequest, requestOptions = {}) {
-      const identifierMetadata = { [IDENTIFIER_KEY]: request.identifier, [SCOPE_KEY]: request.scope };
+      const identifierMetadata = { ...request.metadata, [IDENTIFIER_KEY]: request.identifier, [SCOPE_KEY]: request.scope };
       const session = await asProviderError(() => stripe.checkout.sessions.create({
         mode: request.mode,
-        line_items: request.priceIds.map((price) => ({ price, quantity: 1 })),
+        line_items: [
+          ...request.priceIds.map((price) => ({ price, quantity: 1 })),
+          ...(request.priceData ?? []).map((data) => ({
+            price_data: {
+              product: data.productId,
+              currency: data.currency,
+              unit_amount: data.unitAmount,
+              ...(data.interval ? { recurring: { interval: data.interval } } : {}),
+            },
+            quantity: 1,
+          })),
+        ],
+        ...(request.coupon ? { discounts: [{ coupon: request.coupon }] } : {}),
         success_url: request.successUrl,
         cancel_url: request.cancelUrl,
         client_reference_id: request.identifier,
@@ -112,7 +127,7 @@ export function createStripeGateway(options: StripeGatewayOptions): PaymentGatew
             : {}),
         // The identifier rides on the objects the checkout creates, so their own events carry it too.
         ...(request.mode === "subscription"
-          ? { subscription_data: { metadata: identifierMetadata } }
+          ? { subscription_data: { metadata: identifierMetadata, ...(request.trialDays ? { trial_period_days: request.trialDays } : {}) } }
           : { payment_intent_data: { metadata: identifierMetadata } }),
       }, sdkRequestOptions(requestOptions)));
       if (!session.url) throw new PaymentProviderError("failed", `Stripe returned checkout session ${session.id} without a URL.`);
@@ -356,6 +371,85 @@ export function createStripeGateway(options: StripeGatewayOptions): PaymentGatew
         return asProviderError(() => Promise.reject(error));
       }
     },
+
+    // --- Price changes of a subscription (offers' subscription_change and scheduled_change) --------------------------
+
+    async getSubscriptionItems(subscriptionId) {
+      const subscription = await asProviderError(() => unlessMissing(() => stripe.subscriptions.retrieve(subscriptionId)));
+      if (!subscription) return null;
+      return {
+        subscription: subscriptionState(subscription),
+        customerId: idOf(subscription.customer),
+        scope: scopeIn(subscription.metadata),
+        items: subscription.items.data.map((item) => ({ id: item.id, priceId: item.price.id, productId: idOf(item.price.product), quantity: item.quantity ?? 1 })),
+        scheduleId: optionalIdOf(subscription.schedule),
+      };
+    },
+
+    async previewSubscriptionPriceChange({ subscriptionId, itemId, priceId, prorationBehavior, prorationDate }) {
+      // The subscription names its customer: Stripe previews that customer's next invoice with the change applied.
+      const invoice = await asProviderError(() =>
+        stripe.invoices.createPreview({
+          subscription: subscriptionId,
+          subscription_details: {
+            items: [{ id: itemId, price: priceId }],
+            proration_behavior: prorationBehavior,
+            ...(prorationDate !== undefined ? { proration_date: prorationDate } : {}),
+          },
+        }),
+      );
+      return {
+        amountDue: invoice.amount_due,
+        currency: invoice.currency,
+        lines: invoice.lines.data.map((line) => ({ description: line.description ?? null, amount: line.amount })),
+      };
+    },
+
+    async changeSubscriptionPrice({ subscriptionId, itemId, priceId, prorationBehavior, prorationDate, metadata }, requestOptions = {}) {
+      const subscription = await asProviderError(() =>
+        stripe.subscriptions.update(
+          subscriptionId,
+          {
+            items: [{ id: itemId, price: priceId }],
+            proration_behavior: prorationBehavior,
+            ...(prorationDate !== undefined ? { proration_date: prorationDate } : {}),
+            // Stripe merges metadata keys: the identifier and store the checkout set stay.
+            metadata,
+          },
+          sdkRequestOptions(requestOptions),
+        ),
+      );
+      return subscriptionState(subscription);
+    },
+
+    async scheduleSubscriptionPriceChange({ subscriptionId, itemId, priceId, metadata }, requestOptions = {}) {
+      const keyed = (step: string): Stripe.RequestOptions =>
+        requestOptions.idempotencyKey ? { idempotencyKey: `${requestOptions.idempotencyKey}:${step}` } : {};
+      return asProviderError(async () => {
+        const subscription = await stripe.subscriptions.retrieve(subscriptionId);
+        const periodEnd = Math.min(...subscription.items.data.map((item) => item.current_period_end));
+        // A subscription already on a schedule (an earlier scheduled change) keeps it: its phases are replaced.
+        const scheduleId = optionalIdOf(subscription.schedule) ?? (await stripe.subscriptionSchedules.create({ from_subscription: subscriptionId }, keyed("schedule"))).id;
+        const schedule = await stripe.subscriptionSchedules.retrieve(scheduleId);
+        const currentStart = schedule.current_phase?.start_date ?? schedule.phases[0]?.start_date ?? Math.min(...subscription.items.data.map((item) => item.current_period_start));
+        const itemsNow = subscription.items.data.map((item) => ({ price: item.price.id, quantity: item.quantity ?? 1 }));
+        const itemsNext = subscription.items.data.map((item) => ({ price: item.id === itemId ? priceId : item.price.id, quantity: item.quantity ?? 1 }));
+        await stripe.subscriptionSchedules.update(
+          scheduleId,
+          {
+            end_behavior: "release",
+            metadata,
+            phases: [
+              { start_date: currentStart, end_date: periodEnd, items: itemsNow, proration_behavior: "none" },
+              // A phase's metadata is set on the subscription when the phase starts: the store's tags stay on it.
+              { items: itemsNext, proration_behavior: "none", metadata: { ...subscription.metadata, ...metadata } },
+            ],
+          },
+          keyed("phases"),
+        );
+        return { scheduleId, effectiveAt: isoFromSeconds(periodEnd) };
+      });
+    },
   };
 }
 
@@ -384,7 +478,15 @@ const sdkRequestOptions = ({ idempotencyKey }: ProviderRequestOptions): Stripe.R
 
 function priceSummary(price: Stripe.Price): PriceSummary {
   // `recurring` is set exactly on recurring prices; `type` is typed open-ended for types Stripe may add.
-  return { id: price.id, productId: idOf(price.product), type: price.recurring ? "recurring" : "one_time", active: price.active };
+  return {
+    id: price.id,
+    productId: idOf(price.product),
+    type: price.recurring ? "recurring" : "one_time",
+    active: price.active,
+    unitAmount: price.unit_amount,
+    currency: price.currency,
+    interval: PRICE_INTERVALS.find((interval) => interval === price.recurring?.interval) ?? null,
+  };
 }
 
 /** A base URL → the SDK's host/port/protocol options; nothing (Stripe's own API) when empty. */
@@ -500,6 +602,7 @@ export function normalizeEvent(event: Stripe.Event): NormalizedEvent[] {
           subscriptionId: optionalIdOf(session.subscription),
           amount: session.amount_total,
           currency: session.currency,
+          ...(session.metadata?.[OFFER_REDEMPTION_KEY] ? { offerRedemption: session.metadata[OFFER_REDEMPTION_KEY] } : {}),
         },
       ];
     }

@@ -23,8 +23,11 @@ import { registerSurfaceDecisionRoute } from "./decisions/surfaceDecisions";
 import { registerHealth } from "./health";
 import { registerCounterUpdateRoute } from "./decisions/counterUpdates";
 import { registerCheckoutRoutes } from "./decisions/checkout";
+import { registerOfferRedemptionRoute } from "./decisions/offerRedemptions";
+import { registerOfferFunnelRoutes } from "./admin/offers";
 import { registerIdentityLinkRoute } from "./decisions/identityLinks";
 import { registerMeterAdminRoutes } from "./admin/meters";
+import { registerWebhookRoutes } from "./admin/webhooks";
 import { adminBodyLimit } from "../middleware/decisionBody";
 
 /**
@@ -66,6 +69,9 @@ export function registerRoutes(app: OpenAPIHono<AppEnv>): void {
   registerCounterUpdateRoute(app);
   registerIdentityLinkRoute(app);
   registerCheckoutRoutes(app);
+  registerOfferRedemptionRoute(app);
+  registerOfferFunnelRoutes(app);
   registerMeterAdminRoutes(app);
+  registerWebhookRoutes(app);
   registerDocs(app);
 }

@@ -171,6 +171,41 @@ export async function getCustomerCached(db: D1Database, organizationId: string, 
 /** Drops this isolate's cached record of the identities (their payments changed); other isolates expire theirs. */
 export function forgetCachedCustomers(organizationId: string, store: string, identifiers: readonly string[]): void {
   for (const identifier of identifiers) customerCache.delete(cacheKey(organizationId, store, identifier));
+  if (identifiers.length > 0) anonymousBuyersCache.delete(`${organizationId}\u0000${store}`);
+}
+
+/**
+ * Anonymous visitors buy through offers (workers/offers/checkout.ts) without ever signing in. Their payments live in a
+ * partition of the store of their own — `{store}~anonymous` in the payment tables and in the provider scope tag — so
+ * an anonymous "alice" and the signed-in Alice never share a purchase, and nothing else (admin customers, syncs,
+ * lookups) reads or writes that partition by accident: no signed-in identifier can name it.
+ */
+export const ANONYMOUS_PARTITION_SUFFIX = "~anonymous";
+export const anonymousStore = (store: string): string => `${store}${ANONYMOUS_PARTITION_SUFFIX}`;
+export const isAnonymousStore = (store: string): boolean => store.endsWith(ANONYMOUS_PARTITION_SUFFIX);
+
+/**
+ * Whether the store's anonymous partition has any customer, per isolate. Most anonymous visitors never buy, and each
+ * new one would otherwise cost a D1 round trip (a per-identity negative cache only helps a visitor's later requests):
+ * this one flag per store answers them all. A "no" is kept as long as a customer record (CUSTOMER_TTL_MS), so the
+ * first anonymous purchase of a store shows in other isolates within the same delay as any payment does; a "yes"
+ * stays longer, since partitions do not empty again.
+ */
+const anonymousBuyersCache = new LRUCache<string, { found: boolean }>({ max: 10_000, ttl: CUSTOMER_TTL_MS, ...EXPIRE_ON_READ });
+const ANONYMOUS_BUYERS_TTL_MS = 5 * 60_000;
+
+export async function storeHasAnonymousBuyers(db: D1Database, organizationId: string, store: string): Promise<boolean> {
+  const partition = anonymousStore(store);
+  const key = `${organizationId}\u0000${partition}`;
+  const cached = anonymousBuyersCache.get(key);
+  if (cached) return cached.found;
+  const row = await db
+    .prepare("SELECT EXISTS (SELECT 1 FROM payment_customers WHERE organization_id = ?1 AND store = ?2) OR EXISTS (SELECT 1 FROM customers WHERE organization_id = ?1 AND store = ?2) AS found")
+    .bind(organizationId, partition)
+    .first<{ found: number }>();
+  const found = row?.found === 1;
+  anonymousBuyersCache.set(key, { found }, found ? { ttl: ANONYMOUS_BUYERS_TTL_MS } : {});
+  return found;
 }
 
 /** The identities the provider customers are linked to in the store. */

@@ -9,8 +9,9 @@ import { utf8ByteLength } from "../lib/json";
  * `action_failed`: one failed run of an action workflow (queue consumer), with its attempt and whether it is retried.
  * `payment`: a subscription or purchase changed lifecycle state (payments queue consumer).
  * `usage`: overage units of an overflow allowance reported to the payment provider, or why they were not (no customer).
+ * `offer_redemption`: an offer token redeemed — outcome `started`, `completed` (its checkout was paid) or `failed`.
  */
-export type EventKind = "access_check" | "surface_decision" | "counter_update" | "admin" | "endpoint" | "action_failed" | "payment" | "usage";
+export type EventKind = "access_check" | "surface_decision" | "counter_update" | "admin" | "endpoint" | "action_failed" | "payment" | "usage" | "offer_redemption";
 
 export interface EventInput {
   id?: string;

@@ -139,6 +139,8 @@ export async function deleteEnvironment(db: D1Database, id: string): Promise<voi
   await db.batch([
     db.prepare("DELETE FROM api_keys WHERE environment_id = ?").bind(id),
     db.prepare("DELETE FROM dead_letters WHERE environment_id = ?").bind(id),
+    db.prepare("DELETE FROM webhook_subscriptions WHERE environment_id = ?").bind(id),
+    db.prepare("DELETE FROM webhook_deliveries WHERE environment_id = ?").bind(id),
     db.prepare("DELETE FROM environment_variables WHERE environment_id = ?").bind(id),
     db.prepare("DELETE FROM deployments WHERE environment_id = ?").bind(id),
     db.prepare("DELETE FROM environments WHERE id = ?").bind(id),

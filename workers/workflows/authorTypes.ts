@@ -20,7 +20,6 @@ export type {
   PropertyState,
   ValueProperty,
 } from "../engine/types";
-
 export type JsonValue = string | number | boolean | null | JsonValue[] | { [key: string]: JsonValue };
 
 type MaybePromise<T> = T | Promise<T>;
@@ -55,6 +54,42 @@ export interface WorkflowResource {
   meta?: Record<string, JsonValue>;
   [key: string]: unknown;
 }
+
+// ---------------------------------------------------------------------------------------------------------------
+// Offers, as surface decisions resolve them (engine/offerTypes.ts; spelled out here because the engine's types name
+// the configuration schema, which the generated declarations cannot import; test/unit/engine.offers.test.ts checks
+// that the two stay assignable)
+
+/** One offer as a visitor is shown it, with the signed token its redemption (`POST /api/v1/offer-redemptions`) needs. */
+export interface OfferView {
+  offer: string;
+  /** The A/B variant the identity's testGroup100 falls in; null for the offer itself. */
+  variant: string | null;
+  title: string;
+  description?: string;
+  priceDisplay?: string;
+  callToAction?: string;
+  imageUrl?: string;
+  fields?: Record<string, unknown>;
+  /** Minor units (cents); a bundle lists its items, whose amounts add up to `amount`. */
+  price?: { amount: number; currency: string; interval?: string; items?: { name: string; amount: number }[] };
+  redemption: { method: "checkout" | "subscription_change" | "scheduled_change" | "workflow" };
+  /** Signed, short-lived, bound to the environment, the offer, its price and the identity. */
+  token: string;
+  /** When the token stops being accepted (ISO 8601). */
+  expiresAt: string;
+}
+
+export interface OfferSlotView {
+  /** Position in the group (0 first). */
+  slot: number;
+  name: string | null;
+  /** The highest-ranked eligible offer of the slot not shown by an earlier slot; null when none is eligible. */
+  offer: OfferView | null;
+}
+
+/** Offer groups by slug, each with its slots in display order. */
+export type OfferGroupsView = Record<string, { name: string; slots: OfferSlotView[] }>;
 
 // ---------------------------------------------------------------------------------------------------------------
 // utils
@@ -122,6 +157,14 @@ export interface WorkflowUtils {
     createPortalSession(input: { returnUrl: string }): Promise<{ url: string }>;
   };
   testGroup100(identifier: string): Promise<number>;
+  /**
+   * Offers for this request's identity (surface and component workflows, where plans and feature states are known;
+   * elsewhere the call rejects): every offer whose targeting it meets, each with its own token (`group` and `slot` of
+   * the token are null), in slug order. `groups` keeps the offers ranked in those groups' slots, `offers` those slugs.
+   */
+  offers: {
+    list(options?: { groups?: string[]; offers?: string[] }): Promise<OfferView[]>;
+  };
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -164,6 +207,8 @@ export type ComponentArgs = BaseArgs & {
   componentSlug: string;
   /** The `properties` of the surface workflow's behaviour (`{}` when it set none). */
   surfaceProperties: Record<string, JsonValue>;
+  /** The offer groups this component names (`offerGroups`), resolved per slot; `{}` when it names none. */
+  offers: OfferGroupsView;
 };
 
 export type EndpointArgs = {
@@ -224,14 +269,27 @@ export interface HttpModify {
   body?: undefined;
 }
 
+/**
+ * An element the platform's web components and edge proxy render in place of markup: `schema` names it. `"offer"`
+ * renders an offer (its `props` are the OfferView, token included, as `offers` or `utils.offers.list` gave it).
+ */
+export interface ElementItem {
+  type: "element";
+  schema: "offer" | (string & {});
+  props: OfferView | Record<string, JsonValue>;
+}
+
+/** `content` of a surface or component: any JSON, with element items (and offers) anywhere inside it. */
+export type ContentValue = JsonValue | ElementItem | OfferView | ContentValue[] | { [key: string]: ContentValue };
+
 export interface SurfaceBehavior {
   properties?: Record<string, JsonValue>;
   http?: HttpReplace | HttpModify;
-  content?: JsonValue;
+  content?: ContentValue;
 }
 
 export interface ComponentBehavior {
-  content?: JsonValue;
+  content?: ContentValue;
   properties?: Record<string, JsonValue>;
 }
 
@@ -254,3 +312,34 @@ export type EndpointWorkflow = (request: Request, args: WithUtils<EndpointArgs>)
 
 /** Runs off the request path, at least once per fired trigger: make it idempotent. */
 export type ActionWorkflow = (args: WithUtils<ActionArgs>) => MaybePromise<void>;
+
+// ---------------------------------------------------------------------------------------------------------------
+// Redemption workflows: an offer whose redemption method is `workflow` (POST /api/v1/offer-redemptions)
+
+/** What a redemption workflow is told: who redeems which offer, and the client's `input` (valid against the offer's schema). */
+export type RedemptionArgs = {
+  identity: WorkflowIdentity;
+  context: WorkflowContext;
+  env: Record<string, string>;
+  offer: {
+    slug: string;
+    /** The A/B variant the token was minted for; null for the offer itself. */
+    variant: string | null;
+    title: string;
+    /** The price the token binds (minor units, e.g. cents); null for an offer without a price. */
+    price: { amount: number; currency: string; interval?: string } | null;
+  };
+  input: JsonValue;
+};
+
+/**
+ * What goes back to the client (`result` of the redemption response). To refuse the redemption, throw or return
+ * `{ fail: { message } }`: then nothing the workflow wrote is applied.
+ */
+export type RedemptionResult = { result?: JsonValue } | { fail: { message: string } };
+
+/**
+ * All or nothing: `customData.set`/`delete` and `triggers.fire` are staged while the workflow runs (reads see its own
+ * writes) and applied only when it succeeds; `counters` and `identities.link` reject.
+ */
+export type RedemptionWorkflow = (args: WithUtils<RedemptionArgs>) => MaybePromise<RedemptionResult | void>;

@@ -12,7 +12,9 @@
 import { createMeterClient, meterDeadlineOf } from "../../durable-objects/meter/client";
 import type { CreditResult, GrantCreditsInput } from "../../durable-objects/meter/MeterObject";
 import type { PreparedSnapshot } from "../engine/prepare";
-import { applyPaymentEvent, markTransitionsDispatched, type PaymentEventMessage, type PaymentTransition } from "../payments/apply";
+import { applyPaymentEvent, markTransitionsDispatched, type PaymentEventMessage, type PaymentTransition, purchasePartition } from "../payments/apply";
+import type { CheckoutCompletedEvent } from "../payments/gateway";
+import { completeRedemption, redemptionWebhook } from "../offers/redemptions";
 import type { PaymentProvider } from "../payments/gateway";
 import { createStripeGateway } from "../payments/stripe";
 import type { PaymentGateway } from "../payments/gateway";
@@ -28,6 +30,8 @@ import { preparedSnapshotFor } from "../services/snapshots";
 import { getEnvironment, storeOf, type Environment } from "../services/tenancy";
 import { retryDelaySeconds } from "./actions";
 import { enqueueTriggers, listensTo } from "./triggers";
+import { derivedWebhookEventId } from "../webhooks/decisionEvents";
+import { activeSubscriptions, publishWebhookEvents, subscribesTo } from "../webhooks/publish";
 
 export const PAYMENT_QUEUE = "edge-monetization-payments";
 /** `max_retries` of the payments queue's consumer (wrangler.toml): with the growing delay, about ten minutes. */
@@ -148,13 +152,18 @@ export async function processPaymentEvent(env: Env, message: PaymentEventMessage
   const connected = await connectedEnvironment(env, message);
   // The environment or its connection went away after the webhook was accepted: nothing to apply it to.
   if (!connected.ok) return;
-  const { environment, store, gateway, policy } = connected;
+  const { environment, gateway, policy } = connected;
+  // An anonymous visitor's purchase (an offer's checkout) goes to the store's anonymous partition.
+  const buyer = purchasePartition(environment.organizationId, connected.store, message.event.scope);
+  const { store } = buyer;
   const applied = await applyPaymentEvent(env.DB, gateway, policy, { ...message, store });
 
   const identifiers = await identifiersOfPaymentCustomers(env.DB, environment.organizationId, store, customerIdsOf(applied.customerIds, applied.transitions));
   forgetCachedCustomers(environment.organizationId, store, [...identifiers.values()]);
   const source = { provider: message.event.provider, eventId: message.event.id, eventType: message.event.rawType };
-  await dispatchTransitions(env, environment, source, applied.transitions, identifiers);
+  await dispatchTransitions(env, environment, source, applied.transitions, identifiers, buyer);
+  // After the payment state: the redemption is completed once what it bought is granted.
+  if (message.event.type === "checkout.completed") await completeOfferCheckout(env, environment, message.event);
 }
 
 /** Looks the identity up at the provider (payments/lookup.ts) and dispatches what it found, as for a webhook event. */
@@ -280,6 +289,28 @@ export async function processSyncStep(env: Env, message: CustomerSyncMessage, re
   if (step.next) await env.PAYMENTS.send(step.next);
 }
 
+/**
+ * Whose payments the transitions are: signed-in identities of the store, or anonymous visitors (their partition of
+ * the store, apply.ts purchasePartition) — their meter objects and triggers are those of anonymous identities.
+ */
+interface Buyers {
+  /** The partition their payment state is in; the environment's store when absent. */
+  store?: string;
+  authenticated: boolean;
+}
+const SIGNED_IN: Buyers = { authenticated: true };
+
+/**
+ * A paid checkout of an offer (`platform_offer_redemption` in its metadata) completes its redemption: once however
+ * often the webhook arrives (offers/redemptions.ts), with its `completed` event and outbound webhook. An unpaid one
+ * (a delayed payment method) completes when it settles (the same checkout, paid).
+ */
+async function completeOfferCheckout(env: Env, environment: Environment, event: CheckoutCompletedEvent): Promise<void> {
+  if (!event.offerRedemption || !event.paid) return;
+  const { completed, event: record } = await completeRedemption(env.DB, environment.id, event.offerRedemption, { checkoutId: event.checkoutId, subscriptionId: event.subscriptionId });
+  if (completed && record) await publishWebhookEvents(env, environment, [redemptionWebhook({ ...record, id: record.id! })]);
+}
+
 /** What made the transitions: a provider's webhook event, or a customer sync (no event). */
 interface TransitionSource {
   provider: PaymentProvider;
@@ -300,9 +331,10 @@ async function dispatchTransitions(
   source: TransitionSource,
   transitions: PaymentTransition[],
   identifiers: Map<string, string>,
+  buyer: Buyers = SIGNED_IN,
 ): Promise<void> {
   if (transitions.length === 0) return;
-  await announceTransitions(env, environment, source, transitions, identifiers);
+  await announceTransitions(env, environment, source, transitions, identifiers, buyer);
   await markTransitionsDispatched(env.DB, transitions.map((transition) => transition.id));
 }
 
@@ -313,12 +345,13 @@ async function announceTransitions(
   source: TransitionSource,
   transitions: PaymentTransition[],
   identifiers: Map<string, string>,
+  buyer: Buyers = SIGNED_IN,
 ): Promise<void> {
   const store = storeOf(environment);
   const prepared = environment.deployedVersionId ? await deployedSnapshot(env.DB, environment.deployedVersionId) : null;
   const meter = createMeterClient(env.METER, meterDeadlineOf(env.METER_DEADLINE_MS));
   const identifierOf = (transition: PaymentTransition) => (transition.customerId ? identifiers.get(transition.customerId) : undefined);
-  const userObject = (identifier: string) => meter.stub({ organizationId: environment.organizationId, store, authenticated: true, identifier });
+  const userObject = (identifier: string) => meter.stub({ organizationId: environment.organizationId, store, authenticated: buyer.authenticated, identifier });
 
   // Credits bought with money first: the records say what was granted.
   const credits = await Promise.all(
@@ -356,7 +389,10 @@ async function announceTransitions(
   );
   await insertEvents(env.DB, records);
 
-  if (!prepared || !listensTo(prepared, "plans.changed")) return;
+  const workflowsListen = !!prepared && listensTo(prepared, "plans.changed");
+  // Operators' endpoints hear of plan changes too (outbound webhooks), whether or not a workflow listens.
+  const webhooksListen = (await activeSubscriptions(env.DB, environment.id)).some((subscription) => subscribesTo(subscription, "plan.changed"));
+  if (!prepared || (!workflowsListen && !webhooksListen)) return;
   // One trigger per identity and event, naming every transition of that identity's payments the event made.
   const byIdentifier = new Map<string, { transitions: PaymentTransition[]; recordIds: string[] }>();
   transitions.forEach((transition, index) => {
@@ -369,33 +405,38 @@ async function announceTransitions(
   });
   const now = Date.now();
   for (const [identifier, { transitions: own, recordIds }] of byIdentifier) {
-    const record = await getCustomerRecord(env.DB, environment.organizationId, store, identifier);
+    const record = await getCustomerRecord(env.DB, environment.organizationId, buyer.store ?? store, identifier);
     const linkedNow = linkedPlanSlugs(prepared, record ? productsOf(record, now) : []);
     const linkedBefore = linkedPlanSlugs(prepared, record ? productsOf(recordBefore(record, own), now) : []);
     // The full plan set the user's decisions last saw, with the linked part replaced; only linked plans for a user no
     // decision has tracked yet.
     const remembered = await userObject(identifier).replaceLinkedPlans({ remove: linkedBefore.filter((slug) => !linkedNow.includes(slug)), add: linkedNow });
     const plans = remembered ?? { from: linkedBefore, to: linkedNow };
-    const unsent = await enqueueTriggers(env.TRIGGERS, prepared, environment, { identifier, isAuthenticated: true }, [
-      {
-        name: "plans.changed",
-        payload: {
-          eventId: recordIds[0],
-          identifier,
-          from: plans.from,
-          to: plans.to,
-          reason: "payment",
-          transitions: own.map((transition, index) => ({
-            eventId: recordIds[index],
-            subject: transition.subject,
-            id: transition.subjectId,
-            from: transition.fromState,
-            to: transition.toState,
-          })),
-        },
-      },
-    ]);
-    if (unsent.length > 0) throw new Error(`plans.changed for ${identifier} could not be enqueued: ${unsent[0]!.reason}`);
+    const change = {
+      identifier,
+      from: plans.from,
+      to: plans.to,
+      reason: "payment",
+      transitions: own.map((transition, index) => ({
+        eventId: recordIds[index],
+        subject: transition.subject,
+        id: transition.subjectId,
+        from: transition.fromState,
+        to: transition.toState,
+      })),
+    };
+    if (workflowsListen) {
+      const unsent = await enqueueTriggers(env.TRIGGERS, prepared, environment, { identifier, isAuthenticated: buyer.authenticated }, [
+        { name: "plans.changed", payload: { eventId: recordIds[0], ...change } },
+      ]);
+      if (unsent.length > 0) throw new Error(`plans.changed for ${identifier} could not be enqueued: ${unsent[0]!.reason}`);
+    }
+    // Its id derives from the payment records, so a dispatch repeated after a failure sends it once.
+    if (webhooksListen) {
+      await publishWebhookEvents(env, environment, [
+        { type: "plan.changed", id: await derivedWebhookEventId(`${environment.id}:plan.changed:${recordIds.join(",")}`), data: { ...change, paymentEventId: recordIds[0] } },
+      ]);
+    }
   }
 }
 

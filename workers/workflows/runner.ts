@@ -196,6 +196,7 @@ function wrapUtils(raw) {
       createPortalSession: (input) => raw.paymentsPortal(input ?? {}),
     },
     testGroup100: (identifier) => raw.testGroup100(identifier),
+    offers: { list: (options) => raw.offersList(options ?? {}) },
   };
 }
 

@@ -4,6 +4,7 @@
  * meter object of `${organizationId}:${store}` and the identity's identifier, never anything a workflow names.
  */
 import type { MeterClient } from "../../durable-objects/meter/client";
+import type { CustomDataWrite } from "../../durable-objects/meter/MeterObject";
 import type { Period } from "../../schema/config";
 import type { PreparedSnapshot } from "../engine/prepare";
 import { readingUnderOverriddenLimit } from "../engine/meters";
@@ -11,7 +12,7 @@ import type { MeterReading, MeterRequest } from "../engine/types";
 import type { RemoteUtilsScope } from "./capability";
 import { checkFiredTrigger } from "./triggers";
 import { verifyUserJwt } from "../identity/jwt";
-import { type PaymentsPort, WorkflowUtils } from "./utils";
+import { type OffersPort, type PaymentsPort, type UserDataPort, WorkflowUtils } from "./utils";
 import { jsonByteLength } from "../lib/json";
 
 /** Bounds on what workflows put on the trigger queue (a queue message holds at most 128 KB). */
@@ -81,7 +82,45 @@ export interface ScopedUtilsOptions {
    * which middleware may still change after the target is built.
    */
   payments?: (identity: { identifier: string; authenticated: boolean }) => PaymentsPort;
+  /** `utils.offers.list` (surface and component workflows of a decision); absent, the call rejects. */
+  offers?: OffersPort;
+  /**
+   * Redemption workflows: custom-data writes are held here (reads see them) instead of reaching the meter object, to
+   * be applied only once the workflow succeeded (StagedWrites.customDataWrites); counters and identity links refuse.
+   * Pass `fireTrigger` a list of your own too, sent only then.
+   */
+  staged?: StagedWrites;
 }
+
+/**
+ * A redemption workflow's custom-data writes while it runs: the last write of each key, applied all at once after it
+ * succeeded (MeterObject.customDataApply), or dropped with everything else when it fails — never half a redemption.
+ */
+export class StagedWrites {
+  private readonly writes = new Map<string, { value: unknown } | { deleted: true }>();
+
+  /** The staged value of `key`: `{ value }` (null once deleted), or undefined when the workflow has not written it. */
+  read(key: string): { value: unknown } | undefined {
+    const write = this.writes.get(key);
+    if (!write) return undefined;
+    return "deleted" in write ? { value: null } : { value: write.value };
+  }
+
+  set(key: string, value: unknown): void {
+    this.writes.set(key, { value });
+  }
+
+  delete(key: string): void {
+    this.writes.set(key, { deleted: true });
+  }
+
+  customDataWrites(): CustomDataWrite[] {
+    return [...this.writes].map(([key, write]) => ("deleted" in write ? { key, delete: true as const } : { key, value: write.value }));
+  }
+}
+
+const NOT_IN_REDEMPTIONS = (operation: string) =>
+  new Error(`${operation} is not available to redemption workflows: their writes are applied only when the redemption succeeds, and ${operation} cannot wait for that`);
 
 /**
  * What the platform knows about each utils target — its serializable scope, for runtimes that cannot receive the
@@ -153,10 +192,11 @@ export function scopedUtils(options: ScopedUtilsOptions): WorkflowUtils {
   };
   const utils = new WorkflowUtils({
     ...(payments ? { payments } : {}),
+    ...(options.offers ? { offers: options.offers } : {}),
     store,
     counterIds: new Set(prepared.snapshot.features.map((feature) => `${store}:${feature.id}.enabled`)),
     readOnly,
-    user: {
+    user: options.staged ? stagedUserPort(options.staged, () => user()) : {
       customDataGet: (key) => user().customDataGet(key) as Promise<unknown>,
       // A replay changes nothing: the first request's writes stand.
       customDataSet: async (key, value) => {
@@ -203,11 +243,39 @@ export function scopedUtils(options: ScopedUtilsOptions): WorkflowUtils {
         store,
         identifier: identifier(),
         authenticated: authenticated(),
-        readOnly,
+        // Staged writes live in this isolate: a runtime that rebuilds utils elsewhere (dispatch) may only read.
+        readOnly: readOnly || options.staged !== undefined,
         ...(isReplay() ? { replaying: true } : {}),
         counters: [...(await known())],
       };
     },
   });
   return utils;
+}
+
+/** The user port of a redemption workflow: custom data through the stage, no counters, no links. */
+function stagedUserPort(staged: StagedWrites, user: () => ReturnType<ScopedUtilsOptions["meter"]["stub"]>): UserDataPort {
+  // What the workflow wrote wins over what is stored, null (deleted) included.
+  const read = async (key: string): Promise<unknown> => {
+    const written = staged.read(key);
+    return written ? written.value : ((await user().customDataGet(key)) as unknown);
+  };
+  return {
+    customDataGet: read,
+    customDataSet: async (key, value) => staged.set(key, value),
+    customDataDelete: async (key) => {
+      const existed = (await read(key)) !== null;
+      staged.delete(key);
+      return existed;
+    },
+    consume: async () => {
+      throw NOT_IN_REDEMPTIONS("counters.consume");
+    },
+    increment: async () => {
+      throw NOT_IN_REDEMPTIONS("counters.incrementCounter");
+    },
+    linkFrom: async () => {
+      throw NOT_IN_REDEMPTIONS("identities.link");
+    },
+  };
 }

@@ -7,7 +7,7 @@
 import type { SnapshotWorkflow } from "../engine/snapshot";
 import type { BotTag } from "../engine/types";
 import { ApiError } from "../errors";
-import type { ComponentBehavior, FeatureResult, HttpModify, HttpReplace, JsonValue, MiddlewareResult, ProvisioningResult, SurfaceBehavior } from "./authorTypes";
+import type { ComponentBehavior, FeatureResult, HttpModify, HttpReplace, JsonValue, MiddlewareResult, ProvisioningResult, RedemptionResult, SurfaceBehavior } from "./authorTypes";
 import { DEFAULT_DEADLINE_MS, type WorkflowOutcome, type WorkflowRunner } from "./runner";
 import { isRecord, NotPlainJsonError, toPlainJson } from "../lib/json";
 
@@ -162,6 +162,22 @@ export function validateComponentBehavior(value: unknown): ComponentBehavior | u
   if (value.properties !== undefined) out.properties = value.properties as Record<string, JsonValue>;
   if (value.content !== undefined) out.content = value.content as JsonValue;
   return out;
+}
+
+/**
+ * A redemption workflow returns `{ result? }` (nothing counts as `{}`), or `{ fail: { message } }` to refuse the
+ * redemption; anything else is a bad result, which refuses it too.
+ */
+export function validateRedemptionResult(value: unknown): RedemptionResult | undefined {
+  if (value === null) return {};
+  if (!isRecord(value)) return undefined;
+  if (value.fail !== undefined) {
+    const fail = value.fail;
+    if (!isRecord(fail) || typeof fail.message !== "string" || Object.keys(value).length !== 1) return undefined;
+    return { fail: { message: fail.message.slice(0, 500) } };
+  }
+  if (Object.keys(value).some((key) => key !== "result")) return undefined;
+  return value.result === undefined ? {} : { result: value.result as JsonValue };
 }
 
 const isStatus = (value: unknown): value is number => Number.isInteger(value) && (value as number) >= 100 && (value as number) <= 599;

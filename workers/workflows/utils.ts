@@ -30,6 +30,12 @@ export interface PaymentsPort {
   portal(input: { returnUrl: string }): Promise<unknown>;
 }
 
+/** The offers a decision's identity is eligible for, as plain JSON views with their tokens (decision/stages/offers.ts). */
+export type OffersPort = (options: { groups?: string[]; offers?: string[] }) => Promise<unknown[]>;
+
+/** Most slugs a `utils.offers.list` filter may name. */
+const MAX_OFFER_FILTER = 100;
+
 export interface UtilsScope {
   /** The store prefix of counter ids this request may touch (e.g. "default"). */
   store: string;
@@ -40,6 +46,7 @@ export interface UtilsScope {
   resolveJwt(token: string): Promise<{ ok: boolean; claims?: Record<string, unknown>; identifier?: string; reason?: string }>;
   fireTrigger(name: string, payload: unknown): void;
   payments?: PaymentsPort;
+  offers?: OffersPort;
 }
 
 export class WorkflowUtils extends RpcTarget {
@@ -138,6 +145,20 @@ export class WorkflowUtils extends RpcTarget {
     this.writable("payments.createPortalSession");
     if (typeof input?.returnUrl !== "string" || input.returnUrl.length === 0 || input.returnUrl.length > 2048) throw new Error("returnUrl must be a string of 1-2048 characters");
     return this.paymentsPort("payments.createPortalSession").portal({ returnUrl: input.returnUrl });
+  }
+
+  async offersList(options: { groups?: unknown; offers?: unknown } | undefined): Promise<unknown[]> {
+    if (!this.scope.offers) throw new Error("utils.offers.list is available to surface and component workflows only");
+    const slugs = (value: unknown, name: string): string[] | undefined => {
+      if (value === undefined) return undefined;
+      if (!Array.isArray(value) || value.length > MAX_OFFER_FILTER || !value.every((slug) => typeof slug === "string" && slug.length > 0 && slug.length <= 100)) {
+        throw new Error(`${name} must be a list of at most ${MAX_OFFER_FILTER} slugs`);
+      }
+      return value as string[];
+    };
+    const groups = slugs(options?.groups, "groups");
+    const offers = slugs(options?.offers, "offers");
+    return this.scope.offers({ ...(groups ? { groups } : {}), ...(offers ? { offers } : {}) });
   }
 
   fireTrigger(name: string, payload: unknown): void {

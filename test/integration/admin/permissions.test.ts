@@ -8,6 +8,7 @@
  * publishable key, and organization B's admin key (another tenant: A's ids are missing to it, 404).
  */
 import { exportSPKI, generateKeyPair } from "jose";
+import { env } from "cloudflare:workers";
 import { beforeAll, describe, expect, it } from "vitest";
 import type { AuthContext } from "../../../workers/context";
 import { authorizeEnvironment, RULES } from "../../../workers/middleware/permissions";
@@ -17,7 +18,9 @@ import { helloWorld } from "../../support/examples";
 const CREDENTIALS = ["operator", "admin", "deployer", "readOnly", "ownSecret", "otherSecret", "publishable", "strangerAdmin"] as const;
 type Credential = (typeof CREDENTIALS)[number];
 /** One expected status per credential, in the order of CREDENTIALS. */
-type Row = [operator: number, admin: number, deployer: number, readOnly: number, ownSecret: number, otherSecret: number, publishable: number, strangerAdmin: number];
+/** A status, or "<status> <code>" where the refusal's code is not the one its status implies (see outcome). */
+type Outcome = number | string;
+type Row = [operator: Outcome, admin: Outcome, deployer: Outcome, readOnly: Outcome, ownSecret: Outcome, otherSecret: Outcome, publishable: Outcome, strangerAdmin: Outcome];
 
 interface EnvironmentKeys {
   id: string;
@@ -68,10 +71,24 @@ const ITEMS: Record<string, Record<string, unknown>> = {
   surfaces: { name: "Cell surface" },
   "auth-methods": { publicKey: "(a real key, set before the tests)", identifierClaim: "email" },
   workflows: { type: "provisioning", source: "export default async () => []" },
+  // A bundle sold by checkout refers to nothing else of the draft.
+  offers: {
+    presentation: { title: "Cell offer" },
+    price: { currency: "usd", bundle: { items: [{ name: "A", stripeProductId: "prod_a", amount: 100 }, { name: "B", stripeProductId: "prod_b", amount: 200 }], multiplier: 0.8 } },
+    redemption: { method: "checkout" },
+  },
+  "offer-groups": { slots: [{ offers: ["cell-offer"] }] },
+};
+/** What an item of a collection refers to: put first into the acting organization's draft. */
+const PREREQUISITES: Record<string, { collection: string; slug: string }> = { "offer-groups": { collection: "offers", slug: "cell-offer" } };
+const withPrerequisite = async (collection: string, cell: Cell) => {
+  const needed = PREREQUISITES[collection];
+  if (needed) await must(call("PUT", `/api/v1/admin/${needed.collection}/${needed.slug}`, { ...asOperator(cell.org), body: ITEMS[needed.collection] }), 200);
 };
 const itemSlug = (unique: string) => `item-${unique}`;
 /** An item of the collection in the acting organization's draft, for the routes that need one. */
 const withItem = async (collection: string, cell: Cell) => {
+  await withPrerequisite(collection, cell);
   const slug = itemSlug(cell.unique);
   await must(call("PUT", `/api/v1/admin/${collection}/${slug}`, { ...asOperator(cell.org), body: ITEMS[collection] }), 200);
   return slug;
@@ -84,6 +101,21 @@ const withStripeConnection = async () => {
   await must(call("PUT", `${live()}/payments/stripe`, { ...asOperator(A), body: STRIPE_CONNECTION }), 200);
   return { path: `/environments/${A.live.id}/payments/stripe` };
 };
+async function withWebhook(enabled = true): Promise<string> {
+  const created = await must(call("POST", `${live()}/webhooks`, { ...asOperator(A), body: { url: "https://hooks.example.com/cell", eventTypes: ["*"], enabled } }), 201);
+  return created.body.id as string;
+}
+async function withDelivery(status = "pending", { deleted = false } = {}): Promise<string> {
+  const subscriptionId = await withWebhook();
+  if (deleted) await must(call("DELETE", `${live()}/webhooks/${subscriptionId}`, asOperator(A)), 200);
+  const id = `whd_${crypto.randomUUID().replaceAll("-", "").slice(0, 20)}`;
+  const now = new Date().toISOString();
+  await env.DB.prepare(
+    `INSERT INTO webhook_deliveries (id, organization_id, environment_id, subscription_id, event_id, event_type, payload, status, attempts, created_at, updated_at)
+     VALUES (?, ?, ?, ?, ?, 'webhook.test', '{}', ?, 0, ?, ?)`,
+  ).bind(id, A.id, A.live.id, subscriptionId, `msg_${id}`, status, now, now).run();
+  return id;
+}
 const identity = (identifier: string) => `${live()}/identities/${encodeURIComponent(identifier)}`;
 
 // operator, admin, deployer, read-only, own sk, other sk, pk, stranger
@@ -100,14 +132,20 @@ const collectionRoutes = (collection: string): Route[] => [
     method: "POST",
     path: `/${collection}`,
     expected: WRITE_CONFIGURATION(201),
-    prepare: ({ unique }) => ({ path: `/${collection}`, body: { slug: itemSlug(unique), ...ITEMS[collection] } }),
+    prepare: async (cell) => {
+      await withPrerequisite(collection, cell);
+      return { path: `/${collection}`, body: { slug: itemSlug(cell.unique), ...ITEMS[collection] } };
+    },
   },
   { method: "GET", path: `/${collection}/{slug}`, expected: READ_ORGANIZATION, prepare: async (cell) => ({ path: `/${collection}/${await withItem(collection, cell)}` }) },
   {
     method: "PUT",
     path: `/${collection}/{slug}`,
     expected: WRITE_CONFIGURATION(200),
-    prepare: ({ unique }) => ({ path: `/${collection}/${itemSlug(unique)}`, body: ITEMS[collection] }),
+    prepare: async (cell) => {
+      await withPrerequisite(collection, cell);
+      return { path: `/${collection}/${itemSlug(cell.unique)}`, body: ITEMS[collection] };
+    },
   },
   { method: "DELETE", path: `/${collection}/{slug}`, expected: WRITE_CONFIGURATION(200), prepare: async (cell) => ({ path: `/${collection}/${await withItem(collection, cell)}` }) },
 ];
@@ -213,7 +251,7 @@ const ROUTES: Route[] = [
   // The configuration document and the draft's collections
   { method: "GET", path: "/config", expected: READ_ORGANIZATION, prepare: () => ({ path: "/config" }) },
   { method: "PUT", path: "/config", expected: WRITE_CONFIGURATION(200), prepare: () => ({ path: "/config", body: helloWorld() }) },
-  ...["features", "plans", "surfaces", "auth-methods", "workflows"].flatMap(collectionRoutes),
+  ...["features", "plans", "surfaces", "auth-methods", "workflows", "offers", "offer-groups"].flatMap(collectionRoutes),
   {
     method: "POST",
     path: "/features/{slug}/rename",
@@ -256,6 +294,53 @@ const ROUTES: Route[] = [
   // Events
   { method: "GET", path: "/events", expected: READ_ORGANIZATION, prepare: () => ({ path: "/events" }) },
   { method: "GET", path: "/events?environmentId={environmentId}", expected: READ_ENVIRONMENT, prepare: () => ({ path: `/events?environmentId=${A.live.id}` }) },
+  // Offers: the funnel of an environment
+  { method: "GET", path: "/environments/{environmentId}/offers/funnel", expected: READ_ENVIRONMENT, prepare: () => ({ path: `/environments/${A.live.id}/offers/funnel` }) },
+  // Outbound webhooks (environment settings: settings.read / settings.write)
+  { method: "GET", path: "/environments/{environmentId}/webhooks", expected: READ_ENVIRONMENT, prepare: () => ({ path: `/environments/${A.live.id}/webhooks` }) },
+  {
+    method: "POST",
+    path: "/environments/{environmentId}/webhooks",
+    expected: WRITE_OWN_ENVIRONMENT(201),
+    prepare: () => ({ path: `/environments/${A.live.id}/webhooks`, body: { url: "https://hooks.example.com/cell", eventTypes: ["plan.changed"] } }),
+  },
+  { method: "GET", path: "/environments/{environmentId}/webhooks/{subscriptionId}", expected: READ_ENVIRONMENT, prepare: async () => ({ path: `/environments/${A.live.id}/webhooks/${await withWebhook()}` }) },
+  {
+    method: "PATCH",
+    path: "/environments/{environmentId}/webhooks/{subscriptionId}",
+    expected: WRITE_OWN_ENVIRONMENT(200),
+    prepare: async () => ({ path: `/environments/${A.live.id}/webhooks/${await withWebhook()}`, body: { description: "from a cell" } }),
+  },
+  { method: "DELETE", path: "/environments/{environmentId}/webhooks/{subscriptionId}", expected: WRITE_OWN_ENVIRONMENT(200), prepare: async () => ({ path: `/environments/${A.live.id}/webhooks/${await withWebhook()}` }) },
+  {
+    method: "POST",
+    path: "/environments/{environmentId}/webhooks/{subscriptionId}/rotate-secret",
+    expected: WRITE_OWN_ENVIRONMENT(200),
+    prepare: async () => ({ path: `/environments/${A.live.id}/webhooks/${await withWebhook()}/rotate-secret` }),
+  },
+  // A disabled subscription: the allowed cells get 409 and nothing is queued. (Row must accept the string
+  // outcome "409 conflict": outcome() reports codes other than 401/403/404 that way.)
+  {
+    method: "POST",
+    path: "/environments/{environmentId}/webhooks/{subscriptionId}/test",
+    expected: ["409 conflict", "409 conflict", 403, 403, "409 conflict", 403, 403, 404],
+    prepare: async () => ({ path: `/environments/${A.live.id}/webhooks/${await withWebhook(false)}/test` }),
+  },
+  { method: "GET", path: "/environments/{environmentId}/webhooks/deliveries", expected: READ_ENVIRONMENT, prepare: () => ({ path: `/environments/${A.live.id}/webhooks/deliveries` }) },
+  { method: "GET", path: "/environments/{environmentId}/webhooks/dead-letters", expected: READ_ENVIRONMENT, prepare: () => ({ path: `/environments/${A.live.id}/webhooks/dead-letters` }) },
+  {
+    method: "GET",
+    path: "/environments/{environmentId}/webhooks/deliveries/{deliveryId}",
+    expected: READ_ENVIRONMENT,
+    prepare: async () => ({ path: `/environments/${A.live.id}/webhooks/deliveries/${await withDelivery()}` }),
+  },
+  // A dead delivery of a deleted subscription: replayed (202), and the consumer drops it without sending anything.
+  {
+    method: "POST",
+    path: "/environments/{environmentId}/webhooks/deliveries/{deliveryId}/replay",
+    expected: WRITE_OWN_ENVIRONMENT(202),
+    prepare: async () => ({ path: `/environments/${A.live.id}/webhooks/deliveries/${await withDelivery("dead", { deleted: true })}/replay` }),
+  },
   // Workflow variables, secrets and egress
   { method: "GET", path: "/environments/{environmentId}/variables", expected: READ_ENVIRONMENT, prepare: () => ({ path: `/environments/${A.live.id}/variables` }) },
   {

@@ -6,6 +6,7 @@
  * queue would (test/support/triggers.ts), with the attempts the queue counts.
  */
 import { PAYMENT_MAX_RETRIES, PAYMENT_QUEUE } from "../../../workers/workflows/paymentEvents";
+import { WEBHOOK_DEAD_LETTER_QUEUE, WEBHOOK_MAX_RETRIES, WEBHOOK_QUEUE } from "../../../workers/webhooks/delivery";
 import { createMessageBatch } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { describe, expect, it, vi } from "vitest";
@@ -443,6 +444,8 @@ describe("the queue settings", () => {
       expect.objectContaining({ queue: TRIGGER_QUEUE, max_retries: String(TRIGGER_MAX_RETRIES), dead_letter_queue: DEAD_LETTER_QUEUE }),
       expect.objectContaining({ queue: DEAD_LETTER_QUEUE, max_retries: String(DEAD_LETTER_MAX_RETRIES) }),
       expect.objectContaining({ queue: PAYMENT_QUEUE, max_retries: String(PAYMENT_MAX_RETRIES) }),
+      expect.objectContaining({ queue: WEBHOOK_QUEUE, max_retries: String(WEBHOOK_MAX_RETRIES), dead_letter_queue: WEBHOOK_DEAD_LETTER_QUEUE }),
+      expect.objectContaining({ queue: WEBHOOK_DEAD_LETTER_QUEUE }),
     ]);
     expect(wranglerToml).toMatch(new RegExp(`binding = "PAYMENTS"\\s*\\nqueue = "${PAYMENT_QUEUE}"`));
     expect(consumers[1]).not.toHaveProperty("dead_letter_queue");

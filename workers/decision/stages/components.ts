@@ -1,15 +1,17 @@
 /**
- * Stage 10 — component workflows of the surface, in parallel, each given the surface's properties. A surface
- * workflow that replaced the response (an http body) makes them moot: they are skipped (`componentsSkipped`).
+ * Stage 10 — component workflows of the surface, in parallel, each given the surface's properties and its own offer
+ * groups as the offers stage resolved them. A surface workflow that replaced the response (an http body) makes them
+ * moot: they are skipped (`componentsSkipped`).
  */
 import type { ComponentArgs } from "../../workflows/authorTypes";
 import type { ComponentBehavior } from "../../workflows/stages";
 import { validateComponentBehavior } from "../../workflows/stages";
-import type { Featured, Identified, Planned, Surfaced, SurfaceFields, WithSurfaceBehavior } from "../context";
+import type { Featured, Identified, Planned, Surfaced, SurfaceFields, WithOffers, WithSurfaceBehavior } from "../context";
 import type { Services } from "../services";
+import { offersOfComponent } from "./offers";
 
-export async function runComponentWorkflows<C extends Identified & Planned & Featured & WithSurfaceBehavior>(services: Services, context: C): Promise<C & Surfaced> {
-  const { surfaceBehavior, decision, workflows: session, features } = context;
+export async function runComponentWorkflows<C extends Identified & Planned & Featured & WithSurfaceBehavior & WithOffers>(services: Services, context: C): Promise<C & Surfaced> {
+  const { surfaceBehavior, decision, workflows: session, features, offers } = context;
   const surface = decision.surface;
   if (!surface || surfaceBehavior === undefined) return { ...context, surfaceFields: undefined };
   const componentsSkipped = typeof surfaceBehavior.http?.body === "string";
@@ -21,7 +23,15 @@ export async function runComponentWorkflows<C extends Identified & Planned & Fea
       const surfaceProperties = surfaceBehavior.properties ?? {};
       await Promise.all(
         workflows.map(async (workflow) => {
-          const args = (): ComponentArgs => ({ ...session.args(decision.planSlugs), features, surfaceSlug: surface.slug, componentSlug: workflow.component!, surfaceProperties });
+          const offerGroups = surface.components.find((component) => component.slug === workflow.component)?.offerGroups;
+          const args = (): ComponentArgs => ({
+            ...session.args(decision.planSlugs),
+            features,
+            surfaceSlug: surface.slug,
+            componentSlug: workflow.component!,
+            surfaceProperties,
+            offers: offersOfComponent(offers?.views, offerGroups),
+          });
           const behavior = await session.run(workflow, args, validateComponentBehavior);
           if (behavior) fromWorkflows.set(workflow.component!, behavior);
         }),

@@ -1,16 +1,27 @@
 /**
- * Stage 4 — customer: the Stripe products a signed-in identity holds right now — what its subscriptions and purchases
- * grant at the decision's clock, plus any set by hand (read through a short per-isolate cache, so the steady state
- * does no D1 query). Anonymous visitors are never customers. A signed-in identity without a record is looked up at
- * the payment provider in the background (payments/lookup.ts), never delaying the decision.
+ * Stage 4 — customer: the Stripe products an identity holds right now — what its subscriptions and purchases grant at
+ * the decision's clock, plus any set by hand (read through a short per-isolate cache, so the steady state does no D1
+ * query). A signed-in identity without a record is looked up at the payment provider in the background
+ * (payments/lookup.ts), never delaying the decision.
+ *
+ * Anonymous visitors can only have bought through an offer (offer redemptions: workers/offers/checkout.ts), in the
+ * anonymous partition of the store (services/customers.ts anonymousStore). Their record is read through the same cache,
+ * and only when the store's partition has any customer at all (a per-isolate flag per store): an environment whose
+ * anonymous visitors never bought pays no D1 query for them, and a new anonymous visitor costs none either until then.
+ * They are never looked up at the provider: nothing there names an anonymous identifier except what offers opened.
  */
-import { productsOf } from "../../services/customers";
+import { anonymousStore, productsOf, storeHasAnonymousBuyers } from "../../services/customers";
 import type { CallerScope, Configured, Identified, WithCustomer } from "../context";
 import type { Services } from "../services";
 
 export async function findCustomer<C extends CallerScope & Configured & Identified>(services: Services, context: C): Promise<C & WithCustomer> {
   const { identity, environment, store } = context;
-  const customer = identity.isAuthenticated ? await services.customer(environment.organizationId, store, identity.identifier) : null;
+  const { organizationId } = environment;
+  const customer = identity.isAuthenticated
+    ? await services.customer(organizationId, store, identity.identifier)
+    : (await storeHasAnonymousBuyers(services.db, organizationId, store))
+      ? await services.customer(organizationId, anonymousStore(store), identity.identifier)
+      : null;
   // Someone who paid before the environment was connected (or whose webhooks were lost) is found in the background:
   // their next decisions hold the linked plans.
   if (identity.isAuthenticated && customer === null) services.lookUpCustomerLater(environment, identity.identifier);

@@ -8,6 +8,7 @@ export { planDecision } from "./plans";
 export { consumeMeter } from "./meter";
 export { resolveFeatures } from "./features";
 export { runSurfaceWorkflow } from "./surface";
+export { resolveOffers, enableOfferUtils } from "./offers";
 export { runComponentWorkflows } from "./components";
 export { renderResponse, type DecisionResponse } from "./response";
 export { recordDecision } from "./record";

@@ -7,6 +7,7 @@
 import { ApiError } from "../../errors";
 import type { PreparedSnapshot } from "../../engine";
 import { meterIdempotencyKey } from "../../services/events";
+import { webhooksTrackUsers } from "../../webhooks/decisionEvents";
 import { listensTo } from "../../workflows/triggers";
 import type { DecisionRequest, Metered, MeterOutcome, Planned, Subject } from "../context";
 import type { Services } from "../services";
@@ -15,9 +16,9 @@ const NOT_CALLED: MeterOutcome = Object.freeze({ replayed: false, userAdded: fal
 
 export async function consumeMeter<C extends DecisionRequest & Subject & Planned>(services: Services, context: C): Promise<C & Metered> {
   const { decision, prepared, environment, identity, store, kind, idempotencyKey, requestHash, body } = context;
-  // The user's plan set rides along only when an action workflow listens to plans.changed or user.added (it costs
-  // the object a write).
-  const tracksUser = listensTo(prepared, "plans.changed") || listensTo(prepared, "user.added");
+  // The user's plan set rides along only when an action workflow or a webhook subscription listens to plan changes or
+  // new users (it costs the object a write). The subscriptions come from a per-isolate cache (10 s).
+  const tracksUser = listensTo(prepared, "plans.changed") || listensTo(prepared, "user.added") || (await webhooksTrackUsers(services.db, environment.id));
   // A keyed request whose triggers someone may act on goes to the meter even when it meters nothing: the object
   // records the key, so a retry is recognised (`replayed`) and does not enqueue the triggers a second time.
   const keyedWithActions = idempotencyKey !== undefined && hasActionWorkflows(prepared);

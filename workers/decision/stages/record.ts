@@ -4,12 +4,16 @@
  * A surface decision is granted when everything it consumes was granted; an access check when nothing is denied.
  */
 import { denials, type Denial } from "../../engine";
-import type { Configured, DecisionRequest, Featured, Identified, Metered, Planned } from "../context";
+import type { Configured, DecisionRequest, Featured, Identified, Metered, Planned, WithOffers } from "../context";
 import type { Services } from "../services";
 import type { DecisionResponse } from "./response";
 
-export function recordDecision<C extends DecisionRequest & Configured & Identified & Planned & Metered & Featured>(services: Services, context: C, response: DecisionResponse): Denial[] {
-  const { environment, identity, kind, surfaceSlug, decision, meter, features, bot, category, body, jwtError, workflows, prepared } = context;
+export function recordDecision<C extends DecisionRequest & Configured & Identified & Planned & Metered & Featured & WithOffers>(
+  services: Services,
+  context: C,
+  response: DecisionResponse,
+): Denial[] {
+  const { environment, identity, kind, surfaceSlug, decision, meter, features, bot, category, body, jwtError, workflows, prepared, offers } = context;
   const denied = denials(features, {
     metered: new Set(decision.meterRequests.map((request) => request.counterId)),
     only: decision.surface?.consumes.map((entry) => ({ featureSlug: entry.featureSlug, property: entry.property })),
@@ -32,6 +36,9 @@ export function recordDecision<C extends DecisionRequest & Configured & Identifi
       features,
       ...(body.action !== undefined ? { action: body.action } : {}),
       denials: denied,
+      // Surface decisions: the offers shown (the funnel's impressions) and, when any was considered, why others were not.
+      ...(offers ? { offers: offers.impressions } : {}),
+      ...(offers?.filtered.length ? { offersFiltered: offers.filtered } : {}),
       meter: meter.failure ? { status: "fallback", reason: meter.failure } : meter.readings ? { status: "ok" } : { status: "none" },
       workflows: workflows?.records ?? [],
       jwtError,

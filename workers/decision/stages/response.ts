@@ -4,11 +4,11 @@
  */
 import { paymentCustomerIdsOf } from "../../services/customers";
 import { eventIdFor } from "../../services/events";
-import type { DecisionRequest, Featured, Identified, Surfaced, WithCustomer } from "../context";
+import type { DecisionRequest, Featured, Identified, Surfaced, WithCustomer, WithOffers } from "../context";
 import type { Services } from "../services";
 
-export async function renderResponse<C extends DecisionRequest & Identified & WithCustomer & Featured & Surfaced>(services: Services, context: C) {
-  const { environment, identity, kind, idempotencyKey, customer, stripeProductIds, features, surfaceFields } = context;
+export async function renderResponse<C extends DecisionRequest & Identified & WithCustomer & Featured & Surfaced & WithOffers>(services: Services, context: C) {
+  const { environment, identity, kind, idempotencyKey, customer, stripeProductIds, features, surfaceFields, offers } = context;
   const eventId = await eventIdFor(environment.id, { identifier: identity.identifier, authenticated: identity.isAuthenticated }, kind, idempotencyKey);
   const response = {
     status: "success" as const,
@@ -27,6 +27,8 @@ export async function renderResponse<C extends DecisionRequest & Identified & Wi
     },
     features,
     ...surfaceFields,
+    // Surface decisions only: every group the surface or its components name, resolved per slot ({} when none).
+    ...(surfaceFields ? { offers: offers?.views ?? {} } : {}),
   };
   services.timing.mark("render");
   return response;

@@ -1,12 +1,14 @@
 /**
  * Stage 13 — triggers, after the response: `decision.made`, what the meter says happened (`counters.updated`,
- * `user.added`, `plans.changed`) and the custom triggers workflows fired, to the queue for the action workflows.
+ * `user.added`, `plans.changed`) and the custom triggers workflows fired, to the queue for the action workflows;
+ * what the meter says happened also goes to the environment's outbound webhooks (webhooks/decisionEvents.ts).
  * A replay enqueues nothing (the first request did); a meter that answers after the deadline still consumed, so its
  * triggers follow when it answers.
  */
 import type { EvaluateResult } from "../../../durable-objects/meter/MeterObject";
 import type { MeterReading } from "../../engine";
 import { reportedReading } from "../../engine/meters";
+import { decisionWebhookPublisher, publishDecisionWebhooks } from "../../webhooks/decisionEvents";
 import { counterSettingsOf } from "../../workflows/scopedUtils";
 import type { Configured, DecisionRequest, Identified, Metered, Planned } from "../context";
 import { requestTopUpsAfter } from "../creditTopUps";
@@ -39,6 +41,17 @@ export function enqueueDecisionTriggers<C extends DecisionRequest & Configured &
       ...(answer.plansChanged?.from ? [{ name: "plans.changed", payload: { eventId, identifier: identity.identifier, from: answer.plansChanged.from, to: answer.plansChanged.to } }] : []),
     ];
   };
+  /** The same answer to operators' endpoints (outbound webhooks): plan.changed, user.added, counter thresholds. */
+  const publishWebhooks = (answer: { readings: MeterReading[]; userAdded?: boolean; plansChanged?: { from: string[] | null; to: string[] } }) =>
+    publishDecisionWebhooks(decisionWebhookPublisher(services.db), environment, {
+      eventId,
+      identifier: identity.identifier,
+      authType: identity.authType,
+      readings: answer.readings,
+      requests: countedMeterRequests,
+      userAdded: answer.userAdded,
+      plansChanged: answer.plansChanged,
+    });
   // A replay's flags and consumed readings are the first request's, whose triggers were enqueued then: enqueueing them
   // again would run every action twice for one logical request.
   // Overage units of overflow settings, for usage-based billing (usage.ts): once per logical request, as the triggers.
@@ -53,6 +66,7 @@ export function enqueueDecisionTriggers<C extends DecisionRequest & Configured &
       ]),
     );
     requestTopUpsAfter(services, context, meter.creditReadings?.values());
+    if (meter.readings) services.waitUntil(publishWebhooks({ readings: [...meter.readings.values()], userAdded: meter.userAdded, plansChanged: meter.plansChanged }));
   }
   if (meter.late) {
     services.waitUntil(
@@ -63,6 +77,7 @@ export function enqueueDecisionTriggers<C extends DecisionRequest & Configured &
           // used the unit), never to a visitor it refused. A deduction that did happen can still call for a top-up.
           queueOverageReports(services, overage, grantedOnFallback(prepared, countedMeterRequests), answer.readings);
           requestTopUpsAfter(services, context, answer.credits);
+          services.waitUntil(publishWebhooks(answer));
           return enqueue(meterTriggers(answer));
         },
         () => undefined,

@@ -8,7 +8,7 @@ const EventSchema = z
   .object({
     id: z.string(),
     environmentId: z.string(),
-    kind: z.enum(["access_check", "surface_decision", "counter_update", "admin", "endpoint", "action_failed", "payment", "usage"]),
+    kind: z.enum(["access_check", "surface_decision", "counter_update", "admin", "endpoint", "action_failed", "payment", "usage", "offer_redemption"]),
     createdAt: z.string(),
     identifier: z.string().nullable(),
     surfaceSlug: z.string().nullable(),
@@ -27,7 +27,7 @@ const listEventsRoute = createRoute({
   request: {
     query: z.object({
       environmentId: z.string().optional(),
-      kind: z.enum(["access_check", "surface_decision", "counter_update", "admin", "endpoint", "action_failed", "payment", "usage"]).optional(),
+      kind: z.enum(["access_check", "surface_decision", "counter_update", "admin", "endpoint", "action_failed", "payment", "usage", "offer_redemption"]).optional(),
       identifier: z.string().max(512).optional(),
       surface: z.string().max(100).optional(),
       outcome: z

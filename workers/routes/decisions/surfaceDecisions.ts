@@ -38,6 +38,6 @@ export function registerSurfaceDecisionRoute(app: OpenAPIHono<AppEnv>): void {
       idempotencyKey,
       requestHash: idempotencyKey ? await sha256Hex(JSON.stringify(body)) : undefined,
     });
-    return c.json(response as typeof response & { surfaceBehavior: {}; componentsSkipped: boolean; componentBehaviors: {} }, 200);
+    return c.json(response as typeof response & { surfaceBehavior: {}; componentsSkipped: boolean; componentBehaviors: {}; offers: {} }, 200);
   });
 }

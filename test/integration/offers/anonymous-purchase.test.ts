@@ -1,0 +1,81 @@
+/**
+ * Anonymous visitors buy through offers: their purchases live in the anonymous partition of the store
+ * (`{store}~anonymous`, also in the Stripe scope tag), which the webhooks fill and their decisions read — apart from
+ * signed-in identities of the same name, both ways.
+ */
+import { env } from "cloudflare:workers";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { waitForBackgroundWork } from "../../support/api";
+import { type CapturedPayments, capturePayments } from "../../support/payments";
+import { articlePage, checkoutPosts, ORIGIN, offerShown, payCheckout, redeem, redemptionEvents, redemptionRows, redemptionShop } from "./redemptionShop";
+
+let payments: CapturedPayments;
+beforeEach(() => {
+  payments = capturePayments();
+});
+afterEach(() => payments.restore());
+
+const hasPremium = async (shop: Awaited<ReturnType<typeof redemptionShop>>, identity: Record<string, unknown>) =>
+  (await articlePage(shop, identity)).features.articles.properties.premium.value as boolean;
+
+describe("anonymous purchases", () => {
+  it("an anonymous visitor's subscription is theirs alone: not the signed-in identity's of the same name", async () => {
+    const shop = await redemptionShop();
+    const visitor = { anonymousIdentifier: "alice" };
+    const shown = await offerShown(shop, visitor);
+    const opened = await redeem(shop, { identity: visitor, offerToken: shown.token });
+    expect(opened.status, JSON.stringify(opened.body)).toBe(201);
+    expect(opened.body.identity).toMatchObject({ identifier: "alice", isAuthenticated: false });
+    const [request] = await checkoutPosts(shop);
+    // Tagged for the anonymous partition, on the session and on the subscription it creates.
+    const scope = `${shop.org.id}:preview~anonymous`;
+    expect(request!.body).toMatchObject({ metadata: { identifier: "alice", platform_store: scope }, subscription_data: { metadata: { platform_store: scope } } });
+
+    await payCheckout(shop, payments, opened.body.checkout.id);
+    expect(await hasPremium(shop, visitor)).toBe(true);
+    expect(await hasPremium(shop, { userIdentifier: "alice" })).toBe(false);
+    expect(await hasPremium(shop, { anonymousIdentifier: "carol" })).toBe(false);
+
+    const { results: customers } = await env.DB.prepare("SELECT store, identifier FROM payment_customers WHERE organization_id = ?").bind(shop.org.id).all();
+    expect(customers).toEqual([{ store: "preview~anonymous", identifier: "alice" }]);
+    expect(await redemptionRows(shop)).toMatchObject([{ identifier: "alice", anonymous: 1, state: "completed" }]);
+    await waitForBackgroundWork();
+    const events = await redemptionEvents(shop);
+    expect(events.map((event) => [event.outcome, event.identifier, event.record.anonymous])).toEqual([
+      ["started", "alice", true],
+      ["completed", "alice", true],
+    ]);
+  });
+
+  it("a signed-in identity's purchase gives nothing to the anonymous visitor of the same name", async () => {
+    const shop = await redemptionShop();
+    const signedIn = { userIdentifier: "bob" };
+    const opened = await redeem(shop, { identity: signedIn, offerToken: (await offerShown(shop, signedIn)).token });
+    expect(opened.status).toBe(201);
+    await payCheckout(shop, payments, opened.body.checkout.id);
+    expect(await hasPremium(shop, signedIn)).toBe(true);
+    expect(await hasPremium(shop, { anonymousIdentifier: "bob" })).toBe(false);
+  });
+
+  it("an anonymous one-time purchase (a bundle) is granted from the paid checkout", async () => {
+    const shop = await redemptionShop((document, { products }) => {
+      document.offers["day-pass"].price = {
+        currency: "usd",
+        bundle: { items: [{ name: "Day pass", stripeProductId: products.dayPass, amount: 199 }, { name: "Premium", stripeProductId: products.premium, amount: 999 }], multiplier: 0.8 },
+      };
+      delete document.offers["day-pass"].redemption.stripePriceId;
+      delete document.offers["day-pass"].redemption.plan;
+      document.offerGroups.paywall.slots[1].offers = ["day-pass"];
+    });
+    const visitor = { anonymousIdentifier: `visitor-${crypto.randomUUID()}` };
+    const shown = await offerShown(shop, visitor, 1);
+    const opened = await redeem(shop, { identity: visitor, offerToken: shown.token, successUrl: `${ORIGIN}/thanks`, cancelUrl: `${ORIGIN}/back` });
+    expect(opened.status, JSON.stringify(opened.body)).toBe(201);
+    expect(opened.body.checkout.mode).toBe("payment");
+    expect(await hasPremium(shop, visitor)).toBe(false);
+    await payCheckout(shop, payments, opened.body.checkout.id);
+    expect(await hasPremium(shop, visitor)).toBe(true);
+    const { results: purchases } = await env.DB.prepare("SELECT store, state FROM payment_purchases WHERE organization_id = ?").bind(shop.org.id).all();
+    expect(purchases).toEqual([{ store: "preview~anonymous", state: "paid" }]);
+  });
+});

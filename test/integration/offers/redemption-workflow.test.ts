@@ -1,0 +1,260 @@
+/**
+ * Custom redemptions (workers/decision/redemptionWorkflow.ts): the client's input checked against the offer's schema,
+ * the redemption workflow run with the offer and the input, and its writes staged — applied all together once it
+ * succeeded, dropped when it throws, times out, returns something else or refuses. Called directly (as the
+ * redemption route does) and through `POST /api/v1/offer-redemptions`.
+ */
+import { env } from "cloudflare:workers";
+import giftRedemption from "../../../examples/workflows/gift-redemption.ts?raw";
+import type { Context } from "hono";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { meterStub, userStoreKey } from "../../../durable-objects/meter/client";
+import type { AppEnv } from "../../../workers/context";
+import type { OfferTokenClaims } from "../../../workers/engine/offerTypes";
+import { runRedemptionWorkflow } from "../../../workers/decision/redemptionWorkflow";
+import { identify, loadConfig } from "../../../workers/decision/stages";
+import { buildServices } from "../../../workers/middleware/services";
+import { mintOfferToken } from "../../../workers/offers/tokens";
+import { remoteScopeOf, scopedUtils, StagedWrites } from "../../../workers/workflows/scopedUtils";
+import { call, createOrganization, publish, type TestOrganization } from "../../support/api";
+import { trackedExecutionContext } from "../../support/background";
+import { newsSite } from "../../support/examples";
+import { type CapturedTriggers, captureTriggers } from "../../support/triggers";
+import { recordTriggersAction } from "../../support/workflows";
+
+let triggers: CapturedTriggers;
+beforeEach(() => {
+  triggers = captureTriggers();
+});
+afterEach(() => triggers.restore());
+
+const BUYER = "buyer@example.com";
+
+/**
+ * One workflow for every case, chosen by `input.kind`: it always writes first (sets `gift`, deletes `old`, fires
+ * gift.redeemed), then succeeds, throws, refuses, answers a bad result, hangs past its deadline or tries a counter.
+ */
+const REDEEM_SOURCE = `export default async ({ input, offer, identity, utils }: any) => {
+  await utils.customData.set("gift", { kind: input.kind, offer: offer.slug, title: offer.title, price: offer.price, who: identity.identifier });
+  const deleted = await utils.customData.delete("old");
+  await utils.triggers.fire("gift.redeemed", { kind: input.kind });
+  if (input.kind === "throw") throw new Error("out of stock");
+  if (input.kind === "fail") return { fail: { message: "sold out today" } };
+  if (input.kind === "bad") return 42;
+  if (input.kind === "slow") await new Promise((resolve) => setTimeout(resolve, 5_000));
+  if (input.kind === "counter") {
+    try {
+      await utils.counters.consume(input.counterId);
+      return { result: { counted: true } };
+    } catch (error) {
+      return { result: { counterError: (error as Error).message } };
+    }
+  }
+  // Reads see the workflow's own writes before they are applied.
+  return { result: { granted: true, gift: await utils.customData.get("gift"), old: await utils.customData.get("old"), deleted } };
+};`;
+
+interface Shop {
+  org: TestOrganization;
+  versionId: string;
+}
+
+async function shop(options: { required?: boolean; source?: string } = {}): Promise<Shop> {
+  const org = await createOrganization("Redemption workflows");
+  const document = newsSite();
+  document.workflows = {
+    redeem: { type: "redemption", source: options.source ?? REDEEM_SOURCE, deadlineMs: 1_000, ...(options.required ? { required: true } : {}) },
+    "record-gifts": recordTriggersAction(["gift.redeemed", "gift.claimed"]),
+  };
+  document.triggers = {
+    "gift.redeemed": { schema: { type: "object", properties: { kind: { type: "string" } } } },
+    "gift.claimed": { schema: { type: "object", required: ["offer"] } },
+  };
+  document.offers = {
+    gift: {
+      presentation: { title: "A free gift" },
+      price: { currency: "usd", amount: 0 },
+      redemption: {
+        method: "workflow",
+        workflow: "redeem",
+        schema: {
+          type: "object",
+          properties: {
+            kind: { enum: ["ok", "throw", "fail", "bad", "slow", "counter"] },
+            counterId: { type: "string" },
+            note: { type: "string", maxLength: 5 },
+            address: { type: "string" },
+          },
+          required: options.source ? [] : ["kind"],
+          additionalProperties: false,
+        },
+      },
+    },
+  };
+  const versionId = await publish(org.adminKey, document, [org.preview.id]);
+  return { org, versionId };
+}
+
+/** The Services and the resolved subject of a redemption request for BUYER, as the route builds them. */
+async function subjectOf(shop_: Shop) {
+  const context = { env, executionCtx: trackedExecutionContext(), get: () => undefined } as unknown as Context<AppEnv>;
+  const services = buildServices(context);
+  const environment = (await services.lookupEnvironment(shop_.org.preview.id))!;
+  const request = { environment, keyType: "secret" as const, body: { identity: { userIdentifier: BUYER } }, transport: {} };
+  const subject = await identify(services, await loadConfig(services, request));
+  const offer = subject.prepared.snapshot.offers!.find((candidate) => candidate.slug === "gift")!;
+  return { services, subject, offer };
+}
+
+function claimsFor(shop_: Shop, fingerprint: string): OfferTokenClaims {
+  const now = Math.floor(Date.now() / 1000);
+  return { env: shop_.org.preview.id, offer: "gift", variant: null, group: null, slot: null, sub: BUYER, anon: false, amt: 0, cur: "usd", int: null, fp: fingerprint, jti: `jti_${crypto.randomUUID()}`, iat: now, exp: now + 1800 };
+}
+
+async function redeemDirectly(shop_: Shop, input: unknown) {
+  const { services, subject, offer } = await subjectOf(shop_);
+  return runRedemptionWorkflow(services, subject, offer, claimsFor(shop_, offer.fingerprint), input);
+}
+
+const buyerData = (shop_: Shop) => meterStub(env.METER, userStoreKey(shop_.org.id, "preview", true), BUYER);
+const customData = (shop_: Shop, key: string) => buyerData(shop_).customDataGet(key) as Promise<unknown>;
+
+async function seedOld(shop_: Shop) {
+  await buyerData(shop_).customDataSet("old", { stale: true });
+}
+
+describe("redemption workflows, called directly", () => {
+  it("a workflow that succeeds: its result, its writes applied together, its trigger sent", async () => {
+    const shop_ = await shop();
+    await seedOld(shop_);
+    const outcome = await redeemDirectly(shop_, { kind: "ok" });
+    const gift = { kind: "ok", offer: "gift", title: "A free gift", price: { amount: 0, currency: "usd" }, who: BUYER };
+    // The workflow read its own write, and its own delete, before they were applied.
+    expect(outcome).toEqual({ ok: true, result: { granted: true, gift, old: null, deleted: true } });
+    expect(await customData(shop_, "gift")).toEqual(gift);
+    expect(await customData(shop_, "old")).toBeNull();
+    await triggers.deliver();
+    expect(triggers.sent.map((message) => [message.trigger, message.payload])).toEqual([["gift.redeemed", { kind: "ok" }]]);
+    expect(await customData(shop_, "seen:gift.redeemed")).toEqual([{ kind: "ok" }]);
+  });
+
+  it("a workflow that writes then throws, refuses, answers a bad result or times out leaves nothing behind", async () => {
+    const shop_ = await shop();
+    await seedOld(shop_);
+    const expected = {
+      throw: { kind: "threw", reason: expect.stringContaining("out of stock") },
+      fail: { kind: "refused", reason: "sold out today" },
+      bad: { kind: "bad_result", reason: expect.stringContaining("unexpected result from a redemption workflow: 42") },
+      slow: { kind: "timeout", reason: expect.any(String) },
+    } as const;
+    for (const [kind, failure] of Object.entries(expected)) {
+      const outcome = await redeemDirectly(shop_, { kind });
+      expect(outcome, kind).toEqual({ ok: false, ...failure });
+    }
+    expect(await customData(shop_, "gift")).toBeNull();
+    expect(await customData(shop_, "old")).toEqual({ stale: true });
+    await triggers.deliver();
+    expect(triggers.sent).toEqual([]);
+  });
+
+  it("refuses counters with a clear error", async () => {
+    const shop_ = await shop();
+    const { subject } = await subjectOf(shop_);
+    const counterId = `preview:${subject.prepared.snapshot.features[0]!.id}.enabled`;
+    const outcome = await redeemDirectly(shop_, { kind: "counter", counterId });
+    expect(outcome).toMatchObject({ ok: true, result: { counterError: expect.stringContaining("not available to redemption workflows") } });
+  });
+
+  it("refuses input that does not match the offer's schema, naming the path, before anything runs", async () => {
+    const shop_ = await shop();
+    await expect(redeemDirectly(shop_, { kind: "ok", note: "far too long" })).rejects.toMatchObject({
+      code: "validation_failed",
+      status: 400,
+      details: [{ path: "input.note", message: expect.any(String) }],
+    });
+    await expect(redeemDirectly(shop_, { kind: "nope" })).rejects.toMatchObject({ code: "validation_failed", details: [{ path: "input.kind" }] });
+    await expect(redeemDirectly(shop_, undefined)).rejects.toMatchObject({ code: "validation_failed", details: [{ path: "input" }] });
+    expect(await customData(shop_, "gift")).toBeNull();
+  });
+
+  it("a required workflow that fails answers 531, and still applies nothing", async () => {
+    const shop_ = await shop({ required: true });
+    await expect(redeemDirectly(shop_, { kind: "throw" })).rejects.toMatchObject({ code: "workflow_error", status: 531 });
+    expect(await customData(shop_, "gift")).toBeNull();
+  });
+});
+
+describe("staged utils", () => {
+  it("hand a runtime that rebuilds utils elsewhere (dispatch) a read-only scope: staged writes cannot leave this isolate", async () => {
+    const shop_ = await shop();
+    const { services, subject } = await subjectOf(shop_);
+    const build = (staged?: StagedWrites) =>
+      scopedUtils({
+        meter: services.meter,
+        organizationId: shop_.org.id,
+        store: "preview",
+        prepared: subject.prepared,
+        identifier: () => BUYER,
+        authenticated: () => true,
+        readOnly: false,
+        fireTrigger: () => {},
+        ...(staged ? { staged } : {}),
+      });
+    expect(await remoteScopeOf(build())).toMatchObject({ readOnly: false });
+    expect(await remoteScopeOf(build(new StagedWrites()))).toMatchObject({ readOnly: true, identifier: BUYER });
+  });
+});
+
+describe("the gift-redemption example (examples/workflows/gift-redemption.ts)", () => {
+  it("claims once: the second claim is refused and changes nothing", async () => {
+    const shop_ = await shop({ source: giftRedemption });
+    const first = await redeemDirectly(shop_, { address: "1 Main St" });
+    expect(first).toEqual({ ok: true, result: { claimed: true, title: "A free gift" } });
+    expect(await customData(shop_, "claimed:gift")).toMatchObject({ address: "1 Main St" });
+    const second = await redeemDirectly(shop_, { address: "2 Other St" });
+    expect(second).toEqual({ ok: false, kind: "refused", reason: "You already claimed this gift" });
+    expect(await customData(shop_, "claimed:gift")).toMatchObject({ address: "1 Main St" });
+    await triggers.deliver();
+    expect(triggers.sent.map((message) => message.payload)).toEqual([{ offer: "gift", identifier: BUYER }]);
+  });
+});
+
+describe("redemption workflows through POST /api/v1/offer-redemptions", () => {
+  async function tokenFor(shop_: Shop) {
+    const { offer } = await subjectOf(shop_);
+    const { jti: _, iat: __, exp: ___, ...input } = claimsFor(shop_, offer.fingerprint);
+    return (await mintOfferToken(env.SECRETS_KEY, input, Date.now())).token;
+  }
+
+  const redeem = (shop_: Shop, offerToken: string, input: unknown) =>
+    call("POST", "/api/v1/offer-redemptions", { key: shop_.org.preview.secretKey, body: { identity: { userIdentifier: BUYER }, offerToken, input } });
+
+  it("answers the workflow's result and applies its writes; a repeat of the token answers the same without running it again", async () => {
+    const shop_ = await shop();
+    const token = await tokenFor(shop_);
+    const first = await redeem(shop_, token, { kind: "ok" });
+    expect(first.status, JSON.stringify(first.body)).toBe(201);
+    expect(first.body).toMatchObject({ status: "success", redemption: { offer: "gift", method: "workflow", state: "completed" }, result: { granted: true } });
+    expect(await customData(shop_, "gift")).toMatchObject({ kind: "ok", who: BUYER });
+    await buyerData(shop_).customDataDelete("gift");
+    const again = await redeem(shop_, token, { kind: "ok" });
+    expect(again.body).toMatchObject({ result: { granted: true } });
+    expect(await customData(shop_, "gift")).toBeNull();
+  });
+
+  it("a failing workflow is an error answer and nothing is applied; bad input is a 400 naming the path", async () => {
+    const shop_ = await shop();
+    // A throw is failed customer code: 531, as a required workflow's failure (never logged as the platform's error).
+    const thrown = await redeem(shop_, await tokenFor(shop_), { kind: "throw" });
+    expect(thrown.status).toBe(531);
+    expect(thrown.body).toMatchObject({ status: "error", code: "workflow_error", message: expect.stringContaining("out of stock") });
+    const refused = await redeem(shop_, await tokenFor(shop_), { kind: "fail" });
+    expect(refused.status).toBe(403);
+    expect(refused.body).toMatchObject({ code: "rejected_by_workflow", message: expect.stringContaining("sold out today") });
+    expect(await customData(shop_, "gift")).toBeNull();
+    const invalid = await redeem(shop_, await tokenFor(shop_), { kind: "ok", extra: 1 });
+    expect(invalid.status).toBe(400);
+    expect(invalid.body).toMatchObject({ code: "validation_failed", details: [{ path: "input.extra" }] });
+    expect(await customData(shop_, "gift")).toBeNull();
+  });
+});
