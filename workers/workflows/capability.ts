@@ -38,6 +38,11 @@ export interface RemoteUtilsScope {
   readOnly: boolean;
   /** The request is an idempotent replay: counters read and consume nothing. */
   replaying?: boolean;
+  /**
+   * A redemption workflow: its custom-data writes are staged by the runtime that runs it and applied by the platform
+   * only once it succeeded, so the remote side refuses them (and counters and identity links, as staged utils do).
+   */
+  staged?: boolean;
   /** Counters this call's request resolved for the user (`counterId` → limit, period, unique resources, overridden limit). */
   counters: [string, CounterSettings][];
 }
@@ -125,6 +130,7 @@ function isScope(value: unknown): value is RemoteUtilsScope {
     typeof scope.authenticated === "boolean" &&
     typeof scope.readOnly === "boolean" &&
     (scope.replaying === undefined || typeof scope.replaying === "boolean") &&
+    (scope.staged === undefined || typeof scope.staged === "boolean") &&
     Array.isArray(scope.counters) &&
     scope.counters.every(isCounterEntry)
   );

@@ -4,9 +4,9 @@
  * invoked with `env.DISPATCHER.get(name)`. Same `WorkflowRunner` interface as the Worker Loader runtime.
  *
  * Protocol (dispatched user Workers are reached over `fetch` only): the platform POSTs JSON to the script,
- *   run:      {protocol, mode: "run", args, budget}                        → 200 {ok: true, value, triggers}
+ *   run:      {protocol, mode: "run", args, budget, utils, offers?, staged?} → 200 {ok: true, value, triggers, writes?}
  *                                                                          | 200 {ok: false, error}
- *   endpoint: {protocol, mode: "endpoint", args, budget,
+ *   endpoint: {protocol, mode: "endpoint", args, budget, utils, offers?,
  *              request: {method, url, headers: [[name, value]…], body: base64 | null}}
  *                                                                          → the workflow's Response, plus the
  *                                                                            `x-mos-triggers` header (base64 JSON)
@@ -21,6 +21,19 @@
  * platform's `WorkflowOutbound` entrypoint together with the call's capability token (outbound.ts, capability.ts):
  * same `WorkflowUtils`, same scoping, rebuilt from signed claims.
  *
+ * Two utils cannot be served from signed claims, because they depend on what only this isolate holds:
+ *   - `offers.list` answers from the decision's plans and feature states. For code that names it, the platform
+ *     resolves every eligible offer (views with tokens minted here: the signing key never reaches a script) and the
+ *     groups' ranking of them before the call, and sends them in the call (`offers`); the script filters them by the
+ *     workflow's `groups`/`offers` as offersLister would — pure, so no round trip (and it works without the outbound
+ *     Worker). Sending them in the call rather than in the capability keeps the token small and the platform's
+ *     outbound side free of decision state.
+ *   - a redemption workflow's writes are staged (StagedWrites) and applied only once it succeeded. The harness
+ *     stages custom-data writes in the script (`staged: true`; reads of a written key see the write) and returns
+ *     them with the result as `writes`; the platform replays them, and the fired triggers, into the call's staged
+ *     utils — same checks, same stage — only when the call succeeded, so a throw, timeout or refused write leaves
+ *     nothing behind. The capability says `staged` too: its remote side refuses writes sent around the harness.
+ *
  * Sandbox: the budget guard is compiled into the script like in the loader runtime, and each call passes
  * `limits: {cpuMs, subRequests}` (the workflow's CPU limit, see cpuLimitOf in runner.ts). Subrequests are allowed only when the outbound Worker is configured
  * (`WORKFLOW_OUTBOUND_WORKER`) and a probe has seen it in the path, because that Worker is what enforces the egress
@@ -29,7 +42,9 @@
 import { LRUCache } from "lru-cache";
 import type { ConfigSnapshot, SnapshotWorkflow } from "../engine/snapshot";
 import { mintCapability, PROBE_PATH, UTILS_HOST } from "./capability";
-import { MAX_FIRED_TRIGGERS, remoteScopeOf } from "./scopedUtils";
+import { dispatchFactsOf, MAX_FIRED_TRIGGERS, remoteScopeOf } from "./scopedUtils";
+import { MAX_CUSTOM_DATA_KEY_LENGTH, MAX_OFFER_FILTER } from "./utils";
+import type { PreparedSnapshot } from "../engine/prepare";
 import { decodeBase64, encodeBase64 } from "../lib/base64";
 import { BodyTooLargeError, readBoundedText } from "../lib/boundedBody";
 import { sha256Hex } from "../lib/crypto";
@@ -50,7 +65,7 @@ import {
   type WorkflowRunner,
 } from "./runner";
 
-export const DISPATCH_PROTOCOL = "mos-workflow/2";
+export const DISPATCH_PROTOCOL = "mos-workflow/3";
 const DISPATCH_URL = "https://workflow.internal/__mos/invoke";
 const TRIGGERS_HEADER = "x-mos-triggers";
 const ERROR_HEADER = "x-mos-workflow-error";
@@ -111,14 +126,73 @@ async function remote(method, args) {
   return result.value;
 }
 
-function makeUtils(fired, remoteAvailable) {
+const MAX_CUSTOM_DATA_KEY_LENGTH = ${MAX_CUSTOM_DATA_KEY_LENGTH};
+const MAX_OFFER_FILTER = ${MAX_OFFER_FILTER};
+const copy = (value) => (value === undefined ? undefined : JSON.parse(JSON.stringify(value)));
+
+function checkKey(key) {
+  if (typeof key !== "string" || key.length === 0 || key.length > MAX_CUSTOM_DATA_KEY_LENGTH) {
+    throw new Error("custom data keys must be strings of 1-" + MAX_CUSTOM_DATA_KEY_LENGTH + " characters");
+  }
+  return key;
+}
+
+// A redemption workflow's custom data: writes stay here (last one per key) and go back with the result, reads of a
+// key it wrote see that write, other reads are the platform's. Same checks, in the same order, as WorkflowUtils.
+function stagedCustomData(writes, get) {
+  const read = async (key) => {
+    const write = writes.get(key);
+    return write ? ("deleted" in write ? null : copy(write.value)) : get(key);
+  };
+  return {
+    get: async (key) => read(checkKey(key)),
+    set: async (key, value) => {
+      const serialized = JSON.stringify(value);
+      if (serialized === undefined || serialized.length > 64 * 1024) throw new Error("custom data values must be JSON of at most 64 KiB");
+      writes.set(checkKey(key), { value: JSON.parse(serialized) });
+    },
+    delete: async (key) => {
+      const existed = (await read(checkKey(key))) !== null;
+      writes.set(key, { deleted: true });
+      return existed;
+    },
+  };
+}
+
+// utils.offers.list over the offers the platform resolved before the call: the same filters as the loader runtime's
+// (stages/offers.ts offersLister), pure, so no round trip.
+async function listOffers(offers, options) {
+  if (!offers || typeof offers.unavailable === "string") throw new Error(offers ? offers.unavailable : "utils.offers.list is available to surface and component workflows only");
+  const slugs = (value, name) => {
+    if (value === undefined) return undefined;
+    if (!Array.isArray(value) || value.length > MAX_OFFER_FILTER || !value.every((slug) => typeof slug === "string" && slug.length > 0 && slug.length <= 100)) {
+      throw new Error(name + " must be a list of at most " + MAX_OFFER_FILTER + " slugs");
+    }
+    return value;
+  };
+  const groups = slugs(options?.groups, "groups");
+  const named = slugs(options?.offers, "offers");
+  const eligible = new Map(offers.eligible.map((view) => [view.offer, view]));
+  let order;
+  if (groups) {
+    const ranking = new Map(offers.groups);
+    const ranked = new Set();
+    for (const group of groups) for (const offer of ranking.get(group) ?? []) ranked.add(offer);
+    order = [...ranked];
+  } else order = [...eligible.keys()];
+  const wanted = named ? new Set(named) : undefined;
+  return order.filter((slug) => eligible.has(slug) && (!wanted || wanted.has(slug))).map((slug) => copy(eligible.get(slug)));
+}
+
+function makeUtils(fired, remoteAvailable, writes, offers) {
   const call = (name, method) => async (...args) => {
     if (!remoteAvailable) throw new Error("utils." + name + " is not available to this workflow in the dispatch runtime (no outbound Worker is configured)");
     return remote(method, args);
   };
+  const customDataGet = call("customData.get", "customDataGet");
   return {
-    customData: {
-      get: call("customData.get", "customDataGet"),
+    customData: writes ? stagedCustomData(writes, customDataGet) : {
+      get: customDataGet,
       set: (key, value) => {
         if (value === undefined) return Promise.reject(new Error("custom data values must be JSON of at most 64 KiB"));
         return call("customData.set", "customDataSet")(key, value);
@@ -144,6 +218,7 @@ function makeUtils(fired, remoteAvailable) {
       createPortalSession: (input) => call("payments.createPortalSession", "paymentsPortal")(input ?? {}),
     },
     testGroup100: async (identifier) => testGroup100(String(identifier)),
+    offers: { list: (options) => listOffers(offers, options ?? {}) },
   };
 }
 
@@ -169,7 +244,8 @@ export default {
     const call = await request.json();
     if (call.protocol !== PROTOCOL) return Response.json({ ok: false, error: "unsupported protocol " + call.protocol }, { status: 400 });
     const fired = [];
-    const utils = makeUtils(fired, call.utils === "remote");
+    const writes = call.mode === "run" && call.staged === true ? new Map() : null;
+    const utils = makeUtils(fired, call.utils === "remote", writes, call.offers);
     if (call.mode === "probe") {
       try {
         const response = await fetch("https://${UTILS_HOST}${PROBE_PATH}", { method: "POST" });
@@ -181,7 +257,8 @@ export default {
     if (call.mode === "run") {
       try {
         const value = await withOperationBudget(call.budget, () => workflow({ ...call.args, utils }));
-        return Response.json({ ok: true, value: value === undefined ? null : value, triggers: fired });
+        const staged = writes ? [...writes].map(([key, write]) => ("deleted" in write ? { key, delete: true } : { key, value: write.value })) : undefined;
+        return Response.json({ ok: true, value: value === undefined ? null : value, triggers: fired, ...(staged ? { writes: staged } : {}) });
       } catch (error) {
         return Response.json({ ok: false, error: message(error) });
       }
@@ -269,6 +346,72 @@ const outboundChecks = new WeakMap<object, { until: number; ok: Promise<boolean>
 interface PreparedCall {
   capability: string | null;
   remoteUtils: boolean;
+  /** What the script's `utils.offers.list` filters (absent for code that never names it). */
+  offers?: ScriptOffers;
+  /** A redemption workflow: the script stages its custom-data writes and returns them. */
+  staged: boolean;
+}
+
+/** The protocol's `offers`: every eligible offer's view, and each group's eligible offers in slot order. */
+type ScriptOffers = { eligible: { offer: string }[]; groups: [string, string[]][] } | { unavailable: string };
+
+/**
+ * Whether compiled code can reach `utils.offers.list` (both names appear): the platform mints the tokens of every
+ * eligible offer only for code that may list them. Code that builds the name at run time gets "not available".
+ */
+const usesOfferList = (workflow: SnapshotWorkflow) => /\boffers\b/.test(workflow.code) && /\blist\b/.test(workflow.code);
+
+/**
+ * Every offer the call's `utils.offers.list` could answer, resolved by the utils target itself (all eligible offers, in
+ * slug order, each with a freshly minted token), with the groups' ranking of them; or why the call has none (the
+ * message the loader runtime's call would reject with: not a surface or component workflow, no decision yet).
+ */
+async function offersForScript(utils: object, prepared: PreparedSnapshot | undefined): Promise<ScriptOffers> {
+  const list = (utils as { offersList?: (options: object) => Promise<unknown[]> }).offersList;
+  if (typeof list !== "function" || !prepared) return { unavailable: "utils.offers.list is available to surface and component workflows only" };
+  let eligible: { offer: string }[];
+  try {
+    eligible = (await list.call(utils, {})) as { offer: string }[];
+  } catch (error) {
+    return { unavailable: error instanceof Error ? error.message : String(error) };
+  }
+  const shown = new Set(eligible.map((view) => view.offer));
+  const groups: [string, string[]][] = [];
+  for (const [slug, group] of prepared.offerGroupBySlug) {
+    const ranked = [...new Set(group.slots.flatMap((slot) => slot.offers))].filter((offer) => shown.has(offer));
+    if (ranked.length > 0) groups.push([slug, ranked]);
+  }
+  return { eligible, groups };
+}
+
+interface StagedWrite {
+  key: string;
+  value?: unknown;
+  delete?: true;
+}
+
+/**
+ * A staged call's writes, replayed into its utils target: through its own methods, so each passes the checks the loader
+ * runtime's call would have met (the harness shares its globals with customer code, so its checks prove nothing) and
+ * lands in the same StagedWrites. A write refused here fails the call.
+ */
+async function replayWrites(utils: object, writes: unknown): Promise<void> {
+  if (writes === undefined) return;
+  const target = utils as { customDataSet?: (key: string, value: unknown) => Promise<void>; customDataDelete?: (key: string) => Promise<boolean> };
+  if (!Array.isArray(writes) || typeof target.customDataSet !== "function" || typeof target.customDataDelete !== "function") {
+    throw new Error("the workflow's staged writes could not be applied");
+  }
+  for (const write of writes as StagedWrite[]) {
+    if (typeof write !== "object" || write === null) throw new Error("the workflow's staged writes could not be applied");
+    if (write.delete === true) await target.customDataDelete.call(utils, write.key);
+    else await target.customDataSet.call(utils, write.key, write.value);
+  }
+}
+
+/** What a call leaves for the platform: applied only once the call counts as a success (in time, valid). */
+interface Effects<T> {
+  value: T;
+  apply(): Promise<void> | void;
 }
 
 async function parseBoundedJson(response: Response): Promise<unknown> {
@@ -287,15 +430,20 @@ export class DispatchWorkflowRunner implements WorkflowRunner {
    * capability, valid for the deadline plus a few seconds.
    */
   private async prepare(call: WorkflowCall): Promise<PreparedCall> {
+    const facts = dispatchFactsOf(call.utils);
+    const local = {
+      staged: facts?.staged === true,
+      ...(usesOfferList(call.workflow) ? { offers: await offersForScript(call.utils, facts?.prepared) } : {}),
+    };
     const outbound = this.options.outbound;
-    if (!outbound || !(await this.outboundInPath(call.workflow, outbound))) return { capability: null, remoteUtils: false };
+    if (!outbound || !(await this.outboundInPath(call.workflow, outbound))) return { capability: null, remoteUtils: false, ...local };
     const scope = await remoteScopeOf(call.utils, { resolveCounters: usesCounters(call.workflow) });
     const capability = await mintCapability(
       outbound.secretsKey,
       { environmentId: this.options.environmentId, workflow: call.workflow.slug, hosts: [...outbound.hosts], ...(scope ? { utils: scope } : {}) },
       call.deadlineMs,
     );
-    return { capability, remoteUtils: scope !== null };
+    return { capability, remoteUtils: scope !== null, ...local };
   }
 
   /**
@@ -355,11 +503,16 @@ export class DispatchWorkflowRunner implements WorkflowRunner {
   private post(call: WorkflowCall, prepared: PreparedCall, signal: AbortSignal, body: Record<string, unknown>): Promise<Response> {
     const { capability } = prepared;
     const utils = prepared.remoteUtils ? "remote" : "none";
-    return this.dispatch(call.workflow, capability, capability ? WORKFLOW_SUBREQUESTS : 0, { budget: operationBudgetOf(call.workflow), utils, ...body }, signal);
+    const local = { ...(prepared.offers ? { offers: prepared.offers } : {}), ...(prepared.staged ? { staged: true } : {}) };
+    return this.dispatch(call.workflow, capability, capability ? WORKFLOW_SUBREQUESTS : 0, { budget: operationBudgetOf(call.workflow), utils, ...local, ...body }, signal);
   }
 
-  /** Runs `invoke` under the deadline; a call that fails or times out is aborted, so the script stops with it. */
-  private async guarded<T>(call: WorkflowCall, invoke: (prepared: PreparedCall, signal: AbortSignal) => Promise<T>): Promise<WorkflowOutcome<T>> {
+  /**
+   * Runs `invoke` under the deadline; a call that fails or times out is aborted, so the script stops with it. What the
+   * call left (triggers, staged writes) is applied only when it succeeded: a result that came too late is a timeout
+   * and leaves nothing, as the loader runtime's would; a write the platform refuses fails the call.
+   */
+  private async guarded<T>(call: WorkflowCall, invoke: (prepared: PreparedCall, signal: AbortSignal) => Promise<Effects<T>>): Promise<WorkflowOutcome<T>> {
     // Stored code the load-time check refused never runs (its stand-in module is not even looked up).
     const refused = refusedOutcome(call.workflow);
     if (refused) return refused;
@@ -372,22 +525,38 @@ export class DispatchWorkflowRunner implements WorkflowRunner {
     }
     const controller = new AbortController();
     const outcome = await withDeadline(call.deadlineMs, () => invoke(prepared, controller.signal));
-    if (!outcome.ok) controller.abort();
-    return outcome;
+    if (!outcome.ok) {
+      controller.abort();
+      return outcome;
+    }
+    try {
+      await outcome.value.apply();
+    } catch (error) {
+      return { ok: false, kind: "threw", error: error instanceof Error ? error.message : String(error), durationMs: outcome.durationMs };
+    }
+    return { ok: true, value: outcome.value.value, durationMs: outcome.durationMs };
   }
 
   run(call: WorkflowCall): Promise<WorkflowOutcome> {
     return this.guarded(call, async (prepared, signal) => {
       const response = await this.post(call, prepared, signal, { mode: "run", args: call.args });
-      let result: { ok?: boolean; value?: unknown; error?: string; triggers?: unknown } | null;
+      let result: { ok?: boolean; value?: unknown; error?: string; triggers?: unknown; writes?: unknown } | null;
       try {
         result = (await parseBoundedJson(response)) as typeof result;
       } catch (error) {
         throw new Error(error instanceof BodyTooLargeError ? `the workflow's result is larger than ${MAX_RESULT_BYTES} bytes` : `dispatched workflow answered ${response.status}`);
       }
       if (!result || result.ok !== true) throw new Error(typeof result?.error === "string" ? result.error : `dispatched workflow answered ${response.status}`);
-      replayTriggers(call.utils, result.triggers);
-      return result.value ?? null;
+      const { triggers, writes } = result;
+      if (writes !== undefined && !prepared.staged) throw new Error("the workflow returned staged writes it was not asked to stage");
+      return {
+        value: result.value ?? null,
+        apply: async () => {
+          // Writes first: a refused write fails the call before any of its triggers is sent.
+          await replayWrites(call.utils, writes);
+          replayTriggers(call.utils, triggers);
+        },
+      };
     });
   }
 
@@ -403,10 +572,10 @@ export class DispatchWorkflowRunner implements WorkflowRunner {
         const failure = (await parseBoundedJson(response).catch(() => ({}))) as { error?: unknown };
         throw new Error(typeof failure.error === "string" ? failure.error : "dispatched endpoint workflow failed");
       }
-      replayTriggers(call.utils, decodeTriggers(response.headers.get(TRIGGERS_HEADER)));
+      const triggers = decodeTriggers(response.headers.get(TRIGGERS_HEADER));
       const headers = new Headers(response.headers);
       headers.delete(TRIGGERS_HEADER);
-      return new Response(response.body, { status: response.status, statusText: response.statusText, headers });
+      return { value: new Response(response.body, { status: response.status, statusText: response.statusText, headers }), apply: () => replayTriggers(call.utils, triggers) };
     });
   }
 }

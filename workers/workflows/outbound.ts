@@ -13,14 +13,18 @@ import { BodyTooLargeError, readBoundedText } from "../lib/boundedBody";
 import { preparedSnapshotFor } from "../services/snapshots";
 import { PROBE_PATH, UTILS_HOST, verifyCapability, type RemoteUtilsScope } from "./capability";
 import { forwardEgress } from "./egressGateway";
-import { scopedUtils } from "./scopedUtils";
+import { scopedUtils, StagedWrites } from "./scopedUtils";
 import { paymentsAccess, workflowLogger } from "./paymentsAccess";
 import { createMeterClient, meterDeadlineOf } from "../../durable-objects/meter/client";
 import type { WorkflowUtils } from "./utils";
 
 const MAX_UTILS_BODY_BYTES = 128 * 1024;
 
-/** The utils a dispatched script may call remotely, with their arity (triggers and testGroup100 stay in the script). */
+/**
+ * The utils a dispatched script may call remotely, with their arity. Triggers and testGroup100 stay in the script, and
+ * so does `offersList`: the platform resolves the eligible offers before the call (dispatchRunner.ts), since this side
+ * lacks the decision's plans and feature states.
+ */
 const REMOTE_METHODS = {
   customDataGet: 1,
   customDataSet: 2,
@@ -36,6 +40,9 @@ const REMOTE_METHODS = {
 } as const satisfies Partial<Record<keyof WorkflowUtils, number>>;
 
 type RemoteMethod = keyof typeof REMOTE_METHODS;
+
+/** What the dispatch harness stages in a redemption workflow's script instead of calling here (dispatchRunner.ts). */
+const STAGED_IN_SCRIPT: ReadonlySet<RemoteMethod> = new Set(["customDataSet", "customDataDelete"]);
 
 const isRemoteMethod = (name: string): name is RemoteMethod => Object.hasOwn(REMOTE_METHODS, name);
 
@@ -54,6 +61,9 @@ async function utilsFor(env: Env, environmentId: string, scope: RemoteUtilsScope
     authenticated: () => scope.authenticated,
     readOnly: scope.readOnly,
     replaying: () => scope.replaying === true,
+    // A redemption's stage lives in its script (dispatchRunner.ts); this one only gives reads and refusals the same
+    // answers as the loader runtime (serveUtils refuses writes before they could land here and be lost).
+    ...(scope.staged ? { staged: new StagedWrites() } : {}),
     counterSettings: new Map(scope.counters),
     fireTrigger: () => {
       throw new Error("triggers fired by dispatched workflows travel with their result");
@@ -83,6 +93,9 @@ async function serveUtils(env: Env, environmentId: string, scope: RemoteUtilsSco
     return utilsError("utils calls carry a JSON body {args: [...]}", 400);
   }
   if (!Array.isArray(args) || args.length > REMOTE_METHODS[method]) return utilsError("utils calls carry a JSON body {args: [...]}", 400);
+  if (scope.staged && STAGED_IN_SCRIPT.has(method)) {
+    return utilsError("a redemption workflow's custom-data writes are staged in its script and travel with its result; they cannot be sent on their own");
+  }
   let utils: WorkflowUtils;
   try {
     utils = await utilsFor(env, environmentId, scope);

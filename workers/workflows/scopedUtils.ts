@@ -136,12 +136,22 @@ interface UtilsState {
   remote(options: { resolveCounters: boolean }): Promise<RemoteUtilsScope>;
   /** Counter limits known so far, without resolving anything more. */
   known(): Promise<ReadonlyMap<string, CounterSettings>>;
+  /** The version served (dispatch hands a script the offer groups' ranking for `utils.offers.list`). */
+  prepared: PreparedSnapshot;
+  /** A redemption workflow's target: a runtime that runs the script elsewhere stages its writes there (dispatch). */
+  staged: boolean;
 }
 
 const states = new WeakMap<object, UtilsState>();
 
 export async function remoteScopeOf(utils: object, options = { resolveCounters: true }): Promise<RemoteUtilsScope | null> {
   return (await states.get(utils)?.remote(options)) ?? null;
+}
+
+/** The version and staging of a utils target the platform built (null for any other object). */
+export function dispatchFactsOf(utils: object): { prepared: PreparedSnapshot; staged: boolean } | null {
+  const state = states.get(utils);
+  return state ? { prepared: state.prepared, staged: state.staged } : null;
 }
 
 /** The counter limits a utils target knows (what triggers carry to action workflows). */
@@ -235,6 +245,8 @@ export function scopedUtils(options: ScopedUtilsOptions): WorkflowUtils {
   };
   states.set(utils, {
     known,
+    prepared,
+    staged: options.staged !== undefined,
     remote: async ({ resolveCounters }) => {
       if (resolveCounters && options.resolveCounterSettings) resolveLazily(options.resolveCounterSettings);
       return {
@@ -243,8 +255,10 @@ export function scopedUtils(options: ScopedUtilsOptions): WorkflowUtils {
         store,
         identifier: identifier(),
         authenticated: authenticated(),
-        // Staged writes live in this isolate: a runtime that rebuilds utils elsewhere (dispatch) may only read.
-        readOnly: readOnly || options.staged !== undefined,
+        readOnly,
+        // Staged writes never leave the runtime that runs the workflow: the platform rebuilding these utils elsewhere
+        // (dispatch) serves reads, payments and refusals, never custom-data writes (the script stages those itself).
+        ...(options.staged ? { staged: true } : {}),
         ...(isReplay() ? { replaying: true } : {}),
         counters: [...(await known())],
       };

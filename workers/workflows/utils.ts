@@ -33,8 +33,8 @@ export interface PaymentsPort {
 /** The offers a decision's identity is eligible for, as plain JSON views with their tokens (decision/stages/offers.ts). */
 export type OffersPort = (options: { groups?: string[]; offers?: string[] }) => Promise<unknown[]>;
 
-/** Most slugs a `utils.offers.list` filter may name. */
-const MAX_OFFER_FILTER = 100;
+/** Most slugs a `utils.offers.list` filter may name (the dispatch harness checks the same bound). */
+export const MAX_OFFER_FILTER = 100;
 
 export interface UtilsScope {
   /** The store prefix of counter ids this request may touch (e.g. "default"). */

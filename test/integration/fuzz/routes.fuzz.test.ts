@@ -22,6 +22,7 @@ import { exportSPKI, generateKeyPair, SignJWT } from "jose";
 import { beforeAll, describe, expect, it } from "vitest";
 import { call, createOrganization, fetchWorker, OPERATOR, publish, type TestOrganization } from "../../support/api";
 import { aiTools, helloWorld } from "../../support/examples";
+import { mintOfferToken } from "../../../workers/offers/tokens";
 import { storeDeadLetter } from "../../../workers/services/deadLetters";
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -396,6 +397,9 @@ const fx = {
   baseline: {} as Record<string, unknown>,
   publicKey: "",
   privateKey: undefined as unknown as CryptoKey,
+  webhook: "", // a webhook subscription of A in the scratch environment
+  webhookDelivery: "", // a dead delivery of it, to read and replay
+  offerToken: "", // an offer token of A's live environment for fuzz-visitor
 };
 
 const PRIMARY = () => ({ authorization: `Bearer ${A.live.secretKey}` });
@@ -425,9 +429,13 @@ function validParam(op: Operation, name: string): string {
       return "echo";
     case "deadLetterId":
       return fx.deadLetter;
+    case "subscriptionId":
+      return fx.webhook;
+    case "deliveryId":
+      return fx.webhookDelivery;
     case "slug": {
       const collection = op.template.split("/")[4];
-      return { features: "widget", plans: "premium", surfaces: "hello-world", "auth-methods": "main", workflows: "echo" }[collection!] ?? "widget";
+      return { features: "widget", plans: "premium", surfaces: "hello-world", "auth-methods": "main", workflows: "echo", offers: "fuzz-offer", "offer-groups": "fuzz-group" }[collection!] ?? "widget";
     }
     default:
       return "x";
@@ -454,6 +462,14 @@ let createdEnvironments = 0;
 /** The scratch environment is a production one: it takes live-mode Stripe keys. */
 const STRIPE_CONNECTION = { secretKey: "sk_live_51FuzzScratchConnection000abcd", webhookSecret: "whsec_FuzzScratchConnection0000" };
 
+/** A bundle sold by checkout: an offer that refers to nothing else of the document. */
+const FUZZ_OFFER = {
+  name: "Fuzz offer",
+  presentation: { title: "Fuzz", callToAction: "Buy" },
+  price: { currency: "usd", bundle: { items: [{ name: "A", stripeProductId: "prod_fuzz_a", amount: 100 }, { name: "B", stripeProductId: "prod_fuzz_b", amount: 300 }], multiplier: 0.8 } },
+  redemption: { method: "checkout", successUrl: "https://shop.example/thanks", cancelUrl: "https://shop.example/pricing" },
+};
+
 /** A valid body for each operation that takes one (the starting point of every mutation). */
 function exampleBody(op: Operation): unknown {
   const collection = op.template.split("/")[4];
@@ -463,6 +479,8 @@ function exampleBody(op: Operation): unknown {
     surfaces: { name: "Fuzz surface", consumes: ["widget.enabled"], components: { box: { cssSelector: "#box" } } },
     "auth-methods": { publicKey: fx.publicKey, algorithms: ["RS256"], identifierClaim: "email", issuer: "https://auth.example.com" },
     workflows: { type: "endpoint", path: "fuzz-endpoint", access: "none", source: "export default () => new Response('fuzz');" },
+    offers: FUZZ_OFFER,
+    "offer-groups": { name: "Fuzz group", slots: [{ name: "only", offers: ["fuzz-offer"] }] },
   };
   const identity = { anonymousIdentifier: "fuzz-visitor" };
   switch (opName(op)) {
@@ -509,6 +527,12 @@ function exampleBody(op: Operation): unknown {
       return { identity: { userIdentifier: "fuzz-user" }, plan: "fuzz-plan", successUrl: "https://shop.example/thanks?session={CHECKOUT_SESSION_ID}", cancelUrl: "https://shop.example/pricing" };
     case "POST /api/v1/billing-portal-sessions":
       return { identity: { userIdentifier: "fuzz-user" }, returnUrl: "https://shop.example/account" };
+    case "POST /api/v1/offer-redemptions":
+      return { identity, offerToken: fx.offerToken };
+    case "POST /api/v1/admin/environments/{environmentId}/webhooks":
+      return { url: "https://hooks.example.com/fuzz", eventTypes: ["plan.changed"], counterThresholds: [80] };
+    case "PATCH /api/v1/admin/environments/{environmentId}/webhooks/{subscriptionId}":
+      return { description: "fuzz" };
   }
   if (op.method === "POST" && collection && collection in items && op.pathParams.length === 0) return { slug: "fuzz-item", ...(items[collection] as object) };
   if (op.method === "PUT" && collection && collection in items) return items[collection];
@@ -559,7 +583,8 @@ const readGuard = (name: string, path: () => string, project: (body: any) => unk
 function guardOf(op: Operation): Guard | undefined {
   if (op.method === "GET" || op.kind !== "admin") return undefined;
   const t = op.template;
-  if (t === "/api/v1/admin/config" || /^\/api\/v1\/admin\/(features|plans|surfaces|auth-methods|workflows)/.test(t)) return draftGuard;
+  if (t === "/api/v1/admin/config" || /^\/api\/v1\/admin\/(features|plans|surfaces|auth-methods|workflows|offers|offer-groups)/.test(t)) return draftGuard;
+  if (t.includes("/webhooks")) return readGuard("webhook subscriptions", () => `/api/v1/admin/environments/${fx.scratchEnv}/webhooks`);
   // Which environments exist (names and deployments are other lanes' business).
   if (t === "/api/v1/admin/environments") {
     return readGuard("environments", () => "/api/v1/admin/environments", (body) => body.environments.map((e: { id: string; slug: string }) => `${e.id}:${e.slug}`));
@@ -632,6 +657,8 @@ async function setUpTenantA(name: string): Promise<void> {
     plans: { ...helloWorld().plans, ...ai.plans },
     surfaces: { ...helloWorld().surfaces, ...ai.surfaces },
     authMethods: { main: { publicKey: fx.publicKey, algorithms: ["RS256"], identifierClaim: "email" } },
+    offers: { "fuzz-offer": FUZZ_OFFER },
+    offerGroups: { "fuzz-group": { slots: [{ offers: ["fuzz-offer"] }] } },
     triggers: { "user.signed-up": { schema: { type: "object", properties: { plan: { type: "string", enum: ["free", "pro"] } }, required: ["plan"] } } },
     workflows: {
       echo: {
@@ -659,6 +686,28 @@ async function setUpTenantA(name: string): Promise<void> {
   await call("PUT", `/api/v1/admin/environments/${fx.scratchEnv}/customers/fuzz-user`, { key: A.adminKey, body: { stripeProductIds: ["prod_ai_tools_pro"] } });
   await call("PUT", `/api/v1/admin/environments/${fx.scratchEnv}/variables/FUZZ_VAR`, { key: A.adminKey, body: { value: "v" } });
   await call("PUT", `/api/v1/admin/environments/${fx.scratchEnv}/payments/stripe`, { key: A.adminKey, body: STRIPE_CONNECTION });
+  const webhook = await call("POST", `/api/v1/admin/environments/${fx.scratchEnv}/webhooks`, {
+    key: A.adminKey,
+    body: { url: "https://hooks.example.com/fuzz", eventTypes: ["*"] },
+  });
+  fx.webhook = webhook.body.id;
+  fx.webhookDelivery = `whd_${crypto.randomUUID().replaceAll("-", "").slice(0, 20)}`;
+  const now = new Date().toISOString();
+  await env.DB.prepare(
+    `INSERT INTO webhook_deliveries (id, organization_id, environment_id, subscription_id, event_id, event_type, payload, status, attempts, created_at, updated_at)
+     VALUES (?, ?, ?, ?, ?, 'plan.changed', '{}', 'dead', 9, ?, ?)`,
+  )
+    .bind(fx.webhookDelivery, A.id, fx.scratchEnv, fx.webhook, `msg_${fx.webhookDelivery}`, now, now)
+    .run();
+  // Signed for A's live environment and the fuzz visitor; its offer's fingerprint is not the deployed one, so the
+  // valid example ends at 409 offer_changed (redemptions are opened for real in test/integration/offers/).
+  fx.offerToken = (
+    await mintOfferToken(
+      env.SECRETS_KEY,
+      { env: A.live.id, offer: "fuzz-offer", variant: null, group: null, slot: null, sub: "fuzz-visitor", anon: true, amt: 320, cur: "usd", int: null, fp: "0".repeat(64) },
+      Date.now(),
+    )
+  ).token;
   const deadMessage = { organizationId: A.id, environmentId: fx.scratchEnv, versionId: fx.versionA, identifier: "fuzz-user", trigger: "user.signed-up", payload: { plan: "free" }, firedAt: new Date().toISOString() };
   fx.deadLetter = await storeDeadLetter(env.DB, {
     organizationId: A.id,
@@ -703,11 +752,13 @@ describe("adversarial input sweep", { timeout: 120_000 }, () => {
       // without the provider's signature is refused (signed deliveries: test/integration/payments/webhooks.test.ts).
       // Checkout and portal sessions need a Stripe connection the fake Stripe accepts (test keys: a preview
       // environment); A.live has none, so their valid example ends at 409 (opened for real in payments/checkout.test.ts).
+      // The offer token's offer was changed since it was minted (see setUpTenantA): 409 offer_changed.
       const accepted = (status: number) =>
         status < 300 ||
         (/\/(rollback|retry)$/.test(op.template) && status === 409) ||
         (op.kind === "webhook" && (status === 400 || status === 404)) ||
-        (/^\/api\/v1\/(checkout|billing-portal)-sessions$/.test(op.template) && status === 409);
+        (/^\/api\/v1\/(checkout|billing-portal)-sessions$/.test(op.template) && status === 409) ||
+        (op.template === "/api/v1/offer-redemptions" && status === 409);
       const res = await findings.send(req, accepted, "the valid example");
       if (res.status < 300 && guardOf(op)?.restore) await guardOf(op)!.restore!();
     }

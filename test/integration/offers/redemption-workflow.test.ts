@@ -185,7 +185,7 @@ describe("redemption workflows, called directly", () => {
 });
 
 describe("staged utils", () => {
-  it("hand a runtime that rebuilds utils elsewhere (dispatch) a read-only scope: staged writes cannot leave this isolate", async () => {
+  it("tell a runtime that rebuilds utils elsewhere (dispatch) that writes are staged: they never reach the meter from there", async () => {
     const shop_ = await shop();
     const { services, subject } = await subjectOf(shop_);
     const build = (staged?: StagedWrites) =>
@@ -200,8 +200,8 @@ describe("staged utils", () => {
         fireTrigger: () => {},
         ...(staged ? { staged } : {}),
       });
-    expect(await remoteScopeOf(build())).toMatchObject({ readOnly: false });
-    expect(await remoteScopeOf(build(new StagedWrites()))).toMatchObject({ readOnly: true, identifier: BUYER });
+    expect(await remoteScopeOf(build())).not.toHaveProperty("staged");
+    expect(await remoteScopeOf(build(new StagedWrites()))).toMatchObject({ readOnly: false, staged: true, identifier: BUYER });
   });
 });
 
