@@ -605,9 +605,17 @@ export const OfferDefinition = z
         ctx.addIssue({ code: "custom", path: ["variants", slug, "testGroups"], message: `overlaps variant ${previousSlug}'s test groups` });
       }
     }
+    // A subscription change moves the subscription to a Stripe price as it is: it cannot charge an adjusted amount.
+    const changesSubscription = method === "subscription_change" || method === "scheduled_change";
+    const noAdjustments = `a ${method} offer charges its Stripe price as it is: adjustments (dynamic prices) need a checkout offer`;
+    if (changesSubscription && offer.price?.adjustments) ctx.addIssue({ code: "custom", path: ["price", "adjustments"], message: noAdjustments });
     for (const [slug, variant] of Object.entries(offer.variants ?? {})) {
       if (method !== "checkout" && variant.price?.bundle) {
         ctx.addIssue({ code: "custom", path: ["variants", slug, "price", "bundle"], message: "only checkout offers can sell a bundle" });
+      }
+      if (changesSubscription && variant.price?.adjustments) ctx.addIssue({ code: "custom", path: ["variants", slug, "price", "adjustments"], message: noAdjustments });
+      if (changesSubscription && variant.price && !variant.stripePriceId) {
+        ctx.addIssue({ code: "custom", path: ["variants", slug, "stripePriceId"], message: `a variant with a price of its own needs the Stripe price charging it (a ${method} offer moves the subscription to it)` });
       }
     }
   });

@@ -7,6 +7,7 @@
  * locks: no lost updates, no over-grant, and an idempotency record is written in the same step as the effect it
  * records. Storage layout and pruning: storage-schema.md.
  */
+import { createHash } from "node:crypto";
 import { DurableObject } from "cloudflare:workers";
 import type { Period } from "../../schema/config";
 import type { CreditReading, CreditRequest, MeterReading, MeterRequest } from "../../workers/engine/types";
@@ -24,6 +25,22 @@ export type { CreditReading, CreditRequest };
 
 /** One write of MeterObject.customDataApply: set `value`, or delete the key. */
 export type CustomDataWrite = { key: string; delete?: false; value: unknown } | { key: string; delete: true };
+
+/**
+ * What a write set was decided on: the value `key` held when it was read, as the SHA-256 (hex) of its JSON text —
+ * `null` for a key without a value, as `customDataGet` answers. A digest rather than the value, so what a workflow
+ * read costs a few bytes on the way back however large it was.
+ */
+export interface CustomDataExpectation {
+  key: string;
+  sha256: string;
+}
+
+/** `conflict`: the key whose value is no longer the one read; nothing was written. */
+export type CustomDataApplyResult = { applied: true } | { applied: false; conflict: string };
+
+/** The digest a CustomDataExpectation carries for a value (JSON text; `null` when there is none). */
+const customDataDigest = (json: string): string => createHash("sha256").update(json, "utf8").digest("hex");
 
 export interface EvaluateInput {
   counters: MeterRequest[];
@@ -549,10 +566,14 @@ export class MeterObject extends DurableObject<Env> {
 
   /**
    * Several writes at once, all or nothing (a redemption workflow's staged writes, applied once it succeeded): each
-   * `value` is set, or the key deleted when `delete` is true, in the order given.
+   * `value` is set, or the key deleted when `delete` is true, in the order given — a compare-and-set: only if every
+   * `expected` key still holds the value it was read with, checked in the same synchronous step as the writes, so a
+   * "claim once" check cannot pass twice and a write made meanwhile is never silently overwritten.
    */
-  customDataApply(writes: CustomDataWrite[]): void {
-    if (writes.length === 0) return;
+  customDataApply(writes: CustomDataWrite[], expected: CustomDataExpectation[] = []): CustomDataApplyResult {
+    const changed = expected.find(({ key, sha256 }) => customDataDigest(this.customDataJson(key)) !== sha256);
+    if (changed) return { applied: false, conflict: changed.key };
+    if (writes.length === 0) return { applied: true };
     this.ensureSchema();
     this.ctx.storage.transactionSync(() => {
       for (const write of writes) {
@@ -560,6 +581,13 @@ export class MeterObject extends DurableObject<Env> {
         else this.sql.exec("INSERT INTO custom_data (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value", write.key, JSON.stringify(write.value ?? null));
       }
     });
+    return { applied: true };
+  }
+
+  /** The stored JSON text of `key`, `null` when it has none (what customDataGet parses). */
+  private customDataJson(key: string): string {
+    if (!this.schemaReady) return "null";
+    return this.sql.exec<{ value: string }>("SELECT value FROM custom_data WHERE key = ?", key).toArray()[0]?.value ?? "null";
   }
 
   // ---------------------------------------------------------------------------------------------------------------

@@ -157,7 +157,7 @@ interface OfferView {
     price?: {
         amount: number;
         currency: string;
-        interval?: string;
+        interval?: "day" | "week" | "month" | "year";
         items?: {
             name: string;
             amount: number;

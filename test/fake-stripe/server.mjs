@@ -949,7 +949,21 @@ export function createFakeStripe() {
       throw new StripeError(400, "invalid_request_error", "A canceled subscription can only update its cancellation_details and metadata.");
     }
     const before = structuredClone(subscription);
-    for (const { item, price, quantity } of priceChangesOf(account, subscription, params.items)) {
+    const changes = priceChangesOf(account, subscription, params.items);
+    // `payment_behavior=pending_if_incomplete`, an invoice charged now (always_invoice) and a declining default card:
+    // the change waits unpaid in `pending_update`; the subscription keeps its prices and metadata, and no event is sent.
+    const paymentMethod = objects.get(subscription.customer)?.invoice_settings?.default_payment_method;
+    if (params.payment_behavior === "pending_if_incomplete" && params.proration_behavior === "always_invoice" && decliningMethods.has(paymentMethod)) {
+      subscription.pending_update = {
+        billing_cycle_anchor: null,
+        expires_at: now() + 23 * 3600,
+        subscription_items: changes.map(({ item, price, quantity }) => ({ id: item.id, price: structuredClone(price), quantity })),
+        trial_end: null,
+        trial_from_plan: null,
+      };
+      return subscription;
+    }
+    for (const { item, price, quantity } of changes) {
       item.price = structuredClone(price);
       item.quantity = quantity;
     }
@@ -985,6 +999,10 @@ export function createFakeStripe() {
         items: subscription.items.data.map((item) => ({ price: item.price.id, quantity: item.quantity, metadata: {} })),
         metadata: {},
         proration_behavior: "create_prorations",
+        // As Stripe does: the phase carries the subscription's trial, discounts and tax rates.
+        trial_end: subscription.trial_end ?? null,
+        discounts: (subscription.discounts ?? []).map((discount) => ({ coupon: null, discount, promotion_code: null })),
+        default_tax_rates: structuredClone(subscription.default_tax_rates ?? []),
       }],
       released_at: null,
       released_subscription: null,
@@ -1020,7 +1038,16 @@ export function createFakeStripe() {
         const interval = find(account, "price", items[0].price).recurring.interval;
         const end = asInteger(phase.end_date, `phases[${index}][end_date]`) ?? start + PERIOD_SECONDS[interval];
         if (end <= start) throw invalid(`phases[${index}][end_date]`, "The end date of a phase must be after its start date.");
-        const built = { start_date: start, end_date: end, items, metadata: phase.metadata ?? {}, proration_behavior: phase.proration_behavior ?? "create_prorations" };
+        const built = {
+          start_date: start,
+          end_date: end,
+          items,
+          metadata: phase.metadata ?? {},
+          proration_behavior: phase.proration_behavior ?? "create_prorations",
+          trial_end: asInteger(phase.trial_end, `phases[${index}][trial_end]`) ?? null,
+          discounts: asList(phase.discounts).map((discount) => ({ coupon: discount.coupon ?? null, discount: discount.discount ?? null, promotion_code: discount.promotion_code ?? null })),
+          default_tax_rates: asList(phase.default_tax_rates),
+        };
         start = end;
         return built;
       });

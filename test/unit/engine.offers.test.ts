@@ -8,6 +8,7 @@ import {
   prepareSnapshot,
   resolveOffer,
   resolveOfferGroups,
+  resolvePrice,
   type BotTag,
   type FeatureStates,
   type OfferFacts,
@@ -222,6 +223,22 @@ const OFFERS: ConfigDocumentInput = {
 describe("offer groups and slots", async () => {
   const prepared = await preparedOf(OFFERS);
 
+  it("never shows a subscription change to an anonymous visitor: there is no subscription to change", async () => {
+    const document = structuredClone(OFFERS) as Record<string, any>;
+    document.offers.upgrade = {
+      presentation: { title: "Upgrade" },
+      price: { currency: "usd", amount: 1500, interval: "month" },
+      redemption: { method: "subscription_change", plan: "premium", stripePriceId: "price_upgrade" },
+    };
+    document.offerGroups.upgrades = { slots: [{ offers: ["upgrade"] }] };
+    const withUpgrade = await preparedOf(document as ConfigDocumentInput);
+    const anonymous = resolveOfferGroups(withUpgrade, ["upgrades"], facts());
+    expect(anonymous.groups[0]!.slots[0]!.offer).toBeNull();
+    expect(anonymous.filtered).toEqual([{ offer: "upgrade", reason: "redemption: needs a signed-in identity" }]);
+    const signedIn = resolveOfferGroups(withUpgrade, ["upgrades"], facts({ identity: { isAuthenticated: true, testGroup100: 50 }, planSlugs: ["registered"] }));
+    expect(signedIn.groups[0]!.slots[0]!.offer?.offer).toBe("upgrade");
+  });
+
   it("each slot shows the first eligible offer of its list not shown by an earlier slot of the group", () => {
     const { groups } = resolveOfferGroups(prepared, ["paywall"], facts());
     expect(groups).toHaveLength(1);
@@ -337,6 +354,19 @@ describe("variants and prices", async () => {
     // 333 × 0.425 = 141.525 → 142; 334 × 0.425 = 141.95 → 142.
     expect(adjusted.price?.items?.map((item) => item.amount)).toEqual([142, 142, 142]);
     expect(adjusted.price).toMatchObject({ amount: 426, adjusted: true });
+  });
+
+  it("a bundle under an amount adjustment: shares in whole units that add up, none below zero", () => {
+    const items = (amounts: number[]) => amounts.map((amount, index) => ({ name: `i${index}`, stripeProductId: `prod_${index}`, amount }));
+    const priced = (amounts: number[], total: number) =>
+      resolvePrice({ currency: "usd", bundle: { items: items(amounts), multiplier: 1 }, adjustments: [{ when: {}, amount: total }] }, {}, facts()).items?.map((item) => item.amount);
+    // Rounding each share to nearest would give [1, 1, 1, -1].
+    expect(priced([1, 1, 1, 1], 2)).toEqual([1, 1, 0, 0]);
+    expect(priced([333, 333, 334], 1000)).toEqual([333, 333, 334]);
+    expect(priced([100, 200, 300], 7)).toEqual([1, 2, 4]);
+    // Free items share the total evenly.
+    expect(priced([0, 0, 0], 10)).toEqual([4, 3, 3]);
+    for (const total of [0, 1, 5, 999]) expect(priced([3, 1, 1], total)!.reduce((a, b) => a + b, 0)).toBe(total);
   });
 
   it("display: the presentation's priceDisplay, else the amount in its currency with the interval", () => {

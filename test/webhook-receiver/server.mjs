@@ -4,7 +4,8 @@
  * test posts to a path of its own and reads only that path's requests.
  *
  * `/__control/…` is the tests' side:
- *   POST /__control/fail   {path, times, status?}  — the next `times` requests to `path` get `status` (default 500)
+ *   POST /__control/fail   {path, times, status?, bodyBytes?}  — the next `times` requests to `path` get `status`
+ *                          (default 500), with a body of `bodyBytes` bytes when given (a receiver that answers at length)
  *   GET  /__control/requests?path=/…              — what `path` received, oldest first
  *
  * Run on its own with `node test/webhook-receiver/server.mjs [port]`.
@@ -14,7 +15,7 @@ import { createServer } from "node:http";
 export function createWebhookReceiver() {
   /** @type {Map<string, {method: string, path: string, headers: Record<string, string>, body: string, status: number}[]>} */
   const received = new Map();
-  /** @type {Map<string, {times: number, status: number}>} */
+  /** @type {Map<string, {times: number, status: number, bodyBytes?: number}>} */
   const failing = new Map();
 
   const readBody = (request) =>
@@ -33,8 +34,8 @@ export function createWebhookReceiver() {
     const url = new URL(request.url ?? "/", "http://receiver.local");
     const body = await readBody(request);
     if (url.pathname === "/__control/fail" && request.method === "POST") {
-      const { path, times, status = 500 } = JSON.parse(body);
-      failing.set(path, { times, status });
+      const { path, times, status = 500, bodyBytes } = JSON.parse(body);
+      failing.set(path, { times, status, bodyBytes });
       return answer(response, 200, { ok: true });
     }
     if (url.pathname === "/__control/requests" && request.method === "GET") {
@@ -47,6 +48,10 @@ export function createWebhookReceiver() {
     const list = received.get(url.pathname) ?? [];
     list.push({ method: request.method ?? "", path: url.pathname, headers, body, status });
     received.set(url.pathname, list);
+    if (status !== 204 && failure?.bodyBytes) {
+      response.writeHead(status, { "content-type": "text/plain" });
+      return response.end("e".repeat(failure.bodyBytes));
+    }
     return status === 204 ? answer(response, 204) : answer(response, status, { error: "told to fail" });
   });
 

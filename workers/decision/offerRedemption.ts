@@ -5,13 +5,19 @@
  * 2. the identity, resolved as decisions resolve it (config → identity → middleware), must be the one the token was
  *    shown to, signed in or anonymous alike (403 `offer_token_not_yours`);
  * 3. the offer must still be deployed with the token's fingerprint (409 `offer_changed`: ask for a new decision);
- * 4. the method: a Stripe Checkout (offers/checkout.ts), a subscription change now or at the period's end
- *    (offers/subscriptionChange.ts), or the offer's redemption workflow (decision/redemptionWorkflow.ts).
+ * 4. the method's read-only checks: the checkout's prices (offers/checkout.ts), the subscription and price a change
+ *    moves (offers/subscriptionChange.ts), the workflow's input (decision/redemptionWorkflow.ts) — a refusal up to
+ *    here leaves no row, event or webhook;
+ * 5. the redemption is claimed, then the method writes: the Stripe Checkout, the subscription change (now or at the
+ *    period's end), or the offer's redemption workflow.
  *
  * Idempotent per token (offers/redemptions.ts): one row per jti; a repeat answers what the first request answered (a
- * checkout: the same session, opened under a Stripe idempotency key derived from the environment and the jti), a
- * completed redemption its stored result, and a failed one may be tried again. Each outcome is one `offer_redemption`
- * event (the funnel) and one outbound webhook.
+ * checkout: the same session, opened under a Stripe idempotency key derived from the environment and the jti; a
+ * subscription change: one key per token, and a change this token already made is answered as made), a completed
+ * redemption its stored result, and a failed one may be tried again. A workflow, which no provider deduplicates, runs
+ * only in the request that claimed the try: a repeat meanwhile is 409 "in progress" (the try's lease lets another
+ * request take over a try whose request died). Each outcome is one `offer_redemption` event (the funnel) and one
+ * outbound webhook.
  *
  * Anonymous visitors buy too: their purchase goes to the anonymous partition of the store (services/customers.ts
  * anonymousStore), which their decisions read.
@@ -28,19 +34,29 @@ import {
   type Redemption,
   redemptionEvent,
   redemptionEventId,
+  REDEMPTION_LEASE_MS,
   redemptionOf,
   redemptionWebhook,
   storeRedemptionResult,
 } from "../offers/redemptions";
-import { redeemSubscriptionOffer } from "../offers/subscriptionChange";
+import { redemptionInProgress } from "../offers/provider";
+import {
+  applySubscriptionChange,
+  type PreparedSubscriptionChange,
+  prepareSubscriptionChange,
+  previewSubscriptionChange,
+  type SubscriptionChangeTarget,
+  subscriptionPriceOfToken,
+} from "../offers/subscriptionChange";
 import { verifyOfferToken } from "../offers/tokens";
 import type { ConnectedPayments } from "../payments/checkout";
+import { OFFER_REDEMPTION_KEY } from "../payments/stripe";
 import { anonymousStore } from "../services/customers";
 import type { EventInput } from "../services/events";
 import { publishWebhookEvents, type WebhookPublisherEnv } from "../webhooks/publish";
 import type { JsonValue } from "../workflows/authorTypes";
 import type { CallerScope, Configured, Identified } from "./context";
-import { runRedemptionWorkflow } from "./redemptionWorkflow";
+import { checkRedemptionInput, redemptionWorkflowError, runRedemptionWorkflow } from "./redemptionWorkflow";
 import { recordingRequiredFailures } from "./requiredWorkflows";
 import type { Services } from "./services";
 import { identify, loadConfig, runMiddleware } from "./stages";
@@ -104,7 +120,7 @@ export async function redeemOffer(services: Services, request: OfferRedemptionRe
     throw new ApiError("forbidden_identity_form", `A ${method} offer changes a signed-in customer's subscription: an anonymous identity has none`);
   }
   const target = { organizationId: environment.organizationId, environmentId: environment.id };
-  const respond = (redemption: Pick<Redemption, "id" | "offer" | "variant" | "method">, state: "started" | "completed", eventId: string, result: StoredResult): OfferRedemptionResponse => ({
+  const respond = (redemption: Pick<Redemption, "id" | "offer" | "variant" | "method">, state: "started" | "completed", eventId: string, result: StoredResult & Pick<OfferRedemptionResponse, "preview">): OfferRedemptionResponse => ({
     status: "success",
     eventId,
     identity: { authType: identity.authType, identifier: identity.identifier, isAuthenticated: identity.isAuthenticated, jwtClaims: identity.jwtClaims },
@@ -118,26 +134,46 @@ export async function redeemOffer(services: Services, request: OfferRedemptionRe
     return respond(earlier, earlier.state === "completed" ? "completed" : "started", await redemptionEventId(environment.id, claims.jti, "started"), earlier.result as StoredResult);
   }
 
-  if (body.preview) return respond(redemptionOf(target, claims, method), "started", await redemptionEventId(environment.id, claims.jti, "started"), await previewChange(services, request, subject, offer, claims));
-
-  // Checked before anything is written: an offer whose Stripe price is gone is refused without a trace.
+  // Everything that only reads is checked before anything is written: a refused redemption (an offer whose Stripe price
+  // is gone, no subscription to change, a price other than the one shown) leaves no row, event or webhook.
   const payments = method === "workflow" ? null : await request.payments();
   const checkout = method === "checkout" ? await prepareOfferCheckout(payments!, subject.prepared, offer, claims, body) : null;
-
-  const { redemption, opened } = await claimRedemption(services.db, target, claims, method);
-  if (redemption.state === "completed" && redemption.result) {
-    return respond(redemption, "completed", await redemptionEventId(environment.id, claims.jti, "started"), redemption.result as StoredResult);
+  const change =
+    method === "subscription_change" || method === "scheduled_change"
+      ? await prepareSubscriptionChange(payments!, await changeTarget(services, request, subject), offer, subscriptionPriceOfToken(offer, claims), {
+          redemptionId: claims.jti,
+          price: { amount: claims.amt, currency: claims.cur, interval: claims.int },
+        })
+      : null;
+  if (method === "workflow") checkRedemptionInput(offer, body.input);
+  if (body.preview) {
+    const preview = await previewSubscriptionChange(payments!, change!);
+    return respond(redemptionOf(target, claims, method), "started", await redemptionEventId(environment.id, claims.jti, "started"), {
+      subscription: { id: preview.subscriptionId, effectiveAt: preview.effectiveAt, scheduled: false },
+      preview: preview.proration,
+    });
   }
+
+  // A workflow runs once per try: only the request that opened the try runs it. A try whose request died is taken over
+  // once its lease ran out, so a lost request does not hold the token until it expires.
+  const exclusive = method === "workflow";
+  const { redemption, opened } = await claimRedemption(services.db, target, claims, method, exclusive ? { leaseMs: REDEMPTION_LEASE_MS } : {});
+  if (redemption.result && (redemption.state === "completed" || !opened)) {
+    return respond(redemption, redemption.state === "completed" ? "completed" : "started", await redemptionEventId(environment.id, claims.jti, "started"), redemption.result as StoredResult);
+  }
+  if (exclusive && !opened) throw redemptionInProgress();
   const started = await redemptionEvent(redemption, "started");
   // Written with the request (not after it): the funnel's `started` precedes the webhook's `completed`.
   await services.insertEvent(started);
   if (opened) publishLater(services, request, [started]);
-  // Every request of this attempt opens the same Stripe objects; a new attempt after a failure, new ones.
-  const idempotencyKey = `offer-redemption:${await sha256Hex(`${environment.id}:${claims.jti}:${redemption.attempt}`)}`;
+  // Every request of this attempt opens the same Stripe objects; a new attempt after a failure, new ones. A
+  // subscription changes once per token, whatever the attempt: a retry replays the change Stripe already made.
+  const keyed = change ? `${environment.id}:${claims.jti}` : `${environment.id}:${claims.jti}:${redemption.attempt}`;
+  const idempotencyKey = `offer-redemption:${await sha256Hex(keyed)}`;
 
   let outcome: { result: StoredResult; completed: boolean };
   try {
-    outcome = await runMethod(services, request, subject, offer, claims, { payments, checkout, idempotencyKey, redemption });
+    outcome = await runMethod(services, request, subject, offer, claims, { payments, checkout, change, idempotencyKey, redemption });
   } catch (error) {
     const reason = error instanceof ApiError ? `${error.code}: ${error.message}` : String(error);
     // Only the request that opened this attempt fails it: a repeat racing it (Stripe may answer it "in progress")
@@ -169,6 +205,7 @@ async function acceptedToken(request: OfferRedemptionRequest, now: number): Prom
 interface MethodContext {
   payments: ConnectedPayments | null;
   checkout: Awaited<ReturnType<typeof prepareOfferCheckout>> | null;
+  change: PreparedSubscriptionChange | null;
   idempotencyKey: string;
   redemption: Redemption;
 }
@@ -200,20 +237,10 @@ async function runMethod(
     }
     case "subscription_change":
     case "scheduled_change": {
-      const changed = await redeemSubscriptionOffer(
-        context.payments!,
-        {
-          organizationId: environment.organizationId,
-          store,
-          identifier: identity.identifier,
-          customer: await services.customer(environment.organizationId, store, identity.identifier),
-          plans: subject.prepared.snapshot.plans,
-        },
-        offer,
-        offer.redemption.stripePriceId,
-        { preview: false, idempotencyKey: context.idempotencyKey, metadata: { platform_offer_redemption: claims.jti } },
-      );
-      if (changed.status === "preview") throw new ApiError("internal_error", "The subscription change answered a preview to a redemption");
+      const changed = await applySubscriptionChange(context.payments!, context.change!, {
+        idempotencyKey: context.idempotencyKey,
+        metadata: { [OFFER_REDEMPTION_KEY]: claims.jti },
+      });
       const scheduled = changed.status === "scheduled";
       return {
         result: { subscription: { id: changed.subscriptionId, effectiveAt: changed.effectiveAt, scheduled, ...(scheduled ? { scheduleId: changed.scheduleId } : {}) } },
@@ -222,35 +249,24 @@ async function runMethod(
     }
     case "workflow": {
       const ran = await runRedemptionWorkflow(services, subject, offer, claims, request.body.input);
-      // Customer code answered, not a dependency: a deliberate refusal is the workflow's 403, any other failure (a throw,
-      // a timeout, a malformed result) the 531 of failed customer code. Either way nothing it wrote was applied.
-      if (!ran.ok && ran.kind === "refused") throw new ApiError("rejected_by_workflow", `The redemption of offer ${offer.slug} was refused: ${ran.reason}`);
-      if (!ran.ok) throw new ApiError("workflow_error", `The redemption workflow of offer ${offer.slug} failed (${ran.kind}): ${ran.reason}`);
+      // A refusal 403, a conflict 409, the user's data unreachable 503, failed customer code 531; nothing it wrote was applied.
+      if (!ran.ok) throw redemptionWorkflowError(offer.slug, ran);
       return { result: { result: ran.result }, completed: true };
     }
   }
 }
 
-/** What a subscription change would cost now; nothing is written, nothing changes. */
-async function previewChange(services: Services, request: OfferRedemptionRequest, subject: Subject, offer: SnapshotOffer, claims: OfferTokenClaims): Promise<StoredResult & Pick<OfferRedemptionResponse, "preview">> {
-  if (offer.redemption.method !== "subscription_change") throw new ApiError("internal_error", "only subscription changes are previewed");
-  const { environment } = request;
+/** Whose subscription a subscription offer changes: the signed-in identity's, in the request's store. */
+async function changeTarget(services: Services, request: OfferRedemptionRequest, subject: Subject): Promise<SubscriptionChangeTarget> {
+  const { organizationId } = request.environment;
   const { identity, store } = subject;
-  const outcome = await redeemSubscriptionOffer(
-    await request.payments(),
-    {
-      organizationId: environment.organizationId,
-      store,
-      identifier: identity.identifier,
-      customer: await services.customer(environment.organizationId, store, identity.identifier),
-      plans: subject.prepared.snapshot.plans,
-    },
-    offer,
-    offer.redemption.stripePriceId,
-    { preview: true, idempotencyKey: `offer-redemption-preview:${claims.jti}`, metadata: { platform_offer_redemption: claims.jti } },
-  );
-  if (outcome.status !== "preview") throw new ApiError("internal_error", "The subscription change did not answer a preview");
-  return { subscription: { id: outcome.subscriptionId, effectiveAt: outcome.effectiveAt, scheduled: false }, preview: outcome.proration };
+  return {
+    organizationId,
+    store,
+    identifier: identity.identifier,
+    customer: await services.customer(organizationId, store, identity.identifier),
+    plans: subject.prepared.snapshot.plans,
+  };
 }
 
 /** Outbound webhooks of the redemption's events, after the response (publishWebhookEvents never throws). */

@@ -4,12 +4,15 @@
  * Never half a redemption: what the workflow writes through utils (custom data, triggers) is staged while it runs and
  * applied only once it succeeded — the custom data in one meter-object call that applies all of it or nothing, the
  * triggers enqueued after. A workflow that throws, times out, returns something else than its contract or refuses
- * (`{fail}`) leaves nothing behind.
+ * (`{fail}`) leaves nothing behind. The apply is a compare-and-set on every key the workflow read: when another
+ * request changed one meanwhile (two claims of a "claim once" gift), nothing is applied and the outcome is a
+ * `conflict` the client may retry.
  */
 import { type Schema, Validator } from "@cfworker/json-schema";
 import { LRUCache } from "lru-cache";
 import type { OfferTokenClaims } from "../engine/offerTypes";
 import type { SnapshotOffer, SnapshotWorkflow } from "../engine/snapshot";
+import { jsonValueProblem, MAX_JSON_DEPTH } from "../../schema/config";
 import { ApiError, formatPath } from "../errors";
 import type { JsonValue, RedemptionArgs } from "../workflows/authorTypes";
 import { scopedUtils, StagedWrites } from "../workflows/scopedUtils";
@@ -19,7 +22,40 @@ import type { Services } from "./services";
 import { workflowContext, workflowIdentity } from "./workflowArgs";
 import type { PendingTrigger } from "./workflowSession";
 
-export type RedemptionWorkflowOutcome = { ok: true; result: JsonValue } | { ok: false; kind: string; reason: string };
+/**
+ * Why a redemption workflow's redemption did not happen, beyond the workflow's own failures (`threw`, `timeout`,
+ * `bad_result`, … as its run record says): `refused` — it answered `{fail}`; `conflict` — a value it read changed
+ * before its writes could be applied; `unavailable` — the user's data could not be reached to apply them.
+ */
+export const REDEMPTION_REFUSED = "refused";
+export const REDEMPTION_CONFLICT = "conflict";
+export const REDEMPTION_UNAVAILABLE = "unavailable";
+
+/** A trigger the workflow fired that the queue did not take (the redemption stands: its writes are applied). */
+export interface UnsentRedemptionTrigger {
+  trigger: string;
+  reason: string;
+}
+
+export type RedemptionWorkflowOutcome =
+  | { ok: true; result: JsonValue; unsentTriggers?: UnsentRedemptionTrigger[] }
+  | { ok: false; kind: string; reason: string };
+
+/** The error answer of a failed redemption outcome (what POST /api/v1/offer-redemptions throws). */
+export function redemptionWorkflowError(offerSlug: string, failure: { kind: string; reason: string }): ApiError {
+  switch (failure.kind) {
+    // Customer code answered, not a dependency: a deliberate refusal is the workflow's 403.
+    case REDEMPTION_REFUSED:
+      return new ApiError("rejected_by_workflow", `The redemption of offer ${offerSlug} was refused: ${failure.reason}`);
+    case REDEMPTION_CONFLICT:
+      return new ApiError("conflict", `The data this redemption read changed meanwhile; try again (offer ${offerSlug}: ${failure.reason})`);
+    case REDEMPTION_UNAVAILABLE:
+      return new ApiError("meter_unavailable", `The user's data could not be saved, so offer ${offerSlug} was not redeemed (nothing its workflow wrote was applied); try again`);
+    // Any other failure (a throw, a timeout, a malformed result) is the 531 of failed customer code.
+    default:
+      return new ApiError("workflow_error", `The redemption workflow of offer ${offerSlug} failed (${failure.kind}): ${failure.reason}`);
+  }
+}
 
 /**
  * How long a redemption workflow may take unless it sets `deadlineMs`: someone clicked "buy" and waits, and the
@@ -27,8 +63,15 @@ export type RedemptionWorkflowOutcome = { ok: true; result: JsonValue } | { ok: 
  */
 export const DEFAULT_REDEMPTION_DEADLINE_MS = 2_000;
 
-/** Input validators per (version, offer): a version is immutable, so a validator is built once. */
+/** Input validators per offer fingerprint (it covers the schema), so a validator is built once. */
 const inputValidators = new LRUCache<string, Validator>({ max: 1_000 });
+
+/**
+ * The validator stops collecting here: an input with thousands of mismatches must not keep the shared isolate busy
+ * reporting them (the answer names at most MAX_REPORTED_INPUT_ERRORS anyway).
+ */
+const MAX_COLLECTED_INPUT_ERRORS = 100;
+const MAX_REPORTED_INPUT_ERRORS = 10;
 
 /**
  * Validates `input` against the offer's schema (400 `validation_failed` when it does not match: nothing runs), then
@@ -44,11 +87,10 @@ export async function runRedemptionWorkflow(
   const redemption = offer.redemption;
   if (redemption.method !== "workflow") throw new ApiError("bad_request", `Offer ${offer.slug} is redeemed by ${redemption.method}, not by a workflow`);
   const { environment, prepared, store, identity, bot, facts } = subject;
-  const value = (input ?? null) as JsonValue;
-  checkInput(prepared.versionId, offer.slug, redemption.schema, value);
+  const value = checkRedemptionInput(offer, input);
 
   const workflow = prepared.snapshot.workflows.find((candidate) => candidate.slug === redemption.workflow && candidate.type === "redemption");
-  if (!workflow) return failed(services, offer, redemption.workflow, { kind: "unavailable", reason: `workflow ${redemption.workflow} is not a redemption workflow of the deployed version` });
+  if (!workflow) return failed(services, offer, redemption.workflow, { kind: "not_deployed", reason: `workflow ${redemption.workflow} is not a redemption workflow of the deployed version` });
 
   let settings;
   try {
@@ -59,7 +101,7 @@ export async function runRedemptionWorkflow(
     if (workflow.required) {
       throw new RequiredWorkflowError(workflow.slug, reason, [{ slug: workflow.slug, type: workflow.type, ok: false, durationMs: 0, kind: "unavailable", error: reason }]);
     }
-    return failed(services, offer, workflow.slug, { kind: "unavailable", reason });
+    return failed(services, offer, workflow.slug, { kind: "settings_unavailable", reason });
   }
 
   const staged = new StagedWrites();
@@ -94,41 +136,105 @@ export async function runRedemptionWorkflow(
   const outcome = await stages.run({ ...workflow, deadlineMs: workflow.deadlineMs ?? DEFAULT_REDEMPTION_DEADLINE_MS }, args, validateRedemptionResult);
   if (outcome === undefined) {
     const record = stages.records.at(-1);
-    return failed(services, offer, workflow.slug, { kind: record?.kind ?? "bad_result", reason: record?.error ?? "the workflow failed" });
+    // The runtime's own "unavailable" is not the user's data being unreachable (REDEMPTION_UNAVAILABLE).
+    const kind = record?.kind === REDEMPTION_UNAVAILABLE ? "runtime_unavailable" : (record?.kind ?? "bad_result");
+    return failed(services, offer, workflow.slug, { kind, reason: record?.error ?? "the workflow failed" });
   }
-  if ("fail" in outcome) return failed(services, offer, workflow.slug, { kind: "refused", reason: outcome.fail.message });
+  if ("fail" in outcome) return failed(services, offer, workflow.slug, { kind: REDEMPTION_REFUSED, reason: outcome.fail.message });
 
   const writes = staged.customDataWrites();
   if (writes.length > 0) {
+    let applied;
     try {
-      await services.meter.stub({ organizationId: environment.organizationId, store, authenticated: identity.isAuthenticated, identifier: identity.identifier }).customDataApply(writes);
+      const user = services.meter.stub({ organizationId: environment.organizationId, store, authenticated: identity.isAuthenticated, identifier: identity.identifier });
+      applied = await user.customDataApply(writes, staged.expectations());
     } catch (error) {
-      // One call, one transaction: when it fails, none of the writes is there.
-      return failed(services, offer, workflow.slug, { kind: "unavailable", reason: `the workflow's custom data could not be saved: ${error instanceof Error ? error.message : String(error)}` });
+      // One call, one transaction: when it fails, none of the writes is there. The platform's fault, not the workflow's.
+      services.logger.warn("redemption_writes_unavailable", { offer: offer.slug, workflow: workflow.slug, error: error instanceof Error ? error.message : String(error) });
+      return { ok: false, kind: REDEMPTION_UNAVAILABLE, reason: "the user's data could not be reached to save what the workflow wrote" };
+    }
+    if (!applied.applied) {
+      return { ok: false, kind: REDEMPTION_CONFLICT, reason: `custom data ${JSON.stringify(applied.conflict)} changed while the workflow ran, so nothing it wrote was applied` };
     }
   }
-  if (fired.length > 0) services.waitUntil(services.triggers.enqueue(prepared, environment, identity, fired, 0));
-  return { ok: true, result: outcome.result ?? null };
+  const unsentTriggers = fired.length > 0 ? await enqueueFired(services, subject, offer, workflow.slug, fired) : [];
+  return { ok: true, result: outcome.result ?? null, ...(unsentTriggers.length > 0 ? { unsentTriggers } : {}) };
 }
 
-/** 400 `validation_failed` naming each path of `input` the offer's schema refuses. */
-function checkInput(versionId: string, offerSlug: string, schema: Record<string, unknown>, input: JsonValue): void {
-  const key = `${versionId}\u0000${offerSlug}`;
+/**
+ * Sends the triggers of a redemption that happened, before answering (not in the background, where a failure would
+ * go unseen). What the queue did not take is logged and returned for the redemption's record; the redemption itself
+ * stands — its writes are applied and cannot be taken back.
+ */
+async function enqueueFired(
+  services: Services,
+  subject: CallerScope & Configured & Identified,
+  offer: SnapshotOffer,
+  workflow: string,
+  fired: PendingTrigger[],
+): Promise<UnsentRedemptionTrigger[]> {
+  let unsent: UnsentRedemptionTrigger[];
+  try {
+    // The queue reports what it could not send when its implementation does (enqueueTriggers); older ones answer nothing.
+    const answer: unknown = await services.triggers.enqueue(subject.prepared, subject.environment, subject.identity, fired, 0);
+    unsent = Array.isArray(answer) ? (answer as UnsentRedemptionTrigger[]) : [];
+  } catch (error) {
+    unsent = fired.map(({ name }) => ({ trigger: name, reason: `the queue refused it: ${error instanceof Error ? error.message : String(error)}` }));
+  }
+  if (unsent.length > 0) services.logger.warn("redemption_triggers_unsent", { offer: offer.slug, workflow, unsent });
+  return unsent;
+}
+
+/**
+ * The client's `input` for a workflow-redeemed offer, checked: plain JSON nested at most MAX_JSON_DEPTH levels that
+ * matches the offer's schema, else 400 `validation_failed` naming the paths it refuses. Runs nothing and writes
+ * nothing, so it can be called before a redemption is claimed. An absent input is `null`.
+ */
+export function checkRedemptionInput(offer: SnapshotOffer, input: unknown): JsonValue {
+  const redemption = offer.redemption;
+  if (redemption.method !== "workflow") throw new ApiError("bad_request", `Offer ${offer.slug} is redeemed by ${redemption.method}, not by a workflow`);
+  const value = input ?? null;
+  // Before the validator, which recurses: a deeply nested input would overflow its stack.
+  const problem = jsonValueProblem(value);
+  if (problem) {
+    const message = problem.startsWith("nested deeper") ? `must not be nested deeper than ${MAX_JSON_DEPTH} levels` : problem;
+    throw new ApiError("validation_failed", `Invalid request: input: ${message}`, [{ path: "input", message }]);
+  }
+  const key = `${offer.slug}\u0000${offer.fingerprint}`;
   let validator = inputValidators.get(key);
   if (!validator) {
-    validator = new Validator(schema as Schema, "2020-12", false);
+    validator = new Validator(redemption.schema as Schema, "2020-12", false);
     inputValidators.set(key, validator);
   }
-  const result = validator.validate(input);
-  if (result.valid) return;
-  // The validator reports each failing keyword and the schemas around it; the deepest location says the most.
-  const seen = new Set<string>();
-  const details = result.errors
-    .filter((error) => !result.errors.some((other) => other !== error && other.instanceLocation.startsWith(`${error.instanceLocation}/`)))
-    .map((error) => ({ path: formatPath(["input", ...pointerSegments(error.instanceLocation)]), message: error.error }))
-    .filter((detail) => !seen.has(`${detail.path}\u0000${detail.message}`) && seen.add(`${detail.path}\u0000${detail.message}`))
-    .slice(0, 10);
+  const result = validator.validate(value);
+  if (result.valid) return value as JsonValue;
+  const details = inputErrorDetails(result.errors);
   throw new ApiError("validation_failed", `Invalid request: ${details.map((detail) => `${detail.path}: ${detail.message}`).join("; ")}`, details);
+}
+
+/**
+ * The validator reports each failing keyword and the schemas around it; the deepest location says the most. The
+ * first MAX_COLLECTED_INPUT_ERRORS are considered, in one pass: the locations that have a deeper error are collected
+ * once, then each error is kept only if its location is not among them.
+ */
+function inputErrorDetails(all: readonly { instanceLocation: string; error: string }[]): { path: string; message: string }[] {
+  const errors = all.slice(0, MAX_COLLECTED_INPUT_ERRORS);
+  const enclosing = new Set<string>();
+  for (const { instanceLocation } of errors) {
+    for (let slash = instanceLocation.indexOf("/"); slash !== -1; slash = instanceLocation.indexOf("/", slash + 1)) enclosing.add(instanceLocation.slice(0, slash));
+  }
+  const seen = new Set<string>();
+  const details: { path: string; message: string }[] = [];
+  for (const error of errors) {
+    if (enclosing.has(error.instanceLocation)) continue;
+    const detail = { path: formatPath(["input", ...pointerSegments(error.instanceLocation)]), message: error.error };
+    const id = `${detail.path}\u0000${detail.message}`;
+    if (seen.has(id)) continue;
+    seen.add(id);
+    details.push(detail);
+    if (details.length === MAX_REPORTED_INPUT_ERRORS) break;
+  }
+  return details;
 }
 
 /** `#/items/0/name` → ["items", 0, "name"] (JSON Pointer, RFC 6901). */
@@ -143,6 +249,6 @@ function pointerSegments(location: string): (string | number)[] {
 
 function failed(services: Services, offer: SnapshotOffer, workflow: SnapshotWorkflow["slug"], failure: { kind: string; reason: string }): RedemptionWorkflowOutcome {
   // A refusal is the workflow's answer, not a fault.
-  if (failure.kind !== "refused") services.logger.warn("redemption_workflow_failed", { offer: offer.slug, workflow, kind: failure.kind, reason: failure.reason });
+  if (failure.kind !== REDEMPTION_REFUSED) services.logger.warn("redemption_workflow_failed", { offer: offer.slug, workflow, kind: failure.kind, reason: failure.reason });
   return { ok: false, ...failure };
 }

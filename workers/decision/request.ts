@@ -116,7 +116,7 @@ export const OfferViewResponse = z
       .object({
         amount: z.number().int().openapi({ description: "Minor units (cents); a bundle's items add up to it." }),
         currency: z.string(),
-        interval: z.string().optional().openapi({ description: "day, week, month or year; absent for a one-time payment." }),
+        interval: z.enum(["day", "week", "month", "year"]).optional().openapi({ description: "Absent for a one-time payment." }),
         items: z.array(z.object({ name: z.string(), amount: z.number().int() })).optional(),
       })
       .optional(),

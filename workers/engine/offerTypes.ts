@@ -43,7 +43,7 @@ export interface OfferView {
   callToAction?: string;
   imageUrl?: string;
   fields?: Record<string, unknown>;
-  price?: { amount: number; currency: string; interval?: string; items?: { name: string; amount: number }[] };
+  price?: { amount: number; currency: string; interval?: "day" | "week" | "month" | "year"; items?: { name: string; amount: number }[] };
   redemption: { method: OfferRedemption["method"] };
   /** Signed, short-lived, bound to the environment, the offer, its price and the identity: send it to offer-redemptions. */
   token: string;

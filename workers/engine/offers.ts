@@ -123,15 +123,27 @@ export function formatPrice(amount: number, currency: string, interval?: OfferPr
   return interval ? text + INTERVAL_SUFFIX[interval] : text;
 }
 
-/** Bundle items at their share of `total`, rounded to minor units; the last item takes the rounding remainder. */
+/**
+ * Bundle items at their share of `total` in whole minor units, adding up to `total` exactly and never below zero: each
+ * share rounded down, then the units left over go one each to the items with the largest remainders (first ones
+ * first on ties). Rounding each share to nearest could push the last item's remainder negative.
+ */
 function itemsSummingTo(items: { name: string; stripeProductId: string; amount: number }[], total: number) {
   const sum = items.reduce((acc, item) => acc + item.amount, 0);
-  let assigned = 0;
-  return items.map((item, index) => {
-    const amount = index === items.length - 1 ? total - assigned : sum === 0 ? 0 : Math.round((item.amount * total) / sum);
-    assigned += amount;
-    return { name: item.name, stripeProductId: item.stripeProductId, amount };
+  // Without weights (every item free), the total is shared evenly.
+  const weightOf = (amount: number) => (sum === 0 ? 1 : amount);
+  const weights = sum === 0 ? items.length : sum;
+  const shares = items.map((item, index) => {
+    const exact = (weightOf(item.amount) * total) / weights;
+    return { index, amount: Math.floor(exact), remainder: exact - Math.floor(exact) };
   });
+  let left = total - shares.reduce((acc, share) => acc + share.amount, 0);
+  for (const share of [...shares].sort((a, b) => b.remainder - a.remainder || a.index - b.index)) {
+    if (left <= 0) break;
+    share.amount += 1;
+    left -= 1;
+  }
+  return items.map((item, index) => ({ name: item.name, stripeProductId: item.stripeProductId, amount: shares[index]!.amount }));
 }
 
 /**
@@ -223,7 +235,9 @@ export class OfferEligibility {
       const offer = this.prepared.offerBySlug.get(slug);
       if (!offer) verdict = "unknown offer";
       else {
-        const mismatch = conditionsMismatch(offer.targeting, this.facts);
+        // A subscription change needs a subscription, which only a signed-in customer has: never shown to anyone else.
+        const changesSubscription = offer.redemption.method === "subscription_change" || offer.redemption.method === "scheduled_change";
+        const mismatch = changesSubscription && !this.facts.identity.isAuthenticated ? "redemption: needs a signed-in identity" : conditionsMismatch(offer.targeting, this.facts);
         verdict = mismatch ?? resolveOffer(offer, this.facts);
       }
       this.verdicts.set(slug, verdict);

@@ -15,10 +15,11 @@ import type { OfferTokenClaims, ResolvedPrice } from "../engine/offerTypes";
 import type { PreparedSnapshot } from "../engine/prepare";
 import type { SnapshotOffer } from "../engine/snapshot";
 import { ApiError } from "../errors";
-import { type ConnectedPayments, fromProvider, type OpenedCheckout, refuseForeignCheckoutUrls } from "../payments/checkout";
+import { type ConnectedPayments, type OpenedCheckout, refuseForeignCheckoutUrls } from "../payments/checkout";
 import type { CheckoutPriceData, PriceSummary } from "../payments/gateway";
 import { storeScope } from "../payments/gateway";
 import { OFFER_REDEMPTION_KEY } from "../payments/stripe";
+import { fromProviderForOffer } from "./provider";
 
 type CheckoutRedemption = Extract<SnapshotOffer["redemption"], { method: "checkout" }>;
 
@@ -71,7 +72,7 @@ export async function prepareOfferCheckout(
   if (price.items) {
     priceData = price.items.map((item) => inline(item.stripeProductId, item.amount, price));
   } else if (!price.adjusted && stripePriceId) {
-    const stripePrice = await knownPrice(payments, stripePriceId, productIds);
+    const stripePrice = await knownPrice(payments, offer.slug, stripePriceId, productIds);
     const problem =
       stripePrice.unitAmount !== price.amount
         ? `charges ${stripePrice.unitAmount ?? "no fixed amount"}, not ${price.amount}`
@@ -84,7 +85,7 @@ export async function prepareOfferCheckout(
     priceIds = [stripePriceId];
   } else {
     // An adjusted price (or a plain one without a Stripe price): charged inline, for the product the offer sells.
-    const productId = stripePriceId ? (await knownPrice(payments, stripePriceId, productIds)).productId : productIds.length === 1 ? productIds[0]! : null;
+    const productId = stripePriceId ? (await knownPrice(payments, offer.slug, stripePriceId, productIds)).productId : productIds.length === 1 ? productIds[0]! : null;
     if (!productId) throw changed(`Offer ${offer.slug} has no Stripe price naming the product to charge ${price.amount} for`);
     priceData = [inline(productId, price.amount, price)];
   }
@@ -104,11 +105,11 @@ export async function openOfferCheckout(
   payments: ConnectedPayments,
   checkout: PreparedOfferCheckout,
   buyer: { organizationId: string; store: string; identifier: string; customerId: string | null },
-  redemption: { id: string },
+  redemption: { id: string; offer: string },
   idempotencyKey: string,
 ): Promise<OpenedCheckout> {
   const metadata = { [OFFER_REDEMPTION_KEY]: redemption.id };
-  const session = await fromProvider(() =>
+  const session = await fromProviderForOffer(redemption.offer, () =>
     payments.gateway.createCheckoutSession(
       {
         mode: checkout.mode,
@@ -134,7 +135,7 @@ export async function openOfferCheckout(
  * The price the offer produces that the token names (amount, currency, interval): the configured price, or the price
  * under one of its adjustments; null when none matches. The plain price wins a tie, so its Stripe price is used.
  */
-function priceOfToken(configured: NonNullable<SnapshotOffer["price"]>, offer: SnapshotOffer, claims: OfferTokenClaims): ResolvedPrice | null {
+export function priceOfToken(configured: NonNullable<SnapshotOffer["price"]>, offer: SnapshotOffer, claims: OfferTokenClaims): ResolvedPrice | null {
   // Conditions decide which adjustment a visitor got, from facts of the decision that minted the token; here every
   // candidate is computed with its conditions lifted, and the signed token says which one was shown.
   const facts = { identity: { isAuthenticated: !claims.anon, testGroup100: 0 }, bot: undefined, country: undefined, planSlugs: [], features: {}, now: 0 };
@@ -158,8 +159,8 @@ function planProducts(prepared: PreparedSnapshot, offer: SnapshotOffer, redempti
 }
 
 /** The Stripe price, when it exists, is active and belongs to one of the plan's products; 409 otherwise. */
-async function knownPrice(payments: ConnectedPayments, priceId: string, productIds: string[]): Promise<PriceSummary> {
-  const price = await fromProvider(() => payments.gateway.getPrice(priceId));
+async function knownPrice(payments: ConnectedPayments, offerSlug: string, priceId: string, productIds: string[]): Promise<PriceSummary> {
+  const price = await fromProviderForOffer(offerSlug, () => payments.gateway.getPrice(priceId));
   if (!price) throw changed(`Stripe price ${priceId} no longer exists in the environment's Stripe account`);
   if (!price.active) throw changed(`Stripe price ${priceId} is archived (inactive) in Stripe`);
   if (productIds.length > 0 && !productIds.includes(price.productId)) {

@@ -91,23 +91,32 @@ export async function getRedemption(db: D1Database, environmentId: string, token
 export interface RedemptionClaim {
   redemption: Redemption;
   /**
-   * This request opened the try (a new row, or a failed one reopened): it runs the method. Otherwise another request
-   * did (it may still be running): a repeat runs it again under the same Stripe idempotency key, which answers with the
-   * first result, or answers the stored result.
+   * This request opened the try (a new row, a failed one reopened, or one whose lease ran out): it runs the method.
+   * Otherwise another request did (it may still be running): for a Stripe method, a repeat runs it again under the same
+   * Stripe idempotency key, which answers with the first result; a method the provider cannot deduplicate (a workflow)
+   * answers the stored result or "in progress".
    */
   opened: boolean;
 }
 
 /**
+ * How long a try may stay `started` without a result before another request may take it over (a new attempt): the
+ * request that opened it died (its Worker was evicted, the client went away with it). Far longer than a redemption
+ * workflow may run (decision/redemptionWorkflow.ts), so a running try is never taken over.
+ */
+export const REDEMPTION_LEASE_MS = 60_000;
+
+/**
  * Starts the redemption of a token, or finds the one started: INSERT OR IGNORE keyed by (environment, jti), so
- * requests racing each other make one row. A failed redemption is reopened by one conditional update (one request
- * wins the next attempt).
+ * requests racing each other make one row. A failed redemption — and, with `leaseMs`, a started one without a result
+ * not touched for that long — is reopened by one conditional update (one request wins the next attempt).
  */
 export async function claimRedemption(
   db: D1Database,
   target: { organizationId: string; environmentId: string },
   claims: OfferTokenClaims,
   method: string,
+  options: { leaseMs?: number } = {},
 ): Promise<RedemptionClaim> {
   const now = nowIso();
   const inserted = await db
@@ -130,6 +139,17 @@ export async function claimRedemption(
       .run();
     redemption = (await getRedemption(db, target.environmentId, claims.jti))!;
     return { redemption, opened: reopened.meta.changes === 1 };
+  }
+  if (options.leaseMs !== undefined && redemption.state === "started" && redemption.result === null) {
+    const expired = new Date(Date.now() - options.leaseMs).toISOString();
+    const taken = await db
+      .prepare(
+        `UPDATE offer_redemptions SET attempt = attempt + 1, updated_at = ?
+         WHERE environment_id = ? AND token_id = ? AND state = 'started' AND result IS NULL AND attempt = ? AND updated_at < ?`,
+      )
+      .bind(now, target.environmentId, claims.jti, redemption.attempt, expired)
+      .run();
+    if (taken.meta.changes === 1) return { redemption: (await getRedemption(db, target.environmentId, claims.jti))!, opened: true };
   }
   return { redemption, opened: false };
 }

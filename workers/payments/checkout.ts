@@ -190,6 +190,11 @@ export async function fromProvider<T>(call: () => Promise<T>): Promise<T> {
     if (error.reason === "idempotency_conflict") {
       throw new ApiError("idempotency_key_reused", "This Idempotency-Key was used with a different request: use a new key for a new checkout");
     }
+    if (error.reason === "in_progress") {
+      const inProgress = new ApiError("conflict", "Another request with this Idempotency-Key is in progress: retry shortly");
+      inProgress.retryAfterSeconds = 1;
+      throw inProgress;
+    }
     throw new ApiError("upstream_error", `Stripe refused or failed the request: ${error.message}`);
   }
 }

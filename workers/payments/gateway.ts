@@ -199,18 +199,29 @@ export interface PriceSummary {
 
 /**
  * The provider refused or failed a call (other than a webhook's signature): `idempotency_conflict` when an
- * idempotency key was reused with other parameters, `failed` for anything else (refused parameters, authentication,
- * the provider unreachable). The message is the provider's, with API keys masked.
+ * idempotency key was reused with other parameters, `in_progress` when another request with the same key is still
+ * running (retry shortly), `failed` for anything else (refused parameters, authentication, the provider unreachable).
+ * The message is the provider's, with API keys masked; `refusal` says what the provider refused, when it refused the
+ * request itself (a 4xx naming a parameter) rather than failing.
  */
 export class PaymentProviderError extends Error {
+  readonly refusal: ProviderRefusal | null;
   constructor(
-    readonly reason: "idempotency_conflict" | "failed",
+    readonly reason: "idempotency_conflict" | "in_progress" | "failed",
     message: string,
-    options?: { cause: unknown },
+    options?: { cause: unknown; refusal?: ProviderRefusal },
   ) {
     super(message, options);
     this.name = "PaymentProviderError";
+    this.refusal = options?.refusal ?? null;
   }
+}
+
+/** A request the provider refused as invalid: its HTTP status, error code and the parameter it names, when given. */
+export interface ProviderRefusal {
+  status: number;
+  code: string | null;
+  param: string | null;
 }
 
 export interface CustomerSummary {
@@ -353,13 +364,18 @@ export interface PaymentGateway {
    * (at `prorationDate`, now by default). Nothing changes. Throws PaymentProviderError.
    */
   previewSubscriptionPriceChange(request: SubscriptionPriceChange): Promise<ProrationPreview>;
-  /** Moves the subscription's item to another price now, prorated; the provider's events follow. Throws PaymentProviderError. */
+  /**
+   * Moves the subscription's item to another price now, prorated; the provider's events follow. When the prorated
+   * invoice's payment fails, nothing changes (the update stays pending at the provider). Throws PaymentProviderError.
+   */
   changeSubscriptionPrice(request: SubscriptionPriceChange, options?: ProviderRequestOptions): Promise<SubscriptionState>;
   /**
    * Moves the subscription's item to another price at the end of the current period, through a subscription schedule
    * (its current phase runs until the period ends, the next one holds the new price). Throws PaymentProviderError.
    */
   scheduleSubscriptionPriceChange(request: Omit<SubscriptionPriceChange, "prorationBehavior" | "prorationDate">, options?: ProviderRequestOptions): Promise<ScheduledPriceChange>;
+  /** The subscription schedule, or null when the provider has none of that id. Throws PaymentProviderError. */
+  getSubscriptionSchedule(scheduleId: string): Promise<SubscriptionScheduleSummary | null>;
 }
 
 export interface SavedMethodChargeRequest {
@@ -383,9 +399,23 @@ export interface SubscriptionItems {
   subscription: SubscriptionState;
   customerId: string;
   scope: string | null;
-  items: { id: string; priceId: string; productId: string; quantity: number }[];
+  items: { id: string; priceId: string; productId: string; quantity: number; currency: string; interval: PriceSummary["interval"] }[];
   /** The subscription schedule that already controls it, if any. */
   scheduleId: string | null;
+  /** The offer redemption (token jti) that last changed it, from its metadata (`platform_offer_redemption`). */
+  redemption: string | null;
+}
+
+/** A subscription schedule, as a scheduled change needs to know it. */
+export interface SubscriptionScheduleSummary {
+  id: string;
+  status: string;
+  /** Created by the platform (marked in its metadata): only those are rewritten by a scheduled change. */
+  platformCreated: boolean;
+  /** The offer redemption (token jti) that last wrote its phases, from its metadata. */
+  redemption: string | null;
+  /** The prices of the phase after the current one; null when there is none. */
+  nextPhasePriceIds: string[] | null;
 }
 
 export interface SubscriptionPriceChange {

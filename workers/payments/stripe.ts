@@ -53,6 +53,8 @@ const IDENTIFIER_KEY = "identifier";
 const SCOPE_KEY = "platform_store";
 /** Metadata key of the offer redemption (its token's jti) a checkout was opened for: the webhooks complete it. */
 export const OFFER_REDEMPTION_KEY = "platform_offer_redemption";
+/** Metadata key marking the subscription schedules the platform created: the only ones a scheduled change rewrites. */
+const SCHEDULE_KEY = "platform_schedule";
 /** Metadata key of the top-up attempt a payment intent was created for (its idempotency key). */
 const ATTEMPT_KEY = "top_up_attempt";
 const PAGE_SIZE = 100;
@@ -381,8 +383,30 @@ export function createStripeGateway(options: StripeGatewayOptions): PaymentGatew
         subscription: subscriptionState(subscription),
         customerId: idOf(subscription.customer),
         scope: scopeIn(subscription.metadata),
-        items: subscription.items.data.map((item) => ({ id: item.id, priceId: item.price.id, productId: idOf(item.price.product), quantity: item.quantity ?? 1 })),
+        items: subscription.items.data.map((item) => ({
+          id: item.id,
+          priceId: item.price.id,
+          productId: idOf(item.price.product),
+          quantity: item.quantity ?? 1,
+          currency: item.price.currency,
+          interval: PRICE_INTERVALS.find((interval) => interval === item.price.recurring?.interval) ?? null,
+        })),
         scheduleId: optionalIdOf(subscription.schedule),
+        redemption: subscription.metadata?.[OFFER_REDEMPTION_KEY] || null,
+      };
+    },
+
+    async getSubscriptionSchedule(scheduleId) {
+      const schedule = await asProviderError(() => unlessMissing(() => stripe.subscriptionSchedules.retrieve(scheduleId)));
+      if (!schedule) return null;
+      const current = currentPhaseIndex(schedule);
+      const next = schedule.phases[current + 1];
+      return {
+        id: schedule.id,
+        status: schedule.status,
+        platformCreated: schedule.metadata?.[SCHEDULE_KEY] === "1",
+        redemption: schedule.metadata?.[OFFER_REDEMPTION_KEY] || null,
+        nextPhasePriceIds: next ? next.items.map((item) => idOf(item.price)) : null,
       };
     },
 
@@ -413,6 +437,9 @@ export function createStripeGateway(options: StripeGatewayOptions): PaymentGatew
             items: [{ id: itemId, price: priceId }],
             proration_behavior: prorationBehavior,
             ...(prorationDate !== undefined ? { proration_date: prorationDate } : {}),
+            // A prorated invoice whose payment fails leaves the subscription on its old price (a pending update that
+            // expires) instead of moving it to a price it did not pay for.
+            payment_behavior: "pending_if_incomplete",
             // Stripe merges metadata keys: the identifier and store the checkout set stay.
             metadata,
           },
@@ -428,21 +455,33 @@ export function createStripeGateway(options: StripeGatewayOptions): PaymentGatew
       return asProviderError(async () => {
         const subscription = await stripe.subscriptions.retrieve(subscriptionId);
         const periodEnd = Math.min(...subscription.items.data.map((item) => item.current_period_end));
-        // A subscription already on a schedule (an earlier scheduled change) keeps it: its phases are replaced.
-        const scheduleId = optionalIdOf(subscription.schedule) ?? (await stripe.subscriptionSchedules.create({ from_subscription: subscriptionId }, keyed("schedule"))).id;
+        // A subscription already on a schedule an earlier scheduled change made keeps it: its phases are replaced. A
+        // schedule someone else made (the Dashboard, another integration) is theirs: never rewritten.
+        const existing = optionalIdOf(subscription.schedule);
+        const scheduleId = existing ?? (await stripe.subscriptionSchedules.create({ from_subscription: subscriptionId }, keyed("schedule"))).id;
         const schedule = await stripe.subscriptionSchedules.retrieve(scheduleId);
-        const currentStart = schedule.current_phase?.start_date ?? schedule.phases[0]?.start_date ?? Math.min(...subscription.items.data.map((item) => item.current_period_start));
+        if (existing && schedule.metadata?.[SCHEDULE_KEY] !== "1") {
+          throw new PaymentProviderError("failed", `Subscription ${subscriptionId} is controlled by subscription schedule ${scheduleId}, which the platform did not create`);
+        }
+        const phase = schedule.phases[currentPhaseIndex(schedule)];
+        const currentStart = schedule.current_phase?.start_date ?? phase?.start_date ?? Math.min(...subscription.items.data.map((item) => item.current_period_start));
         const itemsNow = subscription.items.data.map((item) => ({ price: item.price.id, quantity: item.quantity ?? 1 }));
         const itemsNext = subscription.items.data.map((item) => ({ price: item.id === itemId ? priceId : item.price.id, quantity: item.quantity ?? 1 }));
+        // Rewriting the current phase must not change it: its trial, discounts and tax rates stay (read from the phase,
+        // else from the subscription); the discounts and tax rates carry on into the next phase.
+        const trialEnd = phase?.trial_end ?? subscription.trial_end ?? null;
+        const discounts = phaseDiscounts(phase?.discounts ?? [], subscription.discounts ?? []);
+        const taxRates = (phase?.default_tax_rates?.length ? phase.default_tax_rates : (subscription.default_tax_rates ?? [])).map((rate) => idOf(rate));
+        const kept = { ...(discounts.length > 0 ? { discounts } : {}), ...(taxRates.length > 0 ? { default_tax_rates: taxRates } : {}) };
         await stripe.subscriptionSchedules.update(
           scheduleId,
           {
             end_behavior: "release",
-            metadata,
+            metadata: { ...metadata, [SCHEDULE_KEY]: "1" },
             phases: [
-              { start_date: currentStart, end_date: periodEnd, items: itemsNow, proration_behavior: "none" },
+              { start_date: currentStart, end_date: periodEnd, items: itemsNow, proration_behavior: "none", ...(trialEnd && trialEnd > currentStart ? { trial_end: trialEnd } : {}), ...kept },
               // A phase's metadata is set on the subscription when the phase starts: the store's tags stay on it.
-              { items: itemsNext, proration_behavior: "none", metadata: { ...subscription.metadata, ...metadata } },
+              { items: itemsNext, proration_behavior: "none", metadata: { ...subscription.metadata, ...metadata }, ...kept },
             ],
           },
           keyed("phases"),
@@ -451,6 +490,26 @@ export function createStripeGateway(options: StripeGatewayOptions): PaymentGatew
       });
     },
   };
+}
+
+/** The index of the schedule's current phase (the first one when none is current yet). */
+function currentPhaseIndex(schedule: Stripe.SubscriptionSchedule): number {
+  const start = schedule.current_phase?.start_date;
+  const index = start === undefined ? -1 : schedule.phases.findIndex((phase) => phase.start_date === start);
+  return Math.max(0, index);
+}
+
+/** A phase's discounts as a phase update takes them back (each by its coupon, discount or promotion code). */
+function phaseDiscounts(
+  phase: Stripe.SubscriptionSchedule.Phase.Discount[],
+  subscription: (string | Stripe.Discount)[],
+): Stripe.SubscriptionScheduleUpdateParams.Phase.Discount[] {
+  if (phase.length > 0) {
+    return phase.map((discount) =>
+      discount.discount ? { discount: idOf(discount.discount) } : discount.promotion_code ? { promotion_code: idOf(discount.promotion_code) } : { coupon: idOf(discount.coupon!) },
+    );
+  }
+  return subscription.map((discount) => ({ discount: idOf(discount) }));
 }
 
 /** The object, or null when Stripe answers that it has no such object (404 resource_missing). */
@@ -470,7 +529,14 @@ async function asProviderError<T>(call: () => Promise<T>): Promise<T> {
   } catch (error) {
     if (error instanceof PaymentProviderError) throw error;
     const message = (error instanceof Error ? error.message : String(error)).replace(/\b(sk|rk|pk)_(test|live)_[A-Za-z0-9]+/g, "$1_$2_…");
-    throw new PaymentProviderError(error instanceof Stripe.errors.StripeIdempotencyError ? "idempotency_conflict" : "failed", message, { cause: error });
+    // Another request with the same idempotency key still running is a 409 (idempotency_key_in_use): retry shortly.
+    const inProgress = error instanceof Stripe.errors.StripeError && (error.statusCode === 409 || error.code === "idempotency_key_in_use");
+    const reason = inProgress ? "in_progress" : error instanceof Stripe.errors.StripeIdempotencyError ? "idempotency_conflict" : "failed";
+    const refusal =
+      error instanceof Stripe.errors.StripeInvalidRequestError && !inProgress
+        ? { status: error.statusCode ?? 400, code: error.code ?? null, param: error.param ?? null }
+        : undefined;
+    throw new PaymentProviderError(reason, message, { cause: error, ...(refusal ? { refusal } : {}) });
   }
 }
 

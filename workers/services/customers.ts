@@ -185,27 +185,32 @@ export const anonymousStore = (store: string): string => `${store}${ANONYMOUS_PA
 export const isAnonymousStore = (store: string): boolean => store.endsWith(ANONYMOUS_PARTITION_SUFFIX);
 
 /**
- * Whether the store's anonymous partition has any customer, per isolate. Most anonymous visitors never buy, and each
+ * Whether an anonymous visitor may have bought in the store, per isolate. Most anonymous visitors never buy, and each
  * new one would otherwise cost a D1 round trip (a per-identity negative cache only helps a visitor's later requests):
- * this one flag per store answers them all. A "no" is kept as long as a customer record (CUSTOMER_TTL_MS), so the
- * first anonymous purchase of a store shows in other isolates within the same delay as any payment does; a "yes"
- * stays longer, since partitions do not empty again.
+ * one read per store lists who did — up to MAX_LISTED_ANONYMOUS_BUYERS identifiers; past that every visitor is looked
+ * up — and answers every visitor until it expires. It is kept as long as a customer record (CUSTOMER_TTL_MS), so an
+ * anonymous purchase shows in other isolates within the same delay as any payment does.
  */
-const anonymousBuyersCache = new LRUCache<string, { found: boolean }>({ max: 10_000, ttl: CUSTOMER_TTL_MS, ...EXPIRE_ON_READ });
-const ANONYMOUS_BUYERS_TTL_MS = 5 * 60_000;
+const anonymousBuyersCache = new LRUCache<string, { buyers: ReadonlySet<string> | "many" }>({ max: 10_000, ttl: CUSTOMER_TTL_MS, ...EXPIRE_ON_READ });
+const MAX_LISTED_ANONYMOUS_BUYERS = 1_000;
 
-export async function storeHasAnonymousBuyers(db: D1Database, organizationId: string, store: string): Promise<boolean> {
+export async function mayBeAnonymousBuyer(db: D1Database, organizationId: string, store: string, identifier: string): Promise<boolean> {
   const partition = anonymousStore(store);
   const key = `${organizationId}\u0000${partition}`;
-  const cached = anonymousBuyersCache.get(key);
-  if (cached) return cached.found;
-  const row = await db
-    .prepare("SELECT EXISTS (SELECT 1 FROM payment_customers WHERE organization_id = ?1 AND store = ?2) OR EXISTS (SELECT 1 FROM customers WHERE organization_id = ?1 AND store = ?2) AS found")
-    .bind(organizationId, partition)
-    .first<{ found: number }>();
-  const found = row?.found === 1;
-  anonymousBuyersCache.set(key, { found }, found ? { ttl: ANONYMOUS_BUYERS_TTL_MS } : {});
-  return found;
+  let cached = anonymousBuyersCache.get(key);
+  if (!cached) {
+    const { results } = await db
+      .prepare(
+        `SELECT identifier FROM payment_customers WHERE organization_id = ?1 AND store = ?2
+         UNION SELECT identifier FROM customers WHERE organization_id = ?1 AND store = ?2
+         LIMIT ${MAX_LISTED_ANONYMOUS_BUYERS + 1}`,
+      )
+      .bind(organizationId, partition)
+      .all<{ identifier: string }>();
+    cached = { buyers: results.length > MAX_LISTED_ANONYMOUS_BUYERS ? "many" : new Set(results.map((row) => row.identifier)) };
+    anonymousBuyersCache.set(key, cached);
+  }
+  return cached.buyers === "many" || cached.buyers.has(identifier);
 }
 
 /** The identities the provider customers are linked to in the store. */

@@ -7,12 +7,22 @@ import { env as workerEnv } from "cloudflare:workers";
 import type { MeterReading, MeterRequest } from "../engine/types";
 import { UNLIMITED_UNITS } from "../engine/meters";
 import { sha256Hex } from "../lib/crypto";
-import { activeSubscriptions, publishWebhookEvents, subscribesTo, type WebhookEventInput, type WebhookPublisherEnv } from "./publish";
+import {
+  type ActiveSubscription,
+  activeSubscriptions,
+  publishWebhookEvents,
+  subscribesTo,
+  wantsIdentity,
+  type WebhookEventInput,
+  type WebhookPublisherEnv,
+} from "./publish";
 
 export interface DecisionMeterAnswer {
   /** The decision's event id: the webhook event ids derive from it, so a publication repeated for it is sent once. */
   eventId: string;
   identifier: string;
+  /** A signed-in identity (subscriptions with `authenticatedOnly` hear of no other). */
+  authenticated: boolean;
   authType?: string;
   /** Readings as the response reports them (reportedReading). */
   readings: readonly MeterReading[];
@@ -29,15 +39,16 @@ export const derivedWebhookEventId = async (about: string): Promise<string> => `
  * The percentages (of `thresholds`, plus 100) a reading crossed in this request: p is crossed when the units before the
  * request were under p% of the limit and the units after are at or past it. Counters only grow within a period, so
  * each is crossed once per period (units given back and consumed again can cross it again). Only capped counters with
- * a limit: an unlimited counter or an overflow setting has no "limit reached".
+ * a limit: an unlimited counter or an overflow setting has no "limit reached". Compared in integers (7% of 100 units
+ * is 7 units, where 0.07 × 100 is 7.000000000000001).
  */
 export function crossedThresholds(reading: MeterReading, request: MeterRequest | undefined, thresholds: readonly number[]): number[] {
   if (!request || request.limit >= UNLIMITED_UNITS || request.overage !== undefined || request.overriddenLimit !== undefined) return [];
   if (!reading.consumedInRequest || reading.consumedUnitsInRequest <= 0 || !(reading.totalUnits > 0)) return [];
   const before = reading.consumedUnits - reading.consumedUnitsInRequest;
   return [...new Set([...thresholds, 100])].filter((percent) => {
-    const units = (percent / 100) * reading.totalUnits;
-    return before < units && units <= reading.consumedUnits;
+    const percentOfTotal = percent * reading.totalUnits;
+    return before * 100 < percentOfTotal && percentOfTotal <= reading.consumedUnits * 100;
   });
 }
 
@@ -100,16 +111,18 @@ export async function decisionWebhookEvents(
  */
 export async function publishDecisionWebhooks(env: WebhookPublisherEnv, environment: { id: string; organizationId: string }, answer: DecisionMeterAnswer): Promise<void> {
   try {
-    const subscriptions = await activeSubscriptions(env.DB, environment.id);
+    // Every event here is an identity event: a subscription limited to signed-in identities hears of no visitor.
+    const listens = (subscription: ActiveSubscription) => wantsIdentity(subscription, answer.authenticated);
+    const subscriptions = (await activeSubscriptions(env.DB, environment.id)).filter(listens);
     if (subscriptions.length === 0) return;
     const events = await decisionWebhookEvents(environment.id, answer, subscriptions);
     if (events.length === 0) return;
     // A counter.threshold_reached event goes only to the subscriptions that asked for its percentage.
     const [thresholdEvents, others] = partition(events, (event) => event.type === "counter.threshold_reached");
-    await publishWebhookEvents(env, environment, others);
+    await publishWebhookEvents(env, environment, others, listens);
     for (const event of thresholdEvents) {
       const percent = event.data.threshold as number;
-      await publishWebhookEvents(env, environment, [event], (subscription) => subscription.thresholds.includes(percent));
+      await publishWebhookEvents(env, environment, [event], (subscription) => listens(subscription) && subscription.thresholds.includes(percent));
     }
   } catch (error) {
     console.warn(JSON.stringify({ event: "decision_webhooks_not_published", environmentId: environment.id, error: String(error) }));
@@ -124,14 +137,13 @@ function partition<T>(items: T[], test: (item: T) => boolean): [T[], T[]] {
 export const decisionWebhookPublisher = (db: D1Database): WebhookPublisherEnv => ({ DB: db, WEBHOOKS: (workerEnv as Partial<Env>).WEBHOOKS });
 
 /**
- * Whether the environment's endpoints want plan.changed or user.added: a decision must then call the meter, which
- * remembers the user's plans (as it does when a workflow listens to those triggers). A cached lookup; false when
- * it fails, so a D1 outage never holds a decision up beyond that one query.
+ * Whether the environment's endpoints want plan.changed or user.added of this identity: a decision must then call the
+ * meter, which remembers the user's plans (as it does when a workflow listens to those triggers) — for an anonymous
+ * visitor too, unless every such subscription is `authenticatedOnly`. A cached lookup (activeSubscriptions: a failed
+ * one counts as none for 10 s), so a D1 outage never holds decisions up.
  */
-export async function webhooksTrackUsers(db: D1Database, environmentId: string): Promise<boolean> {
-  try {
-    return (await activeSubscriptions(db, environmentId)).some((subscription) => subscribesTo(subscription, "plan.changed") || subscribesTo(subscription, "user.added"));
-  } catch {
-    return false;
-  }
+export async function webhooksTrackUsers(db: D1Database, environmentId: string, authenticated: boolean): Promise<boolean> {
+  return (await activeSubscriptions(db, environmentId)).some(
+    (subscription) => wantsIdentity(subscription, authenticated) && (subscribesTo(subscription, "plan.changed") || subscribesTo(subscription, "user.added")),
+  );
 }

@@ -3,13 +3,14 @@
  * secret as Standard Webhooks defines (webhook-id = the event id, the same on every retry and replay; webhook-timestamp;
  * webhook-signature `v1,<base64 HMAC-SHA256>`), posts it, and records the attempt. A 2xx is delivered; anything else is
  * retried by the queue with a growing delay until the last attempt, after which the delivery is dead (listed, and
- * replayable). A subscription deleted or disabled meanwhile drops its delivery.
+ * replayable). A subscription deleted or disabled meanwhile drops its delivery. For 24 hours after a secret rotation,
+ * a delivery carries a second signature by the previous secret (space-separated, as the specification allows).
  */
 import { Webhook } from "standardwebhooks";
 import { ApiError } from "../errors";
 import { nowIso } from "../lib/ids";
-import { sendDeliveries, type WebhookDeliveryMessage, type WebhookPublisherEnv } from "./publish";
-import { endpointOf } from "./subscriptions";
+import { DeliveriesNotQueued, sendDeliveries, type WebhookDeliveryMessage, type WebhookPublisherEnv } from "./publish";
+import { endpointOf, subscriptionState } from "./subscriptions";
 
 /** wrangler.toml holds the same names and max_retries (a test keeps them equal). */
 export const WEBHOOK_QUEUE = "edge-monetization-webhooks";
@@ -19,8 +20,12 @@ export const WEBHOOK_MAX_RETRIES = 8;
 export const DELIVERY_TIMEOUT_MS = 10_000;
 const FIRST_RETRY_DELAY_SECONDS = 30;
 const MAX_RETRY_DELAY_SECONDS = 3_600;
-/** What is kept of a receiver's error answer. */
-const ERROR_TEXT_LIMIT = 500;
+/** What is read of a receiver's error answer (the rest is not downloaded)… */
+const ERROR_BODY_READ_LIMIT = 1_024;
+/** …and what of it, with the status, is kept as lastError (shown to the operator). */
+const ERROR_TEXT_LIMIT = 200;
+/** A pending delivery this old is taken for lost (the isolate died before queueing it): a replay may send it. */
+export const STALE_PENDING_MS = 15 * 60 * 1000;
 
 /** 30 s, 1 min, 2 min, … doubling per attempt, at most an hour. */
 export const webhookRetryDelaySeconds = (attempt: number): number => Math.min(MAX_RETRY_DELAY_SECONDS, FIRST_RETRY_DELAY_SECONDS * 2 ** Math.max(0, attempt - 1));
@@ -79,15 +84,44 @@ const fromRow = (row: Row): WebhookDelivery => ({
   deliveredAt: row.delivered_at,
 });
 
-/** The headers of one signed delivery (the `standardwebhooks` library signs). */
-export function signedHeaders(secret: string, eventId: string, body: string, at: Date): Record<string, string> {
+/** The headers of one signed delivery (the `standardwebhooks` library signs), with one signature per secret. */
+export function signedHeaders(secrets: string | readonly string[], eventId: string, body: string, at: Date): Record<string, string> {
   return {
     "content-type": "application/json",
     "user-agent": "edge-monetization-webhooks/1",
     "webhook-id": eventId,
     "webhook-timestamp": String(Math.floor(at.getTime() / 1000)),
-    "webhook-signature": new Webhook(secret).sign(eventId, at, body),
+    "webhook-signature": (typeof secrets === "string" ? [secrets] : secrets).map((secret) => new Webhook(secret).sign(eventId, at, body)).join(" "),
   };
+}
+
+/** The start of an error answer's body: at most ERROR_BODY_READ_LIMIT bytes are read, then the body is cancelled. */
+async function errorBodyExcerpt(response: Response): Promise<string> {
+  if (!response.body) return "";
+  const reader = response.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  try {
+    while (size < ERROR_BODY_READ_LIMIT) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      chunks.push(value);
+      size += value.byteLength;
+    }
+  } catch {
+    // A body that breaks off is an excerpt too.
+  } finally {
+    await reader.cancel().catch(() => undefined);
+  }
+  const bytes = new Uint8Array(Math.min(size, ERROR_BODY_READ_LIMIT));
+  let offset = 0;
+  for (const chunk of chunks) {
+    const part = chunk.subarray(0, bytes.length - offset);
+    bytes.set(part, offset);
+    offset += part.length;
+    if (offset >= bytes.length) break;
+  }
+  return new TextDecoder().decode(bytes);
 }
 
 type Attempt = { delivered: true; statusCode: number } | { delivered: false; statusCode: number | null; error: string };
@@ -100,8 +134,8 @@ async function attempt(url: string, headers: Record<string, string>, body: strin
       await response.body?.cancel();
       return { delivered: true, statusCode: response.status };
     }
-    const text = (await response.text().catch(() => "")).slice(0, ERROR_TEXT_LIMIT);
-    return { delivered: false, statusCode: response.status, error: `HTTP ${response.status}${text ? `: ${text}` : ""}` };
+    const text = (await errorBodyExcerpt(response)).trim();
+    return { delivered: false, statusCode: response.status, error: `HTTP ${response.status}${text ? `: ${text}` : ""}`.slice(0, ERROR_TEXT_LIMIT) };
   } catch (error) {
     const timedOut = error instanceof Error && (error.name === "TimeoutError" || error.name === "AbortError");
     return { delivered: false, statusCode: null, error: timedOut ? `no answer within ${DELIVERY_TIMEOUT_MS / 1000} s` : String(error).slice(0, ERROR_TEXT_LIMIT) };
@@ -132,7 +166,7 @@ async function deliverMessage(message: Message<WebhookDeliveryMessage>, env: Web
       return message.ack();
     }
     const body = row.payload;
-    const result = await attempt(endpoint.url, signedHeaders(endpoint.secret, row.event_id, body, new Date()), body);
+    const result = await attempt(endpoint.url, signedHeaders(endpoint.secrets, row.event_id, body, new Date()), body);
     if (result.delivered) {
       await env.DB.prepare(
         "UPDATE webhook_deliveries SET status = 'delivered', attempts = attempts + 1, last_status_code = ?, last_error = NULL, next_attempt_at = NULL, delivered_at = ?, updated_at = ? WHERE id = ?",
@@ -181,6 +215,9 @@ export interface DeliveryQuery {
   limit: number;
 }
 
+/** The deliveries list's cursor: `createdAt|id` of the last delivery of the previous page. */
+export const DELIVERY_CURSOR = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,3})?Z\|whd_[A-Za-z0-9]{1,64}$/;
+
 export async function queryDeliveries(db: D1Database, query: DeliveryQuery): Promise<{ deliveries: WebhookDelivery[]; nextCursor: string | null }> {
   const where = ["environment_id = ?"];
   const params: unknown[] = [query.environmentId];
@@ -212,24 +249,49 @@ export async function getDelivery(db: D1Database, environmentId: string, id: str
   return fromRow(row);
 }
 
-/** Sends a delivered or dead delivery again: the same body and webhook-id, a fresh signature and timestamp. */
+/**
+ * Sends a delivery again: the same body and webhook-id, a fresh signature and timestamp. Any delivery but one the
+ * queue holds now: delivered, dead, failed (between retries: the receiver may then get it twice, under one
+ * webhook-id), dropped (once its subscription is enabled again), or pending for 15 minutes or more (lost before it
+ * was queued). Its subscription must exist and be enabled.
+ */
 export async function replayDelivery(env: WebhookPublisherEnv, environmentId: string, id: string): Promise<WebhookDelivery> {
   const delivery = await getDelivery(env.DB, environmentId, id);
-  if (delivery.status !== "delivered" && delivery.status !== "dead") {
-    throw new ApiError("conflict", `Webhook delivery ${id} is ${delivery.status}: only delivered or dead deliveries can be replayed`);
+  const stalePendingBefore = new Date(Date.now() - STALE_PENDING_MS).toISOString();
+  if (delivery.status === "pending" && delivery.updatedAt >= stalePendingBefore) {
+    throw new ApiError("conflict", `Webhook delivery ${id} is pending (queued): a pending delivery can be replayed once it has been pending for 15 minutes`);
+  }
+  const subscription = await subscriptionState(env.DB, delivery.subscriptionId);
+  if (subscription === "deleted") {
+    throw new ApiError("conflict", `Webhook delivery ${id} cannot be replayed: its subscription ${delivery.subscriptionId} was deleted`);
+  }
+  if (subscription === "disabled") {
+    throw new ApiError("conflict", `Webhook delivery ${id} cannot be replayed: its subscription ${delivery.subscriptionId} is disabled (enable it, then replay)`);
   }
   const now = nowIso();
+  // Claimed only in the state read above: a concurrent replay that claimed it first sends it.
   const claimed = await env.DB.prepare(
-    "UPDATE webhook_deliveries SET status = 'pending', next_attempt_at = ?, last_error = NULL, updated_at = ? WHERE id = ? AND status IN ('delivered', 'dead')",
+    "UPDATE webhook_deliveries SET status = 'pending', next_attempt_at = ?, last_error = NULL, updated_at = ? WHERE id = ? AND status = ? AND updated_at = ?",
   )
-    .bind(now, now, id)
+    .bind(now, now, id, delivery.status, delivery.updatedAt)
     .run();
-  // A concurrent replay claimed it first: it sends.
   if (claimed.meta.changes > 0) {
     try {
       await sendDeliveries(env, [id]);
-    } catch (error) {
-      await env.DB.prepare("UPDATE webhook_deliveries SET status = ?, updated_at = ? WHERE id = ?").bind(delivery.status, nowIso(), id).run();
+    } catch (failure) {
+      const error = failure instanceof DeliveriesNotQueued ? failure.cause : failure;
+      // As it was, but for when it was last tried and why it is not queued now.
+      // A failed one's own retry is still queued; a stale pending one, not queued, is dead (as publish leaves it).
+      await env.DB.prepare("UPDATE webhook_deliveries SET status = ?, next_attempt_at = ?, last_error = ?, updated_at = ? WHERE id = ? AND status = 'pending' AND updated_at = ?")
+        .bind(
+          delivery.status === "pending" ? "dead" : delivery.status,
+          delivery.status === "failed" ? delivery.nextAttemptAt : null,
+          `replay not queued: ${String(error)}`.slice(0, ERROR_TEXT_LIMIT),
+          nowIso(),
+          id,
+          now,
+        )
+        .run();
       throw new ApiError("upstream_error", `Webhook delivery ${id} could not be queued (${String(error)}): try again`);
     }
   }

@@ -72,7 +72,7 @@ export interface OfferView {
   imageUrl?: string;
   fields?: Record<string, unknown>;
   /** Minor units (cents); a bundle lists its items, whose amounts add up to `amount`. */
-  price?: { amount: number; currency: string; interval?: string; items?: { name: string; amount: number }[] };
+  price?: { amount: number; currency: string; interval?: "day" | "week" | "month" | "year"; items?: { name: string; amount: number }[] };
   redemption: { method: "checkout" | "subscription_change" | "scheduled_change" | "workflow" };
   /** Signed, short-lived, bound to the environment, the offer, its price and the identity. */
   token: string;

@@ -4,7 +4,7 @@
  * invoked with `env.DISPATCHER.get(name)`. Same `WorkflowRunner` interface as the Worker Loader runtime.
  *
  * Protocol (dispatched user Workers are reached over `fetch` only): the platform POSTs JSON to the script,
- *   run:      {protocol, mode: "run", args, budget, utils, offers?, staged?} → 200 {ok: true, value, triggers, writes?}
+ *   run:      {protocol, mode: "run", args, budget, utils, offers?, staged?} → 200 {ok: true, value, triggers, writes?, reads?}
  *                                                                          | 200 {ok: false, error}
  *   endpoint: {protocol, mode: "endpoint", args, budget, utils, offers?,
  *              request: {method, url, headers: [[name, value]…], body: base64 | null}}
@@ -29,10 +29,11 @@
  *     Worker). Sending them in the call rather than in the capability keeps the token small and the platform's
  *     outbound side free of decision state.
  *   - a redemption workflow's writes are staged (StagedWrites) and applied only once it succeeded. The harness
- *     stages custom-data writes in the script (`staged: true`; reads of a written key see the write) and returns
- *     them with the result as `writes`; the platform replays them, and the fired triggers, into the call's staged
- *     utils — same checks, same stage — only when the call succeeded, so a throw, timeout or refused write leaves
- *     nothing behind. The capability says `staged` too: its remote side refuses writes sent around the harness.
+ *     stages custom-data writes in the script (`staged: true`; reads of a written key see the write; same bounds as
+ *     StagedWrites) and returns them with the result as `writes`, with what it read from storage as `reads` (SHA-256
+ *     digests: the apply is a compare-and-set on them); the platform replays them, and the fired triggers, into the
+ *     call's staged utils — same checks, same stage — only when the call succeeded, so a throw, timeout or refused
+ *     write leaves nothing behind. The capability says `staged` too: its remote side refuses writes sent around the harness.
  *
  * Sandbox: the budget guard is compiled into the script like in the loader runtime, and each call passes
  * `limits: {cpuMs, subRequests}` (the workflow's CPU limit, see cpuLimitOf in runner.ts). Subrequests are allowed only when the outbound Worker is configured
@@ -42,7 +43,17 @@
 import { LRUCache } from "lru-cache";
 import type { ConfigSnapshot, SnapshotWorkflow } from "../engine/snapshot";
 import { mintCapability, PROBE_PATH, UTILS_HOST } from "./capability";
-import { dispatchFactsOf, MAX_FIRED_TRIGGERS, remoteScopeOf } from "./scopedUtils";
+import {
+  dispatchFactsOf,
+  isValueDigest,
+  MAX_FIRED_TRIGGERS,
+  MAX_STAGED_BYTES,
+  MAX_STAGED_KEYS,
+  remoteScopeOf,
+  STAGED_BYTES_MESSAGE,
+  STAGED_KEYS_MESSAGE,
+  stagedWritesOf,
+} from "./scopedUtils";
 import { MAX_CUSTOM_DATA_KEY_LENGTH, MAX_OFFER_FILTER } from "./utils";
 import type { PreparedSnapshot } from "../engine/prepare";
 import { decodeBase64, encodeBase64 } from "../lib/base64";
@@ -137,23 +148,51 @@ function checkKey(key) {
   return key;
 }
 
+const MAX_STAGED_KEYS = ${MAX_STAGED_KEYS};
+const MAX_STAGED_BYTES = ${MAX_STAGED_BYTES};
+const STAGED_KEYS_MESSAGE = ${JSON.stringify(STAGED_KEYS_MESSAGE)};
+const STAGED_BYTES_MESSAGE = ${JSON.stringify(STAGED_BYTES_MESSAGE)};
+
+// SHA-256 (hex) of a value's JSON text, as the platform's StagedWrites records what a workflow read.
+async function digest(value) {
+  const bytes = new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(JSON.stringify(value ?? null))));
+  let hex = "";
+  for (const byte of bytes) hex += byte.toString(16).padStart(2, "0");
+  return hex;
+}
+
 // A redemption workflow's custom data: writes stay here (last one per key) and go back with the result, reads of a
-// key it wrote see that write, other reads are the platform's. Same checks, in the same order, as WorkflowUtils.
-function stagedCustomData(writes, get) {
+// key it wrote see that write, other reads are the platform's — and go back too (as digests, in \`reads\`), so the
+// platform applies the writes only if what they were decided on is unchanged. Same checks, in the same order, and
+// the same bounds as WorkflowUtils over StagedWrites.
+function stagedCustomData(writes, reads, get) {
+  let bytes = 0;
   const read = async (key) => {
     const write = writes.get(key);
-    return write ? ("deleted" in write ? null : copy(write.value)) : get(key);
+    if (write) return "deleted" in write ? null : copy(write.value);
+    const value = await get(key);
+    if (!reads.has(key)) reads.set(key, await digest(value));
+    return value;
+  };
+  const stage = (key, write, size) => {
+    const previous = writes.get(key);
+    if (!previous && writes.size >= MAX_STAGED_KEYS) throw new Error(STAGED_KEYS_MESSAGE);
+    const total = bytes - (previous && "bytes" in previous ? previous.bytes : 0) + size;
+    if (total > MAX_STAGED_BYTES) throw new Error(STAGED_BYTES_MESSAGE);
+    bytes = total;
+    writes.set(key, write);
   };
   return {
     get: async (key) => read(checkKey(key)),
     set: async (key, value) => {
       const serialized = JSON.stringify(value);
       if (serialized === undefined || serialized.length > 64 * 1024) throw new Error("custom data values must be JSON of at most 64 KiB");
-      writes.set(checkKey(key), { value: JSON.parse(serialized) });
+      const size = new TextEncoder().encode(serialized).byteLength;
+      stage(checkKey(key), { value: JSON.parse(serialized), bytes: size }, size);
     },
     delete: async (key) => {
       const existed = (await read(checkKey(key))) !== null;
-      writes.set(key, { deleted: true });
+      stage(key, { deleted: true }, 0);
       return existed;
     },
   };
@@ -184,14 +223,14 @@ async function listOffers(offers, options) {
   return order.filter((slug) => eligible.has(slug) && (!wanted || wanted.has(slug))).map((slug) => copy(eligible.get(slug)));
 }
 
-function makeUtils(fired, remoteAvailable, writes, offers) {
+function makeUtils(fired, remoteAvailable, writes, reads, offers) {
   const call = (name, method) => async (...args) => {
     if (!remoteAvailable) throw new Error("utils." + name + " is not available to this workflow in the dispatch runtime (no outbound Worker is configured)");
     return remote(method, args);
   };
   const customDataGet = call("customData.get", "customDataGet");
   return {
-    customData: writes ? stagedCustomData(writes, customDataGet) : {
+    customData: writes ? stagedCustomData(writes, reads, customDataGet) : {
       get: customDataGet,
       set: (key, value) => {
         if (value === undefined) return Promise.reject(new Error("custom data values must be JSON of at most 64 KiB"));
@@ -245,7 +284,8 @@ export default {
     if (call.protocol !== PROTOCOL) return Response.json({ ok: false, error: "unsupported protocol " + call.protocol }, { status: 400 });
     const fired = [];
     const writes = call.mode === "run" && call.staged === true ? new Map() : null;
-    const utils = makeUtils(fired, call.utils === "remote", writes, call.offers);
+    const reads = new Map();
+    const utils = makeUtils(fired, call.utils === "remote", writes, reads, call.offers);
     if (call.mode === "probe") {
       try {
         const response = await fetch("https://${UTILS_HOST}${PROBE_PATH}", { method: "POST" });
@@ -257,8 +297,13 @@ export default {
     if (call.mode === "run") {
       try {
         const value = await withOperationBudget(call.budget, () => workflow({ ...call.args, utils }));
-        const staged = writes ? [...writes].map(([key, write]) => ("deleted" in write ? { key, delete: true } : { key, value: write.value })) : undefined;
-        return Response.json({ ok: true, value: value === undefined ? null : value, triggers: fired, ...(staged ? { writes: staged } : {}) });
+        const staged = writes
+          ? {
+              writes: [...writes].map(([key, write]) => ("deleted" in write ? { key, delete: true } : { key, value: write.value })),
+              reads: [...reads].map(([key, sha256]) => ({ key, sha256 })),
+            }
+          : {};
+        return Response.json({ ok: true, value: value === undefined ? null : value, triggers: fired, ...staged });
       } catch (error) {
         return Response.json({ ok: false, error: message(error) });
       }
@@ -388,6 +433,20 @@ interface StagedWrite {
   key: string;
   value?: unknown;
   delete?: true;
+}
+
+/**
+ * What a staged call read from storage (digests), handed to its utils target's stage before its writes, so they are
+ * applied only if those values are unchanged. Only the workflow's own compare-and-set depends on them.
+ */
+function replayReads(utils: object, reads: unknown): void {
+  if (reads === undefined) return;
+  const stage = stagedWritesOf(utils);
+  if (!stage || !Array.isArray(reads)) throw new Error("the workflow's staged writes could not be applied");
+  for (const read of reads as { key?: unknown; sha256?: unknown }[]) {
+    if (typeof read !== "object" || read === null || typeof read.key !== "string" || !isValueDigest(read.sha256)) throw new Error("the workflow's staged writes could not be applied");
+    stage.recordReadDigest(read.key, read.sha256);
+  }
 }
 
 /**
@@ -540,19 +599,20 @@ export class DispatchWorkflowRunner implements WorkflowRunner {
   run(call: WorkflowCall): Promise<WorkflowOutcome> {
     return this.guarded(call, async (prepared, signal) => {
       const response = await this.post(call, prepared, signal, { mode: "run", args: call.args });
-      let result: { ok?: boolean; value?: unknown; error?: string; triggers?: unknown; writes?: unknown } | null;
+      let result: { ok?: boolean; value?: unknown; error?: string; triggers?: unknown; writes?: unknown; reads?: unknown } | null;
       try {
         result = (await parseBoundedJson(response)) as typeof result;
       } catch (error) {
         throw new Error(error instanceof BodyTooLargeError ? `the workflow's result is larger than ${MAX_RESULT_BYTES} bytes` : `dispatched workflow answered ${response.status}`);
       }
       if (!result || result.ok !== true) throw new Error(typeof result?.error === "string" ? result.error : `dispatched workflow answered ${response.status}`);
-      const { triggers, writes } = result;
-      if (writes !== undefined && !prepared.staged) throw new Error("the workflow returned staged writes it was not asked to stage");
+      const { triggers, writes, reads } = result;
+      if ((writes !== undefined || reads !== undefined) && !prepared.staged) throw new Error("the workflow returned staged writes it was not asked to stage");
       return {
         value: result.value ?? null,
         apply: async () => {
           // Writes first: a refused write fails the call before any of its triggers is sent.
+          replayReads(call.utils, reads);
           await replayWrites(call.utils, writes);
           replayTriggers(call.utils, triggers);
         },

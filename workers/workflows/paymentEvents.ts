@@ -14,7 +14,7 @@ import type { CreditResult, GrantCreditsInput } from "../../durable-objects/mete
 import type { PreparedSnapshot } from "../engine/prepare";
 import { applyPaymentEvent, markTransitionsDispatched, type PaymentEventMessage, type PaymentTransition, purchasePartition } from "../payments/apply";
 import type { CheckoutCompletedEvent } from "../payments/gateway";
-import { completeRedemption, redemptionWebhook } from "../offers/redemptions";
+import { completeRedemption, getRedemption, redemptionEvent, redemptionWebhook } from "../offers/redemptions";
 import type { PaymentProvider } from "../payments/gateway";
 import { createStripeGateway } from "../payments/stripe";
 import type { PaymentGateway } from "../payments/gateway";
@@ -31,7 +31,7 @@ import { getEnvironment, storeOf, type Environment } from "../services/tenancy";
 import { retryDelaySeconds } from "./actions";
 import { enqueueTriggers, listensTo } from "./triggers";
 import { derivedWebhookEventId } from "../webhooks/decisionEvents";
-import { activeSubscriptions, publishWebhookEvents, subscribesTo } from "../webhooks/publish";
+import { activeSubscriptions, publish as publishWebhooks, publishWebhookEventsOrThrow, subscribesTo, wantsIdentity, webhookEventWritten } from "../webhooks/publish";
 
 export const PAYMENT_QUEUE = "edge-monetization-payments";
 /** `max_retries` of the payments queue's consumer (wrangler.toml): with the growing delay, about ten minutes. */
@@ -153,8 +153,12 @@ export async function processPaymentEvent(env: Env, message: PaymentEventMessage
   // The environment or its connection went away after the webhook was accepted: nothing to apply it to.
   if (!connected.ok) return;
   const { environment, gateway, policy } = connected;
-  // An anonymous visitor's purchase (an offer's checkout) goes to the store's anonymous partition.
-  const buyer = purchasePartition(environment.organizationId, connected.store, message.event.scope);
+  // An anonymous visitor's purchase (an offer's checkout) goes to the store's anonymous partition. A refund or dispute
+  // names only its charge: whose payment it is — and so which partition — the charge says.
+  const event = message.event;
+  const scope =
+    event.scope === null && (event.type === "dispute.opened" || event.type === "payment.refunded") ? (await gateway.customerOfCharge(event.chargeId)).scope : event.scope;
+  const buyer = purchasePartition(environment.organizationId, connected.store, scope);
   const { store } = buyer;
   const applied = await applyPaymentEvent(env.DB, gateway, policy, { ...message, store });
 
@@ -163,7 +167,7 @@ export async function processPaymentEvent(env: Env, message: PaymentEventMessage
   const source = { provider: message.event.provider, eventId: message.event.id, eventType: message.event.rawType };
   await dispatchTransitions(env, environment, source, applied.transitions, identifiers, buyer);
   // After the payment state: the redemption is completed once what it bought is granted.
-  if (message.event.type === "checkout.completed") await completeOfferCheckout(env, environment, message.event);
+  if (message.event.type === "checkout.completed") await completeOfferCheckout(env, environment, message.event, buyer);
 }
 
 /** Looks the identity up at the provider (payments/lookup.ts) and dispatches what it found, as for a webhook event. */
@@ -305,10 +309,25 @@ const SIGNED_IN: Buyers = { authenticated: true };
  * often the webhook arrives (offers/redemptions.ts), with its `completed` event and outbound webhook. An unpaid one
  * (a delayed payment method) completes when it settles (the same checkout, paid).
  */
-async function completeOfferCheckout(env: Env, environment: Environment, event: CheckoutCompletedEvent): Promise<void> {
+async function completeOfferCheckout(env: Env, environment: Environment, event: CheckoutCompletedEvent, buyer: { store: string; authenticated: boolean }): Promise<void> {
   if (!event.offerRedemption || !event.paid) return;
-  const { completed, event: record } = await completeRedemption(env.DB, environment.id, event.offerRedemption, { checkoutId: event.checkoutId, subscriptionId: event.subscriptionId });
-  if (completed && record) await publishWebhookEvents(env, environment, [redemptionWebhook({ ...record, id: record.id! })]);
+  // Only the redemption's own checkout completes it. Its id (the token's jti) is readable in the token, and whoever
+  // shares the Stripe account could open a checkout carrying it: the checkout must be the one the redemption opened
+  // (when its answer is stored already), for the identity and the partition it was opened for.
+  const opened = await getRedemption(env.DB, environment.id, event.offerRedemption);
+  if (!opened) return;
+  const openedCheckout = (opened.result?.checkout as { id?: unknown } | undefined)?.id;
+  const sameBuyer = opened.identifier === event.identifier && opened.anonymous === !buyer.authenticated && event.scope !== null;
+  if (!sameBuyer || (openedCheckout !== undefined && openedCheckout !== event.checkoutId)) {
+    console.warn(JSON.stringify({ event: "offer_checkout_not_its_redemption", environmentId: environment.id, redemption: opened.id, checkoutId: event.checkoutId }));
+    return;
+  }
+  const details = { checkoutId: event.checkoutId, subscriptionId: event.subscriptionId };
+  const { event: record, redemption } = await completeRedemption(env.DB, environment.id, event.offerRedemption, details);
+  // Published again when this message is retried (the redemption is completed by then): a failed publication throws,
+  // so the message is retried, and the stable event id writes each delivery once.
+  const completedEvent = record ?? (redemption?.state === "completed" ? await redemptionEvent(redemption, "completed", details) : null);
+  if (completedEvent) await publishWebhookEventsOrThrow(env, environment, [redemptionWebhook({ ...completedEvent, id: completedEvent.id! })]);
 }
 
 /** What made the transitions: a provider's webhook event, or a customer sync (no event). */
@@ -390,8 +409,12 @@ async function announceTransitions(
   await insertEvents(env.DB, records);
 
   const workflowsListen = !!prepared && listensTo(prepared, "plans.changed");
-  // Operators' endpoints hear of plan changes too (outbound webhooks), whether or not a workflow listens.
-  const webhooksListen = (await activeSubscriptions(env.DB, environment.id)).some((subscription) => subscribesTo(subscription, "plan.changed"));
+  // Operators' endpoints hear of plan changes too (outbound webhooks), whether or not a workflow listens. Read from D1:
+  // a failed read throws (the message is retried) rather than counting as "nobody listens".
+  const planListeners = (await activeSubscriptions(env.DB, environment.id, { fresh: true })).filter(
+    (subscription) => subscribesTo(subscription, "plan.changed") && wantsIdentity(subscription, buyer.authenticated),
+  );
+  const webhooksListen = planListeners.length > 0;
   if (!prepared || (!workflowsListen && !webhooksListen)) return;
   // One trigger per identity and event, naming every transition of that identity's payments the event made.
   const byIdentifier = new Map<string, { transitions: PaymentTransition[]; recordIds: string[] }>();
@@ -431,14 +454,18 @@ async function announceTransitions(
       ]);
       if (unsent.length > 0) throw new Error(`plans.changed for ${identifier} could not be enqueued: ${unsent[0]!.reason}`);
     }
-    // Its id derives from the payment records, so a dispatch repeated after a failure sends it once.
-    if (webhooksListen) {
-      await publishWebhookEvents(env, environment, [
-        { type: "plan.changed", id: await derivedWebhookEventId(`${environment.id}:plan.changed:${recordIds.join(",")}`), data: { ...change, paymentEventId: recordIds[0] } },
-      ]);
+    // Its id derives from the payment records, so a dispatch repeated after a failure writes it once — and queues it
+    // if the failure was its queueing (publish). A failure throws: the message is retried, nothing is marked
+    // dispatched. Not when the plans are the same set (a renewal, say) — unless this is the retry of a dispatch that
+    // wrote it already (the meter object then answers the plans it has since), whose rows publish may have to queue.
+    const planChangedId = await derivedWebhookEventId(`${environment.id}:plan.changed:${recordIds.join(",")}`);
+    if (webhooksListen && (!sameSet(plans.from, plans.to) || (await webhookEventWritten(env.DB, planListeners, planChangedId)))) {
+      await publishWebhooks(env, environment, [{ type: "plan.changed", id: planChangedId, data: { ...change, paymentEventId: recordIds[0] } }], planListeners);
     }
   }
 }
+
+const sameSet = (a: readonly string[], b: readonly string[]): boolean => a.length === b.length && a.every((slug) => b.includes(slug));
 
 /** A credits pack granted or taken back: which balance, by how much, and the balance after. */
 interface PackCredit {

@@ -4,7 +4,7 @@
  * meter object of `${organizationId}:${store}` and the identity's identifier, never anything a workflow names.
  */
 import type { MeterClient } from "../../durable-objects/meter/client";
-import type { CustomDataWrite } from "../../durable-objects/meter/MeterObject";
+import type { CustomDataExpectation, CustomDataWrite } from "../../durable-objects/meter/MeterObject";
 import type { Period } from "../../schema/config";
 import type { PreparedSnapshot } from "../engine/prepare";
 import { readingUnderOverriddenLimit } from "../engine/meters";
@@ -14,6 +14,7 @@ import { checkFiredTrigger } from "./triggers";
 import { verifyUserJwt } from "../identity/jwt";
 import { type OffersPort, type PaymentsPort, type UserDataPort, WorkflowUtils } from "./utils";
 import { jsonByteLength } from "../lib/json";
+import { sha256Hex } from "../lib/crypto";
 
 /** Bounds on what workflows put on the trigger queue (a queue message holds at most 128 KB). */
 export const MAX_FIRED_TRIGGERS = 50;
@@ -93,11 +94,28 @@ export interface ScopedUtilsOptions {
 }
 
 /**
+ * Bounds on what a redemption workflow stages (it is held in the shared isolate until the workflow ends, and the
+ * dispatch runtime carries it back in a result of at most 1 MiB): distinct keys written or deleted, and the JSON
+ * bytes of the values set. The dispatch harness checks the same bounds with the same messages.
+ */
+export const MAX_STAGED_KEYS = 100;
+export const MAX_STAGED_BYTES = 512 * 1024;
+export const STAGED_KEYS_MESSAGE = `a redemption workflow may write at most ${MAX_STAGED_KEYS} custom-data keys (its writes are held until it succeeds)`;
+export const STAGED_BYTES_MESSAGE = `a redemption workflow's custom-data values may total at most ${MAX_STAGED_BYTES / 1024} KiB of JSON (its writes are held until it succeeds)`;
+
+/** SHA-256 digests of values as CustomDataExpectation carries them: lowercase hex. */
+export const isValueDigest = (text: unknown): text is string => typeof text === "string" && /^[0-9a-f]{64}$/.test(text);
+
+/**
  * A redemption workflow's custom-data writes while it runs: the last write of each key, applied all at once after it
  * succeeded (MeterObject.customDataApply), or dropped with everything else when it fails — never half a redemption.
+ * It also remembers what each key it read from storage held then (`expectations`), so the apply is a compare-and-set:
+ * a workflow that checked "not claimed yet" and then claims fails when another request claimed meanwhile.
  */
 export class StagedWrites {
-  private readonly writes = new Map<string, { value: unknown } | { deleted: true }>();
+  private readonly writes = new Map<string, { value: unknown; bytes: number } | { deleted: true }>();
+  private readonly reads = new Map<string, string>();
+  private bytes = 0;
 
   /** The staged value of `key`: `{ value }` (null once deleted), or undefined when the workflow has not written it. */
   read(key: string): { value: unknown } | undefined {
@@ -106,16 +124,42 @@ export class StagedWrites {
     return "deleted" in write ? { value: null } : { value: write.value };
   }
 
+  /** What storage answered for `key` (null: no value), the first time the workflow read it there. */
+  async recordRead(key: string, value: unknown): Promise<void> {
+    this.recordReadDigest(key, await sha256Hex(JSON.stringify(value ?? null)));
+  }
+
+  /** recordRead for a runtime that read elsewhere and sends the digest (dispatch). */
+  recordReadDigest(key: string, digest: string): void {
+    if (!this.reads.has(key)) this.reads.set(key, digest);
+  }
+
+  /** Refused (a clear error, nothing staged) past MAX_STAGED_KEYS keys or MAX_STAGED_BYTES of values. */
   set(key: string, value: unknown): void {
-    this.writes.set(key, { value });
+    const bytes = jsonByteLength(value ?? null);
+    this.stage(key, { value, bytes }, bytes);
   }
 
   delete(key: string): void {
-    this.writes.set(key, { deleted: true });
+    this.stage(key, { deleted: true }, 0);
   }
 
   customDataWrites(): CustomDataWrite[] {
     return [...this.writes].map(([key, write]) => ("deleted" in write ? { key, delete: true as const } : { key, value: write.value }));
+  }
+
+  /** The values the writes were decided on: every key read from storage, as it was read. */
+  expectations(): CustomDataExpectation[] {
+    return [...this.reads].map(([key, sha256]) => ({ key, sha256 }));
+  }
+
+  private stage(key: string, write: { value: unknown; bytes: number } | { deleted: true }, bytes: number): void {
+    const previous = this.writes.get(key);
+    if (!previous && this.writes.size >= MAX_STAGED_KEYS) throw new Error(STAGED_KEYS_MESSAGE);
+    const total = this.bytes - (previous && "bytes" in previous ? previous.bytes : 0) + bytes;
+    if (total > MAX_STAGED_BYTES) throw new Error(STAGED_BYTES_MESSAGE);
+    this.bytes = total;
+    this.writes.set(key, write);
   }
 }
 
@@ -140,6 +184,8 @@ interface UtilsState {
   prepared: PreparedSnapshot;
   /** A redemption workflow's target: a runtime that runs the script elsewhere stages its writes there (dispatch). */
   staged: boolean;
+  /** That target's stage, where such a runtime hands back what the script read (dispatch). */
+  stage?: StagedWrites;
 }
 
 const states = new WeakMap<object, UtilsState>();
@@ -152,6 +198,11 @@ export async function remoteScopeOf(utils: object, options = { resolveCounters: 
 export function dispatchFactsOf(utils: object): { prepared: PreparedSnapshot; staged: boolean } | null {
   const state = states.get(utils);
   return state ? { prepared: state.prepared, staged: state.staged } : null;
+}
+
+/** The stage of a redemption workflow's utils target (undefined for any other object). */
+export function stagedWritesOf(utils: object): StagedWrites | undefined {
+  return states.get(utils)?.stage;
 }
 
 /** The counter limits a utils target knows (what triggers carry to action workflows). */
@@ -247,6 +298,7 @@ export function scopedUtils(options: ScopedUtilsOptions): WorkflowUtils {
     known,
     prepared,
     staged: options.staged !== undefined,
+    ...(options.staged ? { stage: options.staged } : {}),
     remote: async ({ resolveCounters }) => {
       if (resolveCounters && options.resolveCounterSettings) resolveLazily(options.resolveCounterSettings);
       return {
@@ -272,7 +324,10 @@ function stagedUserPort(staged: StagedWrites, user: () => ReturnType<ScopedUtils
   // What the workflow wrote wins over what is stored, null (deleted) included.
   const read = async (key: string): Promise<unknown> => {
     const written = staged.read(key);
-    return written ? written.value : ((await user().customDataGet(key)) as unknown);
+    if (written) return written.value;
+    const stored = (await user().customDataGet(key)) as unknown;
+    await staged.recordRead(key, stored);
+    return stored;
   };
   return {
     customDataGet: read,

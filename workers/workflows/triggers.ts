@@ -45,18 +45,17 @@ export interface TriggerQueue {
     triggers: { name: string; payload: unknown }[],
     depth?: number,
     counters?: ReadonlyMap<string, CounterSettings>,
-  ): Promise<void>;
+  ): Promise<UnsentTrigger[]>;
 }
 
 /**
  * A TriggerQueue over the queue binding; without one (a deployment with no queue), triggers go nowhere. For the
- * request path: a trigger the queue did not take is logged, never an error — a decision does not fail for it.
+ * request path: a trigger the queue did not take is logged and returned, never an error — a decision does not fail for
+ * it (a redemption workflow records it).
  */
 export function triggerQueue(queue: Queue<TriggerMessage> | undefined, clock: { now(): number } = Date): TriggerQueue {
   return {
-    enqueue: async (prepared, environment, identity, triggers, depth, counters) => {
-      await enqueueTriggers(queue, prepared, environment, identity, triggers, depth, counters, clock);
-    },
+    enqueue: (prepared, environment, identity, triggers, depth, counters) => enqueueTriggers(queue, prepared, environment, identity, triggers, depth, counters, clock),
   };
 }
 

@@ -6,7 +6,8 @@
 import { env } from "cloudflare:workers";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { waitForBackgroundWork } from "../../support/api";
-import { type CapturedPayments, capturePayments } from "../../support/payments";
+import { type CapturedPayments, capturePayments, postWebhook } from "../../support/payments";
+import { disputePayment } from "../../support/stripe";
 import { articlePage, checkoutPosts, ORIGIN, offerShown, payCheckout, redeem, redemptionEvents, redemptionRows, redemptionShop } from "./redemptionShop";
 
 let payments: CapturedPayments;
@@ -73,9 +74,16 @@ describe("anonymous purchases", () => {
     expect(opened.status, JSON.stringify(opened.body)).toBe(201);
     expect(opened.body.checkout.mode).toBe("payment");
     expect(await hasPremium(shop, visitor)).toBe(false);
-    await payCheckout(shop, payments, opened.body.checkout.id);
+    const { session } = await payCheckout(shop, payments, opened.body.checkout.id);
     expect(await hasPremium(shop, visitor)).toBe(true);
-    const { results: purchases } = await env.DB.prepare("SELECT store, state FROM payment_purchases WHERE organization_id = ?").bind(shop.org.id).all();
-    expect(purchases).toEqual([{ store: "preview~anonymous", state: "paid" }]);
+    const purchases = async () => (await env.DB.prepare("SELECT store, state FROM payment_purchases WHERE organization_id = ?").bind(shop.org.id).all()).results;
+    expect(await purchases()).toEqual([{ store: "preview~anonymous", state: "paid" }]);
+
+    // A chargeback names only its charge: it still finds the anonymous partition and takes the purchase back.
+    const { events } = await disputePayment(session.payment_intent as string);
+    for (const event of events) expect((await postWebhook(shop.environmentId, event, shop.account.webhookSecret)).status).toBe(200);
+    await payments.deliver();
+    expect(await purchases()).toEqual([{ store: "preview~anonymous", state: "disputed" }]);
+    expect(await hasPremium(shop, visitor)).toBe(false);
   });
 });

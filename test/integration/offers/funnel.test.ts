@@ -72,9 +72,15 @@ describe("offer funnel", () => {
     expect(monthlyRow.completed).toBe(1);
 
     // A window before any of it: nothing.
-    const before = await funnel(shop, `?from=2020-01-01T00:00:00.000Z&to=${encodeURIComponent(new Date(Date.parse(start) - 60_000).toISOString())}`);
+    const before = await funnel(shop, `?from=${encodeURIComponent(new Date(Date.parse(start) - 86_400_000).toISOString())}&to=${encodeURIComponent(new Date(Date.parse(start) - 60_000).toISOString())}`);
     expect(before.status).toBe(200);
     expect(before.body.data).toEqual([]);
+    // Bounds are instants, not strings: the same window written with an offset counts the same.
+    const shifted = await funnel(shop, `?from=${encodeURIComponent(new Date(Date.parse(start) - 60_000).toISOString().replace("Z", "+00:00"))}`);
+    expect(shifted.body.data).toEqual(response.body.data);
+    // At most 92 days, from before to.
+    expect((await funnel(shop, "?from=2020-01-01T00:00:00Z")).status).toBe(400);
+    expect((await funnel(shop, `?from=${encodeURIComponent(new Date().toISOString())}&to=2020-01-01T00:00:00Z`)).status).toBe(400);
   });
 
   it("is read with a key that may read the environment's events", async () => {

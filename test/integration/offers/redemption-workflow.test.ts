@@ -8,15 +8,18 @@ import { env } from "cloudflare:workers";
 import giftRedemption from "../../../examples/workflows/gift-redemption.ts?raw";
 import type { Context } from "hono";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { meterStub, userStoreKey } from "../../../durable-objects/meter/client";
+import { type MeterClient, meterStub, userStoreKey } from "../../../durable-objects/meter/client";
+import type { CustomDataApplyResult, CustomDataExpectation, CustomDataWrite } from "../../../durable-objects/meter/MeterObject";
 import type { AppEnv } from "../../../workers/context";
 import type { OfferTokenClaims } from "../../../workers/engine/offerTypes";
-import { runRedemptionWorkflow } from "../../../workers/decision/redemptionWorkflow";
+import { checkRedemptionInput, runRedemptionWorkflow } from "../../../workers/decision/redemptionWorkflow";
+import type { Services } from "../../../workers/decision/services";
 import { identify, loadConfig } from "../../../workers/decision/stages";
-import { buildServices } from "../../../workers/middleware/services";
+import { buildServices, type ServiceOverrides } from "../../../workers/middleware/services";
 import { mintOfferToken } from "../../../workers/offers/tokens";
-import { remoteScopeOf, scopedUtils, StagedWrites } from "../../../workers/workflows/scopedUtils";
+import { MAX_STAGED_KEYS, remoteScopeOf, scopedUtils, STAGED_BYTES_MESSAGE, STAGED_KEYS_MESSAGE, StagedWrites } from "../../../workers/workflows/scopedUtils";
 import { call, createOrganization, publish, type TestOrganization } from "../../support/api";
+import { workerWith } from "../../support/faults";
 import { trackedExecutionContext } from "../../support/background";
 import { newsSite } from "../../support/examples";
 import { type CapturedTriggers, captureTriggers } from "../../support/triggers";
@@ -42,6 +45,15 @@ const REDEEM_SOURCE = `export default async ({ input, offer, identity, utils }: 
   if (input.kind === "fail") return { fail: { message: "sold out today" } };
   if (input.kind === "bad") return 42;
   if (input.kind === "slow") await new Promise((resolve) => setTimeout(resolve, 5_000));
+  if (input.kind === "many" || input.kind === "big") {
+    // Past the stage's bounds: 100 keys, 512 KiB of values (each value here is about 60 KiB).
+    const value = input.kind === "big" ? "x".repeat(60_000) : 1;
+    try {
+      for (let i = 0; i < 120; i++) await utils.customData.set("k" + i, value);
+    } catch (error) {
+      return { result: { stageError: (error as Error).message } };
+    }
+  }
   if (input.kind === "counter") {
     try {
       await utils.counters.consume(input.counterId);
@@ -80,7 +92,8 @@ async function shop(options: { required?: boolean; source?: string } = {}): Prom
         schema: {
           type: "object",
           properties: {
-            kind: { enum: ["ok", "throw", "fail", "bad", "slow", "counter"] },
+            kind: { enum: ["ok", "throw", "fail", "bad", "slow", "counter", "many", "big"] },
+            nested: {},
             counterId: { type: "string" },
             note: { type: "string", maxLength: 5 },
             address: { type: "string" },
@@ -96,9 +109,9 @@ async function shop(options: { required?: boolean; source?: string } = {}): Prom
 }
 
 /** The Services and the resolved subject of a redemption request for BUYER, as the route builds them. */
-async function subjectOf(shop_: Shop) {
+async function subjectOf(shop_: Shop, overrides: ServiceOverrides = {}) {
   const context = { env, executionCtx: trackedExecutionContext(), get: () => undefined } as unknown as Context<AppEnv>;
-  const services = buildServices(context);
+  const services = buildServices(context, overrides);
   const environment = (await services.lookupEnvironment(shop_.org.preview.id))!;
   const request = { environment, keyType: "secret" as const, body: { identity: { userIdentifier: BUYER } }, transport: {} };
   const subject = await identify(services, await loadConfig(services, request));
@@ -111,9 +124,42 @@ function claimsFor(shop_: Shop, fingerprint: string): OfferTokenClaims {
   return { env: shop_.org.preview.id, offer: "gift", variant: null, group: null, slot: null, sub: BUYER, anon: false, amt: 0, cur: "usd", int: null, fp: fingerprint, jti: `jti_${crypto.randomUUID()}`, iat: now, exp: now + 1800 };
 }
 
-async function redeemDirectly(shop_: Shop, input: unknown) {
-  const { services, subject, offer } = await subjectOf(shop_);
-  return runRedemptionWorkflow(services, subject, offer, claimsFor(shop_, offer.fingerprint), input);
+async function redeemDirectly(shop_: Shop, input: unknown, overrides: ServiceOverrides = {}, adjust: (services: Services) => Services = (services) => services) {
+  const { services, subject, offer } = await subjectOf(shop_, overrides);
+  return runRedemptionWorkflow(adjust(services), subject, offer, claimsFor(shop_, offer.fingerprint), input);
+}
+
+type MeterStub = ReturnType<MeterClient["stub"]>;
+
+/**
+ * The real meter, with `customDataApply` (where a redemption's staged writes land) going through `around`: a write
+ * another request makes meanwhile, a barrier, or a failure of the object.
+ */
+function aroundApply(around: (apply: () => Promise<CustomDataApplyResult>, user: MeterStub) => Promise<CustomDataApplyResult>): ServiceOverrides {
+  return {
+    meter: (real) => ({
+      ...real,
+      stub: (key) => {
+        const user = real.stub(key);
+        return {
+          customDataGet: (dataKey: string) => user.customDataGet(dataKey),
+          customDataApply: (writes: CustomDataWrite[], expected?: CustomDataExpectation[]) => around(() => user.customDataApply(writes, expected) as Promise<CustomDataApplyResult>, user),
+        } as unknown as MeterStub;
+      },
+    }),
+  };
+}
+
+/** Holds each apply until `count` of them wait, so every redemption has read before any applies. */
+function barrier(count: number) {
+  let waiting = 0;
+  let open!: () => void;
+  const opened = new Promise<void>((resolve) => (open = resolve));
+  return aroundApply(async (apply) => {
+    if (++waiting === count) open();
+    await opened;
+    return apply();
+  });
 }
 
 const buyerData = (shop_: Shop) => meterStub(env.METER, userStoreKey(shop_.org.id, "preview", true), BUYER);
@@ -177,6 +223,99 @@ describe("redemption workflows, called directly", () => {
     expect(await customData(shop_, "gift")).toBeNull();
   });
 
+  it("refuses deeply nested input at path `input` before anything runs, instead of overflowing the stack", async () => {
+    const shop_ = await shop();
+    let nested: unknown = [];
+    for (let i = 0; i < 20_000; i++) nested = [nested];
+    const tooDeep = { path: "input", message: "must not be nested deeper than 64 levels" };
+    await expect(redeemDirectly(shop_, { kind: "ok", nested })).rejects.toMatchObject({ code: "validation_failed", status: 400, details: [tooDeep] });
+    expect(await customData(shop_, "gift")).toBeNull();
+    // The check on its own, as the route can call it before it claims the redemption.
+    const { offer } = await subjectOf(shop_);
+    expect(() => checkRedemptionInput(offer, nested)).toThrow(expect.objectContaining({ code: "validation_failed", details: [tooDeep] }));
+    expect(checkRedemptionInput(offer, { kind: "ok", nested: [[[1]]] })).toEqual({ kind: "ok", nested: [[[1]]] });
+  });
+
+  it("answers an input with thousands of schema errors at once, naming at most 10 of the deepest paths", async () => {
+    const shop_ = await shop();
+    const { offer } = await subjectOf(shop_);
+    const input = { kind: "ok", ...Object.fromEntries(Array.from({ length: 20_000 }, (_, i) => [`extra${i}`, { deeper: i }])) };
+    const started = performance.now();
+    let refused: unknown;
+    try {
+      checkRedemptionInput(offer, input);
+    } catch (error) {
+      refused = error;
+    }
+    const elapsed = performance.now() - started;
+    expect(refused).toMatchObject({ code: "validation_failed", details: Array.from({ length: 10 }, (_, i) => ({ path: `input.extra${i}` })) });
+    // Reporting every error used to take seconds (a quadratic search for the deepest ones) on the shared isolate.
+    expect(elapsed).toBeLessThan(1_000);
+  });
+
+  it("applies nothing when a value it read changed meanwhile, so that write is never lost: a conflict", async () => {
+    const shop_ = await shop();
+    await seedOld(shop_);
+    // Another request rewrites `old`, which the workflow read (deleting it), after the read and before the apply.
+    const rewrite = aroundApply(async (apply, user) => {
+      await user.customDataSet("old", { rewritten: true });
+      return apply();
+    });
+    expect(await redeemDirectly(shop_, { kind: "ok" }, rewrite)).toEqual({ ok: false, kind: "conflict", reason: expect.stringContaining('"old" changed while the workflow ran') });
+    expect(await customData(shop_, "old")).toEqual({ rewritten: true });
+    expect(await customData(shop_, "gift")).toBeNull();
+    // Unchanged meanwhile, the same redemption applies.
+    expect(await redeemDirectly(shop_, { kind: "ok" })).toMatchObject({ ok: true, result: { granted: true } });
+    expect(await customData(shop_, "old")).toBeNull();
+    await triggers.deliver();
+    expect(triggers.sent.map((message) => message.payload)).toEqual([{ kind: "ok" }]);
+  });
+
+  it("a meter object that fails while applying the writes is `unavailable`, not the workflow's failure; nothing is applied", async () => {
+    const shop_ = await shop();
+    await seedOld(shop_);
+    const broken = aroundApply(() => Promise.reject(new Error("Durable Object is overloaded. Requests queued for too long.")));
+    expect(await redeemDirectly(shop_, { kind: "ok" }, broken)).toEqual({ ok: false, kind: "unavailable", reason: expect.stringContaining("could not be reached") });
+    expect(await customData(shop_, "gift")).toBeNull();
+    expect(await customData(shop_, "old")).toEqual({ stale: true });
+    await triggers.deliver();
+    expect(triggers.sent).toEqual([]);
+  });
+
+  it("bounds what a workflow stages: a set past 100 keys or 512 KiB of values is refused with a clear error", async () => {
+    const shop_ = await shop();
+    expect(await redeemDirectly(shop_, { kind: "many" })).toEqual({ ok: true, result: { stageError: STAGED_KEYS_MESSAGE } });
+    // `gift`, `old` (deleted) and k0…k97 made 100 keys; what was staged before the refusal is applied with the result.
+    expect(await customData(shop_, "k97")).toBe(1);
+    expect(await customData(shop_, "k98")).toBeNull();
+    expect(await redeemDirectly(shop_, { kind: "big" })).toEqual({ ok: true, result: { stageError: STAGED_BYTES_MESSAGE } });
+
+    const staged = new StagedWrites();
+    for (let i = 0; i < MAX_STAGED_KEYS; i++) staged.set(`key${i}`, i);
+    expect(() => staged.set("one-more", 1)).toThrow(STAGED_KEYS_MESSAGE);
+    expect(() => staged.delete("one-more")).toThrow(STAGED_KEYS_MESSAGE);
+    staged.set("key0", "x".repeat(500 * 1024)); // a key already staged may change
+    expect(() => staged.set("key1", "x".repeat(20 * 1024))).toThrow(STAGED_BYTES_MESSAGE);
+    staged.delete("key0"); // its bytes are freed
+    staged.set("key1", "x".repeat(20 * 1024));
+    expect(staged.customDataWrites()).toHaveLength(MAX_STAGED_KEYS);
+  });
+
+  it("sends its triggers before answering; what the queue does not take is logged and reported, the redemption stands", async () => {
+    const shop_ = await shop();
+    await seedOld(shop_);
+    const warnings: string[] = [];
+    const queueDown = (services: Services): Services => ({
+      ...services,
+      logger: { ...services.logger, warn: (event, fields) => warnings.push(JSON.stringify({ event, ...fields })) },
+      triggers: { enqueue: () => Promise.reject(new Error("queue unavailable")) },
+    });
+    const outcome = await redeemDirectly(shop_, { kind: "ok" }, {}, queueDown);
+    expect(outcome).toMatchObject({ ok: true, result: { granted: true }, unsentTriggers: [{ trigger: "gift.redeemed", reason: expect.stringContaining("queue unavailable") }] });
+    expect(await customData(shop_, "gift")).toMatchObject({ kind: "ok" });
+    expect(warnings).toEqual([expect.stringContaining('"event":"redemption_triggers_unsent"')]);
+  });
+
   it("a required workflow that fails answers 531, and still applies nothing", async () => {
     const shop_ = await shop({ required: true });
     await expect(redeemDirectly(shop_, { kind: "throw" })).rejects.toMatchObject({ code: "workflow_error", status: 531 });
@@ -214,6 +353,20 @@ describe("the gift-redemption example (examples/workflows/gift-redemption.ts)", 
     const second = await redeemDirectly(shop_, { address: "2 Other St" });
     expect(second).toEqual({ ok: false, kind: "refused", reason: "You already claimed this gift" });
     expect(await customData(shop_, "claimed:gift")).toMatchObject({ address: "1 Main St" });
+    await triggers.deliver();
+    expect(triggers.sent.map((message) => message.payload)).toEqual([{ offer: "gift", identifier: BUYER }]);
+  });
+
+  it("claims once under concurrency: of two claims that both saw it unclaimed (two tokens), one wins, the other is a conflict", async () => {
+    const shop_ = await shop({ source: giftRedemption });
+    // Both workflows have read "not claimed" before either applies its writes.
+    const bothRead = barrier(2);
+    const outcomes = await Promise.all([redeemDirectly(shop_, { address: "1 Main St" }, bothRead), redeemDirectly(shop_, { address: "2 Other St" }, bothRead)]);
+    const won = outcomes.findIndex((outcome) => outcome.ok);
+    expect(won).not.toBe(-1);
+    expect(outcomes[won]).toEqual({ ok: true, result: { claimed: true, title: "A free gift" } });
+    expect(outcomes[1 - won]).toEqual({ ok: false, kind: "conflict", reason: expect.stringContaining('"claimed:gift" changed while the workflow ran') });
+    expect(await customData(shop_, "claimed:gift")).toMatchObject({ address: won === 0 ? "1 Main St" : "2 Other St" });
     await triggers.deliver();
     expect(triggers.sent.map((message) => message.payload)).toEqual([{ offer: "gift", identifier: BUYER }]);
   });
@@ -255,6 +408,35 @@ describe("redemption workflows through POST /api/v1/offer-redemptions", () => {
     const invalid = await redeem(shop_, await tokenFor(shop_), { kind: "ok", extra: 1 });
     expect(invalid.status).toBe(400);
     expect(invalid.body).toMatchObject({ code: "validation_failed", details: [{ path: "input.extra" }] });
+    expect(await customData(shop_, "gift")).toBeNull();
+    const deep = await call("POST", "/api/v1/offer-redemptions", {
+      key: shop_.org.preview.secretKey,
+      rawBody: `{"identity":{"userIdentifier":"${BUYER}"},"offerToken":"${await tokenFor(shop_)}","input":{"kind":"ok","nested":${"[".repeat(20_000)}${"]".repeat(20_000)}}}`,
+      headers: { "content-type": "application/json" },
+    });
+    expect(deep.status, JSON.stringify(deep.body)).toBe(400);
+    expect(deep.body).toMatchObject({ code: "validation_failed", details: [{ path: "input" }] });
+  });
+
+  it("a conflict answers 409 `conflict` (retry), a meter object failing at the apply 503 `meter_unavailable`; nothing is applied", async () => {
+    const shop_ = await shop();
+    await seedOld(shop_);
+    const rewriting = workerWith(
+      aroundApply(async (apply, user) => {
+        await user.customDataSet("old", { rewritten: true });
+        return apply();
+      }),
+    );
+    const body = async () => ({ identity: { userIdentifier: BUYER }, offerToken: await tokenFor(shop_), input: { kind: "ok" } });
+    const conflict = await rewriting("POST", "/api/v1/offer-redemptions", { key: shop_.org.preview.secretKey, body: await body() });
+    expect(conflict.status, JSON.stringify(conflict.body)).toBe(409);
+    expect(conflict.body).toMatchObject({ code: "conflict", message: expect.stringContaining("The data this redemption read changed meanwhile; try again") });
+    expect(await customData(shop_, "old")).toEqual({ rewritten: true });
+
+    const broken = workerWith(aroundApply(() => Promise.reject(new Error("Durable Object is overloaded. Requests queued for too long."))));
+    const unavailable = await broken("POST", "/api/v1/offer-redemptions", { key: shop_.org.preview.secretKey, body: await body() });
+    expect(unavailable.status, JSON.stringify(unavailable.body)).toBe(503);
+    expect(unavailable.body).toMatchObject({ code: "meter_unavailable" });
     expect(await customData(shop_, "gift")).toBeNull();
   });
 });

@@ -142,6 +142,8 @@ describe("subscription_change", () => {
     expect(update!.body).toMatchObject({
       items: [{ id: expect.stringMatching(/^si_/), price: shop_.premiumPrice }],
       proration_behavior: "always_invoice",
+      // A failed payment of the prorated invoice leaves the subscription on its old price.
+      payment_behavior: "pending_if_incomplete",
       metadata: { platform_offer_redemption: "jti_test" },
     });
     // Not yet: the platform learns of the change from Stripe's webhook.
@@ -152,6 +154,18 @@ describe("subscription_change", () => {
     expect(await hasPremium(shop_)).toBe(true);
     // The subscription keeps the store's tags and carries the redemption.
     expect((events[0]!.data.object as Stripe.Subscription).metadata).toMatchObject({ identifier: READER, platform_offer_redemption: "jti_test" });
+  });
+
+  it("keeps the old price when the payment of the prorated invoice fails (pending_if_incomplete), and says so", async () => {
+    const shop_ = await shop();
+    const subscriptionId = await subscribe(shop_, shop_.basicPrice);
+    const subscription = (await (await fetch(`${stripeApiBase()}/v1/subscriptions/${subscriptionId}`, { headers: { authorization: `Bearer ${shop_.account.key}` } })).json()) as Stripe.Subscription;
+    await fakeStripe(`customers/${subscription.customer as string}/payment_method`, { body: { decline: true } });
+    const refused = redeem(shop_, offerOf("subscription_change", shop_.premiumPrice, "always_invoice"));
+    await expect(refused).rejects.toMatchObject({ code: "conflict", message: expect.stringContaining("did not go through") });
+    const after = (await (await fetch(`${stripeApiBase()}/v1/subscriptions/${subscriptionId}`, { headers: { authorization: `Bearer ${shop_.account.key}` } })).json()) as Stripe.Subscription;
+    expect(after.items.data.map((item) => item.price.id)).toEqual([shop_.basicPrice]);
+    expect(await subscriptionUpdates(shop_)).toEqual([]);
   });
 
   it("refuses without a running subscription, on the same price, and for a price that is gone, archived or another plan's", async () => {

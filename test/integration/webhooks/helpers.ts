@@ -87,9 +87,9 @@ export async function received(path: string): Promise<ReceivedRequest[]> {
   return ((await response.json()) as { requests: ReceivedRequest[] }).requests;
 }
 
-/** The next `times` requests to `path` fail with `status`. */
-export async function failNext(path: string, times: number, status = 500): Promise<void> {
-  await fetch(`${inject("webhookReceiverBase")}/__control/fail`, { method: "POST", body: JSON.stringify({ path, times, status }) });
+/** The next `times` requests to `path` fail with `status` (and a body of `bodyBytes` bytes when given). */
+export async function failNext(path: string, times: number, status = 500, bodyBytes?: number): Promise<void> {
+  await fetch(`${inject("webhookReceiverBase")}/__control/fail`, { method: "POST", body: JSON.stringify({ path, times, status, bodyBytes }) });
 }
 
 export const webhooksPath = (environmentId: string) => `/api/v1/admin/environments/${environmentId}/webhooks`;

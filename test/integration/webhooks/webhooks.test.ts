@@ -14,6 +14,7 @@ import {
   WEBHOOK_QUEUE,
   webhookRetryDelaySeconds,
 } from "../../../workers/webhooks/delivery";
+import { checkEndpointUrl } from "../../../workers/webhooks/subscriptions";
 import { call, createOrganization, publish, type TestOrganization } from "../../support/api";
 import { helloWorld } from "../../support/examples";
 import { type CapturedWebhooks, captureWebhooks, deliverWebhookMessages, failNext, received, receiverEndpoint, subscribe, webhooksPath } from "./helpers";
@@ -82,6 +83,20 @@ describe("subscriptions", () => {
     ["a private address", { url: "https://10.0.0.7/x", eventTypes: ["*"] }, /private/],
     ["a link-local address", { url: "https://169.254.169.254/latest", eventTypes: ["*"] }, /private/],
     ["an IPv6 loopback over https", { url: "https://[::1]/x", eventTypes: ["*"] }, /private/],
+    ["localhost with a trailing dot", { url: "https://localhost./x", eventTypes: ["*"] }, /private/],
+    ["a .localhost name with a trailing dot", { url: "https://foo.localhost./x", eventTypes: ["*"] }, /private/],
+    ["an IPv4-compatible IPv6 loopback", { url: "https://[::127.0.0.1]/x", eventTypes: ["*"] }, /private/],
+    ["an IPv4-compatible IPv6 address in hex", { url: "https://[::7f00:1]/x", eventTypes: ["*"] }, /private/],
+    ["an IPv4-mapped private address", { url: "https://[::ffff:10.0.0.1]/x", eventTypes: ["*"] }, /private/],
+    ["NAT64 of a private address", { url: "https://[64:ff9b::10.0.0.1]/x", eventTypes: ["*"] }, /private/],
+    ["6to4 of a private address", { url: "https://[2002:c0a8:101::1]/x", eventTypes: ["*"] }, /private/],
+    ["a site-local IPv6 address", { url: "https://[fec0::1]/x", eventTypes: ["*"] }, /private/],
+    ["an IPv6 multicast address", { url: "https://[ff02::1]/x", eventTypes: ["*"] }, /private/],
+    ["a benchmarking address", { url: "https://198.18.0.1/x", eventTypes: ["*"] }, /private/],
+    ["a carrier-grade NAT address", { url: "https://100.64.0.1/x", eventTypes: ["*"] }, /private/],
+    ["0.0.0.0/8", { url: "https://0.1.2.3/x", eventTypes: ["*"] }, /private/],
+    ["a reserved address", { url: "https://240.0.0.1/x", eventTypes: ["*"] }, /private/],
+    ["a loopback address in hex", { url: "https://0x7f.1/x", eventTypes: ["*"] }, /private/],
     ["credentials in the URL", { url: "https://user:pw@hooks.example.com/x", eventTypes: ["*"] }, /credentials/],
     ["not a URL", { url: "hooks.example.com", eventTypes: ["*"] }, /absolute URL/],
     ["an unknown event type", { url: "https://hooks.example.com/x", eventTypes: ["plan.exploded"] }, /eventTypes/],
@@ -93,6 +108,19 @@ describe("subscriptions", () => {
     expect(refused.status).toBe(400);
     expect(JSON.stringify(refused.body)).toMatch(message);
     expect((await call("GET", webhooksPath(org.live.id), { key: org.adminKey })).body.subscriptions).toEqual([]);
+  });
+
+  it("accept public hosts and addresses on any port", () => {
+    for (const url of [
+      "https://hooks.example.com:8443/x",
+      "https://hooks.example.com./x",
+      "https://8.8.8.8/x",
+      "https://[2606:4700:4700::1111]/x",
+      "https://[64:ff9b::8.8.8.8]/x",
+      "https://[2002:808:808::1]/x",
+    ]) {
+      expect(checkEndpointUrl(url, { allowInsecureLocalhost: false }), url).toBe(new URL(url).toString());
+    }
   });
 
   it("are the environment's: another organization cannot see, change or replay them", async () => {

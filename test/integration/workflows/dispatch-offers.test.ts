@@ -14,11 +14,12 @@ import { runDecision } from "../../../workers/decision/pipeline";
 import { runRedemptionWorkflow } from "../../../workers/decision/redemptionWorkflow";
 import { identify, loadConfig } from "../../../workers/decision/stages";
 import type { OfferTokenClaims } from "../../../workers/engine/offerTypes";
-import { buildServices } from "../../../workers/middleware/services";
+import { buildServices, type ServiceOverrides } from "../../../workers/middleware/services";
 import { verifyOfferToken } from "../../../workers/offers/tokens";
 import { preparedSnapshotFor } from "../../../workers/services/snapshots";
 import { uploadWorkflowScripts } from "../../../workers/workflows/dispatchRunner";
 import { UTILS_HOST } from "../../../workers/workflows/capability";
+import { STAGED_BYTES_MESSAGE, STAGED_KEYS_MESSAGE } from "../../../workers/workflows/scopedUtils";
 import { createOrganization, publish, type TestOrganization } from "../../support/api";
 import { trackedExecutionContext } from "../../support/background";
 import { newsSite } from "../../support/examples";
@@ -68,8 +69,8 @@ async function dispatchEnv(versionId: string, environmentId: string): Promise<{ 
 }
 
 /** The request's Services, as the route builds them, over `bindings` (the Worker's own, or with a dispatch namespace). */
-function servicesOver(bindings: Env) {
-  return buildServices({ env: bindings, executionCtx: trackedExecutionContext(), get: () => undefined } as unknown as Context<AppEnv>);
+function servicesOver(bindings: Env, overrides: ServiceOverrides = {}) {
+  return buildServices({ env: bindings, executionCtx: trackedExecutionContext(), get: () => undefined } as unknown as Context<AppEnv>, overrides);
 }
 
 /** A view without what differs between two mints of the same offer: its token and when the token expires. */
@@ -231,6 +232,21 @@ const REDEEM_SOURCE = `export default async ({ input, offer, identity, utils }: 
       return { result: { counterError: (error as Error).message } };
     }
   }
+  if (input.kind === "claim") {
+    // Claim once: what it read decides what it writes.
+    if (await utils.customData.get("claimed")) return { fail: { message: "already claimed" } };
+    await utils.customData.set("claimed", identity.identifier);
+    return { result: { claimed: true } };
+  }
+  if (input.kind === "many" || input.kind === "big") {
+    // Past the stage's bounds: 100 keys, 512 KiB of values (each value here is about 60 KiB).
+    const value = input.kind === "big" ? "x".repeat(60_000) : 1;
+    try {
+      for (let i = 0; i < 120; i++) await utils.customData.set("k" + i, value);
+    } catch (error) {
+      return { result: { stageError: (error as Error).message } };
+    }
+  }
   if (input.kind === "checkout") {
     try {
       return { result: { checkout: await utils.payments.createCheckoutSession({ plan: "premium", successUrl: "https://shop.test/ok", cancelUrl: "https://shop.test/no" }) } };
@@ -280,8 +296,8 @@ describe("redemption workflows' staged writes in the dispatch runtime", () => {
     const buyer = meterStub(env.METER, userStoreKey(org.id, "preview", true), BUYER);
     await buyer.customDataSet("old", { stale: true });
 
-    const redeem = async (input: Record<string, unknown>, bindings = dispatch.env) => {
-      const services = servicesOver(bindings);
+    const redeem = async (input: Record<string, unknown>, bindings = dispatch.env, overrides: ServiceOverrides = {}) => {
+      const services = servicesOver(bindings, overrides);
       const environment = (await services.lookupEnvironment(org.preview.id))!;
       const subject = await identify(services, await loadConfig(services, { environment, keyType: "secret", body: { identity: { userIdentifier: BUYER } }, transport: {} }));
       const offer = subject.prepared.snapshot.offers!.find((candidate) => candidate.slug === "gift")!;
@@ -290,8 +306,26 @@ describe("redemption workflows' staged writes in the dispatch runtime", () => {
       const counterId = `preview:${subject.prepared.snapshot.features[0]!.id}.enabled`;
       return runRedemptionWorkflow(services, subject, offer, claims, { counterId, ...input });
     };
-    return { redeem, dispatch, customData: (key: string) => buyer.customDataGet(key) as Promise<unknown> };
+    return { redeem, dispatch, buyer, customData: (key: string) => buyer.customDataGet(key) as Promise<unknown> };
   }
+
+  /** The real meter, with a write to `claimed` made by another request right before the redemption's writes are applied. */
+  let rewrites = 0;
+  const claimedMeanwhile: ServiceOverrides = {
+    meter: (real) => ({
+      ...real,
+      stub: (key) => {
+        const user = real.stub(key);
+        return {
+          customDataGet: (dataKey: string) => user.customDataGet(dataKey),
+          customDataApply: async (writes: unknown[], expected?: unknown[]) => {
+            await user.customDataSet("claimed", `someone-else-${++rewrites}`);
+            return user.customDataApply(writes as never, expected as never);
+          },
+        } as unknown as ReturnType<typeof real.stub>;
+      },
+    }),
+  };
 
   it("a workflow that succeeds: reads see its own writes, which the platform applies together, and its trigger is sent", async () => {
     const { redeem, dispatch, customData } = await shop();
@@ -336,5 +370,35 @@ describe("redemption workflows' staged writes in the dispatch runtime", () => {
       result: { bypass: { ok: false, error: expect.stringContaining("staged in its script and travel with its result") } },
     });
     expect(await customData("sneaky")).toBeNull();
+  });
+
+  it("carries what the script read back with its writes: a value changed meanwhile is a conflict, as in the loader runtime", async () => {
+    const { redeem, buyer, customData } = await shop();
+    const conflict = { ok: false, kind: "conflict", reason: expect.stringContaining('"claimed" changed while the workflow ran') };
+    // Both read "not claimed"; another request claims before their writes are applied.
+    expect(await redeem({ kind: "claim" }, undefined, claimedMeanwhile)).toEqual(conflict);
+    expect(await customData("claimed")).toBe(`someone-else-${rewrites}`);
+    await buyer.customDataDelete("claimed");
+    expect(await redeem({ kind: "claim" }, env, claimedMeanwhile)).toEqual(conflict);
+    expect(await customData("claimed")).toBe(`someone-else-${rewrites}`);
+    expect(await customData("gift")).toBeNull();
+    expect(await customData("old")).toEqual({ stale: true });
+    // Nobody claims meanwhile: the claim applies, and the next one is refused.
+    await buyer.customDataDelete("claimed");
+    expect(await redeem({ kind: "claim" })).toEqual({ ok: true, result: { claimed: true } });
+    expect(await customData("claimed")).toBe(BUYER);
+    expect(await redeem({ kind: "claim" })).toEqual({ ok: false, kind: "refused", reason: "already claimed" });
+  });
+
+  it("bounds what the script stages as the loader runtime does: 100 keys, 512 KiB of values, refused at set", async () => {
+    const { redeem, customData } = await shop();
+    const many = await redeem({ kind: "many" });
+    expect(many).toEqual({ ok: true, result: { stageError: STAGED_KEYS_MESSAGE } });
+    expect(many).toEqual(await redeem({ kind: "many" }, env));
+    expect(await customData("k97")).toBe(1);
+    expect(await customData("k98")).toBeNull();
+    const big = await redeem({ kind: "big" });
+    expect(big).toEqual({ ok: true, result: { stageError: STAGED_BYTES_MESSAGE } });
+    expect(big).toEqual(await redeem({ kind: "big" }, env));
   });
 });

@@ -6,11 +6,11 @@
  *
  * Anonymous visitors can only have bought through an offer (offer redemptions: workers/offers/checkout.ts), in the
  * anonymous partition of the store (services/customers.ts anonymousStore). Their record is read through the same cache,
- * and only when the store's partition has any customer at all (a per-isolate flag per store): an environment whose
- * anonymous visitors never bought pays no D1 query for them, and a new anonymous visitor costs none either until then.
+ * and only for a visitor the store's list of anonymous buyers names (one read per store and isolate every few seconds,
+ * services/customers.ts mayBeAnonymousBuyer): the visitors who never bought — nearly all — cost no D1 query.
  * They are never looked up at the provider: nothing there names an anonymous identifier except what offers opened.
  */
-import { anonymousStore, productsOf, storeHasAnonymousBuyers } from "../../services/customers";
+import { anonymousStore, mayBeAnonymousBuyer, productsOf } from "../../services/customers";
 import type { CallerScope, Configured, Identified, WithCustomer } from "../context";
 import type { Services } from "../services";
 
@@ -19,7 +19,7 @@ export async function findCustomer<C extends CallerScope & Configured & Identifi
   const { organizationId } = environment;
   const customer = identity.isAuthenticated
     ? await services.customer(organizationId, store, identity.identifier)
-    : (await storeHasAnonymousBuyers(services.db, organizationId, store))
+    : (await mayBeAnonymousBuyer(services.db, organizationId, store, identity.identifier))
       ? await services.customer(organizationId, anonymousStore(store), identity.identifier)
       : null;
   // Someone who paid before the environment was connected (or whose webhooks were lost) is found in the background:

@@ -18,7 +18,8 @@ export async function consumeMeter<C extends DecisionRequest & Subject & Planned
   const { decision, prepared, environment, identity, store, kind, idempotencyKey, requestHash, body } = context;
   // The user's plan set rides along only when an action workflow or a webhook subscription listens to plan changes or
   // new users (it costs the object a write). The subscriptions come from a per-isolate cache (10 s).
-  const tracksUser = listensTo(prepared, "plans.changed") || listensTo(prepared, "user.added") || (await webhooksTrackUsers(services.db, environment.id));
+  const tracksUser =
+    listensTo(prepared, "plans.changed") || listensTo(prepared, "user.added") || (await webhooksTrackUsers(services.db, environment.id, identity.isAuthenticated));
   // A keyed request whose triggers someone may act on goes to the meter even when it meters nothing: the object
   // records the key, so a retry is recognised (`replayed`) and does not enqueue the triggers a second time.
   const keyedWithActions = idempotencyKey !== undefined && hasActionWorkflows(prepared);

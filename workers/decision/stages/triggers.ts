@@ -46,6 +46,7 @@ export function enqueueDecisionTriggers<C extends DecisionRequest & Configured &
     publishDecisionWebhooks(decisionWebhookPublisher(services.db), environment, {
       eventId,
       identifier: identity.identifier,
+      authenticated: identity.isAuthenticated,
       authType: identity.authType,
       readings: answer.readings,
       requests: countedMeterRequests,

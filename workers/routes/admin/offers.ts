@@ -5,7 +5,7 @@
  */
 import { createRoute, z, type OpenAPIHono } from "@hono/zod-openapi";
 import type { AppEnv } from "../../context";
-import { errorResponses } from "../../errors";
+import { ApiError, errorResponses } from "../../errors";
 import { offerFunnel } from "../../offers/funnel";
 import { EnvironmentIdParam, json, permit, security } from "./shared";
 
@@ -22,6 +22,7 @@ const FunnelRow = z
   .openapi("OfferFunnelRow");
 
 const DAY_MS = 24 * 60 * 60 * 1000;
+const MAX_WINDOW_DAYS = 92;
 
 const funnelRoute = createRoute({
   method: "get",
@@ -33,8 +34,8 @@ const funnelRoute = createRoute({
   request: {
     params: EnvironmentIdParam,
     query: z.object({
-      from: z.iso.datetime().optional().openapi({ description: "ISO-8601, inclusive; 30 days before `to` by default" }),
-      to: z.iso.datetime().optional().openapi({ description: "ISO-8601, inclusive; now by default" }),
+      from: z.iso.datetime({ offset: true }).optional().openapi({ description: "ISO-8601, inclusive; 30 days before `to` by default" }),
+      to: z.iso.datetime({ offset: true }).optional().openapi({ description: "ISO-8601, inclusive; now by default" }),
     }),
   },
   responses: {
@@ -47,8 +48,14 @@ export function registerOfferFunnelRoutes(app: OpenAPIHono<AppEnv>): void {
   app.openapi(funnelRoute, async (c) => {
     const { organizationId, environment } = c.var.target;
     const query = c.req.valid("query");
-    const to = query.to ?? new Date().toISOString();
-    const from = query.from ?? new Date(Date.parse(to) - 30 * DAY_MS).toISOString();
+    // Normalized to the stored form (milliseconds, UTC), so the bounds compare as instants, not as strings.
+    const to = new Date(query.to ?? Date.now()).toISOString();
+    const from = new Date(query.from ?? Date.parse(to) - 30 * DAY_MS).toISOString();
+    // Impressions are counted from the decision records of the window: a bounded window keeps it one bounded query.
+    if (Date.parse(to) - Date.parse(from) > MAX_WINDOW_DAYS * DAY_MS || from > to) {
+      const message = `from must not be after to, and the window at most ${MAX_WINDOW_DAYS} days`;
+      throw new ApiError("validation_failed", `Invalid request: from: ${message}`, [{ path: "from", message }]);
+    }
     const data = await offerFunnel(c.env.DB, { organizationId, environmentId: environment.id, from, to });
     return c.json({ from, to, data }, 200);
   });

@@ -1,7 +1,7 @@
 import { createRoute, z, type OpenAPIHono } from "@hono/zod-openapi";
 import type { AppEnv } from "../../context";
 import { ApiError, errorResponses } from "../../errors";
-import { getDelivery, queryDeliveries, replayDelivery } from "../../webhooks/delivery";
+import { DELIVERY_CURSOR, getDelivery, queryDeliveries, replayDelivery } from "../../webhooks/delivery";
 import { publish, WEBHOOK_EVENT_TYPES } from "../../webhooks/publish";
 import {
   createSubscription,
@@ -28,6 +28,7 @@ const SubscriptionSchema = z
     description: z.string().nullable(),
     eventTypes: z.array(z.string()),
     thresholds: z.array(z.number()),
+    authenticatedOnly: z.boolean(),
     enabled: z.boolean(),
     createdAt: z.string(),
     updatedAt: z.string(),
@@ -45,6 +46,9 @@ const SubscriptionBody = z.object({
   url: z.string().max(2_000).openapi({ example: "https://hooks.example.com/platform" }),
   eventTypes: z.array(EventTypeOrAll).min(1).max(20).openapi({ description: "Event types, or [\"*\"] for all" }),
   thresholds: Thresholds.optional(),
+  authenticatedOnly: z.boolean().optional().openapi({
+    description: "user.added, plan.changed and counter events of signed-in identities only (default false: anonymous visitors too)",
+  }),
   description: z.string().max(500).nullable().optional(),
   enabled: z.boolean().optional(),
 });
@@ -76,7 +80,7 @@ const DeliverySchema = z
 const DeliveryPage = z.object({ deliveries: z.array(DeliverySchema), nextCursor: z.string().nullable() });
 const PageQuery = z.object({
   subscriptionId: z.string().max(100).optional(),
-  cursor: z.string().max(200).optional(),
+  cursor: z.string().max(200).regex(DELIVERY_CURSOR, "cursor must be the nextCursor of a previous page").optional(),
   limit: z.coerce.number().int().min(1).max(500).default(50),
 });
 
@@ -95,10 +99,10 @@ const routes = {
     method: "post",
     path: base,
     tags,
-    summary: "Subscribe an endpoint to events; the answer carries the signing secret, once",
+    summary: "Subscribe an endpoint to events (at most 20 per environment); the answer carries the signing secret, once",
     ...writing,
     request: { params: EnvironmentIdParam, body: jsonBody(SubscriptionBody) },
-    responses: { 201: json(WithSecretSchema, "The subscription and its secret"), ...errorResponses(400, 401, 403, 404) },
+    responses: { 201: json(WithSecretSchema, "The subscription and its secret"), ...errorResponses(400, 401, 403, 404, 409) },
   }),
   get: createRoute({
     method: "get",
@@ -113,7 +117,7 @@ const routes = {
     method: "patch",
     path: `${base}/{subscriptionId}`,
     tags,
-    summary: "Change a subscription's URL, events, thresholds, description or whether it is enabled",
+    summary: "Change a subscription's URL, events, thresholds, authenticatedOnly, description or whether it is enabled",
     ...writing,
     request: { params: SubscriptionParams, body: jsonBody(SubscriptionBody.partial()) },
     responses: { 200: json(SubscriptionSchema, "The subscription"), ...errorResponses(400, 401, 403, 404) },
@@ -131,7 +135,7 @@ const routes = {
     method: "post",
     path: `${base}/{subscriptionId}/rotate-secret`,
     tags,
-    summary: "Replace the signing secret (the old one stops signing at once); the new one is shown once",
+    summary: "Replace the signing secret (the old one keeps signing next to it for 24 hours); the new one is shown once",
     ...writing,
     request: { params: SubscriptionParams },
     responses: { 200: json(WithSecretSchema, "The subscription and its new secret"), ...errorResponses(401, 403, 404) },
@@ -176,7 +180,7 @@ const routes = {
     method: "post",
     path: `${base}/deliveries/{deliveryId}/replay`,
     tags,
-    summary: "Send a delivered or dead delivery again (the same webhook-id and body, a new signature)",
+    summary: "Send a delivery again (the same webhook-id and body, a new signature): delivered, dead, failed, dropped, or pending for 15 minutes",
     ...writing,
     request: { params: DeliveryParams },
     responses: { 202: json(DeliverySchema, "Queued again"), ...errorResponses(401, 403, 404, 409, 502) },

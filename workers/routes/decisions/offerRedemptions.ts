@@ -70,9 +70,10 @@ const redemptionRoute = createRoute({
     "Secret key only. The token must be one of this environment's (400 `invalid_offer_token`), not expired (410 `offer_token_expired`), " +
     "and given to the identity of the request, resolved as decisions resolve it (403 `offer_token_not_yours`); its offer must be deployed " +
     "unchanged (409 `offer_changed`: ask for a new decision — also when the offer's Stripe price is gone, archived or charges another amount). " +
-    "Nothing is created for a refused token. Idempotent per token: the same token again answers the same checkout (one Stripe session), " +
-    "a completed redemption its stored result; a failed one may be tried again. 502 `upstream_error` when Stripe refuses or fails (recorded " +
-    "as a failed redemption).",
+    "Nothing is created for a refused redemption (the method's read-only checks — workflow input, subscription, price — run first). " +
+    "Idempotent per token: the same token again answers the same checkout (one Stripe session), a completed redemption its stored result; " +
+    "a failed one may be tried again. A workflow offer runs once: a repeat while it runs is 409 `conflict` with Retry-After (retry shortly). " +
+    "502 `upstream_error` when Stripe refuses or fails (recorded as a failed redemption); 409 when Stripe refuses the offer's configuration.",
   security,
   middleware: [decisionBodyLimit, requireAuth("secret")],
   request: { body: jsonBody(OfferRedemptionRequest) },
