@@ -779,12 +779,16 @@ function checkOfferReferences(doc: z.infer<typeof ConfigDocumentShape>, ctx: z.R
         if (!own(doc.plans, plan)) ctx.addIssue({ code: "custom", path: [...path, "plans", list, index], message: `unknown plan ${plan}` });
       });
     }
-    const reference = conditions.featureState?.property;
-    if (reference) {
-      const [featureSlug = "", propertySlug = ""] = reference.split(".");
+    const condition = conditions.featureState;
+    if (condition) {
+      const [featureSlug = "", propertySlug = ""] = condition.property.split(".");
       const feature = own(doc.features, featureSlug);
-      if (!feature || !own(propertiesOf(feature), propertySlug)) {
-        ctx.addIssue({ code: "custom", path: [...path, "featureState", "property"], message: `unknown property ${reference}` });
+      const def = feature ? own(propertiesOf(feature), propertySlug) : undefined;
+      if (!def) ctx.addIssue({ code: "custom", path: [...path, "featureState", "property"], message: `unknown property ${condition.property}` });
+      else {
+        // A condition the property's kind can never satisfy would hide the offer for good: refused here instead.
+        const problem = featureStateConditionProblem(condition, def);
+        if (problem) ctx.addIssue({ code: "custom", path: [...path, "featureState", problem.field], message: problem.message });
       }
     }
   };
@@ -829,6 +833,27 @@ function checkOfferReferences(doc: z.infer<typeof ConfigDocumentShape>, ctx: z.R
       });
     }
   }
+}
+
+/** Which field of a feature-state condition cannot hold for a property of this kind, and why; undefined when all can. */
+function featureStateConditionProblem(condition: z.infer<typeof FeatureStateCondition>, def: PropertyDefinition): { field: string; message: string } | undefined {
+  const reference = condition.property;
+  if (condition.hasAccess !== undefined && def.type !== "enabled" && def.type !== "credits" && def.type !== "boolean") {
+    return { field: "hasAccess", message: `hasAccess applies to enabled, credits and boolean properties; ${reference} is a ${def.type} property` };
+  }
+  if ((condition.consumedAtLeast !== undefined || condition.consumedBelow !== undefined) && def.type !== "enabled") {
+    return { field: condition.consumedAtLeast !== undefined ? "consumedAtLeast" : "consumedBelow", message: `usage conditions apply to metered enabled properties; ${reference} is a ${def.type} property` };
+  }
+  if (condition.equals !== undefined) {
+    if (def.type !== "boolean" && def.type !== "number" && def.type !== "string") {
+      return { field: "equals", message: `equals applies to boolean, number and string properties; ${reference} is a ${def.type} property` };
+    }
+    if (typeof condition.equals !== def.type) return { field: "equals", message: `${reference} is a ${def.type} property: equals must be a ${def.type}` };
+    if (def.type === "string" && def.values && !def.values.includes(condition.equals as string)) {
+      return { field: "equals", message: `must be one of ${reference}'s values (${def.values.join(", ")})` };
+    }
+  }
+  return undefined;
 }
 
 /** Why a plan's value does not fit a property definition, or undefined when it does. */

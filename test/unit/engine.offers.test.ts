@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import type { ConfigDocumentInput, OfferConditions } from "../../schema/config";
+import { ConfigDocument, type ConfigDocumentInput, type OfferConditions } from "../../schema/config";
 import {
   conditionsMismatch,
   formatPrice,
@@ -473,5 +473,33 @@ describe("the offers stage", () => {
     expect(result.offers.views.paywall.slots.map((slot: any) => slot.offer)).toEqual([null, null, null]);
     expect(result.offers.impressions).toEqual([]);
     expect(errors).toEqual(["offer_tokens_not_minted"]);
+  });
+});
+
+describe("offer configuration checks", () => {
+  const withCondition = (featureState: Record<string, unknown>) => {
+    const document = structuredClone(OFFERS) as Record<string, any>;
+    document.offers.yearly.targeting = { featureState };
+    return ConfigDocument.safeParse(document);
+  };
+  const messagesOf = (result: ReturnType<typeof withCondition>) => (result.success ? [] : result.error.issues.map((issue) => `${issue.path.join(".")}: ${issue.message}`));
+
+  it("refuses a feature-state condition the property's kind can never satisfy, naming the field", () => {
+    expect(withCondition({ property: "articles.enabled", hasAccess: false }).success).toBe(true);
+    expect(withCondition({ property: "articles.enabled", consumedAtLeast: 2 }).success).toBe(true);
+    expect(withCondition({ property: "articles.quality", equals: "high" }).success).toBe(true);
+    expect(messagesOf(withCondition({ property: "articles.quality", hasAccess: true }))).toEqual([
+      "offers.yearly.targeting.featureState.hasAccess: hasAccess applies to enabled, credits and boolean properties; articles.quality is a string property",
+    ]);
+    expect(messagesOf(withCondition({ property: "articles.premium", consumedBelow: 3 }))).toEqual([
+      "offers.yearly.targeting.featureState.consumedBelow: usage conditions apply to metered enabled properties; articles.premium is a boolean property",
+    ]);
+    expect(messagesOf(withCondition({ property: "articles.premium", equals: "yes" }))).toEqual([
+      "offers.yearly.targeting.featureState.equals: articles.premium is a boolean property: equals must be a boolean",
+    ]);
+    expect(messagesOf(withCondition({ property: "articles.quality", equals: "extreme" }))).toEqual([
+      "offers.yearly.targeting.featureState.equals: must be one of articles.quality's values (standard, high, ultra)",
+    ]);
+    expect(messagesOf(withCondition({ property: "articles.enabled", equals: true }))[0]).toMatch(/equals applies to boolean, number and string properties/);
   });
 });

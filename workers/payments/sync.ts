@@ -29,6 +29,7 @@ import {
   transitionsIn,
   undispatchedTransitions,
 } from "./apply";
+import { anonymousStore, identifiersOfPaymentCustomers } from "../services/customers";
 import { belongsToStore, type CustomerSummary, type PaymentGateway, storeScope } from "./gateway";
 import type { LifecyclePolicy } from "./lifecycle";
 
@@ -258,8 +259,11 @@ async function readPage(scope: Scope, gateway: PaymentGateway, policy: Lifecycle
     case "customers": {
       const page = await gateway.listCustomers(request);
       counts.customersSeen = page.customers.length;
+      // Checkout creates the customer of an anonymous visitor's offer purchase untagged, often with an email: it
+      // belongs to the store's anonymous partition, never to the signed-in identity its email (or metadata) names.
+      const anonymousBuyers = await identifiersOfPaymentCustomers(scope.db, scope.organizationId, anonymousStore(scope.store), page.customers.map((customer) => customer.id));
       for (const customer of page.customers) {
-        if (!belongsToStore(customer.scope, storeTag)) continue;
+        if (!belongsToStore(customer.scope, storeTag) || anonymousBuyers.has(customer.id)) continue;
         if (link(customer.id, identifierOf(customer, row.match_by))) counts.customersLinked++;
       }
       return { statements, customerIds: [...customerIds], counts, hasMore: page.hasMore, nextCursor: page.nextCursor };

@@ -5,9 +5,9 @@
  */
 import { env } from "cloudflare:workers";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { waitForBackgroundWork } from "../../support/api";
+import { call, waitForBackgroundWork } from "../../support/api";
 import { type CapturedPayments, capturePayments, postWebhook } from "../../support/payments";
-import { disputePayment } from "../../support/stripe";
+import { completeCheckout, disputePayment } from "../../support/stripe";
 import { articlePage, checkoutPosts, ORIGIN, offerShown, payCheckout, redeem, redemptionEvents, redemptionRows, redemptionShop } from "./redemptionShop";
 
 let payments: CapturedPayments;
@@ -46,6 +46,25 @@ describe("anonymous purchases", () => {
       ["started", "alice", true],
       ["completed", "alice", true],
     ]);
+  });
+
+  it("a customer sync matching by email leaves an anonymous buyer's Stripe customer to the anonymous partition", async () => {
+    const shop = await redemptionShop();
+    const visitor = { anonymousIdentifier: `visitor-${crypto.randomUUID()}` };
+    const opened = await redeem(shop, { identity: visitor, offerToken: (await offerShown(shop, visitor)).token });
+    expect(opened.status, JSON.stringify(opened.body)).toBe(201);
+    // The visitor types their email on Stripe's page: Checkout creates an untagged customer with it.
+    const { events } = await completeCheckout(opened.body.checkout.id, { email: "reader@example.com" });
+    for (const event of events) expect((await postWebhook(shop.environmentId, event, shop.account.webhookSecret)).status).toBe(200);
+    await payments.deliver();
+    expect(await hasPremium(shop, visitor)).toBe(true);
+
+    const sync = await call("POST", `/api/v1/admin/environments/${shop.environmentId}/payments/stripe/sync`, { key: shop.org.adminKey, body: { matchBy: "email" } });
+    expect(sync.status, JSON.stringify(sync.body)).toBe(202);
+    await payments.deliver();
+    const { results: links } = await env.DB.prepare("SELECT store, identifier FROM payment_customers WHERE organization_id = ? ORDER BY store").bind(shop.org.id).all();
+    expect(links).toEqual([{ store: "preview~anonymous", identifier: visitor.anonymousIdentifier }]);
+    expect(await hasPremium(shop, { userIdentifier: "reader@example.com" })).toBe(false);
   });
 
   it("a signed-in identity's purchase gives nothing to the anonymous visitor of the same name", async () => {
