@@ -50,3 +50,5 @@ CREATE TABLE webhook_deliveries (
   UNIQUE (subscription_id, event_id)
 );
 CREATE INDEX webhook_deliveries_by_environment_time ON webhook_deliveries (environment_id, created_at);
+-- Retention: the queue consumer removes finished deliveries older than 30 days, a few at a time (webhooks/delivery.ts).
+CREATE INDEX webhook_deliveries_by_time ON webhook_deliveries (created_at);

@@ -147,9 +147,35 @@ export interface WebhookConsumerEnv {
   SECRETS_KEY: string;
 }
 
+/** Finished deliveries (delivered, dropped, dead) are kept this long for listing and replay, then removed. */
+export const DELIVERY_RETENTION_DAYS = 30;
+/** At most this many old deliveries are removed per batch: retention never makes a batch slow. */
+const PRUNED_PER_BATCH = 200;
+
 /** The consumer of the webhooks queue. */
 export async function handleWebhookBatch(batch: MessageBatch<WebhookDeliveryMessage>, env: WebhookConsumerEnv): Promise<void> {
   await Promise.all(batch.messages.map((message) => deliverMessage(message, env)));
+  await pruneOldDeliveries(env.DB);
+}
+
+/**
+ * Retention without a schedule: every batch removes up to PRUNED_PER_BATCH finished deliveries past
+ * DELIVERY_RETENTION_DAYS (through the created_at index). Traffic that makes deliveries also removes them, at a rate
+ * above any rate it creates them. A failure is only logged: the deliveries were made.
+ */
+export async function pruneOldDeliveries(db: D1Database, now = Date.now()): Promise<void> {
+  const before = new Date(now - DELIVERY_RETENTION_DAYS * 86_400_000).toISOString();
+  try {
+    await db
+      .prepare(
+        `DELETE FROM webhook_deliveries WHERE id IN (
+           SELECT id FROM webhook_deliveries WHERE created_at < ? AND status IN ('delivered', 'dropped', 'dead') LIMIT ${PRUNED_PER_BATCH})`,
+      )
+      .bind(before)
+      .run();
+  } catch (error) {
+    console.warn(JSON.stringify({ event: "webhook_deliveries_not_pruned", error: String(error) }));
+  }
 }
 
 async function deliverMessage(message: Message<WebhookDeliveryMessage>, env: WebhookConsumerEnv): Promise<void> {

@@ -50,6 +50,21 @@ async function insertDelivery(org: TestOrganization, subscriptionId: string, sta
 }
 
 describe("delivery", () => {
+  it("removes finished deliveries older than 30 days as batches go by, and keeps the rest", async () => {
+    const org = await site("Webhook retention");
+    const { url } = receiverEndpoint("retention");
+    const { id: subscriptionId } = await subscribe(org, org.live.id, { url, eventTypes: ["user.added"] });
+    const old = new Date(Date.now() - 31 * 86_400_000).toISOString();
+    const recent = new Date(Date.now() - 29 * 86_400_000).toISOString();
+    const gone = await Promise.all(["delivered", "dropped", "dead"].map((status) => insertDelivery(org, subscriptionId, status, old)));
+    // Still being retried, or young enough: kept.
+    const kept = [await insertDelivery(org, subscriptionId, "failed", old), await insertDelivery(org, subscriptionId, "delivered", recent)];
+    await deliverWebhookMessages([{ deliveryId: "whd_none_to_deliver_here" }]);
+    const { results } = await env.DB.prepare("SELECT id FROM webhook_deliveries WHERE environment_id = ?").bind(org.live.id).all<{ id: string }>();
+    expect(results.map((row) => row.id).sort()).toEqual([...kept].sort());
+    expect(gone).toHaveLength(3);
+  });
+
   it("keeps at most 200 characters of a receiver's long error answer", async () => {
     const org = await site("Webhook long error");
     const { url, path } = receiverEndpoint("long-error");
