@@ -35,6 +35,7 @@ export const ERROR_STATUS = {
   upstream_error: 502,
   meter_unavailable: 503,
   payments_unavailable: 503,
+  service_unavailable: 503,
   version_unreadable: 503,
   workflow_error: 531,
 } as const;

@@ -36,8 +36,11 @@ export interface CustomDataExpectation {
   sha256: string;
 }
 
-/** `conflict`: the key whose value is no longer the one read; nothing was written. */
-export type CustomDataApplyResult = { applied: true } | { applied: false; conflict: string };
+/**
+ * `conflict`: the key whose value is no longer the one read; nothing was written. `replayed`: the apply id was
+ * applied before (its writes stand); nothing was written this time.
+ */
+export type CustomDataApplyResult = { applied: true; replayed?: true } | { applied: false; conflict: string };
 
 /** The digest a CustomDataExpectation carries for a value (JSON text; `null` when there is none). */
 const customDataDigest = (json: string): string => createHash("sha256").update(json, "utf8").digest("hex");
@@ -569,18 +572,38 @@ export class MeterObject extends DurableObject<Env> {
    * `value` is set, or the key deleted when `delete` is true, in the order given — a compare-and-set: only if every
    * `expected` key still holds the value it was read with, checked in the same synchronous step as the writes, so a
    * "claim once" check cannot pass twice and a write made meanwhile is never silently overwritten.
+   *
+   * `applyId` (a redemption's `redemption:<token id>`) applies once: it is recorded with the writes, in the same
+   * transaction, and a repeat within IDEMPOTENCY_TTL_MS answers `replayed` without writing or comparing — the caller
+   * whose first call failed on the way back (the writes committed, the answer was lost) learns they stand.
    */
-  customDataApply(writes: CustomDataWrite[], expected: CustomDataExpectation[] = []): CustomDataApplyResult {
+  customDataApply(writes: CustomDataWrite[], expected: CustomDataExpectation[] = [], applyId?: string): CustomDataApplyResult {
+    const now = Date.now();
+    const storedKey = applyId === undefined ? undefined : `customDataApply:${applyId}`;
+    // Before the comparison: the first apply's own writes changed the values this repeat was decided on.
+    if (storedKey !== undefined && this.schemaReady) {
+      const done = this.sql.exec<{ created_at: number }>("SELECT created_at FROM idempotency WHERE key = ?", storedKey).toArray()[0];
+      if (done && done.created_at > now - IDEMPOTENCY_TTL_MS) return { applied: true, replayed: true };
+    }
     const changed = expected.find(({ key, sha256 }) => customDataDigest(this.customDataJson(key)) !== sha256);
     if (changed) return { applied: false, conflict: changed.key };
-    if (writes.length === 0) return { applied: true };
+    if (writes.length === 0 && storedKey === undefined) return { applied: true };
     this.ensureSchema();
     this.ctx.storage.transactionSync(() => {
       for (const write of writes) {
         if (write.delete) this.sql.exec("DELETE FROM custom_data WHERE key = ?", write.key);
         else this.sql.exec("INSERT INTO custom_data (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value", write.key, JSON.stringify(write.value ?? null));
       }
+      if (storedKey !== undefined) {
+        this.sql.exec(
+          `INSERT INTO idempotency (key, request_hash, result, created_at) VALUES (?, '', '{"applied":true}', ?)
+           ON CONFLICT (key) DO UPDATE SET result = excluded.result, created_at = excluded.created_at`,
+          storedKey,
+          now,
+        );
+      }
     });
+    if (storedKey !== undefined) this.schedulePrune();
     return { applied: true };
   }
 

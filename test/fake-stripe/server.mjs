@@ -10,7 +10,7 @@
  * `/__control/…` is not Stripe's: tests use it to seed data, complete checkout sessions, move subscriptions through
  * their lifecycle (update, cancel, invoice paid or failed, start a schedule's next phase), refund and dispute payments
  * (each returning the events Stripe would send as webhooks, in order), save a (possibly declining) default payment
- * method on a customer and read the recorded requests.
+ * method on a customer, read the recorded requests and make a request fail once (`/__control/fail_next`).
  *
  * Run on its own with `node test/fake-stripe/server.mjs [port]`.
  */
@@ -82,6 +82,8 @@ export function createFakeStripe() {
   /** id → the account (secret key) that owns it and a creation sequence, for lists (Stripe lists newest first). */
   const owners = new Map();
   const idempotent = new Map();
+  /** Requests tests asked to fail once (`/__control/fail_next`), per account. */
+  const failures = [];
   /** What a checkout session was created with but Stripe's object does not show: line items, subscription_data, payment_intent_data. */
   const sessionInputs = new Map();
   /** Billing meter events by account, then by `identifier` (Stripe counts an identifier once). */
@@ -1257,6 +1259,15 @@ export function createFakeStripe() {
     }
     const [, pattern, handler] = route;
     const [, ...ids] = url.pathname.match(pattern);
+    // A failure a test asked for (`/__control/fail_next`): before the idempotency record, as a request that never
+    // executed — the same key sent again runs it.
+    const failure = failures.findIndex((entry) => entry.account === account && entry.method === method && url.pathname.startsWith(entry.pathPrefix));
+    if (failure !== -1) {
+      const [entry] = failures.splice(failure, 1);
+      const error = new StripeError(entry.status, "api_error", entry.message);
+      error.headers = { "stripe-should-retry": "false" };
+      throw error;
+    }
     const key = request.headers["idempotency-key"];
     const replayKey = key && method === "POST" ? `${account}\n${key}` : null;
     if (replayKey && idempotent.has(replayKey)) {
@@ -1301,6 +1312,7 @@ export function createFakeStripe() {
         }
       }
       for (const replayKey of idempotent.keys()) if (account === null || replayKey.startsWith(`${account}\n`)) idempotent.delete(replayKey);
+      for (let index = failures.length - 1; index >= 0; index--) if (account === null || failures[index].account === account) failures.splice(index, 1);
       requests = account === null ? [] : requests.filter((entry) => entry.account !== account);
       if (account === null) meterEvents.clear();
       else meterEvents.delete(account);
@@ -1350,6 +1362,12 @@ export function createFakeStripe() {
     }
     const advance = path.match(/^\/subscription_schedules\/([^/]+)\/advance$/);
     if (method === "POST" && advance) return advanceSchedule(decodeURIComponent(advance[1]));
+    // `{ method?, pathPrefix, status?, message? }`: the account's next such Stripe request fails (500 unless told), once.
+    if (method === "POST" && path === "/fail_next") {
+      const entry = { account: authenticate(request), method: params.method ?? "POST", pathPrefix: params.pathPrefix, status: params.status ?? 500, message: params.message ?? "Injected failure" };
+      failures.push(entry);
+      return { failing: { method: entry.method, pathPrefix: entry.pathPrefix, status: entry.status } };
+    }
     throw new StripeError(404, "invalid_request_error", `Unknown control route ${method} ${url.pathname}`);
   }
 
@@ -1385,7 +1403,7 @@ export function createFakeStripe() {
       const { status, json, replayed } = await handleStripe(request, url, body);
       return send(status, json, replayed ? { "idempotent-replayed": "true" } : {});
     } catch (error) {
-      if (error instanceof StripeError) return send(error.status, error.body);
+      if (error instanceof StripeError) return send(error.status, error.body, error.headers ?? {});
       if (error instanceof SyntaxError) return send(400, { error: { type: "invalid_request_error", message: error.message } });
       console.error("fake Stripe failed", error);
       return send(500, { error: { type: "api_error", message: String(error?.message ?? error) } });

@@ -143,6 +143,7 @@ export async function redeemOffer(services: Services, request: OfferRedemptionRe
       ? await prepareSubscriptionChange(payments!, await changeTarget(services, request, subject), offer, subscriptionPriceOfToken(offer, claims), {
           redemptionId: claims.jti,
           price: { amount: claims.amt, currency: claims.cur, interval: claims.int },
+          retried: earlier !== null,
         })
       : null;
   if (method === "workflow") checkRedemptionInput(offer, body.input);
@@ -185,11 +186,18 @@ export async function redeemOffer(services: Services, request: OfferRedemptionRe
     }
     throw error;
   }
-  await storeRedemptionResult(services.db, redemption, outcome.result as Record<string, unknown>, outcome.completed ? "completed" : "started");
-  if (outcome.completed) {
-    const completed = await redemptionEvent(redemption, "completed", { subscriptionId: outcome.result.subscription?.id ?? null });
-    await services.insertEvent(completed);
-    publishLater(services, request, [completed]);
+  // The method's writes stand whatever happens now: failing to record them must not answer 500 (the client would retry
+  // what happened). Unrecorded, the try's lease lets a later request run it again: Stripe replays its answer to the same
+  // key and a workflow's apply is once per token (redemptionWorkflow.ts), so nothing is done twice.
+  try {
+    await storeRedemptionResult(services.db, redemption, outcome.result as Record<string, unknown>, outcome.completed ? "completed" : "started");
+    if (outcome.completed) {
+      const completed = await redemptionEvent(redemption, "completed", { subscriptionId: outcome.result.subscription?.id ?? null });
+      await services.insertEvent(completed);
+      publishLater(services, request, [completed]);
+    }
+  } catch (error) {
+    services.logger.warn("redemption_result_unrecorded", { offer: offer.slug, redemption: redemption.id, error: error instanceof Error ? error.message : String(error) });
   }
   return respond(redemption, outcome.completed ? "completed" : "started", started.id, outcome.result);
 }
@@ -249,7 +257,7 @@ async function runMethod(
     }
     case "workflow": {
       const ran = await runRedemptionWorkflow(services, subject, offer, claims, request.body.input);
-      // A refusal 403, a conflict 409, the user's data unreachable 503, failed customer code 531; nothing it wrote was applied.
+      // A refusal 403, a conflict 409, the user's data or the platform unreachable 503, failed customer code 531.
       if (!ran.ok) throw redemptionWorkflowError(offer.slug, ran);
       return { result: { result: ran.result }, completed: true };
     }

@@ -6,7 +6,9 @@
  * triggers enqueued after. A workflow that throws, times out, returns something else than its contract or refuses
  * (`{fail}`) leaves nothing behind. The apply is a compare-and-set on every key the workflow read: when another
  * request changed one meanwhile (two claims of a "claim once" gift), nothing is applied and the outcome is a
- * `conflict` the client may retry.
+ * `conflict` the client may retry. The apply happens once per token (its id is recorded with the writes): a retry of
+ * a token whose writes were applied but whose answer was lost runs the workflow again, applies nothing and answers
+ * that second run's outcome.
  */
 import { type Schema, Validator } from "@cfworker/json-schema";
 import { LRUCache } from "lru-cache";
@@ -30,6 +32,15 @@ import type { PendingTrigger } from "./workflowSession";
 export const REDEMPTION_REFUSED = "refused";
 export const REDEMPTION_CONFLICT = "conflict";
 export const REDEMPTION_UNAVAILABLE = "unavailable";
+/** The platform could not run the workflow: its environment's settings (D1) or the workflow runtime were unreachable. */
+const SETTINGS_UNAVAILABLE = "settings_unavailable";
+const RUNTIME_UNAVAILABLE = "runtime_unavailable";
+
+/** Retry-After 1: a dependency of the platform failed for this request; the same token may be tried again at once. */
+function retryShortly(error: ApiError): ApiError {
+  error.retryAfterSeconds = 1;
+  return error;
+}
 
 /** A trigger the workflow fired that the queue did not take (the redemption stands: its writes are applied). */
 export interface UnsentRedemptionTrigger {
@@ -50,7 +61,13 @@ export function redemptionWorkflowError(offerSlug: string, failure: { kind: stri
     case REDEMPTION_CONFLICT:
       return new ApiError("conflict", `The data this redemption read changed meanwhile; try again (offer ${offerSlug}: ${failure.reason})`);
     case REDEMPTION_UNAVAILABLE:
-      return new ApiError("meter_unavailable", `The user's data could not be saved, so offer ${offerSlug} was not redeemed (nothing its workflow wrote was applied); try again`);
+      return retryShortly(
+        new ApiError("meter_unavailable", `The user's data could not be reached while saving what offer ${offerSlug}'s workflow wrote: it may not have been applied; retry with the same token`),
+      );
+    // The platform's own dependencies (the environment's settings, the workflow runtime), not the customer's code.
+    case SETTINGS_UNAVAILABLE:
+    case RUNTIME_UNAVAILABLE:
+      return retryShortly(new ApiError("service_unavailable", `The redemption workflow of offer ${offerSlug} could not run (${failure.kind}): ${failure.reason}; nothing was applied, retry with the same token`));
     // Any other failure (a throw, a timeout, a malformed result) is the 531 of failed customer code.
     default:
       return new ApiError("workflow_error", `The redemption workflow of offer ${offerSlug} failed (${failure.kind}): ${failure.reason}`);
@@ -101,7 +118,7 @@ export async function runRedemptionWorkflow(
     if (workflow.required) {
       throw new RequiredWorkflowError(workflow.slug, reason, [{ slug: workflow.slug, type: workflow.type, ok: false, durationMs: 0, kind: "unavailable", error: reason }]);
     }
-    return failed(services, offer, workflow.slug, { kind: "settings_unavailable", reason });
+    return failed(services, offer, workflow.slug, { kind: SETTINGS_UNAVAILABLE, reason });
   }
 
   const staged = new StagedWrites();
@@ -137,7 +154,7 @@ export async function runRedemptionWorkflow(
   if (outcome === undefined) {
     const record = stages.records.at(-1);
     // The runtime's own "unavailable" is not the user's data being unreachable (REDEMPTION_UNAVAILABLE).
-    const kind = record?.kind === REDEMPTION_UNAVAILABLE ? "runtime_unavailable" : (record?.kind ?? "bad_result");
+    const kind = record?.kind === REDEMPTION_UNAVAILABLE ? RUNTIME_UNAVAILABLE : (record?.kind ?? "bad_result");
     return failed(services, offer, workflow.slug, { kind, reason: record?.error ?? "the workflow failed" });
   }
   if ("fail" in outcome) return failed(services, offer, workflow.slug, { kind: REDEMPTION_REFUSED, reason: outcome.fail.message });
@@ -147,11 +164,13 @@ export async function runRedemptionWorkflow(
     let applied;
     try {
       const user = services.meter.stub({ organizationId: environment.organizationId, store, authenticated: identity.isAuthenticated, identifier: identity.identifier });
-      applied = await user.customDataApply(writes, staged.expectations());
+      // Once per token: a retry whose first apply committed (its answer lost) is answered `replayed`, nothing written.
+      applied = await user.customDataApply(writes, staged.expectations(), `redemption:${claims.jti}`);
     } catch (error) {
-      // One call, one transaction: when it fails, none of the writes is there. The platform's fault, not the workflow's.
+      // One call, one transaction — but the error may come after the object committed it (the answer lost on the way
+      // back): the writes may be there. A retry of the same token cannot apply them twice (the apply id above).
       services.logger.warn("redemption_writes_unavailable", { offer: offer.slug, workflow: workflow.slug, error: error instanceof Error ? error.message : String(error) });
-      return { ok: false, kind: REDEMPTION_UNAVAILABLE, reason: "the user's data could not be reached to save what the workflow wrote" };
+      return { ok: false, kind: REDEMPTION_UNAVAILABLE, reason: "the user's data could not be reached to save what the workflow wrote (it may have been saved)" };
     }
     if (!applied.applied) {
       return { ok: false, kind: REDEMPTION_CONFLICT, reason: `custom data ${JSON.stringify(applied.conflict)} changed while the workflow ran, so nothing it wrote was applied` };

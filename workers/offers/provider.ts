@@ -3,10 +3,13 @@
  * checkout route (payments/checkout.ts fromProvider), the client sent no idempotency key: the platform derived it from
  * the token, so "the key was reused" or "a request with that key is running" say the redemption is already under way,
  * not that the client misused a key. A refusal caused by the offer's configuration (a currency or billing interval
- * Stripe cannot combine) is the offer's problem, not Stripe's: 409 naming the offer. Stripe failing stays 502.
+ * Stripe cannot combine) is the offer's problem, not Stripe's: 409 naming the offer. A subscription schedule the
+ * platform did not make, found when the change is made, is 409 `conflict` as when it is found before. Stripe failing
+ * stays 502.
  */
 import { ApiError } from "../errors";
 import { PaymentProviderError, type ProviderRefusal } from "../payments/gateway";
+import { FOREIGN_SCHEDULE } from "../payments/stripe";
 
 export async function fromProviderForOffer<T>(offerSlug: string, call: () => Promise<T>): Promise<T> {
   try {
@@ -19,6 +22,9 @@ export async function fromProviderForOffer<T>(offerSlug: string, call: () => Pro
         "conflict",
         `The redemption of offer ${offerSlug} was already sent to Stripe with other details (other redirect URLs, or the offer or subscription changed since): redeem a new token`,
       );
+    }
+    if (error.refusal?.code === FOREIGN_SCHEDULE) {
+      throw new ApiError("conflict", `${error.message}: release it or wait for the scheduled change`);
     }
     if (error.refusal && isOfferConfiguration(error.refusal, error.message)) {
       throw new ApiError("offer_changed", `Offer ${offerSlug} cannot be redeemed: Stripe refused its configuration (${error.message}): ask for a new decision`);

@@ -100,7 +100,12 @@ export async function prepareSubscriptionChange(
   target: SubscriptionChangeTarget,
   offer: SnapshotOffer,
   stripePriceId: string,
-  check: { redemptionId: string | null; price?: TokenPrice },
+  check: {
+    redemptionId: string | null;
+    price?: TokenPrice;
+    /** The redemption was tried before (a failed try, or one still running): a schedule left unmarked may be its own. */
+    retried?: boolean;
+  },
 ): Promise<PreparedSubscriptionChange> {
   const redemption = offer.redemption;
   if (redemption.method !== "subscription_change" && redemption.method !== "scheduled_change") {
@@ -153,7 +158,9 @@ export async function prepareSubscriptionChange(
       );
     }
     const schedule = await provider(() => gateway.getSubscriptionSchedule(current.scheduleId!));
-    if (schedule && !schedule.platformCreated) {
+    // Unmarked, but this token tried before: its try may have created the schedule and failed before marking it. The
+    // change itself tells (the provider answers the same create again), and refuses it with 409 when it is not.
+    if (schedule && !schedule.platformCreated && !(mine && check.retried)) {
       throw new ApiError("conflict", `Subscription ${subscription.id} is controlled by subscription schedule ${schedule.id}, which the platform did not create: release it or wait for the scheduled change`);
     }
     if (schedule && mine && schedule.redemption === check.redemptionId && schedule.nextPhasePriceIds?.includes(stripePriceId) && periodEnd) {

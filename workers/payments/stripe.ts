@@ -55,6 +55,11 @@ const SCOPE_KEY = "platform_store";
 export const OFFER_REDEMPTION_KEY = "platform_offer_redemption";
 /** Metadata key marking the subscription schedules the platform created: the only ones a scheduled change rewrites. */
 const SCHEDULE_KEY = "platform_schedule";
+/**
+ * The refusal code (ProviderRefusal.code, status 409) of a subscription controlled by a schedule the platform did not
+ * make (the Dashboard's, another integration's): the platform never rewrites it.
+ */
+export const FOREIGN_SCHEDULE = "platform_foreign_schedule";
 /** Metadata key of the top-up attempt a payment intent was created for (its idempotency key). */
 const ATTEMPT_KEY = "top_up_attempt";
 const PAGE_SIZE = 100;
@@ -458,10 +463,16 @@ export function createStripeGateway(options: StripeGatewayOptions): PaymentGatew
         // A subscription already on a schedule an earlier scheduled change made keeps it: its phases are replaced. A
         // schedule someone else made (the Dashboard, another integration) is theirs: never rewritten.
         const existing = optionalIdOf(subscription.schedule);
-        const scheduleId = existing ?? (await stripe.subscriptionSchedules.create({ from_subscription: subscriptionId }, keyed("schedule"))).id;
+        // Stripe takes no other parameter with `from_subscription`: the schedule is marked by the phases update below.
+        const createSchedule = () => stripe.subscriptionSchedules.create({ from_subscription: subscriptionId }, keyed("schedule"));
+        const scheduleId = existing ?? (await createSchedule()).id;
         const schedule = await stripe.subscriptionSchedules.retrieve(scheduleId);
-        if (existing && schedule.metadata?.[SCHEDULE_KEY] !== "1") {
-          throw new PaymentProviderError("failed", `Subscription ${subscriptionId} is controlled by subscription schedule ${scheduleId}, which the platform did not create`);
+        const unmarked = existing !== null && schedule.metadata?.[SCHEDULE_KEY] !== "1";
+        if (unmarked && !(requestOptions.idempotencyKey && (await madeByThisChange(existing, createSchedule)))) {
+          throw new PaymentProviderError("failed", `Subscription ${subscriptionId} is controlled by subscription schedule ${scheduleId}, which the platform did not create`, {
+            cause: null,
+            refusal: { status: 409, code: FOREIGN_SCHEDULE, param: null },
+          });
         }
         const phase = schedule.phases[currentPhaseIndex(schedule)];
         const currentStart = schedule.current_phase?.start_date ?? phase?.start_date ?? Math.min(...subscription.items.data.map((item) => item.current_period_start));
@@ -490,6 +501,20 @@ export function createStripeGateway(options: StripeGatewayOptions): PaymentGatew
       });
     },
   };
+}
+
+/**
+ * Whether an unmarked schedule is the one this change's earlier try created (its phases update, which marks it, never
+ * went through): the create sent again under the same idempotency key is answered by Stripe with the schedule it made
+ * then. Any other answer — another schedule, a refusal because the subscription already has one — is not ours.
+ */
+async function madeByThisChange(scheduleId: string, createSchedule: () => Promise<Stripe.SubscriptionSchedule>): Promise<boolean> {
+  try {
+    return (await createSchedule()).id === scheduleId;
+  } catch (error) {
+    if (error instanceof Stripe.errors.StripeInvalidRequestError || error instanceof Stripe.errors.StripeIdempotencyError) return false;
+    throw error;
+  }
 }
 
 /** The index of the schedule's current phase (the first one when none is current yet). */

@@ -277,15 +277,18 @@ export async function getDelivery(db: D1Database, environmentId: string, id: str
 
 /**
  * Sends a delivery again: the same body and webhook-id, a fresh signature and timestamp. Any delivery but one the
- * queue holds now: delivered, dead, failed (between retries: the receiver may then get it twice, under one
- * webhook-id), dropped (once its subscription is enabled again), or pending for 15 minutes or more (lost before it
- * was queued). Its subscription must exist and be enabled.
+ * queue holds now: delivered, dead, dropped (once its subscription is enabled again), or pending for 15 minutes or
+ * more (lost before it was queued). Not a failed one: its own retry is queued, and a replay would start a second
+ * chain of attempts beside it. Its subscription must exist and be enabled.
  */
 export async function replayDelivery(env: WebhookPublisherEnv, environmentId: string, id: string): Promise<WebhookDelivery> {
   const delivery = await getDelivery(env.DB, environmentId, id);
   const stalePendingBefore = new Date(Date.now() - STALE_PENDING_MS).toISOString();
   if (delivery.status === "pending" && delivery.updatedAt >= stalePendingBefore) {
     throw new ApiError("conflict", `Webhook delivery ${id} is pending (queued): a pending delivery can be replayed once it has been pending for 15 minutes`);
+  }
+  if (delivery.status === "failed") {
+    throw new ApiError("conflict", `Webhook delivery ${id} failed and is being retried (next attempt at ${delivery.nextAttemptAt ?? "its queue's next turn"}); replay it once it is dead`);
   }
   const subscription = await subscriptionState(env.DB, delivery.subscriptionId);
   if (subscription === "deleted") {
@@ -306,12 +309,10 @@ export async function replayDelivery(env: WebhookPublisherEnv, environmentId: st
       await sendDeliveries(env, [id]);
     } catch (failure) {
       const error = failure instanceof DeliveriesNotQueued ? failure.cause : failure;
-      // As it was, but for when it was last tried and why it is not queued now.
-      // A failed one's own retry is still queued; a stale pending one, not queued, is dead (as publish leaves it).
-      await env.DB.prepare("UPDATE webhook_deliveries SET status = ?, next_attempt_at = ?, last_error = ?, updated_at = ? WHERE id = ? AND status = 'pending' AND updated_at = ?")
+      // As it was, but for why it is not queued now; a stale pending one, not queued, is dead (as publish leaves it).
+      await env.DB.prepare("UPDATE webhook_deliveries SET status = ?, next_attempt_at = NULL, last_error = ?, updated_at = ? WHERE id = ? AND status = 'pending' AND updated_at = ?")
         .bind(
           delivery.status === "pending" ? "dead" : delivery.status,
-          delivery.status === "failed" ? delivery.nextAttemptAt : null,
           `replay not queued: ${String(error)}`.slice(0, ERROR_TEXT_LIMIT),
           nowIso(),
           id,

@@ -97,8 +97,9 @@ const subscriptionsByEnvironment = new LRUCache<string, ActiveSubscription[], D1
 
 /**
  * The environment's enabled subscriptions, through the per-isolate cache (see the consistency note above). Never
- * throws: a failed read counts as "no subscriptions" (logged). `fresh` reads D1 and throws on failure, for a caller
- * whose queue message is retried when it throws (payments): it must not take a failure for "nobody listens".
+ * throws: a failed read (logged) keeps the list read last, or counts as "no subscriptions" where there is none.
+ * `fresh` reads D1 and throws on failure, for a caller whose queue message is retried when it throws (payments): it
+ * must not take a failure for "nobody listens".
  */
 export async function activeSubscriptions(db: D1Database, environmentId: string, { fresh = false } = {}): Promise<ActiveSubscription[]> {
   if (fresh) {

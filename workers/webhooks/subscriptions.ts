@@ -180,13 +180,6 @@ export async function createSubscription(
   policy: UrlPolicy,
 ): Promise<{ subscription: WebhookSubscription; secret: string }> {
   const url = checkEndpointUrl(input.url, policy);
-  const count = await db.prepare("SELECT COUNT(*) AS n FROM webhook_subscriptions WHERE environment_id = ?").bind(environment.id).first<{ n: number }>();
-  if ((count?.n ?? 0) >= MAX_SUBSCRIPTIONS_PER_ENVIRONMENT) {
-    throw new ApiError(
-      "conflict",
-      `This environment has ${MAX_SUBSCRIPTIONS_PER_ENVIRONMENT} webhook subscriptions, the most it may have: delete one, or subscribe an existing endpoint to more event types`,
-    );
-  }
   const secret = newSigningSecret();
   const now = nowIso();
   const subscription: WebhookSubscription = {
@@ -201,10 +194,12 @@ export async function createSubscription(
     createdAt: now,
     updatedAt: now,
   };
-  await db
+  // The cap is checked by the insert itself: creates racing each other cannot pass it together.
+  const inserted = await db
     .prepare(
       `INSERT INTO webhook_subscriptions (id, organization_id, environment_id, url, description, event_types, thresholds, authenticated_only, enabled, secret, created_at, updated_at)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+       SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12
+       WHERE (SELECT COUNT(*) FROM webhook_subscriptions WHERE environment_id = ?3) < ${MAX_SUBSCRIPTIONS_PER_ENVIRONMENT}`,
     )
     .bind(
       subscription.id,
@@ -221,6 +216,12 @@ export async function createSubscription(
       now,
     )
     .run();
+  if (inserted.meta.changes === 0) {
+    throw new ApiError(
+      "conflict",
+      `This environment has ${MAX_SUBSCRIPTIONS_PER_ENVIRONMENT} webhook subscriptions, the most it may have: delete one, or subscribe an existing endpoint to more event types`,
+    );
+  }
   forgetSubscriptions(environment.id);
   return { subscription, secret };
 }
@@ -284,17 +285,33 @@ export async function deleteSubscription(db: D1Database, environmentId: string, 
 
 /**
  * A new signing secret. The one it replaces keeps signing next to it for 24 hours (each delivery then carries both
- * signatures), so deliveries already queued or being retried verify whichever secret the receiver holds.
+ * signatures), so deliveries already queued or being retried verify whichever secret the receiver holds. Only one
+ * secret is kept beside the current one: a rotation is refused (409) while the previous one still signs, since it
+ * would drop that secret before its 24 hours are up.
  */
 export async function rotateSubscriptionSecret(db: D1Database, secretsKey: string, environmentId: string, id: string): Promise<{ subscription: WebhookSubscription; secret: string }> {
   const secret = newSigningSecret();
   const updatedAt = nowIso();
-  const previousExpiresAt = new Date(Date.now() + PREVIOUS_SECRET_LIFETIME_MS).toISOString();
+  const previousExpiresAt = new Date(Date.parse(updatedAt) + PREVIOUS_SECRET_LIFETIME_MS).toISOString();
+  // Checked by the update itself, so two rotations racing each other cannot both pass.
   const result = await db
-    .prepare("UPDATE webhook_subscriptions SET previous_secret = secret, previous_secret_expires_at = ?, secret = ?, updated_at = ? WHERE id = ? AND environment_id = ?")
-    .bind(previousExpiresAt, await encryptSecret(secretsKey, secret), updatedAt, id, environmentId)
+    .prepare(
+      `UPDATE webhook_subscriptions SET previous_secret = secret, previous_secret_expires_at = ?, secret = ?, updated_at = ?
+       WHERE id = ? AND environment_id = ? AND (previous_secret_expires_at IS NULL OR previous_secret_expires_at <= ?)`,
+    )
+    .bind(previousExpiresAt, await encryptSecret(secretsKey, secret), updatedAt, id, environmentId, updatedAt)
     .run();
-  if (result.meta.changes === 0) throw new ApiError("not_found", `Webhook subscription ${id} not found`);
+  if (result.meta.changes === 0) {
+    const row = await db
+      .prepare("SELECT previous_secret_expires_at FROM webhook_subscriptions WHERE id = ? AND environment_id = ?")
+      .bind(id, environmentId)
+      .first<{ previous_secret_expires_at: string | null }>();
+    if (!row) throw new ApiError("not_found", `Webhook subscription ${id} not found`);
+    throw new ApiError(
+      "conflict",
+      `Webhook subscription ${id} was rotated less than 24 hours ago: its previous secret signs until ${row.previous_secret_expires_at}, and rotating again now would drop it early. Rotate after that (a leaked secret: delete the subscription and create a new one)`,
+    );
+  }
   return { subscription: await getSubscription(db, environmentId, id), secret };
 }
 

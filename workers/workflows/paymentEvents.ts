@@ -13,7 +13,7 @@ import { createMeterClient, meterDeadlineOf } from "../../durable-objects/meter/
 import type { CreditResult, GrantCreditsInput } from "../../durable-objects/meter/MeterObject";
 import type { PreparedSnapshot } from "../engine/prepare";
 import { applyPaymentEvent, markTransitionsDispatched, type PaymentEventMessage, type PaymentTransition, purchasePartition } from "../payments/apply";
-import type { CheckoutCompletedEvent } from "../payments/gateway";
+import { type CheckoutCompletedEvent, storeScope } from "../payments/gateway";
 import { completeRedemption, getRedemption, redemptionEvent, redemptionWebhook } from "../offers/redemptions";
 import type { PaymentProvider } from "../payments/gateway";
 import { createStripeGateway } from "../payments/stripe";
@@ -23,7 +23,7 @@ import { type CustomerLookupMessage, lookUpCustomer, undispatchedLookupTransitio
 import { reportUsage, type UsageReportMessage } from "../payments/usage";
 import { type CustomerSyncMessage, failCustomerSync, runCustomerSyncStep } from "../payments/sync";
 import { attemptCreditTopUp, type CreditTopUpMessage, finishCreditTopUp, topUpSettingOf } from "../payments/topUp";
-import { type CustomerRecord, forgetCachedCustomers, getCustomerRecord, identifiersOfPaymentCustomers, productsOf } from "../services/customers";
+import { anonymousStore, type CustomerRecord, forgetCachedCustomers, getCustomerRecord, identifiersOfPaymentCustomers, productsOf } from "../services/customers";
 import { derivedEventId, insertEvents, type EventInput } from "../services/events";
 import { stripeCredentials } from "../services/paymentConnections";
 import { preparedSnapshotFor } from "../services/snapshots";
@@ -153,12 +153,7 @@ export async function processPaymentEvent(env: Env, message: PaymentEventMessage
   // The environment or its connection went away after the webhook was accepted: nothing to apply it to.
   if (!connected.ok) return;
   const { environment, gateway, policy } = connected;
-  // An anonymous visitor's purchase (an offer's checkout) goes to the store's anonymous partition. A refund or dispute
-  // names only its charge: whose payment it is — and so which partition — the charge says.
-  const event = message.event;
-  const scope =
-    event.scope === null && (event.type === "dispute.opened" || event.type === "payment.refunded") ? (await gateway.customerOfCharge(event.chargeId)).scope : event.scope;
-  const buyer = purchasePartition(environment.organizationId, connected.store, scope);
+  const buyer = await partitionOfEvent(env.DB, gateway, environment.organizationId, connected.store, message.event);
   const { store } = buyer;
   const applied = await applyPaymentEvent(env.DB, gateway, policy, { ...message, store });
 
@@ -168,6 +163,32 @@ export async function processPaymentEvent(env: Env, message: PaymentEventMessage
   await dispatchTransitions(env, environment, source, applied.transitions, identifiers, buyer);
   // After the payment state: the redemption is completed once what it bought is granted.
   if (message.event.type === "checkout.completed") await completeOfferCheckout(env, environment, message.event, buyer);
+}
+
+/**
+ * Whose payment state an event changes: the store's, or its anonymous partition's (an anonymous visitor's offer
+ * checkout). A tagged event says so by its scope. An untagged one — an invoice's charge carries no metadata, so the
+ * refund or dispute of an anonymous subscription's renewal names no partition — goes where its provider customer is
+ * linked: a dispute whose payload does not name the customer asks the charge (whose own tag, for a one-time purchase's
+ * charge, then decides). A refund's event is its charge: asking again would add nothing.
+ */
+async function partitionOfEvent(
+  db: D1Database,
+  gateway: PaymentGateway,
+  organizationId: string,
+  store: string,
+  event: PaymentEventMessage["event"],
+): Promise<{ store: string; authenticated: boolean }> {
+  if (event.scope !== null) return purchasePartition(organizationId, store, event.scope);
+  let customerId = event.customerId;
+  if (customerId === null && event.type === "dispute.opened") {
+    const charge = await gateway.customerOfCharge(event.chargeId);
+    if (charge.scope !== null) return purchasePartition(organizationId, store, charge.scope);
+    customerId = charge.customerId;
+  }
+  const anonymous = anonymousStore(store);
+  const linkedAnonymously = customerId !== null && (await identifiersOfPaymentCustomers(db, organizationId, anonymous, [customerId])).size > 0;
+  return purchasePartition(organizationId, store, linkedAnonymously ? storeScope(organizationId, anonymous) : null);
 }
 
 /** Looks the identity up at the provider (payments/lookup.ts) and dispatches what it found, as for a webhook event. */

@@ -7,7 +7,7 @@ import { env } from "cloudflare:workers";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { call, waitForBackgroundWork } from "../../support/api";
 import { type CapturedPayments, capturePayments, postWebhook } from "../../support/payments";
-import { completeCheckout, disputePayment } from "../../support/stripe";
+import { completeCheckout, disputePayment, fakeStripe, invoiceSubscription, stripeApiBase } from "../../support/stripe";
 import { articlePage, checkoutPosts, ORIGIN, offerShown, payCheckout, redeem, redemptionEvents, redemptionRows, redemptionShop } from "./redemptionShop";
 
 let payments: CapturedPayments;
@@ -75,6 +75,35 @@ describe("anonymous purchases", () => {
     await payCheckout(shop, payments, opened.body.checkout.id);
     expect(await hasPremium(shop, signedIn)).toBe(true);
     expect(await hasPremium(shop, { anonymousIdentifier: "bob" })).toBe(false);
+  });
+
+  it("an anonymous subscription's renewal charge, disputed, revokes it: the charge names no partition, its customer does", async () => {
+    const shop = await redemptionShop();
+    const visitor = { anonymousIdentifier: `visitor-${crypto.randomUUID()}` };
+    const opened = await redeem(shop, { identity: visitor, offerToken: (await offerShown(shop, visitor)).token });
+    expect(opened.status, JSON.stringify(opened.body)).toBe(201);
+    const { session } = await payCheckout(shop, payments, opened.body.checkout.id);
+    const renewal = await invoiceSubscription(session.subscription as string, { paid: true });
+    for (const event of renewal.events) expect((await postWebhook(shop.environmentId, event, shop.account.webhookSecret)).status).toBe(200);
+    await payments.deliver();
+    expect(await hasPremium(shop, visitor)).toBe(true);
+
+    // The renewal's charge, as Stripe charges an invoice: the customer's saved card, no metadata (no scope tag).
+    const customerId = session.customer as string;
+    const { paymentMethod } = await fakeStripe<{ paymentMethod: { id: string } }>(`customers/${encodeURIComponent(customerId)}/payment_method`, { body: {} });
+    const charged = await fetch(`${stripeApiBase()}/v1/payment_intents`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${shop.account.key}`, "content-type": "application/x-www-form-urlencoded" },
+      body: new URLSearchParams({ amount: String(renewal.invoice.amount_paid), currency: "usd", customer: customerId, payment_method: paymentMethod.id, confirm: "true" }),
+    });
+    const paymentIntent = (await charged.json()) as { id: string; metadata: Record<string, string> };
+    expect(paymentIntent.metadata).toEqual({});
+    const { events } = await disputePayment(paymentIntent.id);
+    for (const event of events) expect((await postWebhook(shop.environmentId, event, shop.account.webhookSecret)).status).toBe(200);
+    await payments.deliver();
+    const { results: subscriptions } = await env.DB.prepare("SELECT store, state FROM payment_subscriptions WHERE organization_id = ?").bind(shop.org.id).all();
+    expect(subscriptions).toEqual([{ store: "preview~anonymous", state: "revoked" }]);
+    expect(await hasPremium(shop, visitor)).toBe(false);
   });
 
   it("an anonymous one-time purchase (a bundle) is granted from the paid checkout", async () => {

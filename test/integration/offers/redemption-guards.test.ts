@@ -16,6 +16,7 @@ import { createStripeGateway } from "../../../workers/payments/stripe";
 import { PaymentProviderError } from "../../../workers/payments/gateway";
 import { isolateSnapshots } from "../../../workers/services/snapshots";
 import { call, createOrganization, publish, type TestOrganization, waitForBackgroundWork } from "../../support/api";
+import { expectConsoleError } from "../../support/console";
 import { newsSite } from "../../support/examples";
 import { type CapturedPayments, capturePayments, connectStripe, postWebhook, type StripeAccount } from "../../support/payments";
 import { completeCheckout, fakeStripe, seedPrice, stripeApiBase, stripeRequests } from "../../support/stripe";
@@ -306,6 +307,53 @@ describe("subscription schedules", () => {
     expect(later.body).toMatchObject({ code: "conflict", message: expect.stringContaining(`${scheduleId}, which the platform did not create`) });
     expect(await subscriptionWrites(shop_)).toHaveLength(writes);
     expect(await rows(shop_)).toEqual([]);
+  });
+
+  /** The account's next Stripe request of `method` to a path starting with `pathPrefix` fails once (500, not retried). */
+  const failNext = (shop_: Shop, pathPrefix: string) => fakeStripe("fail_next", { key: shop_.account.key, body: { method: "POST", pathPrefix } });
+  const subscriptionOf = async (shop_: Shop, subscriptionId: string) =>
+    (await (await fetch(`${stripeApiBase()}/v1/subscriptions/${subscriptionId}`, { headers: { authorization: `Bearer ${shop_.account.key}` } })).json()) as Stripe.Subscription;
+
+  it("a schedule left unmarked by a try whose phases update failed is taken back by the same token (Stripe answers the same create); another token gets 409", async () => {
+    expectConsoleError("Injected failure");
+    const shop_ = await shop((prices) => ({ later: upgrade("scheduled_change", prices.premium) }));
+    const subscriptionId = await subscribe(shop_, shop_.prices.basic);
+    const { token } = await tokenFor(shop_, "later");
+    await failNext(shop_, "/v1/subscription_schedules/");
+    const first = await redeem(shop_, token);
+    expect(first.status, JSON.stringify(first.body)).toBe(502);
+    // Created from the subscription (Stripe takes no metadata with `from_subscription`), never marked.
+    const scheduleId = (await subscriptionOf(shop_, subscriptionId)).schedule as string;
+    expect(scheduleId).toMatch(/^sub_sched_/);
+
+    // Another redemption cannot tell this schedule from someone else's: refused before anything is written.
+    const other = await redeem(shop_, (await tokenFor(shop_, "later")).token);
+    expect(other.status).toBe(409);
+    expect(other.body).toMatchObject({ code: "conflict", message: expect.stringContaining(`${scheduleId}, which the platform did not create`) });
+
+    const again = await redeem(shop_, token);
+    expect(again.status, JSON.stringify(again.body)).toBe(201);
+    expect(again.body.subscription).toEqual({ id: subscriptionId, scheduled: true, scheduleId, effectiveAt: expect.any(String) });
+    const creates = (await subscriptionWrites(shop_)).filter((request) => request.path === "/v1/subscription_schedules");
+    expect(creates).toHaveLength(2);
+    expect(creates[1]!.idempotencyKey).toBe(creates[0]!.idempotencyKey);
+    const marked = (await subscriptionWrites(shop_)).filter((request) => request.path === `/v1/subscription_schedules/${scheduleId}`).at(-1)!;
+    expect(marked.body).toMatchObject({ metadata: { platform_schedule: "1" }, phases: [{}, { items: [{ price: shop_.prices.premium }] }] });
+  });
+
+  it("a schedule someone else made, found only when the change is made, is 409 `conflict` (not 502), and never rewritten", async () => {
+    expectConsoleError("Injected failure");
+    const shop_ = await shop((prices) => ({ later: upgrade("scheduled_change", prices.premium) }));
+    const subscriptionId = await subscribe(shop_, shop_.prices.basic);
+    const { token } = await tokenFor(shop_, "later");
+    // The first try fails before Stripe made anything; meanwhile someone else schedules the subscription.
+    await failNext(shop_, "/v1/subscription_schedules");
+    expect((await redeem(shop_, token)).status).toBe(502);
+    const scheduleId = await foreignSchedule(shop_, subscriptionId);
+    const again = await redeem(shop_, token);
+    expect(again.status, JSON.stringify(again.body)).toBe(409);
+    expect(again.body).toMatchObject({ code: "conflict", message: expect.stringContaining(`${scheduleId}, which the platform did not create: release it or wait for the scheduled change`) });
+    expect((await subscriptionWrites(shop_)).filter((request) => request.path === `/v1/subscription_schedules/${scheduleId}`)).toEqual([]);
   });
 
   it("a scheduled change keeps the current phase's trial and marks the schedule as the platform's", async () => {

@@ -12,7 +12,8 @@ import { type MeterClient, meterStub, userStoreKey } from "../../../durable-obje
 import type { CustomDataApplyResult, CustomDataExpectation, CustomDataWrite } from "../../../durable-objects/meter/MeterObject";
 import type { AppEnv } from "../../../workers/context";
 import type { OfferTokenClaims } from "../../../workers/engine/offerTypes";
-import { checkRedemptionInput, runRedemptionWorkflow } from "../../../workers/decision/redemptionWorkflow";
+import { redeemOffer } from "../../../workers/decision/offerRedemption";
+import { checkRedemptionInput, redemptionWorkflowError, runRedemptionWorkflow } from "../../../workers/decision/redemptionWorkflow";
 import type { Services } from "../../../workers/decision/services";
 import { identify, loadConfig } from "../../../workers/decision/stages";
 import { buildServices, type ServiceOverrides } from "../../../workers/middleware/services";
@@ -143,7 +144,8 @@ function aroundApply(around: (apply: () => Promise<CustomDataApplyResult>, user:
         const user = real.stub(key);
         return {
           customDataGet: (dataKey: string) => user.customDataGet(dataKey),
-          customDataApply: (writes: CustomDataWrite[], expected?: CustomDataExpectation[]) => around(() => user.customDataApply(writes, expected) as Promise<CustomDataApplyResult>, user),
+          customDataApply: (writes: CustomDataWrite[], expected?: CustomDataExpectation[], applyId?: string) =>
+            around(() => user.customDataApply(writes, expected, applyId) as Promise<CustomDataApplyResult>, user),
         } as unknown as MeterStub;
       },
     }),
@@ -280,6 +282,26 @@ describe("redemption workflows, called directly", () => {
     expect(await customData(shop_, "old")).toEqual({ stale: true });
     await triggers.deliver();
     expect(triggers.sent).toEqual([]);
+  });
+
+  it("the platform failing to run the workflow (its settings, the runtime) is a 503 to retry, not the workflow's 531", async () => {
+    const shop_ = await shop();
+    const warnings: string[] = [];
+    const settingsDown = (services: Services): Services => ({
+      ...services,
+      logger: { warn: (event) => warnings.push(event), error: (event) => warnings.push(event) },
+      workflowEnvironment: () => Promise.reject(new Error("D1_ERROR: Network connection lost.")),
+    });
+    const outcome = await redeemDirectly(shop_, { kind: "ok" }, {}, settingsDown);
+    expect(outcome).toEqual({ ok: false, kind: "settings_unavailable", reason: expect.any(String) });
+    expect(warnings).toContain("workflow_settings_unavailable");
+    expect(await customData(shop_, "gift")).toBeNull();
+    for (const kind of ["settings_unavailable", "runtime_unavailable"]) {
+      const error = redemptionWorkflowError("gift", { kind, reason: "unreachable" });
+      expect(error, kind).toMatchObject({ code: "service_unavailable", status: 503, retryAfterSeconds: 1, message: expect.stringContaining("retry with the same token") });
+    }
+    // Customer code failing stays the workflow's 531.
+    expect(redemptionWorkflowError("gift", { kind: "threw", reason: "out of stock" })).toMatchObject({ code: "workflow_error", status: 531 });
   });
 
   it("bounds what a workflow stages: a set past 100 keys or 512 KiB of values is refused with a clear error", async () => {
@@ -438,5 +460,74 @@ describe("redemption workflows through POST /api/v1/offer-redemptions", () => {
     expect(unavailable.status, JSON.stringify(unavailable.body)).toBe(503);
     expect(unavailable.body).toMatchObject({ code: "meter_unavailable" });
     expect(await customData(shop_, "gift")).toBeNull();
+  });
+
+  /** Counts its runs in custom data: a write applied twice shows as 2. */
+  const COUNTING_SOURCE = `export default async ({ utils }: any) => {
+  const count = ((await utils.customData.get("count")) ?? 0) + 1;
+  await utils.customData.set("count", count);
+  return { result: { count } };
+};`;
+
+  it("the meter failing after it applied the writes: 503 'may not have been applied' (Retry-After 1); the same token retried applies nothing twice", async () => {
+    const shop_ = await shop({ source: COUNTING_SOURCE });
+    const token = await tokenFor(shop_);
+    // The object commits the writes, then the answer is lost on the way back (an RPC error after the commit).
+    const answerLost = workerWith(
+      aroundApply(async (apply) => {
+        await apply();
+        throw new Error("Network connection lost.");
+      }),
+    );
+    const lost = await answerLost("POST", "/api/v1/offer-redemptions", { key: shop_.org.preview.secretKey, body: { identity: { userIdentifier: BUYER }, offerToken: token, input: {} } });
+    expect(lost.status, JSON.stringify(lost.body)).toBe(503);
+    expect(lost.body).toMatchObject({ code: "meter_unavailable", message: expect.stringContaining("may not have been applied; retry with the same token") });
+    expect(lost.headers.get("retry-after")).toBe("1");
+    expect(await customData(shop_, "count")).toBe(1);
+
+    // The retry runs the workflow again (it reads 1, writes 2): the apply is once per token, so 2 is never written.
+    const retried = await redeem(shop_, token, {});
+    expect(retried.status, JSON.stringify(retried.body)).toBe(201);
+    expect(retried.body).toMatchObject({ redemption: { state: "completed" }, result: { count: 2 } });
+    expect(await customData(shop_, "count")).toBe(1);
+    // Another token is another redemption: it applies.
+    const other = await redeem(shop_, await tokenFor(shop_), {});
+    expect(other.body).toMatchObject({ result: { count: 2 } });
+    expect(await customData(shop_, "count")).toBe(2);
+  });
+
+  it("a result that cannot be recorded after the workflow ran is logged, and the outcome answered anyway (never a 500)", async () => {
+    const shop_ = await shop();
+    const { services } = await subjectOf(shop_);
+    const environment = (await services.lookupEnvironment(shop_.org.preview.id))!;
+    const warnings: string[] = [];
+    // D1 refuses the update that stores the result (the redemption row and its `started` event are written).
+    const db = new Proxy(env.DB, {
+      get(target, property) {
+        if (property === "prepare") {
+          return (sql: string) => {
+            if (sql.includes("SET result = COALESCE")) throw new Error("D1_ERROR: Network connection lost.");
+            return target.prepare(sql);
+          };
+        }
+        const value = Reflect.get(target, property);
+        return typeof value === "function" ? value.bind(target) : value;
+      },
+    });
+    const answered = await redeemOffer(
+      { ...services, db, logger: { ...services.logger, warn: (event) => warnings.push(event) } },
+      {
+        environment,
+        keyType: "secret",
+        transport: {},
+        body: { identity: { userIdentifier: BUYER }, offerToken: await tokenFor(shop_), input: { kind: "ok" } },
+        secretsKey: env.SECRETS_KEY,
+        payments: () => Promise.reject(new Error("a workflow offer needs no payments")),
+        webhooks: env,
+      },
+    );
+    expect(answered).toMatchObject({ status: "success", redemption: { offer: "gift", method: "workflow", state: "completed" }, result: { granted: true } });
+    expect(await customData(shop_, "gift")).toMatchObject({ kind: "ok", who: BUYER });
+    expect(warnings).toContain("redemption_result_unrecorded");
   });
 });

@@ -106,6 +106,31 @@ describe("delivery", () => {
     new Webhook(rotated.body.secret).verify(last.body, last.headers);
   });
 
+  it("refuses a second rotation while the previous secret still signs, saying until when", async () => {
+    const org = await site("Webhook rotation twice");
+    const { url, path } = receiverEndpoint("rotation-twice");
+    const { id, secret: first } = await subscribe(org, org.live.id, { url, eventTypes: ["user.added"] });
+    const rotate = () => call("POST", `${webhooksPath(org.live.id)}/${id}/rotate-secret`, { key: org.adminKey });
+    const second = await rotate();
+    expect(second.status).toBe(200);
+    const refused = await rotate();
+    expect(refused.status).toBe(409);
+    const { previousExpiresAt } = (await env.DB.prepare("SELECT previous_secret_expires_at AS previousExpiresAt FROM webhook_subscriptions WHERE id = ?")
+      .bind(id)
+      .first<{ previousExpiresAt: string }>())!;
+    expect(refused.body.message).toContain(`signs until ${previousExpiresAt}`);
+    // The first secret still signs next to the second.
+    await decide(org, { userIdentifier: "rotated-twice@example.com" });
+    await webhooks.deliver();
+    const [request] = await received(path);
+    new Webhook(first).verify(request!.body, request!.headers);
+    new Webhook(second.body.secret).verify(request!.body, request!.headers);
+    // Once it has stopped signing, rotating is allowed again.
+    await env.DB.prepare("UPDATE webhook_subscriptions SET previous_secret_expires_at = ? WHERE id = ?").bind(new Date(Date.now() - 1000).toISOString(), id).run();
+    expect((await rotate()).status).toBe(200);
+    expect((await call("POST", `${webhooksPath(org.live.id)}/wh_missing/rotate-secret`, { key: org.adminKey })).status).toBe(404);
+  });
+
   it("marks dead only the deliveries of the queue batches that failed", async () => {
     const org = await site("Webhook partial queue");
     const { url } = receiverEndpoint("partial");
@@ -275,6 +300,24 @@ describe("subscription settings", () => {
     expect(refused.body.message).toMatch(/20 webhook subscriptions/);
     // Another environment has its own allowance.
     expect((await call("POST", webhooksPath(org.preview.id), { key: org.adminKey, body: { url: "https://hooks.example.com/y", eventTypes: ["*"] } })).status).toBe(201);
+  });
+
+  it("concurrent creates cannot pass the cap together: one of four takes the last place", async () => {
+    const org = await createOrganization("Webhook cap race");
+    const now = new Date().toISOString();
+    await env.DB.batch(
+      Array.from({ length: MAX_SUBSCRIPTIONS_PER_ENVIRONMENT - 1 }, (_, index) =>
+        env.DB.prepare(
+          `INSERT INTO webhook_subscriptions (id, organization_id, environment_id, url, event_types, secret, created_at, updated_at) VALUES (?, ?, ?, 'https://hooks.example.com/x', '["*"]', 'v1:x', ?, ?)`,
+        ).bind(`wh_race_${index}_${crypto.randomUUID().slice(0, 8)}`, org.id, org.live.id, now, now),
+      ),
+    );
+    const answers = await Promise.all(
+      Array.from({ length: 4 }, (_, index) => call("POST", webhooksPath(org.live.id), { key: org.adminKey, body: { url: `https://hooks.example.com/race-${index}`, eventTypes: ["*"] } })),
+    );
+    expect(answers.map((answer) => answer.status).sort()).toEqual([201, 409, 409, 409]);
+    const count = await env.DB.prepare("SELECT COUNT(*) AS n FROM webhook_subscriptions WHERE environment_id = ?").bind(org.live.id).first<{ n: number }>();
+    expect(count!.n).toBe(MAX_SUBSCRIPTIONS_PER_ENVIRONMENT);
   });
 
   it("webhook.test is no subscribable event type; a forged deliveries cursor is refused", async () => {

@@ -257,6 +257,12 @@ describe("delivery", () => {
     expect(delivery).toMatchObject({ status: "failed", attempts: 1, lastStatusCode: 503 });
     expect(delivery!.lastError).toMatch(/^HTTP 503/);
     expect(Date.parse(delivery!.nextAttemptAt)).toBeGreaterThan(Date.now());
+    // Its own retry is queued: a replay would start a second chain of attempts beside it.
+    const refused = await call("POST", `${webhooksPath(org.live.id)}/deliveries/${delivery!.id}/replay`, { key: org.adminKey });
+    expect(refused.status).toBe(409);
+    expect(refused.body.message).toContain(`being retried (next attempt at ${delivery!.nextAttemptAt}); replay it once it is dead`);
+    expect(webhooks.sent).toHaveLength(1);
+    expect((await deliveries(org))[0]).toMatchObject({ status: "failed", attempts: 1, nextAttemptAt: delivery!.nextAttemptAt });
 
     const [message] = webhooks.sent;
     const second = await deliverWebhookMessages([message!], 2);

@@ -137,6 +137,26 @@ describe("an idempotent retry of a surface decision enqueues no triggers", () =>
     expect(await enqueuedFor(org, user)).toEqual(names);
   });
 
+  it("a retry that gave up on a slow meter waits for its answer before enqueueing anything: a replay adds nothing", async () => {
+    const user = uniqueUser("slow-retry");
+    const key = `key-${crypto.randomUUID()}`;
+    const first = await decide(org, user, key);
+    expect(first.status).toBe(200);
+    const names = await enqueuedFor(org, user);
+    expect(names).toEqual(["counters.updated", "decision.made", "page.viewed", "user.added"]);
+    // The retry's meter answers after the deadline: until it does, the request cannot know it is a replay, so its
+    // decision.made and the triggers its workflow fired must not go out on their own.
+    const callSlow = workerWith({ meter: faultyMeter("slow", [user]) });
+    const retry = await callSlow("POST", "/api/v1/surface-decisions", {
+      key: org.live.secretKey,
+      headers: { "idempotency-key": key },
+      body: { surfaceSlug: "hello-world", identity: { userIdentifier: user } },
+    });
+    expect(retry.status).toBe(200);
+    expect(retry.body.features.widget.properties.enabled).toMatchObject({ isFallback: true });
+    expect(await enqueuedFor(org, user)).toEqual(names);
+  });
+
   it("a retry consumes nothing more, workflows included: their counters read instead of consuming", async () => {
     const consumer = await createOrganization("Replay-safe workflow counters");
     const document = helloWorld();

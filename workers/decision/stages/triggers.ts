@@ -3,7 +3,8 @@
  * `user.added`, `plans.changed`) and the custom triggers workflows fired, to the queue for the action workflows;
  * what the meter says happened also goes to the environment's outbound webhooks (webhooks/decisionEvents.ts).
  * A replay enqueues nothing (the first request did); a meter that answers after the deadline still consumed, so its
- * triggers follow when it answers.
+ * triggers follow when it answers — and for a keyed request, which may be a retry it cannot recognise without that
+ * answer, so do `decision.made` and its workflows' triggers.
  */
 import type { EvaluateResult } from "../../../durable-objects/meter/MeterObject";
 import type { MeterReading } from "../../engine";
@@ -57,13 +58,20 @@ export function enqueueDecisionTriggers<C extends DecisionRequest & Configured &
   // again would run every action twice for one logical request.
   // Overage units of overflow settings, for usage-based billing (usage.ts): once per logical request, as the triggers.
   const overage = { environment, identifier: identity.identifier, eventId };
+  /** What the request itself says happened: the decision, and the triggers its workflows fired. */
+  const requestTriggers: Trigger[] = [
+    { name: "decision.made", payload: { eventId, kind, identifier: identity.identifier, outcome: decided.granted ? "granted" : "denied" } },
+    ...(workflows?.triggers ?? []),
+  ];
+  // A keyed request that gave up waiting for the meter does not know yet whether it is a retry: its own triggers wait
+  // for the late answer and are enqueued only if that is no replay (or if the meter never answers: at least once).
+  const awaitingReplayVerdict = meter.late !== undefined && context.idempotencyKey !== undefined;
   if (!meter.replayed) {
     if (meter.readings) queueOverageReports(services, overage, countedMeterRequests, meter.readings.values());
     services.waitUntil(
       enqueue([
-        { name: "decision.made", payload: { eventId, kind, identifier: identity.identifier, outcome: decided.granted ? "granted" : "denied" } },
+        ...(awaitingReplayVerdict ? [] : requestTriggers),
         ...(meter.readings ? meterTriggers({ readings: [...meter.readings.values()], userAdded: meter.userAdded, plansChanged: meter.plansChanged }) : []),
-        ...(workflows?.triggers ?? []),
       ]),
     );
     requestTopUpsAfter(services, context, meter.creditReadings?.values());
@@ -79,9 +87,9 @@ export function enqueueDecisionTriggers<C extends DecisionRequest & Configured &
           queueOverageReports(services, overage, grantedOnFallback(prepared, countedMeterRequests), answer.readings);
           requestTopUpsAfter(services, context, answer.credits);
           services.waitUntil(publishWebhooks(answer));
-          return enqueue(meterTriggers(answer));
+          return enqueue([...(awaitingReplayVerdict ? requestTriggers : []), ...meterTriggers(answer)]);
         },
-        () => undefined,
+        () => (awaitingReplayVerdict ? enqueue(requestTriggers) : undefined),
       ),
     );
   }
