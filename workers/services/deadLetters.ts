@@ -3,6 +3,7 @@
  * until an operator retries or deletes them (admin API). The queue consumer decides what a dead letter is and bounds
  * the message it hands over (workflows/actions.ts); this module only stores and reads them.
  */
+import { keysetPage, olderThanCursor } from "../lib/keysetPage";
 import { sha256Hex } from "../lib/crypto";
 import { nowIso } from "../lib/ids";
 
@@ -143,17 +144,16 @@ export async function listDeadLetters(db: D1Database, query: DeadLetterQuery): P
     params.push(query.state);
   }
   if (query.before) {
-    const [createdAt = "", id = ""] = query.before.split("|");
-    where.push("(created_at < ? OR (created_at = ? AND id < ?))");
-    params.push(createdAt, createdAt, id);
+    const older = olderThanCursor(query.before);
+    where.push(older.clause);
+    params.push(...older.params);
   }
   const { results } = await db
     .prepare(`SELECT ${SUMMARY_COLUMNS} FROM dead_letters WHERE ${where.join(" AND ")} ORDER BY created_at DESC, id DESC LIMIT ?`)
     .bind(...params, query.limit + 1)
     .all<SummaryRow>();
-  const page = results.slice(0, query.limit);
-  const last = page[page.length - 1];
-  return { deadLetters: page.map(summaryOf), nextCursor: results.length > query.limit && last ? `${last.created_at}|${last.id}` : null };
+  const { page, nextCursor } = keysetPage(results, query.limit);
+  return { deadLetters: page.map(summaryOf), nextCursor };
 }
 
 export async function getDeadLetter(db: D1Database, scope: DeadLetterScope, id: string): Promise<DeadLetter | null> {

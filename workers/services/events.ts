@@ -2,6 +2,7 @@
  * Decision records and audit entries. Written after the response (ctx.waitUntil); queried by the admin API.
  */
 import { sha256Hex } from "../lib/crypto";
+import { keysetPage, olderThanCursor } from "../lib/keysetPage";
 import { newId, nowIso } from "../lib/ids";
 import { utf8ByteLength } from "../lib/json";
 
@@ -248,16 +249,15 @@ export async function queryEvents(db: D1Database, query: EventQuery): Promise<{ 
   if (query.from) add("created_at >= ?", query.from);
   if (query.to) add("created_at <= ?", query.to);
   if (query.before) {
-    const [createdAt = "", id = ""] = query.before.split("|");
-    where.push("(created_at < ? OR (created_at = ? AND id < ?))");
-    params.push(createdAt, createdAt, id);
+    const older = olderThanCursor(query.before);
+    where.push(older.clause);
+    params.push(...older.params);
   }
   const { results } = await db
     .prepare(`SELECT * FROM events WHERE ${where.join(" AND ")} ORDER BY created_at DESC, id DESC LIMIT ?`)
     .bind(...params, query.limit + 1)
     .all<{ id: string; environment_id: string; kind: EventKind; created_at: string; identifier: string | null; surface_slug: string | null; outcome: string | null; record: string }>();
-  const page = results.slice(0, query.limit);
-  const last = page[page.length - 1];
+  const { page, nextCursor } = keysetPage(results, query.limit);
   return {
     events: page.map((row) => ({
       id: row.id,
@@ -269,6 +269,6 @@ export async function queryEvents(db: D1Database, query: EventQuery): Promise<{ 
       outcome: row.outcome,
       record: JSON.parse(row.record) as Record<string, unknown>,
     })),
-    nextCursor: results.length > query.limit && last ? `${last.created_at}|${last.id}` : null,
+    nextCursor,
   };
 }

@@ -6,6 +6,7 @@
  * replayable). A subscription deleted or disabled meanwhile drops its delivery. For 24 hours after a secret rotation,
  * a delivery carries a second signature by the previous secret (space-separated, as the specification allows).
  */
+import { keysetPage, olderThanCursor } from "../lib/keysetPage";
 import { Webhook } from "standardwebhooks";
 import { ApiError } from "../errors";
 import { nowIso } from "../lib/ids";
@@ -256,17 +257,16 @@ export async function queryDeliveries(db: D1Database, query: DeliveryQuery): Pro
     params.push(query.subscriptionId);
   }
   if (query.before) {
-    const [createdAt = "", id = ""] = query.before.split("|");
-    where.push("(created_at < ? OR (created_at = ? AND id < ?))");
-    params.push(createdAt, createdAt, id);
+    const older = olderThanCursor(query.before);
+    where.push(older.clause);
+    params.push(...older.params);
   }
   const { results } = await db
     .prepare(`SELECT * FROM webhook_deliveries WHERE ${where.join(" AND ")} ORDER BY created_at DESC, id DESC LIMIT ?`)
     .bind(...params, query.limit + 1)
     .all<Row>();
-  const page = results.slice(0, query.limit);
-  const last = page[page.length - 1];
-  return { deliveries: page.map(fromRow), nextCursor: results.length > query.limit && last ? `${last.created_at}|${last.id}` : null };
+  const { page, nextCursor } = keysetPage(results, query.limit);
+  return { deliveries: page.map(fromRow), nextCursor };
 }
 
 export async function getDelivery(db: D1Database, environmentId: string, id: string): Promise<WebhookDelivery> {
