@@ -10,12 +10,11 @@
  * a token whose writes were applied but whose answer was lost runs the workflow again, applies nothing and answers
  * that second run's outcome.
  */
-import { type Schema, Validator } from "@cfworker/json-schema";
-import { LRUCache } from "lru-cache";
 import type { OfferTokenClaims } from "../engine/offerTypes";
 import type { SnapshotOffer, SnapshotWorkflow } from "../engine/snapshot";
 import { jsonValueProblem, MAX_JSON_DEPTH } from "../../schema/config";
 import { ApiError, formatPath } from "../errors";
+import { schemaValidator } from "../lib/schemaValidators";
 import type { JsonValue, RedemptionArgs } from "../workflows/authorTypes";
 import { scopedUtils, StagedWrites } from "../workflows/scopedUtils";
 import { RequiredWorkflowError, validateRedemptionResult, WorkflowStages } from "../workflows/stages";
@@ -80,8 +79,6 @@ export function redemptionWorkflowError(offerSlug: string, failure: { kind: stri
  */
 export const DEFAULT_REDEMPTION_DEADLINE_MS = 2_000;
 
-/** Input validators per offer fingerprint (it covers the schema), so a validator is built once. */
-const inputValidators = new LRUCache<string, Validator>({ max: 1_000 });
 
 /**
  * The validator stops collecting here: an input with thousands of mismatches must not keep the shared isolate busy
@@ -219,13 +216,8 @@ export function checkRedemptionInput(offer: SnapshotOffer, input: unknown): Json
     const message = problem.startsWith("nested deeper") ? `must not be nested deeper than ${MAX_JSON_DEPTH} levels` : problem;
     throw new ApiError("validation_failed", `Invalid request: input: ${message}`, [{ path: "input", message }]);
   }
-  const key = `${offer.slug}\u0000${offer.fingerprint}`;
-  let validator = inputValidators.get(key);
-  if (!validator) {
-    validator = new Validator(redemption.schema as Schema, "2020-12", false);
-    inputValidators.set(key, validator);
-  }
-  const result = validator.validate(value);
+  // The fingerprint covers the redemption, schema included.
+  const result = schemaValidator(`redemption\u0000${offer.slug}\u0000${offer.fingerprint}`, redemption.schema).validate(value);
   if (result.valid) return value as JsonValue;
   const details = inputErrorDetails(result.errors);
   throw new ApiError("validation_failed", `Invalid request: ${details.map((detail) => `${detail.path}: ${detail.message}`).join("; ")}`, details);

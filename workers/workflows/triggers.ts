@@ -3,14 +3,13 @@
  * workflows. They go to a queue after the response and never delay it; the queue consumer runs the action
  * workflows listening for each trigger. Without a queue binding, or when no action workflow listens, nothing is sent.
  */
-import { Validator, type Schema } from "@cfworker/json-schema";
-import { LRUCache } from "lru-cache";
 import { SYSTEM_TRIGGERS } from "../../schema/config";
 import type { PreparedSnapshot } from "../engine/prepare";
 import type { ConfigSnapshot } from "../engine/snapshot";
 import type { Environment } from "../services/tenancy";
 import type { CounterSettings } from "./scopedUtils";
 import { jsonByteLength } from "../lib/json";
+import { schemaValidator } from "../lib/schemaValidators";
 
 export interface TriggerMessage {
   organizationId: string;
@@ -152,9 +151,6 @@ function batchesOf<T extends { bytes: number }>(messages: T[]): T[][] {
   return batches;
 }
 
-/** Payload validators per (version, trigger): a version is immutable, so a validator is built once. */
-const validators = new LRUCache<string, Validator>({ max: 1_000 });
-
 /**
  * Checks a trigger a workflow fires: customer code may fire only the custom triggers its version declares, with a
  * payload that matches the declared JSON Schema. Throws (inside the workflow's utils call) otherwise.
@@ -163,13 +159,8 @@ export function checkFiredTrigger(snapshot: Pick<ConfigSnapshot, "versionId" | "
   if ((SYSTEM_TRIGGERS as readonly string[]).includes(name)) throw new Error(`${name} is a system trigger: only the platform fires it`);
   const declared = snapshot.triggers?.[name];
   if (!declared) throw new Error(`unknown trigger ${name}: declare it under triggers in the configuration`);
-  const key = `${snapshot.versionId}\u0000${name}`;
-  let validator = validators.get(key);
-  if (!validator) {
-    validator = new Validator(declared.schema as Schema, "2020-12", false);
-    validators.set(key, validator);
-  }
-  const result = validator.validate(payload ?? null);
+  // A version is immutable: its trigger's schema is too.
+  const result = schemaValidator(`trigger\u0000${snapshot.versionId}\u0000${name}`, declared.schema).validate(payload ?? null);
   if (!result.valid) {
     const reasons = result.errors.slice(0, 3).map((error) => `${error.instanceLocation} ${error.error}`);
     throw new Error(`payload of trigger ${name} does not match its schema: ${reasons.join("; ")}`);
