@@ -3,15 +3,14 @@
  * Stripe, webhooks signed as Stripe signs them and posted to the platform's route, and the payments queue held here
  * so `deliver()` runs its consumer within the test (no waiting on Miniflare's batch timer).
  */
-import { createMessageBatch, getQueueResult, type QueueResult } from "cloudflare:test";
+import type { QueueResult } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import type Stripe from "stripe";
-import { vi } from "vitest";
 import type { PaymentEventMessage } from "../../workers/payments/apply";
-import worker from "../../workers/index";
 import { PAYMENT_QUEUE, type PaymentQueueMessage } from "../../workers/workflows/paymentEvents";
 import { call, type CallResult, type TestOrganization } from "./api";
-import { trackedExecutionContext, waitForBackgroundWork } from "./background";
+import { waitForBackgroundWork } from "./background";
+import { holdQueue, queuedMessage, runQueueBatch } from "./queues";
 import { createStripeGateway } from "../../workers/payments/stripe";
 import { completeCheckout, newStripeKey, stripeApiBase, stripeSignature } from "./stripe";
 
@@ -94,27 +93,14 @@ export interface CapturedPayments {
 
 /** Holds what the Worker sends to env.PAYMENTS from now on. */
 export function capturePayments(): CapturedPayments {
-  const queue = env.PAYMENTS as Queue<PaymentEventMessage>;
-  const sent: PaymentEventMessage[] = [];
-  let undelivered: PaymentEventMessage[] = [];
-  const hold = (bodies: PaymentEventMessage[]) => {
-    // As JSON, the way the queue carries them.
-    const copies = bodies.map((body) => JSON.parse(JSON.stringify(body)) as PaymentEventMessage);
-    sent.push(...copies);
-    undelivered.push(...copies);
-    return { metadata: { metrics: { backlogCount: undelivered.length, backlogBytes: 0 } } };
-  };
-  const spies = [
-    vi.spyOn(queue, "sendBatch").mockImplementation(async (messages) => hold([...messages].map((message) => message.body))),
-    vi.spyOn(queue, "send").mockImplementation(async (body) => hold([body])),
-  ];
+  const held = holdQueue(env.PAYMENTS as Queue<PaymentEventMessage>);
   return {
-    sent,
+    sent: held.sent,
     async deliver({ allowRetries = false, maxMessages = Infinity } = {}) {
       const results: QueueResult[] = [];
       let left = maxMessages;
-      while (undelivered.length > 0 && left > 0) {
-        const bodies = undelivered.splice(0, Math.min(10, left));
+      while (held.pending > 0 && left > 0) {
+        const bodies = held.take(Math.min(10, left));
         left -= bodies.length;
         results.push(await deliverPaymentMessages(bodies));
       }
@@ -123,20 +109,11 @@ export function capturePayments(): CapturedPayments {
       if (!allowRetries && retried.length > 0) throw new Error(`payment messages were retried: ${JSON.stringify(retried)}`);
       return results;
     },
-    restore() {
-      for (const spy of spies) spy.mockRestore();
-      undelivered = [];
-    },
+    restore: () => held.release(),
   };
 }
 
 /** Runs the payments consumer on one batch, as the queue would deliver it (`attempts` for retries). */
-export async function deliverPaymentMessages(bodies: PaymentQueueMessage[], attempts = 1): Promise<QueueResult> {
-  const batch = createMessageBatch<PaymentQueueMessage>(
-    PAYMENT_QUEUE,
-    bodies.map((body) => ({ id: `msg-${crypto.randomUUID()}`, attempts, body, timestamp: new Date() })),
-  );
-  const ctx = trackedExecutionContext();
-  await worker.queue(batch, env, ctx);
-  return getQueueResult(batch, ctx);
+export function deliverPaymentMessages(bodies: PaymentQueueMessage[], attempts = 1): Promise<QueueResult> {
+  return runQueueBatch(PAYMENT_QUEUE, bodies.map((body) => queuedMessage(body, attempts)));
 }

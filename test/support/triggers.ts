@@ -3,42 +3,28 @@
  * instead of being delivered by Miniflare whenever its batch timer fires, and `deliver()` runs them through the
  * queue consumer within the test, so action workflows have run before the assertions that read their effects.
  */
-import { createMessageBatch, getQueueResult, type QueueResult } from "cloudflare:test";
 import { env } from "cloudflare:workers";
-import { vi } from "vitest";
-import worker from "../../workers/index";
+import type { QueueResult } from "cloudflare:test";
 import { TRIGGER_QUEUE } from "../../workers/workflows/actions";
 import type { TriggerMessage } from "../../workers/workflows/triggers";
-import { trackedExecutionContext, waitForBackgroundWork } from "./background";
+import { waitForBackgroundWork } from "./background";
+import { holdQueue, type QueuedMessage, queuedMessage, runQueueBatch } from "./queues";
 
 /** `max_batch_size` of the consumer in wrangler.toml. */
 const MAX_BATCH_SIZE = 10;
 
 /** A queue message as the consumer receives it; its id is unique, as the queue's are (dead letter ids derive from it). */
-export interface QueuedTrigger {
-  id: string;
-  attempts: number;
-  body: TriggerMessage;
-}
+export type QueuedTrigger = QueuedMessage<TriggerMessage>;
 
-export const queuedTrigger = (body: TriggerMessage, attempts = 1): QueuedTrigger => ({ id: `msg-${crypto.randomUUID()}`, attempts, body });
+export const queuedTrigger = (body: TriggerMessage, attempts = 1): QueuedTrigger => queuedMessage(body, attempts);
 
 /**
  * Runs a queue consumer of the Worker on one batch of messages, as the queue would deliver them (the trigger queue's
  * by default; `queue` names another, e.g. the dead-letter queue; `env` replaces the Worker's bindings, e.g. a D1
  * that fails); returns ack / retry state.
  */
-export async function deliverMessages(
-  messages: QueuedTrigger[],
-  options: { queue?: string; env?: Env } = {},
-): Promise<QueueResult> {
-  const batch = createMessageBatch<TriggerMessage>(
-    options.queue ?? TRIGGER_QUEUE,
-    messages.map((message) => ({ ...message, timestamp: new Date() })),
-  );
-  const ctx = trackedExecutionContext();
-  await worker.queue(batch, options.env ?? env, ctx);
-  return getQueueResult(batch, ctx);
+export function deliverMessages(messages: QueuedTrigger[], options: { queue?: string; env?: Env } = {}): Promise<QueueResult> {
+  return runQueueBatch(options.queue ?? TRIGGER_QUEUE, messages, { ...(options.env ? { bindings: options.env } : {}) });
 }
 
 /** Runs the trigger queue consumer on one batch of messages, as the queue would deliver them; returns ack / retry state. */
@@ -68,35 +54,18 @@ export interface CapturedTriggers {
 
 /** Holds the messages the Worker sends to env.TRIGGERS from now on, until `restore()`. */
 export function captureTriggers(): CapturedTriggers {
-  const queue = env.TRIGGERS as Queue<TriggerMessage>;
-  const sent: TriggerMessage[] = [];
-  const batchBytes: number[] = [];
-  let undelivered: TriggerMessage[] = [];
-  const hold = (list: { body: TriggerMessage }[]) => {
-    batchBytes.push(new TextEncoder().encode(JSON.stringify(list)).byteLength);
-    // Sent as JSON, so the consumer receives a copy, never the producer's objects.
-    const bodies = list.map((message) => JSON.parse(JSON.stringify(message.body)) as TriggerMessage);
-    sent.push(...bodies);
-    undelivered.push(...bodies);
-    return { metadata: { metrics: { backlogCount: undelivered.length, backlogBytes: 0 } } };
-  };
-  // Triggers go in batches; a retried dead letter is sent alone.
-  const spies = [
-    vi.spyOn(queue, "sendBatch").mockImplementation(async (messages) => hold([...messages])),
-    vi.spyOn(queue, "send").mockImplementation(async (body) => hold([{ body }])),
-  ];
+  const held = holdQueue(env.TRIGGERS as Queue<TriggerMessage>);
   return {
-    sent,
-    batchBytes,
+    sent: held.sent,
+    batchBytes: held.batchBytes,
     async deliver({ allowRetries = false } = {}) {
       const results: QueueResult[] = [];
       for (;;) {
         await waitForBackgroundWork();
         const retried = results.filter((result) => result.retryBatch.retry || result.retryMessages.length > 0);
         if (retried.length > 0 && !allowRetries) throw new Error(`the queue consumer asked to retry ${JSON.stringify(retried)}: an action failed`);
-        if (undelivered.length === 0) return results;
-        const pending = undelivered;
-        undelivered = [];
+        if (held.pending === 0) return results;
+        const pending = held.take();
         for (let start = 0; start < pending.length; start += MAX_BATCH_SIZE) {
           results.push(await deliverTriggers(pending.slice(start, start + MAX_BATCH_SIZE)));
         }
@@ -104,7 +73,7 @@ export function captureTriggers(): CapturedTriggers {
     },
     async restore() {
       await waitForBackgroundWork();
-      for (const spy of spies) spy.mockRestore();
+      held.release();
     },
   };
 }

@@ -2,14 +2,14 @@
  * Outbound webhook tests: the webhooks queue held here (its consumer runs when a test says, with the attempt number it
  * says — no waiting on Miniflare's timers), and the receiver of test/webhook-receiver, one path per test.
  */
-import { createMessageBatch, getQueueResult, type QueueResult } from "cloudflare:test";
+import type { QueueResult } from "cloudflare:test";
 import { env } from "cloudflare:workers";
-import { inject, vi } from "vitest";
-import worker from "../../../workers/index";
+import { inject, type MockInstance, vi } from "vitest";
 import { WEBHOOK_QUEUE } from "../../../workers/webhooks/delivery";
 import type { WebhookDeliveryMessage } from "../../../workers/webhooks/publish";
 import { call, type TestOrganization } from "../../support/api";
-import { trackedExecutionContext, waitForBackgroundWork } from "../../support/background";
+import { waitForBackgroundWork } from "../../support/background";
+import { holdQueue, queuedMessage, runQueueBatch } from "../../support/queues";
 
 export interface CapturedWebhooks {
   /** Every message sent to the webhooks queue since capture began. */
@@ -21,32 +21,16 @@ export interface CapturedWebhooks {
 
 /** Holds what the Worker sends to env.WEBHOOKS from now on. */
 export function captureWebhooks(): CapturedWebhooks {
-  const queue = env.WEBHOOKS as Queue<WebhookDeliveryMessage>;
-  const sent: WebhookDeliveryMessage[] = [];
-  let undelivered: WebhookDeliveryMessage[] = [];
-  const hold = (bodies: WebhookDeliveryMessage[]) => {
-    const copies = bodies.map((body) => JSON.parse(JSON.stringify(body)) as WebhookDeliveryMessage);
-    sent.push(...copies);
-    undelivered.push(...copies);
-    return { metadata: { metrics: { backlogCount: undelivered.length, backlogBytes: 0 } } };
-  };
-  const spies = [
-    vi.spyOn(queue, "sendBatch").mockImplementation(async (messages) => hold([...messages].map((message) => message.body))),
-    vi.spyOn(queue, "send").mockImplementation(async (body) => hold([body])),
-  ];
+  const held = holdQueue(env.WEBHOOKS as Queue<WebhookDeliveryMessage>);
   return {
-    sent,
+    sent: held.sent,
     async deliver(attempts = 1) {
       await waitForBackgroundWork();
-      const bodies = undelivered.splice(0);
-      const result = await deliverWebhookMessages(bodies, attempts);
+      const result = await deliverWebhookMessages(held.take(), attempts);
       await waitForBackgroundWork();
       return result;
     },
-    restore() {
-      for (const spy of spies) spy.mockRestore();
-      undelivered = [];
-    },
+    restore: () => held.release(),
   };
 }
 
@@ -57,14 +41,10 @@ export interface DeliveryResult extends QueueResult {
 
 /** Runs the webhooks consumer on one batch, as the queue would deliver it (`attempts` for retries). */
 export async function deliverWebhookMessages(bodies: WebhookDeliveryMessage[], attempts = 1): Promise<DeliveryResult> {
-  const batch = createMessageBatch<WebhookDeliveryMessage>(
-    WEBHOOK_QUEUE,
-    bodies.map((body) => ({ id: `msg-${crypto.randomUUID()}`, attempts, body, timestamp: new Date() })),
-  );
-  const retries = batch.messages.map((message) => vi.spyOn(message, "retry"));
-  const ctx = trackedExecutionContext();
-  await worker.queue(batch, env, ctx);
-  const result = await getQueueResult(batch, ctx);
+  let retries: MockInstance<Message<WebhookDeliveryMessage>["retry"]>[] = [];
+  const result = await runQueueBatch(WEBHOOK_QUEUE, bodies.map((body) => queuedMessage(body, attempts)), {
+    inspect: (batch) => (retries = batch.messages.map((message) => vi.spyOn(message, "retry"))),
+  });
   return { ...result, retryDelays: retries.flatMap((spy) => spy.mock.calls.map(([options]) => options?.delaySeconds)) };
 }
 
