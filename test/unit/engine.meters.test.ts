@@ -117,7 +117,7 @@ describe("renderFeatures", async () => {
     const counterId = `default:${featureIdFor("a")}.enabled`;
     expect(denials(closed, { metered: new Set([counterId]) })).toEqual([{ featureSlug: "a", property: "enabled", reason: "meter_unavailable" }]);
     // The same state, for a decision that never asked the meter, is a plain fallback: the answer depends only on the arguments.
-    expect(denials(closed)).toEqual([{ featureSlug: "a", property: "enabled", reason: "fallback" }]);
+    expect(denials(closed)).toEqual([{ featureSlug: "a", property: "enabled", reason: "no_plan" }]);
   });
 });
 
@@ -133,7 +133,7 @@ describe("denials", async () => {
   it("lists every meterable property without access, with the reason", () => {
     expect(denials(features)).toEqual([
       { featureSlug: "gone", property: "enabled", reason: "off" },
-      { featureSlug: "never", property: "enabled", reason: "fallback" },
+      { featureSlug: "never", property: "enabled", reason: "no_plan" },
       { featureSlug: "spent", property: "enabled", reason: "limit_reached" },
     ]);
   });
@@ -141,6 +141,26 @@ describe("denials", async () => {
   it("can be limited to given properties (what a surface consumes)", () => {
     expect(denials(features, { only: [{ featureSlug: "spent", property: "enabled" }] })).toEqual([{ featureSlug: "spent", property: "enabled", reason: "limit_reached" }]);
     expect(denials(features, { only: [{ featureSlug: "fine", property: "enabled" }] })).toEqual([]);
+  });
+
+  it("a property a feature workflow set off is a workflow_override, whatever plans and the meter said", () => {
+    const fine = features.fine!;
+    const spent = features.spent!;
+    const overridden = {
+      ...features,
+      fine: { ...fine, properties: { enabled: { ...fine.properties.enabled!, hasAccess: false, isFallback: false } } },
+      spent: { ...spent, properties: { enabled: { ...spent.properties.enabled!, hasAccess: false, isFallback: false } } },
+    } as typeof features;
+    const byWorkflow = [
+      { featureSlug: "fine", property: "enabled" },
+      { featureSlug: "spent", property: "enabled" },
+    ];
+    expect(denials(overridden, { overridden: byWorkflow })).toEqual([
+      { featureSlug: "fine", property: "enabled", reason: "workflow_override" },
+      { featureSlug: "gone", property: "enabled", reason: "off" },
+      { featureSlug: "never", property: "enabled", reason: "no_plan" },
+      { featureSlug: "spent", property: "enabled", reason: "workflow_override" },
+    ]);
   });
 });
 

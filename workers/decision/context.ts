@@ -47,6 +47,8 @@ export interface DecisionRequest extends CallerScope {
   idempotencyKey?: string;
   /** SHA-256 of the request body, so a reused Idempotency-Key with another body is refused. */
   requestHash?: string;
+  /** `?trace=true` (secret keys only): the response explains itself (trace.ts). Costs nothing when unset. */
+  trace?: boolean;
 }
 
 /** The facts about the request that workflows see (as `context`), after deciding which source to trust. */
@@ -110,8 +112,17 @@ export interface Metered {
   meter: MeterOutcome;
 }
 
+/** A property a feature workflow set: the record says so when it denies, the trace names the workflow. */
+export interface PropertyOverride {
+  featureSlug: string;
+  property: string;
+  workflow: string;
+}
+
 export interface Featured {
   features: FeatureStates;
+  /** What feature workflows set (a shared empty list when none ran). */
+  overrides: readonly PropertyOverride[];
 }
 
 export interface SurfaceFields {

@@ -30,6 +30,7 @@ export {
   type DenialReason,
   type MeterFailure,
 } from "./meters";
+export { explainFeatureStates, type PlanCandidate, type PropertyExplanation } from "./explain";
 export { priceAction, creditRequestsFor, roundCredits } from "./credits";
 export { decide, finish, SurfaceNotFoundError, type Decision, type DecideInput } from "./decide";
 export { testGroup100 } from "./testGroup";

@@ -322,9 +322,11 @@ export interface DenialScope {
   metered?: ReadonlySet<string>;
   /** Only these properties (e.g. what a surface consumes). */
   only?: readonly { featureSlug: string; property: string }[];
+  /** Properties a feature workflow set (its value replaced what plans and the meter gave). */
+  overridden?: readonly { featureSlug: string; property: string }[];
 }
 
-export type DenialReason = "off" | "limit_reached" | "fallback" | "meter_unavailable" | "insufficient_credits";
+export type DenialReason = "off" | "no_plan" | "workflow_override" | "limit_reached" | "insufficient_credits" | "meter_unavailable";
 
 export interface Denial {
   featureSlug: string;
@@ -337,14 +339,15 @@ export interface Denial {
  * - limit_reached: the meter answered and said no;
  * - meter_unavailable: metered (its counter is among `metered`, the decision's meter requests), but rendered
  *   without a reading — the meter failed — and the property fails closed;
- * - fallback: no provisioned plan grants the property and its fallback is off;
- * - off: a plan sets it off (and none sets it higher), or a workflow denied it.
+ * - workflow_override: a feature workflow set it off (whatever plans and the meter said);
+ * - no_plan: no provisioned plan grants the property and its fallback is off;
+ * - off: a plan sets it off (and none sets it higher).
  * - insufficient_credits: a credits property whose balance does not cover the price of the request;
  *   a credits property refused only because another counter of the same all-or-nothing request had no room reports
  *   limit_reached, and one without a reading (meter failed, failing closed) meter_unavailable.
  * With `only` (e.g. what a surface consumes), just those properties are considered. A function of its arguments only.
  */
-export function denials(features: FeatureStates, { metered, only }: DenialScope = {}): Denial[] {
+export function denials(features: FeatureStates, { metered, only, overridden }: DenialScope = {}): Denial[] {
   const denied: Denial[] = [];
   for (const featureSlug in features) {
     const properties = features[featureSlug]!.properties;
@@ -353,11 +356,12 @@ export function denials(features: FeatureStates, { metered, only }: DenialScope 
       if ((state.type !== "meterable" && state.type !== "credits") || state.hasAccess) continue;
       if (only !== undefined && !only.some((entry) => entry.featureSlug === featureSlug && entry.property === property)) continue;
       let reason: DenialReason;
-      if (state.type === "credits") reason = state.reason ?? (state.isFallback ? "meter_unavailable" : "limit_reached");
+      if (overridden !== undefined && overridden.some((entry) => entry.featureSlug === featureSlug && entry.property === property)) reason = "workflow_override";
+      else if (state.type === "credits") reason = state.reason ?? (state.isFallback ? "meter_unavailable" : "limit_reached");
       // Readings of a counter the decision sent without a limit (a plan's `on` over a metered setting) are not a limit.
       else if (state.totalUnits !== undefined && (metered === undefined || metered.has(state.counterId))) reason = "limit_reached";
       else if (state.isFallback && metered?.has(state.counterId)) reason = "meter_unavailable";
-      else reason = state.isFallback ? "fallback" : "off";
+      else reason = state.isFallback ? "no_plan" : "off";
       denied.push({ featureSlug, property, reason });
     }
   }

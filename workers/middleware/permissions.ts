@@ -73,6 +73,8 @@ export const RULES = {
   "meters.read": { what: "read counters and credit balances", roles: READERS, environmentKey: "own", store: true },
   "meters.write": { what: "reset counters or grant credits", roles: ADMINS, environmentKey: "own", store: true },
   "events.read": { what: "read events", roles: READERS, environmentKey: "own" },
+  // A playground decision is real (it consumes meters and is recorded), as a call with the environment's secret key.
+  "decisions.test": { what: "run playground decisions", roles: CONFIGURERS, environmentKey: "own" },
   "deadLetters.read": { what: "read dead letters", roles: READERS, environmentKey: "own" },
   "deadLetters.write": { what: "retry or delete dead letters", roles: ADMINS, environmentKey: "own" },
 } as const satisfies Record<string, Rule>;

@@ -9,13 +9,17 @@ import { expectConsoleError } from "../../support/console";
 import { eventsFor } from "../../support/events";
 import { helloWorld } from "../../support/examples";
 
-/** A D1 stand-in whose batches fail as a whole when any statement carries a refused id, like D1's transactions. */
+/**
+ * A D1 stand-in whose batches fail as a whole when any statement carries a refused id, like D1's transactions. It
+ * counts the records' inserts (a batch also carries the records' metric rollups, and a flush may prune old ones).
+ */
 function fakeDatabase(refusedIds: ReadonlySet<string>) {
   const written: string[] = [];
   const batches: number[] = [];
   const db = {
-    prepare: () => ({ bind: (...values: unknown[]) => ({ id: values[0] as string }) }),
-    batch: async (statements: { id: string }[]) => {
+    prepare: (sql: string) => ({ bind: (...values: unknown[]) => ({ id: values[0] as string, sql, run: async () => ({}) }) }),
+    batch: async (all: { id: string; sql: string }[]) => {
+      const statements = all.filter((statement) => statement.sql.includes("INTO events"));
       batches.push(statements.length);
       if (statements.some((statement) => refusedIds.has(statement.id))) throw new Error("D1_ERROR: string or blob too big: SQLITE_TOOBIG");
       written.push(...statements.map((statement) => statement.id));

@@ -6,15 +6,17 @@
 import { finish, type FeatureStates, type PropertyState, type SnapshotProperty } from "../../engine";
 import type { FeatureArgs } from "../../workflows/authorTypes";
 import { validatePropertyOverrides } from "../../workflows/stages";
-import type { Configured, Featured, Identified, Metered, Planned } from "../context";
+import type { Configured, Featured, Identified, Metered, Planned, PropertyOverride } from "../context";
 import type { Services } from "../services";
+
+const NO_OVERRIDES: readonly PropertyOverride[] = Object.freeze([]);
 
 export async function resolveFeatures<C extends Configured & Identified & Planned & Metered>(services: Services, context: C): Promise<C & Featured> {
   const { decision, meter } = context;
   const features: FeatureStates = { ...finish(decision, meter.readings, meter.failure ? "unreachable" : undefined, meter.creditReadings) };
   const session = context.workflows;
   const workflows = session?.of("feature") ?? [];
-  if (!session || workflows.length === 0) return { ...context, features };
+  if (!session || workflows.length === 0) return { ...context, features, overrides: NO_OVERRIDES };
 
   const plans = decision.planSlugs;
   const results = await Promise.all(
@@ -26,6 +28,7 @@ export async function resolveFeatures<C extends Configured & Identified & Planne
     }),
   );
   // Rendered states may be shared, frozen objects (the engine memoises them): build new ones instead of mutating.
+  const overrides: PropertyOverride[] = [];
   for (const result of results) {
     if (!result?.overrides) continue;
     const properties = { ...result.feature.properties };
@@ -35,8 +38,10 @@ export async function resolveFeatures<C extends Configured & Identified & Planne
       const current = properties[slug];
       const definition = definitions?.get(slug)?.definition;
       const next = current && definition ? overridden(current, definition, value) : undefined;
-      if (next) properties[slug] = next;
-      else refused.push(`${slug} to ${JSON.stringify(value)}`);
+      if (next) {
+        properties[slug] = next;
+        overrides.push({ featureSlug: result.feature.featureSlug, property: slug, workflow: result.workflow.slug });
+      } else refused.push(`${slug} to ${JSON.stringify(value)}`);
     }
     // One record per workflow, however many values it got wrong: a workflow cannot grow the decision record at will.
     if (refused.length > 0) {
@@ -47,7 +52,7 @@ export async function resolveFeatures<C extends Configured & Identified & Planne
     features[result.feature.featureSlug] = { ...result.feature, properties };
   }
   services.timing.mark("feature_workflows");
-  return { ...context, features };
+  return { ...context, features, overrides };
 }
 
 const MAX_REFUSALS_LISTED = 10;

@@ -13,10 +13,11 @@ export function recordDecision<C extends DecisionRequest & Configured & Identifi
   context: C,
   response: DecisionResponse,
 ): Denial[] {
-  const { environment, identity, kind, surfaceSlug, decision, meter, features, bot, category, body, jwtError, workflows, prepared, offers } = context;
+  const { environment, identity, kind, surfaceSlug, decision, meter, features, overrides, bot, category, body, jwtError, workflows, prepared, offers } = context;
   const denied = denials(features, {
     metered: new Set(decision.meterRequests.map((request) => request.counterId)),
     only: decision.surface?.consumes.map((entry) => ({ featureSlug: entry.featureSlug, property: entry.property })),
+    overridden: overrides,
   });
   services.recordEvent({
     id: response.eventId,
