@@ -31,6 +31,7 @@ export const ERROR_STATUS = {
   payload_too_large: 413,
   unsupported_media_type: 415,
   idempotency_key_reused: 422,
+  too_many_requests: 429,
   internal_error: 500,
   upstream_error: 502,
   meter_unavailable: 503,
@@ -133,6 +134,7 @@ const DESCRIPTIONS: Record<number, string> = {
   409: "Conflict with the current state",
   413: "Body larger than allowed",
   422: "Idempotency key reused with a different body",
+  429: "Too many at once (e.g. open live tails of an environment)",
   503: "The meter is unavailable (retry after Retry-After seconds), or the deployed version cannot be read by this build: nothing changed",
   531: "Workflow error",
 };

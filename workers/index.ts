@@ -8,6 +8,7 @@ import { handleWebhookBatch, handleWebhookDeadLetters, WEBHOOK_DEAD_LETTER_QUEUE
 import type { WebhookDeliveryMessage } from "./webhooks/publish";
 
 export { MeterObject } from "../durable-objects/meter/MeterObject";
+export { LiveTailObject } from "../durable-objects/live-tail/LiveTailObject";
 export { EgressGateway } from "./workflows/egressGateway";
 export { WorkflowOutbound } from "./workflows/outbound";
 

@@ -35,7 +35,7 @@ export async function callThrough(fetcher: (request: Request) => Promise<Respons
     headers["content-type"] ??= "application/json";
   }
   const response = await fetcher(new Request(`http://platform.test${path}`, { method, headers, body }));
-  const text = await response.text();
+  const text = await textUnlessStream(response);
   let parsed: unknown = text;
   try {
     parsed = JSON.parse(text);
@@ -43,6 +43,18 @@ export async function callThrough(fetcher: (request: Request) => Promise<Respons
     // not JSON (YAML export, HTML page): keep the text
   }
   return { status: response.status, body: parsed, headers: response.headers };
+}
+
+/**
+ * The body of a response, or "" for an event stream (a live tail), which never ends by itself: it is cancelled, and
+ * its status and headers are what a caller judges.
+ */
+export async function textUnlessStream(response: Response): Promise<string> {
+  if (response.headers.get("content-type")?.startsWith("text/event-stream")) {
+    await response.body?.cancel();
+    return "";
+  }
+  return response.text();
 }
 
 /**

@@ -5,6 +5,8 @@ import { sha256Hex } from "../lib/crypto";
 import { keysetPage, olderThanCursor } from "../lib/keysetPage";
 import { newId, nowIso } from "../lib/ids";
 import { utf8ByteLength } from "../lib/json";
+import { publishToTails } from "./liveTail";
+import { pruneRollups, rollupStatement } from "./metrics";
 
 /**
  * `action_failed`: one failed run of an action workflow (queue consumer), with its attempt and whether it is retried.
@@ -143,6 +145,9 @@ export async function insertEvents(db: D1Database, events: EventInput[]): Promis
 // cost of the hot path (the benchmark's access check ran at a third of its speed). A batch is flushed when it is
 // full, or by a short timer kept alive with waitUntil, so a record reaches D1 within FLUSH_DELAY_MS of its
 // decision; the admin events query flushes this isolate's buffer first.
+//
+// Each flush also rolls the batch's decisions up into per-minute metrics (services/metrics.ts), in the same D1 batch
+// as the records, and sends the decisions of tailed environments to their live tails (services/liveTail.ts).
 
 const MAX_BATCH = 50;
 const FLUSH_DELAY_MS = 250;
@@ -155,7 +160,23 @@ export async function flushEvents(): Promise<void> {
   const batch = pending;
   const db = pendingDb;
   pending = [];
-  await writeBatch(db, batch);
+  await Promise.all([writeBatch(db, batch), publishToTails(batch), pruneRollupsNowAndThen(db)]);
+}
+
+/** Rollups past their retention are deleted at most once an hour per isolate (the first flush of an isolate does it). */
+const PRUNE_INTERVAL_MS = 60 * 60 * 1000;
+let lastPrunedAt: number | undefined;
+
+async function pruneRollupsNowAndThen(db: D1Database): Promise<void> {
+  const now = Date.now();
+  if (lastPrunedAt !== undefined && now - lastPrunedAt < PRUNE_INTERVAL_MS) return;
+  lastPrunedAt = now;
+  try {
+    await pruneRollups(db, now);
+  } catch (error) {
+    // The next hour's prune takes them: old rollups cost space, never correctness.
+    console.warn(JSON.stringify({ event: "metric_rollups_not_pruned", error: String(error) }));
+  }
 }
 
 /**
@@ -163,6 +184,10 @@ export async function flushEvents(): Promise<void> {
  * and a failing half is split again, down to the single record D1 refuses — so one tenant's record costs no other its
  * place. The retries of one flush are bounded (MAX_CALLS_PER_FLUSH D1 calls: a few bad records are isolated, an
  * outage is not hammered); records still unwritten then are logged, ids and tenants, in one dead-letter line.
+ *
+ * Every part carries the metric rollups of its own records in the same batch, so a written record is counted once and
+ * an unwritten one not at all. One bound: a record D1 ignores as already stored (a request retried under its
+ * Idempotency-Key, answered again) is counted again — the metrics count decisions answered.
  */
 async function writeBatch(db: D1Database, batch: PendingEvent[]): Promise<void> {
   const budget = { calls: MAX_CALLS_PER_FLUSH };
@@ -175,7 +200,8 @@ async function writeBatch(db: D1Database, batch: PendingEvent[]): Promise<void> 
     }
     budget.calls--;
     try {
-      await db.batch(part.map((event) => insertStatement(db, event)));
+      const rollups = rollupStatement(db, part);
+      await db.batch([...part.map((event) => insertStatement(db, event)), ...(rollups ? [rollups] : [])]);
     } catch (error) {
       lastError = error;
       if (part.length === 1) {

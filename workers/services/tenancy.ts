@@ -32,6 +32,7 @@ interface EnvironmentRow {
   type: EnvironmentType;
   deployed_version_id: string | null;
   created_at: string;
+  tail_lease_until: number | null;
 }
 
 const toEnvironment = (row: EnvironmentRow): Environment => ({
@@ -112,8 +113,21 @@ export async function listEnvironments(db: D1Database, organizationId: string): 
 }
 
 export async function getEnvironment(db: D1Database, id: string): Promise<Environment | null> {
+  return (await getEnvironmentWithTailLease(db, id))?.environment ?? null;
+}
+
+/**
+ * The environment and until when (ms) a live tail holds it (durable-objects/live-tail): null or past means no tail.
+ * Read with the environment, so the lookup every decision already makes says whether its record goes to a tail.
+ */
+export async function getEnvironmentWithTailLease(db: D1Database, id: string): Promise<{ environment: Environment; tailLeaseUntil: number | null } | null> {
   const row = await db.prepare("SELECT * FROM environments WHERE id = ?").bind(id).first<EnvironmentRow>();
-  return row ? toEnvironment(row) : null;
+  return row ? { environment: toEnvironment(row), tailLeaseUntil: row.tail_lease_until ?? null } : null;
+}
+
+/** Sets (or, with null, ends) the live tail's lease on the environment. */
+export async function setTailLease(db: D1Database, environmentId: string, until: number | null): Promise<void> {
+  await db.prepare("UPDATE environments SET tail_lease_until = ? WHERE id = ?").bind(until, environmentId).run();
 }
 
 export async function createEnvironment(

@@ -8,7 +8,7 @@ import { LRUCache } from "lru-cache";
 import { EXPIRE_ON_READ } from "../lib/cacheExpiry";
 import { findActiveKeyByHash, hashApiKey, parseApiKey, type ApiKeyInfo } from "./apiKeys";
 import { findActiveOrganizationKeyByHash, parseOrganizationKey, type OrganizationKeyInfo } from "./organizationKeys";
-import { getEnvironment, type Environment } from "./tenancy";
+import { getEnvironmentWithTailLease, type Environment } from "./tenancy";
 
 const KEY_TTL_MS = 30_000;
 const ENVIRONMENT_TTL_MS = 5_000;
@@ -18,7 +18,7 @@ const ENVIRONMENT_TTL_MS = 5_000;
 const keysByRawKey = new LRUCache<string, { key: ApiKeyInfo | null }>({ max: 10_000, ttl: KEY_TTL_MS, ...EXPIRE_ON_READ });
 // Organization keys the same way, with the same TTL: a revocation reaches every isolate within it.
 const organizationKeysByRawKey = new LRUCache<string, { key: OrganizationKeyInfo | null }>({ max: 10_000, ttl: KEY_TTL_MS, ...EXPIRE_ON_READ });
-const environmentsById = new LRUCache<string, { environment: Environment | null }>({ max: 10_000, ttl: ENVIRONMENT_TTL_MS, ...EXPIRE_ON_READ });
+const environmentsById = new LRUCache<string, { environment: Environment | null; tailLeaseUntil: number | null }>({ max: 10_000, ttl: ENVIRONMENT_TTL_MS, ...EXPIRE_ON_READ });
 
 /**
  * Keys revoked or rotated through this isolate. A lookup that began before the revocation can finish after it with
@@ -60,9 +60,20 @@ async function cachedKeyLookup<K extends { id: string }>(
 export async function lookupEnvironment(db: D1Database, environmentId: string): Promise<Environment | null> {
   const cached = environmentsById.get(environmentId);
   if (cached) return cached.environment;
-  const environment = await getEnvironment(db, environmentId);
-  environmentsById.set(environmentId, { environment });
-  return environment;
+  const found = await getEnvironmentWithTailLease(db, environmentId);
+  environmentsById.set(environmentId, { environment: found?.environment ?? null, tailLeaseUntil: found?.tailLeaseUntil ?? null });
+  return found?.environment ?? null;
+}
+
+/**
+ * Whether a live tail held the environment when this isolate last looked it up — from the cache alone, never a query:
+ * the decision whose record is flushed looked its environment up moments before, and an environment this isolate has
+ * not looked up lately (or a cache entry past its TTL) reads as untailed. So the flush of an environment nobody tails
+ * costs one map read, and a tail opened elsewhere reaches this isolate within the cache's TTL.
+ */
+export function isTailedNow(environmentId: string, now: number): boolean {
+  const cached = environmentsById.peek(environmentId);
+  return cached?.tailLeaseUntil != null && cached.tailLeaseUntil > now;
 }
 
 /** Entries in the key caches (for tests of their bounds). */

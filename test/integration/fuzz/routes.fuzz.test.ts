@@ -20,7 +20,7 @@ import { env } from "cloudflare:workers";
 import fc from "fast-check";
 import { exportSPKI, generateKeyPair, SignJWT } from "jose";
 import { beforeAll, describe, expect, it } from "vitest";
-import { call, createOrganization, fetchWorker, OPERATOR, publish, type TestOrganization } from "../../support/api";
+import { call, createOrganization, fetchWorker, OPERATOR, publish, textUnlessStream, type TestOrganization } from "../../support/api";
 import { aiTools, helloWorld } from "../../support/examples";
 import { mintOfferToken } from "../../../workers/offers/tokens";
 import { storeDeadLetter } from "../../../workers/services/deadLetters";
@@ -46,7 +46,7 @@ async function send(req: Req): Promise<Sent> {
   const response = await fetchWorker(
     new Request(`http://platform.test${req.path}`, { method: req.method, headers: req.headers, body: hasBody ? req.body : undefined }),
   );
-  const text = await response.text();
+  const text = await textUnlessStream(response);
   let body: unknown = text;
   try {
     body = JSON.parse(text);
@@ -533,6 +533,8 @@ function exampleBody(op: Operation): unknown {
       return { url: "https://hooks.example.com/fuzz", eventTypes: ["plan.changed"], counterThresholds: [80] };
     case "PATCH /api/v1/admin/environments/{environmentId}/webhooks/{subscriptionId}":
       return { description: "fuzz" };
+    case "POST /api/v1/admin/environments/{environmentId}/playground":
+      return { kind: "surface_decision", request: { identity, surfaceSlug: "hello-world" }, userAgent: "Mozilla/5.0" };
   }
   if (op.method === "POST" && collection && collection in items && op.pathParams.length === 0) return { slug: "fuzz-item", ...(items[collection] as object) };
   if (op.method === "PUT" && collection && collection in items) return items[collection];

@@ -1,0 +1,206 @@
+/**
+ * Per-minute metrics of an environment's decisions, rolled up in D1 (`metric_rollups`, schema/0013_observability.sql)
+ * from each flushed batch of decision records (services/events.ts) and read back by the admin metrics API. Plain
+ * functions taking the database.
+ */
+
+/** The records whose metrics are rolled up: the decisions. */
+const DECISION_KINDS: ReadonlySet<string> = new Set(["access_check", "surface_decision"]);
+
+/** Rollups are kept this long; older ones are deleted by `pruneRollups`. */
+export const ROLLUP_RETENTION_MS = 31 * 24 * 60 * 60 * 1000;
+
+/**
+ * Upper bounds (ms) of the stage latency buckets: 1, 1.5, 2, 3, 5, 7 per decade from 0.01 ms to 70 s. A stage duration
+ * falls in the first bucket whose bound is at least it; one past the last bound falls in the overflow bucket
+ * (index = the array's length). Fixed, so the buckets of every minute add up and percentiles read back from them.
+ */
+export const LATENCY_BUCKETS_MS: readonly number[] = [-2, -1, 0, 1, 2, 3, 4].flatMap((exponent) =>
+  [1, 1.5, 2, 3, 5, 7].map((mantissa) => Number((mantissa * 10 ** exponent).toPrecision(2))),
+);
+
+/** The bucket of a duration (ms). */
+export function latencyBucket(ms: number): number {
+  const index = LATENCY_BUCKETS_MS.findIndex((bound) => ms <= bound);
+  return index === -1 ? LATENCY_BUCKETS_MS.length : index;
+}
+
+/** Metrics counted once per minute, without a dimension: the series of the metrics API. */
+const SERIES_METRICS = {
+  decisions: "decisions",
+  accessChecks: "access_checks",
+  surfaceDecisions: "surface_decisions",
+  denied: "denied",
+  meterFallbacks: "meter_fallbacks",
+  workflowFailures: "workflow_failures",
+  offerImpressions: "offer_impressions",
+} as const;
+type SeriesName = keyof typeof SERIES_METRICS;
+
+// One record cannot make a batch's rollups large: what a record adds per dimension is capped.
+const MAX_DIMENSIONS_PER_RECORD = 100;
+const MAX_DIMENSION_LENGTH = 200;
+
+/** What the rollups read of a record (a decision record as services/events.ts buffers it). */
+export interface RolledUpRecord {
+  environmentId: string;
+  kind: string;
+  /** ISO-8601. */
+  createdAt: string;
+  outcome?: string | null;
+  record: Record<string, unknown>;
+}
+
+/** One row's increment: [environmentId, minute, metric, dimension, bucket, count]. */
+type RollupRow = [string, string, string, string, number, number];
+
+/** The start of the minute of an ISO-8601 instant, as stored (`2026-11-25T23:56:00.000Z`). */
+export function minuteOf(iso: string): string {
+  return new Date(Math.floor(Date.parse(iso) / 60_000) * 60_000).toISOString();
+}
+
+const asArray = (value: unknown): unknown[] => (Array.isArray(value) ? value : []);
+const asObject = (value: unknown): Record<string, unknown> => (value !== null && typeof value === "object" && !Array.isArray(value) ? (value as Record<string, unknown>) : {});
+const dimension = (value: unknown): string => String(value ?? "").slice(0, MAX_DIMENSION_LENGTH);
+
+/** The increments of a batch of records, summed per row (decision records only). */
+export function rollupsOf(records: readonly RolledUpRecord[]): RollupRow[] {
+  const rows = new Map<string, RollupRow>();
+  for (const event of records) {
+    if (!DECISION_KINDS.has(event.kind)) continue;
+    const minute = minuteOf(event.createdAt);
+    const add = (metric: string, count: number, dim = "", bucket = 0) => {
+      if (count <= 0) return;
+      const key = `${event.environmentId}\u0000${minute}\u0000${metric}\u0000${dim}\u0000${bucket}`;
+      const row = rows.get(key);
+      if (row) row[5] += count;
+      else rows.set(key, [event.environmentId, minute, metric, dim, bucket, count]);
+    };
+    const series = (name: SeriesName, count = 1) => add(SERIES_METRICS[name], count);
+    const { record } = event;
+    series("decisions");
+    series(event.kind === "access_check" ? "accessChecks" : "surfaceDecisions");
+    if (event.outcome === "denied") series("denied");
+    if (asObject(record.meter).status === "fallback") series("meterFallbacks");
+    const failures = asArray(record.workflows).filter((run) => asObject(run).ok === false);
+    series("workflowFailures", failures.length);
+    for (const run of failures.slice(0, MAX_DIMENSIONS_PER_RECORD)) add("workflow_failure", 1, dimension(asObject(run).kind ?? "unknown"));
+    series("offerImpressions", asArray(record.offers).length);
+    for (const denial of asArray(record.denials).slice(0, MAX_DIMENSIONS_PER_RECORD)) {
+      const { featureSlug, property, reason } = asObject(denial);
+      add("denial", 1, JSON.stringify([dimension(featureSlug), dimension(property), dimension(reason)]));
+    }
+    for (const [stage, ms] of Object.entries(asObject(record.timings)).slice(0, MAX_DIMENSIONS_PER_RECORD)) {
+      if (typeof ms === "number" && Number.isFinite(ms) && ms >= 0) add("stage", 1, dimension(stage), latencyBucket(ms));
+    }
+  }
+  return [...rows.values()];
+}
+
+/**
+ * One statement adding a batch's rollups (null when it has none), for the same D1 batch as the records: the batch is
+ * all or nothing, so a record's counts are written exactly when the record's batch is.
+ */
+export function rollupStatement(db: D1Database, records: readonly RolledUpRecord[]): D1PreparedStatement | null {
+  const rows = rollupsOf(records);
+  if (rows.length === 0) return null;
+  return db
+    .prepare(
+      // `WHERE true`: an upsert's SELECT needs a WHERE clause, or SQLite reads its ON as a join constraint.
+      `INSERT INTO metric_rollups (environment_id, minute, metric, dimension, bucket, count)
+       SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]'), json_extract(value, '$[3]'), json_extract(value, '$[4]'), json_extract(value, '$[5]')
+       FROM json_each(?) WHERE true
+       ON CONFLICT (environment_id, minute, metric, dimension, bucket) DO UPDATE SET count = metric_rollups.count + excluded.count`,
+    )
+    .bind(JSON.stringify(rows));
+}
+
+/** Deletes the rollups older than ROLLUP_RETENTION_MS (an indexed range of old minutes). */
+export async function pruneRollups(db: D1Database, now: number): Promise<void> {
+  await db
+    .prepare("DELETE FROM metric_rollups WHERE minute < ?")
+    .bind(new Date(now - ROLLUP_RETENTION_MS).toISOString())
+    .run();
+}
+
+export type MetricsSeriesPoint = { minute: string } & Record<SeriesName, number>;
+
+export interface EnvironmentMetrics {
+  from: string;
+  to: string;
+  /** One point per minute of the range, minutes without decisions included (zeros). */
+  series: MetricsSeriesPoint[];
+  /** Largest first, at most MAX_LISTED. */
+  denials: { featureSlug: string; property: string; reason: string; count: number }[];
+  workflowFailures: { kind: string; count: number }[];
+  /** Percentiles (ms) read from the buckets: the upper bound of the bucket the percentile falls in. */
+  stageLatency: { stage: string; count: number; p50: number; p95: number; p99: number }[];
+}
+
+const MAX_LISTED = 100;
+
+/** The metrics of an environment over [from, to] (ISO-8601), per minute. */
+export async function queryMetrics(db: D1Database, query: { environmentId: string; from: string; to: string }): Promise<EnvironmentMetrics> {
+  const first = minuteOf(query.from);
+  const last = minuteOf(query.to);
+  const range = "environment_id = ? AND minute >= ? AND minute <= ?";
+  const bind = (statement: D1PreparedStatement) => statement.bind(query.environmentId, first, last);
+  const seriesMetrics = Object.values(SERIES_METRICS);
+  const [series, denials, failures, stages] = await db.batch([
+    db
+      .prepare(`SELECT minute, metric, SUM(count) AS count FROM metric_rollups WHERE ${range} AND metric IN (${seriesMetrics.map(() => "?").join(", ")}) GROUP BY minute, metric`)
+      .bind(query.environmentId, first, last, ...seriesMetrics),
+    bind(db.prepare(`SELECT dimension, SUM(count) AS count FROM metric_rollups WHERE ${range} AND metric = 'denial' GROUP BY dimension ORDER BY count DESC, dimension LIMIT ${MAX_LISTED}`)),
+    bind(db.prepare(`SELECT dimension, SUM(count) AS count FROM metric_rollups WHERE ${range} AND metric = 'workflow_failure' GROUP BY dimension ORDER BY count DESC, dimension LIMIT ${MAX_LISTED}`)),
+    bind(db.prepare(`SELECT dimension, bucket, SUM(count) AS count FROM metric_rollups WHERE ${range} AND metric = 'stage' GROUP BY dimension, bucket ORDER BY dimension, bucket`)),
+  ]);
+  return {
+    from: query.from,
+    to: query.to,
+    series: seriesOf(first, last, (series?.results ?? []) as { minute: string; metric: string; count: number }[]),
+    denials: ((denials?.results ?? []) as { dimension: string; count: number }[]).map(({ dimension, count }) => {
+      const [featureSlug = "", property = "", reason = ""] = JSON.parse(dimension) as string[];
+      return { featureSlug, property, reason, count };
+    }),
+    workflowFailures: ((failures?.results ?? []) as { dimension: string; count: number }[]).map(({ dimension, count }) => ({ kind: dimension, count })),
+    stageLatency: stageLatencyOf((stages?.results ?? []) as { dimension: string; bucket: number; count: number }[]),
+  };
+}
+
+function seriesOf(first: string, last: string, rows: { minute: string; metric: string; count: number }[]): MetricsSeriesPoint[] {
+  const names = Object.keys(SERIES_METRICS) as SeriesName[];
+  const nameOf = new Map(names.map((name) => [SERIES_METRICS[name] as string, name]));
+  const points = new Map<string, MetricsSeriesPoint>();
+  for (let minute = Date.parse(first); minute <= Date.parse(last); minute += 60_000) {
+    const iso = new Date(minute).toISOString();
+    points.set(iso, { minute: iso, ...(Object.fromEntries(names.map((name) => [name, 0])) as Record<SeriesName, number>) });
+  }
+  for (const row of rows) {
+    const point = points.get(row.minute);
+    const name = nameOf.get(row.metric);
+    if (point && name) point[name] = row.count;
+  }
+  return [...points.values()];
+}
+
+function stageLatencyOf(rows: { dimension: string; bucket: number; count: number }[]): EnvironmentMetrics["stageLatency"] {
+  const byStage = new Map<string, { bucket: number; count: number }[]>();
+  for (const row of rows) {
+    const buckets = byStage.get(row.dimension) ?? [];
+    buckets.push({ bucket: row.bucket, count: row.count });
+    byStage.set(row.dimension, buckets);
+  }
+  return [...byStage].map(([stage, buckets]) => {
+    const count = buckets.reduce((sum, bucket) => sum + bucket.count, 0);
+    const percentile = (fraction: number): number => {
+      const rank = Math.max(1, Math.ceil(fraction * count));
+      let seen = 0;
+      for (const bucket of buckets) {
+        seen += bucket.count;
+        if (seen >= rank) return LATENCY_BUCKETS_MS[Math.min(bucket.bucket, LATENCY_BUCKETS_MS.length - 1)]!;
+      }
+      return LATENCY_BUCKETS_MS.at(-1)!;
+    };
+    return { stage, count, p50: percentile(0.5), p95: percentile(0.95), p99: percentile(0.99) };
+  });
+}
