@@ -1,6 +1,6 @@
 import path from "node:path";
 import { cloudflareTest, readD1Migrations } from "@cloudflare/vitest-plugin";
-import { defineConfig } from "vitest/config";
+import { configDefaults, defineConfig } from "vitest/config";
 
 export default defineConfig(async () => {
   const migrations = await readD1Migrations(path.join(import.meta.dirname, "schema"));
@@ -25,6 +25,8 @@ export default defineConfig(async () => {
       globalSetup: ["./test/fake-stripe/global-setup.ts", "./test/webhook-receiver/global-setup.ts"],
       setupFiles: ["./test/setup/apply-migrations.ts", "./test/setup/console.ts", "./test/setup/payments-queue.ts"],
       include: ["test/**/*.test.ts"],
+      // test/browser/ runs in Node against `wrangler dev`, with its own config (npm run test:browser).
+      exclude: [...configDefaults.exclude, "test/browser/**"],
       // One workerd runtime per vitest worker, shared by the files it runs, instead of one per file: starting a runtime
       // cost ~2.3 s a file (177 s of a 350 s run on 2 cores; 135 s in all without it). Files can share one because every
       // test owns its organization (so its environments, stores, counters and customers), module caches are keyed by

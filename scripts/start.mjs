@@ -3,8 +3,9 @@
  * `npm start`: the whole product on this machine, no account and no network.
  * 1. creates .dev.vars with a random operator token and secrets key if it is missing,
  * 2. applies the D1 migrations to the local database,
- * 3. starts `wrangler dev`,
- * 4. on first run, creates a demo organization from examples/news-site.yaml, versions it and deploys it to
+ * 3. builds the console and the API reference's assets (`npm run build:console`),
+ * 4. starts `wrangler dev`,
+ * 5. on first run, creates a demo organization from examples/news-site.yaml, versions it and deploys it to
  *    preview and live (with the organization's admin key); its keys — the admin organization key and each
  *    environment's keys — are kept in .wrangler/demo.json so later starts can print them again.
  */
@@ -44,6 +45,9 @@ if (migrate.status !== 0) {
   process.exit(migrate.status ?? 1);
 }
 console.log("Local D1 migrations applied.");
+
+const buildConsole = spawnSync(process.execPath, [join(root, "scripts", "build-console.mjs")], { cwd: root, stdio: "inherit" });
+if (buildConsole.status !== 0) process.exit(buildConsole.status ?? 1);
 
 const server = spawn(wrangler, ["dev", "--ip", "127.0.0.1", "--port", String(port), "--show-interactive-dev-session=false"], {
   cwd: root,
@@ -129,6 +133,7 @@ try {
     "",
     "────────────────────────────────────────────────────────────────────────",
     ` Platform running at ${base}`,
+    ` Console:            ${base}/console/   (sign in with the admin key below, or the operator token)`,
     ` API reference:      ${base}/docs   (OpenAPI: ${base}/openapi.json)`,
     ` Operator token:     ${vars.OPERATOR_TOKEN}   (from .dev.vars)`,
   ];

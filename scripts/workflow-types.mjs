@@ -3,9 +3,11 @@
  * Generates examples/workflows/workflow-types.d.ts — the types workflow authors reference — from their one
  * definition, workers/workflows/authorTypes.ts: rollup-plugin-dts bundles that module and the engine types it
  * re-exports into one declaration file, which becomes a script of global declarations (what the examples' and
- * customers' `/// <reference path>` expects) once its final `export type { … }` is dropped.
+ * customers' `/// <reference path>` expects) once its final `export type { … }` is dropped. The same text goes to
+ * workers/workflows/workflowTypesText.ts as a string, which the Worker serves to the console's workflow editor
+ * (GET /api/v1/admin/workflow-types).
  *   node scripts/workflow-types.mjs           writes the file
- *   node scripts/workflow-types.mjs --check   fails when the committed file differs from a fresh generation (npm test)
+ *   node scripts/workflow-types.mjs --check   fails when a committed file differs from a fresh generation (npm test)
  */
 import { readFileSync, writeFileSync } from "node:fs";
 import { dirname, join, relative } from "node:path";
@@ -17,6 +19,7 @@ import ts from "typescript";
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 const source = join(root, "workers/workflows/authorTypes.ts");
 const target = join(root, "examples/workflows/workflow-types.d.ts");
+const textModule = join(root, "workers/workflows/workflowTypesText.ts");
 
 const HEADER = `/**
  * Types of the workflows this platform runs. Reference this file from your editor or CI to type-check workflows:
@@ -59,17 +62,37 @@ function asGlobalDeclarations(code) {
   return `${HEADER}\n${kept.join("\n")}\n`;
 }
 
-const generated = asGlobalDeclarations(await bundle());
+/** The declarations as a module the Worker imports (it cannot read examples/ at run time). */
+function asTextModule(declarations) {
+  return `/**
+ * The global declarations workflow code sees: examples/workflows/workflow-types.d.ts as a string, for the console's
+ * workflow editor (GET /api/v1/admin/workflow-types). Generated from ${relative(root, source)} by
+ * scripts/workflow-types.mjs; do not edit.
+ */
+export const WORKFLOW_TYPES_DTS = ${JSON.stringify(declarations)};
+`;
+}
+
+const declarations = asGlobalDeclarations(await bundle());
+const outputs = [
+  [target, declarations],
+  [textModule, asTextModule(declarations)],
+];
 if (process.argv.includes("--check")) {
-  let committed = "";
-  try {
-    committed = readFileSync(target, "utf8");
-  } catch {}
-  if (committed !== generated) {
-    console.error(`${relative(root, target)} is stale: it differs from ${relative(root, source)}. Run \`node scripts/workflow-types.mjs\`.`);
-    process.exit(1);
+  const stale = outputs.filter(([file, generated]) => {
+    try {
+      return readFileSync(file, "utf8") !== generated;
+    } catch {
+      return true;
+    }
+  });
+  for (const [file] of stale) {
+    console.error(`${relative(root, file)} is stale: it differs from ${relative(root, source)}. Run \`node scripts/workflow-types.mjs\`.`);
   }
+  if (stale.length > 0) process.exit(1);
 } else {
-  writeFileSync(target, generated);
-  console.log(`wrote ${relative(root, target)}`);
+  for (const [file, generated] of outputs) {
+    writeFileSync(file, generated);
+    console.log(`wrote ${relative(root, file)}`);
+  }
 }

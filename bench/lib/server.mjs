@@ -4,7 +4,7 @@
  */
 import { spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync } from "node:fs";
 import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -31,6 +31,9 @@ export function sourceTree(root, ref) {
 export function buildWorker(root, srcDir = root) {
   const outdir = join(root, "bench/.build");
   rmSync(outdir, { recursive: true, force: true });
+  // Bundling needs wrangler.toml's [assets] directory to exist; the bench serves the Worker alone, without the console.
+  const assets = /^directory\s*=\s*"([^"]+)"/m.exec(readFileSync(join(srcDir, "wrangler.toml"), "utf8"))?.[1];
+  if (assets) mkdirSync(join(srcDir, assets), { recursive: true });
   const wrangler = join(root, "node_modules/wrangler/bin/wrangler.js");
   const result = spawnSync(process.execPath, [wrangler, "deploy", "--dry-run", "--outdir", outdir], {
     cwd: srcDir,

@@ -71,7 +71,6 @@ interface FeatureState {
     featureSlug: string;
     properties: Record<string, PropertyState>;
 }
-type FeatureStates = Record<string, FeatureState>;
 interface MeterReading {
     counterId: string;
     hasAccess: boolean;
@@ -111,6 +110,41 @@ type JsonValue = string | number | boolean | null | JsonValue[] | {
     [key: string]: JsonValue;
 };
 type MaybePromise<T> = T | Promise<T>;
+/**
+ * The configuration the workflow runs under, for an editor that knows it: it declares this interface again with
+ * `features` (feature slug → property slug → the property's rendered state), `plans`, `surfaces` and
+ * `customTriggers` (unions of slugs), and declaration merging narrows the types below, so a misspelled feature, plan,
+ * surface or trigger is a type error and the slugs autocomplete. The console's workflow editor gets such a
+ * declaration for the organization's draft from `GET /api/v1/admin/workflow-types`. Left empty, as here, every slug
+ * is a string.
+ */
+interface DeclaredConfiguration {
+}
+/** The features' states by feature slug, as the decision rendered them. */
+type FeatureStates = DeclaredConfiguration extends {
+    features: infer Features;
+} ? {
+    [Slug in keyof Features]?: {
+        featureId: string;
+        featureSlug: Slug;
+        properties: Features[Slug];
+    };
+} : Record<string, FeatureState>;
+type FeatureSlug = DeclaredConfiguration extends {
+    features: infer Features;
+} ? Extract<keyof Features, string> : string;
+type PlanSlug = DeclaredConfiguration extends {
+    plans: infer Slug extends string;
+} ? Slug : string;
+type SurfaceSlug = DeclaredConfiguration extends {
+    surfaces: infer Slug extends string;
+} ? Slug : string;
+/** The triggers workflows may fire: the configuration's own (`triggers`), never a system trigger. */
+type CustomTriggerName = DeclaredConfiguration extends {
+    customTriggers: infer Name extends string;
+} ? Name : string;
+/** Fired by the platform itself (schema/config.ts SYSTEM_TRIGGERS). */
+type SystemTriggerName = "decision.made" | "counters.updated" | "plans.changed" | "user.added";
 interface WorkflowIdentity {
     authType: AuthType;
     identifier: string;
@@ -250,7 +284,7 @@ interface WorkflowUtils {
         }>;
     };
     triggers: {
-        fire(name: string, payload?: JsonValue): Promise<void>;
+        fire(name: CustomTriggerName, payload?: JsonValue): Promise<void>;
     };
     /**
      * The identity's payments, through the environment's payment provider connection (never its keys). `customer` reads
@@ -264,7 +298,7 @@ interface WorkflowUtils {
         }): Promise<PaymentsInvoice[]>;
         /** A hosted Checkout page for one of a plan's prices; URLs must be on the environment's allowed origins. */
         createCheckoutSession(input: {
-            plan: string;
+            plan: PlanSlug;
             price?: string;
             successUrl: string;
             cancelUrl: string;
@@ -299,7 +333,7 @@ type MiddlewareArgs = {
     /** Variables and secrets of the environment. */
     env: Record<string, string>;
     /** The user's plans; empty for middleware, which runs before plans are known. */
-    plans: string[];
+    plans: PlanSlug[];
 };
 /** The arguments of every decision workflow after middleware. */
 type BaseArgs = MiddlewareArgs & {
@@ -315,11 +349,11 @@ type FeatureArgs = BaseArgs & {
 };
 type SurfaceArgs = BaseArgs & {
     features: FeatureStates;
-    surfaceSlug: string;
+    surfaceSlug: SurfaceSlug;
 };
 type ComponentArgs = BaseArgs & {
     features: FeatureStates;
-    surfaceSlug: string;
+    surfaceSlug: SurfaceSlug;
     componentSlug: string;
     /** The `properties` of the surface workflow's behaviour (`{}` when it set none). */
     surfaceProperties: Record<string, JsonValue>;
@@ -334,7 +368,7 @@ type EndpointArgs = {
     path: string;
 };
 type ActionArgs = {
-    trigger: string;
+    trigger: SystemTriggerName | CustomTriggerName;
     payload: JsonValue;
     env: Record<string, string>;
 };
@@ -355,7 +389,7 @@ interface MiddlewareResult {
     bot?: BotTag;
 }
 /** The slugs of plans to add to the user's plans. */
-type ProvisioningResult = string[];
+type ProvisioningResult = PlanSlug[];
 /**
  * Overrides of the feature's properties: `{ premium: true, quality: "high" }`. A meterable or credits property takes
  * a boolean (or "on" / "off"): access only, counters and balances change only through the meter.

@@ -1,5 +1,6 @@
 /**
- * The OpenAPI document and a self-contained reference page that renders it (no CDN: `npm start` works offline).
+ * The OpenAPI document and the reference page that renders it with Scalar's browser bundle, served from this Worker
+ * (no CDN: `npm start` works offline).
  */
 import type { OpenAPIHono } from "@hono/zod-openapi";
 import type { AppEnv } from "../context";
@@ -26,45 +27,59 @@ export function registerDocs(app: OpenAPIHono<AppEnv>): void {
   }));
   // The page runs script on the platform's origin, which tenants' endpoints share: sandboxed into an opaque origin like
   // every other page here, its script could never send same-origin requests (endpoints trust a same-origin marker
-  // header that browsers cannot send cross-origin). 
+  // header that browsers cannot send cross-origin). The console (/console/, static assets) is the one exception: it
+  // is the platform's own code under a strict CSP (docs/architecture.md "Console and its origin").
   app.get("/docs", (c) => {
     c.header("Content-Security-Policy", "sandbox allow-scripts");
     return c.html(REFERENCE_PAGE);
   });
 }
 
+/**
+ * Scalar's browser bundle, from the Worker's own static assets (scripts/build-console.mjs copies it there): no CDN, so
+ * `npm start` works offline. Nothing that would call Scalar's own services: no web fonts, telemetry, AI agent, MCP
+ * or developer toolbar (its share and deploy menus).
+ */
+const SCALAR_CONFIGURATION = {
+  url: "/openapi.json",
+  withDefaultFonts: false,
+  telemetry: false,
+  agent: { disabled: true },
+  mcp: { disabled: true },
+  showDeveloperTools: "never",
+};
+
+/**
+ * The sandbox makes the page an opaque origin, where reading localStorage or sessionStorage throws; Scalar reads them
+ * as it loads (to keep preferences), so memory stands in for both, and nothing outlives the page.
+ */
+const MEMORY_STORAGE = `for (const name of ["localStorage", "sessionStorage"]) {
+  try { void window[name]; continue; } catch {}
+  const items = new Map();
+  const storage = {
+    getItem: (key) => (items.has(String(key)) ? items.get(String(key)) : null),
+    setItem: (key, value) => void items.set(String(key), String(value)),
+    removeItem: (key) => void items.delete(String(key)),
+    clear: () => items.clear(),
+    key: (index) => [...items.keys()][index] ?? null,
+    get length() { return items.size; },
+  };
+  Object.defineProperty(window, name, { configurable: true, value: storage });
+}`;
+
 const REFERENCE_PAGE = `<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>API reference</title>
+<html lang="en">
+<head>
+<meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<style>
-body{font:15px/1.5 system-ui,sans-serif;margin:0;color:#1b1f24;background:#fafbfc}
-main{max-width:1000px;margin:0 auto;padding:24px}
-h1{font-size:24px}h2{font-size:18px;margin-top:32px;border-bottom:1px solid #ddd}
-details{background:#fff;border:1px solid #e1e4e8;border-radius:6px;margin:8px 0;padding:8px 12px}
-summary{cursor:pointer}code,pre{font:13px ui-monospace,monospace}
-pre{background:#f3f4f6;padding:8px;overflow:auto;border-radius:4px}
-.m{display:inline-block;width:64px;font-weight:700;text-transform:uppercase;font-size:12px}
-.get{color:#0969da}.post{color:#1a7f37}.put{color:#9a6700}.patch{color:#8250df}.delete{color:#cf222e}
-</style></head><body><main><h1>API reference</h1>
-<p>Generated from <a href="/openapi.json">/openapi.json</a>. Authenticate with <code>Authorization: Bearer &lt;key&gt;</code>.</p>
-<div id="ops">Loading…</div></main>
+<title>API reference</title>
 <script>
-fetch('/openapi.json').then(r=>r.json()).then(doc=>{
-  const byTag={};
-  for(const [path,item] of Object.entries(doc.paths||{}))for(const [method,op] of Object.entries(item)){
-    const tag=(op.tags&&op.tags[0])||'Other';(byTag[tag]=byTag[tag]||[]).push({path,method,op});}
-  const esc=s=>String(s).replace(/[&<>]/g,c=>({'&':'&amp;','<':'&lt;','>':'&gt;'}[c]));
-  const out=[];
-  for(const [tag,ops] of Object.entries(byTag)){
-    out.push('<h2>'+esc(tag)+'</h2>');
-    for(const {path,method,op} of ops){
-      const body=op.requestBody?'<h4>Request body</h4><pre>'+esc(JSON.stringify(op.requestBody.content,null,2))+'</pre>':'';
-      const params=op.parameters?'<h4>Parameters</h4><pre>'+esc(JSON.stringify(op.parameters,null,2))+'</pre>':'';
-      const res='<h4>Responses</h4><pre>'+esc(JSON.stringify(op.responses,null,2))+'</pre>';
-      out.push('<details><summary><span class="m '+method+'">'+method+'</span><code>'+esc(path)+'</code> — '+esc(op.summary||'')+'</summary>'+(op.description?'<p>'+esc(op.description)+'</p>':'')+params+body+res+'</details>');
-    }
-  }
-  out.push('<h2>Schemas</h2><pre>'+esc(JSON.stringify((doc.components||{}).schemas||{},null,2))+'</pre>');
-  document.getElementById('ops').innerHTML=out.join('');
-});
-</script></body></html>`;
+${MEMORY_STORAGE}
+</script>
+<script src="/docs/scalar/standalone.js"></script>
+</head>
+<body>
+<div id="app"></div>
+<script>Scalar.createApiReference("#app", ${JSON.stringify(SCALAR_CONFIGURATION)});</script>
+</body>
+</html>`;

@@ -5,7 +5,7 @@
  * is generated from it (`node scripts/workflow-types.mjs`; `npm test` fails when that file is stale). Types only: a
  * value exported here would not survive the generation.
  */
-import type { AuthType, BotTag, FeatureState, FeatureStates, MeterReading } from "../engine/types";
+import type { AuthType, BotTag, FeatureState, MeterReading } from "../engine/types";
 import type { InvoiceSummary } from "../payments/gateway";
 
 // Feature states are handed to workflows exactly as the engine renders them (the wire shape of a decision).
@@ -15,7 +15,6 @@ export type {
   BotTag,
   CreditsProperty,
   FeatureState,
-  FeatureStates,
   MeterableProperty,
   PropertyState,
   ValueProperty,
@@ -23,6 +22,31 @@ export type {
 export type JsonValue = string | number | boolean | null | JsonValue[] | { [key: string]: JsonValue };
 
 type MaybePromise<T> = T | Promise<T>;
+
+// ---------------------------------------------------------------------------------------------------------------
+// The organization's own slugs
+
+/**
+ * The configuration the workflow runs under, for an editor that knows it: it declares this interface again with
+ * `features` (feature slug → property slug → the property's rendered state), `plans`, `surfaces` and
+ * `customTriggers` (unions of slugs), and declaration merging narrows the types below, so a misspelled feature, plan,
+ * surface or trigger is a type error and the slugs autocomplete. The console's workflow editor gets such a
+ * declaration for the organization's draft from `GET /api/v1/admin/workflow-types`. Left empty, as here, every slug
+ * is a string.
+ */
+export interface DeclaredConfiguration {}
+
+/** The features' states by feature slug, as the decision rendered them. */
+export type FeatureStates = DeclaredConfiguration extends { features: infer Features }
+  ? { [Slug in keyof Features]?: { featureId: string; featureSlug: Slug; properties: Features[Slug] } }
+  : Record<string, FeatureState>;
+export type FeatureSlug = DeclaredConfiguration extends { features: infer Features } ? Extract<keyof Features, string> : string;
+export type PlanSlug = DeclaredConfiguration extends { plans: infer Slug extends string } ? Slug : string;
+export type SurfaceSlug = DeclaredConfiguration extends { surfaces: infer Slug extends string } ? Slug : string;
+/** The triggers workflows may fire: the configuration's own (`triggers`), never a system trigger. */
+export type CustomTriggerName = DeclaredConfiguration extends { customTriggers: infer Name extends string } ? Name : string;
+/** Fired by the platform itself (schema/config.ts SYSTEM_TRIGGERS). */
+export type SystemTriggerName = "decision.made" | "counters.updated" | "plans.changed" | "user.added";
 
 // ---------------------------------------------------------------------------------------------------------------
 // What a workflow is told about the request
@@ -143,7 +167,7 @@ export interface WorkflowUtils {
     /** Carries the counters of `fromIdentifier` (e.g. the anonymous id before sign-in) over to this identity, once. */
     link(fromIdentifier: string, options?: { mode?: "copy_once" }): Promise<{ linked: boolean }>;
   };
-  triggers: { fire(name: string, payload?: JsonValue): Promise<void> };
+  triggers: { fire(name: CustomTriggerName, payload?: JsonValue): Promise<void> };
   /**
    * The identity's payments, through the environment's payment provider connection (never its keys). `customer` reads
    * what the platform keeps; `invoices` and the two sessions call the provider. Opening sessions is refused to
@@ -153,7 +177,7 @@ export interface WorkflowUtils {
     customer(): Promise<PaymentsCustomer>;
     invoices(options?: { limit?: number }): Promise<PaymentsInvoice[]>;
     /** A hosted Checkout page for one of a plan's prices; URLs must be on the environment's allowed origins. */
-    createCheckoutSession(input: { plan: string; price?: string; successUrl: string; cancelUrl: string }): Promise<{ id: string; url: string; mode: "subscription" | "payment" }>;
+    createCheckoutSession(input: { plan: PlanSlug; price?: string; successUrl: string; cancelUrl: string }): Promise<{ id: string; url: string; mode: "subscription" | "payment" }>;
     createPortalSession(input: { returnUrl: string }): Promise<{ url: string }>;
   };
   testGroup100(identifier: string): Promise<number>;
@@ -178,7 +202,7 @@ export type MiddlewareArgs = {
   /** Variables and secrets of the environment. */
   env: Record<string, string>;
   /** The user's plans; empty for middleware, which runs before plans are known. */
-  plans: string[];
+  plans: PlanSlug[];
 };
 
 /** The arguments of every decision workflow after middleware. */
@@ -198,12 +222,12 @@ export type FeatureArgs = BaseArgs & {
 
 export type SurfaceArgs = BaseArgs & {
   features: FeatureStates;
-  surfaceSlug: string;
+  surfaceSlug: SurfaceSlug;
 };
 
 export type ComponentArgs = BaseArgs & {
   features: FeatureStates;
-  surfaceSlug: string;
+  surfaceSlug: SurfaceSlug;
   componentSlug: string;
   /** The `properties` of the surface workflow's behaviour (`{}` when it set none). */
   surfaceProperties: Record<string, JsonValue>;
@@ -220,7 +244,7 @@ export type EndpointArgs = {
 };
 
 export type ActionArgs = {
-  trigger: string;
+  trigger: SystemTriggerName | CustomTriggerName;
   payload: JsonValue;
   env: Record<string, string>;
 };
@@ -242,7 +266,7 @@ export interface MiddlewareResult {
 }
 
 /** The slugs of plans to add to the user's plans. */
-export type ProvisioningResult = string[];
+export type ProvisioningResult = PlanSlug[];
 
 /**
  * Overrides of the feature's properties: `{ premium: true, quality: "high" }`. A meterable or credits property takes

@@ -368,6 +368,9 @@ describe("documentation", () => {
     const page = await call("GET", "/docs");
     expect(page.status).toBe(200);
     expect(page.body).toContain("/openapi.json");
+    // Scalar, from the Worker's own static assets: nothing is loaded from a CDN.
+    expect(page.body).toContain('<script src="/docs/scalar/standalone.js"></script>');
+    expect(page.body).not.toContain("cdn.jsdelivr.net");
     // Its script runs sandboxed (an opaque origin, like every page of the shared origin), so it fetches the
     // document cross-origin.
     expect(page.headers.get("content-security-policy")).toBe("sandbox allow-scripts");

@@ -158,6 +158,8 @@ const ROUTES: Route[] = [
   { method: "POST", path: "/organizations", expected: OPERATOR_ONLY(201), prepare: () => ({ path: "/organizations", body: { name: "Made in a cell" } }) },
   { method: "GET", path: "/organizations", expected: OPERATOR_ONLY(200), prepare: () => ({ path: "/organizations" }) },
   { method: "GET", path: "/organization", expected: READ_ORGANIZATION, prepare: () => ({ path: "/organization" }) },
+  { method: "GET", path: "/session", expected: READ_ORGANIZATION, prepare: () => ({ path: "/session" }) },
+  { method: "GET", path: "/workflow-types", expected: READ_ORGANIZATION, prepare: () => ({ path: "/workflow-types" }) },
   // Organization keys
   { method: "GET", path: "/organization/keys", expected: ORGANIZATION_ADMIN(200), prepare: () => ({ path: "/organization/keys" }) },
   {
@@ -296,6 +298,15 @@ const ROUTES: Route[] = [
   // Events
   { method: "GET", path: "/events", expected: READ_ORGANIZATION, prepare: () => ({ path: "/events" }) },
   { method: "GET", path: "/events?environmentId={environmentId}", expected: READ_ENVIRONMENT, prepare: () => ({ path: `/events?environmentId=${A.live.id}` }) },
+  { method: "GET", path: "/environments/{environmentId}/tail", expected: READ_ENVIRONMENT, prepare: () => ({ path: `/environments/${A.live.id}/tail` }) },
+  { method: "GET", path: "/environments/{environmentId}/metrics", expected: READ_ENVIRONMENT, prepare: () => ({ path: `/environments/${A.live.id}/metrics` }) },
+  // The playground: a real decision in an environment, with its trace (decisions.test)
+  {
+    method: "POST",
+    path: "/environments/{environmentId}/playground",
+    expected: [200, 200, 200, 403, 200, 403, 403, 404],
+    prepare: ({ unique }) => ({ path: `/environments/${A.live.id}/playground`, body: { kind: "access_check", request: { identity: { anonymousIdentifier: `cell-${unique}` } } } }),
+  },
   // Offers: the funnel of an environment
   { method: "GET", path: "/environments/{environmentId}/offers/funnel", expected: READ_ENVIRONMENT, prepare: () => ({ path: `/environments/${A.live.id}/offers/funnel` }) },
   // Outbound webhooks (environment settings: settings.read / settings.write)

@@ -1,0 +1,20 @@
+/**
+ * The browser tests (`npm run test:browser`): Node drives Debian's chromium (playwright-core) against `wrangler dev`
+ * started by global-setup.ts. One worker and one file at a time: every file shares that one server, and a browser
+ * with the Worker's runtime is about all two cores take.
+ */
+import { join } from "node:path";
+import { defineConfig } from "vitest/config";
+
+export default defineConfig({
+  test: {
+    root: join(import.meta.dirname, "..", ".."),
+    include: ["test/browser/**/*.test.ts"],
+    environment: "node",
+    globalSetup: ["test/browser/global-setup.ts"],
+    fileParallelism: false,
+    maxWorkers: 1,
+    testTimeout: 60_000,
+    hookTimeout: 180_000,
+  },
+});
