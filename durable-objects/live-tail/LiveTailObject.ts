@@ -7,6 +7,10 @@
  * object sets when its first client connects, renews while clients stay and ends when the last one leaves
  * (storage-schema.md). Clients are held in memory: an object that restarts has lost its streams, and the tails
  * reconnect.
+ *
+ * A tail's credential is checked when it opens, never again: each tail is ended after MAX_TAIL_LIFETIME_MS (an
+ * `event: end` with `{ reason: "expired" }`, then the end of the stream), so a client keeps tailing only by opening a
+ * new one with a credential that is still good.
  */
 import { DurableObject } from "cloudflare:workers";
 import { setTailLease } from "../../workers/services/tenancy";
@@ -17,8 +21,13 @@ export const MAX_TAILS = 10;
 export const PING_INTERVAL_MS = 15_000;
 /** How long a lease holds without renewal: an object gone without ending it stops the publications within this. */
 export const LEASE_MS = 60_000;
-/** Chunks a client may leave unread before it is dropped: a reader that stalls must not grow the object's memory. */
-const MAX_UNREAD_CHUNKS = 1_000;
+/**
+ * Bytes a client may leave unread before it is dropped: a reader that stalls must not grow the object's memory (every
+ * tail of the environment lives in it). Counted in bytes, not chunks: one flush's chunk can be large.
+ */
+export const MAX_UNREAD_BYTES = 1024 * 1024;
+/** How long a tail stays open (checked at each ping, so up to PING_INTERVAL_MS more). */
+export const MAX_TAIL_LIFETIME_MS = 15 * 60_000;
 
 /** One decision as a tail shows it (the record stays in the events API). */
 export interface DecisionSummary {
@@ -30,7 +39,9 @@ export interface DecisionSummary {
   surfaceSlug: string | null;
   outcome: string | null;
   plans: string[];
+  /** At most MAX_SUMMARY_DENIALS of them (workers/services/liveTail.ts); `moreDenials` counts the rest when any. */
   denials: { featureSlug: string; property: string; reason: string }[];
+  moreDenials?: number;
   /** The sum of the record's stage timings (ms); null when it has none. */
   durationMs: number | null;
   versionId: string | null;
@@ -41,7 +52,10 @@ type Client = WritableStreamDefaultWriter<Uint8Array>;
 const encoder = new TextEncoder();
 
 export class LiveTailObject extends DurableObject<Env> {
-  private readonly clients = new Set<Client>();
+  /** Each open tail, with when it opened. */
+  private readonly clients = new Map<Client, number>();
+  /** MAX_TAIL_LIFETIME_MS, but for a test that ends its tails without waiting for it. */
+  tailLifetimeMs = MAX_TAIL_LIFETIME_MS;
   private environmentId: string | undefined;
   private leaseUntil = 0;
   /** The lease writes, one after the other: an end and a new start racing to D1 must land in the order they were made. */
@@ -58,9 +72,10 @@ export class LiveTailObject extends DurableObject<Env> {
     if (!environmentId) return new Response("environmentId is required", { status: 400 });
     if (this.clients.size >= MAX_TAILS) return new Response(null, { status: 429 });
     this.environmentId = environmentId;
-    const { readable, writable } = new TransformStream<Uint8Array, Uint8Array>();
+    // The writable side's queue is measured in bytes: `desiredSize` is what the client may still leave unread.
+    const { readable, writable } = new TransformStream<Uint8Array, Uint8Array>(undefined, new ByteLengthQueuingStrategy({ highWaterMark: MAX_UNREAD_BYTES }));
     const client = writable.getWriter();
-    this.clients.add(client);
+    this.clients.set(client, Date.now());
     // A client that goes away cancels its stream: its writer then errors, and the client is dropped.
     client.closed.catch(() => this.drop(client));
     this.send(client, encoder.encode(`event: ready\ndata: ${JSON.stringify({ environmentId })}\n\n`));
@@ -79,13 +94,17 @@ export class LiveTailObject extends DurableObject<Env> {
     this.publishedBatches++;
     if (this.clients.size === 0 || summaries.length === 0) return;
     const chunk = encoder.encode(summaries.map((summary) => `event: decision\ndata: ${JSON.stringify(summary)}\n\n`).join(""));
-    for (const client of this.clients) this.send(client, chunk);
+    for (const client of this.clients.keys()) this.send(client, chunk);
   }
 
-  /** Pings every tail and renews the lease while any is open; ends the lease once none is. */
+  /** Ends the tails open for their lifetime, pings the others and renews the lease while any is open; ends it once none is. */
   override async alarm(): Promise<void> {
     const ping = encoder.encode(": ping\n\n");
-    for (const client of this.clients) this.send(client, ping);
+    const now = Date.now();
+    for (const [client, openedAt] of this.clients) {
+      if (now - openedAt >= this.tailLifetimeMs) this.expire(client);
+      else this.send(client, ping);
+    }
     if (this.clients.size === 0) return this.endLease();
     await this.ctx.storage.setAlarm(Date.now() + PING_INTERVAL_MS);
     await this.holdLease().catch((error: unknown) =>
@@ -101,11 +120,19 @@ export class LiveTailObject extends DurableObject<Env> {
 
   private send(client: Client, chunk: Uint8Array): void {
     if (!this.clients.has(client)) return;
-    if (client.desiredSize !== null && client.desiredSize < -MAX_UNREAD_CHUNKS) {
+    // Below zero: more than MAX_UNREAD_BYTES are waiting for this client.
+    if (client.desiredSize !== null && client.desiredSize < 0) {
       this.drop(client);
       return;
     }
     client.write(chunk).catch(() => this.drop(client));
+  }
+
+  /** Ends a tail that has lived its time: a last `end` event, then the end of its stream (the client opens a new one). */
+  private expire(client: Client): void {
+    this.send(client, encoder.encode(`event: end\ndata: ${JSON.stringify({ reason: "expired" })}\n\n`));
+    if (!this.clients.delete(client)) return; // dropped instead: it had too much unread
+    client.close().catch(() => {});
   }
 
   private drop(client: Client): void {

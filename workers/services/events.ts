@@ -25,6 +25,11 @@ export interface EventInput {
   surfaceSlug?: string | null;
   outcome?: string | null;
   record: Record<string, unknown>;
+  /**
+   * The id is derived (eventIdFor under an Idempotency-Key), not random: the same record may be written again, and
+   * its metric rollups must then not count it twice (writeBatch).
+   */
+  idempotent?: boolean;
 }
 
 export interface StoredEvent {
@@ -186,22 +191,20 @@ async function pruneRollupsNowAndThen(db: D1Database): Promise<void> {
  * outage is not hammered); records still unwritten then are logged, ids and tenants, in one dead-letter line.
  *
  * Every part carries the metric rollups of its own records in the same batch, so a written record is counted once and
- * an unwritten one not at all. One bound: a record D1 ignores as already stored (a request retried under its
- * Idempotency-Key, answered again) is counted again — the metrics count decisions answered.
+ * an unwritten one not at all — and a record D1 ignores as already stored is not counted again (writeStatements).
  */
 async function writeBatch(db: D1Database, batch: PendingEvent[]): Promise<void> {
   const budget = { calls: MAX_CALLS_PER_FLUSH };
   const unwritten: PendingEvent[] = [];
   let lastError: unknown;
-  const write = async (part: PendingEvent[]): Promise<void> => {
+  const write = async (part: PendingEvent[], retry: boolean): Promise<void> => {
     if (budget.calls <= 0) {
       unwritten.push(...part);
       return;
     }
     budget.calls--;
     try {
-      const rollups = rollupStatement(db, part);
-      await db.batch([...part.map((event) => insertStatement(db, event)), ...(rollups ? [rollups] : [])]);
+      await db.batch(writeStatements(db, part, retry));
     } catch (error) {
       lastError = error;
       if (part.length === 1) {
@@ -209,11 +212,11 @@ async function writeBatch(db: D1Database, batch: PendingEvent[]): Promise<void> 
         return;
       }
       const middle = Math.ceil(part.length / 2);
-      await write(part.slice(0, middle));
-      await write(part.slice(middle));
+      await write(part.slice(0, middle), true);
+      await write(part.slice(middle), true);
     }
   };
-  await write(batch);
+  await write(batch, false);
   if (unwritten.length > 0) {
     console.error(
       JSON.stringify({
@@ -223,6 +226,27 @@ async function writeBatch(db: D1Database, batch: PendingEvent[]): Promise<void> 
       }),
     );
   }
+}
+
+/**
+ * The statements writing `part`: each record's INSERT OR IGNORE, and the rollups counted only for the rows stored.
+ * On a first attempt the records with random ids cannot be stored yet: their rollups go in one statement, as one
+ * upsert per batch. A record with a derived id may be (a replayed request), and on a retry every record may be (D1 can
+ * commit a batch and still report it failed): each such record's rollups follow its insert, guarded by it (one more
+ * statement per record, only there).
+ */
+function writeStatements(db: D1Database, part: readonly PendingEvent[], retry: boolean): D1PreparedStatement[] {
+  const statements: D1PreparedStatement[] = [];
+  const fresh: PendingEvent[] = [];
+  for (const event of part) {
+    statements.push(insertStatement(db, event));
+    if (retry || event.idempotent) {
+      const guarded = rollupStatement(db, [event], { ifInserted: true });
+      if (guarded) statements.push(guarded);
+    } else fresh.push(event);
+  }
+  const rollups = rollupStatement(db, fresh);
+  return rollups ? [...statements, rollups] : statements;
 }
 
 /** D1 calls one flush may make while isolating refused records (a batch is at most MAX_BATCH records). */

@@ -23,11 +23,15 @@ export interface TailedRecord {
   record: Record<string, unknown>;
 }
 
+/** Denials a summary lists; the rest are counted (`moreDenials`): a configuration with many properties cannot make a tail's messages large. */
+export const MAX_SUMMARY_DENIALS = 20;
+
 const isObject = (value: unknown): value is Record<string, unknown> => value !== null && typeof value === "object" && !Array.isArray(value);
 
 /** What a tail shows of a decision record. */
 export function decisionSummary(event: TailedRecord): DecisionSummary {
   const { record } = event;
+  const denials = (Array.isArray(record.denials) ? record.denials : []).filter(isObject);
   const timings = isObject(record.timings) ? Object.values(record.timings).filter((ms): ms is number => typeof ms === "number" && Number.isFinite(ms)) : [];
   return {
     id: event.id,
@@ -38,11 +42,12 @@ export function decisionSummary(event: TailedRecord): DecisionSummary {
     surfaceSlug: event.surfaceSlug ?? null,
     outcome: event.outcome ?? null,
     plans: Array.isArray(record.plans) ? record.plans.map(String) : [],
-    denials: (Array.isArray(record.denials) ? record.denials : []).filter(isObject).map(({ featureSlug, property, reason }) => ({
+    denials: denials.slice(0, MAX_SUMMARY_DENIALS).map(({ featureSlug, property, reason }) => ({
       featureSlug: String(featureSlug),
       property: String(property),
       reason: String(reason),
     })),
+    ...(denials.length > MAX_SUMMARY_DENIALS ? { moreDenials: denials.length - MAX_SUMMARY_DENIALS } : {}),
     durationMs: timings.length > 0 ? Math.round(timings.reduce((sum, ms) => sum + ms, 0) * 1000) / 1000 : null,
     versionId: typeof record.versionId === "string" ? record.versionId : null,
   };

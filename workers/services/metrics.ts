@@ -98,19 +98,25 @@ export function rollupsOf(records: readonly RolledUpRecord[]): RollupRow[] {
 }
 
 /**
- * One statement adding a batch's rollups (null when it has none), for the same D1 batch as the records: the batch is
- * all or nothing, so a record's counts are written exactly when the record's batch is.
+ * One statement adding the rollups of `records` (null when they have none), for the same D1 batch as the records: the
+ * batch is all or nothing, so a record's counts are written exactly when the record's batch is.
+ *
+ * `ifInserted`: the statement must come right after the INSERT OR IGNORE of its one record, and adds the counts only
+ * when that insert stored a row (`changes()` is the row count of the connection's last completed INSERT, UPDATE or
+ * DELETE — D1 runs a batch's statements in order on one connection): a record already stored (a derived event id
+ * written again, a batch written though reported failed) is not counted twice.
  */
-export function rollupStatement(db: D1Database, records: readonly RolledUpRecord[]): D1PreparedStatement | null {
+export function rollupStatement(db: D1Database, records: readonly RolledUpRecord[], { ifInserted = false } = {}): D1PreparedStatement | null {
   const rows = rollupsOf(records);
   if (rows.length === 0) return null;
   return db
     .prepare(
-      // `WHERE true`: an upsert's SELECT needs a WHERE clause, or SQLite reads its ON as a join constraint.
+      // An upsert's SELECT needs a WHERE clause (`WHERE true` when unconditional), or SQLite reads its ON as a join
+      // constraint.
       `INSERT INTO metric_rollups (environment_id, minute, metric, dimension, bucket, count)
        SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]'), json_extract(value, '$[3]'), json_extract(value, '$[4]'), json_extract(value, '$[5]')
-       FROM json_each(?) WHERE true
-       ON CONFLICT (environment_id, minute, metric, dimension, bucket) DO UPDATE SET count = metric_rollups.count + excluded.count`,
+       FROM json_each(?) WHERE ${ifInserted ? "changes() = 1" : "true"}
+       ON CONFLICT (environment_id, metric, minute, dimension, bucket) DO UPDATE SET count = metric_rollups.count + excluded.count`,
     )
     .bind(JSON.stringify(rows));
 }
@@ -123,12 +129,25 @@ export async function pruneRollups(db: D1Database, now: number): Promise<void> {
     .run();
 }
 
+/** The start of the step (ISO-8601), and each series' sum over it. */
 export type MetricsSeriesPoint = { minute: string } & Record<SeriesName, number>;
+
+/**
+ * The width of the series' points for a range: a minute up to 6 hours, 5 minutes up to a day, an hour beyond (a week
+ * is 169 points, not 10,081): what a chart can draw, summed by D1 rather than sent minute by minute.
+ */
+export function stepSecondsFor(rangeMs: number): number {
+  if (rangeMs <= 6 * 60 * 60 * 1000) return 60;
+  if (rangeMs <= 24 * 60 * 60 * 1000) return 5 * 60;
+  return 60 * 60;
+}
 
 export interface EnvironmentMetrics {
   from: string;
   to: string;
-  /** One point per minute of the range, minutes without decisions included (zeros). */
+  /** The width of each series point, in seconds (stepSecondsFor). */
+  step: number;
+  /** One point per step of the range (steps aligned on multiples of the step since the epoch), empty steps as zeros. */
   series: MetricsSeriesPoint[];
   /** Largest first, at most MAX_LISTED. */
   denials: { featureSlug: string; property: string; reason: string; count: number }[];
@@ -139,25 +158,38 @@ export interface EnvironmentMetrics {
 
 const MAX_LISTED = 100;
 
-/** The metrics of an environment over [from, to] (ISO-8601), per minute. */
+/**
+ * The metrics of an environment over [from, to] (ISO-8601), its series per step (stepSecondsFor the range). Every
+ * query names its metric first after the environment, as the table's key is ordered: it reads only its metric's rows of
+ * the range, not every metric's.
+ */
 export async function queryMetrics(db: D1Database, query: { environmentId: string; from: string; to: string }): Promise<EnvironmentMetrics> {
   const first = minuteOf(query.from);
   const last = minuteOf(query.to);
-  const range = "environment_id = ? AND minute >= ? AND minute <= ?";
-  const bind = (statement: D1PreparedStatement) => statement.bind(query.environmentId, first, last);
+  const step = stepSecondsFor(Date.parse(query.to) - Date.parse(query.from));
+  const range = "environment_id = ? AND metric = ? AND minute >= ? AND minute <= ?";
+  const of = (metric: string, sql: string) => db.prepare(sql).bind(query.environmentId, metric, first, last);
   const seriesMetrics = Object.values(SERIES_METRICS);
   const [series, denials, failures, stages] = await db.batch([
+    // Summed per step by D1: the start of the step in seconds since the epoch (minutes are stored as ISO-8601 text).
+    // The step is one of stepSecondsFor's integers, written into the SQL: a bound number arrives as a REAL, and the
+    // division must be an integer one.
     db
-      .prepare(`SELECT minute, metric, SUM(count) AS count FROM metric_rollups WHERE ${range} AND metric IN (${seriesMetrics.map(() => "?").join(", ")}) GROUP BY minute, metric`)
-      .bind(query.environmentId, first, last, ...seriesMetrics),
-    bind(db.prepare(`SELECT dimension, SUM(count) AS count FROM metric_rollups WHERE ${range} AND metric = 'denial' GROUP BY dimension ORDER BY count DESC, dimension LIMIT ${MAX_LISTED}`)),
-    bind(db.prepare(`SELECT dimension, SUM(count) AS count FROM metric_rollups WHERE ${range} AND metric = 'workflow_failure' GROUP BY dimension ORDER BY count DESC, dimension LIMIT ${MAX_LISTED}`)),
-    bind(db.prepare(`SELECT dimension, bucket, SUM(count) AS count FROM metric_rollups WHERE ${range} AND metric = 'stage' GROUP BY dimension, bucket ORDER BY dimension, bucket`)),
+      .prepare(
+        `SELECT (CAST(strftime('%s', minute) AS INTEGER) / ${step}) * ${step} AS start, metric, SUM(count) AS count FROM metric_rollups
+         WHERE environment_id = ? AND metric IN (${seriesMetrics.map(() => "?").join(", ")}) AND minute >= ? AND minute <= ?
+         GROUP BY start, metric`,
+      )
+      .bind(query.environmentId, ...seriesMetrics, first, last),
+    of("denial", `SELECT dimension, SUM(count) AS count FROM metric_rollups WHERE ${range} GROUP BY dimension ORDER BY count DESC, dimension LIMIT ${MAX_LISTED}`),
+    of("workflow_failure", `SELECT dimension, SUM(count) AS count FROM metric_rollups WHERE ${range} GROUP BY dimension ORDER BY count DESC, dimension LIMIT ${MAX_LISTED}`),
+    of("stage", `SELECT dimension, bucket, SUM(count) AS count FROM metric_rollups WHERE ${range} GROUP BY dimension, bucket ORDER BY dimension, bucket`),
   ]);
   return {
     from: query.from,
     to: query.to,
-    series: seriesOf(first, last, (series?.results ?? []) as { minute: string; metric: string; count: number }[]),
+    step,
+    series: seriesOf(first, last, step, (series?.results ?? []) as { start: number; metric: string; count: number }[]),
     denials: ((denials?.results ?? []) as { dimension: string; count: number }[]).map(({ dimension, count }) => {
       const [featureSlug = "", property = "", reason = ""] = JSON.parse(dimension) as string[];
       return { featureSlug, property, reason, count };
@@ -167,16 +199,18 @@ export async function queryMetrics(db: D1Database, query: { environmentId: strin
   };
 }
 
-function seriesOf(first: string, last: string, rows: { minute: string; metric: string; count: number }[]): MetricsSeriesPoint[] {
+/** One point per step from the step of `first` to the step of `last`; `rows` carry their step's start in seconds. */
+function seriesOf(first: string, last: string, step: number, rows: { start: number; metric: string; count: number }[]): MetricsSeriesPoint[] {
   const names = Object.keys(SERIES_METRICS) as SeriesName[];
   const nameOf = new Map(names.map((name) => [SERIES_METRICS[name] as string, name]));
-  const points = new Map<string, MetricsSeriesPoint>();
-  for (let minute = Date.parse(first); minute <= Date.parse(last); minute += 60_000) {
-    const iso = new Date(minute).toISOString();
-    points.set(iso, { minute: iso, ...(Object.fromEntries(names.map((name) => [name, 0])) as Record<SeriesName, number>) });
+  const stepMs = step * 1000;
+  const stepOf = (iso: string) => Math.floor(Date.parse(iso) / stepMs) * stepMs;
+  const points = new Map<number, MetricsSeriesPoint>();
+  for (let start = stepOf(first); start <= stepOf(last); start += stepMs) {
+    points.set(start, { minute: new Date(start).toISOString(), ...(Object.fromEntries(names.map((name) => [name, 0])) as Record<SeriesName, number>) });
   }
   for (const row of rows) {
-    const point = points.get(row.minute);
+    const point = points.get(row.start * 1000);
     const name = nameOf.get(row.metric);
     if (point && name) point[name] = row.count;
   }

@@ -4,7 +4,7 @@
  * new deployment reaches other isolates within the TTL) and the writes of this isolate invalidate its own entries at
  * once.
  */
-import { LRUCache } from "lru-cache";
+import { LRUCache, type Perf } from "lru-cache";
 import { EXPIRE_ON_READ } from "../lib/cacheExpiry";
 import { findActiveKeyByHash, hashApiKey, parseApiKey, type ApiKeyInfo } from "./apiKeys";
 import { findActiveOrganizationKeyByHash, parseOrganizationKey, type OrganizationKeyInfo } from "./organizationKeys";
@@ -18,7 +18,14 @@ const ENVIRONMENT_TTL_MS = 5_000;
 const keysByRawKey = new LRUCache<string, { key: ApiKeyInfo | null }>({ max: 10_000, ttl: KEY_TTL_MS, ...EXPIRE_ON_READ });
 // Organization keys the same way, with the same TTL: a revocation reaches every isolate within it.
 const organizationKeysByRawKey = new LRUCache<string, { key: OrganizationKeyInfo | null }>({ max: 10_000, ttl: KEY_TTL_MS, ...EXPIRE_ON_READ });
-const environmentsById = new LRUCache<string, { environment: Environment | null; tailLeaseUntil: number | null }>({ max: 10_000, ttl: ENVIRONMENT_TTL_MS, ...EXPIRE_ON_READ });
+/** The clock the environment entries age by (lru-cache's default); a test moves it to age an entry without waiting. */
+export const environmentCacheClock: Perf = { now: () => performance.now() };
+const environmentsById = new LRUCache<string, { environment: Environment | null; tailLeaseUntil: number | null }>({
+  max: 10_000,
+  ttl: ENVIRONMENT_TTL_MS,
+  perf: environmentCacheClock,
+  ...EXPIRE_ON_READ,
+});
 
 /**
  * Keys revoked or rotated through this isolate. A lookup that began before the revocation can finish after it with
@@ -68,11 +75,13 @@ export async function lookupEnvironment(db: D1Database, environmentId: string): 
 /**
  * Whether a live tail held the environment when this isolate last looked it up — from the cache alone, never a query:
  * the decision whose record is flushed looked its environment up moments before, and an environment this isolate has
- * not looked up lately (or a cache entry past its TTL) reads as untailed. So the flush of an environment nobody tails
- * costs one map read, and a tail opened elsewhere reaches this isolate within the cache's TTL.
+ * not looked up lately reads as untailed. An entry past its TTL still counts: a decision looked up near the end of
+ * the entry's life is flushed after it, and the lease it read (a time, at most LEASE_MS ahead of its last renewal) is
+ * what bounds how long a closed tail can still be published to. So the flush of an environment nobody tails costs one
+ * map read, and a tail opened elsewhere reaches this isolate within the cache's TTL.
  */
 export function isTailedNow(environmentId: string, now: number): boolean {
-  const cached = environmentsById.peek(environmentId);
+  const cached = environmentsById.peek(environmentId, { allowStale: true });
   return cached?.tailLeaseUntil != null && cached.tailLeaseUntil > now;
 }
 

@@ -1,5 +1,5 @@
 /**
- * #/metrics — the picked environment's decisions over time (per-minute rollups, GET …/metrics), where they were
+ * #/metrics — the picked environment's decisions over time (GET …/metrics, summed per step by the server), where they were
  * denied, how long each stage took, and the offer funnel (GET …/offers/funnel) over the same range.
  */
 import { useEffect, useMemo, useState } from "react";
@@ -11,7 +11,8 @@ import { ChartCanvas, PALETTE } from "../components/observability/ChartCanvas";
 import { useEnvironment, useSession } from "../session";
 import "../components/observability/observability.css";
 
-interface MinutePoint {
+/** One step of the series: `minute` is its start, each count its sum over the step. */
+interface StepPoint {
   minute: string;
   decisions: number;
   accessChecks: number;
@@ -25,7 +26,9 @@ interface MinutePoint {
 interface Metrics {
   from: string;
   to: string;
-  series: MinutePoint[];
+  /** The width of each point in seconds (the server picks it from the range: a minute, 5 minutes or an hour). */
+  step: number;
+  series: StepPoint[];
   denials: { featureSlug: string; property: string; reason: string; count: number }[];
   workflowFailures: { kind: string; count: number }[];
   stageLatency: { stage: string; count: number; p50: number; p95: number; p99: number }[];
@@ -42,42 +45,35 @@ interface FunnelRow {
 }
 
 const MINUTE = 60_000;
-/** Each range, and the width of the buckets its charts draw (the API answers per minute; a week is 10,080 of them). */
+/** The ranges offered; the server sums each into points of its own step. */
 const RANGES = [
-  { key: "1h", label: "1 hour", ms: 60 * MINUTE, bucketMinutes: 1 },
-  { key: "6h", label: "6 hours", ms: 6 * 60 * MINUTE, bucketMinutes: 5 },
-  { key: "24h", label: "24 hours", ms: 24 * 60 * MINUTE, bucketMinutes: 15 },
-  { key: "7d", label: "7 days", ms: 7 * 24 * 60 * MINUTE, bucketMinutes: 120 },
+  { key: "1h", label: "1 hour", ms: 60 * MINUTE },
+  { key: "6h", label: "6 hours", ms: 6 * 60 * MINUTE },
+  { key: "24h", label: "24 hours", ms: 24 * 60 * MINUTE },
+  { key: "7d", label: "7 days", ms: 7 * 24 * 60 * MINUTE },
 ] as const;
 type RangeKey = (typeof RANGES)[number]["key"];
 
 const COUNTS = ["decisions", "accessChecks", "surfaceDecisions", "denied", "meterFallbacks", "workflowFailures", "offerImpressions"] as const;
 type Count = (typeof COUNTS)[number];
 
-/** Sums the per-minute points into buckets of `minutes`, labelled by their start in local time. */
-function bucketed(series: MinutePoint[], minutes: number, long: boolean): { labels: string[]; sums: Record<Count, number[]> } {
-  const labels: string[] = [];
-  const sums = Object.fromEntries(COUNTS.map((count) => [count, [] as number[]])) as Record<Count, number[]>;
-  let currentStart = Number.NaN;
-  for (const point of series) {
-    const time = Date.parse(point.minute);
-    const start = Math.floor(time / (minutes * MINUTE)) * minutes * MINUTE;
-    if (start !== currentStart) {
-      currentStart = start;
-      const date = new Date(start);
-      labels.push(
-        long
-          ? date.toLocaleString(undefined, { weekday: "short", hour: "2-digit", minute: "2-digit", hour12: false })
-          : date.toLocaleTimeString(undefined, { hour: "2-digit", minute: "2-digit", hour12: false }),
-      );
-      for (const count of COUNTS) sums[count].push(0);
-    }
-    for (const count of COUNTS) {
-      const values = sums[count];
-      values[values.length - 1]! += point[count] ?? 0;
-    }
-  }
+/** The server's points as chart columns, labelled by their start in local time. */
+function columns(series: StepPoint[], long: boolean): { labels: string[]; sums: Record<Count, number[]> } {
+  const labels = series.map((point) => {
+    const date = new Date(point.minute);
+    return long
+      ? date.toLocaleString(undefined, { weekday: "short", hour: "2-digit", minute: "2-digit", hour12: false })
+      : date.toLocaleTimeString(undefined, { hour: "2-digit", minute: "2-digit", hour12: false });
+  });
+  const sums = Object.fromEntries(COUNTS.map((count) => [count, series.map((point) => point[count] ?? 0)])) as Record<Count, number[]>;
   return { labels, sums };
+}
+
+/** "per minute", "per 5 min", "per 1 h": what one point of the charts counts. */
+function perStep(seconds: number): string {
+  const minutes = Math.round(seconds / 60);
+  if (minutes <= 1) return "per minute";
+  return minutes >= 60 ? `per ${minutes / 60} h` : `per ${minutes} min`;
 }
 
 const total = (values: number[]) => values.reduce((sum, value) => sum + value, 0);
@@ -148,7 +144,7 @@ export default function MetricsPage() {
     };
   }, [api, environmentId, chosen, refresh]);
 
-  const buckets = useMemo(() => (metrics ? bucketed(metrics.series, chosen.bucketMinutes, chosen.ms > 24 * 60 * MINUTE) : null), [metrics, chosen]);
+  const buckets = useMemo(() => (metrics ? columns(metrics.series, chosen.ms > 24 * 60 * MINUTE) : null), [metrics, chosen]);
 
   // Stacked bars (the two kinds of decisions add up to all of them), with the denied ones as a line over them.
   const decisionsData = useMemo<ChartData<"bar" | "line">>(
@@ -215,12 +211,12 @@ export default function MetricsPage() {
   const totals = buckets ? Object.fromEntries(COUNTS.map((count) => [count, total(buckets.sums[count])])) as Record<Count, number> : null;
   const noDecisions = !totals || totals.decisions === 0;
   const name = environment ? environment.name || environment.slug : null;
-  const perBucket = chosen.bucketMinutes === 1 ? "per minute" : `per ${chosen.bucketMinutes >= 60 ? `${chosen.bucketMinutes / 60} h` : `${chosen.bucketMinutes} min`}`;
+  const perBucket = metrics ? perStep(metrics.step) : "";
 
   return (
     <Page
       title="Metrics"
-      subtitle={name ? `Decisions of ${name}, aggregated per minute.` : "Pick an environment to see its metrics."}
+      subtitle={name ? `Decisions of ${name}, ${metrics ? perStep(metrics.step) : "per minute"} over the range.` : "Pick an environment to see its metrics."}
       actions={
         <div className="metrics-ranges" role="group" aria-label="Range">
           {RANGES.map((candidate) => (

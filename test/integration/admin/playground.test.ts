@@ -7,6 +7,7 @@ import { beforeAll, describe, expect, it } from "vitest";
 import { call, createOrganization, publish, type TestOrganization } from "../../support/api";
 import { eventsFor } from "../../support/events";
 import { helloWorld } from "../../support/examples";
+import { MAX_DECISION_BODY_BYTES } from "../../../workers/decision/request";
 
 const GPTBOT = "Mozilla/5.0 AppleWebKit/537.36 (KHTML, like Gecko); compatible; GPTBot/1.1; +https://openai.com/gptbot";
 
@@ -70,6 +71,15 @@ describe("the playground", () => {
     const undeployed = await playground(org.preview.id, org.adminKey, surfaceCheck("someone"));
     expect(undeployed.status).toBe(409);
     expect(undeployed.body.code).toBe("conflict");
+  });
+
+  it("refuses a body over the decision API's limit (413) before reading it", async () => {
+    const tooBig = await playground(org.live.id, org.adminKey, {
+      kind: "surface_decision",
+      request: { surfaceSlug: "hello-world", identity: { userIdentifier: "big" }, resource: { padding: "x".repeat(MAX_DECISION_BODY_BYTES) } },
+    });
+    expect(tooBig.status).toBe(413);
+    expect(tooBig.body.code).toBe("payload_too_large");
   });
 
   it("who may run it: admin and deployer keys, the environment's own secret key; not read-only, another environment's key, another organization", async () => {

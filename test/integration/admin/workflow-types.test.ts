@@ -3,6 +3,7 @@
  * type-checks a correct workflow and rejects a misspelled feature is test/browser/workflow-types.test.ts (the
  * TypeScript compiler runs in Node, not in workerd).
  */
+import { env } from "cloudflare:workers";
 import { beforeAll, describe, expect, expectTypeOf, it } from "vitest";
 import type { SYSTEM_TRIGGERS } from "../../../schema/config";
 import type { SystemTriggerName } from "../../../workers/workflows/authorTypes";
@@ -57,6 +58,32 @@ describe("GET /api/v1/admin/workflow-types", () => {
     const empty = await createOrganization("Empty workflow types org");
     const { body } = await call("GET", "/api/v1/admin/workflow-types", { key: empty.adminKey });
     expect(body.dts.slice(WORKFLOW_TYPES_DTS.length)).toContain("    features: {};\n    plans: never;\n    surfaces: never;\n    customTriggers: never;");
+  });
+
+  it("serves a stored draft that does not fit today's schema, with the generic type for what it cannot read", async () => {
+    const odd = await createOrganization("Odd draft org");
+    // As a draft saved under older rules (or written by hand) may be stored: written to D1 directly, past validation.
+    const document = {
+      features: {
+        widget: { properties: { quality: { type: "string", values: "low,high" }, broken: null, future: { type: "hologram" } } },
+        bare: null,
+        listed: { properties: ["not", "a", "record"] },
+      },
+      plans: ["free"],
+      surfaces: null,
+      triggers: "newsletter.signup",
+    };
+    await env.DB.prepare("INSERT OR REPLACE INTO drafts (organization_id, document, revision, updated_at) VALUES (?, ?, 1, ?)")
+      .bind(odd.id, JSON.stringify(document), new Date().toISOString())
+      .run();
+    const { status, body } = await call("GET", "/api/v1/admin/workflow-types", { key: odd.adminKey });
+    expect(status, JSON.stringify(body)).toBe(200);
+    const declared = body.dts.slice(WORKFLOW_TYPES_DTS.length);
+    expect(declared).toContain('            "quality": Extract<ValueProperty, { type: "string" }>;');
+    expect(declared).toContain('            "broken": PropertyState;');
+    expect(declared).toContain('            "future": PropertyState;');
+    expect(declared).toContain('        "listed": {\n            "enabled": MeterableProperty;\n        };');
+    expect(declared).toContain("    plans: never;\n    surfaces: never;\n    customTriggers: never;");
   });
 
   it("answers every reader of the configuration, and no publishable key", async () => {

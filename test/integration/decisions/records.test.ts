@@ -33,6 +33,8 @@ const event = (id: string, organizationId = "org_a"): EventInput & { id: string 
 
 describe("decision records", () => {
   it("a batch D1 refuses is written in parts: every other tenant's record is kept, the refused one logged", async () => {
+    // Files share this isolate's record buffer (vitest isolate: false): what earlier files left in it goes to D1 first.
+    await flushEvents();
     const { db, written, batches } = fakeDatabase(new Set(["evt_bad"]));
     const ctx = { waitUntil: () => {} };
     for (const id of ["evt_1", "evt_2", "evt_bad", "evt_4", "evt_5"]) recordEvent(ctx, db, event(id, id === "evt_bad" ? "org_noisy" : "org_other"));
@@ -46,6 +48,7 @@ describe("decision records", () => {
 
   it("when D1 itself fails, a flush makes a bounded number of calls and logs every record it could not write", async () => {
     const ids = Array.from({ length: 50 }, (_, i) => `evt_down_${i}`);
+    await flushEvents();
     const { db, written, batches } = fakeDatabase(new Set(ids));
     // The 50th record fills the batch: recordEvent flushes it itself, in the work it hands to waitUntil.
     const background: Promise<unknown>[] = [];

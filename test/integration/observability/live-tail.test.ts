@@ -3,10 +3,13 @@
  * tails from the flush of the records; an environment nobody tails sends its object nothing.
  */
 import { env } from "cloudflare:workers";
-import { runInDurableObject } from "cloudflare:test";
+import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
 import { liveTailStub } from "../../../durable-objects/live-tail/client";
+import { MAX_UNREAD_BYTES, type DecisionSummary } from "../../../durable-objects/live-tail/LiveTailObject";
 import { flushEvents } from "../../../workers/services/events";
+import { decisionSummary, MAX_SUMMARY_DENIALS } from "../../../workers/services/liveTail";
+import { environmentCacheClock } from "../../../workers/services/tenantCache";
 import { call, createOrganization, fetchWorker, publish, waitForBackgroundWork, type TestOrganization } from "../../support/api";
 import { eventually } from "../../support/eventually";
 import { helloWorld } from "../../support/examples";
@@ -160,6 +163,106 @@ describe("live tail", () => {
     expect(foreign.status).toBe(404);
     expect(foreign.body.code).toBe("not_found");
     expect((await openTail("ok_not_a_key", org.live.id)).status).toBe(401);
+  });
+
+  it("streams the playground's decisions too", async () => {
+    // An organization whose environment no decision call has looked up yet: the playground alone must make the
+    // isolate see the tail.
+    const played = await createOrganization("Tailed playground");
+    await publish(played.adminKey, helloWorld(), [played.live.id]);
+    const tail = await openTail(played.adminKey, played.live.id);
+    expect((await tail.next()).event).toBe("ready");
+    const result = await call("POST", `/api/v1/admin/environments/${played.live.id}/playground`, {
+      key: played.adminKey,
+      body: { kind: "access_check", request: { identity: { anonymousIdentifier: "played" } } },
+    });
+    expect(result.status, JSON.stringify(result.body)).toBe(200);
+    await waitForBackgroundWork();
+    await flushEvents();
+    expect(await publishedBatches(played, played.live.id)).toBe(1);
+    const { event, data } = await tail.next();
+    expect(event).toBe("decision");
+    expect(data).toMatchObject({ id: result.body.response.eventId, kind: "access_check", identifier: "played", environmentId: played.live.id });
+  });
+
+  it("streams a decision whose environment's cache entry aged past its TTL before the flush", async () => {
+    const aged = await createOrganization("Tailed, aged entry");
+    await publish(aged.adminKey, helloWorld(), [aged.live.id]);
+    const tail = await openTail(aged.adminKey, aged.live.id);
+    expect((await tail.next()).event).toBe("ready");
+    const realNow = environmentCacheClock.now;
+    try {
+      const decided = await decide(aged.live.secretKey, "aged-entry");
+      expect(decided.status).toBe(200);
+      // The entry the decision looked up is now stale (its lease, a wall-clock time, still holds).
+      environmentCacheClock.now = () => realNow() + 60_000;
+      await flushEvents();
+      await waitForBackgroundWork();
+      expect(await publishedBatches(aged, aged.live.id)).toBe(1);
+      expect((await tail.next()).data).toMatchObject({ id: decided.body.eventId, identifier: "aged-entry" });
+    } finally {
+      environmentCacheClock.now = realNow;
+    }
+  });
+
+  it("ends a tail after its lifetime with an `end` event; reopening it takes a credential that is still good", async () => {
+    const owner = await createOrganization("Tail lifetime");
+    const reader = await call("POST", "/api/v1/admin/organization/keys", { key: owner.adminKey, body: { name: "expiring reader", role: "read-only" } });
+    const tail = await openTail(reader.body.key, owner.live.id);
+    expect((await tail.next()).event).toBe("ready");
+    const object = objectOf(owner, owner.live.id);
+    // As if its lifetime had passed: the next ping ends it.
+    await runInDurableObject(object, (instance) => {
+      instance.tailLifetimeMs = 0;
+    });
+    expect(await runDurableObjectAlarm(object)).toBe(true);
+    expect(await tail.next()).toEqual({ event: "end", data: { reason: "expired" } });
+    await expect(tail.next()).rejects.toThrow("the tail ended");
+    expect(await openTailsOf(owner, owner.live.id)).toBe(0);
+
+    // The client reopens it: refused once the credential is revoked.
+    expect((await call("DELETE", `/api/v1/admin/organization/keys/${reader.body.id}`, { key: owner.adminKey })).status).toBeLessThan(300);
+    expect((await openTail(reader.body.key, owner.live.id)).status).toBe(401);
+  });
+
+  it("drops a client that leaves more than MAX_UNREAD_BYTES unread, and keeps serving the others", async () => {
+    const owner = await createOrganization("Tail slow reader");
+    const stalled = await openTail(owner.adminKey, owner.live.id); // never read
+    const reading = await openTail(owner.adminKey, owner.live.id);
+    expect((await reading.next()).event).toBe("ready");
+    const object = objectOf(owner, owner.live.id);
+    // Few, large chunks (~256 KiB each): far fewer chunks than any count-based bound, more bytes than the byte bound.
+    const summary = (index: number): DecisionSummary => ({
+      id: `evt_big_${index}`,
+      kind: "access_check",
+      createdAt: new Date().toISOString(),
+      environmentId: owner.live.id,
+      identifier: "x".repeat(64 * 1024),
+      surfaceSlug: null,
+      outcome: "granted",
+      plans: [],
+      denials: [],
+      durationMs: null,
+      versionId: null,
+    });
+    const batches = Math.ceil((8 * MAX_UNREAD_BYTES) / (256 * 1024));
+    for (let batch = 0; batch < batches && (await openTailsOf(owner, owner.live.id)) === 2; batch++) {
+      await object.publish([0, 1, 2, 3].map((index) => summary(batch * 4 + index)));
+      // The reader keeps up.
+      for (let index = 0; index < 4; index++) expect((await reading.next()).data.id).toBe(`evt_big_${batch * 4 + index}`);
+    }
+    expect(await openTailsOf(owner, owner.live.id)).toBe(1);
+    await object.publish([{ ...summary(-1), identifier: "after" }]);
+    expect((await reading.next()).data.identifier).toBe("after");
+    void stalled;
+  });
+
+  it("lists at most MAX_SUMMARY_DENIALS denials in a summary, and counts the rest", () => {
+    const denials = Array.from({ length: MAX_SUMMARY_DENIALS + 5 }, (_, index) => ({ featureSlug: "f", property: `p${index}`, reason: "off" }));
+    const summary = decisionSummary({ id: "evt_1", organizationId: "org", environmentId: "env", kind: "access_check", createdAt: new Date().toISOString(), record: { denials } });
+    expect(summary.denials).toEqual(denials.slice(0, MAX_SUMMARY_DENIALS));
+    expect(summary.moreDenials).toBe(5);
+    expect(decisionSummary({ id: "evt_2", organizationId: "org", environmentId: "env", kind: "access_check", createdAt: "", record: { denials: denials.slice(0, 2) } })).not.toHaveProperty("moreDenials");
   });
 
   it("costs an environment nobody tails no publication; a tail's lease ends with its last client", async () => {

@@ -73,6 +73,7 @@ describe("metrics", () => {
     // The default range: the last hour, one point per minute.
     const span = Date.parse(result.body.to) - Date.parse(result.body.from);
     expect(span).toBe(60 * 60 * 1000);
+    expect(result.body.step).toBe(60);
     expect(result.body.series).toHaveLength(61);
     expect(result.body.series[0]).toEqual({ minute: expect.stringMatching(/:00\.000Z$/), decisions: 0, accessChecks: 0, surfaceDecisions: 0, denied: 0, meterFallbacks: 0, workflowFailures: 0, offerImpressions: 0 });
   });
@@ -137,7 +138,9 @@ describe("metrics", () => {
     const iso = (ms: number) => new Date(ms).toISOString();
     const week = await metricsOf(org.adminKey, org.live.id, `?from=${iso(to.getTime() - 7 * 24 * 60 * 60 * 1000)}&to=${to.toISOString()}`);
     expect(week.status).toBe(200);
-    expect(week.body.series).toHaveLength(7 * 24 * 60 + 1);
+    // Beyond a day, a point per hour: from the hour of `from` to the hour of `to`.
+    expect(week.body.step).toBe(3600);
+    expect(week.body.series).toHaveLength(7 * 24 + 1);
     expect(totals(week.body.series).decisions).toBe(6);
 
     const tooLong = await metricsOf(org.adminKey, org.live.id, `?from=${iso(to.getTime() - 7 * 24 * 60 * 60 * 1000 - 60_000)}&to=${to.toISOString()}`);
@@ -148,9 +151,126 @@ describe("metrics", () => {
     expect(backwards.body.details).toEqual([{ path: "query.from", message: "must be before to" }]);
     expect((await metricsOf(org.adminKey, org.live.id, "?from=yesterday")).status).toBe(400);
 
+    // `from` alone: the hour from it. One still to come answers zeros.
+    const future = Date.now() + 24 * 60 * 60 * 1000;
+    const ahead = await metricsOf(org.adminKey, org.live.id, `?from=${iso(future)}`);
+    expect(ahead.status, JSON.stringify(ahead.body)).toBe(200);
+    expect(ahead.body.to).toBe(iso(future + 60 * 60 * 1000));
+    expect(ahead.body.series).toHaveLength(61);
+    expect(totals(ahead.body.series).decisions).toBe(0);
+    const lastHourFrom = await metricsOf(org.adminKey, org.live.id, `?from=${iso(to.getTime() - 30 * 60_000)}`);
+    expect(lastHourFrom.body.to).toBe(iso(to.getTime() + 30 * 60_000));
+
     // A range in the past holds none of today's decisions.
     const past = await metricsOf(org.adminKey, org.live.id, `?from=${iso(to.getTime() - 3 * 60 * 60 * 1000)}&to=${iso(to.getTime() - 2 * 60 * 60 * 1000)}`);
     expect(totals(past.body.series).decisions).toBe(0);
+  });
+
+  it("sums the series per step: a minute up to 6 hours, 5 minutes up to a day, an hour beyond", async () => {
+    const stepped = await createOrganization("Metrics steps");
+    await publish(stepped.adminKey, helloWorld(), [stepped.live.id]);
+    // Rollups at known minutes (as the flushes write them), within the retention: a day that began two days ago.
+    const day0 = Math.floor(Date.now() / 86_400_000) * 86_400_000 - 2 * 86_400_000;
+    const at = (hours: number, minutes = 0) => new Date(day0 + hours * 3_600_000 + minutes * 60_000).toISOString();
+    const rows: [string, string, number][] = [
+      [at(10, 5), "decisions", 2],
+      [at(10, 9), "decisions", 3],
+      [at(10, 9), "denied", 1],
+      [at(10, 10), "decisions", 4],
+      [at(11), "decisions", 5],
+    ];
+    for (const [minute, metric, count] of rows) {
+      await env.DB.prepare("INSERT INTO metric_rollups (environment_id, minute, metric, count) VALUES (?, ?, ?, ?)").bind(stepped.live.id, minute, metric, count).run();
+    }
+    const over = (from: string, to: string) => metricsOf(stepped.adminKey, stepped.live.id, `?from=${from}&to=${to}`);
+
+    const sixHours = await over(at(9), at(15));
+    expect(sixHours.body.step).toBe(60);
+    expect(sixHours.body.series).toHaveLength(6 * 60 + 1);
+    expect(sixHours.body.series.find((point: any) => point.minute === at(10, 9))).toMatchObject({ decisions: 3, denied: 1 });
+
+    const day = await over(at(0), at(24));
+    expect(day.body.step).toBe(300);
+    expect(day.body.series).toHaveLength(24 * 12 + 1);
+    const fiveMinutes = day.body.series.filter((point: any) => point.decisions > 0).map((point: any) => [point.minute, point.decisions, point.denied]);
+    expect(fiveMinutes).toEqual([
+      [at(10, 5), 5, 1],
+      [at(10, 10), 4, 0],
+      [at(11), 5, 0],
+    ]);
+
+    const twoDays = await over(at(0, 30), at(48, 30));
+    expect(twoDays.body.step).toBe(3600);
+    // From the hour of `from` to the hour of `to`.
+    expect(twoDays.body.series).toHaveLength(49);
+    expect(twoDays.body.series[0].minute).toBe(at(0));
+    expect(twoDays.body.series.filter((point: any) => point.decisions > 0).map((point: any) => [point.minute, point.decisions])).toEqual([
+      [at(10), 9],
+      [at(11), 5],
+    ]);
+  });
+
+  it("counts a decision replayed under its Idempotency-Key once, in one flush or in two", async () => {
+    const replayed = await createOrganization("Metrics replays");
+    await publish(replayed.adminKey, helloWorld(), [replayed.live.id]);
+    const check = (idempotencyKey: string) =>
+      call("POST", "/api/v1/surface-decisions", {
+        key: replayed.live.secretKey,
+        headers: { "idempotency-key": idempotencyKey },
+        body: { surfaceSlug: "hello-world", identity: { anonymousIdentifier: "replayer" } },
+      });
+    const first = await check("once-across-flushes");
+    await waitForBackgroundWork();
+    await flushEvents();
+    const again = await check("once-across-flushes");
+    expect(again.body.eventId).toBe(first.body.eventId);
+    // Both in the same flush.
+    const [one, other] = [await check("once-in-a-flush"), await check("once-in-a-flush")];
+    expect(other.body.eventId).toBe(one.body.eventId);
+    await waitForBackgroundWork();
+    await flushEvents();
+    const result = await metricsOf(replayed.adminKey, replayed.live.id);
+    expect(totals(result.body.series)).toMatchObject({ decisions: 2, surfaceDecisions: 2 });
+    expect(result.body.stageLatency.every((stage: { count: number }) => stage.count <= 2)).toBe(true);
+  });
+
+  it("counts once the records of a batch D1 wrote but reported as failed, then written again in parts", async () => {
+    const retried = await createOrganization("Metrics retried batch");
+    let failedAfterWriting = 0;
+    // As D1 may answer: the batch is committed, and the call fails all the same.
+    const flaky = new Proxy(env.DB, {
+      get(target, property) {
+        if (property === "batch") {
+          return async (statements: D1PreparedStatement[]) => {
+            const results = await target.batch(statements);
+            if (failedAfterWriting++ === 0) throw new Error("D1_ERROR: Network connection lost.");
+            return results;
+          };
+        }
+        const value = Reflect.get(target, property, target);
+        return typeof value === "function" ? value.bind(target) : value;
+      },
+    });
+    const background: Promise<unknown>[] = [];
+    const ctx = { waitUntil: (work: Promise<unknown>) => void background.push(work) };
+    for (let i = 0; i < 4; i++) {
+      recordEvent(ctx, flaky, {
+        id: `evt_metrics_retried_${retried.id}_${i}`,
+        organizationId: retried.id,
+        environmentId: retried.live.id,
+        kind: "access_check",
+        identifier: `retried-${i}`,
+        outcome: i === 0 ? "denied" : "granted",
+        record: { timings: { lookup: 1 }, denials: i === 0 ? [{ featureSlug: "widget", property: "enabled", reason: "off" }] : [] },
+      });
+    }
+    await flushEvents();
+    await Promise.all(background);
+    expect(failedAfterWriting).toBe(3); // the whole batch, then its two halves
+    const result = await metricsOf(retried.adminKey, retried.live.id);
+    expect(totals(result.body.series)).toMatchObject({ decisions: 4, accessChecks: 4, denied: 1 });
+    expect(result.body.denials).toEqual([{ featureSlug: "widget", property: "enabled", reason: "off", count: 1 }]);
+    expect(result.body.stageLatency).toEqual([expect.objectContaining({ stage: "lookup", count: 4 })]);
   });
 
   it("places durations in fixed log-scale buckets and deletes rollups past their retention", async () => {

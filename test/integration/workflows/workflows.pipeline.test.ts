@@ -138,6 +138,81 @@ describe("each workflow type", () => {
   });
 });
 
+describe("several feature workflows on one feature", () => {
+  // Run side by side, applied in the snapshot's order (by slug): each builds on what the earlier ones set, and a later
+  // value for the same property replaces an earlier one. Only the values that stand are reported as overrides.
+  const reportsSetup = (workflows: Record<string, string>, { planGrants }: { planGrants: boolean }) =>
+    setup(
+      Object.fromEntries(Object.entries(workflows).map(([slug, source]) => [slug, { type: "feature", feature: "reports", source }])),
+      (document) => {
+        document.features.reports = { properties: { quality: { type: "string", fallback: "low", values: ["low", "high"] } } };
+        if (planGrants) document.plans.registered.features.reports = { enabled: "on" };
+        document.surfaces["hello-world"].consumes = ["widget.enabled", "reports.enabled"];
+      },
+    );
+  const deny = `export default () => ({ enabled: false });`;
+  const grant = `export default () => ({ enabled: true });`;
+  const quality = `export default () => ({ quality: "high" });`;
+
+  async function decide(org: Awaited<ReturnType<typeof setup>>) {
+    const result = await call("POST", "/api/v1/surface-decisions?trace=true", {
+      key: org.live.secretKey,
+      body: { surfaceSlug: "hello-world", identity: { userIdentifier: `reader-${crypto.randomUUID()}` } },
+    });
+    expect(result.status, JSON.stringify(result.body)).toBe(200);
+    const winner = (property: string) => result.body.trace.properties.find((entry: any) => entry.featureSlug === "reports" && entry.property === property)?.winner;
+    const event = await eventFor(org.live.secretKey, result.body.eventId);
+    return { reports: result.body.features.reports.properties, winner, trace: result.body.trace, event };
+  }
+
+  for (const [order, workflows] of [
+    ["deny, then another property", { "a-deny": deny, "b-quality": quality }],
+    ["another property, then deny", { "a-quality": quality, "b-deny": deny }],
+  ] as const) {
+    it(`keeps a denial over a plan's on (${order})`, async () => {
+      const org = await reportsSetup(workflows, { planGrants: true });
+      const { reports, winner, trace, event } = await decide(org);
+      expect(reports.enabled).toMatchObject({ hasAccess: false, isFallback: false });
+      expect(reports.quality).toEqual({ type: "string", value: "high", isFallback: false });
+      const denier = Object.keys(workflows).find((slug) => slug.endsWith("deny"));
+      const improver = Object.keys(workflows).find((slug) => slug.endsWith("quality"));
+      expect(winner("enabled")).toEqual({ kind: "workflow", workflow: denier });
+      expect(winner("quality")).toEqual({ kind: "workflow", workflow: improver });
+      expect(trace.denials).toEqual([{ featureSlug: "reports", property: "enabled", reason: "workflow_override" }]);
+      expect(event.outcome).toBe("denied");
+      expect(event.record.denials).toEqual([{ featureSlug: "reports", property: "enabled", reason: "workflow_override" }]);
+    });
+  }
+
+  for (const [order, workflows] of [
+    ["grant, then another property", { "a-grant": grant, "b-quality": quality }],
+    ["another property, then grant", { "a-quality": quality, "b-grant": grant }],
+  ] as const) {
+    it(`keeps a grant no plan gives (${order})`, async () => {
+      const org = await reportsSetup(workflows, { planGrants: false });
+      const { reports, winner, trace, event } = await decide(org);
+      expect(reports.enabled).toMatchObject({ hasAccess: true, isFallback: false });
+      expect(reports.quality).toEqual({ type: "string", value: "high", isFallback: false });
+      expect(winner("enabled")).toEqual({ kind: "workflow", workflow: Object.keys(workflows).find((slug) => slug.endsWith("grant")) });
+      expect(trace.denials).toEqual([]);
+      expect(event.outcome).toBe("granted");
+      expect(event.record.denials).toEqual([]);
+    });
+  }
+
+  it("the last workflow to set a property wins, and only its override stands", async () => {
+    const granted = await decide(await reportsSetup({ "a-deny": deny, "b-grant": grant }, { planGrants: false }));
+    expect(granted.reports.enabled).toMatchObject({ hasAccess: true });
+    expect(granted.winner("enabled")).toEqual({ kind: "workflow", workflow: "b-grant" });
+    expect(granted.event.record.denials).toEqual([]);
+
+    const denied = await decide(await reportsSetup({ "a-grant": grant, "b-deny": deny }, { planGrants: true }));
+    expect(denied.reports.enabled).toMatchObject({ hasAccess: false });
+    expect(denied.winner("enabled")).toEqual({ kind: "workflow", workflow: "b-deny" });
+    expect(denied.event.record.denials).toEqual([{ featureSlug: "reports", property: "enabled", reason: "workflow_override" }]);
+  });
+});
+
 describe("faults degrade to the fallback", () => {
   const faults: Record<string, string> = {
     throws: `export default () => { throw new Error("boom"); };`,

@@ -1,7 +1,9 @@
 /**
  * Stage 8 — features: the wire state of every feature once the meter answered (or failed), then the feature
  * workflows, each adjusting its own feature's properties. A value that does not fit the property's type is ignored
- * and recorded as a refused result.
+ * and recorded as a refused result. The workflows run side by side, each given the state before any of them, and their
+ * results are applied one after the other in the snapshot's order: a later workflow's value for a property replaces
+ * an earlier one's, and the other properties keep what the earlier ones set.
  */
 import { finish, type FeatureStates, type PropertyState, type SnapshotProperty } from "../../engine";
 import type { FeatureArgs } from "../../workflows/authorTypes";
@@ -24,23 +26,30 @@ export async function resolveFeatures<C extends Configured & Identified & Planne
       const feature = workflow.feature ? features[workflow.feature] : undefined;
       if (!feature) return undefined;
       const overrides = await session.run(workflow, (): FeatureArgs => ({ ...session.args(plans), feature, features }), validatePropertyOverrides);
-      return { feature, overrides, workflow };
+      return { featureSlug: feature.featureSlug, overrides, workflow };
     }),
   );
   // Rendered states may be shared, frozen objects (the engine memoises them): build new ones instead of mutating.
-  const overrides: PropertyOverride[] = [];
+  // Keyed by feature and property, so a later workflow's override of the same property replaces the earlier entry:
+  // only the overrides that stand are listed (and explain a denial as `workflow_override`).
+  const standing = new Map<string, PropertyOverride>();
   for (const result of results) {
     if (!result?.overrides) continue;
-    const properties = { ...result.feature.properties };
-    const definitions = context.prepared.featureBySlug.get(result.feature.featureSlug)?.propertyBySlug;
+    const { featureSlug } = result;
+    // The state as the earlier workflows left it, not as it was before them.
+    const current = features[featureSlug]!;
+    const properties = { ...current.properties };
+    const definitions = context.prepared.featureBySlug.get(featureSlug)?.propertyBySlug;
     const refused: string[] = [];
     for (const [slug, value] of Object.entries(result.overrides)) {
-      const current = properties[slug];
+      const property = properties[slug];
       const definition = definitions?.get(slug)?.definition;
-      const next = current && definition ? overridden(current, definition, value) : undefined;
+      const next = property && definition ? overridden(property, definition, value) : undefined;
       if (next) {
         properties[slug] = next;
-        overrides.push({ featureSlug: result.feature.featureSlug, property: slug, workflow: result.workflow.slug });
+        const key = JSON.stringify([featureSlug, slug]);
+        standing.delete(key); // re-inserted last: the list keeps the order in which the standing values were set
+        standing.set(key, { featureSlug, property: slug, workflow: result.workflow.slug });
       } else refused.push(`${slug} to ${JSON.stringify(value)}`);
     }
     // One record per workflow, however many values it got wrong: a workflow cannot grow the decision record at will.
@@ -49,10 +58,10 @@ export async function resolveFeatures<C extends Configured & Identified & Planne
       const more = refused.length > MAX_REFUSALS_LISTED ? ` (and ${refused.length - MAX_REFUSALS_LISTED} more)` : "";
       await session.recordRefusal(result.workflow, `cannot set ${listed.join(", ")}${more}`);
     }
-    features[result.feature.featureSlug] = { ...result.feature, properties };
+    features[featureSlug] = { ...current, properties };
   }
   services.timing.mark("feature_workflows");
-  return { ...context, features, overrides };
+  return { ...context, features, overrides: [...standing.values()] };
 }
 
 const MAX_REFUSALS_LISTED = 10;

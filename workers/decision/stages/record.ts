@@ -27,6 +27,8 @@ export function recordDecision<C extends DecisionRequest & Configured & Identifi
     identifier: identity.identifier,
     surfaceSlug: surfaceSlug ?? null,
     outcome: denied.length ? "denied" : "granted",
+    // Under an Idempotency-Key the event id is derived (eventIdFor): a replay writes the same record again.
+    idempotent: context.idempotencyKey !== undefined,
     record: {
       identity: response.identity,
       bot: bot ?? null,

@@ -1,4 +1,4 @@
-/** An environment's decision metrics per minute, from the rollups written with the decision records (services/metrics.ts). */
+/** An environment's decision metrics per step (a minute to an hour, by the range), from the per-minute rollups written with the decision records (services/metrics.ts). */
 import { createRoute, z, type OpenAPIHono } from "@hono/zod-openapi";
 import type { AppEnv } from "../../context";
 import { ApiError, errorResponses } from "../../errors";
@@ -14,6 +14,7 @@ const MetricsSchema = z
   .object({
     from: z.string(),
     to: z.string(),
+    step: z.number().int().openapi({ description: "The width of each series point in seconds: 60 up to a 6-hour range, 300 up to a day, 3600 beyond" }),
     series: z
       .array(
         z.object({
@@ -27,7 +28,10 @@ const MetricsSchema = z
           offerImpressions: count,
         }),
       )
-      .openapi({ description: "One point per minute of the range, oldest first (minutes without decisions are zeros)" }),
+      .openapi({
+        description:
+          "One point per step of the range, oldest first: `minute` is the step's start (steps are aligned on multiples of the step since the epoch), each count the sum over the step (steps without decisions are zeros)",
+      }),
     denials: z
       .array(z.object({ featureSlug: z.string(), property: z.string(), reason: z.string(), count }))
       .openapi({ description: "Denied properties over the range, largest first (at most 100)" }),
@@ -48,8 +52,8 @@ const metricsRoute = createRoute({
   request: {
     params: EnvironmentIdParam,
     query: z.object({
-      from: z.iso.datetime().optional().openapi({ description: "ISO-8601; default: an hour before `to`" }),
-      to: z.iso.datetime().optional().openapi({ description: "ISO-8601; default: now. At most 7 days after `from`" }),
+      from: z.iso.datetime().optional().openapi({ description: "ISO-8601; default: an hour before `to`. A time still to come answers zeros" }),
+      to: z.iso.datetime().optional().openapi({ description: "ISO-8601; default: an hour after `from` when it is given, now otherwise. At most 7 days after `from`" }),
     }),
   },
   responses: { 200: json(MetricsSchema, "The environment's metrics over the range"), ...errorResponses(400, 401, 403, 404) },
@@ -59,7 +63,8 @@ export function registerMetricsRoutes(app: OpenAPIHono<AppEnv>): void {
   app.openapi(metricsRoute, async (c) => {
     const { environment } = c.var.target;
     const query = c.req.valid("query");
-    const to = query.to ? Date.parse(query.to) : query.from ? Math.min(Date.now(), Date.parse(query.from) + DEFAULT_RANGE_MS) : Date.now();
+    // A `from` alone is the hour from it, even one still to come (its minutes hold no decisions yet: zeros).
+    const to = query.to ? Date.parse(query.to) : query.from ? Date.parse(query.from) + DEFAULT_RANGE_MS : Date.now();
     const from = query.from ? Date.parse(query.from) : to - DEFAULT_RANGE_MS;
     if (from >= to) throw new ApiError("validation_failed", "Invalid request: query.from: must be before to", [{ path: "query.from", message: "must be before to" }]);
     if (to - from > MAX_RANGE_MS) {

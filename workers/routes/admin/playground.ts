@@ -10,6 +10,7 @@ import type { DecisionRequest } from "../../decision/context";
 import { runDecision } from "../../decision/pipeline";
 import { AccessCheckRequest, SurfaceDecisionRequest } from "../../decision/request";
 import { ApiError, errorBody, errorResponses } from "../../errors";
+import { decisionBodyLimit } from "../../middleware/decisionBody";
 import { EnvironmentIdParam, json, jsonBody, permit, security } from "./shared";
 
 const userAgent = z.string().max(2048).optional().openapi({ description: "The User-Agent of the simulated call (also the visitor's, for bot classification)" });
@@ -36,16 +37,22 @@ const playgroundRoute = createRoute({
   security,
   middleware: permit("decisions.test", "environment"),
   request: { params: EnvironmentIdParam, body: jsonBody(PlaygroundRequest) },
-  responses: { 200: json(PlaygroundResponse, "What the decision API answered"), ...errorResponses(400, 401, 403, 404, 409) },
+  responses: { 200: json(PlaygroundResponse, "What the decision API answered"), ...errorResponses(400, 401, 403, 404, 409, 413) },
 });
 
 export function registerPlaygroundRoutes(app: OpenAPIHono<AppEnv>): void {
+  // The decision API's body limit, before the route reads the body: a playground call carries one decision request.
+  app.use(playgroundRoute.getRoutingPath(), decisionBodyLimit);
   app.openapi(playgroundRoute, async (c) => {
     const { environment } = c.var.target;
     if (!environment.deployedVersionId) {
       throw new ApiError("conflict", `No configuration version is deployed to ${environment.id}: deploy one before trying decisions in it`);
     }
     const { kind, request, userAgent } = c.req.valid("json");
+    // Through the isolate's environment cache, as a decision call's key lookup goes: the flush of the record asks that
+    // cache whether a live tail is open (services/tenantCache.ts isTailedNow), so an environment read only uncached
+    // here would keep its playground decisions from an open tail.
+    await c.var.services.lookupEnvironment(environment.id);
     const decision: DecisionRequest = {
       environment,
       keyType: "secret",

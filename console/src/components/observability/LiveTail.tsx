@@ -1,7 +1,9 @@
 /**
  * The live tail of the picked environment: its decisions as they happen, newest first, read from
  * GET /api/v1/admin/environments/{id}/tail (server-sent events through `api.stream`, since EventSource cannot send
- * the Authorization header). A dropped stream is reopened after a growing pause; Stop closes it.
+ * the Authorization header). A dropped stream is reopened after a growing pause; Stop closes it. A tail the server
+ * ends at the end of its lifetime (`event: end`, reason "expired") is reopened at once and silently: opening it
+ * checks the credential again, and a revoked one signs the console out.
  */
 import { useCallback, useEffect, useRef, useState } from "react";
 import { ApiProblem, segment, useApi } from "../../api";
@@ -26,6 +28,8 @@ interface TailDecision {
   outcome: string | null;
   plans: string[];
   denials: Json[];
+  /** Denials the summary left out (it lists at most 20). */
+  moreDenials: number;
   durationMs: number | null;
 }
 
@@ -40,6 +44,7 @@ function decisionOf(data: unknown): TailDecision | null {
     outcome: typeof data.outcome === "string" ? data.outcome : null,
     plans: Array.isArray(data.plans) ? data.plans.map(String) : [],
     denials: records(data.denials),
+    moreDenials: typeof data.moreDenials === "number" ? data.moreDenials : 0,
     durationMs: typeof data.durationMs === "number" ? data.durationMs : null,
   };
 }
@@ -61,13 +66,15 @@ export function LiveTail({ environmentId }: { environmentId: string | null }) {
     setState({ status: "stopped" });
   }, []);
 
-  const open = useCallback(() => {
+  /** Opens the tail; `renewal` keeps the current status (a tail the server ended on time, reopened at once). */
+  const open = useCallback((renewal = false) => {
     if (!environmentId) return;
     clearTimeout(retryTimer.current);
     controller.current?.abort();
     const abort = new AbortController();
     controller.current = abort;
-    setState({ status: "connecting" });
+    if (!renewal) setState({ status: "connecting" });
+    let expired = false;
     const dropped = (reason: string) => {
       if (abort.signal.aborted) return;
       const delay = RETRY_DELAYS_MS[Math.min(attempts.current, RETRY_DELAYS_MS.length - 1)]!;
@@ -82,7 +89,9 @@ export function LiveTail({ environmentId }: { environmentId: string | null }) {
           if (abort.signal.aborted) return;
           if (event === "ready") {
             attempts.current = 0;
-            setState({ status: "live", since: Date.now() });
+            if (!renewal) setState({ status: "live", since: Date.now() });
+          } else if (event === "end") {
+            expired = isRecord(data) && data.reason === "expired";
           } else if (event === "decision") {
             const decision = decisionOf(data);
             if (decision) setRows((current) => [decision, ...current.filter((row) => row.id !== decision.id)].slice(0, TAIL_CAP));
@@ -91,7 +100,10 @@ export function LiveTail({ environmentId }: { environmentId: string | null }) {
         abort.signal,
       )
       .then(
-        () => dropped("the stream ended"),
+        () => {
+          if (expired && !abort.signal.aborted) openRef.current(true);
+          else dropped("the stream ended");
+        },
         (error: unknown) => {
           if (error instanceof ApiProblem && error.status === 401) return; // the session ends: nothing to reopen
           dropped(error instanceof ApiProblem ? `${error.status} ${error.code}: ${error.message}` : error instanceof Error ? error.message : String(error));
@@ -129,7 +141,7 @@ export function LiveTail({ environmentId }: { environmentId: string | null }) {
             Stop
           </button>
         ) : (
-          <button type="button" className="primary" onClick={open} disabled={!environmentId} data-testid="tail-start">
+          <button type="button" className="primary" onClick={() => open()} disabled={!environmentId} data-testid="tail-start">
             Start live tail
           </button>
         )}
@@ -140,7 +152,7 @@ export function LiveTail({ environmentId }: { environmentId: string | null }) {
           {state.status === "dropped" && (
             <>
               Connection lost ({state.reason}). Reconnecting in {Math.max(0, Math.ceil((state.retryAt - now) / 1000))} s…{" "}
-              <button type="button" className="link" onClick={open}>
+              <button type="button" className="link" onClick={() => open()}>
                 Reconnect now
               </button>
             </>
@@ -164,7 +176,7 @@ export function LiveTail({ environmentId }: { environmentId: string | null }) {
             <code className="tail-identifier">{row.identifier ?? ""}</code>
             <span className={row.outcome === "denied" || row.outcome === "failed" ? "status-bad" : "status-good"}>{row.outcome ?? ""}</span>
             <span className="tail-plans">{row.plans.length ? row.plans.join(", ") : <span className="muted">no plan</span>}</span>
-            <span className="tail-denials">{row.denials.map(denialText).join("; ")}</span>
+            <span className="tail-denials">{[...row.denials.map(denialText), ...(row.moreDenials ? [`+${row.moreDenials} more`] : [])].join("; ")}</span>
             <span className="tail-duration">{row.durationMs === null ? "" : `${row.durationMs.toFixed(1)} ms`}</span>
           </li>
         ))}
