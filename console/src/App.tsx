@@ -5,6 +5,7 @@
 import { lazy, Suspense, type ComponentType, type LazyExoticComponent } from "react";
 import { PageErrorBoundary } from "./components/PageErrorBoundary";
 import { useRoute } from "./components/router";
+import OrganizationsPage from "./pages/OrganizationsPage";
 import SignInPage from "./pages/SignInPage";
 import { SessionProvider, useSession, type Session } from "./session";
 
@@ -81,7 +82,7 @@ function EnvironmentPicker() {
 }
 
 function Shell() {
-  const { session, can, signOut } = useSession();
+  const { session, can, signOut, switchOrganization, environmentsError, refreshEnvironments } = useSession();
   const route = useRoute();
   // A signed-in visit to #/sign-in (a bookmark, the browser's back button) lands on the overview.
   const page = route.page === "sign-in" ? "" : route.page;
@@ -128,11 +129,27 @@ function Shell() {
             {!can("configuration.write") ? <span className="tag">read-only configuration</span> : null}
           </div>
           <EnvironmentPicker />
+          {session.credential === "operator" ? (
+            <button className="link" onClick={switchOrganization} data-testid="switch-organization">
+              Organizations
+            </button>
+          ) : null}
           <button className="link" onClick={signOut} data-testid="sign-out">
             Sign out
           </button>
         </header>
         <main className="content">
+          {environmentsError ? (
+            <div className="problem banner" role="alert" data-testid="environments-error">
+              <strong>The environments could not be loaded</strong>
+              <p>
+                {environmentsError}{" "}
+                <button type="button" className="link" onClick={() => void refreshEnvironments().catch(() => undefined)}>
+                  Retry
+                </button>
+              </p>
+            </div>
+          ) : null}
           <PageErrorBoundary key={page}>
             <Suspense fallback={<p className="loading">Loading…</p>}>
               {Current ? (
@@ -151,9 +168,13 @@ function Shell() {
 }
 
 export default function App() {
+  // The outer boundary catches what fails outside a page (the shell, the session, the sign-in and organizations
+  // screens), so the console never goes blank.
   return (
-    <SessionProvider signedOut={<SignInPage />}>
-      <Shell />
-    </SessionProvider>
+    <PageErrorBoundary>
+      <SessionProvider signedOut={<SignInPage />} choosingOrganization={<OrganizationsPage />}>
+        <Shell />
+      </SessionProvider>
+    </PageErrorBoundary>
   );
 }

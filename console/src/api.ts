@@ -63,7 +63,10 @@ async function problemOf(response: Response): Promise<ApiProblem> {
     const body = JSON.parse(text) as { code?: string; message?: string; details?: ProblemDetail[]; requestId?: string };
     return new ApiProblem(response.status, body.code ?? "error", body.message ?? `HTTP ${response.status}`, body.details ?? [], body.requestId);
   } catch {
-    return new ApiProblem(response.status, "error", text.trim() || `HTTP ${response.status} ${response.statusText}`);
+    // Not the API's error shape: a proxy's or the runtime's own page (HTML, say), which says no more than its status.
+    const plain = text.trim();
+    const short = plain && !/^</.test(plain) && plain.length <= 300 ? `: ${plain}` : "";
+    return new ApiProblem(response.status, "error", `HTTP ${response.status}${response.statusText ? ` ${response.statusText}` : ""}${short}`);
   }
 }
 
@@ -82,6 +85,12 @@ async function call(credential: Credential, method: string, path: string, init: 
 /** Asks the API who a credential is, without signing in with it (the sign-in page's check). */
 export async function fetchSession<T>(credential: Credential): Promise<T> {
   const response = await call(credential, "GET", "/api/v1/admin/session", { headers: { accept: "application/json" } });
+  return (await response.json()) as T;
+}
+
+/** A GET with a credential outside a session (the operator token checked by listing organizations). */
+export async function fetchJson<T>(credential: Credential, path: string): Promise<T> {
+  const response = await call(credential, "GET", path, { headers: { accept: "application/json" } });
   return (await response.json()) as T;
 }
 

@@ -57,5 +57,10 @@ describe("console sign-in", () => {
     await page.goto(`${baseUrl}/console/#/plans`);
     await expect.poll(() => page.getByTestId("signin-error").textContent()).toMatch(/^Your session ended: .*Invalid API key/);
     expect(await page.getByTestId("header-organization").count()).toBe(0);
+    expect(await page.evaluate(() => sessionStorage.getItem("console.credential"))).toBeNull();
+    // Signing in again returns to the page the session ended on.
+    await signIn(page, org.adminKey);
+    await expect.poll(() => new URL(page.url()).hash).toBe("#/plans");
+    await page.getByTestId("plan-list").waitFor();
   });
 });

@@ -125,9 +125,13 @@ export async function signIn(page: Page, credential: string): Promise<void> {
   await page.getByTestId("header-organization").waitFor();
 }
 
-/** A screenshot of the page for the documentation: docs/screenshots/<name>.png. */
+/**
+ * A screenshot of the page for the documentation: docs/screenshots/<name>.png with `SCREENSHOTS=update`
+ * (`SCREENSHOTS=update npm run test:browser` refreshes the README's pictures), otherwise test/browser/.screenshots/,
+ * so that an ordinary test run leaves the working tree as it was.
+ */
 export async function screenshot(page: Page, name: string): Promise<void> {
-  const directory = join(root, "docs", "screenshots");
+  const directory = process.env.SCREENSHOTS === "update" ? join(root, "docs", "screenshots") : join(root, "test", "browser", ".screenshots");
   mkdirSync(directory, { recursive: true });
   await page.screenshot({ path: join(directory, `${name}.png`) });
 }

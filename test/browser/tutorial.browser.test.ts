@@ -1,6 +1,6 @@
 /**
  * The seed tutorial (README "Tutorial", test/e2e/tutorial.mjs) done through the console only, as a newcomer would:
- * the `widget` feature, the Anonymous/Registered/Premium plans and the `hello-world` surface as forms, the JWT
+ * the organization created on the operator token's Organizations screen, the `widget` feature, the Anonymous/Registered/Premium plans and the `hello-world` surface as forms, the JWT
  * authentication method with a key this test owns, the provisioning workflow pasted into the workflow editor, a
  * version deployed to live, then the playground as an anonymous visitor and as a premium JWT. The steps share one
  * organization and run in order; each opens its own browser. The screenshots of docs/screenshots/ come from here.
@@ -11,17 +11,17 @@ import { exportSPKI, generateKeyPair, SignJWT } from "jose";
 import type { Page } from "playwright-core";
 import { beforeAll, describe, expect, it } from "vitest";
 import { parse } from "yaml";
-import { baseUrl, createOrganization, must, openConsole, screenshot, signIn, type BrowserOrganization } from "./support";
+import { baseUrl, must, openConsole, operatorToken, screenshot, signIn } from "./support";
 
 const root = join(import.meta.dirname, "..", "..");
 const provisioningSource = readFileSync(join(root, "examples", "workflows", "premium-provisioning.ts"), "utf8");
 
-let org: BrowserOrganization;
+/** The organization the first step creates in the console, with the admin key the console showed once. */
+let org: { id: string; adminKey: string };
 let publicKeyPem: string;
 let premiumJwt: string;
 
 beforeAll(async () => {
-  org = await createOrganization("Console tutorial org");
   // The identity provider's key pair: the console gets the public half, the playground a token signed with the other.
   const keys = await generateKeyPair("RS256", { extractable: true });
   publicKeyPem = await exportSPKI(keys.publicKey);
@@ -55,6 +55,27 @@ async function run(page: Page): Promise<void> {
 }
 
 describe("the seed tutorial in the console", () => {
+  it("signs in with the operator token alone and creates the organization", async () => {
+    const { page } = await openConsole();
+    await page.getByTestId("signin-credential").fill(operatorToken);
+    await page.getByTestId("signin-submit").click();
+    await page.getByTestId("org-list").waitFor();
+    await page.getByTestId("org-name").fill("Console tutorial org");
+    await page.getByTestId("org-create").click();
+    const adminKey = (await page.getByTestId("org-created-key").textContent())?.trim() ?? "";
+    expect(adminKey).toMatch(/^ok_/);
+    await page.getByTestId("org-list").locator("tr", { hasText: "Console tutorial org" }).waitFor();
+    await screenshot(page, "console-organizations");
+    await page.getByRole("button", { name: "Continue as this organization" }).click();
+    await page.getByTestId("header-organization").waitFor();
+    const id = (await page.getByTestId("header-organization").textContent()) ?? "";
+    expect(id).toMatch(/^org_/);
+    expect(await page.getByTestId("header-credential").textContent()).toContain("Operator token");
+    // The organization's own key, shown once, signs in on its own.
+    expect(await must("GET", "/api/v1/admin/session", 200, { key: adminKey })).toMatchObject({ credential: "organizationKey", role: "admin", organizationId: id });
+    org = { id, adminKey };
+  });
+
   it("creates the widget feature, the three plans and the hello-world surface", async () => {
     const page = await signedIn();
 
@@ -157,9 +178,13 @@ describe("the seed tutorial in the console", () => {
     await page.getByTestId("version-description").fill("hello world");
     await page.getByTestId("version-create").click();
     await page.getByTestId("version-row-1").waitFor();
+    // Live is a production environment: the deploy asks once more.
     await page.getByTestId("deploy-live").click();
+    await page.getByTestId("deploy-live-confirm").click();
     await expect.poll(() => page.getByTestId("deploy-result-live").textContent()).toBe("Deployed v1.");
     await expect.poll(() => page.getByTestId("deployed-live").textContent()).toBe("serving v1");
+    // Live never served anything before v1: there is nothing to roll back to.
+    expect(await page.getByTestId("rollback-live").isDisabled()).toBe(true);
     await screenshot(page, "console-versions");
   });
 

@@ -18,6 +18,7 @@ import { registerPaymentRoutes } from "./admin/payments";
 import { registerPaymentSyncRoutes } from "./admin/paymentSync";
 import { registerSessionRoutes } from "./admin/session";
 import { registerWorkflowTypesRoutes } from "./admin/workflowTypes";
+import { registerWorkflowCheckRoutes } from "./admin/workflowChecks";
 import { registerPaymentWebhookRoutes } from "./paymentWebhooks";
 import { registerVersionRoutes } from "./admin/versions";
 import { registerDocs } from "./docs";
@@ -61,6 +62,7 @@ export function registerRoutes(app: OpenAPIHono<AppEnv>): void {
   registerOrganizationKeyRoutes(app);
   registerSessionRoutes(app);
   registerWorkflowTypesRoutes(app);
+  registerWorkflowCheckRoutes(app);
   registerEnvironmentRoutes(app);
   registerDraftCollectionRoutes(app);
   registerConfigDocumentRoutes(app);

@@ -24,8 +24,11 @@ export interface EditorProps<D> {
   save(slug: string, definition: D): Promise<void>;
   /** The document path of the item, e.g. `features.widget`: strip it from error paths to reach the form's fields. */
   errorPrefixes(slug: string): string[];
-  /** The editor changed the item through another call (a rename): reload the draft and open the item under `slug`. */
-  changed(slug: string): void;
+  /**
+   * The editor changed the item through another call (a rename): reload the draft and open the item under `slug`,
+   * saying `notice` (default: saved to the draft).
+   */
+  changed(slug: string, notice?: string): void;
 }
 
 export function useDraftDocument() {
@@ -66,10 +69,11 @@ export function CollectionSection<D>({
   const writable = can("configuration.write");
   const { path, singular } = COLLECTIONS[collection];
   const [deleteProblem, setDeleteProblem] = useState<unknown>(null);
-  // The item just saved: its form says so until another item is opened.
-  const [savedSlug, setSavedSlug] = useState<string | null>(null);
+  // The item just saved (or renamed): its form says so until another item is opened.
+  const [saved, setSaved] = useState<{ slug: string; notice?: string } | null>(null);
+  const savedSlug = saved?.slug ?? null;
   useEffect(() => {
-    if (selected !== savedSlug) setSavedSlug(null);
+    if (selected !== savedSlug) setSaved(null);
     setDeleteProblem(null);
     // Only a move to another item clears the notices, not the save that set them.
   }, [selected]);
@@ -114,9 +118,9 @@ export function CollectionSection<D>({
     );
   }
 
-  const changed = (slug: string) => {
+  const changed = (slug: string, notice?: string) => {
     reload();
-    setSavedSlug(slug);
+    setSaved({ slug, notice });
     navigate(...base, slug);
   };
   const save = async (slug: string, next: D) => {
@@ -155,9 +159,9 @@ export function CollectionSection<D>({
       }
     >
       <ProblemBox problem={deleteProblem} title="Not deleted" />
-      {savedSlug === selected ? (
+      {saved && savedSlug === selected ? (
         <div className="notice" data-testid="saved">
-          Saved to the draft. <a href="#/versions">Create a version</a> to deploy it.
+          {saved.notice ?? "Saved to the draft."} <a href="#/versions">Create a version</a> to deploy it.
         </div>
       ) : null}
       <Editor

@@ -12,10 +12,19 @@ export interface Route {
   query: URLSearchParams;
 }
 
+/** A hand-typed or truncated hash (`%E0%A4%A`) is not valid percent-encoding: it is taken as written, not thrown. */
+function decodeSegment(segment: string): string {
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    return segment;
+  }
+}
+
 export function parseHash(hash: string): Route {
   const raw = hash.replace(/^#\/?/, "");
   const [path = "", search = ""] = raw.split("?");
-  const segments = path.split("/").filter(Boolean).map((segment) => decodeURIComponent(segment));
+  const segments = path.split("/").filter(Boolean).map(decodeSegment);
   return { page: segments[0] ?? "", rest: segments.slice(1), query: new URLSearchParams(search) };
 }
 

@@ -26,11 +26,16 @@ export default function ConfigPage() {
   const [text, setText] = useState("");
   const [loadProblem, setLoadProblem] = useState<unknown>(null);
   const [problem, setProblem] = useState<unknown>(null);
+  /** Which button the problem answers: a refused dry run applied nothing because it never would. */
+  const [problemOf, setProblemOf] = useState<"validate" | "apply">("apply");
   const [result, setResult] = useState<ApplyResult | null>(null);
+  /** The draft was applied but reading it back failed: the editor holds what was sent, at the new revision. */
+  const [rereadProblem, setRereadProblem] = useState<unknown>(null);
   const [busy, setBusy] = useState<"validate" | "apply" | null>(null);
 
   const load = async () => {
     setLoadProblem(null);
+    setRereadProblem(null);
     try {
       const response = await api.text("GET", "/api/v1/admin/config?format=yaml", { accept: "application/yaml" });
       const revision = response.headers.get("x-draft-revision") ?? "";
@@ -51,7 +56,9 @@ export default function ConfigPage() {
   const submit = async (dryRun: boolean) => {
     setBusy(dryRun ? "validate" : "apply");
     setProblem(null);
+    setProblemOf(dryRun ? "validate" : "apply");
     setResult(null);
+    setRereadProblem(null);
     try {
       const answer = await api.send<ApplyResult>(
         "PUT",
@@ -62,9 +69,17 @@ export default function ConfigPage() {
       );
       setResult(answer);
       if (answer.applied) {
-        const response = await api.text("GET", "/api/v1/admin/config?format=yaml", { accept: "application/yaml" });
-        setLoaded({ text: response.text, revision: response.headers.get("x-draft-revision") ?? String(answer.revision) });
-        setText(response.text);
+        // What was sent is the draft now, at the revision the answer names: the next Apply must not conflict with it,
+        // whether or not the read-back below succeeds.
+        const sent = text;
+        setLoaded({ text: sent, revision: String(answer.revision) });
+        try {
+          const response = await api.text("GET", "/api/v1/admin/config?format=yaml", { accept: "application/yaml" });
+          setLoaded({ text: response.text, revision: response.headers.get("x-draft-revision") ?? String(answer.revision) });
+          setText((current) => (current === sent ? response.text : current));
+        } catch (error) {
+          setRereadProblem(error);
+        }
       }
     } catch (error) {
       setProblem(error);
@@ -74,6 +89,12 @@ export default function ConfigPage() {
   };
 
   const dirty = loaded !== null && text !== loaded.text;
+  useEffect(() => {
+    if (!dirty) return;
+    const warn = (event: BeforeUnloadEvent) => event.preventDefault();
+    addEventListener("beforeunload", warn);
+    return () => removeEventListener("beforeunload", warn);
+  }, [dirty]);
   return (
     <Page
       title="Configuration document"
@@ -99,7 +120,15 @@ export default function ConfigPage() {
       <ProblemBox problem={loadProblem} />
       {problem ? (
         <div className="problem" role="alert" data-testid="problem">
-          <strong>{problem instanceof ApiProblem ? (problem.code === "conflict" ? "The draft changed meanwhile" : "Not applied: nothing changed") : "Problem"}</strong>
+          <strong>
+            {problem instanceof ApiProblem
+              ? problem.code === "conflict"
+                ? "The draft changed meanwhile"
+                : problemOf === "validate"
+                  ? "Not valid"
+                  : "Not applied: nothing changed"
+              : "Problem"}
+          </strong>
           <p>{problem instanceof ApiProblem && problem.details.length > 0 ? `${problem.details.length} problem${problem.details.length === 1 ? "" : "s"} in the document:` : (problem as Error).message}</p>
           {located.length > 0 ? (
             <ul data-testid="config-problems">
@@ -117,6 +146,17 @@ export default function ConfigPage() {
         <div className="notice" data-testid="config-result">
           <strong>{result.applied ? `Applied: the draft is at revision ${result.revision}.` : "Valid: applying it would make these changes."}</strong>
           {result.changes.length === 0 ? <p className="muted">No changes.</p> : null}
+        </div>
+      ) : null}
+      {rereadProblem ? (
+        <div className="problem" role="alert" data-testid="config-reread-problem">
+          <strong>Applied; the draft could not be re-read</strong>
+          <p>
+            {(rereadProblem as Error).message}{" "}
+            <button type="button" className="link" onClick={() => void load()}>
+              Reload
+            </button>
+          </p>
         </div>
       ) : null}
       {result && result.changes.length > 0 ? (

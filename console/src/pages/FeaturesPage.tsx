@@ -49,11 +49,27 @@ function defaultFallback(type: PropertyType): string {
 }
 
 /** Renames a feature: its id, and so its counters, stay; plans, surfaces and workflows follow (one API call). */
-function RenameFeature({ slug, onRenamed }: { slug: string; onRenamed(slug: string): void }) {
+function RenameFeature({ slug, onRenamed, unsaved, discard }: { slug: string; onRenamed(slug: string, notice: string): void; unsaved: boolean; discard(): void }) {
   const api = useApi();
   const [open, setOpen] = useState(false);
   const [next, setNext] = useState(slug);
   const [problem, setProblem] = useState<string | null>(null);
+  // A rename reloads the feature from the draft: edits not saved yet would be lost, and the notice would lie about them.
+  if (unsaved)
+    return (
+      <>
+        <button type="button" className="link" disabled data-testid="feature-rename" title="Save or discard your changes first">
+          Rename
+        </button>{" "}
+        <span className="muted small">
+          (save or{" "}
+          <button type="button" className="link" onClick={discard} data-testid="feature-discard">
+            discard
+          </button>{" "}
+          your changes first)
+        </span>
+      </>
+    );
   if (!open)
     return (
       <button type="button" className="link" onClick={() => setOpen(true)} data-testid="feature-rename">
@@ -65,7 +81,7 @@ function RenameFeature({ slug, onRenamed }: { slug: string; onRenamed(slug: stri
     if (invalid) return setProblem(invalid);
     try {
       await api.post(`/api/v1/admin/features/${segment(slug)}/rename`, { slug: next.trim() });
-      onRenamed(next.trim());
+      onRenamed(next.trim(), `Renamed to ${next.trim()}.`);
     } catch (error) {
       setProblem((error as Error).message);
     }
@@ -103,6 +119,15 @@ function FeatureEditor({ slug, definition, readOnly, save, errorPrefixes, change
   const [rows, setRows] = useState<PropertyRow[]>(() => Object.entries(propertiesOf(definition ?? {})).map(([property, def]) => rowOf(property, def)));
   const [busy, setBusy] = useState(false);
   const errors = useFormErrors();
+  const [loaded] = useState(() => JSON.stringify({ name, description, rows }));
+  const unsaved = JSON.stringify({ name, description, rows }) !== loaded;
+  const discard = () => {
+    const original = JSON.parse(loaded) as { name: string; description: string; rows: PropertyRow[] };
+    setName(original.name);
+    setDescription(original.description);
+    setRows(original.rows);
+    errors.clear();
+  };
 
   const update = (key: number, change: Partial<PropertyRow>) => setRows((current) => current.map((row) => (row.key === key ? { ...row, ...change } : row)));
   const fieldPaths = ["slug", "name", "description", "properties", ...rows.flatMap((row) => ["", ".type", ".fallback", ".conflict", ".onMeterFailure", ".values", ".costs", ".costs.base"].map((suffix) => `properties.${row.name}${suffix}`))];
@@ -187,7 +212,7 @@ function FeatureEditor({ slug, definition, readOnly, save, errorPrefixes, change
               label="Slug"
               path="slug"
               group={slug !== null}
-              hint={slug === null ? "a-z, 0-9, - and _; used by the API and workflows" : readOnly ? undefined : <>Renaming keeps the feature's counters. <RenameFeature slug={slug} onRenamed={changed} /></>}
+              hint={slug === null ? "a-z, 0-9, - and _; used by the API and workflows" : readOnly ? undefined : <>Renaming keeps the feature's counters. <RenameFeature slug={slug} onRenamed={changed} unsaved={unsaved} discard={discard} /></>}
             >
               {slug === null ? (
                 <input value={newSlug} onChange={(event) => setNewSlug(event.target.value)} data-testid="feature-slug" placeholder="widget" autoFocus />

@@ -3,7 +3,7 @@
  * consumes meters and is recorded, like a call with the environment's secret key) and read its trace.
  */
 import { useEffect, useState } from "react";
-import { segment, useApi } from "../api";
+import { ApiProblem, segment, useApi, type ProblemDetail } from "../api";
 import { JsonView } from "../components/JsonView";
 import { Page, Panel } from "../components/Page";
 import { ProblemBox } from "../components/ProblemBox";
@@ -65,6 +65,30 @@ const INITIAL: Form = {
   clientIP: "",
 };
 
+/**
+ * The form field an API error path names (`request.identity.userIdentifier` → userIdentifier), or null. The playground
+ * call's own 400 names paths under `request.`; a decision's 400 (inside the 200) names them from the request's root.
+ */
+function fieldOfPath(path: string): string | null {
+  const inner = path.replace(/^request\./, "");
+  if (inner === "userAgent" || inner === "http.userAgent") return "userAgent";
+  const exact: Record<string, string> = {
+    "identity.anonymousIdentifier": "anonymousIdentifier",
+    "identity.userIdentifier": "userIdentifier",
+    "identity.userJwt": "userJwt",
+    surfaceSlug: "surfaceSlug",
+    action: "action",
+    "resource.id": "resourceId",
+    "http.url": "url",
+    "http.referer": "referer",
+    "http.clientIP": "clientIP",
+  };
+  if (exact[inner]) return exact[inner];
+  if (inner.startsWith("resource.meta")) return "resource.meta";
+  const cf = /^cloudflare\.cf\.(country|region|city|continent|asn|verifiedBotCategory)\b/.exec(inner);
+  return cf ? cf[1]! : null;
+}
+
 interface PlaygroundResult {
   status: number;
   response: Record<string, unknown>;
@@ -116,6 +140,19 @@ function requestOf(form: Form): { body?: Record<string, unknown>; errors: Record
   if (form.verifiedBotCategory) cf.verifiedBotCategory = form.verifiedBotCategory;
   if (form.verifiedBot) cf.botManagement = { verifiedBot: true };
   if (Object.keys(cf).length) request.cloudflare = { cf };
+  // The decision API's bounds (workers/decision/request.ts, identity/jwt.ts), checked before sending.
+  const tooLong = (field: keyof Form, max: number) => {
+    if (form[field].toString().trim().length > max && !errors[field]) errors[field] = `at most ${max} characters`;
+  };
+  tooLong("anonymousIdentifier", 512);
+  tooLong("userIdentifier", 512);
+  tooLong("resourceId", 512);
+  tooLong("action", 100);
+  tooLong("surfaceSlug", 100);
+  tooLong("url", 8192);
+  tooLong("referer", 8192);
+  tooLong("clientIP", 100);
+  tooLong("userAgent", 2048);
   if (Object.keys(errors).length) return { errors };
   return { body: { kind: form.kind, request, ...(form.userAgent.trim() ? { userAgent: form.userAgent.trim() } : {}) }, errors };
 }
@@ -166,9 +203,22 @@ export default function PlaygroundPage() {
     if (!body) return;
     setRunning(true);
     setProblem(null);
+    // Details that name a field of the form go next to it; the others stay in the box or the response.
+    const showNextToFields = (details: ProblemDetail[]) => {
+      const byField: Record<string, string> = {};
+      for (const detail of details) {
+        const field = fieldOfPath(detail.path);
+        if (field && !byField[field]) byField[field] = detail.message;
+      }
+      setErrors(byField);
+    };
     try {
-      setResult(await api.post<PlaygroundResult>(`/api/v1/admin/environments/${segment(environmentId)}/playground`, body));
+      const answer = await api.post<PlaygroundResult>(`/api/v1/admin/environments/${segment(environmentId)}/playground`, body);
+      const details = answer.status >= 400 && Array.isArray(answer.response?.details) ? (answer.response.details as ProblemDetail[]) : [];
+      showNextToFields(details);
+      setResult(answer);
     } catch (error) {
+      showNextToFields(error instanceof ApiProblem ? error.details : []);
       setProblem(error);
       setResult(null);
     } finally {
@@ -234,6 +284,7 @@ export default function PlaygroundPage() {
             <label>
               Action <span className="muted small">(prices credits properties)</span>
               <input value={form.action} onChange={(event) => set("action", event.target.value)} placeholder="generate" />
+              {error("action")}
             </label>
           </fieldset>
           <fieldset>
@@ -250,6 +301,7 @@ export default function PlaygroundPage() {
               <label>
                 Anonymous identifier <span className="muted small">(empty: a new visitor, anon_… minted)</span>
                 <input value={form.anonymousIdentifier} onChange={(event) => set("anonymousIdentifier", event.target.value)} placeholder="visitor-1" data-testid="playground-anonymous-identifier" />
+                {error("anonymousIdentifier")}
               </label>
             ) : null}
             {form.identityForm === "provided" ? (
@@ -289,11 +341,13 @@ export default function PlaygroundPage() {
                 <option value="">Custom…</option>
               </select>
               <input value={form.userAgent} onChange={(event) => setForm((current) => ({ ...current, userAgent: event.target.value, userAgentPreset: "" }))} className="small" />
+              {error("userAgent")}
             </label>
             <div className="pg-grid">
               <label>
                 cf.country
                 <input value={form.country} onChange={(event) => set("country", event.target.value.toUpperCase())} placeholder="FR" maxLength={2} data-testid="playground-country" />
+                {error("country")}
               </label>
               <label>
                 cf.continent
@@ -329,14 +383,17 @@ export default function PlaygroundPage() {
               <label>
                 http.url
                 <input value={form.url} onChange={(event) => set("url", event.target.value)} placeholder="https://news.example/sport/42" />
+                {error("url")}
               </label>
               <label>
                 http.referer
                 <input value={form.referer} onChange={(event) => set("referer", event.target.value)} />
+                {error("referer")}
               </label>
               <label>
                 http.clientIP
                 <input value={form.clientIP} onChange={(event) => set("clientIP", event.target.value)} placeholder="203.0.113.7" />
+                {error("clientIP")}
               </label>
             </div>
           </fieldset>
@@ -345,6 +402,7 @@ export default function PlaygroundPage() {
             <label>
               resource.id <span className="muted small">(what unique-resource meters count)</span>
               <input value={form.resourceId} onChange={(event) => set("resourceId", event.target.value)} placeholder="article-42" data-testid="playground-resource-id" />
+              {error("resourceId")}
             </label>
             <label>
               resource.meta <span className="muted small">(JSON object)</span>

@@ -228,8 +228,9 @@ export default function SettingsPage() {
       {environment ? (
         can("settings.read") ? (
           <>
-            <Variables environmentId={environment.id} writable={can("settings.write")} />
-            <Egress environmentId={environment.id} writable={can("settings.write")} />
+            {/* Keyed by environment: a form left open must not follow the picker and write to the newly picked one. */}
+            <Variables key={`variables-${environment.id}`} environmentId={environment.id} writable={can("settings.write")} />
+            <Egress key={`egress-${environment.id}`} environmentId={environment.id} writable={can("settings.write")} />
           </>
         ) : (
           <p className="muted">This credential may not read environment settings.</p>

@@ -1,8 +1,5 @@
 import { useState, type FormEvent } from "react";
-import { useSignIn } from "../session";
-
-/** Keys say what they are; anything else is taken as the operator token, which needs the organization to act on. */
-const looksLikeKey = (credential: string) => /^(ok|sk)_/.test(credential.trim());
+import { looksLikeKey, useSignIn } from "../session";
 
 export default function SignInPage() {
   const { signIn, ended } = useSignIn();
@@ -10,19 +7,18 @@ export default function SignInPage() {
   const [organizationId, setOrganizationId] = useState("");
   const [error, setError] = useState<string | null>(null);
   const [busy, setBusy] = useState(false);
-  const needsOrganization = credential.trim() !== "" && !looksLikeKey(credential);
+  /** The operator token may name the organization to act on, or leave it to the organizations screen. */
+  const isOperatorToken = credential.trim() !== "" && !looksLikeKey(credential);
 
   const submit = async (event: FormEvent) => {
     event.preventDefault();
     const token = credential.trim();
     if (!token) return setError("Enter an organization key (ok_…), an environment's secret key (sk_…) or the operator token.");
     if (/^pk_/.test(token)) return setError("A publishable key cannot sign in: use an organization key (ok_…) or an environment's secret key (sk_…).");
-    if (needsOrganization && !organizationId.trim()) return setError("The operator token acts on one organization: enter its id (org_…).");
     setBusy(true);
     setError(null);
     try {
-      await signIn({ token, ...(needsOrganization ? { organizationId: organizationId.trim() } : {}) });
-      if (location.hash === "#/sign-in" || location.hash === "") location.hash = "#/";
+      await signIn({ token, ...(isOperatorToken && organizationId.trim() ? { organizationId: organizationId.trim() } : {}) });
     } catch (failure) {
       setError((failure as Error).message);
     } finally {
@@ -54,11 +50,11 @@ export default function SignInPage() {
           />
           <span className="field-hint">An organization key (ok_…), an environment's secret key (sk_…), or the operator token.</span>
         </label>
-        {needsOrganization ? (
+        {isOperatorToken ? (
           <label className="field">
-            <span className="field-label">Organization id</span>
+            <span className="field-label">Organization id (optional)</span>
             <input value={organizationId} onChange={(event) => setOrganizationId(event.target.value)} placeholder="org_…" data-testid="signin-organization" />
-            <span className="field-hint">The operator token acts on one organization at a time.</span>
+            <span className="field-hint">The operator token acts on one organization at a time. Leave this empty to list, create or pick one.</span>
           </label>
         ) : null}
         <button type="submit" className="primary wide" disabled={busy} data-testid="signin-submit">

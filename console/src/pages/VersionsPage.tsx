@@ -2,6 +2,7 @@ import { useEffect, useState, type FormEvent } from "react";
 import { stringify } from "yaml";
 import { segment, useApi } from "../api";
 import { diffValues, type DiffEntry } from "../components/config";
+import { ConfirmButton } from "../components/ConfirmButton";
 import { DataTable } from "../components/DataTable";
 import { DiffList } from "../components/DiffList";
 import { Page, Panel } from "../components/Page";
@@ -88,6 +89,17 @@ function EnvironmentCard({ environment, versions, selectedVersion, canDeploy, on
     }
   };
   const selected = versions.find((version) => version.id === selectedVersion);
+  // What a rollback redeploys (the API's rule: the newest deployment of another version than the one serving). Without
+  // the history to read, the API is left to say whether there is one.
+  const rollbackTarget = can("deployments.read")
+    ? history.data?.find((deployment) => deployment.versionId !== environment.deployedVersionId)?.versionId
+    : (environment.deployedVersionId ?? undefined);
+  const rollbackLabel = can("deployments.read") && rollbackTarget ? `Roll back to ${numberOf(rollbackTarget)}` : "Roll back";
+  const rollbackTitle = rollbackTarget ? "Redeploy the version deployed before the current one" : "Nothing earlier to roll back to";
+  // A production environment serves real traffic: deploying or rolling back there asks once more.
+  const production = environment.type === "production";
+  const deployDisabled = busy || !selected || selected.id === environment.deployedVersionId;
+  const deployLabel = selected ? `Deploy v${selected.number}` : "Deploy";
   return (
     <div className="env-card" data-testid={`environment-${environment.slug}`}>
       <div className="env-card-header">
@@ -101,12 +113,36 @@ function EnvironmentCard({ environment, versions, selectedVersion, canDeploy, on
       </div>
       {canDeploy ? (
         <div className="env-card-actions">
-          <button className="primary" disabled={busy || !selected || selected.id === environment.deployedVersionId} onClick={() => void act("deploy")} data-testid={`deploy-${environment.slug}`}>
-            {selected ? `Deploy v${selected.number}` : "Deploy"}
-          </button>
-          <button disabled={busy || !environment.deployedVersionId} onClick={() => void act("rollback")} data-testid={`rollback-${environment.slug}`} title="Redeploy the version deployed before the current one">
-            Roll back
-          </button>
+          {production ? (
+            <ConfirmButton
+              className="primary"
+              disabled={deployDisabled}
+              question={`Deploy v${selected?.number ?? "?"} to ${environment.name} (production)?`}
+              onConfirm={() => act("deploy")}
+              testId={`deploy-${environment.slug}`}
+            >
+              {deployLabel}
+            </ConfirmButton>
+          ) : (
+            <button className="primary" disabled={deployDisabled} onClick={() => void act("deploy")} data-testid={`deploy-${environment.slug}`}>
+              {deployLabel}
+            </button>
+          )}
+          {production ? (
+            <ConfirmButton
+              className=""
+              disabled={busy || !rollbackTarget}
+              question={`${rollbackLabel} in ${environment.name} (production)?`}
+              onConfirm={() => act("rollback")}
+              testId={`rollback-${environment.slug}`}
+            >
+              <span title={rollbackTitle}>{rollbackLabel}</span>
+            </ConfirmButton>
+          ) : (
+            <button disabled={busy || !rollbackTarget} onClick={() => void act("rollback")} data-testid={`rollback-${environment.slug}`} title={rollbackTitle}>
+              {rollbackLabel}
+            </button>
+          )}
           {message ? <span className="ok" data-testid={`deploy-result-${environment.slug}`}>{message}</span> : null}
         </div>
       ) : null}
@@ -254,7 +290,7 @@ export default function VersionsPage() {
               versions={list}
               selectedVersion={selectedVersion}
               canDeploy={can("deployments.write")}
-              onChanged={() => void refreshEnvironments()}
+              onChanged={() => void refreshEnvironments().catch(() => undefined /* the shell shows the failure */)}
             />
           ))}
         </div>

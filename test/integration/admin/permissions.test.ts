@@ -160,6 +160,12 @@ const ROUTES: Route[] = [
   { method: "GET", path: "/organization", expected: READ_ORGANIZATION, prepare: () => ({ path: "/organization" }) },
   { method: "GET", path: "/session", expected: READ_ORGANIZATION, prepare: () => ({ path: "/session" }) },
   { method: "GET", path: "/workflow-types", expected: READ_ORGANIZATION, prepare: () => ({ path: "/workflow-types" }) },
+  {
+    method: "POST",
+    path: "/workflow-checks",
+    expected: READ_ORGANIZATION,
+    prepare: () => ({ path: "/workflow-checks", body: { type: "provisioning", source: "export default async () => []" } }),
+  },
   // Organization keys
   { method: "GET", path: "/organization/keys", expected: ORGANIZATION_ADMIN(200), prepare: () => ({ path: "/organization/keys" }) },
   {

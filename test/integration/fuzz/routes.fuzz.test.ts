@@ -505,6 +505,8 @@ function exampleBody(op: Operation): unknown {
       return fx.baseline;
     case "POST /api/v1/admin/versions":
       return { description: "fuzz" };
+    case "POST /api/v1/admin/workflow-checks":
+      return { type: "endpoint", source: "export default () => new Response('fuzz');" };
     case "PUT /api/v1/admin/environments/{environmentId}/customers/{identifier}":
       return { stripeCustomerId: "cus_fuzz", stripeProductIds: ["prod_fuzz"] };
     case "PUT /api/v1/admin/environments/{environmentId}/variables/{name}":

@@ -2,7 +2,7 @@
  * The events of the picked environment (GET /api/v1/admin/events), newest first, with filters and cursor paging.
  * A row opens to its record: for decisions, what was denied and why, the plans and offers, then the whole record.
  */
-import { Fragment, useCallback, useEffect, useState } from "react";
+import { Fragment, useCallback, useEffect, useRef, useState } from "react";
 import { useApi } from "../../api";
 import { JsonView } from "../JsonView";
 import { ProblemBox } from "../ProblemBox";
@@ -124,32 +124,49 @@ export function EventsExplorer({ environmentId }: { environmentId: string | null
   const [loading, setLoading] = useState(false);
   const [open, setOpen] = useState<string | null>(null);
 
+  // Each request is numbered: an answer that arrives after a later request started (another environment picked, a new
+  // search) is dropped, so the list never shows another environment's or another search's events.
+  const requests = useRef(0);
   const fetchPage = useCallback(
     async (wanted: Filters, cursor: string | null) => {
       const { query, errors } = queryOf(environmentId, wanted, cursor);
       setErrors(errors);
       if (!query) return;
+      const request = ++requests.current;
+      const current = () => request === requests.current;
       setLoading(true);
       setProblem(null);
       try {
         const page = await api.get<{ events: StoredEvent[]; nextCursor: string | null }>(`/api/v1/admin/events?${query}`);
-        setEvents((current) => (cursor ? [...(current ?? []), ...page.events] : page.events));
+        if (!current()) return;
+        setEvents((shown) => (cursor ? [...(shown ?? []), ...page.events] : page.events));
         setNextCursor(page.nextCursor);
         setApplied(wanted);
       } catch (error) {
+        if (!current()) return;
         setProblem(error);
         if (!cursor) setEvents([]);
       } finally {
-        setLoading(false);
+        if (current()) setLoading(false);
       }
     },
     [api, environmentId],
+  );
+  // Leaving the page (or the component) makes every answer still under way stale.
+  useEffect(
+    () => () => {
+      requests.current++;
+    },
+    [],
   );
 
   // A new environment (a new fetchPage) starts over with the filters in force; `applied` is read here, not watched:
   // a search applies filters itself.
   useEffect(() => {
     setOpen(null);
+    // The previous environment's events are not this one's: none are shown until this one's arrive.
+    setEvents(null);
+    setNextCursor(null);
     void fetchPage(applied, null);
   }, [fetchPage]);
 

@@ -17,7 +17,9 @@ type TailState =
   | { status: "stopped" }
   | { status: "connecting" }
   | { status: "live"; since: number }
-  | { status: "dropped"; reason: string; retryAt: number };
+  | { status: "dropped"; reason: string; retryAt: number }
+  /** Refused for good (no permission, no such environment): retrying would be refused again. */
+  | { status: "refused"; reason: string };
 
 interface TailDecision {
   id: string;
@@ -106,6 +108,11 @@ export function LiveTail({ environmentId }: { environmentId: string | null }) {
         },
         (error: unknown) => {
           if (error instanceof ApiProblem && error.status === 401) return; // the session ends: nothing to reopen
+          if (error instanceof ApiProblem && error.status >= 400 && error.status < 500 && error.status !== 408 && error.status !== 429) {
+            controller.current = null;
+            setState({ status: "refused", reason: `${error.status} ${error.code}: ${error.message}` });
+            return;
+          }
           dropped(error instanceof ApiProblem ? `${error.status} ${error.code}: ${error.message}` : error instanceof Error ? error.message : String(error));
         },
       );
@@ -132,7 +139,7 @@ export function LiveTail({ environmentId }: { environmentId: string | null }) {
     return () => clearInterval(timer);
   }, [state.status]);
 
-  const running = state.status !== "stopped";
+  const running = state.status !== "stopped" && state.status !== "refused";
   return (
     <div className="tail">
       <div className="tail-controls">
@@ -149,6 +156,7 @@ export function LiveTail({ environmentId }: { environmentId: string | null }) {
           {state.status === "stopped" && "Stopped."}
           {state.status === "connecting" && "Connecting…"}
           {state.status === "live" && "Live: decisions appear as they are made."}
+          {state.status === "refused" && `The tail was refused (${state.reason}).`}
           {state.status === "dropped" && (
             <>
               Connection lost ({state.reason}). Reconnecting in {Math.max(0, Math.ceil((state.retryAt - now) / 1000))} s…{" "}

@@ -15,7 +15,7 @@ export function WorkflowDiagnostics({ diagnostics, onPick }: { diagnostics: Sour
   if (diagnostics.length === 0) {
     return (
       <p className="wf-diagnostics wf-diagnostics-ok" data-testid="workflow-diagnostics" data-state="ok">
-        No problems: the code type-checks against the draft's types.
+        No problems: the code type-checks against the draft's types, and the platform compiles it.
       </p>
     );
   }

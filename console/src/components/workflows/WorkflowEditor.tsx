@@ -76,12 +76,32 @@ const FIELDS_OF: Record<WorkflowType, (keyof Form)[]> = {
 /** `workflows.<slug>.feature` (a whole-draft check) and `feature` (the item's own schema) name the same field. */
 const fieldOf = (path: string) => path.replace(/^workflows\.[^.]+\./, "").split(".")[0] ?? path;
 
-/** The platform's compiler names positions as "(line 3, column 7)" (workers/workflows/compile.ts). */
+/** A problem the platform's compiler names, at its 1-based line and column (workers/workflows/compile.ts). */
+function compilerDiagnostic(message: string, line: number, column: number): SourceDiagnostic {
+  return { severity: "error", line, column, endLine: line, endColumn: column + 1, message, code: 0, kind: "api" };
+}
+
+/** The API names positions in its messages as "… (line 3, column 7)", already 1-based. */
 function apiDiagnostic(detail: ProblemDetail): SourceDiagnostic {
-  const position = /\(line (\d+), column (\d+)\)\s*$/.exec(detail.message);
-  const line = position ? Number(position[1]) : 1;
-  const column = position ? Number(position[2]) + 1 : 1;
-  return { severity: "error", line, column, endLine: line, endColumn: column + 1, message: detail.message, code: 0, kind: "api" };
+  const position = /\s*\(line (\d+), column (\d+)\)\s*$/.exec(detail.message);
+  if (!position) return compilerDiagnostic(detail.message, 1, 1);
+  return compilerDiagnostic(detail.message.slice(0, position.index), Number(position[1]), Number(position[2]));
+}
+
+interface WorkflowCheck {
+  ok: boolean;
+  errors?: { message: string; line: number; column: number }[];
+}
+
+/** The same problem found twice (by the dry run and by a refused save) is listed once. */
+function distinct(diagnostics: SourceDiagnostic[]): SourceDiagnostic[] {
+  const seen = new Set<string>();
+  return diagnostics.filter((diagnostic) => {
+    const key = `${diagnostic.line}:${diagnostic.column}:${diagnostic.message}`;
+    if (seen.has(key)) return false;
+    seen.add(key);
+    return true;
+  });
 }
 
 function parseMilliseconds(text: string, max: number): number | undefined | string {
@@ -113,21 +133,46 @@ export function WorkflowEditor({
   const [source, setSource] = useState(item.source);
   const [diagnostics, setDiagnostics] = useState<SourceDiagnostic[] | null>(null);
   const [apiDiagnostics, setApiDiagnostics] = useState<SourceDiagnostic[]>([]);
+  /** What the platform's compiler refuses in the current code (POST /api/v1/admin/workflow-checks). */
+  const [compileDiagnostics, setCompileDiagnostics] = useState<SourceDiagnostic[]>([]);
   const [fieldErrors, setFieldErrors] = useState<Record<string, string>>({});
   const [problem, setProblem] = useState<unknown>(null);
-  const [blocked, setBlocked] = useState<"syntax" | "type" | null>(null);
+  const [blocked, setBlocked] = useState<"syntax" | "platform" | "type" | null>(null);
   const [busy, setBusy] = useState(false);
   const [saved, setSaved] = useState<string | null>(null);
   const editor = useRef<monaco.editor.IStandaloneCodeEditor | null>(null);
   const dirty = source !== item.source || JSON.stringify(form) !== JSON.stringify(formOf(item));
 
+  const type = useRef(form.type);
+  type.current = form.type;
+  const checks = useRef(0);
+
+  /** The compiler's dry run; null when it could not be asked (the platform checks again when a version is made). */
+  const compileCheck = useCallback(
+    async (text: string): Promise<SourceDiagnostic[] | null> => {
+      if (!text.trim()) return [];
+      try {
+        const result = await api.post<WorkflowCheck>("/api/v1/admin/workflow-checks", { type: type.current, source: text });
+        return result.ok ? [] : (result.errors ?? []).map((error) => compilerDiagnostic(error.message, error.line, error.column));
+      } catch {
+        return null;
+      }
+    },
+    [api],
+  );
+
+  /** TypeScript's diagnostics and the platform compiler's verdict on the code as it is now; a later check wins. */
   const check = useCallback(async () => {
     const model = editor.current?.getModel();
-    if (!model) return [];
-    const found = await typeScriptDiagnostics(model);
-    setDiagnostics(found);
-    return found;
-  }, []);
+    if (!model) return { found: [], compiled: [] as SourceDiagnostic[] | null };
+    const started = ++checks.current;
+    const [found, compiled] = await Promise.all([typeScriptDiagnostics(model), compileCheck(model.getValue())]);
+    if (started === checks.current) {
+      setDiagnostics(found);
+      setCompileDiagnostics(compiled ?? []);
+    }
+    return { found, compiled };
+  }, [compileCheck]);
 
   // The list follows the code as it is typed (Monaco paints its squiggles on its own; this keeps the list in step).
   useEffect(() => {
@@ -135,6 +180,14 @@ export function WorkflowEditor({
     const timer = setTimeout(() => void check().catch(() => undefined), 400);
     return () => clearTimeout(timer);
   }, [source, typesReady, check]);
+
+  // Closing or reloading the tab with unsaved code asks first (the browser's own prompt).
+  useEffect(() => {
+    if (!dirty || !writable) return;
+    const warn = (event: BeforeUnloadEvent) => event.preventDefault();
+    addEventListener("beforeunload", warn);
+    return () => removeEventListener("beforeunload", warn);
+  }, [dirty, writable]);
 
   const set = <K extends keyof Form>(key: K, value: Form[K]) => setForm((current) => ({ ...current, [key]: value }));
   /** A new workflow still holding its starter code gets the starter of the type picked instead. */
@@ -197,10 +250,14 @@ export function WorkflowEditor({
     if (Object.keys(errors).length) return;
     setBusy(true);
     try {
-      const found = (await check().catch(() => null)) ?? [];
+      const { found, compiled } = (await check().catch(() => null)) ?? { found: [], compiled: null };
       const errorsFound = found.filter((diagnostic) => diagnostic.severity === "error");
       if (errorsFound.some((diagnostic) => diagnostic.kind === "syntax")) {
         setBlocked("syntax");
+        return;
+      }
+      if (compiled?.length) {
+        setBlocked("platform");
         return;
       }
       if (errorsFound.length && !anyway) {
@@ -244,10 +301,11 @@ export function WorkflowEditor({
     }
   }
 
-  const shown = diagnostics === null ? (apiDiagnostics.length ? apiDiagnostics : null) : [...apiDiagnostics, ...diagnostics];
+  const platformDiagnostics = useMemo(() => distinct([...compileDiagnostics, ...apiDiagnostics]), [compileDiagnostics, apiDiagnostics]);
+  const shown = diagnostics === null || !typesReady ? (platformDiagnostics.length ? platformDiagnostics : null) : [...platformDiagnostics, ...diagnostics];
   const markers = useMemo<EditorMarker[]>(
-    () => apiDiagnostics.map(({ line, column, message }) => ({ line, column, message })),
-    [apiDiagnostics],
+    () => platformDiagnostics.map(({ line, column, message }) => ({ line, column, message })),
+    [platformDiagnostics],
   );
   const reveal = (diagnostic: SourceDiagnostic) => {
     const current = editor.current;
@@ -277,8 +335,16 @@ export function WorkflowEditor({
                 Delete
               </ConfirmButton>
             ) : null}
-            <button type="button" className="primary" data-testid="save" onClick={() => void save(false)} disabled={busy}>
-              {busy ? "Saving…" : isNew ? "Create" : "Save"}
+            {/* Before the draft's types are in the TypeScript worker, every use of them would be a type error. */}
+            <button
+              type="button"
+              className="primary"
+              data-testid="save"
+              onClick={() => void save(false)}
+              disabled={busy || !typesReady}
+              title={typesReady ? undefined : "Loading the draft's types…"}
+            >
+              {busy ? "Saving…" : !typesReady ? "Loading types…" : isNew ? "Create" : "Save"}
             </button>
           </div>
         ) : (
@@ -402,6 +468,11 @@ export function WorkflowEditor({
           Not saved: the code has syntax errors, and no version could be created from the draft with them. Fix them first.
         </p>
       ) : null}
+      {blocked === "platform" ? (
+        <p className="problem-inline" data-testid="workflow-blocked">
+          Not saved: the platform refuses this code (see the problems below), and no version could be created from the draft with it. Fix them first.
+        </p>
+      ) : null}
       {blocked === "type" ? (
         <p className="problem-inline" data-testid="workflow-blocked">
           Not saved: the code has type errors. The platform runs it anyway (types are stripped, not checked), so you may{" "}
@@ -411,7 +482,7 @@ export function WorkflowEditor({
           .
         </p>
       ) : null}
-      <WorkflowDiagnostics diagnostics={typesReady ? shown : apiDiagnostics.length ? apiDiagnostics : null} onPick={reveal} />
+      <WorkflowDiagnostics diagnostics={shown} onPick={reveal} />
     </div>
   );
 }
