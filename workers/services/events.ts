@@ -6,7 +6,7 @@ import { keysetPage, olderThanCursor } from "../lib/keysetPage";
 import { newId, nowIso } from "../lib/ids";
 import { utf8ByteLength } from "../lib/json";
 import { publishToTails } from "./liveTail";
-import { pruneRollups, rollupStatement } from "./metrics";
+import { holdRollupsOf, pruneRollups, rollupStatement, writeHeldRollups } from "./metrics";
 
 /**
  * `action_failed`: one failed run of an action workflow (queue consumer), with its attempt and whether it is retried.
@@ -151,8 +151,9 @@ export async function insertEvents(db: D1Database, events: EventInput[]): Promis
 // full, or by a short timer kept alive with waitUntil, so a record reaches D1 within FLUSH_DELAY_MS of its
 // decision; the admin events query flushes this isolate's buffer first.
 //
-// Each flush also rolls the batch's decisions up into per-minute metrics (services/metrics.ts), in the same D1 batch
-// as the records, and sends the decisions of tailed environments to their live tails (services/liveTail.ts).
+// Each flush also rolls the batch's decisions up into per-minute metrics (services/metrics.ts: summed in the isolate and
+// written every few seconds, or in the same D1 batch as a record D1 may already hold), and sends the decisions of
+// tailed environments to their live tails (services/liveTail.ts).
 
 const MAX_BATCH = 50;
 const FLUSH_DELAY_MS = 250;
@@ -165,7 +166,13 @@ export async function flushEvents(): Promise<void> {
   const batch = pending;
   const db = pendingDb;
   pending = [];
-  await Promise.all([writeBatch(db, batch), publishToTails(batch), pruneRollupsNowAndThen(db)]);
+  await Promise.all([writeBatch(db, batch).then(() => writeHeldRollups(db)), publishToTails(batch), pruneRollupsNowAndThen(db)]);
+}
+
+/** Writes this isolate's buffered records and its held metric rollups now (the metrics query reads them next). */
+export async function flushEventsAndRollups(db: D1Database): Promise<void> {
+  await flushEvents();
+  await writeHeldRollups(db, { force: true });
 }
 
 /** Rollups past their retention are deleted at most once an hour per isolate (the first flush of an isolate does it). */
@@ -190,21 +197,22 @@ async function pruneRollupsNowAndThen(db: D1Database): Promise<void> {
  * place. The retries of one flush are bounded (MAX_CALLS_PER_FLUSH D1 calls: a few bad records are isolated, an
  * outage is not hammered); records still unwritten then are logged, ids and tenants, in one dead-letter line.
  *
- * Every part carries the metric rollups of its own records in the same batch, so a written record is counted once and
- * an unwritten one not at all — and a record D1 ignores as already stored is not counted again (writeStatements).
+ * A record's metric rollups are counted once it is written, and once only — however D1 answered (writeStatements).
  */
 async function writeBatch(db: D1Database, batch: PendingEvent[]): Promise<void> {
   const budget = { calls: MAX_CALLS_PER_FLUSH };
   const unwritten: PendingEvent[] = [];
   let lastError: unknown;
-  const write = async (part: PendingEvent[], retry: boolean): Promise<void> => {
+  const write = async (part: PendingEvent[], attempt: number): Promise<void> => {
     if (budget.calls <= 0) {
       unwritten.push(...part);
       return;
     }
     budget.calls--;
     try {
-      await db.batch(writeStatements(db, part, retry));
+      const { statements, held } = writeStatements(db, part, attempt);
+      await db.batch(statements);
+      holdRollupsOf(held);
     } catch (error) {
       lastError = error;
       if (part.length === 1) {
@@ -212,11 +220,11 @@ async function writeBatch(db: D1Database, batch: PendingEvent[]): Promise<void> 
         return;
       }
       const middle = Math.ceil(part.length / 2);
-      await write(part.slice(0, middle), true);
-      await write(part.slice(middle), true);
+      await write(part.slice(0, middle), attempt + 1);
+      await write(part.slice(middle), attempt + 1);
     }
   };
-  await write(batch, false);
+  await write(batch, 0);
   if (unwritten.length > 0) {
     console.error(
       JSON.stringify({
@@ -229,24 +237,29 @@ async function writeBatch(db: D1Database, batch: PendingEvent[]): Promise<void> 
 }
 
 /**
- * The statements writing `part`: each record's INSERT OR IGNORE, and the rollups counted only for the rows stored.
- * On a first attempt the records with random ids cannot be stored yet: their rollups go in one statement, as one
- * upsert per batch. A record with a derived id may be (a replayed request), and on a retry every record may be (D1 can
- * commit a batch and still report it failed): each such record's rollups follow its insert, guarded by it (one more
- * statement per record, only there).
+ * The statements writing `part` (its `attempt`: 0 the whole batch, then each split after a failure), each record's
+ * INSERT OR IGNORE, and how its metric rollups are counted — once per record D1 holds, whatever D1 answered before:
+ * - a record with a random id, on the first attempt: nothing of it can be in D1 yet; once the batch is written its
+ *   rollups are summed into the isolate's held rollups (`held`; services/metrics.ts writes them every few seconds);
+ * - the same on the attempt after a failed first one: D1 may have committed the first batch all the same (and reported
+ *   it failed) — with no rollups in it — so the part's rollups are added in the same batch, unconditionally;
+ * - a record with a derived id (a replayed request may have stored it), and any record on later attempts (the previous
+ *   attempt carried its rollups and may have been committed): its rollups follow its insert, guarded by it
+ *   (`changes() = 1`), one more statement per record, only there.
  */
-function writeStatements(db: D1Database, part: readonly PendingEvent[], retry: boolean): D1PreparedStatement[] {
+function writeStatements(db: D1Database, part: readonly PendingEvent[], attempt: number): { statements: D1PreparedStatement[]; held: PendingEvent[] } {
   const statements: D1PreparedStatement[] = [];
   const fresh: PendingEvent[] = [];
   for (const event of part) {
     statements.push(insertStatement(db, event));
-    if (retry || event.idempotent) {
+    if (event.idempotent || attempt > 1) {
       const guarded = rollupStatement(db, [event], { ifInserted: true });
       if (guarded) statements.push(guarded);
     } else fresh.push(event);
   }
+  if (attempt === 0) return { statements, held: fresh };
   const rollups = rollupStatement(db, fresh);
-  return rollups ? [...statements, rollups] : statements;
+  return { statements: rollups ? [...statements, rollups] : statements, held: [] };
 }
 
 /** D1 calls one flush may make while isolating refused records (a batch is at most MAX_BATCH records). */

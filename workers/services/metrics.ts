@@ -108,7 +108,10 @@ export function rollupsOf(records: readonly RolledUpRecord[]): RollupRow[] {
  */
 export function rollupStatement(db: D1Database, records: readonly RolledUpRecord[], { ifInserted = false } = {}): D1PreparedStatement | null {
   const rows = rollupsOf(records);
-  if (rows.length === 0) return null;
+  return rows.length === 0 ? null : upsertRows(db, rows, ifInserted);
+}
+
+function upsertRows(db: D1Database, rows: readonly RollupRow[], ifInserted: boolean): D1PreparedStatement {
   return db
     .prepare(
       // An upsert's SELECT needs a WHERE clause (`WHERE true` when unconditional), or SQLite reads its ON as a join
@@ -119,6 +122,63 @@ export function rollupStatement(db: D1Database, records: readonly RolledUpRecord
        ON CONFLICT (environment_id, metric, minute, dimension, bucket) DO UPDATE SET count = metric_rollups.count + excluded.count`,
     )
     .bind(JSON.stringify(rows));
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// The rollups of records written on a first attempt (random ids: nothing of theirs can be in D1 yet) are summed in the
+// isolate and written every ROLLUP_WRITE_INTERVAL_MS, not with every flush: a batch of a busy isolate adds a few
+// dozen rows' increments, and the same rows (this minute's counters and latency buckets) again in the next batch, so
+// writing them once per interval costs D1 one statement instead of one per flush. What an isolate holds when it is
+// evicted — at most the last interval's counts — is lost: metrics are for charts, the records themselves are not
+// affected. The metrics route writes this isolate's rollups first, as the events query flushes its records.
+
+/** How long summed rollups may wait in an isolate before they are written. */
+export const ROLLUP_WRITE_INTERVAL_MS = 10_000;
+/** Rows an isolate keeps while D1 refuses them; past this, the oldest minutes' increments are dropped (and logged). */
+const MAX_HELD_ROLLUP_ROWS = 20_000;
+
+const heldRollups = new Map<string, RollupRow>();
+let heldSince: number | undefined;
+
+const rowKey = (row: RollupRow) => `${row[0]}\u0000${row[1]}\u0000${row[2]}\u0000${row[3]}\u0000${row[4]}`;
+
+function hold(rows: readonly RollupRow[]): void {
+  for (const row of rows) {
+    const key = rowKey(row);
+    const held = heldRollups.get(key);
+    if (held) held[5] += row[5];
+    else heldRollups.set(key, [...row]);
+  }
+  if (heldRollups.size > 0) heldSince ??= Date.now();
+  if (heldRollups.size > MAX_HELD_ROLLUP_ROWS) {
+    // Map order is insertion order: the first rows are the oldest minutes'.
+    const dropped = heldRollups.size - MAX_HELD_ROLLUP_ROWS;
+    for (const key of [...heldRollups.keys()].slice(0, dropped)) heldRollups.delete(key);
+    console.warn(JSON.stringify({ event: "metric_rollups_dropped", rows: dropped }));
+  }
+}
+
+/** Sums the rollups of records just written (first attempt, random ids) into this isolate's held rollups. */
+export function holdRollupsOf(records: readonly RolledUpRecord[]): void {
+  hold(rollupsOf(records));
+}
+
+/**
+ * Writes the held rollups when they have waited ROLLUP_WRITE_INTERVAL_MS (or now, with `force`), in one statement.
+ * When D1 refuses, they are held again for the next write: never thrown (a flush's other work goes on).
+ */
+export async function writeHeldRollups(db: D1Database, { force = false } = {}): Promise<void> {
+  if (heldRollups.size === 0 || heldSince === undefined) return;
+  if (!force && Date.now() - heldSince < ROLLUP_WRITE_INTERVAL_MS) return;
+  const rows = [...heldRollups.values()];
+  heldRollups.clear();
+  heldSince = undefined;
+  try {
+    await upsertRows(db, rows, false).run();
+  } catch (error) {
+    hold(rows);
+    console.warn(JSON.stringify({ event: "metric_rollups_not_written", rows: rows.length, error: String(error) }));
+  }
 }
 
 /** Deletes the rollups older than ROLLUP_RETENTION_MS (an indexed range of old minutes). */

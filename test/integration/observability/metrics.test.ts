@@ -5,7 +5,7 @@
 import { env } from "cloudflare:workers";
 import { beforeAll, describe, expect, it } from "vitest";
 import { flushEvents, recordEvent } from "../../../workers/services/events";
-import { LATENCY_BUCKETS_MS, latencyBucket, pruneRollups, ROLLUP_RETENTION_MS } from "../../../workers/services/metrics";
+import { LATENCY_BUCKETS_MS, latencyBucket, pruneRollups, ROLLUP_RETENTION_MS, writeHeldRollups } from "../../../workers/services/metrics";
 import { call, createOrganization, publish, waitForBackgroundWork, type TestOrganization } from "../../support/api";
 import { eventsFor } from "../../support/events";
 import { helloWorld } from "../../support/examples";
@@ -271,6 +271,38 @@ describe("metrics", () => {
     expect(totals(result.body.series)).toMatchObject({ decisions: 4, accessChecks: 4, denied: 1 });
     expect(result.body.denials).toEqual([{ featureSlug: "widget", property: "enabled", reason: "off", count: 1 }]);
     expect(result.body.stageLatency).toEqual([expect.objectContaining({ stage: "lookup", count: 4 })]);
+  });
+
+  it("holds a first attempt's rollups in the isolate, off the records' batch, and writes them when the metrics are read", async () => {
+    const held = await createOrganization("Metrics held rollups");
+    // Whatever earlier tests left held goes to D1 now, so this test's rollups are held afresh (10 s before they are due).
+    await writeHeldRollups(env.DB, { force: true });
+    const batches: string[][] = [];
+    const watched = new Proxy(env.DB, {
+      get(target, property) {
+        if (property === "batch") {
+          return async (statements: D1PreparedStatement[]) => {
+            batches.push(statements.map((statement) => String((statement as unknown as { statement?: string }).statement ?? "")));
+            return target.batch(statements);
+          };
+        }
+        const value = Reflect.get(target, property, target);
+        return typeof value === "function" ? value.bind(target) : value;
+      },
+    });
+    const ctx = { waitUntil: () => {} };
+    for (let i = 0; i < 3; i++) {
+      recordEvent(ctx, watched, { id: `evt_metrics_held_${held.id}_${i}`, organizationId: held.id, environmentId: held.live.id, kind: "access_check", outcome: "granted", record: { timings: { lookup: 1 } } });
+    }
+    await flushEvents();
+    expect(batches).toHaveLength(1);
+    expect(batches[0]!.filter((sql) => sql.includes("INTO events"))).toHaveLength(3);
+    expect(batches[0]!.filter((sql) => sql.includes("metric_rollups"))).toEqual([]);
+    const stored = await env.DB.prepare("SELECT COUNT(*) AS rows FROM metric_rollups WHERE environment_id = ?").bind(held.live.id).first<{ rows: number }>();
+    expect(stored?.rows).toBe(0);
+    // Reading the metrics writes this isolate's held rollups first.
+    const result = await metricsOf(held.adminKey, held.live.id);
+    expect(totals(result.body.series)).toMatchObject({ decisions: 3, accessChecks: 3 });
   });
 
   it("places durations in fixed log-scale buckets and deletes rollups past their retention", async () => {

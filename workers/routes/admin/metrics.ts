@@ -2,7 +2,7 @@
 import { createRoute, z, type OpenAPIHono } from "@hono/zod-openapi";
 import type { AppEnv } from "../../context";
 import { ApiError, errorResponses } from "../../errors";
-import { flushEvents } from "../../services/events";
+import { flushEventsAndRollups } from "../../services/events";
 import { queryMetrics } from "../../services/metrics";
 import { EnvironmentIdParam, json, permit, security } from "./shared";
 
@@ -71,7 +71,7 @@ export function registerMetricsRoutes(app: OpenAPIHono<AppEnv>): void {
       throw new ApiError("validation_failed", "Invalid request: query.to: the range is at most 7 days", [{ path: "query.to", message: "the range is at most 7 days" }]);
     }
     // This isolate's records still in its buffer count too.
-    await flushEvents();
+    await flushEventsAndRollups(c.env.DB);
     const metrics = await queryMetrics(c.env.DB, { environmentId: environment.id, from: new Date(from).toISOString(), to: new Date(to).toISOString() });
     return c.json(metrics, 200);
   });
