@@ -1,9 +1,13 @@
+import { mkdirSync } from "node:fs";
 import path from "node:path";
 import { cloudflareTest, readD1Migrations } from "@cloudflare/vitest-plugin";
 import { configDefaults, defineConfig } from "vitest/config";
 
 export default defineConfig(async () => {
   const migrations = await readD1Migrations(path.join(import.meta.dirname, "schema"));
+  // wrangler.toml's [assets] directory must exist for the runtime to start; these suites do not serve the console
+  // (the browser suite does, after `npm run build:console`), so a fresh clone can run one test file without a build.
+  mkdirSync(path.join(import.meta.dirname, "console", "dist"), { recursive: true });
   return {
     plugins: [
       // A function, so that it runs after globalSetup and can read the fake Stripe's URL (test/fake-stripe).
