@@ -52,6 +52,9 @@ describe("console sign-in", () => {
     const { page, expectConsoleError } = await openConsole();
     expectConsoleError(REFUSED);
     await signIn(page, key);
+    // The overview's own calls are done before the key goes: the one refused must be the plans page's.
+    await page.getByTestId("overview-environments").waitFor();
+    await page.waitForLoadState("networkidle");
     await must("DELETE", `/api/v1/admin/organization/keys/${id}`, 200, { key: org.adminKey });
     // The next page's API call is refused (a hash change within the page, as the navigation makes).
     await page.goto(`${baseUrl}/console/#/plans`);
