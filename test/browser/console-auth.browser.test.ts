@@ -52,9 +52,11 @@ describe("console sign-in", () => {
     const { page, expectConsoleError } = await openConsole();
     expectConsoleError(REFUSED);
     await signIn(page, key);
-    // The overview's own calls are done before the key goes: the one refused must be the plans page's.
-    await page.getByTestId("overview-environments").waitFor();
-    await page.waitForLoadState("networkidle");
+    // The overview's own calls are answered before the key goes: the one refused must be the plans page's. The panel
+    // is drawn before its data, and "networkidle" fires once per document (it may have fired before signing in), so
+    // wait for what only the answers draw: the environments, and the steps (organization, draft and versions).
+    await page.getByTestId("overview-environment-live").waitFor();
+    await page.getByTestId("overview-steps").locator("li").first().waitFor();
     await must("DELETE", `/api/v1/admin/organization/keys/${id}`, 200, { key: org.adminKey });
     // The next page's API call is refused (a hash change within the page, as the navigation makes).
     await page.goto(`${baseUrl}/console/#/plans`);

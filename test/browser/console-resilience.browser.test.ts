@@ -131,8 +131,13 @@ describe("edits", () => {
     expect(await page.getByTestId("config-result").textContent()).toContain("Applied");
     expect(await page.getByTestId("problem").count()).toBe(0);
     failReads = false;
+    // The re-read's absence means something only once it has been answered and the Apply is over (the click clears
+    // the old problem at once, so a count of 0 right after it proves nothing).
+    const reread = page.waitForResponse((response) => response.url().endsWith("/api/v1/admin/config?format=yaml") && response.request().method() === "GET");
     await page.getByTestId("config-apply").click();
-    await expect.poll(() => page.getByTestId("config-reread-problem").count()).toBe(0);
+    expect((await reread).status()).toBe(200);
+    await expect.poll(() => page.getByTestId("config-apply").textContent()).toBe("Apply");
+    expect(await page.getByTestId("config-reread-problem").count()).toBe(0);
     expect(await page.getByTestId("config-result").textContent()).toContain("Applied");
     expect(await page.getByTestId("problem").count()).toBe(0);
   });

@@ -183,7 +183,9 @@ describe("the seed tutorial in the console", () => {
     await page.getByTestId("deploy-live-confirm").click();
     await expect.poll(() => page.getByTestId("deploy-result-live").textContent()).toBe("Deployed v1.");
     await expect.poll(() => page.getByTestId("deployed-live").textContent()).toBe("serving v1");
-    // Live never served anything before v1: there is nothing to roll back to.
+    // Live never served anything before v1: there is nothing to roll back to. The button is decided from live's
+    // deployment history, read again after the deploy: only with the deploy in it does "disabled" say so.
+    await page.getByTestId("environment-live").locator("summary", { hasText: "Deployment history (1)" }).waitFor();
     expect(await page.getByTestId("rollback-live").isDisabled()).toBe(true);
     await screenshot(page, "console-versions");
   });

@@ -16,5 +16,8 @@ export default defineConfig({
     maxWorkers: 1,
     testTimeout: 60_000,
     hookTimeout: 180_000,
+    // expect.poll waits on what the page shows after its requests are answered; its default (1 s) races them on a
+    // busy machine (CI runs this suite right after the whole test suite, on two cores).
+    expect: { poll: { timeout: 15_000 } },
   },
 });
