@@ -31,6 +31,8 @@ copyFileSync(scalarBundle, join(dist, "docs", "scalar", "standalone.js"));
  *   styles cannot read the page's storage;
  * - connect-src 'self': the admin API on the same origin, nothing else;
  * - frame-ancestors 'none': the console is never framed (clickjacking).
+ * The Worker serves the page itself with script-src and worker-src narrowed to <origin>/console/assets/ (the origin
+ * is shared with tenants' endpoints; workers/routes/console.ts).
  * The console never renders tenant HTML; tenants' endpoint pages, which share this origin, are sandboxed into an
  * opaque origin (docs/architecture.md "Console and its origin"), so they cannot read its sessionStorage.
  */

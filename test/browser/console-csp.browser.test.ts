@@ -17,9 +17,22 @@ describe("the console's CSP", () => {
     const response = await fetch(`${baseUrl}/console/`);
     expect(response.status).toBe(200);
     const policy = response.headers.get("content-security-policy") ?? "";
-    expect(policy).toContain("script-src 'self'");
+    // The page's scripts and workers come from the console's own files only: not from the whole origin, which tenants'
+    // endpoints share.
+    expect(policy).toContain(`script-src ${baseUrl}/console/assets/`);
+    expect(policy).toMatch(new RegExp(`worker-src ${baseUrl}/console/assets/( |;|$)`));
+    expect(policy).not.toMatch(/(script|worker)-src[^;]*'self'/);
     expect(policy).toContain("frame-ancestors 'none'");
     expect(policy).not.toMatch(/script-src[^;]*unsafe/);
+    // /console and /console/index.html end up on the same page, with the same policy.
+    const index = await fetch(`${baseUrl}/console/index.html`);
+    expect(index.headers.get("content-security-policy")).toBe(policy);
+    expect(await index.text()).toContain('<div id="root">');
+    // The assets keep the build's headers.
+    const html = await (await fetch(`${baseUrl}/console/`)).text();
+    const script = /src="(\/console\/assets\/[^"]+\.js)"/.exec(html)?.[1];
+    expect(script).toBeDefined();
+    expect((await fetch(`${baseUrl}${script}`)).status).toBe(200);
   });
 
   it("lets the workflow editor's TypeScript worker run", async () => {

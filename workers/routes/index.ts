@@ -21,6 +21,7 @@ import { registerWorkflowTypesRoutes } from "./admin/workflowTypes";
 import { registerWorkflowCheckRoutes } from "./admin/workflowChecks";
 import { registerPaymentWebhookRoutes } from "./paymentWebhooks";
 import { registerVersionRoutes } from "./admin/versions";
+import { registerConsoleRoutes } from "./console";
 import { registerDocs } from "./docs";
 import { registerEndpointRoutes } from "./endpoints";
 import { registerAccessCheckRoute } from "./decisions/accessChecks";
@@ -56,6 +57,7 @@ export function registerRoutes(app: OpenAPIHono<AppEnv>): void {
   for (const path of TIMED_ROUTES) app.use(path, timing({ total: false, enabled: (c) => c.res.ok }));
   app.use("/api/v1/admin/*", adminBodyLimit);
   registerHealth(app);
+  registerConsoleRoutes(app);
   registerAccessCheckRoute(app);
   registerSurfaceDecisionRoute(app);
   registerOrganizationRoutes(app);
