@@ -5,8 +5,8 @@
  * function the decision used and attributes the winning state to the plan whose entry it is.
  */
 import type { ConflictRule } from "../../schema/config";
-import type { PreparedPlan, PreparedSnapshot } from "./prepare";
-import { resolveFeatureState } from "./resolveFeatureStates";
+import type { PreparedSnapshot } from "./prepare";
+import { plansOf, resolveFeatureState } from "./resolveFeatureStates";
 import type { SnapshotPlanValue, SnapshotProperty } from "./snapshot";
 import type { BasePropertyState } from "./types";
 
@@ -31,7 +31,7 @@ export interface PropertyExplanation {
 
 /** Every property of every feature of the snapshot, in snapshot order, explained for the plans held (unknown slugs are ignored). */
 export function explainFeatureStates(prepared: PreparedSnapshot, planSlugs: readonly string[]): PropertyExplanation[] {
-  const plans = heldPlans(prepared, planSlugs);
+  const plans = plansOf(prepared, planSlugs);
   const explanations: PropertyExplanation[] = [];
   for (const feature of prepared.features) {
     const resolved = resolveFeatureState(feature, plans);
@@ -73,13 +73,4 @@ function isWinningEntry(entry: BasePropertyState, resolved: BasePropertyState): 
 
 function sameJson(a: unknown, b: unknown): boolean {
   return JSON.stringify(a) === JSON.stringify(b);
-}
-
-function heldPlans(prepared: PreparedSnapshot, planSlugs: readonly string[]): PreparedPlan[] {
-  const plans: PreparedPlan[] = [];
-  for (const slug of planSlugs) {
-    const plan = prepared.planBySlug.get(slug);
-    if (plan !== undefined && !plans.includes(plan)) plans.push(plan);
-  }
-  return plans;
 }

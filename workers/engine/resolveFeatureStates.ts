@@ -55,7 +55,7 @@ function wins(candidate: PlanPropertyEntry, current: PlanPropertyEntry, directio
 }
 
 /** The plans of a slug list, known ones only, each once. */
-function plansOf(prepared: PreparedSnapshot, planSlugs: readonly string[]): PreparedPlan[] {
+export function plansOf(prepared: PreparedSnapshot, planSlugs: readonly string[]): PreparedPlan[] {
   const plans: PreparedPlan[] = [];
   for (const slug of planSlugs) {
     const plan = prepared.planBySlug.get(slug);
