@@ -2,6 +2,7 @@ import { useState, type FormEvent } from "react";
 import { CollectionPage, SaveBar, type EditorProps } from "../components/CollectionPage";
 import { JWT_ALGORITHMS } from "../components/config";
 import { Field, FormErrorsScope, useFormErrors } from "../components/FieldError";
+import { CheckboxList, SlugInput } from "../components/formInputs";
 import { useRoute } from "../components/router";
 import { collector, numberProblem, slugProblem } from "../components/validation";
 
@@ -74,11 +75,7 @@ function AuthMethodEditor({ slug, definition, readOnly, save, errorPrefixes }: E
         <fieldset disabled={readOnly}>
           <div className="form-row">
             <Field label="Slug" path="slug">
-              {slug === null ? (
-                <input value={newSlug} onChange={(event) => setNewSlug(event.target.value)} data-testid="auth-slug" placeholder="my-jwt" autoFocus />
-              ) : (
-                <input value={slug} readOnly data-testid="auth-slug" />
-              )}
+              <SlugInput slug={slug} newSlug={newSlug} onNewSlug={setNewSlug} testId="auth-slug" placeholder="my-jwt" />
             </Field>
             <Field label="Name" path="name">
               <input value={name} onChange={(event) => setName(event.target.value)} data-testid="auth-name" />
@@ -106,19 +103,11 @@ function AuthMethodEditor({ slug, definition, readOnly, save, errorPrefixes }: E
             </Field>
           )}
           <Field group label="Algorithms" path="algorithms" wide>
-            <span className="checks">
-              {JWT_ALGORITHMS.map((algorithm) => (
-                <label key={algorithm} className="inline">
-                  <input
-                    type="checkbox"
-                    checked={algorithms.includes(algorithm)}
-                    onChange={(event) => setAlgorithms((current) => (event.target.checked ? [...current, algorithm] : current.filter((other) => other !== algorithm)))}
-                    data-testid={`auth-algorithm-${algorithm}`}
-                  />
-                  {algorithm}
-                </label>
-              ))}
-            </span>
+            <CheckboxList
+              options={JWT_ALGORITHMS.map((algorithm) => ({ value: algorithm, label: algorithm, testId: `auth-algorithm-${algorithm}` }))}
+              selected={algorithms}
+              onChange={setAlgorithms}
+            />
           </Field>
           <div className="form-row">
             <Field label="Identifier claim" path="identifierClaim" hint="Its value becomes the user's identifier (e.g. sub or email).">

@@ -3,6 +3,7 @@ import { parse, stringify } from "yaml";
 import { CollectionSection, SaveBar, useDraftDocument, type EditorProps } from "../components/CollectionPage";
 import { CodeEditor } from "../components/editor/CodeEditor";
 import { Field, FieldError, FormErrorsScope, useFormErrors } from "../components/FieldError";
+import { SlugInput } from "../components/formInputs";
 import { Page } from "../components/Page";
 import { ProblemBox } from "../components/ProblemBox";
 import { useRoute } from "../components/router";
@@ -80,7 +81,7 @@ function OfferEditor({ slug, definition, readOnly, save, errorPrefixes }: Editor
         <fieldset disabled={readOnly}>
           <div className="form-row">
             <Field label="Slug" path="slug">
-              {slug === null ? <input value={newSlug} onChange={(event) => setNewSlug(event.target.value)} data-testid="offer-slug" autoFocus /> : <input value={slug} readOnly data-testid="offer-slug" />}
+              <SlugInput slug={slug} newSlug={newSlug} onNewSlug={setNewSlug} testId="offer-slug" />
             </Field>
             <Field label="Name" path="name">
               <input value={name} onChange={(event) => setName(event.target.value)} data-testid="offer-name" />
@@ -144,7 +145,7 @@ function OfferGroupEditor({ slug, definition, document, readOnly, save, errorPre
         <fieldset disabled={readOnly}>
           <div className="form-row">
             <Field label="Slug" path="slug">
-              {slug === null ? <input value={newSlug} onChange={(event) => setNewSlug(event.target.value)} data-testid="offer-group-slug" autoFocus /> : <input value={slug} readOnly data-testid="offer-group-slug" />}
+              <SlugInput slug={slug} newSlug={newSlug} onNewSlug={setNewSlug} testId="offer-group-slug" />
             </Field>
             <Field label="Name" path="name">
               <input value={name} onChange={(event) => setName(event.target.value)} data-testid="offer-group-name" />

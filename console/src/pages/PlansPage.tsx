@@ -2,6 +2,7 @@ import { useState, type FormEvent } from "react";
 import { CollectionPage, SaveBar, type EditorProps } from "../components/CollectionPage";
 import { AUTO_ASSIGN_CATEGORIES, PERIODS, propertiesOf, type PlanDefinition, type PropertyDefinition } from "../components/config";
 import { Field, FieldError, FormErrorsScope, useFormErrors } from "../components/FieldError";
+import { CheckboxList, SlugInput } from "../components/formInputs";
 import { useRoute } from "../components/router";
 import { collector, numberProblem, parseList, slugProblem } from "../components/validation";
 
@@ -221,11 +222,7 @@ function PlanEditor({ slug, definition, document, readOnly, save, errorPrefixes 
         <fieldset disabled={readOnly}>
           <div className="form-row">
             <Field label="Slug" path="slug">
-              {slug === null ? (
-                <input value={newSlug} onChange={(event) => setNewSlug(event.target.value)} data-testid="plan-slug" placeholder="premium" autoFocus />
-              ) : (
-                <input value={slug} readOnly data-testid="plan-slug" />
-              )}
+              <SlugInput slug={slug} newSlug={newSlug} onNewSlug={setNewSlug} testId="plan-slug" placeholder="premium" />
             </Field>
             <Field label="Name" path="name">
               <input value={name} onChange={(event) => setName(event.target.value)} data-testid="plan-name" placeholder="Premium" />
@@ -236,19 +233,11 @@ function PlanEditor({ slug, definition, document, readOnly, save, errorPrefixes 
           </Field>
           <div className="form-row">
             <Field group label="Given automatically to" path="autoAssign" hint="Plans nobody is given automatically are granted by workflows or purchases.">
-              <span className="checks">
-                {AUTO_ASSIGN_CATEGORIES.map((category) => (
-                  <label key={category} className="inline">
-                    <input
-                      type="checkbox"
-                      checked={autoAssign.includes(category)}
-                      onChange={(event) => setAutoAssign((current) => (event.target.checked ? [...current, category] : current.filter((other) => other !== category)))}
-                      data-testid={`plan-auto-assign-${category}`}
-                    />
-                    {category}
-                  </label>
-                ))}
-              </span>
+              <CheckboxList
+                options={AUTO_ASSIGN_CATEGORIES.map((category) => ({ value: category, label: category, testId: `plan-auto-assign-${category}` }))}
+                selected={autoAssign}
+                onChange={setAutoAssign}
+              />
             </Field>
             <Field label="Stripe products" path="stripeProductIds" hint="Comma-separated product ids: a subscription to one of them grants this plan.">
               <input value={stripeProducts} onChange={(event) => setStripeProducts(event.target.value)} placeholder="prod_…" data-testid="plan-stripe-products" />

@@ -2,6 +2,7 @@ import { useState, type FormEvent } from "react";
 import { CollectionPage, SaveBar, type EditorProps } from "../components/CollectionPage";
 import { consumableProperties, type SurfaceDefinition } from "../components/config";
 import { Field, FieldError, FormErrorsScope, useFormErrors } from "../components/FieldError";
+import { CheckboxList, SlugInput } from "../components/formInputs";
 import { useRoute } from "../components/router";
 import { collector, parseList, slugProblem } from "../components/validation";
 
@@ -77,11 +78,7 @@ function SurfaceEditor({ slug, definition, document, readOnly, save, errorPrefix
         <fieldset disabled={readOnly}>
           <div className="form-row">
             <Field label="Slug" path="slug" hint="The surfaceSlug of decisions">
-              {slug === null ? (
-                <input value={newSlug} onChange={(event) => setNewSlug(event.target.value)} data-testid="surface-slug" placeholder="hello-world" autoFocus />
-              ) : (
-                <input value={slug} readOnly data-testid="surface-slug" />
-              )}
+              <SlugInput slug={slug} newSlug={newSlug} onNewSlug={setNewSlug} testId="surface-slug" placeholder="hello-world" />
             </Field>
             <Field label="Name" path="name">
               <input value={name} onChange={(event) => setName(event.target.value)} data-testid="surface-name" />
@@ -94,41 +91,30 @@ function SurfaceEditor({ slug, definition, document, readOnly, save, errorPrefix
             {consumable.length === 0 ? (
               <span className="muted">No feature has a meterable property yet.</span>
             ) : (
-              <span className="checks">
-                {consumable.map(({ feature, property, type }) => {
-                  const reference = `${feature}.${property}`;
-                  return (
-                    <label key={reference} className="inline">
-                      <input
-                        type="checkbox"
-                        checked={consumes.includes(reference)}
-                        onChange={(event) => setConsumes((current) => (event.target.checked ? [...current, reference] : current.filter((other) => other !== reference)))}
-                        data-testid={`surface-consumes-${feature}-${property}`}
-                      />
-                      <code>{reference}</code> <span className="muted small">{type}</span>
-                    </label>
-                  );
-                })}
-              </span>
+              <CheckboxList
+                options={consumable.map(({ feature, property, type }) => ({
+                  value: `${feature}.${property}`,
+                  label: (
+                    <>
+                      <code>{`${feature}.${property}`}</code> <span className="muted small">{type}</span>
+                    </>
+                  ),
+                  testId: `surface-consumes-${feature}-${property}`,
+                }))}
+                selected={consumes}
+                onChange={setConsumes}
+              />
             )}
           </Field>
           <Field group label="Offer groups" path="offerGroups" wide>
             {groups.length === 0 ? (
               <span className="muted">No offer groups.</span>
             ) : (
-              <span className="checks">
-                {groups.map((group) => (
-                  <label key={group} className="inline">
-                    <input
-                      type="checkbox"
-                      checked={offerGroups.includes(group)}
-                      onChange={(event) => setOfferGroups((current) => (event.target.checked ? [...current, group] : current.filter((other) => other !== group)))}
-                      data-testid={`surface-offer-group-${group}`}
-                    />
-                    {group}
-                  </label>
-                ))}
-              </span>
+              <CheckboxList
+                options={groups.map((group) => ({ value: group, label: group, testId: `surface-offer-group-${group}` }))}
+                selected={offerGroups}
+                onChange={setOfferGroups}
+              />
             )}
           </Field>
 
