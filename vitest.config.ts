@@ -3,12 +3,21 @@ import path from "node:path";
 import { cloudflareTest, readD1Migrations } from "@cloudflare/vitest-plugin";
 import { configDefaults, defineConfig } from "vitest/config";
 
+const PACKAGE_SOURCES = {
+  "@edge-monetization/client": path.join(import.meta.dirname, "packages/client/src/index.ts"),
+  "@edge-monetization/hono": path.join(import.meta.dirname, "packages/hono/src/index.ts"),
+  "@edge-monetization/edge-proxy": path.join(import.meta.dirname, "packages/edge-proxy/src/index.ts"),
+};
+
 export default defineConfig(async () => {
   const migrations = await readD1Migrations(path.join(import.meta.dirname, "schema"));
   // wrangler.toml's [assets] directory must exist for the runtime to start; these suites do not serve the console
   // (the browser suite does, after `npm run build:console`), so a fresh clone can run one test file without a build.
   mkdirSync(path.join(import.meta.dirname, "console", "dist"), { recursive: true });
   return {
+    // The packages of packages/ are tested from their sources, as the platform's own modules are (their builds are
+    // checked by npm run build:packages).
+    resolve: { alias: PACKAGE_SOURCES },
     plugins: [
       // A function, so that it runs after globalSetup and can read the fake Stripe's URL (test/fake-stripe).
       cloudflareTest(({ inject }) => ({
@@ -28,9 +37,10 @@ export default defineConfig(async () => {
     test: {
       globalSetup: ["./test/fake-stripe/global-setup.ts", "./test/webhook-receiver/global-setup.ts"],
       setupFiles: ["./test/setup/apply-migrations.ts", "./test/setup/console.ts", "./test/setup/payments-queue.ts"],
-      include: ["test/**/*.test.ts"],
-      // test/browser/ runs in Node against `wrangler dev`, with its own config (npm run test:browser).
-      exclude: [...configDefaults.exclude, "test/browser/**"],
+      include: ["test/**/*.test.ts", "packages/*/test/**/*.test.ts", "examples/*/test/**/*.test.ts"],
+      // test/browser/ (and the packages' *.live.test.ts) run in Node against `wrangler dev`, with their own config
+      // (npm run test:browser).
+      exclude: [...configDefaults.exclude, "test/browser/**", "packages/**/*.live.test.ts"],
       // One workerd runtime per vitest worker, shared by the files it runs, instead of one per file: starting a runtime
       // cost ~2.3 s a file (177 s of a 350 s run on 2 cores; 135 s in all without it). Files can share one because every
       // test owns its organization (so its environments, stores, counters and customers), module caches are keyed by

@@ -6,10 +6,22 @@
 import { join } from "node:path";
 import { defineConfig } from "vitest/config";
 
+const packageSource = (relative: string) => join(import.meta.dirname, "..", "..", "packages", relative);
+
 export default defineConfig({
+  // The packages' live tests (packages/*/test/**/*.live.test.ts) use them from their sources, like the workerd suite.
+  resolve: {
+    alias: {
+      "@edge-monetization/client": packageSource("client/src/index.ts"),
+      "@edge-monetization/hono": packageSource("hono/src/index.ts"),
+      "@edge-monetization/edge-proxy": packageSource("edge-proxy/src/index.ts"),
+      "@edge-monetization/browser/react": packageSource("browser/src/react.tsx"),
+      "@edge-monetization/browser": packageSource("browser/src/index.ts"),
+    },
+  },
   test: {
     root: join(import.meta.dirname, "..", ".."),
-    include: ["test/browser/**/*.test.ts"],
+    include: ["test/browser/**/*.test.ts", "packages/*/test/**/*.live.test.ts"],
     environment: "node",
     globalSetup: ["test/browser/global-setup.ts"],
     fileParallelism: false,

@@ -13,9 +13,14 @@ import { getOrganization } from "../services/tenancy";
 
 type Allowed = "operator" | "organization" | "secret" | "publishable";
 
+/**
+ * The key of `Authorization: Bearer <key>`. `PublicBearer <key>` is the same credential: the commercial product's edge
+ * proxy uses that scheme when it relays a visitor's own call (its `/mos-api/*` routes) with the site's secret key, and
+ * it must keep working against this platform unchanged. The relaying proxy answers for the identity it sends.
+ */
 export function bearerToken(header: string | undefined): string | null {
   if (!header) return null;
-  const match = /^Bearer\s+(\S+)\s*$/i.exec(header);
+  const match = /^(?:Public)?Bearer\s+(\S+)\s*$/i.exec(header);
   return match ? match[1]! : null;
 }
 

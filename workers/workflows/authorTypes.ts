@@ -294,8 +294,10 @@ export interface HttpModify {
 }
 
 /**
- * An element the platform's web components and edge proxy render in place of markup: `schema` names it. `"offer"`
- * renders an offer (its `props` are the OfferView, token included, as `offers` or `utils.offers.list` gave it).
+ * A custom element the edge proxy and the browser package render: `schema` `"offer"`, `"offer-group"` or `"paywall"`
+ * becomes `<mos-offer>`, `<mos-offer-group>`, `<mos-paywall>` (the browser package's web components; an offer's
+ * `props` are the OfferView, token included, as `offers` or `utils.offers.list` gave it), and `"source:name@version"`
+ * becomes `<source-name version="version">`, so your own web components render too. `props` go to the element as JSON.
  */
 export interface ElementItem {
   type: "element";
@@ -303,8 +305,41 @@ export interface ElementItem {
   props: OfferView | Record<string, JsonValue>;
 }
 
-/** `content` of a surface or component: any JSON, with element items (and offers) anywhere inside it. */
-export type ContentValue = JsonValue | ElementItem | OfferView | ContentValue[] | { [key: string]: ContentValue };
+/** Markup inserted as is. */
+export interface HtmlItem {
+  type: "html";
+  content: string;
+}
+
+/** Text, escaped where it is inserted. */
+export interface TextItem {
+  type: "text";
+  content: string;
+}
+
+export type ContentItem = HtmlItem | TextItem | ElementItem;
+
+/**
+ * What the edge proxy (with HTMLRewriter) and the browser package's `applyContent` do to every element matching the
+ * component's `cssSelector`: insert items `before` it, at its start (`prepend`), at its end (`append`) or `after` it,
+ * in list order; `remove` it; or `replaceRange` inside it — remove what lies between the end of the first descendant
+ * matching `fromMarker` (the start, without one) and the start of the first one matching `toMarker` (the end, without
+ * one), and put `replaceWith` there: a teaser is `{ replaceRange: { fromMarker: "p:first-of-type", replaceWith: [...] } }`.
+ */
+export interface ContentInstructions {
+  before?: ContentItem[];
+  prepend?: ContentItem[];
+  append?: ContentItem[];
+  after?: ContentItem[];
+  remove?: boolean;
+  replaceRange?: { fromMarker?: string; toMarker?: string; replaceWith?: ContentItem[] | null } | null;
+}
+
+/**
+ * `content` of a surface or component: the content instructions integrations apply, or any JSON your own front end
+ * reads, with element items (and offers) anywhere inside it.
+ */
+export type ContentValue = ContentInstructions | JsonValue | ElementItem | OfferView | ContentValue[] | { [key: string]: ContentValue };
 
 export interface SurfaceBehavior {
   properties?: Record<string, JsonValue>;

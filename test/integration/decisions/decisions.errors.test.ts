@@ -22,6 +22,18 @@ describe("decision API errors", () => {
     expect(result.body.message).toMatch(/publishable/i);
   });
 
+  it("takes the key from `PublicBearer <key>` as from `Bearer <key>` (the commercial proxy relays visitors' calls so)", async () => {
+    const body = { surfaceSlug: "hello-world", identity: { anonymousIdentifier: "relayed" } };
+    const relayed = await call("POST", "/api/v1/surface-decisions", { body, headers: { authorization: `PublicBearer ${org.live.secretKey}` } });
+    expect(relayed.status).toBe(200);
+    expect(relayed.body.identity).toMatchObject({ authType: "anonymous", identifier: "relayed" });
+    for (const authorization of [`PublicBearer sk_nope`, `Public Bearer ${org.live.secretKey}`, `PublicBearer`]) {
+      const refused = await call("POST", "/api/v1/surface-decisions", { body, headers: { authorization } });
+      expect(refused.status, authorization).toBe(401);
+      expect(refused.body.code).toBe("invalid_api_key");
+    }
+  });
+
   it("answers 404 for an unknown surface and for an environment without a deployed version", async () => {
     const unknown = await surface({ surfaceSlug: "nope", identity: { anonymousIdentifier: "a" } });
     expect(unknown.status).toBe(404);
