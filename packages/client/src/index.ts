@@ -1,0 +1,11 @@
+/**
+ * @edge-monetization/client — the platform's decision API (access checks, surface decisions, counter updates,
+ * identity links, offer redemptions, custom endpoints) with per-attempt timeouts, safe retries, errors as values and
+ * an explicit failure mode, plus the typed admin API. Web standards only: Workers, Node, Deno, Bun, browsers.
+ */
+export { createClient } from "./client";
+export type { CallOptions, ClientOptions, FetchLike, MonetizationClient, PropertyPath, Result } from "./client";
+export { isUnavailable } from "./errors";
+export type { ClientError } from "./errors";
+export { environmentIdOfKey } from "./keys";
+export type * from "./types";

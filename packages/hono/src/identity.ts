@@ -1,0 +1,47 @@
+import type { Context } from "hono";
+import { getCookie } from "hono/cookie";
+import type { IdentityRequest, MonetizationOptions } from "./types";
+
+export const DEFAULT_ANONYMOUS_COOKIE = "mos_anon";
+export const DEFAULT_JWT_COOKIE = "mos_jwt";
+
+/** The platform's bound on identifiers: a cookie outside it would only earn a 400, so it counts as no cookie. */
+const MAX_IDENTIFIER_LENGTH = 512;
+
+export interface RequestIdentity {
+  identity: IdentityRequest;
+  /** The anonymous cookie's value, when the request carries a usable one. */
+  anonymousCookieValue: string | undefined;
+}
+
+/**
+ * The identity of the request: the `identity` option when it answers; else the JWT (Authorization bearer when enabled,
+ * else the JWT cookie) with the anonymous fallback; else the anonymous cookie; else a new anonymous visitor.
+ */
+export async function identityOf(c: Context, options: MonetizationOptions): Promise<RequestIdentity> {
+  const anonymousCookieValue = usableIdentifier(getCookie(c, options.anonymousCookie ?? DEFAULT_ANONYMOUS_COOKIE));
+  const custom = await options.identity?.(c);
+  if (custom) return { identity: custom, anonymousCookieValue };
+  const jwt = (options.readJwtFromAuthorization ? bearerToken(c.req.header("authorization")) : undefined) ?? nonEmpty(getCookie(c, options.jwtCookie ?? DEFAULT_JWT_COOKIE));
+  if (jwt) return { identity: { userJwt: jwt, createAnonymousIdentifierFallback: true }, anonymousCookieValue };
+  if (anonymousCookieValue) return { identity: { anonymousIdentifier: anonymousCookieValue }, anonymousCookieValue };
+  return { identity: { createAnonymousIdentifier: true }, anonymousCookieValue };
+}
+
+/** An identity for which the platform may mint an anonymous identifier (a new visitor, or a JWT that may fall back). */
+export function mayMint(identity: IdentityRequest): boolean {
+  return identity.createAnonymousIdentifier === true || identity.createAnonymousIdentifierFallback === true;
+}
+
+function bearerToken(header: string | undefined): string | undefined {
+  const match = header?.match(/^Bearer\s+(\S+)\s*$/i);
+  return match?.[1];
+}
+
+function usableIdentifier(value: string | undefined): string | undefined {
+  return value && value.length <= MAX_IDENTIFIER_LENGTH ? value : undefined;
+}
+
+function nonEmpty(value: string | undefined): string | undefined {
+  return value ? value : undefined;
+}

@@ -1,0 +1,313 @@
+/**
+ * The Hono middleware against the real platform in-process: the client's fetch is the Worker's own fetch handler, each
+ * test file owns its organization (examples/paywall.yaml: 3 articles a month for anonymous readers, then the paywall's
+ * offers), and every app under test is a small Hono app built here.
+ */
+import { createClient, type ClientOptions } from "@edge-monetization/client";
+import { monetization, requireFeature, type MonetizationOptions, type MonetizationVariables } from "@edge-monetization/hono";
+import { Hono } from "hono";
+import { exportSPKI, generateKeyPair, SignJWT } from "jose";
+import { beforeAll, describe, expect, it } from "vitest";
+import { createOrganization, fetchWorker, publish, type TestOrganization } from "../../../test/support/api";
+import { expectConsoleError } from "../../../test/support/console";
+import { aiTools, paywall } from "../../../test/support/examples";
+
+let org: TestOrganization;
+let signingKey: CryptoKey;
+
+beforeAll(async () => {
+  org = await createOrganization("Hono middleware");
+  const keys = await generateKeyPair("RS256", { extractable: true });
+  signingKey = keys.privateKey;
+  const document = paywall();
+  document.authMethods = { "test-jwt": { publicKey: await exportSPKI(keys.publicKey), algorithms: ["RS256"], identifierClaim: "email" } };
+  await publish(org.adminKey, document, [org.live.id]);
+});
+
+const jwtFor = (email: string, key = signingKey) => new SignJWT({ email }).setProtectedHeader({ alg: "RS256" }).setExpirationTime("5m").sign(key);
+
+interface PlatformCall {
+  path: string;
+  body: any;
+}
+
+/** The platform's fetch, recording the decision calls the middleware makes. */
+function recordingPlatform() {
+  const calls: PlatformCall[] = [];
+  const fetch = async (request: Request) => {
+    calls.push({ path: new URL(request.url).pathname, body: await request.clone().json() });
+    return fetchWorker(request);
+  };
+  return { calls, fetch };
+}
+
+function clientFor(overrides: Partial<ClientOptions> = {}) {
+  return createClient({ baseUrl: "http://platform.test", apiKey: org.live.secretKey, failureMode: "closed", fetch: fetchWorker, ...overrides });
+}
+
+type App = Hono<{ Variables: MonetizationVariables }>;
+
+/** An article API: GET /articles/:id behind articles.enabled (the article page surface by default), echoing the decision. */
+function articlesApp(options: Partial<MonetizationOptions> = {}, feature: `${string}.${string}` = "articles.enabled"): App {
+  const app: App = new Hono();
+  app.use(monetization({ client: clientFor(), surfaceSlug: "article-page", ...options }));
+  app.get("/articles/:id", requireFeature(feature), async (c) => {
+    const decision = await c.var.monetization.decide();
+    if (!decision.ok) return c.json({ article: c.req.param("id"), decision: null });
+    return c.json({ article: c.req.param("id"), identity: decision.data.identity, enabled: decision.data.features.articles?.properties.enabled });
+  });
+  return app;
+}
+
+/** A JSON body, as the tests read it. */
+const json = (response: Response): Promise<any> => response.json();
+const anonymousCookieOf = (response: Response) => response.headers.getSetCookie().find((cookie) => cookie.startsWith("mos_anon="));
+const cookieValue = (setCookie: string) => setCookie.slice(setCookie.indexOf("=") + 1, setCookie.indexOf(";"));
+
+describe("identity from cookies", () => {
+  it("mints an anonymous identifier for a new visitor, sets the cookie, and reuses it on the next request", async () => {
+    const app = articlesApp();
+    const first = await app.request("/articles/first");
+    expect(first.status).toBe(200);
+    const setCookie = anonymousCookieOf(first);
+    expect(setCookie).toMatch(/^mos_anon=anon_[\w-]+; Max-Age=34560000; Path=\/; HttpOnly; SameSite=Lax$/);
+    const identifier = cookieValue(setCookie!);
+    expect((await json(first)).identity).toMatchObject({ authType: "anonymous", identifier, isAuthenticated: false });
+
+    const second = await app.request("/articles/second", { headers: { cookie: `mos_anon=${identifier}` } });
+    expect(second.status).toBe(200);
+    expect(anonymousCookieOf(second)).toBeUndefined();
+    const body = await json(second);
+    expect(body.identity.identifier).toBe(identifier);
+    // The same visitor: the second article is their second of three.
+    expect(body.enabled).toMatchObject({ consumedUnits: 2, remainingUnits: 1 });
+  });
+
+  it("marks the cookie Secure on https, and applies cookieOptions and the cookie name given", async () => {
+    const app = articlesApp({ anonymousCookie: "visitor", cookieOptions: { sameSite: "Strict", httpOnly: false } });
+    const response = await app.request("https://news.example/articles/secure");
+    const setCookie = response.headers.getSetCookie().find((cookie) => cookie.startsWith("visitor="));
+    expect(setCookie).toMatch(/^visitor=anon_[\w-]+; Max-Age=34560000; Path=\/; Secure; SameSite=Strict$/);
+  });
+
+  it("decides for a signed-in user from the JWT cookie, and sets no anonymous cookie", async () => {
+    const app = articlesApp();
+    const token = await jwtFor("ada@example.com");
+    const response = await app.request("/articles/jwt", { headers: { cookie: `mos_jwt=${token}` } });
+    expect(response.status).toBe(200);
+    expect((await json(response)).identity).toMatchObject({ authType: "jwt", identifier: "ada@example.com", isAuthenticated: true });
+    expect(anonymousCookieOf(response)).toBeUndefined();
+  });
+
+  it("reads Authorization: Bearer <jwt> only when readJwtFromAuthorization is set", async () => {
+    const token = await jwtFor("grace@example.com");
+    const headers = { authorization: `Bearer ${token}` };
+    const withOption = await articlesApp({ readJwtFromAuthorization: true }).request("/articles/bearer", { headers });
+    expect((await json(withOption)).identity).toMatchObject({ authType: "jwt", identifier: "grace@example.com" });
+    const without = await articlesApp().request("/articles/bearer", { headers });
+    expect((await json(without)).identity.authType).toBe("anonymous");
+    expect(anonymousCookieOf(without)).toBeDefined();
+  });
+
+  it("falls back to a fresh anonymous visitor for a JWT that does not verify: cookie set only when the visitor had none", async () => {
+    const stranger = await generateKeyPair("RS256");
+    const forged = await jwtFor("mallory@example.com", stranger.privateKey);
+    const app = articlesApp();
+    const response = await app.request("/articles/forged", { headers: { cookie: `mos_jwt=${forged}` } });
+    expect(response.status).toBe(200);
+    const body = await json(response);
+    expect(body.identity.authType).toBe("anonymous");
+    expect(cookieValue(anonymousCookieOf(response)!)).toBe(body.identity.identifier);
+
+    const withAnonymousCookie = await app.request("/articles/forged", { headers: { cookie: `mos_jwt=${forged}; mos_anon=kept-visitor` } });
+    expect(withAnonymousCookie.status).toBe(200);
+    expect(anonymousCookieOf(withAnonymousCookie)).toBeUndefined();
+  });
+
+  it("uses the identity option instead of the cookies (a user the backend vouches for, secret key)", async () => {
+    const app = articlesApp({ identity: (c) => (c.req.header("x-session-user") ? { userIdentifier: c.req.header("x-session-user")! } : undefined) });
+    const vouched = await app.request("/articles/session", { headers: { "x-session-user": "linus@example.com", cookie: "mos_anon=ignored" } });
+    expect((await json(vouched)).identity).toMatchObject({ authType: "provided", identifier: "linus@example.com" });
+    const noSession = await app.request("/articles/session", { headers: { cookie: "mos_anon=cookie-visitor" } });
+    expect((await json(noSession)).identity).toMatchObject({ authType: "anonymous", identifier: "cookie-visitor" });
+  });
+});
+
+describe("requireFeature", () => {
+  it("lets a metered reader through three times, then answers 402 with the paywall's offers", async () => {
+    const app = articlesApp();
+    const cookie = `mos_anon=reader-${crypto.randomUUID()}`;
+    for (const article of ["one", "two", "three"]) {
+      const response = await app.request(`/articles/${article}`, { headers: { cookie } });
+      expect(response.status, article).toBe(200);
+      expect((await json(response)).article).toBe(article);
+    }
+    // Unique resources: an article already read is read again for free.
+    expect((await app.request("/articles/one", { headers: { cookie } })).status).toBe(200);
+
+    const denied = await app.request("/articles/four", { headers: { cookie } });
+    expect(denied.status).toBe(402);
+    const body = await json(denied);
+    expect(body).toMatchObject({ status: "error", statusCode: 402, code: "payment_required", feature: "articles.enabled", reason: "limit_reached" });
+    expect(body.message).toEqual(expect.any(String));
+    expect(body.offers.map((offer: any) => offer.offer)).toEqual(["premium-monthly", "premium-yearly"]);
+    for (const offer of body.offers) expect(offer).toMatchObject({ title: expect.any(String), token: expect.any(String), redemption: { method: "checkout" } });
+  });
+
+  it("answers 403 without offers when the decision shows none (a boolean the plan does not grant)", async () => {
+    const app = articlesApp({}, "articles.premium");
+    const response = await app.request("/articles/premium", { headers: { cookie: `mos_anon=reader-${crypto.randomUUID()}` } });
+    expect(response.status).toBe(403);
+    expect(await json(response)).toEqual({
+      status: "error",
+      statusCode: 403,
+      code: "feature_denied",
+      message: "articles.premium is not included in your plan.",
+      feature: "articles.premium",
+      reason: "off",
+      offers: [],
+    });
+  });
+
+  it("answers 403 unknown_property for a property the deployed configuration does not have", async () => {
+    const response = await articlesApp({}, "podcasts.enabled").request("/articles/x", { headers: { cookie: "mos_anon=someone" } });
+    expect(response.status).toBe(403);
+    expect(await json(response)).toMatchObject({ code: "feature_denied", reason: "unknown_property" });
+  });
+
+  it("prices the request with its action: 403 insufficient_credits when the balance does not cover it, nothing spent", async () => {
+    const aiOrg = await createOrganization("Hono middleware, credits");
+    await publish(aiOrg.adminKey, aiTools(), [aiOrg.live.id]);
+    const app: App = new Hono();
+    app.use(monetization({ client: clientFor({ apiKey: aiOrg.live.secretKey }), surfaceSlug: "ai-playground" }));
+    const model = () => ({ id: "gpt-large", meta: { type: "model", tags: ["premium"] } });
+    // 5 (generate) × 5 (a model) × 2 (premium) = 50 tokens; summarize = 2 × 5 × 2 = 20: the free plan's whole balance.
+    app.post("/generate", requireFeature("ai-tools.tokens", { action: "generate", resource: model }), (c) => c.text("generated"));
+    app.post("/summarize", requireFeature("ai-tools.tokens", { action: (c) => c.req.query("action"), resource: model }), (c) => c.text("summarized"));
+    const headers = { cookie: "mos_anon=token-spender" };
+
+    const refused = await app.request("/generate", { method: "POST", headers });
+    expect(refused.status).toBe(403);
+    expect(await json(refused)).toMatchObject({ code: "feature_denied", feature: "ai-tools.tokens", reason: "insufficient_credits", offers: [] });
+    const summarized = await app.request("/summarize?action=summarize", { method: "POST", headers });
+    expect(summarized.status).toBe(200);
+    expect(await summarized.text()).toBe("summarized");
+    expect((await app.request("/summarize?action=summarize", { method: "POST", headers })).status).toBe(403);
+  });
+
+  it("makes an access check (which consumes nothing) when no surface is configured or given", async () => {
+    const platform = recordingPlatform();
+    const app: App = new Hono();
+    app.use(monetization({ client: clientFor({ fetch: platform.fetch }) }));
+    app.get("/articles/:id", requireFeature("articles.enabled"), (c) => c.text("article"));
+    const cookie = `mos_anon=checker-${crypto.randomUUID()}`;
+    for (let i = 0; i < 5; i++) expect((await app.request(`/articles/${i}`, { headers: { cookie } })).status).toBe(200);
+    expect(platform.calls.map((call) => call.path)).toEqual(Array(5).fill("/api/v1/access-checks"));
+  });
+
+  it("uses its own surface and resource when given", async () => {
+    const platform = recordingPlatform();
+    const app: App = new Hono();
+    app.use(monetization({ client: clientFor({ fetch: platform.fetch }) }));
+    app.get("/story/:slug", requireFeature("articles.enabled", { surfaceSlug: "article-page", resource: (c) => ({ id: `story:${c.req.param("slug")}` }) }), (c) => c.text("story"));
+    expect((await app.request("/story/moon", { headers: { cookie: "mos_anon=story-reader" } })).status).toBe(200);
+    expect(platform.calls).toHaveLength(1);
+    expect(platform.calls[0]).toMatchObject({ path: "/api/v1/surface-decisions", body: { surfaceSlug: "article-page", resource: { id: "story:moon" } } });
+  });
+
+  it("fails open (the route runs) or closed (503 with Retry-After) when the platform cannot be reached", async () => {
+    const unreachable = async (): Promise<Response> => {
+      throw new TypeError("connection refused");
+    };
+    const build = (failureMode: "open" | "closed") => articlesApp({ client: clientFor({ fetch: unreachable, failureMode, retries: 0 }) });
+
+    const open = await build("open").request("/articles/down");
+    expect(open.status).toBe(200);
+    expect(await json(open)).toEqual({ article: "down", decision: null });
+    expect(anonymousCookieOf(open)).toBeUndefined();
+
+    const closed = await build("closed").request("/articles/down");
+    expect(closed.status).toBe(503);
+    expect(closed.headers.get("retry-after")).toBe("5");
+    expect(await json(closed)).toMatchObject({ status: "error", statusCode: 503, code: "service_unavailable", feature: "articles.enabled" });
+  });
+
+  it("answers 503 and logs the platform's refusal (a misconfiguration) even when failing open", async () => {
+    const logged = expectConsoleError("surface_not_found");
+    const app = articlesApp({ client: clientFor({ failureMode: "open" }), surfaceSlug: "no-such-surface" });
+    const response = await app.request("/articles/misconfigured", { headers: { cookie: "mos_anon=someone" } });
+    expect(response.status).toBe(503);
+    expect(await json(response)).toMatchObject({ code: "service_unavailable" });
+    expect(logged.lines.join("\n")).toContain('requireFeature("articles.enabled")');
+  });
+
+  it("throws a clear error when monetization() is not installed", async () => {
+    const app = new Hono();
+    app.get("/x", requireFeature("articles.enabled"), (c) => c.text("x"));
+    app.onError((error, c) => c.text(error.message, 500));
+    const response = await app.request("/x");
+    expect(await response.text()).toBe('requireFeature("articles.enabled") needs app.use(monetization({…})) before it');
+  });
+});
+
+describe("the decision on the context", () => {
+  it("is memoised: requireFeature and the handler share one surface decision, which consumes once", async () => {
+    const platform = recordingPlatform();
+    const app = articlesApp({ client: clientFor({ fetch: platform.fetch }) });
+    const response = await app.request("/articles/memo", { headers: { cookie: `mos_anon=memo-${crypto.randomUUID()}` } });
+    expect(response.status).toBe(200);
+    expect((await json(response)).enabled).toMatchObject({ consumedUnits: 1, remainingUnits: 2 });
+    expect(platform.calls.map((call) => call.path)).toEqual(["/api/v1/surface-decisions"]);
+  });
+
+  it("sends one identity for a new visitor's concurrent decisions: the second asks for the identifier the first minted", async () => {
+    const platform = recordingPlatform();
+    const app: App = new Hono();
+    app.use(monetization({ client: clientFor({ fetch: platform.fetch }), surfaceSlug: "article-page" }));
+    app.get("/both", async (c) => {
+      const [surface, access] = await Promise.all([c.var.monetization.decide(), c.var.monetization.decide({ surfaceSlug: null })]);
+      return c.json({
+        surface: surface.ok && surface.data.identity.identifier,
+        access: access.ok && access.data.identity.identifier,
+        identity: c.var.monetization.identity,
+        hasAccess: await c.var.monetization.hasAccess("articles.enabled"),
+      });
+    });
+    const response = await app.request("/both");
+    const body = await json(response);
+    expect(body.surface).toMatch(/^anon_/);
+    expect(body.access).toBe(body.surface);
+    expect(body.identity).toEqual({ anonymousIdentifier: body.surface });
+    expect(body.hasAccess).toBe(true);
+    expect(platform.calls.map((call) => call.body.identity)).toEqual([{ createAnonymousIdentifier: true }, { anonymousIdentifier: body.surface }]);
+    expect(response.headers.getSetCookie()).toEqual([expect.stringMatching(new RegExp(`^mos_anon=${body.surface};`))]);
+  });
+
+  it("sends the request's facts: url, user agent, client IP, referer, and the cf object when the request has one", async () => {
+    const platform = recordingPlatform();
+    const app = articlesApp({ client: clientFor({ fetch: platform.fetch }) });
+    const headers = { cookie: "mos_anon=facts", "user-agent": "FactsBot/1.0 (test)", "cf-connecting-ip": "203.0.113.7", "x-forwarded-for": "198.51.100.1", referer: "https://news.example/" };
+    await app.request(new Request("https://news.example/articles/facts?page=2", { headers, cf: { country: "FR", asn: 64500 } }));
+    expect(platform.calls[0]!.body).toMatchObject({
+      identity: { anonymousIdentifier: "facts" },
+      resource: { id: "/articles/facts" },
+      http: { url: "https://news.example/articles/facts?page=2", userAgent: "FactsBot/1.0 (test)", clientIP: "203.0.113.7", referer: "https://news.example/" },
+      cloudflare: { cf: { country: "FR", asn: 64500 } },
+    });
+
+    await app.request("/articles/facts", { headers: { cookie: "mos_anon=facts", "x-forwarded-for": "198.51.100.1, 10.0.0.1" } });
+    expect(platform.calls[1]!.body.http).toEqual({ url: "http://localhost/articles/facts", clientIP: "198.51.100.1" });
+    expect(platform.calls[1]!.body.cloudflare).toBeUndefined();
+  });
+
+  it("builds the client from the context when given a function (options from c.env)", async () => {
+    const app = new Hono<{ Bindings: { SECRET_KEY: string }; Variables: MonetizationVariables }>();
+    app.use(monetization<{ Bindings: { SECRET_KEY: string } }>({ client: (c) => clientFor({ apiKey: c.env.SECRET_KEY }) }));
+    app.get("/me", async (c) => {
+      const decision = await c.var.monetization.decide({ trace: true });
+      return c.json(decision.ok ? { identifier: decision.data.identity.identifier, plans: decision.data.trace?.plans.map((plan) => plan.slug) } : null);
+    });
+    const response = await app.request("/me", { headers: { cookie: "mos_anon=env-visitor" } }, { SECRET_KEY: org.live.secretKey });
+    expect(await json(response)).toEqual({ identifier: "env-visitor", plans: ["anonymous"] });
+  });
+});
