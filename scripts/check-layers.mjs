@@ -45,7 +45,7 @@ function* sources(dir) {
   for (const name of readdirSync(dir)) {
     const full = path.join(dir, name);
     if (statSync(full).isDirectory()) yield* sources(full);
-    else if (/\.ts$/.test(name) && !name.endsWith(".d.ts")) yield full;
+    else if (/\.tsx?$/.test(name) && !name.endsWith(".d.ts")) yield full;
   }
 }
 
@@ -74,6 +74,20 @@ for (const dir of ["workers", "durable-objects", "schema"]) {
       const to = target && rankOf(target);
       if (!to) violations.push(`${here} imports ${specifier}, which is in no layer (or does not exist)`);
       else if (to.rank > from.rank) violations.push(`${here} (${from.place}) imports ${specifier} (${to.place})`);
+    }
+  }
+}
+// The packages of packages/ are published on their own: a relative import never leaves its package (another package
+// is imported by its name, which the build resolves), and nothing reaches into the platform's code.
+for (const name of readdirSync(path.join(root, "packages"))) {
+  const packageDir = path.join(root, "packages", name);
+  if (!statSync(packageDir).isDirectory() || !existsSync(path.join(packageDir, "src"))) continue;
+  for (const file of sources(path.join(packageDir, "src"))) {
+    const { importedFiles } = ts.preProcessFile(readFileSync(file, "utf8"), true, true);
+    for (const { fileName: specifier } of importedFiles) {
+      if (!specifier.startsWith(".")) continue;
+      const target = path.resolve(path.dirname(file), specifier);
+      if (!target.startsWith(`${packageDir}${path.sep}`)) violations.push(`${path.relative(root, file)} imports ${specifier}, outside its package`);
     }
   }
 }
