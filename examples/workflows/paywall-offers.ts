@@ -9,7 +9,7 @@ const workflow: ComponentWorkflow = ({ features, offers }) => {
     properties: { hidden: false },
     content: {
       append: [
-        { type: "html", html: "<h2>You have read all your free articles this month</h2>" },
+        { type: "html", content: "<h2>You have read all your free articles this month</h2>" },
         ...shown.map((offer) => ({ type: "element", schema: "offer", props: offer })),
       ],
     },

@@ -1,0 +1,43 @@
+/** Reading the visitor's cookies and the cookies an origin response sets. */
+
+/** The value of cookie `name` in a Cookie header (the first one when it repeats), or null. */
+export function readCookie(header: string | null, name: string): string | null {
+  if (!header) return null;
+  for (const pair of header.split(";")) {
+    const equals = pair.indexOf("=");
+    if (equals === -1) continue;
+    if (pair.slice(0, equals).trim() !== name) continue;
+    const value = pair.slice(equals + 1).trim().replace(/^"(.*)"$/, "$1");
+    return value === "" ? null : value;
+  }
+  return null;
+}
+
+/**
+ * What the origin's `Set-Cookie` lines do to cookie `name`: `undefined` when they leave it alone, `null` when they
+ * delete it (empty value, `Max-Age` ≤ 0 or an `Expires` in the past), else its new value. The last line wins.
+ */
+export function setCookieValue(headers: Headers, name: string, now = Date.now()): string | null | undefined {
+  let result: string | null | undefined;
+  for (const line of headers.getSetCookie()) {
+    const [pair = "", ...attributes] = line.split(";");
+    const equals = pair.indexOf("=");
+    if (equals === -1 || pair.slice(0, equals).trim() !== name) continue;
+    const value = pair.slice(equals + 1).trim().replace(/^"(.*)"$/, "$1");
+    let expired = value === "";
+    for (const attribute of attributes) {
+      const [key = "", ...rest] = attribute.split("=");
+      const attributeValue = rest.join("=").trim();
+      const lower = key.trim().toLowerCase();
+      if (lower === "max-age" && Number(attributeValue) <= 0) expired = true;
+      if (lower === "expires" && Date.parse(attributeValue) <= now) expired = true;
+    }
+    result = expired ? null : value;
+  }
+  return result;
+}
+
+/** The identity cookie the proxy sets for an identifier the platform minted. Readable by scripts (not HttpOnly) on purpose: the browser package may use it. */
+export function anonymousCookieLine(name: string, identifier: string, secure: boolean): string {
+  return `${name}=${identifier}; Path=/; Max-Age=34560000; SameSite=Lax${secure ? "; Secure" : ""}`;
+}
