@@ -97,6 +97,15 @@ const DEFAULT_TIMEOUT_MS = 2_000;
 const DEFAULT_RETRIES = 2;
 const DEFAULT_RETRY_BASE_DELAY_MS = 100;
 
+/** Checks a 2xx body before the caller reads it as T: a body that fails is an `invalid_response`. */
+type BodyCheck = (body: object) => boolean;
+
+/**
+ * Decisions are read by hasAccess() and property() and by every integration through `data.features`: a 2xx without
+ * it (a wrong baseUrl answering some other JSON) is not a decision, and must not reach them as one.
+ */
+const isDecision: BodyCheck = (body) => isRecord((body as { features?: unknown }).features);
+
 type Attempt = (init: { signal: AbortSignal; headers: Record<string, string> }) => Promise<{ data?: unknown; error?: unknown; response: Response }>;
 
 export function createClient(options: ClientOptions): MonetizationClient {
@@ -119,9 +128,14 @@ export function createClient(options: ClientOptions): MonetizationClient {
     headers: { ...commonHeaders, Authorization: `Bearer ${apiKey}` },
   });
 
-  async function send<T>(call: CallOptions, attempt: Attempt, extraHeaders: Record<string, string> = {}, conflictsRetry = false): Promise<Result<T>> {
-    const retries = call.retries ?? settings.retries;
-    const timeoutMs = call.timeoutMs ?? settings.timeoutMs;
+  async function send<T>(
+    call: CallOptions,
+    attempt: Attempt,
+    { extraHeaders = {}, conflictsRetry = false, check }: { extraHeaders?: Record<string, string>; conflictsRetry?: boolean; check?: BodyCheck } = {},
+  ): Promise<Result<T>> {
+    // Programmer errors, as at createClient: a NaN or Infinity here would otherwise retry forever or time out at once.
+    const retries = Math.floor(countOption("CallOptions", "retries", call.retries, settings.retries, 0));
+    const timeoutMs = countOption("CallOptions", "timeoutMs", call.timeoutMs, settings.timeoutMs, 1);
     const failed = (error: ClientError, attempts: number): Result<T> => ({
       ok: false,
       error,
@@ -130,7 +144,7 @@ export function createClient(options: ClientOptions): MonetizationClient {
     });
     for (let attempts = 1; ; attempts++) {
       if (call.signal?.aborted) return failed(abortedError(), attempts - 1);
-      const outcome = await once<T>(attempt, extraHeaders, timeoutMs, call.signal);
+      const outcome = await once<T>(attempt, extraHeaders, timeoutMs, call.signal, check);
       if (outcome.ok) return { ...outcome, attempts };
       const error = outcome.error;
       if (attempts > retries || !isRetryable(error, conflictsRetry)) return failed(error, attempts);
@@ -168,15 +182,18 @@ export function createClient(options: ClientOptions): MonetizationClient {
     failureMode,
     admin,
     accessCheck: (body, call = {}) =>
-      send(call, (init) => decisions.POST("/api/v1/access-checks", { body, params: traceQuery(call), parseAs: "text", ...init })),
+      send(call, (init) => decisions.POST("/api/v1/access-checks", { body, params: traceQuery(call), parseAs: "text", ...init }), { check: isDecision }),
     surfaceDecision: (body, call = {}) =>
-      send(call, (init) => decisions.POST("/api/v1/surface-decisions", { body, params: traceQuery(call), parseAs: "text", ...init }), withIdempotencyKey(call)),
+      send(call, (init) => decisions.POST("/api/v1/surface-decisions", { body, params: traceQuery(call), parseAs: "text", ...init }), {
+        extraHeaders: withIdempotencyKey(call),
+        check: isDecision,
+      }),
     counterUpdate: (body, call = {}) =>
-      send(call, (init) => decisions.POST("/api/v1/counter-updates", { body, parseAs: "text", ...init }), withIdempotencyKey(call)),
+      send(call, (init) => decisions.POST("/api/v1/counter-updates", { body, parseAs: "text", ...init }), { extraHeaders: withIdempotencyKey(call) }),
     identityLink: (body, call = {}) =>
-      send(call, (init) => decisions.POST("/api/v1/identity-links", { body, parseAs: "text", ...init }), withIdempotencyKey(call)),
+      send(call, (init) => decisions.POST("/api/v1/identity-links", { body, parseAs: "text", ...init }), { extraHeaders: withIdempotencyKey(call) }),
     redeemOffer: (body, call = {}) =>
-      send(call, (init) => decisions.POST("/api/v1/offer-redemptions", { body, parseAs: "text", ...init }), {}, true),
+      send(call, (init) => decisions.POST("/api/v1/offer-redemptions", { body, parseAs: "text", ...init }), { conflictsRetry: true }),
     async endpoint(path, init = {}) {
       const { userJwt, signal, ...requestInit } = init;
       const environmentId = environmentIdOfKey(apiKey);
@@ -185,7 +202,7 @@ export function createClient(options: ClientOptions): MonetizationClient {
       new Headers(init.headers).forEach((value, name) => headers.set(name, value));
       headers.set("X-MOS-Key", apiKey);
       if (userJwt) headers.set("X-MOS-User-Jwt", userJwt);
-      const url = `${settings.baseUrl}/api/v1/envs/${encodeURIComponent(environmentId)}/endpoints/${path.replace(/^\/+/, "")}`;
+      const url = endpointUrl(`${settings.baseUrl}/api/v1/envs/${encodeURIComponent(environmentId)}/endpoints/`, path);
       // Node's fetch streams a ReadableStream body only when told it is half-duplex; the other runtimes ignore it.
       const streamed = typeof ReadableStream === "function" && requestInit.body instanceof ReadableStream ? { duplex: "half" } : {};
       // No client timeout: the platform bounds every endpoint by its workflow's own deadline (531 past it), which may
@@ -203,7 +220,11 @@ export function createClient(options: ClientOptions): MonetizationClient {
     property(result, path) {
       if (!result.ok) return undefined;
       const dot = path.indexOf(".");
-      return result.data.features[path.slice(0, dot)]?.properties[path.slice(dot + 1)];
+      if (dot === -1) return undefined;
+      // Own properties only: the path is the caller's string, and "constructor.enabled" must not find Object's.
+      const feature = ownValue(result.data.features, path.slice(0, dot));
+      const state = ownValue(ownValue(feature, "properties"), path.slice(dot + 1));
+      return isRecord(state) ? (state as PropertyState) : undefined;
     },
   };
   return client;
@@ -212,7 +233,13 @@ export function createClient(options: ClientOptions): MonetizationClient {
 type Outcome<T> = { ok: true; data: T; requestId: string | null } | { ok: false; error: ClientError };
 
 /** One attempt under its deadline, its answer (or its absence) classified. */
-async function once<T>(attempt: Attempt, headers: Record<string, string>, timeoutMs: number, callerSignal: AbortSignal | undefined): Promise<Outcome<T>> {
+async function once<T>(
+  attempt: Attempt,
+  headers: Record<string, string>,
+  timeoutMs: number,
+  callerSignal: AbortSignal | undefined,
+  check: BodyCheck = () => true,
+): Promise<Outcome<T>> {
   const deadline = attemptDeadline(timeoutMs, callerSignal);
   try {
     const { data, error, response } = await Promise.race([attempt({ signal: deadline.signal, headers }), deadline.aborted]);
@@ -220,6 +247,9 @@ async function once<T>(attempt: Attempt, headers: Record<string, string>, timeou
     const parsed = parseJson(data);
     if (typeof parsed !== "object" || parsed === null) {
       return { ok: false, error: { kind: "invalid_response", status: response.status, message: `HTTP ${response.status} with a body that is not a JSON object` } };
+    }
+    if (!check(parsed)) {
+      return { ok: false, error: { kind: "invalid_response", status: response.status, message: `HTTP ${response.status} with a body that is not the platform's answer` } };
     }
     return { ok: true, data: parsed as T, requestId: response.headers.get("X-Request-Id") };
   } catch (cause) {
@@ -239,6 +269,34 @@ function parseJson(text: unknown): unknown {
   } catch {
     return undefined;
   }
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+function ownValue(container: unknown, key: string): unknown {
+  return isRecord(container) && Object.hasOwn(container, key) ? container[key] : undefined;
+}
+
+/**
+ * The URL of a custom endpoint: `prefix` (…/endpoints/) and the caller's path, with its query. The key travels with
+ * the request, so the path must not climb out of the environment's endpoints: the URL parser resolves `.` and `..`
+ * segments, percent-encoded ones too (`%2e`, any case), strips tabs and newlines (`.\t.` is `..`) and reads `\` as `/`;
+ * an encoded slash (`%2f`, `%5c`) would be one on a server that decodes before routing. All of these are refused, and
+ * the parsed URL is checked to be under the prefix still.
+ */
+function endpointUrl(prefix: string, path: string): URL {
+  const relative = path.replace(/^\/+/, "");
+  const queryStart = relative.search(/[?#]/);
+  const pathname = queryStart === -1 ? relative : relative.slice(0, queryStart);
+  const refuse = (why: string) => new TypeError(`endpoint(): ${why} (got ${JSON.stringify(path)})`);
+  if (/[\u0000-\u001f\u007f\\]/.test(pathname)) throw refuse("the path may not contain backslashes or control characters");
+  if (/%(2f|5c)/i.test(pathname)) throw refuse("the path may not contain encoded slashes (%2f, %5c)");
+  if (pathname.split("/").some((segment) => /^(\.|%2e){1,2}$/i.test(segment))) throw refuse('the path may not contain "." or ".." segments');
+  const url = new URL(prefix + relative);
+  if (!url.pathname.startsWith(new URL(prefix).pathname)) throw refuse("the path must stay under the environment's endpoints");
+  return url;
 }
 
 function abortedError(): ClientError {
@@ -265,15 +323,17 @@ function validate(options: ClientOptions): Settings {
   if (options.failureMode !== "open" && options.failureMode !== "closed") {
     throw new TypeError(`createClient: failureMode must be "open" or "closed" (got ${JSON.stringify(options.failureMode)}): there is no default, see the README`);
   }
-  const count = (name: string, value: number | undefined, fallback: number, minimum: number) => {
-    if (value === undefined) return fallback;
-    if (!Number.isFinite(value) || value < minimum) throw new TypeError(`createClient: ${name} must be a number ≥ ${minimum} (got ${value})`);
-    return value;
-  };
   return {
     baseUrl: `${base.origin}${base.pathname}`.replace(/\/+$/, ""),
-    timeoutMs: count("timeoutMs", options.timeoutMs, DEFAULT_TIMEOUT_MS, 1),
-    retries: Math.floor(count("retries", options.retries, DEFAULT_RETRIES, 0)),
-    retryBaseDelayMs: count("retryBaseDelayMs", options.retryBaseDelayMs, DEFAULT_RETRY_BASE_DELAY_MS, 0),
+    timeoutMs: countOption("createClient", "timeoutMs", options.timeoutMs, DEFAULT_TIMEOUT_MS, 1),
+    retries: Math.floor(countOption("createClient", "retries", options.retries, DEFAULT_RETRIES, 0)),
+    retryBaseDelayMs: countOption("createClient", "retryBaseDelayMs", options.retryBaseDelayMs, DEFAULT_RETRY_BASE_DELAY_MS, 0),
   };
+}
+
+/** A numeric option: `fallback` when absent; NaN, Infinity, a non-number or less than `minimum` is a programmer error. */
+function countOption(where: string, name: string, value: number | undefined, fallback: number, minimum: number): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== "number" || !Number.isFinite(value) || value < minimum) throw new TypeError(`${where}: ${name} must be a finite number ≥ ${minimum} (got ${String(value)})`);
+  return value;
 }

@@ -23,20 +23,25 @@ export type ClientError =
   | { kind: "network"; message: string; cause: unknown }
   /** The caller's own signal aborted the call. */
   | { kind: "aborted"; message: string }
-  /** An answer that is not the platform's: not JSON, or not its error shape (a proxy's HTML error page, say). */
+  /** An answer that is not the platform's: not JSON, not its error shape (a proxy's HTML error page, say), or a 2xx decision without `features`. */
   | { kind: "invalid_response"; status: number; message: string };
 
 /**
  * Whether the failure is the platform being unreachable or broken — what fail-open covers — rather than the caller's
  * mistake (a 4xx: wrong key, invalid body, unknown surface) or a required workflow failing (531, a decision the
  * customer's own configuration made impossible) or the caller giving up (aborted).
+ *
+ * An answer that is not the platform's counts only with an outage's status (5xx, 429, 408: a load balancer's error
+ * page). Any other — a 404 HTML page, a login wall's 200 — is something else answering at `baseUrl`: a
+ * misconfiguration that must not fail open forever.
  */
 export function isUnavailable(error: ClientError): boolean {
   switch (error.kind) {
     case "network":
     case "timeout":
-    case "invalid_response":
       return true;
+    case "invalid_response":
+      return error.status >= 500 || error.status === 429 || error.status === 408;
     case "api":
       return error.status === 429 || (error.status >= 500 && error.status !== WORKFLOW_ERROR_STATUS);
     case "aborted":

@@ -9,7 +9,7 @@ import { fetchWorker } from "../../../test/support/api";
 import { MAX_RETRY_DELAY_MS, retryDelayMs } from "../src/retry";
 import { parseRetryAfter } from "../src/errors";
 import { randomId } from "../src/keys";
-import { BASE_URL, clientSite, errorResponse, scripted, tenant } from "./site";
+import { BASE_URL, clientSite, errorResponse, recording, scripted, tenant } from "./site";
 
 const VISITOR = { identity: { anonymousIdentifier: "visitor" } };
 const options = (extra: Partial<ClientOptions>): ClientOptions => ({
@@ -140,6 +140,56 @@ describe("retryable answers", () => {
   });
 });
 
+describe("an answer that is not the platform's", () => {
+  const html = (status: number) => new Response("<html>Sign in</html>", { status, headers: { "Content-Type": "text/html" } });
+
+  it("is unavailable only with an outage's status (5xx, 429, 408); any other is a misconfiguration, never failed open", async () => {
+    const invalid = (status: number): ClientError => ({ kind: "invalid_response", status, message: "x" });
+    expect([500, 502, 503, 504, 531, 429, 408].map((status) => isUnavailable(invalid(status)))).toEqual(Array(7).fill(true));
+    expect([200, 201, 301, 400, 401, 403, 404, 410].map((status) => isUnavailable(invalid(status)))).toEqual(Array(8).fill(false));
+
+    // A wrong baseUrl answering its own 404 page, a login wall answering 200: not open, whatever the failure mode.
+    for (const status of [404, 200]) {
+      const wrongSite = scripted(fetchWorker, [html(status)]);
+      const client = createClient(options({ failureMode: "open", fetch: wrongSite.fetch }));
+      const result = await client.accessCheck(VISITOR);
+      expect(result).toMatchObject({ ok: false, attempts: 1, failedOpen: false, error: { kind: "invalid_response", status } });
+      expect(client.hasAccess(result, "articles.enabled")).toBe(false);
+    }
+  });
+
+  it("a 2xx decision without a features object is an invalid_response, not a decision that throws when read", async () => {
+    for (const body of [{ status: "success" }, { status: "success", features: null }, { status: "success", features: [] }, { status: "success", features: "all" }]) {
+      for (const call of ["accessCheck", "surfaceDecision"] as const) {
+        const other = scripted(fetchWorker, [Response.json(body)]);
+        const client = createClient(options({ failureMode: "open", fetch: other.fetch }));
+        const result = await client[call]({ ...VISITOR, surfaceSlug: "article-page" });
+        expect(result).toMatchObject({ ok: false, attempts: 1, failedOpen: false, error: { kind: "invalid_response", status: 200 } });
+        expect(client.hasAccess(result, "articles.enabled")).toBe(false);
+        expect(client.property(result, "articles.enabled")).toBeUndefined();
+      }
+    }
+  });
+
+  it("hasAccess() and property() read the decision's own entries only: no path throws or finds Object's", async () => {
+    const decision = {
+      status: "success",
+      features: { articles: { properties: { enabled: { type: "boolean", value: true, isFallback: false } } }, bare: {}, broken: null, odd: { properties: { enabled: "yes" } } },
+    };
+    const client = createClient(options({ fetch: scripted(fetchWorker, [Response.json(decision)]).fetch }));
+    const result = await client.accessCheck(VISITOR);
+    expect(result.ok).toBe(true);
+    expect(client.hasAccess(result, "articles.enabled")).toBe(true);
+    const paths = ["constructor.enabled", "__proto__.enabled", "toString.x", "hasOwnProperty.enabled", "articles.constructor", "articles.__proto__",
+      "articles.toString", "bare.enabled", "broken.enabled", "odd.enabled", "videos.enabled", "articles.missing"] as const;
+    for (const path of paths) {
+      expect(client.hasAccess(result, path), path).toBe(false);
+      expect(client.property(result, path), path).toBeUndefined();
+    }
+    expect(client.property(result, "nodot" as `${string}.${string}`)).toBeUndefined();
+  });
+});
+
 describe("the caller's signal", () => {
   it("aborted before the call: no request, an aborted error, not failed open", async () => {
     let calls = 0;
@@ -208,7 +258,6 @@ describe("isUnavailable", () => {
   it("is the platform's failure, not the caller's", () => {
     expect(isUnavailable({ kind: "network", message: "x", cause: null })).toBe(true);
     expect(isUnavailable({ kind: "timeout", message: "x" })).toBe(true);
-    expect(isUnavailable({ kind: "invalid_response", status: 200, message: "x" })).toBe(true);
     expect(isUnavailable({ kind: "aborted", message: "x" })).toBe(false);
     expect([429, 500, 502, 503, 504, 520].map((status) => isUnavailable(api(status)))).toEqual([true, true, true, true, true, true]);
     expect([400, 401, 403, 404, 409, 410, 422, 531].map((status) => isUnavailable(api(status)))).toEqual(Array(8).fill(false));
@@ -223,6 +272,24 @@ describe("createClient", () => {
     expect(() => createClient({ ...options({}), failureMode: undefined as unknown as "open" })).toThrow(/failureMode must be "open" or "closed"/);
     expect(() => createClient(options({ timeoutMs: 0 }))).toThrow(/timeoutMs/);
     expect(() => createClient(options({ retries: -1 }))).toThrow(/retries/);
+    expect(() => createClient(options({ retries: Number.NaN }))).toThrow(/retries/);
+    expect(() => createClient(options({ timeoutMs: Number.POSITIVE_INFINITY }))).toThrow(/timeoutMs/);
+  });
+
+  it("a call's own retries and timeoutMs are checked the same way: a TypeError, no request", async () => {
+    let calls = 0;
+    const client = createClient(options({ fetch: () => (calls++, Promise.reject(new TypeError("unreachable"))) }));
+    const invalid = [
+      { retries: Number.NaN }, { retries: Number.POSITIVE_INFINITY }, { retries: -1 }, { retries: "2" as unknown as number },
+      { timeoutMs: Number.NaN }, { timeoutMs: Number.POSITIVE_INFINITY }, { timeoutMs: 0 },
+    ];
+    for (const call of invalid) {
+      await expect(client.accessCheck(VISITOR, call), JSON.stringify(call)).rejects.toThrow(TypeError);
+      await expect(client.surfaceDecision({ ...VISITOR, surfaceSlug: "s" }, call)).rejects.toThrow(/CallOptions: (retries|timeoutMs) must be a finite number/);
+    }
+    expect(calls).toBe(0);
+    // Valid ones still apply (a fraction of a retry rounds down, as at createClient).
+    expect(await client.accessCheck(VISITOR, { retries: 1.9, timeoutMs: 50 })).toMatchObject({ ok: false, attempts: 2, error: { kind: "network" } });
   });
 
   it("keeps a base path, and uses globalThis.fetch by default", async () => {
@@ -240,5 +307,33 @@ describe("createClient", () => {
       globalThis.fetch = original;
     }
     expect(seen).toEqual(["https://example.com/platform/api/v1/access-checks", "https://example.com/platform/api/v1/envs/env_a/endpoints/x"]);
+  });
+});
+
+describe("endpoint()", () => {
+  const ENDPOINTS = `${BASE_URL}/api/v1/envs/env_a/endpoints/`;
+
+  it("refuses a path that could leave the environment's endpoints, before sending the key anywhere", async () => {
+    const traffic = recording(async () => new Response("ok"));
+    const client = createClient(options({ apiKey: "sk_env_a_secret", fetch: traffic.fetch }));
+    const escapes = [
+      "../../env_other/endpoints/steal", "..", ".", "./x", "a/../../../admin", "a/./b", "%2e%2e/x", "%2E%2e/x", ".%2E/x", "%2e./x",
+      "%2e/x", "x/%2E%2E", ".\t./x", ".\n./x", "a\\..\\..\\b", "a\\b", "a%2fb", "a%2F..%2Fb", "a%5cb", "a%5C..",
+    ];
+    for (const path of escapes) await expect(client.endpoint(path), path).rejects.toThrow(TypeError);
+    expect(traffic.requests).toHaveLength(0);
+  });
+
+  it("keeps ordinary paths, dots inside names and anything in the query", async () => {
+    const traffic = recording(async () => new Response("ok"));
+    const client = createClient(options({ apiKey: "sk_env_a_secret", fetch: traffic.fetch }));
+    for (const path of ["echo", "/a/b", "a..b/...", ".well-known/x", "v1.2/report", "echo?next=../../x&p=%2e%2e", "a%20b#../x"]) {
+      expect((await client.endpoint(path)).status, path).toBe(200);
+    }
+    expect(traffic.requests.map((request) => request.url)).toEqual([
+      `${ENDPOINTS}echo`, `${ENDPOINTS}a/b`, `${ENDPOINTS}a..b/...`, `${ENDPOINTS}.well-known/x`, `${ENDPOINTS}v1.2/report`,
+      `${ENDPOINTS}echo?next=../../x&p=%2e%2e`, `${ENDPOINTS}a%20b#../x`,
+    ]);
+    expect(traffic.requests.every((request) => request.headers.get("X-MOS-Key") === "sk_env_a_secret")).toBe(true);
   });
 });
