@@ -52,6 +52,16 @@ describe("examples/hono-app", () => {
     expect(me.body).toMatchObject({ identity: { authType: "anonymous", identifier: cookie.slice("mos_anon=".length) }, plans: ["anonymous"] });
   });
 
+  it("meters a reader who also sends a JWT that does not verify on their anonymous cookie: no free reads from a junk token", async () => {
+    const reader = `mos_anon=reader-${crypto.randomUUID()}`;
+    for (const id of ["edge-computing", "metered-paywalls", "durable-objects"]) expect((await get(`/api/articles/${id}`, reader)).status, id).toBe(200);
+    const response = await app.fetch(new Request("http://127.0.0.1:8788/api/articles/offers-that-convert", { headers: { cookie: `mos_jwt=anything-invalid; ${reader}` } }), env);
+    expect(response.status).toBe(402);
+    // The offers' tokens belong to this reader: no cache may hand them to another.
+    expect(response.headers.get("cache-control")).toBe("private, no-store");
+    expect(response.headers.getSetCookie()).toEqual([]);
+  });
+
   it("answers 404 for an unknown article without using up a free one", async () => {
     const cookie = `mos_anon=reader-${crypto.randomUUID()}`;
     expect((await get("/api/articles/no-such-article", cookie)).status).toBe(404);

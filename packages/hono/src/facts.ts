@@ -7,17 +7,20 @@ export type RequestFacts = Pick<AccessCheckRequest, "http" | "cloudflare">;
  * What the platform may know about the visitor's request: its URL, user agent, IP and referer (workflows and bot tags
  * read them), and on Workers the request's `cf` object (country, ASN…) — sent with a secret key, the platform takes
  * it as the visitor's.
+ *
+ * The IP is only ever one nobody but the operator's own edge could have written: `clientIP(c)` when the app names its
+ * source; else, on Workers (a `cf` object), `CF-Connecting-IP`, which Cloudflare sets; else none. `X-Forwarded-For` is
+ * never read by default: anyone can send one, and a proxy appends to it, so only the operator knows which hop to trust.
  */
-export function requestFactsOf(c: Context): RequestFacts {
+export function requestFactsOf(c: Context, clientIP?: () => string | undefined): RequestFacts {
   const header = (name: string) => c.req.header(name) || undefined;
-  const forwardedFor = header("x-forwarded-for")?.split(",")[0]?.trim() || undefined;
+  const cf = (c.req.raw as Request & { cf?: Record<string, unknown> }).cf;
   const http = withoutUndefined({
     url: c.req.url,
     userAgent: header("user-agent"),
-    clientIP: header("cf-connecting-ip") ?? forwardedFor,
+    clientIP: clientIP ? clientIP() || undefined : cf ? header("cf-connecting-ip") : undefined,
     referer: header("referer"),
   });
-  const cf = (c.req.raw as Request & { cf?: Record<string, unknown> }).cf;
   return cf ? { http, cloudflare: { cf } } : { http };
 }
 

@@ -12,17 +12,24 @@ export interface RequestIdentity {
   identity: IdentityRequest;
   /** The anonymous cookie's value, when the request carries a usable one. */
   anonymousCookieValue: string | undefined;
+  /**
+   * Who to decide for when the platform refuses the JWT (401 `invalid_jwt`): the visitor's own anonymous cookie, so
+   * that a junk or expired token is metered like the visitor it came with — not as a fresh visitor on every request.
+   */
+  whenJwtRefused?: IdentityRequest;
 }
 
 /**
  * The identity of the request: the `identity` option when it answers; else the JWT (Authorization bearer when enabled,
- * else the JWT cookie) with the anonymous fallback; else the anonymous cookie; else a new anonymous visitor.
+ * else the JWT cookie) — with the anonymous cookie to fall back on when the token does not verify, or, for a visitor
+ * without one, the platform's fallback to a newly minted identifier; else the anonymous cookie; else a new visitor.
  */
-export async function identityOf(c: Context, options: MonetizationOptions): Promise<RequestIdentity> {
-  const anonymousCookieValue = usableIdentifier(getCookie(c, options.anonymousCookie ?? DEFAULT_ANONYMOUS_COOKIE));
+export async function identityOf(c: Context, options: MonetizationOptions, anonymousCookie: string): Promise<RequestIdentity> {
+  const anonymousCookieValue = usableIdentifier(getCookie(c, anonymousCookie));
   const custom = await options.identity?.(c);
   if (custom) return { identity: custom, anonymousCookieValue };
   const jwt = (options.readJwtFromAuthorization ? bearerToken(c.req.header("authorization")) : undefined) ?? nonEmpty(getCookie(c, options.jwtCookie ?? DEFAULT_JWT_COOKIE));
+  if (jwt && anonymousCookieValue) return { identity: { userJwt: jwt }, anonymousCookieValue, whenJwtRefused: { anonymousIdentifier: anonymousCookieValue } };
   if (jwt) return { identity: { userJwt: jwt, createAnonymousIdentifierFallback: true }, anonymousCookieValue };
   if (anonymousCookieValue) return { identity: { anonymousIdentifier: anonymousCookieValue }, anonymousCookieValue };
   return { identity: { createAnonymousIdentifier: true }, anonymousCookieValue };

@@ -1,12 +1,10 @@
-import type { MonetizationClient, Result } from "@edge-monetization/client";
+import type { ClientError, MonetizationClient, Result } from "@edge-monetization/client";
 import type { Context, Env, MiddlewareHandler } from "hono";
 import { setCookie } from "hono/cookie";
+import { anonymousCookieOf, checkCookieName, MAX_COOKIE_AGE_SECONDS } from "./cookies";
 import { requestFactsOf, type RequestFacts } from "./facts";
-import { DEFAULT_ANONYMOUS_COOKIE, identityOf, mayMint } from "./identity";
+import { DEFAULT_ANONYMOUS_COOKIE, DEFAULT_JWT_COOKIE, identityOf, mayMint, type RequestIdentity } from "./identity";
 import type { CookieOptions, Decision, DecideOptions, IdentityRequest, Monetization, MonetizationOptions, MonetizationVariables, Resource } from "./types";
-
-/** The browser's upper bound for a cookie's lifetime (RFC 6265bis): 400 days. */
-const ANONYMOUS_COOKIE_MAX_AGE_SECONDS = 400 * 24 * 60 * 60;
 
 /**
  * Puts `c.var.monetization` on the context: the request's identity (cookies, JWT or your own), and `decide()` /
@@ -14,14 +12,16 @@ const ANONYMOUS_COOKIE_MAX_AGE_SECONDS = 400 * 24 * 60 * 60;
  * new visitor, the response sets the anonymous cookie so that the visitor keeps it.
  */
 export function monetization<E extends Env = any>(options: MonetizationOptions<E>): MiddlewareHandler<{ Variables: MonetizationVariables }> {
-  const anonymousCookie = options.anonymousCookie ?? DEFAULT_ANONYMOUS_COOKIE;
+  // A cookie setCookie would refuse is a mistake in the app: say so now, not with a 500 on each new visitor.
+  checkCookieName("jwtCookie", options.jwtCookie ?? DEFAULT_JWT_COOKIE);
+  const anonymousCookie = anonymousCookieOf(checkCookieName("anonymousCookie", options.anonymousCookie ?? DEFAULT_ANONYMOUS_COOKIE), options.cookieOptions);
   return async (c, next) => {
     // The options speak of the application's own context type; this middleware only adds a variable to it.
     const context = c as unknown as Context<E>;
     const client = typeof options.client === "function" ? options.client(context) : options.client;
-    const requestIdentity = await identityOf(c, options as MonetizationOptions);
-    const state = new RequestMonetization(client, requestIdentity.identity, requestIdentity.anonymousCookieValue, {
-      facts: () => requestFactsOf(c),
+    const requestIdentity = await identityOf(c, options as MonetizationOptions, anonymousCookie.name);
+    const state = new RequestMonetization(client, requestIdentity, {
+      facts: () => requestFactsOf(c, options.clientIP ? () => options.clientIP!(context) : undefined),
       surfaceSlug: () => (typeof options.surfaceSlug === "function" ? options.surfaceSlug(context) : options.surfaceSlug),
       resource: () => options.resource?.(context) ?? { id: c.req.path },
     });
@@ -30,16 +30,17 @@ export function monetization<E extends Env = any>(options: MonetizationOptions<E
     // After the handler: whichever decision minted the identifier (a requireFeature, the handler's own decide), the
     // response that goes out — a 402 included — carries it.
     if (state.mintedIdentifier) {
+      // The scheme the app sees: behind a proxy that terminates TLS it is http (cookieOptions.secure overrides).
       const https = new URL(c.req.url).protocol === "https:";
-      const cookieOptions: CookieOptions = {
+      const cookieOptions = {
         path: "/",
-        maxAge: ANONYMOUS_COOKIE_MAX_AGE_SECONDS,
+        maxAge: MAX_COOKIE_AGE_SECONDS,
         sameSite: "Lax",
         httpOnly: true,
         secure: https,
-        ...options.cookieOptions,
-      };
-      setCookie(c, anonymousCookie, state.mintedIdentifier, cookieOptions);
+        ...anonymousCookie.options,
+      } as CookieOptions;
+      setCookie(c, anonymousCookie.name, state.mintedIdentifier, cookieOptions);
     }
   };
 }
@@ -55,6 +56,8 @@ class RequestMonetization {
   mintedIdentifier: string | undefined;
   readonly api: Monetization;
   #identity: IdentityRequest;
+  readonly #whenJwtRefused: IdentityRequest | undefined;
+  readonly #anonymousCookieValue: string | undefined;
   /** Set once a decision answered for the identity: later ones no longer wait for a minted identifier. */
   #identitySettled = false;
   #mintingTurn: Promise<unknown> = Promise.resolve();
@@ -63,11 +66,12 @@ class RequestMonetization {
 
   constructor(
     private readonly client: MonetizationClient,
-    identity: IdentityRequest,
-    private readonly anonymousCookieValue: string | undefined,
+    { identity, anonymousCookieValue, whenJwtRefused }: RequestIdentity,
     private readonly defaults: RequestDefaults,
   ) {
     this.#identity = identity;
+    this.#whenJwtRefused = whenJwtRefused;
+    this.#anonymousCookieValue = anonymousCookieValue;
     const self = this;
     this.api = {
       decide: ((decideOptions?: DecideOptions) => self.decide(decideOptions)) as Monetization["decide"],
@@ -93,12 +97,21 @@ class RequestMonetization {
   }
 
   #ask(surfaceSlug: string | undefined, resource: Resource | undefined, action: string | undefined, trace: boolean): Promise<Result<Decision>> {
-    const attempt = async (): Promise<Result<Decision>> => {
-      const identity = this.#identity;
+    const decideFor = async (identity: IdentityRequest): Promise<Result<Decision>> => {
       this.#facts ??= this.defaults.facts();
       const body = { identity, ...this.#facts, ...(resource ? { resource } : {}), ...(action ? { action } : {}) };
       const call = trace ? { trace } : {};
-      const result = surfaceSlug ? await this.client.surfaceDecision({ ...body, surfaceSlug }, call) : await this.client.accessCheck(body, call);
+      return surfaceSlug ? await this.client.surfaceDecision({ ...body, surfaceSlug }, call) : await this.client.accessCheck(body, call);
+    };
+    const attempt = async (): Promise<Result<Decision>> => {
+      let identity = this.#identity;
+      let result = await decideFor(identity);
+      if (!result.ok && this.#whenJwtRefused && identity.userJwt !== undefined && isJwtRefusal(result.error)) {
+        // The refused call consumed nothing: decide again for the visitor's anonymous cookie, and so do the request's
+        // later decisions (the identity stays what the platform decided for).
+        identity = this.#identity = this.#whenJwtRefused;
+        result = await decideFor(identity);
+      }
       if (result.ok && !this.#identitySettled) this.#settle(identity, result.data.identity);
       return result;
     };
@@ -114,7 +127,11 @@ class RequestMonetization {
     this.#identitySettled = true;
     if (!mayMint(sent) || decided.authType !== "anonymous") return;
     this.#identity = { anonymousIdentifier: decided.identifier };
-    // A JWT that fell back while the visitor already has an anonymous identifier keeps that cookie as it is.
-    if (!this.anonymousCookieValue) this.mintedIdentifier = decided.identifier;
+    // An identity of your own that fell back while the visitor has an anonymous cookie keeps that cookie as it is.
+    if (!this.#anonymousCookieValue) this.mintedIdentifier = decided.identifier;
   }
+}
+
+function isJwtRefusal(error: ClientError): boolean {
+  return error.kind === "api" && error.status === 401 && error.code === "invalid_jwt";
 }

@@ -15,6 +15,15 @@ export interface RequireFeatureOptions<E extends Env = any> {
 const DEFAULT_RETRY_AFTER_SECONDS = 5;
 
 /**
+ * A refusal speaks of one visitor (their meter, offer tokens bound to them): no shared cache may keep it, and no
+ * browser may show it again once the visitor subscribed.
+ */
+const PER_VISITOR = { "Cache-Control": "private, no-store" };
+
+/** Properties already reported as missing from the configuration, so that a typo is logged once per isolate. */
+const reportedUnknownProperties = new Set<string>();
+
+/**
  * Lets the request through when the visitor has access to `property`; otherwise answers 402 with the offers that would
  * unlock it (a surface decision that shows offers), or 403. When the platform cannot answer, the client's failure
  * mode decides: open lets the request through, closed answers 503. Needs `monetization()` before it.
@@ -37,16 +46,21 @@ export function requireFeature<E extends Env = any>(property: `${string}.${strin
         message: "The access check could not be made; try again shortly.",
         feature: property,
       };
-      return c.json(body, 503, { "Retry-After": String(retryAfter) });
+      return c.json(body, 503, { ...PER_VISITOR, "Retry-After": String(retryAfter) });
     }
     if (monetization.client.hasAccess(result, property)) return next();
     const reason = denialReason(monetization.client.property(result, property));
-    const offers = "offers" in result.data ? offersOf(result.data.offers) : [];
+    if (reason === "unknown_property" && !reportedUnknownProperties.has(property)) {
+      reportedUnknownProperties.add(property);
+      console.error(`@edge-monetization/hono: requireFeature("${property}"): the deployed configuration has no such property (a typo, or a configuration not deployed yet); every request is refused with 403`);
+    }
+    // No offer unlocks a property that does not exist, whatever the surface shows.
+    const offers = "offers" in result.data && reason !== "unknown_property" ? offersOf(result.data.offers) : [];
     const body: FeatureDeniedBody =
       offers.length > 0
         ? { status: "error", statusCode: 402, code: "payment_required", message: `${messageFor(reason, property)} An offer unlocks it.`, feature: property, reason, offers }
         : { status: "error", statusCode: 403, code: "feature_denied", message: messageFor(reason, property), feature: property, reason, offers };
-    return c.json(body, body.statusCode);
+    return c.json(body, body.statusCode, PER_VISITOR);
   };
 }
 

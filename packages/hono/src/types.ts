@@ -36,8 +36,18 @@ export interface MonetizationOptions<E extends Env = any> {
   identity?: (c: Context<E>) => IdentityRequest | undefined | Promise<IdentityRequest | undefined>;
   /** The resource of a decision when the call names none. Default `{ id: <the request's pathname> }`. */
   resource?: (c: Context<E>) => Resource | undefined;
-  /** Overrides for the minted anonymous cookie: default Path=/, Max-Age 400 days, SameSite=Lax, HttpOnly, Secure on https. */
+  /**
+   * Overrides for the minted anonymous cookie: default Path=/, Max-Age 400 days, SameSite=Lax, HttpOnly, and Secure
+   * when the request's URL is https — behind a proxy that terminates TLS, Node sees http: set `secure: true`. Checked
+   * when `monetization()` is called (a TypeError for what hono/cookie would refuse to write).
+   */
   cookieOptions?: CookieOptions;
+  /**
+   * The visitor's IP, for the decision's `http.clientIP`. Default: `CF-Connecting-IP` on Workers (a request with a
+   * `cf` object), none elsewhere. Behind a proxy you run, read the hop you trust, e.g. the last `X-Forwarded-For`
+   * address nginx appended, or `getConnInfo(c).remote.address` (hono's conninfo helper for your runtime).
+   */
+  clientIP?: (c: Context<E>) => string | undefined;
 }
 
 export interface DecideOptions {

@@ -90,6 +90,36 @@ describe("identity from cookies", () => {
     expect(setCookie).toMatch(/^visitor=anon_[\w-]+; Max-Age=34560000; Path=\/; Secure; SameSite=Strict$/);
   });
 
+  it("refuses, when monetization() is called, cookie names and options hono/cookie would refuse to write", () => {
+    const client = clientFor();
+    const setup = (options: Partial<MonetizationOptions>) => () => monetization({ client, ...options });
+    expect(setup({ anonymousCookie: "mos anon" })).toThrow(TypeError);
+    expect(setup({ anonymousCookie: "" })).toThrow(TypeError);
+    expect(setup({ jwtCookie: "session;jwt" })).toThrow(/jwtCookie/);
+    expect(setup({ cookieOptions: { maxAge: 400 * 24 * 60 * 60 + 1 } })).toThrow(/400 days/);
+    expect(setup({ cookieOptions: { maxAge: -1 } })).toThrow(TypeError);
+    expect(setup({ cookieOptions: { expires: new Date(Date.now() + 401 * 24 * 60 * 60 * 1000) } })).toThrow(/400 days/);
+    expect(setup({ anonymousCookie: "__Secure-visitor" })).toThrow(/secure: true/);
+    expect(setup({ anonymousCookie: "__Host-visitor", cookieOptions: { secure: true, path: "/news" } })).toThrow(/Path/);
+    expect(setup({ anonymousCookie: "__host-visitor", cookieOptions: { secure: true, domain: "example.com" } })).toThrow(/Domain/);
+    expect(setup({ cookieOptions: { partitioned: true, secure: false } as never })).toThrow(/Partitioned/);
+    expect(setup({ cookieOptions: { path: "/; HttpOnly" } })).toThrow(/path/);
+    expect(setup({ cookieOptions: { sameSite: "Loose" as never } })).toThrow(/sameSite/);
+    expect(setup({ anonymousCookie: "__Host-visitor", cookieOptions: { secure: true } })).not.toThrow();
+  });
+
+  it("reads the anonymous cookie back under the name a prefix gives it", async () => {
+    const app = articlesApp({ cookieOptions: { prefix: "host" } });
+    // http: the prefix makes the cookie Secure anyway, as __Host- requires.
+    const first = await app.request("/articles/prefixed");
+    const setCookie = first.headers.getSetCookie().find((cookie) => cookie.startsWith("__Host-mos_anon="));
+    expect(setCookie).toMatch(/^__Host-mos_anon=anon_[\w-]+; Max-Age=34560000; Path=\/; HttpOnly; Secure; SameSite=Lax$/);
+    const identifier = cookieValue(setCookie!);
+    const second = await app.request("/articles/prefixed-2", { headers: { cookie: `__Host-mos_anon=${identifier}` } });
+    expect(second.headers.getSetCookie()).toEqual([]);
+    expect((await json(second)).identity.identifier).toBe(identifier);
+  });
+
   it("decides for a signed-in user from the JWT cookie, and sets no anonymous cookie", async () => {
     const app = articlesApp();
     const token = await jwtFor("ada@example.com");
@@ -109,19 +139,60 @@ describe("identity from cookies", () => {
     expect(anonymousCookieOf(without)).toBeDefined();
   });
 
-  it("falls back to a fresh anonymous visitor for a JWT that does not verify: cookie set only when the visitor had none", async () => {
-    const stranger = await generateKeyPair("RS256");
-    const forged = await jwtFor("mallory@example.com", stranger.privateKey);
-    const app = articlesApp();
-    const response = await app.request("/articles/forged", { headers: { cookie: `mos_jwt=${forged}` } });
-    expect(response.status).toBe(200);
-    const body = await json(response);
-    expect(body.identity.authType).toBe("anonymous");
-    expect(cookieValue(anonymousCookieOf(response)!)).toBe(body.identity.identifier);
+  it("decides for the anonymous cookie when the JWT does not verify: a junk token does not reset an exhausted meter", async () => {
+    const platform = recordingPlatform();
+    const app = articlesApp({ client: clientFor({ fetch: platform.fetch }) });
+    const anonymous = `reader-${crypto.randomUUID()}`;
+    for (const article of ["one", "two", "three"]) expect((await app.request(`/articles/${article}`, { headers: { cookie: `mos_anon=${anonymous}` } })).status).toBe(200);
+    platform.calls.length = 0;
 
-    const withAnonymousCookie = await app.request("/articles/forged", { headers: { cookie: `mos_jwt=${forged}; mos_anon=kept-visitor` } });
-    expect(withAnonymousCookie.status).toBe(200);
-    expect(anonymousCookieOf(withAnonymousCookie)).toBeUndefined();
+    const denied = await app.request("/articles/four", { headers: { cookie: `mos_jwt=anything-invalid; mos_anon=${anonymous}` } });
+    expect(denied.status).toBe(402);
+    expect(await json(denied)).toMatchObject({ code: "payment_required", reason: "limit_reached" });
+    expect(anonymousCookieOf(denied)).toBeUndefined();
+    // The token alone first (no fallback the platform would mint with); refused, the visitor's own identifier.
+    expect(platform.calls.map((call) => call.body.identity)).toEqual([{ userJwt: "anything-invalid" }, { anonymousIdentifier: anonymous }]);
+
+    // An expired token of an honest user: the same — the request goes on as the anonymous visitor they are.
+    const expired = await new SignJWT({ email: "ada@example.com" }).setProtectedHeader({ alg: "RS256" }).setExpirationTime(Math.floor(Date.now() / 1000) - 3600).sign(signingKey);
+    const reread = await app.request("/articles/one", { headers: { cookie: `mos_jwt=${expired}; mos_anon=${anonymous}` } });
+    expect(reread.status).toBe(200);
+    expect((await json(reread)).identity).toMatchObject({ authType: "anonymous", identifier: anonymous });
+  });
+
+  it("mints the anonymous cookie once for a new visitor with a junk JWT, then meters them on it", async () => {
+    const platform = recordingPlatform();
+    const app = articlesApp({ client: clientFor({ fetch: platform.fetch }) });
+    const first = await app.request("/articles/junk-one", { headers: { cookie: "mos_jwt=anything-invalid" } });
+    expect(first.status).toBe(200);
+    const firstBody = await json(first);
+    expect(firstBody.identity).toMatchObject({ authType: "anonymous", identifier: expect.stringMatching(/^anon_/) });
+    const identifier = cookieValue(anonymousCookieOf(first)!);
+    expect(identifier).toBe(firstBody.identity.identifier);
+    expect(firstBody.enabled).toMatchObject({ consumedUnits: 1 });
+
+    const second = await app.request("/articles/junk-two", { headers: { cookie: `mos_jwt=anything-invalid; mos_anon=${identifier}` } });
+    expect(second.status).toBe(200);
+    expect(anonymousCookieOf(second)).toBeUndefined();
+    const secondBody = await json(second);
+    expect(secondBody.identity.identifier).toBe(identifier);
+    expect(secondBody.enabled).toMatchObject({ consumedUnits: 2, remainingUnits: 1 });
+    expect(platform.calls.map((call) => call.body.identity)).toEqual([
+      { userJwt: "anything-invalid", createAnonymousIdentifierFallback: true },
+      { userJwt: "anything-invalid" },
+      { anonymousIdentifier: identifier },
+    ]);
+  });
+
+  it("decides for a valid JWT over a stale anonymous cookie, in one call, and leaves the cookie alone", async () => {
+    const platform = recordingPlatform();
+    const app = articlesApp({ client: clientFor({ fetch: platform.fetch }) });
+    const token = await jwtFor("hedy@example.com");
+    const response = await app.request("/articles/signed-in", { headers: { cookie: `mos_jwt=${token}; mos_anon=stale-visitor` } });
+    expect(response.status).toBe(200);
+    expect((await json(response)).identity).toMatchObject({ authType: "jwt", identifier: "hedy@example.com", isAuthenticated: true });
+    expect(anonymousCookieOf(response)).toBeUndefined();
+    expect(platform.calls.map((call) => call.body.identity)).toEqual([{ userJwt: token }]);
   });
 
   it("uses the identity option instead of the cookies (a user the backend vouches for, secret key)", async () => {
@@ -147,6 +218,7 @@ describe("requireFeature", () => {
 
     const denied = await app.request("/articles/four", { headers: { cookie } });
     expect(denied.status).toBe(402);
+    expect(denied.headers.get("cache-control"), "offer tokens bound to this visitor").toBe("private, no-store");
     const body = await json(denied);
     expect(body).toMatchObject({ status: "error", statusCode: 402, code: "payment_required", feature: "articles.enabled", reason: "limit_reached" });
     expect(body.message).toEqual(expect.any(String));
@@ -158,6 +230,7 @@ describe("requireFeature", () => {
     const app = articlesApp({}, "articles.premium");
     const response = await app.request("/articles/premium", { headers: { cookie: `mos_anon=reader-${crypto.randomUUID()}` } });
     expect(response.status).toBe(403);
+    expect(response.headers.get("cache-control")).toBe("private, no-store");
     expect(await json(response)).toEqual({
       status: "error",
       statusCode: 403,
@@ -169,10 +242,28 @@ describe("requireFeature", () => {
     });
   });
 
-  it("answers 403 unknown_property for a property the deployed configuration does not have", async () => {
-    const response = await articlesApp({}, "podcasts.enabled").request("/articles/x", { headers: { cookie: "mos_anon=someone" } });
+  it("answers 403 unknown_property for a property the deployed configuration does not have, and logs the typo once", async () => {
+    const logged = expectConsoleError('requireFeature("podcasts.enabled")');
+    const app = articlesApp({}, "podcasts.enabled");
+    for (const visitor of ["someone", "someone-else"]) {
+      const response = await app.request("/articles/x", { headers: { cookie: `mos_anon=${visitor}` } });
+      expect(response.status).toBe(403);
+      expect(await json(response)).toMatchObject({ code: "feature_denied", reason: "unknown_property", offers: [] });
+    }
+    expect(logged.lines).toHaveLength(1);
+    expect(logged.lines[0]).toContain("no such property");
+  });
+
+  it("never answers 402 for an unknown property, even when the surface shows offers", async () => {
+    expectConsoleError('requireFeature("articles.enabeld")');
+    const cookie = `mos_anon=reader-${crypto.randomUUID()}`;
+    const metered = articlesApp();
+    for (const article of ["one", "two", "three"]) expect((await metered.request(`/articles/${article}`, { headers: { cookie } })).status).toBe(200);
+    expect((await metered.request("/articles/four", { headers: { cookie } })).status, "the surface shows its offers").toBe(402);
+
+    const response = await articlesApp({}, "articles.enabeld").request("/articles/four", { headers: { cookie } });
     expect(response.status).toBe(403);
-    expect(await json(response)).toMatchObject({ code: "feature_denied", reason: "unknown_property" });
+    expect(await json(response)).toMatchObject({ statusCode: 403, code: "feature_denied", reason: "unknown_property", offers: [] });
   });
 
   it("prices the request with its action: 403 insufficient_credits when the balance does not cover it, nothing spent", async () => {
@@ -229,6 +320,7 @@ describe("requireFeature", () => {
     const closed = await build("closed").request("/articles/down");
     expect(closed.status).toBe(503);
     expect(closed.headers.get("retry-after")).toBe("5");
+    expect(closed.headers.get("cache-control")).toBe("private, no-store");
     expect(await json(closed)).toMatchObject({ status: "error", statusCode: 503, code: "service_unavailable", feature: "articles.enabled" });
   });
 
@@ -295,9 +387,19 @@ describe("the decision on the context", () => {
       cloudflare: { cf: { country: "FR", asn: 64500 } },
     });
 
-    await app.request("/articles/facts", { headers: { cookie: "mos_anon=facts", "x-forwarded-for": "198.51.100.1, 10.0.0.1" } });
-    expect(platform.calls[1]!.body.http).toEqual({ url: "http://localhost/articles/facts", clientIP: "198.51.100.1" });
+    // No cf object (Node, or a request that did not come through Cloudflare): those headers are anyone's to write.
+    await app.request("/articles/facts", { headers: { cookie: "mos_anon=facts", "cf-connecting-ip": "192.0.2.66", "x-forwarded-for": "198.51.100.1, 10.0.0.1" } });
+    expect(platform.calls[1]!.body.http).toEqual({ url: "http://localhost/articles/facts" });
     expect(platform.calls[1]!.body.cloudflare).toBeUndefined();
+  });
+
+  it("takes the client IP from the clientIP option when given (a proxy the operator runs), on Workers too", async () => {
+    const platform = recordingPlatform();
+    // nginx appends the address it saw: the last one is the only one this app can trust.
+    const app = articlesApp({ client: clientFor({ fetch: platform.fetch }), clientIP: (c) => c.req.header("x-forwarded-for")?.split(",").at(-1)?.trim() });
+    await app.request("/articles/proxied", { headers: { cookie: "mos_anon=proxied", "x-forwarded-for": "192.0.2.66, 198.51.100.1" } });
+    await app.request(new Request("https://news.example/articles/proxied", { headers: { cookie: "mos_anon=proxied", "cf-connecting-ip": "203.0.113.7" }, cf: { country: "FR" } }));
+    expect(platform.calls.map((call) => call.body.http.clientIP)).toEqual(["198.51.100.1", undefined]);
   });
 
   it("builds the client from the context when given a function (options from c.env)", async () => {
