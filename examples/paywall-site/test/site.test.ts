@@ -98,6 +98,14 @@ describe("examples/paywall-site: the metered paywall", () => {
     ]);
     for (const offer of fourth.page.offers) expect(offer.token).toMatch(/^[\w-]+\.[\w-]+\.[\w-]+$/);
     expect(fourth.response.headers.getSetCookie()).toEqual([]);
+
+    // A junk (or expired) JWT beside the cookie changes nothing: the platform refuses the token, and the proxy decides
+    // again for the cookie's reader — still out of articles, not a new visitor with three fresh ones.
+    const withJunkJwt = await proxy.fetch(new Request(`${SITE}/articles/city-orchard`, { headers: { cookie: `${cookie}; mos_jwt=junk.jwt.token` } }));
+    const teaser = readPage(await withJunkJwt.text());
+    expect(teaser.paragraphs).toHaveLength(1);
+    expect(teaser.offers.length).toBeGreaterThan(0);
+    expect(withJunkJwt.headers.getSetCookie()).toEqual([]);
   });
 
   it("leaves the home page and the stylesheet alone (no surface, ignored path)", async () => {

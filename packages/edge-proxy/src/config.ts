@@ -33,7 +33,11 @@ export interface ProxyConfig {
   decisionTimeoutMs?: number | undefined;
   /** What a page is when the platform cannot answer: "open" (default) the origin's page as is, "closed" a 503 page. */
   failureMode?: FailureMode | undefined;
-  /** Default true: a JWT the platform cannot verify counts as a new anonymous visitor instead of failing the decision. */
+  /**
+   * Default true: for a visitor with a JWT cookie and no anonymous cookie, ask the platform to make a token it cannot
+   * verify a new anonymous visitor in the same call. False: the JWT goes alone, and a refused one is decided again as
+   * a new visitor. (With an anonymous cookie the JWT always goes alone, and a refused one is decided as that cookie.)
+   */
   jwtFallback?: boolean | undefined;
 }
 

@@ -37,6 +37,16 @@ export function setCookieValue(headers: Headers, name: string, now = Date.now())
   return result;
 }
 
+/** The platform's bound on an identifier's length: a longer cookie would only earn a 400. */
+export const MAX_IDENTIFIER_LENGTH = 512;
+// RFC 6265 cookie-octets: no controls, whitespace, DQUOTE, comma, semicolon or backslash.
+const COOKIE_OCTETS = /^[\x21\x23-\x2B\x2D-\x3A\x3C-\x5B\x5D-\x7E]+$/;
+
+/** Whether `value` can be an identity cookie: 1–512 cookie-octets (what the proxy sets, and what it believes). */
+export function isIdentifierCookieValue(value: string | null | undefined): value is string {
+  return typeof value === "string" && value.length <= MAX_IDENTIFIER_LENGTH && COOKIE_OCTETS.test(value);
+}
+
 /** The identity cookie the proxy sets for an identifier the platform minted. Readable by scripts (not HttpOnly) on purpose: the browser package may use it. */
 export function anonymousCookieLine(name: string, identifier: string, secure: boolean): string {
   return `${name}=${identifier}; Path=/; Max-Age=34560000; SameSite=Lax${secure ? "; Secure" : ""}`;

@@ -11,12 +11,28 @@ export const consoleLogger: Logger = {
   warn: (message, details) => console.warn(message, details ?? {}),
 };
 
-// Per isolate: a misconfiguration fails every request the same way, and one line says it as well as thousands.
-const reported = new Set<string>();
+// Per isolate: a misconfiguration fails every request the same way, and one line says it as well as thousands. Keys
+// are the caller's (a status and a code, a component and its selector), never a message a visitor can vary; the set
+// is bounded all the same, so nothing a request carries can grow it without limit. Kept per logger: a proxy given its
+// own logger hears about its own mistakes.
+const MAX_REPORTED = 256;
+const reportedBy = new WeakMap<Logger, Set<string>>();
 
-/** Logs an error the first time this isolate sees its message. */
-export function errorOnce(logger: Logger, message: string, details?: Record<string, unknown>): void {
-  if (reported.has(message)) return;
-  reported.add(message);
-  logger.error(message, details);
+function firstTime(logger: Logger, key: string): boolean {
+  let reported = reportedBy.get(logger);
+  if (!reported) reportedBy.set(logger, (reported = new Set()));
+  if (reported.has(key)) return false;
+  if (reported.size >= MAX_REPORTED) reported.delete(reported.values().next().value!);
+  reported.add(key);
+  return true;
+}
+
+/** Logs an error the first time this isolate (and logger) sees `key` (the message itself when none is given). */
+export function errorOnce(logger: Logger, message: string, details?: Record<string, unknown>, key: string = message): void {
+  if (firstTime(logger, `error ${key}`)) logger.error(message, details);
+}
+
+/** Logs a warning the first time this isolate (and logger) sees `key`. */
+export function warnOnce(logger: Logger, key: string, message: string, details?: Record<string, unknown>): void {
+  if (firstTime(logger, `warn ${key}`)) logger.warn(message, details);
 }

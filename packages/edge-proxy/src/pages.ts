@@ -16,3 +16,11 @@ export const SERVICE_UNAVAILABLE_SECONDS = 30;
 export function unavailablePage(): Response {
   return htmlPage(503, "Temporarily unavailable", "This page cannot be served right now. Please try again in a moment.", { "Retry-After": String(SERVICE_UNAVAILABLE_SECONDS) });
 }
+
+/**
+ * A prefetch (or prerender) of a decided page: refused, so that it uses up no article — browsers discard a failed
+ * prefetch and fetch the page when the visitor actually goes to it.
+ */
+export function prefetchRefused(): Response {
+  return new Response(null, { status: 503, headers: { "Cache-Control": "no-store" } });
+}

@@ -4,18 +4,19 @@
  * and marked private (8). A decision that cannot be had or applied never costs the visitor the page unless the
  * operator asked for that (9: FAILURE_MODE).
  */
-import { type ClientError, createClient, isUnavailable, type SurfaceDecisionResponse } from "@edge-monetization/client";
+import { type ClientError, createClient, type IdentityRequest, type SurfaceDecisionResponse } from "@edge-monetization/client";
 import { type ProxyConfig, resolveConfig } from "./config";
 import type { FetchLike, ProxyContext } from "./context";
-import { consoleLogger, errorOnce, type Logger } from "./log";
-import { htmlPage, unavailablePage } from "./pages";
+import { headMeta } from "./content/rewrite";
+import { consoleLogger, errorOnce, type Logger, warnOnce } from "./log";
+import { htmlPage, prefetchRefused, unavailablePage } from "./pages";
 import { markPersonalised } from "./stages/caching";
 import { applyContent } from "./stages/content";
-import { decide } from "./stages/decision";
+import { decide, refused } from "./stages/decision";
 import { forwardToEndpoint, isEndpointRequest } from "./stages/endpoints";
 import { modifiedResponseInit, replacementResponse } from "./stages/http";
-import { identityCookie, type VisitorIdentity, visitorIdentity } from "./stages/identity";
-import { fetchOrigin, passThroughReason, surfaceFor } from "./stages/origin";
+import { identityCookie, NEW_VISITOR, type VisitorIdentity, visitorIdentity } from "./stages/identity";
+import { fetchOrigin, MAX_PAGE_BYTES, onVisitorHost, passThroughReason, readPage, routeOf } from "./stages/origin";
 import { isRedemptionRequest, redeemOffer } from "./stages/redemption";
 
 export interface EdgeProxyDependencies {
@@ -59,22 +60,40 @@ async function handle(request: Request, context: ProxyContext): Promise<Response
   if (isEndpointRequest(url, context)) return forwardToEndpoint(request, url, context);
   if (isRedemptionRequest(url, context)) return redeemOffer(request, context);
 
+  const route = routeOf(request, url, context);
+  if (route.kind === "too long") return htmlPage(414, "Address too long", "This page's address is too long.");
+  if (route.kind === "decide" && isPrefetch(request)) return prefetchRefused();
   let origin: Response;
   try {
-    origin = await fetchOrigin(request, url, context);
+    origin = onVisitorHost(await fetchOrigin(request, url, context, route.kind === "decide"), url, context);
   } catch (error) {
     context.logger.warn("edge-proxy: the origin could not be reached", { url: url.pathname, error: String(error) });
     return htmlPage(502, "Bad gateway", "The site could not be reached. Please try again in a moment.");
   }
-  const surface = surfaceFor(url.pathname, context);
-  if (passThroughReason(request, url, origin, surface, context) !== null) return origin;
-  return personalise(request, url, origin, surface!, context);
+  if (route.kind !== "decide") return origin;
+  const reason = passThroughReason(origin);
+  if (reason === "charset") {
+    warnOnce(context.logger, `charset ${route.surface}`, `edge-proxy: a page of surface "${route.surface}" is not UTF-8: it is served undecided`, { contentType: origin.headers.get("content-type") });
+  }
+  if (reason !== null) return origin;
+  return personalise(request, url, route, origin, context);
 }
 
-async function personalise(request: Request, url: URL, origin: Response, surface: string, context: ProxyContext): Promise<Response> {
-  // Read whole: the decision needs the <head>'s meta first, and an error while rewriting must still leave the
-  // origin's page to serve.
-  const html = await origin.text();
+/** Chrome's `Sec-Purpose: prefetch` (and `prefetch;prerender`), the older `Purpose: prefetch`. */
+function isPrefetch(request: Request): boolean {
+  return /\bprefetch\b/i.test(request.headers.get("sec-purpose") ?? request.headers.get("purpose") ?? "");
+}
+
+async function personalise(request: Request, url: URL, route: { surface: string; path: string }, origin: Response, context: ProxyContext): Promise<Response> {
+  const { surface } = route;
+  const read = await readPage(origin);
+  if ("tooLarge" in read) {
+    warnOnce(context.logger, `too large ${surface}`, `edge-proxy: a page of surface "${surface}" is larger than ${MAX_PAGE_BYTES} bytes: it is not decided`, { url: url.pathname });
+    if (context.config.failureMode === "open") return read.tooLarge;
+    await read.cancel().catch(() => {});
+    return unavailablePage();
+  }
+  const { html } = read;
   const originHeaders = () => {
     const headers = new Headers(origin.headers);
     headers.delete("Content-Length");
@@ -83,10 +102,24 @@ async function personalise(request: Request, url: URL, origin: Response, surface
   const asIs = () => new Response(html, { status: origin.status, statusText: origin.statusText, headers: originHeaders() });
 
   let visitor: VisitorIdentity;
+  let sent: IdentityRequest;
   let decision: SurfaceDecisionResponse;
   try {
     visitor = visitorIdentity(request, context.config, origin.headers);
-    const result = await decide(request, url, html, surface, visitor, context);
+    const page = { id: route.path, meta: await headMeta(html) };
+    sent = visitor.request;
+    let result = await decide(request, page, surface, sent, context);
+    // A JWT that does not verify: the visitor is who their anonymous cookie says (or a new visitor), not the page.
+    if (refused(result, "invalid_jwt") && visitor.whenJwtRefused) {
+      sent = visitor.whenJwtRefused;
+      result = await decide(request, page, surface, sent, context);
+    }
+    // An identity the platform cannot take (the cookies are checked first, so rarely): a new visitor, a new cookie.
+    if (refused(result, "invalid_identity") && sent !== NEW_VISITOR) {
+      visitor = { ...visitor, anonymousIdentifier: null };
+      sent = NEW_VISITOR;
+      result = await decide(request, page, surface, sent, context);
+    }
     if (!result.ok) return decisionFailed(result.error, surface, asIs, context);
     decision = result.data;
   } catch (error) {
@@ -94,7 +127,7 @@ async function personalise(request: Request, url: URL, origin: Response, surface
   }
 
   try {
-    const cookie = identityCookie(visitor, decision.identity, context.config, url);
+    const cookie = identityCookie(sent, visitor, decision.identity, context.config, url, context.logger);
     const http: unknown = decision.surfaceBehavior?.http;
     let response = replacementResponse(http);
     if (response === null) {
@@ -110,15 +143,30 @@ async function personalise(request: Request, url: URL, origin: Response, surface
   }
 }
 
-/** A 4xx is the operator's to fix (a revoked key, an unknown surface): said once, loudly; the page is served as is. */
+/**
+ * The platform's refusals that are the operator's to fix (a revoked key, an unknown surface, a configuration the
+ * platform cannot read): said once, loudly, and the page is served as is — a misconfiguration must not take the site
+ * down. Everything a visitor could cause is handled before (the identity decided again, the facts cut to size).
+ */
+const OPERATOR_CODES = new Set(["unauthorized", "invalid_api_key", "forbidden", "forbidden_identity_form", "not_found", "organization_not_found", "surface_not_found", "validation_failed", "bad_request", "payload_too_large"]);
+
 function decisionFailed(error: ClientError, surface: string, asIs: () => Response, context: ProxyContext): Response {
-  if (error.kind === "api" && error.status >= 400 && error.status < 500 && !isUnavailable(error)) {
-    errorOnce(context.logger, `edge-proxy: the platform refused the surface decision for "${surface}" (${error.status} ${error.code}): ${error.message}`, { requestId: error.requestId });
+  if (error.kind === "api" && error.code === "rejected_by_workflow") {
+    // The customer's middleware refused this request: its status, never the page.
+    const status = error.status >= 400 && error.status < 500 ? error.status : 403;
+    return htmlPage(status, "Request refused", error.message, error.requestId ? { "X-Request-Id": error.requestId } : {});
+  }
+  if (error.kind === "api" && OPERATOR_CODES.has(error.code)) {
+    errorOnce(
+      context.logger,
+      `edge-proxy: the platform refused the surface decision for "${surface}" (${error.status} ${error.code}): ${error.message}`,
+      { requestId: error.requestId },
+      `refused ${surface} ${error.status} ${error.code}`,
+    );
     return asIs();
   }
   return failed("the surface decision failed", error, asIs, context);
 }
-
 function failed(what: string, error: unknown, asIs: () => Response, context: ProxyContext): Response {
   const closed = context.config.failureMode === "closed";
   context.logger.warn(`edge-proxy: ${what}; ${closed ? "answering 503 (FAILURE_MODE=closed)" : "serving the origin's page as is"}`, { error: describeError(error) });

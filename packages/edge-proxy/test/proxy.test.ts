@@ -43,9 +43,13 @@ describe("identity cookies", () => {
     expect(told.authType).toBe("anonymous");
     expect(setCookie(response, "mos_anon")).toBe(`mos_anon=${told.identifier}; Path=/; Max-Age=34560000; SameSite=Lax; Secure`);
 
-    // With an anonymous cookie beside the JWT, the visitor keeps theirs.
+    // With an anonymous cookie beside the JWT, the JWT goes alone: refused, the page is decided for the cookie's
+    // visitor (not a fresh one), and no cookie is set.
+    platform.requests.length = 0;
     const withBoth = await proxy.fetch(visit("/a", { cookie: "mos_jwt=not.a.jwt; mos_anon=reader-1" }));
     expect(setCookie(withBoth, "mos_anon")).toBeUndefined();
+    expect(echoed(await withBoth.text())).toMatchObject({ identifier: "reader-1", authType: "anonymous" });
+    expect(await platform.requests[0]!.json()).toMatchObject({ identity: { userJwt: "not.a.jwt" } });
   });
 
   it("takes the origin's Set-Cookie of the identity cookies over the request's (the origin just signed the visitor in)", async () => {

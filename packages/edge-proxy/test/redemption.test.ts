@@ -76,6 +76,29 @@ describe("POST /mos-api/offer-redemptions", () => {
     });
   });
 
+  it("redeems as the anonymous cookie's visitor when a JWT beside it is refused (the token was shown to that visitor)", async () => {
+    const { proxy, platform } = await shopBehindProxy();
+    const { cookie, offers } = await readArticle(proxy);
+    platform.requests.length = 0;
+    const response = await proxy.fetch(redemptionRequest(`${cookie}; mos_jwt=junk.jwt.token`, JSON.stringify({ offerToken: offers[0]!.token }), "application/json"));
+    expect(response.status, await response.clone().text()).toBe(201);
+    const identities = await Promise.all(platform.requests.map(async (request) => ((await request.json()) as { identity: unknown }).identity));
+    expect(identities).toEqual([{ userJwt: "junk.jwt.token" }, { anonymousIdentifier: cookie.slice("mos_anon=".length) }]);
+  });
+
+  it("sends a form back only to the site's own pages: a foreign successUrl or Referer becomes the Referer, else /", async () => {
+    const completed = async () =>
+      Response.json({ status: "success", eventId: "evt_1", identity: { authType: "anonymous", identifier: "reader", isAuthenticated: false, jwtClaims: {} }, redemption: { id: "r1", offer: "gift", variant: null, method: "workflow", state: "completed" } }, { status: 201 });
+    const proxy = createEdgeProxy({ platformUrl: PLATFORM, secretKey: "sk_env_test_secret", originUrl: "https://origin.example" }, { platform: completed, origin: originDouble({}).fetch });
+    const post = (body: string, referer: string) =>
+      proxy.fetch(new Request(`${SHOP_SITE}/mos-api/offer-redemptions`, { method: "POST", body, headers: { cookie: "mos_anon=reader", "content-type": "application/x-www-form-urlencoded", referer } }));
+    const foreign = `offerToken=t&successUrl=${encodeURIComponent("https://evil.example/phish")}`;
+    expect((await post(foreign, `${SHOP_SITE}/article`)).headers.get("location")).toBe(`${SHOP_SITE}/article`);
+    expect((await post(foreign, "https://evil.example/")).headers.get("location")).toBe("/");
+    expect((await post("offerToken=t&successUrl=%2F%2Fevil.example%2Fx", "https://evil.example/")).headers.get("location")).toBe("/");
+    expect((await post("offerToken=t&successUrl=%2Fthanks", "https://evil.example/")).headers.get("location")).toBe(`${SHOP_SITE}/thanks`);
+  });
+
   it("redirects a form post (303) to the checkout", async () => {
     const { proxy } = await shopBehindProxy();
     const { cookie, offers } = await readArticle(proxy);

@@ -45,6 +45,8 @@ export async function scriptedTenant(): Promise<TestOrganization> {
         main: { type: "component", surface: "page", component: "main", source: COMPONENT_SOURCE },
         page: { type: "surface", surface: "page", source: SURFACE_SOURCE },
         echo: { type: "endpoint", path: "echo", access: "none", source: ENDPOINT_SOURCE },
+        // A customer's middleware refusing one visitor (what the proxy must answer instead of the page).
+        gate: { type: "middleware", source: `export default ({ identity }) => identity.identifier === "blocked-visitor" ? { fail: { status: 451, message: "Not for you" } } : {};` },
       },
     },
     [org.preview.id],

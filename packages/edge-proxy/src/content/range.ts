@@ -7,7 +7,7 @@
  * deletes: the toMarker element's ancestors keep their tags and lose only their parts inside the range.
  */
 import type { ComponentEdits } from "./instructions";
-import type { Logger } from "../log";
+import { type Logger, warnOnce } from "../log";
 
 /** Elements that never have an end tag (and so no content). */
 const VOID_ELEMENTS = new Set(["area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "param", "source", "track", "wbr"]);
@@ -73,7 +73,7 @@ function onSelector(rewriter: HTMLRewriter, selector: string, handler: (element:
     rewriter.on(selector, { element: handler });
     return true;
   } catch (error) {
-    logger.warn("edge-proxy: component skipped, its selector or marker is not valid", { component: edit.slug, selector, error: String(error) });
+    warnOnce(logger, `selector ${edit.slug} ${selector}`, "edge-proxy: component skipped, its selector or marker is not valid", { component: edit.slug, selector, error: String(error) });
     return false;
   }
 }

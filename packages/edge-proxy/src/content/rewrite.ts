@@ -2,7 +2,7 @@
 import type { ComponentEdits } from "./instructions";
 import { replaceRanges } from "./range";
 import { escapeAttribute } from "./render";
-import type { Logger } from "../log";
+import { type Logger, warnOnce } from "../log";
 
 export interface RewriteOptions {
   /** A module script added to the page's <head>. */
@@ -35,12 +35,25 @@ export async function rewritePage(html: string, edits: ComponentEdits[], options
         },
       });
     } catch (error) {
-      options.logger.warn("edge-proxy: component skipped, its selector is not valid", { component: edit.slug, selector: edit.selector, error: String(error) });
+      warnOnce(options.logger, `selector ${edit.slug} ${edit.selector}`, "edge-proxy: component skipped, its selector is not valid", { component: edit.slug, selector: edit.selector, error: String(error) });
     }
   }
   if (options.injectScriptUrl) {
     const script = `<script src="${escapeAttribute(options.injectScriptUrl)}" type="module" async></script>`;
-    rewriter.on("head", { element: (head) => void head.append(script, { html: true }) });
+    // At the end of <head>; a page without a <head> tag gets it at the start of <body> (a page with neither, nowhere).
+    let placed = false;
+    rewriter.on("head", {
+      element: (head) => {
+        placed = true;
+        head.append(script, { html: true });
+      },
+    });
+    rewriter.on("body", {
+      element: (body) => {
+        if (!placed) body.prepend(script, { html: true });
+        placed = true;
+      },
+    });
   }
   return rewriter.transform(new Response(ranged)).text();
 }

@@ -63,21 +63,39 @@ export async function redeemOffer(request: Request, context: ProxyContext): Prom
   if ("error" in read) return read.error;
   const { form, submission } = read;
   const referer = request.headers.get("referer") ?? undefined;
+  // Where a form may be sent back to: the site's own pages only (a crafted form must not make the site redirect away).
+  const siteOrigin = new URL(request.url).origin;
+  const onSite = (value: unknown): string | undefined => {
+    if (typeof value !== "string" || value === "") return undefined;
+    try {
+      const target = new URL(value, siteOrigin);
+      return target.origin === siteOrigin ? target.href : undefined;
+    } catch {
+      return undefined;
+    }
+  };
+  const back = onSite(referer);
   if (typeof submission.offerToken !== "string" || submission.offerToken === "") {
-    return form ? htmlPage(400, "Offer not redeemed", "The offer is missing.", {}, referer) : jsonError(400, "validation_failed", "offerToken is required");
+    return form ? htmlPage(400, "Offer not redeemed", "The offer is missing.", {}, back) : jsonError(400, "validation_failed", "offerToken is required");
   }
   const urlOrReferer = (value: unknown) => (typeof value === "string" && value !== "" ? value : referer);
   const successUrl = urlOrReferer(submission.successUrl);
   const cancelUrl = urlOrReferer(submission.cancelUrl);
+  // Identity as for pages; a JWT the platform refuses redeems as the visitor's anonymous cookie, the one the offer's
+  // token was shown to.
+  const visitor = visitorIdentity(request, context.config);
   const body: OfferRedemptionRequest = {
-    identity: visitorIdentity(request, context.config).request,
+    identity: visitor.request,
     offerToken: submission.offerToken,
     ...(successUrl ? { successUrl } : {}),
     ...(cancelUrl ? { cancelUrl } : {}),
     ...(!form && submission.input !== undefined ? { input: submission.input } : {}),
     ...(!form && typeof submission.preview === "boolean" ? { preview: submission.preview } : {}),
   };
-  const result = await context.client.redeemOffer(body);
+  let result = await context.client.redeemOffer(body);
+  if (!result.ok && result.error.kind === "api" && result.error.code === "invalid_jwt" && visitor.whenJwtRefused) {
+    result = await context.client.redeemOffer({ ...body, identity: visitor.whenJwtRefused });
+  }
 
   if (!form) {
     if (result.ok) return Response.json(result.data, { status: 201, headers: { "Cache-Control": "no-store" } });
@@ -86,9 +104,9 @@ export async function redeemOffer(request: Request, context: ProxyContext): Prom
   }
   if (result.ok) {
     const checkoutUrl = result.data.checkout?.url;
-    const next = checkoutUrl ?? successUrl ?? "/";
+    const next = checkoutUrl ?? onSite(successUrl) ?? back ?? "/";
     return new Response(null, { status: 303, headers: { Location: next, "Cache-Control": "no-store" } });
   }
   const failure = failureStatus(result.error);
-  return htmlPage(failure.status, "Offer not redeemed", failure.message, failure.headers, referer);
+  return htmlPage(failure.status, "Offer not redeemed", failure.message, failure.headers, back);
 }
