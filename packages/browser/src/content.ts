@@ -16,7 +16,11 @@ export function elementTagOf(schema: string): { tag: string; version: string } |
   return CUSTOM_ELEMENT_NAME.test(tag) ? { tag, version } : null;
 }
 
-/** The nodes of content items, in list order: HTML parsed (inert: its scripts do not run), text as text, elements as custom elements. Unknown items render nothing. */
+/**
+ * The nodes of content items, in list order: HTML parsed, text as text, elements as custom elements. Unknown items
+ * render nothing. HTML items are trusted markup (the workflow's author's, not the visitor's): their `<script>`s do not
+ * run, but event-handler attributes (`onerror`, …) do once the nodes are in the page.
+ */
 export function renderItems(items: readonly ContentItem[] | null | undefined, document_: Document = document): DocumentFragment {
   const fragment = document_.createDocumentFragment();
   if (!Array.isArray(items)) return fragment;
@@ -41,14 +45,20 @@ export function renderItems(items: readonly ContentItem[] | null | undefined, do
   return fragment;
 }
 
+const isRecord = (value: unknown): value is Record<string, unknown> => typeof value === "object" && value !== null && !Array.isArray(value);
+/** A marker or selector as the edge proxy reads it: a string with something in it, else absent. */
+const nonEmptyString = (value: unknown): string | null => (typeof value === "string" && value.trim() !== "" ? value : null);
+
 /**
  * Applies one component's content instructions to `element`, as the edge proxy does to the HTML it passes: the
  * teaser's range first, then prepend/append inside, before/after outside, and `remove` last (before/after stay).
+ * Keys of the wrong type count as absent; a range whose marker is not a valid selector is skipped (with a warning),
+ * the other instructions still apply — as in the proxy.
  */
 export function applyInstructions(element: Element, content: ContentInstructions): void {
+  if (!isRecord(content as unknown)) return;
   const document_ = element.ownerDocument;
-  const range = content.replaceRange;
-  if (range) replaceRange(element, range);
+  if (isRecord(content.replaceRange)) replaceRange(element, content.replaceRange);
   if (content.prepend) element.prepend(renderItems(content.prepend, document_));
   if (content.append) element.append(renderItems(content.append, document_));
   if (content.before) element.before(renderItems(content.before, document_));
@@ -60,44 +70,55 @@ export function applyInstructions(element: Element, content: ContentInstructions
  * Removes what lies between the end of the first descendant matching `fromMarker` (or the element's start) and the
  * start of the first descendant matching `toMarker` after it (or the element's end) — exactly what a DOM Range
  * between them deletes, so ancestors of the toMarker element stay and only their parts inside the range go — and puts
- * `replaceWith` there. Identical markers, or a fromMarker that matches nothing, change nothing.
+ * `replaceWith` right after the fromMarker element (or at the element's start), where the edge proxy puts it.
+ * Identical markers, or a fromMarker that matches nothing, change nothing.
  */
-function replaceRange(element: Element, { fromMarker, toMarker, replaceWith }: NonNullable<ContentInstructions["replaceRange"]>): void {
-  if (fromMarker && fromMarker === toMarker) return;
-  const from = fromMarker ? element.querySelector(fromMarker) : null;
-  if (fromMarker && !from) return;
-  const to = toMarker
-    ? Array.from(element.querySelectorAll(toMarker)).find((candidate) => !from || (from.compareDocumentPosition(candidate) & Node.DOCUMENT_POSITION_FOLLOWING && !from.contains(candidate)))
-    : undefined;
-  const range = element.ownerDocument.createRange();
-  if (from) range.setStartAfter(from);
-  else range.setStart(element, 0);
-  if (to) range.setEndBefore(to);
-  else range.setEnd(element, element.childNodes.length);
-  range.deleteContents();
-  if (replaceWith?.length) range.insertNode(renderItems(replaceWith, element.ownerDocument));
+function replaceRange(element: Element, range: Record<string, unknown>): void {
+  const fromMarker = nonEmptyString(range.fromMarker);
+  const toMarker = nonEmptyString(range.toMarker);
+  if (fromMarker !== null && fromMarker === toMarker) return;
+  let from: Element | null;
+  let toCandidates: Element[];
+  try {
+    // Both markers are read before anything changes: an invalid one leaves the element as it was.
+    from = fromMarker === null ? null : element.querySelector(fromMarker);
+    toCandidates = toMarker === null ? [] : Array.from(element.querySelectorAll(toMarker));
+  } catch {
+    console.warn(`@edge-monetization/browser: replaceRange skipped, a marker is not a valid selector: ${JSON.stringify([fromMarker, toMarker])}`);
+    return;
+  }
+  if (fromMarker !== null && !from) return;
+  const to = toCandidates.find((candidate) => !from || (from.compareDocumentPosition(candidate) & Node.DOCUMENT_POSITION_FOLLOWING && !from.contains(candidate)));
+  const deleted = element.ownerDocument.createRange();
+  if (from) deleted.setStartAfter(from);
+  else deleted.setStart(element, 0);
+  if (to) deleted.setEndBefore(to);
+  else deleted.setEnd(element, element.childNodes.length);
+  deleted.deleteContents();
+  // Not the collapsed range's place: with a fromMarker nested deeper than the toMarker, that is up at their common ancestor.
+  const replacement = renderItems(range.replaceWith as ContentItem[] | null | undefined, element.ownerDocument);
+  if (from) from.after(replacement);
+  else element.prepend(replacement);
 }
 
 /**
  * Applies a surface decision's component content (`componentBehaviors[slug].content`) to the elements of `root`
  * matching each component's `metadata.cssSelector` — for a page that asks the platform itself (a `pk_` key) instead
  * of running the edge proxy. Element items become our custom elements, which this defines. A component without a
- * selector or content changes nothing; an invalid selector skips its component (with a warning), never the others.
+ * selector or content changes nothing; a component that cannot be applied (an invalid selector, …) is skipped with a
+ * warning, never the others.
  */
-export function applyContent(root: ParentNode, decision: Pick<SurfaceDecisionResponse, "componentBehaviors" | "componentsSkipped">): void {
-  if (decision.componentsSkipped) return;
+export function applyContent(root: ParentNode, decision: Pick<SurfaceDecisionResponse, "componentBehaviors" | "componentsSkipped"> | null | undefined): void {
+  if (!isRecord(decision) || decision.componentsSkipped || !isRecord(decision.componentBehaviors)) return;
   defineElements();
-  for (const [slug, behavior] of Object.entries(decision.componentBehaviors ?? {})) {
-    const selector = behavior?.metadata?.cssSelector;
-    const content = behavior?.content;
-    if (!selector || !content || typeof content !== "object") continue;
-    let elements: Element[];
+  for (const [slug, behavior] of Object.entries(decision.componentBehaviors)) {
+    if (!isRecord(behavior) || !isRecord(behavior.content)) continue;
+    const selector = isRecord(behavior.metadata) ? nonEmptyString(behavior.metadata.cssSelector) : null;
+    if (selector === null) continue;
     try {
-      elements = Array.from(root.querySelectorAll(selector));
-    } catch {
-      console.warn(`@edge-monetization/browser: component ${slug} has an invalid cssSelector ${JSON.stringify(selector)}; skipped`);
-      continue;
+      for (const element of Array.from(root.querySelectorAll(selector))) applyInstructions(element, behavior.content as ContentInstructions);
+    } catch (error) {
+      console.warn(`@edge-monetization/browser: component ${slug} (cssSelector ${JSON.stringify(selector)}) skipped: ${String(error)}`);
     }
-    for (const element of elements) applyInstructions(element, content as ContentInstructions);
   }
 }

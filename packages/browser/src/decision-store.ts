@@ -44,15 +44,19 @@ function readCookie(name: string): string | null {
   return null;
 }
 
+/** Mints in flight, by cookie name: shared by every provider and React root of the page, so a visitor is minted once. */
+const minting = new Map<string, Promise<void>>();
+/** Identifiers minted on this page, by cookie name: used when the cookie does not keep them. */
+const mintedOnThisPage = new Map<string, string>();
+let warnedCookieLost = false;
+
 /**
  * Who the decisions are for: the identity the page gave, else the anonymous identifier from the cookie, else one the
- * platform mints on the first decision — then written to the cookie. Only one request mints: the others wait for it
- * and use its identifier, so a page with several hooks does not split its visitor into several.
+ * platform mints on the first decision — then written to the cookie. Only one request mints (per cookie, for the
+ * whole page): the others wait for it and use its identifier, so a page with several hooks, providers or roots does
+ * not split its visitor into several.
  */
 export class IdentitySource {
-  #minting: Promise<void> | null = null;
-  #minted: string | null = null;
-
   constructor(
     private readonly given: IdentityRequest | undefined,
     private readonly cookieName: string,
@@ -61,29 +65,39 @@ export class IdentitySource {
   async run<Data extends { identity?: { authType: string; identifier: string } }>(call: (identity: IdentityRequest) => Promise<Result<Data>>): Promise<Result<Data>> {
     if (this.given) return call(this.given);
     for (;;) {
-      const known = this.#minted ?? readCookie(this.cookieName);
+      const known = readCookie(this.cookieName) ?? mintedOnThisPage.get(this.cookieName);
       if (known) return call({ anonymousIdentifier: known });
-      if (this.#minting) {
-        await this.#minting;
+      const inFlight = minting.get(this.cookieName);
+      if (inFlight) {
+        // Then read the cookie again: the mint we waited for wrote it (or failed, and this request mints).
+        await inFlight;
         continue;
       }
       let minted!: () => void;
-      this.#minting = new Promise<void>((resolve) => (minted = resolve));
+      minting.set(this.cookieName, new Promise<void>((resolve) => (minted = resolve)));
       try {
         const result = await call({ createAnonymousIdentifier: true });
         if (result.ok && result.data.identity?.authType === "anonymous") this.#remember(result.data.identity.identifier);
         return result;
       } finally {
-        this.#minting = null;
+        minting.delete(this.cookieName);
         minted();
       }
     }
   }
 
   #remember(identifier: string): void {
-    this.#minted = identifier;
+    mintedOnThisPage.set(this.cookieName, identifier);
     const secure = location.protocol === "https:" ? "; Secure" : "";
     document.cookie = `${this.cookieName}=${encodeURIComponent(identifier)}; Path=/; Max-Age=${COOKIE_MAX_AGE_SECONDS}; SameSite=Lax${secure}`;
+    // A script cannot overwrite an HttpOnly cookie of the same name (what a server sets by default): the next page load
+    // would not find the identifier and would mint another visitor.
+    if (readCookie(this.cookieName) !== identifier && !warnedCookieLost) {
+      warnedCookieLost = true;
+      console.warn(
+        `@edge-monetization/browser: the "${this.cookieName}" cookie did not keep the visitor's identifier (an HttpOnly cookie of that name?), so every page load counts as a new visitor. Pass \`identity\` to <MonetizationProvider>, or make the server's cookie readable by scripts.`,
+      );
+    }
   }
 }
 
@@ -93,6 +107,7 @@ interface Entry {
   listeners: Set<() => void>;
   /** Which request's answer the state shows: a refresh outdates the answers of the requests before it. */
   generation: number;
+  /** Sent, and in flight or answered: the next `load` sends nothing. A failure clears it, so the next mount asks again. */
   started: boolean;
 }
 
@@ -103,14 +118,15 @@ export function decisionKey(options: DecisionOptions): string {
 
 /**
  * The decisions of one provider, by request. A request is sent once, whoever asks and however often (React's
- * StrictMode runs effects twice): in flight it is shared, settled it is kept until `refresh()`. A surface decision
- * consumes the visitor's meter, so sending it twice would count one page view twice.
+ * StrictMode runs effects twice): in flight it is shared, answered it is kept until `refresh()`. A surface decision
+ * consumes the visitor's meter, so sending it twice would count one page view twice. A failure is kept only until a
+ * component asking for it mounts again (a platform that was unreachable may be back).
  */
 export class DecisionStore {
   readonly #entries = new Map<string, Entry>();
 
   constructor(
-    public client: MonetizationClient,
+    readonly client: MonetizationClient,
     private readonly identity: IdentitySource,
   ) {}
 
@@ -153,6 +169,7 @@ export class DecisionStore {
     void request.then(
       (result) => {
         if (generation !== entry.generation) return;
+        if (!result.ok) entry.started = false;
         this.#set(
           entry,
           result.ok
@@ -163,6 +180,7 @@ export class DecisionStore {
       (error: unknown) => {
         // The client returns failures as values; a throw is a programming error (e.g. an invalid baseUrl): show it.
         if (generation !== entry.generation) return;
+        entry.started = false;
         const message = error instanceof Error ? error.message : String(error);
         this.#set(entry, { ...entry.state, status: "error", error: { kind: "network", message, cause: error }, failedOpen: false });
       },

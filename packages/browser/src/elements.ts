@@ -91,12 +91,13 @@ function create<K extends keyof HTMLElementTagNameMap>(tag: K, part?: string, te
   return element;
 }
 
-function offerElements(offers: OfferView[]): HTMLElement {
+function offerElements(offers: readonly unknown[]): HTMLElement {
   const list = create("div", "offers");
   for (const offer of offers) {
+    if (!offer || typeof offer !== "object") continue;
     const element = document.createElement("mos-offer") as MosOfferElement;
     element.setAttribute("exportparts", OFFER_PARTS);
-    element.props = offer;
+    element.props = offer as OfferView;
     list.append(element);
   }
   return list;
@@ -107,7 +108,10 @@ function offerElements(offers: OfferView[]): HTMLElement {
  * features (`fields.features` when it is a list of strings) and a button that redeems it.
  */
 export class MosOfferElement extends PropsElement<OfferView> {
+  // Kept on the element, not in the rendered nodes: props set while a redemption is out re-render the card.
   #pending = false;
+  /** The last redemption's error, for the offer (token) it was about. */
+  #error: { token: string; message: string } | null = null;
 
   protected render(offer: OfferView): Node[] {
     const card = create("div", "card");
@@ -132,36 +136,44 @@ export class MosOfferElement extends PropsElement<OfferView> {
     button.type = "button";
     const error = create("p", "error");
     error.setAttribute("role", "alert");
-    error.hidden = true;
-    button.addEventListener("click", () => void this.#redeem(offer, button, error));
+    button.addEventListener("click", () => void this.#redeem(offer));
     card.append(button, error);
+    // A new offer (a fresh token) makes the old one's error moot.
+    if (this.#error && this.#error.token !== offer.token) this.#error = null;
+    this.#showState(button, error);
     return [card];
   }
 
-  async #redeem(offer: OfferView, button: HTMLButtonElement, error: HTMLElement): Promise<void> {
+  #showState(button = this.root.querySelector("button"), error = this.root.querySelector<HTMLElement>(".error")): void {
+    if (button) button.disabled = this.#pending;
+    if (error) {
+      error.textContent = this.#error?.message ?? "";
+      error.hidden = !this.#error;
+    }
+  }
+
+  async #redeem(offer: OfferView): Promise<void> {
     // A double click, or a click while the first request is still out, sends nothing more.
     if (this.#pending) return;
     this.#pending = true;
-    button.disabled = true;
+    this.#error = null;
     this.setAttribute("aria-busy", "true");
-    error.hidden = true;
+    this.#showState();
     const outcome = await redeem(this, offer);
     // While the browser leaves for the checkout, the button stays disabled: a click then would redeem again.
     if (outcome.kind === "redeemed" && outcome.navigating) return;
     this.#pending = false;
-    button.disabled = false;
     this.removeAttribute("aria-busy");
-    if (outcome.kind === "failed") {
-      error.textContent = outcome.message;
-      error.hidden = false;
-    }
+    if (outcome.kind === "failed") this.#error = { token: offer.token, message: outcome.message };
+    this.#showState();
   }
 }
 
 /** `<mos-offer-group props='{name, slots}'>`: the offers of a group's slots, in slot order (empty slots skipped). */
 export class MosOfferGroupElement extends PropsElement<OfferGroupProps> {
   protected render(group: OfferGroupProps): Node[] {
-    const offers = (group.slots ?? []).flatMap((slot) => (slot.offer ? [slot.offer] : []));
+    const slots: unknown[] = Array.isArray(group.slots) ? group.slots : [];
+    const offers = slots.flatMap((slot) => (slot && typeof slot === "object" && "offer" in slot && slot.offer ? [slot.offer] : []));
     const list = offerElements(offers);
     list.setAttribute("part", "offers");
     if (group.name) list.setAttribute("aria-label", group.name);
@@ -175,7 +187,7 @@ export class MosPaywallElement extends PropsElement<PaywallProps> {
     const box = create("section", "paywall");
     if (paywall.title) box.append(create("h2", "heading", paywall.title));
     if (paywall.message) box.append(create("p", "message", paywall.message));
-    if (paywall.offers?.length) {
+    if (Array.isArray(paywall.offers) && paywall.offers.length) {
       const list = offerElements(paywall.offers);
       list.setAttribute("part", "offers");
       box.append(list);

@@ -37,9 +37,9 @@ export interface MonetizationProviderProps {
 /** Makes `client` and the visitor's identity available to the hooks below it, and shares their decisions. */
 export function MonetizationProvider({ client, identity, anonymousCookie = "mos_anon", children }: MonetizationProviderProps) {
   const identityKey = JSON.stringify(identity ?? null);
-  // Keyed by who the decisions are for, not by the client object: a client made inline in render must not start over.
-  const store = useMemo(() => new DecisionStore(client, new IdentitySource(identity, anonymousCookie)), [identityKey, anonymousCookie]);
-  store.client = client;
+  // A new client or visitor starts over (the decisions were another's). The identity by value: an object literal in
+  // render is the same visitor. The client by reference: make it once (module scope or useMemo), not in render.
+  const store = useMemo(() => new DecisionStore(client, new IdentitySource(identity, anonymousCookie)), [client, identityKey, anonymousCookie]);
   return <StoreContext.Provider value={store}>{children}</StoreContext.Provider>;
 }
 

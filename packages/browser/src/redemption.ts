@@ -7,6 +7,11 @@ export const DEFAULT_REDEMPTION_URL = "/mos-api/offer-redemptions";
 export const OFFER_CHANGED_MESSAGE = "This offer has changed — reload the page";
 
 const UNREACHABLE_MESSAGE = "The offer could not be reached — check your connection and try again";
+const TIMEOUT_MESSAGE = "The offer did not answer in time — try again";
+const BAD_CHECKOUT_MESSAGE = "The checkout could not be opened";
+const CROSS_ORIGIN_MESSAGE = "This offer cannot be redeemed from this page";
+/** How long a redemption may take: the server creates a checkout session with the payment provider meanwhile. */
+const REDEMPTION_TIMEOUT_MS = 15_000;
 /** A 409 `conflict` with Retry-After means the same token is still being redeemed: wait, then ask again. */
 const IN_PROGRESS_RETRIES = 3;
 const MAX_RETRY_AFTER_MS = 5_000;
@@ -43,7 +48,8 @@ export function redemptionUrlFor(element: Element): string {
     const url = node instanceof Element ? node.getAttribute("redemption-url") : null;
     if (url) return url;
   }
-  return document.querySelector<HTMLMetaElement>('meta[name="mos-redemption-url"]')?.content || DEFAULT_REDEMPTION_URL;
+  // The head only: a meta tag in the body may come from content the page does not control.
+  return document.head?.querySelector<HTMLMetaElement>('meta[name="mos-redemption-url"]')?.content || DEFAULT_REDEMPTION_URL;
 }
 
 export type RedemptionOutcome =
@@ -55,7 +61,8 @@ export type RedemptionOutcome =
  * Redeems `offer` for the visitor, dispatching the events on `target`: `mos-redeem` first (cancel it and the page
  * handles the redemption itself), then `mos-redeemed` or `mos-redemption-error`. The request goes to the site's own
  * server (the edge proxy or the site's backend), which adds the visitor's identity and the secret key: a browser never
- * holds a key that can redeem. A started checkout navigates to its URL unless `mos-redeemed` was cancelled.
+ * holds a key that can redeem — so the URL must be on the page's own origin (anything else fails). A started checkout
+ * navigates to its URL (http or https only) unless `mos-redeemed` was cancelled.
  */
 export async function redeem(target: Element, offer: OfferView): Promise<RedemptionOutcome> {
   const event = { bubbles: true, composed: true, cancelable: true };
@@ -66,7 +73,14 @@ export async function redeem(target: Element, offer: OfferView): Promise<Redempt
     return { kind: "failed", message };
   };
 
-  const url = redemptionUrlFor(target);
+  let url: URL;
+  try {
+    url = new URL(redemptionUrlFor(target), location.href);
+  } catch {
+    return fail(CROSS_ORIGIN_MESSAGE, null, null);
+  }
+  // The visitor's cookies go along (they say who redeems): only to the site itself.
+  if (url.origin !== location.origin) return fail(CROSS_ORIGIN_MESSAGE, null, null);
   for (let attempt = 0; ; attempt++) {
     let response: Response;
     try {
@@ -75,17 +89,28 @@ export async function redeem(target: Element, offer: OfferView): Promise<Redempt
         headers: { "content-type": "application/json", accept: "application/json" },
         body: JSON.stringify({ offerToken: offer.token, successUrl: location.href, cancelUrl: location.href }),
         credentials: "same-origin",
+        signal: AbortSignal.timeout(REDEMPTION_TIMEOUT_MS),
       });
-    } catch {
-      return fail(UNREACHABLE_MESSAGE, null, null);
+    } catch (error) {
+      return fail(isTimeout(error) ? TIMEOUT_MESSAGE : UNREACHABLE_MESSAGE, null, null);
     }
-    const body = (await response.json().catch(() => null)) as Record<string, unknown> | null;
+    let body: Record<string, unknown> | null;
+    try {
+      body = (await response.json()) as Record<string, unknown> | null;
+    } catch (error) {
+      if (isTimeout(error)) return fail(TIMEOUT_MESSAGE, null, null);
+      body = null;
+    }
     if (response.ok && body) {
       const redeemed = body as unknown as OfferRedemptionResponse;
       const proceed = target.dispatchEvent(new CustomEvent<RedeemedEventDetail>("mos-redeemed", { ...event, detail: { offer, response: redeemed } }));
       const checkoutUrl = redeemed.checkout?.url;
-      if (proceed && checkoutUrl) location.assign(checkoutUrl);
-      return { kind: "redeemed", response: redeemed, navigating: proceed && Boolean(checkoutUrl) };
+      if (!proceed || !checkoutUrl) return { kind: "redeemed", response: redeemed, navigating: false };
+      const checkout = webUrl(checkoutUrl);
+      // A `javascript:` URL would run in the page: only a web page is a checkout.
+      if (!checkout) return fail(BAD_CHECKOUT_MESSAGE, response.status, null);
+      location.assign(checkout);
+      return { kind: "redeemed", response: redeemed, navigating: true };
     }
     const code = typeof body?.code === "string" ? body.code : null;
     const retryAfter = Number(response.headers.get("retry-after"));
@@ -99,5 +124,18 @@ export async function redeem(target: Element, offer: OfferView): Promise<Redempt
     }
     const message = typeof body?.message === "string" && body.message ? body.message : `The offer could not be redeemed (${response.status})`;
     return fail(message, response.status, code);
+  }
+}
+
+const isTimeout = (error: unknown): boolean => error instanceof DOMException && error.name === "TimeoutError";
+
+/** `url` resolved against the page when it is an http(s) URL; null otherwise. */
+function webUrl(url: unknown): string | null {
+  if (typeof url !== "string") return null;
+  try {
+    const resolved = new URL(url, location.href);
+    return resolved.protocol === "https:" || resolved.protocol === "http:" ? resolved.href : null;
+  } catch {
+    return null;
   }
 }

@@ -200,6 +200,79 @@ describe("the custom elements", () => {
       { id: "busy", state: "completed" },
     ]);
   });
+
+  it("refuse an unsafe checkout URL, a redemption URL on another origin and a meta tag outside the head, give up after 15 s, and keep their state through new props", async () => {
+    const { page, expectConsoleError } = await openConsole("/health");
+    expectConsoleError(/status of 403/);
+    // Timers of the page's own: the redemption's 15 s timeout passes when the test says.
+    await page.clock.install();
+    const requests: string[] = [];
+    page.on("request", (request) => void (request.method() === "POST" && requests.push(new URL(request.url()).pathname)));
+    let release!: () => void;
+    const released = new Promise<void>((resolve) => (release = resolve));
+    const site = await serveSite(page, {
+      "/elements.js": javascript(elementsScript),
+      "/offers": html(
+        `<mos-offer id="script" redemption-url="/shop/script" props='${attribute(offer("script"))}'></mos-offer>
+        <mos-offer id="elsewhere" redemption-url="${baseUrl}/shop/elsewhere" props='${attribute(offer("elsewhere"))}'></mos-offer>
+        <mos-offer id="planted" props='${attribute(offer("planted"))}'></mos-offer>
+        <mos-offer id="slow" redemption-url="/shop/slow" props='${attribute(offer("slow"))}'></mos-offer>
+        <mos-offer id="held" redemption-url="/shop/held" props='${attribute(offer("held"))}'></mos-offer>
+        <mos-paywall id="odd" props='${attribute({ title: "Odd", offers: { length: 1 } })}'></mos-paywall>
+        <meta name="mos-redemption-url" content="/shop/planted">
+        <script src="/elements.js"></script>`,
+      ),
+      "/shop/script": () => ({ contentType: "application/json", body: JSON.stringify({ status: "success", checkout: { id: "cs_x", url: "javascript:window.hijacked=true", mode: "payment" } }) }),
+      // The edge proxy's route, where a meta tag outside the head does not send the redemption.
+      "/mos-api/offer-redemptions": () => ({ contentType: "application/json", body: JSON.stringify({ status: "success", redemption: { state: "completed" } }) }),
+      "/shop/planted": () => ({ status: 500, body: "not here" }),
+      "/shop/slow": () => new Promise<never>(() => {}),
+      "/shop/held": async () => {
+        await released;
+        return { status: 403, contentType: "application/json", body: JSON.stringify({ status: "error", statusCode: 403, code: "forbidden", message: "not for you", requestId: "req_test" }) };
+      },
+    });
+    await page.goto(`${site}/offers`);
+    const alertOf = (id: string) => page.locator(`#${id} [role=alert]`);
+
+    await page.locator("#script button").click();
+    await expect.poll(() => alertOf("script").textContent()).toBe("The checkout could not be opened");
+    expect(await page.locator("#script button").isEnabled()).toBe(true);
+    expect(await page.evaluate(() => (globalThis as any).hijacked)).toBeUndefined();
+
+    await page.locator("#elsewhere button").click();
+    await expect.poll(() => alertOf("elsewhere").textContent()).toBe("This offer cannot be redeemed from this page");
+
+    await page.locator("#planted button").click();
+    await expect.poll(() => page.locator("#planted").getAttribute("aria-busy")).toBeNull();
+    expect(await alertOf("planted").isHidden()).toBe(true);
+
+    await page.locator("#slow button").click();
+    await expect.poll(() => requests.includes("/shop/slow")).toBe(true);
+    await page.clock.runFor(15_000);
+    await expect.poll(() => alertOf("slow").textContent()).toBe("The offer did not answer in time — try again");
+    expect(await page.locator("#slow button").isEnabled()).toBe(true);
+
+    // New props while the redemption is out: the card re-renders, still pending, and then shows the error.
+    const held = page.locator("#held");
+    await held.locator("button").click();
+    await expect.poll(() => requests.includes("/shop/held")).toBe(true);
+    await held.evaluate((element, props) => ((element as any).props = props), offer("held", { title: "Renamed" }));
+    expect(await held.locator(".title").textContent()).toBe("Renamed");
+    expect(await held.locator("button").isDisabled()).toBe(true);
+    release();
+    await expect.poll(() => alertOf("held").textContent()).toBe("not for you");
+    await held.evaluate((element, props) => ((element as any).props = props), offer("held", { title: "Renamed again" }));
+    expect(await alertOf("held").textContent()).toBe("not for you");
+    // A new offer (a new token) drops the old one's error.
+    await held.evaluate((element, props) => ((element as any).props = props), offer("fresh"));
+    expect(await alertOf("held").isHidden()).toBe(true);
+
+    // `offers` that is no list renders no offers (and no error).
+    expect(await page.locator("#odd .heading").textContent()).toBe("Odd");
+    expect(await page.locator("#odd mos-offer").count()).toBe(0);
+    expect(requests).toEqual(["/shop/script", "/mos-api/offer-redemptions", "/shop/slow", "/shop/held"]);
+  });
 });
 
 describe("applyContent", () => {
@@ -277,6 +350,19 @@ describe("applyContent's instructions", () => {
     );
     expect(await applied(page, story, { replaceRange: { fromMarker: "p", toMarker: "p", replaceWith: fade } })).toBe(story);
     expect(await applied(page, story, { replaceRange: { fromMarker: ".missing", replaceWith: fade } })).toBe(story);
+    // A fromMarker nested deeper: its ancestors keep what comes before it (the edge proxy's case), and the replacement
+    // goes right after it, where the proxy puts it — not up where the range collapses.
+    const nested = '<div id="c"><section><p id="a">A</p><p>B</p></section><p>C</p></div>';
+    expect(await applied(page, nested, { replaceRange: { fromMarker: "#a" } })).toBe('<div id="c"><section><p id="a">A</p></section></div>');
+    expect(await applied(page, nested, { replaceRange: { fromMarker: "#a", replaceWith: [{ type: "html", content: "<hr>" }] } })).toBe(
+      '<div id="c"><section><p id="a">A</p><hr></section></div>',
+    );
+    // What is not a range changes nothing; markers that are not strings with something in them are absent.
+    for (const replaceRange of ["oops", true, 1, ["p"]]) expect(await applied(page, story, { replaceRange })).toBe(story);
+    expect(await applied(page, story, { replaceRange: { fromMarker: 5, toMarker: ".end", replaceWith: fade } })).toBe(
+      '<div id="c"><i class="fade"></i><p class="end">end</p><p>after</p></div>',
+    );
+    expect(await applied(page, story, { replaceRange: { fromMarker: "p", toMarker: "  ", replaceWith: fade } })).toBe('<div id="c"><h1>T</h1><p>one</p><i class="fade"></i></div>');
   });
 
   it("insert items in order around and inside the element, remove it, render elements and text safely, and skip what is invalid", async () => {
@@ -323,6 +409,19 @@ describe("applyContent's instructions", () => {
         empty: { metadata: { cssSelector: "#d" } },
       }),
     ).toBe('<div id="c">c</div><div id="d"></div>');
+    // An invalid marker skips the range only (the proxy's rule); the component's other items and the next component apply.
+    expect(
+      await applied(page, '<div id="c"><p>kept</p><p>too</p></div><div id="d"></div>', { replaceRange: { fromMarker: "p[" }, append: [item("c")] }, {
+        next: { content: { append: [item("d")] }, metadata: { cssSelector: "#d" } },
+      }),
+    ).toBe('<div id="c"><p>kept</p><p>too</p>c</div><div id="d">d</div>');
+    // No decision at all is nothing to apply.
+    expect(
+      await page.evaluate(() => {
+        for (const decision of [null, undefined, "x"]) (globalThis as any).applyContent((globalThis as any).document.body, decision);
+        return "applied";
+      }),
+    ).toBe("applied");
     expect(
       await page.evaluate(() => {
         const body = (globalThis as any).document.body;

@@ -11,10 +11,33 @@ import { articlesLeft, bundle, createPaywallTenant, html, javascript, readArticl
 
 let tenant: PaywallTenant;
 let appScript: string;
+let casesScript: string;
 
 beforeAll(async () => {
-  [tenant, appScript] = await Promise.all([createPaywallTenant("Browser package React"), bundle("test/fixtures/react-app.tsx")]);
+  [tenant, appScript, casesScript] = await Promise.all([
+    createPaywallTenant("Browser package React"),
+    bundle("test/fixtures/react-app.tsx"),
+    bundle("test/fixtures/react-cases.tsx"),
+  ]);
 });
+
+/** The provider's edge cases (fixtures/react-cases.tsx), one page per path. */
+async function casesSite(page: Page): Promise<string> {
+  const app = html(
+    `<script>window.pageConfig = ${JSON.stringify({ baseUrl, publishableKey: tenant.publishableKey })};</script>
+    <script type="module" src="/cases.js"></script>`,
+  );
+  return serveSite(page, { "/cases.js": javascript(casesScript), "/two-roots": app, "/remount": app, "/switch": app });
+}
+
+/** The identities of the page's access checks, in order. */
+function accessCheckIdentities(page: Page): unknown[] {
+  const identities: unknown[] = [];
+  page.on("request", (request) => {
+    if (request.method() === "POST" && request.url() === `${baseUrl}/api/v1/access-checks`) identities.push(request.postDataJSON().identity);
+  });
+  return identities;
+}
 
 /** The React page's site: the app on every page path, plus `extra` routes. */
 async function reactSite(page: Page, extra: Parameters<typeof serveSite>[1] = {}): Promise<string> {
@@ -105,5 +128,72 @@ describe("the React hooks", () => {
     expect(await offer.locator(".price").textContent()).toBe(prices[0]);
     expect(await offer.getAttribute("redemption-url")).toBe("/shop/redeem");
     expect(decisions).toEqual([{ surfaceSlug: "article-page", identity: { anonymousIdentifier: reader } }]);
+  });
+});
+
+describe("the provider", () => {
+  it("mints one visitor for two providers in two roots, and warns once when an HttpOnly cookie keeps the identifier out", async () => {
+    const { page } = await openConsole("/health");
+    const identities = accessCheckIdentities(page);
+    const warnings: string[] = [];
+    page.on("console", (message) => void (message.type() === "warning" && message.text().includes("@edge-monetization/browser") && warnings.push(message.text())));
+    const site = await casesSite(page);
+    const ready = async () => {
+      await page.locator("[data-testid=one][data-status=ready]").waitFor();
+      await page.locator("[data-testid=two][data-status=ready]").waitFor();
+    };
+
+    await page.goto(`${site}/two-roots`);
+    await ready();
+    const cookie = (await page.context().cookies(site)).find((candidate) => candidate.name === "mos_anon");
+    expect(identities).toEqual([{ createAnonymousIdentifier: true }, { anonymousIdentifier: cookie!.value }]);
+    expect(warnings).toEqual([]);
+
+    // The server's cookie of the same name, HttpOnly: the script neither reads it nor overwrites it.
+    await page.context().clearCookies();
+    await page.context().addCookies([{ name: "mos_anon", value: "server-visitor", url: site, httpOnly: true }]);
+    identities.length = 0;
+    await page.reload();
+    await ready();
+    expect(identities).toHaveLength(2);
+    expect(identities[0]).toEqual({ createAnonymousIdentifier: true });
+    // The page still has one visitor; the next load will not find it, and says so.
+    expect(identities[1]).toEqual({ anonymousIdentifier: expect.not.stringMatching(/^server-visitor$/) });
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]).toMatch(/HttpOnly/);
+  });
+
+  it("asks again for a failed decision when a component mounts again, and starts over with a new client", async () => {
+    const { page, expectConsoleError } = await openConsole("/health");
+    expectConsoleError(/status of 503/);
+    let unavailable = true;
+    await page.route(`${baseUrl}/api/v1/access-checks`, (route) =>
+      unavailable && route.request().method() === "POST"
+        ? route.fulfill({
+            status: 503,
+            headers: { "access-control-allow-origin": "*", "content-type": "application/json" },
+            body: JSON.stringify({ status: "error", statusCode: 503, code: "service_unavailable", message: "down", requestId: "req_test" }),
+          })
+        : route.fallback(),
+    );
+    const site = await casesSite(page);
+    const feature = page.getByTestId("feature");
+
+    await page.goto(`${site}/remount`);
+    await page.locator("[data-testid=feature][data-status=error]").waitFor();
+    expect(await feature.getAttribute("data-failed-open")).toBe("true");
+    unavailable = false;
+    await page.getByTestId("toggle").click();
+    await feature.waitFor({ state: "detached" });
+    await page.getByTestId("toggle").click();
+    await page.locator("[data-testid=feature][data-status=ready]").waitFor();
+    expect(await feature.getAttribute("data-failed-open")).toBe("false");
+
+    await page.goto(`${site}/switch`);
+    await page.locator("[data-testid=feature][data-status=ready]").waitFor();
+    expect(await page.evaluate(() => (globalThis as any).secondClientCalls)).toBe(0);
+    await page.getByTestId("switch").click();
+    await expect.poll(() => page.evaluate(() => (globalThis as any).secondClientCalls)).toBe(1);
+    await page.locator("[data-testid=feature][data-status=ready]").waitFor();
   });
 });
