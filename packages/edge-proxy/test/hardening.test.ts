@@ -155,7 +155,8 @@ describe("what the visitor sends cannot get the page undecided", () => {
     const platform = recordedPlatform();
     const origin = originDouble({ "/a": page() });
     const proxy = proxyOver(org, origin, {}, { platform: platform.fetch });
-    for (const headers of [{ "sec-purpose": "prefetch" }, { "sec-purpose": "prefetch;prerender" }, { purpose: "prefetch" }]) {
+    const prefetches: Record<string, string>[] = [{ "sec-purpose": "prefetch" }, { "sec-purpose": "prefetch;prerender" }, { purpose: "prefetch" }];
+    for (const headers of prefetches) {
       const response = await proxy.fetch(visit("/a", { headers }));
       expect(response.status).toBe(503);
       expect(response.headers.get("cache-control")).toBe("no-store");
