@@ -77,7 +77,7 @@ describe.each(Object.keys(RUNTIMES) as (keyof typeof RUNTIMES)[])("the client in
     const [command, args] = RUNTIMES[runtime](path.join(dir, "main.mjs"));
     const { stdout } = await run(command, [...args], {
       cwd: dir,
-      env: { PATH: process.env.PATH, HOME: process.env.HOME, DENO_NO_UPDATE_CHECK: "1", MOS_TEST: JSON.stringify({ BASE: baseUrl, SK: org.preview.secretKey, PK: org.preview.publishableKey }) },
+      env: { ...process.env, DENO_NO_UPDATE_CHECK: "1", MOS_TEST: JSON.stringify({ BASE: baseUrl, SK: org.preview.secretKey, PK: org.preview.publishableKey }) },
       timeout: 60_000,
     });
     const report = JSON.parse(stdout.trim().split("\n").at(-1)!);
