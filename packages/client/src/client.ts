@@ -101,10 +101,11 @@ const DEFAULT_RETRY_BASE_DELAY_MS = 100;
 type BodyCheck = (body: object) => boolean;
 
 /**
- * Decisions are read by hasAccess() and property() and by every integration through `data.features`: a 2xx without
- * it (a wrong baseUrl answering some other JSON) is not a decision, and must not reach them as one.
+ * Decisions are read by hasAccess() and property() and by every integration through `data.features` and
+ * `data.identity`: a 2xx without them (a wrong baseUrl answering some other JSON) is not a decision, and must not reach
+ * them as one.
  */
-const isDecision: BodyCheck = (body) => isRecord((body as { features?: unknown }).features);
+const isDecision: BodyCheck = (body) => isRecord((body as { features?: unknown }).features) && isRecord((body as { identity?: unknown }).identity);
 
 type Attempt = (init: { signal: AbortSignal; headers: Record<string, string> }) => Promise<{ data?: unknown; error?: unknown; response: Response }>;
 

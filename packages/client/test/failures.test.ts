@@ -158,8 +158,17 @@ describe("an answer that is not the platform's", () => {
     }
   });
 
-  it("a 2xx decision without a features object is an invalid_response, not a decision that throws when read", async () => {
-    for (const body of [{ status: "success" }, { status: "success", features: null }, { status: "success", features: [] }, { status: "success", features: "all" }]) {
+  it("a 2xx decision without a features object and an identity is an invalid_response, not a decision that throws when read", async () => {
+    const identity = { authType: "anonymous", identifier: "v", isAuthenticated: false, jwtClaims: {} };
+    const bodies = [
+      { status: "success" },
+      { status: "success", identity, features: null },
+      { status: "success", identity, features: [] },
+      { status: "success", identity, features: "all" },
+      { status: "success", features: {} },
+      { status: "success", identity: null, features: {} },
+    ];
+    for (const body of bodies) {
       for (const call of ["accessCheck", "surfaceDecision"] as const) {
         const other = scripted(fetchWorker, [Response.json(body)]);
         const client = createClient(options({ failureMode: "open", fetch: other.fetch }));
@@ -174,6 +183,7 @@ describe("an answer that is not the platform's", () => {
   it("hasAccess() and property() read the decision's own entries only: no path throws or finds Object's", async () => {
     const decision = {
       status: "success",
+      identity: { authType: "anonymous", identifier: "v", isAuthenticated: false, jwtClaims: {} },
       features: { articles: { properties: { enabled: { type: "boolean", value: true, isFallback: false } } }, bare: {}, broken: null, odd: { properties: { enabled: "yes" } } },
     };
     const client = createClient(options({ fetch: scripted(fetchWorker, [Response.json(decision)]).fetch }));

@@ -4,6 +4,12 @@ import type { Context } from "hono";
 export type RequestFacts = Pick<AccessCheckRequest, "http" | "cloudflare">;
 
 /**
+ * The platform's bounds on the facts (characters). The visitor writes them (a URL, a User-Agent, a Referer): past a
+ * bound the platform would refuse the decision, so they are cut to it instead.
+ */
+export const FACT_LIMITS = { url: 8192, userAgent: 2048, clientIP: 100, referer: 8192 } as const;
+
+/**
  * What the platform may know about the visitor's request: its URL, user agent, IP and referer (workflows and bot tags
  * read them), and on Workers the request's `cf` object (country, ASN…) — sent with a secret key, the platform takes
  * it as the visitor's.
@@ -16,10 +22,10 @@ export function requestFactsOf(c: Context, clientIP?: () => string | undefined):
   const header = (name: string) => c.req.header(name) || undefined;
   const cf = (c.req.raw as Request & { cf?: Record<string, unknown> }).cf;
   const http = withoutUndefined({
-    url: c.req.url,
-    userAgent: header("user-agent"),
-    clientIP: clientIP ? clientIP() || undefined : cf ? header("cf-connecting-ip") : undefined,
-    referer: header("referer"),
+    url: c.req.url.slice(0, FACT_LIMITS.url),
+    userAgent: header("user-agent")?.slice(0, FACT_LIMITS.userAgent),
+    clientIP: (clientIP ? clientIP() || undefined : cf ? header("cf-connecting-ip") : undefined)?.slice(0, FACT_LIMITS.clientIP),
+    referer: header("referer")?.slice(0, FACT_LIMITS.referer),
   });
   return cf ? { http, cloudflare: { cf } } : { http };
 }

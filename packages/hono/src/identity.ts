@@ -7,6 +7,11 @@ export const DEFAULT_JWT_COOKIE = "mos_jwt";
 
 /** The platform's bound on identifiers: a cookie outside it would only earn a 400, so it counts as no cookie. */
 const MAX_IDENTIFIER_LENGTH = 512;
+/**
+ * The platform's bound on a JWT's length: a longer one can never verify (and could push the decision's body past its
+ * limit), so it is treated as no token — the visitor is decided as their anonymous cookie, or as a new visitor.
+ */
+export const MAX_JWT_LENGTH = 16 * 1024;
 
 export interface RequestIdentity {
   identity: IdentityRequest;
@@ -28,7 +33,7 @@ export async function identityOf(c: Context, options: MonetizationOptions, anony
   const anonymousCookieValue = usableIdentifier(getCookie(c, anonymousCookie));
   const custom = await options.identity?.(c);
   if (custom) return { identity: custom, anonymousCookieValue };
-  const jwt = (options.readJwtFromAuthorization ? bearerToken(c.req.header("authorization")) : undefined) ?? nonEmpty(getCookie(c, options.jwtCookie ?? DEFAULT_JWT_COOKIE));
+  const jwt = usableJwt((options.readJwtFromAuthorization ? bearerToken(c.req.header("authorization")) : undefined) ?? getCookie(c, options.jwtCookie ?? DEFAULT_JWT_COOKIE));
   if (jwt && anonymousCookieValue) return { identity: { userJwt: jwt }, anonymousCookieValue, whenJwtRefused: { anonymousIdentifier: anonymousCookieValue } };
   if (jwt) return { identity: { userJwt: jwt, createAnonymousIdentifierFallback: true }, anonymousCookieValue };
   if (anonymousCookieValue) return { identity: { anonymousIdentifier: anonymousCookieValue }, anonymousCookieValue };
@@ -49,6 +54,6 @@ function usableIdentifier(value: string | undefined): string | undefined {
   return value && value.length <= MAX_IDENTIFIER_LENGTH ? value : undefined;
 }
 
-function nonEmpty(value: string | undefined): string | undefined {
-  return value ? value : undefined;
+function usableJwt(value: string | undefined): string | undefined {
+  return value && value.length <= MAX_JWT_LENGTH ? value : undefined;
 }

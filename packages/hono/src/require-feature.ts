@@ -37,7 +37,7 @@ export function requireFeature<E extends Env = any>(property: `${string}.${strin
     const result = await monetization.decide({ surfaceSlug, resource: options.resource?.(c), action });
     if (!result.ok) {
       if (result.failedOpen) return next();
-      if (!isUnavailable(result.error)) console.error(`@edge-monetization/hono: requireFeature("${property}"): the platform refused the decision: ${describe(result.error)}`);
+      if (!isUnavailable(result.error)) reportRefusal(property, result.error);
       const retryAfter = result.error.kind === "api" ? (result.error.retryAfterSeconds ?? DEFAULT_RETRY_AFTER_SECONDS) : DEFAULT_RETRY_AFTER_SECONDS;
       const body: ServiceUnavailableBody = {
         status: "error",
@@ -62,6 +62,20 @@ export function requireFeature<E extends Env = any>(property: `${string}.${strin
         : { status: "error", statusCode: 403, code: "feature_denied", message: messageFor(reason, property), feature: property, reason, offers };
     return c.json(body, body.statusCode, PER_VISITOR);
   };
+}
+
+/**
+ * A refusal is the operator's to fix (a revoked key, an unknown surface), so it is said loudly — once per isolate for
+ * each property, status and code: a visitor who can provoke one must not be able to flood the log with it.
+ */
+const reportedRefusals = new Set<string>();
+const MAX_REPORTED_REFUSALS = 256;
+
+function reportRefusal(property: string, error: ClientError): void {
+  const key = `${property} ${error.kind === "api" ? `${error.status} ${error.code}` : error.kind}`;
+  if (reportedRefusals.has(key) || reportedRefusals.size >= MAX_REPORTED_REFUSALS) return;
+  reportedRefusals.add(key);
+  console.error(`@edge-monetization/hono: requireFeature("${property}"): the platform refused the decision: ${describe(error)}`);
 }
 
 export function denialReason(state: PropertyState | undefined): DenialReason {

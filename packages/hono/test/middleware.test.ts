@@ -160,6 +160,18 @@ describe("identity from cookies", () => {
     expect((await json(reread)).identity).toMatchObject({ authType: "anonymous", identifier: anonymous });
   });
 
+  it("takes a JWT longer than the platform accepts for no token: the anonymous cookie decides, in one call", async () => {
+    const platform = recordingPlatform();
+    const app = articlesApp({ client: clientFor({ fetch: platform.fetch }) });
+    const anonymous = `reader-${crypto.randomUUID()}`;
+    for (const article of ["one", "two", "three"]) expect((await app.request(`/articles/${article}`, { headers: { cookie: `mos_anon=${anonymous}` } })).status).toBe(200);
+    platform.calls.length = 0;
+    // 70,000 characters would also push the decision's body past the platform's 64 KiB (a 413 the app cannot fix).
+    const denied = await app.request("/articles/four", { headers: { cookie: `mos_jwt=${"x".repeat(70_000)}; mos_anon=${anonymous}` } });
+    expect(denied.status).toBe(402);
+    expect(platform.calls.map((call) => call.body.identity)).toEqual([{ anonymousIdentifier: anonymous }]);
+  });
+
   it("mints the anonymous cookie once for a new visitor with a junk JWT, then meters them on it", async () => {
     const platform = recordingPlatform();
     const app = articlesApp({ client: clientFor({ fetch: platform.fetch }) });
@@ -327,10 +339,14 @@ describe("requireFeature", () => {
   it("answers 503 and logs the platform's refusal (a misconfiguration) even when failing open", async () => {
     const logged = expectConsoleError("surface_not_found");
     const app = articlesApp({ client: clientFor({ failureMode: "open" }), surfaceSlug: "no-such-surface" });
-    const response = await app.request("/articles/misconfigured", { headers: { cookie: "mos_anon=someone" } });
-    expect(response.status).toBe(503);
-    expect(await json(response)).toMatchObject({ code: "service_unavailable" });
-    expect(logged.lines.join("\n")).toContain('requireFeature("articles.enabled")');
+    for (const visitor of ["someone", "someone-else", "a-third"]) {
+      const response = await app.request("/articles/misconfigured", { headers: { cookie: `mos_anon=${visitor}` } });
+      expect(response.status).toBe(503);
+      expect(await json(response)).toMatchObject({ code: "service_unavailable" });
+    }
+    // Said once per isolate: visitors who can provoke a refusal cannot flood the operator's log with it.
+    expect(logged.lines).toHaveLength(1);
+    expect(logged.lines[0]).toContain('requireFeature("articles.enabled")');
   });
 
   it("throws a clear error when monetization() is not installed", async () => {
@@ -391,6 +407,17 @@ describe("the decision on the context", () => {
     await app.request("/articles/facts", { headers: { cookie: "mos_anon=facts", "cf-connecting-ip": "192.0.2.66", "x-forwarded-for": "198.51.100.1, 10.0.0.1" } });
     expect(platform.calls[1]!.body.http).toEqual({ url: "http://localhost/articles/facts" });
     expect(platform.calls[1]!.body.cloudflare).toBeUndefined();
+  });
+
+  it("cuts facts the visitor writes to the platform's bounds, so an over-long URL or user agent is still decided", async () => {
+    const platform = recordingPlatform();
+    const app = articlesApp({ client: clientFor({ fetch: platform.fetch }) });
+    const url = `https://news.example/articles/long?q=${"q".repeat(9_000)}`;
+    const response = await app.request(new Request(url, { headers: { cookie: "mos_anon=long-facts", "user-agent": "U".repeat(3_000), referer: `https://news.example/?${"r".repeat(9_000)}` } }));
+    expect(response.status).toBe(200);
+    const { http } = platform.calls[0]!.body;
+    expect([http.url.length, http.userAgent.length, http.referer.length]).toEqual([8192, 2048, 8192]);
+    expect(http.url).toBe(url.slice(0, 8192));
   });
 
   it("takes the client IP from the clientIP option when given (a proxy the operator runs), on Workers too", async () => {
