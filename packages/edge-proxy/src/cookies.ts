@@ -1,14 +1,17 @@
 /** Reading the visitor's cookies and the cookies an origin response sets. */
 
-/** The value of cookie `name` in a Cookie header (the first one when it repeats), or null. */
-export function readCookie(header: string | null, name: string): string | null {
+/**
+ * The value of cookie `name` in a Cookie header, or null: the first one `usable` accepts when it repeats (a browser
+ * sends a cookie once per path and domain it was set for: a stale unusable one must not hide the good one).
+ */
+export function readCookie(header: string | null, name: string, usable: (value: string) => boolean = () => true): string | null {
   if (!header) return null;
   for (const pair of header.split(";")) {
     const equals = pair.indexOf("=");
     if (equals === -1) continue;
     if (pair.slice(0, equals).trim() !== name) continue;
     const value = pair.slice(equals + 1).trim().replace(/^"(.*)"$/, "$1");
-    return value === "" ? null : value;
+    if (value !== "" && usable(value)) return value;
   }
   return null;
 }
@@ -45,6 +48,19 @@ const COOKIE_OCTETS = /^[\x21\x23-\x2B\x2D-\x3A\x3C-\x5B\x5D-\x7E]+$/;
 /** Whether `value` can be an identity cookie: 1–512 cookie-octets (what the proxy sets, and what it believes). */
 export function isIdentifierCookieValue(value: string | null | undefined): value is string {
   return typeof value === "string" && value.length <= MAX_IDENTIFIER_LENGTH && COOKIE_OCTETS.test(value);
+}
+
+/** The platform's bound on a JWT (longer ones it refuses unread) and the only form it reads (compact JWS). */
+export const MAX_JWT_LENGTH = 16 * 1024;
+const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/;
+
+/**
+ * Whether `value` can be a JWT the platform verifies. Any other it refuses (`invalid_jwt`) without looking further, so
+ * the proxy does not send it: a visitor's 70 KB cookie would make the decision's body too large to be read at all, and
+ * base64url characters are never escaped in JSON (the body's size stays bounded, see ./stages/decision).
+ */
+export function isJwtCookieValue(value: string | null | undefined): value is string {
+  return typeof value === "string" && value.length <= MAX_JWT_LENGTH && COMPACT_JWS.test(value);
 }
 
 /** The identity cookie the proxy sets for an identifier the platform minted. Readable by scripts (not HttpOnly) on purpose: the browser package may use it. */

@@ -65,10 +65,9 @@ async function handle(request: Request, context: ProxyContext): Promise<Response
   if (route.kind === "decide" && isPrefetch(request)) return prefetchRefused();
   let origin: Response;
   try {
-    origin = onVisitorHost(await fetchOrigin(request, url, context, route.kind === "decide"), url, context);
+    origin = onVisitorHost(await fetchOrigin(request, url, route, context), url, context);
   } catch (error) {
-    context.logger.warn("edge-proxy: the origin could not be reached", { url: url.pathname, error: String(error) });
-    return htmlPage(502, "Bad gateway", "The site could not be reached. Please try again in a moment.");
+    return originFailed(url, error, context);
   }
   if (route.kind !== "decide") return origin;
   const reason = passThroughReason(origin);
@@ -79,6 +78,11 @@ async function handle(request: Request, context: ProxyContext): Promise<Response
   return personalise(request, url, route, origin, context);
 }
 
+function originFailed(url: URL, error: unknown, context: ProxyContext): Response {
+  context.logger.warn("edge-proxy: the origin could not be reached", { url: url.pathname, error: String(error) });
+  return htmlPage(502, "Bad gateway", "The site could not be reached. Please try again in a moment.");
+}
+
 /** Chrome's `Sec-Purpose: prefetch` (and `prefetch;prerender`), the older `Purpose: prefetch`. */
 function isPrefetch(request: Request): boolean {
   return /\bprefetch\b/i.test(request.headers.get("sec-purpose") ?? request.headers.get("purpose") ?? "");
@@ -86,7 +90,13 @@ function isPrefetch(request: Request): boolean {
 
 async function personalise(request: Request, url: URL, route: { surface: string; path: string }, origin: Response, context: ProxyContext): Promise<Response> {
   const { surface } = route;
-  const read = await readPage(origin);
+  let read: Awaited<ReturnType<typeof readPage>>;
+  try {
+    read = await readPage(origin);
+  } catch (error) {
+    // The origin's body broke off: as if it could not be reached (part of a page is no page).
+    return originFailed(url, error, context);
+  }
   if ("tooLarge" in read) {
     warnOnce(context.logger, `too large ${surface}`, `edge-proxy: a page of surface "${surface}" is larger than ${MAX_PAGE_BYTES} bytes: it is not decided`, { url: url.pathname });
     if (context.config.failureMode === "open") return read.tooLarge;
@@ -146,9 +156,11 @@ async function personalise(request: Request, url: URL, route: { surface: string;
 /**
  * The platform's refusals that are the operator's to fix (a revoked key, an unknown surface, a configuration the
  * platform cannot read): said once, loudly, and the page is served as is — a misconfiguration must not take the site
- * down. Everything a visitor could cause is handled before (the identity decided again, the facts cut to size).
+ * down. Everything a visitor could cause is handled before (the identity decided again, the facts cut to size, the
+ * body kept under the platform's bound) — and should one still happen (`payload_too_large` is not here), it follows
+ * FAILURE_MODE.
  */
-const OPERATOR_CODES = new Set(["unauthorized", "invalid_api_key", "forbidden", "forbidden_identity_form", "not_found", "organization_not_found", "surface_not_found", "validation_failed", "bad_request", "payload_too_large"]);
+const OPERATOR_CODES = new Set(["unauthorized", "invalid_api_key", "forbidden", "forbidden_identity_form", "not_found", "organization_not_found", "surface_not_found", "validation_failed", "bad_request"]);
 
 function decisionFailed(error: ClientError, surface: string, asIs: () => Response, context: ProxyContext): Response {
   if (error.kind === "api" && error.code === "rejected_by_workflow") {

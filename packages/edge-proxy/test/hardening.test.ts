@@ -13,13 +13,13 @@ const unreachable = async (): Promise<Response> => {
 };
 
 describe("the origin request stays on ORIGIN_URL", () => {
-  it("keeps `//host/…` and `/\\host/…` paths on the origin", async () => {
+  it("keeps `//host/…` and `/\\host/…` paths on the origin (slashes merged, as matched)", async () => {
     const org = await scriptedTenant();
     const origin = originDouble({});
     const proxy = proxyOver(org, origin);
     await proxy.fetch(visit("//evil.example/x?q=1"));
     await proxy.fetch(visit("/\\evil.example/x"));
-    expect(origin.requests.map((request) => request.url)).toEqual([`${ORIGIN}//evil.example/x?q=1`, `${ORIGIN}//evil.example/x`]);
+    expect(origin.requests.map((request) => request.url)).toEqual([`${ORIGIN}/evil.example/x?q=1`, `${ORIGIN}/evil.example/x`]);
   });
 
   it("sends a redirect to ORIGIN_URL to the same path and query on the visitor's host; others pass as they are", async () => {
@@ -128,12 +128,12 @@ describe("what the visitor sends cannot get the page undecided", () => {
   it("matches SURFACES and IGNORE_PATHS on the path with unreserved escapes decoded, the decoded path as the resource", async () => {
     const org = await scriptedTenant();
     const platform = recordedPlatform();
-    const origin = originDouble({ "/%61rticles/x": page({ echo: true }), "/articles/%61ssets/y": page() });
+    const origin = originDouble({ "/articles/x": page({ echo: true }), "/articles/assets/y": page() });
     const proxy = proxyOver(org, origin, { surfaceSlug: undefined, surfaces: [{ pattern: "^/articles/", surface: "page" }], ignorePaths: ["^/articles/assets/"] }, { platform: platform.fetch });
     const response = await proxy.fetch(visit("/%61rticles/x", { cookie: "mos_anon=reader-10" }));
     expect(echoed(await response.text()).resource.id).toBe("/articles/x");
-    // The origin gets the path as the visitor wrote it.
-    expect(origin.requests[0]!.url).toBe(`${ORIGIN}/%61rticles/x`);
+    // The origin is asked for the path that was matched: what is decided is what is served.
+    expect(origin.requests[0]!.url).toBe(`${ORIGIN}/articles/x`);
     const ignored = await proxy.fetch(visit("/articles/%61ssets/y", { cookie: "mos_anon=reader-10" }));
     expect(ignored.headers.get("cache-control")).toBe("public, max-age=600");
     expect(platform.requests).toHaveLength(1);
@@ -270,5 +270,142 @@ describe("small things", () => {
     const edit = { slug: "broken", selector: "p[", before: "", prepend: "", append: "<b>x</b>", after: "", remove: false, range: null };
     for (let view = 0; view < 3; view++) await rewritePage("<p>Hi</p>", [edit], { logger });
     expect(warnings).toHaveLength(1);
+  });
+});
+
+describe("the decision's body stays under the platform's bound", () => {
+  const identitiesSent = (requests: Request[]) => Promise.all(requests.map(async (request) => ((await request.json()) as { identity: unknown }).identity));
+
+  it("sends no JWT the platform would refuse unread (over 16,384 characters, not a JWT): the anonymous visitor, closed mode too", async () => {
+    const org = await scriptedTenant();
+    const platform = recordedPlatform();
+    const proxy = proxyOver(org, originDouble({ "/a": page({ echo: true }) }), { failureMode: "closed" }, { platform: platform.fetch });
+    for (const jwt of ["x".repeat(70_000), `${"a".repeat(16_381)}.b.c`, 'a"b.c\\d.e']) {
+      const response = await proxy.fetch(visit("/a", { cookie: `mos_jwt=${jwt}; mos_anon=reader-11` }));
+      expect(response.status).toBe(200);
+      expect(echoed(await response.text())).toMatchObject({ identifier: "reader-11", authType: "anonymous" });
+    }
+    expect(await identitiesSent(platform.requests)).toEqual([{ anonymousIdentifier: "reader-11" }, { anonymousIdentifier: "reader-11" }, { anonymousIdentifier: "reader-11" }]);
+  });
+
+  it("fits the worst a visitor can send (escaped facts, a JWT at the limit) and a page's endless meta into 64 KiB", async () => {
+    const org = await scriptedTenant();
+    const platform = recordedPlatform();
+    const { logger, errors, warnings } = recordingLogger();
+    // JSON doubles every `"` and `\`: each fact at its bound, all escaped.
+    const quotes = (length: number) => '"'.repeat(length);
+    const jwtAtLimit = `${"a".repeat(16_384 - 4)}.b.c`;
+    const endlessMeta = Array.from({ length: 200 }, (_, index) => `<meta name="m${index}" content="${"&quot;".repeat(500)}">`).join("");
+    const proxy = proxyOver(org, originDouble({ "/a": page({ echo: true, head: endlessMeta }) }), { failureMode: "closed" }, { platform: platform.fetch, logger });
+    const response = await proxy.fetch(
+      visit(`/a?${"\\".repeat(9000)}`, {
+        cookie: `mos_jwt=${jwtAtLimit}; mos_anon=reader-12`,
+        headers: { "user-agent": quotes(5000), referer: `${SITE}/?${quotes(9000)}`, "x-forwarded-for": quotes(200) },
+      }),
+    );
+    expect(response.status).toBe(200);
+    expect(response.headers.get("cache-control")).toBe("private, no-store");
+    const told = echoed(await response.text());
+    expect(told).toMatchObject({ identifier: "reader-12", userAgent: quotes(2048) });
+    expect(told.resource.meta["test-echo"]).toBe("yes");
+    // The JWT went (refused: the tenant has no JWT method), then the anonymous cookie.
+    expect(await identitiesSent(platform.requests.map((request) => request.clone()))).toEqual([{ userJwt: jwtAtLimit }, { anonymousIdentifier: "reader-12" }]);
+    for (const request of platform.requests) expect((await request.arrayBuffer()).byteLength).toBeLessThanOrEqual(64 * 1024);
+    expect(errors).toEqual([]);
+    expect(warnings).toEqual([expect.stringContaining("more <meta> than a decision can carry")]);
+  });
+
+  it("follows FAILURE_MODE when the platform still refuses the body as too large (not the operator's to fix)", async () => {
+    const tooLarge = async () => Response.json({ status: "error", statusCode: 413, code: "payload_too_large", message: "Request body larger than 65536 bytes", requestId: "req_1" }, { status: 413 });
+    const { logger, errors } = recordingLogger();
+    const build = (failureMode: "open" | "closed") =>
+      createEdgeProxy({ platformUrl: PLATFORM, secretKey: "sk_env_test_secret", originUrl: ORIGIN, surfaceSlug: "page", failureMode }, { platform: tooLarge, origin: originDouble({ "/a": page({ main: "<p>Secret article</p>" }) }).fetch, logger });
+    const closed = await build("closed").fetch(visit("/a"));
+    expect(closed.status).toBe(503);
+    expect(await closed.text()).not.toContain("Secret article");
+    const open = await build("open").fetch(visit("/a"));
+    expect(open.status).toBe(200);
+    expect(await open.text()).toContain("Secret article");
+    expect(errors).toEqual([]);
+  });
+
+  it("redeems with the anonymous cookie, never a JWT the platform would refuse unread", async () => {
+    const org = await scriptedTenant();
+    const platform = recordedPlatform();
+    const proxy = proxyOver(org, originDouble({}), {}, { platform: platform.fetch });
+    const response = await proxy.fetch(
+      visit("/mos-api/offer-redemptions", { method: "POST", cookie: `mos_jwt=${"x".repeat(70_000)}; mos_anon=reader-13`, headers: { "content-type": "application/json" }, body: JSON.stringify({ offerToken: "not-a-token" }) }),
+    );
+    expect(response.status).not.toBe(413);
+    expect(await identitiesSent(platform.requests)).toEqual([{ anonymousIdentifier: "reader-13" }]);
+  });
+});
+
+describe("what is decided is what is served", () => {
+  it("merges repeated slashes before matching SURFACES, and asks the origin for the path as matched", async () => {
+    const org = await scriptedTenant();
+    const origin = originDouble({ "/articles/x": page({ echo: true }) });
+    const proxy = proxyOver(org, origin, { surfaceSlug: undefined, surfaces: [{ pattern: "^/articles/", surface: "page" }] });
+    const response = await proxy.fetch(visit("//articles//x?q=1", { cookie: "mos_anon=reader-14" }));
+    expect(response.headers.get("cache-control")).toBe("private, no-store");
+    expect(echoed(await response.text()).resource.id).toBe("/articles/x");
+    expect(origin.requests.map((request) => request.url)).toEqual([`${ORIGIN}/articles/x?q=1`]);
+  });
+
+  it("answers the 502 page when the origin's body breaks off while it is read", async () => {
+    const org = await scriptedTenant();
+    const broken = () => {
+      const body = new ReadableStream<Uint8Array>({
+        start(controller) {
+          controller.enqueue(new TextEncoder().encode("<html><head></head><body><div id=\"main\">Secret"));
+          controller.error(new TypeError("connection reset"));
+        },
+      });
+      return new Response(body, { headers: { "content-type": "text/html" } });
+    };
+    const response = await proxyOver(org, originDouble({ "/a": broken })).fetch(visit("/a"));
+    expect(response.status).toBe(502);
+    expect(await response.text()).not.toContain("Secret");
+  });
+
+  it("asks the origin for HTML on a decided request (Accept set, Accept-Charset dropped); other requests keep the visitor's", async () => {
+    const org = await scriptedTenant();
+    // An origin that negotiates.
+    const origin = originDouble({
+      "/a": (request) => ((request.headers.get("accept") ?? "").includes("application/json") ? Response.json({ article: "Secret article" }) : new Response(page(), { headers: { "content-type": "text/html" } })),
+    });
+    const proxy = proxyOver(org, origin, { ignorePaths: ["^/feed"] });
+    const headers = { accept: "application/json", "accept-charset": "iso-8859-1" };
+    const response = await proxy.fetch(visit("/a", { cookie: "mos_anon=reader-15", headers }));
+    expect(response.headers.get("content-type")).toBe("text/html");
+    expect(response.headers.get("cache-control")).toBe("private, no-store");
+    expect(origin.requests[0]!.headers.get("accept")).toBe("text/html,application/xhtml+xml;q=0.9,*/*;q=0.8");
+    expect(origin.requests[0]!.headers.get("accept-charset")).toBeNull();
+    await proxy.fetch(visit("/feed", { headers }));
+    expect(origin.requests[1]!.headers.get("accept")).toBe("application/json");
+    expect(origin.requests[1]!.headers.get("accept-charset")).toBe("iso-8859-1");
+  });
+
+  it("decides a page answered to a POST with FAILURE_MODE=closed; passes it with open", async () => {
+    const org = await scriptedTenant();
+    const origin = originDouble({ "/a": (request) => new Response(request.method === "POST" ? page({ echo: true, main: "<p>Hello</p>" }) : "", { headers: { "content-type": "text/html" } }) });
+    const post = () => visit("/a", { method: "POST", cookie: "mos_anon=reader-16", headers: { "content-type": "application/x-www-form-urlencoded" }, body: "comment=hi" });
+    const closed = await proxyOver(org, origin, { failureMode: "closed" }).fetch(post());
+    expect(closed.headers.get("cache-control")).toBe("private, no-store");
+    expect(echoed(await closed.text()).identifier).toBe("reader-16");
+    expect(origin.requests[0]!.method).toBe("POST");
+    expect(new TextDecoder().decode(await origin.requests[0]!.arrayBuffer())).toBe("comment=hi");
+    const open = await proxyOver(org, origin, { failureMode: "open" }).fetch(post());
+    expect(open.headers.get("cache-control")).toBeNull();
+    // HEAD has no body to hand out: it passes in either mode.
+    const head = await proxyOver(org, origin, { failureMode: "closed" }).fetch(visit("/a", { method: "HEAD" }));
+    expect(head.headers.get("cache-control")).toBeNull();
+  });
+
+  it("takes the first usable anonymous cookie when the cookie repeats", async () => {
+    const org = await scriptedTenant();
+    const response = await proxyOver(org, originDouble({ "/a": page({ echo: true }) })).fetch(visit("/a", { cookie: `mos_anon=${"x".repeat(513)}; mos_anon=a\\b; mos_anon=reader-17` }));
+    expect(echoed(await response.text()).identifier).toBe("reader-17");
+    expect(setCookie(response, "mos_anon")).toBeUndefined();
   });
 });

@@ -5,7 +5,7 @@
  */
 import type { ProxyContext } from "../context";
 import { PROXY_CLIENT, PROXY_VERSION } from "../context";
-import { readCookie } from "../cookies";
+import { isJwtCookieValue, readCookie } from "../cookies";
 import { jsonError } from "../pages";
 
 export function isEndpointRequest(url: URL, context: ProxyContext): boolean {
@@ -36,7 +36,7 @@ export async function forwardToEndpoint(request: Request, url: URL, context: Pro
   headers.set("X-MOS-Proxy-Version", PROXY_VERSION);
   headers.set("X-MOS-Proxy-Client", PROXY_CLIENT);
   // The visitor signed in on the site: the endpoint sees the same user the pages' decisions see.
-  const jwt = readCookie(request.headers.get("cookie"), config.jwtCookie);
+  const jwt = readCookie(request.headers.get("cookie"), config.jwtCookie, isJwtCookieValue);
   if (jwt && !headers.has("X-MOS-User-Jwt") && sameSiteRequest(request, url)) headers.set("X-MOS-User-Jwt", jwt);
   // The proxy never lends its secret key: an endpoint's access level is what the visitor's own X-MOS-Key gives.
   try {

@@ -4,7 +4,7 @@
  */
 import type { IdentityRequest } from "@edge-monetization/client";
 import type { ResolvedConfig } from "../config";
-import { anonymousCookieLine, isIdentifierCookieValue, readCookie, setCookieValue } from "../cookies";
+import { anonymousCookieLine, isIdentifierCookieValue, isJwtCookieValue, readCookie, setCookieValue } from "../cookies";
 import type { Logger } from "../log";
 import { warnOnce } from "../log";
 
@@ -25,17 +25,19 @@ export const NEW_VISITOR: IdentityRequest = { createAnonymousIdentifier: true };
 /**
  * The identity of the request. `originHeaders`: the origin's response, whose Set-Cookie of the same names wins over
  * the request's cookies (the origin just signed the visitor in, or out). An anonymous cookie that cannot be an
- * identifier (empty, over 512 characters, not cookie-octets) counts as none: the platform would refuse it.
+ * identifier (empty, over 512 characters, not cookie-octets) counts as none, as does a JWT over 16,384 characters or
+ * not in compact form: the platform would refuse them. Of a cookie sent twice, the first usable value counts.
  */
 export function visitorIdentity(request: Request, config: ResolvedConfig, originHeaders?: Headers): VisitorIdentity {
   const cookieHeader = request.headers.get("cookie");
-  const current = (name: string) => {
+  const current = <T extends string>(name: string, usable: (value: string | null) => value is T): T | null => {
     const set = originHeaders ? setCookieValue(originHeaders, name) : undefined;
-    return set === undefined ? readCookie(cookieHeader, name) : set;
+    const value = set === undefined ? readCookie(cookieHeader, name, usable) : set;
+    return usable(value) ? value : null;
   };
-  const jwt = current(config.jwtCookie);
-  const anonymousCookie = current(config.anonymousCookie);
-  const anonymousIdentifier = isIdentifierCookieValue(anonymousCookie) ? anonymousCookie : null;
+  // A JWT the platform would refuse unread (too long, not a JWT) counts as none: straight to the anonymous visitor.
+  const jwt = current(config.jwtCookie, isJwtCookieValue);
+  const anonymousIdentifier = current(config.anonymousCookie, isIdentifierCookieValue);
   if (jwt && anonymousIdentifier) {
     // No fallback: a refused token is decided again for the cookie's visitor, not for a fresh one.
     return { request: { userJwt: jwt }, anonymousIdentifier, whenJwtRefused: { anonymousIdentifier } };

@@ -1,7 +1,7 @@
 /**
- * Stage 3: the page from the origin, same path and query, the request forwarded as the visitor made it; which requests
- * are decided (the route), and which answers pass back untouched (nothing to decide on, or nothing a decision could
- * change).
+ * Stage 3: the page from the origin, the path as matched and the same query, the request forwarded as the visitor made
+ * it; which requests are decided (the route), and which answers pass back untouched (nothing to decide on, or nothing a
+ * decision could change).
  */
 import type { ProxyContext } from "../context";
 
@@ -12,8 +12,8 @@ export const MAX_DECIDED_PATH_LENGTH = 512;
 
 /** What the proxy does with a request that is not an endpoint's or a redemption. */
 export type Route =
-  | { kind: "pass" }
-  | { kind: "decide"; surface: string; /** The path as matched: the page's resource id. */ path: string }
+  | { kind: "pass"; /** The path as matched: what the origin is asked for. */ path: string }
+  | { kind: "decide"; surface: string; /** The path as matched: the page's resource id, and what the origin is asked for. */ path: string }
   /** A path too long to match, or to decide: answered 414, never fetched (it must not reach the page undecided). */
   | { kind: "too long" };
 
@@ -21,48 +21,57 @@ const UNRESERVED = /^[A-Za-z0-9\-._~]$/;
 
 /**
  * The path as a browser and most servers read it: percent-escapes of unreserved characters decoded (`/%61rticles/` is
- * `/articles/`), so a pattern cannot be side-stepped by escaping. Other escapes stay: they mean something else encoded.
+ * `/articles/`) and repeated slashes merged (nginx and Apache serve `//articles/x` as `/articles/x`), so a pattern
+ * cannot be side-stepped by escaping or doubling. Other escapes stay: they mean something else encoded. It is also the
+ * path the origin is asked for: what is decided is what is served.
  */
 export function matchedPath(pathname: string): string {
-  return pathname.replace(/%([0-9A-Fa-f]{2})/g, (escape, hex: string) => {
+  const decoded = pathname.replace(/%([0-9A-Fa-f]{2})/g, (escape, hex: string) => {
     const character = String.fromCharCode(Number.parseInt(hex, 16));
     return UNRESERVED.test(character) ? character : escape;
   });
+  return decoded.replace(/\/{2,}/g, "/");
 }
 
 /**
  * Whether and how this request is decided: a GET of a path that IGNORE_PATHS does not exclude and a surface covers (the
- * first SURFACES pattern that matches, else SURFACE_SLUG). A HEAD (link previews) must not use up a reader's article,
- * and other methods are not page views: they pass.
+ * first SURFACES pattern that matches, else SURFACE_SLUG). A HEAD (link previews; no body, so no article) passes: it
+ * must not use up a reader's article. Other methods (a form posted to the page) pass with FAILURE_MODE=open; with
+ * `closed` they are decided like a GET, so no answer of a decided path reaches the visitor undecided.
  */
 export function routeOf(request: Request, url: URL, context: ProxyContext): Route {
-  const { surfaces, surfaceSlug, ignorePaths } = context.config;
+  const { surfaces, surfaceSlug, ignorePaths, failureMode } = context.config;
   const path = matchedPath(url.pathname);
   if (path.length > MAX_MATCHED_PATH_LENGTH) return { kind: "too long" };
-  if (request.method !== "GET") return { kind: "pass" };
-  if (ignorePaths.some((pattern) => pattern.test(path))) return { kind: "pass" };
+  if (request.method === "HEAD" || (request.method !== "GET" && failureMode === "open")) return { kind: "pass", path };
+  if (ignorePaths.some((pattern) => pattern.test(path))) return { kind: "pass", path };
   const surface = surfaces.find((entry) => entry.pattern.test(path))?.surface ?? surfaceSlug;
-  if (surface === null) return { kind: "pass" };
+  if (surface === null) return { kind: "pass", path };
   if (path.length > MAX_DECIDED_PATH_LENGTH) return { kind: "too long" };
   return { kind: "decide", surface, path };
 }
 
-// A decided page is always asked for whole and fresh: a part (Range) or a 304 would leave nothing to decide on, and
-// passing them untouched would hand out the article without a decision.
-const PARTIAL_AND_CONDITIONAL = ["range", "if-range", "if-none-match", "if-modified-since"];
+// A decided page is always asked for whole, fresh and as UTF-8 HTML: a part (Range), a 304, JSON or another charset
+// from an origin that negotiates would leave nothing to decide on, and passing them untouched would hand out the
+// article without a decision.
+const NEGOTIATING = ["range", "if-range", "if-none-match", "if-modified-since", "accept-charset"];
+const DECIDED_ACCEPT = "text/html,application/xhtml+xml;q=0.9,*/*;q=0.8";
 
-export function fetchOrigin(request: Request, url: URL, context: ProxyContext, decided: boolean): Promise<Response> {
+export function fetchOrigin(request: Request, url: URL, route: Exclude<Route, { kind: "too long" }>, context: ProxyContext): Promise<Response> {
   // The target is ORIGIN_URL with the path set on it — never the path resolved against it: `//host/x` or `/\host/x`
   // would name another host.
   const target = new URL(context.config.originUrl);
-  target.pathname = url.pathname;
+  target.pathname = route.path;
   target.search = url.search;
   const headers = new Headers(request.headers);
   // The Host is the origin's (from the URL); the origin learns the site's from X-Forwarded-Host.
   headers.delete("host");
   headers.set("X-Forwarded-Host", url.host);
   headers.set("X-Forwarded-Proto", url.protocol.slice(0, -1));
-  if (decided) for (const name of PARTIAL_AND_CONDITIONAL) headers.delete(name);
+  if (route.kind === "decide") {
+    for (const name of NEGOTIATING) headers.delete(name);
+    headers.set("Accept", DECIDED_ACCEPT);
+  }
   return context.origin(new Request(target, { method: request.method, headers, body: request.body, redirect: "manual" }));
 }
 
