@@ -38,9 +38,9 @@ export default defineConfig(async () => {
       globalSetup: ["./test/fake-stripe/global-setup.ts", "./test/webhook-receiver/global-setup.ts"],
       setupFiles: ["./test/setup/apply-migrations.ts", "./test/setup/console.ts", "./test/setup/payments-queue.ts"],
       include: ["test/**/*.test.ts", "packages/*/test/**/*.test.ts", "examples/*/test/**/*.test.ts"],
-      // test/browser/ (and the packages' *.live.test.ts) run in Node against `wrangler dev`, with their own config
+      // test/browser/ (and the packages' and examples' *.live.test.ts) run in Node against `wrangler dev`, with their own config
       // (npm run test:browser).
-      exclude: [...configDefaults.exclude, "test/browser/**", "packages/**/*.live.test.ts"],
+      exclude: [...configDefaults.exclude, "test/browser/**", "packages/**/*.live.test.ts", "examples/**/*.live.test.ts"],
       // One workerd runtime per vitest worker, shared by the files it runs, instead of one per file: starting a runtime
       // cost ~2.3 s a file (177 s of a 350 s run on 2 cores; 135 s in all without it). Files can share one because every
       // test owns its organization (so its environments, stores, counters and customers), module caches are keyed by

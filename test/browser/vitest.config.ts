@@ -9,7 +9,7 @@ import { defineConfig } from "vitest/config";
 const packageSource = (relative: string) => join(import.meta.dirname, "..", "..", "packages", relative);
 
 export default defineConfig({
-  // The packages' live tests (packages/*/test/**/*.live.test.ts) use them from their sources, like the workerd suite.
+  // The packages' and examples' live tests (*/test/**/*.live.test.ts) use the packages from their sources, like the workerd suite.
   resolve: {
     alias: {
       "@edge-monetization/client": packageSource("client/src/index.ts"),
@@ -21,7 +21,7 @@ export default defineConfig({
   },
   test: {
     root: join(import.meta.dirname, "..", ".."),
-    include: ["test/browser/**/*.test.ts", "packages/*/test/**/*.live.test.ts"],
+    include: ["test/browser/**/*.test.ts", "packages/*/test/**/*.live.test.ts", "examples/*/test/**/*.live.test.ts"],
     environment: "node",
     globalSetup: ["test/browser/global-setup.ts"],
     fileParallelism: false,
