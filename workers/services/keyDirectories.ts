@@ -1,0 +1,109 @@
+/**
+ * Web Bot Auth key directories: the JWKS an agent publishes at `/.well-known/http-message-signatures-directory` on its
+ * origin (or at the URL its Signature-Agent names). Fetched over https only (a loopback http address only where the
+ * operator allows it, for local development and tests), bounded in size and time, and cached per isolate — a hit for
+ * an hour, a failure for a minute, at most 500 agents — so a verified agent costs no fetch in the steady state and a
+ * flood of made-up agents cannot make the platform fetch without end. Only Ed25519 keys (`kty: OKP`) are kept, by
+ * their RFC 7638 thumbprint: the `keyid` agents sign with.
+ */
+import { LRUCache } from "lru-cache";
+import { jwkToKeyID, helpers } from "web-bot-auth";
+import type { DirectoryKeys, KeyDirectoryLookup } from "../identity/webBotAuth";
+import { BodyTooLargeError, readBoundedText } from "../lib/boundedBody";
+
+export const DIRECTORY_PATH = "/.well-known/http-message-signatures-directory";
+export const DIRECTORY_MEDIA_TYPE = "application/http-message-signatures-directory+json";
+const MAX_DIRECTORY_BYTES = 64 * 1024;
+const MAX_KEYS = 32;
+const FETCH_TIMEOUT_MS = 2_000;
+const HIT_TTL_MS = 60 * 60 * 1000;
+const MISS_TTL_MS = 60 * 1000;
+const MAX_DIRECTORIES = 500;
+
+type Lookup = { ok: true; keys: DirectoryKeys } | { ok: false; reason: string };
+
+export interface KeyDirectoryOptions {
+  fetch: (request: Request) => Promise<Response>;
+  /** http on 127.0.0.1 / localhost / [::1] as well as https (never in production). */
+  allowInsecureLoopback: boolean;
+  now?: () => number;
+}
+
+/** The directory cache of one isolate (the Worker keeps one; tests make their own). */
+export function keyDirectories(options: KeyDirectoryOptions): KeyDirectoryLookup {
+  const now = options.now ?? Date.now;
+  const cache = new LRUCache<string, { lookup: Lookup; until: number }>({ max: MAX_DIRECTORIES });
+  const inFlight = new Map<string, Promise<Lookup>>();
+
+  const allows = (agent: URL) =>
+    agent.protocol === "https:" || (options.allowInsecureLoopback && agent.protocol === "http:" && isLoopback(agent.hostname));
+
+  return {
+    allows,
+    async keysOf(agent) {
+      if (!allows(agent)) return { ok: false, reason: "a key directory must be served over https" };
+      const url = directoryUrl(agent);
+      const cached = cache.get(url);
+      if (cached && cached.until > now()) return cached.lookup;
+      // Concurrent decisions of one new agent share one fetch.
+      let pending = inFlight.get(url);
+      if (!pending) {
+        pending = fetchDirectory(url, options.fetch).finally(() => inFlight.delete(url));
+        inFlight.set(url, pending);
+      }
+      const lookup = await pending;
+      cache.set(url, { lookup, until: now() + (lookup.ok ? HIT_TTL_MS : MISS_TTL_MS) });
+      return lookup;
+    },
+  };
+}
+
+/** The agent's origin names its well-known directory; a URL with a path names the directory itself. */
+export function directoryUrl(agent: URL): string {
+  return agent.pathname === "/" || agent.pathname === "" ? `${agent.origin}${DIRECTORY_PATH}` : `${agent.origin}${agent.pathname}`;
+}
+
+async function fetchDirectory(url: string, fetcher: KeyDirectoryOptions["fetch"]): Promise<Lookup> {
+  let response: Response;
+  try {
+    response = await fetcher(
+      new Request(url, { headers: { accept: `${DIRECTORY_MEDIA_TYPE}, application/json;q=0.9` }, redirect: "manual", signal: AbortSignal.timeout(FETCH_TIMEOUT_MS) }),
+    );
+  } catch (error) {
+    return { ok: false, reason: `fetching ${url} failed (${error instanceof Error ? error.message : String(error)})` };
+  }
+  if (response.status !== 200) {
+    await response.body?.cancel();
+    return { ok: false, reason: `${url} answered ${response.status}` };
+  }
+  let document: unknown;
+  try {
+    document = JSON.parse(await readBoundedText(response.body, MAX_DIRECTORY_BYTES, response.headers.get("content-length")));
+  } catch (error) {
+    return { ok: false, reason: error instanceof BodyTooLargeError ? `${url} is larger than ${MAX_DIRECTORY_BYTES} bytes` : `${url} is not JSON` };
+  }
+  const jwks = (document as { keys?: unknown } | null)?.keys;
+  if (!Array.isArray(jwks)) return { ok: false, reason: `${url} has no keys array` };
+  const keys = new Map<string, CryptoKey>();
+  for (const jwk of jwks.slice(0, MAX_KEYS)) {
+    if (!isEd25519PublicJwk(jwk)) continue;
+    const publicJwk: JsonWebKey = { kty: "OKP", crv: "Ed25519", x: jwk.x };
+    try {
+      const keyId = await jwkToKeyID(publicJwk, helpers.WEBCRYPTO_SHA256, helpers.BASE64URL_DECODE);
+      keys.set(keyId, await crypto.subtle.importKey("jwk", publicJwk, { name: "Ed25519" }, false, ["verify"]));
+    } catch {
+      // A key that does not import is skipped: the others may still verify.
+    }
+  }
+  if (keys.size === 0) return { ok: false, reason: `${url} has no usable Ed25519 key` };
+  return { ok: true, keys };
+}
+
+function isEd25519PublicJwk(value: unknown): value is { kty: "OKP"; crv: "Ed25519"; x: string } {
+  const jwk = value as { kty?: unknown; crv?: unknown; x?: unknown; d?: unknown } | null;
+  return typeof jwk === "object" && jwk !== null && jwk.kty === "OKP" && jwk.crv === "Ed25519" && typeof jwk.x === "string" && jwk.x.length <= 64;
+}
+
+function isLoopback(hostname: string): boolean {
+  return hostname === "127.0.0.1" || hostname === "localhost" || hostname === "[::1]";
+}
