@@ -27,6 +27,11 @@ export interface SignedRequest {
   signature?: string | undefined;
   signatureInput?: string | undefined;
   signatureAgent?: string | undefined;
+  /**
+   * Other request headers the signature may cover, by lower-case name — a crawler signs its `crawler-exact-price` /
+   * `crawler-max-price` so that nobody on the way can raise what it agreed to pay.
+   */
+  headers?: Readonly<Record<string, string>> | undefined;
 }
 
 /** Public keys of one agent's directory, by JWK thumbprint (RFC 7638: the `keyid` agents sign with). */
@@ -51,6 +56,8 @@ export type BotSignatureVerdict =
       nonce: string | null;
       createdAt: number;
       expiresAt: number;
+      /** The components the signature covers, lower-case (`@authority`, `signature-agent`, `crawler-max-price`, …). */
+      covered: string[];
     }
   | { status: "invalid"; reason: string };
 
@@ -80,6 +87,10 @@ export async function verifyBotSignature(request: SignedRequest, directories: Ke
     return invalid(`Signature-Input does not parse: ${messageOf(error)}`);
   }
   const covered = new Set(declared.components.map(componentName));
+  const extra = request.headers ?? {};
+  for (const name of covered) {
+    if (!name.startsWith("@") && name !== "signature-agent" && extra[name] === undefined) return invalid(`the signature covers a ${name} header the request does not carry`);
+  }
   if (!covered.has("@authority")) return invalid("the signature does not cover @authority");
   if (!covered.has("signature-agent")) return invalid("the signature does not cover the Signature-Agent header");
   const parameters = declared.parameters as Record<string, unknown>;
@@ -101,7 +112,7 @@ export async function verifyBotSignature(request: SignedRequest, directories: Ke
 
   try {
     const valid = await verifyMessage(
-      { method: request.method, url: target.href, headers: new Headers({ signature, "signature-input": signatureInput, "signature-agent": signatureAgent }) },
+      { method: request.method, url: target.href, headers: new Headers({ ...extra, signature, "signature-input": signatureInput, "signature-agent": signatureAgent }) },
       async (data, bytes) => crypto.subtle.verify("Ed25519", key, bytes, new TextEncoder().encode(data)),
     );
     if (!valid) return invalid("the signature does not verify");
@@ -109,7 +120,7 @@ export async function verifyBotSignature(request: SignedRequest, directories: Ke
     return invalid(`the signature does not verify: ${messageOf(error)}`);
   }
   const nonce = typeof parameters.nonce === "string" ? parameters.nonce : null;
-  return { status: "verified", operator: agent.origin, agent: signatureAgent, keyId, nonce, createdAt, expiresAt };
+  return { status: "verified", operator: agent.origin, agent: signatureAgent, keyId, nonce, createdAt, expiresAt, covered: [...covered] };
 }
 
 /** `Signature-Agent` is a structured-field string (`"https://agent.example"`); early agents send the bare URL. */

@@ -72,6 +72,24 @@ describe("Web Bot Auth", () => {
     expect(server.fetched).toEqual([`${AGENT}${DIRECTORY_PATH}`]);
   });
 
+  it("verifies other headers the signature covers (a crawler's price), and refuses them changed or missing", async () => {
+    const key = await agentKey();
+    const directories = keyDirectories({ fetch: directoryServer({ [`${AGENT}${DIRECTORY_PATH}`]: jwks(key.public) }).fetch, allowInsecureLoopback: false });
+    const signatureAgent = `"${AGENT}"`;
+    const now = Date.now();
+    const headers = await signatureHeaders(new Request(SITE, { headers: { "signature-agent": signatureAgent, "crawler-max-price": "USD 0.05" } }), await signerFromJWK(key.private), {
+      created: new Date(now),
+      expires: new Date(now + 300_000),
+      components: ["@authority", "signature-agent", "crawler-max-price"],
+    });
+    const request: SignedRequest = { method: "GET", url: SITE, signature: headers.Signature, signatureInput: headers["Signature-Input"], signatureAgent };
+    const verdict = await verifyBotSignature({ ...request, headers: { "crawler-max-price": "USD 0.05" } }, directories, now);
+    expect(verdict).toMatchObject({ status: "verified" });
+    if (verdict.status === "verified") expect(verdict.covered).toEqual(["@authority", "signature-agent", "crawler-max-price"]);
+    expect(await verifyBotSignature({ ...request, headers: { "crawler-max-price": "USD 5.00" } }, directories, now)).toMatchObject({ status: "invalid", reason: expect.stringContaining("does not verify") });
+    expect(await verifyBotSignature(request, directories, now)).toMatchObject({ status: "invalid", reason: expect.stringContaining("crawler-max-price") });
+  });
+
   it("is absent without signature headers, and invalid with half of them", async () => {
     const directories = keyDirectories({ fetch: directoryServer({}).fetch, allowInsecureLoopback: false });
     expect(await verifyBotSignature({ method: "GET", url: SITE }, directories, Date.now())).toEqual({ status: "absent" });
