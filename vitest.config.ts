@@ -7,6 +7,7 @@ const PACKAGE_SOURCES = {
   "@edge-monetization/client": path.join(import.meta.dirname, "packages/client/src/index.ts"),
   "@edge-monetization/hono": path.join(import.meta.dirname, "packages/hono/src/index.ts"),
   "@edge-monetization/edge-proxy": path.join(import.meta.dirname, "packages/edge-proxy/src/index.ts"),
+  "@edge-monetization/mcp": path.join(import.meta.dirname, "packages/mcp/src/index.ts"),
 };
 
 export default defineConfig(async () => {
@@ -35,7 +36,7 @@ export default defineConfig(async () => {
       })),
     ],
     test: {
-      globalSetup: ["./test/fake-stripe/global-setup.ts", "./test/webhook-receiver/global-setup.ts"],
+      globalSetup: ["./test/fake-stripe/global-setup.ts", "./test/webhook-receiver/global-setup.ts", "./test/fake-facilitator/global-setup.ts"],
       setupFiles: ["./test/setup/apply-migrations.ts", "./test/setup/console.ts", "./test/setup/payments-queue.ts"],
       include: ["test/**/*.test.ts", "packages/*/test/**/*.test.ts", "examples/*/test/**/*.test.ts"],
       // test/browser/ (and the packages' and examples' *.live.test.ts) run in Node against `wrangler dev`, with their own config
