@@ -30,6 +30,10 @@ const PACKAGES = {
     bundles: [{ entry: "src/index.ts", out: "dist/index.js", external: ["cloudflare:*"], platform: "neutral" }],
     declarations: [{ entry: "src/index.ts", out: "dist/index.d.ts", external: ["@edge-monetization/client"] }],
   },
+  mcp: {
+    bundles: [{ entry: "src/index.ts", out: "dist/index.js", external: ["@edge-monetization/client", "@modelcontextprotocol/sdk", "@modelcontextprotocol/sdk/*"] }],
+    declarations: [{ entry: "src/index.ts", out: "dist/index.d.ts", external: ["@edge-monetization/client", /^@modelcontextprotocol\/sdk/] }],
+  },
   browser: {
     bundles: [
       { entry: "src/index.ts", out: "dist/index.js", external: ["@edge-monetization/client"] },
