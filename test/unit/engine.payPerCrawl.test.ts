@@ -56,6 +56,18 @@ describe("the pay-per-crawl negotiation", () => {
     expect(negotiate({ maxPrice: "usd 0.010", signature: signedCovering("crawler-max-price") })).toMatchObject({ kind: "charge" });
   });
 
+  it("asks in the ISO code whatever case the configuration wrote, and refuses a price the headers cannot state", () => {
+    const lower = { currency: "usd", micros: 10_000 };
+    expect(negotiate({ price: lower })).toMatchObject({ status: 402, headers: { "crawler-price": "USD 0.01" } });
+    expect(negotiate({ price: lower, exactPrice: "USD 0.01", signature: signedCovering("crawler-exact-price") })).toMatchObject({
+      kind: "charge",
+      charged: { currency: "USD", micros: 10_000 },
+    });
+    for (const price of [{ currency: "USD", micros: 10_000.5 }, { currency: "USD", micros: 1e15 }, { currency: "USD", micros: -1 }, { currency: "US", micros: 1 }]) {
+      expect(negotiate({ price }), JSON.stringify(price)).toMatchObject({ kind: "refuse", status: 502, code: "InvalidContentPrice" });
+    }
+  });
+
   it("answers every refusal with the protocol's status and crawler-error", () => {
     const cases: [Partial<CrawlerRequest>, number, string][] = [
       [{ price: null }, 403, "CrawlerForbidden"],

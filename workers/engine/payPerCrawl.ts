@@ -18,7 +18,8 @@ export type CrawlerErrorCode =
   | "MissingCrawlerPrice"
   | "InvalidCrawlerExactPrice"
   | "InvalidCrawlerMaxPrice"
-  | "ConflictingPriceHeaders";
+  | "ConflictingPriceHeaders"
+  | "InvalidContentPrice";
 
 /** An amount of money: an ISO 4217 code (upper case) and micro-units. */
 export interface CrawlerPrice {
@@ -38,9 +39,11 @@ export interface CrawlerRequest {
 
 export type CrawlerOutcome =
   | { kind: "charge"; status: 200; charged: CrawlerPrice; headers: Record<string, string> }
-  | { kind: "refuse"; status: 400 | 402 | 403; code: CrawlerErrorCode | null; headers: Record<string, string> };
+  | { kind: "refuse"; status: 400 | 402 | 403 | 502; code: CrawlerErrorCode | null; headers: Record<string, string> };
 
 const MICROS = 1_000_000;
+/** The largest price the headers can state (nine integer digits): anything above is the site's configuration error. */
+const MAX_PRICE_MICROS = 999_999_999_999_999;
 /** `USD 0.01`: a currency code, one space, a non-negative decimal with at most six places. */
 const PRICE_PATTERN = /^([A-Za-z]{3}) (\d{1,9})(?:\.(\d{1,6}))?$/;
 
@@ -63,7 +66,12 @@ export function formatCrawlerPrice(price: CrawlerPrice): string {
 export function negotiateCrawl(request: CrawlerRequest): CrawlerOutcome {
   const { price, exactPrice, maxPrice, signature } = request;
   if (!price) return refuse(403, "CrawlerForbidden");
-  const priceHeader = { "crawler-price": formatCrawlerPrice(price) };
+  if (!/^[A-Za-z]{3}$/.test(price.currency) || !Number.isSafeInteger(price.micros) || price.micros < 0 || price.micros > MAX_PRICE_MICROS) {
+    return refuse(502, "InvalidContentPrice");
+  }
+  // Configured currencies may be written `usd`; the headers and the comparison use the ISO code.
+  const asked: CrawlerPrice = { currency: price.currency.toUpperCase(), micros: price.micros };
+  const priceHeader = { "crawler-price": formatCrawlerPrice(asked) };
 
   if (exactPrice === undefined && maxPrice === undefined) {
     // The discovery request: the price, no error; a crawler that signed but named no price is told what is missing.
@@ -80,13 +88,13 @@ export function negotiateCrawl(request: CrawlerRequest): CrawlerOutcome {
   if (signature.status === "invalid" || !signature.covered.includes(headerName)) return refuse(400, "InvalidSignature");
 
   if (exactPrice !== undefined) {
-    if (parsed.currency !== price.currency || parsed.micros !== price.micros) return refuse(402, "InvalidCrawlerExactPrice", priceHeader);
-  } else if (parsed.currency !== price.currency || parsed.micros < price.micros) {
+    if (parsed.currency !== asked.currency || parsed.micros !== asked.micros) return refuse(402, "InvalidCrawlerExactPrice", priceHeader);
+  } else if (parsed.currency !== asked.currency || parsed.micros < asked.micros) {
     return refuse(402, "InvalidCrawlerMaxPrice", priceHeader);
   }
-  return { kind: "charge", status: 200, charged: price, headers: { "crawler-charged": formatCrawlerPrice(price) } };
+  return { kind: "charge", status: 200, charged: asked, headers: { "crawler-charged": formatCrawlerPrice(asked) } };
 }
 
-function refuse(status: 400 | 402 | 403, code: CrawlerErrorCode | null, headers: Record<string, string> = {}): CrawlerOutcome {
+function refuse(status: 400 | 402 | 403 | 502, code: CrawlerErrorCode | null, headers: Record<string, string> = {}): CrawlerOutcome {
   return { kind: "refuse", status, code, headers: code ? { ...headers, "crawler-error": code } : headers };
 }

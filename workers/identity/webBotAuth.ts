@@ -71,7 +71,7 @@ export async function verifyBotSignature(request: SignedRequest, directories: Ke
 
   const agent = agentUrl(signatureAgent);
   if (!agent) return invalid("Signature-Agent is not a URL");
-  if (!directories.allows(agent)) return invalid(`Signature-Agent ${agent.origin} may not name a key directory (https only)`);
+  if (!directories.allows(agent)) return invalid("the Signature-Agent must name an https origin (a DNS name on port 443) whose well-known directory holds the keys");
 
   let target: URL;
   try {
@@ -138,9 +138,15 @@ function componentName(component: Component): string {
   return (typeof component === "string" ? component : component.name).toLowerCase();
 }
 
-/** `created` / `expires` are integer seconds since the epoch (the parser may hand back a Date or a number). */
+/**
+ * `created` / `expires` are integer seconds since the epoch. The parser hands back a Date (or a number): a fraction of a
+ * second left in it means the signature sent a non-integer, which the format does not allow.
+ */
 function instant(value: unknown): number | null {
-  if (value instanceof Date) return Number.isFinite(value.getTime()) ? value.getTime() : null;
+  if (value instanceof Date) {
+    const ms = value.getTime();
+    return Number.isFinite(ms) && ms % 1000 === 0 ? ms : null;
+  }
   if (typeof value === "number" && Number.isInteger(value)) return value * 1000;
   return null;
 }

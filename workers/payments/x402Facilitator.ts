@@ -64,6 +64,8 @@ export interface HttpFacilitatorOptions {
   allowInsecureLoopback?: boolean;
   /** Headers every request carries, e.g. a facilitator API key's `authorization`. */
   headers?: Record<string, string>;
+  /** How the facilitator is reached (a service binding, a test double); default: fetch. */
+  fetch?: (request: Request) => Promise<Response>;
 }
 
 const DEFAULT_TIMEOUT_MS = 15_000;
@@ -116,14 +118,15 @@ export function createHttpFacilitator(options: HttpFacilitatorOptions): HttpFaci
   async function call<T>(operation: "verify" | "settle", payment: PaymentPayload, requirements: PaymentRequirements, schema: z.ZodType<T>) {
     let response: Response;
     try {
-      response = await fetch(new URL(operation, baseUrl), {
+      const send = options.fetch ?? ((request: Request) => fetch(request));
+      response = await send(new Request(new URL(operation, baseUrl), {
         method: "POST",
         headers: { ...options.headers, "content-type": "application/json", accept: "application/json" },
         body: JSON.stringify({ x402Version: X402_VERSION, paymentPayload: payment, paymentRequirements: requirements }),
         // A redirect could lead to plain http or another host: the configured URL is the facilitator.
         redirect: "manual",
         signal: AbortSignal.timeout(timeoutMs),
-      });
+      }));
     } catch (error) {
       return { ok: false as const, reason: isTimeout(error) ? FACILITATOR_FAILURES.timeout : FACILITATOR_FAILURES.unavailable };
     }
@@ -160,7 +163,7 @@ export function createHttpFacilitator(options: HttpFacilitatorOptions): HttpFaci
         const { isValid, invalidReason, payer } = answer.value;
         // Only a 2xx may say yes; a "valid" 4xx is a contradiction, not a payment.
         if (isValid && answer.status >= 300) return { isValid: false, invalidReason: FACILITATOR_FAILURES.badResponse };
-        return { isValid, ...(isValid ? {} : { invalidReason: invalidReason ?? "invalid_payment" }), ...(payer === undefined ? {} : { payer }) };
+        return { isValid, ...(isValid ? {} : { invalidReason: facilitatorsOwn(invalidReason, "invalid_payment") }), ...(payer === undefined ? {} : { payer }) };
       },
       async settle(payment, requirements, amount) {
         const charged = settlementRequirements(requirements, amount);
@@ -168,17 +171,30 @@ export function createHttpFacilitator(options: HttpFacilitatorOptions): HttpFaci
         const answer = await call("settle", payment, charged.value, SettleResponseSchema);
         if (!answer.ok) return { success: false, network: requirements.network, errorReason: answer.reason };
         const { success, errorReason, payer, transaction, network } = answer.value;
-        if (success && answer.status >= 300) return { success: false, network: requirements.network, errorReason: FACILITATOR_FAILURES.badResponse };
+        // A success is believed only as a settlement of THIS payment: from a 2xx, on the requirements' network, with the
+        // transaction that moved the funds. Anything else may have moved funds or not — the adapter cannot tell.
+        if (success && (answer.status >= 300 || network !== requirements.network || !transaction)) {
+          return { success: false, network: requirements.network, errorReason: FACILITATOR_FAILURES.badResponse };
+        }
         return {
           success,
           network,
           ...(transaction === undefined || transaction === "" ? {} : { transaction }),
           ...(payer === undefined ? {} : { payer }),
-          ...(success ? {} : { errorReason: errorReason ?? "settlement_failed" }),
+          ...(success ? {} : { errorReason: facilitatorsOwn(errorReason, "settlement_failed") }),
         };
       },
     },
   };
+}
+
+/**
+ * A facilitator's own refusal reason, kept apart from the adapter's: a facilitator answering `facilitator_unavailable`
+ * must not read as "could not check" (a 503 to retry) when it said the payment is bad (a 402).
+ */
+function facilitatorsOwn(reason: string | undefined, fallback: string): string {
+  if (reason === undefined) return fallback;
+  return isFacilitatorFailure(reason) ? `facilitator:${reason}` : reason;
 }
 
 function isTimeout(error: unknown): boolean {

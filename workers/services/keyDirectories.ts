@@ -1,10 +1,15 @@
 /**
  * Web Bot Auth key directories: the JWKS an agent publishes at `/.well-known/http-message-signatures-directory` on its
- * origin (or at the URL its Signature-Agent names). Fetched over https only (a loopback http address only where the
- * operator allows it, for local development and tests), bounded in size and time, and cached per isolate — a hit for
- * an hour, a failure for a minute, at most 500 agents — so a verified agent costs no fetch in the steady state and a
- * flood of made-up agents cannot make the platform fetch without end. Only Ed25519 keys (`kty: OKP`) are kept, by
- * their RFC 7638 thumbprint: the `keyid` agents sign with.
+ * origin, the origin its Signature-Agent names. Only that form is accepted — an origin (or its well-known URL) on
+ * https, port 443, under a DNS name — because the origin IS the operator that plans, meters and credits key on: two
+ * parties who can publish files under different paths of one shared host must never verify as one operator, and a
+ * request must not make the platform fetch an arbitrary host, port or path (IP literals, internal names, a port scan).
+ * Loopback http/https on any port is allowed only where the operator says so (local development and tests).
+ *
+ * Fetches are bounded in size and time and cached per isolate — a hit for an hour, a failure for a minute, at most
+ * 500 agents, one fetch for concurrent lookups of one agent — and new (uncached) directories are budgeted per isolate
+ * (30 a minute), so a flood of made-up agents costs a bounded number of fetches. Only Ed25519 keys (`kty: OKP`) are
+ * kept, by their RFC 7638 thumbprint: the `keyid` agents sign with.
  */
 import { LRUCache } from "lru-cache";
 import { jwkToKeyID, helpers } from "web-bot-auth";
@@ -19,6 +24,8 @@ const FETCH_TIMEOUT_MS = 2_000;
 const HIT_TTL_MS = 60 * 60 * 1000;
 const MISS_TTL_MS = 60 * 1000;
 const MAX_DIRECTORIES = 500;
+const NEW_DIRECTORY_BUDGET = 30;
+const NEW_DIRECTORY_WINDOW_MS = 60 * 1000;
 
 type Lookup = { ok: true; keys: DirectoryKeys } | { ok: false; reason: string };
 
@@ -35,19 +42,35 @@ export function keyDirectories(options: KeyDirectoryOptions): KeyDirectoryLookup
   const cache = new LRUCache<string, { lookup: Lookup; until: number }>({ max: MAX_DIRECTORIES });
   const inFlight = new Map<string, Promise<Lookup>>();
 
-  const allows = (agent: URL) =>
-    agent.protocol === "https:" || (options.allowInsecureLoopback && agent.protocol === "http:" && isLoopback(agent.hostname));
+  const recentFetches: number[] = [];
+
+  const allows = (agent: URL) => {
+    if (agent.username || agent.password || agent.search || agent.hash) return false;
+    if (agent.pathname !== "/" && agent.pathname !== DIRECTORY_PATH) return false;
+    if (options.allowInsecureLoopback && isLoopback(agent.hostname) && (agent.protocol === "http:" || agent.protocol === "https:")) return true;
+    return agent.protocol === "https:" && agent.port === "" && isPublicDnsName(agent.hostname);
+  };
+
+  /** Whether one more new directory may be fetched now (a sliding minute). */
+  const withinBudget = () => {
+    const horizon = now() - NEW_DIRECTORY_WINDOW_MS;
+    while (recentFetches.length > 0 && recentFetches[0]! <= horizon) recentFetches.shift();
+    if (recentFetches.length >= NEW_DIRECTORY_BUDGET) return false;
+    recentFetches.push(now());
+    return true;
+  };
 
   return {
     allows,
     async keysOf(agent) {
-      if (!allows(agent)) return { ok: false, reason: "a key directory must be served over https" };
+      if (!allows(agent)) return { ok: false, reason: "a Signature-Agent must name an https origin (a DNS name on port 443)" };
       const url = directoryUrl(agent);
       const cached = cache.get(url);
       if (cached && cached.until > now()) return cached.lookup;
       // Concurrent decisions of one new agent share one fetch.
       let pending = inFlight.get(url);
       if (!pending) {
+        if (!withinBudget()) return { ok: false, reason: "too many new key directories at once; try again in a minute" };
         pending = fetchDirectory(url, options.fetch).finally(() => inFlight.delete(url));
         inFlight.set(url, pending);
       }
@@ -58,9 +81,9 @@ export function keyDirectories(options: KeyDirectoryOptions): KeyDirectoryLookup
   };
 }
 
-/** The agent's origin names its well-known directory; a URL with a path names the directory itself. */
+/** An agent's directory is always its origin's well-known one. */
 export function directoryUrl(agent: URL): string {
-  return agent.pathname === "/" || agent.pathname === "" ? `${agent.origin}${DIRECTORY_PATH}` : `${agent.origin}${agent.pathname}`;
+  return `${agent.origin}${DIRECTORY_PATH}`;
 }
 
 async function fetchDirectory(url: string, fetcher: KeyDirectoryOptions["fetch"]): Promise<Lookup> {
@@ -70,20 +93,20 @@ async function fetchDirectory(url: string, fetcher: KeyDirectoryOptions["fetch"]
       new Request(url, { headers: { accept: `${DIRECTORY_MEDIA_TYPE}, application/json;q=0.9` }, redirect: "manual", signal: AbortSignal.timeout(FETCH_TIMEOUT_MS) }),
     );
   } catch (error) {
-    return { ok: false, reason: `fetching ${url} failed (${error instanceof Error ? error.message : String(error)})` };
+    return { ok: false, reason: `the directory could not be fetched (${error instanceof Error && error.name === "TimeoutError" ? "timeout" : "unreachable"})` };
   }
   if (response.status !== 200) {
     await response.body?.cancel();
-    return { ok: false, reason: `${url} answered ${response.status}` };
+    return { ok: false, reason: `the directory answered ${response.status}` };
   }
   let document: unknown;
   try {
     document = JSON.parse(await readBoundedText(response.body, MAX_DIRECTORY_BYTES, response.headers.get("content-length")));
   } catch (error) {
-    return { ok: false, reason: error instanceof BodyTooLargeError ? `${url} is larger than ${MAX_DIRECTORY_BYTES} bytes` : `${url} is not JSON` };
+    return { ok: false, reason: error instanceof BodyTooLargeError ? `the directory is larger than ${MAX_DIRECTORY_BYTES} bytes` : "the directory is not JSON" };
   }
   const jwks = (document as { keys?: unknown } | null)?.keys;
-  if (!Array.isArray(jwks)) return { ok: false, reason: `${url} has no keys array` };
+  if (!Array.isArray(jwks)) return { ok: false, reason: "the directory has no keys array" };
   const keys = new Map<string, CryptoKey>();
   for (const jwk of jwks.slice(0, MAX_KEYS)) {
     if (!isEd25519PublicJwk(jwk)) continue;
@@ -95,7 +118,7 @@ async function fetchDirectory(url: string, fetcher: KeyDirectoryOptions["fetch"]
       // A key that does not import is skipped: the others may still verify.
     }
   }
-  if (keys.size === 0) return { ok: false, reason: `${url} has no usable Ed25519 key` };
+  if (keys.size === 0) return { ok: false, reason: "the directory has no usable Ed25519 key" };
   return { ok: true, keys };
 }
 
@@ -106,4 +129,10 @@ function isEd25519PublicJwk(value: unknown): value is { kty: "OKP"; crv: "Ed2551
 
 function isLoopback(hostname: string): boolean {
   return hostname === "127.0.0.1" || hostname === "localhost" || hostname === "[::1]";
+}
+
+/** A DNS name with a dot, not an IP literal (v4 or v6) nor a single-label or `localhost` name. */
+function isPublicDnsName(hostname: string): boolean {
+  if (hostname.startsWith("[") || /^[\d.]+$/.test(hostname) || !hostname.includes(".")) return false;
+  return hostname !== "localhost" && !hostname.endsWith(".localhost") && !hostname.endsWith(".internal") && !hostname.endsWith(".local");
 }

@@ -1,4 +1,4 @@
-import { isUnavailable, type ClientError, type IdentityRequest, type SurfaceDecisionRequest } from "@edge-monetization/client";
+import { isUnavailable, type ClientError, type IdentityRequest, type PropertyState, type SurfaceDecisionRequest } from "@edge-monetization/client";
 import type { McpServer, RegisteredTool } from "@modelcontextprotocol/sdk/server/mcp.js";
 import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js";
 import { deniedResult, denialMessage, denialReason, offersOf, toolError } from "./denial";
@@ -42,10 +42,14 @@ export function gateTools<Server extends McpServer>(server: Server, options: Gat
       return refusal ?? handler(...params);
     };
   const keepGated = (name: string, gate: ToolGate | undefined, tool: RegisteredTool): RegisteredTool => {
-    if (!gate) return tool;
     const update = tool.update.bind(tool);
-    tool.update = ((updates: ToolUpdates) =>
-      update(updates.callback ? { ...updates, callback: gateHandler(name, gate, updates.callback as ToolHandler) as ToolUpdates["callback"] } : updates)) as RegisteredTool["update"];
+    tool.update = ((updates: ToolUpdates) => {
+      // An ungated tool renamed onto a gated name would run under that name with no decision made.
+      if (!gate && typeof updates.name === "string" && gateOf(updates.name)) {
+        throw new Error(`gateTools(): ${updates.name} is gated; register it under that name instead of renaming ${name} onto it`);
+      }
+      return update(gate && updates.callback ? { ...updates, callback: gateHandler(name, gate, updates.callback as ToolHandler) as ToolUpdates["callback"] } : updates);
+    }) as RegisteredTool["update"];
     return tool;
   };
 
@@ -116,8 +120,16 @@ function decider(options: GateToolsOptions) {
       reportOnce(`refused ${tool} ${refusalKey(result.error)}`, `@edge-monetization/mcp: the platform refused the decision for the ${tool} tool: ${describe(result.error)}`);
       return toolError(`The ${tool} tool could not check your access (${result.error.kind === "api" ? result.error.code : result.error.kind}).`);
     }
-    if (client.hasAccess(result, gate.property)) return undefined;
     const state = client.property(result, gate.property);
+    if (client.hasAccess(result, gate.property)) {
+      if (!state || chargedInRequest(state)) return undefined;
+      // Access without the call being counted: the surface does not consume the property, so every call would be free.
+      reportOnce(
+        `unmetered ${tool} ${gate.property}`,
+        `@edge-monetization/mcp: the ${tool} tool is gated by ${gate.property}, but its surface does not consume it (add it to the surface's consumes): every call is refused`,
+      );
+      return toolError(`The ${tool} tool is not available: its use could not be counted.`);
+    }
     const reason = denialReason(state);
     if (reason === "unknown_property") {
       reportOnce(`unknown ${gate.property}`, `@edge-monetization/mcp: the ${tool} tool is gated by ${gate.property}, which the deployed configuration does not have (a typo, or a configuration not deployed yet): every call is refused`);
@@ -127,6 +139,17 @@ function decider(options: GateToolsOptions) {
     const denial: Denial = { tool, property: gate.property, reason, offers };
     return deniedResult(denial, denialMessage(denial, state), options.upgradeUrl?.(offers[0] ?? null, denial));
   };
+}
+
+/**
+ * Whether the decision counted this call: a metered reading consumed in the request (or a unique resource already
+ * counted), a credits balance charged (or an action that costs nothing). Unmetered access (`on`, a meter fallback)
+ * has nothing to count.
+ */
+function chargedInRequest(state: PropertyState): boolean {
+  if (state.type === "credits") return state.deductedInRequest === true || (state.cost ?? 0) === 0;
+  if (state.type === "meterable" && state.consumedUnits !== undefined) return state.consumedInRequest === true || state.resourceIdUsed === true;
+  return true;
 }
 
 /** The MCP session, as an anonymous visitor: its calls share one meter for as long as the session lives. */

@@ -235,6 +235,27 @@ describe("an unknown property", () => {
   });
 });
 
+describe("a tool whose surface does not consume its property", () => {
+  it("is refused — every call would be free — and the operator is told once", async () => {
+    const logged = expectConsoleError("does not consume it");
+    const { server, runs } = toolServer({
+      tools: { summarize: { property: "tools.credits", surfaceSlug: "tool-archive" }, search: { property: "tools.enabled", surfaceSlug: "tool-credits" } },
+    });
+    const { agent, sessionId } = await agentOf(server);
+    for (const [tool, args] of [["summarize", { text: "a long text" }], ["summarize", { text: "again" }]] as const) {
+      const result = await call(agent, tool, args);
+      expect(result.isError, tool).toBe(true);
+      expect(textOf(result)).toBe(`The ${tool} tool is not available: its use could not be counted.`);
+    }
+    expect(await creditsOf({ anonymousIdentifier: sessionId! })).toBe(20);
+    // A metered property on a surface that consumes something else: refused too (what that surface consumes, it did).
+    const search = await call(agent, "search", { query: "q" });
+    expect(textOf(search)).toBe("The search tool is not available: its use could not be counted.");
+    expect(runs).toEqual([]);
+    expect(logged.lines).toHaveLength(2);
+  });
+});
+
 describe("an ungated tool", () => {
   it("runs as it would without gating: no decision, nothing consumed", async () => {
     const platform = recordingPlatform();
@@ -345,6 +366,14 @@ describe("registration", () => {
     server.tool("archive", "Archives", async () => ({ content: [{ type: "text", text: "archived" }] }));
     const { agent } = await agentOf(server);
     expect(textOf(await call(agent, "archive"))).toBe("The archive tool is not included in your plan.");
+  });
+
+  it("refuses to rename an ungated tool onto a gated name (it would run under that name with no decision)", () => {
+    const server = new McpServer({ name: "renamed", version: "1.0.0" });
+    gateTools(server, { client: clientFor(), surfaceSlug: "tool-archive", tools: { archive: { property: "archive.enabled" } } });
+    const free = server.registerTool("free", { description: "Free" }, async () => ({ content: [{ type: "text", text: "free" }] }));
+    expect(() => free.update({ name: "archive" })).toThrow(/archive is gated/);
+    free.update({ name: "still-free" });
   });
 
   it("refuses what would leave a gated tool ungated, and malformed gates", () => {

@@ -158,6 +158,53 @@ describe("Web Bot Auth", () => {
     expect(await verifyBotSignature(await signed(key.private, { agent: "https://moved.example" }), strict, Date.now())).toMatchObject({ status: "invalid", reason: expect.stringContaining("301") });
   });
 
+  it("takes only an origin on https under a DNS name as an agent: no paths (one host, two operators), IP literals or ports", async () => {
+    const alice = await agentKey();
+    const server = directoryServer({});
+    const directories = keyDirectories({ fetch: server.fetch, allowInsecureLoopback: false });
+    for (const agent of [
+      "https://pages.example/alice/directory.json",
+      "https://127.0.0.1",
+      "https://[::1]",
+      "https://169.254.169.254",
+      "https://10.0.0.7:8443",
+      "https://agent.example:8443",
+      "https://metadata.internal",
+      "https://intranet",
+      "https://agent.example/?x=1",
+      "https://user:pass@agent.example",
+    ]) {
+      expect(await verifyBotSignature(await signed(alice.private, { agent }), directories, Date.now()), agent).toMatchObject({ status: "invalid", reason: expect.stringContaining("https origin") });
+    }
+    expect(server.fetched).toEqual([]);
+    // The well-known URL itself is the origin's directory too.
+    const known = directoryServer({ [`${AGENT}${DIRECTORY_PATH}`]: jwks(alice.public) });
+    const verdict = await verifyBotSignature(await signed(alice.private, { agent: `${AGENT}${DIRECTORY_PATH}` }), keyDirectories({ fetch: known.fetch, allowInsecureLoopback: false }), Date.now());
+    expect(verdict).toMatchObject({ status: "verified", operator: AGENT });
+  });
+
+  it("fetches at most 30 new directories a minute per isolate, so made-up agents cost a bounded number of fetches", async () => {
+    const key = await agentKey();
+    let now = Date.now();
+    const server = directoryServer({});
+    const directories = keyDirectories({ fetch: server.fetch, allowInsecureLoopback: false, now: () => now });
+    const verdicts = [];
+    for (let i = 0; i < 35; i++) verdicts.push(await verifyBotSignature(await signed(key.private, { agent: `https://agent-${i}.example` }), directories, Date.now()));
+    expect(server.fetched).toHaveLength(30);
+    expect(verdicts.slice(30).every((verdict) => verdict.status === "invalid" && verdict.reason.includes("too many"))).toBe(true);
+    now += 61_000;
+    await verifyBotSignature(await signed(key.private, { agent: "https://agent-late.example" }), directories, Date.now());
+    expect(server.fetched).toHaveLength(31);
+  });
+
+  it("refuses a time with a fraction of a second (the format's times are integers)", async () => {
+    const key = await agentKey();
+    const directories = keyDirectories({ fetch: directoryServer({ [`${AGENT}${DIRECTORY_PATH}`]: jwks(key.public) }).fetch, allowInsecureLoopback: false });
+    const request = await signed(key.private);
+    const fractional = { ...request, signatureInput: request.signatureInput!.replace(/created=(\d+)/, "created=$1.5") };
+    expect(await verifyBotSignature(fractional, directories, Date.now())).toMatchObject({ status: "invalid", reason: expect.stringContaining("when it was created") });
+  });
+
   it("says why a directory is unusable, caches that for a minute, and asks again after it", async () => {
     const key = await agentKey();
     let now = Date.now();
@@ -165,7 +212,6 @@ describe("Web Bot Auth", () => {
       [`https://broken.example${DIRECTORY_PATH}`]: () => new Response("{not json"),
       [`https://huge.example${DIRECTORY_PATH}`]: () => Response.json({ keys: [key.public], padding: "x".repeat(70_000) }),
       [`https://rsa.example${DIRECTORY_PATH}`]: () => Response.json({ keys: [{ kty: "RSA", n: "abc", e: "AQAB" }] }),
-      [`https://agent.example/keys.json`]: jwks(key.public),
     });
     const directories = keyDirectories({ fetch: server.fetch, allowInsecureLoopback: false, now: () => now });
     const verdictFor = async (agent: string) => verifyBotSignature(await signed(key.private, { agent }), directories, Date.now());
@@ -173,8 +219,6 @@ describe("Web Bot Auth", () => {
     expect(await verdictFor("https://huge.example")).toMatchObject({ status: "invalid", reason: expect.stringContaining("larger") });
     expect(await verdictFor("https://rsa.example")).toMatchObject({ status: "invalid", reason: expect.stringContaining("Ed25519") });
     expect(await verdictFor("https://missing.example")).toMatchObject({ status: "invalid", reason: expect.stringContaining("404") });
-    // A Signature-Agent with a path names the directory itself.
-    expect(await verdictFor("https://agent.example/keys.json")).toMatchObject({ status: "verified", operator: AGENT });
 
     const fetchesBefore = server.fetched.length;
     await verdictFor("https://broken.example");

@@ -295,3 +295,29 @@ describe("the HTTP facilitator adapter, against the fake facilitator", () => {
     expect(await facilitator.settle(payment, requirements)).toMatchObject({ success: true, payer: wallet.address });
   });
 });
+
+describe("what the adapter believes of a facilitator's answer", () => {
+  /** A facilitator that answers `body` (with `status`) to every call. */
+  function answering(body: unknown, status = 200): Facilitator {
+    const created = createHttpFacilitator({ baseUrl: "https://facilitator.example/x402/", fetch: async () => Response.json(body, { status }) });
+    if (!created.ok) throw new Error(created.message);
+    return created.facilitator;
+  }
+
+  it("takes a settlement as done only on the requirements' network, with its transaction", async () => {
+    const elsewhere = await answering({ success: true, network: "solana:mainnet", transaction: "0xabc" }).settle(PAYMENT, EVM_OFFER);
+    expect(elsewhere).toMatchObject({ success: false, errorReason: FACILITATOR_FAILURES.badResponse });
+    const noTransaction = await answering({ success: true, network: EVM_OFFER.network }).settle(PAYMENT, EVM_OFFER);
+    expect(noTransaction).toMatchObject({ success: false, errorReason: FACILITATOR_FAILURES.badResponse });
+    const settled = await answering({ success: true, network: EVM_OFFER.network, transaction: "0xabc" }).settle(PAYMENT, EVM_OFFER);
+    expect(settled).toMatchObject({ success: true, transaction: "0xabc" });
+  });
+
+  it("keeps a facilitator's own reasons apart from the adapter's: a refusal it names like ours is still a refusal", async () => {
+    const verdict = await answering({ isValid: false, invalidReason: FACILITATOR_FAILURES.unavailable }).verify(PAYMENT, EVM_OFFER);
+    expect(verdict).toEqual({ isValid: false, invalidReason: `facilitator:${FACILITATOR_FAILURES.unavailable}` });
+    expect(isFacilitatorFailure(verdict.invalidReason)).toBe(false);
+    const settle = await answering({ success: false, network: EVM_OFFER.network, errorReason: FACILITATOR_FAILURES.timeout }).settle(PAYMENT, EVM_OFFER);
+    expect(isFacilitatorFailure(settle.errorReason)).toBe(false);
+  });
+});
