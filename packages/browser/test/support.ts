@@ -5,11 +5,11 @@
  * a tenant running the paywall example with two component workflows.
  */
 import { readFileSync } from "node:fs";
-import { createServer } from "node:net";
 import { join } from "node:path";
 import { build } from "esbuild";
 import type { Page, Request } from "playwright-core";
 import { parse } from "yaml";
+import { freePort } from "../../../test/browser/ports";
 import { createOrganization, must, type BrowserOrganization } from "../../../test/browser/support";
 
 const packageRoot = join(import.meta.dirname, "..");
@@ -32,17 +32,6 @@ export async function bundle(entry: string, options: { format?: "iife" | "esm"; 
     alias: { "@edge-monetization/client": join(repositoryRoot, "packages/client/src/index.ts") },
   });
   return result.outputFiles[0]!.text;
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address();
-      server.close(() => (typeof address === "object" && address ? resolve(address.port) : reject(new Error("no port"))));
-    });
-  });
 }
 
 export interface RoutedResponse {

@@ -97,3 +97,9 @@ export function describe(cause: unknown): string {
   if (cause instanceof Error) return cause.message || cause.name;
   return String(cause);
 }
+
+/** A failure as one line for an operator's log: the platform's status, code, message and request id, or its kind. */
+export function describeError(error: ClientError): string {
+  if (error.kind === "api") return `${error.status} ${error.code}: ${error.message}${error.requestId ? ` (request ${error.requestId})` : ""}`;
+  return `${error.kind}: ${error.message}`;
+}

@@ -5,7 +5,8 @@
  */
 export { createClient } from "./client";
 export type { CallOptions, ClientOptions, FetchLike, MonetizationClient, PropertyPath, Result } from "./client";
-export { isUnavailable } from "./errors";
+export { PLATFORM_LIMITS, denialReason, offersOf, type DenialReason } from "./decisions";
+export { describeError, isUnavailable } from "./errors";
 export type { ClientError } from "./errors";
 export { environmentIdOfKey } from "./keys";
 export type * from "./types";

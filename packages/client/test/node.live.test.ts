@@ -5,21 +5,13 @@
  */
 import { createClient } from "@edge-monetization/client";
 import { describe, expect, it } from "vitest";
-import { baseUrl, createOrganization, must } from "../../../test/browser/support";
-import { clientSite } from "./document";
-
-async function tenant() {
-  const org = await createOrganization("Client package (Node)");
-  await must("PUT", "/api/v1/admin/config", 200, { key: org.adminKey, body: clientSite() });
-  const version = await must("POST", "/api/v1/admin/versions", 201, { key: org.adminKey, body: { description: "client live test" } });
-  await must("POST", `/api/v1/admin/environments/${org.preview.id}/deployments`, 201, { key: org.adminKey, body: { versionId: version.id } });
-  return org;
-}
+import { baseUrl } from "../../../test/browser/support";
+import { liveTenant } from "./live";
 
 describe("the client in Node", () => {
   it("decides with a secret key and a publishable key through Node's fetch", async () => {
     expect(typeof process.versions.node).toBe("string");
-    const org = await tenant();
+    const org = await liveTenant("Client package (Node)");
 
     const backend = createClient({ baseUrl, apiKey: org.preview.secretKey, failureMode: "closed" });
     const decision = await backend.surfaceDecision({ identity: { anonymousIdentifier: "node-reader" }, surfaceSlug: "article-page" });

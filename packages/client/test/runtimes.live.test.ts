@@ -11,8 +11,8 @@ import path from "node:path";
 import { promisify } from "node:util";
 import { build } from "esbuild";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { baseUrl, createOrganization, must } from "../../../test/browser/support";
-import { clientSite } from "./document";
+import { baseUrl } from "../../../test/browser/support";
+import { liveTenant } from "./live";
 
 const run = promisify(execFile);
 const root = path.resolve(import.meta.dirname, "../../..");
@@ -57,14 +57,6 @@ beforeAll(async () => {
 
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-async function tenant() {
-  const org = await createOrganization("Client package (runtimes)");
-  await must("PUT", "/api/v1/admin/config", 200, { key: org.adminKey, body: clientSite() });
-  const version = await must("POST", "/api/v1/admin/versions", 201, { key: org.adminKey, body: { description: "client runtimes" } });
-  await must("POST", `/api/v1/admin/environments/${org.preview.id}/deployments`, 201, { key: org.adminKey, body: { versionId: version.id } });
-  return org;
-}
-
 const RUNTIMES = {
   bun: (script: string) => [bin("bun"), ["run", script]] as const,
   // Network to the platform and the unreachable port, the one variable the script reads; nothing else.
@@ -73,7 +65,7 @@ const RUNTIMES = {
 
 describe.each(Object.keys(RUNTIMES) as (keyof typeof RUNTIMES)[])("the client in %s", (runtime) => {
   it("decides with secret and publishable keys and fails open or closed as told", async () => {
-    const org = await tenant();
+    const org = await liveTenant("Client package (runtimes)");
     const [command, args] = RUNTIMES[runtime](path.join(dir, "main.mjs"));
     const { stdout } = await run(command, [...args], {
       cwd: dir,

@@ -1,4 +1,5 @@
 /** Reading the visitor's cookies and the cookies an origin response sets. */
+import { PLATFORM_LIMITS } from "@edge-monetization/client";
 
 /**
  * The value of cookie `name` in a Cookie header, or null: the first one `usable` accepts when it repeats (a browser
@@ -40,18 +41,15 @@ export function setCookieValue(headers: Headers, name: string, now = Date.now())
   return result;
 }
 
-/** The platform's bound on an identifier's length: a longer cookie would only earn a 400. */
-export const MAX_IDENTIFIER_LENGTH = 512;
 // RFC 6265 cookie-octets: no controls, whitespace, DQUOTE, comma, semicolon or backslash.
 const COOKIE_OCTETS = /^[\x21\x23-\x2B\x2D-\x3A\x3C-\x5B\x5D-\x7E]+$/;
 
 /** Whether `value` can be an identity cookie: 1–512 cookie-octets (what the proxy sets, and what it believes). */
 export function isIdentifierCookieValue(value: string | null | undefined): value is string {
-  return typeof value === "string" && value.length <= MAX_IDENTIFIER_LENGTH && COOKIE_OCTETS.test(value);
+  return typeof value === "string" && value.length <= PLATFORM_LIMITS.identifierLength && COOKIE_OCTETS.test(value);
 }
 
-/** The platform's bound on a JWT (longer ones it refuses unread) and the only form it reads (compact JWS). */
-export const MAX_JWT_LENGTH = 16 * 1024;
+/** The only form of JWT the platform reads (compact JWS); it refuses one longer than PLATFORM_LIMITS.jwtLength unread. */
 const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/;
 
 /**
@@ -60,7 +58,7 @@ const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/;
  * base64url characters are never escaped in JSON (the body's size stays bounded, see ./stages/decision).
  */
 export function isJwtCookieValue(value: string | null | undefined): value is string {
-  return typeof value === "string" && value.length <= MAX_JWT_LENGTH && COMPACT_JWS.test(value);
+  return typeof value === "string" && value.length <= PLATFORM_LIMITS.jwtLength && COMPACT_JWS.test(value);
 }
 
 /** The identity cookie the proxy sets for an identifier the platform minted. Readable by scripts (not HttpOnly) on purpose: the browser package may use it. */

@@ -1,13 +1,13 @@
-import type { AccessCheckRequest } from "@edge-monetization/client";
+import { PLATFORM_LIMITS, type AccessCheckRequest } from "@edge-monetization/client";
 import type { Context } from "hono";
 
 export type RequestFacts = Pick<AccessCheckRequest, "http" | "cloudflare">;
 
 /**
- * The platform's bounds on the facts (characters). The visitor writes them (a URL, a User-Agent, a Referer): past a
- * bound the platform would refuse the decision, so they are cut to it instead.
+ * The visitor writes the facts (a URL, a User-Agent, a Referer): past the platform's bounds it would refuse the
+ * decision, so they are cut to them instead.
  */
-export const FACT_LIMITS = { url: 8192, userAgent: 2048, clientIP: 100, referer: 8192 } as const;
+const FACT_LIMITS = PLATFORM_LIMITS.facts;
 
 /**
  * What the platform may know about the visitor's request: its URL, user agent, IP and referer (workflows and bot tags

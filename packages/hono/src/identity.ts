@@ -1,3 +1,4 @@
+import { PLATFORM_LIMITS } from "@edge-monetization/client";
 import type { Context } from "hono";
 import { getCookie } from "hono/cookie";
 import type { IdentityRequest, MonetizationOptions } from "./types";
@@ -5,13 +6,6 @@ import type { IdentityRequest, MonetizationOptions } from "./types";
 export const DEFAULT_ANONYMOUS_COOKIE = "mos_anon";
 export const DEFAULT_JWT_COOKIE = "mos_jwt";
 
-/** The platform's bound on identifiers: a cookie outside it would only earn a 400, so it counts as no cookie. */
-const MAX_IDENTIFIER_LENGTH = 512;
-/**
- * The platform's bound on a JWT's length: a longer one can never verify (and could push the decision's body past its
- * limit), so it is treated as no token — the visitor is decided as their anonymous cookie, or as a new visitor.
- */
-export const MAX_JWT_LENGTH = 16 * 1024;
 
 export interface RequestIdentity {
   identity: IdentityRequest;
@@ -50,10 +44,15 @@ function bearerToken(header: string | undefined): string | undefined {
   return match?.[1];
 }
 
+/** An anonymous cookie past the platform's bound on identifiers would only earn a 400: it counts as no cookie. */
 function usableIdentifier(value: string | undefined): string | undefined {
-  return value && value.length <= MAX_IDENTIFIER_LENGTH ? value : undefined;
+  return value && value.length <= PLATFORM_LIMITS.identifierLength ? value : undefined;
 }
 
+/**
+ * A JWT past the platform's bound can never verify (and could push the decision's body past its limit): it counts as
+ * no token — the visitor is decided as their anonymous cookie, or as a new visitor.
+ */
 function usableJwt(value: string | undefined): string | undefined {
-  return value && value.length <= MAX_JWT_LENGTH ? value : undefined;
+  return value && value.length <= PLATFORM_LIMITS.jwtLength ? value : undefined;
 }

@@ -1,6 +1,6 @@
-import { isUnavailable, type ClientError, type OfferGroups, type OfferView, type PropertyState } from "@edge-monetization/client";
+import { denialReason, describeError, isUnavailable, offersOf, type ClientError, type DenialReason } from "@edge-monetization/client";
 import type { Context, Env, MiddlewareHandler } from "hono";
-import type { DenialReason, FeatureDeniedBody, MonetizationVariables, Resource, ServiceUnavailableBody } from "./types";
+import type { FeatureDeniedBody, MonetizationVariables, Resource, ServiceUnavailableBody } from "./types";
 
 export interface RequireFeatureOptions<E extends Env = any> {
   /** Decide with this surface (it consumes what the surface consumes, and shows its offers); default: the middleware's. */
@@ -75,28 +75,7 @@ function reportRefusal(property: string, error: ClientError): void {
   const key = `${property} ${error.kind === "api" ? `${error.status} ${error.code}` : error.kind}`;
   if (reportedRefusals.has(key) || reportedRefusals.size >= MAX_REPORTED_REFUSALS) return;
   reportedRefusals.add(key);
-  console.error(`@edge-monetization/hono: requireFeature("${property}"): the platform refused the decision: ${describe(error)}`);
-}
-
-export function denialReason(state: PropertyState | undefined): DenialReason {
-  if (!state) return "unknown_property";
-  if (state.reason === "insufficient_credits") return "insufficient_credits";
-  if (state.type === "meterable" && state.remainingUnits === 0) return "limit_reached";
-  return "off";
-}
-
-/** Every offer of every group, in the groups' slot order, each once (two groups may show the same offer). */
-export function offersOf(groups: OfferGroups): OfferView[] {
-  const seen = new Set<string>();
-  const offers: OfferView[] = [];
-  for (const group of Object.values(groups)) {
-    for (const { offer } of group.slots) {
-      if (!offer || seen.has(offer.offer)) continue;
-      seen.add(offer.offer);
-      offers.push(offer);
-    }
-  }
-  return offers;
+  console.error(`@edge-monetization/hono: requireFeature("${property}"): the platform refused the decision: ${describeError(error)}`);
 }
 
 function messageFor(reason: DenialReason, property: string): string {
@@ -110,9 +89,4 @@ function messageFor(reason: DenialReason, property: string): string {
     case "off":
       return `${property} is not included in your plan.`;
   }
-}
-
-function describe(error: ClientError): string {
-  if (error.kind === "api") return `${error.status} ${error.code}: ${error.message}${error.requestId ? ` (request ${error.requestId})` : ""}`;
-  return `${error.kind}: ${error.message}`;
 }

@@ -1,5 +1,6 @@
 import type {
   AccessCheckResponse,
+  DenialReason,
   IdentityRequest,
   MonetizationClient,
   OfferView,
@@ -82,7 +83,7 @@ export interface MonetizationVariables {
 }
 
 /** Why `requireFeature` refused. */
-export type DenialReason = "limit_reached" | "insufficient_credits" | "off" | "unknown_property";
+export type { DenialReason };
 
 /** The body of `requireFeature`'s 402 (offers to unlock the feature) and 403 (nothing on offer). */
 export interface FeatureDeniedBody {

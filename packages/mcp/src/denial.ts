@@ -1,27 +1,6 @@
-import type { OfferGroups, OfferView, PropertyState } from "@edge-monetization/client";
+import type { PropertyState } from "@edge-monetization/client";
 import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js";
-import { DENIAL_META_KEY, type Denial, type DenialReason } from "./types";
-
-export function denialReason(state: PropertyState | undefined): DenialReason {
-  if (!state) return "unknown_property";
-  if (state.reason === "insufficient_credits") return "insufficient_credits";
-  if (state.type === "meterable" && state.remainingUnits === 0) return "limit_reached";
-  return "off";
-}
-
-/** Every offer of every group, in the groups' slot order, each once (two groups may show the same offer). */
-export function offersOf(groups: OfferGroups): OfferView[] {
-  const seen = new Set<string>();
-  const offers: OfferView[] = [];
-  for (const group of Object.values(groups)) {
-    for (const { offer } of group.slots) {
-      if (!offer || seen.has(offer.offer)) continue;
-      seen.add(offer.offer);
-      offers.push(offer);
-    }
-  }
-  return offers;
-}
+import { DENIAL_META_KEY, type Denial } from "./types";
 
 /** Why the call was refused, in words an agent can relay to its user. */
 export function denialMessage(denial: Denial, state: PropertyState | undefined): string {

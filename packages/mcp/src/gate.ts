@@ -1,7 +1,7 @@
-import { isUnavailable, type ClientError, type IdentityRequest, type PropertyState, type SurfaceDecisionRequest } from "@edge-monetization/client";
+import { denialReason, describeError, isUnavailable, offersOf, type ClientError, type IdentityRequest, type PropertyState, type SurfaceDecisionRequest } from "@edge-monetization/client";
 import type { McpServer, RegisteredTool } from "@modelcontextprotocol/sdk/server/mcp.js";
 import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js";
-import { deniedResult, denialMessage, denialReason, offersOf, toolError } from "./denial";
+import { deniedResult, denialMessage, toolError } from "./denial";
 import type { Denial, GateToolsOptions, ToolExtra, ToolGate } from "./types";
 
 /** The platform's bound on a decision's `action`. */
@@ -117,7 +117,7 @@ function decider(options: GateToolsOptions) {
       if (result.failedOpen) return undefined;
       if (result.error.kind === "aborted") return toolError(`The ${tool} call was cancelled.`);
       if (isUnavailable(result.error)) return toolError(`The ${tool} tool is unavailable: its access could not be checked. Retry in a moment.`);
-      reportOnce(`refused ${tool} ${refusalKey(result.error)}`, `@edge-monetization/mcp: the platform refused the decision for the ${tool} tool: ${describe(result.error)}`);
+      reportOnce(`refused ${tool} ${refusalKey(result.error)}`, `@edge-monetization/mcp: the platform refused the decision for the ${tool} tool: ${describeError(result.error)}`);
       return toolError(`The ${tool} tool could not check your access (${result.error.kind === "api" ? result.error.code : result.error.kind}).`);
     }
     const state = client.property(result, gate.property);
@@ -172,9 +172,4 @@ function reportOnce(key: string, message: string): void {
 
 function refusalKey(error: ClientError): string {
   return error.kind === "api" ? `${error.status} ${error.code}` : error.kind;
-}
-
-function describe(error: ClientError): string {
-  if (error.kind === "api") return `${error.status} ${error.code}: ${error.message}${error.requestId ? ` (request ${error.requestId})` : ""}`;
-  return `${error.kind}: ${error.message}`;
 }

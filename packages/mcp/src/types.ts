@@ -1,4 +1,4 @@
-import type { IdentityRequest, MonetizationClient, OfferView, PropertyPath, Resource } from "@edge-monetization/client";
+import type { DenialReason, IdentityRequest, MonetizationClient, OfferView, PropertyPath, Resource } from "@edge-monetization/client";
 import type { RequestHandlerExtra } from "@modelcontextprotocol/sdk/shared/protocol.js";
 import type { ServerNotification, ServerRequest } from "@modelcontextprotocol/sdk/types.js";
 
@@ -45,7 +45,7 @@ export interface GateToolsOptions {
 }
 
 /** Why a call was refused. */
-export type DenialReason = "limit_reached" | "insufficient_credits" | "off" | "unknown_property";
+export type { DenialReason };
 
 /** A refused call, as `upgradeUrl` receives it (and `_meta` carries it, without the offers). */
 export interface Denial {

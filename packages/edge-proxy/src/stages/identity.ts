@@ -2,7 +2,7 @@
  * Who the visitor is, from the site's cookies: a JWT cookie (a signed-in user), else the anonymous cookie, else a new
  * visitor the platform names. The cookie itself is stage 5: set when the platform minted an identifier.
  */
-import type { IdentityRequest } from "@edge-monetization/client";
+import { PLATFORM_LIMITS, type IdentityRequest } from "@edge-monetization/client";
 import type { ResolvedConfig } from "../config";
 import { anonymousCookieLine, isIdentifierCookieValue, isJwtCookieValue, readCookie, setCookieValue } from "../cookies";
 import type { Logger } from "../log";
@@ -76,7 +76,7 @@ export function identityCookie(
 
 // The platform's bounds on these facts: cut to them, a visitor's long User-Agent or Referer cannot make it refuse the
 // decision (and so cannot get them the page as the origin made it).
-const FACT_LIMITS = { url: 8192, userAgent: 2048, clientIP: 100, referer: 8192 } as const;
+const FACT_LIMITS = PLATFORM_LIMITS.facts;
 
 /** The request facts decisions and redemptions carry, as the visitor's own server would send them. */
 export function requestFacts(request: Request): { http: Record<string, string>; cloudflare?: { cf: Record<string, unknown> } } {
