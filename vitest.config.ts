@@ -31,12 +31,15 @@ export default defineConfig(async () => {
             STRIPE_API_BASE: inject("stripeApiBase"),
             // The webhook tests' receiver listens on http://127.0.0.1 (test/webhook-receiver).
             WEBHOOKS_ALLOW_INSECURE_LOCALHOST: "true",
+            // The fake x402 facilitator listens on http://127.0.0.1 (test/fake-facilitator).
+            X402_ALLOW_LOOPBACK_FACILITATOR: "true",
+            WEB_BOT_AUTH_ALLOW_LOOPBACK: "true",
           },
         },
       })),
     ],
     test: {
-      globalSetup: ["./test/fake-stripe/global-setup.ts", "./test/webhook-receiver/global-setup.ts", "./test/fake-facilitator/global-setup.ts"],
+      globalSetup: ["./test/fake-stripe/global-setup.ts", "./test/webhook-receiver/global-setup.ts", "./test/fake-facilitator/global-setup.ts", "./test/fake-key-directories/global-setup.ts"],
       setupFiles: ["./test/setup/apply-migrations.ts", "./test/setup/console.ts", "./test/setup/payments-queue.ts"],
       include: ["test/**/*.test.ts", "packages/*/test/**/*.test.ts", "examples/*/test/**/*.test.ts"],
       // test/browser/ (and the packages' and examples' *.live.test.ts) run in Node against `wrangler dev`, with their own config

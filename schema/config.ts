@@ -213,6 +213,13 @@ export type CreditsValue = z.infer<typeof CreditsValue>;
 export const PlanPropertyValue = z.union([z.string().max(1000), z.number().finite(), z.boolean(), MeteredValue, CreditsValue]);
 export type PlanPropertyValue = z.infer<typeof PlanPropertyValue>;
 
+/**
+ * What a plan's crawlers and agents pay per decision on a surface: `"USD 0.01"` (an ISO 4217 code, a space, at most
+ * nine integer digits and six decimals — the form pay-per-crawl's headers use), or `"forbidden"`.
+ */
+export const CRAWL_PRICE_PATTERN = /^[A-Z]{3} \d{1,9}(\.\d{1,6})?$/;
+export const CrawlPrice = z.union([z.literal("forbidden"), z.string().regex(CRAWL_PRICE_PATTERN, 'must be a price such as "USD 0.01" (ISO currency code in capitals, a space, an amount with at most 6 decimals) or "forbidden"')]);
+
 export const PlanDefinition = z.strictObject({
   name: Name.optional(),
   description: Description.optional(),
@@ -220,6 +227,11 @@ export const PlanDefinition = z.strictObject({
   stripeProductIds: z.array(z.string().min(1).max(255)).default([]),
   /** featureSlug → propertySlug → value. Properties a plan does not list stay unassigned by this plan. */
   features: z.record(Slug, z.record(Slug, PlanPropertyValue)).default({}),
+  /**
+   * surfaceSlug → what one decision on that surface costs this plan's crawlers and agents (pay-per-crawl, x402).
+   * Meant for plans auto-assigned to `ai-agent` / `search-crawler`: verified agents pay instead of being metered.
+   */
+  payPerCrawl: z.record(Slug, CrawlPrice).optional(),
 });
 export type PlanDefinition = z.infer<typeof PlanDefinition>;
 
@@ -705,6 +717,18 @@ function checkReferences(doc: z.infer<typeof ConfigDocumentShape>, ctx: z.Refine
         if (problem) ctx.addIssue({ code: "custom", path, message: problem });
       }
     }
+  }
+
+  // One currency for every crawl price: a crawler is asked, and charged, in one currency whichever plan prices it.
+  const crawlCurrencies = new Set<string>();
+  for (const [planSlug, plan] of Object.entries(doc.plans)) {
+    for (const [surfaceSlug, price] of Object.entries(plan.payPerCrawl ?? {})) {
+      if (!own(doc.surfaces, surfaceSlug)) ctx.addIssue({ code: "custom", path: ["plans", planSlug, "payPerCrawl", surfaceSlug], message: `unknown surface ${surfaceSlug}` });
+      if (price !== "forbidden") crawlCurrencies.add(price.slice(0, 3));
+    }
+  }
+  if (crawlCurrencies.size > 1) {
+    ctx.addIssue({ code: "custom", path: ["plans"], message: `every payPerCrawl price must use one currency (found ${[...crawlCurrencies].sort().join(", ")})` });
   }
 
   for (const [surfaceSlug, surface] of Object.entries(doc.surfaces)) {

@@ -24,7 +24,7 @@ const wrangler = join(root, "node_modules", ".bin", "wrangler");
 
 function readDevVars() {
   if (!existsSync(devVarsPath)) {
-    const vars = `OPERATOR_TOKEN=op_${randomBytes(24).toString("hex")}\nSECRETS_KEY=${randomBytes(32).toString("base64")}\nWEBHOOKS_ALLOW_INSECURE_LOCALHOST=true\n`;
+    const vars = `OPERATOR_TOKEN=op_${randomBytes(24).toString("hex")}\nSECRETS_KEY=${randomBytes(32).toString("base64")}\nWEBHOOKS_ALLOW_INSECURE_LOCALHOST=true\nWEB_BOT_AUTH_ALLOW_LOOPBACK=true\nX402_ALLOW_LOOPBACK_FACILITATOR=true\n`;
     writeFileSync(devVarsPath, vars, { mode: 0o600 });
     console.log("Created .dev.vars with a random operator token and secrets key.");
   }

@@ -11,7 +11,9 @@ import { createHash } from "node:crypto";
 import { DurableObject } from "cloudflare:workers";
 import type { Period } from "../../schema/config";
 import type { CreditReading, CreditRequest, MeterReading, MeterRequest } from "../../workers/engine/types";
+import { AGENT_SCHEMA, AGENT_SCHEMA_OBJECTS, claimNonce, pruneAgentRows, readAgentLedger, recordAgentCharge, type AgentCharge, type AgentLedger } from "./agentLedger";
 import { periodStart } from "./periods";
+import { RESERVATIONS_SCHEMA, RESERVATIONS_SCHEMA_OBJECTS, Reservations, type ReserveInput, type ReserveOutcome, type SettleInput, type SettleOutcome } from "./reservations";
 
 export const IDEMPOTENCY_TTL_MS = 24 * 60 * 60 * 1000;
 export const PRUNE_INTERVAL_MS = 60 * 60 * 1000;
@@ -58,6 +60,8 @@ export interface EvaluateInput {
   idempotencyKey?: string;
   /** Hash of the request body: a reused key with another body is a conflict. */
   requestHash?: string;
+  /** A priced request paid for (pay-per-crawl, x402): appended to the ledger in the same step (agentLedger.ts). */
+  agentCharge?: AgentCharge;
 }
 
 export interface IdempotencyConflict {
@@ -81,6 +85,8 @@ export type EvaluateResult =
       userAdded?: boolean;
       /** `plans` differed from the ones this user held last time (`from` is null the first time): `plans.changed`. */
       plansChanged?: { from: string[] | null; to: string[] };
+      /** The `agentCharge` was recorded (false: a charge with its id already was, so nothing was charged again). */
+      agentCharged?: boolean;
     } & Replayable)
   | IdempotencyConflict;
 
@@ -185,10 +191,10 @@ const SCHEMA = `
   CREATE TABLE IF NOT EXISTS custom_data (key TEXT PRIMARY KEY, value TEXT NOT NULL);
   CREATE TABLE IF NOT EXISTS links (link_key TEXT PRIMARY KEY, created_at INTEGER NOT NULL);
   CREATE TABLE IF NOT EXISTS profile (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-`;
+${AGENT_SCHEMA}${RESERVATIONS_SCHEMA}`;
 
 /** The tables and index SCHEMA creates: when all are in `sqlite_master` the DDL is skipped. */
-const SCHEMA_OBJECTS = ["counters", "resources", "overage_billed", "idempotency", "idempotency_created_at", "credits", "credit_allowances", "credit_carry", "credit_ledger", "custom_data", "links", "profile"];
+const SCHEMA_OBJECTS = ["counters", "resources", "overage_billed", "idempotency", "idempotency_created_at", "credits", "credit_allowances", "credit_carry", "credit_ledger", "custom_data", "links", "profile", ...AGENT_SCHEMA_OBJECTS, ...RESERVATIONS_SCHEMA_OBJECTS];
 const SCHEMA_CHECK = `SELECT COUNT(*) AS n FROM sqlite_master WHERE name IN (${SCHEMA_OBJECTS.map((name) => `'${name}'`).join(", ")})`;
 
 /** Credits may be fractional (cost multipliers); keep them to 6 decimals so sums do not drift. */
@@ -298,10 +304,14 @@ export class MeterObject extends DurableObject<Env> {
         if ("conflict" in result) return result;
         const plansChanged = input.plans ? this.recordPlans(input.plans) : undefined;
         let out: EvaluateResult = plansChanged ? { ...result, plansChanged } : result;
+        if (input.agentCharge) {
+          out = { ...out, agentCharged: recordAgentCharge(this.sql, input.agentCharge, now) };
+          this.schedulePrune();
+        }
         if (wasEmpty && this.schemaReady) out = { ...out, userAdded: true };
         return out;
       };
-      if (input.idempotencyKey !== undefined || input.credits?.some((credit) => credit.grant !== undefined)) {
+      if (input.idempotencyKey !== undefined || input.agentCharge !== undefined || input.credits?.some((credit) => credit.grant !== undefined)) {
         return this.idempotent("evaluate", input.idempotencyKey, input.requestHash, now, () => marked(this.evaluateIn(input, now, timeZone, true)));
       }
       return marked(this.evaluateIn(input, now, timeZone, false));
@@ -614,15 +624,79 @@ export class MeterObject extends DurableObject<Env> {
   }
 
   // ---------------------------------------------------------------------------------------------------------------
+  // Agents (agentLedger.ts)
+
+  /** A verified signature's nonce, accepted once while the signature is valid: false for a replay. */
+  claimNonce(nonce: string, expiresAt: number, now = Date.now(), claim?: string): boolean {
+    this.ensureSchema();
+    const fresh = claimNonce(this.sql, nonce, expiresAt, now, claim);
+    if (fresh) this.schedulePrune();
+    return fresh;
+  }
+
+  /** What this identity was charged for priced requests, newest first, with the totals per currency. */
+  agentLedger(options: { limit?: number; cursor?: string } = {}): AgentLedger {
+    if (!this.schemaReady) return { charges: [], totals: [], nextCursor: null };
+    return readAgentLedger(this.sql, { limit: Math.max(1, Math.min(200, Math.trunc(options.limit ?? 50))), cursor: options.cursor });
+  }
+
+  // ---------------------------------------------------------------------------------------------------------------
+  // Reservations (reservations.ts)
+
+  /**
+   * `POST /api/v1/reservations`: takes the amount if there is room and stores the reservation, in one step; the alarm
+   * is then set to ring by its expiry (one alarm serves pruning and expiries: the earlier time wins).
+   */
+  async reserve(input: ReserveInput): Promise<(ReserveOutcome & Replayable) | IdempotencyConflict> {
+    const now = input.now ?? Date.now();
+    const result = this.idempotent("reserve", input.idempotencyKey, input.requestHash, now, () => this.reservations().reserve(input, now));
+    if ("reservation" in result && result.reservation) await this.alarmBy(Date.parse(result.reservation.expiresAt));
+    return result;
+  }
+
+  /** `…/reservations/{id}/finalize` and `…/release`, in one step (see Reservations.settle). */
+  settleReservation(input: SettleInput): SettleOutcome {
+    if (!this.schemaReady) return { refused: "reservation_not_found" }; // an object without tables reserved nothing
+    const now = input.now ?? Date.now();
+    return this.ctx.storage.transactionSync(() => this.reservations().settle(input, now));
+  }
+
+  private reservations(): Reservations {
+    return new Reservations(this.sql, {
+      consumedIn: (counterId, start) => this.consumedIn(counterId, start),
+      writeCounter: (counterId, period, timeZone, start, consumed) => this.writeCounter(counterId, period, timeZone, start, consumed),
+      billOverage: (counterId, start, before, after, overflowLimit) => this.billOverage(counterId, start, before, after, overflowLimit),
+      moveOverageMark: (counterId, start, after) => this.moveOverageMark(counterId, start, after),
+      getBalance: (creditId) => this.getBalance(creditId),
+      changeBalance: (creditId, delta, reason, now) => this.changeBalance(creditId, delta, reason, now),
+      applyPeriodicGrant: (creditId, grant, timeZone, now) => this.applyPeriodicGrant(creditId, grant, timeZone, now),
+      addSpent: (creditId, start, cost) => this.addSpent(creditId, start, cost),
+    });
+  }
+
+  /** Makes the alarm ring at `at` or earlier (an alarm has one time: an earlier one already set stands). */
+  private async alarmBy(at: number): Promise<void> {
+    const current = await this.ctx.storage.getAlarm();
+    if (current === null || current > at) await this.ctx.storage.setAlarm(at);
+  }
+
+  // ---------------------------------------------------------------------------------------------------------------
   // Housekeeping
 
   override async alarm(): Promise<void> {
     this.pruneScheduled = false;
-    const { remaining, soon } = this.prune(Date.now());
-    if (remaining > 0) {
+    const now = Date.now();
+    // Expired reservations give their amount back first, whether or not anyone settles them.
+    this.ensureSchema();
+    const reservations = this.ctx.storage.transactionSync(() => this.reservations().expireDue(now));
+    const { remaining, soon } = this.prune(now);
+    // Hourly while something expires within a day (idempotency keys, minute/hour/day counters, settled reservations),
+    // else daily; by the next reservation's expiry if that is sooner.
+    let next = remaining > 0 || reservations.kept > 0 ? now + (soon || reservations.kept > 0 ? PRUNE_INTERVAL_MS : 24 * PRUNE_INTERVAL_MS) : undefined;
+    if (reservations.nextExpiry !== undefined) next = Math.min(next ?? Number.POSITIVE_INFINITY, reservations.nextExpiry);
+    if (next !== undefined) {
       this.pruneScheduled = true;
-      // Hourly while something expires within a day (idempotency keys, minute/hour/day counters), else daily.
-      await this.ctx.storage.setAlarm(Date.now() + (soon ? PRUNE_INTERVAL_MS : 24 * PRUNE_INTERVAL_MS));
+      await this.ctx.storage.setAlarm(next);
     }
   }
 
@@ -665,12 +739,13 @@ export class MeterObject extends DurableObject<Env> {
         "DELETE FROM credit_carry WHERE period_start < (SELECT MAX(g.period_start) FROM credit_allowances g WHERE g.credit_id = credit_carry.credit_id)",
       ).rowsWritten;
     const ledger = this.sql.exec("DELETE FROM credit_ledger WHERE created_at < ?", now - CREDIT_LEDGER_TTL_MS).rowsWritten;
+    const agents = pruneAgentRows(this.sql, now);
     // Lifetime counters never expire; only rows that can expire keep the alarm alive.
     const remaining = this.sql
       .exec<{ n: number }>(
         "SELECT (SELECT COUNT(*) FROM counters WHERE period <> 'lifetime') + (SELECT COUNT(*) FROM idempotency) + (SELECT COUNT(*) FROM credit_ledger) AS n",
       )
-      .one().n;
+      .one().n + agents.remaining;
     const soon =
       this.sql
         .exec<{ n: number }>(

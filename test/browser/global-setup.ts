@@ -46,6 +46,8 @@ export default async function startPlatform(project: TestProject): Promise<() =>
     OPERATOR_TOKEN: operatorToken,
     SECRETS_KEY: randomBytes(32).toString("base64"),
     WEBHOOKS_ALLOW_INSECURE_LOCALHOST: "true",
+    WEB_BOT_AUTH_ALLOW_LOOPBACK: "true",
+    X402_ALLOW_LOOPBACK_FACILITATOR: "true",
   };
 
   const migrate = spawnSync(process.execPath, [wrangler, "d1", "migrations", "apply", "DB", "--local", "--persist-to", persistTo], {

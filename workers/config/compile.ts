@@ -1,6 +1,7 @@
 /**
  * Draft document → immutable snapshot. Runs when a version is created, never on the decision path.
  */
+import { parseCrawlerPrice } from "../engine/payPerCrawl";
 import { propertiesOf, type ConfigDocument, type CreditsValue, type EnabledValue, type PlanPropertyValue } from "../../schema/config";
 import {
   SNAPSHOT_SCHEMA_VERSION,
@@ -77,6 +78,9 @@ export async function compileSnapshot(doc: ConfigDocument, context: CompileConte
       autoAssign: [...new Set(plan.autoAssign)],
       stripeProductIds: [...new Set(plan.stripeProductIds)],
       values,
+      ...(plan.payPerCrawl && Object.keys(plan.payPerCrawl).length > 0
+        ? { payPerCrawl: Object.fromEntries(bySlug(plan.payPerCrawl).map(([surfaceSlug, price]) => [surfaceSlug, price === "forbidden" ? null : parseCrawlerPrice(price)])) }
+        : {}),
     };
   });
 

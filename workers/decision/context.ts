@@ -9,6 +9,7 @@ import type { Environment } from "../services/tenancy";
 import type { EvaluateResult } from "../../durable-objects/meter/MeterObject";
 import type { ComponentBehavior, SurfaceBehavior } from "../workflows/stages";
 import type { WorkflowSession } from "./workflowSession";
+import type { AgentSignature } from "./agentIdentity";
 
 export type DecisionKind = "access_check" | "surface_decision";
 
@@ -28,7 +29,7 @@ export interface TransportFacts {
 export interface SubjectRequest {
   identity: unknown;
   resource?: Record<string, unknown>;
-  http?: { url?: string; userAgent?: string; clientIP?: string; referer?: string };
+  http?: { url?: string; userAgent?: string; clientIP?: string; referer?: string; method?: string; headers?: Record<string, string> };
   cloudflare?: { cf?: Record<string, unknown> };
 }
 
@@ -75,6 +76,10 @@ export interface Identified {
   facts: RequestFacts;
   /** Present when the deployed version has workflows; the workflow stages share it. */
   workflows: WorkflowSession | undefined;
+  /** The request's Web Bot Auth signature: absent, verified (the operator) or invalid (why), for the record and trace. */
+  agentSignature: AgentSignature;
+  /** A verified signature's nonce and covered components (pay-per-crawl's proof that the agent agreed to a price). */
+  verifiedAgent: { nonce: string; covered: readonly string[] } | undefined;
 }
 
 export interface WithCustomer {
@@ -104,6 +109,8 @@ export interface MeterOutcome {
   replayed: boolean;
   userAdded: boolean;
   plansChanged?: { from: string[] | null; to: string[] };
+  /** Set when the call carried a paid decision's charge: it is on the ledger (false: it already was). */
+  agentCharged?: boolean;
   /** The call this request gave up on (deadline); it may still answer, after the response. */
   late?: Promise<EvaluateResult>;
 }

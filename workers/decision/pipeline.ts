@@ -1,7 +1,7 @@
 /**
  * One access check or surface decision, as the list of its stages (each in stages/, in this order):
  *   config → identity → middleware workflows → customer → provisioning workflows      (subject.ts)
- *   → plans (engine) → meter (ONE Durable Object call) → features (+ feature workflows)
+ *   → plans (engine) → crawl (priced surfaces only) → meter (ONE Durable Object call) → features (+ feature workflows)
  *   → surface workflow → offers (engine + tokens) → component workflows → response
  *   and after the response: the decision record and the triggers, and — only when the request asked for it — the
  *   trace (trace.ts), assembled from the final context.
@@ -15,6 +15,7 @@ import {
   consumeMeter,
   enableOfferUtils,
   enqueueDecisionTriggers,
+  negotiateCrawlPrice,
   planDecision,
   recordDecision,
   renderResponse,
@@ -38,7 +39,8 @@ async function decide(requestServices: Services, request: DecisionRequest): Prom
   const services = runs ? runs.watch(requestServices) : requestServices;
   const subject = await resolveSubject(services, request);
   const planned = planDecision(services, subject);
-  const metered = await consumeMeter(services, planned);
+  const priced = await negotiateCrawlPrice(services, planned);
+  const metered = await consumeMeter(services, priced);
   const featured = await resolveFeatures(services, metered);
   const surfaced = await runSurfaceWorkflow(services, enableOfferUtils(services, featured));
   const offered = await resolveOffers(services, surfaced);

@@ -31,6 +31,18 @@ export const HttpRequestInfo = z
     clientIP: z.string().max(100).optional(),
     referer: z.string().max(8192).optional(),
     cookies: z.record(z.string(), z.string()).optional(),
+    /** The visitor's request method; a Web Bot Auth signature may cover it (`@method`). GET when absent. */
+    method: z.string().min(1).max(16).optional(),
+    /**
+     * Request headers an agent sent, by lower-case name, that the platform reads (secret keys only): the Web Bot Auth
+     * signature (`signature`, `signature-input`, `signature-agent` and any header it covers), pay-per-crawl's
+     * `crawler-exact-price` / `crawler-max-price`, and x402's `payment-signature`. Other headers are ignored.
+     */
+    headers: z
+      .record(z.string().max(100), z.string().max(8192))
+      .refine((headers) => Object.keys(headers).length <= 32, "at most 32 headers")
+      .optional()
+      .openapi({ example: { "signature-agent": '"https://agent.example"', "signature-input": "sig1=(...)", signature: "sig1=:...:" } }),
   })
   .passthrough();
 
@@ -80,7 +92,7 @@ const PropertyStateSchema = z
 
 export const IdentityResponse = z
   .object({
-    authType: z.enum(["anonymous", "provided", "jwt"]),
+    authType: z.enum(["anonymous", "provided", "jwt", "agent"]),
     identifier: z.string(),
     isAuthenticated: z.boolean(),
     jwtClaims: z.record(z.string(), z.unknown()),

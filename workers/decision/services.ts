@@ -18,6 +18,7 @@ import type { PaymentsPort } from "../workflows/utils";
 import type { UsageReportMessage } from "../payments/usage";
 import type { OfferTokenClaims } from "../engine/offerTypes";
 import type { OfferTokenInput } from "../offers/tokens";
+import type { KeyDirectoryLookup } from "../identity/webBotAuth";
 
 export interface Clock {
   /** Milliseconds since the epoch. */
@@ -77,6 +78,8 @@ export interface Services {
   insertEvent(event: EventInput): Promise<string>;
   /** Memo for the engine's bot classification. */
   botVerdicts: VerdictMemo;
+  /** Agents' Web Bot Auth key directories (fetched from their origins, cached per isolate). */
+  keyDirectories: KeyDirectoryLookup;
   /** Signs offer tokens (workers/offers/tokens.ts) at the request's clock; the platform secret stays inside. */
   offerTokens: OfferTokenMinter;
 }

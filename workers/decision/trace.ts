@@ -11,6 +11,8 @@ import { ApiError } from "../errors";
 import type { WorkflowOutcome, WorkflowRunner } from "../workflows/runner";
 import type { CallerScope, Configured, DecisionRequest, Featured, Identified, Metered, OfferImpression, Planned, WithCustomer, WithOffers } from "./context";
 import type { Services, StageTimer } from "./services";
+import type { AgentSignature } from "./agentIdentity";
+import { crawlRecordOf, type Crawled } from "./stages/crawl";
 
 /**
  * `?trace=true` on the decision routes, documented as an OpenAPI parameter but read with `c.req.query("trace")`
@@ -66,13 +68,15 @@ export interface WorkflowTrace {
 export interface DecisionTrace {
   versionId: string;
   stages: { stage: string; ms: number }[];
-  identity: { authType: string; identifier: string; isAuthenticated: boolean; jwtError: string | null; bot: object | null; category: string };
+  identity: { authType: string; identifier: string; isAuthenticated: boolean; jwtError: string | null; bot: object | null; category: string; agentSignature: AgentSignature };
   plans: { slug: string; source: string; detail?: unknown }[];
   unknownPlanSlugs: string[];
   properties: PropertyTrace[];
   meter: { status: "ok" | "fallback" | "none"; reason?: string; readings: MeterReadingTrace[]; credits: CreditReadingTrace[] };
   workflows: WorkflowTrace[];
   offers: { shown: OfferImpression[]; filtered: FilteredOffer[] } | null;
+  /** A priced surface's pay-per-crawl negotiation (null when the decision was not priced). */
+  crawl: ReturnType<typeof crawlRecordOf> | null;
   denials: Denial[];
 }
 
@@ -120,6 +124,7 @@ export const DecisionTraceSchema = z
     meter: z.object({ status: z.enum(["ok", "fallback", "none"]), reason: z.string().optional(), readings: z.array(z.record(z.string(), z.unknown())), credits: z.array(z.record(z.string(), z.unknown())) }),
     workflows: z.array(z.record(z.string(), z.unknown())),
     offers: z.object({ shown: z.array(z.record(z.string(), z.unknown())), filtered: z.array(z.object({ offer: z.string(), reason: z.string() })) }).nullable(),
+    crawl: z.record(z.string(), z.unknown()).nullable(),
     denials: z.array(z.object({ featureSlug: z.string(), property: z.string(), reason: z.string() })),
   })
   .openapi("DecisionTrace", { description: "Present only with ?trace=true (secret keys): how the decision was made." });
@@ -174,15 +179,15 @@ export function bounded(value: unknown): unknown {
   return { truncated: true, bytes: bytes.length, preview };
 }
 
-type TracedContext = DecisionRequest & Configured & Identified & WithCustomer & Planned & Metered & Featured & WithOffers;
+type TracedContext = DecisionRequest & Configured & Identified & WithCustomer & Planned & Metered & Featured & WithOffers & Partial<Crawled>;
 
 /** The trace of a decision, from its final context and what the record kept (`denied`). */
 export function traceOf(context: TracedContext, denied: Denial[], timing: StageTimer, runs: WorkflowRunCapture): DecisionTrace {
-  const { prepared, identity, jwtError, bot, category, decision, overrides, workflows, offers, stripeProductIds } = context;
+  const { prepared, identity, jwtError, bot, category, decision, overrides, workflows, offers, stripeProductIds, agentSignature } = context;
   return {
     versionId: prepared.versionId,
     stages: Object.entries(timing.toRecord()).map(([stage, ms]) => ({ stage, ms })),
-    identity: { authType: identity.authType, identifier: identity.identifier, isAuthenticated: identity.isAuthenticated, jwtError, bot: bot ?? null, category },
+    identity: { authType: identity.authType, identifier: identity.identifier, isAuthenticated: identity.isAuthenticated, jwtError, bot: bot ?? null, category, agentSignature },
     plans: decision.planSlugs.map((slug) => planTrace(slug, decision.planSources[slug] ?? [], category, stripeProductIds, prepared.planBySlug.get(slug)?.plan.stripeProductIds)),
     unknownPlanSlugs: decision.unknownPlanSlugs,
     properties: propertyTraces(context, overrides),
@@ -192,6 +197,7 @@ export function traceOf(context: TracedContext, denied: Denial[], timing: StageT
       return { ...record, input: run?.input ?? null, output: run?.output ?? null };
     }),
     offers: offers ? { shown: offers.impressions, filtered: offers.filtered } : null,
+    crawl: context.crawl ? crawlRecordOf(context.crawl, context.meter.agentCharged !== undefined) : null,
     denials: denied,
   };
 }

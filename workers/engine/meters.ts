@@ -326,7 +326,7 @@ export interface DenialScope {
   overridden?: readonly { featureSlug: string; property: string }[];
 }
 
-export type DenialReason = "off" | "no_plan" | "workflow_override" | "limit_reached" | "insufficient_credits" | "meter_unavailable";
+export type DenialReason = "off" | "no_plan" | "workflow_override" | "limit_reached" | "insufficient_credits" | "meter_unavailable" | "payment_required";
 
 export interface Denial {
   featureSlug: string;

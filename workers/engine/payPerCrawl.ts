@@ -98,3 +98,23 @@ export function negotiateCrawl(request: CrawlerRequest): CrawlerOutcome {
 function refuse(status: 400 | 402 | 403 | 502, code: CrawlerErrorCode | null, headers: Record<string, string> = {}): CrawlerOutcome {
   return { kind: "refuse", status, code, headers: code ? { ...headers, "crawler-error": code } : headers };
 }
+
+/** The price plans give a surface: undefined when none of them prices it. */
+export type SurfacePrice = { price: CrawlerPrice | null } | undefined;
+
+/**
+ * What one decision on `surfaceSlug` costs an identity holding `plans`: the lowest price any of them asks (a plan that
+ * lets its crawlers in for less is the better deal, as a higher limit is for meters); refused (`price: null`) only when
+ * every plan that names the surface forbids it; undefined when none names it. Prices share one currency (the
+ * configuration's validation).
+ */
+export function crawlPriceFor(plans: readonly { payPerCrawl?: Record<string, CrawlerPrice | null> }[], surfaceSlug: string): SurfacePrice {
+  let found: SurfacePrice;
+  for (const plan of plans) {
+    const table = plan.payPerCrawl;
+    if (!table || !Object.hasOwn(table, surfaceSlug)) continue;
+    const price = table[surfaceSlug]!;
+    if (!found || found.price === null || (price !== null && price.micros < found.price.micros)) found = { price: price ?? found?.price ?? null };
+  }
+  return found;
+}

@@ -3,6 +3,7 @@
  * `compileSnapshot` (workers/config/compile.ts) produces it from a validated document when a version is created;
  * the engine never sees the document itself.
  */
+import type { CrawlerPrice } from "./payPerCrawl";
 import type { AutoAssignCategory, ConflictRule, JwtAlgorithm, OfferConditions, OfferPresentation, OfferPrice, OfferRedemption, Period, WorkflowType } from "../../schema/config";
 
 export const SNAPSHOT_SCHEMA_VERSION = 1;
@@ -80,6 +81,8 @@ export interface SnapshotPlan {
   stripeProductIds: string[];
   /** featureId → propertySlug → value. */
   values: Record<string, Record<string, SnapshotPlanValue>>;
+  /** surfaceSlug → what a decision there costs the plan's crawlers and agents; null: they are refused (absent: not priced). */
+  payPerCrawl?: Record<string, CrawlerPrice | null>;
 }
 
 export interface SnapshotSurface {

@@ -3,7 +3,7 @@
  */
 import type { AutoAssignCategory, Period } from "../../schema/config";
 
-export type AuthType = "anonymous" | "provided" | "jwt";
+export type AuthType = "anonymous" | "provided" | "jwt" | "agent";
 
 export interface ResolvedIdentity {
   authType: AuthType;

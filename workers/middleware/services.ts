@@ -10,6 +10,7 @@ import { createMeterClient, meterDeadlineOf, type MeterClient } from "../../dura
 import type { AppEnv } from "../context";
 import type { Clock, Logger, Services, StageTimer } from "../decision/services";
 import { userAgentVerdicts } from "../services/caches";
+import { isolateKeyDirectories } from "../services/keyDirectories";
 import { getCustomerCached } from "../services/customers";
 import { type CustomerLookupMessage, requestCustomerLookup } from "../payments/lookup";
 import { type CreditTopUpMessage, requestCreditTopUps } from "../payments/topUp";
@@ -80,6 +81,7 @@ export function buildServices(c: Context<AppEnv>, overrides: ServiceOverrides = 
     recordEvent: (event) => recordEvent({ waitUntil }, db, event),
     insertEvent: (event) => insertEvent(db, event),
     botVerdicts: userAgentVerdicts,
+    keyDirectories: isolateKeyDirectories(env.WEB_BOT_AUTH_ALLOW_LOOPBACK === "true"),
     offerTokens: { mint: (input) => mintOfferToken(env.SECRETS_KEY, input, clock.now()) },
   };
 }

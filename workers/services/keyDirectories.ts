@@ -136,3 +136,15 @@ function isPublicDnsName(hostname: string): boolean {
   if (hostname.startsWith("[") || /^[\d.]+$/.test(hostname) || !hostname.includes(".")) return false;
   return hostname !== "localhost" && !hostname.endsWith(".localhost") && !hostname.endsWith(".internal") && !hostname.endsWith(".local");
 }
+
+const isolateLookups = new Map<boolean, KeyDirectoryLookup>();
+
+/**
+ * The isolate's directory cache (one per loopback setting, which is fixed per deployment): directories fetched once
+ * serve every later request of the isolate until their TTL.
+ */
+export function isolateKeyDirectories(allowInsecureLoopback: boolean): KeyDirectoryLookup {
+  let lookup = isolateLookups.get(allowInsecureLoopback);
+  if (!lookup) isolateLookups.set(allowInsecureLoopback, (lookup = keyDirectories({ fetch: (request) => fetch(request), allowInsecureLoopback })));
+  return lookup;
+}

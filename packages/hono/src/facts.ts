@@ -1,4 +1,4 @@
-import { PLATFORM_LIMITS, type AccessCheckRequest } from "@edge-monetization/client";
+import { PLATFORM_LIMITS, requestMethodOf, type AccessCheckRequest } from "@edge-monetization/client";
 import type { Context } from "hono";
 
 export type RequestFacts = Pick<AccessCheckRequest, "http" | "cloudflare">;
@@ -10,9 +10,9 @@ export type RequestFacts = Pick<AccessCheckRequest, "http" | "cloudflare">;
 const FACT_LIMITS = PLATFORM_LIMITS.facts;
 
 /**
- * What the platform may know about the visitor's request: its URL, user agent, IP and referer (workflows and bot tags
- * read them), and on Workers the request's `cf` object (country, ASN…) — sent with a secret key, the platform takes
- * it as the visitor's.
+ * What the platform may know about the visitor's request: its URL, method, user agent, IP and referer (workflows and
+ * bot tags read them; an agent's signature may cover the method), and on Workers the request's `cf` object (country,
+ * ASN…) — sent with a secret key, the platform takes it as the visitor's.
  *
  * The IP is only ever one nobody but the operator's own edge could have written: `clientIP(c)` when the app names its
  * source; else, on Workers (a `cf` object), `CF-Connecting-IP`, which Cloudflare sets; else none. `X-Forwarded-For` is
@@ -26,6 +26,7 @@ export function requestFactsOf(c: Context, clientIP?: () => string | undefined):
     userAgent: header("user-agent")?.slice(0, FACT_LIMITS.userAgent),
     clientIP: (clientIP ? clientIP() || undefined : cf ? header("cf-connecting-ip") : undefined)?.slice(0, FACT_LIMITS.clientIP),
     referer: header("referer")?.slice(0, FACT_LIMITS.referer),
+    method: requestMethodOf(c.req.method),
   });
   return cf ? { http, cloudflare: { cf } } : { http };
 }

@@ -1,4 +1,4 @@
-import type { ClientError, MonetizationClient, Result } from "@edge-monetization/client";
+import { agentHeadersOf, withAgentHeaders, type ClientError, type MonetizationClient, type Result } from "@edge-monetization/client";
 import type { Context, Env, MiddlewareHandler } from "hono";
 import { setCookie } from "hono/cookie";
 import { anonymousCookieOf, checkCookieName, MAX_COOKIE_AGE_SECONDS } from "./cookies";
@@ -8,8 +8,9 @@ import type { CookieOptions, Decision, DecideOptions, IdentityRequest, Monetizat
 
 /**
  * Puts `c.var.monetization` on the context: the request's identity (cookies, JWT or your own), and `decide()` /
- * `hasAccess()` asking the platform with the request's facts. When the platform minted an anonymous identifier for a
- * new visitor, the response sets the anonymous cookie so that the visitor keeps it.
+ * `hasAccess()` asking the platform with the request's facts and what an agent sent that the platform reads (its Web
+ * Bot Auth signature, the price it agrees to pay per crawl, an x402 payment: agentHeadersOf). When the platform minted
+ * an anonymous identifier for a new visitor, the response sets the anonymous cookie so that the visitor keeps it.
  */
 export function monetization<E extends Env = any>(options: MonetizationOptions<E>): MiddlewareHandler<{ Variables: MonetizationVariables }> {
   // A cookie setCookie would refuse is a mistake in the app: say so now, not with a 500 on each new visitor.
@@ -22,6 +23,7 @@ export function monetization<E extends Env = any>(options: MonetizationOptions<E
     const requestIdentity = await identityOf(c, options as MonetizationOptions, anonymousCookie.name);
     const state = new RequestMonetization(client, requestIdentity, {
       facts: () => requestFactsOf(c, options.clientIP ? () => options.clientIP!(context) : undefined),
+      agentHeaders: () => agentHeadersOf(c.req.raw.headers),
       surfaceSlug: () => (typeof options.surfaceSlug === "function" ? options.surfaceSlug(context) : options.surfaceSlug),
       resource: () => options.resource?.(context) ?? { id: c.req.path },
     });
@@ -47,6 +49,7 @@ export function monetization<E extends Env = any>(options: MonetizationOptions<E
 
 interface RequestDefaults {
   facts: () => RequestFacts;
+  agentHeaders: () => Record<string, string> | undefined;
   surfaceSlug: () => string | undefined;
   resource: () => Resource | undefined;
 }
@@ -99,7 +102,8 @@ class RequestMonetization {
   #ask(surfaceSlug: string | undefined, resource: Resource | undefined, action: string | undefined, trace: boolean): Promise<Result<Decision>> {
     const decideFor = async (identity: IdentityRequest): Promise<Result<Decision>> => {
       this.#facts ??= this.defaults.facts();
-      const body = { identity, ...this.#facts, ...(resource ? { resource } : {}), ...(action ? { action } : {}) };
+      // Added last and only if they fit: headers as large as a visitor can make them must not get the decision refused.
+      const body = withAgentHeaders({ identity, ...this.#facts, ...(resource ? { resource } : {}), ...(action ? { action } : {}) }, this.defaults.agentHeaders());
       const call = trace ? { trace } : {};
       return surfaceSlug ? await this.client.surfaceDecision({ ...body, surfaceSlug }, call) : await this.client.accessCheck(body, call);
     };

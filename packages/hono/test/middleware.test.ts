@@ -11,6 +11,7 @@ import { beforeAll, describe, expect, it } from "vitest";
 import { createOrganization, fetchWorker, publish, type TestOrganization } from "../../../test/support/api";
 import { expectConsoleError } from "../../../test/support/console";
 import { aiTools, paywall } from "../../../test/support/examples";
+import { newAgent } from "../../../test/support/agents";
 
 let org: TestOrganization;
 let signingKey: CryptoKey;
@@ -405,7 +406,7 @@ describe("the decision on the context", () => {
 
     // No cf object (Node, or a request that did not come through Cloudflare): those headers are anyone's to write.
     await app.request("/articles/facts", { headers: { cookie: "mos_anon=facts", "cf-connecting-ip": "192.0.2.66", "x-forwarded-for": "198.51.100.1, 10.0.0.1" } });
-    expect(platform.calls[1]!.body.http).toEqual({ url: "http://localhost/articles/facts" });
+    expect(platform.calls[1]!.body.http).toEqual({ url: "http://localhost/articles/facts", method: "GET" });
     expect(platform.calls[1]!.body.cloudflare).toBeUndefined();
   });
 
@@ -438,5 +439,65 @@ describe("the decision on the context", () => {
     });
     const response = await app.request("/me", { headers: { cookie: "mos_anon=env-visitor" } }, { SECRET_KEY: org.live.secretKey });
     expect(await json(response)).toEqual({ identifier: "env-visitor", plans: ["anonymous"] });
+  });
+});
+
+describe("agents", () => {
+  const SIGNED = {
+    signature: "sig1=:dGhlIHNpZ25hdHVyZQ==:",
+    // Expired long ago: the platform leaves the request unsigned without asking anyone's key directory.
+    "signature-input": 'sig1=("@authority" "signature-agent" "crawler-max-price");created=1735689600;expires=1735689660;keyid="k1";tag="web-bot-auth"',
+    "signature-agent": '"https://crawler.example"',
+    "crawler-max-price": "USD 0.05",
+  };
+
+  /** An app answering who the platform decided the request is (an access check: nothing consumed). */
+  function whoApp(platformFetch: (request: Request) => Promise<Response> = fetchWorker): App {
+    const app: App = new Hono();
+    app.use(monetization({ client: clientFor({ fetch: platformFetch }) }));
+    app.get("/who", async (c) => {
+      const decision = await c.var.monetization.decide();
+      return decision.ok ? c.json(decision.data.identity) : c.json({ error: decision.error }, 503);
+    });
+    return app;
+  }
+
+  it("forwards the method and the headers the platform reads (signature, what it covers, price, payment), nothing else", async () => {
+    const platform = recordingPlatform();
+    const app = articlesApp({ client: clientFor({ fetch: platform.fetch }) });
+    const headers = { ...SIGNED, "payment-signature": "eyJ4NDAyVmVyc2lvbiI6Mn0=", cookie: "mos_anon=crawler-1", authorization: "Bearer visitor-secret", "x-other": "stays home" };
+    const response = await app.request("/articles/crawled", { headers });
+    expect(response.status).toBe(200);
+    expect(platform.calls[0]!.body.http).toEqual({ url: "http://localhost/articles/crawled", method: "GET", headers: { ...SIGNED, "payment-signature": "eyJ4NDAyVmVyc2lvbiI6Mn0=" } });
+  });
+
+  it("decides a request whose signature verifies for the agent's operator", async () => {
+    const agent = await newAgent();
+    const headers = await agent.sign("http://localhost/who", { covered: { "crawler-max-price": "USD 0.05" } });
+    const response = await whoApp().request("/who", { headers });
+    expect(await json(response)).toMatchObject({ authType: "agent", identifier: agent.origin, isAuthenticated: true });
+    expect(anonymousCookieOf(response)).toBeUndefined();
+  });
+
+  it("leaves the headers out when the body would pass the platform's bound: decided unsigned, never refused", async () => {
+    const platform = recordingPlatform();
+    // Every fact at its bound, escaped (JSON doubles each `"`), and agent headers as large as the platform takes each.
+    const quotes = (length: number) => '"'.repeat(length);
+    const headers = {
+      ...SIGNED,
+      "user-agent": quotes(3000),
+      referer: `https://news.example/?${quotes(9000)}`,
+      "crawler-max-price": quotes(8192),
+      "payment-signature": quotes(8192),
+      "x-also-signed": quotes(8192),
+      "signature-input": 'sig1=("@authority" "signature-agent" "crawler-max-price" "x-also-signed");created=1735689600;expires=1735689660;keyid="k1";tag="web-bot-auth"',
+      cookie: "mos_anon=crawler-2",
+    };
+    const response = await whoApp(platform.fetch).request(`/who?${"q".repeat(9000)}`, { headers });
+    expect(await json(response)).toMatchObject({ authType: "anonymous", identifier: "crawler-2" });
+    const { http } = platform.calls[0]!.body;
+    // Keys, not values: a failure prints them.
+    expect(Object.keys(http)).toEqual(["url", "userAgent", "referer", "method"]);
+    expect(http.userAgent).toBe(quotes(2048));
   });
 });

@@ -118,6 +118,12 @@ async function withDelivery(status = "pending", { deleted = false } = {}): Promi
   ).bind(id, A.id, A.live.id, subscriptionId, `msg_${id}`, status, now, now).run();
   return id;
 }
+const X402_SETTINGS = { facilitatorUrl: "https://x402.example/facilitator", network: "eip155:84532", asset: "0x036CbD53842c5426634e7929541eC2318f3dCF7e", payTo: "0x209693Bc6afc0C5328bA36FaF03C514EF312287C" };
+/** A's live environment with x402 settings, for the routes that read or remove them. */
+const withX402Settings = async () => {
+  await must(call("PUT", `${live()}/payments/x402`, { ...asOperator(A), body: X402_SETTINGS }), 200);
+  return { path: `/environments/${A.live.id}/payments/x402` };
+};
 const identity = (identifier: string) => `${live()}/identities/${encodeURIComponent(identifier)}`;
 
 // operator, admin, deployer, read-only, own sk, other sk, pk, stranger
@@ -394,6 +400,15 @@ const ROUTES: Route[] = [
     prepare: () => ({ path: `/environments/${A.live.id}/payments/stripe`, body: STRIPE_CONNECTION }),
   },
   { method: "DELETE", path: "/environments/{environmentId}/payments/stripe", expected: WRITE_OWN_ENVIRONMENT(204), prepare: () => withStripeConnection() },
+  // Payments: the live environment's x402 settings
+  { method: "GET", path: "/environments/{environmentId}/payments/x402", expected: READ_ENVIRONMENT, prepare: () => withX402Settings() },
+  {
+    method: "PUT",
+    path: "/environments/{environmentId}/payments/x402",
+    expected: WRITE_OWN_ENVIRONMENT(200),
+    prepare: () => ({ path: `/environments/${A.live.id}/payments/x402`, body: X402_SETTINGS }),
+  },
+  { method: "DELETE", path: "/environments/{environmentId}/payments/x402", expected: WRITE_OWN_ENVIRONMENT(204), prepare: () => withX402Settings() },
   {
     method: "POST",
     path: "/environments/{environmentId}/payments/stripe/sync",

@@ -17,6 +17,11 @@ import type { Services } from "../services";
 export async function findCustomer<C extends CallerScope & Configured & Identified>(services: Services, context: C): Promise<C & WithCustomer> {
   const { identity, environment, store } = context;
   const { organizationId } = environment;
+  // An agent's operator buys nothing through checkout: its plans are the crawler/agent plans, its payments the ledger's.
+  if (identity.authType === "agent") {
+    services.timing.mark("context");
+    return { ...context, customer: null, stripeProductIds: [] };
+  }
   const customer = identity.isAuthenticated
     ? await services.customer(organizationId, store, identity.identifier)
     : (await mayBeAnonymousBuyer(services.db, organizationId, store, identity.identifier))

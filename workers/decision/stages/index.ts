@@ -5,6 +5,7 @@ export { runMiddleware } from "./middleware";
 export { findCustomer } from "./customer";
 export { runProvisioning } from "./provisioning";
 export { planDecision } from "./plans";
+export { negotiateCrawlPrice } from "./crawl";
 export { consumeMeter } from "./meter";
 export { resolveFeatures } from "./features";
 export { runSurfaceWorkflow } from "./surface";

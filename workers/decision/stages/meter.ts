@@ -11,11 +11,13 @@ import { webhooksTrackUsers } from "../../webhooks/decisionEvents";
 import { listensTo } from "../../workflows/triggers";
 import type { DecisionRequest, Metered, MeterOutcome, Planned, Subject } from "../context";
 import type { Services } from "../services";
+import { agentChargeOf, type Crawled } from "./crawl";
 
 const NOT_CALLED: MeterOutcome = Object.freeze({ replayed: false, userAdded: false });
 
-export async function consumeMeter<C extends DecisionRequest & Subject & Planned>(services: Services, context: C): Promise<C & Metered> {
+export async function consumeMeter<C extends DecisionRequest & Subject & Planned & Partial<Crawled>>(services: Services, context: C): Promise<C & Metered> {
   const { decision, prepared, environment, identity, store, kind, idempotencyKey, requestHash, body } = context;
+  const agentCharge = agentChargeOf(context.crawl, context);
   // The user's plan set rides along only when an action workflow or a webhook subscription listens to plan changes or
   // new users (it costs the object a write). The subscriptions come from a per-isolate cache (10 s).
   const tracksUser =
@@ -23,7 +25,7 @@ export async function consumeMeter<C extends DecisionRequest & Subject & Planned
   // A keyed request whose triggers someone may act on goes to the meter even when it meters nothing: the object
   // records the key, so a retry is recognised (`replayed`) and does not enqueue the triggers a second time.
   const keyedWithActions = idempotencyKey !== undefined && hasActionWorkflows(prepared);
-  if (decision.countedMeterRequests.length === 0 && decision.creditRequests.length === 0 && !tracksUser && !keyedWithActions) {
+  if (decision.countedMeterRequests.length === 0 && decision.creditRequests.length === 0 && !tracksUser && !keyedWithActions && !agentCharge) {
     return { ...context, meter: NOT_CALLED };
   }
   const result = await services.meter.evaluate(
@@ -37,6 +39,7 @@ export async function consumeMeter<C extends DecisionRequest & Subject & Planned
       timeZone: prepared.snapshot.timeZone,
       idempotencyKey: meterIdempotencyKey(environment.id, kind, idempotencyKey),
       requestHash,
+      ...(agentCharge ? { agentCharge } : {}),
     },
   );
   services.timing.mark("meter");
@@ -55,6 +58,7 @@ export async function consumeMeter<C extends DecisionRequest & Subject & Planned
       replayed: answer.replayed === true,
       userAdded: answer.userAdded === true,
       plansChanged: answer.plansChanged,
+      ...(answer.agentCharged !== undefined ? { agentCharged: answer.agentCharged } : {}),
     },
   };
 }

@@ -7,18 +7,24 @@ import { denials, type Denial } from "../../engine";
 import type { Configured, DecisionRequest, Featured, Identified, Metered, Planned, WithOffers } from "../context";
 import type { Services } from "../services";
 import type { DecisionResponse } from "./response";
+import { crawlRecordOf, type Crawled } from "./crawl";
 
-export function recordDecision<C extends DecisionRequest & Configured & Identified & Planned & Metered & Featured & WithOffers>(
+export function recordDecision<C extends DecisionRequest & Configured & Identified & Planned & Metered & Featured & WithOffers & Partial<Crawled>>(
   services: Services,
   context: C,
   response: DecisionResponse,
 ): Denial[] {
-  const { environment, identity, kind, surfaceSlug, decision, meter, features, overrides, bot, category, body, jwtError, workflows, prepared, offers } = context;
-  const denied = denials(features, {
-    metered: new Set(decision.meterRequests.map((request) => request.counterId)),
-    only: decision.surface?.consumes.map((entry) => ({ featureSlug: entry.featureSlug, property: entry.property })),
-    overridden: overrides,
-  });
+  const { environment, identity, kind, surfaceSlug, decision, meter, features, overrides, bot, category, body, jwtError, workflows, prepared, offers, agentSignature } = context;
+  const { crawl } = context;
+  // A crawler that did not pay (or whose payment was not recorded) got none of what the surface consumes.
+  const unpaid = crawl !== undefined && (crawl.kind === "refused" || meter.agentCharged === undefined);
+  const denied: Denial[] = unpaid
+    ? (decision.surface?.consumes ?? []).map((entry) => ({ featureSlug: entry.featureSlug, property: entry.property, reason: "payment_required" }))
+    : denials(features, {
+        metered: new Set(decision.meterRequests.map((request) => request.counterId)),
+        only: decision.surface?.consumes.map((entry) => ({ featureSlug: entry.featureSlug, property: entry.property })),
+        overridden: overrides,
+      });
   services.recordEvent({
     id: response.eventId,
     organizationId: environment.organizationId,
@@ -32,6 +38,9 @@ export function recordDecision<C extends DecisionRequest & Configured & Identifi
     record: {
       identity: response.identity,
       bot: bot ?? null,
+      // Only when a signature was sent: why it was refused, or whose it was.
+      ...(agentSignature.status === "absent" ? {} : { agentSignature }),
+      ...(crawl ? { crawl: crawlRecordOf(crawl, meter.agentCharged !== undefined) } : {}),
       category,
       plans: decision.planSlugs,
       planSources: decision.planSources,

@@ -4,14 +4,16 @@
  */
 import type { SurfaceArgs } from "../../workflows/authorTypes";
 import { validateSurfaceBehavior } from "../../workflows/stages";
-import type { DecisionRequest, Featured, Identified, Planned, WithSurfaceBehavior } from "../context";
+import type { DecisionRequest, Featured, Identified, Metered, Planned, WithSurfaceBehavior } from "../context";
+import { crawlBehavior, type Crawled } from "./crawl";
 import type { Services } from "../services";
 
-export async function runSurfaceWorkflow<C extends DecisionRequest & Identified & Planned & Featured>(_services: Services, context: C): Promise<C & WithSurfaceBehavior> {
-  const { surfaceSlug, workflows: session, features, decision } = context;
+export async function runSurfaceWorkflow<C extends DecisionRequest & Identified & Planned & Featured & Metered & Partial<Crawled>>(_services: Services, context: C): Promise<C & WithSurfaceBehavior> {
+  const { surfaceSlug, workflows: session, features, decision, crawl } = context;
   if (surfaceSlug === undefined) return { ...context, surfaceBehavior: undefined };
+  // A refused crawl answers with its own page: there is nothing for the surface's workflow to shape.
+  if (crawl?.kind === "refused") return { ...context, surfaceBehavior: crawlBehavior({}, crawl, false) };
   const workflow = session?.of("surface").find((candidate) => candidate.surface === surfaceSlug);
-  if (!session || !workflow) return { ...context, surfaceBehavior: {} };
-  const behavior = await session.run(workflow, (): SurfaceArgs => ({ ...session.args(decision.planSlugs), features, surfaceSlug }), validateSurfaceBehavior);
-  return { ...context, surfaceBehavior: behavior ?? {} };
+  const behavior = session && workflow ? ((await session.run(workflow, (): SurfaceArgs => ({ ...session.args(decision.planSlugs), features, surfaceSlug }), validateSurfaceBehavior)) ?? {}) : {};
+  return { ...context, surfaceBehavior: crawlBehavior(behavior, crawl, context.meter.agentCharged !== undefined) };
 }

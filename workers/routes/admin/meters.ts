@@ -13,6 +13,7 @@ import type { TargetOf } from "../../middleware/permissions";
 import { eventIdFor, insertEvent, meterIdempotencyKey } from "../../services/events";
 import { storeOf, type Environment } from "../../services/tenancy";
 import { EnvironmentIdParam, json, jsonBody, permit, security } from "./shared";
+import { agentStore } from "../../decision/agentIdentity";
 
 const tags = ["Meters"];
 const reading = { security, middleware: permit("meters.read", "environment") };
@@ -40,6 +41,23 @@ const StoredCounterSchema = z
   })
   .openapi("StoredCounter");
 const BalanceSchema = z.object({ identifier: z.string(), creditId: z.string(), balance: z.number() }).openapi("CreditBalance");
+const AddressQuery = z.object({
+  anonymous: z.enum(["true", "false"]).optional().openapi({ description: "Address the anonymous identity of that name." }),
+  agent: z.enum(["true", "false"]).optional().openapi({ description: "Address the agent operator of that origin (a verified Web Bot Auth agent), e.g. https://crawler.example." }),
+});
+const AgentChargeSchema = z
+  .object({
+    id: z.string(),
+    createdAt: z.string(),
+    method: z.enum(["crawl", "x402"]),
+    currency: z.string(),
+    micros: z.number().int().openapi({ description: "Micro-units of the currency (1 USD = 1,000,000)." }),
+    surface: z.string(),
+    resource: z.string().optional(),
+    url: z.string().optional(),
+    reference: z.string().optional().openapi({ description: "The x402 settlement's transaction." }),
+  })
+  .openapi("AgentCharge");
 
 const routes = {
   counters: createRoute({
@@ -59,6 +77,30 @@ const routes = {
     ...writing,
     request: { params: CounterParams },
     responses: { 200: json(z.object({ identifier: z.string(), counterId: z.string(), reset: z.literal(true) }), "Reset"), ...errorResponses(401, 403, 404) },
+  }),
+  charges: createRoute({
+    method: "get",
+    path: `${base}/charges`,
+    tags,
+    summary: "What an identity (usually an agent's operator: ?agent=true) was charged for priced requests",
+    description: "Pay-per-crawl charges and x402 settlements, newest first, with the totals per currency. Page with `cursor` (the previous page's `nextCursor`).",
+    ...reading,
+    request: {
+      params: IdentityParams,
+      query: AddressQuery.extend({ limit: z.coerce.number().int().min(1).max(200).optional(), cursor: z.string().max(300).optional() }),
+    },
+    responses: {
+      200: json(
+        z.object({
+          identifier: z.string(),
+          charges: z.array(AgentChargeSchema),
+          totals: z.array(z.object({ currency: z.string(), micros: z.number().int(), count: z.number().int() })),
+          nextCursor: z.string().nullable(),
+        }),
+        "Charges",
+      ),
+      ...errorResponses(400, 401, 403, 404),
+    },
   }),
   balance: createRoute({
     method: "get",
@@ -103,9 +145,12 @@ type EnvironmentRequest = Context<{ Bindings: Env; Variables: AppEnv["Variables"
 
 function meterOf(c: EnvironmentRequest, identifier: string): Target {
   const { organizationId, environment } = c.var.target;
-  // Signed-in identities by default; `?anonymous=true` addresses the anonymous identity of that name.
-  const authenticated = c.req.query("anonymous") !== "true";
-  return { organizationId, environment, authenticated, stub: meterStub(c.env.METER, userStoreKey(organizationId, storeOf(environment), authenticated), identifier) };
+  // Signed-in identities by default; `?anonymous=true` addresses the anonymous identity of that name, `?agent=true`
+  // the agent operator of that origin (its own partition of the store, decision/agentIdentity.ts).
+  const agent = c.req.query("agent") === "true";
+  const authenticated = agent || c.req.query("anonymous") !== "true";
+  const store = agent ? agentStore(storeOf(environment)) : storeOf(environment);
+  return { organizationId, environment, authenticated, stub: meterStub(c.env.METER, userStoreKey(organizationId, store, authenticated), identifier) };
 }
 
 /** Written before the response: an operator's change is not done until it is on record. */
@@ -161,6 +206,13 @@ export function registerMeterAdminRoutes(app: OpenAPIHono<AppEnv>): void {
     if (!existed) throw new ApiError("not_found", `Counter ${counterId} not found for ${identifier}`);
     await audit(c, t, identifier, { action: "counter.reset", counterId });
     return c.json({ identifier, counterId, reset: true as const }, 200);
+  });
+
+  app.openapi(routes.charges, async (c) => {
+    const { identifier } = c.req.valid("param");
+    const { limit, cursor } = c.req.valid("query");
+    const ledger = await meterOf(c, identifier).stub.agentLedger({ ...(limit ? { limit } : {}), ...(cursor ? { cursor } : {}) });
+    return c.json({ identifier, ...ledger }, 200);
   });
 
   app.openapi(routes.balance, async (c) => {

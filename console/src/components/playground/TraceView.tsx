@@ -194,6 +194,7 @@ const DENIAL_REASONS: Record<string, string> = {
   limit_reached: "the meter's limit is reached",
   insufficient_credits: "the balance does not cover the price",
   meter_unavailable: "the meter could not be reached: it fails closed",
+  payment_required: "a crawler or agent that did not pay the surface's price (pay-per-crawl)",
 };
 
 export function DenialsTable({ denials, testId }: { denials: Json[]; testId?: string }) {

@@ -1,14 +1,23 @@
 /**
  * Stage 4: the surface decision for the page — who the visitor is, which page (its path, and the <meta> of its head
- * for workflows to read), and the request facts. One Idempotency-Key per page view: a retry never consumes twice.
+ * for workflows to read), the request facts, and what an agent sent the platform reads (its Web Bot Auth signature,
+ * the price it agrees to pay per crawl, an x402 payment). One Idempotency-Key per page view: a retry never consumes
+ * twice.
  */
-import type { ClientError, IdentityRequest, Result, SurfaceDecisionRequest, SurfaceDecisionResponse } from "@edge-monetization/client";
+import {
+  agentHeadersOf,
+  MAX_DECISION_BODY_BYTES,
+  requestMethodOf,
+  withAgentHeaders,
+  type ClientError,
+  type IdentityRequest,
+  type Result,
+  type SurfaceDecisionRequest,
+  type SurfaceDecisionResponse,
+} from "@edge-monetization/client";
 import type { ProxyContext } from "../context";
 import { warnOnce } from "../log";
 import { requestFacts } from "./identity";
-
-/** The platform's bound on a decision's body, in bytes: a larger one is refused unread (413). */
-export const MAX_DECISION_BODY_BYTES = 64 * 1024;
 
 const encoder = new TextEncoder();
 const jsonBytes = (value: unknown) => encoder.encode(JSON.stringify(value)).byteLength;
@@ -18,11 +27,14 @@ const jsonBytes = (value: unknown) => encoder.encode(JSON.stringify(value)).byte
  * bounded: the facts are cut to the platform's bounds (at most ~37 KB once JSON doubles every `"` and `\`), a JWT is
  * at most 16,384 base64url characters (never escaped), an identifier 512 cookie-octets, the path 512 characters. The
  * page's meta (the origin's, unbounded) fills the room left, tag by tag in page order; a tag that does not fit is left
- * out (`cut`).
+ * out (`cut`). The agent's headers come last, only if they fit (agentHeadersOf bounds each, not their sum): a visitor
+ * cannot crowd the page's meta out with them, and a request too large to carry them is decided unsigned.
  */
 export function decisionBody(request: Request, page: { id: string; meta: Record<string, string> }, surface: string, identity: IdentityRequest): { body: SurfaceDecisionRequest; cut: boolean } {
   const meta: Record<string, string> = {};
-  const body = { surfaceSlug: surface, identity, resource: { id: page.id, meta }, ...requestFacts(request) } satisfies SurfaceDecisionRequest;
+  const facts = requestFacts(request);
+  const method = requestMethodOf(request.method);
+  const body = { surfaceSlug: surface, identity, resource: { id: page.id, meta }, ...facts, http: { ...facts.http, ...(method ? { method } : {}) } } satisfies SurfaceDecisionRequest;
   let room = MAX_DECISION_BODY_BYTES - jsonBytes(body);
   let cut = false;
   for (const [name, content] of Object.entries(page.meta)) {
@@ -35,7 +47,7 @@ export function decisionBody(request: Request, page: { id: string; meta: Record<
     meta[name] = content;
     room -= cost;
   }
-  return { body, cut };
+  return { body: withAgentHeaders(body, agentHeadersOf(request.headers)), cut };
 }
 
 export function decide(request: Request, page: { id: string; meta: Record<string, string> }, surface: string, identity: IdentityRequest, context: ProxyContext): Promise<Result<SurfaceDecisionResponse>> {

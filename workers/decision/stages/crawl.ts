@@ -1,0 +1,133 @@
+/**
+ * Stage 6b — crawl (surface decisions on a surface the identity's plans price, `plans.*.payPerCrawl`): crawlers and
+ * agents pay per decision instead of being metered. The negotiation is the pure engine's (engine/payPerCrawl.ts):
+ *   - refused (no price offered, a price refused, a missing or bad signature, crawlers forbidden): the answer replaces
+ *     the page (402 / 400 / 403 with `crawler-price` and `crawler-error`), nothing is consumed, no surface or component
+ *     workflow runs;
+ *   - paid: the meter call appends the charge to the identity's ledger in the same atomic step (an agent's operator's
+ *     object, agentLedger.ts), the surface's properties are granted without consuming their meters, and the page is
+ *     served with `crawler-charged`.
+ * A request that sends a price without being a priced identity (an unverified "crawler") is answered as the protocol
+ * says (StrongAuthRequired, InvalidSignature): it cannot pay without a verified signature.
+ * Decisions on surfaces nobody prices, and every access check, pass through untouched (one lookup per plan).
+ */
+import type { AgentCharge } from "../../../durable-objects/meter/agentLedger";
+import type { CreditRequest, Decision, FeatureStates, MeterRequest } from "../../engine";
+import { crawlPriceFor, formatCrawlerPrice, negotiateCrawl, type CrawlerPrice, type SurfacePrice } from "../../engine/payPerCrawl";
+import { agentHeadersOf } from "../agentIdentity";
+import type { Configured, DecisionRequest, Identified, Planned } from "../context";
+import type { Services } from "../services";
+
+export type Crawl =
+  | { kind: "refused"; status: number; code: string | null; price: CrawlerPrice | null; headers: Record<string, string> }
+  | { kind: "paid"; method: AgentCharge["method"]; charged: CrawlerPrice; chargeId: string; reference?: string; headers: Record<string, string> };
+
+export interface Crawled {
+  /** Undefined when the decision is not priced for this request. */
+  crawl: Crawl | undefined;
+}
+
+export async function negotiateCrawlPrice<C extends DecisionRequest & Configured & Identified & Planned>(services: Services, context: C): Promise<C & Crawled> {
+  const { surfaceSlug, prepared, decision } = context;
+  if (surfaceSlug === undefined) return { ...context, crawl: undefined };
+  const headers = agentHeadersOf(context);
+  const exactPrice = headers?.["crawler-exact-price"];
+  const maxPrice = headers?.["crawler-max-price"];
+  const held = crawlPriceFor(planTables(prepared, decision.planSlugs), surfaceSlug);
+  // Someone unverified offering to pay is told why it cannot (a verified agent whose plans price nothing here just
+  // decides as usual).
+  const offersToPay = exactPrice !== undefined || maxPrice !== undefined;
+  const priced: SurfacePrice = held ?? (offersToPay && !context.verifiedAgent ? crawlPriceFor(prepared.snapshot.plans, surfaceSlug) : undefined);
+  if (!priced) return { ...context, crawl: undefined };
+
+  const signature =
+    context.verifiedAgent !== undefined
+      ? { status: "verified" as const, covered: context.verifiedAgent.covered }
+      : context.agentSignature.status === "invalid"
+        ? { status: "invalid" as const }
+        : { status: "absent" as const };
+  const outcome = negotiateCrawl({ price: priced.price, exactPrice, maxPrice, signature });
+  services.timing.mark("crawl");
+  // negotiateCrawl charges only a verified signature, and a verified agent is priced only by its own plans.
+  const crawl: Crawl =
+    outcome.kind === "charge"
+      ? { kind: "paid", method: "crawl", charged: outcome.charged, chargeId: `crawl:${context.verifiedAgent!.nonce}`, headers: outcome.headers }
+      : { kind: "refused", status: outcome.status, code: outcome.code, price: priced.price, headers: outcome.headers };
+  // Paid or refused, the surface's meters are not consumed: the payment (or the refusal) stands in for them.
+  return { ...context, decision: { ...decision, countedMeterRequests: decision.countedMeterRequests.map(readOnly), creditRequests: decision.creditRequests.map(readOnly) }, crawl };
+}
+
+const readOnly = <R extends MeterRequest | CreditRequest>(request: R): R => (request.consume ? { ...request, consume: false } : request);
+
+function planTables(prepared: Configured["prepared"], planSlugs: readonly string[]) {
+  return planSlugs.flatMap((slug) => {
+    const plan = prepared.planBySlug.get(slug)?.plan;
+    return plan ? [plan] : [];
+  });
+}
+
+/** The ledger entry the meter call appends for a paid decision. */
+export function agentChargeOf(crawl: Crawl | undefined, context: Pick<DecisionRequest, "surfaceSlug" | "body">): AgentCharge | undefined {
+  if (crawl?.kind !== "paid") return undefined;
+  const resource = context.body.resource?.id;
+  return {
+    id: crawl.chargeId,
+    method: crawl.method,
+    currency: crawl.charged.currency,
+    micros: crawl.charged.micros,
+    surface: context.surfaceSlug ?? "",
+    resource: typeof resource === "string" ? resource : undefined,
+    url: context.body.http?.url,
+    reference: crawl.reference,
+  };
+}
+
+/**
+ * The surface's properties as the negotiation left them (their meters untouched either way): granted to a paid
+ * decision whose charge the meter confirmed, denied to a refused one or one whose charge was not recorded.
+ */
+export function applyCrawlToSurface(features: FeatureStates, context: { decision: Pick<Decision, "surface">; crawl: Crawl | undefined }, charged: boolean): FeatureStates {
+  if (!context.crawl) return features;
+  const hasAccess = context.crawl.kind === "paid" && charged;
+  const consumes = context.decision.surface?.consumes ?? [];
+  const out: FeatureStates = { ...features };
+  for (const { featureSlug, property } of consumes) {
+    const feature = out[featureSlug];
+    const state = feature?.properties[property];
+    if (!feature || !state || (state.type !== "meterable" && state.type !== "credits")) continue;
+    out[featureSlug] = { ...feature, properties: { ...feature.properties, [property]: { ...state, hasAccess, isFallback: false } } };
+  }
+  return out;
+}
+
+/** The page a refused decision answers instead, or the paid one's headers on the surface behaviour. */
+export function crawlBehavior<B extends { http?: unknown }>(behavior: B, crawl: Crawl | undefined, charged: boolean): B {
+  if (!crawl) return behavior;
+  if (crawl.kind === "refused") return { ...behavior, http: refusal(crawl) };
+  if (!charged) {
+    // The charge may not have been written (the meter did not answer): nothing is served, the agent signs again.
+    return { ...behavior, http: { status: 503, headers: { "retry-after": "1", "content-type": "text/plain; charset=utf-8" }, body: "The payment could not be recorded; retry with a new signature.\n" } };
+  }
+  const http = behavior.http as { body?: unknown; headers?: Record<string, string>; addHeaders?: { name: string; value: string }[] } | undefined;
+  if (http && typeof http.body === "string") return { ...behavior, http: { ...http, headers: { ...http.headers, ...crawl.headers } } };
+  const added = Object.entries(crawl.headers).map(([name, value]) => ({ name, value }));
+  return { ...behavior, http: { ...(http ?? {}), addHeaders: [...(http?.addHeaders ?? []), ...added] } };
+}
+
+function refusal(crawl: Extract<Crawl, { kind: "refused" }>) {
+  const price = crawl.price ? formatCrawlerPrice(crawl.price) : null;
+  const text =
+    crawl.status === 403
+      ? "Crawlers are not allowed here.\n"
+      : crawl.status === 402
+        ? `Payment required: ${price} per request. Retry signed (Web Bot Auth) with crawler-exact-price or crawler-max-price.\n`
+        : `The request cannot be priced: ${crawl.code ?? "bad request"}.\n`;
+  return { status: crawl.status, headers: { ...crawl.headers, "content-type": "text/plain; charset=utf-8", "cache-control": "private, no-store" }, body: text };
+}
+
+/** What the decision record (and the trace) keep of the negotiation. */
+export function crawlRecordOf(crawl: Crawl, charged: boolean) {
+  return crawl.kind === "refused"
+    ? { outcome: "refused" as const, status: crawl.status, code: crawl.code, price: crawl.price ? formatCrawlerPrice(crawl.price) : null }
+    : { outcome: charged ? ("paid" as const) : ("unrecorded" as const), method: crawl.method, charged: formatCrawlerPrice(crawl.charged), chargeId: crawl.chargeId };
+}
