@@ -19,6 +19,7 @@ import type { UsageReportMessage } from "../payments/usage";
 import type { OfferTokenClaims } from "../engine/offerTypes";
 import type { OfferTokenInput } from "../offers/tokens";
 import type { KeyDirectoryLookup } from "../identity/webBotAuth";
+import type { X402Gateway } from "../payments/x402Charge";
 
 export interface Clock {
   /** Milliseconds since the epoch. */
@@ -80,6 +81,8 @@ export interface Services {
   botVerdicts: VerdictMemo;
   /** Agents' Web Bot Auth key directories (fetched from their origins, cached per isolate). */
   keyDirectories: KeyDirectoryLookup;
+  /** The environment's x402 gateway (its settings through a short per-isolate cache), or null when it takes no x402. */
+  x402(environmentId: string): Promise<X402Gateway | null>;
   /** Signs offer tokens (workers/offers/tokens.ts) at the request's clock; the platform secret stays inside. */
   offerTokens: OfferTokenMinter;
 }

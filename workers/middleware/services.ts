@@ -11,6 +11,8 @@ import type { AppEnv } from "../context";
 import type { Clock, Logger, Services, StageTimer } from "../decision/services";
 import { userAgentVerdicts } from "../services/caches";
 import { isolateKeyDirectories } from "../services/keyDirectories";
+import { getX402Settings } from "../services/x402Settings";
+import { x402GatewayFor } from "../payments/x402Charge";
 import { getCustomerCached } from "../services/customers";
 import { type CustomerLookupMessage, requestCustomerLookup } from "../payments/lookup";
 import { type CreditTopUpMessage, requestCreditTopUps } from "../payments/topUp";
@@ -82,6 +84,10 @@ export function buildServices(c: Context<AppEnv>, overrides: ServiceOverrides = 
     insertEvent: (event) => insertEvent(db, event),
     botVerdicts: userAgentVerdicts,
     keyDirectories: isolateKeyDirectories(env.WEB_BOT_AUTH_ALLOW_LOOPBACK === "true"),
+    x402: async (environmentId) => {
+      const settings = await getX402Settings(db, environmentId);
+      return settings ? x402GatewayFor(settings, { allowLoopbackFacilitator: env.X402_ALLOW_LOOPBACK_FACILITATOR === "true" }) : null;
+    },
     offerTokens: { mint: (input) => mintOfferToken(env.SECRETS_KEY, input, clock.now()) },
   };
 }

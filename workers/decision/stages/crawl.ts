@@ -14,12 +14,13 @@
 import type { AgentCharge } from "../../../durable-objects/meter/agentLedger";
 import type { CreditRequest, Decision, FeatureStates, MeterRequest } from "../../engine";
 import { crawlPriceFor, formatCrawlerPrice, negotiateCrawl, type CrawlerPrice, type SurfacePrice } from "../../engine/payPerCrawl";
+import type { X402Gateway, X402Resource } from "../../payments/x402Charge";
 import { agentHeadersOf } from "../agentIdentity";
 import type { Configured, DecisionRequest, Identified, Planned } from "../context";
 import type { Services } from "../services";
 
 export type Crawl =
-  | { kind: "refused"; status: number; code: string | null; price: CrawlerPrice | null; headers: Record<string, string> }
+  | { kind: "refused"; status: number; code: string | null; price: CrawlerPrice | null; headers: Record<string, string>; reason?: string }
   | { kind: "paid"; method: AgentCharge["method"]; charged: CrawlerPrice; chargeId: string; reference?: string; headers: Record<string, string> };
 
 export interface Crawled {
@@ -37,8 +38,18 @@ export async function negotiateCrawlPrice<C extends DecisionRequest & Configured
   // Someone unverified offering to pay is told why it cannot (a verified agent whose plans price nothing here just
   // decides as usual).
   const offersToPay = exactPrice !== undefined || maxPrice !== undefined;
-  const priced: SurfacePrice = held ?? (offersToPay && !context.verifiedAgent ? crawlPriceFor(prepared.snapshot.plans, surfaceSlug) : undefined);
+  const payment = headers?.["payment-signature"];
+  // An x402 payment speaks for itself: whoever pays the surface's price is served, verified agent or not.
+  const nominal = (offersToPay && !context.verifiedAgent) || payment !== undefined;
+  const priced: SurfacePrice = held ?? (nominal ? crawlPriceFor(prepared.snapshot.plans, surfaceSlug) : undefined);
   if (!priced) return { ...context, crawl: undefined };
+  const resource = { url: context.body.http?.url ?? `urn:surface:${surfaceSlug}` };
+  const gateway = priced.price ? await services.x402(context.environment.id) : null;
+  if (payment !== undefined && gateway && priced.price) {
+    const crawl = await payWithX402(gateway, priced.price, resource, payment);
+    services.timing.mark("crawl");
+    return { ...context, decision: readOnlyDecision(decision), crawl };
+  }
 
   const signature =
     context.verifiedAgent !== undefined
@@ -52,12 +63,46 @@ export async function negotiateCrawlPrice<C extends DecisionRequest & Configured
   const crawl: Crawl =
     outcome.kind === "charge"
       ? { kind: "paid", method: "crawl", charged: outcome.charged, chargeId: `crawl:${context.verifiedAgent!.nonce}`, headers: outcome.headers }
-      : { kind: "refused", status: outcome.status, code: outcome.code, price: priced.price, headers: outcome.headers };
-  // Paid or refused, the surface's meters are not consumed: the payment (or the refusal) stands in for them.
-  return { ...context, decision: { ...decision, countedMeterRequests: decision.countedMeterRequests.map(readOnly), creditRequests: decision.creditRequests.map(readOnly) }, crawl };
+      : { kind: "refused", status: outcome.status, code: outcome.code, price: priced.price, headers: withX402Offer(outcome, gateway, priced.price, resource) };
+  return { ...context, decision: readOnlyDecision(decision), crawl };
+}
+
+/** Paid or refused, the surface's meters are not consumed: the payment (or the refusal) stands in for them. */
+function readOnlyDecision(decision: Decision): Decision {
+  return { ...decision, countedMeterRequests: decision.countedMeterRequests.map(readOnly), creditRequests: decision.creditRequests.map(readOnly) };
 }
 
 const readOnly = <R extends MeterRequest | CreditRequest>(request: R): R => (request.consume ? { ...request, consume: false } : request);
+
+/** A 402 also offers the price in x402 when the environment takes it (`payment-required`). */
+function withX402Offer(outcome: { status: number; headers: Record<string, string> }, gateway: X402Gateway | null, price: CrawlerPrice | null, resource: X402Resource): Record<string, string> {
+  if (outcome.status !== 402 || !gateway || !price) return outcome.headers;
+  const offer = gateway.paymentRequired(price, resource);
+  return offer ? { ...outcome.headers, "payment-required": offer } : outcome.headers;
+}
+
+/**
+ * An x402 payment (`payment-signature`) for the price, verified and settled by the environment's facilitator before
+ * anything is served. A refusal offers the price again (402 with `payment-required` and its `error`); a facilitator
+ * that could not be used is a 503 (nothing is known of the payment, which stays unused).
+ */
+async function payWithX402(gateway: X402Gateway, price: CrawlerPrice, resource: X402Resource, payment: string): Promise<Crawl> {
+  const result = await gateway.charge(price, resource, payment);
+  if (result.ok) {
+    return {
+      kind: "paid",
+      method: "x402",
+      charged: { currency: price.currency, micros: result.amountMicros },
+      chargeId: `x402:${result.transaction}`,
+      reference: result.transaction,
+      headers: { "payment-response": result.paymentResponseHeader },
+    };
+  }
+  const headers: Record<string, string> = {};
+  if (result.paymentRequiredHeader) headers["payment-required"] = result.paymentRequiredHeader;
+  if (result.paymentResponseHeader) headers["payment-response"] = result.paymentResponseHeader;
+  return { kind: "refused", status: result.facilitatorFailure ? 503 : 402, code: null, price, headers, reason: result.message };
+}
 
 function planTables(prepared: Configured["prepared"], planSlugs: readonly string[]) {
   return planSlugs.flatMap((slug) => {
@@ -119,15 +164,17 @@ function refusal(crawl: Extract<Crawl, { kind: "refused" }>) {
   const text =
     crawl.status === 403
       ? "Crawlers are not allowed here.\n"
-      : crawl.status === 402
-        ? `Payment required: ${price} per request. Retry signed (Web Bot Auth) with crawler-exact-price or crawler-max-price.\n`
-        : `The request cannot be priced: ${crawl.code ?? "bad request"}.\n`;
+      : crawl.status === 503
+        ? "The payment could not be checked; retry.\n"
+        : crawl.status === 402
+          ? `Payment required: ${price} per request. ${crawl.reason ? `${crawl.reason}. ` : ""}Retry signed (Web Bot Auth) with crawler-exact-price or crawler-max-price${crawl.headers["payment-required"] ? ", or pay with x402 (payment-signature)" : ""}.\n`
+          : `The request cannot be priced: ${crawl.code ?? "bad request"}.\n`;
   return { status: crawl.status, headers: { ...crawl.headers, "content-type": "text/plain; charset=utf-8", "cache-control": "private, no-store" }, body: text };
 }
 
 /** What the decision record (and the trace) keep of the negotiation. */
 export function crawlRecordOf(crawl: Crawl, charged: boolean) {
   return crawl.kind === "refused"
-    ? { outcome: "refused" as const, status: crawl.status, code: crawl.code, price: crawl.price ? formatCrawlerPrice(crawl.price) : null }
+    ? { outcome: "refused" as const, status: crawl.status, code: crawl.code, price: crawl.price ? formatCrawlerPrice(crawl.price) : null, ...(crawl.reason ? { reason: crawl.reason } : {}) }
     : { outcome: charged ? ("paid" as const) : ("unrecorded" as const), method: crawl.method, charged: formatCrawlerPrice(crawl.charged), chargeId: crawl.chargeId };
 }
