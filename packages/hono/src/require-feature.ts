@@ -48,7 +48,15 @@ export function requireFeature<E extends Env = any>(property: `${string}.${strin
       };
       return c.json(body, 503, { ...PER_VISITOR, "Retry-After": String(retryAfter) });
     }
-    if (monetization.client.hasAccess(result, property)) return next();
+    // A crawler or agent on a priced surface: the platform's pay-per-crawl / x402 answer is the protocol's, not ours.
+    const payment = paymentAnswerOf("surfaceBehavior" in result.data ? result.data.surfaceBehavior : undefined);
+    if (payment?.replace) return c.body(payment.replace.body, payment.replace.status as 400, { ...payment.replace.headers, ...PER_VISITOR });
+    if (monetization.client.hasAccess(result, property)) {
+      await next();
+      // The charge's receipt (`crawler-charged`, `payment-response`) goes out with whatever the route answered.
+      for (const [name, value] of Object.entries(payment?.receipt ?? {})) c.res.headers.set(name, value);
+      return;
+    }
     const reason = denialReason(monetization.client.property(result, property));
     if (reason === "unknown_property" && !reportedUnknownProperties.has(property)) {
       reportedUnknownProperties.add(property);
@@ -89,4 +97,30 @@ function messageFor(reason: DenialReason, property: string): string {
     case "off":
       return `${property} is not included in your plan.`;
   }
+}
+
+/** Headers only the platform's pay-per-crawl / x402 answers carry: what tells them from a surface workflow's behaviour. */
+const REFUSAL_HEADERS = ["crawler-price", "crawler-error", "payment-required"];
+const RECEIPT_HEADERS = new Set(["crawler-charged", "payment-response"]);
+
+/**
+ * What a priced surface's decision asks of the response: a replacement (402/400/403/503 with the protocol's headers)
+ * or the receipt headers of a paid one. Read defensively: anything else is not a payment answer.
+ */
+function paymentAnswerOf(behavior: { http?: unknown } | undefined): { replace?: { status: number; headers: Record<string, string>; body: string }; receipt?: Record<string, string> } | undefined {
+  const http = behavior?.http as { status?: unknown; headers?: unknown; body?: unknown; addHeaders?: unknown } | undefined;
+  if (!http || typeof http !== "object") return undefined;
+  if (typeof http.body === "string" && typeof http.headers === "object" && http.headers !== null) {
+    const headers = Object.fromEntries(Object.entries(http.headers as Record<string, unknown>).filter((entry): entry is [string, string] => typeof entry[1] === "string"));
+    const status = typeof http.status === "number" && Number.isInteger(http.status) && http.status >= 400 && http.status <= 599 ? http.status : undefined;
+    if (status === undefined || !REFUSAL_HEADERS.some((name) => name in headers) && status !== 503) return undefined;
+    if (status === 503 && !("retry-after" in headers)) return undefined;
+    return { replace: { status, headers, body: http.body } };
+  }
+  if (!Array.isArray(http.addHeaders)) return undefined;
+  const receipt: Record<string, string> = {};
+  for (const header of http.addHeaders as { name?: unknown; value?: unknown }[]) {
+    if (typeof header?.name === "string" && typeof header.value === "string" && RECEIPT_HEADERS.has(header.name.toLowerCase())) receipt[header.name] = header.value;
+  }
+  return Object.keys(receipt).length > 0 ? { receipt } : undefined;
 }

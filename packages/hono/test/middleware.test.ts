@@ -479,6 +479,32 @@ describe("agents", () => {
     expect(anonymousCookieOf(response)).toBeUndefined();
   });
 
+  it("answers a priced surface's pay-per-crawl as the platform says: the 402 with the price, the paid route with crawler-charged", async () => {
+    const priced = await createOrganization("Hono pay-per-crawl");
+    const document = paywall();
+    document.plans["ai-agents"] = { autoAssign: ["ai-agent"], features: { articles: { enabled: "off" } }, payPerCrawl: { "article-page": "USD 0.02" } };
+    await publish(priced.adminKey, document, [priced.live.id]);
+    const app = articlesApp({ client: createClient({ baseUrl: "http://platform.test", apiKey: priced.live.secretKey, failureMode: "closed", fetch: fetchWorker }) });
+    const agent = await newAgent();
+    const url = "http://localhost/articles/priced";
+
+    const asked = await app.request("/articles/priced", { headers: await agent.sign(url) });
+    expect(asked.status).toBe(402);
+    expect(asked.headers.get("crawler-price")).toBe("USD 0.02");
+    expect(asked.headers.get("crawler-error")).toBe("MissingCrawlerPrice");
+    expect(asked.headers.get("cache-control")).toBe("private, no-store");
+    expect(await asked.text()).toContain("USD 0.02");
+
+    const bought = await app.request("/articles/priced", { headers: await agent.sign(url, { covered: { "crawler-max-price": "USD 0.05" } }) });
+    expect(bought.status).toBe(200);
+    expect(bought.headers.get("crawler-charged")).toBe("USD 0.02");
+    expect(await json(bought)).toMatchObject({ article: "priced" });
+
+    // People keep the usual answers: a visitor is metered (or offered), never asked a crawler price.
+    const person = await app.request("/articles/priced");
+    expect(person.headers.get("crawler-price")).toBeNull();
+  });
+
   it("leaves the headers out when the body would pass the platform's bound: decided unsigned, never refused", async () => {
     const platform = recordingPlatform();
     // Every fact at its bound, escaped (JSON doubles each `"`), and agent headers as large as the platform takes each.
