@@ -6,7 +6,8 @@
  */
 import { describe, expect, it } from "vitest";
 import { parse } from "yaml";
-import { createOrganization, fetchWorker, publish } from "../../../test/support/api";
+import { call, createOrganization, fetchWorker, publish } from "../../../test/support/api";
+import { newAgent } from "../../../test/support/agents";
 import { configFromEnv, createEdgeProxy } from "../../../packages/edge-proxy/src/index";
 import { decodeAttribute } from "../../../packages/edge-proxy/src/content/rewrite";
 import siteYaml from "../site.yaml?raw";
@@ -113,5 +114,37 @@ describe("examples/paywall-site: the metered paywall", () => {
     const home = await proxy.fetch(new Request(`${SITE}/`));
     expect(await home.text()).toBe(indexPage);
     expect(home.headers.getSetCookie()).toEqual([]);
+  });
+});
+
+describe("examples/paywall-site: crawlers pay per article", () => {
+  it("answers a signed crawler 402 with the price, serves its paid retry whole with crawler-charged, and books the cent on its operator", async () => {
+    const { org, proxy } = await exampleSite();
+    const agent = await newAgent();
+    const url = `${SITE}/articles/old-bridge`;
+    const crawl = async (headers: Record<string, string>) => proxy.fetch(new Request(url, { headers: { "user-agent": "ExampleCrawler/1.0", ...headers } }));
+
+    const asked = await crawl(await agent.sign(url));
+    expect(asked.status).toBe(402);
+    expect(asked.headers.get("crawler-price")).toBe("USD 0.01");
+    expect(asked.headers.get("set-cookie")).toBeNull();
+    expect(await asked.text()).not.toContain("<article");
+
+    const paidHeaders = await agent.sign(url, { covered: { "crawler-max-price": "USD 0.05" } });
+    const paid = await crawl(paidHeaders);
+    expect(paid.status).toBe(200);
+    expect(paid.headers.get("crawler-charged")).toBe("USD 0.01");
+    const page = readPage(await paid.text());
+    expect(page.paragraphs.length).toBeGreaterThan(1);
+    expect(page.offers).toEqual([]);
+
+    // A copy of the paid request is a replay: an unverified visitor offering to pay, refused, charged nothing.
+    const replayed = await crawl(paidHeaders);
+    expect(replayed.status).toBe(400);
+    expect(replayed.headers.get("crawler-error")).toBe("InvalidSignature");
+
+    const ledger = await call("GET", `/api/v1/admin/environments/${org.preview.id}/identities/${encodeURIComponent(agent.origin)}/charges?agent=true`, { key: org.adminKey });
+    expect(ledger.body.totals).toEqual([{ currency: "USD", micros: 10_000, count: 1 }]);
+    expect(ledger.body.charges[0]).toMatchObject({ method: "crawl", surface: "article-page", url });
   });
 });
