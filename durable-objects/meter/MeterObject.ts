@@ -11,7 +11,23 @@ import { createHash } from "node:crypto";
 import { DurableObject } from "cloudflare:workers";
 import type { Period } from "../../schema/config";
 import type { CreditReading, CreditRequest, MeterReading, MeterRequest } from "../../workers/engine/types";
-import { AGENT_SCHEMA, AGENT_SCHEMA_OBJECTS, claimNonce, pruneAgentRows, readAgentLedger, recordAgentCharge, type AgentCharge, type AgentLedger } from "./agentLedger";
+import {
+  AGENT_SCHEMA,
+  AGENT_SCHEMA_OBJECTS,
+  beginX402Settlement,
+  claimNonce,
+  completeX402Settlement,
+  pruneAgentRows,
+  readAgentLedger,
+  recordAgentCharge,
+  storePendingPayment,
+  type AgentCharge,
+  type AgentLedger,
+  type AuthorizedX402Payment,
+  type BeginX402Settlement,
+  type PendingX402Payment,
+  type SettledX402Payment,
+} from "./agentLedger";
 import { periodStart } from "./periods";
 import { RESERVATIONS_SCHEMA, RESERVATIONS_SCHEMA_OBJECTS, Reservations, type ReserveInput, type ReserveOutcome, type SettleInput, type SettleOutcome } from "./reservations";
 
@@ -62,6 +78,8 @@ export interface EvaluateInput {
   requestHash?: string;
   /** A priced request paid for (pay-per-crawl, x402): appended to the ledger in the same step (agentLedger.ts). */
   agentCharge?: AgentCharge;
+  /** An x402 `upto` authorization the decision accepted: stored as a pending payment in the same step (agentLedger.ts). */
+  x402Payment?: PendingX402Payment;
 }
 
 export interface IdempotencyConflict {
@@ -87,6 +105,8 @@ export type EvaluateResult =
       plansChanged?: { from: string[] | null; to: string[] };
       /** The `agentCharge` was recorded (false: a charge with its id already was, so nothing was charged again). */
       agentCharged?: boolean;
+      /** The `x402Payment` was stored under this id (null: this identity already holds that authorization). */
+      x402Authorized?: AuthorizedX402Payment | null;
     } & Replayable)
   | IdempotencyConflict;
 
@@ -308,10 +328,14 @@ export class MeterObject extends DurableObject<Env> {
           out = { ...out, agentCharged: recordAgentCharge(this.sql, input.agentCharge, now) };
           this.schedulePrune();
         }
+        if (input.x402Payment) {
+          out = { ...out, x402Authorized: storePendingPayment(this.sql, input.x402Payment, now) };
+          this.schedulePrune();
+        }
         if (wasEmpty && this.schemaReady) out = { ...out, userAdded: true };
         return out;
       };
-      if (input.idempotencyKey !== undefined || input.agentCharge !== undefined || input.credits?.some((credit) => credit.grant !== undefined)) {
+      if (input.idempotencyKey !== undefined || input.agentCharge !== undefined || input.x402Payment !== undefined || input.credits?.some((credit) => credit.grant !== undefined)) {
         return this.idempotent("evaluate", input.idempotencyKey, input.requestHash, now, () => marked(this.evaluateIn(input, now, timeZone, true)));
       }
       return marked(this.evaluateIn(input, now, timeZone, false));
@@ -638,6 +662,18 @@ export class MeterObject extends DurableObject<Env> {
   agentLedger(options: { limit?: number; cursor?: string } = {}): AgentLedger {
     if (!this.schemaReady) return { charges: [], totals: [], nextCursor: null };
     return readAgentLedger(this.sql, { limit: Math.max(1, Math.min(200, Math.trunc(options.limit ?? 50))), cursor: options.cursor });
+  }
+
+  /** `POST /api/v1/x402-settlements/{id}`, first step: what the settle call may do with the payment (agentLedger.ts). */
+  beginX402Settlement(id: string, micros: number, now = Date.now()): BeginX402Settlement {
+    if (!this.schemaReady) return { refused: "payment_not_found" }; // an object without tables authorized nothing
+    return this.ctx.storage.transactionSync(() => beginX402Settlement(this.sql, id, micros, now));
+  }
+
+  /** Second step, after the facilitator: the charge on the ledger and the payment settled, or back to authorized. */
+  completeX402Settlement(id: string, outcome: { ok: true; micros: number; transaction: string } | { ok: false }, now = Date.now()): SettledX402Payment | null {
+    if (!this.schemaReady) return null;
+    return this.ctx.storage.transactionSync(() => completeX402Settlement(this.sql, id, outcome, now));
   }
 
   // ---------------------------------------------------------------------------------------------------------------

@@ -153,4 +153,14 @@ export const SurfaceDecisionResponse = AccessCheckResponse.extend({
   componentsSkipped: z.boolean(),
   componentBehaviors: z.record(z.string(), z.object({ content: z.unknown().optional(), properties: z.record(z.string(), z.unknown()).optional(), metadata: z.object({ cssSelector: z.string().nullable() }) })),
   offers: OfferGroupsResponse,
+  payment: z
+    .object({
+      method: z.literal("x402"),
+      scheme: z.literal("upto"),
+      id: z.string().openapi({ example: "pay_0123456789abcdefghij" }),
+      maxAmount: z.string().openapi({ example: "USD 0.01", description: "The most the payment may be settled for" }),
+      expiresAt: z.string().openapi({ description: "Unsettled by then, the payment is released and nothing is charged" }),
+    })
+    .optional()
+    .openapi({ description: "Granted on an x402 `upto` payment: settle it with the actual cost at POST /api/v1/x402-settlements/{id}" }),
 }).openapi("SurfaceDecisionResponse");

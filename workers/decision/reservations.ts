@@ -21,7 +21,7 @@ import { requestTopUpsAfter } from "./creditTopUps";
 import { callMeter } from "./meterCall";
 import { recordingRequiredFailures } from "./requiredWorkflows";
 import type { Services } from "./services";
-import { planDecision } from "./stages";
+import { counterProperty, meterRequestFor, planFor } from "./counterSubject";
 import { queueOverageReports } from "./stages/usage";
 import { resolveSubject } from "./subject";
 
@@ -73,7 +73,7 @@ export async function reserve(services: Services, request: ReserveRequest): Prom
   let target: { counter: ReservedCounter } | { credit: CreditRequest };
   let amount: number;
   if (kind === "metered") {
-    const meterRequest = meteredRequest(decision, subject, body.counterId);
+    const meterRequest = meterRequestFor(decision, subject, body.counterId);
     if (meterRequest.uniqueResources) {
       throw new ApiError("conflict", `Counter ${body.counterId} counts unique resources, not units: it cannot be reserved (send counter updates with resourceId)`);
     }
@@ -108,7 +108,8 @@ export async function reserve(services: Services, request: ReserveRequest): Prom
   if ("conflict" in result) throw new ApiError("idempotency_key_reused", "This Idempotency-Key was used with a different request body");
   const reservation = result.reservation;
   const reading = readingOf(result, decision);
-  if (!result.replayed && reservation) announce(services, subject, decision, eventId, result.counter, result.credit);
+  // Only a reservation that took something changes what workflows and billing see (an overflow one takes nothing yet).
+  if (!result.replayed && reservation && (result.credit || result.counter?.consumedInRequest)) announce(services, subject, decision, eventId, result.counter, result.credit);
   record(services, subject, {
     id: eventId,
     idempotent: idempotencyKey !== undefined,
@@ -170,8 +171,10 @@ function refusalError(outcome: Extract<SettleOutcome, { refused: string }>, rese
 
 /** The counter reading as decisions report it (an overflow setting's under its own limit), or the credit reading. */
 function readingOf(result: { counter?: MeterReading; credit?: CreditReading }, decision: Decision): { counter: MeterReading } | { credit: CreditReading } {
-  if (result.counter) return { counter: reportedReading(result.counter, decision.countedMeterRequests) };
-  return { credit: result.credit! };
+  if (!result.counter) return { credit: result.credit! };
+  // What the object billed is for usage reporting, never for the wire (also when the plans no longer meter the counter).
+  const { overageBilledUnits: _billed, ...counter } = reportedReading(result.counter, decision.countedMeterRequests);
+  return { counter };
 }
 
 /**
@@ -209,36 +212,6 @@ function record(services: Services, subject: Subject, event: { id: string; idemp
     written.catch((error: unknown) => {
       if (!(event.idempotent && isUniqueConstraintError(error))) services.logger.error("reservation_event_not_written", { eventId: event.id, error: String(error) });
     }),
-  );
-}
-
-/** The engine's decision for the subject's plans, as an access check would make it (priced for `action` on `resource`). */
-function planFor(services: Services, subject: Subject, action?: string, resource?: Record<string, unknown>): Decision {
-  return planDecision(services, { ...subject, surfaceSlug: undefined, body: { ...subject.body, action, resource } }).decision;
-}
-
-/** The feature property a counter id (`{store}:{featureId}.{property}`) names in the subject's store, or 404. */
-function counterProperty(subject: Subject, counterId: string) {
-  const { prepared, store } = subject;
-  const match = /^([^:]+):([^.]+)\.(.+)$/.exec(counterId);
-  const feature = match && match[1] === store ? prepared.featureById.get(match[2]!) : undefined;
-  const property = feature?.propertyBySlug.get(match![3]!);
-  const type = property?.definition.type;
-  if (feature && property && (type === "enabled" || type === "credits")) return { feature, property, kind: type === "enabled" ? ("metered" as const) : ("credits" as const) };
-  throw new ApiError(
-    "not_found",
-    `Counter ${counterId} not found: counter ids are {store}:{featureId}.{property} of a meterable or credits property (this environment's store is ${store})`,
-  );
-}
-
-/** The identity's meter request for a metered counter, or 409 when none of its plans meters it. */
-function meteredRequest(decision: Decision, subject: Subject, counterId: string): MeterRequest {
-  const request = decision.countedMeterRequests.find((candidate) => candidate.counterId === counterId);
-  if (request) return request;
-  const { feature, property } = counterProperty(subject, counterId);
-  throw new ApiError(
-    "conflict",
-    `Counter ${counterId} (${feature.slug}.${property.slug}) is not metered for this identity: none of its plans (${decision.planSlugs.join(", ") || "none"}) gives it a metered limit`,
   );
 }
 

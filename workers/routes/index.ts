@@ -30,6 +30,7 @@ import { registerSurfaceDecisionRoute } from "./decisions/surfaceDecisions";
 import { registerHealth } from "./health";
 import { registerCounterUpdateRoute } from "./decisions/counterUpdates";
 import { registerReservationRoutes } from "./decisions/reservations";
+import { registerX402SettlementRoute } from "./decisions/x402Settlements";
 import { registerCheckoutRoutes } from "./decisions/checkout";
 import { registerOfferRedemptionRoute } from "./decisions/offerRedemptions";
 import { registerOfferFunnelRoutes } from "./admin/offers";
@@ -84,6 +85,7 @@ export function registerRoutes(app: OpenAPIHono<AppEnv>): void {
   registerEndpointRoutes(app);
   registerCounterUpdateRoute(app);
   registerReservationRoutes(app);
+  registerX402SettlementRoute(app);
   registerIdentityLinkRoute(app);
   registerCheckoutRoutes(app);
   registerOfferRedemptionRoute(app);

@@ -19,6 +19,13 @@ import type {
   OfferRedemptionRequest,
   OfferRedemptionResponse,
   PropertyState,
+  ReservationFinalizeRequest,
+  ReservationReleaseRequest,
+  ReservationRequest,
+  ReservationResponse,
+  ReservationSettleResponse,
+  X402SettlementRequest,
+  X402SettlementResponse,
   SurfaceDecisionRequest,
   SurfaceDecisionResponse,
 } from "./types";
@@ -51,7 +58,7 @@ export interface CallOptions {
   signal?: AbortSignal;
   timeoutMs?: number;
   retries?: number;
-  /** Surface decisions, counter updates, identity links: the Idempotency-Key of every attempt (default: a new UUID per call). */
+  /** Surface decisions, counter updates, identity links, reservations: the Idempotency-Key of every attempt (default: a new UUID per call). */
   idempotencyKey?: string;
   /** Access checks and surface decisions: ask for the decision's trace (secret keys only). */
   trace?: boolean;
@@ -75,6 +82,21 @@ export interface MonetizationClient {
   surfaceDecision(body: SurfaceDecisionRequest, options?: CallOptions): Promise<Result<SurfaceDecisionResponse>>;
   counterUpdate(body: CounterUpdateRequest, options?: CallOptions): Promise<Result<CounterUpdateResponse>>;
   identityLink(body: IdentityLinkRequest, options?: CallOptions): Promise<Result<IdentityLinkResponse>>;
+  /**
+   * Secret keys only. Reserves units or credits for usage measured afterwards (`granted: false` when there is no
+   * room); retried under one Idempotency-Key, so a retry reserves nothing more.
+   */
+  reserve(body: ReservationRequest, options?: CallOptions): Promise<Result<ReservationResponse>>;
+  /** Settles a reservation on the actual amount. Retried as it is: a repeat of the same finalize answers the first one. */
+  finalizeReservation(reservationId: string, body: ReservationFinalizeRequest, options?: CallOptions): Promise<Result<ReservationSettleResponse>>;
+  /** Gives a reservation back unused. Retried as it is: a repeat answers the first release. */
+  releaseReservation(reservationId: string, body: ReservationReleaseRequest, options?: CallOptions): Promise<Result<ReservationSettleResponse>>;
+  /**
+   * Secret keys only. Settles an x402 `upto` payment a surface decision was granted on (its `payment.id`) for the
+   * actual cost, from "USD 0" (released, nothing charged) to its `maxAmount`. Retried as it is: a repeat of the same
+   * amount answers the first settlement, and nothing is settled twice.
+   */
+  settleX402(paymentId: string, body: X402SettlementRequest, options?: CallOptions): Promise<Result<X402SettlementResponse>>;
   /** Secret keys only. */
   redeemOffer(body: OfferRedemptionRequest, options?: CallOptions): Promise<Result<OfferRedemptionResponse>>;
   /**
@@ -193,6 +215,14 @@ export function createClient(options: ClientOptions): MonetizationClient {
       send(call, (init) => decisions.POST("/api/v1/counter-updates", { body, parseAs: "text", ...init }), { extraHeaders: withIdempotencyKey(call) }),
     identityLink: (body, call = {}) =>
       send(call, (init) => decisions.POST("/api/v1/identity-links", { body, parseAs: "text", ...init }), { extraHeaders: withIdempotencyKey(call) }),
+    reserve: (body, call = {}) =>
+      send(call, (init) => decisions.POST("/api/v1/reservations", { body, parseAs: "text", ...init }), { extraHeaders: withIdempotencyKey(call) }),
+    finalizeReservation: (reservationId, body, call = {}) =>
+      send(call, (init) => decisions.POST("/api/v1/reservations/{reservationId}/finalize", { params: { path: { reservationId } }, body, parseAs: "text", ...init })),
+    releaseReservation: (reservationId, body, call = {}) =>
+      send(call, (init) => decisions.POST("/api/v1/reservations/{reservationId}/release", { params: { path: { reservationId } }, body, parseAs: "text", ...init })),
+    settleX402: (paymentId, body, call = {}) =>
+      send(call, (init) => decisions.POST("/api/v1/x402-settlements/{paymentId}", { params: { path: { paymentId } }, body, parseAs: "text", ...init })),
     redeemOffer: (body, call = {}) =>
       send(call, (init) => decisions.POST("/api/v1/offer-redemptions", { body, parseAs: "text", ...init }), { conflictsRetry: true }),
     async endpoint(path, init = {}) {

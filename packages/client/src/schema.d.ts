@@ -2345,6 +2345,9 @@ export interface paths {
                                 };
                             };
                         };
+                        payPerCrawl?: {
+                            [key: string]: "forbidden" | string;
+                        };
                     };
                 };
             };
@@ -6223,6 +6226,216 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/admin/environments/{environmentId}/payments/x402": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The environment's x402 settings; 404 when it has none */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    environmentId: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description The settings */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["X402Settings"];
+                    };
+                };
+                /** @description Invalid or missing API key */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description The key may not do this */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Not found */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+            };
+        };
+        /**
+         * Set the environment's x402 settings, replacing any it had
+         * @description From then on, a pay-per-crawl refusal of the environment offers x402 (a `payment-required` header) and a request carrying `payment-signature` is charged through the facilitator. The facilitator URL must be https.
+         */
+        put: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    environmentId: string;
+                };
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": {
+                        /**
+                         * @description The x402 facilitator that verifies and settles the payments (its /verify and /settle are below it): https, stored ending with `/`.
+                         * @example https://x402.org/facilitator/
+                         */
+                        facilitatorUrl: string;
+                        /**
+                         * @description The chain payments are made on, as a CAIP-2 id
+                         * @example eip155:84532
+                         */
+                        network: string;
+                        /**
+                         * @description The token paid in, on that network: a USD stablecoin with 6 decimals (prices in USD are charged in it, 1 USD = 1,000,000 atomic units)
+                         * @example 0x036CbD53842c5426634e7929541eC2318f3dCF7e
+                         */
+                        asset: string;
+                        /**
+                         * @description The address that receives the payments
+                         * @example 0x209693Bc6afc0C5328bA36FaF03C514EF312287C
+                         */
+                        payTo: string;
+                        /**
+                         * @description Passed in every offer's `extra` (for an EVM token, its EIP-712 domain name and version); at most 1024 bytes of JSON
+                         * @example {
+                         *       "name": "USDC",
+                         *       "version": "2"
+                         *     }
+                         */
+                        extra?: {
+                            [key: string]: unknown;
+                        };
+                        /** @description How long a client's signed payment must stay valid (seconds, 1-3600; default 60) */
+                        maxTimeoutSeconds?: number;
+                    };
+                };
+            };
+            responses: {
+                /** @description The settings */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["X402Settings"];
+                    };
+                };
+                /** @description Invalid JSON or body */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Invalid or missing API key */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description The key may not do this */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Not found */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+            };
+        };
+        post?: never;
+        /** Remove the environment's x402 settings: it offers no x402 payment any more */
+        delete: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    environmentId: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Removed */
+                204: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content?: never;
+                };
+                /** @description Invalid or missing API key */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description The key may not do this */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Not found */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+            };
+        };
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/admin/environments/{environmentId}/payments/stripe/sync": {
         parameters: {
             query?: never;
@@ -6882,6 +7095,492 @@ export interface paths {
                     };
                     content: {
                         "application/json": components["schemas"]["CounterUpdateResponse"];
+                    };
+                };
+                /** @description Invalid JSON or body */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Invalid or missing API key */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description The key may not do this */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Not found */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Conflict with the current state */
+                409: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Body larger than allowed */
+                413: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Idempotency key reused with a different body */
+                422: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description The meter is unavailable (retry after Retry-After seconds), or the deployed version cannot be read by this build: nothing changed */
+                503: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Workflow error */
+                531: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/reservations": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Reserve units or credits for usage measured afterwards
+         * @description Secret key only. Takes `amount` from the identity's counter (room: the limit minus this period's units) or credits balance, in one atomic step, and holds it for `ttlSeconds`. No room: 200 with `granted: false` and nothing taken. An `overage: overflow` counter is never refused; its units are taken when the reservation is finalized. Send an Idempotency-Key header to make retries safe.
+         */
+        post: {
+            parameters: {
+                query?: never;
+                header?: {
+                    "idempotency-key"?: string;
+                };
+                path?: never;
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": components["schemas"]["ReservationRequest"];
+                };
+            };
+            responses: {
+                /** @description The reservation (or the refusal) and the counter or balance after it */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["ReservationResponse"];
+                    };
+                };
+                /** @description Invalid JSON or body */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Invalid or missing API key */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description The key may not do this */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Not found */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Conflict with the current state */
+                409: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Body larger than allowed */
+                413: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Idempotency key reused with a different body */
+                422: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description The meter is unavailable (retry after Retry-After seconds), or the deployed version cannot be read by this build: nothing changed */
+                503: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Workflow error */
+                531: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/reservations/{reservationId}/finalize": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Settle a reservation on the actual usage
+         * @description Secret key only. Less than reserved: the difference goes back. More: the extra is taken as far as the limit (a capped counter) or the balance allows — all of it for an overflow counter, billed as overage — and the rest is reported as `uncovered`. 409 `reservation_not_found` (unknown for this identity, or settled more than 24 hours ago), `reservation_expired` (its amount went back: nothing is charged) or `reservation_finalized` (already settled otherwise). The reservation id makes a retry safe: the same request answers the first answer again.
+         */
+        post: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    reservationId: string;
+                };
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": components["schemas"]["ReservationFinalizeRequest"];
+                };
+            };
+            responses: {
+                /** @description The settlement and the counter or balance after it */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["ReservationSettleResponse"];
+                    };
+                };
+                /** @description Invalid JSON or body */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Invalid or missing API key */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description The key may not do this */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Not found */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Conflict with the current state */
+                409: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Body larger than allowed */
+                413: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description The meter is unavailable (retry after Retry-After seconds), or the deployed version cannot be read by this build: nothing changed */
+                503: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Workflow error */
+                531: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/reservations/{reservationId}/release": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Give a reservation back unused
+         * @description Secret key only. Everything reserved goes back (units only within the period they were taken in). 409 `reservation_not_found` (unknown for this identity, or settled more than 24 hours ago), `reservation_expired` (its amount went back: nothing is charged) or `reservation_finalized` (already settled otherwise). The reservation id makes a retry safe: the same request answers the first answer again.
+         */
+        post: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    reservationId: string;
+                };
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": components["schemas"]["ReservationReleaseRequest"];
+                };
+            };
+            responses: {
+                /** @description The release and the counter or balance after it */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["ReservationSettleResponse"];
+                    };
+                };
+                /** @description Invalid JSON or body */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Invalid or missing API key */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description The key may not do this */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Not found */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Conflict with the current state */
+                409: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Body larger than allowed */
+                413: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description The meter is unavailable (retry after Retry-After seconds), or the deployed version cannot be read by this build: nothing changed */
+                503: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Workflow error */
+                531: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/x402-settlements/{paymentId}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Settle an x402 upto payment for the actual cost
+         * @description Secret key only. A surface decision granted on an x402 `upto` payment names it in `payment`; settle it here once the cost is known (0 releases it, nothing charged). The amount is settled through the environment's facilitator and booked on the identity's charges ledger. 409 `payment_not_found` (unknown for this identity or agent), `payment_expired` (released unsettled: nothing charged), `payment_settling` (another call is settling it), `payment_settled` (settled for another amount), `payment_settlement_failed` (the facilitator refused; nothing charged); 422 `payment_above_authorization`; 503 when the facilitator could not be used (nothing charged; retry). The payment id makes a retry safe: the same amount answers the first answer again.
+         */
+        post: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    paymentId: string;
+                };
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": components["schemas"]["X402SettlementRequest"];
+                };
+            };
+            responses: {
+                /** @description The settlement */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["X402SettlementResponse"];
                     };
                 };
                 /** @description Invalid JSON or body */
@@ -7690,6 +8389,100 @@ export interface paths {
                 };
             };
         };
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/admin/environments/{environmentId}/identities/{identifier}/charges": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * What an identity (usually an agent's operator: ?agent=true) was charged for priced requests
+         * @description Pay-per-crawl charges and x402 settlements, newest first, with the totals per currency. Page with `cursor` (the previous page's `nextCursor`).
+         */
+        get: {
+            parameters: {
+                query?: {
+                    /** @description Address the anonymous identity of that name. */
+                    anonymous?: "true" | "false";
+                    /** @description Address the agent operator of that origin (a verified Web Bot Auth agent), e.g. https://crawler.example. */
+                    agent?: "true" | "false";
+                    limit?: number;
+                    cursor?: string;
+                };
+                header?: never;
+                path: {
+                    environmentId: string;
+                    identifier: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Charges */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            identifier: string;
+                            charges: components["schemas"]["AgentCharge"][];
+                            totals: {
+                                currency: string;
+                                micros: number;
+                                count: number;
+                            }[];
+                            nextCursor: string | null;
+                        };
+                    };
+                };
+                /** @description Invalid JSON or body */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Invalid or missing API key */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description The key may not do this */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Not found */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
         options?: never;
         head?: never;
         patch?: never;
@@ -8780,7 +9573,7 @@ export interface components {
     schemas: {
         Identity: {
             /** @enum {string} */
-            authType: "anonymous" | "provided" | "jwt";
+            authType: "anonymous" | "provided" | "jwt" | "agent";
             identifier: string;
             isAuthenticated: boolean;
             jwtClaims: {
@@ -8852,6 +9645,9 @@ export interface components {
                     reason: string;
                 }[];
             } | null;
+            crawl: {
+                [key: string]: unknown;
+            } | null;
             denials: {
                 featureSlug: string;
                 property: string;
@@ -8906,6 +9702,17 @@ export interface components {
                 clientIP?: string;
                 referer?: string;
                 cookies?: {
+                    [key: string]: string;
+                };
+                method?: string;
+                /**
+                 * @example {
+                 *       "signature-agent": "\"https://agent.example\"",
+                 *       "signature-input": "sig1=(...)",
+                 *       "signature": "sig1=:...:"
+                 *     }
+                 */
+                headers?: {
                     [key: string]: string;
                 };
             } & {
@@ -9002,6 +9809,22 @@ export interface components {
                 };
             };
             offers: components["schemas"]["OfferGroups"];
+            /** @description Granted on an x402 `upto` payment: settle it with the actual cost at POST /api/v1/x402-settlements/{id} */
+            payment?: {
+                /** @enum {string} */
+                method: "x402";
+                /** @enum {string} */
+                scheme: "upto";
+                /** @example pay_0123456789abcdefghij */
+                id: string;
+                /**
+                 * @description The most the payment may be settled for
+                 * @example USD 0.01
+                 */
+                maxAmount: string;
+                /** @description Unsettled by then, the payment is released and nothing is charged */
+                expiresAt: string;
+            };
         };
         SurfaceDecisionRequest: components["schemas"]["AccessCheckRequest"] & ({
             surfaceSlug: string;
@@ -9303,6 +10126,42 @@ export interface components {
             /** @description Stripe Tax on every Checkout Session (default true; Stripe Tax must be set up in the Stripe account) */
             automaticTax: boolean;
         };
+        /** @description How the environment takes x402 payments */
+        X402Settings: {
+            /**
+             * @description The x402 facilitator that verifies and settles the payments (its /verify and /settle are below it): https, stored ending with `/`.
+             * @example https://x402.org/facilitator/
+             */
+            facilitatorUrl: string;
+            /**
+             * @description The chain payments are made on, as a CAIP-2 id
+             * @example eip155:84532
+             */
+            network: string;
+            /**
+             * @description The token paid in, on that network: a USD stablecoin with 6 decimals (prices in USD are charged in it, 1 USD = 1,000,000 atomic units)
+             * @example 0x036CbD53842c5426634e7929541eC2318f3dCF7e
+             */
+            asset: string;
+            /**
+             * @description The address that receives the payments
+             * @example 0x209693Bc6afc0C5328bA36FaF03C514EF312287C
+             */
+            payTo: string;
+            /**
+             * @description Passed in every offer's `extra` (for an EVM token, its EIP-712 domain name and version); at most 1024 bytes of JSON
+             * @example {
+             *       "name": "USDC",
+             *       "version": "2"
+             *     }
+             */
+            extra?: {
+                [key: string]: unknown;
+            };
+            /** @example 60 */
+            maxTimeoutSeconds: number;
+            updatedAt: string;
+        };
         /** @description An environment's latest customer sync and its progress */
         CustomerSync: {
             /** @example sync_0123456789abcdef */
@@ -9376,6 +10235,104 @@ export interface components {
             /** @description Credits counters: the action to charge, priced by the property's cost rules (with `resource`) */
             action?: string;
             resource?: components["schemas"]["Resource"];
+        };
+        ReservationResponse: {
+            /** @enum {string} */
+            status: "success";
+            eventId: string;
+            /** @description false: no room for the amount; nothing was taken and no reservation exists */
+            granted: boolean;
+            reservation?: components["schemas"]["Reservation"];
+            counter?: components["schemas"]["CounterReading"];
+            credit?: components["schemas"]["CreditReading"];
+        };
+        Reservation: {
+            /** @example rsv_0123456789abcdefghij */
+            id: string;
+            counterId: string;
+            amount: number;
+            expiresAt: string;
+        };
+        ReservationRequest: {
+            identity: components["schemas"]["IdentityRequest"];
+            /** @example default:feat_0123456789abcdef.tokens */
+            counterId: string;
+            /** @description Units (an integer ≥ 1) of a metered counter, or credits (> 0) of a credits property — by default the price of `action` */
+            amount?: number;
+            /** @description How long the reservation holds (default 300); unsettled by then, everything goes back */
+            ttlSeconds?: number;
+            /** @description Kept on the reservation's record */
+            resourceId?: string;
+            /** @description Credits: the action whose price is reserved when `amount` is absent (with `resource`) */
+            action?: string;
+            resource?: components["schemas"]["Resource"];
+        };
+        ReservationSettleResponse: {
+            /** @enum {string} */
+            status: "success";
+            eventId: string;
+            reservation: components["schemas"]["SettledReservation"];
+            counter?: components["schemas"]["CounterReading"];
+            credit?: components["schemas"]["CreditReading"];
+        };
+        SettledReservation: {
+            id: string;
+            reserved: number;
+            actual: number;
+            /** @description What went back (reserved − actual; 0 for units when the counter's period ended meanwhile) */
+            refunded: number;
+            /** @description What was taken beyond the reservation */
+            charged: number;
+            /** @description What went beyond the reservation and could not be taken (no room under a capped limit, no balance) */
+            uncovered: number;
+            /** @enum {string} */
+            status: "finalized" | "released";
+        };
+        ReservationFinalizeRequest: {
+            identity: components["schemas"]["IdentityRequest"];
+            /** @description The actual usage: units (an integer) or credits */
+            amount: number;
+        };
+        ReservationReleaseRequest: {
+            identity: components["schemas"]["IdentityRequest"];
+        };
+        X402SettlementResponse: {
+            /** @enum {string} */
+            status: "success";
+            eventId: string;
+            payment: {
+                /** @example pay_0123456789abcdefghij */
+                id: string;
+                /** @enum {string} */
+                method: "x402";
+                /** @enum {string} */
+                scheme: "upto";
+                /**
+                 * @description `released`: 0 was settled, nothing charged
+                 * @enum {string}
+                 */
+                status: "settled" | "released";
+                /** @example USD 0.004 */
+                amount: string;
+                /** @example USD 0.01 */
+                maxAmount: string;
+                /** @description The facilitator's transaction (absent when nothing was charged) */
+                transaction?: string;
+                settledAt: string;
+            };
+        };
+        X402SettlementRequest: {
+            identity?: components["schemas"]["IdentityRequest"] & unknown;
+            /**
+             * @description A verified agent's operator (its Signature-Agent origin), when the decision answered `identity.authType: "agent"`
+             * @example https://crawler.example
+             */
+            agent?: string;
+            /**
+             * @description The actual cost, from `USD 0` to the payment's `maxAmount`
+             * @example USD 0.004
+             */
+            amount: string;
         };
         IdentityLinkResponse: {
             /** @enum {string} */
@@ -9527,6 +10484,20 @@ export interface components {
             periodStart: string;
             consumedUnits: number;
             uniqueResourceCount: number;
+        };
+        AgentCharge: {
+            id: string;
+            createdAt: string;
+            /** @enum {string} */
+            method: "crawl" | "x402";
+            currency: string;
+            /** @description Micro-units of the currency (1 USD = 1,000,000). */
+            micros: number;
+            surface: string;
+            resource?: string;
+            url?: string;
+            /** @description The x402 settlement's transaction. */
+            reference?: string;
         };
         CreditBalance: {
             identifier: string;

@@ -41,6 +41,15 @@ export type OfferGroups = Record<string, { name: string; slots: OfferSlot[] }>;
 
 export type CounterUpdateRequest = Schemas["CounterUpdateRequest"];
 export type CounterUpdateResponse = Schemas["CounterUpdateResponse"];
+export type ReservationRequest = Schemas["ReservationRequest"];
+export type ReservationResponse = Schemas["ReservationResponse"];
+export type ReservationFinalizeRequest = Schemas["ReservationFinalizeRequest"];
+export type ReservationReleaseRequest = Schemas["ReservationReleaseRequest"];
+/** A finalize's or release's answer: the settlement (`reservation`) and the counter or balance after it. */
+export type ReservationSettleResponse = Schemas["ReservationSettleResponse"];
+/** Settles an x402 `upto` payment a surface decision named (`payment.id`): `identity` or `agent`, and the actual `amount` ("USD 0.004"). */
+export type X402SettlementRequest = Schemas["X402SettlementRequest"];
+export type X402SettlementResponse = Schemas["X402SettlementResponse"];
 export type IdentityLinkRequest = Schemas["IdentityLinkRequest"];
 export type IdentityLinkResponse = Schemas["IdentityLinkResponse"];
 export type OfferRedemptionRequest = Schemas["OfferRedemptionRequest"];
@@ -71,6 +80,9 @@ export type ErrorCode =
   | "conflict"
   | "offer_changed"
   | "insufficient_credits"
+  | "reservation_not_found"
+  | "reservation_expired"
+  | "reservation_finalized"
   | "offer_token_expired"
   | "payload_too_large"
   | "unsupported_media_type"

@@ -171,6 +171,56 @@ describe("counter updates and identity links", () => {
   });
 });
 
+describe("reservations", () => {
+  /** The platform, except that the answer of the first request is lost (a gateway error after the platform acted). */
+  const losingFirstAnswer = () => {
+    const requests: Request[] = [];
+    const fetch = async (request: Request) => {
+      requests.push(request.clone());
+      const response = await fetchWorker(request);
+      if (requests.length > 1) return response;
+      return new Response("<html>502 Bad Gateway</html>", { status: 502, headers: { "Content-Type": "text/html" } });
+    };
+    return { fetch, requests };
+  };
+
+  it("reserve under one Idempotency-Key (a lost answer reserves nothing more), then finalize and release by id", async () => {
+    const org = await tenant();
+    const client = sk(org, { retryBaseDelayMs: 0 });
+    const identity = { userIdentifier: "lin@example.com" };
+    const counterId = client.property(await client.accessCheck({ identity }), "articles.enabled")?.counterId;
+
+    const reserving = losingFirstAnswer();
+    const reserved = await sk(org, { retryBaseDelayMs: 0, fetch: reserving.fetch }).reserve({ identity, counterId: counterId!, amount: 2, ttlSeconds: 60 });
+    if (!reserved.ok) throw new Error(JSON.stringify(reserved.error));
+    expect(reserved.attempts).toBe(2);
+    const keys = reserving.requests.map((request) => request.headers.get("idempotency-key"));
+    expect(keys[0]).toEqual(expect.any(String));
+    expect(keys[1]).toBe(keys[0]);
+    expect(reserved.data).toMatchObject({ granted: true, reservation: { counterId, amount: 2 }, counter: { consumedUnits: 2 } });
+    const id = reserved.data.reservation!.id;
+
+    // A finalize retried after a lost answer is the same request: the platform answers the first settlement again.
+    const finalizing = losingFirstAnswer();
+    const finalized = await sk(org, { retryBaseDelayMs: 0, fetch: finalizing.fetch }).finalizeReservation(id, { identity, amount: 1 });
+    if (!finalized.ok) throw new Error(JSON.stringify(finalized.error));
+    expect(finalized.attempts).toBe(2);
+    expect(finalizing.requests[0]!.url).toBe(`${BASE_URL}/api/v1/reservations/${id}/finalize`);
+    expect(await finalizing.requests[0]!.json()).toEqual({ identity, amount: 1 });
+    expect(finalized.data).toMatchObject({ reservation: { id, reserved: 2, actual: 1, refunded: 1, status: "finalized" }, counter: { consumedUnits: 1 } });
+
+    const again = await client.finalizeReservation(id, { identity, amount: 2 });
+    expect(again).toMatchObject({ ok: false, attempts: 1, error: { kind: "api", status: 409, code: "reservation_finalized" } });
+
+    const other = await client.reserve({ identity, counterId: counterId!, amount: 2 });
+    if (!other.ok || !other.data.reservation) throw new Error(JSON.stringify(other));
+    const released = await client.releaseReservation(other.data.reservation.id, { identity });
+    expect(released).toMatchObject({ ok: true, data: { reservation: { refunded: 2, status: "released" }, counter: { consumedUnits: 1 } } });
+    const unknown = await client.releaseReservation("rsv_unknown", { identity });
+    expect(unknown).toMatchObject({ ok: false, error: { kind: "api", status: 409, code: "reservation_not_found" } });
+  });
+});
+
 describe("offer redemptions", () => {
   it("redeem the token of an offer a surface decision showed (secret key)", async () => {
     const org = await tenant();

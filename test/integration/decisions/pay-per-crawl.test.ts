@@ -171,7 +171,10 @@ describe("x402 on priced surfaces", () => {
     const discovery = await visit(org, { headers: await agent.sign(PAGE) });
     const required = decodePaymentRequired(discovery.body.surfaceBehavior.http.headers["payment-required"]);
     if (!required.ok) throw new Error(required.error.message);
-    expect(required.value.accepts).toEqual([expect.objectContaining({ scheme: "exact", amount: "10000", network: FAKE_NETWORK, asset: FAKE_ASSET, payTo })]);
+    expect(required.value.accepts).toEqual([
+      expect.objectContaining({ scheme: "exact", amount: "10000", network: FAKE_NETWORK, asset: FAKE_ASSET, payTo }),
+      expect.objectContaining({ scheme: "upto", amount: "10000", network: FAKE_NETWORK, asset: FAKE_ASSET, payTo }),
+    ]);
     expect(required.value.resource.url).toBe(PAGE);
 
     const wallet = await createTestWallet();

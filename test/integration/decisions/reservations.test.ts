@@ -1,8 +1,12 @@
 /** POST /api/v1/reservations, …/{id}/finalize and …/{id}/release through HTTP: reserve → settle on the actual usage. */
-import { beforeAll, describe, expect, it } from "vitest";
-import { call, createOrganization, publish, type TestOrganization } from "../../support/api";
+import { afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import type { UsageReportMessage } from "../../../workers/payments/usage";
+import { call, createOrganization, publish, waitForBackgroundWork, type TestOrganization } from "../../support/api";
 import { eventsFor } from "../../support/events";
 import { workerWith } from "../../support/faults";
+import { capturePayments, type CapturedPayments } from "../../support/payments";
+import { captureTriggers, type CapturedTriggers } from "../../support/triggers";
+import { recordTriggersAction } from "../../support/workflows";
 
 const DOCUMENT = {
   features: {
@@ -252,5 +256,70 @@ describe("reservations: finalize and release", () => {
     expect(document.body.paths["/api/v1/reservations"]?.post).toBeDefined();
     expect(document.body.paths["/api/v1/reservations/{reservationId}/finalize"]?.post).toBeDefined();
     expect(document.body.paths["/api/v1/reservations/{reservationId}/release"]?.post).toBeDefined();
+  });
+});
+
+describe("reservations: what follows a change (triggers, overage billing)", () => {
+  let billed: TestOrganization;
+  let llmCounter: string;
+  let batchCounter: string;
+  let triggers: CapturedTriggers;
+  let payments: CapturedPayments;
+  beforeAll(async () => {
+    billed = await createOrganization("Reservations, billed");
+    const document = structuredClone(DOCUMENT) as Record<string, any>;
+    document.plans.basic.features.batch.enabled.metered.stripeMeterEvent = "batch_units";
+    document.workflows = { "record-counters": recordTriggersAction(["counters.updated"]) };
+    await publish(billed.adminKey, document, [billed.live.id]);
+    const id = async (slug: string) => (await call("GET", `/api/v1/admin/features/${slug}`, { key: billed.live.secretKey })).body.id as string;
+    llmCounter = `default:${await id("llm")}.enabled`;
+    batchCounter = `default:${await id("batch")}.enabled`;
+  });
+  beforeEach(() => {
+    triggers = captureTriggers();
+    payments = capturePayments();
+  });
+  afterEach(async () => {
+    await triggers.restore();
+    payments.restore();
+  });
+
+  const post = (path: string, body: Record<string, unknown>) => call("POST", path, { key: billed.live.secretKey, body });
+  async function countersUpdated(identifier: string) {
+    await waitForBackgroundWork();
+    return triggers.sent.filter((message) => message.identifier === identifier && message.trigger === "counters.updated");
+  }
+  async function usage(identifier: string): Promise<UsageReportMessage[]> {
+    await waitForBackgroundWork();
+    return (payments.sent as unknown as UsageReportMessage[]).filter((message) => message.kind === "usage" && message.identifier === identifier);
+  }
+
+  it("fires counters.updated when units are taken or given back, once per settlement", async () => {
+    const identity = user("triggers");
+    const reservation = await post("/api/v1/reservations", { identity, counterId: llmCounter, amount: 4 });
+    expect((await countersUpdated(identity.userIdentifier)).map((message) => message.payload)).toEqual([
+      expect.objectContaining({ eventId: reservation.body.eventId, counters: [expect.objectContaining({ consumedUnits: 4 })] }),
+    ]);
+    const path = `/api/v1/reservations/${reservation.body.reservation.id}/finalize`;
+    const finalized = await post(path, { identity, amount: 1 });
+    await post(path, { identity, amount: 1 });
+    const sent = await countersUpdated(identity.userIdentifier);
+    expect(sent).toHaveLength(2);
+    expect(sent[1]!.payload).toMatchObject({ eventId: finalized.body.eventId, counters: [{ consumedUnits: 1 }] });
+  });
+
+  it("bills an overflow counter's overage on what the finalize took, once", async () => {
+    const identity = user("billing");
+    const reservation = await post("/api/v1/reservations", { identity, counterId: batchCounter, amount: 2 });
+    expect(reservation.body.granted).toBe(true);
+    expect(await usage(identity.userIdentifier)).toEqual([]);
+    expect(await countersUpdated(identity.userIdentifier)).toEqual([]);
+    const path = `/api/v1/reservations/${reservation.body.reservation.id}/finalize`;
+    const finalized = await post(path, { identity, amount: 5 });
+    expect(finalized.body.counter).toMatchObject({ consumedUnits: 5, overageUnits: 2 });
+    await post(path, { identity, amount: 5 });
+    expect(await usage(identity.userIdentifier)).toEqual([
+      expect.objectContaining({ counterId: batchCounter, eventName: "batch_units", value: 2, eventId: finalized.body.eventId }),
+    ]);
   });
 });

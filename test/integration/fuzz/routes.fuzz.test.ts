@@ -523,6 +523,16 @@ function exampleBody(op: Operation): unknown {
       return { identity, surfaceSlug: "hello-world", resource: { id: "r1" } };
     case "POST /api/v1/counter-updates":
       return { identity, counterId: fx.widgetCounter, update: 1, resourceId: "r1" };
+    case "POST /api/v1/reservations":
+      return { identity, counterId: fx.widgetCounter, amount: 1, ttlSeconds: 60 };
+    case "POST /api/v1/reservations/{reservationId}/finalize":
+      return { identity, amount: 1 };
+    case "POST /api/v1/reservations/{reservationId}/release":
+      return { identity };
+    case "PUT /api/v1/admin/environments/{environmentId}/payments/x402":
+      return { facilitatorUrl: "https://x402.example/facilitator", network: "eip155:84532", asset: "0x036CbD53842c5426634e7929541eC2318f3dCF7e", payTo: "0x209693Bc6afc0C5328bA36FaF03C514EF312287C" };
+    case "POST /api/v1/x402-settlements/{paymentId}":
+      return { identity, amount: "USD 0.001" };
     case "POST /api/v1/identity-links":
       return { identity: { userIdentifier: "fuzz-user" }, anonymousIdentifier: "fuzz-visitor" };
     case "POST /api/v1/checkout-sessions":
@@ -762,7 +772,10 @@ describe("adversarial input sweep", { timeout: 120_000 }, () => {
         (/\/(rollback|retry)$/.test(op.template) && status === 409) ||
         (op.kind === "webhook" && (status === 400 || status === 404)) ||
         (/^\/api\/v1\/(checkout|billing-portal)-sessions$/.test(op.template) && status === 409) ||
-        (op.template === "/api/v1/offer-redemptions" && status === 409);
+        (op.template === "/api/v1/offer-redemptions" && status === 409) ||
+        (/^\/api\/v1\/reservations\/\{reservationId\}\/(finalize|release)$/.test(op.template) && status === 409) ||
+        // No payment of that id (and no x402 settings in the fixture): a 409 is the valid answer.
+        (op.template === "/api/v1/x402-settlements/{paymentId}" && status === 409);
       const res = await findings.send(req, accepted, "the valid example");
       if (res.status < 300 && guardOf(op)?.restore) await guardOf(op)!.restore!();
     }

@@ -29,7 +29,7 @@ describe("meter object schema", () => {
     expect(await tables(stub)).toEqual([]);
 
     expect(only(readingsOf(await stub.evaluate({ counters: [counter(WIDGET, 3)], timeZone: "UTC" })))).toMatchObject({ hasAccess: true, consumedUnits: 1 });
-    expect(await tables(stub)).toEqual(["counters", "credit_allowances", "credit_carry", "credit_ledger", "credits", "custom_data", "idempotency", "links", "overage_billed", "profile", "resources"]);
+    expect(await tables(stub)).toEqual(["agent_charges", "agent_nonces", "agent_pending_payments", "counters", "credit_allowances", "credit_carry", "credit_ledger", "credits", "custom_data", "idempotency", "links", "overage_billed", "profile", "reservations", "resources"]);
     await evictDurableObject(stub);
     expect(only(readingsOf(await stub.evaluate({ counters: [counter(WIDGET, 3)], timeZone: "UTC" })))).toMatchObject({ hasAccess: true, consumedUnits: 2 });
   });

@@ -6,22 +6,39 @@
  *     workflow runs;
  *   - paid: the meter call appends the charge to the identity's ledger in the same atomic step (an agent's operator's
  *     object, agentLedger.ts), the surface's properties are granted without consuming their meters, and the page is
- *     served with `crawler-charged`.
+ *     served with `crawler-charged`;
+ *   - authorized (an x402 `upto` payment, verified for at most the price): the meter call stores it as a pending
+ *     payment instead of a charge, the surface is granted as for a paid decision, and the response names the payment
+ *     (`payment`) for the business to settle with the actual cost afterwards (routes/decisions/x402Settlements.ts).
  * A request that sends a price without being a priced identity (an unverified "crawler") is answered as the protocol
  * says (StrongAuthRequired, InvalidSignature): it cannot pay without a verified signature.
  * Decisions on surfaces nobody prices, and every access check, pass through untouched (one lookup per plan).
  */
-import type { AgentCharge } from "../../../durable-objects/meter/agentLedger";
+import type { AgentCharge, AuthorizedX402Payment, PendingX402Payment } from "../../../durable-objects/meter/agentLedger";
 import type { CreditRequest, Decision, FeatureStates, MeterRequest } from "../../engine";
 import { crawlPriceFor, formatCrawlerPrice, negotiateCrawl, type CrawlerPrice, type SurfacePrice } from "../../engine/payPerCrawl";
-import type { X402Gateway, X402Resource } from "../../payments/x402Charge";
+import { sha256Hex } from "../../lib/crypto";
+import { x402SchemeOf, type X402Gateway, type X402Refusal, type X402Resource } from "../../payments/x402Charge";
+import { withMeterDeadline } from "../../../durable-objects/meter/client";
 import { agentHeadersOf } from "../agentIdentity";
 import type { Configured, DecisionRequest, Identified, Planned } from "../context";
 import type { Services } from "../services";
 
 export type Crawl =
   | { kind: "refused"; status: number; code: string | null; price: CrawlerPrice | null; headers: Record<string, string>; reason?: string }
-  | { kind: "paid"; method: AgentCharge["method"]; charged: CrawlerPrice; chargeId: string; reference?: string; headers: Record<string, string> };
+  | {
+      kind: "paid";
+      method: AgentCharge["method"];
+      /** What was paid; for an `upto` authorization, the most it will be. */
+      charged: CrawlerPrice;
+      chargeId: string;
+      reference?: string;
+      headers: Record<string, string>;
+      /** An x402 `upto` authorization: stored by the meter call (not charged), settled afterwards. */
+      pending?: Omit<PendingX402Payment, "surface" | "resource" | "url">;
+      /** After the meter call, for `pending`: where it was stored (null: this identity had already used it). */
+      payment?: AuthorizedX402Payment | null;
+    };
 
 export interface Crawled {
   /** Undefined when the decision is not priced for this request. */
@@ -46,7 +63,8 @@ export async function negotiateCrawlPrice<C extends DecisionRequest & Configured
   const resource = { url: context.body.http?.url ?? `urn:surface:${surfaceSlug}` };
   const gateway = priced.price ? await services.x402(context.environment.id) : null;
   if (payment !== undefined && gateway && priced.price) {
-    const crawl = await payWithX402(gateway, priced.price, resource, payment);
+    const paid = await payWithX402(gateway, priced.price, resource, payment, services.clock.now());
+    const crawl = paid.kind === "paid" && paid.pending ? await claimAuthorization(services, context, paid) : paid;
     services.timing.mark("crawl");
     return { ...context, decision: readOnlyDecision(decision), crawl };
   }
@@ -74,19 +92,43 @@ function readOnlyDecision(decision: Decision): Decision {
 
 const readOnly = <R extends MeterRequest | CreditRequest>(request: R): R => (request.consume ? { ...request, consume: false } : request);
 
-/** A 402 also offers the price in x402 when the environment takes it (`payment-required`). */
+/**
+ * A 402 also offers the price in x402 when the environment takes it (`payment-required`): `exact` at the price, and
+ * `upto` with the price as the maximum, for a client that pays what the request turns out to cost.
+ */
 function withX402Offer(outcome: { status: number; headers: Record<string, string> }, gateway: X402Gateway | null, price: CrawlerPrice | null, resource: X402Resource): Record<string, string> {
   if (outcome.status !== 402 || !gateway || !price) return outcome.headers;
-  const offer = gateway.paymentRequired(price, resource);
+  const offer = gateway.paymentRequired(price, resource, { maxMicros: price.micros });
   return offer ? { ...outcome.headers, "payment-required": offer } : outcome.headers;
 }
 
 /**
- * An x402 payment (`payment-signature`) for the price, verified and settled by the environment's facilitator before
- * anything is served. A refusal offers the price again (402 with `payment-required` and its `error`); a facilitator
- * that could not be used is a 503 (nothing is known of the payment, which stays unused).
+ * An x402 payment (`payment-signature`) for the price. `exact`: verified and settled by the environment's facilitator
+ * before anything is served. `upto`: verified only, for at most the price — the meter call stores it, and the
+ * business settles the actual amount afterwards. A refusal offers the price again (402 with `payment-required`, both
+ * schemes, and its `error`); a facilitator that could not be used is a 503 (nothing is known of the payment, which
+ * stays unused).
  */
-async function payWithX402(gateway: X402Gateway, price: CrawlerPrice, resource: X402Resource, payment: string): Promise<Crawl> {
+async function payWithX402(gateway: X402Gateway, price: CrawlerPrice, resource: X402Resource, payment: string, now: number): Promise<Crawl> {
+  if (x402SchemeOf(payment) === "upto") {
+    const authorized = await gateway.authorizeUpto(price, resource, payment);
+    if (!authorized.ok) return x402Refusal(gateway, price, resource, authorized);
+    return {
+      kind: "paid",
+      method: "x402",
+      charged: { currency: price.currency, micros: authorized.maxMicros },
+      chargeId: "x402:upto",
+      // Nothing is settled yet: no `payment-response` (nor `crawler-charged`) until the business settles it.
+      headers: {},
+      pending: {
+        paymentKey: await sha256Hex(payment),
+        currency: price.currency,
+        maxMicros: authorized.maxMicros,
+        expiresAt: now + authorized.requirements.maxTimeoutSeconds * 1000,
+        authorization: JSON.stringify({ payload: authorized.payload, requirements: authorized.requirements }),
+      },
+    };
+  }
   const result = await gateway.charge(price, resource, payment);
   if (result.ok) {
     return {
@@ -98,8 +140,33 @@ async function payWithX402(gateway: X402Gateway, price: CrawlerPrice, resource: 
       headers: { "payment-response": result.paymentResponseHeader },
     };
   }
+  return x402Refusal(gateway, price, resource, result);
+}
+
+/**
+ * An `upto` authorization pays for one request, whoever presents it: it is claimed once in the store (one of 256
+ * objects of the store's `~x402` partition, by the payment's hash) before anything is granted, so a payer who switches
+ * identities cannot be served twice on one authorization that settles once. A retry of the same decision under its
+ * Idempotency-Key is the same request, not a reuse.
+ */
+async function claimAuthorization(services: Services, context: DecisionRequest & Configured, paid: Extract<Crawl, { kind: "paid" }>): Promise<Crawl> {
+  const key = paid.pending!.paymentKey;
+  const claimed = await withMeterDeadline(
+    () =>
+      services.meter
+        .stub({ organizationId: context.environment.organizationId, store: `${context.store}~x402`, authenticated: true, identifier: `upto:${key.slice(0, 2)}` })
+        .claimNonce(key, paid.pending!.expiresAt, services.clock.now(), context.idempotencyKey === undefined ? undefined : `${context.environment.id}:${context.kind}:${context.idempotencyKey}`) as Promise<boolean>,
+    services.meter.deadlineMs,
+  );
+  if (claimed.ok && claimed.value) return paid;
+  const reason = claimed.ok ? "This payment was already used: an authorization pays for one request" : "The payment could not be checked; retry";
+  return { kind: "refused", status: claimed.ok ? 402 : 503, code: null, price: paid.charged, headers: {}, reason };
+}
+
+function x402Refusal(gateway: X402Gateway, price: CrawlerPrice, resource: X402Resource, result: X402Refusal & { paymentResponseHeader?: string }): Crawl {
   const headers: Record<string, string> = {};
-  if (result.paymentRequiredHeader) headers["payment-required"] = result.paymentRequiredHeader;
+  const offer = gateway.paymentRequired(price, resource, { maxMicros: price.micros, error: result.message }) ?? result.paymentRequiredHeader;
+  if (offer) headers["payment-required"] = offer;
   if (result.paymentResponseHeader) headers["payment-response"] = result.paymentResponseHeader;
   return { kind: "refused", status: result.facilitatorFailure ? 503 : 402, code: null, price, headers, reason: result.message };
 }
@@ -113,7 +180,7 @@ function planTables(prepared: Configured["prepared"], planSlugs: readonly string
 
 /** The ledger entry the meter call appends for a paid decision. */
 export function agentChargeOf(crawl: Crawl | undefined, context: Pick<DecisionRequest, "surfaceSlug" | "body">): AgentCharge | undefined {
-  if (crawl?.kind !== "paid") return undefined;
+  if (crawl?.kind !== "paid" || crawl.pending) return undefined;
   const resource = context.body.resource?.id;
   return {
     id: crawl.chargeId,
@@ -125,6 +192,19 @@ export function agentChargeOf(crawl: Crawl | undefined, context: Pick<DecisionRe
     url: context.body.http?.url,
     reference: crawl.reference,
   };
+}
+
+/** The pending payment the meter call stores for an `upto` authorization. */
+export function x402PaymentOf(crawl: Crawl | undefined, context: Pick<DecisionRequest, "surfaceSlug" | "body">): PendingX402Payment | undefined {
+  if (crawl?.kind !== "paid" || !crawl.pending) return undefined;
+  const resource = context.body.resource?.id;
+  return { ...crawl.pending, surface: context.surfaceSlug ?? "", resource: typeof resource === "string" ? resource : undefined, url: context.body.http?.url };
+}
+
+/** The response's `payment` of a decision granted on an `upto` authorization (stored by the meter call). */
+export function paymentOf(crawl: Crawl | undefined) {
+  if (crawl?.kind !== "paid" || !crawl.pending || !crawl.payment) return undefined;
+  return { method: "x402" as const, scheme: "upto" as const, id: crawl.payment.id, maxAmount: formatCrawlerPrice(crawl.charged), expiresAt: crawl.payment.expiresAt };
 }
 
 /**
@@ -149,6 +229,9 @@ export function applyCrawlToSurface(features: FeatureStates, context: { decision
 export function crawlBehavior<B extends { http?: unknown }>(behavior: B, crawl: Crawl | undefined, charged: boolean): B {
   if (!crawl) return behavior;
   if (crawl.kind === "refused") return { ...behavior, http: refusal(crawl) };
+  if (crawl.pending && crawl.payment === null) {
+    return { ...behavior, http: refusal({ kind: "refused", status: 402, code: null, price: crawl.charged, headers: {}, reason: "This payment was already used: an authorization pays for one request" }) };
+  }
   if (!charged) {
     // The charge may not have been written (the meter did not answer): nothing is served, the agent signs again.
     return { ...behavior, http: { status: 503, headers: { "retry-after": "1", "content-type": "text/plain; charset=utf-8" }, body: "The payment could not be recorded; retry with a new signature.\n" } };
@@ -176,5 +259,13 @@ function refusal(crawl: Extract<Crawl, { kind: "refused" }>) {
 export function crawlRecordOf(crawl: Crawl, charged: boolean) {
   return crawl.kind === "refused"
     ? { outcome: "refused" as const, status: crawl.status, code: crawl.code, price: crawl.price ? formatCrawlerPrice(crawl.price) : null, ...(crawl.reason ? { reason: crawl.reason } : {}) }
-    : { outcome: charged ? ("paid" as const) : ("unrecorded" as const), method: crawl.method, charged: formatCrawlerPrice(crawl.charged), chargeId: crawl.chargeId };
+    : crawl.pending
+      ? {
+          outcome: crawl.payment ? ("authorized" as const) : crawl.payment === null ? ("reused" as const) : ("unrecorded" as const),
+          method: crawl.method,
+          scheme: "upto" as const,
+          maxAmount: formatCrawlerPrice(crawl.charged),
+          ...(crawl.payment ? { paymentId: crawl.payment.id } : {}),
+        }
+      : { outcome: charged ? ("paid" as const) : ("unrecorded" as const), method: crawl.method, charged: formatCrawlerPrice(crawl.charged), chargeId: crawl.chargeId };
 }

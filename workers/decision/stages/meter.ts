@@ -11,13 +11,14 @@ import { webhooksTrackUsers } from "../../webhooks/decisionEvents";
 import { listensTo } from "../../workflows/triggers";
 import type { DecisionRequest, Metered, MeterOutcome, Planned, Subject } from "../context";
 import type { Services } from "../services";
-import { agentChargeOf, type Crawled } from "./crawl";
+import { agentChargeOf, x402PaymentOf, type Crawled } from "./crawl";
 
 const NOT_CALLED: MeterOutcome = Object.freeze({ replayed: false, userAdded: false });
 
 export async function consumeMeter<C extends DecisionRequest & Subject & Planned & Partial<Crawled>>(services: Services, context: C): Promise<C & Metered> {
   const { decision, prepared, environment, identity, store, kind, idempotencyKey, requestHash, body } = context;
   const agentCharge = agentChargeOf(context.crawl, context);
+  const x402Payment = x402PaymentOf(context.crawl, context);
   // The user's plan set rides along only when an action workflow or a webhook subscription listens to plan changes or
   // new users (it costs the object a write). The subscriptions come from a per-isolate cache (10 s).
   const tracksUser =
@@ -25,7 +26,7 @@ export async function consumeMeter<C extends DecisionRequest & Subject & Planned
   // A keyed request whose triggers someone may act on goes to the meter even when it meters nothing: the object
   // records the key, so a retry is recognised (`replayed`) and does not enqueue the triggers a second time.
   const keyedWithActions = idempotencyKey !== undefined && hasActionWorkflows(prepared);
-  if (decision.countedMeterRequests.length === 0 && decision.creditRequests.length === 0 && !tracksUser && !keyedWithActions && !agentCharge) {
+  if (decision.countedMeterRequests.length === 0 && decision.creditRequests.length === 0 && !tracksUser && !keyedWithActions && !agentCharge && !x402Payment) {
     return { ...context, meter: NOT_CALLED };
   }
   const result = await services.meter.evaluate(
@@ -40,6 +41,7 @@ export async function consumeMeter<C extends DecisionRequest & Subject & Planned
       idempotencyKey: meterIdempotencyKey(environment.id, kind, idempotencyKey),
       requestHash,
       ...(agentCharge ? { agentCharge } : {}),
+      ...(x402Payment ? { x402Payment } : {}),
     },
   );
   services.timing.mark("meter");
@@ -50,15 +52,20 @@ export async function consumeMeter<C extends DecisionRequest & Subject & Planned
   const answer = result.value;
   if ("conflict" in answer) throw new ApiError("idempotency_key_reused", "This Idempotency-Key was used with a different request body");
   if (answer.replayed) context.workflows?.markReplayed();
+  // An `upto` authorization stored counts as the decision's payment being recorded; one this identity had already
+  // used is not (the crawl stage answers it with a 402).
+  const authorized = answer.x402Authorized;
+  const crawl = authorized !== undefined && context.crawl?.kind === "paid" ? { ...context.crawl, payment: authorized } : context.crawl;
   return {
     ...context,
+    ...(crawl ? { crawl } : {}),
     meter: {
       readings: new Map(answer.readings.map((reading) => [reading.counterId, reading])),
       ...(answer.credits ? { creditReadings: new Map(answer.credits.map((reading) => [reading.creditId, reading])) } : {}),
       replayed: answer.replayed === true,
       userAdded: answer.userAdded === true,
       plansChanged: answer.plansChanged,
-      ...(answer.agentCharged !== undefined ? { agentCharged: answer.agentCharged } : {}),
+      ...(answer.agentCharged !== undefined ? { agentCharged: answer.agentCharged } : authorized ? { agentCharged: true } : {}),
     },
   };
 }

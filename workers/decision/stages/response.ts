@@ -6,9 +6,11 @@ import { paymentCustomerIdsOf } from "../../services/customers";
 import { eventIdFor } from "../../services/events";
 import type { DecisionRequest, Featured, Identified, Surfaced, WithCustomer, WithOffers } from "../context";
 import type { Services } from "../services";
+import { paymentOf, type Crawled } from "./crawl";
 
-export async function renderResponse<C extends DecisionRequest & Identified & WithCustomer & Featured & Surfaced & WithOffers>(services: Services, context: C) {
+export async function renderResponse<C extends DecisionRequest & Identified & WithCustomer & Featured & Surfaced & WithOffers & Partial<Crawled>>(services: Services, context: C) {
   const { environment, identity, kind, idempotencyKey, customer, stripeProductIds, features, surfaceFields, offers } = context;
+  const payment = paymentOf(context.crawl);
   const eventId = await eventIdFor(environment.id, { identifier: identity.identifier, authenticated: identity.isAuthenticated }, kind, idempotencyKey);
   const response = {
     status: "success" as const,
@@ -29,6 +31,8 @@ export async function renderResponse<C extends DecisionRequest & Identified & Wi
     ...surfaceFields,
     // Surface decisions only: every group the surface or its components name, resolved per slot ({} when none).
     ...(surfaceFields ? { offers: offers?.views ?? {} } : {}),
+    // Granted on an x402 `upto` authorization: the payment to settle with the actual cost (POST /api/v1/x402-settlements/{id}).
+    ...(payment ? { payment } : {}),
   };
   services.timing.mark("render");
   return response;

@@ -51,7 +51,7 @@ export const ReservationResponse = z
   })
   .openapi("ReservationResponse");
 
-export const ReservationSettleRequest = z
+export const ReservationFinalizeRequest = z
   .object({
     identity: IdentityRequest,
     amount: z.number().min(0).max(1_000_000_000).openapi({ description: "The actual usage: units (an integer) or credits" }),
@@ -115,7 +115,7 @@ const finalizeRoute = createRoute({
     `balance allows — all of it for an overflow counter, billed as overage — and the rest is reported as \`uncovered\`. ${SETTLE_ERRORS}`,
   security,
   middleware: [decisionBodyLimit, requireAuth("secret")],
-  request: { params: reservationId, body: jsonBody(ReservationSettleRequest) },
+  request: { params: reservationId, body: jsonBody(ReservationFinalizeRequest) },
   responses: {
     200: json(ReservationSettleResponse, "The settlement and the counter or balance after it"),
     ...errorResponses(400, 401, 403, 404, 409, 413, 503, 531),
