@@ -658,6 +658,14 @@ export class MeterObject extends DurableObject<Env> {
     return fresh;
   }
 
+  /** A charge booked outside a decision's call (a settled x402 payment whose decision's call failed); once per id. */
+  recordAgentCharge(charge: AgentCharge, now = Date.now()): boolean {
+    this.ensureSchema();
+    const recorded = recordAgentCharge(this.sql, charge, now);
+    this.schedulePrune();
+    return recorded;
+  }
+
   /** What this identity was charged for priced requests, newest first, with the totals per currency. */
   agentLedger(options: { limit?: number; cursor?: string } = {}): AgentLedger {
     if (!this.schemaReady) return { charges: [], totals: [], nextCursor: null };

@@ -15,6 +15,8 @@ export interface SignOptions {
   expiresAt?: number;
   /** Sign without a nonce (web-bot-auth always adds one). */
   withoutNonce?: boolean;
+  /** This nonce instead of a fresh one (web-bot-auth's `generateNonce()` makes a valid one). */
+  nonce?: string;
   /** Name this Signature-Agent instead of the agent's own origin (a spoof). */
   agent?: string;
 }
@@ -67,6 +69,6 @@ export async function signRequest(privateJwk: JsonWebKey, agent: string, url: st
   const signer = await signerFromJWK(privateJwk);
   const headers = options.withoutNonce
     ? await rawSignatureHeaders(request, { signer, components, created: new Date(createdAt), expires: new Date(expiresAt), keyid: signer.keyid, tag: "web-bot-auth" })
-    : await signatureHeaders(request, signer, { created: new Date(createdAt), expires: new Date(expiresAt), components });
+    : await signatureHeaders(request, signer, { created: new Date(createdAt), expires: new Date(expiresAt), components, ...(options.nonce ? { nonce: options.nonce } : {}) });
   return { ...covered, "signature-agent": signatureAgent, signature: headers.Signature, "signature-input": headers["Signature-Input"] };
 }

@@ -24,6 +24,12 @@ export type AgentSignature =
 
 export const NO_SIGNATURE: AgentSignature = Object.freeze({ status: "absent" });
 
+/**
+ * Where an operator's accepted nonces live: one object per operator for the whole platform, outside every tenant
+ * (no organization id starts with `~`), so a nonce is spent once wherever the signed request is presented.
+ */
+const NONCE_REGISTRY = (operator: string) => ({ organizationId: "~platform", store: "agent-nonces", authenticated: true, identifier: operator });
+
 /** The store partition of agent identities: `~` cannot occur in a store slug, so nothing else is ever named so. */
 export const agentStore = (store: string): string => `${store}~agents`;
 
@@ -69,6 +75,7 @@ export async function identifyAgent(
       signatureInput: headers["signature-input"],
       signatureAgent: headers["signature-agent"],
       headers,
+      tenant: scope.environment.organizationId,
     },
     services.keyDirectories,
     now,
@@ -80,15 +87,20 @@ export async function identifyAgent(
 
   const operator = verdict.operator;
   const partition = agentStore(store);
-  const claimed = await withMeterDeadline(
-    () =>
-      services.meter
-        .stub({ organizationId: scope.environment.organizationId, store: partition, authenticated: true, identifier: operator })
-        .claimNonce(verdict.nonce!, verdict.expiresAt, now, scope.idempotencyKey === undefined ? undefined : `${scope.environment.id}:${scope.kind ?? ""}:${scope.idempotencyKey}`) as Promise<boolean>,
-    services.meter.deadlineMs,
-  );
-  if (!claimed.ok) return unchanged({ status: "invalid", reason: "the signature's nonce could not be checked (the meter did not answer)" });
-  if (!claimed.value) return unchanged({ status: "invalid", reason: "the signature's nonce was used before (a replayed request)" });
+  // An access check consumes and charges nothing: it verifies without spending the nonce, which the surface decision
+  // of the same request still needs. Everything else spends it, once across the whole platform — a signed request
+  // captured by one tenant cannot be replayed into another tenant, environment or store.
+  if (scope.kind !== "access_check") {
+    const claimed = await withMeterDeadline(
+      () =>
+        services.meter
+          .stub(NONCE_REGISTRY(operator))
+          .claimNonce(verdict.nonce!, verdict.expiresAt, now, scope.idempotencyKey === undefined ? undefined : `${scope.environment.id}:${scope.kind ?? ""}:${scope.idempotencyKey}`) as Promise<boolean>,
+      services.meter.deadlineMs,
+    );
+    if (!claimed.ok) return unchanged({ status: "invalid", reason: "the signature's nonce could not be checked (the meter did not answer)" });
+    if (!claimed.value) return unchanged({ status: "invalid", reason: "the signature's nonce was used before (a replayed request)" });
+  }
 
   const signature: AgentSignature = { status: "verified", operator, keyId: verdict.keyId, covered: verdict.covered };
   const bot = agentBot(resolved.bot, operator);

@@ -12,7 +12,7 @@ import type { WorkflowOutcome, WorkflowRunner } from "../workflows/runner";
 import type { CallerScope, Configured, DecisionRequest, Featured, Identified, Metered, OfferImpression, Planned, WithCustomer, WithOffers } from "./context";
 import type { Services, StageTimer } from "./services";
 import type { AgentSignature } from "./agentIdentity";
-import { crawlRecordOf, type Crawled } from "./stages/crawl";
+import { crawlRecordOf, paymentRecorded, type Crawled } from "./stages/crawl";
 
 /**
  * `?trace=true` on the decision routes, documented as an OpenAPI parameter but read with `c.req.query("trace")`
@@ -197,7 +197,7 @@ export function traceOf(context: TracedContext, denied: Denial[], timing: StageT
       return { ...record, input: run?.input ?? null, output: run?.output ?? null };
     }),
     offers: offers ? { shown: offers.impressions, filtered: offers.filtered } : null,
-    crawl: context.crawl ? crawlRecordOf(context.crawl, context.meter.agentCharged !== undefined) : null,
+    crawl: context.crawl ? crawlRecordOf(context.crawl, paymentRecorded(context.meter)) : null,
     denials: denied,
   };
 }

@@ -18,6 +18,8 @@ export const CLOCK_SKEW_MS = 60_000;
 /** The longest validity window accepted: a signature is a short-lived proof, not a credential. */
 export const MAX_SIGNATURE_LIFETIME_MS = 24 * 60 * 60 * 1000;
 const MAX_HEADER_LENGTH = 4_096;
+/** Web Bot Auth nonces are 64 random bytes in base64 (88 characters); longer ones only grow the nonce store. */
+const MAX_NONCE_LENGTH = 256;
 
 /** The parts of a request a signature covers, as a decision receives them (the edge integrations forward them). */
 export interface SignedRequest {
@@ -32,6 +34,8 @@ export interface SignedRequest {
    * `crawler-max-price` so that nobody on the way can raise what it agreed to pay.
    */
   headers?: Readonly<Record<string, string>> | undefined;
+  /** Whose request this is (the organization): new directories are fetched within a budget per tenant. */
+  tenant?: string | undefined;
 }
 
 /** Public keys of one agent's directory, by JWK thumbprint (RFC 7638: the `keyid` agents sign with). */
@@ -39,7 +43,7 @@ export type DirectoryKeys = ReadonlyMap<string, CryptoKey>;
 
 export interface KeyDirectoryLookup {
   /** The keys of the directory `agent` names, or why there are none to check against. */
-  keysOf(agent: URL): Promise<{ ok: true; keys: DirectoryKeys } | { ok: false; reason: string }>;
+  keysOf(agent: URL, tenant?: string): Promise<{ ok: true; keys: DirectoryKeys } | { ok: false; reason: string }>;
   /** Whether this URL may name a directory at all (https; a loopback address only where the operator allows it). */
   allows(agent: URL): boolean;
 }
@@ -96,6 +100,7 @@ export async function verifyBotSignature(request: SignedRequest, directories: Ke
   const parameters = declared.parameters as Record<string, unknown>;
   if (parameters.tag !== WEB_BOT_AUTH_TAG) return invalid(`the signature's tag is not ${WEB_BOT_AUTH_TAG}`);
   if (parameters.alg !== undefined && parameters.alg !== "ed25519") return invalid("only ed25519 signatures are accepted");
+  if (typeof parameters.nonce === "string" && parameters.nonce.length > MAX_NONCE_LENGTH) return invalid(`the signature's nonce is longer than ${MAX_NONCE_LENGTH} characters`);
   const keyId = typeof parameters.keyid === "string" ? parameters.keyid : null;
   if (!keyId) return invalid("the signature names no keyid");
   const createdAt = instant(parameters.created);
@@ -105,7 +110,7 @@ export async function verifyBotSignature(request: SignedRequest, directories: Ke
   if (expiresAt <= now) return invalid("the signature has expired");
   if (expiresAt < createdAt || expiresAt - createdAt > MAX_SIGNATURE_LIFETIME_MS) return invalid("the signature's validity window is too long or inverted");
 
-  const directory = await directories.keysOf(agent);
+  const directory = await directories.keysOf(agent, request.tenant);
   if (!directory.ok) return invalid(`the key directory could not be used: ${directory.reason}`);
   const key = directory.keys.get(keyId);
   if (!key) return invalid("the key directory has no key with the signature's keyid");

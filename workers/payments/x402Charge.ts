@@ -64,6 +64,8 @@ export type X402RefusalReason =
   | "settlement_failed"
   /** upto: the actual amount is more than the client authorized (or than the offer's maximum). */
   | "amount_above_authorization"
+  /** upto: the authorization would lapse before the offer's timeout (or does not say when it lapses): it could not be settled in time. */
+  | "authorization_too_short"
   /** The facilitator could not be used: unreachable, timed out, or answered nonsense (see `facilitatorReason`). */
   | "facilitator_unavailable";
 
@@ -100,6 +102,8 @@ export interface X402Authorization {
   payer: string | undefined;
   /** The most the actual charge may be. */
   maxMicros: number;
+  /** When the authorization stops being settleable (ms): its `validBefore`, at most the offer's timeout from now. */
+  settleBy: number;
 }
 
 /** An upto settlement: a refusal here comes after the work is done, so it offers nothing again (no PAYMENT-REQUIRED). */
@@ -301,15 +305,33 @@ export async function authorizeX402Upto(
   maxPrice: X402Price,
   resource: X402Resource,
   paymentSignature: string | undefined,
+  now = Date.now(),
 ): Promise<X402Authorization | X402Refusal> {
   const offers = payable(maxPrice) ? [offer(settings, "upto", maxPrice.micros)] : null;
   const refuse = refuser(offers, resource);
   if (!offers) return refuse("price_not_payable", notPayable(maxPrice));
   const matched = matchedPayment(paymentSignature, offers, refuse);
   if (!matched.ok) return matched;
+  // The work is served before it is settled: an authorization that lapses first would have paid for nothing.
+  const lapses = validBeforeOf(matched.payment);
+  const window = matched.requirements.maxTimeoutSeconds * 1000;
+  if (lapses === null || lapses < now + window - UPTO_WINDOW_GRACE_MS) {
+    return refuse("authorization_too_short", `an upto authorization must stay valid for the offer's ${matched.requirements.maxTimeoutSeconds} s (its validBefore)`);
+  }
   const verified = await verifyWith(facilitator, matched.payment, matched.requirements, refuse);
   if (!verified.ok) return verified;
-  return { ok: true, payload: matched.payment, requirements: matched.requirements, payer: verified.payer, maxMicros: maxPrice.micros };
+  return { ok: true, payload: matched.payment, requirements: matched.requirements, payer: verified.payer, maxMicros: maxPrice.micros, settleBy: Math.min(now + window, lapses) };
+}
+
+/** Slack for the time between the payer signing (`validBefore` = its clock + the timeout) and this check. */
+const UPTO_WINDOW_GRACE_MS = 10_000;
+
+/** `payload.authorization.validBefore` (seconds, as EIP-3009 style schemes carry it) in ms; null when the payload has none. */
+function validBeforeOf(payment: PaymentPayload): number | null {
+  const authorization = (payment.payload as { authorization?: { validBefore?: unknown } } | undefined)?.authorization;
+  const raw = authorization?.validBefore;
+  const seconds = typeof raw === "number" ? raw : typeof raw === "string" && /^\d{1,12}$/.test(raw) ? Number(raw) : NaN;
+  return Number.isSafeInteger(seconds) ? seconds * 1000 : null;
 }
 
 /**
@@ -333,7 +355,7 @@ export interface X402Gateway {
   readonly kind: "x402";
   paymentRequired(price: X402Price, resource: X402Resource, options?: { maxMicros?: number; error?: string }): string | null;
   charge(price: X402Price, resource: X402Resource, paymentSignature: string | undefined): Promise<X402Charge | X402Refusal>;
-  authorizeUpto(maxPrice: X402Price, resource: X402Resource, paymentSignature: string | undefined): Promise<X402Authorization | X402Refusal>;
+  authorizeUpto(maxPrice: X402Price, resource: X402Resource, paymentSignature: string | undefined, now?: number): Promise<X402Authorization | X402Refusal>;
   settleUpto(authorization: Pick<X402Authorization, "payload" | "requirements">, actualMicros: number): Promise<X402Settlement>;
 }
 
@@ -342,7 +364,7 @@ export function createX402Gateway(settings: X402Settings, facilitator: Facilitat
     kind: "x402",
     paymentRequired: (price, resource, options) => paymentRequiredFor(settings, price, resource, options),
     charge: (price, resource, paymentSignature) => chargeX402(settings, facilitator, price, resource, paymentSignature),
-    authorizeUpto: (maxPrice, resource, paymentSignature) => authorizeX402Upto(settings, facilitator, maxPrice, resource, paymentSignature),
+    authorizeUpto: (maxPrice, resource, paymentSignature, now) => authorizeX402Upto(settings, facilitator, maxPrice, resource, paymentSignature, now),
     settleUpto: (authorization, actualMicros) => settleX402Upto(facilitator, authorization, actualMicros),
   };
 }

@@ -8,6 +8,7 @@
  * reason is one of FACILITATOR_FAILURES, so a caller tells "the payment is bad" (answer 402) from "we could not tell"
  * (answer 503, keep nothing). A settle that timed out may still have moved funds: settle is never retried here.
  */
+import { isLoopback, isPublicDnsName } from "../lib/hosts";
 import { z } from "zod";
 import { BodyTooLargeError, readBoundedText } from "../lib/boundedBody";
 import { type PaymentPayload, type PaymentRequirements, settlementRequirements, X402_VERSION } from "./x402";
@@ -98,8 +99,12 @@ export function parseFacilitatorUrl(baseUrl: string, options: { allowInsecureLoo
   }
   if (url.username !== "" || url.password !== "") return { ok: false, message: "the facilitator URL must not carry credentials" };
   if (url.search !== "" || url.hash !== "") return { ok: false, message: "the facilitator URL must not have a query or fragment" };
-  const loopback = url.hostname === "127.0.0.1" || url.hostname === "[::1]" || url.hostname === "localhost";
-  if (url.protocol === "https:" || (url.protocol === "http:" && loopback && options.allowInsecureLoopback === true)) {
+  const loopback = isLoopback(url.hostname);
+  const allowedLoopback = loopback && options.allowInsecureLoopback === true;
+  if (url.protocol === "https:" && !isPublicDnsName(url.hostname) && !allowedLoopback) {
+    return { ok: false, message: "the facilitator must be a public DNS name (not an IP address or an internal name)" };
+  }
+  if (url.protocol === "https:" || (url.protocol === "http:" && allowedLoopback)) {
     if (!url.pathname.endsWith("/")) url.pathname = `${url.pathname}/`;
     return { ok: true, url };
   }

@@ -11,6 +11,7 @@
  * (30 a minute), so a flood of made-up agents costs a bounded number of fetches. Only Ed25519 keys (`kty: OKP`) are
  * kept, by their RFC 7638 thumbprint: the `keyid` agents sign with.
  */
+import { isLoopback, isPublicDnsName } from "../lib/hosts";
 import { LRUCache } from "lru-cache";
 import { jwkToKeyID, helpers } from "web-bot-auth";
 import type { DirectoryKeys, KeyDirectoryLookup } from "../identity/webBotAuth";
@@ -24,8 +25,12 @@ const FETCH_TIMEOUT_MS = 2_000;
 const HIT_TTL_MS = 60 * 60 * 1000;
 const MISS_TTL_MS = 60 * 1000;
 const MAX_DIRECTORIES = 500;
+/** New directories one tenant may have fetched a minute (its visitors choose the Signature-Agent they send). */
 const NEW_DIRECTORY_BUDGET = 30;
+/** …and the whole isolate: what bounds the fetches when many tenants are probed at once. */
+const ISOLATE_DIRECTORY_BUDGET = 300;
 const NEW_DIRECTORY_WINDOW_MS = 60 * 1000;
+const BUDGETED_TENANTS = 1_000;
 
 type Lookup = { ok: true; keys: DirectoryKeys } | { ok: false; reason: string };
 
@@ -42,7 +47,8 @@ export function keyDirectories(options: KeyDirectoryOptions): KeyDirectoryLookup
   const cache = new LRUCache<string, { lookup: Lookup; until: number }>({ max: MAX_DIRECTORIES });
   const inFlight = new Map<string, Promise<Lookup>>();
 
-  const recentFetches: number[] = [];
+  const isolateFetches: number[] = [];
+  const tenantFetches = new LRUCache<string, number[]>({ max: BUDGETED_TENANTS });
 
   const allows = (agent: URL) => {
     if (agent.username || agent.password || agent.search || agent.hash) return false;
@@ -51,18 +57,24 @@ export function keyDirectories(options: KeyDirectoryOptions): KeyDirectoryLookup
     return agent.protocol === "https:" && agent.port === "" && isPublicDnsName(agent.hostname);
   };
 
-  /** Whether one more new directory may be fetched now (a sliding minute). */
-  const withinBudget = () => {
+  /**
+   * Whether one more new directory may be fetched now (a sliding minute), for this tenant and for the isolate: one
+   * tenant's visitors naming made-up directories spend only that tenant's budget, never the other tenants' agents'.
+   */
+  const withinBudget = (tenant: string) => {
     const horizon = now() - NEW_DIRECTORY_WINDOW_MS;
-    while (recentFetches.length > 0 && recentFetches[0]! <= horizon) recentFetches.shift();
-    if (recentFetches.length >= NEW_DIRECTORY_BUDGET) return false;
-    recentFetches.push(now());
+    const recent = tenantFetches.get(tenant) ?? [];
+    for (const window of [recent, isolateFetches]) while (window.length > 0 && window[0]! <= horizon) window.shift();
+    if (recent.length >= NEW_DIRECTORY_BUDGET || isolateFetches.length >= ISOLATE_DIRECTORY_BUDGET) return false;
+    recent.push(now());
+    isolateFetches.push(now());
+    tenantFetches.set(tenant, recent);
     return true;
   };
 
   return {
     allows,
-    async keysOf(agent) {
+    async keysOf(agent, tenant = "") {
       if (!allows(agent)) return { ok: false, reason: "a Signature-Agent must name an https origin (a DNS name on port 443)" };
       const url = directoryUrl(agent);
       const cached = cache.get(url);
@@ -70,7 +82,7 @@ export function keyDirectories(options: KeyDirectoryOptions): KeyDirectoryLookup
       // Concurrent decisions of one new agent share one fetch.
       let pending = inFlight.get(url);
       if (!pending) {
-        if (!withinBudget()) return { ok: false, reason: "too many new key directories at once; try again in a minute" };
+        if (!withinBudget(tenant)) return { ok: false, reason: "too many new key directories at once; try again in a minute" };
         pending = fetchDirectory(url, options.fetch).finally(() => inFlight.delete(url));
         inFlight.set(url, pending);
       }
@@ -125,16 +137,6 @@ async function fetchDirectory(url: string, fetcher: KeyDirectoryOptions["fetch"]
 function isEd25519PublicJwk(value: unknown): value is { kty: "OKP"; crv: "Ed25519"; x: string } {
   const jwk = value as { kty?: unknown; crv?: unknown; x?: unknown; d?: unknown } | null;
   return typeof jwk === "object" && jwk !== null && jwk.kty === "OKP" && jwk.crv === "Ed25519" && typeof jwk.x === "string" && jwk.x.length <= 64;
-}
-
-function isLoopback(hostname: string): boolean {
-  return hostname === "127.0.0.1" || hostname === "localhost" || hostname === "[::1]";
-}
-
-/** A DNS name with a dot, not an IP literal (v4 or v6) nor a single-label or `localhost` name. */
-function isPublicDnsName(hostname: string): boolean {
-  if (hostname.startsWith("[") || /^[\d.]+$/.test(hostname) || !hostname.includes(".")) return false;
-  return hostname !== "localhost" && !hostname.endsWith(".localhost") && !hostname.endsWith(".internal") && !hostname.endsWith(".local");
 }
 
 const isolateLookups = new Map<boolean, KeyDirectoryLookup>();

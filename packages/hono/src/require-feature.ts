@@ -113,14 +113,22 @@ function paymentAnswerOf(behavior: { http?: unknown } | undefined): { replace?: 
   if (typeof http.body === "string" && typeof http.headers === "object" && http.headers !== null) {
     const headers = Object.fromEntries(Object.entries(http.headers as Record<string, unknown>).filter((entry): entry is [string, string] => typeof entry[1] === "string"));
     const status = typeof http.status === "number" && Number.isInteger(http.status) && http.status >= 400 && http.status <= 599 ? http.status : undefined;
+    // A paid decision whose surface workflow replaced the page: the route still answers, with the receipt.
+    const receipt = receiptOf(Object.entries(headers).map(([name, value]) => ({ name, value })));
+    if (receipt) return { receipt };
     if (status === undefined || !REFUSAL_HEADERS.some((name) => name in headers) && status !== 503) return undefined;
     if (status === 503 && !("retry-after" in headers)) return undefined;
     return { replace: { status, headers, body: http.body } };
   }
   if (!Array.isArray(http.addHeaders)) return undefined;
+  const receipt = receiptOf(http.addHeaders as { name?: unknown; value?: unknown }[]);
+  return receipt ? { receipt } : undefined;
+}
+
+function receiptOf(headers: readonly { name?: unknown; value?: unknown }[]): Record<string, string> | undefined {
   const receipt: Record<string, string> = {};
-  for (const header of http.addHeaders as { name?: unknown; value?: unknown }[]) {
+  for (const header of headers) {
     if (typeof header?.name === "string" && typeof header.value === "string" && RECEIPT_HEADERS.has(header.name.toLowerCase())) receipt[header.name] = header.value;
   }
-  return Object.keys(receipt).length > 0 ? { receipt } : undefined;
+  return Object.keys(receipt).length > 0 ? receipt : undefined;
 }

@@ -73,16 +73,21 @@ describe("agent identity (Web Bot Auth)", () => {
     await unverified(await signRequest(stranger.privateJwk, agent.origin, PAGE), /no key with the signature's keyid/);
     // A signature for another site, replayed here (the authority is covered).
     await unverified(await agent.sign("https://other.example/articles/1"), /does not verify/);
-    // The same signed request twice: the second is a replay.
+    // The same signed request twice: the second is a replay. (An access check consumes nothing, so it verifies without
+    // spending the nonce: the surface decision of the same request still can.)
     const once = await agent.sign(PAGE);
     expect((await check(key, { identity: { anonymousIdentifier: "visitor" }, http: { url: PAGE, headers: once } })).body.identity.authType).toBe("agent");
-    const replayed = await unverified(once, /used before/);
+    const decide = () => call("POST", "/api/v1/surface-decisions?trace=true", { key, body: { surfaceSlug: "article-page", identity: { anonymousIdentifier: "visitor" }, http: { url: PAGE, headers: once } } });
+    expect((await decide()).body.identity.authType).toBe("agent");
+    const replayed = await decide();
+    expect(replayed.body.identity).toMatchObject({ authType: "anonymous", identifier: "visitor" });
+    expect(replayed.body.trace.identity.agentSignature).toEqual({ status: "invalid", reason: expect.stringMatching(/used before/) });
     await unverified(await agent.sign(PAGE, { createdAt: Date.now() - 120_000, expiresAt: Date.now() - 60_000 }), /expired/);
     await unverified(await agent.sign(PAGE, { withoutNonce: true }), /no nonce/);
     await unverified({ signature: "sig1=:AAAA:", "signature-input": "garbage", "signature-agent": `"${agent.origin}"` }, /does not parse/);
 
     // The decision record keeps the reason too.
-    const events = await eventsFor(org.live.secretKey, "kind=access_check&limit=100", 7);
+    const events = await eventsFor(org.live.secretKey, "kind=surface_decision&limit=100", 2);
     const recorded = events.find((event: { id: string }) => event.id === replayed.body.eventId);
     expect(recorded?.record.agentSignature).toEqual({ status: "invalid", reason: expect.stringMatching(/used before/) });
   });
@@ -107,5 +112,17 @@ describe("agent identity (Web Bot Auth)", () => {
     const answer = await check(org.live.secretKey, { identity: { userIdentifier: "reader@example.com" }, http: { url: PAGE, headers: await agent.sign(PAGE) } });
     expect(answer.body.identity).toMatchObject({ authType: "provided", identifier: "reader@example.com" });
     expect(answer.body.trace.identity).toMatchObject({ bot: { isVerified: true, code: "signed-agent" }, agentSignature: { status: "verified" } });
+  });
+
+  it("spends a nonce once across the whole platform: a signed request captured by one tenant is refused in another tenant or environment", async () => {
+    const first = await newsOrg();
+    const second = await newsOrg();
+    await publish(first.adminKey, newsSite(), [first.preview.id]);
+    const agent = await newAgent();
+    const headers = await agent.sign(PAGE);
+    const decide = (key: string) => call("POST", "/api/v1/surface-decisions", { key, body: { surfaceSlug: "article-page", identity: { anonymousIdentifier: "v" }, http: { url: PAGE, headers } } });
+    expect((await decide(first.live.secretKey)).body.identity.authType).toBe("agent");
+    expect((await decide(second.live.secretKey)).body.identity.authType).toBe("anonymous");
+    expect((await decide(first.preview.secretKey)).body.identity.authType).toBe("anonymous");
   });
 });

@@ -7,8 +7,10 @@
  */
 import { describe, expect, it } from "vitest";
 import { decodePaymentRequired, decodePaymentResponse, encodePaymentSignature } from "../../../workers/payments/x402";
+import { generateNonce } from "web-bot-auth";
 import { newAgent, type TestAgent } from "../../support/agents";
-import { call, createOrganization, publish, type TestOrganization } from "../../support/api";
+import { call, createOrganization, publish, waitForBackgroundWork, type TestOrganization } from "../../support/api";
+import { faultyMeter, workerWith } from "../../support/faults";
 import { eventsFor } from "../../support/events";
 import { newsSite } from "../../support/examples";
 import { createTestWallet, FAKE_ASSET, FAKE_NETWORK, facilitatorBase, fund, settlementsTo } from "../../fake-facilitator/wallet";
@@ -151,6 +153,18 @@ describe("pay-per-crawl", () => {
     expect(retry.body.surfaceBehavior.http).toEqual(first.body.surfaceBehavior.http);
     expect((await ledgerOf(org, agent)).totals).toEqual([{ currency: "USD", micros: 70_000, count: 7 }]);
   });
+
+  it("charges each operator acting for one signed-in user, even when they pick the same nonce", async () => {
+    const org = await pricedOrg();
+    const nonce = generateNonce();
+    const agents = await Promise.all([newAgent(), newAgent(), newAgent()]);
+    for (const agent of agents) {
+      const answer = await visit(org, { identity: { userIdentifier: "ada@example.com" }, headers: await agent.sign(PAGE, { nonce, covered: { "crawler-max-price": "USD 0.05" } }) });
+      expect(answer.body.surfaceBehavior.http).toEqual({ addHeaders: [{ name: "crawler-charged", value: "USD 0.01" }] });
+    }
+    const ledger = (await call("GET", `/api/v1/admin/environments/${org.live.id}/identities/ada%40example.com/charges`, { key: org.adminKey })).body;
+    expect(ledger.totals).toEqual([{ currency: "USD", micros: 30_000, count: 3 }]);
+  });
 });
 
 describe("x402 on priced surfaces", () => {
@@ -201,5 +215,27 @@ describe("x402 on priced surfaces", () => {
 
     const garbage = await visit(org, { headers: { "payment-signature": "not base64 json" } });
     expect(garbage.body.surfaceBehavior.http).toMatchObject({ status: 402, headers: { "payment-required": expect.any(String) } });
+  });
+
+  it("serves a settled payment whose decision's meter call failed, and books it once the object answers", async () => {
+    const { org, payTo } = await x402Org();
+    const discovery = await visit(org, { headers: { "payment-signature": "asking" } });
+    const required = decodePaymentRequired(discovery.body.surfaceBehavior.http.headers["payment-required"]);
+    if (!required.ok) throw new Error(required.error.message);
+    const wallet = await createTestWallet();
+    await fund(wallet.address, "1000000");
+    const payment = encodePaymentSignature(await wallet.pay(required.value.accepts.find((offer) => offer.scheme === "exact")!));
+    if (!payment.ok) throw new Error(payment.error.message);
+    const slowMeter = workerWith({ meter: faultyMeter("timeout", ["meter-lost-visitor"]) });
+    const answer = await slowMeter("POST", "/api/v1/surface-decisions", {
+      key: org.live.secretKey,
+      body: { surfaceSlug: "article-page", identity: { anonymousIdentifier: "meter-lost-visitor" }, resource: { id: "article-7" }, http: { url: PAGE, headers: { "payment-signature": payment.value } } },
+    });
+    expect(answer.body.surfaceBehavior.http.addHeaders.map((header: { name: string }) => header.name)).toEqual(["payment-response"]);
+    expect(answer.body.features.articles.properties.enabled.hasAccess).toBe(true);
+    await waitForBackgroundWork();
+    expect(await settlementsTo(payTo)).toHaveLength(1);
+    const ledger = (await call("GET", `/api/v1/admin/environments/${org.live.id}/identities/meter-lost-visitor/charges?anonymous=true`, { key: org.adminKey })).body;
+    expect(ledger.charges).toEqual([expect.objectContaining({ method: "x402", micros: 10_000 })]);
   });
 });

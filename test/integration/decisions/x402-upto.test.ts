@@ -125,6 +125,23 @@ describe("x402 upto on priced surfaces", () => {
     expect((await ledgerOf(org)).totals).toEqual([{ currency: "USD", micros: 4000, count: 1 }]);
   });
 
+  it("refuses an upto authorization that would lapse before the offer's timeout: it could not be settled after serving", async () => {
+    const { org, payTo } = await uptoOrg();
+    const wallet = await createTestWallet();
+    await fund(wallet.address, "1000000");
+    const offer = await uptoOffer(org);
+    const nowSeconds = Math.floor(Date.now() / 1000);
+    for (const validBefore of [String(nowSeconds + 2), String(nowSeconds + 60)]) {
+      const payment = encodePaymentSignature(await wallet.pay(offer, { validBefore }));
+      if (!payment.ok) throw new Error(payment.error.message);
+      const answer = await visit(org, { "payment-signature": payment.value });
+      expect(answer.body.payment).toBeUndefined();
+      expect(answer.body.surfaceBehavior.http).toMatchObject({ status: 402, body: expect.stringContaining("must stay valid for the offer's 120 s") });
+      expect(answer.body.features.articles.properties.enabled.hasAccess).toBe(false);
+    }
+    expect(await settlementsTo(payTo)).toHaveLength(0);
+  });
+
   it("settles one of five concurrent calls and answers the others without settling again", async () => {
     const { org, payTo } = await uptoOrg();
     const id = await authorized(org);

@@ -183,7 +183,7 @@ describe("Web Bot Auth", () => {
     expect(verdict).toMatchObject({ status: "verified", operator: AGENT });
   });
 
-  it("fetches at most 30 new directories a minute per isolate, so made-up agents cost a bounded number of fetches", async () => {
+  it("fetches at most 30 new directories a minute per tenant, so made-up agents cost a bounded number of fetches", async () => {
     const key = await agentKey();
     let now = Date.now();
     const server = directoryServer({});
@@ -192,9 +192,13 @@ describe("Web Bot Auth", () => {
     for (let i = 0; i < 35; i++) verdicts.push(await verifyBotSignature(await signed(key.private, { agent: `https://agent-${i}.example` }), directories, Date.now()));
     expect(server.fetched).toHaveLength(30);
     expect(verdicts.slice(30).every((verdict) => verdict.status === "invalid" && verdict.reason.includes("too many"))).toBe(true);
+    // Another tenant's agents are not held up by this tenant's made-up ones.
+    const elsewhere = await verifyBotSignature({ ...(await signed(key.private, { agent: "https://agent-other-tenant.example" })), tenant: "org_other" }, directories, Date.now());
+    expect(elsewhere).toMatchObject({ status: "invalid", reason: expect.not.stringContaining("too many") });
+    expect(server.fetched).toHaveLength(31);
     now += 61_000;
     await verifyBotSignature(await signed(key.private, { agent: "https://agent-late.example" }), directories, Date.now());
-    expect(server.fetched).toHaveLength(31);
+    expect(server.fetched).toHaveLength(32);
   });
 
   it("refuses a time with a fraction of a second (the format's times are integers)", async () => {

@@ -169,6 +169,11 @@ describe("matching a payment to the offers", () => {
 describe("the HTTP facilitator adapter, against the fake facilitator", () => {
   it("takes https, and plain http only to loopback where allowed", () => {
     expect(parseFacilitatorUrl("https://x402.example/facilitator")).toMatchObject({ ok: true });
+    // Never an address inside someone's network, even over https.
+    for (const internal of ["https://10.0.0.1/", "https://metadata.google.internal/", "https://[fd00::1]/", "https://facilitator/", "https://127.0.0.1/"]) {
+      expect(parseFacilitatorUrl(internal)).toMatchObject({ ok: false });
+    }
+    expect(parseFacilitatorUrl("https://127.0.0.1:8443/", { allowInsecureLoopback: true })).toMatchObject({ ok: true });
     expect(parseFacilitatorUrl("http://x402.example", { allowInsecureLoopback: true })).toMatchObject({ ok: false });
     expect(parseFacilitatorUrl("http://127.0.0.1:9999")).toMatchObject({ ok: false });
     expect(parseFacilitatorUrl("http://127.0.0.1:9999", { allowInsecureLoopback: true })).toMatchObject({ ok: true });

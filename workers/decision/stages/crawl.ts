@@ -80,7 +80,7 @@ export async function negotiateCrawlPrice<C extends DecisionRequest & Configured
   // negotiateCrawl charges only a verified signature, and a verified agent is priced only by its own plans.
   const crawl: Crawl =
     outcome.kind === "charge"
-      ? { kind: "paid", method: "crawl", charged: outcome.charged, chargeId: `crawl:${context.verifiedAgent!.nonce}`, headers: outcome.headers }
+      ? { kind: "paid", method: "crawl", charged: outcome.charged, chargeId: await crawlChargeId(context), headers: outcome.headers }
       : { kind: "refused", status: outcome.status, code: outcome.code, price: priced.price, headers: withX402Offer(outcome, gateway, priced.price, resource) };
   return { ...context, decision: readOnlyDecision(decision), crawl };
 }
@@ -111,7 +111,7 @@ function withX402Offer(outcome: { status: number; headers: Record<string, string
  */
 async function payWithX402(gateway: X402Gateway, price: CrawlerPrice, resource: X402Resource, payment: string, now: number): Promise<Crawl> {
   if (x402SchemeOf(payment) === "upto") {
-    const authorized = await gateway.authorizeUpto(price, resource, payment);
+    const authorized = await gateway.authorizeUpto(price, resource, payment, now);
     if (!authorized.ok) return x402Refusal(gateway, price, resource, authorized);
     return {
       kind: "paid",
@@ -124,7 +124,7 @@ async function payWithX402(gateway: X402Gateway, price: CrawlerPrice, resource: 
         paymentKey: await sha256Hex(payment),
         currency: price.currency,
         maxMicros: authorized.maxMicros,
-        expiresAt: now + authorized.requirements.maxTimeoutSeconds * 1000,
+        expiresAt: authorized.settleBy,
         authorization: JSON.stringify({ payload: authorized.payload, requirements: authorized.requirements }),
       },
     };
@@ -269,3 +269,15 @@ export function crawlRecordOf(crawl: Crawl, charged: boolean) {
         }
       : { outcome: charged ? ("paid" as const) : ("unrecorded" as const), method: crawl.method, charged: formatCrawlerPrice(crawl.charged), chargeId: crawl.chargeId };
 }
+
+/**
+ * One charge per signed request: the nonce is spent once per operator, and two operators may pick the same nonce
+ * while acting for one signed-in user, so the id names both.
+ */
+async function crawlChargeId(context: Identified): Promise<string> {
+  const operator = context.agentSignature.status === "verified" ? context.agentSignature.operator : "";
+  return `crawl:${await sha256Hex(`${operator}\n${context.verifiedAgent!.nonce}`)}`;
+}
+
+/** Whether the meter wrote the decision's payment (its charge, or an upto authorization): only then is it served. */
+export const paymentRecorded = (meter: { agentCharged?: boolean }): boolean => meter.agentCharged === true;

@@ -10,7 +10,7 @@ import type { FeatureArgs } from "../../workflows/authorTypes";
 import { validatePropertyOverrides } from "../../workflows/stages";
 import type { Configured, Featured, Identified, Metered, Planned, PropertyOverride } from "../context";
 import type { Services } from "../services";
-import { applyCrawlToSurface, type Crawled } from "./crawl";
+import { applyCrawlToSurface, paymentRecorded, type Crawled } from "./crawl";
 
 const NO_OVERRIDES: readonly PropertyOverride[] = Object.freeze([]);
 
@@ -18,7 +18,7 @@ export async function resolveFeatures<C extends Configured & Identified & Planne
   const { decision, meter } = context;
   const rendered = finish(decision, meter.readings, meter.failure ? "unreachable" : undefined, meter.creditReadings);
   // A priced crawl's surface is granted (paid) or denied (refused) before feature workflows see it.
-  const features: FeatureStates = { ...(context.crawl ? applyCrawlToSurface(rendered, { decision, crawl: context.crawl }, meter.agentCharged !== undefined) : rendered) };
+  const features: FeatureStates = { ...(context.crawl ? applyCrawlToSurface(rendered, { decision, crawl: context.crawl }, paymentRecorded(meter)) : rendered) };
   const session = context.workflows;
   const workflows = session?.of("feature") ?? [];
   if (!session || workflows.length === 0) return { ...context, features, overrides: NO_OVERRIDES };

@@ -11,6 +11,7 @@ import { webhooksTrackUsers } from "../../webhooks/decisionEvents";
 import { listensTo } from "../../workflows/triggers";
 import type { DecisionRequest, Metered, MeterOutcome, Planned, Subject } from "../context";
 import type { Services } from "../services";
+import type { AgentCharge } from "../../../durable-objects/meter/agentLedger";
 import { agentChargeOf, x402PaymentOf, type Crawled } from "./crawl";
 
 const NOT_CALLED: MeterOutcome = Object.freeze({ replayed: false, userAdded: false });
@@ -47,7 +48,10 @@ export async function consumeMeter<C extends DecisionRequest & Subject & Planned
   services.timing.mark("meter");
   if (!result.ok) {
     const failure = result.reason === "error" ? `error: ${result.error}` : "timeout";
-    return { ...context, meter: { replayed: false, userAdded: false, failure, ...(result.reason === "timeout" ? { late: result.late } : {}) } };
+    // An x402 payment already settled is the payer's money spent: it is served, and booked once the object answers.
+    const settled = agentCharge?.method === "x402" && agentCharge.reference !== undefined;
+    if (settled) bookLater(services, context, agentCharge);
+    return { ...context, meter: { replayed: false, userAdded: false, failure, ...(result.reason === "timeout" ? { late: result.late } : {}), ...(settled ? { agentCharged: true } : {}) } };
   }
   const answer = result.value;
   if ("conflict" in answer) throw new ApiError("idempotency_key_reused", "This Idempotency-Key was used with a different request body");
@@ -73,4 +77,15 @@ export async function consumeMeter<C extends DecisionRequest & Subject & Planned
 /** Whether any action workflow of the version listens to any trigger (system or custom). */
 function hasActionWorkflows(prepared: PreparedSnapshot): boolean {
   return prepared.snapshot.workflows.some((workflow) => workflow.type === "action" && (workflow.triggers?.length ?? 0) > 0);
+}
+
+/** The ledger entry of a settled payment whose decision's meter call failed, written after the response (once: by id). */
+function bookLater(services: Services, context: Subject, charge: AgentCharge): void {
+  const { environment, store, identity } = context;
+  const stub = services.meter.stub({ organizationId: environment.organizationId, store, authenticated: identity.isAuthenticated, identifier: identity.identifier });
+  services.waitUntil(
+    (stub.recordAgentCharge(charge) as Promise<boolean>).catch((error: unknown) =>
+      services.logger.error("x402_charge_not_booked", { environmentId: environment.id, identifier: identity.identifier, chargeId: charge.id, error: String(error) }),
+    ),
+  );
 }

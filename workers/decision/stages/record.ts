@@ -7,7 +7,7 @@ import { denials, type Denial } from "../../engine";
 import type { Configured, DecisionRequest, Featured, Identified, Metered, Planned, WithOffers } from "../context";
 import type { Services } from "../services";
 import type { DecisionResponse } from "./response";
-import { crawlRecordOf, type Crawled } from "./crawl";
+import { crawlRecordOf, paymentRecorded, type Crawled } from "./crawl";
 
 export function recordDecision<C extends DecisionRequest & Configured & Identified & Planned & Metered & Featured & WithOffers & Partial<Crawled>>(
   services: Services,
@@ -17,7 +17,7 @@ export function recordDecision<C extends DecisionRequest & Configured & Identifi
   const { environment, identity, kind, surfaceSlug, decision, meter, features, overrides, bot, category, body, jwtError, workflows, prepared, offers, agentSignature } = context;
   const { crawl } = context;
   // A crawler that did not pay (or whose payment was not recorded) got none of what the surface consumes.
-  const unpaid = crawl !== undefined && (crawl.kind === "refused" || meter.agentCharged === undefined);
+  const unpaid = crawl !== undefined && (crawl.kind === "refused" || !paymentRecorded(meter));
   const denied: Denial[] = unpaid
     ? (decision.surface?.consumes ?? []).map((entry) => ({ featureSlug: entry.featureSlug, property: entry.property, reason: "payment_required" }))
     : denials(features, {
@@ -40,7 +40,7 @@ export function recordDecision<C extends DecisionRequest & Configured & Identifi
       bot: bot ?? null,
       // Only when a signature was sent: why it was refused, or whose it was.
       ...(agentSignature.status === "absent" ? {} : { agentSignature }),
-      ...(crawl ? { crawl: crawlRecordOf(crawl, meter.agentCharged !== undefined) } : {}),
+      ...(crawl ? { crawl: crawlRecordOf(crawl, paymentRecorded(meter)) } : {}),
       category,
       plans: decision.planSlugs,
       planSources: decision.planSources,

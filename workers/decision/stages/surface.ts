@@ -5,7 +5,7 @@
 import type { SurfaceArgs } from "../../workflows/authorTypes";
 import { validateSurfaceBehavior } from "../../workflows/stages";
 import type { DecisionRequest, Featured, Identified, Metered, Planned, WithSurfaceBehavior } from "../context";
-import { crawlBehavior, type Crawled } from "./crawl";
+import { crawlBehavior, paymentRecorded, type Crawled } from "./crawl";
 import type { Services } from "../services";
 
 export async function runSurfaceWorkflow<C extends DecisionRequest & Identified & Planned & Featured & Metered & Partial<Crawled>>(_services: Services, context: C): Promise<C & WithSurfaceBehavior> {
@@ -15,5 +15,5 @@ export async function runSurfaceWorkflow<C extends DecisionRequest & Identified 
   if (crawl?.kind === "refused") return { ...context, surfaceBehavior: crawlBehavior({}, crawl, false) };
   const workflow = session?.of("surface").find((candidate) => candidate.surface === surfaceSlug);
   const behavior = session && workflow ? ((await session.run(workflow, (): SurfaceArgs => ({ ...session.args(decision.planSlugs), features, surfaceSlug }), validateSurfaceBehavior)) ?? {}) : {};
-  return { ...context, surfaceBehavior: crawlBehavior(behavior, crawl, context.meter.agentCharged !== undefined) };
+  return { ...context, surfaceBehavior: crawlBehavior(behavior, crawl, paymentRecorded(context.meter)) };
 }
