@@ -35,6 +35,7 @@ export const ERROR_STATUS = {
   payment_settling: 409,
   payment_settled: 409,
   payment_settlement_failed: 409,
+  payment_settlement_unknown: 409,
   offer_token_expired: 410,
   payload_too_large: 413,
   unsupported_media_type: 415,

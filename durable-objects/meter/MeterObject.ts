@@ -679,7 +679,7 @@ export class MeterObject extends DurableObject<Env> {
   }
 
   /** Second step, after the facilitator: the charge on the ledger and the payment settled, or back to authorized. */
-  completeX402Settlement(id: string, outcome: { ok: true; micros: number; transaction: string } | { ok: false }, now = Date.now()): SettledX402Payment | null {
+  completeX402Settlement(id: string, outcome: { ok: true; micros: number; transaction: string } | { ok: false; unknown?: boolean }, now = Date.now()): SettledX402Payment | null {
     if (!this.schemaReady) return null;
     return this.ctx.storage.transactionSync(() => completeX402Settlement(this.sql, id, outcome, now));
   }

@@ -17,7 +17,8 @@ export const AGENT_SCHEMA = `
   CREATE TABLE IF NOT EXISTS agent_pending_payments (
     id TEXT PRIMARY KEY, created_at INTEGER NOT NULL, expires_at INTEGER NOT NULL, payment_key TEXT NOT NULL UNIQUE,
     currency TEXT NOT NULL, max_micros INTEGER NOT NULL, surface TEXT NOT NULL, resource TEXT, url TEXT, authorization TEXT NOT NULL,
-    state TEXT NOT NULL, settling_until INTEGER, settled_micros INTEGER, settled_at INTEGER, reference TEXT);
+    state TEXT NOT NULL, settling_until INTEGER, settled_micros INTEGER, settled_at INTEGER, reference TEXT,
+    attempted INTEGER NOT NULL DEFAULT 0);
   CREATE INDEX IF NOT EXISTS agent_pending_payments_expires_at ON agent_pending_payments (expires_at);
 `;
 export const AGENT_SCHEMA_OBJECTS = ["agent_nonces", "agent_nonces_expires_at", "agent_charges", "agent_charges_created_at", "agent_pending_payments", "agent_pending_payments_expires_at"];
@@ -148,7 +149,9 @@ function cursorOf(cursor: string | undefined): { at: number; id: string } | null
 export function pruneAgentRows(sql: SqlStorage, now: number): { nonces: number; charges: number; payments: number; remaining: number } {
   const nonces = sql.exec("DELETE FROM agent_nonces WHERE expires_at <= ?", now).rowsWritten;
   const charges = sql.exec("DELETE FROM agent_charges WHERE created_at < ?", now - AGENT_CHARGE_TTL_MS).rowsWritten;
-  sql.exec("UPDATE agent_pending_payments SET state = 'released' WHERE state = 'authorized' AND expires_at <= ?", now);
+  // An authorization whose settlement's outcome went unknown is not released: it may have been paid (the decision
+  // record and the payment's row say so until it is dropped).
+  sql.exec("UPDATE agent_pending_payments SET state = 'released' WHERE state = 'authorized' AND attempted = 0 AND expires_at <= ?", now);
   const payments = sql.exec("DELETE FROM agent_pending_payments WHERE expires_at < ?", now - PAYMENT_REPLAY_MS).rowsWritten;
   const remaining = sql
     .exec<{ n: number }>("SELECT (SELECT COUNT(*) FROM agent_nonces) + (SELECT COUNT(*) FROM agent_charges) + (SELECT COUNT(*) FROM agent_pending_payments) AS n")
@@ -207,7 +210,15 @@ export type BeginX402Settlement =
   /** Nothing to ask the facilitator: an earlier call settled it for this amount, or the amount is 0. */
   | { done: SettledX402Payment; replayed: boolean }
   /** The payment is `settling` (held for SETTLING_LEASE_MS): settle it, then complete. */
-  | { settle: { authorization: string; currency: string; maxMicros: number } };
+  | {
+      settle: {
+        authorization: string;
+        currency: string;
+        maxMicros: number;
+        /** An earlier attempt's outcome is unknown: it may have moved the funds, so a refusal now proves nothing. */
+        attempted: boolean;
+      };
+    };
 
 interface PaymentRow {
   id: string;
@@ -223,6 +234,8 @@ interface PaymentRow {
   settled_micros: number | null;
   settled_at: number | null;
   reference: string | null;
+  /** 1 once a settlement's outcome went unknown (the facilitator did not answer, or a settling call gave up). */
+  attempted: number;
   [key: string]: SqlStorageValue;
 }
 
@@ -283,6 +296,7 @@ export function beginX402Settlement(sql: SqlStorage, id: string, micros: number,
     return { refused: "payment_expired" };
   }
   if (row.state === "settling" && (row.settling_until ?? 0) > now) return { refused: "payment_settling" };
+  const gaveUp = row.state === "settling";
   // Authorized, or settling by a call that gave up (its lease ran out): this call may settle it, expired or not — the
   // settling one may have moved funds, and the facilitator refuses an authorization past its window anyway.
   if (micros > row.max_micros) return { refused: "payment_above_authorization", detail: `at most ${row.max_micros} micro-units were authorized` };
@@ -290,8 +304,9 @@ export function beginX402Settlement(sql: SqlStorage, id: string, micros: number,
     sql.exec("UPDATE agent_pending_payments SET state = 'released', settled_micros = 0, settled_at = ? WHERE id = ?", now, id);
     return { done: settledOf(paymentRow(sql, id)!), replayed: false };
   }
-  sql.exec("UPDATE agent_pending_payments SET state = 'settling', settling_until = ? WHERE id = ?", now + SETTLING_LEASE_MS, id);
-  return { settle: { authorization: row.authorization, currency: row.currency, maxMicros: row.max_micros } };
+  const attempted = row.attempted === 1 || gaveUp;
+  sql.exec("UPDATE agent_pending_payments SET state = 'settling', settling_until = ?, attempted = ? WHERE id = ?", now + SETTLING_LEASE_MS, attempted ? 1 : 0, id);
+  return { settle: { authorization: row.authorization, currency: row.currency, maxMicros: row.max_micros, attempted } };
 }
 
 /**
@@ -301,14 +316,15 @@ export function beginX402Settlement(sql: SqlStorage, id: string, micros: number,
 export function completeX402Settlement(
   sql: SqlStorage,
   id: string,
-  outcome: { ok: true; micros: number; transaction: string } | { ok: false },
+  outcome: { ok: true; micros: number; transaction: string } | { ok: false; unknown?: boolean },
   now: number,
 ): SettledX402Payment | null {
   const row = paymentRow(sql, id);
   if (!row) return null;
   if (row.state === "settled") return settledOf(row);
   if (!outcome.ok) {
-    if (row.state === "settling") sql.exec("UPDATE agent_pending_payments SET state = 'authorized', settling_until = NULL WHERE id = ?", id);
+    // Back to authorized, so the call can be retried — remembering when the facilitator's answer was lost.
+    if (row.state === "settling") sql.exec("UPDATE agent_pending_payments SET state = 'authorized', settling_until = NULL, attempted = MAX(attempted, ?) WHERE id = ?", outcome.unknown ? 1 : 0, id);
     return null;
   }
   recordAgentCharge(

@@ -22,7 +22,8 @@ export const RESERVATIONS_SCHEMA = `
   CREATE TABLE IF NOT EXISTS reservations (
     id TEXT PRIMARY KEY, kind TEXT NOT NULL, counter_id TEXT NOT NULL, period TEXT NOT NULL, time_zone TEXT NOT NULL,
     period_start INTEGER NOT NULL, unit_limit INTEGER NOT NULL, overflow_limit INTEGER, amount REAL NOT NULL,
-    held REAL NOT NULL, expires_at INTEGER NOT NULL, status TEXT NOT NULL, actual REAL, result TEXT, settled_at INTEGER);
+    held REAL NOT NULL, expires_at INTEGER NOT NULL, status TEXT NOT NULL, actual REAL, result TEXT, settled_at INTEGER,
+    carry_over REAL);
   CREATE INDEX IF NOT EXISTS reservations_status_expires_at ON reservations (status, expires_at);
 `;
 export const RESERVATIONS_SCHEMA_OBJECTS = ["reservations", "reservations_status_expires_at"];
@@ -124,6 +125,7 @@ interface ReservationRow {
   actual: number | null;
   result: string | null;
   settled_at: number | null;
+  carry_over: number | null;
   [key: string]: SqlStorageValue;
 }
 
@@ -183,8 +185,23 @@ export class Reservations {
       return { granted: false, credit: { creditId: credit.creditId, hasAccess: false, balance, cost: amount || 0, deductedInRequest: false, reason: "insufficient_credits" } };
     }
     const after = this.book.changeBalance(credit.creditId, -amount, `reservation:${id}`, now);
-    if (credit.grant) this.book.addSpent(credit.creditId, periodStart(credit.grant.period, now, timeZone), amount);
-    this.insert({ id, kind: "credits", counterId: credit.creditId, period: "", timeZone, start: 0, limit: 0, overflowLimit: undefined, amount, held: amount, expiresAt });
+    // The allowance's period is kept: what goes back later is given back as allowance of that period (see giveBack).
+    const grantStart = credit.grant ? periodStart(credit.grant.period, now, timeZone) : 0;
+    if (credit.grant) this.book.addSpent(credit.creditId, grantStart, amount);
+    this.insert({
+      id,
+      kind: "credits",
+      counterId: credit.creditId,
+      period: credit.grant?.period ?? "",
+      timeZone,
+      start: grantStart,
+      limit: 0,
+      overflowLimit: undefined,
+      amount,
+      held: amount,
+      expiresAt,
+      carryOver: credit.grant?.carryOver,
+    });
     return { granted: true, reservation: view(id, credit.creditId, amount, expiresAt), credit: { creditId: credit.creditId, hasAccess: true, balance: after, cost: amount, deductedInRequest: true } };
   }
 
@@ -305,8 +322,7 @@ export class Reservations {
     let refunded = 0;
     let taken = 0;
     if (difference < 0) {
-      refunded = -difference;
-      this.book.changeBalance(creditId, refunded, `reservation_refund:${row.id}`, now);
+      refunded = this.giveBack(row, -difference, `reservation_refund:${row.id}`, now);
     } else if (difference > 0) {
       taken = Math.min(difference, this.book.getBalance(creditId));
       if (taken > 0) {
@@ -331,12 +347,52 @@ export class Reservations {
 
   /** Gives an expired reservation's amount back (units only within their period) and marks it expired. */
   private expire(row: ReservationRow, now: number): void {
-    if (row.kind === "credits") this.book.changeBalance(row.counter_id, row.amount, `reservation_expired:${row.id}`, now);
+    if (row.kind === "credits") this.giveBack(row, row.amount, `reservation_expired:${row.id}`, now);
     else if (row.held > 0) {
       const consumed = this.book.consumedIn(row.counter_id, row.period_start);
       if (consumed > 0) this.book.writeCounter(row.counter_id, row.period as Period, row.time_zone, row.period_start, consumed - Math.min(row.held, consumed));
     }
     this.sql.exec("UPDATE reservations SET status = 'expired', settled_at = ? WHERE id = ?", now, row.id);
+  }
+
+  /**
+   * Credits a reservation took that go back (a refund, a release, an expiry), as what they were: allowance of the
+   * period they were reserved in. Within that period — or before the next period's first grant ran its carry-over —
+   * they stop counting as spent, so the carry-over rule sees them as unused allowance. Once the next period's grant
+   * has run, they come back only as far as the carry-over still has room (`carryOver` minus what was carried); the rest
+   * has expired, as it would have had it never been reserved. Credits without a periodic grant always come back.
+   */
+  private giveBack(row: ReservationRow, amount: number, reason: string, now: number): number {
+    const creditId = row.counter_id;
+    if (row.period === "") {
+      this.book.changeBalance(creditId, amount, reason, now);
+      return amount;
+    }
+    // The latest period whose grant has run since: its carry-over already decided what of the reserved period expired.
+    const latest = this.sql
+      .exec<{ start: number | null }>("SELECT MAX(period_start) AS start FROM credit_allowances WHERE credit_id = ? AND period_start > ?", creditId, row.period_start)
+      .one().start;
+    if (latest === null) {
+      this.book.addSpent(creditId, row.period_start, -amount);
+      this.book.changeBalance(creditId, amount, reason, now);
+      return amount;
+    }
+    if (row.carry_over === null) {
+      this.book.changeBalance(creditId, amount, reason, now);
+      return amount;
+    }
+    const carried = this.sql.exec<{ carried: number }>("SELECT carried FROM credit_carry WHERE credit_id = ? AND period_start = ?", creditId, latest).toArray()[0]?.carried ?? 0;
+    const kept = money(Math.min(amount, Math.max(0, row.carry_over - carried)));
+    if (kept > 0) {
+      this.book.changeBalance(creditId, kept, reason, now);
+      this.sql.exec(
+        "INSERT INTO credit_carry (credit_id, period_start, carried, spent) VALUES (?, ?, ?, 0) ON CONFLICT (credit_id, period_start) DO UPDATE SET carried = round(carried + excluded.carried, 6)",
+        creditId,
+        latest,
+        kept,
+      );
+    }
+    return kept;
   }
 
   private insert(row: {
@@ -351,10 +407,11 @@ export class Reservations {
     amount: number;
     held: number;
     expiresAt: number;
+    carryOver?: number | undefined;
   }): void {
     this.sql.exec(
-      `INSERT INTO reservations (id, kind, counter_id, period, time_zone, period_start, unit_limit, overflow_limit, amount, held, expires_at, status)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'active')`,
+      `INSERT INTO reservations (id, kind, counter_id, period, time_zone, period_start, unit_limit, overflow_limit, amount, held, expires_at, status, carry_over)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'active', ?)`,
       row.id,
       row.kind,
       row.counterId,
@@ -366,6 +423,7 @@ export class Reservations {
       row.amount,
       row.held,
       row.expiresAt,
+      row.carryOver ?? null,
     );
   }
 }

@@ -95,7 +95,7 @@ export async function identifyAgent(
       () =>
         services.meter
           .stub(NONCE_REGISTRY(operator))
-          .claimNonce(verdict.nonce!, verdict.expiresAt, now, scope.idempotencyKey === undefined ? undefined : `${scope.environment.id}:${scope.kind ?? ""}:${scope.idempotencyKey}`) as Promise<boolean>,
+          .claimNonce(verdict.nonce!, verdict.expiresAt, now, retryClaim(scope, resolved.identity)) as Promise<boolean>,
       services.meter.deadlineMs,
     );
     if (!claimed.ok) return unchanged({ status: "invalid", reason: "the signature's nonce could not be checked (the meter did not answer)" });
@@ -114,6 +114,16 @@ export async function identifyAgent(
  * The bot tag of a verified agent. A tag Cloudflare verified stands as it is. Otherwise the signature proves only who
  * the operator is, not what its user agent claims (anyone can sign as "Googlebot"): an AI agent of that operator.
  */
+/**
+ * What makes a second presentation of one nonce (or one x402 authorization) the same request retried rather than a
+ * replay: the same Idempotency-Key, for the same environment, kind of call and identity as sent. A key reused by
+ * another identity is not a retry.
+ */
+export function retryClaim(scope: { environment: { id: string }; kind?: string; idempotencyKey?: string }, identity: Pick<ResolvedIdentity, "authType" | "identifier">): string | undefined {
+  if (scope.idempotencyKey === undefined) return undefined;
+  return JSON.stringify([scope.environment.id, scope.kind ?? "", scope.idempotencyKey, identity.authType, identity.identifier]);
+}
+
 function agentBot(tag: BotTag | undefined, operator: string): BotTag {
   if (tag?.isVerified) return tag;
   const host = new URL(operator).host;

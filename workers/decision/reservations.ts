@@ -85,7 +85,8 @@ export async function reserve(services: Services, request: ReserveRequest): Prom
   } else {
     const credit = creditRequestOf(decision, body.counterId);
     amount = body.amount ?? credit.cost;
-    if (!(amount > 0)) {
+    // Credits are kept to 6 decimals: an amount that rounds to nothing reserves nothing.
+    if (!(Math.round(amount * 1e6) > 0)) {
       throw new ApiError("validation_failed", `amount: nothing to reserve (${body.action ? `${body.action} costs ${credit.cost}` : "send amount, or an action with a price"})`, [
         { path: "amount", message: "expected a number > 0" },
       ]);

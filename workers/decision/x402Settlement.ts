@@ -14,7 +14,7 @@
  * Another identity's or another organization's payment id is simply not there (409 `payment_not_found`).
  */
 import type { BeginX402Settlement, SettledX402Payment } from "../../durable-objects/meter/agentLedger";
-import type { MeterObjectKey } from "../../durable-objects/meter/client";
+import type { MeterObjectKey, MeterStub } from "../../durable-objects/meter/client";
 import { formatCrawlerPrice, parseCrawlerPrice } from "../engine/payPerCrawl";
 import { ApiError } from "../errors";
 import { isUniqueConstraintError } from "../lib/d1Errors";
@@ -83,14 +83,20 @@ export async function settleX402Payment(services: Services, request: X402SettleR
     const authorization = JSON.parse(begun.settle.authorization) as { payload: PaymentPayload; requirements: PaymentRequirements };
     const result = await gateway.settleUpto(authorization, price.micros);
     if (!result.ok || !result.transaction) {
-      await callMeter(() => stub.completeX402Settlement(paymentId, { ok: false }, services.clock.now()));
+      // No answer from the facilitator: it may have settled. The payment stays settleable, marked as attempted.
+      const unknown = !result.ok && result.facilitatorFailure;
+      await callMeter(() => stub.completeX402Settlement(paymentId, { ok: false, unknown }, services.clock.now()));
       const reason = result.ok ? "the facilitator gave no transaction" : result.message;
-      if (!result.ok && result.facilitatorFailure) throw new ApiError("payments_unavailable", `The payment could not be settled: ${reason}. Nothing was charged; retry.`);
+      if (unknown) throw new ApiError("payments_unavailable", `The facilitator did not answer (${reason}): whether the payment settled is not known yet; retry`);
+      if (begun.settle.attempted) {
+        throw new ApiError(
+          "payment_settlement_unknown",
+          `The facilitator refuses to settle the payment now (${reason}), but an earlier attempt went unanswered and may have settled it: check the facilitator's records for this payer's authorization`,
+        );
+      }
       throw new ApiError("payment_settlement_failed", `The facilitator refused to settle the payment: ${reason}. Nothing was charged.`);
     }
-    const completed = await callMeter(() =>
-      stub.completeX402Settlement(paymentId, { ok: true, micros: price.micros, transaction: result.transaction! }, services.clock.now()) as Promise<SettledX402Payment | null>,
-    );
+    const completed = await bookSettlement(services, stub, paymentId, price.micros, result.transaction);
     if (!completed) throw new ApiError("payment_not_found", `Payment ${paymentId} is no longer held for this identity (settled as ${result.transaction})`);
     settled = completed;
     record(services, request, owner, paymentId, settled);
@@ -109,6 +115,25 @@ export async function settleX402Payment(services: Services, request: X402SettleR
       settledAt: settled.settledAt,
     },
   };
+}
+
+/**
+ * Books a settlement that went through: the funds moved, so the booking is retried (twice now, once more after the
+ * response) rather than lost; a booking that still fails answers 503 naming the transaction.
+ */
+async function bookSettlement(services: Services, stub: MeterStub, paymentId: string, micros: number, transaction: string): Promise<SettledX402Payment | null> {
+  const book = () => stub.completeX402Settlement(paymentId, { ok: true, micros, transaction }, services.clock.now()) as Promise<SettledX402Payment | null>;
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      return await book();
+    } catch {
+      // retried below
+    }
+  }
+  services.waitUntil(
+    book().catch((error: unknown) => services.logger.error("x402_settlement_not_booked", { paymentId, transaction, error: String(error) })),
+  );
+  throw new ApiError("payments_unavailable", `The payment settled (transaction ${transaction}) but could not be booked yet; retry to get its answer`);
 }
 
 /** The meter object the decision stored the payment in. */

@@ -104,6 +104,13 @@ export interface X402Authorization {
   maxMicros: number;
   /** When the authorization stops being settleable (ms): its `validBefore`, at most the offer's timeout from now. */
   settleBy: number;
+  /** When the authorization itself lapses (its `validBefore`, ms): until then anyone holding it could present it. */
+  lapsesAt: number;
+  /**
+   * What identifies the authorization whatever its encoding: the payer and its nonce (EIP-3009 style), else its
+   * signature — never the header's bytes, which a client can re-encode (or pad with fields) without re-signing.
+   */
+  key: string;
 }
 
 /** An upto settlement: a refusal here comes after the work is done, so it offers nothing again (no PAYMENT-REQUIRED). */
@@ -320,7 +327,31 @@ export async function authorizeX402Upto(
   }
   const verified = await verifyWith(facilitator, matched.payment, matched.requirements, refuse);
   if (!verified.ok) return verified;
-  return { ok: true, payload: matched.payment, requirements: matched.requirements, payer: verified.payer, maxMicros: maxPrice.micros, settleBy: Math.min(now + window, lapses) };
+  return {
+    ok: true,
+    payload: matched.payment,
+    requirements: matched.requirements,
+    payer: verified.payer,
+    maxMicros: maxPrice.micros,
+    settleBy: Math.min(now + window, lapses),
+    lapsesAt: lapses,
+    key: authorizationKeyOf(matched.payment),
+  };
+}
+
+/** See X402Authorization.key. */
+export function authorizationKeyOf(payment: PaymentPayload): string {
+  const inner = payment.payload as { authorization?: { from?: unknown; nonce?: unknown }; signature?: unknown } | undefined;
+  const { from, nonce } = inner?.authorization ?? {};
+  if (typeof from === "string" && typeof nonce === "string") return JSON.stringify(["authorization", payment.accepted.network, from.toLowerCase(), nonce.toLowerCase()]);
+  if (typeof inner?.signature === "string") return JSON.stringify(["signature", payment.accepted.network, inner.signature]);
+  return JSON.stringify(["payload", canonicalJson(payment.payload)]);
+}
+
+function canonicalJson(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(canonicalJson);
+  if (typeof value !== "object" || value === null) return value;
+  return Object.fromEntries(Object.keys(value).sort().map((name) => [name, canonicalJson((value as Record<string, unknown>)[name])]));
 }
 
 /** Slack for the time between the payer signing (`validBefore` = its clock + the timeout) and this check. */

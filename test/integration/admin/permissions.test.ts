@@ -445,6 +445,12 @@ const ROUTES: Route[] = [
   },
   {
     method: "GET",
+    path: "/environments/{environmentId}/identities/{identifier}/charges",
+    expected: READ_ENVIRONMENT,
+    prepare: () => ({ path: `${identity("https://crawler.example").slice("/api/v1/admin".length)}/charges?agent=true` }),
+  },
+  {
+    method: "GET",
     path: "/environments/{environmentId}/identities/{identifier}/credits/{creditId}",
     expected: READ_ENVIRONMENT,
     prepare: () => ({ path: `${identity("reader@example.com").slice("/api/v1/admin".length)}/credits/tokens` }),

@@ -115,7 +115,7 @@ describe("the decision trace", () => {
     expect(stages.indexOf("identity")).toBeLessThan(stages.indexOf("plans"));
     expect(stages.indexOf("plans")).toBeLessThan(stages.indexOf("meter"));
     expect(trace.stages.every((stage: { ms: number }) => typeof stage.ms === "number" && stage.ms >= 0)).toBe(true);
-    expect(trace.identity).toEqual({ authType: "provided", identifier, isAuthenticated: true, jwtError: null, bot: null, category: "authenticated" });
+    expect(trace.identity).toEqual({ authType: "provided", identifier, isAuthenticated: true, jwtError: null, bot: null, category: "authenticated", agentSignature: { status: "absent" } });
 
     // Two plans: one auto-assigned, one from the provisioning workflow.
     expect(trace.plans).toEqual(

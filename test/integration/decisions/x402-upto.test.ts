@@ -4,7 +4,12 @@
  * settles the actual amount (POST /api/v1/x402-settlements/{id}) — once, whatever is repeated or raced, never above
  * the authorization, never after its expiry, and only in the identity (or agent operator) it was authorized for.
  */
-import { runDurableObjectAlarm } from "cloudflare:test";
+import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
+import { env } from "cloudflare:workers";
+import { userStoreKey } from "../../../durable-objects/meter/client";
+import type { MeterObject } from "../../../durable-objects/meter/MeterObject";
+import { settleX402Upto } from "../../../workers/payments/x402Charge";
+import { createHttpFacilitator } from "../../../workers/payments/x402Facilitator";
 import { describe, expect, it } from "vitest";
 import type { PendingX402Payment } from "../../../durable-objects/meter/agentLedger";
 import { decodePaymentRequired, encodePaymentSignature, type PaymentRequirements } from "../../../workers/payments/x402";
@@ -196,6 +201,26 @@ describe("x402 upto on priced surfaces", () => {
     expect(await settlementsTo(payTo)).toEqual([expect.objectContaining({ amount: "2000" })]);
   });
 
+  it("never says 'nothing was charged' after an attempt the facilitator did not answer: it may have settled", async () => {
+    const { org, payTo } = await uptoOrg();
+    const id = await authorized(org);
+    await failNext(payTo, "/settle", { status: 500 });
+    expect((await settle(org, id, { amount: "USD 0.002" })).body.message).toMatch(/not known yet/);
+    // The lost attempt had in fact gone through (simulated: the stored authorization settled behind the platform's back).
+    const owner = env.METER.get(env.METER.idFromName(`${userStoreKey(org.id, "default", false)}:reader`));
+    const stored = await runInDurableObject(owner, (_instance: MeterObject, state) =>
+      state.storage.sql.exec<{ authorization: string }>("SELECT authorization FROM agent_pending_payments WHERE id = ?", id).one().authorization,
+    );
+    const facilitator = createHttpFacilitator({ baseUrl: `${facilitatorBase()}/`, allowInsecureLoopback: true });
+    if (!facilitator.ok) throw new Error(facilitator.message);
+    expect(await settleX402Upto(facilitator.facilitator, JSON.parse(stored), 2000)).toMatchObject({ ok: true });
+    const retried = await settle(org, id, { amount: "USD 0.002" });
+    expect(retried.status).toBe(409);
+    expect(retried.body.code).toBe("payment_settlement_unknown");
+    expect(retried.body.message).not.toMatch(/Nothing was charged/);
+    expect(await settlementsTo(payTo)).toHaveLength(1);
+  });
+
   it("finds a payment only in the identity or agent operator it was authorized for", async () => {
     const { org, payTo } = await uptoOrg();
     const id = await authorized(org);
@@ -249,12 +274,13 @@ describe("pending x402 payments in the meter object", () => {
     expect(first).toEqual({ id: expect.stringMatching(/^pay_/), expiresAt: new Date(now + 60_000).toISOString() });
     expect(await store(stub, pending(now + 60_000, "same-payment"))).toBeNull();
     const id = first!.id;
-    expect(await stub.beginX402Settlement(id, 5000, now)).toEqual({ settle: { authorization: "{}", currency: "USD", maxMicros: 10_000 } });
+    expect(await stub.beginX402Settlement(id, 5000, now)).toEqual({ settle: { authorization: "{}", currency: "USD", maxMicros: 10_000, attempted: false } });
     expect(await stub.beginX402Settlement(id, 5000, now)).toEqual({ refused: "payment_settling" });
     expect(await stub.completeX402Settlement(id, { ok: false }, now)).toBeNull();
     expect(await stub.beginX402Settlement(id, 5000, now)).toMatchObject({ settle: expect.any(Object) });
-    // A call that died while settling: after its lease another may try (the facilitator settles an authorization once).
-    expect(await stub.beginX402Settlement(id, 5000, now + 61_000)).toMatchObject({ settle: expect.any(Object) });
+    // A call that died while settling: after its lease another may try (the facilitator settles an authorization once),
+    // knowing the dead call's outcome is unknown.
+    expect(await stub.beginX402Settlement(id, 5000, now + 61_000)).toMatchObject({ settle: { attempted: true } });
     expect(await stub.completeX402Settlement(id, { ok: true, micros: 5000, transaction: "0xtx" }, now)).toMatchObject({ state: "settled", micros: 5000, transaction: "0xtx" });
     expect(await stub.completeX402Settlement(id, { ok: true, micros: 5000, transaction: "0xother" }, now)).toMatchObject({ transaction: "0xtx" });
     expect((await stub.agentLedger()).charges).toEqual([expect.objectContaining({ id: "x402:0xtx", micros: 5000, reference: "0xtx" })]);

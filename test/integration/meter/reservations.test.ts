@@ -162,6 +162,38 @@ describe("finalize", () => {
     });
   });
 
+  it("gives reserved allowance back as allowance of its period: a release cannot carry it past carryOver", async () => {
+    const grant = { amount: 20, period: "month" as const, carryOver: 0 };
+    const credit = { creditId: CREDITS, cost: 0, consume: true, grant };
+    const read = (stub: MeterStub, now: number) => stub.evaluate({ counters: [], credits: [{ ...credit, consume: false }], timeZone: "UTC", now });
+    const june = at("2031-06-02T12:00:00Z");
+
+    // Released within the period: the allowance is unused again, and expires with the month.
+    const { stub: within } = freshMeter();
+    const reserved = (await within.reserve({ credit, amount: 20, ttlMs: 3_600_000, timeZone: "UTC", now: T })) as { reservation: { id: string } };
+    await settle(within, reserved.reservation.id, { action: "release", counters: [], credits: [credit] });
+    expect(await within.getBalance(CREDITS)).toBe(20);
+    expect(await read(within, june)).toMatchObject({ credits: [{ balance: 20 }] });
+
+    // Reserved at the end of May, given back in June after June's grant ran: May's allowance has expired (carryOver 0).
+    const { stub: across } = freshMeter();
+    const late = (await across.reserve({ credit, amount: 20, ttlMs: 3_600_000, timeZone: "UTC", now: at("2031-05-31T23:30:00Z") })) as { reservation: { id: string } };
+    await read(across, at("2031-06-01T00:05:00Z"));
+    expect(await across.getBalance(CREDITS)).toBe(20);
+    expect(await settle(across, late.reservation.id, { action: "release", counters: [], credits: [credit], now: at("2031-06-01T00:10:00Z") })).toMatchObject({ reservation: { refunded: 0 } });
+    expect(await across.getBalance(CREDITS)).toBe(20);
+
+    // The same with the alarm giving it back, months later (the alarm runs on the real clock: these dates are past, so
+    // it may already have run — before or after June's grant, the balance ends the same).
+    const { stub: expired } = freshMeter();
+    await expired.reserve({ credit, amount: 20, ttlMs: 60_000, timeZone: "UTC", now: at("2025-05-31T23:59:00Z") });
+    await read(expired, at("2025-06-01T00:05:00Z"));
+    await runDurableObjectAlarm(expired);
+    const statuses = await runInDurableObject(expired, (_instance: MeterObject, state) => state.storage.sql.exec<{ status: string }>("SELECT status FROM reservations").toArray());
+    expect(statuses).toEqual([{ status: "expired" }]);
+    expect(await expired.getBalance(CREDITS)).toBe(20);
+  });
+
   it("answers a repeat with the same amount as the first time and refuses another amount", async () => {
     const { stub } = freshMeter();
     const id = await reservationId(stub, 5);

@@ -20,7 +20,7 @@ import { crawlPriceFor, formatCrawlerPrice, negotiateCrawl, type CrawlerPrice, t
 import { sha256Hex } from "../../lib/crypto";
 import { x402SchemeOf, type X402Gateway, type X402Refusal, type X402Resource } from "../../payments/x402Charge";
 import { withMeterDeadline } from "../../../durable-objects/meter/client";
-import { agentHeadersOf } from "../agentIdentity";
+import { agentHeadersOf, retryClaim } from "../agentIdentity";
 import type { Configured, DecisionRequest, Identified, Planned } from "../context";
 import type { Services } from "../services";
 
@@ -36,6 +36,8 @@ export type Crawl =
       headers: Record<string, string>;
       /** An x402 `upto` authorization: stored by the meter call (not charged), settled afterwards. */
       pending?: Omit<PendingX402Payment, "surface" | "resource" | "url">;
+      /** How long the authorization must stay claimed: until it lapses, whoever could still present it. */
+      claimUntil?: number;
       /** After the meter call, for `pending`: where it was stored (null: this identity had already used it). */
       payment?: AuthorizedX402Payment | null;
     };
@@ -121,12 +123,13 @@ async function payWithX402(gateway: X402Gateway, price: CrawlerPrice, resource: 
       // Nothing is settled yet: no `payment-response` (nor `crawler-charged`) until the business settles it.
       headers: {},
       pending: {
-        paymentKey: await sha256Hex(payment),
+        paymentKey: await sha256Hex(authorized.key),
         currency: price.currency,
         maxMicros: authorized.maxMicros,
         expiresAt: authorized.settleBy,
         authorization: JSON.stringify({ payload: authorized.payload, requirements: authorized.requirements }),
       },
+      claimUntil: authorized.lapsesAt,
     };
   }
   const result = await gateway.charge(price, resource, payment);
@@ -149,13 +152,13 @@ async function payWithX402(gateway: X402Gateway, price: CrawlerPrice, resource: 
  * identities cannot be served twice on one authorization that settles once. A retry of the same decision under its
  * Idempotency-Key is the same request, not a reuse.
  */
-async function claimAuthorization(services: Services, context: DecisionRequest & Configured, paid: Extract<Crawl, { kind: "paid" }>): Promise<Crawl> {
+async function claimAuthorization(services: Services, context: DecisionRequest & Configured & Identified, paid: Extract<Crawl, { kind: "paid" }>): Promise<Crawl> {
   const key = paid.pending!.paymentKey;
   const claimed = await withMeterDeadline(
     () =>
       services.meter
         .stub({ organizationId: context.environment.organizationId, store: `${context.store}~x402`, authenticated: true, identifier: `upto:${key.slice(0, 2)}` })
-        .claimNonce(key, paid.pending!.expiresAt, services.clock.now(), context.idempotencyKey === undefined ? undefined : `${context.environment.id}:${context.kind}:${context.idempotencyKey}`) as Promise<boolean>,
+        .claimNonce(key, paid.claimUntil ?? paid.pending!.expiresAt, services.clock.now(), retryClaim(context, context.identity)) as Promise<boolean>,
     services.meter.deadlineMs,
   );
   if (claimed.ok && claimed.value) return paid;
