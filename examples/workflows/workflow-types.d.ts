@@ -9,7 +9,7 @@
  * `node scripts/workflow-types.mjs`.
  */
 
-type AuthType = "anonymous" | "provided" | "jwt";
+type AuthType = "anonymous" | "provided" | "jwt" | "agent";
 type BotCategory = "search-crawler" | "ai-crawler" | "ai-assistant" | "ai-agent" | "analytics-monitor" | "page-previewer" | "other";
 interface BotTag {
     category: BotCategory;
