@@ -25,10 +25,24 @@ export type AgentSignature =
 export const NO_SIGNATURE: AgentSignature = Object.freeze({ status: "absent" });
 
 /**
- * Where an operator's accepted nonces live: one object per operator for the whole platform, outside every tenant
- * (no organization id starts with `~`), so a nonce is spent once wherever the signed request is presented.
+ * Where an operator's accepted nonces live: outside every tenant (no organization id starts with `~`), so a nonce is
+ * spent once wherever the signed request is presented; spread over NONCE_SHARDS objects per operator by the nonce
+ * (the same nonce always reaches the same one), so a busy crawler's requests across many sites are not one object's.
  */
-const NONCE_REGISTRY = (operator: string) => ({ organizationId: "~platform", store: "agent-nonces", authenticated: true, identifier: operator });
+const NONCE_SHARDS = 64;
+const NONCE_REGISTRY = (operator: string, nonce: string) => ({
+  organizationId: "~platform",
+  store: "agent-nonces",
+  authenticated: true,
+  identifier: `${operator} ${fnv1a(nonce) % NONCE_SHARDS}`,
+});
+
+/** FNV-1a over UTF-16 code units: a cheap, stable spread of random nonces over the shards (not a security measure). */
+function fnv1a(text: string): number {
+  let hash = 0x811c9dc5;
+  for (let index = 0; index < text.length; index++) hash = Math.imul(hash ^ text.charCodeAt(index), 0x01000193) >>> 0;
+  return hash;
+}
 
 /** The store partition of agent identities: `~` cannot occur in a store slug, so nothing else is ever named so. */
 export const agentStore = (store: string): string => `${store}~agents`;
@@ -94,7 +108,7 @@ export async function identifyAgent(
     const claimed = await withMeterDeadline(
       () =>
         services.meter
-          .stub(NONCE_REGISTRY(operator))
+          .stub(NONCE_REGISTRY(operator, verdict.nonce!))
           .claimNonce(verdict.nonce!, verdict.expiresAt, now, retryClaim(scope, resolved.identity)) as Promise<boolean>,
       services.meter.deadlineMs,
     );
