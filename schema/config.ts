@@ -659,6 +659,12 @@ export const SettingsDefinition = z.strictObject({
         return false;
       }
     }, "must be an IANA time zone such as UTC or Europe/Berlin"),
+  /**
+   * Invoicing of pay-per-crawl: each charge a crawler's signature agreed to (not x402 payments, settled already) is
+   * reported to the payer's Stripe customer as a Billing Meter event of this name, valued in micro-units of the price's
+   * currency (1 USD = 1,000,000).
+   */
+  payPerCrawl: z.strictObject({ stripeMeterEvent: z.string().regex(/^[A-Za-z0-9_-]{1,100}$/, "a Stripe meter event name: 1-100 of A-Z a-z 0-9 _ -") }).optional(),
 });
 
 const ConfigDocumentShape = z.strictObject({

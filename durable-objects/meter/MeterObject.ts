@@ -666,6 +666,19 @@ export class MeterObject extends DurableObject<Env> {
     return recorded;
   }
 
+  /**
+   * Takes a charge off the ledger (a pay-per-crawl decision answered 503 after its meter call failed); false if absent.
+   * With the decision's idempotency key, its stored result goes too: a retry under that key decides (and charges) anew
+   * instead of replaying a payment that no longer stands.
+   */
+  voidAgentCharge(id: string, idempotencyKey?: string): boolean {
+    if (!this.schemaReady) return false;
+    return this.ctx.storage.transactionSync(() => {
+      if (idempotencyKey !== undefined) this.sql.exec("DELETE FROM idempotency WHERE key = ?", `evaluate:${idempotencyKey}`);
+      return this.sql.exec("DELETE FROM agent_charges WHERE id = ?", id).rowsWritten > 0;
+    });
+  }
+
   /** What this identity was charged for priced requests, newest first, with the totals per currency. */
   agentLedger(options: { limit?: number; cursor?: string } = {}): AgentLedger {
     if (!this.schemaReady) return { charges: [], totals: [], nextCursor: null };

@@ -140,6 +140,7 @@ export async function compileSnapshot(doc: ConfigDocument, context: CompileConte
     versionId: context.versionId,
     organizationId: context.organizationId,
     timeZone: doc.settings.timeZone,
+    ...(doc.settings.payPerCrawl ? { payPerCrawl: { stripeMeterEvent: doc.settings.payPerCrawl.stripeMeterEvent } } : {}),
     features,
     plans,
     surfaces,

@@ -13,6 +13,7 @@ import { withMeterDeadline } from "../../durable-objects/meter/client";
 import type { BotTag, ResolvedIdentity } from "../engine";
 import { testGroup100 } from "../engine/testGroup";
 import { verifyBotSignature } from "../identity/webBotAuth";
+import { agentStore } from "../services/customers";
 import type { CallerScope } from "./context";
 import type { Services } from "./services";
 
@@ -44,8 +45,6 @@ function fnv1a(text: string): number {
   return hash;
 }
 
-/** The store partition of agent identities: `~` cannot occur in a store slug, so nothing else is ever named so. */
-export const agentStore = (store: string): string => `${store}~agents`;
 
 export interface AgentOutcome {
   identity: ResolvedIdentity;

@@ -21,7 +21,7 @@ import { isUniqueConstraintError } from "../lib/d1Errors";
 import type { PaymentPayload, PaymentRequirements } from "../payments/x402";
 import { X402_CURRENCY } from "../payments/x402Charge";
 import { eventIdFor } from "../services/events";
-import { agentStore } from "./agentIdentity";
+import { agentStore, isAgentStore } from "../services/customers";
 import type { CallerScope } from "./context";
 import { callMeter } from "./meterCall";
 import { recordingRequiredFailures } from "./requiredWorkflows";
@@ -189,7 +189,7 @@ function record(services: Services, request: X402SettleRequest, owner: MeterObje
         amount: formatCrawlerPrice({ currency: settled.currency, micros: settled.micros }),
         maxAmount: formatCrawlerPrice({ currency: settled.currency, micros: settled.maxMicros }),
         ...(settled.transaction ? { transaction: settled.transaction } : {}),
-        ...(owner.store.endsWith("~agents") ? { agent: owner.identifier } : {}),
+        ...(isAgentStore(owner.store) ? { agent: owner.identifier } : {}),
       },
     }),
   );

@@ -173,6 +173,8 @@ export interface ConfigSnapshot {
   versionId: string;
   organizationId: string;
   timeZone: string;
+  /** `settings.payPerCrawl`: the Stripe Billing Meter event pay-per-crawl charges are invoiced through (absent: none). */
+  payPerCrawl?: { stripeMeterEvent: string };
   /** In slug order. */
   features: SnapshotFeature[];
   /** In slug order. */

@@ -1,12 +1,13 @@
 /**
  * Usage-based billing of overage: a decision or counter update that consumed units past the limit of an
- * `overage: overflow` setting with a `stripeMeterEvent` queues one `usage` message after its response; the payments
- * queue's consumer reports the units to the identity's provider customer (a Stripe Billing Meter event) and records
- * what it did as a `usage` event. The report's identifier is derived from the request's event id and the counter, so
+ * `overage: overflow` setting with a `stripeMeterEvent` queues one `usage` message after its response; so does a
+ * paid pay-per-crawl decision when `settings.payPerCrawl.stripeMeterEvent` is set (its charge in micro-units). The
+ * payments queue's consumer reports the units to the identity's provider customer (a Stripe Billing Meter event) and
+ * records what it did as a `usage` event. The report's identifier is derived from the request's event id and the counter, so
  * a redelivered message is counted once by the provider and recorded once here.
  */
 import { sha256Hex } from "../lib/crypto";
-import { getCustomerRecord, paymentCustomerIdsOf } from "../services/customers";
+import { agentStore, getCustomerRecord, paymentCustomerIdsOf } from "../services/customers";
 import { derivedEventId, insertEvents } from "../services/events";
 import type { PaymentGateway } from "./gateway";
 
@@ -23,6 +24,20 @@ export interface UsageReportMessage {
   value: number;
   /** The decision's (or counter update's) event id. */
   eventId: string;
+  /**
+   * The store partition the identity's customer record lives in, when not the environment's store: a verified agent's
+   * operator is in the `~agents` partition (its pay-per-crawl charges, `counterId: "crawl:<surface>"`).
+   */
+  store?: string;
+}
+
+/**
+ * Where the message's customer record is looked up: the environment's store, or that store's agents partition when the
+ * message names it. Anything else is refused (null) — a message never reaches another store's (or tenant's) customers.
+ */
+export function usageStoreOf(environmentStore: string, message: Pick<UsageReportMessage, "store">): string | null {
+  if (message.store === undefined || message.store === environmentStore) return environmentStore;
+  return message.store === agentStore(environmentStore) ? message.store : null;
 }
 
 export type UsageOutcome = "reported" | "no_customer";

@@ -185,6 +185,14 @@ export const anonymousStore = (store: string): string => `${store}${ANONYMOUS_PA
 export const isAnonymousStore = (store: string): boolean => store.endsWith(ANONYMOUS_PARTITION_SUFFIX);
 
 /**
+ * Verified agents' operators (decision/agentIdentity.ts) live in a partition of their own too — `{store}~agents` — in
+ * the meter objects and the customer records: no visitor or user identifier can name an operator's data.
+ */
+export const AGENT_PARTITION_SUFFIX = "~agents";
+export const agentStore = (store: string): string => `${store}${AGENT_PARTITION_SUFFIX}`;
+export const isAgentStore = (store: string): boolean => store.endsWith(AGENT_PARTITION_SUFFIX);
+
+/**
  * Whether an anonymous visitor may have bought in the store, per isolate. Most anonymous visitors never buy, and each
  * new one would otherwise cost a D1 round trip (a per-identity negative cache only helps a visitor's later requests):
  * one read per store lists who did — up to MAX_LISTED_ANONYMOUS_BUYERS identifiers; past that every visitor is looked

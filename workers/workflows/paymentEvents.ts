@@ -20,7 +20,7 @@ import { createStripeGateway } from "../payments/stripe";
 import type { PaymentGateway } from "../payments/gateway";
 import type { LifecyclePolicy } from "../payments/lifecycle";
 import { type CustomerLookupMessage, lookUpCustomer, undispatchedLookupTransitions } from "../payments/lookup";
-import { reportUsage, type UsageReportMessage } from "../payments/usage";
+import { reportUsage, type UsageReportMessage, usageStoreOf } from "../payments/usage";
 import { type CustomerSyncMessage, failCustomerSync, runCustomerSyncStep } from "../payments/sync";
 import { attemptCreditTopUp, type CreditTopUpMessage, finishCreditTopUp, topUpSettingOf } from "../payments/topUp";
 import { anonymousStore, type CustomerRecord, forgetCachedCustomers, getCustomerRecord, identifiersOfPaymentCustomers, productsOf } from "../services/customers";
@@ -252,11 +252,19 @@ export async function processTopUp(env: Env, message: CreditTopUpMessage): Promi
   await finishCreditTopUp(env.DB, target, attempt.attemptId, { state: "succeeded", paymentId: attempt.paymentId });
 }
 
-/** Reports overage units to the identity's provider customer (payments/usage.ts); nothing when not connected. */
+/**
+ * Reports overage units (or a pay-per-crawl charge) to the identity's provider customer (payments/usage.ts); nothing
+ * when not connected, nor for a message naming a store partition that is not the environment's.
+ */
 export async function processUsage(env: Env, message: UsageReportMessage): Promise<void> {
   const connected = await connectedEnvironment(env, message);
   if (!connected.ok) return;
-  const { environment, store, gateway } = connected;
+  const { environment, gateway } = connected;
+  const store = usageStoreOf(connected.store, message);
+  if (store === null) {
+    console.warn(JSON.stringify({ event: "usage_report_foreign_store", environmentId: environment.id, eventId: message.eventId, store: message.store }));
+    return;
+  }
   await reportUsage(env.DB, gateway, { organizationId: environment.organizationId, environmentId: environment.id, store }, message);
 }
 

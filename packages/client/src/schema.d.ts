@@ -4897,7 +4897,10 @@ export interface paths {
         /** List customers of the environment's user data store */
         get: {
             parameters: {
-                query?: never;
+                query?: {
+                    /** @description Address the agent operators' partition: the identifier is an operator's origin, e.g. https://crawler.example (URL-encoded). */
+                    agent?: "true" | "false";
+                };
                 header?: never;
                 path: {
                     environmentId: string;
@@ -4964,7 +4967,10 @@ export interface paths {
         /** Get a customer, with what its payments grant */
         get: {
             parameters: {
-                query?: never;
+                query?: {
+                    /** @description Address the agent operators' partition: the identifier is an operator's origin, e.g. https://crawler.example (URL-encoded). */
+                    agent?: "true" | "false";
+                };
                 header?: never;
                 path: {
                     environmentId: string;
@@ -5015,7 +5021,10 @@ export interface paths {
         /** Create or replace a customer and the Stripe products it holds */
         put: {
             parameters: {
-                query?: never;
+                query?: {
+                    /** @description Address the agent operators' partition: the identifier is an operator's origin, e.g. https://crawler.example (URL-encoded). */
+                    agent?: "true" | "false";
+                };
                 header?: never;
                 path: {
                     environmentId: string;
@@ -5083,7 +5092,10 @@ export interface paths {
         /** Delete a customer */
         delete: {
             parameters: {
-                query?: never;
+                query?: {
+                    /** @description Address the agent operators' partition: the identifier is an operator's origin, e.g. https://crawler.example (URL-encoded). */
+                    agent?: "true" | "false";
+                };
                 header?: never;
                 path: {
                     environmentId: string;

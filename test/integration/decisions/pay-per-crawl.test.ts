@@ -154,6 +154,29 @@ describe("pay-per-crawl", () => {
     expect((await ledgerOf(org, agent)).totals).toEqual([{ currency: "USD", micros: 70_000, count: 7 }]);
   });
 
+  it("answers 503 and takes the charge back off the ledger when the meter answers too late (nothing was served)", async () => {
+    const org = await pricedOrg();
+    const agent = await newAgent();
+    const slow = workerWith({ meter: faultyMeter("slow", [agent.origin]) });
+    const decide = async (idempotencyKey: string, headers: Record<string, string>) =>
+      slow("POST", "/api/v1/surface-decisions", {
+        key: org.live.secretKey,
+        headers: { "idempotency-key": idempotencyKey },
+        body: { surfaceSlug: "article-page", identity: { anonymousIdentifier: "cookie" }, resource: { id: "article-7" }, http: { url: PAGE, headers } },
+      });
+    const headers = await paid(agent, { "crawler-max-price": "USD 0.05" });
+    const late = await decide("late-1", headers);
+    expect(late.body.surfaceBehavior.http).toMatchObject({ status: 503, headers: { "retry-after": "1" } });
+    expect(late.body.features.articles.properties.enabled.hasAccess).toBe(false);
+    await waitForBackgroundWork();
+    expect((await ledgerOf(org, agent)).totals).toEqual([]);
+    // A retry of that decision under its key decides anew (the voided payment is not replayed as paid): slow again, 503.
+    const retried = await decide("late-1", headers);
+    expect(retried.body.surfaceBehavior.http).toMatchObject({ status: 503 });
+    await waitForBackgroundWork();
+    expect((await ledgerOf(org, agent)).totals).toEqual([]);
+  });
+
   it("charges each operator acting for one signed-in user, even when they pick the same nonce", async () => {
     const org = await pricedOrg();
     const nonce = generateNonce();

@@ -12,6 +12,7 @@ import { listensTo } from "../../workflows/triggers";
 import type { DecisionRequest, Metered, MeterOutcome, Planned, Subject } from "../context";
 import type { Services } from "../services";
 import type { AgentCharge } from "../../../durable-objects/meter/agentLedger";
+import type { EvaluateResult } from "../../../durable-objects/meter/MeterObject";
 import { agentChargeOf, x402PaymentOf, type Crawled } from "./crawl";
 
 const NOT_CALLED: MeterOutcome = Object.freeze({ replayed: false, userAdded: false });
@@ -51,6 +52,8 @@ export async function consumeMeter<C extends DecisionRequest & Subject & Planned
     // An x402 payment already settled is the payer's money spent: it is served, and booked once the object answers.
     const settled = agentCharge?.method === "x402" && agentCharge.reference !== undefined;
     if (settled) bookLater(services, context, agentCharge);
+    // A pay-per-crawl charge is only a promise to pay: nothing is served (503), so a late write must not stand.
+    else if (agentCharge) voidLater(services, context, agentCharge, meterIdempotencyKey(environment.id, kind, idempotencyKey), result.reason === "timeout" ? result.late : undefined);
     return { ...context, meter: { replayed: false, userAdded: false, failure, ...(result.reason === "timeout" ? { late: result.late } : {}), ...(settled ? { agentCharged: true } : {}) } };
   }
   const answer = result.value;
@@ -87,5 +90,20 @@ function bookLater(services: Services, context: Subject, charge: AgentCharge): v
     (stub.recordAgentCharge(charge) as Promise<boolean>).catch((error: unknown) =>
       services.logger.error("x402_charge_not_booked", { environmentId: environment.id, identifier: identity.identifier, chargeId: charge.id, error: String(error) }),
     ),
+  );
+}
+
+/**
+ * The charge of a decision answered 503 because its meter call failed: once the abandoned call has finished (if it
+ * ever answers), the charge is taken off the ledger if it was written — the crawler was served nothing and signs again.
+ */
+function voidLater(services: Services, context: Subject, charge: AgentCharge, idempotencyKey: string | undefined, late: Promise<EvaluateResult> | undefined): void {
+  const { environment, store, identity } = context;
+  const stub = services.meter.stub({ organizationId: environment.organizationId, store, authenticated: identity.isAuthenticated, identifier: identity.identifier });
+  const finished = late ? late.then(() => undefined, () => undefined) : Promise.resolve();
+  services.waitUntil(
+    finished
+      .then(() => stub.voidAgentCharge(charge.id, idempotencyKey) as Promise<boolean>)
+      .catch((error: unknown) => services.logger.warn("crawl_charge_not_voided", { environmentId: environment.id, identifier: identity.identifier, chargeId: charge.id, error: String(error) })),
   );
 }

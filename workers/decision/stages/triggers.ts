@@ -14,11 +14,12 @@ import { counterSettingsOf } from "../../workflows/scopedUtils";
 import type { Configured, DecisionRequest, Identified, Metered, Planned } from "../context";
 import { requestTopUpsAfter } from "../creditTopUps";
 import type { Services } from "../services";
-import { grantedOnFallback, queueOverageReports } from "./usage";
+import type { Crawled } from "./crawl";
+import { grantedOnFallback, queueCrawlChargeReport, queueOverageReports } from "./usage";
 
 type Trigger = { name: string; payload: unknown };
 
-export function enqueueDecisionTriggers<C extends DecisionRequest & Configured & Identified & Planned & Metered>(
+export function enqueueDecisionTriggers<C extends DecisionRequest & Configured & Identified & Planned & Metered & Partial<Crawled>>(
   services: Services,
   context: C,
   decided: { eventId: string; granted: boolean },
@@ -56,7 +57,8 @@ export function enqueueDecisionTriggers<C extends DecisionRequest & Configured &
     });
   // A replay's flags and consumed readings are the first request's, whose triggers were enqueued then: enqueueing them
   // again would run every action twice for one logical request.
-  // Overage units of overflow settings, for usage-based billing (usage.ts): once per logical request, as the triggers.
+  // Overage units of overflow settings and a pay-per-crawl charge, for usage-based billing (usage.ts): once per logical
+  // request, as the triggers.
   const overage = { environment, identifier: identity.identifier, eventId };
   /** What the request itself says happened: the decision, and the triggers its workflows fired. */
   const requestTriggers: Trigger[] = [
@@ -68,6 +70,7 @@ export function enqueueDecisionTriggers<C extends DecisionRequest & Configured &
   const awaitingReplayVerdict = meter.late !== undefined && context.idempotencyKey !== undefined;
   if (!meter.replayed) {
     if (meter.readings) queueOverageReports(services, overage, countedMeterRequests, meter.readings.values());
+    queueCrawlChargeReport(services, context, eventId);
     services.waitUntil(
       enqueue([
         ...(awaitingReplayVerdict ? [] : requestTriggers),

@@ -11,9 +11,9 @@ import { sha256Hex } from "../../lib/crypto";
 import { isUniqueConstraintError } from "../../lib/d1Errors";
 import type { TargetOf } from "../../middleware/permissions";
 import { eventIdFor, insertEvent, meterIdempotencyKey } from "../../services/events";
+import { agentStore } from "../../services/customers";
 import { storeOf, type Environment } from "../../services/tenancy";
 import { EnvironmentIdParam, json, jsonBody, permit, security } from "./shared";
-import { agentStore } from "../../decision/agentIdentity";
 
 const tags = ["Meters"];
 const reading = { security, middleware: permit("meters.read", "environment") };
