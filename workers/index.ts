@@ -6,6 +6,7 @@ import type { TriggerMessage } from "./workflows/triggers";
 import { handlePaymentBatch, PAYMENT_QUEUE, type PaymentQueueMessage } from "./workflows/paymentEvents";
 import { handleWebhookBatch, handleWebhookDeadLetters, WEBHOOK_DEAD_LETTER_QUEUE, WEBHOOK_QUEUE } from "./webhooks/delivery";
 import type { WebhookDeliveryMessage } from "./webhooks/publish";
+import { eventRetentionDays, pruneExpiredEvents } from "./services/retention";
 
 export { MeterObject } from "../durable-objects/meter/MeterObject";
 export { LiveTailObject } from "../durable-objects/live-tail/LiveTailObject";
@@ -28,5 +29,10 @@ export default {
     if (batch.queue === WEBHOOK_DEAD_LETTER_QUEUE) return handleWebhookDeadLetters(batch as MessageBatch<WebhookDeliveryMessage>, env);
     const triggers = batch as MessageBatch<TriggerMessage>;
     return batch.queue === DEAD_LETTER_QUEUE ? handleDeadLetterBatch(triggers, env) : handleTriggerBatch(triggers, env, ctx);
+  },
+  /** The hourly cron (wrangler.toml `[triggers]`): events and rollups past their retention leave D1. */
+  scheduled: async (controller, env) => {
+    const report = await pruneExpiredEvents(env.DB, controller.scheduledTime, eventRetentionDays(env.EVENT_RETENTION_DAYS));
+    if (report.incomplete) console.warn(JSON.stringify({ event: "event_retention_incomplete", deleted: report.deleted }));
   },
 } satisfies ExportedHandler<Env, unknown>;
