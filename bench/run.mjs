@@ -6,17 +6,23 @@
  *
  * Environment: BENCH_DURATION (s, default 10), BENCH_WARMUP (s, 2), BENCH_CONNECTIONS (32), BENCH_ROUNDS (3),
  * BENCH_ONLY (comma list of scenario ids, e.g. "floor,a,c"), BENCH_REF (build a git revision instead of the working
- * tree, e.g. HEAD), BENCH_SKIP_ENGINE=1, BENCH_SKIP_HTTP=1.
+ * tree, e.g. HEAD), BENCH_SEED (scenario g's draws, 17), BENCH_G_WARM (identities scenario g touches first, 10000),
+ * BENCH_SKIP_ENGINE=1, BENCH_SKIP_HTTP=1.
+ *
+ * Beside the ratios it prices a million decisions of each scenario at Cloudflare's published prices (bench/prices.json,
+ * lib/cost.mjs), and it keeps the run before as bench/results.previous.json, printing the change against it.
  */
 import { spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { readFileSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { calibrateRows, cpuSecondsOf, costPerMillion, loadPrices, recordedUsage, usagePerDecision, workerdProcesses } from "./lib/cost.mjs";
 import { drive } from "./lib/load.mjs";
-import { api, helloWorldDocument, jwtFixture, largeDocument, seedTenant, workflowDocument } from "./lib/seed.mjs";
+import { api, helloWorldDocument, jwtFixture, largeDocument, seedTenant, unmeteredDocument, workflowDocument } from "./lib/seed.mjs";
 import { buildWorker, sourceTree, startServer } from "./lib/server.mjs";
+import { seededRandom, zipfSampler } from "./lib/zipf.mjs";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 const env = process.env;
@@ -27,6 +33,8 @@ const config = {
   rounds: Number(env.BENCH_ROUNDS ?? 3),
   only: env.BENCH_ONLY ? new Set(env.BENCH_ONLY.split(",").map((s) => s.trim())) : null,
   ref: env.BENCH_REF || null,
+  seed: Number(env.BENCH_SEED ?? 17),
+  returningWarm: Number(env.BENCH_G_WARM ?? 10_000),
 };
 const log = (...args) => console.log(...args);
 
@@ -69,6 +77,7 @@ async function defineScenarios(server, srcDir) {
   hello.authMethods = { ...(hello.authMethods ?? {}), bench: jwt.authMethod };
   const tenant = await seedTenant(server, "bench hello-world", hello);
   const large = await seedTenant(server, "bench 200 features", largeDocument(200, 20));
+  const unmetered = await seedTenant(server, "bench unmetered", unmeteredDocument(srcDir));
   let workflowTenant = null;
   let workflowSeedError = null;
   try {
@@ -80,8 +89,19 @@ async function defineScenarios(server, srcDir) {
   const pool = (prefix, n) => Array.from({ length: n }, (_, i) => `${prefix}-${runId}-${i}`);
   const anonymousPool = pool("bench-b", 10_000);
   const workflowPool = pool("bench-e", 10_000);
+  const unmeteredPool = pool("bench-u", 10_000);
   const pick = (list) => list[(Math.random() * list.length) | 0];
   const varyBody = (make) => (req) => ({ ...req, body: JSON.stringify(make()) });
+
+  // Scenario (g): 100,000 returning identities drawn Zipf-like (s = 1), plus 5 % identifiers never seen before.
+  const returningCount = 100_000;
+  const random = seededRandom(config.seed);
+  const zipf = zipfSampler(returningCount, 1.0, random);
+  const returning = (rank) => `bench-g-${runId}-${rank}`;
+  let newcomers = 0;
+  const drawIdentity = () => (random() < 0.05 ? `bench-g-new-${runId}-${newcomers++}` : returning(zipf.draw()));
+  // "Returning" means seen before: the most popular ranks (BENCH_G_WARM) are touched once before the rounds.
+  const hotSet = Math.min(config.returningWarm, returningCount);
 
   const contended = `bench-c-${runId}`;
   const contention = { grants: 0, denials: 0, unparsed: 0, errors: 0 };
@@ -93,6 +113,7 @@ async function defineScenarios(server, srcDir) {
       label: "(a) access check, anonymous, hello-world",
       request: post("/api/v1/access-checks", tenant.publishable, { identity: { anonymousIdentifier: "bench-a" } }),
       target: { ratio: 0.7, p99Ratio: 2, text: "≥0.70, p99 ≤2× floor" },
+      cost: { environmentId: tenant.environmentId },
     },
     {
       id: "b",
@@ -102,6 +123,7 @@ async function defineScenarios(server, srcDir) {
         setupRequest: varyBody(() => ({ surfaceSlug: "hello-world", identity: { anonymousIdentifier: pick(anonymousPool) } })),
       },
       target: { ratio: 0.45, text: "≥0.45" },
+      cost: { environmentId: tenant.environmentId, maxPerMillion: 1.5, stands: "metered" },
     },
     {
       id: "c",
@@ -130,6 +152,7 @@ async function defineScenarios(server, srcDir) {
         return { ok, ...contention, accessCheckStatus: after.status, consumedUnits, expected: { grants: 3, consumedUnits: 3, errors: 0 } };
       },
       target: { exact: true, text: "exactly 3 grants, 0 errors, consumedUnits 3" },
+      cost: { environmentId: tenant.environmentId },
     },
     {
       id: "d",
@@ -139,6 +162,7 @@ async function defineScenarios(server, srcDir) {
         setupRequest: varyBody(() => ({ identity: { userJwt: pick(jwt.tokens) } })),
       },
       target: { ratio: 0.5, text: "≥0.50" },
+      cost: { environmentId: tenant.environmentId },
     },
     {
       id: "e",
@@ -159,12 +183,53 @@ async function defineScenarios(server, srcDir) {
         return null;
       },
       target: { ratio: 0.35, text: "≥0.35" },
+      cost: workflowTenant ? { environmentId: workflowTenant.environmentId } : undefined,
     },
     {
       id: "f",
       label: "(f) access check, 200 features / 20 plans",
       request: post("/api/v1/access-checks", large.publishable, { identity: { anonymousIdentifier: "bench-f" } }),
       target: { text: "(no target; tracked)" },
+      cost: { environmentId: large.environmentId },
+    },
+    {
+      id: "g",
+      label: "(g) surface decision, 100k Zipf ids + 5% new",
+      request: {
+        ...post("/api/v1/surface-decisions", tenant.publishable, {}),
+        setupRequest: varyBody(() => ({ surfaceSlug: "hello-world", identity: { anonymousIdentifier: drawIdentity() } })),
+      },
+      async prepare() {
+        if (hotSet <= 0) return "no identity touched first (BENCH_G_WARM=0)";
+        const ranks = Array.from({ length: hotSet }, (_, rank) => rank);
+        let failed = 0;
+        const touch = async () => {
+          for (let rank = ranks.pop(); rank !== undefined; rank = ranks.pop()) {
+            const touched = await api(server.url, "POST", "/api/v1/surface-decisions", {
+              token: tenant.publishable,
+              body: { surfaceSlug: "hello-world", identity: { anonymousIdentifier: returning(rank) } },
+            });
+            if (touched.status !== 200) failed++;
+          }
+        };
+        await Promise.all(Array.from({ length: 16 }, touch));
+        return (
+          `touched the ${hotSet} most popular of ${returningCount} identities once (${(zipf.shareOfTop(hotSet) * 100).toFixed(0)} % of returning draws)` +
+          (failed ? `; ${failed} of those requests failed` : "")
+        );
+      },
+      target: { ratio: 0.45, text: "≥0.45" },
+      cost: { environmentId: tenant.environmentId, maxPerMillion: 1.5, stands: "metered" },
+    },
+    {
+      id: "u",
+      label: "(u) surface decision, unmetered, 10k ids",
+      request: {
+        ...post("/api/v1/surface-decisions", unmetered.publishable, {}),
+        setupRequest: varyBody(() => ({ surfaceSlug: "hello-world", identity: { anonymousIdentifier: pick(unmeteredPool) } })),
+      },
+      target: { text: "(no target; tracked)" },
+      cost: { environmentId: unmetered.environmentId, maxPerMillion: 0.4, stands: "unmetered" },
     },
   ];
   return scenarios.filter((s) => !config.only || config.only.has(s.id) || s.id === "floor");
@@ -198,6 +263,13 @@ async function runHttp(src) {
     }
 
     const active = [...rows.values()].filter((row) => !row.skipped);
+    for (const row of active) {
+      if (!row.scenario.prepare) continue;
+      row.prepared = await row.scenario.prepare();
+      log(`  (${row.scenario.id}) ${row.prepared}`);
+    }
+    const workerd = workerdProcesses();
+    if (!workerd.length) server.notes.push("no workerd process found under this one: Worker CPU not measured");
     const perRun = config.warmupSeconds + config.durationSeconds;
     log(
       `Running ${active.length} scenarios × ${config.rounds} rounds × (${config.warmupSeconds}s warm-up + ${config.durationSeconds}s) ` +
@@ -208,7 +280,12 @@ async function runHttp(src) {
         const s = row.scenario;
         const common = { url: server.url, request: s.request, connections: config.connections, onResponse: s.onResponse };
         if (config.warmupSeconds > 0) await drive({ ...common, durationSeconds: config.warmupSeconds });
+        const cpuBefore = cpuSecondsOf(workerd);
+        const from = new Date().toISOString();
         const measured = await drive({ ...common, durationSeconds: config.durationSeconds });
+        const to = new Date().toISOString();
+        const cpuAfter = cpuSecondsOf(workerd);
+        if (s.cost) measured.window = { from, to, cpuSeconds: cpuBefore === null || cpuAfter === null ? null : cpuAfter - cpuBefore };
         row.rounds.push(measured);
         log(
           `  round ${round + 1} ${s.id.padEnd(5)} ${measured.requestsPerSecond.toFixed(0).padStart(7)} req/s  p99 ${measured.p99} ms` +
@@ -217,13 +294,41 @@ async function runHttp(src) {
       }
     }
     for (const row of active) if (row.scenario.check) row.check = await row.scenario.check();
-    return { rows: [...rows.values()], server };
+    const costBasis = await measureUsage(server, active);
+    return { rows: [...rows.values()], server, costBasis };
   } finally {
     await server?.dispose().catch(() => {});
   }
 }
 
-function summarize(rows) {
+/**
+ * Per-decision usage of every measured window (lib/cost.mjs): the decision records of the window's environment and
+ * time range in D1 (after their batches are flushed), workerd's CPU over the window, and the rows the runtime counts
+ * for each kind of write, measured once by replaying the statements in a scratch database.
+ */
+async function measureUsage(server, active) {
+  await new Promise((resolve) => setTimeout(resolve, 1_000)); // decision records are flushed within 250 ms
+  const rows = await calibrateRows({ db: server.db, scratch: server.scratch, durableObjectsDir: server.durableObjectsDir });
+  for (const row of active) {
+    const cost = row.scenario.cost;
+    if (!cost) continue;
+    for (const round of row.rounds) {
+      if (!round.window) continue;
+      const recorded = await recordedUsage(server.db, { environmentId: cost.environmentId, from: round.window.from, to: round.window.to });
+      round.window.recorded = recorded;
+      round.usage = usagePerDecision({ requests: round.total, seconds: config.durationSeconds, cpuSeconds: round.window.cpuSeconds, recorded, rows });
+    }
+  }
+  return { rows };
+}
+
+/** The median of each per-decision figure over rounds (null where no round has it). */
+function medianUsage(usages) {
+  if (!usages.length) return null;
+  return Object.fromEntries(Object.keys(usages[0]).map((key) => [key, median(usages.map((usage) => usage[key]).filter((value) => value !== null))]));
+}
+
+function summarize(rows, prices) {
   const floor = rows.find((row) => row.scenario.id === "floor");
   const floorByRound = floor?.rounds ?? [];
   return rows.map((row) => {
@@ -238,6 +343,9 @@ function summarize(rows) {
     const non2xx = row.rounds.reduce((n, r) => n + r.non2xx, 0);
     const statusCodes = {};
     for (const r of row.rounds) for (const [code, count] of Object.entries(r.statusCodes)) statusCodes[code] = (statusCodes[code] ?? 0) + count;
+    const cost = costPerMillion(medianUsage(row.rounds.map((r) => r.usage).filter(Boolean)), prices);
+    const costTarget = s.cost?.maxPerMillion;
+    const costVerdict = costTarget === undefined || !cost ? "—" : cost.incomplete ? "INCOMPLETE" : cost.total <= costTarget ? "PASS" : "MISS";
     let verdict = "—";
     const t = s.target;
     if (t?.exact) verdict = row.check?.ok ? "PASS" : "MISS";
@@ -258,6 +366,8 @@ function summarize(rows) {
       p99Ratio,
       verdict,
       check: row.check,
+      prepared: row.prepared,
+      cost: cost && { ...cost, stands: s.cost?.stands ?? null, target: costTarget ?? null, verdict: costVerdict },
       rounds: row.rounds,
     };
   });
@@ -318,6 +428,59 @@ function printTable(summary) {
   }
 }
 
+const dollars = (value) => (value === null || value === undefined ? "—" : `$${value.toFixed(value < 0.1 ? 3 : 2)}`);
+
+function renderTable(header, lines) {
+  const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => String(l[i]).length)));
+  const render = (cells) => "| " + cells.map((c, i) => String(c).padEnd(widths[i])).join(" | ") + " |";
+  log(render(header));
+  log("|" + widths.map((w) => "-".repeat(w + 2)).join("|") + "|");
+  for (const l of lines) log(render(l));
+}
+
+function printCost(summary, prices) {
+  const priced = summary.filter((row) => row.cost);
+  if (!priced.length) return;
+  log("");
+  log(`Cost per million decisions (bench/prices.json, checked ${prices.checked}; Worker CPU is an upper bound, DO duration an estimate — see bench/README.md):`);
+  const header = ["scenario", "stands for", "$/M decisions", "dominant line", "CPU ms/req", "DO req", "meter ms", "DO rows written", "D1 rows written", "target", "result"];
+  const lines = priced.map((row) => {
+    const { usage, dominant } = row.cost;
+    return [
+      row.scenario,
+      row.cost.stands ?? "—",
+      dollars(row.cost.total),
+      dominant ? `${dominant.line} ${dollars(dominant.dollars)} (${fmt(dominant.share * 100)} %)` : "—",
+      fmt(usage.workerCpuMs, 2),
+      fmt(usage.durableObjectRequests, 2),
+      fmt(usage.meterMs, 2),
+      fmt(usage.durableObjectRowsWritten, 2),
+      fmt(usage.d1RowsWritten, 2),
+      row.cost.target === null ? "—" : `≤ ${dollars(row.cost.target)}`,
+      row.cost.verdict,
+    ];
+  });
+  renderTable(header, lines);
+}
+
+/** The change against the previous run (bench/results.previous.json), scenario by scenario. */
+function printPrevious(summary, previous) {
+  const before = new Map((previous?.scenarios ?? []).map((row) => [row.id, row]));
+  const rows = summary.filter((row) => !row.skipped && row.id !== "floor" && before.has(row.id));
+  if (!rows.length) return;
+  log("");
+  log(`Against the previous run (${previous.date}, ${previous.source}${previous.commit ? ` at ${previous.commit}` : ""}; settings ${JSON.stringify(previous.settings)}):`);
+  const signed = (value, digits) => (value === null ? "—" : `${value >= 0 ? "+" : ""}${value.toFixed(digits)}`);
+  const lines = rows.map((row) => {
+    const old = before.get(row.id);
+    const ratioDelta = row.ratio !== null && typeof old.ratio === "number" ? row.ratio - old.ratio : null;
+    const oldCost = old.cost?.total ?? null;
+    const costDelta = row.cost && oldCost !== null ? row.cost.total - oldCost : null;
+    return [row.scenario, fmt(old.ratio, 2), fmt(row.ratio, 2), signed(ratioDelta, 2), dollars(oldCost), dollars(row.cost?.total), costDelta === null ? "—" : signed(costDelta, 3)];
+  });
+  renderTable(["scenario", "previous ratio", "ratio", "Δ ratio", "previous $/M", "$/M", "Δ $/M"], lines);
+}
+
 function printEngine(engine) {
   log("");
   if (!engine || engine.skipped) {
@@ -334,22 +497,33 @@ function printEngine(engine) {
 
 async function main() {
   const startedAt = new Date();
+  const prices = loadPrices(root);
+  const resultsPath = join(root, "bench/results.json");
+  const previousPath = join(root, "bench/results.previous.json");
   const src = sourceTree(root, config.ref);
   let http = null;
   let engine = null;
   try {
     if (!env.BENCH_SKIP_HTTP) {
-      const { rows, server } = await runHttp(src);
-      http = { summary: summarize(rows), runtime: server.runtime, notes: server.notes };
+      const { rows, server, costBasis } = await runHttp(src);
+      http = { summary: summarize(rows, prices), runtime: server.runtime, notes: server.notes, costBasis };
     }
     if (!env.BENCH_SKIP_ENGINE) engine = runEngine(src.dir);
   } finally {
     src.dispose();
   }
 
+  let previous = null;
+  try {
+    previous = existsSync(resultsPath) ? JSON.parse(readFileSync(resultsPath, "utf8")) : null;
+  } catch {
+    /* unreadable: nothing to compare with */
+  }
   if (http) {
     for (const note of http.notes) log(`note: ${note}`);
     printTable(http.summary);
+    printCost(http.summary, prices);
+    printPrevious(http.summary, previous);
   }
   printEngine(engine);
 
@@ -372,10 +546,18 @@ async function main() {
     runtime: http?.runtime ?? null,
     notes: http?.notes ?? [],
     scenarios: http?.summary ?? [],
+    cost: http
+      ? {
+          prices: { checked: prices.checked, file: "bench/prices.json", perMillion: Object.fromEntries(Object.entries(prices.prices).map(([key, price]) => [key, price.perMillion])), assumptions: prices.assumptions },
+          basis: http.costBasis,
+        }
+      : null,
     engine,
   };
-  writeFileSync(join(root, "bench/results.json"), JSON.stringify(results, null, 2) + "\n");
-  log(`\nWrote bench/results.json (${results.machine.cpuCount}× ${results.machine.cpuModel}, Node ${process.version}).`);
+  // The run before stays beside this one, so a regression shows in the diff and in the table above.
+  if (previous) renameSync(resultsPath, previousPath);
+  writeFileSync(resultsPath, JSON.stringify(results, null, 2) + "\n");
+  log(`\nWrote bench/results.json${previous ? " (the run before: bench/results.previous.json)" : ""} (${results.machine.cpuCount}× ${results.machine.cpuModel}, Node ${process.version}).`);
 }
 
 main().catch((error) => {

@@ -97,6 +97,16 @@ export function largeDocument(featureCount = 200, planCount = 20) {
 }
 
 /**
+ * hello-world with the anonymous plan's widget simply `on`: a decision that meters nothing, so it never calls a meter
+ * object — scenario (u), the unmetered decision of the cost figures.
+ */
+export function unmeteredDocument(srcDir) {
+  const doc = helloWorldDocument(srcDir);
+  doc.plans.anonymous.features.widget.enabled = "on";
+  return doc;
+}
+
+/**
  * hello-world plus a provisioning workflow that grants Premium to everyone (so the effect is visible). Scenario (e)
  * measures the workflow isolate, so nothing under Premium is metered here: in the tutorial's own configuration Premium
  * sits over Anonymous's metered widgets, whose counter keeps counting (and is read) under the unlimited plan — one

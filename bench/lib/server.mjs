@@ -128,7 +128,9 @@ export async function startServer(root, scriptPath, { log = console.log } = {}) 
     compatibilityDate: runtimeDate,
     compatibilityFlags: toml.compatibilityFlags,
     bindings: { ...secrets, METER_DEADLINE_MS: toml.meterDeadlineMs },
-    d1Databases: { DB: "bench-db" },
+    // BENCH_SCRATCH is the bench's own (the Worker never reads it): lib/cost.mjs replays statements there to measure
+    // the rows the runtime counts for them.
+    d1Databases: { DB: "bench-db", BENCH_SCRATCH: "bench-scratch" },
     durableObjects: { METER: { className: "MeterObject", useSQLite: true } },
     workerLoaders: { LOADER: {} },
     d1Persist: join(persistDir, "d1"),
@@ -150,6 +152,7 @@ export async function startServer(root, scriptPath, { log = console.log } = {}) 
   const url = (await mf.ready).toString().replace(/\/$/, "");
 
   const db = await mf.getD1Database("DB");
+  const scratch = await mf.getD1Database("BENCH_SCRATCH");
   const migrations = readdirSync(join(root, "schema"))
     .filter((name) => /^\d+.*\.sql$/.test(name))
     .sort();
@@ -164,6 +167,10 @@ export async function startServer(root, scriptPath, { log = console.log } = {}) 
     secrets,
     notes,
     runtime: { workerd: runtimeVersion, compatibilityDate: runtimeDate, migrations },
+    // For the cost figures (lib/cost.mjs): D1 as the Worker sees it, and where the objects' SQLite files are.
+    db,
+    scratch,
+    durableObjectsDir: options.durableObjectsPersist,
     async dispose() {
       await mf.dispose();
       rmSync(persistDir, { recursive: true, force: true });
