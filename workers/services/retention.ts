@@ -33,8 +33,9 @@ export async function pruneExpiredEvents(db: D1Database, now: number, retentionD
   await pruneRollups(db, now);
   if (retentionDays === null) return { deleted: 0, environments: 0, incomplete: false };
   const cutoff = new Date(now - retentionDays * 24 * 60 * 60 * 1000).toISOString();
-  // Every environment that has events, deleted ones' leftovers included (events are not cascaded) — found by seeking
-  // the index from one environment id to the next, never by reading every row.
+  // The environments that have events past the cutoff, deleted ones' leftovers included (events are not cascaded) —
+  // found by seeking the (environment_id, created_at) index from one environment id to the next and reading each one's
+  // oldest event, never by reading every row; environments with nothing to delete cost no statement.
   const { results } = await db
     .prepare(
       `WITH RECURSIVE seen(environment_id) AS (
@@ -42,8 +43,10 @@ export async function pruneExpiredEvents(db: D1Database, now: number, retentionD
          UNION ALL
          SELECT (SELECT MIN(environment_id) FROM events WHERE environment_id > seen.environment_id) FROM seen WHERE seen.environment_id IS NOT NULL
        )
-       SELECT environment_id FROM seen WHERE environment_id IS NOT NULL`,
+       SELECT environment_id FROM seen
+       WHERE environment_id IS NOT NULL AND (SELECT MIN(created_at) FROM events WHERE events.environment_id = seen.environment_id) < ?`,
     )
+    .bind(cutoff)
     .all<{ environment_id: string }>();
   const prune = db.prepare(
     "DELETE FROM events WHERE rowid IN (SELECT rowid FROM events WHERE environment_id = ? AND created_at < ? ORDER BY created_at LIMIT ?)",
