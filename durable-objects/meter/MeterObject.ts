@@ -211,11 +211,24 @@ const SCHEMA = `
   CREATE TABLE IF NOT EXISTS custom_data (key TEXT PRIMARY KEY, value TEXT NOT NULL);
   CREATE TABLE IF NOT EXISTS links (link_key TEXT PRIMARY KEY, created_at INTEGER NOT NULL);
   CREATE TABLE IF NOT EXISTS profile (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-${AGENT_SCHEMA}${RESERVATIONS_SCHEMA}`;
+`;
 
 /** The tables and index SCHEMA creates: when all are in `sqlite_master` the DDL is skipped. */
-const SCHEMA_OBJECTS = ["counters", "resources", "overage_billed", "idempotency", "idempotency_created_at", "credits", "credit_allowances", "credit_carry", "credit_ledger", "custom_data", "links", "profile", ...AGENT_SCHEMA_OBJECTS, ...RESERVATIONS_SCHEMA_OBJECTS];
-const SCHEMA_CHECK = `SELECT COUNT(*) AS n FROM sqlite_master WHERE name IN (${SCHEMA_OBJECTS.map((name) => `'${name}'`).join(", ")})`;
+const SCHEMA_OBJECTS = ["counters", "resources", "overage_billed", "idempotency", "idempotency_created_at", "credits", "credit_allowances", "credit_carry", "credit_ledger", "custom_data", "links", "profile"];
+
+/**
+ * Tables only some objects ever need — an agent operator's nonces, charges and pending payments; reservations — are
+ * created on their first use, apart from SCHEMA: each table or index created is rows written (billed), and most
+ * objects (a visitor's, a user's) never use them.
+ */
+const TABLE_GROUPS = {
+  agents: { ddl: AGENT_SCHEMA, objects: AGENT_SCHEMA_OBJECTS },
+  reservations: { ddl: RESERVATIONS_SCHEMA, objects: RESERVATIONS_SCHEMA_OBJECTS },
+} as const;
+type TableGroup = keyof typeof TABLE_GROUPS;
+
+const ALL_OBJECTS = [...SCHEMA_OBJECTS, ...Object.values(TABLE_GROUPS).flatMap((group) => group.objects)];
+const SCHEMA_CHECK = `SELECT name FROM sqlite_master WHERE name IN (${ALL_OBJECTS.map((name) => `'${name}'`).join(", ")})`;
 
 /** Credits may be fractional (cost multipliers); keep them to 6 decimals so sums do not drift. */
 const money = (value: number): number => Math.round(value * 1e6) / 1e6;
@@ -252,14 +265,31 @@ export class MeterObject extends DurableObject<Env> {
    * call on a new identifier costs none).
    */
   private schemaReady: boolean;
+  /** The table groups (TABLE_GROUPS) this object has created: a group it never used reads as empty. */
+  private readonly groups = new Set<TableGroup>();
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
     this.sql = ctx.storage.sql;
-    const present = this.sql.exec<{ n: number }>(SCHEMA_CHECK).one().n;
+    const present = new Set(this.sql.exec<{ name: string }>(SCHEMA_CHECK).toArray().map((row) => row.name));
+    const core = SCHEMA_OBJECTS.filter((name) => present.has(name)).length;
     // Some tables but not all (an object from an older schema): upgrade now, so no read ever sees a partial schema.
-    if (present > 0 && present < SCHEMA_OBJECTS.length) this.sql.exec(SCHEMA);
-    this.schemaReady = present > 0;
+    if (core > 0 && core < SCHEMA_OBJECTS.length) this.sql.exec(SCHEMA);
+    this.schemaReady = core > 0;
+    for (const [name, group] of Object.entries(TABLE_GROUPS) as [TableGroup, (typeof TABLE_GROUPS)[TableGroup]][]) {
+      const created = group.objects.filter((object) => present.has(object)).length;
+      if (created === 0) continue;
+      if (created < group.objects.length) this.sql.exec(group.ddl);
+      this.groups.add(name);
+    }
+  }
+
+  /** Creates a table group (and the core tables) before its first write; never inside a transaction. */
+  private ensureGroup(group: TableGroup): void {
+    this.ensureSchema();
+    if (this.groups.has(group)) return;
+    this.sql.exec(TABLE_GROUPS[group].ddl);
+    this.groups.add(group);
   }
 
   /** Remembers the plan set the user holds; returns the change when it differs from the last one seen. */
@@ -299,9 +329,14 @@ export class MeterObject extends DurableObject<Env> {
     this.schemaReady = true;
   }
 
-  /** After a throw: the flag follows what storage really holds (never "no tables" while tables exist). */
+  /** After a throw: the flags follow what storage really holds (never "no tables" while tables exist). */
   private recheckSchema(): void {
-    this.schemaReady = this.sql.exec<{ n: number }>(SCHEMA_CHECK).one().n > 0;
+    const present = new Set(this.sql.exec<{ name: string }>(SCHEMA_CHECK).toArray().map((row) => row.name));
+    this.schemaReady = SCHEMA_OBJECTS.some((name) => present.has(name));
+    for (const [name, group] of Object.entries(TABLE_GROUPS) as [TableGroup, (typeof TABLE_GROUPS)[TableGroup]][]) {
+      if (group.objects.every((object) => present.has(object))) this.groups.add(name);
+      else this.groups.delete(name);
+    }
   }
 
   // ---------------------------------------------------------------------------------------------------------------
@@ -335,6 +370,7 @@ export class MeterObject extends DurableObject<Env> {
         if (wasEmpty && this.schemaReady) out = { ...out, userAdded: true };
         return out;
       };
+      if (input.agentCharge !== undefined || input.x402Payment !== undefined) this.ensureGroup("agents");
       if (input.idempotencyKey !== undefined || input.agentCharge !== undefined || input.x402Payment !== undefined || input.credits?.some((credit) => credit.grant !== undefined)) {
         return this.idempotent("evaluate", input.idempotencyKey, input.requestHash, now, () => marked(this.evaluateIn(input, now, timeZone, true)));
       }
@@ -652,7 +688,7 @@ export class MeterObject extends DurableObject<Env> {
 
   /** A verified signature's nonce, accepted once while the signature is valid: false for a replay. */
   claimNonce(nonce: string, expiresAt: number, now = Date.now(), claim?: string): boolean {
-    this.ensureSchema();
+    this.ensureGroup("agents");
     const fresh = claimNonce(this.sql, nonce, expiresAt, now, claim);
     if (fresh) this.schedulePrune();
     return fresh;
@@ -660,7 +696,7 @@ export class MeterObject extends DurableObject<Env> {
 
   /** A charge booked outside a decision's call (a settled x402 payment whose decision's call failed); once per id. */
   recordAgentCharge(charge: AgentCharge, now = Date.now()): boolean {
-    this.ensureSchema();
+    this.ensureGroup("agents");
     const recorded = recordAgentCharge(this.sql, charge, now);
     this.schedulePrune();
     return recorded;
@@ -672,7 +708,7 @@ export class MeterObject extends DurableObject<Env> {
    * instead of replaying a payment that no longer stands.
    */
   voidAgentCharge(id: string, idempotencyKey?: string): boolean {
-    if (!this.schemaReady) return false;
+    if (!this.groups.has("agents")) return false;
     return this.ctx.storage.transactionSync(() => {
       if (idempotencyKey !== undefined) this.sql.exec("DELETE FROM idempotency WHERE key = ?", `evaluate:${idempotencyKey}`);
       return this.sql.exec("DELETE FROM agent_charges WHERE id = ?", id).rowsWritten > 0;
@@ -681,19 +717,19 @@ export class MeterObject extends DurableObject<Env> {
 
   /** What this identity was charged for priced requests, newest first, with the totals per currency. */
   agentLedger(options: { limit?: number; cursor?: string } = {}): AgentLedger {
-    if (!this.schemaReady) return { charges: [], totals: [], nextCursor: null };
+    if (!this.groups.has("agents")) return { charges: [], totals: [], nextCursor: null };
     return readAgentLedger(this.sql, { limit: Math.max(1, Math.min(200, Math.trunc(options.limit ?? 50))), cursor: options.cursor });
   }
 
   /** `POST /api/v1/x402-settlements/{id}`, first step: what the settle call may do with the payment (agentLedger.ts). */
   beginX402Settlement(id: string, micros: number, now = Date.now()): BeginX402Settlement {
-    if (!this.schemaReady) return { refused: "payment_not_found" }; // an object without tables authorized nothing
+    if (!this.groups.has("agents")) return { refused: "payment_not_found" }; // an object without these tables authorized nothing
     return this.ctx.storage.transactionSync(() => beginX402Settlement(this.sql, id, micros, now));
   }
 
   /** Second step, after the facilitator: the charge on the ledger and the payment settled, or back to authorized. */
   completeX402Settlement(id: string, outcome: { ok: true; micros: number; transaction: string } | { ok: false; unknown?: boolean }, now = Date.now()): SettledX402Payment | null {
-    if (!this.schemaReady) return null;
+    if (!this.groups.has("agents")) return null;
     return this.ctx.storage.transactionSync(() => completeX402Settlement(this.sql, id, outcome, now));
   }
 
@@ -706,6 +742,7 @@ export class MeterObject extends DurableObject<Env> {
    */
   async reserve(input: ReserveInput): Promise<(ReserveOutcome & Replayable) | IdempotencyConflict> {
     const now = input.now ?? Date.now();
+    this.ensureGroup("reservations");
     const result = this.idempotent("reserve", input.idempotencyKey, input.requestHash, now, () => this.reservations().reserve(input, now));
     if ("reservation" in result && result.reservation) await this.alarmBy(Date.parse(result.reservation.expiresAt));
     return result;
@@ -713,7 +750,7 @@ export class MeterObject extends DurableObject<Env> {
 
   /** `…/reservations/{id}/finalize` and `…/release`, in one step (see Reservations.settle). */
   settleReservation(input: SettleInput): SettleOutcome {
-    if (!this.schemaReady) return { refused: "reservation_not_found" }; // an object without tables reserved nothing
+    if (!this.groups.has("reservations")) return { refused: "reservation_not_found" }; // an object without these tables reserved nothing
     const now = input.now ?? Date.now();
     return this.ctx.storage.transactionSync(() => this.reservations().settle(input, now));
   }
@@ -745,7 +782,7 @@ export class MeterObject extends DurableObject<Env> {
     const now = Date.now();
     // Expired reservations give their amount back first, whether or not anyone settles them.
     this.ensureSchema();
-    const reservations = this.ctx.storage.transactionSync(() => this.reservations().expireDue(now));
+    const reservations = this.groups.has("reservations") ? this.ctx.storage.transactionSync(() => this.reservations().expireDue(now)) : { nextExpiry: undefined, kept: 0 };
     const { remaining, soon } = this.prune(now);
     // Hourly while something expires within a day (idempotency keys, minute/hour/day counters, settled reservations),
     // else daily; by the next reservation's expiry if that is sooner.
@@ -796,7 +833,7 @@ export class MeterObject extends DurableObject<Env> {
         "DELETE FROM credit_carry WHERE period_start < (SELECT MAX(g.period_start) FROM credit_allowances g WHERE g.credit_id = credit_carry.credit_id)",
       ).rowsWritten;
     const ledger = this.sql.exec("DELETE FROM credit_ledger WHERE created_at < ?", now - CREDIT_LEDGER_TTL_MS).rowsWritten;
-    const agents = pruneAgentRows(this.sql, now);
+    const agents = this.groups.has("agents") ? pruneAgentRows(this.sql, now) : { nonces: 0, charges: 0, remaining: 0 };
     // Lifetime counters never expire; only rows that can expire keep the alarm alive.
     const remaining = this.sql
       .exec<{ n: number }>(

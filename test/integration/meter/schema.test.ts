@@ -2,7 +2,7 @@
  * Lazy schema: a new object creates its tables right before its first write (reads of a never-written object touch no
  * table), an evicted object finds them again, and an object with only part of the schema is completed on wake.
  */
-import { evictDurableObject, runInDurableObject } from "cloudflare:test";
+import { evictDurableObject, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import type { MeterObject } from "../../../durable-objects/meter/MeterObject";
 import { counter, freshMeter, only, readingsOf } from "./helpers";
@@ -29,7 +29,8 @@ describe("meter object schema", () => {
     expect(await tables(stub)).toEqual([]);
 
     expect(only(readingsOf(await stub.evaluate({ counters: [counter(WIDGET, 3)], timeZone: "UTC" })))).toMatchObject({ hasAccess: true, consumedUnits: 1 });
-    expect(await tables(stub)).toEqual(["agent_charges", "agent_nonces", "agent_pending_payments", "counters", "credit_allowances", "credit_carry", "credit_ledger", "credits", "custom_data", "idempotency", "links", "overage_billed", "profile", "reservations", "resources"]);
+    // The core tables only: an agent's and reservations' tables come with their first use.
+    expect(await tables(stub)).toEqual(["counters", "credit_allowances", "credit_carry", "credit_ledger", "credits", "custom_data", "idempotency", "links", "overage_billed", "profile", "resources"]);
     await evictDurableObject(stub);
     expect(only(readingsOf(await stub.evaluate({ counters: [counter(WIDGET, 3)], timeZone: "UTC" })))).toMatchObject({ hasAccess: true, consumedUnits: 2 });
   });
@@ -44,5 +45,34 @@ describe("meter object schema", () => {
     expect(only(readingsOf(await stub.evaluate({ counters: [counter(WIDGET, 3, { consume: false })], timeZone: "UTC" })))).toMatchObject({ consumedUnits: 1 });
     expect(await tables(stub)).toContain("links");
     expect(await stub.importOnce("a->b", [])).toEqual({ linked: true, counters: 0 });
+  });
+
+  it("creates an agent's and a reservation's tables on their first use only, and finds them again after eviction", async () => {
+    const { stub } = freshMeter();
+    await stub.evaluate({ counters: [counter(WIDGET, 3)], timeZone: "UTC" });
+    // Reads of groups never created answer empty, creating nothing.
+    expect(await stub.agentLedger()).toEqual({ charges: [], totals: [], nextCursor: null });
+    expect(await stub.beginX402Settlement("pay_none", 1)).toEqual({ refused: "payment_not_found" });
+    expect(await stub.settleReservation({ reservationId: "rsv_none", action: "release", counters: [], credits: [], timeZone: "UTC" })).toEqual({ refused: "reservation_not_found" });
+    expect(await runDurableObjectAlarm(stub)).toBe(true);
+    expect((await tables(stub)).filter((name) => name.startsWith("agent_") || name === "reservations")).toEqual([]);
+
+    expect(await stub.claimNonce("n-1", Date.now() + 60_000)).toBe(true);
+    expect((await tables(stub)).filter((name) => name.startsWith("agent_"))).toEqual(["agent_charges", "agent_nonces", "agent_pending_payments"]);
+    await evictDurableObject(stub);
+    expect(await stub.claimNonce("n-1", Date.now() + 60_000)).toBe(false);
+    const reserved = await stub.reserve({ counter: { counterId: WIDGET, period: "lifetime", limit: 3 }, amount: 1, ttlMs: 60_000, timeZone: "UTC" });
+    expect(reserved).toMatchObject({ granted: true });
+    expect(await tables(stub)).toContain("reservations");
+  });
+
+  it("writes far fewer rows for a new object's first consumption than the whole schema would", async () => {
+    const { stub } = freshMeter();
+    await stub.evaluate({ counters: [counter(WIDGET, 3)], timeZone: "UTC" });
+    const objects = await runInDurableObject(stub, (_instance: MeterObject, state) =>
+      state.storage.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM sqlite_master WHERE name NOT LIKE 'sqlite%' AND substr(name, 1, 4) <> '_cf_'").one().n,
+    );
+    // 11 core tables and one index; the 8 tables and indexes of agents and reservations wait for their first use.
+    expect(objects).toBe(12);
   });
 });
