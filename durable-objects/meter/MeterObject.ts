@@ -198,6 +198,12 @@ const SCHEMA = `
   CREATE TABLE IF NOT EXISTS idempotency (
     key TEXT PRIMARY KEY, request_hash TEXT NOT NULL, result TEXT NOT NULL, created_at INTEGER NOT NULL);
   CREATE INDEX IF NOT EXISTS idempotency_created_at ON idempotency (created_at);
+`;
+
+/** The tables and index SCHEMA creates: when all are in `sqlite_master` the DDL is skipped. */
+const SCHEMA_OBJECTS = ["counters", "resources", "overage_billed", "idempotency", "idempotency_created_at"];
+
+const CREDITS_SCHEMA = `
   CREATE TABLE IF NOT EXISTS credits (credit_id TEXT PRIMARY KEY, balance REAL NOT NULL);
   CREATE TABLE IF NOT EXISTS credit_allowances (
     credit_id TEXT NOT NULL, period_start INTEGER NOT NULL, amount REAL NOT NULL,
@@ -208,20 +214,18 @@ const SCHEMA = `
   CREATE TABLE IF NOT EXISTS credit_ledger (
     id INTEGER PRIMARY KEY AUTOINCREMENT, credit_id TEXT NOT NULL, delta REAL NOT NULL, balance REAL NOT NULL,
     reason TEXT NOT NULL, created_at INTEGER NOT NULL);
-  CREATE TABLE IF NOT EXISTS custom_data (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-  CREATE TABLE IF NOT EXISTS links (link_key TEXT PRIMARY KEY, created_at INTEGER NOT NULL);
-  CREATE TABLE IF NOT EXISTS profile (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 `;
 
-/** The tables and index SCHEMA creates: when all are in `sqlite_master` the DDL is skipped. */
-const SCHEMA_OBJECTS = ["counters", "resources", "overage_billed", "idempotency", "idempotency_created_at", "credits", "credit_allowances", "credit_carry", "credit_ledger", "custom_data", "links", "profile"];
-
 /**
- * Tables only some objects ever need — an agent operator's nonces, charges and pending payments; reservations — are
- * created on their first use, apart from SCHEMA: each table or index created is rows written (billed), and most
- * objects (a visitor's, a user's) never use them.
+ * Tables only some objects ever need — credit balances, workflows' custom data, identity links, the remembered plan
+ * set, an agent operator's nonces, charges and pending payments, reservations — are created on their first use, apart
+ * from SCHEMA: each table or index created is rows written (billed), and most objects (a visitor's) use none of them.
  */
 const TABLE_GROUPS = {
+  credits: { ddl: CREDITS_SCHEMA, objects: ["credits", "credit_allowances", "credit_carry", "credit_ledger"] },
+  custom: { ddl: "CREATE TABLE IF NOT EXISTS custom_data (key TEXT PRIMARY KEY, value TEXT NOT NULL);", objects: ["custom_data"] },
+  links: { ddl: "CREATE TABLE IF NOT EXISTS links (link_key TEXT PRIMARY KEY, created_at INTEGER NOT NULL);", objects: ["links"] },
+  profile: { ddl: "CREATE TABLE IF NOT EXISTS profile (key TEXT PRIMARY KEY, value TEXT NOT NULL);", objects: ["profile"] },
   agents: { ddl: AGENT_SCHEMA, objects: AGENT_SCHEMA_OBJECTS },
   reservations: { ddl: RESERVATIONS_SCHEMA, objects: RESERVATIONS_SCHEMA_OBJECTS },
 } as const;
@@ -295,10 +299,10 @@ export class MeterObject extends DurableObject<Env> {
   /** Remembers the plan set the user holds; returns the change when it differs from the last one seen. */
   private recordPlans(plans: string[]): { from: string[] | null; to: string[] } | undefined {
     const to = [...new Set(plans)].sort();
-    const stored = this.schemaReady ? this.sql.exec<{ value: string }>("SELECT value FROM profile WHERE key = 'plans'").toArray()[0] : undefined;
+    const stored = this.groups.has("profile") ? this.sql.exec<{ value: string }>("SELECT value FROM profile WHERE key = 'plans'").toArray()[0] : undefined;
     const from = stored ? (JSON.parse(stored.value) as string[]) : null;
     if (from && from.length === to.length && from.every((slug, index) => slug === to[index])) return undefined;
-    this.ensureSchema();
+    this.ensureGroup("profile");
     this.sql.exec("INSERT INTO profile (key, value) VALUES ('plans', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value", JSON.stringify(to));
     return { from, to };
   }
@@ -310,7 +314,7 @@ export class MeterObject extends DurableObject<Env> {
    * user's first state (`user.added`).
    */
   replaceLinkedPlans(change: { remove: string[]; add: string[] }): { from: string[]; to: string[] } | null {
-    if (!this.schemaReady) return null;
+    if (!this.groups.has("profile")) return null;
     const stored = this.sql.exec<{ value: string }>("SELECT value FROM profile WHERE key = 'plans'").toArray()[0];
     if (!stored) return null;
     const from = JSON.parse(stored.value) as string[];
@@ -371,6 +375,9 @@ export class MeterObject extends DurableObject<Env> {
         return out;
       };
       if (input.agentCharge !== undefined || input.x402Payment !== undefined) this.ensureGroup("agents");
+      // Tables a write of this call may need, created before any transaction opens (a read creates none).
+      if (input.plans) this.ensureGroup("profile");
+      if (input.credits?.some((credit) => credit.grant !== undefined || (credit.consume && credit.cost > 0))) this.ensureGroup("credits");
       if (input.idempotencyKey !== undefined || input.agentCharge !== undefined || input.x402Payment !== undefined || input.credits?.some((credit) => credit.grant !== undefined)) {
         return this.idempotent("evaluate", input.idempotencyKey, input.requestHash, now, () => marked(this.evaluateIn(input, now, timeZone, true)));
       }
@@ -579,7 +586,7 @@ export class MeterObject extends DurableObject<Env> {
    * nothing. Only units of the current period are carried; a resource both identities saw counts once.
    */
   importOnce(linkKey: string, counters: CounterExport[], now = Date.now()): { linked: boolean; counters: number } {
-    this.ensureSchema();
+    this.ensureGroup("links");
     // One transaction: a throw part-way leaves neither half the counters nor the link marker.
     return this.ctx.storage.transactionSync(() => this.importOnceInTransaction(linkKey, counters, now));
   }
@@ -605,13 +612,14 @@ export class MeterObject extends DurableObject<Env> {
   // Credits
 
   getBalance(creditId: string): number {
-    if (!this.schemaReady) return 0;
+    if (!this.groups.has("credits")) return 0;
     return this.sql.exec<{ balance: number }>("SELECT balance FROM credits WHERE credit_id = ?", creditId).toArray()[0]?.balance ?? 0;
   }
 
   /** Adds `amount` (a negative amount removes, down to 0). */
   grantCredits(input: GrantCreditsInput): CreditResult {
     const now = input.now ?? Date.now();
+    this.ensureGroup("credits");
     return this.idempotent("grantCredits", input.idempotencyKey, input.requestHash, now, () => {
       const balance = this.changeBalance(input.creditId, amountOf(input.amount), input.reason ?? "grant", now);
       return { ok: true, balance } as const;
@@ -622,18 +630,18 @@ export class MeterObject extends DurableObject<Env> {
   // Custom data (workflow utils)
 
   customDataGet(key: string): unknown {
-    if (!this.schemaReady) return null; // reads never create tables: the first write does (user.added)
+    if (!this.groups.has("custom")) return null; // reads never create tables: the first write does (user.added)
     const row = this.sql.exec<{ value: string }>("SELECT value FROM custom_data WHERE key = ?", key).toArray()[0];
     return row ? JSON.parse(row.value) : null;
   }
 
   customDataSet(key: string, value: unknown): void {
-    this.ensureSchema();
+    this.ensureGroup("custom");
     this.sql.exec("INSERT INTO custom_data (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value", key, JSON.stringify(value ?? null));
   }
 
   customDataDelete(key: string): boolean {
-    if (!this.schemaReady) return false; // an object without tables has nothing to delete
+    if (!this.groups.has("custom")) return false; // an object without the table has nothing to delete
     return this.sql.exec("DELETE FROM custom_data WHERE key = ?", key).rowsWritten > 0;
   }
 
@@ -658,7 +666,8 @@ export class MeterObject extends DurableObject<Env> {
     const changed = expected.find(({ key, sha256 }) => customDataDigest(this.customDataJson(key)) !== sha256);
     if (changed) return { applied: false, conflict: changed.key };
     if (writes.length === 0 && storedKey === undefined) return { applied: true };
-    this.ensureSchema();
+    if (writes.length > 0) this.ensureGroup("custom");
+    else this.ensureSchema();
     this.ctx.storage.transactionSync(() => {
       for (const write of writes) {
         if (write.delete) this.sql.exec("DELETE FROM custom_data WHERE key = ?", write.key);
@@ -679,7 +688,7 @@ export class MeterObject extends DurableObject<Env> {
 
   /** The stored JSON text of `key`, `null` when it has none (what customDataGet parses). */
   private customDataJson(key: string): string {
-    if (!this.schemaReady) return "null";
+    if (!this.groups.has("custom")) return "null";
     return this.sql.exec<{ value: string }>("SELECT value FROM custom_data WHERE key = ?", key).toArray()[0]?.value ?? "null";
   }
 
@@ -743,6 +752,7 @@ export class MeterObject extends DurableObject<Env> {
   async reserve(input: ReserveInput): Promise<(ReserveOutcome & Replayable) | IdempotencyConflict> {
     const now = input.now ?? Date.now();
     this.ensureGroup("reservations");
+    if (input.credit) this.ensureGroup("credits");
     const result = this.idempotent("reserve", input.idempotencyKey, input.requestHash, now, () => this.reservations().reserve(input, now));
     if ("reservation" in result && result.reservation) await this.alarmBy(Date.parse(result.reservation.expiresAt));
     return result;
@@ -825,21 +835,23 @@ export class MeterObject extends DurableObject<Env> {
       "DELETE FROM overage_billed WHERE NOT EXISTS (SELECT 1 FROM counters c WHERE c.counter_id = overage_billed.counter_id AND c.period_start = overage_billed.period_start)",
     ).rowsWritten;
     const idempotencyKeys = this.sql.exec("DELETE FROM idempotency WHERE created_at < ?", now - IDEMPOTENCY_TTL_MS).rowsWritten;
-    const grants =
-      this.sql.exec(
+    const credits = this.groups.has("credits");
+    const grants = !credits
+      ? 0
+      : this.sql.exec(
         "DELETE FROM credit_allowances WHERE period_start < (SELECT MAX(g.period_start) FROM credit_allowances g WHERE g.credit_id = credit_allowances.credit_id)",
       ).rowsWritten +
       this.sql.exec(
         "DELETE FROM credit_carry WHERE period_start < (SELECT MAX(g.period_start) FROM credit_allowances g WHERE g.credit_id = credit_carry.credit_id)",
       ).rowsWritten;
-    const ledger = this.sql.exec("DELETE FROM credit_ledger WHERE created_at < ?", now - CREDIT_LEDGER_TTL_MS).rowsWritten;
+    const ledger = credits ? this.sql.exec("DELETE FROM credit_ledger WHERE created_at < ?", now - CREDIT_LEDGER_TTL_MS).rowsWritten : 0;
     const agents = this.groups.has("agents") ? pruneAgentRows(this.sql, now) : { nonces: 0, charges: 0, remaining: 0 };
     // Lifetime counters never expire; only rows that can expire keep the alarm alive.
     const remaining = this.sql
       .exec<{ n: number }>(
-        "SELECT (SELECT COUNT(*) FROM counters WHERE period <> 'lifetime') + (SELECT COUNT(*) FROM idempotency) + (SELECT COUNT(*) FROM credit_ledger) AS n",
+        "SELECT (SELECT COUNT(*) FROM counters WHERE period <> 'lifetime') + (SELECT COUNT(*) FROM idempotency) AS n",
       )
-      .one().n + agents.remaining;
+      .one().n + (credits ? this.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM credit_ledger").one().n : 0) + agents.remaining;
     const soon =
       this.sql
         .exec<{ n: number }>(

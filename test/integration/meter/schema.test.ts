@@ -29,8 +29,9 @@ describe("meter object schema", () => {
     expect(await tables(stub)).toEqual([]);
 
     expect(only(readingsOf(await stub.evaluate({ counters: [counter(WIDGET, 3)], timeZone: "UTC" })))).toMatchObject({ hasAccess: true, consumedUnits: 1 });
-    // The core tables only: an agent's and reservations' tables come with their first use.
-    expect(await tables(stub)).toEqual(["counters", "credit_allowances", "credit_carry", "credit_ledger", "credits", "custom_data", "idempotency", "links", "overage_billed", "profile", "resources"]);
+    // The core tables only: credits, custom data, links, the plan set, an agent's and reservations' tables come with
+    // their first use.
+    expect(await tables(stub)).toEqual(["counters", "idempotency", "overage_billed", "resources"]);
     await evictDurableObject(stub);
     expect(only(readingsOf(await stub.evaluate({ counters: [counter(WIDGET, 3)], timeZone: "UTC" })))).toMatchObject({ hasAccess: true, consumedUnits: 2 });
   });
@@ -39,12 +40,13 @@ describe("meter object schema", () => {
     const { stub } = freshMeter();
     await stub.evaluate({ counters: [counter(WIDGET, 3)], timeZone: "UTC" });
     await runInDurableObject(stub, (_instance: MeterObject, state) => {
-      state.storage.sql.exec("DROP TABLE links");
+      state.storage.sql.exec("DROP TABLE resources");
     });
     await evictDurableObject(stub);
     expect(only(readingsOf(await stub.evaluate({ counters: [counter(WIDGET, 3, { consume: false })], timeZone: "UTC" })))).toMatchObject({ consumedUnits: 1 });
-    expect(await tables(stub)).toContain("links");
+    expect(await tables(stub)).toContain("resources");
     expect(await stub.importOnce("a->b", [])).toEqual({ linked: true, counters: 0 });
+    expect(await tables(stub)).toContain("links");
   });
 
   it("creates an agent's and a reservation's tables on their first use only, and finds them again after eviction", async () => {
@@ -72,7 +74,20 @@ describe("meter object schema", () => {
     const objects = await runInDurableObject(stub, (_instance: MeterObject, state) =>
       state.storage.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM sqlite_master WHERE name NOT LIKE 'sqlite%' AND substr(name, 1, 4) <> '_cf_'").one().n,
     );
-    // 11 core tables and one index; the 8 tables and indexes of agents and reservations wait for their first use.
-    expect(objects).toBe(12);
+    // 4 core tables and one index; the 15 tables and indexes of the other groups wait for their first use.
+    expect(objects).toBe(5);
+  });
+
+  it("creates credits, custom data and plan-set tables on their first write, and reads them back after eviction", async () => {
+    const { stub } = freshMeter();
+    expect(await stub.grantCredits({ creditId: "tokens", amount: 5 })).toMatchObject({ ok: true, balance: 5 });
+    expect(await tables(stub)).toEqual(["counters", "credit_allowances", "credit_carry", "credit_ledger", "credits", "idempotency", "overage_billed", "resources"]);
+    await stub.customDataSet("k", { v: 1 });
+    await stub.evaluate({ counters: [], plans: ["free"], timeZone: "UTC" });
+    await evictDurableObject(stub);
+    expect(await stub.getBalance("tokens")).toBe(5);
+    expect(await stub.customDataGet("k")).toEqual({ v: 1 });
+    expect(await stub.replaceLinkedPlans({ remove: [], add: ["pro"] })).toEqual({ from: ["free"], to: ["free", "pro"] });
+    expect(await tables(stub)).toEqual(expect.arrayContaining(["custom_data", "profile"]));
   });
 });
