@@ -9,7 +9,6 @@ import type { CreditReading, CreditRequest, MeterReading } from "../engine";
 import { reportedReading } from "../engine/meters";
 import { ApiError } from "../errors";
 import { sha256Hex } from "../lib/crypto";
-import { isUniqueConstraintError } from "../lib/d1Errors";
 import { eventIdFor, meterIdempotencyKey } from "../services/events";
 import { counterSettingsOf } from "../workflows/scopedUtils";
 import type { CallerScope, Subject } from "./context";
@@ -19,6 +18,7 @@ import { callMeter } from "./meterCall";
 import { recordingRequiredFailures } from "./requiredWorkflows";
 import { resolveSubject } from "./subject";
 import { counterKind, meterRequestFor, planFor } from "./counterSubject";
+import { insertEventLater } from "./eventsLater";
 import { queueOverageReports } from "./stages/usage";
 
 export interface CounterUpdateBody {
@@ -140,19 +140,18 @@ async function addUnits(services: Services, update: PendingUpdate): Promise<Coun
 function recordUpdate(services: Services, update: PendingUpdate, outcome: "granted" | "denied", details: Record<string, unknown>): void {
   const { subject, eventId, idempotencyKey } = update;
   const { environment, identity } = subject;
-  const written = services.insertEvent({
-    id: eventId,
-    organizationId: environment.organizationId,
-    environmentId: environment.id,
-    kind: "counter_update",
-    identifier: identity.identifier,
-    outcome,
-    record: { ...details, idempotencyKey: idempotencyKey ?? null, identity: { authType: identity.authType, identifier: identity.identifier }, versionId: subject.prepared.versionId },
-  });
-  services.waitUntil(
-    written.catch((error: unknown) => {
-      if (!(idempotencyKey && isUniqueConstraintError(error))) services.logger.error("counter_update_event_not_written", { eventId, error: String(error) });
-    }),
+  insertEventLater(
+    services,
+    {
+      id: eventId,
+      organizationId: environment.organizationId,
+      environmentId: environment.id,
+      kind: "counter_update",
+      identifier: identity.identifier,
+      outcome,
+      record: { ...details, idempotencyKey: idempotencyKey ?? null, identity: { authType: identity.authType, identifier: identity.identifier }, versionId: subject.prepared.versionId },
+    },
+    { log: "counter_update_event_not_written", idempotent: idempotencyKey !== undefined, fields: { eventId } },
   );
 }
 

@@ -13,7 +13,6 @@ import type { CreditReading, CreditRequest, Decision, MeterReading, MeterRequest
 import { reportedReading } from "../engine/meters";
 import { ApiError } from "../errors";
 import { sha256Hex } from "../lib/crypto";
-import { isUniqueConstraintError } from "../lib/d1Errors";
 import { eventIdFor, meterIdempotencyKey } from "../services/events";
 import { counterSettingsOf } from "../workflows/scopedUtils";
 import type { CallerScope, Subject } from "./context";
@@ -22,6 +21,7 @@ import { callMeter } from "./meterCall";
 import { recordingRequiredFailures } from "./requiredWorkflows";
 import type { Services } from "./services";
 import { counterProperty, meterRequestFor, planFor } from "./counterSubject";
+import { insertEventLater } from "./eventsLater";
 import { queueOverageReports } from "./stages/usage";
 import { resolveSubject } from "./subject";
 
@@ -199,20 +199,19 @@ function announce(services: Services, subject: Subject, decision: Decision, even
 /** The operation's record (kind `counter_update`, `record.action` says which), written after the response. */
 function record(services: Services, subject: Subject, event: { id: string; idempotent: boolean; outcome: string; details: Record<string, unknown> }): void {
   const { environment, identity } = subject;
-  const written = services.insertEvent({
-    id: event.id,
-    organizationId: environment.organizationId,
-    environmentId: environment.id,
-    kind: "counter_update",
-    identifier: identity.identifier,
-    outcome: event.outcome,
-    idempotent: event.idempotent,
-    record: { ...event.details, identity: { authType: identity.authType, identifier: identity.identifier }, versionId: subject.prepared.versionId },
-  });
-  services.waitUntil(
-    written.catch((error: unknown) => {
-      if (!(event.idempotent && isUniqueConstraintError(error))) services.logger.error("reservation_event_not_written", { eventId: event.id, error: String(error) });
-    }),
+  insertEventLater(
+    services,
+    {
+      id: event.id,
+      organizationId: environment.organizationId,
+      environmentId: environment.id,
+      kind: "counter_update",
+      identifier: identity.identifier,
+      outcome: event.outcome,
+      idempotent: event.idempotent,
+      record: { ...event.details, identity: { authType: identity.authType, identifier: identity.identifier }, versionId: subject.prepared.versionId },
+    },
+    { log: "reservation_event_not_written", idempotent: event.idempotent, fields: { eventId: event.id } },
   );
 }
 

@@ -17,12 +17,12 @@ import type { BeginX402Settlement, SettledX402Payment } from "../../durable-obje
 import type { MeterObjectKey, MeterStub } from "../../durable-objects/meter/client";
 import { formatCrawlerPrice, parseCrawlerPrice } from "../engine/payPerCrawl";
 import { ApiError } from "../errors";
-import { isUniqueConstraintError } from "../lib/d1Errors";
 import type { PaymentPayload, PaymentRequirements } from "../payments/x402";
 import { X402_CURRENCY } from "../payments/x402Charge";
-import { eventIdFor } from "../services/events";
+import { eventIdFor, type EventInput } from "../services/events";
 import { agentStore, isAgentStore } from "../services/customers";
 import type { CallerScope } from "./context";
+import { insertEventLater } from "./eventsLater";
 import { callMeter } from "./meterCall";
 import { recordingRequiredFailures } from "./requiredWorkflows";
 import type { Services } from "./services";
@@ -174,8 +174,8 @@ function refusalError(outcome: Extract<BeginX402Settlement, { refused: string }>
 /** The settlement's record (kind `payment`), written after the response. */
 function record(services: Services, request: X402SettleRequest, owner: MeterObjectKey, paymentId: string, settled: SettledX402Payment): void {
   const { environment } = request;
-  const written = eventIdOf(request, owner, paymentId).then((id) =>
-    services.insertEvent({
+  const event = eventIdOf(request, owner, paymentId).then(
+    (id): EventInput => ({
       id,
       organizationId: environment.organizationId,
       environmentId: environment.id,
@@ -193,9 +193,5 @@ function record(services: Services, request: X402SettleRequest, owner: MeterObje
       },
     }),
   );
-  services.waitUntil(
-    written.catch((error: unknown) => {
-      if (!isUniqueConstraintError(error)) services.logger.error("x402_settlement_event_not_written", { paymentId, error: String(error) });
-    }),
-  );
+  insertEventLater(services, event, { log: "x402_settlement_event_not_written", idempotent: true, fields: { paymentId } });
 }
