@@ -14,7 +14,7 @@ import { counterSettingsOf } from "../workflows/scopedUtils";
 import type { CallerScope, Subject } from "./context";
 import type { Services } from "./services";
 import { requestTopUpsAfter } from "./creditTopUps";
-import { callMeter } from "./meterCall";
+import { callMeter, meterKeyOf } from "./meterCall";
 import { recordingRequiredFailures } from "./requiredWorkflows";
 import { resolveSubject } from "./subject";
 import { counterKind, meterRequestFor, planFor } from "./counterSubject";
@@ -69,8 +69,7 @@ interface PendingUpdate {
   meterKey: string | undefined;
 }
 
-const userObject = (services: Services, { environment, store, identity }: Subject) =>
-  services.meter.stub({ organizationId: environment.organizationId, store, authenticated: identity.isAuthenticated, identifier: identity.identifier });
+const userObject = (services: Services, subject: Subject) => services.meter.stub(meterKeyOf(subject));
 
 /** Charging credits: priced by the action, deducted atomically (with the plan's periodic grant), never below 0. */
 async function chargeCredits(services: Services, update: PendingUpdate): Promise<CounterUpdateResult> {

@@ -18,6 +18,7 @@ import { schemaValidator } from "../lib/schemaValidators";
 import type { JsonValue, RedemptionArgs } from "../workflows/authorTypes";
 import { scopedUtils, StagedWrites } from "../workflows/scopedUtils";
 import { RequiredWorkflowError, validateRedemptionResult, WorkflowStages } from "../workflows/stages";
+import { meterKeyOf } from "./meterCall";
 import type { CallerScope, Configured, Identified } from "./context";
 import type { Services } from "./services";
 import { workflowContext, workflowIdentity } from "./workflowArgs";
@@ -160,7 +161,7 @@ export async function runRedemptionWorkflow(
   if (writes.length > 0) {
     let applied;
     try {
-      const user = services.meter.stub({ organizationId: environment.organizationId, store, authenticated: identity.isAuthenticated, identifier: identity.identifier });
+      const user = services.meter.stub(meterKeyOf({ environment, store, identity }));
       // Once per token: a retry whose first apply committed (its answer lost) is answered `replayed`, nothing written.
       applied = await user.customDataApply(writes, staged.expectations(), `redemption:${claims.jti}`);
     } catch (error) {

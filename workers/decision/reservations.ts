@@ -17,7 +17,7 @@ import { eventIdFor, meterIdempotencyKey } from "../services/events";
 import { counterSettingsOf } from "../workflows/scopedUtils";
 import type { CallerScope, Subject } from "./context";
 import { requestTopUpsAfter } from "./creditTopUps";
-import { callMeter } from "./meterCall";
+import { callMeter, meterKeyOf } from "./meterCall";
 import { recordingRequiredFailures } from "./requiredWorkflows";
 import type { Services } from "./services";
 import { counterProperty, meterRequestFor, planFor } from "./counterSubject";
@@ -60,8 +60,7 @@ export type SettleResult = { status: "success"; eventId: string; reservation: Se
 
 type ReserveCallResult = (ReserveOutcome & Replayable) | IdempotencyConflict;
 
-const userObject = (services: Services, { environment, store, identity }: Subject) =>
-  services.meter.stub({ organizationId: environment.organizationId, store, authenticated: identity.isAuthenticated, identifier: identity.identifier });
+const userObject = (services: Services, subject: Subject) => services.meter.stub(meterKeyOf(subject));
 
 export async function reserve(services: Services, request: ReserveRequest): Promise<ReserveResult> {
   const { body, idempotencyKey } = request;

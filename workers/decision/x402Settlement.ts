@@ -23,7 +23,7 @@ import { eventIdFor, type EventInput } from "../services/events";
 import { agentStore, isAgentStore } from "../services/customers";
 import type { CallerScope } from "./context";
 import { insertEventLater } from "./eventsLater";
-import { callMeter } from "./meterCall";
+import { callMeter, meterKeyOf } from "./meterCall";
 import { recordingRequiredFailures } from "./requiredWorkflows";
 import type { Services } from "./services";
 import { loadConfig } from "./stages";
@@ -148,7 +148,7 @@ async function ownerOf(services: Services, request: X402SettleRequest): Promise<
     return { organizationId: environment.organizationId, store: agentStore(store), authenticated: true, identifier: origin };
   }
   const subject = await recordingRequiredFailures(services, { ...request, kind: "payment", action: "x402.settle" }, () => resolveSubject(services, request));
-  return { organizationId: environment.organizationId, store: subject.store, authenticated: subject.identity.isAuthenticated, identifier: subject.identity.identifier };
+  return meterKeyOf(subject);
 }
 
 /** One event per payment: a repeat of the settle call answers the same id. */

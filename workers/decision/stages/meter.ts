@@ -14,11 +14,12 @@ import type { Services } from "../services";
 import type { AgentCharge } from "../../../durable-objects/meter/agentLedger";
 import type { EvaluateResult } from "../../../durable-objects/meter/MeterObject";
 import { agentChargeOf, x402PaymentOf, type Crawled } from "./crawl";
+import { meterKeyOf } from "../meterCall";
 
 const NOT_CALLED: MeterOutcome = Object.freeze({ replayed: false, userAdded: false });
 
 export async function consumeMeter<C extends DecisionRequest & Subject & Planned & Partial<Crawled>>(services: Services, context: C): Promise<C & Metered> {
-  const { decision, prepared, environment, identity, store, kind, idempotencyKey, requestHash, body } = context;
+  const { decision, prepared, environment, identity, kind, idempotencyKey, requestHash, body } = context;
   const agentCharge = agentChargeOf(context.crawl, context);
   const x402Payment = x402PaymentOf(context.crawl, context);
   // The user's plan set rides along only when an action workflow or a webhook subscription listens to plan changes or
@@ -32,7 +33,7 @@ export async function consumeMeter<C extends DecisionRequest & Subject & Planned
     return { ...context, meter: NOT_CALLED };
   }
   const result = await services.meter.evaluate(
-    { organizationId: environment.organizationId, store, authenticated: identity.isAuthenticated, identifier: identity.identifier },
+    meterKeyOf(context),
     {
       // Unlimited counters (an `on` over a metered plan) ride in the same call: they never refuse, and they keep counting.
       counters: decision.countedMeterRequests,
@@ -84,8 +85,8 @@ function hasActionWorkflows(prepared: PreparedSnapshot): boolean {
 
 /** The ledger entry of a settled payment whose decision's meter call failed, written after the response (once: by id). */
 function bookLater(services: Services, context: Subject, charge: AgentCharge): void {
-  const { environment, store, identity } = context;
-  const stub = services.meter.stub({ organizationId: environment.organizationId, store, authenticated: identity.isAuthenticated, identifier: identity.identifier });
+  const { environment, identity } = context;
+  const stub = services.meter.stub(meterKeyOf(context));
   services.waitUntil(
     (stub.recordAgentCharge(charge) as Promise<boolean>).catch((error: unknown) =>
       services.logger.error("x402_charge_not_booked", { environmentId: environment.id, identifier: identity.identifier, chargeId: charge.id, error: String(error) }),
@@ -98,8 +99,8 @@ function bookLater(services: Services, context: Subject, charge: AgentCharge): v
  * ever answers), the charge is taken off the ledger if it was written — the crawler was served nothing and signs again.
  */
 function voidLater(services: Services, context: Subject, charge: AgentCharge, idempotencyKey: string | undefined, late: Promise<EvaluateResult> | undefined): void {
-  const { environment, store, identity } = context;
-  const stub = services.meter.stub({ organizationId: environment.organizationId, store, authenticated: identity.isAuthenticated, identifier: identity.identifier });
+  const { environment, identity } = context;
+  const stub = services.meter.stub(meterKeyOf(context));
   const finished = late ? late.then(() => undefined, () => undefined) : Promise.resolve();
   services.waitUntil(
     finished
