@@ -9,7 +9,7 @@
  * Anything else — no signature, a malformed, expired, replayed or unverifiable one, an unknown key — leaves the request
  * exactly as it was (never the agent it claims to be), with the reason kept for the decision record and the trace.
  */
-import { withMeterDeadline } from "../../durable-objects/meter/client";
+import { withMeterDeadline, type MeterObjectKey } from "../../durable-objects/meter/client";
 import type { BotTag, ResolvedIdentity } from "../engine";
 import { testGroup100 } from "../engine/testGroup";
 import { verifyBotSignature } from "../identity/webBotAuth";
@@ -31,7 +31,7 @@ export const NO_SIGNATURE: AgentSignature = Object.freeze({ status: "absent" });
  * (the same nonce always reaches the same one), so a busy crawler's requests across many sites are not one object's.
  */
 const NONCE_SHARDS = 64;
-const NONCE_REGISTRY = (operator: string, nonce: string) => ({
+const NONCE_REGISTRY = (operator: string, nonce: string): MeterObjectKey => ({
   organizationId: "~platform",
   store: "agent-nonces",
   authenticated: true,
@@ -104,15 +104,9 @@ export async function identifyAgent(
   // of the same request still needs. Everything else spends it, once across the whole platform — a signed request
   // captured by one tenant cannot be replayed into another tenant, environment or store.
   if (scope.kind !== "access_check") {
-    const claimed = await withMeterDeadline(
-      () =>
-        services.meter
-          .stub(NONCE_REGISTRY(operator, verdict.nonce!))
-          .claimNonce(verdict.nonce!, verdict.expiresAt, now, retryClaim(scope, resolved.identity)) as Promise<boolean>,
-      services.meter.deadlineMs,
-    );
-    if (!claimed.ok) return unchanged({ status: "invalid", reason: "the signature's nonce could not be checked (the meter did not answer)" });
-    if (!claimed.value) return unchanged({ status: "invalid", reason: "the signature's nonce was used before (a replayed request)" });
+    const spent = await spendOnce(services, NONCE_REGISTRY(operator, verdict.nonce), verdict.nonce, verdict.expiresAt, retryClaim(scope, resolved.identity));
+    if (spent === "unknown") return unchanged({ status: "invalid", reason: "the signature's nonce could not be checked (the meter did not answer)" });
+    if (spent === "spent") return unchanged({ status: "invalid", reason: "the signature's nonce was used before (a replayed request)" });
   }
 
   const signature: AgentSignature = { status: "verified", operator, keyId: verdict.keyId, covered: verdict.covered };
@@ -127,6 +121,16 @@ export async function identifyAgent(
  * The bot tag of a verified agent. A tag Cloudflare verified stands as it is. Otherwise the signature proves only who
  * the operator is, not what its user agent claims (anyone can sign as "Googlebot"): an AI agent of that operator.
  */
+/**
+ * Spends `token` — a signature's nonce, an x402 authorization — once in the object `key` names, under the meter's
+ * deadline: `fresh` the first time (or again for a retry under the same `claim`), `spent` after that, `unknown` when
+ * the object did not answer in time.
+ */
+export async function spendOnce(services: Services, key: MeterObjectKey, token: string, until: number, claim: string | undefined): Promise<"fresh" | "spent" | "unknown"> {
+  const claimed = await withMeterDeadline(() => services.meter.stub(key).claimNonce(token, until, services.clock.now(), claim) as Promise<boolean>, services.meter.deadlineMs);
+  return !claimed.ok ? "unknown" : claimed.value ? "fresh" : "spent";
+}
+
 /**
  * What makes a second presentation of one nonce (or one x402 authorization) the same request retried rather than a
  * replay: the same Idempotency-Key, for the same environment, kind of call and identity as sent. A key reused by

@@ -19,8 +19,7 @@ import type { CreditRequest, Decision, FeatureStates, MeterRequest } from "../..
 import { crawlPriceFor, formatCrawlerPrice, negotiateCrawl, type CrawlerPrice, type SurfacePrice } from "../../engine/payPerCrawl";
 import { sha256Hex } from "../../lib/crypto";
 import { x402SchemeOf, type X402Gateway, type X402Refusal, type X402Resource } from "../../payments/x402Charge";
-import { withMeterDeadline } from "../../../durable-objects/meter/client";
-import { agentHeadersOf, retryClaim } from "../agentIdentity";
+import { agentHeadersOf, retryClaim, spendOnce } from "../agentIdentity";
 import type { Configured, DecisionRequest, Identified, Planned } from "../context";
 import type { Services } from "../services";
 
@@ -154,16 +153,11 @@ async function payWithX402(gateway: X402Gateway, price: CrawlerPrice, resource: 
  */
 async function claimAuthorization(services: Services, context: DecisionRequest & Configured & Identified, paid: Extract<Crawl, { kind: "paid" }>): Promise<Crawl> {
   const key = paid.pending!.paymentKey;
-  const claimed = await withMeterDeadline(
-    () =>
-      services.meter
-        .stub({ organizationId: context.environment.organizationId, store: `${context.store}~x402`, authenticated: true, identifier: `upto:${key.slice(0, 2)}` })
-        .claimNonce(key, paid.claimUntil ?? paid.pending!.expiresAt, services.clock.now(), retryClaim(context, context.identity)) as Promise<boolean>,
-    services.meter.deadlineMs,
-  );
-  if (claimed.ok && claimed.value) return paid;
-  const reason = claimed.ok ? "This payment was already used: an authorization pays for one request" : "The payment could not be checked; retry";
-  return { kind: "refused", status: claimed.ok ? 402 : 503, code: null, price: paid.charged, headers: {}, reason };
+  const registry = { organizationId: context.environment.organizationId, store: `${context.store}~x402`, authenticated: true, identifier: `upto:${key.slice(0, 2)}` };
+  const spent = await spendOnce(services, registry, key, paid.claimUntil ?? paid.pending!.expiresAt, retryClaim(context, context.identity));
+  if (spent === "fresh") return paid;
+  const reason = spent === "spent" ? "This payment was already used: an authorization pays for one request" : "The payment could not be checked; retry";
+  return { kind: "refused", status: spent === "spent" ? 402 : 503, code: null, price: paid.charged, headers: {}, reason };
 }
 
 function x402Refusal(gateway: X402Gateway, price: CrawlerPrice, resource: X402Resource, result: X402Refusal & { paymentResponseHeader?: string }): Crawl {
