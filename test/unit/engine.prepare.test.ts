@@ -31,6 +31,16 @@ describe("prepareSnapshot", async () => {
     expect(JSON.stringify({ definition: articles })).toBe(`{"definition":"${articles.id}"}`);
   });
 
+  it("lists the surfaces some plan prices for crawlers (none in the news site; priced or forbidden ones otherwise)", async () => {
+    expect([...prepared.pricedSurfaces]).toEqual([]);
+    const snapshot = await snapshotOf(NEWS_SITE);
+    const priced = prepareSnapshot({
+      ...snapshot,
+      plans: snapshot.plans.map((plan) => (plan.slug === "ai-agents" ? { ...plan, payPerCrawl: { "article-page": { currency: "USD", micros: 10_000 }, archive: null } } : plan)),
+    });
+    expect([...priced.pricedSurfaces].sort()).toEqual(["archive", "article-page"]);
+  });
+
   it("survives a JSON round trip of the snapshot (as loaded from D1)", async () => {
     const fromJson = prepareSnapshot(JSON.parse(JSON.stringify(await snapshotOf(NEWS_SITE))));
     expect(fromJson.surfaceBySlug.get("article-page")?.consumes).toEqual([{ featureId: featureIdFor("articles"), featureSlug: "articles", property: "enabled" }]);

@@ -72,9 +72,9 @@ export async function identifyAgent(
   scope: Pick<CallerScope, "keyType" | "body" | "environment"> & { kind?: string; idempotencyKey?: string },
   store: string,
   resolved: { identity: ResolvedIdentity; bot: BotTag | undefined },
+  headers: Record<string, string> | undefined,
 ): Promise<AgentOutcome> {
   const unchanged = (signature: AgentSignature): AgentOutcome => ({ ...resolved, store, signature });
-  const headers = agentHeadersOf(scope);
   if (!headers || (headers.signature === undefined && headers["signature-input"] === undefined)) return unchanged(NO_SIGNATURE);
   const url = scope.body.http?.url;
   if (!url) return unchanged({ status: "invalid", reason: "a signed request needs http.url: the signature covers its authority" });

@@ -78,6 +78,8 @@ export interface Identified {
   workflows: WorkflowSession | undefined;
   /** The request's Web Bot Auth signature: absent, verified (the operator) or invalid (why), for the record and trace. */
   agentSignature: AgentSignature;
+  /** The agent's headers the caller relayed (`http.headers`, secret keys only), by lower-case name; read once here. */
+  agentHeaders: Record<string, string> | undefined;
   /** A verified signature's nonce and covered components (pay-per-crawl's proof that the agent agreed to a price). */
   verifiedAgent: { nonce: string; covered: readonly string[] } | undefined;
 }

@@ -165,6 +165,8 @@ export interface PreparedSnapshot {
   readonly offerGroupBySlug: ReadonlyMap<string, SnapshotOfferGroup>;
   /** Surface slug → the offer groups a decision on it resolves (its own, then its components'); only surfaces naming some. */
   readonly offerGroupsBySurface: ReadonlyMap<string, readonly string[]>;
+  /** Surfaces some plan prices for crawlers and agents (`payPerCrawl`): a decision elsewhere skips pay-per-crawl entirely. */
+  readonly pricedSurfaces: ReadonlySet<string>;
   /**
    * Memo of resolveFeatureStates by plan set (sorted plan indices joined by ","), owned by that module: a pure
    * function's results for this immutable version, so it lives and dies with the snapshot. Values are frozen
@@ -300,6 +302,8 @@ export function prepareSnapshot(snapshot: ConfigSnapshot): PreparedSnapshot {
     }
   }
 
+  const pricedSurfaces = new Set(snapshot.plans.flatMap((plan) => Object.keys(plan.payPerCrawl ?? {})));
+
   return {
     snapshot,
     versionId: snapshot.versionId,
@@ -314,6 +318,7 @@ export function prepareSnapshot(snapshot: ConfigSnapshot): PreparedSnapshot {
     offerBySlug,
     offerGroupBySlug,
     offerGroupsBySurface,
+    pricedSurfaces,
     // Bounded by size (feature states), not count: an lru-cache with only `maxSize` grows its arrays as it fills,
     // so the thousands of cold snapshots an isolate may hold cost nothing for memo slots they never use.
     resolvedByPlanSet: new LRUCache({

@@ -19,7 +19,7 @@ import type { CreditRequest, Decision, FeatureStates, MeterRequest } from "../..
 import { crawlPriceFor, formatCrawlerPrice, negotiateCrawl, type CrawlerPrice, type SurfacePrice } from "../../engine/payPerCrawl";
 import { sha256Hex } from "../../lib/crypto";
 import { x402SchemeOf, type X402Gateway, type X402Refusal, type X402Resource } from "../../payments/x402Charge";
-import { agentHeadersOf, retryClaim, spendOnce } from "../agentIdentity";
+import { retryClaim, spendOnce } from "../agentIdentity";
 import type { Configured, DecisionRequest, Identified, Planned } from "../context";
 import type { Services } from "../services";
 
@@ -48,8 +48,9 @@ export interface Crawled {
 
 export async function negotiateCrawlPrice<C extends DecisionRequest & Configured & Identified & Planned>(services: Services, context: C): Promise<C & Crawled> {
   const { surfaceSlug, prepared, decision } = context;
-  if (surfaceSlug === undefined) return { ...context, crawl: undefined };
-  const headers = agentHeadersOf(context);
+  // Surfaces no plan prices (nearly every decision): nothing to negotiate, whatever the request sent.
+  if (surfaceSlug === undefined || !prepared.pricedSurfaces.has(surfaceSlug)) return { ...context, crawl: undefined };
+  const headers = context.agentHeaders;
   const exactPrice = headers?.["crawler-exact-price"];
   const maxPrice = headers?.["crawler-max-price"];
   const held = crawlPriceFor(planTables(prepared, decision.planSlugs), surfaceSlug);

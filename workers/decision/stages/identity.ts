@@ -8,7 +8,7 @@ import { resolveIdentity } from "../../identity/resolveIdentity";
 import type { CallerScope, Configured, Identified, RequestFacts } from "../context";
 import type { Services } from "../services";
 import { WorkflowSession } from "../workflowSession";
-import { identifyAgent } from "../agentIdentity";
+import { agentHeadersOf, identifyAgent } from "../agentIdentity";
 
 export async function identify<C extends CallerScope & Configured>(services: Services, context: C): Promise<C & Identified> {
   const { prepared, environment, store, keyType, body } = context;
@@ -19,10 +19,11 @@ export async function identify<C extends CallerScope & Configured>(services: Ser
   const facts = requestFacts(context);
   const tagged = classifyBot({ userAgent: facts.userAgent, cf: facts.cf }, services.botVerdicts);
   // Only requests that carry a signature pay for checking one (a directory lookup, a nonce claim).
-  const agent = await identifyAgent(services, context, store, { identity: resolved.identity, bot: tagged });
+  const agentHeaders = agentHeadersOf(context);
+  const agent = await identifyAgent(services, context, store, { identity: resolved.identity, bot: tagged }, agentHeaders);
   const { identity, bot } = agent;
   const workflows = prepared.snapshot.workflows.length > 0 ? new WorkflowSession(services, prepared, environment, agent.store, { identity, bot }, facts) : undefined;
-  return { ...context, store: agent.store, identity, bot, jwtError: resolved.jwtError ?? null, facts, workflows, agentSignature: agent.signature, verifiedAgent: agent.verified };
+  return { ...context, store: agent.store, identity, bot, jwtError: resolved.jwtError ?? null, facts, workflows, agentSignature: agent.signature, verifiedAgent: agent.verified, agentHeaders };
 }
 
 /**
