@@ -263,28 +263,37 @@ export class MeterObject extends DurableObject<Env> {
   /** An alarm is known to be set (in memory; re-checked after eviction). */
   private pruneScheduled = false;
   /**
-   * The tables exist. False only for an object that has never written anything (no table of ours in
+   * The core tables exist (set by readSchema). False only for an object that has never written anything (no table of ours in
    * `sqlite_master`): its reads are empty without touching SQL, and the DDL runs right before its first write, in the
    * same synchronous section, so creating a new object costs one storage commit instead of two (and a read-only
    * call on a new identifier costs none).
    */
-  private schemaReady: boolean;
+  private schemaReady = false;
   /** The table groups (TABLE_GROUPS) this object has created: a group it never used reads as empty. */
   private readonly groups = new Set<TableGroup>();
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
     this.sql = ctx.storage.sql;
+    this.readSchema();
+  }
+
+  /**
+   * Sets the flags from what storage holds (one `sqlite_master` read). The core or a group found with some of its
+   * tables but not all (an object from an older schema, a DDL cut short) is completed at once, so no read ever sees
+   * a partial schema.
+   */
+  private readSchema(): void {
     const present = new Set(this.sql.exec<{ name: string }>(SCHEMA_CHECK).toArray().map((row) => row.name));
-    const core = SCHEMA_OBJECTS.filter((name) => present.has(name)).length;
-    // Some tables but not all (an object from an older schema): upgrade now, so no read ever sees a partial schema.
-    if (core > 0 && core < SCHEMA_OBJECTS.length) this.sql.exec(SCHEMA);
-    this.schemaReady = core > 0;
+    const created = (objects: readonly string[], ddl: string): boolean => {
+      const count = objects.filter((name) => present.has(name)).length;
+      if (count > 0 && count < objects.length) this.sql.exec(ddl);
+      return count > 0;
+    };
+    this.schemaReady = created(SCHEMA_OBJECTS, SCHEMA);
+    this.groups.clear();
     for (const [name, group] of Object.entries(TABLE_GROUPS) as [TableGroup, (typeof TABLE_GROUPS)[TableGroup]][]) {
-      const created = group.objects.filter((object) => present.has(object)).length;
-      if (created === 0) continue;
-      if (created < group.objects.length) this.sql.exec(group.ddl);
-      this.groups.add(name);
+      if (created(group.objects, group.ddl)) this.groups.add(name);
     }
   }
 
@@ -333,16 +342,6 @@ export class MeterObject extends DurableObject<Env> {
     this.schemaReady = true;
   }
 
-  /** After a throw: the flags follow what storage really holds (never "no tables" while tables exist). */
-  private recheckSchema(): void {
-    const present = new Set(this.sql.exec<{ name: string }>(SCHEMA_CHECK).toArray().map((row) => row.name));
-    this.schemaReady = SCHEMA_OBJECTS.some((name) => present.has(name));
-    for (const [name, group] of Object.entries(TABLE_GROUPS) as [TableGroup, (typeof TABLE_GROUPS)[TableGroup]][]) {
-      if (group.objects.every((object) => present.has(object))) this.groups.add(name);
-      else this.groups.delete(name);
-    }
-  }
-
   // ---------------------------------------------------------------------------------------------------------------
   // Meters
 
@@ -383,7 +382,8 @@ export class MeterObject extends DurableObject<Env> {
       }
       return marked(this.evaluateIn(input, now, timeZone, false));
     } catch (error) {
-      this.recheckSchema();
+      // After a throw the flags follow what storage really holds (never "no tables" while tables exist).
+      this.readSchema();
       throw error;
     }
   }
