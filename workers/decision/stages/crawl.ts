@@ -179,24 +179,19 @@ function planTables(prepared: Configured["prepared"], planSlugs: readonly string
 /** The ledger entry the meter call appends for a paid decision. */
 export function agentChargeOf(crawl: Crawl | undefined, context: Pick<DecisionRequest, "surfaceSlug" | "body">): AgentCharge | undefined {
   if (crawl?.kind !== "paid" || crawl.pending) return undefined;
-  const resource = context.body.resource?.id;
-  return {
-    id: crawl.chargeId,
-    method: crawl.method,
-    currency: crawl.charged.currency,
-    micros: crawl.charged.micros,
-    surface: context.surfaceSlug ?? "",
-    resource: typeof resource === "string" ? resource : undefined,
-    url: context.body.http?.url,
-    reference: crawl.reference,
-  };
+  return { id: crawl.chargeId, method: crawl.method, currency: crawl.charged.currency, micros: crawl.charged.micros, ...paidFor(context), reference: crawl.reference };
 }
 
 /** The pending payment the meter call stores for an `upto` authorization. */
 export function x402PaymentOf(crawl: Crawl | undefined, context: Pick<DecisionRequest, "surfaceSlug" | "body">): PendingX402Payment | undefined {
   if (crawl?.kind !== "paid" || !crawl.pending) return undefined;
-  const resource = context.body.resource?.id;
-  return { ...crawl.pending, surface: context.surfaceSlug ?? "", resource: typeof resource === "string" ? resource : undefined, url: context.body.http?.url };
+  return { ...crawl.pending, ...paidFor(context) };
+}
+
+/** What a payment was for, as the ledger keeps it: the surface, the resource and the page. */
+function paidFor({ surfaceSlug, body }: Pick<DecisionRequest, "surfaceSlug" | "body">): { surface: string; resource: string | undefined; url: string | undefined } {
+  const resource = body.resource?.id;
+  return { surface: surfaceSlug ?? "", resource: typeof resource === "string" ? resource : undefined, url: body.http?.url };
 }
 
 /** The response's `payment` of a decision granted on an `upto` authorization (stored by the meter call). */
