@@ -39,7 +39,7 @@ export default defineConfig(async () => {
       })),
     ],
     test: {
-      globalSetup: ["./test/fake-stripe/global-setup.ts", "./test/webhook-receiver/global-setup.ts", "./test/fake-facilitator/global-setup.ts", "./test/fake-key-directories/global-setup.ts"],
+      globalSetup: ["./test/fake-stripe/global-setup.ts", "./test/webhook-receiver/global-setup.ts", "./test/fake-facilitator/global-setup.ts", "./test/fake-key-directories/global-setup.ts", "./test/fake-cloudflare-events/global-setup.ts"],
       setupFiles: ["./test/setup/apply-migrations.ts", "./test/setup/console.ts", "./test/setup/payments-queue.ts"],
       include: ["test/**/*.test.ts", "packages/*/test/**/*.test.ts", "examples/*/test/**/*.test.ts"],
       // test/browser/ (and the packages' and examples' *.live.test.ts) run in Node against `wrangler dev`, with their own config

@@ -19,6 +19,24 @@ interface ProductionOnlyEnv {
   DISPATCH_NAMESPACE?: string;
   /** Secret: an API token with Workers Scripts:Edit, for those uploads. */
   CF_API_TOKEN?: string;
+  /**
+   * The production event sink (`EVENT_SINK = "cloudflare"`, workers/services/eventStore.ts; README "Deploying to
+   * Cloudflare"): the Analytics Engine dataset of decision metrics, the queue and Pipelines stream of the decision log,
+   * and what the console reads them back with. CF_ACCOUNT_ID above is their account too.
+   */
+  DECISION_METRICS?: AnalyticsEngineDataset;
+  DECISION_LOG_QUEUE?: Queue<import("./services/decisionLog").LogMessage>;
+  DECISION_LOG?: import("./services/decisionLog").LogPipeline;
+  /** Secret: an API token with Account Analytics Read, R2 SQL Read and R2 Data Catalog Read. */
+  EVENTS_API_TOKEN?: string;
+  /** The dataset's name (its `dataset` in wrangler.toml), for the SQL API. */
+  DECISION_METRICS_DATASET?: string;
+  /** The R2 bucket of the log's catalog, and the `namespace.table` its Pipelines sink writes. */
+  DECISION_LOG_BUCKET?: string;
+  DECISION_LOG_TABLE?: string;
+  /** Base URLs of the SQL APIs: Cloudflare's by default (tests point them at local fakes). */
+  ANALYTICS_SQL_API?: string;
+  R2_SQL_API?: string;
 }
 
 /**

@@ -3,9 +3,15 @@
  * cursor is `createdAt|id` of the last row of the previous page: stable while rows are added, and no OFFSET scan.
  */
 
+/** A cursor's two halves. */
+export function olderThanCursorParts(cursor: string): { createdAt: string; id: string } {
+  const [createdAt = "", id = ""] = cursor.split("|");
+  return { createdAt, id };
+}
+
 /** The condition (and its parameters) for the rows strictly older than the cursor. */
 export function olderThanCursor(cursor: string): { clause: string; params: string[] } {
-  const [createdAt = "", id = ""] = cursor.split("|");
+  const { createdAt, id } = olderThanCursorParts(cursor);
   return { clause: "(created_at < ? OR (created_at = ? AND id < ?))", params: [createdAt, createdAt, id] };
 }
 

@@ -19,7 +19,8 @@ import { type CreditTopUpMessage, requestCreditTopUps } from "../payments/topUp"
 import type { UsageReportMessage } from "../payments/usage";
 import { paymentsAccess } from "../workflows/paymentsAccess";
 import { workflowEnvironment } from "../services/environmentSettings";
-import { insertEvent, recordEvent } from "../services/events";
+import { insertEvent } from "../services/events";
+import { eventStoreOf } from "../services/eventStore";
 import { isolateSnapshots } from "../services/snapshots";
 import { lookupApiKey, lookupEnvironment } from "../services/tenantCache";
 import { selectWorkflowRunner } from "../workflows/select";
@@ -47,6 +48,7 @@ export function buildServices(c: Context<AppEnv>, overrides: ServiceOverrides = 
   // `c.executionCtx` throws when the app runs without one (app.request in a unit test): read it only when used.
   const waitUntil = (work: Promise<unknown>) => c.executionCtx.waitUntil(work);
   const clock = overrides.clock ?? systemClock;
+  const events = eventStoreOf(env);
   return {
     db,
     clock,
@@ -80,7 +82,7 @@ export function buildServices(c: Context<AppEnv>, overrides: ServiceOverrides = 
     payments: (scope) => paymentsAccess({ db, secretsKey: env.SECRETS_KEY, stripeApiBase: env.STRIPE_API_BASE, logger: jsonLogger, clock }, scope),
     workflowRunner: (target) => selectWorkflowRunner(env, c.executionCtx, target),
     triggers: triggerQueue(env.TRIGGERS, clock),
-    recordEvent: (event) => recordEvent({ waitUntil }, db, event),
+    recordEvent: (event) => events.record({ waitUntil }, event),
     insertEvent: (event) => insertEvent(db, event),
     botVerdicts: userAgentVerdicts,
     keyDirectories: isolateKeyDirectories(env.WEB_BOT_AUTH_ALLOW_LOOPBACK === "true"),

@@ -1,9 +1,9 @@
 /**
- * The offer funnel, computed from events in D1: impressions are the `offers` entries of surface decision records
- * (decision stage: `[{group, slot, offer, variant, tokenId, amount, currency}]`, counted with json_each), redemptions the
- * `offer_redemption` events by outcome (one per token and outcome: their ids are derived). Both per offer and variant.
+ * The offer funnel: impressions are the offers surface decisions showed (the decision records' `offers`, counted by
+ * the environment's event store — D1 or Analytics Engine, services/eventStore.ts), redemptions the `offer_redemption`
+ * events by outcome (one per token and outcome: their ids are derived; always in D1). Both per offer and variant.
  */
-import { flushEvents } from "../services/events";
+import type { ImpressionCount } from "../services/eventStore";
 
 export interface OfferFunnelRow {
   offer: string;
@@ -16,27 +16,18 @@ export interface OfferFunnelRow {
   conversion: number | null;
 }
 
-export async function offerFunnel(db: D1Database, query: { organizationId: string; environmentId: string; from: string; to: string }): Promise<OfferFunnelRow[]> {
-  // Decision records are buffered per isolate: this one's go to D1 first, as for the events query.
-  await flushEvents();
-  const scope = [query.organizationId, query.environmentId, query.from, query.to];
-  const within = "e.organization_id = ? AND e.environment_id = ? AND e.created_at >= ? AND e.created_at <= ?";
-  const [impressions, redemptions] = await db.batch([
-    db
-      .prepare(
-        `SELECT json_extract(shown.value, '$.offer') AS offer, json_extract(shown.value, '$.variant') AS variant, COUNT(*) AS count
-         FROM events e, json_each(e.record, '$.offers') shown
-         WHERE ${within} AND e.kind = 'surface_decision' AND json_type(e.record, '$.offers') = 'array'
-         GROUP BY 1, 2`,
-      )
-      .bind(...scope),
-    db
-      .prepare(
-        `SELECT json_extract(e.record, '$.offer') AS offer, json_extract(e.record, '$.variant') AS variant, e.outcome AS outcome, COUNT(*) AS count
-         FROM events e WHERE ${within} AND e.kind = 'offer_redemption' GROUP BY 1, 2, 3`,
-      )
-      .bind(...scope),
-  ]);
+export async function offerFunnel(
+  db: D1Database,
+  impressions: readonly ImpressionCount[],
+  query: { organizationId: string; environmentId: string; from: string; to: string },
+): Promise<OfferFunnelRow[]> {
+  const { results: redemptions } = await db
+    .prepare(
+      `SELECT json_extract(e.record, '$.offer') AS offer, json_extract(e.record, '$.variant') AS variant, e.outcome AS outcome, COUNT(*) AS count
+       FROM events e WHERE e.organization_id = ? AND e.environment_id = ? AND e.created_at >= ? AND e.created_at <= ? AND e.kind = 'offer_redemption' GROUP BY 1, 2, 3`,
+    )
+    .bind(query.organizationId, query.environmentId, query.from, query.to)
+    .all<{ offer: string | null; variant: string | null; outcome: string; count: number }>();
   const rows = new Map<string, OfferFunnelRow>();
   const rowOf = (offer: string, variant: string | null) => {
     const key = JSON.stringify([offer, variant]);
@@ -44,10 +35,8 @@ export async function offerFunnel(db: D1Database, query: { organizationId: strin
     if (!row) rows.set(key, (row = { offer, variant, impressions: 0, started: 0, completed: 0, failed: 0, conversion: null }));
     return row;
   };
-  for (const shown of impressions!.results as { offer: string | null; variant: string | null; count: number }[]) {
-    if (typeof shown.offer === "string") rowOf(shown.offer, shown.variant).impressions += shown.count;
-  }
-  for (const redeemed of redemptions!.results as { offer: string | null; variant: string | null; outcome: string; count: number }[]) {
+  for (const shown of impressions) rowOf(shown.offer, shown.variant).impressions += shown.count;
+  for (const redeemed of redemptions) {
     if (typeof redeemed.offer !== "string") continue;
     const row = rowOf(redeemed.offer, redeemed.variant);
     if (redeemed.outcome === "started" || redeemed.outcome === "completed" || redeemed.outcome === "failed") row[redeemed.outcome] += redeemed.count;

@@ -90,13 +90,13 @@ export const MAX_RECORD_BYTES = 256 * 1024;
 const KEPT_FIELD_BYTES = 4 * 1024;
 
 /**
- * The record as stored: itself when its JSON fits MAX_RECORD_BYTES, otherwise its small top-level fields and a
+ * The record as stored: itself when its JSON fits `limit` (MAX_RECORD_BYTES in D1), otherwise its small top-level fields and a
  * `truncated` marker naming the fields left out and the size of the whole.
  */
-export function boundedRecordJson(record: Record<string, unknown>): string {
+export function boundedRecordJson(record: Record<string, unknown>, limit = MAX_RECORD_BYTES): string {
   const whole = JSON.stringify(record);
   const bytes = utf8ByteLength(whole);
-  if (bytes <= MAX_RECORD_BYTES) return whole;
+  if (bytes <= limit) return whole;
   const kept: Record<string, unknown> = {};
   const dropped: string[] = [];
   for (const [field, value] of Object.entries(record)) {
@@ -107,12 +107,12 @@ export function boundedRecordJson(record: Record<string, unknown>): string {
   if (dropped.includes("workflows") && Array.isArray(record.workflows)) {
     kept.workflows = record.workflows.slice(0, 50).map((run: { slug?: unknown; type?: unknown; ok?: unknown; kind?: unknown }) => ({ slug: run?.slug, type: run?.type, ok: run?.ok, kind: run?.kind }));
   }
-  kept.truncated = { bytes, limit: MAX_RECORD_BYTES, fields: dropped.slice(0, 50) };
+  kept.truncated = { bytes, limit, fields: dropped.slice(0, 50) };
   return JSON.stringify(kept);
 }
 
 /** A record on its way to D1; its bounded JSON is made once, however many times a failed batch is retried in parts. */
-type PendingEvent = EventInput & { id: string; createdAt: string; recordJson?: string };
+export type PendingEvent = EventInput & { id: string; createdAt: string; recordJson?: string };
 
 function insertStatement(db: D1Database, event: PendingEvent): D1PreparedStatement {
   return db
@@ -157,16 +157,36 @@ export async function insertEvents(db: D1Database, events: EventInput[]): Promis
 
 const MAX_BATCH = 50;
 const FLUSH_DELAY_MS = 250;
+
+/**
+ * Where a flushed batch goes: D1 with its metric rollups (the embedded default, `d1Writer`), or the production sink's
+ * decision log (services/decisionLog.ts). Whichever it is, the batch also goes to its environments' live tails.
+ */
+export interface BatchWriter {
+  write(batch: PendingEvent[]): Promise<void>;
+}
+
 let pending: PendingEvent[] = [];
-let pendingDb: D1Database | undefined;
+let pendingWriter: BatchWriter | undefined;
 let timerArmed = false;
 
+/** The embedded default: records and their metric rollups into D1 (one writer per database, so one buffer). */
+const d1Writers = new WeakMap<D1Database, BatchWriter>();
+export function d1Writer(db: D1Database): BatchWriter {
+  let writer = d1Writers.get(db);
+  if (!writer) {
+    writer = { write: async (batch) => void (await Promise.all([writeBatch(db, batch).then(() => writeHeldRollups(db)), pruneRollupsNowAndThen(db)])) };
+    d1Writers.set(db, writer);
+  }
+  return writer;
+}
+
 export async function flushEvents(): Promise<void> {
-  if (pending.length === 0 || !pendingDb) return;
+  if (pending.length === 0 || !pendingWriter) return;
   const batch = pending;
-  const db = pendingDb;
+  const writer = pendingWriter;
   pending = [];
-  await Promise.all([writeBatch(db, batch).then(() => writeHeldRollups(db)), publishToTails(batch), pruneRollupsNowAndThen(db)]);
+  await Promise.all([writer.write(batch), publishToTails(batch)]);
 }
 
 /** Writes this isolate's buffered records and its held metric rollups now (the metrics query reads them next). */
@@ -197,9 +217,10 @@ async function pruneRollupsNowAndThen(db: D1Database): Promise<void> {
  * place. The retries of one flush are bounded (MAX_CALLS_PER_FLUSH D1 calls: a few bad records are isolated, an
  * outage is not hammered); records still unwritten then are logged, ids and tenants, in one dead-letter line.
  *
- * A record's metric rollups are counted once it is written, and once only — however D1 answered (writeStatements).
+ * A record's metric rollups are counted once it is written, and once only — however D1 answered (writeStatements);
+ * `rollups: false` writes the records alone (the production sink keeps its metrics on Analytics Engine).
  */
-async function writeBatch(db: D1Database, batch: PendingEvent[]): Promise<void> {
+export async function writeBatch(db: D1Database, batch: PendingEvent[], { rollups = true } = {}): Promise<void> {
   const budget = { calls: MAX_CALLS_PER_FLUSH };
   const unwritten: PendingEvent[] = [];
   let lastError: unknown;
@@ -210,7 +231,7 @@ async function writeBatch(db: D1Database, batch: PendingEvent[]): Promise<void> 
     }
     budget.calls--;
     try {
-      const { statements, held } = writeStatements(db, part, attempt);
+      const { statements, held } = rollups ? writeStatements(db, part, attempt) : { statements: part.map((event) => insertStatement(db, event)), held: [] };
       await db.batch(statements);
       holdRollupsOf(held);
     } catch (error) {
@@ -265,10 +286,17 @@ function writeStatements(db: D1Database, part: readonly PendingEvent[], attempt:
 /** D1 calls one flush may make while isolating refused records (a batch is at most MAX_BATCH records). */
 const MAX_CALLS_PER_FLUSH = 24;
 
-/** Queues a decision record; never delays the response (the caller's waitUntil keeps the flush alive). */
+/** Queues a decision record for D1; never delays the response (the caller's waitUntil keeps the flush alive). */
 export function recordEvent(ctx: Pick<ExecutionContext, "waitUntil">, db: D1Database, event: EventInput & { id: string }): void {
+  bufferEvent(ctx, d1Writer(db), event);
+}
+
+/** Queues a decision record for `writer`, flushed when the batch is full or FLUSH_DELAY_MS after its first record. */
+export function bufferEvent(ctx: Pick<ExecutionContext, "waitUntil">, writer: BatchWriter, event: EventInput & { id: string }): void {
+  // One buffer per isolate: a record for another writer (a test, a changed setting) first sends the batch to its own.
+  if (pendingWriter !== writer && pending.length > 0) ctx.waitUntil(flushEvents());
   pending.push({ ...event, createdAt: nowIso() });
-  pendingDb = db;
+  pendingWriter = writer;
   if (pending.length >= MAX_BATCH) {
     ctx.waitUntil(flushEvents());
   } else if (!timerArmed) {
@@ -334,4 +362,25 @@ export async function queryEvents(db: D1Database, query: EventQuery): Promise<{ 
     })),
     nextCursor,
   };
+}
+
+/**
+ * Offer impressions in D1: the `offers` entries of surface decision records (decision stage: `[{group, slot, offer,
+ * variant, tokenId, amount, currency}]`, counted with json_each) over [from, to], per offer and variant.
+ */
+export async function queryOfferImpressions(
+  db: D1Database,
+  query: { organizationId: string; environmentId: string; from: string; to: string },
+): Promise<{ offer: string; variant: string | null; count: number }[]> {
+  const { results } = await db
+    .prepare(
+      `SELECT json_extract(shown.value, '$.offer') AS offer, json_extract(shown.value, '$.variant') AS variant, COUNT(*) AS count
+       FROM events e, json_each(e.record, '$.offers') shown
+       WHERE e.organization_id = ? AND e.environment_id = ? AND e.created_at >= ? AND e.created_at <= ? AND e.kind = 'surface_decision'
+         AND json_type(e.record, '$.offers') = 'array'
+       GROUP BY 1, 2`,
+    )
+    .bind(query.organizationId, query.environmentId, query.from, query.to)
+    .all<{ offer: string | null; variant: string | null; count: number }>();
+  return results.filter((row): row is { offer: string; variant: string | null; count: number } => typeof row.offer === "string");
 }

@@ -1,7 +1,7 @@
 import { createRoute, z, type OpenAPIHono } from "@hono/zod-openapi";
 import type { AppEnv } from "../../context";
 import { errorResponses } from "../../errors";
-import { queryEvents } from "../../services/events";
+import { eventStoreOf } from "../../services/eventStore";
 import { json, permit, security } from "./shared";
 
 const EventSchema = z
@@ -51,7 +51,7 @@ export function registerEventRoutes(app: OpenAPIHono<AppEnv>): void {
   app.openapi(listEventsRoute, async (c) => {
     const { organizationId, environmentId } = c.var.target;
     const query = c.req.valid("query");
-    const page = await queryEvents(c.env.DB, {
+    const page = await eventStoreOf(c.env).events({
       organizationId,
       environmentId,
       kind: query.kind,

@@ -1,9 +1,8 @@
-/** An environment's decision metrics per step (a minute to an hour, by the range), from the per-minute rollups written with the decision records (services/metrics.ts). */
+/** An environment's decision metrics per step (a minute to an hour, by the range), from the event store: D1's per-minute rollups or Analytics Engine (services/eventStore.ts). */
 import { createRoute, z, type OpenAPIHono } from "@hono/zod-openapi";
 import type { AppEnv } from "../../context";
 import { ApiError, errorResponses } from "../../errors";
-import { flushEventsAndRollups } from "../../services/events";
-import { queryMetrics } from "../../services/metrics";
+import { eventStoreOf } from "../../services/eventStore";
 import { EnvironmentIdParam, json, permit, security } from "./shared";
 
 const DEFAULT_RANGE_MS = 60 * 60 * 1000;
@@ -70,9 +69,12 @@ export function registerMetricsRoutes(app: OpenAPIHono<AppEnv>): void {
     if (to - from > MAX_RANGE_MS) {
       throw new ApiError("validation_failed", "Invalid request: query.to: the range is at most 7 days", [{ path: "query.to", message: "the range is at most 7 days" }]);
     }
-    // This isolate's records still in its buffer count too.
-    await flushEventsAndRollups(c.env.DB);
-    const metrics = await queryMetrics(c.env.DB, { environmentId: environment.id, from: new Date(from).toISOString(), to: new Date(to).toISOString() });
+    const metrics = await eventStoreOf(c.env).metrics({
+      organizationId: environment.organizationId,
+      environmentId: environment.id,
+      from: new Date(from).toISOString(),
+      to: new Date(to).toISOString(),
+    });
     return c.json(metrics, 200);
   });
 }

@@ -7,6 +7,7 @@ import { createRoute, z, type OpenAPIHono } from "@hono/zod-openapi";
 import type { AppEnv } from "../../context";
 import { ApiError, errorResponses } from "../../errors";
 import { offerFunnel } from "../../offers/funnel";
+import { eventStoreOf } from "../../services/eventStore";
 import { EnvironmentIdParam, json, permit, security } from "./shared";
 
 const FunnelRow = z
@@ -56,7 +57,8 @@ export function registerOfferFunnelRoutes(app: OpenAPIHono<AppEnv>): void {
       const message = `from must not be after to, and the window at most ${MAX_WINDOW_DAYS} days`;
       throw new ApiError("validation_failed", `Invalid request: from: ${message}`, [{ path: "from", message }]);
     }
-    const data = await offerFunnel(c.env.DB, { organizationId, environmentId: environment.id, from, to });
+    const scope = { organizationId, environmentId: environment.id, from, to };
+    const data = await offerFunnel(c.env.DB, await eventStoreOf(c.env).offerImpressions(scope), scope);
     return c.json({ from, to, data }, 200);
   });
 }
