@@ -6,7 +6,7 @@
  *   body, a bearer token, `FORMAT JSON` answers `{meta, data, rows}` (64-bit integers quoted, as ClickHouse's JSON
  *   does). The dataset is a table with Analytics Engine's columns (timestamp, _sample_interval, index1, blob1…20,
  *   double1…20). The query runs on SQLite (node:sqlite) after the few dialect words the platform uses are mapped:
- *   intDiv, toUInt32, toDateTime(unix seconds), if, quantileExactWeighted(q)(x, w). Anything else is SQLite's own —
+ *   intDiv, toUInt32, toDateTime (unix seconds or 'YYYY-MM-DD hh:mm:ss'), if, quantileExactWeighted(q)(x, w). Anything else is SQLite's own —
  *   a query that only SQLite understood would pass here and fail on Cloudflare, so the platform keeps to the
  *   documented functions.
  * - `POST /r2sql/accounts/{account}/r2-sql/query/{bucket}` — R2 SQL: `{warehouse, query}`, answering
@@ -33,7 +33,8 @@ function openDatabase() {
   const db = new DatabaseSync(":memory:");
   db.function("intDiv", (a, b) => Math.floor(Number(a) / Number(b)));
   db.function("toUInt32", (value) => Math.floor(Number(value)));
-  db.function("toDateTime", (value) => Math.floor(Number(value)));
+  // toDateTime takes unix seconds or 'YYYY-MM-DD hh:mm:ss' (UTC); the dataset stores timestamps as unix seconds.
+  db.function("toDateTime", (value) => (typeof value === "string" && !/^\d+$/.test(value) ? Math.floor(Date.parse(`${value.replace(" ", "T")}Z`) / 1000) : Math.floor(Number(value))));
   // ClickHouse's quantileExactWeighted: the smallest value whose cumulative weight reaches q of the total.
   db.aggregate("quantile_exact_weighted", {
     start: () => [],

@@ -7,6 +7,7 @@
 import { env } from "cloudflare:workers";
 import { inject, vi } from "vitest";
 import worker from "../../workers/index";
+import { writeHeldDataPoints } from "../../workers/services/analyticsEngine";
 import { DECISION_LOG_DEAD_LETTER_QUEUE, DECISION_LOG_QUEUE, type LogMessage, type LogPipeline } from "../../workers/services/decisionLog";
 import { callThrough, type CallOptions, type CallResult } from "./api";
 import { trackedExecutionContext } from "./background";
@@ -25,8 +26,8 @@ export interface CloudflareSink {
   points: AnalyticsEngineDataPoint[];
   /** Log messages the Worker queued and no consumer ran yet. */
   queued: LogMessage[];
-  /** Resolves once every point and record sent so far has reached the fake. */
-  delivered(): Promise<void>;
+  /** Writes every metric row the isolate holds for this sink's dataset now, and waits until the fake has them. */
+  writePoints(): Promise<void>;
   /** Runs the log queue's consumer on everything queued (as attempt `attempts`); returns its ack/retry state. */
   consumeLog(attempts?: number): Promise<{ result: QueueResult; messages: LogMessage[]; retryDelays: (number | undefined)[] }>;
   /** Runs the dead-letter consumer on these messages. */
@@ -106,7 +107,8 @@ export function cloudflareSink(overrides: Partial<Record<string, unknown>> = {})
     points,
     queued,
     sentToPipeline,
-    async delivered() {
+    async writePoints() {
+      while (writeHeldDataPoints(dataset, { force: true }) > 0);
       while (inFlight.length > 0) await Promise.all(inFlight.splice(0));
     },
     async consumeLog(attempts = 1) {

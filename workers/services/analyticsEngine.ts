@@ -1,105 +1,71 @@
 /**
  * Decision metrics on Workers Analytics Engine — the metrics half of the production event sink (services/eventStore.ts,
- * `EVENT_SINK = "cloudflare"`). Each decision writes its data points at once, in its own invocation (writeDataPoint
- * never waits: the runtime sends them after the response), and the admin metrics and the offer funnel read them back
- * through Analytics Engine's SQL API. Points cost per point written, not per row and index, and are kept three months
- * by Cloudflare; the embedded default (D1 rollups, services/metrics.ts) answers the same queries with the same shapes.
+ * `EVENT_SINK = "cloudflare"`). The isolate sums its decisions into the same per-minute rollup rows as D1's metrics
+ * (services/metrics.ts rollupsOf, plus impressions per offer) and writes them as data points every
+ * ROLLUP_WRITE_INTERVAL_MS: a data point is priced like a decision ($0.25 per million), so one per decision would cost
+ * most of what the decision does; one per row per ten seconds is a few per thousand decisions on a busy isolate. The
+ * admin metrics and the offer funnel read them back with Analytics Engine's SQL API, in the shapes D1 answers.
  *
- * The dataset's layout — every point's `index1` is its environment (Analytics Engine samples per index, so one busy
- * environment is sampled without touching the others' counts; every sum below weighs a row by `_sample_interval`):
+ * A point is one rollup row: `index1` its environment (Analytics Engine samples per index, so a busy environment is
+ * sampled without touching the others; every sum weighs a row by `_sample_interval`), `blob1` the metric, `blob2` its
+ * minute (`YYYY-MM-DD hh:mm:ss`, UTC — what toDateTime reads), `blob3` the dimension, `double1` the count, `double2`
+ * the latency bucket. Environment ids are unique across the platform, and the admin routes check that the caller may
+ * read the environment before anything is queried.
  *
- * | point (`blob1`)    | blob2 | blob3   | blob4        | blob5…              | doubles                                    |
- * |--------------------|-------|---------|--------------|---------------------|--------------------------------------------|
- * | `decision`         | kind  | outcome | organization | surface, meter      | 1, denied, fallback, failures, impressions, then one per STAGES entry (ms, −1 when the stage did not run) |
- * | `denial`           | kind  | outcome | organization | feature, property, reason | 1                                    |
- * | `workflow_failure` | kind  | outcome | organization | failure kind        | 1                                          |
- * | `offer_impression` | kind  | outcome | organization | offer, variant      | 1                                          |
- *
- * A decision writes at most 1 + MAX_DETAIL_POINTS points (Analytics Engine takes 25 per invocation): the totals on
- * the `decision` point stay exact; the breakdowns beyond the first MAX_DETAIL_POINTS details of one decision are not
- * counted.
+ * Analytics Engine takes 25 points per invocation: a flush writes at most MAX_POINTS_PER_FLUSH and leaves the rest
+ * for the next. What an isolate holds when it is evicted — at most the last interval's counts — is lost, as with D1's
+ * rollups: metrics are for charts; the records themselves go to the decision log.
  */
 import { ApiError } from "../errors";
-import type { EnvironmentMetrics, MetricsSeriesPoint } from "./metrics";
-import { stepSecondsFor } from "./metrics";
-import type { EventInput } from "./events";
+import { HeldRollups, MAX_LISTED, metricsFromRows, minuteOf, rollupsOf, SERIES_METRIC_NAMES, stepSecondsFor, type DimensionRow, type EnvironmentMetrics, type RolledUpRecord, type RollupRow, type SeriesRow, type StageRow } from "./metrics";
 
-/** The decision stages whose durations a `decision` point carries (double6 onwards), in this order: never reorder. */
-export const STAGES = [
-  "auth",
-  "middleware",
-  "context",
-  "config",
-  "identity",
-  "plans",
-  "provisioning",
-  "meter",
-  "feature_workflows",
-  "surface_workflows",
-  "crawl",
-  "offers",
-  "render",
-] as const;
+/** Points one flush writes (Analytics Engine accepts 25 per invocation; the flush runs in some request's). */
+export const MAX_POINTS_PER_FLUSH = 20;
 
-/** The kinds of records that are decisions: their metrics are written; any other kind writes none. */
-const DECISION_KINDS: ReadonlySet<string> = new Set(["access_check", "surface_decision"]);
-/** Detail points (denials, workflow failures, offer impressions) one decision may add to its `decision` point. */
-export const MAX_DETAIL_POINTS = 20;
-const MAX_BLOB_LENGTH = 200;
-/** The first double of the stage durations (double6). */
-const FIRST_STAGE_DOUBLE = 6;
+/** Rows held per dataset binding (one per deployment; tests bind their own). */
+const heldPerDataset = new WeakMap<AnalyticsEngineDataset, HeldRollups>();
 
-const asArray = (value: unknown): unknown[] => (Array.isArray(value) ? value : []);
-const asObject = (value: unknown): Record<string, unknown> => (value !== null && typeof value === "object" && !Array.isArray(value) ? (value as Record<string, unknown>) : {});
-const blob = (value: unknown): string => String(value ?? "").slice(0, MAX_BLOB_LENGTH);
-
-/** The data points of one record (none for a record that is not a decision). Pure: the tests read them as written. */
-export function dataPointsOf(event: Pick<EventInput, "organizationId" | "environmentId" | "kind" | "outcome" | "surfaceSlug" | "record">): AnalyticsEngineDataPoint[] {
-  if (!DECISION_KINDS.has(event.kind)) return [];
-  const { record } = event;
-  const failures = asArray(record.workflows).filter((run) => asObject(run).ok === false);
-  const offers = asArray(record.offers);
-  const denials = asArray(record.denials);
-  const meterStatus = String(asObject(record.meter).status ?? "none");
-  const timings = asObject(record.timings);
-  const stageDurations = STAGES.map((stage) => {
-    const ms = timings[stage];
-    return typeof ms === "number" && Number.isFinite(ms) && ms >= 0 ? ms : -1;
-  });
-  const common = [event.kind, event.outcome ?? "", event.organizationId].map(blob);
-  const point = (type: string, ...details: unknown[]): AnalyticsEngineDataPoint => ({ indexes: [event.environmentId], blobs: [type, ...common, ...details.map(blob)], doubles: [1] });
-  const decision: AnalyticsEngineDataPoint = {
-    indexes: [event.environmentId],
-    blobs: ["decision", ...common, blob(event.surfaceSlug), blob(meterStatus)],
-    doubles: [1, event.outcome === "denied" ? 1 : 0, meterStatus === "fallback" ? 1 : 0, failures.length, offers.length, ...stageDurations],
-  };
-  const details: AnalyticsEngineDataPoint[] = [
-    ...denials.slice(0, 10).map((denial) => {
-      const { featureSlug, property, reason } = asObject(denial);
-      return point("denial", featureSlug, property, reason);
-    }),
-    ...failures.slice(0, 5).map((run) => point("workflow_failure", asObject(run).kind ?? "unknown")),
-    ...offers.map((shown) => point("offer_impression", asObject(shown).offer, asObject(shown).variant ?? "")),
-  ];
-  return [decision, ...details.slice(0, MAX_DETAIL_POINTS)];
+function heldFor(dataset: AnalyticsEngineDataset): HeldRollups {
+  let held = heldPerDataset.get(dataset);
+  if (!held) heldPerDataset.set(dataset, (held = new HeldRollups()));
+  return held;
 }
 
-/** Writes a record's points; a refused point is logged, never thrown (the decision has been answered already). */
-export function writeDataPoints(dataset: AnalyticsEngineDataset, event: Parameters<typeof dataPointsOf>[0]): void {
-  for (const point of dataPointsOf(event)) {
+/** `2026-11-26T07:01:00.000Z` → `2026-11-26 07:01:00`. */
+const pointMinute = (isoMinute: string) => `${isoMinute.slice(0, 10)} ${isoMinute.slice(11, 19)}`;
+
+/** A rollup row as a data point. Pure: the tests read them as written. */
+export function dataPointOf(row: RollupRow): AnalyticsEngineDataPoint {
+  const [environmentId, minute, metric, dimension, bucket, count] = row;
+  return { indexes: [environmentId], blobs: [metric, pointMinute(minute), dimension], doubles: [count, bucket] };
+}
+
+/** Sums a flushed batch's decisions into the dataset's held rows. */
+export function holdDataPointsOf(dataset: AnalyticsEngineDataset, records: readonly RolledUpRecord[]): void {
+  heldFor(dataset).add(rollupsOf(records, { offers: true }));
+}
+
+/**
+ * Writes held rows as points once they have waited ROLLUP_WRITE_INTERVAL_MS (`force`: now), at most
+ * MAX_POINTS_PER_FLUSH; answers how many are still held. A point the runtime refuses is logged, never thrown.
+ */
+export function writeHeldDataPoints(dataset: AnalyticsEngineDataset, { force = false } = {}): number {
+  const held = heldFor(dataset);
+  if (!held.due(Date.now(), { force })) return held.size;
+  for (const row of held.take(MAX_POINTS_PER_FLUSH)) {
     try {
-      dataset.writeDataPoint(point);
+      dataset.writeDataPoint(dataPointOf(row));
     } catch (error) {
-      console.warn(JSON.stringify({ event: "analytics_point_not_written", environmentId: event.environmentId, error: String(error) }));
-      return;
+      console.warn(JSON.stringify({ event: "analytics_point_not_written", environmentId: row[0], metric: row[2], error: String(error) }));
     }
   }
+  return held.size;
 }
 
 // ---------------------------------------------------------------------------------------------------------------
 // Reading: Analytics Engine's SQL API (POST {apiBase}/accounts/{account}/analytics_engine/sql, the query as the body,
-// a bearer token with Account Analytics: Read). Only values the platform made go into a query — ids checked against
-// SAFE_VALUE, instants as integers — so nothing a tenant typed is ever spliced into SQL.
+// a bearer token with Account Analytics: Read). Only values the platform made go into a query — an environment id
+// checked against SAFE_VALUE, minutes and steps it computed — so nothing a tenant typed is ever spliced into SQL.
 
 export interface AnalyticsSqlSettings {
   /** `https://api.cloudflare.com/client/v4` in production; tests point it at a local fake. */
@@ -110,11 +76,12 @@ export interface AnalyticsSqlSettings {
   dataset: string;
 }
 
-const SAFE_VALUE = /^[A-Za-z0-9_.:-]{1,128}$/;
+const SAFE_VALUE = /^[A-Za-z0-9_-]{1,96}$/;
+const DATASET_NAME = /^[A-Za-z0-9_]{1,64}$/;
 
-function literal(value: string): string {
-  if (!SAFE_VALUE.test(value)) throw new ApiError("bad_request", "The analytics query was given a value it cannot use");
-  return `'${value}'`;
+function environmentLiteral(environmentId: string): string {
+  if (!SAFE_VALUE.test(environmentId)) throw new ApiError("bad_request", "The analytics query was given an environment id it cannot use");
+  return `'${environmentId}'`;
 }
 
 /** Runs one query and answers its rows (`FORMAT JSON`'s `data`); any failure is a 502 naming the analytics API. */
@@ -146,94 +113,58 @@ const numberOf = (value: unknown): number => {
   const number = typeof value === "number" ? value : Number(value);
   return Number.isFinite(number) ? number : 0;
 };
-const seconds = (iso: string) => Math.floor(Date.parse(iso) / 1000);
 
-/**
- * The environment's metrics over [from, to], from its points: the same shape and steps as the D1 rollups answer
- * (services/metrics.ts queryMetrics), its minutes whole (a range starts at the start of its first minute and ends at
- * the end of its last, as the rollups are per minute). Stage percentiles are exact (quantileExactWeighted over the
- * durations), where the rollups answer the bound of a latency bucket.
- */
-export async function queryAnalyticsMetrics(
-  settings: AnalyticsSqlSettings,
-  query: { organizationId: string; environmentId: string; from: string; to: string },
-): Promise<EnvironmentMetrics> {
-  const step = stepSecondsFor(Date.parse(query.to) - Date.parse(query.from));
-  const first = Math.floor(seconds(query.from) / 60) * 60;
-  const end = Math.floor(seconds(query.to) / 60) * 60 + 60;
-  const dataset = settings.dataset;
-  if (!/^[A-Za-z0-9_]{1,64}$/.test(dataset)) throw new ApiError("service_unavailable", "The analytics dataset name is not a plain identifier");
-  const within = (type: string) =>
-    `index1 = ${literal(query.environmentId)} AND blob4 = ${literal(query.organizationId)} AND blob1 = '${type}' AND timestamp >= toDateTime(${first}) AND timestamp < toDateTime(${end})`;
-  const weight = "_sample_interval";
-  const stageColumns = STAGES.flatMap((stage, index) => {
-    const column = `double${FIRST_STAGE_DOUBLE + index}`;
-    const ran = `if(${column} >= 0, ${weight}, 0)`;
-    return [
-      `SUM(${ran}) AS ${stage}_count`,
-      ...[50, 95, 99].map((percent) => `quantileExactWeighted(0.${percent})(${column}, ${ran}) AS ${stage}_p${percent}`),
-    ];
-  });
-  const [series, denials, failures, stages] = await Promise.all([
-    analyticsSql(
-      settings,
-      `SELECT intDiv(toUInt32(timestamp), ${step}) * ${step} AS start, SUM(${weight} * double1) AS decisions,
-       SUM(if(blob2 = 'access_check', ${weight}, 0)) AS accessChecks, SUM(if(blob2 = 'surface_decision', ${weight}, 0)) AS surfaceDecisions,
-       SUM(${weight} * double2) AS denied, SUM(${weight} * double3) AS meterFallbacks, SUM(${weight} * double4) AS workflowFailures,
-       SUM(${weight} * double5) AS offerImpressions
-       FROM ${dataset} WHERE ${within("decision")} GROUP BY start ORDER BY start`,
-    ),
-    analyticsSql(
-      settings,
-      `SELECT blob5 AS featureSlug, blob6 AS property, blob7 AS reason, SUM(${weight}) AS count FROM ${dataset} WHERE ${within("denial")}
-       GROUP BY featureSlug, property, reason ORDER BY count DESC, featureSlug, property, reason LIMIT 100`,
-    ),
-    analyticsSql(
-      settings,
-      `SELECT blob5 AS kind, SUM(${weight}) AS count FROM ${dataset} WHERE ${within("workflow_failure")} GROUP BY kind ORDER BY count DESC, kind LIMIT 100`,
-    ),
-    analyticsSql(settings, `SELECT ${stageColumns.join(", ")} FROM ${dataset} WHERE ${within("decision")}`),
-  ]);
-  const stepMs = step * 1000;
-  const points = new Map<number, MetricsSeriesPoint>();
-  for (let start = Math.floor((first * 1000) / stepMs) * stepMs; start < end * 1000; start += stepMs) {
-    points.set(start, { minute: new Date(start).toISOString(), decisions: 0, accessChecks: 0, surfaceDecisions: 0, denied: 0, meterFallbacks: 0, workflowFailures: 0, offerImpressions: 0 });
-  }
-  for (const row of series) {
-    const point = points.get(numberOf(row.start) * 1000);
-    if (!point) continue;
-    for (const name of ["decisions", "accessChecks", "surfaceDecisions", "denied", "meterFallbacks", "workflowFailures", "offerImpressions"] as const) point[name] = numberOf(row[name]);
-  }
-  const totals = stages[0] ?? {};
-  return {
-    from: query.from,
-    to: query.to,
-    step,
-    series: [...points.values()],
-    denials: denials.map((row) => ({ featureSlug: String(row.featureSlug ?? ""), property: String(row.property ?? ""), reason: String(row.reason ?? ""), count: numberOf(row.count) })),
-    workflowFailures: failures.map((row) => ({ kind: String(row.kind ?? ""), count: numberOf(row.count) })),
-    stageLatency: STAGES.filter((stage) => numberOf(totals[`${stage}_count`]) > 0).map((stage) => ({
-      stage,
-      count: numberOf(totals[`${stage}_count`]),
-      p50: numberOf(totals[`${stage}_p50`]),
-      p95: numberOf(totals[`${stage}_p95`]),
-      p99: numberOf(totals[`${stage}_p99`]),
-    })),
-  };
+/** The WHERE clause of one metric's rows over the minutes of [from, to]. */
+function rowsOf(settings: AnalyticsSqlSettings, environmentId: string, metrics: readonly string[], from: string, to: string): string {
+  if (!DATASET_NAME.test(settings.dataset)) throw new ApiError("service_unavailable", "The analytics dataset name is not a plain identifier");
+  const first = minuteOf(from);
+  // A minute's points are written after it starts: the timestamp bound lets Analytics Engine skip older data.
+  return `FROM ${settings.dataset} WHERE index1 = ${environmentLiteral(environmentId)} AND blob1 IN (${metrics.map((metric) => `'${metric}'`).join(", ")})
+    AND blob2 >= '${pointMinute(first)}' AND blob2 <= '${pointMinute(minuteOf(to))}' AND timestamp >= toDateTime(${Math.floor(Date.parse(first) / 1000)})`;
 }
 
-/** Offer impressions of an environment over [from, to] (ISO-8601, inclusive), per offer and variant (null: none). */
+/** The environment's metrics over [from, to]: the D1 rollups' shapes and steps (services/metrics.ts metricsFromRows). */
+export async function queryAnalyticsMetrics(settings: AnalyticsSqlSettings, query: { environmentId: string; from: string; to: string }): Promise<EnvironmentMetrics> {
+  const step = stepSecondsFor(Date.parse(query.to) - Date.parse(query.from));
+  const of = (metrics: readonly string[]) => rowsOf(settings, query.environmentId, metrics, query.from, query.to);
+  const count = "SUM(_sample_interval * double1) AS count";
+  const [series, denials, failures, stages] = await Promise.all([
+    analyticsSql(settings, `SELECT intDiv(toUInt32(toDateTime(blob2)), ${step}) * ${step} AS start, blob1 AS metric, ${count} ${of(SERIES_METRIC_NAMES)} GROUP BY start, metric`),
+    analyticsSql(settings, `SELECT blob3 AS dimension, ${count} ${of(["denial"])} GROUP BY dimension ORDER BY count DESC, dimension LIMIT ${MAX_LISTED}`),
+    analyticsSql(settings, `SELECT blob3 AS dimension, ${count} ${of(["workflow_failure"])} GROUP BY dimension ORDER BY count DESC, dimension LIMIT ${MAX_LISTED}`),
+    analyticsSql(settings, `SELECT blob3 AS dimension, double2 AS bucket, ${count} ${of(["stage"])} GROUP BY dimension, bucket ORDER BY dimension, bucket`),
+  ]);
+  return metricsFromRows(query, {
+    series: series.map((row): SeriesRow => ({ start: numberOf(row.start), metric: String(row.metric), count: numberOf(row.count) })),
+    denials: dimensionRows(denials).filter((row) => readableJson(row.dimension)),
+    failures: dimensionRows(failures),
+    stages: stages.map((row): StageRow => ({ dimension: String(row.dimension), bucket: numberOf(row.bucket), count: numberOf(row.count) })),
+  });
+}
+
+const dimensionRows = (rows: Record<string, unknown>[]): DimensionRow[] => rows.map((row) => ({ dimension: String(row.dimension ?? ""), count: numberOf(row.count) }));
+
+function readableJson(text: string): boolean {
+  try {
+    JSON.parse(text);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Offer impressions of an environment over the minutes of [from, to], per offer and variant (null: none). Counted per
+ * minute, so a bound inside a minute counts that whole minute.
+ */
 export async function queryAnalyticsImpressions(
   settings: AnalyticsSqlSettings,
-  query: { organizationId: string; environmentId: string; from: string; to: string },
+  query: { environmentId: string; from: string; to: string },
 ): Promise<{ offer: string; variant: string | null; count: number }[]> {
-  const dataset = settings.dataset;
-  if (!/^[A-Za-z0-9_]{1,64}$/.test(dataset)) throw new ApiError("service_unavailable", "The analytics dataset name is not a plain identifier");
-  const rows = await analyticsSql(
-    settings,
-    `SELECT blob5 AS offer, blob6 AS variant, SUM(_sample_interval) AS count FROM ${dataset}
-     WHERE index1 = ${literal(query.environmentId)} AND blob4 = ${literal(query.organizationId)} AND blob1 = 'offer_impression'
-     AND timestamp >= toDateTime(${seconds(query.from)}) AND timestamp <= toDateTime(${seconds(query.to)}) GROUP BY offer, variant`,
-  );
-  return rows.map((row) => ({ offer: String(row.offer ?? ""), variant: row.variant ? String(row.variant) : null, count: numberOf(row.count) }));
+  const rows = await analyticsSql(settings, `SELECT blob3 AS dimension, SUM(_sample_interval * double1) AS count ${rowsOf(settings, query.environmentId, ["offer_impression"], query.from, query.to)} GROUP BY dimension`);
+  return dimensionRows(rows).flatMap(({ dimension, count }) => {
+    if (!readableJson(dimension)) return [];
+    const [offer, variant] = JSON.parse(dimension) as [unknown, unknown];
+    return typeof offer === "string" ? [{ offer, variant: typeof variant === "string" ? variant : null, count }] : [];
+  });
 }

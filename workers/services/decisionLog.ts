@@ -3,18 +3,19 @@
  * record, whole, into an Iceberg table in R2 through a Cloudflare Pipelines stream — priced per gigabyte, not per row
  * and index as D1 is — read back by the console with R2 SQL (services/r2SqlLog.ts).
  *
- * The path of a record, and why nothing is lost when a part of it is slow:
- * 1. After the response, the isolate's buffered batch (services/events.ts, ≤ 50 records or 250 ms) goes to the
- *    DECISION_LOG_QUEUE as one or a few messages (LogMessage, packed under MAX_MESSAGE_BYTES). Nothing in the hot path
- *    waits for it. When the queue refuses, the batch is written to D1's events table instead (the console reads both).
- * 2. The queue's consumer (`handleDecisionLogBatch`) sends each message's records to the DECISION_LOG pipeline; a
- *    failed send is retried with a growing delay, up to max_retries.
- * 3. A message that kept failing goes to the dead-letter queue, whose consumer writes its records to D1
- *    (`handleDecisionLogDeadLetters`): still in the console, never dropped. Only when D1 refuses too, for ten more
- *    attempts, is it logged and dropped.
- * Delivery is at least once: a retried send may log a record twice under the same id; the reader keeps one.
+ * The path of a record, and why nothing is lost when a part of it is slow or down:
+ * 1. After the response, the isolate's buffered batch (services/events.ts, ≤ 50 records or 250 ms) is sent to the
+ *    DECISION_LOG stream (`send` resolves once the stream has taken it), in requests under MAX_SEND_BYTES. Nothing in
+ *    the hot path waits for it.
+ * 2. Records the stream refused go to the DECISION_LOG_QUEUE (messages under MAX_MESSAGE_BYTES), whose consumer
+ *    (`handleDecisionLogBatch`) sends them again, retrying with a growing delay up to max_retries; a message that
+ *    kept failing goes to the dead-letter queue, whose consumer writes its records to D1
+ *    (`handleDecisionLogDeadLetters`) — still in the console, which reads D1 beside the log.
+ * 3. Records the queue refused too are written to D1 at once.
+ * Delivery is at least once: a send that failed after the stream took it logs a record twice under one id; the
+ * reader keeps one. Steady state costs no queue operation: the queue carries only what the stream refused.
  */
-import { boundedRecordJson, writeBatch, type PendingEvent } from "./events";
+import { boundedRecordJson, type PendingEvent } from "./events";
 import { utf8ByteLength } from "../lib/json";
 
 /** Queue names and retry counts, as wrangler.toml declares them (a test keeps them equal). */
@@ -48,6 +49,8 @@ export interface LogPipeline {
 /** Queue messages are at most 128 KB: a record's JSON is bounded under it, and messages are packed up to this size. */
 export const MAX_LOGGED_RECORD_BYTES = 96 * 1024;
 const MAX_MESSAGE_BYTES = 120 * 1024;
+/** A stream takes at most 1 MB per request. */
+const MAX_SEND_BYTES = 900 * 1024;
 
 export function loggedRecordOf(event: PendingEvent): LoggedRecord {
   return {
@@ -63,34 +66,63 @@ export function loggedRecordOf(event: PendingEvent): LoggedRecord {
   };
 }
 
-/** The batch as queue messages, each under MAX_MESSAGE_BYTES. */
-export function logMessagesOf(batch: readonly PendingEvent[]): LogMessage[] {
-  const messages: LogMessage[] = [];
+/** Records in groups whose JSON stays under `maxBytes`, in order. */
+function packed(records: readonly LoggedRecord[], maxBytes: number): LoggedRecord[][] {
+  const groups: LoggedRecord[][] = [];
   let current: LoggedRecord[] = [];
   let bytes = 0;
-  for (const event of batch) {
-    const logged = loggedRecordOf(event);
+  for (const logged of records) {
     const size = utf8ByteLength(JSON.stringify(logged)) + 1;
-    if (current.length > 0 && bytes + size > MAX_MESSAGE_BYTES) {
-      messages.push({ records: current });
+    if (current.length > 0 && bytes + size > maxBytes) {
+      groups.push(current);
       current = [];
       bytes = 0;
     }
     current.push(logged);
     bytes += size;
   }
-  if (current.length > 0) messages.push({ records: current });
-  return messages;
+  if (current.length > 0) groups.push(current);
+  return groups;
 }
 
-/** Sends a flushed batch to the log's queue; if the queue refuses, the batch goes to D1 (without rollups: the metrics are on Analytics Engine). */
-export async function sendToDecisionLog(queue: Queue<LogMessage>, db: D1Database, batch: PendingEvent[]): Promise<void> {
-  const messages = logMessagesOf(batch);
+/** The batch as queue messages, each under MAX_MESSAGE_BYTES. */
+export function logMessagesOf(batch: readonly PendingEvent[]): LogMessage[] {
+  return packed(batch.map(loggedRecordOf), MAX_MESSAGE_BYTES).map((records) => ({ records }));
+}
+
+/**
+ * Writes a flushed batch to the log: to the stream, what it refused to the queue, what the queue refused to D1. Never
+ * thrown: a failure is logged, and only a record D1 refused as well is lost.
+ */
+export async function writeDecisionLog(sinks: { pipeline?: LogPipeline; queue: Queue<LogMessage>; db: D1Database }, batch: readonly PendingEvent[]): Promise<void> {
+  const records = batch.map(loggedRecordOf);
+  const refused: LoggedRecord[] = [];
+  if (sinks.pipeline) {
+    const pipeline = sinks.pipeline;
+    await Promise.all(
+      packed(records, MAX_SEND_BYTES).map((group) =>
+        pipeline.send(group).catch((error: unknown) => {
+          console.warn(JSON.stringify({ event: "decision_log_not_sent", records: group.length, error: String(error) }));
+          refused.push(...group);
+        }),
+      ),
+    );
+  } else refused.push(...records);
+  if (refused.length === 0) return;
+  const unqueued: LoggedRecord[] = [];
+  await Promise.all(
+    packed(refused, MAX_MESSAGE_BYTES).map((group) =>
+      sinks.queue.send({ records: group }, { contentType: "json" }).catch((error: unknown) => {
+        console.warn(JSON.stringify({ event: "decision_log_not_queued", records: group.length, error: String(error) }));
+        unqueued.push(...group);
+      }),
+    ),
+  );
+  if (unqueued.length === 0) return;
   try {
-    await queue.sendBatch(messages.map((body) => ({ body, contentType: "json" as const })));
+    await writeLoggedToD1(sinks.db, unqueued);
   } catch (error) {
-    console.warn(JSON.stringify({ event: "decision_log_not_queued", records: batch.length, error: String(error) }));
-    await writeBatch(db, batch, { rollups: false });
+    console.error(JSON.stringify({ event: "decision_record_not_written", records: unqueued.map(({ id, organization_id, kind }) => ({ id, organizationId: organization_id, kind })), error: String(error) }));
   }
 }
 

@@ -15,8 +15,8 @@
  * Either way the hot path only buffers: nothing a decision answers waits for a sink.
  */
 import { ApiError } from "../errors";
-import { queryAnalyticsImpressions, queryAnalyticsMetrics, writeDataPoints, type AnalyticsSqlSettings } from "./analyticsEngine";
-import { sendToDecisionLog, type LogMessage, type LogPipeline } from "./decisionLog";
+import { holdDataPointsOf, queryAnalyticsImpressions, queryAnalyticsMetrics, writeHeldDataPoints, type AnalyticsSqlSettings } from "./analyticsEngine";
+import { writeDecisionLog, type LogMessage, type LogPipeline } from "./decisionLog";
 import { bufferEvent, flushEvents, flushEventsAndRollups, queryEvents, queryOfferImpressions, recordEvent, type BatchWriter, type EventInput, type EventKind, type EventQuery, type StoredEvent } from "./events";
 import { queryMetrics, type EnvironmentMetrics } from "./metrics";
 import { queryDecisionLog, type R2SqlSettings } from "./r2SqlLog";
@@ -84,7 +84,9 @@ export function d1EventStore(db: D1Database): EventStore {
 }
 
 /** What `EVENT_SINK = "cloudflare"` needs, or the names missing. */
-function cloudflareSettings(env: CloudflareSinkEnv): { analytics: AnalyticsSqlSettings; log: R2SqlSettings; dataset: AnalyticsEngineDataset; queue: Queue<LogMessage> } | string[] {
+function cloudflareSettings(
+  env: CloudflareSinkEnv,
+): { analytics: AnalyticsSqlSettings; log: R2SqlSettings; dataset: AnalyticsEngineDataset; queue: Queue<LogMessage>; pipeline: LogPipeline | undefined } | string[] {
   const required = {
     DECISION_METRICS: env.DECISION_METRICS,
     DECISION_LOG_QUEUE: env.DECISION_LOG_QUEUE,
@@ -102,6 +104,8 @@ function cloudflareSettings(env: CloudflareSinkEnv): { analytics: AnalyticsSqlSe
   return {
     dataset: env.DECISION_METRICS!,
     queue: env.DECISION_LOG_QUEUE!,
+    // Without it (a deployment still creating its stream) the records wait in the queue, whose consumer keeps them in D1.
+    pipeline: env.DECISION_LOG,
     analytics: { apiBase: env.ANALYTICS_SQL_API || "https://api.cloudflare.com/client/v4", accountId, token: env.EVENTS_API_TOKEN!, dataset: env.DECISION_METRICS_DATASET! },
     log: {
       apiBase: env.R2_SQL_API || "https://api.sql.cloudflarestorage.com/api/v1",
@@ -115,25 +119,29 @@ function cloudflareSettings(env: CloudflareSinkEnv): { analytics: AnalyticsSqlSe
 }
 
 /**
- * The production sink. Its log writer is one object per queue binding, so the isolate's buffer (services/events.ts)
- * keeps one batch for it.
+ * The production sink. Its writer is one object per queue binding, so the isolate's buffer (services/events.ts) keeps
+ * one batch for it: a flushed batch is summed into the metrics' held rows (written to Analytics Engine every few
+ * seconds) and sent to the decision log.
  */
-const logWriters = new WeakMap<Queue<LogMessage>, BatchWriter>();
+const cloudflareWriters = new WeakMap<Queue<LogMessage>, BatchWriter>();
 
 export function cloudflareEventStore(db: D1Database, settings: Exclude<ReturnType<typeof cloudflareSettings>, string[]>): EventStore {
-  let writer = logWriters.get(settings.queue);
+  let writer = cloudflareWriters.get(settings.queue);
   if (!writer) {
-    const queue = settings.queue;
-    writer = { write: (batch) => sendToDecisionLog(queue, db, batch) };
-    logWriters.set(queue, writer);
+    const { dataset, pipeline, queue } = settings;
+    writer = {
+      write: async (batch) => {
+        holdDataPointsOf(dataset, batch);
+        writeHeldDataPoints(dataset);
+        await writeDecisionLog({ pipeline, queue, db }, batch);
+      },
+    };
+    cloudflareWriters.set(settings.queue, writer);
   }
   const logWriter = writer;
   return {
     sink: "cloudflare",
-    record(ctx, event) {
-      writeDataPoints(settings.dataset, event);
-      bufferEvent(ctx, logWriter, event);
-    },
+    record: (ctx, event) => bufferEvent(ctx, logWriter, event),
     async events(query) {
       // What stays in D1 and what the log holds are two sorted streams of one order (created_at, id): a page is the
       // first `limit` of both merged, and its cursor works on both. A kind only one of them holds reads that one.

@@ -52,7 +52,7 @@ export interface RolledUpRecord {
 }
 
 /** One row's increment: [environmentId, minute, metric, dimension, bucket, count]. */
-type RollupRow = [string, string, string, string, number, number];
+export type RollupRow = [string, string, string, string, number, number];
 
 /** The start of the minute of an ISO-8601 instant, as stored (`2026-11-25T23:56:00.000Z`). */
 export function minuteOf(iso: string): string {
@@ -63,8 +63,12 @@ const asArray = (value: unknown): unknown[] => (Array.isArray(value) ? value : [
 const asObject = (value: unknown): Record<string, unknown> => (value !== null && typeof value === "object" && !Array.isArray(value) ? (value as Record<string, unknown>) : {});
 const dimension = (value: unknown): string => String(value ?? "").slice(0, MAX_DIMENSION_LENGTH);
 
-/** The increments of a batch of records, summed per row (decision records only). */
-export function rollupsOf(records: readonly RolledUpRecord[]): RollupRow[] {
+/**
+ * The increments of a batch of records, summed per row (decision records only). `offers`: also the impressions per
+ * offer and variant (metric `offer_impression`, dimension `[offer, variant]`) — Analytics Engine's funnel reads them;
+ * D1's reads the records themselves.
+ */
+export function rollupsOf(records: readonly RolledUpRecord[], { offers = false } = {}): RollupRow[] {
   const rows = new Map<string, RollupRow>();
   for (const event of records) {
     if (!DECISION_KINDS.has(event.kind)) continue;
@@ -86,6 +90,12 @@ export function rollupsOf(records: readonly RolledUpRecord[]): RollupRow[] {
     series("workflowFailures", failures.length);
     for (const run of failures.slice(0, MAX_DIMENSIONS_PER_RECORD)) add("workflow_failure", 1, dimension(asObject(run).kind ?? "unknown"));
     series("offerImpressions", asArray(record.offers).length);
+    if (offers) {
+      for (const shown of asArray(record.offers).slice(0, MAX_DIMENSIONS_PER_RECORD)) {
+        const { offer, variant } = asObject(shown);
+        if (typeof offer === "string") add("offer_impression", 1, JSON.stringify([dimension(offer), variant === undefined || variant === null ? null : dimension(variant)]));
+      }
+    }
     for (const denial of asArray(record.denials).slice(0, MAX_DIMENSIONS_PER_RECORD)) {
       const { featureSlug, property, reason } = asObject(denial);
       add("denial", 1, JSON.stringify([dimension(featureSlug), dimension(property), dimension(reason)]));
@@ -137,30 +147,59 @@ export const ROLLUP_WRITE_INTERVAL_MS = 10_000;
 /** Rows an isolate keeps while D1 refuses them; past this, the oldest minutes' increments are dropped (and logged). */
 const MAX_HELD_ROLLUP_ROWS = 20_000;
 
-const heldRollups = new Map<string, RollupRow>();
-let heldSince: number | undefined;
-
 const rowKey = (row: RollupRow) => `${row[0]}\u0000${row[1]}\u0000${row[2]}\u0000${row[3]}\u0000${row[4]}`;
 
-function hold(rows: readonly RollupRow[]): void {
-  for (const row of rows) {
-    const key = rowKey(row);
-    const held = heldRollups.get(key);
-    if (held) held[5] += row[5];
-    else heldRollups.set(key, [...row]);
+/**
+ * Rollup rows summed in an isolate until they are written: D1's (below) and Analytics Engine's
+ * (services/analyticsEngine.ts) each keep their own.
+ */
+export class HeldRollups {
+  private readonly rows = new Map<string, RollupRow>();
+  private since: number | undefined;
+
+  get size(): number {
+    return this.rows.size;
   }
-  if (heldRollups.size > 0) heldSince ??= Date.now();
-  if (heldRollups.size > MAX_HELD_ROLLUP_ROWS) {
-    // Map order is insertion order: the first rows are the oldest minutes'.
-    const dropped = heldRollups.size - MAX_HELD_ROLLUP_ROWS;
-    for (const key of [...heldRollups.keys()].slice(0, dropped)) heldRollups.delete(key);
-    console.warn(JSON.stringify({ event: "metric_rollups_dropped", rows: dropped }));
+
+  /** Whether rows have waited `intervalMs` (or any are held, with `force`). */
+  due(now: number, { force = false, intervalMs = ROLLUP_WRITE_INTERVAL_MS } = {}): boolean {
+    return this.since !== undefined && this.rows.size > 0 && (force || now - this.since >= intervalMs);
+  }
+
+  add(rows: readonly RollupRow[]): void {
+    for (const row of rows) {
+      const key = rowKey(row);
+      const held = this.rows.get(key);
+      if (held) held[5] += row[5];
+      else this.rows.set(key, [...row]);
+    }
+    if (this.rows.size > 0) this.since ??= Date.now();
+    if (this.rows.size > MAX_HELD_ROLLUP_ROWS) {
+      // Map order is insertion order: the first rows are the oldest minutes'.
+      const dropped = this.rows.size - MAX_HELD_ROLLUP_ROWS;
+      for (const key of [...this.rows.keys()].slice(0, dropped)) this.rows.delete(key);
+      console.warn(JSON.stringify({ event: "metric_rollups_dropped", rows: dropped }));
+    }
+  }
+
+  /** Takes the oldest `max` rows (all by default); the rest stay held, due at once. */
+  take(max = Infinity): RollupRow[] {
+    const taken: RollupRow[] = [];
+    for (const [key, row] of this.rows) {
+      if (taken.length >= max) break;
+      taken.push(row);
+      this.rows.delete(key);
+    }
+    if (this.rows.size === 0) this.since = undefined;
+    return taken;
   }
 }
 
+const d1Held = new HeldRollups();
+
 /** Sums the rollups of records just written (first attempt, random ids) into this isolate's held rollups. */
 export function holdRollupsOf(records: readonly RolledUpRecord[]): void {
-  hold(rollupsOf(records));
+  d1Held.add(rollupsOf(records));
 }
 
 /**
@@ -168,15 +207,12 @@ export function holdRollupsOf(records: readonly RolledUpRecord[]): void {
  * When D1 refuses, they are held again for the next write: never thrown (a flush's other work goes on).
  */
 export async function writeHeldRollups(db: D1Database, { force = false } = {}): Promise<void> {
-  if (heldRollups.size === 0 || heldSince === undefined) return;
-  if (!force && Date.now() - heldSince < ROLLUP_WRITE_INTERVAL_MS) return;
-  const rows = [...heldRollups.values()];
-  heldRollups.clear();
-  heldSince = undefined;
+  if (!d1Held.due(Date.now(), { force })) return;
+  const rows = d1Held.take();
   try {
     await upsertRows(db, rows, false).run();
   } catch (error) {
-    hold(rows);
+    d1Held.add(rows);
     console.warn(JSON.stringify({ event: "metric_rollups_not_written", rows: rows.length, error: String(error) }));
   }
 }
@@ -216,7 +252,7 @@ export interface EnvironmentMetrics {
   stageLatency: { stage: string; count: number; p50: number; p95: number; p99: number }[];
 }
 
-const MAX_LISTED = 100;
+export const MAX_LISTED = 100;
 
 /**
  * The metrics of an environment over [from, to] (ISO-8601), its series per step (stepSecondsFor the range). Every
@@ -245,17 +281,36 @@ export async function queryMetrics(db: D1Database, query: { environmentId: strin
     of("workflow_failure", `SELECT dimension, SUM(count) AS count FROM metric_rollups WHERE ${range} GROUP BY dimension ORDER BY count DESC, dimension LIMIT ${MAX_LISTED}`),
     of("stage", `SELECT dimension, bucket, SUM(count) AS count FROM metric_rollups WHERE ${range} GROUP BY dimension, bucket ORDER BY dimension, bucket`),
   ]);
+  return metricsFromRows(query, {
+    series: (series?.results ?? []) as SeriesRow[],
+    denials: (denials?.results ?? []) as DimensionRow[],
+    failures: (failures?.results ?? []) as DimensionRow[],
+    stages: (stages?.results ?? []) as StageRow[],
+  });
+}
+
+/** The rows a metrics query reads, whichever store answers it (D1's rollups, Analytics Engine's points). */
+export type SeriesRow = { start: number; metric: string; count: number };
+export type DimensionRow = { dimension: string; count: number };
+export type StageRow = { dimension: string; bucket: number; count: number };
+
+/** The series metrics' stored names. */
+export const SERIES_METRIC_NAMES: readonly string[] = Object.values(SERIES_METRICS);
+
+/** The metrics of [from, to] from its rows: one point per step, denials and failures listed, stage percentiles. */
+export function metricsFromRows(query: { from: string; to: string }, rows: { series: SeriesRow[]; denials: DimensionRow[]; failures: DimensionRow[]; stages: StageRow[] }): EnvironmentMetrics {
+  const step = stepSecondsFor(Date.parse(query.to) - Date.parse(query.from));
   return {
     from: query.from,
     to: query.to,
     step,
-    series: seriesOf(first, last, step, (series?.results ?? []) as { start: number; metric: string; count: number }[]),
-    denials: ((denials?.results ?? []) as { dimension: string; count: number }[]).map(({ dimension, count }) => {
+    series: seriesOf(minuteOf(query.from), minuteOf(query.to), step, rows.series),
+    denials: rows.denials.map(({ dimension, count }) => {
       const [featureSlug = "", property = "", reason = ""] = JSON.parse(dimension) as string[];
       return { featureSlug, property, reason, count };
     }),
-    workflowFailures: ((failures?.results ?? []) as { dimension: string; count: number }[]).map(({ dimension, count }) => ({ kind: dimension, count })),
-    stageLatency: stageLatencyOf((stages?.results ?? []) as { dimension: string; bucket: number; count: number }[]),
+    workflowFailures: rows.failures.map(({ dimension, count }) => ({ kind: dimension, count })),
+    stageLatency: stageLatencyOf(rows.stages),
   };
 }
 
