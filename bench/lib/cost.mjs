@@ -157,7 +157,10 @@ export async function recordedUsage(db, { environmentId, from, to }) {
     .prepare(
       `SELECT COUNT(*) AS decisions,
               COALESCE(SUM(CASE WHEN json_extract(record, '$.meter.status') IN ('ok', 'fallback') THEN 1 ELSE 0 END), 0) AS meterCalls,
-              COALESCE(SUM(COALESCE(json_extract(record, '$.timings.meter'), 0)), 0) AS meterMs
+              COALESCE(SUM(COALESCE(json_extract(record, '$.timings.meter'), 0)), 0) AS meterMs,
+              -- What the decision log sends per record (services/decisionLog.ts LoggedRecord: the columns and the record's JSON).
+              COALESCE(AVG(length(CAST(record AS BLOB)) + length(id) + length(organization_id) + length(environment_id) + length(kind) + length(created_at)
+                + COALESCE(length(identifier), 0) + COALESCE(length(surface_slug), 0) + COALESCE(length(outcome), 0) + 120), 0) AS recordBytes
          FROM events
         WHERE environment_id = ? AND created_at >= ? AND created_at < ? AND kind IN ('access_check', 'surface_decision')`,
     )
@@ -182,6 +185,7 @@ export async function recordedUsage(db, { environmentId, from, to }) {
     decisions: Number(decisions?.decisions ?? 0),
     meterCalls: Number(decisions?.meterCalls ?? 0),
     meterMs: Number(decisions?.meterMs ?? 0),
+    recordBytes: Number(decisions?.recordBytes ?? 0),
     consumptions: Number(consumption?.consumptions ?? 0),
     firstUnits: Number(consumption?.firstUnits ?? 0),
     rollupRowsTouched: Number(rollups?.n ?? 0),
@@ -227,6 +231,11 @@ export function usagePerDecision({ requests, seconds, cpuSeconds, recorded, rows
     d1RowsWritten: rows.eventInsert === null ? null : per(recorded.decisions * rows.eventInsert + rollupWrites),
     analyticsDataPoints: 0,
     queueOperations: 0,
+    pipelinesSinkBytes: 0,
+    // For the production sink (costPerMillion's `sink: "cloudflare"`): the same rollup rows as Analytics Engine points,
+    // and the record's bytes as the decision log's stream takes them.
+    rollupRowsWritten: per(rollupWrites),
+    recordBytes: recorded.recordBytes,
   };
 }
 
@@ -241,11 +250,26 @@ const LINES = [
   ["d1RowsWritten", "D1 rows written"],
   ["analyticsDataPoints", "analytics data points"],
   ["queueOperations", "queue operations"],
+  ["pipelinesSinkBytes", "Pipelines sink"],
 ];
 
-/** $ per million decisions, per line and in total, with the dominant line. */
-export function costPerMillion(usage, prices) {
-  if (!usage) return null;
+/**
+ * The usage of the same decisions with the production event sink (EVENT_SINK = "cloudflare", workers/services/
+ * eventStore.ts): no D1 row per record or rollup; the rollup rows as Analytics Engine data points; every record's
+ * bytes through the Pipelines stream's Iceberg sink; no queue operation in the steady state (the queue carries only
+ * what the stream refused).
+ */
+function withProductionSink(usage) {
+  return { ...usage, d1RowsWritten: 0, analyticsDataPoints: usage.rollupRowsWritten ?? 0, pipelinesSinkBytes: usage.recordBytes ?? 0, queueOperations: 0 };
+}
+
+/**
+ * $ per million decisions, per line and in total, with the dominant line: with the embedded D1 sink the run used, or
+ * (`sink: "cloudflare"`) with the production sink.
+ */
+export function costPerMillion(measured, prices, { sink = "d1" } = {}) {
+  if (!measured) return null;
+  const usage = sink === "cloudflare" ? withProductionSink(measured) : measured;
   const memoryGb = prices.assumptions?.durableObjectMemoryGb ?? 0.125;
   // Duration: the meter stage's wall time as the Worker saw it (call, object's work, return) × the object's memory.
   const filled = { ...usage, durableObjectGbSeconds: (usage.meterMs / 1000) * memoryGb };
