@@ -137,6 +137,23 @@ export async function startServer(root, scriptPath, { log = console.log } = {}) 
     durableObjectsPersist: join(persistDir, "do"),
     cachePersist: false,
   };
+  if (process.env.BENCH_EVENT_SINK === "cloudflare") {
+    // The production event sink (workers/services/eventStore.ts) for an A/B of its hot-path cost: locally the
+    // Analytics Engine dataset and the Pipelines stream accept and drop what they get, so nothing is written to D1 —
+    // and the cost table, which reads the records from D1, has nothing to price (use the D1 run's).
+    Object.assign(options.bindings, {
+      EVENT_SINK: "cloudflare",
+      CF_ACCOUNT_ID: "bench",
+      EVENTS_API_TOKEN: "bench",
+      DECISION_METRICS_DATASET: "decision_events",
+      DECISION_LOG_BUCKET: "bench-events",
+      DECISION_LOG_TABLE: "decisions.log",
+    });
+    options.analyticsEngineDatasets = { DECISION_METRICS: { dataset: "decision_events" } };
+    options.pipelines = { DECISION_LOG: "decision-log" };
+    options.queueProducers = { DECISION_LOG_QUEUE: "edge-monetization-decision-log" };
+    notes.push("event sink: cloudflare (BENCH_EVENT_SINK) — records and metrics leave nothing in D1; no cost figures");
+  }
   let mf;
   try {
     mf = new Miniflare(options);
