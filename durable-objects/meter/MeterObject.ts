@@ -185,23 +185,35 @@ interface CounterRow {
   [key: string]: SqlStorageValue;
 }
 
+/**
+ * The core: the counters, the one table every metered identity writes. WITHOUT ROWID, so a counter's first write is
+ * one row, not a row and its key's index (objects created before this keep their rowid table; the statements are the
+ * same for both).
+ */
 const SCHEMA = `
   CREATE TABLE IF NOT EXISTS counters (
     counter_id TEXT PRIMARY KEY, period TEXT NOT NULL, time_zone TEXT NOT NULL,
-    period_start INTEGER NOT NULL, consumed INTEGER NOT NULL);
+    period_start INTEGER NOT NULL, consumed INTEGER NOT NULL) WITHOUT ROWID;
+`;
+
+/** The tables and index SCHEMA creates: when all are in `sqlite_master` the DDL is skipped. */
+const SCHEMA_OBJECTS = ["counters"];
+
+const RESOURCES_SCHEMA = `
   CREATE TABLE IF NOT EXISTS resources (
     counter_id TEXT NOT NULL, period_start INTEGER NOT NULL, resource_id TEXT NOT NULL,
     PRIMARY KEY (counter_id, period_start, resource_id)) WITHOUT ROWID;
+`;
+const OVERAGE_SCHEMA = `
   CREATE TABLE IF NOT EXISTS overage_billed (
     counter_id TEXT NOT NULL, period_start INTEGER NOT NULL, billed_through INTEGER NOT NULL,
     PRIMARY KEY (counter_id, period_start)) WITHOUT ROWID;
+`;
+const IDEMPOTENCY_SCHEMA = `
   CREATE TABLE IF NOT EXISTS idempotency (
     key TEXT PRIMARY KEY, request_hash TEXT NOT NULL, result TEXT NOT NULL, created_at INTEGER NOT NULL);
   CREATE INDEX IF NOT EXISTS idempotency_created_at ON idempotency (created_at);
 `;
-
-/** The tables and index SCHEMA creates: when all are in `sqlite_master` the DDL is skipped. */
-const SCHEMA_OBJECTS = ["counters", "resources", "overage_billed", "idempotency", "idempotency_created_at"];
 
 const CREDITS_SCHEMA = `
   CREATE TABLE IF NOT EXISTS credits (credit_id TEXT PRIMARY KEY, balance REAL NOT NULL);
@@ -217,11 +229,16 @@ const CREDITS_SCHEMA = `
 `;
 
 /**
- * Tables only some objects ever need — credit balances, workflows' custom data, identity links, the remembered plan
- * set, an agent operator's nonces, charges and pending payments, reservations — are created on their first use, apart
- * from SCHEMA: each table or index created is rows written (billed), and most objects (a visitor's) use none of them.
+ * Tables only some objects ever need — unique resources, overage marks, idempotency keys, credit balances, workflows'
+ * custom data, identity links, the remembered plan set, an agent operator's nonces, charges and pending payments,
+ * reservations — are created on their first use, apart from SCHEMA: each table or index created is rows written
+ * (billed), and most objects (a visitor's) use none of them. A group is created before the transaction of the call
+ * that first writes it (the public methods know from their input which groups a write may need).
  */
 const TABLE_GROUPS = {
+  resources: { ddl: RESOURCES_SCHEMA, objects: ["resources"] },
+  overage: { ddl: OVERAGE_SCHEMA, objects: ["overage_billed"] },
+  idempotency: { ddl: IDEMPOTENCY_SCHEMA, objects: ["idempotency", "idempotency_created_at"] },
   credits: { ddl: CREDITS_SCHEMA, objects: ["credits", "credit_allowances", "credit_carry", "credit_ledger"] },
   custom: { ddl: "CREATE TABLE IF NOT EXISTS custom_data (key TEXT PRIMARY KEY, value TEXT NOT NULL);", objects: ["custom_data"] },
   links: { ddl: "CREATE TABLE IF NOT EXISTS links (link_key TEXT PRIMARY KEY, created_at INTEGER NOT NULL);", objects: ["links"] },
@@ -305,6 +322,17 @@ export class MeterObject extends DurableObject<Env> {
     this.groups.add(group);
   }
 
+  /**
+   * A write's own check that its group exists. The public methods create the groups a call may write before its
+   * transaction; this only catches a path that did not. Created inside a transaction that then rolls back, the group
+   * is marked but absent until readSchema runs again (after a throw in evaluate, or on wake), so it must stay a guard.
+   */
+  private requireGroup(group: TableGroup): void {
+    if (this.groups.has(group)) return;
+    console.warn(JSON.stringify({ event: "meter_table_group_late", group }));
+    this.ensureGroup(group);
+  }
+
   /** Remembers the plan set the user holds; returns the change when it differs from the last one seen. */
   private recordPlans(plans: string[]): { from: string[] | null; to: string[] } | undefined {
     const to = [...new Set(plans)].sort();
@@ -374,6 +402,8 @@ export class MeterObject extends DurableObject<Env> {
         return out;
       };
       if (input.agentCharge !== undefined || input.x402Payment !== undefined) this.ensureGroup("agents");
+      if (input.resourceId !== undefined && input.counters.some((counter) => counter.consume && counter.uniqueResources)) this.ensureGroup("resources");
+      if (input.counters.some((counter) => counter.consume && counter.overflowLimit !== undefined)) this.ensureGroup("overage");
       // Tables a write of this call may need, created before any transaction opens (a read creates none).
       if (input.plans) this.ensureGroup("profile");
       if (input.credits?.some((credit) => credit.grant !== undefined || (credit.consume && credit.cost > 0))) this.ensureGroup("credits");
@@ -483,6 +513,8 @@ export class MeterObject extends DurableObject<Env> {
     const timeZone = input.timeZone || "UTC";
     // Integers only (the route validates): a fraction is truncated toward 0, anything else is no change.
     const update = Number.isFinite(input.update ?? 1) ? Math.trunc(input.update ?? 1) : 0;
+    if (input.uniqueResources === true && input.resourceId !== undefined && update > 0) this.ensureGroup("resources");
+    if (input.overflowLimit !== undefined && update > 0) this.ensureGroup("overage");
     return this.idempotent("updateCounter", input.idempotencyKey, input.requestHash, now, () => {
       const limit = limitOf(input.limit);
       const unique = input.uniqueResources === true && input.resourceId !== undefined;
@@ -537,7 +569,7 @@ export class MeterObject extends DurableObject<Env> {
         timeZone,
         periodStart: new Date(start).toISOString(),
         consumedUnits: current ? row.consumed : 0,
-        uniqueResourceCount: current
+        uniqueResourceCount: current && this.groups.has("resources")
           ? this.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM resources WHERE counter_id = ? AND period_start = ?", counterId, start).one().n
           : 0,
       };
@@ -552,8 +584,8 @@ export class MeterObject extends DurableObject<Env> {
     if (!this.schemaReady) return false; // an object without tables has nothing to reset
     return this.ctx.storage.transactionSync(() => {
       const existed = this.sql.exec("DELETE FROM counters WHERE counter_id = ?", counterId).rowsWritten > 0;
-      this.sql.exec("DELETE FROM resources WHERE counter_id = ?", counterId);
-      this.sql.exec("DELETE FROM overage_billed WHERE counter_id = ?", counterId);
+      if (this.groups.has("resources")) this.sql.exec("DELETE FROM resources WHERE counter_id = ?", counterId);
+      if (this.groups.has("overage")) this.sql.exec("DELETE FROM overage_billed WHERE counter_id = ?", counterId);
       return existed;
     });
   }
@@ -574,10 +606,12 @@ export class MeterObject extends DurableObject<Env> {
         timeZone: row.time_zone,
         periodStart: row.period_start,
         consumed: row.consumed,
-        resources: this.sql
-          .exec<{ resource_id: string }>("SELECT resource_id FROM resources WHERE counter_id = ? AND period_start = ?", row.counter_id, row.period_start)
-          .toArray()
-          .map((resource) => resource.resource_id),
+        resources: !this.groups.has("resources")
+          ? []
+          : this.sql
+              .exec<{ resource_id: string }>("SELECT resource_id FROM resources WHERE counter_id = ? AND period_start = ?", row.counter_id, row.period_start)
+              .toArray()
+              .map((resource) => resource.resource_id),
       }));
   }
 
@@ -587,6 +621,7 @@ export class MeterObject extends DurableObject<Env> {
    */
   importOnce(linkKey: string, counters: CounterExport[], now = Date.now()): { linked: boolean; counters: number } {
     this.ensureGroup("links");
+    if (counters.some((counter) => counter.resources.length > 0)) this.ensureGroup("resources");
     // One transaction: a throw part-way leaves neither half the counters nor the link marker.
     return this.ctx.storage.transactionSync(() => this.importOnceInTransaction(linkKey, counters, now));
   }
@@ -659,7 +694,7 @@ export class MeterObject extends DurableObject<Env> {
     const now = Date.now();
     const storedKey = applyId === undefined ? undefined : `customDataApply:${applyId}`;
     // Before the comparison: the first apply's own writes changed the values this repeat was decided on.
-    if (storedKey !== undefined && this.schemaReady) {
+    if (storedKey !== undefined && this.groups.has("idempotency")) {
       const done = this.sql.exec<{ created_at: number }>("SELECT created_at FROM idempotency WHERE key = ?", storedKey).toArray()[0];
       if (done && done.created_at > now - IDEMPOTENCY_TTL_MS) return { applied: true, replayed: true };
     }
@@ -668,6 +703,7 @@ export class MeterObject extends DurableObject<Env> {
     if (writes.length === 0 && storedKey === undefined) return { applied: true };
     if (writes.length > 0) this.ensureGroup("custom");
     else this.ensureSchema();
+    if (storedKey !== undefined) this.ensureGroup("idempotency");
     this.ctx.storage.transactionSync(() => {
       for (const write of writes) {
         if (write.delete) this.sql.exec("DELETE FROM custom_data WHERE key = ?", write.key);
@@ -719,7 +755,7 @@ export class MeterObject extends DurableObject<Env> {
   voidAgentCharge(id: string, idempotencyKey?: string): boolean {
     if (!this.groups.has("agents")) return false;
     return this.ctx.storage.transactionSync(() => {
-      if (idempotencyKey !== undefined) this.sql.exec("DELETE FROM idempotency WHERE key = ?", `evaluate:${idempotencyKey}`);
+      if (idempotencyKey !== undefined && this.groups.has("idempotency")) this.sql.exec("DELETE FROM idempotency WHERE key = ?", `evaluate:${idempotencyKey}`);
       return this.sql.exec("DELETE FROM agent_charges WHERE id = ?", id).rowsWritten > 0;
     });
   }
@@ -752,6 +788,7 @@ export class MeterObject extends DurableObject<Env> {
   async reserve(input: ReserveInput): Promise<(ReserveOutcome & Replayable) | IdempotencyConflict> {
     const now = input.now ?? Date.now();
     this.ensureGroup("reservations");
+    this.ensureGroup("overage");
     if (input.credit) this.ensureGroup("credits");
     const result = this.idempotent("reserve", input.idempotencyKey, input.requestHash, now, () => this.reservations().reserve(input, now));
     if ("reservation" in result && result.reservation) await this.alarmBy(Date.parse(result.reservation.expiresAt));
@@ -762,6 +799,7 @@ export class MeterObject extends DurableObject<Env> {
   settleReservation(input: SettleInput): SettleOutcome {
     if (!this.groups.has("reservations")) return { refused: "reservation_not_found" }; // an object without these tables reserved nothing
     const now = input.now ?? Date.now();
+    this.ensureGroup("overage");
     return this.ctx.storage.transactionSync(() => this.reservations().settle(input, now));
   }
 
@@ -827,14 +865,20 @@ export class MeterObject extends DurableObject<Env> {
         counters += this.sql.exec("DELETE FROM counters WHERE counter_id = ? AND period_start = ?", row.counter_id, row.period_start).rowsWritten;
       }
     }
-    const resources = this.sql.exec(
-      "DELETE FROM resources WHERE NOT EXISTS (SELECT 1 FROM counters c WHERE c.counter_id = resources.counter_id AND c.period_start = resources.period_start)",
-    ).rowsWritten;
+    const resources = !this.groups.has("resources")
+      ? 0
+      : this.sql.exec(
+          "DELETE FROM resources WHERE NOT EXISTS (SELECT 1 FROM counters c WHERE c.counter_id = resources.counter_id AND c.period_start = resources.period_start)",
+        ).rowsWritten;
     // Marks are written with their period's units: a mark without them belongs to a finished period.
-    const overageMarks = this.sql.exec(
-      "DELETE FROM overage_billed WHERE NOT EXISTS (SELECT 1 FROM counters c WHERE c.counter_id = overage_billed.counter_id AND c.period_start = overage_billed.period_start)",
-    ).rowsWritten;
-    const idempotencyKeys = this.sql.exec("DELETE FROM idempotency WHERE created_at < ?", now - IDEMPOTENCY_TTL_MS).rowsWritten;
+    const overageMarks = !this.groups.has("overage")
+      ? 0
+      : this.sql.exec(
+          "DELETE FROM overage_billed WHERE NOT EXISTS (SELECT 1 FROM counters c WHERE c.counter_id = overage_billed.counter_id AND c.period_start = overage_billed.period_start)",
+        ).rowsWritten;
+    const keys = this.groups.has("idempotency");
+    const idempotencyKeys = keys ? this.sql.exec("DELETE FROM idempotency WHERE created_at < ?", now - IDEMPOTENCY_TTL_MS).rowsWritten : 0;
+    const keysLeft = keys ? this.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM idempotency").one().n : 0;
     const credits = this.groups.has("credits");
     const grants = !credits
       ? 0
@@ -848,16 +892,9 @@ export class MeterObject extends DurableObject<Env> {
     const agents = this.groups.has("agents") ? pruneAgentRows(this.sql, now) : { nonces: 0, charges: 0, remaining: 0 };
     // Lifetime counters never expire; only rows that can expire keep the alarm alive.
     const remaining = this.sql
-      .exec<{ n: number }>(
-        "SELECT (SELECT COUNT(*) FROM counters WHERE period <> 'lifetime') + (SELECT COUNT(*) FROM idempotency) AS n",
-      )
-      .one().n + (credits ? this.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM credit_ledger").one().n : 0) + agents.remaining;
-    const soon =
-      this.sql
-        .exec<{ n: number }>(
-          "SELECT (SELECT COUNT(*) FROM idempotency) + (SELECT COUNT(*) FROM counters WHERE period IN ('minute', 'hour', 'day')) AS n",
-        )
-        .one().n > 0;
+      .exec<{ n: number }>("SELECT COUNT(*) AS n FROM counters WHERE period <> 'lifetime'")
+      .one().n + keysLeft + (credits ? this.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM credit_ledger").one().n : 0) + agents.remaining;
+    const soon = keysLeft + this.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM counters WHERE period IN ('minute', 'hour', 'day')").one().n > 0;
     return { counters, resources, overageMarks, idempotencyKeys, grants, ledger, remaining, soon };
   }
 
@@ -883,7 +920,7 @@ export class MeterObject extends DurableObject<Env> {
   }
 
   private resourceSeen(counterId: string, start: number, resourceId: string): boolean {
-    if (!this.schemaReady) return false;
+    if (!this.groups.has("resources")) return false;
     return (
       this.sql.exec("SELECT 1 FROM resources WHERE counter_id = ? AND period_start = ? AND resource_id = ?", counterId, start, resourceId).toArray()
         .length > 0
@@ -892,6 +929,7 @@ export class MeterObject extends DurableObject<Env> {
 
   /** Returns whether the resource was new. */
   private addResource(counterId: string, start: number, resourceId: string): boolean {
+    this.requireGroup("resources");
     return (
       this.sql.exec("INSERT OR IGNORE INTO resources (counter_id, period_start, resource_id) VALUES (?, ?, ?)", counterId, start, resourceId)
         .rowsWritten > 0
@@ -904,7 +942,7 @@ export class MeterObject extends DurableObject<Env> {
    * Objects that never billed overage skip it after one lookup (`hasOverageMarks`).
    */
   private moveOverageMark(counterId: string, start: number, after: number): void {
-    this.hasOverageMarks ??= this.sql.exec("SELECT 1 FROM overage_billed LIMIT 1").toArray().length > 0;
+    this.hasOverageMarks ??= this.groups.has("overage") && this.sql.exec("SELECT 1 FROM overage_billed LIMIT 1").toArray().length > 0;
     if (!this.hasOverageMarks) return;
     this.sql.exec("UPDATE overage_billed SET billed_through = ? WHERE counter_id = ? AND period_start = ? AND billed_through < ?", after, counterId, start, after);
   }
@@ -918,6 +956,7 @@ export class MeterObject extends DurableObject<Env> {
    */
   private billOverage(counterId: string, start: number, before: number, after: number, overflowLimit: number): number {
     const limit = limitOf(overflowLimit);
+    this.requireGroup("overage");
     const marked = this.sql
       .exec<{ billed_through: number }>("SELECT billed_through FROM overage_billed WHERE counter_id = ? AND period_start = ?", counterId, start)
       .toArray()[0]?.billed_through;
@@ -1055,6 +1094,7 @@ export class MeterObject extends DurableObject<Env> {
     this.ensureSchema();
     // transactionSync: a throw part-way leaves no half-applied effect (and no key).
     if (key === undefined) return this.ctx.storage.transactionSync(effect);
+    this.ensureGroup("idempotency");
     const storedKey = `${operation}:${key}`;
     const hash = requestHash ?? "";
     const stored = this.sql

@@ -30,10 +30,12 @@ const update = async (stub: MeterStub, units: number, extra: { now?: number; ide
 
 const consume = async (stub: MeterStub, now = MAY) => only(readingsOf(await stub.evaluate({ counters: [overflow()], timeZone: "UTC", now })));
 
-/** The marks, as units billed past LIMIT (a mark is the highest unit billed). */
+/** The marks, as units billed past LIMIT (a mark is the highest unit billed); none while the table was never created. */
 const marks = (stub: MeterStub) =>
   runInDurableObject(stub, (_instance: MeterObject, state) =>
-    state.storage.sql
+    state.storage.sql.exec("SELECT 1 FROM sqlite_master WHERE name = 'overage_billed'").toArray().length === 0
+      ? []
+      : state.storage.sql
       .exec<{ counter_id: string; period_start: number; billed_through: number }>("SELECT counter_id, period_start, billed_through FROM overage_billed ORDER BY period_start")
       .toArray()
       .map((row) => ({ counterId: row.counter_id, periodStart: new Date(row.period_start).toISOString(), billed: row.billed_through - LIMIT })),
@@ -167,11 +169,12 @@ describe("overage marks", () => {
     expect(readingOf(overflowing)).toMatchObject({ consumedUnits: 8, overageBilledUnits: 1 });
   });
 
-  it("an object from before overage marks gets the table on wake and bills from there", async () => {
+  it("an object without overage marks (never billed, or from before them) gets the table on its first overflow and bills from there", async () => {
     const { stub } = freshMeter();
     await stub.evaluate({ counters: [counter(API, UNLIMITED_UNITS)], timeZone: "UTC", now: MAY });
+    expect(await marks(stub)).toEqual([]);
     await runInDurableObject(stub, (_instance: MeterObject, state) => {
-      state.storage.sql.exec("DROP TABLE overage_billed");
+      state.storage.sql.exec("DROP TABLE IF EXISTS overage_billed");
     });
     await evictDurableObject(stub);
     expect(await update(stub, 3)).toMatchObject({ consumedUnits: 4, overageBilledUnits: 1 });

@@ -29,22 +29,25 @@ describe("meter object schema", () => {
     expect(await tables(stub)).toEqual([]);
 
     expect(only(readingsOf(await stub.evaluate({ counters: [counter(WIDGET, 3)], timeZone: "UTC" })))).toMatchObject({ hasAccess: true, consumedUnits: 1 });
-    // The core tables only: credits, custom data, links, the plan set, an agent's and reservations' tables come with
-    // their first use.
-    expect(await tables(stub)).toEqual(["counters", "idempotency", "overage_billed", "resources"]);
+    // The core table only: resources, overage marks, idempotency keys, credits, custom data, links, the plan set, an
+    // agent's and reservations' tables come with their first use.
+    expect(await tables(stub)).toEqual(["counters"]);
     await evictDurableObject(stub);
     expect(only(readingsOf(await stub.evaluate({ counters: [counter(WIDGET, 3)], timeZone: "UTC" })))).toMatchObject({ hasAccess: true, consumedUnits: 2 });
   });
 
   it("completes a partial schema on wake without losing data", async () => {
     const { stub } = freshMeter();
-    await stub.evaluate({ counters: [counter(WIDGET, 3)], timeZone: "UTC" });
+    await stub.evaluate({ counters: [counter(WIDGET, 3)], timeZone: "UTC", idempotencyKey: "k1", requestHash: "h" });
     await runInDurableObject(stub, (_instance: MeterObject, state) => {
-      state.storage.sql.exec("DROP TABLE resources");
+      state.storage.sql.exec("DROP INDEX idempotency_created_at");
     });
     await evictDurableObject(stub);
     expect(only(readingsOf(await stub.evaluate({ counters: [counter(WIDGET, 3, { consume: false })], timeZone: "UTC" })))).toMatchObject({ consumedUnits: 1 });
-    expect(await tables(stub)).toContain("resources");
+    const indexes = await runInDurableObject(stub, (_instance: MeterObject, state) => state.storage.sql.exec("SELECT name FROM sqlite_master WHERE type = 'index' AND name = 'idempotency_created_at'").toArray().length);
+    expect(indexes).toBe(1);
+    // The key stored before still answers the retry.
+    expect(await stub.evaluate({ counters: [counter(WIDGET, 3)], timeZone: "UTC", idempotencyKey: "k1", requestHash: "h" })).toMatchObject({ replayed: true });
     expect(await stub.importOnce("a->b", [])).toEqual({ linked: true, counters: 0 });
     expect(await tables(stub)).toContain("links");
   });
@@ -74,14 +77,14 @@ describe("meter object schema", () => {
     const objects = await runInDurableObject(stub, (_instance: MeterObject, state) =>
       state.storage.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM sqlite_master WHERE name NOT LIKE 'sqlite%' AND substr(name, 1, 4) <> '_cf_'").one().n,
     );
-    // 4 core tables and one index; the 15 tables and indexes of the other groups wait for their first use.
-    expect(objects).toBe(5);
+    // The counters alone (WITHOUT ROWID: no separate index for its key); every other group waits for its first use.
+    expect(objects).toBe(1);
   });
 
   it("creates credits, custom data and plan-set tables on their first write, and reads them back after eviction", async () => {
     const { stub } = freshMeter();
     expect(await stub.grantCredits({ creditId: "tokens", amount: 5 })).toMatchObject({ ok: true, balance: 5 });
-    expect(await tables(stub)).toEqual(["counters", "credit_allowances", "credit_carry", "credit_ledger", "credits", "idempotency", "overage_billed", "resources"]);
+    expect(await tables(stub)).toEqual(["counters", "credit_allowances", "credit_carry", "credit_ledger", "credits"]);
     await stub.customDataSet("k", { v: 1 });
     await stub.evaluate({ counters: [], plans: ["free"], timeZone: "UTC" });
     await evictDurableObject(stub);
@@ -89,5 +92,38 @@ describe("meter object schema", () => {
     expect(await stub.customDataGet("k")).toEqual({ v: 1 });
     expect(await stub.replaceLinkedPlans({ remove: [], add: ["pro"] })).toEqual({ from: ["free"], to: ["free", "pro"] });
     expect(await tables(stub)).toEqual(expect.arrayContaining(["custom_data", "profile"]));
+  });
+});
+
+describe("groups of the core's old tables", () => {
+  it("create resources, overage marks and idempotency keys with their first write, before its transaction", async () => {
+    const { stub } = freshMeter();
+    await stub.evaluate({ counters: [counter(WIDGET, 3, { uniqueResources: true })], resourceId: "doc-1", timeZone: "UTC" });
+    expect(await tables(stub)).toEqual(["counters", "resources"]);
+    expect(only(readingsOf(await stub.evaluate({ counters: [counter(WIDGET, 3, { uniqueResources: true })], resourceId: "doc-1", timeZone: "UTC" })))).toMatchObject({ resourceIdUsed: true, consumedUnits: 1 });
+    await evictDurableObject(stub);
+    expect(await stub.readCounters()).toMatchObject([{ counterId: WIDGET, consumedUnits: 1, uniqueResourceCount: 1 }]);
+    await stub.updateCounter({ counterId: "default:api", period: "month", timeZone: "UTC", limit: 1_000_000, overflowLimit: 0, update: 2, idempotencyKey: "u1", requestHash: "h" });
+    expect(await tables(stub)).toEqual(["counters", "idempotency", "overage_billed", "resources"]);
+    expect(await stub.updateCounter({ counterId: "default:api", period: "month", timeZone: "UTC", limit: 1_000_000, overflowLimit: 0, update: 2, idempotencyKey: "u1", requestHash: "h" })).toMatchObject({ replayed: true });
+  });
+
+  it("an old object with every table keeps working: its rowid counters table included", async () => {
+    const { stub } = freshMeter();
+    await runInDurableObject(stub, (_instance: MeterObject, state) => {
+      state.storage.sql.exec(`
+        CREATE TABLE counters (counter_id TEXT PRIMARY KEY, period TEXT NOT NULL, time_zone TEXT NOT NULL, period_start INTEGER NOT NULL, consumed INTEGER NOT NULL);
+        CREATE TABLE resources (counter_id TEXT NOT NULL, period_start INTEGER NOT NULL, resource_id TEXT NOT NULL, PRIMARY KEY (counter_id, period_start, resource_id)) WITHOUT ROWID;
+        CREATE TABLE overage_billed (counter_id TEXT NOT NULL, period_start INTEGER NOT NULL, billed_through INTEGER NOT NULL, PRIMARY KEY (counter_id, period_start)) WITHOUT ROWID;
+        CREATE TABLE idempotency (key TEXT PRIMARY KEY, request_hash TEXT NOT NULL, result TEXT NOT NULL, created_at INTEGER NOT NULL);
+        CREATE INDEX idempotency_created_at ON idempotency (created_at);
+        INSERT INTO counters VALUES ('${WIDGET}', 'lifetime', 'UTC', 0, 2);
+        INSERT INTO resources VALUES ('${WIDGET}', 0, 'doc-9');`);
+    });
+    await evictDurableObject(stub);
+    const lifetime = { period: "lifetime" as const };
+    expect(only(readingsOf(await stub.evaluate({ counters: [counter(WIDGET, 3, { ...lifetime, uniqueResources: true })], resourceId: "doc-9", timeZone: "UTC" })))).toMatchObject({ resourceIdUsed: true, consumedUnits: 2 });
+    expect(only(readingsOf(await stub.evaluate({ counters: [counter(WIDGET, 3, lifetime)], timeZone: "UTC" })))).toMatchObject({ consumedUnits: 3 });
+    expect(await stub.readCounters()).toMatchObject([{ counterId: WIDGET, consumedUnits: 3, uniqueResourceCount: 1 }]);
   });
 });
