@@ -34,6 +34,8 @@ interface ProductionOnlyEnv {
   /** The R2 bucket of the log's catalog, and the `namespace.table` its Pipelines sink writes. */
   DECISION_LOG_BUCKET?: string;
   DECISION_LOG_TABLE?: string;
+  /** Milliseconds the metrics' rollup rows wait before they are written as points (10,000 by default; tests use 0). */
+  ANALYTICS_WRITE_INTERVAL_MS?: string;
   /** Base URLs of the SQL APIs: Cloudflare's by default (tests point them at local fakes). */
   ANALYTICS_SQL_API?: string;
   R2_SQL_API?: string;

@@ -98,6 +98,8 @@ export function cloudflareSink(overrides: Partial<Record<string, unknown>> = {})
     DECISION_LOG_TABLE: LOG_TABLE,
     ANALYTICS_SQL_API: `${base}/client/v4`,
     R2_SQL_API: `${base}/r2sql`,
+    // Rows are written as points at the first flush (and the quiet-isolate timer fires at once): nothing waits 10 s.
+    ANALYTICS_WRITE_INTERVAL_MS: "0",
     ...overrides,
   } as unknown as Env;
 
@@ -147,6 +149,12 @@ export function cloudflareSink(overrides: Partial<Record<string, unknown>> = {})
 export async function failFakeOnce(path: string, status: number): Promise<void> {
   const response = await fetch(`${inject("cloudflareEventsBase")}/__control/fail`, { method: "POST", body: JSON.stringify({ path, status }) });
   if (!response.ok) throw new Error("could not arm the fake's failure");
+}
+
+/** Puts rows straight into the fake's log table (as the stream would deliver them). */
+export async function ingestLogRows(rows: Record<string, unknown>[]): Promise<void> {
+  const response = await fetch(`${inject("cloudflareEventsBase")}/__ingest/pipeline`, { method: "POST", body: JSON.stringify({ table: LOG_TABLE, records: rows }) });
+  if (!response.ok) throw new Error("could not ingest log rows");
 }
 
 /** Writes points straight into the fake's dataset (e.g. sampled ones, which the runtime would never write locally). */

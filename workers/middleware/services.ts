@@ -49,6 +49,8 @@ export function buildServices(c: Context<AppEnv>, overrides: ServiceOverrides = 
   const waitUntil = (work: Promise<unknown>) => c.executionCtx.waitUntil(work);
   const clock = overrides.clock ?? systemClock;
   const events = eventStoreOf(env);
+  // One object for the request's invocation: the event store keys per-invocation budgets on it.
+  const invocation = { waitUntil };
   return {
     db,
     clock,
@@ -82,7 +84,7 @@ export function buildServices(c: Context<AppEnv>, overrides: ServiceOverrides = 
     payments: (scope) => paymentsAccess({ db, secretsKey: env.SECRETS_KEY, stripeApiBase: env.STRIPE_API_BASE, logger: jsonLogger, clock }, scope),
     workflowRunner: (target) => selectWorkflowRunner(env, c.executionCtx, target),
     triggers: triggerQueue(env.TRIGGERS, clock),
-    recordEvent: (event) => events.record({ waitUntil }, event),
+    recordEvent: (event) => events.record(invocation, event),
     insertEvent: (event) => insertEvent(db, event),
     botVerdicts: userAgentVerdicts,
     keyDirectories: isolateKeyDirectories(env.WEB_BOT_AUTH_ALLOW_LOOPBACK === "true"),

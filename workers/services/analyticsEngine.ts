@@ -12,15 +12,19 @@
  * the latency bucket. Environment ids are unique across the platform, and the admin routes check that the caller may
  * read the environment before anything is queried.
  *
- * Analytics Engine takes 25 points per invocation: a flush writes at most MAX_POINTS_PER_FLUSH and leaves the rest
- * for the next. What an isolate holds when it is evicted — at most the last interval's counts — is lost, as with D1's
- * rollups: metrics are for charts; the records themselves go to the decision log.
+ * Analytics Engine takes 25 points per invocation: the writes of one invocation (its flushes, and the timer a quiet
+ * isolate's rows wait on) share a budget of MAX_POINTS_PER_FLUSH, the rest waiting for the next. What an isolate holds
+ * when it is evicted — at most the last interval's counts — is lost, as with D1's rollups: metrics are for charts; the
+ * records themselves go to the decision log.
  */
 import { ApiError } from "../errors";
-import { HeldRollups, MAX_LISTED, metricsFromRows, minuteOf, rollupsOf, SERIES_METRIC_NAMES, stepSecondsFor, type DimensionRow, type EnvironmentMetrics, type RolledUpRecord, type RollupRow, type SeriesRow, type StageRow } from "./metrics";
+import { HeldRollups, MAX_LISTED, metricsFromRows, minuteOf, ROLLUP_WRITE_INTERVAL_MS, rollupsOf, SERIES_METRIC_NAMES, stepSecondsFor, type DimensionRow, type EnvironmentMetrics, type RolledUpRecord, type RollupRow, type SeriesRow, type StageRow } from "./metrics";
 
-/** Points one flush writes (Analytics Engine accepts 25 per invocation; the flush runs in some request's). */
+/** Points one invocation writes (Analytics Engine accepts 25 per invocation; the flushes run in requests'). */
 export const MAX_POINTS_PER_FLUSH = 20;
+
+/** Points written so far by each invocation (its execution context), for the budget above. */
+const writtenBy = new WeakMap<object, number>();
 
 /** Rows held per dataset binding (one per deployment; tests bind their own). */
 const heldPerDataset = new WeakMap<AnalyticsEngineDataset, HeldRollups>();
@@ -40,19 +44,45 @@ export function dataPointOf(row: RollupRow): AnalyticsEngineDataPoint {
   return { indexes: [environmentId], blobs: [metric, pointMinute(minute), dimension], doubles: [count, bucket] };
 }
 
+/**
+ * Rows held with no flush to come (a quiet isolate) would wait for the next decision: the first record after the
+ * dataset's rows were written arms a timer in its request's `waitUntil`, which writes whatever is held once the
+ * interval has passed (within that request's budget).
+ */
+const timerArmed = new WeakSet<AnalyticsEngineDataset>();
+
+export function writeDataPointsLater(ctx: Pick<ExecutionContext, "waitUntil">, dataset: AnalyticsEngineDataset, intervalMs = ROLLUP_WRITE_INTERVAL_MS): void {
+  if (timerArmed.has(dataset)) return;
+  timerArmed.add(dataset);
+  ctx.waitUntil(
+    new Promise((resolve) => setTimeout(resolve, intervalMs)).then(() => {
+      timerArmed.delete(dataset);
+      writeHeldDataPoints(dataset, { force: true, invocation: ctx });
+    }),
+  );
+}
+
 /** Sums a flushed batch's decisions into the dataset's held rows. */
 export function holdDataPointsOf(dataset: AnalyticsEngineDataset, records: readonly RolledUpRecord[]): void {
   heldFor(dataset).add(rollupsOf(records, { offers: true }));
 }
 
 /**
- * Writes held rows as points once they have waited ROLLUP_WRITE_INTERVAL_MS (`force`: now), at most
- * MAX_POINTS_PER_FLUSH; answers how many are still held. A point the runtime refuses is logged, never thrown.
+ * Writes held rows as points once they have waited `intervalMs` (`force`: now) — at most what is left of
+ * `invocation`'s budget of MAX_POINTS_PER_FLUSH (without one, MAX_POINTS_PER_FLUSH) — and answers how many are still
+ * held. A point the runtime refuses is logged, never thrown.
  */
-export function writeHeldDataPoints(dataset: AnalyticsEngineDataset, { force = false } = {}): number {
+export function writeHeldDataPoints(
+  dataset: AnalyticsEngineDataset,
+  { force = false, intervalMs = ROLLUP_WRITE_INTERVAL_MS, invocation }: { force?: boolean; intervalMs?: number; invocation?: object } = {},
+): number {
   const held = heldFor(dataset);
-  if (!held.due(Date.now(), { force })) return held.size;
-  for (const row of held.take(MAX_POINTS_PER_FLUSH)) {
+  if (!held.due(Date.now(), { force, intervalMs })) return held.size;
+  const used = invocation ? (writtenBy.get(invocation) ?? 0) : 0;
+  if (used >= MAX_POINTS_PER_FLUSH) return held.size;
+  const rows = held.take(MAX_POINTS_PER_FLUSH - used);
+  if (invocation) writtenBy.set(invocation, used + rows.length);
+  for (const row of rows) {
     try {
       dataset.writeDataPoint(dataPointOf(row));
     } catch (error) {

@@ -46,7 +46,7 @@ export interface LogPipeline {
   send(records: object[]): Promise<void>;
 }
 
-/** Queue messages are at most 128 KB: a record's JSON is bounded under it, and messages are packed up to this size. */
+/** Queue messages are at most 128 KB: a record's JSON (escaped) is bounded under it, and messages are packed up to this size. */
 export const MAX_LOGGED_RECORD_BYTES = 96 * 1024;
 const MAX_MESSAGE_BYTES = 120 * 1024;
 /** A stream takes at most 1 MB per request. */
@@ -62,8 +62,23 @@ export function loggedRecordOf(event: PendingEvent): LoggedRecord {
     identifier: event.identifier ?? null,
     surface_slug: event.surfaceSlug ?? null,
     outcome: event.outcome ?? null,
-    record: boundedRecordJson(event.record, MAX_LOGGED_RECORD_BYTES),
+    record: loggedRecordJson(event.record),
   };
+}
+
+/**
+ * The record's JSON, bounded so that it stays under MAX_LOGGED_RECORD_BYTES once escaped as a string inside the
+ * message (quotes and escapes grow it): bounded again, tighter, while it does not; a minimal marker at last.
+ */
+function loggedRecordJson(record: Record<string, unknown>): string {
+  let limit = MAX_LOGGED_RECORD_BYTES;
+  for (let attempt = 0; attempt < 4; attempt++) {
+    const json = boundedRecordJson(record, limit);
+    const escaped = utf8ByteLength(JSON.stringify(json));
+    if (escaped <= MAX_LOGGED_RECORD_BYTES) return json;
+    limit = Math.floor(((limit * MAX_LOGGED_RECORD_BYTES) / escaped) * 0.9);
+  }
+  return JSON.stringify({ truncated: { limit: MAX_LOGGED_RECORD_BYTES, fields: Object.keys(record).slice(0, 50) } });
 }
 
 /** Records in groups whose JSON stays under `maxBytes`, in order. */
@@ -172,7 +187,7 @@ export async function handleDecisionLogDeadLetters(batch: MessageBatch<LogMessag
 }
 
 /** wrangler.toml's max_retries + 1 for the dead-letter queue's consumer. */
-const DEAD_LETTER_ATTEMPTS = 11;
+export const DEAD_LETTER_ATTEMPTS = 11;
 
 /** Logged records into D1's events table (INSERT OR IGNORE: a record already there stays one). */
 async function writeLoggedToD1(db: D1Database, records: LoggedRecord[]): Promise<void> {

@@ -15,10 +15,10 @@
  * Either way the hot path only buffers: nothing a decision answers waits for a sink.
  */
 import { ApiError } from "../errors";
-import { holdDataPointsOf, queryAnalyticsImpressions, queryAnalyticsMetrics, writeHeldDataPoints, type AnalyticsSqlSettings } from "./analyticsEngine";
+import { holdDataPointsOf, queryAnalyticsImpressions, queryAnalyticsMetrics, writeDataPointsLater, writeHeldDataPoints, type AnalyticsSqlSettings } from "./analyticsEngine";
 import { writeDecisionLog, type LogMessage, type LogPipeline } from "./decisionLog";
 import { bufferEvent, flushEvents, flushEventsAndRollups, queryEvents, queryOfferImpressions, recordEvent, type BatchWriter, type EventInput, type EventKind, type EventQuery, type StoredEvent } from "./events";
-import { queryMetrics, type EnvironmentMetrics } from "./metrics";
+import { queryMetrics, ROLLUP_WRITE_INTERVAL_MS, type EnvironmentMetrics } from "./metrics";
 import { queryDecisionLog, type R2SqlSettings } from "./r2SqlLog";
 
 export type EventSinkName = "d1" | "cloudflare";
@@ -58,6 +58,8 @@ export interface CloudflareSinkEnv {
   R2_SQL_API?: string;
   DECISION_LOG_BUCKET?: string;
   DECISION_LOG_TABLE?: string;
+  /** Milliseconds rollup rows wait before they are written as points (10,000 by default; tests use 0). */
+  ANALYTICS_WRITE_INTERVAL_MS?: string;
 }
 
 const d1Stores = new WeakMap<D1Database, EventStore>();
@@ -86,7 +88,7 @@ export function d1EventStore(db: D1Database): EventStore {
 /** What `EVENT_SINK = "cloudflare"` needs, or the names missing. */
 function cloudflareSettings(
   env: CloudflareSinkEnv,
-): { analytics: AnalyticsSqlSettings; log: R2SqlSettings; dataset: AnalyticsEngineDataset; queue: Queue<LogMessage>; pipeline: LogPipeline | undefined } | string[] {
+): { analytics: AnalyticsSqlSettings; log: R2SqlSettings; dataset: AnalyticsEngineDataset; queue: Queue<LogMessage>; pipeline: LogPipeline | undefined; pointsIntervalMs: number } | string[] {
   const required = {
     DECISION_METRICS: env.DECISION_METRICS,
     DECISION_LOG_QUEUE: env.DECISION_LOG_QUEUE,
@@ -106,6 +108,7 @@ function cloudflareSettings(
     queue: env.DECISION_LOG_QUEUE!,
     // Without it (a deployment still creating its stream) the records wait in the queue, whose consumer keeps them in D1.
     pipeline: env.DECISION_LOG,
+    pointsIntervalMs: intervalOf(env.ANALYTICS_WRITE_INTERVAL_MS),
     analytics: { apiBase: env.ANALYTICS_SQL_API || "https://api.cloudflare.com/client/v4", accountId, token: env.EVENTS_API_TOKEN!, dataset: env.DECISION_METRICS_DATASET! },
     log: {
       apiBase: env.R2_SQL_API || "https://api.sql.cloudflarestorage.com/api/v1",
@@ -118,6 +121,12 @@ function cloudflareSettings(
   };
 }
 
+/** `ANALYTICS_WRITE_INTERVAL_MS` as milliseconds (0 to 60 s); anything else is the default. */
+function intervalOf(configured: string | undefined): number {
+  const ms = Number(configured);
+  return configured !== undefined && configured.trim() !== "" && Number.isInteger(ms) && ms >= 0 && ms <= 60_000 ? ms : ROLLUP_WRITE_INTERVAL_MS;
+}
+
 /**
  * The production sink. Its writer is one object per queue binding, so the isolate's buffer (services/events.ts) keeps
  * one batch for it: a flushed batch is summed into the metrics' held rows (written to Analytics Engine every few
@@ -128,12 +137,16 @@ const cloudflareWriters = new WeakMap<Queue<LogMessage>, BatchWriter>();
 export function cloudflareEventStore(db: D1Database, settings: Exclude<ReturnType<typeof cloudflareSettings>, string[]>): EventStore {
   let writer = cloudflareWriters.get(settings.queue);
   if (!writer) {
-    const { dataset, pipeline, queue } = settings;
+    const { dataset, pipeline, queue, pointsIntervalMs } = settings;
     writer = {
-      write: async (batch) => {
-        holdDataPointsOf(dataset, batch);
-        writeHeldDataPoints(dataset);
-        await writeDecisionLog({ pipeline, queue, db }, batch);
+      write: async (batch, invocation) => {
+        // A retry the meter replayed was counted and logged with its first attempt.
+        const fresh = batch.filter((event) => !event.replayed);
+        if (fresh.length === 0) return;
+        holdDataPointsOf(dataset, fresh);
+        // Outside an invocation (a query flushing the buffer) the rows wait for one: its budget is what counts.
+        if (invocation) writeHeldDataPoints(dataset, { intervalMs: pointsIntervalMs, invocation });
+        await writeDecisionLog({ pipeline, queue, db }, fresh);
       },
     };
     cloudflareWriters.set(settings.queue, writer);
@@ -141,7 +154,10 @@ export function cloudflareEventStore(db: D1Database, settings: Exclude<ReturnTyp
   const logWriter = writer;
   return {
     sink: "cloudflare",
-    record: (ctx, event) => bufferEvent(ctx, logWriter, event),
+    record(ctx, event) {
+      bufferEvent(ctx, logWriter, event);
+      writeDataPointsLater(ctx, settings.dataset, settings.pointsIntervalMs);
+    },
     async events(query) {
       // What stays in D1 and what the log holds are two sorted streams of one order (created_at, id): a page is the
       // first `limit` of both merged, and its cursor works on both. A kind only one of them holds reads that one.
@@ -152,9 +168,10 @@ export function cloudflareEventStore(db: D1Database, settings: Exclude<ReturnTyp
       for (const event of [...fromD1.events, ...fromLog]) if (!byId.has(event.id)) byId.set(event.id, event);
       const merged = [...byId.values()].sort((a, b) => (a.createdAt === b.createdAt ? compare(b.id, a.id) : compare(b.createdAt, a.createdAt)));
       const page = merged.slice(0, query.limit);
-      // More behind this page: the merge has more (the log answers limit + 1 rows), or D1 said it has.
+      // More behind this page: the merge has more, the log answered its limit + 1 rows (counted before duplicates
+      // were dropped), or D1 said it has.
       const last = page.at(-1);
-      const more = (merged.length > query.limit || fromD1.nextCursor !== null) && last !== undefined;
+      const more = (merged.length > query.limit || fromLog.length > query.limit || fromD1.nextCursor !== null) && last !== undefined;
       return { events: page, nextCursor: more ? `${last.createdAt}|${last.id}` : null };
     },
     metrics: (query) => queryAnalyticsMetrics(settings.analytics, query),

@@ -30,6 +30,11 @@ export interface EventInput {
    * its metric rollups must then not count it twice (writeBatch).
    */
   idempotent?: boolean;
+  /**
+   * A retry the meter answered from its stored result: its first attempt's record was sent already. D1 keeps one row
+   * per id anyway; the production sink, which appends, skips it (services/eventStore.ts).
+   */
+  replayed?: boolean;
 }
 
 export interface StoredEvent {
@@ -163,7 +168,8 @@ const FLUSH_DELAY_MS = 250;
  * decision log (services/decisionLog.ts). Whichever it is, the batch also goes to its environments' live tails.
  */
 export interface BatchWriter {
-  write(batch: PendingEvent[]): Promise<void>;
+  /** `invocation`: the execution context the flush runs in, when it runs in one (a per-invocation budget keys on it). */
+  write(batch: PendingEvent[], invocation?: object): Promise<void>;
 }
 
 let pending: PendingEvent[] = [];
@@ -181,12 +187,12 @@ export function d1Writer(db: D1Database): BatchWriter {
   return writer;
 }
 
-export async function flushEvents(): Promise<void> {
+export async function flushEvents(invocation?: object): Promise<void> {
   if (pending.length === 0 || !pendingWriter) return;
   const batch = pending;
   const writer = pendingWriter;
   pending = [];
-  await Promise.all([writer.write(batch), publishToTails(batch)]);
+  await Promise.all([writer.write(batch, invocation), publishToTails(batch)]);
 }
 
 /** Writes this isolate's buffered records and its held metric rollups now (the metrics query reads them next). */
@@ -217,10 +223,9 @@ async function pruneRollupsNowAndThen(db: D1Database): Promise<void> {
  * place. The retries of one flush are bounded (MAX_CALLS_PER_FLUSH D1 calls: a few bad records are isolated, an
  * outage is not hammered); records still unwritten then are logged, ids and tenants, in one dead-letter line.
  *
- * A record's metric rollups are counted once it is written, and once only — however D1 answered (writeStatements);
- * `rollups: false` writes the records alone (the production sink keeps its metrics on Analytics Engine).
+ * A record's metric rollups are counted once it is written, and once only — however D1 answered (writeStatements).
  */
-export async function writeBatch(db: D1Database, batch: PendingEvent[], { rollups = true } = {}): Promise<void> {
+async function writeBatch(db: D1Database, batch: PendingEvent[]): Promise<void> {
   const budget = { calls: MAX_CALLS_PER_FLUSH };
   const unwritten: PendingEvent[] = [];
   let lastError: unknown;
@@ -231,7 +236,7 @@ export async function writeBatch(db: D1Database, batch: PendingEvent[], { rollup
     }
     budget.calls--;
     try {
-      const { statements, held } = rollups ? writeStatements(db, part, attempt) : { statements: part.map((event) => insertStatement(db, event)), held: [] };
+      const { statements, held } = writeStatements(db, part, attempt);
       await db.batch(statements);
       holdRollupsOf(held);
     } catch (error) {
@@ -294,17 +299,17 @@ export function recordEvent(ctx: Pick<ExecutionContext, "waitUntil">, db: D1Data
 /** Queues a decision record for `writer`, flushed when the batch is full or FLUSH_DELAY_MS after its first record. */
 export function bufferEvent(ctx: Pick<ExecutionContext, "waitUntil">, writer: BatchWriter, event: EventInput & { id: string }): void {
   // One buffer per isolate: a record for another writer (a test, a changed setting) first sends the batch to its own.
-  if (pendingWriter !== writer && pending.length > 0) ctx.waitUntil(flushEvents());
+  if (pendingWriter !== writer && pending.length > 0) ctx.waitUntil(flushEvents(ctx));
   pending.push({ ...event, createdAt: nowIso() });
   pendingWriter = writer;
   if (pending.length >= MAX_BATCH) {
-    ctx.waitUntil(flushEvents());
+    ctx.waitUntil(flushEvents(ctx));
   } else if (!timerArmed) {
     timerArmed = true;
     ctx.waitUntil(
       new Promise((resolve) => setTimeout(resolve, FLUSH_DELAY_MS)).then(() => {
         timerArmed = false;
-        return flushEvents();
+        return flushEvents(ctx);
       }),
     );
   }

@@ -49,7 +49,10 @@ function instant(value: string): string {
 }
 
 /** The SQL of a page of the log (the query's `limit + 1` rows, so the caller knows whether a next page exists). */
-export function logQuerySql(table: string, query: EventQuery, kinds: readonly EventKind[]): string {
+/** Days the event list reads back from the log when the query names no `from`. */
+export const DEFAULT_WINDOW_DAYS = 7;
+
+export function logQuerySql(table: string, query: EventQuery, kinds: readonly EventKind[], now = Date.now()): string {
   if (!TABLE.test(table)) throw new ApiError("service_unavailable", "The decision log table is not a plain namespace.table name");
   const where = [`organization_id = ${id(query.organizationId)}`];
   if (query.environmentId) where.push(`environment_id = ${id(query.environmentId)}`);
@@ -57,12 +60,12 @@ export function logQuerySql(table: string, query: EventQuery, kinds: readonly Ev
   if (query.identifier) where.push(`identifier = ${text(query.identifier)}`);
   if (query.surfaceSlug) where.push(`surface_slug = ${text(query.surfaceSlug)}`);
   if (query.outcome) where.push(`outcome = ${text(query.outcome)}`);
-  if (query.from) {
-    where.push(`created_at >= ${instant(query.from)}`);
-    // The table is partitioned by day of ingestion, which is never before a record was made: this lets R2 SQL skip
-    // the older days' files (a minute of margin for clocks).
-    where.push(`__ingest_ts >= ${instant(new Date(Date.parse(query.from) - 60_000).toISOString())}`);
-  }
+  // The table is partitioned by day of ingestion, which is never before a record was made: a lower bound lets R2 SQL
+  // skip older days' files (a minute of margin for clocks). Without `from`, the list reads the last
+  // DEFAULT_WINDOW_DAYS — R2 SQL bills the bytes it scans, and a page of the newest records needs no more.
+  const from = query.from ?? new Date(now - DEFAULT_WINDOW_DAYS * 86_400_000).toISOString();
+  if (query.from) where.push(`created_at >= ${instant(query.from)}`);
+  where.push(`__ingest_ts >= ${instant(new Date(Date.parse(from) - 60_000).toISOString())}`);
   if (query.to) where.push(`created_at <= ${instant(query.to)}`);
   if (query.before) {
     const { createdAt, id: beforeId } = olderThanCursorParts(query.before);
@@ -106,13 +109,19 @@ export async function queryDecisionLog(settings: R2SqlSettings, query: EventQuer
     id: String(row.id),
     environmentId: String(row.environment_id),
     kind: row.kind,
-    // A timestamp column would come back in its own precision; the cursor and the merge compare ISO text.
-    createdAt: new Date(Date.parse(String(row.created_at))).toISOString(),
+    createdAt: isoOf(row.created_at),
     identifier: row.identifier ?? null,
     surfaceSlug: row.surface_slug ?? null,
     outcome: row.outcome ?? null,
     record: parseRecord(row.record),
   }));
+}
+
+/** The stream stores `created_at` as the ISO text it was sent; anything else means the table is not the one expected. */
+function isoOf(value: unknown): string {
+  const parsed = Date.parse(String(value));
+  if (!Number.isFinite(parsed)) throw new ApiError("upstream_error", "The decision log (R2 SQL) answered a created_at that is not an ISO-8601 instant: is DECISION_LOG_TABLE the stream's table?");
+  return new Date(parsed).toISOString();
 }
 
 function parseRecord(json: unknown): Record<string, unknown> {

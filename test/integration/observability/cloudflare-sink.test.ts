@@ -8,12 +8,13 @@
 import { env } from "cloudflare:workers";
 import { beforeAll, describe, expect, inject, it } from "vitest";
 import { dataPointOf, holdDataPointsOf, MAX_POINTS_PER_FLUSH, queryAnalyticsMetrics, writeHeldDataPoints } from "../../../workers/services/analyticsEngine";
-import { DECISION_LOG_MAX_RETRIES, logMessagesOf, MAX_LOGGED_RECORD_BYTES } from "../../../workers/services/decisionLog";
+import { DEAD_LETTER_ATTEMPTS, DECISION_LOG_DEAD_LETTER_QUEUE, DECISION_LOG_MAX_RETRIES, DECISION_LOG_QUEUE, logMessagesOf, MAX_LOGGED_RECORD_BYTES } from "../../../workers/services/decisionLog";
 import { latencyBucket, LATENCY_BUCKETS_MS } from "../../../workers/services/metrics";
 import { logQuerySql } from "../../../workers/services/r2SqlLog";
 import { call, createOrganization, publish, waitForBackgroundWork, type TestOrganization } from "../../support/api";
 import { redemptionShop } from "../offers/redemptionShop";
-import { cloudflareSink, DATASET, failFakeOnce, FAKE_EVENTS_TOKEN, ingestPoints, type CloudflareSink } from "../../support/cloudflareSink";
+import { cloudflareSink, DATASET, failFakeOnce, FAKE_EVENTS_TOKEN, ingestLogRows, ingestPoints, type CloudflareSink } from "../../support/cloudflareSink";
+import wranglerToml from "../../../wrangler.toml?raw";
 import { expectConsoleError } from "../../support/console";
 import { helloWorld } from "../../support/examples";
 
@@ -247,7 +248,24 @@ describe("nothing is lost", () => {
     for (const message of messages) expect(new TextEncoder().encode(JSON.stringify(message)).byteLength).toBeLessThan(128 * 1024);
     expect(messages.flatMap((message) => message.records.map((record) => record.id))).toEqual(["evt_huge", ...small.map((event) => event.id)]);
     expect(JSON.parse(messages[0]!.records[0]!.record)).toMatchObject({ truncated: { limit: MAX_LOGGED_RECORD_BYTES, fields: ["features"] } });
-    expect(DECISION_LOG_MAX_RETRIES).toBeGreaterThan(0);
+    // A record whose JSON grows when escaped (quotes everywhere) is bounded by its escaped size.
+    const quoted = { ...huge, id: "evt_quoted", record: { words: Array.from({ length: 24_500 }, () => "a") } };
+    const [alone] = logMessagesOf([quoted]);
+    expect(new TextEncoder().encode(JSON.stringify(alone)).byteLength).toBeLessThan(128 * 1024);
+    expect(JSON.parse(alone!.records[0]!.record)).toHaveProperty("truncated");
+  });
+
+  it("the log's queue settings in wrangler.toml's production block are the consumer's constants", () => {
+    const block = wranglerToml.slice(wranglerToml.indexOf("# Production event sink"));
+    const consumers = block
+      .split(/^# \[\[/m)
+      .filter((section) => section.startsWith("queues.consumers]]"))
+      .map((section) => Object.fromEntries([...section.matchAll(/^# (\w+) = "?([^"\n]*)"?\s*$/gm)].map(([, key, value]) => [key, value])));
+    expect(consumers).toEqual([
+      expect.objectContaining({ queue: DECISION_LOG_QUEUE, max_retries: String(DECISION_LOG_MAX_RETRIES), dead_letter_queue: DECISION_LOG_DEAD_LETTER_QUEUE }),
+      expect.objectContaining({ queue: DECISION_LOG_DEAD_LETTER_QUEUE, max_retries: String(DEAD_LETTER_ATTEMPTS - 1) }),
+    ]);
+    expect(block).toMatch(new RegExp(`# binding = "DECISION_LOG_QUEUE"\\s*\\n# queue = "${DECISION_LOG_QUEUE}"`));
   });
 });
 
@@ -292,6 +310,94 @@ describe("Analytics Engine data points", () => {
     expect(totals(metrics.series as unknown as Record<string, number>[])).toMatchObject({ decisions: 11, accessChecks: 11, denied: 1 });
     // Ten of eleven took 1 ms: the median is 1, the 95th and 99th the slow one.
     expect(metrics.stageLatency).toEqual([{ stage: "meter", count: 11, p50: 1, p95: 100, p99: 100 }]);
+  });
+});
+
+describe("the production sink, reviewed", () => {
+  it("a retry the meter replayed is neither counted nor logged again", async () => {
+    const org = await createOrganization("Sink: replays");
+    await publish(org.adminKey, helloWorld(), [org.live.id]);
+    const sink = cloudflareSink();
+    const send = () =>
+      sink.call("POST", "/api/v1/surface-decisions", {
+        key: org.live.secretKey,
+        headers: { "idempotency-key": "replayed-once" },
+        body: { surfaceSlug: "hello-world", identity: { anonymousIdentifier: "replaying" } },
+      });
+    const first = await send();
+    const again = await send();
+    expect(again.body.eventId).toBe(first.body.eventId);
+    await waitForBackgroundWork();
+    await sink.writePoints();
+    const decisions = sink.points.filter((point) => point.indexes?.[0] === org.live.id && point.blobs?.[0] === "decisions");
+    expect(decisions.reduce((sum, point) => sum + point.doubles![0]!, 0)).toBe(1);
+    expect(sink.sentToPipeline.filter((record) => (record as { id: string }).id === first.body.eventId)).toHaveLength(1);
+  });
+
+  it("pages through duplicated log rows without stopping early or repeating a record", async () => {
+    const org = await createOrganization("Sink: duplicates");
+    const sink = cloudflareSink();
+    const row = (id: string, createdAt: string) => ({ id, organization_id: org.id, environment_id: org.live.id, kind: "surface_decision", created_at: createdAt, identifier: "dup", surface_slug: "s", outcome: "granted", record: "{}" });
+    const now = Date.now();
+    const at = (secondsAgo: number) => new Date(now - secondsAgo * 1000).toISOString();
+    // c delivered twice (a send retried after the stream had taken it), then b and a.
+    await ingestLogRows([row("evt_c", at(3)), row("evt_c", at(3)), row("evt_b", at(2) ), row("evt_a", at(1))].reverse());
+    const seen: string[] = [];
+    let cursor: string | null = null;
+    for (let page = 0; page < 10; page++) {
+      const result: { body: { events: { id: string }[]; nextCursor: string | null } } = await sink.call("GET", `/api/v1/admin/events?environmentId=${org.live.id}&kind=surface_decision&limit=2${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ""}`, { key: org.adminKey });
+      seen.push(...result.body.events.map((event) => event.id));
+      cursor = result.body.nextCursor;
+      if (!cursor) break;
+    }
+    expect(seen).toEqual(["evt_a", "evt_b", "evt_c"]);
+  });
+
+  it("answers 502 when the log's created_at is not an instant, and normalizes bounds and cursors for both stores", async () => {
+    const org = await createOrganization("Sink: odd rows");
+    const sink = cloudflareSink();
+    await ingestLogRows([{ id: "evt_odd", organization_id: org.id, environment_id: org.live.id, kind: "access_check", created_at: "1767225600123456", identifier: "odd", surface_slug: null, outcome: "granted", record: "{}" }]);
+    expectConsoleError("not an ISO-8601 instant");
+    const odd = await sink.call("GET", `/api/v1/admin/events?environmentId=${org.live.id}`, { key: org.adminKey });
+    expect(odd.status).toBe(502);
+    expect(odd.body).toMatchObject({ status: "error", code: "upstream_error" });
+    // A cursor no list answered is a 400 in either store.
+    for (const store of [sink.call, call]) {
+      const bad = await store("GET", `/api/v1/admin/events?cursor=${encodeURIComponent("not-a-cursor")}`, { key: org.adminKey });
+      expect(bad.status).toBe(400);
+      expect(bad.body).toMatchObject({ code: "validation_failed" });
+    }
+  });
+
+  it("bounds given to the second match records stored to the millisecond (the D1 default too)", async () => {
+    const org = await createOrganization("Sink: bounds");
+    await publish(org.adminKey, helloWorld(), [org.live.id]);
+    const response = await call("POST", "/api/v1/access-checks", { key: org.live.secretKey, body: { identity: { anonymousIdentifier: "bounded" } } });
+    await waitForBackgroundWork();
+    const { results } = await env.DB.prepare("SELECT created_at FROM events WHERE id = ?").bind(response.body.eventId).all<{ created_at: string }>();
+    const second = results[0]!.created_at.slice(0, 19) + "Z";
+    const listed = await call("GET", `/api/v1/admin/events?environmentId=${org.live.id}&kind=access_check&from=${second}&to=${encodeURIComponent(new Date(Date.parse(second) + 1000).toISOString().slice(0, 19) + "Z")}`, { key: org.adminKey });
+    expect(listed.body.events.map((event: { id: string }) => event.id)).toEqual([response.body.eventId]);
+  });
+
+  it("a quiet isolate writes its held points on a timer, within the request's budget of points", async () => {
+    const org = await createOrganization("Sink: quiet");
+    await publish(org.adminKey, helloWorld(), [org.live.id]);
+    // Rows wait 300 ms: the flush (after 250 ms) finds them not yet due, so only the timer can write them.
+    const sink = cloudflareSink({ ANALYTICS_WRITE_INTERVAL_MS: "300" });
+    await decide(sink, org, "/api/v1/surface-decisions", "quiet-one");
+    await waitForBackgroundWork();
+    // No later decision, no forced write: the timer wrote them.
+    const decisions = sink.points.filter((point) => point.indexes?.[0] === org.live.id && point.blobs?.[0] === "decisions");
+    expect(decisions.reduce((sum, point) => sum + point.doubles![0]!, 0)).toBe(1);
+    // One request's writes (its flush and its timer) stay within MAX_POINTS_PER_FLUSH.
+    const dataset: AnalyticsEngineDataset = { writeDataPoint: () => undefined };
+    const invocation = {};
+    const denials = Array.from({ length: 40 }, (_, i) => ({ featureSlug: `f${i}`, property: "enabled", reason: "limit_reached" }));
+    holdDataPointsOf(dataset, [{ environmentId: "env_q", kind: "surface_decision", createdAt: new Date().toISOString(), outcome: "denied", record: { denials } }]);
+    const held = writeHeldDataPoints(dataset, { force: true, invocation });
+    expect(writeHeldDataPoints(dataset, { force: true, invocation })).toBe(held);
+    expect(writeHeldDataPoints(dataset, { force: true, invocation: {} })).toBe(held - MAX_POINTS_PER_FLUSH);
   });
 });
 

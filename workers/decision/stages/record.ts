@@ -35,6 +35,7 @@ export function recordDecision<C extends DecisionRequest & Configured & Identifi
     outcome: denied.length ? "denied" : "granted",
     // Under an Idempotency-Key the event id is derived (eventIdFor): a replay writes the same record again.
     idempotent: context.idempotencyKey !== undefined,
+    ...(meter.replayed ? { replayed: true } : {}),
     record: {
       identity: response.identity,
       bot: bot ?? null,

@@ -1,6 +1,7 @@
 import { createRoute, z, type OpenAPIHono } from "@hono/zod-openapi";
 import type { AppEnv } from "../../context";
-import { errorResponses } from "../../errors";
+import { ApiError, errorResponses } from "../../errors";
+import { olderThanCursorParts } from "../../lib/keysetPage";
 import { eventStoreOf } from "../../services/eventStore";
 import { json, permit, security } from "./shared";
 
@@ -47,6 +48,16 @@ const listEventsRoute = createRoute({
   },
 });
 
+/** A page cursor (`createdAt|id`, as a previous page answered it) with its instant normalized, or a 400. */
+function cursorOf(cursor: string): string {
+  const { createdAt, id } = olderThanCursorParts(cursor);
+  const at = Date.parse(createdAt);
+  if (!cursor.includes("|") || !Number.isFinite(at) || id === "") {
+    throw new ApiError("validation_failed", "Invalid request: query.cursor: not a cursor this list answered", [{ path: "query.cursor", message: "not a cursor this list answered" }]);
+  }
+  return `${new Date(at).toISOString()}|${id}`;
+}
+
 export function registerEventRoutes(app: OpenAPIHono<AppEnv>): void {
   app.openapi(listEventsRoute, async (c) => {
     const { organizationId, environmentId } = c.var.target;
@@ -58,9 +69,10 @@ export function registerEventRoutes(app: OpenAPIHono<AppEnv>): void {
       identifier: query.identifier,
       surfaceSlug: query.surface,
       outcome: query.outcome,
-      from: query.from,
-      to: query.to,
-      before: query.cursor,
+      // As stored (milliseconds, UTC), so bounds and cursors compare as instants in every store, not as strings.
+      from: query.from && new Date(query.from).toISOString(),
+      to: query.to && new Date(query.to).toISOString(),
+      before: query.cursor === undefined ? undefined : cursorOf(query.cursor),
       limit: query.limit,
     });
     return c.json(page, 200);
