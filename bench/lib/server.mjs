@@ -94,7 +94,7 @@ export function splitSql(sql) {
   return statements;
 }
 
-export async function startServer(root, scriptPath, { log = console.log } = {}) {
+export async function startServer(root, scriptPath, { log = console.log, inspectorPort } = {}) {
   const { Miniflare } = await import("miniflare");
   const toml = readWranglerToml(root);
 
@@ -137,6 +137,8 @@ export async function startServer(root, scriptPath, { log = console.log } = {}) 
     durableObjectsPersist: join(persistDir, "do"),
     cachePersist: false,
   };
+  // bench/profile.mjs: workerd's own inspector, for a CPU profile through the DevTools protocol.
+  if (inspectorPort !== undefined) options.inspectorPort = inspectorPort;
   if (process.env.BENCH_EVENT_SINK === "cloudflare") {
     // The production event sink (workers/services/eventStore.ts) for an A/B of its hot-path cost: locally the
     // Analytics Engine dataset and the Pipelines stream accept and drop what they get, so nothing is written to D1 —

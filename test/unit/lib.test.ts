@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { decodeBase64, encodeBase64 } from "../../workers/lib/base64";
-import { timingSafeEqual } from "../../workers/lib/crypto";
+import { randomIdChars, timingSafeEqual } from "../../workers/lib/crypto";
+import { newId } from "../../workers/lib/ids";
 import { isForeignKeyError, isUniqueConstraintError } from "../../workers/lib/d1Errors";
 import { raceDeadline } from "../../workers/lib/deadline";
 import { NotPlainJsonError, toPlainJson } from "../../workers/lib/json";
@@ -25,6 +26,17 @@ describe("raceDeadline", () => {
     ).toEqual({ status: "error", error: thrown });
     expect(await raceDeadline(async () => "expired", 1_000)).toEqual({ status: "value", value: "expired" });
     expect(await raceDeadline(async () => "timeout", 1_000)).toEqual({ status: "value", value: "timeout" });
+  });
+});
+
+describe("ids from the random pool", () => {
+  it("are the asked length over [a-z0-9], distinct across many pool refills, and use every character", () => {
+    const ids = Array.from({ length: 2_000 }, () => randomIdChars(16));
+    expect(ids.every((id) => /^[a-z0-9]{16}$/.test(id))).toBe(true);
+    expect(new Set(ids).size).toBe(ids.length);
+    expect(new Set(ids.join("")).size).toBe(36);
+    expect(newId("evt")).toMatch(/^evt_[a-z0-9]{16}$/);
+    expect(newId("feat")).toMatch(/^feat_[a-z0-9]{10}$/);
   });
 });
 

@@ -30,6 +30,29 @@ export function randomToken(length: number): string {
 }
 
 /**
+ * Random bytes drawn from Web Crypto a pool at a time, for ids: a profile of the decision path (bench/profile.mjs)
+ * showed one `getRandomValues` call per id — two per decision — among its largest entries. Ids are not secrets (keys
+ * and tokens keep `randomToken`'s fresh draws), and each byte of the pool is used once.
+ */
+const pool = new Uint8Array(4096);
+let poolOffset = pool.length;
+const ALPHABET_CODES = Array.from(ALPHABET, (char) => char.charCodeAt(0));
+
+/** A random id body over [a-z0-9], like randomToken, from the pool. */
+export function randomIdChars(length: number): string {
+  const codes: number[] = [];
+  while (codes.length < length) {
+    if (poolOffset >= pool.length) {
+      crypto.getRandomValues(pool);
+      poolOffset = 0;
+    }
+    const byte = pool[poolOffset++]!;
+    if (byte < 252) codes.push(ALPHABET_CODES[byte % 36]!);
+  }
+  return String.fromCharCode(...codes);
+}
+
+/**
  * Constant-time string comparison, so a token check does not leak how many leading characters matched. workerd's
  * `crypto.subtle.timingSafeEqual` needs inputs of equal length, so it compares the SHA-256 digests: their length is
  * fixed, and neither the inputs' lengths nor their contents show in the time taken.
