@@ -116,6 +116,18 @@ async function defineScenarios(server, srcDir) {
       cost: { environmentId: tenant.environmentId },
     },
     {
+      // (a) spread over many identities: the same decision, its meter reads going to 10,000 objects instead of one
+      // (which serializes every read of (a) — its tail). Tracked: the A/B of where (a)'s p99 comes from.
+      id: "h",
+      label: "(h) access check, anonymous, 10k ids",
+      request: {
+        ...post("/api/v1/access-checks", tenant.publishable, {}),
+        setupRequest: varyBody(() => ({ identity: { anonymousIdentifier: pick(anonymousPool) } })),
+      },
+      target: { text: "(no target; tracked)" },
+      cost: { environmentId: tenant.environmentId },
+    },
+    {
       id: "b",
       label: "(b) surface decision, metered, 10k ids",
       request: {
