@@ -465,7 +465,7 @@ function printCost(summary, prices) {
   log("");
   log(`Cost per million decisions (bench/prices.json, checked ${prices.checked}; Worker CPU is an upper bound, DO duration an estimate — see bench/README.md):`);
   log("(first $/M: the run's embedded D1 event sink; second: the production sink, EVENT_SINK = \"cloudflare\" — what the target is judged on)");
-  const header = ["scenario", "stands for", "$/M, D1 sink", "$/M, production sink", "dominant line (production)", "CPU ms/req", "DO req", "meter ms", "DO rows written", "D1 rows written", "record bytes", "target", "result"];
+  const header = ["scenario", "stands for", "$/M, D1 sink", "$/M, production sink", "dominant line (production)", "CPU ms/req", "DO req", "meter ms", "DO rows written", "D1 rows written", "record bytes", "logged bytes", "target", "result"];
   const share = (dominant) => (dominant ? `${dominant.line} ${dollars(dominant.dollars)} (${fmt(dominant.share * 100)} %)` : "—");
   const lines = priced.map((row) => {
     const { usage } = row.cost;
@@ -481,6 +481,7 @@ function printCost(summary, prices) {
       fmt(usage.durableObjectRowsWritten, 2),
       fmt(usage.d1RowsWritten, 2),
       fmt(usage.recordBytes),
+      fmt(usage.loggedBytes),
       row.cost.target === null ? "—" : `≤ ${dollars(row.cost.target)}`,
       row.cost.verdict,
     ];

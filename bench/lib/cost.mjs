@@ -6,6 +6,7 @@
 import { spawnSync } from "node:child_process";
 import { readFileSync, readdirSync } from "node:fs";
 import { join } from "node:path";
+import { gzipSync } from "node:zlib";
 
 export function loadPrices(root) {
   return JSON.parse(readFileSync(join(root, "bench/prices.json"), "utf8"));
@@ -176,6 +177,22 @@ export async function recordedUsage(db, { environmentId, from, to }) {
     )
     .bind(...window)
     .first();
+  // What the decision log sends per record: records above 4 KB go gzip-compressed and base64-encoded
+  // (workers/services/decisionLog.ts packRecordText); node:zlib's gzip stands in for the runtime's CompressionStream.
+  const sample = await db
+    .prepare(
+      `SELECT record, length(id) + length(organization_id) + length(environment_id) + length(kind) + length(created_at)
+              + COALESCE(length(identifier), 0) + COALESCE(length(surface_slug), 0) + COALESCE(length(outcome), 0) + 120 AS columns
+         FROM events WHERE environment_id = ? AND created_at >= ? AND created_at < ? AND kind IN ('access_check', 'surface_decision') LIMIT 200`,
+    )
+    .bind(...window)
+    .all();
+  const loggedBytes = sample.results.length
+    ? sample.results.reduce((sum, row) => {
+        const bytes = Buffer.byteLength(row.record);
+        return sum + row.columns + (bytes <= 4096 ? bytes : 3 + Math.ceil(gzipSync(row.record).length / 3) * 4);
+      }, 0) / sample.results.length
+    : 0;
   const rollups = await db
     .prepare("SELECT COUNT(*) AS n FROM metric_rollups WHERE environment_id = ? AND minute >= ? AND minute <= ?")
     .bind(environmentId, minuteOf(from), minuteOf(to))
@@ -186,6 +203,7 @@ export async function recordedUsage(db, { environmentId, from, to }) {
     meterCalls: Number(decisions?.meterCalls ?? 0),
     meterMs: Number(decisions?.meterMs ?? 0),
     recordBytes: Number(decisions?.recordBytes ?? 0),
+    loggedBytes,
     consumptions: Number(consumption?.consumptions ?? 0),
     firstUnits: Number(consumption?.firstUnits ?? 0),
     rollupRowsTouched: Number(rollups?.n ?? 0),
@@ -236,6 +254,7 @@ export function usagePerDecision({ requests, seconds, cpuSeconds, recorded, rows
     // and the record's bytes as the decision log's stream takes them.
     rollupRowsWritten: per(rollupWrites),
     recordBytes: recorded.recordBytes,
+    loggedBytes: recorded.loggedBytes ?? recorded.recordBytes,
   };
 }
 
@@ -260,7 +279,7 @@ const LINES = [
  * what the stream refused).
  */
 function withProductionSink(usage) {
-  return { ...usage, d1RowsWritten: 0, analyticsDataPoints: usage.rollupRowsWritten ?? 0, pipelinesSinkBytes: usage.recordBytes ?? 0, queueOperations: 0 };
+  return { ...usage, d1RowsWritten: 0, analyticsDataPoints: usage.rollupRowsWritten ?? 0, pipelinesSinkBytes: usage.loggedBytes ?? usage.recordBytes ?? 0, queueOperations: 0 };
 }
 
 /**

@@ -16,6 +16,7 @@
  * reader keeps one. Steady state costs no queue operation: the queue carries only what the stream refused.
  */
 import { boundedRecordJson, type PendingEvent } from "./events";
+import { decodeBase64, encodeBase64 } from "../lib/base64";
 import { utf8ByteLength } from "../lib/json";
 
 /** Queue names and retry counts, as wrangler.toml declares them (a test keeps them equal). */
@@ -34,7 +35,34 @@ export interface LoggedRecord {
   identifier: string | null;
   surface_slug: string | null;
   outcome: string | null;
+  /** The record's JSON, or above COMPRESS_ABOVE_BYTES `gz:` + its gzip in base64 (unpackRecordText reads both). */
   record: string;
+}
+
+/**
+ * Records above this size are logged gzip-compressed: the stream bills the bytes it takes, uncompressed, and a record
+ * of a large configuration is mostly its features' states, repeated shapes that compress many times over (the
+ * benchmark's 200-feature decision: 62 KB of JSON).
+ */
+export const COMPRESS_ABOVE_BYTES = 4 * 1024;
+const COMPRESSED_PREFIX = "gz:";
+
+async function gzip(text: string): Promise<Uint8Array> {
+  const stream = new Blob([text]).stream().pipeThrough(new CompressionStream("gzip"));
+  return new Uint8Array(await new Response(stream).arrayBuffer());
+}
+
+/** A record's JSON as logged: itself, or compressed when large. */
+export async function packRecordText(json: string): Promise<string> {
+  if (utf8ByteLength(json) <= COMPRESS_ABOVE_BYTES) return json;
+  return COMPRESSED_PREFIX + encodeBase64(await gzip(json));
+}
+
+/** A logged record's JSON text, whether it was logged compressed or not. */
+export async function unpackRecordText(text: string): Promise<string> {
+  if (!text.startsWith(COMPRESSED_PREFIX)) return text;
+  const stream = new Blob([decodeBase64(text.slice(COMPRESSED_PREFIX.length))]).stream().pipeThrough(new DecompressionStream("gzip"));
+  return new Response(stream).text();
 }
 
 export interface LogMessage {
@@ -52,7 +80,7 @@ const MAX_MESSAGE_BYTES = 120 * 1024;
 /** A stream takes at most 1 MB per request. */
 const MAX_SEND_BYTES = 900 * 1024;
 
-export function loggedRecordOf(event: PendingEvent): LoggedRecord {
+export async function loggedRecordOf(event: PendingEvent): Promise<LoggedRecord> {
   return {
     id: event.id,
     organization_id: event.organizationId,
@@ -62,7 +90,7 @@ export function loggedRecordOf(event: PendingEvent): LoggedRecord {
     identifier: event.identifier ?? null,
     surface_slug: event.surfaceSlug ?? null,
     outcome: event.outcome ?? null,
-    record: loggedRecordJson(event.record),
+    record: await packRecordText(loggedRecordJson(event.record)),
   };
 }
 
@@ -101,8 +129,8 @@ function packed(records: readonly LoggedRecord[], maxBytes: number): LoggedRecor
 }
 
 /** The batch as queue messages, each under MAX_MESSAGE_BYTES. */
-export function logMessagesOf(batch: readonly PendingEvent[]): LogMessage[] {
-  return packed(batch.map(loggedRecordOf), MAX_MESSAGE_BYTES).map((records) => ({ records }));
+export async function logMessagesOf(batch: readonly PendingEvent[]): Promise<LogMessage[]> {
+  return packed(await Promise.all(batch.map(loggedRecordOf)), MAX_MESSAGE_BYTES).map((records) => ({ records }));
 }
 
 /**
@@ -110,7 +138,7 @@ export function logMessagesOf(batch: readonly PendingEvent[]): LogMessage[] {
  * thrown: a failure is logged, and only a record D1 refused as well is lost.
  */
 export async function writeDecisionLog(sinks: { pipeline?: LogPipeline; queue: Queue<LogMessage>; db: D1Database }, batch: readonly PendingEvent[]): Promise<void> {
-  const records = batch.map(loggedRecordOf);
+  const records = await Promise.all(batch.map(loggedRecordOf));
   const refused: LoggedRecord[] = [];
   if (sinks.pipeline) {
     const pipeline = sinks.pipeline;
@@ -189,13 +217,14 @@ export async function handleDecisionLogDeadLetters(batch: MessageBatch<LogMessag
 /** wrangler.toml's max_retries + 1 for the dead-letter queue's consumer. */
 export const DEAD_LETTER_ATTEMPTS = 11;
 
-/** Logged records into D1's events table (INSERT OR IGNORE: a record already there stays one). */
+/** Logged records into D1's events table, their JSON as D1 keeps it (INSERT OR IGNORE: a record already there stays one). */
 async function writeLoggedToD1(db: D1Database, records: LoggedRecord[]): Promise<void> {
+  const texts = await Promise.all(records.map((logged) => unpackRecordText(String(logged.record)).catch(() => JSON.stringify({ unreadable: true }))));
   await db.batch(
-    records.map((logged) =>
+    records.map((logged, index) =>
       db
         .prepare("INSERT OR IGNORE INTO events (id, organization_id, environment_id, kind, created_at, identifier, surface_slug, outcome, record) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
-        .bind(logged.id, logged.organization_id, logged.environment_id, logged.kind, logged.created_at, logged.identifier, logged.surface_slug, logged.outcome, logged.record),
+        .bind(logged.id, logged.organization_id, logged.environment_id, logged.kind, logged.created_at, logged.identifier, logged.surface_slug, logged.outcome, texts[index]!),
     ),
   );
 }

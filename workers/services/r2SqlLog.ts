@@ -10,6 +10,7 @@
 import { ApiError } from "../errors";
 import { olderThanCursorParts } from "../lib/keysetPage";
 import type { EventKind, EventQuery, StoredEvent } from "./events";
+import { unpackRecordText } from "./decisionLog";
 
 export interface R2SqlSettings {
   /** `https://api.sql.cloudflarestorage.com/api/v1` in production; tests point it at a local fake. */
@@ -105,16 +106,18 @@ export async function queryDecisionLog(settings: R2SqlSettings, query: EventQuer
     const message = body?.errors?.map((error) => error.message).join("; ") || `status ${response.status}`;
     throw new ApiError("upstream_error", `The decision log (R2 SQL) answered: ${message.slice(0, 300)}`);
   }
-  return (body.result.rows as LogRow[]).map((row) => ({
-    id: String(row.id),
-    environmentId: String(row.environment_id),
-    kind: row.kind,
-    createdAt: isoOf(row.created_at),
-    identifier: row.identifier ?? null,
-    surfaceSlug: row.surface_slug ?? null,
-    outcome: row.outcome ?? null,
-    record: parseRecord(row.record),
-  }));
+  return Promise.all(
+    (body.result.rows as LogRow[]).map(async (row) => ({
+      id: String(row.id),
+      environmentId: String(row.environment_id),
+      kind: row.kind,
+      createdAt: isoOf(row.created_at),
+      identifier: row.identifier ?? null,
+      surfaceSlug: row.surface_slug ?? null,
+      outcome: row.outcome ?? null,
+      record: await parseRecord(row.record),
+    })),
+  );
 }
 
 /** The stream stores `created_at` as the ISO text it was sent; anything else means the table is not the one expected. */
@@ -124,9 +127,9 @@ function isoOf(value: unknown): string {
   return new Date(parsed).toISOString();
 }
 
-function parseRecord(json: unknown): Record<string, unknown> {
+async function parseRecord(logged: unknown): Promise<Record<string, unknown>> {
   try {
-    const value = JSON.parse(String(json)) as unknown;
+    const value = JSON.parse(await unpackRecordText(String(logged))) as unknown;
     return value !== null && typeof value === "object" && !Array.isArray(value) ? (value as Record<string, unknown>) : { value };
   } catch {
     return { unreadable: true };

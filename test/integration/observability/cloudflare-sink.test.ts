@@ -8,7 +8,7 @@
 import { env } from "cloudflare:workers";
 import { beforeAll, describe, expect, inject, it } from "vitest";
 import { dataPointOf, holdDataPointsOf, MAX_POINTS_PER_FLUSH, queryAnalyticsMetrics, writeHeldDataPoints } from "../../../workers/services/analyticsEngine";
-import { DEAD_LETTER_ATTEMPTS, DECISION_LOG_DEAD_LETTER_QUEUE, DECISION_LOG_MAX_RETRIES, DECISION_LOG_QUEUE, logMessagesOf, MAX_LOGGED_RECORD_BYTES } from "../../../workers/services/decisionLog";
+import { DEAD_LETTER_ATTEMPTS, DECISION_LOG_DEAD_LETTER_QUEUE, DECISION_LOG_MAX_RETRIES, DECISION_LOG_QUEUE, logMessagesOf, MAX_LOGGED_RECORD_BYTES, unpackRecordText } from "../../../workers/services/decisionLog";
 import { latencyBucket, LATENCY_BUCKETS_MS } from "../../../workers/services/metrics";
 import { logQuerySql } from "../../../workers/services/r2SqlLog";
 import { call, createOrganization, publish, waitForBackgroundWork, type TestOrganization } from "../../support/api";
@@ -240,19 +240,44 @@ describe("nothing is lost", () => {
     expect(metrics.body.message).toContain("EVENTS_API_TOKEN");
   });
 
-  it("queue messages stay under the queue's size, a huge record bounded", () => {
-    const huge = { id: "evt_huge", organizationId: "org_1", environmentId: "env_1", kind: "surface_decision" as const, createdAt: new Date().toISOString(), record: { features: "x".repeat(300 * 1024) } };
-    const small = Array.from({ length: 60 }, (_, i) => ({ ...huge, id: `evt_${i}`, record: { features: "y".repeat(4 * 1024) } }));
-    const messages = logMessagesOf([huge, ...small]);
+  it("queue messages stay under the queue's size: large records compressed, a huge one bounded", async () => {
+    const base = { organizationId: "org_1", environmentId: "env_1", kind: "surface_decision" as const, createdAt: new Date().toISOString() };
+    const incompressible = (count: number) => Array.from({ length: count }, () => crypto.randomUUID()).join(",");
+    const huge = { ...base, id: "evt_huge", record: { features: incompressible(10_000) } };
+    const small = Array.from({ length: 40 }, (_, i) => ({ ...base, id: `evt_${i}`, record: { features: incompressible(100) } }));
+    const messages = await logMessagesOf([huge, ...small]);
     expect(messages.length).toBeGreaterThan(1);
     for (const message of messages) expect(new TextEncoder().encode(JSON.stringify(message)).byteLength).toBeLessThan(128 * 1024);
     expect(messages.flatMap((message) => message.records.map((record) => record.id))).toEqual(["evt_huge", ...small.map((event) => event.id)]);
-    expect(JSON.parse(messages[0]!.records[0]!.record)).toMatchObject({ truncated: { limit: MAX_LOGGED_RECORD_BYTES, fields: ["features"] } });
+    expect(JSON.parse(await unpackRecordText(messages[0]!.records[0]!.record))).toMatchObject({ truncated: { limit: MAX_LOGGED_RECORD_BYTES, fields: ["features"] } });
     // A record whose JSON grows when escaped (quotes everywhere) is bounded by its escaped size.
-    const quoted = { ...huge, id: "evt_quoted", record: { words: Array.from({ length: 24_500 }, () => "a") } };
-    const [alone] = logMessagesOf([quoted]);
+    const quoted = { ...base, id: "evt_quoted", record: { words: Array.from({ length: 24_500 }, () => "a") } };
+    const [alone] = await logMessagesOf([quoted]);
     expect(new TextEncoder().encode(JSON.stringify(alone)).byteLength).toBeLessThan(128 * 1024);
-    expect(JSON.parse(alone!.records[0]!.record)).toHaveProperty("truncated");
+    // A large record of repeated shapes goes compressed, and reads back whole.
+    const repetitive = { features: Object.fromEntries(Array.from({ length: 200 }, (_, i) => [`f${i}`, { enabled: { hasAccess: true, value: "on", reason: "plan" } }])) };
+    const [packed] = await logMessagesOf([{ ...base, id: "evt_big", record: repetitive }]);
+    const text = packed!.records[0]!.record;
+    expect(text.startsWith("gz:")).toBe(true);
+    expect(text.length).toBeLessThan(JSON.stringify(repetitive).length / 5);
+    expect(JSON.parse(await unpackRecordText(text))).toEqual(repetitive);
+    expect(await unpackRecordText('{"small":true}')).toBe('{"small":true}');
+  });
+
+  it("a compressed record reads back whole from the log and from D1 after the dead-letter queue", async () => {
+    const org = await createOrganization("Sink: compressed");
+    const sink = cloudflareSink();
+    const record = { features: Object.fromEntries(Array.from({ length: 300 }, (_, i) => [`f${i}`, { enabled: { hasAccess: i % 2 === 0, value: "on" } }])) };
+    const event = (id: string) => ({ id, organizationId: org.id, environmentId: org.live.id, kind: "access_check" as const, createdAt: new Date().toISOString(), identifier: "big", record });
+    const [logged] = await logMessagesOf([event("evt_big_log")]);
+    expect(logged!.records[0]!.record.startsWith("gz:")).toBe(true);
+    await ingestLogRows(logged!.records as unknown as Record<string, unknown>[]);
+    const fromLog = await sink.call("GET", `/api/v1/admin/events?environmentId=${org.live.id}&identifier=big`, { key: org.adminKey });
+    expect(fromLog.body.events.map((listed: { id: string; record: unknown }) => [listed.id, listed.record])).toEqual([["evt_big_log", record]]);
+    const dead = await logMessagesOf([event("evt_big_dead")]);
+    expect((await sink.consumeDeadLetters(dead)).explicitAcks).toHaveLength(1);
+    const row = await env.DB.prepare("SELECT record FROM events WHERE id = 'evt_big_dead'").first<{ record: string }>();
+    expect(JSON.parse(row!.record)).toEqual(record);
   });
 
   it("the log's queue settings in wrangler.toml's production block are the consumer's constants", () => {
