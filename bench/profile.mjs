@@ -4,7 +4,7 @@
  * taken through workerd's inspector (the DevTools protocol's Profiler domain), and where its time goes: self time by
  * function and by source file of the built Worker, and the share spent outside JavaScript (idle or in the runtime).
  *
- * Scenarios: `u` (unmetered surface decision), `a` (anonymous access check), `floor`. The server, the build and the
+ * Scenarios: `u` (unmetered surface decision), `a` (anonymous access check), `f` (access check, 200 features), `floor`. The server, the build and the
  * tenants are the benchmark's (lib/server.mjs, lib/seed.mjs); the load is autocannon at 32 connections. The profile is
  * written to bench/.build/<scenario>.cpuprofile (open it in Chrome DevTools → Performance) and summarized on stdout.
  */
@@ -12,7 +12,7 @@ import { writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { drive } from "./lib/load.mjs";
-import { helloWorldDocument, seedTenant, unmeteredDocument } from "./lib/seed.mjs";
+import { helloWorldDocument, largeDocument, seedTenant, unmeteredDocument } from "./lib/seed.mjs";
 import { buildWorker, startServer } from "./lib/server.mjs";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
@@ -23,11 +23,13 @@ const INSPECTOR_PORT = 9230 + Math.floor(Math.random() * 500);
 const scriptPath = buildWorker(root);
 const server = await startServer(root, scriptPath, { inspectorPort: INSPECTOR_PORT });
 try {
-  const tenant = await seedTenant(server, `profile ${scenario}`, scenario === "u" ? unmeteredDocument(root) : helloWorldDocument(root));
+  const document = scenario === "u" ? unmeteredDocument(root) : scenario === "f" ? largeDocument() : helloWorldDocument(root);
+  const tenant = await seedTenant(server, `profile ${scenario}`, document);
   let n = 0;
   const bodies = {
     u: () => ({ surfaceSlug: "hello-world", identity: { anonymousIdentifier: `p-${n++ % 10_000}` } }),
     a: () => ({ identity: { anonymousIdentifier: "bench-a" } }),
+    f: () => ({ identity: { anonymousIdentifier: "bench-f" } }),
   };
   const request =
     scenario === "floor"
