@@ -156,16 +156,36 @@ export async function startServer(root, scriptPath, { log = console.log, inspect
     options.queueProducers = { DECISION_LOG_QUEUE: "edge-monetization-decision-log" };
     notes.push("event sink: cloudflare (BENCH_EVENT_SINK) — records and metrics leave nothing in D1; no cost figures");
   }
+  let miniflareOptions = options;
+  if (process.env.BENCH_METER_ISOLATE === "separate") {
+    // The meter objects in a Worker of their own, so in an isolate of their own (as on Cloudflare, where an object runs
+    // apart from the Worker calling it): an A/B of what sharing one isolate, and its lock, costs the meter call locally.
+    const { host, port, d1Persist, durableObjectsPersist, cachePersist, inspectorPort: inspector, ...platform } = options;
+    const runtime = { modules: true, scriptPath, compatibilityDate: runtimeDate, compatibilityFlags: toml.compatibilityFlags };
+    miniflareOptions = {
+      host,
+      port,
+      d1Persist,
+      durableObjectsPersist,
+      cachePersist,
+      ...(inspector === undefined ? {} : { inspectorPort: inspector }),
+      workers: [
+        { ...platform, name: "platform", durableObjects: { METER: { className: "MeterObject", scriptName: "meters", useSQLite: true } } },
+        { ...runtime, name: "meters", bindings: { ...secrets }, durableObjects: { METER: { className: "MeterObject", useSQLite: true } } },
+      ],
+    };
+    notes.push("meter objects in a Worker (an isolate) of their own (BENCH_METER_ISOLATE=separate)");
+  }
   let mf;
   try {
-    mf = new Miniflare(options);
+    mf = new Miniflare(miniflareOptions);
     await mf.ready;
   } catch (error) {
     // Older runtimes without Worker Loader support: run without it and report the scenario that needs it.
     if (mf) await mf.dispose().catch(() => {});
     delete options.workerLoaders;
     notes.push(`Worker Loader binding unavailable (${String(error?.message ?? error).split("\n")[0]}); LOADER not bound`);
-    mf = new Miniflare(options);
+    mf = new Miniflare(miniflareOptions === options ? options : { ...miniflareOptions, workers: miniflareOptions.workers.map(({ workerLoaders: _, ...worker }) => worker) });
     await mf.ready;
   }
   const url = (await mf.ready).toString().replace(/\/$/, "");

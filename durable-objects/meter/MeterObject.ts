@@ -251,6 +251,16 @@ type TableGroup = keyof typeof TABLE_GROUPS;
 const ALL_OBJECTS = [...SCHEMA_OBJECTS, ...Object.values(TABLE_GROUPS).flatMap((group) => group.objects)];
 const SCHEMA_CHECK = `SELECT name FROM sqlite_master WHERE name IN (${ALL_OBJECTS.map((name) => `'${name}'`).join(", ")})`;
 
+/** The same counter twice in one request is one counter (consumed once if either entry consumes). */
+function mergedCounters(counters: readonly MeterRequest[]): MeterRequest[] {
+  const byId = new Map<string, MeterRequest>();
+  for (const counter of counters) {
+    const known = byId.get(counter.counterId);
+    byId.set(counter.counterId, known ? { ...known, consume: known.consume || counter.consume } : counter);
+  }
+  return [...byId.values()];
+}
+
 /** Credits may be fractional (cost multipliers); keep them to 6 decimals so sums do not drift. */
 const money = (value: number): number => Math.round(value * 1e6) / 1e6;
 
@@ -308,6 +318,8 @@ export class MeterObject extends DurableObject<Env> {
       return count > 0;
     };
     this.schemaReady = created(SCHEMA_OBJECTS, SCHEMA);
+    // Re-read with the groups: a mark seen before a rollback may be gone with its table.
+    this.hasOverageMarks = undefined;
     this.groups.clear();
     for (const [name, group] of Object.entries(TABLE_GROUPS) as [TableGroup, (typeof TABLE_GROUPS)[TableGroup]][]) {
       if (created(group.objects, group.ddl)) this.groups.add(name);
@@ -402,12 +414,12 @@ export class MeterObject extends DurableObject<Env> {
         return out;
       };
       if (input.agentCharge !== undefined || input.x402Payment !== undefined) this.ensureGroup("agents");
-      if (input.resourceId !== undefined && input.counters.some((counter) => counter.consume && counter.uniqueResources)) this.ensureGroup("resources");
-      if (input.counters.some((counter) => counter.consume && counter.overflowLimit !== undefined)) this.ensureGroup("overage");
       // Tables a write of this call may need, created before any transaction opens (a read creates none).
       if (input.plans) this.ensureGroup("profile");
-      if (input.credits?.some((credit) => credit.grant !== undefined || (credit.consume && credit.cost > 0))) this.ensureGroup("credits");
       if (input.idempotencyKey !== undefined || input.agentCharge !== undefined || input.x402Payment !== undefined || input.credits?.some((credit) => credit.grant !== undefined)) {
+        // These calls always write (their key, charge or grant), inside the transaction `idempotent` opens: the groups
+        // a consumption may write are created before it, whether or not the consumption is then granted.
+        this.ensureConsumptionGroups(mergedCounters(input.counters).filter((counter) => counter.consume), input.resourceId, input.credits ?? []);
         return this.idempotent("evaluate", input.idempotencyKey, input.requestHash, now, () => marked(this.evaluateIn(input, now, timeZone, true)));
       }
       return marked(this.evaluateIn(input, now, timeZone, false));
@@ -425,14 +437,8 @@ export class MeterObject extends DurableObject<Env> {
    * in one synchronous section, so the check and the write cannot interleave with another call either way.
    */
   private evaluateIn(input: EvaluateInput, now: number, timeZone: string, inTransaction: boolean): EvaluateResult {
-    // The same counter twice in one request is one counter (consumed once if either entry consumes).
-    const byId = new Map<string, MeterRequest>();
-    for (const counter of input.counters) {
-      const known = byId.get(counter.counterId);
-      byId.set(counter.counterId, known ? { ...known, consume: known.consume || counter.consume } : counter);
-    }
     const resourceId = input.resourceId;
-    const states = [...byId.values()].map((counter) => {
+    const states = mergedCounters(input.counters).map((counter) => {
       const limit = limitOf(counter.limit);
       const start = periodStart(counter.period, now, timeZone);
       const consumed = this.consumedIn(counter.counterId, start);
@@ -499,8 +505,21 @@ export class MeterObject extends DurableObject<Env> {
       return { readings, credits };
     };
     if (!writes || inTransaction) return finish();
+    // Only a call that writes creates tables (a refusal stays a read: no storage, no `userAdded`), before its transaction.
     this.ensureSchema();
+    this.ensureConsumptionGroups(
+      states.filter((state) => state.needsUnit).map((state) => state.counter),
+      resourceId,
+      creditStates.map((state) => state.credit),
+    );
     return this.ctx.storage.transactionSync(finish);
+  }
+
+  /** The groups consuming these counters and credits may write: unique resources, overage marks, credit balances. */
+  private ensureConsumptionGroups(consumed: readonly MeterRequest[], resourceId: string | undefined, credits: readonly CreditRequest[]): void {
+    if (resourceId !== undefined && consumed.some((counter) => counter.uniqueResources)) this.ensureGroup("resources");
+    if (consumed.some((counter) => counter.overflowLimit !== undefined)) this.ensureGroup("overage");
+    if (credits.some((credit) => credit.grant !== undefined || (credit.consume && credit.cost > 0))) this.ensureGroup("credits");
   }
 
   /**
@@ -788,7 +807,6 @@ export class MeterObject extends DurableObject<Env> {
   async reserve(input: ReserveInput): Promise<(ReserveOutcome & Replayable) | IdempotencyConflict> {
     const now = input.now ?? Date.now();
     this.ensureGroup("reservations");
-    this.ensureGroup("overage");
     if (input.credit) this.ensureGroup("credits");
     const result = this.idempotent("reserve", input.idempotencyKey, input.requestHash, now, () => this.reservations().reserve(input, now));
     if ("reservation" in result && result.reservation) await this.alarmBy(Date.parse(result.reservation.expiresAt));

@@ -49,14 +49,18 @@ export function dataPointOf(row: RollupRow): AnalyticsEngineDataPoint {
  * dataset's rows were written arms a timer in its request's `waitUntil`, which writes whatever is held once the
  * interval has passed (within that request's budget).
  */
-const timerArmed = new WeakSet<AnalyticsEngineDataset>();
+const timerArmedAt = new WeakMap<AnalyticsEngineDataset, number>();
+/** A timer older than this never fired (its request's context was cancelled): the next record arms another. */
+const STALE_TIMER_MS = 35_000;
 
 export function writeDataPointsLater(ctx: Pick<ExecutionContext, "waitUntil">, dataset: AnalyticsEngineDataset, intervalMs = ROLLUP_WRITE_INTERVAL_MS): void {
-  if (timerArmed.has(dataset)) return;
-  timerArmed.add(dataset);
+  const armedAt = timerArmedAt.get(dataset);
+  const now = Date.now();
+  if (armedAt !== undefined && now - armedAt < intervalMs + STALE_TIMER_MS) return;
+  timerArmedAt.set(dataset, now);
   ctx.waitUntil(
     new Promise((resolve) => setTimeout(resolve, intervalMs)).then(() => {
-      timerArmed.delete(dataset);
+      if (timerArmedAt.get(dataset) === now) timerArmedAt.delete(dataset);
       writeHeldDataPoints(dataset, { force: true, invocation: ctx });
     }),
   );

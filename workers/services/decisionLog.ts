@@ -54,8 +54,11 @@ async function gzip(text: string): Promise<Uint8Array> {
 
 /** A record's JSON as logged: itself, or compressed when large. */
 export async function packRecordText(json: string): Promise<string> {
-  if (utf8ByteLength(json) <= COMPRESS_ABOVE_BYTES) return json;
-  return COMPRESSED_PREFIX + encodeBase64(await gzip(json));
+  const bytes = utf8ByteLength(json);
+  if (bytes <= COMPRESS_ABOVE_BYTES) return json;
+  const packed = COMPRESSED_PREFIX + encodeBase64(await gzip(json));
+  // Random-looking content (ids, signatures) does not compress: it is logged as it is.
+  return packed.length < bytes ? packed : json;
 }
 
 /** A logged record's JSON text, whether it was logged compressed or not. */
@@ -172,11 +175,8 @@ export async function writeDecisionLog(sinks: { pipeline?: LogPipeline; queue: Q
 /** Seconds before the n-th retry of a failed send: 10 s, 20 s, 40 s … (a pipeline that is throttling gets room). */
 const retryDelaySeconds = (attempts: number) => Math.min(10 * 2 ** (attempts - 1), 600);
 
-/**
- * The log queue's consumer: each message's records into the pipeline. A deployment without the DECISION_LOG binding
- * (the sink misconfigured) keeps the records in D1 rather than losing them.
- */
-export async function handleDecisionLogBatch(batch: MessageBatch<LogMessage>, env: Pick<Env, "DB"> & { DECISION_LOG?: LogPipeline }): Promise<void> {
+/** Runs `deliver` on each message's records: acked when it succeeds (or holds none), `failed` decides otherwise. */
+async function eachLogMessage(batch: MessageBatch<LogMessage>, deliver: (records: LoggedRecord[]) => Promise<void>, failed: (message: Message<LogMessage>, records: LoggedRecord[], error: unknown) => void): Promise<void> {
   for (const message of batch.messages) {
     const records = message.body?.records;
     if (!Array.isArray(records) || records.length === 0) {
@@ -184,34 +184,41 @@ export async function handleDecisionLogBatch(batch: MessageBatch<LogMessage>, en
       continue;
     }
     try {
-      if (env.DECISION_LOG) await env.DECISION_LOG.send(records);
-      else await writeLoggedToD1(env.DB, records);
+      await deliver(records);
       message.ack();
     } catch (error) {
-      console.warn(JSON.stringify({ event: "decision_log_not_sent", records: records.length, attempts: message.attempts, error: String(error) }));
-      message.retry({ delaySeconds: retryDelaySeconds(message.attempts) });
+      failed(message, records, error);
     }
   }
 }
 
+/**
+ * The log queue's consumer: each message's records into the pipeline, retried with a growing delay. A deployment
+ * without the DECISION_LOG binding (the sink misconfigured) keeps the records in D1 rather than losing them.
+ */
+export async function handleDecisionLogBatch(batch: MessageBatch<LogMessage>, env: Pick<Env, "DB"> & { DECISION_LOG?: LogPipeline }): Promise<void> {
+  const pipeline = env.DECISION_LOG;
+  await eachLogMessage(
+    batch,
+    (records) => (pipeline ? pipeline.send(records) : writeLoggedToD1(env.DB, records)),
+    (message, records, error) => {
+      console.warn(JSON.stringify({ event: "decision_log_not_sent", records: records.length, attempts: message.attempts, error: String(error) }));
+      message.retry({ delaySeconds: retryDelaySeconds(message.attempts) });
+    },
+  );
+}
+
 /** The dead-letter queue's consumer: records the pipeline would not take are kept in D1, where the console reads them too. */
 export async function handleDecisionLogDeadLetters(batch: MessageBatch<LogMessage>, env: Pick<Env, "DB">): Promise<void> {
-  for (const message of batch.messages) {
-    const records = message.body?.records;
-    if (!Array.isArray(records) || records.length === 0) {
+  await eachLogMessage(
+    batch,
+    (records) => writeLoggedToD1(env.DB, records),
+    (message, records, error) => {
+      if (message.attempts < DEAD_LETTER_ATTEMPTS) return message.retry({ delaySeconds: 60 });
+      console.error(JSON.stringify({ event: "decision_log_dropped", records: records.map(({ id, organization_id, kind }) => ({ id, organization_id, kind })), error: String(error) }));
       message.ack();
-      continue;
-    }
-    try {
-      await writeLoggedToD1(env.DB, records);
-      message.ack();
-    } catch (error) {
-      if (message.attempts >= DEAD_LETTER_ATTEMPTS) {
-        console.error(JSON.stringify({ event: "decision_log_dropped", records: records.map(({ id, organization_id, kind }) => ({ id, organization_id, kind })), error: String(error) }));
-        message.ack();
-      } else message.retry({ delaySeconds: 60 });
-    }
-  }
+    },
+  );
 }
 
 /** wrangler.toml's max_retries + 1 for the dead-letter queue's consumer. */

@@ -14,6 +14,7 @@
  *
  * Either way the hot path only buffers: nothing a decision answers waits for a sink.
  */
+import { LRUCache } from "lru-cache";
 import { ApiError } from "../errors";
 import { holdDataPointsOf, queryAnalyticsImpressions, queryAnalyticsMetrics, writeDataPointsLater, writeHeldDataPoints, type AnalyticsSqlSettings } from "./analyticsEngine";
 import { writeDecisionLog, type LogMessage, type LogPipeline } from "./decisionLog";
@@ -58,7 +59,7 @@ export interface CloudflareSinkEnv {
   R2_SQL_API?: string;
   DECISION_LOG_BUCKET?: string;
   DECISION_LOG_TABLE?: string;
-  /** Milliseconds rollup rows wait before they are written as points (10,000 by default; tests use 0). */
+  /** Milliseconds rollup rows wait before they are written as points (10,000 by default, at most 25,000; tests use 0). */
   ANALYTICS_WRITE_INTERVAL_MS?: string;
 }
 
@@ -124,7 +125,8 @@ function cloudflareSettings(
 /** `ANALYTICS_WRITE_INTERVAL_MS` as milliseconds (0 to 60 s); anything else is the default. */
 function intervalOf(configured: string | undefined): number {
   const ms = Number(configured);
-  return configured !== undefined && configured.trim() !== "" && Number.isInteger(ms) && ms >= 0 && ms <= 60_000 ? ms : ROLLUP_WRITE_INTERVAL_MS;
+  // At most 25 s: the timer that writes a quiet isolate's rows runs in a request's waitUntil, which lasts about 30 s.
+  return configured !== undefined && configured.trim() !== "" && Number.isInteger(ms) && ms >= 0 && ms <= 25_000 ? ms : ROLLUP_WRITE_INTERVAL_MS;
 }
 
 /**
@@ -134,14 +136,22 @@ function intervalOf(configured: string | undefined): number {
  */
 const cloudflareWriters = new WeakMap<Queue<LogMessage>, BatchWriter>();
 
+/**
+ * Derived event ids (records under an Idempotency-Key) this isolate has logged in the last 10 minutes: a retry that
+ * reaches the same isolate is not counted or logged twice. One that reaches another isolate is — the list shows one.
+ */
+const seenKeyedIds = new LRUCache<string, true>({ max: 10_000, ttl: 10 * 60 * 1000 });
+
 export function cloudflareEventStore(db: D1Database, settings: Exclude<ReturnType<typeof cloudflareSettings>, string[]>): EventStore {
   let writer = cloudflareWriters.get(settings.queue);
   if (!writer) {
     const { dataset, pipeline, queue, pointsIntervalMs } = settings;
     writer = {
       write: async (batch, invocation) => {
-        // A retry the meter replayed was counted and logged with its first attempt.
-        const fresh = batch.filter((event) => !event.replayed);
+        // A retry the meter replayed was counted and logged with its first attempt; so was a keyed retry this isolate
+        // logged already (a decision that calls no meter cannot tell it is a retry: its derived id can).
+        const fresh = batch.filter((event) => !event.replayed && !(event.idempotent && seenKeyedIds.has(event.id)));
+        for (const event of fresh) if (event.idempotent) seenKeyedIds.set(event.id, true);
         if (fresh.length === 0) return;
         holdDataPointsOf(dataset, fresh);
         // Outside an invocation (a query flushing the buffer) the rows wait for one: its budget is what counts.

@@ -64,7 +64,9 @@ export function logQuerySql(table: string, query: EventQuery, kinds: readonly Ev
   // The table is partitioned by day of ingestion, which is never before a record was made: a lower bound lets R2 SQL
   // skip older days' files (a minute of margin for clocks). Without `from`, the list reads the last
   // DEFAULT_WINDOW_DAYS — R2 SQL bills the bytes it scans, and a page of the newest records needs no more.
-  const from = query.from ?? new Date(now - DEFAULT_WINDOW_DAYS * 86_400_000).toISOString();
+  // The window ends where the page does: at `to` or the cursor when they are older than now.
+  const end = Math.min(now, query.to ? Date.parse(query.to) : now, query.before ? Date.parse(olderThanCursorParts(query.before).createdAt) || now : now);
+  const from = query.from ?? new Date(end - DEFAULT_WINDOW_DAYS * 86_400_000).toISOString();
   if (query.from) where.push(`created_at >= ${instant(query.from)}`);
   where.push(`__ingest_ts >= ${instant(new Date(Date.parse(from) - 60_000).toISOString())}`);
   if (query.to) where.push(`created_at <= ${instant(query.to)}`);

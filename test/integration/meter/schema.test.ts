@@ -127,3 +127,30 @@ describe("groups of the core's old tables", () => {
     expect(await stub.readCounters()).toMatchObject([{ counterId: WIDGET, consumedUnits: 3, uniqueResourceCount: 1 }]);
   });
 });
+
+describe("a refusal stays a read", () => {
+  it("a refused unique-resources or overflow consumption on a new identity creates nothing and adds no user; its first grant does", async () => {
+    const { stub } = freshMeter();
+    const refused = await stub.evaluate({ counters: [counter(WIDGET, 0, { uniqueResources: true })], resourceId: "doc", timeZone: "UTC" });
+    expect(only(readingsOf(refused))).toMatchObject({ hasAccess: false });
+    expect(refused).not.toHaveProperty("userAdded");
+    expect(await stub.evaluate({ counters: [], credits: [{ creditId: "tokens", cost: 5, consume: true }], timeZone: "UTC" })).not.toHaveProperty("userAdded");
+    expect(await tables(stub)).toEqual([]);
+    const granted = await stub.evaluate({ counters: [counter(WIDGET, 3, { uniqueResources: true })], resourceId: "doc", timeZone: "UTC" });
+    expect(granted).toMatchObject({ userAdded: true });
+    expect(await tables(stub)).toEqual(["counters", "resources"]);
+  });
+
+  it("creates the groups a merged counter writes: one entry reads with an overflow limit, another consumes", async () => {
+    const { stub } = freshMeter();
+    const result = await stub.evaluate({
+      counters: [counter(WIDGET, 1_000_000, { consume: false, overflowLimit: 0, uniqueResources: true }), counter(WIDGET, 1_000_000, { consume: true, overflowLimit: 0 })],
+      resourceId: "doc",
+      timeZone: "UTC",
+      idempotencyKey: "merged",
+      requestHash: "h",
+    });
+    expect(only(readingsOf(result))).toMatchObject({ consumedInRequest: true, overageBilledUnits: 1 });
+    expect(await tables(stub)).toEqual(["counters", "idempotency", "overage_billed", "resources"]);
+  });
+});

@@ -262,6 +262,11 @@ describe("nothing is lost", () => {
     expect(text.length).toBeLessThan(JSON.stringify(repetitive).length / 5);
     expect(JSON.parse(await unpackRecordText(text))).toEqual(repetitive);
     expect(await unpackRecordText('{"small":true}')).toBe('{"small":true}');
+    // What does not compress (random base64: signatures, tokens) is logged as it is.
+    const randomText = btoa(String.fromCharCode(...crypto.getRandomValues(new Uint8Array(6_000))));
+    const random = { ...base, id: "evt_random", record: { signature: randomText } };
+    const [plain] = await logMessagesOf([random]);
+    expect(plain!.records[0]!.record.startsWith("{")).toBe(true);
   });
 
   it("a compressed record reads back whole from the log and from D1 after the dead-letter queue", async () => {
@@ -357,6 +362,37 @@ describe("the production sink, reviewed", () => {
     const decisions = sink.points.filter((point) => point.indexes?.[0] === org.live.id && point.blobs?.[0] === "decisions");
     expect(decisions.reduce((sum, point) => sum + point.doubles![0]!, 0)).toBe(1);
     expect(sink.sentToPipeline.filter((record) => (record as { id: string }).id === first.body.eventId)).toHaveLength(1);
+  });
+
+  it("a keyed retry of a decision that calls no meter is not counted or logged twice by the isolate that logged it", async () => {
+    const org = await createOrganization("Sink: unmetered replays");
+    const document = helloWorld();
+    document.plans.anonymous.features.widget.enabled = "on";
+    await publish(org.adminKey, document, [org.live.id]);
+    const sink = cloudflareSink();
+    const send = () =>
+      sink.call("POST", "/api/v1/surface-decisions", {
+        key: org.live.secretKey,
+        headers: { "idempotency-key": "unmetered-once" },
+        body: { surfaceSlug: "hello-world", identity: { anonymousIdentifier: "unmetered" } },
+      });
+    const first = await send();
+    await waitForBackgroundWork();
+    const again = await send();
+    expect(again.body.eventId).toBe(first.body.eventId);
+    await waitForBackgroundWork();
+    await sink.writePoints();
+    const decisions = sink.points.filter((point) => point.indexes?.[0] === org.live.id && point.blobs?.[0] === "decisions");
+    expect(decisions.reduce((sum, point) => sum + point.doubles![0]!, 0)).toBe(1);
+    expect(sink.sentToPipeline.filter((record) => (record as { id: string }).id === first.body.eventId)).toHaveLength(1);
+  });
+
+  it("reads the log's default window back from `to` or the cursor, not only from now", () => {
+    const now = Date.parse("2026-11-26T00:00:00.000Z");
+    const to = "2026-10-01T00:00:00.000Z";
+    expect(logQuerySql("decisions.log", { organizationId: "org_1", to, limit: 10 }, ["access_check"], now)).toContain("__ingest_ts >= '2026-09-23T23:59:00.000Z'");
+    expect(logQuerySql("decisions.log", { organizationId: "org_1", before: `${to}|evt_x`, limit: 10 }, ["access_check"], now)).toContain("__ingest_ts >= '2026-09-23T23:59:00.000Z'");
+    expect(logQuerySql("decisions.log", { organizationId: "org_1", limit: 10 }, ["access_check"], now)).toContain("__ingest_ts >= '2026-11-18T23:59:00.000Z'");
   });
 
   it("pages through duplicated log rows without stopping early or repeating a record", async () => {
