@@ -157,9 +157,11 @@ export async function startServer(root, scriptPath, { log = console.log, inspect
     notes.push("event sink: cloudflare (BENCH_EVENT_SINK) — records and metrics leave nothing in D1; no cost figures");
   }
   let miniflareOptions = options;
-  if (process.env.BENCH_METER_ISOLATE === "separate") {
-    // The meter objects in a Worker of their own, so in an isolate of their own (as on Cloudflare, where an object runs
-    // apart from the Worker calling it): an A/B of what sharing one isolate, and its lock, costs the meter call locally.
+  if (process.env.BENCH_METER_ISOLATE !== "shared") {
+    // The meter objects in a Worker of their own, so in an isolate of their own, as on Cloudflare, where an object
+    // never runs in the isolate of the Worker calling it. Sharing one (BENCH_METER_ISOLATE=shared, what `wrangler dev`
+    // does) puts every meter call behind the Worker's own requests on the isolate's lock: (a)'s p99 went from ≤ 2× the
+    // floor's to 2.7–4.3× (docs/scale.md, "What bounds the ratios and the tails").
     const { host, port, d1Persist, durableObjectsPersist, cachePersist, inspectorPort: inspector, ...platform } = options;
     const runtime = { modules: true, scriptPath, compatibilityDate: runtimeDate, compatibilityFlags: toml.compatibilityFlags };
     miniflareOptions = {
@@ -174,7 +176,7 @@ export async function startServer(root, scriptPath, { log = console.log, inspect
         { ...runtime, name: "meters", bindings: { ...secrets }, durableObjects: { METER: { className: "MeterObject", useSQLite: true } } },
       ],
     };
-    notes.push("meter objects in a Worker (an isolate) of their own (BENCH_METER_ISOLATE=separate)");
+    notes.push("meter objects in a Worker (an isolate) of their own (BENCH_METER_ISOLATE=shared to share the Worker's)");
   }
   let mf;
   try {
