@@ -17,6 +17,7 @@
  */
 import { boundedRecordJson, type PendingEvent } from "./events";
 import { decodeBase64, encodeBase64 } from "../lib/base64";
+import { groupsWithin } from "../lib/batches";
 import { utf8ByteLength } from "../lib/json";
 
 /** Queue names and retry counts, as wrangler.toml declares them (a test keeps them equal). */
@@ -113,23 +114,7 @@ function loggedRecordJson(record: Record<string, unknown>): string {
 }
 
 /** Records in groups whose JSON stays under `maxBytes`, in order. */
-function packed(records: readonly LoggedRecord[], maxBytes: number): LoggedRecord[][] {
-  const groups: LoggedRecord[][] = [];
-  let current: LoggedRecord[] = [];
-  let bytes = 0;
-  for (const logged of records) {
-    const size = utf8ByteLength(JSON.stringify(logged)) + 1;
-    if (current.length > 0 && bytes + size > maxBytes) {
-      groups.push(current);
-      current = [];
-      bytes = 0;
-    }
-    current.push(logged);
-    bytes += size;
-  }
-  if (current.length > 0) groups.push(current);
-  return groups;
-}
+const packed = (records: readonly LoggedRecord[], maxBytes: number): LoggedRecord[][] => groupsWithin(records, (logged) => utf8ByteLength(JSON.stringify(logged)) + 1, { maxBytes });
 
 /** The batch as queue messages, each under MAX_MESSAGE_BYTES. */
 export async function logMessagesOf(batch: readonly PendingEvent[]): Promise<LogMessage[]> {

@@ -8,6 +8,7 @@ import type { PreparedSnapshot } from "../engine/prepare";
 import type { ConfigSnapshot } from "../engine/snapshot";
 import type { Environment } from "../services/tenancy";
 import type { CounterSettings } from "./scopedUtils";
+import { groupsWithin } from "../lib/batches";
 import { jsonByteLength } from "../lib/json";
 import { schemaValidator } from "../lib/schemaValidators";
 
@@ -118,7 +119,7 @@ export async function enqueueTriggers(
     messages.push({ body, bytes });
   }
   // Each batch on its own: one refused batch must not take the others down with it.
-  for (const batch of batchesOf(messages)) {
+  for (const batch of groupsWithin(messages, (message) => message.bytes, { maxBytes: MAX_BATCH_BYTES, maxItems: 100 })) {
     try {
       // As JSON, so what was measured is what is sent (the default v8 encoding can take twice the bytes).
       await queue.sendBatch(batch.map(({ body }) => ({ body, contentType: "json" as const })));
@@ -133,23 +134,6 @@ export async function enqueueTriggers(
 /** A queue message holds at most 128 KB, a batch 100 messages and 256 KB; both with headroom for the envelope. */
 export const MAX_MESSAGE_BYTES = 120 * 1024;
 const MAX_BATCH_BYTES = 200 * 1024;
-
-function batchesOf<T extends { bytes: number }>(messages: T[]): T[][] {
-  const batches: T[][] = [];
-  let current: T[] = [];
-  let size = 0;
-  for (const message of messages) {
-    if (current.length > 0 && (current.length === 100 || size + message.bytes > MAX_BATCH_BYTES)) {
-      batches.push(current);
-      current = [];
-      size = 0;
-    }
-    current.push(message);
-    size += message.bytes;
-  }
-  if (current.length > 0) batches.push(current);
-  return batches;
-}
 
 /**
  * Checks a trigger a workflow fires: customer code may fire only the custom triggers its version declares, with a
