@@ -193,11 +193,20 @@ const compare = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
 
 let warnedMisconfigured = false;
 
+/** The store of each bindings object: the Worker's `env` is one object per isolate, so its settings are read once. */
+const storesByEnv = new WeakMap<object, EventStore>();
+
 /**
  * The store `EVENT_SINK` names. A production sink with bindings or settings missing keeps the records in D1 (the hot
  * path must not fail, and nothing is lost) and says so once per isolate; its reads answer 503 naming what is missing.
  */
 export function eventStoreOf(env: Pick<Env, "DB"> & CloudflareSinkEnv): EventStore {
+  let store = storesByEnv.get(env);
+  if (!store) storesByEnv.set(env, (store = storeFor(env)));
+  return store;
+}
+
+function storeFor(env: Pick<Env, "DB"> & CloudflareSinkEnv): EventStore {
   const sink = (env.EVENT_SINK ?? "d1").trim() || "d1";
   if (sink === "d1") return d1EventStore(env.DB);
   const settings = sink === "cloudflare" ? cloudflareSettings(env) : [`EVENT_SINK (${JSON.stringify(sink)} is neither "d1" nor "cloudflare")`];
