@@ -170,7 +170,7 @@ export async function queryAnalyticsMetrics(settings: AnalyticsSqlSettings, quer
   ]);
   return metricsFromRows(query, {
     series: series.map((row): SeriesRow => ({ start: numberOf(row.start), metric: String(row.metric), count: numberOf(row.count) })),
-    denials: dimensionRows(denials).filter((row) => readableJson(row.dimension)),
+    denials: dimensionRows(denials).filter((row) => jsonOf(row.dimension) !== undefined),
     failures: dimensionRows(failures),
     stages: stages.map((row): StageRow => ({ dimension: String(row.dimension), bucket: numberOf(row.bucket), count: numberOf(row.count) })),
   });
@@ -178,12 +178,12 @@ export async function queryAnalyticsMetrics(settings: AnalyticsSqlSettings, quer
 
 const dimensionRows = (rows: Record<string, unknown>[]): DimensionRow[] => rows.map((row) => ({ dimension: String(row.dimension ?? ""), count: numberOf(row.count) }));
 
-function readableJson(text: string): boolean {
+/** The value of a dimension written as JSON, or undefined for one that is not. */
+function jsonOf(text: string): unknown {
   try {
-    JSON.parse(text);
-    return true;
+    return JSON.parse(text) as unknown;
   } catch {
-    return false;
+    return undefined;
   }
 }
 
@@ -197,8 +197,9 @@ export async function queryAnalyticsImpressions(
 ): Promise<{ offer: string; variant: string | null; count: number }[]> {
   const rows = await analyticsSql(settings, `SELECT blob3 AS dimension, SUM(_sample_interval * double1) AS count ${rowsOf(settings, query.environmentId, ["offer_impression"], query.from, query.to)} GROUP BY dimension`);
   return dimensionRows(rows).flatMap(({ dimension, count }) => {
-    if (!readableJson(dimension)) return [];
-    const [offer, variant] = JSON.parse(dimension) as [unknown, unknown];
+    const parsed = jsonOf(dimension);
+    if (!Array.isArray(parsed)) return [];
+    const [offer, variant] = parsed as unknown[];
     return typeof offer === "string" ? [{ offer, variant: typeof variant === "string" ? variant : null, count }] : [];
   });
 }
