@@ -36,6 +36,10 @@ async function decisionsInD1(environmentId: string): Promise<string[]> {
   return results.map((row) => row.id);
 }
 
+/** What the points written for an environment count of one metric (each point's double1, summed). */
+const countedPoints = (sink: CloudflareSink, environmentId: string, metric: string) =>
+  sink.points.filter((point) => point.indexes?.[0] === environmentId && point.blobs?.[0] === metric).reduce((sum, point) => sum + point.doubles![0]!, 0);
+
 const idsOf = (records: object[]) => records.map((record) => (record as { id: string }).id).sort();
 
 describe("the production event sink", () => {
@@ -62,10 +66,9 @@ describe("the production event sink", () => {
 
   it("writes the decisions' metrics as rollup points, their records to the stream, and nothing to D1 or the queue", async () => {
     const mine = sink.points.filter((point) => point.indexes?.[0] === org.live.id);
-    const count = (metric: string) => mine.filter((point) => point.blobs?.[0] === metric).reduce((sum, point) => sum + (point.doubles?.[0] ?? 0), 0);
-    expect(count("decisions")).toBe(5);
-    expect(count("access_checks")).toBe(1);
-    expect(count("surface_decisions")).toBe(4);
+    expect(countedPoints(sink, org.live.id, "decisions")).toBe(5);
+    expect(countedPoints(sink, org.live.id, "access_checks")).toBe(1);
+    expect(countedPoints(sink, org.live.id, "surface_decisions")).toBe(4);
     // One point per row, not per decision: all five decisions' counts in a minute or two.
     expect(mine.filter((point) => point.blobs?.[0] === "decisions").length).toBeLessThanOrEqual(2);
     expect(mine.every((point) => /^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:00$/.test(String(point.blobs?.[1])))).toBe(true);
@@ -186,7 +189,7 @@ describe("nothing is lost", () => {
     expect(listed.body.events.map((event: { id: string }) => event.id)).toEqual([response.body.eventId]);
     // Its metrics are counted, stream or not.
     await sink.writePoints();
-    expect(sink.points.filter((point) => point.indexes?.[0] === org.live.id && point.blobs?.[0] === "decisions").reduce((sum, point) => sum + point.doubles![0]!, 0)).toBe(1);
+    expect(countedPoints(sink, org.live.id, "decisions")).toBe(1);
   });
 
   it("retries a send the stream keeps refusing with a growing delay, and its dead letters land in D1 — listed once even when the log has them too", async () => {
@@ -359,8 +362,7 @@ describe("the production sink, reviewed", () => {
     expect(again.body.eventId).toBe(first.body.eventId);
     await waitForBackgroundWork();
     await sink.writePoints();
-    const decisions = sink.points.filter((point) => point.indexes?.[0] === org.live.id && point.blobs?.[0] === "decisions");
-    expect(decisions.reduce((sum, point) => sum + point.doubles![0]!, 0)).toBe(1);
+    expect(countedPoints(sink, org.live.id, "decisions")).toBe(1);
     expect(sink.sentToPipeline.filter((record) => (record as { id: string }).id === first.body.eventId)).toHaveLength(1);
   });
 
@@ -382,8 +384,7 @@ describe("the production sink, reviewed", () => {
     expect(again.body.eventId).toBe(first.body.eventId);
     await waitForBackgroundWork();
     await sink.writePoints();
-    const decisions = sink.points.filter((point) => point.indexes?.[0] === org.live.id && point.blobs?.[0] === "decisions");
-    expect(decisions.reduce((sum, point) => sum + point.doubles![0]!, 0)).toBe(1);
+    expect(countedPoints(sink, org.live.id, "decisions")).toBe(1);
     expect(sink.sentToPipeline.filter((record) => (record as { id: string }).id === first.body.eventId)).toHaveLength(1);
   });
 
@@ -449,8 +450,7 @@ describe("the production sink, reviewed", () => {
     await decide(sink, org, "/api/v1/surface-decisions", "quiet-one");
     await waitForBackgroundWork();
     // No later decision, no forced write: the timer wrote them.
-    const decisions = sink.points.filter((point) => point.indexes?.[0] === org.live.id && point.blobs?.[0] === "decisions");
-    expect(decisions.reduce((sum, point) => sum + point.doubles![0]!, 0)).toBe(1);
+    expect(countedPoints(sink, org.live.id, "decisions")).toBe(1);
     // One request's writes (its flush and its timer) stay within MAX_POINTS_PER_FLUSH.
     const dataset: AnalyticsEngineDataset = { writeDataPoint: () => undefined };
     const invocation = {};
